@@ -1,0 +1,141 @@
+"""Marker observations from CSV files and IMOD models.
+
+Positions use this project's convention: x = column, y = row, the centre of the first pixel at
+(0, 0). IMOD models put that centre at (0.5, 0.5); the conversion happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .atomic import atomic_open
+from .errors import FileFormatError
+from .tilts import read_text
+
+IMOD_PIXEL_OFFSET = 0.5
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class MarkerTable:
+    """Sparse marker observations.
+
+    Attributes
+    ----------
+    view
+        ``(n_obs,)`` 0-based view index.
+    marker
+        ``(n_obs,)`` marker id.
+    xy
+        ``(n_obs, 2)`` (x, y) positions in pixels.
+    image_size
+        ``(width, height)`` when the file records it (IMOD models do), else None.
+    """
+
+    view: NDArray[np.intp]
+    marker: NDArray[np.int64]
+    xy: NDArray[np.float64]
+    image_size: tuple[int, int] | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+
+def read_markers(path: str | os.PathLike[str]) -> MarkerTable:
+    """Read markers from a ``.csv`` (``view,marker,x,y`` header) or an IMOD ``.fid``/``.mod`` model."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext == ".csv":
+        return read_markers_csv(p)
+    if ext in (".fid", ".mod"):
+        return read_imod_model(p)
+    raise FileFormatError(f"{p}: unknown marker file type {ext!r}; use a .csv, .fid or .mod file")
+
+
+def read_markers_csv(path: str | os.PathLike[str]) -> MarkerTable:
+    """Read a CSV whose header includes ``view,marker,x,y``; other columns are ignored."""
+    text = read_text(path, "marker CSV")
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise FileFormatError(f"{path}: the file is empty; expected a header with view,marker,x,y") from None
+    missing = [c for c in ("view", "marker", "x", "y") if c not in header]
+    if missing:
+        raise FileFormatError(f"{path}: the header lacks column(s) {', '.join(missing)}; it needs view,marker,x,y")
+    idx = [header.index(c) for c in ("view", "marker", "x", "y")]
+    rows = []
+    for n, row in enumerate(reader, 2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        try:
+            vals = [float(row[i]) for i in idx]
+        except (ValueError, IndexError):
+            raise FileFormatError(f"{path}, line {n}: expected numbers in view,marker,x,y, got {row[:6]}") from None
+        if not all(np.isfinite(vals)):
+            raise FileFormatError(f"{path}, line {n}: NaN or infinite value in {row[:6]}")
+        if vals[0] != round(vals[0]) or vals[0] < 0 or vals[1] != round(vals[1]):
+            raise FileFormatError(f"{path}, line {n}: view must be a whole number >= 0 and marker a whole number")
+        rows.append(vals)
+    if not rows:
+        raise FileFormatError(f"{path}: no marker rows after the header")
+    a = np.asarray(rows)
+    return MarkerTable(a[:, 0].astype(np.intp), a[:, 1].astype(np.int64), a[:, 2:4].copy(), None, str(path))
+
+
+def write_markers_csv(path: str | os.PathLike[str], table: MarkerTable, overwrite: bool = False) -> None:
+    """Write ``view,marker,x,y`` rows, atomically."""
+    with atomic_open(path, overwrite=overwrite) as f:
+        f.write("view,marker,x,y\n")
+        for v, m, (x, y) in zip(table.view, table.marker, table.xy):
+            f.write(f"{int(v)},{int(m)},{x:.6f},{y:.6f}\n")
+
+
+def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
+    """Read an IMOD binary model (``.fid``/``.mod``): one contour per marker, z = view index.
+
+    Marker ids number the (object, contour) pairs from 1, in file order, as IMOD's ``fid.xyz``
+    does for a single object.
+    """
+    import imodmodel  # local import: pandas and pydantic load only when a model is read
+
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        raise FileFormatError(f"{p}: no such IMOD model file") from None
+    if size > MAX_MODEL_BYTES:
+        raise FileFormatError(f"{p}: {size} bytes is too large for a marker model")
+    with open(p, "rb") as f:
+        magic = f.read(8)
+    if magic[:4] != b"IMOD":
+        raise FileFormatError(f"{p}: not an IMOD model (it does not start with 'IMOD')")
+    try:
+        model = imodmodel.ImodModel.from_file(p)
+        df = imodmodel.read(p)
+    except Exception as exc:  # the parser's own errors are not ours to show the user
+        raise FileFormatError(f"{p}: the IMOD model is damaged or truncated ({type(exc).__name__})") from None
+    if len(df) == 0:
+        raise FileFormatError(f"{p}: the IMOD model holds no points")
+    xyz = df[["x", "y", "z"]].to_numpy(dtype=float)
+    if not np.all(np.isfinite(xyz)):
+        raise FileFormatError(f"{p}: the IMOD model holds NaN or infinite coordinates")
+    views = np.round(xyz[:, 2])
+    if np.any(np.abs(xyz[:, 2] - views) > 0.01) or np.any(views < 0):
+        raise FileFormatError(f"{p}: point Z values must be view numbers (whole, >= 0); is this a fiducial model?")
+    pairs = df[["object_id", "contour_id"]].to_numpy()
+    _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(1, len(first) + 1)
+    marker = rank[np.asarray(inverse).ravel()]
+    h = model.header
+    image_size = (int(h.xmax), int(h.ymax)) if h.xmax > 0 and h.ymax > 0 else None
+    return MarkerTable(views.astype(np.intp), marker, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, str(p))

@@ -1,0 +1,302 @@
+"""Levenberg–Marquardt over the projection model, with the marker blocks eliminated.
+
+The normal equations have the structure ``[[B, E], [E^T, C]]`` where ``C`` is block-diagonal with
+one 3 x 3 block per marker. Each iteration eliminates ``C`` (a Schur complement) and factors only
+the small dense system of the view unknowns, then recovers the marker steps block by block. No
+dense Jacobian is ever formed: every product is accumulated from per-observation blocks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+from numpy.typing import NDArray
+
+from .model import jacobian_blocks, project
+
+
+class Cancelled(Exception):
+    """Raised inside a solve when the caller's ``should_stop`` returned True."""
+
+
+@dataclass
+class Observations:
+    """Marker observations prepared for the solver, sorted by marker.
+
+    Attributes
+    ----------
+    view_index, marker_index
+        ``(n_obs,)`` solver-internal view and marker numbers of each observation.
+    xy
+        ``(n_obs, 2)`` observed positions relative to the image centre, in pixels.
+    weights
+        ``(n_obs,)`` least-squares weight of each observation.
+    """
+
+    view_index: NDArray[np.intp]
+    marker_index: NDArray[np.intp]
+    xy: NDArray[np.float64]
+    n_views: int
+    n_markers: int
+    weights: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        order = np.lexsort((self.view_index, self.marker_index))
+        self.view_index = np.asarray(self.view_index, dtype=np.intp)[order]
+        self.marker_index = np.asarray(self.marker_index, dtype=np.intp)[order]
+        self.xy = np.asarray(self.xy, dtype=float)[order]
+        self.weights = np.asarray(self.weights, dtype=float)[order]
+        self.order = order
+        counts = np.bincount(self.marker_index, minlength=self.n_markers)
+        if np.any(counts == 0):
+            raise ValueError("every marker passed to the solver needs at least one observation")
+        self.marker_starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        n = len(self.view_index)
+        self.view_sum = scipy.sparse.csr_matrix(
+            (np.ones(n), (self.view_index, np.arange(n))), shape=(self.n_views, n)
+        )
+
+    def __len__(self) -> int:
+        return len(self.view_index)
+
+    def residuals(self, view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(n_obs, 2)`` predicted minus observed positions, unweighted."""
+        return project(view_params, xyz, self.view_index, self.marker_index) - self.xy
+
+    def cost(self, view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> float:
+        """Half the weighted sum of squared residuals."""
+        r = self.residuals(view_params, xyz)
+        return 0.5 * float(np.sum(self.weights * np.einsum("ij,ij->i", r, r)))
+
+
+@dataclass
+class LMReport:
+    """What one Levenberg–Marquardt run did."""
+
+    iterations: int
+    cost: float
+    converged: bool
+    message: str
+    wall_time_s: float
+
+
+def _outer(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(n, p, q)`` sum over the 2 residual rows of ``a[:, r, :]^T b[:, r, :]``."""
+    return a[:, 0, :, None] * b[:, 0, None, :] + a[:, 1, :, None] * b[:, 1, None, :]
+
+
+def _scatter_square(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:
+    """Add ``(n_views, 5, 5)`` per-view blocks into an ``(n_q, n_q)`` matrix at ``cols``."""
+    rows = np.broadcast_to(cols[:, :, None], values.shape)
+    colz = np.broadcast_to(cols[:, None, :], values.shape)
+    ok = (rows >= 0) & (colz >= 0)
+    flat = rows[ok] * n_q + colz[ok]
+    return np.bincount(flat, weights=values[ok], minlength=n_q * n_q).reshape(n_q, n_q)
+
+
+def _scatter_vector(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:
+    """Add ``(n_views, 5)`` per-view values into an ``(n_q,)`` vector at ``cols``."""
+    ok = cols >= 0
+    return np.bincount(cols[ok], weights=values[ok], minlength=n_q)
+
+
+class _Linearisation:
+    """The normal-equation blocks at one point, ready to be solved for any damping."""
+
+    def __init__(
+        self,
+        obs: Observations,
+        view_params: NDArray[np.float64],
+        xyz: NDArray[np.float64],
+        columns: NDArray[np.intp],
+        n_q: int,
+        dense_index: tuple[NDArray[np.bool_], NDArray[np.intp]],
+    ) -> None:
+        self.obs, self.columns, self.n_q = obs, columns, n_q
+        self.dense_mask, self.dense_flat = dense_index
+        r = obs.residuals(view_params, xyz)
+        jv, jm = jacobian_blocks(view_params, xyz, obs.view_index, obs.marker_index)
+        jv *= (columns[obs.view_index] >= 0)[:, None, :]
+        sw = np.sqrt(obs.weights)
+        r *= sw[:, None]
+        jv *= sw[:, None, None]
+        jm *= sw[:, None, None]
+        self.cost = 0.5 * float(np.sum(r * r))
+        n = len(obs)
+        starts = obs.marker_starts
+        per_view = obs.view_sum @ np.concatenate(
+            (_outer(jv, jv).reshape(n, 25), (jv * r[:, :, None]).sum(1)), axis=1
+        )
+        self.b_view = per_view[:, :25].reshape(-1, 5, 5)
+        g_view = per_view[:, 25:]
+        self.g_q = _scatter_vector(g_view, columns, n_q)
+        self.B = _scatter_square(self.b_view, columns, n_q)
+        self.C = np.add.reduceat(_outer(jm, jm), starts, axis=0)
+        self.g_m = np.add.reduceat((jm * r[:, :, None]).sum(1), starts, axis=0)
+        self.E = _outer(jv, jm)  # (n_obs, 5, 3)
+        self.diag_q = np.maximum(np.diag(self.B).copy(), 1e-12 * max(1.0, float(np.max(np.diag(self.B), initial=0))))
+        dc = np.diagonal(self.C, axis1=1, axis2=2)
+        self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0))))
+
+    def gradient_norm(self) -> float:
+        return float(max(np.max(np.abs(self.g_q), initial=0.0), np.max(np.abs(self.g_m), initial=0.0)))
+
+    def solve(self, lam: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None:
+        """The damped step ``(delta_q, delta_xyz, predicted_reduction)``, or None if not definite."""
+        obs, n_q = self.obs, self.n_q
+        Cd = self.C.copy()
+        idx = np.arange(3)
+        Cd[:, idx, idx] += lam * self.diag_m
+        try:
+            L = np.linalg.cholesky(Cd)
+        except np.linalg.LinAlgError:
+            return None
+        Linv = np.linalg.inv(L)  # lower triangular, (n_m, 3, 3)
+        Cinv = np.einsum("mki,mkj->mij", Linv, Linv)
+        LinvT = np.swapaxes(Linv, 1, 2)[obs.marker_index]  # (n_obs, 3, 3)
+        E = self.E
+        F = E[:, :, 0, None] * LinvT[:, None, 0, :]
+        F += E[:, :, 1, None] * LinvT[:, None, 1, :]
+        F += E[:, :, 2, None] * LinvT[:, None, 2, :]
+        n_m = obs.n_markers
+        Fq = np.bincount(
+            self.dense_flat, weights=F[self.dense_mask], minlength=n_q * 3 * n_m
+        ).reshape(n_q, 3 * n_m)
+        S = self.B + np.diag(lam * self.diag_q)
+        if n_q:
+            S -= Fq @ Fq.T
+        t = np.einsum("mij,mj->mi", Cinv, self.g_m)  # C^-1 g_m
+        et = np.einsum("nkl,nl->nk", E, t[obs.marker_index])
+        rhs = -self.g_q + _scatter_vector(obs.view_sum @ et, self.columns, n_q)
+        if n_q:
+            try:
+                cf = scipy.linalg.cho_factor(S, lower=False, check_finite=False)
+            except (np.linalg.LinAlgError, ValueError):
+                return None
+            dq = scipy.linalg.cho_solve(cf, rhs, check_finite=False)
+            if not np.all(np.isfinite(dq)):
+                return None
+        else:
+            dq = np.zeros(0)
+        dv = np.where(self.columns >= 0, dq[np.maximum(self.columns, 0)] if n_q else 0.0, 0.0)
+        etd = np.einsum("nkl,nk->nl", E, dv[obs.view_index])
+        sum_etd = np.add.reduceat(etd, obs.marker_starts, axis=0)
+        dm = np.einsum("mij,mj->mi", Cinv, -self.g_m - sum_etd)
+        g_dot = float(self.g_q @ dq + np.sum(self.g_m * dm))
+        d_dot = float(np.sum(self.diag_q * dq * dq) + np.sum(self.diag_m * dm * dm))
+        predicted = 0.5 * (lam * d_dot - g_dot)
+        return dq, dm, predicted
+
+
+def dense_index(obs: Observations, columns: NDArray[np.intp], n_q: int) -> tuple[NDArray[np.bool_], NDArray[np.intp]]:
+    """Where each entry of the per-observation ``(5, 3)`` blocks lands in the ``(n_q, 3 n_m)`` matrix."""
+    col = columns[obs.view_index]  # (n_obs, 5)
+    rows = np.broadcast_to(col[:, :, None], (len(obs), 5, 3))
+    mcol = obs.marker_index[:, None, None] * 3 + np.arange(3)[None, None, :]
+    mcol = np.broadcast_to(mcol, (len(obs), 5, 3))
+    mask = rows >= 0
+    flat = rows[mask].astype(np.int64) * (3 * obs.n_markers) + mcol[mask]
+    return mask, flat
+
+
+def apply_step(
+    view_params: NDArray[np.float64],
+    xyz: NDArray[np.float64],
+    columns: NDArray[np.intp],
+    dq: NDArray[np.float64],
+    dm: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """New parameter arrays after a step (the inputs are left alone)."""
+    vp = view_params.copy()
+    if len(dq):
+        ok = columns >= 0
+        vp[ok] += dq[columns[ok]]
+    return vp, xyz + dm
+
+
+def levenberg_marquardt(
+    obs: Observations,
+    view_params: NDArray[np.float64],
+    xyz: NDArray[np.float64],
+    columns: NDArray[np.intp],
+    n_q: int,
+    *,
+    max_iterations: int = 200,
+    ftol: float = 1e-12,
+    xtol: float = 1e-10,
+    gtol: float = 1e-12,
+    initial_damping: float = 1e-4,
+    progress: Callable[[int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], LMReport]:
+    """Minimise the weighted squared residuals over the free view columns and all markers.
+
+    Parameters
+    ----------
+    obs
+        The observations.
+    view_params
+        ``(n_views, 5)`` starting per-view parameters.
+    xyz
+        ``(n_markers, 3)`` starting marker positions.
+    columns
+        ``(n_views, 5)`` unknown-vector column of each view parameter, -1 where fixed.
+    n_q
+        Number of view unknowns.
+
+    Returns
+    -------
+    The solved ``view_params``, ``xyz`` and a report.
+    """
+    t0 = time.perf_counter()
+    index = dense_index(obs, columns, n_q)
+    lin = _Linearisation(obs, view_params, xyz, columns, n_q, index)
+    lam, nu = initial_damping, 2.0
+    iterations, converged, message = 0, False, "maximum iterations reached"
+    if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
+        converged, message = True, "gradient is zero at the start"
+    while not converged and iterations < max_iterations:
+        if should_stop is not None and should_stop():
+            raise Cancelled("alignment cancelled")
+        step = lin.solve(lam)
+        if step is None:
+            lam, nu = lam * nu, nu * 2
+            if lam > 1e16:
+                message = "the normal equations stayed singular under damping"
+                break
+            continue
+        dq, dm, predicted = step
+        vp_new, xyz_new = apply_step(view_params, xyz, columns, dq, dm)
+        new_cost = obs.cost(vp_new, xyz_new)
+        step_size = float(np.sqrt(np.sum(dq * dq) + np.sum(dm * dm)))
+        size = float(np.sqrt(np.sum(xyz * xyz) + np.sum(view_params * view_params)))
+        if np.isfinite(new_cost) and new_cost < lin.cost:
+            rho = (lin.cost - new_cost) / predicted if predicted > 0 else 0.0
+            reduction = lin.cost - new_cost
+            view_params, xyz = vp_new, xyz_new
+            iterations += 1
+            if progress is not None:
+                progress(iterations, new_cost)
+            if reduction <= ftol * new_cost or step_size <= xtol * (size + xtol):
+                converged, message = True, "cost stopped decreasing"
+                lin.cost = new_cost
+                break
+            lin = _Linearisation(obs, view_params, xyz, columns, n_q, index)
+            if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
+                converged, message = True, "gradient vanished"
+                break
+            lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            lam = max(lam, 1e-15)
+            nu = 2.0
+        else:
+            if predicted <= ftol * lin.cost or step_size <= xtol * (size + xtol):
+                converged, message = True, "no further decrease possible"
+                break
+            lam, nu = lam * nu, nu * 2
+    report = LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
+    return view_params, xyz, report

@@ -1,0 +1,237 @@
+"""The result of an alignment: parameters, residuals, statistics and what each stage did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .options import AlignmentOptions
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What one stage of the solve did."""
+
+    name: str
+    iterations: int
+    wall_time_s: float
+    cost: float
+    rms_residual_px: float
+    converged: bool
+    message: str
+    n_unknowns: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _group_stats(index: NDArray[np.intp], sq: NDArray[np.float64], n: int) -> tuple[NDArray, NDArray]:
+    """RMS and mean residual length per group; NaN for groups with no observation."""
+    count = np.bincount(index, minlength=n).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(np.bincount(index, sq, minlength=n) / count)
+        mean = np.bincount(index, np.sqrt(sq), minlength=n) / count
+    return rms, mean
+
+
+@dataclass
+class Alignment:
+    """A solved alignment of a tilt series.
+
+    Positions are in pixels with ``x`` = column and ``y`` = row and the centre of the first pixel
+    at (0, 0). Parameters of views left out of the fit are NaN, as are positions of markers left
+    out of it.
+
+    Attributes
+    ----------
+    tilt_angles_deg, nominal_tilt_angles_deg, rotation_deg, magnification
+        ``(n_views,)`` solved and nominal tilts, in-plane rotations (the tilt-axis angle of each
+        view) and magnifications.
+    shifts_px
+        ``(n_views, 2)`` per-view (dx, dy) shift of the model, relative to the image centre.
+    view_determined
+        ``(n_views,)`` False for views left out of the fit (too few markers).
+    marker_ids
+        ``(n_markers,)`` the caller's marker ids, in the order of all marker arrays.
+    xyz_px
+        ``(n_markers, 3)`` marker positions (x, y, z) with their centroid at the origin.
+    obs_view, obs_marker
+        ``(n_obs,)`` view index and marker *index* (into ``marker_ids``) of each observation, in
+        the caller's order.
+    obs_xy_px, residuals_px
+        ``(n_obs, 2)`` observed positions and residuals (predicted minus observed).
+    obs_used
+        ``(n_obs,)`` False for observations of excluded views or markers.
+    predicted_xy_px
+        ``(n_views, n_markers, 2)`` the model's position of every marker in every view.
+    """
+
+    tilt_angles_deg: NDArray[np.float64]
+    nominal_tilt_angles_deg: NDArray[np.float64]
+    rotation_deg: NDArray[np.float64]
+    magnification: NDArray[np.float64]
+    shifts_px: NDArray[np.float64]
+    view_determined: NDArray[np.bool_]
+    marker_ids: NDArray[np.int64]
+    xyz_px: NDArray[np.float64]
+    obs_view: NDArray[np.intp]
+    obs_marker: NDArray[np.intp]
+    obs_xy_px: NDArray[np.float64]
+    residuals_px: NDArray[np.float64]
+    obs_used: NDArray[np.bool_]
+    predicted_xy_px: NDArray[np.float64]
+    image_size: tuple[int, int]
+    reference_view: int
+    tilt_axis_deg: float
+    tilt_axis_source: str
+    branch: str
+    stages: list[StageReport]
+    converged: bool
+    options: AlignmentOptions
+    warnings: list[str] = field(default_factory=list)
+    pixel_size_nm: float | None = None
+    weights: NDArray[np.float64] | None = None
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def n_views(self) -> int:
+        return len(self.tilt_angles_deg)
+
+    @property
+    def n_markers(self) -> int:
+        return len(self.marker_ids)
+
+    @property
+    def image_centre(self) -> NDArray[np.float64]:
+        """The (x, y) centre of the image: ``((nx - 1) / 2, (ny - 1) / 2)``."""
+        return (np.asarray(self.image_size, dtype=float) - 1.0) / 2.0
+
+    @property
+    def marker_included(self) -> NDArray[np.bool_]:
+        return np.all(np.isfinite(self.xyz_px), axis=1)
+
+    @property
+    def excluded_views(self) -> list[int]:
+        return [int(v) for v in np.flatnonzero(~self.view_determined)]
+
+    @property
+    def excluded_markers(self) -> list[int]:
+        return [int(m) for m in self.marker_ids[~self.marker_included]]
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def _sq(self) -> NDArray[np.float64]:
+        r = self.residuals_px[self.obs_used]
+        return np.einsum("ij,ij->i", r, r)
+
+    @property
+    def rms_residual_px(self) -> float:
+        """``sqrt(mean(|r|^2))`` over the observations in the fit (IMOD's ``Final F``)."""
+        return float(np.sqrt(np.mean(self._sq)))
+
+    @property
+    def mean_residual_px(self) -> float:
+        """``mean(|r|)`` over the observations in the fit (IMOD's ``Residual error mean``)."""
+        return float(np.mean(np.sqrt(self._sq)))
+
+    def per_view_residual_px(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(n_views,)`` RMS and mean residual of each view (NaN where none is in the fit)."""
+        return _group_stats(self.obs_view[self.obs_used], self._sq, self.n_views)
+
+    def per_marker_residual_px(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(n_markers,)`` RMS and mean residual of each marker (NaN where none is in the fit)."""
+        return _group_stats(self.obs_marker[self.obs_used], self._sq, self.n_markers)
+
+    def worst_views(self, n: int = 5) -> list[tuple[int, float]]:
+        """The ``n`` views with the largest RMS residual, as ``(view, rms_px)``."""
+        rms, _ = self.per_view_residual_px()
+        order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
+        return [(int(v), float(rms[v])) for v in order if np.isfinite(rms[v])]
+
+    def worst_markers(self, n: int = 5) -> list[tuple[int, float]]:
+        """The ``n`` markers with the largest RMS residual, as ``(marker id, rms_px)``."""
+        rms, _ = self.per_marker_residual_px()
+        order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
+        return [(int(self.marker_ids[m]), float(rms[m])) for m in order if np.isfinite(rms[m])]
+
+    @property
+    def total_time_s(self) -> float:
+        return float(sum(s.wall_time_s for s in self.stages))
+
+    def summary(self) -> str:
+        """A short human-readable report."""
+        nm = self.pixel_size_nm
+        lines = [
+            f"RMS residual {self.rms_residual_px:.4f} px"
+            + (f" ({self.rms_residual_px * nm:.3f} nm)" if nm else "")
+            + f", mean residual {self.mean_residual_px:.4f} px"
+            + (f" ({self.mean_residual_px * nm:.3f} nm)" if nm else "")
+            + f", {int(self.obs_used.sum())} observations, {int(self.marker_included.sum())} markers,"
+            f" {int(self.view_determined.sum())} views",
+            f"tilt axis {self.tilt_axis_deg:.2f} deg ({self.tilt_axis_source}, {self.branch});"
+            f" reference view {self.reference_view}",
+        ]
+        for s in self.stages:
+            lines.append(
+                f"  stage {s.name:<8} {s.iterations:3d} iterations {s.wall_time_s * 1e3:8.1f} ms"
+                f"  RMS {s.rms_residual_px:.4f} px  {'converged' if s.converged else s.message}"
+            )
+        lines.append(
+            "worst views: " + ", ".join(f"{v} ({r:.3f} px)" for v, r in self.worst_views(3))
+        )
+        lines.append(
+            "worst markers: " + ", ".join(f"{m} ({r:.3f} px)" for m, r in self.worst_markers(3))
+        )
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every parameter and statistic as plain JSON-ready values (NaN becomes None)."""
+
+        def clean(a: Any) -> Any:
+            arr = np.asarray(a, dtype=float)
+            return [None if not np.isfinite(x) else float(x) for x in arr.ravel()] if arr.ndim == 1 else [
+                clean(row) for row in arr
+            ]
+
+        view_rms, view_mean = self.per_view_residual_px()
+        marker_rms, marker_mean = self.per_marker_residual_px()
+        return {
+            "image_size": list(self.image_size),
+            "pixel_size_nm": self.pixel_size_nm,
+            "rms_residual_px": self.rms_residual_px,
+            "mean_residual_px": self.mean_residual_px,
+            "converged": bool(self.converged),
+            "reference_view": self.reference_view,
+            "tilt_axis_deg": self.tilt_axis_deg,
+            "tilt_axis_source": self.tilt_axis_source,
+            "branch": self.branch,
+            "n_observations_used": int(self.obs_used.sum()),
+            "excluded_views": self.excluded_views,
+            "excluded_markers": self.excluded_markers,
+            "warnings": list(self.warnings),
+            "options": self.options.to_dict(),
+            "stages": [s.to_dict() for s in self.stages],
+            "views": {
+                "tilt_angle_deg": clean(self.tilt_angles_deg),
+                "nominal_tilt_angle_deg": clean(self.nominal_tilt_angles_deg),
+                "rotation_deg": clean(self.rotation_deg),
+                "magnification": clean(self.magnification),
+                "shift_x_px": clean(self.shifts_px[:, 0]),
+                "shift_y_px": clean(self.shifts_px[:, 1]),
+                "determined": [bool(b) for b in self.view_determined],
+                "rms_residual_px": clean(view_rms),
+                "mean_residual_px": clean(view_mean),
+            },
+            "markers": {
+                "id": [int(m) for m in self.marker_ids],
+                "x_px": clean(self.xyz_px[:, 0]),
+                "y_px": clean(self.xyz_px[:, 1]),
+                "z_px": clean(self.xyz_px[:, 2]),
+                "rms_residual_px": clean(marker_rms),
+                "mean_residual_px": clean(marker_mean),
+            },
+        }

@@ -1,0 +1,379 @@
+"""The staged fiducial alignment: validation, gauge, stages and the result.
+
+Stages (see the alignment model):
+
+1. ``initial``: tilts at nominal, magnifications 1. First the linear problem with every view's
+   rotation at the tilt-axis angle (markers and shifts only, solved exactly), then one rotation
+   shared by all views.
+2. ``main``: rotation and magnification as the user asked, tilts still nominal.
+3. ``tilt``: the tilt angles freed as the user asked, with everything else; this is the final
+   optimum of the full model.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
+from .lm import Observations, levenberg_marquardt
+from .model import DX, DY, MAG, ROT, TILT, predict_all, recentre
+from .options import AlignmentOptions
+from .result import Alignment, StageReport
+from .variables import VariableOption, column_map
+
+ProgressCallback = Callable[[str, int, float], None]
+
+
+class AlignmentError(ValueError):
+    """The input cannot be aligned; the message says what is wrong and how to fix it."""
+
+
+class AlignmentWarning(UserWarning):
+    """Part of the input was left out of the fit."""
+
+
+def _validate(
+    views: ArrayLike, markers: ArrayLike, xy: ArrayLike, tilt_angles_deg: ArrayLike, image_size: ArrayLike
+) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], tuple[int, int]]:
+    try:
+        xy_a = np.asarray(xy, dtype=float)
+        views_f = np.asarray(views, dtype=float).ravel()
+        markers_f = np.asarray(markers, dtype=float).ravel()
+        tilts = np.asarray(tilt_angles_deg, dtype=float).ravel()
+        size = np.asarray(image_size, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise AlignmentError(f"marker observations must be numbers: {exc}") from None
+    if xy_a.ndim != 2 or xy_a.shape[1] != 2:
+        raise AlignmentError(f"marker positions must be an (n, 2) array of (x, y), got shape {xy_a.shape}")
+    n = len(xy_a)
+    if len(views_f) != n or len(markers_f) != n:
+        raise AlignmentError(
+            f"got {n} positions but {len(views_f)} view numbers and {len(markers_f)} marker ids; give one of each per observation"
+        )
+    if n == 0:
+        raise AlignmentError("there are no marker observations; click or import markers first")
+    bad = ~np.all(np.isfinite(xy_a), axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise AlignmentError(
+            f"{int(bad.sum())} marker position(s) are NaN or infinite (first: row {i}, view {views_f[i]:g},"
+            f" marker {markers_f[i]:g}); remove or correct them"
+        )
+    for name, arr in (("view", views_f), ("marker", markers_f)):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise AlignmentError(f"{name} numbers must be whole numbers")
+    if np.any(views_f < 0):
+        raise AlignmentError(f"view numbers start at 0; got view {int(views_f.min())}")
+    if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size < 1):
+        raise AlignmentError(f"image size must be two positive numbers (width, height), got {image_size!r}")
+    if tilts.size == 0 or not np.all(np.isfinite(tilts)):
+        raise AlignmentError("tilt angles must be finite numbers, one per view")
+    if np.any(np.abs(tilts) >= 90):
+        raise AlignmentError("tilt angles must be in degrees within (-90, 90); check the tilt file")
+    v = views_f.astype(np.intp)
+    if v.max() >= len(tilts):
+        raise AlignmentError(
+            f"markers are placed on view {int(v.max())} but only {len(tilts)} tilt angles were given"
+            f" (views 0-{len(tilts) - 1}); the tilt file needs one angle per view of the stack"
+        )
+    m = markers_f.astype(np.int64)
+    key = v.astype(np.int64) * (int(m.max()) - int(m.min()) + 1) + (m - m.min())
+    uniq, counts = np.unique(key, return_counts=True)
+    if np.any(counts > 1):
+        dup = np.flatnonzero(np.isin(key, uniq[counts > 1]))
+        pairs = sorted({(int(v[i]), int(m[i])) for i in dup})
+        shown = ", ".join(f"(view {a}, marker {b})" for a, b in pairs[:5])
+        raise AlignmentError(
+            f"{len(pairs)} (view, marker) pair(s) are given more than once: {shown}"
+            f"{' ...' if len(pairs) > 5 else ''}; keep one point per marker per view"
+        )
+    return v, m, xy_a, tilts, (int(size[0]), int(size[1]))
+
+
+def _free_per_view(options: AlignmentOptions, stage_tilt: bool) -> int:
+    """How many unknowns a view has on its own in the fullest stage."""
+    n = 2
+    n += options.rotation.mode == "view"
+    n += options.magnification.mode == "view"
+    n += stage_tilt and options.tilt.mode == "view"
+    return n
+
+
+def _exclusions(
+    v: NDArray[np.intp], mi: NDArray[np.intp], n_views: int, n_markers: int, min_markers_per_view: int
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Views and markers kept in the fit: markers in >= 2 views, views with enough markers."""
+    view_ok = np.ones(n_views, dtype=bool)
+    marker_ok = np.ones(n_markers, dtype=bool)
+    while True:
+        use = view_ok[v] & marker_ok[mi]
+        m_count = np.bincount(mi[use], minlength=n_markers)
+        new_marker_ok = marker_ok & (m_count >= 2)
+        use = view_ok[v] & new_marker_ok[mi]
+        v_count = np.bincount(v[use], minlength=n_views)
+        new_view_ok = view_ok & (v_count >= min_markers_per_view)
+        if np.array_equal(new_view_ok, view_ok) and np.array_equal(new_marker_ok, marker_ok):
+            return view_ok, marker_ok
+        view_ok, marker_ok = new_view_ok, new_marker_ok
+
+
+def _shift_gauge(tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_], ref: int) -> list[tuple[int, int]]:
+    """The three shift components held fixed to remove the translation gauge.
+
+    Both shifts of the reference view, and the better-conditioned shift of the included view
+    whose tilt differs most from it.
+    """
+    diff = np.where(included, np.abs(np.sin(tilts_rad - tilts_rad[ref])), -1.0)
+    k = int(np.argmax(diff))
+    fixed = [(ref, DX), (ref, DY)]
+    if diff[k] > 1e-6:
+        fixed.append((k, DX if abs(np.cos(rot_rad[k])) >= abs(np.sin(rot_rad[k])) else DY))
+    return fixed
+
+
+def _columns(
+    included: NDArray[np.bool_],
+    ref: int,
+    rotation: VariableOption,
+    tilt: VariableOption,
+    magnification: VariableOption,
+    shift_fixed: list[tuple[int, int]],
+) -> tuple[NDArray[np.intp], int]:
+    """``(n_views, 5)`` unknown columns for one stage, and how many there are."""
+    n_views = len(included)
+    cols = np.full((n_views, 5), -1, dtype=np.intp)
+    n = 0
+    for kind, option, gauge in ((TILT, tilt, ref), (ROT, rotation, None), (MAG, magnification, ref)):
+        c, k = column_map(option, included, gauge, n)
+        cols[:, kind] = c
+        n += k
+    for kind in (DX, DY):
+        free = included.copy()
+        for view, comp in shift_fixed:
+            if comp == kind:
+                free[view] = False
+        idx = np.flatnonzero(free)
+        cols[idx, kind] = n + np.arange(len(idx))
+        n += len(idx)
+    return cols, n
+
+
+def align_markers(
+    views: ArrayLike,
+    markers: ArrayLike,
+    xy: ArrayLike,
+    tilt_angles_deg: ArrayLike,
+    image_size: ArrayLike,
+    options: AlignmentOptions | None = None,
+    *,
+    pixel_size_nm: float | None = None,
+    weights: ArrayLike | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Alignment:
+    """Align a tilt series from fiducial marker observations.
+
+    Parameters
+    ----------
+    views
+        ``(n_obs,)`` 0-based view (stack) index of each observation.
+    markers
+        ``(n_obs,)`` marker id of each observation (any integers).
+    xy
+        ``(n_obs, 2)`` observed (x, y) = (column, row) positions in pixels, the centre of the
+        first pixel at (0, 0).
+    tilt_angles_deg
+        ``(n_views,)`` nominal tilt angle of every view of the stack, in degrees.
+    image_size
+        ``(width, height)`` of the images in pixels.
+    options
+        What to solve for; the defaults are the paper's model with the tilt axis estimated.
+    pixel_size_nm
+        Pixel size, used only to report residuals in nm.
+    weights
+        ``(n_obs,)`` optional least-squares weight of each observation (default 1).
+    progress
+        Called as ``progress(stage_name, iteration, cost)`` after every accepted step.
+    should_stop
+        Polled every iteration; returning True raises `Cancelled`.
+
+    Returns
+    -------
+    Alignment
+        The solution with its residuals, statistics and per-stage report.
+
+    Raises
+    ------
+    AlignmentError
+        For input that cannot be aligned, with a message that names the problem.
+    """
+    options = options or AlignmentOptions()
+    v, marker_ids_obs, xy_a, tilts_deg, size = _validate(views, markers, xy, tilt_angles_deg, image_size)
+    n_views = len(tilts_deg)
+    w = np.ones(len(v)) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.shape != (len(v),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise AlignmentError("weights must be one finite, non-negative number per observation")
+    marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
+    mi = mi.astype(np.intp)
+    n_markers = len(marker_ids)
+    notes: list[str] = []
+
+    tilt_free = options.tilt.mode != "fixed"
+    view_ok, marker_ok = _exclusions(
+        v, mi, n_views, n_markers, (_free_per_view(options, tilt_free) + 1) // 2
+    )
+    if (~marker_ok).any():
+        ids = marker_ids[~marker_ok]
+        notes.append(
+            f"{len(ids)} marker(s) seen in fewer than 2 usable views were left out: "
+            + ", ".join(str(int(i)) for i in ids[:20])
+            + (" ..." if len(ids) > 20 else "")
+        )
+    seen = np.zeros(n_views, dtype=bool)
+    seen[v] = True
+    lost = ~view_ok & seen
+    if lost.any():
+        notes.append(
+            f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
+            f" left out (transform undetermined): {', '.join(str(int(i)) for i in np.flatnonzero(lost)[:20])}"
+        )
+    empty = ~seen
+    if empty.any():
+        notes.append(
+            f"{int(empty.sum())} view(s) have no markers at all (transform undetermined): "
+            + ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:20])
+        )
+    for msg in notes:
+        warnings.warn(msg, AlignmentWarning, stacklevel=2)
+    if not view_ok.any() or view_ok.sum() < 2:
+        raise AlignmentError(
+            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too"
+        )
+
+    # Solver-internal numbering: kept views keep their index, kept markers are renumbered.
+    use = view_ok[v] & marker_ok[mi]
+    kept_markers = np.flatnonzero(marker_ok)
+    new_index = np.full(n_markers, -1, dtype=np.intp)
+    new_index[kept_markers] = np.arange(len(kept_markers))
+    centre = (np.asarray(size, dtype=float) - 1.0) / 2.0
+    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - centre, n_views, len(kept_markers), w[use])
+
+    ref = options.reference_view
+    if ref is None:
+        ref = int(np.argmin(np.where(view_ok, np.abs(tilts_deg), np.inf)))
+    elif not 0 <= ref < n_views:
+        raise AlignmentError(f"reference view {ref} is not a view of this {n_views}-view series")
+    elif not view_ok[ref]:
+        raise AlignmentError(f"reference view {ref} has too few markers to be in the fit; choose another view")
+
+    # Unknown count against observations, for the fullest stage.
+    probe_cols, n_q = _columns(
+        view_ok, ref, options.rotation, options.tilt, options.magnification,
+        _shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref),
+    )
+    n_unknowns = n_q + 3 * len(kept_markers)
+    if 2 * len(obs) < n_unknowns:
+        raise AlignmentError(
+            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
+            " add markers, or fix or group the rotation, tilt and magnification"
+        )
+
+    # Tilt axis: estimated in closed form, or given.
+    if options.estimate_tilt_axis:
+        est, ambiguity = estimate_tilt_axis(obs.view_index, obs.marker_index, obs.xy, n_views, len(kept_markers))
+        if ambiguity > 0.5:
+            raise AlignmentError(
+                "the tilt axis cannot be estimated: the markers do not move across it (tilt range too"
+                " small or a single tilt); give the tilt-axis angle"
+            )
+        if options.tilt_axis_deg is not None:
+            axis0 = nearest_branch(est, options.tilt_axis_deg)
+            if abs(wrap_degrees(axis0 - options.tilt_axis_deg)) > 5.0:
+                notes.append(
+                    f"the estimated tilt axis {axis0:.2f} deg differs from the given {options.tilt_axis_deg:.2f} deg"
+                    " by more than 5 deg; the estimate was used"
+                )
+            source = "estimated (branch from the given angle)"
+        else:
+            axis0, source = est, "estimated"
+    else:
+        axis0, source = wrap_degrees(float(options.tilt_axis_deg)), "given"  # type: ignore[arg-type]
+
+    vp = np.zeros((n_views, 5))
+    vp[:, TILT] = np.radians(tilts_deg)
+    vp[:, ROT] = np.radians(axis0)
+    vp[:, MAG] = 1.0
+    xyz = np.zeros((len(kept_markers), 3))
+    fixed, one = VariableOption("fixed"), VariableOption("one")
+    stages: list[StageReport] = []
+
+    def run(name: str, plan: list[tuple[VariableOption, VariableOption, VariableOption]]) -> None:
+        nonlocal vp, xyz
+        t0 = time.perf_counter()
+        iters, conv, msg, cost, nq = 0, True, "", 0.0, 0
+        for rotation, tilt, magnification in plan:
+            cols, nq = _columns(view_ok, ref, rotation, tilt, magnification,
+                                _shift_gauge(vp[:, TILT], vp[:, ROT], view_ok, ref))
+            cb = None if progress is None else (lambda it, c, _n=name, _i=iters: progress(_n, _i + it, c))
+            vp, xyz, rep = levenberg_marquardt(
+                obs, vp, xyz, cols, nq, max_iterations=options.max_iterations,
+                progress=cb, should_stop=should_stop,
+            )
+            iters += rep.iterations
+            conv, msg, cost = rep.converged, rep.message, rep.cost
+        recentre(vp, xyz, xyz.mean(axis=0))
+        rms = float(np.sqrt(2.0 * cost / max(float(np.sum(obs.weights)), 1e-300)))
+        stages.append(StageReport(name, iters, time.perf_counter() - t0, cost, rms, conv, msg, nq + 3 * len(xyz)))
+
+    if options.initial_stage:
+        plan = [(fixed, fixed, fixed)]
+        if options.rotation.mode != "fixed":
+            plan.append((one, fixed, fixed))
+        run("initial", plan)
+    run("main", [(options.rotation, fixed, options.magnification)])
+    if tilt_free and probe_cols[:, TILT].max() >= 0:
+        run("tilt", [(options.rotation, options.tilt, options.magnification)])
+
+    # Undetermined views: no parameters, not invented.
+    vp[~view_ok] = np.nan
+    xyz_all = np.full((n_markers, 3), np.nan)
+    xyz_all[kept_markers] = xyz
+    pred = predict_all(vp, xyz_all) + centre
+    residuals = np.full_like(xy_a, np.nan)
+    residuals[use] = pred[v[use], mi[use]] - xy_a[use]
+    rot_ref = float(np.degrees(vp[ref, ROT]))
+    axis_final = wrap_degrees(rot_ref)
+    branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
+    tilt_sign = "nominal tilt signs kept"
+    return Alignment(
+        tilt_angles_deg=np.degrees(vp[:, TILT]),
+        nominal_tilt_angles_deg=tilts_deg.copy(),
+        rotation_deg=np.degrees(vp[:, ROT]),
+        magnification=vp[:, MAG].copy(),
+        shifts_px=vp[:, [DX, DY]].copy(),
+        view_determined=view_ok,
+        marker_ids=marker_ids,
+        xyz_px=xyz_all,
+        obs_view=v,
+        obs_marker=mi,
+        obs_xy_px=xy_a,
+        residuals_px=residuals,
+        obs_used=use,
+        predicted_xy_px=pred,
+        image_size=size,
+        reference_view=ref,
+        tilt_axis_deg=axis_final,
+        tilt_axis_source=source,
+        branch=f"{branch}; {tilt_sign}",
+        stages=stages,
+        converged=all(s.converged for s in stages),
+        options=options,
+        warnings=notes,
+        pixel_size_nm=pixel_size_nm,
+        weights=w,
+    )

@@ -1,0 +1,99 @@
+"""Per-view 2-D transforms that take raw images to the aligned frame, placed as IMOD places them.
+
+An aligned view has the tilt axis vertical (along y) through the image centre. A raw image point
+``X`` goes to ``X' = A (X - c) + D + c`` with ``A = R(-alpha) / s``. The placement of the aligned
+frame follows what IMOD's ``tiltalign`` writes (checked against its ``out.tltxf``):
+
+- the tilt axis lies at the Z of the marker centroid, plus an optional ``axis_z_shift_px``
+  (IMOD's ``AxisZShift``; IMOD only *reports* the midpoint of the markers' Z range as a suggestion);
+- the Y shifts average zero over the views;
+- in X, the reference (minimum-tilt) view keeps its image centre on the aligned centre, so the
+  view with the most specimen content loses no image to the shift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .result import Alignment
+
+
+@dataclass(frozen=True)
+class AlignedFrame:
+    """Where the aligned frame sits relative to the marker centroid.
+
+    Attributes
+    ----------
+    x0_px, y0_px, z0_px
+        Position of the tilt axis (x0, z0) and of the aligned centre row (y0) in the centroid-
+        centred specimen frame.
+    z_range_midpoint_px
+        Midpoint of the markers' Z range, relative to their centroid (IMOD reports this too).
+    """
+
+    x0_px: float
+    y0_px: float
+    z0_px: float
+    z_range_midpoint_px: float
+
+
+def _model_offsets(al: Alignment) -> NDArray[np.float64]:
+    """``(n_views, 2)`` ``R(-alpha) d / s``: each view's shift expressed in the aligned frame."""
+    a = np.radians(al.rotation_deg)
+    c, s = np.cos(a), np.sin(a)
+    d = al.shifts_px
+    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1) / al.magnification[:, None]
+
+
+def aligned_frame(al: Alignment, axis_z_shift_px: float = 0.0) -> AlignedFrame:
+    """The placement of the aligned frame (see the module docstring)."""
+    rd = _model_offsets(al)
+    ok = al.view_determined
+    theta = np.radians(al.tilt_angles_deg)
+    z = al.xyz_px[al.marker_included, 2]
+    zmid = float((z.min() + z.max()) / 2.0) if z.size else 0.0
+    z0 = float(axis_z_shift_px)
+    ref = al.reference_view
+    x0 = float(-(rd[ref, 0] + z0 * np.sin(theta[ref])) / np.cos(theta[ref]))
+    y0 = float(-np.mean(rd[ok, 1]))
+    return AlignedFrame(x0, y0, z0, zmid)
+
+
+def imod_transforms(al: Alignment, axis_z_shift_px: float = 0.0) -> NDArray[np.float64]:
+    """``(n_views, 2, 3)`` transforms ``[A | D]`` from raw to aligned images, about the image centre.
+
+    Rows of undetermined views are NaN.
+    """
+    frame = aligned_frame(al, axis_z_shift_px)
+    a = np.radians(al.rotation_deg)
+    theta = np.radians(al.tilt_angles_deg)
+    m = al.magnification
+    out = np.empty((al.n_views, 2, 3))
+    out[:, 0, 0] = np.cos(a) / m
+    out[:, 0, 1] = np.sin(a) / m
+    out[:, 1, 0] = -np.sin(a) / m
+    out[:, 1, 1] = np.cos(a) / m
+    rd = _model_offsets(al)
+    out[:, 0, 2] = -rd[:, 0] - frame.x0_px * np.cos(theta) - frame.z0_px * np.sin(theta)
+    out[:, 1, 2] = -rd[:, 1] - frame.y0_px
+    return out
+
+
+def aligned_marker_positions(al: Alignment, axis_z_shift_px: float = 0.0) -> NDArray[np.float64]:
+    """``(n_markers, 3)`` marker positions in the aligned frame, as IMOD's ``fid.xyz`` gives them.
+
+    x and y are aligned-image pixel coordinates (numpy convention, first pixel centre at 0), z is
+    relative to the tilt axis.
+    """
+    frame = aligned_frame(al, axis_z_shift_px)
+    c = al.image_centre
+    xyz = al.xyz_px
+    return np.stack([xyz[:, 0] - frame.x0_px + c[0], xyz[:, 1] - frame.y0_px + c[1], xyz[:, 2] - frame.z0_px], axis=1)
+
+
+def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Map ``(n, 2)`` points by one ``(2, 3)`` transform about ``centre`` (same centre in and out)."""
+    return (np.asarray(xy, dtype=float) - centre) @ xf[:, :2].T + xf[:, 2] + centre
