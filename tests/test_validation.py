@@ -1,0 +1,98 @@
+"""Every input problem gets an error or a warning that names it."""
+
+import numpy as np
+import pytest
+
+from napari_tomoalign import AlignmentError, align_markers, simulate_markers
+from napari_tomoalign.solver import AlignmentWarning
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_markers(n_views=21, n_markers=12, noise_px=0.3, seed=1)
+
+
+def _call(sim, **over):
+    args = dict(views=sim.view, markers=sim.marker, xy=sim.xy, tilt_angles_deg=sim.nominal_tilt_angles_deg,
+                image_size=sim.image_size)
+    args.update(over)
+    return align_markers(**args)
+
+
+def test_nan_coordinates(sim):
+    xy = sim.xy.copy()
+    xy[7, 1] = np.nan
+    with pytest.raises(AlignmentError, match=r"NaN or infinite \(first: row 7"):
+        _call(sim, xy=xy)
+
+
+def test_infinite_coordinates(sim):
+    xy = sim.xy.copy()
+    xy[3, 0] = np.inf
+    with pytest.raises(AlignmentError, match="NaN or infinite"):
+        _call(sim, xy=xy)
+
+
+def test_tilt_count_does_not_match_views(sim):
+    with pytest.raises(AlignmentError, match=r"placed on view 20 but only 15 tilt angles"):
+        _call(sim, tilt_angles_deg=sim.nominal_tilt_angles_deg[:15])
+
+
+def test_duplicate_view_marker_rows(sim):
+    with pytest.raises(AlignmentError, match=r"given more than once: \(view 0, marker 1\)"):
+        _call(sim, views=np.r_[sim.view, 0], markers=np.r_[sim.marker, 1], xy=np.r_[sim.xy, [[1.0, 2.0]]])
+
+
+def test_fewer_observations_than_unknowns():
+    sim = simulate_markers(n_views=3, n_markers=3, tilt_range_deg=(-30, 30), noise_px=0.3, seed=1)
+    with pytest.raises(AlignmentError, match=r"18 equations for 19 unknowns"):
+        align_markers(sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size)
+
+
+def test_no_observations():
+    with pytest.raises(AlignmentError, match="no marker observations"):
+        align_markers([], [], np.zeros((0, 2)), [0.0, 1.0], (10, 10))
+
+
+def test_tilts_out_of_range(sim):
+    with pytest.raises(AlignmentError, match=r"within \(-90, 90\)"):
+        _call(sim, tilt_angles_deg=np.full(21, 120.0))
+
+
+def test_marker_in_one_view_is_left_out_and_listed(sim):
+    views = np.r_[sim.view, 4]
+    markers = np.r_[sim.marker, 99]
+    xy = np.r_[sim.xy, [[100.0, 100.0]]]
+    with pytest.warns(AlignmentWarning, match="fewer than 2 usable views were left out: 99"):
+        al = _call(sim, views=views, markers=markers, xy=xy)
+    assert al.excluded_markers == [99]
+    k = list(al.marker_ids).index(99)
+    assert np.all(np.isnan(al.xyz_px[k])) and np.all(np.isnan(al.predicted_xy_px[:, k]))
+    assert not al.obs_used[-1]
+
+
+def test_view_with_too_few_markers_is_undetermined(sim):
+    keep = (sim.view != 5) | (sim.marker <= 2)  # view 5 keeps two markers: not enough for 5 unknowns
+    with pytest.warns(AlignmentWarning, match=r"too few markers .* left out \(transform undetermined\): 5"):
+        al = _call(sim, views=sim.view[keep], markers=sim.marker[keep], xy=sim.xy[keep])
+    assert al.excluded_views == [5]
+    assert not al.view_determined[5]
+    assert np.isnan(al.tilt_angles_deg[5]) and np.isnan(al.rotation_deg[5])
+    assert np.all(np.isnan(al.predicted_xy_px[5]))
+    assert al.converged
+
+
+def test_view_without_markers_is_undetermined(sim):
+    keep = sim.view != 0
+    with pytest.warns(AlignmentWarning, match="no markers at all"):
+        al = _call(sim, views=sim.view[keep], markers=sim.marker[keep], xy=sim.xy[keep])
+    assert al.excluded_views == [0]
+
+
+def test_bad_variable_mode():
+    from napari_tomoalign import AlignmentOptions
+
+    with pytest.raises(ValueError, match="unknown variable mode 'sometimes'"):
+        AlignmentOptions(tilt="sometimes")
+    with pytest.raises(ValueError, match="not a whole number"):
+        AlignmentOptions(tilt="group:x")
