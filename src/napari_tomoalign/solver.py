@@ -53,7 +53,8 @@ def _validate(
     n = len(xy_a)
     if len(views_f) != n or len(markers_f) != n:
         raise AlignmentError(
-            f"got {n} positions but {len(views_f)} view numbers and {len(markers_f)} marker ids; give one of each per observation"
+            f"got {n} positions but {len(views_f)} view numbers and {len(markers_f)} marker ids;"
+            " give one of each per observation"
         )
     if n == 0:
         raise AlignmentError("there are no marker observations; click or import markers first")
@@ -122,7 +123,9 @@ def _exclusions(
         view_ok, marker_ok = new_view_ok, new_marker_ok
 
 
-def _shift_gauge(tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_], ref: int) -> list[tuple[int, int]]:
+def _shift_gauge(
+    tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_], ref: int
+) -> list[tuple[int, int]]:
     """The three shift components held fixed to remove the translation gauge.
 
     Both shifts of the reference view, and the better-conditioned shift of the included view

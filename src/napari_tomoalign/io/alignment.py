@@ -18,7 +18,8 @@ from .tilts import write_tilt_angles
 
 def output_names(stem: str) -> list[str]:
     """The files `write_alignment` writes for a markers file of this stem."""
-    return ["alignment.json", "predicted.csv", "residuals.csv", f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz", f"{stem}.resid"]
+    return ["alignment.json", "predicted.csv", "residuals.csv",
+            f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz", f"{stem}.resid"]
 
 
 def write_alignment(
@@ -65,7 +66,8 @@ def write_alignment(
     tilts = np.where(al.view_determined, al.tilt_angles_deg, al.nominal_tilt_angles_deg)
     write_tilt_angles(paths[4], tilts, overwrite=overwrite)
     pix_a = 10.0 * al.pixel_size_nm if al.pixel_size_nm else 1.0
-    write_fid_xyz(paths[5], al.marker_ids, aligned_marker_positions(al, axis_z_shift_px), al.image_size, pix_a, overwrite=overwrite)
+    write_fid_xyz(paths[5], al.marker_ids, aligned_marker_positions(al, axis_z_shift_px), al.image_size, pix_a,
+                  overwrite=overwrite)
     used = al.obs_used
     write_resid(paths[6], al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used], overwrite=overwrite)
     return paths

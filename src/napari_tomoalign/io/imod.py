@@ -88,14 +88,16 @@ def write_resid(
     residual: NDArray[np.float64],
     overwrite: bool = False,
 ) -> None:
-    """Write IMOD's residual file: ``N residuals`` then ``x y view dx dy`` (dx, dy = predicted - observed, as IMOD writes)."""
+    """Write IMOD's ``.resid``: ``N residuals``, then ``x y view dx dy`` with (dx, dy) = predicted - observed."""
     with atomic_open(path, overwrite=overwrite) as f:
         f.write(f"{len(view):6d} residuals\n")
         for v, (x, y), (dx, dy) in zip(view, xy, residual):
             f.write(f"{x + IMOD_PIXEL_OFFSET:10.2f}{y + IMOD_PIXEL_OFFSET:10.2f}{int(v):5d}{dx:8.2f}{dy:8.2f}\n")
 
 
-def read_resid(path: str | os.PathLike[str]) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
+def read_resid(
+    path: str | os.PathLike[str],
+) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
     """``(view, xy, residual)`` from an IMOD ``.resid`` file, xy in this project's convention."""
     t = _table(path, "residual", 5, skip_first=True)
     return t[:, 2].astype(np.intp), t[:, :2] - IMOD_PIXEL_OFFSET, t[:, 3:5].copy()

@@ -1,0 +1,106 @@
+"""Round trips of every file format, and clear errors for bad files."""
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.io import FileFormatError, MarkerTable, read_markers, read_tilt_angles, write_markers_csv
+from napari_tomoalign.io.atomic import OverwriteError, atomic_open
+from napari_tomoalign.io.imod import read_fid_xyz, read_resid, read_xf, write_fid_xyz, write_resid, write_xf
+from napari_tomoalign.io.tilts import write_tilt_angles
+
+
+def test_csv_round_trip(tmp_path):
+    t = MarkerTable(np.array([0, 1, 2]), np.array([4, 4, 9]), np.array([[1.25, 2.5], [3.0, 4.0], [5.5, 6.125]]))
+    write_markers_csv(tmp_path / "m.csv", t)
+    back = read_markers(tmp_path / "m.csv")
+    np.testing.assert_array_equal(back.view, t.view)
+    np.testing.assert_array_equal(back.marker, t.marker)
+    np.testing.assert_allclose(back.xy, t.xy)
+
+
+def test_csv_extra_columns_and_order(tmp_path):
+    (tmp_path / "m.csv").write_text("x,note,y,marker,view\n1.5,a,2.5,3,0\n4,b,5,3,1\n")
+    t = read_markers(tmp_path / "m.csv")
+    np.testing.assert_allclose(t.xy, [[1.5, 2.5], [4, 5]])
+    np.testing.assert_array_equal(t.view, [0, 1])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "empty"),
+    ("view,marker,x\n0,1,2\n", "lacks column"),
+    ("view,marker,x,y\n0,1,a,2\n", "line 2: expected numbers"),
+    ("view,marker,x,y\n0.5,1,1,2\n", "whole number"),
+    ("view,marker,x,y\n0,1,nan,2\n", "NaN"),
+    ("view,marker,x,y\n", "no marker rows"),
+])
+def test_bad_csv(tmp_path, text, message):
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(FileFormatError, match=message):
+        read_markers(tmp_path / "m.csv")
+
+
+def test_tilt_round_trip_and_errors(tmp_path, imod_data):
+    t = read_tilt_angles(imod_data / "BBa.rawtlt")
+    assert len(t) == 61 and t[0] == 65.0
+    write_tilt_angles(tmp_path / "x.tlt", t)
+    np.testing.assert_allclose(read_tilt_angles(tmp_path / "x.tlt"), t)
+    (tmp_path / "bad.tlt").write_text("1\nabc\n")
+    with pytest.raises(FileFormatError, match="line 2"):
+        read_tilt_angles(tmp_path / "bad.tlt")
+    (tmp_path / "big.tlt").write_text("95\n")
+    with pytest.raises(FileFormatError, match="outside"):
+        read_tilt_angles(tmp_path / "big.tlt")
+    with pytest.raises(FileFormatError, match="no such"):
+        read_tilt_angles(tmp_path / "missing.tlt")
+    (tmp_path / "bin.tlt").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(FileFormatError, match="binary"):
+        read_tilt_angles(tmp_path / "bin.tlt")
+
+
+def test_imod_text_files_round_trip(tmp_path, imod_data):
+    xf = read_xf(imod_data / "same-model-a" / "out.tltxf")
+    write_xf(tmp_path / "a.xf", xf)
+    np.testing.assert_allclose(read_xf(tmp_path / "a.xf"), xf, atol=1e-7)
+    assert (tmp_path / "a.xf").read_text().splitlines()[0] == (
+        imod_data / "same-model-a" / "out.tltxf").read_text().splitlines()[0]
+    ids, xyz = read_fid_xyz(imod_data / "same-model-a" / "outfid.xyz")
+    write_fid_xyz(tmp_path / "f.xyz", ids, xyz, (512, 512), 20.2)
+    ids2, xyz2 = read_fid_xyz(tmp_path / "f.xyz")
+    np.testing.assert_array_equal(ids2, ids)
+    np.testing.assert_allclose(xyz2, xyz, atol=0.005 + 1e-9)
+    assert (tmp_path / "f.xyz").read_text().splitlines()[0] == (
+        imod_data / "same-model-a" / "outfid.xyz").read_text().splitlines()[0]
+    v, pts, res = read_resid(imod_data / "same-model-a" / "out.resid")
+    write_resid(tmp_path / "r.resid", v, pts, res)
+    assert (tmp_path / "r.resid").read_text() == (imod_data / "same-model-a" / "out.resid").read_text()
+
+
+def test_writers_never_overwrite_and_leave_no_temp(tmp_path):
+    target = tmp_path / "keep.xf"
+    target.write_text("user data\n")
+    with pytest.raises(OverwriteError, match="already exists"):
+        write_xf(target, np.zeros((1, 2, 3)))
+    assert target.read_text() == "user data\n"
+    with pytest.raises(RuntimeError):
+        with atomic_open(tmp_path / "new.txt") as f:
+            f.write("half")
+            raise RuntimeError("crash while writing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.xf"]
+
+
+def test_model_reader_refuses_other_files(tmp_path):
+    (tmp_path / "x.fid").write_bytes(b"NOPE" + bytes(100))
+    with pytest.raises(FileFormatError, match="not an IMOD model"):
+        read_markers(tmp_path / "x.fid")
+    (tmp_path / "y.fid").write_bytes(b"IMODV1.2" + bytes(50))
+    with pytest.raises(FileFormatError, match="damaged or truncated"):
+        read_markers(tmp_path / "y.fid")
+    with pytest.raises(FileFormatError, match="unknown marker file type"):
+        read_markers(tmp_path / "z.txt")
+
+
+def test_truncated_real_model(tmp_path, imod_data):
+    data = (imod_data / "BBa.fid").read_bytes()
+    (tmp_path / "t.fid").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileFormatError):
+        read_markers(tmp_path / "t.fid")
