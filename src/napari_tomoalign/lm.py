@@ -105,6 +105,15 @@ def _scatter_vector(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: in
     return np.bincount(cols[ok], weights=values[ok], minlength=n_q)
 
 
+def _cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Solve a symmetric positive-definite system, or None if it is not positive definite."""
+    try:
+        cf = scipy.linalg.cho_factor(S, lower=False, check_finite=False)
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+    return scipy.linalg.cho_solve(cf, rhs, check_finite=False)
+
+
 class _Linearisation:
     """The normal-equation blocks at one point, ready to be solved for any damping."""
 
@@ -118,6 +127,8 @@ class _Linearisation:
         dense_index: tuple[NDArray[np.bool_], NDArray[np.intp]],
     ) -> None:
         self.obs, self.columns, self.n_q = obs, columns, n_q
+        used = columns[columns >= 0]
+        self.view_blocks = bool(n_q) and np.all(np.bincount(used, minlength=n_q) == 1)
         self.dense_mask, self.dense_flat = dense_index
         r = obs.residuals(view_params, xyz)
         jv, jm = jacobian_blocks(view_params, xyz, obs.view_index, obs.marker_index)
@@ -143,6 +154,42 @@ class _Linearisation:
         dc = np.diagonal(self.C, axis1=1, axis2=2)
         self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0))))
 
+    def _solve_low_rank(
+        self, lam: float, Fq: NDArray[np.float64], rhs: NDArray[np.float64]
+    ) -> NDArray[np.float64] | None:
+        """Solve ``(B - F F^T) x = rhs`` by Woodbury when ``B`` is block-diagonal by view.
+
+        With few markers, ``F`` has fewer columns than ``B`` has rows, so the system to factor
+        is the small ``I - F^T B^-1 F`` instead of the view system itself.
+        """
+        cols = self.columns
+        ok = cols >= 0
+        safe = np.where(ok, cols, 0)
+        blocks = self.B[safe[:, :, None], safe[:, None, :]]
+        blocks = np.where(ok[:, :, None] & ok[:, None, :], blocks, 0.0)
+        idx = np.arange(5)
+        blocks[:, idx, idx] += np.where(ok, lam * self.diag_q[safe], 1.0)
+        try:
+            binv = np.linalg.inv(blocks)
+        except np.linalg.LinAlgError:
+            return None
+        binv *= (ok[:, :, None] & ok[:, None, :])
+
+        def apply_binv(x: NDArray[np.float64]) -> NDArray[np.float64]:
+            xb = np.where(ok[..., None], x[safe], 0.0) if x.ndim == 2 else np.where(ok, x[safe], 0.0)
+            yb = binv @ xb if x.ndim == 2 else np.einsum("vij,vj->vi", binv, xb)
+            y = np.zeros_like(x)
+            y[cols[ok]] = yb[ok]
+            return y
+
+        bf = apply_binv(Fq)
+        br = apply_binv(rhs)
+        k = np.eye(Fq.shape[1]) - Fq.T @ bf
+        w = _cholesky_solve(k, Fq.T @ br)
+        if w is None:
+            return None
+        return br + bf @ w
+
     def gradient_norm(self) -> float:
         return float(max(np.max(np.abs(self.g_q), initial=0.0), np.max(np.abs(self.g_m), initial=0.0)))
 
@@ -167,22 +214,19 @@ class _Linearisation:
         Fq = np.bincount(
             self.dense_flat, weights=F[self.dense_mask], minlength=n_q * 3 * n_m
         ).reshape(n_q, 3 * n_m)
-        S = self.B + np.diag(lam * self.diag_q)
-        if n_q:
-            S -= Fq @ Fq.T
         t = np.einsum("mij,mj->mi", Cinv, self.g_m)  # C^-1 g_m
         et = np.einsum("nkl,nl->nk", E, t[obs.marker_index])
         rhs = -self.g_q + _scatter_vector(obs.view_sum @ et, self.columns, n_q)
-        if n_q:
-            try:
-                cf = scipy.linalg.cho_factor(S, lower=False, check_finite=False)
-            except (np.linalg.LinAlgError, ValueError):
-                return None
-            dq = scipy.linalg.cho_solve(cf, rhs, check_finite=False)
-            if not np.all(np.isfinite(dq)):
-                return None
-        else:
+        if not n_q:
             dq = np.zeros(0)
+        elif self.view_blocks and 3 * n_m < n_q:
+            dq = self._solve_low_rank(lam, Fq, rhs)
+        else:
+            S = self.B + np.diag(lam * self.diag_q)
+            S -= Fq @ Fq.T
+            dq = _cholesky_solve(S, rhs)
+        if dq is None or not np.all(np.isfinite(dq)):
+            return None
         dv = np.where(self.columns >= 0, dq[np.maximum(self.columns, 0)] if n_q else 0.0, 0.0)
         etd = np.einsum("nkl,nk->nl", E, dv[obs.view_index])
         sum_etd = np.add.reduceat(etd, obs.marker_starts, axis=0)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,6 +29,24 @@ from .result import Alignment, StageReport
 from .variables import VariableOption, column_map
 
 ProgressCallback = Callable[[str, int, float], None]
+
+# Below this many flops in the reduced system, BLAS threads cost more to wake than they save.
+_SINGLE_THREAD_FLOPS = 2e9
+
+
+@lru_cache(maxsize=1)
+def _threadpool_controller():  # type: ignore[no-untyped-def]
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _blas_threads_for(n_view_unknowns: int, n_markers: int) -> AbstractContextManager:
+    """One BLAS thread for small reduced systems, the default for large ones."""
+    flops = n_view_unknowns**2 * (3 * n_markers + n_view_unknowns)
+    if flops < _SINGLE_THREAD_FLOPS:
+        return _threadpool_controller().limit(limits=1, user_api="blas")
+    return nullcontext()
 
 
 class AlignmentError(ValueError):
@@ -315,32 +335,41 @@ def align_markers(
     fixed, one = VariableOption("fixed"), VariableOption("one")
     stages: list[StageReport] = []
 
-    def run(name: str, plan: list[tuple[VariableOption, VariableOption, VariableOption]]) -> None:
+    def run(name: str, plan: list[tuple[VariableOption, VariableOption, VariableOption, dict]]) -> None:
         nonlocal vp, xyz
         t0 = time.perf_counter()
         iters, conv, msg, cost, nq = 0, True, "", 0.0, 0
-        for rotation, tilt, magnification in plan:
+        for rotation, tilt, magnification, lm_args in plan:
             cols, nq = _columns(view_ok, ref, rotation, tilt, magnification,
                                 _shift_gauge(vp[:, TILT], vp[:, ROT], view_ok, ref))
             cb = None if progress is None else (lambda it, c, _n=name, _i=iters: progress(_n, _i + it, c))
-            vp, xyz, rep = levenberg_marquardt(
-                obs, vp, xyz, cols, nq, max_iterations=options.max_iterations,
-                progress=cb, should_stop=should_stop,
-            )
+            kw = {"max_iterations": options.max_iterations, **lm_args}
+            exact = kw.pop("exact", False)
+            vp, xyz, rep = levenberg_marquardt(obs, vp, xyz, cols, nq, progress=cb, should_stop=should_stop, **kw)
             iters += rep.iterations
             conv, msg, cost = rep.converged, rep.message, rep.cost
+            if exact and rep.iterations == 1:
+                conv, msg = True, "linear least squares solved exactly"
         recentre(vp, xyz, xyz.mean(axis=0))
         rms = float(np.sqrt(2.0 * cost / max(float(np.sum(obs.weights)), 1e-300)))
         stages.append(StageReport(name, iters, time.perf_counter() - t0, cost, rms, conv, msg, nq + 3 * len(xyz)))
 
-    if options.initial_stage:
-        plan = [(fixed, fixed, fixed)]
-        if options.rotation.mode != "fixed":
-            plan.append((one, fixed, fixed))
-        run("initial", plan)
-    run("main", [(options.rotation, fixed, options.magnification)])
-    if tilt_free and probe_cols[:, TILT].max() >= 0:
-        run("tilt", [(options.rotation, options.tilt, options.magnification)])
+    # The stages before the last only need to hand on a good start: a loose tolerance there,
+    # the tight one at the end. The first step is linear in markers and shifts: one undamped
+    # Gauss-Newton step solves it exactly.
+    linear = {"max_iterations": 1, "initial_damping": 1e-12, "ftol": 0.0, "exact": True}
+    loose = {"ftol": 1e-4}
+    tight = {"ftol": 1e-12}
+    has_tilt_stage = tilt_free and probe_cols[:, TILT].max() >= 0
+    with _blas_threads_for(n_q, len(kept_markers)):
+        if options.initial_stage:
+            plan = [(fixed, fixed, fixed, linear)]
+            if options.rotation.mode != "fixed":
+                plan.append((one, fixed, fixed, loose))
+            run("initial", plan)
+        run("main", [(options.rotation, fixed, options.magnification, loose if has_tilt_stage else tight)])
+        if has_tilt_stage:
+            run("tilt", [(options.rotation, options.tilt, options.magnification, tight)])
 
     # Undetermined views: no parameters, not invented.
     vp[~view_ok] = np.nan
