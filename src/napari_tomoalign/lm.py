@@ -87,7 +87,7 @@ class LMReport:
 
 def _outer(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     """``(n, p, q)`` sum over the 2 residual rows of ``a[:, r, :]^T b[:, r, :]``."""
-    return a[:, 0, :, None] * b[:, 0, None, :] + a[:, 1, :, None] * b[:, 1, None, :]
+    return np.matmul(a.swapaxes(1, 2), b)
 
 
 def _scatter_square(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:

@@ -1,0 +1,154 @@
+"""Time the staged solve against scipy's least_squares on the same problems, in one process.
+
+    python benchmarks/bench_solver.py            # all problems; scipy on the two smaller ones
+    python benchmarks/bench_solver.py --full     # also scipy trf at 1.4 M observations and MINPACK lm
+    python benchmarks/bench_solver.py --quick    # paper-like and IMOD BBa only
+
+Prints median wall times, the ratio to scipy, the final RMS of both (same optimum) and the peak
+memory that tracemalloc saw during our solve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+from scipy.optimize import least_squares
+
+from napari_tomoalign import AlignmentOptions, align_markers, read_markers, read_tilt_angles, simulate_markers
+from napari_tomoalign.model import MAG, TILT, jacobian_blocks, project
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imod-tutorial-BB"
+IMOD_BBA_SOLVE_S = 0.03  # tiltalign's own solving time on BBa (the issue's figure)
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
+def peak_memory(fn) -> float:
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**30
+
+
+def scipy_problem(view, marker, xy, tilts, size, axis_deg):
+    """The same model for scipy, from the point where our solver starts: nominal tilts, the estimated
+    axis, magnification 1, zero shifts and markers at the origin."""
+    ref = int(np.argmin(np.abs(tilts)))
+    ids, mi = np.unique(marker, return_inverse=True)
+    n_v, n_m = len(tilts), len(ids)
+    vp0 = np.column_stack([np.radians(tilts), np.full(n_v, np.radians(axis_deg)), np.ones(n_v), np.zeros((n_v, 2))])
+    free = np.ones((n_v, 5), dtype=bool)
+    free[ref, TILT] = free[ref, MAG] = False
+    nf = int(free.sum())
+    centre = (np.asarray(size, float) - 1) / 2
+    col_of = -np.ones((n_v, 5), dtype=int)
+    col_of[free] = np.arange(nf)
+
+    def unpack(p):
+        vp = vp0.copy()
+        vp[free] = p[:nf]
+        return vp, p[nf:].reshape(n_m, 3)
+
+    def fun(p):
+        vp, xyz = unpack(p)
+        return (project(vp, xyz, view, mi) + centre - xy).ravel()
+
+    def jac(p):
+        vp, xyz = unpack(p)
+        jv, jm = jacobian_blocks(vp, xyz, view, mi)
+        n = len(view)
+        rows, cols_, vals = [], [], []
+        for k in range(5):
+            c = col_of[view, k]
+            ok = c >= 0
+            for r in range(2):
+                rows.append(2 * np.arange(n)[ok] + r)
+                cols_.append(c[ok])
+                vals.append(jv[ok, r, k])
+        for k in range(3):
+            for r in range(2):
+                rows.append(2 * np.arange(n) + r)
+                cols_.append(nf + 3 * mi + k)
+                vals.append(jm[:, r, k])
+        return scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols_))),
+                                       shape=(2 * n, nf + 3 * n_m))
+
+    p0 = np.concatenate([vp0[free], np.zeros(3 * n_m)])
+    sparsity = jac(p0) != 0
+    return fun, jac, p0, sparsity
+
+
+def run_problem(name, view, marker, xy, tilts, size, axis_deg, repeats, scipy_repeats, minpack=False):
+    opts = AlignmentOptions(tilt_axis_deg=axis_deg)
+    solve = lambda: align_markers(view, marker, xy, tilts, size, opts)  # noqa: E731
+    solve()  # warm-up
+    t_ours, al = median_time(solve, repeats)
+    mem = peak_memory(solve)
+    line = (f"{name:<34} {len(view):>9,d} obs  ours {t_ours * 1e3:9.1f} ms  RMS {al.rms_residual_px:.6f} px"
+            f"  peak {mem:.2f} GiB  stages " + "/".join(f"{s.iterations}" for s in al.stages))
+    print(line, flush=True)
+    if scipy_repeats:
+        fun, jac, p0, sparsity = scipy_problem(view, marker, xy, tilts, size, al.tilt_axis_deg)
+        run_trf = lambda: least_squares(fun, p0, jac=jac, method="trf", x_scale="jac", tr_solver="lsmr",  # noqa: E731
+                                        ftol=1e-10, xtol=1e-10, max_nfev=500)
+        t_trf, sol = median_time(run_trf, scipy_repeats)
+        rms = np.sqrt(np.mean(np.sum(sol.fun.reshape(-1, 2) ** 2, axis=1)))
+        print(f"{'':<34} scipy trf (sparse jac) {t_trf * 1e3:9.1f} ms  RMS {rms:.6f} px   "
+              f"ours/trf = {t_ours / t_trf:.3f}", flush=True)
+        if minpack:
+            t0 = time.perf_counter()
+            sol = least_squares(fun, p0, method="lm", ftol=1e-10, xtol=1e-10)
+            t_lm = time.perf_counter() - t0
+            rms = np.sqrt(np.mean(np.sum(sol.fun.reshape(-1, 2) ** 2, axis=1)))
+            print(f"{'':<34} MINPACK lm (dense, numerical jac) {t_lm:8.2f} s  RMS {rms:.6f} px   "
+                  f"ours/lm = {t_ours / t_lm:.5f}", flush=True)
+    return t_ours, al
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--full", action="store_true")
+    args = ap.parse_args()
+
+    sim = simulate_markers(n_views=109, tilt_range_deg=(-55, 53), n_markers=30, noise_px=0.5, high_tilt_loss=0.6,
+                           dropout=0.05, always_visible=6, image_size=(1024, 1024), seed=1)
+    run_problem("paper-like 109 views x 30 markers", sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg,
+                sim.image_size, 85.0, repeats=21, scipy_repeats=3, minpack=args.full)
+
+    if DATA.is_dir():
+        m = read_markers(DATA / "BBa.fid")
+        t = read_tilt_angles(DATA / "BBa.rawtlt")
+        t_bba, al = run_problem("IMOD BBa 61 views x 25 markers", m.view, m.marker, m.xy, t, m.image_size, -12.5,
+                                repeats=21, scipy_repeats=3)
+        print(f"{'':<34} IMOD tiltalign ~{IMOD_BBA_SOLVE_S * 1e3:.0f} ms (published), RMS 0.371964 px;"
+              f" ours/IMOD = {t_bba / IMOD_BBA_SOLVE_S:.2f}", flush=True)
+    if args.quick:
+        return
+
+    sim = simulate_markers(n_views=61, n_markers=800, noise_px=0.5, high_tilt_loss=0.3, dropout=0.05,
+                           image_size=(4096, 4096), thickness_px=300, seed=2)
+    run_problem("800 markers x 61 views", sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg,
+                sim.image_size, 85.0, repeats=5, scipy_repeats=1)
+
+    sim = simulate_markers(n_views=133, n_markers=12000, noise_px=0.5, high_tilt_loss=0.3, dropout=0.05,
+                           image_size=(8192, 8192), thickness_px=400, seed=3)
+    run_problem("12000 markers x 133 views", sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg,
+                sim.image_size, 85.0, repeats=3, scipy_repeats=1 if args.full else 0)
+
+
+if __name__ == "__main__":
+    main()
