@@ -13,8 +13,9 @@ import numpy as np
 from ._version import __version__
 from .io import FileFormatError, read_markers, read_tilt_angles, write_markers_csv
 from .io.alignment import output_names, write_alignment
-from .io.atomic import OverwriteError, atomic_open, check_writable
+from .io.atomic import OverwriteError, check_writable
 from .io.markers import MarkerTable
+from .io.tilts import write_tilt_angles
 from .options import AlignmentOptions
 from .solver import AlignmentError, AlignmentWarning, align_markers
 from .variables import VariableOption
@@ -106,8 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_writable(p, args.force)
     table = MarkerTable(sim.view, sim.marker, sim.xy, sim.image_size, "simulated")
     write_markers_csv(markers_path, table, overwrite=args.force)
-    with atomic_open(tilt_path, overwrite=args.force) as f:
-        f.writelines(f"{t:7.2f}\n" for t in sim.nominal_tilt_angles_deg)
+    write_tilt_angles(tilt_path, sim.nominal_tilt_angles_deg, overwrite=args.force)
     if not args.quiet:
         print(f"simulated {len(sim.view)} observations of {len(np.unique(sim.marker))} markers in"
               f" {len(sim.nominal_tilt_angles_deg)} views (noise {sim.noise_px} px); inputs in {out}")

@@ -51,7 +51,6 @@ class Observations:
         self.marker_index = np.asarray(self.marker_index, dtype=np.intp)[order]
         self.xy = np.asarray(self.xy, dtype=float)[order]
         self.weights = np.asarray(self.weights, dtype=float)[order]
-        self.order = order
         counts = np.bincount(self.marker_index, minlength=self.n_markers)
         if np.any(counts == 0):
             raise ValueError("every marker passed to the solver needs at least one observation")

@@ -157,10 +157,6 @@ class Alignment:
         order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
         return [(int(self.marker_ids[m]), float(rms[m])) for m in order if np.isfinite(rms[m])]
 
-    @property
-    def total_time_s(self) -> float:
-        return float(sum(s.wall_time_s for s in self.stages))
-
     def summary(self) -> str:
         """A short human-readable report."""
         nm = self.pixel_size_nm

@@ -381,7 +381,6 @@ def align_markers(
     rot_ref = float(np.degrees(vp[ref, ROT]))
     axis_final = wrap_degrees(rot_ref)
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
-    tilt_sign = "nominal tilt signs kept"
     return Alignment(
         tilt_angles_deg=np.degrees(vp[:, TILT]),
         nominal_tilt_angles_deg=tilts_deg.copy(),
@@ -401,7 +400,7 @@ def align_markers(
         reference_view=ref,
         tilt_axis_deg=axis_final,
         tilt_axis_source=source,
-        branch=f"{branch}; {tilt_sign}",
+        branch=f"{branch}; nominal tilt signs kept",
         stages=stages,
         converged=all(s.converged for s in stages),
         options=options,
