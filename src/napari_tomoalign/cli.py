@@ -96,23 +96,97 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Simulate a misaligned series' markers, write them as inputs, and align them."""
-    from .simulate import simulate_markers
+    """Make the sample tilt series (images and clicked markers), align it, and write every product."""
+    from .io.mrc import write_mrc
+    from .sample import make_sample_tilt_series
 
-    sim = simulate_markers(n_views=61, n_markers=40, noise_px=0.3, high_tilt_loss=0.3, dropout=0.03,
-                           always_visible=6, seed=args.seed)
     out = Path(args.output)
-    markers_path, tilt_path = out / "demo_markers.csv", out / "demo.rawtlt"
-    for p in (markers_path, tilt_path):
+    stack_path, markers_path, tilt_path = out / "sample.mrc", out / "sample_markers.csv", out / "sample.rawtlt"
+    products = [out / "sample.ali", out / "sample_bin2.rec"]
+    for p in (stack_path, markers_path, tilt_path, *products):
         check_writable(p, args.force)
-    table = MarkerTable(sim.view, sim.marker, sim.xy, sim.image_size, "simulated")
+    sample = make_sample_tilt_series(seed=args.seed)
+    n_views, rows, cols = sample.images.shape
+    write_mrc(stack_path, sample.images, 10.0 * sample.pixel_size_nm, overwrite=args.force)
+    table = MarkerTable(sample.view, sample.marker, sample.xy, (cols, rows), "simulated")
     write_markers_csv(markers_path, table, overwrite=args.force)
-    write_tilt_angles(tilt_path, sim.nominal_tilt_angles_deg, overwrite=args.force)
+    write_tilt_angles(tilt_path, sample.tilt_angles_deg, overwrite=args.force)
     if not args.quiet:
-        print(f"simulated {len(sim.view)} observations of {len(np.unique(sim.marker))} markers in"
-              f" {len(sim.nominal_tilt_angles_deg)} views (noise {sim.noise_px} px); inputs in {out}")
-    return _solve_and_write(table, sim.nominal_tilt_angles_deg, sim.image_size, args, "demo",
-                            {"markers": str(markers_path), "tilt_angles": str(tilt_path), "simulated_seed": args.seed})
+        print(f"simulated a {n_views}-view {cols} x {rows} tilt series with {len(np.unique(sample.marker))} beads "
+              f"({len(sample.view)} clicks, one of them a mis-click); inputs in {out}")
+    if args.pixel_size_nm is None:
+        args.pixel_size_nm = sample.pixel_size_nm
+    code = _solve_and_write(table, sample.tilt_angles_deg, (cols, rows), args, "sample",
+                            {"stack": str(stack_path), "markers": str(markers_path), "tilt_angles": str(tilt_path),
+                             "simulated_seed": args.seed})
+    for output, func, extra in ((products[0], cmd_aligned_stack, {"bin": 1, "cubic": False}),
+                                (products[1], cmd_reconstruct, {"bin": 2, "thickness": 160, "lowpass": 0.35})):
+        sub = argparse.Namespace(stack=str(stack_path), alignment=str(out), output=str(output), force=args.force,
+                                 quiet=args.quiet, **extra)
+        func(sub)
+    return code
+
+
+def _stack_and_alignment(args: argparse.Namespace):
+    from .io.alignment import read_alignment_dir
+    from .io.mrc import open_tilt_series
+
+    saved = read_alignment_dir(args.alignment)
+    series = open_tilt_series(args.stack)
+    rows, cols = series.data.shape[1:]
+    if (cols, rows) != tuple(saved.image_size):
+        raise UsageError(f"{args.stack} is {cols} x {rows} but the alignment was solved for "
+                         f"{saved.image_size[0]} x {saved.image_size[1]} images")
+    if series.n_views != len(saved.transforms):
+        raise UsageError(f"{args.stack} has {series.n_views} views but the alignment has {len(saved.transforms)}")
+    if args.bin < 1:
+        raise UsageError(f"--bin must be a positive integer, not {args.bin}")
+    pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
+    return series, saved, pix
+
+
+def cmd_aligned_stack(args: argparse.Namespace) -> int:
+    import mrcfile
+
+    from .io.atomic import atomic_path
+    from .warp import aligned_stack
+
+    series, saved, pix = _stack_and_alignment(args)
+    out = Path(args.output)
+    check_writable(out, args.force)
+    rows, cols = series.data.shape[1] // args.bin, series.data.shape[2] // args.bin
+    with atomic_path(out, args.force) as tmp:
+        with mrcfile.new_mmap(tmp, shape=(series.n_views, rows, cols), mrc_mode=2, overwrite=True) as m:
+            aligned_stack(series.data, saved.transforms, binning=args.bin,
+                          interpolation="cubic" if args.cubic else "linear", out=m.data)
+            if pix:
+                m.voxel_size = pix * args.bin
+            m.update_header_stats()
+    if not args.quiet:
+        print(f"wrote {out}: {series.n_views} aligned views of {cols} x {rows}"
+              + (f", {pix * args.bin:.3f} A/pixel" if pix else ""))
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .io.mrc import write_mrc
+    from .reconstruct import weighted_back_projection
+    from .warp import aligned_stack
+
+    series, saved, pix = _stack_and_alignment(args)
+    out = Path(args.output)
+    check_writable(out, args.force)
+    thickness = args.thickness if args.thickness is not None else max(series.data.shape[1:]) // 4
+    if thickness < args.bin:
+        raise UsageError(f"--thickness {thickness} is less than one binned pixel")
+    ali = aligned_stack(series.data, saved.transforms, binning=args.bin)
+    vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // args.bin,
+                                   use_view=saved.view_determined, lowpass_cutoff=args.lowpass)
+    write_mrc(out, vol, pix * args.bin if pix else None, overwrite=args.force)
+    if not args.quiet:
+        print(f"wrote {out}: {vol.shape[2]} x {vol.shape[1]} x {vol.shape[0]} (x, y, z) from "
+              f"{int(saved.view_determined.sum())} views" + (f", {pix * args.bin:.3f} A/voxel" if pix else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,13 +204,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_solver_options(p)
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("demo", help="simulate markers with known misalignment, then align them")
+    p = sub.add_parser("demo", help="make a sample tilt series with known misalignment, align and reconstruct it")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the inputs and outputs")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     _add_solver_options(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("aligned-stack", help="apply a solved alignment to a raw tilt series (as newstack -xform)")
+    p.add_argument("stack", help="raw tilt series (.mrc .st .mrcs)")
+    p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
+    p.add_argument("--output", required=True, metavar="FILE", help="aligned stack to write (.ali or .mrc)")
+    p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N while warping (default 1)")
+    p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_aligned_stack)
+
+    p = sub.add_parser("reconstruct", help="weighted back-projection of a tilt series with a solved alignment")
+    p.add_argument("stack", help="raw tilt series (.mrc .st .mrcs)")
+    p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
+    p.add_argument("--output", required=True, metavar="FILE", help="tomogram to write (.rec or .mrc), (z, y, x)")
+    p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
+    p.add_argument("--thickness", type=int, metavar="T",
+                   help="thickness in unbinned pixels (default a quarter of the image size)")
+    p.add_argument("--lowpass", type=float, metavar="F",
+                   help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_reconstruct)
     return parser
 
 

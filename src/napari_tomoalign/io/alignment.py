@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from .._version import __version__
 from ..result import Alignment
 from ..transforms import aligned_frame, aligned_marker_positions, imod_transforms
 from .atomic import atomic_open, check_writable
-from .imod import write_fid_xyz, write_resid, write_xf
-from .tilts import write_tilt_angles
+from .errors import FileFormatError
+from .imod import read_xf, write_fid_xyz, write_resid, write_xf
+from .tilts import read_text, read_tilt_angles, write_tilt_angles
 
 
 def output_names(stem: str) -> list[str]:
@@ -71,3 +73,39 @@ def write_alignment(
     used = al.obs_used
     write_resid(paths[6], al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used], overwrite=overwrite)
     return paths
+
+
+@dataclass(frozen=True)
+class SavedAlignment:
+    """What the reconstruction tools need from a directory written by `write_alignment`."""
+
+    transforms: np.ndarray
+    tilt_angles_deg: np.ndarray
+    view_determined: np.ndarray
+    image_size: tuple[int, int]
+    pixel_size_nm: float | None
+
+
+def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
+    """Read the transforms, solved tilts and image size from an alignment output directory."""
+    d = Path(directory)
+    info_path = d / "alignment.json"
+    if not info_path.is_file():
+        raise FileFormatError(f"{d}: no alignment.json here; give the --output directory of 'tomoalign align'")
+    try:
+        info = json.loads(read_text(info_path, "alignment"))
+        size = tuple(int(v) for v in info["image_size"])
+        determined = np.asarray(info["views"]["determined"], dtype=bool)
+        pix = info.get("pixel_size_nm")
+    except (ValueError, KeyError, TypeError):
+        raise FileFormatError(f"{info_path}: not an alignment.json written by tomoalign") from None
+    xfs = sorted(d.glob("*.xf"))
+    if len(xfs) != 1:
+        raise FileFormatError(f"{d}: expected one .xf file, found {len(xfs)}")
+    xf = read_xf(xfs[0])
+    tilts = read_tilt_angles(xfs[0].with_suffix(".tlt"))
+    if not (len(xf) == tilts.size == determined.size):
+        raise FileFormatError(f"{d}: the .xf ({len(xf)}), .tlt ({tilts.size}) and alignment.json "
+                              f"({determined.size}) disagree on the number of views")
+    xf[~determined] = np.nan
+    return SavedAlignment(xf, tilts, determined, (size[0], size[1]), float(pix) if pix else None)

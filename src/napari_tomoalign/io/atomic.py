@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class OverwriteError(FileExistsError):
     """The target exists and overwriting was not allowed."""
 
@@ -35,6 +41,26 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", overwrite: bool =
             os.fsync(f.fileno())
         if not overwrite and p.exists():
             raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a library to write; on success rename it over ``path``."""
+    p = check_writable(path, overwrite)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if not overwrite and p.exists():
+            raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,201 @@
+"""Weighted back-projection (WBP) of an aligned tilt series.
+
+Geometry (``alignment-model.md``): the aligned views have the tilt axis vertical (along y) through
+the image centre. Slice ``y`` of the specimen is reconstructed from the projections
+``u = x cos(theta) + z sin(theta)``, with ``x`` and ``z`` measured from the tilt axis and ``u`` from
+the centre column of the view. The volume is returned as ``(z, y, x)`` so that napari shows x-y
+sections, with z = 0 at the first section and the tilt axis at the middle one.
+
+Each projection row is filtered by the discrete ramp (the band-limited Ram-Lak filter, which gets the
+zero frequency right), weighted by the angular interval of its view, optionally with a Gaussian
+low-pass or a SIRT-like radial filter that mimics a few SIRT iterations (Zeng, 2012) for a cleaner
+preview. The back-projection runs over all slices at once: for a given (z, x, view) the detector
+position is the same in every slice, so the inner loop runs over y and vectorises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+
+from .lm import Cancelled
+from .warp import bin_image
+
+WEIGHTINGS = ("ramp", "sirt-like")
+
+
+def angular_weights(tilt_angles_deg: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each view's share of the angular range, in radians (half the distance to its two neighbours).
+
+    The two end views get half their one interval, plus the same again outward, so that a uniform
+    series weighs every view equally.
+    """
+    t = np.radians(np.asarray(tilt_angles_deg, dtype=float))
+    if t.size == 1:
+        return np.array([np.pi])
+    order = np.argsort(t)
+    ts = t[order]
+    gaps = np.diff(ts)
+    w = np.empty_like(ts)
+    w[1:-1] = (gaps[:-1] + gaps[1:]) / 2.0
+    w[0], w[-1] = gaps[0], gaps[-1]
+    out = np.empty_like(w)
+    out[order] = w
+    return out
+
+
+def radial_filter(
+    n_pad: int,
+    *,
+    weighting: str = "ramp",
+    sirt_iterations: int = 10,
+    lowpass_cutoff: float | None = None,
+    lowpass_falloff: float = 0.05,
+) -> NDArray[np.float64]:
+    """The ``rfft`` filter of length ``n_pad // 2 + 1`` applied to every projection row.
+
+    ``lowpass_cutoff`` and ``lowpass_falloff`` are in cycles per pixel (0.5 is Nyquist): the filter is
+    kept to the cutoff and falls off beyond it as a Gaussian of that sigma, as IMOD's radial filter.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
+    n = np.arange(n_pad)
+    n = np.where(n > n_pad // 2, n - n_pad, n)
+    h = np.zeros(n_pad)
+    h[0] = 0.25
+    odd = n % 2 == 1
+    h[odd] = -1.0 / (np.pi * n[odd]) ** 2
+    ramp = np.real(np.fft.rfft(h))
+    freq = np.fft.rfftfreq(n_pad)
+    if weighting == "sirt-like":
+        if sirt_iterations < 1:
+            raise ValueError(f"sirt_iterations must be at least 1, not {sirt_iterations}")
+        # SIRT with step a after k iterations passes (1 - (1 - a r)^k) of each frequency, with r the
+        # ramp; a = 1 / max(r) keeps the step stable. Divided by a k it matches the ramp at low frequency.
+        a = 1.0 / ramp.max()
+        ramp = (1.0 - (1.0 - a * ramp) ** sirt_iterations) / (a * sirt_iterations)
+    if lowpass_cutoff is not None:
+        if not 0.0 < lowpass_cutoff <= 0.5:
+            raise ValueError(f"lowpass cutoff must be in (0, 0.5] cycles/pixel, not {lowpass_cutoff}")
+        beyond = np.clip(freq - lowpass_cutoff, 0.0, None)
+        ramp = ramp * np.exp(-0.5 * (beyond / max(lowpass_falloff, 1e-6)) ** 2)
+    return ramp
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _backproject(q, cos_t, sin_t, cx_det, cx_vol, cz_vol, vol):  # pragma: no cover - compiled
+    """``vol[z, :, x] = sum over views of q[v, u(x, z), :]``, with ``u`` linearly interpolated.
+
+    Each section is summed as ``(x, y)`` so that the inner loop runs along y, then stored ``(y, x)``.
+    """
+    n_views, n_u, n_y = q.shape
+    n_z, _, n_x = vol.shape
+    for z in numba.prange(n_z):
+        zz = z - cz_vol
+        acc = np.zeros((n_x, n_y), dtype=np.float32)
+        for v in range(n_views):
+            c = cos_t[v]
+            s = sin_t[v]
+            qv = q[v]
+            for x in range(n_x):
+                u = (x - cx_vol) * c + zz * s + cx_det
+                if u < 0.0 or u > n_u - 1:
+                    continue
+                i = min(int(u), n_u - 2)
+                f = np.float32(u - i)
+                g = np.float32(1.0) - f
+                a = qv[i]
+                b = qv[i + 1]
+                row = acc[x]
+                for y in range(n_y):
+                    row[y] += g * a[y] + f * b[y]
+        vol[z] = acc.T
+
+
+def weighted_back_projection(
+    aligned: NDArray,
+    tilt_angles_deg: NDArray[np.float64],
+    *,
+    thickness: int,
+    binning: int = 1,
+    weighting: str = "ramp",
+    sirt_iterations: int = 10,
+    lowpass_cutoff: float | None = None,
+    lowpass_falloff: float = 0.05,
+    rows: tuple[int, int] | None = None,
+    use_view: NDArray[np.bool_] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> NDArray[np.float32]:
+    """Reconstruct ``(z, y, x)`` from an aligned stack ``(n_views, rows, cols)`` by WBP.
+
+    Parameters
+    ----------
+    aligned
+        The aligned stack (tilt axis vertical through the centre). Views are read one at a time.
+    tilt_angles_deg
+        The tilt of each view; use the solved angles of the alignment, not the nominal ones.
+    thickness
+        Thickness of the volume in pixels of ``aligned`` (before binning); the output has
+        ``thickness // binning`` sections.
+    binning
+        Integer binning in x and y, done on the views before filtering.
+    weighting, sirt_iterations, lowpass_cutoff, lowpass_falloff
+        See `radial_filter`; frequencies are in cycles per *binned* pixel.
+    rows
+        Optional ``(first, stop)`` range of binned rows (slices) to reconstruct; all by default.
+    use_view
+        Optional ``(n_views,)`` mask; views set False (for example undetermined by the fit) are left out.
+    progress, should_stop
+        ``progress(done, total)`` as the views are filtered; `Cancelled` is raised when
+        ``should_stop()`` is true.
+    """
+    aligned_shape = np.shape(aligned)
+    if len(aligned_shape) != 3:
+        raise ValueError(f"the aligned stack must be 3-D (views, rows, cols), not {len(aligned_shape)}-D")
+    tilts = np.asarray(tilt_angles_deg, dtype=float)
+    if tilts.shape != (aligned_shape[0],):
+        raise ValueError(f"{tilts.size} tilt angles for a stack of {aligned_shape[0]} views; they must match")
+    if not np.all(np.isfinite(tilts)):
+        raise ValueError("a tilt angle is NaN or infinite; give the solved or nominal angle of every view")
+    if int(binning) != binning or binning < 1:
+        raise ValueError(f"binning must be a positive integer, not {binning}")
+    binning = int(binning)
+    n_z = int(thickness) // binning
+    if n_z < 1:
+        raise ValueError(f"thickness {thickness} gives no sections at binning {binning}")
+    keep = np.ones(tilts.size, bool) if use_view is None else np.asarray(use_view, bool)
+    views = np.flatnonzero(keep)
+    if views.size == 0:
+        raise ValueError("no views to reconstruct from")
+    n_y, n_x = aligned_shape[1] // binning, aligned_shape[2] // binning
+    y0, y1 = (0, n_y) if rows is None else (max(0, int(rows[0])), min(n_y, int(rows[1])))
+    if y1 <= y0:
+        raise ValueError(f"row range {rows} is empty for {n_y} rows")
+    n_pad = int(2 ** np.ceil(np.log2(2 * n_x)))
+    filt = radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
+                         lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
+    weights = angular_weights(tilts[views])
+    q = np.empty((views.size, n_x, y1 - y0), dtype=np.float32)
+    for k, j in enumerate(views):
+        if should_stop is not None and should_stop():
+            raise Cancelled("reconstruction cancelled")
+        view = bin_image(aligned[j], binning)[y0:y1]
+        # Pad with the edge values so a specimen that fills the view does not ring at its borders.
+        padded = np.pad(view, ((0, 0), (0, n_pad - n_x)), mode="edge")
+        half = (n_pad - n_x) // 2
+        padded[:, n_x + half:] = view[:, :1]
+        spec = scipy.fft.rfft(padded, axis=1, workers=-1)
+        spec *= filt * weights[k]
+        q[k] = scipy.fft.irfft(spec, n=n_pad, axis=1, workers=-1)[:, :n_x].T
+        if progress is not None:
+            progress(k + 1, views.size)
+    theta = np.radians(tilts[views])
+    vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
+    centre = (n_x - 1) / 2.0
+    _backproject(q, np.cos(theta), np.sin(theta), centre, centre, (n_z - 1) / 2.0, vol)
+    return vol
