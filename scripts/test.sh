@@ -15,5 +15,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 bash "$here/scripts/setup-env.sh" test
 cd "$here"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks scripts
 .venv/bin/python -m pytest "$@"

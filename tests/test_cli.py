@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import mrcfile
 import numpy as np
 import pytest
 from gui_modules import GUI_MODULES
@@ -76,12 +77,56 @@ def test_bad_input_gives_one_line(tmp_path, imod_data, capsys, make, message):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_demo_runs(tmp_path, capsys):
-    assert main(["demo", "--output", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "simulated" in out and "RMS residual" in out
-    info = json.loads((tmp_path / "alignment.json").read_text())
-    assert 0.3 < info["rms_residual_px"] < 0.55  # noise 0.3 px per coordinate
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--output", str(d), "--quiet"]) == 0
+    return d
+
+
+def test_demo_writes_inputs_alignment_stack_and_tomogram(demo_dir):
+    info = json.loads((demo_dir / "alignment.json").read_text())
+    assert 0.3 < info["rms_residual_px"] < 0.55  # click noise 0.3 px per coordinate, one mis-click
+    with mrcfile.open(demo_dir / "sample.mrc") as m:
+        assert m.data.shape == (61, 512, 512) and m.voxel_size.x == pytest.approx(10.0)
+    with mrcfile.open(demo_dir / "sample.ali") as m:
+        assert m.data.shape == (61, 512, 512) and m.voxel_size.x == pytest.approx(10.0)
+    with mrcfile.open(demo_dir / "sample_bin2.rec") as m:
+        assert m.data.shape == (80, 256, 256) and m.voxel_size.x == pytest.approx(20.0)
+        assert np.isfinite(m.data).all() and m.data.std() > 0
+
+
+def test_aligned_stack_and_reconstruct_commands(demo_dir, tmp_path, capsys):
+    stack, out = str(demo_dir / "sample.mrc"), tmp_path / "b4.ali"
+    assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(out), "--bin", "4"]) == 0
+    assert "61 aligned views of 128 x 128" in capsys.readouterr().out
+    with mrcfile.open(out) as m:
+        assert m.data.shape == (61, 128, 128) and m.voxel_size.x == pytest.approx(40.0)
+    # No overwrite without --force, and the file is untouched.
+    before = out.read_bytes()
+    assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(out), "--cubic"]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(out), "--force",
+                 "--quiet"]) == 0
+    rec = tmp_path / "t.rec"
+    assert main(["reconstruct", stack, "--alignment", str(demo_dir), "--output", str(rec), "--bin", "4",
+                 "--thickness", "96"]) == 0
+    with mrcfile.open(rec) as m:
+        assert m.data.shape == (24, 128, 128) and m.voxel_size.x == pytest.approx(40.0)
+    assert main(["reconstruct", stack, "--alignment", str(demo_dir), "--output", str(rec)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_reconstruct_refuses_a_stack_that_does_not_fit(demo_dir, tmp_path, capsys):
+    small = tmp_path / "small.mrc"
+    with mrcfile.new(small) as m:
+        m.set_data(np.zeros((61, 256, 256), np.float32))
+    assert main(["reconstruct", str(small), "--alignment", str(demo_dir), "--output", str(tmp_path / "r.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "256 x 256 but the alignment was solved for 512 x 512" in err
+    assert main(["aligned-stack", str(demo_dir / "sample.mrc"), "--alignment", str(tmp_path),
+                 "--output", str(tmp_path / "a.ali")]) == 2
+    assert "no alignment.json" in capsys.readouterr().err
 
 
 def test_console_script_does_not_import_gui(tmp_path, imod_data):

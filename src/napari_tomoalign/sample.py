@@ -71,7 +71,7 @@ def make_sample_tilt_series(
     truth = simulate_markers(
         n_views=n_views, tilt_range_deg=tilt_range_deg, n_markers=n_beads, image_size=(size, size),
         thickness_px=thickness_px, noise_px=click_noise_px, tilt_axis_deg=86.0, tilt_error_deg=0.4,
-        rotation_drift_deg=0.6, mag_error=0.006, shift_px=6.0, high_tilt_loss=0.35, always_visible=6,
+        rotation_drift_deg=0.6, mag_error=0.006, shift_px=6.0, high_tilt_loss=1.0, always_visible=6,
         seed=seed,
     )
     rng = np.random.default_rng(seed + 1000)

@@ -102,8 +102,9 @@ def write_markers_csv(path: str | os.PathLike[str], table: MarkerTable, overwrit
 def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     """Read an IMOD binary model (``.fid``/``.mod``): one contour per marker, z = view index.
 
-    Marker ids number the (object, contour) pairs from 1, in file order, as IMOD's ``fid.xyz``
-    does for a single object.
+    Marker ids number the contours from 1 in file order, across objects, as IMOD's ``fid.xyz``
+    does for a single object. Empty contours keep their number (so ids written by
+    `write_imod_model` come back unchanged).
     """
     import imodmodel  # local import: pandas and pydantic load only when a model is read
 
@@ -131,11 +132,58 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     views = np.round(xyz[:, 2])
     if np.any(np.abs(xyz[:, 2] - views) > 0.01) or np.any(views < 0):
         raise FileFormatError(f"{p}: point Z values must be view numbers (whole, >= 0); is this a fiducial model?")
-    pairs = df[["object_id", "contour_id"]].to_numpy()
-    _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(1, len(first) + 1)
-    marker = rank[np.asarray(inverse).ravel()]
+    counts = [len(o.contours) for o in model.objects]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    obj = df["object_id"].to_numpy(dtype=np.int64)
+    cont = df["contour_id"].to_numpy(dtype=np.int64)
+    if obj.size and (obj.min() < 0 or obj.max() >= len(counts)):
+        raise FileFormatError(f"{p}: the IMOD model's object table is inconsistent")
+    marker = offsets[obj] + cont + 1
     h = model.header
     image_size = (int(h.xmax), int(h.ymax)) if h.xmax > 0 and h.ymax > 0 else None
     return MarkerTable(views.astype(np.intp), marker, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, str(p))
+
+
+def write_imod_model(
+    path: str | os.PathLike[str],
+    table: MarkerTable,
+    image_size: tuple[int, int] | None = None,
+    n_views: int | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write markers as an IMOD fiducial model: one object of open contours, contour ``k`` = marker ``k``.
+
+    Marker ids must be positive whole numbers; contours for unused ids are left empty so that the
+    ids survive a round trip. Positions get IMOD's half-pixel offset; z is the view index.
+    """
+    import imodmodel
+    from imodmodel.models import Contour, Object
+
+    from .atomic import atomic_path
+
+    ids = np.asarray(table.marker, dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("there are no markers to write")
+    if ids.min() < 1:
+        raise ValueError(f"IMOD models number markers from 1; marker id {int(ids.min())} cannot be written")
+    if ids.max() > 100000:
+        raise ValueError(f"marker id {int(ids.max())} is too large for an IMOD model (at most 100000)")
+    order = np.lexsort((table.view, ids))
+    xyz = np.column_stack([table.xy + IMOD_PIXEL_OFFSET, np.asarray(table.view, dtype=float)])[order]
+    ids = ids[order]
+    starts = np.searchsorted(ids, np.arange(1, ids.max() + 2))
+    obj = Object()
+    for k in range(int(ids.max())):
+        obj.contours.append(Contour(points=xyz[starts[k] : starts[k + 1]]))
+    obj.header.flags.scattered = False
+    obj.header.flags.open = True
+    obj.update_sizes()
+    model = imodmodel.ImodModel()
+    model.objects.append(obj)
+    model.update_sizes()
+    size = image_size or table.image_size
+    if size is not None:
+        model.header.xmax, model.header.ymax = int(size[0]), int(size[1])
+    model.header.zmax = int(n_views if n_views is not None else np.max(table.view) + 1)
+    with atomic_path(path, overwrite) as tmp:
+        model.to_file(tmp)

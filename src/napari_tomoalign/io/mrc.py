@@ -42,6 +42,8 @@ class TiltSeries:
         One angle per view in file order, or None when no source had them.
     tilt_source
         Where the angles came from (a path or "extended header (FEI)"...), or None.
+    tilt_error
+        Why a tilt-angle file beside the stack could not be used (only with ``strict_tilts=False``).
     """
 
     path: Path
@@ -49,6 +51,7 @@ class TiltSeries:
     pixel_size_angstrom: float | None
     tilt_angles_deg: NDArray[np.float64] | None
     tilt_source: str | None
+    tilt_error: str | None = None
 
     @property
     def n_views(self) -> int:
@@ -109,12 +112,13 @@ def extended_header_tilts(mrc: mrcfile.mrcfile.MrcFile) -> tuple[NDArray[np.floa
                 t = np.asarray(ext["Alpha tilt"][:n], dtype=float)
                 if np.all(np.isfinite(t)) and np.all(np.abs(t) < 90) and np.ptp(t) > 0:
                     return t, f"extended header ({exttyp})"
-        elif exttyp == "SERI" and int(h.nreal) & 1:
-            nbytes = int(h.nint)
+        elif exttyp == "SERI":
+            # IMOD's header keeps nint (bytes per section) and nreal (flags) as shorts at bytes 128 and 130.
+            order = h.dtype.fields["nx"][0].str[0]  # '<' or '>', as the file is
+            nint, nreal = np.frombuffer(h.tobytes()[128:132], dtype=order + "i2")
             raw = np.frombuffer(mrc.extended_header.tobytes(), dtype=np.uint8)
-            if nbytes >= 2 and raw.size >= nbytes * n:
-                dt = np.dtype(h.mode.dtype.byteorder + "i2") if h.mode.dtype.byteorder in "<>" else np.dtype("<i2")
-                t = raw[: nbytes * n].reshape(n, nbytes)[:, :2].copy().view(dt).ravel() / 100.0
+            if int(nreal) & 1 and nint >= 2 and raw.size >= int(nint) * n:
+                t = raw[: int(nint) * n].reshape(n, int(nint))[:, :2].copy().view(order + "i2").ravel() / 100.0
                 if np.all(np.abs(t) < 90) and np.ptp(t) > 0:
                     return t.astype(float), "extended header (SerialEM)"
     except (ValueError, TypeError, KeyError):
@@ -139,8 +143,12 @@ def find_tilt_angles(path: Path, n_views: int, mrc=None) -> tuple[NDArray[np.flo
     return None, None
 
 
-def open_tilt_series(path: str | os.PathLike[str]) -> TiltSeries:
-    """Open an MRC tilt series memory-mapped, with its pixel size and tilt angles (if any)."""
+def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True) -> TiltSeries:
+    """Open an MRC tilt series memory-mapped, with its pixel size and tilt angles (if any).
+
+    A broken tilt-angle file beside the stack raises `FileFormatError`, unless ``strict_tilts`` is
+    False: then the stack opens without angles and ``tilt_error`` says what was wrong.
+    """
     p = Path(path)
     mrc = _open_mmap(p)
     data = mrc.data
@@ -151,8 +159,14 @@ def open_tilt_series(path: str | os.PathLike[str]) -> TiltSeries:
     if data.dtype.kind == "c":
         raise FileFormatError(f"{p}: complex (Fourier-space) MRC data is not a tilt series")
     vx = float(mrc.voxel_size.x)
-    tilts, source = find_tilt_angles(p, int(data.shape[0]), mrc)
-    return TiltSeries(p, data, vx if vx > 0 else None, tilts, source)
+    error = None
+    try:
+        tilts, source = find_tilt_angles(p, int(data.shape[0]), mrc)
+    except FileFormatError as exc:
+        if strict_tilts:
+            raise
+        tilts, source, error = None, None, str(exc)
+    return TiltSeries(p, data, vx if vx > 0 else None, tilts, source, error)
 
 
 def read_volume(path: str | os.PathLike[str]) -> tuple[np.ndarray, float | None]:

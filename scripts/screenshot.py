@@ -1,0 +1,44 @@
+"""Make the README picture: the sample aligned in napari, with residual vectors and predicted markers.
+
+Run under a display, e.g. ``xvfb-run -a .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png``.
+"""
+
+import sys
+import time
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_tomoalign._widget import AlignWidget
+
+
+def main(out: str) -> None:
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1550, 960)
+    viewer.open_sample("napari-tomoalign", "beads")
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    widget.start_alignment()
+    app = QApplication.instance()
+    while widget._worker is not None:
+        app.processEvents()
+        time.sleep(0.01)
+    sample = viewer.layers["sample tilt series"].metadata["sample"]
+    viewer.layers["sample tilt series"].visible = True
+    viewer.layers["aligned stack"].visible = False
+    k, view = widget.go_to_next_residual()  # the mis-click
+    viewer.camera.zoom = 1.6
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    from skimage.io import imsave  # napari depends on scikit-image
+
+    imsave(out, np.asarray(shot))
+    print(f"wrote {out}: view {view}, point {k} (the mis-click is {sample.misclick})")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/napari-tomoalign.png")

@@ -1,0 +1,131 @@
+"""Align, then make the aligned stack and a preview tomogram: what the dock widget runs in its worker.
+
+GUI-free. Progress is reported as ``progress(stage, done, total, text)`` and work stops with
+`Cancelled` when ``should_stop()`` returns true, between iterations, views or stages.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .compare import markers_in_every_view
+from .lm import Cancelled
+from .options import AlignmentOptions
+from .reconstruct import weighted_back_projection
+from .result import Alignment
+from .solver import AlignmentWarning, align_markers
+from .transforms import imod_transforms
+from .warp import aligned_stack
+
+Progress = Callable[[str, int, int, str], None]
+
+
+@dataclass
+class PipelineResult:
+    """An alignment and what was made from it. ``timings_s`` holds the wall time of each step."""
+
+    name: str
+    alignment: Alignment
+    transforms: NDArray[np.float64]
+    aligned: NDArray[np.float32] | None
+    tomogram: NDArray[np.float32] | None
+    tomogram_binning: int
+    markers_used: NDArray[np.int64]
+    warnings: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def preview_binning(image_shape: tuple[int, int], target: int = 256) -> int:
+    """The smallest binning that brings the larger image side to ``target`` pixels or fewer."""
+    return max(1, int(np.ceil(max(image_shape) / target)))
+
+
+def run_alignment(
+    images: NDArray | None,
+    view: NDArray[np.intp],
+    marker: NDArray[np.int64],
+    xy: NDArray[np.float64],
+    tilt_angles_deg: NDArray[np.float64],
+    image_size: tuple[int, int],
+    options: AlignmentOptions,
+    *,
+    name: str = "alignment",
+    only_markers_in_every_view: bool = False,
+    pixel_size_nm: float | None = None,
+    make_aligned_stack: bool = True,
+    make_tomogram: bool = True,
+    tomogram_thickness_px: int | None = None,
+    tomogram_binning: int | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PipelineResult:
+    """Solve the alignment, then warp ``images`` and back-project them (each step optional).
+
+    ``images`` is ``(n_views, rows, cols)`` (a memory map is fine), or None to solve only.
+    """
+    def report(stage: str, done: int, total: int, text: str) -> None:
+        if progress is not None:
+            progress(stage, done, total, text)
+
+    view = np.asarray(view)
+    marker = np.asarray(marker)
+    xy = np.asarray(xy, dtype=float)
+    if only_markers_in_every_view:
+        keep_ids = markers_in_every_view(view, marker, len(tilt_angles_deg))
+        if keep_ids.size == 0:
+            from .solver import AlignmentError
+
+            raise AlignmentError("no marker is seen in every view; untick 'markers in every view only'")
+        keep = np.isin(marker, keep_ids)
+        view, marker, xy = view[keep], marker[keep], xy[keep]
+    timings: dict[str, float] = {}
+
+    def solver_progress(stage: str, iteration: int, cost: float) -> None:
+        report(stage, iteration, options.max_iterations, f"{stage} stage, iteration {iteration}")
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AlignmentWarning)
+        al = align_markers(view, marker, xy, tilt_angles_deg, image_size, options, pixel_size_nm=pixel_size_nm,
+                           progress=solver_progress, should_stop=should_stop)
+    timings["solve"] = time.perf_counter() - t0
+    messages = [str(w.message) for w in caught if issubclass(w.category, AlignmentWarning)]
+    xf = imod_transforms(al)
+    ali = tomo = None
+    binning = 1
+    if images is not None and (make_aligned_stack or make_tomogram):
+        if images.shape[0] != al.n_views:
+            raise ValueError(f"the image stack has {images.shape[0]} views but there are {al.n_views} tilt angles")
+        n = images.shape[0]
+        t0 = time.perf_counter()
+        ali = aligned_stack(images, xf, progress=lambda d, t: report("aligned stack", d, t, f"aligned view {d} of {t}"),
+                            should_stop=should_stop)
+        timings["aligned stack"] = time.perf_counter() - t0
+        if make_tomogram:
+            binning = tomogram_binning or preview_binning(images.shape[1:])
+            thickness = tomogram_thickness_px or _default_thickness(al, images.shape[1:])
+            t0 = time.perf_counter()
+            tomo = weighted_back_projection(
+                ali, al.tilt_angles_deg, thickness=thickness, binning=binning, use_view=al.view_determined,
+                lowpass_cutoff=0.35, progress=lambda d, t: report("tomogram", d, t, f"filtered view {d} of {n}"),
+                should_stop=should_stop,
+            )
+            timings["tomogram"] = time.perf_counter() - t0
+        if not make_aligned_stack:
+            ali = None
+    if should_stop is not None and should_stop():
+        raise Cancelled("cancelled")
+    return PipelineResult(name, al, xf, ali, tomo, binning, np.unique(marker), messages, timings)
+
+
+def _default_thickness(al: Alignment, shape: tuple[int, int]) -> int:
+    """Twice the markers' Z extent plus a margin, within [64, the image size] pixels."""
+    z = al.xyz_px[al.marker_included, 2]
+    extent = float(np.ptp(z)) if z.size else 0.0
+    return int(np.clip(2.0 * extent + 64.0, 64.0, max(shape)))
