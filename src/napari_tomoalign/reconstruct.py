@@ -86,6 +86,16 @@ def radial_filter(
     return ramp
 
 
+@numba.njit(parallel=True, cache=True)
+def _transpose_rows(filtered, q):  # pragma: no cover - compiled
+    """``q[v, x, y] = filtered[v, y, x]`` for the first ``q.shape[1]`` columns."""
+    n_v, n_x, n_y = q.shape
+    for v in numba.prange(n_v):
+        for y in range(n_y):
+            for x in range(n_x):
+                q[v, x, y] = filtered[v, y, x]
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _backproject(q, cos_t, sin_t, cx_det, cx_vol, cz_vol, vol):  # pragma: no cover - compiled
     """``vol[z, :, x] = sum over views of q[v, u(x, z), :]``, with ``u`` linearly interpolated.
@@ -179,21 +189,30 @@ def weighted_back_projection(
     n_pad = int(2 ** np.ceil(np.log2(2 * n_x)))
     filt = radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
-    weights = angular_weights(tilts[views])
+    weights = angular_weights(tilts[views]).astype(np.float32)
+    filt = filt.astype(np.complex64)
     q = np.empty((views.size, n_x, y1 - y0), dtype=np.float32)
-    for k, j in enumerate(views):
+    half = (n_pad - n_x) // 2
+    chunk = max(1, int(2**25 // (n_pad * max(1, y1 - y0) * 4)))  # about 32 MB of padded rows at a time
+    done = 0
+    for c0 in range(0, views.size, chunk):
         if should_stop is not None and should_stop():
             raise Cancelled("reconstruction cancelled")
-        view = bin_image(aligned[j], binning)[y0:y1]
-        # Pad with the edge values so a specimen that fills the view does not ring at its borders.
-        padded = np.pad(view, ((0, 0), (0, n_pad - n_x)), mode="edge")
-        half = (n_pad - n_x) // 2
-        padded[:, n_x + half:] = view[:, :1]
-        spec = scipy.fft.rfft(padded, axis=1, workers=-1)
-        spec *= filt * weights[k]
-        q[k] = scipy.fft.irfft(spec, n=n_pad, axis=1, workers=-1)[:, :n_x].T
+        idx = views[c0 : c0 + chunk]
+        padded = np.empty((idx.size, y1 - y0, n_pad), dtype=np.float32)
+        for k, j in enumerate(idx):
+            padded[k, :, :n_x] = bin_image(aligned[j], binning)[y0:y1]
+        # Pad with the edge values (right edge, then left edge wrapping round) so that a specimen that
+        # fills the view does not ring at its borders.
+        padded[:, :, n_x : n_x + half] = padded[:, :, n_x - 1 : n_x]
+        padded[:, :, n_x + half :] = padded[:, :, 0:1]
+        spec = scipy.fft.rfft(padded, axis=2, workers=-1)
+        spec *= (weights[c0 : c0 + idx.size, None] * filt[None, :])[:, None, :]
+        filtered = scipy.fft.irfft(spec, n=n_pad, axis=2, workers=-1)
+        _transpose_rows(filtered, q[c0 : c0 + idx.size])
+        done += idx.size
         if progress is not None:
-            progress(k + 1, views.size)
+            progress(done, views.size)
     theta = np.radians(tilts[views])
     vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
     centre = (n_x - 1) / 2.0
