@@ -1,6 +1,6 @@
 """Make the README picture: the sample aligned in napari, with residual vectors and predicted markers.
 
-Run under a display, e.g. ``xvfb-run -a .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png``.
+Run under a display, e.g. ``xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png``.
 """
 
 import sys
@@ -15,13 +15,13 @@ from napari_tomoalign._widget import AlignWidget
 
 def main(out: str) -> None:
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1550, 960)
+    viewer.window._qt_window.resize(1700, 1000)
     viewer.open_sample("napari-tomoalign", "beads")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Align tilt series")
     widget.start_alignment()
     app = QApplication.instance()
-    while widget._worker is not None:
+    while widget.busy:
         app.processEvents()
         time.sleep(0.01)
     sample = viewer.layers["sample tilt series"].metadata["sample"]

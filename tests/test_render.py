@@ -20,7 +20,7 @@ def test_markers_are_drawn_where_they_are(make_napari_viewer, qtbot):
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.start_alignment()
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     assert widget.status.value.startswith("done")
     markers = viewer.layers["sample markers"]
     view = 20

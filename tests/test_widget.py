@@ -22,7 +22,7 @@ def sample_viewer(make_napari_viewer):
 def run(qtbot, widget):
     worker = widget.start_alignment()
     assert worker is not None, widget.status.value
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     return worker
 
 
@@ -64,7 +64,7 @@ def test_cancel_leaves_the_layers_alone(qtbot, sample_viewer):
     before = [ly.name for ly in viewer.layers]
     widget.start_alignment()
     widget.cancel()
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert widget.status.value.startswith("cancelled")
     assert [ly.name for ly in viewer.layers] == before
     assert widget.align_button.enabled and not widget.cancel_button.enabled

@@ -49,10 +49,12 @@ def _run_job(**job: Any) -> tuple[PipelineResult | None, BaseException | None]:
 
     (superqt re-raises an exception that a worker returns bare, hence the pair.)
     """
+    from .report_plot import report_plot
     from .solver import AlignmentError
 
     try:
-        return run_alignment(**job), None
+        result = run_alignment(**job)
+        return (result, report_plot({result.name: result.alignment})), None
     except (Cancelled, AlignmentError, FileFormatError, ValueError) as exc:
         return None, exc
 
@@ -86,6 +88,9 @@ class AlignWidget(Container):
         self._comparing: dict[str, bool] | None = None
         self._scale: tuple[float, ...] = (1.0, 1.0, 1.0)
         self._started = 0.0
+        self._busy = False
+        self._last_progress = 0.0
+        self.display_times_ms: list[tuple[str, float]] = []  # how long each display step held the GUI
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
 
@@ -142,6 +147,12 @@ class AlignWidget(Container):
         ])
         self.report.native.setStyleSheet("font-family: monospace;")
         self.report.native.setWordWrap(False)
+        from qtpy.QtWidgets import QSizePolicy
+
+        for label in (self.status, self.tilt_source, self.duplicates):
+            # Text changes must not relayout the dock (and repaint the viewer) while a worker runs.
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._plot: np.ndarray | None = None
         self._canvas = self._make_canvas()
 
         self.image.changed.connect(self._on_image_changed)
@@ -330,7 +341,7 @@ class AlignWidget(Container):
         """Start the worker; input problems are notified and nothing changes."""
         from napari.qt.threading import create_worker
 
-        if self._worker is not None:
+        if self._busy:
             return None
         try:
             job = self._gather()
@@ -348,6 +359,7 @@ class AlignWidget(Container):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._busy = True
         self._started = time.perf_counter()
         self.align_button.enabled = False
         self.cancel_button.enabled = True
@@ -358,11 +370,15 @@ class AlignWidget(Container):
 
     def cancel(self, *_: Any) -> None:
         """Ask the worker to stop at its next iteration or view."""
-        if self._worker is not None:
+        if self._busy:
             self._stop.set()
             self.status.value = "cancelling..."
 
     def _on_progress(self, stage: str, done: int, total: int, text: str) -> None:
+        now = time.perf_counter()
+        if now - self._last_progress < 0.1 and done < total:
+            return  # at most ten updates a second: each one repaints part of the window
+        self._last_progress = now
         share = {"initial": (0, 10), "main": (10, 30), "tilt": (30, 50), "aligned stack": (50, 80),
                  "tomogram": (80, 100)}.get(stage, (0, 100))
         frac = min(1.0, done / max(total, 1)) if stage in ("aligned stack", "tomogram") else min(1.0, done / 30.0)
@@ -370,6 +386,7 @@ class AlignWidget(Container):
         self.status.value = text
 
     def _on_error(self, exc: BaseException) -> None:
+        self._finish()
         if isinstance(exc, Cancelled):
             self.status.value = "cancelled; nothing was changed"
             show_info("alignment cancelled; the layers are as they were")
@@ -379,45 +396,91 @@ class AlignWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self.align_button.enabled = True
-        self.cancel_button.enabled = False
 
     def _on_returned(self, outcome: tuple, layer: Points, data: np.ndarray) -> None:
         result, error = outcome
         if error is not None:
             self._on_error(error)
         else:
-            self._on_done(result, layer, data)
+            self._on_done(result[0], layer, data, plot=result[1])
 
-    def _on_done(self, result: PipelineResult, layer: Points, data: np.ndarray) -> None:
+    def _on_done(self, result: PipelineResult, layer: Points, data: np.ndarray, plot: np.ndarray | None = None) -> None:
+        """Show the result in small steps, one per turn of the event loop, so the GUI never stalls long."""
         elapsed = time.perf_counter() - self._started
         self._results[result.name] = result
         self._last, self._last_layer, self._last_markers = result, layer, data
-        self._refresh_choices()
-        self.compare_a.value = result.name
-        image = self.image.value
-        scale = self._scale
-        if result.aligned is not None:
-            self._put_image(ALIGNED, result.aligned, scale, visible=True)
-            if image is not None:
-                image.visible = False
-        if result.tomogram is not None:
-            b = result.tomogram_binning
-            sy = scale[1] * b
-            self._put_image(f"tomogram: {result.name}", result.tomogram, (sy, sy, sy), visible=False,
-                            translate=(0.0, scale[1] * (b - 1) / 2, scale[2] * (b - 1) / 2))
-        self._show_residual_layers()
         al = result.alignment
         res = np.hypot(*al.residuals_px.T)
         used = np.flatnonzero(al.obs_used)
         self._residual_order = used[np.argsort(-res[used], kind="stable")]
         self._residual_pos = 0
-        self.progress.value = 100
-        self.status.value = f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px"
-        self._update_report([result])
-        for w in result.warnings:
-            show_warning(w)
-        self._viewer.layers.selection.active = layer
+        image = self.image.value
+        scale = self._scale
+
+        def choices() -> None:
+            self._refresh_choices()
+            self.compare_a.value = result.name
+
+        def aligned() -> None:
+            self._put_image(ALIGNED, result.aligned, scale, visible=True)
+            if image is not None:
+                image.visible = False
+
+        def tomogram() -> None:
+            b = result.tomogram_binning
+            sy = scale[1] * b
+            self._put_image(f"tomogram: {result.name}", result.tomogram, (sy, sy, sy), visible=False,
+                            translate=(0.0, scale[1] * (b - 1) / 2, scale[2] * (b - 1) / 2))
+
+        def finish() -> None:
+            self.progress.value = 100
+            self.status.value = f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px"
+            for w in result.warnings:
+                show_warning(w)
+            self._viewer.layers.selection.active = layer
+            self._finish()
+
+        steps = [choices]
+        if result.aligned is not None:
+            steps.append(aligned)
+        if result.tomogram is not None:
+            steps.append(tomogram)
+        steps += [self._show_residual_vectors, self._show_predicted_markers,
+                  lambda: self._update_report([result], plot=plot), finish]
+        self._run_steps(steps)
+
+    def _run_steps(self, steps: list) -> None:
+        """Run each step on its own turn of the Qt event loop."""
+        from qtpy.QtCore import QTimer
+
+        def next_step() -> None:
+            if not steps:
+                return
+            step = steps.pop(0)
+            t0 = time.perf_counter()
+            try:
+                step()
+                self.display_times_ms.append((getattr(step, "__name__", "step"), 1000 * (time.perf_counter() - t0)))
+            except Exception as exc:  # a display problem must not leave the widget busy
+                steps.clear()
+                show_error(f"could not show the result: {exc}")
+                self._finish()
+                return
+            if steps:
+                QTimer.singleShot(0, next_step)
+
+        self.display_times_ms = []
+        QTimer.singleShot(0, next_step)
+
+    @property
+    def busy(self) -> bool:
+        """True from Align until the result is shown (or the run failed or was cancelled)."""
+        return self._busy
+
+    def _finish(self) -> None:
+        self._busy = False
+        self.align_button.enabled = True
+        self.cancel_button.enabled = False
 
     def _put_image(self, name: str, data: np.ndarray, scale, visible: bool, translate=None) -> Image:
         lo, hi = (float(v) for v in np.percentile(data[len(data) // 2], [0.5, 99.5]))
@@ -435,7 +498,11 @@ class AlignWidget(Container):
                                       contrast_limits=(lo, hi), translate=translate or (0.0, 0.0, 0.0))
 
     def _show_residual_layers(self) -> None:
-        """Residual vectors (exaggerated) and predicted positions of unclicked markers, in raw-image space."""
+        self._show_residual_vectors()
+        self._show_predicted_markers()
+
+    def _show_residual_vectors(self) -> None:
+        """Residual vectors from each observed point, exaggerated, in raw-image space."""
         if self._last is None or self._last_layer is None:
             return
         al = self._last.alignment
@@ -458,7 +525,13 @@ class AlignWidget(Container):
         else:
             self._viewer.add_vectors(vectors, name=name, scale=scale, edge_color=colors, edge_width=1.5,
                                      vector_style="arrow")
-        # Predicted positions where a marker was not clicked, inside the image.
+
+    def _show_predicted_markers(self) -> None:
+        """The model's position of each marker where it was not clicked, inside the image."""
+        if self._last is None:
+            return
+        al = self._last.alignment
+        scale = self._scale
         seen = np.zeros((al.n_views, al.n_markers), bool)
         seen[al.obs_view, al.obs_marker] = True
         ok = ~seen & al.view_determined[:, None] & al.marker_included[None, :]
@@ -484,19 +557,24 @@ class AlignWidget(Container):
 
     # ----------------------------------------------------------------- report
     def _make_canvas(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from qtpy.QtWidgets import QLabel
 
-        fig = Figure(figsize=(3.6, 3.4), dpi=90, layout="constrained")
-        canvas = FigureCanvasQTAgg(fig)
-        canvas.setMinimumHeight(280)
+        canvas = QLabel()
+        canvas.setFixedSize(324, 306)
         layout = self.native.layout()
         layout.insertWidget(layout.indexOf(self.exaggeration.native.parent()), canvas)
-        fig.add_subplot(2, 1, 1)
-        fig.add_subplot(2, 1, 2)
         return canvas
 
-    def _update_report(self, results: list[PipelineResult]) -> None:
+    def _show_plot(self, rgba: np.ndarray) -> None:
+        from qtpy.QtGui import QImage, QPixmap
+
+        rgba = np.ascontiguousarray(rgba)
+        h, w = rgba.shape[:2]
+        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        self._canvas.setPixmap(QPixmap.fromImage(image))
+        self._plot = rgba
+
+    def _update_report(self, results: list[PipelineResult], plot: np.ndarray | None = None) -> None:
         lines = []
         for r in results:
             al = r.alignment
@@ -514,24 +592,11 @@ class AlignWidget(Container):
             if al.excluded_views or al.excluded_markers:
                 lines.append(f"  left out: views {al.excluded_views}, markers {al.excluded_markers}")
         self.report.value = "\n".join(lines)
-        fig = self._canvas.figure
-        ax1, ax2 = fig.axes
-        ax1.clear()
-        ax2.clear()
-        for r in results:
-            al = r.alignment
-            rms, _ = al.per_view_residual_px()
-            ax1.plot(al.nominal_tilt_angles_deg, rms, ".-", ms=3, lw=0.8, label=r.name)
-            ax2.plot(al.nominal_tilt_angles_deg, al.tilt_angles_deg - al.nominal_tilt_angles_deg, ".-", ms=3,
-                     lw=0.8, label=r.name)
-        ax1.set_ylabel("view RMS (px)", fontsize=8)
-        ax2.set_ylabel("solved - nominal (deg)", fontsize=8)
-        ax2.set_xlabel("nominal tilt (deg)", fontsize=8)
-        for ax in (ax1, ax2):
-            ax.tick_params(labelsize=7)
-        if len(results) > 1:
-            ax1.legend(fontsize=7)
-        self._canvas.draw_idle()
+        if plot is None:
+            from .report_plot import report_plot
+
+            plot = report_plot({r.name: r.alignment for r in results})
+        self._show_plot(plot)
 
     # ----------------------------------------------------------------- triage
     def go_to_next_residual(self, *_: Any) -> tuple[int, int] | None:

@@ -86,7 +86,7 @@ def radial_filter(
     return ramp
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _transpose_rows(filtered, q):  # pragma: no cover - compiled
     """``q[v, x, y] = filtered[v, y, x]`` for the first ``q.shape[1]`` columns."""
     n_v, n_x, n_y = q.shape
@@ -96,7 +96,7 @@ def _transpose_rows(filtered, q):  # pragma: no cover - compiled
                 q[v, x, y] = filtered[v, y, x]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _backproject(q, cos_t, sin_t, cx_det, cx_vol, cz_vol, vol):  # pragma: no cover - compiled
     """``vol[z, :, x] = sum over views of q[v, u(x, z), :]``, with ``u`` linearly interpolated.
 

@@ -25,7 +25,7 @@ from .lm import Cancelled
 INTERPOLATIONS = ("linear", "cubic")
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _warp_linear(img, m, out, fill):  # pragma: no cover - compiled
     """``out[y, x] = img(m @ [x, y, 1])`` with bilinear interpolation; ``fill`` outside."""
     ny, nx = img.shape
@@ -60,7 +60,7 @@ def _keys(t):  # pragma: no cover - compiled
     return w0, w1, w2, w3
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _warp_cubic(img, m, out, fill):  # pragma: no cover - compiled
     """As `_warp_linear` with Keys' cubic convolution; edge pixels are repeated for the outer taps."""
     ny, nx = img.shape
@@ -87,7 +87,7 @@ def _warp_cubic(img, m, out, fill):  # pragma: no cover - compiled
             out[y, x] = acc
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _bin(img, b, out):  # pragma: no cover - compiled
     oy, ox = out.shape
     scale = np.float32(1.0 / (b * b))
