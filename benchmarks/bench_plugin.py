@@ -64,7 +64,7 @@ def bench_align(viewer, app, runs: int = 4) -> None:
         ticks: list[float] = []
         timer = QTimer()
         timer.setInterval(5)
-        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+        timer.timeout.connect(lambda ticks=ticks: ticks.append(time.perf_counter()))
         timer.start()
         pump(app, 0.1)
         t0 = time.perf_counter()

@@ -1,13 +1,14 @@
 """Make the README picture: the sample aligned in napari, with residual vectors and predicted markers.
 
-Run under a display, e.g. ``xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png``.
+Run under a display, e.g.::
+
+    xvfb-run -a -s "-screen 0 2400x1600x24" .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png
 """
 
 import sys
 import time
 
 import napari
-import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_tomoalign._widget import AlignWidget
@@ -15,10 +16,13 @@ from napari_tomoalign._widget import AlignWidget
 
 def main(out: str) -> None:
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1700, 1000)
+    viewer.window._qt_window.resize(1800, 1300)
     viewer.open_sample("napari-tomoalign", "beads")
     widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    dock = viewer.window.add_dock_widget(widget, name="Align tilt series")
+    from qtpy.QtCore import Qt
+
+    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Orientation.Horizontal)
     widget.start_alignment()
     app = QApplication.instance()
     while widget.busy:
@@ -32,10 +36,8 @@ def main(out: str) -> None:
     for _ in range(20):
         app.processEvents()
         time.sleep(0.02)
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    from skimage.io import imsave  # napari depends on scikit-image
-
-    imsave(out, np.asarray(shot))
+    win = viewer.window._qt_window
+    win.grab().save(out)  # the whole window, docks included
     print(f"wrote {out}: view {view}, point {k} (the mis-click is {sample.misclick})")
     viewer.close()
 

@@ -145,13 +145,14 @@ class AlignWidget(Container):
             self.save_dir, self.overwrite, self.save_button,
             Label(value="<b>Compare</b>"), self.compare_a, self.compare_b, self.compare_button,
         ])
-        self.report.native.setStyleSheet("font-family: monospace;")
+        self.report.native.setStyleSheet("font-family: monospace; font-size: 8pt;")
+        self.report.native.setMaximumWidth(330)
         self.report.native.setWordWrap(False)
         from qtpy.QtWidgets import QSizePolicy
 
-        for label in (self.status, self.tilt_source, self.duplicates):
+        for label in (self.status, self.tilt_source, self.duplicates, self.report):
             # Text changes must not relayout the dock (and repaint the viewer) while a worker runs.
-            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._plot: np.ndarray | None = None
         self._canvas = self._make_canvas()
 
