@@ -46,6 +46,13 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-initial-stage", action="store_true", help="skip the initial stage")
     g.add_argument("--max-iterations", type=int, default=200, help="iteration limit per stage (default 200)")
     g.add_argument("--pixel-size-nm", type=float, help="pixel size, to report residuals in nm")
+    g.add_argument("--robust", action="store_true",
+                   help="refit with Tukey-bisquare weights so that mis-clicks stop pulling the solution")
+    g.add_argument("--robust-scale", type=float, default=1.5, metavar="K",
+                   help="scale of Tukey's constant 4.685 (default 1.5; larger flags fewer points)")
+    g.add_argument("--robust-tracks", action="store_true", help="weight whole marker tracks, not single points")
+    g.add_argument("--leave-out", action="store_true",
+                   help="also compute each marker's leave-out error (fit without it, predict it)")
     g.add_argument("--axis-z-shift", type=float, default=0.0, metavar="PX",
                    help="move the tilt axis in Z from the marker centroid, in pixels (IMOD's AxisZShift)")
 
@@ -56,7 +63,8 @@ def _options(args: argparse.Namespace) -> AlignmentOptions:
             rotation=args.rotation, tilt=args.tilt, magnification=args.magnification,
             tilt_axis_deg=args.tilt_axis, estimate_tilt_axis=not args.no_axis_estimate,
             reference_view=args.reference_view, initial_stage=not args.no_initial_stage,
-            max_iterations=args.max_iterations,
+            max_iterations=args.max_iterations, robust=args.robust or args.robust_tracks,
+            robust_scale=args.robust_scale, robust_tracks=args.robust_tracks,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -74,9 +82,21 @@ def _solve_and_write(
         warnings.simplefilter("ignore", AlignmentWarning)  # the summary lists them
         al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, _options(args),
                            pixel_size_nm=args.pixel_size_nm)
-    paths = write_alignment(al, out, stem, overwrite=args.force, axis_z_shift_px=args.axis_z_shift, extra=inputs)
+    sections = {}
+    if args.leave_out:
+        from .leaveout import leave_out_error
+
+        lo = leave_out_error(al)
+        sections["leave_out"] = lo.to_dict()
+    paths = write_alignment(al, out, stem, overwrite=args.force, axis_z_shift_px=args.axis_z_shift, extra=inputs,
+                            sections=sections)
     if not args.quiet:
         print(al.summary())
+        if args.leave_out:
+            robust = "" if lo.overall_robust_px is None else f", robust {lo.overall_robust_px:.4f} px"
+            worst = np.argsort(-np.nan_to_num(lo.per_marker_px, nan=-1.0))[:3]
+            print(f"leave-out error {lo.overall_px:.4f} px{robust}; worst markers: "
+                  + ", ".join(f"{int(lo.marker_ids[k])} ({lo.per_marker_px[k]:.3f} px)" for k in worst))
         print(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
     return 0 if al.converged else 3
 

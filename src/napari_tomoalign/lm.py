@@ -47,6 +47,7 @@ class Observations:
 
     def __post_init__(self) -> None:
         order = np.lexsort((self.view_index, self.marker_index))
+        self.order = order  # sorted position -> position in the arrays given
         self.view_index = np.asarray(self.view_index, dtype=np.intp)[order]
         self.marker_index = np.asarray(self.marker_index, dtype=np.intp)[order]
         self.xy = np.asarray(self.xy, dtype=float)[order]

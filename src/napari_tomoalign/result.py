@@ -67,6 +67,9 @@ class Alignment:
         ``(n_obs,)`` False for observations of excluded views or markers.
     predicted_xy_px
         ``(n_views, n_markers, 2)`` the model's position of every marker in every view.
+    robust_weights
+        ``(n_obs,)`` final Tukey weights of a robust fit (NaN for observations not in the fit), or
+        None for a least-squares fit. Points weighing less than 0.5 are *flagged*.
     """
 
     tilt_angles_deg: NDArray[np.float64]
@@ -94,6 +97,7 @@ class Alignment:
     warnings: list[str] = field(default_factory=list)
     pixel_size_nm: float | None = None
     weights: NDArray[np.float64] | None = None
+    robust_weights: NDArray[np.float64] | None = None
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -120,6 +124,27 @@ class Alignment:
     @property
     def excluded_markers(self) -> list[int]:
         return [int(m) for m in self.marker_ids[~self.marker_included]]
+
+    @property
+    def flagged(self) -> NDArray[np.bool_]:
+        """``(n_obs,)`` True for points a robust fit weighed below 0.5 (all False for least squares)."""
+        if self.robust_weights is None:
+            return np.zeros(len(self.obs_view), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return self.obs_used & (self.robust_weights < 0.5)
+
+    def flagged_points(self) -> list[dict[str, Any]]:
+        """The flagged points, largest residual first: view, marker id, weight and residual."""
+        idx = np.flatnonzero(self.flagged)
+        length = np.hypot(*self.residuals_px[idx].T) if idx.size else np.zeros(0)
+        order = np.argsort(-length, kind="stable")
+        out = []
+        for k in order:
+            i = int(idx[k])
+            out.append({"index": i, "view": int(self.obs_view[i]), "marker": int(self.marker_ids[self.obs_marker[i]]),
+                        "weight": float(self.robust_weights[i]), "residual_px": float(length[k]),
+                        "dx": float(self.residuals_px[i, 0]), "dy": float(self.residuals_px[i, 1])})
+        return out
 
     # ------------------------------------------------------------------ statistics
     @property
@@ -181,6 +206,12 @@ class Alignment:
         lines.append(
             "worst markers: " + ", ".join(f"{m} ({r:.3f} px)" for m, r in self.worst_markers(3))
         )
+        if self.robust_weights is not None:
+            pts = self.flagged_points()
+            lines.append(f"robust fit: {len(pts)} point(s) weigh below 0.5"
+                         + (": " + ", ".join(f"marker {p['marker']} view {p['view']} ({p['residual_px']:.2f} px)"
+                                              for p in pts[:5]) if pts else "")
+                         + (" ..." if len(pts) > 5 else ""))
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -209,6 +240,9 @@ class Alignment:
             "excluded_views": self.excluded_views,
             "excluded_markers": self.excluded_markers,
             "warnings": list(self.warnings),
+            "robust": None if self.robust_weights is None else {
+                "n_flagged": int(self.flagged.sum()), "flagged_points": self.flagged_points(),
+            },
             "options": self.options.to_dict(),
             "stages": [s.to_dict() for s in self.stages],
             "views": {

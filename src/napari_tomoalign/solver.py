@@ -26,6 +26,7 @@ from .lm import Observations, levenberg_marquardt
 from .model import DX, DY, MAG, ROT, TILT, predict_all, recentre
 from .options import AlignmentOptions
 from .result import Alignment, StageReport
+from .robust import robust_weights, view_groups
 from .variables import VariableOption, column_map
 
 ProgressCallback = Callable[[str, int, float], None]
@@ -335,7 +336,8 @@ def align_markers(
     fixed, one = VariableOption("fixed"), VariableOption("one")
     stages: list[StageReport] = []
 
-    def run(name: str, plan: list[tuple[VariableOption, VariableOption, VariableOption, dict]]) -> None:
+    def run(name: str, plan: list[tuple[VariableOption, VariableOption, VariableOption, dict]],
+            merge: bool = False) -> None:
         nonlocal vp, xyz
         t0 = time.perf_counter()
         iters, conv, msg, cost, nq = 0, True, "", 0.0, 0
@@ -352,7 +354,14 @@ def align_markers(
                 conv, msg = True, "linear least squares solved exactly"
         recentre(vp, xyz, xyz.mean(axis=0))
         rms = float(np.sqrt(2.0 * cost / max(float(np.sum(obs.weights)), 1e-300)))
-        stages.append(StageReport(name, iters, time.perf_counter() - t0, cost, rms, conv, msg, nq + 3 * len(xyz)))
+        rep = StageReport(name, iters, time.perf_counter() - t0, cost, rms, conv, msg, nq + 3 * len(xyz))
+        if merge and stages and stages[-1].name == name:
+            prev = stages.pop()
+            rep = StageReport(name, prev.iterations + iters, prev.wall_time_s + rep.wall_time_s, cost, rms, conv, msg,
+                              rep.n_unknowns)
+        stages.append(rep)
+
+    run.state = lambda: (vp, xyz)  # type: ignore[attr-defined]
 
     # The stages before the last only need to hand on a good start: a loose tolerance there,
     # the tight one at the end. The first step is linear in markers and shifts: one undamped
@@ -367,9 +376,13 @@ def align_markers(
             if options.rotation.mode != "fixed":
                 plan.append((one, fixed, fixed, loose))
             run("initial", plan)
-        run("main", [(options.rotation, fixed, options.magnification, loose if has_tilt_stage else tight)])
+        run("main", [(options.rotation, fixed, options.magnification,
+                      loose if has_tilt_stage or options.robust else tight)])
         if has_tilt_stage:
-            run("tilt", [(options.rotation, options.tilt, options.magnification, tight)])
+            run("tilt", [(options.rotation, options.tilt, options.magnification, loose if options.robust else tight)])
+        robust_w = None
+        if options.robust:
+            robust_w = _robust_stage(obs, options, tilts_deg, run, tilt_free and has_tilt_stage, fixed)
 
     # Undetermined views: no parameters, not invented.
     vp[~view_ok] = np.nan
@@ -378,6 +391,10 @@ def align_markers(
     pred = predict_all(vp, xyz_all) + centre
     residuals = np.full_like(xy_a, np.nan)
     residuals[use] = pred[v[use], mi[use]] - xy_a[use]
+    robust_weights = None
+    if robust_w is not None:
+        robust_weights = np.full(len(v), np.nan)
+        robust_weights[np.flatnonzero(use)[obs.order]] = robust_w
     rot_ref = float(np.degrees(vp[ref, ROT]))
     axis_final = wrap_degrees(rot_ref)
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
@@ -407,4 +424,27 @@ def align_markers(
         warnings=notes,
         pixel_size_nm=pixel_size_nm,
         weights=w,
+        robust_weights=robust_weights,
     )
+
+
+MAX_ROBUST_ROUNDS = 15
+
+
+def _robust_stage(obs, options: AlignmentOptions, tilts_deg, run, tilt_free: bool, fixed) -> NDArray[np.float64]:
+    """Iteratively reweighted refits with Tukey weights; return the final weights in ``obs`` order."""
+    base = obs.weights.copy()
+    groups = view_groups(obs.view_index, tilts_deg, options.robust_group_views)
+    plan = [(options.rotation, options.tilt if tilt_free else fixed, options.magnification, {"ftol": 1e-10})]
+    weights = np.ones(len(obs))
+    for _ in range(MAX_ROBUST_ROUNDS):
+        r = obs.residuals(*run.state())
+        new = robust_weights(r, obs.view_index, obs.marker_index, groups, options.robust_scale, options.robust_tracks)
+        change = float(np.max(np.abs(new - weights))) if len(new) else 0.0
+        weights = new
+        obs.weights = base * weights
+        if change < 0.01:
+            break
+        run("robust", plan, merge=True)
+    run("robust", [(*plan[0][:3], {"ftol": 1e-12})], merge=True)
+    return weights

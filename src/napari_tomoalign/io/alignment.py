@@ -32,6 +32,7 @@ def write_alignment(
     overwrite: bool = False,
     axis_z_shift_px: float = 0.0,
     extra: dict | None = None,
+    sections: dict | None = None,
 ) -> list[Path]:
     """Write every output of an alignment into ``directory``; return the paths.
 
@@ -51,6 +52,7 @@ def write_alignment(
     }
     if extra:
         info["inputs"] = extra
+    info.update(sections or {})
     with atomic_open(paths[0], overwrite=overwrite) as f:
         json.dump(info, f, indent=1)
         f.write("\n")

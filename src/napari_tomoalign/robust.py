@@ -1,0 +1,87 @@
+"""Robust weights for iteratively reweighted fitting: Tukey's bisquare on locally normalised residuals.
+
+Each observation's residual length ``r`` is normalised within its group of neighbouring views (in
+tilt order) as ``u = (r - median) / MADN``, where MADN is the median absolute deviation from the
+median, divided by 0.6745 (so that it estimates a standard deviation). Groups are formed so that a
+noisy high-tilt view is judged against its neighbours, not against the clean views near zero tilt,
+and each holds at least ``min_group_obs`` residuals so that the median and MADN are stable.
+
+The weight is Tukey's bisquare, ``(1 - (u / c)^2)^2`` for ``0 < u < c``, 1 at or below the median
+and 0 from ``c`` on, with ``c = 4.685 * scale``. With tracks weighting, the statistic is each
+marker's RMS residual, normalised over the markers, and the weight applies to the whole track.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+TUKEY_C = 4.685
+MADN_FACTOR = 0.6745
+FLAG_BELOW = 0.5
+
+
+def tukey_bisquare(u: NDArray[np.float64], c: float) -> NDArray[np.float64]:
+    """Tukey's bisquare weight of normalised residuals ``u`` (one-sided: ``u <= 0`` weighs 1)."""
+    u = np.asarray(u, dtype=float)
+    t = np.clip(u / c, 0.0, 1.0)
+    return (1.0 - t * t) ** 2
+
+
+def view_groups(
+    obs_view: NDArray[np.intp], tilt_angles_deg: NDArray[np.float64], group_views: int = 1, min_group_obs: int = 40
+) -> NDArray[np.intp]:
+    """``(n_views,)`` group label per view: runs of neighbouring views (by tilt) with enough residuals.
+
+    A run holds at least ``group_views`` views and ``min_group_obs`` observations; a short last run
+    joins the one before it.
+    """
+    n_views = len(tilt_angles_deg)
+    counts = np.bincount(obs_view, minlength=n_views)
+    order = np.argsort(tilt_angles_deg, kind="stable")
+    labels = np.empty(n_views, dtype=np.intp)
+    group, in_group, n_obs = 0, 0, 0
+    for v in order:
+        labels[v] = group
+        in_group += 1
+        n_obs += counts[v]
+        if in_group >= max(1, group_views) and n_obs >= min_group_obs:
+            group, in_group, n_obs = group + 1, 0, 0
+    if in_group and group > 0:  # a short tail joins its neighbour
+        labels[labels == group] = group - 1
+    return labels
+
+
+def normalise(values: NDArray[np.float64], groups: NDArray[np.intp]) -> NDArray[np.float64]:
+    """``(values - median) / MADN`` within each group (MADN floored so ties do not divide by zero)."""
+    u = np.zeros_like(values, dtype=float)
+    for g in np.unique(groups):
+        sel = groups == g
+        x = values[sel]
+        med = np.median(x)
+        madn = np.median(np.abs(x - med)) / MADN_FACTOR
+        floor = 1e-6 * max(float(np.median(np.abs(x))), 1e-12)
+        u[sel] = (x - med) / max(madn, floor)
+    return u
+
+
+def robust_weights(
+    residuals: NDArray[np.float64],
+    obs_view: NDArray[np.intp],
+    obs_marker: NDArray[np.intp],
+    groups_of_views: NDArray[np.intp],
+    scale: float = 1.0,
+    tracks: bool = False,
+) -> NDArray[np.float64]:
+    """``(n_obs,)`` Tukey weights for ``(n_obs, 2)`` residuals (see the module docstring)."""
+    r = np.hypot(residuals[:, 0], residuals[:, 1])
+    c = TUKEY_C * scale
+    if not tracks:
+        return tukey_bisquare(normalise(r, groups_of_views[obs_view]), c)
+    n_markers = int(obs_marker.max()) + 1 if obs_marker.size else 0
+    count = np.bincount(obs_marker, minlength=n_markers).astype(float)
+    rms = np.sqrt(np.bincount(obs_marker, r * r, minlength=n_markers) / np.maximum(count, 1.0))
+    present = count > 0
+    w_marker = np.ones(n_markers)
+    w_marker[present] = tukey_bisquare(normalise(rms[present], np.zeros(int(present.sum()), np.intp)), c)
+    return w_marker[obs_marker]
