@@ -126,3 +126,41 @@ def test_compare_two_alignments_side_by_side(qtbot, sample_viewer, tmp_path):
     paths = widget.save_alignment()
     assert {p.name for p in paths} >= {"alignment.json", "sample_markers.xf", "sample_markers.tlt"}
     assert widget.save_alignment() == []
+
+
+def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):
+    viewer, widget = sample_viewer
+    layer = viewer.layers["sample markers"]
+    sample = viewer.layers["sample tilt series"].metadata["sample"]
+    widget.robust.value = True
+    widget.leave_out.value = True
+    run(qtbot, widget)
+    al = widget._last.alignment
+    assert al.flagged[sample.misclick]
+    assert widget._last.leave_out is not None and "leave-out error" in widget.report.value
+    np.testing.assert_allclose(layer.border_color[sample.misclick], [1.0, 0.55, 0.0, 1.0])  # flagged colour
+    k, _ = widget.go_to_next_residual()
+    assert k == sample.misclick and "(flagged)" in widget.status.value
+    before = layer.data.copy()
+    # Move to predicted puts the point on the model's position; Undo puts it back.
+    assert widget.move_to_predicted.native.isEnabled() and widget.move_selected_to_predicted() == 1
+    v, m = int(before[k, 0]), int(layer.features["marker"].iloc[k])
+    want = al.predicted_xy_px[v, list(al.marker_ids).index(m)]
+    np.testing.assert_allclose(layer.data[k, 1:], want[::-1])
+    widget.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    # Delete and undo.
+    layer.selected_data = {k}
+    assert widget.delete_selected() == 1 and len(layer.data) == len(before) - 1
+    widget.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    # Exclude a marker: the next fit leaves it out, warm-started from the last one.
+    layer.selected_data = {k}
+    assert widget.exclude_selected_markers() == [m]
+    assert layer.face_color[k][3] == pytest.approx(0.25)
+    run(qtbot, widget)
+    result = widget._last
+    assert m not in result.markers_used
+    assert result.alignment.stages[0].name == "warm"
+    widget.undo()
+    assert widget._excluded == set()

@@ -107,6 +107,11 @@ class AlignWidget(Container):
         self.group_size = SpinBox(label="group size", min=2, max=50, value=5)
         self.initial_stage = CheckBox(text="initial stage", value=True)
         self.every_view_only = CheckBox(text="only markers seen in every view", value=False)
+        self.robust = CheckBox(text="robust fitting (Tukey bisquare)", value=False)
+        self.robust_scale = FloatSpinBox(label="robust scale", min=0.5, max=5.0, step=0.1, value=1.5,
+                                         tooltip="multiplies Tukey's 4.685; larger flags fewer points")
+        self.leave_out = CheckBox(text="leave-out error", value=False)
+        self.warm_start = CheckBox(text="warm start from the last solution", value=True)
         self.result_name = LineEdit(label="name", value="")
         self.thickness = SpinBox(label="preview thickness", min=0, max=4096, value=0,
                                  tooltip="tomogram thickness in unbinned pixels; 0 picks one from the markers' Z")
@@ -124,6 +129,10 @@ class AlignWidget(Container):
         # Results and triage
         self.exaggeration = FloatSpinBox(label="residual x", min=1.0, max=1000.0, step=1.0, value=10.0)
         self.next_residual = PushButton(text="Next big residual")
+        self.move_to_predicted = PushButton(text="Move to predicted")
+        self.delete_point = PushButton(text="Delete point")
+        self.exclude_marker = PushButton(text="Exclude marker")
+        self.undo_button = PushButton(text="Undo", enabled=False)
         self.report = Label(label="report", value="no alignment yet")
         self.save_dir = FileEdit(label="save to", mode="d", value="")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
@@ -135,13 +144,16 @@ class AlignWidget(Container):
         self.extend([
             Label(value="<b>Inputs</b>"), self.image, self.markers, self.tilt_source, self.tilt_file,
             self.axis_mode, self.axis_angle, self.rotation, self.tilt, self.magnification, self.group_size,
-            self.initial_stage, self.every_view_only, self.result_name, self.thickness,
+            self.initial_stage, self.every_view_only, self.robust, self.robust_scale, self.leave_out,
+            self.warm_start, self.result_name, self.thickness,
             Container(widgets=[self.align_button, self.cancel_button], layout="horizontal", labels=False),
             self.progress, self.status,
             Label(value="<b>Markers</b>"), self.current_marker,
             Container(widgets=[self.new_marker, self.show_tracks], layout="horizontal", labels=False),
             self.duplicates,
             Label(value="<b>Result</b>"), self.report, self.exaggeration, self.next_residual,
+            Container(widgets=[self.move_to_predicted, self.delete_point], layout="horizontal", labels=False),
+            Container(widgets=[self.exclude_marker, self.undo_button], layout="horizontal", labels=False),
             self.save_dir, self.overwrite, self.save_button,
             Label(value="<b>Compare</b>"), self.compare_a, self.compare_b, self.compare_button,
         ])
@@ -154,6 +166,9 @@ class AlignWidget(Container):
             # Text changes must not relayout the dock (and repaint the viewer) while a worker runs.
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._plot: np.ndarray | None = None
+        self._excluded: set[int] = set()
+        self._undo: list[tuple[Points, np.ndarray, Any, set[int]]] = []
+        self._flagged_pairs: set[tuple[int, int]] = set()
         self._canvas = self._make_canvas()
 
         self.image.changed.connect(self._on_image_changed)
@@ -164,6 +179,10 @@ class AlignWidget(Container):
         self.new_marker.changed.connect(self.start_new_marker)
         self.show_tracks.changed.connect(self.update_tracks)
         self.next_residual.changed.connect(self.go_to_next_residual)
+        self.move_to_predicted.changed.connect(self.move_selected_to_predicted)
+        self.delete_point.changed.connect(self.delete_selected)
+        self.exclude_marker.changed.connect(self.exclude_selected_markers)
+        self.undo_button.changed.connect(self.undo)
         self.exaggeration.changed.connect(lambda *_: self._show_residual_layers())
         self.save_button.changed.connect(self.save_alignment)
         self.compare_button.changed.connect(self.toggle_comparison)
@@ -244,11 +263,16 @@ class AlignWidget(Container):
         pairs = view * 1_000_003 + ids
         _, inverse, counts = np.unique(pairs, return_inverse=True, return_counts=True)
         dup = counts[np.asarray(inverse).ravel()] > 1 if pairs.size else np.zeros(0, bool)
+        flagged = np.array([(int(a), int(b)) in self._flagged_pairs for a, b in zip(view, ids)], dtype=bool)
         border = np.tile(np.array([0.0, 0.0, 0.0, 1.0]), (len(view), 1))
+        border[flagged] = (1.0, 0.55, 0.0, 1.0)
         border[dup] = (1.0, 0.0, 0.0, 1.0)
         if len(view):
             layer.border_color = border
-            layer.border_width = np.where(dup, 0.3, 0.1)
+            layer.border_width = np.where(dup | flagged, 0.3, 0.1)
+            face = marker_colors(ids)
+            face[np.isin(ids, list(self._excluded)), 3] = 0.25
+            layer.face_color = face
         if dup.any():
             where = sorted({(int(v), int(m)) for v, m in zip(view[dup], ids[dup])})
             text = ", ".join(f"marker {m} in view {v}" for v, m in where[:4]) + (" ..." if len(where) > 4 else "")
@@ -316,20 +340,32 @@ class AlignWidget(Container):
         pix = data.copy()
         pix[:, 1:] *= factor
         table = points_to_markers(pix, markers.features["marker"].to_numpy())
+        if self._excluded:
+            keep = ~np.isin(table.marker, list(self._excluded))
+            if not keep.any():
+                raise ValueError("every marker is excluded; undo an exclusion first")
+            table = type(table)(table.view[keep], table.marker[keep], table.xy[keep])
         mode = self.axis_mode.value
         options = AlignmentOptions(
             rotation=self._variable(self.rotation.value), tilt=self._variable(self.tilt.value),
             magnification=self._variable(self.magnification.value),
             tilt_axis_deg=None if mode == "estimate" else float(self.axis_angle.value),
             estimate_tilt_axis=mode != "use the angle as given", initial_stage=bool(self.initial_stage.value),
+            robust=bool(self.robust.value), robust_scale=float(self.robust_scale.value),
         )
         every = bool(self.every_view_only.value)
+        start = None
+        if (self.warm_start.value and self._last is not None and self._last_layer is markers
+                and self._last.alignment.n_views == len(tilts) and not every
+                and self._last.name == (self.result_name.value.strip() or "all markers")):
+            start = self._last.alignment
         name = self.result_name.value.strip() or ("markers in every view" if every else "all markers")
         return {
             "images": image.data if image is not None else None, "view": table.view, "marker": table.marker,
             "xy": table.xy, "tilt_angles_deg": np.asarray(tilts, float), "image_size": size, "options": options,
             "name": name, "only_markers_in_every_view": every, "pixel_size_nm": pixel_nm,
             "tomogram_thickness_px": int(self.thickness.value) or None,
+            "leave_out": bool(self.leave_out.value), "start": start,
             "_markers_layer": markers, "_markers_data": data, "_tilt_source": source,
             "_scale": tuple(image.scale) if image is not None else tuple(markers.scale),
         }
@@ -413,8 +449,13 @@ class AlignWidget(Container):
         al = result.alignment
         res = np.hypot(*al.residuals_px.T)
         used = np.flatnonzero(al.obs_used)
-        self._residual_order = used[np.argsort(-res[used], kind="stable")]
+        flagged = al.flagged[used]
+        # Flagged points first (largest residual first), then the rest by residual.
+        order = np.lexsort((-res[used], ~flagged))
+        self._residual_order = used[order]
         self._residual_pos = 0
+        ids = al.marker_ids[al.obs_marker]
+        self._flagged_pairs = {(int(al.obs_view[k]), int(ids[k])) for k in np.flatnonzero(al.flagged)}
         image = self.image.value
         scale = self._scale
 
@@ -434,6 +475,7 @@ class AlignWidget(Container):
                             translate=(0.0, scale[1] * (b - 1) / 2, scale[2] * (b - 1) / 2))
 
         def finish() -> None:
+            self._on_points_edited()  # colour the flagged points
             self.progress.value = 100
             self.status.value = f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px"
             for w in result.warnings:
@@ -585,11 +627,17 @@ class AlignWidget(Container):
             for s in al.stages:
                 ms = 1000 * s.wall_time_s
                 lines.append(f"  {s.name:<8}{s.iterations:>3} it {ms:7.1f} ms  RMS {s.rms_residual_px:.3f}")
-            for k in ("aligned stack", "tomogram"):
+            for k in ("leave-out", "aligned stack", "tomogram"):
                 if k in r.timings_s:
                     lines.append(f"  {k:<14}{1000 * r.timings_s[k]:7.0f} ms")
             lines.append("  worst views: " + ", ".join(f"{v} ({e:.2f})" for v, e in al.worst_views(3)))
             lines.append("  worst markers: " + ", ".join(f"{m} ({e:.2f})" for m, e in al.worst_markers(3)))
+            if al.robust_weights is not None:
+                lines.append(f"  robust: {int(al.flagged.sum())} point(s) flagged (weight < 0.5)")
+            if r.leave_out is not None:
+                lo = r.leave_out
+                rob = "" if lo.overall_robust_px is None else f", robust {lo.overall_robust_px:.3f}"
+                lines.append(f"  leave-out error {lo.overall_px:.3f} px{rob}")
             if al.excluded_views or al.excluded_markers:
                 lines.append(f"  left out: views {al.excluded_views}, markers {al.excluded_markers}")
         self.report.value = "\n".join(lines)
@@ -606,11 +654,12 @@ class AlignWidget(Container):
             show_info("align first: there are no residuals yet")
             return None
         layer = self._last_layer
-        if len(layer.data) != len(self._last_markers) or not np.array_equal(layer.data, self._last_markers):
-            show_warning("the markers changed since the last alignment; align again to update the residuals")
-        k = int(self._residual_order[self._residual_pos % self._residual_order.size])
+        al = self._last.alignment
+        obs = int(self._residual_order[self._residual_pos % self._residual_order.size])
         self._residual_pos += 1
-        if k >= len(layer.data):
+        k = self._find_point(layer, int(al.obs_view[obs]), int(al.marker_ids[al.obs_marker[obs]]))
+        if k is None:
+            self.status.value = "that point was deleted since the last alignment"
             return None
         view, y, x = layer.data[k]
         world = np.asarray(layer.data_to_world(layer.data[k]))
@@ -619,11 +668,95 @@ class AlignWidget(Container):
         self._viewer.layers.selection.active = layer
         layer.mode = "select"
         layer.selected_data = {k}
-        al = self._last.alignment
-        r = np.hypot(*al.residuals_px[k])
+        r = np.hypot(*al.residuals_px[obs])
+        flag = " (flagged)" if al.flagged[obs] else ""
         self.status.value = (f"#{self._residual_pos}: marker {int(layer.features['marker'].iloc[k])} in view "
-                             f"{int(round(view))}, residual {r:.2f} px")
+                             f"{int(round(view))}, residual {r:.2f} px{flag}")
         return k, int(round(view))
+
+    @staticmethod
+    def _find_point(layer: Points, view: int, marker_id: int) -> int | None:
+        """Index of the point of ``marker_id`` in ``view`` in the layer as it is now."""
+        if len(layer.data) == 0:
+            return None
+        hit = np.flatnonzero((np.round(layer.data[:, 0]) == view) & (layer.features["marker"].to_numpy() == marker_id))
+        return int(hit[0]) if hit.size else None
+
+    # ----------------------------------------------------------------- triage edits (undoable)
+    def _remember(self, layer: Points) -> None:
+        self._undo.append((layer, layer.data.copy(), layer.features.copy(), set(self._excluded)))
+        del self._undo[:-50]
+        self.undo_button.enabled = True
+
+    def undo(self, *_: Any) -> None:
+        """Undo the last Move to predicted, Delete point or Exclude marker."""
+        if not self._undo:
+            return
+        layer, data, features, excluded = self._undo.pop()
+        self._excluded = excluded
+        layer.selected_data = set()
+        layer.data = data
+        layer.features = features
+        self._on_points_edited()
+        self.undo_button.enabled = bool(self._undo)
+        self.status.value = "undone"
+
+    def _selection(self) -> tuple[Points | None, list[int]]:
+        layer = self.markers.value
+        if layer is None or not layer.selected_data:
+            show_info("select one or more marker points first (for example with Next big residual)")
+            return layer, []
+        return layer, sorted(int(i) for i in layer.selected_data)
+
+    def move_selected_to_predicted(self, *_: Any) -> int:
+        """Move the selected points to where the last alignment predicts their marker; return how many."""
+        layer, sel = self._selection()
+        if not sel or self._last is None:
+            if sel:
+                show_info("align first: there is no prediction yet")
+            return 0
+        al = self._last.alignment
+        index = {int(m): k for k, m in enumerate(al.marker_ids)}
+        data = layer.data.copy()
+        moved = 0
+        factor = np.asarray(self._scale, float)[1:] / np.asarray(layer.scale, float)[1:]
+        for i in sel:
+            view = int(round(data[i, 0]))
+            k = index.get(int(layer.features["marker"].iloc[i]))
+            if k is None or not 0 <= view < al.n_views:
+                continue
+            p = al.predicted_xy_px[view, k]
+            if np.all(np.isfinite(p)):
+                data[i, 1:] = np.array([p[1], p[0]]) * factor
+                moved += 1
+        if moved:
+            self._remember(layer)
+            layer.data = data
+            self.status.value = f"moved {moved} point(s) to the predicted position; Align again to refit"
+        return moved
+
+    def delete_selected(self, *_: Any) -> int:
+        """Delete the selected points (undoable); return how many."""
+        layer, sel = self._selection()
+        if not sel:
+            return 0
+        self._remember(layer)
+        layer.selected_data = set(sel)
+        layer.remove_selected()
+        self.status.value = f"deleted {len(sel)} point(s); Align again to refit"
+        return len(sel)
+
+    def exclude_selected_markers(self, *_: Any) -> list[int]:
+        """Leave the markers of the selected points out of the next fits (shown faded; undoable)."""
+        layer, sel = self._selection()
+        if not sel:
+            return []
+        ids = sorted({int(layer.features["marker"].iloc[i]) for i in sel})
+        self._remember(layer)
+        self._excluded.update(ids)
+        self._on_points_edited()
+        self.status.value = f"marker(s) {', '.join(map(str, ids))} excluded from the fit; Align again to refit"
+        return ids
 
     # ----------------------------------------------------------------- saving and comparing
     def save_alignment(self, *_: Any) -> list[Path]:

@@ -38,6 +38,7 @@ class PipelineResult:
     tomogram_binning: int
     markers_used: NDArray[np.int64]
     warnings: list[str] = field(default_factory=list)
+    leave_out: object | None = None  # a leaveout.LeaveOutError when asked for
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -62,12 +63,15 @@ def run_alignment(
     make_tomogram: bool = True,
     tomogram_thickness_px: int | None = None,
     tomogram_binning: int | None = None,
+    leave_out: bool = False,
+    start: Alignment | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PipelineResult:
     """Solve the alignment, then warp ``images`` and back-project them (each step optional).
 
-    ``images`` is ``(n_views, rows, cols)`` (a memory map is fine), or None to solve only.
+    ``images`` is ``(n_views, rows, cols)`` (a memory map is fine), or None to solve only. ``start``
+    warm-starts the solve from a previous solution; ``leave_out`` adds the leave-out errors.
     """
     def report(stage: str, done: int, total: int, text: str) -> None:
         if progress is not None:
@@ -93,8 +97,16 @@ def run_alignment(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AlignmentWarning)
         al = align_markers(view, marker, xy, tilt_angles_deg, image_size, options, pixel_size_nm=pixel_size_nm,
-                           progress=solver_progress, should_stop=should_stop)
+                           progress=solver_progress, should_stop=should_stop, start=start)
     timings["solve"] = time.perf_counter() - t0
+    lo = None
+    if leave_out:
+        from .leaveout import leave_out_error
+
+        report("leave-out", 0, 1, "leave-out error")
+        t0 = time.perf_counter()
+        lo = leave_out_error(al)
+        timings["leave-out"] = time.perf_counter() - t0
     messages = [str(w.message) for w in caught if issubclass(w.category, AlignmentWarning)]
     xf = imod_transforms(al)
     ali = tomo = None
@@ -121,7 +133,8 @@ def run_alignment(
             ali = None
     if should_stop is not None and should_stop():
         raise Cancelled("cancelled")
-    return PipelineResult(name, al, xf, ali, tomo, binning, np.unique(marker), messages, timings)
+    return PipelineResult(name, al, xf, ali, tomo, binning, np.unique(marker), warnings=messages, timings_s=timings,
+                          leave_out=lo)
 
 
 def _default_thickness(al: Alignment, shape: tuple[int, int]) -> int:

@@ -199,6 +199,7 @@ def align_markers(
     weights: ArrayLike | None = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    start: Alignment | None = None,
 ) -> Alignment:
     """Align a tilt series from fiducial marker observations.
 
@@ -225,6 +226,10 @@ def align_markers(
         Called as ``progress(stage_name, iteration, cost)`` after every accepted step.
     should_stop
         Polled every iteration; returning True raises `Cancelled`.
+    start
+        A previous solution of the same series (for example before some markers were edited). The
+        solve then warm-starts from it: no axis estimate and no initial stage, markers new since
+        are placed from their observations, and one full stage runs to the new optimum.
 
     Returns
     -------
@@ -307,8 +312,12 @@ def align_markers(
             " add markers, or fix or group the rotation, tilt and magnification"
         )
 
+    if start is not None and start.n_views != n_views:
+        raise AlignmentError(f"the previous solution has {start.n_views} views, not {n_views}; solve from scratch")
     # Tilt axis: estimated in closed form, or given.
-    if options.estimate_tilt_axis:
+    if start is not None:
+        axis0, source = start.tilt_axis_deg, f"warm start ({start.tilt_axis_source})"
+    elif options.estimate_tilt_axis:
         est, ambiguity = estimate_tilt_axis(obs.view_index, obs.marker_index, obs.xy, n_views, len(kept_markers))
         if ambiguity > 0.5:
             raise AlignmentError(
@@ -370,19 +379,34 @@ def align_markers(
     loose = {"ftol": 1e-4}
     tight = {"ftol": 1e-12}
     has_tilt_stage = tilt_free and probe_cols[:, TILT].max() >= 0
+    user_weights = obs.weights.copy()
+    if start is not None:
+        vp, xyz = _warm_start(start, obs, vp, marker_ids[kept_markers], view_ok)
+        if options.robust and start.robust_weights is not None:
+            # Keep the previous robust weights of the points that are still there.
+            prev = {(int(a), int(start.marker_ids[b])): float(w)
+                    for a, b, w, u in zip(start.obs_view, start.obs_marker, start.robust_weights, start.obs_used) if u}
+            ids = marker_ids[kept_markers][obs.marker_index]
+            obs.weights = user_weights * np.array([prev.get((int(a), int(b)), 1.0) for a, b in zip(obs.view_index, ids)])
     with _blas_threads_for(n_q, len(kept_markers)):
-        if options.initial_stage:
+        if start is not None:
+            run("warm", [(options.rotation, options.tilt if tilt_free else fixed, options.magnification,
+                          loose if options.robust else tight)])
+            has_tilt_stage = False
+        elif options.initial_stage:
             plan = [(fixed, fixed, fixed, linear)]
             if options.rotation.mode != "fixed":
                 plan.append((one, fixed, fixed, loose))
             run("initial", plan)
-        run("main", [(options.rotation, fixed, options.magnification,
-                      loose if has_tilt_stage or options.robust else tight)])
+        if start is None:
+            run("main", [(options.rotation, fixed, options.magnification,
+                          loose if has_tilt_stage or options.robust else tight)])
         if has_tilt_stage:
             run("tilt", [(options.rotation, options.tilt, options.magnification, loose if options.robust else tight)])
         robust_w = None
         if options.robust:
-            robust_w = _robust_stage(obs, options, tilts_deg, run, tilt_free and has_tilt_stage, fixed)
+            robust_w = _robust_stage(obs, user_weights, options, tilts_deg, run,
+                                     tilt_free and (has_tilt_stage or start is not None), fixed)
 
     # Undetermined views: no parameters, not invented.
     vp[~view_ok] = np.nan
@@ -431,12 +455,48 @@ def align_markers(
 MAX_ROBUST_ROUNDS = 15
 
 
-def _robust_stage(obs, options: AlignmentOptions, tilts_deg, run, tilt_free: bool, fixed) -> NDArray[np.float64]:
-    """Iteratively reweighted refits with Tukey weights; return the final weights in ``obs`` order."""
-    base = obs.weights.copy()
+def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
+    """Starting parameters from a previous solution; views and markers it lacks are filled in."""
+    vp = vp_default.copy()
+    prev = np.zeros_like(vp)
+    prev[:, TILT] = np.radians(start.tilt_angles_deg)
+    prev[:, ROT] = np.radians(start.rotation_deg)
+    prev[:, MAG] = start.magnification
+    prev[:, [DX, DY]] = start.shifts_px
+    have = np.all(np.isfinite(prev), axis=1)
+    vp[have] = prev[have]
+    if have.any():
+        vp[~have, ROT] = np.median(prev[have, ROT])
+    lookup = {int(m): k for k, m in enumerate(start.marker_ids) if start.marker_included[k]}
+    xyz = np.zeros((len(kept_ids), 3))
+    missing = []
+    for k, m in enumerate(kept_ids):
+        j = lookup.get(int(m))
+        if j is None:
+            missing.append(k)
+        else:
+            xyz[k] = start.xyz_px[j]
+    if missing:
+        # New markers: place each from its own observations with the views held.
+        no_views = np.full(vp.shape, -1, dtype=np.intp)
+        for k in missing:
+            sel = obs.marker_index == k
+            own = Observations(obs.view_index[sel], np.zeros(int(sel.sum()), np.intp), obs.xy[sel], len(vp), 1,
+                               np.ones(int(sel.sum())))
+            _, xyz_k, _ = levenberg_marquardt(own, vp, np.zeros((1, 3)), no_views, 0, max_iterations=50,
+                                              initial_damping=1e-6)
+            xyz[k] = xyz_k[0]
+    return vp, xyz
+
+
+def _robust_stage(obs, base, options: AlignmentOptions, tilts_deg, run, tilt_free: bool, fixed) -> NDArray[np.float64]:
+    """Iteratively reweighted refits with Tukey weights; return the final weights in ``obs`` order.
+
+    ``base`` are the user's weights; ``obs.weights`` may hold a warm start's robust weights on entry.
+    """
     groups = view_groups(obs.view_index, tilts_deg, options.robust_group_views)
     plan = [(options.rotation, options.tilt if tilt_free else fixed, options.magnification, {"ftol": 1e-10})]
-    weights = np.ones(len(obs))
+    weights = obs.weights / np.where(base > 0, base, 1.0)
     for _ in range(MAX_ROBUST_ROUNDS):
         r = obs.residuals(*run.state())
         new = robust_weights(r, obs.view_index, obs.marker_index, groups, options.robust_scale, options.robust_tracks)

@@ -99,6 +99,66 @@ def write_markers_csv(path: str | os.PathLike[str], table: MarkerTable, overwrit
             f.write(f"{int(v)},{int(m)},{x:.6f},{y:.6f}\n")
 
 
+class _StrictReader:
+    """A file-like view of bytes whose reads never come up short: past the end they raise.
+
+    imodmodel's parser loops until it meets ``IEOF`` and would spin forever on a truncated file.
+    """
+
+    def __init__(self, blob: bytes) -> None:
+        self._blob, self._pos = blob, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = len(self._blob) - self._pos
+        if self._pos + n > len(self._blob):
+            raise EOFError("the model ends in the middle of a chunk")
+        out = self._blob[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
+
+_IMOD_SIZED_HEADERS = {b"OBJT": 176}
+
+
+def _imod_structure_problem(blob: bytes) -> str | None:
+    """Walk the chunks of an IMOD binary model; say what is wrong, or None.
+
+    Every count is checked against the bytes that are there before anything is parsed, so that a
+    hostile count cannot make the parser allocate or loop.
+    """
+    pos, n = 8 + 232, len(blob)
+    if n < pos:
+        return "the header is cut short"
+    objects = 0
+    while True:
+        if pos + 4 > n:
+            return "it ends before the IEOF marker"
+        tag = blob[pos : pos + 4]
+        pos += 4
+        if tag == b"IEOF":
+            return None
+        if not all(48 <= b <= 90 for b in tag):
+            return f"unknown chunk {tag!r} at byte {pos - 4}"
+        if tag == b"OBJT":
+            pos += 176
+            objects += 1
+        elif tag in (b"CONT", b"MESH"):
+            if pos + 16 > n:
+                return f"a {tag.decode()} header is cut short"
+            a, b = int.from_bytes(blob[pos : pos + 4], "big", signed=True), int.from_bytes(
+                blob[pos + 4 : pos + 8], "big", signed=True)
+            if a < 0 or (tag == b"MESH" and b < 0) or objects == 0:
+                return f"a {tag.decode()} chunk has a negative count or no object"
+            pos += 16 + (12 * a if tag == b"CONT" else 12 * a + 4 * b)
+        else:
+            if pos + 4 > n:
+                return f"the size of chunk {tag.decode()} is cut short"
+            pos += 4 + int.from_bytes(blob[pos : pos + 4], "big")
+        if pos > n:
+            return f"chunk {tag.decode()} runs past the end of the file"
+
+
 def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     """Read an IMOD binary model (``.fid``/``.mod``): one contour per marker, z = view index.
 
@@ -106,7 +166,7 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     does for a single object. Empty contours keep their number (so ids written by
     `write_imod_model` come back unchanged).
     """
-    import imodmodel  # local import: pandas and pydantic load only when a model is read
+    import imodmodel.parsers  # local import: pandas and pydantic load only when a model is read
 
     p = Path(path)
     try:
@@ -115,18 +175,24 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
         raise FileFormatError(f"{p}: no such IMOD model file") from None
     if size > MAX_MODEL_BYTES:
         raise FileFormatError(f"{p}: {size} bytes is too large for a marker model")
-    with open(p, "rb") as f:
-        magic = f.read(8)
-    if magic[:4] != b"IMOD":
+    blob = p.read_bytes()
+    if blob[:4] != b"IMOD":
         raise FileFormatError(f"{p}: not an IMOD model (it does not start with 'IMOD')")
+    problem = _imod_structure_problem(blob)
+    if problem:
+        raise FileFormatError(f"{p}: the IMOD model is damaged or truncated ({problem})")
     try:
-        model = imodmodel.ImodModel.from_file(p)
-        df = imodmodel.read(p)
+        model = imodmodel.parsers.parse_model(_StrictReader(blob))
     except Exception as exc:  # the parser's own errors are not ours to show the user
         raise FileFormatError(f"{p}: the IMOD model is damaged or truncated ({type(exc).__name__})") from None
-    if len(df) == 0:
+    rows = [(k, c, np.asarray(cont.points, dtype=float).reshape(-1, 3))
+            for k, obj in enumerate(model.objects) for c, cont in enumerate(obj.contours)]
+    rows = [r for r in rows if len(r[2])]
+    if not rows:
         raise FileFormatError(f"{p}: the IMOD model holds no points")
-    xyz = df[["x", "y", "z"]].to_numpy(dtype=float)
+    xyz = np.concatenate([r[2] for r in rows])
+    obj = np.concatenate([np.full(len(r[2]), r[0], np.int64) for r in rows])
+    cont = np.concatenate([np.full(len(r[2]), r[1], np.int64) for r in rows])
     if not np.all(np.isfinite(xyz)):
         raise FileFormatError(f"{p}: the IMOD model holds NaN or infinite coordinates")
     views = np.round(xyz[:, 2])
@@ -134,10 +200,6 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
         raise FileFormatError(f"{p}: point Z values must be view numbers (whole, >= 0); is this a fiducial model?")
     counts = [len(o.contours) for o in model.objects]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    obj = df["object_id"].to_numpy(dtype=np.int64)
-    cont = df["contour_id"].to_numpy(dtype=np.int64)
-    if obj.size and (obj.min() < 0 or obj.max() >= len(counts)):
-        raise FileFormatError(f"{p}: the IMOD model's object table is inconsistent")
     marker = offsets[obj] + cont + 1
     h = model.header
     image_size = (int(h.xmax), int(h.ymax)) if h.xmax > 0 and h.ymax > 0 else None

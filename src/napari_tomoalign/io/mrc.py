@@ -13,6 +13,7 @@ Views stay in file order even when the angles are not sorted; the angles say whi
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,38 @@ class TiltSeries:
         return int(self.data.shape[0])
 
 
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}
+
+
+def _header_problem(path: Path) -> str | None:
+    """Check the MRC header's sizes against the file before any library reads it (so that a hostile
+    header cannot make a reader allocate gigabytes); say what is wrong, or None."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(1024)
+    if len(raw) < 1024:
+        return f"{size} bytes is too short for an MRC header (1024 bytes)"
+    order = ">" if raw[212] == 0x11 else "<"
+    nx, ny, nz, mode = struct.unpack(order + "4i", raw[:16])
+    (nsymbt,) = struct.unpack(order + "i", raw[92:96])
+    if min(nx, ny, nz) <= 0:
+        return f"the header gives a size of {nx} x {ny} x {nz}"
+    if mode not in _MODE_BYTES:
+        return f"data mode {mode} is not one MRC defines"
+    if nsymbt < 0:
+        return f"the header gives a negative extended-header size ({nsymbt})"
+    need = 1024 + nsymbt + nx * ny * nz * _MODE_BYTES[mode]
+    if need > size:
+        return f"the header promises {need} bytes but the file has {size}"
+    return None
+
+
 def _open_mmap(path: Path) -> mrcfile.mrcmemmap.MrcMemmap:
     if not path.is_file():
         raise FileFormatError(f"{path}: no such MRC file")
+    problem = _header_problem(path)
+    if problem:
+        raise FileFormatError(f"{path}: not a readable MRC file ({problem})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# A longer fuzzing campaign of every reader (and of the solver's property tests):
+#   scripts/fuzz_readers.sh [EXAMPLES]     (default 20000 per test)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FUZZ_EXAMPLES="${1:-20000}" "$here/.venv/bin/python" -m pytest -q "$here/tests/test_fuzz.py" -p no:cacheprovider

@@ -1,0 +1,119 @@
+"""Readers against truncated, corrupted and hostile files: a clear FileFormatError, quickly, never a crash.
+
+Every case also goes through the napari reader, which must return None or layer data (with an error
+notification), never raise. Longer campaigns: ``scripts/fuzz_readers.sh 20000``.
+"""
+
+import os
+import struct
+import time
+import tracemalloc
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_tomoalign._reader import napari_get_reader
+from napari_tomoalign.io import FileFormatError
+from napari_tomoalign.io.markers import MarkerTable, read_markers, write_imod_model, write_markers_csv
+from napari_tomoalign.io.mrc import open_tilt_series, read_mdoc_tilts, write_mrc
+from napari_tomoalign.io.tilts import read_tilt_angles
+
+SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+MEMORY_LIMIT = 64 * 2**20  # no reader may allocate more than this on a file of a few kB
+
+
+def valid_files(root: Path) -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    table = MarkerTable(np.array([0, 1, 2, 0, 1]), np.array([1, 1, 1, 2, 2]), rng.uniform(0, 60, (5, 2)), (64, 64))
+    write_mrc(root / "v.mrc", rng.normal(size=(3, 8, 8)).astype(np.float32), 2.0)
+    write_imod_model(root / "v.fid", table)
+    write_markers_csv(root / "v.csv", table)
+    (root / "v.tlt").write_text("-3.0\n0.0\n3.0\n")
+    (root / "v.mdoc").write_text("PixelSpacing = 2\n\n[ZValue = 0]\nTiltAngle = -3\n\n[ZValue = 1]\nTiltAngle = 0\n")
+    return {ext: (root / f"v{ext}").read_bytes() for ext in (".mrc", ".fid", ".csv", ".tlt", ".mdoc")}
+
+
+READERS = {
+    ".mrc": open_tilt_series, ".fid": read_markers, ".csv": read_markers, ".tlt": read_tilt_angles,
+    ".mdoc": read_mdoc_tilts,
+}
+
+
+def check(path: Path) -> None:
+    """The reader gives a result or a FileFormatError, fast and small; napari's reader never raises."""
+    reader = READERS[path.suffix]
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        reader(path)
+    except FileFormatError as exc:
+        assert str(exc).startswith(str(path)), str(exc)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 2.0
+    assert peak < MEMORY_LIMIT, f"{peak / 2**20:.0f} MiB for a {path.stat().st_size}-byte file"
+    get = napari_get_reader(str(path))
+    if get is not None:
+        get(str(path))  # may notify an error, must not raise
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return valid_files(tmp_path_factory.mktemp("valid"))
+
+
+@SETTINGS
+@given(ext=st.sampled_from(sorted(READERS)), data=st.data())
+def test_mutated_files(seeds, tmp_path_factory, ext, data):
+    blob = bytearray(seeds[ext])
+    kind = data.draw(st.sampled_from(["truncate", "flip", "splice", "garbage", "empty"]))
+    if kind == "truncate":
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
+    elif kind == "flip":
+        for _ in range(data.draw(st.integers(1, 20))):
+            i = data.draw(st.integers(0, len(blob) - 1))
+            blob[i] = data.draw(st.integers(0, 255))
+    elif kind == "splice":
+        i = data.draw(st.integers(0, len(blob)))
+        blob = blob[:i] + bytearray(data.draw(st.binary(max_size=64))) + blob[i:]
+    elif kind == "garbage":
+        blob = bytearray(data.draw(st.binary(max_size=2048)))
+    else:
+        blob = bytearray()
+    path = tmp_path_factory.mktemp("fuzz") / f"f{ext}"
+    path.write_bytes(bytes(blob))
+    check(path)
+
+
+MRC_FIELDS = {"nx": 0, "ny": 4, "nz": 8, "mode": 12, "mx": 28, "nsymbt": 92}
+
+
+@SETTINGS
+@given(field=st.sampled_from(sorted(MRC_FIELDS)), value=st.sampled_from([-1, 0, 1, 7, 2**20, 2**31 - 1, -(2**31)]),
+       swap=st.booleans())
+def test_hostile_mrc_headers(seeds, tmp_path_factory, field, value, swap):
+    blob = bytearray(seeds[".mrc"])
+    blob[MRC_FIELDS[field] : MRC_FIELDS[field] + 4] = struct.pack("<i", value)
+    if swap:  # claim big-endian in the machine stamp, so every header word reads byte-swapped
+        blob[212:214] = b"\x11\x11"
+    path = tmp_path_factory.mktemp("hostile") / "h.mrc"
+    path.write_bytes(bytes(blob))
+    check(path)
+
+
+def test_enormous_declared_sizes_are_refused_without_allocating(tmp_path):
+    path = tmp_path / "huge.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(np.zeros((2, 4, 4), np.float32))
+    raw = bytearray(path.read_bytes())
+    raw[0:12] = struct.pack("<3i", 100000, 100000, 100000)  # 4e15 bytes of data claimed
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError):
+        open_tilt_series(path)
+    check(path)
