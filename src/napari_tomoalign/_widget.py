@@ -108,7 +108,7 @@ class AlignWidget(Container):
         self.initial_stage = CheckBox(text="initial stage", value=True)
         self.every_view_only = CheckBox(text="only markers seen in every view", value=False)
         self.robust = CheckBox(text="robust fitting (Tukey bisquare)", value=False)
-        self.robust_scale = FloatSpinBox(label="robust scale", min=0.5, max=5.0, step=0.1, value=1.5,
+        self.robust_scale = FloatSpinBox(label="robust scale", min=0.5, max=5.0, step=0.1, value=1.8,
                                          tooltip="multiplies Tukey's 4.685; larger flags fewer points")
         self.leave_out = CheckBox(text="leave-out error", value=False)
         self.warm_start = CheckBox(text="warm start from the last solution", value=True)

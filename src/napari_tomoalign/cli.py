@@ -48,8 +48,8 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pixel-size-nm", type=float, help="pixel size, to report residuals in nm")
     g.add_argument("--robust", action="store_true",
                    help="refit with Tukey-bisquare weights so that mis-clicks stop pulling the solution")
-    g.add_argument("--robust-scale", type=float, default=1.5, metavar="K",
-                   help="scale of Tukey's constant 4.685 (default 1.5; larger flags fewer points)")
+    g.add_argument("--robust-scale", type=float, default=1.8, metavar="K",
+                   help="scale of Tukey's constant 4.685 (default 1.8; larger flags fewer points)")
     g.add_argument("--robust-tracks", action="store_true", help="weight whole marker tracks, not single points")
     g.add_argument("--leave-out", action="store_true",
                    help="also compute each marker's leave-out error (fit without it, predict it)")

@@ -39,10 +39,10 @@ class AlignmentOptions:
         so that mis-clicks and mistracked beads stop pulling the solution (see `robust`).
     robust_scale
         Multiplies Tukey's tuning constant 4.685: larger down-weights fewer points. The default,
-        1.5, is for residual *lengths* normalised by their median and MADN: that one-sided statistic
-        has a longer tail than the 1-D normal residuals 4.685 was designed for, and with a factor
-        of 1 about 3% of good points would be flagged (about 0.5% with 1.5; measured on simulated
-        data, see the benchmark).
+        1.8, is for residual *lengths* normalised by their median and MADN: that one-sided statistic
+        has a longer tail than the 1-D normal residuals 4.685 was designed for. With a factor of 1
+        about 3% of good points get flagged, with 1.5 up to 1%, with 1.8 about 0.3%, while gross
+        errors are still all flagged (measured on simulated data, ``benchmarks/bench_robust.py``).
     robust_tracks
         Weight whole marker tracks by their RMS residual instead of single points.
     robust_group_views
@@ -58,7 +58,7 @@ class AlignmentOptions:
     initial_stage: bool = True
     max_iterations: int = 200
     robust: bool = False
-    robust_scale: float = 1.5
+    robust_scale: float = 1.8
     robust_tracks: bool = False
     robust_group_views: int = 1
 
