@@ -88,7 +88,7 @@ def leave_out_error(al: Alignment, max_iterations: int = 1) -> LeaveOutError:
     residuals = np.full((len(al.obs_view), 2), np.nan)
     results: dict[str, tuple[NDArray, float]] = {}
     positions = np.flatnonzero(use)
-    with _blas_threads_for(n_q, kept.size):
+    with _blas_threads_for(n_q, kept.size, int(use.sum())):
         for label, w in weight_sets.items():
             per_marker = np.full(al.n_markers, np.nan)
             sq_sum, w_sum = 0.0, 0.0

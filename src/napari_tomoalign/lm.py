@@ -17,7 +17,8 @@ import scipy.linalg
 import scipy.sparse
 from numpy.typing import NDArray
 
-from .model import jacobian_blocks, project
+from . import lm_kernels as kern
+from .model import project
 
 
 class Cancelled(Exception):
@@ -56,10 +57,8 @@ class Observations:
         if np.any(counts == 0):
             raise ValueError("every marker passed to the solver needs at least one observation")
         self.marker_starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        n = len(self.view_index)
-        self.view_sum = scipy.sparse.csr_matrix(
-            (np.ones(n), (self.view_index, np.arange(n))), shape=(self.n_views, n)
-        )
+        self.marker_bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        self.chunks = kern.chunk_bounds(self.n_markers)
 
     def __len__(self) -> int:
         return len(self.view_index)
@@ -70,8 +69,7 @@ class Observations:
 
     def cost(self, view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> float:
         """Half the weighted sum of squared residuals."""
-        r = self.residuals(view_params, xyz)
-        return 0.5 * float(np.sum(self.weights * np.einsum("ij,ij->i", r, r)))
+        return float(kern.cost(view_params, xyz, self.view_index, self.marker_index, self.xy, self.weights))
 
 
 @dataclass
@@ -83,11 +81,6 @@ class LMReport:
     converged: bool
     message: str
     wall_time_s: float
-
-
-def _outer(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(n, p, q)`` sum over the 2 residual rows of ``a[:, r, :]^T b[:, r, :]``."""
-    return np.matmul(a.swapaxes(1, 2), b)
 
 
 def _scatter_square(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:
@@ -124,32 +117,17 @@ class _Linearisation:
         xyz: NDArray[np.float64],
         columns: NDArray[np.intp],
         n_q: int,
-        dense_index: tuple[NDArray[np.bool_], NDArray[np.intp]],
     ) -> None:
         self.obs, self.columns, self.n_q = obs, columns, n_q
         used = columns[columns >= 0]
         self.view_blocks = bool(n_q) and np.all(np.bincount(used, minlength=n_q) == 1)
-        self.dense_mask, self.dense_flat = dense_index
-        r = obs.residuals(view_params, xyz)
-        jv, jm = jacobian_blocks(view_params, xyz, obs.view_index, obs.marker_index)
-        jv *= (columns[obs.view_index] >= 0)[:, None, :]
-        sw = np.sqrt(obs.weights)
-        r *= sw[:, None]
-        jv *= sw[:, None, None]
-        jm *= sw[:, None, None]
-        self.cost = 0.5 * float(np.sum(r * r))
-        n = len(obs)
-        starts = obs.marker_starts
-        per_view = obs.view_sum @ np.concatenate(
-            (_outer(jv, jv).reshape(n, 25), (jv * r[:, :, None]).sum(1)), axis=1
+        free = columns >= 0
+        self.cost, self.b_view, g_view, self.C, self.g_m, self.E = kern.linearise(
+            view_params, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights, free, obs.marker_bounds,
+            obs.n_markers, obs.chunks, obs.n_views,
         )
-        self.b_view = per_view[:, :25].reshape(-1, 5, 5)
-        g_view = per_view[:, 25:]
         self.g_q = _scatter_vector(g_view, columns, n_q)
         self.B = _scatter_square(self.b_view, columns, n_q)
-        self.C = np.add.reduceat(_outer(jm, jm), starts, axis=0)
-        self.g_m = np.add.reduceat((jm * r[:, :, None]).sum(1), starts, axis=0)
-        self.E = _outer(jv, jm)  # (n_obs, 5, 3)
         self.diag_q = np.maximum(np.diag(self.B).copy(), 1e-12 * max(1.0, float(np.max(np.diag(self.B), initial=0))))
         dc = np.diagonal(self.C, axis1=1, axis2=2)
         self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0))))
@@ -205,47 +183,29 @@ class _Linearisation:
             return None
         Linv = np.linalg.inv(L)  # lower triangular, (n_m, 3, 3)
         Cinv = np.einsum("mki,mkj->mij", Linv, Linv)
-        LinvT = np.swapaxes(Linv, 1, 2)[obs.marker_index]  # (n_obs, 3, 3)
-        E = self.E
-        F = E[:, :, 0, None] * LinvT[:, None, 0, :]
-        F += E[:, :, 1, None] * LinvT[:, None, 1, :]
-        F += E[:, :, 2, None] * LinvT[:, None, 2, :]
         n_m = obs.n_markers
-        Fq = np.bincount(
-            self.dense_flat, weights=F[self.dense_mask], minlength=n_q * 3 * n_m
-        ).reshape(n_q, 3 * n_m)
+        Fq = kern.schur_columns(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q)
         t = np.einsum("mij,mj->mi", Cinv, self.g_m)  # C^-1 g_m
-        et = np.einsum("nkl,nl->nk", E, t[obs.marker_index])
-        rhs = -self.g_q + _scatter_vector(obs.view_sum @ et, self.columns, n_q)
+        et = kern.view_sums_of_e_times(self.E, t, obs.view_index, obs.marker_bounds, obs.chunks, obs.n_views)
+        rhs = -self.g_q + _scatter_vector(et, self.columns, n_q)
         if not n_q:
             dq = np.zeros(0)
         elif self.view_blocks and 3 * n_m < n_q:
             dq = self._solve_low_rank(lam, Fq, rhs)
         else:
-            S = self.B + np.diag(lam * self.diag_q)
-            S -= Fq @ Fq.T
+            # S = B + lam D - F F^T; the rank-k update fills the upper triangle, which is all
+            # the Cholesky factorisation reads.
+            S = scipy.linalg.blas.dsyrk(-1.0, Fq, beta=1.0, c=self.B + np.diag(lam * self.diag_q), lower=0)
             dq = _cholesky_solve(S, rhs)
         if dq is None or not np.all(np.isfinite(dq)):
             return None
         dv = np.where(self.columns >= 0, dq[np.maximum(self.columns, 0)] if n_q else 0.0, 0.0)
-        etd = np.einsum("nkl,nk->nl", E, dv[obs.view_index])
-        sum_etd = np.add.reduceat(etd, obs.marker_starts, axis=0)
+        sum_etd = kern.marker_sums_of_et_times(self.E, dv, obs.view_index, obs.marker_bounds)
         dm = np.einsum("mij,mj->mi", Cinv, -self.g_m - sum_etd)
         g_dot = float(self.g_q @ dq + np.sum(self.g_m * dm))
         d_dot = float(np.sum(self.diag_q * dq * dq) + np.sum(self.diag_m * dm * dm))
         predicted = 0.5 * (lam * d_dot - g_dot)
         return dq, dm, predicted
-
-
-def dense_index(obs: Observations, columns: NDArray[np.intp], n_q: int) -> tuple[NDArray[np.bool_], NDArray[np.intp]]:
-    """Where each entry of the per-observation ``(5, 3)`` blocks lands in the ``(n_q, 3 n_m)`` matrix."""
-    col = columns[obs.view_index]  # (n_obs, 5)
-    rows = np.broadcast_to(col[:, :, None], (len(obs), 5, 3))
-    mcol = obs.marker_index[:, None, None] * 3 + np.arange(3)[None, None, :]
-    mcol = np.broadcast_to(mcol, (len(obs), 5, 3))
-    mask = rows >= 0
-    flat = rows[mask].astype(np.int64) * (3 * obs.n_markers) + mcol[mask]
-    return mask, flat
 
 
 def apply_step(
@@ -298,8 +258,7 @@ def levenberg_marquardt(
     The solved ``view_params``, ``xyz`` and a report.
     """
     t0 = time.perf_counter()
-    index = dense_index(obs, columns, n_q)
-    lin = _Linearisation(obs, view_params, xyz, columns, n_q, index)
+    lin = _Linearisation(obs, view_params, xyz, columns, n_q)
     lam, nu = initial_damping, 2.0
     iterations, converged, message = 0, False, "maximum iterations reached"
     if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
@@ -330,7 +289,7 @@ def levenberg_marquardt(
                 converged, message = True, "cost stopped decreasing"
                 lin.cost = new_cost
                 break
-            lin = _Linearisation(obs, view_params, xyz, columns, n_q, index)
+            lin = _Linearisation(obs, view_params, xyz, columns, n_q)
             if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
                 converged, message = True, "gradient vanished"
                 break
