@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Main job: install, simulate a misaligned tilt series' markers, align them, write the outputs
-# to demo-output/ (the inputs the demo made sit beside them).
+# Main job: install, make the sample tilt series (images and clicked markers with a known misalignment),
+# align it, write the aligned stack and a tomogram, and align IMOD's BBa markers; all in demo-output/
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$here/scripts/setup-env.sh"
