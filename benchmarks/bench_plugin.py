@@ -58,6 +58,7 @@ def bench_open(viewer, app) -> None:
 def bench_align(viewer, app, runs: int = 4) -> None:
     viewer.open_sample("napari-tomoalign", "beads")
     widget = AlignWidget(viewer)
+    widget.warm_start.value = False  # every run is a fresh solve
     viewer.window.add_dock_widget(widget)
     pump(app, 0.5)
     for run in range(runs):

@@ -390,7 +390,11 @@ class AlignWidget(Container):
         job.pop("_tilt_source")
         self._scale = job.pop("_scale")
         self._stop.clear()
-        worker = create_worker(_run_job, **job, progress=self._bridge.progress.emit,
+        import os
+
+        # Leave one core to the GUI so that it stays responsive while the worker computes.
+        threads = max(1, (os.cpu_count() or 2) - 1)
+        worker = create_worker(_run_job, **job, threads=threads, progress=self._bridge.progress.emit,
                                should_stop=self._stop.is_set, _start_thread=False)
         worker.returned.connect(lambda result: self._on_returned(result, layer, data))
         worker.errored.connect(self._on_error)

@@ -65,6 +65,7 @@ def run_alignment(
     tomogram_binning: int | None = None,
     leave_out: bool = False,
     start: Alignment | None = None,
+    threads: int | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PipelineResult:
@@ -72,7 +73,21 @@ def run_alignment(
 
     ``images`` is ``(n_views, rows, cols)`` (a memory map is fine), or None to solve only. ``start``
     warm-starts the solve from a previous solution; ``leave_out`` adds the leave-out errors.
+    ``threads`` caps the compiled loops, BLAS and FFT threads (a GUI keeps a core for itself).
     """
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        from .solver import _compiled_threads
+
+        with _compiled_threads(threads), threadpool_limits(threads):
+            return run_alignment(
+                images, view, marker, xy, tilt_angles_deg, image_size, options, name=name,
+                only_markers_in_every_view=only_markers_in_every_view, pixel_size_nm=pixel_size_nm,
+                make_aligned_stack=make_aligned_stack, make_tomogram=make_tomogram,
+                tomogram_thickness_px=tomogram_thickness_px, tomogram_binning=tomogram_binning,
+                leave_out=leave_out, start=start, progress=progress, should_stop=should_stop,
+            )
     def report(stage: str, done: int, total: int, text: str) -> None:
         if progress is not None:
             progress(stage, done, total, text)

@@ -206,9 +206,9 @@ def weighted_back_projection(
         # fills the view does not ring at its borders.
         padded[:, :, n_x : n_x + half] = padded[:, :, n_x - 1 : n_x]
         padded[:, :, n_x + half :] = padded[:, :, 0:1]
-        spec = scipy.fft.rfft(padded, axis=2, workers=-1)
+        spec = scipy.fft.rfft(padded, axis=2, workers=numba.get_num_threads())
         spec *= (weights[c0 : c0 + idx.size, None] * filt[None, :])[:, None, :]
-        filtered = scipy.fft.irfft(spec, n=n_pad, axis=2, workers=-1)
+        filtered = scipy.fft.irfft(spec, n=n_pad, axis=2, workers=numba.get_num_threads())
         _transpose_rows(filtered, q[c0 : c0 + idx.size])
         done += idx.size
         if progress is not None:
