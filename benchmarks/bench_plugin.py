@@ -60,6 +60,8 @@ def bench_align(viewer, app, runs: int = 4) -> None:
     widget = AlignWidget(viewer)
     widget.warm_start.value = False  # every run is a fresh solve
     viewer.window.add_dock_widget(widget)
+    while not widget.warmed_up.is_set():  # the widget loads its kernels in the background when it opens
+        pump(app, 0.05)
     pump(app, 0.5)
     for run in range(runs):
         ticks: list[float] = []
@@ -80,7 +82,7 @@ def bench_align(viewer, app, runs: int = 4) -> None:
         during = gaps[np.asarray(ticks[1:]) > t0]
         r = widget._last
         steps = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in r.timings_s.items())
-        label = "first (kernels load)" if run == 0 else f"run {run + 1}"
+        label = "first (new layers)" if run == 0 else f"run {run + 1}"
         print(f"align {label:<20} end to end {t_total:.2f} s ({steps}); longest main-thread stall "
               f"{during.max():.0f} ms, 99th percentile {np.percentile(during, 99):.0f} ms")
         print("    display steps: " + ", ".join(f"{n} {t:.0f} ms" for n, t in widget.display_times_ms))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from napari_tomoalign import AlignmentError, AlignmentOptions, align_markers
 from napari_tomoalign.model import predict_all
 
-SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

@@ -59,6 +59,17 @@ def _run_job(**job: Any) -> tuple[PipelineResult | None, BaseException | None]:
         return None, exc
 
 
+def _warm_up_quietly(done: threading.Event) -> None:
+    from .pipeline import warm_up
+
+    try:
+        warm_up()
+    except Exception:  # a failed warm-up only means the first Align loads the kernels itself
+        pass
+    finally:
+        done.set()
+
+
 class _Bridge(QObject):
     """Carries progress from the worker thread to the GUI thread (a queued Qt connection)."""
 
@@ -186,6 +197,9 @@ class AlignWidget(Container):
         self.exaggeration.changed.connect(lambda *_: self._show_residual_layers())
         self.save_button.changed.connect(self.save_alignment)
         self.compare_button.changed.connect(self.toggle_comparison)
+        # Load the compiled kernels now, in the background, rather than in the middle of the first Align.
+        self.warmed_up = threading.Event()
+        threading.Thread(target=_warm_up_quietly, args=(self.warmed_up,), daemon=True).start()
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
         self._refresh_choices()

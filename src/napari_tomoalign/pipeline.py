@@ -157,3 +157,15 @@ def _default_thickness(al: Alignment, shape: tuple[int, int]) -> int:
     z = al.xyz_px[al.marker_included, 2]
     extent = float(np.ptp(z)) if z.size else 0.0
     return int(np.clip(2.0 * extent + 64.0, 64.0, max(shape)))
+
+
+def warm_up() -> None:
+    """Load every compiled kernel once on a tiny problem (loading them from numba's cache holds the
+    GIL for a moment; a GUI calls this in a background thread when it starts, not during Align)."""
+    from .sample import make_sample_tilt_series
+
+    s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, n_texture=0, image_noise=0.0, misclick=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_alignment(s.images, s.view, s.marker, s.xy, s.tilt_angles_deg, (64, 64), AlignmentOptions(),
+                      tomogram_thickness_px=16)
