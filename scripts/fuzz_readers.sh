@@ -3,4 +3,5 @@
 #   scripts/fuzz_readers.sh [EXAMPLES]     (default 20000 per test)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-FUZZ_EXAMPLES="${1:-20000}" "$here/.venv/bin/python" -m pytest -q "$here/tests/test_fuzz.py" -p no:cacheprovider
+FUZZ_EXAMPLES="${1:-20000}" PROPERTY_EXAMPLES="${1:-20000}" "$here/.venv/bin/python" -m pytest -q \
+  "$here/tests/test_fuzz.py" "$here/tests/test_properties.py" -p no:cacheprovider

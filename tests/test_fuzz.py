@@ -117,3 +117,13 @@ def test_enormous_declared_sizes_are_refused_without_allocating(tmp_path):
     with pytest.raises(FileFormatError):
         open_tilt_series(path)
     check(path)
+
+
+@pytest.mark.parametrize("content", [b"view,marker,x,y\r\x00", b"view,marker,x,y\n0,1,\x00,2\n",
+                                     b"view,marker,x,y\n1e300,1,2,3\n", b"view,marker,x,y\n\"0,1,2,3\n"])
+def test_csv_found_by_fuzzing(tmp_path, content):
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    with pytest.raises(FileFormatError, match="f.csv"):
+        read_markers(path)
+    check(path)

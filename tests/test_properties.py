@@ -1,5 +1,6 @@
 """Property tests: any solver input either solves to finite numbers or raises a documented error."""
 
+import os
 import warnings
 
 import numpy as np
@@ -9,7 +10,8 @@ from hypothesis import strategies as st
 from napari_tomoalign import AlignmentError, AlignmentOptions, align_markers
 from napari_tomoalign.model import predict_all
 
-SETTINGS = settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "800")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

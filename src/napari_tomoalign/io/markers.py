@@ -65,6 +65,13 @@ def read_markers_csv(path: str | os.PathLike[str]) -> MarkerTable:
     text = read_text(path, "marker CSV")
     reader = csv.reader(io.StringIO(text))
     try:
+        return _parse_markers_csv(path, reader)
+    except csv.Error as exc:
+        raise FileFormatError(f"{path}, line {reader.line_num}: not readable as CSV ({exc})") from None
+
+
+def _parse_markers_csv(path, reader) -> MarkerTable:
+    try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise FileFormatError(f"{path}: the file is empty; expected a header with view,marker,x,y") from None
@@ -84,6 +91,8 @@ def read_markers_csv(path: str | os.PathLike[str]) -> MarkerTable:
             raise FileFormatError(f"{path}, line {n}: NaN or infinite value in {row[:6]}")
         if vals[0] != round(vals[0]) or vals[0] < 0 or vals[1] != round(vals[1]):
             raise FileFormatError(f"{path}, line {n}: view must be a whole number >= 0 and marker a whole number")
+        if vals[0] > 1e6 or abs(vals[1]) > 2**53:
+            raise FileFormatError(f"{path}, line {n}: view {vals[0]:.0f} or marker {vals[1]:.0f} is out of range")
         rows.append(vals)
     if not rows:
         raise FileFormatError(f"{path}: no marker rows after the header")
