@@ -29,27 +29,6 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", overwrite: bool = False) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success rename it over ``path`` in one step."""
-    p = check_writable(path, overwrite)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if not overwrite and p.exists():
-            raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-@contextmanager
 def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a library to write; on success rename it over ``path``."""
     p = check_writable(path, overwrite)
@@ -66,3 +45,13 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", overwrite: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success rename it over ``path`` in one step."""
+    with atomic_path(path, overwrite) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
