@@ -7,6 +7,7 @@ converts layers to arrays and back, and keeps the GUI responsive.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -519,6 +520,8 @@ class AlignWidget(Container):
                 return
             step = steps.pop(0)
             t0 = time.perf_counter()
+            gc_was_on = gc.isenabled()
+            gc.disable()  # a full collection in the middle of a step would double its pause
             try:
                 step()
                 self.display_times_ms.append((getattr(step, "__name__", "step"), 1000 * (time.perf_counter() - t0)))
@@ -527,6 +530,9 @@ class AlignWidget(Container):
                 show_error(f"could not show the result: {exc}")
                 self._finish()
                 return
+            finally:
+                if gc_was_on:
+                    gc.enable()
             if steps:
                 QTimer.singleShot(0, next_step)
 
