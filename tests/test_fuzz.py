@@ -127,3 +127,11 @@ def test_csv_found_by_fuzzing(tmp_path, content):
     with pytest.raises(FileFormatError, match="f.csv"):
         read_markers(path)
     check(path)
+
+
+def test_mdoc_found_by_fuzzing(tmp_path):
+    path = tmp_path / "f.mdoc"
+    path.write_bytes(b"PixelSpacing = 2\n\x11[ZValue = 0]\nTiltAngle =\x00-3\n\n[ZValue = 1]\nTiltAngle = 0\n")
+    with pytest.raises(FileFormatError, match="f.mdoc"):
+        read_mdoc_tilts(path)
+    check(path)

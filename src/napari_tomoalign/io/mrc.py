@@ -116,9 +116,12 @@ def read_mdoc_tilts(path: str | os.PathLike[str], n_views: int | None = None) ->
         raise FileFormatError(f"{p}: not a readable SerialEM .mdoc ({type(exc).__name__})") from None
     if "TiltAngle" not in df.columns or "ZValue" not in df.columns:
         raise FileFormatError(f"{p}: the .mdoc has no [ZValue] sections with TiltAngle")
-    df = df.dropna(subset=["ZValue", "TiltAngle"])
-    z = df["ZValue"].to_numpy(dtype=float)
-    t = df["TiltAngle"].to_numpy(dtype=float)
+    try:
+        df = df.dropna(subset=["ZValue", "TiltAngle"])
+        z = df["ZValue"].to_numpy(dtype=float)
+        t = df["TiltAngle"].to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        raise FileFormatError(f"{p}: the .mdoc ZValue or TiltAngle entries are not numbers") from None
     if z.size == 0 or not np.all(np.isfinite(t)) or np.any(np.abs(t) >= 90):
         raise FileFormatError(f"{p}: the .mdoc tilt angles are missing or outside (-90, 90) degrees")
     if len(set(z.tolist())) != z.size or not np.array_equal(np.sort(z), np.arange(z.size)):
