@@ -101,6 +101,7 @@ class AlignWidget(Container):
         self._scale: tuple[float, ...] = (1.0, 1.0, 1.0)
         self._started = 0.0
         self._busy = False
+        self._to_reveal: list = []
         self._last_progress = 0.0
         self.display_times_ms: list[tuple[str, float]] = []  # how long each display step held the GUI
         self._bridge = _Bridge()
@@ -507,8 +508,14 @@ class AlignWidget(Container):
             steps.append(aligned)
         if result.tomogram is not None:
             steps.append(tomogram)
+        def reveal() -> None:
+            # New layers were added hidden; showing one per turn of the event loop spreads the cost
+            # of building and first drawing their visuals.
+            if self._to_reveal:
+                self._to_reveal.pop(0).visible = True
+
         steps += [self._show_residual_vectors, self._show_predicted_markers,
-                  lambda: self._update_report([result], plot=plot), finish]
+                  lambda: self._update_report([result], plot=plot), reveal, reveal, reveal, finish]
         self._run_steps(steps)
 
     def _run_steps(self, steps: list) -> None:
@@ -561,8 +568,11 @@ class AlignWidget(Container):
             if translate is not None:
                 ly.translate = translate
             return ly
-        return self._viewer.add_image(data, name=name, scale=scale, colormap="gray", visible=visible,
-                                      contrast_limits=(lo, hi), translate=translate or (0.0, 0.0, 0.0))
+        ly = self._viewer.add_image(data, name=name, scale=scale, colormap="gray", visible=False,
+                                    contrast_limits=(lo, hi), translate=translate or (0.0, 0.0, 0.0))
+        if visible:
+            self._to_reveal.append(ly)
+        return ly
 
     def _show_residual_layers(self) -> None:
         self._show_residual_vectors()
@@ -590,8 +600,8 @@ class AlignWidget(Container):
             self._viewer.layers[name].data = vectors
             self._viewer.layers[name].edge_color = colors
         else:
-            self._viewer.add_vectors(vectors, name=name, scale=scale, edge_color=colors, edge_width=1.5,
-                                     vector_style="arrow")
+            self._to_reveal.append(self._viewer.add_vectors(
+                vectors, name=name, scale=scale, edge_color=colors, edge_width=1.5, vector_style="arrow", visible=False))
 
     def _show_predicted_markers(self) -> None:
         """The model's position of each marker where it was not clicked, inside the image."""
@@ -617,10 +627,10 @@ class AlignWidget(Container):
             if len(ids):
                 ly.border_color = kwargs["border_color"]
         else:
-            self._viewer.add_points(data, name=PREDICTED, scale=scale, symbol="ring", size=14,
-                                    face_color="transparent", border_width=0.15, **kwargs,
-                                    text={"string": "{marker}?", "size": 8, "color": "white",
-                                          "anchor": "lower_right"})
+            self._to_reveal.append(self._viewer.add_points(
+                data, name=PREDICTED, scale=scale, symbol="ring", size=14, face_color="transparent",
+                border_width=0.15, **kwargs, visible=False,
+                text={"string": "{marker}?", "size": 8, "color": "white", "anchor": "lower_right"}))
 
     # ----------------------------------------------------------------- report
     def _make_canvas(self):
