@@ -23,6 +23,7 @@ from napari_tomoalign.io.mrc import open_tilt_series, read_mdoc_tilts, write_mrc
 from napari_tomoalign.io.tilts import read_tilt_angles
 
 SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")), deadline=None,
+                    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MEMORY_LIMIT = 64 * 2**20  # no reader may allocate more than this on a file of a few kB
 

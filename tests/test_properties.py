@@ -11,6 +11,7 @@ from napari_tomoalign import AlignmentError, AlignmentOptions, align_markers
 from napari_tomoalign.model import predict_all
 
 SETTINGS = settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "800")), deadline=None,
+                    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
                     suppress_health_check=[HealthCheck.too_slow])
 
 
