@@ -47,22 +47,22 @@ def _marker_table(data: Any, meta: dict[str, Any]):
     return table
 
 
-def write_markers_fid(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """A marker Points layer as an IMOD fiducial model."""
+def _write_markers(path: str, data: Any, meta: dict[str, Any], write) -> list[str]:
     table = _marker_table(data, meta)
     p = Path(path)
     _backup_existing([p])
-    write_imod_model(p, table)
+    write(p, table)
     return [str(p)]
+
+
+def write_markers_fid(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """A marker Points layer as an IMOD fiducial model."""
+    return _write_markers(path, data, meta, write_imod_model)
 
 
 def write_markers_table(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """A marker Points layer as CSV ``view,marker,x,y``."""
-    table = _marker_table(data, meta)
-    p = Path(path)
-    _backup_existing([p])
-    write_markers_csv(p, table)
-    return [str(p)]
+    return _write_markers(path, data, meta, write_markers_csv)
 
 
 def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

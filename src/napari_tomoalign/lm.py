@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse
 from numpy.typing import NDArray
 
 from . import lm_kernels as kern
@@ -56,7 +55,6 @@ class Observations:
         counts = np.bincount(self.marker_index, minlength=self.n_markers)
         if np.any(counts == 0):
             raise ValueError("every marker passed to the solver needs at least one observation")
-        self.marker_starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         self.marker_bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self.chunks = kern.chunk_bounds(self.n_markers)
 
@@ -122,12 +120,12 @@ class _Linearisation:
         used = columns[columns >= 0]
         self.view_blocks = bool(n_q) and np.all(np.bincount(used, minlength=n_q) == 1)
         free = columns >= 0
-        self.cost, self.b_view, g_view, self.C, self.g_m, self.E = kern.linearise(
+        self.cost, b_view, g_view, self.C, self.g_m, self.E = kern.linearise(
             view_params, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights, free, obs.marker_bounds,
             obs.n_markers, obs.chunks, obs.n_views,
         )
         self.g_q = _scatter_vector(g_view, columns, n_q)
-        self.B = _scatter_square(self.b_view, columns, n_q)
+        self.B = _scatter_square(b_view, columns, n_q)
         self.diag_q = np.maximum(np.diag(self.B).copy(), 1e-12 * max(1.0, float(np.max(np.diag(self.B), initial=0))))
         dc = np.diagonal(self.C, axis1=1, axis2=2)
         self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0))))

@@ -18,10 +18,6 @@ import numpy as np
 _CHUNKS = 16
 
 
-def _chunk_bounds(n_markers: int, n_chunks: int) -> np.ndarray:
-    return np.linspace(0, n_markers, n_chunks + 1).astype(np.int64)
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def _predict(vp, xyz, j, m):  # pragma: no cover - compiled
     th, al, s, dx, dy = vp[j, 0], vp[j, 1], vp[j, 2], vp[j, 3], vp[j, 4]
@@ -180,4 +176,4 @@ def marker_sums_of_et_times(E, dv, view_index, marker_starts):
 
 def chunk_bounds(n_markers: int) -> np.ndarray:
     """Marker ranges of the parallel chunks."""
-    return _chunk_bounds(n_markers, max(1, min(_CHUNKS, n_markers)))
+    return np.linspace(0, n_markers, max(1, min(_CHUNKS, n_markers)) + 1).astype(np.int64)

@@ -22,7 +22,7 @@ import mrcfile
 import numpy as np
 from numpy.typing import NDArray
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable
 from .errors import FileFormatError
 from .tilts import MAX_TEXT_BYTES, read_tilt_angles, write_tilt_angles
 
@@ -202,12 +202,6 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True) ->
     return TiltSeries(p, data, vx if vx > 0 else None, tilts, source, error)
 
 
-def read_volume(path: str | os.PathLike[str]) -> tuple[np.ndarray, float | None]:
-    """A memory-mapped MRC volume or stack ``(z, y, x)`` and its voxel size in Angstrom (None if unset)."""
-    ts = open_tilt_series(path)
-    return ts.data, ts.pixel_size_angstrom
-
-
 def write_mrc(
     path: str | os.PathLike[str],
     data: NDArray,
@@ -223,8 +217,6 @@ def write_mrc(
     """
     p = Path(path)
     tlt = p.with_suffix(".tlt") if tilt_angles_deg is not None else None
-    from .atomic import check_writable
-
     check_writable(p, overwrite)
     if tlt is not None:
         check_writable(tlt, overwrite)
