@@ -1,5 +1,7 @@
 """The Align dock widget in a real viewer under Xvfb: align the sample, triage, cancel, errors, compare."""
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -32,10 +34,20 @@ def test_align_the_sample_adds_result_layers(qtbot, sample_viewer):
     sample = image.metadata["sample"]
     assert widget.image.value is image and widget.markers.value is viewer.layers["sample markers"]
     assert "61 angles" in widget.tilt_source.value
+    assert gc.isenabled()
     run(qtbot, widget)
     assert widget.status.value.startswith("done"), widget.status.value
+    assert gc.isenabled()  # held off only while the run was being shown
     for name in (ALIGNED, "residuals x10", PREDICTED, "tomogram: all markers"):
         assert name in viewer.layers, name
+    # New layers come in hidden and are shown one by one: the aligned stack replaces the raw one,
+    # the tomogram waits for a comparison, and the markers layer stays the active one for editing.
+    shown = {ly.name: ly.visible for ly in viewer.layers}
+    assert shown == {"sample tilt series": False, "sample markers": True, ALIGNED: True,
+                     "tomogram: all markers": False, "residuals x10": True, PREDICTED: True}
+    assert viewer.layers.selection.active is viewer.layers["sample markers"]
+    assert list(viewer.layers[PREDICTED].text.values[:2]) == [f"{m}?" for m in
+                                                             viewer.layers[PREDICTED].features["marker"][:2]]
     al = widget._last.alignment
     # Click noise is 0.3 px per coordinate: RMS of 2-D residuals ~0.42 px, plus the one mis-click.
     assert 0.3 < al.rms_residual_px < 0.55
@@ -66,6 +78,7 @@ def test_cancel_leaves_the_layers_alone(qtbot, sample_viewer):
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert widget.status.value.startswith("cancelled")
+    assert gc.isenabled()
     assert [ly.name for ly in viewer.layers] == before
     assert widget.align_button.enabled and not widget.cancel_button.enabled
 
@@ -79,6 +92,7 @@ def test_input_errors_are_reported_and_nothing_changes(qtbot, sample_viewer, tmp
     widget.tilt_file.value = bad
     run(qtbot, widget)
     assert widget.status.value.startswith("failed") and "3 tilt angles" in widget.status.value
+    assert gc.isenabled()
     assert ALIGNED not in viewer.layers
     np.testing.assert_array_equal(markers.data, before)
     widget.tilt_file.value = ""

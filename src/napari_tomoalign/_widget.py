@@ -26,7 +26,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Points
+from napari.layers import Image, Points, Vectors
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
 AXIS_CHOICES = ("estimate", "estimate near the angle", "use the angle as given")
+STEP_GAP_MS = 2  # between display steps, so that input and repaints get a turn of the event loop
 ALIGNED, RESIDUALS, PREDICTED, TRACKS = "aligned stack", "residuals", "predicted markers", "marker tracks"
 
 
@@ -65,6 +66,7 @@ def _warm_up_quietly(done: threading.Event) -> None:
 
     try:
         warm_up()
+        from . import report_plot  # noqa: F401  (matplotlib: a second of imports, better not during Align)
     except Exception:  # a failed warm-up only means the first Align loads the kernels itself
         pass
     finally:
@@ -101,7 +103,8 @@ class AlignWidget(Container):
         self._scale: tuple[float, ...] = (1.0, 1.0, 1.0)
         self._started = 0.0
         self._busy = False
-        self._to_reveal: list = []
+        self._gc_was_on = False
+        self._to_reveal: list = []  # (new hidden layer, layer it replaces, follow-up step) to show
         self._last_progress = 0.0
         self.display_times_ms: list[tuple[str, float]] = []  # how long each display step held the GUI
         self._bridge = _Bridge()
@@ -416,6 +419,10 @@ class AlignWidget(Container):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        # CPython's full garbage collection walks every object napari holds: about 0.2 s, in whichever
+        # thread allocates. Adding result layers makes one due; hold it off until the run is shown.
+        self._gc_was_on = gc.isenabled()
+        gc.disable()
         self._busy = True
         self._started = time.perf_counter()
         self.align_button.enabled = False
@@ -484,9 +491,7 @@ class AlignWidget(Container):
             self.compare_a.value = result.name
 
         def aligned() -> None:
-            self._put_image(ALIGNED, result.aligned, scale, visible=True)
-            if image is not None:
-                image.visible = False
+            self._put_image(ALIGNED, result.aligned, scale, visible=True, replaces=image)
 
         def tomogram() -> None:
             b = result.tomogram_binning
@@ -503,23 +508,28 @@ class AlignWidget(Container):
             self._viewer.layers.selection.active = layer
             self._finish()
 
+        def reveal() -> list:
+            # New layers were added hidden. Showing one per turn of the event loop spreads the cost of
+            # building and first drawing their visuals; a layer's follow-up (text labels) gets a turn too.
+            if not self._to_reveal:
+                return []
+            ly, replaces, then = self._to_reveal.pop(0)
+            ly.visible = True
+            if replaces is not None:
+                replaces.visible = False
+            return ([then] if then is not None else []) + ([reveal] if self._to_reveal else [])
+
         steps = [choices]
         if result.aligned is not None:
             steps.append(aligned)
         if result.tomogram is not None:
             steps.append(tomogram)
-        def reveal() -> None:
-            # New layers were added hidden; showing one per turn of the event loop spreads the cost
-            # of building and first drawing their visuals.
-            if self._to_reveal:
-                self._to_reveal.pop(0).visible = True
-
         steps += [self._show_residual_vectors, self._show_predicted_markers,
-                  lambda: self._update_report([result], plot=plot), reveal, reveal, reveal, finish]
+                  lambda: self._update_report([result], plot=plot), reveal, finish]
         self._run_steps(steps)
 
     def _run_steps(self, steps: list) -> None:
-        """Run each step on its own turn of the Qt event loop."""
+        """Run each step on its own turn of the Qt event loop; a step may return more steps to run next."""
         from qtpy.QtCore import QTimer
 
         def next_step() -> None:
@@ -527,21 +537,20 @@ class AlignWidget(Container):
                 return
             step = steps.pop(0)
             t0 = time.perf_counter()
-            gc_was_on = gc.isenabled()
-            gc.disable()  # a full collection in the middle of a step would double its pause
             try:
-                step()
+                more = step()
+                if more:
+                    steps[0:0] = more
                 self.display_times_ms.append((getattr(step, "__name__", "step"), 1000 * (time.perf_counter() - t0)))
             except Exception as exc:  # a display problem must not leave the widget busy
                 steps.clear()
                 show_error(f"could not show the result: {exc}")
                 self._finish()
                 return
-            finally:
-                if gc_was_on:
-                    gc.enable()
             if steps:
-                QTimer.singleShot(0, next_step)
+                # A timer, not a posted call: Qt runs timers (and input) only once the posted-event
+                # queue is empty, so chaining posted calls would hold them back until the last step.
+                QTimer.singleShot(STEP_GAP_MS, next_step)
 
         self.display_times_ms = []
         QTimer.singleShot(0, next_step)
@@ -552,11 +561,16 @@ class AlignWidget(Container):
         return self._busy
 
     def _finish(self) -> None:
+        if self._gc_was_on:
+            gc.enable()
+            self._gc_was_on = False
         self._busy = False
         self.align_button.enabled = True
         self.cancel_button.enabled = False
 
-    def _put_image(self, name: str, data: np.ndarray, scale, visible: bool, translate=None) -> Image:
+    def _put_image(self, name: str, data: np.ndarray, scale, visible: bool, translate=None,
+                   replaces: Image | None = None) -> Image:
+        """Update the image layer ``name``, or add it hidden and queue it to be shown (hiding ``replaces``)."""
         lo, hi = (float(v) for v in np.percentile(data[len(data) // 2], [0.5, 99.5]))
         if not hi > lo:
             hi = lo + 1.0
@@ -567,12 +581,31 @@ class AlignWidget(Container):
             ly.contrast_limits = (lo, hi)
             if translate is not None:
                 ly.translate = translate
+            if replaces is not None:
+                replaces.visible = False
             return ly
-        ly = self._viewer.add_image(data, name=name, scale=scale, colormap="gray", visible=False,
-                                    contrast_limits=(lo, hi), translate=translate or (0.0, 0.0, 0.0))
+        ly = self._add_result_layer(Image(data, name=name, scale=scale, colormap="gray", visible=False,
+                                          contrast_limits=(lo, hi), translate=translate or (0.0, 0.0, 0.0)))
         if visible:
-            self._to_reveal.append(ly)
+            self._to_reveal.append((ly, replaces, None))
         return ly
+
+    def _add_result_layer(self, layer):
+        """Add a result layer without making it the active one.
+
+        Activating a new layer swaps napari's layer-controls panel, which costs the GUI tens of
+        milliseconds per layer; the markers layer is made active again when the result is shown anyway.
+        """
+        layers = self._viewer.layers
+        before = getattr(layers, "_activate_on_insert", None)
+        if before is not None:
+            layers._activate_on_insert = False
+        try:
+            layers.append(layer)
+        finally:
+            if before is not None:
+                layers._activate_on_insert = before
+        return layer
 
     def _show_residual_layers(self) -> None:
         self._show_residual_vectors()
@@ -600,8 +633,9 @@ class AlignWidget(Container):
             self._viewer.layers[name].data = vectors
             self._viewer.layers[name].edge_color = colors
         else:
-            self._to_reveal.append(self._viewer.add_vectors(
-                vectors, name=name, scale=scale, edge_color=colors, edge_width=1.5, vector_style="arrow", visible=False))
+            ly = self._add_result_layer(Vectors(vectors, name=name, scale=scale, edge_color=colors, edge_width=1.5,
+                                                vector_style="arrow", visible=False))
+            self._to_reveal.append((ly, None, None))
 
     def _show_predicted_markers(self) -> None:
         """The model's position of each marker where it was not clicked, inside the image."""
@@ -627,10 +661,13 @@ class AlignWidget(Container):
             if len(ids):
                 ly.border_color = kwargs["border_color"]
         else:
-            self._to_reveal.append(self._viewer.add_points(
-                data, name=PREDICTED, scale=scale, symbol="ring", size=14, face_color="transparent",
-                border_width=0.15, **kwargs, visible=False,
-                text={"string": "{marker}?", "size": 8, "color": "white", "anchor": "lower_right"}))
+            ly = self._add_result_layer(Points(data, name=PREDICTED, scale=scale, symbol="ring", size=14,
+                                               face_color="transparent", border_width=0.15, **kwargs, visible=False))
+
+            def label() -> None:  # on a turn of its own: the first text drawn builds another shader
+                ly.text = {"string": "{marker}?", "size": 8, "color": "white", "anchor": "lower_right"}
+
+            self._to_reveal.append((ly, None, label))
 
     # ----------------------------------------------------------------- report
     def _make_canvas(self):
