@@ -142,6 +142,36 @@ def test_compare_two_alignments_side_by_side(qtbot, sample_viewer, tmp_path):
     assert widget.save_alignment() == []
 
 
+def test_undo_covers_napari_edits_of_the_markers(sample_viewer):
+    viewer, widget = sample_viewer
+    layer = viewer.layers["sample markers"]
+    start = layer.data.copy()
+    widget.current_marker.value = 7
+    layer.add([3.0, 100.0, 120.0])  # a click with the add tool
+    assert len(layer.data) == len(start) + 1 and layer.features["marker"].iloc[-1] == 7
+    moved = layer.data.copy()
+    moved[0, 1:] += 5.0
+    layer.data = moved  # a drag
+    layer.selected_data = {1, 2}
+    layer.remove_selected()  # the delete key
+    assert len(layer.data) == len(start) - 1
+    assert widget.undo_button.enabled
+    widget.undo()
+    np.testing.assert_array_equal(layer.data, moved)
+    # Ctrl+Z in the viewer does the same while the markers layer is the one being edited.
+    binding = [b for b in layer.keymap if str(b) == "Ctrl+Z"]
+    assert binding
+    layer.keymap[binding[0]](layer)
+    assert len(layer.data) == len(start) + 1 and layer.features["marker"].iloc[-1] == 7
+    widget.undo()
+    np.testing.assert_array_equal(layer.data, start)
+    assert not widget.undo_button.enabled
+    # Undoing is not itself an edit to undo, and our own edits are remembered once.
+    layer.selected_data = {0}
+    widget.delete_selected()
+    assert len(widget._undo) == 1
+
+
 def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):
     viewer, widget = sample_viewer
     layer = viewer.layers["sample markers"]

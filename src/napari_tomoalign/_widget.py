@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
 AXIS_CHOICES = ("estimate", "estimate near the angle", "use the angle as given")
+UNDO_KEY, UNDO_DEPTH = "Control-Z", 50
 STEP_GAP_MS = 2  # between display steps, so that input and repaints get a turn of the event loop
 ALIGNED, RESIDUALS, PREDICTED, TRACKS = "aligned stack", "residuals", "predicted markers", "marker tracks"
 
@@ -148,7 +150,8 @@ class AlignWidget(Container):
         self.move_to_predicted = PushButton(text="Move to predicted")
         self.delete_point = PushButton(text="Delete point")
         self.exclude_marker = PushButton(text="Exclude marker")
-        self.undo_button = PushButton(text="Undo", enabled=False)
+        self.undo_button = PushButton(text="Undo", enabled=False,
+                                      tooltip="undo the last add, move or delete of a marker point (Ctrl+Z)")
         self.report = Label(label="report", value="no alignment yet")
         self.save_dir = FileEdit(label="save to", mode="d", value="")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
@@ -184,6 +187,7 @@ class AlignWidget(Container):
         self._plot: np.ndarray | None = None
         self._excluded: set[int] = set()
         self._undo: list[tuple[Points, np.ndarray, Any, set[int]]] = []
+        self._own_edit = False
         self._flagged_pairs: set[tuple[int, int]] = set()
         self._canvas = self._make_canvas()
 
@@ -248,11 +252,13 @@ class AlignWidget(Container):
         if self._watched is not None:
             try:
                 self._watched.events.data.disconnect(self._on_points_edited)
-            except (TypeError, ValueError, RuntimeError):
+                self._watched.bind_key(UNDO_KEY, None)
+            except (TypeError, ValueError, RuntimeError, KeyError):
                 pass
         self._watched = layer
         if layer is not None:
             layer.events.data.connect(self._on_points_edited)
+            layer.bind_key(UNDO_KEY, lambda _layer: self.undo(), overwrite=True)
             ids = layer.features["marker"].to_numpy()
             self.current_marker.value = int(ids.max()) if ids.size else 1
             self._on_current_marker()
@@ -273,8 +279,13 @@ class AlignWidget(Container):
         ids = layer.features["marker"].to_numpy() if layer is not None else np.zeros(0)
         self.current_marker.value = int(ids.max()) + 1 if ids.size else 1
 
-    def _on_points_edited(self, *_: Any) -> None:
+    def _on_points_edited(self, event: Any = None) -> None:
         layer = self.markers.value
+        action = str(getattr(event, "action", ""))
+        if action.endswith("ing"):  # napari announces an add, move or delete before doing it
+            if layer is not None and not self._own_edit:
+                self._remember(layer)
+            return
         if layer is None or len(layer.data) != len(layer.features):
             return
         view = np.round(layer.data[:, 0]).astype(np.int64) if len(layer.data) else np.zeros(0, np.int64)
@@ -753,21 +764,31 @@ class AlignWidget(Container):
         hit = np.flatnonzero((np.round(layer.data[:, 0]) == view) & (layer.features["marker"].to_numpy() == marker_id))
         return int(hit[0]) if hit.size else None
 
-    # ----------------------------------------------------------------- triage edits (undoable)
+    # ----------------------------------------------------------------- edits (undoable)
     def _remember(self, layer: Points) -> None:
         self._undo.append((layer, layer.data.copy(), layer.features.copy(), set(self._excluded)))
-        del self._undo[:-50]
+        del self._undo[:-UNDO_DEPTH]
         self.undo_button.enabled = True
 
+    @contextmanager
+    def _editing(self):
+        """An edit of our own: it is remembered once, by the caller, not again by the layer's events."""
+        self._own_edit = True
+        try:
+            yield
+        finally:
+            self._own_edit = False
+
     def undo(self, *_: Any) -> None:
-        """Undo the last Move to predicted, Delete point or Exclude marker."""
+        """Undo the last edit of the markers: napari's add, move and delete, and our triage (also Ctrl+Z)."""
         if not self._undo:
             return
         layer, data, features, excluded = self._undo.pop()
         self._excluded = excluded
-        layer.selected_data = set()
-        layer.data = data
-        layer.features = features
+        with self._editing():
+            layer.selected_data = set()
+            layer.data = data
+            layer.features = features
         self._on_points_edited()
         self.undo_button.enabled = bool(self._undo)
         self.status.value = "undone"
@@ -802,7 +823,8 @@ class AlignWidget(Container):
                 moved += 1
         if moved:
             self._remember(layer)
-            layer.data = data
+            with self._editing():
+                layer.data = data
             self.status.value = f"moved {moved} point(s) to the predicted position; Align again to refit"
         return moved
 
@@ -812,8 +834,9 @@ class AlignWidget(Container):
         if not sel:
             return 0
         self._remember(layer)
-        layer.selected_data = set(sel)
-        layer.remove_selected()
+        with self._editing():
+            layer.selected_data = set(sel)
+            layer.remove_selected()
         self.status.value = f"deleted {len(sel)} point(s); Align again to refit"
         return len(sel)
 
