@@ -8,9 +8,9 @@
    to it; the longest gap between ticks is the longest time the GUI could not respond.
 3. Align end to end on the sample (solve, aligned stack, preview tomogram, layers shown).
 
-The baseline for 2 is napari itself, in the same viewer: the stall when a script adds one layer like
-each of ours (hidden, then shown). The first Align in a viewer adds four such layers, and none of the
-stalls in that run can be shorter than napari's own cost of adding one.
+The baseline for 2 is napari itself, in a fresh viewer in the same process after the Align runs: the
+stall when a script adds one layer like each of ours (hidden, then shown). The first Align in a viewer
+adds four such layers, so its longest stall cannot be shorter than napari's own cost of adding one.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
 AXIS_CHOICES = ("estimate", "estimate near the angle", "use the angle as given")
 UNDO_KEY, UNDO_DEPTH = "Control-Z", 50
-STEP_GAP_MS = 2  # between display steps, so that input and repaints get a turn of the event loop
+STEP_GAP_MS = 2  # between display steps, so that the event loop gets a turn between them
 ALIGNED, RESIDUALS, PREDICTED, TRACKS = "aligned stack", "residuals", "predicted markers", "marker tracks"
 
 
@@ -559,8 +559,8 @@ class AlignWidget(Container):
                 self._finish()
                 return
             if steps:
-                # A timer, not a posted call: Qt runs timers (and input) only once the posted-event
-                # queue is empty, so chaining posted calls would hold them back until the last step.
+                # A timer, not a posted call: Qt holds timers back while posted events are pending, so
+                # steps chained as posted calls ran back to back with no turn of the loop between them.
                 QTimer.singleShot(STEP_GAP_MS, next_step)
 
         self.display_times_ms = []
