@@ -1,6 +1,6 @@
 """The plugin as a user meets it: opening a large stack, responsiveness during Align, Align end to end.
 
-    xvfb-run -a .venv/bin/python benchmarks/bench_plugin.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/bench_plugin.py
 
 1. Opening a 2048 x 2048 x 120 int16 MRC in napari (our reader, memory-mapped), against reading the
    same file into RAM with mrcfile in the same run.
