@@ -15,6 +15,7 @@ adds four such layers, so its longest stall cannot be shorter than napari's own 
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -60,24 +61,45 @@ def bench_open(viewer, app) -> None:
 
 
 class StallMeter:
-    """The longest gap between ticks of a 5 ms QTimer: how long the GUI could not respond."""
+    """The gaps between ticks of a 5 ms QTimer (how long the GUI could not respond), and CPython's
+    full garbage collections in the same time, which stall every thread wherever they fall."""
 
     def __init__(self) -> None:
         self.ticks: list[float] = []
+        self.full_gc: list[tuple[float, float]] = []  # (start, end) of each generation-2 collection
         self.timer = QTimer()
         self.timer.setInterval(5)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self._gc_start = 0.0
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.full_gc.append((self._gc_start, time.perf_counter()))
 
     def __enter__(self) -> StallMeter:
+        gc.callbacks.append(self._on_gc)
         self.timer.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.timer.stop()
+        gc.callbacks.remove(self._on_gc)
 
-    def gaps_after(self, t0: float) -> np.ndarray:
+    def gaps_after(self, t0: float, *, without_full_gc: bool = False) -> np.ndarray:
         ticks = np.asarray(self.ticks)
-        return np.diff(ticks)[ticks[1:] > t0] * 1000
+        start, end = ticks[:-1], ticks[1:]
+        keep = end > t0
+        if without_full_gc:
+            for a, b in self.full_gc:
+                keep &= (end < a) | (start > b)
+        return (end - start)[keep] * 1000
+
+    def full_gc_ms(self) -> list[float]:
+        return [1000 * (b - a) for a, b in self.full_gc]
 
 
 def add_without_activating(viewer, layer) -> None:
@@ -144,8 +166,12 @@ def bench_align(viewer, app, runs: int = 4) -> list[float]:
         r = widget._last
         steps = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in r.timings_s.items())
         label = "first (new layers)" if run == 0 else f"run {run + 1}"
+        full = meter.full_gc_ms()
+        other = meter.gaps_after(t0, without_full_gc=True)
+        gc_text = (f"; a full garbage collection ({', '.join(f'{d:.0f} ms' for d in full)}) fell in it, "
+                   f"longest stall apart from it {other.max():.0f} ms") if full else ""
         print(f"align {label:<20} end to end {t_total:.2f} s ({steps}); longest main-thread stall "
-              f"{during.max():.0f} ms, 99th percentile {np.percentile(during, 99):.0f} ms")
+              f"{during.max():.0f} ms, 99th percentile {np.percentile(during, 99):.0f} ms{gc_text}")
         print("    display steps: " + ", ".join(f"{n} {t:.0f} ms" for n, t in widget.display_times_ms))
         results.append(during.max())
     return results
