@@ -26,7 +26,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
-from napari_tomoalign._widget import AlignWidget
+from napari_tomoalign._napari.widget import AlignWidget
 from napari_tomoalign.io.mrc import write_mrc
 
 

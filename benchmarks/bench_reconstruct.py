@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from napari_tomoalign.compare import normalised_cross_correlation as ncc
 from napari_tomoalign.io.mrc import open_tilt_series, write_mrc
-from napari_tomoalign.phantom import SpherePhantom
-from napari_tomoalign.reconstruct import weighted_back_projection
-from napari_tomoalign.warp import aligned_stack, pull_matrix
+from napari_tomoalign.reconstruction.compare import normalised_cross_correlation as ncc
+from napari_tomoalign.reconstruction.warp import aligned_stack, pull_matrix
+from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+from napari_tomoalign.simulation.phantom import SpherePhantom
 
 
 def median_time(fn, repeats):

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
-from napari_tomoalign.leaveout import leave_out_error
+from napari_tomoalign.alignment.leaveout import leave_out_error
 
 
 def solve(sim, keep=None, **kw):

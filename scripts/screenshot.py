@@ -11,7 +11,7 @@ import time
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_tomoalign._widget import AlignWidget
+from napari_tomoalign._napari.widget import AlignWidget
 
 
 def main(out: str) -> None:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, imod_transforms
-from napari_tomoalign.compare import markers_in_every_view, normalised_cross_correlation
-from napari_tomoalign.phantom import SpherePhantom
-from napari_tomoalign.reconstruct import weighted_back_projection
-from napari_tomoalign.sample import make_sample_tilt_series
-from napari_tomoalign.transforms import aligned_frame
-from napari_tomoalign.warp import aligned_stack
+from napari_tomoalign.alignment.transforms import aligned_frame
+from napari_tomoalign.reconstruction.compare import markers_in_every_view, normalised_cross_correlation
+from napari_tomoalign.reconstruction.warp import aligned_stack
+from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+from napari_tomoalign.simulation.phantom import SpherePhantom
+from napari_tomoalign.simulation.sample import make_sample_tilt_series
 
 THICKNESS = 128
 BIN = 2

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_tomoalign._reader import napari_get_reader
+from napari_tomoalign._napari.reader import napari_get_reader
 from napari_tomoalign.io import FileFormatError
 from napari_tomoalign.io.markers import MarkerTable, read_markers, write_imod_model, write_markers_csv
 from napari_tomoalign.io.mrc import open_tilt_series, read_mdoc_tilts, write_mrc

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_tomoalign.model import jacobian_blocks, predict_all, project, recentre
+from napari_tomoalign.alignment.model import jacobian_blocks, predict_all, project, recentre
 
 
 def _random_problem(seed=0, n_views=7, n_markers=5):
@@ -48,8 +48,8 @@ def test_projection_follows_the_documented_model():
 
 
 def test_compiled_linearisation_matches_the_numpy_model():
-    from napari_tomoalign import lm_kernels as kern
-    from napari_tomoalign.lm import Observations
+    from napari_tomoalign.alignment import _kernels as kern
+    from napari_tomoalign.alignment._lm import Observations
 
     rng = np.random.default_rng(11)
     n_views, n_markers = 7, 5

@@ -4,8 +4,8 @@ import mrcfile
 import numpy as np
 import pytest
 
-from napari_tomoalign._reader import napari_get_reader
-from napari_tomoalign._writer import write_image_mrc, write_markers_fid, write_markers_table
+from napari_tomoalign._napari.reader import napari_get_reader
+from napari_tomoalign._napari.writer import write_image_mrc, write_markers_fid, write_markers_table
 from napari_tomoalign.io import FileFormatError, read_markers
 from napari_tomoalign.io.mrc import open_tilt_series, read_mdoc_tilts, write_mrc
 

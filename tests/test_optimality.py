@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import least_squares
 
 from napari_tomoalign import align_markers, simulate_markers
-from napari_tomoalign.model import MAG, TILT, project
+from napari_tomoalign.alignment.model import MAG, TILT, project
 
 
 def test_cost_matches_scipy_least_squares_at_tight_tolerance():

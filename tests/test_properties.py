@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from napari_tomoalign import AlignmentError, AlignmentOptions, align_markers
-from napari_tomoalign.model import predict_all
+from napari_tomoalign.alignment.model import predict_all
 
 SETTINGS = settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "800")), deadline=None,
                     derandomize=os.environ.get("FUZZ_RANDOM") != "1",

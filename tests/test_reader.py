@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_tomoalign._reader import napari_get_reader
+from napari_tomoalign._napari.reader import napari_get_reader
 from napari_tomoalign.io.imod import read_resid
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_tomoalign.phantom import SpherePhantom, wedge_limited
-from napari_tomoalign.reconstruct import angular_weights, radial_filter, weighted_back_projection
+from napari_tomoalign.reconstruction.wbp import angular_weights, radial_filter, weighted_back_projection
+from napari_tomoalign.simulation.phantom import SpherePhantom, wedge_limited
 
 SHAPE = (48, 80, 96)  # (z, y, x); square views (80 x 96 would not transpose), so x = y below
 TILTS = np.linspace(-60.0, 60.0, 61)

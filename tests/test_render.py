@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_tomoalign._widget import AlignWidget  # noqa: E402
+from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
 
 def canvas_position(viewer, world_yx, shape):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
-from napari_tomoalign.leaveout import leave_out_error
-from napari_tomoalign.robust import normalise, tukey_bisquare, view_groups
+from napari_tomoalign.alignment.leaveout import leave_out_error
+from napari_tomoalign.alignment.robust import normalise, tukey_bisquare, view_groups
 
 
 def solve(sim, keep=None, **options):

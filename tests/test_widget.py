@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_tomoalign._widget import ALIGNED, PREDICTED, TRACKS, AlignWidget  # noqa: E402
+from napari_tomoalign._napari.widget import ALIGNED, PREDICTED, TRACKS, AlignWidget  # noqa: E402
 
 WAIT_MS = 120_000
 

@@ -5,15 +5,15 @@ modules whose names start with an underscore.
 """
 
 from ._version import __version__
+from .alignment._lm import Cancelled
+from .alignment._parameters import VariableOption
+from .alignment.options import AlignmentOptions
+from .alignment.result import Alignment
+from .alignment.solver import AlignmentError, align_markers
+from .alignment.transforms import imod_transforms
 from .io import read_markers, read_tilt_angles
 from .io.alignment import write_alignment
-from .lm import Cancelled
-from .options import AlignmentOptions
-from .result import Alignment
-from .simulate import simulate_markers
-from .solver import AlignmentError, align_markers
-from .transforms import imod_transforms
-from .variables import VariableOption
+from .simulation.markers import simulate_markers
 
 __all__ = [
     "Alignment",

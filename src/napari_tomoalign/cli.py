@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .alignment._parameters import VariableOption
+from .alignment.options import AlignmentOptions
+from .alignment.solver import AlignmentError, AlignmentWarning, align_markers
 from .io import FileFormatError, read_markers, read_tilt_angles, write_markers_csv
 from .io.alignment import output_names, write_alignment
 from .io.atomic import OverwriteError, check_writable
 from .io.markers import MarkerTable
 from .io.tilts import write_tilt_angles
-from .options import AlignmentOptions
-from .solver import AlignmentError, AlignmentWarning, align_markers
-from .variables import VariableOption
 
 
 class UsageError(Exception):
@@ -84,7 +84,7 @@ def _solve_and_write(
                            pixel_size_nm=args.pixel_size_nm)
     sections = {}
     if args.leave_out:
-        from .leaveout import leave_out_error
+        from .alignment.leaveout import leave_out_error
 
         lo = leave_out_error(al)
         sections["leave_out"] = lo.to_dict()
@@ -118,7 +118,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make the sample tilt series (images and clicked markers), align it, and write every product."""
     from .io.mrc import write_mrc
-    from .sample import make_sample_tilt_series
+    from .simulation.sample import make_sample_tilt_series
 
     out = Path(args.output)
     stack_path, markers_path, tilt_path = out / "sample.mrc", out / "sample_markers.csv", out / "sample.rawtlt"
@@ -169,7 +169,7 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
     import mrcfile
 
     from .io.atomic import atomic_path
-    from .warp import aligned_stack
+    from .reconstruction.warp import aligned_stack
 
     series, saved, pix = _stack_and_alignment(args)
     out = Path(args.output)
@@ -190,8 +190,8 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .io.mrc import write_mrc
-    from .reconstruct import weighted_back_projection
-    from .warp import aligned_stack
+    from .reconstruction.warp import aligned_stack
+    from .reconstruction.wbp import weighted_back_projection
 
     series, saved, pix = _stack_and_alignment(args)
     out = Path(args.output)

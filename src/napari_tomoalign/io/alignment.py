@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..result import Alignment
-from ..transforms import aligned_frame, aligned_marker_positions, imod_transforms
+from ..alignment.result import Alignment
+from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms
 from .atomic import atomic_open, check_writable
 from .errors import FileFormatError
 from .imod import read_xf, write_fid_xyz, write_resid, write_xf

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import DX, DY, MAG, ROT, TILT, predict_all
+from ..alignment.model import DX, DY, MAG, ROT, TILT, predict_all
 
 
 @dataclass

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import MAG, predict_all
+from ..alignment.model import MAG, predict_all
+from .markers import SimulatedMarkers, simulate_markers
 from .phantom import SpherePhantom
-from .simulate import SimulatedMarkers, simulate_markers
 
 
 @dataclass

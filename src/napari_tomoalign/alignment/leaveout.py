@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .lm import Observations, levenberg_marquardt
+from ._lm import Observations, levenberg_marquardt
 from .model import DX, DY, MAG, ROT, TILT
 from .result import Alignment
 from .solver import _blas_threads_for, _columns, _shift_gauge

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .compare import markers_in_every_view
-from .lm import Cancelled
-from .options import AlignmentOptions
-from .reconstruct import weighted_back_projection
-from .result import Alignment
-from .solver import AlignmentWarning, align_markers
-from .transforms import imod_transforms
-from .warp import aligned_stack
+from .alignment._lm import Cancelled
+from .alignment.options import AlignmentOptions
+from .alignment.result import Alignment
+from .alignment.solver import AlignmentWarning, align_markers
+from .alignment.transforms import imod_transforms
+from .reconstruction.compare import markers_in_every_view
+from .reconstruction.warp import aligned_stack
+from .reconstruction.wbp import weighted_back_projection
 
 Progress = Callable[[str, int, int, str], None]
 
@@ -78,7 +78,7 @@ def run_alignment(
     if threads is not None:
         from threadpoolctl import threadpool_limits
 
-        from .solver import _compiled_threads
+        from .alignment.solver import _compiled_threads
 
         with _compiled_threads(threads), threadpool_limits(threads):
             return run_alignment(
@@ -98,7 +98,7 @@ def run_alignment(
     if only_markers_in_every_view:
         keep_ids = markers_in_every_view(view, marker, len(tilt_angles_deg))
         if keep_ids.size == 0:
-            from .solver import AlignmentError
+            from .alignment.solver import AlignmentError
 
             raise AlignmentError("no marker is seen in every view; untick 'markers in every view only'")
         keep = np.isin(marker, keep_ids)
@@ -116,7 +116,7 @@ def run_alignment(
     timings["solve"] = time.perf_counter() - t0
     lo = None
     if leave_out:
-        from .leaveout import leave_out_error
+        from .alignment.leaveout import leave_out_error
 
         report("leave-out", 0, 1, "leave-out error")
         t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def _default_thickness(al: Alignment, shape: tuple[int, int]) -> int:
 def warm_up() -> None:
     """Load every compiled kernel once on a tiny problem (loading them from numba's cache holds the
     GIL for a moment; a GUI calls this in a background thread when it starts, not during Align)."""
-    from .sample import make_sample_tilt_series
+    from .simulation.sample import make_sample_tilt_series
 
     s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, n_texture=0, image_noise=0.0, misclick=False)
     with warnings.catch_warnings():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .io.markers import MarkerTable
+from ..io.markers import MarkerTable
 
 
 def make_sample_data(seed: int = 0) -> list[tuple[Any, dict[str, Any], str]]:
@@ -12,8 +12,8 @@ def make_sample_data(seed: int = 0) -> list[tuple[Any, dict[str, Any], str]]:
 
     The truth (`sample.SampleTiltSeries`) rides along in the image layer's metadata as ``"sample"``.
     """
-    from ._layers import markers_to_points
-    from .sample import make_sample_tilt_series
+    from ..simulation.sample import make_sample_tilt_series
+    from .layers import markers_to_points
 
     s = make_sample_tilt_series(seed=seed)
     n, rows, cols = s.images.shape

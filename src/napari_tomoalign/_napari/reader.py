@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .io import FileFormatError, read_markers
-from .io.mrc import STACK_SUFFIXES, open_tilt_series
+from ..io import FileFormatError, read_markers
+from ..io.mrc import STACK_SUFFIXES, open_tilt_series
 
 LayerData = list[tuple[Any, dict[str, Any], str]]
 
@@ -94,7 +94,7 @@ def read_tilt_series(path: str | list[str]) -> LayerData:
 
 
 def read_marker_file(path: str | list[str]) -> LayerData:
-    from ._layers import markers_to_points
+    from .layers import markers_to_points
 
     p = _single_path(path)
     if p is None:

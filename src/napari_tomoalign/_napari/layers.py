@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .io.markers import MarkerTable
+from ..io.markers import MarkerTable
 
 
 def marker_colors(ids: NDArray[np.int64]) -> NDArray[np.float64]:

@@ -31,12 +31,12 @@ from napari.layers import Image, Points, Vectors
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
-from ._layers import marker_colors, points_to_markers
-from .io.errors import FileFormatError
-from .lm import Cancelled
-from .options import AlignmentOptions
-from .pipeline import PipelineResult, run_alignment
-from .variables import VariableOption
+from ..alignment._lm import Cancelled
+from ..alignment._parameters import VariableOption
+from ..alignment.options import AlignmentOptions
+from ..io.errors import FileFormatError
+from ..workflows import PipelineResult, run_alignment
+from .layers import marker_colors, points_to_markers
 
 if TYPE_CHECKING:
     import napari
@@ -53,8 +53,8 @@ def _run_job(**job: Any) -> tuple[PipelineResult | None, BaseException | None]:
 
     (superqt re-raises an exception that a worker returns bare, hence the pair.)
     """
-    from .report_plot import report_plot
-    from .solver import AlignmentError
+    from ..alignment.solver import AlignmentError
+    from ..report import report_plot
 
     try:
         result = run_alignment(**job)
@@ -64,7 +64,7 @@ def _run_job(**job: Any) -> tuple[PipelineResult | None, BaseException | None]:
 
 
 def _warm_up_quietly(done: threading.Event) -> None:
-    from .pipeline import warm_up
+    from ..workflows import warm_up
 
     try:
         warm_up()
@@ -346,7 +346,7 @@ class AlignWidget(Container):
             raise ValueError("marker points must be (view, y, x)")
         tilts, source = None, None
         if self.tilt_file.value and str(self.tilt_file.value) not in ("", "."):
-            from .io.tilts import read_tilt_angles
+            from ..io.tilts import read_tilt_angles
 
             path = Path(self.tilt_file.value)
             if path.is_file():
@@ -726,7 +726,7 @@ class AlignWidget(Container):
                 lines.append(f"  left out: views {al.excluded_views}, markers {al.excluded_markers}")
         self.report.value = "\n".join(lines)
         if plot is None:
-            from .report_plot import report_plot
+            from ..report import report_plot
 
             plot = report_plot({r.name: r.alignment for r in results})
         self._show_plot(plot)
@@ -857,8 +857,8 @@ class AlignWidget(Container):
     # ----------------------------------------------------------------- saving and comparing
     def save_alignment(self, *_: Any) -> list[Path]:
         """Write the last alignment as `tomoalign align` does."""
-        from .io.alignment import write_alignment
-        from .io.atomic import OverwriteError
+        from ..io.alignment import write_alignment
+        from ..io.atomic import OverwriteError
 
         if self._last is None:
             show_error("nothing to save: align first")

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import points_to_markers
-from .io.markers import write_imod_model, write_markers_csv
-from .io.mrc import write_mrc
+from ..io.markers import write_imod_model, write_markers_csv
+from ..io.mrc import write_mrc
+from .layers import points_to_markers
 
 
 def _backup_existing(paths: list[Path]) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import NDArray
 
-from . import lm_kernels as kern
+from . import _kernels as kern
 from .model import project
 
 

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from .lm import Cancelled
+from ..alignment._lm import Cancelled
 
 INTERPOLATIONS = ("linear", "cubic")
 

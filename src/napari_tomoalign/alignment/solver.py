@@ -21,13 +21,13 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._lm import Observations, levenberg_marquardt
+from ._parameters import VariableOption, column_map
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
-from .lm import Observations, levenberg_marquardt
 from .model import DX, DY, MAG, ROT, TILT, predict_all, recentre
 from .options import AlignmentOptions
 from .result import Alignment, StageReport
 from .robust import robust_weights, view_groups
-from .variables import VariableOption, column_map
 
 ProgressCallback = Callable[[str, int, float], None]
 

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from .lm import Cancelled
+from ..alignment._lm import Cancelled
 from .warp import bin_image
 
 WEIGHTINGS = ("ramp", "sirt-like")

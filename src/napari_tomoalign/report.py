@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .result import Alignment
+from .alignment.result import Alignment
 
 
 def report_plot(alignments: dict[str, Alignment], size_px: tuple[int, int] = (324, 306), dpi: int = 90) -> NDArray:

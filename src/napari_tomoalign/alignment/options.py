@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .variables import VariableOption
+from ._parameters import VariableOption
 
 
 @dataclass(frozen=True)

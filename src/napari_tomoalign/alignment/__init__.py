@@ -1,0 +1,1 @@
+"""The alignment model and its staged Levenberg-Marquardt solver (GUI-free)."""

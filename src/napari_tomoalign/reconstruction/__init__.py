@@ -1,0 +1,1 @@
+"""Aligned stacks and weighted back-projection (GUI-free)."""

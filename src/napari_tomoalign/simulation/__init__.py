@@ -1,0 +1,1 @@
+"""Simulated markers, phantoms and the sample tilt series (GUI-free)."""
