@@ -21,7 +21,7 @@ from scipy.optimize import least_squares
 from napari_tomoalign import AlignmentOptions, align_markers, read_markers, read_tilt_angles, simulate_markers
 from napari_tomoalign.alignment.model import MAG, TILT, jacobian_blocks, project
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imod-tutorial-BB"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 IMOD_BBA_SOLVE_S = 0.03  # tiltalign's own solving time on BBa (the figure)
 
 

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imod-tutorial-BB"
+DATA = Path(__file__).resolve().parent / "data" / "imod-tutorial-BB"
 
 
 @pytest.fixture(scope="session")
 def imod_data() -> Path:
-    assert DATA.is_dir(), f"IMOD tutorial data expected at {DATA} (../shared beside the project)"
+    """IMOD's tutorial markers and solutions, kept in the repository (see tests/data/SOURCE.md)."""
     return DATA
