@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from napari_tomoalign._napari.reader import napari_get_reader
 from napari_tomoalign.io import FileFormatError
 from napari_tomoalign.io.markers import MarkerTable, read_markers, write_imod_model, write_markers_csv
-from napari_tomoalign.io.mrc import open_tilt_series, read_mdoc_tilts, write_mrc
+from napari_tomoalign.io.mrc import open_tilt_series, write_mrc
+from napari_tomoalign.io.tilt_sources import read_mdoc_tilts
 from napari_tomoalign.io.tilts import read_tilt_angles
 
 SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")), deadline=None,

@@ -7,7 +7,8 @@ import pytest
 from napari_tomoalign._napari.reader import napari_get_reader
 from napari_tomoalign._napari.writer import write_image_mrc, write_markers_fid, write_markers_table
 from napari_tomoalign.io import FileFormatError, read_markers
-from napari_tomoalign.io.mrc import open_tilt_series, read_mdoc_tilts, write_mrc
+from napari_tomoalign.io.mrc import open_tilt_series, write_mrc
+from napari_tomoalign.io.tilt_sources import read_mdoc_tilts
 
 TILTS = np.array([0.0, 3.0, -3.0, 6.0, -6.0])  # dose-symmetric order: not sorted, and must stay so
 

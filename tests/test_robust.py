@@ -7,7 +7,8 @@ import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
 from napari_tomoalign.alignment.leaveout import leave_out_error
-from napari_tomoalign.alignment.robust import normalise, tukey_bisquare, view_groups
+from napari_tomoalign.alignment.robust import normalise, tilt_groups, tukey_bisquare
+from napari_tomoalign.io.alignment import alignment_to_dict
 
 
 def solve(sim, keep=None, **options):
@@ -42,7 +43,7 @@ def test_robust_fit_ignores_outliers_and_flags_them(dirty):
     assert len(points) == flagged.sum() and points[0]["residual_px"] >= points[-1]["residual_px"]
     assert all(p["weight"] < 0.5 for p in points)
     assert [s.name for s in robust.stages][-1] == "robust"
-    assert robust.to_dict()["robust"]["n_flagged"] == int(flagged.sum())
+    assert alignment_to_dict(robust)["robust"]["n_flagged"] == int(flagged.sum())
 
 
 def test_robust_fit_of_clean_data_matches_least_squares(dirty):
@@ -70,7 +71,7 @@ def test_weight_function_and_groups():
                                [1.0, 1.0, 0.5625, 0.0, 0.0])
     u = normalise(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), np.zeros(5, np.intp))
     assert u[2] == 0.0 and u[-1] > 50
-    groups = view_groups(np.repeat(np.arange(10), 10), np.linspace(-50, 50, 10), group_views=1, min_group_obs=30)
+    groups = tilt_groups(np.repeat(np.arange(10), 10), np.linspace(-50, 50, 10), group_views=1, min_group_obs=30)
     assert groups.max() == 2 and np.all(np.diff(groups) >= 0)  # 3 runs of neighbouring views
 
 

@@ -6,10 +6,10 @@ modules whose names start with an underscore.
 
 from ._version import __version__
 from .alignment._lm import Cancelled
-from .alignment._parameters import VariableOption
-from .alignment.options import AlignmentOptions
+from .alignment.errors import AlignmentError
+from .alignment.options import AlignmentOptions, VariableOption
 from .alignment.result import Alignment
-from .alignment.solver import AlignmentError, align_markers
+from .alignment.solver import align_markers
 from .alignment.transforms import imod_transforms
 from .io import read_markers, read_tilt_angles
 from .io.alignment import write_alignment

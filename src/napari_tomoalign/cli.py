@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .alignment._parameters import VariableOption
-from .alignment.options import AlignmentOptions
-from .alignment.solver import AlignmentError, AlignmentWarning, align_markers
+from .alignment.errors import AlignmentError, AlignmentWarning
+from .alignment.options import AlignmentOptions, VariableOption
+from .alignment.solver import align_markers
 from .io import FileFormatError, read_markers, read_tilt_angles, write_markers_csv
 from .io.alignment import output_names, write_alignment
 from .io.atomic import OverwriteError, check_writable
@@ -82,7 +82,7 @@ def _solve_and_write(
         warnings.simplefilter("ignore", AlignmentWarning)  # the summary lists them
         al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, _options(args),
                            pixel_size_nm=args.pixel_size_nm)
-    sections = {}
+    sections, lo = {}, None
     if args.leave_out:
         from .alignment.leaveout import leave_out_error
 
@@ -91,12 +91,9 @@ def _solve_and_write(
     paths = write_alignment(al, out, stem, overwrite=args.force, axis_z_shift_px=args.axis_z_shift, extra=inputs,
                             sections=sections)
     if not args.quiet:
-        print(al.summary())
-        if args.leave_out:
-            robust = "" if lo.overall_robust_px is None else f", robust {lo.overall_robust_px:.4f} px"
-            worst = np.argsort(-np.nan_to_num(lo.per_marker_px, nan=-1.0))[:3]
-            print(f"leave-out error {lo.overall_px:.4f} px{robust}; worst markers: "
-                  + ", ".join(f"{int(lo.marker_ids[k])} ({lo.per_marker_px[k]:.3f} px)" for k in worst))
+        from .report import text_report
+
+        print("\n".join(text_report(al, leave_out=lo)))
         print(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
     return 0 if al.converged else 3
 

@@ -1,15 +1,21 @@
-"""The report's plots, drawn off-screen with matplotlib's Agg renderer (safe in a worker thread).
+"""The report of an alignment, for the command line and the napari dock alike: text and plots.
 
-Per-view RMS residual against nominal tilt, and the solved minus nominal tilt, for one alignment or
-several overlaid. Returns an RGBA image, so a GUI only has to show a picture.
+`text_report` gives the lines; `report_plot` draws per-view RMS residual against nominal tilt, and the
+solved minus nominal tilt, for one alignment or several overlaid, off-screen with matplotlib's Agg
+renderer (safe in a worker thread), as an RGBA image, so a GUI only has to show a picture.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .alignment.result import Alignment
+
+if TYPE_CHECKING:
+    from .alignment.leaveout import LeaveOutError
 
 
 def report_plot(alignments: dict[str, Alignment], size_px: tuple[int, int] = (324, 306), dpi: int = 90) -> NDArray:
@@ -34,3 +40,47 @@ def report_plot(alignments: dict[str, Alignment], size_px: tuple[int, int] = (32
         ax1.legend(fontsize=7)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def _with_nm(value_px: float, pixel_size_nm: float | None) -> str:
+    return f"{value_px:.4f} px" + (f" ({value_px * pixel_size_nm:.3f} nm)" if pixel_size_nm else "")
+
+
+def text_report(
+    al: Alignment,
+    *,
+    name: str | None = None,
+    leave_out: LeaveOutError | None = None,
+    timings_s: dict[str, float] | None = None,
+) -> list[str]:
+    """The report's lines: residuals, tilt axis, what each stage did, the worst views and markers,
+    flagged points, leave-out errors, what was left out, and the solver's warnings."""
+    nm = al.pixel_size_nm
+    lines = [] if name is None else [f"[{name}]"]
+    lines.append(
+        f"RMS residual {_with_nm(al.rms_residual_px, nm)}, mean residual {_with_nm(al.mean_residual_px, nm)}, "
+        f"{int(al.obs_used.sum())} observations, {int(al.marker_included.sum())} markers,"
+        f" {int(al.view_determined.sum())} views" + ("" if al.converged else "; NOT CONVERGED")
+    )
+    lines.append(f"tilt axis {al.tilt_axis_deg:.2f} deg ({al.tilt_axis_source}, {al.branch});"
+                 f" reference view {al.reference_view}")
+    for s in al.stages:
+        lines.append(f"  stage {s.name:<8} {s.iterations:3d} iterations {s.wall_time_s * 1e3:8.1f} ms"
+                     f"  RMS {s.rms_residual_px:.4f} px  {'converged' if s.converged else s.message}")
+    for step, seconds in (timings_s or {}).items():
+        if step != "solve":
+            lines.append(f"  {step:<14} {seconds * 1e3:8.1f} ms")
+    lines.append("worst views: " + ", ".join(f"{v} ({r:.3f} px)" for v, r in al.worst_views(3)))
+    lines.append("worst markers: " + ", ".join(f"{m} ({r:.3f} px)" for m, r in al.worst_markers(3)))
+    if al.robust_weights is not None:
+        pts = al.flagged_points()
+        shown = ", ".join(f"marker {p['marker']} view {p['view']} ({p['residual_px']:.2f} px)" for p in pts[:5])
+        lines.append(f"robust fit: {len(pts)} point(s) weigh below 0.5" + (f": {shown}" if pts else "")
+                     + (" ..." if len(pts) > 5 else ""))
+    if leave_out is not None:
+        robust = "" if leave_out.overall_robust_px is None else f", robust {leave_out.overall_robust_px:.4f} px"
+        worst = np.argsort(-np.nan_to_num(leave_out.per_marker_px, nan=-1.0))[:3]
+        lines.append(f"leave-out error {leave_out.overall_px:.4f} px{robust}; worst markers: "
+                     + ", ".join(f"{int(leave_out.marker_ids[k])} ({leave_out.per_marker_px[k]:.3f} px)" for k in worst))
+    lines.extend(f"warning: {w}" for w in al.warnings)
+    return lines

@@ -7,7 +7,6 @@ GUI-free. Progress is reported as ``progress(stage, done, total, text)`` and wor
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +16,7 @@ from numpy.typing import NDArray
 from .alignment._lm import Cancelled
 from .alignment.options import AlignmentOptions
 from .alignment.result import Alignment
-from .alignment.solver import AlignmentWarning, align_markers
+from .alignment.solver import align_markers
 from .alignment.transforms import imod_transforms
 from .reconstruction.compare import markers_in_every_view
 from .reconstruction.warp import aligned_stack
@@ -37,9 +36,13 @@ class PipelineResult:
     tomogram: NDArray[np.float32] | None
     tomogram_binning: int
     markers_used: NDArray[np.int64]
-    warnings: list[str] = field(default_factory=list)
     leave_out: object | None = None  # a leaveout.LeaveOutError when asked for
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the solver left out or noticed: the alignment's own warnings (their one route to a GUI)."""
+        return list(self.alignment.warnings)
 
 
 def preview_binning(image_shape: tuple[int, int], target: int = 256) -> int:
@@ -78,9 +81,9 @@ def run_alignment(
     if threads is not None:
         from threadpoolctl import threadpool_limits
 
-        from .alignment.solver import _compiled_threads
+        from .alignment._threads import compiled_threads
 
-        with _compiled_threads(threads), threadpool_limits(threads):
+        with compiled_threads(threads), threadpool_limits(threads):
             return run_alignment(
                 images, view, marker, xy, tilt_angles_deg, image_size, options, name=name,
                 only_markers_in_every_view=only_markers_in_every_view, pixel_size_nm=pixel_size_nm,
@@ -98,7 +101,7 @@ def run_alignment(
     if only_markers_in_every_view:
         keep_ids = markers_in_every_view(view, marker, len(tilt_angles_deg))
         if keep_ids.size == 0:
-            from .alignment.solver import AlignmentError
+            from .alignment.errors import AlignmentError
 
             raise AlignmentError("no marker is seen in every view; untick 'markers in every view only'")
         keep = np.isin(marker, keep_ids)
@@ -109,10 +112,8 @@ def run_alignment(
         report(stage, iteration, options.max_iterations, f"{stage} stage, iteration {iteration}")
 
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AlignmentWarning)
-        al = align_markers(view, marker, xy, tilt_angles_deg, image_size, options, pixel_size_nm=pixel_size_nm,
-                           progress=solver_progress, should_stop=should_stop, start=start)
+    al = align_markers(view, marker, xy, tilt_angles_deg, image_size, options, pixel_size_nm=pixel_size_nm,
+                       progress=solver_progress, should_stop=should_stop, start=start, warn=False)
     timings["solve"] = time.perf_counter() - t0
     lo = None
     if leave_out:
@@ -122,7 +123,6 @@ def run_alignment(
         t0 = time.perf_counter()
         lo = leave_out_error(al)
         timings["leave-out"] = time.perf_counter() - t0
-    messages = [str(w.message) for w in caught if issubclass(w.category, AlignmentWarning)]
     xf = imod_transforms(al)
     ali = tomo = None
     binning = 1
@@ -148,7 +148,7 @@ def run_alignment(
             ali = None
     if should_stop is not None and should_stop():
         raise Cancelled("cancelled")
-    return PipelineResult(name, al, xf, ali, tomo, binning, np.unique(marker), warnings=messages, timings_s=timings,
+    return PipelineResult(name, al, xf, ali, tomo, binning, np.unique(marker), timings_s=timings,
                           leave_out=lo)
 
 
@@ -165,7 +165,5 @@ def warm_up() -> None:
     from .simulation.sample import make_sample_tilt_series
 
     s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, n_texture=0, image_noise=0.0, misclick=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_alignment(s.images, s.view, s.marker, s.xy, s.tilt_angles_deg, (64, 64), AlignmentOptions(),
-                      tomogram_thickness_px=16)
+    run_alignment(s.images, s.view, s.marker, s.xy, s.tilt_angles_deg, (64, 64), AlignmentOptions(),
+                  tomogram_thickness_px=16)

@@ -32,8 +32,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from ..alignment._lm import Cancelled
-from ..alignment._parameters import VariableOption
-from ..alignment.options import AlignmentOptions
+from ..alignment.options import AlignmentOptions, VariableOption
 from ..io.errors import FileFormatError
 from ..workflows import PipelineResult, run_alignment
 from .layers import marker_colors, points_to_markers
@@ -53,7 +52,7 @@ def _run_job(**job: Any) -> tuple[PipelineResult | None, BaseException | None]:
 
     (superqt re-raises an exception that a worker returns bare, hence the pair.)
     """
-    from ..alignment.solver import AlignmentError
+    from ..alignment.errors import AlignmentError
     from ..report import report_plot
 
     try:

@@ -7,58 +7,14 @@ the column that holds the reference view's tilt and magnification.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 from numpy.typing import NDArray
 
-Mode = Literal["fixed", "one", "view", "group"]
-MODES: tuple[str, ...] = ("fixed", "one", "view", "group")
+from .model import DX, DY, MAG, ROT, TILT
+from .options import AlignmentOptions, VariableOption
 
 
-@dataclass(frozen=True)
-class VariableOption:
-    """How one kind of per-view variable is solved.
-
-    Parameters
-    ----------
-    mode
-        ``"fixed"`` (held at its start value), ``"one"`` (one value for all views), ``"view"``
-        (independent per view) or ``"group"`` (one value per block of ``group_size`` neighbouring
-        views, in stack order).
-    group_size
-        Views per block when ``mode == "group"``.
-    """
-
-    mode: Mode = "view"
-    group_size: int = 5
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown variable mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.mode == "group" and int(self.group_size) < 1:
-            raise ValueError(f"group_size must be at least 1, got {self.group_size}")
-
-    @classmethod
-    def parse(cls, text: str) -> VariableOption:
-        """Read ``"fixed"``, ``"one"``, ``"view"``, ``"group"`` or ``"group:N"``."""
-        mode, _, size = str(text).partition(":")
-        if mode == "group" and size:
-            try:
-                n = int(size)
-            except ValueError:
-                raise ValueError(f"group size in {text!r} is not a whole number; write e.g. group:5") from None
-            return cls("group", n)
-        if size:
-            raise ValueError(f"only 'group' takes a size, got {text!r}")
-        return cls(mode)  # type: ignore[arg-type]
-
-    def __str__(self) -> str:
-        return f"group:{self.group_size}" if self.mode == "group" else self.mode
-
-
-def view_groups(option: VariableOption, n_views: int) -> NDArray[np.intp]:
+def variable_groups(option: VariableOption, n_views: int) -> NDArray[np.intp]:
     """``(n_views,)`` group label of each view, or -1 for every view when the variable is fixed."""
     if option.mode == "fixed":
         return np.full(n_views, -1, dtype=np.intp)
@@ -95,7 +51,7 @@ def column_map(
     n_columns
         How many columns were used.
     """
-    groups = view_groups(option, len(included))
+    groups = variable_groups(option, len(included))
     groups = np.where(included, groups, -1)
     if gauge_view is not None and groups[gauge_view] >= 0:
         groups = np.where(groups == groups[gauge_view], -1, groups)
@@ -104,3 +60,55 @@ def column_map(
     free = groups >= 0
     columns[free] = np.searchsorted(labels, groups[free]) + first_column
     return columns, len(labels)
+
+
+def free_per_view(options: AlignmentOptions, stage_tilt: bool) -> int:
+    """How many unknowns a view has on its own in the fullest stage."""
+    n = 2
+    n += options.rotation.mode == "view"
+    n += options.magnification.mode == "view"
+    n += stage_tilt and options.tilt.mode == "view"
+    return n
+
+
+def shift_gauge(
+    tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_], ref: int
+) -> list[tuple[int, int]]:
+    """The three shift components held fixed to remove the translation gauge.
+
+    Both shifts of the reference view, and the better-conditioned shift of the included view
+    whose tilt differs most from it.
+    """
+    diff = np.where(included, np.abs(np.sin(tilts_rad - tilts_rad[ref])), -1.0)
+    k = int(np.argmax(diff))
+    fixed = [(ref, DX), (ref, DY)]
+    if diff[k] > 1e-6:
+        fixed.append((k, DX if abs(np.cos(rot_rad[k])) >= abs(np.sin(rot_rad[k])) else DY))
+    return fixed
+
+
+def columns(
+    included: NDArray[np.bool_],
+    ref: int,
+    rotation: VariableOption,
+    tilt: VariableOption,
+    magnification: VariableOption,
+    shift_fixed: list[tuple[int, int]],
+) -> tuple[NDArray[np.intp], int]:
+    """``(n_views, 5)`` unknown columns for one stage, and how many there are."""
+    n_views = len(included)
+    cols = np.full((n_views, 5), -1, dtype=np.intp)
+    n = 0
+    for kind, option, gauge in ((TILT, tilt, ref), (ROT, rotation, None), (MAG, magnification, ref)):
+        c, k = column_map(option, included, gauge, n)
+        cols[:, kind] = c
+        n += k
+    for kind in (DX, DY):
+        free = included.copy()
+        for view, comp in shift_fixed:
+            if comp == kind:
+                free[view] = False
+        idx = np.flatnonzero(free)
+        cols[idx, kind] = n + np.arange(len(idx))
+        n += len(idx)
+    return cols, n

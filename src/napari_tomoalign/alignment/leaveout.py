@@ -18,9 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._lm import Observations, levenberg_marquardt
+from ._parameters import columns, shift_gauge
+from ._threads import blas_threads_for
 from .model import DX, DY, MAG, ROT, TILT
 from .result import Alignment
-from .solver import _blas_threads_for, _columns, _shift_gauge
 
 
 @dataclass
@@ -83,12 +84,12 @@ def leave_out_error(al: Alignment, max_iterations: int = 1) -> LeaveOutError:
     vp_work = np.where(np.isfinite(vp), vp, 0.0)
     tilt_free = opts.tilt.mode != "fixed"
     fixed = type(opts.tilt)("fixed")
-    cols, n_q = _columns(view_ok, ref, opts.rotation, opts.tilt if tilt_free else fixed, opts.magnification,
-                         _shift_gauge(vp_work[:, TILT], vp_work[:, ROT], view_ok, ref))
+    cols, n_q = columns(view_ok, ref, opts.rotation, opts.tilt if tilt_free else fixed, opts.magnification,
+                         shift_gauge(vp_work[:, TILT], vp_work[:, ROT], view_ok, ref))
     residuals = np.full((len(al.obs_view), 2), np.nan)
     results: dict[str, tuple[NDArray, float]] = {}
     positions = np.flatnonzero(use)
-    with _blas_threads_for(n_q, kept.size, int(use.sum())):
+    with blas_threads_for(n_q, kept.size, int(use.sum())):
         for label, w in weight_sets.items():
             per_marker = np.full(al.n_markers, np.nan)
             sq_sum, w_sum = 0.0, 0.0

@@ -3,11 +3,54 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from ._parameters import VariableOption
+Mode = Literal["fixed", "one", "view", "group"]
+MODES: tuple[str, ...] = ("fixed", "one", "view", "group")
+
+
+@dataclass(frozen=True)
+class VariableOption:
+    """How one kind of per-view variable is solved.
+
+    Parameters
+    ----------
+    mode
+        ``"fixed"`` (held at its start value), ``"one"`` (one value for all views), ``"view"``
+        (independent per view) or ``"group"`` (one value per block of ``group_size`` neighbouring
+        views, in stack order).
+    group_size
+        Views per block when ``mode == "group"``.
+    """
+
+    mode: Mode = "view"
+    group_size: int = 5
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown variable mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.mode == "group" and int(self.group_size) < 1:
+            raise ValueError(f"group_size must be at least 1, got {self.group_size}")
+
+    @classmethod
+    def parse(cls, text: str) -> VariableOption:
+        """Read ``"fixed"``, ``"one"``, ``"view"``, ``"group"`` or ``"group:N"``."""
+        mode, _, size = str(text).partition(":")
+        if mode == "group" and size:
+            try:
+                n = int(size)
+            except ValueError:
+                raise ValueError(f"group size in {text!r} is not a whole number; write e.g. group:5") from None
+            return cls("group", n)
+        if size:
+            raise ValueError(f"only 'group' takes a size, got {text!r}")
+        return cls(mode)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"group:{self.group_size}" if self.mode == "group" else self.mode
+
 
 
 @dataclass(frozen=True)

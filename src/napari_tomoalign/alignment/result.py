@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,9 @@ def _group_stats(index: NDArray[np.intp], sq: NDArray[np.float64], n: int) -> tu
     return rms, mean
 
 
-@dataclass
+@dataclass(frozen=True)
 class Alignment:
-    """A solved alignment of a tilt series.
+    """A solved alignment of a tilt series (immutable; its statistics are computed once, when first asked).
 
     Positions are in pixels with ``x`` = column and ``y`` = row and the centre of the first pixel
     at (0, 0). Parameters of views left out of the fit are NaN, as are positions of markers left
@@ -147,17 +148,17 @@ class Alignment:
         return out
 
     # ------------------------------------------------------------------ statistics
-    @property
+    @cached_property
     def _sq(self) -> NDArray[np.float64]:
         r = self.residuals_px[self.obs_used]
         return np.einsum("ij,ij->i", r, r)
 
-    @property
+    @cached_property
     def rms_residual_px(self) -> float:
         """``sqrt(mean(|r|^2))`` over the observations in the fit (IMOD's ``Final F``)."""
         return float(np.sqrt(np.mean(self._sq)))
 
-    @property
+    @cached_property
     def mean_residual_px(self) -> float:
         """``mean(|r|)`` over the observations in the fit (IMOD's ``Residual error mean``)."""
         return float(np.mean(np.sqrt(self._sq)))
@@ -181,87 +182,3 @@ class Alignment:
         rms, _ = self.per_marker_residual_px()
         order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
         return [(int(self.marker_ids[m]), float(rms[m])) for m in order if np.isfinite(rms[m])]
-
-    def summary(self) -> str:
-        """A short human-readable report."""
-        nm = self.pixel_size_nm
-        lines = [
-            f"RMS residual {self.rms_residual_px:.4f} px"
-            + (f" ({self.rms_residual_px * nm:.3f} nm)" if nm else "")
-            + f", mean residual {self.mean_residual_px:.4f} px"
-            + (f" ({self.mean_residual_px * nm:.3f} nm)" if nm else "")
-            + f", {int(self.obs_used.sum())} observations, {int(self.marker_included.sum())} markers,"
-            f" {int(self.view_determined.sum())} views",
-            f"tilt axis {self.tilt_axis_deg:.2f} deg ({self.tilt_axis_source}, {self.branch});"
-            f" reference view {self.reference_view}",
-        ]
-        for s in self.stages:
-            lines.append(
-                f"  stage {s.name:<8} {s.iterations:3d} iterations {s.wall_time_s * 1e3:8.1f} ms"
-                f"  RMS {s.rms_residual_px:.4f} px  {'converged' if s.converged else s.message}"
-            )
-        lines.append(
-            "worst views: " + ", ".join(f"{v} ({r:.3f} px)" for v, r in self.worst_views(3))
-        )
-        lines.append(
-            "worst markers: " + ", ".join(f"{m} ({r:.3f} px)" for m, r in self.worst_markers(3))
-        )
-        if self.robust_weights is not None:
-            pts = self.flagged_points()
-            lines.append(f"robust fit: {len(pts)} point(s) weigh below 0.5"
-                         + (": " + ", ".join(f"marker {p['marker']} view {p['view']} ({p['residual_px']:.2f} px)"
-                                              for p in pts[:5]) if pts else "")
-                         + (" ..." if len(pts) > 5 else ""))
-        lines.extend(f"warning: {w}" for w in self.warnings)
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every parameter and statistic as plain JSON-ready values (NaN becomes None)."""
-
-        def clean(a: Any) -> Any:
-            arr = np.asarray(a, dtype=float)
-            return [None if not np.isfinite(x) else float(x) for x in arr.ravel()] if arr.ndim == 1 else [
-                clean(row) for row in arr
-            ]
-
-        view_rms, view_mean = self.per_view_residual_px()
-        marker_rms, marker_mean = self.per_marker_residual_px()
-        return {
-            "image_size": list(self.image_size),
-            "pixel_size_nm": self.pixel_size_nm,
-            "rms_residual_px": self.rms_residual_px,
-            "mean_residual_px": self.mean_residual_px,
-            "converged": bool(self.converged),
-            "reference_view": self.reference_view,
-            "tilt_axis_deg": self.tilt_axis_deg,
-            "tilt_axis_source": self.tilt_axis_source,
-            "branch": self.branch,
-            "n_observations_used": int(self.obs_used.sum()),
-            "excluded_views": self.excluded_views,
-            "excluded_markers": self.excluded_markers,
-            "warnings": list(self.warnings),
-            "robust": None if self.robust_weights is None else {
-                "n_flagged": int(self.flagged.sum()), "flagged_points": self.flagged_points(),
-            },
-            "options": self.options.to_dict(),
-            "stages": [s.to_dict() for s in self.stages],
-            "views": {
-                "tilt_angle_deg": clean(self.tilt_angles_deg),
-                "nominal_tilt_angle_deg": clean(self.nominal_tilt_angles_deg),
-                "rotation_deg": clean(self.rotation_deg),
-                "magnification": clean(self.magnification),
-                "shift_x_px": clean(self.shifts_px[:, 0]),
-                "shift_y_px": clean(self.shifts_px[:, 1]),
-                "determined": [bool(b) for b in self.view_determined],
-                "rms_residual_px": clean(view_rms),
-                "mean_residual_px": clean(view_mean),
-            },
-            "markers": {
-                "id": [int(m) for m in self.marker_ids],
-                "x_px": clean(self.xyz_px[:, 0]),
-                "y_px": clean(self.xyz_px[:, 1]),
-                "z_px": clean(self.xyz_px[:, 2]),
-                "rms_residual_px": clean(marker_rms),
-                "mean_residual_px": clean(marker_mean),
-            },
-        }

@@ -28,7 +28,7 @@ def tukey_bisquare(u: NDArray[np.float64], c: float) -> NDArray[np.float64]:
     return (1.0 - t * t) ** 2
 
 
-def view_groups(
+def tilt_groups(
     obs_view: NDArray[np.intp], tilt_angles_deg: NDArray[np.float64], group_views: int = 1, min_group_obs: int = 40
 ) -> NDArray[np.intp]:
     """``(n_views,)`` group label per view: runs of neighbouring views (by tilt) with enough residuals.

@@ -15,200 +15,22 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._lm import Observations, levenberg_marquardt
-from ._parameters import VariableOption, column_map
+from ._parameters import columns, free_per_view, shift_gauge
+from ._threads import blas_threads_for
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
+from .errors import AlignmentError, AlignmentWarning
 from .model import DX, DY, MAG, ROT, TILT, predict_all, recentre
-from .options import AlignmentOptions
+from .options import AlignmentOptions, VariableOption
 from .result import Alignment, StageReport
-from .robust import robust_weights, view_groups
+from .robust import robust_weights, tilt_groups
+from .validation import determinable, validate_observations
 
 ProgressCallback = Callable[[str, int, float], None]
-
-# Below this many flops in the reduced system, BLAS threads cost more to wake than they save.
-_SINGLE_THREAD_FLOPS = 2e9
-
-
-@lru_cache(maxsize=1)
-def _threadpool_controller():  # type: ignore[no-untyped-def]
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-_SINGLE_THREAD_OBSERVATIONS = 200_000
-
-
-@contextmanager
-def _compiled_threads(n: int):
-    """Run numba's parallel loops on ``n`` threads inside the block (the setting is per thread)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
-def _blas_threads_for(n_view_unknowns: int, n_markers: int, n_obs: int = 0) -> AbstractContextManager:
-    """One thread for small problems, the defaults for large ones.
-
-    Waking a second BLAS or numba thread costs more than it saves below these sizes: on 2 cores
-    the paper-scale solve took 70 ms with two numba threads and 23 ms with one (measured).
-    """
-    stack = ExitStack()
-    flops = n_view_unknowns**2 * (3 * n_markers + n_view_unknowns)
-    if flops < _SINGLE_THREAD_FLOPS:
-        stack.enter_context(_threadpool_controller().limit(limits=1, user_api="blas"))
-    if n_obs < _SINGLE_THREAD_OBSERVATIONS:
-        stack.enter_context(_compiled_threads(1))
-    return stack
-
-
-class AlignmentError(ValueError):
-    """The input cannot be aligned; the message says what is wrong and how to fix it."""
-
-
-class AlignmentWarning(UserWarning):
-    """Part of the input was left out of the fit."""
-
-
-def _validate(
-    views: ArrayLike, markers: ArrayLike, xy: ArrayLike, tilt_angles_deg: ArrayLike, image_size: ArrayLike
-) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], tuple[int, int]]:
-    try:
-        xy_a = np.asarray(xy, dtype=float)
-        views_f = np.asarray(views, dtype=float).ravel()
-        markers_f = np.asarray(markers, dtype=float).ravel()
-        tilts = np.asarray(tilt_angles_deg, dtype=float).ravel()
-        size = np.asarray(image_size, dtype=float).ravel()
-    except (TypeError, ValueError) as exc:
-        raise AlignmentError(f"marker observations must be numbers: {exc}") from None
-    if xy_a.ndim != 2 or xy_a.shape[1] != 2:
-        raise AlignmentError(f"marker positions must be an (n, 2) array of (x, y), got shape {xy_a.shape}")
-    n = len(xy_a)
-    if len(views_f) != n or len(markers_f) != n:
-        raise AlignmentError(
-            f"got {n} positions but {len(views_f)} view numbers and {len(markers_f)} marker ids;"
-            " give one of each per observation"
-        )
-    if n == 0:
-        raise AlignmentError("there are no marker observations; click or import markers first")
-    bad = ~np.all(np.isfinite(xy_a), axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise AlignmentError(
-            f"{int(bad.sum())} marker position(s) are NaN or infinite (first: row {i}, view {views_f[i]:g},"
-            f" marker {markers_f[i]:g}); remove or correct them"
-        )
-    for name, arr in (("view", views_f), ("marker", markers_f)):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise AlignmentError(f"{name} numbers must be whole numbers")
-    if np.any(views_f < 0):
-        raise AlignmentError(f"view numbers start at 0; got view {int(views_f.min())}")
-    if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size < 1):
-        raise AlignmentError(f"image size must be two positive numbers (width, height), got {image_size!r}")
-    if tilts.size == 0 or not np.all(np.isfinite(tilts)):
-        raise AlignmentError("tilt angles must be finite numbers, one per view")
-    if np.any(np.abs(tilts) >= 90):
-        raise AlignmentError("tilt angles must be in degrees within (-90, 90); check the tilt file")
-    v = views_f.astype(np.intp)
-    if v.max() >= len(tilts):
-        raise AlignmentError(
-            f"markers are placed on view {int(v.max())} but only {len(tilts)} tilt angles were given"
-            f" (views 0-{len(tilts) - 1}); the tilt file needs one angle per view of the stack"
-        )
-    m = markers_f.astype(np.int64)
-    key = v.astype(np.int64) * (int(m.max()) - int(m.min()) + 1) + (m - m.min())
-    uniq, counts = np.unique(key, return_counts=True)
-    if np.any(counts > 1):
-        dup = np.flatnonzero(np.isin(key, uniq[counts > 1]))
-        pairs = sorted({(int(v[i]), int(m[i])) for i in dup})
-        shown = ", ".join(f"(view {a}, marker {b})" for a, b in pairs[:5])
-        raise AlignmentError(
-            f"{len(pairs)} (view, marker) pair(s) are given more than once: {shown}"
-            f"{' ...' if len(pairs) > 5 else ''}; keep one point per marker per view"
-        )
-    return v, m, xy_a, tilts, (int(size[0]), int(size[1]))
-
-
-def _free_per_view(options: AlignmentOptions, stage_tilt: bool) -> int:
-    """How many unknowns a view has on its own in the fullest stage."""
-    n = 2
-    n += options.rotation.mode == "view"
-    n += options.magnification.mode == "view"
-    n += stage_tilt and options.tilt.mode == "view"
-    return n
-
-
-def _exclusions(
-    v: NDArray[np.intp], mi: NDArray[np.intp], n_views: int, n_markers: int, min_markers_per_view: int
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Views and markers kept in the fit: markers in >= 2 views, views with enough markers."""
-    view_ok = np.ones(n_views, dtype=bool)
-    marker_ok = np.ones(n_markers, dtype=bool)
-    while True:
-        use = view_ok[v] & marker_ok[mi]
-        m_count = np.bincount(mi[use], minlength=n_markers)
-        new_marker_ok = marker_ok & (m_count >= 2)
-        use = view_ok[v] & new_marker_ok[mi]
-        v_count = np.bincount(v[use], minlength=n_views)
-        new_view_ok = view_ok & (v_count >= min_markers_per_view)
-        if np.array_equal(new_view_ok, view_ok) and np.array_equal(new_marker_ok, marker_ok):
-            return view_ok, marker_ok
-        view_ok, marker_ok = new_view_ok, new_marker_ok
-
-
-def _shift_gauge(
-    tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_], ref: int
-) -> list[tuple[int, int]]:
-    """The three shift components held fixed to remove the translation gauge.
-
-    Both shifts of the reference view, and the better-conditioned shift of the included view
-    whose tilt differs most from it.
-    """
-    diff = np.where(included, np.abs(np.sin(tilts_rad - tilts_rad[ref])), -1.0)
-    k = int(np.argmax(diff))
-    fixed = [(ref, DX), (ref, DY)]
-    if diff[k] > 1e-6:
-        fixed.append((k, DX if abs(np.cos(rot_rad[k])) >= abs(np.sin(rot_rad[k])) else DY))
-    return fixed
-
-
-def _columns(
-    included: NDArray[np.bool_],
-    ref: int,
-    rotation: VariableOption,
-    tilt: VariableOption,
-    magnification: VariableOption,
-    shift_fixed: list[tuple[int, int]],
-) -> tuple[NDArray[np.intp], int]:
-    """``(n_views, 5)`` unknown columns for one stage, and how many there are."""
-    n_views = len(included)
-    cols = np.full((n_views, 5), -1, dtype=np.intp)
-    n = 0
-    for kind, option, gauge in ((TILT, tilt, ref), (ROT, rotation, None), (MAG, magnification, ref)):
-        c, k = column_map(option, included, gauge, n)
-        cols[:, kind] = c
-        n += k
-    for kind in (DX, DY):
-        free = included.copy()
-        for view, comp in shift_fixed:
-            if comp == kind:
-                free[view] = False
-        idx = np.flatnonzero(free)
-        cols[idx, kind] = n + np.arange(len(idx))
-        n += len(idx)
-    return cols, n
-
 
 def align_markers(
     views: ArrayLike,
@@ -223,6 +45,7 @@ def align_markers(
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     start: Alignment | None = None,
+    warn: bool = True,
 ) -> Alignment:
     """Align a tilt series from fiducial marker observations.
 
@@ -253,6 +76,9 @@ def align_markers(
         A previous solution of the same series (for example before some markers were edited). The
         solve then warm-starts from it: no axis estimate and no initial stage, markers new since
         are placed from their observations, and one full stage runs to the new optimum.
+    warn
+        Also issue each note of ``Alignment.warnings`` as an `AlignmentWarning` (a GUI that shows
+        ``Alignment.warnings`` itself passes False).
 
     Returns
     -------
@@ -265,7 +91,7 @@ def align_markers(
         For input that cannot be aligned, with a message that names the problem.
     """
     options = options or AlignmentOptions()
-    v, marker_ids_obs, xy_a, tilts_deg, size = _validate(views, markers, xy, tilt_angles_deg, image_size)
+    v, marker_ids_obs, xy_a, tilts_deg, size = validate_observations(views, markers, xy, tilt_angles_deg, image_size)
     n_views = len(tilts_deg)
     w = np.ones(len(v)) if weights is None else np.asarray(weights, dtype=float).ravel()
     if w.shape != (len(v),) or not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -276,8 +102,8 @@ def align_markers(
     notes: list[str] = []
 
     tilt_free = options.tilt.mode != "fixed"
-    view_ok, marker_ok = _exclusions(
-        v, mi, n_views, n_markers, (_free_per_view(options, tilt_free) + 1) // 2
+    view_ok, marker_ok = determinable(
+        v, mi, n_views, n_markers, (free_per_view(options, tilt_free) + 1) // 2
     )
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
@@ -300,7 +126,7 @@ def align_markers(
             f"{int(empty.sum())} view(s) have no markers at all (transform undetermined): "
             + ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:20])
         )
-    for msg in notes:
+    for msg in notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
     if not view_ok.any() or view_ok.sum() < 2:
         raise AlignmentError(
@@ -324,9 +150,9 @@ def align_markers(
         raise AlignmentError(f"reference view {ref} has too few markers to be in the fit; choose another view")
 
     # Unknown count against observations, for the fullest stage.
-    probe_cols, n_q = _columns(
+    probe_cols, n_q = columns(
         view_ok, ref, options.rotation, options.tilt, options.magnification,
-        _shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref),
+        shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref),
     )
     n_unknowns = n_q + 3 * len(kept_markers)
     if 2 * len(obs) < n_unknowns:
@@ -374,8 +200,8 @@ def align_markers(
         t0 = time.perf_counter()
         iters, conv, msg, cost, nq = 0, True, "", 0.0, 0
         for rotation, tilt, magnification, lm_args in plan:
-            cols, nq = _columns(view_ok, ref, rotation, tilt, magnification,
-                                _shift_gauge(vp[:, TILT], vp[:, ROT], view_ok, ref))
+            cols, nq = columns(view_ok, ref, rotation, tilt, magnification,
+                                shift_gauge(vp[:, TILT], vp[:, ROT], view_ok, ref))
             cb = None if progress is None else (lambda it, c, _n=name, _i=iters: progress(_n, _i + it, c))
             kw = {"max_iterations": options.max_iterations, **lm_args}
             exact = kw.pop("exact", False)
@@ -411,7 +237,7 @@ def align_markers(
                     for a, b, w, u in zip(start.obs_view, start.obs_marker, start.robust_weights, start.obs_used) if u}
             ids = marker_ids[kept_markers][obs.marker_index]
             obs.weights = user_weights * np.array([prev.get((int(a), int(b)), 1.0) for a, b in zip(obs.view_index, ids)])
-    with _blas_threads_for(n_q, len(kept_markers), len(obs)):
+    with blas_threads_for(n_q, len(kept_markers), len(obs)):
         if start is not None:
             run("warm", [(options.rotation, options.tilt if tilt_free else fixed, options.magnification,
                           loose if options.robust else tight)])
@@ -517,7 +343,7 @@ def _robust_stage(obs, base, options: AlignmentOptions, tilts_deg, run, tilt_fre
 
     ``base`` are the user's weights; ``obs.weights`` may hold a warm start's robust weights on entry.
     """
-    groups = view_groups(obs.view_index, tilts_deg, options.robust_group_views)
+    groups = tilt_groups(obs.view_index, tilts_deg, options.robust_group_views)
     plan = [(options.rotation, options.tilt if tilt_free else fixed, options.magnification, {"ftol": 1e-10})]
     weights = obs.weights / np.where(base > 0, base, 1.0)
     for _ in range(MAX_ROBUST_ROUNDS):

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,61 @@ def output_names(stem: str) -> list[str]:
     """The files `write_alignment` writes for a markers file of this stem."""
     return ["alignment.json", "predicted.csv", "residuals.csv",
             f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz", f"{stem}.resid"]
+
+
+def alignment_to_dict(al: Alignment) -> dict[str, Any]:
+    """Every parameter and statistic of ``al`` as plain JSON-ready values (NaN becomes None).
+
+    This is the schema of ``alignment.json``.
+    """
+
+    def clean(a: Any) -> Any:
+        arr = np.asarray(a, dtype=float)
+        return [None if not np.isfinite(x) else float(x) for x in arr.ravel()] if arr.ndim == 1 else [
+            clean(row) for row in arr
+        ]
+
+    view_rms, view_mean = al.per_view_residual_px()
+    marker_rms, marker_mean = al.per_marker_residual_px()
+    return {
+        "image_size": list(al.image_size),
+        "pixel_size_nm": al.pixel_size_nm,
+        "rms_residual_px": al.rms_residual_px,
+        "mean_residual_px": al.mean_residual_px,
+        "converged": bool(al.converged),
+        "reference_view": al.reference_view,
+        "tilt_axis_deg": al.tilt_axis_deg,
+        "tilt_axis_source": al.tilt_axis_source,
+        "branch": al.branch,
+        "n_observations_used": int(al.obs_used.sum()),
+        "excluded_views": al.excluded_views,
+        "excluded_markers": al.excluded_markers,
+        "warnings": list(al.warnings),
+        "robust": None if al.robust_weights is None else {
+            "n_flagged": int(al.flagged.sum()), "flagged_points": al.flagged_points(),
+        },
+        "options": al.options.to_dict(),
+        "stages": [s.to_dict() for s in al.stages],
+        "views": {
+            "tilt_angle_deg": clean(al.tilt_angles_deg),
+            "nominal_tilt_angle_deg": clean(al.nominal_tilt_angles_deg),
+            "rotation_deg": clean(al.rotation_deg),
+            "magnification": clean(al.magnification),
+            "shift_x_px": clean(al.shifts_px[:, 0]),
+            "shift_y_px": clean(al.shifts_px[:, 1]),
+            "determined": [bool(b) for b in al.view_determined],
+            "rms_residual_px": clean(view_rms),
+            "mean_residual_px": clean(view_mean),
+        },
+        "markers": {
+            "id": [int(m) for m in al.marker_ids],
+            "x_px": clean(al.xyz_px[:, 0]),
+            "y_px": clean(al.xyz_px[:, 1]),
+            "z_px": clean(al.xyz_px[:, 2]),
+            "rms_residual_px": clean(marker_rms),
+            "mean_residual_px": clean(marker_mean),
+        },
+    }
 
 
 def write_alignment(
@@ -44,7 +100,7 @@ def write_alignment(
         check_writable(p, overwrite)
     d.mkdir(parents=True, exist_ok=True)
     frame = aligned_frame(al, axis_z_shift_px)
-    info = al.to_dict()
+    info = alignment_to_dict(al)
     info["package_version"] = __version__
     info["aligned_frame"] = {
         "tilt_axis_x_px": frame.x0_px, "centre_row_y_px": frame.y0_px, "tilt_axis_z_px": frame.z0_px,

@@ -1,0 +1,98 @@
+"""Where a tilt series' angles come from, looked for in this order (the result says which was used):
+
+1. a sibling ``.tlt`` or ``.rawtlt`` with the same stem (``stack.st`` -> ``stack.tlt``, then ``stack.rawtlt``);
+2. a SerialEM ``.mdoc`` (``stack.st.mdoc`` or ``stack.mdoc``), by ``ZValue``;
+3. the MRC extended header: FEI (``FEI1``/``FEI2``, field ``Alpha tilt``) or SerialEM (``SERI``, the
+   first short of each section, in hundredths of a degree, when ``nreal`` has bit 1).
+
+Views stay in file order even when the angles are not sorted; the angles say which view is which.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import FileFormatError
+from .tilts import MAX_TEXT_BYTES, read_tilt_angles
+
+
+def read_mdoc_tilts(path: str | os.PathLike[str], n_views: int | None = None) -> NDArray[np.float64]:
+    """Tilt angles from a SerialEM ``.mdoc``, ordered by ``ZValue``."""
+    import mdocfile
+
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_TEXT_BYTES:
+            raise FileFormatError(f"{p}: too large for a SerialEM .mdoc")
+        df = mdocfile.read(p)
+    except FileFormatError:
+        raise
+    except FileNotFoundError:
+        raise FileFormatError(f"{p}: no such .mdoc file") from None
+    except Exception as exc:  # mdocfile raises pydantic and parsing errors of many types
+        raise FileFormatError(f"{p}: not a readable SerialEM .mdoc ({type(exc).__name__})") from None
+    if "TiltAngle" not in df.columns or "ZValue" not in df.columns:
+        raise FileFormatError(f"{p}: the .mdoc has no [ZValue] sections with TiltAngle")
+    try:
+        df = df.dropna(subset=["ZValue", "TiltAngle"])
+        z = df["ZValue"].to_numpy(dtype=float)
+        t = df["TiltAngle"].to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        raise FileFormatError(f"{p}: the .mdoc ZValue or TiltAngle entries are not numbers") from None
+    if z.size == 0 or not np.all(np.isfinite(t)) or np.any(np.abs(t) >= 90):
+        raise FileFormatError(f"{p}: the .mdoc tilt angles are missing or outside (-90, 90) degrees")
+    if len(set(z.tolist())) != z.size or not np.array_equal(np.sort(z), np.arange(z.size)):
+        raise FileFormatError(f"{p}: the .mdoc ZValues are not 0..{z.size - 1} once each")
+    if n_views is not None and z.size != n_views:
+        raise FileFormatError(f"{p}: the .mdoc has {z.size} sections but the stack has {n_views} views")
+    out = np.empty(z.size)
+    out[z.astype(int)] = t
+    return out
+
+
+def extended_header_tilts(mrc: mrcfile.mrcfile.MrcFile) -> tuple[NDArray[np.float64] | None, str | None]:
+    """Tilt angles from an FEI or SerialEM extended header, or ``(None, None)``."""
+    h = mrc.header
+    n = int(h.nz)
+    exttyp = bytes(h.exttyp).decode("ascii", errors="replace")
+    try:
+        if exttyp in ("FEI1", "FEI2"):
+            ext = mrc.indexed_extended_header
+            if ext is not None and "Alpha tilt" in ext.dtype.names and len(ext) >= n:
+                t = np.asarray(ext["Alpha tilt"][:n], dtype=float)
+                if np.all(np.isfinite(t)) and np.all(np.abs(t) < 90) and np.ptp(t) > 0:
+                    return t, f"extended header ({exttyp})"
+        elif exttyp == "SERI":
+            # IMOD's header keeps nint (bytes per section) and nreal (flags) as shorts at bytes 128 and 130.
+            order = h.dtype.fields["nx"][0].str[0]  # '<' or '>', as the file is
+            nint, nreal = np.frombuffer(h.tobytes()[128:132], dtype=order + "i2")
+            raw = np.frombuffer(mrc.extended_header.tobytes(), dtype=np.uint8)
+            if int(nreal) & 1 and nint >= 2 and raw.size >= int(nint) * n:
+                t = raw[: int(nint) * n].reshape(n, int(nint))[:, :2].copy().view(order + "i2").ravel() / 100.0
+                if np.all(np.abs(t) < 90) and np.ptp(t) > 0:
+                    return t.astype(float), "extended header (SerialEM)"
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None, None
+
+
+def find_tilt_angles(path: Path, n_views: int, mrc=None) -> tuple[NDArray[np.float64] | None, str | None]:
+    """Tilt angles for the stack at ``path`` from the first source that has them (module docstring)."""
+    for suffix in (".tlt", ".rawtlt"):
+        cand = path.with_suffix(suffix)
+        if cand.is_file():
+            t = read_tilt_angles(cand)
+            if t.size != n_views:
+                raise FileFormatError(f"{cand} has {t.size} tilt angles but {path.name} has {n_views} views")
+            return t, str(cand)
+    for cand in (path.with_name(path.name + ".mdoc"), path.with_suffix(".mdoc")):
+        if cand.is_file():
+            return read_mdoc_tilts(cand, n_views), str(cand)
+    if mrc is not None:
+        return extended_header_tilts(mrc)
+    return None, None
