@@ -91,11 +91,8 @@ def align_markers(
         For input that cannot be aligned, with a message that names the problem.
     """
     options = options or AlignmentOptions()
-    v, marker_ids_obs, xy_a, tilts_deg, size = validate_observations(views, markers, xy, tilt_angles_deg, image_size)
-    n_views = len(tilts_deg)
-    w = np.ones(len(v)) if weights is None else np.asarray(weights, dtype=float).ravel()
-    if w.shape != (len(v),) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise AlignmentError("weights must be one finite, non-negative number per observation")
+    v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
+        views, markers, xy, tilt_angles_deg, image_size, weights)
     marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
     mi = mi.astype(np.intp)
     n_markers = len(marker_ids)

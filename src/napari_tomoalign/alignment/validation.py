@@ -9,8 +9,14 @@ from .errors import AlignmentError
 
 
 def validate_observations(
-    views: ArrayLike, markers: ArrayLike, xy: ArrayLike, tilt_angles_deg: ArrayLike, image_size: ArrayLike
-) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], tuple[int, int]]:
+    views: ArrayLike, markers: ArrayLike, xy: ArrayLike, tilt_angles_deg: ArrayLike, image_size: ArrayLike,
+    weights: ArrayLike | None = None,
+) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], tuple[int, int],
+           NDArray[np.float64]]:
+    """Check the inputs of `align_markers` before any work; raise `AlignmentError` naming the problem.
+
+    Returns the views, marker ids, positions, tilt angles, ``(width, height)`` and weights as arrays.
+    """
     try:
         xy_a = np.asarray(xy, dtype=float)
         views_f = np.asarray(views, dtype=float).ravel()
@@ -64,7 +70,10 @@ def validate_observations(
             f"{len(pairs)} (view, marker) pair(s) are given more than once: {shown}"
             f"{' ...' if len(pairs) > 5 else ''}; keep one point per marker per view"
         )
-    return v, m, xy_a, tilts, (int(size[0]), int(size[1]))
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise AlignmentError("weights must be one finite, non-negative number per observation")
+    return v, m, xy_a, tilts, (int(size[0]), int(size[1])), w
 
 
 def determinable(
