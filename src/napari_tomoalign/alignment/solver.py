@@ -93,6 +93,7 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
+    n_views = len(tilts_deg)
     marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
     mi = mi.astype(np.intp)
     n_markers = len(marker_ids)
