@@ -1,20 +1,13 @@
-"""The staged fiducial alignment: validation, gauge, stages and the result.
+"""Fiducial alignment from marker observations: validate, prepare, plan the stages, run them, assemble.
 
-Stages (see the alignment model):
-
-1. ``initial``: tilts at nominal, magnifications 1. First the linear problem with every view's
-   rotation at the tilt-axis angle (markers and shifts only, solved exactly), then one rotation
-   shared by all views.
-2. ``main``: rotation and magnification as the user asked, tilts still nominal.
-3. ``tilt``: the tilt angles freed as the user asked, with everything else; this is the final
-   optimum of the full model.
+The stages themselves are described in `stages`; the model in `model`; the gauge in `_parameters`.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,13 +17,14 @@ from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
-from .model import DX, DY, MAG, ROT, TILT, predict_all, recentre
-from .options import AlignmentOptions, VariableOption
-from .result import Alignment, StageReport
-from .robust import robust_weights, tilt_groups
+from .model import DX, DY, MAG, ROT, TILT, predict_all
+from .options import AlignmentOptions
+from .result import Alignment
+from .stages import ProgressCallback, StageRunner, plan_stages
 from .validation import determinable, validate_observations
 
-ProgressCallback = Callable[[str, int, float], None]
+AXIS_DISAGREEMENT_DEG = 5.0
+
 
 def align_markers(
     views: ArrayLike,
@@ -93,213 +87,173 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
-    n_views = len(tilts_deg)
-    marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
-    mi = mi.astype(np.intp)
-    n_markers = len(marker_ids)
-    notes: list[str] = []
-
-    tilt_free = options.tilt.mode != "fixed"
-    view_ok, marker_ok = determinable(
-        v, mi, n_views, n_markers, (free_per_view(options, tilt_free) + 1) // 2
-    )
-    if (~marker_ok).any():
-        ids = marker_ids[~marker_ok]
-        notes.append(
-            f"{len(ids)} marker(s) seen in fewer than 2 usable views were left out: "
-            + ", ".join(str(int(i)) for i in ids[:20])
-            + (" ..." if len(ids) > 20 else "")
-        )
-    seen = np.zeros(n_views, dtype=bool)
-    seen[v] = True
-    lost = ~view_ok & seen
-    if lost.any():
-        notes.append(
-            f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
-            f" left out (transform undetermined): {', '.join(str(int(i)) for i in np.flatnonzero(lost)[:20])}"
-        )
-    empty = ~seen
-    if empty.any():
-        notes.append(
-            f"{int(empty.sum())} view(s) have no markers at all (transform undetermined): "
-            + ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:20])
-        )
-    for msg in notes if warn else ():
-        warnings.warn(msg, AlignmentWarning, stacklevel=2)
-    if not view_ok.any() or view_ok.sum() < 2:
-        raise AlignmentError(
-            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too"
-        )
-
-    # Solver-internal numbering: kept views keep their index, kept markers are renumbered.
-    use = view_ok[v] & marker_ok[mi]
-    kept_markers = np.flatnonzero(marker_ok)
-    new_index = np.full(n_markers, -1, dtype=np.intp)
-    new_index[kept_markers] = np.arange(len(kept_markers))
-    centre = (np.asarray(size, dtype=float) - 1.0) / 2.0
-    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - centre, n_views, len(kept_markers), w[use])
-
-    ref = options.reference_view
-    if ref is None:
-        ref = int(np.argmin(np.where(view_ok, np.abs(tilts_deg), np.inf)))
-    elif not 0 <= ref < n_views:
-        raise AlignmentError(f"reference view {ref} is not a view of this {n_views}-view series")
-    elif not view_ok[ref]:
-        raise AlignmentError(f"reference view {ref} has too few markers to be in the fit; choose another view")
-
-    # Unknown count against observations, for the fullest stage.
-    probe_cols, n_q = columns(
-        view_ok, ref, options.rotation, options.tilt, options.magnification,
-        shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref),
-    )
-    n_unknowns = n_q + 3 * len(kept_markers)
-    if 2 * len(obs) < n_unknowns:
-        raise AlignmentError(
-            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
-            " add markers, or fix or group the rotation, tilt and magnification"
-        )
-
-    if start is not None and start.n_views != n_views:
-        raise AlignmentError(f"the previous solution has {start.n_views} views, not {n_views}; solve from scratch")
-    # Tilt axis: estimated in closed form, or given.
-    if start is not None:
-        axis0, source = start.tilt_axis_deg, f"warm start ({start.tilt_axis_source})"
-    elif options.estimate_tilt_axis:
-        est, ambiguity = estimate_tilt_axis(obs.view_index, obs.marker_index, obs.xy, n_views, len(kept_markers))
-        if ambiguity > 0.5:
-            raise AlignmentError(
-                "the tilt axis cannot be estimated: the markers do not move across it (tilt range too"
-                " small or a single tilt); give the tilt-axis angle"
-            )
-        if options.tilt_axis_deg is not None:
-            axis0 = nearest_branch(est, options.tilt_axis_deg)
-            if abs(wrap_degrees(axis0 - options.tilt_axis_deg)) > 5.0:
-                notes.append(
-                    f"the estimated tilt axis {axis0:.2f} deg differs from the given {options.tilt_axis_deg:.2f} deg"
-                    " by more than 5 deg; the estimate was used"
-                )
-            source = "estimated (branch from the given angle)"
-        else:
-            axis0, source = est, "estimated"
-    else:
-        axis0, source = wrap_degrees(float(options.tilt_axis_deg)), "given"  # type: ignore[arg-type]
-
-    vp = np.zeros((n_views, 5))
+    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options)
+    if start is not None and start.n_views != p.n_views:
+        raise AlignmentError(f"the previous solution has {start.n_views} views, not {p.n_views}; solve from scratch")
+    axis0, source = _initial_axis(p, options, start)
+    vp = np.zeros((p.n_views, 5))
     vp[:, TILT] = np.radians(tilts_deg)
     vp[:, ROT] = np.radians(axis0)
     vp[:, MAG] = 1.0
-    xyz = np.zeros((len(kept_markers), 3))
-    fixed, one = VariableOption("fixed"), VariableOption("one")
-    stages: list[StageReport] = []
-
-    def run(name: str, plan: list[tuple[VariableOption, VariableOption, VariableOption, dict]],
-            merge: bool = False) -> None:
-        nonlocal vp, xyz
-        t0 = time.perf_counter()
-        iters, conv, msg, cost, nq = 0, True, "", 0.0, 0
-        for rotation, tilt, magnification, lm_args in plan:
-            cols, nq = columns(view_ok, ref, rotation, tilt, magnification,
-                                shift_gauge(vp[:, TILT], vp[:, ROT], view_ok, ref))
-            cb = None if progress is None else (lambda it, c, _n=name, _i=iters: progress(_n, _i + it, c))
-            kw = {"max_iterations": options.max_iterations, **lm_args}
-            exact = kw.pop("exact", False)
-            vp, xyz, rep = levenberg_marquardt(obs, vp, xyz, cols, nq, progress=cb, should_stop=should_stop, **kw)
-            iters += rep.iterations
-            conv, msg, cost = rep.converged, rep.message, rep.cost
-            if exact and rep.iterations == 1:
-                conv, msg = True, "linear least squares solved exactly"
-        recentre(vp, xyz, xyz.mean(axis=0))
-        rms = float(np.sqrt(2.0 * cost / max(float(np.sum(obs.weights)), 1e-300)))
-        rep = StageReport(name, iters, time.perf_counter() - t0, cost, rms, conv, msg, nq + 3 * len(xyz))
-        if merge and stages and stages[-1].name == name:
-            prev = stages.pop()
-            rep = StageReport(name, prev.iterations + iters, prev.wall_time_s + rep.wall_time_s, cost, rms, conv, msg,
-                              rep.n_unknowns)
-        stages.append(rep)
-
-    run.state = lambda: (vp, xyz)  # type: ignore[attr-defined]
-
-    # The stages before the last only need to hand on a good start: a loose tolerance there,
-    # the tight one at the end. The first step is linear in markers and shifts: one undamped
-    # Gauss-Newton step solves it exactly.
-    linear = {"max_iterations": 1, "initial_damping": 1e-12, "ftol": 0.0, "exact": True}
-    loose = {"ftol": 1e-4}
-    tight = {"ftol": 1e-12}
-    has_tilt_stage = tilt_free and probe_cols[:, TILT].max() >= 0
-    user_weights = obs.weights.copy()
+    xyz = np.zeros((p.n_kept, 3))
+    runner = StageRunner(p.obs, vp, xyz, p.view_ok, p.ref, options.max_iterations, progress, should_stop)
     if start is not None:
-        vp, xyz = _warm_start(start, obs, vp, marker_ids[kept_markers], view_ok)
+        runner.view_params, runner.xyz = _warm_start(start, p.obs, vp, p.marker_ids[p.kept_markers], p.view_ok)
         if options.robust and start.robust_weights is not None:
-            # Keep the previous robust weights of the points that are still there.
-            prev = {(int(a), int(start.marker_ids[b])): float(w)
-                    for a, b, w, u in zip(start.obs_view, start.obs_marker, start.robust_weights, start.obs_used) if u}
-            ids = marker_ids[kept_markers][obs.marker_index]
-            obs.weights = user_weights * np.array([prev.get((int(a), int(b)), 1.0) for a, b in zip(obs.view_index, ids)])
-    with blas_threads_for(n_q, len(kept_markers), len(obs)):
-        if start is not None:
-            run("warm", [(options.rotation, options.tilt if tilt_free else fixed, options.magnification,
-                          loose if options.robust else tight)])
-            has_tilt_stage = False
-        elif options.initial_stage:
-            plan = [(fixed, fixed, fixed, linear)]
-            if options.rotation.mode != "fixed":
-                plan.append((one, fixed, fixed, loose))
-            run("initial", plan)
-        if start is None:
-            run("main", [(options.rotation, fixed, options.magnification,
-                          loose if has_tilt_stage or options.robust else tight)])
-        if has_tilt_stage:
-            run("tilt", [(options.rotation, options.tilt, options.magnification, loose if options.robust else tight)])
-        robust_w = None
-        if options.robust:
-            robust_w = _robust_stage(obs, user_weights, options, tilts_deg, run,
-                                     tilt_free and (has_tilt_stage or start is not None), fixed)
+            p.obs.weights = runner.user_weights * _previous_robust_weights(start, p)
+    plan = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None)
+    robust_w = None
+    with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
+        for stage in plan:
+            robust_w = runner.run(stage, options, tilts_deg) if stage.reweight else runner.run(stage)
+    for msg in p.notes if warn else ():
+        warnings.warn(msg, AlignmentWarning, stacklevel=2)
+    return _assemble(p, runner, robust_w, tilts_deg, options, source, pixel_size_nm)
 
-    # Undetermined views: no parameters, not invented.
-    vp[~view_ok] = np.nan
-    xyz_all = np.full((n_markers, 3), np.nan)
-    xyz_all[kept_markers] = xyz
-    pred = predict_all(vp, xyz_all) + centre
-    residuals = np.full_like(xy_a, np.nan)
-    residuals[use] = pred[v[use], mi[use]] - xy_a[use]
+
+@dataclass
+class _Prepared:
+    """The validated problem in the solver's numbering, and what was left out of it."""
+
+    v: NDArray[np.intp]
+    mi: NDArray[np.intp]
+    xy: NDArray[np.float64]
+    weights: NDArray[np.float64]
+    size: tuple[int, int]
+    marker_ids: NDArray[np.int64]
+    view_ok: NDArray[np.bool_]
+    kept_markers: NDArray[np.intp]
+    use: NDArray[np.bool_]
+    obs: Observations
+    ref: int
+    n_q: int
+    tilt_stage: bool
+    notes: list[str]
+
+    @property
+    def n_views(self) -> int:
+        return len(self.view_ok)
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.kept_markers)
+
+    @property
+    def centre(self) -> NDArray[np.float64]:
+        return (np.asarray(self.size, dtype=float) - 1.0) / 2.0
+
+
+def _listed(ids: NDArray, limit: int = 20) -> str:
+    return ", ".join(str(int(i)) for i in ids[:limit]) + (" ..." if len(ids) > limit else "")
+
+
+def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions) -> _Prepared:
+    """Leave out what cannot be determined (with a note each), renumber, choose the gauge, count unknowns."""
+    n_views = len(tilts_deg)
+    marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
+    mi = mi.astype(np.intp)
+    tilt_free = options.tilt.mode != "fixed"
+    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (free_per_view(options, tilt_free) + 1) // 2)
+    notes: list[str] = []
+    if (~marker_ok).any():
+        ids = marker_ids[~marker_ok]
+        notes.append(f"{len(ids)} marker(s) seen in fewer than 2 usable views were left out: {_listed(ids)}")
+    seen = np.zeros(n_views, dtype=bool)
+    seen[v] = True
+    if (lost := ~view_ok & seen).any():
+        notes.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
+                     f" left out (transform undetermined): {_listed(np.flatnonzero(lost))}")
+    if (~seen).any():
+        notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): "
+                     + _listed(np.flatnonzero(~seen)))
+    if view_ok.sum() < 2:
+        raise AlignmentError(
+            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
+    use = view_ok[v] & marker_ok[mi]
+    kept = np.flatnonzero(marker_ok)
+    new_index = np.full(len(marker_ids), -1, dtype=np.intp)
+    new_index[kept] = np.arange(len(kept))
+    centre = (np.asarray(size, dtype=float) - 1.0) / 2.0
+    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - centre, n_views, len(kept), w[use])
+    ref = _reference_view(options.reference_view, view_ok, tilts_deg)
+    probe, n_q = columns(view_ok, ref, options.rotation, options.tilt, options.magnification,
+                         shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref))
+    n_unknowns = n_q + 3 * len(kept)
+    if 2 * len(obs) < n_unknowns:
+        raise AlignmentError(
+            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
+            " add markers, or fix or group the rotation, tilt and magnification")
+    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
+                     tilt_free and bool(probe[:, TILT].max() >= 0), notes)
+
+
+def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: NDArray[np.float64]) -> int:
+    """The gauge view: the one asked for, else the included view of minimum |tilt|."""
+    n_views = len(view_ok)
+    if asked is None:
+        return int(np.argmin(np.where(view_ok, np.abs(tilts_deg), np.inf)))
+    if not 0 <= asked < n_views:
+        raise AlignmentError(f"reference view {asked} is not a view of this {n_views}-view series")
+    if not view_ok[asked]:
+        raise AlignmentError(f"reference view {asked} has too few markers to be in the fit; choose another view")
+    return asked
+
+
+def _initial_axis(p: _Prepared, options: AlignmentOptions, start: Alignment | None) -> tuple[float, str]:
+    """The starting tilt-axis angle and where it came from: warm start, estimate, or given."""
+    if start is not None:
+        return start.tilt_axis_deg, f"warm start ({start.tilt_axis_source})"
+    if not options.estimate_tilt_axis:
+        return wrap_degrees(float(options.tilt_axis_deg)), "given"  # type: ignore[arg-type]
+    est, ambiguity = estimate_tilt_axis(p.obs.view_index, p.obs.marker_index, p.obs.xy, p.n_views, p.n_kept)
+    if ambiguity > 0.5:
+        raise AlignmentError(
+            "the tilt axis cannot be estimated: the markers do not move across it (tilt range too"
+            " small or a single tilt); give the tilt-axis angle")
+    if options.tilt_axis_deg is None:
+        return est, "estimated"
+    axis0 = nearest_branch(est, options.tilt_axis_deg)
+    if abs(wrap_degrees(axis0 - options.tilt_axis_deg)) > AXIS_DISAGREEMENT_DEG:
+        p.notes.append(f"the estimated tilt axis {axis0:.2f} deg differs from the given {options.tilt_axis_deg:.2f}"
+                       f" deg by more than {AXIS_DISAGREEMENT_DEG:g} deg; the estimate was used")
+    return axis0, "estimated (branch from the given angle)"
+
+
+def _previous_robust_weights(start: Alignment, p: _Prepared) -> NDArray[np.float64]:
+    """The warm start's robust weights of the points that are still there (1 for new points)."""
+    assert start.robust_weights is not None
+    prev = {(int(a), int(start.marker_ids[b])): float(w)
+            for a, b, w, u in zip(start.obs_view, start.obs_marker, start.robust_weights, start.obs_used) if u}
+    ids = p.marker_ids[p.kept_markers][p.obs.marker_index]
+    return np.array([prev.get((int(a), int(b)), 1.0) for a, b in zip(p.obs.view_index, ids)])
+
+
+def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] | None, tilts_deg: NDArray[np.float64],
+              options: AlignmentOptions, source: str, pixel_size_nm: float | None) -> Alignment:
+    """The `Alignment` in the caller's numbering; undetermined views and markers are NaN, not invented."""
+    vp = runner.view_params
+    vp[~p.view_ok] = np.nan
+    xyz_all = np.full((len(p.marker_ids), 3), np.nan)
+    xyz_all[p.kept_markers] = runner.xyz
+    pred = predict_all(vp, xyz_all) + p.centre
+    residuals = np.full_like(p.xy, np.nan)
+    residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None
     if robust_w is not None:
-        robust_weights = np.full(len(v), np.nan)
-        robust_weights[np.flatnonzero(use)[obs.order]] = robust_w
-    rot_ref = float(np.degrees(vp[ref, ROT]))
-    axis_final = wrap_degrees(rot_ref)
+        robust_weights = np.full(len(p.v), np.nan)
+        robust_weights[np.flatnonzero(p.use)[p.obs.order]] = robust_w
+    axis_final = wrap_degrees(float(np.degrees(vp[p.ref, ROT])))
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
     return Alignment(
-        tilt_angles_deg=np.degrees(vp[:, TILT]),
-        nominal_tilt_angles_deg=tilts_deg.copy(),
-        rotation_deg=np.degrees(vp[:, ROT]),
-        magnification=vp[:, MAG].copy(),
-        shifts_px=vp[:, [DX, DY]].copy(),
-        view_determined=view_ok,
-        marker_ids=marker_ids,
-        xyz_px=xyz_all,
-        obs_view=v,
-        obs_marker=mi,
-        obs_xy_px=xy_a,
-        residuals_px=residuals,
-        obs_used=use,
-        predicted_xy_px=pred,
-        image_size=size,
-        reference_view=ref,
-        tilt_axis_deg=axis_final,
-        tilt_axis_source=source,
-        branch=f"{branch}; nominal tilt signs kept",
-        stages=stages,
-        converged=all(s.converged for s in stages),
-        options=options,
-        warnings=notes,
-        pixel_size_nm=pixel_size_nm,
-        weights=w,
-        robust_weights=robust_weights,
+        tilt_angles_deg=np.degrees(vp[:, TILT]), nominal_tilt_angles_deg=tilts_deg.copy(),
+        rotation_deg=np.degrees(vp[:, ROT]), magnification=vp[:, MAG].copy(), shifts_px=vp[:, [DX, DY]].copy(),
+        view_determined=p.view_ok, marker_ids=p.marker_ids, xyz_px=xyz_all, obs_view=p.v, obs_marker=p.mi,
+        obs_xy_px=p.xy, residuals_px=residuals, obs_used=p.use, predicted_xy_px=pred, image_size=p.size,
+        reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=source,
+        branch=f"{branch}; nominal tilt signs kept", stages=runner.reports,
+        converged=all(s.converged for s in runner.reports), options=options, warnings=p.notes,
+        pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
     )
-
-
-MAX_ROBUST_ROUNDS = 15
 
 
 def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
@@ -334,24 +288,3 @@ def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
                                               initial_damping=1e-6)
             xyz[k] = xyz_k[0]
     return vp, xyz
-
-
-def _robust_stage(obs, base, options: AlignmentOptions, tilts_deg, run, tilt_free: bool, fixed) -> NDArray[np.float64]:
-    """Iteratively reweighted refits with Tukey weights; return the final weights in ``obs`` order.
-
-    ``base`` are the user's weights; ``obs.weights`` may hold a warm start's robust weights on entry.
-    """
-    groups = tilt_groups(obs.view_index, tilts_deg, options.robust_group_views)
-    plan = [(options.rotation, options.tilt if tilt_free else fixed, options.magnification, {"ftol": 1e-10})]
-    weights = obs.weights / np.where(base > 0, base, 1.0)
-    for _ in range(MAX_ROBUST_ROUNDS):
-        r = obs.residuals(*run.state())
-        new = robust_weights(r, obs.view_index, obs.marker_index, groups, options.robust_scale, options.robust_tracks)
-        change = float(np.max(np.abs(new - weights))) if len(new) else 0.0
-        weights = new
-        obs.weights = base * weights
-        if change < 0.01:
-            break
-        run("robust", plan, merge=True)
-    run("robust", [(*plan[0][:3], {"ftol": 1e-12})], merge=True)
-    return weights
