@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from functools import lru_cache
+from typing import Any
 
 # Below this many flops in the reduced system, BLAS threads cost more to wake than they save.
 _SINGLE_THREAD_FLOPS = 2e9
 
 
 @lru_cache(maxsize=1)
-def _threadpool_controller():  # type: ignore[no-untyped-def]
+def _threadpool_controller() -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -20,12 +22,13 @@ _SINGLE_THREAD_OBSERVATIONS = 200_000
 
 
 @contextmanager
-def compiled_threads(n: int):
+def compiled_threads(n: int) -> Iterator[None]:
     """Run numba's parallel loops on ``n`` threads inside the block (the setting is per thread)."""
     import numba
 
     before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    most = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # noqa: B009 - set at run time, unknown to type checkers
+    numba.set_num_threads(max(1, min(n, most)))
     try:
         yield
     finally:
