@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .model import image_centre
 from .options import AlignmentOptions
 
 
@@ -112,7 +113,7 @@ class Alignment:
     @property
     def image_centre(self) -> NDArray[np.float64]:
         """The (x, y) centre of the image: ``((nx - 1) / 2, (ny - 1) / 2)``."""
-        return (np.asarray(self.image_size, dtype=float) - 1.0) / 2.0
+        return image_centre(self.image_size)
 
     @property
     def marker_included(self) -> NDArray[np.bool_]:

@@ -17,7 +17,7 @@ from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
-from .model import DX, DY, MAG, ROT, TILT, predict_all
+from .model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
 from .options import AlignmentOptions
 from .result import Alignment
 from .stages import ProgressCallback, StageRunner, plan_stages
@@ -140,7 +140,7 @@ class _Prepared:
 
     @property
     def centre(self) -> NDArray[np.float64]:
-        return (np.asarray(self.size, dtype=float) - 1.0) / 2.0
+        return image_centre(self.size)
 
 
 def _listed(ids: NDArray, limit: int = 20) -> str:
@@ -173,8 +173,7 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     kept = np.flatnonzero(marker_ok)
     new_index = np.full(len(marker_ids), -1, dtype=np.intp)
     new_index[kept] = np.arange(len(kept))
-    centre = (np.asarray(size, dtype=float) - 1.0) / 2.0
-    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - centre, n_views, len(kept), w[use])
+    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
     ref = _reference_view(options.reference_view, view_ok, tilts_deg)
     probe, n_q = columns(view_ok, ref, options.rotation, options.tilt, options.magnification,
                          shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref))

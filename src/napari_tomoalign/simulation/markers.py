@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment.model import DX, DY, MAG, ROT, TILT, predict_all
+from ..alignment.model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
 
 
 @dataclass
@@ -115,7 +115,7 @@ def simulate_markers(
          rng.uniform(-thickness_px / 2, thickness_px / 2, n_markers)]
     )
     xyz -= xyz.mean(axis=0)
-    centre = (np.asarray(image_size, dtype=float) - 1.0) / 2.0
+    centre = image_centre(image_size)
     true_xy = predict_all(vp, xyz) + centre
 
     visible = np.ones((n_views, n_markers), dtype=bool)
