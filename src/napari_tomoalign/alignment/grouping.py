@@ -1,0 +1,182 @@
+"""IMOD's variable mappings: which unknown (or pair of unknowns) each view's value of a variable comes from.
+
+A mapping gives, for every view ``v``, two unknowns ``a[v]``, ``b[v]`` (-1 for none) and weights, so that
+
+    value_v = start_v + w_a[v] q[a[v]] + w_b[v] q[b[v]]
+
+where ``q`` are the unknowns of this variable kind (increments from the start values). A fixed view has
+no unknown; a view of a block group shares its group's unknown; a view of a linear group is interpolated
+between two *anchor* views. This reproduces ``tiltalign``'s automapping (IMOD 4.8.2, ``map_vars.f90``):
+
+- **Groups by tilt.** Over a range of views, view ``v`` has relative size ``g_v = N c_v / sum(c)`` with
+  ``c_v = cos(min(|theta_v|, 80 deg))^p``; it weighs ``u_v = 1 / (g_v G)`` for the default group size
+  ``G``; there are ``n = max(1, round(sum u))`` groups, and group ``m`` takes views while the running sum
+  of ``u`` stays ``<= m sum(u) / n + 0.01``. So with ``p > 0`` groups shrink at high tilt.
+- **Block:** one unknown per group; the reference group has none.
+- **Linear:** unknowns sit at the first view of each group (and at the last view of a final group of 3
+  or more views). A view between anchors ``f_m`` and ``f_{m+1}`` takes
+  ``w V(f_m) + (1 - w) V(f_{m+1})`` with ``w = (f_{m+1} - v) / (f_{m+1} - f_m)``. The reference group's
+  first view is held fixed; its group ramps from there, and the group before it ramps to it.
+
+Views here are 0-based; `describe` labels unknowns by their 1-based anchor view, as IMOD's log does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+MAX_TILT_FOR_SIZE_DEG = 80.0
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Unknowns and weights per view (module docstring). ``anchor_view[k]`` is unknown ``k``'s view."""
+
+    var_a: NDArray[np.intp]
+    w_a: NDArray[np.float64]
+    var_b: NDArray[np.intp]
+    w_b: NDArray[np.float64]
+    anchor_view: NDArray[np.intp]
+
+    @property
+    def n_views(self) -> int:
+        return len(self.var_a)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.anchor_view)
+
+    def values(self, q: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(n_views,)`` increments from the start values for unknowns ``q``."""
+        qa = np.where(self.var_a >= 0, np.asarray(q, float)[np.maximum(self.var_a, 0)], 0.0) if self.n_vars else 0.0
+        qb = np.where(self.var_b >= 0, np.asarray(q, float)[np.maximum(self.var_b, 0)], 0.0) if self.n_vars else 0.0
+        return self.w_a * qa + self.w_b * qb
+
+    def describe(self, view: int) -> str:
+        """IMOD's log notation for one view: ``'7'``, ``'1+3'``, ``'26+fix'`` or ``'fixed'`` (1-based)."""
+        a, b = int(self.var_a[view]), int(self.var_b[view])
+        if a < 0 and b < 0:
+            return "fixed"
+        label = [str(int(self.anchor_view[k]) + 1) if k >= 0 else "fix" for k in (a, b)]
+        if b < 0 and self.w_a[view] == 1.0:
+            return label[0]
+        if a < 0 and self.w_b[view] == 1.0:
+            return label[1]
+        return f"{label[0]}+{label[1]}" if a >= 0 else f"{label[1]}+fix"  # IMOD names the unknown first
+
+
+def fixed_mapping(n_views: int) -> Mapping:
+    """Every view held at its start value."""
+    none = np.full(n_views, -1, dtype=np.intp)
+    return Mapping(none, np.zeros(n_views), none.copy(), np.zeros(n_views), np.zeros(0, dtype=np.intp))
+
+
+def block_mapping(labels: NDArray[np.intp], reference_view: int | None = None) -> Mapping:
+    """One unknown per group label (``labels < 0``: fixed); the reference view's group is fixed."""
+    labels = np.asarray(labels, dtype=np.intp)
+    free = labels >= 0
+    if reference_view is not None and labels[reference_view] >= 0:
+        free &= labels != labels[reference_view]
+    uniq, first = np.unique(labels[free], return_index=True)
+    var_a = np.full(len(labels), -1, dtype=np.intp)
+    var_a[free] = np.searchsorted(uniq, labels[free])
+    anchors = np.flatnonzero(free)[first] if uniq.size else np.zeros(0, dtype=np.intp)
+    none = np.full(len(labels), -1, dtype=np.intp)
+    return Mapping(var_a, free.astype(float), none, np.zeros(len(labels)), anchors.astype(np.intp))
+
+
+def per_view_mapping(n_views: int, fixed_views: Sequence[int] = ()) -> Mapping:
+    """An unknown for every view except ``fixed_views``."""
+    labels = np.arange(n_views, dtype=np.intp)
+    labels[list(fixed_views)] = -1
+    return block_mapping(labels)
+
+
+def tilt_groups_imod(
+    tilts_deg: NDArray[np.float64],
+    default_size: float,
+    power: float,
+    points_per_view: NDArray[np.intp] | None = None,
+    views: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """IMOD's automatic groups over one range of views (module docstring), as lists of 0-based views.
+
+    ``views`` is the range (default: all views); views with fewer than 3 points (``points_per_view``)
+    do not count towards group sizes when any view of the range is that sparse.
+    """
+    views = list(range(len(tilts_deg))) if views is None else list(views)
+    if not views:
+        return []
+    t = np.abs(np.asarray(tilts_deg, dtype=float)[views])
+    c = np.cos(np.radians(np.minimum(t, MAX_TILT_FOR_SIZE_DEG))) ** power
+    counts = np.ones(len(views), bool)
+    if points_per_view is not None:
+        pts = np.asarray(points_per_view)[views]
+        if np.any(pts < 3):
+            counts = pts >= 3
+    n = max(int(counts.sum()), 1)
+    u = np.where(counts, np.sum(c[counts]) / (n * c * float(default_size)), 0.0)
+    total = float(u.sum())
+    n_groups = max(1, int(round(total)))
+    groups: list[list[int]] = [[]]
+    running = 0.0
+    for k, v in enumerate(views):
+        running += u[k]
+        if groups[-1] and running > len(groups) * total / n_groups + 0.01 and len(groups) < n_groups:
+            groups.append([])
+        groups[-1].append(v)
+    return groups
+
+
+def linear_mapping(groups: list[list[int]], n_views: int, reference_view: int | None = None,
+                   linked: Sequence[bool] | None = None) -> Mapping:
+    """Unknowns at the anchor views of consecutive groups, linearly interpolated between them.
+
+    ``linked[m]`` says whether group ``m + 1`` continues group ``m`` (IMOD does not interpolate across a
+    gap in its group numbering); default all linked.
+    """
+    linked = [True] * max(len(groups) - 1, 0) if linked is None else list(linked)
+    ref_group = next((m for m, g in enumerate(groups) if reference_view in g), None)
+    # Anchor views and which of them are held fixed.
+    anchors: list[int] = []
+    ends: list[int | None] = []  # the view each group ramps to (None: no ramp)
+    for m, g in enumerate(groups):
+        anchors.append(g[0])
+        if m + 1 < len(groups) and linked[m]:
+            ends.append(groups[m + 1][0])
+        elif len(g) >= 3:
+            ends.append(g[-1])
+        else:
+            ends.append(None)
+    fixed_views = {groups[ref_group][0]} if ref_group is not None else set()
+    points = sorted({a for a in anchors} | {e for m, e in enumerate(ends) if e is not None and
+                                              (m + 1 >= len(groups) or not linked[m])})
+    free_points = [p for p in points if p not in fixed_views]
+    index = {p: k for k, p in enumerate(free_points)}
+    var_a = np.full(n_views, -1, dtype=np.intp)
+    var_b = np.full(n_views, -1, dtype=np.intp)
+    w_a, w_b = np.zeros(n_views), np.zeros(n_views)
+    for m, g in enumerate(groups):
+        start, end = g[0], ends[m]
+        for v in g:
+            if end is None or v == start:
+                var_a[v], w_a[v] = index.get(start, -1), float(start not in fixed_views)
+                continue
+            w = (end - v) / (end - start)
+            var_a[v], w_a[v] = index.get(start, -1), w if start not in fixed_views else 0.0
+            var_b[v], w_b[v] = index.get(end, -1), (1.0 - w) if end not in fixed_views else 0.0
+    var_a[w_a == 0] = -1
+    var_b[w_b == 0] = -1
+    return Mapping(var_a, w_a, var_b, w_b, np.asarray(free_points, dtype=np.intp))
+
+
+def blocks_from_groups(groups: list[list[int]], n_views: int) -> NDArray[np.intp]:
+    """Group labels per view (-1 for views in no group)."""
+    labels = np.full(n_views, -1, dtype=np.intp)
+    for m, g in enumerate(groups):
+        labels[g] = m
+    return labels
