@@ -1,0 +1,135 @@
+"""IMOD's full projection model (numpy reference): distortion, X-tilt and beam tilt on top of `model`.
+
+Per view ``j`` the parameters are those of `model` (tilt ``theta``, rotation ``alpha``, magnification
+``s``, shift ``dx, dy``) followed by X-stretch ``e`` (IMOD's dmag), skew ``sigma``, X-tilt ``phi`` and
+compression ``k``, in the column order ``FULL_VIEW_PARAMS``; the beam tilt ``b`` is one value for the
+series. With ``D = [[(s+e) cos sigma, 0, 0], [(s+e) sin sigma, s, 0], [0, 0, s k]]``::
+
+    A_j = R(alpha) Pi(b) Y(theta) Xr(-b) Xr(phi) D          (2 x 3)
+    p_ij = A_j [x_i, y_i, z_i] + [dx_j, dy_j]               (centred pixels)
+
+``Y`` turns about y, ``Xr`` about x, ``Pi(b)`` is the first two rows of ``Xr(b)`` and ``R`` the in-plane
+rotation (`../shared/docs/imod-full-model.md`, section 1.2, from IMOD's ``funct.f90``). With ``e = sigma =
+phi = b = 0`` and ``k = 1`` this is `model.project`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .model import DX, DY, MAG, ROT, TILT
+
+FULL_VIEW_PARAMS = ("tilt", "rotation", "magnification", "shift_x", "shift_y", "x_stretch", "skew", "x_tilt",
+                    "compression")
+DMAG, SKEW, XTILT, COMP = 5, 6, 7, 8
+N_FULL = len(FULL_VIEW_PARAMS)
+MATRIX_PARAMS = (TILT, ROT, MAG, DMAG, SKEW, XTILT, COMP)  # the parameters that enter A_j
+
+
+def default_full_params(view_params: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(n_views, 9)`` full parameters equal to the default model's ``(n_views, 5)`` ones."""
+    out = np.zeros((len(view_params), N_FULL))
+    out[:, :5] = view_params
+    out[:, COMP] = 1.0
+    return out
+
+
+def _rx(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2)
+
+
+def _drx(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    z = np.zeros_like(a)
+    return np.stack([np.stack([z, z, z], -1), np.stack([z, -s, -c], -1), np.stack([z, c, -s], -1)], -2)
+
+
+def _ry(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(t), np.sin(t)
+    z, o = np.zeros_like(t), np.ones_like(t)
+    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
+
+
+def _dry(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(t), np.sin(t)
+    z = np.zeros_like(t)
+    return np.stack([np.stack([-s, z, c], -1), np.stack([z, z, z], -1), np.stack([-c, z, -s], -1)], -2)
+
+
+def _r2(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+
+
+def _dr2(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    return np.stack([np.stack([-s, -c], -1), np.stack([c, -s], -1)], -2)
+
+
+def _distortion(p: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[int, NDArray[np.float64]]]:
+    """``D`` per view and its derivatives by magnification, X-stretch, skew and compression."""
+    s, e, sg, k = p[:, MAG], p[:, DMAG], p[:, SKEW], p[:, COMP]
+    n = len(p)
+    cs, sn = np.cos(sg), np.sin(sg)
+    d = np.zeros((n, 3, 3))
+    d[:, 0, 0], d[:, 1, 0], d[:, 1, 1], d[:, 2, 2] = (s + e) * cs, (s + e) * sn, s, s * k
+    dd = {kind: np.zeros((n, 3, 3)) for kind in (MAG, DMAG, SKEW, COMP)}
+    dd[MAG][:, 0, 0], dd[MAG][:, 1, 0], dd[MAG][:, 1, 1], dd[MAG][:, 2, 2] = cs, sn, 1.0, k
+    dd[DMAG][:, 0, 0], dd[DMAG][:, 1, 0] = cs, sn
+    dd[SKEW][:, 0, 0], dd[SKEW][:, 1, 0] = -(s + e) * sn, (s + e) * cs
+    dd[COMP][:, 2, 2] = s
+    return d, dd
+
+
+def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0) -> tuple[
+        NDArray[np.float64], dict[int | str, NDArray[np.float64]]]:
+    """``A_j`` ``(n_views, 2, 3)`` and its derivatives by each matrix parameter and by ``"beam_tilt"``."""
+    p = np.asarray(params, dtype=float)
+    n = len(p)
+    b = np.full(n, float(beam_tilt))
+    pi, dpi = _rx(b)[:, :2], _drx(b)[:, :2]
+    y, dy = _ry(p[:, TILT]), _dry(p[:, TILT])
+    xb, dxb = _rx(-b), -_drx(-b)
+    xp, dxp = _rx(p[:, XTILT]), _drx(p[:, XTILT])
+    r, dr = _r2(p[:, ROT]), _dr2(p[:, ROT])
+    d, dd = _distortion(p)
+    tail = xb @ xp @ d  # Xr(-b) Xr(phi) D
+    m = pi @ y @ tail  # 2 x 3 before the in-plane rotation
+    a = r @ m
+    deriv: dict[int | str, NDArray[np.float64]] = {
+        ROT: dr @ m,
+        TILT: r @ pi @ dy @ tail,
+        XTILT: r @ pi @ y @ xb @ dxp @ d,
+        "beam_tilt": r @ (dpi @ y @ tail + pi @ y @ dxb @ xp @ d),
+    }
+    front = r @ pi @ y @ xb @ xp
+    for kind in (MAG, DMAG, SKEW, COMP):
+        deriv[kind] = front @ dd[kind]
+    return a, deriv
+
+
+def project_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
+                 marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> NDArray[np.float64]:
+    """``(n_obs, 2)`` predicted centred positions of the given (view, marker) pairs."""
+    a, _ = view_matrices(params, beam_tilt)
+    p = np.asarray(params, dtype=float)
+    return np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz, float)[marker_index]) + p[view_index][:, [DX, DY]]
+
+
+def jacobian_blocks_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
+                         marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> tuple[
+        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Derivatives of each prediction: by its view's 9 parameters ``(n_obs, 2, 9)``, by its marker
+    ``(n_obs, 2, 3)`` and by the beam tilt ``(n_obs, 2)``."""
+    a, deriv = view_matrices(params, beam_tilt)
+    x = np.asarray(xyz, float)[marker_index]
+    jv = np.zeros((len(view_index), 2, N_FULL))
+    for kind in MATRIX_PARAMS:
+        jv[:, :, kind] = np.einsum("nij,nj->ni", deriv[kind][view_index], x)
+    jv[:, 0, DX] = 1.0
+    jv[:, 1, DY] = 1.0
+    jb = np.einsum("nij,nj->ni", deriv["beam_tilt"][view_index], x)
+    return jv, a[view_index].copy(), jb
