@@ -1,0 +1,201 @@
+"""tiltalign's options (from an ``align.com``) as variable mappings for IMOD's full model.
+
+Each variable kind of `full_model` gets a `grouping.Mapping` built as ``tiltalign`` builds it from its
+option code (``RotOption``, ``TiltOption``, ``MagOption``, ``CompOption``, ``XStretchOption``,
+``SkewOption``, ``XTiltOption``), default group size, reference views and mapping lists
+(`../shared/docs/imod-full-model.md`, sections 1.4 and 2). Options this project does not carry out
+raise `AlignmentError` naming them; keys that only name files or reports are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import AlignmentError
+from .grouping import (
+    Mapping,
+    block_mapping,
+    blocks_from_groups,
+    fixed_mapping,
+    linear_mapping,
+    per_view_mapping,
+    tilt_groups_imod,
+)
+
+KINDS = ("rotation", "tilt", "magnification", "compression", "x_stretch", "skew", "x_tilt")
+PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
+          "x_stretch": "XStretch", "skew": "Skew", "x_tilt": "XTilt"}
+# Keys that name files, reports or minimiser details: they do not change the solution.
+IGNORED = {"ModelFile", "ImageFile", "ImageSizeXandY", "OutputModelFile", "OutputResidualFile", "OutputFidXYZFile",
+           "OutputTiltFile", "OutputTransformFile", "OutputXAxisTiltFile", "OutputZFactorFile", "OutputLocalFile",
+           "OutputUnadjustedTiltFile", "OutputFilledInModel", "TiltFile", "ResidualReportCriterion",
+           "SurfacesToAnalyze", "MetroFactor", "MaximumCycles", "LocalOutputOptions", "WarnOnRobustFailure",
+           "ShiftZFromOriginal", "AxisXShift"}
+LOCAL_KEYS = ("NumberOfLocalPatchesXandY", "TargetPatchSizeXandY", "MinSizeOrOverlapXandY",
+              "MinFidsTotalAndEachSurface", "FixXYZCoordinates", "LocalMagReferenceView", "LocalTiltFixedView")
+
+
+@dataclass(frozen=True)
+class ImodSettings:
+    """A tiltalign run's model: one mapping per variable kind, start values and scalar options."""
+
+    mappings: dict[str, Mapping]
+    rotation_angle_deg: float
+    angle_offset_deg: float
+    axis_z_shift_px: float
+    beam_tilt_deg: float
+    beam_tilt_free: bool
+    excluded_views: tuple[int, ...] = ()
+    robust: bool = False
+    local_alignments: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_geometric(self) -> int:
+        """The number of geometric unknowns (IMOD's log: 'geometric variables')."""
+        return sum(m.n_vars for m in self.mappings.values()) + int(self.beam_tilt_free)
+
+
+def _number(entries: dict[str, list[str]], key: str, default: float) -> float:
+    if key not in entries:
+        return default
+    try:
+        return float(entries[key][-1].replace(",", " ").split()[0])
+    except (ValueError, IndexError):
+        raise AlignmentError(f"{key} {entries[key][-1]!r} is not a number") from None
+
+
+def _views(text: str, n_views: int) -> list[int]:
+    """1-based view list with ranges (``1-3,7``) as 0-based views."""
+    out: list[int] = []
+    for part in text.replace(" ", ",").split(","):
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        try:
+            lo, hi = int(a), int(b or a)
+        except ValueError:
+            raise AlignmentError(f"{text!r} is not a list of views such as 1-3,7") from None
+        if not 1 <= lo <= hi <= n_views:
+            raise AlignmentError(f"views {part} are outside 1-{n_views}")
+        out.extend(range(lo - 1, hi))
+    return out
+
+
+def _check_supported(entries: dict[str, list[str]]) -> None:
+    known = set(IGNORED) | set(LOCAL_KEYS) | {"RotationAngle", "AngleOffset", "AxisZShift", "ImagesAreBinned",
+                                              "BeamTiltOption", "FixedOrInitialBeamTilt", "ExcludeList",
+                                              "RobustFitting", "LocalAlignments", "MagReferenceView",
+                                              "CompReferenceView", "TiltFixedView", "TiltSecondFixedView",
+                                              "RotationFixedView"}
+    for kind in KINDS:
+        known |= {f"{PREFIX[kind]}Option", f"{PREFIX[kind]}DefaultGrouping", f"{PREFIX[kind]}Mapping",
+                  f"Local{PREFIX[kind]}Option", f"Local{PREFIX[kind]}DefaultGrouping"}
+    unknown = sorted(k for k in entries if k not in known)
+    if unknown:
+        raise AlignmentError("these tiltalign options are not supported: " + ", ".join(unknown)
+                             + "; remove them from the command file or align without --imod-com")
+    if _number(entries, "LocalAlignments", 0) != 0:
+        raise AlignmentError("LocalAlignments 1 is not supported yet; set it to 0 to align globally")
+    if _number(entries, "BeamTiltOption", 0) == 2:
+        raise AlignmentError("BeamTiltOption 2 (search) is not supported; use 1 (solve) or 0 (fixed)")
+
+
+def _power(kind: str, code: int) -> float:
+    """The exponent of cos(tilt) in the group sizes of an automapped variable (IMOD's input_vars.f90)."""
+    if kind == "tilt":
+        return 1.0 if code in (5, 7) else 0.0
+    if kind == "compression":
+        return 1.0 if code == 3 else 0.0
+    if kind == "x_stretch":
+        return 1.5
+    if kind == "skew":
+        return 0.0 if code == 3 else 1.0
+    return 0.0
+
+
+def _linear_and_block_codes(kind: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if kind == "tilt":
+        return (5, 7), (6, 8)
+    if kind == "x_stretch":
+        return (4,), (3,)  # X-stretch numbers them the other way round
+    return (3,), (4,)
+
+
+def _dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
+    """The view whose X-stretch and skew are held at 0 (0-based; IMOD's floor(N/4) rule)."""
+    r, r3 = n_views // 4 - 1, (3 * n_views) // 4 - 1
+    if r == min_tilt or (mag_reference > min_tilt and r3 != min_tilt):
+        return r3
+    return r
+
+
+def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64], refs: dict[str, int],
+             points: NDArray[np.intp] | None) -> Mapping:
+    n = len(tilts)
+    prefix = PREFIX[kind]
+    code = int(_number(entries, f"{prefix}Option", 0))
+    ref = refs[kind]
+    if code == 0:
+        return fixed_mapping(n)
+    if kind == "rotation" and code == -1:
+        return block_mapping(np.zeros(n, dtype=np.intp))
+    if code == 1 or (kind == "tilt" and code in (2, 3)):
+        fixed = [] if kind == "rotation" and "RotationFixedView" not in entries else [ref]
+        if kind == "tilt" and code == 3:
+            fixed.append(int(_number(entries, "TiltSecondFixedView", 1)) - 1)
+        return per_view_mapping(n, fixed)
+    linear, block = _linear_and_block_codes(kind)
+    if (kind == "tilt" and code == 4) or (kind != "tilt" and code == 2):
+        labels = np.asarray(_views_labels(entries.get(f"{prefix}Mapping", [""])[-1], n), dtype=np.intp)
+        return block_mapping(np.where(labels == 0, -1, labels) if kind == "tilt" else labels, ref)
+    if code not in linear + block:
+        raise AlignmentError(f"{prefix}Option {code} is not one of tiltalign's codes")
+    groups = tilt_groups_imod(tilts, _number(entries, f"{prefix}DefaultGrouping", 5.0), _power(kind, code), points)
+    if code in linear:
+        return linear_mapping(groups, n, reference_view=ref)
+    return block_mapping(blocks_from_groups(groups, n), ref)
+
+
+def _views_labels(text: str, n: int) -> list[int]:
+    try:
+        labels = [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise AlignmentError(f"mapping list {text!r} is not whole numbers") from None
+    if len(labels) != n:
+        raise AlignmentError(f"a mapping list needs one label per view ({n}), got {len(labels)}")
+    return labels
+
+
+def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[np.float64],
+                      points_per_view: NDArray[np.intp] | None = None) -> ImodSettings:
+    """The model of a tiltalign section (`io.imod_com.read_com_section`) for a series with these tilts."""
+    _check_supported(entries)
+    offset = _number(entries, "AngleOffset", 0.0)
+    raw = np.asarray(nominal_tilts_deg, dtype=float)
+    tilts = raw + offset
+    n = len(tilts)
+    min_tilt = int(np.argmin(np.abs(raw)))  # the smallest |raw tilt|, ties to the lower view
+    mag_ref = int(_number(entries, "MagReferenceView", min_tilt + 1)) - 1
+    dmag_ref = _dmag_reference(n, min_tilt, mag_ref)
+    refs = {"rotation": int(_number(entries, "RotationFixedView", 1)) - 1,
+            "tilt": int(_number(entries, "TiltFixedView", min_tilt + 1)) - 1 if "TiltFixedView" in entries
+            else min_tilt,
+            "magnification": mag_ref, "compression": int(_number(entries, "CompReferenceView", min_tilt + 1)) - 1,
+            "x_stretch": dmag_ref, "skew": dmag_ref, "x_tilt": min_tilt}
+    for kind, view in refs.items():
+        if not 0 <= view < n:
+            raise AlignmentError(f"the {kind} reference view {view + 1} is outside 1-{n}")
+    mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view) for kind in KINDS}
+    binned = _number(entries, "ImagesAreBinned", 1.0)
+    return ImodSettings(
+        mappings=mappings, rotation_angle_deg=_number(entries, "RotationAngle", 0.0), angle_offset_deg=offset,
+        axis_z_shift_px=_number(entries, "AxisZShift", 0.0) / max(binned, 1.0),
+        beam_tilt_deg=_number(entries, "FixedOrInitialBeamTilt", 0.0),
+        beam_tilt_free=_number(entries, "BeamTiltOption", 0) == 1,
+        excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),
+        robust=_number(entries, "RobustFitting", 0) != 0,
+    )
