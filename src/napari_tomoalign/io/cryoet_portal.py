@@ -1,0 +1,106 @@
+"""CryoET Data Portal alignment JSON (the portal's standard alignment schema), via ``cryoet-alignment``.
+
+The document (``cryoet_alignment.io.cryoet_data_portal.Alignment``) holds, per kept view
+(``per_section_alignment_parameters``): ``z_index`` (0-based index in the raw stack),
+``tilt_angle`` (degrees, IMOD's sign), ``volume_x_rotation`` (IMOD's x-tilt; 0 here),
+``in_plane_rotation`` (a 2 x 2 matrix) and ``x_offset``, ``y_offset`` (pixels of the unbinned raw
+stack, not Angstrom). It converts to IMOD's ``.xf`` as ``cryoet-alignment`` does
+(``Alignment.to_imod``): ``A = in_plane_rotation^T`` and ``D = -A (x_offset, y_offset)``, about IMOD's
+image centre. So ``in_plane_rotation = R(alpha)`` for a view whose tilt axis is at ``alpha`` degrees
+from the image y axis, counter-clockwise, and the offsets are the raw-frame shift ``T`` of
+``raw = A^-1 (aligned - c) + T + c`` (AreTomo's TX, TY). A view's magnification ``s`` rides in the
+matrix (``R(alpha) / s``), which ``to_imod`` turns back into the exact transform; it is a pure rotation
+when the alignment fixed the magnification.
+
+Volume-level fields: ``affine_transformation_matrix`` identity, ``alignment_type`` ``GLOBAL``,
+``format`` ``IMOD`` (the transforms are IMOD's), ``is_portal_standard`` true, no tilt or x-rotation
+offset, ``volume_offset`` zero, and ``volume_dimension`` in Angstrom (x, y: the image; z: the
+thickness), 0 where the pixel size is unknown. Views left out of the fit are not listed. The
+schema records neither the image size nor the pixel size: reading needs the image size (or a
+volume dimension and pixel size to derive it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .alignment import SavedAlignment
+from .atomic import atomic_open
+from .convert import raw_shifts
+from .errors import FileFormatError
+
+
+def _model():
+    try:
+        from cryoet_alignment.io.cryoet_data_portal.alignment import Alignment, PerSectionAlignmentParameters
+    except ImportError:  # pragma: no cover - depends on the install
+        raise FileFormatError("the portal format needs 'cryoet-alignment': pip install cryoet-alignment") from None
+    return Alignment, PerSectionAlignmentParameters
+
+
+def to_portal(saved: SavedAlignment, *, thickness_px: int | None = None):
+    """The portal `Alignment` document of ``saved`` (see the module docstring)."""
+    Alignment, Section = _model()
+    t = raw_shifts(saved.transforms)
+    sections = []
+    for i in np.flatnonzero(saved.view_determined):
+        a = saved.transforms[i, :, :2]
+        if not np.all(np.isfinite(saved.transforms[i])):
+            continue
+        sections.append(Section(z_index=int(i), tilt_angle=float(saved.tilt_angles_deg[i]), volume_x_rotation=0.0,
+                                in_plane_rotation=a.T.tolist(), x_offset=float(t[i, 0]), y_offset=float(t[i, 1])))
+    pix_a = 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else 0.0
+    nz = thickness_px if thickness_px is not None else saved.image_size[1]
+    dims = {"x": saved.image_size[0] * pix_a, "y": saved.image_size[1] * pix_a, "z": nz * pix_a}
+    return Alignment(affine_transformation_matrix=np.eye(4).tolist(), alignment_type="GLOBAL", format="IMOD",
+                     is_portal_standard=True, tilt_offset=0.0, volume_offset={"x": 0.0, "y": 0.0, "z": 0.0},
+                     x_rotation_offset=0.0, per_section_alignment_parameters=sections, volume_dimension=dims)
+
+
+def write_portal_alignment(saved: SavedAlignment, path: str | os.PathLike[str], *, thickness_px: int | None = None,
+                           overwrite: bool = False) -> Path:
+    """Write ``saved`` as a CryoET Data Portal alignment JSON; return its path."""
+    p = Path(path)
+    doc = to_portal(saved, thickness_px=thickness_px)
+    with atomic_open(p, overwrite=overwrite) as f:
+        f.write(doc.model_dump_json(indent=1))
+        f.write("\n")
+    return p
+
+
+def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None,
+                          n_views: int | None = None, pixel_size_nm: float | None = None) -> SavedAlignment:
+    """Read a portal alignment JSON. ``image_size`` is needed unless the volume dimension and ``pixel_size_nm``
+    give it; ``n_views`` (default: the highest ``z_index`` + 1) is the length of the raw stack."""
+    Alignment, _ = _model()
+    p = Path(path)
+    try:
+        doc = Alignment.from_string(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FileFormatError(f"{p}: cannot read the alignment: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise FileFormatError(f"{p}: not a CryoET Data Portal alignment ({str(exc).splitlines()[0]})") from None
+    if doc.alignment_type.upper() != "GLOBAL":
+        raise FileFormatError(f"{p}: alignment_type {doc.alignment_type!r}; only GLOBAL alignments can be read")
+    xrot = [abs(s.volume_x_rotation) for s in doc.per_section_alignment_parameters]
+    if abs(doc.x_rotation_offset) > 1e-9 or max(xrot, default=0.0) > 1e-9:
+        raise FileFormatError(f"{p}: an x-axis tilt (volume_x_rotation) cannot be represented here")
+    if image_size is None:
+        dims = doc.volume_dimension
+        if not (pixel_size_nm and dims.get("x") and dims.get("y")):
+            raise FileFormatError(f"{p}: the portal schema does not record the image size; give it (--image-size W H)")
+        image_size = (round(dims["x"] / (10.0 * pixel_size_nm)), round(dims["y"] / (10.0 * pixel_size_nm)))
+    secs = doc.per_section_alignment_parameters
+    n = n_views if n_views is not None else (max(s.z_index for s in secs) + 1 if secs else 0)
+    xf = np.full((n, 2, 3), np.nan)
+    tilts = np.zeros(n)
+    for s in secs:
+        a = np.asarray(s.in_plane_rotation, dtype=float).T
+        xf[s.z_index, :, :2] = a
+        xf[s.z_index, :, 2] = -a @ np.array([s.x_offset, s.y_offset])
+        tilts[s.z_index] = s.tilt_angle  # as Alignment.to_imod: tilt_offset is not added
+    determined = np.all(np.isfinite(xf.reshape(n, -1)), axis=1)
+    return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pixel_size_nm)
