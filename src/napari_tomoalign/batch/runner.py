@@ -1,0 +1,178 @@
+"""`run_batch`: every series of a batch as one dask.distributed task, then the summary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .series import SeriesSpec, discover
+from .summary import flag_outliers, write_summary_csv, write_summary_png
+from .task import Tracker, is_finished, make_row, process_series, row_from_json
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: one row per series (as in ``summary.csv``), the summary files and the wall time."""
+
+    rows: list[dict[str, Any]]
+    summary_csv: Path
+    summary_png: Path | None
+    wall_time_s: float
+    dashboard: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.rows)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] in ("failed", "no-markers")]
+
+
+def machine_workers() -> int:
+    """Workers for a local cluster: the cores this process may use (one single-threaded worker per core)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def _client(scheduler: str | None, n_workers: int | None, processes: bool, timeout_s: float):
+    """A client of the given scheduler, or of a new LocalCluster on 127.0.0.1 (closed by the caller)."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout=timeout_s), None
+    net = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process: no network at all
+    cluster = LocalCluster(n_workers=n_workers or machine_workers(), threads_per_worker=1, processes=processes,
+                           dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=40, **net)
+    return Client(cluster, timeout=timeout_s), cluster
+
+
+def _progress(futures: list, show: bool):
+    """Yield futures as they finish, with a terminal progress bar when ``show`` (tqdm, else dask's own)."""
+    from dask.distributed import as_completed
+
+    if not show:
+        yield from as_completed(futures)
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        from dask.distributed import progress
+
+        progress(futures)  # dask's text bar; returns when all are done
+        yield from futures
+        return
+    with tqdm(total=len(futures), unit="series", file=sys.stderr, dynamic_ncols=True) as bar:
+        for f in as_completed(futures):
+            bar.update(1)
+            yield f
+
+
+def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, tracker, show: bool) -> dict[str, dict]:
+    """Run the series on the cluster; a task that raised (a dead worker) becomes a failed row."""
+    futures = [client.submit(process_series, s, str(out), defaults, tracker, key=f"tomoalign-{s.name}-{time.time_ns()}",
+                             pure=False) for s in todo]
+    names = {f.key: s.name for f, s in zip(futures, todo)}
+    rows: dict[str, dict] = {}
+    for f in _progress(futures, show):
+        name = names[f.key]
+        try:
+            rows[name] = f.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker or a task killed: reported, the batch goes on
+            rows[name] = make_row(name, "failed", output=str(out / name),
+                              error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300])
+        f.release()
+    return rows
+
+
+def run_batch(
+    source: str | os.PathLike[str] | list,
+    output: str | os.PathLike[str],
+    *,
+    options: dict[str, Any] | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    n_workers: int | None = None,
+    processes: bool = True,
+    force: bool = False,
+    progress: bool | None = None,
+    tracker: Tracker | None = None,
+    plot: bool = True,
+    timeout_s: float = 30.0,
+    log: Callable[[str], None] | None = None,
+) -> BatchResult:
+    """Align every series of ``source`` into ``output/NAME/``; write ``output/summary.csv`` and ``summary.png``.
+
+    Parameters
+    ----------
+    source
+        A folder, a glob pattern (quote it in a shell), a CSV table, or a list of files or `SeriesSpec`
+        (see `batch.series`).
+    output
+        Folder for the series' outputs (one sub-folder each, the files of ``tomoalign align``) and the summary.
+    options
+        Defaults for every series, by the table's option names (``tilt_axis``, ``rotation``, ``robust``, ...,
+        ``pixel_size_nm``); a table's per-series cells win.
+    scheduler, client, n_workers, processes
+        ``scheduler``: the address of a running dask scheduler (``tcp://host:8786``). ``client``: a
+        ``dask.distributed.Client`` to use as it is. Otherwise a ``LocalCluster`` on 127.0.0.1 with
+        ``n_workers`` single-threaded workers (default: one per core), processes unless ``processes=False``.
+    force
+        Re-align series whose outputs are complete and newer than their inputs (skipped otherwise).
+    progress
+        A progress bar on stderr (default: when stderr is a terminal).
+    tracker
+        Bead tracker for series without markers (see `batch.task.Tracker`); None reports them as ``no-markers``.
+    plot
+        Write ``summary.png`` (needs matplotlib; skipped with a note without it).
+    log
+        Called with one-line notes (the dashboard address, a skipped plot); default: nothing.
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _m: None)
+    specs = discover(source)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {s.name for s in specs if not force and is_finished(s, out)}
+    todo = [s for s in specs if s.name not in done]
+    rows = {s.name: row_from_json(s, out, "skipped") for s in specs if s.name in done}
+    notes: list[str] = []
+    dashboard = None
+    if todo:
+        show = sys.stderr.isatty() if progress is None else progress
+        own, cluster = (client, None) if client is not None else _client(scheduler, n_workers, processes, timeout_s)
+        try:
+            dashboard = getattr(own, "dashboard_link", None) if _has_bokeh() or scheduler else None
+            if dashboard:
+                say(f"dask dashboard: {dashboard}")
+            rows.update(_submit_all(own, todo, out, dict(options or {}), tracker, show))
+        finally:
+            if client is None:
+                own.close()
+                if cluster is not None:
+                    cluster.close()
+    ordered = [rows[s.name] for s in specs]
+    csv_path = write_summary_csv(ordered, out / "summary.csv")
+    png = write_summary_png(ordered, out / "summary.png") if plot else None
+    if plot and png is None:
+        notes.append("summary.png not written: matplotlib is not installed (pip install matplotlib)")
+        say(notes[-1])
+    return BatchResult(ordered, csv_path, png, time.perf_counter() - t0, dashboard, notes)
+
+
+def outliers(result: BatchResult) -> list[str]:
+    """Names of the series flagged in the summary (RMS far above the batch's, or failed)."""
+    return [r["name"] for r, o in zip(result.rows, flag_outliers(result.rows)) if o]

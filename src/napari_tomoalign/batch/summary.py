@@ -1,0 +1,92 @@
+"""The end of a batch: ``summary.csv`` (one row per series) and ``summary.png`` (RMS per series, outliers flagged)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from ..io.atomic import atomic_open, atomic_path
+from .task import ROW_FIELDS
+
+CSV_FIELDS = (*ROW_FIELDS, "outlier")
+
+
+def flag_outliers(rows: list[dict[str, Any]], k: float = 3.0) -> list[bool]:
+    """True for series whose RMS lies above ``median + k * MADN`` of the batch (and for failed ones).
+
+    MADN is the median absolute deviation scaled by 1.4826 (the standard deviation for normal data);
+    with fewer than 4 RMS values only failures are flagged.
+    """
+    vals = [r["rms_residual_px"] for r in rows if _finite(r.get("rms_residual_px"))]
+    out = [r["status"] in ("failed", "no-markers", "not-converged") for r in rows]
+    if len(vals) < 4:
+        return out
+    med = _median(vals)
+    madn = 1.4826 * _median([abs(v - med) for v in vals])
+    cut = med + k * max(madn, 1e-3 * med)
+    return [o or (_finite(r.get("rms_residual_px")) and r["rms_residual_px"] > cut) for o, r in zip(out, rows)]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _median(v: list[float]) -> float:
+    s = sorted(v)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Write the rows (with an ``outlier`` column) as CSV, atomically."""
+    flags = flag_outliers(rows)
+    with atomic_open(path, overwrite=True) as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(CSV_FIELDS)
+        for r, o in zip(rows, flags):
+            w.writerow([_fmt(r.get(k)) for k in ROW_FIELDS] + [str(bool(o)).lower()])
+    return path
+
+
+def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Plot RMS per series (outliers red and named, failures marked at the bottom); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    flags = flag_outliers(rows)
+    fig = Figure(figsize=(max(6.0, min(20.0, 0.12 * len(rows) + 4)), 4.0), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    x = list(range(len(rows)))
+    rms = [r["rms_residual_px"] if _finite(r.get("rms_residual_px")) else math.nan for r in rows]
+    ok = [i for i in x if not flags[i] and _finite(rms[i])]
+    bad = [i for i in x if flags[i] and _finite(rms[i])]
+    failed = [i for i in x if not _finite(rms[i])]
+    ax.scatter(ok, [rms[i] for i in ok], s=14, color="tab:blue", label="RMS residual")
+    ax.scatter(bad, [rms[i] for i in bad], s=24, color="tab:red", label="outlier")
+    for i in bad:
+        ax.annotate(rows[i]["name"], (i, rms[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if failed:
+        ax.scatter(failed, [0.0] * len(failed), marker="x", color="black", label="failed / no result")
+    ax.set_xlabel("series (summary.csv order)")
+    ax.set_ylabel("RMS residual (px)")
+    ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} outliers, {len(failed)} failed")
+    ax.set_ylim(bottom=0.0)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

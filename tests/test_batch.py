@@ -1,0 +1,153 @@
+"""tomoalign batch: four simulated series on a dask cluster, one broken; resume; a scheduler in other processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.batch import discover, run_batch
+from napari_tomoalign.batch.summary import flag_outliers
+from napari_tomoalign.io.markers import MarkerTable, write_markers_csv
+from napari_tomoalign.io.tilts import write_tilt_angles
+from napari_tomoalign.simulation.markers import simulate_markers
+
+distributed = pytest.importorskip("distributed")
+
+NOISE = 0.3
+
+
+def _make_batch(folder: Path, n: int = 4, broken: int | None = 2) -> tuple[Path, dict]:
+    """``n`` simulated series and a CSV table; series ``broken`` has a tilt file one angle short."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    lines = ["name,markers,tilt_angles,image_width,image_height,tilt_axis"]
+    for i in range(n):
+        s = simulate_markers(n_views=25, n_markers=12, image_size=(512, 512), noise_px=NOISE, seed=10 + i)
+        name = f"ts{i:02d}"
+        write_markers_csv(folder / f"{name}_markers.csv", MarkerTable(s.view, s.marker, s.xy, s.image_size))
+        tilts = s.nominal_tilt_angles_deg[:-1] if i == broken else s.nominal_tilt_angles_deg
+        write_tilt_angles(folder / f"{name}.tlt", tilts)
+        lines.append(f"{name},{name}_markers.csv,{name}.tlt,512,512,85")
+        truth[name] = s
+    table = folder / "series.csv"
+    table.write_text("\n".join(lines) + "\n")
+    return table, truth
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def _summary(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_three_land_one_is_reported_and_a_rerun_skips_the_three(client, tmp_path):
+    table, truth = _make_batch(tmp_path / "in")
+    out = tmp_path / "out"
+    res = run_batch(table, out, client=client, progress=False)
+    status = {r["name"]: r["status"] for r in res.rows}
+    assert status == {"ts00": "done", "ts01": "done", "ts02": "failed", "ts03": "done"}
+    bad = next(r for r in res.rows if r["name"] == "ts02")
+    assert "only 24 tilt angles" in bad["error"] and "\n" not in bad["error"]  # the count mismatch, in one line
+    rows = _summary(out / "summary.csv")
+    assert [r["name"] for r in rows] == ["ts00", "ts01", "ts02", "ts03"]
+    for r in rows:
+        if r["status"] != "done":
+            continue
+        # sqrt(2) x noise per coordinate, less the unknowns' share: the truth the simulation put in
+        assert 0.8 * NOISE * np.sqrt(2) * 0.85 < float(r["rms_residual_px"]) < 1.2 * NOISE * np.sqrt(2)
+        assert int(r["n_markers"]) == 12 and int(r["n_views"]) == 25 and r["error"] == ""
+        info = json.loads((out / r["name"] / "alignment.json").read_text())
+        s = truth[r["name"]]
+        err = np.abs(np.asarray(info["views"]["tilt_angle_deg"]) - s.true_tilt_angles_deg)
+        assert np.median(err) < 0.3  # solved tilts near the true ones (nominal ones are 0.3 deg off)
+    assert rows[2]["outlier"] == "true"
+
+    again = run_batch(table, out, client=client, progress=False)
+    assert {r["name"]: r["status"] for r in again.rows} == {"ts00": "skipped", "ts01": "skipped", "ts02": "failed",
+                                                            "ts03": "skipped"}
+    first = {r["name"]: r["rms_residual_px"] for r in res.rows}
+    assert all(r["rms_residual_px"] == pytest.approx(first[r["name"]], rel=1e-5) for r in again.rows
+               if r["status"] == "skipped")
+
+    later = time.time() + 5
+    os.utime(tmp_path / "in" / "ts01.tlt", (later, later))  # an input newer than the outputs: redone
+    third = run_batch(table, out, client=client, progress=False)
+    assert [r["status"] for r in third.rows] == ["skipped", "done", "failed", "skipped"]
+    forced = run_batch(table, out, client=client, progress=False, force=True)
+    assert [r["status"] for r in forced.rows] == ["done", "done", "failed", "done"]
+
+
+def test_folder_and_glob_and_missing_markers(client, tmp_path):
+    _make_batch(tmp_path / "in", n=2, broken=None)
+    (tmp_path / "in" / "lonely.tlt").write_text("0\n")
+    specs = discover(tmp_path / "in")
+    assert [s.name for s in specs] == ["ts00", "ts01"]
+    assert specs[0].tilt_angles == tmp_path / "in" / "ts00.tlt"
+    res = run_batch(str(tmp_path / "in" / "*_markers.csv"), tmp_path / "out", client=client, progress=False,
+                    options={"tilt_axis": 85})
+    assert [r["status"] for r in res.rows] == ["failed", "failed"]  # CSV markers without a size: said so
+    assert "image size" in res.rows[0]["error"]
+    from napari_tomoalign.batch import SeriesSpec
+
+    spec = SeriesSpec("beads", stack=tmp_path / "in" / "beads.mrc")
+    res = run_batch([spec], tmp_path / "out2", client=client, progress=False)
+    assert res.rows[0]["status"] == "no-markers" and "bead tracking" in res.rows[0]["error"]
+
+
+def test_outliers_are_flagged():
+    rows = [{"name": f"s{i}", "status": "done", "rms_residual_px": 0.4 + 0.01 * i} for i in range(8)]
+    rows.append({"name": "bad", "status": "done", "rms_residual_px": 2.0})
+    assert flag_outliers(rows) == [False] * 8 + [True]
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"})
+
+
+def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
+    table, _ = _make_batch(tmp_path / "in", n=2, broken=None)
+    sched_file = tmp_path / "scheduler.json"
+    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+                     str(sched_file)], tmp_path / "scheduler.log")]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), (tmp_path / "scheduler.log").read_text()[-2000:]
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        procs.append(_start(["worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--host",
+                             "127.0.0.1"], tmp_path / "worker.log"))
+        from dask.distributed import Client
+
+        with Client(address, timeout=30) as c:
+            c.wait_for_workers(1, timeout=60)
+        res = run_batch(table, tmp_path / "out", scheduler=address, progress=False)
+        assert [r["status"] for r in res.rows] == ["done", "done"]
+        assert (tmp_path / "out" / "ts00" / "ts00.xf").is_file()
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
