@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from napari_tomoalign.batch import discover, run_batch
+from napari_tomoalign.batch.cli import add_batch_arguments, cmd_batch
 from napari_tomoalign.batch.summary import flag_outliers
 from napari_tomoalign.io.markers import MarkerTable, write_markers_csv
 from napari_tomoalign.io.tilts import write_tilt_angles
@@ -77,6 +80,8 @@ def test_three_land_one_is_reported_and_a_rerun_skips_the_three(client, tmp_path
         err = np.abs(np.asarray(info["views"]["tilt_angle_deg"]) - s.true_tilt_angles_deg)
         assert np.median(err) < 0.3  # solved tilts near the true ones (nominal ones are 0.3 deg off)
     assert rows[2]["outlier"] == "true"
+    if importlib.util.find_spec("matplotlib"):
+        assert res.summary_png == out / "summary.png" and (out / "summary.png").stat().st_size > 1000
 
     again = run_batch(table, out, client=client, progress=False)
     assert {r["name"]: r["status"] for r in again.rows} == {"ts00": "skipped", "ts01": "skipped", "ts02": "failed",
@@ -139,8 +144,15 @@ def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
 
         with Client(address, timeout=30) as c:
             c.wait_for_workers(1, timeout=60)
-        res = run_batch(table, tmp_path / "out", scheduler=address, progress=False)
-        assert [r["status"] for r in res.rows] == ["done", "done"]
+        parser = argparse.ArgumentParser()
+        add_batch_arguments(parser)
+        args = parser.parse_args([str(table), "--output", str(tmp_path / "out"), "--scheduler", address, "--quiet",
+                                  "--robust"])
+        assert cmd_batch(args) == 0
+        rows = _summary(tmp_path / "out" / "summary.csv")
+        assert [r["status"] for r in rows] == ["done", "done"]
+        info = json.loads((tmp_path / "out" / "ts00" / "alignment.json").read_text())
+        assert info["options"]["robust"] is True and info["robust"] is not None
         assert (tmp_path / "out" / "ts00" / "ts00.xf").is_file()
     finally:
         for p in reversed(procs):

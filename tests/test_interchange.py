@@ -69,6 +69,8 @@ def test_round_trip_gives_the_same_projections(fmt, case, request, tmp_path):
         convert(al, fmt, tmp_path / OUT[fmt], name="BBa")
     back = read_any(tmp_path / OUT[fmt], fmt, image_size=al.image_size, pixel_size_nm=al.pixel_size_nm)
     assert back.image_size == al.image_size
+    if fmt == "imod":
+        assert sorted(q.name for q in (tmp_path / "imod").iterdir()) == ["BBa.tlt", "BBa.xf"]
     np.testing.assert_array_equal(back.view_determined[: al.n_views], al.view_determined[: len(back.view_determined)])
     assert _error(al, back) < 0.01
 
@@ -149,3 +151,20 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, simulated):
         read_any(tmp_path / "a.json")
     with pytest.raises(FileExistsError):
         convert(simulated, "cdp", tmp_path / "a.json")
+
+
+def test_the_convert_command(bba, tmp_path, capsys):
+    import argparse
+
+    from napari_tomoalign.io.convert import add_convert_arguments, cmd_convert
+
+    write_alignment(bba, tmp_path / "align", "BBa")
+    parser = argparse.ArgumentParser()
+    add_convert_arguments(parser)
+    assert cmd_convert(parser.parse_args([str(tmp_path / "align"), "--to", "relion", "--output", str(tmp_path / "r")])) == 0
+    assert "tomograms.star" in capsys.readouterr().out
+    back = read_any(tmp_path / "r")
+    assert back.pixel_size_nm == pytest.approx(2.02) and _error(bba, back) < 0.01
+    args = parser.parse_args([str(tmp_path / "r" / "tomograms.star"), "--to", "aln", "--output", str(tmp_path / "b.aln")])
+    assert cmd_convert(args) == 0
+    assert _error(bba, read_any(tmp_path / "b.aln")) < 0.01

@@ -80,10 +80,12 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     for i in bad:
         ax.annotate(rows[i]["name"], (i, rms[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if failed:
-        ax.scatter(failed, [0.0] * len(failed), marker="x", color="black", label="failed / no result")
+        ax.scatter(failed, [0.0] * len(failed), marker="x", color="black", label="failed / no result", clip_on=False)
+        for i in failed:
+            ax.annotate(rows[i]["name"], (i, 0.0), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("series (summary.csv order)")
     ax.set_ylabel("RMS residual (px)")
-    ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} outliers, {len(failed)} failed")
+    ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} outlier(s), {len(failed)} failed")
     ax.set_ylim(bottom=0.0)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()

@@ -2,10 +2,10 @@
 
 Every reader returns a `SavedAlignment` (per-view ``(2, 3)`` transforms in this project's ``.xf``
 convention, tilt angles, which views are determined, image size, pixel size), the object the
-reconstruction uses. Every writer takes one. Formats: ``imod`` (the ``tomoalign align`` folder:
-``.xf``/``.tlt`` and ``alignment.json``), ``aretomo`` (AreTomo3 ``.aln``, `io.aretomo`), ``cdp``
-(the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and ``relion`` (a RELION 5
-``tomograms.star`` with its tilt-series star, `io.relion`).
+reconstruction uses. Every writer takes one. Formats: ``imod`` (read: a ``tomoalign align`` folder,
+or IMOD's own ``NAME.xf`` + ``NAME.tlt``; written: ``NAME.xf`` + ``NAME.tlt``), ``aretomo`` (AreTomo3
+``.aln``, `io.aretomo`), ``cdp`` (the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and
+``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`).
 
 The geometry shared by all of them. A transform ``[A | D]`` maps a raw image point ``X`` to the
 aligned point ``A (X - c) + D + c`` about the image centre ``c = ((nx - 1) / 2, (ny - 1) / 2)``
@@ -37,6 +37,8 @@ from ..alignment.result import Alignment
 from ..alignment.transforms import imod_transforms
 from .alignment import SavedAlignment, read_alignment_dir
 from .errors import FileFormatError
+from .imod import read_xf
+from .tilts import read_tilt_angles
 
 FORMATS = ("imod", "aretomo", "cdp", "relion")
 _ALIASES = {"aln": "aretomo", "aretomo3": "aretomo", "portal": "cdp", "cryoet-data-portal": "cdp", "star": "relion",
@@ -143,12 +145,14 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """The format of an alignment on disk, from its name: a folder or ``.xf`` is ``imod``."""
     p = Path(path)
     if p.is_dir():
-        if (p / "alignment.json").is_file():
+        if (p / "alignment.json").is_file() or any(p.glob("*.xf")):
             return "imod"
         if (p / "tomograms.star").is_file():
             return "relion"
-        raise FileFormatError(f"{p}: a folder with neither alignment.json nor tomograms.star; give the file itself")
+        raise FileFormatError(f"{p}: a folder with no alignment.json, .xf or tomograms.star; give the file itself")
     ext = p.suffix.lower()
+    if ext == ".xf":
+        return "imod"
     if ext == ".aln":
         return "aretomo"
     if ext == ".star":
@@ -176,17 +180,37 @@ def _nominal_tilts(path: Path) -> NDArray[np.float64] | None:
         return None
 
 
-def _read_imod_dir(d: Path) -> SavedAlignment:
-    """`read_alignment_dir`, with the solved tilts at full precision from ``alignment.json`` (the ``.tlt`` has 2 decimals,
-    which moves projected points by up to 0.03 px)."""
-    saved = read_alignment_dir(d)
+def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float | None) -> SavedAlignment:
+    """A ``tomoalign align`` folder (checked by `read_alignment_dir`), or IMOD's own ``NAME.xf`` + ``NAME.tlt``."""
+    d = p if p.is_dir() else p.parent
+    if (d / "alignment.json").is_file():
+        return _exact_tilts(d, read_alignment_dir(d))
+    xfs = [p] if p.suffix.lower() == ".xf" else sorted(d.glob("*.xf"))
+    if len(xfs) != 1:
+        raise FileFormatError(f"{p}: expected one .xf file, found {len(xfs)}; give the .xf itself")
+    tlt = next((q for q in (xfs[0].with_suffix(".tlt"), xfs[0].with_suffix(".rawtlt")) if q.is_file()), None)
+    if tlt is None:
+        raise FileFormatError(f"{xfs[0]}: no {xfs[0].stem}.tlt beside it; IMOD's tilt angles are needed too")
+    if image_size is None:
+        raise FileFormatError(f"{xfs[0]}: an IMOD .xf does not record the image size; give it (--image-size W H)")
+    xf, tilts = read_xf(xfs[0]), read_tilt_angles(tlt)
+    if len(xf) != tilts.size:
+        raise FileFormatError(f"{xfs[0]}: {len(xf)} transforms but {tlt.name} has {tilts.size} tilt angles")
+    return SavedAlignment(xf, tilts, np.ones(len(xf), dtype=bool), (int(image_size[0]), int(image_size[1])),
+                          pixel_size_nm)
+
+
+def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
+    """The solved tilts at full precision from ``alignment.json`` (the ``.tlt`` has 2 decimals: up to 0.03 px)."""
     try:
         exact = np.asarray(json.loads((d / "alignment.json").read_text())["views"]["tilt_angle_deg"], dtype=float)
     except (OSError, ValueError, KeyError, TypeError):
         return saved
     if exact.shape != saved.tilt_angles_deg.shape:
         return saved
-    tilts = np.where(saved.view_determined & np.isfinite(exact), exact, saved.tilt_angles_deg)
+    with np.errstate(invalid="ignore"):
+        use = saved.view_determined & np.isfinite(exact) & (np.abs(exact - saved.tilt_angles_deg) <= 0.006)
+    tilts = np.where(use, exact, saved.tilt_angles_deg)
     return SavedAlignment(saved.transforms, tilts, saved.view_determined, saved.image_size, saved.pixel_size_nm)
 
 
@@ -196,7 +220,7 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     p = Path(path)
     fmt = normalise_format(fmt) if fmt else detect_format(p)
     if fmt == "imod":
-        return _read_imod_dir(p.parent if p.is_file() else p)
+        return _read_imod(p, image_size, pixel_size_nm)
     if fmt == "aretomo":
         from .aretomo import read_aln
 
@@ -210,23 +234,21 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     return read_relion(p / "tomograms.star" if p.is_dir() else p, image_size=image_size)
 
 
-def _write_imod_dir(saved: SavedAlignment, out: Path, stem: str, overwrite: bool) -> list[Path]:
-    """A minimal ``tomoalign align``-style folder: ``alignment.json`` (image size, views), ``.xf`` and ``.tlt``."""
+def _write_imod(saved: SavedAlignment, out: Path, stem: str, overwrite: bool) -> list[Path]:
+    """IMOD's ``NAME.xf`` and ``NAME.tlt`` in folder ``out`` (what ``newstack -xform`` and ``tilt`` read).
+
+    Undetermined views get the identity transform; the ``.tlt`` keeps 4 decimals (IMOD reads free format).
+    """
     from .atomic import atomic_open, check_writable
     from .imod import write_xf
-    paths = [out / "alignment.json", out / f"{stem}.xf", out / f"{stem}.tlt"]
+
+    paths = [out / f"{stem}.xf", out / f"{stem}.tlt"]
     for p in paths:
         check_writable(p, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    info = {"image_size": list(saved.image_size), "pixel_size_nm": saved.pixel_size_nm,
-            "converted_from": "tomoalign convert", "views": {"determined": [bool(b) for b in saved.view_determined],
-                                                             "tilt_angle_deg": [float(t) for t in saved.tilt_angles_deg]}}
-    with atomic_open(paths[0], overwrite=overwrite) as f:
-        json.dump(info, f, indent=1)
-        f.write("\n")
-    xf = np.where(np.isfinite(saved.transforms), saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
-    write_xf(paths[1], xf, overwrite=overwrite)
-    with atomic_open(paths[2], overwrite=overwrite) as f:  # IMOD reads free format; 4 decimals keep 0.001 px
+    ok = saved.view_determined[:, None, None] & np.isfinite(saved.transforms)
+    write_xf(paths[0], np.where(ok, saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]])), overwrite=overwrite)
+    with atomic_open(paths[1], overwrite=overwrite) as f:
         f.writelines(f"{t:9.4f}\n" for t in saved.tilt_angles_deg)
     return paths
 
@@ -245,11 +267,11 @@ def convert(
 ) -> list[Path]:
     """Convert an alignment to ``to_format`` and write it at ``out_path``; return the files written.
 
-    ``in_path`` is a ``tomoalign align`` folder, an AreTomo ``.aln``, a portal ``.json``, a RELION
-    ``tomograms.star`` (or its folder), or a solved `Alignment`. ``out_path`` is a folder for ``imod`` and
-    ``relion`` (``tomograms.star`` and ``tilt_series/NAME.star`` go in it) and a file for ``aretomo`` and
-    ``cdp``. ``pixel_size_nm`` overrides the input's (RELION needs one: its shifts are in Angstrom);
-    ``image_size`` is needed when reading a portal JSON or RELION star (neither records it);
+    ``in_path`` is a ``tomoalign align`` folder, an IMOD ``.xf`` (with its ``.tlt``), an AreTomo ``.aln``, a
+    portal ``.json``, a RELION ``tomograms.star`` (or its folder), or a solved `Alignment`. ``out_path`` is a
+    folder for ``imod`` (``NAME.xf``, ``NAME.tlt``) and ``relion`` (``tomograms.star``, ``tilt_series/NAME.star``)
+    and a file for ``aretomo`` and ``cdp``. ``pixel_size_nm`` overrides the input's (RELION needs one: its
+    shifts are in Angstrom); ``image_size`` is needed for an IMOD ``.xf`` or a portal JSON (neither records it);
     ``thickness_px`` sets the volume size that the portal and RELION record (default: the image height).
     Nothing is overwritten unless ``overwrite``.
     """
@@ -262,7 +284,7 @@ def convert(
     else:
         p = Path(in_path)
         saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm)
-        if (p if p.is_dir() else p.parent / "alignment.json").exists() and (from_format or detect_format(p)) == "imod":
+        if (normalise_format(from_format) if from_format else detect_format(p)) == "imod":
             nominal = _nominal_tilts(p if p.is_dir() else p.parent)
         stem = name or (p.name if p.is_dir() else p.stem)
     if pixel_size_nm is not None:
@@ -270,7 +292,7 @@ def convert(
                                float(pixel_size_nm))
     out = Path(out_path)
     if fmt == "imod":
-        return _write_imod_dir(saved, out, stem, overwrite)
+        return _write_imod(saved, out, stem, overwrite)
     if fmt == "aretomo":
         from .aretomo import write_aln
 
@@ -283,3 +305,35 @@ def convert(
 
     return write_relion(saved, out, stem, nominal_tilt_angles_deg=nominal, thickness_px=thickness_px,
                         overwrite=overwrite)
+
+
+def add_convert_arguments(p) -> None:
+    """The arguments of ``tomoalign convert IN --to FORMAT --output OUT`` (an ``argparse`` parser)."""
+    p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json or a RELION tomograms.star")
+    p.add_argument("--to", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
+    p.add_argument("--output", required=True, metavar="OUT", help="a file (aretomo, cdp) or a folder (imod, relion)")
+    p.add_argument("--from", dest="from_format", metavar="FORMAT", help="the input's format (default: from its name)")
+    p.add_argument("--name", help="series / tomogram name (default: the input's stem)")
+    p.add_argument("--pixel-size-nm", type=float, help="pixel size (RELION needs one; default: the input's)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
+                   help="image size, for inputs that do not record it (portal JSON, RELION)")
+    p.add_argument("--thickness", type=int, metavar="PX", help="volume thickness to record (default: the image height)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def cmd_convert(args) -> int:
+    """Run ``tomoalign convert``; a `MagnificationLoss` is printed as a one-line warning."""
+    import sys
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MagnificationLoss)
+        paths = convert(args.input, args.to, args.output, from_format=args.from_format, name=args.name,
+                        pixel_size_nm=args.pixel_size_nm, image_size=tuple(args.image_size) if args.image_size else None,
+                        thickness_px=args.thickness, overwrite=args.force)
+    for w in caught:
+        if issubclass(w.category, MagnificationLoss):
+            print(f"tomoalign: warning: {w.message}", file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
