@@ -1,28 +1,41 @@
-"""The ``tomoalign`` command line. It uses only the GUI-free core."""
+"""The ``tomoalign`` command line. It only parses and prints: the jobs are in `workflows`, GUI-free.
+
+Contract (README): bad input exits with status 2 and one line on stderr, a solve that did not converge
+with 3, SIGINT with 130 and SIGTERM with 143 (temporary files removed, earlier outputs untouched).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from ._version import __version__
-from .alignment.errors import AlignmentError, AlignmentWarning
+from .alignment.errors import AlignmentError
 from .alignment.options import AlignmentOptions, VariableOption
-from .alignment.solver import align_markers
-from .io import FileFormatError, read_markers, read_tilt_angles, write_markers_csv
-from .io.alignment import output_names, write_alignment
-from .io.atomic import OverwriteError, check_writable
-from .io.markers import MarkerTable
-from .io.tilts import write_tilt_angles
+from .io import FileFormatError
+from .io.atomic import OverwriteError
+
+DEFAULTS = AlignmentOptions()
 
 
-class UsageError(Exception):
-    """Bad command-line input; reported in one line."""
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (no usage block), with status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _ArgumentError(f"{message} (see '{self.prog} --help')")
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised in the main thread so that every temporary file is removed on the way out."""
 
 
 def _variable(text: str) -> VariableOption:
@@ -39,17 +52,18 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-axis-estimate", action="store_true",
                    help="start every view's rotation at --tilt-axis instead of estimating the axis")
     for name in ("rotation", "tilt", "magnification"):
-        g.add_argument(f"--{name}", type=_variable, default=VariableOption("view"), metavar="MODE",
-                       help=f"{name}: fixed, one, view (default) or group:N")
+        g.add_argument(f"--{name}", type=_variable, default=getattr(DEFAULTS, name), metavar="MODE",
+                       help=f"{name}: fixed, one, view (default {getattr(DEFAULTS, name)}) or group:N")
     g.add_argument("--reference-view", type=int, metavar="N",
                    help="0-based view whose tilt and magnification are held (default: minimum tilt)")
     g.add_argument("--no-initial-stage", action="store_true", help="skip the initial stage")
-    g.add_argument("--max-iterations", type=int, default=200, help="iteration limit per stage (default 200)")
+    g.add_argument("--max-iterations", type=int, default=DEFAULTS.max_iterations,
+                   help=f"iteration limit per stage (default {DEFAULTS.max_iterations})")
     g.add_argument("--pixel-size-nm", type=float, help="pixel size, to report residuals in nm")
     g.add_argument("--robust", action="store_true",
                    help="refit with Tukey-bisquare weights so that mis-clicks stop pulling the solution")
-    g.add_argument("--robust-scale", type=float, default=1.8, metavar="K",
-                   help="scale of Tukey's constant 4.685 (default 1.8; larger flags fewer points)")
+    g.add_argument("--robust-scale", type=float, default=DEFAULTS.robust_scale, metavar="K",
+                   help=f"scale of Tukey's constant 4.685 (default {DEFAULTS.robust_scale}; larger flags fewer)")
     g.add_argument("--robust-tracks", action="store_true", help="weight whole marker tracks, not single points")
     g.add_argument("--leave-out", action="store_true",
                    help="also compute each marker's leave-out error (fit without it, predict it)")
@@ -58,213 +72,202 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> AlignmentOptions:
-    try:
-        return AlignmentOptions(
-            rotation=args.rotation, tilt=args.tilt, magnification=args.magnification,
-            tilt_axis_deg=args.tilt_axis, estimate_tilt_axis=not args.no_axis_estimate,
-            reference_view=args.reference_view, initial_stage=not args.no_initial_stage,
-            max_iterations=args.max_iterations, robust=args.robust or args.robust_tracks,
-            robust_scale=args.robust_scale, robust_tracks=args.robust_tracks,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    return AlignmentOptions(
+        rotation=args.rotation, tilt=args.tilt, magnification=args.magnification,
+        tilt_axis_deg=args.tilt_axis, estimate_tilt_axis=not args.no_axis_estimate,
+        reference_view=args.reference_view, initial_stage=not args.no_initial_stage,
+        max_iterations=args.max_iterations, robust=args.robust or args.robust_tracks,
+        robust_scale=args.robust_scale, robust_tracks=args.robust_tracks,
+    )
 
 
-def _solve_and_write(
-    markers: MarkerTable, tilts: np.ndarray, size: tuple[int, int], args: argparse.Namespace, stem: str,
-    inputs: dict,
-) -> int:
-    out = Path(args.output)
-    if not args.force:
-        for name in output_names(stem):
-            check_writable(out / name, False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AlignmentWarning)  # the summary lists them
-        al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, _options(args),
-                           pixel_size_nm=args.pixel_size_nm)
-    sections, lo = {}, None
-    if args.leave_out:
-        from .alignment.leaveout import leave_out_error
+def _print_alignment(res, out: Path) -> None:
+    from .report import text_report
 
-        lo = leave_out_error(al)
-        sections["leave_out"] = lo.to_dict()
-    paths = write_alignment(al, out, stem, overwrite=args.force, axis_z_shift_px=args.axis_z_shift, extra=inputs,
-                            sections=sections)
-    if not args.quiet:
-        from .report import text_report
-
-        print("\n".join(text_report(al, leave_out=lo)))
-        print(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
-    return 0 if al.converged else 3
+    print("\n".join(text_report(res.alignment, leave_out=res.leave_out)))
+    print(f"wrote {len(res.paths)} files to {out}: {', '.join(p.name for p in res.paths)}")
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    markers = read_markers(args.markers)
-    tilts = read_tilt_angles(args.tilt_angles)
-    if args.image_size is not None:
-        size = (int(args.image_size[0]), int(args.image_size[1]))
-    elif markers.image_size is not None:
-        size = markers.image_size
-    else:
-        raise UsageError("--image-size W H is required for CSV markers (the file does not record it)")
-    stem = Path(args.markers).stem
-    return _solve_and_write(markers, tilts, size, args, stem,
-                            {"markers": str(args.markers), "tilt_angles": str(args.tilt_angles)})
+    from .workflows import align_to_folder
+
+    res = align_to_folder(args.markers, args.tilt_angles, args.output, _options(args),
+                          image_size=tuple(args.image_size) if args.image_size else None,
+                          pixel_size_nm=args.pixel_size_nm, axis_z_shift_px=args.axis_z_shift,
+                          leave_out=args.leave_out, overwrite=args.force)
+    if not args.quiet:
+        _print_alignment(res, Path(args.output))
+    return 0 if res.alignment.converged else 3
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make the sample tilt series (images and clicked markers), align it, and write every product."""
-    from .io.mrc import write_mrc
-    from .simulation.sample import make_sample_tilt_series
+    from .workflows import align_to_folder, aligned_stack_to_file, reconstruct_to_file, write_demo_inputs
 
     out = Path(args.output)
-    stack_path, markers_path, tilt_path = out / "sample.mrc", out / "sample_markers.csv", out / "sample.rawtlt"
-    products = [out / "sample.ali", out / "sample_bin2.rec"]
-    for p in (stack_path, markers_path, tilt_path, *products):
-        check_writable(p, args.force)
-    sample = make_sample_tilt_series(seed=args.seed)
-    n_views, rows, cols = sample.images.shape
-    write_mrc(stack_path, sample.images, 10.0 * sample.pixel_size_nm, overwrite=args.force)
-    table = MarkerTable(sample.view, sample.marker, sample.xy, (cols, rows), "simulated")
-    write_markers_csv(markers_path, table, overwrite=args.force)
-    write_tilt_angles(tilt_path, sample.tilt_angles_deg, overwrite=args.force)
+    options = _options(args)
+    ali, rec = out / "sample.ali", out / "sample_bin2.rec"
+    from .io.alignment import output_names
+
+    demo = write_demo_inputs(out, args.seed, overwrite=args.force,
+                             products=(ali.name, rec.name, *output_names("sample")))
     if not args.quiet:
-        print(f"simulated a {n_views}-view {cols} x {rows} tilt series with {len(np.unique(sample.marker))} beads "
-              f"({len(sample.view)} clicks, one of them a mis-click); inputs in {out}")
-    if args.pixel_size_nm is None:
-        args.pixel_size_nm = sample.pixel_size_nm
-    code = _solve_and_write(table, sample.tilt_angles_deg, (cols, rows), args, "sample",
-                            {"stack": str(stack_path), "markers": str(markers_path), "tilt_angles": str(tilt_path),
-                             "simulated_seed": args.seed})
-    for output, func, extra in ((products[0], cmd_aligned_stack, {"bin": 1, "cubic": False}),
-                                (products[1], cmd_reconstruct, {"bin": 2, "thickness": 160, "lowpass": 0.35})):
-        sub = argparse.Namespace(stack=str(stack_path), alignment=str(out), output=str(output), force=args.force,
-                                 quiet=args.quiet, **extra)
-        func(sub)
-    return code
+        print(f"simulated a {len(demo.tilt_angles_deg)}-view tilt series with {demo.n_beads} beads "
+              f"({len(demo.table)} clicks, one of them a mis-click); inputs in {out}")
+    res = align_to_folder("sample.csv", demo.tilt_angles, out, options, image_size=demo.table.image_size,
+                          pixel_size_nm=args.pixel_size_nm or demo.pixel_size_nm, axis_z_shift_px=args.axis_z_shift,
+                          leave_out=args.leave_out, overwrite=args.force, markers=demo.table,
+                          tilt_angles_deg=demo.tilt_angles_deg,
+                          inputs={"stack": str(demo.stack), "markers": str(demo.markers),
+                                  "tilt_angles": str(demo.tilt_angles), "simulated_seed": args.seed})
+    if not args.quiet:
+        _print_alignment(res, out)
+    if not res.alignment.converged:
+        print("tomoalign: error: the demo's alignment did not converge; no stack or tomogram made", file=sys.stderr)
+        return 3
+    r = aligned_stack_to_file(demo.stack, out, ali, overwrite=args.force)
+    if not args.quiet:
+        _print_image(r, tomogram=False)
+    r = reconstruct_to_file(demo.stack, out, rec, binning=2, thickness=160, lowpass=0.35, overwrite=args.force)
+    if not args.quiet:
+        _print_image(r, tomogram=True)
+    return 0
 
 
-def _stack_and_alignment(args: argparse.Namespace):
-    from .io.alignment import read_alignment_dir
-    from .io.mrc import open_tilt_series
-
-    saved = read_alignment_dir(args.alignment)
-    series = open_tilt_series(args.stack)
-    rows, cols = series.data.shape[1:]
-    if (cols, rows) != tuple(saved.image_size):
-        raise UsageError(f"{args.stack} is {cols} x {rows} but the alignment was solved for "
-                         f"{saved.image_size[0]} x {saved.image_size[1]} images")
-    if series.n_views != len(saved.transforms):
-        raise UsageError(f"{args.stack} has {series.n_views} views but the alignment has {len(saved.transforms)}")
-    if args.bin < 1:
-        raise UsageError(f"--bin must be a positive integer, not {args.bin}")
-    pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
-    return series, saved, pix
+def _print_image(r, tomogram: bool) -> None:
+    n, rows, cols = r.shape
+    if tomogram:
+        print(f"wrote {r.path}: {cols} x {rows} x {n} (x, y, z) from {r.n_views_used} views"
+              + (f", {r.voxel_size_angstrom:.3f} A/voxel" if r.voxel_size_angstrom else ""))
+    else:
+        print(f"wrote {r.path}: {n} aligned views of {cols} x {rows}"
+              + (f", {r.voxel_size_angstrom:.3f} A/pixel" if r.voxel_size_angstrom else ""))
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
-    import mrcfile
+    from .workflows import aligned_stack_to_file
 
-    from .io.atomic import atomic_path
-    from .reconstruction.warp import aligned_stack
-
-    series, saved, pix = _stack_and_alignment(args)
-    out = Path(args.output)
-    check_writable(out, args.force)
-    rows, cols = series.data.shape[1] // args.bin, series.data.shape[2] // args.bin
-    with atomic_path(out, args.force) as tmp:
-        with mrcfile.new_mmap(tmp, shape=(series.n_views, rows, cols), mrc_mode=2, overwrite=True) as m:
-            aligned_stack(series.data, saved.transforms, binning=args.bin,
-                          interpolation="cubic" if args.cubic else "linear", out=m.data)
-            if pix:
-                m.voxel_size = pix * args.bin
-            m.update_header_stats()
+    r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
+                              interpolation="cubic" if args.cubic else "linear", overwrite=args.force)
     if not args.quiet:
-        print(f"wrote {out}: {series.n_views} aligned views of {cols} x {rows}"
-              + (f", {pix * args.bin:.3f} A/pixel" if pix else ""))
+        _print_image(r, tomogram=False)
     return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .io.mrc import write_mrc
-    from .reconstruction.warp import aligned_stack
-    from .reconstruction.wbp import weighted_back_projection
+    from .workflows import reconstruct_to_file
 
-    series, saved, pix = _stack_and_alignment(args)
-    out = Path(args.output)
-    check_writable(out, args.force)
-    thickness = args.thickness if args.thickness is not None else max(series.data.shape[1:]) // 4
-    if thickness < args.bin:
-        raise UsageError(f"--thickness {thickness} is less than one binned pixel")
-    ali = aligned_stack(series.data, saved.transforms, binning=args.bin)
-    vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // args.bin,
-                                   use_view=saved.view_determined, lowpass_cutoff=args.lowpass)
-    write_mrc(out, vol, pix * args.bin if pix else None, overwrite=args.force)
+    r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
+                            lowpass=args.lowpass, overwrite=args.force)
     if not args.quiet:
-        print(f"wrote {out}: {vol.shape[2]} x {vol.shape[1]} x {vol.shape[0]} (x, y, z) from "
-              f"{int(saved.view_determined.sum())} views" + (f", {pix * args.bin:.3f} A/voxel" if pix else ""))
+        _print_image(r, tomogram=True)
     return 0
 
 
+def _common(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"overwrite {what}")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tomoalign", description="Fiducial alignment of electron tomography tilt series.")
+    parser = _Parser(prog="tomoalign", description="Fiducial alignment of electron tomography tilt series.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("align", help="align a tilt series from marker observations")
-    p.add_argument("markers", help="markers: CSV with view,marker,x,y or an IMOD .fid/.mod model")
+    p.add_argument("markers", help="markers: CSV with view,marker,x,y (or napari's points CSV) or an IMOD .fid/.mod")
     p.add_argument("--tilt-angles", required=True, metavar="FILE", help=".tlt or .rawtlt file, one angle per view")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), help="image width and height in pixels")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the outputs")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    _common(p, "existing output files")
     _add_solver_options(p)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("demo", help="make a sample tilt series with known misalignment, align and reconstruct it")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the inputs and outputs")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--seed", type=int, default=1, help="random seed, 0 or more (default 1)")
+    _common(p, "existing files")
     _add_solver_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("aligned-stack", help="apply a solved alignment to a raw tilt series (as newstack -xform)")
-    p.add_argument("stack", help="raw tilt series (.mrc .st .mrcs)")
-    p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
-    p.add_argument("--output", required=True, metavar="FILE", help="aligned stack to write (.ali or .mrc)")
-    p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N while warping (default 1)")
-    p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
-    p.set_defaults(func=cmd_aligned_stack)
-
-    p = sub.add_parser("reconstruct", help="weighted back-projection of a tilt series with a solved alignment")
-    p.add_argument("stack", help="raw tilt series (.mrc .st .mrcs)")
-    p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
-    p.add_argument("--output", required=True, metavar="FILE", help="tomogram to write (.rec or .mrc), (z, y, x)")
-    p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
-    p.add_argument("--thickness", type=int, metavar="T",
-                   help="thickness in unbinned pixels (default a quarter of the image size)")
-    p.add_argument("--lowpass", type=float, metavar="F",
-                   help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
-    p.set_defaults(func=cmd_reconstruct)
+    for name, helptext, out_help in (
+        ("aligned-stack", "apply a solved alignment to a raw tilt series (as newstack -xform)",
+         "aligned stack to write (.ali or .mrc)"),
+        ("reconstruct", "weighted back-projection of a tilt series with a solved alignment",
+         "tomogram to write (.rec or .mrc), (z, y, x)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("stack", help="raw tilt series (.mrc .st .mrcs)")
+        p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
+        p.add_argument("--output", required=True, metavar="FILE", help=out_help)
+        p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
+        _common(p, "an existing output file")
+        if name == "aligned-stack":
+            p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
+            p.set_defaults(func=cmd_aligned_stack)
+        else:
+            p.add_argument("--thickness", type=int, metavar="T",
+                           help="thickness in unbinned pixels (default a quarter of the image size)")
+            p.add_argument("--lowpass", type=float, metavar="F",
+                           help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
+            p.set_defaults(func=cmd_reconstruct)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+@contextmanager
+def _signals():
+    """SIGTERM raises `Terminated` in the main thread while a command runs (then the old handler is back)."""
+    def on_term(signum, frame):
+        raise Terminated()
+
     try:
-        return int(args.func(args))
-    except (FileFormatError, AlignmentError, OverwriteError, UsageError) as exc:
-        print(f"tomoalign: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"tomoalign: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"tomoalign: {message}".replace("\n", " "), file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .io.atomic import BusyError
+    from .io.mrc import NonFiniteDataError
+    from .workflows import UsageError
+
+    try:
+        with _signals():
+            try:
+                args = build_parser().parse_args(argv)
+            except _ArgumentError as exc:
+                return _error(f"error: {exc}", 2)
+            try:
+                return int(args.func(args))
+            except (FileFormatError, AlignmentError, OverwriteError, UsageError, NonFiniteDataError) as exc:
+                return _error(f"error: {exc}", 2)
+            except BusyError as exc:
+                return _error(f"error: {exc.args[0] if exc.args else exc}", 2)
+            except ValueError as exc:  # an option value out of range (AlignmentOptions, VariableOption)
+                return _error(f"error: {exc}", 2)
+            except MemoryError:
+                return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
+            except OSError as exc:
+                where = f": {exc.filename}" if exc.filename else ""
+                return _error(f"error: {exc.strerror or exc}{where}", 2)
+    except KeyboardInterrupt:
+        return _error("interrupted; no output was changed by the unfinished step", 130)
+    except Terminated:
+        return _error("terminated; no output was changed by the unfinished step", 143)
+    except Exception as exc:  # a bug: one line, and the traceback on request
+        if os.environ.get("TOMOALIGN_TRACEBACK"):
+            raise
+        return _error(f"internal error: {type(exc).__name__}: {exc} (set TOMOALIGN_TRACEBACK=1 to see where)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,6 +144,54 @@ def schur_columns(E, linv, view_index, marker_starts, columns, n_q):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
+def schur_reduced(E, linv, view_index, marker_starts, columns, n_q, bounds, max_obs):
+    """``E C^-1 E^T`` ``(n_q, n_q)`` accumulated marker by marker, upper triangle only.
+
+    Marker ``m`` adds ``F_m F_m^T`` with ``F_m`` the ``E_i L_m^-T`` of its observations, so memory is
+    ``n_q^2`` per part (``bounds`` gives each part's markers) and work ``(5 k_m)^2`` per marker seen in
+    ``k_m`` views: what sparse (patch-tracking) input needs, where the dense ``F`` would not fit.
+    """  # pragma: no cover - compiled
+    n_parts = bounds.shape[0] - 1
+    parts = np.zeros((n_parts, n_q, n_q))
+    for k in numba.prange(n_parts):
+        g = np.empty((5 * max_obs, 3))
+        rows = np.empty(5 * max_obs, dtype=np.int64)
+        s = parts[k]
+        for m in range(bounds[k], bounds[k + 1]):
+            n = 0
+            for i in range(marker_starts[m], marker_starts[m + 1]):
+                j = view_index[i]
+                for p in range(5):
+                    r = columns[j, p]
+                    if r < 0:
+                        continue
+                    rows[n] = r
+                    for q in range(3):
+                        acc = 0.0
+                        for t in range(q + 1):
+                            acc += E[i, p, t] * linv[m, q, t]
+                        g[n, q] = acc
+                    n += 1
+            for a in range(n):
+                ra = rows[a]
+                a0, a1, a2 = g[a, 0], g[a, 1], g[a, 2]
+                s[ra, ra] += a0 * a0 + a1 * a1 + a2 * a2
+                for b in range(a + 1, n):
+                    rb = rows[b]
+                    v = a0 * g[b, 0] + a1 * g[b, 1] + a2 * g[b, 2]
+                    if ra < rb:
+                        s[ra, rb] += v
+                    elif rb < ra:
+                        s[rb, ra] += v
+                    else:  # two parameters sharing one column (one, group): both orders land here
+                        s[ra, ra] += 2.0 * v
+    out = parts[0].copy()
+    for k in range(1, n_parts):
+        out += parts[k]
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def view_sums_of_e_times(E, t, view_index, marker_starts, bounds, n_views):
     """``(n_views, 5)``: for each view, the sum over its observations of ``E_i t_m``."""  # pragma: no cover
     n_chunks = bounds.shape[0] - 1
@@ -174,6 +222,6 @@ def marker_sums_of_et_times(E, dv, view_index, marker_starts):
     return out
 
 
-def chunk_bounds(n_markers: int) -> np.ndarray:
+def chunk_bounds(n_markers: int, chunks: int = _CHUNKS) -> np.ndarray:
     """Marker ranges of the parallel chunks."""
-    return np.linspace(0, n_markers, max(1, min(_CHUNKS, n_markers)) + 1).astype(np.int64)
+    return np.linspace(0, n_markers, max(1, min(chunks, n_markers)) + 1).astype(np.int64)

@@ -57,6 +57,8 @@ class Observations:
             raise ValueError("every marker passed to the solver needs at least one observation")
         self.marker_bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self.chunks = kern.chunk_bounds(self.n_markers)
+        self.max_obs_per_marker = int(counts.max(initial=0))
+        self.pair_work = float(np.sum(counts.astype(float) ** 2))  # sum over markers of k_m^2
 
     def __len__(self) -> int:
         return len(self.view_index)
@@ -94,6 +96,24 @@ def _scatter_vector(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: in
     """Add ``(n_views, 5)`` per-view values into an ``(n_q,)`` vector at ``cols``."""
     ok = cols >= 0
     return np.bincount(cols[ok], weights=values[ok], minlength=n_q)
+
+
+DENSE_F_BYTES = 256 * 2**20  # the dense F (n_q x 3 n_m) is formed only below this size
+BLAS_ADVANTAGE = 8.0  # a BLAS rank-k update does this many times the flops per second of the scatter kernel
+
+
+def _reduced_by_marker(n_q: int, n_markers: int, pair_work: float, view_blocks: bool) -> str:
+    """How `_Linearisation.solve` forms the reduced view system: ``"woodbury"`` (few markers,
+    block-diagonal ``B``), ``"dense"`` (form ``F`` and let BLAS do ``B - F F^T``) or ``"sparse"``
+    (accumulate ``F_m F_m^T`` marker by marker; memory ``n_q^2``, work ``(5 k_m)^2`` per marker)."""
+    if view_blocks and 3 * n_markers < n_q:
+        return "woodbury"
+    dense_bytes = 8.0 * n_q * 3 * n_markers
+    dense_flops = float(n_q) ** 2 * 3 * n_markers
+    sparse_flops = 37.5 * pair_work  # (5 k)^2 / 2 pairs of rows, 3 multiply-adds each
+    if dense_bytes > DENSE_F_BYTES or dense_flops > BLAS_ADVANTAGE * sparse_flops:
+        return "sparse"
+    return "dense"
 
 
 def _cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
@@ -166,6 +186,26 @@ class _Linearisation:
             return None
         return br + bf @ w
 
+    def _reduced_solve(
+        self, lam: float, Linv: NDArray[np.float64], rhs: NDArray[np.float64]
+    ) -> NDArray[np.float64] | None:
+        """Solve ``(B + lam D - E C^-1 E^T) dq = rhs``, the view system with the markers eliminated."""
+        obs, n_q = self.obs, self.n_q
+        how = _reduced_by_marker(n_q, obs.n_markers, obs.pair_work, bool(self.view_blocks))
+        if how == "sparse":
+            parts = max(1, min(len(obs.chunks) - 1, int(64 * 2**20 // (8 * n_q * n_q))))
+            ecet = kern.schur_reduced(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q,
+                                      kern.chunk_bounds(obs.n_markers, parts), max(1, obs.max_obs_per_marker))
+            # Only the upper triangle is filled, and only the upper triangle is read by the factorisation.
+            return _cholesky_solve(self.B + np.diag(lam * self.diag_q) - ecet, rhs)
+        Fq = kern.schur_columns(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q)
+        if how == "woodbury":
+            return self._solve_low_rank(lam, Fq, rhs)
+        # S = B + lam D - F F^T; the rank-k update fills the upper triangle, which is all
+        # the Cholesky factorisation reads.
+        S = scipy.linalg.blas.dsyrk(-1.0, Fq, beta=1.0, c=self.B + np.diag(lam * self.diag_q), lower=0)
+        return _cholesky_solve(S, rhs)
+
     def gradient_norm(self) -> float:
         return float(max(np.max(np.abs(self.g_q), initial=0.0), np.max(np.abs(self.g_m), initial=0.0)))
 
@@ -181,20 +221,10 @@ class _Linearisation:
             return None
         Linv = np.linalg.inv(L)  # lower triangular, (n_m, 3, 3)
         Cinv = np.einsum("mki,mkj->mij", Linv, Linv)
-        n_m = obs.n_markers
-        Fq = kern.schur_columns(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q)
         t = np.einsum("mij,mj->mi", Cinv, self.g_m)  # C^-1 g_m
         et = kern.view_sums_of_e_times(self.E, t, obs.view_index, obs.marker_bounds, obs.chunks, obs.n_views)
         rhs = -self.g_q + _scatter_vector(et, self.columns, n_q)
-        if not n_q:
-            dq = np.zeros(0)
-        elif self.view_blocks and 3 * n_m < n_q:
-            dq = self._solve_low_rank(lam, Fq, rhs)
-        else:
-            # S = B + lam D - F F^T; the rank-k update fills the upper triangle, which is all
-            # the Cholesky factorisation reads.
-            S = scipy.linalg.blas.dsyrk(-1.0, Fq, beta=1.0, c=self.B + np.diag(lam * self.diag_q), lower=0)
-            dq = _cholesky_solve(S, rhs)
+        dq = self._reduced_solve(lam, Linv, rhs) if n_q else np.zeros(0)
         if dq is None or not np.all(np.isfinite(dq)):
             return None
         dv = np.where(self.columns >= 0, dq[np.maximum(self.columns, 0)] if n_q else 0.0, 0.0)

@@ -7,6 +7,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+MAX_COUNT = 1_000_000  # group sizes, iteration limits: far beyond any use, far below an overflow
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 Mode = Literal["fixed", "one", "view", "group"]
 MODES: tuple[str, ...] = ("fixed", "one", "view", "group")
 
@@ -31,8 +38,8 @@ class VariableOption:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown variable mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.mode == "group" and int(self.group_size) < 1:
-            raise ValueError(f"group_size must be at least 1, got {self.group_size}")
+        if self.mode == "group" and not (_whole(self.group_size) and 1 <= self.group_size <= MAX_COUNT):
+            raise ValueError(f"group size must be a whole number from 1 to {MAX_COUNT}, got {self.group_size}")
 
     @classmethod
     def parse(cls, text: str) -> VariableOption:
@@ -40,7 +47,7 @@ class VariableOption:
         mode, _, size = str(text).partition(":")
         if mode == "group" and size:
             try:
-                n = int(size)
+                n = int(size) if len(size) <= 20 else -1
             except ValueError:
                 raise ValueError(f"group size in {text!r} is not a whole number; write e.g. group:5") from None
             return cls("group", n)
@@ -114,15 +121,56 @@ class AlignmentOptions:
                 raise TypeError(f"{name} must be a VariableOption or a string such as 'view', got {value!r}")
         if not self.estimate_tilt_axis and self.tilt_axis_deg is None:
             raise ValueError("estimate_tilt_axis=False needs a tilt_axis_deg to start from")
-        if self.max_iterations < 1:
-            raise ValueError(f"max_iterations must be at least 1, got {self.max_iterations}")
-        if not (self.robust_scale > 0 and np.isfinite(self.robust_scale)):
-            raise ValueError(f"robust_scale must be a positive number, got {self.robust_scale}")
-        if self.robust_group_views < 1:
-            raise ValueError(f"robust_group_views must be at least 1, got {self.robust_group_views}")
+        if self.tilt_axis_deg is not None and not (
+                isinstance(self.tilt_axis_deg, (int, float, np.number)) and np.isfinite(self.tilt_axis_deg)
+                and abs(self.tilt_axis_deg) <= 360):
+            raise ValueError(f"the tilt-axis angle must be a finite number of degrees (within +-360), "
+                             f"got {self.tilt_axis_deg}")
+        if self.reference_view is not None and not (_whole(self.reference_view) and 0 <= self.reference_view):
+            raise ValueError(f"the reference view must be a view number (0 or more), got {self.reference_view}")
+        if not (_whole(self.max_iterations) and 1 <= self.max_iterations <= MAX_COUNT):
+            raise ValueError(f"max_iterations must be a whole number from 1 to {MAX_COUNT}, got {self.max_iterations}")
+        if not (isinstance(self.robust_scale, (int, float, np.number)) and np.isfinite(self.robust_scale)
+                and 0.01 <= self.robust_scale <= 100):
+            raise ValueError(f"robust_scale must be a number from 0.01 to 100, got {self.robust_scale}")
+        if not (_whole(self.robust_group_views) and 1 <= self.robust_group_views <= MAX_COUNT):
+            raise ValueError(f"robust_group_views must be a whole number from 1 to {MAX_COUNT}, "
+                             f"got {self.robust_group_views}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for name in ("rotation", "tilt", "magnification"):
             d[name] = str(getattr(self, name))
         return d
+
+
+# The numbers of the jobs in `workflows` (the command line's options), checked before any file is read.
+MAX_THICKNESS_FACTOR = 4
+MAX_BINNING = 1024
+
+
+class UsageError(ValueError):
+    """A job's input out of range or inconsistent; the message names it (the command line prints it)."""
+
+
+def check_job_numbers(
+    *, pixel_size_nm: float | None = None, axis_z_shift_px: float = 0.0, image_size: tuple | None = None,
+    binning: int = 1, thickness: int | None = None, lowpass: float | None = None, seed: int = 0,
+) -> None:
+    """Range checks of the jobs' numbers, before any file is read (`UsageError` naming the option)."""
+    def bad(cond: bool, message: str) -> None:
+        if cond:
+            raise UsageError(message)
+
+    bad(pixel_size_nm is not None and not (np.isfinite(pixel_size_nm) and 0 < pixel_size_nm < 1e6),
+        f"--pixel-size-nm must be a positive number of nanometres, not {pixel_size_nm}")
+    bad(not (np.isfinite(axis_z_shift_px) and abs(axis_z_shift_px) <= 1e6),
+        f"--axis-z-shift must be a finite number of pixels (at most 1e6 in size), not {axis_z_shift_px}")
+    bad(image_size is not None and not (len(image_size) == 2 and all(1 <= v <= 1_000_000 for v in image_size)),
+        f"--image-size must be two whole numbers from 1 to 1000000, not {image_size}")
+    bad(not 1 <= binning <= MAX_BINNING, f"--bin must be a whole number from 1 to {MAX_BINNING}, not {binning}")
+    bad(thickness is not None and not 1 <= thickness <= 10_000_000,
+        f"--thickness must be a positive number of pixels, not {thickness}")
+    bad(lowpass is not None and not (np.isfinite(lowpass) and 0 < lowpass <= 0.5),
+        f"--lowpass must be a cutoff in (0, 0.5] cycles per binned pixel (0.5 is Nyquist), not {lowpass}")
+    bad(not 0 <= seed < 2**63, f"--seed must be a whole number from 0 to 2**63 - 1, not {seed}")

@@ -1,4 +1,9 @@
-"""Checks of the observations before a solve, and which views and markers the fit can determine."""
+"""Checks of the observations before a solve, and which views and markers the fit can determine.
+
+A degenerate input is an error that names the problem, never a "converged" result: markers that all
+sit at one point, positions far outside the image (1e150, or an image size of 1e23), no tilt range,
+zero total weight, marker ids that no float or JSON reader keeps apart (2**53 and beyond).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,73 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .errors import AlignmentError
+
+MAX_IMAGE_SIDE = 1_000_000
+MAX_ID = 2**53  # marker ids and view numbers must be below this in size: exact as floats and in JSON
+MIN_TILT_RANGE_DEG = 1.0  # below this the markers' depth is not determined at all
+MIN_SPREAD_PX = 1.0  # the markers of at least one view must span this much
+OUTSIDE_MARGIN = 0.1  # positions may lie this fraction of the larger image side outside the image
+
+
+def _whole_numbers(values: ArrayLike, name: str) -> NDArray[np.int64]:
+    """Integers exactly as given (an integer array is never sent through float), or `AlignmentError`."""
+    a = np.asarray(values).ravel()
+    if a.dtype.kind in "iu":
+        if a.size and (int(a.max()) >= MAX_ID or int(a.min()) <= -MAX_ID):
+            raise AlignmentError(f"{name} numbers must be below 2**53 in size; got {int(np.abs(a).max())}")
+        return a.astype(np.int64)
+    try:
+        f = a.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise AlignmentError(f"{name} numbers must be whole numbers: {exc}") from None
+    if not np.all(np.isfinite(f)) or np.any(f != np.round(f)):
+        raise AlignmentError(f"{name} numbers must be whole numbers")
+    if f.size and np.max(np.abs(f)) >= MAX_ID:
+        raise AlignmentError(f"{name} numbers must be below 2**53 in size; got {np.max(np.abs(f)):.17g}")
+    return f.astype(np.int64)
+
+
+def _check_duplicates(v: NDArray[np.int64], m: NDArray[np.int64]) -> None:
+    order = np.lexsort((m, v))
+    vs, ms = v[order], m[order]
+    same = (vs[1:] == vs[:-1]) & (ms[1:] == ms[:-1])
+    if same.any():
+        pairs = sorted({(int(a), int(b)) for a, b in zip(vs[1:][same], ms[1:][same])})
+        shown = ", ".join(f"(view {a}, marker {b})" for a, b in pairs[:5])
+        raise AlignmentError(
+            f"{len(pairs)} (view, marker) pair(s) are given more than once: {shown}"
+            f"{' ...' if len(pairs) > 5 else ''}; keep one point per marker per view"
+        )
+
+
+def _check_geometry(v: NDArray[np.int64], m: NDArray[np.int64], xy: NDArray[np.float64], tilts, size) -> None:
+    """Positions inside the image (with a margin), spread over it, and a tilt range to see depth."""
+    w, h = size
+    margin = OUTSIDE_MARGIN * max(w, h)
+    out = (xy[:, 0] < -margin) | (xy[:, 0] > w - 1 + margin) | (xy[:, 1] < -margin) | (xy[:, 1] > h - 1 + margin)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise AlignmentError(
+            f"{int(out.sum())} marker position(s) lie outside the {w} x {h} image by more than {margin:g} px"
+            f" (first: row {i}, view {int(v[i])}, marker {int(m[i])} at x {xy[i, 0]:.6g}, y {xy[i, 1]:.6g});"
+            " check the image size and the positions' units (pixels)"
+        )
+    order = np.argsort(v, kind="stable")
+    vs, pts = v[order], xy[order]
+    starts = np.flatnonzero(np.r_[True, vs[1:] != vs[:-1]])
+    spread = np.maximum(np.maximum.reduceat(pts[:, 0], starts) - np.minimum.reduceat(pts[:, 0], starts),
+                        np.maximum.reduceat(pts[:, 1], starts) - np.minimum.reduceat(pts[:, 1], starts))
+    if spread.max() < MIN_SPREAD_PX:
+        raise AlignmentError(
+            f"in every view all markers lie within {MIN_SPREAD_PX:g} px of one point; the markers must be"
+            " distinct beads spread over the image"
+        )
+    seen = tilts[np.unique(v)]
+    if np.ptp(seen) < MIN_TILT_RANGE_DEG:
+        raise AlignmentError(
+            f"the views with markers span a tilt range of only {np.ptp(seen):.3g} deg (from {seen.min():g} to"
+            f" {seen.max():g}); markers cannot be placed in depth without a tilt range: check the tilt file"
+        )
 
 
 def validate_observations(
@@ -19,61 +91,64 @@ def validate_observations(
     """
     try:
         xy_a = np.asarray(xy, dtype=float)
-        views_f = np.asarray(views, dtype=float).ravel()
-        markers_f = np.asarray(markers, dtype=float).ravel()
         tilts = np.asarray(tilt_angles_deg, dtype=float).ravel()
         size = np.asarray(image_size, dtype=float).ravel()
+        n_views_given, n_markers_given = np.size(views), np.size(markers)
     except (TypeError, ValueError) as exc:
         raise AlignmentError(f"marker observations must be numbers: {exc}") from None
     if xy_a.ndim != 2 or xy_a.shape[1] != 2:
         raise AlignmentError(f"marker positions must be an (n, 2) array of (x, y), got shape {xy_a.shape}")
     n = len(xy_a)
-    if len(views_f) != n or len(markers_f) != n:
+    if n_views_given != n or n_markers_given != n:
         raise AlignmentError(
-            f"got {n} positions but {len(views_f)} view numbers and {len(markers_f)} marker ids;"
+            f"got {n} positions but {n_views_given} view numbers and {n_markers_given} marker ids;"
             " give one of each per observation"
         )
     if n == 0:
         raise AlignmentError("there are no marker observations; click or import markers first")
+    v = _whole_numbers(views, "view")
+    m = _whole_numbers(markers, "marker")
     bad = ~np.all(np.isfinite(xy_a), axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise AlignmentError(
-            f"{int(bad.sum())} marker position(s) are NaN or infinite (first: row {i}, view {views_f[i]:g},"
-            f" marker {markers_f[i]:g}); remove or correct them"
+            f"{int(bad.sum())} marker position(s) are NaN or infinite (first: row {i}, view {int(v[i])},"
+            f" marker {int(m[i])}); remove or correct them"
         )
-    for name, arr in (("view", views_f), ("marker", markers_f)):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise AlignmentError(f"{name} numbers must be whole numbers")
-    if np.any(views_f < 0):
-        raise AlignmentError(f"view numbers start at 0; got view {int(views_f.min())}")
-    if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size < 1):
-        raise AlignmentError(f"image size must be two positive numbers (width, height), got {image_size!r}")
+    if np.any(v < 0):
+        raise AlignmentError(f"view numbers start at 0; got view {int(v.min())}")
+    if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size < 1) or np.any(size > MAX_IMAGE_SIDE):
+        raise AlignmentError(f"image size must be two numbers from 1 to {MAX_IMAGE_SIDE} (width, height),"
+                             f" got {image_size!r}")
     if tilts.size == 0 or not np.all(np.isfinite(tilts)):
         raise AlignmentError("tilt angles must be finite numbers, one per view")
     if np.any(np.abs(tilts) >= 90):
         raise AlignmentError("tilt angles must be in degrees within (-90, 90); check the tilt file")
-    v = views_f.astype(np.intp)
     if v.max() >= len(tilts):
         raise AlignmentError(
             f"markers are placed on view {int(v.max())} but only {len(tilts)} tilt angles were given"
             f" (views 0-{len(tilts) - 1}); the tilt file needs one angle per view of the stack"
         )
-    m = markers_f.astype(np.int64)
-    key = v.astype(np.int64) * (int(m.max()) - int(m.min()) + 1) + (m - m.min())
-    uniq, counts = np.unique(key, return_counts=True)
-    if np.any(counts > 1):
-        dup = np.flatnonzero(np.isin(key, uniq[counts > 1]))
-        pairs = sorted({(int(v[i]), int(m[i])) for i in dup})
-        shown = ", ".join(f"(view {a}, marker {b})" for a, b in pairs[:5])
-        raise AlignmentError(
-            f"{len(pairs)} (view, marker) pair(s) are given more than once: {shown}"
-            f"{' ...' if len(pairs) > 5 else ''}; keep one point per marker per view"
-        )
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
+    _check_duplicates(v, m)
+    w = _weights(weights, n)
+    size_t = (int(size[0]), int(size[1]))
+    _check_geometry(v, m, xy_a, tilts, size_t)
+    return v.astype(np.intp), m, xy_a, tilts, size_t, w
+
+
+def _weights(weights: ArrayLike | None, n: int) -> NDArray[np.float64]:
+    try:
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise AlignmentError("weights must be numbers, one per observation") from None
     if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise AlignmentError("weights must be one finite, non-negative number per observation")
-    return v, m, xy_a, tilts, (int(size[0]), int(size[1])), w
+    total = float(np.sum(w))
+    if not total > 0 or not np.isfinite(total):
+        raise AlignmentError("the weights add up to zero: every observation would be left out of the fit")
+    if w.max() > 1e12 * (total / n):
+        raise AlignmentError("the weights span more than 12 orders of magnitude; scale them to a sensible range")
+    return w
 
 
 def determinable(

@@ -1,9 +1,20 @@
-"""Write a solved alignment: JSON, CSV tables and IMOD's files, all atomically."""
+"""Write a solved alignment: JSON, CSV tables and IMOD's files, as one unit; read it back, checked.
+
+The seven files of an alignment folder are written under temporary names, with the folder locked
+against other writers, and renamed into place only when all are complete, ``alignment.json`` last.
+Its first line is the *run stamp*: a run id, what the reconstruction tools need (stem, image size,
+pixel size, which views are determined) and the size and SHA-256 of each other file. Readers parse
+only that line (so a reader's work does not grow with the number of markers) and refuse a folder
+whose files do not match it: a set mixed from two runs, or cut short, is never used.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +24,12 @@ import numpy as np
 from .._version import __version__
 from ..alignment.result import Alignment
 from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms
-from .atomic import atomic_open, check_writable
+from ._textfmt import write_table
+from .atomic import atomic_file_set, folder_lock
 from .errors import FileFormatError
-from .imod import read_xf, write_fid_xyz, write_resid, write_xf
-from .tilts import read_text, read_tilt_angles, write_tilt_angles
+from .guarded import read_bytes_limited
+from .imod import format_fid_xyz, format_resid, format_xf, read_xf
+from .tilts import read_tilt_angles
 
 
 def output_names(stem: str) -> list[str]:
@@ -33,9 +46,9 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
 
     def clean(a: Any) -> Any:
         arr = np.asarray(a, dtype=float)
-        return [None if not np.isfinite(x) else float(x) for x in arr.ravel()] if arr.ndim == 1 else [
-            clean(row) for row in arr
-        ]
+        if arr.ndim != 1:
+            return [clean(row) for row in arr]
+        return [x if math.isfinite(x) else None for x in arr.tolist()]
 
     view_rms, view_mean = al.per_view_residual_px()
     marker_rms, marker_mean = al.per_marker_residual_px()
@@ -70,7 +83,7 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
             "mean_residual_px": clean(view_mean),
         },
         "markers": {
-            "id": [int(m) for m in al.marker_ids],
+            "id": np.asarray(al.marker_ids, dtype=np.int64).tolist(),
             "x_px": clean(al.xyz_px[:, 0]),
             "y_px": clean(al.xyz_px[:, 1]),
             "z_px": clean(al.xyz_px[:, 2]),
@@ -78,6 +91,69 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
             "mean_residual_px": clean(marker_mean),
         },
     }
+
+
+RUN_KEY = "tomoalign_run"
+RUN_LINE_LIMIT = 4 * 1024 * 1024
+MAX_IMAGE_SIDE = 1_000_000
+
+
+def _sha256(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _text(path: Path):
+    return open(path, "w", encoding="utf-8", newline="\n")
+
+
+def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarray, pix_a: float) -> None:
+    """predicted.csv, residuals.csv, .xf, .tlt, fid.xyz and .resid into the temporary files, in that order."""
+    pred = al.predicted_xy_px
+    n_v, n_m = al.n_views, al.n_markers
+    with _text(tmps[0]) as f:
+        f.write("view,marker,x,y\n")
+        ids = np.asarray(al.marker_ids, dtype=float)
+        for v in range(n_v):
+            write_table(f, [np.full(n_m, float(v)), ids, pred[v, :, 0], pred[v, :, 1]], [0, 0, 4, 4])
+    with _text(tmps[1]) as f:
+        f.write("view,marker,x,y,dx,dy\n")
+        r = al.residuals_px
+        write_table(f, [np.asarray(al.obs_view, float), np.asarray(al.marker_ids, float)[al.obs_marker],
+                        al.obs_xy_px[:, 0], al.obs_xy_px[:, 1], r[:, 0], r[:, 1]], [0, 0, 4, 4, 4, 4])
+    with _text(tmps[2]) as f:
+        format_xf(f, xf)
+    with _text(tmps[3]) as f:
+        tilts = np.where(al.view_determined, al.tilt_angles_deg, al.nominal_tilt_angles_deg)
+        write_table(f, [tilts], [2], [7])
+    with _text(tmps[4]) as f:
+        format_fid_xyz(f, al.marker_ids, xyz, al.image_size, pix_a)
+    used = al.obs_used
+    with _text(tmps[5]) as f:
+        format_resid(f, al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used])
+
+
+def _json_text(run: dict, info: dict) -> str:
+    """``alignment.json``: the run stamp alone on the first line, then one line per entry (two levels),
+    each written by the C encoder (the indenting encoder is pure Python: seconds at 10^5 markers)."""
+    lines = ["{" + json.dumps(RUN_KEY) + ": " + json.dumps(run, allow_nan=False) + ","]
+    items = list(info.items())
+    for k, (key, value) in enumerate(items):
+        end = "," if k < len(items) - 1 else ""
+        if isinstance(value, dict) and value:
+            inner = list(value.items())
+            lines.append(f" {json.dumps(key)}: {{")
+            lines += [f"  {json.dumps(a)}: {json.dumps(b)}{',' if j < len(inner) - 1 else ''}"
+                      for j, (a, b) in enumerate(inner)]
+            lines.append(" }" + end)
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{end}")
+    return "\n".join(lines) + "\n}\n"
 
 
 def write_alignment(
@@ -90,16 +166,19 @@ def write_alignment(
     extra: dict | None = None,
     sections: dict | None = None,
 ) -> list[Path]:
-    """Write every output of an alignment into ``directory``; return the paths.
+    """Write every output of an alignment into ``directory`` as one unit (module docstring); return the paths.
 
-    Nothing is written if any target exists and ``overwrite`` is False.
+    Nothing is written if any target exists and ``overwrite`` is False, and nothing is left behind if
+    a write fails.
     """
+    if not math.isfinite(axis_z_shift_px):
+        raise ValueError(f"the axis Z shift must be a finite number of pixels, not {axis_z_shift_px}")
     d = Path(directory)
     paths = [d / n for n in output_names(stem)]
-    for p in paths:
-        check_writable(p, overwrite)
-    d.mkdir(parents=True, exist_ok=True)
     frame = aligned_frame(al, axis_z_shift_px)
+    xf = imod_transforms(al, axis_z_shift_px)
+    if not np.all(np.isfinite(xf[al.view_determined])):
+        raise ValueError("the solved transforms are not finite numbers; the alignment cannot be written")
     info = alignment_to_dict(al)
     info["package_version"] = __version__
     info["aligned_frame"] = {
@@ -109,28 +188,56 @@ def write_alignment(
     if extra:
         info["inputs"] = extra
     info.update(sections or {})
-    with atomic_open(paths[0], overwrite=overwrite) as f:
-        json.dump(info, f, indent=1)
-        f.write("\n")
-    pred = al.predicted_xy_px
-    with atomic_open(paths[1], overwrite=overwrite) as f:
-        f.write("view,marker,x,y\n")
-        for v in range(al.n_views):
-            for m in range(al.n_markers):
-                f.write(f"{v},{int(al.marker_ids[m])},{pred[v, m, 0]:.4f},{pred[v, m, 1]:.4f}\n")
-    with atomic_open(paths[2], overwrite=overwrite) as f:
-        f.write("view,marker,x,y,dx,dy\n")
-        for v, m, (x, y), (dx, dy) in zip(al.obs_view, al.obs_marker, al.obs_xy_px, al.residuals_px):
-            f.write(f"{int(v)},{int(al.marker_ids[m])},{x:.4f},{y:.4f},{dx:.4f},{dy:.4f}\n")
-    write_xf(paths[3], imod_transforms(al, axis_z_shift_px), overwrite=overwrite)
-    tilts = np.where(al.view_determined, al.tilt_angles_deg, al.nominal_tilt_angles_deg)
-    write_tilt_angles(paths[4], tilts, overwrite=overwrite)
-    pix_a = 10.0 * al.pixel_size_nm if al.pixel_size_nm else 1.0
-    write_fid_xyz(paths[5], al.marker_ids, aligned_marker_positions(al, axis_z_shift_px), al.image_size, pix_a,
-                  overwrite=overwrite)
-    used = al.obs_used
-    write_resid(paths[6], al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used], overwrite=overwrite)
+    pix_nm = float(al.pixel_size_nm) if al.pixel_size_nm and math.isfinite(al.pixel_size_nm) else None
+    pix_a = 10.0 * pix_nm if pix_nm else 1.0
+    tilts = [float(t) if ok and math.isfinite(t) else None
+             for t, ok in zip(np.asarray(al.tilt_angles_deg, float).tolist(), al.view_determined)]
+    run = {"stem": stem, "image_size": [int(n) for n in al.image_size], "pixel_size_nm": pix_nm,
+           "view_determined": [bool(b) for b in al.view_determined], "tilt_angle_deg": tilts}
+    xyz = aligned_marker_positions(al, axis_z_shift_px)
+    return _write_set(d, paths, lambda tmps: _write_tables(al, tmps, xf, xyz, pix_a), run, info, overwrite)
+
+
+def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, overwrite: bool) -> list[Path]:
+    """``paths[1:]`` written by ``write_files(temporary paths)``, then ``paths[0]`` (alignment.json) with the
+    run stamp that lists them, all renamed into place together (`atomic_file_set`)."""
+    with atomic_file_set(paths[1:] + paths[:1], overwrite) as tmps:
+        write_files(tmps[:-1])
+        files = {}
+        for p, tmp in zip(paths[1:], tmps[:-1]):
+            size, digest = _sha256(tmp)
+            files[p.name] = {"bytes": size, "sha256": digest}
+        run = {"run_id": uuid.uuid4().hex, **run, "files": files}
+        with _text(tmps[-1]) as f:
+            f.write(_json_text(run, info))
+            f.flush()
+            os.fsync(f.fileno())
     return paths
+
+
+def write_transforms_folder(saved: SavedAlignment, directory: str | os.PathLike[str], stem: str, *,
+                            overwrite: bool = False, info: dict | None = None) -> list[Path]:
+    """A minimal alignment folder that `read_alignment_dir` accepts: ``alignment.json`` (run stamp and
+    ``info``), ``stem.xf`` and ``stem.tlt`` (4 decimals), for alignments converted from other tools."""
+    d = Path(directory)
+    paths = [d / "alignment.json", d / f"{stem}.xf", d / f"{stem}.tlt"]
+    det = np.asarray(saved.view_determined, dtype=bool)
+    xf = np.where(np.isfinite(saved.transforms), saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    tilts = np.asarray(saved.tilt_angles_deg, dtype=float)
+
+    def write_files(tmps: list[Path]) -> None:
+        with _text(tmps[0]) as f:
+            format_xf(f, xf)
+        with _text(tmps[1]) as f:
+            write_table(f, [tilts], [4], [9])
+
+    pix = saved.pixel_size_nm if saved.pixel_size_nm and math.isfinite(saved.pixel_size_nm) else None
+    run = {"stem": stem, "image_size": [int(n) for n in saved.image_size], "pixel_size_nm": pix,
+           "view_determined": det.tolist(),
+           "tilt_angle_deg": [float(t) if ok and math.isfinite(t) else None for t, ok in zip(tilts.tolist(), det)]}
+    body = {"image_size": run["image_size"], "pixel_size_nm": pix, **(info or {}),
+            "views": {"determined": run["view_determined"], "tilt_angle_deg": run["tilt_angle_deg"]}}
+    return _write_set(d, paths, write_files, run, body, overwrite)
 
 
 @dataclass(frozen=True)
@@ -144,26 +251,121 @@ class SavedAlignment:
     pixel_size_nm: float | None
 
 
+def _read_run(info_path: Path) -> dict:
+    """The run stamp: the first line of ``alignment.json``, checked field by field."""
+    head = read_bytes_limited(info_path, "alignment", RUN_LINE_LIMIT, head=True)
+    line, _, _ = head.partition(b"\n")
+    prefix = b"{" + json.dumps(RUN_KEY).encode() + b": "
+    bad = FileFormatError(f"{info_path}: not an alignment.json written by this version of tomoalign"
+                          " (no run stamp on its first line); run 'tomoalign align' again")
+    if not line.startswith(prefix) or not line.endswith(b","):
+        raise bad
+    try:
+        run = json.loads(line[len(prefix) : -1].decode("utf-8"))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise bad from None
+    try:
+        size = [int(v) for v in run["image_size"] if isinstance(v, int) and not isinstance(v, bool)]
+        det = run["view_determined"]
+        pix = run["pixel_size_nm"]
+        stem = run["stem"]
+        ok = (isinstance(stem, str) and stem not in ("", ".", "..") and Path(stem).name == stem
+              and "\x00" not in stem and len(size) == 2 and all(1 <= v <= MAX_IMAGE_SIDE for v in size)
+              and isinstance(det, list) and det and all(isinstance(b, bool) for b in det)
+              and (pix is None or (isinstance(pix, (int, float)) and not isinstance(pix, bool)
+                                   and math.isfinite(pix) and pix > 0))
+              and isinstance(run["files"], dict))
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise FileFormatError(f"{info_path}: the run stamp is damaged (image size, views, pixel size or files)")
+    return run
+
+
+def _check_file(d: Path, run: dict, name: str, full: bool) -> None:
+    """Refuse a file that is not the one the run stamp vouches for (by size; by SHA-256 if ``full``)."""
+    want = run["files"].get(name)
+    p = d / name
+    if not isinstance(want, dict):
+        raise FileFormatError(f"{d}: alignment.json does not list {name}")
+    try:
+        size = p.stat().st_size
+    except OSError:
+        raise FileFormatError(f"{p}: missing from the alignment folder") from None
+    if size != want.get("bytes") or (full and _sha256(p)[1] != want.get("sha256")):
+        raise FileFormatError(f"{p} does not belong to the run that wrote {d / 'alignment.json'} (the folder holds"
+                              " files of two runs, or one was edited); run 'tomoalign align' again")
+
+
+def _check_transforms(path: Path, xf: np.ndarray, determined: np.ndarray, size: tuple[int, int]) -> None:
+    a = xf[:, :, :2]
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    with np.errstate(invalid="ignore"):
+        bad = ~np.all(np.isfinite(xf.reshape(len(xf), -1)), axis=1) | ~(np.abs(det) > 1e-3) | (np.abs(det) > 1e3)
+        bad |= np.any(np.abs(xf[:, :, 2]) > 10.0 * max(size), axis=1)
+    bad &= determined
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise FileFormatError(f"{path}, line {k + 1}: not a usable transform (determinant {det[k]:.3g}, shift "
+                              f"{xf[k, 0, 2]:.3g}, {xf[k, 1, 2]:.3g})")
+
+
 def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
-    """Read the transforms, solved tilts and image size from an alignment output directory."""
+    """Read the transforms, solved tilts and image size from an alignment output directory, checked
+    against its run stamp (module docstring)."""
     d = Path(directory)
     info_path = d / "alignment.json"
-    if not info_path.is_file():
+    if not d.is_dir() or not info_path.exists():
         raise FileFormatError(f"{d}: no alignment.json here; give the --output directory of 'tomoalign align'")
-    try:
-        info = json.loads(read_text(info_path, "alignment"))
-        size = tuple(int(v) for v in info["image_size"])
-        determined = np.asarray(info["views"]["determined"], dtype=bool)
-        pix = info.get("pixel_size_nm")
-    except (ValueError, KeyError, TypeError):
-        raise FileFormatError(f"{info_path}: not an alignment.json written by tomoalign") from None
-    xfs = sorted(d.glob("*.xf"))
-    if len(xfs) != 1:
-        raise FileFormatError(f"{d}: expected one .xf file, found {len(xfs)}")
-    xf = read_xf(xfs[0])
-    tilts = read_tilt_angles(xfs[0].with_suffix(".tlt"))
+    with folder_lock(d, shared=True):
+        run = _read_run(info_path)
+        stem = run["stem"]
+        for name in {f"{stem}.xf", f"{stem}.tlt", *run["files"]}:
+            if name in output_names(stem)[1:]:
+                _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt"))
+        determined = np.asarray(run["view_determined"], dtype=bool)
+        size = (int(run["image_size"][0]), int(run["image_size"][1]))
+        xf = read_xf(d / f"{stem}.xf")
+        tilts = read_tilt_angles(d / f"{stem}.tlt")
     if not (len(xf) == tilts.size == determined.size):
         raise FileFormatError(f"{d}: the .xf ({len(xf)}), .tlt ({tilts.size}) and alignment.json "
                               f"({determined.size}) disagree on the number of views")
+    if not determined.any():
+        raise FileFormatError(f"{info_path}: no view is determined; nothing can be aligned with it")
+    _check_transforms(d / f"{stem}.xf", xf, determined, size)
     xf[~determined] = np.nan
-    return SavedAlignment(xf, tilts, determined, (size[0], size[1]), float(pix) if pix else None)
+    pix = run["pixel_size_nm"]
+    return SavedAlignment(xf, _exact_tilts(run, tilts), determined, size, float(pix) if pix else None)
+
+
+def _exact_tilts(run: dict, tilts: np.ndarray) -> np.ndarray:
+    """The solved tilts at full precision from the run stamp where they agree with the ``.tlt`` (2 decimals)."""
+    exact = run.get("tilt_angle_deg")
+    if not isinstance(exact, list) or len(exact) != tilts.size:
+        return tilts
+    vals = np.array([v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in exact],
+                    dtype=float)
+    with np.errstate(invalid="ignore"):
+        use = np.isfinite(vals) & (np.abs(vals - tilts) <= 0.006)
+    return np.where(use, vals, tilts)
+
+
+def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str],
+                             binning: int = 1):
+    """``(TiltSeries, SavedAlignment, pixel size in A or None)`` for making an aligned stack or a tomogram:
+    the stack must have the alignment's image size and views, and be at least ``binning`` pixels wide."""
+    from .mrc import open_tilt_series
+
+    saved = read_alignment_dir(alignment_dir)
+    series = open_tilt_series(stack_path, find_tilts=False)  # the alignment has the tilts
+    rows, cols = series.data.shape[1:]
+    if (cols, rows) != tuple(saved.image_size):
+        raise FileFormatError(f"{stack_path} is {cols} x {rows} but the alignment was solved for "
+                              f"{saved.image_size[0]} x {saved.image_size[1]} images")
+    if series.n_views != len(saved.transforms):
+        raise FileFormatError(f"{stack_path} has {series.n_views} views but the alignment has "
+                              f"{len(saved.transforms)}")
+    if binning > min(rows, cols):
+        raise FileFormatError(f"--bin {binning} is larger than the image ({cols} x {rows}) of {stack_path}")
+    pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
+    return series, saved, pix

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,15 +37,85 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except OSError as exc:  # name the target, not the temporary file
+            if exc.filename is None or str(exc.filename) == tmp:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from None
+            raise
         if not overwrite and p.exists():
             raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class BusyError(OSError):
+    """Another process is writing the same output folder."""
+
+
+@contextmanager
+def folder_lock(directory: str | os.PathLike[str], shared: bool = False) -> Iterator[None]:
+    """Hold an ``flock`` on ``directory`` (exclusive for a writer, shared for a reader), or raise
+    `BusyError` at once if another process holds it the other way."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"{directory} is being written by another tomoalign process; try again when it has"
+                            " finished") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list[Path]]:
+    """Temporary paths for a set of files that belong together; on success all are renamed into place,
+    in the order given (put the file that vouches for the others last), else all are removed.
+
+    The folder is locked against other writers from the check to the last rename, and the targets are
+    checked again just before the renames, so a file that appeared meanwhile is never overwritten
+    without ``overwrite``. Renames need no space, so after the writes succeeded they do too.
+    """
+    for p in paths:
+        check_writable(p, overwrite)
+    directory = paths[0].parent
+    directory.mkdir(parents=True, exist_ok=True)
+    with folder_lock(directory):
+        tmps: list[str] = []
+        try:
+            for p in paths:
+                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+                os.close(fd)
+                tmps.append(tmp)
+            try:
+                yield [Path(t) for t in tmps]
+            except OSError as exc:
+                if exc.filename is not None and str(exc.filename) in tmps:
+                    raise OSError(exc.errno, exc.strerror or str(exc), str(paths[tmps.index(str(exc.filename))])) from None
+                raise
+            for p in paths:
+                if not overwrite and p.exists():
+                    raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+            mode = _umask_mode()
+            for tmp, p in zip(tmps, paths):
+                os.chmod(tmp, mode)
+                os.replace(tmp, p)
+        except BaseException:
+            for tmp in tmps:
+                _remove(tmp)
+            raise
 
 
 @contextmanager

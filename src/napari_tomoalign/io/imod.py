@@ -5,14 +5,17 @@ Files hold IMOD coordinates (first pixel centre at 0.5); arrays hold this projec
 
 from __future__ import annotations
 
+import io
 import os
+from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ._textfmt import write_table
 from .atomic import atomic_open
 from .errors import FileFormatError
-from .markers import IMOD_PIXEL_OFFSET
+from .table import IMOD_PIXEL_OFFSET
 from .tilts import read_text
 
 
@@ -42,13 +45,38 @@ def read_xf(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     return np.stack([np.stack([t[:, 0], t[:, 1], t[:, 4]], 1), np.stack([t[:, 2], t[:, 3], t[:, 5]], 1)], 1)
 
 
+def format_xf(f: IO[str], xf: NDArray[np.float64]) -> None:
+    """IMOD ``A11 A12 A21 A22 DX DY`` lines of ``(n_views, 2, 3)`` transforms, to a text stream."""
+    x = np.asarray(xf, dtype=float)
+    write_table(f, [x[:, 0, 0], x[:, 0, 1], x[:, 1, 0], x[:, 1, 1], x[:, 0, 2], x[:, 1, 2]], [7, 7, 7, 7, 3, 3],
+                [12] * 6, sep="")
+
+
 def write_xf(path: str | os.PathLike[str], xf: NDArray[np.float64], overwrite: bool = False) -> None:
     """Write ``(n_views, 2, 3)`` transforms as IMOD ``A11 A12 A21 A22 DX DY`` lines."""
     with atomic_open(path, overwrite=overwrite) as f:
-        for m in xf:
-            f.write(
-                f"{m[0, 0]:12.7f}{m[0, 1]:12.7f}{m[1, 0]:12.7f}{m[1, 1]:12.7f}{m[0, 2]:12.3f}{m[1, 2]:12.3f}\n"
-            )
+        format_xf(f, xf)
+
+
+def format_fid_xyz(
+    f: IO[str], ids: NDArray[np.int64], xyz: NDArray[np.float64], image_size: tuple[int, int],
+    pixel_size_angstrom: float = 1.0,
+) -> None:
+    """``id X Y Z object contour`` lines (markers with NaN positions are left out), to a text stream."""
+    xyz = np.asarray(xyz, dtype=float)
+    keep = np.all(np.isfinite(xyz), axis=1)
+    number = np.arange(1, len(xyz) + 1, dtype=float)[keep]
+    ids_f = np.asarray(ids, dtype=float)[keep]
+    x, y, z = xyz[keep, 0] + IMOD_PIXEL_OFFSET, xyz[keep, 1] + IMOD_PIXEL_OFFSET, xyz[keep, 2]
+    if not len(x):
+        return
+    cols = [number, x, y, z, np.ones(len(x)), ids_f]
+    dec, wid = [0, 2, 2, 2, 0, 0], [4, 10, 10, 10, 7, 5]
+    first = io.StringIO()
+    write_table(first, [c[:1] for c in cols], dec, wid, sep="")
+    f.write(first.getvalue().rstrip("\n")
+            + f" Pix: {pixel_size_angstrom:11.5f} Dim:{image_size[0]:6d}{image_size[1]:6d}\n")
+    write_table(f, [c[1:] for c in cols], dec, wid, sep="")
 
 
 def write_fid_xyz(
@@ -61,16 +89,7 @@ def write_fid_xyz(
 ) -> None:
     """Write ``id X Y Z object contour`` lines; X, Y move to IMOD's half-pixel convention."""
     with atomic_open(path, overwrite=overwrite) as f:
-        first = True
-        for i, (mid, p) in enumerate(zip(ids, xyz), 1):
-            if not np.all(np.isfinite(p)):
-                continue
-            x, y, z = p[0] + IMOD_PIXEL_OFFSET, p[1] + IMOD_PIXEL_OFFSET, p[2]
-            f.write(f"{i:4d}{x:10.2f}{y:10.2f}{z:10.2f}{1:7d}{int(mid):5d}")
-            if first:
-                f.write(f" Pix: {pixel_size_angstrom:11.5f} Dim:{image_size[0]:6d}{image_size[1]:6d}")
-                first = False
-            f.write("\n")
+        format_fid_xyz(f, ids, xyz, image_size, pixel_size_angstrom)
 
 
 def read_fid_xyz(path: str | os.PathLike[str]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -79,6 +98,14 @@ def read_fid_xyz(path: str | os.PathLike[str]) -> tuple[NDArray[np.int64], NDArr
     xyz = t[:, 1:4].copy()
     xyz[:, :2] -= IMOD_PIXEL_OFFSET
     return t[:, 5].astype(np.int64), xyz
+
+
+def format_resid(f: IO[str], view: NDArray[np.intp], xy: NDArray[np.float64], residual: NDArray[np.float64]) -> None:
+    """IMOD's ``.resid`` (``N residuals``, then ``x y view dx dy``), to a text stream."""
+    xy, residual = np.asarray(xy, dtype=float), np.asarray(residual, dtype=float)
+    f.write(f"{len(view):6d} residuals\n")
+    write_table(f, [xy[:, 0] + IMOD_PIXEL_OFFSET, xy[:, 1] + IMOD_PIXEL_OFFSET, np.asarray(view, dtype=float),
+                    residual[:, 0], residual[:, 1]], [2, 2, 0, 2, 2], [10, 10, 5, 8, 8], sep="")
 
 
 def write_resid(
@@ -90,9 +117,7 @@ def write_resid(
 ) -> None:
     """Write IMOD's ``.resid``: ``N residuals``, then ``x y view dx dy`` with (dx, dy) = predicted - observed."""
     with atomic_open(path, overwrite=overwrite) as f:
-        f.write(f"{len(view):6d} residuals\n")
-        for v, (x, y), (dx, dy) in zip(view, xy, residual):
-            f.write(f"{x + IMOD_PIXEL_OFFSET:10.2f}{y + IMOD_PIXEL_OFFSET:10.2f}{int(v):5d}{dx:8.2f}{dy:8.2f}\n")
+        format_resid(f, view, xy, residual)
 
 
 def read_resid(

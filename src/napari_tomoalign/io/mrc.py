@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import warnings
@@ -16,6 +17,7 @@ from numpy.typing import NDArray
 
 from .atomic import atomic_path, check_writable
 from .errors import FileFormatError
+from .guarded import require_regular_file
 from .tilt_sources import find_tilt_angles
 from .tilts import write_tilt_angles
 
@@ -79,8 +81,7 @@ def _header_problem(path: Path) -> str | None:
 
 
 def _open_mmap(path: Path) -> mrcfile.mrcmemmap.MrcMemmap:
-    if not path.is_file():
-        raise FileFormatError(f"{path}: no such MRC file")
+    require_regular_file(path, "MRC")
     problem = _header_problem(path)
     if problem:
         raise FileFormatError(f"{path}: not a readable MRC file ({problem})")
@@ -92,11 +93,12 @@ def _open_mmap(path: Path) -> mrcfile.mrcmemmap.MrcMemmap:
         raise FileFormatError(f"{path}: not a readable MRC file ({str(exc).splitlines()[0][:120]})") from None
 
 
-def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True) -> TiltSeries:
+def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, find_tilts: bool = True) -> TiltSeries:
     """Open an MRC tilt series memory-mapped, with its pixel size and tilt angles (if any).
 
     A broken tilt-angle file beside the stack raises `FileFormatError`, unless ``strict_tilts`` is
-    False: then the stack opens without angles and ``tilt_error`` says what was wrong.
+    False: then the stack opens without angles and ``tilt_error`` says what was wrong. With
+    ``find_tilts`` False no tilt source is looked at (a caller that has the angles elsewhere).
     """
     p = Path(path)
     mrc = _open_mmap(p)
@@ -110,12 +112,91 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True) ->
     vx = float(mrc.voxel_size.x)
     error = None
     try:
-        tilts, source = find_tilt_angles(p, int(data.shape[0]), mrc)
+        tilts, source = find_tilt_angles(p, int(data.shape[0]), mrc) if find_tilts else (None, None)
     except FileFormatError as exc:
         if strict_tilts:
             raise
         tilts, source, error = None, None, str(exc)
     return TiltSeries(p, data, vx if vx > 0 else None, tilts, source, error)
+
+
+class NonFiniteDataError(ValueError):
+    """Data to be written holds NaN or infinite values."""
+
+
+def _mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float | None,
+                stats: tuple[float, float, float, float], stack: bool) -> bytes:
+    """A 1024-byte MRC-2014 header for ``(sections, rows, cols)`` data of ``dtype`` (as mrcfile makes it)."""
+    h = np.zeros((), dtype=mrcfile.dtypes.HEADER_DTYPE).view(np.recarray)
+    h.map = mrcfile.constants.MAP_ID
+    h.nversion = 20141
+    h.machst = mrcfile.utils.machine_stamp_from_byte_order(h.mode.dtype.byteorder)
+    h.cellb.alpha = h.cellb.beta = h.cellb.gamma = 90.0
+    h.mapc, h.mapr, h.maps = 1, 2, 3
+    h.nz, h.ny, h.nx = shape
+    h.mz, h.my, h.mx = shape
+    h.mode = mrcfile.utils.mode_from_dtype(dtype)
+    h.ispg = 0 if stack else 1
+    v = float(voxel_size_angstrom or 0.0)
+    h.cella.x, h.cella.y, h.cella.z = v * shape[2], v * shape[1], v * shape[0]
+    h.dmin, h.dmax, h.dmean, h.rms = stats
+    h.label[0] = f"{'Created by napari-tomoalign':79s} "
+    h.nlabl = 1
+    return h.tobytes()
+
+
+class MrcStreamWriter:
+    """Write an MRC file section by section, in order, without a memory map: a full disk is an
+    ``OSError`` (space is reserved first, so it comes before the work), never a SIGBUS. The header's
+    statistics are accumulated as the sections go by. ``stack`` writes an image stack (space group 0;
+    one section reads back as a 2-D image), else a volume (space group 1)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype, voxel_size_angstrom: float | None,
+                 stack: bool = True) -> None:
+        self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype).newbyteorder("<")
+        self.voxel, self.stack, self.done = voxel_size_angstrom, stack, 0
+        self._min, self._max, self._sum, self._sumsq = np.inf, -np.inf, 0.0, 0.0
+        self._f = open(path, "wb")
+        size = 1024 + int(np.prod(self.shape)) * self.dtype.itemsize
+        try:
+            os.posix_fallocate(self._f.fileno(), 0, size)
+        except (AttributeError, OSError) as exc:  # a filesystem without fallocate still fails cleanly on write
+            if getattr(exc, "errno", None) == errno.ENOSPC:
+                self._f.close()
+                raise
+        self._f.write(bytes(1024))
+
+    def write(self, section: NDArray) -> None:
+        """Append the next section ``(rows, cols)``; NaN or infinite pixels raise `NonFiniteDataError`."""
+        a = np.ascontiguousarray(section, dtype=self.dtype)
+        if a.shape != self.shape[1:]:
+            raise ValueError(f"section of shape {a.shape}, expected {self.shape[1:]}")
+        from ._stats import section_stats
+
+        finite, lo, hi, s, sq = section_stats(a)
+        if not finite:
+            raise NonFiniteDataError(f"section {self.done} holds NaN or infinite values")
+        self._min, self._max = min(self._min, lo), max(self._max, hi)
+        self._sum += s
+        self._sumsq += sq
+        self._f.write(memoryview(a).cast("B"))
+        self.done += 1
+
+    def close(self) -> None:
+        """Write the header with the statistics, flush and close."""
+        if self.done != self.shape[0]:
+            raise ValueError(f"{self.done} of {self.shape[0]} sections were written")
+        n = float(np.prod(self.shape))
+        mean = self._sum / n
+        rms = float(np.sqrt(max(self._sumsq / n - mean * mean, 0.0)))
+        self._f.seek(0)
+        self._f.write(_mrc_header(self.shape, self.dtype, self.voxel, (self._min, self._max, mean, rms), self.stack))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+    def abort(self) -> None:
+        self._f.close()
 
 
 def write_mrc(
@@ -128,8 +209,8 @@ def write_mrc(
 ) -> Path:
     """Write ``data`` (2-D or 3-D) as MRC atomically; optionally a ``.tlt`` beside it. Return the path.
 
-    Integer data of a type MRC cannot hold is written as float32. Neither file is written if either
-    exists and ``overwrite`` is False.
+    Integer data of a type MRC cannot hold is written as float32; NaN or infinite values raise
+    `NonFiniteDataError`. Neither file is written if either exists and ``overwrite`` is False.
     """
     p = Path(path)
     tlt = p.with_suffix(".tlt") if tilt_angles_deg is not None else None
@@ -139,19 +220,18 @@ def write_mrc(
     arr = np.asarray(data)
     if arr.dtype not in (np.int8, np.int16, np.uint16, np.float32, np.uint8):
         arr = arr.astype(np.float32)
+    sections = arr[None] if arr.ndim == 2 else arr
+    if sections.ndim != 3:
+        raise ValueError(f"MRC data must be 2-D or 3-D, not {arr.ndim}-D")
     with atomic_path(p, overwrite) as tmp:
-        with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=mrcfile.utils.mode_from_dtype(arr.dtype),
-                              overwrite=True) as m:
-            if arr.ndim == 3:
-                for k in range(arr.shape[0]):
-                    m.data[k] = arr[k]
-                m.header.ispg = 0
-                m.header.mz = arr.shape[0]
-            else:
-                m.data[...] = arr
-            if voxel_size_angstrom:
-                m.voxel_size = float(voxel_size_angstrom)
-            m.update_header_stats()
+        w = MrcStreamWriter(tmp, sections.shape, arr.dtype, voxel_size_angstrom, stack=True)
+        try:
+            for k in range(sections.shape[0]):
+                w.write(sections[k])
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
     if tlt is not None:
         write_tilt_angles(tlt, np.asarray(tilt_angles_deg, dtype=float), overwrite=overwrite)
     return p

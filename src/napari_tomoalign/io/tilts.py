@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .atomic import atomic_open
 from .errors import FileFormatError
+from .guarded import MAX_TEXT_BYTES, read_text_limited
 
-MAX_TEXT_BYTES = 64 * 1024 * 1024
+MAX_TILT_FILE_BYTES = 1024 * 1024  # a few thousand views at most; tilt files are tiny
 
 
-def read_text(path: str | os.PathLike[str], what: str) -> str:
-    """The text of a small text file, or a `FileFormatError` that says why not."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise FileFormatError(f"{p}: {size} bytes is too large for a {what}")
-        return p.read_bytes().decode("utf-8", errors="strict")
-    except FileNotFoundError:
-        raise FileFormatError(f"{p}: no such {what} file") from None
-    except UnicodeDecodeError:
-        raise FileFormatError(f"{p}: not a text {what} file (it holds binary data)") from None
-    except OSError as exc:
-        raise FileFormatError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
+def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of a small regular text file, or a `FileFormatError` that says why not (see `guarded`)."""
+    return read_text_limited(path, what, limit)
 
 
 def read_tilt_angles(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     """``(n_views,)`` tilt angles in degrees, in stack order."""
-    text = read_text(path, "tilt-angle")
+    text = read_text(path, "tilt-angle", MAX_TILT_FILE_BYTES)
     values = []
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
