@@ -1,10 +1,13 @@
 """napari-tomoalign: fiducial alignment of electron tomography tilt series.
 
-The core (solver, model, I/O, simulation) imports no GUI toolkit; the napari plugin lives in the
-modules whose names start with an underscore.
+The core (``alignment``, ``reconstruction``, ``simulation``, ``io``, ``workflows``, ``report``, ``cli``)
+imports no GUI toolkit; the napari plugin lives in the ``_napari`` package.
 """
 
-from ._version import __version__
+try:
+    from ._version import __version__  # written by setuptools-scm when the package is installed
+except ImportError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 from .alignment._lm import Cancelled
 from .alignment.errors import AlignmentError
 from .alignment.options import AlignmentOptions, VariableOption
