@@ -138,7 +138,7 @@ def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
         assert sched_file.exists(), (tmp_path / "scheduler.log").read_text()[-2000:]
         address = json.loads(sched_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        procs.append(_start(["worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--host",
+        procs.append(_start(["worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host",
                              "127.0.0.1"], tmp_path / "worker.log"))
         from dask.distributed import Client
 
@@ -163,3 +163,25 @@ def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=10)
+
+
+def test_stacks_found_by_glob_give_size_and_pixel_size_on_a_default_local_cluster(tmp_path):
+    """A glob of stacks: markers and tilts beside each, the size and pixel size from the memory-mapped header;
+    run on the default LocalCluster (worker processes on 127.0.0.1), which announces its dashboard."""
+    from napari_tomoalign.io.mrc import write_mrc
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    s = simulate_markers(n_views=25, n_markers=12, image_size=(160, 128), noise_px=NOISE, seed=3)
+    write_mrc(folder / "grid1.mrc", np.zeros((25, 128, 160), np.int8), 7.5)
+    write_markers_csv(folder / "grid1_markers.csv", MarkerTable(s.view, s.marker, s.xy, s.image_size))
+    write_tilt_angles(folder / "grid1.tlt", s.nominal_tilt_angles_deg)
+    notes: list[str] = []
+    res = run_batch(str(folder / "*.mrc"), tmp_path / "out", n_workers=1, progress=False, options={"tilt_axis": 85},
+                    log=notes.append)
+    assert [r["status"] for r in res.rows] == ["done"], res.rows[0]["error"]
+    info = json.loads((tmp_path / "out" / "grid1" / "alignment.json").read_text())
+    assert info["image_size"] == [160, 128] and info["pixel_size_nm"] == pytest.approx(0.75)
+    if importlib.util.find_spec("bokeh"):
+        assert res.dashboard and res.dashboard.startswith("http://127.0.0.1:")
+        assert any("dashboard" in n for n in notes)

@@ -27,6 +27,9 @@ from napari_tomoalign.io.convert import (
 from napari_tomoalign.io.errors import FileFormatError
 from napari_tomoalign.simulation.markers import simulate_markers
 
+for _package in ("starfile", "alnfile", "cryoet_alignment"):  # the 'interchange' extra
+    pytest.importorskip(_package)
+
 BB = Path(__file__).parent / "data" / "imod-tutorial-BB"
 OUT = {"aretomo": "ts.aln", "cdp": "ts.json", "relion": "relion", "imod": "imod"}
 
