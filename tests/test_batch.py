@@ -122,8 +122,9 @@ def test_outliers_are_flagged():
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"})
+    with open(log, "w") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"})
 
 
 def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
