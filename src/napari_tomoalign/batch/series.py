@@ -69,6 +69,8 @@ def spec_from_file(path: Path) -> SeriesSpec:
     """A series from its stack or its markers file, with its siblings."""
     folder, ext = path.parent, path.suffix.lower()
     stem = _stem(path)
+    stack: Path | None
+    markers: Path | None
     if ext in STACK_EXT:
         stack = path
         markers = _first(folder, stem, (".fid", ".mod", ".csv", "_markers.csv"))

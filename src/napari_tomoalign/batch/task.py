@@ -85,9 +85,10 @@ def build_options(opts: dict[str, Any]):
         if opts.get(key) not in (None, ""):
             v = opts[key]
             kw[key] = v if isinstance(v, VariableOption) else VariableOption.parse(str(v))
-    conv = {"tilt_axis": ("tilt_axis_deg", float), "reference_view": ("reference_view", int),
-            "robust_scale": ("robust_scale", float), "max_iterations": ("max_iterations", int),
-            "robust": ("robust", _flag), "robust_tracks": ("robust_tracks", _flag)}
+    conv: dict[str, tuple[str, Callable[[Any], Any]]] = {
+        "tilt_axis": ("tilt_axis_deg", float), "reference_view": ("reference_view", int),
+        "robust_scale": ("robust_scale", float), "max_iterations": ("max_iterations", int),
+        "robust": ("robust", _flag), "robust_tracks": ("robust_tracks", _flag)}
     for key, (name, f) in conv.items():
         if opts.get(key) not in (None, ""):
             kw[name] = f(opts[key])

@@ -168,8 +168,8 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
     views = np.arange(k)
     if "rlnMicrographName" in t:
         m = [re.match(r"\s*(\d+)@", str(v)) for v in t["rlnMicrographName"]]
-        if all(m):
-            views = np.array([int(x.group(1)) - 1 for x in m])
+        if all(x is not None for x in m):
+            views = np.array([int(x.group(1)) - 1 for x in m if x is not None])
     n = int(views.max()) + 1 if k else 0
     shift = np.column_stack([t["rlnTomoXShiftAngst"].to_numpy(float), t["rlnTomoYShiftAngst"].to_numpy(float)]) / pix_a
     xf = np.full((n, 2, 3), np.nan)
