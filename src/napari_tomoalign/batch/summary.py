@@ -14,10 +14,12 @@ CSV_FIELDS = (*ROW_FIELDS, "outlier")
 
 
 def flag_outliers(rows: list[dict[str, Any]], k: float = 3.0) -> list[bool]:
-    """True for series whose RMS lies above ``median + k * MADN`` of the batch (and for failed ones).
+    """True for series whose RMS lies above ``median + max(k * MADN, 0.25 * median)`` of the batch, and for
+    failed or unconverged ones.
 
-    MADN is the median absolute deviation scaled by 1.4826 (the standard deviation for normal data);
-    with fewer than 4 RMS values only failures are flagged.
+    MADN is the median absolute deviation scaled by 1.4826 (the standard deviation for normal data); the
+    floor of 25 % above the median keeps a batch of near-identical series from flagging hundredths of a
+    pixel. With fewer than 4 RMS values only failures are flagged.
     """
     vals = [r["rms_residual_px"] for r in rows if _finite(r.get("rms_residual_px"))]
     out = [r["status"] in ("failed", "no-markers", "not-converged") for r in rows]
@@ -25,7 +27,7 @@ def flag_outliers(rows: list[dict[str, Any]], k: float = 3.0) -> list[bool]:
         return out
     med = _median(vals)
     madn = 1.4826 * _median([abs(v - med) for v in vals])
-    cut = med + k * max(madn, 1e-3 * med)
+    cut = med + max(k * madn, 0.25 * med)
     return [o or (_finite(r.get("rms_residual_px")) and r["rms_residual_px"] > cut) for o, r in zip(out, rows)]
 
 
@@ -42,6 +44,8 @@ def _median(v: list[float]) -> float:
 def _fmt(v: Any) -> str:
     if v is None:
         return ""
+    if isinstance(v, bool):
+        return str(v).lower()
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
