@@ -109,7 +109,7 @@ def test_excluded_views_become_dark_frames_and_missing_rows(simulated, tmp_path)
                        warn=False)
     assert not al.view_determined[3]
     convert(al, "aretomo", tmp_path / OUT["aretomo"])
-    assert "# DarkFrame =     3    3" in (tmp_path / OUT["aretomo"]).read_text()
+    assert "# DarkFrame =     3    3" in (tmp_path / OUT["aretomo"]).read_text()  # tilt order = stack order here
     for fmt in ("aretomo", "cdp", "relion"):
         if fmt != "aretomo":
             convert(al, fmt, tmp_path / OUT[fmt])

@@ -5,14 +5,20 @@ Conventions, as AreTomo2/3 write the file (``CSaveAlignFile``) and as ``alnfile.
 
 - ``# RawSize = nx ny nz``: the raw stack the alignment refers to, unbinned; TX and TY are in its
   pixels (AreTomo aligns a binned copy but records full-size pixels). No Angstrom anywhere.
-- One row per kept view; views left out are ``# DarkFrame = i i tilt`` lines (0-based raw index) and
-  have no row. ``SEC`` is the view's 0-based index in the raw stack; rows are in stack order.
+- One row per kept view; views left out are ``# DarkFrame = k i tilt`` lines and have no row (``k``:
+  0-based index in tilt order, ``i``: 0-based index in the raw stack, which RELION's importer reads).
+  ``SEC`` is the view's 0-based index in the raw stack (RELION's importer checks ``0 <= SEC < nz``);
+  rows are in stack order.
 - ``ROT``: the tilt-axis angle in degrees from the image y axis, counter-clockwise (IMOD's and this
   package's sense): the raw image is rotated by ``-ROT`` to bring the axis onto y.
 - ``TX, TY``: the raw-frame shift ``T`` in ``raw = R(ROT) (aligned - c) + T + c``, i.e. the raw
   image is shifted by ``-T`` and then rotated by ``-ROT`` about the centre ``c``; IMOD's ``.xf`` is
   ``A = R(-ROT)``, ``D = -A T``. ``c`` is IMOD's centre (``nx / 2`` in IMOD's half-pixel
-  coordinates), as those converters take it.
+  coordinates, ``(nx - 1) / 2`` here), as those two converters take it (they apply no centre
+  offset between ``.aln`` and ``.xf``). RELION's AreTomo importer copies ``TX, TY`` x pixel size into
+  its shifts without the half pixel between that centre and its own (``io.relion``), so for even
+  sizes the two readings of one ``.aln`` differ by 0.5 px; AreTomo's own code was not at hand to
+  settle which centre it uses.
 - ``TILT``: the tilt angle used for reconstruction, with any ``AlphaOffset`` already added (AreTomo3
   writes it so); same sign as IMOD's ``.tlt``.
 - ``GMAG``: AreTomo always writes 1 and its readers ignore it. This package writes each view's
@@ -54,8 +60,9 @@ def write_aln(saved: SavedAlignment, path: str | os.PathLike[str], *, overwrite:
     n = len(saved.tilt_angles_deg)
     with atomic_open(p, overwrite=overwrite) as f:
         f.write(f"{HEADER}\n# RawSize = {nx} {ny} {n}\n# NumPatches = 0\n")
+        rank = np.argsort(np.argsort(saved.tilt_angles_deg, kind="stable"), kind="stable")
         for i in np.flatnonzero(~ok):
-            f.write(f"# DarkFrame =  {i:4d} {i:4d} {saved.tilt_angles_deg[i]:8.2f}\n")
+            f.write(f"# DarkFrame =  {rank[i]:4d} {i:4d} {saved.tilt_angles_deg[i]:8.2f}\n")
         f.write("# AlphaOffset =     0.00\n# BetaOffset =     0.00\n")
         f.write(COLUMNS + "\n")
         for i in np.flatnonzero(ok):
@@ -93,7 +100,7 @@ def read_aln(path: str | os.PathLike[str], *, pixel_size_nm: float | None = None
         raise FileFormatError(f"{p}: BetaOffset {aln.BetaOffset} (a tilt about x) cannot be represented here")
     if aln.NumPatches and aln.LocalAlignments:
         warnings.warn(f"{p}: local (patch) alignments are ignored; only the global alignment is read", stacklevel=2)
-    dark = {int(d.section_idx) for d in aln.DarkFrames}
+    dark = {int(d.val2) for d in aln.DarkFrames}  # the raw-stack index, as RELION's importer reads it
     kept = [i for i in range(nz) if i not in dark]
     rows = list(aln.GlobalAlignments)
     if len(rows) != len(kept):
@@ -103,8 +110,8 @@ def read_aln(path: str | os.PathLike[str], *, pixel_size_nm: float | None = None
     alpha, s, shift = np.full(nz, np.nan), np.full(nz, np.nan), np.full((nz, 2), np.nan)
     tilts = np.zeros(nz)
     for d in aln.DarkFrames:
-        if 0 <= int(d.section_idx) < nz:
-            tilts[int(d.section_idx)] = float(d.angle)
+        if 0 <= int(d.val2) < nz:
+            tilts[int(d.val2)] = float(d.angle)
     for i, r in zip(index, rows):
         alpha[i], s[i], shift[i], tilts[i] = r.rot, r.gmag if r.gmag > 0 else 1.0, (r.tx, r.ty), r.tilt
     determined = np.isfinite(alpha)
