@@ -186,3 +186,25 @@ def test_stacks_found_by_glob_give_size_and_pixel_size_on_a_default_local_cluste
     if importlib.util.find_spec("bokeh"):
         assert res.dashboard and res.dashboard.startswith("http://127.0.0.1:")
         assert any("dashboard" in n for n in notes)
+
+
+def test_export_to_other_tools_and_a_session_tomograms_star(client, tmp_path):
+    from napari_tomoalign.io.alignment import read_alignment_dir
+    from napari_tomoalign.io.convert import read_any
+
+    table, _ = _make_batch(tmp_path / "in", n=3, broken=None)
+    out = tmp_path / "out"
+    opts = {"magnification": "fixed", "pixel_size_nm": 0.8}
+    res = run_batch(table, out, client=client, progress=False, options=opts, export=("aretomo", "relion", "portal"))
+    assert [r["status"] for r in res.rows] == ["done"] * 3 and all(r["notes"] == "" for r in res.rows)
+    for name in ("ts00", "ts01", "ts02"):
+        ours = read_alignment_dir(out / name)
+        assert (out / name / f"{name}.aln").is_file() and (out / name / f"{name}_portal.json").is_file()
+        relion = read_any(out / "tomograms.star", "relion", name=name)
+        assert relion.pixel_size_nm == pytest.approx(0.8)
+        np.testing.assert_allclose(relion.transforms, ours.transforms, atol=2e-3)
+        np.testing.assert_allclose(relion.tilt_angles_deg, ours.tilt_angles_deg, atol=6e-3)
+    again = run_batch(table, out, client=client, progress=False, options=opts, export=("aretomo", "relion", "portal"))
+    assert [r["status"] for r in again.rows] == ["skipped"] * 3
+    more = run_batch(table, out, client=client, progress=False, options=opts, export=("aretomo", "relion", "imod"))
+    assert [r["status"] for r in more.rows] == ["skipped"] * 3  # imod's .xf and .tlt are always there

@@ -22,6 +22,9 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
                    "local cluster on this machine")
     p.add_argument("--workers", type=int, metavar="N", help="local cluster workers (default: one per core)")
     p.add_argument("--force", action="store_true", help="re-align series whose outputs are already up to date")
+    p.add_argument("--export", default="", metavar="FORMATS",
+                   help="also write each series as aretomo, cdp and/or relion (comma-separated); relion adds a "
+                        "session tomograms.star")
     p.add_argument("--no-plot", action="store_true", help="do not write summary.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     g = p.add_argument_group("defaults for every series (a table's cells win)")
@@ -39,7 +42,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v not in (None, False)}
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     res = run_batch(args.source, args.output, options=options, scheduler=args.scheduler, n_workers=args.workers,
-                    force=args.force, progress=False if args.quiet else None, plot=not args.no_plot, log=log)
+                    force=args.force, progress=False if args.quiet else None, plot=not args.no_plot, log=log,
+                    export=tuple(f for f in args.export.split(",") if f.strip()))
     if not args.quiet:
         counts = {s: res.count(s) for s in ("done", "skipped", "not-converged", "failed", "no-markers") if res.count(s)}
         print(f"{len(res.rows)} series in {res.wall_time_s:.1f} s: "

@@ -81,10 +81,11 @@ def _progress(futures: list, show: bool):
             yield f
 
 
-def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, tracker, show: bool) -> dict[str, dict]:
+def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, tracker, export: tuple[str, ...],
+                show: bool) -> dict[str, dict]:
     """Run the series on the cluster; a task that raised (a dead worker) becomes a failed row."""
-    futures = [client.submit(process_series, s, str(out), defaults, tracker, key=f"tomoalign-{s.name}-{time.time_ns()}",
-                             pure=False) for s in todo]
+    futures = [client.submit(process_series, s, str(out), defaults, tracker, export,
+                             key=f"tomoalign-{s.name}-{time.time_ns()}", pure=False) for s in todo]
     names = {f.key: s.name for f, s in zip(futures, todo)}
     rows: dict[str, dict] = {}
     for f in _progress(futures, show):
@@ -110,6 +111,7 @@ def run_batch(
     force: bool = False,
     progress: bool | None = None,
     tracker: Tracker | None = None,
+    export: tuple[str, ...] = (),
     plot: bool = True,
     timeout_s: float = 30.0,
     log: Callable[[str], None] | None = None,
@@ -136,6 +138,9 @@ def run_batch(
         A progress bar on stderr (default: when stderr is a terminal).
     tracker
         Bead tracker for series without markers (see `batch.task.Tracker`); None reports them as ``no-markers``.
+    export
+        Also write each series in these formats (``aretomo``, ``cdp``, ``relion``; `batch.task.EXPORT_TARGETS`);
+        with ``relion``, ``output/tomograms.star`` lists every series for RELION 5.
     plot
         Write ``summary.png`` (needs matplotlib; skipped with a note without it).
     log
@@ -146,7 +151,10 @@ def run_batch(
     specs = discover(source)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    done = {s.name for s in specs if not force and is_finished(s, out)}
+    from ..io.convert import normalise_format
+
+    export = tuple(normalise_format(f) for f in export)
+    done = {s.name for s in specs if not force and is_finished(s, out, export)}
     todo = [s for s in specs if s.name not in done]
     rows = {s.name: row_from_json(s, out, "skipped") for s in specs if s.name in done}
     notes: list[str] = []
@@ -158,19 +166,33 @@ def run_batch(
             dashboard = getattr(own, "dashboard_link", None) if _has_bokeh() or scheduler else None
             if dashboard:
                 say(f"dask dashboard: {dashboard}")
-            rows.update(_submit_all(own, todo, out, dict(options or {}), tracker, show))
+            rows.update(_submit_all(own, todo, out, dict(options or {}), tracker, export, show))
         finally:
             if client is None:
                 own.close()
                 if cluster is not None:
                     cluster.close()
     ordered = [rows[s.name] for s in specs]
+    if "relion" in export:
+        _session_star(ordered, out, notes)
     csv_path = write_summary_csv(ordered, out / "summary.csv")
     png = write_summary_png(ordered, out / "summary.png") if plot else None
     if plot and png is None:
         notes.append("summary.png not written: matplotlib is not installed (pip install matplotlib)")
         say(notes[-1])
     return BatchResult(ordered, csv_path, png, time.perf_counter() - t0, dashboard, notes)
+
+
+def _session_star(rows: list[dict[str, Any]], out: Path, notes: list[str]) -> None:
+    """``out/tomograms.star``: every aligned series' RELION tomogram in one table."""
+    from ..io.relion import merge_tomogram_sets
+
+    stars = [out / r["name"] / "relion" / "tomograms.star" for r in rows if r["status"] in ("done", "skipped")]
+    stars = [p for p in stars if p.is_file()]
+    if stars:
+        merge_tomogram_sets(stars, out / "tomograms.star")
+    else:
+        notes.append("no series to list in tomograms.star")
 
 
 def outliers(result: BatchResult) -> list[str]:

@@ -19,23 +19,29 @@ from typing import Any
 from .series import SeriesSpec
 
 ROW_FIELDS = ("name", "status", "rms_residual_px", "mean_residual_px", "n_markers", "n_views", "n_observations",
-              "n_flagged", "converged", "time_s", "solve_s", "error", "output")
+              "n_flagged", "converged", "time_s", "solve_s", "error", "notes", "output")
+
+# Where each exported format goes in a series' folder (see `io.convert`); IMOD's .xf/.tlt are always there.
+EXPORT_TARGETS = {"aretomo": "{name}.aln", "cdp": "{name}_portal.json", "relion": "relion"}
 
 # A bead tracker for series without markers: ``tracker(spec, out_dir) -> markers path``. The 'run' command
 # (bead tracking, being built) registers itself here; until then such series are reported as "no-markers".
 Tracker = Callable[[SeriesSpec, Path], Path]
 
 
-def output_paths(spec: SeriesSpec, out_root: Path) -> list[Path]:
-    """The files ``tomoalign align`` writes for this series."""
+def output_paths(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = ()) -> list[Path]:
+    """The files ``tomoalign align`` writes for this series, and those of the exported formats."""
     from ..io.alignment import output_names
 
-    return [out_root / spec.name / n for n in output_names(spec.name)]
+    d = out_root / spec.name
+    extra = [d / "relion" / "tomograms.star" if f == "relion" else d / EXPORT_TARGETS[f].format(name=spec.name)
+             for f in export if f in EXPORT_TARGETS]
+    return [d / n for n in output_names(spec.name)] + extra
 
 
-def is_finished(spec: SeriesSpec, out_root: Path) -> bool:
+def is_finished(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = ()) -> bool:
     """True when every output exists and the oldest is newer than the newest input."""
-    outs = output_paths(spec, out_root)
+    outs = output_paths(spec, out_root, export)
     try:
         oldest = min(p.stat().st_mtime for p in outs)
         newest_in = max((p.stat().st_mtime for p in spec.inputs), default=0.0)
@@ -130,8 +136,9 @@ def _inputs(spec: SeriesSpec, pixel_size_nm: float | None):
 
 
 def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | None = None,
-                   tracker: Tracker | None = None) -> dict[str, Any]:
-    """Align one series into ``out_root/NAME/`` (outputs of ``tomoalign align``, overwritten); return its row."""
+                   tracker: Tracker | None = None, export: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Align one series into ``out_root/NAME/`` (outputs of ``tomoalign align``, overwritten), export it to the
+    formats in ``export`` (``aretomo``, ``cdp``, ``relion``: `EXPORT_TARGETS`); return its row."""
     t0 = time.perf_counter()
     out = Path(out_root) / spec.name
     try:
@@ -140,7 +147,7 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
                 return make_row(spec.name, "no-markers", output=str(out), time_s=time.perf_counter() - t0,
                             error="no markers file (STEM.fid, STEM.csv); bead tracking ('run') is not available here")
             spec = SeriesSpec(**{**spec.__dict__, "markers": tracker(spec, out)})
-        return _align(spec, out, defaults or {}, t0)
+        return _align(spec, out, defaults or {}, t0, export)
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the summary, none stops the batch
         msg = " ".join(str(exc).split()) or type(exc).__name__
         return make_row(spec.name, "failed", output=str(out), time_s=time.perf_counter() - t0,
@@ -155,7 +162,29 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
-def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float) -> dict[str, Any]:
+def _export(al: Any, out: Path, name: str, export: tuple[str, ...], z_shift: float) -> str:
+    """Write the alignment in the other formats; return the warnings (a format's lost magnification) as notes."""
+    from ..io.convert import convert, saved_from_alignment
+    from ..io.errors import FileFormatError
+
+    notes = []
+    saved = saved_from_alignment(al, z_shift)
+    for fmt in export:
+        if fmt not in EXPORT_TARGETS:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                convert(saved, fmt, out / EXPORT_TARGETS[fmt].format(name=name), name=name, overwrite=True,
+                        nominal_tilt_angles_deg=al.nominal_tilt_angles_deg)
+            except FileFormatError as exc:  # e.g. RELION without a pixel size: the alignment itself stands
+                notes.append(f"{fmt} not written: {exc}")
+        notes += [f"{fmt}: {w.message}" for w in caught]
+    return "; ".join(notes)
+
+
+def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, export: tuple[str, ...] = ()
+           ) -> dict[str, Any]:
     from ..alignment._threads import compiled_threads
     from ..alignment.errors import AlignmentWarning
     from ..alignment.solver import align_markers
@@ -172,8 +201,9 @@ def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float) -> 
     inputs = {k: str(v) for k, v in (("markers", spec.markers), ("tilt_angles", spec.tilt_angles),
                                       ("stack", spec.stack)) if v is not None}
     write_alignment(al, out, spec.name, overwrite=True, axis_z_shift_px=z_shift, extra=inputs)
+    notes = _export(al, out, spec.name, export, z_shift) if export else ""
     return make_row(spec.name, "done" if al.converged else "not-converged", rms_residual_px=al.rms_residual_px,
                 mean_residual_px=al.mean_residual_px, n_markers=int(al.marker_included.sum()),
                 n_views=int(al.view_determined.sum()), n_observations=int(al.obs_used.sum()),
                 n_flagged=int(al.flagged.sum()), converged=bool(al.converged), time_s=time.perf_counter() - t0,
-                solve_s=solve, output=str(out))
+                solve_s=solve, notes=notes, output=str(out))

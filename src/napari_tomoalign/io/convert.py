@@ -215,8 +215,9 @@ def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
 
 
 def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size: tuple[int, int] | None = None,
-             pixel_size_nm: float | None = None) -> SavedAlignment:
-    """Read an alignment in any supported format (``fmt`` detected from the name when None)."""
+             pixel_size_nm: float | None = None, name: str | None = None) -> SavedAlignment:
+    """Read an alignment in any supported format (``fmt`` detected from the name when None); ``name`` picks a
+    tomogram of a RELION star that lists several."""
     p = Path(path)
     fmt = normalise_format(fmt) if fmt else detect_format(p)
     if fmt == "imod":
@@ -231,7 +232,7 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
         return read_portal_alignment(p, image_size=image_size, pixel_size_nm=pixel_size_nm)
     from .relion import read_relion
 
-    return read_relion(p / "tomograms.star" if p.is_dir() else p, image_size=image_size)
+    return read_relion(p / "tomograms.star" if p.is_dir() else p, name=name, image_size=image_size)
 
 
 def _write_imod(saved: SavedAlignment, out: Path, stem: str, overwrite: bool) -> list[Path]:
@@ -254,7 +255,7 @@ def _write_imod(saved: SavedAlignment, out: Path, stem: str, overwrite: bool) ->
 
 
 def convert(
-    in_path: str | os.PathLike[str] | Alignment,
+    in_path: str | os.PathLike[str] | Alignment | SavedAlignment,
     to_format: str,
     out_path: str | os.PathLike[str],
     *,
@@ -263,23 +264,27 @@ def convert(
     pixel_size_nm: float | None = None,
     image_size: tuple[int, int] | None = None,
     thickness_px: int | None = None,
+    nominal_tilt_angles_deg: NDArray[np.float64] | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Convert an alignment to ``to_format`` and write it at ``out_path``; return the files written.
 
     ``in_path`` is a ``tomoalign align`` folder, an IMOD ``.xf`` (with its ``.tlt``), an AreTomo ``.aln``, a
-    portal ``.json``, a RELION ``tomograms.star`` (or its folder), or a solved `Alignment`. ``out_path`` is a
-    folder for ``imod`` (``NAME.xf``, ``NAME.tlt``) and ``relion`` (``tomograms.star``, ``tilt_series/NAME.star``)
-    and a file for ``aretomo`` and ``cdp``. ``pixel_size_nm`` overrides the input's (RELION needs one: its
-    shifts are in Angstrom); ``image_size`` is needed for an IMOD ``.xf`` or a portal JSON (neither records it);
-    ``thickness_px`` sets the volume size that the portal and RELION record (default: the image height).
+    portal ``.json``, a RELION ``tomograms.star`` (or its folder), a solved `Alignment` or a `SavedAlignment`.
+    ``out_path`` is a folder for ``imod`` (``NAME.xf``, ``NAME.tlt``) and ``relion`` (``tomograms.star``,
+    ``tilt_series/NAME.star``) and a file for ``aretomo`` and ``cdp``. ``pixel_size_nm`` overrides the
+    input's (RELION needs one: its shifts are in Angstrom); ``image_size`` is needed for an IMOD ``.xf`` or
+    a portal JSON (neither records it); ``thickness_px`` sets the volume size that the portal and RELION
+    record (default: the image height).
+    ``nominal_tilt_angles_deg`` go into RELION's nominal stage tilts (default: the input's, else the solved).
     Nothing is overwritten unless ``overwrite``.
     """
     fmt = normalise_format(to_format)
     nominal = None
-    if isinstance(in_path, Alignment):
-        saved = saved_from_alignment(in_path)
-        nominal = np.asarray(in_path.nominal_tilt_angles_deg, dtype=float)
+    if isinstance(in_path, (Alignment, SavedAlignment)):
+        if isinstance(in_path, Alignment):
+            nominal = np.asarray(in_path.nominal_tilt_angles_deg, dtype=float)
+        saved = saved_from_alignment(in_path) if isinstance(in_path, Alignment) else in_path
         stem = name or "tilt_series"
     else:
         p = Path(in_path)
@@ -287,6 +292,8 @@ def convert(
         if (normalise_format(from_format) if from_format else detect_format(p)) == "imod":
             nominal = _nominal_tilts(p if p.is_dir() else p.parent)
         stem = name or (p.name if p.is_dir() else p.stem)
+    if nominal_tilt_angles_deg is not None:
+        nominal = np.asarray(nominal_tilt_angles_deg, dtype=float)
     if pixel_size_nm is not None:
         saved = SavedAlignment(saved.transforms, saved.tilt_angles_deg, saved.view_determined, saved.image_size,
                                float(pixel_size_nm))

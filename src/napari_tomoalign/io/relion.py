@@ -179,3 +179,27 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
     determined = np.zeros(n, dtype=bool)
     determined[views] = True
     return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pix_a / 10.0)
+
+
+def merge_tomogram_sets(stars: list[Path], out_path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+    """One ``tomograms.star`` listing the tomograms of several (a session), tilt-series paths made relative to it."""
+    sf = _starfile()
+    import pandas as pd
+
+    out = Path(out_path)
+    rows = []
+    for star in stars:
+        glob = sf.read(star, always_dict=True).get("global")
+        if glob is None:
+            raise FileFormatError(f"{star}: no data_global block")
+        glob = glob.copy()
+        ts = [Path(str(v)) for v in glob["rlnTomoTiltSeriesStarFile"]]
+        glob["rlnTomoTiltSeriesStarFile"] = [
+            str(q if q.is_absolute() else Path(os.path.relpath(star.parent / q, out.parent))) for q in ts]
+        rows.append(glob)
+    if not rows:
+        raise FileFormatError("no RELION tomograms to list")
+    with atomic_path(out, overwrite) as tmp:
+        sf.write({"global": pd.concat(rows, ignore_index=True)}, tmp, float_format="%.6f")
+        tmp.write_text("# version 50001\n" + tmp.read_text())
+    return out
