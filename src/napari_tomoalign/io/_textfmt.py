@@ -21,8 +21,7 @@ _LIMIT = 9.0e15  # |value| * 10**decimals must stay below this for the integer p
 
 
 @numba.njit(cache=True, nogil=True)
-def _put_number(buf, pos, v, decimals, width):  # pragma: no cover - compiled
-    tmp = np.empty(40, dtype=np.uint8)
+def _put_number(buf, pos, v, decimals, scale, width, tmp):  # pragma: no cover - compiled
     n = 0
     if v != v:
         tmp[0], tmp[1], tmp[2] = 110, 97, 110  # "nan" (written reversed below; palindrome)
@@ -30,7 +29,6 @@ def _put_number(buf, pos, v, decimals, width):  # pragma: no cover - compiled
     else:
         neg = math.copysign(1.0, v) < 0  # -0.0 prints as -0.00, as Python does
         a = -v if neg else v
-        scale = 10.0 ** decimals
         r = np.int64(np.rint(a * scale))
         for _ in range(decimals):
             tmp[n] = 48 + r % 10
@@ -57,19 +55,28 @@ def _put_number(buf, pos, v, decimals, width):  # pragma: no cover - compiled
     return pos
 
 
-@numba.njit(cache=True, nogil=True)
-def _format_block(values, decimals, widths, sep, buf):  # pragma: no cover - compiled
-    pos = 0
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _format_block(values, decimals, widths, sep, buf, row_bytes, ends):  # pragma: no cover - compiled
+    """Format ``values`` in ``len(ends)`` parts at once: part ``k`` fills ``buf`` from ``k * part rows *
+    row_bytes`` and its end goes to ``ends[k]``."""
     n_rows, n_cols = values.shape
-    for i in range(n_rows):
-        for c in range(n_cols):
-            if c > 0 and sep >= 0:
-                buf[pos] = sep
-                pos += 1
-            pos = _put_number(buf, pos, values[i, c], decimals[c], widths[c])
-        buf[pos] = 10
-        pos += 1
-    return pos
+    n_parts = ends.shape[0]
+    per = (n_rows + n_parts - 1) // n_parts
+    scales = np.empty(n_cols)
+    for c in range(n_cols):
+        scales[c] = 10.0 ** decimals[c]
+    for k in numba.prange(n_parts):
+        tmp = np.empty(40, dtype=np.uint8)
+        pos = k * per * row_bytes
+        for i in range(k * per, min(n_rows, (k + 1) * per)):
+            for c in range(n_cols):
+                if c > 0 and sep >= 0:
+                    buf[pos] = sep
+                    pos += 1
+                pos = _put_number(buf, pos, values[i, c], decimals[c], scales[c], widths[c], tmp)
+            buf[pos] = 10
+            pos += 1
+        ends[k] = pos
 
 
 def _python_rows(values: NDArray[np.float64], decimals, widths, sep: str) -> str:
@@ -97,6 +104,17 @@ def write_table(
         if np.any(too_big) or np.any(np.isinf(block)):
             f.write(_python_rows(block, decimals, widths, sep))
             continue
-        buf = np.empty(row_bytes * len(block), dtype=np.uint8)
-        end = _format_block(block, dec, wid, sep_code, buf)
-        f.write(buf[:end].tobytes().decode("ascii"))
+        parts = 4 if len(block) >= 4096 else 1
+        per = -(-len(block) // parts)
+        buf = np.empty(row_bytes * per * parts, dtype=np.uint8)
+        ends = np.zeros(parts, dtype=np.int64)
+        _format_block(block, dec, wid, sep_code, buf, row_bytes, ends)
+        raw = getattr(f, "buffer", None)
+        if raw is not None:
+            f.flush()  # a text file: write the ASCII bytes beneath it, no decoding and encoding
+        for k in range(parts):
+            chunk = memoryview(buf[k * per * row_bytes : ends[k]])
+            if raw is not None:
+                raw.write(chunk)
+            else:
+                f.write(bytes(chunk).decode("ascii"))

@@ -1,0 +1,261 @@
+"""The command line against a full disk, signals, concurrent and mixed outputs, and out-of-range options
+(issue 15, classes 4, 5 and 7): exit 2 (130 / 143 for signals) with one line, no temporary file left,
+the previous outputs untouched."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import mrcfile
+import numpy as np
+import pytest
+from test_hostile_support import folder_state, one_line_error, run_cli, run_stamp, small_series, temp_files
+
+from napari_tomoalign.cli import main
+from napari_tomoalign.io.alignment import SavedAlignment, read_alignment_dir, write_transforms_folder
+from napari_tomoalign.io.atomic import folder_lock
+from napari_tomoalign.io.mrc import write_mrc
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    return small_series(tmp_path_factory.mktemp("series"))
+
+
+def _err(capsys, rc, code=2):
+    err = capsys.readouterr().err
+    assert rc == code and err.count("\n") == 1 and "Traceback" not in err, (rc, err)
+    return err
+
+
+# --- 4. a full disk and signals -------------------------------------------------------------------
+
+
+def test_full_disk_before_writing_fails_cleanly(series, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "a.ali"
+    out.write_bytes(b"previous")
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    rc = main(["aligned-stack", str(series["stack"]), "--alignment", str(series["al"]), "--output", str(out),
+               "--force"])
+    err = _err(capsys, rc)
+    assert "No space left on device" in err and str(out) in err and ".tmp" not in err
+    assert out.read_bytes() == b"previous" and temp_files(tmp_path) == []
+
+
+def test_full_disk_in_the_middle_fails_cleanly(series, tmp_path, capsys, monkeypatch):
+    from napari_tomoalign.io import mrc
+
+    out = tmp_path / "t.rec"
+    out.write_bytes(b"previous")
+    real = mrc.MrcStreamWriter.write
+    calls = []
+
+    def write(self, section):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        return real(self, section)
+
+    monkeypatch.setattr(mrc.MrcStreamWriter, "write", write)
+    rc = main(["reconstruct", str(series["stack"]), "--alignment", str(series["al"]), "--output", str(out),
+               "--thickness", "16", "--force"])
+    err = _err(capsys, rc)
+    assert f"No space left on device: {out}" in err
+    assert out.read_bytes() == b"previous" and temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_write_removes_the_temp_file(tmp_path, sig, code):
+    big = small_series(tmp_path / "s")
+    stack = tmp_path / "big.mrc"
+    # The same 21 views, large enough that the write takes a while: 21 x 2400 x 2000 float32.
+    write_mrc(stack, np.zeros((21, 80, 96), np.float32), 5.0)
+    al = big["al"]
+    payload = np.random.default_rng(0).normal(size=(21, 80, 96)).astype(np.float32)
+    write_mrc(stack, np.tile(payload, (1, 30, 25)), 5.0, overwrite=True)
+    info = (al / "alignment.json").read_text().splitlines()
+    stamp = run_stamp(al)
+    saved = read_alignment_dir(al)
+    write_transforms_folder(SavedAlignment(saved.transforms, saved.tilt_angles_deg, saved.view_determined,
+                                           (2400, 2400), None), tmp_path / "bigal", "m")
+    assert info and stamp
+    out = tmp_path / "out.ali"
+    out.write_bytes(b"previous")
+    proc = subprocess.Popen([sys.executable, "-m", "napari_tomoalign.cli", "aligned-stack", str(stack),
+                             "--alignment", str(tmp_path / "bigal"), "--output", str(out), "--force", "--cubic"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not temp_files(tmp_path) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert temp_files(tmp_path), "the write never started"
+    time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert temp_files(tmp_path) == [] and out.read_bytes() == b"previous"
+
+
+# --- 5. an alignment folder is one unit ---------------------------------------------------------------
+
+
+def test_a_folder_mixed_from_two_runs_is_refused(series, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(series["al"], a)
+    assert main(["align", str(series["csv"]), "--tilt-angles", str(series["tlt"]), "--image-size", "96", "80",
+                 "--output", str(b), "--quiet", "--rotation", "one"]) == 0
+    shutil.copy(b / "m.xf", a / "m.xf")  # .xf of one run, alignment.json of another
+    rc = main(["aligned-stack", str(series["stack"]), "--alignment", str(a), "--output", str(tmp_path / "x.ali")])
+    assert "does not belong to the run" in _err(capsys, rc)
+    assert not (tmp_path / "x.ali").exists()
+
+
+def test_a_second_writer_is_refused_while_the_folder_is_locked(series, tmp_path, capsys):
+    out = tmp_path / "o"
+    shutil.copytree(series["al"], out)
+    before = folder_state(out)
+    with folder_lock(out):
+        rc = main(["align", str(series["csv"]), "--tilt-angles", str(series["tlt"]), "--image-size", "96", "80",
+                   "--output", str(out), "--force", "--quiet"])
+        assert "being written by another" in _err(capsys, rc)
+        with pytest.raises(OSError, match="being written"):
+            read_alignment_dir(out)
+    assert folder_state(out) == before and temp_files(out) == []
+
+
+def test_an_error_while_writing_leaves_the_previous_set(series, tmp_path, capsys, monkeypatch):
+    from napari_tomoalign.io import alignment
+
+    out = tmp_path / "o"
+    shutil.copytree(series["al"], out)
+    before = folder_state(out)
+
+    def broken(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "m.resid"))
+
+    monkeypatch.setattr(alignment, "format_resid", broken)
+    rc = main(["align", str(series["csv"]), "--tilt-angles", str(series["tlt"]), "--image-size", "96", "80",
+               "--output", str(out), "--force", "--quiet"])
+    assert "No space left on device" in _err(capsys, rc)
+    assert folder_state(out) == before and temp_files(out) == []
+    read_alignment_dir(out)
+
+
+# --- 7. one line and exit 2 -------------------------------------------------------------------------------
+
+
+def _saved(series, **over):
+    s = read_alignment_dir(series["al"])
+    fields = dict(transforms=s.transforms, tilt_angles_deg=s.tilt_angles_deg, view_determined=s.view_determined,
+                  image_size=s.image_size, pixel_size_nm=s.pixel_size_nm)
+    fields.update(over)
+    return SavedAlignment(**fields)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bin", "200"], "larger than the image"),
+    (["--bin", "0"], "--bin must be"),
+    (["--thickness", "100000000"], "--thickness must be"),
+    (["--thickness", "1000"], "--thickness 1000 is more than 4 x the image size"),
+    (["--thickness", "1e8"], "invalid int value"),
+    (["--lowpass", "0"], "--lowpass must be"),
+    (["--lowpass", "nan"], "--lowpass must be"),
+    (["--lowpass", "0.6"], "--lowpass must be"),
+])
+def test_reconstruct_options_are_checked_first(series, tmp_path, capsys, args, message):
+    rc = main(["reconstruct", str(series["stack"]), "--alignment", str(series["al"]), "--output",
+               str(tmp_path / "r.rec"), *args])
+    assert message in _err(capsys, rc)
+    assert not (tmp_path / "r.rec").exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    ("singular", "not a usable transform"),
+    ("undetermined", "no view is determined"),
+    ("pixel", "run stamp is damaged"),
+    ("deep", "no run stamp"),
+])
+def test_broken_alignment_folders(series, tmp_path, capsys, edit, message):
+    d = tmp_path / "al"
+    s = read_alignment_dir(series["al"])
+    if edit == "singular":
+        xf = s.transforms.copy()
+        xf[3, :, :2] = 0.0
+        write_transforms_folder(_saved(series, transforms=xf), d, "m")
+    elif edit == "undetermined":
+        write_transforms_folder(_saved(series, view_determined=np.zeros(21, bool)), d, "m")
+    else:
+        write_transforms_folder(_saved(series), d, "m")
+        lines = (d / "alignment.json").read_text().splitlines()
+        if edit == "pixel":
+            stamp = json.loads(lines[0][len('{"tomoalign_run": '):-1])
+            stamp["pixel_size_nm"] = "abc"
+            lines[0] = '{"tomoalign_run": ' + json.dumps(stamp) + ","
+        else:
+            lines[0] = "[" * 100_000 + "]" * 100_000
+        (d / "alignment.json").write_text("\n".join(lines))
+    rc = main(["aligned-stack", str(series["stack"]), "--alignment", str(d), "--output", str(tmp_path / "a.ali")])
+    assert message in _err(capsys, rc)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--rotation", "group:12345678901234567890"], "group size"),
+    (["--tilt-axis", "nan"], "tilt-axis angle must be a finite"),
+    (["--axis-z-shift", "nan"], "--axis-z-shift must be"),
+    (["--axis-z-shift", "inf"], "--axis-z-shift must be"),
+    (["--max-iterations", "0"], "max_iterations"),
+    (["--robust-scale", "-1"], "robust_scale"),
+    (["--pixel-size-nm", "-2"], "--pixel-size-nm"),
+    (["--image-size", "0", "80"], "--image-size"),
+    (["--no-such-option"], "unrecognized arguments"),
+])
+def test_align_options_give_one_line(series, tmp_path, capsys, args, message):
+    base = ["align", str(series["csv"]), "--tilt-angles", str(series["tlt"]), "--output", str(tmp_path / "o")]
+    if "--image-size" not in args:
+        base += ["--image-size", "96", "80"]
+    rc = main(base + args)
+    err = _err(capsys, rc)
+    assert message in err and "usage:" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_demo_refuses_a_negative_seed(tmp_path, capsys):
+    rc = main(["demo", "--output", str(tmp_path), "--seed", "-1"])
+    assert "--seed must be" in _err(capsys, rc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_pixels_in_the_stack_are_refused(series, tmp_path, capsys):
+    data = np.random.default_rng(1).normal(size=(21, 80, 96)).astype(np.float32)
+    data[5, 10, 10] = np.nan
+    with mrcfile.new(tmp_path / "nan.mrc") as m:
+        m.set_data(data)
+    rc = main(["aligned-stack", str(tmp_path / "nan.mrc"), "--alignment", str(series["al"]), "--output",
+               str(tmp_path / "a.ali")])
+    assert "view 5 holds NaN" in _err(capsys, rc)
+    assert not (tmp_path / "a.ali").exists() and temp_files(tmp_path) == []
+
+
+def test_an_unreadable_sibling_tlt_does_not_stop_aligned_stack(series, tmp_path, capsys):
+    stack = tmp_path / "raw.mrc"
+    shutil.copy(series["stack"], stack)
+    (tmp_path / "raw.tlt").write_text("not a tilt\n")
+    assert main(["aligned-stack", str(stack), "--alignment", str(series["al"]), "--output",
+                 str(tmp_path / "a.ali"), "--quiet"]) == 0
+
+
+def test_the_whole_contract_in_a_subprocess(series, tmp_path):
+    run = run_cli(["reconstruct", series["stack"], "--alignment", series["al"], "--output", tmp_path / "r.rec",
+                   "--thickness", "100000000"])
+    assert "--thickness" in one_line_error(run)
