@@ -4,8 +4,11 @@ Every case also goes through the napari reader, which must return None or layer 
 notification), never raise. Longer campaigns: ``scripts/fuzz_readers.sh 20000``.
 """
 
+import json
 import os
 import struct
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -137,3 +140,100 @@ def test_mdoc_found_by_fuzzing(tmp_path):
     with pytest.raises(FileFormatError, match="f.mdoc"):
         read_mdoc_tilts(path)
     check(path)
+
+
+# --- IMOD models: structure-aware mutations of the chunks, read in a child process under a memory cap ---
+
+_FID_CHILD = r"""
+import json, resource, sys, time, tracemalloc
+cap = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from napari_tomoalign.io import FileFormatError
+from napari_tomoalign.io.markers import read_markers
+for path in sys.argv[2:]:
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        read_markers(path)
+        outcome = "ok"
+    except FileFormatError as exc:
+        outcome = "refused" if str(exc).startswith(path) else "unnamed: " + str(exc)
+    except BaseException as exc:
+        outcome = f"crash: {type(exc).__name__}: {exc}"
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(json.dumps({"path": path, "outcome": outcome, "s": time.perf_counter() - t0, "peak": peak}), flush=True)
+"""
+
+
+def _chunks(blob: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each chunk as far as the model is well formed (at least the header's end)."""
+    out, pos = [], 240
+    while pos + 8 <= len(blob):
+        tag = blob[pos : pos + 4]
+        if tag == b"IEOF":
+            return out + [(pos, pos + 4)]
+        if tag == b"OBJT":
+            end = pos + 4 + 176
+        elif tag == b"CONT":
+            end = pos + 20 + 12 * struct.unpack(">i", blob[pos + 4 : pos + 8])[0]
+        else:
+            end = pos + 8 + struct.unpack(">I", blob[pos + 4 : pos + 8])[0]
+        if not pos < end <= len(blob):
+            break
+        out.append((pos, end))
+        pos = end
+    return out or [(min(240, len(blob)), min(248, len(blob)))]
+
+
+def _mutate_fid(blob: bytes, rng: np.random.Generator) -> bytes:
+    chunks = _chunks(blob)
+    big = [-1, 0, 1, 2, 2**20, 2**31 - 1, -(2**31), 2**30 + 7]
+    kind = rng.integers(7)
+    b = bytearray(blob)
+    s, e = chunks[rng.integers(len(chunks))]
+    if kind == 0:  # a count or size field of some chunk
+        b[s + 4 : s + 8] = struct.pack(">i", int(rng.choice(big + [int(rng.integers(-50, 5000))])))
+    elif kind == 1:  # a chunk inserted: any known tag, hostile counts
+        tag = [b"CONT", b"MESH", b"OBJT", b"SIZE", b"IMAT", b"IEOF", b"MOST"][rng.integers(7)]
+        body = struct.pack(">ii", int(rng.choice(big)), int(rng.choice(big))) + bytes(int(rng.integers(0, 64)))
+        b[s:s] = tag + body
+    elif kind == 2:  # a contour header hidden inside a sized chunk (the 12.8 GB case)
+        inner = b"CONT" + struct.pack(">iIii", int(rng.choice(big)), 0, 0, 0)
+        b[s:s] = b"SIZE" + struct.pack(">I", len(inner) + 8) + inner + bytes(8)
+    elif kind == 3:  # nesting and repetition: one chunk copied many times
+        b[s:s] = bytes(b[s:e]) * int(rng.integers(2, max(3, 200_000 // max(1, e - s))))
+    elif kind == 4:  # a chunk deleted
+        del b[s:e]
+    elif kind == 5:  # cut at or near a chunk boundary
+        b = b[: max(0, s + int(rng.integers(-3, 9)))]
+    else:  # the header: image size and the first bytes
+        at = int(rng.choice([0, 4, 136, 140, 144, 236]))
+        b[at : at + 4] = struct.pack(">i", int(rng.choice(big)))
+    return bytes(b)
+
+
+def test_fid_chunk_mutations_under_a_memory_cap(tmp_path):
+    rng = np.random.default_rng(int(os.environ.get("FUZZ_SEED", "15")) if os.environ.get("FUZZ_RANDOM") != "1"
+                                else None)
+    table = MarkerTable(np.repeat(np.arange(6), 3), np.tile([1, 2, 4], 6), rng.uniform(0, 60, (18, 2)), (64, 64))
+    write_imod_model(tmp_path / "base.fid", table)
+    base = (tmp_path / "base.fid").read_bytes()
+    base = base[:-4] + b"SIZE" + struct.pack(">I", 12) + bytes(12) + base[-4:]  # a sized chunk to aim at
+    n = max(50, int(os.environ.get("FUZZ_EXAMPLES", "1000")) // 4)
+    paths = []
+    for k in range(n):
+        blob = base
+        for _ in range(int(rng.integers(1, 4))):
+            blob = _mutate_fid(blob, rng)
+        paths.append(tmp_path / f"m{k}.fid")
+        paths[-1].write_bytes(blob)
+    cap = 1024 * 2**20
+    r = subprocess.run([sys.executable, "-c", _FID_CHILD, str(cap), str(paths[0]), *map(str, paths)],
+                       capture_output=True, text=True, timeout=600)
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 0 and len(results) == n + 1, r.stderr[-2000:]
+    for res in results[1:]:  # the first read compiled the walk
+        assert res["outcome"] in ("ok", "refused"), res
+        assert res["s"] < 2.0, res
+        assert res["peak"] < 64 * 2**20, res
