@@ -3,6 +3,7 @@
     python benchmarks/bench_solver.py            # all problems; scipy on the two smaller ones
     python benchmarks/bench_solver.py --full     # also scipy trf at 1.4 M observations and MINPACK lm
     python benchmarks/bench_solver.py --quick    # paper-like and IMOD BBa only
+    python benchmarks/bench_solver.py --patch    # only the patch-tracking case (solve, then the whole command)
 
 Prints median wall times, the ratio to scipy, the final RMS of both (same optimum) and the peak
 memory of our solve (the rise of the peak RSS).
@@ -19,7 +20,7 @@ import scipy.sparse
 from scipy.optimize import least_squares
 
 from napari_tomoalign import AlignmentOptions, align_markers, read_markers, read_tilt_angles, simulate_markers
-from napari_tomoalign.alignment.model import MAG, TILT, jacobian_blocks, project
+from napari_tomoalign.alignment.model import DX, DY, MAG, ROT, TILT, jacobian_blocks, project
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 IMOD_BBA_SOLVE_S = 0.03  # tiltalign's own solving time on BBa (the issue's figure)
@@ -131,11 +132,65 @@ def run_problem(name, view, marker, xy, tilts, size, axis_deg, repeats, scipy_re
     return t_ours, al
 
 
+def patch_tracking(n_markers: int = 250_000, n_views: int = 61, lengths: tuple[int, int] = (2, 6),
+                   image_size: tuple[int, int] = (4096, 4096), thickness_px: float = 300.0, noise_px: float = 0.5,
+                   seed: int = 4):
+    """Patch-tracking-style observations: many markers, each seen in 2-6 consecutive views (~1 M in all)."""
+    rng = np.random.default_rng(seed)
+    nominal = np.linspace(-60.0, 60.0, n_views)
+    ref = int(np.argmin(np.abs(nominal)))
+    vp = np.zeros((n_views, 5))
+    tilt = nominal + rng.normal(0, 0.3, n_views)
+    tilt[ref] = nominal[ref]
+    vp[:, TILT] = np.radians(tilt)
+    vp[:, ROT] = np.radians(85.0 + rng.normal(0, 0.3, n_views))
+    vp[:, MAG] = 1.0 + rng.normal(0, 0.005, n_views)
+    vp[ref, MAG] = 1.0
+    vp[:, [DX, DY]] = rng.normal(0, 10.0, (n_views, 2))
+    w, h = image_size
+    xyz = np.column_stack([rng.uniform(-0.3 * w, 0.3 * w, n_markers), rng.uniform(-0.4 * h, 0.4 * h, n_markers),
+                           rng.uniform(-thickness_px / 2, thickness_px / 2, n_markers)])
+    length = rng.integers(lengths[0], lengths[1] + 1, n_markers)
+    first = rng.integers(0, n_views - length + 1)
+    mi = np.repeat(np.arange(n_markers), length)
+    vi = np.repeat(first, length) + np.arange(len(mi)) - np.repeat(np.cumsum(length) - length, length)
+    xy = project(vp, xyz, vi, mi) + (np.asarray(image_size, float) - 1) / 2 + rng.normal(0, noise_px, (len(vi), 2))
+    return vi, mi + 1, xy, nominal, image_size
+
+
+def run_patch_command(vi, mi, xy, tilts, size) -> None:
+    """The whole ``tomoalign align`` on the patch-tracking case, in a child process: wall time and peak RSS."""
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        csv = Path(d) / "patches.csv"
+        with open(csv, "w") as f:
+            f.write("view,marker,x,y\n")
+            np.savetxt(f, np.column_stack([vi, mi, xy]), fmt=["%d", "%d", "%.3f", "%.3f"], delimiter=",")
+        np.savetxt(Path(d) / "patches.tlt", tilts, fmt="%.2f")
+        cmd = [sys.executable, "-m", "napari_tomoalign.cli", "align", str(csv), "--tilt-angles",
+               str(Path(d) / "patches.tlt"), "--image-size", str(size[0]), str(size[1]), "--output",
+               str(Path(d) / "out"), "--quiet"]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        out_mb = sum(p.stat().st_size for p in (Path(d) / "out").iterdir()) / 2**20 if r.returncode == 0 else 0
+    print(f"{'  whole tomoalign align command':<34} exit {r.returncode}  {wall:6.1f} s  peak RSS {peak:.2f} GiB"
+          f"  (targets 20 s, 1.5 GB); {out_mb:.0f} MiB written {r.stderr.strip()[:200]}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--full", action="store_true")
+    ap.add_argument("--patch", action="store_true")
     args = ap.parse_args()
+    if args.patch:
+        return bench_patch()
 
     sim = simulate_markers(n_views=109, tilt_range_deg=(-55, 53), n_markers=30, noise_px=0.5, high_tilt_loss=0.6,
                            dropout=0.05, always_visible=6, image_size=(1024, 1024), seed=1)
@@ -161,6 +216,13 @@ def main() -> None:
                            image_size=(8192, 8192), thickness_px=400, seed=3)
     run_problem("12000 markers x 133 views", sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg,
                 sim.image_size, 85.0, repeats=3, scipy_repeats=1 if args.full else 0)
+    bench_patch()
+
+
+def bench_patch() -> None:
+    vi, mi, xy, tilts, size = patch_tracking()
+    run_problem("patch tracking 250000 x 2-6 views", vi, mi, xy, tilts, size, 85.0, repeats=1, scipy_repeats=0)
+    run_patch_command(vi, mi, xy, tilts, size)
 
 
 if __name__ == "__main__":
