@@ -1,12 +1,21 @@
-"""Make the README picture: the sample aligned in napari, with residual vectors and predicted markers.
+"""Make the README picture, or look at the plugin on a real screen size.
 
-Run under a display, e.g.::
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py /tmp/bba.png \\
+        --size 1280x800 --bba tests/data/imod-tutorial-BB --pixel-nm 2.02
 
-    xvfb-run -a -s "-screen 0 2400x1600x24" .venv/bin/python scripts/screenshot.py docs/napari-tomoalign.png
+Default: the sample aligned, the mis-click selected with its residual vector. With ``--bba``: a synthetic
+stack at ``--pixel-nm`` with a bead under each of IMOD's BBa markers, the markers opened from
+``BBa.fid`` (they take the stack's scale), aligned. The whole window is saved, docks included.
 """
 
+from __future__ import annotations
+
+import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import napari
 from qtpy.QtWidgets import QApplication
@@ -14,33 +23,61 @@ from qtpy.QtWidgets import QApplication
 from napari_tomoalign._napari.widget import AlignWidget
 
 
-def main(out: str) -> None:
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1800, 1300)
-    viewer.open_sample("napari-tomoalign", "beads")
-    widget = AlignWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="Align tilt series")
-    from qtpy.QtCore import Qt
-
-    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Orientation.Horizontal)
-    widget.start_alignment()
+def pump(seconds: float) -> None:
     app = QApplication.instance()
-    while widget.busy:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
         app.processEvents()
         time.sleep(0.01)
-    sample = viewer.layers["sample tilt series"].metadata["sample"]
-    viewer.layers["sample tilt series"].visible = True
-    viewer.layers["aligned stack"].visible = False
-    k, view = widget.go_to_next_residual()  # the mis-click
-    viewer.camera.zoom = 1.6
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.02)
-    win = viewer.window._qt_window
-    win.grab().save(out)  # the whole window, docks included
-    print(f"wrote {out}: view {view}, point {k} (the mis-click is {sample.misclick})")
-    viewer.close()
+
+
+def open_bba(viewer, folder: Path, pixel_nm: float, tmp: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from gui_modules import write_bead_stack
+
+    st, fid = write_bead_stack(tmp, folder / "BBa.fid", folder / "BBa.rawtlt", pixel_nm)
+    viewer.open(str(st), plugin="napari-tomoalign")
+    viewer.open(str(fid), plugin="napari-tomoalign")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="docs/napari-tomoalign.png")
+    parser.add_argument("--size", default="1600x1000", help="window size WxH")
+    parser.add_argument("--bba", type=Path, help="folder with BBa.fid and BBa.rawtlt")
+    parser.add_argument("--pixel-nm", type=float, default=2.02)
+    parser.add_argument("--frame", choices=("raw stack", "aligned stack"), default="raw stack")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(width, height)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.bba:
+            open_bba(viewer, args.bba, args.pixel_nm, Path(tmp))
+        else:
+            viewer.open_sample("napari-tomoalign", "beads")
+        widget = AlignWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="Align tilt series")
+        if args.bba:
+            widget.options.axis_mode.value = "estimate near the angle"
+            widget.options.axis_angle.value = -12.5
+        widget.start_alignment()
+        while widget.busy:
+            pump(0.02)
+        widget.results.frame.value = args.frame
+        if not args.bba and args.frame == "raw stack":
+            widget.triage.go_to_next_residual()  # the mis-click
+            viewer.scene.camera.zoom = 1.6
+        else:
+            viewer.dims.set_point(0, 30)
+            viewer.reset_view()
+        widget.steps[2].set_expanded(False)  # the options: the results and the report come into view
+        pump(0.5)
+        viewer.screenshot(args.out, canvas_only=False, flash=False)
+        print(f"wrote {args.out}: {widget.status.text()}")
+        widget.teardown()
+        viewer.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/napari-tomoalign.png")
+    main()

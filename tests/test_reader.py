@@ -32,3 +32,55 @@ def test_returns_none_for_odd_paths(tmp_path):
     assert napari_get_reader(str(tmp_path / "missing.fid")) is None
     assert napari_get_reader(str(tmp_path)) is None
     assert napari_get_reader([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) is None
+
+
+def _stack(path, n=5, ispg=None):
+    from napari_tomoalign.io.mrc import write_mrc
+
+    write_mrc(path, np.zeros((n, 8, 8), np.float32), 20.2)
+    if ispg is not None:
+        import mrcfile
+
+        with mrcfile.open(path, "r+") as m:
+            m.header.ispg = ispg
+    return path
+
+
+def test_raw_stack_takes_rawtlt_first_and_aligned_stack_takes_tlt(tmp_path):
+    from napari_tomoalign.io.tilt_sources import sibling_tilt_file
+
+    for stem in ("ts", "ts_ali"):
+        (tmp_path / f"{stem}.rawtlt").write_text("\n".join(["-10", "-5", "0", "5", "10"]))
+        (tmp_path / f"{stem}.tlt").write_text("\n".join(["-11", "-6", "0", "6", "11"]))
+    st, ali = _stack(tmp_path / "ts.st"), _stack(tmp_path / "ts_ali.ali")
+    assert sibling_tilt_file(st).name == "ts.rawtlt" and sibling_tilt_file(ali).name == "ts_ali.tlt"
+    [(_, kw, _)] = napari_get_reader(str(st))(str(st))
+    assert kw["metadata"]["tilt_source"].endswith("ts.rawtlt") and kw["metadata"]["tilt_angles_deg"][0] == -10
+    [(_, kw, _)] = napari_get_reader(str(ali))(str(ali))
+    assert kw["metadata"]["tilt_source"].endswith("ts_ali.tlt") and kw["metadata"]["tilt_angles_deg"][0] == -11
+
+
+def test_volumes_open_with_their_voxel_size_on_every_axis(tmp_path, monkeypatch):
+    told = []
+    monkeypatch.setattr("napari_tomoalign._napari.reader._notify", lambda *a, **k: told.append(a))
+    for path in (_stack(tmp_path / "tomo.rec", n=12), _stack(tmp_path / "vol.mrc", n=12, ispg=1)):
+        [(data, kwargs, kind)] = napari_get_reader(str(path))(str(path))
+        assert kind == "image" and data.shape == (12, 8, 8)
+        assert kwargs["scale"] == pytest.approx((2.02, 2.02, 2.02))
+        assert kwargs["metadata"]["volume"] and "tilt_angles_deg" not in kwargs["metadata"]
+    assert told == []  # no warning about tilt angles: a volume has none
+
+
+def test_marker_file_picks_up_its_sibling_angles(imod_data):
+    [(_, kwargs, _)] = napari_get_reader(str(imod_data / "BBa.fid"))(str(imod_data / "BBa.fid"))
+    assert kwargs["metadata"]["tilt_source"].endswith("BBa.rawtlt")
+    assert len(kwargs["metadata"]["tilt_angles_deg"]) == 61
+    assert kwargs["symbol"] == "ring"  # hollow rings: the bead stays visible under each click
+
+
+def test_offers_to_read_napari_points_csv_with_a_marker_column(tmp_path):
+    path = tmp_path / "pts.csv"
+    path.write_text("index,axis-0,axis-1,axis-2,marker\n0,1,20,10,1\n")
+    assert callable(napari_get_reader(str(path)))
+    (tmp_path / "other.csv").write_text("index,axis-0,axis-1,axis-2\n0,1,20,10\n")
+    assert napari_get_reader(str(tmp_path / "other.csv")) is None

@@ -1,4 +1,5 @@
-"""The Align dock widget in a real viewer under Xvfb: align the sample, triage, cancel, errors, compare."""
+"""The Align dock in a real viewer under Xvfb, end to end: align the sample, the layers of each
+frame, triage, cancel, errors, compare on one grid, save, and closing the dock mid-run."""
 
 import gc
 
@@ -7,7 +8,10 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_tomoalign._napari.widget import ALIGNED, PREDICTED, TRACKS, AlignWidget  # noqa: E402
+from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, PREDICTED  # noqa: E402
+from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
+from napari_tomoalign.alignment.options import AlignmentOptions  # noqa: E402
+from napari_tomoalign.reconstruction.compare import slice_correlations  # noqa: E402
 
 WAIT_MS = 120_000
 
@@ -18,56 +22,63 @@ def sample_viewer(make_napari_viewer):
     viewer.open_sample("napari-tomoalign", "beads")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Align")
-    return viewer, widget
+    yield viewer, widget
+    widget.teardown()
 
 
 def run(qtbot, widget):
     worker = widget.start_alignment()
-    assert worker is not None, widget.status.value
+    assert worker is not None, widget.status.text()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     return worker
 
 
-def test_align_the_sample_adds_result_layers(qtbot, sample_viewer):
+def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewer):
     viewer, widget = sample_viewer
-    image = viewer.layers["sample tilt series"]
+    image, markers = viewer.layers["sample tilt series"], viewer.layers["sample markers"]
     sample = image.metadata["sample"]
-    assert widget.image.value is image and widget.markers.value is viewer.layers["sample markers"]
-    assert "61 angles" in widget.tilt_source.value
-    assert gc.isenabled()
+    assert widget.inputs.image.value is image and widget.inputs.markers.value is markers
+    assert "61 angles" in widget.inputs.tilt_source.value and "simulated" in widget.inputs.tilt_source.value
+    assert widget.options.robust_scale.value == AlignmentOptions().robust_scale
     run(qtbot, widget)
-    assert widget.status.value.startswith("done"), widget.status.value
+    assert widget.status.text().startswith("done"), widget.status.text()
     assert gc.isenabled()  # held off only while the run was being shown
-    for name in (ALIGNED, "residuals x10", PREDICTED, "tomogram: all markers"):
-        assert name in viewer.layers, name
-    # New layers come in hidden and are shown one by one: the aligned stack replaces the raw one,
-    # the tomogram waits for a comparison, and the markers layer stays the active one for editing.
+    # Raw frame: the stack, its overlays, and the markers on top and active; the aligned frame hidden.
+    names = [ly.name for ly in viewer.layers]
+    assert names[-1] == "sample markers" and viewer.layers.selection.active is markers
     shown = {ly.name: ly.visible for ly in viewer.layers}
-    assert shown == {"sample tilt series": False, "sample markers": True, ALIGNED: True,
-                     "tomogram: all markers": False, "residuals x10": True, PREDICTED: True}
-    assert viewer.layers.selection.active is viewer.layers["sample markers"]
-    assert list(viewer.layers[PREDICTED].text.values[:2]) == [f"{m}?" for m in
-                                                             viewer.layers[PREDICTED].features["marker"][:2]]
-    al = widget._last.alignment
-    # Click noise is 0.3 px per coordinate: RMS of 2-D residuals ~0.42 px, plus the one mis-click.
-    assert 0.3 < al.rms_residual_px < 0.55
-    assert viewer.layers[ALIGNED].data.shape == image.data.shape
-    tomo = viewer.layers["tomogram: all markers"]
-    assert tomo.data.ndim == 3 and np.isfinite(tomo.data).all()
+    assert shown == {"sample tilt series": True, "sample markers": True, "residuals x10": True, PREDICTED: True,
+                     ALIGNED: False, ALIGNED_MARKERS: False}
+    for name in ("residuals x10", PREDICTED, ALIGNED, ALIGNED_MARKERS):
+        assert tuple(viewer.layers[name].scale) == tuple(image.scale), name
+    al = widget.runs.last.alignment
+    assert 0.3 < al.rms_residual_px < 0.55  # click noise 0.3 px per coordinate, plus the one mis-click
     vectors = viewer.layers["residuals x10"].data
-    assert vectors.shape == (int(al.obs_used.sum()), 2, 3)
     np.testing.assert_allclose(vectors[:, 1, 1:], 10 * al.residuals_px[al.obs_used][:, ::-1])
     predicted = viewer.layers[PREDICTED]
+    v, m = predicted.data[:, 0].astype(int), predicted.features["marker"].to_numpy() - 1
     truth = sample.truth.true_xy
-    v = predicted.data[:, 0].astype(int)
-    m = predicted.features["marker"].to_numpy() - 1
     err = np.hypot(predicted.data[:, 2] - truth[v, m, 0], predicted.data[:, 1] - truth[v, m, 1])
     assert len(err) > 50 and np.median(err) < 0.5  # gaps are filled where the beads really are
-    assert "RMS" in widget.report.value and "worst markers" in widget.report.value
-    # The first "next big residual" is the mis-click, and it gets selected in its view.
-    k, view = widget.go_to_next_residual()
-    assert k == sample.misclick
-    assert viewer.layers["sample markers"].selected_data == {k}
+    # The report is the core's text report: RMS, the tilt axis, stages.
+    assert "RMS residual" in widget.report.value and "tilt axis" in widget.report.value
+    # Aligned frame: the aligned stack with the markers taken into it; the raw layers hidden.
+    widget.results.frame.value = "aligned stack"
+    assert viewer.layers[ALIGNED].visible and viewer.layers[ALIGNED_MARKERS].visible
+    assert not markers.visible and not viewer.layers["residuals x10"].visible
+    assert viewer.layers[ALIGNED].metadata["tilt_kind"] == "solved"
+    ali = viewer.layers[ALIGNED].data
+    pts = viewer.layers[ALIGNED_MARKERS].data
+    k = np.flatnonzero(np.round(pts[:, 0]) == 30)
+    # A bead is dark in the aligned view where its aligned marker is.
+    y, x = np.round(pts[k, 1]).astype(int), np.round(pts[k, 2]).astype(int)
+    ok = (y > 3) & (y < 508) & (x > 3) & (x < 508)
+    assert np.median(ali[30][y[ok], x[ok]]) < np.median(ali[30]) - 0.05
+    widget.results.frame.value = "raw stack"
+    assert markers.visible and image.visible
+    # Triage: the first "next big residual" is the mis-click, selected in its view.
+    k, view = widget.triage.go_to_next_residual()
+    assert k == sample.misclick and markers.selected_data == {k}
     assert viewer.dims.current_step[0] == view
 
 
@@ -75,12 +86,21 @@ def test_cancel_leaves_the_layers_alone(qtbot, sample_viewer):
     viewer, widget = sample_viewer
     before = [ly.name for ly in viewer.layers]
     widget.start_alignment()
-    widget.cancel()
+    widget.runner.cancel()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
-    assert widget.status.value.startswith("cancelled")
+    assert widget.status.text().startswith("cancelled")
     assert gc.isenabled()
     assert [ly.name for ly in viewer.layers] == before
-    assert widget.align_button.enabled and not widget.cancel_button.enabled
+    assert widget.runner.align_button.enabled and not widget.runner.cancel_button.enabled
+
+
+def test_closing_the_dock_mid_run_restores_the_garbage_collector(qtbot, sample_viewer):
+    viewer, widget = sample_viewer
+    assert gc.isenabled()
+    widget.start_alignment()
+    assert not gc.isenabled()  # held off while a run is under way
+    viewer.window.remove_dock_widget(widget)
+    assert gc.isenabled() and not widget.busy
 
 
 def test_input_errors_are_reported_and_nothing_changes(qtbot, sample_viewer, tmp_path):
@@ -89,122 +109,82 @@ def test_input_errors_are_reported_and_nothing_changes(qtbot, sample_viewer, tmp
     before = markers.data.copy()
     bad = tmp_path / "short.tlt"
     bad.write_text("0\n1\n2\n")
-    widget.tilt_file.value = bad
-    run(qtbot, widget)
-    assert widget.status.value.startswith("failed") and "3 tilt angles" in widget.status.value
-    assert gc.isenabled()
-    assert ALIGNED not in viewer.layers
-    np.testing.assert_array_equal(markers.data, before)
-    widget.tilt_file.value = ""
-    viewer.layers.remove(markers)
+    widget.inputs.tilt_file.value = bad
     assert widget.start_alignment() is None
-    assert "choose a Points layer" in widget.status.value
+    assert "3 tilt angles" in widget.status.text() and "61 views" in widget.status.text()
+    widget.inputs.tilt_file.value = tmp_path / "missing.rawtlt"  # a mistyped name is an error, not ignored
+    assert "no such tilt-angle file" in widget.inputs.tilt_source.value
+    assert widget.start_alignment() is None and "no such tilt-angle file" in widget.status.text()
+    assert gc.isenabled() and ALIGNED not in viewer.layers
+    np.testing.assert_array_equal(markers.data, before)
+    widget.inputs.tilt_file.value = ""
+    viewer.layers.remove(markers)
+    assert widget.start_alignment() is None and "choose a markers layer" in widget.status.text()
 
 
-def test_marker_editing_defaults_duplicates_and_tracks(sample_viewer):
-    viewer, widget = sample_viewer
-    layer = viewer.layers["sample markers"]
-    widget.start_new_marker()
-    new_id = int(layer.features["marker"].max()) + 1
-    assert widget.current_marker.value == new_id
-    layer.add(np.array([[5.0, 100.0, 120.0]]))
-    assert int(layer.features["marker"].iloc[-1]) == new_id
-    assert widget.duplicates.value == "none"
-    layer.add(np.array([[5.0, 104.0, 125.0]]))  # the same marker again in view 5
-    assert widget.duplicates.value.startswith("1:") and f"marker {new_id} in view 5" in widget.duplicates.value
-    np.testing.assert_allclose(layer.border_color[-1], [1, 0, 0, 1])
-    widget.update_tracks()
-    tracks = viewer.layers[TRACKS]
-    assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(layer.features["marker"].unique())
-    layer.data = layer.data[:-1]
-    assert widget.duplicates.value == "none"
-
-
-def test_compare_two_alignments_side_by_side(qtbot, sample_viewer, tmp_path):
+def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path):
     viewer, widget = sample_viewer
     run(qtbot, widget)
-    widget.every_view_only.value = True
+    widget.options.every_view_only.value = True
     run(qtbot, widget)
-    assert set(widget._results) == {"all markers", "markers in every view"}
-    assert len(widget._results["markers in every view"].markers_used) == 6
-    widget.compare_a.value, widget.compare_b.value = "markers in every view", "all markers"
-    widget.toggle_comparison()
-    assert viewer.canvas.grid.enabled
-    shown = [ly.name for ly in viewer.layers if ly.visible]
-    assert shown == ["tomogram: markers in every view", "tomogram: all markers"]
+    results = widget.runs.results
+    assert set(results) == {"all markers", "markers in every view"}
+    assert len(results["markers in every view"].markers_used) == 6
+    assert results["all markers"].tomogram.shape[0] != results["markers in every view"].tomogram.shape[0]
+    widget.comparison.compare_a.value, widget.comparison.compare_b.value = "markers in every view", "all markers"
+    worker = widget.comparison.compare()
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    qtbot.waitUntil(lambda: widget.tomograms.viewer is not None and len(widget.tomograms.viewer.layers) == 2)
+    tv = widget.tomograms.viewer
+    a, b = tv.layers
+    assert tv.grid.enabled and a.data.shape == b.data.shape
+    assert a.name.startswith("markers in every view: RMS") and b.name.startswith("all markers: RMS")
+    assert a.name_overlay.visible and b.name_overlay.visible
+    assert tuple(a.scale) == (2.0, 2.0, 2.0)  # bin 2 of a 1 nm stack, on all three axes
+    assert tv.dims.current_step[0] == a.data.shape[0] // 2  # opened at the middle section
+    # Matching sections show the same plane of the specimen (120 px thick: 30 binned sections each side).
+    mid = a.data.shape[0] // 2
+    corr = slice_correlations(a.data[mid - 25 : mid + 25], b.data[mid - 25 : mid + 25])
+    assert corr.min() >= 0.8, corr
     assert "[markers in every view]" in widget.report.value and "[all markers]" in widget.report.value
-    widget.toggle_comparison()
-    assert not viewer.canvas.grid.enabled
-    # Saving writes what the command line writes, and refuses to overwrite.
-    widget.save_dir.value = tmp_path
-    paths = widget.save_alignment()
+    # Saving writes what the command line writes, and refuses to overwrite, naming the checkbox.
+    widget.saving.save_dir.value = tmp_path
+    paths = widget.saving.save_alignment()
     assert {p.name for p in paths} >= {"alignment.json", "sample_markers.xf", "sample_markers.tlt"}
-    assert widget.save_alignment() == []
-
-
-def test_undo_covers_napari_edits_of_the_markers(sample_viewer):
-    viewer, widget = sample_viewer
-    layer = viewer.layers["sample markers"]
-    start = layer.data.copy()
-    widget.current_marker.value = 7
-    layer.add([3.0, 100.0, 120.0])  # a click with the add tool
-    assert len(layer.data) == len(start) + 1 and layer.features["marker"].iloc[-1] == 7
-    moved = layer.data.copy()
-    moved[0, 1:] += 5.0
-    layer.data = moved  # a drag
-    layer.selected_data = {1, 2}
-    layer.remove_selected()  # the delete key
-    assert len(layer.data) == len(start) - 1
-    assert widget.undo_button.enabled
-    widget.undo()
-    np.testing.assert_array_equal(layer.data, moved)
-    # Ctrl+Z in the viewer does the same while the markers layer is the one being edited.
-    binding = [b for b in layer.keymap if str(b) == "Ctrl+Z"]
-    assert binding
-    layer.keymap[binding[0]](layer)
-    assert len(layer.data) == len(start) + 1 and layer.features["marker"].iloc[-1] == 7
-    widget.undo()
-    np.testing.assert_array_equal(layer.data, start)
-    assert not widget.undo_button.enabled
-    # Undoing is not itself an edit to undo, and our own edits are remembered once.
-    layer.selected_data = {0}
-    widget.delete_selected()
-    assert len(widget._undo) == 1
+    assert widget.saving.save_alignment() == []
+    widget.saving.overwrite.value = True
+    assert widget.saving.save_alignment()
 
 
 def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):
     viewer, widget = sample_viewer
     layer = viewer.layers["sample markers"]
     sample = viewer.layers["sample tilt series"].metadata["sample"]
-    widget.robust.value = True
-    widget.leave_out.value = True
+    widget.options.robust.value = True
+    widget.options.leave_out.value = True
     run(qtbot, widget)
-    al = widget._last.alignment
+    al = widget.runs.last.alignment
     assert al.flagged[sample.misclick]
-    assert widget._last.leave_out is not None and "leave-out error" in widget.report.value
+    assert "leave-out error" in widget.report.value
     np.testing.assert_allclose(layer.border_color[sample.misclick], [1.0, 0.55, 0.0, 1.0])  # flagged colour
-    k, _ = widget.go_to_next_residual()
-    assert k == sample.misclick and "(flagged)" in widget.status.value
+    k, _ = widget.triage.go_to_next_residual()
+    assert k == sample.misclick and "(flagged)" in widget.status.text()
     before = layer.data.copy()
-    # Move to predicted puts the point on the model's position; Undo puts it back.
-    assert widget.move_to_predicted.native.isEnabled() and widget.move_selected_to_predicted() == 1
+    assert widget.triage.move_selected_to_predicted() == 1
     v, m = int(before[k, 0]), int(layer.features["marker"].iloc[k])
-    want = al.predicted_xy_px[v, list(al.marker_ids).index(m)]
-    np.testing.assert_allclose(layer.data[k, 1:], want[::-1])
+    np.testing.assert_allclose(layer.data[k, 1:], al.predicted_xy_px[v, list(al.marker_ids).index(m)][::-1])
     widget.undo()
     np.testing.assert_array_equal(layer.data, before)
-    # Delete and undo.
     layer.selected_data = {k}
-    assert widget.delete_selected() == 1 and len(layer.data) == len(before) - 1
+    assert widget.triage.delete_selected() == 1 and len(layer.data) == len(before) - 1
     widget.undo()
     np.testing.assert_array_equal(layer.data, before)
-    # Exclude a marker: the next fit leaves it out, warm-started from the last one.
     layer.selected_data = {k}
-    assert widget.exclude_selected_markers() == [m]
+    assert widget.triage.exclude_selected_markers() == [m]
     assert layer.face_color[k][3] == pytest.approx(0.25)
     run(qtbot, widget)
-    result = widget._last
-    assert m not in result.markers_used
-    assert result.alignment.stages[0].name == "warm"
+    assert m not in widget.runs.last.markers_used
+    assert widget.runs.last.alignment.stages[0].name == "warm"
     widget.undo()
-    assert widget._excluded == set()
+    assert widget.panel.excluded == set()

@@ -1,11 +1,21 @@
-"""napari readers: MRC tilt series and marker files. They return None for anything they cannot read.
+"""napari readers: MRC tilt series, MRC volumes (tomograms) and marker files. They return None for
+anything they cannot read.
 
 ``napari_get_reader`` checks the file (the MRC header, the IMOD magic, the CSV header) before it
 offers a reader, so that napari can try other plugins; it never raises.
+
+- A tilt series opens memory-mapped with its pixel size as the scale of y and x (nm) and its tilt
+  angles and their source in the metadata (`io.tilt_sources`: a raw stack takes ``.rawtlt`` first,
+  an aligned ``.ali`` takes ``.tlt``).
+- A volume (``.rec``, ``.map``, or an MRC whose header says volume) opens with its voxel size on all
+  three axes and no tilt angles: it is not a tilt series.
+- Marker files hold pixels; their layer gets scale 1 until the dock pairs it with its stack. The
+  tilt angles beside the file (``.rawtlt``, then ``.tlt``) ride along in the metadata.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +24,12 @@ import numpy as np
 
 from ..io import FileFormatError, read_markers
 from ..io.mrc import STACK_SUFFIXES, open_tilt_series
+from ..io.tilt_sources import sibling_tilt_file
+from ..io.tilts import read_tilt_angles
 
 LayerData = list[tuple[Any, dict[str, Any], str]]
+VOLUME_SUFFIXES = (".rec", ".map")
+MRC_ISPG_OFFSET = 88  # the space-group word: 0 for image stacks, 1 for volumes (MRC2014)
 
 
 def _looks_like_markers(path: Path) -> bool:
@@ -29,8 +43,10 @@ def _looks_like_markers(path: Path) -> bool:
         return head[:4] == b"IMOD"
     if ext == ".csv":
         first = head.split(b"\n", 1)[0].decode("utf-8", "replace").lower()
-        cols = [c.strip() for c in first.split(",")]
-        return all(c in cols for c in ("view", "marker", "x", "y"))
+        cols = [c.strip().strip('"') for c in first.split(",")]
+        ours = all(c in cols for c in ("view", "marker", "x", "y"))
+        napari_points = all(c in cols for c in ("axis-0", "axis-1", "axis-2", "marker"))
+        return ours or napari_points
     return False
 
 
@@ -43,8 +59,22 @@ def _single_path(path: str | list[str]) -> Path | None:
     return p if p.is_file() else None
 
 
+def is_volume(path: Path) -> bool:
+    """A tomogram rather than a tilt series: by IMOD's suffixes, or an MRC header that says volume."""
+    if path.suffix.lower() in VOLUME_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1024)
+        order = ">" if len(raw) > 212 and raw[212] == 0x11 else "<"
+        (ispg,) = struct.unpack(order + "i", raw[MRC_ISPG_OFFSET : MRC_ISPG_OFFSET + 4])
+    except (OSError, struct.error):
+        return False
+    return ispg == 1
+
+
 def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] | None:
-    """Return a reader for a tilt series or a marker file, or None if this plugin cannot read ``path``."""
+    """Return a reader for a tilt series, a volume or a marker file, or None if this plugin cannot read ``path``."""
     try:
         p = _single_path(path)
         if p is None:
@@ -59,14 +89,29 @@ def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], Laye
     return None
 
 
+def _contrast(section: np.ndarray) -> tuple[float, float]:
+    """Contrast limits from the 0.5 and 99.5 percentiles of a (subsampled) section."""
+    step = max(1, max(section.shape) // 1024)
+    sub = np.asarray(section[::step, ::step], dtype=np.float32)
+    lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
+    return (lo, hi) if hi > lo else (float(sub.min()), float(sub.min()) + 1.0)
+
+
+def volume_layer(path: Path) -> tuple[Any, dict[str, Any], str]:
+    """The Image layer tuple of a memory-mapped volume ``(z, y, x)`` with its voxel size on every axis."""
+    ts = open_tilt_series(path, strict_tilts=False)
+    voxel_nm = ts.pixel_size_angstrom / 10.0 if ts.pixel_size_angstrom else 1.0
+    meta = {"path": str(path), "volume": True,
+            "pixel_size_nm": ts.pixel_size_angstrom / 10.0 if ts.pixel_size_angstrom else None}
+    kwargs = {"name": path.name, "scale": (voxel_nm,) * 3, "metadata": meta,
+              "contrast_limits": _contrast(ts.data[ts.n_views // 2]), "colormap": "gray", "multiscale": False}
+    return ts.data, kwargs, "image"
+
+
 def tilt_series_layer(path: Path) -> tuple[Any, dict[str, Any], str]:
     """The Image layer tuple of a memory-mapped tilt series, with its tilt angles in the metadata."""
     ts = open_tilt_series(path, strict_tilts=False)
     pixel_nm = ts.pixel_size_angstrom / 10.0 if ts.pixel_size_angstrom else 1.0
-    mid = np.asarray(ts.data[ts.n_views // 2], dtype=np.float32)
-    lo, hi = (float(v) for v in np.percentile(mid, [0.5, 99.5]))
-    if not hi > lo:
-        lo, hi = float(mid.min()), float(mid.min()) + 1.0
     meta = {
         "path": str(path),
         "tilt_angles_deg": ts.tilt_angles_deg,
@@ -74,7 +119,7 @@ def tilt_series_layer(path: Path) -> tuple[Any, dict[str, Any], str]:
         "pixel_size_nm": ts.pixel_size_angstrom / 10.0 if ts.pixel_size_angstrom else None,
     }
     kwargs = {"name": path.name, "scale": (1.0, pixel_nm, pixel_nm), "metadata": meta,
-              "contrast_limits": (lo, hi), "colormap": "gray", "multiscale": False}
+              "contrast_limits": _contrast(ts.data[ts.n_views // 2]), "colormap": "gray", "multiscale": False}
     return ts.data, kwargs, "image"
 
 
@@ -83,29 +128,42 @@ def read_tilt_series(path: str | list[str]) -> LayerData:
     if p is None:
         return []
     try:
+        if is_volume(p):
+            return [volume_layer(p)]
         layer = tilt_series_layer(p)
     except FileFormatError as exc:
         _notify(str(exc))
         return []
     if layer[1]["metadata"]["tilt_source"].startswith("none"):
         _notify(f"{p.name}: no tilt angles ({layer[1]['metadata']['tilt_source']}); "
-                "give a .tlt file in the Align widget", warning=True)
+                "give a tilt file in the Align widget", warning=True)
     return [layer]
 
 
-def read_marker_file(path: str | list[str]) -> LayerData:
+def marker_file_layer(p: Path) -> tuple[Any, dict[str, Any], str]:
+    """The Points layer tuple of a marker file, with the sibling tilt angles in its metadata."""
     from .layers import markers_to_points
 
+    table = read_markers(p)
+    data, kwargs = markers_to_points(table, name=p.stem)
+    tlt = sibling_tilt_file(p)
+    if tlt is not None:
+        try:
+            kwargs["metadata"].update(tilt_angles_deg=read_tilt_angles(tlt), tilt_source=str(tlt))
+        except FileFormatError as exc:
+            kwargs["metadata"]["tilt_source"] = f"none: {exc}"
+    return data, kwargs, "points"
+
+
+def read_marker_file(path: str | list[str]) -> LayerData:
     p = _single_path(path)
     if p is None:
         return []
     try:
-        table = read_markers(p)
+        return [marker_file_layer(p)]
     except FileFormatError as exc:
         _notify(str(exc))
         return []
-    data, kwargs = markers_to_points(table, name=p.stem)
-    return [(data, kwargs, "points")]
 
 
 def _notify(message: str, warning: bool = False) -> None:

@@ -1,7 +1,11 @@
-"""napari writers: Image layers to MRC (with a .tlt beside), marker Points layers to IMOD .fid and CSV.
+"""napari writers: Image layers to MRC (voxel size kept, tilt angles beside), marker Points layers to
+IMOD ``.fid`` or CSV.
 
-Every write goes to a temporary file that is renamed into place. A file that already exists is
-never lost: it is first renamed to ``name~``, as IMOD does, and a notification says so.
+Marker points are pixels of their tilt series (`layers`), so they are written as they are. Each
+marker writer writes the format the file name asks for (``.fid``/``.mod`` or ``.csv``), whichever of
+the two napari called: a name and a filter that disagree never lose the save. Every write goes to a
+temporary file that is renamed into place; a file that already exists is first renamed to ``name~``,
+as IMOD does, and a notification says so.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import numpy as np
 
 from ..io.markers import write_imod_model, write_markers_csv
 from ..io.mrc import write_mrc
+from ..io.tilts import write_tilt_angles
 from .layers import points_to_markers
+
+IMAGE_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map")
+MODEL_SUFFIXES = (".fid", ".mod")
 
 
 def _backup_existing(paths: list[Path]) -> list[str]:
@@ -35,7 +43,8 @@ def _backup_existing(paths: list[Path]) -> list[str]:
 def _marker_table(data: Any, meta: dict[str, Any]):
     features = meta.get("features")
     if features is None or "marker" not in getattr(features, "columns", features):
-        raise ValueError("this Points layer has no 'marker' feature, so it does not hold fiducial markers")
+        raise ValueError("this Points layer has no 'marker' feature, so it does not hold fiducial markers; "
+                         "use 'Use as markers' in the Align dock first")
     marker = np.asarray(features["marker"], dtype=np.int64)
     data = np.asarray(data, dtype=float)
     if data.ndim != 2 or data.shape[1] != 3:
@@ -47,39 +56,62 @@ def _marker_table(data: Any, meta: dict[str, Any]):
     return table
 
 
-def _write_markers(path: str, data: Any, meta: dict[str, Any], write) -> list[str]:
-    table = _marker_table(data, meta)
+def write_markers(path: str | os.PathLike[str], data: Any, meta: dict[str, Any], default: str = ".fid") -> list[str]:
+    """Write marker points in the format of ``path``'s suffix (``default`` when it has none)."""
     p = Path(path)
+    if p.suffix.lower() not in (*MODEL_SUFFIXES, ".csv"):
+        p = p.with_name(p.name + default)
+    table = _marker_table(data, meta)
     _backup_existing([p])
-    write(p, table)
+    if p.suffix.lower() == ".csv":
+        write_markers_csv(p, table)
+    else:
+        write_imod_model(p, table)
     return [str(p)]
 
 
 def write_markers_fid(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """A marker Points layer as an IMOD fiducial model."""
-    return _write_markers(path, data, meta, write_imod_model)
+    """A marker Points layer as an IMOD fiducial model (or CSV when the name ends in .csv)."""
+    return write_markers(path, data, meta, ".fid")
 
 
 def write_markers_table(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """A marker Points layer as CSV ``view,marker,x,y``."""
-    return _write_markers(path, data, meta, write_markers_csv)
+    """A marker Points layer as CSV ``view,marker,x,y`` (or an IMOD model when the name ends in .fid/.mod)."""
+    return write_markers(path, data, meta, ".csv")
+
+
+def voxel_size_angstrom(meta: dict[str, Any]) -> float | None:
+    """The voxel size to record: the layer's own pixel size (nm) if it knows it, else its scale when
+    that is not napari's unit default."""
+    md = meta.get("metadata") or {}
+    nm = md.get("pixel_size_nm")
+    if nm:
+        return float(nm) * 10.0
+    scale = meta.get("scale")
+    return float(scale[-1]) * 10.0 if scale is not None and float(scale[-1]) != 1.0 else None
+
+
+def tilt_file_for(path: Path, md: dict[str, Any]) -> Path:
+    """Where the angles of a saved stack go: ``.tlt`` for an aligned stack (solved angles), else ``.rawtlt``."""
+    solved = path.suffix.lower() == ".ali" or md.get("tilt_kind") == "solved"
+    return path.with_suffix(".tlt" if solved else ".rawtlt")
 
 
 def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """An Image layer as MRC, with the voxel size from its scale (nm) and its tilt angles as ``.tlt``."""
+    """An Image layer as MRC, with its voxel size and, for a tilt series, its tilt angles beside it."""
     p = Path(path)
-    if p.suffix.lower() not in (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map"):
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
         p = p.with_suffix(".mrc")
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or np.iscomplexobj(arr) or arr.dtype.kind == "b":
         raise ValueError(f"MRC holds real 2-D or 3-D images; this layer is {arr.ndim}-D {arr.dtype}")
-    scale = meta.get("scale")
-    voxel_a = float(scale[-1]) * 10.0 if scale is not None and float(scale[-1]) != 1.0 else None
     md = meta.get("metadata") or {}
-    tilts = md.get("tilt_angles_deg")
+    tilts = None if md.get("volume") else md.get("tilt_angles_deg")
     if tilts is not None and (arr.ndim != 3 or len(tilts) != arr.shape[0]):
         tilts = None
-    targets = [p] + ([p.with_suffix(".tlt")] if tilts is not None else [])
+    targets = [p] + ([tilt_file_for(p, md)] if tilts is not None else [])
     _backup_existing(targets)
-    write_mrc(p, arr, voxel_a, tilt_angles_deg=tilts)
+    write_mrc(p, arr, voxel_size_angstrom(meta))
+    if tilts is not None:
+        write_tilt_angles(targets[1], np.asarray(tilts, dtype=float))
     return [str(t) for t in targets]

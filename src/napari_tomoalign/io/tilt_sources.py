@@ -1,6 +1,8 @@
 """Where a tilt series' angles come from, looked for in this order (the result says which was used):
 
-1. a sibling ``.tlt`` or ``.rawtlt`` with the same stem (``stack.st`` -> ``stack.tlt``, then ``stack.rawtlt``);
+1. a sibling tilt file with the same stem, as IMOD names them: a raw stack (``.st``, ``.mrc``, ...) and a
+   marker file take the nominal ``.rawtlt`` before the solved ``.tlt``; an aligned stack (``.ali``)
+   takes the solved ``.tlt`` before the ``.rawtlt`` (see `sibling_tilt_file`);
 2. a SerialEM ``.mdoc`` (``stack.st.mdoc`` or ``stack.mdoc``), by ``ZValue``;
 3. the MRC extended header: FEI (``FEI1``/``FEI2``, field ``Alpha tilt``) or SerialEM (``SERI``, the
    first short of each section, in hundredths of a degree, when ``nreal`` has bit 1).
@@ -81,18 +83,52 @@ def extended_header_tilts(mrc: mrcfile.mrcfile.MrcFile) -> tuple[NDArray[np.floa
     return None, None
 
 
+ALIGNED_SUFFIXES = (".ali",)
+
+
+def sibling_tilt_file(path: str | os.PathLike[str]) -> Path | None:
+    """The tilt-angle file beside ``path`` that IMOD would use for it, or None.
+
+    An aligned stack (``.ali``) was made with the solved angles, so it takes ``stem.tlt`` first;
+    anything else (a raw ``.st``/``.mrc`` stack, a ``.fid`` or CSV of markers clicked on one) takes
+    the nominal ``stem.rawtlt`` first, so that a stack reopened after an alignment is not realigned
+    from the angles that alignment solved.
+    """
+    p = Path(path)
+    order = (".tlt", ".rawtlt") if p.suffix.lower() in ALIGNED_SUFFIXES else (".rawtlt", ".tlt")
+    for suffix in order:
+        cand = p.with_suffix(suffix)
+        if cand.is_file():
+            return cand
+    return None
+
+
 def find_tilt_angles(path: Path, n_views: int, mrc=None) -> tuple[NDArray[np.float64] | None, str | None]:
     """Tilt angles for the stack at ``path`` from the first source that has them (module docstring)."""
-    for suffix in (".tlt", ".rawtlt"):
-        cand = path.with_suffix(suffix)
-        if cand.is_file():
-            t = read_tilt_angles(cand)
-            if t.size != n_views:
-                raise FileFormatError(f"{cand} has {t.size} tilt angles but {path.name} has {n_views} views")
-            return t, str(cand)
+    cand = sibling_tilt_file(path)
+    if cand is not None:
+        t = read_tilt_angles(cand)
+        if t.size != n_views:
+            raise FileFormatError(f"{cand} has {t.size} tilt angles but {path.name} has {n_views} views")
+        return t, str(cand)
     for cand in (path.with_name(path.name + ".mdoc"), path.with_suffix(".mdoc")):
         if cand.is_file():
             return read_mdoc_tilts(cand, n_views), str(cand)
     if mrc is not None:
         return extended_header_tilts(mrc)
     return None, None
+
+
+def read_tilt_file(path: str | os.PathLike[str], n_views: int | None = None) -> NDArray[np.float64]:
+    """Angles from a tilt file the user named: a ``.tlt``/``.rawtlt`` or a SerialEM ``.mdoc``.
+
+    A path that does not exist is an error (a mistyped name must not fall back silently to other
+    angles), and so is a count that does not match ``n_views`` when it is given.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileFormatError(f"{p}: no such tilt-angle file; check the name, or clear the field")
+    t = read_mdoc_tilts(p, n_views) if p.suffix.lower() == ".mdoc" else read_tilt_angles(p)
+    if n_views is not None and t.size != n_views:
+        raise FileFormatError(f"{p} has {t.size} tilt angles but the stack has {n_views} views")
+    return t

@@ -1,0 +1,86 @@
+"""Step 5, comparing two alignments honestly: both tomograms on one grid (the same Z origin and
+thickness, `reconstruction.compare.tomograms_on_one_grid`), side by side in the tomogram viewer with
+one camera, each panel labelled with its alignment's name and RMS, and both reports together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import ComboBox
+from napari.utils.notifications import show_error
+
+from ...alignment.transforms import aligned_marker_positions
+from ...reconstruction.compare import frame_offset_px, tomograms_on_one_grid
+from ...workflows import PipelineResult
+from .logic import comparison_label
+from .report_view import ReportView
+from .state import Runs
+from .tomograms import TomogramViewer
+from .ui import button, form
+
+
+def common_frame(a: PipelineResult, b: PipelineResult) -> tuple[Any, Any]:
+    """The two tomograms resampled onto one grid (GUI-free work; the dock runs it in a worker)."""
+    if a.tomogram is None or b.tomogram is None:
+        raise ValueError("both alignments need a tomogram: align them with a tilt series chosen")
+    if a.tomogram_binning != b.tomogram_binning:
+        raise ValueError("the two tomograms were binned differently; align both on the same stack")
+    offset = frame_offset_px(a.alignment.marker_ids, aligned_marker_positions(a.alignment),
+                             b.alignment.marker_ids, aligned_marker_positions(b.alignment))
+    return tomograms_on_one_grid(a.tomogram, b.tomogram, offset, a.tomogram_binning)
+
+
+def voxel_nm(result: PipelineResult) -> float:
+    return float(result.alignment.pixel_size_nm or 1.0) * result.tomogram_binning
+
+
+class Comparison:
+    """Pick two alignments by name and show their tomograms side by side."""
+
+    def __init__(self, runs: Runs, tomograms: TomogramViewer, report: ReportView, status: Callable[[str], None]) -> None:
+        self._runs, self._tomograms, self._report, self._status = runs, tomograms, report, status
+        self.compare_a = ComboBox(label="compare", choices=self._names, nullable=True)
+        self.compare_b = ComboBox(label="with", choices=self._names, nullable=True)
+        self.compare_button = button("Compare side by side", "both tomograms on one grid, linked, in their own viewer")
+        self.widget = form(self.compare_a, self.compare_b)
+        self.widget.append(self.compare_button)
+        self.compare_button.changed.connect(lambda *_: self.compare())
+        self.worker: Any = None
+
+    def _names(self, _w: Any = None) -> list[str]:
+        return list(self._runs.results)
+
+    def refresh(self, newest: str | None = None) -> None:
+        self.compare_a.reset_choices()
+        self.compare_b.reset_choices()
+        names = self._names()
+        if newest is not None:
+            self.compare_a.value = newest
+        if len(names) > 1 and self.compare_b.value in (None, self.compare_a.value):
+            self.compare_b.value = next(n for n in reversed(names) if n != self.compare_a.value)
+
+    def compare(self) -> Any:
+        """Start the resampling in a worker; the panels appear when it is done."""
+        from napari.qt.threading import create_worker
+
+        a, b = self.compare_a.value, self.compare_b.value
+        if a is None or b is None or a == b:
+            show_error("align twice under two names first (for example with and without "
+                       "'only markers seen in every view'), then pick both")
+            return None
+        ra, rb = self._runs.results[a], self._runs.results[b]
+        worker = create_worker(common_frame, ra, rb, _start_thread=False)
+        worker.returned.connect(lambda vols: self.show(ra, rb, vols))
+        worker.errored.connect(lambda exc: show_error(f"cannot compare: {exc}"))
+        self.worker = worker
+        self._status(f"putting '{a}' and '{b}' on one grid...")
+        worker.start()
+        return worker
+
+    def show(self, ra: PipelineResult, rb: PipelineResult, volumes: tuple[Any, Any]) -> list:
+        layers = self._tomograms.show([(volumes[0], voxel_nm(ra), comparison_label(ra.name, ra.alignment)),
+                                       (volumes[1], voxel_nm(rb), comparison_label(rb.name, rb.alignment))])
+        self._report.show([ra, rb])
+        self._status(f"comparing '{ra.name}' (left) with '{rb.name}' (right) on one grid")
+        return layers

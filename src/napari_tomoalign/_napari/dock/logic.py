@@ -1,0 +1,189 @@
+"""The dock's pure functions: no napari, magicgui or Qt here, so they are tested without a viewer.
+
+Arrays follow napari's order for points, ``(view, y, x)`` in pixels of the tilt series, and the
+core's order for positions, ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ...alignment.options import AlignmentOptions, VariableOption
+from ...alignment.result import Alignment
+from ...alignment.transforms import apply_transform
+
+VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
+AXIS_CHOICES = ("estimate", "estimate near the angle", "use the angle as given")
+# Share of the progress bar for each stage of a run: (start, end) in percent.
+STAGE_SHARES = {"initial": (0, 10), "main": (10, 30), "tilt": (30, 45), "robust": (45, 50), "leave-out": (45, 50),
+                "aligned stack": (50, 80), "tomogram": (80, 100)}
+ITERATION_STAGES_EXPECTED = 30  # a solver stage rarely needs more iterations: the bar fills by then
+FLAGGED_RGBA = (1.0, 0.55, 0.0, 1.0)
+DUPLICATE_RGBA = (1.0, 0.0, 0.0, 1.0)
+
+
+def view_index(view: NDArray) -> NDArray[np.int64]:
+    """Whole view numbers of napari's (possibly fractional) first coordinate."""
+    return np.round(np.asarray(view, dtype=float)).astype(np.int64) if len(view) else np.zeros(0, np.int64)
+
+
+def duplicate_mask(view: NDArray, marker: NDArray) -> NDArray[np.bool_]:
+    """``(n,)`` True for every point whose marker has another point in the same view."""
+    v, m = view_index(view), np.asarray(marker, dtype=np.int64)
+    if v.size == 0:
+        return np.zeros(0, bool)
+    _, inverse, counts = np.unique(np.column_stack([v, m]), axis=0, return_inverse=True, return_counts=True)
+    return counts[np.asarray(inverse).ravel()] > 1
+
+
+def duplicate_pairs(view: NDArray, marker: NDArray) -> list[tuple[int, int]]:
+    """Sorted ``(view, marker)`` pairs that have more than one point."""
+    dup = duplicate_mask(view, marker)
+    v, m = view_index(view)[dup], np.asarray(marker, dtype=np.int64)[dup]
+    return sorted({(int(a), int(b)) for a, b in zip(v, m)})
+
+
+def duplicates_text(pairs: Sequence[tuple[int, int]], limit: int = 4) -> str:
+    """One line for the dock: how many duplicated (view, marker) pairs and the first few."""
+    if not pairs:
+        return "none"
+    shown = ", ".join(f"marker {m} in view {v}" for v, m in pairs[:limit])
+    return f"{len(pairs)}: {shown}" + (" ..." if len(pairs) > limit else "")
+
+
+def next_marker_id(marker: NDArray) -> int:
+    """The id after the largest one in use (1 for an empty layer)."""
+    m = np.asarray(marker, dtype=np.int64)
+    return int(m.max()) + 1 if m.size else 1
+
+
+def point_borders(view: NDArray, marker: NDArray, flagged_pairs: set[tuple[int, int]]) -> tuple[NDArray, NDArray]:
+    """``(n, 4)`` border colours and ``(n,)`` relative widths: red for duplicates, orange for points
+    the robust fit flagged, a thin dark outline otherwise."""
+    v, m = view_index(view), np.asarray(marker, dtype=np.int64)
+    dup = duplicate_mask(v, m)
+    flagged = np.array([(int(a), int(b)) in flagged_pairs for a, b in zip(v, m)], dtype=bool)
+    border = np.tile(np.array([0.0, 0.0, 0.0, 0.6]), (len(v), 1))
+    border[flagged] = FLAGGED_RGBA
+    border[dup] = DUPLICATE_RGBA
+    return border, np.where(dup | flagged, 0.25, 0.05)
+
+
+def track_data(view: NDArray, marker: NDArray, yx: NDArray) -> NDArray[np.float64]:
+    """napari Tracks data ``(n, 4)`` = (track id, view, y, x): one track per marker, one point per view
+    (a duplicated point would give a track two positions at one time; the first is kept)."""
+    v, m = view_index(view), np.asarray(marker, dtype=np.int64)
+    yx = np.asarray(yx, dtype=float).reshape(-1, 2)
+    order = np.lexsort((v, m))
+    data = np.column_stack([m[order], v[order], yx[order]]).astype(float)
+    first = np.ones(len(data), bool)
+    first[1:] = (np.diff(data[:, 0]) != 0) | (np.diff(data[:, 1]) != 0)
+    return data[first]
+
+
+def residual_order(al: Alignment) -> NDArray[np.intp]:
+    """Observation indices for triage: flagged points first, each group by decreasing residual."""
+    res = np.hypot(*al.residuals_px.T)
+    used = np.flatnonzero(al.obs_used)
+    flagged = al.flagged[used]
+    return used[np.lexsort((-res[used], ~flagged))]
+
+
+def flagged_pairs(al: Alignment) -> set[tuple[int, int]]:
+    """``(view, marker id)`` of every point the robust fit flagged."""
+    ids = al.marker_ids[al.obs_marker]
+    return {(int(al.obs_view[k]), int(ids[k])) for k in np.flatnonzero(al.flagged)}
+
+
+def progress_percent(stage: str, done: int, total: int) -> int:
+    """Overall progress in percent for a report ``(stage, done, total)`` from the worker.
+
+    Solver stages report iterations against a generous limit, so they fill their share after
+    `ITERATION_STAGES_EXPECTED` iterations; the image steps report views done out of all views.
+    """
+    lo, hi = STAGE_SHARES.get(stage, (0, 100))
+    if stage in ("aligned stack", "tomogram", "leave-out"):
+        frac = done / max(total, 1)
+    else:
+        frac = done / ITERATION_STAGES_EXPECTED
+    return int(round(lo + min(1.0, max(0.0, frac)) * (hi - lo)))
+
+
+def variable_option(label: str, group_size: int) -> VariableOption:
+    mode = VARIABLE_CHOICES[label]
+    return VariableOption("group", int(group_size)) if mode == "group" else VariableOption(mode)  # type: ignore[arg-type]
+
+
+def build_options(*, rotation: str, tilt: str, magnification: str, group_size: int, axis_mode: str,
+                  axis_angle_deg: float, initial_stage: bool, robust: bool, robust_scale: float) -> AlignmentOptions:
+    """`AlignmentOptions` from the dock's choices (labels as in `VARIABLE_CHOICES` and `AXIS_CHOICES`)."""
+    return AlignmentOptions(
+        rotation=variable_option(rotation, group_size), tilt=variable_option(tilt, group_size),
+        magnification=variable_option(magnification, group_size),
+        tilt_axis_deg=None if axis_mode == "estimate" else float(axis_angle_deg),
+        estimate_tilt_axis=axis_mode != "use the angle as given", initial_stage=bool(initial_stage),
+        robust=bool(robust), robust_scale=float(robust_scale),
+    )
+
+
+def tilt_summary(tilts: NDArray | None, source: str | None) -> str:
+    """What the dock shows about the angles: how many, their range, and where they came from."""
+    if tilts is None or len(tilts) == 0:
+        return f"no angles ({source or 'none found'}): give a tilt file"
+    t = np.asarray(tilts, dtype=float)
+    return f"{t.size} angles, {t.min():.0f}..{t.max():.0f} deg, from {source or 'unknown'}"
+
+
+def residual_vectors(al: Alignment, exaggeration: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """napari Vectors ``(n, 2, 3)`` from each used observation along its exaggerated residual (raw
+    frame, pixels), and ``(n, 4)`` colours: red beyond 3 x RMS, yellow otherwise."""
+    used = al.obs_used
+    start = np.column_stack([al.obs_view[used], al.obs_xy_px[used, 1], al.obs_xy_px[used, 0]]).astype(float)
+    d = al.residuals_px[used] * float(exaggeration)
+    vectors = np.stack([start, np.column_stack([np.zeros(len(d)), d[:, 1], d[:, 0]])], axis=1)
+    big = np.hypot(*al.residuals_px[used].T) > 3.0 * max(al.rms_residual_px, 1e-9)
+    colours = np.where(big[:, None], [[1.0, 0.2, 0.2, 1.0]], [[1.0, 0.85, 0.1, 1.0]])
+    return vectors, colours
+
+
+def predicted_gap_points(al: Alignment) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Points ``(n, 3)`` (view, y, x) where the model puts a marker that was not clicked in a view,
+    inside the image (raw frame, pixels), and their marker ids."""
+    seen = np.zeros((al.n_views, al.n_markers), bool)
+    seen[al.obs_view, al.obs_marker] = True
+    vi, mi = np.nonzero(~seen & al.view_determined[:, None] & al.marker_included[None, :])
+    p = al.predicted_xy_px[vi, mi]
+    w, h = al.image_size
+    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    vi, mi, p = vi[inside], mi[inside], p[inside]
+    return np.column_stack([vi, p[:, 1], p[:, 0]]).astype(float), al.marker_ids[mi]
+
+
+def aligned_points(al: Alignment, transforms: NDArray[np.float64], data: NDArray, marker: NDArray
+                   ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Marker points ``(n, 3)`` (view, y, x) of the raw frame, taken into the aligned frame by each
+    view's transform (the `imod_transforms` the aligned stack was made with); points of views left
+    out of the fit are dropped."""
+    d = np.asarray(data, dtype=float).reshape(-1, 3)
+    v = view_index(d[:, 0])
+    ok = (v >= 0) & (v < len(transforms))
+    ok[ok] &= np.all(np.isfinite(transforms[v[ok]].reshape(-1, 6)), axis=1)
+    out = d[ok].copy()
+    for j in np.unique(v[ok]):
+        rows = v[ok] == j
+        xy = apply_transform(transforms[j], out[rows][:, [2, 1]], al.image_centre)
+        out[np.flatnonzero(rows), 1], out[np.flatnonzero(rows), 2] = xy[:, 1], xy[:, 0]
+    return out, np.asarray(marker, dtype=np.int64)[ok]
+
+
+def comparison_label(name: str, al: Alignment) -> str:
+    """The label of a tomogram panel: the alignment's name and its RMS residual."""
+    return f"{name}: RMS {al.rms_residual_px:.3f} px, {int(al.marker_included.sum())} markers"
+
+
+def safe_stem(name: str) -> str:
+    """A file stem from a layer name (letters, digits, '-', '_', '.')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "markers"

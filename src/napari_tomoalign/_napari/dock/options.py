@@ -1,0 +1,63 @@
+"""Step 3, the choices of an Align: the model's variables, the tilt axis, robust fitting, and what to
+make besides the fit. Every default comes from `AlignmentOptions`, the core's one place for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
+
+from ...alignment.options import AlignmentOptions
+from .logic import AXIS_CHOICES, VARIABLE_CHOICES, build_options
+from .ui import form
+
+LABEL_OF_MODE = {mode: label for label, mode in VARIABLE_CHOICES.items()}
+
+
+class OptionsSection:
+    """The options of the next Align."""
+
+    def __init__(self) -> None:
+        d = AlignmentOptions()
+        axis = "estimate" if d.tilt_axis_deg is None else ("estimate near the angle" if d.estimate_tilt_axis
+                                                            else "use the angle as given")
+        self.axis_mode = ComboBox(label="tilt axis", choices=AXIS_CHOICES, value=axis)
+        self.axis_angle = FloatSpinBox(label="axis angle (deg)", min=-180.0, max=180.0, step=0.5,
+                                       value=d.tilt_axis_deg or 0.0,
+                                       tooltip="from the image y axis, counter-clockwise (IMOD's convention)")
+        self.rotation = ComboBox(label="rotation", choices=list(VARIABLE_CHOICES), value=LABEL_OF_MODE[d.rotation.mode])
+        self.tilt = ComboBox(label="tilt", choices=list(VARIABLE_CHOICES), value=LABEL_OF_MODE[d.tilt.mode])
+        self.magnification = ComboBox(label="magnification", choices=list(VARIABLE_CHOICES),
+                                      value=LABEL_OF_MODE[d.magnification.mode])
+        self.group_size = SpinBox(label="group size", min=1, max=50, value=d.rotation.group_size)
+        self.initial_stage = CheckBox(text="initial stage", value=d.initial_stage)
+        self.every_view_only = CheckBox(text="only markers seen in every view", value=False)
+        self.robust = CheckBox(text="robust fitting (Tukey bisquare)", value=d.robust)
+        self.robust_scale = FloatSpinBox(label="robust scale", min=0.5, max=5.0, step=0.1, value=d.robust_scale,
+                                         tooltip="multiplies Tukey's 4.685; larger flags fewer points")
+        self.leave_out = CheckBox(text="leave-out error", value=False)
+        self.warm_start = CheckBox(text="warm start from the last solution", value=True)
+        self.result_name = LineEdit(label="name", value="",
+                                    tooltip="alignments are kept by name for Compare; empty picks one")
+        self.thickness = SpinBox(label="preview thickness", min=0, max=4096, value=0,
+                                 tooltip="tomogram thickness in unbinned pixels; 0 picks one from the markers' Z")
+        self.widget = form(self.axis_mode, self.axis_angle, self.rotation, self.tilt, self.magnification,
+                           self.group_size, self.initial_stage, self.robust, self.robust_scale, self.every_view_only,
+                           self.leave_out, self.warm_start, self.result_name, self.thickness)
+
+    def options(self) -> AlignmentOptions:
+        return build_options(
+            rotation=self.rotation.value, tilt=self.tilt.value, magnification=self.magnification.value,
+            group_size=int(self.group_size.value), axis_mode=self.axis_mode.value,
+            axis_angle_deg=float(self.axis_angle.value), initial_stage=bool(self.initial_stage.value),
+            robust=bool(self.robust.value), robust_scale=float(self.robust_scale.value),
+        )
+
+    def name(self) -> str:
+        every = bool(self.every_view_only.value)
+        return self.result_name.value.strip() or ("markers in every view" if every else "all markers")
+
+    def settings(self) -> dict[str, Any]:
+        """The run's other choices, as `workflows.run_alignment` takes them."""
+        return {"name": self.name(), "only_markers_in_every_view": bool(self.every_view_only.value),
+                "tomogram_thickness_px": int(self.thickness.value) or None, "leave_out": bool(self.leave_out.value)}

@@ -1,0 +1,61 @@
+"""The report of the last alignment (or of the two compared): `report.text_report`'s lines, which
+include the tilt axis and the solver's warnings, and `report.report_plot`'s per-view plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtGui import QFont, QImage, QPixmap
+from qtpy.QtWidgets import QLabel, QPlainTextEdit, QSizePolicy, QVBoxLayout, QWidget
+
+from ...report import report_plot, text_report
+from ...workflows import PipelineResult
+
+PLOT_SIZE = (320, 260)
+
+
+def report_lines(results: list[PipelineResult]) -> list[str]:
+    """The text of the report for one or more runs."""
+    lines: list[str] = []
+    for r in results:
+        lines += text_report(r.alignment, name=r.name, leave_out=r.leave_out, timings_s=r.timings_s)
+    return lines
+
+
+class ReportView:
+    """A read-only, wrapping text box and the plot under it."""
+
+    def __init__(self) -> None:
+        self.text = QPlainTextEdit()
+        self.text.setReadOnly(True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        font = QFont("monospace")
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        font.setPointSize(8)
+        self.text.setFont(font)
+        self.text.setPlainText("no alignment yet")
+        self.text.setFixedHeight(170)
+        self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.plot = QLabel()
+        self.plot.setFixedSize(*PLOT_SIZE)
+        self.widget = QWidget()
+        layout = QVBoxLayout(self.widget)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.text)
+        layout.addWidget(self.plot)
+        self.image: np.ndarray | None = None
+
+    @property
+    def value(self) -> str:
+        return self.text.toPlainText()
+
+    def show(self, results: list[PipelineResult], plot: Any = None) -> None:
+        self.text.setPlainText("\n".join(report_lines(results)))
+        if plot is None:
+            plot = report_plot({r.name: r.alignment for r in results}, size_px=PLOT_SIZE)
+        rgba = np.ascontiguousarray(plot)
+        h, w = rgba.shape[:2]
+        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        self.plot.setPixmap(QPixmap.fromImage(image))
+        self.image = rgba

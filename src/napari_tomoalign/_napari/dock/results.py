@@ -1,0 +1,152 @@
+"""Step 4, the result layers, each drawn over the image in whose frame it was measured.
+
+- Raw frame (the default after Align): the tilt series, the markers on top, the residual vectors
+  and the predicted markers, all in the stack's scale and translate.
+- Aligned frame: the aligned stack and the markers taken into it by each view's transform.
+
+Layers are inserted under the markers layer, hidden, and shown one per turn of the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox
+from napari.layers import Image, Points, Vectors
+
+from ...workflows import PipelineResult
+from ..layers import frame_of, marker_colors
+from .inputs import ROLE
+from .logic import aligned_points, predicted_gap_points, residual_vectors
+from .ui import button, form
+
+ALIGNED, RESIDUALS, PREDICTED, ALIGNED_MARKERS = "aligned stack", "residuals", "predicted markers", "aligned markers"
+FRAMES = ("raw stack", "aligned stack")
+
+
+class ResultLayers:
+    """Adds and updates the result layers, and switches between the raw and the aligned frame."""
+
+    def __init__(self, viewer: Any) -> None:
+        self._viewer = viewer
+        self.frame = ComboBox(label="show", choices=FRAMES, value=FRAMES[0],
+                              tooltip="raw stack: markers, residuals and predictions over the tilt series; "
+                                      "aligned stack: the markers taken into the aligned frame")
+        self.exaggeration = FloatSpinBox(label="residuals x", min=1.0, max=1000.0, step=1.0, value=10.0)
+        self.show_tomogram = button("Show tomogram", "the preview tomogram, in a viewer of its own")
+        self.widget = form(self.frame, self.exaggeration)
+        self.widget.append(self.show_tomogram)
+        self.frame.changed.connect(lambda *_: self.show_frame())
+        self.result: PipelineResult | None = None
+        self.image: Any = None
+        self.markers: Any = None
+        self._pending: list[Any] = []  # layers added hidden, to be shown one per turn
+
+    # ------------------------------------------------------------------ adding layers
+    def _place(self, layer: Any) -> Any:
+        """Insert ``layer`` under the markers layer (which stays on top), hidden until revealed."""
+        layers = self._viewer.layers
+        index = layers.index(self.markers) if self.markers in layers else len(layers)
+        layers.insert(index, layer)
+        self._pending.append(layer)
+        return layer
+
+    def _frame(self) -> dict[str, tuple[float, ...]]:
+        return frame_of(self.image if self.image is not None else self.markers)
+
+    def _layer(self, name: str) -> Any:
+        return self._viewer.layers[name] if name in self._viewer.layers else None
+
+    def steps(self, result: PipelineResult, image: Any, markers: Any, data: np.ndarray) -> list:
+        """The display steps of a finished run (each one short; see `Runner.run_steps`)."""
+        self.result, self.image, self.markers = result, image, markers
+        self._pending = []
+        steps = [self.show_residual_vectors, self.show_predicted_markers]
+        if result.aligned is not None:
+            steps += [self.show_aligned_stack, lambda: self.show_aligned_markers(data)]
+        return [*steps, self.reveal]
+
+    def show_aligned_stack(self) -> None:
+        result = self.result
+        data = result.aligned
+        mid = data[len(data) // 2][::4, ::4]
+        lo, hi = (float(v) for v in np.percentile(mid, [0.5, 99.5]))
+        hi = hi if hi > lo else lo + 1.0
+        meta = {ROLE: ALIGNED, "tilt_angles_deg": result.alignment.tilt_angles_deg, "tilt_kind": "solved",
+                "tilt_source": f"solved by '{result.name}'", "pixel_size_nm": result.alignment.pixel_size_nm}
+        layer = self._layer(ALIGNED)
+        if layer is not None:
+            layer.data, layer.contrast_limits, layer.metadata = data, (lo, hi), meta
+            layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
+            return
+        self._place(Image(data, name=ALIGNED, colormap="gray", contrast_limits=(lo, hi), visible=False,
+                          metadata=meta, **self._frame()))
+
+    def show_aligned_markers(self, data: np.ndarray) -> None:
+        al = self.result.alignment
+        points, ids = aligned_points(al, self.result.transforms, data[0], data[1])
+        self._points(ALIGNED_MARKERS, points, ids, symbol="ring", size=12, text="{marker}")
+
+    def show_residual_vectors(self) -> None:
+        """Residual vectors from each observed point, exaggerated, in the raw frame."""
+        if self.result is None:
+            return
+        vectors, colours = residual_vectors(self.result.alignment, float(self.exaggeration.value))
+        name = f"{RESIDUALS} x{self.exaggeration.value:g}"
+        for ly in [ly for ly in self._viewer.layers if ly.metadata.get(ROLE) == RESIDUALS and ly.name != name]:
+            self._viewer.layers.remove(ly)
+        layer = self._layer(name)
+        if layer is not None:
+            layer.data, layer.edge_color = vectors, colours
+            layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
+            return
+        self._place(Vectors(vectors, name=name, edge_color=colours, edge_width=1.5, vector_style="arrow",
+                            visible=False, metadata={ROLE: RESIDUALS}, **self._frame()))
+
+    def show_predicted_markers(self) -> None:
+        """The model's position of each marker where it was not clicked, inside the image (raw frame)."""
+        points, ids = predicted_gap_points(self.result.alignment)
+        self._points(PREDICTED, points, ids, symbol="ring", size=14, text="{marker}?")
+
+    def _points(self, name: str, points: np.ndarray, ids: np.ndarray, *, symbol: str, size: float, text: str) -> None:
+        colours = marker_colors(ids) if len(ids) else "white"
+        layer = self._layer(name)
+        if layer is not None:
+            layer.data, layer.features = points, {"marker": ids}
+            layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
+            if len(ids):
+                layer.face_color = colours
+            return
+        self._place(Points(points, name=name, features={"marker": ids}, symbol=symbol, size=size,
+                                   face_color=colours, border_width=0, visible=False, metadata={ROLE: name},
+                                   text={"string": text, "size": 8, "color": "white", "anchor": "lower_right"},
+                                   **self._frame()))
+
+    # ------------------------------------------------------------------ showing
+    def reveal(self) -> list:
+        """Show the layers just added that belong to the current frame, one per turn of the event loop."""
+        if not self._pending:
+            self.show_frame()
+            return []
+        layer = self._pending.pop(0)
+        layer.visible = self._in_frame(layer)
+        return [self.reveal]
+
+    def _in_frame(self, layer: Any) -> bool:
+        aligned = self.frame.value == FRAMES[1]
+        role = layer.metadata.get(ROLE)
+        return (role in (ALIGNED, ALIGNED_MARKERS)) == aligned
+
+    def show_frame(self) -> None:
+        """Show the layers of the chosen frame and hide the others (the markers belong to the raw one)."""
+        aligned = self.frame.value == FRAMES[1]
+        if aligned and self._layer(ALIGNED) is None:
+            return
+        for layer in self._viewer.layers:
+            role = layer.metadata.get(ROLE)
+            if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):
+                layer.visible = self._in_frame(layer)
+        for layer in (self.image, self.markers):
+            if layer is not None and layer in self._viewer.layers:
+                layer.visible = not aligned

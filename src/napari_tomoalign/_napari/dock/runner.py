@@ -1,0 +1,193 @@
+"""Step 3, running: the job in a worker thread, its progress, Cancel, and showing the result in small
+steps so that the GUI never stalls long.
+
+Nothing process-wide outlives the runner: CPython's full garbage collection (about 0.2 s over all
+that napari holds) is held off only while a run is shown, and `teardown` gives it back even when the
+dock closes mid-run.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import ProgressBar
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ...alignment._lm import Cancelled
+from ...io.errors import FileFormatError
+from ...workflows import PipelineResult, run_alignment
+from .logic import progress_percent
+from .ui import button, row
+
+STEP_GAP_MS = 2  # between display steps, so that the event loop gets a turn between them
+Step = Callable[[], "list[Step] | None"]
+
+
+def run_job(**job: Any) -> tuple[tuple[PipelineResult, Any] | None, BaseException | None]:
+    """The worker's function: expected failures come back as values, so Qt never sees a raise."""
+    from ...alignment.errors import AlignmentError
+    from ...report import report_plot
+
+    try:
+        result = run_alignment(**job)
+        return (result, report_plot({result.name: result.alignment}, size_px=(320, 260))), None
+    except (Cancelled, AlignmentError, FileFormatError, ValueError) as exc:
+        return None, exc
+
+
+def warm_up_quietly(done: threading.Event) -> None:
+    """Load the compiled kernels and matplotlib in the background, rather than during the first Align."""
+    from ...workflows import warm_up
+
+    try:
+        warm_up()
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except Exception:  # a failed warm-up only means the first Align loads the kernels itself
+        pass
+    finally:
+        done.set()
+
+
+class GcHold:
+    """Hold CPython's automatic garbage collection off, and give it back exactly once."""
+
+    def __init__(self) -> None:
+        self._held = False
+
+    def hold(self) -> None:
+        if not self._held and gc.isenabled():
+            gc.disable()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            gc.enable()
+
+
+class _Bridge(QObject):
+    """Carries progress from the worker thread to the GUI thread (a queued Qt connection)."""
+
+    progress = Signal(str, int, int, str)
+
+
+class Runner:
+    """Align and Cancel, the progress bar, and the worker between them."""
+
+    def __init__(self, status: Callable[[str], None]) -> None:
+        self._status = status
+        self.align_button = button("Align", "solve the alignment, then make the aligned stack and a tomogram")
+        self.cancel_button = button("Cancel", "stop at the next iteration or view; nothing changes", enabled=False)
+        self.progress = ProgressBar(min=0, max=100, value=0, label="progress")
+        self.widget = row(self.align_button, self.cancel_button)
+        self.busy = False  # from Align until the result is shown (or the run failed or was cancelled)
+        self.display_times_ms: list[tuple[str, float]] = []  # how long each display step held the GUI
+        self.started = 0.0
+        self._stop = threading.Event()
+        self._gc = GcHold()
+        self._worker: Any = None
+        self._last_progress = 0.0
+        self._bridge = _Bridge()
+        self._bridge.progress.connect(self._on_progress)
+        self.warmed_up = threading.Event()
+
+    def warm_up(self) -> None:
+        threading.Thread(target=warm_up_quietly, args=(self.warmed_up,), daemon=True).start()
+
+    def start(self, job: dict[str, Any], on_result: Callable[[PipelineResult, Any], None],
+              on_failure: Callable[[BaseException], None]) -> Any:
+        """Run ``job`` (keyword arguments of `run_alignment`) in a worker; report back on the GUI thread."""
+        from napari.qt.threading import create_worker
+
+        if self.busy:
+            return None
+        self._stop.clear()
+        threads = max(1, (os.cpu_count() or 2) - 1)  # one core stays with the GUI
+        worker = create_worker(run_job, **job, threads=threads, progress=self._bridge.progress.emit,
+                               should_stop=self._stop.is_set, _start_thread=False)
+
+        def returned(outcome: tuple) -> None:
+            value, error = outcome
+            if error is not None:
+                self.finish()
+                on_failure(error)
+            else:
+                on_result(*value)
+
+        def errored(exc: BaseException) -> None:
+            self.finish()
+            on_failure(exc)
+
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        # Adding result layers makes a full collection due; hold it off until the run is shown.
+        self._gc.hold()
+        self.busy = True
+        self.started = time.perf_counter()
+        self.align_button.enabled, self.cancel_button.enabled = False, True
+        self.progress.value = 0
+        self._status("aligning...")
+        worker.start()
+        return worker
+
+    def cancel(self, *_: Any) -> None:
+        """Ask the worker to stop at its next iteration or view."""
+        if self.busy:
+            self._stop.set()
+            self._status("cancelling...")
+
+    def _on_progress(self, stage: str, done: int, total: int, text: str) -> None:
+        now = time.perf_counter()
+        if now - self._last_progress < 0.1 and done < total:
+            return  # at most ten updates a second: each one repaints part of the window
+        self._last_progress = now
+        self.progress.value = progress_percent(stage, done, total)
+        self._status(text)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+
+    def finish(self) -> None:
+        """The run is over (shown, failed or cancelled): give back the GC and the buttons."""
+        self._gc.release()
+        self.busy = False
+        self.align_button.enabled, self.cancel_button.enabled = True, False
+
+    def run_steps(self, steps: list[Step]) -> None:
+        """Run each step on its own turn of the Qt event loop; a step may return more steps to run next."""
+
+        def next_step() -> None:
+            if not steps:
+                return
+            step = steps.pop(0)
+            t0 = time.perf_counter()
+            try:
+                more = step()
+            except Exception as exc:  # a display problem must not leave the dock busy
+                steps.clear()
+                show_error(f"could not show the result: {exc}")
+                self.finish()
+                return
+            steps[0:0] = more or []
+            self.display_times_ms.append((getattr(step, "__name__", "step"), 1000 * (time.perf_counter() - t0)))
+            if steps:
+                # A timer, not a posted call: Qt holds timers back while posted events are pending.
+                QTimer.singleShot(STEP_GAP_MS, next_step)
+
+        self.display_times_ms = []
+        QTimer.singleShot(0, next_step)
+
+    def teardown(self) -> None:
+        """The dock is closing: stop any run and leave nothing process-wide changed."""
+        self._stop.set()
+        self._gc.release()
+        self.busy = False

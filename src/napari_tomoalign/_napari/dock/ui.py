@@ -1,0 +1,183 @@
+"""Layout helpers of the dock: numbered collapsible steps in one vertical scroll area, controls that
+never ask for more width than the dock has, and labels whose text changes never relayout the window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+DOCK_CONTENT_WIDTH = 340  # px: everything fits this width (a plot of 320 px and the margins)
+
+
+class Button:
+    """A push button with magicgui's small interface (``text``, ``enabled``, ``changed``, ``native``),
+    made directly in Qt: a dock of magicgui buttons took 50 ms longer to open."""
+
+    def __init__(self, text: str, tooltip: str | None = None, enabled: bool = True) -> None:
+        self.native = QPushButton(text)
+        self.native.setToolTip(tooltip or "")
+        self.native.setEnabled(enabled)
+        self.changed = self.native.clicked
+
+    @property
+    def text(self) -> str:
+        return self.native.text()
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self.native.setText(value)
+
+    @property
+    def enabled(self) -> bool:
+        return self.native.isEnabled()
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self.native.setEnabled(bool(value))
+
+
+class Text:
+    """A label that wraps and whose changes of text never resize the dock while a worker runs."""
+
+    def __init__(self, value: str = "", wrap: bool = True) -> None:
+        self.native = QLabel(value)
+        self.native.setWordWrap(wrap)
+        self.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.native.setMinimumWidth(0)
+        self.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    @property
+    def value(self) -> str:
+        return self.native.text()
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.native.setText(text)
+
+
+class Row:
+    """Buttons side by side that share the row's width."""
+
+    def __init__(self, *items: Any) -> None:
+        self.native = QWidget()
+        layout = QHBoxLayout(self.native)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for item in items:
+            item.native.setMinimumWidth(40)
+            item.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            layout.addWidget(item.native)
+
+
+class Form:
+    """Labelled controls one under the other (a ``QFormLayout``; magicgui's labelled containers
+    cost three widgets per control); items without a label span the row."""
+
+    def __init__(self, *items: Any) -> None:
+        self.native = QWidget()
+        self.layout = QFormLayout(self.native)
+        self.layout.setContentsMargins(0, 0, 0, 0)
+        self.layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.extend(items)
+
+    def append(self, item: Any) -> None:
+        compact(item.native)
+        label = "" if isinstance(item, (Button, Text, Row, Form)) else getattr(item, "label", "")
+        if label:
+            self.layout.addRow(label, item.native)
+        else:
+            self.layout.addRow(item.native)
+
+    def extend(self, items: Sequence[Any]) -> None:
+        for item in items:
+            self.append(item)
+
+
+def row(*items: Any) -> Row:
+    return Row(*items)
+
+
+def form(*items: Any) -> Form:
+    return Form(*items)
+
+
+def compact(native: QWidget) -> QWidget:
+    """Make a control content with the width it is given (long layer names do not widen the dock)."""
+    for combo in ([native] if isinstance(native, QComboBox) else native.findChildren(QComboBox)):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+    return native
+
+
+def text_label(value: str = "", *, wrap: bool = True) -> Text:
+    return Text(value, wrap)
+
+
+def button(text: str, tooltip: str | None = None, enabled: bool = True) -> Button:
+    return Button(text, tooltip, enabled)
+
+
+class Step(QWidget):
+    """A numbered step of the dock: a header button that folds and unfolds its body."""
+
+    def __init__(self, number: int, title: str, body: QWidget, expanded: bool = True) -> None:
+        super().__init__()
+        self.title = title
+        self.header = QToolButton()
+        self.header.setText(f"{number}. {title}")
+        self.header.setCheckable(True)
+        self.header.setChecked(expanded)
+        self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.header.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.header.setStyleSheet("QToolButton { font-weight: bold; text-align: left; border: none; }")
+        self.body = body
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 2, 0, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.header)
+        layout.addWidget(body)
+        self.header.toggled.connect(self.set_expanded)
+        self.set_expanded(expanded)
+
+    def set_expanded(self, expanded: bool) -> None:
+        self.header.setChecked(expanded)
+        self.header.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.body.setVisible(expanded)
+
+    @property
+    def expanded(self) -> bool:
+        return self.header.isChecked()
+
+
+def scroll_area(steps: Sequence[QWidget]) -> QScrollArea:
+    """A vertical scroll area holding the steps; it never scrolls sideways, so nothing is cut off."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    layout.setContentsMargins(4, 4, 4, 4)
+    for s in steps:
+        layout.addWidget(s)
+    layout.addStretch(1)
+    content.setMinimumWidth(DOCK_CONTENT_WIDTH)
+    area = QScrollArea()
+    area.setWidget(content)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+    area.setMinimumWidth(DOCK_CONTENT_WIDTH + area.verticalScrollBar().sizeHint().width() + 2)
+    area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+    return area
