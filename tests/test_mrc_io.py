@@ -54,11 +54,14 @@ def test_tilt_sources_in_order(tmp_path):
     ts = open_tilt_series(path)
     np.testing.assert_allclose(ts.tilt_angles_deg, TILTS + 0.5)
     assert ts.tilt_source.endswith("ts.st.mdoc")
-    # 1. .rawtlt, then .tlt
-    (tmp_path / "ts.rawtlt").write_text("\n".join(str(a + 1) for a in TILTS))
-    np.testing.assert_allclose(open_tilt_series(path).tilt_angles_deg, TILTS + 1)
+    # 1. a raw stack takes .rawtlt before .tlt (a .tlt beside it holds solved angles); an aligned .ali the .tlt
     (tmp_path / "ts.tlt").write_text("\n".join(str(a + 2) for a in TILTS))
     np.testing.assert_allclose(open_tilt_series(path).tilt_angles_deg, TILTS + 2)
+    (tmp_path / "ts.rawtlt").write_text("\n".join(str(a + 1) for a in TILTS))
+    np.testing.assert_allclose(open_tilt_series(path).tilt_angles_deg, TILTS + 1)
+    aligned = tmp_path / "ts.ali"
+    aligned.write_bytes(path.read_bytes())
+    np.testing.assert_allclose(open_tilt_series(aligned).tilt_angles_deg, TILTS + 2)
 
 
 def test_fei_extended_header(tmp_path):
@@ -109,7 +112,8 @@ def test_image_writer_round_trip_and_backup(tmp_path):
     data = np.random.default_rng(0).normal(size=(5, 8, 9)).astype(np.float32)
     meta = {"scale": (1.0, 0.4, 0.4), "metadata": {"tilt_angles_deg": TILTS}}
     out = tmp_path / "saved.mrc"
-    assert write_image_mrc(str(out), data, meta) == [str(out), str(tmp_path / "saved.tlt")]
+    # A raw stack's angles are nominal: they go to a .rawtlt (an aligned .ali's would go to a .tlt).
+    assert write_image_mrc(str(out), data, meta) == [str(out), str(tmp_path / "saved.rawtlt")]
     ts = open_tilt_series(out)
     np.testing.assert_array_equal(ts.data, data)
     assert ts.pixel_size_angstrom == pytest.approx(4.0)
