@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io.convert import normalise_format
 from .series import SeriesSpec, discover
 from .summary import flag_outliers, write_summary_csv, write_summary_png
 from .task import Tracker, is_finished, make_row, process_series, row_from_json
@@ -151,8 +152,6 @@ def run_batch(
     specs = discover(source)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    from ..io.convert import normalise_format
-
     export = tuple(normalise_format(f) for f in export)
     done = {s.name for s in specs if not force and is_finished(s, out, export)}
     todo = [s for s in specs if s.name not in done]
@@ -163,9 +162,7 @@ def run_batch(
         show = sys.stderr.isatty() if progress is None else progress
         own, cluster = (client, None) if client is not None else _client(scheduler, n_workers, processes, timeout_s)
         try:
-            dashboard = getattr(own, "dashboard_link", None) if _has_bokeh() or scheduler else None
-            if dashboard:
-                say(f"dask dashboard: {dashboard}")
+            dashboard = _announce(own, scheduler, say)
             rows.update(_submit_all(own, todo, out, dict(options or {}), tracker, export, show))
         finally:
             if client is None:
@@ -181,6 +178,14 @@ def run_batch(
         notes.append("summary.png not written: matplotlib is not installed (pip install matplotlib)")
         say(notes[-1])
     return BatchResult(ordered, csv_path, png, time.perf_counter() - t0, dashboard, notes)
+
+
+def _announce(client: Any, scheduler: str | None, say: Callable[[str], None]) -> str | None:
+    """The dashboard's address (a local cluster has one only with bokeh installed), told through ``say``."""
+    link = getattr(client, "dashboard_link", None) if _has_bokeh() or scheduler else None
+    if link:
+        say(f"dask dashboard: {link}")
+    return link
 
 
 def _session_star(rows: list[dict[str, Any]], out: Path, notes: list[str]) -> None:
