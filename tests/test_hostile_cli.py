@@ -94,7 +94,8 @@ def test_a_signal_mid_write_removes_the_temp_file(tmp_path, sig, code):
     out.write_bytes(b"previous")
     proc = subprocess.Popen([sys.executable, "-m", "napari_tomoalign.cli", "aligned-stack", str(stack),
                              "--alignment", str(tmp_path / "bigal"), "--output", str(out), "--force", "--cubic"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # pytest may ignore it
     deadline = time.time() + 60
     while not temp_files(tmp_path) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
