@@ -116,14 +116,15 @@ def test_a_million_empty_contours_are_quick_and_small(tmp_path):
     assert len(t) == 6 and set(t.marker.tolist()) == {1, 2}
 
 
-def test_header_without_image_size_says_so_not_csv(tmp_path, series):
+def test_header_without_image_size_says_so_not_csv(tmp_path, series, capsys):
     from napari_tomoalign.cli import main
 
     path, blob = _model(tmp_path)
     blob[136:144] = struct.pack(">ii", 0, -5)
     path.write_bytes(bytes(blob))
     rc = main(["align", str(path), "--tilt-angles", str(series["tlt"]), "--output", str(tmp_path / "o")])
-    assert rc == 2
+    err = capsys.readouterr().err
+    assert rc == 2 and "header gives no image size" in err and "CSV" not in err
 
 
 def test_csv_with_a_byte_order_mark_reads(tmp_path):
