@@ -10,7 +10,8 @@ N series / batch time; target >= 1.8 on 2 cores for 100 series) and the batch's 
 over the solve itself (target <= 50 ms), measured two ways:
 
 - in-task: median of (task time - solve time) per series: reading the markers and tilts, the
-  thread limits and writing the seven output files;
+  thread limits and writing the seven output files (whose time is also printed: each file is
+  fsynced, which stalls when other processes load the disk);
 - whole batch: (batch wall time x workers - sum of solve times) / N: everything the workers' time
   went to besides solving, cluster start-up and scheduling included.
 """
@@ -95,8 +96,10 @@ def main() -> None:
             in_task.append(statistics.median(x["time_s"] - x["solve_s"] for x in done))
             whole.append((res.wall_time_s * workers - sum(x["solve_s"] for x in done)) / args.n)
             solve = statistics.median(x["solve_s"] for x in done)
+            write = sorted(x["write_s"] for x in done)
             print(f"batch run {r + 1}: {res.wall_time_s:.2f} s for {args.n} series on {workers} workers "
-                  f"(median solve {solve * 1e3:.1f} ms, in-task overhead {in_task[-1] * 1e3:.1f} ms, whole-batch "
+                  f"(median solve {solve * 1e3:.1f} ms, in-task overhead {in_task[-1] * 1e3:.1f} ms of which writing "
+                  f"the outputs {statistics.median(write) * 1e3:.1f} ms (slowest {write[-1] * 1e3:.0f} ms), whole-batch "
                   f"overhead {whole[-1] * 1e3:.1f} ms per series)", flush=True)
         wall = statistics.median(walls)
         print(f"batch median {wall:.2f} s; throughput {serial_total / wall:.2f} x the serial processes "

@@ -19,7 +19,7 @@ from typing import Any
 from .series import SeriesSpec
 
 ROW_FIELDS = ("name", "status", "rms_residual_px", "mean_residual_px", "n_markers", "n_views", "n_observations",
-              "n_flagged", "converged", "time_s", "solve_s", "error", "notes", "output")
+              "n_flagged", "converged", "time_s", "solve_s", "write_s", "error", "notes", "output")
 
 # Where each exported format goes in a series' folder (see `io.convert`); IMOD's .xf/.tlt are always there.
 EXPORT_TARGETS = {"aretomo": "{name}.aln", "cdp": "{name}_portal.json", "relion": "relion"}
@@ -200,10 +200,12 @@ def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, exp
         solve = time.perf_counter() - t1
     inputs = {k: str(v) for k, v in (("markers", spec.markers), ("tilt_angles", spec.tilt_angles),
                                       ("stack", spec.stack)) if v is not None}
+    t2 = time.perf_counter()
     write_alignment(al, out, spec.name, overwrite=True, axis_z_shift_px=z_shift, extra=inputs)
     notes = _export(al, out, spec.name, export, z_shift) if export else ""
+    written = time.perf_counter() - t2
     return make_row(spec.name, "done" if al.converged else "not-converged", rms_residual_px=al.rms_residual_px,
                 mean_residual_px=al.mean_residual_px, n_markers=int(al.marker_included.sum()),
                 n_views=int(al.view_determined.sum()), n_observations=int(al.obs_used.sum()),
                 n_flagged=int(al.flagged.sum()), converged=bool(al.converged), time_s=time.perf_counter() - t0,
-                solve_s=solve, notes=notes, output=str(out))
+                solve_s=solve, write_s=written, notes=notes, output=str(out))
