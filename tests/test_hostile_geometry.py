@@ -96,3 +96,26 @@ def test_cli_image_size_too_large(tmp_path, capsys, imod_data):
     rc = main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"),
                "--image-size", "100000000", "100000000", "--output", str(tmp_path / "o")])
     assert rc == 2 and "--image-size must be" in capsys.readouterr().err
+
+
+def test_zero_weight_observations_do_not_make_a_view_determinable():
+    from napari_tomoalign.alignment.validation import determinable
+
+    v = np.array([0, 1, 0, 1, 2, 2])
+    mi = np.array([0, 0, 1, 1, 0, 1])
+    w = np.array([1.0, 1, 1, 1, 0, 0])
+    view_ok, _ = determinable(v, mi, 3, 2, 2)
+    assert view_ok.all()
+    view_ok, _ = determinable(v, mi, 3, 2, 2, weights=w)
+    assert view_ok.tolist() == [True, True, False]
+
+
+def test_check_solution_refuses_nan():
+    from napari_tomoalign.alignment.validation import check_solution
+
+    vp, xyz = np.zeros((3, 5)), np.zeros((2, 3))
+    check_solution(vp, xyz, np.ones(3, bool), np.ones(2, bool))
+    vp[1, 2] = np.nan
+    with pytest.raises(AlignmentError, match="no finite solution for 1 view"):
+        check_solution(vp, xyz, np.ones(3, bool), np.ones(2, bool))
+    check_solution(vp, xyz, np.array([True, False, True]), np.ones(2, bool))  # undetermined views may be NaN

@@ -152,18 +152,34 @@ def _weights(weights: ArrayLike | None, n: int) -> NDArray[np.float64]:
 
 
 def determinable(
-    v: NDArray[np.intp], mi: NDArray[np.intp], n_views: int, n_markers: int, min_markers_per_view: int
+    v: NDArray[np.intp], mi: NDArray[np.intp], n_views: int, n_markers: int, min_markers_per_view: int,
+    weights: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Views and markers kept in the fit: markers in >= 2 views, views with enough markers."""
+    """Views and markers kept in the fit: markers in >= 2 views, views with enough markers. With
+    ``weights``, observations of weight 0 do not count (they add nothing to the fit)."""
     view_ok = np.ones(n_views, dtype=bool)
     marker_ok = np.ones(n_markers, dtype=bool)
+    counts = np.ones(len(v), dtype=bool) if weights is None else np.asarray(weights) > 0
     while True:
-        use = view_ok[v] & marker_ok[mi]
+        use = view_ok[v] & marker_ok[mi] & counts
         m_count = np.bincount(mi[use], minlength=n_markers)
         new_marker_ok = marker_ok & (m_count >= 2)
-        use = view_ok[v] & new_marker_ok[mi]
+        use = view_ok[v] & new_marker_ok[mi] & counts
         v_count = np.bincount(v[use], minlength=n_views)
         new_view_ok = view_ok & (v_count >= min_markers_per_view)
         if np.array_equal(new_view_ok, view_ok) and np.array_equal(new_marker_ok, marker_ok):
             return view_ok, marker_ok
         view_ok, marker_ok = new_view_ok, new_marker_ok
+
+
+def check_solution(view_params: NDArray[np.float64], xyz: NDArray[np.float64], view_ok: NDArray[np.bool_],
+                   marker_ok: NDArray[np.bool_]) -> None:
+    """After the solve: every determined view's parameters and every kept marker's position must be finite
+    numbers (a NaN or an overflow is an error that says so, never a "converged" result)."""
+    bad_views = view_ok & ~np.all(np.isfinite(view_params), axis=1)
+    bad_markers = marker_ok & ~np.all(np.isfinite(xyz), axis=1)
+    if bad_views.any() or bad_markers.any():
+        raise AlignmentError(
+            f"the solve gave no finite solution for {int(bad_views.sum())} view(s) and {int(bad_markers.sum())}"
+            " marker(s); the input geometry is degenerate (check the tilt angles, the image size and the positions)"
+        )
