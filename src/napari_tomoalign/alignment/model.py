@@ -103,11 +103,19 @@ def jacobian_blocks(
 
 
 def predict_all(view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(n_views, n_markers, 2)`` array of every marker's centred position in every view."""
+    """``(n_views, n_markers, 2)`` array of every marker's centred position in every view.
+
+    Built one view at a time, so that no temporary is larger than one view's predictions.
+    """
     n_views, n_markers = len(view_params), len(xyz)
-    vi = np.repeat(np.arange(n_views), n_markers)
-    mi = np.tile(np.arange(n_markers), n_views)
-    return project(view_params, xyz, vi, mi).reshape(n_views, n_markers, 2)
+    out = np.empty((n_views, n_markers, 2))
+    x, y, z = (np.asarray(xyz, dtype=float)[:, k] for k in range(3))
+    for j, (th, al, s, dx, dy) in enumerate(np.asarray(view_params, dtype=float)[:, :5]):
+        u = x * np.cos(th) + z * np.sin(th)
+        ca, sa = np.cos(al), np.sin(al)
+        out[j, :, 0] = s * (ca * u - sa * y) + dx
+        out[j, :, 1] = s * (sa * u + ca * y) + dy
+    return out
 
 
 def recentre(view_params: NDArray[np.float64], xyz: NDArray[np.float64], offset: NDArray[np.float64]) -> None:

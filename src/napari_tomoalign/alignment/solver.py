@@ -21,7 +21,7 @@ from .model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
 from .options import AlignmentOptions
 from .result import Alignment
 from .stages import ProgressCallback, StageRunner, plan_stages
-from .validation import determinable, validate_observations
+from .validation import check_solution, determinable, validate_observations
 
 AXIS_DISAGREEMENT_DEG = 5.0
 
@@ -106,6 +106,7 @@ def align_markers(
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
             robust_w = runner.run(stage, options, tilts_deg) if stage.reweight else runner.run(stage)
+    check_solution(runner.view_params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
     return _assemble(p, runner, robust_w, tilts_deg, options, source, pixel_size_nm)
@@ -153,7 +154,8 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
     mi = mi.astype(np.intp)
     tilt_free = options.tilt.mode != "fixed"
-    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (free_per_view(options, tilt_free) + 1) // 2)
+    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (free_per_view(options, tilt_free) + 1) // 2,
+                                      weights=w)
     notes: list[str] = []
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
@@ -234,7 +236,8 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
     vp[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
-    pred = predict_all(vp, xyz_all) + p.centre
+    pred = predict_all(vp, xyz_all)
+    pred += p.centre
     residuals = np.full_like(p.xy, np.nan)
     residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None
