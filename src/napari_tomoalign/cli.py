@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._version import __version__
+from . import __version__
 from .alignment.errors import AlignmentError
 from .alignment.options import AlignmentOptions, VariableOption
 from .io import FileFormatError
-from .io.atomic import OverwriteError
+from .io.atomic import OverwriteError, StopRequested, request_stop
 
 DEFAULTS = AlignmentOptions()
 
@@ -32,10 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
 class _ArgumentError(Exception):
     pass
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived; raised in the main thread so that every temporary file is removed on the way out."""
 
 
 def _variable(text: str) -> VariableOption:
@@ -216,19 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextmanager
 def _signals():
-    """SIGTERM raises `Terminated` in the main thread while a command runs (then the old handler is back)."""
-    def on_term(signum, frame):
-        raise Terminated()
+    """SIGTERM and SIGINT stop a command (`StopRequested`), and no write commits after them, even where the
+    signal arrives inside a C callback that cannot raise (then the old handlers are back)."""
+    def on_signal(signum, frame):
+        request_stop(signum)
 
     try:
-        old = signal.signal(signal.SIGTERM, on_term)
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _error(message: str, code: int) -> int:
@@ -260,10 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError as exc:
                 where = f": {exc.filename}" if exc.filename else ""
                 return _error(f"error: {exc.strerror or exc}{where}", 2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested) as exc:
+        if isinstance(exc, StopRequested) and exc.signum == signal.SIGTERM:
+            return _error("terminated; no output was changed by the unfinished step", 143)
         return _error("interrupted; no output was changed by the unfinished step", 130)
-    except Terminated:
-        return _error("terminated; no output was changed by the unfinished step", 143)
     except Exception as exc:  # a bug: one line, and the traceback on request
         if os.environ.get("TOMOALIGN_TRACEBACK"):
             raise

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
+from .. import __version__
 from ..alignment.result import Alignment
 from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms
 from ._textfmt import write_table

@@ -21,6 +21,33 @@ class OverwriteError(FileExistsError):
     """The target exists and overwriting was not allowed."""
 
 
+class StopRequested(BaseException):
+    """A signal asked the process to stop: nothing more is committed. ``signum`` says which signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_stop_signal: list[int] = []  # the signal that asked to stop, if one did (set from a signal handler)
+
+
+def request_stop(signum: int) -> None:
+    """Ask every write in progress to give up, and raise `StopRequested` here.
+
+    The raise may be lost (a signal handler that runs inside a C callback, such as numba's compiler,
+    cannot propagate it), so the request is also remembered: no write commits after it.
+    """
+    if not _stop_signal:
+        _stop_signal.append(signum)
+    raise StopRequested(signum)
+
+
+def _check_not_stopped() -> None:
+    if _stop_signal:
+        raise StopRequested(_stop_signal[0])
+
+
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an existing target unless ``overwrite``; return the path."""
     p = Path(path)
@@ -45,6 +72,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
             raise
         if not overwrite and p.exists():
             raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+        _check_not_stopped()
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
     except BaseException:
@@ -108,6 +136,7 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
             for p in paths:
                 if not overwrite and p.exists():
                     raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+            _check_not_stopped()
             mode = _umask_mode()
             for tmp, p in zip(tmps, paths):
                 os.chmod(tmp, mode)
