@@ -14,6 +14,7 @@ from test_hostile_support import baseline_mib, one_line_error, run_cli, small_se
 
 from napari_tomoalign.io import FileFormatError, MarkerTable, read_markers, read_tilt_angles
 from napari_tomoalign.io.imod_model import read_imod_model, write_imod_model
+from napari_tomoalign.io.tilt_sources import read_mdoc_tilts
 
 BUDGET_MIB = 256
 
@@ -66,6 +67,9 @@ def test_readers_refuse_a_directory_and_a_fifo_in_process(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(FileFormatError, match="directory"):
         read_markers(tmp_path / "d.csv")
+    os.mkfifo(tmp_path / "p.mdoc")
+    with pytest.raises(FileFormatError, match="FIFO"):
+        read_mdoc_tilts(tmp_path / "p.mdoc")
 
 
 def _model(tmp_path, name="m.fid"):

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import FileFormatError
+from .guarded import require_regular_file
 from .tilts import MAX_TEXT_BYTES, read_tilt_angles
 
 
@@ -27,7 +28,7 @@ def read_mdoc_tilts(path: str | os.PathLike[str], n_views: int | None = None) ->
     """Tilt angles from a SerialEM ``.mdoc``, ordered by ``ZValue``."""
     import mdocfile
 
-    p = Path(path)
+    p = require_regular_file(path, "SerialEM .mdoc")  # a FIFO or a device would block or never end
     try:
         if p.stat().st_size > MAX_TEXT_BYTES:
             raise FileFormatError(f"{p}: too large for a SerialEM .mdoc")
