@@ -24,6 +24,7 @@ import numpy as np
 from .. import __version__
 from ..alignment.result import Alignment
 from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms
+from ..alignment.validation import MAX_IMAGE_SIDE
 from ._textfmt import write_table
 from .atomic import atomic_file_set, folder_lock
 from .errors import FileFormatError
@@ -95,7 +96,6 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
 
 RUN_KEY = "tomoalign_run"
 RUN_LINE_LIMIT = 4 * 1024 * 1024
-MAX_IMAGE_SIDE = 1_000_000
 
 
 def _sha256(path: Path) -> tuple[int, str]:
