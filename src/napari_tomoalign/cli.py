@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .alignment.errors import AlignmentError
@@ -26,7 +27,7 @@ DEFAULTS = AlignmentOptions()
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (no usage block), with status 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise _ArgumentError(f"{message} (see '{self.prog} --help')")
 
 

@@ -151,7 +151,7 @@ class AlignWidget(QWidget):
                 and not settings["only_markers_in_every_view"])
         job = {"images": image.data if image is not None else None, "view": table.view, "marker": table.marker,
                "xy": table.xy, "tilt_angles_deg": tilts, "image_size": size, "options": self.options.options(),
-               "pixel_size_nm": pixel_nm, "start": last.alignment if warm else None, **settings}
+               "pixel_size_nm": pixel_nm, "start": last.alignment if warm and last is not None else None, **settings}
         self._tilt_source = source
         return job, (data, ids)
 
@@ -177,7 +177,8 @@ class AlignWidget(QWidget):
         self.say(f"failed: {exc}", error=True)
         show_error(str(exc))
 
-    def _on_result(self, result: PipelineResult, plot: Any, image: Any, markers: Any, snapshot: tuple) -> None:
+    def _on_result(self, result: PipelineResult, plot: Any, image: Any, markers: Any,
+                   snapshot: tuple[np.ndarray, np.ndarray]) -> None:
         """Show the result in small steps, one per turn of the event loop, so the GUI never stalls long."""
         import time
 
@@ -226,8 +227,8 @@ class AlignWidget(QWidget):
             self.say("undone")
 
     # ------------------------------------------------------------------ closing
-    def event(self, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.ParentChange and self.parent() is None and not self._closed:
+    def event(self, event: QEvent | None) -> bool:
+        if event is not None and event.type() == QEvent.Type.ParentChange and self.parent() is None and not self._closed:
             self.teardown()  # napari takes a closed dock's widget out of its window
         return super().event(event)
 

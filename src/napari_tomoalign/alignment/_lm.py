@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import scipy.linalg
@@ -89,13 +90,14 @@ def _scatter_square(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: in
     colz = np.broadcast_to(cols[:, None, :], values.shape)
     ok = (rows >= 0) & (colz >= 0)
     flat = rows[ok] * n_q + colz[ok]
-    return np.bincount(flat, weights=values[ok], minlength=n_q * n_q).reshape(n_q, n_q)
+    # with weights, bincount returns float64 (numpy's stub says an integer array)
+    return cast("NDArray[np.float64]", np.bincount(flat, weights=values[ok], minlength=n_q * n_q)).reshape(n_q, n_q)
 
 
 def _scatter_vector(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:
     """Add ``(n_views, 5)`` per-view values into an ``(n_q,)`` vector at ``cols``."""
     ok = cols >= 0
-    return np.bincount(cols[ok], weights=values[ok], minlength=n_q)
+    return cast("NDArray[np.float64]", np.bincount(cols[ok], weights=values[ok], minlength=n_q))  # float64: weights
 
 
 DENSE_F_BYTES = 256 * 2**20  # the dense F (n_q x 3 n_m) is formed only below this size

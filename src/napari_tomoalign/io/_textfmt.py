@@ -113,7 +113,7 @@ def write_table(
         if raw is not None:
             f.flush()  # a text file: write the ASCII bytes beneath it, no decoding and encoding
         for k in range(parts):
-            chunk = memoryview(buf[k * per * row_bytes : ends[k]])
+            chunk = buf[k * per * row_bytes : ends[k]].data
             if raw is not None:
                 raw.write(chunk)
             else:

@@ -151,7 +151,7 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", overwrite: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it over ``path`` in one step."""
     with atomic_path(path, overwrite) as tmp:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
+        with (open(tmp, mode) if "b" in mode else open(tmp, mode, encoding="utf-8", newline="\n")) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

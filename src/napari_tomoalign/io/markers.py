@@ -59,7 +59,7 @@ def read_markers_csv(path: str | os.PathLike[str]) -> MarkerTable:
         a = None
         _raise_at_bad_row(path, body, idx, str(exc))
     bad = None if a is None or a.size == 0 else _first_bad_row(a)
-    if bad is not None and body.count("\n") + (not body.endswith("\n")) == len(a):
+    if a is not None and bad is not None and body.count("\n") + (not body.endswith("\n")) == len(a):
         raise FileFormatError(f"{path}, line {bad + 2}: {_row_problem(a[bad].tolist())} in {a[bad].tolist()}")
     if a is None or a.size == 0 or bad is not None:  # the slow path finds the first bad line and says why
         a = _parse_rows(path, body, idx)

@@ -153,7 +153,9 @@ class MrcStreamWriter:
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype, voxel_size_angstrom: float | None,
                  stack: bool = True) -> None:
-        self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype).newbyteorder("<")
+        nz, ny, nx = (int(n) for n in shape)
+        self.shape: tuple[int, int, int] = (nz, ny, nx)
+        self.path, self.dtype = path, np.dtype(dtype).newbyteorder("<")
         self.voxel, self.stack, self.done = voxel_size_angstrom, stack, 0
         self._min, self._max, self._sum, self._sumsq = np.inf, -np.inf, 0.0, 0.0
         self._f = open(path, "wb")
@@ -179,7 +181,7 @@ class MrcStreamWriter:
         self._min, self._max = min(self._min, lo), max(self._max, hi)
         self._sum += s
         self._sumsq += sq
-        self._f.write(memoryview(a).cast("B"))
+        self._f.write(a.data.cast("B"))
         self.done += 1
 
     def close(self) -> None:

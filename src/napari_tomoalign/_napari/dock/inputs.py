@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit
 from napari.layers import Image, Points
 from napari.utils.notifications import show_info
@@ -39,7 +40,8 @@ class InputsSection:
         self.on_change: list[Callable[[], None]] = []
         self.image = ComboBox(label="tilt series", choices=self._image_layers, nullable=True)
         self.markers = ComboBox(label="markers", choices=self._points_layers, nullable=True)
-        self.tilt_file = FileEdit(label="tilt file", mode="r", filter="*.tlt *.rawtlt *.mdoc", value="",
+        self.tilt_file = FileEdit(label="tilt file", mode=FileDialogMode.EXISTING_FILE,
+                                  filter="*.tlt *.rawtlt *.mdoc", value=None,
                                   tooltip="leave empty to use the angles found beside the stack or the markers")
         self.tilt_source = text_label("-")
         self.new_layer = button("New markers layer", "an empty markers layer on the chosen tilt series")

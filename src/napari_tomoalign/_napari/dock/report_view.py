@@ -3,12 +3,13 @@ include the tilt axis and the solver's warnings, and `report.report_plot`'s per-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from qtpy.QtGui import QFont, QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QPlainTextEdit, QSizePolicy, QVBoxLayout, QWidget
 
+from ...alignment.leaveout import LeaveOutError
 from ...report import report_plot, text_report
 from ...workflows import PipelineResult
 
@@ -19,7 +20,9 @@ def report_lines(results: list[PipelineResult]) -> list[str]:
     """The text of the report for one or more runs."""
     lines: list[str] = []
     for r in results:
-        lines += text_report(r.alignment, name=r.name, leave_out=r.leave_out, timings_s=r.timings_s)
+        leave_out = r.leave_out
+        assert leave_out is None or isinstance(leave_out, LeaveOutError)  # PipelineResult types it as object
+        lines += text_report(r.alignment, name=r.name, leave_out=leave_out, timings_s=r.timings_s)
     return lines
 
 
@@ -56,6 +59,7 @@ class ReportView:
             plot = report_plot({r.name: r.alignment for r in results}, size_px=PLOT_SIZE)
         rgba = np.ascontiguousarray(plot)
         h, w = rgba.shape[:2]
-        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        # PyQt6's stub asks for bytes; any buffer will do, and rgba outlives the image until .copy()
+        image = QImage(cast(bytes, rgba.data), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
         self.plot.setPixmap(QPixmap.fromImage(image))
         self.image = rgba

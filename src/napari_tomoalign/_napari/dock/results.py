@@ -58,7 +58,7 @@ class ResultLayers:
     def _layer(self, name: str) -> Any:
         return self._viewer.layers[name] if name in self._viewer.layers else None
 
-    def steps(self, result: PipelineResult, image: Any, markers: Any, data: np.ndarray) -> list:
+    def steps(self, result: PipelineResult, image: Any, markers: Any, data: tuple[np.ndarray, np.ndarray]) -> list:
         """The display steps of a finished run (each one short; see `Runner.run_steps`)."""
         self.result, self.image, self.markers = result, image, markers
         self._pending = []
@@ -69,6 +69,7 @@ class ResultLayers:
 
     def show_aligned_stack(self) -> None:
         result = self.result
+        assert result is not None and result.aligned is not None  # scheduled by `steps` only when there is one
         data = result.aligned
         mid = data[len(data) // 2][::4, ::4]
         lo, hi = (float(v) for v in np.percentile(mid, [0.5, 99.5]))
@@ -83,9 +84,11 @@ class ResultLayers:
         self._place(Image(data, name=ALIGNED, colormap="gray", contrast_limits=(lo, hi), visible=False,
                           metadata=meta, **self._frame()))
 
-    def show_aligned_markers(self, data: np.ndarray) -> None:
-        al = self.result.alignment
-        points, ids = aligned_points(al, self.result.transforms, data[0], data[1])
+    def show_aligned_markers(self, data: tuple[np.ndarray, np.ndarray]) -> None:
+        """The markers of the snapshot ``(points, ids)`` taken into the aligned frame."""
+        result = self.result
+        assert result is not None  # set by `steps`
+        points, ids = aligned_points(result.alignment, result.transforms, data[0], data[1])
         self._points(ALIGNED_MARKERS, points, ids, symbol="ring", size=12, text="{marker}")
 
     def show_residual_vectors(self) -> None:
@@ -106,6 +109,7 @@ class ResultLayers:
 
     def show_predicted_markers(self) -> None:
         """The model's position of each marker where it was not clicked, inside the image (raw frame)."""
+        assert self.result is not None  # set by `steps`
         points, ids = predicted_gap_points(self.result.alignment)
         self._points(PREDICTED, points, ids, symbol="ring", size=14, text="{marker}?")
 

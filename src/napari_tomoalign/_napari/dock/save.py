@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, FileEdit
 from napari.utils.notifications import show_error, show_info
 
@@ -23,7 +24,8 @@ class SaveSection:
 
     def __init__(self, runs: Runs, markers_layer: Callable[[], Any], status: Callable[[str], None]) -> None:
         self._runs, self._markers_layer, self._status = runs, markers_layer, status
-        self.save_dir = FileEdit(label="folder", mode="d", value="", tooltip="where Save alignment writes")
+        self.save_dir = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=None,
+                                 tooltip="where Save alignment writes")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
         self.save_markers_button = button("Save markers...", "the markers layer as an IMOD .fid or a CSV, in pixels")
         self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables")

@@ -178,6 +178,8 @@ def scroll_area(steps: Sequence[QWidget]) -> QScrollArea:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
-    area.setMinimumWidth(DOCK_CONTENT_WIDTH + area.verticalScrollBar().sizeHint().width() + 2)
+    bar = area.verticalScrollBar()
+    assert bar is not None  # a QScrollArea always has its scroll bars
+    area.setMinimumWidth(DOCK_CONTENT_WIDTH + bar.sizeHint().width() + 2)
     area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
     return area
