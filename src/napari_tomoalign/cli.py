@@ -218,14 +218,20 @@ def _signals():
     def on_signal(signum, frame):
         request_stop(signum)
 
+    def unraisable(info):  # a stop raised inside a C callback is remembered, not news: say nothing
+        if not isinstance(info.exc_value, (StopRequested, KeyboardInterrupt)):
+            previous_hook(info)
+
     try:
         old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in old.items():
             signal.signal(sig, handler)
 

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +33,9 @@ from .reconstruction.compare import markers_in_every_view
 from .reconstruction.warp import aligned_stack
 from .reconstruction.wbp import weighted_back_projection
 
+if TYPE_CHECKING:
+    from .alignment.leaveout import LeaveOutError
+
 Progress = Callable[[str, int, int, str], None]
 
 
@@ -46,7 +50,7 @@ class PipelineResult:
     tomogram: NDArray[np.float32] | None
     tomogram_binning: int
     markers_used: NDArray[np.int64]
-    leave_out: object | None = None  # a leaveout.LeaveOutError when asked for
+    leave_out: LeaveOutError | None = None  # when asked for
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
