@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs (system packages for a headless Qt, the package with
-# its test extra) and runs the whole suite. CI runs exactly this.
+# its test extra) and runs ruff, mypy and the whole suite. CI runs exactly this.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 need=(xvfb libgl1 libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
@@ -16,4 +16,5 @@ fi
 bash "$here/scripts/setup-env.sh" test
 cd "$here"
 .venv/bin/ruff check src tests benchmarks scripts
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"
