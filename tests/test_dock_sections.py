@@ -154,3 +154,21 @@ def test_image_writer_keeps_voxel_size_and_angles(tmp_path):
     assert raw[1].endswith("y.rawtlt") and open_tilt_series(raw[0]).pixel_size_angstrom == pytest.approx(10.0)
     vol = write_image_mrc(str(tmp_path / "t.rec"), data, {"scale": (4.0,) * 3, "metadata": {"volume": True}})
     assert vol == [str(tmp_path / "t.rec")] and open_tilt_series(vol[0]).pixel_size_angstrom == pytest.approx(40.0)
+
+
+def test_report_view_shows_the_text_and_says_how_to_get_plots_without_matplotlib(monkeypatch):
+    from napari_tomoalign import report as report_module
+    from napari_tomoalign._napari.dock.report_view import ReportView
+    from napari_tomoalign.alignment.options import AlignmentOptions
+    from napari_tomoalign.simulation.markers import simulate_markers
+    from napari_tomoalign.workflows import run_alignment
+
+    s = simulate_markers(n_views=15, n_markers=8, seed=5)
+    result = run_alignment(None, s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size, AlignmentOptions(),
+                           make_aligned_stack=False, make_tomogram=False)
+    view = ReportView()
+    view.show([result])
+    assert view.image is not None and "RMS residual" in view.value
+    monkeypatch.setattr(report_module, "plots_available", lambda: False)
+    view.show([result])
+    assert view.image is None and "pip install matplotlib" in view.plot.text() and "tilt axis" in view.value

@@ -18,8 +18,22 @@ if TYPE_CHECKING:
     from .alignment.leaveout import LeaveOutError
 
 
-def report_plot(alignments: dict[str, Alignment], size_px: tuple[int, int] = (324, 306), dpi: int = 90) -> NDArray:
-    """``(rows, cols, 4)`` uint8 image of the per-view plots of the named alignments."""
+def plots_available() -> bool:
+    """Whether matplotlib is installed (it is optional: the ``napari`` extra brings it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+NO_PLOTS = "the plots need matplotlib: pip install matplotlib (or napari-tomoalign[napari])"
+
+
+def report_plot(alignments: dict[str, Alignment], size_px: tuple[int, int] = (324, 306), dpi: int = 90
+                ) -> NDArray | None:
+    """``(rows, cols, 4)`` uint8 image of the per-view plots of the named alignments, or None without
+    matplotlib (`NO_PLOTS` says how to get it)."""
+    if not plots_available():
+        return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

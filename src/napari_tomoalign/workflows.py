@@ -187,7 +187,8 @@ def warm_up() -> None:
     GIL for a moment; a GUI calls this in a background thread when it starts, not during Align)."""
     from .simulation.sample import make_sample_tilt_series
 
-    s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, n_texture=0, image_noise=0.0, misclick=False)
+    s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, thickness_px=16.0, n_texture=0, image_noise=0.0,
+                                misclick=False)
     run_alignment(s.images, s.view, s.marker, s.xy, s.tilt_angles_deg, (64, 64), AlignmentOptions(),
                   tomogram_thickness_px=16)
 

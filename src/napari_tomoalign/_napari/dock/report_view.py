@@ -9,8 +9,7 @@ import numpy as np
 from qtpy.QtGui import QFont, QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QPlainTextEdit, QSizePolicy, QVBoxLayout, QWidget
 
-from ...alignment.leaveout import LeaveOutError
-from ...report import report_plot, text_report
+from ...report import NO_PLOTS, report_plot, text_report
 from ...workflows import PipelineResult
 
 PLOT_SIZE = (320, 260)
@@ -20,9 +19,7 @@ def report_lines(results: list[PipelineResult]) -> list[str]:
     """The text of the report for one or more runs."""
     lines: list[str] = []
     for r in results:
-        leave_out = r.leave_out
-        assert leave_out is None or isinstance(leave_out, LeaveOutError)  # PipelineResult types it as object
-        lines += text_report(r.alignment, name=r.name, leave_out=leave_out, timings_s=r.timings_s)
+        lines += text_report(r.alignment, name=r.name, leave_out=r.leave_out, timings_s=r.timings_s)
     return lines
 
 
@@ -57,6 +54,12 @@ class ReportView:
         self.text.setPlainText("\n".join(report_lines(results)))
         if plot is None:
             plot = report_plot({r.name: r.alignment for r in results}, size_px=PLOT_SIZE)
+        if plot is None:  # no matplotlib: the text report alone, and how to get the plots
+            self.plot.clear()
+            self.plot.setText(NO_PLOTS)
+            self.plot.setWordWrap(True)
+            self.image = None
+            return
         rgba = np.ascontiguousarray(plot)
         h, w = rgba.shape[:2]
         # PyQt6's stub asks for bytes; any buffer will do, and rgba outlives the image until .copy()
