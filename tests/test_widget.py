@@ -20,8 +20,9 @@ WAIT_MS = 120_000
 def sample_viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-tomoalign", "beads")
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Align")
+    # As Plugins > TomoAlign > Align tilt series does it: napari builds the widget and passes its viewer.
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    assert isinstance(widget, AlignWidget)
     yield viewer, widget
     widget.teardown()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import napari
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
@@ -41,7 +42,7 @@ __all__ = ["ALIGNED", "PREDICTED", "TRACKS", "AlignWidget"]
 class AlignWidget(QWidget):
     """Dock widget: align a tilt series from the markers in a Points layer and show the result."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:  # the annotation lets napari pass its viewer
         super().__init__()
         self._viewer = viewer
         self.runs = Runs()
