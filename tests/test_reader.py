@@ -71,6 +71,17 @@ def test_volumes_open_with_their_voxel_size_on_every_axis(tmp_path, monkeypatch)
     assert told == []  # no warning about tilt angles: a volume has none
 
 
+def test_a_tilt_series_marked_as_a_volume_by_its_writer_is_still_a_tilt_series(tmp_path):
+    # mrcfile's set_data marks every 3-D MRC a volume (ISPG 1); a .st, a .preali, or an .mrc with its
+    # tilt angles beside it are tilt series all the same.
+    (tmp_path / "b.rawtlt").write_text("\n".join(["-10", "-5", "0", "5", "10"]))
+    for path in (_stack(tmp_path / "a.st", ispg=1), _stack(tmp_path / "a.preali", ispg=1),
+                 _stack(tmp_path / "b.mrc", ispg=1)):
+        [(data, kwargs, _)] = napari_get_reader(str(path))(str(path))
+        assert "volume" not in kwargs["metadata"], path.name
+        assert kwargs["scale"] == pytest.approx((1.0, 2.02, 2.02)), path.name
+
+
 def test_marker_file_picks_up_its_sibling_angles(imod_data):
     [(_, kwargs, _)] = napari_get_reader(str(imod_data / "BBa.fid"))(str(imod_data / "BBa.fid"))
     assert kwargs["metadata"]["tilt_source"].endswith("BBa.rawtlt")

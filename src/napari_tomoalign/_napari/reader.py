@@ -29,6 +29,7 @@ from ..io.tilts import read_tilt_angles
 
 LayerData = list[tuple[Any, dict[str, Any], str]]
 VOLUME_SUFFIXES = (".rec", ".map")
+TILT_SERIES_SUFFIXES = (".st", ".ali", ".mrcs", ".preali")  # IMOD's and RELION's names for image stacks
 MRC_ISPG_OFFSET = 88  # the space-group word: 0 for image stacks, 1 for volumes (MRC2014)
 
 
@@ -60,9 +61,17 @@ def _single_path(path: str | list[str]) -> Path | None:
 
 
 def is_volume(path: Path) -> bool:
-    """A tomogram rather than a tilt series: by IMOD's suffixes, or an MRC header that says volume."""
-    if path.suffix.lower() in VOLUME_SUFFIXES:
+    """A tomogram rather than a tilt series: by IMOD's suffixes (``.rec``, ``.map``); a tilt-series suffix
+    or tilt angles beside it make it a tilt series; otherwise an MRC header that says volume.
+
+    Many writers (mrcfile's ``set_data`` among them) mark any 3-D MRC as a volume, so the header alone
+    would turn a ``.st`` tilt series into a tomogram.
+    """
+    ext = path.suffix.lower()
+    if ext in VOLUME_SUFFIXES:
         return True
+    if ext in TILT_SERIES_SUFFIXES or sibling_tilt_file(path) is not None:
+        return False
     try:
         with open(path, "rb") as f:
             raw = f.read(1024)

@@ -21,7 +21,7 @@ from .guarded import require_regular_file
 from .tilt_sources import find_tilt_angles
 from .tilts import write_tilt_angles
 
-STACK_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map")
+STACK_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".preali", ".rec", ".map")
 
 
 @dataclass
