@@ -172,3 +172,15 @@ def test_report_view_shows_the_text_and_says_how_to_get_plots_without_matplotlib
     monkeypatch.setattr(report_module, "plots_available", lambda: False)
     view.show([result])
     assert view.image is None and "pip install matplotlib" in view.plot.text() and "tilt axis" in view.value
+
+
+def test_comparison_is_refused_on_the_main_thread_without_tomograms():
+    from types import SimpleNamespace
+
+    from napari_tomoalign._napari.dock.compare import comparison_problem
+
+    with_tomo = SimpleNamespace(tomogram=np.zeros((4, 4, 4)), tomogram_binning=2)
+    assert comparison_problem(with_tomo, with_tomo) is None
+    assert "need a tomogram" in comparison_problem(with_tomo, SimpleNamespace(tomogram=None, tomogram_binning=2))
+    assert "binned differently" in comparison_problem(
+        with_tomo, SimpleNamespace(tomogram=np.zeros((4, 4, 4)), tomogram_binning=1))

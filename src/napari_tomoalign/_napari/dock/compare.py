@@ -20,12 +20,20 @@ from .tomograms import TomogramViewer
 from .ui import button, form
 
 
+def comparison_problem(a: PipelineResult, b: PipelineResult) -> str | None:
+    """Why the two runs' tomograms cannot be compared, or None."""
+    if a.tomogram is None or b.tomogram is None:
+        return "both alignments need a tomogram: align them with a tilt series chosen"
+    if a.tomogram_binning != b.tomogram_binning:
+        return "the two tomograms were binned differently; align both on the same stack"
+    return None
+
+
 def common_frame(a: PipelineResult, b: PipelineResult) -> tuple[Any, Any]:
     """The two tomograms resampled onto one grid (GUI-free work; the dock runs it in a worker)."""
-    if a.tomogram is None or b.tomogram is None:
-        raise ValueError("both alignments need a tomogram: align them with a tilt series chosen")
-    if a.tomogram_binning != b.tomogram_binning:
-        raise ValueError("the two tomograms were binned differently; align both on the same stack")
+    problem = comparison_problem(a, b)
+    if problem:
+        raise ValueError(problem)
     offset = frame_offset_px(a.alignment.marker_ids, aligned_marker_positions(a.alignment),
                              b.alignment.marker_ids, aligned_marker_positions(b.alignment))
     return tomograms_on_one_grid(a.tomogram, b.tomogram, offset, a.tomogram_binning)
@@ -70,6 +78,11 @@ class Comparison:
                        "'only markers seen in every view'), then pick both")
             return None
         ra, rb = self._runs.results[a], self._runs.results[b]
+        problem = comparison_problem(ra, rb)  # checked here, so that nothing is raised in a worker
+        if problem:
+            self._status(f"cannot compare: {problem}")
+            show_error(f"cannot compare: {problem}")
+            return None
         worker = create_worker(common_frame, ra, rb, _start_thread=False)
         worker.returned.connect(lambda vols: self.show(ra, rb, vols))
         worker.errored.connect(lambda exc: show_error(f"cannot compare: {exc}"))
