@@ -139,3 +139,17 @@ def test_console_script_does_not_import_gui(tmp_path, imod_data):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "0 []"
+
+
+def test_convert_and_batch_are_commands(tmp_path, imod_data, capsys):
+    out = tmp_path / "al"
+    assert main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"),
+                 "--tilt-axis", "-12.5", "--pixel-size-nm", "2.02", "--magnification", "fixed", "--output", str(out),
+                 "--quiet"]) == 0
+    assert main(["convert", str(out), "--to", "aretomo", "--output", str(tmp_path / "BBa.aln"), "--quiet"]) == 0
+    assert (tmp_path / "BBa.aln").read_text().count("\n") > 61
+    assert main(["convert", str(out), "--to", "nonsense", "--output", str(tmp_path / "x"), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["batch", "--help"])
+    assert exc.value.code == 0 and "--scheduler" in capsys.readouterr().out

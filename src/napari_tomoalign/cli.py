@@ -17,9 +17,11 @@ from typing import NoReturn
 
 from . import __version__
 from .alignment.errors import AlignmentError
-from .alignment.options import AlignmentOptions, VariableOption
+from .alignment.options import AlignmentOptions, UsageError, VariableOption
+from .batch.cli import add_batch_arguments, cmd_batch
 from .io import FileFormatError
 from .io.atomic import OverwriteError, StopRequested, request_stop
+from .io.convert import add_convert_arguments, cmd_convert
 
 DEFAULTS = AlignmentOptions()
 
@@ -194,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
          "tomogram to write (.rec or .mrc), (z, y, x)"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("stack", help="raw tilt series (.mrc .st .mrcs)")
+        p.add_argument("stack", help="the tilt series the markers were placed on (.st .mrc .mrcs; for markers made"
+                                     " in etomo, the .preali)")
         p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
         p.add_argument("--output", required=True, metavar="FILE", help=out_help)
         p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
@@ -208,7 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--lowpass", type=float, metavar="F",
                            help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
             p.set_defaults(func=cmd_reconstruct)
+    p = sub.add_parser("convert", help="write an alignment in another tool's format (AreTomo .aln, CryoET Data"
+                                       " Portal JSON, RELION 5 STAR, IMOD .xf/.tlt)")
+    add_convert_arguments(p)
+    p.set_defaults(func=_needs_extra(cmd_convert, "interchange"))
+    p = sub.add_parser("batch", help="align many tilt series at once on a dask cluster (this machine, or --scheduler)")
+    add_batch_arguments(p)
+    p.set_defaults(func=_needs_extra(cmd_batch, "batch"))
     return parser
+
+
+def _needs_extra(command, extra: str):
+    """``command``, with a one-line way out when a package of an optional extra is not installed."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args))
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"this command needs the package {exc.name!r}: pip install "
+                             f"'napari-tomoalign[{extra}]'") from None
+
+    return run
 
 
 @contextmanager
@@ -244,7 +266,6 @@ def _error(message: str, code: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from .io.atomic import BusyError
     from .io.mrc import NonFiniteDataError
-    from .workflows import UsageError
 
     try:
         with _signals():

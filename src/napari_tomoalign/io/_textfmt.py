@@ -16,6 +16,8 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from ..alignment._threads import compiled_threads
+
 _BLOCK_ROWS = 65536
 _LIMIT = 9.0e15  # |value| * 10**decimals must stay below this for the integer path
 
@@ -108,7 +110,11 @@ def write_table(
         per = -(-len(block) // parts)
         buf = np.empty(row_bytes * per * parts, dtype=np.uint8)
         ends = np.zeros(parts, dtype=np.int64)
-        _format_block(block, dec, wid, sep_code, buf, row_bytes, ends)
+        if parts == 1:  # a small table: waking numba's thread pool would cost more than formatting it
+            with compiled_threads(1):
+                _format_block(block, dec, wid, sep_code, buf, row_bytes, ends)
+        else:
+            _format_block(block, dec, wid, sep_code, buf, row_bytes, ends)
         raw = getattr(f, "buffer", None)
         if raw is not None:
             f.flush()  # a text file: write the ASCII bytes beneath it, no decoding and encoding

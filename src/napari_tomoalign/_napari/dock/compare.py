@@ -32,7 +32,7 @@ def comparison_problem(a: PipelineResult, b: PipelineResult) -> str | None:
 def common_frame(a: PipelineResult, b: PipelineResult) -> tuple[Any, Any]:
     """The two tomograms resampled onto one grid (GUI-free work; the dock runs it in a worker)."""
     problem = comparison_problem(a, b)
-    if problem:
+    if problem or a.tomogram is None or b.tomogram is None:
         raise ValueError(problem)
     offset = frame_offset_px(a.alignment.marker_ids, aligned_marker_positions(a.alignment),
                              b.alignment.marker_ids, aligned_marker_positions(b.alignment))
