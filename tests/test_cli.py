@@ -12,6 +12,7 @@ from gui_modules import GUI_MODULES
 from napari_tomoalign.cli import main
 from napari_tomoalign.io import read_markers
 from napari_tomoalign.io.imod import read_fid_xyz, read_resid, read_xf
+from napari_tomoalign.io.mrc import write_mrc
 
 
 def test_align_imod_model_writes_every_output(tmp_path, imod_data, capsys):
@@ -153,3 +154,16 @@ def test_convert_and_batch_are_commands(tmp_path, imod_data, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["batch", "--help"])
     assert exc.value.code == 0 and "--scheduler" in capsys.readouterr().out
+
+
+def test_a_stack_of_another_pixel_size_is_refused(tmp_path, imod_data, capsys):
+    out = tmp_path / "al"
+    assert main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"),
+                 "--tilt-axis", "-12.5", "--pixel-size-nm", "2.02", "--output", str(out), "--quiet"]) == 0
+    stack = tmp_path / "other.mrc"
+    write_mrc(stack, np.zeros((61, 512, 512), np.int8), 10.0)  # 1 nm pixels, not 2.02
+    assert main(["aligned-stack", str(stack), "--alignment", str(out), "--output", str(tmp_path / "a.ali"),
+                 "--bin", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "1 nm pixels but the alignment was solved at 2.02 nm" in err and err.count("\n") == 1
+    assert not (tmp_path / "a.ali").exists()

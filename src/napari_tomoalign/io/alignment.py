@@ -95,6 +95,7 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
 
 
 RUN_KEY = "tomoalign_run"
+PIXEL_SIZE_TOLERANCE = 0.01  # a stack whose pixel size differs more from the alignment's is another stack
 RUN_LINE_LIMIT = 4 * 1024 * 1024
 
 
@@ -367,5 +368,9 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
                               f"{len(saved.transforms)}")
     if binning > min(rows, cols):
         raise FileFormatError(f"--bin {binning} is larger than the image ({cols} x {rows}) of {stack_path}")
+    stack_a, solved_a = series.pixel_size_angstrom, 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None
+    if stack_a and solved_a and abs(stack_a / solved_a - 1.0) > PIXEL_SIZE_TOLERANCE:
+        raise FileFormatError(f"{stack_path} has {stack_a / 10:.4g} nm pixels but the alignment was solved at "
+                              f"{solved_a / 10:.4g} nm; give the stack the markers were placed on")
     pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
     return series, saved, pix
