@@ -95,3 +95,16 @@ def test_offers_to_read_napari_points_csv_with_a_marker_column(tmp_path):
     assert callable(napari_get_reader(str(path)))
     (tmp_path / "other.csv").write_text("index,axis-0,axis-1,axis-2\n0,1,20,10\n")
     assert napari_get_reader(str(tmp_path / "other.csv")) is None
+
+
+def test_a_marker_file_takes_the_pixel_size_of_its_stack(tmp_path, imod_data):
+    import shutil
+
+    shutil.copy(imod_data / "BBa.fid", tmp_path / "BBa.fid")
+    [(_, kwargs, _)] = napari_get_reader(str(tmp_path / "BBa.fid"))(str(tmp_path / "BBa.fid"))
+    assert "scale" not in kwargs  # no stack beside it: pixels
+    from napari_tomoalign.io.mrc import write_mrc
+
+    write_mrc(tmp_path / "BBa.preali", np.zeros((61, 512, 512), np.int8), 20.2)
+    [(_, kwargs, _)] = napari_get_reader(str(tmp_path / "BBa.fid"))(str(tmp_path / "BBa.fid"))
+    assert kwargs["scale"] == pytest.approx((1.0, 2.02, 2.02))

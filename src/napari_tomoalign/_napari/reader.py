@@ -155,6 +155,9 @@ def marker_file_layer(p: Path) -> tuple[Any, dict[str, Any], str]:
 
     table = read_markers(p)
     data, kwargs = markers_to_points(table, name=p.stem)
+    pixel_nm = _sibling_stack_pixel_nm(p, table.image_size)
+    if pixel_nm is not None:  # drawn on its stack's beads from the start, before the dock pairs them
+        kwargs["scale"] = (1.0, pixel_nm, pixel_nm)
     tlt = sibling_tilt_file(p)
     if tlt is not None:
         try:
@@ -162,6 +165,23 @@ def marker_file_layer(p: Path) -> tuple[Any, dict[str, Any], str]:
         except FileFormatError as exc:
             kwargs["metadata"]["tilt_source"] = f"none: {exc}"
     return data, kwargs, "points"
+
+
+def _sibling_stack_pixel_nm(p: Path, image_size: tuple[int, int] | None) -> float | None:
+    """The pixel size of the stack beside a marker file (IMOD's names: ``.preali`` first, as etomo's markers
+    are placed on it), when that stack has the markers' image size; else None."""
+    for ext in (".preali", ".st", ".mrc", ".mrcs", ".ali"):
+        cand = p.with_suffix(ext)
+        if not cand.is_file():
+            continue
+        try:
+            ts = open_tilt_series(cand, find_tilts=False)
+        except FileFormatError:
+            continue
+        rows, cols = ts.data.shape[1:]
+        if ts.pixel_size_angstrom and (image_size is None or tuple(image_size) == (cols, rows)):
+            return ts.pixel_size_angstrom / 10.0
+    return None
 
 
 def read_marker_file(path: str | list[str]) -> LayerData:
