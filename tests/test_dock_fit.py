@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (  # noqa: E402
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
+    QPushButton,
     QScrollArea,
 )
 
@@ -59,6 +60,11 @@ def test_every_control_is_reachable(make_napari_viewer, qtbot, size):
             else:
                 assert r.top() >= 0 and r.bottom() < widget.height(), (control, r)
         assert checked > 40
+        # Every button shows its whole label (a label wider than its button is cut short).
+        for b in widget.findChildren(QPushButton):
+            if b.isVisibleTo(widget) and b.text():
+                needed = b.fontMetrics().horizontalAdvance(b.text()) + 8
+                assert b.width() >= needed, (b.text(), b.width(), needed)
         assert widget.runner.align_button.text == "Align"
         # The last control can be scrolled into view.
         area.ensureWidgetVisible(widget.saving.save_button.native)

@@ -70,7 +70,7 @@ class AlignWidget(QWidget):
 
     def _build(self) -> list[Step]:
         results = _column(self.results.widget.native, self.report.widget, self.triage.widget.native,
-                          self.triage.edit_row.native)
+                          self.triage.edit_row.native, self.triage.exclude_row.native)
         steps = [
             Step(1, "Inputs", self.inputs.widget.native),
             Step(2, "Markers", self.panel.widget.native),

@@ -37,7 +37,9 @@ class Triage:
         self.exclude_marker = button("Exclude marker", "leave the selected points' markers out of the next fits")
         self.undo_button = button("Undo", "undo the last add, move or delete of a marker point (Ctrl+Z)", False)
         self.widget = row(self.next_residual, self.undo_button)
-        self.edit_row = row(self.move_to_predicted, self.delete_point, self.exclude_marker)
+        # Two rows: three buttons side by side cut their labels short in a dock of napari's default width.
+        self.edit_row = row(self.move_to_predicted, self.delete_point)
+        self.exclude_row = row(self.exclude_marker)
         self.next_residual.changed.connect(self.go_to_next_residual)
         self.move_to_predicted.changed.connect(self.move_selected_to_predicted)
         self.delete_point.changed.connect(self.delete_selected)
