@@ -140,7 +140,8 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     tv = widget.tomograms.viewer
     a, b = tv.layers
     assert tv.grid.enabled and a.data.shape == b.data.shape
-    assert a.name.startswith("markers in every view: RMS") and b.name.startswith("all markers: RMS")
+    assert a.name.startswith("RMS ") and "markers in every view" in a.name
+    assert b.name.startswith("RMS ") and "all markers" in b.name
     assert a.name_overlay.visible and b.name_overlay.visible
     assert tuple(a.scale) == (2.0, 2.0, 2.0)  # bin 2 of a 1 nm stack, on all three axes
     assert tv.dims.current_step[0] == a.data.shape[0] // 2  # opened at the middle section

@@ -180,8 +180,9 @@ def aligned_points(al: Alignment, transforms: NDArray[np.float64], data: NDArray
 
 
 def comparison_label(name: str, al: Alignment) -> str:
-    """The label of a tomogram panel: the alignment's name and its RMS residual."""
-    return f"{name}: RMS {al.rms_residual_px:.3f} px, {int(al.marker_included.sum())} markers"
+    """The label of a tomogram panel: the RMS residual first (a narrow panel cuts the end of its label off),
+    then the alignment's name."""
+    return f"RMS {al.rms_residual_px:.3f} px: {name} ({int(al.marker_included.sum())} markers)"
 
 
 def safe_stem(name: str) -> str:
