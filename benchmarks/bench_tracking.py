@@ -1,0 +1,290 @@
+"""Automatic bead tracking scored against simulated truth, and timed.
+
+    python benchmarks/bench_tracking.py            # everything (the 4096 stack is rendered once, ~2 min)
+    python benchmarks/bench_tracking.py --quick    # 256 x 41 sets, 2 seeds, no 1024/4096 timings
+    python benchmarks/bench_tracking.py --no-big   # the scored sets and the 1024 timing only
+
+Data (`simulation.beads`, each a projection of one 3-D specimen with per-view misalignment and noise):
+
+- plastic: 512 x 512 x 61 with the real geometry of IMOD's tutorial series BBa (its ``.xf`` and ``.tlt``
+  from ``tests/data``; nominal tilts from ``.rawtlt``), 5 px beads, stained texture, high counts;
+- cryo: 512 x 512 x 41 (+-60 deg), 10 nm gold at 0.8 nm/px, weak texture, ~25 counts/px Poisson, axis 84 deg;
+- hard: 512 x 512 x 41, plastic-like with clumps of 2-4 beads, beads leaving the field, two crossing
+  tracks, two views with a jump of a tenth of the field, hot and dead pixels and a dark carbon edge.
+
+Each set is run for 5 seeds with `track_beads` (all single beads, the tilt axis given). Scores:
+
+- recall: of the single beads (no other bead within 2 diameters) inside IMOD's border in the seed view,
+  the share tracked (points within 2 px of the truth) through >= 90 % of the views where the whole bead
+  is in the image;
+- false points: points farther than 2 px from the true bead their track follows (tracks are matched to
+  true beads by the median distance);
+- localisation error: median and 95th percentile distance of the other points to the truth;
+- prediction error: RMS distance, over the correctly tracked beads (median distance to the truth <= 2 px)
+  and every view where each is visible, between the final (robust) alignment's predicted positions and
+  the truth; against the same for a reference alignment of the true positions of the same beads in all
+  those views plus Gaussian noise of the same size as our localisation error (per coordinate, the RMS
+  error over sqrt 2), mean of 3 noise draws, same options. A bead's own constant localisation bias (stain
+  stuck to it) passes straight into this measure;
+- geometry error: the same comparison for the solved view parameters alone: every single bead's true,
+  noise-free positions, with its 3-D position fitted by least squares under the solution's tilts,
+  rotations, magnifications and shifts; the RMS residual.
+
+Timings: 1024 x 1024 x 41 (plastic, all 368 single beads): coarse alignment + tracking to markers + the
+aligned stack, median of 3 after a warm-up. 4096 x 4096 x 61 int16 read through a memory map
+(open_tilt_series), 200 beads: wall time and the peak resident memory of a fresh process, and tracemalloc's
+peak in another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from napari_tomoalign import AlignmentOptions, align_markers
+from napari_tomoalign.alignment.transforms import imod_transforms
+from napari_tomoalign.io.imod import read_xf
+from napari_tomoalign.reconstruction.warp import aligned_stack
+from napari_tomoalign.simulation.beads import bead_scene, make_bead_series, render_view, true_positions, view_params_from_xf
+from napari_tomoalign.tracking import track_beads
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
+IMOD_ANCHOR = {"plastic": "IMOD: 85-87 % of beads, median 0.19 px", "cryo": "IMOD: 85-87 %, median 0.5 px",
+               "hard": "IMOD: seeding failed"}
+
+
+def bb_geometry(size: int) -> dict:
+    """IMOD's tutorial series BBa: solved view parameters and nominal tilts (shifts scaled to ``size``)."""
+    xf = read_xf(DATA / "BBa.xf")
+    vp = view_params_from_xf(xf, np.loadtxt(DATA / "BBa.tlt"), shift_scale=size / 512.0)
+    return {"view_params": vp, "nominal_tilt_deg": np.loadtxt(DATA / "BBa.rawtlt")}
+
+
+def match_tracks(series, result):
+    """For each track: the true bead it follows, and per point the distance to it."""
+    t = result.markers
+    out = {}
+    for m in np.unique(t.marker):
+        sel = np.flatnonzero(t.marker == m)
+        d = np.hypot(*(t.xy[sel, None, :] - series.true_xy[t.view[sel]]).transpose(2, 0, 1))
+        bead = int(np.argmin(np.median(d, axis=0)))
+        out[int(m)] = (bead, sel, d[:, bead])
+    return out
+
+
+def recall(series, result, tracks, match_px=2.0) -> tuple[float, int]:
+    sv = result.seed_view
+    h, w = series.images.shape[1:]
+    border = max(32.0 * max(w, h) / 1024.0, series.bead_diameter_px)
+    xy0 = series.true_xy[sv]
+    inner = (xy0[:, 0] >= border) & (xy0[:, 1] >= border) & (xy0[:, 0] <= w - 1 - border) & (xy0[:, 1] <= h - 1 - border)
+    denom = np.flatnonzero(series.isolated(sv) & series.visible[sv] & inner)
+    got = np.zeros(series.visible.shape, dtype=bool)
+    for bead, sel, d in tracks.values():
+        got[result.markers.view[sel][d <= match_px], bead] = True
+    hits = [(got[:, b] & series.visible[:, b]).sum() >= 0.9 * series.visible[:, b].sum() for b in denom]
+    return float(np.mean(hits)) if len(hits) else float("nan"), len(denom)
+
+
+def prediction_error(al, series, pairs) -> float:
+    """RMS error of the alignment's predicted positions of (marker id, true bead) pairs where visible."""
+    sq = []
+    index = {int(m): i for i, m in enumerate(al.marker_ids)}
+    for marker, bead in pairs:
+        i = index.get(marker)
+        if i is None or not al.marker_included[i]:
+            continue
+        vis = series.visible[:, bead] & al.view_determined
+        sq.append(np.sum((al.predicted_xy_px[vis, i] - series.true_xy[vis, bead]) ** 2, axis=1))
+    return float(np.sqrt(np.mean(np.concatenate(sq))))
+
+
+def geometry_error(al, series) -> float:
+    """RMS residual of every single bead's true (noise-free) positions under the solved view parameters,
+    each bead's 3-D position fitted by least squares: the quality of the solved geometry alone."""
+    ok = al.view_determined
+    t, a, s = np.radians(al.tilt_angles_deg), np.radians(al.rotation_deg), al.magnification
+    rot = np.stack([np.stack([np.cos(a), -np.sin(a)], -1), np.stack([np.sin(a), np.cos(a)], -1)], -2)
+    proj = np.zeros((len(t), 2, 3))
+    proj[:, 0, 0], proj[:, 0, 2], proj[:, 1, 1] = np.cos(t), np.sin(t), 1.0
+    m = s[:, None, None] * rot @ proj  # (n_views, 2, 3)
+    sq = []
+    for b in np.flatnonzero(series.clump < 0):
+        v = np.flatnonzero(series.visible[:, b] & ok)
+        if len(v) < 3:
+            continue
+        rhs = (series.true_xy[v, b] - al.image_centre - al.shifts_px[v]).ravel()
+        xyz = np.linalg.lstsq(m[v].reshape(-1, 3), rhs, rcond=None)[0]
+        sq.append((m[v].reshape(-1, 3) @ xyz - rhs) ** 2)
+    return float(np.sqrt(2.0 * np.mean(np.concatenate(sq))))
+
+
+def truth_alignment_error(series, pairs, sigma, options, draws=3) -> tuple[float, float]:
+    errs = []
+    for k in range(draws):
+        rng = np.random.default_rng(100 + k)
+        v, m, xy = [], [], []
+        for marker, bead in pairs:
+            vis = np.flatnonzero(series.visible[:, bead])
+            v.append(vis)
+            m.append(np.full(len(vis), marker))
+            xy.append(series.true_xy[vis, bead] + rng.normal(0.0, sigma, (len(vis), 2)))
+        al = align_markers(np.concatenate(v), np.concatenate(m), np.concatenate(xy), series.tilt_angles_deg,
+                           series.images.shape[:0:-1], options, warn=False)
+        errs.append((prediction_error(al, series, pairs), geometry_error(al, series)))
+    return tuple(np.mean(errs, axis=0))
+
+
+def score(series, result, seconds) -> dict:
+    tracks = match_tracks(series, result)
+    rec, n_true = recall(series, result, tracks)
+    d = np.concatenate([t[2] for t in tracks.values()])
+    good = d[d <= 2.0]
+    pairs = [(m, bead) for m, (bead, _, dist) in tracks.items() if np.median(dist) <= 2.0]
+    sigma = float(np.sqrt(np.mean(good**2) / 2.0))
+    ours = prediction_error(result.alignment, series, pairs)
+    ours_geom = geometry_error(result.alignment, series)
+    truth, truth_geom = truth_alignment_error(series, pairs, sigma, result.alignment.options)
+    return {"recall": rec, "n_true": n_true, "tracks": len(tracks), "points": len(d),
+            "false": float(np.mean(d > 2.0)), "median_px": float(np.median(good)),
+            "p95_px": float(np.percentile(good, 95)), "pred_px": ours, "pred_truth_px": truth,
+            "ratio": ours / truth, "geom_px": ours_geom, "geom_truth_px": truth_geom,
+            "geom_ratio": ours_geom / truth_geom, "seconds": seconds}
+
+
+def run_set(kind: str, size: int, n_views: int, seeds: list[int]) -> list[dict]:
+    rows = []
+    for seed in seeds:
+        extra = bb_geometry(size) if kind == "plastic" and n_views == 61 else {}
+        s = make_bead_series(kind, size, n_views, seed=seed, **extra)
+        t0 = time.perf_counter()
+        r = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, tilt_axis_deg=s.tilt_axis_deg)
+        rows.append(score(s, r, time.perf_counter() - t0))
+    return rows
+
+
+def print_set(kind: str, label: str, rows: list[dict]) -> None:
+    def col(k):
+        return np.array([r[k] for r in rows], dtype=float)
+
+    print(f"\n{kind} ({label}, {len(rows)} seeds)   [{IMOD_ANCHOR[kind]}]")
+    for r in rows:
+        print(f"  recall {r['recall']:6.1%} of {r['n_true']:3d}  tracks {r['tracks']:3d}  points {r['points']:5d}"
+              f"  false {r['false']:5.2%}  median {r['median_px']:.3f}  p95 {r['p95_px']:.3f} px"
+              f"  prediction {r['pred_px']:.3f}/{r['pred_truth_px']:.3f} px (x{r['ratio']:.2f})"
+              f"  geometry {r['geom_px']:.3f}/{r['geom_truth_px']:.3f} px (x{r['geom_ratio']:.2f})  {r['seconds']:.2f} s")
+    print(f"  ALL: recall {col('recall').mean():.1%} (min {col('recall').min():.1%}), false {col('false').mean():.2%},"
+          f" median {np.median(col('median_px')):.3f} px, p95 {np.median(col('p95_px')):.3f} px,"
+          f" prediction ratio {col('ratio').mean():.2f} (max {col('ratio').max():.2f}),"
+          f" geometry ratio {col('geom_ratio').mean():.2f} (max {col('geom_ratio').max():.2f}),"
+          f" time {np.median(col('seconds')):.2f} s")
+
+
+def bench_1024() -> None:
+    s = make_bead_series("plastic", 1024, 41, seed=1)
+    track_beads(s.images[:, :256, :256], s.tilt_angles_deg, s.bead_diameter_px, tilt_axis_deg=s.tilt_axis_deg)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, tilt_axis_deg=s.tilt_axis_deg)
+        t1 = time.perf_counter()
+        aligned_stack(s.images, imod_transforms(r.alignment))
+        times.append((t1 - t0, time.perf_counter() - t1, r.timings_s))
+    k = int(np.argsort([a + b for a, b, _ in times])[1])
+    track, ali, parts = times[k]
+    sc = score(s, r, track)
+    print(f"\n1024 x 1024 x 41 plastic, {r.n_beads} beads: coarse + track to markers {track:.2f} s"
+          f" ({', '.join(f'{n} {v:.2f}' for n, v in parts.items())}), aligned stack {ali:.2f} s,"
+          f" total {track + ali:.2f} s (target 3 s); recall {sc['recall']:.1%}, false {sc['false']:.2%},"
+          f" median {sc['median_px']:.3f} px, prediction ratio {sc['ratio']:.2f}, geometry ratio {sc['geom_ratio']:.2f}")
+
+
+def make_4096(path: Path) -> None:
+    import mrcfile
+
+    scene = bead_scene("plastic", 4096, 61, seed=1)
+    with mrcfile.new_mmap(str(path) + ".part", shape=(61, 4096, 4096), mrc_mode=1, overwrite=True) as m:
+        for j in range(61):
+            m.data[j] = np.clip(np.round(render_view(scene, j)), -32768, 32767).astype(np.int16)
+    os.replace(str(path) + ".part", path)
+    xy, visible = true_positions(scene)
+    np.savez(str(path) + ".truth.npz", xy=xy, visible=visible, tilts=scene.nominal_tilt_deg,
+             axis=scene.params["tilt_axis_deg"])
+
+
+def child_4096(path: str, trace: bool) -> None:
+    from napari_tomoalign.io.mrc import open_tilt_series
+
+    with np.load(path + ".truth.npz") as f:
+        truth = {k: f[k] for k in f.files}
+    ts = open_tilt_series(path, strict_tilts=False)
+    if trace:
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    r = track_beads(ts.data, truth["tilts"], 5.0, tilt_axis_deg=float(truth["axis"]), n_beads=200)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] if trace else 0
+    t = r.markers
+    d = [np.min(np.hypot(*(truth["xy"][v] - xy).T)) for v, xy in zip(t.view, t.xy)]
+    print(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "traced_mb": peak / 2**20, "beads": r.n_beads, "points": len(t), "timings": r.timings_s,
+                      "median_px": float(np.median(d)), "false": float(np.mean(np.array(d) > 2.0))}))
+
+
+def bench_4096(data_dir: Path) -> None:
+    path = data_dir / "plastic-4096x61.mrc"
+    if not path.exists():
+        print(f"\nrendering {path} (once) ...", flush=True)
+        make_4096(path)
+    runs = []
+    for trace in (False, True):
+        out = subprocess.run([sys.executable, __file__, "--child-4096", str(path)] + (["--trace"] if trace else []),
+                             capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    a, b = runs
+    print(f"\n4096 x 4096 x 61 int16 from a memory map, {a['beads']} beads, {a['points']} points: {a['seconds']:.1f} s"
+          f" ({', '.join(f'{n} {v:.1f}' for n, v in a['timings'].items())}; target 40 s); peak resident"
+          f" {a['maxrss_mb']:.0f} MB, tracemalloc peak {b['traced_mb']:.0f} MB (target 1.5 GB);"
+          f" median error {a['median_px']:.3f} px, false {a['false']:.2%}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-big", action="store_true")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "tomoalign-bench"))
+    ap.add_argument("--child-4096")
+    ap.add_argument("--trace", action="store_true")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    if args.child_4096:
+        child_4096(args.child_4096, args.trace)
+        return
+    size, seeds = (256, [1, 2]) if args.quick else (512, list(range(1, args.seeds + 1)))
+    for kind, n_views in (("plastic", 41 if args.quick else 61), ("cryo", 41), ("hard", 41)):
+        rows = run_set(kind, size, n_views, seeds)
+        geometry = "IMOD BBa geometry" if kind == "plastic" and n_views == 61 else "random geometry"
+        print_set(kind, f"{size} x {size} x {n_views}, {geometry}", rows)
+    if not args.quick:
+        bench_1024()
+        if not args.no_big:
+            data = Path(args.data_dir)
+            data.mkdir(parents=True, exist_ok=True)
+            bench_4096(data)
+    _ = AlignmentOptions  # the reference alignments use the result's own options
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Automatic fiducial tracking: from a raw tilt series to a marker model, with no clicks (GUI-free).
+
+The chain follows IMOD's (``tiltxcorr`` -> ``autofidseed`` -> ``beadtrack``), with our own solver as the
+tracker's model:
+
+- `coarse_align`: neighbour-view cross-correlation with cosine stretching, on a binned copy;
+- `find_beads`: matched filter, strength against the local background, threshold at the histogram dip,
+  clumps flagged; `estimate_bead_diameter` measures the diameter, `diameter_px_from_nm` converts it;
+- `pick_seeds`: a target number of beads spread over the field and both surfaces, clumps and borders
+  avoided;
+- `track_beads`: all of it, then tracking outward from the seed view with the partial alignment's
+  predictions, a gap-filling second pass and a robust final fit; returns a `TrackingResult` whose
+  ``markers`` table is what `align_markers` reads. `write_tracked_markers` saves it as ``.csv`` or ``.fid``.
+"""
+
+from .beads import BeadCandidates, BeadFindingError, diameter_px_from_nm, estimate_bead_diameter, find_beads
+from .coarse import CoarseAlignment, coarse_align
+from .pipeline import track_beads
+from .result import BeadQuality, TrackingResult, write_bead_quality_csv, write_tracked_markers
+from .seeds import pick_seeds
+
+__all__ = [
+    "BeadCandidates",
+    "BeadFindingError",
+    "BeadQuality",
+    "CoarseAlignment",
+    "TrackingResult",
+    "coarse_align",
+    "diameter_px_from_nm",
+    "estimate_bead_diameter",
+    "find_beads",
+    "pick_seeds",
+    "track_beads",
+    "write_bead_quality_csv",
+    "write_tracked_markers",
+]

@@ -1,0 +1,103 @@
+"""Pass 2 of tracking and the final clean-up, on a `tracker.BeadTracker` after pass 1.
+
+- `fill_gaps`: a robust fit with every variable free; then, view by view, every gap of a bead that the
+  model puts wholly inside the image (and clear of other beads) is searched in a small box at the
+  model's position with relaxed contrast limits, and points far from the model are measured again
+  there (beadtrack's second round with ``FillGaps``). A find is kept only if it lies within the
+  model's scatter of its prediction.
+- `clean_up`: the last robust fit; points the fit down-weights (Tukey weight below 0.5) whose residual
+  is also large against the scatter of the others are dropped, and the fit is repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..alignment._lm import Cancelled
+from ..alignment.result import Alignment
+from ._measure import measure_beads
+from .tracker import BeadTracker
+
+Progress = Callable[[str, int, int, str], None]
+
+
+def _local_contrast(tr: BeadTracker, j: int, span: int = 4) -> NDArray[np.float64]:
+    """Each bead's median contrast over the ``span`` views nearest ``j`` in tilt (its whole track if none)."""
+    near = np.argsort(np.abs(tr.tilts - tr.tilts[j]), kind="stable")[1 : span + 1]
+    out = np.full(tr.n_beads, np.nan)
+    for b in range(tr.n_beads):
+        local = tr.contrast[near, b][np.isfinite(tr.contrast[near, b])]
+        whole = tr.contrast[:, b][np.isfinite(tr.contrast[:, b])]
+        if local.size or whole.size:
+            out[b] = np.median(local if local.size else whole)
+    return np.where(np.isfinite(out), out, tr.mean_contrast)
+
+
+def _scatter(al: Alignment) -> float:
+    """A robust standard deviation of the residual lengths (MADN about the median), floored."""
+    r = np.hypot(*al.residuals_px[al.obs_used].T)
+    med = float(np.median(r))
+    return max(med + 1.4826 * float(np.median(np.abs(r - med))), 0.05)
+
+
+def fill_gaps(tr: BeadTracker, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+              ) -> int:
+    """Search the gaps at the model's positions and re-measure far points; returns points added."""
+    al = tr.refit(robust=True, final=True)
+    if al is None:
+        return 0
+    scale = _scatter(al)
+    tol = max(1.0, 4.0 * scale)
+    added = 0
+    views = np.argsort(np.abs(tr.tilts), kind="stable")
+    for k, j in enumerate(views):
+        if should_stop is not None and should_stop():
+            raise Cancelled("tracking cancelled")
+        added += _fill_view(tr, int(j), tol)
+        if progress is not None:
+            progress("fill gaps", k + 1, len(views), f"second pass: view {j}")
+    tr.refit(robust=True, final=True)
+    return added
+
+
+def _fill_view(tr: BeadTracker, j: int, tol: float) -> int:
+    beads = np.arange(tr.n_beads)
+    pred = tr.model_prediction(j, beads)
+    inside = tr.inside(pred, tr.profile.radius_px + 1.0)
+    crowded = tr.crowded(pred, inside)
+    clear = inside & ~crowded
+    have = np.isfinite(tr.pos[j, :, 0])
+    tr.measure_crowded(j, pred, np.flatnonzero(inside & crowded & ~have))
+    with np.errstate(invalid="ignore"):
+        far = have & (np.hypot(*(tr.pos[j] - pred).T) > tol)
+    todo = np.flatnonzero(clear & (~have | far))
+    if len(todo) == 0:
+        return 0
+    m = measure_beads(tr.reader.view(j), pred[todo], tr.templates.get(todo), tr.profile, 2.5, tr.sign,
+                      tr.reader.hot_level(j), relative=tr.relative)
+    ok = tr.acceptable(m, todo, pred[todo], tol, relax=0.9, contrast=_local_contrast(tr, j)[todo])
+    was_missing = ~have[todo]
+    tr.pos[j, todo[far[todo] & ~ok]] = np.nan
+    tr.store(j, todo, m, ok)
+    return int((ok & was_missing).sum())
+
+
+def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
+    """Drop points the robust fit rejects with a large residual, refit; returns the final alignment."""
+    al = tr.refit(robust=True, final=True)
+    for _ in range(rounds):
+        if al is None or al.robust_weights is None:
+            return al
+        r = np.hypot(*al.residuals_px.T)
+        limit = max(1.0, 5.0 * _scatter(al))
+        with np.errstate(invalid="ignore"):
+            bad = al.obs_used & (al.robust_weights < 0.5) & (r > limit)
+        if not bad.any():
+            return al
+        beads = al.marker_ids[al.obs_marker[bad]] - 1
+        tr.pos[al.obs_view[bad], beads] = np.nan
+        al = tr.refit(robust=True, final=True)
+    return al

@@ -1,0 +1,370 @@
+"""Finding gold beads in one view: a matched filter, a strength against the local background, and a
+threshold at the dip of the strength histogram (after IMOD's ``imodfindbeads``).
+
+1. Hot pixels are clamped and the view lightly smoothed.
+2. The view is correlated with a zero-mean model bead of the given diameter (the matched filter); its
+   local maxima, at least 0.85 diameters apart, are the candidates.
+3. Each candidate's *strength* is the geometric mean of the integral of its density above the local
+   background (the median of an annulus around it) and its depth fitted with the model bead (IMOD's
+   ``MeasureToUse 2``): stain blobs of a bead's mass but not of its shape score low. For count data (all
+   values >= 0) both are taken relative to the background, so that beads over a dark carbon film are
+   judged like the others.
+4. The threshold is the dip between the false peaks' and the beads' modes of the kernel-smoothed
+   strength histogram, found with kernel widths from 0.2 of the strength range downwards. When there is
+   no dip, `BeadFindingError` says so. Gold beads of one size are nearly equally dark: when the
+   candidates above the dip vary in fitted depth by more than 25 % (robust spread), the dip is one of
+   the texture's and `BeadFindingError` says so too; candidates under 0.6 of the median depth (stain
+   blobs) are dropped.
+5. Candidates above the threshold with another one within 2 diameters are *clustered*; those whose
+   density is elongated, or that are much stronger than the typical bead (merged clumps), are flagged
+   too. Clustered and elongated candidates are clumps to avoid as seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft as sfft
+from numpy.typing import NDArray
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from ._profile import BeadProfile, fit_profile
+from ._views import clamp_hot_pixels, extract_patches, patch_origins
+
+FAINT = 0.6
+MODE_OVER_DIP = 1.3
+MAX_DEPTH_SPREAD = 0.25
+
+
+class BeadFindingError(ValueError):
+    """Beads could not be told from other peaks; the message says why and what to try."""
+
+
+@dataclass(frozen=True)
+class BeadCandidates:
+    """Bead candidates found in one view.
+
+    Attributes
+    ----------
+    xy
+        ``(n, 2)`` (x, y) positions in pixels, strongest first.
+    strength
+        ``(n,)`` strengths relative to the median bead above the threshold (so beads are near 1).
+    threshold
+        The strength at the histogram dip, in the same units.
+    above
+        ``(n,)`` True for candidates above the threshold (the beads).
+    clustered, elongated
+        ``(n,)`` flags of clumps: another bead within 2 diameters, or much stronger than a single bead;
+        or a density elongated beyond ``elongation_limit``.
+    elongation
+        ``(n,)`` ratio of the principal spreads of each candidate's density (1 for a round bead).
+    histogram
+        ``(2, bins)`` strength and smoothed density, to show where the threshold fell.
+    """
+
+    xy: NDArray[np.float64]
+    strength: NDArray[np.float64]
+    threshold: float
+    above: NDArray[np.bool_]
+    clustered: NDArray[np.bool_]
+    elongated: NDArray[np.bool_]
+    elongation: NDArray[np.float64]
+    bead_diameter_px: float
+    histogram: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    @property
+    def good(self) -> NDArray[np.bool_]:
+        """``(n,)`` beads that are neither clustered nor elongated."""
+        return self.above & ~self.clustered & ~self.elongated
+
+
+def diameter_px_from_nm(diameter_nm: float, pixel_size_nm: float) -> float:
+    """The bead diameter in pixels, from its size in nm and the pixel size in nm (for example 10 nm gold at
+    0.8 nm/px is 12.5 px)."""
+    if not (np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise ValueError(f"the pixel size must be a positive number of nm, not {pixel_size_nm}; is it in the header?")
+    if not (np.isfinite(diameter_nm) and diameter_nm > 0):
+        raise ValueError(f"the bead diameter must be a positive number of nm, not {diameter_nm}")
+    return float(diameter_nm) / float(pixel_size_nm)
+
+
+def _fft_correlate(img: NDArray[np.float32], kernel: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Correlation of ``img`` with a small centred ``kernel`` (same size as ``img``, edges wrap)."""
+    rows, cols = img.shape
+    k = np.zeros((rows, cols), dtype=np.float32)
+    kh, kw = kernel.shape
+    k[:kh, :kw] = kernel
+    k = np.roll(k, (-(kh // 2), -(kw // 2)), axis=(0, 1))
+    f = sfft.rfft2(img, workers=-1) * np.conj(sfft.rfft2(k, workers=-1))
+    return sfft.irfft2(f, s=(rows, cols), workers=-1).astype(np.float32)
+
+
+def matched_filter(mass: NDArray[np.float32], diameter_px: float) -> NDArray[np.float32]:
+    """Correlation with a model bead made zero-mean over a disk of one diameter's radius."""
+    size = 2 * int(np.ceil(diameter_px)) + 1
+    t = BeadProfile.ideal(diameter_px).image(size)
+    a = np.arange(size) - size // 2
+    disk = np.hypot(a[None, :], a[:, None]) <= diameter_px
+    t = np.where(disk, t - t[disk].mean(), 0.0)
+    return _fft_correlate(mass, t / np.sqrt(np.sum(t * t)))
+
+
+def _peaks(resp: NDArray[np.float32], spacing: float, border: int, max_peaks: int) -> NDArray[np.intp]:
+    """``(n, 2)`` integer (x, y) of local maxima with a positive response, strongest first."""
+    size = max(3, int(round(spacing)) | 1)
+    is_max = (resp == ndimage.maximum_filter(resp, size=size, mode="nearest")) & (resp > 0)
+    is_max[:border] = is_max[-border:] = False
+    is_max[:, :border] = is_max[:, -border:] = False
+    ys, xs = np.nonzero(is_max)
+    order = np.argsort(-resp[ys, xs], kind="stable")[:max_peaks]
+    return np.column_stack([xs[order], ys[order]])
+
+
+def _strengths(img, xy_int, radius, dark, relative):
+    """Integral of the density above the annulus median within the bead, and a sub-pixel centroid."""
+    size = 2 * int(np.ceil(radius + 4)) + 1
+    patches, _ = extract_patches(img, patch_origins(xy_int.astype(float), size), size)
+    a = np.arange(size) - size // 2
+    r = np.hypot(a[None, :], a[:, None])
+    ring = (r >= radius + 1.5) & (r <= radius + 3.5)
+    bg = np.median(patches[:, ring], axis=1)
+    sign = -1.0 if dark else 1.0
+    inside = r <= radius + 0.5
+    mass = sign * (patches - bg[:, None, None])
+    strength = np.sum(mass[:, inside], axis=1)
+    if relative:
+        strength = strength / np.maximum(bg, 1e-6)
+    w = np.clip(mass, 0.0, None) * (r <= radius + 1.0)
+    tot = np.maximum(w.sum(axis=(1, 2)), 1e-12)
+    cx = (w * a[None, None, :]).sum(axis=(1, 2)) / tot
+    cy = (w * a[None, :, None]).sum(axis=(1, 2)) / tot
+    return strength, xy_int + np.clip(np.column_stack([cx, cy]), -1.0, 1.0)
+
+
+def histogram_dip(strength: NDArray[np.float64], min_beads: int = 3) -> tuple[float, NDArray[np.float64]]:
+    """The strength at the dip between false peaks and beads, and the ``(2, bins)`` smoothed histogram.
+
+    Kernel widths from 0.2 of the strength range downwards are tried until a dip appears whose lower
+    side holds the false peaks and upper side at least ``min_beads`` candidates; the dip is then placed
+    with a width of 0.05. Raises `BeadFindingError` when there is none.
+    """
+    s = np.asarray(strength, dtype=float)
+    top = np.sort(s)[-min(len(s), 3)] if len(s) else 0.0
+    if len(s) < min_beads + 3 or top <= 0:
+        raise BeadFindingError(f"only {len(s)} peaks were found; check the bead diameter and polarity")
+    x = np.clip(s / top, -0.5, 1.5)
+    grid = np.linspace(-0.2, 1.5, 341)
+    for h in (0.2, 0.15, 0.1, 0.07, 0.05, 0.035):
+        dens = _kde(x, grid, h)
+        dip = _deepest_dip(dens, grid, x, min_beads)
+        if dip is not None:
+            near = np.abs(grid - dip) <= max(h, 0.05)
+            fine = _kde(x, grid, 0.05)
+            at = grid[near][int(np.argmin(fine[near]))]
+            return float(at * top), np.vstack([grid * top, fine])
+    raise BeadFindingError(
+        "no dip in the bead-strength histogram separates beads from other peaks; check the bead diameter"
+        " and polarity, or give a strength threshold or the number of beads")
+
+
+def _kde(x, grid, h):
+    return np.exp(-0.5 * ((grid[:, None] - x[None, :]) / h) ** 2).sum(axis=1) / (len(x) * h * np.sqrt(2 * np.pi))
+
+
+def _deepest_dip(dens, grid, x, min_beads):
+    """Position of the deepest local minimum with a real mode on each side, or None. The beads' mode must
+    lie well above the dip (their median at least `MODE_OVER_DIP` times it): a bump in the tail of the
+    false peaks is not a population of beads."""
+    interior = np.flatnonzero((dens[1:-1] < dens[:-2]) & (dens[1:-1] <= dens[2:])) + 1
+    best, best_ratio = None, 0.8
+    for i in interior:
+        left, right = dens[:i].max(), dens[i:].max()
+        up = x[x > grid[i]]
+        if len(up) < min_beads or len(up) > 0.9 * len(x) or grid[i] <= 0.05 or np.median(up) < MODE_OVER_DIP * grid[i]:
+            continue
+        ratio = dens[i] / min(left, right)
+        if ratio < best_ratio:
+            best, best_ratio = grid[i], ratio
+    return best
+
+
+def find_beads(
+    image: NDArray,
+    bead_diameter_px: float,
+    *,
+    dark: bool = True,
+    threshold: float | None = None,
+    min_spacing: float = 0.85,
+    cluster_distance: float = 2.0,
+    elongation_limit: float = 1.45,
+    relative: bool | None = None,
+    max_peaks: int = 20000,
+    use_depth: bool = True,
+) -> BeadCandidates:
+    """Find the gold beads of one view (see the module docstring).
+
+    Parameters
+    ----------
+    image
+        ``(rows, cols)`` view.
+    bead_diameter_px
+        Bead diameter in pixels (``diameter_nm / pixel_size_nm``).
+    dark
+        Beads darker than the background (bright field); False for bright beads.
+    threshold
+        A strength threshold, as a fraction of the strongest candidate's, to use instead of the histogram
+        dip (for images where there is none).
+    min_spacing, cluster_distance
+        In bead diameters: the weaker of two closer candidates is dropped; beads closer than
+        ``cluster_distance`` are clustered.
+    relative
+        Strength relative to the local background; by default for dark beads on counts (no value < 0),
+        where the gold absorbs a share of the electrons.
+    use_depth
+        Strength as the geometric mean of integral and fitted depth (default), or the integral alone
+        (more tolerant of a wrong diameter).
+
+    Raises
+    ------
+    BeadFindingError
+        When no histogram dip separates beads from other peaks (and no ``threshold`` was given).
+    """
+    img = np.array(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"find_beads takes one 2-D view, not a {img.ndim}-D array")
+    d = float(bead_diameter_px)
+    if not 1.5 <= d <= min(img.shape) / 4:
+        raise ValueError(f"a bead diameter of {d:g} px does not fit these {img.shape[1]} x {img.shape[0]} images")
+    clamp_hot_pixels(img)
+    if relative is None:
+        relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
+    smooth = ndimage.gaussian_filter(img, max(0.85, d / 12))
+    mass = -smooth if dark else smooth
+    border = int(np.ceil(d / 2 + 5))
+    xy_int = _peaks(matched_filter(mass - mass.mean(), d), min_spacing * d, border, max_peaks)
+    integral, xy = _strengths(smooth, xy_int, d / 2, dark, relative)
+    raw, depth, elong, xy = _combined_strength(img, xy, integral, d, dark, relative, use_depth)
+    if threshold is None:
+        cut, hist = histogram_dip(raw)
+    else:
+        cut, hist = float(threshold) * float(np.max(raw, initial=0.0)), np.zeros((2, 0))
+    xy, raw, elong, depth = _min_spacing(xy, raw, elong, depth, min_spacing * d)
+    above = raw > cut
+    if above.sum() >= 5:  # gold beads of one size have nearly one depth; stain blobs are fainter
+        if threshold is None:
+            _check_uniform(depth[above])
+        above &= depth >= FAINT * np.median(depth[above])
+    if not above.any():
+        raise BeadFindingError(f"no candidate is above the strength threshold {threshold}; lower it")
+    scale = float(np.median(raw[above]))
+    strength = raw / scale
+    hist = hist / np.array([[scale], [1.0]])
+    clustered = _clustered(xy, above, cluster_distance * d) | (above & (strength > 1.8))
+    return BeadCandidates(xy, strength, cut / scale, above, clustered, above & (elong > elongation_limit), elong, d,
+                          hist)
+
+
+def _check_uniform(depth: NDArray[np.float64]) -> None:
+    """Raise `BeadFindingError` when the candidates above the dip vary in depth more than gold of one size
+    can (a robust spread over 0.25: a dip in the texture's own strengths, not beads)."""
+    med = float(np.median(depth))
+    spread = 1.4826 * float(np.median(np.abs(depth - med))) / max(med, 1e-12)
+    if spread > MAX_DEPTH_SPREAD:
+        raise BeadFindingError(
+            f"the {len(depth)} candidates above the strength dip vary in depth by {spread:.0%}, too much for gold"
+            " beads of one size: check the bead diameter and polarity, or give a strength threshold or the seeds")
+
+
+def _min_spacing(xy, strength, elong, depth, dist):
+    """Drop the weaker of every two candidates closer than ``dist``; the rest, strongest first."""
+    order = np.argsort(-strength, kind="stable")
+    xy, strength, elong, depth = xy[order], strength[order], elong[order], depth[order]
+    drop = {max(i, j) for i, j in cKDTree(xy).query_pairs(dist)} if len(xy) > 1 else set()
+    keep = np.array([k for k in range(len(xy)) if k not in drop], dtype=np.intp)
+    return xy[keep], strength[keep], elong[keep], depth[keep]
+
+
+def _clustered(xy, above, dist):
+    out = np.zeros(len(xy), dtype=bool)
+    idx = np.flatnonzero(above)
+    for i, j in cKDTree(xy[idx]).query_pairs(dist) if len(idx) > 1 else ():
+        out[idx[i]] = out[idx[j]] = True
+    return out
+
+
+def _combined_strength(img, xy, integral, d, dark, relative, use_depth):
+    """Strength (geometric mean of integral and fitted depth), depth, elongation and position of each
+    candidate. Only candidates with at least a fifth of the top integrals are fitted; the weaker ones get
+    their integral times the fitted candidates' median ratio of strength to integral (so the false peaks
+    keep their own distribution rather than a spike at zero)."""
+    depth, elong = np.zeros(len(xy)), np.full(len(xy), 99.0)
+    integral = np.clip(integral, 0.0, None)
+    fit = integral >= 0.2 * np.sort(integral)[-min(3, len(integral))] if len(integral) else integral > 0
+    depth[fit], elong[fit], xy[fit] = _fit_candidates(img, xy[fit], d, dark, relative)
+    if not use_depth:
+        return integral, depth, elong, xy
+    raw = np.sqrt(integral * depth)
+    ok = fit & (raw > 0)
+    ratio = float(np.median(raw[ok] / integral[ok])) if ok.any() else 1.0
+    raw[~fit] = integral[~fit] * ratio
+    return raw, depth, elong, xy
+
+
+def _fit_candidates(img, xy, d, dark, relative):
+    """Depth of each candidate fitted with the model bead (relative to its background for counts), its
+    elongation and its fitted position (the centroid where the fit fails)."""
+    size = 2 * int(np.ceil(d / 2 + 4)) + 1
+    origins = patch_origins(xy, size)
+    patches, _ = extract_patches(img, origins, size, outside=np.nan)
+    fit = fit_profile(patches, xy - origins, BeadProfile.ideal(d), d / 2 + 2.0, iterations=8)
+    sign = -1.0 if dark else 1.0
+    depth = sign * fit.amplitude
+    if relative:
+        depth = depth / np.maximum(fit.background[:, 0], 1e-6)
+    good = (depth > 0) & (np.hypot(*(fit.xy + origins - xy).T) < 1.5)
+    out = np.where((good & fit.converged)[:, None], fit.xy + origins, xy)
+    return np.where(good, depth, 0.0), np.where(good, fit.elongation, 99.0), out
+
+
+def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bool = True) -> float:
+    """The bead diameter measured from the data: the radius at half depth of the averaged profile of the
+    single beads found with ``rough_diameter_px``, as a sphere's projection relates it to the diameter."""
+    d = float(rough_diameter_px)
+    img = np.array(image, dtype=np.float32)
+    for _ in range(2):
+        try:
+            cands = find_beads(img, d, dark=dark)
+        except BeadFindingError:  # a diameter far off can spoil the depth fits: the integral alone
+            cands = find_beads(img, d, dark=dark, use_depth=False)
+        xy = cands.xy[cands.above & ~cands.clustered][:200]
+        if len(xy) < 3:
+            raise BeadFindingError("fewer than 3 single beads were found; the diameter cannot be estimated")
+        size = 2 * int(np.ceil(d + 3)) + 1
+        origins = patch_origins(xy, size)
+        patches, _ = extract_patches(img, origins, size)
+        fit = fit_profile(patches, xy - origins, BeadProfile.ideal(d), d / 2 + 2.0)
+        prof = BeadProfile.learned(patches, fit.xy, fit.background, fit.amplitude, d / 2, d / 2 + 3.0)
+        d = _diameter_from_edge(_edge_radius(prof, 0.3 * d / 2))
+    return d
+
+
+def _edge_radius(prof: BeadProfile, inner: float) -> float:
+    """Radius of the steepest fall of a profile beyond ``inner`` px: the sphere's rim."""
+    v = ndimage.uniform_filter1d(prof.values, 11, mode="nearest")
+    slope = -np.gradient(v, 0.05)
+    r = np.arange(len(v)) * 0.05
+    ok = (r > inner) & (r < prof.r_max - 1.0)
+    return float(r[ok][int(np.argmax(slope[ok]))])
+
+
+def _diameter_from_edge(edge: float) -> float:
+    """The diameter whose ideal profile has its steepest fall at ``edge``."""
+    ds = np.linspace(1.5, 2.5 * edge + 4.0, 60)
+    edges = np.array([_edge_radius(BeadProfile.ideal(d), 0.3 * d / 2) for d in ds])
+    return float(np.interp(edge, edges, ds))

@@ -1,0 +1,237 @@
+"""From a raw tilt series to a fiducial model in one call: coarse alignment, bead finding, seed picking,
+tracking in two passes and a final robust fit (`track_beads`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..alignment._lm import Cancelled
+from ..alignment.result import Alignment
+from ._profile import BeadProfile, fit_profile
+from ._refine import clean_up, fill_gaps
+from ._views import ViewReader, extract_patches, patch_origins
+from .beads import BeadCandidates, estimate_bead_diameter, find_beads
+from .coarse import CoarseAlignment, coarse_align
+from .result import TrackingResult, build_result
+from .seeds import pick_seeds
+from .tracker import BeadTracker, outward_order
+
+Progress = Callable[[str, int, int, str], None]
+SHORT_TRACK_SPAN_DEG = 20.0
+POOL_FACTOR = 3
+
+
+def _learned_profile(img: NDArray[np.float32], xy: NDArray[np.float64], diameter: float, dark: bool) -> BeadProfile:
+    """The beads' own radial profile from single beads of the seed view (the ideal one if too few)."""
+    ideal = BeadProfile.ideal(diameter)
+    if len(xy) < 4:
+        return ideal
+    r_max = diameter / 2 + 3.5
+    size = 2 * int(np.ceil(r_max + 1.5)) + 1
+    origins = patch_origins(xy[:300], size)
+    patches, inside = extract_patches(img, origins, size)
+    fit = fit_profile(patches, xy[:300] - origins, ideal, diameter / 2 + 2.5)
+    sign = -1.0 if dark else 1.0
+    ok = inside & fit.converged & (sign * fit.amplitude > 0) & (fit.elongation < 1.3)
+    if ok.sum() < 4:
+        return ideal
+    return BeadProfile.learned(patches[ok], fit.xy[ok], fit.background[ok], fit.amplitude[ok], diameter / 2, r_max,
+                               prior=ideal)
+
+
+def _short_track_quality(tr: BeadTracker) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Heights and a quality in (0, 1] of every bead from the short tracks (fraction found, residual)."""
+    z = np.full(tr.n_beads, np.nan)
+    frac = np.isfinite(tr.pos[tr.done][..., 0]).mean(axis=0)
+    resid = np.full(tr.n_beads, 1.0)
+    al = tr.refit()
+    if al is not None:
+        _, mean = al.per_marker_residual_px()
+        for i, m in enumerate(al.marker_ids):
+            if al.marker_included[i]:
+                z[m - 1] = al.xyz_px[i, 2]
+                resid[m - 1] = mean[i]
+    return z, frac / (1.0 + np.nan_to_num(resid, nan=1.0) / 0.5)
+
+
+def _seed_beads(reader, seed_view, diameter, dark, estimate, progress) -> tuple[BeadCandidates, float]:
+    img = reader.view(seed_view)
+    if estimate:
+        diameter = estimate_bead_diameter(img, diameter, dark=dark)
+    cands = find_beads(img, diameter, dark=dark)
+    if progress is not None:
+        progress("find", 1, 1, f"{int(cands.above.sum())} bead candidates in view {seed_view}")
+    return cands, diameter
+
+
+def track_beads(
+    stack: NDArray,
+    tilt_angles_deg: ArrayLike,
+    bead_diameter_px: float,
+    *,
+    tilt_axis_deg: float | None = None,
+    n_beads: int | None = None,
+    seed_view: int | None = None,
+    seeds_xy: ArrayLike | None = None,
+    dark: bool = True,
+    estimate_diameter: bool = False,
+    coarse: CoarseAlignment | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrackingResult:
+    """Track gold beads through a raw tilt series and return the fiducial model.
+
+    Parameters
+    ----------
+    stack
+        ``(n_views, rows, cols)`` raw tilt series; a memory map is read one view at a time.
+    tilt_angles_deg
+        ``(n_views,)`` nominal tilt angles in stack order.
+    bead_diameter_px
+        Bead diameter in pixels (``diameter_nm / pixel_size_nm``).
+    tilt_axis_deg
+        Tilt-axis angle from the image's y axis, counter-clockwise (for the coarse alignment's cosine
+        stretch and the solver's branch); None estimates it from the tracks.
+    n_beads
+        Target number of beads, spread over the field and both surfaces; None tracks every single bead
+        away from the borders.
+    seed_view, seeds_xy
+        The view to start from (default: the minimum tilt) and, optionally, the ``(n, 2)`` bead positions in
+        it to track (for example candidates the user edited); then no beads are found or picked.
+    dark
+        Beads darker than the background (bright field).
+    estimate_diameter
+        Measure the diameter from the data, starting from ``bead_diameter_px``.
+    coarse
+        A coarse alignment already made (`coarse_align`); made here when None.
+    threads
+        Cap on the threads of FFTs, BLAS and compiled loops (a GUI keeps a core for itself).
+    progress, should_stop
+        ``progress(stage, done, total, text)`` with stages ``coarse``, ``find``, ``track``, ``fill gaps`` and
+        ``fit``; `Cancelled` is raised between views when ``should_stop()`` returns True.
+
+    Raises
+    ------
+    BeadFindingError
+        When no beads can be told from other peaks in the seed view.
+    """
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        from ..alignment._threads import compiled_threads
+
+        with compiled_threads(threads), threadpool_limits(threads):
+            return track_beads(stack, tilt_angles_deg, bead_diameter_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
+                               seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
+                               coarse=coarse, progress=progress, should_stop=should_stop)
+    tilts = _check(stack, tilt_angles_deg, bead_diameter_px)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if coarse is None:
+        coarse = coarse_align(stack, tilts, tilt_axis_deg=tilt_axis_deg, progress=progress, should_stop=should_stop)
+    timings["coarse"] = time.perf_counter() - t0
+    reader = ViewReader(stack, cache=3)
+    seed = int(np.argmin(np.abs(tilts))) if seed_view is None else int(seed_view)
+    t0 = time.perf_counter()
+    cands, diameter = None, float(bead_diameter_px)
+    if seeds_xy is None:
+        cands, diameter = _seed_beads(reader, seed, diameter, dark, estimate_diameter, progress)
+        xy, avoid = cands.xy[cands.above], (cands.clustered | cands.elongated)[cands.above]
+        # every usable bead, or (for a target) a spread pool of three times as many for the short tracks
+        target = None if n_beads is None else max(POOL_FACTOR * int(n_beads), 60)
+        pool = pick_seeds(xy, target, (reader.shape[1], reader.shape[0]), bead_diameter_px=diameter, avoid=avoid)
+        xy, avoid = xy[pool], avoid[pool]
+    else:
+        xy, avoid = np.asarray(seeds_xy, dtype=float).reshape(-1, 2), None
+        if len(xy) == 0:
+            raise ValueError("no seed positions were given; give at least 3 beads to track")
+    profile = _learned_profile(reader.view(seed), xy[~avoid] if avoid is not None else xy, diameter, dark)
+    notes: list[str] = []
+    timings["find"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tr = BeadTracker(reader, tilts, coarse, profile, xy, seed, dark=dark, tilt_axis_deg=tilt_axis_deg)
+    pairs = outward_order(tilts, seed)
+    done = 0
+    if n_beads is not None and n_beads < tr.n_beads and seeds_xy is None:
+        done = _short_pairs(tilts, pairs, seed)
+        tr.run(pairs[:done], progress, should_stop, total=len(pairs) + 1)
+        z, quality = _short_track_quality(tr)
+        tr.subset(pick_seeds(xy, n_beads, (reader.shape[1], reader.shape[0]), bead_diameter_px=diameter,
+                             avoid=avoid, z_px=z, quality=quality))
+        tr.refit()
+    tr.run(pairs[done:], progress, should_stop, offset=done, total=len(pairs) + 1)
+    timings["track"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fill_gaps(tr, progress, should_stop)
+    if should_stop is not None and should_stop():
+        raise Cancelled("tracking cancelled")
+    if progress is not None:
+        progress("fit", 0, 1, "final robust fit")
+    al = clean_up(tr)
+    timings["refine"] = time.perf_counter() - t0
+    return _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes)
+
+
+def _check(stack, tilt_angles_deg, bead_diameter_px) -> NDArray[np.float64]:
+    if getattr(stack, "ndim", 0) != 3:
+        raise ValueError(f"the stack must be 3-D (views, rows, cols), not {getattr(stack, 'ndim', 0)}-D")
+    tilts = np.asarray(tilt_angles_deg, dtype=float).ravel()
+    if len(tilts) != stack.shape[0]:
+        raise ValueError(f"{len(tilts)} tilt angles for a stack of {stack.shape[0]} views; they must match")
+    if not np.all(np.isfinite(tilts)) or np.any(np.abs(tilts) >= 90):
+        raise ValueError("tilt angles must be finite and within (-90, 90) degrees")
+    d = float(bead_diameter_px)
+    if not np.isfinite(d) or not 1.5 <= d <= min(stack.shape[1:]) / 4:
+        raise ValueError(f"a bead diameter of {d:g} px does not fit these {stack.shape[2]} x {stack.shape[1]}"
+                         " images; give it in pixels (diameter in nm / pixel size in nm)")
+    return tilts
+
+
+def _short_pairs(tilts, pairs, seed) -> int:
+    """How many of the first ``pairs`` span ``SHORT_TRACK_SPAN_DEG`` around the seed (at least 4)."""
+    for k, (j, _) in enumerate(pairs):
+        if abs(tilts[j] - tilts[seed]) >= SHORT_TRACK_SPAN_DEG / 2 and k >= 3:
+            return k + 1
+    return len(pairs)
+
+
+def _odd_tracks(tr: BeadTracker, al: Alignment | None) -> NDArray[np.bool_]:
+    """``(n_beads,)`` True for tracks that follow something other than the gold: under 3 points; a median
+    contrast under 0.6 of the median track's; or under 0.8 of it together with a mean residual over 3 times
+    the median track's or an elongation 0.1 above the median (gold beads of one size are alike; stain blobs
+    are fainter, less round and less consistent with the 3-D model)."""
+    count = np.isfinite(tr.pos[..., 0]).sum(axis=0)
+    odd = count < 3
+    if (~odd).sum() < 5:
+        return odd
+    contrast, elong = (np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else 0.0 for c in a.T])
+                       for a in (tr.contrast, tr.elongation))
+    resid = np.zeros(tr.n_beads)
+    if al is not None:
+        _, mean = al.per_marker_residual_px()
+        ok = al.marker_included & (al.marker_ids - 1 < tr.n_beads)
+        resid[al.marker_ids[ok] - 1] = np.nan_to_num(mean[ok])
+    keep = ~odd
+    c0, r0, e0 = (float(np.median(a[keep])) for a in (contrast, resid, elong))
+    faint = contrast < 0.8 * c0
+    return odd | (contrast < 0.6 * c0) | (faint & ((resid > 3.0 * r0) | (elong > e0 + 0.1)))
+
+
+def _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes) -> TrackingResult:
+    """Drop short and faint tracks, then assemble the result."""
+    odd = _odd_tracks(tr, al)
+    warnings = list(notes)
+    if odd.any():
+        warnings.append(f"{int(odd.sum())} track(s) shorter than 3 views or fainter than the gold were dropped")
+        tr.subset(np.flatnonzero(~odd))
+        al = clean_up(tr, rounds=0)
+    noise = np.array([reader.sd.get(j, np.nan) for j in range(reader.n_views)])
+    size = (reader.shape[1], reader.shape[0])
+    return build_result(tr.pos, tr.contrast, tr.elongation, None if tr.relative else noise, al, size, coarse=coarse,
+                        candidates=cands, seed_view=seed, bead_diameter_px=diameter, warnings=warnings,
+                        timings_s=timings)
