@@ -22,6 +22,7 @@ from .batch.cli import add_batch_arguments, cmd_batch
 from .io import FileFormatError
 from .io.atomic import OverwriteError, StopRequested, request_stop
 from .io.convert import add_convert_arguments, cmd_convert
+from .tracking.cli import add_run_arguments, add_track_arguments, cmd_run, cmd_track
 
 DEFAULTS = AlignmentOptions()
 
@@ -211,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--lowpass", type=float, metavar="F",
                            help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
             p.set_defaults(func=cmd_reconstruct)
+    p = sub.add_parser("track", help="find and track the gold beads of a raw tilt series: markers with no clicks")
+    add_track_arguments(p)
+    p.set_defaults(func=cmd_track)
+    p = sub.add_parser("run", help="raw tilt series to tomogram: track, align (robust), aligned stack, tomogram")
+    add_run_arguments(p)
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("convert", help="write an alignment in another tool's format (AreTomo .aln, CryoET Data"
                                        " Portal JSON, RELION 5 STAR, IMOD .xf/.tlt)")
     add_convert_arguments(p)

@@ -13,11 +13,24 @@ tracker's model:
   ``markers`` table is what `align_markers` reads. `write_tracked_markers` saves it as ``.csv`` or ``.fid``.
 """
 
-from .beads import BeadCandidates, BeadFindingError, diameter_px_from_nm, estimate_bead_diameter, find_beads
-from .coarse import CoarseAlignment, coarse_align
-from .pipeline import track_beads
-from .result import BeadQuality, TrackingResult, write_bead_quality_csv, write_tracked_markers
-from .seeds import pick_seeds
+import importlib
+from typing import Any
+
+# Public names and the module each lives in; loaded on first use, so that the command line, which only
+# registers `tomoalign track` and `run`, does not pay for scipy.ndimage and the FFT code at start-up.
+_WHERE = {
+    "BeadCandidates": "beads", "BeadFindingError": "beads", "diameter_px_from_nm": "beads",
+    "estimate_bead_diameter": "beads", "find_beads": "beads", "CoarseAlignment": "coarse", "coarse_align": "coarse",
+    "track_beads": "pipeline", "BeadQuality": "result", "TrackingResult": "result",
+    "write_bead_quality_csv": "result", "write_tracked_markers": "result", "pick_seeds": "seeds",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BeadCandidates",

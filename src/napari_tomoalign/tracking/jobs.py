@@ -1,0 +1,94 @@
+"""The jobs behind ``tomoalign track`` and ``tomoalign run``: from a raw stack to markers, and on to an
+alignment, an aligned stack and a tomogram, every intermediate written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..alignment.options import AlignmentOptions, UsageError
+from ..io.atomic import check_writable
+from ..io.mrc import open_tilt_series
+from ..io.tilts import read_tilt_angles
+from .beads import diameter_px_from_nm
+from .pipeline import track_beads
+from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
+
+Progress = Callable[[str, int, int, str], None]
+MARKER_SUFFIXES = (".csv", ".fid", ".mod")
+
+
+@dataclass(frozen=True)
+class TrackedStack:
+    """A tracking run and where its markers went."""
+
+    result: TrackingResult
+    markers_path: Path
+    pixel_size_nm: float | None
+    tilt_source: str
+
+
+def _diameter_px(diameter_nm: float | None, diameter_px: float | None, pixel_nm: float | None, stack: Path) -> float:
+    if (diameter_nm is None) == (diameter_px is None):
+        raise UsageError("give the bead diameter once: --bead-diameter-nm D or --bead-diameter-px D")
+    if diameter_px is not None:
+        if not (np.isfinite(diameter_px) and 2.0 <= diameter_px <= 200.0):
+            raise UsageError(f"--bead-diameter-px must be from 2 to 200 pixels, not {diameter_px}")
+        return float(diameter_px)
+    if not pixel_nm:
+        raise UsageError(f"{stack} records no pixel size, so a diameter in nm cannot be converted; give"
+                         " --bead-diameter-px instead")
+    assert diameter_nm is not None
+    return diameter_px_from_nm(diameter_nm, pixel_nm)
+
+
+def track_to_file(
+    stack_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    tilt_angles_path: str | os.PathLike[str] | None = None,
+    bead_diameter_nm: float | None = None,
+    bead_diameter_px: float | None = None,
+    tilt_axis_deg: float | None = None,
+    n_beads: int | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> TrackedStack:
+    """Find and track the gold beads of a raw stack and write the markers (``.csv``, ``.fid`` or ``.mod``).
+
+    The tilt angles come from ``tilt_angles_path``, else from beside the stack (IMOD's order). Raises
+    `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told apart.
+    """
+    out = Path(output)
+    if out.suffix.lower() not in MARKER_SUFFIXES:
+        raise UsageError(f"--output must end in .csv, .fid or .mod, not {out.name!r}")
+    if n_beads is not None and not 3 <= n_beads <= 100_000:
+        raise UsageError(f"--beads must be from 3 to 100000, not {n_beads}")
+    check_writable(out, overwrite)
+    series = open_tilt_series(stack_path, find_tilts=tilt_angles_path is None)
+    if tilt_angles_path is not None:
+        tilts, source = read_tilt_angles(tilt_angles_path), str(tilt_angles_path)
+    elif series.tilt_angles_deg is not None:
+        tilts, source = series.tilt_angles_deg, str(series.tilt_source)
+    else:
+        raise UsageError(f"{stack_path}: no tilt angles beside it; give --tilt-angles FILE (.rawtlt or .tlt)")
+    if len(tilts) != series.n_views:
+        raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
+                         f" {series.n_views} views")
+    pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
+    d_px = _diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, Path(stack_path))
+    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress)
+    write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite)
+    write_bead_quality_csv(out.with_name(out.stem + "_beads.csv"), result, overwrite=overwrite)
+    return TrackedStack(result, out, pixel_nm, source)
+
+
+def run_options(tilt_axis_deg: float | None) -> AlignmentOptions:
+    """The alignment `tomoalign run` makes from tracked markers: robust, so that a mistracked point does
+    not pull the solution, with the axis estimated (near the given angle, if any)."""
+    return AlignmentOptions(tilt_axis_deg=tilt_axis_deg, robust=True)
