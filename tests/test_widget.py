@@ -98,10 +98,11 @@ def test_cancel_leaves_the_layers_alone(qtbot, sample_viewer):
 def test_closing_the_dock_mid_run_restores_the_garbage_collector(qtbot, sample_viewer):
     viewer, widget = sample_viewer
     assert gc.isenabled()
+    assert gc.get_freeze_count() > 0  # napari's objects are out of the collector's sight while the dock is open
     widget.start_alignment()
     assert not gc.isenabled()  # held off while a run is under way
     viewer.window.remove_dock_widget(widget)
-    assert gc.isenabled() and not widget.busy
+    assert gc.isenabled() and not widget.busy and gc.get_freeze_count() == 0
 
 
 def test_input_errors_are_reported_and_nothing_changes(qtbot, sample_viewer, tmp_path):
