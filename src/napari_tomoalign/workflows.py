@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
     from .alignment.leaveout import LeaveOutError
 
 Progress = Callable[[str, int, int, str], None]
+
+
+class JobStep(str, Enum):
+    """The steps of the GUI's job after the solve (whose stages are `alignment.stages.Stage`), as progress
+    reports and timings name them."""
+
+    LEAVE_OUT, ALIGNED_STACK, TOMOGRAM = "leave-out", "aligned stack", "tomogram"
 
 
 @dataclass
@@ -133,10 +141,10 @@ def run_alignment(
     if leave_out:
         from .alignment.leaveout import leave_out_error
 
-        report("leave-out", 0, 1, "leave-out error")
+        report(JobStep.LEAVE_OUT.value, 0, 1, "leave-out error")
         t0 = time.perf_counter()
         lo = leave_out_error(al)
-        timings["leave-out"] = time.perf_counter() - t0
+        timings[JobStep.LEAVE_OUT.value] = time.perf_counter() - t0
     xf = imod_transforms(al)
     ali = tomo = None
     binning = 1
@@ -159,19 +167,19 @@ def _images(images, al: Alignment, xf, make_tomogram: bool, binning: int, thickn
         raise ValueError(f"the image stack has {images.shape[0]} views but there are {al.n_views} tilt angles")
     n = images.shape[0]
     t0 = time.perf_counter()
-    ali = aligned_stack(images, xf, progress=lambda d, t: report("aligned stack", d, t, f"aligned view {d} of {t}"),
-                        should_stop=should_stop)
-    timings["aligned stack"] = time.perf_counter() - t0
+    ali = aligned_stack(images, xf, should_stop=should_stop,
+                        progress=lambda d, t: report(JobStep.ALIGNED_STACK.value, d, t, f"aligned view {d} of {t}"))
+    timings[JobStep.ALIGNED_STACK.value] = time.perf_counter() - t0
     tomo = None
     if make_tomogram:
         thickness = thickness or _default_thickness(al, images.shape[1:])
         t0 = time.perf_counter()
         tomo = weighted_back_projection(
             ali, al.tilt_angles_deg, thickness=thickness, binning=binning, use_view=al.view_determined,
-            lowpass_cutoff=0.35, progress=lambda d, t: report("tomogram", d, t, f"filtered view {d} of {n}"),
+            lowpass_cutoff=0.35, progress=lambda d, t: report(JobStep.TOMOGRAM.value, d, t, f"filtered view {d} of {n}"),
             should_stop=should_stop,
         )
-        timings["tomogram"] = time.perf_counter() - t0
+        timings[JobStep.TOMOGRAM.value] = time.perf_counter() - t0
     return ali, tomo
 
 

@@ -13,13 +13,18 @@ from numpy.typing import NDArray
 
 from ...alignment.options import AlignmentOptions, VariableOption
 from ...alignment.result import Alignment
+from ...alignment.stages import Stage
 from ...alignment.transforms import apply_transform
+from ...workflows import JobStep
 
 VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
 AXIS_CHOICES = ("estimate", "estimate near the angle", "use the angle as given")
 # Share of the progress bar for each stage of a run: (start, end) in percent.
-STAGE_SHARES = {"initial": (0, 10), "main": (10, 30), "tilt": (30, 45), "robust": (45, 50), "leave-out": (45, 50),
-                "aligned stack": (50, 80), "tomogram": (80, 100)}
+# The share of the progress bar of each stage of the solve and step of the job, by the names they report.
+STAGE_SHARES = {Stage.INITIAL.value: (0, 10), Stage.MAIN.value: (10, 30), Stage.WARM.value: (0, 45),
+                Stage.TILT.value: (30, 45), Stage.ROBUST.value: (45, 50), JobStep.LEAVE_OUT.value: (45, 50),
+                JobStep.ALIGNED_STACK.value: (50, 80), JobStep.TOMOGRAM.value: (80, 100)}
+COUNTED_STEPS = {step.value for step in JobStep}  # these report items done out of a known total
 ITERATION_STAGES_EXPECTED = 30  # a solver stage rarely needs more iterations: the bar fills by then
 FLAGGED_RGBA = (1.0, 0.55, 0.0, 1.0)
 DUPLICATE_RGBA = (1.0, 0.0, 0.0, 1.0)
@@ -105,7 +110,7 @@ def progress_percent(stage: str, done: int, total: int) -> int:
     `ITERATION_STAGES_EXPECTED` iterations; the image steps report views done out of all views.
     """
     lo, hi = STAGE_SHARES.get(stage, (0, 100))
-    if stage in ("aligned stack", "tomogram", "leave-out"):
+    if stage in COUNTED_STEPS:
         frac = done / max(total, 1)
     else:
         frac = done / ITERATION_STAGES_EXPECTED
