@@ -48,3 +48,19 @@ def test_run_goes_from_the_raw_stack_to_a_tomogram(stack, capsys):
     assert rec.pixel_size_angstrom == pytest.approx(40.0)
     ali = open_tilt_series(out / "beads.ali", find_tilts=False)
     assert ali.data.shape == s.images.shape
+
+
+def test_run_can_erase_the_gold_before_reconstructing(stack):
+    path, s = stack
+    out = path.parent / "run_erased"
+    assert main(["run", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--output", str(out),
+                 "--erase-gold", "--quiet"]) == 0
+    erased = open_tilt_series(out / "beads_erased.mrc", find_tilts=False).data
+    j = len(s.images) // 2
+    xy = s.true_xy[j][s.visible[j]]
+    cols, rows = np.clip(np.round(xy).astype(int).T, 0, np.array(s.images.shape[1:])[::-1, None] - 1)
+    background = np.median(s.images[j])
+    before = np.median(np.abs(s.images[j][rows, cols] - background))
+    after = np.median(np.abs(erased[j][rows, cols] - background))
+    assert after < 0.3 * before  # the beads' dark cores are gone
+    assert (out / "beads_bin2.rec").exists()

@@ -35,6 +35,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="folder for every intermediate and the tomogram")
     p.add_argument("--bin", type=int, default=2, metavar="N", help="binning of the tomogram (default 2)")
     p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels")
+    p.add_argument("--erase-gold", action="store_true",
+                   help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
 
 
 class _Bar:
@@ -84,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..io.markers import write_markers_csv
     from ..report import text_report
     from ..workflows import align_to_folder, aligned_stack_to_file, reconstruct_to_file
-    from .jobs import run_options
+    from .jobs import erase_gold_to_file, run_options
 
     out = Path(args.output)
     stem = Path(args.stack).stem
@@ -95,8 +97,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                           image_size=table.image_size, pixel_size_nm=tracked.pixel_size_nm, overwrite=args.force,
                           markers=table, tilt_angles_deg=tracked.result.alignment.nominal_tilt_angles_deg,
                           inputs={"stack": str(args.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source})
-    ali = aligned_stack_to_file(args.stack, out / "alignment", out / f"{stem}.ali", overwrite=args.force)
-    rec = reconstruct_to_file(args.stack, out / "alignment", out / f"{stem}_bin{args.bin}.rec", binning=args.bin,
+    source = args.stack
+    if args.erase_gold:
+        source = erase_gold_to_file(args.stack, res.alignment, tracked.result.bead_diameter_px,
+                                    out / f"{stem}_erased.mrc", overwrite=args.force)
+    ali = aligned_stack_to_file(source, out / "alignment", out / f"{stem}.ali", overwrite=args.force)
+    rec = reconstruct_to_file(source, out / "alignment", out / f"{stem}_bin{args.bin}.rec", binning=args.bin,
                               thickness=args.thickness, overwrite=args.force)
     if not args.quiet:
         print(tracked.result.summary())

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment.options import AlignmentOptions, UsageError
+from ..alignment.result import Alignment
 from ..io.atomic import check_writable
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
@@ -92,3 +93,29 @@ def run_options(tilt_axis_deg: float | None) -> AlignmentOptions:
     """The alignment `tomoalign run` makes from tracked markers: robust, so that a mistracked point does
     not pull the solution, with the axis estimated (near the given angle, if any)."""
     return AlignmentOptions(tilt_axis_deg=tilt_axis_deg, robust=True)
+
+
+def erase_gold_to_file(stack_path: str | os.PathLike[str], alignment: Alignment, bead_diameter_px: float,
+                       output: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``stack_path`` with every fitted bead replaced by local background (as IMOD's ``ccderaser
+    -fid``), view by view: the beads' positions come from the alignment's model, so beads are erased in
+    views where they were not tracked too."""
+    from ..io.atomic import atomic_path
+    from ..io.mrc import MrcStreamWriter
+    from ..reconstruction.erase import bead_positions, erase_radius_px, erase_view
+
+    series = open_tilt_series(stack_path, find_tilts=False)
+    out = check_writable(output, overwrite)
+    view, xy = bead_positions(alignment)
+    rng = np.random.default_rng(0)
+    radius = erase_radius_px(bead_diameter_px)
+    with atomic_path(out, overwrite) as tmp:
+        writer = MrcStreamWriter(tmp, series.data.shape, np.float32, series.pixel_size_angstrom)
+        try:
+            for j in range(series.n_views):
+                writer.write(erase_view(series.data[j], xy[view == j], radius, rng))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    return out
