@@ -19,16 +19,16 @@ Where it runs:
 - On SLURM, with ``dask-jobqueue`` (``pip install dask-jobqueue``), start the cluster from a login
   node and pass its address, or its client::
 
-      from dask_jobqueue import SLURMCluster
-      from dask.distributed import Client
-      from napari_tomoalign.batch import run_batch
+      >>> from dask_jobqueue import SLURMCluster
+      >>> from dask.distributed import Client
+      >>> from napari_tomoalign.batch import run_batch
+      >>> cluster = SLURMCluster(queue="cpu", cores=8, processes=8, memory="32GB", walltime="02:00:00",
+      ...                        job_extra_directives=["--cpus-per-task=8"])
+      >>> cluster.scale(jobs=4)                # 4 SLURM jobs x 8 single-threaded workers
+      >>> run_batch("session/*.mrc", "aligned", client=Client(cluster))
 
-      cluster = SLURMCluster(queue="cpu", cores=8, processes=8, memory="32GB", walltime="02:00:00",
-                             job_extra_directives=["--cpus-per-task=8"])
-      cluster.scale(jobs=4)                    # 4 SLURM jobs x 8 single-threaded workers
-      run_batch("session/*.mrc", "aligned", client=Client(cluster))
-      # or: print(cluster.scheduler_address) and run
-      #     tomoalign batch 'session/*.mrc' --output aligned --scheduler tcp://NODE:PORT
+  or print ``cluster.scheduler_address`` and run
+  ``tomoalign batch 'session/*.mrc' --output aligned --scheduler tcp://NODE:PORT``.
 
   (``processes=8`` with ``cores=8`` gives one thread per worker, as here.) The dashboard is at
   ``cluster.dashboard_link``.
