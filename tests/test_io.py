@@ -104,3 +104,24 @@ def test_truncated_real_model(tmp_path, imod_data):
     (tmp_path / "t.fid").write_bytes(data[: len(data) // 2])
     with pytest.raises(FileFormatError):
         read_markers(tmp_path / "t.fid")
+
+
+def test_a_stop_request_keeps_every_later_write_from_committing_until_cleared(tmp_path):
+    import signal
+
+    from napari_tomoalign.io.atomic import StopRequested, atomic_path, clear_stop, request_stop
+
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+    try:
+        with pytest.raises(StopRequested):
+            request_stop(signal.SIGTERM)  # as the CLI's handler does; the raise may be lost in a C callback
+        with pytest.raises(StopRequested):
+            with atomic_path(target, overwrite=True) as tmp:
+                tmp.write_text("new")
+        assert target.read_text() == "previous" and not list(tmp_path.glob(".*.tmp"))
+    finally:
+        clear_stop()
+    with atomic_path(target, overwrite=True) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"

@@ -20,7 +20,7 @@ from .alignment.errors import AlignmentError
 from .alignment.options import AlignmentOptions, UsageError, VariableOption
 from .batch.cli import add_batch_arguments, cmd_batch
 from .io import FileFormatError
-from .io.atomic import OverwriteError, StopRequested, request_stop
+from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
 from .io.convert import add_convert_arguments, cmd_convert
 from .tracking.cli import add_run_arguments, add_track_arguments, cmd_run, cmd_track
 
@@ -260,6 +260,7 @@ def _signals():
     try:
         yield
     finally:
+        clear_stop()  # the request was for this command only
         sys.unraisablehook = previous_hook
         for sig, handler in old.items():
             signal.signal(sig, handler)

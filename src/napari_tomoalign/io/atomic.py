@@ -43,6 +43,11 @@ def request_stop(signum: int) -> None:
     raise StopRequested(signum)
 
 
+def clear_stop() -> None:
+    """Forget a stop request (a process that goes on after handling one, such as a test calling ``main``)."""
+    _stop_signal.clear()
+
+
 def _check_not_stopped() -> None:
     if _stop_signal:
         raise StopRequested(_stop_signal[0])
