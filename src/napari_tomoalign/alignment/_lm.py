@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import NDArray
 
-from . import _kernels as kern
+from . import _backend
 from .model import project
 
 
@@ -57,7 +56,8 @@ class Observations:
         if np.any(counts == 0):
             raise ValueError("every marker passed to the solver needs at least one observation")
         self.marker_bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        self.chunks = kern.chunk_bounds(self.n_markers)
+        self.kern = _backend.kernels_for(len(self.view_index))  # compiled or plain-numpy loops
+        self.chunks = self.kern.chunk_bounds(self.n_markers)
         self.max_obs_per_marker = int(counts.max(initial=0))
         self.pair_work = float(np.sum(counts.astype(float) ** 2))  # sum over markers of k_m^2
 
@@ -70,7 +70,7 @@ class Observations:
 
     def cost(self, view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> float:
         """Half the weighted sum of squared residuals."""
-        return float(kern.cost(view_params, xyz, self.view_index, self.marker_index, self.xy, self.weights))
+        return float(self.kern.cost(view_params, xyz, self.view_index, self.marker_index, self.xy, self.weights))
 
 
 @dataclass
@@ -120,11 +120,7 @@ def _reduced_by_marker(n_q: int, n_markers: int, pair_work: float, view_blocks: 
 
 def _cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
     """Solve a symmetric positive-definite system, or None if it is not positive definite."""
-    try:
-        cf = scipy.linalg.cho_factor(S, lower=False, check_finite=False)
-    except (np.linalg.LinAlgError, ValueError):
-        return None
-    return scipy.linalg.cho_solve(cf, rhs, check_finite=False)
+    return _backend.cholesky_solve(S, rhs)
 
 
 class _Linearisation:
@@ -142,7 +138,7 @@ class _Linearisation:
         used = columns[columns >= 0]
         self.view_blocks = bool(n_q) and np.all(np.bincount(used, minlength=n_q) == 1)
         free = columns >= 0
-        self.cost, b_view, g_view, self.C, self.g_m, self.E = kern.linearise(
+        self.cost, b_view, g_view, self.C, self.g_m, self.E = obs.kern.linearise(
             view_params, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights, free, obs.marker_bounds,
             obs.n_markers, obs.chunks, obs.n_views,
         )
@@ -196,16 +192,16 @@ class _Linearisation:
         how = _reduced_by_marker(n_q, obs.n_markers, obs.pair_work, bool(self.view_blocks))
         if how == "sparse":
             parts = max(1, min(len(obs.chunks) - 1, int(64 * 2**20 // (8 * n_q * n_q))))
-            ecet = kern.schur_reduced(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q,
-                                      kern.chunk_bounds(obs.n_markers, parts), max(1, obs.max_obs_per_marker))
+            ecet = obs.kern.schur_reduced(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q,
+                                          obs.kern.chunk_bounds(obs.n_markers, parts), max(1, obs.max_obs_per_marker))
             # Only the upper triangle is filled, and only the upper triangle is read by the factorisation.
             return _cholesky_solve(self.B + np.diag(lam * self.diag_q) - ecet, rhs)
-        Fq = kern.schur_columns(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q)
+        Fq = obs.kern.schur_columns(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q)
         if how == "woodbury":
             return self._solve_low_rank(lam, Fq, rhs)
         # S = B + lam D - F F^T; the rank-k update fills the upper triangle, which is all
         # the Cholesky factorisation reads.
-        S = scipy.linalg.blas.dsyrk(-1.0, Fq, beta=1.0, c=self.B + np.diag(lam * self.diag_q), lower=0)
+        S = _backend.syrk_update(Fq, self.B + np.diag(lam * self.diag_q))
         return _cholesky_solve(S, rhs)
 
     def gradient_norm(self) -> float:
@@ -224,13 +220,13 @@ class _Linearisation:
         Linv = np.linalg.inv(L)  # lower triangular, (n_m, 3, 3)
         Cinv = np.einsum("mki,mkj->mij", Linv, Linv)
         t = np.einsum("mij,mj->mi", Cinv, self.g_m)  # C^-1 g_m
-        et = kern.view_sums_of_e_times(self.E, t, obs.view_index, obs.marker_bounds, obs.chunks, obs.n_views)
+        et = obs.kern.view_sums_of_e_times(self.E, t, obs.view_index, obs.marker_bounds, obs.chunks, obs.n_views)
         rhs = -self.g_q + _scatter_vector(et, self.columns, n_q)
         dq = self._reduced_solve(lam, Linv, rhs) if n_q else np.zeros(0)
         if dq is None or not np.all(np.isfinite(dq)):
             return None
         dv = np.where(self.columns >= 0, dq[np.maximum(self.columns, 0)] if n_q else 0.0, 0.0)
-        sum_etd = kern.marker_sums_of_et_times(self.E, dv, obs.view_index, obs.marker_bounds)
+        sum_etd = obs.kern.marker_sums_of_et_times(self.E, dv, obs.view_index, obs.marker_bounds)
         dm = np.einsum("mij,mj->mi", Cinv, -self.g_m - sum_etd)
         g_dot = float(self.g_q @ dq + np.sum(self.g_m * dm))
         d_dot = float(np.sum(self.diag_q * dq * dq) + np.sum(self.diag_m * dm * dm))
