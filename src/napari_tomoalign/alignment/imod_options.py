@@ -85,7 +85,7 @@ def _views(text: str, n_views: int) -> list[int]:
     return out
 
 
-def _check_supported(entries: dict[str, list[str]]) -> None:
+def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None:
     known = set(IGNORED) | set(LOCAL_KEYS) | {"RotationAngle", "AngleOffset", "AxisZShift", "ImagesAreBinned",
                                               "BeamTiltOption", "FixedOrInitialBeamTilt", "ExcludeList",
                                               "RobustFitting", "LocalAlignments", "MagReferenceView",
@@ -98,7 +98,7 @@ def _check_supported(entries: dict[str, list[str]]) -> None:
     if unknown:
         raise AlignmentError("these tiltalign options are not supported: " + ", ".join(unknown)
                              + "; remove them from the command file or align without --imod-com")
-    if _number(entries, "LocalAlignments", 0) != 0:
+    if _number(entries, "LocalAlignments", 0) != 0 and not local:
         raise AlignmentError("LocalAlignments 1 is not supported yet; set it to 0 to align globally")
     if _number(entries, "BeamTiltOption", 0) == 2:
         raise AlignmentError("BeamTiltOption 2 (search) is not supported; use 1 (solve) or 0 (fixed)")
@@ -133,10 +133,10 @@ def _dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
     return r
 
 
-def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64], refs: dict[str, int],
-             points: NDArray[np.intp] | None) -> Mapping:
+def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64], refs: dict[str, int | None],
+             points: NDArray[np.intp] | None, local: bool = False) -> Mapping:
     n = len(tilts)
-    prefix = PREFIX[kind]
+    prefix = ("Local" if local else "") + PREFIX[kind]
     code = int(_number(entries, f"{prefix}Option", 0))
     ref = refs[kind]
     if code == 0:
@@ -144,7 +144,7 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
     if kind == "rotation" and code == -1:
         return block_mapping(np.zeros(n, dtype=np.intp))
     if code == 1 or (kind == "tilt" and code in (2, 3)):
-        fixed = [] if kind == "rotation" and "RotationFixedView" not in entries else [ref]
+        fixed = [] if ref is None or (kind == "rotation" and "RotationFixedView" not in entries) else [ref]
         if kind == "tilt" and code == 3:
             fixed.append(int(_number(entries, "TiltSecondFixedView", 1)) - 1)
         return per_view_mapping(n, fixed)
@@ -171,31 +171,49 @@ def _views_labels(text: str, n: int) -> list[int]:
 
 
 def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[np.float64],
-                      points_per_view: NDArray[np.intp] | None = None) -> ImodSettings:
-    """The model of a tiltalign section (`io.imod_com.read_com_section`) for a series with these tilts."""
-    _check_supported(entries)
-    offset = _number(entries, "AngleOffset", 0.0)
+                      points_per_view: NDArray[np.intp] | None = None, *, local: bool = False) -> ImodSettings:
+    """The model of a tiltalign section (`io.imod_com.read_com_section`) for a series with these tilts.
+
+    With ``local=True`` the ``Local*`` options are read instead, for one patch: ``nominal_tilts_deg``
+    are then the globally solved tilts (no ``AngleOffset`` is added), ``points_per_view`` the patch's
+    point counts, every unknown is an increment on the global solution, compression and beam tilt are
+    fixed, and with ``FixXYZCoordinates 1`` only X-tilt keeps a reference view (IMOD's rules).
+    """
+    _check_supported(entries, local)
+    offset = 0.0 if local else _number(entries, "AngleOffset", 0.0)
     raw = np.asarray(nominal_tilts_deg, dtype=float)
     tilts = raw + offset
     n = len(tilts)
     min_tilt = int(np.argmin(np.abs(raw)))  # the smallest |raw tilt|, ties to the lower view
-    mag_ref = int(_number(entries, "MagReferenceView", min_tilt + 1)) - 1
-    dmag_ref = _dmag_reference(n, min_tilt, mag_ref)
-    refs = {"rotation": int(_number(entries, "RotationFixedView", 1)) - 1,
-            "tilt": int(_number(entries, "TiltFixedView", min_tilt + 1)) - 1 if "TiltFixedView" in entries
-            else min_tilt,
-            "magnification": mag_ref, "compression": int(_number(entries, "CompReferenceView", min_tilt + 1)) - 1,
-            "x_stretch": dmag_ref, "skew": dmag_ref, "x_tilt": min_tilt}
-    for kind, view in refs.items():
-        if not 0 <= view < n:
-            raise AlignmentError(f"the {kind} reference view {view + 1} is outside 1-{n}")
-    mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view) for kind in KINDS}
+    refs = _references(entries, n, min_tilt, local)
+    kinds = [k for k in KINDS if not (local and k == "compression")]
+    mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view, local) if kind in kinds
+                else fixed_mapping(n) for kind in KINDS}
     binned = _number(entries, "ImagesAreBinned", 1.0)
     return ImodSettings(
         mappings=mappings, rotation_angle_deg=_number(entries, "RotationAngle", 0.0), angle_offset_deg=offset,
         axis_z_shift_px=_number(entries, "AxisZShift", 0.0) / max(binned, 1.0),
-        beam_tilt_deg=_number(entries, "FixedOrInitialBeamTilt", 0.0),
-        beam_tilt_free=_number(entries, "BeamTiltOption", 0) == 1,
+        beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
+        beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) == 1,
         excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),
-        robust=_number(entries, "RobustFitting", 0) != 0,
+        robust=_number(entries, "RobustFitting", 0) != 0, local_alignments=local,
     )
+
+
+def _references(entries: dict[str, list[str]], n: int, min_tilt: int, local: bool) -> dict[str, int | None]:
+    """The reference view (0-based) of each variable kind; None where nothing is held."""
+    pre = "Local" if local else ""
+    if local and _number(entries, "FixXYZCoordinates", 0) != 0:
+        refs: dict[str, int | None] = {k: None for k in KINDS}
+        refs["x_tilt"] = min_tilt
+        return refs
+    mag_ref = int(_number(entries, f"{pre}MagReferenceView", min_tilt + 1)) - 1
+    dmag_ref = _dmag_reference(n, min_tilt, mag_ref)
+    refs = {"rotation": int(_number(entries, "RotationFixedView", 1)) - 1,
+            "tilt": int(_number(entries, f"{pre}TiltFixedView", min_tilt + 1)) - 1,
+            "magnification": mag_ref, "compression": int(_number(entries, "CompReferenceView", min_tilt + 1)) - 1,
+            "x_stretch": dmag_ref, "skew": dmag_ref, "x_tilt": min_tilt}
+    for kind, view in refs.items():
+        if view is not None and not 0 <= view < n:
+            raise AlignmentError(f"the {kind} reference view {view + 1} is outside 1-{n}")
+    return refs
