@@ -1,4 +1,5 @@
-"""tomoalign batch: four simulated series on a dask cluster, one broken; resume; a scheduler in other processes."""
+"""tomoalign batch: four simulated series on a dask cluster, one broken; resume; a scheduler in other processes;
+a mixed batch where a raw stack without markers is tracked (the run path) next to one with markers."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_folder_and_glob_and_missing_markers(client, tmp_path):
 
     spec = SeriesSpec("beads", stack=tmp_path / "in" / "beads.mrc")
     res = run_batch([spec], tmp_path / "out2", client=client, progress=False)
-    assert res.rows[0]["status"] == "no-markers" and "bead tracking" in res.rows[0]["error"]
+    assert res.rows[0]["status"] == "no-markers" and "no bead diameter" in res.rows[0]["error"]
 
 
 def test_outliers_are_flagged():
@@ -208,3 +209,149 @@ def test_export_to_other_tools_and_a_session_tomograms_star(client, tmp_path):
     assert [r["status"] for r in again.rows] == ["skipped"] * 3
     more = run_batch(table, out, client=client, progress=False, options=opts, export=("aretomo", "relion", "imod"))
     assert [r["status"] for r in more.rows] == ["skipped"] * 3  # imod's .xf and .tlt are always there
+
+
+# --- The run path: raw stacks without markers, tracked as by 'tomoalign run' ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cryo(tmp_path_factory):
+    """A cryo-like series (10 nm gold at 0.8 nm/px, 256 x 256 x 21 views, Poisson noise) with its truth."""
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    return make_bead_series("cryo", 256, 21, seed=1)
+
+
+def _write_stack(folder: Path, name: str, s, pixel_nm: float | None = None) -> Path:
+    from napari_tomoalign.io.mrc import write_mrc
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_mrc(folder / f"{name}.st", s.images, None if pixel_nm is None else 10.0 * pixel_nm)
+    write_tilt_angles(folder / f"{name}.rawtlt", s.tilt_angles_deg)
+    return folder / f"{name}.st"
+
+
+def _prediction_error(markers_csv: Path, predicted_csv: Path, s) -> tuple[float, float]:
+    """Median distance of the tracked points to the true bead centres, and of the alignment's predictions (every
+    view, tracked or not) to the true centres of the beads they were matched to."""
+    from napari_tomoalign.io.markers import read_markers
+
+    t = read_markers(markers_csv)
+    d = np.hypot(*(t.xy[:, None, :] - s.true_xy[t.view]).transpose(2, 0, 1))  # (points, true beads)
+    localisation = float(np.median(d.min(axis=1)))
+    pred = np.loadtxt(predicted_csv, delimiter=",", skiprows=1)
+    errs = []
+    for m in np.unique(t.marker):
+        bead = np.bincount(d[t.marker == m].argmin(axis=1)).argmax()  # the true bead this track follows
+        p = pred[pred[:, 1] == m]
+        v = p[:, 0].astype(int)
+        keep = s.visible[v, bead]
+        errs.append(np.hypot(*(p[keep, 2:4] - s.true_xy[v[keep], bead]).T))
+    return localisation, float(np.median(np.concatenate(errs)))
+
+
+def test_a_mixed_batch_tracks_the_stack_without_markers(client, tmp_path, cryo):
+    """One series with markers (align), one raw stack with a bead diameter (run: tracked), one stack with neither:
+    two land with real outputs, one is reported in one line, and a re-run skips the two."""
+    from napari_tomoalign.io.mrc import open_tilt_series
+
+    folder = tmp_path / "in"
+    _make_batch(folder, n=1, broken=None)
+    _write_stack(folder, "cryo", cryo, cryo.pixel_size_nm)
+    _write_stack(folder, "bare", cryo, cryo.pixel_size_nm)
+    table = folder / "session.csv"
+    table.write_text("name,stack,markers,tilt_angles,image_width,image_height,bead_diameter_nm\n"
+                     "ts00,,ts00_markers.csv,ts00.tlt,512,512,\n"
+                     "cryo,cryo.st,,,,,10\n"
+                     "bare,bare.st,,,,,\n")
+    out = tmp_path / "out"
+    res = run_batch(table, out, client=client, progress=False, options={"tilt_axis": 85})
+    rows = {r["name"]: r for r in res.rows}
+    assert {n: (r["status"], r["path"]) for n, r in rows.items()} == {
+        "bare": ("no-markers", "none"), "cryo": ("done", "run"), "ts00": ("done", "align")}, res.rows
+    assert "no bead diameter" in rows["bare"]["error"] and "\n" not in rows["bare"]["error"]
+
+    run, d = rows["cryo"], out / "cryo"
+    for name in ("cryo.fid", "cryo_markers.csv", "cryo_beads.csv", "alignment/alignment.json", "alignment/cryo.xf",
+                 "cryo.ali", "cryo_bin2.rec", "tracking.json"):
+        assert (d / name).is_file(), name
+    localisation, prediction = _prediction_error(d / "cryo_markers.csv", d / "alignment" / "predicted.csv", cryo)
+    assert localisation < 0.4 and prediction < 0.5  # pixels, against the simulated truth
+    assert np.isfinite(run["rms_residual_px"]) and run["rms_residual_px"] < 0.5
+    assert run["beads_tracked"] >= 5 and run["n_views"] == 21
+    n_points = len(np.loadtxt(d / "cryo_markers.csv", delimiter=",", skiprows=1))
+    beads = np.loadtxt(d / "cryo_beads.csv", delimiter=",", skiprows=1)
+    assert run["points_tracked"] == n_points and run["beads_tracked"] == len(beads)
+    assert run["tracking_flagged"] == int(beads[:, 7].sum()) <= 0.05 * n_points
+    assert run["track_s"] > 0 and run["images_s"] > 0 and run["time_s"] >= run["track_s"] + run["solve_s"]
+    info = json.loads((d / "alignment" / "alignment.json").read_text())
+    assert info["options"]["robust"] is True and info["pixel_size_nm"] == pytest.approx(0.8)
+    assert info["inputs"]["markers"] == "tracked"
+    ali = open_tilt_series(d / "cryo.ali", find_tilts=False)
+    assert ali.data.shape == cryo.images.shape and ali.pixel_size_angstrom == pytest.approx(8.0)
+    rec = open_tilt_series(d / "cryo_bin2.rec", find_tilts=False)
+    assert rec.data.shape[1:] == (128, 128) and rec.pixel_size_angstrom == pytest.approx(16.0)
+    align = rows["ts00"]
+    assert align["n_markers"] == 12 and align["rms_residual_px"] < 1.2 * NOISE * np.sqrt(2)
+    assert align["beads_tracked"] is None and (out / "ts00" / "ts00.xf").is_file()
+
+    summary = {r["name"]: r for r in _summary(out / "summary.csv")}
+    assert summary["cryo"]["beads_tracked"] == str(run["beads_tracked"]) and summary["ts00"]["beads_tracked"] == ""
+    assert summary["bare"]["outlier"] == "true"
+
+    again = run_batch(table, out, client=client, progress=False, options={"tilt_axis": 85})
+    assert [(r["name"], r["status"]) for r in again.rows] == [("bare", "no-markers"), ("cryo", "skipped"),
+                                                              ("ts00", "skipped")]
+    skipped = again.rows[1]
+    for k in ("rms_residual_px", "beads_tracked", "points_tracked", "tracking_flagged", "n_flagged"):
+        assert skipped[k] == pytest.approx(run[k], rel=1e-5), k
+    later = time.time() + 5
+    os.utime(folder / "cryo.st", (later, later))  # a stack newer than its outputs: tracked again
+    third = run_batch(table, out, client=client, progress=False, options={"tilt_axis": 85})
+    assert [r["status"] for r in third.rows] == ["no-markers", "done", "skipped"]
+    assert third.rows[1]["beads_tracked"] == run["beads_tracked"]
+
+
+def test_run_options_and_bad_run_input_are_reported_per_series(client, tmp_path, cryo):
+    """Batch-wide diameter in nm with the pixel size given (the header has none), gold erased, another binning; bad
+    cells and a short tilt file fail their own series in one line."""
+    folder = tmp_path / "in"
+    _write_stack(folder, "plain", cryo)  # no pixel size in the header
+    short = _write_stack(folder, "short", cryo)
+    write_tilt_angles(short.with_suffix(".rawtlt"), cryo.tilt_angles_deg[:-1], overwrite=True)
+    _write_stack(folder, "twice", cryo)
+    _write_stack(folder, "badbin", cryo)
+    table = folder / "t.csv"
+    table.write_text("stack,bead_diameter_nm,bead_diameter_px,bin,erase_gold\n"
+                     "plain.st,,,4,yes\nshort.st,,,,\ntwice.st,10,12.5,,\nbadbin.st,,,two,\n")
+    out = tmp_path / "out"
+    res = run_batch(table, out, client=client, progress=False,
+                    options={"bead_diameter_nm": 10.0, "pixel_size_nm": 0.8, "beads": 6})
+    rows = {r["name"]: r for r in res.rows}
+    assert rows["plain"]["status"] == "done", rows["plain"]["error"]
+    for name, words in (("short", "20 tilt angles"), ("twice", "twice"), ("badbin", "'two' is not a number")):
+        assert rows[name]["status"] == "failed" and words in rows[name]["error"], rows[name]["error"]
+        assert "\n" not in rows[name]["error"] and rows[name]["path"] == "run"
+    d = out / "plain"
+    assert (d / "plain_erased.mrc").is_file() and (d / "plain_bin4.rec").is_file()
+    info = json.loads((d / "tracking.json").read_text())
+    assert info["bead_diameter_px"] == pytest.approx(12.5) and info["beads_tracked"] <= 6
+    localisation, prediction = _prediction_error(d / "plain_markers.csv", d / "alignment" / "predicted.csv", cryo)
+    assert localisation < 0.4 and prediction < 0.5
+    again = run_batch(table, out, client=client, progress=False,
+                      options={"bead_diameter_nm": 10.0, "pixel_size_nm": 0.8, "beads": 6})
+    assert {r["name"]: r["status"] for r in again.rows}["plain"] == "skipped"
+    moved = run_batch(table, out, client=client, progress=False,  # a batch-wide bin under the table's own
+                      options={"bead_diameter_nm": 10.0, "pixel_size_nm": 0.8, "beads": 6, "bin": 2})
+    assert {r["name"]: r["status"] for r in moved.rows}["plain"] == "skipped"  # the table's bin 4 wins
+
+
+def test_batch_help_explains_both_paths_and_the_columns(capsys):
+    from napari_tomoalign.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    text = capsys.readouterr().out
+    for words in ("align ", "run ", "--bead-diameter-nm", "bead_diameter_px", "erase_gold", "tracking_flagged",
+                  "no-markers", "--scheduler", "skipped unless --force"):
+        assert words in text, words

@@ -1,12 +1,20 @@
 """Many tilt series at once, on one machine or a cluster: ``tomoalign batch``.
 
-Each series is one dask.distributed task (`batch.task.process_series`): it reads the markers and
-tilt angles (a stack only memory-mapped, for its header), aligns on one thread, and writes the
-files of ``tomoalign align`` into ``OUTPUT/NAME/``. A failure becomes a row of the summary and
+Each series is one dask.distributed task (`batch.task.process_series`), on one thread, into
+``OUTPUT/NAME/``, by one of two paths:
+
+- ``align``, for a series with markers: it reads the markers and tilt angles (a stack only
+  memory-mapped, for its header), aligns, and writes the files of ``tomoalign align``;
+- ``run``, for a stack without markers but with a bead diameter (the table's ``bead_diameter_nm`` or
+  ``bead_diameter_px``, or the batch's): it tracks the beads, aligns robustly, warps and reconstructs,
+  writing what ``tomoalign run`` writes (`batch.run_series`).
+
+A series with neither is reported as ``no-markers``. A failure becomes a row of the summary and
 stops nothing else. A series whose outputs are all there and newer than its inputs is skipped
-unless ``force``. At the end ``OUTPUT/summary.csv`` has one row per series (status, RMS and mean
-residual, markers, views, observations, flagged points, time, error, outlier) and
-``OUTPUT/summary.png`` plots RMS per series with the outliers in red (matplotlib is optional).
+unless ``force``. At the end ``OUTPUT/summary.csv`` has one row per series (status, path, RMS and
+mean residual, markers, views, observations, flagged points, beads and points tracked, time, error,
+outlier) and ``OUTPUT/summary.png`` plots RMS per series with the outliers in red (matplotlib is
+optional).
 
 Where it runs:
 
@@ -32,14 +40,11 @@ Where it runs:
 
   (``processes=8`` with ``cores=8`` gives one thread per worker, as here.) The dashboard is at
   ``cluster.dashboard_link``.
-
-Series without markers need bead tracking: pass ``tracker`` (the ``run`` command's tracker, when
-it lands); until then they are reported as ``no-markers``.
 """
 
 from .runner import BatchResult, machine_workers, outliers, run_batch
 from .series import SeriesSpec, discover
-from .task import is_finished, process_series
+from .task import is_finished, process_series, series_path
 
 __all__ = ["BatchResult", "SeriesSpec", "discover", "is_finished", "machine_workers", "outliers", "process_series",
-           "run_batch"]
+           "run_batch", "series_path"]

@@ -13,26 +13,93 @@ import sys
 
 from .series import OPTION_COLUMNS
 
+DESCRIPTION = """\
+Align many tilt series at once, one dask task per series, on this machine (a local cluster, one
+single-threaded worker per core) or on a running cluster (--scheduler). Each series gets a folder
+OUTPUT/NAME/; OUTPUT/summary.csv has one row per series and OUTPUT/summary.png plots RMS per series.
+
+Two paths:
+  align  a series with markers (NAME.fid, .mod, .csv or NAME_markers.csv beside the stack, or a
+         markers column): the files of 'tomoalign align' (alignment.json, NAME.xf, NAME.tlt, ...).
+  run    a stack without markers, with a bead diameter (a bead_diameter_nm or bead_diameter_px
+         column, or --bead-diameter-nm/--bead-diameter-px for all): the files of 'tomoalign run':
+         tracked beads (NAME.fid, NAME_markers.csv, NAME_beads.csv), a robust alignment in
+         alignment/, the aligned stack NAME.ali and the tomogram NAME_binB.rec.
+A series with neither is reported (status no-markers); a failure never stops the others.
+A series whose outputs are all there and newer than its inputs is skipped unless --force."""
+
+EPILOG = """\
+SOURCE: a folder, a quoted glob ('session/*.st') or a CSV table with a header row. Tilt angles and
+markers are looked for beside each stack by its stem (NAME.tlt or NAME.rawtlt; else the .mdoc or
+header). Table columns (paths relative to the table; empty cells take the options above):
+  stack, markers          at least one; tilt_angles; name (default: the stem)
+  pixel_size_nm           overrides the header's; image_width, image_height for CSV markers alone
+  bead_diameter_nm, bead_diameter_px   the run path (one of them)
+  beads, bin, thickness, erase_gold    the run path's tracking and tomogram options
+  tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
+  max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift     the solver's options
+summary.csv columns: name, status (done, skipped, not-converged, failed, no-markers), path (align or
+run), rms_residual_px, mean_residual_px, n_markers, n_views, n_observations, n_flagged (robust fit),
+beads_tracked, points_tracked, tracking_flagged, tracking_weak (run path), converged, time_s,
+track_s, solve_s, write_s, images_s, error, notes, output, outlier.
+Exit status: 0 when every series landed, 1 when some did not (see summary.csv), 2 for bad input.
+On SLURM: start a dask-jobqueue SLURMCluster and pass its scheduler_address to --scheduler."""
+
+
+# metavar ("" for a flag) and help of each solver option of the table (`series.OPTION_COLUMNS`)
+SOLVER_HELP = {
+    "tilt_axis": ("DEG", "tilt-axis angle from the image y axis, counter-clockwise; picks the branch of the "
+                         "estimate (and guides the tracking)"),
+    "rotation": ("MODE", "rotation: fixed, one, view (default) or group:N"),
+    "tilt": ("MODE", "tilt: fixed, one, view (default) or group:N"),
+    "magnification": ("MODE", "magnification: fixed, one, view (default) or group:N"),
+    "reference_view": ("N", "0-based view whose tilt and magnification are held (default: minimum tilt)"),
+    "robust": ("", "refit with Tukey-bisquare weights (always, for tracked series, unless a table's robust "
+                   "cell says no)"),
+    "robust_scale": ("K", "scale of Tukey's constant 4.685 (larger flags fewer)"),
+    "robust_tracks": ("", "weight whole marker tracks, not single points (implies --robust)"),
+    "max_iterations": ("N", "iteration limit per stage"),
+    "no_axis_estimate": ("", "start every view's rotation at --tilt-axis instead of estimating the axis"),
+    "no_initial_stage": ("", "skip the initial stage"),
+    "axis_z_shift": ("PX", "move the tilt axis in Z from the marker centroid, in pixels (IMOD's AxisZShift)"),
+}
+
 
 def add_batch_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``tomoalign batch SOURCE --output DIR [...]``."""
+    """The arguments of ``tomoalign batch SOURCE --output DIR [...]``, and its help text."""
+    p.description, p.epilog, p.formatter_class = DESCRIPTION, EPILOG, argparse.RawDescriptionHelpFormatter
     p.add_argument("source", help="a folder, a quoted glob ('data/*.mrc') or a CSV table of series")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for one sub-folder per series and the summary")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786); default: a "
                    "local cluster on this machine")
     p.add_argument("--workers", type=int, metavar="N", help="local cluster workers (default: one per core)")
-    p.add_argument("--force", action="store_true", help="re-align series whose outputs are already up to date")
+    p.add_argument("--force", action="store_true", help="redo series whose outputs are already up to date")
     p.add_argument("--export", default="", metavar="FORMATS",
                    help="also write each series as aretomo, cdp and/or relion (comma-separated); relion adds a "
                         "session tomograms.star")
     p.add_argument("--no-plot", action="store_true", help="do not write summary.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
-    g = p.add_argument_group("defaults for every series (a table's cells win)")
+    r = p.add_argument_group("series without markers: tracked, as 'tomoalign run' (a table's cells win)")
+    d = r.add_mutually_exclusive_group()
+    d.add_argument("--bead-diameter-nm", dest="opt_bead_diameter_nm", type=float, metavar="D",
+                   help="gold diameter in nm (converted with the pixel size)")
+    d.add_argument("--bead-diameter-px", dest="opt_bead_diameter_px", type=float, metavar="D",
+                   help="gold diameter in pixels")
+    r.add_argument("--beads", dest="opt_beads", type=int, metavar="N", help="beads to track (default: every one)")
+    r.add_argument("--bin", dest="opt_bin", type=int, metavar="N", help="binning of the tomogram (default 2)")
+    r.add_argument("--thickness", dest="opt_thickness", type=int, metavar="T",
+                   help="tomogram thickness in unbinned pixels (default: a quarter of the image size)")
+    r.add_argument("--erase-gold", dest="opt_erase_gold", action="store_true",
+                   help="replace the beads by background before the aligned stack and the tomogram")
+    g = p.add_argument_group("solver options for every series, as in 'tomoalign align' (a table's cells win)")
     for name in OPTION_COLUMNS:
-        flag = name in ("robust", "robust_tracks", "no_axis_estimate", "no_initial_stage")
-        g.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}", action="store_true" if flag else "store",
-                       default=None)
-    g.add_argument("--pixel-size-nm", dest="opt_pixel_size_nm", type=float, default=None)
+        metavar, text = SOLVER_HELP[name]
+        if metavar:
+            g.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}", default=None, metavar=metavar, help=text)
+        else:
+            g.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}", action="store_true", help=text)
+    g.add_argument("--pixel-size-nm", dest="opt_pixel_size_nm", type=float, default=None, metavar="NM",
+                   help="pixel size for series whose header has none (or a wrong one)")
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

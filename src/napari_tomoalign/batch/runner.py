@@ -13,7 +13,7 @@ from typing import Any
 from ..io.convert import normalise_format
 from .series import SeriesSpec, discover
 from .summary import flag_outliers, write_summary_csv, write_summary_png
-from .task import Tracker, is_finished, make_row, process_series, row_from_json
+from .task import is_finished, make_row, process_series, row_from_json
 
 
 @dataclass
@@ -82,10 +82,10 @@ def _progress(futures: list, show: bool):
             yield f
 
 
-def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, tracker, export: tuple[str, ...],
+def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, export: tuple[str, ...],
                 show: bool) -> dict[str, dict]:
     """Run the series on the cluster; a task that raised (a dead worker) becomes a failed row."""
-    futures = [client.submit(process_series, s, str(out), defaults, tracker, export,
+    futures = [client.submit(process_series, s, str(out), defaults, export,
                              key=f"tomoalign-{s.name}-{time.time_ns()}", pure=False) for s in todo]
     names = {f.key: s.name for f, s in zip(futures, todo)}
     rows: dict[str, dict] = {}
@@ -111,7 +111,6 @@ def run_batch(
     processes: bool = True,
     force: bool = False,
     progress: bool | None = None,
-    tracker: Tracker | None = None,
     export: tuple[str, ...] = (),
     plot: bool = True,
     timeout_s: float = 30.0,
@@ -119,26 +118,30 @@ def run_batch(
 ) -> BatchResult:
     """Align every series of ``source`` into ``output/NAME/``; write ``output/summary.csv`` and ``summary.png``.
 
+    A series with markers is aligned (the files of ``tomoalign align``); one without markers but with a stack
+    and a bead diameter (its own, or ``options["bead_diameter_nm"]`` / ``["bead_diameter_px"]``) is tracked,
+    aligned robustly, warped and reconstructed (the files of ``tomoalign run``, `batch.run_series`); one with
+    neither is reported as ``no-markers``.
+
     Parameters
     ----------
     source
         A folder, a glob pattern (quote it in a shell), a CSV table, or a list of files or `SeriesSpec`
         (see `batch.series`).
     output
-        Folder for the series' outputs (one sub-folder each, the files of ``tomoalign align``) and the summary.
+        Folder for the series' outputs (one sub-folder each) and the summary.
     options
-        Defaults for every series, by the table's option names (``tilt_axis``, ``rotation``, ``robust``, ...,
-        ``pixel_size_nm``); a table's per-series cells win.
+        Defaults for every series, by the table's column names (``tilt_axis``, ``rotation``, ``robust``, ...,
+        ``pixel_size_nm``, ``bead_diameter_nm``, ``bead_diameter_px``, ``beads``, ``bin``, ``thickness``,
+        ``erase_gold``); a table's per-series cells win.
     scheduler, client, n_workers, processes
         ``scheduler``: the address of a running dask scheduler (``tcp://host:8786``). ``client``: a
         ``dask.distributed.Client`` to use as it is. Otherwise a ``LocalCluster`` on 127.0.0.1 with
         ``n_workers`` single-threaded workers (default: one per core), processes unless ``processes=False``.
     force
-        Re-align series whose outputs are complete and newer than their inputs (skipped otherwise).
+        Redo series whose outputs are complete and newer than their inputs (skipped otherwise).
     progress
         A progress bar on stderr (default: when stderr is a terminal).
-    tracker
-        Bead tracker for series without markers (see `batch.task.Tracker`); None reports them as ``no-markers``.
     export
         Also write each series in these formats (``aretomo``, ``cdp``, ``relion``; `batch.task.EXPORT_TARGETS`);
         with ``relion``, ``output/tomograms.star`` lists every series for RELION 5.
@@ -153,9 +156,10 @@ def run_batch(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     export = tuple(normalise_format(f) for f in export)
-    done = {s.name for s in specs if not force and is_finished(s, out, export)}
+    defaults = dict(options or {})
+    done = {s.name for s in specs if not force and is_finished(s, out, export, defaults)}
     todo = [s for s in specs if s.name not in done]
-    rows = {s.name: row_from_json(s, out, "skipped") for s in specs if s.name in done}
+    rows = {s.name: row_from_json(s, out, "skipped", defaults) for s in specs if s.name in done}
     notes: list[str] = []
     dashboard = None
     if todo:
@@ -163,7 +167,7 @@ def run_batch(
         own, cluster = (client, None) if client is not None else _client(scheduler, n_workers, processes, timeout_s)
         try:
             dashboard = _announce(own, scheduler, say)
-            rows.update(_submit_all(own, todo, out, dict(options or {}), tracker, export, show))
+            rows.update(_submit_all(own, todo, out, defaults, export, show))
         finally:
             if client is None:
                 own.close()

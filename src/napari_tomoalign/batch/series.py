@@ -6,12 +6,17 @@ the same stem: markers ``STEM.fid``, ``STEM.mod``, ``STEM.csv`` or ``STEM_marker
 extended header, as ``open_tilt_series`` does); stack ``STEM.mrc``, ``.st`` or ``.mrcs``.
 
 The CSV table has a header. Columns (paths relative to the table's folder):
-``stack``, ``tilt_angles``, ``markers`` (at least one of stack and markers), ``name`` (default: the
-stem), ``bead_diameter_nm`` (for bead tracking when there are no markers), ``image_width`` and
-``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``, and any per-series
-solver option: ``tilt_axis``, ``rotation``, ``tilt``, ``magnification`` (fixed, one, view, group:N),
-``reference_view``, ``robust``, ``robust_scale``, ``robust_tracks``, ``max_iterations``,
-``no_axis_estimate``, ``no_initial_stage``, ``axis_z_shift``. Empty cells take the batch's defaults.
+
+- ``stack``, ``tilt_angles``, ``markers`` (at least one of stack and markers), ``name`` (default: the
+  stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``;
+- for a stack without markers, which is tracked (the ``run`` path): ``bead_diameter_nm`` or
+  ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin`` and
+  ``thickness`` (of the tomogram), ``erase_gold`` (yes/no);
+- any per-series solver option: ``tilt_axis``, ``rotation``, ``tilt``, ``magnification`` (fixed, one,
+  view, group:N), ``reference_view``, ``robust``, ``robust_scale``, ``robust_tracks``, ``max_iterations``,
+  ``no_axis_estimate``, ``no_initial_stage``, ``axis_z_shift``.
+
+Empty cells take the batch's defaults.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ MARKER_EXT = (".fid", ".mod", ".csv")
 TILT_EXT = (".tlt", ".rawtlt")
 OPTION_COLUMNS = ("tilt_axis", "rotation", "tilt", "magnification", "reference_view", "robust", "robust_scale",
                   "robust_tracks", "max_iterations", "no_axis_estimate", "no_initial_stage", "axis_z_shift")
-_KNOWN = {"name", "stack", "tilt_angles", "markers", "bead_diameter_nm", "image_width", "image_height",
-          "pixel_size_nm", *OPTION_COLUMNS}
+RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold")  # options of the run path (tracked series)
+_KNOWN = {"name", "stack", "tilt_angles", "markers", "bead_diameter_nm", "bead_diameter_px", "image_width",
+          "image_height", "pixel_size_nm", *OPTION_COLUMNS, *RUN_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class SeriesSpec:
     image_size: tuple[int, int] | None = None
     pixel_size_nm: float | None = None
     bead_diameter_nm: float | None = None
+    bead_diameter_px: float | None = None
     options: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -134,13 +141,14 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
     w, h = _opt_float(row, "image_width", where), _opt_float(row, "image_height", where)
     if (w is None) != (h is None):
         raise FileFormatError(f"{where}: give both image_width and image_height, or neither")
-    opts = {k: row[k].strip() for k in OPTION_COLUMNS if (row.get(k) or "").strip()}
+    opts = {k: row[k].strip() for k in (*OPTION_COLUMNS, *RUN_COLUMNS) if (row.get(k) or "").strip()}
     return SeriesSpec(
         name=(row.get("name") or "").strip() or found.name, markers=markers or found.markers,
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,
         image_size=None if w is None else (int(w), int(h)),  # type: ignore[arg-type]
         pixel_size_nm=_opt_float(row, "pixel_size_nm", where),
-        bead_diameter_nm=_opt_float(row, "bead_diameter_nm", where), options=opts)
+        bead_diameter_nm=_opt_float(row, "bead_diameter_nm", where),
+        bead_diameter_px=_opt_float(row, "bead_diameter_px", where), options=opts)
 
 
 def from_table(path: Path) -> list[SeriesSpec]:

@@ -1,9 +1,16 @@
-"""What a worker does for one series: read, align, write; and the 'already finished' check.
+"""What a worker does for one series, and the 'already finished' check.
 
-`process_series` never raises: a failure becomes a row with ``status = "failed"`` and a one-line
-``error``, so one broken series never stops the others. It runs on one thread (compiled loops and
-BLAS), so a worker with one thread holds one series at a time; stacks are only memory-mapped, for
-their size, pixel size and tilt angles.
+A series takes one of two paths (`series_path`):
+
+- ``align``: it has markers. Read them and the tilt angles (a stack only memory-mapped, for its
+  header), align, and write the files of ``tomoalign align`` into ``OUTPUT/NAME/``.
+- ``run``: no markers, but a stack and a bead diameter. Track the beads, align robustly, warp and
+  reconstruct, writing what ``tomoalign run`` writes (`batch.run_series`).
+
+`process_series` never raises: a failure becomes a row with ``status = "failed"`` (``"no-markers"``
+for a series with neither markers nor a bead diameter) and a one-line ``error``, so one broken series
+never stops the others. It runs on one thread (compiled loops, BLAS and FFTs), so a worker with one
+thread holds one series at a time.
 """
 
 from __future__ import annotations
@@ -11,37 +18,67 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .series import SeriesSpec
 
-ROW_FIELDS = ("name", "status", "rms_residual_px", "mean_residual_px", "n_markers", "n_views", "n_observations",
-              "n_flagged", "converged", "time_s", "solve_s", "write_s", "error", "notes", "output")
+# Tracking's figures (``beads_tracked`` ... ``tracking_weak``, ``track_s``, ``images_s``) are empty on the align path.
+ROW_FIELDS = ("name", "status", "path", "rms_residual_px", "mean_residual_px", "n_markers", "n_views",
+              "n_observations", "n_flagged", "beads_tracked", "points_tracked", "tracking_flagged", "tracking_weak",
+              "converged", "time_s", "track_s", "solve_s", "write_s", "images_s", "error", "notes", "output")
 
 # Where each exported format goes in a series' folder (see `io.convert`); IMOD's .xf/.tlt are always there.
 EXPORT_TARGETS = {"aretomo": "{name}.aln", "cdp": "{name}_portal.json", "relion": "relion"}
-
-# A bead tracker for series without markers: ``tracker(spec, out_dir) -> markers path``. The 'run' command
-# (bead tracking, being built) registers itself here; until then such series are reported as "no-markers".
-Tracker = Callable[[SeriesSpec, Path], Path]
+NO_MARKERS = ("no markers beside {stack} ({stem}.fid, .mod, .csv or {stem}_markers.csv) and no bead diameter to track "
+              "them with: add a bead_diameter_nm (or bead_diameter_px) column, or pass --bead-diameter-nm")
 
 
-def output_paths(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = ()) -> list[Path]:
-    """The files ``tomoalign align`` writes for this series, and those of the exported formats."""
+def series_path(spec: SeriesSpec, defaults: dict[str, Any] | None = None) -> str:
+    """``"align"`` (markers given), ``"run"`` (a stack and a bead diameter: tracked) or ``"none"`` (neither)."""
+    from .run_series import has_bead_diameter
+
+    if spec.markers is not None:
+        return "align"
+    return "run" if spec.stack is not None and has_bead_diameter(spec, defaults or {}) else "none"
+
+
+def alignment_dir(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any] | None = None) -> Path:
+    """Where a series' alignment files go: its folder, or its ``alignment/`` sub-folder on the run path (as
+    ``tomoalign run`` writes them)."""
+    d = Path(out_root) / spec.name
+    return d / "alignment" if series_path(spec, defaults) == "run" else d
+
+
+def output_paths(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = (),
+                 defaults: dict[str, Any] | None = None) -> list[Path]:
+    """The files ``tomoalign align`` (or, on the run path, ``tomoalign run``) writes for this series, and those of
+    the exported formats."""
     from ..io.alignment import output_names
 
     d = out_root / spec.name
     extra = [d / "relion" / "tomograms.star" if f == "relion" else d / EXPORT_TARGETS[f].format(name=spec.name)
              for f in export if f in EXPORT_TARGETS]
+    if series_path(spec, defaults) == "run":
+        from .run_series import run_outputs
+
+        return run_outputs(spec, out_root, defaults or {}) + extra
     return [d / n for n in output_names(spec.name)] + extra
 
 
-def is_finished(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = ()) -> bool:
-    """True when every output exists and the oldest is newer than the newest input."""
-    outs = output_paths(spec, out_root, export)
+def is_finished(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = (),
+                defaults: dict[str, Any] | None = None) -> bool:
+    """True when every output exists and the oldest is newer than the newest input (never for a series that
+    has neither markers nor a bead diameter)."""
+    if series_path(spec, defaults) == "none":
+        return False
+    try:
+        outs = output_paths(spec, out_root, export, defaults)
+    except ValueError:  # a bad run option: the worker reports it
+        return False
     try:
         oldest = min(p.stat().st_mtime for p in outs)
         newest_in = max((p.stat().st_mtime for p in spec.inputs), default=0.0)
@@ -50,19 +87,24 @@ def is_finished(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = ()) 
     return oldest >= newest_in
 
 
-def row_from_json(spec: SeriesSpec, out_root: Path, status: str) -> dict[str, Any]:
-    """A summary row from a finished series' ``alignment.json``."""
+def row_from_json(spec: SeriesSpec, out_root: Path, status: str, defaults: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """A summary row from a finished series' ``alignment.json`` (and, on the run path, ``tracking.json``)."""
     d = out_root / spec.name
-    row = make_row(spec.name, status, output=str(d))
+    path = series_path(spec, defaults)
+    row = make_row(spec.name, status, path=path, output=str(d))
     try:
-        info = json.loads((d / "alignment.json").read_text())
+        if path == "run":
+            info = json.loads((d / "tracking.json").read_text())
+            row.update({k: info[k] for k in ("beads_tracked", "points_tracked", "tracking_flagged", "tracking_weak")})
+        info = json.loads((alignment_dir(spec, out_root, defaults) / "alignment.json").read_text())
         row.update(rms_residual_px=info["rms_residual_px"], mean_residual_px=info["mean_residual_px"],
                    n_markers=sum(x is not None for x in info["markers"]["x_px"]),
                    n_views=sum(bool(b) for b in info["views"]["determined"]),
                    n_observations=info["n_observations_used"],
                    n_flagged=(info.get("robust") or {}).get("n_flagged", 0), converged=info["converged"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        row["error"] = f"alignment.json unreadable: {exc}"
+        row["error"] = f"alignment.json or tracking.json unreadable: {exc}"
     return row
 
 
@@ -73,7 +115,7 @@ def make_row(name: str, status: str, **kw: Any) -> dict[str, Any]:
     return row
 
 
-def _flag(v: str) -> bool:
+def yes_no(v: Any) -> bool:
     s = str(v).strip().lower()
     if s in ("1", "true", "yes", "y", "on"):
         return True
@@ -94,16 +136,16 @@ def build_options(opts: dict[str, Any]):
     conv: dict[str, tuple[str, Callable[[Any], Any]]] = {
         "tilt_axis": ("tilt_axis_deg", float), "reference_view": ("reference_view", int),
         "robust_scale": ("robust_scale", float), "max_iterations": ("max_iterations", int),
-        "robust": ("robust", _flag), "robust_tracks": ("robust_tracks", _flag)}
+        "robust": ("robust", yes_no), "robust_tracks": ("robust_tracks", yes_no)}
     for key, (name, f) in conv.items():
         if opts.get(key) not in (None, ""):
             kw[name] = f(opts[key])
     if kw.get("robust_tracks"):
         kw["robust"] = True
     if opts.get("no_axis_estimate") not in (None, ""):
-        kw["estimate_tilt_axis"] = not _flag(opts["no_axis_estimate"])
+        kw["estimate_tilt_axis"] = not yes_no(opts["no_axis_estimate"])
     if opts.get("no_initial_stage") not in (None, ""):
-        kw["initial_stage"] = not _flag(opts["no_initial_stage"])
+        kw["initial_stage"] = not yes_no(opts["no_initial_stage"])
     z = opts.get("axis_z_shift")
     return AlignmentOptions(**kw), float(z) if z not in (None, "") else 0.0
 
@@ -136,22 +178,27 @@ def _inputs(spec: SeriesSpec, pixel_size_nm: float | None):
 
 
 def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | None = None,
-                   tracker: Tracker | None = None, export: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Align one series into ``out_root/NAME/`` (outputs of ``tomoalign align``, overwritten), export it to the
+                   export: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Align (or track, then align) one series into ``out_root/NAME/`` (outputs overwritten), export it to the
     formats in ``export`` (``aretomo``, ``cdp``, ``relion``: `EXPORT_TARGETS`); return its row."""
     t0 = time.perf_counter()
     out = Path(out_root) / spec.name
+    defaults = defaults or {}
+    path = series_path(spec, defaults)
     try:
-        if spec.markers is None:
-            if tracker is None:
-                return make_row(spec.name, "no-markers", output=str(out), time_s=time.perf_counter() - t0,
-                            error="no markers file (STEM.fid, STEM.csv); bead tracking ('run') is not available here")
-            spec = SeriesSpec(**{**spec.__dict__, "markers": tracker(spec, out)})
-        return _align(spec, out, defaults or {}, t0, export)
+        if path == "none":
+            return make_row(spec.name, "no-markers", path=path, output=str(out), time_s=time.perf_counter() - t0,
+                            error=NO_MARKERS.format(stack=getattr(spec.stack, "name", "the series"),
+                                                    stem=getattr(spec.stack, "stem", spec.name)))
+        if path == "run":
+            from .run_series import run_series
+
+            return run_series(spec, out, defaults, export, t0)
+        return _align(spec, out, defaults, t0, export)
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the summary, none stops the batch
         msg = " ".join(str(exc).split()) or type(exc).__name__
-        return make_row(spec.name, "failed", output=str(out), time_s=time.perf_counter() - t0,
-                    error=f"{type(exc).__name__}: {msg}"[:300])
+        return make_row(spec.name, "failed", path=path, output=str(out), time_s=time.perf_counter() - t0,
+                        error=f"{type(exc).__name__}: {msg}"[:300])
 
 
 @lru_cache(maxsize=1)
@@ -183,30 +230,50 @@ def _export(al: Any, out: Path, name: str, export: tuple[str, ...], z_shift: flo
     return "; ".join(notes)
 
 
-def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, export: tuple[str, ...] = ()
-           ) -> dict[str, Any]:
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Compiled loops, BLAS and the table formatting of the writes on one thread, solver warnings silenced (the
+    alignment lists them). On 2 cores with 2 workers (and other load) waking numba's thread pool per table cost
+    50 ms median, up to 1 s, against 7 ms on one."""
     from ..alignment._threads import compiled_threads
     from ..alignment.errors import AlignmentWarning
+
+    with compiled_threads(1), _controller().limit(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlignmentWarning)
+        yield
+
+
+def solve_and_write(markers: Any, tilts: Any, size: tuple[int, int], pix: float | None, options: Any, z_shift: float,
+                    out: Path, name: str, inputs: dict[str, str], export: tuple[str, ...] = (),
+                    export_dir: Path | None = None) -> tuple[Any, float, float, str]:
+    """Solve, write the files of ``tomoalign align`` into ``out`` and the exported formats into ``export_dir``
+    (default ``out``); return ``(alignment, solve s, write s, notes)``. Call it inside `one_thread`."""
     from ..alignment.solver import align_markers
     from ..io.alignment import write_alignment
 
+    t1 = time.perf_counter()
+    al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, options, pixel_size_nm=pix, warn=False)
+    solve = time.perf_counter() - t1
+    write_alignment(al, out, name, overwrite=True, axis_z_shift_px=z_shift, extra=inputs)
+    notes = _export(al, export_dir or out, name, export, z_shift) if export else ""
+    return al, solve, time.perf_counter() - t1 - solve, notes
+
+
+def alignment_figures(al: Any) -> dict[str, Any]:
+    """The summary's alignment columns."""
+    return dict(rms_residual_px=al.rms_residual_px, mean_residual_px=al.mean_residual_px,
+                n_markers=int(al.marker_included.sum()), n_views=int(al.view_determined.sum()),
+                n_observations=int(al.obs_used.sum()), n_flagged=int(al.flagged.sum()), converged=bool(al.converged))
+
+
+def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, export: tuple[str, ...] = ()
+           ) -> dict[str, Any]:
     options, z_shift = build_options({**defaults, **spec.options})
     inputs = {k: str(v) for k, v in (("markers", spec.markers), ("tilt_angles", spec.tilt_angles),
                                       ("stack", spec.stack)) if v is not None}
-    # One thread for everything compiled, the table formatting of the writes included: on 2 cores with 2 workers
-    # (and other load) waking numba's thread pool per table cost 50 ms median, up to 1 s, against 7 ms on one.
-    with compiled_threads(1), _controller().limit(limits=1), warnings.catch_warnings():
+    with one_thread():
         markers, tilts, size, pix = _inputs(spec, defaults.get("pixel_size_nm"))
-        warnings.simplefilter("ignore", AlignmentWarning)
-        t1 = time.perf_counter()
-        al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, options, pixel_size_nm=pix,
-                           warn=False)
-        solve = time.perf_counter() - t1
-        write_alignment(al, out, spec.name, overwrite=True, axis_z_shift_px=z_shift, extra=inputs)
-        notes = _export(al, out, spec.name, export, z_shift) if export else ""
-        written = time.perf_counter() - t1 - solve
-    return make_row(spec.name, "done" if al.converged else "not-converged", rms_residual_px=al.rms_residual_px,
-                mean_residual_px=al.mean_residual_px, n_markers=int(al.marker_included.sum()),
-                n_views=int(al.view_determined.sum()), n_observations=int(al.obs_used.sum()),
-                n_flagged=int(al.flagged.sum()), converged=bool(al.converged), time_s=time.perf_counter() - t0,
-                solve_s=solve, write_s=written, notes=notes, output=str(out))
+        al, solve, written, notes = solve_and_write(markers, tilts, size, pix, options, z_shift, out, spec.name,
+                                                    inputs, export)
+    return make_row(spec.name, "done" if al.converged else "not-converged", path="align", **alignment_figures(al),
+                    time_s=time.perf_counter() - t0, solve_s=solve, write_s=written, notes=notes, output=str(out))
