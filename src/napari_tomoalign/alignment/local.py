@@ -1,0 +1,256 @@
+"""Local alignments as IMOD's ``tiltalign`` makes them: patches, a fit per patch, refinement transforms.
+
+After the global fit the field is cut into patches (`local_patches`); each patch's fiducials are fitted
+again with the local variable options (`local_options`), every local variable an increment on the
+view's global value, from the global solution (`local_fit`). With the markers held
+(``fix_xyz``) they keep their global positions, re-centred on the patch; with them free they are solved
+too and afterwards turned about y to best match their global x, z, that angle leaving the local tilts.
+Views without a point in a patch are left out of its fit; their increments are interpolated in view
+number (the nearest value at the ends) and their refinement is the identity.
+
+The result holds, per patch and view, the local parameters, IMOD's local-file content
+(`io.imod_local.LocalTransforms`: tilt and X-tilt increments, Z factors and the refinement transforms
+``G . L^-1``, see `local_geometry`) and the residuals. ``mean_residual_px`` is IMOD's
+``Residual error local mean``: the mean over patches of each patch's mean residual length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..io.imod_local import LocalTransforms
+from .errors import AlignmentError
+from .full_model import DMAG, SKEW, XTILT, default_full_params, view_matrices
+from .local_fit import fit_mapped, with_optimal_shifts
+from .local_geometry import compose_refinement, frame_from_transforms, view_transforms, z_factors
+from .local_options import LocalOptions, patch_mappings
+from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
+from .model import DX, DY, MAG, ROT, TILT, image_centre
+from .result import Alignment
+from .transforms import imod_transforms
+
+INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
+
+
+@dataclass(frozen=True)
+class GlobalSolution:
+    """The global fit a local alignment starts from.
+
+    Attributes
+    ----------
+    view_params
+        ``(n_views, 9)`` full-model parameters (`full_model.FULL_VIEW_PARAMS`, radians, centred shifts);
+        rows of views left out of the fit are NaN.
+    xyz_px
+        ``(n_markers, 3)`` marker positions, centroid at the origin (NaN for markers left out).
+    transforms
+        ``(n_views, 2, 3)`` the raw-to-aligned transforms the aligned stack is made with (IMOD's
+        ``.tltxf``, about the image centre).
+    image_size
+        ``(width, height)`` in pixels.
+    """
+
+    view_params: NDArray[np.float64]
+    xyz_px: NDArray[np.float64]
+    transforms: NDArray[np.float64]
+    image_size: tuple[int, int]
+    beam_tilt_rad: float = 0.0
+
+    @property
+    def frame_px(self) -> NDArray[np.float64]:
+        """Where the aligned frame's origin lies in the centroid-centred frame (`local_geometry`)."""
+        return frame_from_transforms(self.view_params, self.transforms, self.beam_tilt_rad)
+
+    def marker_xy_imod(self) -> NDArray[np.float64]:
+        """``(n_markers, 2)`` marker X, Y in the aligned frame, IMOD pixels (as in IMOD's ``fid.xyz``)."""
+        return self.xyz_px[:, :2] - self.frame_px[:2] + np.asarray(self.image_size, float) / 2.0
+
+
+def global_solution(view_params: ArrayLike, xyz_px: ArrayLike, image_size: tuple[int, int],
+                    frame_px: ArrayLike = (0.0, 0.0, 0.0), beam_tilt_rad: float = 0.0) -> GlobalSolution:
+    """A `GlobalSolution` whose transforms place the aligned frame's origin at ``frame_px``."""
+    p = np.asarray(view_params, dtype=float)
+    return GlobalSolution(p, np.asarray(xyz_px, dtype=float), view_transforms(p, np.asarray(frame_px, float),
+                                                                               beam_tilt_rad),
+                          (int(image_size[0]), int(image_size[1])), beam_tilt_rad)
+
+
+def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) -> GlobalSolution:
+    """The `GlobalSolution` of a default-model `Alignment`, with the transforms it writes as ``.xf``."""
+    vp = np.stack([np.radians(al.tilt_angles_deg), np.radians(al.rotation_deg), al.magnification,
+                   al.shifts_px[:, 0], al.shifts_px[:, 1]], axis=1)
+    return GlobalSolution(default_full_params(vp), al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """One patch's fit: ``view_params`` ``(n_views, 9)`` (local values for every view), its residuals."""
+
+    patch: Patch
+    view_params: NDArray[np.float64]
+    rms_residual_px: float
+    mean_residual_px: float
+    n_points: int
+    n_unknowns: int
+    views_fitted: NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class LocalAlignments:
+    """All patches of a local alignment and IMOD's local-file content (module docstring)."""
+
+    grid: PatchGrid
+    patches: list[PatchResult]
+    local_transforms: LocalTransforms
+    options: LocalOptions
+
+    @property
+    def patch_mean_residuals_px(self) -> NDArray[np.float64]:
+        return np.array([p.mean_residual_px for p in self.patches])
+
+    @property
+    def mean_residual_px(self) -> float:
+        """IMOD's ``Residual error local mean``: the mean of the patches' mean residuals."""
+        return float(np.mean(self.patch_mean_residuals_px))
+
+    @property
+    def residual_range_px(self) -> tuple[float, float]:
+        m = self.patch_mean_residuals_px
+        return float(m.min()), float(m.max())
+
+    def report_lines(self) -> list[str]:
+        """A short text report: one line per patch, then the local mean and its range."""
+        out = [f"patch {p.patch.ix + 1},{p.patch.iy + 1} centre {p.patch.centre} size {p.patch.size[0]}x"
+               f"{p.patch.size[1]}: {p.patch.n_markers} fiducials, {p.n_unknowns} unknowns, RMS "
+               f"{p.rms_residual_px:.4f} px, mean {p.mean_residual_px:.3f} px" for p in self.patches]
+        lo, hi = self.residual_range_px
+        out.append(f"Residual error local mean: {self.mean_residual_px:.3f} px, range {lo:.3f} to {hi:.3f}")
+        return out
+
+
+def _turn_to_global(params: NDArray[np.float64], xyz: NDArray[np.float64], target: NDArray[np.float64]) -> tuple[
+        NDArray[np.float64], NDArray[np.float64]]:
+    """Turn free local markers about y to best match ``target`` in x, z; take the angle off the tilts."""
+    num = np.sum(xyz[:, 2] * target[:, 0] - xyz[:, 0] * target[:, 2])
+    den = np.sum(xyz[:, 0] * target[:, 0] + xyz[:, 2] * target[:, 2])
+    beta = float(np.arctan2(num, den))
+    c, s = np.cos(beta), np.sin(beta)
+    turned = np.stack([c * xyz[:, 0] + s * xyz[:, 2], xyz[:, 1], -s * xyz[:, 0] + c * xyz[:, 2]], axis=1)
+    out = params.copy()
+    out[:, TILT] -= beta
+    return out, turned
+
+
+def _fill_views(local: NDArray[np.float64], glob: NDArray[np.float64], fitted: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Local parameters of every view: fitted views as solved, the others' increments interpolated."""
+    out = glob.copy()
+    out[fitted] = local
+    views = np.arange(len(glob))
+    for col in INCREMENT_COLUMNS:
+        inc = local[:, col] - glob[fitted, col]
+        out[:, col] = glob[:, col] + np.interp(views, fitted, inc)
+        out[fitted, col] = local[:, col]
+    return out
+
+
+def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_deg: NDArray[np.float64],
+               glob: GlobalSolution, opts: LocalOptions) -> PatchResult:
+    view, marker, xy_c = obs
+    inside = np.isin(marker, patch.markers)
+    v_all, m_all, o = view[inside], marker[inside], xy_c[inside]
+    counts = np.bincount(v_all, minlength=len(raw_tilts_deg))
+    fitted = np.flatnonzero(counts)
+    v = np.searchsorted(fitted, v_all)
+    m = np.searchsorted(patch.markers, m_all)
+    gp = glob.view_params
+    centroid = glob.xyz_px[patch.markers].mean(axis=0)
+    xyz0 = glob.xyz_px[patch.markers] - centroid
+    mappings = patch_mappings(opts, fitted, np.degrees(gp[:, TILT]), raw_tilts_deg, counts)
+    fit = fit_mapped(v, m, o, gp[fitted], xyz0, mappings, free_xyz=not opts.fix_xyz, beam_tilt_rad=glob.beam_tilt_rad)
+    params, xyz, resid = fit.view_params, fit.xyz_px, fit.residuals_px
+    if not opts.fix_xyz:
+        params, xyz = _turn_to_global(params, xyz, xyz0)
+        params, resid = with_optimal_shifts(params, xyz, v, m, o, glob.beam_tilt_rad)
+    a, _ = view_matrices(params, glob.beam_tilt_rad)
+    params[:, [DX, DY]] -= a @ centroid  # shifts of the patch frame back to the global marker frame
+    length = np.hypot(*resid.T)
+    return PatchResult(patch, _fill_views(params, gp, fitted), float(np.sqrt(np.mean(length**2))),
+                       float(np.mean(length)), int(len(v)), fit.n_unknowns, fitted)
+
+
+def local_alignments(
+    obs_view: ArrayLike,
+    obs_marker: ArrayLike,
+    obs_xy_px: ArrayLike,
+    raw_tilts_deg: ArrayLike,
+    glob: GlobalSolution,
+    options: LocalOptions | None = None,
+    *,
+    pixel_size: float = 0.0,
+    write_z_factors: bool = False,
+) -> LocalAlignments:
+    """Solve local alignments over patches of the field, starting from a global solution.
+
+    Parameters
+    ----------
+    obs_view, obs_marker
+        ``(n_obs,)`` 0-based view and marker *index* (a row of ``glob.xyz_px``) of each observation.
+    obs_xy_px
+        ``(n_obs, 2)`` observed (x, y) positions, numpy pixel convention (first pixel centre at 0).
+    raw_tilts_deg
+        ``(n_views,)`` nominal tilts (they pick the minimum-tilt view).
+    glob
+        The global solution (`global_solution`, `global_solution_from_alignment`).
+    options
+        Patch layout and local variables (`local_options.local_options_from_com` reads an align.com).
+    pixel_size
+        Written to the local file's header (IMOD: the model's pixel size in Angstrom).
+    write_z_factors
+        Also put each patch's Z factors in the local file (IMOD does with ``OutputZFactorFile``).
+    """
+    opts = options or LocalOptions()
+    view = np.asarray(obs_view, dtype=np.intp)
+    marker = np.asarray(obs_marker, dtype=np.intp)
+    raw = np.asarray(raw_tilts_deg, dtype=float)
+    gp = glob.view_params
+    if gp.shape != (len(raw), 9):
+        raise AlignmentError(f"the global solution has {len(gp)} views, the tilts {len(raw)}; they must match")
+    good_view = np.all(np.isfinite(gp), axis=1)
+    good_marker = np.all(np.isfinite(glob.xyz_px), axis=1)
+    use = good_view[view] & good_marker[marker]
+    xy_c = np.asarray(obs_xy_px, dtype=float) - image_centre(glob.image_size)
+    ok_markers = np.flatnonzero(good_marker)
+    surface = np.zeros(len(good_marker), dtype=np.intp)
+    surface[ok_markers] = surface_groups(glob.xyz_px[ok_markers])
+    xy_imod = np.where(good_marker[:, None], glob.marker_xy_imod(), np.inf)
+    grid, patches = grow_patches(opts, glob.image_size, xy_imod, surface)
+    results = [_fit_patch(p, (view[use], marker[use], xy_c[use]), raw, glob, opts) for p in patches]
+    return LocalAlignments(grid, results, _file_content(grid, results, glob, pixel_size, write_z_factors), opts)
+
+
+def _file_content(grid: PatchGrid, results: list[PatchResult], glob: GlobalSolution, pixel_size: float,
+                  write_z: bool) -> LocalTransforms:
+    gp = glob.view_params
+    ok = np.all(np.isfinite(gp), axis=1)
+    frame = glob.frame_px
+    n_p, n_v = len(results), len(gp)
+    tilt = np.zeros((n_p, n_v))
+    xtilt = np.zeros((n_p, n_v))
+    zfac = np.zeros((n_p, n_v, 2))
+    xf = np.tile(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), (n_p, n_v, 1, 1))
+    for k, r in enumerate(results):
+        lp = r.view_params
+        tilt[k, ok] = np.degrees(lp[ok, TILT] - gp[ok, TILT])
+        xtilt[k, ok] = np.degrees(lp[ok, XTILT] - gp[ok, XTILT])
+        zfac[k, ok] = z_factors(lp[ok], glob.beam_tilt_rad)
+        fitted = np.zeros(n_v, dtype=bool)
+        fitted[r.views_fitted] = True
+        fitted &= ok
+        local_xf = view_transforms(lp[fitted], frame, glob.beam_tilt_rad)
+        xf[k, fitted] = compose_refinement(glob.transforms[fitted], local_xf)
+    has_xtilt = bool(np.any(xtilt != 0))
+    return LocalTransforms(grid.n, grid.start, grid.spacing, float(pixel_size), tilt, xf,
+                           xtilt if has_xtilt else None, zfac if write_z else None)
