@@ -71,7 +71,7 @@ def main() -> None:
         else:
             viewer.dims.set_point(0, 30)
             viewer.reset_view()
-        widget.steps[2].set_expanded(False)  # the options: the results and the report come into view
+        widget.steps[3].set_expanded(False)  # the options: the results and the report come into view
         pump(0.5)
         viewer.screenshot(args.out, canvas_only=False, flash=False)
         print(f"wrote {args.out}: {widget.status.text()}")

@@ -1,8 +1,8 @@
-"""The Align dock: six numbered steps in one scroll area, each a small section of `dock`:
+"""The Align dock: seven numbered steps in one scroll area, each a small section of `dock`:
 
-1. inputs (`dock.inputs`), 2. markers (`dock.markers`, `dock.undo`), 3. align (`dock.options`,
-`dock.runner`), 4. results and triage (`dock.results`, `dock.report_view`, `dock.triage`),
-5. compare (`dock.compare`, `dock.tomograms`), 6. save (`dock.save`).
+1. inputs (`dock.inputs`), 2. find and track beads (`dock.beads`), 3. markers (`dock.markers`,
+`dock.undo`), 4. align (`dock.options`, `dock.runner`), 5. results and triage (`dock.results`,
+`dock.report_view`, `dock.triage`), 6. compare (`dock.compare`, `dock.tomograms`), 7. save (`dock.save`).
 
 This module only assembles them, gathers a job from the layers, and leaves nothing behind when the
 dock closes. All numerical work happens in the core (`workflows.run_alignment`) in a worker thread.
@@ -20,9 +20,11 @@ from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..alignment._lm import Cancelled
 from ..workflows import PipelineResult
+from .dock.bead_logic import alignment_visits, checked_pairs
+from .dock.beads import BeadSection
 from .dock.compare import Comparison, voxel_nm
 from .dock.inputs import InputsSection, is_markers
-from .dock.logic import flagged_pairs, residual_order
+from .dock.logic import flagged_pairs
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.options import OptionsSection
 from .dock.report_view import ReportView
@@ -56,6 +58,9 @@ class AlignWidget(QWidget):
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
         self.options = OptionsSection()
         self.runner = Runner(self.say)
+        self.beads = BeadSection(viewer, self.inputs, self.options, self.runs, self.panel, self.say, lambda: self.busy)
+        self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
+        self.beads.runner.locked.append(self.runner.align_button)
         self.results = ResultLayers(viewer)
         self.report = ReportView()
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
@@ -73,12 +78,13 @@ class AlignWidget(QWidget):
                           self.triage.edit_row.native, self.triage.exclude_row.native)
         steps = [
             Step(1, "Inputs", self.inputs.widget.native),
-            Step(2, "Markers", self.panel.widget.native),
-            Step(3, "Align", _column(self.options.widget.native, self.runner.widget.native,
+            Step(2, "Find and track beads", self.beads.widget.native),
+            Step(3, "Markers", self.panel.widget.native),
+            Step(4, "Align", _column(self.options.widget.native, self.runner.widget.native,
                                      self.runner.progress.native)),
-            Step(4, "Results and triage", results),
-            Step(5, "Compare", self.comparison.widget.native),
-            Step(6, "Save", self.saving.widget.native),
+            Step(5, "Results and triage", results),
+            Step(6, "Compare", self.comparison.widget.native),
+            Step(7, "Save", self.saving.widget.native),
         ]
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -99,8 +105,9 @@ class AlignWidget(QWidget):
 
     @property
     def busy(self) -> bool:
-        """True from Align until the result is shown (or the run failed or was cancelled)."""
-        return self.runner.busy
+        """True from Align (or Find beads, or Track) until the result is shown (or the run failed or was
+        cancelled)."""
+        return self.runner.busy or self.beads.runner.busy
 
     # ------------------------------------------------------------------ status and choices
     def say(self, text: str, error: bool = False) -> None:
@@ -121,6 +128,7 @@ class AlignWidget(QWidget):
     def _on_inputs(self) -> None:
         layer = self.inputs.markers.value
         self.panel.watch(layer if layer is not None and is_markers(layer) else None)
+        self.beads.refresh()
 
     # ------------------------------------------------------------------ running
     def gather_job(self) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
@@ -154,11 +162,13 @@ class AlignWidget(QWidget):
                "xy": table.xy, "tilt_angles_deg": tilts, "image_size": size, "options": self.options.options(),
                "pixel_size_nm": pixel_nm, "start": last.alignment if warm and last is not None else None, **settings}
         self._tilt_source = source
+        check = markers.features["check"].to_numpy(dtype=bool) if "check" in markers.features else None
+        self._checked = checked_pairs(data, ids, check)  # points tracking marked: triage visits them early
         return job, (data, ids)
 
     def start_alignment(self) -> Any:
         """Start the worker; input problems are notified and nothing changes."""
-        if self.runner.busy:
+        if self.busy:
             return None
         try:
             job, snapshot = self.gather_job()
@@ -185,7 +195,7 @@ class AlignWidget(QWidget):
 
         elapsed = time.perf_counter() - self.runner.started
         al = result.alignment
-        self.runs.add(result, markers, image, residual_order(al))
+        self.runs.add(result, markers, image, alignment_visits(al, self._checked))
         self.panel.flagged = flagged_pairs(al)
 
         def finish() -> None:
@@ -239,6 +249,7 @@ class AlignWidget(QWidget):
             return
         self._closed = True
         self.runner.teardown()
+        self.beads.runner.teardown()
         self.panel.unwatch()
         for emitter, callback in ((self._viewer.layers.events.inserted, self.refresh),
                                   (self._viewer.layers.events.removed, self._on_removed)):

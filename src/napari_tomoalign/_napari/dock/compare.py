@@ -1,4 +1,4 @@
-"""Step 5, comparing two alignments honestly: both tomograms on one grid (the same Z origin and
+"""Step 6, comparing two alignments honestly: both tomograms on one grid (the same Z origin and
 thickness, `reconstruction.compare.tomograms_on_one_grid`), side by side in the tomogram viewer with
 one camera, each panel labelled with its alignment's name and RMS, and both reports together."""
 

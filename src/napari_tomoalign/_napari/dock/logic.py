@@ -28,6 +28,7 @@ COUNTED_STEPS = {step.value for step in JobStep}  # these report items done out 
 ITERATION_STAGES_EXPECTED = 30  # a solver stage rarely needs more iterations: the bar fills by then
 FLAGGED_RGBA = (1.0, 0.55, 0.0, 1.0)
 DUPLICATE_RGBA = (1.0, 0.0, 0.0, 1.0)
+CHECK_RGBA = (1.0, 0.2, 1.0, 1.0)  # points tracking marked to check (weak, flagged or not in its fit)
 
 
 def view_index(view: NDArray) -> NDArray[np.int64]:
@@ -65,16 +66,20 @@ def next_marker_id(marker: NDArray) -> int:
     return int(m.max()) + 1 if m.size else 1
 
 
-def point_borders(view: NDArray, marker: NDArray, flagged_pairs: set[tuple[int, int]]) -> tuple[NDArray, NDArray]:
+def point_borders(view: NDArray, marker: NDArray, flagged_pairs: set[tuple[int, int]],
+                  check: NDArray | None = None) -> tuple[NDArray, NDArray]:
     """``(n, 4)`` border colours and ``(n,)`` relative widths: red for duplicates, orange for points
-    the robust fit flagged, a thin dark outline otherwise."""
+    the robust fit flagged, magenta for points tracking marked to check (``check``, ``(n,)``), a thin
+    dark outline otherwise."""
     v, m = view_index(view), np.asarray(marker, dtype=np.int64)
     dup = duplicate_mask(v, m)
     flagged = np.array([(int(a), int(b)) in flagged_pairs for a, b in zip(v, m)], dtype=bool)
+    marked = np.zeros(len(v), bool) if check is None else np.asarray(check, dtype=bool)
     border = np.tile(np.array([0.0, 0.0, 0.0, 0.6]), (len(v), 1))
+    border[marked] = CHECK_RGBA
     border[flagged] = FLAGGED_RGBA
     border[dup] = DUPLICATE_RGBA
-    return border, np.where(dup | flagged, 0.25, 0.05)
+    return border, np.where(dup | flagged | marked, 0.25, 0.05)
 
 
 def track_data(view: NDArray, marker: NDArray, yx: NDArray) -> NDArray[np.float64]:

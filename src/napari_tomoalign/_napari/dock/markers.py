@@ -1,8 +1,9 @@
-"""Step 2, markers: the current marker for new clicks, duplicates, tracks, and the points' colours.
+"""Step 3, markers: the current marker for new clicks, duplicates, tracks, and the points' colours.
 
 It watches the chosen markers layer: napari's adds, moves and deletes are snapshotted for undo before
 they happen, and after each edit the colours are redrawn (a hue per marker, red borders for two
-points of one marker in one view, orange for points the robust fit flagged, faded excluded markers).
+points of one marker in one view, orange for points the robust fit flagged, magenta for points tracking
+marked to check, faded excluded markers).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class MarkersPanel:
         if layer is None:
             return
         value = int(self.current_marker.value)
-        layer.feature_defaults = {"marker": value}
+        defaults = {name: column.iloc[0] for name, column in layer.feature_defaults.items()}
+        layer.feature_defaults = {**defaults, "marker": value}  # other columns (tracking's "check") kept
         if not layer.selected_data:  # changing the colour would recolour a selection
             layer.current_face_color = hex_color(marker_colors(np.array([value]))[0])
 
@@ -106,7 +108,8 @@ class MarkersPanel:
             return
         view, ids = layer.data[:, 0], layer.features["marker"].to_numpy(dtype=np.int64)
         if len(view):
-            border, width = point_borders(view, ids, self.flagged)
+            check = layer.features["check"].to_numpy(dtype=bool) if "check" in layer.features else None
+            border, width = point_borders(view, ids, self.flagged, check)
             face = marker_colors(ids)
             face[np.isin(ids, list(self.excluded)), 3] = 0.25
             layer.border_color = border

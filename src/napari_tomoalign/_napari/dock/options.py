@@ -1,4 +1,4 @@
-"""Step 3, the choices of an Align: the model's variables, the tilt axis, robust fitting, and what to
+"""Step 4, the choices of an Align: the model's variables, the tilt axis, robust fitting, and what to
 make besides the fit. Every default comes from `AlignmentOptions`, the core's one place for them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 4, the result layers, each drawn over the image in whose frame it was measured.
+"""Step 5, the result layers, each drawn over the image in whose frame it was measured.
 
 - Raw frame (the default after Align): the tilt series, the markers on top, the residual vectors
   and the predicted markers, all in the stack's scale and translate.

@@ -1,4 +1,4 @@
-"""Step 3, running: the job in a worker thread, its progress, Cancel, and showing the result in small
+"""Step 4, running: the job in a worker thread, its progress, Cancel, and showing the result in small
 steps so that the GUI never stalls long.
 
 Nothing process-wide outlives the runner: CPython's full garbage collection (about 0.2 s over all
@@ -102,12 +102,22 @@ class _Bridge(QObject):
 
 
 class Runner:
-    """Align and Cancel, the progress bar, and the worker between them."""
+    """A start button and Cancel, the progress bar, and the worker between them.
 
-    def __init__(self, status: Callable[[str], None]) -> None:
+    By default it runs `run_job` (an Align); the bead step makes a second runner with its own button, job
+    function (``work``), busy text and progress shares (``percent``). ``locked`` buttons are disabled too
+    while a job runs.
+    """
+
+    def __init__(self, status: Callable[[str], None], text: str = "Align",
+                 tooltip: str = "solve the alignment, then make the aligned stack and a tomogram",
+                 work: Callable[..., tuple[Any, BaseException | None]] = run_job, busy_text: str = "aligning...",
+                 percent: Callable[[str, int, int], int] = progress_percent) -> None:
         self._status = status
-        self.align_button = button("Align", "solve the alignment, then make the aligned stack and a tomogram")
+        self._work, self._busy_text, self._percent = work, busy_text, percent
+        self.align_button = button(text, tooltip)
         self.cancel_button = button("Cancel", "stop at the next iteration or view; nothing changes", enabled=False)
+        self.locked: list[Any] = []  # other buttons that start jobs: disabled while one runs
         self.progress = ProgressBar(min=0, max=100, value=0, label="progress")
         self.widget = row(self.align_button, self.cancel_button)
         self.busy = False  # from Align until the result is shown (or the run failed or was cancelled)
@@ -129,16 +139,18 @@ class Runner:
         self._warm_thread = threading.Thread(target=warm_up_quietly, args=(self.warmed_up,), daemon=True)
         QTimer.singleShot(WARM_UP_DELAY_MS, lambda: self._warm_thread.start())
 
-    def start(self, job: dict[str, Any], on_result: Callable[[PipelineResult, Any], None],
-              on_failure: Callable[[BaseException], None]) -> Any:
-        """Run ``job`` (keyword arguments of `run_alignment`) in a worker; report back on the GUI thread."""
+    def start(self, job: dict[str, Any], on_result: Callable[..., None],
+              on_failure: Callable[[BaseException], None], work: Callable[..., Any] | None = None,
+              busy_text: str | None = None) -> Any:
+        """Run ``job`` (keyword arguments of the job function: `run_alignment`'s by default) in a worker;
+        report back on the GUI thread (``on_result(*value)``)."""
         from napari.qt.threading import create_worker
 
         if self.busy:
             return None
         self._stop.clear()
         threads = max(1, (os.cpu_count() or 2) - 1)  # one core stays with the GUI
-        worker = create_worker(run_job, **job, threads=threads, progress=self._bridge.progress.emit,
+        worker = create_worker(work or self._work, **job, threads=threads, progress=self._bridge.progress.emit,
                                should_stop=self._stop.is_set, _start_thread=False)
 
         def returned(outcome: tuple) -> None:
@@ -161,9 +173,9 @@ class Runner:
         self._gc.hold()
         self.busy = True
         self.started = time.perf_counter()
-        self.align_button.enabled, self.cancel_button.enabled = False, True
+        self._set_buttons(running=True)
         self.progress.value = 0
-        self._status("aligning...")
+        self._status(busy_text or self._busy_text)
         worker.start()
         return worker
 
@@ -178,7 +190,7 @@ class Runner:
         if now - self._last_progress < 0.1 and done < total:
             return  # at most ten updates a second: each one repaints part of the window
         self._last_progress = now
-        self.progress.value = progress_percent(stage, done, total)
+        self.progress.value = self._percent(stage, done, total)
         self._status(text)
 
     def _on_finished(self) -> None:
@@ -188,7 +200,12 @@ class Runner:
         """The run is over (shown, failed or cancelled): give back the GC and the buttons."""
         self._gc.release()
         self.busy = False
-        self.align_button.enabled, self.cancel_button.enabled = True, False
+        self._set_buttons(running=False)
+
+    def _set_buttons(self, running: bool) -> None:
+        for b in (self.align_button, *self.locked):
+            b.enabled = not running
+        self.cancel_button.enabled = running
 
     def run_steps(self, steps: list[Step]) -> None:
         """Run each step on its own turn of the Qt event loop; a step may return more steps to run next."""

@@ -1,4 +1,4 @@
-"""Step 6, saving: the markers (IMOD ``.fid`` or CSV, in the stack's pixels) and the alignment (what
+"""Step 7, saving: the markers (IMOD ``.fid`` or CSV, in the stack's pixels) and the alignment (what
 ``tomoalign align`` writes). Nothing is overwritten unless the checkbox says so."""
 
 from __future__ import annotations

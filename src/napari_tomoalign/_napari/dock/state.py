@@ -1,27 +1,35 @@
-"""What the dock's sections share about past runs: the results by name and the last run's inputs."""
+"""What the dock's sections share about past runs: the results by name, the last run's inputs, and the
+points triage visits next."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from ...alignment.result import Alignment
 from ...workflows import PipelineResult
+from .bead_logic import Visit
 
 
 @dataclass
 class Runs:
-    """The alignments made in this dock, by name, and what the last one was made from."""
+    """The alignments made in this dock, by name, and what the last one (or the last Track) was made from."""
 
     results: dict[str, PipelineResult] = field(default_factory=dict)
     last: PipelineResult | None = None
-    markers: Any = None  # the markers layer of the last run
+    markers: Any = None  # the markers layer of the last run (or of the last Track)
     image: Any = None  # the tilt series of the last run (None when aligned without one)
-    order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))  # triage order
+    visits: list[Visit] = field(default_factory=list)  # triage order
     position: int = 0
+    prediction: Alignment | None = None  # what Move to predicted uses: the last Align's, or the last Track's
 
-    def add(self, result: PipelineResult, markers: Any, image: Any, order: np.ndarray) -> None:
+    def add(self, result: PipelineResult, markers: Any, image: Any, visits: list[Visit]) -> None:
         self.results[result.name] = result
         self.last, self.markers, self.image = result, markers, image
-        self.order, self.position = order, 0
+        self.prediction = result.alignment
+        self.visits, self.position = visits, 0
+
+    def tracked(self, markers: Any, image: Any, alignment: Alignment | None, visits: list[Visit]) -> None:
+        """A Track filled ``markers``: triage visits its points to check first."""
+        self.markers, self.image, self.prediction = markers, image, alignment
+        self.visits, self.position = visits, 0

@@ -1,4 +1,4 @@
-"""Step 4, triage: step through the points by residual and fix them (move to the predicted position,
+"""Step 5, triage: step through the points by residual and fix them (move to the predicted position,
 delete, exclude the marker), every edit undoable."""
 
 from __future__ import annotations
@@ -46,17 +46,18 @@ class Triage:
         self.exclude_marker.changed.connect(self.exclude_selected_markers)
 
     def go_to_next_residual(self, *_: Any) -> tuple[int, int] | None:
-        """Show the view and select the point with the next largest residual; return (point, view)."""
+        """Show the view and select the next point to check (flagged or weak first, then by residual);
+        return (point, view)."""
         runs = self._runs
-        if runs.last is None or runs.markers is None or not runs.order.size:
-            show_info("align first: there are no residuals yet")
+        if runs.markers is None or not runs.visits:
+            show_info("align or track first: there are no residuals yet")
             return None
-        layer, al = runs.markers, runs.last.alignment
-        obs = int(runs.order[runs.position % runs.order.size])
+        layer = runs.markers
+        visit = runs.visits[runs.position % len(runs.visits)]
         runs.position += 1
-        k = find_point(layer, int(al.obs_view[obs]), int(al.marker_ids[al.obs_marker[obs]]))
-        if k is None:
-            self._status("that point was deleted since the last alignment")
+        k = find_point(layer, visit.view, visit.marker)
+        if k is None or layer not in self._viewer.layers:
+            self._status("that point was deleted since the last alignment or tracking")
             return None
         world = np.asarray(layer.data_to_world(layer.data[k]))
         self._viewer.dims.set_point(0, world[0])
@@ -65,11 +66,10 @@ class Triage:
         self._viewer.layers.selection.active = layer
         layer.mode = "select"
         layer.selected_data = {k}
-        flag = " (flagged)" if al.flagged[obs] else ""
-        view = int(round(layer.data[k, 0]))
-        self._status(f"#{runs.position}: marker {int(layer.features['marker'].iloc[k])} in view {view}, "
-                     f"residual {np.hypot(*al.residuals_px[obs]):.2f} px{flag}")
-        return k, view
+        note = f" ({visit.note})" if visit.note else ""
+        resid = f"residual {visit.residual_px:.2f} px" if np.isfinite(visit.residual_px) else "no residual"
+        self._status(f"#{runs.position}: marker {visit.marker} in view {visit.view}, {resid}{note}")
+        return k, visit.view
 
     def _selection(self) -> tuple[Any, list[int]]:
         layer = self._panel.layer
@@ -83,10 +83,10 @@ class Triage:
         layer, sel = self._selection()
         if not sel:
             return 0
-        if self._runs.last is None:
-            show_info("align first: there is no prediction yet")
+        al = self._runs.prediction
+        if al is None:
+            show_info("align or track first: there is no prediction yet")
             return 0
-        al = self._runs.last.alignment
         index = {int(m): k for k, m in enumerate(al.marker_ids)}
         data = layer.data.copy()
         moved = 0

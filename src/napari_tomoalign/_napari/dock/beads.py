@@ -1,0 +1,282 @@
+"""Step 2, beads: find the gold beads on one view, then track them through the series.
+
+*Find beads* shows the beads found on the chosen view (default: the one nearest 0 degrees) as hollow rings
+in a Points layer of their own, in the stack's frame: ring colour = strength, squares = clumps, white =
+added by the user. The user deletes and adds rings with napari's Points tools. *Track* runs `track_beads`
+in a worker (progress, Cancel) from those rings, or from the beads it finds itself when there are none,
+and fills a new ordinary markers layer with the tracks: the Markers, Align and triage steps work on it.
+Points tracking marks to check (weak, flagged, unfitted) get a magenta border and come first in triage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, FloatSpinBox, SpinBox
+from napari.layers import Points
+from napari.utils.notifications import show_error, show_info
+
+from ...alignment._lm import Cancelled
+from ...alignment.errors import AlignmentError
+from ...tracking.beads import BeadCandidates, diameter_px_from_nm
+from ...tracking.result import TrackingResult
+from ..layers import frame_of, markers_to_points
+from .bead_logic import (
+    ADDED_RGBA,
+    RING_OVER_BEAD,
+    candidate_points,
+    nearest_zero_view,
+    rgba_hex,
+    seeds_from_points,
+    strength_colors,
+    strength_legend,
+    tracked_points,
+    tracking_percent,
+    tracking_visits,
+)
+from .inputs import ROLE, InputsSection
+from .markers import MarkersPanel
+from .options import OptionsSection
+from .runner import Runner
+from .state import Runs
+from .ui import button, form, row, text_label
+
+CANDIDATES = "bead candidates"
+RING_BORDER = 0.12  # relative to the ring's diameter
+
+
+def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progress: Callable, should_stop: Callable
+             ) -> tuple[tuple[BeadCandidates] | None, BaseException | None]:
+    """The worker's Find beads: expected failures come back as values."""
+    from ...tracking.beads import find_beads
+
+    try:
+        progress("find", 0, 1, f"finding beads in view {view}...")
+        return (find_beads(np.asarray(image[view]), diameter_px),), None
+    except ValueError as exc:  # BeadFindingError is one
+        return None, exc
+
+
+def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_deg: float | None, seed_view: int,
+              seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable
+              ) -> tuple[tuple[TrackingResult] | None, BaseException | None]:
+    """The worker's Track: `track_beads` with the dock's progress and Cancel; expected failures as values."""
+    from ...tracking.pipeline import track_beads
+
+    try:
+        result = track_beads(stack, tilts, diameter_px, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
+                             seeds_xy=seeds_xy, threads=threads, progress=progress, should_stop=should_stop)
+        return (result,), None
+    except (Cancelled, AlignmentError, ValueError) as exc:
+        return None, exc
+
+
+def pixel_size_nm(image: Any) -> tuple[float, str]:
+    """The stack's pixel size in nm and where it came from (ValueError with a message if there is none)."""
+    value = image.metadata.get("pixel_size_nm")
+    if value:
+        return float(value), "header"
+    scale = float(image.scale[-1])
+    if scale != 1.0:
+        return scale, "layer scale"
+    raise ValueError(f"'{image.name}' records no pixel size, so a diameter in nm cannot be converted: open an MRC "
+                     "whose header has it with TomoAlign's reader, or set the layer's scale to nm per pixel")
+
+
+class BeadSection:
+    """Find beads, the candidates layer, Track and the markers layer it fills."""
+
+    def __init__(self, viewer: Any, inputs: InputsSection, options: OptionsSection, runs: Runs, panel: MarkersPanel,
+                 status: Callable[..., None], busy: Callable[[], bool]) -> None:
+        self._busy = busy  # True while any job of the dock runs (an Align, a Find, a Track)
+        self._viewer, self._inputs, self._options, self._runs, self._panel = viewer, inputs, options, runs, panel
+        self._status = status
+        self._image_id: int | None = None
+        self.candidates: Points | None = None
+        self.diameter_nm = FloatSpinBox(label="bead diameter (nm)", min=0.5, max=500.0, step=0.5, value=10.0,
+                                        tooltip="the gold's diameter; converted with the stack's pixel size")
+        self.view = SpinBox(label="find in view", min=0, max=0, value=0,
+                            tooltip="the view to find beads on and track from (default: the one nearest 0 deg)")
+        self.with_clumps = CheckBox(text="track clumps too", value=False,
+                                    tooltip="also track the candidates drawn as squares (clustered or elongated)")
+        self.info = text_label("choose a tilt series")
+        self.find_button = button("Find beads", "show the beads of the chosen view as rings you can edit")
+        self.runner = Runner(status, "Track", "track the rings' beads (or, with none, the beads found) through "
+                             "every view into a new markers layer", work=track_job, busy_text="tracking...",
+                             percent=tracking_percent)
+        self.runner.locked.append(self.find_button)
+        self.legend = text_label("")
+        self.widget = form(self.diameter_nm, self.view, self.with_clumps)
+        self.widget.extend([self.info, row(self.find_button, self.runner.align_button, self.runner.cancel_button),
+                            self.runner.progress, self.legend])
+        self.find_button.changed.connect(lambda *_: self.find())
+        self.runner.align_button.changed.connect(lambda *_: self.track())
+        self.runner.cancel_button.changed.connect(self.runner.cancel)
+        self.diameter_nm.changed.connect(lambda *_: self.describe())
+        self.view.changed.connect(lambda *_: self.describe())
+
+    # ------------------------------------------------------------------ choices
+    def refresh(self) -> None:
+        """A new tilt series: the view range, the view nearest 0 degrees, and the diameter in pixels."""
+        image = self._inputs.image.value
+        if image is not None and id(image) != self._image_id:
+            self._image_id = id(image)
+            self.view.max = max(int(image.data.shape[0]) - 1, 0)
+            self.view.value = nearest_zero_view(self._tilts())
+        self.describe()
+
+    def _tilts(self) -> np.ndarray | None:
+        try:
+            return self._inputs.tilt_angles()[0]
+        except ValueError:
+            return None
+
+    def diameter_px(self) -> float:
+        image = self._inputs.image.value
+        if image is None:
+            raise ValueError("choose (or open) a tilt series first")
+        return diameter_px_from_nm(float(self.diameter_nm.value), pixel_size_nm(image)[0])
+
+    def describe(self) -> str:
+        image = self._inputs.image.value
+        try:
+            d = self.diameter_px()
+            pixel, source = pixel_size_nm(image)
+            tilts = self._tilts()
+            v = int(self.view.value)
+            tilt = f" at {tilts[v]:.1f} deg" if tilts is not None and v < len(tilts) else ""
+            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {v}{tilt}"
+        except ValueError as exc:
+            text = str(exc)
+        self.info.value = text
+        return text
+
+    # ------------------------------------------------------------------ find
+    def find(self) -> Any:
+        """Find the beads of the chosen view in a worker and show them as rings (errors go to the status)."""
+        if self._busy():
+            return None
+        image = self._inputs.image.value
+        try:
+            d = self.diameter_px()
+        except ValueError as exc:
+            return self._refuse(exc)
+        view = int(self.view.value)
+        job = {"image": image.data, "view": view, "diameter_px": d}
+        return self.runner.start(job, lambda cands: self._on_found(cands, image, view), self._on_failure,
+                                 work=find_job, busy_text=f"finding beads in view {view}...")
+
+    def _on_found(self, cands: BeadCandidates, image: Any, view: int) -> None:
+        try:
+            self.show_candidates(cands, image, view)
+        finally:
+            self.runner.progress.value = 100
+            self.runner.finish()
+
+    def show_candidates(self, cands: BeadCandidates, image: Any, view: int) -> Points:
+        """Rings on the beads of ``view`` in a new candidates layer (an older one of this stack goes)."""
+        data, clump = candidate_points(cands, view)
+        strength = np.asarray(cands.strength, dtype=float)[np.asarray(cands.above, dtype=bool)]
+        if self.candidates is not None and self.candidates in self._viewer.layers:
+            self._viewer.layers.remove(self.candidates)
+        layer = Points(data, name=f"{image.name} {CANDIDATES}", **frame_of(image),
+                       size=RING_OVER_BEAD * cands.bead_diameter_px, symbol=np.where(clump, "square", "disc"),
+                       face_color="transparent", border_color=strength_colors(strength, cands.threshold),
+                       border_width=RING_BORDER, features={"strength": strength, "clump": clump},
+                       feature_defaults={"strength": np.nan, "clump": False},
+                       metadata={ROLE: CANDIDATES, "view": view, "threshold": cands.threshold,
+                                 "bead_diameter_px": cands.bead_diameter_px})
+        layer.current_border_color = rgba_hex(ADDED_RGBA)
+        layer.current_face_color = "transparent"
+        self._viewer.layers.append(layer)
+        self.candidates = layer
+        self._viewer.dims.set_point(0, float(layer.data_to_world([view, 0.0, 0.0])[0]))
+        self._viewer.layers.selection.active = layer
+        tilts = self._tilts()
+        tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
+        self.legend.value = strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt)
+        self._status(f"{len(data)} bead candidates in view {view} ({int(clump.sum())} clumps); edit the rings, "
+                     "then Track")
+        return layer
+
+    # ------------------------------------------------------------------ track
+    def gather(self) -> dict[str, Any]:
+        """The tracking job from the stack and the candidates layer (ValueError with a message if not ready)."""
+        image = self._inputs.image.value
+        d = self.diameter_px()
+        tilts, _ = self._inputs.tilt_angles()
+        if len(tilts) != image.data.shape[0]:
+            raise ValueError(f"{len(tilts)} tilt angles for {image.data.shape[0]} views: give the stack's tilt file")
+        layer, seeds = self.candidates, None
+        view = int(self.view.value)
+        if layer is not None and layer in self._viewer.layers:
+            view = int(layer.metadata["view"])
+            clump = layer.features["clump"].to_numpy(dtype=bool)
+            seeds, elsewhere = seeds_from_points(layer.data, view, clump, bool(self.with_clumps.value))
+            if len(seeds) < 3:
+                raise ValueError(f"keep at least 3 rings (beads) in view {view} of '{layer.name}' to track; there are"
+                                 f" {len(seeds)}" + (" (clumps are left out)" if clump.any() else ""))
+            if elsewhere:
+                show_info(f"{elsewhere} ring(s) outside view {view} are not seeds: add seeds in view {view}")
+        axis = None if self._options.axis_mode.value == "estimate" else float(self._options.axis_angle.value)
+        return {"stack": image.data, "tilts": np.asarray(tilts, dtype=float), "diameter_px": d,
+                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds}
+
+    def track(self) -> Any:
+        """Start tracking in the worker; input problems are reported and nothing changes."""
+        if self._busy():
+            return None
+        image = self._inputs.image.value
+        try:
+            job = self.gather()
+        except ValueError as exc:
+            return self._refuse(exc)
+        return self.runner.start(job, lambda result: self._on_tracked(result, image), self._on_failure)
+
+    def _on_tracked(self, result: TrackingResult, image: Any) -> None:
+        try:
+            layer = self.add_markers_layer(result, image)
+            self._status(f"tracked: {result.summary().splitlines()[0]}; magenta rings are worth a check "
+                         "(Next big residual visits them first)")
+            for w in result.warnings:
+                show_info(w)
+        finally:
+            self.runner.progress.value = 100
+            self.runner.finish()
+        self._viewer.layers.selection.active = layer
+
+    def add_markers_layer(self, result: TrackingResult, image: Any) -> Points:
+        """A new markers layer (never one the user edited) with the tracked points, chosen for Align."""
+        data, ids, check = tracked_points(result)
+        _, kwargs = markers_to_points(result.markers, f"{image.name} tracked")
+        kwargs.update(frame_of(image), size=RING_OVER_BEAD * result.bead_diameter_px,
+                      features={"marker": ids, "check": check}, feature_defaults={"marker": 1, "check": False})
+        kwargs["metadata"] = {**kwargs["metadata"], "source": f"tracked on {image.name}",
+                              "tilt_angles_deg": image.metadata.get("tilt_angles_deg"),
+                              "tilt_source": image.metadata.get("tilt_source")}
+        layer = Points(data, **kwargs)
+        if self.candidates is not None and self.candidates in self._viewer.layers:
+            self.candidates.visible = False
+        self._viewer.layers.append(layer)
+        self._inputs.markers.reset_choices()
+        self._inputs.markers.value = layer  # the panel now watches it
+        self._panel.flagged = set()
+        self._panel.refresh()
+        self._runs.tracked(layer, image, result.alignment, tracking_visits(result))
+        return layer
+
+    # ------------------------------------------------------------------ failures
+    def _refuse(self, exc: Exception) -> None:
+        show_error(str(exc))
+        self._status(f"not started: {exc}", error=True)
+        return None
+
+    def _on_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            self._status("cancelled; nothing was changed")
+            show_info("tracking cancelled; the layers are as they were")
+            return
+        self._status(f"failed: {exc}", error=True)
+        show_error(str(exc))

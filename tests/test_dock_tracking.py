@@ -1,0 +1,196 @@
+"""The dock's bead step under Xvfb on simulated bead series with known truth: Find beads puts its rings on the
+true beads in the world (nm-scaled, translated layers), edited rings are what Track follows, Track fills a
+markers layer that Align solves, Cancel changes nothing, and triage visits the points to check first."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_tomoalign._napari.dock import bead_logic  # noqa: E402
+from napari_tomoalign._napari.dock.logic import CHECK_RGBA  # noqa: E402
+from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
+from napari_tomoalign.simulation.beads import make_bead_series  # noqa: E402
+
+WAIT_MS = 120_000
+TRANSLATE_NM = (0.0, 40.0, -25.0)  # a stack placed off the origin: world = pixels x scale + translate
+SERIES = {}
+
+
+def series(kind):
+    """Cryo-like: 10 nm gold at 0.8 nm/px; plastic-like: 5 px beads at 1.6 nm/px (8 nm gold)."""
+    if kind not in SERIES:
+        SERIES[kind] = (make_bead_series("cryo", size=320, n_views=31, seed=3) if kind == "cryo"
+                        else make_bead_series("plastic", size=256, n_views=31, seed=1, pixel_size_nm=1.6))
+    return SERIES[kind]
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    made = []
+
+    def open_series(kind):
+        s = series(kind)
+        viewer = make_napari_viewer()
+        p = s.pixel_size_nm
+        image = viewer.add_image(s.images, name=f"{kind}.st", scale=(1.0, p, p), translate=TRANSLATE_NM,
+                                 metadata={"pixel_size_nm": p, "tilt_angles_deg": s.tilt_angles_deg,
+                                           "tilt_source": f"{kind}.rawtlt"})
+        widget = AlignWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="Align tilt series")
+        widget.beads.diameter_nm.value = s.bead_diameter_px * p
+        made.append(widget)
+        return s, viewer, image, widget
+
+    yield open_series
+    for w in made:
+        w.teardown()
+
+
+def wait(qtbot, widget, started):
+    assert started is not None, widget.status.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+
+def world_xy(layer, data):
+    """(x, y) in nm of points (view, y, x) of ``layer``, through its scale and translate."""
+    w = np.asarray(data, float) * np.asarray(layer.scale) + np.asarray(layer.translate)
+    return w[:, [2, 1]]
+
+
+def truth_world(s, view):
+    p = s.pixel_size_nm
+    return s.true_xy[view] * p + np.array([TRANSLATE_NM[2], TRANSLATE_NM[1]])
+
+
+@pytest.mark.parametrize("kind", ["cryo", "plastic"])
+def test_find_beads_rings_sit_on_the_true_beads_in_the_world(qtbot, dock, kind):
+    s, viewer, image, widget = dock(kind)
+    view = int(np.argmin(np.abs(s.tilt_angles_deg)))
+    assert widget.beads.view.value == view  # the view nearest 0 degrees
+    assert f"{s.bead_diameter_px:.1f} px" in widget.beads.info.value
+    wait(qtbot, widget, widget.beads.find())
+    layer = widget.beads.candidates
+    assert layer is not None and layer in viewer.layers and viewer.dims.current_step[0] == view
+    d_nm = s.bead_diameter_px * s.pixel_size_nm
+    # The ring is 1.5 bead diameters across in the world (its size is in the layer's pixels).
+    np.testing.assert_allclose(np.asarray(layer.size) * layer.scale[-1], 1.5 * d_nm, rtol=1e-6)
+    found, true = world_xy(layer, layer.data), truth_world(s, view)
+    dist = np.hypot(*(found[:, None, :] - true[None, :, :]).transpose(2, 0, 1))
+    margin = s.bead_diameter_px / 2 + 6  # the finder skips the borders, as IMOD's does
+    ny, nx = s.images.shape[1:]
+    xy = s.true_xy[view]
+    inner = (xy[:, 0] > margin) & (xy[:, 0] < nx - 1 - margin) & (xy[:, 1] > margin) & (xy[:, 1] < ny - 1 - margin)
+    wanted = s.visible[view] & s.isolated(view) & inner
+    assert wanted.sum() >= 8
+    assert np.all(dist[:, wanted].min(axis=0) < 0.2 * d_nm)  # every clear bead has its ring, centred
+    assert np.all(dist.min(axis=1) < 0.3 * d_nm)  # and no ring sits off a bead
+    assert np.all(np.asarray(layer.face_color)[:, 3] == 0)  # hollow
+    assert "strength" in widget.beads.legend.value and "threshold" in widget.beads.legend.value
+
+
+def test_edited_rings_are_what_is_tracked_and_align_solves_them(qtbot, dock):
+    s, viewer, image, widget = dock("plastic")
+    view = widget.beads.view.value
+    wait(qtbot, widget, widget.beads.find())
+    layer = widget.beads.candidates
+    true = s.true_xy[view]
+    # Keep five rings, delete the rest, and click one bead that no kept ring covers.
+    keep = np.arange(5)
+    layer.selected_data = set(range(5, len(layer.data)))
+    layer.remove_selected()
+    kept_xy = layer.data[:, [2, 1]]
+    near = np.hypot(*(kept_xy[:, None, :] - true[None]).transpose(2, 0, 1)).argmin(axis=1)
+    free = [b for b in np.flatnonzero(s.visible[view] & s.isolated(view)) if b not in near]
+    added = int(free[0])
+    layer.add([[view, true[added, 1] + 0.4, true[added, 0] - 0.3]])
+    assert tuple(np.asarray(layer.border_color)[-1]) == (1.0, 1.0, 1.0, 1.0)  # added by the user: white
+    chosen = sorted([*near[keep].tolist(), added])
+    wait(qtbot, widget, widget.beads.track())
+    markers = widget.inputs.markers.value
+    assert markers is not None and markers is not layer and "tracked" in markers.name
+    assert tuple(markers.scale) == tuple(image.scale) and tuple(markers.translate) == tuple(image.translate)
+    ids = markers.features["marker"].to_numpy()
+    assert len(np.unique(ids)) == 6  # exactly the edited rings
+    v = np.round(markers.data[:, 0]).astype(int)
+    # Which true bead each marker follows, from its seed-view point: the kept and the added beads.
+    followed = []
+    for m in np.unique(ids):
+        k = np.flatnonzero((ids == m) & (v == view))[0]
+        followed.append(int(np.hypot(*(markers.data[k, [2, 1]] - true).T).argmin()))
+    assert sorted(followed) == chosen
+    err = [np.hypot(*(markers.data[ids == m][:, [2, 1]] - s.true_xy[v[ids == m], b]).T)
+           for m, b in zip(np.unique(ids), followed)]
+    assert np.median(np.concatenate(err)) < 0.3 and len(v) >= 0.9 * 6 * len(s.tilt_angles_deg)
+    # Align reads the tracked layer as it reads any markers layer.
+    wait(qtbot, widget, widget.start_alignment())
+    assert widget.status.text().startswith("done"), widget.status.text()
+    assert widget.runs.last.alignment.rms_residual_px < 0.3
+    assert widget.runs.markers is markers
+
+
+def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):
+    s, viewer, image, widget = dock("plastic")
+    before = [ly.name for ly in viewer.layers]
+    widget.beads.track()
+    widget.beads.runner.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.status.text().startswith("cancelled"), widget.status.text()
+    assert [ly.name for ly in viewer.layers] == before and widget.inputs.markers.value is None
+    assert widget.beads.runner.align_button.enabled and widget.runner.align_button.enabled
+    # Without rings, Track finds the beads itself.
+    wait(qtbot, widget, widget.beads.track())
+    assert widget.inputs.markers.value is not None and len(widget.inputs.markers.value.data) > 100
+
+
+def test_triage_visits_points_to_check_first(qtbot, dock):
+    s, viewer, image, widget = dock("plastic")
+    # A tracking result whose weak points we know: every point of view 3 and marker 2's point in view 20.
+    from napari_tomoalign.tracking.pipeline import track_beads
+
+    result = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, seed_view=widget.beads.view.value)
+    t = result.markers
+    weak = (t.view == 3) | ((t.view == 20) & (t.marker == 2))
+    result = replace(result, weak=weak, flagged=np.zeros(len(t), bool), residual_px=np.full(len(t), 0.1))
+    layer = widget.beads.add_markers_layer(result, image)
+    assert widget.inputs.markers.value is layer and widget.runs.markers is layer
+    check = layer.features["check"].to_numpy()
+    assert check.sum() == weak.sum() > 0
+    np.testing.assert_allclose(np.asarray(layer.border_color)[check], [CHECK_RGBA] * int(check.sum()))
+    seen = []
+    for _ in range(int(weak.sum())):
+        k, _view = widget.triage.go_to_next_residual()
+        assert layer.selected_data == {k} and check[k]
+        seen.append(k)
+    assert len(set(seen)) == weak.sum() and "weak" in widget.status.text()
+    k, _view = widget.triage.go_to_next_residual()
+    assert not check[k]  # then the others
+    # After Align, points tracking marked still come right after the robust fit's flagged ones.
+    widget.inputs.markers.value = layer
+    wait(qtbot, widget, widget.start_alignment())
+    notes = [visit.note for visit in widget.runs.visits]
+    marked = [i for i, n in enumerate(notes) if n == "marked by tracking"]
+    assert len(marked) == weak.sum() and marked == list(range(marked[0], marked[0] + len(marked)))
+    assert all(n == "flagged" for n in notes[: marked[0]])
+
+
+def test_bead_logic_colours_seeds_and_progress():
+    c = bead_logic.strength_colors(np.array([0.4, 0.7, 1.0, 2.0, 0.1]), 0.4)
+    np.testing.assert_allclose(c[0], bead_logic.STRENGTH_STOPS[0])  # at the threshold: red
+    np.testing.assert_allclose(c[1], bead_logic.STRENGTH_STOPS[1])  # half-way: yellow
+    np.testing.assert_allclose(c[2:4], [bead_logic.STRENGTH_STOPS[2]] * 2)  # a typical bead and up: cyan
+    np.testing.assert_allclose(c[4], bead_logic.STRENGTH_STOPS[0])
+    data = np.array([[5, 10, 20], [5, 11, 21], [4, 1, 2], [5, 30, 40]], float)
+    xy, elsewhere = bead_logic.seeds_from_points(data, 5, np.array([False, True, False, False]))
+    np.testing.assert_array_equal(xy, [[20, 10], [40, 30]])
+    assert elsewhere == 1 and len(bead_logic.seeds_from_points(data, 5, None)[0]) == 3
+    steps = [("coarse", 5, 31), ("find", 1, 1), ("track", 2, 31), ("track", 31, 31), ("fill gaps", 31, 31),
+             ("fit", 1, 1)]
+    percents = [bead_logic.tracking_percent(*st) for st in steps]
+    assert percents == sorted(percents) and percents[-1] == 100
+    visits = bead_logic.visit_order(np.array([0, 1, 2, 3]), np.array([1, 1, 2, 2]), np.array([0.5, np.nan, 2.0, 0.1]),
+                                    np.array([1, 1, 0, 1]), {0: "flagged"})
+    assert [(v.view, v.note) for v in visits] == [(2, "flagged"), (1, ""), (0, ""), (3, "")]
+    assert bead_logic.nearest_zero_view(np.array([-30.0, -1.0, 2.0])) == 1
