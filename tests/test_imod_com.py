@@ -4,8 +4,8 @@ error for options that are not carried out."""
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.imod_options import settings_from_com
+from napari_tomoalign.alignment.options import UsageError
 from napari_tomoalign.io.errors import FileFormatError
 from napari_tomoalign.io.imod_com import read_com_section
 
@@ -23,11 +23,11 @@ def test_tutorial_command_files_give_imods_149_variables(imod_data, axis, offset
 
 def test_unsupported_options_are_named(tmp_path, imod_data):
     com = tmp_path / "align.com"
-    com.write_text((imod_data / "aligna.com").read_text().replace("LocalAlignments\t0", "LocalAlignments\t1"))
-    with pytest.raises(AlignmentError, match="LocalAlignments 1"):
+    com.write_text((imod_data / "aligna.com").read_text().replace("AngleOffset", "RobustFitting 1\nAngleOffset"))
+    with pytest.raises(UsageError, match="RobustFitting 1 is not supported"):
         settings_from_com(read_com_section(com), np.loadtxt(imod_data / "BBa.rawtlt"))
     com.write_text("$tiltalign -StandardInput\nTiltOption 5\nFancyNewOption 3\n")
-    with pytest.raises(AlignmentError, match="FancyNewOption"):
+    with pytest.raises(UsageError, match="not supported: FancyNewOption"):
         settings_from_com(read_com_section(com), np.linspace(-60, 60, 61))
     com.write_text("$newstack -StandardInput\nInputFile a.st\n")
     with pytest.raises(FileFormatError, match="no '\\$tiltalign' section"):

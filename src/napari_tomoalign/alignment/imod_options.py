@@ -4,7 +4,7 @@ Each variable kind of `full_model` gets a `grouping.Mapping` built as ``tiltalig
 option code (``RotOption``, ``TiltOption``, ``MagOption``, ``CompOption``, ``XStretchOption``,
 ``SkewOption``, ``XTiltOption``), default group size, reference views and mapping lists
 (`../shared/docs/imod-full-model.md`, sections 1.4 and 2). Options this project does not carry out
-raise `AlignmentError` naming them; keys that only name files or reports are ignored.
+raise `options.UsageError` naming them; keys that only name files or reports are ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .grouping import (
     per_view_mapping,
     tilt_groups_imod,
 )
+from .options import UsageError
 
 KINDS = ("rotation", "tilt", "magnification", "compression", "x_stretch", "skew", "x_tilt")
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
@@ -96,12 +97,12 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
                   f"Local{PREFIX[kind]}Option", f"Local{PREFIX[kind]}DefaultGrouping"}
     unknown = sorted(k for k in entries if k not in known)
     if unknown:
-        raise AlignmentError("these tiltalign options are not supported: " + ", ".join(unknown)
+        raise UsageError("these tiltalign options are not supported: " + ", ".join(unknown)
                              + "; remove them from the command file or align without --imod-com")
-    if _number(entries, "LocalAlignments", 0) != 0 and not local:
-        raise AlignmentError("LocalAlignments 1 is not supported yet; set it to 0 to align globally")
+    if _number(entries, "RobustFitting", 0) != 0:
+        raise UsageError("RobustFitting 1 is not supported with the full model yet; set it to 0")
     if _number(entries, "BeamTiltOption", 0) == 2:
-        raise AlignmentError("BeamTiltOption 2 (search) is not supported; use 1 (solve) or 0 (fixed)")
+        raise UsageError("BeamTiltOption 2 (search) is not supported; use 1 (solve) or 0 (fixed)")
 
 
 def _power(kind: str, code: int) -> float:
@@ -196,7 +197,8 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
         beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
         beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) == 1,
         excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),
-        robust=_number(entries, "RobustFitting", 0) != 0, local_alignments=local,
+        robust=_number(entries, "RobustFitting", 0) != 0,
+        local_alignments=local or _number(entries, "LocalAlignments", 0) != 0,
     )
 
 

@@ -72,6 +72,14 @@ class Alignment:
     robust_weights
         ``(n_obs,)`` final Tukey weights of a robust fit (NaN for observations not in the fit), or
         None for a least-squares fit. Points weighing less than 0.5 are *flagged*.
+    full_params
+        ``(n_views, 9)`` IMOD's full model per view (columns of ``full_model.FULL_VIEW_PARAMS``:
+        angles in radians, shifts in pixels), or None for the default model. When set, the
+        transforms include X-stretch, skew and X-tilt.
+    beam_tilt_deg
+        The full model's beam tilt (0 for the default model).
+    imod_settings
+        The tiltalign options the full model was solved with (``imod_options.ImodSettings``), or None.
     """
 
     tilt_angles_deg: NDArray[np.float64]
@@ -100,6 +108,9 @@ class Alignment:
     pixel_size_nm: float | None = None
     weights: NDArray[np.float64] | None = None
     robust_weights: NDArray[np.float64] | None = None
+    full_params: NDArray[np.float64] | None = None
+    beam_tilt_deg: float = 0.0
+    imod_settings: Any = None
 
     # ------------------------------------------------------------------ shapes
     @property

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .full_model import XTILT, view_matrices
+from .model import TILT
 from .result import Alignment
 
 
@@ -40,12 +42,31 @@ class AlignedFrame:
     z_range_midpoint_px: float
 
 
+def linear_parts(al: Alignment) -> NDArray[np.float64]:
+    """``(n_views, 2, 2)`` the linear part ``F_j`` of each raw-to-aligned transform.
+
+    Default model: ``R(-alpha) / s``. Full model (IMOD's ``tiltalign``): ``F = T a^-1`` with ``a`` the
+    first two columns of the projection ``A_j`` and ``T = [[cos theta, sin phi sin theta], [0, cos phi]]``,
+    so X-stretch, skew and X-tilt enter the transform (``../shared/docs/imod-full-model.md``, 1.5).
+    """
+    if al.full_params is None:
+        a = np.radians(al.rotation_deg)
+        c, s = np.cos(a), np.sin(a)
+        m = al.magnification[:, None, None]
+        return np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2) / m
+    p = al.full_params
+    amat, _ = view_matrices(np.nan_to_num(p), np.radians(al.beam_tilt_deg))
+    th, ph = p[:, TILT], p[:, XTILT]
+    t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
+                  np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
+    out = t @ np.linalg.inv(amat[:, :, :2])
+    out[~np.all(np.isfinite(p), axis=1)] = np.nan
+    return out
+
+
 def _model_offsets(al: Alignment) -> NDArray[np.float64]:
-    """``(n_views, 2)`` ``R(-alpha) d / s``: each view's shift expressed in the aligned frame."""
-    a = np.radians(al.rotation_deg)
-    c, s = np.cos(a), np.sin(a)
-    d = al.shifts_px
-    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1) / al.magnification[:, None]
+    """``(n_views, 2)`` ``F_j d_j``: each view's shift expressed in the aligned frame."""
+    return np.einsum("vij,vj->vi", linear_parts(al), al.shifts_px)
 
 
 def aligned_frame(al: Alignment, axis_z_shift_px: float = 0.0) -> AlignedFrame:
@@ -68,14 +89,9 @@ def imod_transforms(al: Alignment, axis_z_shift_px: float = 0.0) -> NDArray[np.f
     Rows of undetermined views are NaN.
     """
     frame = aligned_frame(al, axis_z_shift_px)
-    a = np.radians(al.rotation_deg)
     theta = np.radians(al.tilt_angles_deg)
-    m = al.magnification
     out = np.empty((al.n_views, 2, 3))
-    out[:, 0, 0] = np.cos(a) / m
-    out[:, 0, 1] = np.sin(a) / m
-    out[:, 1, 0] = -np.sin(a) / m
-    out[:, 1, 1] = np.cos(a) / m
+    out[:, :, :2] = linear_parts(al)
     rd = _model_offsets(al)
     out[:, 0, 2] = -rd[:, 0] - frame.x0_px * np.cos(theta) - frame.z0_px * np.sin(theta)
     out[:, 1, 2] = -rd[:, 1] - frame.y0_px

@@ -1,0 +1,121 @@
+"""Align with the options of an IMOD ``align.com``: tiltalign's full model, returned as an `Alignment`.
+
+`align_markers_imod` reads the command file's ``tiltalign`` section, builds the variable mappings as
+tiltalign does (`imod_options`), solves the full model (`full_solver`) and returns the same `Alignment`
+the default solver returns, with the full model's parameters attached, so every writer and report
+works on it and the ``.xf`` carries stretch, skew and X-tilt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .axis import wrap_degrees
+from .errors import AlignmentError
+from .full_model import project_full
+from .full_solver import FullModelSolution, solve_full_model
+from .imod_options import ImodSettings, settings_from_com
+from .model import DX, DY, MAG, ROT, TILT, image_centre
+from .options import AlignmentOptions, UsageError
+from .result import Alignment, StageReport
+from .validation import validate_observations
+
+
+def read_imod_settings(com_path: str | os.PathLike[str], tilt_angles_deg: ArrayLike,
+                       points_per_view: NDArray[np.intp] | None = None) -> ImodSettings:
+    """The `ImodSettings` of the ``tiltalign`` section of ``com_path`` for a series with these tilts."""
+    from ..io.imod_com import read_com_section  # io imports alignment: imported here, not at the top
+
+    return settings_from_com(read_com_section(com_path), np.asarray(tilt_angles_deg, dtype=float), points_per_view)
+
+
+def align_markers_imod(
+    views: ArrayLike,
+    markers: ArrayLike,
+    xy: ArrayLike,
+    tilt_angles_deg: ArrayLike,
+    image_size: ArrayLike,
+    com_path: str | os.PathLike[str],
+    *,
+    pixel_size_nm: float | None = None,
+    global_only: bool = False,
+    progress: Callable[[str, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Alignment:
+    """Align marker observations with the tiltalign options of an IMOD command file.
+
+    Parameters
+    ----------
+    views, markers, xy, tilt_angles_deg, image_size
+        As for `solver.align_markers`: ``(n_obs,)`` 0-based views and marker ids, ``(n_obs, 2)``
+        positions (first pixel's centre at 0), ``(n_views,)`` nominal (raw) tilts in degrees and
+        ``(width, height)``.
+    com_path
+        An ``align.com`` (or any command file with a ``$tiltalign`` section).
+    pixel_size_nm
+        Only for reporting residuals in nm.
+    global_only
+        Accept ``LocalAlignments 1`` and return the global fit (the local fits are solved elsewhere);
+        without it such a file is refused.
+    progress
+        ``progress("full model", iteration, cost)`` after each accepted step.
+    should_stop
+        Polled every iteration.
+
+    Raises
+    ------
+    UsageError
+        For tiltalign options that are not carried out (named in the message).
+    AlignmentError
+        For input that cannot be aligned.
+    """
+    v, ids, xy_a, tilts, size, w = validate_observations(views, markers, xy, tilt_angles_deg, image_size, None)
+    counts = np.bincount(v, minlength=len(tilts))
+    settings = read_imod_settings(com_path, tilts, counts)
+    if settings.local_alignments and not global_only:
+        raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
+                         " set it to 0 to align globally")
+    report = (lambda it, cost: progress("full model", it, cost)) if progress is not None else None
+    sol = solve_full_model(v, ids, xy_a, size, settings, tilt_angles_deg=tilts, weights=w, progress=report,
+                           should_stop=should_stop)
+    return alignment_from_full(sol, settings, v, ids, xy_a, tilts, size, pixel_size_nm)
+
+
+def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArray[np.intp], ids: NDArray,
+                        xy: NDArray[np.float64], tilts: NDArray[np.float64], size: tuple[int, int],
+                        pixel_size_nm: float | None = None) -> Alignment:
+    """The `Alignment` of a full-model solution (views without observations are NaN, as the default
+    solver leaves them)."""
+    p = sol.params.copy()
+    p[~sol.view_included] = np.nan
+    marker_ids = np.unique(ids)
+    if not np.array_equal(marker_ids, sol.marker_ids):
+        raise AlignmentError("every marker needs an observation in a view that is not excluded")
+    mi = np.searchsorted(marker_ids, ids).astype(np.intp)
+    used = np.all(np.isfinite(sol.residuals_px), axis=1)
+    n_v, n_m = len(p), len(marker_ids)
+    vv, mm = np.meshgrid(np.arange(n_v), np.arange(n_m), indexing="ij")
+    pred = project_full(p, sol.xyz_px, vv.ravel(), mm.ravel(), sol.beam_tilt_rad).reshape(n_v, n_m, 2)
+    pred += image_centre(size)
+    ref = int(np.argmin(np.where(sol.view_included, np.abs(tilts), np.inf)))
+    stages = [StageReport(f"full model {k + 1}", r.iterations, r.wall_time_s, r.cost,
+                          float(np.sqrt(2 * r.cost / max(int(used.sum()), 1))), r.converged, r.message,
+                          sol.n_unknowns) for k, r in enumerate(sol.reports)]
+    notes = [f"view {int(j)} has no markers in the fit (transform undetermined)"
+             for j in np.flatnonzero(~sol.view_included)]
+    options = AlignmentOptions(tilt_axis_deg=settings.rotation_angle_deg, estimate_tilt_axis=False,
+                               reference_view=ref, initial_stage=False, max_iterations=1000)
+    return Alignment(
+        tilt_angles_deg=np.degrees(p[:, TILT]), nominal_tilt_angles_deg=tilts.copy(),
+        rotation_deg=np.degrees(p[:, ROT]), magnification=p[:, MAG].copy(), shifts_px=p[:, [DX, DY]].copy(),
+        view_determined=sol.view_included.copy(), marker_ids=marker_ids, xyz_px=sol.xyz_px.copy(), obs_view=v,
+        obs_marker=mi, obs_xy_px=xy, residuals_px=sol.residuals_px, obs_used=used, predicted_xy_px=pred,
+        image_size=size, reference_view=ref, tilt_axis_deg=wrap_degrees(float(np.degrees(p[ref, ROT]))),
+        tilt_axis_source="align.com RotationAngle", branch="nominal tilt signs kept", stages=stages,
+        converged=sol.converged, options=options, warnings=notes, pixel_size_nm=pixel_size_nm,
+        full_params=p, beam_tilt_deg=float(np.degrees(sol.beam_tilt_rad)), imod_settings=settings,
+    )

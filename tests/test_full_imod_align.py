@@ -1,0 +1,65 @@
+"""Aligning with an IMOD align.com: the full model returned as our Alignment, whose transforms carry
+stretch and skew as IMOD's .tltxf does, and whose writers still work; unsupported options are named."""
+
+import numpy as np
+import pytest
+
+from napari_tomoalign import read_markers, read_tilt_angles
+from napari_tomoalign.alignment.imod_align import align_markers_imod
+from napari_tomoalign.alignment.options import UsageError
+from napari_tomoalign.alignment.transforms import aligned_frame, apply_transform, imod_transforms
+from napari_tomoalign.io.alignment import write_alignment
+from napari_tomoalign.io.imod import read_xf
+
+PIXEL_NM = 2.02  # the tutorial data's pixel size (BBa.fid)
+
+
+@pytest.fixture(scope="module")
+def bba(imod_data):
+    m = read_markers(imod_data / "BBa.fid")
+    tilts = read_tilt_angles(imod_data / "BBa.rawtlt")
+    return m, tilts, align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com",
+                                        pixel_size_nm=PIXEL_NM)
+
+
+def test_alignment_has_imods_final_f_and_the_full_parameters(bba):
+    _, _, al = bba
+    assert al.converged and al.rms_residual_px <= 0.3606
+    assert al.full_params is not None and al.full_params.shape == (61, 9)
+    assert al.imod_settings.n_geometric == 149
+    np.testing.assert_allclose(al.tilt_angles_deg, np.degrees(al.full_params[:, 0]))
+
+
+def test_transforms_match_imods_tltxf_with_stretch_and_skew(bba, imod_data):
+    _, _, al = bba
+    ours, imod = imod_transforms(al, 17.2), read_xf(imod_data / "BBa.tltxf")
+    np.testing.assert_allclose(ours[:, :, :2], imod[:, :, :2], atol=5e-4)  # IMOD writes 7 decimals
+    c = al.image_centre
+    corners = np.array([[0, 0], [511, 0], [0, 511], [511, 511]], dtype=float)
+    err = max(np.max(np.abs(apply_transform(ours[j], corners, c) - apply_transform(imod[j], corners, c)))
+              for j in range(al.n_views))
+    assert err < 0.3  # x0: IMOD scans for least image loss, we keep the reference view centred
+    assert aligned_frame(al).z_range_midpoint_px == pytest.approx(3.57, abs=0.01)  # aligna.log
+    # the 2x2 is not a scaled rotation: stretch and skew are in it
+    a = ours[0, :, :2]
+    assert abs(a[0, 0] - a[1, 1]) > 1e-3
+
+
+def test_writers_take_the_full_model_alignment(bba, tmp_path):
+    _, _, al = bba
+    paths = write_alignment(al, tmp_path, "BBa", axis_z_shift_px=17.2)
+    xf = read_xf(next(p for p in paths if p.suffix == ".xf"))
+    np.testing.assert_allclose(xf, imod_transforms(al, 17.2), atol=1e-3)
+
+
+def test_unsupported_options_are_refused_in_one_line(bba, imod_data, tmp_path):
+    m, tilts, _ = bba
+    com = tmp_path / "align.com"
+    text = (imod_data / "aligna.com").read_text()
+    com.write_text(text.replace("LocalAlignments\t0", "LocalAlignments\t1"))
+    with pytest.raises(UsageError, match="LocalAlignments 1"):
+        align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)
+    com.write_text(text.replace("AngleOffset", "SkewAngle 3\nAngleOffset"))
+    with pytest.raises(UsageError, match="not supported: SkewAngle") as info:
+        align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)
+    assert "\n" not in str(info.value)
