@@ -24,8 +24,10 @@ from numpy.typing import ArrayLike, NDArray
 from ..io.imod_local import LocalTransforms
 from .errors import AlignmentError
 from .full_model import DMAG, SKEW, XTILT, default_full_params, view_matrices
+from .full_solver import FullModelSolution, solve_full_model
+from .imod_options import ImodSettings
 from .local_fit import fit_mapped, with_optimal_shifts
-from .local_geometry import compose_refinement, frame_from_transforms, view_transforms, z_factors
+from .local_geometry import compose_refinement, frame_from_transforms, linear_parts, view_transforms, z_factors
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DX, DY, MAG, ROT, TILT, image_centre
@@ -33,6 +35,7 @@ from .result import Alignment
 from .transforms import imod_transforms
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
+DENSE_LIMIT = 3_000_000  # observations x markers of a free-marker patch solved densely (about 150 MB)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,25 @@ def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) 
     vp = np.stack([np.radians(al.tilt_angles_deg), np.radians(al.rotation_deg), al.magnification,
                    al.shifts_px[:, 0], al.shifts_px[:, 1]], axis=1)
     return GlobalSolution(default_full_params(vp), al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
+
+
+def global_solution_from_full(sol: FullModelSolution, image_size: tuple[int, int], raw_tilts_deg: ArrayLike,
+                              axis_z_shift_px: float = 0.0) -> GlobalSolution:
+    """The `GlobalSolution` of a full-model fit, its aligned frame placed as `transforms.imod_transforms`
+    places the default model's: the tilt axis at ``axis_z_shift_px``, the y shifts averaging zero over the
+    views, and the minimum-tilt view's x shift zero. Markers are in ``sol.marker_ids`` order."""
+    p = sol.params.copy()
+    p[~sol.view_included] = np.nan
+    ok = sol.view_included & np.all(np.isfinite(p), axis=1)
+    f, c = linear_parts(p, sol.beam_tilt_rad)
+    fd = np.einsum("nij,nj->ni", f, p[:, [DX, DY]])
+    z0 = float(axis_z_shift_px)
+    y0 = float(np.mean(-fd[ok, 1] - c[ok, 1] * z0) / np.mean(np.cos(p[ok, XTILT])))
+    raw = np.abs(np.asarray(raw_tilts_deg, dtype=float))
+    ref = int(np.argmin(np.where(ok, raw, np.inf)))
+    x0 = float((-fd[ref, 0] - np.sin(p[ref, XTILT]) * np.sin(p[ref, TILT]) * y0 - c[ref, 0] * z0)
+               / np.cos(p[ref, TILT]))
+    return global_solution(p, sol.xyz_px, image_size, (x0, y0, z0), sol.beam_tilt_rad)
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,29 @@ def _fill_views(local: NDArray[np.float64], glob: NDArray[np.float64], fitted: N
     return out
 
 
+def _solve(v: NDArray[np.intp], m: NDArray[np.intp], o: NDArray[np.float64], start: NDArray[np.float64],
+           xyz0: NDArray[np.float64], mappings: dict, free_xyz: bool, glob: GlobalSolution) -> tuple[
+        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
+    """One patch's parameters, markers, residuals and number of geometric (+ marker) unknowns.
+
+    Small patches use the dense fit of `local_fit`; a patch with free markers whose dense marker Jacobian
+    would exceed `DENSE_LIMIT` entries uses `full_solver.solve_full_model` (markers eliminated by Schur).
+    Both reach the same optimum (a test checks); the dense fit is the faster one on small patches.
+    """
+    if not free_xyz or len(v) * len(xyz0) <= DENSE_LIMIT:
+        fit = fit_mapped(v, m, o, start, xyz0, mappings, free_xyz=free_xyz, beam_tilt_rad=glob.beam_tilt_rad)
+        return fit.view_params, fit.xyz_px, fit.residuals_px, fit.n_unknowns
+    ones = np.ones(len(start), dtype=bool)
+    begin = FullModelSolution(start, glob.beam_tilt_rad, np.arange(len(xyz0)), xyz0, ones, np.zeros((0, 2)),
+                              np.nan, np.nan, 0, ())
+    settings = ImodSettings(mappings=mappings, rotation_angle_deg=0.0, angle_offset_deg=0.0, axis_z_shift_px=0.0,
+                            beam_tilt_deg=0.0, beam_tilt_free=False, local_alignments=True)
+    centre = image_centre(glob.image_size)
+    sol = solve_full_model(v, m, o + centre, glob.image_size, settings, start=begin, fix_xyz=False)
+    n_geo = sum(mp.n_vars for mp in mappings.values())
+    return sol.params, sol.xyz_px, sol.residuals_px, n_geo + 3 * (len(xyz0) - 1)
+
+
 def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_deg: NDArray[np.float64],
                glob: GlobalSolution, opts: LocalOptions) -> PatchResult:
     view, marker, xy_c = obs
@@ -169,8 +214,7 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     centroid = glob.xyz_px[patch.markers].mean(axis=0)
     xyz0 = glob.xyz_px[patch.markers] - centroid
     mappings = patch_mappings(opts, fitted, np.degrees(gp[:, TILT]), raw_tilts_deg, counts)
-    fit = fit_mapped(v, m, o, gp[fitted], xyz0, mappings, free_xyz=not opts.fix_xyz, beam_tilt_rad=glob.beam_tilt_rad)
-    params, xyz, resid = fit.view_params, fit.xyz_px, fit.residuals_px
+    params, xyz, resid, n_unknowns = _solve(v, m, o, gp[fitted], xyz0, mappings, not opts.fix_xyz, glob)
     if not opts.fix_xyz:
         params, xyz = _turn_to_global(params, xyz, xyz0)
         params, resid = with_optimal_shifts(params, xyz, v, m, o, glob.beam_tilt_rad)
@@ -178,7 +222,7 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     params[:, [DX, DY]] -= a @ centroid  # shifts of the patch frame back to the global marker frame
     length = np.hypot(*resid.T)
     return PatchResult(patch, _fill_views(params, gp, fitted), float(np.sqrt(np.mean(length**2))),
-                       float(np.mean(length)), int(len(v)), fit.n_unknowns, fitted)
+                       float(np.mean(length)), int(len(v)), n_unknowns, fitted)
 
 
 def local_alignments(

@@ -1,0 +1,119 @@
+"""Local alignments against IMOD's own tutorial run (BBa, aligna.com's local options with LocalAlignments 1):
+IMOD's surface split, patch layout, per-patch fits and local mean residual."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.alignment.errors import AlignmentError
+from napari_tomoalign.alignment.full_solver import solve_full_model
+from napari_tomoalign.alignment.imod_options import ImodSettings, settings_from_com
+from napari_tomoalign.alignment.local import global_solution, global_solution_from_full, local_alignments
+from napari_tomoalign.alignment.local_fit import fit_mapped
+from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
+from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
+from napari_tomoalign.io.imod import read_fid_xyz
+from napari_tomoalign.io.imod_com import read_com_section
+from napari_tomoalign.io.imod_model import read_imod_model
+
+
+@pytest.fixture(scope="module")
+def bba(imod_data):
+    """Markers, raw tilts, aligna.com's entries, our global full-model fit, and IMOD's fid.xyz (IMOD pixels)."""
+    table = read_imod_model(imod_data / "BBa.fid")
+    raw = np.loadtxt(imod_data / "BBa.rawtlt")
+    entries = read_com_section(imod_data / "aligna.com")
+    sol = solve_full_model(table.view, table.marker, table.xy, table.image_size, settings_from_com(entries, raw),
+                           tilt_angles_deg=raw)
+    _, fid = read_fid_xyz(imod_data / "BBafid.xyz")
+    fid[:, :2] += 0.5  # IMOD's pixel coordinates
+    return table, raw, entries, sol, fid
+
+
+def _imod_frame_solution(sol, fid):
+    """Our global fit, its aligned frame placed where IMOD's fid.xyz says IMOD placed it."""
+    frame = -(fid.mean(axis=0) - np.array([256.0, 256.0, 0.0]))
+    return global_solution(sol.params, sol.xyz_px, (512, 512), frame)
+
+
+def test_surface_split_is_imods(bba):
+    *_, fid = bba
+    groups = surface_groups(fid - fid.mean(axis=0))
+    assert (np.sum(groups == 1), np.sum(groups == 2)) == (14, 11)  # aligna.log: 14 bottom, 11 top
+    assert np.all(fid[groups == 1, 2].mean() < fid[groups == 2, 2].mean())
+
+
+def test_patch_layout_is_imods(bba):
+    _, _, entries, _, fid = bba
+    opts = dataclasses.replace(local_options_from_com(entries), surfaces=0)
+    grid, patches = grow_patches(opts, (512, 512), fid[:, :2])
+    assert (grid.n, grid.start, grid.spacing, grid.min_size) == ((5, 5), (85, 85), (85, 85), (170, 170))
+    assert (patches[0].centre, patches[0].size, patches[0].n_markers) == ((85, 85), (330, 330), 11)
+    assert (patches[12].centre, patches[12].size, patches[12].n_markers) == ((255, 255), (210, 210), 9)
+    assert all(p.n_markers >= 8 for p in patches)
+    opts2 = dataclasses.replace(opts, surfaces=2)
+    groups = surface_groups(fid - fid.mean(axis=0))
+    _, grown = grow_patches(opts2, (512, 512), fid[:, :2], groups)
+    for p in grown:  # at least 3 on each surface; some patches had to grow for it
+        assert min(np.sum(groups[p.markers] == 1), np.sum(groups[p.markers] == 2)) >= 3
+    assert sum(g.size[0] > p.size[0] for g, p in zip(grown, patches)) > 0
+
+
+@pytest.mark.parametrize("surfaces, imod_mean", [(2, 0.289), (0, 0.284)])
+def test_bba_local_mean_residual_reaches_imods(bba, surfaces, imod_mean):
+    table, raw, entries, sol, fid = bba
+    opts = dataclasses.replace(local_options_from_com(entries), surfaces=surfaces)
+    assert opts.fix_xyz and opts.n_patches == (5, 5)
+    la = local_alignments(table.view, np.searchsorted(sol.marker_ids, table.marker), table.xy, raw,
+                          _imod_frame_solution(sol, fid), opts, pixel_size=20.2)
+    assert len(la.patches) == 25
+    assert la.mean_residual_px <= imod_mean  # IMOD's log rounds to 3 decimals
+    lo, hi = la.residual_range_px
+    assert round(lo, 3) == 0.259 and round(hi, 3) == 0.312  # IMOD: range 0.259 to 0.312
+    first, middle = la.patches[0], la.patches[12]
+    assert first.n_unknowns == 50 and first.patch.n_markers == 11
+    assert first.rms_residual_px == pytest.approx(0.345506, abs=2e-5)  # IMOD's Final F for patch (1,1)
+    assert middle.rms_residual_px == pytest.approx(0.339802, abs=5e-5)  # and for patch (3,3)
+    lt = la.local_transforms
+    assert (lt.n_patches, lt.start, lt.spacing) == ((5, 5), (85, 85), (85, 85))
+    assert round(lt.tilt_increment_deg[0, 0], 2) == 0.18  # doc: local 64.55 against global 64.37
+    assert "local mean" in la.report_lines()[-1]
+
+
+def test_dense_patch_fit_and_full_solver_agree_with_free_markers(bba):
+    table, raw, entries, sol, fid = bba
+    opts = dataclasses.replace(local_options_from_com(entries), fix_xyz=False)
+    inside = (np.abs(fid[:, 0] - 85) <= 165) & (np.abs(fid[:, 1] - 85) <= 165)
+    sel = np.isin(table.marker, sol.marker_ids[inside])
+    counts = np.bincount(table.view[sel], minlength=len(raw))
+    maps = patch_mappings(opts, np.flatnonzero(counts), np.degrees(sol.params[:, 0]), raw, counts)
+    xyz0 = sol.xyz_px[inside] - sol.xyz_px[inside].mean(axis=0)
+    mi = np.searchsorted(sol.marker_ids[inside], table.marker[sel])
+    dense = fit_mapped(table.view[sel], mi, table.xy[sel] - 255.5, sol.params, xyz0, maps, free_xyz=True)
+    settings = ImodSettings(mappings=maps, rotation_angle_deg=0.0, angle_offset_deg=0.0, axis_z_shift_px=0.0,
+                            beam_tilt_deg=0.0, beam_tilt_free=False)
+    start = dataclasses.replace(sol, xyz_px=sol.xyz_px - sol.xyz_px[inside].mean(axis=0))
+    schur = solve_full_model(table.view[sel], table.marker[sel], table.xy[sel], (512, 512), settings, start=start)
+    assert dense.rms_residual_px == pytest.approx(schur.rms_residual_px, abs=1e-7)
+    assert dense.rms_residual_px < 0.3455  # free markers fit better than held ones
+
+
+def test_global_frame_from_a_full_fit_places_markers_near_imods(bba):
+    _, raw, _, sol, fid = bba
+    glob = global_solution_from_full(sol, (512, 512), raw, axis_z_shift_px=17.2)
+    # IMOD shifts x by a 0.1 px scan for the least image loss; y and the axis depth follow the same rules.
+    assert np.allclose(glob.marker_xy_imod()[:, 1], fid[:, 1], atol=0.1)
+    assert glob.frame_px[2] == pytest.approx(17.2)
+
+
+def test_local_options_errors(tmp_path):
+    with pytest.raises(AlignmentError, match="not both"):
+        local_options_from_com({"NumberOfLocalPatchesXandY": ["5,5"], "TargetPatchSizeXandY": ["700,700"]})
+    with pytest.raises(AlignmentError, match="two values"):
+        local_options_from_com({"NumberOfLocalPatchesXandY": ["5"]})
+    opts = local_options_from_com({"LocalTiltOption": ["7"]})
+    with pytest.raises(AlignmentError, match="LocalTiltOption 7"):
+        patch_mappings(opts, np.arange(5), np.linspace(-40, 40, 5), np.linspace(-40, 40, 5), np.full(5, 9))
+    default = local_options_from_com({})
+    assert default.n_patches == (5, 5) and not default.fix_xyz and default.code("rotation") == 0
