@@ -128,8 +128,14 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
                                 env={**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"})
 
 
-def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
-    table, _ = _make_batch(tmp_path / "in", n=2, broken=None)
+def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path, cryo):
+    """Two series with markers and one raw stack tracked with the batch-wide --bead-diameter-px, on a worker in
+    another process."""
+    _make_batch(tmp_path / "in", n=2, broken=None)
+    _write_stack(tmp_path / "in", "raw", cryo, cryo.pixel_size_nm)
+    table = tmp_path / "in" / "mixed.csv"
+    table.write_text("name,stack,markers,tilt_angles,image_width,image_height\n"
+                     "ts00,,ts00_markers.csv,ts00.tlt,512,512\nts01,,ts01_markers.csv,ts01.tlt,512,512\nraw,raw.st,,,,\n")
     sched_file = tmp_path / "scheduler.json"
     procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
                      str(sched_file)], tmp_path / "scheduler.log")]
@@ -149,10 +155,14 @@ def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path):
         parser = argparse.ArgumentParser()
         add_batch_arguments(parser)
         args = parser.parse_args([str(table), "--output", str(tmp_path / "out"), "--scheduler", address, "--quiet",
-                                  "--robust"])
+                                  "--robust", "--tilt-axis", "85", "--bead-diameter-px", f"{cryo.bead_diameter_px}",
+                                  "--bin", "4"])
         assert cmd_batch(args) == 0
         rows = _summary(tmp_path / "out" / "summary.csv")
-        assert [r["status"] for r in rows] == ["done", "done"]
+        assert [(r["name"], r["status"], r["path"]) for r in rows] == [("raw", "done", "run"), ("ts00", "done", "align"),
+                                                                       ("ts01", "done", "align")]
+        assert int(rows[0]["beads_tracked"]) >= 5 and float(rows[0]["rms_residual_px"]) < 0.5
+        assert (tmp_path / "out" / "raw" / "raw_bin4.rec").is_file()
         info = json.loads((tmp_path / "out" / "ts00" / "alignment.json").read_text())
         assert info["options"]["robust"] is True and info["robust"] is not None
         assert (tmp_path / "out" / "ts00" / "ts00.xf").is_file()
