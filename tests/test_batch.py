@@ -354,6 +354,16 @@ def test_run_options_and_bad_run_input_are_reported_per_series(client, tmp_path,
     moved = run_batch(table, out, client=client, progress=False,  # a batch-wide bin under the table's own
                       options={"bead_diameter_nm": 10.0, "pixel_size_nm": 0.8, "beads": 6, "bin": 2})
     assert {r["name"]: r["status"] for r in moved.rows}["plain"] == "skipped"  # the table's bin 4 wins
+    # A forced re-run that fails half-way leaves no finished-looking folder behind, even with older inputs.
+    tlt = folder / "plain.rawtlt"
+    write_tilt_angles(tlt, cryo.tilt_angles_deg[:-1], overwrite=True)
+    past = (folder / "plain.st").stat().st_mtime
+    os.utime(tlt, (past, past))
+    opts = {"bead_diameter_nm": 10.0, "pixel_size_nm": 0.8, "beads": 6}
+    forced = run_batch(table, out, client=client, progress=False, options=opts, force=True)
+    after = run_batch(table, out, client=client, progress=False, options=opts)
+    assert forced.rows[1]["name"] == after.rows[1]["name"] == "plain"
+    assert forced.rows[1]["status"] == after.rows[1]["status"] == "failed"
 
 
 def test_batch_help_explains_both_paths_and_the_columns(capsys):

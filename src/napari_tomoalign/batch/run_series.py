@@ -132,6 +132,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
             raise UsageError(f"the bead diameter must be a positive number of nm, not {nm}")
         px = nm / pix  # the pixel size given wins over the header's, as on the align path
         nm = None
+    (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     with one_thread():
         t1 = time.perf_counter()
         tracked = track_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
