@@ -7,6 +7,8 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from functools import lru_cache
 from typing import Any
 
+from ._backend import uses_compiled
+
 # Below this many flops in the reduced system, BLAS threads cost more to wake than they save.
 _SINGLE_THREAD_FLOPS = 2e9
 
@@ -45,6 +47,6 @@ def blas_threads_for(n_view_unknowns: int, n_markers: int, n_obs: int = 0) -> Ab
     flops = n_view_unknowns**2 * (3 * n_markers + n_view_unknowns)
     if flops < _SINGLE_THREAD_FLOPS:
         stack.enter_context(_threadpool_controller().limit(limits=1, user_api="blas"))
-    if n_obs < _SINGLE_THREAD_OBSERVATIONS:
+    if n_obs < _SINGLE_THREAD_OBSERVATIONS and uses_compiled(n_obs):  # numpy's loops load no numba
         stack.enter_context(compiled_threads(1))
     return stack

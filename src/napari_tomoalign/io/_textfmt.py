@@ -1,4 +1,4 @@
-"""Fast fixed-format text tables: rows of numbers formatted by a compiled loop, written in blocks.
+"""Fast fixed-format text tables: rows of numbers formatted by vectorised numpy, written in blocks.
 
 ``predicted.csv`` holds every view x marker and ``residuals.csv`` / ``.resid`` every observation: at
 a million observations Python's per-row formatting took longer than the solve. Each column has a
@@ -9,76 +9,101 @@ exact up to 2**53; values too large for the fixed-point path fall back to Python
 
 from __future__ import annotations
 
-import math
 from typing import IO
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
-
-from ..alignment._threads import compiled_threads
 
 _BLOCK_ROWS = 65536
 _LIMIT = 9.0e15  # |value| * 10**decimals must stay below this for the integer path
 
 
-@numba.njit(cache=True, nogil=True)
-def _put_number(buf, pos, v, decimals, scale, width, tmp):  # pragma: no cover - compiled
-    n = 0
-    if v != v:
-        tmp[0], tmp[1], tmp[2] = 110, 97, 110  # "nan" (written reversed below; palindrome)
-        n = 3
-    else:
-        neg = math.copysign(1.0, v) < 0  # -0.0 prints as -0.00, as Python does
-        a = -v if neg else v
-        r = np.int64(np.rint(a * scale))
-        for _ in range(decimals):
-            tmp[n] = 48 + r % 10
-            r //= 10
-            n += 1
-        if decimals > 0:
-            tmp[n] = 46  # "."
-            n += 1
-        while True:
-            tmp[n] = 48 + r % 10
-            r //= 10
-            n += 1
-            if r == 0:
-                break
-        if neg:
-            tmp[n] = 45  # "-"
-            n += 1
-    for _ in range(width - n):
-        buf[pos] = 32
-        pos += 1
-    for k in range(n - 1, -1, -1):
-        buf[pos] = tmp[k]
-        pos += 1
-    return pos
+_SPACES = np.uint64(0x2020202020202020)  # eight ASCII spaces
+_ONES = np.uint64(0x0101010101010101)  # eight True bytes
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _format_block(values, decimals, widths, sep, buf, row_bytes, ends):  # pragma: no cover - compiled
-    """Format ``values`` in ``len(ends)`` parts at once: part ``k`` fills ``buf`` from ``k * part rows *
-    row_bytes`` and its end goes to ``ends[k]``."""
-    n_rows, n_cols = values.shape
-    n_parts = ends.shape[0]
-    per = (n_rows + n_parts - 1) // n_parts
-    scales = np.empty(n_cols)
+def _digit_deltas(r: NDArray, decimals: int, n_chars: int, body: NDArray[np.int64], neg: NDArray[np.bool_]):
+    """For each character position from the right, the amount to add to a space (32) to get the character
+    of every row: the digits of ``r`` with the point ``decimals`` from the right, then the sign; 0 beyond."""
+    q = r
+    shortest, longest = (int(body.min()), int(body.max())) if len(body) else (0, 0)
+    for k in range(n_chars):
+        if decimals > 0 and k == decimals:
+            yield np.uint64(46 - 32)  # "."
+            continue
+        if k < longest:
+            nxt = q // 10
+            delta = (q - nxt * 10).astype(np.uint64) + np.uint64(48 - 32)
+            q = nxt
+            if k >= shortest:  # not every row has a digit here
+                delta *= k < body
+        else:
+            delta = np.zeros(len(r), dtype=np.uint64)
+        if k >= shortest:
+            delta += (neg & (k == body)).astype(np.uint64) * np.uint64(45 - 32)  # "-"
+        yield delta
+
+
+def _field(v: NDArray[np.float64], decimals: int, width: int, suffix: int) -> tuple[list, list]:
+    """One column as 8-byte words of text (``(n_rows,)`` little-endian uint64 each) and of used-byte flags.
+
+    Each value is right-aligned in a slot of whole words, followed by the character ``suffix`` (the
+    separator, or the newline; -1 for none); the flags mark its field (padded to ``width``) and suffix.
+    """
+    nan = np.isnan(v)
+    neg = np.signbit(v) & ~nan  # -0.0 prints as -0.00, as Python does
+    r = np.rint(np.where(nan, 0.0, np.abs(v)) * 10.0**decimals).astype(np.int64)
+    top = int(r.max(initial=0))
+    if top < 2**32:  # integer division by a constant is several times faster on 32 bits
+        r = r.astype(np.uint32)
+    digits = np.full(len(v), decimals + 1, dtype=np.int64)  # how many digits r has (at least decimals + 1)
+    for k in range(decimals + 1, len(str(top))):
+        digits += r >= 10**k
+    body = digits + (decimals > 0)  # digits and the point
+    length = np.maximum(np.where(nan, 3, body + neg), width)
+    n_chars = int(length.max(initial=width))
+    tail = int(suffix >= 0)
+    n_words = (n_chars + tail + 7) // 8
+    words = [np.full(len(v), _SPACES, dtype="<u8") for _ in range(n_words)]
+
+    def put(k: int, delta) -> None:  # add delta at the k-th byte from the slot's right end
+        p = 8 * n_words - 1 - k
+        words[p // 8] += delta << np.uint64(8 * (p % 8))
+
+    if tail:  # a fixed byte: replace the space (a newline is below a space, so it is not added)
+        shift = np.uint64(8 * 7)
+        words[-1] &= ~(np.uint64(0xFF) << shift)
+        words[-1] |= np.uint64(suffix) << shift
+    any_nan = bool(nan.any())
+    for k, delta in enumerate(_digit_deltas(r, decimals, n_chars, body, neg)):
+        put(k + tail, delta * ~nan if any_nan else delta)
+    if any_nan:  # NaN prints as "nan", as Python does
+        for k, ch in enumerate(b"nan"[::-1]):
+            put(k + tail, nan.astype(np.uint64) * np.uint64(ch - 32))
+    first = 8 * n_words - tail - length  # the first used byte of each row's slot
+    used = []
+    for w in range(n_words):
+        shift = np.clip(first - 8 * w, 0, 8).astype(np.uint64)
+        used.append(np.where(shift == 8, np.uint64(0), _ONES << (np.uint64(8) * np.minimum(shift, 7))))
+    return words, used
+
+
+def _format_rows(block: NDArray[np.float64], decimals: list[int], widths: list[int], sep: str) -> bytes:
+    """The ASCII text of ``block``'s rows: each column's field, separated by ``sep``, and a newline."""
+    n_rows, n_cols = block.shape
+    words: list = []
+    used: list = []
     for c in range(n_cols):
-        scales[c] = 10.0 ** decimals[c]
-    for k in numba.prange(n_parts):
-        tmp = np.empty(40, dtype=np.uint8)
-        pos = k * per * row_bytes
-        for i in range(k * per, min(n_rows, (k + 1) * per)):
-            for c in range(n_cols):
-                if c > 0 and sep >= 0:
-                    buf[pos] = sep
-                    pos += 1
-                pos = _put_number(buf, pos, values[i, c], decimals[c], scales[c], widths[c], tmp)
-            buf[pos] = 10
-            pos += 1
-        ends[k] = pos
+        suffix = 10 if c == n_cols - 1 else (ord(sep) if sep else -1)
+        w, u = _field(block[:, c], decimals[c], widths[c], suffix)
+        words += w
+        used += u
+    text = np.empty((n_rows, len(words)), dtype="<u8")
+    flags = np.empty((n_rows, len(words)), dtype="<u8")
+    for j, (w, u) in enumerate(zip(words, used)):
+        text[:, j] = w
+        flags[:, j] = u
+    return text.view(np.uint8)[flags.view(np.bool_)].tobytes()
 
 
 def _python_rows(values: NDArray[np.float64], decimals, widths, sep: str) -> str:
@@ -96,9 +121,7 @@ def write_table(
     n = len(columns[0]) if columns else 0
     widths = widths or [0] * len(columns)
     dec = np.asarray(decimals, dtype=np.int64)
-    wid = np.asarray(widths, dtype=np.int64)
-    sep_code = ord(sep) if sep else -1
-    row_bytes = int(np.sum(np.maximum(wid, 24))) + len(columns) + 1
+    raw = getattr(f, "buffer", None)
     for start in range(0, n, _BLOCK_ROWS):
         block = np.column_stack([np.asarray(c[start : start + _BLOCK_ROWS], dtype=float) for c in columns])
         finite = np.isfinite(block)
@@ -106,21 +129,9 @@ def write_table(
         if np.any(too_big) or np.any(np.isinf(block)):
             f.write(_python_rows(block, decimals, widths, sep))
             continue
-        parts = 4 if len(block) >= 4096 else 1
-        per = -(-len(block) // parts)
-        buf = np.empty(row_bytes * per * parts, dtype=np.uint8)
-        ends = np.zeros(parts, dtype=np.int64)
-        if parts == 1:  # a small table: waking numba's thread pool would cost more than formatting it
-            with compiled_threads(1):
-                _format_block(block, dec, wid, sep_code, buf, row_bytes, ends)
-        else:
-            _format_block(block, dec, wid, sep_code, buf, row_bytes, ends)
-        raw = getattr(f, "buffer", None)
+        text = _format_rows(block, list(decimals), list(widths), sep)
         if raw is not None:
             f.flush()  # a text file: write the ASCII bytes beneath it, no decoding and encoding
-        for k in range(parts):
-            chunk = buf[k * per * row_bytes : ends[k]].data
-            if raw is not None:
-                raw.write(chunk)
-            else:
-                f.write(bytes(chunk).decode("ascii"))
+            raw.write(text)
+        else:
+            f.write(text.decode("ascii"))

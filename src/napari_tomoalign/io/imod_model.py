@@ -7,7 +7,9 @@ its length and imodmodel see different bytes: a contour header hidden in a ``SIZ
 contours, 20 MB, took 35 s and 4.6 GB), and importing it loads pandas (0.3 s). A fiducial model needs
 only the header's image size and the points of each contour, so the reader walks the chunks itself,
 in one compiled pass that checks every count against the bytes that are there, then a second that
-decodes the points straight into the arrays. Work and memory are linear in the file's size.
+decodes the points straight into the arrays. Work and memory are linear in the file's size. Models up
+to 1 MB (a few hundred markers) are walked in Python and decoded by numpy, which spares a command the
+import of numba; larger ones by the compiled pass in `imod_model_compiled`.
 
 Format (IMOD's ``imodel_read``): ``IMODV1.2``, a 232-byte model header (``xmax, ymax, zmax`` at
 bytes 136-147 of the file), then chunks: ``OBJT`` + 176-byte object header; ``CONT`` + ``psize,
@@ -19,8 +21,8 @@ surf`` + ``12 vsize + 4 lsize`` bytes; every other chunk + a 4-byte length + tha
 from __future__ import annotations
 
 import os
+import struct
 
-import numba
 import numpy as np
 
 from .errors import FileFormatError
@@ -40,73 +42,73 @@ _PROBLEMS = {
 }
 
 
-@numba.njit(inline="always")
-def _int32(buf, pos):  # pragma: no cover - compiled
-    v = (np.int64(buf[pos]) << 24) | (np.int64(buf[pos + 1]) << 16) | (np.int64(buf[pos + 2]) << 8) | np.int64(
-        buf[pos + 3])
-    return v - (np.int64(1) << 32) if v >= (np.int64(1) << 31) else v
+COMPILED_WALK_BYTES = 1 << 20  # larger models are walked by the compiled pass (`imod_model_compiled`)
+_OBJT, _CONT, _MESH, _IEOF = b"OBJT", b"CONT", b"MESH", b"IEOF"
 
 
-@numba.njit(cache=True, nogil=True)
-def _walk(buf, fill, xyz, point_contour):  # pragma: no cover - compiled
-    """Walk the chunks; return ``(problem, byte, n_contours, n_points)`` (problem 0: fine).
+def _walk_python(blob: bytes) -> tuple[int, int, list[int], list[int]]:
+    """Walk the chunks; return ``(problem, byte, data offsets, point counts)`` of the contours.
 
-    With ``fill``, decode every contour's points into ``xyz`` and their contour number into
-    ``point_contour`` (arrays sized by a first pass without ``fill``).
+    The same checks, in the same order, as the compiled walk (problem 0: fine). A contour's points are
+    ``count`` big-endian float32 triples from its data offset.
     """
-    n = buf.shape[0]
-    pos = 240
-    n_cont = 0
-    n_pts = 0
-    objects = 0
-    bits = np.empty(1, dtype=np.uint32)
-    as_float = bits.view(np.float32)
+    n = len(blob)
+    pos, objects = _HEADER_END, 0
+    offsets: list[int] = []
+    counts: list[int] = []
+    unpack = struct.Struct(">ii").unpack_from
     while True:
         if pos + 4 > n:
-            return 1, pos, n_cont, n_pts
-        t0, t1, t2, t3 = buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]
+            return 1, pos, offsets, counts
+        tag = blob[pos : pos + 4]
         start = pos
         pos += 4
-        if t0 == 73 and t1 == 69 and t2 == 79 and t3 == 70:  # IEOF
-            return 0, pos, n_cont, n_pts
-        for t in (t0, t1, t2, t3):
-            if t < 48 or t > 90:
-                return 2, start, n_cont, n_pts
-        is_objt = t0 == 79 and t1 == 66 and t2 == 74 and t3 == 84
-        is_cont = t0 == 67 and t1 == 79 and t2 == 78 and t3 == 84
-        is_mesh = t0 == 77 and t1 == 69 and t2 == 83 and t3 == 72
-        if is_objt:
+        if tag == _IEOF:
+            return 0, pos, offsets, counts
+        if any(t < 48 or t > 90 for t in tag):
+            return 2, start, offsets, counts
+        if tag == _OBJT:
             pos += 176
             objects += 1
-        elif is_cont or is_mesh:
+        elif tag == _CONT or tag == _MESH:
             if pos + 16 > n:
-                return 3, start, n_cont, n_pts
-            a = _int32(buf, pos)
-            b = _int32(buf, pos + 4)
-            if a < 0 or (is_mesh and b < 0) or objects == 0:
-                return 4, start, n_cont, n_pts
+                return 3, start, offsets, counts
+            a, b = unpack(blob, pos)
+            if a < 0 or (tag == _MESH and b < 0) or objects == 0:
+                return 4, start, offsets, counts
             pos += 16
-            size = 12 * a if is_cont else 12 * a + 4 * b
+            size = 12 * a if tag == _CONT else 12 * a + 4 * b
             if pos + size > n:
-                return 6, start, n_cont, n_pts
-            if is_cont:
-                if fill:
-                    for k in range(a):
-                        for c in range(3):
-                            q = pos + 12 * k + 4 * c
-                            bits[0] = np.uint32(_int32(buf, q) & 0xFFFFFFFF)
-                            xyz[n_pts + k, c] = as_float[0]
-                        point_contour[n_pts + k] = n_cont
-                n_cont += 1
-                n_pts += a
+                return 6, start, offsets, counts
+            if tag == _CONT:
+                offsets.append(pos)
+                counts.append(a)
             pos += size
         else:
             if pos + 4 > n:
-                return 5, start, n_cont, n_pts
-            size = _int32(buf, pos) & 0xFFFFFFFF
-            pos += 4 + size
+                return 5, start, offsets, counts
+            pos += 4 + int.from_bytes(blob[pos : pos + 4], "big")
         if pos > n:
-            return 6, start, n_cont, n_pts
+            return 6, start, offsets, counts
+
+
+def _walk(blob: bytes) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """``(problem, byte, xyz (n_points, 3), contour (n_points,))``: the model's points, by either walk."""
+    buf = np.frombuffer(blob, dtype=np.uint8)
+    if len(blob) > COMPILED_WALK_BYTES:
+        from .imod_model_compiled import walk_model
+
+        return walk_model(buf)
+    problem, at, offsets, counts = _walk_python(blob)
+    n_pts = int(sum(counts))
+    if problem or n_pts == 0:
+        return problem, at, np.empty((0, 3)), np.empty(0, dtype=np.int64)
+    per = np.asarray(counts, dtype=np.int64)
+    contour = np.repeat(np.arange(len(per)), per)
+    first = np.repeat(np.asarray(offsets, dtype=np.int64) - 12 * (np.cumsum(per) - per), per)
+    point_start = first + 12 * np.arange(n_pts)
+    raw = buf[point_start[:, None] + np.arange(12)]  # (n_points, 12) bytes, contiguous
+    return 0, at, raw.view(">f4").astype(np.float64), contour
 
 
 def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
@@ -122,16 +124,11 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
         raise FileFormatError(f"{p}: not an IMOD model (it does not start with 'IMOD')")
     if len(blob) < _HEADER_END:
         raise FileFormatError(f"{p}: the IMOD model is damaged or truncated (the header is cut short)")
-    buf = np.frombuffer(blob, dtype=np.uint8)
-    empty_f, empty_i = np.empty((0, 3)), np.empty(0, dtype=np.int64)
-    problem, at, n_cont, n_pts = _walk(buf, False, empty_f, empty_i)
+    problem, at, xyz, contour = _walk(blob)
     if problem:
         raise FileFormatError(f"{p}: the IMOD model is damaged or truncated ({_PROBLEMS[problem]} at byte {at})")
-    if n_pts == 0:
+    if len(xyz) == 0:
         raise FileFormatError(f"{p}: the IMOD model holds no points")
-    xyz = np.empty((n_pts, 3))
-    contour = np.empty(n_pts, dtype=np.int64)
-    _walk(buf, True, xyz, contour)
     if not np.all(np.isfinite(xyz)):
         raise FileFormatError(f"{p}: the IMOD model holds NaN or infinite coordinates")
     z = xyz[:, 2]
