@@ -9,6 +9,7 @@ from napari_tomoalign.alignment.full_model import DMAG, SKEW
 from napari_tomoalign.alignment.full_solver import solve_full_model
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.model import MAG, ROT, TILT
+from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 
 IMOD_FINAL_F = {"a": 0.360595, "b": 0.383607}
@@ -21,15 +22,18 @@ BBA_DMAG = [-0.0028, 0.0008, 0.0, -0.0, 0.0015, 0.0038, 0.0013]
 BBA_SKEW = [0.12, 0.0, -0.05, -0.13, -0.06, -0.12, -0.24]
 
 
-@pytest.fixture(scope="module", params=["a", "b"])
-def solved(request, imod_data):
-    axis = request.param
+def _solve(imod_data, axis):
     markers = read_markers(imod_data / f"BB{axis}.fid")
     tilts = read_tilt_angles(imod_data / f"BB{axis}.rawtlt")
     settings = settings_from_com(read_com_section(imod_data / f"align{axis}.com"), tilts)
     sol = solve_full_model(markers.view, markers.marker, markers.xy, markers.image_size, settings,
                            tilt_angles_deg=tilts)
     return axis, sol, imod_data
+
+
+@pytest.fixture(scope="module", params=["a", "b"])
+def solved(request, imod_data):
+    return _solve(imod_data, request.param)
 
 
 def test_final_f_at_or_below_imods(solved):
@@ -50,13 +54,34 @@ def test_solved_tilts_match_imods_tlt(solved):
                                                                 + {"a": -0.5, "b": -2.11}[axis], abs=1e-9)
 
 
-def test_bba_rotation_mag_stretch_and_skew_match_imods_log(solved):
-    axis, sol, _ = solved
-    if axis != "a":
-        pytest.skip("the table is for axis a")
+def test_bba_rotation_mag_stretch_and_skew_match_imods_log(imod_data):
+    _, sol, _ = _solve(imod_data, "a")
     p = sol.params[BBA_VIEWS]
     np.testing.assert_allclose(np.degrees(p[:, ROT]), BBA_ROT, atol=0.06)
     np.testing.assert_allclose(p[:, MAG], BBA_MAG, atol=1.5e-4)
     np.testing.assert_allclose(p[:, DMAG], BBA_DMAG, atol=4e-4)  # weakly determined (section 3)
     np.testing.assert_allclose(np.degrees(p[:, SKEW]), BBA_SKEW, atol=0.02)
     assert p[2, DMAG] == 0.0 and p[1, SKEW] == 0.0  # the reference group and view are held
+
+
+@pytest.mark.parametrize("centre, size, n_fids, imod_f", [(85, 330, 11, 0.345506), (255, 210, 9, 0.339802)])
+def test_local_patch_with_fixed_xyz_reaches_imods_f(imod_data, centre, size, n_fids, imod_f):
+    """BBa patches (1,1) and (3,3) with aligna.com's local options and FixXYZCoordinates 1 (section 4.2):
+    the patch's fiducials are those whose global X, Y (IMOD's BBafid.xyz) lie in the patch."""
+    _, glob, _ = _solve(imod_data, "a")
+    markers = read_markers(imod_data / "BBa.fid")
+    ids, fid_xyz = read_fid_xyz(imod_data / "BBafid.xyz")
+    lo = centre - size // 2
+    x, y = fid_xyz[:, 0] + 0.5, fid_xyz[:, 1] + 0.5  # IMOD's pixel coordinates
+    inside = ids[(x >= lo) & (x <= lo + size) & (y >= lo) & (y <= lo + size)]
+    assert len(inside) == n_fids
+    sel = np.isin(markers.marker, inside)
+    counts = np.bincount(markers.view[sel], minlength=glob.params.shape[0])
+    local = settings_from_com(read_com_section(imod_data / "aligna.com"), np.degrees(glob.params[:, TILT]), counts,
+                              local=True)
+    assert local.n_geometric == 50
+    sol = solve_full_model(markers.view[sel], markers.marker[sel], markers.xy[sel], markers.image_size, local,
+                           start=glob, fix_xyz=True)
+    assert sol.converged
+    assert imod_f - 5e-5 < sol.rms_residual_px <= imod_f
+    np.testing.assert_array_equal(sol.xyz_px, glob.xyz_px[np.isin(glob.marker_ids, inside)])
