@@ -10,7 +10,9 @@ Each projection row is filtered by the discrete ramp (the band-limited Ram-Lak f
 zero frequency right), weighted by the angular interval of its view, optionally with a Gaussian
 low-pass or a SIRT-like radial filter that mimics a few SIRT iterations (Zeng, 2012) for a cleaner
 preview. The back-projection runs over all slices at once: for a given (z, x, view) the detector
-position is the same in every slice, so the inner loop runs over y and vectorises.
+position is the same in every slice, so the inner loop runs over y and vectorises. With local
+alignments (`local_warp`) the position depends on the slice too, and a separate kernel samples each
+view in both x and y.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import scipy.fft
 from numpy.typing import NDArray
 
 from ..alignment._lm import Cancelled
+from .local_warp import LocalProjection, backproject_local, kernel_arguments
 from .warp import bin_image
 
 WEIGHTINGS = ("ramp", "sirt-like")
@@ -140,6 +143,7 @@ def weighted_back_projection(
     use_view: NDArray[np.bool_] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    local: LocalProjection | None = None,
 ) -> NDArray[np.float32]:
     """Reconstruct ``(z, y, x)`` from an aligned stack ``(n_views, rows, cols)`` by WBP.
 
@@ -163,6 +167,10 @@ def weighted_back_projection(
     progress, should_stop
         ``progress(done, total)`` as the views are filtered; `Cancelled` is raised when
         ``should_stop()`` is true.
+    local
+        Local alignments (`local_warp.local_projection`, made for this stack's unbinned size): each voxel
+        is projected with the local geometry of the patches around it, as IMOD's ``tilt`` does with a
+        ``LOCALFILE``. All rows of the views are then filtered, even for a ``rows`` subset.
     """
     aligned_shape = np.shape(aligned)
     if len(aligned_shape) != 3:
@@ -191,7 +199,35 @@ def weighted_back_projection(
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
     weights = angular_weights(tilts[views]).astype(np.float32)
     filt = filt.astype(np.complex64)
+    vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
+    if local is not None:  # every row is filtered: a local transform may move a point across rows
+        rows_f = np.empty((views.size, n_y, n_x), dtype=np.float32)
+
+        def keep(c0: int, filtered: NDArray) -> None:
+            rows_f[c0 : c0 + len(filtered)] = filtered[:, :, :n_x]
+
+        _filter_views(aligned, views, binning, (0, n_y), n_pad, filt, weights, keep, progress, should_stop)
+        mats, grid = kernel_arguments(local.subset(views), binning)
+        backproject_local(rows_f, mats, grid, y0, vol)
+        return vol
     q = np.empty((views.size, n_x, y1 - y0), dtype=np.float32)
+
+    def transpose(c0: int, filtered: NDArray) -> None:
+        _transpose_rows(filtered, q[c0 : c0 + len(filtered)])
+
+    _filter_views(aligned, views, binning, (y0, y1), n_pad, filt, weights, transpose, progress, should_stop)
+    theta = np.radians(tilts[views])
+    centre = (n_x - 1) / 2.0
+    _backproject(q, np.cos(theta), np.sin(theta), centre, centre, (n_z - 1) / 2.0, vol)
+    return vol
+
+
+def _filter_views(aligned: NDArray, views: NDArray[np.intp], binning: int, rows: tuple[int, int], n_pad: int,
+                  filt: NDArray, weights: NDArray[np.float32], sink: Callable[[int, NDArray], None],
+                  progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None) -> None:
+    """Bin, pad, ramp-filter and weight the rows ``rows`` of each view, handing chunks of views to ``sink``."""
+    y0, y1 = rows
+    n_x = np.shape(aligned)[2] // binning
     half = (n_pad - n_x) // 2
     chunk = max(1, int(2**25 // (n_pad * max(1, y1 - y0) * 4)))  # about 32 MB of padded rows at a time
     done = 0
@@ -209,12 +245,7 @@ def weighted_back_projection(
         spec = scipy.fft.rfft(padded, axis=2, workers=numba.get_num_threads())
         spec *= (weights[c0 : c0 + idx.size, None] * filt[None, :])[:, None, :]
         filtered = scipy.fft.irfft(spec, n=n_pad, axis=2, workers=numba.get_num_threads())
-        _transpose_rows(filtered, q[c0 : c0 + idx.size])
+        sink(c0, filtered)
         done += idx.size
         if progress is not None:
             progress(done, views.size)
-    theta = np.radians(tilts[views])
-    vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
-    centre = (n_x - 1) / 2.0
-    _backproject(q, np.cos(theta), np.sin(theta), centre, centre, (n_z - 1) / 2.0, vol)
-    return vol
