@@ -203,10 +203,10 @@ def weighted_back_projection(
     if local is not None:  # every row is filtered: a local transform may move a point across rows
         rows_f = np.empty((views.size, n_y, n_x), dtype=np.float32)
 
-        def keep(c0: int, filtered: NDArray) -> None:
+        def store(c0: int, filtered: NDArray) -> None:
             rows_f[c0 : c0 + len(filtered)] = filtered[:, :, :n_x]
 
-        _filter_views(aligned, views, binning, (0, n_y), n_pad, filt, weights, keep, progress, should_stop)
+        _filter_views(aligned, views, binning, (0, n_y), n_pad, filt, weights, store, progress, should_stop)
         mats, grid = kernel_arguments(local.subset(views), binning)
         backproject_local(rows_f, mats, grid, y0, vol)
         return vol
