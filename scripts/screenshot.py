@@ -6,7 +6,14 @@
 
 Default: the sample aligned, the mis-click selected with its residual vector. With ``--bba``: a synthetic
 stack at ``--pixel-nm`` with a bead under each of IMOD's BBa markers, the markers opened from
-``BBa.fid`` (they take the stack's scale), aligned. The whole window is saved, docks included.
+``BBa.fid`` (they take the stack's scale), aligned. With ``--track-demo find|tracked``: a simulated raw
+bead series (``--kind cryo``: 10 nm gold at 0.8 nm/px; ``plastic``: 5 px beads at 1.6 nm/px) written as a
+``.st`` with its ``.rawtlt`` and opened by the reader, then *Find beads* (the rings on the view nearest
+0 degrees) and, for ``tracked``, *Track* (the markers layer, the first point to check selected). The whole
+window is saved, docks included.
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/tracked-beads.png \\
+        --size 1280x800 --track-demo tracked
 """
 
 from __future__ import annotations
@@ -40,6 +47,39 @@ def open_bba(viewer, folder: Path, pixel_nm: float, tmp: Path) -> None:
     viewer.open(str(fid), plugin="napari-tomoalign")
 
 
+def open_bead_series(viewer, kind: str, tmp: Path) -> float:
+    """A simulated raw bead series as a user has it (an MRC with its pixel size, a .rawtlt beside it),
+    opened by the plugin's reader; returns the bead diameter in nm."""
+    import numpy as np
+
+    from napari_tomoalign.io.mrc import write_mrc
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    s = (make_bead_series("cryo", size=512, n_views=41, seed=2) if kind == "cryo"
+         else make_bead_series("plastic", size=512, n_views=41, seed=2, pixel_size_nm=1.6))
+    st = tmp / f"{kind}-beads.st"
+    write_mrc(st, s.images, s.pixel_size_nm * 10.0)
+    np.savetxt(tmp / f"{kind}-beads.rawtlt", s.tilt_angles_deg, fmt="%.2f")
+    viewer.open(str(st), plugin="napari-tomoalign")
+    return float(s.bead_diameter_px * s.pixel_size_nm)
+
+
+def track_demo(viewer, widget, stage: str, diameter_nm: float) -> None:
+    """Find beads (and Track, for ``stage == "tracked"``) as a user would, waiting for the worker."""
+    widget.beads.diameter_nm.value = diameter_nm
+    widget.beads.find()
+    while widget.busy:
+        pump(0.02)
+    if stage == "tracked":
+        widget.beads.track()
+        while widget.busy:
+            pump(0.02)
+        widget.triage.go_to_next_residual()  # the first point worth a check, selected in its view
+    for step in widget.steps[2:]:
+        step.set_expanded(False)  # steps 1 and 2 in view; the rest fold
+    viewer.reset_view()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="docs/napari-tomoalign.png")
@@ -47,17 +87,29 @@ def main() -> None:
     parser.add_argument("--bba", type=Path, help="folder with BBa.fid and BBa.rawtlt")
     parser.add_argument("--pixel-nm", type=float, default=2.02)
     parser.add_argument("--frame", choices=("raw stack", "aligned stack"), default="raw stack")
+    parser.add_argument("--track-demo", choices=("find", "tracked"), help="show the bead step on a simulated series")
+    parser.add_argument("--kind", choices=("cryo", "plastic"), default="cryo", help="the series of --track-demo")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     viewer = napari.Viewer(show=True)
     viewer.window.resize(width, height)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.bba:
+        if args.track_demo:
+            diameter_nm = open_bead_series(viewer, args.kind, Path(tmp))
+        elif args.bba:
             open_bba(viewer, args.bba, args.pixel_nm, Path(tmp))
         else:
             viewer.open_sample("napari-tomoalign", "beads")
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Align tilt series")
+        if args.track_demo:
+            track_demo(viewer, widget, args.track_demo, diameter_nm)
+            pump(0.5)
+            viewer.screenshot(args.out, canvas_only=False, flash=False)
+            print(f"wrote {args.out}: {widget.status.text()}")
+            widget.teardown()
+            viewer.close()
+            return
         if args.bba:
             widget.options.axis_mode.value = "estimate near the angle"
             widget.options.axis_angle.value = -12.5

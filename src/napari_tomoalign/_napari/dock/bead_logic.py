@@ -5,6 +5,7 @@ Points follow napari's order, ``(view, y, x)`` in pixels of the tilt series; pos
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +16,10 @@ from ...tracking.beads import BeadCandidates
 from ...tracking.result import TrackingResult
 from .logic import view_index
 
-# Strength colours: red at the threshold (doubtful), yellow half-way, cyan from a typical bead (1) up.
-STRENGTH_STOPS = np.array([[1.0, 0.25, 0.25, 1.0], [1.0, 0.85, 0.2, 1.0], [0.25, 0.85, 1.0, 1.0]])
+# Strength colours: a hue ramp from red at the threshold (doubtful) through yellow and green to cyan at a
+# typical bead (strength 1, the median bead) and stronger; bright on grey images, and never white.
+STRENGTH_HUES = (0.0, 0.52)
+STRENGTH_SATURATION = 0.8
 ADDED_RGBA = (1.0, 1.0, 1.0, 1.0)  # candidates the user clicked in: no strength
 RING_OVER_BEAD = 1.5  # ring diameter over bead diameter: the bead's edge stays visible inside the ring
 # The share of the progress bar of each stage of `track_beads`: (start, end) in percent.
@@ -29,14 +32,13 @@ def nearest_zero_view(tilts: NDArray | None) -> int:
 
 
 def strength_colors(strength: NDArray, threshold: float) -> NDArray[np.float64]:
-    """``(n, 4)`` RGBA per candidate along `STRENGTH_STOPS`: the threshold red, a typical bead (strength 1,
-    the median bead) and stronger cyan, linear between."""
-    s = np.asarray(strength, dtype=float)
-    top = max(1.0 - float(threshold), 1e-6)
-    u = np.clip((s - float(threshold)) / top, 0.0, 1.0) * (len(STRENGTH_STOPS) - 1)
-    lo = np.minimum(np.floor(u).astype(int), len(STRENGTH_STOPS) - 2)
-    f = (u - lo)[:, None]
-    return STRENGTH_STOPS[lo] * (1 - f) + STRENGTH_STOPS[lo + 1] * f
+    """``(n, 4)`` RGBA per candidate: the hue goes from red at the threshold to cyan at a typical bead
+    (strength 1) and above (`STRENGTH_HUES`), linear in strength between."""
+    s = np.asarray(strength, dtype=float).ravel()
+    u = np.clip((s - float(threshold)) / max(1.0 - float(threshold), 1e-6), 0.0, 1.0)
+    hue = STRENGTH_HUES[0] + u * (STRENGTH_HUES[1] - STRENGTH_HUES[0])
+    rgb = [colorsys.hsv_to_rgb(float(h), STRENGTH_SATURATION, 1.0) for h in hue]
+    return np.column_stack([np.reshape(rgb, (-1, 3)), np.ones(len(s))])
 
 
 def rgba_hex(rgba: ArrayLike) -> str:
@@ -46,15 +48,23 @@ def rgba_hex(rgba: ArrayLike) -> str:
 def strength_legend(threshold: float, n_beads: int, n_clumps: int, view: int, tilt_deg: float) -> str:
     """Rich text for the dock: what the rings' colours and shapes mean, with the strengths they stand for."""
     thr = float(threshold)
-    stops = [thr, (thr + 1.0) / 2, 1.0]
-    swatches = " ".join(f"<span style='color:{rgba_hex(c)}'>&#9632;</span> {v:.2f}"
-                        for c, v in zip(strength_colors(np.array(stops), thr), stops))
-    return (f"{n_beads} candidates in view {view} ({tilt_deg:.1f}&deg;). Ring colour = strength, 1 = a typical "
-            f"bead: {swatches} and up; red is just over the threshold ({thr:.2f}). "
+    ramp = "".join(f"<span style='color:{rgba_hex(c)}'>&#9632;</span>"
+                   for c in strength_colors(np.linspace(thr, 1.0, 7), thr))
+    return (f"{n_beads} candidates in view {view} ({tilt_deg:.1f}&deg;). Ring colour = strength, from the "
+            f"threshold to a typical bead: {thr:.2f} {ramp} 1.00 and up (red: barely a bead). "
             f"<span style='color:{rgba_hex(ADDED_RGBA)}'>&#9632;</span> added by you. "
             + (f"Squares: {n_clumps} clumps (clustered or elongated), tracked only with 'track clumps'. "
                if n_clumps else "")
             + "Delete or add rings with the layer's tools, then Track.")
+
+
+def tracked_legend(n_beads: int, n_points: int, n_check: int, layer_name: str) -> str:
+    """Rich text for the dock after Track: what the markers layer holds and what its outlines mean."""
+    points = "point" if n_check == 1 else "points"
+    return (f"Tracked {n_beads} beads ({n_points} points) into '{layer_name}', a markers layer: ring colour = "
+            f"marker. <b>Thick white outline</b>: {n_check} {points} worth a check (faint in their view, flagged by "
+            "the robust fit, or not in it); <i>Next big residual</i> (step 5) visits them first. Edit them as "
+            "any markers (step 3), then Align (step 4).")
 
 
 def candidate_points(cands: BeadCandidates, view: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:

@@ -5,7 +5,7 @@ in a Points layer of their own, in the stack's frame: ring colour = strength, sq
 added by the user. The user deletes and adds rings with napari's Points tools. *Track* runs `track_beads`
 in a worker (progress, Cancel) from those rings, or from the beads it finds itself when there are none,
 and fills a new ordinary markers layer with the tracks: the Markers, Align and triage steps work on it.
-Points tracking marks to check (weak, flagged, unfitted) get a magenta border and come first in triage.
+Points tracking marks to check (weak, flagged, unfitted) get a thick white outline and come first in triage.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .bead_logic import (
     seeds_from_points,
     strength_colors,
     strength_legend,
+    tracked_legend,
     tracked_points,
     tracking_percent,
     tracking_visits,
@@ -238,8 +239,9 @@ class BeadSection:
     def _on_tracked(self, result: TrackingResult, image: Any) -> None:
         try:
             layer = self.add_markers_layer(result, image)
-            self._status(f"tracked: {result.summary().splitlines()[0]}; magenta rings are worth a check "
-                         "(Next big residual visits them first)")
+            check = layer.features["check"].to_numpy(dtype=bool)
+            self.legend.value = tracked_legend(result.n_beads, len(check), int(check.sum()), layer.name)
+            self._status(f"tracked: {result.summary().splitlines()[0]}")
             for w in result.warnings:
                 show_info(w)
         finally:

@@ -28,7 +28,8 @@ COUNTED_STEPS = {step.value for step in JobStep}  # these report items done out 
 ITERATION_STAGES_EXPECTED = 30  # a solver stage rarely needs more iterations: the bar fills by then
 FLAGGED_RGBA = (1.0, 0.55, 0.0, 1.0)
 DUPLICATE_RGBA = (1.0, 0.0, 0.0, 1.0)
-CHECK_RGBA = (1.0, 0.2, 1.0, 1.0)  # points tracking marked to check (weak, flagged or not in its fit)
+CHECK_RGBA = (1.0, 1.0, 1.0, 1.0)  # points tracking marked to check (weak, flagged or not in its fit): no
+# marker hue is white, so a thick white outline cannot be read as a marker's colour
 
 
 def view_index(view: NDArray) -> NDArray[np.int64]:
@@ -69,7 +70,7 @@ def next_marker_id(marker: NDArray) -> int:
 def point_borders(view: NDArray, marker: NDArray, flagged_pairs: set[tuple[int, int]],
                   check: NDArray | None = None) -> tuple[NDArray, NDArray]:
     """``(n, 4)`` border colours and ``(n,)`` relative widths: red for duplicates, orange for points
-    the robust fit flagged, magenta for points tracking marked to check (``check``, ``(n,)``), a thin
+    the robust fit flagged, a thick white outline for points tracking marked to check (``check``, ``(n,)``), a thin
     dark outline otherwise."""
     v, m = view_index(view), np.asarray(marker, dtype=np.int64)
     dup = duplicate_mask(v, m)
@@ -79,7 +80,7 @@ def point_borders(view: NDArray, marker: NDArray, flagged_pairs: set[tuple[int, 
     border[marked] = CHECK_RGBA
     border[flagged] = FLAGGED_RGBA
     border[dup] = DUPLICATE_RGBA
-    return border, np.where(dup | flagged | marked, 0.25, 0.05)
+    return border, np.where(dup | flagged, 0.25, np.where(marked, 0.3, 0.05))
 
 
 def track_data(view: NDArray, marker: NDArray, yx: NDArray) -> NDArray[np.float64]:

@@ -2,8 +2,8 @@
 
 It watches the chosen markers layer: napari's adds, moves and deletes are snapshotted for undo before
 they happen, and after each edit the colours are redrawn (a hue per marker, red borders for two
-points of one marker in one view, orange for points the robust fit flagged, magenta for points tracking
-marked to check, faded excluded markers).
+points of one marker in one view, orange for points the robust fit flagged, a thick white outline for points
+tracking marked to check, faded excluded markers).
 """
 
 from __future__ import annotations
