@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .full_model import XTILT, view_matrices
+from .full_model import COMP, XTILT, view_matrices
 from .model import TILT
 from .result import Alignment
 
@@ -113,3 +113,31 @@ def aligned_marker_positions(al: Alignment, axis_z_shift_px: float = 0.0) -> NDA
 def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: NDArray[np.float64]) -> NDArray[np.float64]:
     """Map ``(n, 2)`` points by one ``(2, 3)`` transform about ``centre`` (same centre in and out)."""
     return (np.asarray(xy, dtype=float) - centre) @ xf[:, :2].T + xf[:, 2] + centre
+
+
+def x_tilts_deg(al: Alignment) -> NDArray[np.float64]:
+    """``(n_views,)`` each view's X-axis tilt in degrees (IMOD's ``.xtilt``; 0 for the default model)."""
+    if al.full_params is None:
+        return np.where(al.view_determined, 0.0, np.nan)
+    return np.degrees(al.full_params[:, XTILT])
+
+
+def z_factors(al: Alignment) -> NDArray[np.float64]:
+    """``(n_views, 2)`` IMOD's Z factors ``(xzfac, yzfac)``: how far a point's aligned x and y move per
+    unit of z beyond what the tilt and X-tilt explain (``OutputZFactorFile``).
+
+    With ``Q`` the first two rows of ``Y(theta) Xr(phi) D`` and ``G = T Q[:, :2]^-1`` (``T`` as in
+    `linear_parts`): ``xzfac = (G Q[:, 2])_x / k - cos(phi) sin(theta)`` and
+    ``yzfac = (G Q[:, 2])_y / k + sin(phi)``, ``k`` the compression. Both are 0 for the default model.
+    """
+    if al.full_params is None:
+        return np.where(al.view_determined[:, None], 0.0, np.nan) * np.ones((al.n_views, 2))
+    p = np.nan_to_num(al.full_params)
+    th, ph, k = p[:, TILT], p[:, XTILT], p[:, COMP]
+    q, _ = view_matrices(np.column_stack([p[:, :1], np.zeros(len(p)), p[:, 2:]]), 0.0)  # rotation 0, no beam
+    t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
+                  np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
+    gz = np.einsum("vij,vj->vi", t @ np.linalg.inv(q[:, :, :2]), q[:, :, 2])
+    out = np.column_stack([gz[:, 0] / k - np.cos(ph) * np.sin(th), gz[:, 1] / k + np.sin(ph)])
+    out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
+    return out
