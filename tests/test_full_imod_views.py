@@ -12,7 +12,7 @@ from napari_tomoalign.alignment.imod_align import align_markers_imod
 from napari_tomoalign.alignment.transforms import linear_parts, x_tilts_deg, z_factors
 from napari_tomoalign.io.atomic import OverwriteError
 from napari_tomoalign.io.imod import read_xf
-from napari_tomoalign.io.imod_views import write_imod_views, write_tltxf, write_xtilt, write_zfac
+from napari_tomoalign.io.imod_views import write_imod_views, write_tltxf, write_xtilt
 
 
 @pytest.fixture(scope="module")
