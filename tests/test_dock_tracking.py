@@ -145,6 +145,31 @@ def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):
     assert widget.inputs.markers.value is not None and len(widget.inputs.markers.value.data) > 100
 
 
+def test_input_errors_say_what_to_do_and_change_nothing(qtbot, dock):
+    s, viewer, image, widget = dock("plastic")
+    wait(qtbot, widget, widget.beads.find())
+    layer = widget.beads.candidates
+    layer.selected_data = set(range(2, len(layer.data)))
+    layer.remove_selected()
+    before = [ly.name for ly in viewer.layers]
+    assert widget.beads.track() is None
+    assert "keep at least 3 rings" in widget.status.text() and "there are 2" in widget.status.text()
+    image.metadata["pixel_size_nm"] = None
+    image.scale = (1.0, 1.0, 1.0)
+    assert widget.beads.find() is None and "records no pixel size" in widget.status.text()
+    assert "records no pixel size" in widget.beads.describe()
+    assert [ly.name for ly in viewer.layers] == before and not widget.busy
+
+
+def test_cancel_finding_shows_no_rings(qtbot, dock):
+    s, viewer, image, widget = dock("cryo")
+    widget.beads.find()
+    widget.beads.runner.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.status.text().startswith("cancelled") and widget.beads.candidates is None
+    assert len(viewer.layers) == 1 and widget.beads.find_button.enabled
+
+
 def test_triage_visits_points_to_check_first(qtbot, dock):
     s, viewer, image, widget = dock("plastic")
     # A tracking result whose weak points we know: every point of view 3 and marker 2's point in view 20.
@@ -167,6 +192,11 @@ def test_triage_visits_points_to_check_first(qtbot, dock):
     assert len(set(seen)) == weak.sum() and "weak" in widget.status.text()
     k, _view = widget.triage.go_to_next_residual()
     assert not check[k]  # then the others
+    # Move to predicted uses tracking's own alignment until the first Align.
+    view, marker = int(round(layer.data[k, 0])), int(layer.features["marker"].iloc[k])
+    al = result.alignment
+    assert widget.triage.move_selected_to_predicted() == 1
+    np.testing.assert_allclose(layer.data[k, [2, 1]], al.predicted_xy_px[view, list(al.marker_ids).index(marker)])
     # After Align, points tracking marked still come right after the robust fit's flagged ones.
     widget.inputs.markers.value = layer
     wait(qtbot, widget, widget.start_alignment())

@@ -96,6 +96,7 @@ class BeadSection:
         self._status = status
         self._image_id: int | None = None
         self.candidates: Points | None = None
+        self._candidates_of: Any = None  # the stack the candidates were found on
         self.diameter_nm = FloatSpinBox(label="bead diameter (nm)", min=0.5, max=500.0, step=0.5, value=10.0,
                                         tooltip="the gold's diameter; converted with the stack's pixel size")
         self.view = SpinBox(label="find in view", min=0, max=0, value=0,
@@ -171,7 +172,10 @@ class BeadSection:
 
     def _on_found(self, cands: BeadCandidates, image: Any, view: int) -> None:
         try:
-            self.show_candidates(cands, image, view)
+            if self.runner.stopping:
+                self._on_failure(Cancelled("finding beads cancelled"))
+            else:
+                self.show_candidates(cands, image, view)
         finally:
             self.runner.progress.value = 100
             self.runner.finish()
@@ -192,7 +196,7 @@ class BeadSection:
         layer.current_border_color = rgba_hex(ADDED_RGBA)
         layer.current_face_color = "transparent"
         self._viewer.layers.append(layer)
-        self.candidates = layer
+        self.candidates, self._candidates_of = layer, image
         self._viewer.dims.set_point(0, float(layer.data_to_world([view, 0.0, 0.0])[0]))
         self._viewer.layers.selection.active = layer
         tilts = self._tilts()
@@ -212,7 +216,7 @@ class BeadSection:
             raise ValueError(f"{len(tilts)} tilt angles for {image.data.shape[0]} views: give the stack's tilt file")
         layer, seeds = self.candidates, None
         view = int(self.view.value)
-        if layer is not None and layer in self._viewer.layers:
+        if layer is not None and layer in self._viewer.layers and self._candidates_of is image:
             view = int(layer.metadata["view"])
             clump = layer.features["clump"].to_numpy(dtype=bool)
             seeds, elsewhere = seeds_from_points(layer.data, view, clump, bool(self.with_clumps.value))
@@ -278,7 +282,7 @@ class BeadSection:
     def _on_failure(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
             self._status("cancelled; nothing was changed")
-            show_info("tracking cancelled; the layers are as they were")
+            show_info("cancelled; the layers are as they were")
             return
         self._status(f"failed: {exc}", error=True)
         show_error(str(exc))

@@ -185,6 +185,11 @@ class Runner:
             self._stop.set()
             self._status("cancelling...")
 
+    @property
+    def stopping(self) -> bool:
+        """True once Cancel was pressed during the current job."""
+        return self._stop.is_set()
+
     def _on_progress(self, stage: str, done: int, total: int, text: str) -> None:
         now = time.perf_counter()
         if now - self._last_progress < 0.1 and done < total:
