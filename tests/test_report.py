@@ -32,3 +32,25 @@ def test_plots_are_an_image_or_none_without_matplotlib(alignment, monkeypatch):
     monkeypatch.setattr(report_module, "plots_available", lambda: False)
     assert report_plot({"a": alignment}) is None
     assert "pip install matplotlib" in NO_PLOTS
+
+
+def test_text_report_prints_stretch_and_skew_per_group_for_the_full_model(imod_data):
+    from napari_tomoalign import read_markers, read_tilt_angles
+    from napari_tomoalign.alignment.imod_align import align_markers_imod
+
+    m = read_markers(imod_data / "BBa.fid")
+    tilts = read_tilt_angles(imod_data / "BBa.rawtlt")
+    al = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com", pixel_size_nm=2.02)
+    lines = text_report(al)
+    stretch = next(ln for ln in lines if ln.startswith("X-stretch by group of views: "))
+    groups = stretch.split(": ", 1)[1].split(", ")
+    # aligna.log's X-stretch groups (block, 7 per group, smaller at high tilt); 12-18 is the reference
+    assert [g.split(":")[0] for g in groups] == ["1-2", "3-6", "7-11", "12-18", "19-26", "27-35", "36-43",
+                                                  "44-51", "52-56", "57-61"]
+    assert groups[3] == "12-18: 0.0000 ref" and groups[0] == f"1-2: {al.full_params[0, 5]:.4f}"
+    skew = next(ln for ln in lines if ln.startswith("skew (deg), linear between views: "))
+    assert [p.split(":")[0] for p in skew.split(": ", 1)[1].split(", ")] == ["1", "11", "21", "31", "41", "51", "61"]
+    assert "11: 0.00 ref" in skew and "1: 0.12" in skew  # aligna.log: skew 0.12 deg at view 1
+    assert not any(ln.startswith(("X-tilt", "compression", "beam tilt")) for ln in lines)  # not solved
+    assert not any("X-stretch" in ln for ln in text_report(align_markers(m.view, m.marker, m.xy, tilts,
+                                                                           m.image_size)))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from .alignment.full_layout import PARAM_OF_KIND
 from .alignment.result import Alignment
 
 if TYPE_CHECKING:
@@ -96,5 +97,40 @@ def text_report(
         worst = np.argsort(-np.nan_to_num(leave_out.per_marker_px, nan=-1.0))[:3]
         lines.append(f"leave-out error {leave_out.overall_px:.4f} px{robust}; worst markers: "
                      + ", ".join(f"{int(leave_out.marker_ids[k])} ({leave_out.per_marker_px[k]:.3f} px)" for k in worst))
+    lines.extend(_full_model_lines(al))
     lines.extend(f"warning: {w}" for w in al.warnings)
+    return lines
+
+
+FULL_KINDS = (("x_stretch", "X-stretch", 1.0, 4), ("skew", "skew (deg)", 180.0 / np.pi, 2),
+              ("x_tilt", "X-tilt (deg)", 180.0 / np.pi, 2), ("compression", "compression", 1.0, 4))
+
+
+def _full_model_lines(al: Alignment) -> list[str]:
+    """Solved X-stretch, skew (and X-tilt, compression, beam tilt when solved) per group, 1-based views.
+
+    Block groups print one value per run of views; linear groups print the value at each anchor view
+    (the values between anchors are interpolated). Held groups and views are marked ``ref``.
+    """
+    if al.full_params is None or al.imod_settings is None:
+        return []
+    lines = []
+    for kind, label, scale, decimals in FULL_KINDS:
+        m = al.imod_settings.mappings[kind]
+        if m.n_vars == 0:
+            continue
+        values = al.full_params[:, PARAM_OF_KIND[kind]] * scale
+        fixed = (m.var_a < 0) & (m.var_b < 0)
+        if np.any(m.w_b > 0):  # linear: the anchors and the held view
+            views = sorted(set(m.anchor_view.tolist()) | set(np.flatnonzero(fixed).tolist()))
+            parts = [f"{v + 1}: {values[v]:.{decimals}f}" + (" ref" if fixed[v] else "") for v in views]
+            lines.append(f"{label}, linear between views: " + ", ".join(parts))
+            continue
+        starts = np.flatnonzero(np.r_[True, m.var_a[1:] != m.var_a[:-1]])
+        ends = np.r_[starts[1:], len(values)] - 1
+        parts = [f"{a + 1}-{b + 1}: {values[a]:.{decimals}f}" + (" ref" if fixed[a] else "")
+                 for a, b in zip(starts, ends)]
+        lines.append(f"{label} by group of views: " + ", ".join(parts))
+    if al.imod_settings.beam_tilt_free or al.beam_tilt_deg:
+        lines.append(f"beam tilt {al.beam_tilt_deg:.3f} deg" + ("" if al.imod_settings.beam_tilt_free else " (fixed)"))
     return lines

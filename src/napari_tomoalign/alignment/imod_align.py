@@ -102,7 +102,8 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
     pred = project_full(p, sol.xyz_px, vv.ravel(), mm.ravel(), sol.beam_tilt_rad).reshape(n_v, n_m, 2)
     pred += image_centre(size)
     ref = int(np.argmin(np.where(sol.view_included, np.abs(tilts), np.inf)))
-    stages = [StageReport(f"full model {k + 1}", r.iterations, r.wall_time_s, r.cost,
+    names = ["markers", "full"][-len(sol.reports):]  # "markers": geometry held while the markers are placed
+    stages = [StageReport(names[k], r.iterations, r.wall_time_s, r.cost,
                           float(np.sqrt(2 * r.cost / max(int(used.sum()), 1))), r.converged, r.message,
                           sol.n_unknowns) for k, r in enumerate(sol.reports)]
     notes = [f"view {int(j)} has no markers in the fit (transform undetermined)"
