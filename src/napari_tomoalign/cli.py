@@ -12,17 +12,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
 from .alignment.errors import AlignmentError
 from .alignment.options import AlignmentOptions, UsageError, VariableOption
-from .batch.cli import add_batch_arguments, cmd_batch
-from .io import FileFormatError
 from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
-from .io.convert import add_convert_arguments, cmd_convert
-from .tracking.cli import add_run_arguments, add_track_arguments, cmd_run, cmd_track
+from .io.errors import FileFormatError
 
 DEFAULTS = AlignmentOptions()
 
@@ -89,7 +87,7 @@ def _print_alignment(res, out: Path) -> None:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .workflows import align_to_folder
+    from .file_jobs import align_to_folder
 
     res = align_to_folder(args.markers, args.tilt_angles, args.output, _options(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
@@ -102,7 +100,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make the sample tilt series (images and clicked markers), align it, and write every product."""
-    from .workflows import align_to_folder, aligned_stack_to_file, reconstruct_to_file, write_demo_inputs
+    from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file, write_demo_inputs
 
     out = Path(args.output)
     options = _options(args)
@@ -145,7 +143,7 @@ def _print_image(r, tomogram: bool) -> None:
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
-    from .workflows import aligned_stack_to_file
+    from .file_jobs import aligned_stack_to_file
 
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force)
@@ -155,7 +153,7 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .workflows import reconstruct_to_file
+    from .file_jobs import reconstruct_to_file
 
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force)
@@ -169,7 +167,11 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
+    """The ``tomoalign`` parser. Given the command line ``argv`` (None: ``sys.argv``), only the command it
+    names gets its arguments from modules elsewhere, so that running one command does not import the others'
+    jobs; the default builds every command."""
+    wanted = None if argv == () else _command_in(argv)
     parser = _Parser(prog="tomoalign", description="Fiducial alignment of electron tomography tilt series.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,20 +214,33 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--lowpass", type=float, metavar="F",
                            help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
             p.set_defaults(func=cmd_reconstruct)
-    p = sub.add_parser("track", help="find and track the gold beads of a raw tilt series: markers with no clicks")
-    add_track_arguments(p)
-    p.set_defaults(func=cmd_track)
-    p = sub.add_parser("run", help="raw tilt series to tomogram: track, align (robust), aligned stack, tomogram")
-    add_run_arguments(p)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("convert", help="write an alignment in another tool's format (AreTomo .aln, CryoET Data"
-                                       " Portal JSON, RELION 5 STAR, IMOD .xf/.tlt)")
-    add_convert_arguments(p)
-    p.set_defaults(func=_needs_extra(cmd_convert, "interchange"))
-    p = sub.add_parser("batch", help="align many tilt series at once on a dask cluster (this machine, or --scheduler)")
-    add_batch_arguments(p)
-    p.set_defaults(func=_needs_extra(cmd_batch, "batch"))
+    for name, helptext, where, register, command, extra in _ELSEWHERE:
+        p = sub.add_parser(name, help=helptext)
+        if wanted in (None, name):  # the arguments of a command that is not run are not needed
+            module = import_module(where, __package__)
+            getattr(module, register)(p)
+            func = getattr(module, command)
+            p.set_defaults(func=_needs_extra(func, extra) if extra else func)
     return parser
+
+
+# Commands whose arguments live with their jobs: (name, help, module, adds arguments, runs, extra).
+_ELSEWHERE = (
+    ("track", "find and track the gold beads of a raw tilt series: markers with no clicks", ".tracking.cli",
+     "add_track_arguments", "cmd_track", None),
+    ("run", "raw tilt series to tomogram: track, align (robust), aligned stack, tomogram", ".tracking.cli",
+     "add_run_arguments", "cmd_run", None),
+    ("convert", "write an alignment in another tool's format (AreTomo .aln, CryoET Data Portal JSON, RELION 5"
+     " STAR, IMOD .xf/.tlt)", ".io.convert", "add_convert_arguments", "cmd_convert", "interchange"),
+    ("batch", "align many tilt series at once on a dask cluster (this machine, or --scheduler)", ".batch.cli",
+     "add_batch_arguments", "cmd_batch", "batch"),
+)
+
+
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named on the command line (its first word that is not an option), if any."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return next((w for w in words if not w.startswith("-")), None)
 
 
 def _needs_extra(command, extra: str):
@@ -271,19 +286,26 @@ def _error(message: str, code: int) -> int:
     return code
 
 
+def _loaded_errors() -> tuple[type[Exception], ...]:
+    """Bad-input errors of modules loaded by the command that ran (one that was not loaded raised nothing)."""
+    mrc = sys.modules.get(f"{__package__}.io.mrc")
+    return (mrc.NonFiniteDataError,) if mrc is not None else ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .io.atomic import BusyError
-    from .io.mrc import NonFiniteDataError
 
     try:
         with _signals():
             try:
-                args = build_parser().parse_args(argv)
+                args = build_parser(argv).parse_args(argv)
             except _ArgumentError as exc:
                 return _error(f"error: {exc}", 2)
             try:
                 return int(args.func(args))
-            except (FileFormatError, AlignmentError, OverwriteError, UsageError, NonFiniteDataError) as exc:
+            except (FileFormatError, AlignmentError, OverwriteError, UsageError) as exc:
+                return _error(f"error: {exc}", 2)
+            except _loaded_errors() as exc:
                 return _error(f"error: {exc}", 2)
             except BusyError as exc:
                 return _error(f"error: {exc.args[0] if exc.args else exc}", 2)

@@ -70,30 +70,29 @@ def linearise(vp, xyz, view_index, marker_index, xy, weights, free, marker_start
     """
     px, py, ct, st, ca, sa, u, s, x, y, z = _project(vp, xyz, view_index, marker_index)
     sw = np.sqrt(weights)
-    r = np.stack([(px - xy[:, 0]) * sw, (py - xy[:, 1]) * sw], axis=1)  # (n, 2)
-    total = 0.5 * float(np.sum(r * r))
+    rx, ry = (px - xy[:, 0]) * sw, (py - xy[:, 1]) * sw
+    total = 0.5 * float(np.dot(rx, rx) + np.dot(ry, ry))
     n = len(view_index)
-    du = -x * st + z * ct
-    sdu = s * du
+    sdu = s * (-x * st + z * ct)
     ms = ca * u - sa * y
     ns = sa * u + ca * y
-    jv = np.empty((n, 2, 5))
-    jv[:, 0, 0], jv[:, 1, 0] = ca * sdu, sa * sdu
-    jv[:, 0, 1], jv[:, 1, 1] = -s * ns, s * ms
-    jv[:, 0, 2], jv[:, 1, 2] = ms, ns
-    jv[:, 0, 3], jv[:, 1, 3] = 1.0, 0.0
-    jv[:, 0, 4], jv[:, 1, 4] = 0.0, 1.0
-    jv *= (free[view_index] * sw[:, None])[:, None, :]
+    jx, jy = np.empty((n, 5)), np.empty((n, 5))  # d(x, y)/d(tilt, rotation, magnification, dx, dy)
+    jx[:, 0], jy[:, 0] = ca * sdu, sa * sdu
+    jx[:, 1], jy[:, 1] = -s * ns, s * ms
+    jx[:, 2], jy[:, 2] = ms, ns
+    jx[:, 3], jy[:, 3] = 1.0, 0.0
+    jx[:, 4], jy[:, 4] = 0.0, 1.0
+    f = free[view_index] * sw[:, None]
+    jx *= f
+    jy *= f
     ssw = s * sw
-    jm = np.empty((n, 2, 3))
-    jm[:, 0, 0], jm[:, 1, 0] = ssw * ca * ct, ssw * sa * ct
-    jm[:, 0, 1], jm[:, 1, 1] = -ssw * sa, ssw * ca
-    jm[:, 0, 2], jm[:, 1, 2] = ssw * ca * st, ssw * sa * st
-    g_obs = np.einsum("nrp,nr->np", jv, r)
-    b_obs = np.einsum("nrp,nrq->npq", jv, jv)
-    E = np.einsum("nrp,nrq->npq", jv, jm)
-    gm_obs = np.einsum("nrp,nr->np", jm, r)
-    c_obs = np.einsum("nrp,nrq->npq", jm, jm)
+    mx = np.stack([ssw * ca * ct, -ssw * sa, ssw * ca * st], axis=1)  # d x / d (x, y, z)
+    my = np.stack([ssw * sa * ct, ssw * ca, ssw * sa * st], axis=1)  # d y / d (x, y, z)
+    g_obs = jx * rx[:, None] + jy * ry[:, None]
+    b_obs = jx[:, :, None] * jx[:, None, :] + jy[:, :, None] * jy[:, None, :]
+    E = jx[:, :, None] * mx[:, None, :] + jy[:, :, None] * my[:, None, :]
+    gm_obs = mx * rx[:, None] + my * ry[:, None]
+    c_obs = mx[:, :, None] * mx[:, None, :] + my[:, :, None] * my[:, None, :]
     b_view = _per_view(b_obs, view_index, n_views)
     g_view = _per_view(g_obs, view_index, n_views)
     C = _per_marker(c_obs, marker_starts)
@@ -103,7 +102,7 @@ def linearise(vp, xyz, view_index, marker_index, xy, weights, free, marker_start
 
 def _e_times_linv_t(E, linv, marker_of):
     """``(n_obs, 5, 3)``: each observation's ``E_i L_m^-T`` (``linv`` read as lower triangular)."""
-    return np.einsum("npt,nqt->npq", E, (linv * _TRIL)[marker_of])
+    return np.matmul(E, np.swapaxes((linv * _TRIL)[marker_of], 1, 2))
 
 
 def _columns_dense(G, view_index, marker_of, columns, n_q, first_marker, n_m):
@@ -143,13 +142,13 @@ def schur_reduced(E, linv, view_index, marker_starts, columns, n_q, bounds, max_
 
 def view_sums_of_e_times(E, t, view_index, marker_starts, bounds, n_views):
     """``(n_views, 5)``: for each view, the sum over its observations of ``E_i t_m``."""
-    per_obs = np.einsum("npq,nq->np", E, t[_marker_of(marker_starts)])
+    per_obs = np.matmul(E, t[_marker_of(marker_starts)][:, :, None])[:, :, 0]
     return _per_view(per_obs, view_index, n_views)
 
 
 def marker_sums_of_et_times(E, dv, view_index, marker_starts):
     """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view``."""
-    per_obs = np.einsum("npq,np->nq", E, dv[view_index])
+    per_obs = np.matmul(dv[view_index][:, None, :], E)[:, 0, :]
     return _per_marker(per_obs, marker_starts)
 
 

@@ -120,8 +120,8 @@ def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarr
     with _text(tmps[0]) as f:
         f.write("view,marker,x,y\n")
         ids = np.asarray(al.marker_ids, dtype=float)
-        for v in range(n_v):
-            write_table(f, [np.full(n_m, float(v)), ids, pred[v, :, 0], pred[v, :, 1]], [0, 0, 4, 4])
+        write_table(f, [np.repeat(np.arange(n_v, dtype=float), n_m), np.tile(ids, n_v), pred[:, :, 0].ravel(),
+                        pred[:, :, 1].ravel()], [0, 0, 4, 4])  # view by view, marker by marker
     with _text(tmps[1]) as f:
         f.write("view,marker,x,y,dx,dy\n")
         r = al.residuals_px
