@@ -133,7 +133,10 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         px = nm / pix  # the pixel size given wins over the header's, as on the align path
         nm = None
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
-    with one_thread():
+    import scipy.fft
+
+    # scipy.fft's default workers capped too (FFTs that ask for workers=-1 explicitly still take every core)
+    with one_thread(), scipy.fft.set_workers(1):
         t1 = time.perf_counter()
         tracked = track_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
                                 tilt_angles_path=spec.tilt_angles, bead_diameter_nm=nm, bead_diameter_px=px,
