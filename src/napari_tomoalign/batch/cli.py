@@ -33,7 +33,7 @@ SOURCE: a folder, a quoted glob ('session/*.st') or a CSV table with a header ro
 markers are looked for beside each stack by its stem (NAME.tlt or NAME.rawtlt; else the .mdoc or
 header). Table columns (paths relative to the table; empty cells take the options above):
   stack, markers          at least one; tilt_angles; name (default: the stem)
-  pixel_size_nm           overrides the header's; image_width, image_height for CSV markers alone
+  pixel_size_nm           (else the header's); image_width, image_height: for CSV markers alone
   bead_diameter_nm, bead_diameter_px   the run path (one of them)
   beads, bin, thickness, erase_gold    the run path's tracking and tomogram options
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
@@ -99,7 +99,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
         else:
             g.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}", action="store_true", help=text)
     g.add_argument("--pixel-size-nm", dest="opt_pixel_size_nm", type=float, default=None, metavar="NM",
-                   help="pixel size for series whose header has none (or a wrong one)")
+                   help="pixel size of every series (default: each stack's header)")
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
