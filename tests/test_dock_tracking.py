@@ -11,6 +11,7 @@ pytest.importorskip("napari")
 
 from napari_tomoalign._napari.dock import bead_logic  # noqa: E402
 from napari_tomoalign._napari.dock.logic import CHECK_RGBA  # noqa: E402
+from napari_tomoalign._napari.dock.results import PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.simulation.beads import make_bead_series  # noqa: E402
 
@@ -140,9 +141,21 @@ def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):
     assert widget.status.text().startswith("cancelled"), widget.status.text()
     assert [ly.name for ly in viewer.layers] == before and widget.inputs.markers.value is None
     assert widget.beads.runner.align_button.enabled and widget.runner.align_button.enabled
-    # Without rings, Track finds the beads itself.
+    # Without rings, Track finds the beads itself; rings marked '?' show where its model puts untracked beads.
     wait(qtbot, widget, widget.beads.track())
-    assert widget.inputs.markers.value is not None and len(widget.inputs.markers.value.data) > 100
+    markers = widget.inputs.markers.value
+    assert markers is not None and len(markers.data) > 100
+    predicted = viewer.layers[PREDICTED]
+    assert predicted.visible and tuple(predicted.scale) == tuple(image.scale)
+    assert viewer.layers.index(predicted) < viewer.layers.index(markers)  # under the markers
+    if len(predicted.data):
+        v = np.round(predicted.data[:, 0]).astype(int)
+        ids, seed = predicted.features["marker"].to_numpy(), widget.beads.view.value
+        mids, mv = markers.features["marker"].to_numpy(), np.round(markers.data[:, 0]).astype(int)
+        bead = {m: int(np.hypot(*(markers.data[(mids == m) & (mv == seed)][0, [2, 1]] - s.true_xy[seed]).T).argmin())
+                for m in np.unique(ids)}
+        err = [np.hypot(*(predicted.data[k, [2, 1]] - s.true_xy[v[k], bead[m]])) for k, m in enumerate(ids)]
+        assert np.median(err) < 1.0
 
 
 def test_input_errors_say_what_to_do_and_change_nothing(qtbot, dock):

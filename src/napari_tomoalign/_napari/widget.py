@@ -58,10 +58,11 @@ class AlignWidget(QWidget):
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
         self.options = OptionsSection()
         self.runner = Runner(self.say)
-        self.beads = BeadSection(viewer, self.inputs, self.options, self.runs, self.panel, self.say, lambda: self.busy)
+        self.results = ResultLayers(viewer)
+        self.beads = BeadSection(viewer, self.inputs, self.options, self.runs, self.panel, self.results, self.say,
+                                 lambda: self.busy)
         self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
         self.beads.runner.locked.append(self.runner.align_button)
-        self.results = ResultLayers(viewer)
         self.report = ReportView()
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
         self.tomograms = TomogramViewer()

@@ -45,17 +45,20 @@ def rgba_hex(rgba: ArrayLike) -> str:
     return "#" + "".join(f"{int(round(255 * float(c))):02x}" for c in np.asarray(rgba)[:3])
 
 
+def swatch(rgba: ArrayLike) -> str:
+    """A small block of colour in rich text (a background behind two spaces: no glyph from another font,
+    so the line keeps the label's line height)."""
+    return f"<span style='background-color:{rgba_hex(rgba)}'>&nbsp;&nbsp;</span>"
+
+
 def strength_legend(threshold: float, n_beads: int, n_clumps: int, view: int, tilt_deg: float) -> str:
     """Rich text for the dock: what the rings' colours and shapes mean, with the strengths they stand for."""
     thr = float(threshold)
-    ramp = "".join(f"<span style='color:{rgba_hex(c)}'>&#9632;</span>"
-                   for c in strength_colors(np.linspace(thr, 1.0, 7), thr))
-    return (f"{n_beads} candidates in view {view} ({tilt_deg:.1f}&deg;). Ring colour = strength, from the "
-            f"threshold to a typical bead: {thr:.2f} {ramp} 1.00 and up (red: barely a bead). "
-            f"<span style='color:{rgba_hex(ADDED_RGBA)}'>&#9632;</span> added by you. "
-            + (f"Squares: {n_clumps} clumps (clustered or elongated), tracked only with 'track clumps'. "
-               if n_clumps else "")
-            + "Delete or add rings with the layer's tools, then Track.")
+    ramp = "".join(swatch(c) for c in strength_colors(np.linspace(thr, 1.0, 7), thr))
+    return (f"{n_beads} candidates in view {view} ({tilt_deg:.1f}&deg;). Colour = strength: {thr:.2f} {ramp} "
+            f"1.00 and up (1: a typical bead; red: just over the threshold). {swatch(ADDED_RGBA)} added by you. "
+            + (f"Squares: {n_clumps} clumps, tracked only with 'track clumps too'. " if n_clumps else "")
+            + "Delete or add rings, then Track.")
 
 
 def tracked_legend(n_beads: int, n_points: int, n_check: int, layer_name: str) -> str:
@@ -63,8 +66,8 @@ def tracked_legend(n_beads: int, n_points: int, n_check: int, layer_name: str) -
     points = "point" if n_check == 1 else "points"
     return (f"Tracked {n_beads} beads ({n_points} points) into '{layer_name}', a markers layer: ring colour = "
             f"marker. <b>Thick white outline</b>: {n_check} {points} worth a check (faint in their view, flagged by "
-            "the robust fit, or not in it); <i>Next big residual</i> (step 5) visits them first. Edit them as "
-            "any markers (step 3), then Align (step 4).")
+            "the robust fit, or not in it); <i>Next big residual</i> (step 5) visits them first. Rings marked '?': "
+            "where the model puts a bead in a view it was not tracked in. Edit as any markers (step 3), then Align.")
 
 
 def candidate_points(cands: BeadCandidates, view: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:

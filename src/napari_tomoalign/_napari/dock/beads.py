@@ -40,9 +40,10 @@ from .bead_logic import (
 from .inputs import ROLE, InputsSection
 from .markers import MarkersPanel
 from .options import OptionsSection
+from .results import ResultLayers
 from .runner import Runner
 from .state import Runs
-from .ui import button, form, row, text_label
+from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 
 CANDIDATES = "bead candidates"
 RING_BORDER = 0.12  # relative to the ring's diameter
@@ -90,9 +91,10 @@ class BeadSection:
     """Find beads, the candidates layer, Track and the markers layer it fills."""
 
     def __init__(self, viewer: Any, inputs: InputsSection, options: OptionsSection, runs: Runs, panel: MarkersPanel,
-                 status: Callable[..., None], busy: Callable[[], bool]) -> None:
+                 results: ResultLayers, status: Callable[..., None], busy: Callable[[], bool]) -> None:
         self._busy = busy  # True while any job of the dock runs (an Align, a Find, a Track)
         self._viewer, self._inputs, self._options, self._runs, self._panel = viewer, inputs, options, runs, panel
+        self._results = results
         self._status = status
         self._image_id: int | None = None
         self.candidates: Points | None = None
@@ -201,10 +203,18 @@ class BeadSection:
         self._viewer.layers.selection.active = layer
         tilts = self._tilts()
         tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
-        self.legend.value = strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt)
+        self.show_legend(strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt))
         self._status(f"{len(data)} bead candidates in view {view} ({int(clump.sum())} clumps); edit the rings, "
                      "then Track")
         return layer
+
+    def show_legend(self, text: str) -> None:
+        """Set the legend and reserve its height at the dock's width, plus a line: a wrapped label in a form
+        keeps the height of its old text, and Qt's height for rich text falls a line short here."""
+        label = self.legend.native
+        label.setText(text)
+        width = max(label.width(), DOCK_CONTENT_WIDTH)
+        label.setMinimumHeight(label.heightForWidth(width) + label.fontMetrics().lineSpacing())
 
     # ------------------------------------------------------------------ track
     def gather(self) -> dict[str, Any]:
@@ -244,7 +254,7 @@ class BeadSection:
         try:
             layer = self.add_markers_layer(result, image)
             check = layer.features["check"].to_numpy(dtype=bool)
-            self.legend.value = tracked_legend(result.n_beads, len(check), int(check.sum()), layer.name)
+            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), layer.name))
             self._status(f"tracked: {result.summary().splitlines()[0]}")
             for w in result.warnings:
                 show_info(w)
@@ -271,6 +281,9 @@ class BeadSection:
         self._panel.flagged = set()
         self._panel.refresh()
         self._runs.tracked(layer, image, result.alignment, tracking_visits(result))
+        if result.alignment is not None:  # rings marked '?' where the model puts a bead it did not track
+            self._results.overlay_predictions(result.alignment, image, layer)
+            self._viewer.layers.selection.active = layer
         return layer
 
     # ------------------------------------------------------------------ failures

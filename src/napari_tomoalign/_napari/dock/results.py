@@ -15,6 +15,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox
 from napari.layers import Image, Points, Vectors
 
+from ...alignment.result import Alignment
 from ...workflows import PipelineResult
 from ..layers import frame_of, marker_colors
 from .inputs import ROLE
@@ -89,7 +90,7 @@ class ResultLayers:
         result = self.result
         assert result is not None  # set by `steps`
         points, ids = aligned_points(result.alignment, result.transforms, data[0], data[1])
-        self._points(ALIGNED_MARKERS, points, ids, symbol="ring", size=12, text="{marker}")
+        self._points(ALIGNED_MARKERS, points, ids, symbol="ring", size=self._ring_size(), text="{marker}")
 
     def show_residual_vectors(self) -> None:
         """Residual vectors from each observed point, exaggerated, in the raw frame."""
@@ -107,11 +108,26 @@ class ResultLayers:
         self._place(Vectors(vectors, name=name, edge_color=colours, edge_width=1.5, vector_style="arrow",
                             visible=False, metadata={ROLE: RESIDUALS}, **self._frame()))
 
-    def show_predicted_markers(self) -> None:
-        """The model's position of each marker where it was not clicked, inside the image (raw frame)."""
-        assert self.result is not None  # set by `steps`
-        points, ids = predicted_gap_points(self.result.alignment)
-        self._points(PREDICTED, points, ids, symbol="ring", size=14, text="{marker}?")
+    def show_predicted_markers(self, alignment: Alignment | None = None) -> None:
+        """The model's position of each marker where it was not clicked, inside the image (raw frame); of
+        the last run's alignment, or of ``alignment`` (tracking's)."""
+        al = alignment if alignment is not None else self.result.alignment if self.result is not None else None
+        if al is None:
+            return
+        points, ids = predicted_gap_points(al)
+        self._points(PREDICTED, points, ids, symbol="ring", size=self._ring_size() + 2, text="{marker}?")
+
+    def overlay_predictions(self, alignment: Alignment, image: Any, markers: Any) -> None:
+        """After Track: rings where tracking's model puts a bead in views it was not tracked in."""
+        self.image, self.markers, self._pending = image, markers, []
+        self.show_predicted_markers(alignment)
+        while self._pending:
+            self.reveal()
+
+    def _ring_size(self) -> float:
+        """The markers' ring size (tracked layers are sized to their beads), 12 without markers."""
+        sizes = np.asarray(getattr(self.markers, "size", []), dtype=float)
+        return float(np.median(sizes)) if sizes.size else 12.0
 
     def _points(self, name: str, points: np.ndarray, ids: np.ndarray, *, symbol: str, size: float, text: str) -> None:
         colours = marker_colors(ids) if len(ids) else "white"
@@ -120,7 +136,7 @@ class ResultLayers:
             layer.data, layer.features = points, {"marker": ids}
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             if len(ids):
-                layer.face_color = colours
+                layer.face_color, layer.size = colours, size
             return
         self._place(Points(points, name=name, features={"marker": ids}, symbol=symbol, size=size,
                                    face_color=colours, border_width=0, visible=False, metadata={ROLE: name},
