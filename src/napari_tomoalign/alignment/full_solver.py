@@ -16,11 +16,15 @@ from numpy.typing import ArrayLike, NDArray
 from ._lm import LMReport, Observations
 from ._lm_full import levenberg_marquardt_full
 from ._parameters import shift_gauge
+from ._threads import blas_threads_for, compiled_threads
 from .errors import AlignmentError
 from .full_layout import build_layout
 from .full_model import COMP, N_FULL, project_full, view_matrices
 from .imod_options import ImodSettings
 from .model import DX, DY, MAG, ROT, TILT, image_centre
+
+# Below this many observations a second thread of the compiled loops costs more than it saves.
+SINGLE_THREAD_OBSERVATIONS = 200_000
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,11 @@ def solve_full_model(
                        w[use])
     included = np.bincount(obs.view_index, minlength=n_views) > 0
     xyz, known = _start_xyz(start, marker_ids, fix_xyz)
-    params, beam, xyz, reports, n_q = _run_stages(obs, settings, base, beam0, included, xyz, known, fix_xyz,
-                                                  max_iterations, progress, should_stop)
+    n_q_guess = settings.n_geometric + 2 * int(included.sum())
+    with blas_threads_for(n_q_guess, 0 if fix_xyz else obs.n_markers, len(obs)), \
+            compiled_threads(1 if len(obs) < SINGLE_THREAD_OBSERVATIONS else 1 << 16):
+        params, beam, xyz, reports, n_q = _run_stages(obs, settings, base, beam0, included, xyz, known, fix_xyz,
+                                                      max_iterations, progress, should_stop)
     if not fix_xyz:  # the marker centroid at the origin, as IMOD holds it; the shifts absorb the move
         c = xyz.mean(axis=0)
         xyz = xyz - c
