@@ -2,6 +2,7 @@
 
     python benchmarks/bench_startup.py            # 9 runs of each command
     python benchmarks/bench_startup.py --runs 15
+    python benchmarks/bench_startup.py --kernels  # where the plain-numpy solver stops paying (alignment/_backend)
 
 Each command runs as a fresh process (the installed ``tomoalign`` script, as a user types it); the
 figure is the median wall time. The same run times ``python -c "import numpy"`` as its baseline, so a
@@ -60,10 +61,62 @@ def median_wall(cmd: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
+_LOAD_COMPILED = """
+import numpy as np
+from napari_tomoalign import simulate_markers
+from napari_tomoalign.alignment import _backend
+_backend.NUMPY_MAX_OBSERVATIONS = {limit}
+s = simulate_markers(n_views=9, n_markers=5, seed=0)
+from napari_tomoalign import align_markers
+align_markers(s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size)
+"""
+
+
+def kernel_threshold(runs: int) -> None:
+    """In one process: the solve through numpy's loops and through the compiled ones (loaded, warm) at
+    growing sizes; and, as whole processes, what loading numba and the cached kernels adds to a tiny solve.
+    The cold threshold is where numpy's extra solve time reaches that load cost; the warm one where numpy
+    stops being faster in-process."""
+    from napari_tomoalign import AlignmentOptions, align_markers
+    from napari_tomoalign.alignment import _backend
+
+    numpy_proc = median_wall([sys.executable, "-c", _LOAD_COMPILED.format(limit=10**9)], runs)
+    numba_proc = median_wall([sys.executable, "-c", _LOAD_COMPILED.format(limit=0)], runs)
+    load = numba_proc - numpy_proc
+    print(f"tiny solve as a process: numpy {numpy_proc * 1e3:.0f} ms, compiled {numba_proc * 1e3:.0f} ms:"
+          f" loading numba and the kernels costs {load * 1e3:.0f} ms")
+    saved = _backend.NUMPY_MAX_OBSERVATIONS, _backend.NUMPY_MAX_OBSERVATIONS_WARM
+    for n_markers in (25, 60, 150, 400, 1000, 2000):
+        sim = simulate_markers(n_views=61, n_markers=n_markers, noise_px=0.5, dropout=0.05,
+                               image_size=(4096, 4096), seed=n_markers)
+        args = (sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size,
+                AlignmentOptions(tilt_axis_deg=85.0))
+        times = {}
+        for name, limit in (("numpy", 10**9), ("compiled", 0)):  # the threads follow the choice too
+            _backend.NUMPY_MAX_OBSERVATIONS = _backend.NUMPY_MAX_OBSERVATIONS_WARM = limit
+            align_markers(*args)
+            ts = []
+            for _ in range(max(3, runs // 2)):
+                t0 = time.perf_counter()
+                align_markers(*args)
+                ts.append(time.perf_counter() - t0)
+            times[name] = statistics.median(ts)
+        _backend.NUMPY_MAX_OBSERVATIONS, _backend.NUMPY_MAX_OBSERVATIONS_WARM = saved
+        extra = times["numpy"] - times["compiled"]
+        print(f"{len(sim.view):>8,d} obs: numpy {times['numpy'] * 1e3:8.1f} ms, compiled {times['compiled'] * 1e3:8.1f}"
+              f" ms, numpy/compiled {times['numpy'] / times['compiled']:.2f}; numpy's extra {extra * 1e3:7.1f} ms"
+              f" {'<' if extra < load else '>='} load {load * 1e3:.0f} ms")
+    print(f"alignment/_backend: NUMPY_MAX_OBSERVATIONS = {_backend.NUMPY_MAX_OBSERVATIONS:,d},"
+          f" NUMPY_MAX_OBSERVATIONS_WARM = {_backend.NUMPY_MAX_OBSERVATIONS_WARM:,d}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--kernels", action="store_true")
     args = ap.parse_args()
+    if args.kernels:
+        return kernel_threshold(args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         problems = {

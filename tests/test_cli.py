@@ -167,3 +167,39 @@ def test_a_stack_of_another_pixel_size_is_refused(tmp_path, imod_data, capsys):
     err = capsys.readouterr().err
     assert "1 nm pixels but the alignment was solved at 2.02 nm" in err and err.count("\n") == 1
     assert not (tmp_path / "a.ali").exists()
+
+
+def test_aligned_stack_can_erase_the_gold_first(demo_dir, tmp_path, capsys):
+    from napari_tomoalign.alignment.transforms import apply_transform
+    from napari_tomoalign.io.bead_positions import read_bead_positions
+    from napari_tomoalign.io.mrc import open_tilt_series
+
+    stack = str(demo_dir / "sample.mrc")
+    plain, erased = tmp_path / "plain.ali", tmp_path / "erased.ali"
+    pix_nm = open_tilt_series(stack, find_tilts=False).pixel_size_angstrom / 10
+    assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(plain), "--quiet"]) == 0
+    assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(erased), "--quiet",
+                 "--erase-gold", "--bead-diameter-nm", f"{9.0 * pix_nm}"]) == 0  # the sample's beads: 9 px
+    a = open_tilt_series(plain, find_tilts=False).data
+    b = open_tilt_series(erased, find_tilts=False).data
+    view, xy = read_bead_positions(demo_dir)
+    xf = read_xf(demo_dir / "sample.xf")
+    centre = (np.array(a.shape[:0:-1], float) - 1) / 2
+    j = a.shape[0] // 2
+    cols, rows = np.round(apply_transform(xf[j], xy[view == j], centre)).astype(int).T
+    inside = (cols >= 0) & (cols < a.shape[2]) & (rows >= 0) & (rows < a.shape[1])
+    background = np.median(a[j])
+    before = np.median(np.abs(a[j][rows[inside], cols[inside]] - background))
+    after = np.median(np.abs(b[j][rows[inside], cols[inside]] - background))
+    assert inside.sum() >= 10 and after < 0.3 * before  # the beads' cores are gone in the aligned stack
+    far = np.ones(a.shape[1:], bool)
+    for c, r in zip(cols[inside], rows[inside]):
+        far[max(0, r - 12) : r + 13, max(0, c - 12) : c + 13] = False
+    values, counts = np.unique(a[j], return_counts=True)
+    far &= a[j] != values[np.argmax(counts)]  # the fill beyond the view is its mean, which erasing changes
+    np.testing.assert_allclose(b[j][far], a[j][far], atol=1e-5)  # and nothing else changed
+    # The size is needed with --erase-gold, and only then: one line, exit 2.
+    for extra in (["--erase-gold"], ["--bead-diameter-px", "9"], ["--erase-gold", "--bead-diameter-px", "0"]):
+        assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(erased), "--force",
+                     "--quiet", *extra]) == 2
+    assert capsys.readouterr().err.count("\n") == 3

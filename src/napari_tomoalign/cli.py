@@ -146,10 +146,30 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
     from .file_jobs import aligned_stack_to_file
 
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
-                              interpolation="cubic" if args.cubic else "linear", overwrite=args.force)
+                              interpolation="cubic" if args.cubic else "linear", overwrite=args.force,
+                              erase_gold_diameter_px=_bead_diameter_px(args))
     if not args.quiet:
         _print_image(r, tomogram=False)
     return 0
+
+
+def _bead_diameter_px(args: argparse.Namespace) -> float | None:
+    """The bead diameter in pixels for ``--erase-gold`` (nm through the stack's pixel size), else None."""
+    given = [a for a in (args.bead_diameter_nm, args.bead_diameter_px) if a is not None]
+    if not args.erase_gold:
+        if given:
+            raise UsageError("--bead-diameter-nm/--bead-diameter-px are for --erase-gold; add it, or leave them out")
+        return None
+    if len(given) != 1:
+        raise UsageError("--erase-gold needs the bead size: give one of --bead-diameter-nm D or --bead-diameter-px D")
+    if args.bead_diameter_px is not None:
+        return float(args.bead_diameter_px)
+    from .io.mrc import open_tilt_series
+
+    pix_a = open_tilt_series(args.stack, find_tilts=False).pixel_size_angstrom
+    if not pix_a:
+        raise UsageError(f"{args.stack} records no pixel size; give --bead-diameter-px instead of -nm")
+    return 10.0 * float(args.bead_diameter_nm) / pix_a
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -207,6 +227,11 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
         _common(p, "an existing output file")
         if name == "aligned-stack":
             p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
+            p.add_argument("--erase-gold", action="store_true",
+                           help="replace every bead by local background first (where the alignment puts it)")
+            size = p.add_mutually_exclusive_group()
+            size.add_argument("--bead-diameter-nm", type=float, metavar="D", help="bead diameter for --erase-gold")
+            size.add_argument("--bead-diameter-px", type=float, metavar="D", help="the same in pixels")
             p.set_defaults(func=cmd_aligned_stack)
         else:
             p.add_argument("--thickness", type=int, metavar="T",

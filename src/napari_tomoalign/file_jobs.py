@@ -105,8 +105,13 @@ def aligned_stack_to_file(
     binning: int = 1,
     interpolation: str = "linear",
     overwrite: bool = False,
+    erase_gold_diameter_px: float | None = None,
 ) -> ImageResult:
-    """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view."""
+    """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view.
+
+    With ``erase_gold_diameter_px``, every bead of that diameter is first replaced by local background
+    (as ``tomoalign run --erase-gold``), at the positions the alignment's model gives in every view.
+    """
     from .io.mrc import MrcStreamWriter
     from .reconstruction.warp import INTERPOLATIONS, warp_view
 
@@ -115,13 +120,15 @@ def aligned_stack_to_file(
         raise UsageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {interpolation!r}")
     out = check_writable(output, overwrite)
     series, saved, pix = open_stack_and_alignment(stack_path, alignment_dir, binning)
+    erase = _gold_eraser(alignment_dir, erase_gold_diameter_px)
     shape = (series.n_views, series.data.shape[1] // binning, series.data.shape[2] // binning)
     voxel = pix * binning if pix else None
     with atomic_path(out, overwrite) as tmp:
         w = MrcStreamWriter(tmp, shape, np.float32, voxel)
         try:
             for j in range(series.n_views):
-                view = warp_view(series.data[j], saved.transforms[j], binning=binning, interpolation=interpolation,
+                raw = erase(j, series.data[j]) if erase else series.data[j]
+                view = warp_view(raw, saved.transforms[j], binning=binning, interpolation=interpolation,
                                  out_shape=shape[1:])
                 _check_finite_view(stack_path, j, view)
                 w.write(view)
@@ -130,6 +137,21 @@ def aligned_stack_to_file(
             w.abort()
             raise
     return ImageResult(out, shape, voxel, int(saved.view_determined.sum()))
+
+
+def _gold_eraser(alignment_dir: str | os.PathLike[str], diameter_px: float | None):
+    """``erase(j, image)`` that replaces the beads of view ``j`` by background, or None without a diameter."""
+    if diameter_px is None:
+        return None
+    if not (np.isfinite(diameter_px) and 1.0 <= diameter_px <= 200.0):
+        raise UsageError(f"the bead diameter must be 1 to 200 pixels, not {diameter_px:g}")
+    from .io.bead_positions import read_bead_positions
+    from .reconstruction.erase import erase_radius_px, erase_view
+
+    view, xy = read_bead_positions(alignment_dir)
+    radius = erase_radius_px(diameter_px)
+    rng = np.random.default_rng(0)
+    return lambda j, image: erase_view(image, xy[view == j], radius, rng)
 
 
 def reconstruct_to_file(

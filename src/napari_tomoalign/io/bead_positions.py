@@ -1,0 +1,49 @@
+"""Where a saved alignment puts the beads: every solved marker in every determined view, in the frame of the
+stack the markers were placed on (``predicted.csv`` of a ``tomoalign align`` folder). Gold erasure reads
+them, so that a bead is erased in views where it was never clicked too."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .alignment import read_alignment_dir
+from .errors import FileFormatError
+from .guarded import read_bytes_limited
+
+MAX_PREDICTED_BYTES = 512 * 2**20  # 12,000 markers x 133 views is 45 MB
+
+
+def read_bead_positions(directory: str | os.PathLike[str]) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """``(view (k,), xy (k, 2))``: the model's position of each included marker in each determined view.
+
+    The folder is checked against its run stamp first (`read_alignment_dir`); markers the solve left out
+    (``excluded_markers`` in ``alignment.json``) and positions that are not finite are dropped.
+    """
+    d = Path(directory)
+    saved = read_alignment_dir(d)
+    info_path, path = d / "alignment.json", d / "predicted.csv"
+    try:
+        info = json.loads(read_bytes_limited(info_path, "alignment", MAX_PREDICTED_BYTES))
+        excluded = np.asarray(info.get("excluded_markers") or [], dtype=np.int64)
+    except (ValueError, TypeError, RecursionError):
+        raise FileFormatError(f"{info_path}: not readable as JSON; run 'tomoalign align' again") from None
+    body = read_bytes_limited(path, "predicted positions", MAX_PREDICTED_BYTES)
+    try:
+        table = np.loadtxt(io.BytesIO(body), delimiter=",", skiprows=1, ndmin=2, dtype=float)
+    except ValueError as exc:
+        raise FileFormatError(f"{path}: not a view,marker,x,y table ({exc})") from None
+    if table.shape[1] != 4:
+        raise FileFormatError(f"{path}: expected the columns view,marker,x,y")
+    view = table[:, 0].astype(np.intp)
+    if len(view) and (view.min() < 0 or view.max() >= len(saved.view_determined)):
+        raise FileFormatError(f"{path}: a view number outside 0..{len(saved.view_determined) - 1}")
+    xy = table[:, 2:4]
+    keep = saved.view_determined[view] & np.all(np.isfinite(xy), axis=1)
+    keep &= ~np.isin(table[:, 1].astype(np.int64), excluded)
+    return view[keep], xy[keep]
