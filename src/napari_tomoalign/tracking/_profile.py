@@ -8,6 +8,15 @@ holds the detector blur, the bright-field non-linearity and, in cryo, the defocu
 `fit_profile` fits ``background plane + amplitude * T(|x - x0|)`` to every patch by Gauss-Newton,
 vectorised over the beads; the fitted centre is the bead's sub-pixel position. A plane under the bead
 keeps a texture gradient from pulling the centre.
+
+In bright field the gold stops a share of the electrons, so a bead's depth scales with the counts
+around it: on a background that brightens across the bead the dark disc is deeper on the bright side,
+and the additive model moves the centre toward that side, by about 1.6 px per unit of relative slope
+for a 5 px bead and 6.7 px for a 12.5 px one (0.07 and 0.27 px on a 4 %/px slope, as near a carbon
+edge). ``multiplicative`` couples the bead's depth to the plane: ``plane + a T (level + m (plane -
+level))``, fully multiplicative (``plane * (1 + a T)``) for ``m = 1``. The plane's slope is measured on
+the ring around the bead, where small-scale texture also tilts it, and a fully coupled model passes
+that error into the centre; the tracker uses ``m = 0.5`` on count data (`_measure.COUPLING`).
 """
 
 from __future__ import annotations
@@ -69,9 +78,11 @@ class BeadProfile:
 
     @classmethod
     def learned(cls, patches: NDArray, centres: NDArray, background: NDArray, amplitude: NDArray,
-                radius_px: float, r_max: float, prior: BeadProfile | None = None) -> BeadProfile:
+                radius_px: float, r_max: float, prior: BeadProfile | None = None,
+                multiplicative: bool = False) -> BeadProfile:
         """Average radial profile of beads: ``patches`` ``(k, P, P)`` with their fitted centres ``(k, 2)``
-        (patch x, y), plane backgrounds ``(k, 3)`` and amplitudes ``(k,)`` (see `fit_profile`).
+        (patch x, y), plane backgrounds ``(k, 3)`` and amplitudes ``(k,)`` (see `fit_profile`; with
+        ``multiplicative`` each patch is divided by its plane rather than the plane subtracted).
 
         The profile is smoothed in radius (a 0.4 px Gaussian kernel), scaled to 1 over the bead's core
         and, with few beads, blended with ``prior`` (weight ``k / (k + 8)`` for the data).
@@ -82,7 +93,11 @@ class BeadProfile:
         dy = g[None, :, None] - centres[:, 1, None, None]
         plane = background[:, 0, None, None] + background[:, 1, None, None] * (g[None, None, :] - size // 2) \
             + background[:, 2, None, None] * (g[None, :, None] - size // 2)
-        norm = ((patches - plane) / amplitude[:, None, None]).ravel()
+        if multiplicative:
+            level = background[:, 0, None, None]
+            norm = ((patches / plane - 1.0) * level / amplitude[:, None, None]).ravel()
+        else:
+            norm = ((patches - plane) / amplitude[:, None, None]).ravel()
         r = np.hypot(dx, dy).ravel()
         use = np.isfinite(norm) & (r < r_max + 1.0)
         r, norm = r[use], norm[use]
@@ -128,9 +143,12 @@ class ProfileFit:
 
 
 def fit_profile(patches: NDArray, start: NDArray, profile: BeadProfile, fit_radius: float,
-                iterations: int = 6, quadratic: bool = QUADRATIC) -> ProfileFit:
+                iterations: int = 6, quadratic: bool = QUADRATIC, multiplicative: float = 0.0) -> ProfileFit:
     """Fit ``background + amplitude * T(|x - centre|)`` to each of ``patches`` ``(k, P, P)`` from ``start``
-    ``(k, 2)`` (patch x, y); the background is a plane, or a quadratic surface with ``quadratic``. The fit
+    ``(k, 2)`` (patch x, y); the background is a plane, or a quadratic surface with ``quadratic``. With
+    ``multiplicative`` ``m`` > 0 (count data) the bead's depth follows the background (the module
+    docstring; ``m = 1``: ``background * (1 + a T)``); the amplitude returned is then ``a`` times the
+    background level at the patch centre, in image units as for the additive model. The fit
     uses the pixels within ``fit_radius`` of the start, then of the first estimate; Levenberg-Marquardt with
     the centre's steps limited to 1 px (a compiled loop over the beads). NaN pixels (outside the image)
     are left out."""
@@ -141,8 +159,9 @@ def fit_profile(patches: NDArray, start: NDArray, profile: BeadProfile, fit_radi
     rms, moved, elong = np.zeros(k), np.zeros(k), np.ones(k)
     if k:
         _fit_kernel(p, xy, profile.values, STEP, float(fit_radius), int(iterations), profile.radius_px + 1.0,
-                    7 if quadratic else 4, theta, rms, moved, elong)
-    return ProfileFit(xy, theta[:, 0].copy(), theta[:, 1:4].copy(), rms, elong, moved < 0.15)
+                    7 if quadratic else 4, float(multiplicative), theta, rms, moved, elong)
+    amplitude = theta[:, 0] * theta[:, 1] if multiplicative else theta[:, 0].copy()
+    return ProfileFit(xy, amplitude, theta[:, 1:4].copy(), rms, elong, moved < 0.15)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -175,9 +194,11 @@ def _basis(x, y, half, nl, out, o):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, full, a, b):  # pragma: no cover - compiled
-    """Normal equations of the fit (the ``nl`` linear parameters, and the centre when ``full``); returns
-    the sum of squared residuals at ``th`` and (x0, y0)."""
+def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, mult, full, a, b):  # pragma: no cover - compiled
+    """Normal equations of the fit (the ``nl`` background and amplitude parameters, and the centre when
+    ``full``); returns the sum of squared residuals at ``th`` and (x0, y0), and the number of pixels.
+    ``mult`` > 0: the model is ``background + th[0] T (th[1] + mult (background - th[1]))`` (``th[0]``
+    relative) rather than ``background + th[0] T``."""
     size = img.shape[0]
     half = size // 2
     nt = table.size
@@ -188,7 +209,7 @@ def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, full, a, b):  
         b[i] = 0.0
         for c in range(n):
             a[i, c] = 0.0
-    ssr, r2max = 0.0, radius * radius
+    ssr, r2max, count = 0.0, radius * radius, 0
     for y in range(size):
         for x in range(size):
             if (x - mx) ** 2 + (y - my) ** 2 > r2max or img[y, x] != img[y, x]:
@@ -201,16 +222,28 @@ def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, full, a, b):  
             if u < nt - 1:
                 t = table[i0] + (u - i0) * (table[i0 + 1] - table[i0])
                 dt = (table[i0 + 1] - table[i0]) / step
-            jac[o] = t
             _basis(x, y, half, nl, jac, o + 1)
-            model = th[0] * t
+            bg = 0.0
             for i in range(1, nl):
-                model += th[i] * jac[o + i]
+                bg += th[i] * jac[o + i]
+            if mult > 0.0:  # the bead's depth follows the level th[1] plus `mult` of the rest of the surface
+                under = th[1] + mult * (bg - th[1])
+                model = bg + th[0] * t * under
+                jac[o] = under * t
+                jac[o + 1] = 1.0 + th[0] * t
+                for i in range(2, nl):
+                    jac[o + i] *= 1.0 + mult * th[0] * t
+                slope = under * th[0] * dt
+            else:
+                model = bg + th[0] * t
+                jac[o] = t
+                slope = th[0] * dt
             res = img[y, x] - model
             ssr += res * res
+            count += 1
             if full:
                 rs = r if r > 1e-9 else 1.0
-                jac[0], jac[1] = -th[0] * dt * dx / rs, -th[0] * dt * dy / rs
+                jac[0], jac[1] = -slope * dx / rs, -slope * dy / rs
             for i in range(n):
                 b[i] += jac[i] * res
                 for c in range(i, n):
@@ -218,14 +251,15 @@ def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, full, a, b):  
     for i in range(n):
         for c in range(i):
             a[i, c] = a[c, i]
-    return ssr
+    return ssr, count
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _fit_kernel(p, xy, table, step, radius, iterations, r_elong, nl, theta, rms, moved, elong):  # pragma: no cover
-    """Levenberg-Marquardt per bead: a linear start (amplitude and background at the given centre), then
-    steps that are kept only when they lower the sum of squares. ``moved`` is the size of the last step
-    kept in the final round (0 when none could lower it further: a minimum)."""
+def _fit_kernel(p, xy, table, step, radius, iterations, r_elong, nl, mult, theta, rms, moved, elong):  # pragma: no cover
+    """Levenberg-Marquardt per bead: a linear start (amplitude and background at the given centre, of the
+    additive model; for ``mult`` the amplitude is then made relative), then steps that are kept only when
+    they lower the sum of squares. ``moved`` is the size of the last step kept in the final round (0 when
+    none could lower it further: a minimum)."""
     for q in numba.prange(p.shape[0]):
         a, b = np.empty((9, 9)), np.empty(9)
         a2, b2 = np.empty((9, 9)), np.empty(9)
@@ -233,19 +267,21 @@ def _fit_kernel(p, xy, table, step, radius, iterations, r_elong, nl, theta, rms,
         img = p[q]
         th = theta[q]
         mx, my = xy[q, 0], xy[q, 1]
-        _accumulate(img, mx, my, mx, my, radius, th, table, step, nl, False, a, b)
+        _accumulate(img, mx, my, mx, my, radius, th, table, step, nl, 0.0, False, a, b)
         for i in range(nl):
             a[i, i] = a[i, i] * (1.0 + 1e-9) + 1e-9
         if _solve(a, b, nl):
             for i in range(nl):
                 th[i] = b[i]
+        if mult > 0.0:
+            th[0] = th[0] / th[1] if th[1] > 0.0 else 0.0
         move = 0.0
         n = nl + 2
         for rnd in range(2):
             if rnd == 1:
                 mx, my = xy[q, 0], xy[q, 1]
             lam, move = 1e-3, 0.0
-            ssr = _accumulate(img, xy[q, 0], xy[q, 1], mx, my, radius, th, table, step, nl, True, a, b)
+            ssr, _ = _accumulate(img, xy[q, 0], xy[q, 1], mx, my, radius, th, table, step, nl, mult, True, a, b)
             for _ in range(iterations if rnd == 0 else 6):
                 for i in range(n):
                     b2[i] = b[i]
@@ -257,8 +293,8 @@ def _fit_kernel(p, xy, table, step, radius, iterations, r_elong, nl, theta, rms,
                 ddx, ddy = min(max(b2[0], -1.0), 1.0), min(max(b2[1], -1.0), 1.0)
                 for i in range(nl):
                     trial[i] = th[i] + b2[2 + i]
-                new = _accumulate(img, xy[q, 0] + ddx, xy[q, 1] + ddy, mx, my, radius, trial, table, step, nl, True,
-                                  a2, b2)
+                new, _ = _accumulate(img, xy[q, 0] + ddx, xy[q, 1] + ddy, mx, my, radius, trial, table, step, nl,
+                                     mult, True, a2, b2)
                 if new <= ssr:
                     xy[q, 0] += ddx
                     xy[q, 1] += ddy
@@ -277,8 +313,8 @@ def _fit_kernel(p, xy, table, step, radius, iterations, r_elong, nl, theta, rms,
                     if lam > 1e4:
                         break
         moved[q] = move
-        ssr = _accumulate(img, xy[q, 0], xy[q, 1], mx, my, radius, th, table, step, nl, False, a, b)
-        rms[q] = np.sqrt(ssr / max(a[1, 1], 1.0))
+        ssr, count = _accumulate(img, xy[q, 0], xy[q, 1], mx, my, radius, th, table, step, nl, mult, False, a, b)
+        rms[q] = np.sqrt(ssr / max(count, 1))
         elong[q] = _moments(img, xy[q, 0], xy[q, 1], th, nl, r_elong)
 
 

@@ -26,21 +26,23 @@ POOL_FACTOR = 3
 
 
 def _learned_profile(img: NDArray[np.float32], xy: NDArray[np.float64], diameter: float, dark: bool) -> BeadProfile:
-    """The beads' own radial profile from single beads of the seed view (the ideal one if too few)."""
+    """The beads' own radial profile from single beads of the seed view (the ideal one if too few); for
+    dark beads on counts, of the multiplicative model the tracker fits."""
     ideal = BeadProfile.ideal(diameter)
+    mult = bool(dark and img.min() >= 0 and np.median(img) > 0)
     if len(xy) < 4:
         return ideal
     r_max = diameter / 2 + 3.5
     size = 2 * int(np.ceil(r_max + 1.5)) + 1
     origins = patch_origins(xy[:300], size)
     patches, inside = extract_patches(img, origins, size)
-    fit = fit_profile(patches, xy[:300] - origins, ideal, diameter / 2 + 2.5)
+    fit = fit_profile(patches, xy[:300] - origins, ideal, diameter / 2 + 2.5, multiplicative=mult)
     sign = -1.0 if dark else 1.0
     ok = inside & fit.converged & (sign * fit.amplitude > 0) & (fit.elongation < 1.3)
     if ok.sum() < 4:
         return ideal
     return BeadProfile.learned(patches[ok], fit.xy[ok], fit.background[ok], fit.amplitude[ok], diameter / 2, r_max,
-                               prior=ideal)
+                               prior=ideal, multiplicative=mult)
 
 
 def _short_track_quality(tr: BeadTracker) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
