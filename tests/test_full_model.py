@@ -12,6 +12,7 @@ from napari_tomoalign.alignment.full_model import (
     default_full_params,
     jacobian_blocks_full,
     project_full,
+    without_beam_tilt,
 )
 from napari_tomoalign.alignment.model import project
 
@@ -56,3 +57,17 @@ def test_jacobian_blocks_match_finite_differences():
         np.testing.assert_allclose(jm[:, :, k], num, atol=1e-6)
     num = (project_full(full, xyz, vi, mi, beam + h) - project_full(full, xyz, vi, mi, beam - h)) / (2 * h)
     np.testing.assert_allclose(jb, num, atol=1e-5 * np.abs(num).max())
+
+
+def test_beam_tilt_folds_into_tilt_x_tilt_and_rotation():
+    vp, xyz, vi, mi = _problem(seed=4)
+    full = default_full_params(vp)
+    rng = np.random.default_rng(5)
+    full[:, DMAG] = rng.normal(0, 0.01, len(full))
+    full[:, SKEW] = rng.normal(0, 0.02, len(full))
+    full[:, XTILT] = rng.normal(0, 0.02, len(full))
+    beam = np.radians(1.5)
+    folded = without_beam_tilt(full, beam)
+    np.testing.assert_allclose(project_full(folded, xyz, vi, mi), project_full(full, xyz, vi, mi, beam), atol=1e-9)
+    assert np.abs(folded[:, XTILT] - full[:, XTILT]).max() > 1e-3  # the beam tilt moved into the angles
+    np.testing.assert_array_equal(without_beam_tilt(full, 0.0), full)

@@ -9,8 +9,9 @@ from napari_tomoalign.alignment._lm import Observations
 from napari_tomoalign.alignment._lm_full import _Linearisation
 from napari_tomoalign.alignment._parameters import shift_gauge
 from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout
-from napari_tomoalign.alignment.full_model import project_full
+from napari_tomoalign.alignment.full_model import XTILT, project_full
 from napari_tomoalign.alignment.full_solver import solve_full_model, start_params
+from napari_tomoalign.alignment.imod_align import alignment_from_full
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.model import image_centre
 
@@ -111,3 +112,14 @@ def test_noise_free_data_are_recovered_exactly():
     assert sol.rms_residual_px < 1e-6
     np.testing.assert_allclose(sol.params[:, [0, 1, 2, 5, 6]], truth[:, [0, 1, 2, 5, 6]], atol=1e-8)
     np.testing.assert_allclose(sol.xyz_px, xyz, atol=1e-5)
+
+
+def test_alignment_folds_the_beam_tilt_into_the_angles_it_reports():
+    settings, tilts, truth, beam, xyz, v, m, xy = _simulate(BEAM_TILT, seed=14, beam_deg=2.0)
+    sol = solve_full_model(v, m, xy, SIZE, settings, tilt_angles_deg=tilts)
+    al = alignment_from_full(sol, settings, v, m, xy, tilts, SIZE, pixel_size_nm=PIXEL_NM)
+    assert al.beam_tilt_deg == pytest.approx(2.0, abs=0.2)
+    pred = al.predicted_xy_px[al.obs_view, al.obs_marker]
+    np.testing.assert_allclose(pred - al.obs_xy_px, al.residuals_px, atol=1e-9)  # the same projections
+    assert np.abs(al.full_params[:, XTILT]).max() > 1e-3  # X-tilt now carries the beam tilt
+    np.testing.assert_allclose(al.tilt_angles_deg, np.degrees(al.full_params[:, 0]))

@@ -133,3 +133,22 @@ def jacobian_blocks_full(params: NDArray[np.float64], xyz: NDArray[np.float64], 
     jv[:, 1, DY] = 1.0
     jb = np.einsum("nij,nj->ni", deriv["beam_tilt"][view_index], x)
     return jv, a[view_index].copy(), jb
+
+
+def without_beam_tilt(params: NDArray[np.float64], beam_tilt: float) -> NDArray[np.float64]:
+    """``(n_views, 9)`` parameters with the beam tilt folded into the angles: the same projections with
+    ``b = 0`` (IMOD converts so before writing ``.tlt``, ``.xtilt`` and the transforms).
+
+    The turn ``Xr(b) Y(theta) Xr(-b) Xr(phi)`` equals ``Rz(gamma) Y(theta') Xr(phi')`` (a z-y-x Euler
+    decomposition), and ``R(alpha) Rz(gamma)`` projects as ``R(alpha + gamma)``, so the new tilt,
+    X-tilt and rotation are ``theta'``, ``phi'`` and ``alpha + gamma``; the distortion is unchanged.
+    """
+    p = np.array(params, dtype=float)
+    if beam_tilt == 0.0:
+        return p
+    b = np.full(len(p), float(beam_tilt))
+    m = _rx(b) @ _ry(p[:, TILT]) @ _rx(-b) @ _rx(p[:, XTILT])
+    p[:, TILT] = -np.arcsin(np.clip(m[:, 2, 0], -1.0, 1.0))
+    p[:, XTILT] = np.arctan2(m[:, 2, 1], m[:, 2, 2])
+    p[:, ROT] += np.arctan2(m[:, 1, 0], m[:, 0, 0])
+    return p

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .axis import wrap_degrees
 from .errors import AlignmentError
-from .full_model import project_full
+from .full_model import project_full, without_beam_tilt
 from .full_solver import FullModelSolution, solve_full_model
 from .imod_options import ImodSettings, settings_from_com
 from .model import DX, DY, MAG, ROT, TILT, image_centre
@@ -90,7 +90,7 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
                         pixel_size_nm: float | None = None) -> Alignment:
     """The `Alignment` of a full-model solution (views without observations are NaN, as the default
     solver leaves them)."""
-    p = sol.params.copy()
+    p = without_beam_tilt(sol.params, sol.beam_tilt_rad)  # the same projections with the beam tilt at 0
     p[~sol.view_included] = np.nan
     marker_ids = np.unique(ids)
     if not np.array_equal(marker_ids, sol.marker_ids):
@@ -99,7 +99,7 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
     used = np.all(np.isfinite(sol.residuals_px), axis=1)
     n_v, n_m = len(p), len(marker_ids)
     vv, mm = np.meshgrid(np.arange(n_v), np.arange(n_m), indexing="ij")
-    pred = project_full(p, sol.xyz_px, vv.ravel(), mm.ravel(), sol.beam_tilt_rad).reshape(n_v, n_m, 2)
+    pred = project_full(p, sol.xyz_px, vv.ravel(), mm.ravel()).reshape(n_v, n_m, 2)
     pred += image_centre(size)
     ref = int(np.argmin(np.where(sol.view_included, np.abs(tilts), np.inf)))
     names = ["markers", "full"][-len(sol.reports):]  # "markers": geometry held while the markers are placed

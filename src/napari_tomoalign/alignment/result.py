@@ -75,9 +75,10 @@ class Alignment:
     full_params
         ``(n_views, 9)`` IMOD's full model per view (columns of ``full_model.FULL_VIEW_PARAMS``:
         angles in radians, shifts in pixels), or None for the default model. When set, the
-        transforms include X-stretch, skew and X-tilt.
+        transforms include X-stretch, skew and X-tilt. A solved beam tilt is already folded into
+        the tilt, X-tilt and rotation (``full_model.without_beam_tilt``), as IMOD writes them.
     beam_tilt_deg
-        The full model's beam tilt (0 for the default model).
+        The full model's solved beam tilt, for the record (0 for the default model).
     imod_settings
         The tiltalign options the full model was solved with (``imod_options.ImodSettings``), or None.
     """

@@ -55,7 +55,7 @@ def linear_parts(al: Alignment) -> NDArray[np.float64]:
         m = al.magnification[:, None, None]
         return np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2) / m
     p = al.full_params
-    amat, _ = view_matrices(np.nan_to_num(p), np.radians(al.beam_tilt_deg))
+    amat, _ = view_matrices(np.nan_to_num(p))  # the beam tilt is already folded into the angles
     th, ph = p[:, TILT], p[:, XTILT]
     t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
                   np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
