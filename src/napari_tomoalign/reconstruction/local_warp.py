@@ -116,12 +116,26 @@ def _cell(g, n):  # pragma: no cover - compiled
     return i, g - i
 
 
+@numba.njit(inline="always")
+def _z_range(a0, d, top, lo, hi):  # pragma: no cover - compiled
+    """Narrow ``[lo, hi]`` to the z where ``a0 + d z`` lies in ``[0, top]``."""
+    if d > 1e-12:
+        return max(lo, -a0 / d), min(hi, (top - a0) / d)
+    if d < -1e-12:
+        return max(lo, (top - a0) / d), min(hi, -a0 / d)
+    if a0 < 0.0 or a0 > top:
+        return lo, -1.0
+    return lo, hi
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compiled
-    """``vol[z, y, x] += sum over views of views[v](position of (x, y, z))`` with local geometry.
+    """``vol[z, y, x] = sum over views of views[v](position of (x, y, z))`` with local geometry.
 
     ``views`` ``(n_views, n_rows, n_cols)`` are the filtered views (all rows, binned), ``mats`` and
     ``grid`` come from `kernel_arguments`, ``row0`` is the first row of the full volume in ``vol``.
+    For each voxel column the z range whose positions fall inside the view is found first, so that
+    the inner loop has no test.
     """
     n_v, n_r, n_u = views.shape
     n_z, n_y, n_x = vol.shape
@@ -140,17 +154,17 @@ def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compi
                 w00, w01, w10, w11 = (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx
                 m = (w00 * mats[p00, v] + w01 * mats[p00 + 1, v] + w10 * mats[p00 + nx_p, v]
                      + w11 * mats[p00 + nx_p + 1, v])
-                u0 = m[0] * xc + m[1] * y + m[3] + cu
-                r0 = m[4] * xc + m[5] * y + m[7] + cr
+                du, dr = m[2], m[6]
+                u0 = m[0] * xc + m[1] * y + m[3] + cu - du * cz
+                r0 = m[4] * xc + m[5] * y + m[7] + cr - dr * cz
+                lo, hi = _z_range(u0, du, n_u - 1.0, 0.0, n_z - 1.0)
+                lo, hi = _z_range(r0, dr, n_r - 1.0, lo, hi)
                 row = acc[x]
-                for z in range(n_z):
-                    zc = z - cz
-                    u = u0 + m[2] * zc
-                    r = r0 + m[6] * zc
-                    if u < 0.0 or r < 0.0 or u > n_u - 1 or r > n_r - 1:
-                        continue
-                    iu = min(int(u), n_u - 2)
-                    ir = min(int(r), n_r - 2)
+                for z in range(int(np.ceil(lo)), int(np.floor(hi)) + 1):
+                    u = u0 + du * z
+                    r = r0 + dr * z
+                    iu = min(max(int(u), 0), n_u - 2)
+                    ir = min(max(int(r), 0), n_r - 2)
                     fu = np.float32(u - iu)
                     fr = np.float32(r - ir)
                     a = img[ir, iu] + fu * (img[ir, iu + 1] - img[ir, iu])

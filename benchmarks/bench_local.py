@@ -1,0 +1,106 @@
+"""Local alignments: solve time on IMOD's tutorial BBa and the cost of a local WBP, against baselines run here.
+
+    python benchmarks/bench_local.py            # 7 repeats of each
+    python benchmarks/bench_local.py --quick    # 5 repeats, a thinner volume
+
+Solve: BBa (61 views, 25 markers) with aligna.com's local options and LocalAlignments 1 (5 x 5 patches,
+50 local variables each, markers held), with and without the surface analysis. The baseline is the global
+full-model solve of the same markers with aligna.com's global options (149 variables). It also prints
+the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312).
+
+WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above) against the
+global WBP of the same stack in the same process. Medians of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_tomoalign.alignment.full_solver import solve_full_model
+from napari_tomoalign.alignment.imod_options import settings_from_com
+from napari_tomoalign.alignment.local import global_solution_from_full, local_alignments
+from napari_tomoalign.alignment.local_options import local_options_from_com
+from napari_tomoalign.io.imod_com import read_com_section
+from napari_tomoalign.io.imod_model import read_imod_model
+from napari_tomoalign.reconstruction.local_warp import local_projection
+from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
+
+
+def median_time(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
+def bench_solve(repeats: int):
+    table = read_imod_model(DATA / "BBa.fid")
+    raw = np.loadtxt(DATA / "BBa.rawtlt")
+    entries = read_com_section(DATA / "aligna.com")
+    settings = settings_from_com(entries, raw)
+
+    def solve_global():
+        return solve_full_model(table.view, table.marker, table.xy, table.image_size, settings, tilt_angles_deg=raw)
+
+    solve_global()  # compile / load the kernels
+    t_glob, sol = median_time(solve_global, repeats)
+    glob = global_solution_from_full(sol, table.image_size, raw, axis_z_shift_px=17.2)
+    marker = np.searchsorted(sol.marker_ids, table.marker)
+    print(f"BBa: {len(table)} observations, {len(raw)} views, {len(sol.marker_ids)} markers")
+    print(f"  global full-model solve (baseline, 149 variables)   {1000 * t_glob:8.1f} ms  RMS {sol.rms_residual_px:.6f} px")
+    la = None
+    for surfaces, imod in ((2, "0.289"), (0, "0.284")):
+        opts = dataclasses.replace(local_options_from_com(entries), surfaces=surfaces)
+
+        def solve_local(opts=opts):
+            return local_alignments(table.view, marker, table.xy, raw, glob, opts, pixel_size=20.2)
+
+        t_loc, res = median_time(solve_local, repeats)
+        lo, hi = res.residual_range_px
+        label = "with surface analysis" if surfaces == 2 else "without surface analysis"
+        print(f"  local, 25 patches, {label:25s} {1000 * t_loc:8.1f} ms  ({t_loc / t_glob:4.2f}x the global solve)"
+              f"  local mean {res.mean_residual_px:.4f} px, range {lo:.3f}-{hi:.3f} (IMOD {imod}, 0.259-0.312)")
+        la = la or res
+    return la, sol
+
+
+def bench_wbp(la, sol, repeats: int, thickness: int) -> None:
+    n_views, size = len(sol.params), 512
+    rng = np.random.default_rng(0)
+    stack = rng.normal(size=(n_views, size, size)).astype(np.float32)
+    tilts = np.degrees(sol.params[:, 0])
+    lp = local_projection(la.local_transforms, tilts, (size, size))
+    weighted_back_projection(stack[:, :64], tilts, thickness=16)  # compile / load both kernels
+    weighted_back_projection(stack[:, :64], tilts, thickness=16, local=local_projection(
+        la.local_transforms, tilts, (size, 64)))
+    print(f"\nWBP: {n_views} views of {size} x {size} float32, thickness {thickness}, BBa's 5 x 5 local file")
+    t_g, _ = median_time(lambda: weighted_back_projection(stack, tilts, thickness=thickness), repeats)
+    t_l, _ = median_time(lambda: weighted_back_projection(stack, tilts, thickness=thickness, local=lp), repeats)
+    print(f"  global WBP (baseline)    {1000 * t_g:8.1f} ms")
+    print(f"  local WBP                {1000 * t_l:8.1f} ms  ({t_l / t_g:4.1f}x the global WBP)")
+    t_g2, _ = median_time(lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=2), repeats)
+    t_l2, _ = median_time(lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=2, local=lp),
+                          repeats)
+    print(f"  binned by 2: global {1000 * t_g2:8.1f} ms, local {1000 * t_l2:8.1f} ms  ({t_l2 / t_g2:4.1f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 repeats and a 64-section volume")
+    args = parser.parse_args()
+    repeats = 5 if args.quick else 7
+    la, sol = bench_solve(repeats)
+    bench_wbp(la, sol, repeats, 64 if args.quick else 128)
+
+
+if __name__ == "__main__":
+    main()
