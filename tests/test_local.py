@@ -142,3 +142,57 @@ def test_local_projection_reproduces_each_patch_fit(bba):
         mean = np.mean(np.hypot(*(pred - aligned[sel]).T))
         # the aligned stack is scaled by 1/mag (about 0.5 %) against the raw residuals
         assert mean == pytest.approx(res.mean_residual_px, rel=0.015)
+
+
+def test_free_markers_and_views_without_points(bba, monkeypatch):
+    """FixXYZCoordinates 0 (markers solved per patch, densely or through the full solver) and a patch
+    that has no point in some views: those views are left out of its fit, their increments interpolated."""
+    import napari_tomoalign.alignment.local as local_module
+
+    table, raw, entries, sol, fid = bba
+    glob = _imod_frame_solution(sol, fid)
+    marker = np.searchsorted(sol.marker_ids, table.marker)
+    keep = ~(np.isin(table.view, [10, 11, 12]) & (fid[marker, 0] < 300) & (fid[marker, 1] < 300))
+    opts = dataclasses.replace(local_options_from_com(entries), surfaces=0, fix_xyz=False)
+    args = (table.view[keep], marker[keep], table.xy[keep], raw, glob, opts)
+    dense = local_alignments(*args)
+    first = dense.patches[0]
+    assert not np.isin([10, 11, 12], first.views_fitted).any() and len(first.views_fitted) == 58
+    inc = dense.local_transforms.tilt_increment_deg[0]
+    assert np.allclose(inc[10:13], np.interp([10, 11, 12], [9, 13], inc[[9, 13]]), atol=1e-9)
+    assert np.allclose(dense.local_transforms.transforms[0, 10], np.eye(2, 3))
+    held = local_alignments(*args[:5], dataclasses.replace(opts, fix_xyz=True))
+    assert dense.mean_residual_px < held.mean_residual_px  # free markers fit each patch better
+    monkeypatch.setattr(local_module, "DENSE_LIMIT", 0)  # every patch through full_solver.solve_full_model
+    schur = local_alignments(*args)
+    assert np.allclose(schur.patch_mean_residuals_px, dense.patch_mean_residuals_px, atol=1e-6)
+    assert np.allclose(schur.local_transforms.tilt_increment_deg, dense.local_transforms.tilt_increment_deg,
+                       atol=0.011)
+
+
+def test_target_size_layout_follows_imods_formula(bba):
+    *_, fid = bba
+    opts = dataclasses.replace(local_options_from_com({}), n_patches=None, target_size_px=(200, 200))
+    grid, patches = grow_patches(opts, (512, 512), fid[:, :2])
+    extent = fid[:, 0].max() - fid[:, 0].min() + 10
+    n = max(2, int((extent - 200) / (200 * 0.5) + 1))
+    size = int(extent / (n - 0.5 * (n - 1)))
+    if size > 1.05 * 200:
+        n += 1
+        size = int(extent / (n - 0.5 * (n - 1)))
+    assert grid.n[0] == n and grid.min_size[0] == size
+    assert grid.start[0] == int(fid[:, 0].min() - 5 + size // 2)
+    assert len(patches) == grid.n[0] * grid.n[1]
+
+
+def test_frame_of_a_default_alignment_is_the_one_its_xf_places(bba):
+    from napari_tomoalign.alignment.local import global_solution_from_alignment
+    from napari_tomoalign.alignment.solver import align_markers
+    from napari_tomoalign.alignment.transforms import aligned_frame, aligned_marker_positions
+
+    table, raw, *_ = bba
+    al = align_markers(table.view, table.marker, table.xy, raw, table.image_size, warn=False)
+    glob = global_solution_from_alignment(al, axis_z_shift_px=17.2)
+    frame = aligned_frame(al, 17.2)
+    assert np.allclose(glob.frame_px, [frame.x0_px, frame.y0_px, frame.z0_px], atol=1e-9)
+    assert np.allclose(glob.marker_xy_imod() - 0.5, aligned_marker_positions(al, 17.2)[:, :2], atol=1e-9)
