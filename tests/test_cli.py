@@ -203,3 +203,27 @@ def test_aligned_stack_can_erase_the_gold_first(demo_dir, tmp_path, capsys):
         assert main(["aligned-stack", stack, "--alignment", str(demo_dir), "--output", str(erased), "--force",
                      "--quiet", *extra]) == 2
     assert capsys.readouterr().err.count("\n") == 3
+
+
+def test_align_with_an_imod_command_file_matches_tiltalign(tmp_path, imod_data, capsys):
+    """``--imod-com aligna.com``: IMOD's full model with the tutorial's options; the transforms, tilts and mean
+    residual agree with tiltalign's own outputs for BBa, and the full model's files join the folder's unit."""
+    out = tmp_path / "com"
+    assert main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"),
+                 "--imod-com", str(imod_data / "aligna.com"), "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mean residual 0.31" in text  # tiltalign's log: "Residual error mean and sd: 0.315 0.176"
+    ours, imods = read_xf(out / "BBa.tltxf"), read_xf(imod_data / "BBa.tltxf")
+    np.testing.assert_allclose(ours[:, :, :2], imods[:, :, :2], atol=2e-3)
+    np.testing.assert_allclose(ours[:, :, 2], imods[:, :, 2], atol=0.1)  # pixels
+    np.testing.assert_allclose(np.loadtxt(out / "BBa.tlt"), np.loadtxt(imod_data / "BBa.tlt"), atol=0.05)
+    assert np.loadtxt(out / "BBa.xtilt").shape == (61,) and np.loadtxt(out / "BBa.zfac").shape == (61, 2)
+    run = json.loads((out / "alignment.json").read_text().splitlines()[0][len('{"tomoalign_run": '):-1])
+    assert {"BBa.xtilt", "BBa.tltxf", "BBa.zfac"} <= set(run["files"])  # stamped with the others
+    info = json.loads((out / "alignment.json").read_text())
+    assert info["inputs"]["imod_com"].endswith("aligna.com")
+    assert info["aligned_frame"]["tilt_axis_z_px"] is not None
+    # The model comes from the file: a model option beside it is one line and exit 2.
+    assert main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--robust",
+                 "--imod-com", str(imod_data / "aligna.com"), "--output", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "--imod-com" in capsys.readouterr().err

@@ -65,8 +65,9 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--robust-tracks", action="store_true", help="weight whole marker tracks, not single points")
     g.add_argument("--leave-out", action="store_true",
                    help="also compute each marker's leave-out error (fit without it, predict it)")
-    g.add_argument("--axis-z-shift", type=float, default=0.0, metavar="PX",
-                   help="move the tilt axis in Z from the marker centroid, in pixels (IMOD's AxisZShift)")
+    g.add_argument("--axis-z-shift", type=float, metavar="PX",
+                   help="move the tilt axis in Z from the marker centroid, in pixels (IMOD's AxisZShift;"
+                        " default 0, or the --imod-com file's)")
 
 
 def _options(args: argparse.Namespace) -> AlignmentOptions:
@@ -89,10 +90,11 @@ def _print_alignment(res, out: Path) -> None:
 def cmd_align(args: argparse.Namespace) -> int:
     from .file_jobs import align_to_folder
 
+    shift = args.axis_z_shift if args.axis_z_shift is not None or args.imod_com else 0.0  # None: the file's
     res = align_to_folder(args.markers, args.tilt_angles, args.output, _options(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
-                          pixel_size_nm=args.pixel_size_nm, axis_z_shift_px=args.axis_z_shift,
-                          leave_out=args.leave_out, overwrite=args.force)
+                          pixel_size_nm=args.pixel_size_nm, axis_z_shift_px=shift,
+                          leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com)
     if not args.quiet:
         _print_alignment(res, Path(args.output))
     return 0 if res.alignment.converged else 3
@@ -201,6 +203,9 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     p.add_argument("--tilt-angles", required=True, metavar="FILE", help=".tlt or .rawtlt file, one angle per view")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), help="image width and height in pixels")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the outputs")
+    p.add_argument("--imod-com", metavar="FILE",
+                   help="solve IMOD's full model with the tiltalign options of this align.com (stretch, skew,"
+                        " X-tilt, groupings) instead of the model options below; adds .xtilt, .tltxf, .zfac")
     _common(p, "existing output files")
     _add_solver_options(p)
     p.set_defaults(func=cmd_align)

@@ -39,19 +39,26 @@ def align_to_folder(
     *,
     image_size: tuple[int, int] | None = None,
     pixel_size_nm: float | None = None,
-    axis_z_shift_px: float = 0.0,
+    axis_z_shift_px: float | None = 0.0,
     leave_out: bool = False,
     overwrite: bool = False,
     markers: MarkerTable | None = None,
     tilt_angles_deg: NDArray[np.float64] | None = None,
     inputs: dict | None = None,
+    imod_com: str | os.PathLike[str] | None = None,
 ) -> FolderResult:
     """Solve from a markers file and a tilt file and write every output into ``output_dir`` as one unit.
 
-    ``markers`` and ``tilt_angles_deg`` skip reading the files (the demo has them in memory).
+    ``markers`` and ``tilt_angles_deg`` skip reading the files (the demo has them in memory). With
+    ``imod_com``, the model is the ``tiltalign`` section of that IMOD command file (its full model:
+    stretch, skew, X-tilt, groupings; `alignment.imod_align`) instead of ``options``, and an
+    ``axis_z_shift_px`` of None takes the file's ``AxisZShift`` (else None means 0).
     Raises `UsageError`, `FileFormatError`, `AlignmentError` or `OverwriteError` for bad input.
     """
-    check_job_numbers(pixel_size_nm=pixel_size_nm, axis_z_shift_px=axis_z_shift_px, image_size=image_size)
+    check_job_numbers(pixel_size_nm=pixel_size_nm, axis_z_shift_px=axis_z_shift_px or 0.0, image_size=image_size)
+    if imod_com is not None and (leave_out or options != AlignmentOptions()):
+        raise UsageError("--imod-com takes the model from the command file: leave out the model options"
+                         " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
     out = Path(output_dir)
     stem = Path(markers_path).stem
     for name in output_names(stem):
@@ -65,16 +72,9 @@ def align_to_folder(
     if size is None:
         raise UsageError(f"{markers_path}: the model's header gives no image size (its xmax or ymax is 0 or"
                          " negative); give --image-size W H")
-    from .alignment._threads import blas_threads_for
-    from .alignment.solver import align_markers
-
-    n_markers = len(np.unique(markers.marker))
-    # BLAS threads for the whole solve, the axis estimate included: waking a second thread for a small
-    # problem's matrices costs more than the work (and far more on a busy machine).
-    with blas_threads_for(5 * len(tilts), n_markers, len(markers.view)), warnings.catch_warnings():
-        warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
-        al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, options,
-                           pixel_size_nm=pixel_size_nm)
+    al = _solve(markers, tilts, size, options, pixel_size_nm, imod_com)
+    if axis_z_shift_px is None:
+        axis_z_shift_px = al.imod_settings.axis_z_shift_px if al.imod_settings is not None else 0.0
     sections, lo = {}, None
     if leave_out:
         from .alignment.leaveout import leave_out_error
@@ -82,9 +82,32 @@ def align_to_folder(
         lo = leave_out_error(al)
         sections["leave_out"] = lo.to_dict()
     inputs = inputs or {"markers": str(markers_path), "tilt_angles": str(tilt_angles_path)}
+    if imod_com is not None:
+        inputs = {**inputs, "imod_com": str(imod_com)}
     paths = write_alignment(al, out, stem, overwrite=overwrite, axis_z_shift_px=axis_z_shift_px, extra=inputs,
                             sections=sections)
     return FolderResult(al, paths, lo)
+
+
+def _solve(markers: MarkerTable, tilts: NDArray[np.float64], size: tuple[int, int], options: AlignmentOptions,
+           pixel_size_nm: float | None, imod_com: str | os.PathLike[str] | None) -> Alignment:
+    """The alignment of `align_to_folder`: the default model with ``options``, or an IMOD command file's."""
+    from .alignment._threads import blas_threads_for
+
+    n_markers = len(np.unique(markers.marker))
+    # BLAS threads for the whole solve, the axis estimate included: waking a second thread for a small
+    # problem's matrices costs more than the work (and far more on a busy machine).
+    with blas_threads_for(5 * len(tilts), n_markers, len(markers.view)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
+        if imod_com is not None:
+            from .alignment.imod_align import align_markers_imod
+
+            return align_markers_imod(markers.view, markers.marker, markers.xy, tilts, size, imod_com,
+                                      pixel_size_nm=pixel_size_nm)
+        from .alignment.solver import align_markers
+
+        return align_markers(markers.view, markers.marker, markers.xy, tilts, size, options,
+                             pixel_size_nm=pixel_size_nm)
 
 
 @dataclass

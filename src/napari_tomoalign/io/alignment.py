@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..alignment.result import Alignment
-from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms
+from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms, x_tilts_deg, z_factors
 from ..alignment.validation import MAX_IMAGE_SIDE
 from ._textfmt import write_table
 from .atomic import atomic_file_set, folder_lock
@@ -33,10 +33,11 @@ from .imod import format_fid_xyz, format_resid, format_xf, read_xf
 from .tilts import read_tilt_angles
 
 
-def output_names(stem: str) -> list[str]:
-    """The files `write_alignment` writes for a markers file of this stem."""
-    return ["alignment.json", "predicted.csv", "residuals.csv",
-            f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz", f"{stem}.resid"]
+def output_names(stem: str, full_model: bool = False) -> list[str]:
+    """The files `write_alignment` writes for a markers file of this stem (with ``full_model``, also
+    IMOD's per-view files of the full model: ``.xtilt``, ``.tltxf``, ``.zfac``)."""
+    return ["alignment.json", "predicted.csv", "residuals.csv", f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz",
+            f"{stem}.resid", *([f"{stem}.xtilt", f"{stem}.tltxf", f"{stem}.zfac"] if full_model else [])]
 
 
 def alignment_to_dict(al: Alignment) -> dict[str, Any]:
@@ -137,6 +138,12 @@ def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarr
     used = al.obs_used
     with _text(tmps[5]) as f:
         format_resid(f, al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used])
+    if len(tmps) > 6:  # the full model: IMOD's .xtilt, .tltxf and .zfac (the .tltxf is the .xf's transforms)
+        from .imod_views import write_tltxf, write_xtilt, write_zfac
+
+        write_xtilt(tmps[6], x_tilts_deg(al), overwrite=True)
+        write_tltxf(tmps[7], xf, overwrite=True)
+        write_zfac(tmps[8], z_factors(al), overwrite=True)
 
 
 def _json_text(run: dict, info: dict) -> str:
@@ -175,7 +182,7 @@ def write_alignment(
     if not math.isfinite(axis_z_shift_px):
         raise ValueError(f"the axis Z shift must be a finite number of pixels, not {axis_z_shift_px}")
     d = Path(directory)
-    paths = [d / n for n in output_names(stem)]
+    paths = [d / n for n in output_names(stem, full_model=al.full_params is not None)]
     frame = aligned_frame(al, axis_z_shift_px)
     xf = imod_transforms(al, axis_z_shift_px)
     if not np.all(np.isfinite(xf[al.view_determined])):
