@@ -60,7 +60,7 @@ def local_projection(
     image_size: tuple[int, int],
     *,
     x_tilt_deg: NDArray[np.float64] | None = None,
-    use_z_factors: bool = False,
+    use_z_factors: bool = True,
     local_scale: float = 1.0,
 ) -> LocalProjection:
     """The `LocalProjection` of a local alignment file for an aligned stack of ``image_size`` ``(nx, ny)``.
@@ -72,7 +72,9 @@ def local_projection(
     tilt_angles_deg, x_tilt_deg
         ``(n_views,)`` the global solved tilts (and X-tilts, default 0) the increments add to.
     use_z_factors
-        Apply the file's Z factors (IMOD does only when ``tilt`` is given a global Z-factor file).
+        Apply the file's Z factors when it has them (the default). IMOD's ``tilt`` applies them only when
+        it is also given a global Z-factor file; this WBP has no global Z factors, and without them a
+        patch with stretch or skew misplaces points by up to ``z`` times about 1e-3.
     local_scale
         The local file's pixel size over the aligned stack's (IMOD's ``LOCALSCALE``): 0.5 for a stack
         binned by 2 relative to the alignment. Patch centres and transform shifts are scaled by it.
