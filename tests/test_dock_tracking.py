@@ -92,6 +92,22 @@ def test_find_beads_rings_sit_on_the_true_beads_in_the_world(qtbot, dock, kind):
     assert "strength" in widget.beads.legend.value and "threshold" in widget.beads.legend.value
 
 
+def test_find_again_on_another_view_updates_the_rings_in_place(qtbot, dock):
+    s, viewer, image, widget = dock("plastic")
+    wait(qtbot, widget, widget.beads.find())
+    layer, n_layers = widget.beads.candidates, len(viewer.layers)
+    other = widget.beads.view.value - 4
+    widget.beads.view.value = other
+    assert f"view {other} at {s.tilt_angles_deg[other]:.1f} deg" in widget.beads.info.value
+    wait(qtbot, widget, widget.beads.find())
+    assert widget.beads.candidates is layer and len(viewer.layers) == n_layers  # no layer added or removed
+    assert np.all(np.round(layer.data[:, 0]) == other) and viewer.dims.current_step[0] == other
+    assert layer.metadata["view"] == other and len(layer.features) == len(layer.data) == len(layer.symbol)
+    found, true = world_xy(layer, layer.data), truth_world(s, other)
+    dist = np.hypot(*(found[:, None, :] - true[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    assert np.all(dist < 0.3 * s.bead_diameter_px * s.pixel_size_nm)
+
+
 def test_edited_rings_are_what_is_tracked_and_align_solves_them(qtbot, dock):
     s, viewer, image, widget = dock("plastic")
     view = widget.beads.view.value

@@ -173,40 +173,70 @@ class BeadSection:
                                  work=find_job, busy_text=f"finding beads in view {view}...")
 
     def _on_found(self, cands: BeadCandidates, image: Any, view: int) -> None:
-        try:
-            if self.runner.stopping:
-                self._on_failure(Cancelled("finding beads cancelled"))
-            else:
-                self.show_candidates(cands, image, view)
-        finally:
-            self.runner.progress.value = 100
-            self.runner.finish()
+        if self.runner.stopping:
+            self._done()
+            self._on_failure(Cancelled("finding beads cancelled"))
+            return
+        self.runner.run_steps([*self._candidate_steps(cands, image, view), self._done])
+
+    def _done(self) -> None:
+        self.runner.progress.value = 100
+        self.runner.finish()
 
     def show_candidates(self, cands: BeadCandidates, image: Any, view: int) -> Points:
-        """Rings on the beads of ``view`` in a new candidates layer (an older one of this stack goes)."""
+        """Rings on the beads of ``view`` in the candidates layer (made, or updated in place), all at once."""
+        for step in self._candidate_steps(cands, image, view):
+            step()
+        assert self.candidates is not None  # made by the first step
+        return self.candidates
+
+    def _candidate_steps(self, cands: BeadCandidates, image: Any, view: int) -> list[Callable[[], None]]:
+        """Showing the candidates in short steps (one per turn of the event loop when run by the runner):
+        the layer, then the view, then the selection and the legend."""
         data, clump = candidate_points(cands, view)
         strength = np.asarray(cands.strength, dtype=float)[np.asarray(cands.above, dtype=bool)]
-        if self.candidates is not None and self.candidates in self._viewer.layers:
-            self._viewer.layers.remove(self.candidates)
-        layer = Points(data, name=f"{image.name} {CANDIDATES}", **frame_of(image),
-                       size=RING_OVER_BEAD * cands.bead_diameter_px, symbol=np.where(clump, "square", "disc"),
-                       face_color="transparent", border_color=strength_colors(strength, cands.threshold),
-                       border_width=RING_BORDER, features={"strength": strength, "clump": clump},
-                       feature_defaults={"strength": np.nan, "clump": False},
-                       metadata={ROLE: CANDIDATES, "view": view, "threshold": cands.threshold,
-                                 "bead_diameter_px": cands.bead_diameter_px})
+        attrs = {"size": RING_OVER_BEAD * cands.bead_diameter_px, "symbol": np.where(clump, "square", "disc"),
+                 "border_color": strength_colors(strength, cands.threshold), **frame_of(image),
+                 "metadata": {ROLE: CANDIDATES, "view": view, "threshold": cands.threshold,
+                              "bead_diameter_px": cands.bead_diameter_px}}
+        features = {"strength": strength, "clump": clump}
+
+        def place() -> None:
+            self._candidates_layer(f"{image.name} {CANDIDATES}", data, features, attrs)
+            self._candidates_of = image
+
+        def go_to_view() -> None:
+            assert self.candidates is not None
+            self._viewer.dims.set_point(0, float(self.candidates.data_to_world([view, 0.0, 0.0])[0]))
+
+        def reveal() -> None:
+            assert self.candidates is not None
+            self.candidates.visible = True
+            self._viewer.layers.selection.active = self.candidates
+            tilts = self._tilts()
+            tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
+            self.show_legend(strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt))
+            self._status(f"{len(data)} bead candidates in view {view} ({int(clump.sum())} clumps); edit the "
+                         "rings, then Track")
+
+        return [place, go_to_view, reveal]
+
+    def _candidates_layer(self, name: str, data: np.ndarray, features: dict, attrs: dict) -> None:
+        """Update the candidates layer in place, or make it: napari takes 0.1-0.2 s to add or remove a layer."""
+        layer = self.candidates
+        if layer is not None and layer in self._viewer.layers:
+            layer.data = data
+            layer.features = features
+            for key, value in attrs.items():
+                setattr(layer, key, value)
+            layer.name = name
+            return
+        layer = Points(data, name=name, face_color="transparent", border_width=RING_BORDER, features=features,
+                       feature_defaults={"strength": np.nan, "clump": False}, **attrs)
         layer.current_border_color = rgba_hex(ADDED_RGBA)
         layer.current_face_color = "transparent"
         self._viewer.layers.append(layer)
-        self.candidates, self._candidates_of = layer, image
-        self._viewer.dims.set_point(0, float(layer.data_to_world([view, 0.0, 0.0])[0]))
-        self._viewer.layers.selection.active = layer
-        tilts = self._tilts()
-        tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
-        self.show_legend(strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt))
-        self._status(f"{len(data)} bead candidates in view {view} ({int(clump.sum())} clumps); edit the rings, "
-                     "then Track")
-        return layer
+        self.candidates = layer
 
     def show_legend(self, text: str) -> None:
         """Set the legend and reserve its height at the dock's width, plus a line: a wrapped label in a form
@@ -251,20 +281,18 @@ class BeadSection:
         return self.runner.start(job, lambda result: self._on_tracked(result, image), self._on_failure)
 
     def _on_tracked(self, result: TrackingResult, image: Any) -> None:
-        try:
-            layer = self.add_markers_layer(result, image)
-            check = layer.features["check"].to_numpy(dtype=bool)
-            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), layer.name))
-            self._status(f"tracked: {result.summary().splitlines()[0]}")
-            for w in result.warnings:
-                show_info(w)
-        finally:
-            self.runner.progress.value = 100
-            self.runner.finish()
-        self._viewer.layers.selection.active = layer
+        self.runner.run_steps([*self._tracked_steps(result, image), self._done])
 
     def add_markers_layer(self, result: TrackingResult, image: Any) -> Points:
-        """A new markers layer (never one the user edited) with the tracked points, chosen for Align."""
+        """A new markers layer (never one the user edited) with the tracked points, chosen for Align; all at
+        once (the runner shows a Track's result in steps)."""
+        for step in self._tracked_steps(result, image):
+            step()
+        return self._inputs.markers.value
+
+    def _tracked_steps(self, result: TrackingResult, image: Any) -> list[Callable[[], None]]:
+        """Showing a Track's result in short steps: the markers layer, choosing it, the predicted rings,
+        then the legend, the status and the selection."""
         data, ids, check = tracked_points(result)
         _, kwargs = markers_to_points(result.markers, f"{image.name} tracked")
         kwargs.update(frame_of(image), size=RING_OVER_BEAD * result.bead_diameter_px,
@@ -272,19 +300,33 @@ class BeadSection:
         kwargs["metadata"] = {**kwargs["metadata"], "source": f"tracked on {image.name}",
                               "tilt_angles_deg": image.metadata.get("tilt_angles_deg"),
                               "tilt_source": image.metadata.get("tilt_source")}
-        layer = Points(data, **kwargs)
-        if self.candidates is not None and self.candidates in self._viewer.layers:
-            self.candidates.visible = False
-        self._viewer.layers.append(layer)
-        self._inputs.markers.reset_choices()
-        self._inputs.markers.value = layer  # the panel now watches it
-        self._panel.flagged = set()
-        self._panel.refresh()
-        self._runs.tracked(layer, image, result.alignment, tracking_visits(result))
-        if result.alignment is not None:  # rings marked '?' where the model puts a bead it did not track
-            self._results.overlay_predictions(result.alignment, image, layer)
-            self._viewer.layers.selection.active = layer
-        return layer
+        made: list[Points] = []
+
+        def add() -> None:
+            made.append(Points(data, **kwargs))
+            if self.candidates is not None and self.candidates in self._viewer.layers:
+                self.candidates.visible = False
+            self._viewer.layers.append(made[0])
+
+        def choose() -> None:
+            self._inputs.markers.reset_choices()
+            self._inputs.markers.value = made[0]  # the panel now watches it
+            self._panel.flagged = set()
+            self._panel.refresh()
+            self._runs.tracked(made[0], image, result.alignment, tracking_visits(result))
+
+        def overlay() -> None:
+            if result.alignment is not None:  # rings marked '?' where the model puts a bead it did not track
+                self._results.overlay_predictions(result.alignment, image, made[0])
+
+        def tell() -> None:
+            self._viewer.layers.selection.active = made[0]
+            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), made[0].name))
+            self._status(f"tracked: {result.summary().splitlines()[0]}")
+            for w in result.warnings:
+                show_info(w)
+
+        return [add, choose, overlay, tell]
 
     # ------------------------------------------------------------------ failures
     def _refuse(self, exc: Exception) -> None:
