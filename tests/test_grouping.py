@@ -77,3 +77,61 @@ def test_linear_values_interpolate_between_anchors():
     q = np.arange(1.0, m.n_vars + 1) * 10.0  # anchors at views 0, 3, 7 -> 10, 20, 30
     assert list(m.anchor_view) == [0, 3, 7]
     np.testing.assert_allclose(m.values(q), [10, 10 + 10 / 3, 10 + 20 / 3, 20, 22.5, 25, 27.5, 30, 30])
+
+
+def test_automap_without_ranges_is_one_range_all_linked():
+    from napari_tomoalign.alignment.imod_groups import automap_groups
+
+    tilts = np.linspace(-60, 60, 61)
+    groups, linked = automap_groups(tilts, 5, 1.0)
+    assert groups == tilt_groups_imod(tilts, 5, 1.0) and all(linked) and len(linked) == len(groups) - 1
+
+
+def test_nondefault_ranges_are_grouped_on_their_own_and_never_interpolated_across():
+    from napari_tomoalign.alignment.imod_groups import automap_groups
+
+    tilts = np.linspace(-60, 60, 61)
+    groups, linked = automap_groups(tilts, 5, 0.0, nondefault=[(20, 30, 2)])
+    starts = [g[0] for g in groups]
+    assert 20 in starts and 31 in starts  # the range's edges start groups
+    inside = [g for g in groups if 20 <= g[0] <= 30]
+    assert all(g[-1] <= 30 for g in inside) and max(len(g) for g in inside) <= 3
+    assert not linked[starts.index(20) - 1] and not linked[starts.index(31) - 1]
+    assert sorted(v for g in groups for v in g) == list(range(61))
+
+
+def test_separate_groups_are_grouped_among_themselves():
+    from napari_tomoalign.alignment.imod_groups import automap_groups
+
+    tilts = np.linspace(-60, 60, 61)
+    reshot = [10, 11, 12, 40, 41]
+    groups, linked = automap_groups(tilts, 5, 0.0, separate=[reshot])
+    sep = [g for g in groups if set(g) & set(reshot)]
+    assert all(set(g) <= set(reshot) for g in sep) and sorted(v for g in sep for v in g) == reshot
+    k = groups.index(sep[0])
+    assert not linked[k - 1]  # a separate group does not continue the others
+    m = linear_mapping(groups, 61, reference_view=30, linked=linked)
+    assert all(m.var_b[v] < 0 or m.anchor_view[m.var_b[v]] not in reshot for v in range(61) if v not in reshot)
+    assert m.n_vars > 0
+
+
+def test_command_file_ranges_separate_groups_and_a_second_fixed_tilt(imod_data):
+    from napari_tomoalign.alignment.imod_options import settings_from_com
+    from napari_tomoalign.alignment.options import UsageError
+    from napari_tomoalign.io.imod_com import read_com_section
+
+    base = read_com_section(imod_data / "aligna.com")
+    tilts = np.loadtxt(imod_data / "BBa.rawtlt")
+    plain = settings_from_com(base, tilts)
+    more = settings_from_com({**base, "SeparateGroup": ["5-7"], "SkewNondefaultGroup": ["40,61,4"]}, tilts)
+    assert more.mappings["skew"].n_vars > plain.mappings["skew"].n_vars
+    # views 5-7 (reshot) are a group of their own; the others ramp across them, from view 3 to view 10
+    assert [more.mappings["tilt"].describe(v) for v in range(10)] == ["1", "1+3", "3", "3+10", "5", "5+7", "7",
+                                                                      "3+10", "3+10", "10"]
+    two = settings_from_com({**base, "TiltOption": ["7"], "TiltSecondFixedView": ["1"]}, tilts)
+    t = two.mappings["tilt"]
+    assert t.describe(0) == "fixed" and t.describe(31) == "fixed" and t.n_vars == plain.mappings["tilt"].n_vars - 1
+    with pytest.raises(UsageError, match="give TiltSecondFixedView"):
+        settings_from_com({**base, "TiltOption": ["7"]}, tilts)
+    with pytest.raises(UsageError, match="overlap at view 12"):
+        settings_from_com({**base, "SkewNondefaultGroup": ["5,20,3", "12,30,3"]}, tilts)

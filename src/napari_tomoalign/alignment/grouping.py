@@ -75,12 +75,21 @@ def fixed_mapping(n_views: int) -> Mapping:
     return Mapping(none, np.zeros(n_views), none.copy(), np.zeros(n_views), np.zeros(0, dtype=np.intp))
 
 
-def block_mapping(labels: NDArray[np.intp], reference_view: int | None = None) -> Mapping:
-    """One unknown per group label (``labels < 0``: fixed); the reference view's group is fixed."""
+def _references(reference_view: int | Sequence[int] | None) -> list[int]:
+    if reference_view is None:
+        return []
+    if isinstance(reference_view, (int, np.integer)):
+        return [int(reference_view)]
+    return [int(v) for v in reference_view]
+
+
+def block_mapping(labels: NDArray[np.intp], reference_view: int | Sequence[int] | None = None) -> Mapping:
+    """One unknown per group label (``labels < 0``: fixed); the reference views' groups are fixed."""
     labels = np.asarray(labels, dtype=np.intp)
     free = labels >= 0
-    if reference_view is not None and labels[reference_view] >= 0:
-        free &= labels != labels[reference_view]
+    for ref in _references(reference_view):
+        if labels[ref] >= 0:
+            free &= labels != labels[ref]
     uniq, first = np.unique(labels[free], return_index=True)
     var_a = np.full(len(labels), -1, dtype=np.intp)
     var_a[free] = np.searchsorted(uniq, labels[free])
@@ -132,15 +141,16 @@ def tilt_groups_imod(
     return groups
 
 
-def linear_mapping(groups: list[list[int]], n_views: int, reference_view: int | None = None,
+def linear_mapping(groups: list[list[int]], n_views: int, reference_view: int | Sequence[int] | None = None,
                    linked: Sequence[bool] | None = None) -> Mapping:
     """Unknowns at the anchor views of consecutive groups, linearly interpolated between them.
 
-    ``linked[m]`` says whether group ``m + 1`` continues group ``m`` (IMOD does not interpolate across a
-    gap in its group numbering); default all linked.
+    The first view of each reference view's group is held. ``linked[m]`` says whether group ``m + 1``
+    continues group ``m`` (IMOD does not interpolate across a gap in its group numbering); default all
+    linked.
     """
     linked = [True] * max(len(groups) - 1, 0) if linked is None else list(linked)
-    ref_group = next((m for m, g in enumerate(groups) if reference_view in g), None)
+    refs = _references(reference_view)
     # Anchor views and which of them are held fixed.
     anchors: list[int] = []
     ends: list[int | None] = []  # the view each group ramps to (None: no ramp)
@@ -152,7 +162,7 @@ def linear_mapping(groups: list[list[int]], n_views: int, reference_view: int | 
             ends.append(g[-1])
         else:
             ends.append(None)
-    fixed_views = {groups[ref_group][0]} if ref_group is not None else set()
+    fixed_views = {g[0] for g in groups if any(r in g for r in refs)}
     points = sorted({a for a in anchors} | {e for m, e in enumerate(ends) if e is not None and
                                               (m + 1 >= len(groups) or not linked[m])})
     free_points = [p for p in points if p not in fixed_views]

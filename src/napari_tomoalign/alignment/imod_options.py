@@ -22,8 +22,8 @@ from .grouping import (
     fixed_mapping,
     linear_mapping,
     per_view_mapping,
-    tilt_groups_imod,
 )
+from .imod_groups import automap_groups, parse_nondefault
 from .options import UsageError
 
 KINDS = ("rotation", "tilt", "magnification", "compression", "x_stretch", "skew", "x_tilt")
@@ -91,10 +91,11 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
                                               "BeamTiltOption", "FixedOrInitialBeamTilt", "ExcludeList",
                                               "RobustFitting", "LocalAlignments", "MagReferenceView",
                                               "CompReferenceView", "TiltFixedView", "TiltSecondFixedView",
-                                              "RotationFixedView"}
+                                              "RotationFixedView", "SeparateGroup", "LocalTiltSecondFixedView"}
     for kind in KINDS:
-        known |= {f"{PREFIX[kind]}Option", f"{PREFIX[kind]}DefaultGrouping", f"{PREFIX[kind]}Mapping",
-                  f"Local{PREFIX[kind]}Option", f"Local{PREFIX[kind]}DefaultGrouping"}
+        for pre in ("", "Local"):
+            known |= {f"{pre}{PREFIX[kind]}{key}" for key in ("Option", "DefaultGrouping", "NondefaultGroup",
+                                                              "Mapping")}
     unknown = sorted(k for k in entries if k not in known)
     if unknown:
         raise UsageError("these tiltalign options are not supported: " + ", ".join(unknown)
@@ -155,10 +156,24 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         return block_mapping(np.where(labels == 0, -1, labels) if kind == "tilt" else labels, ref)
     if code not in linear + block:
         raise AlignmentError(f"{prefix}Option {code} is not one of tiltalign's codes")
-    groups = tilt_groups_imod(tilts, _number(entries, f"{prefix}DefaultGrouping", 5.0), _power(kind, code), points)
+    try:
+        groups, linked = automap_groups(tilts, _number(entries, f"{prefix}DefaultGrouping", 5.0), _power(kind, code),
+                                        points, parse_nondefault(entries.get(f"{prefix}NondefaultGroup", []), n),
+                                        [_views(t, n) for t in entries.get("SeparateGroup", [])])
+    except ValueError as exc:
+        raise UsageError(f"{prefix}NondefaultGroup: {exc}") from None
+    held: list[int] = [] if ref is None else [ref]
+    if kind == "tilt" and code in (7, 8):
+        key = f"{'Local' if local else ''}TiltSecondFixedView"
+        if key not in entries:
+            raise UsageError(f"{prefix}Option {code} holds a second tilt: give {key}")
+        second = int(_number(entries, key, 0)) - 1
+        if not 0 <= second < n:
+            raise UsageError(f"{key} {second + 1} is outside 1-{n}")
+        held.append(second)
     if code in linear:
-        return linear_mapping(groups, n, reference_view=ref)
-    return block_mapping(blocks_from_groups(groups, n), ref)
+        return linear_mapping(groups, n, reference_view=held, linked=linked)
+    return block_mapping(blocks_from_groups(groups, n), held)
 
 
 def _views_labels(text: str, n: int) -> list[int]:
