@@ -7,7 +7,8 @@
 Default: the sample aligned, the mis-click selected with its residual vector. With ``--bba``: a synthetic
 stack at ``--pixel-nm`` with a bead under each of IMOD's BBa markers, the markers opened from
 ``BBa.fid`` (they take the stack's scale), aligned. With ``--track-demo find|tracked``: a simulated raw
-bead series (``--kind cryo``: 10 nm gold at 0.8 nm/px; ``plastic``: 5 px beads at 1.6 nm/px) written as a
+bead series (``--kind cryo``: 10 nm gold at 0.8 nm/px; ``plastic``: 5 px beads at 1.6 nm/px; ``hard``: plastic-like
+with clumps, a carbon edge and hot pixels) written as a
 ``.st`` with its ``.rawtlt`` and opened by the reader, then *Find beads* (the rings on the view nearest
 0 degrees) and, for ``tracked``, *Track* (the markers layer, the first point to check selected). The whole
 window is saved, docks included.
@@ -56,7 +57,7 @@ def open_bead_series(viewer, kind: str, tmp: Path) -> float:
     from napari_tomoalign.simulation.beads import make_bead_series
 
     s = (make_bead_series("cryo", size=512, n_views=41, seed=2) if kind == "cryo"
-         else make_bead_series("plastic", size=512, n_views=41, seed=2, pixel_size_nm=1.6))
+         else make_bead_series(kind, size=512, n_views=41, seed=2, pixel_size_nm=1.6))
     st = tmp / f"{kind}-beads.st"
     write_mrc(st, s.images, s.pixel_size_nm * 10.0)
     np.savetxt(tmp / f"{kind}-beads.rawtlt", s.tilt_angles_deg, fmt="%.2f")
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--pixel-nm", type=float, default=2.02)
     parser.add_argument("--frame", choices=("raw stack", "aligned stack"), default="raw stack")
     parser.add_argument("--track-demo", choices=("find", "tracked"), help="show the bead step on a simulated series")
-    parser.add_argument("--kind", choices=("cryo", "plastic"), default="cryo", help="the series of --track-demo")
+    parser.add_argument("--kind", choices=("cryo", "plastic", "hard"), default="cryo", help="the series of --track-demo")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     viewer = napari.Viewer(show=True)

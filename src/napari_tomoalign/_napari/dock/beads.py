@@ -278,7 +278,9 @@ class BeadSection:
             job = self.gather()
         except ValueError as exc:
             return self._refuse(exc)
-        return self.runner.start(job, lambda result: self._on_tracked(result, image), self._on_failure)
+        seeds = "the beads it finds" if job["seeds_xy"] is None else f"{len(job['seeds_xy'])} rings"
+        return self.runner.start(job, lambda result: self._on_tracked(result, image), self._on_failure,
+                                 busy_text=f"tracking {seeds} from view {job['seed_view']}...")
 
     def _on_tracked(self, result: TrackingResult, image: Any) -> None:
         self.runner.run_steps([*self._tracked_steps(result, image), self._done])
