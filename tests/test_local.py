@@ -196,3 +196,18 @@ def test_frame_of_a_default_alignment_is_the_one_its_xf_places(bba):
     frame = aligned_frame(al, 17.2)
     assert np.allclose(glob.frame_px, [frame.x0_px, frame.y0_px, frame.z0_px], atol=1e-9)
     assert np.allclose(glob.marker_xy_imod() - 0.5, aligned_marker_positions(al, 17.2)[:, :2], atol=1e-9)
+
+
+def test_full_model_transforms_reproduce_imods_tltxf(bba, imod_data):
+    """The transforms the refinements are composed with: ours from our full-model fit, placed in the frame
+    that IMOD's own .tltxf implies, against that .tltxf; the frame against IMOD's fid.xyz."""
+    from napari_tomoalign.alignment.local_geometry import frame_from_transforms, view_transforms
+    from napari_tomoalign.io.imod import read_xf
+
+    *_, sol, fid = bba
+    imod = read_xf(imod_data / "BBa.tltxf")
+    frame = frame_from_transforms(sol.params, imod)
+    assert np.allclose(frame, -(fid.mean(axis=0) - [256.0, 256.0, 0.0]), atol=0.05)
+    ours = view_transforms(sol.params, frame)
+    assert np.abs(ours[:, :, :2] - imod[:, :, :2]).max() < 1e-3  # dmag is weakly determined (doc, section 3)
+    assert np.abs(ours[:, :, 2] - imod[:, :, 2]).max() < 0.15
