@@ -1,6 +1,8 @@
 """The full model with the options of IMOD's own align.com, on the tutorial data: IMOD's Final F or below,
 and IMOD's solved tilts, magnifications, X-stretch and skew (aligna.log, alignb.log, BB?.tlt)."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ BBA_DMAG = [-0.0028, 0.0008, 0.0, -0.0, 0.0015, 0.0038, 0.0013]
 BBA_SKEW = [0.12, 0.0, -0.05, -0.13, -0.06, -0.12, -0.24]
 
 
+@functools.lru_cache(maxsize=2)
 def _solve(imod_data, axis):
     markers = read_markers(imod_data / f"BB{axis}.fid")
     tilts = read_tilt_angles(imod_data / f"BB{axis}.rawtlt")
