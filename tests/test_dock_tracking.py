@@ -24,7 +24,7 @@ def series(kind):
     """Cryo-like: 10 nm gold at 0.8 nm/px; plastic-like: 5 px beads at 1.6 nm/px (8 nm gold)."""
     if kind not in SERIES:
         SERIES[kind] = (make_bead_series("cryo", size=320, n_views=31, seed=3) if kind == "cryo"
-                        else make_bead_series("plastic", size=256, n_views=31, seed=1, pixel_size_nm=1.6))
+                        else make_bead_series(kind, size=256, n_views=31, seed=1, pixel_size_nm=1.6))
     return SERIES[kind]
 
 
@@ -146,6 +146,23 @@ def test_edited_rings_are_what_is_tracked_and_align_solves_them(qtbot, dock):
     assert widget.status.text().startswith("done"), widget.status.text()
     assert widget.runs.last.alignment.rms_residual_px < 0.3
     assert widget.runs.markers is markers
+
+
+def test_clumps_are_squares_and_seeds_only_when_asked(qtbot, dock):
+    s, viewer, image, widget = dock("hard")
+    wait(qtbot, widget, widget.beads.find())
+    layer = widget.beads.candidates
+    clump = layer.features["clump"].to_numpy()
+    assert clump.any() and not clump.all()
+    assert all(str(sym).lower().endswith("square") == c for sym, c in zip(layer.symbol, clump))
+    # The squares sit on the simulated clumps.
+    found = layer.data[clump][:, [2, 1]]
+    in_clump = s.clump >= 0
+    near = np.hypot(*(found[:, None, :] - s.true_xy[widget.beads.view.value][in_clump][None]).transpose(2, 0, 1))
+    assert np.median(near.min(axis=1)) < 1.5 * s.bead_diameter_px
+    assert len(widget.beads.gather()["seeds_xy"]) == (~clump).sum()
+    widget.beads.with_clumps.value = True
+    assert len(widget.beads.gather()["seeds_xy"]) == len(clump)
 
 
 def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):
