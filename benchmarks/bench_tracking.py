@@ -67,6 +67,7 @@ from napari_tomoalign.simulation.beads import bead_scene, make_bead_series, rend
 from napari_tomoalign.tracking import track_beads
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
+WHITEN = True  # --no-whiten: track_beads(whiten=False), the figures without the prewhitened re-fit
 IMOD_ANCHOR = {"plastic": "IMOD: 85-87 % of beads, median 0.19 px", "cryo": "IMOD: 85-87 %, median 0.5 px",
                "hard": "IMOD: seeding failed"}
 
@@ -155,10 +156,11 @@ def truth_alignment_error(series, pairs, sigma, options, draws=3) -> tuple[float
 
 def fit_at_truth_error(series, result, pairs, options) -> tuple[float, float]:
     """The localiser alone: every bead of ``pairs`` fitted, in every view where it is visible, from 0.3 px
-    off its true position (the tracker's fit and a profile learned the tracker's way), then aligned like
-    the tracks. Its prediction error, and its RMS localisation error."""
+    off its true position (the tracker's fit and a profile learned the tracker's way, then the prewhitened
+    re-fit unless ``--no-whiten``), aligned like the tracks. Its prediction error and RMS localisation error."""
     from napari_tomoalign.tracking._measure import fit_at
     from napari_tomoalign.tracking._views import ViewReader
+    from napari_tomoalign.tracking._whiten import make_whitener
     from napari_tomoalign.tracking.pipeline import _learned_profile
 
     reader = ViewReader(series.images)
@@ -169,12 +171,20 @@ def fit_at_truth_error(series, result, pairs, options) -> tuple[float, float]:
     marker = np.array([m for m, _ in pairs])
     profile = _learned_profile(img, series.true_xy[sv, beads[series.visible[sv, beads]]], series.bead_diameter_px,
                                True)
+    whitener = None
+    if WHITEN:
+        seed_fit = fit_at(img, series.true_xy[sv, beads[series.visible[sv, beads]]], profile, -1.0,
+                          reader.hot_level(sv), relative)
+        whitener = make_whitener(img, series.true_xy[sv, series.visible[sv]], seed_fit.xy[seed_fit.ok], profile,
+                                 dark=True, hot=reader.hot_level(sv))
     rng = np.random.default_rng(7)
     v, m, xy, err = [], [], [], []
     for j in range(len(series.tilt_angles_deg)):
         vis = series.visible[j, beads]
         start = series.true_xy[j, beads[vis]] + rng.uniform(-0.3, 0.3, (int(vis.sum()), 2))
         fit = fit_at(reader.view(j), start, profile, -1.0, reader.hot_level(j), relative)
+        if whitener is not None:
+            fit.xy = whitener.refine(reader.view(j), fit.xy, reader.hot_level(j))
         ok = fit.ok & (np.hypot(*(fit.xy - series.true_xy[j, beads[vis]]).T) <= 2.0)
         v.append(np.full(int(ok.sum()), j))
         m.append(marker[vis][ok])
@@ -211,7 +221,7 @@ def run_set(kind: str, size: int, n_views: int, seeds: list[int], overrides: dic
         extra = bb_geometry(size) if kind == "plastic" and n_views == 61 else {}
         s = make_bead_series(kind, size, n_views, seed=seed, **extra, **(overrides or {}))
         t0 = time.perf_counter()
-        r = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, tilt_axis_deg=s.tilt_axis_deg)
+        r = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, tilt_axis_deg=s.tilt_axis_deg, whiten=WHITEN)
         rows.append(score(s, r, time.perf_counter() - t0))
     return rows
 
@@ -314,10 +324,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change a preset value of the scored sets (for example texture=0)")
     ap.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "tomoalign-bench"))
+    ap.add_argument("--no-whiten", action="store_true", help="track without the prewhitened re-fit (for comparison)")
     ap.add_argument("--child-4096")
     ap.add_argument("--trace", action="store_true")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    global WHITEN
+    WHITEN = not args.no_whiten
     if args.child_4096:
         child_4096(args.child_4096, args.trace)
         return

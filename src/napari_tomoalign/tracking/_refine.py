@@ -5,6 +5,8 @@
   model's position with relaxed contrast limits, and points far from the model are measured again
   there (beadtrack's second round with ``FillGaps``). A find is kept only if it lies within the
   model's scatter of its prediction.
+- `polish`: every point re-fitted under the prewhitened background (`_whiten`), which removes most of
+  the texture's pull on the centre.
 - `clean_up`: the last robust fit; points the fit down-weights (Tukey weight below 0.5) whose residual
   is also large against the scatter of the others are dropped, and the fit is repeated.
 """
@@ -19,6 +21,7 @@ from numpy.typing import NDArray
 from ..alignment._lm import Cancelled
 from ..alignment.result import Alignment
 from ._measure import measure_beads
+from ._whiten import Whitener
 from .tracker import BeadTracker
 
 Progress = Callable[[str, int, int, str], None]
@@ -101,3 +104,17 @@ def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
         tr.pos[al.obs_view[bad], beads] = np.nan
         al = tr.refit(robust=True, final=True)
     return al
+
+
+def polish(tr: BeadTracker, whitener: Whitener | None, should_stop: Callable[[], bool] | None = None) -> None:
+    """Every tracked point re-fitted under the prewhitened background (`_whiten`); beads within 1.5
+    diameters of another tracked bead in a view keep their position there."""
+    if whitener is None:
+        return
+    for j in range(tr.pos.shape[0]):
+        if should_stop is not None and should_stop():
+            raise Cancelled("tracking cancelled")
+        have = np.isfinite(tr.pos[j, :, 0])
+        todo = np.flatnonzero(have & ~tr.crowded(np.where(have[:, None], tr.pos[j], 0.0), have))
+        if len(todo):
+            tr.pos[j, todo] = whitener.refine(tr.reader.view(j), tr.pos[j, todo], tr.reader.hot_level(j))

@@ -12,8 +12,9 @@ from numpy.typing import ArrayLike, NDArray
 from ..alignment._lm import Cancelled
 from ..alignment.result import Alignment
 from ._profile import BeadProfile, fit_profile
-from ._refine import clean_up, fill_gaps
+from ._refine import clean_up, fill_gaps, polish
 from ._views import ViewReader, extract_patches, patch_origins
+from ._whiten import make_whitener
 from .beads import BeadCandidates, estimate_bead_diameter, find_beads
 from .coarse import CoarseAlignment, coarse_align
 from .result import TrackingResult, build_result
@@ -82,6 +83,7 @@ def track_beads(
     dark: bool = True,
     estimate_diameter: bool = False,
     coarse: CoarseAlignment | None = None,
+    whiten: bool = True,
     threads: int | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -111,6 +113,9 @@ def track_beads(
         Measure the diameter from the data, starting from ``bead_diameter_px``.
     coarse
         A coarse alignment already made (`coarse_align`); made here when None.
+    whiten
+        Re-fit every point under the prewhitened background before the final fit (`_whiten`): texture
+        that pulls the centres the same way in every view is kept from the 3-D positions.
     threads
         Cap on the threads of FFTs, BLAS and compiled loops (a GUI keeps a core for itself).
     progress, should_stop
@@ -130,7 +135,7 @@ def track_beads(
         with compiled_threads(threads), threadpool_limits(threads):
             return track_beads(stack, tilt_angles_deg, bead_diameter_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
                                seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
-                               coarse=coarse, progress=progress, should_stop=should_stop)
+                               coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop)
     tilts = _check(stack, tilt_angles_deg, bead_diameter_px)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -170,13 +175,30 @@ def track_beads(
     timings["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fill_gaps(tr, progress, should_stop)
+    timings["refine"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if whiten:
+        _polish(tr, cands, profile, dark, should_stop)
+    timings["polish"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if should_stop is not None and should_stop():
         raise Cancelled("tracking cancelled")
     if progress is not None:
         progress("fit", 0, 1, "final robust fit")
     al = clean_up(tr)
-    timings["refine"] = time.perf_counter() - t0
+    timings["refine"] += time.perf_counter() - t0
     return _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes)
+
+
+def _polish(tr: BeadTracker, cands: BeadCandidates | None, profile: BeadProfile, dark: bool,
+            should_stop: Callable[[], bool] | None) -> None:
+    """Every point re-fitted under the prewhitened background, its spectrum measured on the seed view with
+    every bead found erased, the beads' whitened profile learned from the tracked ones there."""
+    seed, reader = tr.seed_view, tr.reader
+    seed_xy = tr.pos[seed][np.isfinite(tr.pos[seed, :, 0])]
+    every = cands.xy[cands.above] if cands is not None else seed_xy
+    whitener = make_whitener(reader.view(seed), every, seed_xy, profile, dark=dark, hot=reader.hot_level(seed))
+    polish(tr, whitener, should_stop)
 
 
 def _check(stack, tilt_angles_deg, bead_diameter_px) -> NDArray[np.float64]:
