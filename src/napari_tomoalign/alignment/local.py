@@ -2,7 +2,7 @@
 
 After the global fit the field is cut into patches (`local_patches`); each patch's fiducials are fitted
 again with the local variable options (`local_options`), every local variable an increment on the
-view's global value, from the global solution (`local_fit`). With the markers held
+view's global value, from the global solution, by `full_solver.solve_full_model`. With the markers held
 (``fix_xyz``) they keep their global positions, re-centred on the patch; with them free they are solved
 too and afterwards turned about y to best match their global x, z, that angle leaving the local tilts.
 Views without a point in a patch are left out of its fit; their increments are interpolated in view
@@ -26,7 +26,7 @@ from .errors import AlignmentError
 from .full_model import DMAG, SKEW, XTILT, default_full_params, view_matrices
 from .full_solver import FullModelSolution, solve_full_model
 from .imod_options import ImodSettings
-from .local_fit import fit_mapped, with_optimal_shifts
+from .local_fit import with_optimal_shifts
 from .local_geometry import compose_refinement, frame_from_transforms, linear_parts, view_transforms, z_factors
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
@@ -35,7 +35,6 @@ from .result import Alignment
 from .transforms import imod_transforms
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
-DENSE_LIMIT = 3_000_000  # observations x markers of a free-marker patch solved densely (about 150 MB)
 
 
 @dataclass(frozen=True)
@@ -181,24 +180,17 @@ def _fill_views(local: NDArray[np.float64], glob: NDArray[np.float64], fitted: N
 def _solve(v: NDArray[np.intp], m: NDArray[np.intp], o: NDArray[np.float64], start: NDArray[np.float64],
            xyz0: NDArray[np.float64], mappings: dict, free_xyz: bool, glob: GlobalSolution) -> tuple[
         NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
-    """One patch's parameters, markers, residuals and number of geometric (+ marker) unknowns.
-
-    Small patches use the dense fit of `local_fit`; a patch with free markers whose dense marker Jacobian
-    would exceed `DENSE_LIMIT` entries uses `full_solver.solve_full_model` (markers eliminated by Schur).
-    Both reach the same optimum (a test checks); the dense fit is the faster one on small patches.
-    """
-    if not free_xyz or len(v) * len(xyz0) <= DENSE_LIMIT:
-        fit = fit_mapped(v, m, o, start, xyz0, mappings, free_xyz=free_xyz, beam_tilt_rad=glob.beam_tilt_rad)
-        return fit.view_params, fit.xyz_px, fit.residuals_px, fit.n_unknowns
+    """One patch's parameters, markers, residuals and number of geometric (+ free marker) unknowns, by
+    `full_solver.solve_full_model` (`local_fit.fit_mapped` is its dense numpy reference in the tests)."""
     ones = np.ones(len(start), dtype=bool)
     begin = FullModelSolution(start, glob.beam_tilt_rad, np.arange(len(xyz0)), xyz0, ones, np.zeros((0, 2)),
                               np.nan, np.nan, 0, ())
     settings = ImodSettings(mappings=mappings, rotation_angle_deg=0.0, angle_offset_deg=0.0, axis_z_shift_px=0.0,
                             beam_tilt_deg=0.0, beam_tilt_free=False, local_alignments=True)
     centre = image_centre(glob.image_size)
-    sol = solve_full_model(v, m, o + centre, glob.image_size, settings, start=begin, fix_xyz=False)
+    sol = solve_full_model(v, m, o + centre, glob.image_size, settings, start=begin, fix_xyz=not free_xyz)
     n_geo = sum(mp.n_vars for mp in mappings.values())
-    return sol.params, sol.xyz_px, sol.residuals_px, n_geo + 3 * (len(xyz0) - 1)
+    return sol.params, sol.xyz_px, sol.residuals_px, n_geo + (3 * (len(xyz0) - 1) if free_xyz else 0)
 
 
 def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_deg: NDArray[np.float64],

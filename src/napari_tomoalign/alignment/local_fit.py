@@ -1,4 +1,9 @@
-"""A small dense fit of IMOD's full model with mapped variables: one local patch (or a small global run).
+"""A small dense fit of IMOD's full model with mapped variables: the numpy reference of a local patch fit.
+
+`local` solves its patches with `full_solver.solve_full_model` (compiled, markers eliminated by Schur);
+this module fits the same problem in a few lines of numpy and scipy, so that a test can check the two
+against each other (they agree to 1e-12 px on IMOD's tutorial patches), and `with_optimal_shifts` gives
+the shifts and residuals of a solution after `local` turns free markers back into the global frame.
 
 The unknowns are the mapped increments of each variable kind (`grouping.Mapping`, added to the start
 parameters) and, when asked, the marker positions. The per-view shifts are not unknowns: as in IMOD's
