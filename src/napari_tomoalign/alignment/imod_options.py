@@ -34,14 +34,19 @@ IGNORED = {"ModelFile", "ImageFile", "ImageSizeXandY", "OutputModelFile", "Outpu
            "OutputTiltFile", "OutputTransformFile", "OutputXAxisTiltFile", "OutputZFactorFile", "OutputLocalFile",
            "OutputUnadjustedTiltFile", "OutputFilledInModel", "TiltFile", "ResidualReportCriterion",
            "SurfacesToAnalyze", "MetroFactor", "MaximumCycles", "LocalOutputOptions", "WarnOnRobustFailure",
-           "ShiftZFromOriginal", "AxisXShift"}
+           "ShiftZFromOriginal"}
 LOCAL_KEYS = ("NumberOfLocalPatchesXandY", "TargetPatchSizeXandY", "MinSizeOrOverlapXandY",
               "MinFidsTotalAndEachSurface", "FixXYZCoordinates", "LocalMagReferenceView", "LocalTiltFixedView")
 
 
 @dataclass(frozen=True)
 class ImodSettings:
-    """A tiltalign run's model: one mapping per variable kind, start values and scalar options."""
+    """A tiltalign run's model: one mapping per variable kind, start values and scalar options.
+
+    ``axis_z_shift_px`` is ``AxisZShift / ImagesAreBinned``; ``centre_z_range`` is True for IMOD's
+    ``AxisZShift 1000`` (put the axis in the middle of the markers' z range, see
+    ``transforms.imod_axis_z_shift_px``), and ``axis_z_shift_px`` is then 0.
+    """
 
     mappings: dict[str, Mapping]
     rotation_angle_deg: float
@@ -53,6 +58,7 @@ class ImodSettings:
     robust: bool = False
     local_alignments: bool = False
     notes: list[str] = field(default_factory=list)
+    centre_z_range: bool = False
 
     @property
     def n_geometric(self) -> int:
@@ -91,7 +97,7 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
                                               "BeamTiltOption", "FixedOrInitialBeamTilt", "ExcludeList",
                                               "RobustFitting", "LocalAlignments", "MagReferenceView",
                                               "CompReferenceView", "TiltFixedView", "TiltSecondFixedView",
-                                              "RotationFixedView", "SeparateGroup", "LocalTiltSecondFixedView"}
+                                              "RotationFixedView", "SeparateGroup", "LocalTiltSecondFixedView", "AxisXShift"}
     for kind in KINDS:
         for pre in ("", "Local"):
             known |= {f"{pre}{PREFIX[kind]}{key}" for key in ("Option", "DefaultGrouping", "NondefaultGroup",
@@ -102,6 +108,8 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
                              + "; remove them from the command file or align without --imod-com")
     if _number(entries, "RobustFitting", 0) != 0:
         raise UsageError("RobustFitting 1 is not supported with the full model yet; set it to 0")
+    if _number(entries, "AxisXShift", 0) != 0:
+        raise UsageError("AxisXShift is not supported; set it to 0 (shift the reconstruction instead)")
     if _number(entries, "BeamTiltOption", 0) == 2:
         raise UsageError("BeamTiltOption 2 (search) is not supported; use 1 (solve) or 0 (fixed)")
 
@@ -206,9 +214,10 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
     mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view, local) if kind in kinds
                 else fixed_mapping(n) for kind in KINDS}
     binned = _number(entries, "ImagesAreBinned", 1.0)
+    z_shift = _number(entries, "AxisZShift", 0.0)
     return ImodSettings(
         mappings=mappings, rotation_angle_deg=_number(entries, "RotationAngle", 0.0), angle_offset_deg=offset,
-        axis_z_shift_px=_number(entries, "AxisZShift", 0.0) / max(binned, 1.0),
+        axis_z_shift_px=0.0 if z_shift == 1000 else z_shift / max(binned, 1.0), centre_z_range=z_shift == 1000,
         beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
         beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) == 1,
         excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),

@@ -115,6 +115,18 @@ def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: ND
     return (np.asarray(xy, dtype=float) - centre) @ xf[:, :2].T + xf[:, 2] + centre
 
 
+def imod_axis_z_shift_px(al: Alignment, given_px: float = 0.0) -> float:
+    """The axis Z shift to place the aligned frame with: the align.com's ``AxisZShift`` when the
+    alignment was solved from one (the middle of the markers' z range for ``AxisZShift 1000``), else
+    ``given_px``."""
+    settings = al.imod_settings
+    if settings is None:
+        return float(given_px)
+    if settings.centre_z_range:
+        return aligned_frame(al).z_range_midpoint_px
+    return float(settings.axis_z_shift_px)
+
+
 def x_tilts_deg(al: Alignment) -> NDArray[np.float64]:
     """``(n_views,)`` each view's X-axis tilt in degrees (IMOD's ``.xtilt``; 0 for the default model)."""
     if al.full_params is None:
