@@ -64,6 +64,7 @@ def bench_solve(repeats: int):
         def solve_local(opts=opts):
             return local_alignments(table.view, marker, table.xy, raw, glob, opts, pixel_size=20.2)
 
+        solve_local()  # compile / load the kernels
         t_loc, res = median_time(solve_local, repeats)
         lo, hi = res.residual_range_px
         label = "with surface analysis" if surfaces == 2 else "without surface analysis"
