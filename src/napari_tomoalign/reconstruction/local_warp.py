@@ -147,6 +147,7 @@ def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compi
         y = yy + row0 - cr
         iy, fy = _cell((y - grid[3]) / grid[5], ny_p)
         acc = np.zeros((n_x, n_z), dtype=np.float32)
+        m = np.empty(8)
         for v in range(n_v):
             img = views[v]
             for x in range(n_x):
@@ -154,8 +155,9 @@ def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compi
                 ix, fx = _cell((xc - grid[2]) / grid[4], nx_p)
                 p00 = iy * nx_p + ix
                 w00, w01, w10, w11 = (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx
-                m = (w00 * mats[p00, v] + w01 * mats[p00 + 1, v] + w10 * mats[p00 + nx_p, v]
-                     + w11 * mats[p00 + nx_p + 1, v])
+                for k in range(8):
+                    m[k] = (w00 * mats[p00, v, k] + w01 * mats[p00 + 1, v, k] + w10 * mats[p00 + nx_p, v, k]
+                            + w11 * mats[p00 + nx_p + 1, v, k])
                 du, dr = m[2], m[6]
                 u0 = m[0] * xc + m[1] * y + m[3] + cu - du * cz
                 r0 = m[4] * xc + m[5] * y + m[7] + cr - dr * cz
