@@ -32,3 +32,13 @@ def test_unsupported_options_are_named(tmp_path, imod_data):
     com.write_text("$newstack -StandardInput\nInputFile a.st\n")
     with pytest.raises(FileFormatError, match="no '\\$tiltalign' section"):
         read_com_section(com)
+
+
+def test_beam_tilt_search_is_solved_as_a_variable(imod_data):
+    entries = read_com_section(imod_data / "aligna.com")
+    tilts = np.loadtxt(imod_data / "BBa.rawtlt")
+    search = settings_from_com({**entries, "BeamTiltOption": ["2"]}, tilts)
+    assert search.beam_tilt_free and search.n_geometric == 150 and "BeamTiltOption 2" in search.notes[0]
+    assert not settings_from_com(entries, tilts).notes
+    with pytest.raises(UsageError, match="BeamTiltOption must be 0"):
+        settings_from_com({**entries, "BeamTiltOption": ["3"]}, tilts)

@@ -106,8 +106,8 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
     stages = [StageReport(names[k], r.iterations, r.wall_time_s, r.cost,
                           float(np.sqrt(2 * r.cost / max(int(used.sum()), 1))), r.converged, r.message,
                           sol.n_unknowns) for k, r in enumerate(sol.reports)]
-    notes = [f"view {int(j)} has no markers in the fit (transform undetermined)"
-             for j in np.flatnonzero(~sol.view_included)]
+    notes = list(settings.notes) + [f"view {int(j)} has no markers in the fit (transform undetermined)"
+                                    for j in np.flatnonzero(~sol.view_included)]
     options = AlignmentOptions(tilt_axis_deg=settings.rotation_angle_deg, estimate_tilt_axis=False,
                                reference_view=ref, initial_stage=False, max_iterations=1000)
     return Alignment(

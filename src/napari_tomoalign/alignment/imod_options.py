@@ -110,8 +110,8 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
         raise UsageError("RobustFitting 1 is not supported with the full model yet; set it to 0")
     if _number(entries, "AxisXShift", 0) != 0:
         raise UsageError("AxisXShift is not supported; set it to 0 (shift the reconstruction instead)")
-    if _number(entries, "BeamTiltOption", 0) == 2:
-        raise UsageError("BeamTiltOption 2 (search) is not supported; use 1 (solve) or 0 (fixed)")
+    if _number(entries, "BeamTiltOption", 0) not in (0, 1, 2):
+        raise UsageError("BeamTiltOption must be 0 (fixed), 1 (solve) or 2 (search)")
 
 
 def _power(kind: str, code: int) -> float:
@@ -219,7 +219,9 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
         mappings=mappings, rotation_angle_deg=_number(entries, "RotationAngle", 0.0), angle_offset_deg=offset,
         axis_z_shift_px=0.0 if z_shift == 1000 else z_shift / max(binned, 1.0), centre_z_range=z_shift == 1000,
         beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
-        beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) == 1,
+        beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) in (1, 2),
+        notes=["BeamTiltOption 2: the beam tilt is solved as a variable, which finds the minimum that"
+               " tiltalign's search brackets"] if not local and _number(entries, "BeamTiltOption", 0) == 2 else [],
         excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),
         robust=_number(entries, "RobustFitting", 0) != 0,
         local_alignments=local or _number(entries, "LocalAlignments", 0) != 0,
