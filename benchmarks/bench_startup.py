@@ -15,6 +15,7 @@ other two.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,18 +50,24 @@ def write_problem(folder: Path, name: str, **sim_args) -> list[str]:
 def median_wall(cmd: list[str], runs: int) -> float:
     """Median wall time of ``runs`` runs of ``cmd``; ``{run}`` in an argument becomes the run's number (a
     fresh output folder each time, as a user's first run: replacing existing files costs the file system
-    a flush on rename)."""
-    times = []
+    a flush on rename). The median CPU time of the same runs goes to ``CPU_S[" ".join(cmd)]``: on a busy
+    machine it is the steadier figure."""
+    times, cpu = [], []
     for k in range(runs):
         argv = [a.replace("{run}", str(k)) for a in cmd]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         r = subprocess.run(argv, capture_output=True, text=True)
         times.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if r.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+            raise SystemExit(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()}")
+    CPU_S[" ".join(cmd)] = statistics.median(cpu)
     return statistics.median(times)
 
 
+CPU_S: dict[str, float] = {}
 _LOAD_COMPILED = """
 import numpy as np
 from napari_tomoalign import simulate_markers
@@ -72,39 +79,47 @@ align_markers(s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size)
 """
 
 
+_SOLVE_TIMES = """
+import statistics, time
+from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
+from napari_tomoalign.alignment import _backend
+_backend.NUMPY_MAX_OBSERVATIONS = _backend.NUMPY_MAX_OBSERVATIONS_WARM = {limit}
+s = simulate_markers(n_views=61, n_markers={n_markers}, noise_px=0.5, dropout=0.05, image_size=(4096, 4096),
+                     seed={n_markers})
+args = (s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size, AlignmentOptions(tilt_axis_deg=85.0))
+align_markers(*args)
+ts = []
+for _ in range({repeats}):
+    t0 = time.thread_time()  # the solving thread's CPU: idle pool threads that spin do not count
+    align_markers(*args)
+    ts.append(time.thread_time() - t0)
+print(len(s.view), statistics.median(ts))
+"""
+
+
 def kernel_threshold(runs: int) -> None:
     """In one process: the solve through numpy's loops and through the compiled ones (loaded, warm) at
     growing sizes; and, as whole processes, what loading numba and the cached kernels adds to a tiny solve.
     The cold threshold is where numpy's extra solve time reaches that load cost; the warm one where numpy
     stops being faster in-process."""
-    from napari_tomoalign import AlignmentOptions, align_markers
     from napari_tomoalign.alignment import _backend
 
-    numpy_proc = median_wall([sys.executable, "-c", _LOAD_COMPILED.format(limit=10**9)], runs)
-    numba_proc = median_wall([sys.executable, "-c", _LOAD_COMPILED.format(limit=0)], runs)
-    load = numba_proc - numpy_proc
-    print(f"tiny solve as a process: numpy {numpy_proc * 1e3:.0f} ms, compiled {numba_proc * 1e3:.0f} ms:"
-          f" loading numba and the kernels costs {load * 1e3:.0f} ms")
-    saved = _backend.NUMPY_MAX_OBSERVATIONS, _backend.NUMPY_MAX_OBSERVATIONS_WARM
+    cmds = [[sys.executable, "-c", _LOAD_COMPILED.format(limit=limit)] for limit in (10**9, 0)]
+    numpy_proc, numba_proc = (median_wall(c, runs) for c in cmds)
+    load = CPU_S[" ".join(cmds[1])] - CPU_S[" ".join(cmds[0])]
+    print(f"tiny solve as a process: numpy {numpy_proc * 1e3:.0f} ms, compiled {numba_proc * 1e3:.0f} ms wall;"
+          f" loading numba and the kernels costs {load * 1e3:.0f} ms of CPU (times below: CPU of the solving thread)")
     for n_markers in (25, 60, 150, 400, 1000, 2000):
-        sim = simulate_markers(n_views=61, n_markers=n_markers, noise_px=0.5, dropout=0.05,
-                               image_size=(4096, 4096), seed=n_markers)
-        args = (sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size,
-                AlignmentOptions(tilt_axis_deg=85.0))
         times = {}
-        for name, limit in (("numpy", 10**9), ("compiled", 0)):  # the threads follow the choice too
-            _backend.NUMPY_MAX_OBSERVATIONS = _backend.NUMPY_MAX_OBSERVATIONS_WARM = limit
-            align_markers(*args)
-            ts = []
-            for _ in range(max(3, runs // 2)):
-                t0 = time.perf_counter()
-                align_markers(*args)
-                ts.append(time.perf_counter() - t0)
-            times[name] = statistics.median(ts)
-        _backend.NUMPY_MAX_OBSERVATIONS, _backend.NUMPY_MAX_OBSERVATIONS_WARM = saved
-        extra = times["numpy"] - times["compiled"]
-        print(f"{len(sim.view):>8,d} obs: numpy {times['numpy'] * 1e3:8.1f} ms, compiled {times['compiled'] * 1e3:8.1f}"
-              f" ms, numpy/compiled {times['numpy'] / times['compiled']:.2f}; numpy's extra {extra * 1e3:7.1f} ms"
+        for name, limit in (("numpy", 10**9), ("compiled", 0)):  # each in its own process: no idle threads
+            r = subprocess.run([sys.executable, "-c", _SOLVE_TIMES.format(limit=limit, n_markers=n_markers,
+                                                                            repeats=max(3, runs // 2))],
+                               capture_output=True, text=True, check=True)
+            n_obs, times[name] = r.stdout.split()
+        extra = float(times["numpy"]) - float(times["compiled"])
+        print(f"{int(n_obs):>8,d} obs: numpy {float(times['numpy']) * 1e3:8.1f} ms, compiled"
+              f" {float(times['compiled']) * 1e3:8.1f} ms, numpy/compiled"
+              f" {float(times['numpy']) / float(times['compiled']):.2f}; numpy's extra {extra * 1e3:7.1f} ms"
               f" {'<' if extra < load else '>='} load {load * 1e3:.0f} ms")
     print(f"alignment/_backend: NUMPY_MAX_OBSERVATIONS = {_backend.NUMPY_MAX_OBSERVATIONS:,d},"
           f" NUMPY_MAX_OBSERVATIONS_WARM = {_backend.NUMPY_MAX_OBSERVATIONS_WARM:,d}")
@@ -127,13 +142,16 @@ def main() -> None:
             "81x47": write_problem(d, "p81x47", n_views=81, tilt_range_deg=(-60, 60), n_markers=47, noise_px=0.5,
                                    image_size=(2048, 2048), seed=2),
         }
-        baseline = median_wall([sys.executable, "-c", "import numpy"], args.runs)
+        base = [sys.executable, "-c", "import numpy"]
+        baseline = median_wall(base, args.runs)
         label = 'python -c "import numpy"'
         print(f"{label:<34} {baseline * 1e3:7.1f} ms  (baseline, same run)")
         for name, margs in problems.items():
             cmd = [str(TOMOALIGN), "align", *margs, "--output", str(d / f"out-{name}-{{run}}"), "--quiet"]
             t = median_wall(cmd, args.runs)
-            print(f"{'tomoalign align ' + name:<34} {t * 1e3:7.1f} ms  = {t / baseline:4.2f} x numpy's start,"
+            cpu = CPU_S[" ".join(cmd)]
+            print(f"{'tomoalign align ' + name:<34} {t * 1e3:7.1f} ms (CPU {cpu * 1e3:5.1f} ms, numpy's"
+                  f" {CPU_S[' '.join(base)] * 1e3:4.1f})  = {t / baseline:4.2f} x numpy's start,"
                   f" {t / IMOD_S[name]:4.2f} x IMOD tiltalign ({IMOD_S[name] * 1e3:.0f} ms);"
                   f" target {TARGET_S[name] * 1e3:.0f} ms {'met' if t <= TARGET_S[name] else 'NOT met'}")
 

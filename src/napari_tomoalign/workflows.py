@@ -199,9 +199,11 @@ def _default_thickness(al: Alignment, shape: tuple[int, int]) -> int:
 def warm_up() -> None:
     """Load every compiled kernel once on a tiny problem (loading them from numba's cache holds the
     GIL for a moment; a GUI calls this in a background thread when it starts, not during Align)."""
+    from .alignment._backend import compiled_kernels
     from .simulation.sample import make_sample_tilt_series
 
     s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, thickness_px=16.0, n_texture=0, image_noise=0.0,
                                 misclick=False)
-    run_alignment(s.images, s.view, s.marker, s.xy, s.tilt_angles_deg, (64, 64), AlignmentOptions(),
-                  tomogram_thickness_px=16)
+    with compiled_kernels():  # a tiny problem would take the plain-numpy loops
+        run_alignment(s.images, s.view, s.marker, s.xy, s.tilt_angles_deg, (64, 64), AlignmentOptions(),
+                      tomogram_thickness_px=16)

@@ -14,24 +14,45 @@ decides instead. The thresholds are measured by ``benchmarks/bench_startup.py --
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
 from numpy.typing import NDArray
 
-# Up to this many observations, a process that has not loaded numba solves in numpy: at this size the
-# numpy loops cost about the ~0.3 s that loading numba and the cached kernels costs (measured).
+# Up to this many observations, a process that has not loaded numba solves in numpy. Measured (one
+# thread, 61 views): numpy's solve took 1.4 x the compiled one's at 58k observations, 0.16 s more,
+# while loading numba and the cached kernels costs 0.3-0.6 s of CPU; at 116k it was 0.55 s more.
 NUMPY_MAX_OBSERVATIONS = 60_000
-# With the compiled kernels already loaded, numpy is used only where it is not slower in-process.
-NUMPY_MAX_OBSERVATIONS_WARM = 3_000
+# With the compiled kernels already loaded, numpy is used only where it is not slower in-process
+# (faster at 8.7k observations, 1.2 x slower at 23k).
+NUMPY_MAX_OBSERVATIONS_WARM = 15_000
 # Dense systems up to this size are factored by numpy.linalg unless scipy.linalg is already loaded.
 NUMPY_MAX_DENSE = 400
 
 _COMPILED = __name__.rsplit(".", 1)[0] + "._kernels"
 
 
+_prefer_compiled = False
+
+
+@contextmanager
+def compiled_kernels() -> Iterator[None]:
+    """Use the compiled kernels at every size inside the block (to load them ahead of time, as a GUI's
+    warm-up does; later solves then use them from the in-process break-even size up)."""
+    global _prefer_compiled
+    before, _prefer_compiled = _prefer_compiled, True
+    try:
+        yield
+    finally:
+        _prefer_compiled = before
+
+
 def uses_compiled(n_obs: int) -> bool:
     """Whether a problem of ``n_obs`` observations runs on the compiled (numba) kernels."""
+    if _prefer_compiled:
+        return True
     limit = NUMPY_MAX_OBSERVATIONS_WARM if _COMPILED in sys.modules else NUMPY_MAX_OBSERVATIONS
     return n_obs > min(limit, NUMPY_MAX_OBSERVATIONS)
 
