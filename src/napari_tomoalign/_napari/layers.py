@@ -25,6 +25,14 @@ from ..io.markers import MarkerTable
 MARKER_STYLE: dict[str, Any] = {"symbol": "ring", "size": 12, "border_width": 0.05, "border_color": "black"}
 MARKER_TEXT: dict[str, Any] = {"string": "{marker}", "size": 8, "color": "white", "anchor": "upper_left",
                                "translation": [0, -7, 7]}  # beside the ring, not over the bead
+LABEL_OFFSET = 0.55  # of the ring's size: the label's corner sits just off the ring (7 px for a ring of 12)
+
+
+def marker_text(ring_size: float) -> dict[str, Any]:
+    """The markers' label style for rings of ``ring_size`` (data units): beside the ring at any size, and a
+    little larger than `MARKER_TEXT` (a whole field of tracked beads is shown at a low zoom)."""
+    d = LABEL_OFFSET * float(ring_size)
+    return {**MARKER_TEXT, "size": 10, "translation": [0, -d, d]}
 
 
 def marker_colors(ids: NDArray[np.int64]) -> NDArray[np.float64]:

@@ -22,7 +22,7 @@ from ...alignment._lm import Cancelled
 from ...alignment.errors import AlignmentError
 from ...tracking.beads import BeadCandidates, diameter_px_from_nm
 from ...tracking.result import TrackingResult
-from ..layers import frame_of, markers_to_points
+from ..layers import frame_of, marker_text, markers_to_points
 from .bead_logic import (
     ADDED_RGBA,
     RING_OVER_BEAD,
@@ -297,7 +297,8 @@ class BeadSection:
         then the legend, the status and the selection."""
         data, ids, check = tracked_points(result)
         _, kwargs = markers_to_points(result.markers, f"{image.name} tracked")
-        kwargs.update(frame_of(image), size=RING_OVER_BEAD * result.bead_diameter_px,
+        size = RING_OVER_BEAD * result.bead_diameter_px
+        kwargs.update(frame_of(image), size=size, text=marker_text(size),
                       features={"marker": ids, "check": check}, feature_defaults={"marker": 1, "check": False})
         kwargs["metadata"] = {**kwargs["metadata"], "source": f"tracked on {image.name}",
                               "tilt_angles_deg": image.metadata.get("tilt_angles_deg"),
