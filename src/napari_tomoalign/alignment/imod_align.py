@@ -15,7 +15,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .axis import wrap_degrees
-from .errors import AlignmentError
 from .full_model import project_full, without_beam_tilt
 from .full_solver import FullModelSolution, solve_full_model
 from .imod_options import ImodSettings, settings_from_com
@@ -93,13 +92,13 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
     p = without_beam_tilt(sol.params, sol.beam_tilt_rad)  # the same projections with the beam tilt at 0
     p[~sol.view_included] = np.nan
     marker_ids = np.unique(ids)
-    if not np.array_equal(marker_ids, sol.marker_ids):
-        raise AlignmentError("every marker needs an observation in a view that is not excluded")
     mi = np.searchsorted(marker_ids, ids).astype(np.intp)
+    xyz = np.full((len(marker_ids), 3), np.nan)  # markers seen only in excluded views stay NaN
+    xyz[np.searchsorted(marker_ids, sol.marker_ids)] = sol.xyz_px
     used = np.all(np.isfinite(sol.residuals_px), axis=1)
     n_v, n_m = len(p), len(marker_ids)
     vv, mm = np.meshgrid(np.arange(n_v), np.arange(n_m), indexing="ij")
-    pred = project_full(p, sol.xyz_px, vv.ravel(), mm.ravel()).reshape(n_v, n_m, 2)
+    pred = project_full(p, xyz, vv.ravel(), mm.ravel()).reshape(n_v, n_m, 2)
     pred += image_centre(size)
     ref = int(np.argmin(np.where(sol.view_included, np.abs(tilts), np.inf)))
     names = ["markers", "full"][-len(sol.reports):]  # "markers": geometry held while the markers are placed
@@ -113,7 +112,7 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
     return Alignment(
         tilt_angles_deg=np.degrees(p[:, TILT]), nominal_tilt_angles_deg=tilts.copy(),
         rotation_deg=np.degrees(p[:, ROT]), magnification=p[:, MAG].copy(), shifts_px=p[:, [DX, DY]].copy(),
-        view_determined=sol.view_included.copy(), marker_ids=marker_ids, xyz_px=sol.xyz_px.copy(), obs_view=v,
+        view_determined=sol.view_included.copy(), marker_ids=marker_ids, xyz_px=xyz, obs_view=v,
         obs_marker=mi, obs_xy_px=xy, residuals_px=sol.residuals_px, obs_used=used, predicted_xy_px=pred,
         image_size=size, reference_view=ref, tilt_axis_deg=wrap_degrees(float(np.degrees(p[ref, ROT]))),
         tilt_axis_source="align.com RotationAngle", branch="nominal tilt signs kept", stages=stages,

@@ -42,6 +42,14 @@ class AlignedFrame:
     z_range_midpoint_px: float
 
 
+def _safe_rows(params: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Full parameters with undetermined (NaN) views replaced by the identity view, so that the matrix
+    algebra stays finite; callers set those rows to NaN afterwards."""
+    p = np.array(params, dtype=float)
+    p[~np.all(np.isfinite(p), axis=1)] = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    return p
+
+
 def linear_parts(al: Alignment) -> NDArray[np.float64]:
     """``(n_views, 2, 2)`` the linear part ``F_j`` of each raw-to-aligned transform.
 
@@ -54,13 +62,13 @@ def linear_parts(al: Alignment) -> NDArray[np.float64]:
         c, s = np.cos(a), np.sin(a)
         m = al.magnification[:, None, None]
         return np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2) / m
-    p = al.full_params
-    amat, _ = view_matrices(np.nan_to_num(p))  # the beam tilt is already folded into the angles
+    p = _safe_rows(al.full_params)
+    amat, _ = view_matrices(p)  # the beam tilt is already folded into the angles
     th, ph = p[:, TILT], p[:, XTILT]
     t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
                   np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
     out = t @ np.linalg.inv(amat[:, :, :2])
-    out[~np.all(np.isfinite(p), axis=1)] = np.nan
+    out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
     return out
 
 
@@ -144,7 +152,7 @@ def z_factors(al: Alignment) -> NDArray[np.float64]:
     """
     if al.full_params is None:
         return np.where(al.view_determined[:, None], 0.0, np.nan) * np.ones((al.n_views, 2))
-    p = np.nan_to_num(al.full_params)
+    p = _safe_rows(al.full_params)
     th, ph, k = p[:, TILT], p[:, XTILT], p[:, COMP]
     q, _ = view_matrices(np.column_stack([p[:, :1], np.zeros(len(p)), p[:, 2:]]), 0.0)  # rotation 0, no beam
     t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
