@@ -69,6 +69,7 @@ def truth_world(s, view):
 @pytest.mark.parametrize("kind", ["cryo", "plastic"])
 def test_find_beads_rings_sit_on_the_true_beads_in_the_world(qtbot, dock, kind):
     s, viewer, image, widget = dock(kind)
+    assert widget.steps[1].title == "Find and track beads" and widget.steps[1].expanded  # no markers yet: open
     view = int(np.argmin(np.abs(s.tilt_angles_deg)))
     assert widget.beads.view.value == view  # the view nearest 0 degrees
     assert f"{s.bead_diameter_px:.1f} px" in widget.beads.info.value

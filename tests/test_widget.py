@@ -41,6 +41,7 @@ def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewe
     assert widget.inputs.image.value is image and widget.inputs.markers.value is markers
     assert "61 angles" in widget.inputs.tilt_source.value and "simulated" in widget.inputs.tilt_source.value
     assert widget.options.robust_scale.value == AlignmentOptions().robust_scale
+    assert not widget.steps[1].expanded  # the markers are there: the bead step starts folded
     run(qtbot, widget)
     assert widget.status.text().startswith("done"), widget.status.text()
     assert gc.isenabled()  # held off only while the run was being shown

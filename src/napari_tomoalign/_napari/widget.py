@@ -73,6 +73,7 @@ class AlignWidget(QWidget):
         self._closed = False
         self.runner.warm_up()
         self.refresh()
+        self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
 
     def _build(self) -> list[Step]:
         results = _column(self.results.widget.native, self.report.widget, self.triage.widget.native,
