@@ -94,7 +94,8 @@ def _solve(markers: MarkerTable, tilts: NDArray[np.float64], size: tuple[int, in
     """The alignment of `align_to_folder`: the default model with ``options``, or an IMOD command file's."""
     from .alignment._threads import blas_threads_for
 
-    n_markers = len(np.unique(markers.marker))
+    ids = np.sort(markers.marker)
+    n_markers = int(np.count_nonzero(np.diff(ids))) + 1 if len(ids) else 0  # (np.unique would load numpy.ma)
     # BLAS threads for the whole solve, the axis estimate included: waking a second thread for a small
     # problem's matrices costs more than the work (and far more on a busy machine).
     with blas_threads_for(5 * len(tilts), n_markers, len(markers.view)), warnings.catch_warnings():

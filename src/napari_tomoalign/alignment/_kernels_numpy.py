@@ -8,7 +8,9 @@ Every function takes the arguments of its namesake in `_kernels` (observations s
 ``marker_starts`` the ``(n_m + 1,)`` offsets of each marker's observations) and returns the same
 arrays, to rounding. Per-view sums use ``np.bincount``; per-marker sums use ``np.add.reduceat``,
 since each marker's observations are contiguous. ``bounds`` (the compiled loops' thread chunks) is
-accepted and not needed.
+accepted and not needed. Work is laid out as one contiguous row of ``n_obs`` values per matrix entry
+(``(5, 3, n_obs)`` and so on): at a few thousand observations numpy's per-call cost dominates, and
+contiguous rows keep every call short. ``E`` is returned as an ``(n_obs, 5, 3)`` view of that layout.
 """
 
 from __future__ import annotations
@@ -18,23 +20,25 @@ from numpy.typing import NDArray
 
 _CHUNKS = 16
 _SCHUR_BLOCK_BYTES = 16 * 2**20  # the dense F of one block of markers in `schur_reduced`
-_TRIL = np.tril(np.ones((3, 3)))
 
 
-def _per_view(values: NDArray[np.float64], view_index: NDArray[np.intp], n_views: int) -> NDArray[np.float64]:
-    """Sum ``(n_obs, ...)`` values into ``(n_views, ...)`` by view."""
-    shape = values.shape[1:]
+def _per_view(rows: NDArray[np.float64], view_index: NDArray[np.intp], n_views: int) -> NDArray[np.float64]:
+    """Sum ``(..., n_obs)`` values into ``(n_views, ...)`` by view."""
+    shape = rows.shape[:-1]
     k = int(np.prod(shape))
-    flat = (view_index[:, None] * k + np.arange(k)).ravel()
-    sums = np.bincount(flat, weights=values.reshape(-1), minlength=n_views * k)
-    return sums.reshape((n_views, *shape))
+    flat = (np.arange(k)[:, None] * n_views + view_index).ravel()
+    sums = np.bincount(flat, weights=rows.reshape(-1), minlength=n_views * k).reshape(k, n_views)
+    return np.ascontiguousarray(sums.T).reshape((n_views, *shape))
 
 
-def _per_marker(values: NDArray[np.float64], marker_starts: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Sum ``(n_obs, ...)`` values into ``(n_m, ...)`` by marker (every marker has an observation)."""
-    if values.shape[0] == 0:
-        return np.zeros((len(marker_starts) - 1, *values.shape[1:]))
-    return np.add.reduceat(values, marker_starts[:-1], axis=0)
+def _per_marker(rows: NDArray[np.float64], marker_starts: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Sum ``(..., n_obs)`` values into ``(n_m, ...)`` by marker (every marker has an observation)."""
+    shape = rows.shape[:-1]
+    flat = rows.reshape(-1, rows.shape[-1])
+    if flat.shape[1] == 0:
+        return np.zeros((len(marker_starts) - 1, *shape))
+    sums = np.add.reduceat(flat, marker_starts[:-1], axis=1)
+    return np.ascontiguousarray(sums.T).reshape((len(marker_starts) - 1, *shape))
 
 
 def _marker_of(marker_starts: NDArray[np.int64]) -> NDArray[np.intp]:
@@ -42,16 +46,19 @@ def _marker_of(marker_starts: NDArray[np.int64]) -> NDArray[np.intp]:
     return np.repeat(np.arange(len(marker_starts) - 1), np.diff(marker_starts))
 
 
+def _rows(E: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``E`` ``(n_obs, 5, 3)`` as ``(5, 3, n_obs)`` (a view of what `linearise` made; a copy otherwise)."""
+    return np.ascontiguousarray(E.transpose(1, 2, 0))
+
+
 def _project(vp, xyz, view_index, marker_index):
     """Predicted positions and the trigonometry the derivatives reuse (the compiled `_predict`)."""
-    v = vp[view_index]
-    th, al, s = v[:, 0], v[:, 1], v[:, 2]
-    p = xyz[marker_index]
-    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    th, al, s, dx, dy = vp.T[:, view_index]
+    x, y, z = xyz.T[:, marker_index]
     ct, st, ca, sa = np.cos(th), np.sin(th), np.cos(al), np.sin(al)
     u = x * ct + z * st
-    px = s * (ca * u - sa * y) + v[:, 3]
-    py = s * (sa * u + ca * y) + v[:, 4]
+    px = s * (ca * u - sa * y) + dx
+    py = s * (sa * u + ca * y) + dy
     return px, py, ct, st, ca, sa, u, s, x, y, z
 
 
@@ -76,50 +83,51 @@ def linearise(vp, xyz, view_index, marker_index, xy, weights, free, marker_start
     sdu = s * (-x * st + z * ct)
     ms = ca * u - sa * y
     ns = sa * u + ca * y
-    jx, jy = np.empty((n, 5)), np.empty((n, 5))  # d(x, y)/d(tilt, rotation, magnification, dx, dy)
-    jx[:, 0], jy[:, 0] = ca * sdu, sa * sdu
-    jx[:, 1], jy[:, 1] = -s * ns, s * ms
-    jx[:, 2], jy[:, 2] = ms, ns
-    jx[:, 3], jy[:, 3] = 1.0, 0.0
-    jx[:, 4], jy[:, 4] = 0.0, 1.0
-    f = free[view_index] * sw[:, None]
+    f = free.T[:, view_index] * sw  # (5, n): the weight, 0 for a fixed parameter
+    jx, jy = np.zeros((5, n)), np.zeros((5, n))  # d(x, y)/d(tilt, rotation, magnification, dx, dy)
+    jx[0], jy[0] = ca * sdu, sa * sdu
+    jx[1], jy[1] = -s * ns, s * ms
+    jx[2], jy[2] = ms, ns
+    jx[3], jy[4] = 1.0, 1.0
     jx *= f
     jy *= f
     ssw = s * sw
-    mx = np.stack([ssw * ca * ct, -ssw * sa, ssw * ca * st], axis=1)  # d x / d (x, y, z)
-    my = np.stack([ssw * sa * ct, ssw * ca, ssw * sa * st], axis=1)  # d y / d (x, y, z)
-    g_obs = jx * rx[:, None] + jy * ry[:, None]
-    b_obs = jx[:, :, None] * jx[:, None, :] + jy[:, :, None] * jy[:, None, :]
-    E = jx[:, :, None] * mx[:, None, :] + jy[:, :, None] * my[:, None, :]
-    gm_obs = mx * rx[:, None] + my * ry[:, None]
-    c_obs = mx[:, :, None] * mx[:, None, :] + my[:, :, None] * my[:, None, :]
-    b_view = _per_view(b_obs, view_index, n_views)
-    g_view = _per_view(g_obs, view_index, n_views)
-    C = _per_marker(c_obs, marker_starts)
-    g_m = _per_marker(gm_obs, marker_starts)
-    return total, b_view, g_view, C, g_m, E
+    mx = np.stack([ssw * ca * ct, -ssw * sa, ssw * ca * st])  # d x / d (x, y, z), (3, n)
+    my = np.stack([ssw * sa * ct, ssw * ca, ssw * sa * st])  # d y / d (x, y, z)
+    b = jx[:, None] * jx[None] + jy[:, None] * jy[None]  # (5, 5, n)
+    e = jx[:, None] * mx[None] + jy[:, None] * my[None]  # (5, 3, n)
+    c = mx[:, None] * mx[None] + my[:, None] * my[None]  # (3, 3, n)
+    b_view = _per_view(b, view_index, n_views)
+    g_view = _per_view(jx * rx + jy * ry, view_index, n_views)
+    C = _per_marker(c, marker_starts)
+    g_m = _per_marker(mx * rx + my * ry, marker_starts)
+    return total, b_view, g_view, C, g_m, e.transpose(2, 0, 1)
 
 
-def _e_times_linv_t(E, linv, marker_of):
-    """``(n_obs, 5, 3)``: each observation's ``E_i L_m^-T`` (``linv`` read as lower triangular)."""
-    return np.matmul(E, np.swapaxes((linv * _TRIL)[marker_of], 1, 2))
+def _e_times_linv_t(e_rows, linv, marker_of):
+    """``(5, 3, n_obs)``: each observation's ``E_i L_m^-T`` (``linv`` read as lower triangular) from
+    ``e_rows`` ``(5, 3, n_obs)``."""
+    lt = linv.transpose(1, 2, 0)[:, :, marker_of]  # (q, t, n): L^-1[q, t] of each observation, t <= q read
+    return np.stack([e_rows[:, 0] * lt[0, 0],
+                     e_rows[:, 0] * lt[1, 0] + e_rows[:, 1] * lt[1, 1],
+                     e_rows[:, 0] * lt[2, 0] + e_rows[:, 1] * lt[2, 1] + e_rows[:, 2] * lt[2, 2]], axis=1)
 
 
-def _columns_dense(G, view_index, marker_of, columns, n_q, first_marker, n_m):
-    """Dense ``(n_q, 3 n_m)`` F of markers ``first_marker ...`` from their ``G = E L^-T`` blocks."""
-    rows = columns[view_index]  # (n, 5)
-    cols = 3 * (marker_of - first_marker)[:, None] + np.arange(3)  # (n, 3)
-    ok = np.broadcast_to((rows >= 0)[:, :, None], G.shape)
-    flat = rows[:, :, None] * (3 * n_m) + cols[:, None, :]
-    F = np.bincount(flat[ok], weights=G[ok], minlength=n_q * 3 * n_m)
+def _columns_dense(g_rows, view_index, marker_of, columns, n_q, first_marker, n_m):
+    """Dense ``(n_q, 3 n_m)`` F of markers ``first_marker ...`` from their ``G = E L^-T`` ``(5, 3, n)``."""
+    rows = columns.T[:, view_index]  # (5, n)
+    cols = 3 * (marker_of - first_marker) + np.arange(3)[:, None]  # (3, n)
+    flat = rows[:, None, :] * (3 * n_m) + cols[None]
+    ok = np.broadcast_to((rows >= 0)[:, None, :], g_rows.shape)
+    F = np.bincount(flat[ok], weights=g_rows[ok], minlength=n_q * 3 * n_m)
     return F.reshape(n_q, 3 * n_m)
 
 
 def schur_columns(E, linv, view_index, marker_starts, columns, n_q):
     """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``C = L L^T``, ``linv = L^-1``)."""
     marker_of = _marker_of(marker_starts)
-    G = _e_times_linv_t(E, linv, marker_of)
-    return _columns_dense(G, view_index, marker_of, columns, n_q, 0, len(marker_starts) - 1)
+    g = _e_times_linv_t(_rows(E), linv, marker_of)
+    return _columns_dense(g, view_index, marker_of, columns, n_q, 0, len(marker_starts) - 1)
 
 
 def schur_reduced(E, linv, view_index, marker_starts, columns, n_q, bounds, max_obs):
@@ -129,26 +137,28 @@ def schur_reduced(E, linv, view_index, marker_starts, columns, n_q, bounds, max_
     """
     n_m = len(marker_starts) - 1
     per_block = max(1, int(_SCHUR_BLOCK_BYTES // (8 * 3 * max(1, n_q))))
+    e_rows = _rows(E)
     out = np.zeros((n_q, n_q))
     for first in range(0, n_m, per_block):
         last = min(n_m, first + per_block)
         lo, hi = int(marker_starts[first]), int(marker_starts[last])
         marker_of = _marker_of(marker_starts[first : last + 1] - lo) + first
-        G = _e_times_linv_t(E[lo:hi], linv, marker_of)
-        F = _columns_dense(G, view_index[lo:hi], marker_of, columns, n_q, first, last - first)
+        g = _e_times_linv_t(e_rows[:, :, lo:hi], linv, marker_of)
+        F = _columns_dense(g, view_index[lo:hi], marker_of, columns, n_q, first, last - first)
         out += F @ F.T
     return np.triu(out)
 
 
 def view_sums_of_e_times(E, t, view_index, marker_starts, bounds, n_views):
     """``(n_views, 5)``: for each view, the sum over its observations of ``E_i t_m``."""
-    per_obs = np.matmul(E, t[_marker_of(marker_starts)][:, :, None])[:, :, 0]
-    return _per_view(per_obs, view_index, n_views)
+    e, tm = _rows(E), t.T[:, _marker_of(marker_starts)]  # (5, 3, n), (3, n)
+    return _per_view(e[:, 0] * tm[0] + e[:, 1] * tm[1] + e[:, 2] * tm[2], view_index, n_views)
 
 
 def marker_sums_of_et_times(E, dv, view_index, marker_starts):
     """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view``."""
-    per_obs = np.matmul(dv[view_index][:, None, :], E)[:, 0, :]
+    e, d = _rows(E), dv.T[:, view_index]  # (5, 3, n), (5, n)
+    per_obs = e[0] * d[0] + e[1] * d[1] + e[2] * d[2] + e[3] * d[3] + e[4] * d[4]  # (3, n)
     return _per_marker(per_obs, marker_starts)
 
 
