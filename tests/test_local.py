@@ -215,3 +215,17 @@ def test_full_model_transforms_reproduce_imods_tltxf(bba, imod_data):
     ours = view_transforms(sol.params, frame)
     assert np.abs(ours[:, :, :2] - imod[:, :, :2]).max() < 1e-3  # dmag is weakly determined (doc, section 3)
     assert np.abs(ours[:, :, 2] - imod[:, :, 2]).max() < 0.15
+
+
+def test_from_an_imod_alignment_end_to_end(bba, imod_data):
+    """The path a command line takes: align with aligna.com (full model, as an Alignment), its .xf, then
+    the local alignments; the patches are IMOD's because the aligned frame is (within 0.03 px)."""
+    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.local import global_solution_from_alignment
+
+    table, raw, entries, _, fid = bba
+    al = align_markers_imod(table.view, table.marker, table.xy, raw, table.image_size, imod_data / "aligna.com")
+    glob = global_solution_from_alignment(al, axis_z_shift_px=17.2)
+    assert np.abs(glob.marker_xy_imod() - fid[:, :2]).max() < 0.03
+    la = local_alignments(table.view, al.obs_marker, table.xy, raw, glob, local_options_from_com(entries))
+    assert la.mean_residual_px <= 0.289 and la.options.surfaces == 2

@@ -81,10 +81,16 @@ def global_solution(view_params: ArrayLike, xyz_px: ArrayLike, image_size: tuple
 
 
 def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) -> GlobalSolution:
-    """The `GlobalSolution` of a default-model `Alignment`, with the transforms it writes as ``.xf``."""
-    vp = np.stack([np.radians(al.tilt_angles_deg), np.radians(al.rotation_deg), al.magnification,
-                   al.shifts_px[:, 0], al.shifts_px[:, 1]], axis=1)
-    return GlobalSolution(default_full_params(vp), al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
+    """The `GlobalSolution` of an `Alignment` (default model, or IMOD's full model when ``al.full_params`` is
+    set, as `imod_align.align_markers_imod` returns it), with the transforms it writes as ``.xf``."""
+    if al.full_params is not None:
+        params = np.array(al.full_params, dtype=float)
+    else:
+        vp = np.stack([np.radians(al.tilt_angles_deg), np.radians(al.rotation_deg), al.magnification,
+                       al.shifts_px[:, 0], al.shifts_px[:, 1]], axis=1)
+        params = default_full_params(vp)
+    params[~al.view_determined] = np.nan
+    return GlobalSolution(params, al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
 
 
 def global_solution_from_full(sol: FullModelSolution, image_size: tuple[int, int], raw_tilts_deg: ArrayLike,
