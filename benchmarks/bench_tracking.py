@@ -29,10 +29,10 @@ Each set is run for 5 seeds with `track_beads` (all single beads, the tilt axis 
   those views plus Gaussian noise of the same size as our localisation error (per coordinate, the RMS
   error over sqrt 2), mean of 3 noise draws, same options. A bead's own constant localisation bias (stain
   stuck to it) passes straight into this measure;
-- fit-at-truth ratio: the prediction-error ratio of the localiser alone: the same beads fitted in every
-  view where they are visible from 0.3 px off their true positions (no tracking), aligned alike, against
-  the truth alignment with their own RMS error. When it is as high as the prediction ratio, the excess
-  comes from the localisation, not from the tracking;
+- fit-at-truth ratio: the prediction error of the localiser alone, over the same reference: the same
+  beads fitted in every view where they are visible from 0.3 px off their true positions (no tracking),
+  aligned alike. When it is as high as the prediction ratio, the excess comes from the localisation, not
+  from the tracking;
 - geometry error: the same comparison for the solved view parameters alone: every single bead's true,
   noise-free positions, with its 3-D position fitted by least squares under the solution's tilts,
   rotations, magnifications and shifts; the RMS residual.
@@ -206,9 +206,8 @@ def score(series, result, seconds) -> dict:
     ours = prediction_error(result.alignment, series, pairs)
     ours_geom = geometry_error(result.alignment, series)
     truth, truth_geom = truth_alignment_error(series, pairs, sigma, result.alignment.options)
-    oracle, oracle_rms = fit_at_truth_error(series, result, pairs, result.alignment.options)
-    oracle_truth, _ = truth_alignment_error(series, pairs, oracle_rms / np.sqrt(2.0), result.alignment.options)
-    return {"oracle_ratio": oracle / oracle_truth, "recall": rec, "n_true": n_true, "tracks": len(tracks), "points": len(d),
+    oracle, _ = fit_at_truth_error(series, result, pairs, result.alignment.options)
+    return {"oracle_ratio": oracle / truth, "recall": rec, "n_true": n_true, "tracks": len(tracks), "points": len(d),
             "false": float(np.mean(d > 2.0)), "median_px": float(np.median(good)),
             "p95_px": float(np.percentile(good, 95)), "pred_px": ours, "pred_truth_px": truth,
             "ratio": ours / truth, "geom_px": ours_geom, "geom_truth_px": truth_geom,

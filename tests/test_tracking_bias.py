@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from napari_tomoalign.simulation.beads import make_bead_series
 from napari_tomoalign.tracking import diameter_px_from_nm
-from napari_tomoalign.tracking._measure import COUPLING, fit_at
+from napari_tomoalign.tracking._measure import fit_at
 from napari_tomoalign.tracking._profile import BeadProfile, fit_profile
 from napari_tomoalign.tracking._views import ViewReader
 from napari_tomoalign.tracking._whiten import KERNEL_PX, make_whitener, whitening_kernel
@@ -54,22 +54,6 @@ def test_multiplicative_fit_removes_the_slope_bias(pixel_nm):
     coupled = bias_px(d, 0.04, 1.0)
     assert np.all(np.abs(coupled) < 0.3 * abs(additive[0])) and abs(coupled[0]) < 0.03
     assert np.all(np.abs(bias_px(d, -0.04, 1.0)) < 0.03)  # either direction
-
-
-def test_the_trackers_fit_on_counts_is_coupled():
-    """The tracker's fit of count data (relative contrast) uses the coupled model and reports the depth
-    as a share of the counts under the bead."""
-    d = diameter_px_from_nm(10.0, 0.8)
-    size = 64
-    img = bead_on_slope(d, 0.02, (31.3, 32.6), size)
-    prof = BeadProfile.ideal(d)
-    additive = fit_at(img, np.array([[32.0, 32.0]]), prof, -1.0, 1e9, relative=False)
-    counts = fit_at(img, np.array([[32.0, 32.0]]), prof, -1.0, 1e9, relative=True)
-    err_add = abs(additive.xy[0, 0] - 31.3)
-    err_counts = abs(counts.xy[0, 0] - 31.3)
-    assert COUPLING > 0 and err_counts < (1.0 - 0.8 * COUPLING) * err_add
-    assert abs(counts.xy[0, 1] - 32.6) < 0.01
-    assert counts.contrast[0] == pytest.approx(0.67 * 0.97, abs=0.08)  # about 1 - transmission, blurred
 
 
 def test_whitening_kernel_of_white_noise_is_a_delta():

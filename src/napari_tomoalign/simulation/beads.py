@@ -1,7 +1,7 @@
 """Synthetic gold-bead tilt series with known truth, for the tracking tests and benchmark.
 
 The specimen is a 3-D density: a slab of stain or ice texture (Gaussian blobs at four scales, which
-project exactly to Gaussians), gold beads (hard spheres; their chords are integrated over 4 x 4
+project exactly to Gaussians, none centred inside a bead), gold beads (hard spheres; their chords are integrated over 4 x 4
 sub-pixels) and, optionally, a carbon film with an edge. Every view is the projection of that one
 density through the view's true geometry (the alignment model: tilt, rotation of the tilt axis,
 magnification and shift), so the background is consistent between views. Bright-field imaging:
@@ -237,6 +237,10 @@ def bead_scene(kind: str = "plastic", size: int | tuple[int, int] = 256, n_views
     radius = p["bead_diameter_px"] / 2
     density = -np.log(p["bead_transmission"]) / (2 * radius)
     scale = np.clip(1.0 + p.get("bead_size_cv", 0.05) * rng.standard_normal(len(bead_xyz)), 0.7, 1.3)
+    if len(bead_xyz) and len(blob_xyz):  # stain cannot sit inside the gold: no blob centred within a bead
+        dist, near = cKDTree(bead_xyz).query(blob_xyz)
+        keep = dist >= radius * scale[near]
+        blob_xyz, blob_sigma, blob_amp = blob_xyz[keep], blob_sigma[keep], blob_amp[keep]
     return BeadScene(shape, nominal, vp, bead_xyz, radius, scale, density, blob_xyz, blob_sigma, blob_amp,
                      clump, crossing, jump_views, p, seed)
 

@@ -18,7 +18,6 @@ from ._profile import BeadProfile, fit_profile
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
 AVERAGE = 4
-COUPLING = 0.5  # see `_fit_at`
 
 
 @dataclass
@@ -175,10 +174,10 @@ def _measurement(fit, origins, start, shape, profile: BeadProfile, sign: float, 
 
 
 def _fit_at(img, xy, profile: BeadProfile, sign: float, score, hot: float, relative: bool = False) -> Measurement:
-    """Sub-pixel profile fit of beads starting at ``xy``; multiplicative (`fit_profile`) for count data
-    (``relative``), so that a sloped background does not move the centre."""
+    """Sub-pixel profile fit of beads starting at ``xy`` (additive: the final positions come from the
+    prewhitened log-count fit of `_whiten`, which a sloped background does not pull)."""
     patches, origins, radius = _fit_patches(img, xy, profile, hot)
-    fit = fit_profile(patches, xy - origins, profile, radius, iterations=8, multiplicative=COUPLING if relative else 0.0)
+    fit = fit_profile(patches, xy - origins, profile, radius, iterations=8)
     return _measurement(fit, origins, xy, img.shape, profile, sign, score, relative)
 
 
@@ -198,8 +197,7 @@ def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: Bead
                 if b != a and amp[b] != 0.0:
                     r = np.hypot(g[None, :] + origins[a, 0] - pos[b, 0], g[:, None] + origins[a, 1] - pos[b, 1])
                     patches[a] -= np.float32(amp[b]) * profile(r)[0].astype(np.float32)
-        fit = fit_profile(patches, pos - origins, profile, radius, iterations=8,
-                          multiplicative=COUPLING if relative else 0.0)
+        fit = fit_profile(patches, pos - origins, profile, radius, iterations=8)
         pos, amp = fit.xy + origins, np.where(sign * fit.amplitude > 0, fit.amplitude, 0.0)
     return _measurement(fit, origins, xy, img.shape, profile, sign, np.full(len(xy), np.nan), relative)
 

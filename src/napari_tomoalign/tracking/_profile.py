@@ -14,9 +14,11 @@ around it: on a background that brightens across the bead the dark disc is deepe
 and the additive model moves the centre toward that side, by about 1.6 px per unit of relative slope
 for a 5 px bead and 6.7 px for a 12.5 px one (0.07 and 0.27 px on a 4 %/px slope, as near a carbon
 edge). ``multiplicative`` couples the bead's depth to the plane: ``plane + a T (level + m (plane -
-level))``, fully multiplicative (``plane * (1 + a T)``) for ``m = 1``. The plane's slope is measured on
-the ring around the bead, where small-scale texture also tilts it, and a fully coupled model passes
-that error into the centre; the tracker uses ``m = 0.5`` on count data (`_measure.COUPLING`).
+level))``, fully multiplicative (``plane * (1 + a T)``) for ``m = 1``; the beads' profile is learned
+that way from count data. The plane's slope is measured on the ring around the bead, where small-scale
+texture also tilts it, and a coupled model passes that error into the centre, so the tracker's search
+fits stay additive and its final positions come from the prewhitened fit of log counts (`_whiten`),
+where the background is additive and has no such pull.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ from ._views import clamp_hot_pixels, extract_patches, patch_origins
 KERNEL_PX = 11
 MAX_MOVE_PX = 0.5
 MIN_BEADS = 12
+LEARN_BEADS = 120  # single beads the whitened profile is learned from
+SPECTRUM_PX = 1024  # the background's spectrum is measured on a central crop at most this wide
 
 
 def _log_counts(a: NDArray[np.float32], floor: float) -> NDArray[np.float32]:
@@ -92,8 +94,9 @@ class Whitener:
         clamp_hot_pixels(raw, hot)
         if self.log:
             raw = _log_counts(raw, self.floor)
-        spec = sfft.rfft2(raw, workers=-1) * sfft.rfft2(self.kernel[::-1, ::-1], s=(big, big))
-        out = sfft.irfft2(spec, s=(big, big), workers=-1)[:, k - 1 :, k - 1 :]
+        n = sfft.next_fast_len(big, real=True)  # zero padding: the slice below never sees the wrap
+        spec = sfft.rfft2(raw, s=(n, n), workers=-1) * sfft.rfft2(self.kernel[::-1, ::-1], s=(n, n))
+        out = sfft.irfft2(spec, s=(n, n), workers=-1)[:, k - 1 : big, k - 1 : big]
         return out.astype(np.float32), origins, inside
 
     def refine(self, img: NDArray[np.float32], xy: NDArray[np.float64], hot: float) -> NDArray[np.float64]:
@@ -104,7 +107,7 @@ class Whitener:
         radius = fit_radius(self.profile)
         size = 2 * int(np.ceil(radius + 1.5)) + 1
         wp, origins, inside = self.patches(img, xy, size, hot)
-        fit = fit_profile(wp, xy - origins, self.profile, radius, iterations=8)
+        fit = fit_profile(wp, xy - origins, self.profile, radius, iterations=6)
         new = fit.xy + origins
         ok = inside & fit.converged & (self.sign * fit.amplitude > 0) \
             & (np.hypot(*(new - xy).T) <= MAX_MOVE_PX)
@@ -116,14 +119,17 @@ def make_whitener(img: NDArray[np.float32], beads_xy: NDArray[np.float64], singl
     """A `Whitener` from one view: ``beads_xy`` every bead to erase before measuring the background's
     spectrum, ``singles_xy`` single beads (fitted positions) to learn the whitened profile from. None
     with fewer than `MIN_BEADS` single beads."""
-    singles_xy = np.asarray(singles_xy, dtype=float).reshape(-1, 2)
+    singles_xy = np.asarray(singles_xy, dtype=float).reshape(-1, 2)[:LEARN_BEADS]
     if len(singles_xy) < MIN_BEADS:
         return None
-    work = np.array(img, dtype=np.float32)
+    rows, cols = img.shape
+    y0, x0 = max(0, (rows - SPECTRUM_PX) // 2), max(0, (cols - SPECTRUM_PX) // 2)
+    work = np.array(img[y0 : y0 + SPECTRUM_PX, x0 : x0 + SPECTRUM_PX], dtype=np.float32)
     clamp_hot_pixels(work, hot)
-    log = bool(dark and work.min() >= 0 and np.median(work) > 0)
+    log = bool(dark and img.min() >= 0 and np.median(work) > 0)
     floor = max(float(np.percentile(work, 0.1)), 0.5) if log else 0.0
-    erased = erase_view(work, beads_xy, erase_radius_px(2.0 * profile.radius_px), np.random.default_rng(0))
+    erased = erase_view(work, np.asarray(beads_xy, dtype=float).reshape(-1, 2) - [x0, y0],
+                        erase_radius_px(2.0 * profile.radius_px), np.random.default_rng(0))
     kernel = whitening_kernel(_log_counts(erased, floor) if log else erased)
     sign = -1.0 if dark else 1.0
     w = Whitener(kernel, log, floor, profile, sign)

@@ -350,21 +350,22 @@ def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bo
         patches, _ = extract_patches(img, origins, size)
         fit = fit_profile(patches, xy - origins, BeadProfile.ideal(d), d / 2 + 2.0)
         prof = BeadProfile.learned(patches, fit.xy, fit.background, fit.amplitude, d / 2, d / 2 + 3.0)
-        d = _diameter_from_edge(_edge_radius(prof, 0.3 * d / 2))
+        d = _diameter_from_edge(_half_depth_radius(prof, 0.3 * d / 2))
     return d
 
 
-def _edge_radius(prof: BeadProfile, inner: float) -> float:
-    """Radius of the steepest fall of a profile beyond ``inner`` px: the sphere's rim."""
-    v = ndimage.uniform_filter1d(prof.values, 11, mode="nearest")
-    slope = -np.gradient(v, 0.05)
+def _half_depth_radius(prof: BeadProfile, inner: float) -> float:
+    """Radius beyond ``inner`` px where a profile first falls below half its depth at the centre. (The
+    steepest fall, an alternative, moves inward with a defocus fringe; half depth barely does.)"""
+    v = prof.values
     r = np.arange(len(v)) * 0.05
-    ok = (r > inner) & (r < prof.r_max - 1.0)
-    return float(r[ok][int(np.argmax(slope[ok]))])
+    core = float(np.mean(v[r <= max(0.5, inner)]))
+    below = np.flatnonzero((r > inner) & (v < 0.5 * core))
+    return float(r[below[0]]) if len(below) else float(r[-1])
 
 
 def _diameter_from_edge(edge: float) -> float:
-    """The diameter whose ideal profile has its steepest fall at ``edge``."""
+    """The diameter whose ideal profile falls to half depth at ``edge``."""
     ds = np.linspace(1.5, 2.5 * edge + 4.0, 60)
-    edges = np.array([_edge_radius(BeadProfile.ideal(d), 0.3 * d / 2) for d in ds])
+    edges = np.array([_half_depth_radius(BeadProfile.ideal(d), 0.3 * d / 2) for d in ds])
     return float(np.interp(edge, edges, ds))
