@@ -6,7 +6,9 @@
     python benchmarks/bench_solver.py --patch    # only the patch-tracking case (solve, then the whole command)
 
 Prints median wall times, the ratio to scipy, the final RMS of both (same optimum) and the peak
-memory of our solve (the rise of the peak RSS).
+memory of our solve (the rise of the peak RSS). The compiled kernels are loaded first, so problems
+above a few thousand observations run on them (small ones on the plain-numpy loops, see
+alignment/_backend.py).
 """
 
 from __future__ import annotations
@@ -189,6 +191,11 @@ def main() -> None:
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--patch", action="store_true")
     args = ap.parse_args()
+    # In-process speed with the compiled kernels loaded, as in the GUI or a batch worker: problems above
+    # alignment/_backend.NUMPY_MAX_OBSERVATIONS_WARM use them. (A fresh command keeps small problems in
+    # numpy to skip loading numba; benchmarks/bench_startup.py measures that trade.)
+    import napari_tomoalign.alignment._kernels  # noqa: F401
+
     if args.patch:
         return bench_patch()
 
