@@ -63,7 +63,8 @@ def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Plot RMS per series (outliers red and named, failures marked at the bottom); None without matplotlib."""
+    """Plot RMS per series (outliers red and named, tracked series ringed, failures marked at the bottom); None
+    without matplotlib."""
     try:
         import matplotlib
 
@@ -72,7 +73,7 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     except ImportError:
         return None
     flags = flag_outliers(rows)
-    fig = Figure(figsize=(max(6.0, min(20.0, 0.12 * len(rows) + 4)), 4.0), dpi=100)
+    fig = Figure(figsize=(max(7.5, min(21.5, 0.12 * len(rows) + 5.5)), 4.0), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     x = list(range(len(rows)))
     rms = [r["rms_residual_px"] if _finite(r.get("rms_residual_px")) else math.nan for r in rows]
@@ -81,6 +82,10 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     failed = [i for i in x if not _finite(rms[i])]
     ax.scatter(ok, [rms[i] for i in ok], s=14, color="tab:blue", label="RMS residual")
     ax.scatter(bad, [rms[i] for i in bad], s=24, color="tab:red", label="outlier")
+    tracked = [i for i in ok + bad if rows[i].get("path") == "run"]
+    if tracked:  # series whose markers were tracked (the run path): ringed
+        ax.scatter(tracked, [rms[i] for i in tracked], s=70, facecolors="none", edgecolors="tab:green",
+                   label="markers tracked")
     for i in bad:
         ax.annotate(rows[i]["name"], (i, rms[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if failed:
@@ -90,8 +95,8 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_xlabel("series (summary.csv order)")
     ax.set_ylabel("RMS residual (px)")
     ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} outlier(s), {len(failed)} failed")
-    ax.set_ylim(bottom=0.0)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylim(bottom=0.0, top=1.12 * max([rms[i] for i in ok + bad] or [1.0]))  # room for the names
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the plot: it hides no point
     fig.tight_layout()
     with atomic_path(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png")
