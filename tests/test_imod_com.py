@@ -42,3 +42,12 @@ def test_beam_tilt_search_is_solved_as_a_variable(imod_data):
     assert not settings_from_com(entries, tilts).notes
     with pytest.raises(UsageError, match="BeamTiltOption must be 0"):
         settings_from_com({**entries, "BeamTiltOption": ["3"]}, tilts)
+
+
+def test_poorly_determined_combinations_are_noted(imod_data):
+    entries = read_com_section(imod_data / "aligna.com")
+    tilts = np.loadtxt(imod_data / "BBa.rawtlt")
+    notes = settings_from_com({**entries, "BeamTiltOption": ["1"], "XTiltOption": ["3"], "CompOption": ["3"]},
+                              tilts).notes
+    assert [n.split(" is solved")[0] for n in notes] == ["compression", "X-tilt", "beam tilt"]
+    assert settings_from_com(entries, tilts, local=True).notes == []

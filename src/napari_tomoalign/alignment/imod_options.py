@@ -220,12 +220,29 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
         axis_z_shift_px=0.0 if z_shift == 1000 else z_shift / max(binned, 1.0), centre_z_range=z_shift == 1000,
         beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
         beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) in (1, 2),
-        notes=["BeamTiltOption 2: the beam tilt is solved as a variable, which finds the minimum that"
-               " tiltalign's search brackets"] if not local and _number(entries, "BeamTiltOption", 0) == 2 else [],
+        notes=_notes(entries, mappings, local),
         excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),
         robust=_number(entries, "RobustFitting", 0) != 0,
         local_alignments=local or _number(entries, "LocalAlignments", 0) != 0,
     )
+
+
+def _notes(entries: dict[str, list[str]], mappings: dict[str, Mapping], local: bool) -> list[str]:
+    """What tiltalign's man page warns about in these options (combinations that are poorly determined)."""
+    solved = {k for k, m in mappings.items() if m.n_vars}
+    per_view_rotation = mappings["rotation"].n_vars >= mappings["rotation"].n_views - 1
+    beam = not local and _number(entries, "BeamTiltOption", 0) in (1, 2)
+    notes = []
+    if not local and _number(entries, "BeamTiltOption", 0) == 2:
+        notes.append("BeamTiltOption 2: the beam tilt is solved as a variable, which finds the minimum that"
+                     " tiltalign's search brackets")
+    if {"compression", "tilt", "x_stretch"} <= solved:
+        notes.append("compression is solved together with tilt and X-stretch: tiltalign advises against it")
+    if "x_tilt" in solved and per_view_rotation:
+        notes.append("X-tilt is solved together with a rotation per view: tiltalign advises against it")
+    if beam and ("skew" in solved or per_view_rotation):
+        notes.append("beam tilt is solved together with skew or a rotation per view: tiltalign advises against it")
+    return notes
 
 
 def _references(entries: dict[str, list[str]], n: int, min_tilt: int, local: bool) -> dict[str, int | None]:
