@@ -28,7 +28,6 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..reconstruction.erase import erase_radius_px, erase_view
-from ._measure import fit_radius
 from ._profile import BeadProfile, fit_profile
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
@@ -36,6 +35,7 @@ KERNEL_PX = 11
 MAX_MOVE_PX = 0.5
 MIN_BEADS = 12
 LEARN_BEADS = 120  # single beads the whitened profile is learned from
+FIT_MARGIN_PX = 2.5  # the fit uses pixels within the bead's radius plus this
 SPECTRUM_PX = 1024  # the background's spectrum is measured on a central crop at most this wide
 
 
@@ -104,10 +104,10 @@ class Whitener:
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
         if len(xy) == 0:
             return xy.copy()
-        radius = fit_radius(self.profile)
+        radius = self.profile.radius_px + FIT_MARGIN_PX
         size = 2 * int(np.ceil(radius + 1.5)) + 1
         wp, origins, inside = self.patches(img, xy, size, hot)
-        fit = fit_profile(wp, xy - origins, self.profile, radius, iterations=6)
+        fit = fit_profile(wp, xy - origins, self.profile, radius, iterations=3)
         new = fit.xy + origins
         ok = inside & fit.converged & (self.sign * fit.amplitude > 0) \
             & (np.hypot(*(new - xy).T) <= MAX_MOVE_PX)
