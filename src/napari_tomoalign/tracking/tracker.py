@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from ..alignment._backend import compiled_kernels
 from ..alignment._lm import Cancelled
 from ..alignment.errors import AlignmentError
 from ..alignment.options import AlignmentOptions, VariableOption
@@ -127,7 +128,9 @@ class BeadTracker:
 
     # ------------------------------------------------------------------ the model
     def refit(self, robust: bool = False, final: bool = False) -> Alignment | None:
-        """Solve the alignment of the points so far (warm-started); keep the old model if it cannot."""
+        """Solve the alignment of the points so far (warm-started); keep the old model if it cannot. The
+        solver runs on its compiled kernels at every size: tracking has loaded numba already, and its
+        dozens of solves of a few thousand to tens of thousands of points run faster there."""
         v, mk, xy = self.observations()
         if final:
             opts = AlignmentOptions(robust=robust, tilt_axis_deg=self.axis)
@@ -136,15 +139,16 @@ class BeadTracker:
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
         start = self.model if self.model is not None and not final else None
         shape = self.reader.shape
-        try:
-            self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
-        except AlignmentError:
-            if start is None:
-                return self.model
+        with compiled_kernels():
             try:
-                self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
+                self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
             except AlignmentError:
-                pass
+                if start is None:
+                    return self.model
+                try:
+                    self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
+                except AlignmentError:
+                    pass
         return self.model
 
     def model_residuals(self, j: int) -> tuple[NDArray[np.intp], NDArray[np.float64], float]:
