@@ -1,0 +1,133 @@
+"""Local alignments as the command line runs them: solved after a global alignment, used by `reconstruct`.
+
+`tomoalign align --local` (or an ``--imod-com`` file with ``LocalAlignments 1``) solves IMOD's local
+alignments over patches of the field after the global fit (`alignment.local`) and writes IMOD's local
+file beside the global outputs; `tomoalign reconstruct --local` reads it back and applies it in the
+weighted back-projection (`reconstruction.local_warp`), as IMOD's ``tilt`` does with ``LOCALFILE``.
+
+Without a command file the local options are etomo's usual ones (those of IMOD's tutorial): rotation
+per view grouped by 6, tilt grouped by 6 with linear interpolation, magnification grouped by 7, X-stretch
+by 7 and skew by 11, 5 x 5 patches overlapping by half, at least 8 fiducials per patch and 3 per
+surface, marker positions held at their global values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .alignment.options import UsageError
+
+if TYPE_CHECKING:
+    from .alignment.local import LocalAlignments
+    from .alignment.result import Alignment
+    from .reconstruction.local_warp import LocalProjection
+
+# etomo's local-alignment defaults, as an align.com's tiltalign section would give them
+DEFAULT_LOCAL_ENTRIES: dict[str, list[str]] = {
+    "NumberOfLocalPatchesXandY": ["5,5"], "MinSizeOrOverlapXandY": ["0.5,0.5"],
+    "MinFidsTotalAndEachSurface": ["8,3"], "FixXYZCoordinates": ["1"], "SurfacesToAnalyze": ["2"],
+    "LocalRotOption": ["3"], "LocalRotDefaultGrouping": ["6"],
+    "LocalTiltOption": ["5"], "LocalTiltDefaultGrouping": ["6"],
+    "LocalMagOption": ["3"], "LocalMagDefaultGrouping": ["7"],
+    "LocalXStretchOption": ["3"], "LocalXStretchDefaultGrouping": ["7"],
+    "LocalSkewOption": ["3"], "LocalSkewDefaultGrouping": ["11"],
+}
+
+
+def local_file_name(stem: str, imod_com: str | os.PathLike[str] | None = None) -> str:
+    """The local file's name: the command file's ``OutputLocalFile`` (its name only), else ``<stem>local.xf``."""
+    if imod_com is not None:
+        from .io.imod_com import read_com_section
+
+        given = read_com_section(imod_com).get("OutputLocalFile")
+        if given:
+            return Path(given[0]).name
+    return f"{stem}local.xf"
+
+
+def wants_local(imod_com: str | os.PathLike[str] | None) -> bool:
+    """Whether a command file asks for local alignments (``LocalAlignments 1``)."""
+    if imod_com is None:
+        return False
+    from .io.imod_com import read_com_section
+
+    value = read_com_section(imod_com).get("LocalAlignments", ["0"])
+    return value[0].strip() not in ("", "0")
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    """A solved local alignment and what `alignment.json` records of it."""
+
+    result: LocalAlignments
+    file_name: str
+
+    def summary(self) -> dict:
+        lo, hi = self.result.residual_range_px
+        grid = self.result.grid
+        return {"file": self.file_name, "patches": len(self.result.patches),
+                "patch_grid": [int(n) for n in grid.n],
+                "mean_residual_px": round(self.result.mean_residual_px, 6),
+                "residual_range_px": [round(lo, 6), round(hi, 6)]}
+
+
+def solve_local(al: Alignment, obs_view: NDArray[np.intp], obs_xy: NDArray[np.float64], raw_tilts_deg: NDArray,
+                stem: str, imod_com: str | os.PathLike[str] | None, axis_z_shift_px: float) -> LocalJob:
+    """Local alignments after the global ``al`` (observations in the order ``al`` was solved from)."""
+    from .alignment.local import global_solution_from_alignment, local_alignments
+    from .alignment.local_options import local_options_from_com
+    from .alignment.transforms import imod_axis_z_shift_px
+    from .io.imod_com import read_com_section
+
+    com = read_com_section(imod_com) if imod_com is not None else {}
+    # a command file's own local options replace the defaults; a file with none of them keeps etomo's
+    ours = {k: v for k, v in com.items() if k in DEFAULT_LOCAL_ENTRIES or k.startswith("Local")
+            or k in ("TargetPatchSizeXandY",)}
+    entries = {**DEFAULT_LOCAL_ENTRIES, **ours}
+    if "TargetPatchSizeXandY" in ours and "NumberOfLocalPatchesXandY" not in ours:
+        entries.pop("NumberOfLocalPatchesXandY")
+    options = local_options_from_com(entries)
+    glob = global_solution_from_alignment(al, imod_axis_z_shift_px(al, axis_z_shift_px))
+    pix_a = 10.0 * float(al.pixel_size_nm) if al.pixel_size_nm else 0.0
+    z_factors = "OutputZFactorFile" in com
+    result = local_alignments(obs_view, al.obs_marker, obs_xy, raw_tilts_deg, glob, options,
+                              pixel_size=pix_a, write_z_factors=z_factors)
+    return LocalJob(result, local_file_name(stem, imod_com))
+
+
+def find_local_file(alignment_dir: str | os.PathLike[str], recorded: str | None) -> Path:
+    """The local file of an alignment folder: the one ``alignment.json`` names, else the only ``*local.xf``."""
+    d = Path(alignment_dir)
+    if recorded:
+        path = d / recorded
+        if not path.is_file():
+            raise UsageError(f"{path}: the local file this alignment lists is missing; align again with --local")
+        return path
+    found = sorted(d.glob("*local.xf"))
+    if len(found) != 1:
+        what = "no local alignment file" if not found else f"{len(found)} local files"
+        raise UsageError(f"{d}: {what} (*local.xf); align with --local first, or name the file: --local FILE")
+    return found[0]
+
+
+def local_projection_for(local_path: str | os.PathLike[str], saved_tilts_deg: NDArray[np.float64],
+                         x_tilts_deg: NDArray[np.float64] | None, stack_size: tuple[int, int],
+                         alignment_pixel_nm: float | None, stack_pixel_nm: float | None,
+                         binning: int = 1) -> LocalProjection:
+    """The `LocalProjection` that applies a local file to an aligned stack binned by ``binning`` of
+    ``stack_size`` ``(nx, ny)`` (binned pixels); the file's pixels are scaled to the binned stack's."""
+    from .io.imod_local import read_local_transforms
+    from .reconstruction.local_warp import local_projection
+
+    lt = read_local_transforms(local_path, n_views=len(saved_tilts_deg))
+    scale = 1.0 / binning
+    if alignment_pixel_nm and stack_pixel_nm:
+        scale = float(alignment_pixel_nm) / (float(stack_pixel_nm) * binning)
+    return local_projection(lt, np.asarray(saved_tilts_deg, dtype=float), stack_size, x_tilt_deg=x_tilts_deg,
+                            local_scale=scale)

@@ -1,0 +1,70 @@
+"""Local alignments as the command line runs them (`local_jobs`), on IMOD's tutorial axis a."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.alignment.options import UsageError
+from napari_tomoalign.local_jobs import find_local_file, local_file_name, solve_local, wants_local
+
+DATA = Path(__file__).parent / "data" / "imod-tutorial-BB"
+
+
+@pytest.fixture(scope="module")
+def bba_global():
+    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.io.markers import read_markers
+    from napari_tomoalign.io.tilt_sources import read_tilt_angles
+
+    m = read_markers(DATA / "BBa.fid")
+    raw = read_tilt_angles(DATA / "BBa.rawtlt")
+    al = align_markers_imod(m.view, m.marker, m.xy, raw, m.image_size, DATA / "aligna.com")
+    return m, raw, al
+
+
+def test_aligna_local_options_reach_imods_local_mean(bba_global):
+    m, raw, al = bba_global
+    job = solve_local(al, m.view, m.xy, raw, "BBa", DATA / "aligna.com", 0.0)
+    s = job.summary()
+    assert s["file"] == "BBalocal.xf"  # aligna.com's OutputLocalFile
+    assert s["patches"] == 25 and s["patch_grid"] == [5, 5]
+    assert s["mean_residual_px"] <= 0.289  # IMOD: 0.289 with the tutorial's surface analysis
+    lo, hi = s["residual_range_px"]
+    assert 0.25 < lo < hi < 0.32
+    # the local file carries every view of every patch, with the Z factors aligna.com asks for
+    lt = job.result.local_transforms
+    assert lt.transforms.shape[:2] == (25, len(raw)) and lt.z_factors is not None
+    assert np.all(np.isfinite(lt.transforms))
+
+
+def test_without_a_command_file_the_etomo_defaults_are_used(bba_global):
+    m, raw, al = bba_global
+    job = solve_local(al, m.view, m.xy, raw, "BBa", None, 17.2)
+    assert job.file_name == "BBalocal.xf" and job.result.options.fix_xyz
+    assert job.result.options.codes["rotation"] == 3 and job.result.mean_residual_px < 0.30
+
+
+def test_command_file_switches(tmp_path):
+    assert not wants_local(DATA / "aligna.com")  # LocalAlignments 0
+    com = tmp_path / "align.com"
+    com.write_text((DATA / "aligna.com").read_text().replace("LocalAlignments\t0", "LocalAlignments\t1")
+                   .replace("OutputLocalFile\tBBalocal.xf", "OutputLocalFile\t/elsewhere/mylocal.xf"))
+    assert wants_local(com)
+    assert local_file_name("BBa", com) == "mylocal.xf"  # written beside the other outputs, by its name
+    assert local_file_name("BBa") == "BBalocal.xf"
+
+
+def test_finding_the_local_file(tmp_path):
+    with pytest.raises(UsageError, match="align with --local first"):
+        find_local_file(tmp_path, None)
+    (tmp_path / "BBalocal.xf").write_text("x")
+    assert find_local_file(tmp_path, None).name == "BBalocal.xf"
+    (tmp_path / "otherlocal.xf").write_text("x")
+    with pytest.raises(UsageError, match="2 local files"):
+        find_local_file(tmp_path, None)
+    assert find_local_file(tmp_path, "otherlocal.xf").name == "otherlocal.xf"
+    with pytest.raises(UsageError, match="missing"):
+        find_local_file(tmp_path, "gone.xf")
