@@ -9,8 +9,10 @@ tracker's model:
 - `pick_seeds`: a target number of beads spread over the field and both surfaces, clumps and borders
   avoided;
 - `track_beads`: all of it, then tracking outward from the seed view with the partial alignment's
-  predictions, a gap-filling second pass and a robust final fit; returns a `TrackingResult` whose
-  ``markers`` table is what `align_markers` reads. `write_tracked_markers` saves it as ``.csv`` or ``.fid``.
+  predictions, a gap-filling second pass, a re-fit of every point under the prewhitened background (so
+  that stain texture does not pull a bead's centre the same way in every view) and a robust final fit;
+  returns a `TrackingResult` whose ``markers`` table is what `align_markers` reads.
+  `write_tracked_markers` saves it as ``.csv`` or ``.fid``.
 """
 
 import importlib

@@ -1,5 +1,6 @@
 """From a raw tilt series to a fiducial model in one call: coarse alignment, bead finding, seed picking,
-tracking in two passes and a final robust fit (`track_beads`)."""
+tracking in two passes, a re-fit of every point under the prewhitened background (`_whiten`) and a final
+robust fit (`track_beads`)."""
 
 from __future__ import annotations
 
