@@ -22,6 +22,19 @@ _CHUNKS = 16
 _SCHUR_BLOCK_BYTES = 16 * 2**20  # the dense F of one block of markers in `schur_reduced`
 
 
+def _packing(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The ``(p, q)`` pairs with ``p <= q`` of a symmetric ``k x k`` block, and each full entry's pair."""
+    up = np.triu_indices(k)
+    index = np.empty((k, k), dtype=np.intp)
+    index[up] = np.arange(len(up[0]))
+    index.T[up] = np.arange(len(up[0]))
+    return np.array(up), index
+
+
+_UP5, _FULL5 = _packing(5)
+_UP3, _FULL3 = _packing(3)
+
+
 def _per_view(rows: NDArray[np.float64], view_index: NDArray[np.intp], n_views: int) -> NDArray[np.float64]:
     """Sum ``(..., n_obs)`` values into ``(n_views, ...)`` by view."""
     shape = rows.shape[:-1]
@@ -94,13 +107,20 @@ def linearise(vp, xyz, view_index, marker_index, xy, weights, free, marker_start
     ssw = s * sw
     mx = np.stack([ssw * ca * ct, -ssw * sa, ssw * ca * st])  # d x / d (x, y, z), (3, n)
     my = np.stack([ssw * sa * ct, ssw * ca, ssw * sa * st])  # d y / d (x, y, z)
-    b = jx[:, None] * jx[None] + jy[:, None] * jy[None]  # (5, 5, n)
     e = jx[:, None] * mx[None] + jy[:, None] * my[None]  # (5, 3, n)
-    c = mx[:, None] * mx[None] + my[:, None] * my[None]  # (3, 3, n)
-    b_view = _per_view(b, view_index, n_views)
-    g_view = _per_view(jx * rx + jy * ry, view_index, n_views)
-    C = _per_marker(c, marker_starts)
-    g_m = _per_marker(mx * rx + my * ry, marker_starts)
+    # per view: the 15 distinct entries of each 5 x 5 block and the 5 of the gradient, in one pass
+    per_view = np.empty((20, n))
+    np.add(jx[_UP5[0]] * jx[_UP5[1]], jy[_UP5[0]] * jy[_UP5[1]], out=per_view[:15])
+    np.add(jx * rx, jy * ry, out=per_view[15:])
+    sums = _per_view(per_view, view_index, n_views)  # (n_views, 20)
+    b_view = sums[:, _FULL5]  # (n_views, 5, 5), symmetric
+    g_view = sums[:, 15:]
+    per_marker = np.empty((9, n))  # the 6 distinct entries of each 3 x 3 block and the 3 of the gradient
+    np.add(mx[_UP3[0]] * mx[_UP3[1]], my[_UP3[0]] * my[_UP3[1]], out=per_marker[:6])
+    np.add(mx * rx, my * ry, out=per_marker[6:])
+    m_sums = _per_marker(per_marker, marker_starts)  # (n_m, 9)
+    C = m_sums[:, _FULL3]
+    g_m = m_sums[:, 6:]
     return total, b_view, g_view, C, g_m, e.transpose(2, 0, 1)
 
 
