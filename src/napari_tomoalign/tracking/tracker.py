@@ -24,7 +24,9 @@ the model's position in a small box, and re-measures points far from the model.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import NDArray
@@ -128,9 +130,10 @@ class BeadTracker:
 
     # ------------------------------------------------------------------ the model
     def refit(self, robust: bool = False, final: bool = False) -> Alignment | None:
-        """Solve the alignment of the points so far (warm-started); keep the old model if it cannot. The
-        solver runs on its compiled kernels at every size: tracking has loaded numba already, and its
-        dozens of solves of a few thousand to tens of thousands of points run faster there."""
+        """Solve the alignment of the points so far (warm-started); keep the old model if it cannot. On the
+        main thread the solver runs on its compiled kernels at every size: tracking has loaded numba
+        already, and its dozens of solves of a few thousand to tens of thousands of points run faster
+        there. (The switch is process-wide, so a worker thread, as in the dock, leaves it alone.)"""
         v, mk, xy = self.observations()
         if final:
             opts = AlignmentOptions(robust=robust, tilt_axis_deg=self.axis)
@@ -139,7 +142,7 @@ class BeadTracker:
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
         start = self.model if self.model is not None and not final else None
         shape = self.reader.shape
-        with compiled_kernels():
+        with compiled_kernels() if threading.current_thread() is threading.main_thread() else nullcontext():
             try:
                 self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
             except AlignmentError:
