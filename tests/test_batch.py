@@ -189,9 +189,11 @@ def test_stacks_found_by_glob_give_size_and_pixel_size_on_a_default_local_cluste
     write_markers_csv(folder / "grid1_markers.csv", MarkerTable(s.view, s.marker, s.xy, s.image_size))
     write_tilt_angles(folder / "grid1.tlt", s.nominal_tilt_angles_deg)
     notes: list[str] = []
+    environ = dict(os.environ)
     res = run_batch(str(folder / "*.mrc"), tmp_path / "out", n_workers=1, progress=False, options={"tilt_axis": 85},
                     log=notes.append)
     assert [r["status"] for r in res.rows] == ["done"], res.rows[0]["error"]
+    assert dict(os.environ) == environ  # the nanny's OMP_NUM_THREADS=1 etc. do not stay in this process
     info = json.loads((tmp_path / "out" / "grid1" / "alignment.json").read_text())
     assert info["image_size"] == [160, 128] and info["pixel_size_nm"] == pytest.approx(0.75)
     if importlib.util.find_spec("bokeh"):
