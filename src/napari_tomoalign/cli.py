@@ -94,8 +94,10 @@ def cmd_align(args: argparse.Namespace) -> int:
     res = align_to_folder(args.markers, args.tilt_angles, args.output, _options(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
                           pixel_size_nm=args.pixel_size_nm, axis_z_shift_px=shift,
-                          leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com)
+                          leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com, local=args.local)
     if not args.quiet:
+        if res.local is not None:
+            print("\n".join(["Local alignments:", *res.local.report_lines()]))
         _print_alignment(res, Path(args.output))
     return 0 if res.alignment.converged else 3
 
@@ -178,7 +180,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .file_jobs import reconstruct_to_file
 
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
-                            lowpass=args.lowpass, overwrite=args.force)
+                            lowpass=args.lowpass, overwrite=args.force, local=args.local)
     if not args.quiet:
         _print_image(r, tomogram=True)
     return 0
@@ -206,6 +208,9 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     p.add_argument("--imod-com", metavar="FILE",
                    help="solve IMOD's full model with the tiltalign options of this align.com (stretch, skew,"
                         " X-tilt, groupings) instead of the model options below; adds .xtilt, .tltxf, .zfac")
+    p.add_argument("--local", action="store_true",
+                   help="also solve IMOD's local alignments over patches of the field (options from --imod-com,"
+                        " else etomo's defaults) and write IMOD's local file; on by LocalAlignments 1")
     _common(p, "existing output files")
     _add_solver_options(p)
     p.set_defaults(func=cmd_align)
@@ -240,7 +245,11 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
             p.set_defaults(func=cmd_aligned_stack)
         else:
             p.add_argument("--thickness", type=int, metavar="T",
-                           help="thickness in unbinned pixels (default a quarter of the image size)")
+                           help="thickness in unbinned pixels (default: every marker inside, with a margin,"
+                                " and at least a quarter of the image size)")
+            p.add_argument("--local", nargs="?", const=True, default=False, metavar="FILE",
+                           help="apply local alignments (IMOD's local file; without FILE, the one the"
+                                " alignment folder holds from 'align --local')")
             p.add_argument("--lowpass", type=float, metavar="F",
                            help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
             p.set_defaults(func=cmd_reconstruct)
@@ -322,6 +331,15 @@ def _loaded_errors() -> tuple[type[Exception], ...]:
     return (mrc.NonFiniteDataError,) if mrc is not None else ()
 
 
+def _quiet_stdout() -> None:
+    """After a broken pipe, send what Python still flushes at exit to /dev/null rather than an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .io.atomic import BusyError
 
@@ -341,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _error(f"error: {exc.args[0] if exc.args else exc}", 2)
             except ValueError as exc:  # an option value out of range (AlignmentOptions, VariableOption)
                 return _error(f"error: {exc}", 2)
+            except BrokenPipeError:  # the reader of our output went away (| head): the files are written
+                _quiet_stdout()
+                return 0
             except MemoryError:
                 return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
             except OSError as exc:

@@ -10,6 +10,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,9 @@ from .io import FileFormatError, MarkerTable, read_markers, read_tilt_angles, wr
 from .io.alignment import open_stack_and_alignment, output_names, write_alignment
 from .io.atomic import atomic_path, check_writable
 
+if TYPE_CHECKING:
+    from .alignment.local import LocalAlignments
+
 
 @dataclass
 class FolderResult:
@@ -29,6 +33,7 @@ class FolderResult:
     alignment: Alignment
     paths: list[Path]
     leave_out: object | None = None
+    local: LocalAlignments | None = None  # when local alignments were solved
 
 
 def align_to_folder(
@@ -46,6 +51,7 @@ def align_to_folder(
     tilt_angles_deg: NDArray[np.float64] | None = None,
     inputs: dict | None = None,
     imod_com: str | os.PathLike[str] | None = None,
+    local: bool = False,
 ) -> FolderResult:
     """Solve from a markers file and a tilt file and write every output into ``output_dir`` as one unit.
 
@@ -53,15 +59,21 @@ def align_to_folder(
     ``imod_com``, the model is the ``tiltalign`` section of that IMOD command file (its full model:
     stretch, skew, X-tilt, groupings; `alignment.imod_align`) instead of ``options``, and an
     ``axis_z_shift_px`` of None takes the file's ``AxisZShift`` (else None means 0).
+    With ``local`` (or a command file with ``LocalAlignments 1``) IMOD's local alignments are solved after
+    the global fit and written as IMOD's local file in the same unit (`local_jobs`).
     Raises `UsageError`, `FileFormatError`, `AlignmentError` or `OverwriteError` for bad input.
     """
+    from .local_jobs import local_file_name, wants_local
+
+    local = bool(local) or wants_local(imod_com)
     check_job_numbers(pixel_size_nm=pixel_size_nm, axis_z_shift_px=axis_z_shift_px or 0.0, image_size=image_size)
     if imod_com is not None and (leave_out or options != AlignmentOptions()):
         raise UsageError("--imod-com takes the model from the command file: leave out the model options"
                          " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
     out = Path(output_dir)
     stem = Path(markers_path).stem
-    for name in output_names(stem):
+    for name in output_names(stem, full_model=imod_com is not None) + ([local_file_name(stem, imod_com)] if local
+                                                                        else []):
         check_writable(out / name, overwrite)
     if markers is None:
         markers = read_markers(markers_path)
@@ -72,9 +84,11 @@ def align_to_folder(
     if size is None:
         raise UsageError(f"{markers_path}: the model's header gives no image size (its xmax or ymax is 0 or"
                          " negative); give --image-size W H")
-    al = _solve(markers, tilts, size, options, pixel_size_nm, imod_com)
+    al = _solve(markers, tilts, size, options, pixel_size_nm, imod_com, global_only=local)
     if axis_z_shift_px is None:
-        axis_z_shift_px = al.imod_settings.axis_z_shift_px if al.imod_settings is not None else 0.0
+        from .alignment.transforms import imod_axis_z_shift_px
+
+        axis_z_shift_px = imod_axis_z_shift_px(al, 0.0)  # the file's AxisZShift (1000: the markers' z middle)
     sections, lo = {}, None
     if leave_out:
         from .alignment.leaveout import leave_out_error
@@ -84,13 +98,22 @@ def align_to_folder(
     inputs = inputs or {"markers": str(markers_path), "tilt_angles": str(tilt_angles_path)}
     if imod_com is not None:
         inputs = {**inputs, "imod_com": str(imod_com)}
+    local_file = None
+    if local:
+        from .io.imod_local import format_local
+        from .local_jobs import solve_local
+
+        job = solve_local(al, markers.view, markers.xy, tilts, stem, imod_com, axis_z_shift_px)
+        sections["local_alignments"] = job.summary()
+        local_file = (job.file_name, format_local(job.result.local_transforms))
     paths = write_alignment(al, out, stem, overwrite=overwrite, axis_z_shift_px=axis_z_shift_px, extra=inputs,
-                            sections=sections)
-    return FolderResult(al, paths, lo)
+                            sections=sections, local=local_file)
+    return FolderResult(al, paths, lo, job.result if local else None)
 
 
 def _solve(markers: MarkerTable, tilts: NDArray[np.float64], size: tuple[int, int], options: AlignmentOptions,
-           pixel_size_nm: float | None, imod_com: str | os.PathLike[str] | None) -> Alignment:
+           pixel_size_nm: float | None, imod_com: str | os.PathLike[str] | None,
+           global_only: bool = False) -> Alignment:
     """The alignment of `align_to_folder`: the default model with ``options``, or an IMOD command file's."""
     from .alignment._threads import blas_threads_for
 
@@ -104,7 +127,7 @@ def _solve(markers: MarkerTable, tilts: NDArray[np.float64], size: tuple[int, in
             from .alignment.imod_align import align_markers_imod
 
             return align_markers_imod(markers.view, markers.marker, markers.xy, tilts, size, imod_com,
-                                      pixel_size_nm=pixel_size_nm)
+                                      pixel_size_nm=pixel_size_nm, global_only=global_only)
         from .alignment.solver import align_markers
 
         return align_markers(markers.view, markers.marker, markers.xy, tilts, size, options,
@@ -187,8 +210,13 @@ def reconstruct_to_file(
     thickness: int | None = None,
     lowpass: float | None = None,
     overwrite: bool = False,
+    local: str | os.PathLike[str] | bool = False,
 ) -> ImageResult:
-    """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file."""
+    """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file.
+
+    The default thickness holds every marker with a margin (`default_thickness_px`). ``local``: apply local
+    alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's ``tilt`` does.
+    """
     from .io.mrc import write_mrc
     from .reconstruction.warp import warp_view
     from .reconstruction.wbp import weighted_back_projection
@@ -197,7 +225,7 @@ def reconstruct_to_file(
     out = check_writable(output, overwrite)
     series, saved, pix = open_stack_and_alignment(stack_path, alignment_dir, binning)
     rows, cols = series.data.shape[1:]
-    thickness = thickness if thickness is not None else max(rows, cols) // 4
+    thickness = thickness if thickness is not None else default_thickness_px(rows, cols, saved.marker_z_extent_px)
     if thickness < binning:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {binning})")
     if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
@@ -210,12 +238,29 @@ def reconstruct_to_file(
     for j in range(series.n_views):
         warp_view(series.data[j], saved.transforms[j], binning=binning, out=ali[j])
         _check_finite_view(stack_path, j, ali[j])
+    lp = None
+    if local:
+        from .local_jobs import find_local_file, local_projection_for
+
+        path = find_local_file(alignment_dir, saved.local_file) if local is True else Path(local)
+        lp = local_projection_for(path, saved.tilt_angles_deg, saved.x_tilts_deg, (nx, ny), saved.pixel_size_nm,
+                                  pix / 10.0 if pix else None, binning)
     vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // binning,
-                                   use_view=saved.view_determined, lowpass_cutoff=lowpass)
+                                   use_view=saved.view_determined, lowpass_cutoff=lowpass, local=lp)
     del ali
     voxel = pix * binning if pix else None
     write_mrc(out, vol, voxel, overwrite=overwrite)
     return ImageResult(out, tuple(vol.shape), voxel, int(saved.view_determined.sum()))
+
+
+def default_thickness_px(rows: int, cols: int, marker_z_extent_px: float | None) -> int:
+    """A quarter of the image, or more where the markers need it: every marker inside with a margin of 10%
+    of their depth plus 16 pixels on each side (an even number, as IMOD's tilt likes)."""
+    quarter = max(rows, cols) // 4
+    if marker_z_extent_px is None:
+        return quarter
+    need = 2.0 * (1.1 * marker_z_extent_px + 16.0)
+    return int(min(max(quarter, 2 * int(np.ceil(need / 2.0))), MAX_THICKNESS_FACTOR * max(rows, cols)))
 
 
 def _check_finite_view(stack_path, j: int, view: NDArray) -> None:

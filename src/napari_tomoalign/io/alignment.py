@@ -17,7 +17,6 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from ..alignment.result import Alignment
 from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms, x_tilts_deg, z_factors
 from ..alignment.validation import MAX_IMAGE_SIDE
 from ._textfmt import write_table
+from .alignment_record import alignment_to_dict
 from .atomic import atomic_file_set, folder_lock
 from .errors import FileFormatError
 from .guarded import read_bytes_limited
@@ -38,61 +38,6 @@ def output_names(stem: str, full_model: bool = False) -> list[str]:
     IMOD's per-view files of the full model: ``.xtilt``, ``.tltxf``, ``.zfac``)."""
     return ["alignment.json", "predicted.csv", "residuals.csv", f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz",
             f"{stem}.resid", *([f"{stem}.xtilt", f"{stem}.tltxf", f"{stem}.zfac"] if full_model else [])]
-
-
-def alignment_to_dict(al: Alignment) -> dict[str, Any]:
-    """Every parameter and statistic of ``al`` as plain JSON-ready values (NaN becomes None).
-
-    This is the schema of ``alignment.json``.
-    """
-
-    def clean(a: Any) -> Any:
-        arr = np.asarray(a, dtype=float)
-        if arr.ndim != 1:
-            return [clean(row) for row in arr]
-        return [x if math.isfinite(x) else None for x in arr.tolist()]
-
-    view_rms, view_mean = al.per_view_residual_px()
-    marker_rms, marker_mean = al.per_marker_residual_px()
-    return {
-        "image_size": list(al.image_size),
-        "pixel_size_nm": al.pixel_size_nm,
-        "rms_residual_px": al.rms_residual_px,
-        "mean_residual_px": al.mean_residual_px,
-        "converged": bool(al.converged),
-        "reference_view": al.reference_view,
-        "tilt_axis_deg": al.tilt_axis_deg,
-        "tilt_axis_source": al.tilt_axis_source,
-        "branch": al.branch,
-        "n_observations_used": int(al.obs_used.sum()),
-        "excluded_views": al.excluded_views,
-        "excluded_markers": al.excluded_markers,
-        "warnings": list(al.warnings),
-        "robust": None if al.robust_weights is None else {
-            "n_flagged": int(al.flagged.sum()), "flagged_points": al.flagged_points(),
-        },
-        "options": al.options.to_dict(),
-        "stages": [s.to_dict() for s in al.stages],
-        "views": {
-            "tilt_angle_deg": clean(al.tilt_angles_deg),
-            "nominal_tilt_angle_deg": clean(al.nominal_tilt_angles_deg),
-            "rotation_deg": clean(al.rotation_deg),
-            "magnification": clean(al.magnification),
-            "shift_x_px": clean(al.shifts_px[:, 0]),
-            "shift_y_px": clean(al.shifts_px[:, 1]),
-            "determined": [bool(b) for b in al.view_determined],
-            "rms_residual_px": clean(view_rms),
-            "mean_residual_px": clean(view_mean),
-        },
-        "markers": {
-            "id": np.asarray(al.marker_ids, dtype=np.int64).tolist(),
-            "x_px": clean(al.xyz_px[:, 0]),
-            "y_px": clean(al.xyz_px[:, 1]),
-            "z_px": clean(al.xyz_px[:, 2]),
-            "rms_residual_px": clean(marker_rms),
-            "mean_residual_px": clean(marker_mean),
-        },
-    }
 
 
 RUN_KEY = "tomoalign_run"
@@ -173,8 +118,12 @@ def write_alignment(
     axis_z_shift_px: float = 0.0,
     extra: dict | None = None,
     sections: dict | None = None,
+    local: tuple[str, str] | None = None,
 ) -> list[Path]:
     """Write every output of an alignment into ``directory`` as one unit (module docstring); return the paths.
+
+    ``local`` is ``(file name, text)`` of a local alignment file (`io.imod_local.format_local`) that belongs
+    to this alignment: it joins the unit, and the run stamp names it for `read_alignment_dir`.
 
     Nothing is written if any target exists and ``overwrite`` is False, and nothing is left behind if
     a write fails.
@@ -203,7 +152,20 @@ def write_alignment(
     run = {"stem": stem, "image_size": [int(n) for n in al.image_size], "pixel_size_nm": pix_nm,
            "view_determined": [bool(b) for b in al.view_determined], "tilt_angle_deg": tilts}
     xyz = aligned_marker_positions(al, axis_z_shift_px)
-    return _write_set(d, paths, lambda tmps: _write_tables(al, tmps, xf, xyz, pix_a), run, info, overwrite)
+    n_main = len(paths) - 1
+
+    def write_files(tmps: list[Path]) -> None:
+        _write_tables(al, tmps[:n_main], xf, xyz, pix_a)
+        if local is not None:
+            with _text(tmps[n_main]) as f:
+                f.write(local[1])
+
+    if local is not None:
+        if Path(local[0]).name != local[0] or local[0] in output_names(stem, full_model=True):
+            raise ValueError(f"the local alignment file's name {local[0]!r} must be a new file name, not a path")
+        paths.append(d / local[0])
+        run["local_file"] = local[0]
+    return _write_set(d, paths, write_files, run, info, overwrite)
 
 
 def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, overwrite: bool) -> list[Path]:
@@ -257,6 +219,9 @@ class SavedAlignment:
     view_determined: np.ndarray
     image_size: tuple[int, int]
     pixel_size_nm: float | None
+    marker_z_extent_px: float | None = None  # the largest |z| of the markers about the tilt axis (fid.xyz)
+    local_file: str | None = None  # the local alignment file the run wrote beside the others, if any
+    x_tilts_deg: np.ndarray | None = None  # IMOD's full model: each view's X-axis tilt (.xtilt)
 
 
 def _read_run(info_path: Path) -> dict:
@@ -335,6 +300,8 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         size = (int(run["image_size"][0]), int(run["image_size"][1]))
         xf = read_xf(d / f"{stem}.xf")
         tilts = read_tilt_angles(d / f"{stem}.tlt")
+        z_extent = _marker_z_extent(d / f"{stem}fid.xyz")
+        x_tilts = read_tilt_angles(d / f"{stem}.xtilt") if f"{stem}.xtilt" in run["files"] else None
     if not (len(xf) == tilts.size == determined.size):
         raise FileFormatError(f"{d}: the .xf ({len(xf)}), .tlt ({tilts.size}) and alignment.json "
                               f"({determined.size}) disagree on the number of views")
@@ -343,7 +310,22 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
     _check_transforms(d / f"{stem}.xf", xf, determined, size)
     xf[~determined] = np.nan
     pix = run["pixel_size_nm"]
-    return SavedAlignment(xf, _exact_tilts(run, tilts), determined, size, float(pix) if pix else None)
+    local = run.get("local_file")
+    if x_tilts is not None and x_tilts.size != tilts.size:
+        raise FileFormatError(f"{d / (stem + '.xtilt')}: {x_tilts.size} X-axis tilts for {tilts.size} views")
+    return SavedAlignment(xf, _exact_tilts(run, tilts), determined, size, float(pix) if pix else None, z_extent,
+                          local if isinstance(local, str) and Path(local).name == local else None, x_tilts)
+
+
+def _marker_z_extent(path: Path) -> float | None:
+    """The largest |z| of the markers in a ``fid.xyz`` (its 4th column), or None if there is none to read."""
+    try:
+        rows = [line.split() for line in path.read_text().splitlines()[:100_000]]
+        z = np.array([float(r[3]) for r in rows if len(r) >= 4], dtype=float)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    z = z[np.isfinite(z)]
+    return float(np.max(np.abs(z))) if z.size else None
 
 
 def _exact_tilts(run: dict, tilts: np.ndarray) -> np.ndarray:

@@ -54,8 +54,10 @@ def _check_not_stopped() -> None:
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an existing target unless ``overwrite``; return the path."""
+    """Refuse an existing target unless ``overwrite``, and always a directory where a file goes; return the path."""
     p = Path(path)
+    if p.is_dir():
+        raise OverwriteError(f"{p} is a directory, not a file; give a file name (inside it, or beside it)")
     if p.exists() and not overwrite:
         raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force)")
     return p
@@ -121,9 +123,11 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
     checked again just before the renames, so a file that appeared meanwhile is never overwritten
     without ``overwrite``. Renames need no space, so after the writes succeeded they do too.
     """
+    directory = paths[0].parent
+    if directory.exists() and not directory.is_dir():
+        raise OverwriteError(f"{directory} is a file, but the outputs go in a directory; give a directory name")
     for p in paths:
         check_writable(p, overwrite)
-    directory = paths[0].parent
     directory.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory):
         tmps: list[str] = []
