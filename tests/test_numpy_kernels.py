@@ -125,3 +125,17 @@ def test_numpy_dense_algebra_equals_scipy():
         want = np.triu(scipy.linalg.blas.dsyrk(-1.0, f, beta=1.0, c=spd.copy(), lower=0))
         np.testing.assert_allclose(got, want, atol=1e-10)
     assert _backend.cholesky_solve(-np.eye(4), np.ones(4)) is None  # not positive definite
+
+
+def test_asking_for_the_compiled_loops_holds_for_one_thread_only():
+    import threading
+
+    from napari_tomoalign.alignment._backend import compiled_kernels, uses_compiled
+
+    seen = {}
+    with compiled_kernels():
+        assert uses_compiled(10)
+        t = threading.Thread(target=lambda: seen.setdefault("other", uses_compiled(10)))
+        t.start()
+        t.join()
+    assert seen["other"] is False and not uses_compiled(10)

@@ -14,6 +14,7 @@ decides instead. The thresholds are measured by ``benchmarks/bench_startup.py --
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -34,24 +35,24 @@ NUMPY_MAX_DENSE = 400
 _COMPILED = __name__.rsplit(".", 1)[0] + "._kernels"
 
 
-_prefer_compiled = False
+_prefer = threading.local()  # per thread: a GUI's worker may ask for the compiled loops while others do not
 
 
 @contextmanager
 def compiled_kernels() -> Iterator[None]:
-    """Use the compiled kernels at every size inside the block (to load them ahead of time, as a GUI's
-    warm-up does; later solves then use them from the in-process break-even size up)."""
-    global _prefer_compiled
-    before, _prefer_compiled = _prefer_compiled, True
+    """Use the compiled kernels at every size inside the block, in this thread only (to load them ahead of
+    time, as a GUI's warm-up does; later solves then use them from the in-process break-even size up)."""
+    before = getattr(_prefer, "compiled", False)
+    _prefer.compiled = True
     try:
         yield
     finally:
-        _prefer_compiled = before
+        _prefer.compiled = before
 
 
 def uses_compiled(n_obs: int) -> bool:
     """Whether a problem of ``n_obs`` observations runs on the compiled (numba) kernels."""
-    if _prefer_compiled:
+    if getattr(_prefer, "compiled", False):
         return True
     limit = NUMPY_MAX_OBSERVATIONS_WARM if _COMPILED in sys.modules else NUMPY_MAX_OBSERVATIONS
     return n_obs > min(limit, NUMPY_MAX_OBSERVATIONS)

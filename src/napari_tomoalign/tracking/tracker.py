@@ -24,9 +24,7 @@ the model's position in a small box, and re-measures points far from the model.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import NDArray
@@ -142,7 +140,7 @@ class BeadTracker:
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
         start = self.model if self.model is not None and not final else None
         shape = self.reader.shape
-        with compiled_kernels() if threading.current_thread() is threading.main_thread() else nullcontext():
+        with compiled_kernels():  # per thread: the dock's worker too
             try:
                 self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
             except AlignmentError:
