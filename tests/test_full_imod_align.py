@@ -77,17 +77,3 @@ def test_axis_z_shift_comes_from_the_command_file(bba, imod_data, tmp_path):
     com.write_text((imod_data / "aligna.com").read_text().replace("AxisZShift", "AxisXShift 4\nAxisZShift"))
     with pytest.raises(UsageError, match="AxisXShift is not supported"):
         align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)
-
-
-def test_excluded_views_are_left_out_and_undetermined(bba, imod_data, tmp_path):
-    m, tilts, full = bba
-    com = tmp_path / "align.com"
-    com.write_text((imod_data / "aligna.com").read_text().replace("AngleOffset", "ExcludeList 1-3\nAngleOffset"))
-    al = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)
-    assert not al.view_determined[:3].any() and al.view_determined[3:].all()
-    assert np.isnan(al.tilt_angles_deg[:3]).all() and not al.obs_used[m.view < 3].any()
-    assert al.converged and al.rms_residual_px < full.rms_residual_px + 0.01
-    assert np.isfinite(al.xyz_px).all()
-    xf = imod_transforms(al)
-    assert np.isnan(xf[:3]).all() and np.isfinite(xf[3:]).all()
-    write_alignment(al, tmp_path / "out", "BBa")

@@ -19,10 +19,24 @@ def test_text_report_names_residuals_axis_stages_and_flags(alignment):
     lines = text_report(alignment, name="all markers", timings_s={"solve": 0.1, "tomogram": 0.25})
     text = "\n".join(lines)
     assert lines[0] == "[all markers]"
-    assert f"RMS residual {alignment.rms_residual_px:.4f} px ({alignment.rms_residual_px * 0.27:.3f} nm)" in text
+    assert (f"RMS residual {alignment.rms_residual_px:.4f} px ({alignment.rms_residual_px * 0.27:.3f} nm)"
+            " unweighted over all points in the fit") in text
     assert f"tilt axis {alignment.tilt_axis_deg:.2f} deg" in text
+    assert f"reference view {alignment.reference_view + 1} (views numbered from 1)" in text
     assert [ln.split()[1] for ln in lines if ln.startswith("  stage")] == [s.name for s in alignment.stages]
+    assert all("weighted RMS" in ln for ln in lines if ln.startswith("  stage"))
     assert "tomogram" in text and "robust fit:" in text
+    worst = ", ".join(f"{v + 1} ({r:.3f} px)" for v, r in alignment.worst_views(3))
+    assert f"worst views: {worst}" in text  # 1-based, as every view number in the report
+
+
+def test_stage_rms_is_the_weighted_rms_and_the_headline_the_unweighted_one(alignment):
+    # the robust stage's figure: sqrt(sum w r^2 / sum w) with its final robust weights
+    assert alignment.stages[-1].name == "robust"
+    ok = alignment.obs_used
+    w, r2 = alignment.robust_weights[ok], np.sum(alignment.residuals_px[ok] ** 2, axis=1)
+    np.testing.assert_allclose(alignment.stages[-1].rms_residual_px, np.sqrt(np.sum(w * r2) / np.sum(w)), rtol=1e-6)
+    np.testing.assert_allclose(alignment.rms_residual_px, np.sqrt(np.mean(r2)), rtol=1e-12)
 
 
 def test_plots_are_an_image_or_none_without_matplotlib(alignment, monkeypatch):
@@ -52,5 +66,12 @@ def test_text_report_prints_stretch_and_skew_per_group_for_the_full_model(imod_d
     assert [p.split(":")[0] for p in skew.split(": ", 1)[1].split(", ")] == ["1", "11", "21", "31", "41", "51", "61"]
     assert "11: 0.00 ref" in skew and "1: 0.12" in skew  # aligna.log: skew 0.12 deg at view 1
     assert not any(ln.startswith(("X-tilt", "compression", "beam tilt")) for ln in lines)  # not solved
+    # the references aligna.com holds, 1-based as IMOD prints them (MagReferenceView 1; tilt: the first view of
+    # the group holding the min-tilt view; X-stretch: group of view 15; skew: view 11)
+    assert ("references the align.com holds (views numbered from 1, as IMOD prints them): magnification 1 at"
+            " view 1; tilt held at view 32; X-stretch 0 at views 12-18; skew 0 at view 11") in lines
+    assert (f"solved tilt axis {al.tilt_axis_deg:.2f} deg at the minimum-tilt view 33"
+            " (start: align.com RotationAngle -12.5 deg)") in lines
+    assert all("weighted RMS" in ln for ln in lines if ln.startswith("  stage"))
     assert not any("X-stretch" in ln for ln in text_report(align_markers(m.view, m.marker, m.xy, tilts,
                                                                            m.image_size)))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from .alignment.excluded_views import format_views
 from .alignment.full_layout import PARAM_OF_KIND
 from .alignment.result import Alignment
 
@@ -68,28 +69,36 @@ def text_report(
     leave_out: LeaveOutError | None = None,
     timings_s: dict[str, float] | None = None,
 ) -> list[str]:
-    """The report's lines: residuals, tilt axis, what each stage did, the worst views and markers,
-    flagged points, leave-out errors, what was left out, and the solver's warnings."""
+    """The report's lines: residuals, tilt axis and reference views, what each stage did, the worst views
+    and markers, flagged points, leave-out errors, what was left out, and the solver's warnings.
+
+    Views are numbered from 1 everywhere in the text, as IMOD numbers them (the arrays stay 0-based).
+    The headline RMS is over every point in the fit, unweighted (IMOD's ``Final F`` for the full model);
+    each stage line gives the RMS that stage minimised, weighted by the fit's weights (the robust weights
+    in a robust stage), so the two can differ.
+    """
     nm = al.pixel_size_nm
     lines = [] if name is None else [f"[{name}]"]
     lines.append(
-        f"RMS residual {_with_nm(al.rms_residual_px, nm)}, mean residual {_with_nm(al.mean_residual_px, nm)}, "
-        f"{int(al.obs_used.sum())} observations, {int(al.marker_included.sum())} markers,"
-        f" {int(al.view_determined.sum())} views" + ("" if al.converged else "; NOT CONVERGED")
+        f"RMS residual {_with_nm(al.rms_residual_px, nm)} unweighted over all points in the fit, mean residual"
+        f" {_with_nm(al.mean_residual_px, nm)}, {int(al.obs_used.sum())} observations,"
+        f" {int(al.marker_included.sum())} markers, {int(al.view_determined.sum())} views"
+        + ("" if al.converged else "; NOT CONVERGED")
     )
-    lines.append(f"tilt axis {al.tilt_axis_deg:.2f} deg ({al.tilt_axis_source}, {al.branch});"
-                 f" reference view {al.reference_view}")
+    lines.extend(_axis_lines(al))
+    if al.stages:
+        lines.append("stages (weighted RMS: the RMS each stage minimised, with the fit's weights):")
     for s in al.stages:
         lines.append(f"  stage {s.name:<8} {s.iterations:3d} iterations {s.wall_time_s * 1e3:8.1f} ms"
-                     f"  RMS {s.rms_residual_px:.4f} px  {'converged' if s.converged else s.message}")
+                     f"  weighted RMS {s.rms_residual_px:.4f} px  {'converged' if s.converged else s.message}")
     for step, seconds in (timings_s or {}).items():
         if step != "solve":
             lines.append(f"  {step:<14} {seconds * 1e3:8.1f} ms")
-    lines.append("worst views: " + ", ".join(f"{v} ({r:.3f} px)" for v, r in al.worst_views(3)))
+    lines.append("worst views: " + ", ".join(f"{v + 1} ({r:.3f} px)" for v, r in al.worst_views(3)))
     lines.append("worst markers: " + ", ".join(f"{m} ({r:.3f} px)" for m, r in al.worst_markers(3)))
     if al.robust_weights is not None:
         pts = al.flagged_points()
-        shown = ", ".join(f"marker {p['marker']} view {p['view']} ({p['residual_px']:.2f} px)" for p in pts[:5])
+        shown = ", ".join(f"marker {p['marker']} view {p['view'] + 1} ({p['residual_px']:.2f} px)" for p in pts[:5])
         lines.append(f"robust fit: {len(pts)} point(s) weigh below 0.5" + (f": {shown}" if pts else "")
                      + (" ..." if len(pts) > 5 else ""))
     if leave_out is not None:
@@ -100,6 +109,28 @@ def text_report(
     lines.extend(_full_model_lines(al))
     lines.extend(f"warning: {w}" for w in al.warnings)
     return lines
+
+
+REFERENCE_KINDS = (("magnification", "magnification 1"), ("tilt", "tilt held"), ("rotation", "rotation held"),
+                   ("compression", "compression 1"), ("x_stretch", "X-stretch 0"), ("skew", "skew 0"),
+                   ("x_tilt", "X-tilt 0"))
+
+
+def _axis_lines(al: Alignment) -> list[str]:
+    """The tilt axis and the reference views (1-based)."""
+    ref = al.reference_view + 1
+    settings = al.imod_settings
+    if settings is None:
+        return [f"tilt axis {al.tilt_axis_deg:.2f} deg ({al.tilt_axis_source}, {al.branch}); reference view {ref}"
+                " (views numbered from 1)"]
+    held = []
+    for kind, label in REFERENCE_KINDS:
+        views = settings.held_views(kind)
+        if views:
+            held.append(f"{label} at view{'s' if len(views) > 1 else ''} {format_views(views)}")
+    refs = "; ".join(held) if held else "none held"
+    return [f"solved tilt axis {al.tilt_axis_deg:.2f} deg at the minimum-tilt view {ref} ({al.tilt_axis_source})",
+            f"references the align.com holds (views numbered from 1, as IMOD prints them): {refs}"]
 
 
 FULL_KINDS = (("x_stretch", "X-stretch", 1.0, 4), ("skew", "skew (deg)", 180.0 / np.pi, 2),
@@ -123,13 +154,14 @@ def _full_model_lines(al: Alignment) -> list[str]:
         fixed = (m.var_a < 0) & (m.var_b < 0)
         if np.any(m.w_b > 0):  # linear: the anchors and the held view
             views = sorted(set(m.anchor_view.tolist()) | set(np.flatnonzero(fixed).tolist()))
-            parts = [f"{v + 1}: {values[v]:.{decimals}f}" + (" ref" if fixed[v] else "") for v in views]
+            parts = [f"{v + 1}: {values[v]:.{decimals}f}" + (" ref" if fixed[v] else "")
+                     + ("" if al.view_determined[v] else " (view not in the fit)") for v in views]
             lines.append(f"{label}, linear between views: " + ", ".join(parts))
             continue
         starts = np.flatnonzero(np.r_[True, m.var_a[1:] != m.var_a[:-1]])
         ends = np.r_[starts[1:], len(values)] - 1
         parts = [f"{a + 1}-{b + 1}: {values[a]:.{decimals}f}" + (" ref" if fixed[a] else "")
-                 for a, b in zip(starts, ends)]
+                 + ("" if al.view_determined[a:b + 1].any() else " (no view in the fit)") for a, b in zip(starts, ends)]
         lines.append(f"{label} by group of views: " + ", ".join(parts))
     if al.imod_settings.beam_tilt_free or al.beam_tilt_deg:
         lines.append(f"beam tilt {al.beam_tilt_deg:.3f} deg" + ("" if al.imod_settings.beam_tilt_free else " (fixed)"))

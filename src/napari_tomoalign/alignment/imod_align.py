@@ -15,8 +15,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .axis import wrap_degrees
+from .excluded_views import fill_left_out_views, format_views
 from .full_model import project_full, without_beam_tilt
-from .full_solver import FullModelSolution, solve_full_model
+from .full_solver import FullModelSolution, solve_full_model, start_params
 from .imod_options import ImodSettings, settings_from_com
 from .model import DX, DY, MAG, ROT, TILT, image_centre
 from .options import AlignmentOptions, UsageError
@@ -81,16 +82,21 @@ def align_markers_imod(
     report = (lambda it, cost: progress("full model", it, cost)) if progress is not None else None
     sol = solve_full_model(v, ids, xy_a, size, settings, tilt_angles_deg=tilts, weights=w, progress=report,
                            should_stop=should_stop)
-    return alignment_from_full(sol, settings, v, ids, xy_a, tilts, size, pixel_size_nm)
+    return alignment_from_full(sol, settings, v, ids, xy_a, tilts, size, pixel_size_nm, weights=w)
 
 
 def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArray[np.intp], ids: NDArray,
                         xy: NDArray[np.float64], tilts: NDArray[np.float64], size: tuple[int, int],
-                        pixel_size_nm: float | None = None) -> Alignment:
-    """The `Alignment` of a full-model solution (views without observations are NaN, as the default
-    solver leaves them)."""
-    p = without_beam_tilt(sol.params, sol.beam_tilt_rad)  # the same projections with the beam tilt at 0
-    p[~sol.view_included] = np.nan
+                        pixel_size_nm: float | None = None, weights: NDArray[np.float64] | None = None
+                        ) -> Alignment:
+    """The `Alignment` of a full-model solution.
+
+    Views left out of the fit (``ExcludeList``, or no markers) keep ``view_determined`` False but get
+    the values their variables are mapped to (`excluded_views.fill_left_out_views`), so every per-view
+    output has finite numbers for them; the warnings name them.
+    """
+    filled = fill_left_out_views(sol.params, start_params(settings, tilts), settings.mappings, sol.view_included)
+    p = without_beam_tilt(filled, sol.beam_tilt_rad)  # the same projections with the beam tilt at 0
     marker_ids = np.unique(ids)
     mi = np.searchsorted(marker_ids, ids).astype(np.intp)
     xyz = np.full((len(marker_ids), 3), np.nan)  # markers seen only in excluded views stay NaN
@@ -102,11 +108,11 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
     pred += image_centre(size)
     ref = int(np.argmin(np.where(sol.view_included, np.abs(tilts), np.inf)))
     names = ["markers", "full"][-len(sol.reports):]  # "markers": geometry held while the markers are placed
-    stages = [StageReport(names[k], r.iterations, r.wall_time_s, r.cost,
-                          float(np.sqrt(2 * r.cost / max(int(used.sum()), 1))), r.converged, r.message,
+    w_sum = float(np.sum(weights[used])) if weights is not None else float(used.sum())
+    stages = [StageReport(names[k], r.iterations, r.wall_time_s, r.cost,  # cost = sum(w r^2) / 2
+                          float(np.sqrt(2 * r.cost / max(w_sum, 1e-300))), r.converged, r.message,
                           sol.n_unknowns) for k, r in enumerate(sol.reports)]
-    notes = list(settings.notes) + [f"view {int(j)} has no markers in the fit (transform undetermined)"
-                                    for j in np.flatnonzero(~sol.view_included)]
+    notes = list(settings.notes) + _left_out_notes(settings, sol.view_included)
     options = AlignmentOptions(tilt_axis_deg=settings.rotation_angle_deg, estimate_tilt_axis=False,
                                reference_view=ref, initial_stage=False, max_iterations=1000)
     return Alignment(
@@ -115,7 +121,26 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
         view_determined=sol.view_included.copy(), marker_ids=marker_ids, xyz_px=xyz, obs_view=v,
         obs_marker=mi, obs_xy_px=xy, residuals_px=sol.residuals_px, obs_used=used, predicted_xy_px=pred,
         image_size=size, reference_view=ref, tilt_axis_deg=wrap_degrees(float(np.degrees(p[ref, ROT]))),
-        tilt_axis_source="align.com RotationAngle", branch="nominal tilt signs kept", stages=stages,
+        tilt_axis_source=f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg",
+        branch="nominal tilt signs kept", stages=stages,
         converged=sol.converged, options=options, warnings=notes, pixel_size_nm=pixel_size_nm,
         full_params=p, beam_tilt_deg=float(np.degrees(sol.beam_tilt_rad)), imod_settings=settings,
     )
+
+
+def _left_out_notes(settings: ImodSettings, fitted: NDArray[np.bool_]) -> list[str]:
+    """Warnings naming the views left out of the fit (1-based, as IMOD numbers them)."""
+    left_out = np.flatnonzero(~fitted)
+    if not left_out.size:
+        return []
+    listed = sorted(set(left_out.tolist()) & set(settings.excluded_views))
+    empty = sorted(set(left_out.tolist()) - set(listed))
+    out = []
+    if listed:
+        out.append(f"views {format_views(listed)} excluded (ExcludeList): not in the fit")
+    if empty:
+        out.append(f"views {format_views(empty)} have no markers: not in the fit")
+    out.append(f"views {format_views(left_out)} take the values of the groups they are mapped to; where no fitted"
+               " view shares a variable (and for the shifts) the values are interpolated from the nearest fitted"
+               " views: check these views before using them")
+    return out

@@ -10,11 +10,13 @@ raise `options.UsageError` naming them; keys that only name files or reports are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import AlignmentError
+from .excluded_views import format_views
 from .grouping import (
     Mapping,
     block_mapping,
@@ -59,11 +61,65 @@ class ImodSettings:
     local_alignments: bool = False
     notes: list[str] = field(default_factory=list)
     centre_z_range: bool = False
+    com_options: dict[str, int | float | str] = field(default_factory=dict)
 
     @property
     def n_geometric(self) -> int:
         """The number of geometric unknowns (IMOD's log: 'geometric variables')."""
         return sum(m.n_vars for m in self.mappings.values()) + int(self.beam_tilt_free)
+
+    def held_views(self, kind: str) -> list[int]:
+        """0-based views whose ``kind`` is held at its start value while other views of that kind are
+        solved (empty when the kind is not solved at all)."""
+        m = self.mappings[kind]
+        if m.n_vars == 0:
+            return []
+        return [int(v) for v in np.flatnonzero((m.var_a < 0) & (m.var_b < 0))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain (JSON-ready) record of the run: the command file's model options as given (``TiltOption``,
+        groupings, reference views, ...), each variable kind's mapping (1-based views, as IMOD prints
+        them), the excluded views and the count of geometric variables."""
+        return {"options": dict(self.com_options),
+                "variables": {kind: mapping_summary(m) for kind, m in self.mappings.items()},
+                "geometric_variables": self.n_geometric, "excluded_views": format_views(self.excluded_views),
+                "rotation_angle_deg": self.rotation_angle_deg, "angle_offset_deg": self.angle_offset_deg,
+                "axis_z_shift_px": self.axis_z_shift_px, "centre_z_range": self.centre_z_range,
+                "beam_tilt_deg": self.beam_tilt_deg, "beam_tilt_free": self.beam_tilt_free,
+                "local_alignments": self.local_alignments}
+
+
+def mapping_summary(m: Mapping) -> dict[str, Any]:
+    """How a mapping groups the views, 1-based: ``mode`` (fixed, per view, block or linear), the number of
+    ``variables``, the ``groups`` (block: runs of views sharing a value) or ``anchors`` (linear: the views
+    the unknowns sit at) and the ``held`` views."""
+    held = format_views(np.flatnonzero((m.var_a < 0) & (m.var_b < 0))) if m.n_vars else ""
+    out: dict[str, Any] = {"variables": m.n_vars}
+    if m.n_vars == 0:
+        return {"mode": "fixed", **out}
+    if np.any(m.w_b > 0):
+        return {"mode": "linear", **out, "anchors": format_views(m.anchor_view), "held": held}
+    if m.n_vars == int(np.sum(m.var_a >= 0)):
+        return {"mode": "per view", **out, "held": held}
+    starts = np.flatnonzero(np.r_[True, m.var_a[1:] != m.var_a[:-1]])
+    ends = np.r_[starts[1:], m.n_views] - 1
+    groups = ",".join(f"{a + 1}-{b + 1}" if b > a else str(a + 1) for a, b in zip(starts, ends))
+    return {"mode": "block", **out, "groups": groups, "held": held}
+
+
+def _option_value(text: str) -> int | float | str:
+    try:
+        x = float(text)
+    except ValueError:
+        return text
+    return int(x) if x.is_integer() else x
+
+
+def _model_options(entries: dict[str, list[str]]) -> dict[str, int | float | str]:
+    """The entries that shape the model (not file names or report settings), numbers as numbers;
+    repeated entries (``NondefaultGroup``, ``SeparateGroup``) joined with ``'; '``."""
+    return {k: _option_value(v[-1].strip()) if len(v) == 1 else "; ".join(x.strip() for x in v)
+            for k, v in entries.items() if k not in IGNORED}
 
 
 def _number(entries: dict[str, list[str]], key: str, default: float) -> float:
@@ -209,7 +265,12 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
     tilts = raw + offset
     n = len(tilts)
     min_tilt = int(np.argmin(np.abs(raw)))  # the smallest |raw tilt|, ties to the lower view
-    refs = _references(entries, n, min_tilt, local)
+    excluded = tuple(_views(" ".join(entries.get("ExcludeList", [])), n))
+    fitted = np.ones(n, dtype=bool)
+    fitted[list(excluded)] = False
+    if points_per_view is not None:
+        fitted &= np.asarray(points_per_view)[:n] > 0
+    refs = _references(entries, n, min_tilt, local, None if local else fitted)
     kinds = [k for k in KINDS if not (local and k == "compression")]
     mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view, local) if kind in kinds
                 else fixed_mapping(n) for kind in KINDS}
@@ -220,8 +281,8 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
         axis_z_shift_px=0.0 if z_shift == 1000 else z_shift / max(binned, 1.0), centre_z_range=z_shift == 1000,
         beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
         beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) in (1, 2),
-        notes=_notes(entries, mappings, local),
-        excluded_views=tuple(_views(" ".join(entries.get("ExcludeList", [])), n)),
+        notes=_notes(entries, mappings, local) + _moved_reference_notes(entries, refs, local),
+        excluded_views=excluded, com_options=_model_options(entries),
         robust=_number(entries, "RobustFitting", 0) != 0,
         local_alignments=local or _number(entries, "LocalAlignments", 0) != 0,
     )
@@ -245,20 +306,44 @@ def _notes(entries: dict[str, list[str]], mappings: dict[str, Mapping], local: b
     return notes
 
 
-def _references(entries: dict[str, list[str]], n: int, min_tilt: int, local: bool) -> dict[str, int | None]:
-    """The reference view (0-based) of each variable kind; None where nothing is held."""
+def _moved_reference_notes(entries: dict[str, list[str]], refs: dict[str, int | None], local: bool) -> list[str]:
+    """Say which reference views given in the command file are not in the fit and where they moved."""
+    pre = "Local" if local else ""
+    out = []
+    for kind, key in (("magnification", f"{pre}MagReferenceView"), ("tilt", f"{pre}TiltFixedView"),
+                      ("compression", "CompReferenceView"), ("rotation", "RotationFixedView")):
+        given = int(_number(entries, key, 0)) if key in entries else 0
+        held = refs.get(kind)
+        if given and held is not None and held != given - 1:
+            out.append(f"{key} {given} is not in the fit (excluded or without points): view {held + 1}"
+                       " is held instead, the nearest view in the fit")
+    return out
+
+
+def _references(entries: dict[str, list[str]], n: int, min_tilt: int, local: bool,
+                fitted: NDArray[np.bool_] | None = None) -> dict[str, int | None]:
+    """The reference view (0-based) of each variable kind; None where nothing is held.
+
+    A reference view that is not ``fitted`` (in ``ExcludeList``, or without points) moves to the nearest
+    fitted view (the lower one on a tie), as the local references move to a patch's nearest view: a held
+    view without data would hold nothing.
+    """
     pre = "Local" if local else ""
     if local and _number(entries, "FixXYZCoordinates", 0) != 0:
         refs: dict[str, int | None] = {k: None for k in KINDS}
         refs["x_tilt"] = min_tilt
         return refs
-    mag_ref = int(_number(entries, f"{pre}MagReferenceView", min_tilt + 1)) - 1
-    dmag_ref = _dmag_reference(n, min_tilt, mag_ref)
-    refs = {"rotation": int(_number(entries, "RotationFixedView", 1)) - 1,
-            "tilt": int(_number(entries, f"{pre}TiltFixedView", min_tilt + 1)) - 1,
-            "magnification": mag_ref, "compression": int(_number(entries, "CompReferenceView", min_tilt + 1)) - 1,
-            "x_stretch": dmag_ref, "skew": dmag_ref, "x_tilt": min_tilt}
-    for kind, view in refs.items():
-        if view is not None and not 0 <= view < n:
-            raise AlignmentError(f"the {kind} reference view {view + 1} is outside 1-{n}")
+    ok = np.flatnonzero(fitted) if fitted is not None and np.any(fitted) else np.arange(n)
+
+    def near(view: int) -> int:
+        if not 0 <= view < n:
+            raise AlignmentError(f"the reference view {view + 1} is outside 1-{n}")
+        return int(ok[np.argmin(np.abs(ok - view))])
+
+    mag_ref = near(int(_number(entries, f"{pre}MagReferenceView", min_tilt + 1)) - 1)
+    dmag_ref = near(_dmag_reference(n, min_tilt, mag_ref))
+    refs = {"rotation": near(int(_number(entries, "RotationFixedView", 1)) - 1),
+            "tilt": near(int(_number(entries, f"{pre}TiltFixedView", min_tilt + 1)) - 1),
+            "magnification": mag_ref, "compression": near(int(_number(entries, "CompReferenceView", min_tilt + 1)) - 1),
+            "x_stretch": dmag_ref, "skew": dmag_ref, "x_tilt": near(min_tilt)}
     return refs

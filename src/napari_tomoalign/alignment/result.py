@@ -44,8 +44,9 @@ class Alignment:
     """A solved alignment of a tilt series (immutable; its statistics are computed once, when first asked).
 
     Positions are in pixels with ``x`` = column and ``y`` = row and the centre of the first pixel
-    at (0, 0). Parameters of views left out of the fit are NaN, as are positions of markers left
-    out of it.
+    at (0, 0). Parameters of views left out of the fit are NaN for the default model; IMOD's full
+    model gives them the values their variables are mapped to (``excluded_views``), as tiltalign
+    does, with ``view_determined`` still False. Positions of markers left out of the fit are NaN.
 
     Attributes
     ----------
@@ -126,6 +127,13 @@ class Alignment:
     def image_centre(self) -> NDArray[np.float64]:
         """The (x, y) centre of the image: ``((nx - 1) / 2, (ny - 1) / 2)``."""
         return image_centre(self.image_size)
+
+    def output_tilt_angles_deg(self) -> NDArray[np.float64]:
+        """``(n_views,)`` the tilts to write (``.tlt``): the solved or mapped tilt where there is one
+        (for the full model, excluded views carry nominal + ``AngleOffset`` + their mapped tilt
+        variable), else the nominal tilt."""
+        t = np.asarray(self.tilt_angles_deg, dtype=float)
+        return np.where(np.isfinite(t), t, np.asarray(self.nominal_tilt_angles_deg, dtype=float))
 
     @property
     def marker_included(self) -> NDArray[np.bool_]:

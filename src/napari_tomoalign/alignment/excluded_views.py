@@ -1,0 +1,95 @@
+"""Values of the views a full-model fit leaves out (IMOD's ``ExcludeList``, or views without markers).
+
+tiltalign keeps an excluded view's variables mapped: the view takes the values of the groups (block
+mapping) or anchors (linear mapping) it belongs to, solved from the views that have data. So every view
+gets a tilt, rotation, magnification, stretch and skew, and every per-view file has a finite line for
+it. `fill_left_out_views` gives them:
+
+- a variable shared with fitted views takes its solved value (a block group's value applies to all its
+  views; a linear ramp is evaluated at the view);
+- an unknown that only left-out views use (a per-view rotation, a group made only of excluded views)
+  has no data: its increment from the start value is interpolated over view number from the fitted
+  views' increments (held constant beyond the first and last fitted view), as tiltalign's linear
+  mappings interpolate;
+- the shifts, which are per view, are interpolated the same way.
+
+Views are 0-based here; `format_views` writes them 1-based, as IMOD prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .full_layout import PARAM_OF_KIND
+from .grouping import Mapping
+from .model import DX, DY
+
+
+def _design(m: Mapping) -> NDArray[np.float64]:
+    """``(n_views, n_vars)`` the weight of each unknown in each view's increment."""
+    out = np.zeros((m.n_views, m.n_vars))
+    for var, w in ((m.var_a, m.w_a), (m.var_b, m.w_b)):
+        rows = np.flatnonzero(var >= 0)
+        np.add.at(out, (rows, var[rows]), w[rows])
+    return out
+
+
+def _interp_over_views(at: NDArray[np.intp], fitted: NDArray[np.intp], values: NDArray[np.float64]
+                       ) -> NDArray[np.float64]:
+    return np.interp(np.asarray(at, dtype=float), fitted.astype(float), values)
+
+
+def mapped_unknowns(m: Mapping, increments: NDArray[np.float64], fitted: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """``(n_vars,)`` the unknowns of mapping ``m`` that reproduce the fitted views' ``increments``
+    (from the start values); unknowns no fitted view uses get the increment interpolated at their anchor
+    view."""
+    a = _design(m)
+    rows = a[fitted]
+    seen = np.any(rows != 0.0, axis=0)
+    q = np.zeros(m.n_vars)
+    if seen.any():
+        q[seen] = np.linalg.lstsq(rows[:, seen], increments[fitted], rcond=None)[0]
+    idx = np.flatnonzero(fitted)
+    if (~seen).any():
+        q[~seen] = _interp_over_views(m.anchor_view[~seen], idx, increments[idx])
+    return q
+
+
+def fill_left_out_views(params: NDArray[np.float64], start: NDArray[np.float64], mappings: dict[str, Mapping],
+                        fitted: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """``(n_views, 9)`` ``params`` with the rows of views not ``fitted`` replaced by their mapped values
+    (module docstring). ``start`` holds the start values the unknowns are increments from (a kind missing
+    from ``mappings`` is held there); the rows of fitted views are returned unchanged."""
+    out = np.array(params, dtype=float)
+    fitted = np.asarray(fitted, dtype=bool)
+    left_out = ~fitted
+    if not left_out.any() or not fitted.any():
+        return out
+    idx = np.flatnonzero(fitted)
+    for kind, p in PARAM_OF_KIND.items():
+        m = mappings.get(kind)
+        if m is None or m.n_vars == 0:  # held at the start value
+            out[left_out, p] = start[left_out, p]
+            continue
+        q = mapped_unknowns(m, out[:, p] - start[:, p], fitted)
+        out[left_out, p] = start[left_out, p] + m.values(q)[left_out]
+    for p in (DX, DY):
+        out[left_out, p] = _interp_over_views(np.flatnonzero(left_out), idx, out[idx, p])
+    return out
+
+
+def format_views(views: Iterable[int]) -> str:
+    """0-based views as IMOD's 1-based list with ranges: ``[0, 1, 2, 6]`` -> ``'1-3,7'``."""
+    v = sorted({int(x) + 1 for x in views})
+    parts: list[str] = []
+    k = 0
+    while k < len(v):
+        j = k
+        while j + 1 < len(v) and v[j + 1] == v[j] + 1:
+            j += 1
+        parts.append(str(v[k]) if j == k else f"{v[k]}-{v[j]}")
+        k = j + 1
+    return ",".join(parts)
