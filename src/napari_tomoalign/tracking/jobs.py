@@ -84,9 +84,40 @@ def track_to_file(
     pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
     d_px = _diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, Path(stack_path))
     result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress)
+    hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
+    if result.n_beads == 0:
+        raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
+                         "; check the bead diameter and the tilt angles"))
+    if hint:
+        result.warnings.append(f"warning: {hint}")
     write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite)
     write_bead_quality_csv(out.with_name(out.stem + "_beads.csv"), result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
+
+
+POOR_RMS_PX = 1.0  # a tracking whose alignment fits worse than this is checked against the beads' own size
+
+
+def _diameter_hint(view: np.ndarray, result: TrackingResult, d_px: float, pixel_nm: float | None) -> str | None:
+    """When the tracking came out poor, whether the beads measure another size than the one given (in
+    one line that says what to give instead); None when it came out well or the size is not the cause."""
+    al = result.alignment
+    if result.n_beads and al is not None and al.rms_residual_px <= POOR_RMS_PX:
+        return None
+    from .beads import BeadFindingError, estimate_bead_diameter
+
+    try:
+        measured = estimate_bead_diameter(view, d_px)
+        for _ in range(2):  # from a size far off the first measure is only nearer: measure again from it
+            measured = estimate_bead_diameter(view, measured)
+    except (BeadFindingError, ValueError, np.linalg.LinAlgError):
+        return None
+    if 0.75 <= measured / d_px <= 1.33:
+        return None
+    if pixel_nm:
+        return (f"the beads measure about {measured:.1f} px ({measured * pixel_nm:.1f} nm) across, not the "
+                f"{d_px:.1f} px given; try --bead-diameter-nm {measured * pixel_nm:.1f}")
+    return f"the beads measure about {measured:.1f} px across, not {d_px:.1f}; try --bead-diameter-px {measured:.1f}"
 
 
 def run_options(tilt_axis_deg: float | None) -> AlignmentOptions:

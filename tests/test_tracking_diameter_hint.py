@@ -1,0 +1,34 @@
+"""A bead diameter given wrong: `tomoalign track` measures the beads and says what to give instead."""
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.cli import main
+from napari_tomoalign.io.mrc import write_mrc
+from napari_tomoalign.simulation.beads import make_bead_series
+
+
+@pytest.fixture(scope="module")
+def cryo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hint")
+    s = make_bead_series("cryo", size=384, n_views=31, seed=3)  # 10 nm gold at 0.8 nm/px
+    path = d / "c.st"
+    write_mrc(path, s.images.astype(np.float32), 10.0 * s.pixel_size_nm)
+    (d / "c.rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
+    return path, s.bead_diameter_px * s.pixel_size_nm
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_a_wrong_diameter_is_named_with_the_measured_one(cryo, tmp_path, capsys, factor):
+    path, true_nm = cryo
+    main(["track", str(path), "--bead-diameter-nm", f"{true_nm * factor:.2f}", "--output", str(tmp_path / "t.csv")])
+    captured = capsys.readouterr()
+    line = next(s for s in (captured.out + captured.err).splitlines() if "try --bead-diameter-nm" in s)
+    suggested = float(line.rsplit(" ", 1)[1])
+    assert abs(suggested - true_nm) < 0.1 * true_nm  # within 10% of the simulated 10 nm
+
+
+def test_the_right_diameter_gets_no_hint(cryo, tmp_path, capsys):
+    path, true_nm = cryo
+    assert main(["track", str(path), "--bead-diameter-nm", f"{true_nm:.2f}", "--output", str(tmp_path / "t.csv")]) == 0
+    assert "try --bead-diameter" not in capsys.readouterr().out
