@@ -32,3 +32,10 @@ def test_the_right_diameter_gets_no_hint(cryo, tmp_path, capsys):
     path, true_nm = cryo
     assert main(["track", str(path), "--bead-diameter-nm", f"{true_nm:.2f}", "--output", str(tmp_path / "t.csv")]) == 0
     assert "try --bead-diameter" not in capsys.readouterr().out
+
+
+def test_a_diameter_that_cannot_be_nm_says_so(cryo, tmp_path, capsys):
+    path, _ = cryo
+    assert main(["track", str(path), "--bead-diameter-nm", "500", "--output", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "625.0 px at the header's 0.8 nm/px" in err and "not Angstrom" in err

@@ -83,6 +83,11 @@ def track_to_file(
                          f" {series.n_views} views")
     pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
     d_px = _diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, Path(stack_path))
+    rows, cols = series.data.shape[1:]
+    if bead_diameter_nm is not None and not 1.5 <= d_px <= min(rows, cols) / 4:
+        raise UsageError(f"--bead-diameter-nm {bead_diameter_nm:g} is {d_px:.1f} px at the header's {pixel_nm:g} nm/px,"
+                         f" which does not fit {cols} x {rows} images: gold is usually 5-20 nm (not Angstrom);"
+                         " check the number and the pixel size, or give --bead-diameter-px")
     result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0:
