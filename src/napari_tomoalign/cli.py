@@ -99,6 +99,9 @@ def cmd_align(args: argparse.Namespace) -> int:
         if res.local is not None:
             print("\n".join(["Local alignments:", *res.local.report_lines()]))
         _print_alignment(res, Path(args.output))
+        if Path(args.markers).suffix.lower() in (".fid", ".mod"):
+            print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
+                  " the .preali (for the raw .st, xfproduct the .prexg with it, as etomo does)")
     return 0 if res.alignment.converged else 3
 
 
