@@ -96,3 +96,11 @@ def test_a_closed_pipe_is_not_an_error(tmp_path, imod_data):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0 and b"Broken pipe" not in err
     assert (tmp_path / "o" / "alignment.json").exists()
+
+
+def test_help_says_where_to_start(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and "where to start:" in out
+    assert "tomoalign run STACK --bead-diameter-nm D" in out and "--imod-com align.com" in out

@@ -32,6 +32,14 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(f"{message} (see '{self.prog} --help')")
 
 
+WHERE_TO_START = """where to start:
+  a raw tilt series, no markers:  tomoalign run STACK --bead-diameter-nm D --output DIR
+  markers (etomo .fid or a CSV):  tomoalign align MARKERS --tilt-angles FILE --output DIR
+                                  (--imod-com align.com for IMOD's options), then aligned-stack, reconstruct
+  many tilt series:               tomoalign batch ...
+  try it on simulated data:       tomoalign demo --output DIR"""
+
+
 class _ArgumentError(Exception):
     pass
 
@@ -199,7 +207,8 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     names gets its arguments from modules elsewhere, so that running one command does not import the others'
     jobs; the default builds every command."""
     wanted = None if argv == () else _command_in(argv)
-    parser = _Parser(prog="tomoalign", description="Fiducial alignment of electron tomography tilt series.")
+    parser = _Parser(prog="tomoalign", description="Fiducial alignment of electron tomography tilt series.",
+                     epilog=WHERE_TO_START, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
