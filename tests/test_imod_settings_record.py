@@ -3,12 +3,11 @@ the groups tiltalign forms from them), as plain JSON values, checked against ali
 
 import json
 
-from napari_tomoalign import read_markers, read_tilt_angles
+from napari_tomoalign import read_tilt_angles
 from napari_tomoalign.alignment.imod_align import read_imod_settings
 
 
 def _record(imod_data, com):
-    m = read_markers(imod_data / "BBa.fid")
     tilts = read_tilt_angles(imod_data / "BBa.rawtlt")
     return read_imod_settings(com, tilts).to_dict()
 
