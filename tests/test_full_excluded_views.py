@@ -128,3 +128,18 @@ def test_fill_left_out_views_gives_group_values_and_interpolates_what_has_no_dat
 def test_format_views_is_imods_one_based_list():
     assert format_views([0, 1, 2, 6]) == "1-3,7"
     assert format_views([]) == ""
+
+
+@pytest.mark.parametrize(("excluded", "held"), [("33", [33]), ("33-34", [31])])
+def test_the_min_tilt_reference_is_the_smallest_tilt_in_the_fit(imod_data, tmp_path, excluded, held):
+    from napari_tomoalign.alignment.imod_align import read_imod_settings
+
+    # TiltOption 2 holds the min-tilt view: raw 1 deg (view 33) and -1 deg (view 34) tie, the lower wins;
+    # with 33 excluded the smallest |tilt| in the fit is view 34, not the nearest view number (32 or 34)
+    text = (imod_data / "aligna.com").read_text().replace("\nTiltOption\t5", "\nTiltOption\t2", 1)
+    com = tmp_path / "align.com"
+    com.write_text(text.replace("\nAngleOffset\t", f"\nExcludeList\t{excluded}\nAngleOffset\t", 1))
+    tilts = read_tilt_angles(imod_data / "BBa.rawtlt")
+    assert read_imod_settings(com, tilts).held_views("tilt") == held
+    com.write_text(text)
+    assert read_imod_settings(com, tilts).held_views("tilt") == [32]

@@ -264,12 +264,13 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
     raw = np.asarray(nominal_tilts_deg, dtype=float)
     tilts = raw + offset
     n = len(tilts)
-    min_tilt = int(np.argmin(np.abs(raw)))  # the smallest |raw tilt|, ties to the lower view
     excluded = tuple(_views(" ".join(entries.get("ExcludeList", [])), n))
     fitted = np.ones(n, dtype=bool)
     fitted[list(excluded)] = False
     if points_per_view is not None:
         fitted &= np.asarray(points_per_view)[:n] > 0
+    # the smallest |raw tilt| among the views in the fit (all views if none is), ties to the lower view
+    min_tilt = int(np.argmin(np.where(fitted | local | ~fitted.any(), np.abs(raw), np.inf)))
     refs = _references(entries, n, min_tilt, local, None if local else fitted)
     kinds = [k for k in KINDS if not (local and k == "compression")]
     mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view, local) if kind in kinds
