@@ -39,3 +39,17 @@ def test_a_diameter_that_cannot_be_nm_says_so(cryo, tmp_path, capsys):
     assert main(["track", str(path), "--bead-diameter-nm", "500", "--output", str(tmp_path / "t.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "625.0 px at the header's 0.8 nm/px" in err and "not Angstrom" in err
+
+
+def test_the_fft_cap_holds_per_thread():
+    import threading
+
+    from napari_tomoalign.tracking._fourier import fft_threads, fft_workers
+
+    seen = {}
+    with fft_threads(1):
+        assert fft_workers() == 1
+        t = threading.Thread(target=lambda: seen.setdefault("other", fft_workers()))
+        t.start()
+        t.join()
+    assert seen["other"] == -1 and fft_workers() == -1  # every core, unless capped in that thread

@@ -283,7 +283,8 @@ _ELSEWHERE = (
      "add_run_arguments", "cmd_run", None),
     ("convert", "write an alignment in another tool's format (AreTomo .aln, CryoET Data Portal JSON, RELION 5"
      " STAR, IMOD .xf/.tlt)", ".io.convert", "add_convert_arguments", "cmd_convert", "interchange"),
-    ("batch", "align many tilt series at once on a dask cluster (this machine, or --scheduler)", ".batch.cli",
+    ("batch", "align many tilt series at once, markers given or tracked from raw stacks, on a dask cluster",
+     ".batch.cli",
      "add_batch_arguments", "cmd_batch", "batch"),
 )
 

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
 
-WORKERS = -1
+_cap = threading.local()  # per thread: a batch worker or the dock's worker caps its own FFTs
+
+
+def fft_workers() -> int:
+    """The threads the tracking's FFTs use here: every core, unless `fft_threads` capped them."""
+    return int(getattr(_cap, "workers", -1))
+
+
+@contextmanager
+def fft_threads(n: int) -> Iterator[None]:
+    """Cap the tracking's FFTs at ``n`` threads in this thread, for the block."""
+    before = fft_workers()
+    _cap.workers = max(1, int(n))
+    try:
+        yield
+    finally:
+        _cap.workers = before
 
 
 def good_size(n: int) -> int:
@@ -53,7 +73,7 @@ def _ramp(n: int, width: int) -> NDArray[np.float32]:
 
 
 def spectrum(img: NDArray[np.float32]) -> NDArray[np.complex64]:
-    return sfft.rfft2(img, workers=WORKERS)
+    return sfft.rfft2(img, workers=fft_workers())
 
 
 def correlation_peak(fa: NDArray[np.complex64], fb: NDArray[np.complex64], shape: tuple[int, int],
@@ -66,7 +86,7 @@ def correlation_peak(fa: NDArray[np.complex64], fb: NDArray[np.complex64], shape
     prod = fb * np.conj(fa)
     if filt is not None:
         prod *= filt
-    cc = sfft.irfft2(prod, s=shape, workers=WORKERS)
+    cc = sfft.irfft2(prod, s=shape, workers=fft_workers())
     cc = np.fft.fftshift(cc)
     cy, cx = shape[0] // 2, shape[1] // 2
     ly, lx = int(min(limit[1], cy - 2)), int(min(limit[0], cx - 2))

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
 
+from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
@@ -77,8 +78,9 @@ def _ncc_maps(patches: NDArray[np.float32], templates: NDArray[np.float32]) -> N
     pad = np.zeros((k, size, size), dtype=np.float32)
     pad[:, :b, :b] = t
     n = size - b + 1
-    cc = sfft.irfft2(np.conj(sfft.rfft2(pad, workers=-1)) * sfft.rfft2(patches, workers=-1), s=(size, size),
-                     workers=-1)[:, :n, :n]
+    w = fft_workers()
+    cc = sfft.irfft2(np.conj(sfft.rfft2(pad, workers=w)) * sfft.rfft2(patches, workers=w), s=(size, size),
+                     workers=w)[:, :n, :n]
     c1 = np.cumsum(np.cumsum(np.pad(patches, ((0, 0), (1, 0), (1, 0))), 1), 2, dtype=np.float64)
     c2 = np.cumsum(np.cumsum(np.pad(patches.astype(np.float64) ** 2, ((0, 0), (1, 0), (1, 0))), 1), 2)
 

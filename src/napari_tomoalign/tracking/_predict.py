@@ -145,7 +145,7 @@ def constellation_shift(response: NDArray[np.float32], pred: NDArray[np.float64]
     that no clump or edge dominates."""
     import scipy.fft as sfft
 
-    from ._fourier import subpixel_peak
+    from ._fourier import fft_workers, subpixel_peak
 
     if len(pred) < 3:
         return None
@@ -154,7 +154,8 @@ def constellation_shift(response: NDArray[np.float32], pred: NDArray[np.float64]
     deltas = np.zeros((rows, cols), dtype=np.float32)
     ij = np.floor(pred + 0.5).astype(np.intp)
     np.add.at(deltas, (ij[:, 1] % rows, ij[:, 0] % cols), 1.0)
-    cc = sfft.irfft2(sfft.rfft2(r, workers=-1) * np.conj(sfft.rfft2(deltas, workers=-1)), s=(rows, cols), workers=-1)
+    w = fft_workers()
+    cc = sfft.irfft2(sfft.rfft2(r, workers=w) * np.conj(sfft.rfft2(deltas, workers=w)), s=(rows, cols), workers=w)
     cc = np.fft.fftshift(cc)
     cy, cx = rows // 2, cols // 2
     lim = int(min(max_shift, cy - 2, cx - 2))

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..reconstruction.erase import erase_radius_px, erase_view
+from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
@@ -50,7 +51,7 @@ def whitening_kernel(background: NDArray[np.float32], size: int = KERNEL_PX) -> 
     rows, cols = background.shape
     a = background - np.float32(background.mean())
     win = np.outer(np.hanning(rows), np.hanning(cols)).astype(np.float32)
-    power = np.abs(sfft.rfft2(a * win, workers=-1)) ** 2
+    power = np.abs(sfft.rfft2(a * win, workers=fft_workers())) ** 2
     ky = sfft.fftfreq(rows)[:, None]
     kx = sfft.rfftfreq(cols)[None, :]
     nb = 64
@@ -95,8 +96,9 @@ class Whitener:
         if self.log:
             raw = _log_counts(raw, self.floor)
         n = sfft.next_fast_len(big, real=True)  # zero padding: the slice below never sees the wrap
-        spec = sfft.rfft2(raw, s=(n, n), workers=-1) * sfft.rfft2(self.kernel[::-1, ::-1], s=(n, n))
-        out = sfft.irfft2(spec, s=(n, n), workers=-1)[:, k - 1 : big, k - 1 : big]
+        w = fft_workers()
+        spec = sfft.rfft2(raw, s=(n, n), workers=w) * sfft.rfft2(self.kernel[::-1, ::-1], s=(n, n))
+        out = sfft.irfft2(spec, s=(n, n), workers=w)[:, k - 1 : big, k - 1 : big]
         return out.astype(np.float32), origins, inside
 
     def refine(self, img: NDArray[np.float32], xy: NDArray[np.float64], hot: float) -> NDArray[np.float64]:

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
@@ -101,8 +102,9 @@ def _fft_correlate(img: NDArray[np.float32], kernel: NDArray[np.float64]) -> NDA
     kh, kw = kernel.shape
     k[:kh, :kw] = kernel
     k = np.roll(k, (-(kh // 2), -(kw // 2)), axis=(0, 1))
-    f = sfft.rfft2(img, workers=-1) * np.conj(sfft.rfft2(k, workers=-1))
-    return sfft.irfft2(f, s=(rows, cols), workers=-1).astype(np.float32)
+    w = fft_workers()
+    f = sfft.rfft2(img, workers=w) * np.conj(sfft.rfft2(k, workers=w))
+    return sfft.irfft2(f, s=(rows, cols), workers=w).astype(np.float32)
 
 
 def matched_filter(mass: NDArray[np.float32], diameter_px: float) -> NDArray[np.float32]:

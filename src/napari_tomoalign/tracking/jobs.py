@@ -59,11 +59,13 @@ def track_to_file(
     n_beads: int | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> TrackedStack:
     """Find and track the gold beads of a raw stack and write the markers (``.csv``, ``.fid`` or ``.mod``).
 
     The tilt angles come from ``tilt_angles_path``, else from beside the stack (IMOD's order). Raises
     `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told apart.
+    ``threads`` caps the threads of the tracking (a batch worker asks for one).
     """
     out = Path(output)
     if out.suffix.lower() not in MARKER_SUFFIXES:
@@ -88,7 +90,8 @@ def track_to_file(
         raise UsageError(f"--bead-diameter-nm {bead_diameter_nm:g} is {d_px:.1f} px at the header's {pixel_nm:g} nm/px,"
                          f" which does not fit {cols} x {rows} images: gold is usually 5-20 nm (not Angstrom);"
                          " check the number and the pixel size, or give --bead-diameter-px")
-    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress)
+    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress,
+                         threads=threads)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else

@@ -132,8 +132,9 @@ def track_beads(
         from threadpoolctl import threadpool_limits
 
         from ..alignment._threads import compiled_threads
+        from ._fourier import fft_threads
 
-        with compiled_threads(threads), threadpool_limits(threads):
+        with compiled_threads(threads), threadpool_limits(threads), fft_threads(threads):
             return track_beads(stack, tilt_angles_deg, bead_diameter_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
                                seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
                                coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop)
