@@ -8,6 +8,7 @@ Progress is reported as ``progress(stage, done, total, text)`` and work stops wi
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ def run_alignment(
     leave_out: bool = False,
     start: Alignment | None = None,
     threads: int | None = None,
+    imod_com: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PipelineResult:
@@ -102,6 +104,8 @@ def run_alignment(
     ``images`` is ``(n_views, rows, cols)`` (a memory map is fine), or None to solve only. ``start``
     warm-starts the solve from a previous solution; ``leave_out`` adds the leave-out errors.
     ``threads`` caps the compiled loops, BLAS and FFT threads (a GUI keeps a core for itself).
+    ``imod_com``: solve IMOD's full model with the tiltalign options of that align.com instead of ``options``
+    (`alignment.imod_align`; ``start`` and ``leave_out`` do not apply to it).
     """
     if threads is not None:
         from threadpoolctl import threadpool_limits
@@ -114,15 +118,12 @@ def run_alignment(
                 only_markers_in_every_view=only_markers_in_every_view, pixel_size_nm=pixel_size_nm,
                 make_aligned_stack=make_aligned_stack, make_tomogram=make_tomogram,
                 tomogram_thickness_px=tomogram_thickness_px, tomogram_binning=tomogram_binning,
-                leave_out=leave_out, start=start, progress=progress, should_stop=should_stop,
+                leave_out=leave_out, start=start, imod_com=imod_com, progress=progress, should_stop=should_stop,
             )
     def report(stage: str, done: int, total: int, text: str) -> None:
-        if progress is not None:
-            progress(stage, done, total, text)
+        _ = progress(stage, done, total, text) if progress is not None else None
 
-    view = np.asarray(view)
-    marker = np.asarray(marker)
-    xy = np.asarray(xy, dtype=float)
+    view, marker, xy = np.asarray(view), np.asarray(marker), np.asarray(xy, dtype=float)
     if only_markers_in_every_view:
         keep_ids = markers_in_every_view(view, marker, len(tilt_angles_deg))
         if keep_ids.size == 0:
@@ -137,8 +138,9 @@ def run_alignment(
         report(stage, iteration, options.max_iterations, f"{stage} stage, iteration {iteration}")
 
     t0 = time.perf_counter()
-    al = align_markers(view, marker, xy, tilt_angles_deg, image_size, options, pixel_size_nm=pixel_size_nm,
-                       progress=solver_progress, should_stop=should_stop, start=start, warn=False)
+    al = _solve(view, marker, xy, tilt_angles_deg, image_size, options, pixel_size_nm, imod_com, start,
+                solver_progress, should_stop)
+    leave_out = leave_out and imod_com is None
     timings["solve"] = time.perf_counter() - t0
     lo = None
     if leave_out:
@@ -161,6 +163,18 @@ def run_alignment(
         raise Cancelled("cancelled")
     return PipelineResult(name, al, xf, ali, tomo, binning, np.unique(marker), timings_s=timings,
                           leave_out=lo)
+
+
+def _solve(view, marker, xy, tilts, size, options: AlignmentOptions, pixel_size_nm: float | None, imod_com,
+           start: Alignment | None, progress, should_stop) -> Alignment:
+    """The solve of `run_alignment`: the default model with ``options``, or an align.com's full model."""
+    if imod_com is not None:
+        from .alignment.imod_align import align_markers_imod
+
+        return align_markers_imod(view, marker, xy, tilts, size, imod_com, pixel_size_nm=pixel_size_nm,
+                                  progress=progress, should_stop=should_stop)
+    return align_markers(view, marker, xy, tilts, size, options, pixel_size_nm=pixel_size_nm, progress=progress,
+                         should_stop=should_stop, start=start, warn=False)
 
 
 def _images(images, al: Alignment, xf, make_tomogram: bool, binning: int, thickness: int | None, report,
