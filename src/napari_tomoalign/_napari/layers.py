@@ -25,6 +25,7 @@ from ..io.markers import MarkerTable
 MARKER_STYLE: dict[str, Any] = {"symbol": "ring", "size": 12, "border_width": 0.05, "border_color": "black"}
 MARKER_TEXT: dict[str, Any] = {"string": "{marker}", "size": 8, "color": "white", "anchor": "upper_left",
                                "translation": [0, -7, 7]}  # beside the ring, not over the bead
+TILT_AXES = ("view", "y", "x")  # the dims sliders' names for a tilt series (IMOD's "view", not napari's "-3")
 LABEL_OFFSET = 0.55  # of the ring's size: the label's corner sits just off the ring (7 px for a ring of 12)
 
 
@@ -110,3 +111,30 @@ def new_markers_kwargs(image: Any, name: str) -> dict[str, Any]:
         "face_color": hex_color(marker_colors(np.array([1]))[0]), "text": dict(MARKER_TEXT),
         "metadata": {"image_size": (cols, rows), "source": f"clicked on {image.name}"},
     }
+
+
+def label_axes(dims: Any, names: tuple[str, ...] = TILT_AXES) -> bool:
+    """Name the last ``len(names)`` axes of a viewer's ``dims`` (napari's public ``axis_labels``), leaving alone
+    any label a user or another plugin gave (only napari's numeric defaults are replaced); return whether any
+    label changed."""
+    n = int(dims.ndim)
+    if n < len(names):
+        return False
+    labels = list(dims.axis_labels)
+    for k, name in zip(range(n - len(names), n), names):
+        if labels[k].lstrip("-").isdigit():
+            labels[k] = name
+    if tuple(labels) == tuple(dims.axis_labels):
+        return False
+    dims.axis_labels = labels
+    return True
+
+
+def unlabel_axes(dims: Any, names: tuple[str, ...] = TILT_AXES) -> bool:
+    """Give the axes `label_axes` named back napari's default labels (the tilt series is gone)."""
+    n = int(dims.ndim)
+    labels = list(dims.axis_labels)
+    if n < len(names) or tuple(labels[n - len(names):]) != tuple(names):
+        return False
+    dims.axis_labels = [*labels[: n - len(names)], *(str(k - n) for k in range(n - len(names), n))]
+    return True

@@ -56,6 +56,7 @@ class AlignWidget(QWidget):
         self.undo_stack = UndoStack(on_change=lambda on: setattr(self.triage.undo_button, "enabled", on))
         self.inputs = InputsSection(viewer, self.say)
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
+        self.panel.image_of = lambda: self.inputs.image.value  # the ids' colours contrast with it
         self.options = OptionsSection()
         self.runner = Runner(self.say)
         self.results = ResultLayers(viewer)

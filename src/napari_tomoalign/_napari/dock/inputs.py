@@ -19,7 +19,15 @@ from napari.utils.notifications import show_info
 
 from ...io.errors import FileFormatError
 from ...io.tilt_sources import read_tilt_file
-from ..layers import adopt_frame, frame_of, marker_colors, new_markers_kwargs, plain_points_to_pixels
+from ..layers import (
+    adopt_frame,
+    frame_of,
+    label_axes,
+    marker_colors,
+    new_markers_kwargs,
+    plain_points_to_pixels,
+    unlabel_axes,
+)
 from .logic import tilt_summary
 from .ui import button, form, row, text_label
 
@@ -76,6 +84,10 @@ class InputsSection:
     def _changed(self, *_: Any) -> None:
         layer = self.markers.value
         self.use_as_markers.enabled = layer is not None and not is_markers(layer)
+        if self.image.value is not None:  # the sliders read "view", "y", "x", not "-3", "-2", "-1"
+            label_axes(self._viewer.dims)
+        elif not self._image_layers():
+            unlabel_axes(self._viewer.dims)
         self.pair()
         self.tilt_source.value = self.describe_tilts()
         for callback in self.on_change:

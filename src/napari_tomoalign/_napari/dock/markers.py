@@ -3,7 +3,8 @@
 It watches the chosen markers layer: napari's adds, moves and deletes are snapshotted for undo before
 they happen, and after each edit the colours are redrawn (a hue per marker, red borders for two
 points of one marker in one view, orange for points the robust fit flagged, a thick white outline for points
-tracking marked to check, faded excluded markers).
+tracking marked to check, faded excluded markers). Each point's id is drawn in its marker's colour (readable
+on dark and light images alike, and tied to its ring), and only where it fits (`labels`): "marker ids" chooses.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import SpinBox
+from magicgui.widgets import ComboBox, SpinBox
 
 from ..layers import hex_color, marker_colors
-from .logic import duplicate_pairs, duplicates_text, next_marker_id, point_borders, track_data
+from .labels import LABEL_MODES, indices_mask, label_colors, label_mask, label_strings, nearest_neighbour
+from .logic import duplicate_pairs, duplicates_text, next_marker_id, point_borders, track_data, view_index
 from .ui import button, form, row, text_label
 from .undo import UndoStack
 
@@ -38,12 +40,20 @@ class MarkersPanel:
                                       tooltip="new clicks on the markers layer get this marker id")
         self.new_marker = button("New marker", "make the next unused id current: the next clicks start a new bead")
         self.show_tracks = button("Show tracks", "draw each marker's track across the views")
+        self.ids = ComboBox(label="marker ids", choices=LABEL_MODES, value=LABEL_MODES[0],
+                            tooltip="which rings get their id: where it fits at this zoom (and always the selected "
+                            "points and those worth a check), all, only those, or none")
         self.duplicates = text_label("duplicates: none")
-        self.widget = form(self.current_marker)
+        self._spacing: np.ndarray | None = None  # nearest other point of the same view, data pixels
+        self._shown: np.ndarray | None = None  # the points whose id is drawn
+        self.image_of: Callable[[], Any] = lambda: None  # the tilt series under the markers (the dock sets it)
+        self._lightness: tuple[Any, float] = (None, 0.0)  # (image and contrast, its median pixel's luminance)
+        self.widget = form(self.current_marker, self.ids)
         self.widget.extend([row(self.new_marker, self.show_tracks), self.duplicates])
         self.current_marker.changed.connect(self._on_current_marker)
         self.new_marker.changed.connect(self.start_new_marker)
         self.show_tracks.changed.connect(self.toggle_tracks)
+        self.ids.changed.connect(lambda *_: self.update_labels(force=True))
 
     # ------------------------------------------------------------------ which layer
     def watch(self, layer: Any) -> None:
@@ -55,6 +65,8 @@ class MarkersPanel:
         if layer is None:
             return
         layer.events.data.connect(self._on_data)
+        layer.selected_data.events.items_changed.connect(self.update_labels)
+        self._viewer.camera.events.zoom.connect(self.update_labels)
         layer.bind_key(UNDO_KEY, self._undo_key, overwrite=True)
         ids = layer.features["marker"].to_numpy()
         self.current_marker.value = int(ids.max()) if ids.size else 1
@@ -66,6 +78,8 @@ class MarkersPanel:
             return
         try:
             self.layer.events.data.disconnect(self._on_data)
+            self.layer.selected_data.events.items_changed.disconnect(self.update_labels)
+            self._viewer.camera.events.zoom.disconnect(self.update_labels)
             self.layer.bind_key(UNDO_KEY, None)
         except (TypeError, ValueError, RuntimeError, KeyError):
             pass
@@ -115,9 +129,46 @@ class MarkersPanel:
             layer.border_color = border
             layer.border_width = width
             layer.face_color = face
+            layer.text.color = label_colors(face, self.background())  # the id in its ring's hue, at one lightness
+        self._spacing = None
+        self.update_labels(force=True)
         self.duplicates.value = "duplicates: " + duplicates_text(duplicate_pairs(view, ids))
         if TRACKS in self._viewer.layers:
             self.update_tracks()
+
+    def background(self) -> float:
+        """The luminance (0-1) of the tilt series' median pixel as napari shows it (0 with no tilt series)."""
+        image = self.image_of()
+        if image is None or image.rgb or image.ndim != 3:
+            return 0.0
+        key = (id(image), tuple(image.contrast_limits), image.colormap.name)
+        if self._lightness[0] != key:
+            lo, hi = (float(v) for v in image.contrast_limits)
+            middle = np.asarray(image.data[image.data.shape[0] // 2][::4, ::4], dtype=float)
+            v = np.clip((float(np.median(middle)) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+            rgb = np.asarray(image.colormap.map(np.array([v])))[0, :3]
+            self._lightness = (key, float(rgb @ np.array([0.2126, 0.7152, 0.0722])))
+        return self._lightness[1]
+
+    def update_labels(self, *_: Any, force: bool = False) -> None:
+        """Draw the ids the "marker ids" choice asks for at the current zoom (after an edit, a zoom, a selection)."""
+        layer = self.layer
+        if layer is None or len(layer.data) == 0 or len(layer.data) != len(layer.features):
+            return
+        ids = layer.features["marker"].to_numpy(dtype=np.int64)
+        if self._spacing is None or len(self._spacing) != len(ids):
+            self._spacing = nearest_neighbour(layer.data[:, 0], layer.data[:, 1:])
+        px = float(self._viewer.camera.zoom) * abs(float(layer.scale[-1]))  # screen px per data pixel
+        check = layer.features["check"].to_numpy(dtype=bool) if "check" in layer.features else np.zeros(len(ids), bool)
+        flagged = np.array([(int(v), int(m)) in self.flagged for v, m in zip(view_index(layer.data[:, 0]), ids)],
+                           dtype=bool)
+        keep = indices_mask(len(ids), layer.selected_data) | check | flagged
+        shown = label_mask(str(self.ids.value), ids, self._spacing * px, float(np.median(layer.size)) * px,
+                           float(layer.text.size), keep)
+        if not force and self._shown is not None and np.array_equal(shown, self._shown):
+            return
+        self._shown = shown
+        layer.text.string = label_strings(ids, shown)
 
     # ------------------------------------------------------------------ tracks
     def toggle_tracks(self, *_: Any) -> None:

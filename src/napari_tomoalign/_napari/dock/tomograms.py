@@ -1,6 +1,6 @@
 """Tomograms are volumes, not tilt series: they get a napari viewer of their own, so that their Z
 slider never doubles as the view slider of a tilt series. Voxel size on all three axes, opened at the
-middle section, each panel labelled; two tomograms side by side share one camera (napari's grid)."""
+middle section, its axes named z, y, x, each panel labelled; two tomograms side by side share one camera (napari's grid)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image
+
+from ..layers import label_axes
 
 TITLE = "TomoAlign: tomograms"
 
@@ -46,6 +48,7 @@ class TomogramViewer:
         grid.stride, grid.shape, grid.enabled = 1, (1, len(panels)), len(panels) > 1
         middle = added[0].data_to_world((added[0].data.shape[0] // 2, 0, 0))[0]
         viewer.dims.set_point(0, float(middle))
+        label_axes(viewer.dims, ("z", "y", "x"))  # a volume's slider is z, not a view
         viewer.reset_view()
         return added
 

@@ -1,0 +1,84 @@
+"""Which marker ids to draw beside the rings: pure functions, no napari, magicgui or Qt.
+
+With a hundred small beads in a view, an id beside every ring covers the neighbouring rings ("391011").
+The default, ``"where they fit"``, labels a point only when its nearest neighbour in the same view is far
+enough on screen for the label to sit between them at the current zoom; the selected points and the points
+worth a check (tracking's mark, the robust fit's flag) are labelled anyway: those are the ones a user reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .logic import view_index
+
+LABEL_MODES = ("where they fit", "all", "selected and to check", "none")
+DIGIT_WIDTH = 0.8  # screen px per digit per unit of text size (a digit is about 0.6 em, an em 1.33 px/pt)
+
+
+def nearest_neighbour(view: NDArray, yx: NDArray) -> NDArray[np.float64]:
+    """``(n,)`` distance (data pixels) from each point to the nearest other point of its view (inf if alone)."""
+    from scipy.spatial import cKDTree
+
+    v = view_index(np.asarray(view))
+    p = np.asarray(yx, dtype=float).reshape(-1, 2)
+    out = np.full(len(v), np.inf)
+    for w in np.unique(v):
+        idx = np.flatnonzero(v == w)
+        if len(idx) > 1:
+            dist, _ = cKDTree(p[idx]).query(p[idx], k=2)
+            out[idx] = dist[:, 1]
+    return out
+
+
+def label_mask(mode: str, marker: NDArray, spacing_screen_px: NDArray, ring_screen_px: float, text_size: float,
+               keep: NDArray | None = None) -> NDArray[np.bool_]:
+    """``(n,)`` True for the points whose id is drawn: all, none, ``keep`` (the selected and to-check points)
+    only, or (``"where they fit"``) also those whose nearest neighbour on screen (``spacing_screen_px``) is
+    further than the ring and the id's width."""
+    if mode not in LABEL_MODES:
+        raise ValueError(f"unknown marker id mode {mode!r}; choose one of {', '.join(LABEL_MODES)}")
+    m = np.asarray(marker, dtype=np.int64)
+    kept = np.zeros(len(m), bool) if keep is None else np.asarray(keep, dtype=bool)
+    if mode == "all":
+        return np.ones(len(m), bool)
+    if mode == "none":
+        return np.zeros(len(m), bool)
+    if mode == "selected and to check":
+        return kept
+    digits = np.char.str_len(m.astype(str)) if len(m) else np.zeros(0)
+    need = float(ring_screen_px) + DIGIT_WIDTH * float(text_size) * np.maximum(digits, 2)
+    return kept | (np.asarray(spacing_screen_px, dtype=float) >= need)
+
+
+def label_strings(marker: NDArray, shown: NDArray) -> list[str]:
+    """The text of each point: its marker id where ``shown``, nothing elsewhere."""
+    return [str(int(m)) if s else "" for m, s in zip(np.asarray(marker), np.asarray(shown, dtype=bool))]
+
+
+def indices_mask(n: int, indices: Iterable[int]) -> NDArray[np.bool_]:
+    """``(n,)`` True at ``indices`` (a layer's selected points; out-of-range ones ignored)."""
+    out = np.zeros(n, bool)
+    idx = np.array([i for i in indices if 0 <= int(i) < n], dtype=np.intp)
+    out[idx] = True
+    return out
+
+
+LIGHT_IDS, DARK_IDS = 0.85, 0.25  # luminance of the ids' colours over a dark or a light image
+LIGHT_IMAGE = 0.75  # an image whose median pixel is shown this light (a bright, even field) gets dark ids
+
+
+def label_colors(rgba: NDArray, background: float = 0.0) -> NDArray[np.float64]:
+    """``(n, 4)`` colours of the ids: each marker's hue (``rgba``), made light (a tint) over a dark or mid-grey
+    image and dark (a shade) over a light one (``background``: the luminance of its median pixel as shown), so
+    every id contrasts with the image while its hue still ties it to its ring."""
+    target = DARK_IDS if float(background) >= LIGHT_IMAGE else LIGHT_IDS
+    c = np.array(rgba, dtype=float).reshape(-1, 4)
+    y = c[:, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    a = np.clip((target - y) / np.maximum(1.0 - y, 1e-9), 0.0, 1.0)[:, None]  # towards white
+    shade = np.clip(target / np.maximum(y, 1e-9), 0.0, 1.0)[:, None]  # towards black
+    c[:, :3] = np.where((y < target)[:, None], c[:, :3] + a * (1.0 - c[:, :3]), c[:, :3] * shade)
+    return c

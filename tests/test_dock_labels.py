@@ -1,0 +1,112 @@
+"""What the viewer names and writes for an IMOD user: the sliders read "view", "y", "x" once the dock pairs a
+tilt series (and a volume's z, y, x), and a crowded field of beads gets ids only where they fit, in their marker's
+colour."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari.layers import Points  # noqa: E402
+
+from napari_tomoalign._napari.dock.inputs import InputsSection  # noqa: E402
+from napari_tomoalign._napari.dock.labels import DARK_IDS, LIGHT_IDS, label_colors, label_mask, nearest_neighbour  # noqa: E402
+from napari_tomoalign._napari.dock.markers import MarkersPanel  # noqa: E402
+from napari_tomoalign._napari.dock.tomograms import TomogramViewer  # noqa: E402
+from napari_tomoalign._napari.dock.undo import UndoStack  # noqa: E402
+from napari_tomoalign._napari.layers import markers_to_points  # noqa: E402
+from napari_tomoalign.io.markers import MarkerTable  # noqa: E402
+
+TILTS = np.linspace(-60, 60, 5)
+
+
+def test_dims_read_view_y_x_once_a_tilt_series_is_paired(make_napari_viewer):
+    viewer = make_napari_viewer()
+    assert viewer.dims.axis_labels[-1] != "x"  # napari's default before the dock
+    viewer.add_image(np.zeros((5, 48, 64), np.float32), name="stack", metadata={"tilt_angles_deg": TILTS})
+    inputs = InputsSection(viewer, lambda text: None)
+    inputs.refresh()
+    assert tuple(viewer.dims.axis_labels) == ("view", "y", "x")
+    # A 4-D layer: the tilt series' axes are the last three; the new leading axis keeps napari's label.
+    viewer.add_image(np.zeros((2, 5, 48, 64), np.float32), name="4-D")
+    inputs.refresh()
+    assert tuple(viewer.dims.axis_labels[-3:]) == ("view", "y", "x") and viewer.dims.axis_labels[0] != "view"
+    viewer.layers.remove("4-D")
+    # A label the user gave is kept.
+    viewer.dims.axis_labels = ["angle", "-2", "-1"]
+    inputs.refresh()
+    assert tuple(viewer.dims.axis_labels) == ("angle", "y", "x")
+    # No tilt series left: napari's labels come back (a volume opened next is not called "view").
+    viewer.dims.axis_labels = ["view", "y", "x"]
+    viewer.layers.remove("stack")
+    inputs.refresh()
+    assert "view" not in viewer.dims.axis_labels
+
+
+def test_tomogram_viewer_names_its_axes_z_y_x(qtbot):
+    tomograms = TomogramViewer()
+    try:
+        tomograms.show([(np.zeros((8, 16, 16), np.float32), 1.2, "tomogram")])
+        assert tuple(tomograms.viewer.dims.axis_labels) == ("z", "y", "x")
+    finally:
+        tomograms.close()
+
+
+def crowded_markers():
+    """View 0: a clump of three beads 10 px apart, and two lone beads 100 px from everything; view 1: one bead."""
+    xy = np.array([[50.0, 50.0], [60.0, 50.0], [50.0, 60.0], [200.0, 50.0], [50.0, 200.0], [120.0, 120.0]])
+    table = MarkerTable(np.array([0, 0, 0, 0, 0, 1]), np.array([101, 102, 103, 4, 5, 6]), xy, (256, 256))
+    data, kwargs = markers_to_points(table, "crowded")
+    kwargs["size"] = 7.5  # 5 px beads
+    return Points(data, **kwargs)
+
+
+def test_ids_drawn_only_where_they_fit_and_in_the_markers_colour(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layer = viewer.add_layer(crowded_markers())
+    panel = MarkersPanel(viewer, UndoStack(), lambda text: None)
+    viewer.camera.zoom = 2.0
+    panel.watch(layer)
+    strings = list(layer.text.string.array)
+    assert strings == ["", "", "", "4", "5", "6"]  # the clump's ids would cover each other's rings
+    colours = np.asarray(layer.text.color.array)
+    np.testing.assert_allclose(colours, label_colors(layer.face_color, 0.0))  # its ring's hue, not white
+    assert len({tuple(np.round(c, 6)) for c in colours}) == 6
+    layer.selected_data = {1}  # the selected point is always labelled
+    assert list(layer.text.string.array)[:3] == ["", "102", ""]
+    layer.selected_data = set()
+    viewer.camera.zoom = 40.0  # zoomed in, the clump's beads are far apart on screen
+    assert list(layer.text.string.array) == ["101", "102", "103", "4", "5", "6"]
+    viewer.camera.zoom = 2.0
+    panel.ids.value = "none"
+    assert not any(layer.text.string.array)
+    panel.ids.value = "all"
+    assert list(layer.text.string.array) == ["101", "102", "103", "4", "5", "6"]
+    panel.unwatch()
+
+
+def test_label_mask_keeps_points_to_check_and_refuses_unknown_modes():
+    view = np.array([0, 0, 0, 1])
+    yx = np.array([[0.0, 0.0], [0.0, 4.0], [0.0, 30.0], [0.0, 0.0]])
+    np.testing.assert_allclose(nearest_neighbour(view, yx), [4.0, 4.0, 26.0, np.inf])
+    ids = np.array([7, 8, 9, 10])
+    spacing = nearest_neighbour(view, yx) * 1.0
+    shown = label_mask("where they fit", ids, spacing, 8.0, 10.0, keep=np.array([False, True, False, False]))
+    np.testing.assert_array_equal(shown, [False, True, True, True])  # 26 px fits a ring (8) and 2 digits (16)
+    np.testing.assert_array_equal(label_mask("selected and to check", ids, spacing, 8.0, 10.0,
+                                             keep=np.array([True, False, False, False])), [True, False, False, False])
+    with pytest.raises(ValueError, match="unknown marker id mode"):
+        label_mask("some", ids, spacing, 8.0, 10.0)
+
+
+def test_id_colours_keep_the_hue_and_contrast_with_the_image():
+    import colorsys
+
+    rgba = np.array([[0.25, 0.25, 1.0, 1.0], [1.0, 1.0, 0.25, 1.0], [0.25, 1.0, 0.25, 0.25]])  # blue, yellow, faded
+    weights = np.array([0.2126, 0.7152, 0.0722])
+    for background, target in ((0.1, LIGHT_IDS), (0.5, LIGHT_IDS), (0.95, DARK_IDS)):
+        out = label_colors(rgba, background)
+        np.testing.assert_allclose(out[:, :3] @ weights, target, atol=1e-9)  # one lightness for every marker
+        np.testing.assert_allclose(out[:, 3], rgba[:, 3])  # an excluded marker's id stays faded
+        hues = [colorsys.rgb_to_hsv(*c[:3])[0] for c in out]
+        np.testing.assert_allclose(hues, [colorsys.rgb_to_hsv(*c[:3])[0] for c in rgba], atol=1e-6)
