@@ -54,7 +54,7 @@ def test_tomogram_viewer_names_its_axes_z_y_x(qtbot):
 
 def crowded_markers():
     """View 0: a clump of three beads 10 px apart, and two lone beads 100 px from everything; view 1: one bead."""
-    xy = np.array([[50.0, 50.0], [60.0, 50.0], [50.0, 60.0], [200.0, 50.0], [50.0, 200.0], [120.0, 120.0]])
+    xy = np.array([[50.0, 50.0], [60.0, 50.0], [50.0, 60.0], [200.0, 50.0], [50.0, 200.0], [100.0, 120.0]])
     table = MarkerTable(np.array([0, 0, 0, 0, 0, 1]), np.array([101, 102, 103, 4, 5, 6]), xy, (256, 256))
     data, kwargs = markers_to_points(table, "crowded")
     kwargs["size"] = 7.5  # 5 px beads
@@ -110,3 +110,21 @@ def test_id_colours_keep_the_hue_and_contrast_with_the_image():
         np.testing.assert_allclose(out[:, 3], rgba[:, 3])  # an excluded marker's id stays faded
         hues = [colorsys.rgb_to_hsv(*c[:3])[0] for c in out]
         np.testing.assert_allclose(hues, [colorsys.rgb_to_hsv(*c[:3])[0] for c in rgba], atol=1e-6)
+
+
+def test_each_id_contrasts_with_the_image_under_it(make_napari_viewer):
+    """A stack dark on the left and light on the right: ids over the left are light, over the right dark."""
+    viewer = make_napari_viewer()
+    stack = np.zeros((2, 256, 256), np.float32)
+    stack[:, :, 128:] = 1.0
+    image = viewer.add_image(stack, name="stack", contrast_limits=(0.0, 1.0))
+    layer = viewer.add_layer(crowded_markers())
+    panel = MarkersPanel(viewer, UndoStack(), lambda text: None)
+    panel.image_of = lambda: image
+    panel.watch(layer)
+    lightness = np.asarray(layer.text.color.array)[:, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    right = layer.data[:, 2] > 140  # the label sits right of its ring: x = 200 is over the light half
+    np.testing.assert_allclose(lightness[right], DARK_IDS, atol=1e-9)
+    np.testing.assert_allclose(lightness[~right], LIGHT_IDS, atol=1e-9)
+    assert right.sum() == 1
+    panel.unwatch()

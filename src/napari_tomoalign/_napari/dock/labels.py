@@ -67,17 +67,31 @@ def indices_mask(n: int, indices: Iterable[int]) -> NDArray[np.bool_]:
     return out
 
 
-LIGHT_IDS, DARK_IDS = 0.85, 0.25  # luminance of the ids' colours over a dark or a light image
-LIGHT_IMAGE = 0.75  # an image whose median pixel is shown this light (a bright, even field) gets dark ids
+LIGHT_IDS, DARK_IDS = 0.85, 0.25  # luminance of the ids' colours over a dark or a light background
+LIGHT_IMAGE = 0.6  # an id whose background is shown at least this light is drawn dark
+LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
-def label_colors(rgba: NDArray, background: float = 0.0) -> NDArray[np.float64]:
+def under_labels(stack: NDArray, view: NDArray, yx: NDArray, ring: float) -> NDArray:
+    """``(n, 16)`` pixels of ``stack`` (views, rows, columns) where each point's id is drawn: a 4 x 4 grid over
+    the box beside its ring (up and to the right, as `layers.marker_text` places it), clipped to the image."""
+    v = np.clip(view_index(np.asarray(view)), 0, stack.shape[0] - 1)
+    p = np.asarray(yx, dtype=float).reshape(-1, 2)
+    r = float(ring)
+    dy, dx = np.meshgrid(np.linspace(-1.3 * r, -0.4 * r, 4), np.linspace(0.6 * r, 2.0 * r, 4), indexing="ij")
+    rows = np.clip(np.round(p[:, :1] + dy.ravel()), 0, stack.shape[1] - 1).astype(np.intp)
+    cols = np.clip(np.round(p[:, 1:] + dx.ravel()), 0, stack.shape[2] - 1).astype(np.intp)
+    return np.asarray(stack[v[:, None], rows, cols])
+
+
+def label_colors(rgba: NDArray, background: float | NDArray = 0.0) -> NDArray[np.float64]:
     """``(n, 4)`` colours of the ids: each marker's hue (``rgba``), made light (a tint) over a dark or mid-grey
-    image and dark (a shade) over a light one (``background``: the luminance of its median pixel as shown), so
-    every id contrasts with the image while its hue still ties it to its ring."""
-    target = DARK_IDS if float(background) >= LIGHT_IMAGE else LIGHT_IDS
+    background and dark (a shade) over a light one (``background``: the luminance under each id as shown, or one
+    for all), so every id contrasts with what is under it while its hue still ties it to its ring."""
     c = np.array(rgba, dtype=float).reshape(-1, 4)
-    y = c[:, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    target = np.where(np.broadcast_to(np.asarray(background, dtype=float), (len(c),)) >= LIGHT_IMAGE,
+                      DARK_IDS, LIGHT_IDS)
+    y = c[:, :3] @ LUMA
     a = np.clip((target - y) / np.maximum(1.0 - y, 1e-9), 0.0, 1.0)[:, None]  # towards white
     shade = np.clip(target / np.maximum(y, 1e-9), 0.0, 1.0)[:, None]  # towards black
     c[:, :3] = np.where((y < target)[:, None], c[:, :3] + a * (1.0 - c[:, :3]), c[:, :3] * shade)

@@ -16,7 +16,16 @@ import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
 
 from ..layers import hex_color, marker_colors
-from .labels import LABEL_MODES, indices_mask, label_colors, label_mask, label_strings, nearest_neighbour
+from .labels import (
+    LABEL_MODES,
+    LUMA,
+    indices_mask,
+    label_colors,
+    label_mask,
+    label_strings,
+    nearest_neighbour,
+    under_labels,
+)
 from .logic import duplicate_pairs, duplicates_text, next_marker_id, point_borders, track_data, view_index
 from .ui import button, form, row, text_label
 from .undo import UndoStack
@@ -47,7 +56,6 @@ class MarkersPanel:
         self._spacing: np.ndarray | None = None  # nearest other point of the same view, data pixels
         self._shown: np.ndarray | None = None  # the points whose id is drawn
         self.image_of: Callable[[], Any] = lambda: None  # the tilt series under the markers (the dock sets it)
-        self._lightness: tuple[Any, float] = (None, 0.0)  # (image and contrast, its median pixel's luminance)
         self.widget = form(self.current_marker, self.ids)
         self.widget.extend([row(self.new_marker, self.show_tracks), self.duplicates])
         self.current_marker.changed.connect(self._on_current_marker)
@@ -129,26 +137,26 @@ class MarkersPanel:
             layer.border_color = border
             layer.border_width = width
             layer.face_color = face
-            layer.text.color = label_colors(face, self.background())  # the id in its ring's hue, at one lightness
+            layer.text.color = label_colors(face, self.backgrounds(layer))  # the id in its ring's hue, at one lightness
         self._spacing = None
         self.update_labels(force=True)
         self.duplicates.value = "duplicates: " + duplicates_text(duplicate_pairs(view, ids))
         if TRACKS in self._viewer.layers:
             self.update_tracks()
 
-    def background(self) -> float:
-        """The luminance (0-1) of the tilt series' median pixel as napari shows it (0 with no tilt series)."""
+    def backgrounds(self, layer: Any) -> np.ndarray | float:
+        """The luminance (0-1) under each point's id as napari shows the tilt series (through its contrast limits
+        and colormap); 0 (dark) when there is none or its pixels are not in memory or a memory map."""
         image = self.image_of()
-        if image is None or image.rgb or image.ndim != 3:
+        if image is None or image.rgb or image.ndim != 3 or not isinstance(image.data, np.ndarray):
             return 0.0
-        key = (id(image), tuple(image.contrast_limits), image.colormap.name)
-        if self._lightness[0] != key:
-            lo, hi = (float(v) for v in image.contrast_limits)
-            middle = np.asarray(image.data[image.data.shape[0] // 2][::4, ::4], dtype=float)
-            v = np.clip((float(np.median(middle)) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-            rgb = np.asarray(image.colormap.map(np.array([v])))[0, :3]
-            self._lightness = (key, float(rgb @ np.array([0.2126, 0.7152, 0.0722])))
-        return self._lightness[1]
+        if tuple(image.data.shape[-2:]) != tuple(int(n) for n in layer.metadata.get("image_size", (0, 0)))[::-1]:
+            return 0.0
+        values = under_labels(image.data, layer.data[:, 0], layer.data[:, 1:], float(np.median(layer.size)))
+        lo, hi = (float(v) for v in image.contrast_limits)
+        norm = np.clip((values.astype(float) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        rgb = np.asarray(image.colormap.map(norm.ravel()))[:, :3]
+        return np.median((rgb @ LUMA).reshape(norm.shape), axis=1)
 
     def update_labels(self, *_: Any, force: bool = False) -> None:
         """Draw the ids the "marker ids" choice asks for at the current zoom (after an edit, a zoom, a selection)."""
