@@ -3,13 +3,14 @@ make besides the fit. Every default comes from `AlignmentOptions`, the core's on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
 
 from ...alignment.options import AlignmentOptions
 from .logic import AXIS_CHOICES, VARIABLE_CHOICES, build_options
-from .ui import form
+from .ui import form, text_label
 
 LABEL_OF_MODE = {mode: label for label, mode in VARIABLE_CHOICES.items()}
 
@@ -41,9 +42,42 @@ class OptionsSection:
                                     tooltip="alignments are kept by name for Compare; empty picks one")
         self.thickness = SpinBox(label="preview thickness", min=0, max=4096, value=0,
                                  tooltip="tomogram thickness in unbinned pixels; 0 picks one from the markers' Z")
+        self.more = CheckBox(text="more variables (IMOD align.com)", value=False,
+                             tooltip="X-stretch, skew, compression, X-tilt, beam tilt and grouping by tilt, with"
+                                     " the tiltalign options of an IMOD align.com")
+        self.imod_com = FileEdit(label="", mode="r", filter="IMOD command file (*.com);;All files (*)",
+                                 value="", tooltip="etomo's align.com (or alignb.com): its tiltalign options replace"
+                                                   " the model choices above")
+        self.more_note = text_label("IMOD's full model: the align.com's tiltalign options (X-stretch, skew, X-tilt,"
+                                    " groups by tilt, its RotationAngle) replace the choices above; the report"
+                                    " lists the solved X-stretch and skew per group.")
         self.widget = form(self.axis_mode, self.axis_angle, self.rotation, self.tilt, self.magnification,
                            self.group_size, self.initial_stage, self.robust, self.robust_scale, self.every_view_only,
-                           self.leave_out, self.warm_start, self.result_name, self.thickness)
+                           self.leave_out, self.warm_start, self.result_name, self.thickness, self.more,
+                           self.more_note, self.imod_com)
+        self.more.changed.connect(self._show_more)
+        self._show_more(False)
+
+    def _show_more(self, on: bool) -> None:
+        """The full model's file in view only when asked for; the simple model stays in front."""
+        self.imod_com.native.setVisible(bool(on))
+        self.more_note.native.setVisible(bool(on))
+        for w in (self.axis_mode, self.axis_angle, self.rotation, self.tilt, self.magnification, self.group_size,
+                  self.initial_stage, self.robust, self.robust_scale, self.leave_out, self.warm_start):
+            w.enabled = not on
+
+    def imod_com_path(self) -> str | None:
+        """The align.com of the next Align, or None for the default model; a path that is not a file is an
+        error that says so (raised before any work)."""
+        if not self.more.value:
+            return None
+        text = str(self.imod_com.value or "").strip()
+        if text in ("", "."):
+            raise ValueError("tick off 'more variables', or choose the align.com whose options to use")
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{path}: no such align.com; choose etomo's align.com (or alignb.com)")
+        return str(path)
 
     def options(self) -> AlignmentOptions:
         return build_options(
@@ -59,5 +93,7 @@ class OptionsSection:
 
     def settings(self) -> dict[str, Any]:
         """The run's other choices, as `workflows.run_alignment` takes them."""
+        com = self.imod_com_path()
         return {"name": self.name(), "only_markers_in_every_view": bool(self.every_view_only.value),
-                "tomogram_thickness_px": int(self.thickness.value) or None, "leave_out": bool(self.leave_out.value)}
+                "tomogram_thickness_px": int(self.thickness.value) or None,
+                "leave_out": bool(self.leave_out.value) and com is None, "imod_com": com}
