@@ -5,7 +5,6 @@ import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
 from napari_tomoalign import report as report_module
-from napari_tomoalign.alignment.errors import AlignmentWarning
 from napari_tomoalign.report import NO_PLOTS, report_plot, text_report
 
 
@@ -77,13 +76,3 @@ def test_text_report_prints_stretch_and_skew_per_group_for_the_full_model(imod_d
     assert not any("X-stretch" in ln for ln in text_report(align_markers(m.view, m.marker, m.xy, tilts,
                                                                            m.image_size)))
 
-
-def test_views_left_out_of_a_default_fit_are_named_from_1():
-    sim = simulate_markers(n_views=21, n_markers=12, seed=3)
-    keep = sim.view != 5  # 0-based view 5 is view 6 as IMOD numbers it
-    with pytest.warns(AlignmentWarning, match="views 6"):
-        al = align_markers(sim.view[keep], sim.marker[keep], sim.xy[keep], sim.nominal_tilt_angles_deg,
-                           sim.image_size)
-    assert al.excluded_views == [5]
-    assert any(ln.startswith("warning: 1 view(s) have no markers") and ln.endswith("views 6")
-               for ln in text_report(al))
