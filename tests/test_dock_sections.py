@@ -156,7 +156,7 @@ def test_image_writer_keeps_voxel_size_and_angles(tmp_path):
     assert vol == [str(tmp_path / "t.rec")] and open_tilt_series(vol[0]).pixel_size_angstrom == pytest.approx(40.0)
 
 
-def test_report_view_shows_the_text_and_says_how_to_get_plots_without_matplotlib(monkeypatch):
+def test_report_view_shows_the_text_and_says_how_to_get_plots_without_matplotlib(qtbot, monkeypatch):
     from napari_tomoalign import report as report_module
     from napari_tomoalign._napari.dock.report_view import ReportView
     from napari_tomoalign.alignment.options import AlignmentOptions
@@ -184,3 +184,27 @@ def test_comparison_is_refused_on_the_main_thread_without_tomograms():
     assert "need a tomogram" in comparison_problem(with_tomo, SimpleNamespace(tomogram=None, tomogram_binning=2))
     assert "binned differently" in comparison_problem(
         with_tomo, SimpleNamespace(tomogram=np.zeros((4, 4, 4)), tomogram_binning=1))
+
+
+def test_report_lines_never_wrap_and_the_box_fits_the_report(qtbot):
+    from qtpy.QtWidgets import QPlainTextEdit
+
+    from napari_tomoalign._napari.dock.report_view import REPORT_LINES, ReportView, report_height
+    from napari_tomoalign.alignment.options import AlignmentOptions
+    from napari_tomoalign.simulation.markers import simulate_markers
+    from napari_tomoalign.workflows import run_alignment
+
+    s = simulate_markers(n_views=15, n_markers=8, seed=5)
+    result = run_alignment(None, s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size, AlignmentOptions(),
+                           make_aligned_stack=False, make_tomogram=False)
+    view = ReportView()
+    qtbot.addWidget(view.widget)
+    view.show([result])
+    assert view.text.lineWrapMode() == QPlainTextEdit.LineWrapMode.NoWrap  # a stage row is one row
+    line = view.text.fontMetrics().lineSpacing()
+    n = len(view.value.splitlines())
+    assert view.text.height() == report_height(line, n_lines=n) >= REPORT_LINES[0] * line  # at least 8 lines
+    # A short screen (1280 x 800) still shows 12 lines or more; a tall one all of a long report, up to 30.
+    assert report_height(13, screen_px=800, n_lines=40) >= 12 * 13
+    assert report_height(13, screen_px=1000, n_lines=22) == 23 * 13 + 24
+    assert report_height(13, screen_px=2000, n_lines=100) == REPORT_LINES[1] * 13 + 24
