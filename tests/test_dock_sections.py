@@ -208,3 +208,24 @@ def test_report_lines_never_wrap_and_the_box_fits_the_report(qtbot):
     assert report_height(13, screen_px=800, n_lines=40) >= 12 * 13
     assert report_height(13, screen_px=1000, n_lines=22) == 23 * 13 + 24
     assert report_height(13, screen_px=2000, n_lines=100) == REPORT_LINES[1] * 13 + 24
+
+
+def test_a_long_tilt_file_path_is_elided_in_the_middle_never_wrapped(viewer, tmp_path):
+    from napari_tomoalign._napari.dock.ui import DOCK_CONTENT_WIDTH
+
+    folder = tmp_path / ("a-rather-long-folder-name-of-a-session-" * 3)
+    folder.mkdir()
+    path = folder / "plastic-beads-from-the-microscope.rawtlt"
+    path.write_text("\n".join(f"{t:.1f}" for t in TILTS))
+    inputs = InputsSection(viewer, lambda text: None)
+    inputs.refresh()
+    inputs.tilt_file.value = path
+    label = inputs.tilt_source.native
+    shown = inputs.tilt_source.value
+    head, path_line = shown.split("\n")
+    assert head.startswith("tilt angles: 5 angles") and head.endswith(" from")
+    assert "\u2026" in path_line and path_line.endswith("microscope.rawtlt")  # the file name stays whole
+    assert label.fontMetrics().horizontalAdvance(path_line) <= DOCK_CONTENT_WIDTH
+    assert str(path) in label.toolTip()
+    short = "tilt angles: 5 angles, -60..60 deg, from /data/s.tlt"
+    assert inputs.show_tilts(short) == short  # what fits stays on one line, whole

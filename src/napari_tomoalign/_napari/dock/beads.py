@@ -45,7 +45,8 @@ from .runner import Runner
 from .state import Runs
 from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 
-CANDIDATES = "bead candidates"
+CANDIDATES = "bead candidates"  # the layer's role; its name is short: "<stack> beads?"
+CANDIDATES_NAME = "beads?"
 RING_BORDER = 0.12  # relative to the ring's diameter
 
 
@@ -202,7 +203,7 @@ class BeadSection:
         features = {"strength": strength, "clump": clump}
 
         def place() -> None:
-            self._candidates_layer(f"{image.name} {CANDIDATES}", data, features, attrs)
+            self._candidates_layer(f"{image.name} {CANDIDATES_NAME}", data, features, attrs)
             self._candidates_of = image
 
         def go_to_view() -> None:

@@ -16,6 +16,7 @@ from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit
 from napari.layers import Image, Points
 from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt
 
 from ...io.errors import FileFormatError
 from ...io.tilt_sources import read_tilt_file
@@ -29,7 +30,7 @@ from ..layers import (
     unlabel_axes,
 )
 from .logic import tilt_summary
-from .ui import button, form, row, text_label
+from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 
 ROLE = "tomoalign_role"  # metadata key of the layers the dock makes (results are never inputs)
 
@@ -89,7 +90,7 @@ class InputsSection:
         elif not self._image_layers():
             unlabel_axes(self._viewer.dims)
         self.pair()
-        self.tilt_source.value = self.describe_tilts()
+        self.show_tilts(self.describe_tilts())
         for callback in self.on_change:
             callback()
 
@@ -123,6 +124,19 @@ class InputsSection:
             if tilts is not None:
                 return np.asarray(tilts, dtype=float), str(source.metadata.get("tilt_source", source.name))
         raise ValueError("no tilt angles: give a tilt file (.tlt, .rawtlt or .mdoc), or open the stack with its angles")
+
+    def show_tilts(self, text: str) -> str:
+        """Show where the angles come from; a path too long for the dock goes on its own line, elided in the middle
+        (its file name stays whole), the full text in the tooltip. Returns what is shown."""
+        label = self.tilt_source.native
+        label.setToolTip(text)
+        width = (label.width() if label.isVisible() else DOCK_CONTENT_WIDTH) - 8
+        metrics = label.fontMetrics()
+        head, sep, path = text.rpartition(" from ")
+        if sep and ("/" in path or "\\" in path) and metrics.horizontalAdvance(text) > width:
+            text = f"{head} from\n{metrics.elidedText(path, Qt.TextElideMode.ElideMiddle, width)}"
+        self.tilt_source.value = text
+        return text
 
     def describe_tilts(self) -> str:
         try:

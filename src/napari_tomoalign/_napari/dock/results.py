@@ -17,7 +17,7 @@ from napari.layers import Image, Points, Vectors
 
 from ...alignment.result import Alignment
 from ...workflows import PipelineResult
-from ..layers import frame_of, marker_colors
+from ..layers import LABEL_OFFSET, frame_of, marker_colors
 from .inputs import ROLE
 from .logic import aligned_points, predicted_gap_points, residual_vectors
 from .ui import button, form
@@ -131,16 +131,19 @@ class ResultLayers:
 
     def _points(self, name: str, points: np.ndarray, ids: np.ndarray, *, symbol: str, size: float, text: str) -> None:
         colours = marker_colors(ids) if len(ids) else "white"
+        d = LABEL_OFFSET * float(size)  # the label beside its ring, down and left (the markers' ids go up and right)
         layer = self._layer(name)
         if layer is not None:
             layer.data, layer.features = points, {"marker": ids}
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             if len(ids):
                 layer.face_color, layer.size = colours, size
+                layer.text.translation = [0, d, -d]
             return
         self._place(Points(points, name=name, features={"marker": ids}, symbol=symbol, size=size,
                                    face_color=colours, border_width=0, visible=False, metadata={ROLE: name},
-                                   text={"string": text, "size": 8, "color": "white", "anchor": "lower_right"},
+                                   text={"string": text, "size": 8, "color": "white", "anchor": "lower_right",
+                                         "translation": [0, d, -d]},
                                    **self._frame()))
 
     # ------------------------------------------------------------------ showing
