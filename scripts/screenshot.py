@@ -124,7 +124,8 @@ def main() -> None:
         else:
             viewer.dims.set_point(0, 30)
             viewer.reset_view()
-        widget.steps[3].set_expanded(False)  # the options: the results and the report come into view
+        for step in widget.steps[2:4]:
+            step.set_expanded(False)  # the markers and the options: the results, the report and its plot in view
         pump(0.5)
         viewer.screenshot(args.out, canvas_only=False, flash=False)
         print(f"wrote {args.out}: {widget.status.text()}")
