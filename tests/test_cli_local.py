@@ -104,3 +104,22 @@ def test_help_says_where_to_start(capsys):
     out = capsys.readouterr().out
     assert stop.value.code == 0 and "where to start:" in out
     assert "tomoalign run STACK --bead-diameter-nm D" in out and "--imod-com align.com" in out
+
+
+def test_excluded_views_get_finite_files_imods_tools_can_read(tmp_path, imod_data, capsys):
+    com = tmp_path / "excl.com"
+    text = (imod_data / "aligna.com").read_text()
+    com.write_text(text.replace("AngleOffset\t-0.5", "AngleOffset\t-0.5\nExcludeList\t1-3"))
+    out = tmp_path / "o"
+    assert main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"),
+                 "--imod-com", str(com), "--output", str(out), "--quiet"]) == 0
+    xf = np.loadtxt(out / "BBa.xf")
+    tilts = np.loadtxt(out / "BBa.tlt")
+    assert np.all(np.isfinite(xf)) and np.allclose(xf, np.loadtxt(out / "BBa.tltxf"), atol=1e-6)
+    raw = np.loadtxt(imod_data / "BBa.rawtlt")
+    assert np.all(np.abs(tilts[:3] - (raw[:3] - 0.5)) < 0.6)  # nominal + AngleOffset + the mapped tilt change
+    info = json.loads((out / "alignment.json").read_text())
+    record = info["imod_settings"]  # the align.com's options as given, not the default model's
+    assert record["options"]["TiltOption"] == 5 and record["options"]["XStretchDefaultGrouping"] == 7
+    assert record["excluded_views"] and record["geometric_variables"] > 100
+    assert "views 1-3 excluded" in " ".join(info["warnings"])

@@ -28,7 +28,7 @@ def test_the_simple_model_stays_in_front(bba_dock):
     o = widget.options
     assert not o.more.value and o.imod_com.native.isHidden() and o.rotation.enabled
     o.more.value = True
-    assert not o.imod_com.native.isHidden() and not o.rotation.enabled and not o.tilt.enabled  # the com's options replace them
+    assert not o.imod_com.native.isHidden() and not o.rotation.enabled and not o.tilt.enabled  # the com decides
     o.more.value = False
     assert o.imod_com.native.isHidden() and o.rotation.enabled
 

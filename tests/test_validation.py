@@ -73,7 +73,7 @@ def test_marker_in_one_view_is_left_out_and_listed(sim):
 
 def test_view_with_too_few_markers_is_undetermined(sim):
     keep = (sim.view != 5) | (sim.marker <= 2)  # view 5 keeps two markers: not enough for 5 unknowns
-    with pytest.warns(AlignmentWarning, match=r"too few markers .* left out \(transform undetermined\): 5"):
+    with pytest.warns(AlignmentWarning, match=r"too few markers .* left out \(transform undetermined\): views 6"):
         al = _call(sim, views=sim.view[keep], markers=sim.marker[keep], xy=sim.xy[keep])
     assert al.excluded_views == [5]
     assert not al.view_determined[5]

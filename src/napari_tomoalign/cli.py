@@ -61,7 +61,8 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
         g.add_argument(f"--{name}", type=_variable, default=getattr(DEFAULTS, name), metavar="MODE",
                        help=f"{name}: fixed, one, view (default {getattr(DEFAULTS, name)}) or group:N")
     g.add_argument("--reference-view", type=int, metavar="N",
-                   help="0-based view whose tilt and magnification are held (default: minimum tilt)")
+                   help="view whose tilt and magnification are held, numbered from 1 as IMOD and the report"
+                        " number them (default: minimum tilt)")
     g.add_argument("--no-initial-stage", action="store_true", help="skip the initial stage")
     g.add_argument("--max-iterations", type=int, default=DEFAULTS.max_iterations,
                    help=f"iteration limit per stage (default {DEFAULTS.max_iterations})")
@@ -78,11 +79,17 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
                         " default 0, or the --imod-com file's)")
 
 
+def _view_from_one(n: int | None) -> int | None:
+    if n is not None and n < 1:
+        raise UsageError(f"--reference-view numbers views from 1, as IMOD does; {n} is not a view")
+    return None if n is None else n - 1
+
+
 def _options(args: argparse.Namespace) -> AlignmentOptions:
     return AlignmentOptions(
         rotation=args.rotation, tilt=args.tilt, magnification=args.magnification,
         tilt_axis_deg=args.tilt_axis, estimate_tilt_axis=not args.no_axis_estimate,
-        reference_view=args.reference_view, initial_stage=not args.no_initial_stage,
+        reference_view=_view_from_one(args.reference_view), initial_stage=not args.no_initial_stage,
         max_iterations=args.max_iterations, robust=args.robust or args.robust_tracks,
         robust_scale=args.robust_scale, robust_tracks=args.robust_tracks,
     )

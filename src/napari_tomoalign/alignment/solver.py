@@ -17,6 +17,7 @@ from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
+from .excluded_views import format_views
 from .model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
 from .options import AlignmentOptions
 from .result import Alignment
@@ -164,10 +165,10 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     seen[v] = True
     if (lost := ~view_ok & seen).any():
         notes.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
-                     f" left out (transform undetermined): {_listed(np.flatnonzero(lost))}")
+                     f" left out (transform undetermined): views {format_views(np.flatnonzero(lost))}")
     if (~seen).any():
-        notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): "
-                     + _listed(np.flatnonzero(~seen)))
+        notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): views "
+                     + format_views(np.flatnonzero(~seen)))
     if view_ok.sum() < 2:
         raise AlignmentError(
             "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")

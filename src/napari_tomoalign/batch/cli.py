@@ -53,7 +53,8 @@ SOLVER_HELP = {
     "rotation": ("MODE", "rotation: fixed, one, view (default) or group:N"),
     "tilt": ("MODE", "tilt: fixed, one, view (default) or group:N"),
     "magnification": ("MODE", "magnification: fixed, one, view (default) or group:N"),
-    "reference_view": ("N", "0-based view whose tilt and magnification are held (default: minimum tilt)"),
+    "reference_view": ("N", "view whose tilt and magnification are held, numbered from 1 as IMOD does"
+                                " (default: minimum tilt)"),
     "robust": ("", "refit with Tukey-bisquare weights (always, for tracked series, unless a table's robust "
                    "cell says no)"),
     "robust_scale": ("K", "scale of Tukey's constant 4.685 (larger flags fewer)"),

@@ -124,6 +124,14 @@ def yes_no(v: Any) -> bool:
     raise ValueError(f"{v!r} is not a yes/no value")
 
 
+def view_from_one(value: Any) -> int:
+    """A view number as IMOD and the report give it (from 1) as the 0-based index the solver takes."""
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"reference_view numbers views from 1 (as IMOD does), not {n}")
+    return n - 1
+
+
 def build_options(opts: dict[str, Any]):
     """``(AlignmentOptions, axis_z_shift_px)`` from batch/table option values (strings or numbers)."""
     from ..alignment.options import AlignmentOptions, VariableOption
@@ -134,7 +142,7 @@ def build_options(opts: dict[str, Any]):
             v = opts[key]
             kw[key] = v if isinstance(v, VariableOption) else VariableOption.parse(str(v))
     conv: dict[str, tuple[str, Callable[[Any], Any]]] = {
-        "tilt_axis": ("tilt_axis_deg", float), "reference_view": ("reference_view", int),
+        "tilt_axis": ("tilt_axis_deg", float), "reference_view": ("reference_view", view_from_one),
         "robust_scale": ("robust_scale", float), "max_iterations": ("max_iterations", int),
         "robust": ("robust", yes_no), "robust_tracks": ("robust_tracks", yes_no)}
     for key, (name, f) in conv.items():

@@ -73,10 +73,10 @@ def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarr
         r = al.residuals_px
         write_table(f, [np.asarray(al.obs_view, float), np.asarray(al.marker_ids, float)[al.obs_marker],
                         al.obs_xy_px[:, 0], al.obs_xy_px[:, 1], r[:, 0], r[:, 1]], [0, 0, 4, 4, 4, 4])
-    with _text(tmps[2]) as f:
-        format_xf(f, xf)
+    with _text(tmps[2]) as f:  # IMOD's tools read no NaN: a view the fit could not place gets the unit transform
+        format_xf(f, np.where(np.isfinite(xf), xf, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])))
     with _text(tmps[3]) as f:
-        tilts = np.where(al.view_determined, al.tilt_angles_deg, al.nominal_tilt_angles_deg)
+        tilts = al.output_tilt_angles_deg()
         write_table(f, [tilts], [2], [7])
     with _text(tmps[4]) as f:
         format_fid_xyz(f, al.marker_ids, xyz, al.image_size, pix_a)

@@ -62,6 +62,7 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
             "rms_residual_px": clean(marker_rms),
             "mean_residual_px": clean(marker_mean),
         },
+        "imod_settings": None if al.imod_settings is None else al.imod_settings.to_dict(),
         "full_model": None if al.full_params is None else {
             "parameters": ["tilt_rad", "rotation_rad", "magnification", "shift_x_px", "shift_y_px", "x_stretch",
                            "skew_rad", "x_tilt_rad", "compression"],

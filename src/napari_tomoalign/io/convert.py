@@ -52,7 +52,7 @@ class MagnificationLoss(UserWarning):
 def saved_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) -> SavedAlignment:
     """The `SavedAlignment` of a solved alignment, at full precision (what ``write_alignment`` writes)."""
     xf = imod_transforms(al, axis_z_shift_px)
-    tilts = np.where(al.view_determined, al.tilt_angles_deg, al.nominal_tilt_angles_deg)
+    tilts = al.output_tilt_angles_deg()
     return SavedAlignment(xf, np.asarray(tilts, dtype=float), np.asarray(al.view_determined, dtype=bool),
                           (int(al.image_size[0]), int(al.image_size[1])), al.pixel_size_nm)
 
