@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -143,10 +144,17 @@ class _Linearisation:
             obs.n_markers, obs.chunks, obs.n_views,
         )
         self.g_q = _scatter_vector(g_view, columns, n_q)
-        self.B = _scatter_square(b_view, columns, n_q)
-        self.diag_q = np.maximum(np.diag(self.B).copy(), 1e-12 * max(1.0, float(np.max(np.diag(self.B), initial=0))))
+        self.b_view = b_view
+        # a view's parameters never share a column with each other, so B's diagonal is the blocks' diagonals
+        diag = _scatter_vector(np.diagonal(b_view, axis1=1, axis2=2), columns, n_q)
+        self.diag_q = np.maximum(diag, 1e-12 * max(1.0, float(np.max(diag, initial=0))))
         dc = np.diagonal(self.C, axis1=1, axis2=2)
         self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0))))
+
+    @cached_property
+    def B(self) -> NDArray[np.float64]:
+        """The dense ``(n_q, n_q)`` view block of the normal equations (the Woodbury path never forms it)."""
+        return _scatter_square(self.b_view, self.columns, self.n_q)
 
     def _solve_low_rank(
         self, lam: float, Fq: NDArray[np.float64], rhs: NDArray[np.float64]
@@ -159,8 +167,7 @@ class _Linearisation:
         cols = self.columns
         ok = cols >= 0
         safe = np.where(ok, cols, 0)
-        blocks = self.B[safe[:, :, None], safe[:, None, :]]
-        blocks = np.where(ok[:, :, None] & ok[:, None, :], blocks, 0.0)
+        blocks = np.where(ok[:, :, None] & ok[:, None, :], self.b_view, 0.0)  # B's blocks: one column each
         idx = np.arange(5)
         blocks[:, idx, idx] += np.where(ok, lam * self.diag_q[safe], 1.0)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import unique
 from .model import DX, DY, MAG, ROT, TILT
 from .options import AlignmentOptions, VariableOption
 
@@ -55,7 +56,7 @@ def column_map(
     groups = np.where(included, groups, -1)
     if gauge_view is not None and groups[gauge_view] >= 0:
         groups = np.where(groups == groups[gauge_view], -1, groups)
-    labels = np.unique(groups[groups >= 0])
+    labels = unique(groups[groups >= 0])
     columns = np.full(len(groups), -1, dtype=np.intp)
     free = groups >= 0
     columns[free] = np.searchsorted(labels, groups[free]) + first_column

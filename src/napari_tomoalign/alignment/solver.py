@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._lm import Observations, levenberg_marquardt
 from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
+from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import format_views
@@ -152,7 +153,7 @@ def _listed(ids: NDArray, limit: int = 20) -> str:
 def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions) -> _Prepared:
     """Leave out what cannot be determined (with a note each), renumber, choose the gauge, count unknowns."""
     n_views = len(tilts_deg)
-    marker_ids, mi = np.unique(marker_ids_obs, return_inverse=True)
+    marker_ids, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
     tilt_free = options.tilt.mode != "fixed"
     view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (free_per_view(options, tilt_free) + 1) // 2,

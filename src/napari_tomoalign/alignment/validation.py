@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .arrays import unique
 from .errors import AlignmentError
 
 MAX_IMAGE_SIDE = 1_000_000
@@ -72,7 +73,7 @@ def _check_geometry(v: NDArray[np.int64], m: NDArray[np.int64], xy: NDArray[np.f
             f"in every view all markers lie within {MIN_SPREAD_PX:g} px of one point; the markers must be"
             " distinct beads spread over the image"
         )
-    seen = tilts[np.unique(v)]
+    seen = tilts[unique(v)]
     if np.ptp(seen) < MIN_TILT_RANGE_DEG:
         raise AlignmentError(
             f"the views with markers span a tilt range of only {np.ptp(seen):.3g} deg (from {seen.min():g} to"
