@@ -165,33 +165,15 @@ def _print_image(r, tomogram: bool) -> None:
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
-    from .file_jobs import aligned_stack_to_file
+    from .file_jobs import aligned_stack_to_file, erase_gold_diameter_px
 
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force,
-                              erase_gold_diameter_px=_bead_diameter_px(args))
+                              erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
+                                                                            args.bead_diameter_nm, args.bead_diameter_px))
     if not args.quiet:
         _print_image(r, tomogram=False)
     return 0
-
-
-def _bead_diameter_px(args: argparse.Namespace) -> float | None:
-    """The bead diameter in pixels for ``--erase-gold`` (nm through the stack's pixel size), else None."""
-    given = [a for a in (args.bead_diameter_nm, args.bead_diameter_px) if a is not None]
-    if not args.erase_gold:
-        if given:
-            raise UsageError("--bead-diameter-nm/--bead-diameter-px are for --erase-gold; add it, or leave them out")
-        return None
-    if len(given) != 1:
-        raise UsageError("--erase-gold needs the bead size: give one of --bead-diameter-nm D or --bead-diameter-px D")
-    if args.bead_diameter_px is not None:
-        return float(args.bead_diameter_px)
-    from .io.mrc import open_tilt_series
-
-    pix_a = open_tilt_series(args.stack, find_tilts=False).pixel_size_angstrom
-    if not pix_a:
-        raise UsageError(f"{args.stack} records no pixel size; give --bead-diameter-px instead of -nm")
-    return 10.0 * float(args.bead_diameter_nm) / pix_a
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:

@@ -314,3 +314,23 @@ def write_demo_inputs(output_dir: str | os.PathLike[str], seed: int = 1, *, over
     write_markers_csv(markers, table, overwrite=overwrite)
     write_tilt_angles(tilts, s.tilt_angles_deg, overwrite=overwrite)
     return DemoInputs(stack, markers, tilts, table, s.tilt_angles_deg, s.pixel_size_nm, len(np.unique(s.marker)))
+
+
+def erase_gold_diameter_px(stack: str | os.PathLike[str], erase_gold: bool, diameter_nm: float | None,
+                           diameter_px: float | None) -> float | None:
+    """The bead diameter in pixels for ``--erase-gold`` (nm through the stack's pixel size), else None."""
+    given = [a for a in (diameter_nm, diameter_px) if a is not None]
+    if not erase_gold:
+        if given:
+            raise UsageError("--bead-diameter-nm/--bead-diameter-px are for --erase-gold; add it, or leave them out")
+        return None
+    if len(given) != 1:
+        raise UsageError("--erase-gold needs the bead size: give one of --bead-diameter-nm D or --bead-diameter-px D")
+    if diameter_px is not None:
+        return float(diameter_px)
+    from .io.mrc import open_tilt_series
+
+    pix_a = open_tilt_series(stack, find_tilts=False).pixel_size_angstrom
+    if not pix_a:
+        raise UsageError(f"{stack} records no pixel size; give --bead-diameter-px instead of -nm")
+    return 10.0 * float(diameter_nm) / pix_a  # type: ignore[arg-type]

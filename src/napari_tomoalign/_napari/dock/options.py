@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
 
 from ...alignment.options import AlignmentOptions
@@ -45,8 +46,9 @@ class OptionsSection:
         self.more = CheckBox(text="more variables (IMOD align.com)", value=False,
                              tooltip="X-stretch, skew, compression, X-tilt, beam tilt and grouping by tilt, with"
                                      " the tiltalign options of an IMOD align.com")
-        self.imod_com = FileEdit(label="", mode="r", filter="IMOD command file (*.com);;All files (*)",
-                                 value="", tooltip="etomo's align.com (or alignb.com): its tiltalign options replace"
+        self.imod_com = FileEdit(label="", mode=FileDialogMode.EXISTING_FILE,
+                                 filter="IMOD command file (*.com);;All files (*)",
+                                 value=None, tooltip="etomo's align.com (or alignb.com): its tiltalign options replace"
                                                    " the model choices above")
         self.more_note = text_label("IMOD's full model: the align.com's tiltalign options (X-stretch, skew, X-tilt,"
                                     " groups by tilt, its RotationAngle) replace the choices above; the report"
