@@ -13,8 +13,8 @@ with clumps, a carbon edge and hot pixels) written as a
 0 degrees) and, for ``tracked``, *Track* (the markers layer, the first point to check selected). The whole
 window is saved, docks included.
 
-    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/tracked-beads.png \\
-        --size 1280x800 --track-demo tracked
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot.py docs/tracked-beads.png \\
+        --size 1600x1000 --track-demo tracked --kind cryo
 """
 
 from __future__ import annotations

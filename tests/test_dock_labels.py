@@ -127,4 +127,9 @@ def test_each_id_contrasts_with_the_image_under_it(make_napari_viewer):
     np.testing.assert_allclose(lightness[right], DARK_IDS, atol=1e-9)
     np.testing.assert_allclose(lightness[~right], LIGHT_IDS, atol=1e-9)
     assert right.sum() == 1
+    image.contrast_limits = (1.0, 2.0)  # the whole image now shows black: every id turns light
+    lightness = np.asarray(layer.text.color.array)[:, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    np.testing.assert_allclose(lightness, LIGHT_IDS, atol=1e-9)
     panel.unwatch()
+    image.contrast_limits = (0.0, 1.0)  # no longer followed
+    assert np.allclose(np.asarray(layer.text.color.array)[:, :3] @ np.array([0.2126, 0.7152, 0.0722]), LIGHT_IDS)

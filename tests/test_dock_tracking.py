@@ -90,6 +90,7 @@ def test_find_beads_rings_sit_on_the_true_beads_in_the_world(qtbot, dock, kind):
     assert np.all(dist[:, wanted].min(axis=0) < 0.2 * d_nm)  # every clear bead has its ring, centred
     assert np.all(dist.min(axis=1) < 0.3 * d_nm)  # and no ring sits off a bead
     assert np.all(np.asarray(layer.face_color)[:, 3] == 0)  # hollow
+    assert layer.name == f"{kind}.st beads?"  # short enough for the layer list
     assert "strength" in widget.beads.legend.value and "threshold" in widget.beads.legend.value
 
 
@@ -183,6 +184,11 @@ def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):
     predicted = viewer.layers[PREDICTED]
     assert predicted.visible and tuple(predicted.scale) == tuple(image.scale)
     assert viewer.layers.index(predicted) < viewer.layers.index(markers)  # under the markers
+    # The '?' labels sit off their rings, down and left; the markers' ids up and right: neither covers a ring.
+    ring = float(np.median(predicted.size))
+    shift = np.asarray(predicted.text.translation)[-2:]
+    assert shift[0] > ring / 2 and shift[1] < -ring / 2
+    assert np.asarray(markers.text.translation)[-1] > float(np.median(markers.size)) / 2
     if len(predicted.data):
         v = np.round(predicted.data[:, 0]).astype(int)
         ids, seed = predicted.features["marker"].to_numpy(), widget.beads.view.value

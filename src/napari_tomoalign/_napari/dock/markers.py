@@ -56,6 +56,7 @@ class MarkersPanel:
         self._spacing: np.ndarray | None = None  # nearest other point of the same view, data pixels
         self._shown: np.ndarray | None = None  # the points whose id is drawn
         self.image_of: Callable[[], Any] = lambda: None  # the tilt series under the markers (the dock sets it)
+        self._shown_on: Any = None  # the tilt series whose contrast the ids' colours follow
         self.widget = form(self.current_marker, self.ids)
         self.widget.extend([row(self.new_marker, self.show_tracks), self.duplicates])
         self.current_marker.changed.connect(self._on_current_marker)
@@ -92,6 +93,24 @@ class MarkersPanel:
         except (TypeError, ValueError, RuntimeError, KeyError):
             pass
         self.layer = None
+        self._follow(None)
+
+    def _follow(self, image: Any) -> None:
+        """Recolour the ids when ``image``'s contrast limits or colormap change (and stop following the last one)."""
+        if image is self._shown_on:
+            return
+        for old in [self._shown_on] if self._shown_on is not None else []:
+            for emitter in (old.events.contrast_limits, old.events.colormap):
+                emitter.disconnect(self.recolour_ids)
+        self._shown_on = image
+        if image is not None:
+            image.events.contrast_limits.connect(self.recolour_ids)
+            image.events.colormap.connect(self.recolour_ids)
+
+    def recolour_ids(self, *_: Any) -> None:
+        layer = self.layer
+        if layer is not None and len(layer.data) and len(layer.data) == len(layer.features):
+            layer.text.color = label_colors(layer.face_color, self.backgrounds(layer))
 
     def _undo_key(self, _layer: Any) -> None:
         for callback in self.on_undo_key:
@@ -148,6 +167,7 @@ class MarkersPanel:
         """The luminance (0-1) under each point's id as napari shows the tilt series (through its contrast limits
         and colormap); 0 (dark) when there is none or its pixels are not in memory or a memory map."""
         image = self.image_of()
+        self._follow(image)
         if image is None or image.rgb or image.ndim != 3 or not isinstance(image.data, np.ndarray):
             return 0.0
         if tuple(image.data.shape[-2:]) != tuple(int(n) for n in layer.metadata.get("image_size", (0, 0)))[::-1]:
