@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -290,8 +290,49 @@ def levenberg_marquardt(
     -------
     The solved ``view_params``, ``xyz`` and a report.
     """
+    def step(state: State, dq: NDArray[np.float64], dm: NDArray[np.float64]) -> State:
+        return apply_step(state[0], state[1], columns, dq, dm)
+
+    return damped_least_squares(
+        (view_params, xyz), lambda st: _Linearisation(obs, st[0], st[1], columns, n_q), step,
+        lambda st: obs.cost(st[0], st[1]), lambda st: float(np.sum(st[1] * st[1]) + np.sum(st[0] * st[0])),
+        max_iterations=max_iterations, ftol=ftol, xtol=xtol, gtol=gtol, initial_damping=initial_damping,
+        progress=progress, should_stop=should_stop)
+
+
+State = tuple[NDArray[np.float64], NDArray[np.float64]]  # (view parameters or unknowns, marker positions)
+
+
+class Linearised(Protocol):
+    """The normal equations at one point (`_Linearisation` here, its full-model twin in `_lm_full`)."""
+
+    cost: float
+
+    def gradient_norm(self) -> float: ...
+
+    def solve(self, lam: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None: ...
+
+
+def damped_least_squares(
+    state: State,
+    linearise: Callable[[State], Linearised],
+    step: Callable[[State, NDArray[np.float64], NDArray[np.float64]], State],
+    cost: Callable[[State], float],
+    squared_size: Callable[[State], float],
+    *,
+    max_iterations: int,
+    ftol: float,
+    xtol: float,
+    gtol: float,
+    initial_damping: float,
+    progress: Callable[[int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], LMReport]:
+    """The Levenberg–Marquardt iteration both models share: damped steps from ``linearise(state)``,
+    accepted when ``cost`` falls (damping then eased by the gain ratio, Nielsen's rule), else damped
+    harder; stops on a small relative decrease, step (against ``sqrt(squared_size)``) or gradient."""
     t0 = time.perf_counter()
-    lin = _Linearisation(obs, view_params, xyz, columns, n_q)
+    lin = linearise(state)
     lam, nu = initial_damping, 2.0
     iterations, converged, message = 0, False, "maximum iterations reached"
     if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
@@ -299,22 +340,22 @@ def levenberg_marquardt(
     while not converged and iterations < max_iterations:
         if should_stop is not None and should_stop():
             raise Cancelled("alignment cancelled")
-        step = lin.solve(lam)
-        if step is None:
+        found = lin.solve(lam)
+        if found is None:
             lam, nu = lam * nu, nu * 2
             if lam > 1e16:
                 message = "the normal equations stayed singular under damping"
                 break
             continue
-        dq, dm, predicted = step
-        vp_new, xyz_new = apply_step(view_params, xyz, columns, dq, dm)
-        new_cost = obs.cost(vp_new, xyz_new)
+        dq, dm, predicted = found
+        new_state = step(state, dq, dm)
+        new_cost = cost(new_state)
         step_size = float(np.sqrt(np.sum(dq * dq) + np.sum(dm * dm)))
-        size = float(np.sqrt(np.sum(xyz * xyz) + np.sum(view_params * view_params)))
+        size = float(np.sqrt(squared_size(state)))
         if np.isfinite(new_cost) and new_cost < lin.cost:
             rho = (lin.cost - new_cost) / predicted if predicted > 0 else 0.0
             reduction = lin.cost - new_cost
-            view_params, xyz = vp_new, xyz_new
+            state = new_state
             iterations += 1
             if progress is not None:
                 progress(iterations, new_cost)
@@ -322,17 +363,15 @@ def levenberg_marquardt(
                 converged, message = True, "cost stopped decreasing"
                 lin.cost = new_cost
                 break
-            lin = _Linearisation(obs, view_params, xyz, columns, n_q)
+            lin = linearise(state)
             if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
                 converged, message = True, "gradient vanished"
                 break
-            lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            lam = max(lam, 1e-15)
+            lam = max(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-15)
             nu = 2.0
         else:
             if predicted <= ftol * lin.cost or step_size <= xtol * (size + xtol):
                 converged, message = True, "no further decrease possible"
                 break
             lam, nu = lam * nu, nu * 2
-    report = LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
-    return view_params, xyz, report
+    return state[0], state[1], LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)

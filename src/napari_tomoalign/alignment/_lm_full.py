@@ -7,7 +7,6 @@ eliminated by a Schur complement), with the view unknowns of `full_layout` and t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _backend, _kernels_full
-from ._lm import Cancelled, LMReport, Observations
+from ._lm import LMReport, Observations, damped_least_squares
 from .full_layout import BEAM, UnknownLayout
 from .full_model import MATRIX_PARAMS, view_matrices
 
@@ -131,47 +130,10 @@ def levenberg_marquardt_full(
 
     Returns the solved ``q`` ``(n_q,)``, ``xyz`` ``(n_markers, 3)`` and a report.
     """
-    t0 = time.perf_counter()
-    lin = _Linearisation(obs, layout, q, xyz, fix_xyz)
-    lam, nu = initial_damping, 2.0
-    iterations, converged, message = 0, False, "maximum iterations reached"
-    if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
-        converged, message = True, "gradient is zero at the start"
-    while not converged and iterations < max_iterations:
-        if should_stop is not None and should_stop():
-            raise Cancelled("alignment cancelled")
-        step = lin.solve(lam)
-        if step is None:
-            lam, nu = lam * nu, nu * 2
-            if lam > 1e16:
-                message = "the normal equations stayed singular under damping"
-                break
-            continue
-        dq, dm, predicted = step
-        q_new, xyz_new = q + dq, xyz + dm
-        new_cost = full_cost(obs, layout, q_new, xyz_new)
-        step_size = float(np.sqrt(np.sum(dq * dq) + np.sum(dm * dm)))
-        size = float(np.sqrt(np.sum(xyz * xyz) + np.sum(q * q) + np.sum(layout.base ** 2)))
-        if np.isfinite(new_cost) and new_cost < lin.cost:
-            rho = (lin.cost - new_cost) / predicted if predicted > 0 else 0.0
-            reduction = lin.cost - new_cost
-            q, xyz = q_new, xyz_new
-            iterations += 1
-            if progress is not None:
-                progress(iterations, new_cost)
-            if reduction <= ftol * new_cost or step_size <= xtol * (size + xtol):
-                converged, message = True, "cost stopped decreasing"
-                lin.cost = new_cost
-                break
-            lin = _Linearisation(obs, layout, q, xyz, fix_xyz)
-            if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
-                converged, message = True, "gradient vanished"
-                break
-            lam = max(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-15)
-            nu = 2.0
-        else:
-            if predicted <= ftol * lin.cost or step_size <= xtol * (size + xtol):
-                converged, message = True, "no further decrease possible"
-                break
-            lam, nu = lam * nu, nu * 2
-    return q, xyz, LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
+    base = float(np.sum(layout.base ** 2))
+    return damped_least_squares(
+        (q, xyz), lambda st: _Linearisation(obs, layout, st[0], st[1], fix_xyz),
+        lambda st, dq, dm: (st[0] + dq, st[1] + dm), lambda st: full_cost(obs, layout, st[0], st[1]),
+        lambda st: float(np.sum(st[1] * st[1]) + np.sum(st[0] * st[0])) + base,
+        max_iterations=max_iterations, ftol=ftol, xtol=xtol, gtol=gtol, initial_damping=initial_damping,
+        progress=progress, should_stop=should_stop)
