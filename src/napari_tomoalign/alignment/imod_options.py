@@ -170,7 +170,7 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
         raise UsageError("BeamTiltOption must be 0 (fixed), 1 (solve) or 2 (search)")
 
 
-def _power(kind: str, code: int) -> float:
+def group_size_power(kind: str, code: int) -> float:
     """The exponent of cos(tilt) in the group sizes of an automapped variable (IMOD's input_vars.f90)."""
     if kind == "tilt":
         return 1.0 if code in (5, 7) else 0.0
@@ -221,8 +221,9 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
     if code not in linear + block:
         raise AlignmentError(f"{prefix}Option {code} is not one of tiltalign's codes")
     try:
-        groups, linked = automap_groups(tilts, _number(entries, f"{prefix}DefaultGrouping", 5.0), _power(kind, code),
-                                        points, parse_nondefault(entries.get(f"{prefix}NondefaultGroup", []), n),
+        size = _number(entries, f"{prefix}DefaultGrouping", 5.0)
+        explicit = parse_nondefault(entries.get(f"{prefix}NondefaultGroup", []), n)
+        groups, linked = automap_groups(tilts, size, group_size_power(kind, code), points, explicit,
                                         [_views(t, n) for t in entries.get("SeparateGroup", [])])
     except ValueError as exc:
         raise UsageError(f"{prefix}NondefaultGroup: {exc}") from None

@@ -28,6 +28,7 @@ from .grouping import (
     per_view_mapping,
     tilt_groups_imod,
 )
+from .imod_options import group_size_power
 
 LOCAL_KINDS = ("rotation", "tilt", "magnification", "x_stretch", "skew", "x_tilt")
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "x_stretch": "XStretch", "skew": "Skew",
@@ -126,17 +127,6 @@ def local_options_from_com(entries: dict[str, list[str]]) -> LocalOptions:
         mag_reference_view=view("LocalMagReferenceView"), tilt_fixed_view=view("LocalTiltFixedView"))
 
 
-def _power(kind: str, code: int) -> float:
-    """The exponent of cos(tilt) in an automapped kind's group sizes (as for the global variables)."""
-    if kind == "tilt":
-        return 1.0 if code == 5 else 0.0
-    if kind == "x_stretch":
-        return 1.5
-    if kind == "skew":
-        return 0.0 if code == 3 else 1.0
-    return 0.0
-
-
 def _dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
     """The view whose X-stretch and skew are held at 0 (IMOD's floor(N/4) rule, 0-based)."""
     r, r3 = max(n_views // 4 - 1, 0), max((3 * n_views) // 4 - 1, 0)
@@ -182,7 +172,7 @@ def patch_mappings(opts: LocalOptions, views: NDArray[np.intp], tilts_deg: NDArr
         elif code == 1 or (kind == "tilt" and code == 2):
             out[kind] = per_view_mapping(n, [] if ref is None else [ref])
         elif (kind == "tilt" and code in (5, 6)) or (kind != "tilt" and code in (3, 4)):
-            groups = tilt_groups_imod(tilts_deg, opts.groupings.get(kind, DEFAULT_GROUPING), _power(kind, code),
+            groups = tilt_groups_imod(tilts_deg, opts.groupings.get(kind, DEFAULT_GROUPING), group_size_power(kind, code),
                                       points_per_view)
             linear = code in (5, 3) if kind != "x_stretch" else code == 4  # X-stretch numbers them the other way
             out[kind] = linear_mapping(groups, n, reference_view=ref) if linear else \
