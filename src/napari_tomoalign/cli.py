@@ -109,14 +109,15 @@ def cmd_align(args: argparse.Namespace) -> int:
     res = align_to_folder(args.markers, args.tilt_angles, args.output, _options(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
                           pixel_size_nm=args.pixel_size_nm, axis_z_shift_px=shift,
-                          leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com, local=args.local)
+                          leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com, local=args.local,
+                          prexg=args.prexg)
     if not args.quiet:
         if res.local is not None:
             print("\n".join(["Local alignments:", *res.local.report_lines()]))
         _print_alignment(res, Path(args.output))
-        if Path(args.markers).suffix.lower() in (".fid", ".mod"):
+        if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg:
             print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
-                  " the .preali (for the raw .st, xfproduct the .prexg with it, as etomo does)")
+                  " the .preali (give --prexg FILE for the raw .st's, as etomo's)")
     return 0 if res.alignment.converged else 3
 
 
@@ -209,6 +210,9 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     p.add_argument("--imod-com", metavar="FILE",
                    help="solve IMOD's full model with the tiltalign options of this align.com (stretch, skew,"
                         " X-tilt, groupings) instead of the model options below; adds .xtilt, .tltxf, .zfac")
+    p.add_argument("--prexg", metavar="FILE",
+                   help="etomo's .prexg, for markers placed on the .preali: the .xf is then for the raw .st (etomo's"
+                        " product), the .tltxf for the .preali")
     p.add_argument("--local", action="store_true",
                    help="also solve IMOD's local alignments over patches of the field (options from --imod-com,"
                         " else etomo's defaults) and write IMOD's local file; on by LocalAlignments 1")

@@ -52,6 +52,7 @@ def align_to_folder(
     inputs: dict | None = None,
     imod_com: str | os.PathLike[str] | None = None,
     local: bool = False,
+    prexg: str | os.PathLike[str] | None = None,
 ) -> FolderResult:
     """Solve from a markers file and a tilt file and write every output into ``output_dir`` as one unit.
 
@@ -60,7 +61,8 @@ def align_to_folder(
     stretch, skew, X-tilt, groupings; `alignment.imod_align`) instead of ``options``, and an
     ``axis_z_shift_px`` of None takes the file's ``AxisZShift`` (else None means 0).
     With ``local`` (or a command file with ``LocalAlignments 1``) IMOD's local alignments are solved after
-    the global fit and written as IMOD's local file in the same unit (`local_jobs`).
+    the global fit and written as IMOD's local file in the same unit (`local_jobs`). With ``prexg`` (etomo's
+    ``.prexg`` for markers placed on the ``.preali``) the ``.xf`` is the raw stack's, as etomo's.
     Raises `UsageError`, `FileFormatError`, `AlignmentError` or `OverwriteError` for bad input.
     """
     from .local_jobs import local_file_name, wants_local
@@ -72,12 +74,13 @@ def align_to_folder(
                          " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
     out = Path(output_dir)
     stem = Path(markers_path).stem
-    for name in output_names(stem, full_model=imod_com is not None) + ([local_file_name(stem, imod_com)] if local
-                                                                        else []):
+    extras = ([local_file_name(stem, imod_com)] if local else []) + ([f"{stem}.tltxf"] if prexg else [])
+    for name in output_names(stem, full_model=imod_com is not None) + extras:
         check_writable(out / name, overwrite)
     if markers is None:
         markers = read_markers(markers_path)
     tilts = read_tilt_angles(tilt_angles_path) if tilt_angles_deg is None else tilt_angles_deg
+    pre = _read_prexg(prexg, len(tilts)) if prexg is not None else None
     size = image_size or markers.image_size
     if size is None and Path(markers_path).suffix.lower() == ".csv":
         raise UsageError("--image-size W H is required for CSV markers (the file does not record it)")
@@ -106,9 +109,25 @@ def align_to_folder(
         job = solve_local(al, markers.view, markers.xy, tilts, stem, imod_com, axis_z_shift_px)
         sections["local_alignments"] = job.summary()
         local_file = (job.file_name, format_local(job.result.local_transforms))
+    if prexg is not None:
+        inputs = {**inputs, "prexg": str(prexg)}
     paths = write_alignment(al, out, stem, overwrite=overwrite, axis_z_shift_px=axis_z_shift_px, extra=inputs,
-                            sections=sections, local=local_file)
+                            sections=sections, local=local_file, prexg=pre)
     return FolderResult(al, paths, lo, job.result if local else None)
+
+
+def _read_prexg(path: str | os.PathLike[str], n_views: int) -> NDArray[np.float64]:
+    """etomo's prealignment transforms, one per view of the tilt file."""
+    from .io.imod import read_xf
+
+    pre = read_xf(path)
+    if len(pre) != n_views:
+        raise UsageError(f"{path} has {len(pre)} transforms but there are {n_views} tilt angles; give the .prexg"
+                         " of this tilt series")
+    det = pre[:, 0, 0] * pre[:, 1, 1] - pre[:, 0, 1] * pre[:, 1, 0]
+    if not np.all(np.isfinite(pre)) or np.any(np.abs(det) < 1e-3):
+        raise UsageError(f"{path}: not a usable prealignment (a transform is not finite or not invertible)")
+    return pre
 
 
 def _solve(markers: MarkerTable, tilts: NDArray[np.float64], size: tuple[int, int], options: AlignmentOptions,

@@ -29,7 +29,7 @@ from .alignment_record import alignment_to_dict
 from .atomic import atomic_file_set, folder_lock
 from .errors import FileFormatError
 from .guarded import read_bytes_limited
-from .imod import format_fid_xyz, format_resid, format_xf, read_xf
+from .imod import compose_xf, format_fid_xyz, format_resid, format_xf, read_xf
 from .tilts import read_tilt_angles
 
 
@@ -59,8 +59,11 @@ def _text(path: Path):
     return open(path, "w", encoding="utf-8", newline="\n")
 
 
-def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarray, pix_a: float) -> None:
-    """predicted.csv, residuals.csv, .xf, .tlt, fid.xyz and .resid into the temporary files, in that order."""
+def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarray, pix_a: float,
+                  xf_markers: np.ndarray) -> None:
+    """predicted.csv, residuals.csv, .xf, .tlt, fid.xyz and .resid into the temporary files, in that order,
+    then the full model's .xtilt, .tltxf and .zfac, or a .tltxf alone (with a .prexg: ``xf`` is then the
+    raw stack's, ``xf_markers`` the transforms of the stack the markers were placed on)."""
     pred = al.predicted_xy_px
     n_v, n_m = al.n_views, al.n_markers
     with _text(tmps[0]) as f:
@@ -83,12 +86,14 @@ def _write_tables(al: Alignment, tmps: list[Path], xf: np.ndarray, xyz: np.ndarr
     used = al.obs_used
     with _text(tmps[5]) as f:
         format_resid(f, al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used])
-    if len(tmps) > 6:  # the full model: IMOD's .xtilt, .tltxf and .zfac (the .tltxf is the .xf's transforms)
-        from .imod_views import write_tltxf, write_xtilt, write_zfac
+    from .imod_views import write_tltxf, write_xtilt, write_zfac
 
+    if len(tmps) > 7:  # the full model: IMOD's .xtilt, .tltxf and .zfac
         write_xtilt(tmps[6], x_tilts_deg(al), overwrite=True)
-        write_tltxf(tmps[7], xf, overwrite=True)
+        write_tltxf(tmps[7], xf_markers, overwrite=True)
         write_zfac(tmps[8], z_factors(al), overwrite=True)
+    elif len(tmps) > 6:  # a .prexg given: the .tltxf for the prealigned stack
+        write_tltxf(tmps[6], xf_markers, overwrite=True)
 
 
 def _json_text(run: dict, info: dict) -> str:
@@ -119,11 +124,15 @@ def write_alignment(
     extra: dict | None = None,
     sections: dict | None = None,
     local: tuple[str, str] | None = None,
+    prexg: np.ndarray | None = None,
 ) -> list[Path]:
     """Write every output of an alignment into ``directory`` as one unit (module docstring); return the paths.
 
     ``local`` is ``(file name, text)`` of a local alignment file (`io.imod_local.format_local`) that belongs
     to this alignment: it joins the unit, and the run stamp names it for `read_alignment_dir`.
+    ``prexg`` ``(n_views, 2, 3)``: the prealignment of the stack the markers were placed on (etomo's
+    ``.prexg``); the ``.xf`` is then the product for the raw stack, as etomo's, and the ``.tltxf`` the
+    transforms of the prealigned stack; the run stamp keeps the prealignment for `read_alignment_dir`.
 
     Nothing is written if any target exists and ``overwrite`` is False, and nothing is left behind if
     a write fails.
@@ -131,11 +140,20 @@ def write_alignment(
     if not math.isfinite(axis_z_shift_px):
         raise ValueError(f"the axis Z shift must be a finite number of pixels, not {axis_z_shift_px}")
     d = Path(directory)
-    paths = [d / n for n in output_names(stem, full_model=al.full_params is not None)]
+    names = output_names(stem, full_model=al.full_params is not None)
+    if prexg is not None and f"{stem}.tltxf" not in names:
+        names.append(f"{stem}.tltxf")
+    paths = [d / n for n in names]
     frame = aligned_frame(al, axis_z_shift_px)
-    xf = imod_transforms(al, axis_z_shift_px)
-    if not np.all(np.isfinite(xf[al.view_determined])):
+    xf_markers = imod_transforms(al, axis_z_shift_px)
+    if not np.all(np.isfinite(xf_markers[al.view_determined])):
         raise ValueError("the solved transforms are not finite numbers; the alignment cannot be written")
+    xf = xf_markers
+    if prexg is not None:
+        if np.shape(prexg) != (al.n_views, 2, 3) or not np.all(np.isfinite(prexg)):
+            raise ValueError(f"the prealignment must be {al.n_views} finite transforms, one per view")
+        unit = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        xf = compose_xf(prexg, np.where(np.isfinite(xf_markers), xf_markers, unit))
     info = alignment_to_dict(al)
     info["package_version"] = __version__
     info["aligned_frame"] = {
@@ -155,11 +173,13 @@ def write_alignment(
     n_main = len(paths) - 1
 
     def write_files(tmps: list[Path]) -> None:
-        _write_tables(al, tmps[:n_main], xf, xyz, pix_a)
+        _write_tables(al, tmps[:n_main], xf, xyz, pix_a, xf_markers)
         if local is not None:
             with _text(tmps[n_main]) as f:
                 f.write(local[1])
 
+    if prexg is not None:
+        run["prexg"] = np.round(np.asarray(prexg, dtype=float), 9).tolist()
     if local is not None:
         if Path(local[0]).name != local[0] or local[0] in output_names(stem, full_model=True):
             raise ValueError(f"the local alignment file's name {local[0]!r} must be a new file name, not a path")
@@ -222,6 +242,7 @@ class SavedAlignment:
     marker_z_extent_px: float | None = None  # the largest |z| of the markers about the tilt axis (fid.xyz)
     local_file: str | None = None  # the local alignment file the run wrote beside the others, if any
     x_tilts_deg: np.ndarray | None = None  # IMOD's full model: each view's X-axis tilt (.xtilt)
+    prexg: np.ndarray | None = None  # (n_views, 2, 3) the markers' stack's prealignment: the .xf is the raw stack's
 
 
 def _read_run(info_path: Path) -> dict:
@@ -314,7 +335,21 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
     if x_tilts is not None and x_tilts.size != tilts.size:
         raise FileFormatError(f"{d / (stem + '.xtilt')}: {x_tilts.size} X-axis tilts for {tilts.size} views")
     return SavedAlignment(xf, _exact_tilts(run, tilts), determined, size, float(pix) if pix else None, z_extent,
-                          local if isinstance(local, str) and Path(local).name == local else None, x_tilts)
+                          local if isinstance(local, str) and Path(local).name == local else None, x_tilts,
+                          _prexg(run, info_path, tilts.size))
+
+
+def _prexg(run: dict, info_path: Path, n_views: int) -> np.ndarray | None:
+    """The prealignment the run stamp keeps (`write_alignment`'s ``prexg``), checked, or None."""
+    if "prexg" not in run:
+        return None
+    try:
+        p = np.asarray(run["prexg"], dtype=float)
+    except (TypeError, ValueError):
+        p = np.zeros(0)
+    if p.shape != (n_views, 2, 3) or not np.all(np.isfinite(p)):
+        raise FileFormatError(f"{info_path}: the run stamp's prealignment is damaged; run 'tomoalign align' again")
+    return p
 
 
 def _marker_z_extent(path: Path) -> float | None:

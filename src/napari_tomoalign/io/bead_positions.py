@@ -1,5 +1,6 @@
 """Where a saved alignment puts the beads: every solved marker in every determined view, in the frame of the
-stack the markers were placed on (``predicted.csv`` of a ``tomoalign align`` folder). Gold erasure reads
+stack its ``.xf`` applies to (``predicted.csv`` of a ``tomoalign align`` folder; for an alignment made with
+etomo's ``.prexg``, moved from the prealigned stack back to the raw one). Gold erasure reads
 them, so that a bead is erased in views where it was never clicked too."""
 
 from __future__ import annotations
@@ -46,4 +47,15 @@ def read_bead_positions(directory: str | os.PathLike[str]) -> tuple[NDArray[np.i
     xy = table[:, 2:4]
     keep = saved.view_determined[view] & np.all(np.isfinite(xy), axis=1)
     keep &= ~np.isin(table[:, 1].astype(np.int64), excluded)
-    return view[keep], xy[keep]
+    view, xy = view[keep], xy[keep]
+    if saved.prexg is not None:  # the markers were placed on the prealigned stack: back to the raw stack
+        xy = _undo_prealignment(saved.prexg, view, xy, saved.image_size)
+    return view, xy
+
+
+def _undo_prealignment(prexg: NDArray[np.float64], view: NDArray[np.intp], xy: NDArray[np.float64],
+                       image_size: tuple[int, int]) -> NDArray[np.float64]:
+    """Raw-stack positions of points of the prealigned stack (``prealigned = A raw + d`` about the centre)."""
+    centre = (np.asarray(image_size, dtype=float) - 1.0) / 2.0
+    a, d = prexg[view, :, :2], prexg[view, :, 2]
+    return np.einsum("nij,nj->ni", np.linalg.inv(a), xy - centre - d) + centre

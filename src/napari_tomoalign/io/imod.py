@@ -45,6 +45,15 @@ def read_xf(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     return np.stack([np.stack([t[:, 0], t[:, 1], t[:, 4]], 1), np.stack([t[:, 2], t[:, 3], t[:, 5]], 1)], 1)
 
 
+def compose_xf(first: NDArray[np.float64], then: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(n, 2, 3)``: ``first`` applied, then ``then``, view by view (IMOD's ``xfproduct first then``)."""
+    a, b = np.asarray(first, dtype=float), np.asarray(then, dtype=float)
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[:, :, :2] = b[:, :, :2] @ a[:, :, :2]
+    out[:, :, 2] = np.einsum("nij,nj->ni", b[:, :, :2], a[:, :, 2]) + b[:, :, 2]
+    return out
+
+
 def format_xf(f: IO[str], xf: NDArray[np.float64]) -> None:
     """IMOD ``A11 A12 A21 A22 DX DY`` lines of ``(n_views, 2, 3)`` transforms, to a text stream."""
     x = np.asarray(xf, dtype=float)
