@@ -19,6 +19,7 @@ from ...alignment.result import Alignment
 from ...workflows import PipelineResult
 from ..layers import LABEL_OFFSET, frame_of, marker_colors
 from .inputs import ROLE
+from .labels import LUMA, label_colors, under_labels
 from .logic import aligned_points, predicted_gap_points, residual_vectors
 from .ui import button, form
 
@@ -132,6 +133,7 @@ class ResultLayers:
     def _points(self, name: str, points: np.ndarray, ids: np.ndarray, *, symbol: str, size: float, text: str) -> None:
         colours = marker_colors(ids) if len(ids) else "white"
         d = LABEL_OFFSET * float(size)  # the label beside its ring, down and left (the markers' ids go up and right)
+        ink = self._ink(name, points, colours, size) if len(ids) else "white"
         layer = self._layer(name)
         if layer is not None:
             layer.data, layer.features = points, {"marker": ids}
@@ -139,12 +141,27 @@ class ResultLayers:
             if len(ids):
                 layer.face_color, layer.size = colours, size
                 layer.text.translation = [0, d, -d]
+                layer.text.color = ink
             return
         self._place(Points(points, name=name, features={"marker": ids}, symbol=symbol, size=size,
                                    face_color=colours, border_width=0, visible=False, metadata={ROLE: name},
-                                   text={"string": text, "size": 8, "color": "white", "anchor": "lower_right",
+                                   text={"string": text, "size": 8, "color": ink, "anchor": "lower_right",
                                          "translation": [0, d, -d]},
                                    **self._frame()))
+
+    def _ink(self, name: str, points: np.ndarray, colours: Any, size: float) -> Any:
+        """The labels' colours: each marker's hue, light or dark by the image they are drawn over (the aligned
+        stack for the aligned markers, the tilt series for the rest), as the markers' own ids are."""
+        under = self._layer(ALIGNED) if name == ALIGNED_MARKERS else self.image
+        data = getattr(under, "data", None)
+        if not isinstance(data, np.ndarray) or data.ndim != 3 or len(points) == 0:
+            return label_colors(colours)
+        r = float(size)  # these labels sit down and left of their rings, the markers' ids up and right
+        values = under_labels(data, points[:, 0], points[:, 1:] + np.array([1.7 * r, -2.6 * r]), r).astype(float)
+        lo, hi = (float(v) for v in under.contrast_limits)
+        norm = np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        rgb = np.asarray(under.colormap.map(norm.ravel()))[:, :3]
+        return label_colors(colours, np.median((rgb @ LUMA).reshape(norm.shape), axis=1))
 
     # ------------------------------------------------------------------ showing
     def reveal(self) -> list:
