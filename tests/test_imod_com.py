@@ -23,8 +23,8 @@ def test_tutorial_command_files_give_imods_149_variables(imod_data, axis, offset
 
 def test_unsupported_options_are_named(tmp_path, imod_data):
     com = tmp_path / "align.com"
-    com.write_text((imod_data / "aligna.com").read_text().replace("AngleOffset", "RobustFitting 1\nAngleOffset"))
-    with pytest.raises(UsageError, match="RobustFitting 1 is not supported"):
+    com.write_text((imod_data / "aligna.com").read_text().replace("AngleOffset", "ProjectionStretch 1\nAngleOffset"))
+    with pytest.raises(UsageError, match="not supported: ProjectionStretch"):
         settings_from_com(read_com_section(com), np.loadtxt(imod_data / "BBa.rawtlt"))
     com.write_text("$tiltalign -StandardInput\nTiltOption 5\nFancyNewOption 3\n")
     with pytest.raises(UsageError, match="not supported: FancyNewOption"):
@@ -32,6 +32,15 @@ def test_unsupported_options_are_named(tmp_path, imod_data):
     com.write_text("$newstack -StandardInput\nInputFile a.st\n")
     with pytest.raises(FileFormatError, match="no '\\$tiltalign' section"):
         read_com_section(com)
+
+
+def test_robust_fitting_options_are_read(imod_data):
+    entries = read_com_section(imod_data / "aligna.com")
+    tilts = np.loadtxt(imod_data / "BBa.rawtlt")
+    s = settings_from_com({**entries, "RobustFitting": ["1"], "KFactorScaling": ["0.8"], "WeightWholeTracks": ["1"]},
+                          tilts)
+    assert s.robust and s.robust_scale == 0.8 and s.robust_tracks
+    assert not settings_from_com(entries, tilts).robust
 
 
 def test_beam_tilt_search_is_solved_as_a_variable(imod_data):

@@ -82,13 +82,23 @@ def align_markers_imod(
     report = (lambda it, cost: progress("full model", it, cost)) if progress is not None else None
     sol = solve_full_model(v, ids, xy_a, size, settings, tilt_angles_deg=tilts, weights=w, progress=report,
                            should_stop=should_stop)
-    return alignment_from_full(sol, settings, v, ids, xy_a, tilts, size, pixel_size_nm, weights=w)
+    robust = None
+    if settings.robust:  # RobustFitting 1: iteratively reweighted refits from the least-squares fit
+        from .imod_robust import reweighted
+
+        def refit(start, rw):
+            return solve_full_model(v, ids, xy_a, size, settings, tilt_angles_deg=tilts, start=start, weights=w * rw,
+                                    progress=report, should_stop=should_stop)
+
+        sol, robust, _ = reweighted(refit, sol, v, ids, tilts, settings.robust_scale, settings.robust_tracks)
+    return alignment_from_full(sol, settings, v, ids, xy_a, tilts, size, pixel_size_nm,
+                               weights=w if robust is None else w * robust, robust_weights=robust)
 
 
 def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArray[np.intp], ids: NDArray,
                         xy: NDArray[np.float64], tilts: NDArray[np.float64], size: tuple[int, int],
-                        pixel_size_nm: float | None = None, weights: NDArray[np.float64] | None = None
-                        ) -> Alignment:
+                        pixel_size_nm: float | None = None, weights: NDArray[np.float64] | None = None,
+                        robust_weights: NDArray[np.float64] | None = None) -> Alignment:
     """The `Alignment` of a full-model solution.
 
     Views left out of the fit (``ExcludeList``, or no markers) keep ``view_determined`` False but get
@@ -125,6 +135,7 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
         branch="nominal tilt signs kept", stages=stages,
         converged=sol.converged, options=options, warnings=notes, pixel_size_nm=pixel_size_nm,
         full_params=p, beam_tilt_deg=float(np.degrees(sol.beam_tilt_rad)), imod_settings=settings,
+        robust_weights=robust_weights,
     )
 
 

@@ -58,6 +58,8 @@ class ImodSettings:
     beam_tilt_free: bool
     excluded_views: tuple[int, ...] = ()
     robust: bool = False
+    robust_scale: float = 1.0  # KFactorScaling
+    robust_tracks: bool = False  # WeightWholeTracks
     local_alignments: bool = False
     notes: list[str] = field(default_factory=list)
     centre_z_range: bool = False
@@ -151,7 +153,8 @@ def _views(text: str, n_views: int) -> list[int]:
 def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None:
     known = set(IGNORED) | set(LOCAL_KEYS) | {"RotationAngle", "AngleOffset", "AxisZShift", "ImagesAreBinned",
                                               "BeamTiltOption", "FixedOrInitialBeamTilt", "ExcludeList",
-                                              "RobustFitting", "LocalAlignments", "MagReferenceView",
+                                              "RobustFitting", "KFactorScaling", "WeightWholeTracks", "MinWeightGroupSizes",
+                                              "WarnOnRobustFailure", "LocalAlignments", "MagReferenceView",
                                               "CompReferenceView", "TiltFixedView", "TiltSecondFixedView",
                                               "RotationFixedView", "SeparateGroup", "LocalTiltSecondFixedView", "AxisXShift"}
     for kind in KINDS:
@@ -162,8 +165,6 @@ def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None
     if unknown:
         raise UsageError("these tiltalign options are not supported: " + ", ".join(unknown)
                              + "; remove them from the command file or align without --imod-com")
-    if _number(entries, "RobustFitting", 0) != 0:
-        raise UsageError("RobustFitting 1 is not supported with the full model yet; set it to 0")
     if _number(entries, "AxisXShift", 0) != 0:
         raise UsageError("AxisXShift is not supported; set it to 0 (shift the reconstruction instead)")
     if _number(entries, "BeamTiltOption", 0) not in (0, 1, 2):
@@ -285,7 +286,8 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
         beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) in (1, 2),
         notes=_notes(entries, mappings, local) + _moved_reference_notes(entries, refs, local),
         excluded_views=excluded, com_options=_model_options(entries),
-        robust=_number(entries, "RobustFitting", 0) != 0,
+        robust=_number(entries, "RobustFitting", 0) != 0, robust_scale=_number(entries, "KFactorScaling", 1.0),
+        robust_tracks=_number(entries, "WeightWholeTracks", 0) != 0,
         local_alignments=local or _number(entries, "LocalAlignments", 0) != 0,
     )
 
