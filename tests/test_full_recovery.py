@@ -13,7 +13,7 @@ from napari_tomoalign.alignment.full_model import XTILT, project_full
 from napari_tomoalign.alignment.full_solver import solve_full_model, start_params
 from napari_tomoalign.alignment.imod_align import alignment_from_full
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.model import image_centre
+from napari_tomoalign.conventions import image_centre
 
 PIXEL_NM = 1.6
 SIZE = (2048, 2048)

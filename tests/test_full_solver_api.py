@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment._lm import Cancelled
 from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.full_layout import build_layout
 from napari_tomoalign.alignment.full_solver import solve_full_model, start_params
 from napari_tomoalign.alignment.grouping import per_view_mapping
 from napari_tomoalign.alignment.imod_options import settings_from_com
+from napari_tomoalign.errors import Cancelled
 from napari_tomoalign.io.imod_com import read_com_section
 
 

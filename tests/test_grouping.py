@@ -117,7 +117,7 @@ def test_separate_groups_are_grouped_among_themselves():
 
 def test_command_file_ranges_separate_groups_and_a_second_fixed_tilt(imod_data):
     from napari_tomoalign.alignment.imod_options import settings_from_com
-    from napari_tomoalign.alignment.options import UsageError
+    from napari_tomoalign.errors import UsageError
     from napari_tomoalign.io.imod_com import read_com_section
 
     base = read_com_section(imod_data / "aligna.com")

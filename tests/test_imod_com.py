@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.options import UsageError
+from napari_tomoalign.errors import UsageError
 from napari_tomoalign.io.errors import FileFormatError
 from napari_tomoalign.io.imod_com import read_com_section
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment.options import UsageError
+from napari_tomoalign.errors import UsageError
 from napari_tomoalign.local_jobs import find_local_file, local_file_name, solve_local, wants_local
 
 DATA = Path(__file__).parent / "data" / "imod-tutorial-BB"

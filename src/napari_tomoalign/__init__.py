@@ -18,21 +18,20 @@ except ImportError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from .alignment._lm import Cancelled
-    from .alignment.errors import AlignmentError
     from .alignment.options import AlignmentOptions, VariableOption
     from .alignment.result import Alignment
     from .alignment.solver import align_markers
     from .alignment.transforms import imod_transforms
+    from .errors import AlignmentError, Cancelled
     from .io import read_markers, read_tilt_angles
     from .io.alignment import write_alignment
     from .simulation.markers import simulate_markers
 
 _WHERE = {
     "Alignment": ".alignment.result",
-    "AlignmentError": ".alignment.errors",
+    "AlignmentError": ".errors",
     "AlignmentOptions": ".alignment.options",
-    "Cancelled": ".alignment._lm",
+    "Cancelled": ".errors",
     "VariableOption": ".alignment.options",
     "align_markers": ".alignment.solver",
     "imod_transforms": ".alignment.transforms",

@@ -18,7 +18,8 @@ from typing import NoReturn
 
 from . import __version__
 from .alignment.errors import AlignmentError
-from .alignment.options import AlignmentOptions, UsageError, VariableOption
+from .alignment.options import AlignmentOptions, VariableOption
+from .errors import UsageError
 from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
 from .io.errors import FileFormatError
 

@@ -16,8 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .alignment.errors import AlignmentWarning
-from .alignment.options import MAX_THICKNESS_FACTOR, AlignmentOptions, UsageError, check_job_numbers
+from .alignment.options import MAX_THICKNESS_FACTOR, AlignmentOptions, check_job_numbers
 from .alignment.result import Alignment
+from .errors import UsageError
 from .io import FileFormatError, MarkerTable, read_markers, read_tilt_angles, write_markers_csv
 from .io.alignment import open_stack_and_alignment, output_names, write_alignment
 from .io.atomic import atomic_path, check_writable

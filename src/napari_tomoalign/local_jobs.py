@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from .alignment.options import UsageError
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from .alignment.local import LocalAlignments

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from .alignment._lm import Cancelled
 from .alignment.options import AlignmentOptions
 from .alignment.result import Alignment
 from .alignment.solver import align_markers
 from .alignment.transforms import imod_transforms
+from .errors import Cancelled
 from .file_jobs import (
     DemoInputs,
     FolderResult,

@@ -18,7 +18,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from ..alignment._lm import Cancelled
+from ..errors import Cancelled
 from ..workflows import PipelineResult
 from .dock.bead_logic import alignment_visits, checked_pairs
 from .dock.beads import BeadSection

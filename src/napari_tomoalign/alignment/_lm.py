@@ -17,12 +17,9 @@ from typing import Protocol, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import Cancelled
 from . import _backend
 from .model import project
-
-
-class Cancelled(Exception):
-    """Raised inside a solve when the caller's ``should_stop`` returned True."""
 
 
 @dataclass

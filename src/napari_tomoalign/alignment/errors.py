@@ -1,9 +1,5 @@
-"""The error and warning types of the alignment core."""
+"""The error and warning types of the alignment core (defined in `napari_tomoalign.errors`)."""
 
+from ..errors import AlignmentError, AlignmentWarning
 
-class AlignmentError(ValueError):
-    """The input cannot be aligned; the message says what is wrong and how to fix it."""
-
-
-class AlignmentWarning(UserWarning):
-    """Part of the input was left out of the fit."""
+__all__ = ["AlignmentError", "AlignmentWarning"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..conventions import image_centre
 from ._lm import LMReport, Observations
 from ._lm_full import levenberg_marquardt_full
 from ._parameters import shift_gauge
@@ -21,7 +22,7 @@ from .errors import AlignmentError
 from .full_layout import build_layout
 from .full_model import COMP, N_FULL, project_full, view_matrices
 from .imod_options import ImodSettings
-from .model import DX, DY, MAG, ROT, TILT, image_centre
+from .model import DX, DY, MAG, ROT, TILT
 
 # Below this many observations a second thread of the compiled loops costs more than it saves.
 SINGLE_THREAD_OBSERVATIONS = 200_000

@@ -14,13 +14,15 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..conventions import image_centre
+from ..errors import UsageError
 from .axis import wrap_degrees
 from .excluded_views import fill_left_out_views, format_views
 from .full_model import project_full, without_beam_tilt
 from .full_solver import FullModelSolution, solve_full_model, start_params
 from .imod_options import ImodSettings, settings_from_com
-from .model import DX, DY, MAG, ROT, TILT, image_centre
-from .options import AlignmentOptions, UsageError
+from .model import DX, DY, MAG, ROT, TILT
+from .options import AlignmentOptions
 from .result import Alignment, StageReport
 from .validation import validate_observations
 

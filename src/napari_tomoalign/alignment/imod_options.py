@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import UsageError
 from .errors import AlignmentError
 from .excluded_views import format_views
 from .grouping import (
@@ -26,7 +27,6 @@ from .grouping import (
     per_view_mapping,
 )
 from .imod_groups import automap_groups, parse_nondefault
-from .options import UsageError
 
 KINDS = ("rotation", "tilt", "magnification", "compression", "x_stretch", "skew", "x_tilt")
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",

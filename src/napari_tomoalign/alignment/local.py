@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..conventions import image_centre
 from ..io.imod_local import LocalTransforms
 from .errors import AlignmentError
 from .full_model import DMAG, SKEW, XTILT, default_full_params, view_matrices
@@ -30,7 +31,7 @@ from .local_fit import with_optimal_shifts
 from .local_geometry import compose_refinement, frame_from_transforms, linear_parts, view_transforms, z_factors
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
-from .model import DX, DY, MAG, ROT, TILT, image_centre
+from .model import DX, DY, MAG, ROT, TILT
 from .result import Alignment
 from .transforms import imod_transforms
 

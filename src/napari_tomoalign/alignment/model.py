@@ -20,11 +20,6 @@ VIEW_PARAMS = ("tilt", "rotation", "magnification", "shift_x", "shift_y")
 TILT, ROT, MAG, DX, DY = range(5)
 
 
-def image_centre(image_size: tuple[int, int] | NDArray) -> NDArray[np.float64]:
-    """The (x, y) centre of an image of ``(width, height)`` pixels: ``((nx - 1) / 2, (ny - 1) / 2)``."""
-    return (np.asarray(image_size, dtype=float) - 1.0) / 2.0
-
-
 def project(
     view_params: NDArray[np.float64],
     xyz: NDArray[np.float64],

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UsageError
+
 MAX_COUNT = 1_000_000  # group sizes, iteration limits: far beyond any use, far below an overflow
 
 
@@ -147,10 +149,6 @@ class AlignmentOptions:
 # The numbers of the jobs in `workflows` (the command line's options), checked before any file is read.
 MAX_THICKNESS_FACTOR = 4
 MAX_BINNING = 1024
-
-
-class UsageError(ValueError):
-    """A job's input out of range or inconsistent; the message names it (the command line prints it)."""
 
 
 def check_job_numbers(

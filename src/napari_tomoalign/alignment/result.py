@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import image_centre
+from ..conventions import image_centre
 from .options import AlignmentOptions
 
 

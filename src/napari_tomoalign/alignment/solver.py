@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..conventions import image_centre
 from ._lm import Observations, levenberg_marquardt
 from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
@@ -19,7 +20,7 @@ from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import format_views
-from .model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
+from .model import DX, DY, MAG, ROT, TILT, predict_all
 from .options import AlignmentOptions
 from .result import Alignment
 from .stages import ProgressCallback, StageRunner, plan_stages

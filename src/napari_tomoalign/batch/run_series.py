@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..alignment.options import UsageError
+from ..errors import UsageError
 from ..io.atomic import atomic_open
 from .series import SeriesSpec
 from .task import alignment_figures, build_options, make_row, one_thread, solve_and_write, yes_no

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from ..alignment.result import Alignment
 from ..alignment.transforms import imod_transforms
+from ..conventions import image_centre
 from .alignment import SavedAlignment, read_alignment_dir
 from .errors import FileFormatError
 from .imod import read_xf
@@ -55,11 +56,6 @@ def saved_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) -> SavedAl
     tilts = al.output_tilt_angles_deg()
     return SavedAlignment(xf, np.asarray(tilts, dtype=float), np.asarray(al.view_determined, dtype=bool),
                           (int(al.image_size[0]), int(al.image_size[1])), al.pixel_size_nm)
-
-
-def image_centre(image_size: tuple[int, int]) -> NDArray[np.float64]:
-    """``((nx - 1) / 2, (ny - 1) / 2)``: the centre of the transforms, in this project's pixel convention."""
-    return (np.asarray(image_size, dtype=float) - 1.0) / 2.0
 
 
 def rotation_and_magnification(xf: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

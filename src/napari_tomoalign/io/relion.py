@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import image_centre
 from .alignment import SavedAlignment
 from .atomic import atomic_path, check_writable
-from .convert import image_centre, raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
+from .convert import raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
 from .errors import FileFormatError
 
 OPTICS_DEFAULTS = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1, "hand": -1.0}

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..alignment._lm import Cancelled
 from ..alignment.result import Alignment
 from ..alignment.transforms import apply_transform
+from ..errors import Cancelled
 
 
 def erase_radius_px(bead_diameter_px: float) -> float:

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment._lm import Cancelled
+from ..errors import Cancelled
 
 INTERPOLATIONS = ("linear", "cubic")
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from ..alignment._lm import Cancelled
+from ..errors import Cancelled
 from .local_warp import LocalProjection, backproject_local, kernel_arguments
 from .warp import bin_image
 

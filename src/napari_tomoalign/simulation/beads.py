@@ -30,7 +30,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ..alignment.model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
+from ..alignment.model import DX, DY, MAG, ROT, TILT, predict_all
+from ..conventions import image_centre
 
 PRESETS: dict[str, dict] = {
     "plastic": dict(pixel_size_nm=2.0, bead_diameter_px=5.0, beads_per_mpx=450.0, thickness_px=120.0,

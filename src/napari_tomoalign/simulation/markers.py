@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment.model import DX, DY, MAG, ROT, TILT, image_centre, predict_all
+from ..alignment.model import DX, DY, MAG, ROT, TILT, predict_all
+from ..conventions import image_centre
 
 
 @dataclass

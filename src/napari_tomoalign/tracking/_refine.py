@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment._lm import Cancelled
 from ..alignment.result import Alignment
+from ..errors import Cancelled
 from ._measure import measure_beads
 from ._whiten import Whitener
 from .tracker import BeadTracker

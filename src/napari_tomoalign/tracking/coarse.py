@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from ..alignment._lm import Cancelled
+from ..errors import Cancelled
 from . import _fourier as ft
 from ._views import ViewReader
 

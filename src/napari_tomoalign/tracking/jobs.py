@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..alignment.options import AlignmentOptions, UsageError
+from ..alignment.options import AlignmentOptions
 from ..alignment.result import Alignment
+from ..errors import UsageError
 from ..io.atomic import check_writable
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..alignment._lm import Cancelled
 from ..alignment.result import Alignment
+from ..errors import Cancelled
 from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
 from ._views import ViewReader, extract_patches, patch_origins

@@ -19,7 +19,7 @@ from magicgui.widgets import ProgressBar
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ...alignment._lm import Cancelled
+from ...errors import Cancelled
 from ...io.errors import FileFormatError
 from ...workflows import PipelineResult, run_alignment
 from .logic import progress_percent

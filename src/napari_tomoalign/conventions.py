@@ -1,0 +1,76 @@
+"""Each convention of the project, stated once.
+
+- Positions: ``x`` = column, ``y`` = row, the first pixel's centre at (0, 0). IMOD's text files and models
+  put it at (0.5, 0.5) (`IMOD_HALF_PIXEL`); readers and writers convert with `to_imod` / `from_imod`.
+- Image centre: ``((nx - 1) / 2, (ny - 1) / 2)`` for an image of ``nx`` columns and ``ny`` rows; an
+  IMOD ``.xf`` maps raw X to ``A (X - c) + D + c`` about it.
+- Views: 0-based indices in arrays and in files whose header says so; numbered from 1, as IMOD and 3dmod
+  number them, in every text a person reads (reports, warnings, errors, options such as
+  ``--reference-view``). `view_number` and `view_index` convert, and nothing else does.
+- Pixel size: nanometres in the API and the solver (``pixel_size_nm``), Ångström in MRC headers and IMOD
+  files (``pixel_size_angstrom``). An unknown pixel size is ``None`` everywhere (never 0, 1 or 1 Å);
+  `nm_from_angstrom` turns a header's 0 into ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+IMOD_HALF_PIXEL = 0.5
+"""IMOD's coordinate of the first pixel's centre (ours is 0)."""
+
+ANGSTROM_PER_NM = 10.0
+
+
+def image_centre(image_size: tuple[int, int] | NDArray) -> NDArray[np.float64]:
+    """The (x, y) centre of an image of ``(width, height)`` pixels: ``((nx - 1) / 2, (ny - 1) / 2)``."""
+    return (np.asarray(image_size, dtype=float) - 1.0) / 2.0
+
+
+def to_imod(xy: NDArray) -> NDArray[np.float64]:
+    """Positions in this project's pixel convention as IMOD writes them (first pixel centre at 0.5)."""
+    return np.asarray(xy, dtype=float) + IMOD_HALF_PIXEL
+
+
+def from_imod(xy: NDArray) -> NDArray[np.float64]:
+    """IMOD positions (first pixel centre at 0.5) in this project's convention (first pixel centre at 0)."""
+    return np.asarray(xy, dtype=float) - IMOD_HALF_PIXEL
+
+
+def view_number(index: int) -> int:
+    """The number a person reads for the 0-based view ``index`` (IMOD's and 3dmod's, from 1)."""
+    return int(index) + 1
+
+
+def view_index(number: int, n_views: int, *, what: str = "view") -> int:
+    """The 0-based index of view ``number`` (numbered from 1); a `UsageError` naming the valid range."""
+    from .errors import UsageError
+
+    if isinstance(number, float) and not math.isfinite(number):
+        raise UsageError(f"{what} {number} is not a view number; give one from 1 to {n_views}")
+    if int(number) != number or not 1 <= int(number) <= n_views:
+        raise UsageError(f"{what} {number} is not a view of this {n_views}-view series; give one from 1 to {n_views}")
+    return int(number) - 1
+
+
+def nm_from_angstrom(pixel_size_angstrom: float | None) -> float | None:
+    """A header's pixel size (Å) in nm; 0, negative or non-finite (unknown in MRC) is ``None``."""
+    if pixel_size_angstrom is None:
+        return None
+    v = float(pixel_size_angstrom)
+    return v / ANGSTROM_PER_NM if math.isfinite(v) and v > 0 else None
+
+
+def angstrom_from_nm(pixel_size_nm: float | None) -> float | None:
+    """A pixel size in nm as Å for a header; ``None`` (unknown) stays ``None`` (written as 0 by MRC writers)."""
+    if pixel_size_nm is None:
+        return None
+    v = float(pixel_size_nm)
+    return v * ANGSTROM_PER_NM if math.isfinite(v) and v > 0 else None
+
+
+__all__ = ["ANGSTROM_PER_NM", "IMOD_HALF_PIXEL", "angstrom_from_nm", "from_imod", "image_centre", "nm_from_angstrom",
+           "to_imod", "view_index", "view_number"]
