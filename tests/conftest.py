@@ -1,8 +1,7 @@
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).resolve().parent / "data" / "imod-tutorial-BB"
+from support.paths import DATA
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import sys
 import mrcfile
 import numpy as np
 import pytest
-from gui_modules import GUI_MODULES
+from support.gui import GUI_MODULES
 
 from napari_tomoalign.cli import main
 from napari_tomoalign.io import read_markers

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from gui_modules import GUI_MODULES
+from support.gui import GUI_MODULES
 
 # Every module of the package outside the napari layer (``_napari``) must import without the GUI stack.
 CODE = (

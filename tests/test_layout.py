@@ -3,9 +3,9 @@ another module's private names. Compiled (numba) kernels are exempt from the fun
 docstring does not count towards it."""
 
 import ast
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_tomoalign"
+from support.paths import PACKAGE
+
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from support.paths import DATA
 
 from napari_tomoalign.errors import UsageError
 from napari_tomoalign.local_jobs import find_local_file, local_file_name, solve_local, wants_local
-
-DATA = Path(__file__).parent / "data" / "imod-tutorial-BB"
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,9 @@ def _contrast(section: np.ndarray) -> tuple[float, float]:
     """Contrast limits from the 0.5 and 99.5 percentiles of a (subsampled) section."""
     step = max(1, max(section.shape) // 1024)
     sub = np.asarray(section[::step, ::step], dtype=np.float32)
+    sub = sub[np.isfinite(sub)]  # a damaged file's NaN or inf pixels say nothing about the contrast
+    if sub.size == 0:
+        return 0.0, 1.0
     lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
     return (lo, hi) if hi > lo else (float(sub.min()), float(sub.min()) + 1.0)
 

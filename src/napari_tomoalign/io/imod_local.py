@@ -124,7 +124,8 @@ def _numbers(lines: list[str], pos: int, count: int, path: object, what: str) ->
 
 def read_local_transforms(path: str | os.PathLike[str], n_views: int | None = None) -> LocalTransforms:
     """Read IMOD's local alignment file. ``n_views`` is found from the file when not given."""
-    lines = [ln for ln in open(path, encoding="ascii", errors="replace").read().splitlines() if ln.strip()]
+    with open(path, encoding="ascii", errors="replace") as f:
+        lines = [ln for ln in f.read().splitlines() if ln.strip()]
     if not lines:
         raise FileFormatError(f"{path}: empty file; expected IMOD's local alignment header 'nX nY xStart ...'")
     try:

@@ -109,7 +109,8 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, fi
         data = data[None]
     if data.dtype.kind == "c":
         raise FileFormatError(f"{p}: complex (Fourier-space) MRC data is not a tilt series")
-    vx = float(mrc.voxel_size.x)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a header's mx of 0 makes the voxel size inf or NaN
+        vx = float(mrc.voxel_size.x)
     error = None
     try:
         tilts, source = find_tilt_angles(p, int(data.shape[0]), mrc) if find_tilts else (None, None)
@@ -117,7 +118,7 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, fi
         if strict_tilts:
             raise
         tilts, source, error = None, None, str(exc)
-    return TiltSeries(p, data, vx if vx > 0 else None, tilts, source, error)
+    return TiltSeries(p, data, vx if np.isfinite(vx) and vx > 0 else None, tilts, source, error)
 
 
 class NonFiniteDataError(ValueError):

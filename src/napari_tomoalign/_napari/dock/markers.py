@@ -75,7 +75,7 @@ class MarkersPanel:
             return
         layer.events.data.connect(self._on_data)
         layer.selected_data.events.items_changed.connect(self.update_labels)
-        self._viewer.camera.events.zoom.connect(self.update_labels)
+        self._viewer.scene.camera.events.zoom.connect(self.update_labels)
         layer.bind_key(UNDO_KEY, self._undo_key, overwrite=True)
         ids = layer.features["marker"].to_numpy()
         self.current_marker.value = int(ids.max()) if ids.size else 1
@@ -88,7 +88,7 @@ class MarkersPanel:
         try:
             self.layer.events.data.disconnect(self._on_data)
             self.layer.selected_data.events.items_changed.disconnect(self.update_labels)
-            self._viewer.camera.events.zoom.disconnect(self.update_labels)
+            self._viewer.scene.camera.events.zoom.disconnect(self.update_labels)
             self.layer.bind_key(UNDO_KEY, None)
         except (TypeError, ValueError, RuntimeError, KeyError):
             pass
@@ -186,7 +186,7 @@ class MarkersPanel:
         ids = layer.features["marker"].to_numpy(dtype=np.int64)
         if self._spacing is None or len(self._spacing) != len(ids):
             self._spacing = nearest_neighbour(layer.data[:, 0], layer.data[:, 1:])
-        px = float(self._viewer.camera.zoom) * abs(float(layer.scale[-1]))  # screen px per data pixel
+        px = float(self._viewer.scene.camera.zoom) * abs(float(layer.scale[-1]))  # screen px per data pixel
         check = layer.features["check"].to_numpy(dtype=bool) if "check" in layer.features else np.zeros(len(ids), bool)
         flagged = np.array([(int(v), int(m)) in self.flagged for v, m in zip(view_index(layer.data[:, 0]), ids)],
                            dtype=bool)

@@ -44,7 +44,7 @@ class TomogramViewer:
             layer.name_overlay.visible = True
             viewer.layers.append(layer)
             added.append(layer)
-        grid = viewer.grid
+        grid = viewer.canvas.grid
         grid.stride, grid.shape, grid.enabled = 1, (1, len(panels)), len(panels) > 1
         middle = added[0].data_to_world((added[0].data.shape[0] // 2, 0, 0))[0]
         viewer.dims.set_point(0, float(middle))

@@ -65,7 +65,7 @@ def test_ids_drawn_only_where_they_fit_and_in_the_markers_colour(make_napari_vie
     viewer = make_napari_viewer()
     layer = viewer.add_layer(crowded_markers())
     panel = MarkersPanel(viewer, UndoStack(), lambda text: None)
-    viewer.camera.zoom = 2.0
+    viewer.scene.camera.zoom = 2.0
     panel.watch(layer)
     strings = list(layer.text.string.array)
     assert strings == ["", "", "", "4", "5", "6"]  # the clump's ids would cover each other's rings
@@ -75,9 +75,9 @@ def test_ids_drawn_only_where_they_fit_and_in_the_markers_colour(make_napari_vie
     layer.selected_data = {1}  # the selected point is always labelled
     assert list(layer.text.string.array)[:3] == ["", "102", ""]
     layer.selected_data = set()
-    viewer.camera.zoom = 40.0  # zoomed in, the clump's beads are far apart on screen
+    viewer.scene.camera.zoom = 40.0  # zoomed in, the clump's beads are far apart on screen
     assert list(layer.text.string.array) == ["101", "102", "103", "4", "5", "6"]
-    viewer.camera.zoom = 2.0
+    viewer.scene.camera.zoom = 2.0
     panel.ids.value = "none"
     assert not any(layer.text.string.array)
     panel.ids.value = "all"

@@ -1,14 +1,14 @@
 """The Align step's "more variables": IMOD's full model from an align.com, in a real viewer under Xvfb."""
 
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("napari")
 
+from support.paths import DATA
+
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "imod-tutorial-BB"
 WAIT_MS = 120_000
 
 

@@ -61,7 +61,7 @@ def check(path: Path) -> None:
     finally:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 10.0  # a hang guard, not a speed test (tracemalloc slows reads; CI is shared)
     assert peak < MEMORY_LIMIT, f"{peak / 2**20:.0f} MiB for a {path.stat().st_size}-byte file"
     get = napari_get_reader(str(path))
     if get is not None:

@@ -1,16 +1,14 @@
 """RobustFitting 1 with IMOD's full model: IMOD's tutorial, and mis-clicks added to it."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from support.paths import DATA
 
 from napari_tomoalign.alignment.imod_align import align_markers_imod
 from napari_tomoalign.alignment.imod_robust import floor_sparse_markers
 from napari_tomoalign.io.markers import read_markers
 from napari_tomoalign.io.tilts import read_tilt_angles
-
-DATA = Path(__file__).parent / "data" / "imod-tutorial-BB"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from gui_modules import write_bead_stack  # noqa: E402
+from support.gui import write_bead_stack  # noqa: E402
 
 from napari_tomoalign._napari.dock.results import PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402

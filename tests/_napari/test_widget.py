@@ -141,7 +141,7 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     qtbot.waitUntil(lambda: widget.tomograms.viewer is not None and len(widget.tomograms.viewer.layers) == 2)
     tv = widget.tomograms.viewer
     a, b = tv.layers
-    assert tv.grid.enabled and a.data.shape == b.data.shape
+    assert tv.canvas.grid.enabled and a.data.shape == b.data.shape
     assert a.name.startswith("RMS ") and "markers in every view" in a.name
     assert b.name.startswith("RMS ") and "all markers" in b.name
     assert a.name_overlay.visible and b.name_overlay.visible

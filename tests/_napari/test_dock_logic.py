@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from gui_modules import GUI_MODULES
+from support.gui import GUI_MODULES
 
 from napari_tomoalign._napari.dock import logic
 from napari_tomoalign.alignment.options import AlignmentOptions

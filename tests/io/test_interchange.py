@@ -7,7 +7,6 @@ same projected marker positions (the solver's own predictions) to 0.01 px.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +29,8 @@ from napari_tomoalign.simulation.markers import simulate_markers
 for _package in ("starfile", "alnfile", "cryoet_alignment"):  # the 'interchange' extra
     pytest.importorskip(_package)
 
-BB = Path(__file__).parent / "data" / "imod-tutorial-BB"
+from support.paths import DATA as BB  # noqa: E402
+
 OUT = {"aretomo": "ts.aln", "cdp": "ts.json", "relion": "relion", "imod": "imod"}
 
 

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from test_hostile_support import baseline_mib, one_line_error, run_cli, small_series, temp_files
+from support.hostile import baseline_mib, one_line_error, run_cli, small_series, temp_files
 
 from napari_tomoalign.io import FileFormatError, MarkerTable, read_markers, read_tilt_angles
 from napari_tomoalign.io.imod_model import read_imod_model, write_imod_model
