@@ -64,7 +64,7 @@ from .atomic import atomic_open
 from .convert import raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
 from .errors import FileFormatError
 from .guarded import read_text_limited
-from .limits import MAX_VIEWS, count, finite, image_size, view_indices
+from .limits import MAX_VIEWS, count, finite, image_size, view_indices, why
 
 HEADER = "# AreTomo Alignment / Priims bprmMn"
 COLUMNS = "# SEC     ROT         GMAG       TX          TY      SMEAN     SFIT    SCALE     BASE     TILT"
@@ -120,7 +120,7 @@ def _parse(path: Path):
     try:
         return AlnData.from_string(head), n_local
     except (ValueError, IndexError, TypeError) as exc:
-        raise FileFormatError(f"{path}: not a readable AreTomo .aln file ({str(exc).splitlines()[0]})") from None
+        raise FileFormatError(f"{path}: not a readable AreTomo .aln file ({why(exc)})") from None
 
 
 def _dark_candidates(aln) -> list[list[int]]:

@@ -59,3 +59,17 @@ def finite(values: NDArray[np.float64], path: object, what: str, limit: float = 
         v = a.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
         raise FileFormatError(f"{path}: {what} {v!r} is not a usable number (it must be finite and within ±{limit:g})")
     return a
+
+
+def why(exc: BaseException) -> str:
+    """A one-line reason from a parser's exception: for a pydantic validation error, the first field and what
+    is wrong with it (``per_section_alignment_parameters.0.z_index: Input should be a valid integer``)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return f"{'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', '')}".strip(": ")
+        except (TypeError, IndexError, AttributeError):
+            pass
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
