@@ -274,3 +274,107 @@ def test_imod_pair_is_written_whole_or_not_at_all(series, tmp_path):
         convert(series["al"], "imod", out)
     assert sorted(p.name for p in out.iterdir()) == ["al.tlt"] and (out / "al.tlt").read_text() == "someone else's\n"
     np.testing.assert_equal(len(convert(series["al"], "imod", out, overwrite=True)), 2)
+
+
+def test_temporaries_of_a_killed_writer_are_cleared_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from napari_tomoalign.io.atomic import atomic_open
+
+    target = tmp_path / "out.xf"
+    code = ("import os, sys; from napari_tomoalign.io.atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1]) as f:\n    f.write('half'); f.flush(); os.kill(os.getpid(), 9)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True)
+    assert r.returncode == -9
+    left = temp_files(tmp_path)
+    assert len(left) == 1 and not target.exists()
+    mine = tmp_path / f".out.xf.{os.getpid()}.keepme.tmp"  # a live writer's temporary is left alone
+    mine.write_text("busy")
+    with atomic_open(target) as f:
+        f.write("whole\n")
+    assert target.read_text() == "whole\n" and temp_files(tmp_path) == [mine]
+
+
+def test_a_local_file_from_another_run_is_refused(series, tmp_path):
+    import hashlib
+
+    from napari_tomoalign.io.alignment import read_alignment_dir
+
+    al = tmp_path / "al"
+    shutil.copytree(series["al"], al)
+    body = b"local transforms of this run\n"
+    (al / "m_local.xf").write_bytes(body)
+    lines = (al / "alignment.json").read_text().split("\n")
+    prefix = '{"tomoalign_run": '
+    run = json.loads(lines[0][len(prefix):-1])
+    run["local_file"] = "m_local.xf"
+    run["files"]["m_local.xf"] = {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    lines[0] = prefix + json.dumps(run) + ","
+    (al / "alignment.json").write_text("\n".join(lines))
+    assert read_alignment_dir(al).local_file == "m_local.xf"
+    (al / "m_local.xf").write_bytes(body.replace(b"this", b"that"))  # same size, another run's
+    with pytest.raises(FileFormatError, match="does not belong to the run"):
+        read_alignment_dir(al)
+
+
+def test_mrc_headers_that_cannot_be_used(tmp_path):
+    import struct
+
+    from napari_tomoalign.io.mrc import open_tilt_series, write_mrc
+
+    p = tmp_path / "s.mrc"
+    write_mrc(p, np.zeros((3, 8, 8), dtype=np.float32), 5.0)
+    raw = bytearray(p.read_bytes())
+    raw[12:16] = struct.pack("<i", 101)
+    (tmp_path / "m101.mrc").write_bytes(raw)
+    with pytest.raises(FileFormatError, match="mode 101 is IMOD's packed 4-bit format.*newstack -mode 0"):
+        open_tilt_series(tmp_path / "m101.mrc")
+    raw = bytearray(p.read_bytes())
+    raw[40:44] = struct.pack("<f", float("inf"))  # cell size x: an infinite pixel size
+    (tmp_path / "inf.mrc").write_bytes(raw)
+    with pytest.raises(FileFormatError, match="pixel size .* not a usable number"):
+        open_tilt_series(tmp_path / "inf.mrc")
+
+
+@pytest.mark.parametrize("workers", ["-1", "0", "1000000000", "two"])
+def test_batch_workers_out_of_range(series, tmp_path, workers):
+    run = run_cli(["batch", series["csv"].parent, "--output", tmp_path / "o", "--workers", workers])
+    _quick(run, "--workers")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/tomoalign-abs-series", ".."])
+def test_batch_series_names_stay_in_the_output_folder(series, tmp_path, name):
+    table = tmp_path / "series.csv"
+    table.write_text(f"name,markers,tilt_angles\n{name},{series['csv']},{series['tlt']}\n")
+    run = run_cli(["batch", table, "--output", tmp_path / "box" / "o", "--workers", "1"])
+    _quick(run, "not a plain file name")
+    assert not (tmp_path / "box" / "escaped").exists() and not os.path.exists("/tmp/tomoalign-abs-series")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "sparse"])
+def test_batch_tables_that_never_end(tmp_path, kind):
+    table = tmp_path / "series.csv"
+    if kind == "fifo":
+        os.mkfifo(table)
+    else:
+        with open(table, "wb") as f:
+            f.truncate(5 * 2**30)  # no newline in 5 GiB of holes
+    run = run_cli(["batch", table, "--output", tmp_path / "o", "--workers", "1"])
+    _quick(run, "FIFO" if kind == "fifo" else "too large")
+
+
+def test_a_sibling_mdoc_of_several_mb_is_refused_at_once(tmp_path):
+    import time
+
+    from napari_tomoalign.io.tilt_sources import read_mdoc_tilts
+
+    p = tmp_path / "s.mrc.mdoc"
+    p.write_text("PixelSpacing = 1.5\n\n" + "".join(f"[ZValue = {z}]\nTiltAngle = {z % 120 - 60}\n" + "Note = x\n" * 40
+                                                    for z in range(12_000)))
+    assert p.stat().st_size > 4 * 2**20
+    t0 = time.perf_counter()
+    with pytest.raises(FileFormatError, match="too large for a SerialEM .mdoc"):
+        read_mdoc_tilts(p)
+    assert time.perf_counter() - t0 < 1.0

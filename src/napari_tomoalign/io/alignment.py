@@ -313,9 +313,11 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
     with folder_lock(d, shared=True):
         run = _read_run(info_path)
         stem = run["stem"]
+        local_name = run.get("local_file") if isinstance(run.get("local_file"), str) else None
+        local_name = local_name if local_name and Path(local_name).name == local_name else None
         for name in {f"{stem}.xf", f"{stem}.tlt", *run["files"]}:
-            if name in output_names(stem)[1:]:
-                _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt"))
+            if name in output_names(stem)[1:] or name == local_name:  # a local file from another run is refused
+                _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt", local_name))
         determined = np.asarray(run["view_determined"], dtype=bool)
         size = (int(run["image_size"][0]), int(run["image_size"][1]))
         xf = read_xf(d / f"{stem}.xf")

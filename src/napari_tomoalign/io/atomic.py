@@ -115,7 +115,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     """Yield a temporary path beside ``path`` for a library to write; on success rename it over ``path``."""
     p = check_writable(path, overwrite)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = _temporary(p)
     os.close(fd)
     try:
         try:
@@ -133,6 +133,45 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clear_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``target`` left (``.NAME.PID.*.tmp`` whose process is
+    gone, as after SIGKILL or a crash); return them. Temporaries of a live process are left alone."""
+    gone: list[Path] = []
+    prefix = f".{target.name}."
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return gone
+    for entry in entries:
+        rest = entry.name[len(prefix):] if entry.name.startswith(prefix) and entry.name.endswith(".tmp") else ""
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and rest.count(".") >= 2 and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    gone.append(Path(entry.path))
+            except OSError:
+                pass
+    return gone
+
+
+def _temporary(p: Path) -> tuple[int, str]:
+    """A new temporary file beside ``p``, named ``.NAME.PID.XXXXXXXX.tmp`` so that the next writer can tell
+    one left by a killed process (`clear_stale_temporaries`) from one being written now."""
+    clear_stale_temporaries(p)
+    return tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=p.parent)
 
 
 def _remove(path: str | os.PathLike[str]) -> None:
@@ -181,7 +220,7 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
         tmps: list[str] = []
         try:
             for p in paths:
-                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+                fd, tmp = _temporary(p)
                 os.close(fd)
                 tmps.append(tmp)
             try:
