@@ -143,7 +143,7 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, simulated):
     with pytest.raises(FileFormatError, match="not an AreTomo alignment"):
         read_any(bad)
     with pytest.raises(FileFormatError, match="unknown alignment format"):
-        convert(simulated, "warp", tmp_path / "w")
+        convert(simulated, "emdb", tmp_path / "w")
     nopix = saved_from_alignment(simulated)
     from napari_tomoalign.io.relion import write_relion
 

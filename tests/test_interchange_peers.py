@@ -276,3 +276,51 @@ def test_relion_indices_and_numbers_are_checked(tmp_path):
         warnings.simplefilter("error")
         star.write_text(text)
         assert _disagreement(saved, read_relion(tmp_path / "tomograms.star")) < TOL_PX
+
+
+# --- Warp XML (read only) ----------------------------------------------------------------------------------
+
+WARP_XML = DATA / "cryoet-alignment" / "00254.xml"
+
+
+def test_warp_xml_reads_as_the_peer_converts_it():
+    from cryoet_alignment.io.cryoet_data_portal import Alignment
+
+    from napari_tomoalign.io.warp import read_warp_xml
+
+    ours = read_warp_xml(WARP_XML, image_size=(3838, 3710))  # this export records no image size
+    assert ours.pixel_size_nm == pytest.approx(0.1) and ours.view_determined.sum() == 41
+    peer = Alignment.from_warp_file(WARP_XML)
+    imod = peer.to_imod(ts_size=(3838, 3710, 41))
+    assert _disagreement(ours, _from_peer_imod(imod, set(range(41)), ours)) < TOL_PX
+
+
+def test_warp_xml_unused_tilts_inverted_angles_and_entities(tmp_path):
+    from napari_tomoalign.io.warp import read_warp_xml
+
+    text = WARP_XML.read_text(encoding="utf-8-sig")
+    first_use = text.index("<UseTilt>") + len("<UseTilt>")
+    (tmp_path / "a.xml").write_text(text[:first_use] + "False" + text[first_use + 4:])
+    back = read_warp_xml(tmp_path / "a.xml", image_size=(3838, 3710))
+    assert not back.view_determined[0] and back.view_determined[1:].all()
+    (tmp_path / "b.xml").write_text(text.replace('AreAnglesInverted="False"', 'AreAnglesInverted="True"'))
+    with pytest.raises(FileFormatError, match="AreAnglesInverted"):
+        read_warp_xml(tmp_path / "b.xml", image_size=(3838, 3710))
+    (tmp_path / "c.xml").write_text('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa">]><TiltSeries/>')
+    with pytest.raises(FileFormatError, match="entity"):
+        read_warp_xml(tmp_path / "c.xml", image_size=(3838, 3710))
+    with pytest.raises(FileFormatError, match="image size"):
+        read_warp_xml(WARP_XML)
+
+
+def test_convert_reads_warp_and_refuses_to_write_it(tmp_path, capsys):
+    from napari_tomoalign.cli import main
+
+    assert main(["convert", str(WARP_XML), "--to", "aretomo", "--output", str(tmp_path / "w.aln"), "--image-size",
+                 "3838", "3710"]) == 0
+    from napari_tomoalign.io.warp import read_warp_xml
+
+    assert _disagreement(read_warp_xml(WARP_XML, image_size=(3838, 3710)), read_aln(tmp_path / "w.aln")) < TOL_PX
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "w.aln"), "--to", "warp", "--output", str(tmp_path / "x.xml")]) == 2
+    assert "read, not written" in capsys.readouterr().err

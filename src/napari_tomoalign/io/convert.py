@@ -5,7 +5,8 @@ convention, tilt angles, which views are determined, image size, pixel size), th
 reconstruction uses. Every writer takes one. Formats: ``imod`` (read: a ``tomoalign align`` folder,
 or IMOD's own ``NAME.xf`` + ``NAME.tlt``; written: ``NAME.xf`` + ``NAME.tlt``), ``aretomo`` (AreTomo3
 ``.aln``, `io.aretomo`), ``cdp`` (the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and
-``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`).
+``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`); ``warp`` (a Warp
+tilt-series XML, `io.warp`) is read only.
 
 The geometry shared by all of them. A transform ``[A | D]`` maps a raw image point ``X`` to the
 aligned point ``A (X - c) + D + c`` about the image centre ``c = ((nx - 1) / 2, (ny - 1) / 2)``
@@ -43,8 +44,9 @@ from .imod import read_xf
 from .tilts import read_tilt_angles
 
 FORMATS = ("imod", "aretomo", "cdp", "relion")
+READ_ONLY = ("warp",)  # read (``--from``, or a .xml name), never written
 _ALIASES = {"aln": "aretomo", "aretomo3": "aretomo", "portal": "cdp", "cryoet-data-portal": "cdp", "star": "relion",
-            "relion5": "relion", "tomoalign": "imod"}
+            "relion5": "relion", "tomoalign": "imod", "warptools": "warp", "xml": "warp"}
 
 
 class MagnificationLoss(UserWarning):
@@ -156,15 +158,20 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "relion"
     if ext == ".json":
         return "imod" if p.name == "alignment.json" else "cdp"
-    raise FileFormatError(f"{p}: cannot tell the alignment format from the name; use a .aln, .json or .star file "
-                          "or a 'tomoalign align' folder")
+    if ext == ".xml":
+        return "warp"
+    raise FileFormatError(f"{p}: cannot tell the alignment format from the name; use a .aln, .json, .star or "
+                          "Warp .xml file or a 'tomoalign align' folder")
 
 
-def normalise_format(name: str) -> str:
-    """``imod``, ``aretomo``, ``cdp`` or ``relion`` from a name or alias; a clear error otherwise."""
+def normalise_format(name: str, reading: bool = False) -> str:
+    """``imod``, ``aretomo``, ``cdp`` or ``relion`` (and, when ``reading``, ``warp``) from a name or alias; a
+    clear error otherwise."""
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
-    if key not in FORMATS:
+    if key in READ_ONLY and not reading:
+        raise FileFormatError(f"{key} alignments are read, not written; choose one of {', '.join(FORMATS)}")
+    if key not in FORMATS + (READ_ONLY if reading else ()):
         raise FileFormatError(f"unknown alignment format {name!r}; choose one of {', '.join(FORMATS)}")
     return key
 
@@ -230,7 +237,11 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     """Read an alignment in any supported format (``fmt`` detected from the name when None); ``name`` picks a
     tomogram of a RELION star that lists several."""
     p = Path(path)
-    fmt = normalise_format(fmt) if fmt else detect_format(p)
+    fmt = normalise_format(fmt, reading=True) if fmt else detect_format(p)
+    if fmt == "warp":
+        from .warp import read_warp_xml
+
+        return read_warp_xml(p, image_size=image_size, pixel_size_nm=pixel_size_nm)
     if fmt == "imod":
         return _read_imod(p, image_size, pixel_size_nm)
     if fmt == "aretomo":
@@ -302,7 +313,7 @@ def convert(
     else:
         p = Path(in_path)
         saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name)
-        if (normalise_format(from_format) if from_format else detect_format(p)) == "imod":
+        if (normalise_format(from_format, reading=True) if from_format else detect_format(p)) == "imod":
             nominal = _nominal_tilts(p if p.is_dir() else p.parent)
         stem = name or safe_name(p.name if p.is_dir() else p.stem, "the input's name")
     if nominal_tilt_angles_deg is not None:
@@ -329,7 +340,8 @@ def convert(
 
 def add_convert_arguments(p) -> None:
     """The arguments of ``tomoalign convert IN --to FORMAT --output OUT`` (an ``argparse`` parser)."""
-    p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json or a RELION tomograms.star")
+    p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json, a RELION tomograms.star"
+                   " or a Warp .xml")
     p.add_argument("--to", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--output", required=True, metavar="OUT", help="a file (aretomo, cdp) or a folder (imod, relion)")
     p.add_argument("--from", dest="from_format", metavar="FORMAT", help="the input's format (default: from its name)")
