@@ -378,3 +378,11 @@ def test_a_sibling_mdoc_of_several_mb_is_refused_at_once(tmp_path):
     with pytest.raises(FileFormatError, match="too large for a SerialEM .mdoc"):
         read_mdoc_tilts(p)
     assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("text", ["view,marker,x,y\n", "view,marker,x,y\r\n", "view,marker,x,y\n\n  \n"])
+def test_a_csv_with_only_a_header_says_so_in_one_line(series, tmp_path, text):
+    (tmp_path / "m.csv").write_text(text)
+    run = run_cli(["align", tmp_path / "m.csv", "--tilt-angles", series["tlt"], "--image-size", 96, 80, "--output",
+                   tmp_path / "o"])
+    _quick(run, "no marker rows after the header")
