@@ -386,3 +386,30 @@ def test_a_csv_with_only_a_header_says_so_in_one_line(series, tmp_path, text):
     run = run_cli(["align", tmp_path / "m.csv", "--tilt-angles", series["tlt"], "--image-size", 96, 80, "--output",
                    tmp_path / "o"])
     _quick(run, "no marker rows after the header")
+
+
+def test_batch_with_a_scheduler_that_never_answers(series, tmp_path):
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))  # loopback only: accepts, then says nothing
+    srv.listen(8)
+    held = []
+
+    def accept():
+        try:
+            while True:
+                held.append(srv.accept()[0])
+        except OSError:
+            return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        run = run_cli(["batch", series["csv"].parent, "--output", tmp_path / "o", "--scheduler",
+                       f"tcp://127.0.0.1:{srv.getsockname()[1]}"], timeout=120)
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
+    _quick(run, "did not answer in 10 s")

@@ -200,6 +200,25 @@ def _from_matrices(t, path: Path, volume: tuple[float, float, float], image_size
     return x_tilt, y_tilt, z_rot, shift
 
 
+def _column(t, label: str, p: Path, limit: float = 1e7) -> NDArray[np.float64]:
+    """A numeric column, finite and within ``±limit``, or a `FileFormatError` naming it."""
+    try:
+        values = np.asarray(t[label].to_numpy(), dtype=float)
+    except (ValueError, TypeError):
+        raise FileFormatError(f"{p}: {label} holds something that is not a number") from None
+    return finite(values, p, label, limit)
+
+
+def _number(row, labels: tuple[str, ...], p: Path) -> float:
+    for label in labels:
+        if label in row:
+            try:
+                return float(row[label])
+            except (ValueError, TypeError):
+                raise FileFormatError(f"{p}: {label} {row[label]!r} is not a number") from None
+    return float("nan")
+
+
 def _view_indices(t, p: Path) -> NDArray[np.intp]:
     """0-based raw-stack views from ``rlnMicrographName`` (``k@stack``, 1-based k), else the row order."""
     if "rlnMicrographName" in t:
@@ -216,11 +235,11 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
     row, t = _read_blocks(p, name)
     if len(t) > MAX_VIEWS:
         raise FileFormatError(f"{p}: {len(t)} tilt rows; a tilt series has at most {MAX_VIEWS}")
-    pix_a = float(row.get("rlnTomoTiltSeriesPixelSize", row.get("rlnMicrographOriginalPixelSize", 0.0)))
+    pix_a = _number(row, ("rlnTomoTiltSeriesPixelSize", "rlnMicrographOriginalPixelSize"), p)
     if not (np.isfinite(pix_a) and 1e-3 <= pix_a <= 1e5):
         raise FileFormatError(f"{p}: pixel size {pix_a} Å (rlnTomoTiltSeriesPixelSize) is missing or out of range")
     if image_size is None:
-        if "rlnTomoSizeX" not in row:
+        if "rlnTomoSizeX" not in row or "rlnTomoSizeY" not in row:
             raise FileFormatError(f"{p}: the image size is not recorded; give it (--image-size W H)")
         image_size = (row["rlnTomoSizeX"], row["rlnTomoSizeY"])
     image_size = checked_image_size(image_size, p)
@@ -233,8 +252,8 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
         if missing:
             raise FileFormatError(f"{p}: the tilt-series table lacks {', '.join(missing)} and has no projection "
                                   "matrices (rlnTomoProjX/Y/Z/W)")
-        num = {c: finite(t[c].to_numpy(float), p, c, 1e7) for c in need}
-        x_tilt = finite(t["rlnTomoXTilt"].to_numpy(float), p, "rlnTomoXTilt") if "rlnTomoXTilt" in t else np.zeros(len(t))
+        num = {c: _column(t, c, p) for c in need}
+        x_tilt = _column(t, "rlnTomoXTilt", p) if "rlnTomoXTilt" in t else np.zeros(len(t))
         y_tilt, z_rot = num["rlnTomoYTilt"], num["rlnTomoZRot"]
         shift = np.column_stack([num["rlnTomoXShiftAngst"], num["rlnTomoYShiftAngst"]]) / pix_a
     if np.any(np.abs(x_tilt) > 1e-4):
