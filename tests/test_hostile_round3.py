@@ -413,3 +413,43 @@ def test_batch_with_a_scheduler_that_never_answers(series, tmp_path):
         for c in held:
             c.close()
     _quick(run, "did not answer in 10 s")
+
+
+WEIRD = [None, True, -1, 1e308, float("inf"), "x", "../x", [], [[[]]], {}, {"a": [1, {"b": None}]}, [1e400, "nan"]]
+
+
+def test_a_tampered_run_stamp_is_refused_never_a_traceback(series, tmp_path):
+    """Every field of alignment.json's run stamp set to every kind of wrong value: a result or one
+    FileFormatError, never another exception (a tampered alignment.json)."""
+    from napari_tomoalign.io.alignment import read_alignment_dir
+
+    al = tmp_path / "al"
+    shutil.copytree(series["al"], al)
+    lines = (al / "alignment.json").read_text().split("\n")
+    prefix = '{"tomoalign_run": '
+    run = json.loads(lines[0][len(prefix):-1])
+    for key in [*run, "local_file", "prexg"]:
+        for value in WEIRD:
+            bad = {**run, key: value}
+            text = json.dumps(bad).replace("Infinity", "1e400")
+            (al / "alignment.json").write_text("\n".join([prefix + text + ","] + lines[1:]))
+            try:
+                read_alignment_dir(al)
+            except FileFormatError:
+                pass
+    deep = prefix + "[" * 100_000 + "]" * 100_000 + ","
+    (al / "alignment.json").write_text("\n".join([deep] + lines[1:]))
+    with pytest.raises(FileFormatError):
+        read_alignment_dir(al)
+
+
+def test_the_python_convert_never_replaces_what_it_read(series, tmp_path):
+    from napari_tomoalign.io.convert import convert
+
+    al = tmp_path / "al"
+    shutil.copytree(series["al"], al)
+    before = (al / "alignment.json").read_bytes()
+    with pytest.raises(OverwriteError, match="inputs"):
+        convert(al, "cdp", al / "alignment.json", overwrite=True)
+    assert (al / "alignment.json").read_bytes() == before
+    assert convert(al, "cdp", tmp_path / "a.json")[0].is_file()  # another name is fine

@@ -62,7 +62,11 @@ _inputs: contextvars.ContextVar[set[tuple[int, int]] | None] = contextvars.Conte
 @contextmanager
 def input_scope() -> Iterator[None]:
     """Within this scope (one command), every file a guarded reader opened (`io.guarded`) is remembered, and no
-    write may replace it: an output that resolves, after symlinks, to one of the command's inputs is refused."""
+    write may replace it: an output that resolves, after symlinks, to one of the command's inputs is refused.
+    Nested scopes share the outermost one."""
+    if _inputs.get() is not None:
+        yield
+        return
     token = _inputs.set(set())
     try:
         yield

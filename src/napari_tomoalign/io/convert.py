@@ -38,7 +38,7 @@ from ..alignment.result import Alignment
 from ..alignment.transforms import imod_transforms
 from ..conventions import image_centre
 from .alignment import SavedAlignment, read_alignment_dir
-from .atomic import safe_name
+from .atomic import input_scope, safe_name
 from .errors import FileFormatError
 from .imod import read_xf
 from .tilts import read_tilt_angles
@@ -299,8 +299,16 @@ def convert(
     a portal JSON (neither records it); ``thickness_px`` sets the volume size that the portal and RELION
     record (default: the image height).
     ``nominal_tilt_angles_deg`` go into RELION's nominal stage tilts (default: the input's, else the solved).
-    Nothing is overwritten unless ``overwrite``.
+    Nothing is overwritten unless ``overwrite``, and never one of the files read (`atomic.input_scope`).
     """
+    with input_scope():
+        return _convert(in_path, to_format, out_path, from_format=from_format, name=name, pixel_size_nm=pixel_size_nm,
+                        image_size=image_size, thickness_px=thickness_px,
+                        nominal_tilt_angles_deg=nominal_tilt_angles_deg, overwrite=overwrite)
+
+
+def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size_nm, image_size, thickness_px,
+             nominal_tilt_angles_deg, overwrite: bool) -> list[Path]:
     fmt = normalise_format(to_format)
     if name is not None:
         safe_name(name, "--name")
