@@ -153,21 +153,24 @@ def _layout(saved: SavedAlignment, layout: str) -> str:
     rank = np.argsort(order)
     kept = [int(i) for i in order if saved.view_determined[i]]
     dark = [int(i) for i in order if not saved.view_determined[i]]
-    dark_cols = {"aretomo3": lambda i: (rank[i], i + 1), "aretomo2": lambda i: (rank[i], rank[i]),
-                 "cryoet-alignment": lambda i: (i, 0), "tomoalign-old": lambda i: (rank[i], i)}[layout]
-    sec = {"aretomo3": lambda k, i: i + 1, "aretomo2": lambda k, i: k, "cryoet-alignment": lambda k, i: i + 1,
-           "tomoalign-old": lambda k, i: i}[layout]
+    dark_cols = {"aretomo3": lambda i: (rank[i], i + 1), "aretomo3-early": lambda i: (rank[i], rank[i]),
+                 "aretomo2": lambda i: (rank[i], i), "cryoet-alignment": lambda i: (i, 0),
+                 "tomoalign-old": lambda i: (rank[i], i)}[layout]
+    sec = {"aretomo3": lambda k, i: i + 1, "aretomo3-early": lambda k, i: k, "aretomo2": lambda k, i: i,
+           "cryoet-alignment": lambda k, i: i + 1, "tomoalign-old": lambda k, i: i}[layout]
     nx, ny = saved.image_size
     out = ["# AreTomo Alignment / Priims bprmMn", f"# RawSize = {nx} {ny} {len(tilts)}", "# NumPatches = 0"]
     out += [f"# DarkFrame = {dark_cols(i)[0]:5d} {dark_cols(i)[1]:4d} {tilts[i]:8.2f}" for i in dark]
-    out += ["# AlphaOffset =     0.00", "# BetaOffset =     0.00", "# SEC     ROT  GMAG  TX  TY  SMEAN SFIT SCALE BASE TILT"]
+    out += [] if layout == "aretomo2" else ["# AlphaOffset =     0.00", "# BetaOffset =     0.00"]
+    out += ["# SEC     ROT  GMAG  TX  TY  SMEAN SFIT SCALE BASE TILT"]
     out += [f"{sec(k, i):5d} {alpha[i]:10.5f} 1.00000 {t[i, 0]:10.4f} {t[i, 1]:10.4f} 1.00 1.00 1.00 0.00 {tilts[i]:9.4f}"
             for k, i in enumerate(kept)]
     return "\n".join(out) + "\n"
 
 
 @pytest.mark.parametrize("layout,order", [("aretomo3", "dose-symmetric"), ("aretomo3", "descending"),
-                                          ("aretomo3", "ascending"), ("aretomo2", "ascending"),
+                                          ("aretomo3", "ascending"), ("aretomo3-early", "ascending"),
+                                          ("aretomo2", "dose-symmetric"), ("aretomo2", "ascending"),
                                           ("cryoet-alignment", "ascending"), ("tomoalign-old", "dose-symmetric")])
 def test_every_dark_frame_layout_reads_right(layout, order, tmp_path):
     saved = _saved(order, (3838, 3710))

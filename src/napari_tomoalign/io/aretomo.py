@@ -13,13 +13,17 @@ Conventions, as AreTomo2/3 write the file (``CSaveAlignFile``) and as ``alnfile.
   ========================================  ===================================================================
   AreTomo3 now (``CSaveAlignFile``)         DarkFrame: 0-based frame in tilt order, 1-based raw section.
                                             SEC: 1-based raw section of the row.
-  AreTomo2 / early AreTomo3                 DarkFrame: frame, frame (both 0-based). SEC: 0-based index among
+  early AreTomo3 (``alnfile``'s real file)  DarkFrame: frame, frame (both 0-based). SEC: 0-based index among
                                             the views kept (0 .. rows - 1), rows in tilt order.
+  AreTomo2 (``MrcUtil/CSaveAlignFile``,     DarkFrame: 0-based frame, 0-based raw section (its IMOD exclude
+  no ``AlphaOffset`` line)                  list adds 1). SEC: the row's section index, read as 0-based raw
+                                            (or as the row above). No ``AlphaOffset``/``BetaOffset`` line.
   ``cryoet-alignment`` and others           DarkFrame: 0-based raw section, 0. SEC: 1-based raw section.
   ``tomoalign`` before this change          DarkFrame: frame, 0-based raw section. SEC: 0-based raw section.
   ========================================  ===================================================================
 
-  Dark frames are read as AreTomo3's own loader does (``CDarkFrames::bZeroBased``/``ToOneBased``): if the
+  A file without an ``# AlphaOffset`` line is AreTomo2's: its dark sections are 0-based. Otherwise dark
+  frames are read as AreTomo3's own loader does (``CDarkFrames::bZeroBased``/``ToOneBased``): if the
   first line's two numbers are equal or any section is 0, the sections are rebuilt as frame + 1; the raw
   view is then section - 1. A row's raw view is SEC - 1 when those are exactly the views not dark (AreTomo3
   now), else SEC when those are (0-based sections), else the SEC-th view not dark (0-based index among
@@ -114,25 +118,27 @@ def _parse(path: Path):
     if "# AreTomo Alignment" not in head:  # alnfile needs the first line
         head = f"{HEADER}\n{head}"
     n_local = sum(1 for line in local.splitlines() if line.strip()) if sep else 0
+    aretomo2 = "# AlphaOffset" not in head
     for key in ("# NumPatches", "# AlphaOffset", "# BetaOffset"):  # older files lack these; alnfile needs them
         if key not in head:
             head = head.replace("# SEC", f"{key} = 0\n# SEC", 1)
     try:
-        return AlnData.from_string(head), n_local
+        return AlnData.from_string(head), n_local, aretomo2
     except (ValueError, IndexError, TypeError) as exc:
         raise FileFormatError(f"{path}: not a readable AreTomo .aln file ({why(exc)})") from None
 
 
-def _dark_candidates(aln) -> list[list[int]]:
-    """1-based raw sections of the dark frames, as AreTomo3's ``CLoadAlignFile`` reads them first
-    (``CDarkFrames::bZeroBased``: then section = frame + 1), then the second number read 0- and 1-based."""
+def _dark_candidates(aln, aretomo2: bool) -> list[tuple[list[int], int]]:
+    """``(sections, base)`` readings of the dark frames, the likeliest first: AreTomo2's 0-based sections, or
+    as AreTomo3's ``CLoadAlignFile`` reads them (``CDarkFrames::bZeroBased``: then section = frame + 1); then
+    the second number 0- and 1-based."""
     frames = [d.section_idx for d in aln.DarkFrames]
     secs = [d.val2 for d in aln.DarkFrames]
     zero_based = bool(frames) and (frames[0] == secs[0] or 0 in secs)
-    first = [f + 1 for f in frames] if zero_based else secs
+    first = (secs, 0) if aretomo2 else ([f + 1 for f in frames], 1) if zero_based else (secs, 1)
     out = [first]
-    for other in ([s + 1 for s in secs], secs):
-        if other not in out:
+    for other in ((secs, 0), (secs, 1)):
+        if [v + 1 - other[1] for v in other[0]] not in [[v + 1 - b for v in c] for c, b in out]:
             out.append(other)
     return out
 
@@ -148,14 +154,14 @@ def _row_views(secs: list[int], kept: list[int]) -> list[int] | None:
     return None
 
 
-def _views(aln, nz: int, p: Path) -> tuple[NDArray[np.intp], list[int]]:
+def _views(aln, nz: int, p: Path, aretomo2: bool) -> tuple[NDArray[np.intp], list[int]]:
     """The dark frames' raw views and each row's raw view: the first reading of the dark frames
     (`_dark_candidates`) under which the SEC column numbers exactly the views not dark."""
     secs = [int(r.sec) for r in aln.GlobalAlignments]
     first_error: FileFormatError | None = None
-    for cand in _dark_candidates(aln):
+    for cand, base in _dark_candidates(aln, aretomo2):
         try:
-            dark = view_indices(cand, p, "DarkFrame section", base=1, n_views=nz)
+            dark = view_indices(cand, p, "DarkFrame section", base=base, n_views=nz)
         except FileFormatError as exc:
             first_error = first_error or exc
             continue
@@ -174,7 +180,7 @@ def _views(aln, nz: int, p: Path) -> tuple[NDArray[np.intp], list[int]]:
 def read_aln(path: str | os.PathLike[str], *, pixel_size_nm: float | None = None) -> SavedAlignment:
     """Read an AreTomo ``.aln`` file into per-view transforms and tilts (see the module docstring)."""
     p = Path(path)
-    aln, n_local = _parse(p)
+    aln, n_local, aretomo2 = _parse(p)
     nx, ny = image_size(aln.RawSize[:2], p)
     nz = count(aln.RawSize[2], p, "RawSize section count", MAX_VIEWS, 1)
     if not abs(aln.BetaOffset) < 0.005:
@@ -182,7 +188,7 @@ def read_aln(path: str | os.PathLike[str], *, pixel_size_nm: float | None = None
     if n_local:
         warnings.warn(f"{p}: {n_local} local (patch) alignment lines are ignored; only the global alignment is read",
                       PatchesIgnored, stacklevel=2)
-    dark, index = _views(aln, nz, p)
+    dark, index = _views(aln, nz, p, aretomo2)
     dark_tilts = finite(np.array([d.angle for d in aln.DarkFrames], dtype=float), p, "DarkFrame tilt", 360.0)
     rows = list(aln.GlobalAlignments)
     num = finite(np.array([[r.rot, r.gmag, r.tx, r.ty, r.tilt] for r in rows], dtype=float).reshape(-1, 5), p,
