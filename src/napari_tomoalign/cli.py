@@ -348,10 +348,10 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .io.atomic import BusyError
+    from .io.atomic import BusyError, input_scope
 
     try:
-        with _signals():
+        with _signals(), input_scope():  # no output may replace one of the command's inputs
             try:
                 args = build_parser(argv).parse_args(argv)
             except _ArgumentError as exc:

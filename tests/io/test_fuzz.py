@@ -40,12 +40,51 @@ def valid_files(root: Path) -> dict[str, bytes]:
     write_markers_csv(root / "v.csv", table)
     (root / "v.tlt").write_text("-3.0\n0.0\n3.0\n")
     (root / "v.mdoc").write_text("PixelSpacing = 2\n\n[ZValue = 0]\nTiltAngle = -3\n\n[ZValue = 1]\nTiltAngle = 0\n")
-    return {ext: (root / f"v{ext}").read_bytes() for ext in (".mrc", ".fid", ".csv", ".tlt", ".mdoc")}
+    exts = [".mrc", ".fid", ".csv", ".tlt", ".mdoc"]
+    if _INTERCHANGE:  # the other tools' formats (issue 22): a 3-view alignment in each
+        from napari_tomoalign.io.alignment import SavedAlignment
+        from napari_tomoalign.io.aretomo import write_aln
+        from napari_tomoalign.io.convert import transforms_from
+        from napari_tomoalign.io.cryoet_portal import write_portal_alignment
+
+        xf = transforms_from(np.array([85.0, 85.2, 84.9]), np.ones(3), rng.normal(0, 3, (3, 2)))
+        xf[1] = np.nan
+        saved = SavedAlignment(xf, np.array([-3.0, 0.0, 3.0]), np.array([True, False, True]), (64, 64), 0.2)
+        write_aln(saved, root / "v.aln")
+        write_portal_alignment(saved, root / "v.json")
+        (root / "v.star").write_text(
+            "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoTiltSeriesPixelSize\n_rlnTomoSizeX\n_rlnTomoSizeY\n"
+            "_rlnTomoSizeZ\nts 2.0 64 64 32\n\ndata_ts\n\nloop_\n_rlnMicrographName\n_rlnTomoYTilt\n"
+            "_rlnTomoZRot\n_rlnTomoXShiftAngst\n_rlnTomoYShiftAngst\n1@ts.mrc -3.0 85.0 1.5 -2.0\n"
+            "3@ts.mrc 3.0 84.9 0.5 4.0\n")
+        (root / "v.xml").write_text(
+            '<TiltSeries AreAnglesInverted="False"><Angles>-3\n0\n3</Angles><UseTilt>True\nFalse\nTrue</UseTilt>'
+            "<AxisAngle>85\n85\n85</AxisAngle><AxisOffsetX>1\n2\n3</AxisOffsetX><AxisOffsetY>0\n1\n0</AxisOffsetY>"
+            '<CTF><Param Name="PixelSize" Value="2.0" /></CTF></TiltSeries>')
+        exts += list(_INTERCHANGE)
+    return {ext: (root / f"v{ext}").read_bytes() for ext in exts}
 
 
+def _interchange_readers() -> dict:
+    try:
+        import alnfile  # noqa: F401
+        import cryoet_alignment  # noqa: F401
+        import starfile  # noqa: F401
+    except ImportError:  # the 'interchange' extra is not installed
+        return {}
+    from napari_tomoalign.io.aretomo import read_aln
+    from napari_tomoalign.io.cryoet_portal import read_portal_alignment
+    from napari_tomoalign.io.relion import read_relion
+    from napari_tomoalign.io.warp import read_warp_xml
+
+    return {".aln": read_aln, ".star": read_relion, ".json": lambda p: read_portal_alignment(p, image_size=(64, 64)),
+            ".xml": lambda p: read_warp_xml(p, image_size=(64, 64))}
+
+
+_INTERCHANGE = _interchange_readers()
 READERS = {
     ".mrc": open_tilt_series, ".fid": read_markers, ".csv": read_markers, ".tlt": read_tilt_angles,
-    ".mdoc": read_mdoc_tilts,
+    ".mdoc": read_mdoc_tilts, **_INTERCHANGE,
 }
 
 

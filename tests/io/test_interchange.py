@@ -109,7 +109,7 @@ def test_excluded_views_become_dark_frames_and_missing_rows(simulated, tmp_path)
                        warn=False)
     assert not al.view_determined[3]
     convert(al, "aretomo", tmp_path / OUT["aretomo"])
-    assert "# DarkFrame =     3    3" in (tmp_path / OUT["aretomo"]).read_text()  # tilt order = stack order here
+    assert "# DarkFrame =     3    4" in (tmp_path / OUT["aretomo"]).read_text()  # frame 0-based, section 1-based
     for fmt in ("aretomo", "cdp", "relion"):
         if fmt != "aretomo":
             convert(al, fmt, tmp_path / OUT[fmt])
@@ -129,7 +129,8 @@ def test_other_readers_agree(bba, tmp_path):
     np.testing.assert_allclose(xf, saved.transforms, atol=1e-9)
     convert(bba, "aretomo", tmp_path / "a.aln")
     aln = cdp_read(str(tmp_path / "a.aln"))
-    assert [g.rot for g in aln.GlobalAlignments][0] == pytest.approx(bba.rotation_deg[0], abs=1e-5)
+    first = next(g for g in aln.GlobalAlignments if g.sec == 1)  # rows in tilt order, SEC 1-based (AreTomo3)
+    assert first.rot == pytest.approx(bba.rotation_deg[0], abs=1e-5)
     convert(bba, "relion", tmp_path / "rel", name="BBa")
     rel = cdp_read(str(tmp_path / "rel" / "tomograms.star"))
     assert rel.pixel_size_a == pytest.approx(20.2)
@@ -142,7 +143,7 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, simulated):
     with pytest.raises(FileFormatError, match="not an AreTomo alignment"):
         read_any(bad)
     with pytest.raises(FileFormatError, match="unknown alignment format"):
-        convert(simulated, "warp", tmp_path / "w")
+        convert(simulated, "emdb", tmp_path / "w")
     nopix = saved_from_alignment(simulated)
     from napari_tomoalign.io.relion import write_relion
 

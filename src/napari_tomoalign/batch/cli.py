@@ -66,6 +66,17 @@ SOLVER_HELP = {
 }
 
 
+def _workers(text: str) -> int:
+    """``--workers``: a whole number from 1 to 256 (more local workers than that only thrash one machine)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (1 to 256)")
+    return n
+
+
 def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``tomoalign batch SOURCE --output DIR [...]``, and its help text."""
     p.description, p.epilog, p.formatter_class = DESCRIPTION, EPILOG, argparse.RawDescriptionHelpFormatter
@@ -73,7 +84,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="folder for one sub-folder per series and the summary")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786); default: a "
                    "local cluster on this machine")
-    p.add_argument("--workers", type=int, metavar="N", help="local cluster workers (default: one per core)")
+    p.add_argument("--workers", type=_workers, metavar="N", help="local cluster workers, 1 to 256 (default: one per core)")
     p.add_argument("--force", action="store_true", help="redo series whose outputs are already up to date")
     p.add_argument("--export", default="", metavar="FORMATS",
                    help="also write each series as aretomo, cdp and/or relion (comma-separated); relion adds a "

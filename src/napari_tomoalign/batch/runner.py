@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..io.convert import normalise_format
 from .series import SeriesSpec, discover
 from .summary import flag_outliers, write_summary_csv, write_summary_png
@@ -49,11 +50,32 @@ def _has_bokeh() -> bool:
     return importlib.util.find_spec("bokeh") is not None
 
 
+def _probe_scheduler(address: str, wait_s: float) -> None:
+    """A dask scheduler sends its handshake as soon as it accepts a connection; dask's own Client waits for it with
+    no time-out. So a TCP address that refuses, or accepts and says nothing for ``wait_s``, is a one-line error."""
+    import socket
+
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    if address.split("://")[0] not in ("tcp", address) or not port.isdigit():
+        return  # another protocol (tls://, ucx://): dask's own checks
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=wait_s) as sock:
+            sock.settimeout(wait_s)
+            if not sock.recv(1):
+                raise UsageError(f"the scheduler at {address} closed the connection; check --scheduler")
+    except TimeoutError:
+        raise UsageError(f"the scheduler at {address} did not answer in {wait_s:g} s (not a dask scheduler, or stuck); "
+                         "check --scheduler") from None
+    except OSError as exc:
+        raise UsageError(f"cannot reach the scheduler at {address}: {exc.strerror or exc}; check --scheduler") from None
+
+
 def _client(scheduler: str | None, n_workers: int | None, processes: bool, timeout_s: float):
     """A client of the given scheduler, or of a new LocalCluster on 127.0.0.1 (closed by the caller)."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
+        _probe_scheduler(scheduler, min(timeout_s, 10.0))
         return Client(scheduler, timeout=timeout_s), None
     import dask
 

@@ -27,7 +27,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io.atomic import safe_name
 from ..io.errors import FileFormatError
+from ..io.guarded import read_bytes_limited, read_text_limited
 
 STACK_EXT = (".mrc", ".st", ".mrcs")
 MARKER_EXT = (".fid", ".mod", ".csv")
@@ -143,7 +145,7 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
         raise FileFormatError(f"{where}: give both image_width and image_height, or neither")
     opts = {k: row[k].strip() for k in (*OPTION_COLUMNS, *RUN_COLUMNS) if (row.get(k) or "").strip()}
     return SeriesSpec(
-        name=(row.get("name") or "").strip() or found.name, markers=markers or found.markers,
+        name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"), markers=markers or found.markers,
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,
         image_size=None if w is None else (int(w), int(h)),  # type: ignore[arg-type]
         pixel_size_nm=_opt_float(row, "pixel_size_nm", where),
@@ -153,10 +155,7 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
 
 def from_table(path: Path) -> list[SeriesSpec]:
     """Series from a CSV table (see the module docstring)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path}: cannot read the series table ({exc})") from None
+    text = read_text_limited(path, "series table")  # a FIFO, a device or a huge sparse file: one line, at once
     reader = csv.DictReader(text.splitlines())
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     if not {"stack", "markers"} & set(header):
@@ -170,8 +169,8 @@ def from_table(path: Path) -> list[SeriesSpec]:
 
 
 def _is_markers_csv(p: Path) -> bool:
-    with open(p, encoding="utf-8", errors="replace") as f:
-        header = {h.strip().lower() for h in f.readline().split(",")}
+    first = read_bytes_limited(p, "CSV", 64 * 1024, head=True).split(b"\n", 1)[0]  # never a whole huge line
+    header = {h.strip().lower() for h in first.decode("utf-8", errors="replace").split(",")}
     return {"view", "marker", "x", "y"} <= header
 
 

@@ -28,8 +28,8 @@ from ._textfmt import write_table
 from .alignment_record import alignment_to_dict
 from .atomic import atomic_file_set, folder_lock
 from .errors import FileFormatError
-from .guarded import read_bytes_limited
-from .imod import compose_xf, format_fid_xyz, format_resid, format_xf, read_xf
+from .guarded import read_bytes_limited, require_regular_file
+from .imod import compose_xf, format_fid_xyz, format_resid, format_xf, marker_z_extent, read_xf
 from .tilts import read_tilt_angles
 
 
@@ -282,10 +282,9 @@ def _check_file(d: Path, run: dict, name: str, full: bool) -> None:
     p = d / name
     if not isinstance(want, dict):
         raise FileFormatError(f"{d}: alignment.json does not list {name}")
-    try:
-        size = p.stat().st_size
-    except OSError:
-        raise FileFormatError(f"{p}: missing from the alignment folder") from None
+    if not p.exists():
+        raise FileFormatError(f"{p}: missing from the alignment folder")
+    size = os.stat(require_regular_file(p, "alignment")).st_size  # a FIFO or a device is never hashed
     if size != want.get("bytes") or (full and _sha256(p)[1] != want.get("sha256")):
         raise FileFormatError(f"{p} does not belong to the run that wrote {d / 'alignment.json'} (the folder holds"
                               " files of two runs, or one was edited); run 'tomoalign align' again")
@@ -314,14 +313,16 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
     with folder_lock(d, shared=True):
         run = _read_run(info_path)
         stem = run["stem"]
+        local_name = run.get("local_file") if isinstance(run.get("local_file"), str) else None
+        local_name = local_name if local_name and Path(local_name).name == local_name else None
         for name in {f"{stem}.xf", f"{stem}.tlt", *run["files"]}:
-            if name in output_names(stem)[1:]:
-                _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt"))
+            if name in output_names(stem)[1:] or name == local_name:  # a local file from another run is refused
+                _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt", local_name))
         determined = np.asarray(run["view_determined"], dtype=bool)
         size = (int(run["image_size"][0]), int(run["image_size"][1]))
         xf = read_xf(d / f"{stem}.xf")
         tilts = read_tilt_angles(d / f"{stem}.tlt")
-        z_extent = _marker_z_extent(d / f"{stem}fid.xyz")
+        z_extent = marker_z_extent(d / f"{stem}fid.xyz")
         x_tilts = read_tilt_angles(d / f"{stem}.xtilt") if f"{stem}.xtilt" in run["files"] else None
     if not (len(xf) == tilts.size == determined.size):
         raise FileFormatError(f"{d}: the .xf ({len(xf)}), .tlt ({tilts.size}) and alignment.json "
@@ -350,17 +351,6 @@ def _prexg(run: dict, info_path: Path, n_views: int) -> np.ndarray | None:
     if p.shape != (n_views, 2, 3) or not np.all(np.isfinite(p)):
         raise FileFormatError(f"{info_path}: the run stamp's prealignment is damaged; run 'tomoalign align' again")
     return p
-
-
-def _marker_z_extent(path: Path) -> float | None:
-    """The largest |z| of the markers in a ``fid.xyz`` (its 4th column), or None if there is none to read."""
-    try:
-        rows = [line.split() for line in path.read_text().splitlines()[:100_000]]
-        z = np.array([float(r[3]) for r in rows if len(r) >= 4], dtype=float)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    z = z[np.isfinite(z)]
-    return float(np.max(np.abs(z))) if z.size else None
 
 
 def _exact_tilts(run: dict, tilts: np.ndarray) -> np.ndarray:

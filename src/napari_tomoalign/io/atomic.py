@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,12 +56,60 @@ def _check_not_stopped() -> None:
         raise StopRequested(_stop_signal[0])
 
 
+_inputs: contextvars.ContextVar[set[tuple[int, int]] | None] = contextvars.ContextVar("tomoalign_inputs", default=None)
+
+
+@contextmanager
+def input_scope() -> Iterator[None]:
+    """Within this scope (one command), every file a guarded reader opened (`io.guarded`) is remembered, and no
+    write may replace it: an output that resolves, after symlinks, to one of the command's inputs is refused.
+    Nested scopes share the outermost one."""
+    if _inputs.get() is not None:
+        yield
+        return
+    token = _inputs.set(set())
+    try:
+        yield
+    finally:
+        _inputs.reset(token)
+
+
+def note_input(st: os.stat_result) -> None:
+    """Remember a file that was read (its device and inode) for `input_scope`."""
+    seen = _inputs.get()
+    if seen is not None:
+        seen.add((st.st_dev, st.st_ino))
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """``name`` if it is a plain file name (no folder part, not ``.``/``..``, not empty), else an `OverwriteError`:
+    a name joined to an output folder must never lead out of it."""
+    text = str(name)
+    if not text.strip() or text in (".", "..") or re.search(r"[/\\\x00]", text) or text != text.strip():
+        raise OverwriteError(f"{what} {text!r} is not a plain file name; give a name without '/', '..' or spaces "
+                             "at the ends (it names a file inside the output folder)")
+    return text
+
+
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an existing target unless ``overwrite``, and always a directory where a file goes; return the path."""
+    """Refuse an existing target unless ``overwrite``, and always a directory, a special file (FIFO, device,
+    socket) or one of the command's inputs (`input_scope`) where a file goes; return the path."""
     p = Path(path)
-    if p.is_dir():
+    try:
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        return p
+    except OSError as exc:
+        raise OverwriteError(f"{p}: cannot check the output: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise OverwriteError(f"{p} is a directory, not a file; give a file name (inside it, or beside it)")
-    if p.exists() and not overwrite:
+    if not stat.S_ISREG(st.st_mode):
+        raise OverwriteError(f"{p} is a special file (FIFO, device or socket); only regular files are replaced, "
+                             "give another output name")
+    seen = _inputs.get()
+    if seen is not None and (st.st_dev, st.st_ino) in seen:
+        raise OverwriteError(f"{p} is one of this command's inputs; write the output elsewhere")
+    if not overwrite:
         raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force)")
     return p
 
@@ -68,7 +119,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     """Yield a temporary path beside ``path`` for a library to write; on success rename it over ``path``."""
     p = check_writable(path, overwrite)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = _temporary(p)
     os.close(fd)
     try:
         try:
@@ -79,12 +130,52 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
             raise
         if not overwrite and p.exists():
             raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+        check_writable(p, True)
         _check_not_stopped()
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clear_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``target`` left (``.NAME.PID.*.tmp`` whose process is
+    gone, as after SIGKILL or a crash); return them. Temporaries of a live process are left alone."""
+    gone: list[Path] = []
+    prefix = f".{target.name}."
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return gone
+    for entry in entries:
+        rest = entry.name[len(prefix):] if entry.name.startswith(prefix) and entry.name.endswith(".tmp") else ""
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and rest.count(".") >= 2 and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    gone.append(Path(entry.path))
+            except OSError:
+                pass
+    return gone
+
+
+def _temporary(p: Path) -> tuple[int, str]:
+    """A new temporary file beside ``p``, named ``.NAME.PID.XXXXXXXX.tmp`` so that the next writer can tell
+    one left by a killed process (`clear_stale_temporaries`) from one being written now."""
+    clear_stale_temporaries(p)
+    return tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=p.parent)
 
 
 def _remove(path: str | os.PathLike[str]) -> None:
@@ -133,7 +224,7 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
         tmps: list[str] = []
         try:
             for p in paths:
-                fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+                fd, tmp = _temporary(p)
                 os.close(fd)
                 tmps.append(tmp)
             try:
@@ -145,6 +236,7 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
             for p in paths:
                 if not overwrite and p.exists():
                     raise OverwriteError(f"{p} appeared while writing; nothing was overwritten")
+                check_writable(p, True)
             _check_not_stopped()
             mode = _umask_mode()
             for tmp, p in zip(tmps, paths):

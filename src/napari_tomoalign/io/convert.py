@@ -5,7 +5,8 @@ convention, tilt angles, which views are determined, image size, pixel size), th
 reconstruction uses. Every writer takes one. Formats: ``imod`` (read: a ``tomoalign align`` folder,
 or IMOD's own ``NAME.xf`` + ``NAME.tlt``; written: ``NAME.xf`` + ``NAME.tlt``), ``aretomo`` (AreTomo3
 ``.aln``, `io.aretomo`), ``cdp`` (the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and
-``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`).
+``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`); ``warp`` (a Warp
+tilt-series XML, `io.warp`) is read only.
 
 The geometry shared by all of them. A transform ``[A | D]`` maps a raw image point ``X`` to the
 aligned point ``A (X - c) + D + c`` about the image centre ``c = ((nx - 1) / 2, (ny - 1) / 2)``
@@ -37,13 +38,15 @@ from ..alignment.result import Alignment
 from ..alignment.transforms import imod_transforms
 from ..conventions import image_centre
 from .alignment import SavedAlignment, read_alignment_dir
+from .atomic import input_scope, safe_name
 from .errors import FileFormatError
 from .imod import read_xf
 from .tilts import read_tilt_angles
 
 FORMATS = ("imod", "aretomo", "cdp", "relion")
+READ_ONLY = ("warp",)  # read (``--from``, or a .xml name), never written
 _ALIASES = {"aln": "aretomo", "aretomo3": "aretomo", "portal": "cdp", "cryoet-data-portal": "cdp", "star": "relion",
-            "relion5": "relion", "tomoalign": "imod"}
+            "relion5": "relion", "tomoalign": "imod", "warptools": "warp", "xml": "warp"}
 
 
 class MagnificationLoss(UserWarning):
@@ -155,25 +158,47 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "relion"
     if ext == ".json":
         return "imod" if p.name == "alignment.json" else "cdp"
-    raise FileFormatError(f"{p}: cannot tell the alignment format from the name; use a .aln, .json or .star file "
-                          "or a 'tomoalign align' folder")
+    if ext == ".xml":
+        return "warp"
+    raise FileFormatError(f"{p}: cannot tell the alignment format from the name; use a .aln, .json, .star or "
+                          "Warp .xml file or a 'tomoalign align' folder")
 
 
-def normalise_format(name: str) -> str:
-    """``imod``, ``aretomo``, ``cdp`` or ``relion`` from a name or alias; a clear error otherwise."""
+def normalise_format(name: str, reading: bool = False) -> str:
+    """``imod``, ``aretomo``, ``cdp`` or ``relion`` (and, when ``reading``, ``warp``) from a name or alias; a
+    clear error otherwise."""
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
-    if key not in FORMATS:
+    if key in READ_ONLY and not reading:
+        raise FileFormatError(f"{key} alignments are read, not written; choose one of {', '.join(FORMATS)}")
+    if key not in FORMATS + (READ_ONLY if reading else ()):
         raise FileFormatError(f"unknown alignment format {name!r}; choose one of {', '.join(FORMATS)}")
     return key
 
 
-def _nominal_tilts(path: Path) -> NDArray[np.float64] | None:
-    info = path / "alignment.json" if path.is_dir() else path
+def _info(path: Path) -> dict | None:
+    """``alignment.json`` read through the guarded reader, or None when it cannot be used."""
+    from .guarded import MAX_TEXT_BYTES, read_bytes_limited
+
     try:
-        return np.asarray(json.loads(info.read_text())["views"]["nominal_tilt_angle_deg"], dtype=float)
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = json.loads(read_bytes_limited(path, "alignment", MAX_TEXT_BYTES))
+    except (FileFormatError, ValueError, RecursionError):
         return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _views(path: Path, key: str, n: int | None = None) -> NDArray[np.float64] | None:
+    """The ``views[key]`` list of an ``alignment.json`` as floats, or None when absent or malformed."""
+    doc = _info(path)
+    try:
+        out = np.asarray((doc or {})["views"][key], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return out if out.ndim == 1 and (n is None or out.size == n) else None
+
+
+def _nominal_tilts(path: Path) -> NDArray[np.float64] | None:
+    return _views(path / "alignment.json" if path.is_dir() else path, "nominal_tilt_angle_deg")
 
 
 def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float | None) -> SavedAlignment:
@@ -198,11 +223,8 @@ def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float
 
 def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
     """The solved tilts at full precision from ``alignment.json`` (the ``.tlt`` has 2 decimals: up to 0.03 px)."""
-    try:
-        exact = np.asarray(json.loads((d / "alignment.json").read_text())["views"]["tilt_angle_deg"], dtype=float)
-    except (OSError, ValueError, KeyError, TypeError):
-        return saved
-    if exact.shape != saved.tilt_angles_deg.shape:
+    exact = _views(d / "alignment.json", "tilt_angle_deg", saved.tilt_angles_deg.size)
+    if exact is None:
         return saved
     with np.errstate(invalid="ignore"):
         use = saved.view_determined & np.isfinite(exact) & (np.abs(exact - saved.tilt_angles_deg) <= 0.006)
@@ -215,7 +237,11 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     """Read an alignment in any supported format (``fmt`` detected from the name when None); ``name`` picks a
     tomogram of a RELION star that lists several."""
     p = Path(path)
-    fmt = normalise_format(fmt) if fmt else detect_format(p)
+    fmt = normalise_format(fmt, reading=True) if fmt else detect_format(p)
+    if fmt == "warp":
+        from .warp import read_warp_xml
+
+        return read_warp_xml(p, image_size=image_size, pixel_size_nm=pixel_size_nm)
     if fmt == "imod":
         return _read_imod(p, image_size, pixel_size_nm)
     if fmt == "aretomo":
@@ -236,17 +262,17 @@ def _write_imod(saved: SavedAlignment, out: Path, stem: str, overwrite: bool) ->
 
     Undetermined views get the identity transform; the ``.tlt`` keeps 4 decimals (IMOD reads free format).
     """
-    from .atomic import atomic_open, check_writable
-    from .imod import write_xf
+    from .atomic import atomic_file_set
+    from .imod import format_xf
 
     paths = [out / f"{stem}.xf", out / f"{stem}.tlt"]
-    for p in paths:
-        check_writable(p, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
     ok = saved.view_determined[:, None, None] & np.isfinite(saved.transforms)
-    write_xf(paths[0], np.where(ok, saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]])), overwrite=overwrite)
-    with atomic_open(paths[1], overwrite=overwrite) as f:
-        f.writelines(f"{t:9.4f}\n" for t in saved.tilt_angles_deg)
+    xf = np.where(ok, saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    with atomic_file_set(paths, overwrite) as tmps:  # both or neither
+        with open(tmps[0], "w", encoding="utf-8", newline="\n") as f:
+            format_xf(f, xf)
+        with open(tmps[1], "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(f"{t:9.4f}\n" for t in saved.tilt_angles_deg)
     return paths
 
 
@@ -273,9 +299,19 @@ def convert(
     a portal JSON (neither records it); ``thickness_px`` sets the volume size that the portal and RELION
     record (default: the image height).
     ``nominal_tilt_angles_deg`` go into RELION's nominal stage tilts (default: the input's, else the solved).
-    Nothing is overwritten unless ``overwrite``.
+    Nothing is overwritten unless ``overwrite``, and never one of the files read (`atomic.input_scope`).
     """
+    with input_scope():
+        return _convert(in_path, to_format, out_path, from_format=from_format, name=name, pixel_size_nm=pixel_size_nm,
+                        image_size=image_size, thickness_px=thickness_px,
+                        nominal_tilt_angles_deg=nominal_tilt_angles_deg, overwrite=overwrite)
+
+
+def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size_nm, image_size, thickness_px,
+             nominal_tilt_angles_deg, overwrite: bool) -> list[Path]:
     fmt = normalise_format(to_format)
+    if name is not None:
+        safe_name(name, "--name")
     nominal = None
     if isinstance(in_path, (Alignment, SavedAlignment)):
         if isinstance(in_path, Alignment):
@@ -284,10 +320,10 @@ def convert(
         stem = name or "tilt_series"
     else:
         p = Path(in_path)
-        saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm)
-        if (normalise_format(from_format) if from_format else detect_format(p)) == "imod":
+        saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name)
+        if (normalise_format(from_format, reading=True) if from_format else detect_format(p)) == "imod":
             nominal = _nominal_tilts(p if p.is_dir() else p.parent)
-        stem = name or (p.name if p.is_dir() else p.stem)
+        stem = name or safe_name(p.name if p.is_dir() else p.stem, "the input's name")
     if nominal_tilt_angles_deg is not None:
         nominal = np.asarray(nominal_tilt_angles_deg, dtype=float)
     if pixel_size_nm is not None:
@@ -312,11 +348,13 @@ def convert(
 
 def add_convert_arguments(p) -> None:
     """The arguments of ``tomoalign convert IN --to FORMAT --output OUT`` (an ``argparse`` parser)."""
-    p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json or a RELION tomograms.star")
+    p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json, a RELION tomograms.star"
+                   " or a Warp .xml")
     p.add_argument("--to", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--output", required=True, metavar="OUT", help="a file (aretomo, cdp) or a folder (imod, relion)")
     p.add_argument("--from", dest="from_format", metavar="FORMAT", help="the input's format (default: from its name)")
-    p.add_argument("--name", help="series / tomogram name (default: the input's stem)")
+    p.add_argument("--name", help="series / tomogram name: the output's file name, and the tomogram to read from a"
+                   " RELION star that lists several (default: the input's stem)")
     p.add_argument("--pixel-size-nm", type=float, help="pixel size (RELION needs one; default: the input's)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
                    help="image size, for inputs that do not record it (portal JSON, RELION)")
@@ -326,17 +364,18 @@ def add_convert_arguments(p) -> None:
 
 
 def cmd_convert(args) -> int:
-    """Run ``tomoalign convert``; a `MagnificationLoss` is printed as a one-line warning."""
+    """Run ``tomoalign convert``; every warning of the readers and writers (`MagnificationLoss`, patches
+    ignored, ...) is printed as one line, once, on standard error."""
     import sys
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MagnificationLoss)
+        warnings.simplefilter("always")
         paths = convert(args.input, args.to, args.output, from_format=args.from_format, name=args.name,
                         pixel_size_nm=args.pixel_size_nm, image_size=tuple(args.image_size) if args.image_size else None,
                         thickness_px=args.thickness, overwrite=args.force)
-    for w in caught:
-        if issubclass(w.category, MagnificationLoss):
-            print(f"tomoalign: warning: {w.message}", file=sys.stderr)
+    for text in dict.fromkeys(str(w.message).replace("\n", " ") for w in caught
+                              if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning)):
+        print(f"tomoalign: warning: {text}", file=sys.stderr)
     if not args.quiet:
         print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0

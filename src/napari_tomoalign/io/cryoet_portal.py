@@ -31,6 +31,9 @@ from .alignment import SavedAlignment
 from .atomic import atomic_open
 from .convert import raw_shifts
 from .errors import FileFormatError
+from .guarded import read_text_limited
+from .limits import finite, view_indices, why
+from .limits import image_size as checked_image_size
 
 
 def _model():
@@ -77,12 +80,11 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
     give it; ``n_views`` (default: the highest ``z_index`` + 1) is the length of the raw stack."""
     Alignment, _ = _model()
     p = Path(path)
+    text = read_text_limited(p, "CryoET Data Portal alignment")
     try:
-        doc = Alignment.from_string(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FileFormatError(f"{p}: cannot read the alignment: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise FileFormatError(f"{p}: not a CryoET Data Portal alignment ({str(exc).splitlines()[0]})") from None
+        doc = Alignment.from_string(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise FileFormatError(f"{p}: not a CryoET Data Portal alignment ({why(exc)})") from None
     if doc.alignment_type.upper() != "GLOBAL":
         raise FileFormatError(f"{p}: alignment_type {doc.alignment_type!r}; only GLOBAL alignments can be read")
     xrot = [abs(s.volume_x_rotation) for s in doc.per_section_alignment_parameters]
@@ -92,9 +94,18 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
         dims = doc.volume_dimension
         if not (pixel_size_nm and dims.get("x") and dims.get("y")):
             raise FileFormatError(f"{p}: the portal schema does not record the image size; give it (--image-size W H)")
-        image_size = (round(dims["x"] / (10.0 * pixel_size_nm)), round(dims["y"] / (10.0 * pixel_size_nm)))
+        with np.errstate(all="ignore"):
+            image_size = (dims["x"] / (10.0 * pixel_size_nm), dims["y"] / (10.0 * pixel_size_nm))
+        image_size = tuple(round(v) if np.isfinite(v) else v for v in image_size)  # type: ignore[assignment]
+    image_size = checked_image_size(image_size, p)
     secs = doc.per_section_alignment_parameters
-    n = n_views if n_views is not None else (max(s.z_index for s in secs) + 1 if secs else 0)
+    z = view_indices([s.z_index for s in secs], p, "z_index", base=0, n_views=n_views)
+    n = n_views if n_views is not None else (int(z.max()) + 1 if z.size else 0)
+    for s in secs:
+        finite(np.r_[np.ravel(s.in_plane_rotation), s.x_offset, s.y_offset, s.tilt_angle], p, "an alignment value", 1e7)
+        if abs(s.tilt_angle) > 90.0 or np.shape(s.in_plane_rotation) != (2, 2):
+            raise FileFormatError(f"{p}: section {s.z_index}: tilt angle {s.tilt_angle} or its in-plane rotation is"
+                                  " not usable")
     xf = np.full((n, 2, 3), np.nan)
     tilts = np.zeros(n)
     for s in secs:

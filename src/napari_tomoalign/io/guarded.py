@@ -13,6 +13,7 @@ import os
 import stat
 from pathlib import Path
 
+from .atomic import note_input
 from .errors import FileFormatError
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
@@ -38,6 +39,17 @@ def require_regular_file(path: str | os.PathLike[str], what: str) -> Path:
         raise FileFormatError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise FileFormatError(f"{p}: is {_kind(st.st_mode)}, not a {what} file")
+    note_input(st)  # no output of this command may replace it (`atomic.input_scope`)
+    return p
+
+
+def require_small_file(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BYTES) -> Path:
+    """``path`` if it names a regular file of at most ``limit`` bytes, for a library that opens it by name
+    (``starfile``, ``mrcfile``'s header): a FIFO, a device or a huge or sparse file never reaches it."""
+    p = require_regular_file(path, what)
+    size = os.stat(p).st_size
+    if size > limit:
+        raise FileFormatError(f"{p}: {size} bytes is too large for a {what} file (limit {limit})")
     return p
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from ._textfmt import write_table
 from .atomic import atomic_open
 from .errors import FileFormatError
+from .guarded import read_text_limited
 from .table import IMOD_PIXEL_OFFSET
 from .tilts import read_text
 
@@ -135,3 +137,21 @@ def read_resid(
     """``(view, xy, residual)`` from an IMOD ``.resid`` file, xy in this project's convention."""
     t = _table(path, "residual", 5, skip_first=True)
     return t[:, 2].astype(np.intp), t[:, :2] - IMOD_PIXEL_OFFSET, t[:, 3:5].copy()
+
+
+MAX_MARKER_Z_PX = 1e6
+
+
+def marker_z_extent(path: Path) -> float | None:
+    """The largest |z| of the markers in a ``fid.xyz`` (its 4th column), or None if there is none to read."""
+    if not path.exists():
+        return None
+    try:
+        rows = [line.split() for line in read_text_limited(path, "marker positions").splitlines()[:100_000]]
+        z = np.array([float(r[3]) for r in rows if len(r) >= 4], dtype=float)
+    except ValueError:
+        return None
+    if z.size and not np.all(np.abs(z) <= MAX_MARKER_Z_PX):  # NaN, inf, 1e300: a damaged or foreign file
+        raise FileFormatError(f"{path}: a marker Z of {z[~(np.abs(z) <= MAX_MARKER_Z_PX)][0]!r} px is not usable; "
+                              "run 'tomoalign align' again")
+    return float(np.max(np.abs(z))) if z.size else None

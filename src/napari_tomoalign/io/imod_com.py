@@ -4,10 +4,15 @@ A ``.com`` file runs programs one after another; a line ``$tiltalign -StandardIn
 section of ``tiltalign``, whose lines are ``Key value`` pairs (PIP format: key, white space, value;
 ``#`` starts a comment) until the next line that starts with ``$``. A key may repeat (for example
 ``SeparateGroup``); every value is kept, in file order.
+
+Every number in a value is checked as the section is read (`check_numbers`): ``nan``, ``inf`` or a number
+beyond ±1e9 (no IMOD option takes one: view numbers, group sizes, angles, counts) is refused with the
+file, line and key, so no option parser downstream meets a number it cannot use.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -15,6 +20,21 @@ from .errors import FileFormatError
 from .tilts import read_text
 
 MAX_COM_BYTES = 1024 * 1024
+MAX_COM_NUMBER = 1e9
+
+
+def check_numbers(value: str, where: str, key: str) -> str:
+    """``value`` if every number in it (tokens split at white space and commas) is finite and within
+    ±`MAX_COM_NUMBER`; a `FileFormatError` naming ``where`` and ``key`` otherwise."""
+    for token in value.replace(",", " ").split():
+        try:
+            x = float(token)
+        except ValueError:
+            continue  # a word or a file name
+        if not math.isfinite(x) or abs(x) > MAX_COM_NUMBER:
+            raise FileFormatError(f"{where}: {key} {value!r}: {token!r} is not a usable number (it must be finite"
+                                  f" and within ±{MAX_COM_NUMBER:g}); fix the command file")
+    return value
 
 
 def read_com_section(path: str | os.PathLike[str], program: str = "tiltalign") -> dict[str, list[str]]:
@@ -25,7 +45,7 @@ def read_com_section(path: str | os.PathLike[str], program: str = "tiltalign") -
         raise FileFormatError(f"{p}: {len(text)} characters is too large for an IMOD command file")
     entries: dict[str, list[str]] = {}
     inside = found = False
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         s = line.strip()
         if s.startswith("$"):
             words = s[1:].split()
@@ -35,7 +55,8 @@ def read_com_section(path: str | os.PathLike[str], program: str = "tiltalign") -
         if not inside or not s or s.startswith("#"):
             continue
         key, _, value = s.partition(" ") if "\t" not in s else s.partition("\t")
-        entries.setdefault(key.strip(), []).append(value.split("#", 1)[0].strip())
+        value = check_numbers(value.split("#", 1)[0].strip(), f"{p}, line {number}", key.strip())
+        entries.setdefault(key.strip(), []).append(value)
     if not found:
         raise FileFormatError(f"{p}: no '${program}' section; give the command file that runs {program}"
                               " (for example align.com)")

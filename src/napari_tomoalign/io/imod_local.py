@@ -25,6 +25,8 @@ from numpy.typing import NDArray
 
 from .atomic import atomic_open
 from .errors import FileFormatError
+from .guarded import read_text_limited
+from .limits import MAX_PATCHES, MAX_VIEWS, count, finite
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,12 @@ def _numbers(lines: list[str], pos: int, count: int, path: object, what: str) ->
         pos += 1
     if len(out) != count:
         raise FileFormatError(f"{path}, line {pos}: {len(out)} numbers where the {what} needs {count}")
-    return np.asarray(out), pos
+    return finite(np.asarray(out), path, f"a value of the {what}"), pos
 
 
 def read_local_transforms(path: str | os.PathLike[str], n_views: int | None = None) -> LocalTransforms:
     """Read IMOD's local alignment file. ``n_views`` is found from the file when not given."""
-    with open(path, encoding="ascii", errors="replace") as f:
-        lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    lines = [ln for ln in read_text_limited(path, "IMOD local alignment").splitlines() if ln.strip()]
     if not lines:
         raise FileFormatError(f"{path}: empty file; expected IMOD's local alignment header 'nX nY xStart ...'")
     try:
@@ -134,13 +135,17 @@ def read_local_transforms(path: str | os.PathLike[str], n_views: int | None = No
         raise FileFormatError(f"{path}: the first line {lines[0]!r} is not a local alignment header") from None
     if len(head) < 6:
         raise FileFormatError(f"{path}: the header has {len(head)} numbers; a local file's has 7 to 9")
-    n = (int(head[0]), int(head[1]))
+    n = (count(head[0], path, "patch count in X", MAX_PATCHES, 1), count(head[1], path, "patch count in Y", MAX_PATCHES, 1))
+    finite(np.asarray(head[2:]), path, "a header value")
+    if n_views is not None:
+        n_views = count(n_views, path, "number of views", MAX_VIEWS, 1)
     has_xtilt = len(head) > 6 and head[6] != 0
     pixel = head[7] if len(head) > 7 else 0.0
     has_z = len(head) > 8 and head[8] != 0
     n_p = n[0] * n[1]
-    if n_p < 1:
-        raise FileFormatError(f"{path}: the header gives {n} patches")
+    if n_p > MAX_PATCHES or n_p * (n_views or 1) > len(lines):  # before any allocation or loop over patches
+        raise FileFormatError(f"{path}: the header gives {n[0]} x {n[1]} patches, more than the file's "
+                              f"{len(lines)} lines can hold; it is not a local file or it is truncated")
     if n_views is None:
         body = len(lines) - 1
 

@@ -52,8 +52,8 @@ def read_markers_csv(path: str | os.PathLike[str]) -> MarkerTable:
     if not header or header == [""]:
         raise FileFormatError(f"{path}: the file is empty; expected a header with view,marker,x,y")
     idx = _columns(path, header)
-    if not body.strip():
-        raise FileFormatError(f"{path}: the header has no marker rows below it; add one row per point (view,marker,x,y)")
+    if not body.strip():  # only a header: say so in one line (numpy would also warn "input contained no data")
+        raise FileFormatError(f"{path}: no marker rows after the header; add one row per observation (view,marker,x,y)")
     try:
         a = np.loadtxt(io.StringIO(body), delimiter=",", usecols=idx, dtype=float, ndmin=2, comments=None,
                        quotechar='"')

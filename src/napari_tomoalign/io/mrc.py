@@ -70,8 +70,11 @@ def _header_problem(path: Path) -> str | None:
     (nsymbt,) = struct.unpack(order + "i", raw[92:96])
     if min(nx, ny, nz) <= 0:
         return f"the header gives a size of {nx} x {ny} x {nz}"
+    if mode == 101:
+        return ("data mode 101 is IMOD's packed 4-bit format, which is not read here; write it as bytes with IMOD's"
+                " 'newstack -mode 0'")
     if mode not in _MODE_BYTES:
-        return f"data mode {mode} is not one MRC defines"
+        return f"data mode {mode} is not one MRC defines (0, 1, 2, 4, 6 or 12); check that it is an MRC file"
     if nsymbt < 0:
         return f"the header gives a negative extended-header size ({nsymbt})"
     need = 1024 + nsymbt + nx * ny * nz * _MODE_BYTES[mode]
@@ -111,6 +114,9 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, fi
         raise FileFormatError(f"{p}: complex (Fourier-space) MRC data is not a tilt series")
     with np.errstate(divide="ignore", invalid="ignore"):  # a header's mx of 0 makes the voxel size inf or NaN
         vx = float(mrc.voxel_size.x)
+    if np.isinf(vx) or vx >= 1e6:  # an overflowing cell size or a huge one (NaN, from 0 / 0, is "unknown")
+        raise FileFormatError(f"{p}: the header's pixel size ({vx} Å) is not a usable number; set it with IMOD's"
+                              " 'alterheader -PixelSize' (or -del)")
     error = None
     try:
         tilts, source = find_tilt_angles(p, int(data.shape[0]), mrc) if find_tilts else (None, None)

@@ -12,20 +12,33 @@ view: ``rlnMicrographName`` (``k@NAME.mrc``, k the 1-based view of the raw stack
 Geometry (RELION's ``Tomogram::setProjectionMatrix``): a volume voxel ``V`` (0-based pixel indices)
 lands in the raw tilt image at ``Rz(ZRot) Ry(YTilt) Rx(XTilt) (V - C) + shift + ic``, with
 ``C = (w0 // 2, h0 // 2, d0 // 2)`` and ``ic = (nx // 2, ny // 2)`` (integer division), rotations
-right-handed. So, with the volume centred on the tilt axis: ``ZRot`` is the tilt-axis angle from
-the image y axis, counter-clockwise (AreTomo's ROT, IMOD's sense); ``YTilt`` is the tilt angle with
-IMOD's sign; ``XTilt`` = 0; and the shift is the raw-frame shift ``T`` of AreTomo/IMOD (see
-`io.convert`) plus ``c - ic``, the half pixel between IMOD's image centre ``(nx - 1) / 2`` and
-RELION's ``nx // 2`` for even sizes. RELION has no per-view magnification: it is left out with a
-`MagnificationLoss` warning that gives the largest shift of an image corner. The volume written is
-``nx x ny x thickness`` (default thickness: the image height), centred on the axis; a RELION voxel
-``V`` is the aligned-frame point ``V - C + (cx, cy, 0)``. The pixel size is required (shifts are in
-Angstrom). The STAR files do not record the image size: reading takes ``image_size`` or the
-volume's ``rlnTomoSizeX/Y`` (which this writer sets to the image size).
+right-handed. ``ZRot`` is the tilt-axis angle from the image y axis, counter-clockwise (AreTomo's ROT,
+IMOD's sense); ``YTilt`` is the tilt angle with IMOD's sign; ``XTilt`` = 0.
+
+The shift is the raw-frame shift ``T`` of AreTomo/IMOD (see `io.convert`) times the pixel size, with
+**no centre correction**: this is what RELION's own importers do (``align_tiltseries_runner.cpp`` and its
+IMOD and AreTomo readers copy the shifts as they are) and what ``cryoet-alignment`` does, so a file
+written here gives RELION the same particles as RELION's own import of the same alignment, and a file
+RELION wrote reads back as RELION's importer would have produced it. (Geometrically, IMOD's image centre
+``(nx - 1) / 2`` and RELION's ``nx // 2`` differ by half a pixel for even sizes; RELION's convention wins
+here because RELION is who reads these files.)
+
+RELION has no per-view magnification: it is left out with a `MagnificationLoss` warning that gives the
+largest shift of an image corner. The volume written is ``nx x ny x thickness`` (default thickness: the
+image height), centred on the axis. The pixel size is required (shifts are in Angstrom). The STAR files
+do not record the image size: reading takes ``image_size`` or the volume's ``rlnTomoSizeX/Y`` (which
+this writer sets to the image size).
+
+Reading also takes the RELION 4 / WarpTools layout: the tilt-series tables inside ``tomograms.star`` as
+``data_NAME`` blocks, and projection matrices ``rlnTomoProjX/Y/Z/W`` instead of the Euler columns (RELION
+prefers the matrices when both are present, and so does this reader). The matrices are turned into
+angles and shifts as RELION's ``Tomogram::getProjectionAnglesFromMatrix`` does (volume centre ``N / 2``,
+image centre ``N // 2``), so a WarpTools star reads as RELION reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -33,11 +46,13 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ..conventions import image_centre
 from .alignment import SavedAlignment
-from .atomic import atomic_path, check_writable
+from .atomic import atomic_file_set, atomic_path, check_writable, safe_name
 from .convert import raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
 from .errors import FileFormatError
+from .guarded import require_small_file
+from .limits import MAX_VIEWS, count, finite, view_indices
+from .limits import image_size as checked_image_size
 
 OPTICS_DEFAULTS = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1, "hand": -1.0}
 
@@ -50,9 +65,8 @@ def _starfile():
     return starfile
 
 
-def _half_pixel(image_size: tuple[int, int]) -> NDArray[np.float64]:
-    """``c - ic``: IMOD's centre minus RELION's integer centre (-0.5 for even sizes, 0 for odd)."""
-    return image_centre(image_size) - np.array([image_size[0] // 2, image_size[1] // 2], dtype=float)
+_MATRIX = ("rlnTomoProjX", "rlnTomoProjY", "rlnTomoProjZ", "rlnTomoProjW")
+MAX_STAR_BYTES = 64 * 1024 * 1024
 
 
 def write_relion(
@@ -73,7 +87,7 @@ def write_relion(
     """
     if not saved.pixel_size_nm:
         raise FileFormatError("RELION records shifts in Angstrom: give the pixel size (--pixel-size-nm)")
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", safe_name(name, "tomogram name")):
         raise FileFormatError(f"tomogram name {name!r}: use letters, digits, '_', '-' and '.' only")
     sf = _starfile()
     import pandas as pd
@@ -87,7 +101,7 @@ def write_relion(
     ok = saved.view_determined & np.isfinite(alpha)
     warn_magnification(s[ok], saved.image_size, "RELION")
     pix_a = 10.0 * float(saved.pixel_size_nm)
-    shift_a = (raw_shifts(saved.transforms) + _half_pixel(saved.image_size)) * pix_a
+    shift_a = raw_shifts(saved.transforms) * pix_a  # no centre correction, as RELION's importers
     nominal = saved.tilt_angles_deg if nominal_tilt_angles_deg is None else np.asarray(nominal_tilt_angles_deg)
     axis = float(np.median(alpha[ok])) if ok.any() else 0.0
     stack = stack_name or f"{name}.mrc"
@@ -107,44 +121,111 @@ def write_relion(
         "rlnTomoTiltSeriesStarFile": f"tilt_series/{name}.star", "rlnTomoSizeX": int(saved.image_size[0]),
         "rlnTomoSizeY": int(saved.image_size[1]), "rlnTomoSizeZ": nz,
     }])
-    for path, block in ((paths[1], {name: tilt}), (paths[0], {"global": glob})):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, overwrite) as tmp:
-            sf.write(block, tmp, float_format="%.6f")
-            tmp.write_text("# version 50001\n" + tmp.read_text())
+    made = not paths[1].parent.exists()
+    paths[1].parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_file_set([paths[1], paths[0]], overwrite) as tmps:  # both or neither, the table first
+            for tmp, block in zip(tmps, ({name: tilt}, {"global": glob})):
+                sf.write(block, tmp, float_format="%.6f")
+                tmp.write_text("# version 50001\n" + tmp.read_text())
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                paths[1].parent.rmdir()
+        raise
     return paths
 
 
-def _read_blocks(path: Path, name: str | None):
+def _read_star(path: Path, what: str) -> dict:
     sf = _starfile()
+    require_small_file(path, what, MAX_STAR_BYTES)  # a FIFO, a device or a huge file never reaches starfile
     try:
-        blocks = sf.read(path, always_dict=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise FileFormatError(f"{path}: not a readable STAR file ({exc})") from None
+        return sf.read(path, always_dict=True)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise FileFormatError(f"{path}: not a readable STAR file ({why})") from None
+
+
+def _read_blocks(path: Path, name: str | None):
+    blocks = _read_star(path, "RELION STAR")
     glob = blocks.get("global")
     if glob is None or "rlnTomoName" not in glob:
         raise FileFormatError(f"{path}: no data_global block with rlnTomoName; give a RELION 5 tomograms.star")
     names = [str(v) for v in glob["rlnTomoName"]]
     if name is None:
         if len(names) != 1:
-            raise FileFormatError(f"{path}: {len(names)} tomograms; name the one to read (one of {', '.join(names)})")
+            raise FileFormatError(f"{path}: {len(names)} tomograms; name the one to read with --name "
+                                  f"(one of {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
         name = names[0]
     if name not in names:
-        raise FileFormatError(f"{path}: no tomogram {name!r} (has {', '.join(names)})")
+        raise FileFormatError(f"{path}: no tomogram {name!r} (has {', '.join(names[:10])})")
     row = glob.iloc[names.index(name)]
     if "rlnTomoTiltSeriesStarFile" in glob:
         ts = Path(str(row["rlnTomoTiltSeriesStarFile"]))
-        ts = ts if ts.is_absolute() or not (path.parent / ts).exists() else path.parent / ts
-        try:
-            ts_blocks = sf.read(ts, always_dict=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise FileFormatError(f"{ts}: cannot read the tilt-series star ({exc})") from None
-        table = ts_blocks.get(name, next(iter(ts_blocks.values())))
-    elif name in blocks:
-        table = blocks[name]
+        ts = ts if ts.is_absolute() else path.parent / ts
+        ts_blocks = _read_star(ts, "RELION tilt-series star")
+        table = ts_blocks.get(name, next(iter(ts_blocks.values()), None))
     else:
+        table = blocks.get(name)
+    if table is None or not hasattr(table, "columns"):
         raise FileFormatError(f"{path}: no tilt-series table for {name!r}")
     return row, table
+
+
+def _vector(value: object, path: Path, label: str) -> list[float]:
+    text = str(value).strip().strip("[]")
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise FileFormatError(f"{path}: {label} {str(value)[:40]!r} is not a 4-vector [a,b,c,d]")
+    try:
+        return [float(v) for v in parts]
+    except ValueError:
+        raise FileFormatError(f"{path}: {label} {str(value)[:40]!r} is not a 4-vector of numbers") from None
+
+
+def _from_matrices(t, path: Path, volume: tuple[float, float, float], image_size: tuple[int, int]):
+    """``(x_tilt, y_tilt, z_rot, shift_px)`` from ``rlnTomoProjX/Y/Z/W`` as RELION's
+    ``Tomogram::getProjectionAnglesFromMatrix``: float volume centre, integer image centre."""
+    p = np.array([[_vector(v, path, lab) for v in t[lab]] for lab in _MATRIX]).transpose(1, 0, 2)
+    finite(p, path, "a projection matrix entry")
+    r = p[:, :3, :3]
+    if np.abs(np.einsum("nij,nkj->nik", r, r) - np.eye(3)).max() > 1e-4 or np.abs(p[:, 3] - [0, 0, 0, 1]).max() > 1e-6:
+        raise FileFormatError(f"{path}: a projection matrix (rlnTomoProjX/Y/Z/W) is not a rotation and a shift")
+    sin_y = np.clip(-r[:, 2, 0], -1.0, 1.0)
+    x_tilt = np.degrees(np.arctan2(r[:, 2, 1], r[:, 2, 2]))
+    y_tilt = np.degrees(np.arcsin(sin_y))
+    z_rot = np.degrees(np.arctan2(r[:, 1, 0], r[:, 0, 0]))
+    c = np.asarray(volume, dtype=float) / 2.0
+    shift = np.einsum("nij,j->ni", r[:, :2, :], c) + p[:, :2, 3] - [image_size[0] // 2, image_size[1] // 2]
+    return x_tilt, y_tilt, z_rot, shift
+
+
+def _column(t, label: str, p: Path, limit: float = 1e7) -> NDArray[np.float64]:
+    """A numeric column, finite and within ``±limit``, or a `FileFormatError` naming it."""
+    try:
+        values = np.asarray(t[label].to_numpy(), dtype=float)
+    except (ValueError, TypeError):
+        raise FileFormatError(f"{p}: {label} holds something that is not a number") from None
+    return finite(values, p, label, limit)
+
+
+def _number(row, labels: tuple[str, ...], p: Path) -> float:
+    for label in labels:
+        if label in row:
+            try:
+                return float(row[label])
+            except (ValueError, TypeError):
+                raise FileFormatError(f"{p}: {label} {row[label]!r} is not a number") from None
+    return float("nan")
+
+
+def _view_indices(t, p: Path) -> NDArray[np.intp]:
+    """0-based raw-stack views from ``rlnMicrographName`` (``k@stack``, 1-based k), else the row order."""
+    if "rlnMicrographName" in t:
+        m = [re.match(r"\s*(-?\d+)@", str(v)) for v in t["rlnMicrographName"]]
+        if all(x is not None for x in m):
+            return view_indices([x.group(1) for x in m if x is not None], p, "micrograph index (k@stack)", base=1)
+    return np.arange(len(t))
 
 
 def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
@@ -152,34 +233,42 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
     """Read one tomogram's alignment from a RELION 5 ``tomograms.star`` (see the module docstring)."""
     p = Path(path)
     row, t = _read_blocks(p, name)
-    need = ["rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
-    missing = [c for c in need if c not in t]
-    if missing:
-        raise FileFormatError(f"{p}: the tilt-series table lacks {', '.join(missing)} (projection matrices are not read)")
-    if "rlnTomoXTilt" in t and np.any(np.abs(t["rlnTomoXTilt"].to_numpy(float)) > 1e-6):
-        raise FileFormatError(f"{p}: rlnTomoXTilt is not zero; a tilt about x cannot be represented here")
-    pix_a = float(row.get("rlnTomoTiltSeriesPixelSize", row.get("rlnMicrographOriginalPixelSize", 0.0)))
-    if not pix_a > 0:
-        raise FileFormatError(f"{p}: no pixel size (rlnTomoTiltSeriesPixelSize); shifts in Angstrom cannot be read")
+    if len(t) > MAX_VIEWS:
+        raise FileFormatError(f"{p}: {len(t)} tilt rows; a tilt series has at most {MAX_VIEWS}")
+    pix_a = _number(row, ("rlnTomoTiltSeriesPixelSize", "rlnMicrographOriginalPixelSize"), p)
+    if not (np.isfinite(pix_a) and 1e-3 <= pix_a <= 1e5):
+        raise FileFormatError(f"{p}: pixel size {pix_a} Å (rlnTomoTiltSeriesPixelSize) is missing or out of range")
     if image_size is None:
-        if "rlnTomoSizeX" not in row:
+        if "rlnTomoSizeX" not in row or "rlnTomoSizeY" not in row:
             raise FileFormatError(f"{p}: the image size is not recorded; give it (--image-size W H)")
-        image_size = (int(row["rlnTomoSizeX"]), int(row["rlnTomoSizeY"]))
-    k = len(t)
-    views = np.arange(k)
-    if "rlnMicrographName" in t:
-        m = [re.match(r"\s*(\d+)@", str(v)) for v in t["rlnMicrographName"]]
-        if all(x is not None for x in m):
-            views = np.array([int(x.group(1)) - 1 for x in m if x is not None])
-    n = int(views.max()) + 1 if k else 0
-    shift = np.column_stack([t["rlnTomoXShiftAngst"].to_numpy(float), t["rlnTomoYShiftAngst"].to_numpy(float)]) / pix_a
+        image_size = (row["rlnTomoSizeX"], row["rlnTomoSizeY"])
+    image_size = checked_image_size(image_size, p)
+    if all(lab in t for lab in _MATRIX):
+        volume = tuple(float(count(row.get(f"rlnTomoSize{a}", 0), p, f"rlnTomoSize{a}", 10**7)) for a in "XYZ")
+        x_tilt, y_tilt, z_rot, shift = _from_matrices(t, p, volume, image_size)  # type: ignore[arg-type]
+    else:
+        need = ["rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
+        missing = [c for c in need if c not in t]
+        if missing:
+            raise FileFormatError(f"{p}: the tilt-series table lacks {', '.join(missing)} and has no projection "
+                                  "matrices (rlnTomoProjX/Y/Z/W)")
+        num = {c: _column(t, c, p) for c in need}
+        x_tilt = _column(t, "rlnTomoXTilt", p) if "rlnTomoXTilt" in t else np.zeros(len(t))
+        y_tilt, z_rot = num["rlnTomoYTilt"], num["rlnTomoZRot"]
+        shift = np.column_stack([num["rlnTomoXShiftAngst"], num["rlnTomoYShiftAngst"]]) / pix_a
+    if np.any(np.abs(x_tilt) > 1e-4):
+        raise FileFormatError(f"{p}: rlnTomoXTilt is not zero; a tilt about x cannot be represented here")
+    if np.any(np.abs(y_tilt) > 90.0):
+        raise FileFormatError(f"{p}: a tilt angle (rlnTomoYTilt) beyond ±90°; check the file")
+    views = _view_indices(t, p)
+    n = int(views.max()) + 1 if views.size else 0
     xf = np.full((n, 2, 3), np.nan)
-    xf[views] = transforms_from(t["rlnTomoZRot"].to_numpy(float), np.ones(k), shift - _half_pixel(image_size))
+    xf[views] = transforms_from(z_rot, np.ones(len(t)), shift)
     tilts = np.zeros(n)
-    tilts[views] = t["rlnTomoYTilt"].to_numpy(float)
+    tilts[views] = y_tilt
     determined = np.zeros(n, dtype=bool)
     determined[views] = True
-    return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pix_a / 10.0)
+    return SavedAlignment(xf, tilts, determined, image_size, pix_a / 10.0)
 
 
 def merge_tomogram_sets(stars: list[Path], out_path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
@@ -190,7 +279,7 @@ def merge_tomogram_sets(stars: list[Path], out_path: str | os.PathLike[str], *, 
     out = Path(out_path)
     rows = []
     for star in stars:
-        glob = sf.read(star, always_dict=True).get("global")
+        glob = _read_star(star, "RELION STAR").get("global")
         if glob is None:
             raise FileFormatError(f"{star}: no data_global block")
         glob = glob.copy()
