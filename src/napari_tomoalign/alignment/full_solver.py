@@ -1,7 +1,7 @@
 """Solve IMOD's full projection model for marker observations, with tiltalign's variable options.
 
 `solve_full_model` is the entry point: observations (all of a series, or the subset of a local patch),
-an `imod_options.ImodSettings` (global or local variable options), optionally a previous solution to
+an `imod_options.ModelSettings` (global or local variable options), optionally a previous solution to
 start from, and marker positions free or held fixed. It returns a `FullModelSolution`.
 """
 
@@ -21,8 +21,8 @@ from ._threads import blas_threads_for, compiled_threads
 from .errors import AlignmentError
 from .full_layout import build_layout
 from .full_model import COMP, N_FULL, project_full, view_matrices
-from .imod_options import ImodSettings
 from .model import DX, DY, MAG, ROT, TILT
+from .settings import ModelSettings
 
 # Below this many observations a second thread of the compiled loops costs more than it saves.
 SINGLE_THREAD_OBSERVATIONS = 200_000
@@ -78,7 +78,7 @@ class FullModelSolution:
         return sum(r.iterations for r in self.reports)
 
 
-def start_params(settings: ImodSettings, tilt_angles_deg: ArrayLike) -> NDArray[np.float64]:
+def start_params(settings: ModelSettings, tilt_angles_deg: ArrayLike) -> NDArray[np.float64]:
     """``(n_views, 9)`` tiltalign's start values: tilt nominal + ``AngleOffset``, rotation
     ``RotationAngle``, magnification and compression 1, the rest 0."""
     tilts = np.asarray(tilt_angles_deg, dtype=float)
@@ -95,7 +95,7 @@ def solve_full_model(
     markers: ArrayLike,
     xy: ArrayLike,
     image_size: tuple[int, int],
-    settings: ImodSettings,
+    settings: ModelSettings,
     *,
     tilt_angles_deg: ArrayLike | None = None,
     start: FullModelSolution | None = None,

@@ -20,16 +20,17 @@ from .axis import wrap_degrees
 from .excluded_views import fill_left_out_views, format_views
 from .full_model import project_full, without_beam_tilt
 from .full_solver import FullModelSolution, solve_full_model, start_params
-from .imod_options import ImodSettings, settings_from_com
+from .imod_options import settings_from_com
 from .model import DX, DY, MAG, ROT, TILT
 from .options import AlignmentOptions
 from .result import Alignment, StageReport
+from .settings import ModelSettings
 from .validation import validate_observations
 
 
 def read_imod_settings(com_path: str | os.PathLike[str], tilt_angles_deg: ArrayLike,
-                       points_per_view: NDArray[np.intp] | None = None) -> ImodSettings:
-    """The `ImodSettings` of the ``tiltalign`` section of ``com_path`` for a series with these tilts."""
+                       points_per_view: NDArray[np.intp] | None = None) -> ModelSettings:
+    """The `ModelSettings` of the ``tiltalign`` section of ``com_path`` for a series with these tilts."""
     from ..io.imod_com import read_com_section  # io imports alignment: imported here, not at the top
 
     return settings_from_com(read_com_section(com_path), np.asarray(tilt_angles_deg, dtype=float), points_per_view)
@@ -97,7 +98,7 @@ def align_markers_imod(
                                weights=w if robust is None else w * robust, robust_weights=robust)
 
 
-def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArray[np.intp], ids: NDArray,
+def alignment_from_full(sol: FullModelSolution, settings: ModelSettings, v: NDArray[np.intp], ids: NDArray,
                         xy: NDArray[np.float64], tilts: NDArray[np.float64], size: tuple[int, int],
                         pixel_size_nm: float | None = None, weights: NDArray[np.float64] | None = None,
                         robust_weights: NDArray[np.float64] | None = None) -> Alignment:
@@ -135,13 +136,22 @@ def alignment_from_full(sol: FullModelSolution, settings: ImodSettings, v: NDArr
         image_size=size, reference_view=ref, tilt_axis_deg=wrap_degrees(float(np.degrees(p[ref, ROT]))),
         tilt_axis_source=f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg",
         branch="nominal tilt signs kept", stages=stages,
-        converged=sol.converged, options=options, warnings=notes, pixel_size_nm=pixel_size_nm,
-        full_params=p, beam_tilt_deg=float(np.degrees(sol.beam_tilt_rad)), imod_settings=settings,
-        robust_weights=robust_weights,
+        converged=sol.converged, options=options, full_params=p, settings=settings, warnings=notes,
+        pixel_size_nm=pixel_size_nm, beam_tilt_deg=float(np.degrees(sol.beam_tilt_rad)),
+        robust_weights=robust_weights, axis_z_shift_px=axis_z_shift(settings, xyz),
     )
 
 
-def _left_out_notes(settings: ImodSettings, fitted: NDArray[np.bool_]) -> list[str]:
+def axis_z_shift(settings: ModelSettings, xyz_px: NDArray[np.float64]) -> float:
+    """The settings' axis Z shift; for IMOD's ``AxisZShift 1000`` the middle of the markers' z range
+    (relative to their centroid)."""
+    if not settings.centre_z_range:
+        return float(settings.axis_z_shift_px)
+    z = xyz_px[np.all(np.isfinite(xyz_px), axis=1), 2]
+    return float((z.min() + z.max()) / 2.0) if z.size else 0.0
+
+
+def _left_out_notes(settings: ModelSettings, fitted: NDArray[np.bool_]) -> list[str]:
     """Warnings naming the views left out of the fit (1-based, as IMOD numbers them)."""
     left_out = np.flatnonzero(~fitted)
     if not left_out.size:

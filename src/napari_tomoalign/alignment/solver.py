@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..conventions import image_centre
+from ..conventions import image_centre, view_number
 from ._lm import Observations, levenberg_marquardt
 from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
@@ -20,9 +20,11 @@ from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import format_views
+from .full_model import default_full_params
 from .model import DX, DY, MAG, ROT, TILT, predict_all
 from .options import AlignmentOptions
 from .result import Alignment
+from .settings import settings_from_options
 from .stages import ProgressCallback, StageRunner, plan_stages
 from .validation import check_solution, determinable, validate_observations
 
@@ -112,7 +114,7 @@ def align_markers(
     check_solution(runner.view_params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
-    return _assemble(p, runner, robust_w, tilts_deg, options, source, pixel_size_nm)
+    return _assemble(p, runner, robust_w, tilts_deg, options, (axis0, source), pixel_size_nm)
 
 
 @dataclass
@@ -197,9 +199,11 @@ def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: ND
     if asked is None:
         return int(np.argmin(np.where(view_ok, np.abs(tilts_deg), np.inf)))
     if not 0 <= asked < n_views:
-        raise AlignmentError(f"reference view {asked} is not a view of this {n_views}-view series")
+        raise AlignmentError(f"reference view {view_number(asked)} is not a view of this {n_views}-view series;"
+                             f" give one from 1 to {n_views}")
     if not view_ok[asked]:
-        raise AlignmentError(f"reference view {asked} has too few markers to be in the fit; choose another view")
+        raise AlignmentError(f"reference view {view_number(asked)} has too few markers to be in the fit;"
+                             " choose another view")
     return asked
 
 
@@ -233,8 +237,9 @@ def _previous_robust_weights(start: Alignment, p: _Prepared) -> NDArray[np.float
 
 
 def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] | None, tilts_deg: NDArray[np.float64],
-              options: AlignmentOptions, source: str, pixel_size_nm: float | None) -> Alignment:
-    """The `Alignment` in the caller's numbering; undetermined views and markers are NaN, not invented."""
+              options: AlignmentOptions, axis: tuple[float, str], pixel_size_nm: float | None) -> Alignment:
+    """The `Alignment` in the caller's numbering; undetermined views and markers are NaN, not invented.
+    ``axis``: the start tilt-axis angle and where it came from."""
     vp = runner.view_params
     vp[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
@@ -247,6 +252,8 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
     if robust_w is not None:
         robust_weights = np.full(len(p.v), np.nan)
         robust_weights[np.flatnonzero(p.use)[p.obs.order]] = robust_w
+    full = default_full_params(vp)
+    full[~p.view_ok] = np.nan
     axis_final = wrap_degrees(float(np.degrees(vp[p.ref, ROT])))
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
     return Alignment(
@@ -254,10 +261,12 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         rotation_deg=np.degrees(vp[:, ROT]), magnification=vp[:, MAG].copy(), shifts_px=vp[:, [DX, DY]].copy(),
         view_determined=p.view_ok, marker_ids=p.marker_ids, xyz_px=xyz_all, obs_view=p.v, obs_marker=p.mi,
         obs_xy_px=p.xy, residuals_px=residuals, obs_used=p.use, predicted_xy_px=pred, image_size=p.size,
-        reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=source,
+        reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=axis[1],
         branch=f"{branch}; nominal tilt signs kept", stages=runner.reports,
-        converged=all(s.converged for s in runner.reports), options=options, warnings=p.notes,
-        pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
+        converged=all(s.converged for s in runner.reports), options=options, full_params=full,
+        settings=settings_from_options(options, p.view_ok, p.ref, axis[0], tilt_free=p.tilt_stage),
+        warnings=p.notes, pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
+        axis_z_shift_px=options.axis_z_shift_px,
     )
 
 

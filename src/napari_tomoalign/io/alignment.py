@@ -120,7 +120,7 @@ def write_alignment(
     stem: str,
     *,
     overwrite: bool = False,
-    axis_z_shift_px: float = 0.0,
+    axis_z_shift_px: float | None = None,
     extra: dict | None = None,
     sections: dict | None = None,
     local: tuple[str, str] | None = None,
@@ -137,10 +137,10 @@ def write_alignment(
     Nothing is written if any target exists and ``overwrite`` is False, and nothing is left behind if
     a write fails.
     """
-    if not math.isfinite(axis_z_shift_px):
+    if axis_z_shift_px is not None and not math.isfinite(axis_z_shift_px):  # None: the alignment's own
         raise ValueError(f"the axis Z shift must be a finite number of pixels, not {axis_z_shift_px}")
     d = Path(directory)
-    names = output_names(stem, full_model=al.full_params is not None)
+    names = output_names(stem, full_model=al.settings.from_com)
     if prexg is not None and f"{stem}.tltxf" not in names:
         names.append(f"{stem}.tltxf")
     paths = [d / n for n in names]
