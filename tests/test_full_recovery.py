@@ -5,10 +5,8 @@ the normal equations at the truth (sigma^2 times the inverse of the reduced syst
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment._lm import Observations
-from napari_tomoalign.alignment._lm_full import _Linearisation
-from napari_tomoalign.alignment._parameters import shift_gauge
-from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout
+from napari_tomoalign.alignment._lm import Observations, _Linearisation
+from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout, shift_gauge
 from napari_tomoalign.alignment.full_model import XTILT, project_full
 from napari_tomoalign.alignment.full_solver import solve_full_model, start_params
 from napari_tomoalign.alignment.imod_align import alignment_from_full

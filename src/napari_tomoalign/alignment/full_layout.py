@@ -170,3 +170,15 @@ def _compact(raw_l, col_l, w_l, kind_of, n, base, base_beam, included) -> Unknow
     col = np.where(col >= 0, renumber[col], -1)
     return UnknownLayout(raw, col, w, np.asarray(base, float).copy(), float(base_beam), int(used.sum()),
                          kind_of[used])
+
+
+def shift_gauge(tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_],
+                ref: int) -> list[tuple[int, int]]:
+    """The three shift components held fixed to remove the translation gauge: both shifts of the reference
+    view, and the better-conditioned shift of the included view whose tilt differs most from it."""
+    diff = np.where(included, np.abs(np.sin(tilts_rad - tilts_rad[ref])), -1.0)
+    k = int(np.argmax(diff))
+    fixed = [(ref, DX), (ref, DY)]
+    if diff[k] > 1e-6:
+        fixed.append((k, DX if abs(np.cos(rot_rad[k])) >= abs(np.sin(rot_rad[k])) else DY))
+    return fixed

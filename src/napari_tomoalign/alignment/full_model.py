@@ -37,36 +37,46 @@ def default_full_params(view_params: NDArray[np.float64]) -> NDArray[np.float64]
 
 def _rx(a: NDArray[np.float64]) -> NDArray[np.float64]:
     c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2)
+    out = np.zeros((len(a), 3, 3))
+    out[:, 0, 0] = 1.0
+    out[:, 1, 1], out[:, 1, 2], out[:, 2, 1], out[:, 2, 2] = c, -s, s, c
+    return out
 
 
 def _drx(a: NDArray[np.float64]) -> NDArray[np.float64]:
     c, s = np.cos(a), np.sin(a)
-    z = np.zeros_like(a)
-    return np.stack([np.stack([z, z, z], -1), np.stack([z, -s, -c], -1), np.stack([z, c, -s], -1)], -2)
+    out = np.zeros((len(a), 3, 3))
+    out[:, 1, 1], out[:, 1, 2], out[:, 2, 1], out[:, 2, 2] = -s, -c, c, -s
+    return out
 
 
 def _ry(t: NDArray[np.float64]) -> NDArray[np.float64]:
     c, s = np.cos(t), np.sin(t)
-    z, o = np.zeros_like(t), np.ones_like(t)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
+    out = np.zeros((len(t), 3, 3))
+    out[:, 1, 1] = 1.0
+    out[:, 0, 0], out[:, 0, 2], out[:, 2, 0], out[:, 2, 2] = c, s, -s, c
+    return out
 
 
 def _dry(t: NDArray[np.float64]) -> NDArray[np.float64]:
     c, s = np.cos(t), np.sin(t)
-    z = np.zeros_like(t)
-    return np.stack([np.stack([-s, z, c], -1), np.stack([z, z, z], -1), np.stack([-c, z, -s], -1)], -2)
+    out = np.zeros((len(t), 3, 3))
+    out[:, 0, 0], out[:, 0, 2], out[:, 2, 0], out[:, 2, 2] = -s, c, -c, -s
+    return out
 
 
 def _r2(a: NDArray[np.float64]) -> NDArray[np.float64]:
     c, s = np.cos(a), np.sin(a)
-    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    out = np.empty((len(a), 2, 2))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = c, -s, s, c
+    return out
 
 
 def _dr2(a: NDArray[np.float64]) -> NDArray[np.float64]:
     c, s = np.cos(a), np.sin(a)
-    return np.stack([np.stack([-s, -c], -1), np.stack([c, -s], -1)], -2)
+    out = np.empty((len(a), 2, 2))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = -s, -c, c, -s
+    return out
 
 
 def _distortion(p: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[int, NDArray[np.float64]]]:
@@ -84,23 +94,29 @@ def _distortion(p: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[int, 
     return d, dd
 
 
-def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0) -> tuple[
+def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0, derivatives: bool = True) -> tuple[
         NDArray[np.float64], dict[int | str, NDArray[np.float64]]]:
-    """``A_j`` ``(n_views, 2, 3)`` and its derivatives by each matrix parameter and by ``"beam_tilt"``."""
+    """``A_j`` ``(n_views, 2, 3)`` and (unless ``derivatives`` is False) its derivatives by each matrix
+    parameter and by ``"beam_tilt"``."""
     p = np.asarray(params, dtype=float)
     n = len(p)
     b = np.full(n, float(beam_tilt))
-    pi, dpi = _rx(b)[:, :2], _drx(b)[:, :2]
-    y, dy = _ry(p[:, TILT]), _dry(p[:, TILT])
-    xb, dxb = _rx(-b), -_drx(-b)
-    xp, dxp = _rx(p[:, XTILT]), _drx(p[:, XTILT])
-    r, dr = _r2(p[:, ROT]), _dr2(p[:, ROT])
+    y, xp, r = _ry(p[:, TILT]), _rx(p[:, XTILT]), _r2(p[:, ROT])
     d, dd = _distortion(p)
-    tail = xb @ xp @ d  # Xr(-b) Xr(phi) D
-    m = pi @ y @ tail  # 2 x 3 before the in-plane rotation
+    if beam_tilt == 0.0:  # Pi(0) is the first two rows of I, Xr(0) = I
+        tail = xp @ d
+        m = (y @ tail)[:, :2]
+    else:
+        tail = _rx(-b) @ xp @ d  # Xr(-b) Xr(phi) D
+        m = _rx(b)[:, :2] @ y @ tail  # 2 x 3 before the in-plane rotation
     a = r @ m
+    if not derivatives:
+        return a, {}
+    pi, dpi = _rx(b)[:, :2], _drx(b)[:, :2]
+    xb, dxb = _rx(-b), -_drx(-b)
+    dy, dxp = _dry(p[:, TILT]), _drx(p[:, XTILT])
     deriv: dict[int | str, NDArray[np.float64]] = {
-        ROT: dr @ m,
+        ROT: _dr2(p[:, ROT]) @ m,
         TILT: r @ pi @ dy @ tail,
         XTILT: r @ pi @ y @ xb @ dxp @ d,
         "beam_tilt": r @ (dpi @ y @ tail + pi @ y @ dxb @ xp @ d),

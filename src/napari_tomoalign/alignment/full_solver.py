@@ -14,12 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import image_centre
-from ._lm import LMReport, Observations
-from ._lm_full import levenberg_marquardt_full
-from ._parameters import shift_gauge
+from ._lm import LMReport, Observations, levenberg_marquardt
 from ._threads import blas_threads_for, compiled_threads
 from .errors import AlignmentError
-from .full_layout import build_layout
+from .full_layout import build_layout, shift_gauge
 from .full_model import COMP, N_FULL, project_full, view_matrices
 from .model import DX, DY, MAG, ROT, TILT
 from .settings import ModelSettings
@@ -213,7 +211,7 @@ def _run_stages(obs, settings, base, beam0, included, xyz, known, fix_xyz, max_i
         if not fix_xyz and n_q + 3 * obs.n_markers > 2 * len(obs):
             raise AlignmentError(f"{len(obs)} observations give {2 * len(obs)} equations for"
                                  f" {n_q + 3 * obs.n_markers} unknowns; fix or group more variables")
-        q, xyz, rep = levenberg_marquardt_full(obs, lay, np.zeros(n_q), xyz, fix_xyz=fix_xyz,
+        q, xyz, rep = levenberg_marquardt(obs, lay, np.zeros(n_q), xyz, fix_xyz=fix_xyz,
                                                max_iterations=max_iterations, progress=progress,
                                                should_stop=should_stop)
         reports.append(rep)

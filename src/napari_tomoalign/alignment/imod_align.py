@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import image_centre
 from ..errors import UsageError
+from .arrays import unique_inverse
 from .axis import wrap_degrees
 from .excluded_views import fill_left_out_views, format_views
 from .full_model import project_full, without_beam_tilt
@@ -24,6 +25,7 @@ from .imod_options import settings_from_com
 from .model import DX, DY, MAG, ROT, TILT
 from .options import AlignmentOptions
 from .result import Alignment, StageReport
+from .robust import reweighted
 from .settings import ModelSettings
 from .validation import validate_observations
 
@@ -87,13 +89,11 @@ def align_markers_imod(
                            should_stop=should_stop)
     robust = None
     if settings.robust:  # RobustFitting 1: iteratively reweighted refits from the least-squares fit
-        from .imod_robust import reweighted
-
-        def refit(start, rw):
+        def refit(start: FullModelSolution, rw: NDArray[np.float64], last: bool) -> FullModelSolution:
             return solve_full_model(v, ids, xy_a, size, settings, tilt_angles_deg=tilts, start=start, weights=w * rw,
                                     progress=report, should_stop=should_stop)
 
-        sol, robust, _ = reweighted(refit, sol, v, ids, tilts, settings.robust_scale, settings.robust_tracks)
+        sol, robust, _ = reweighted(refit, sol, lambda s: s.residuals_px, v, unique_inverse(ids)[1], tilts, settings)
     return alignment_from_full(sol, settings, v, ids, xy_a, tilts, size, pixel_size_nm,
                                weights=w if robust is None else w * robust, robust_weights=robust)
 

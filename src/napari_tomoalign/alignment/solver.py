@@ -1,6 +1,7 @@
 """Fiducial alignment from marker observations: validate, prepare, plan the stages, run them, assemble.
 
-The stages themselves are described in `stages`; the model in `model`; the gauge in `_parameters`.
+The stages themselves are described in `stages`; the model in `full_model` (the default model is its
+preset, `settings.settings_from_options`); the unknowns and the gauge in `full_layout`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import image_centre, view_number
 from ._lm import Observations, levenberg_marquardt
-from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import format_views
+from .full_layout import build_layout, shift_gauge
 from .full_model import default_full_params
 from .model import DX, DY, MAG, ROT, TILT, predict_all
 from .options import AlignmentOptions
 from .result import Alignment
-from .settings import settings_from_options
+from .settings import ModelSettings, settings_from_options
 from .stages import ProgressCallback, StageRunner, plan_stages
 from .validation import check_solution, determinable, validate_observations
 
@@ -101,20 +102,22 @@ def align_markers(
     vp[:, ROT] = np.radians(axis0)
     vp[:, MAG] = 1.0
     xyz = np.zeros((p.n_kept, 3))
-    runner = StageRunner(p.obs, vp, xyz, p.view_ok, p.ref, options.max_iterations, progress, should_stop)
+    runner = StageRunner(p.obs, default_full_params(vp), xyz, p.view_ok, p.ref, options.max_iterations, progress,
+                         should_stop)
     if start is not None:
-        runner.view_params, runner.xyz = _warm_start(start, p.obs, vp, p.marker_ids[p.kept_markers], p.view_ok)
+        runner.params, runner.xyz = _warm_start(start, p.obs, runner.params, p.marker_ids[p.kept_markers])
         if options.robust and start.robust_weights is not None:
             p.obs.weights = runner.user_weights * _previous_robust_weights(start, p)
     plan = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None)
+    settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
     robust_w = None
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
-            robust_w = runner.run(stage, options, tilts_deg) if stage.reweight else runner.run(stage)
-    check_solution(runner.view_params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
+            robust_w = runner.run(stage, settings, tilts_deg) if stage.reweight else runner.run(stage)
+    check_solution(runner.params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
-    return _assemble(p, runner, robust_w, tilts_deg, options, (axis0, source), pixel_size_nm)
+    return _assemble(p, runner, robust_w, tilts_deg, options, settings, source, pixel_size_nm)
 
 
 @dataclass
@@ -159,8 +162,9 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     marker_ids, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
     tilt_free = options.tilt.mode != "fixed"
-    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (free_per_view(options, tilt_free) + 1) // 2,
-                                      weights=w)
+    per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification)) + (
+        tilt_free and options.tilt.mode == "view")  # a view's own unknowns in the fullest stage
+    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (per_view + 1) // 2, weights=w)
     notes: list[str] = []
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
@@ -182,15 +186,17 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     new_index[kept] = np.arange(len(kept))
     obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
     ref = _reference_view(options.reference_view, view_ok, tilts_deg)
-    probe, n_q = columns(view_ok, ref, options.rotation, options.tilt, options.magnification,
-                         shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref))
+    probe = settings_from_options(options, view_ok, ref, 0.0)
+    start = default_full_params(np.column_stack([np.radians(tilts_deg), np.zeros((n_views, 4))]))
+    n_q = build_layout(probe.mappings, start, 0.0, False, view_ok, shift_gauge(start[:, TILT], start[:, ROT], view_ok,
+                                                                                ref)).n_q
     n_unknowns = n_q + 3 * len(kept)
     if 2 * len(obs) < n_unknowns:
         raise AlignmentError(
             f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
             " add markers, or fix or group the rotation, tilt and magnification")
     return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
-                     tilt_free and bool(probe[:, TILT].max() >= 0), notes)
+                     tilt_free and probe.mappings["tilt"].n_vars > 0, notes)
 
 
 def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: NDArray[np.float64]) -> int:
@@ -237,11 +243,13 @@ def _previous_robust_weights(start: Alignment, p: _Prepared) -> NDArray[np.float
 
 
 def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] | None, tilts_deg: NDArray[np.float64],
-              options: AlignmentOptions, axis: tuple[float, str], pixel_size_nm: float | None) -> Alignment:
+              options: AlignmentOptions, settings: ModelSettings, source: str, pixel_size_nm: float | None
+              ) -> Alignment:
     """The `Alignment` in the caller's numbering; undetermined views and markers are NaN, not invented.
-    ``axis``: the start tilt-axis angle and where it came from."""
-    vp = runner.view_params
-    vp[~p.view_ok] = np.nan
+    ``source``: where the start tilt-axis angle came from."""
+    full = runner.params.copy()
+    full[~p.view_ok] = np.nan
+    vp = full[:, :5]
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
     pred = predict_all(vp, xyz_all)
@@ -252,8 +260,6 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
     if robust_w is not None:
         robust_weights = np.full(len(p.v), np.nan)
         robust_weights[np.flatnonzero(p.use)[p.obs.order]] = robust_w
-    full = default_full_params(vp)
-    full[~p.view_ok] = np.nan
     axis_final = wrap_degrees(float(np.degrees(vp[p.ref, ROT])))
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
     return Alignment(
@@ -261,27 +267,25 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         rotation_deg=np.degrees(vp[:, ROT]), magnification=vp[:, MAG].copy(), shifts_px=vp[:, [DX, DY]].copy(),
         view_determined=p.view_ok, marker_ids=p.marker_ids, xyz_px=xyz_all, obs_view=p.v, obs_marker=p.mi,
         obs_xy_px=p.xy, residuals_px=residuals, obs_used=p.use, predicted_xy_px=pred, image_size=p.size,
-        reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=axis[1],
+        reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=source,
         branch=f"{branch}; nominal tilt signs kept", stages=runner.reports,
         converged=all(s.converged for s in runner.reports), options=options, full_params=full,
-        settings=settings_from_options(options, p.view_ok, p.ref, axis[0], tilt_free=p.tilt_stage),
+        settings=settings,
         warnings=p.notes, pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
         axis_z_shift_px=options.axis_z_shift_px,
     )
 
 
-def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
-    """Starting parameters from a previous solution; views and markers it lacks are filled in."""
-    vp = vp_default.copy()
-    prev = np.zeros_like(vp)
-    prev[:, TILT] = np.radians(start.tilt_angles_deg)
-    prev[:, ROT] = np.radians(start.rotation_deg)
-    prev[:, MAG] = start.magnification
-    prev[:, [DX, DY]] = start.shifts_px
-    have = np.all(np.isfinite(prev), axis=1)
-    vp[have] = prev[have]
+def _warm_start(start: Alignment, obs: Observations, params: NDArray[np.float64], kept_ids: NDArray
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Starting ``(n_views, 9)`` parameters and marker positions from a previous solution; views and markers it
+    lacks are filled in (views: the median rotation; markers: placed from their own observations)."""
+    out = params.copy()
+    prev = np.asarray(start.full_params, dtype=float)
+    have = np.all(np.isfinite(prev), axis=1) & start.view_determined
+    out[have] = prev[have]
     if have.any():
-        vp[~have, ROT] = np.median(prev[have, ROT])
+        out[~have, ROT] = np.median(prev[have, ROT])
     lookup = {int(m): k for k, m in enumerate(start.marker_ids) if start.marker_included[k]}
     xyz = np.zeros((len(kept_ids), 3))
     missing = []
@@ -291,14 +295,12 @@ def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
             missing.append(k)
         else:
             xyz[k] = start.xyz_px[j]
-    if missing:
-        # New markers: place each from its own observations with the views held.
-        no_views = np.full(vp.shape, -1, dtype=np.intp)
-        for k in missing:
-            sel = obs.marker_index == k
-            own = Observations(obs.view_index[sel], np.zeros(int(sel.sum()), np.intp), obs.xy[sel], len(vp), 1,
-                               np.ones(int(sel.sum())))
-            _, xyz_k, _ = levenberg_marquardt(own, vp, np.zeros((1, 3)), no_views, 0, max_iterations=50,
-                                              initial_damping=1e-6)
-            xyz[k] = xyz_k[0]
-    return vp, xyz
+    held = build_layout({}, out, 0.0, False, np.zeros(len(out), dtype=bool))  # no view unknowns
+    for k in missing:  # new markers: each placed from its own observations with the views held
+        sel = obs.marker_index == k
+        own = Observations(obs.view_index[sel], np.zeros(int(sel.sum()), np.intp), obs.xy[sel], len(out), 1,
+                           np.ones(int(sel.sum())))
+        _, xyz_k, _ = levenberg_marquardt(own, held, np.zeros(0), np.zeros((1, 3)), max_iterations=50,
+                                          initial_damping=1e-6, ftol=1e-12, xtol=1e-10)
+        xyz[k] = xyz_k[0]
+    return out, xyz
