@@ -24,7 +24,7 @@ from .full_solver import FullModelSolution, solve_full_model, start_params
 from .imod_options import settings_from_com
 from .model import DX, DY, MAG, ROT, TILT
 from .options import AlignmentOptions
-from .result import Alignment, StageReport
+from .result import Alignment
 from .robust import reweighted
 from .settings import ModelSettings
 from .validation import validate_observations
@@ -120,11 +120,7 @@ def alignment_from_full(sol: FullModelSolution, settings: ModelSettings, v: NDAr
     pred = project_full(p, xyz, vv.ravel(), mm.ravel()).reshape(n_v, n_m, 2)
     pred += image_centre(size)
     ref = int(np.argmin(np.where(sol.view_included, np.abs(tilts), np.inf)))
-    names = ["markers", "full"][-len(sol.reports):]  # "markers": geometry held while the markers are placed
-    w_sum = float(np.sum(weights[used])) if weights is not None else float(used.sum())
-    stages = [StageReport(names[k], r.iterations, r.wall_time_s, r.cost,  # cost = sum(w r^2) / 2
-                          float(np.sqrt(2 * r.cost / max(w_sum, 1e-300))), r.converged, r.message,
-                          sol.n_unknowns) for k, r in enumerate(sol.reports)]
+    stages = list(sol.reports)  # "markers": geometry held while the markers are placed; then "full"
     notes = list(settings.notes) + _left_out_notes(settings, sol.view_included)
     options = AlignmentOptions(tilt_axis_deg=settings.rotation_angle_deg, estimate_tilt_axis=False,
                                reference_view=ref, initial_stage=False, max_iterations=1000)

@@ -26,8 +26,14 @@ from ..io.imod_local import LocalTransforms
 from .errors import AlignmentError
 from .full_model import DMAG, SKEW, XTILT, view_matrices
 from .full_solver import FullModelSolution, solve_full_model
-from .local_fit import with_optimal_shifts
-from .local_geometry import compose_refinement, frame_from_transforms, linear_parts, view_transforms, z_factors
+from .local_geometry import (
+    compose_refinement,
+    frame_from_transforms,
+    linear_parts,
+    view_transforms,
+    with_optimal_shifts,
+    z_factors,
+)
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DX, DY, MAG, ROT, TILT
@@ -183,7 +189,7 @@ def _solve(v: NDArray[np.intp], m: NDArray[np.intp], o: NDArray[np.float64], sta
            xyz0: NDArray[np.float64], mappings: dict, free_xyz: bool, glob: GlobalSolution) -> tuple[
         NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
     """One patch's parameters, markers, residuals and number of geometric (+ free marker) unknowns, by
-    `full_solver.solve_full_model` (`local_fit.fit_mapped` is its dense numpy reference in the tests)."""
+    `full_solver.solve_full_model` (the tests' `local_reference.fit_mapped` is its dense numpy reference)."""
     ones = np.ones(len(start), dtype=bool)
     begin = FullModelSolution(start, glob.beam_tilt_rad, np.arange(len(xyz0)), xyz0, ones, np.zeros((0, 2)),
                               np.nan, np.nan, 0, ())

@@ -102,18 +102,18 @@ def align_markers(
     vp[:, ROT] = np.radians(axis0)
     vp[:, MAG] = 1.0
     xyz = np.zeros((p.n_kept, 3))
+    settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
     runner = StageRunner(p.obs, default_full_params(vp), xyz, p.view_ok, p.ref, options.max_iterations, progress,
-                         should_stop)
+                         should_stop, settings=settings)
     if start is not None:
         runner.params, runner.xyz = _warm_start(start, p.obs, runner.params, p.marker_ids[p.kept_markers])
         if options.robust and start.robust_weights is not None:
             p.obs.weights = runner.user_weights * _previous_robust_weights(start, p)
     plan = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None)
-    settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
     robust_w = None
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
-            robust_w = runner.run(stage, settings, tilts_deg) if stage.reweight else runner.run(stage)
+            robust_w = runner.run(stage, tilts_deg)
     check_solution(runner.params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from ._lm import Observations, levenberg_marquardt
 from .full_layout import UnknownLayout, build_layout, shift_gauge
 from .full_model import view_matrices
+from .grouping import Mapping
 from .model import DX, DY, ROT, TILT
 from .options import AlignmentOptions, VariableOption
 from .result import StageReport
@@ -47,6 +48,8 @@ class Stage(str, Enum):
     TILT = "tilt"
     WARM = "warm"
     ROBUST = "robust"
+    MARKERS = "markers"
+    FULL = "full"
 
     def __str__(self) -> str:
         return self.value
@@ -56,20 +59,27 @@ class Stage(str, Enum):
 class Step:
     """One Levenberg–Marquardt run: which variables are free, and when to stop.
 
-    ``exact`` marks a linear problem that one undamped step solves; ``max_iterations`` None means the
-    options' limit.
+    ``rotation``, ``tilt`` and ``magnification`` map those variables as a `VariableOption` says, or as the
+    settings map them (None); ``others`` frees the settings' other variables (X-stretch, skew, X-tilt,
+    compression, beam tilt) too, else they are held. ``exact`` marks a linear problem that one undamped
+    step solves; ``max_iterations`` None means the runner's limit.
     """
 
-    rotation: VariableOption
-    tilt: VariableOption
-    magnification: VariableOption
+    rotation: VariableOption | None
+    tilt: VariableOption | None
+    magnification: VariableOption | None
     ftol: float = LOOSE
     max_iterations: int | None = None
     initial_damping: float = 1e-4
     exact: bool = False
+    others: bool = False
+    xtol: float = 1e-10
 
 
 LINEAR = Step(FIXED, FIXED, FIXED, ftol=0.0, max_iterations=1, initial_damping=1e-12, exact=True)
+# IMOD's settings: the markers placed with the geometry held (when they have no start), then everything.
+PLACE_MARKERS = Step(FIXED, FIXED, FIXED, ftol=1e-14, xtol=1e-12)
+EVERYTHING = Step(None, None, None, ftol=1e-14, xtol=1e-12, others=True)
 
 
 @dataclass(frozen=True)
@@ -104,14 +114,21 @@ def plan_stages(options: AlignmentOptions, *, warm: bool, tilt_stage: bool) -> l
     return plan
 
 
+def settings_plan(markers_known: bool) -> list[StagePlan]:
+    """The stages of a solve with an align.com's settings: the markers placed (unless each has a start
+    position), then every variable the settings map."""
+    first = [] if markers_known else [StagePlan(Stage.MARKERS, (PLACE_MARKERS,))]
+    return first + [StagePlan(Stage.FULL, (EVERYTHING,))]
+
+
 class StageRunner:
     """Carries out stage plans on one problem, keeping the current parameters and a report per stage.
 
-    ``params`` ``(n_views, 9)`` (the full model's, `full_model.FULL_VIEW_PARAMS`) and ``xyz``
-    ``(n_markers, 3)`` are the state; ``view_ok`` the views in the fit and ``reference`` the gauge view.
-    Each step maps rotation, tilt and magnification as it asks (`settings.option_mapping`) and holds the
-    rest of the full model. ``user_weights`` are the caller's observation weights (default: ``obs.weights``
-    as given); robust weights multiply them.
+    ``params`` ``(n_views, 9)`` (the full model's, `full_model.FULL_VIEW_PARAMS`), ``beam`` (radians) and
+    ``xyz`` ``(n_markers, 3)`` are the state; ``view_ok`` the views in the fit and ``reference`` the gauge
+    view. Each step maps the variables as it asks (`Step`) from ``settings``. With ``fix_xyz`` the marker
+    positions are held (and every shift is free). ``user_weights`` are the caller's observation weights
+    (default: ``obs.weights`` as given); robust weights multiply them.
     """
 
     def __init__(
@@ -125,29 +142,39 @@ class StageRunner:
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
         user_weights: NDArray[np.float64] | None = None,
+        *,
+        settings: ModelSettings,
+        beam: float = 0.0,
+        fix_xyz: bool = False,
     ) -> None:
-        self.obs, self.params, self.xyz = obs, params, xyz
+        self.obs, self.params, self.xyz, self.beam = obs, params, xyz, float(beam)
         self.user_weights = obs.weights.copy() if user_weights is None else user_weights
         self.view_ok, self.reference, self.max_iterations = view_ok, reference, max_iterations
         self.progress, self.should_stop = progress, should_stop
+        self.settings, self.fix_xyz = settings, fix_xyz
         self.reports: list[StageReport] = []
 
-    def run(self, plan: StagePlan, settings: ModelSettings | None = None,
-            tilts_deg: NDArray[np.float64] | None = None) -> NDArray[np.float64] | None:
-        """Run one stage; a reweighting stage needs the settings and nominal tilts, and returns the weights."""
+    def run(self, plan: StagePlan, tilts_deg: NDArray[np.float64] | None = None) -> NDArray[np.float64] | None:
+        """Run one stage; a reweighting stage needs the nominal tilts, and returns the robust weights."""
         if not plan.reweight:
             self._run_steps(plan.stage, plan.steps)
             return None
-        assert settings is not None and tilts_deg is not None
-        return self._reweighted(plan, settings, tilts_deg)
+        assert tilts_deg is not None
+        return self._reweighted(plan, tilts_deg)
 
     def layout(self, step: Step) -> UnknownLayout:
         """The unknowns of one step: its mappings over the views in the fit, and the shift gauge."""
-        ok, ref = self.view_ok, self.reference
-        mappings = {"rotation": option_mapping(step.rotation, ok), "tilt": option_mapping(step.tilt, ok, ref),
-                    "magnification": option_mapping(step.magnification, ok, ref)}
-        return build_layout(mappings, self.params, 0.0, False, ok,
-                            shift_gauge(self.params[:, TILT], self.params[:, ROT], ok, ref))
+        ok, ref, given = self.view_ok, self.reference, self.settings.mappings
+
+        def pick(kind: str, option: VariableOption | None, gauge: int | None = None) -> Mapping:
+            return given[kind] if option is None else option_mapping(option, ok, gauge)
+
+        mappings = {"rotation": pick("rotation", step.rotation), "tilt": pick("tilt", step.tilt, ref),
+                    "magnification": pick("magnification", step.magnification, ref)}
+        if step.others:
+            mappings.update({k: m for k, m in given.items() if k not in mappings})
+        held = [] if self.fix_xyz else shift_gauge(self.params[:, TILT], self.params[:, ROT], ok, ref)
+        return build_layout(mappings, self.params, self.beam, step.others and self.settings.beam_tilt_free, ok, held)
 
     def _run_steps(self, stage: Stage, steps: tuple[Step, ...], merge: bool = False) -> None:
         t0 = time.perf_counter()
@@ -157,20 +184,21 @@ class StageRunner:
             lay = self.layout(step)
             n_q = lay.n_q
             q, self.xyz, lm = levenberg_marquardt(
-                self.obs, lay, np.zeros(n_q), self.xyz, progress=self._callback(stage, iters),
+                self.obs, lay, np.zeros(n_q), self.xyz, fix_xyz=self.fix_xyz, progress=self._callback(stage, iters),
                 should_stop=self.should_stop, max_iterations=step.max_iterations or self.max_iterations,
-                ftol=step.ftol, xtol=1e-10, initial_damping=step.initial_damping)
-            self.params, _ = lay.params(q)
+                ftol=step.ftol, xtol=step.xtol, initial_damping=step.initial_damping)
+            self.params, self.beam = lay.params(q)
             iters += lm.iterations
             converged, message, cost = lm.converged, lm.message, lm.cost
             if step.exact and lm.iterations == 1:
                 converged, message = True, "linear least squares solved exactly"
-        c = self.xyz.mean(axis=0)  # the marker centroid at the origin; the shifts absorb the move
-        self.xyz = self.xyz - c
-        self.params[:, [DX, DY]] += view_matrices(self.params)[0] @ c
+        if not self.fix_xyz:  # the marker centroid at the origin; the shifts absorb the move
+            c = self.xyz.mean(axis=0)
+            self.xyz = self.xyz - c
+            self.params[:, [DX, DY]] += view_matrices(self.params, self.beam, derivatives=False)[0] @ c
         rms = float(np.sqrt(2.0 * cost / max(float(np.sum(self.obs.weights)), 1e-300)))
         report = StageReport(stage.value, iters, time.perf_counter() - t0, cost, rms, converged, message,
-                             n_q + 3 * len(self.xyz))
+                             n_q + (0 if self.fix_xyz else 3 * len(self.xyz)))
         if merge and self.reports and self.reports[-1].name == stage.value:
             prev = self.reports.pop()
             report = replace(report, iterations=prev.iterations + iters,
@@ -188,8 +216,7 @@ class StageRunner:
 
         return callback
 
-    def _reweighted(self, plan: StagePlan, settings: ModelSettings, tilts_deg: NDArray[np.float64]
-                    ) -> NDArray[np.float64]:
+    def _reweighted(self, plan: StagePlan, tilts_deg: NDArray[np.float64]) -> NDArray[np.float64]:
         """Iteratively reweighted refits (`robust.reweighted`); the final robust weights in ``obs`` order.
 
         ``obs.weights`` holds the user's weights times any warm-start robust weights on entry.
@@ -203,5 +230,5 @@ class StageRunner:
             return runner
 
         _, weights, _ = reweighted(refit, self, lambda r: obs.residuals(r.params, r.xyz), obs.view_index,
-                                   obs.marker_index, tilts_deg, settings, obs.weights / np.where(base > 0, base, 1.0))
+                                   obs.marker_index, tilts_deg, self.settings, obs.weights / np.where(base > 0, base, 1.0))
         return weights
