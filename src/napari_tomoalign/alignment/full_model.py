@@ -135,6 +135,19 @@ def project_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_ind
     return np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz, float)[marker_index]) + p[view_index][:, [DX, DY]]
 
 
+def predict_all_full(params: NDArray[np.float64], xyz: NDArray[np.float64], beam_tilt: float = 0.0
+                     ) -> NDArray[np.float64]:
+    """``(n_views, n_markers, 2)`` every marker's centred position in every view, one view at a time (so that
+    no temporary is larger than one view's predictions); NaN rows of ``params`` or ``xyz`` give NaN."""
+    p = np.asarray(params, dtype=float)
+    a, _ = view_matrices(p, beam_tilt, derivatives=False)
+    x = np.asarray(xyz, dtype=float)
+    out = np.empty((len(p), len(x), 2))
+    for j in range(len(p)):
+        out[j] = x @ a[j].T + p[j, [DX, DY]]
+    return out
+
+
 def jacobian_blocks_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
                          marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> tuple[
         NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:

@@ -1,7 +1,9 @@
-"""Fiducial alignment from marker observations: validate, prepare, plan the stages, run them, assemble.
+"""Fiducial alignment from marker observations, for every settings: validate, prepare, plan, run, assemble.
 
-The stages themselves are described in `stages`; the model in `full_model` (the default model is its
-preset, `settings.settings_from_options`); the unknowns and the gauge in `full_layout`.
+`align_markers` solves the default model (`AlignmentOptions`, the preset `settings.settings_from_options`)
+or IMOD's full model with an align.com's settings (``settings=``, `imod_align.read_imod_settings`) by the
+same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`. The stages
+are described in `stages`; the model in `full_model`; the unknowns and the gauge in `full_layout`.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ from ._threads import blas_threads_for
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
-from .excluded_views import format_views
+from .excluded_views import fill_left_out_views, format_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
-from .full_model import default_full_params
-from .model import DX, DY, MAG, ROT, TILT, predict_all
+from .full_model import default_full_params, predict_all_full, without_beam_tilt
+from .full_solver import start_params
+from .model import DX, DY, MAG, ROT, TILT
 from .options import AlignmentOptions
 from .result import Alignment
 from .settings import ModelSettings, settings_from_options
-from .stages import ProgressCallback, StageRunner, plan_stages
+from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
 from .validation import check_solution, determinable, validate_observations
 
 AXIS_DISAGREEMENT_DEG = 5.0
+SETTINGS_MAX_ITERATIONS = 1000  # each stage's iteration limit with an align.com's settings
 
 
 def align_markers(
@@ -40,6 +44,7 @@ def align_markers(
     image_size: ArrayLike,
     options: AlignmentOptions | None = None,
     *,
+    settings: ModelSettings | None = None,
     pixel_size_nm: float | None = None,
     weights: ArrayLike | None = None,
     progress: ProgressCallback | None = None,
@@ -64,6 +69,9 @@ def align_markers(
         ``(width, height)`` of the images in pixels.
     options
         What to solve for; the defaults are the paper's model with the tilt axis estimated.
+    settings
+        An align.com's settings (`imod_align.read_imod_settings`): solve IMOD's full model with them
+        instead (tiltalign's start values, no axis estimate; ``options`` is then not used).
     pixel_size_nm
         Pixel size, used only to report residuals in nm.
     weights
@@ -93,23 +101,26 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
-    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options)
+    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options, settings)
     if start is not None and start.n_views != p.n_views:
         raise AlignmentError(f"the previous solution has {start.n_views} views, not {p.n_views}; solve from scratch")
-    axis0, source = _initial_axis(p, options, start)
-    vp = np.zeros((p.n_views, 5))
-    vp[:, TILT] = np.radians(tilts_deg)
-    vp[:, ROT] = np.radians(axis0)
-    vp[:, MAG] = 1.0
-    xyz = np.zeros((p.n_kept, 3))
-    settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
-    runner = StageRunner(p.obs, default_full_params(vp), xyz, p.view_ok, p.ref, options.max_iterations, progress,
-                         should_stop, settings=settings)
+    if settings is None:
+        axis0, source = _initial_axis(p, options, start)
+        settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
+        params = default_full_params(np.column_stack([np.radians(tilts_deg), np.full(p.n_views, np.radians(axis0)),
+                                                      np.ones(p.n_views), np.zeros((p.n_views, 2))]))
+        plan, limit = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None), \
+            options.max_iterations
+    else:
+        params = start_params(settings, tilts_deg)
+        source = f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg"
+        plan, limit = settings_plan(start is not None, settings.robust), SETTINGS_MAX_ITERATIONS
+    runner = StageRunner(p.obs, params, np.zeros((p.n_kept, 3)), p.view_ok, p.ref, limit, progress, should_stop,
+                         settings=settings, beam=float(np.radians(settings.beam_tilt_deg)))
     if start is not None:
         runner.params, runner.xyz = _warm_start(start, p.obs, runner.params, p.marker_ids[p.kept_markers])
-        if options.robust and start.robust_weights is not None:
+        if settings.robust and start.robust_weights is not None:
             p.obs.weights = runner.user_weights * _previous_robust_weights(start, p)
-    plan = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None)
     robust_w = None
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
@@ -156,11 +167,45 @@ def _listed(ids: NDArray, limit: int = 20) -> str:
     return ", ".join(str(int(i)) for i in ids[:limit]) + (" ..." if len(ids) > limit else "")
 
 
-def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions) -> _Prepared:
+def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions,
+             settings: ModelSettings | None) -> _Prepared:
     """Leave out what cannot be determined (with a note each), renumber, choose the gauge, count unknowns."""
     n_views = len(tilts_deg)
     marker_ids, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
+    if settings is None:
+        view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views)
+    else:  # as tiltalign: every view with a point that is not excluded, every marker seen in one of them
+        view_ok = np.bincount(v, minlength=n_views) > 0
+        view_ok[list(settings.excluded_views)] = False
+        marker_ok = np.bincount(mi[view_ok[v]], minlength=len(marker_ids)) > 0
+        notes = list(settings.notes) + left_out_notes(settings.excluded_views, view_ok)
+    if view_ok.sum() < 2:
+        raise AlignmentError(
+            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
+    use = view_ok[v] & marker_ok[mi]
+    kept = np.flatnonzero(marker_ok)
+    new_index = np.full(len(marker_ids), -1, dtype=np.intp)
+    new_index[kept] = np.arange(len(kept))
+    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
+    ref = _reference_view(options.reference_view if settings is None else None, view_ok, tilts_deg)
+    probe = settings or settings_from_options(options, view_ok, ref, 0.0)
+    start = start_params(probe, tilts_deg)
+    n_q = build_layout(probe.mappings, start, 0.0, probe.beam_tilt_free, view_ok,
+                       shift_gauge(start[:, TILT], start[:, ROT], view_ok, ref)).n_q
+    n_unknowns = n_q + 3 * len(kept)
+    if 2 * len(obs) < n_unknowns:
+        raise AlignmentError(
+            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
+            " add markers, or fix or group more variables (rotation, tilt, magnification)")
+    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
+                     options.tilt.mode != "fixed" and probe.mappings["tilt"].n_vars > 0, notes)
+
+
+def _determinable(v, mi, marker_ids, w, options: AlignmentOptions, n_views: int) -> tuple[
+        NDArray[np.bool_], NDArray[np.bool_], list[str]]:
+    """The default model's views and markers in the fit (enough markers per view for its unknowns, markers
+    in at least 2 views), and a note for each kind of what was left out."""
     tilt_free = options.tilt.mode != "fixed"
     per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification)) + (
         tilt_free and options.tilt.mode == "view")  # a view's own unknowns in the fullest stage
@@ -177,26 +222,7 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     if (~seen).any():
         notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): views "
                      + format_views(np.flatnonzero(~seen)))
-    if view_ok.sum() < 2:
-        raise AlignmentError(
-            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
-    use = view_ok[v] & marker_ok[mi]
-    kept = np.flatnonzero(marker_ok)
-    new_index = np.full(len(marker_ids), -1, dtype=np.intp)
-    new_index[kept] = np.arange(len(kept))
-    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
-    ref = _reference_view(options.reference_view, view_ok, tilts_deg)
-    probe = settings_from_options(options, view_ok, ref, 0.0)
-    start = default_full_params(np.column_stack([np.radians(tilts_deg), np.zeros((n_views, 4))]))
-    n_q = build_layout(probe.mappings, start, 0.0, False, view_ok, shift_gauge(start[:, TILT], start[:, ROT], view_ok,
-                                                                                ref)).n_q
-    n_unknowns = n_q + 3 * len(kept)
-    if 2 * len(obs) < n_unknowns:
-        raise AlignmentError(
-            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
-            " add markers, or fix or group the rotation, tilt and magnification")
-    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
-                     tilt_free and probe.mappings["tilt"].n_vars > 0, notes)
+    return view_ok, marker_ok, notes
 
 
 def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: NDArray[np.float64]) -> int:
@@ -245,34 +271,39 @@ def _previous_robust_weights(start: Alignment, p: _Prepared) -> NDArray[np.float
 def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] | None, tilts_deg: NDArray[np.float64],
               options: AlignmentOptions, settings: ModelSettings, source: str, pixel_size_nm: float | None
               ) -> Alignment:
-    """The `Alignment` in the caller's numbering; undetermined views and markers are NaN, not invented.
+    """The `Alignment` in the caller's numbering. Views out of the fit are NaN for the default model; with an
+    align.com's settings they take the values their variables are mapped to (`fill_left_out_views`), as
+    tiltalign gives them, and a solved beam tilt is folded into the angles. Markers out of the fit are NaN.
     ``source``: where the start tilt-axis angle came from."""
     full = runner.params.copy()
-    full[~p.view_ok] = np.nan
-    vp = full[:, :5]
+    if settings.from_com:
+        full = without_beam_tilt(fill_left_out_views(full, start_params(settings, tilts_deg), settings.mappings,
+                                                     p.view_ok), runner.beam)
+        options = AlignmentOptions(tilt_axis_deg=settings.rotation_angle_deg, estimate_tilt_axis=False,
+                                   reference_view=p.ref, initial_stage=False, max_iterations=SETTINGS_MAX_ITERATIONS)
+    else:
+        full[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
-    pred = predict_all(vp, xyz_all)
-    pred += p.centre
+    pred = predict_all_full(full, xyz_all) + p.centre
     residuals = np.full_like(p.xy, np.nan)
     residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None
     if robust_w is not None:
         robust_weights = np.full(len(p.v), np.nan)
         robust_weights[np.flatnonzero(p.use)[p.obs.order]] = robust_w
-    axis_final = wrap_degrees(float(np.degrees(vp[p.ref, ROT])))
+    axis_final = wrap_degrees(float(np.degrees(full[p.ref, ROT])))
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
     return Alignment(
-        tilt_angles_deg=np.degrees(vp[:, TILT]), nominal_tilt_angles_deg=tilts_deg.copy(),
-        rotation_deg=np.degrees(vp[:, ROT]), magnification=vp[:, MAG].copy(), shifts_px=vp[:, [DX, DY]].copy(),
+        tilt_angles_deg=np.degrees(full[:, TILT]), nominal_tilt_angles_deg=tilts_deg.copy(),
+        rotation_deg=np.degrees(full[:, ROT]), magnification=full[:, MAG].copy(), shifts_px=full[:, [DX, DY]].copy(),
         view_determined=p.view_ok, marker_ids=p.marker_ids, xyz_px=xyz_all, obs_view=p.v, obs_marker=p.mi,
         obs_xy_px=p.xy, residuals_px=residuals, obs_used=p.use, predicted_xy_px=pred, image_size=p.size,
         reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=source,
         branch=f"{branch}; nominal tilt signs kept", stages=runner.reports,
-        converged=all(s.converged for s in runner.reports), options=options, full_params=full,
-        settings=settings,
+        converged=all(s.converged for s in runner.reports), options=options, full_params=full, settings=settings,
         warnings=p.notes, pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
-        axis_z_shift_px=options.axis_z_shift_px,
+        beam_tilt_deg=float(np.degrees(runner.beam)), axis_z_shift_px=settings.axis_z_shift_for(xyz_all),
     )
 
 

@@ -114,11 +114,12 @@ def plan_stages(options: AlignmentOptions, *, warm: bool, tilt_stage: bool) -> l
     return plan
 
 
-def settings_plan(markers_known: bool) -> list[StagePlan]:
+def settings_plan(markers_known: bool, robust: bool = False) -> list[StagePlan]:
     """The stages of a solve with an align.com's settings: the markers placed (unless each has a start
-    position), then every variable the settings map."""
+    position), then every variable the settings map; with ``robust`` (``RobustFitting 1``), reweighted refits."""
     first = [] if markers_known else [StagePlan(Stage.MARKERS, (PLACE_MARKERS,))]
-    return first + [StagePlan(Stage.FULL, (EVERYTHING,))]
+    last = [StagePlan(Stage.ROBUST, (EVERYTHING,), reweight=True)] if robust else []
+    return first + [StagePlan(Stage.FULL, (EVERYTHING,))] + last
 
 
 class StageRunner:
@@ -222,7 +223,7 @@ class StageRunner:
         ``obs.weights`` holds the user's weights times any warm-start robust weights on entry.
         """
         obs, base = self.obs, self.user_weights
-        final = tuple(replace(s, ftol=TIGHT) for s in plan.steps)
+        final = tuple(replace(s, ftol=min(s.ftol, TIGHT)) for s in plan.steps)
 
         def refit(runner: StageRunner, weights: NDArray[np.float64], last: bool) -> StageRunner:
             obs.weights = base * weights
