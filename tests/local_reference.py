@@ -25,10 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
-from napari_tomoalign.alignment.full_model import COMP, DMAG, SKEW, XTILT, view_matrices
 from napari_tomoalign.alignment.grouping import Mapping
 from napari_tomoalign.alignment.local_geometry import with_optimal_shifts
-from napari_tomoalign.alignment.model import MAG, ROT, TILT
+from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, view_matrices
 from napari_tomoalign.errors import AlignmentError
 
 COLUMN = {"rotation": ROT, "tilt": TILT, "magnification": MAG, "x_stretch": DMAG, "skew": SKEW,
@@ -42,7 +41,7 @@ class MappedFit:
     Attributes
     ----------
     view_params
-        ``(n_views, 9)`` full-model parameters (``full_model.FULL_VIEW_PARAMS`` order, radians), with
+        ``(n_views, 9)`` full-model parameters (``model.FULL_VIEW_PARAMS`` order, radians), with
         each view's optimal shift in columns ``DX, DY``; views without a point keep their start values.
     xyz_px
         ``(n_markers, 3)`` marker positions (the start positions when they were held).
@@ -161,7 +160,7 @@ def fit_mapped(
     obs_xy_px
         ``(n_obs, 2)`` observed positions relative to the image centre.
     start_params
-        ``(n_views, 9)`` start values (`full_model.FULL_VIEW_PARAMS`); the shifts are ignored.
+        ``(n_views, 9)`` start values (`model.FULL_VIEW_PARAMS`); the shifts are ignored.
     start_xyz_px
         ``(n_markers, 3)`` start (or held) marker positions.
     mappings

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment.full_model import default_full_params, jacobian_blocks_full
-from napari_tomoalign.alignment.model import project
+from napari_tomoalign.alignment.model import default_full_params, jacobian_blocks_full, project
 
 
 def _random_problem(seed=0, n_views=7, n_markers=5):

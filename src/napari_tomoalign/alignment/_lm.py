@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from . import _backend
 from .full_layout import BEAM, UnknownLayout
-from .full_model import MATRIX_PARAMS, project_full, view_matrices
+from .model import MATRIX_PARAMS, project_full, view_matrices
 
 
 @dataclass

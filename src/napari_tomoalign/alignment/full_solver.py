@@ -17,8 +17,7 @@ from ..conventions import image_centre
 from ._lm import Observations
 from ._threads import blas_threads_for, compiled_threads
 from .errors import AlignmentError
-from .full_model import COMP, N_FULL, project_full
-from .model import MAG, ROT, TILT
+from .model import COMP, MAG, N_FULL, ROT, TILT, project_full
 from .result import StageReport
 from .settings import ModelSettings
 from .stages import EVERYTHING, StageRunner, settings_plan
@@ -34,7 +33,7 @@ class FullModelSolution:
     Attributes
     ----------
     params
-        ``(n_views, 9)`` per-view parameters in the column order of ``full_model.FULL_VIEW_PARAMS``:
+        ``(n_views, 9)`` per-view parameters in the column order of ``model.FULL_VIEW_PARAMS``:
         tilt, rotation (radians), magnification, shift x, shift y (pixels, relative to the image
         centre), X-stretch (IMOD's dmag), skew, X-tilt (radians), compression. Views without
         observations keep their start (or interpolated) values and the start shifts.

@@ -1,6 +1,6 @@
 """tiltalign's options (from an ``align.com``) as variable mappings for IMOD's full model.
 
-Each variable kind of `full_model` gets a `grouping.Mapping` built as ``tiltalign`` builds it from its
+Each variable kind of `model` gets a `grouping.Mapping` built as ``tiltalign`` builds it from its
 option code (``RotOption``, ``TiltOption``, ``MagOption``, ``CompOption``, ``XStretchOption``,
 ``SkewOption``, ``XTiltOption``), default group size, reference views and mapping lists
 (`../shared/docs/imod-full-model.md`, sections 1.4 and 2). Options this project does not carry out

@@ -24,7 +24,6 @@ from numpy.typing import ArrayLike, NDArray
 from ..conventions import image_centre
 from ..io.imod_local import LocalTransforms
 from .errors import AlignmentError
-from .full_model import DMAG, SKEW, XTILT, view_matrices
 from .full_solver import FullModelSolution, solve_full_model
 from .local_geometry import (
     compose_refinement,
@@ -36,7 +35,7 @@ from .local_geometry import (
 )
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
-from .model import DX, DY, MAG, ROT, TILT
+from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, view_matrices
 from .result import Alignment
 from .settings import ModelSettings
 from .transforms import imod_transforms
@@ -51,7 +50,7 @@ class GlobalSolution:
     Attributes
     ----------
     view_params
-        ``(n_views, 9)`` full-model parameters (`full_model.FULL_VIEW_PARAMS`, radians, centred shifts);
+        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts);
         rows of views left out of the fit are NaN.
     xyz_px
         ``(n_markers, 3)`` marker positions, centroid at the origin (NaN for markers left out).

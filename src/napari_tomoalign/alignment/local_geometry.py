@@ -1,6 +1,6 @@
 """Transforms, Z factors and the aligned frame of IMOD's full model, for global and local solutions.
 
-A view with full-model matrix ``A`` (`full_model.view_matrices`), shift ``d``, tilt ``theta`` and
+A view with full-model matrix ``A`` (`model.view_matrices`), shift ``d``, tilt ``theta`` and
 X-tilt ``phi`` maps a raw centred image point ``p`` to the aligned frame by ``F p + D`` with
 (`../shared/docs/imod-full-model.md`, section 1.5)::
 
@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .full_model import COMP, XTILT, view_matrices
-from .model import DX, DY, TILT
+from .model import COMP, DX, DY, TILT, XTILT, view_matrices
 
 
 def _t_matrix(params: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -76,10 +76,10 @@ class Alignment:
         None for a least-squares fit. Points weighing less than 0.5 are *flagged*.
     full_params
         ``(n_views, 9)`` the full model per view, for every settings (columns of
-        ``full_model.FULL_VIEW_PARAMS``: angles in radians, shifts in pixels; the default model holds
+        ``model.FULL_VIEW_PARAMS``: angles in radians, shifts in pixels; the default model holds
         X-stretch, skew and X-tilt at 0 and compression at 1). The transforms are made from it. A
         solved beam tilt is already folded into the tilt, X-tilt and rotation
-        (``full_model.without_beam_tilt``), as IMOD writes them.
+        (``model.without_beam_tilt``), as IMOD writes them.
     settings
         The `settings.ModelSettings` the alignment was solved with (from `AlignmentOptions` or an
         align.com): mappings, start values, gauge, robust rounds.

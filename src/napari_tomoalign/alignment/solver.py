@@ -3,7 +3,7 @@
 `align_markers` solves the default model (`AlignmentOptions`, the preset `settings.settings_from_options`)
 or IMOD's full model with an align.com's settings (``settings=``, `imod_align.read_imod_settings`) by the
 same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`. The stages
-are described in `stages`; the model in `full_model`; the unknowns and the gauge in `full_layout`.
+are described in `stages`; the model in `model`; the unknowns and the gauge in `full_layout`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import fill_left_out_views, format_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
-from .full_model import default_full_params, predict_all_full, without_beam_tilt
 from .full_solver import start_params
-from .model import DX, DY, MAG, ROT, TILT
+from .model import DX, DY, MAG, ROT, TILT, default_full_params, predict_all_full, without_beam_tilt
 from .options import AlignmentOptions
 from .result import Alignment
 from .settings import ModelSettings, settings_from_options

@@ -26,9 +26,8 @@ from numpy.typing import NDArray
 
 from ._lm import Observations, levenberg_marquardt
 from .full_layout import UnknownLayout, build_layout, shift_gauge
-from .full_model import view_matrices
 from .grouping import Mapping
-from .model import DX, DY, ROT, TILT
+from .model import DX, DY, ROT, TILT, view_matrices
 from .options import AlignmentOptions, VariableOption
 from .result import StageReport
 from .robust import reweighted
@@ -125,7 +124,7 @@ def settings_plan(markers_known: bool, robust: bool = False) -> list[StagePlan]:
 class StageRunner:
     """Carries out stage plans on one problem, keeping the current parameters and a report per stage.
 
-    ``params`` ``(n_views, 9)`` (the full model's, `full_model.FULL_VIEW_PARAMS`), ``beam`` (radians) and
+    ``params`` ``(n_views, 9)`` (the full model's, `model.FULL_VIEW_PARAMS`), ``beam`` (radians) and
     ``xyz`` ``(n_markers, 3)`` are the state; ``view_ok`` the views in the fit and ``reference`` the gauge
     view. Each step maps the variables as it asks (`Step`) from ``settings``. With ``fix_xyz`` the marker
     positions are held (and every shift is free). ``user_weights`` are the caller's observation weights

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .full_model import COMP, XTILT, view_matrices
-from .model import TILT
+from .model import COMP, TILT, XTILT, view_matrices
 from .result import Alignment
 
 

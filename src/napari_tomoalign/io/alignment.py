@@ -34,7 +34,7 @@ from .tilts import read_tilt_angles
 
 
 def output_names(stem: str, full_model: bool = False) -> list[str]:
-    """The files `write_alignment` writes for a markers file of this stem (with ``full_model``, also
+    """The files `write_alignment` writes for a markers file of this stem (with ``model``, also
     IMOD's per-view files of the full model: ``.xtilt``, ``.tltxf``, ``.zfac``)."""
     return ["alignment.json", "predicted.csv", "residuals.csv", f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz",
             f"{stem}.resid", *([f"{stem}.xtilt", f"{stem}.tltxf", f"{stem}.zfac"] if full_model else [])]
