@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from . import _backend
 from .full_layout import BEAM, UnknownLayout
-from .model import MATRIX_PARAMS, project_full, view_matrices
+from .model import COMP, MAG, MATRIX_PARAMS, ROT, TILT, project_full, view_matrices
 
 
 @dataclass
@@ -97,6 +97,8 @@ def matrices(layout: UnknownLayout, q: NDArray[np.float64], derivatives: bool = 
     """``A`` ``(n_views, 2, 3)``, ``dA`` ``(n_views, 10, 2, 3)`` (empty without ``derivatives``) and shifts
     ``(n_views, 2)`` at ``q``."""
     params, beam = layout.params(q)
+    if layout.default_preset and beam == 0.0 and not np.any(params[:, 5:8]) and np.all(params[:, COMP] == 1.0):
+        return _default_matrices(params, derivatives)
     a, deriv = view_matrices(params, beam, derivatives)
     if not derivatives:
         return np.ascontiguousarray(a), np.zeros((0, BEAM + 1, 2, 3)), np.ascontiguousarray(params[:, 3:5])
@@ -105,6 +107,32 @@ def matrices(layout: UnknownLayout, q: NDArray[np.float64], derivatives: bool = 
         d[:, p] = deriv[p]
     d[:, BEAM] = deriv["beam_tilt"]
     return np.ascontiguousarray(a), d, np.ascontiguousarray(params[:, 3:5])
+
+
+def _default_matrices(params: NDArray[np.float64], derivatives: bool) -> tuple[NDArray, NDArray, NDArray]:
+    """`matrices` of the default model's preset (only tilt, rotation and magnification mapped; X-stretch,
+    skew, X-tilt and beam tilt 0, compression 1): ``A = s R(alpha) [[cos, 0, sin], [0, 1, 0]]`` in closed form."""
+    th, al, s = params[:, TILT], params[:, ROT], params[:, MAG]
+    ct, st, ca, sa = np.cos(th), np.sin(th), np.cos(al), np.sin(al)
+    n = len(params)
+    y = np.zeros((n, 2, 3))  # the tilt's first two rows
+    y[:, 0, 0], y[:, 0, 2], y[:, 1, 1] = ct, st, 1.0
+    r = np.empty((n, 2, 2))
+    r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1] = ca, -sa, sa, ca
+    ry = r @ y
+    a = s[:, None, None] * ry
+    shifts = np.ascontiguousarray(params[:, 3:5])
+    if not derivatives:
+        return a, np.zeros((0, BEAM + 1, 2, 3)), shifts
+    d = np.zeros((n, BEAM + 1, 2, 3))
+    dy = np.zeros((n, 2, 3))
+    dy[:, 0, 0], dy[:, 0, 2] = -st, ct
+    dr = np.empty((n, 2, 2))
+    dr[:, 0, 0], dr[:, 0, 1], dr[:, 1, 0], dr[:, 1, 1] = -sa, -ca, ca, -sa
+    d[:, TILT] = s[:, None, None] * (r @ dy)
+    d[:, ROT] = s[:, None, None] * (dr @ y)
+    d[:, MAG] = ry
+    return a, d, shifts
 
 
 def full_cost(obs: Observations, layout: UnknownLayout, q: NDArray[np.float64], xyz: NDArray[np.float64]) -> float:

@@ -69,6 +69,11 @@ class UnknownLayout:
                 beam += float(np.asarray(q, float)[beam_cols[0]])
         return out, beam
 
+    @property
+    def default_preset(self) -> bool:
+        """Only the default model's parameters (tilt, rotation, magnification, shifts) are unknowns."""
+        return bool(np.all(self.slot_raw <= DY))
+
     def scatter_vector(self, per_slot: NDArray[np.float64]) -> NDArray[np.float64]:
         """Sum ``(n_views, S)`` per-slot values into ``(n_q,)``."""
         ok = (self.slot_col >= 0) & (self.slot_raw >= 0)
