@@ -104,3 +104,25 @@ def test_the_default_model_carries_its_axis_z_shift_too(bba):
     assert al.settings.n_geometric == sum(m.n_vars for m in al.settings.mappings.values())
     with pytest.raises(ValueError, match="axis_z_shift_px"):
         AlignmentOptions(axis_z_shift_px=float("nan"))
+
+
+def test_warm_start_and_leave_out_work_with_imods_settings(bba, imod_data):
+    """The full model warm-starts from a previous solution (one stage to the same optimum, a marker new since
+    placed from its points) and gives leave-out errors, as the default model does."""
+    from napari_tomoalign.alignment.leaveout import leave_out_error
+
+    m, tilts, al = bba
+    warm = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com", start=al,
+                              pixel_size_nm=PIXEL_NM)
+    assert [s.name for s in warm.stages] == ["full"] and warm.converged
+    assert warm.rms_residual_px == pytest.approx(al.rms_residual_px, abs=1e-6)
+    assert warm.stages[0].iterations < sum(s.iterations for s in al.stages)
+    one = int(m.marker[0])
+    without = m.marker != one
+    before = align_markers_imod(m.view[without], m.marker[without], m.xy[without], tilts, m.image_size,
+                                imod_data / "aligna.com")
+    again = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com", start=before)
+    assert again.rms_residual_px == pytest.approx(al.rms_residual_px, abs=1e-5)
+    lo = leave_out_error(al)
+    assert np.all(np.isfinite(lo.per_marker_px[al.marker_included]))
+    assert al.rms_residual_px < lo.overall_px < 2 * al.rms_residual_px  # the views no longer bend to each marker
