@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import COMP, TILT, XTILT, view_matrices
+from . import local_geometry as geometry
+from .model import XTILT
 from .result import Alignment
 
 
@@ -50,18 +51,10 @@ def _safe_rows(params: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def linear_parts(al: Alignment) -> NDArray[np.float64]:
-    """``(n_views, 2, 2)`` the linear part ``F_j`` of each raw-to-aligned transform.
-
-    ``F = T a^-1`` with ``a`` the first two columns of the projection ``A_j`` and ``T = [[cos theta,
-    sin phi sin theta], [0, cos phi]]`` (IMOD's ``tiltalign``), so X-stretch, skew and X-tilt enter the
-    transform (``../shared/docs/imod-full-model.md``, 1.5); with them at 0 it is ``R(-alpha) / s``.
-    """
-    p = _safe_rows(al.full_params)
-    amat, _ = view_matrices(p)  # the beam tilt is already folded into the angles
-    th, ph = p[:, TILT], p[:, XTILT]
-    t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
-                  np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
-    out = t @ np.linalg.inv(amat[:, :, :2])
+    """``(n_views, 2, 2)`` the linear part ``F_j = T a^-1`` of each raw-to-aligned transform
+    (`local_geometry.linear_parts`: X-stretch, skew and X-tilt enter it; with them at 0 it is
+    ``R(-alpha) / s``). Rows of views without parameters are NaN."""
+    out = geometry.linear_parts(_safe_rows(al.full_params))[0]  # the beam tilt is already folded in
     out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
     return out
 
@@ -131,19 +124,9 @@ def x_tilts_deg(al: Alignment) -> NDArray[np.float64]:
 
 
 def z_factors(al: Alignment) -> NDArray[np.float64]:
-    """``(n_views, 2)`` IMOD's Z factors ``(xzfac, yzfac)``: how far a point's aligned x and y move per
-    unit of z beyond what the tilt and X-tilt explain (``OutputZFactorFile``).
-
-    With ``Q`` the first two rows of ``Y(theta) Xr(phi) D`` and ``G = T Q[:, :2]^-1`` (``T`` as in
-    `linear_parts`): ``xzfac = (G Q[:, 2])_x / k - cos(phi) sin(theta)`` and
-    ``yzfac = (G Q[:, 2])_y / k + sin(phi)``, ``k`` the compression. Both are 0 for the default model.
-    """
-    p = _safe_rows(al.full_params)
-    th, ph, k = p[:, TILT], p[:, XTILT], p[:, COMP]
-    q, _ = view_matrices(np.column_stack([p[:, :1], np.zeros(len(p)), p[:, 2:]]), 0.0)  # rotation 0, no beam
-    t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
-                  np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
-    gz = np.einsum("vij,vj->vi", t @ np.linalg.inv(q[:, :, :2]), q[:, :, 2])
-    out = np.column_stack([gz[:, 0] / k - np.cos(ph) * np.sin(th), gz[:, 1] / k + np.sin(ph)])
+    """``(n_views, 2)`` IMOD's Z factors ``(xzfac, yzfac)`` (``OutputZFactorFile``, `local_geometry.z_factors`):
+    how far a point's aligned x and y move per unit of z beyond what the tilt and X-tilt explain; 0 for the
+    default model. Rows of views without parameters are NaN."""
+    out = geometry.z_factors(_safe_rows(al.full_params))
     out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
     return out
