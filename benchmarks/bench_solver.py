@@ -22,10 +22,49 @@ import scipy.sparse
 from scipy.optimize import least_squares
 
 from napari_tomoalign import AlignmentOptions, align_markers, read_markers, read_tilt_angles, simulate_markers
-from napari_tomoalign.alignment.model import DX, DY, MAG, ROT, TILT, jacobian_blocks, project
+from napari_tomoalign.alignment.model import DX, DY, MAG, ROT, TILT, project
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 IMOD_BBA_SOLVE_S = 0.03  # tiltalign's own solving time on BBa (the issue's figure)
+
+
+def jacobian_blocks(view_params, xyz, view_index, marker_index):
+    """The default model's numpy Jacobian, for scipy's baseline (the solver uses the full model's kernels):
+    the derivatives of each prediction with respect to its view and its marker.
+
+    Returns
+    -------
+    jv
+        ``(n_obs, 2, 5)`` array: d(x, y) / d(view parameters in ``VIEW_PARAMS`` order).
+    jm
+        ``(n_obs, 2, 3)`` array: d(x, y) / d(marker x, y, z).
+    """
+    p = view_params[view_index]
+    m = xyz[marker_index]
+    ct, st = np.cos(p[:, TILT]), np.sin(p[:, TILT])
+    ca, sa = np.cos(p[:, ROT]), np.sin(p[:, ROT])
+    s = p[:, MAG]
+    u = m[:, 0] * ct + m[:, 2] * st
+    v = m[:, 1]
+    du = -m[:, 0] * st + m[:, 2] * ct  # d u / d theta
+    n = len(view_index)
+    jv = np.zeros((n, 2, 5))
+    jv[:, 0, TILT] = s * ca * du
+    jv[:, 1, TILT] = s * sa * du
+    jv[:, 0, ROT] = s * (-sa * u - ca * v)
+    jv[:, 1, ROT] = s * (ca * u - sa * v)
+    jv[:, 0, MAG] = ca * u - sa * v
+    jv[:, 1, MAG] = sa * u + ca * v
+    jv[:, 0, DX] = 1.0
+    jv[:, 1, DY] = 1.0
+    jm = np.empty((n, 2, 3))
+    jm[:, 0, 0] = s * ca * ct
+    jm[:, 0, 1] = -s * sa
+    jm[:, 0, 2] = s * ca * st
+    jm[:, 1, 0] = s * sa * ct
+    jm[:, 1, 1] = s * ca
+    jm[:, 1, 2] = s * sa * st
+    return jv, jm
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:

@@ -119,8 +119,8 @@ REFERENCE_KINDS = (("magnification", "magnification 1"), ("tilt", "tilt held"), 
 def _axis_lines(al: Alignment) -> list[str]:
     """The tilt axis and the reference views (1-based)."""
     ref = al.reference_view + 1
-    settings = al.imod_settings
-    if settings is None:
+    settings = al.settings
+    if not settings.from_com:
         return [f"tilt axis {al.tilt_axis_deg:.2f} deg ({al.tilt_axis_source}, {al.branch}); reference view {ref}"
                 " (views numbered from 1)"]
     held = []
@@ -143,11 +143,9 @@ def _full_model_lines(al: Alignment) -> list[str]:
     Block groups print one value per run of views; linear groups print the value at each anchor view
     (the values between anchors are interpolated). Held groups and views are marked ``ref``.
     """
-    if al.full_params is None or al.imod_settings is None:
-        return []
     lines = []
     for kind, label, scale, decimals in FULL_KINDS:
-        m = al.imod_settings.mappings[kind]
+        m = al.settings.mappings[kind]
         if m.n_vars == 0:
             continue
         values = al.full_params[:, PARAM_OF_KIND[kind]] * scale
@@ -163,6 +161,6 @@ def _full_model_lines(al: Alignment) -> list[str]:
         parts = [f"{a + 1}-{b + 1}: {values[a]:.{decimals}f}" + (" ref" if fixed[a] else "")
                  + ("" if al.view_determined[a:b + 1].any() else " (no view in the fit)") for a, b in zip(starts, ends)]
         lines.append(f"{label} by group of views: " + ", ".join(parts))
-    if al.imod_settings.beam_tilt_free or al.beam_tilt_deg:
-        lines.append(f"beam tilt {al.beam_tilt_deg:.3f} deg" + ("" if al.imod_settings.beam_tilt_free else " (fixed)"))
+    if al.settings.beam_tilt_free or al.beam_tilt_deg:
+        lines.append(f"beam tilt {al.beam_tilt_deg:.3f} deg" + ("" if al.settings.beam_tilt_free else " (fixed)"))
     return lines

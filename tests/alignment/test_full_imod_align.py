@@ -77,3 +77,52 @@ def test_axis_z_shift_comes_from_the_command_file(bba, imod_data, tmp_path):
     com.write_text((imod_data / "aligna.com").read_text().replace("AxisZShift", "AxisXShift 4\nAxisZShift"))
     with pytest.raises(UsageError, match="AxisXShift is not supported"):
         align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)
+
+
+def test_the_alignment_carries_the_align_coms_axis_z_shift(bba, tmp_path):
+    """aligna.com holds AxisZShift 17.2: the transforms and writers read it from the alignment, so a caller
+    that passes nothing (the dock's Save alignment) writes the same .xf as the command line."""
+    m, tilts, al = bba
+    assert al.axis_z_shift_px == pytest.approx(17.2) and al.settings.axis_z_shift_px == pytest.approx(17.2)
+    np.testing.assert_array_equal(imod_transforms(al), imod_transforms(al, 17.2))
+    assert aligned_frame(al).z0_px == pytest.approx(17.2)
+    shifted = imod_transforms(al, 0.0)
+    assert np.max(np.abs(shifted[:, 0, 2] - imod_transforms(al)[:, 0, 2])) > 10  # 15.4 px at the highest tilt
+    write_alignment(al, tmp_path / "own", "BBa")
+    write_alignment(al, tmp_path / "given", "BBa", axis_z_shift_px=17.2)
+    np.testing.assert_array_equal(read_xf(tmp_path / "own" / "BBa.xf"), read_xf(tmp_path / "given" / "BBa.xf"))
+
+
+def test_the_default_model_carries_its_axis_z_shift_too(bba):
+    from napari_tomoalign import AlignmentOptions, align_markers
+
+    m, tilts, _ = bba
+    al = align_markers(m.view, m.marker, m.xy, tilts, m.image_size, AlignmentOptions(axis_z_shift_px=-12.5))
+    assert al.axis_z_shift_px == -12.5 and al.settings.origin == "options" and not al.settings.from_com
+    np.testing.assert_array_equal(imod_transforms(al), imod_transforms(al, -12.5))
+    assert al.full_params.shape == (61, 9) and np.all(al.full_params[:, 5:8] == 0) and np.all(al.full_params[:, 8] == 1)
+    assert al.settings.n_geometric == sum(m.n_vars for m in al.settings.mappings.values())
+    with pytest.raises(ValueError, match="axis_z_shift_px"):
+        AlignmentOptions(axis_z_shift_px=float("nan"))
+
+
+def test_warm_start_and_leave_out_work_with_imods_settings(bba, imod_data):
+    """The full model warm-starts from a previous solution (one stage to the same optimum, a marker new since
+    placed from its points) and gives leave-out errors, as the default model does."""
+    from napari_tomoalign.alignment.leaveout import leave_out_error
+
+    m, tilts, al = bba
+    warm = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com", start=al,
+                              pixel_size_nm=PIXEL_NM)
+    assert [s.name for s in warm.stages] == ["full"] and warm.converged
+    assert warm.rms_residual_px == pytest.approx(al.rms_residual_px, abs=1e-6)
+    assert warm.stages[0].iterations < sum(s.iterations for s in al.stages)
+    one = int(m.marker[0])
+    without = m.marker != one
+    before = align_markers_imod(m.view[without], m.marker[without], m.xy[without], tilts, m.image_size,
+                                imod_data / "aligna.com")
+    again = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com", start=before)
+    assert again.rms_residual_px == pytest.approx(al.rms_residual_px, abs=1e-5)
+    lo = leave_out_error(al)
+    assert np.all(np.isfinite(lo.per_marker_px[al.marker_included]))
+    assert al.rms_residual_px < lo.overall_px < 2 * al.rms_residual_px  # the views no longer bend to each marker

@@ -1,16 +1,14 @@
-"""The full model's compiled loops against the numpy reference (`jacobian_blocks_full`) and against finite
-differences, through a layout with linear, block and per-view mappings and a free beam tilt."""
+"""The solver's kernels, compiled and plain numpy, against the numpy reference (`jacobian_blocks_full`) and
+against finite differences, through a layout with linear, block and per-view mappings and a free beam tilt."""
 
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment import _kernels_full as kern
-from napari_tomoalign.alignment._lm import Observations
-from napari_tomoalign.alignment._lm_full import full_cost, matrices
+from napari_tomoalign.alignment import _kernels, _kernels_numpy
+from napari_tomoalign.alignment._lm import Observations, full_cost, matrices
 from napari_tomoalign.alignment.full_layout import BEAM, build_layout
-from napari_tomoalign.alignment.full_model import COMP, DMAG, SKEW, XTILT, jacobian_blocks_full, project_full
 from napari_tomoalign.alignment.grouping import block_mapping, linear_mapping, per_view_mapping, tilt_groups_imod
-from napari_tomoalign.alignment.model import MAG, ROT, TILT
+from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, jacobian_blocks_full, project_full
 
 
 def _problem(seed=0, n_views=13, n_markers=9):
@@ -56,7 +54,11 @@ def _numpy_blocks(obs, lay, q, xyz):
     return J * sw, jm * sw
 
 
-def test_linearise_matches_the_numpy_reference():
+KERNELS = pytest.mark.parametrize("kern", [_kernels, _kernels_numpy], ids=["compiled", "numpy"])
+
+
+@KERNELS
+def test_linearise_matches_the_numpy_reference(kern):
     obs, lay, q, xyz = _problem()
     a, d, shifts = matrices(lay, q)
     cost, b, g, C, gm = kern.linearise(a, d, shifts, xyz, obs.view_index, obs.xy, obs.weights, lay.slot_raw,
@@ -75,7 +77,8 @@ def test_linearise_matches_the_numpy_reference():
     np.testing.assert_allclose(gm, gmn, rtol=1e-9, atol=1e-8)
 
 
-def test_gradient_matches_finite_differences_of_the_cost():
+@KERNELS
+def test_gradient_matches_finite_differences_of_the_cost(kern):
     obs, lay, q, xyz = _problem(seed=3)
     a, d, shifts = matrices(lay, q)
     _, _, g, _, gm = kern.linearise(a, d, shifts, xyz, obs.view_index, obs.xy, obs.weights, lay.slot_raw,
@@ -93,7 +96,8 @@ def test_gradient_matches_finite_differences_of_the_cost():
     assert gm[k, 2] == pytest.approx(num_m, rel=1e-5)
 
 
-def test_schur_products_match_dense_algebra():
+@KERNELS
+def test_schur_products_match_dense_algebra(kern):
     obs, lay, q, xyz = _problem(seed=5)
     a, d, _ = matrices(lay, q)
     J, Jm = _numpy_blocks(obs, lay, q, xyz)

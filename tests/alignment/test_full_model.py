@@ -3,7 +3,7 @@ differences for every parameter, the marker position and the beam tilt."""
 
 import numpy as np
 
-from napari_tomoalign.alignment.full_model import (
+from napari_tomoalign.alignment.model import (
     COMP,
     DMAG,
     N_FULL,
@@ -11,10 +11,10 @@ from napari_tomoalign.alignment.full_model import (
     XTILT,
     default_full_params,
     jacobian_blocks_full,
+    project,
     project_full,
     without_beam_tilt,
 )
-from napari_tomoalign.alignment.model import project
 
 
 def _problem(seed=0, n_views=7, n_markers=5):

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment.full_model import DMAG, SKEW
 from napari_tomoalign.alignment.full_solver import solve_full_model
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.model import MAG, ROT, TILT
+from napari_tomoalign.alignment.model import DMAG, MAG, ROT, SKEW, TILT
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 

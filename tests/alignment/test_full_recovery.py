@@ -5,14 +5,12 @@ the normal equations at the truth (sigma^2 times the inverse of the reduced syst
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment._lm import Observations
-from napari_tomoalign.alignment._lm_full import _Linearisation
-from napari_tomoalign.alignment._parameters import shift_gauge
-from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout
-from napari_tomoalign.alignment.full_model import XTILT, project_full
+from napari_tomoalign.alignment._lm import Observations, _Linearisation
+from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout, shift_gauge
 from napari_tomoalign.alignment.full_solver import solve_full_model, start_params
-from napari_tomoalign.alignment.imod_align import alignment_from_full
 from napari_tomoalign.alignment.imod_options import settings_from_com
+from napari_tomoalign.alignment.model import XTILT, project_full
+from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
 
 PIXEL_NM = 1.6
@@ -116,8 +114,7 @@ def test_noise_free_data_are_recovered_exactly():
 
 def test_alignment_folds_the_beam_tilt_into_the_angles_it_reports():
     settings, tilts, truth, beam, xyz, v, m, xy = _simulate(BEAM_TILT, seed=14, beam_deg=2.0)
-    sol = solve_full_model(v, m, xy, SIZE, settings, tilt_angles_deg=tilts)
-    al = alignment_from_full(sol, settings, v, m, xy, tilts, SIZE, pixel_size_nm=PIXEL_NM)
+    al = align_markers(v, m, xy, tilts, SIZE, settings=settings, pixel_size_nm=PIXEL_NM, warn=False)
     assert al.beam_tilt_deg == pytest.approx(2.0, abs=0.2)
     pred = al.predicted_xy_px[al.obs_view, al.obs_marker]
     np.testing.assert_allclose(pred - al.obs_xy_px, al.residuals_px, atol=1e-9)  # the same projections

@@ -79,10 +79,10 @@ def test_cancel_and_bad_input(imod_data):
 
 
 def test_sparse_schur_path_reaches_the_same_optimum(imod_data, monkeypatch):
-    from napari_tomoalign.alignment import _lm_full
+    from napari_tomoalign.alignment import _lm
 
     m, tilts, settings, glob = _bba(imod_data)
-    monkeypatch.setattr(_lm_full, "DENSE_F_BYTES", 0)  # force the marker-by-marker reduction
+    monkeypatch.setattr(_lm, "DENSE_F_BYTES", 0)  # force the marker-by-marker reduction
     sol = solve_full_model(m.view, m.marker, m.xy, m.image_size, settings, tilt_angles_deg=tilts)
     assert sol.rms_residual_px == pytest.approx(glob.rms_residual_px, abs=1e-7)
     np.testing.assert_allclose(sol.params[:, :3], glob.params[:, :3], atol=1e-5)

@@ -5,12 +5,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from local_reference import fit_mapped
 
 from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.full_solver import solve_full_model
 from napari_tomoalign.alignment.imod_options import ImodSettings, settings_from_com
 from napari_tomoalign.alignment.local import global_solution, global_solution_from_full, local_alignments
-from napari_tomoalign.alignment.local_fit import fit_mapped
 from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
 from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
 from napari_tomoalign.io.imod import read_fid_xyz

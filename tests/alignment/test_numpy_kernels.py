@@ -1,42 +1,41 @@
 """The plain-numpy kernels give the compiled kernels' results (to rounding) on dense and sparse problems,
-with fixed parameters, shared columns (one / group) and weights; and a solve through either gives the
-same alignment."""
+with held parameters, shared columns (one / group), X-stretch blocks and weights; and a solve through either
+gives the same alignment, for the default settings and for an align.com's."""
 
 import numpy as np
 import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
 from napari_tomoalign.alignment import _backend, _kernels, _kernels_numpy
-from napari_tomoalign.alignment._lm import Observations
+from napari_tomoalign.alignment._lm import Observations, matrices
+from napari_tomoalign.alignment.full_layout import build_layout
+from napari_tomoalign.alignment.grouping import block_mapping, per_view_mapping
 
 RTOL, ATOL = 1e-10, 1e-9
 
 
 def _problem(seed, n_views, n_markers, visible, shared):
+    """Random full parameters, sparse or dense visibility, per-view rotation/tilt/magnification (or one shared
+    rotation), X-stretch in blocks and weights: the layout the solver builds for such settings."""
     rng = np.random.default_rng(seed)
-    vp = np.column_stack([rng.uniform(-1, 1, n_views), rng.uniform(-3, 3, n_views), rng.uniform(0.9, 1.1, n_views),
-                          rng.normal(0, 5, n_views), rng.normal(0, 5, n_views)])
+    base = np.zeros((n_views, 9))
+    base[:, 0] = rng.uniform(-1, 1, n_views)
+    base[:, 1] = rng.uniform(-3, 3, n_views)
+    base[:, 2] = rng.uniform(0.9, 1.1, n_views)
+    base[:, 3:5] = rng.normal(0, 5, (n_views, 2))
+    base[:, 5] = rng.normal(0, 0.01, n_views)
+    base[:, 8] = 1.0
     xyz = rng.normal(0, 300, (n_markers, 3))
     seen = rng.random((n_views, n_markers)) < visible
     seen[0, :] = True  # every marker has an observation
     vi, mi = np.nonzero(seen)
-    xy = rng.normal(0, 300, (len(vi), 2))
-    obs = Observations(vi, mi, xy, n_views, n_markers, rng.uniform(0.5, 2, len(vi)))
-    columns = -np.ones((n_views, 5), dtype=np.intp)
-    free = rng.random((n_views, 5)) < 0.85
-    if shared:  # rotation as "one": every view's rotation in the same column
-        free[:, 1] = False
-    columns[free] = np.arange(int(free.sum()))
-    n_q = int(free.sum())
-    if shared:
-        columns[:, 1] = n_q
-        n_q += 1
-    return obs, vp, xyz, columns, n_q
-
-
-def _linearised(kern, obs, vp, xyz, columns):
-    return kern.linearise(vp, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights, columns >= 0,
-                          obs.marker_bounds, obs.n_markers, _kernels.chunk_bounds(obs.n_markers), obs.n_views)
+    obs = Observations(vi, mi, rng.normal(0, 300, (len(vi), 2)), n_views, n_markers, rng.uniform(0.5, 2, len(vi)))
+    ref = n_views // 2
+    mappings = {"rotation": block_mapping(np.zeros(n_views, np.intp)) if shared else per_view_mapping(n_views),
+                "tilt": per_view_mapping(n_views, [ref]), "magnification": per_view_mapping(n_views, [ref]),
+                "x_stretch": block_mapping(np.arange(n_views) // 3, reference_view=ref)}
+    lay = build_layout(mappings, base, 0.0, False, np.ones(n_views, bool), [(ref, 3), (ref, 4), (0, 3)])
+    return obs, lay, rng.normal(0, 0.01, lay.n_q), xyz
 
 
 CASES = [(0, 9, 6, 0.8, False), (1, 41, 120, 0.15, False), (2, 23, 30, 0.9, True), (3, 61, 25, 1.0, False)]
@@ -44,47 +43,62 @@ CASES = [(0, 9, 6, 0.8, False), (1, 41, 120, 0.15, False), (2, 23, 30, 0.9, True
 
 @pytest.mark.parametrize("case", CASES)
 def test_numpy_kernels_equal_the_compiled_ones(case):
-    obs, vp, xyz, columns, n_q = _problem(*case)
-    a = _linearised(_kernels, obs, vp, xyz, columns)
-    b = _linearised(_kernels_numpy, obs, vp, xyz, columns)
-    assert a[0] == pytest.approx(b[0], rel=RTOL)
-    for x, y in zip(a[1:], b[1:]):
-        np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL)
-    args = (obs.view_index, obs.marker_index, obs.xy, obs.weights)
-    assert _kernels_numpy.cost(vp, xyz, *args) == pytest.approx(_kernels.cost(vp, xyz, *args), rel=RTOL)
-
-    E, C = a[5], a[3]
+    obs, lay, q, xyz = _problem(*case)
+    a, d, shifts = matrices(lay, q)
+    lin = (a, d, shifts, xyz, obs.view_index, obs.xy, obs.weights, lay.slot_raw, lay.slot_w, obs.marker_bounds,
+           obs.chunks)
+    want, got = _kernels.linearise(*lin), _kernels_numpy.linearise(*lin)
+    assert got[0] == pytest.approx(want[0], rel=RTOL)
+    for x, y in zip(want[1:], got[1:]):
+        np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL * max(1.0, float(np.abs(x).max())))
+    cost_args = (a, shifts, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights)
+    assert _kernels_numpy.cost(*cost_args) == pytest.approx(_kernels.cost(*cost_args), rel=RTOL)
     rng = np.random.default_rng(case[0])
-    linv = np.linalg.inv(np.linalg.cholesky(C + np.eye(3) * 1e-3))
-    bounds = _kernels.chunk_bounds(obs.n_markers)
-    mb = obs.marker_bounds
-    f_c = _kernels.schur_columns(E, linv, obs.view_index, mb, columns, n_q)
-    f_n = _kernels_numpy.schur_columns(E, linv, obs.view_index, mb, columns, n_q)
-    np.testing.assert_allclose(f_n, f_c, rtol=RTOL, atol=ATOL)
+    linv = np.linalg.inv(np.linalg.cholesky(want[3] + np.eye(3) * 1e-3))
+    args = (a, d, xyz, obs.view_index, obs.weights, lay.slot_raw, lay.slot_w)
+    mb, n_q = obs.marker_bounds, lay.n_q
+    f_c = _kernels.schur_columns(*args, lay.slot_col, mb, linv, n_q)
+    np.testing.assert_allclose(_kernels_numpy.schur_columns(*args, lay.slot_col, mb, linv, n_q), f_c, rtol=RTOL,
+                               atol=ATOL * max(1.0, float(np.abs(f_c).max())))
     max_obs = int(np.max(np.diff(mb)))
-    s_c = _kernels.schur_reduced(E, linv, obs.view_index, mb, columns, n_q, bounds, max_obs)
-    s_n = _kernels_numpy.schur_reduced(E, linv, obs.view_index, mb, columns, n_q, bounds, max_obs)
+    s_c = _kernels.schur_reduced(*args, lay.slot_col, mb, linv, n_q, obs.chunks, max_obs)
+    s_n = _kernels_numpy.schur_reduced(*args, lay.slot_col, mb, linv, n_q, obs.chunks, max_obs)
     np.testing.assert_allclose(s_n, s_c, rtol=RTOL, atol=ATOL * max(1.0, float(np.abs(s_c).max())))
     np.testing.assert_allclose(np.triu(f_c @ f_c.T), s_c, rtol=1e-9, atol=1e-9 * float(np.abs(s_c).max()))
     t = rng.normal(size=(obs.n_markers, 3))
-    dv = rng.normal(size=(obs.n_views, 5))
-    np.testing.assert_allclose(_kernels_numpy.view_sums_of_e_times(E, t, obs.view_index, mb, bounds, obs.n_views),
-                               _kernels.view_sums_of_e_times(E, t, obs.view_index, mb, bounds, obs.n_views),
-                               rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(_kernels_numpy.marker_sums_of_et_times(E, dv, obs.view_index, mb),
-                               _kernels.marker_sums_of_et_times(E, dv, obs.view_index, mb), rtol=RTOL, atol=ATOL)
-    np.testing.assert_array_equal(_kernels_numpy.chunk_bounds(obs.n_markers), bounds)
+    dv = lay.per_slot(rng.normal(size=n_q))
+    np.testing.assert_allclose(_kernels_numpy.view_sums_of_e_times(*args, mb, t, obs.chunks),
+                               _kernels.view_sums_of_e_times(*args, mb, t, obs.chunks), rtol=RTOL, atol=1e-7)
+    np.testing.assert_allclose(_kernels_numpy.marker_sums_of_et_times(*args, mb, dv),
+                               _kernels.marker_sums_of_et_times(*args, mb, dv), rtol=RTOL, atol=1e-7)
 
 
 def test_schur_reduced_in_several_blocks_of_markers(monkeypatch):
-    obs, vp, xyz, columns, n_q = _problem(4, 31, 200, 0.1, False)
-    E, C = _linearised(_kernels, obs, vp, xyz, columns)[5], _linearised(_kernels, obs, vp, xyz, columns)[3]
+    obs, lay, q, xyz = _problem(4, 31, 200, 0.1, False)
+    a, d, shifts = matrices(lay, q)
+    C = _kernels_numpy.linearise(a, d, shifts, xyz, obs.view_index, obs.xy, obs.weights, lay.slot_raw, lay.slot_w,
+                                 obs.marker_bounds, obs.chunks)[3]
     linv = np.linalg.inv(np.linalg.cholesky(C + np.eye(3)))
-    mb = obs.marker_bounds
-    whole = _kernels_numpy.schur_reduced(E, linv, obs.view_index, mb, columns, n_q, None, 0)
-    monkeypatch.setattr(_kernels_numpy, "_SCHUR_BLOCK_BYTES", 8 * 3 * n_q * 7)  # blocks of 7 markers
-    blocks = _kernels_numpy.schur_reduced(E, linv, obs.view_index, mb, columns, n_q, None, 0)
+    args = (a, d, xyz, obs.view_index, obs.weights, lay.slot_raw, lay.slot_w, lay.slot_col, obs.marker_bounds, linv,
+            lay.n_q, None, 0)
+    whole = _kernels_numpy.schur_reduced(*args)
+    monkeypatch.setattr(_kernels_numpy, "_SCHUR_BLOCK_BYTES", 8 * 3 * lay.n_q * 7)  # blocks of 7 markers
+    blocks = _kernels_numpy.schur_reduced(*args)
     np.testing.assert_allclose(blocks, whole, rtol=1e-11, atol=1e-11 * float(np.abs(whole).max()))
+
+
+def test_imods_settings_solve_through_numpy_as_through_the_compiled_loops(imod_data, monkeypatch):
+    """Fast start for IMOD's settings: a small align.com solve needs no numba, and gives the same answer."""
+    from napari_tomoalign import read_markers, read_tilt_angles
+    from napari_tomoalign.alignment.imod_align import align_markers_imod
+
+    m, tilts = read_markers(imod_data / "BBa.fid"), read_tilt_angles(imod_data / "BBa.rawtlt")
+    monkeypatch.setattr(_backend, "kernels_for", lambda n_obs: _kernels)
+    compiled = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com")
+    monkeypatch.setattr(_backend, "kernels_for", lambda n_obs: _kernels_numpy)
+    plain = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com")
+    assert plain.rms_residual_px == pytest.approx(compiled.rms_residual_px, rel=1e-9)
+    np.testing.assert_allclose(plain.full_params, compiled.full_params, atol=1e-8)
 
 
 @pytest.mark.parametrize("mode", ["view", "one"])

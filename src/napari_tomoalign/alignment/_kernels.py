@@ -1,13 +1,19 @@
-"""Compiled per-observation loops of the Levenberg–Marquardt solver (numba).
+"""Compiled per-observation loops of the full-model solver (numba).
 
-Each kernel makes one pass over the observations (sorted by marker) and accumulates what `lm`
-needs: the cost, the per-view and per-marker blocks of the normal equations, the per-observation
-view-marker coupling blocks ``E``, and the Schur products. The numpy versions formed several
-``(n_obs, 2, 5)`` temporaries per iteration; at 1.4 M observations that memory traffic dominated.
+The full model (`model`) has nine parameters per view and one beam tilt. The solver's unknowns
+``q`` reach them through *slots* (`full_layout`): view ``j`` has up to ``S`` slots, slot ``s`` adds
+``w[j, s] q[col[j, s]]`` to the view's raw parameter ``raw[j, s]`` (0-8 in the order of
+``model.FULL_VIEW_PARAMS``, 9 for the beam tilt, -1 for an unused slot). A view of a linear group
+thus has two slots for one variable kind, and a shared (block, one-for-all, beam-tilt) unknown appears
+in the slots of several views.
 
-Work is split over markers into chunks; per-view sums are kept per chunk and added at the end, so
-no two threads write the same memory. The model and its derivatives are those of `model.py`
-(``jacobian_blocks`` is the reference the tests compare against).
+The per-view matrices ``A_j`` ``(n_views, 2, 3)`` and their derivatives ``dA_j`` ``(n_views, 10, 2, 3)``
+by each raw parameter are computed once per linearisation in numpy (`model.view_matrices`); the
+loops here only apply them to the markers. Unlike the default model's kernels, the view-marker
+coupling blocks ``E_i = J_view^T J_marker`` are not stored but recomputed where needed: they cost a
+few multiply-adds per slot, while storing them would take ``24 S`` bytes per observation.
+
+Work is split over markers into chunks, as in `_kernels`; per-view sums are kept per chunk.
 """
 
 from __future__ import annotations
@@ -15,26 +21,47 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_CHUNKS = 16
+SHIFT_X, SHIFT_Y = 3, 4  # raw parameter numbers of the shifts: their derivative is a unit vector
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _predict(vp, xyz, j, m):  # pragma: no cover - compiled
-    th, al, s, dx, dy = vp[j, 0], vp[j, 1], vp[j, 2], vp[j, 3], vp[j, 4]
+def _predict(amat, shifts, xyz, j, m):  # pragma: no cover - compiled
     x, y, z = xyz[m, 0], xyz[m, 1], xyz[m, 2]
-    ct, st = np.cos(th), np.sin(th)
-    ca, sa = np.cos(al), np.sin(al)
-    u = x * ct + z * st
-    return s * (ca * u - sa * y) + dx, s * (sa * u + ca * y) + dy, ct, st, ca, sa, u, s, x, z, y
+    px = amat[j, 0, 0] * x + amat[j, 0, 1] * y + amat[j, 0, 2] * z + shifts[j, 0]
+    py = amat[j, 1, 0] * x + amat[j, 1, 1] * y + amat[j, 1, 2] * z + shifts[j, 1]
+    return px, py
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _jacobian(amat, dmat, xyz, j, m, sw, slot_raw, slot_w, jv, jm):  # pragma: no cover - compiled
+    """Fill ``jv`` ``(2, S)`` (by slot, weighted) and ``jm`` ``(2, 3)`` (by marker) for one observation."""
+    x, y, z = xyz[m, 0], xyz[m, 1], xyz[m, 2]
+    for s in range(slot_raw.shape[1]):
+        p = slot_raw[j, s]
+        w = slot_w[j, s] * sw
+        if p < 0:
+            jv[0, s] = 0.0
+            jv[1, s] = 0.0
+        elif p == SHIFT_X:
+            jv[0, s] = w
+            jv[1, s] = 0.0
+        elif p == SHIFT_Y:
+            jv[0, s] = 0.0
+            jv[1, s] = w
+        else:
+            jv[0, s] = w * (dmat[j, p, 0, 0] * x + dmat[j, p, 0, 1] * y + dmat[j, p, 0, 2] * z)
+            jv[1, s] = w * (dmat[j, p, 1, 0] * x + dmat[j, p, 1, 1] * y + dmat[j, p, 1, 2] * z)
+    for q in range(3):
+        jm[0, q] = amat[j, 0, q] * sw
+        jm[1, q] = amat[j, 1, q] * sw
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def cost(vp, xyz, view_index, marker_index, xy, weights):  # pragma: no cover - compiled
+def cost(amat, shifts, xyz, view_index, marker_index, xy, weights):  # pragma: no cover - compiled
     """Half the weighted sum of squared residuals."""
-    n = view_index.shape[0]
     total = 0.0
-    for i in numba.prange(n):
-        px, py, _, _, _, _, _, _, _, _, _ = _predict(vp, xyz, view_index[i], marker_index[i])
+    for i in numba.prange(view_index.shape[0]):
+        px, py = _predict(amat, shifts, xyz, view_index[i], marker_index[i])
         rx = px - xy[i, 0]
         ry = py - xy[i, 1]
         total += weights[i] * (rx * rx + ry * ry)
@@ -42,186 +69,178 @@ def cost(vp, xyz, view_index, marker_index, xy, weights):  # pragma: no cover - 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def linearise(vp, xyz, view_index, marker_index, xy, weights, free, marker_starts, n_markers, bounds, n_views):
-    """The normal-equation pieces at one point (weighted); see the module docstring.
-
-    Returns ``cost, b_view (n_views, 5, 5), g_view (n_views, 5), C (n_m, 3, 3), g_m (n_m, 3),
-    E (n_obs, 5, 3)``. ``free`` ``(n_views, 5)`` zeroes the derivatives of fixed parameters.
-    """  # pragma: no cover - compiled
-    n = view_index.shape[0]
+def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w, marker_starts, bounds):
+    """Cost, per-view slot blocks ``b (n_views, S, S)`` and ``g (n_views, S)``, and the marker blocks
+    ``C (n_m, 3, 3)`` and ``g_m (n_m, 3)`` of the weighted normal equations."""  # pragma: no cover
+    n_views, n_s = slot_raw.shape
+    n_m = marker_starts.shape[0] - 1
     n_chunks = bounds.shape[0] - 1
-    bv = np.zeros((n_chunks, n_views, 5, 5))
-    gv = np.zeros((n_chunks, n_views, 5))
+    bv = np.zeros((n_chunks, n_views, n_s, n_s))
+    gv = np.zeros((n_chunks, n_views, n_s))
     cost_part = np.zeros(n_chunks)
-    C = np.zeros((n_markers, 3, 3))
-    gm = np.zeros((n_markers, 3))
-    E = np.empty((n, 5, 3))
+    C = np.zeros((n_m, 3, 3))
+    gm = np.zeros((n_m, 3))
     for k in numba.prange(n_chunks):
-        jv = np.empty((2, 5))
+        jv = np.empty((2, n_s))
         jm = np.empty((2, 3))
-        r = np.empty(2)
         for m in range(bounds[k], bounds[k + 1]):
-            first = marker_starts[m]
-            last = marker_starts[m + 1]
-            for i in range(first, last):
+            for i in range(marker_starts[m], marker_starts[m + 1]):
                 j = view_index[i]
-                px, py, ct, st, ca, sa, u, s, x, z, y = _predict(vp, xyz, j, m)
                 sw = np.sqrt(weights[i])
-                r[0] = (px - xy[i, 0]) * sw
-                r[1] = (py - xy[i, 1]) * sw
-                cost_part[k] += 0.5 * (r[0] * r[0] + r[1] * r[1])
-                du = -x * st + z * ct
-                # d/d tilt, rotation, magnification, dx, dy
-                jv[0, 0] = s * ca * du
-                jv[1, 0] = s * sa * du
-                jv[0, 1] = s * (-sa * u - ca * y)
-                jv[1, 1] = s * (ca * u - sa * y)
-                jv[0, 2] = ca * u - sa * y
-                jv[1, 2] = sa * u + ca * y
-                jv[0, 3] = 1.0
-                jv[1, 3] = 0.0
-                jv[0, 4] = 0.0
-                jv[1, 4] = 1.0
-                for p in range(5):
-                    f = sw if free[j, p] else 0.0
-                    jv[0, p] *= f
-                    jv[1, p] *= f
-                # d/d x, y, z
-                jm[0, 0] = s * ca * ct * sw
-                jm[1, 0] = s * sa * ct * sw
-                jm[0, 1] = -s * sa * sw
-                jm[1, 1] = s * ca * sw
-                jm[0, 2] = s * ca * st * sw
-                jm[1, 2] = s * sa * st * sw
-                for p in range(5):
-                    gv[k, j, p] += jv[0, p] * r[0] + jv[1, p] * r[1]
-                    for q in range(p, 5):
+                px, py = _predict(amat, shifts, xyz, j, m)
+                r0 = (px - xy[i, 0]) * sw
+                r1 = (py - xy[i, 1]) * sw
+                cost_part[k] += 0.5 * (r0 * r0 + r1 * r1)
+                _jacobian(amat, dmat, xyz, j, m, sw, slot_raw, slot_w, jv, jm)
+                for p in range(n_s):
+                    if slot_raw[j, p] < 0:
+                        continue
+                    gv[k, j, p] += jv[0, p] * r0 + jv[1, p] * r1
+                    for q in range(p, n_s):
                         bv[k, j, p, q] += jv[0, p] * jv[0, q] + jv[1, p] * jv[1, q]
-                    for q in range(3):
-                        E[i, p, q] = jv[0, p] * jm[0, q] + jv[1, p] * jm[1, q]
                 for p in range(3):
-                    gm[m, p] += jm[0, p] * r[0] + jm[1, p] * r[1]
+                    gm[m, p] += jm[0, p] * r0 + jm[1, p] * r1
                     for q in range(p, 3):
                         C[m, p, q] += jm[0, p] * jm[0, q] + jm[1, p] * jm[1, q]
-    b_view = np.zeros((n_views, 5, 5))
-    g_view = np.zeros((n_views, 5))
+    b = np.zeros((n_views, n_s, n_s))
+    g = np.zeros((n_views, n_s))
     for k in range(n_chunks):
-        b_view += bv[k]
-        g_view += gv[k]
+        b += bv[k]
+        g += gv[k]
     for j in range(n_views):
-        for p in range(5):
-            for q in range(p + 1, 5):
-                b_view[j, q, p] = b_view[j, p, q]
-    for m in range(n_markers):
+        for p in range(n_s):
+            for q in range(p + 1, n_s):
+                b[j, q, p] = b[j, p, q]
+    for m in range(n_m):
         for p in range(3):
             for q in range(p + 1, 3):
                 C[m, q, p] = C[m, p, q]
-    return cost_part.sum(), b_view, g_view, C, gm, E
+    return cost_part.sum(), b, g, C, gm
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _coupling(jv, jm, linv, m, slot_raw, j, g):  # pragma: no cover - compiled
+    """``g (S, 3) = E_i L_m^-T`` with ``E_i = jv^T jm``; rows of unused slots are left alone."""
+    for s in range(slot_raw.shape[1]):
+        if slot_raw[j, s] < 0:
+            continue
+        e0 = jv[0, s] * jm[0, 0] + jv[1, s] * jm[1, 0]
+        e1 = jv[0, s] * jm[0, 1] + jv[1, s] * jm[1, 1]
+        e2 = jv[0, s] * jm[0, 2] + jv[1, s] * jm[1, 2]
+        g[s, 0] = e0 * linv[m, 0, 0]
+        g[s, 1] = e0 * linv[m, 1, 0] + e1 * linv[m, 1, 1]
+        g[s, 2] = e0 * linv[m, 2, 0] + e1 * linv[m, 2, 1] + e2 * linv[m, 2, 2]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def schur_columns(E, linv, view_index, marker_starts, columns, n_q):
-    """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``C = L L^T``, ``linv = L^-1``).
-
-    Each observation adds ``E_i L_m^-T`` at the rows of its view's free parameters and the three
-    columns of its marker. Markers own their columns, so threads split by marker never collide.
-    """  # pragma: no cover - compiled
+def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q):
+    """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``linv = L^-1``, ``C = L L^T``)."""  # pragma: no cover
     n_m = marker_starts.shape[0] - 1
+    n_s = slot_raw.shape[1]
     F = np.zeros((n_q, 3 * n_m))
     for m in numba.prange(n_m):
+        jv = np.empty((2, n_s))
+        jm = np.empty((2, 3))
+        g = np.empty((n_s, 3))
         for i in range(marker_starts[m], marker_starts[m + 1]):
             j = view_index[i]
-            for p in range(5):
-                row = columns[j, p]
-                if row < 0:
+            _jacobian(amat, dmat, xyz, j, m, np.sqrt(weights[i]), slot_raw, slot_w, jv, jm)
+            _coupling(jv, jm, linv, m, slot_raw, j, g)
+            for s in range(n_s):
+                row = slot_col[j, s]
+                if row < 0 or slot_raw[j, s] < 0:
                     continue
                 for q in range(3):
-                    acc = 0.0
-                    for t in range(q + 1):  # linv is lower triangular: (L^-T)[t, q] = linv[q, t]
-                        acc += E[i, p, t] * linv[m, q, t]
-                    F[row, 3 * m + q] += acc  # columns shared by several views (one, group) add up
+                    F[row, 3 * m + q] += g[s, q]
     return F
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def schur_reduced(E, linv, view_index, marker_starts, columns, n_q, bounds, max_obs):
-    """``E C^-1 E^T`` ``(n_q, n_q)`` accumulated marker by marker, upper triangle only.
-
-    Marker ``m`` adds ``F_m F_m^T`` with ``F_m`` the ``E_i L_m^-T`` of its observations, so memory is
-    ``n_q^2`` per part (``bounds`` gives each part's markers) and work ``(5 k_m)^2`` per marker seen in
-    ``k_m`` views: what sparse (patch-tracking) input needs, where the dense ``F`` would not fit.
-    """  # pragma: no cover - compiled
+def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q,
+                  bounds, max_obs):
+    """``E C^-1 E^T`` ``(n_q, n_q)`` accumulated marker by marker, upper triangle only (for sparse
+    input, where the dense ``F`` would not fit)."""  # pragma: no cover - compiled
     n_parts = bounds.shape[0] - 1
+    n_s = slot_raw.shape[1]
     parts = np.zeros((n_parts, n_q, n_q))
     for k in numba.prange(n_parts):
-        g = np.empty((5 * max_obs, 3))
-        rows = np.empty(5 * max_obs, dtype=np.int64)
-        s = parts[k]
+        jv = np.empty((2, n_s))
+        jm = np.empty((2, 3))
+        g1 = np.empty((n_s, 3))
+        g = np.empty((n_s * max_obs, 3))
+        rows = np.empty(n_s * max_obs, dtype=np.int64)
+        out = parts[k]
         for m in range(bounds[k], bounds[k + 1]):
             n = 0
             for i in range(marker_starts[m], marker_starts[m + 1]):
                 j = view_index[i]
-                for p in range(5):
-                    r = columns[j, p]
-                    if r < 0:
+                _jacobian(amat, dmat, xyz, j, m, np.sqrt(weights[i]), slot_raw, slot_w, jv, jm)
+                _coupling(jv, jm, linv, m, slot_raw, j, g1)
+                for s in range(n_s):
+                    if slot_col[j, s] < 0 or slot_raw[j, s] < 0:
                         continue
-                    rows[n] = r
-                    for q in range(3):
-                        acc = 0.0
-                        for t in range(q + 1):
-                            acc += E[i, p, t] * linv[m, q, t]
-                        g[n, q] = acc
+                    rows[n] = slot_col[j, s]
+                    g[n, 0], g[n, 1], g[n, 2] = g1[s, 0], g1[s, 1], g1[s, 2]
                     n += 1
             for a in range(n):
                 ra = rows[a]
                 a0, a1, a2 = g[a, 0], g[a, 1], g[a, 2]
-                s[ra, ra] += a0 * a0 + a1 * a1 + a2 * a2
+                out[ra, ra] += a0 * a0 + a1 * a1 + a2 * a2
                 for b in range(a + 1, n):
                     rb = rows[b]
                     v = a0 * g[b, 0] + a1 * g[b, 1] + a2 * g[b, 2]
                     if ra < rb:
-                        s[ra, rb] += v
+                        out[ra, rb] += v
                     elif rb < ra:
-                        s[rb, ra] += v
-                    else:  # two parameters sharing one column (one, group): both orders land here
-                        s[ra, ra] += 2.0 * v
-    out = parts[0].copy()
+                        out[rb, ra] += v
+                    else:
+                        out[ra, ra] += 2.0 * v
+    total = parts[0].copy()
     for k in range(1, n_parts):
-        out += parts[k]
-    return out
+        total += parts[k]
+    return total
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def view_sums_of_e_times(E, t, view_index, marker_starts, bounds, n_views):
-    """``(n_views, 5)``: for each view, the sum over its observations of ``E_i t_m``."""  # pragma: no cover
+def view_sums_of_e_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, t, bounds):
+    """``(n_views, S)``: for each view and slot, the sum over its observations of ``E_i t_m``."""  # pragma: no cover
+    n_views, n_s = slot_raw.shape
     n_chunks = bounds.shape[0] - 1
-    part = np.zeros((n_chunks, n_views, 5))
+    part = np.zeros((n_chunks, n_views, n_s))
     for k in numba.prange(n_chunks):
+        jv = np.empty((2, n_s))
+        jm = np.empty((2, 3))
         for m in range(bounds[k], bounds[k + 1]):
             for i in range(marker_starts[m], marker_starts[m + 1]):
                 j = view_index[i]
-                for p in range(5):
-                    part[k, j, p] += E[i, p, 0] * t[m, 0] + E[i, p, 1] * t[m, 1] + E[i, p, 2] * t[m, 2]
-    out = np.zeros((n_views, 5))
+                _jacobian(amat, dmat, xyz, j, m, np.sqrt(weights[i]), slot_raw, slot_w, jv, jm)
+                u0 = jm[0, 0] * t[m, 0] + jm[0, 1] * t[m, 1] + jm[0, 2] * t[m, 2]
+                u1 = jm[1, 0] * t[m, 0] + jm[1, 1] * t[m, 1] + jm[1, 2] * t[m, 2]
+                for s in range(n_s):
+                    part[k, j, s] += jv[0, s] * u0 + jv[1, s] * u1
+    out = np.zeros((n_views, n_s))
     for k in range(n_chunks):
         out += part[k]
     return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def marker_sums_of_et_times(E, dv, view_index, marker_starts):
-    """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view``."""  # pragma: no cover
-    n_m = marker_starts.shape[0] - 1
+def marker_sums_of_et_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, dv):
+    """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view`` (``dv`` by slot)."""
+    n_m = marker_starts.shape[0] - 1  # pragma: no cover - compiled
+    n_s = slot_raw.shape[1]
     out = np.zeros((n_m, 3))
     for m in numba.prange(n_m):
+        jv = np.empty((2, n_s))
+        jm = np.empty((2, 3))
         for i in range(marker_starts[m], marker_starts[m + 1]):
             j = view_index[i]
+            _jacobian(amat, dmat, xyz, j, m, np.sqrt(weights[i]), slot_raw, slot_w, jv, jm)
+            u0 = 0.0
+            u1 = 0.0
+            for s in range(n_s):
+                u0 += jv[0, s] * dv[j, s]
+                u1 += jv[1, s] * dv[j, s]
             for q in range(3):
-                out[m, q] += (E[i, 0, q] * dv[j, 0] + E[i, 1, q] * dv[j, 1] + E[i, 2, q] * dv[j, 2]
-                              + E[i, 3, q] * dv[j, 3] + E[i, 4, q] * dv[j, 4])
+                out[m, q] += jm[0, q] * u0 + jm[1, q] * u1
     return out
-
-
-def chunk_bounds(n_markers: int, chunks: int = _CHUNKS) -> np.ndarray:
-    """Marker ranges of the parallel chunks."""
-    return np.linspace(0, n_markers, max(1, min(chunks, n_markers)) + 1).astype(np.int64)

@@ -5,21 +5,24 @@ save the process from importing numba and loading its cached machine code (0.2-0
 of a small alignment's wall time as a command. `_backend` chooses between the two by size.
 
 Every function takes the arguments of its namesake in `_kernels` (observations sorted by marker,
-``marker_starts`` the ``(n_m + 1,)`` offsets of each marker's observations) and returns the same
-arrays, to rounding. Per-view sums use ``np.bincount``; per-marker sums use ``np.add.reduceat``,
-since each marker's observations are contiguous. ``bounds`` (the compiled loops' thread chunks) is
-accepted and not needed. Work is laid out as one contiguous row of ``n_obs`` values per matrix entry
-(``(5, 3, n_obs)`` and so on): at a few thousand observations numpy's per-call cost dominates, and
-contiguous rows keep every call short. ``E`` is returned as an ``(n_obs, 5, 3)`` view of that layout.
+``marker_starts`` the ``(n_m + 1,)`` offsets of each marker's observations; the per-view matrices ``A``
+and their derivatives ``dA`` by raw parameter; the slots of `layout.UnknownLayout`) and returns the same
+arrays, to rounding. Per-view sums use ``np.bincount``; per-marker sums use ``np.add.reduceat``, since
+each marker's observations are contiguous. ``bounds`` (the compiled loops' thread chunks) is accepted
+and not needed. Work is laid out as one contiguous row of ``n_obs`` values per matrix entry
+(``(S, 2, n_obs)`` and so on): at a few thousand observations numpy's per-call cost dominates, and
+contiguous rows keep every call short.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.typing import NDArray
 
-_CHUNKS = 16
 _SCHUR_BLOCK_BYTES = 16 * 2**20  # the dense F of one block of markers in `schur_reduced`
+SHIFT_X, SHIFT_Y = 3, 4  # raw parameter numbers of the shifts: their derivative is a unit vector
 
 
 def _packing(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -31,7 +34,6 @@ def _packing(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     return np.array(up), index
 
 
-_UP5, _FULL5 = _packing(5)
 _UP3, _FULL3 = _packing(3)
 
 
@@ -59,129 +61,128 @@ def _marker_of(marker_starts: NDArray[np.int64]) -> NDArray[np.intp]:
     return np.repeat(np.arange(len(marker_starts) - 1), np.diff(marker_starts))
 
 
-def _rows(E: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``E`` ``(n_obs, 5, 3)`` as ``(5, 3, n_obs)`` (a view of what `linearise` made; a copy otherwise)."""
-    return np.ascontiguousarray(E.transpose(1, 2, 0))
+def _apply(mats: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(..., 2, n)``: each observation's ``2 x 3`` matrix ``mats[..., n, :, :]`` times its ``x[:, n]``."""
+    return np.moveaxis(mats[..., 0] * x[0, :, None] + mats[..., 1] * x[1, :, None] + mats[..., 2] * x[2, :, None],
+                       -1, -2)
 
 
-def _project(vp, xyz, view_index, marker_index):
-    """Predicted positions and the trigonometry the derivatives reuse (the compiled `_predict`)."""
-    th, al, s, dx, dy = vp.T[:, view_index]
-    x, y, z = xyz.T[:, marker_index]
-    ct, st, ca, sa = np.cos(th), np.sin(th), np.cos(al), np.sin(al)
-    u = x * ct + z * st
-    px = s * (ca * u - sa * y) + dx
-    py = s * (sa * u + ca * y) + dy
-    return px, py, ct, st, ca, sa, u, s, x, y, z
+_last = threading.local()  # per thread: the arguments and result of the last `_jacobians` call
 
 
-def cost(vp, xyz, view_index, marker_index, xy, weights) -> float:
-    """Half the weighted sum of squared residuals."""
-    px, py = _project(vp, xyz, view_index, marker_index)[:2]
-    rx, ry = px - xy[:, 0], py - xy[:, 1]
-    return 0.5 * float(np.dot(weights, rx * rx + ry * ry))
+def _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
+    """Weighted derivatives: ``jv`` ``(S, 2, n)`` by slot (0 for unused slots) and ``jm`` ``(2, 3, n)``.
+
+    The kernels of one linearisation pass the same arrays: the last result is reused when every argument
+    is the same object (the cache holds them, so none can be freed and another take its place)."""
+    args = (amat, dmat, xyz, view_index, weights, slot_raw, slot_w)
+    last = getattr(_last, "value", None)
+    if last is not None and all(a is b for a, b in zip(last[0], args)):
+        return last[1]
+    out = _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    _last.value = (args, out)
+    return out
 
 
-def linearise(vp, xyz, view_index, marker_index, xy, weights, free, marker_starts, n_markers, bounds, n_views):
-    """The normal-equation pieces at one point (weighted), as `_kernels.linearise`.
-
-    Returns ``cost, b_view (n_views, 5, 5), g_view (n_views, 5), C (n_m, 3, 3), g_m (n_m, 3),
-    E (n_obs, 5, 3)``. ``free`` ``(n_views, 5)`` zeroes the derivatives of fixed parameters.
-    """
-    px, py, ct, st, ca, sa, u, s, x, y, z = _project(vp, xyz, view_index, marker_index)
+def _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
     sw = np.sqrt(weights)
-    rx, ry = (px - xy[:, 0]) * sw, (py - xy[:, 1]) * sw
-    total = 0.5 * float(np.dot(rx, rx) + np.dot(ry, ry))
-    n = len(view_index)
-    sdu = s * (-x * st + z * ct)
-    ms = ca * u - sa * y
-    ns = sa * u + ca * y
-    f = free.T[:, view_index] * sw  # (5, n): the weight, 0 for a fixed parameter
-    jx, jy = np.zeros((5, n)), np.zeros((5, n))  # d(x, y)/d(tilt, rotation, magnification, dx, dy)
-    jx[0], jy[0] = ca * sdu, sa * sdu
-    jx[1], jy[1] = -s * ns, s * ms
-    jx[2], jy[2] = ms, ns
-    jx[3], jy[4] = 1.0, 1.0
-    jx *= f
-    jy *= f
-    ssw = s * sw
-    mx = np.stack([ssw * ca * ct, -ssw * sa, ssw * ca * st])  # d x / d (x, y, z), (3, n)
-    my = np.stack([ssw * sa * ct, ssw * ca, ssw * sa * st])  # d y / d (x, y, z)
-    e = jx[:, None] * mx[None] + jy[:, None] * my[None]  # (5, 3, n)
-    # per view: the 15 distinct entries of each 5 x 5 block and the 5 of the gradient, in one pass
-    per_view = np.empty((20, n))
-    np.add(jx[_UP5[0]] * jx[_UP5[1]], jy[_UP5[0]] * jy[_UP5[1]], out=per_view[:15])
-    np.add(jx * rx, jy * ry, out=per_view[15:])
-    sums = _per_view(per_view, view_index, n_views)  # (n_views, 20)
-    b_view = sums[:, _FULL5]  # (n_views, 5, 5), symmetric
-    g_view = sums[:, 15:]
-    per_marker = np.empty((9, n))  # the 6 distinct entries of each 3 x 3 block and the 3 of the gradient
-    np.add(mx[_UP3[0]] * mx[_UP3[1]], my[_UP3[0]] * my[_UP3[1]], out=per_marker[:6])
-    np.add(mx * rx, my * ry, out=per_marker[6:])
-    m_sums = _per_marker(per_marker, marker_starts)  # (n_m, 9)
-    C = m_sums[:, _FULL3]
-    g_m = m_sums[:, 6:]
-    return total, b_view, g_view, C, g_m, e.transpose(2, 0, 1)
+    x = xyz.T[:, marker_of]
+    raw = slot_raw.T[:, view_index]  # (S, n)
+    jv = _apply(dmat[view_index[None, :], np.maximum(raw, 0)], x)  # dA x; the shifts' dA is 0
+    jv[:, 0] += raw == SHIFT_X
+    jv[:, 1] += raw == SHIFT_Y
+    jv *= (slot_w.T[:, view_index] * sw)[:, None, :]  # unused slots weigh 0
+    jm = amat[view_index].transpose(1, 2, 0) * sw
+    return jv, jm
 
 
-def _e_times_linv_t(e_rows, linv, marker_of):
-    """``(5, 3, n_obs)``: each observation's ``E_i L_m^-T`` (``linv`` read as lower triangular) from
-    ``e_rows`` ``(5, 3, n_obs)``."""
-    lt = linv.transpose(1, 2, 0)[:, :, marker_of]  # (q, t, n): L^-1[q, t] of each observation, t <= q read
-    return np.stack([e_rows[:, 0] * lt[0, 0],
-                     e_rows[:, 0] * lt[1, 0] + e_rows[:, 1] * lt[1, 1],
-                     e_rows[:, 0] * lt[2, 0] + e_rows[:, 1] * lt[2, 1] + e_rows[:, 2] * lt[2, 2]], axis=1)
+def cost(amat, shifts, xyz, view_index, marker_index, xy, weights) -> float:
+    """Half the weighted sum of squared residuals."""
+    r = _apply(amat[view_index], xyz.T[:, marker_index]) + shifts[view_index].T - xy.T
+    return 0.5 * float(np.dot(weights, r[0] * r[0] + r[1] * r[1]))
 
 
-def _columns_dense(g_rows, view_index, marker_of, columns, n_q, first_marker, n_m):
-    """Dense ``(n_q, 3 n_m)`` F of markers ``first_marker ...`` from their ``G = E L^-T`` ``(5, 3, n)``."""
-    rows = columns.T[:, view_index]  # (5, n)
+def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w, marker_starts, bounds):
+    """Cost, per-view slot blocks ``b (n_views, S, S)`` and ``g (n_views, S)``, and the marker blocks
+    ``C (n_m, 3, 3)`` and ``g_m (n_m, 3)`` of the weighted normal equations, as `_kernels.linearise`."""
+    n_views, n_s = slot_raw.shape
+    marker_of = _marker_of(marker_starts)
+    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    r = (_apply(amat[view_index], xyz.T[:, marker_of]) + shifts[view_index].T - xy.T) * np.sqrt(weights)
+    total = 0.5 * float(np.sum(r * r))
+    up, full = _packing(n_s)
+    n_pairs = up.shape[1]
+    per_view = np.empty((n_pairs + n_s, len(view_index)))
+    np.add(jv[up[0], 0] * jv[up[1], 0], jv[up[0], 1] * jv[up[1], 1], out=per_view[:n_pairs])
+    np.add(jv[:, 0] * r[0], jv[:, 1] * r[1], out=per_view[n_pairs:])
+    sums = _per_view(per_view, view_index, n_views)
+    per_marker = np.empty((9, len(view_index)))  # the 6 distinct entries of each 3 x 3 block and the gradient
+    np.add(jm[0, _UP3[0]] * jm[0, _UP3[1]], jm[1, _UP3[0]] * jm[1, _UP3[1]], out=per_marker[:6])
+    np.add(jm[0] * r[0], jm[1] * r[1], out=per_marker[6:])
+    m_sums = _per_marker(per_marker, marker_starts)
+    return total, sums[:, full], sums[:, n_pairs:], m_sums[:, _FULL3], m_sums[:, 6:]
+
+
+def _coupling(jv, jm, linv, marker_of):
+    """``(S, 3, n)``: each observation's ``E_i L_m^-T`` with ``E_i = jv^T jm`` (``linv`` lower triangular)."""
+    e = jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]  # (S, 3, n)
+    lt = linv.transpose(1, 2, 0)[:, :, marker_of]
+    return np.stack([e[:, 0] * lt[0, 0],
+                     e[:, 0] * lt[1, 0] + e[:, 1] * lt[1, 1],
+                     e[:, 0] * lt[2, 0] + e[:, 1] * lt[2, 1] + e[:, 2] * lt[2, 2]], axis=1)
+
+
+def _columns_dense(g, view_index, marker_of, columns, n_q, first_marker, n_m):
+    """Dense ``(n_q, 3 n_m)`` F of markers ``first_marker ...`` from their ``G = E L^-T`` ``(S, 3, n)``."""
+    rows = columns.T[:, view_index]  # (S, n)
     cols = 3 * (marker_of - first_marker) + np.arange(3)[:, None]  # (3, n)
     flat = rows[:, None, :] * (3 * n_m) + cols[None]
-    ok = np.broadcast_to((rows >= 0)[:, None, :], g_rows.shape)
-    F = np.bincount(flat[ok], weights=g_rows[ok], minlength=n_q * 3 * n_m)
+    ok = np.broadcast_to((rows >= 0)[:, None, :], g.shape)
+    F = np.bincount(flat[ok], weights=g[ok], minlength=n_q * 3 * n_m)
     return F.reshape(n_q, 3 * n_m)
 
 
-def schur_columns(E, linv, view_index, marker_starts, columns, n_q):
-    """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``C = L L^T``, ``linv = L^-1``)."""
+def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q):
+    """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``linv = L^-1``, ``C = L L^T``)."""
     marker_of = _marker_of(marker_starts)
-    g = _e_times_linv_t(_rows(E), linv, marker_of)
-    return _columns_dense(g, view_index, marker_of, columns, n_q, 0, len(marker_starts) - 1)
+    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    columns = np.where(slot_raw >= 0, slot_col, -1)
+    return _columns_dense(_coupling(jv, jm, linv, marker_of), view_index, marker_of, columns, n_q, 0,
+                          len(marker_starts) - 1)
 
 
-def schur_reduced(E, linv, view_index, marker_starts, columns, n_q, bounds, max_obs):
-    """``E C^-1 E^T`` ``(n_q, n_q)``, upper triangle only, as `_kernels.schur_reduced`.
-
-    Formed from the dense ``F`` of blocks of markers, so memory stays bounded whatever the count.
-    """
+def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q,
+                  bounds, max_obs):
+    """``E C^-1 E^T`` ``(n_q, n_q)``, upper triangle only, as `_kernels.schur_reduced`; formed from the dense
+    ``F`` of blocks of markers, so memory stays bounded whatever the count."""
     n_m = len(marker_starts) - 1
+    marker_of = _marker_of(marker_starts)
+    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    columns = np.where(slot_raw >= 0, slot_col, -1)
     per_block = max(1, int(_SCHUR_BLOCK_BYTES // (8 * 3 * max(1, n_q))))
-    e_rows = _rows(E)
     out = np.zeros((n_q, n_q))
     for first in range(0, n_m, per_block):
         last = min(n_m, first + per_block)
         lo, hi = int(marker_starts[first]), int(marker_starts[last])
-        marker_of = _marker_of(marker_starts[first : last + 1] - lo) + first
-        g = _e_times_linv_t(e_rows[:, :, lo:hi], linv, marker_of)
-        F = _columns_dense(g, view_index[lo:hi], marker_of, columns, n_q, first, last - first)
+        g = _coupling(jv[:, :, lo:hi], jm[:, :, lo:hi], linv, marker_of[lo:hi])
+        F = _columns_dense(g, view_index[lo:hi], marker_of[lo:hi], columns, n_q, first, last - first)
         out += F @ F.T
     return np.triu(out)
 
 
-def view_sums_of_e_times(E, t, view_index, marker_starts, bounds, n_views):
-    """``(n_views, 5)``: for each view, the sum over its observations of ``E_i t_m``."""
-    e, tm = _rows(E), t.T[:, _marker_of(marker_starts)]  # (5, 3, n), (3, n)
-    return _per_view(e[:, 0] * tm[0] + e[:, 1] * tm[1] + e[:, 2] * tm[2], view_index, n_views)
+def view_sums_of_e_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, t, bounds):
+    """``(n_views, S)``: for each view and slot, the sum over its observations of ``E_i t_m``."""
+    marker_of = _marker_of(marker_starts)
+    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    tm = t.T[:, marker_of]
+    u = jm[:, 0] * tm[0] + jm[:, 1] * tm[1] + jm[:, 2] * tm[2]  # (2, n)
+    return _per_view(jv[:, 0] * u[0] + jv[:, 1] * u[1], view_index, len(slot_raw))
 
 
-def marker_sums_of_et_times(E, dv, view_index, marker_starts):
-    """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view``."""
-    e, d = _rows(E), dv.T[:, view_index]  # (5, 3, n), (5, n)
-    per_obs = e[0] * d[0] + e[1] * d[1] + e[2] * d[2] + e[3] * d[3] + e[4] * d[4]  # (3, n)
-    return _per_marker(per_obs, marker_starts)
-
-
-def chunk_bounds(n_markers: int, chunks: int = _CHUNKS) -> np.ndarray:
-    """Marker ranges of the parallel chunks (as `_kernels.chunk_bounds`; used here only for the signature)."""
-    return np.linspace(0, n_markers, max(1, min(chunks, n_markers)) + 1).astype(np.int64)
+def marker_sums_of_et_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, dv):
+    """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view`` (``dv`` by slot)."""
+    marker_of = _marker_of(marker_starts)
+    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    d = dv.T[:, view_index]  # (S, n)
+    u0, u1 = np.sum(jv[:, 0] * d, axis=0), np.sum(jv[:, 1] * d, axis=0)
+    return _per_marker(jm[0] * u0 + jm[1] * u1, marker_starts)

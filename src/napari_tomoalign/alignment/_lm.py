@@ -1,9 +1,11 @@
-"""Levenberg–Marquardt over the projection model, with the marker blocks eliminated.
+"""Levenberg–Marquardt over the mapped unknowns of the projection model, with the marker blocks eliminated.
 
 The normal equations have the structure ``[[B, E], [E^T, C]]`` where ``C`` is block-diagonal with
 one 3 x 3 block per marker. Each iteration eliminates ``C`` (a Schur complement) and factors only
-the small dense system of the view unknowns, then recovers the marker steps block by block. No
-dense Jacobian is ever formed: every product is accumulated from per-observation blocks.
+the system of the view unknowns (`layout.UnknownLayout`: every settings, the default model's and IMOD's
+full model's), by Woodbury, a dense BLAS update or marker-by-marker accumulation (`reduction`), then
+recovers the marker steps block by block. No dense Jacobian is ever formed: every product is
+accumulated from per-observation blocks by the kernels `_backend` picks (compiled or plain numpy).
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol, cast
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from . import _backend
-from .model import project
+from .full_layout import BEAM, UnknownLayout
+from .model import COMP, MAG, MATRIX_PARAMS, ROT, TILT, project_full, view_matrices
 
 
 @dataclass
@@ -55,20 +58,17 @@ class Observations:
             raise ValueError("every marker passed to the solver needs at least one observation")
         self.marker_bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self.kern = _backend.kernels_for(len(self.view_index))  # compiled or plain-numpy loops
-        self.chunks = self.kern.chunk_bounds(self.n_markers)
+        self.chunks = chunk_bounds(self.n_markers)
         self.max_obs_per_marker = int(counts.max(initial=0))
         self.pair_work = float(np.sum(counts.astype(float) ** 2))  # sum over markers of k_m^2
 
     def __len__(self) -> int:
         return len(self.view_index)
 
-    def residuals(self, view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``(n_obs, 2)`` predicted minus observed positions, unweighted."""
-        return project(view_params, xyz, self.view_index, self.marker_index) - self.xy
-
-    def cost(self, view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> float:
-        """Half the weighted sum of squared residuals."""
-        return float(self.kern.cost(view_params, xyz, self.view_index, self.marker_index, self.xy, self.weights))
+    def residuals(self, params: NDArray[np.float64], xyz: NDArray[np.float64], beam_tilt: float = 0.0
+                  ) -> NDArray[np.float64]:
+        """``(n_obs, 2)`` predicted minus observed positions, unweighted, for ``(n_views, 9)`` parameters."""
+        return project_full(params, xyz, self.view_index, self.marker_index, beam_tilt) - self.xy
 
 
 @dataclass
@@ -82,96 +82,129 @@ class LMReport:
     wall_time_s: float
 
 
-def _scatter_square(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:
-    """Add ``(n_views, 5, 5)`` per-view blocks into an ``(n_q, n_q)`` matrix at ``cols``."""
-    rows = np.broadcast_to(cols[:, :, None], values.shape)
-    colz = np.broadcast_to(cols[:, None, :], values.shape)
-    ok = (rows >= 0) & (colz >= 0)
-    flat = rows[ok] * n_q + colz[ok]
-    # with weights, bincount returns float64 (numpy's stub says an integer array)
-    return cast("NDArray[np.float64]", np.bincount(flat, weights=values[ok], minlength=n_q * n_q)).reshape(n_q, n_q)
 
-
-def _scatter_vector(values: NDArray[np.float64], cols: NDArray[np.intp], n_q: int) -> NDArray[np.float64]:
-    """Add ``(n_views, 5)`` per-view values into an ``(n_q,)`` vector at ``cols``."""
-    ok = cols >= 0
-    return cast("NDArray[np.float64]", np.bincount(cols[ok], weights=values[ok], minlength=n_q))  # float64: weights
+def chunk_bounds(n_markers: int, chunks: int = 16) -> NDArray[np.int64]:
+    """Marker ranges of the compiled loops' parallel chunks (per-view sums are kept per chunk)."""
+    return np.linspace(0, n_markers, max(1, min(chunks, n_markers)) + 1).astype(np.int64)
 
 
 DENSE_F_BYTES = 256 * 2**20  # the dense F (n_q x 3 n_m) is formed only below this size
 BLAS_ADVANTAGE = 8.0  # a BLAS rank-k update does this many times the flops per second of the scatter kernel
 
 
-def _reduced_by_marker(n_q: int, n_markers: int, pair_work: float, view_blocks: bool) -> str:
-    """How `_Linearisation.solve` forms the reduced view system: ``"woodbury"`` (few markers,
-    block-diagonal ``B``), ``"dense"`` (form ``F`` and let BLAS do ``B - F F^T``) or ``"sparse"``
-    (accumulate ``F_m F_m^T`` marker by marker; memory ``n_q^2``, work ``(5 k_m)^2`` per marker)."""
+def matrices(layout: UnknownLayout, q: NDArray[np.float64], derivatives: bool = True) -> tuple[
+        NDArray, NDArray, NDArray]:
+    """``A`` ``(n_views, 2, 3)``, ``dA`` ``(n_views, 10, 2, 3)`` (empty without ``derivatives``) and shifts
+    ``(n_views, 2)`` at ``q``."""
+    params, beam = layout.params(q)
+    if layout.default_preset and beam == 0.0 and not np.any(params[:, 5:8]) and np.all(params[:, COMP] == 1.0):
+        return _default_matrices(params, derivatives)
+    a, deriv = view_matrices(params, beam, derivatives)
+    if not derivatives:
+        return np.ascontiguousarray(a), np.zeros((0, BEAM + 1, 2, 3)), np.ascontiguousarray(params[:, 3:5])
+    d = np.zeros((len(params), BEAM + 1, 2, 3))
+    for p in MATRIX_PARAMS:
+        d[:, p] = deriv[p]
+    d[:, BEAM] = deriv["beam_tilt"]
+    return np.ascontiguousarray(a), d, np.ascontiguousarray(params[:, 3:5])
+
+
+def _default_matrices(params: NDArray[np.float64], derivatives: bool) -> tuple[NDArray, NDArray, NDArray]:
+    """`matrices` of the default model's preset (only tilt, rotation and magnification mapped; X-stretch,
+    skew, X-tilt and beam tilt 0, compression 1): ``A = s R(alpha) [[cos, 0, sin], [0, 1, 0]]`` in closed form."""
+    th, al, s = params[:, TILT], params[:, ROT], params[:, MAG]
+    ct, st, ca, sa = np.cos(th), np.sin(th), np.cos(al), np.sin(al)
+    n = len(params)
+    y = np.zeros((n, 2, 3))  # the tilt's first two rows
+    y[:, 0, 0], y[:, 0, 2], y[:, 1, 1] = ct, st, 1.0
+    r = np.empty((n, 2, 2))
+    r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1] = ca, -sa, sa, ca
+    ry = r @ y
+    a = s[:, None, None] * ry
+    shifts = np.ascontiguousarray(params[:, 3:5])
+    if not derivatives:
+        return a, np.zeros((0, BEAM + 1, 2, 3)), shifts
+    d = np.zeros((n, BEAM + 1, 2, 3))
+    dy = np.zeros((n, 2, 3))
+    dy[:, 0, 0], dy[:, 0, 2] = -st, ct
+    dr = np.empty((n, 2, 2))
+    dr[:, 0, 0], dr[:, 0, 1], dr[:, 1, 0], dr[:, 1, 1] = -sa, -ca, ca, -sa
+    d[:, TILT] = s[:, None, None] * (r @ dy)
+    d[:, ROT] = s[:, None, None] * (dr @ y)
+    d[:, MAG] = ry
+    return a, d, shifts
+
+
+def full_cost(obs: Observations, layout: UnknownLayout, q: NDArray[np.float64], xyz: NDArray[np.float64]) -> float:
+    """Half the weighted sum of squared residuals."""
+    a, _, shifts = matrices(layout, q, derivatives=False)
+    return float(obs.kern.cost(a, shifts, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights))
+
+
+def reduction(n_q: int, n_markers: int, pair_work: float, n_slots: int, view_blocks: bool) -> str:
+    """How `_Linearisation` forms the reduced view system: ``"woodbury"`` (few markers, ``B`` block-diagonal
+    by view), ``"dense"`` (form ``F`` and let BLAS do ``B - F F^T``) or ``"sparse"`` (accumulate ``F_m F_m^T``
+    marker by marker; memory ``n_q^2``, work ``(S k_m)^2`` per marker seen in ``k_m`` views)."""
     if view_blocks and 3 * n_markers < n_q:
         return "woodbury"
     dense_bytes = 8.0 * n_q * 3 * n_markers
     dense_flops = float(n_q) ** 2 * 3 * n_markers
-    sparse_flops = 37.5 * pair_work  # (5 k)^2 / 2 pairs of rows, 3 multiply-adds each
-    if dense_bytes > DENSE_F_BYTES or dense_flops > BLAS_ADVANTAGE * sparse_flops:
+    if dense_bytes > DENSE_F_BYTES or dense_flops > BLAS_ADVANTAGE * 1.5 * n_slots ** 2 * pair_work:
         return "sparse"
     return "dense"
 
 
-def _cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
-    """Solve a symmetric positive-definite system, or None if it is not positive definite."""
-    return _backend.cholesky_solve(S, rhs)
-
-
 class _Linearisation:
-    """The normal-equation blocks at one point, ready to be solved for any damping."""
+    """The normal-equation blocks at one point, ready to be solved for any damping.
 
-    def __init__(
-        self,
-        obs: Observations,
-        view_params: NDArray[np.float64],
-        xyz: NDArray[np.float64],
-        columns: NDArray[np.intp],
-        n_q: int,
-    ) -> None:
-        self.obs, self.columns, self.n_q = obs, columns, n_q
-        used = columns[columns >= 0]
-        self.view_blocks = bool(n_q) and np.all(np.bincount(used, minlength=n_q) == 1)
-        free = columns >= 0
-        self.cost, b_view, g_view, self.C, self.g_m, self.E = obs.kern.linearise(
-            view_params, xyz, obs.view_index, obs.marker_index, obs.xy, obs.weights, free, obs.marker_bounds,
-            obs.n_markers, obs.chunks, obs.n_views,
-        )
-        self.g_q = _scatter_vector(g_view, columns, n_q)
-        self.b_view = b_view
-        # a view's parameters never share a column with each other, so B's diagonal is the blocks' diagonals
-        diag = _scatter_vector(np.diagonal(b_view, axis1=1, axis2=2), columns, n_q)
-        self.diag_q = np.maximum(diag, 1e-12 * max(1.0, float(np.max(diag, initial=0))))
+    ``[[B, E], [E^T, C]]`` with ``C`` block-diagonal per marker: each solve eliminates ``C`` (a Schur
+    complement), factors the view system and recovers the marker steps block by block. With the marker
+    positions held fixed there is no ``C``: the system is ``B`` alone.
+    """
+
+    def __init__(self, obs: Observations, layout: UnknownLayout, q: NDArray[np.float64],
+                 xyz: NDArray[np.float64], fix_xyz: bool) -> None:
+        self.obs, self.layout, self.fix_xyz, self.xyz = obs, layout, fix_xyz, xyz
+        self.a, self.d, shifts = matrices(layout, q)
+        self.cost, self.b, g, self.C, self.g_m = obs.kern.linearise(
+            self.a, self.d, shifts, xyz, obs.view_index, obs.xy, obs.weights, layout.slot_raw, layout.slot_w,
+            obs.marker_bounds, obs.chunks)
+        self.g_q = layout.scatter_vector(g)
+        self.cols = np.where(layout.slot_raw >= 0, layout.slot_col, -1)
+        used = self.cols[self.cols >= 0]
+        self.view_blocks = bool(layout.n_q) and bool(np.all(np.bincount(used, minlength=layout.n_q) == 1))
+        diag = layout.scatter_vector(np.diagonal(self.b, axis1=1, axis2=2))
+        self.diag_q = np.maximum(diag, 1e-12 * max(1.0, float(np.max(diag, initial=0.0))))
         dc = np.diagonal(self.C, axis1=1, axis2=2)
-        self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0))))
+        self.diag_m = np.maximum(dc, 1e-12 * max(1.0, float(np.max(dc, initial=0.0))))
 
     @cached_property
     def B(self) -> NDArray[np.float64]:
-        """The dense ``(n_q, n_q)`` view block of the normal equations (the Woodbury path never forms it)."""
-        return _scatter_square(self.b_view, self.columns, self.n_q)
+        """The dense ``(n_q, n_q)`` view block (the Woodbury path never forms it)."""
+        return self.layout.scatter_square(self.b)
 
-    def _solve_low_rank(
-        self, lam: float, Fq: NDArray[np.float64], rhs: NDArray[np.float64]
-    ) -> NDArray[np.float64] | None:
-        """Solve ``(B - F F^T) x = rhs`` by Woodbury when ``B`` is block-diagonal by view.
+    def _args(self) -> tuple:
+        o, lay = self.obs, self.layout
+        return self.a, self.d, self.xyz, o.view_index, o.weights, lay.slot_raw, lay.slot_w
 
-        With few markers, ``F`` has fewer columns than ``B`` has rows, so the system to factor
-        is the small ``I - F^T B^-1 F`` instead of the view system itself.
-        """
-        cols = self.columns
+    def gradient_norm(self) -> float:
+        gm = 0.0 if self.fix_xyz else float(np.max(np.abs(self.g_m), initial=0.0))
+        return max(float(np.max(np.abs(self.g_q), initial=0.0)), gm)
+
+    def _woodbury(self, lam: float, F: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """Solve ``(B + lam D - F F^T) x = rhs`` when ``B`` is block-diagonal by view: with few markers ``F``
+        has fewer columns than ``B`` rows, so the system to factor is the small ``I - F^T B^-1 F``."""
+        cols = self.cols
         ok = cols >= 0
         safe = np.where(ok, cols, 0)
-        blocks = np.where(ok[:, :, None] & ok[:, None, :], self.b_view, 0.0)  # B's blocks: one column each
-        idx = np.arange(5)
+        pair = ok[:, :, None] & ok[:, None, :]
+        blocks = np.where(pair, self.b, 0.0)
+        idx = np.arange(cols.shape[1])
         blocks[:, idx, idx] += np.where(ok, lam * self.diag_q[safe], 1.0)
         try:
-            binv = np.linalg.inv(blocks)
+            binv = np.linalg.inv(blocks) * pair
         except np.linalg.LinAlgError:
             return None
-        binv *= (ok[:, :, None] & ok[:, None, :])
 
         def apply_binv(x: NDArray[np.float64]) -> NDArray[np.float64]:
             xb = np.where(ok[..., None], x[safe], 0.0) if x.ndim == 2 else np.where(ok, x[safe], 0.0)
@@ -180,119 +213,83 @@ class _Linearisation:
             y[cols[ok]] = yb[ok]
             return y
 
-        bf = apply_binv(Fq)
-        br = apply_binv(rhs)
-        k = np.eye(Fq.shape[1]) - Fq.T @ bf
-        w = _cholesky_solve(k, Fq.T @ br)
-        if w is None:
-            return None
-        return br + bf @ w
+        bf, br = apply_binv(F), apply_binv(rhs)
+        w = _backend.cholesky_solve(np.eye(F.shape[1]) - F.T @ bf, F.T @ br)
+        return None if w is None else br + bf @ w
 
-    def _reduced_solve(
-        self, lam: float, Linv: NDArray[np.float64], rhs: NDArray[np.float64]
-    ) -> NDArray[np.float64] | None:
-        """Solve ``(B + lam D - E C^-1 E^T) dq = rhs``, the view system with the markers eliminated."""
-        obs, n_q = self.obs, self.n_q
-        how = _reduced_by_marker(n_q, obs.n_markers, obs.pair_work, bool(self.view_blocks))
-        if how == "sparse":
+    def _reduced(self, lam: float, linv: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``B + lam D - E C^-1 E^T`` (upper triangle at least), densely or marker by marker."""
+        obs, lay, n_q = self.obs, self.layout, self.layout.n_q
+        damped = self.B + np.diag(lam * self.diag_q)
+        if reduction(n_q, obs.n_markers, obs.pair_work, lay.slot_raw.shape[1], False) == "sparse":
             parts = max(1, min(len(obs.chunks) - 1, int(64 * 2**20 // (8 * n_q * n_q))))
-            ecet = obs.kern.schur_reduced(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q,
-                                          obs.kern.chunk_bounds(obs.n_markers, parts), max(1, obs.max_obs_per_marker))
-            # Only the upper triangle is filled, and only the upper triangle is read by the factorisation.
-            return _cholesky_solve(self.B + np.diag(lam * self.diag_q) - ecet, rhs)
-        Fq = obs.kern.schur_columns(self.E, Linv, obs.view_index, obs.marker_bounds, self.columns, n_q)
-        if how == "woodbury":
-            return self._solve_low_rank(lam, Fq, rhs)
-        # S = B + lam D - F F^T; the rank-k update fills the upper triangle, which is all
-        # the Cholesky factorisation reads.
-        S = _backend.syrk_update(Fq, self.B + np.diag(lam * self.diag_q))
-        return _cholesky_solve(S, rhs)
+            bounds = np.linspace(0, obs.n_markers, parts + 1).astype(np.int64)
+            return damped - obs.kern.schur_reduced(*self._args(), lay.slot_col, obs.marker_bounds, linv, n_q, bounds,
+                                                   max(1, obs.max_obs_per_marker))
+        F = obs.kern.schur_columns(*self._args(), lay.slot_col, obs.marker_bounds, linv, n_q)
+        return _backend.syrk_update(F, damped)
 
-    def gradient_norm(self) -> float:
-        return float(max(np.max(np.abs(self.g_q), initial=0.0), np.max(np.abs(self.g_m), initial=0.0)))
+    def _reduced_solve(self, lam: float, linv: NDArray[np.float64], rhs: NDArray[np.float64]
+                       ) -> NDArray[np.float64] | None:
+        """Solve ``(B + lam D - E C^-1 E^T) dq = rhs``, the view system with the markers eliminated."""
+        obs, lay, n_q = self.obs, self.layout, self.layout.n_q
+        if reduction(n_q, obs.n_markers, obs.pair_work, lay.slot_raw.shape[1], self.view_blocks) == "woodbury":
+            F = obs.kern.schur_columns(*self._args(), lay.slot_col, obs.marker_bounds, linv, n_q)
+            return self._woodbury(lam, F, rhs)
+        return _backend.cholesky_solve(self._reduced(lam, linv), rhs)
 
     def solve(self, lam: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None:
-        """The damped step ``(delta_q, delta_xyz, predicted_reduction)``, or None if not definite."""
-        obs, n_q = self.obs, self.n_q
-        Cd = self.C.copy()
+        """The damped step ``(dq, dxyz, predicted_reduction)``, or None if not definite."""
+        obs, lay = self.obs, self.layout
+        if self.fix_xyz:
+            dq = _backend.cholesky_solve(self.B + np.diag(lam * self.diag_q), -self.g_q) if lay.n_q else np.zeros(0)
+            if dq is None or not np.all(np.isfinite(dq)):
+                return None
+            g_dot = float(self.g_q @ dq)
+            return dq, np.zeros_like(self.xyz), 0.5 * (lam * float(np.sum(self.diag_q * dq * dq)) - g_dot)
+        cd = self.C.copy()
         idx = np.arange(3)
-        Cd[:, idx, idx] += lam * self.diag_m
+        cd[:, idx, idx] += lam * self.diag_m
         try:
-            L = np.linalg.cholesky(Cd)
+            linv = np.linalg.inv(np.linalg.cholesky(cd))
         except np.linalg.LinAlgError:
             return None
-        Linv = np.linalg.inv(L)  # lower triangular, (n_m, 3, 3)
-        Cinv = np.einsum("mki,mkj->mij", Linv, Linv)
-        t = np.einsum("mij,mj->mi", Cinv, self.g_m)  # C^-1 g_m
-        et = obs.kern.view_sums_of_e_times(self.E, t, obs.view_index, obs.marker_bounds, obs.chunks, obs.n_views)
-        rhs = -self.g_q + _scatter_vector(et, self.columns, n_q)
-        dq = self._reduced_solve(lam, Linv, rhs) if n_q else np.zeros(0)
+        cinv = np.einsum("mki,mkj->mij", linv, linv)
+        t = np.einsum("mij,mj->mi", cinv, self.g_m)
+        et = obs.kern.view_sums_of_e_times(*self._args(), obs.marker_bounds, t, obs.chunks)
+        rhs = -self.g_q + lay.scatter_vector(et)
+        dq = self._reduced_solve(lam, linv, rhs) if lay.n_q else np.zeros(0)
         if dq is None or not np.all(np.isfinite(dq)):
             return None
-        dv = np.where(self.columns >= 0, dq[np.maximum(self.columns, 0)] if n_q else 0.0, 0.0)
-        sum_etd = obs.kern.marker_sums_of_et_times(self.E, dv, obs.view_index, obs.marker_bounds)
-        dm = np.einsum("mij,mj->mi", Cinv, -self.g_m - sum_etd)
+        sum_etd = obs.kern.marker_sums_of_et_times(*self._args(), obs.marker_bounds, lay.per_slot(dq))
+        dm = np.einsum("mij,mj->mi", cinv, -self.g_m - sum_etd)
         g_dot = float(self.g_q @ dq + np.sum(self.g_m * dm))
         d_dot = float(np.sum(self.diag_q * dq * dq) + np.sum(self.diag_m * dm * dm))
-        predicted = 0.5 * (lam * d_dot - g_dot)
-        return dq, dm, predicted
-
-
-def apply_step(
-    view_params: NDArray[np.float64],
-    xyz: NDArray[np.float64],
-    columns: NDArray[np.intp],
-    dq: NDArray[np.float64],
-    dm: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """New parameter arrays after a step (the inputs are left alone)."""
-    vp = view_params.copy()
-    if len(dq):
-        ok = columns >= 0
-        vp[ok] += dq[columns[ok]]
-    return vp, xyz + dm
+        return dq, dm, 0.5 * (lam * d_dot - g_dot)
 
 
 def levenberg_marquardt(
     obs: Observations,
-    view_params: NDArray[np.float64],
+    layout: UnknownLayout,
+    q: NDArray[np.float64],
     xyz: NDArray[np.float64],
-    columns: NDArray[np.intp],
-    n_q: int,
     *,
-    max_iterations: int = 200,
-    ftol: float = 1e-12,
-    xtol: float = 1e-10,
+    fix_xyz: bool = False,
+    max_iterations: int = 1000,
+    ftol: float = 1e-14,
+    xtol: float = 1e-12,
     gtol: float = 1e-12,
     initial_damping: float = 1e-4,
     progress: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], LMReport]:
-    """Minimise the weighted squared residuals over the free view columns and all markers.
-
-    Parameters
-    ----------
-    obs
-        The observations.
-    view_params
-        ``(n_views, 5)`` starting per-view parameters.
-    xyz
-        ``(n_markers, 3)`` starting marker positions.
-    columns
-        ``(n_views, 5)`` unknown-vector column of each view parameter, -1 where fixed.
-    n_q
-        Number of view unknowns.
-
-    Returns
-    -------
-    The solved ``view_params``, ``xyz`` and a report.
-    """
-    def step(state: State, dq: NDArray[np.float64], dm: NDArray[np.float64]) -> State:
-        return apply_step(state[0], state[1], columns, dq, dm)
-
+    """Minimise the weighted squared residuals over the unknowns ``q`` of ``layout`` and (unless fixed) the
+    markers. Returns the solved ``q`` ``(n_q,)``, ``xyz`` ``(n_markers, 3)`` and a report."""
+    base = float(np.sum(layout.base ** 2))
     return damped_least_squares(
-        (view_params, xyz), lambda st: _Linearisation(obs, st[0], st[1], columns, n_q), step,
-        lambda st: obs.cost(st[0], st[1]), lambda st: float(np.sum(st[1] * st[1]) + np.sum(st[0] * st[0])),
+        (q, xyz), lambda st: _Linearisation(obs, layout, st[0], st[1], fix_xyz),
+        lambda st, dq, dm: (st[0] + dq, st[1] + dm), lambda st: full_cost(obs, layout, st[0], st[1]),
+        lambda st: float(np.sum(st[1] * st[1]) + np.sum(st[0] * st[0])) + base,
         max_iterations=max_iterations, ftol=ftol, xtol=xtol, gtol=gtol, initial_damping=initial_damping,
         progress=progress, should_stop=should_stop)
 
@@ -301,7 +298,7 @@ State = tuple[NDArray[np.float64], NDArray[np.float64]]  # (view parameters or u
 
 
 class Linearised(Protocol):
-    """The normal equations at one point (`_Linearisation` here, its full-model twin in `_lm_full`)."""
+    """The normal equations at one point (`_Linearisation`)."""
 
     cost: float
 
@@ -325,7 +322,7 @@ def damped_least_squares(
     progress: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], LMReport]:
-    """The Levenberg–Marquardt iteration both models share: damped steps from ``linearise(state)``,
+    """The Levenberg–Marquardt iteration: damped steps from ``linearise(state)``,
     accepted when ``cost`` falls (damping then eased by the gain ratio, Nielsen's rule), else damped
     harder; stops on a small relative decrease, step (against ``sqrt(squared_size)``) or gradient."""
     t0 = time.perf_counter()

@@ -93,3 +93,22 @@ def format_views(views: Iterable[int]) -> str:
         parts.append(str(v[k]) if j == k else f"{v[k]}-{v[j]}")
         k = j + 1
     return ",".join(parts)
+
+
+def left_out_notes(excluded_views: Iterable[int], fitted: NDArray[np.bool_]) -> list[str]:
+    """Warnings naming the views left out of a fit with an align.com's settings (1-based, as IMOD numbers
+    them): excluded (``ExcludeList``) or without markers, and that they take their mapped values."""
+    left_out = np.flatnonzero(~np.asarray(fitted, dtype=bool))
+    if not left_out.size:
+        return []
+    listed = sorted(set(left_out.tolist()) & {int(x) for x in excluded_views})
+    empty = sorted(set(left_out.tolist()) - set(listed))
+    out = []
+    if listed:
+        out.append(f"views {format_views(listed)} excluded (ExcludeList): not in the fit")
+    if empty:
+        out.append(f"views {format_views(empty)} have no markers: not in the fit")
+    out.append(f"views {format_views(left_out)} take the values of the groups they are mapped to; where no fitted"
+               " view shares a variable (and for the shifts) the values are interpolated from the nearest fitted"
+               " views: check these views before using them")
+    return out

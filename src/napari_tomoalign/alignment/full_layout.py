@@ -3,7 +3,7 @@
 Every per-view value is its start value plus a weighted sum of unknowns (`grouping.Mapping`), so the
 whole model is ``raw = base + M q`` with a sparse ``M``. `UnknownLayout` stores ``M`` as *slots*: for
 view ``j``, slot ``s`` adds ``w[j, s] q[col[j, s]]`` to raw parameter ``raw[j, s]`` (the columns of
-``full_model.FULL_VIEW_PARAMS``, or `BEAM` for the beam tilt). This is the form the compiled loops of
+``model.FULL_VIEW_PARAMS``, or `BEAM` for the beam tilt). This is the form the compiled loops of
 `_kernels_full` use.
 
 The unknowns are, in order: each variable kind's mapped unknowns, the beam tilt (when free), then the
@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .full_model import COMP, DMAG, N_FULL, SKEW, XTILT
 from .grouping import Mapping
-from .model import DX, DY, MAG, ROT, TILT
+from .model import COMP, DMAG, DX, DY, MAG, N_FULL, ROT, SKEW, TILT, XTILT
 
 BEAM = N_FULL  # the raw parameter number of the beam tilt
 PARAM_OF_KIND = {"rotation": ROT, "tilt": TILT, "magnification": MAG, "compression": COMP,
@@ -62,12 +61,18 @@ class UnknownLayout:
             ok = (self.slot_raw >= 0) & (self.slot_col >= 0)
             add = self.slot_w * np.asarray(q, float)[np.maximum(self.slot_col, 0)]
             view_slots = ok & (self.slot_raw < BEAM)
-            rows = np.broadcast_to(np.arange(len(out))[:, None], self.slot_raw.shape)
-            np.add.at(out, (rows[view_slots], self.slot_raw[view_slots]), add[view_slots])
-            beam_cols = np.unique(self.slot_col[ok & (self.slot_raw == BEAM)])
+            for s in range(self.slot_raw.shape[1]):  # a view has each raw parameter at most once per slot
+                rows = np.flatnonzero(view_slots[:, s])
+                out[rows, self.slot_raw[rows, s]] += add[rows, s]
+            beam_cols = self.slot_col[ok & (self.slot_raw == BEAM)]
             if beam_cols.size:
                 beam += float(np.asarray(q, float)[beam_cols[0]])
         return out, beam
+
+    @property
+    def default_preset(self) -> bool:
+        """Only the default model's parameters (tilt, rotation, magnification, shifts) are unknowns."""
+        return bool(np.all(self.slot_raw <= DY))
 
     def scatter_vector(self, per_slot: NDArray[np.float64]) -> NDArray[np.float64]:
         """Sum ``(n_views, S)`` per-slot values into ``(n_q,)``."""
@@ -97,7 +102,6 @@ def build_layout(
     beam_free: bool,
     included: NDArray[np.bool_],
     shift_fixed: Sequence[tuple[int, int]] = (),
-    free_kinds: Sequence[str] | None = None,
 ) -> UnknownLayout:
     """The slots for one solve.
 
@@ -114,59 +118,65 @@ def build_layout(
         unknowns used by no included view are dropped.
     shift_fixed
         ``(view, DX or DY)`` shift components held at their start value (the translation gauge).
-    free_kinds
-        Solve only these kinds (default: every kind in ``mappings``), for staged solving.
     """
-    n_views = len(base)
-    kinds = [k for k in PARAM_OF_KIND if k in mappings and (free_kinds is None or k in free_kinds)]
-    raw_l: list[list[int]] = [[] for _ in range(n_views)]
-    col_l: list[list[int]] = [[] for _ in range(n_views)]
-    w_l: list[list[float]] = [[] for _ in range(n_views)]
+    kinds = [k for k in PARAM_OF_KIND if k in mappings]
+    raw_c: list[NDArray] = []  # one (n_views,) column of slots per mapped unknown reference, -1 where unused
+    col_c: list[NDArray] = []
+    w_c: list[NDArray] = []
     kind_of: list[int] = []
     n = 0
 
-    def add(view: int, raw: int, col: int, w: float) -> None:
-        raw_l[view].append(raw)
-        col_l[view].append(col)
-        w_l[view].append(w)
+    def add(use: NDArray[np.bool_], raw: int, col: NDArray | int, w: NDArray | float) -> None:
+        raw_c.append(np.where(use, raw, -1))
+        col_c.append(np.where(use, col, -1))
+        w_c.append(np.where(use, w, 0.0))
 
     for kind in kinds:
         m, p = mappings[kind], PARAM_OF_KIND[kind]
-        for v in range(n_views):
-            for var, w in ((m.var_a[v], m.w_a[v]), (m.var_b[v], m.w_b[v])):
-                if var >= 0 and w != 0.0:
-                    add(v, p, n + int(var), float(w))
+        for var, w in ((m.var_a, m.w_a), (m.var_b, m.w_b)):
+            use = (var >= 0) & (w != 0.0)
+            if use.any():
+                add(use, p, n + var, w)
         kind_of += [p] * m.n_vars
         n += m.n_vars
+    inc = np.asarray(included, dtype=bool)
     if beam_free:
-        for view in np.flatnonzero(included).tolist():
-            add(view, BEAM, n, 1.0)
+        add(inc, BEAM, n, 1.0)
         kind_of.append(BEAM)
         n += 1
-    held = set(shift_fixed)
     for p in (DX, DY):
-        for view in np.flatnonzero(included).tolist():
-            if (view, p) not in held:
-                add(view, p, n, 1.0)
-                kind_of.append(p)
-                n += 1
-    return _compact(raw_l, col_l, w_l, np.asarray(kind_of, dtype=np.intp), n, base, base_beam, included)
+        free = inc.copy()
+        free[[v for v, c in shift_fixed if c == p]] = False
+        add(free, p, n + np.cumsum(free) - 1, 1.0)
+        kind_of += [p] * int(free.sum())
+        n += int(free.sum())
+    return _compact(np.stack(raw_c, 1), np.stack(col_c, 1), np.stack(w_c, 1), np.asarray(kind_of, dtype=np.intp), n,
+                    base, base_beam, inc)
 
 
-def _compact(raw_l, col_l, w_l, kind_of, n, base, base_beam, included) -> UnknownLayout:
-    """Pack the slot lists into arrays and drop unknowns that no included view uses."""
-    n_views = len(raw_l)
-    width = max([len(r) for r in raw_l] + [1])
-    raw = np.full((n_views, width), -1, dtype=np.intp)
-    col = np.full((n_views, width), -1, dtype=np.intp)
-    w = np.zeros((n_views, width))
-    for v in range(n_views):
-        k = len(raw_l[v])
-        raw[v, :k], col[v, :k], w[v, :k] = raw_l[v], col_l[v], w_l[v]
+def _compact(raw, col, w, kind_of, n, base, base_beam, included) -> UnknownLayout:
+    """Move each view's slots to the front (dropping columns no view uses) and drop unknowns that no included
+    view uses."""
+    order = np.argsort(raw < 0, axis=1, kind="stable")  # used slots first, in their order
+    raw, col, w = (np.take_along_axis(a, order, axis=1) for a in (raw, col, w))
+    width = max(1, int(np.max(np.sum(raw >= 0, axis=1), initial=0)))
+    raw, col, w = raw[:, :width], col[:, :width], w[:, :width]
     used = np.zeros(n, dtype=bool)
     used[col[included][col[included] >= 0]] = True
     renumber = np.full(n + 1, -1, dtype=np.intp)
     renumber[:n][used] = np.arange(int(used.sum()))
     col = np.where(col >= 0, renumber[col], -1)
-    return UnknownLayout(raw, col, w, np.asarray(base, float).copy(), float(base_beam), int(used.sum()),
-                         kind_of[used])
+    return UnknownLayout(np.ascontiguousarray(raw), np.ascontiguousarray(col), np.ascontiguousarray(w),
+                         np.asarray(base, float).copy(), float(base_beam), int(used.sum()), kind_of[used])
+
+
+def shift_gauge(tilts_rad: NDArray[np.float64], rot_rad: NDArray[np.float64], included: NDArray[np.bool_],
+                ref: int) -> list[tuple[int, int]]:
+    """The three shift components held fixed to remove the translation gauge: both shifts of the reference
+    view, and the better-conditioned shift of the included view whose tilt differs most from it."""
+    diff = np.where(included, np.abs(np.sin(tilts_rad - tilts_rad[ref])), -1.0)
+    k = int(np.argmax(diff))
+    fixed = [(ref, DX), (ref, DY)]
+    if diff[k] > 1e-6:
+        fixed.append((k, DX if abs(np.cos(rot_rad[k])) >= abs(np.sin(rot_rad[k])) else DY))
+    return fixed

@@ -1,7 +1,7 @@
 """Solve IMOD's full projection model for marker observations, with tiltalign's variable options.
 
 `solve_full_model` is the entry point: observations (all of a series, or the subset of a local patch),
-an `imod_options.ImodSettings` (global or local variable options), optionally a previous solution to
+an `imod_options.ModelSettings` (global or local variable options), optionally a previous solution to
 start from, and marker positions free or held fixed. It returns a `FullModelSolution`.
 """
 
@@ -14,15 +14,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import image_centre
-from ._lm import LMReport, Observations
-from ._lm_full import levenberg_marquardt_full
-from ._parameters import shift_gauge
+from ._lm import Observations
 from ._threads import blas_threads_for, compiled_threads
 from .errors import AlignmentError
-from .full_layout import build_layout
-from .full_model import COMP, N_FULL, project_full, view_matrices
-from .imod_options import ImodSettings
-from .model import DX, DY, MAG, ROT, TILT
+from .model import COMP, MAG, N_FULL, ROT, TILT, project_full
+from .result import StageReport
+from .settings import ModelSettings
+from .stages import EVERYTHING, StageRunner, settings_plan
 
 # Below this many observations a second thread of the compiled loops costs more than it saves.
 SINGLE_THREAD_OBSERVATIONS = 200_000
@@ -35,7 +33,7 @@ class FullModelSolution:
     Attributes
     ----------
     params
-        ``(n_views, 9)`` per-view parameters in the column order of ``full_model.FULL_VIEW_PARAMS``:
+        ``(n_views, 9)`` per-view parameters in the column order of ``model.FULL_VIEW_PARAMS``:
         tilt, rotation (radians), magnification, shift x, shift y (pixels, relative to the image
         centre), X-stretch (IMOD's dmag), skew, X-tilt (radians), compression. Views without
         observations keep their start (or interpolated) values and the start shifts.
@@ -55,7 +53,7 @@ class FullModelSolution:
     n_unknowns
         Geometric and shift unknowns plus free marker coordinates.
     reports
-        What each Levenberg–Marquardt stage did.
+        What each stage did (`stages.settings_plan`: ``markers`` when they had no start, then ``full``).
     """
 
     params: NDArray[np.float64]
@@ -67,7 +65,7 @@ class FullModelSolution:
     rms_residual_px: float
     mean_residual_px: float
     n_unknowns: int
-    reports: tuple[LMReport, ...]
+    reports: tuple[StageReport, ...]
 
     @property
     def converged(self) -> bool:
@@ -78,7 +76,7 @@ class FullModelSolution:
         return sum(r.iterations for r in self.reports)
 
 
-def start_params(settings: ImodSettings, tilt_angles_deg: ArrayLike) -> NDArray[np.float64]:
+def start_params(settings: ModelSettings, tilt_angles_deg: ArrayLike) -> NDArray[np.float64]:
     """``(n_views, 9)`` tiltalign's start values: tilt nominal + ``AngleOffset``, rotation
     ``RotationAngle``, magnification and compression 1, the rest 0."""
     tilts = np.asarray(tilt_angles_deg, dtype=float)
@@ -95,7 +93,7 @@ def solve_full_model(
     markers: ArrayLike,
     xy: ArrayLike,
     image_size: tuple[int, int],
-    settings: ImodSettings,
+    settings: ModelSettings,
     *,
     tilt_angles_deg: ArrayLike | None = None,
     start: FullModelSolution | None = None,
@@ -160,22 +158,24 @@ def solve_full_model(
                        w[use])
     included = np.bincount(obs.view_index, minlength=n_views) > 0
     xyz, known = _start_xyz(start, marker_ids, fix_xyz)
-    n_q_guess = settings.n_geometric + 2 * int(included.sum())
-    with blas_threads_for(n_q_guess, 0 if fix_xyz else obs.n_markers, len(obs)), \
+    ref = int(np.argmin(np.where(included, np.abs(base[:, TILT]), np.inf)))
+    report = (lambda stage, it, cost: progress(it, cost)) if progress is not None else None
+    runner = StageRunner(obs, base, xyz, included, ref, max_iterations, report, should_stop, settings=settings,
+                         beam=beam0, fix_xyz=fix_xyz)
+    n_q = runner.layout(EVERYTHING).n_q
+    if not fix_xyz and n_q + 3 * obs.n_markers > 2 * len(obs):
+        raise AlignmentError(f"{len(obs)} observations give {2 * len(obs)} equations for"
+                             f" {n_q + 3 * obs.n_markers} unknowns; fix or group more variables")
+    with blas_threads_for(n_q, 0 if fix_xyz else obs.n_markers, len(obs)), \
             compiled_threads(1 if len(obs) < SINGLE_THREAD_OBSERVATIONS else 1 << 16):
-        params, beam, xyz, reports, n_q = _run_stages(obs, settings, base, beam0, included, xyz, known, fix_xyz,
-                                                      max_iterations, progress, should_stop)
-    if not fix_xyz:  # the marker centroid at the origin, as IMOD holds it; the shifts absorb the move
-        c = xyz.mean(axis=0)
-        xyz = xyz - c
-        a, _ = view_matrices(params, beam)
-        params[:, [DX, DY]] += a @ c
+        for stage in settings_plan(known):
+            runner.run(stage)
+    params, xyz = runner.params, runner.xyz
     residuals = np.full_like(xy_a, np.nan)
-    residuals[use] = project_full(params, xyz, v[use], mi, beam) - (xy_a[use] - image_centre(image_size))
+    residuals[use] = project_full(params, xyz, v[use], mi, runner.beam) - (xy_a[use] - image_centre(image_size))
     sq = np.sum(residuals[use] ** 2, axis=1)
-    n_unknowns = n_q + (0 if fix_xyz else 3 * len(marker_ids))
-    return FullModelSolution(params, beam, marker_ids, xyz, included, residuals, float(np.sqrt(np.mean(sq))),
-                             float(np.mean(np.sqrt(sq))), n_unknowns, tuple(reports))
+    return FullModelSolution(params, runner.beam, marker_ids, xyz, included, residuals, float(np.sqrt(np.mean(sq))),
+                             float(np.mean(np.sqrt(sq))), runner.reports[-1].n_unknowns, tuple(runner.reports))
 
 
 def _start_xyz(start: FullModelSolution | None, marker_ids: NDArray, fix_xyz: bool) -> tuple[
@@ -195,27 +195,3 @@ def _start_xyz(start: FullModelSolution | None, marker_ids: NDArray, fix_xyz: bo
         if int(m) in lookup:
             xyz[k] = start.xyz_px[lookup[int(m)]]
     return xyz, not missing
-
-
-def _run_stages(obs, settings, base, beam0, included, xyz, known, fix_xyz, max_iterations, progress, should_stop):
-    """Geometry held while markers and shifts settle (when markers lack a start), then everything.
-
-    Returns the solved ``(n_views, 9)`` parameters, beam tilt, xyz, the stage reports and the number
-    of view unknowns of the last stage."""
-    ref = int(np.argmin(np.where(included, np.abs(base[:, TILT]), np.inf)))
-    held = [] if fix_xyz else shift_gauge(base[:, TILT], base[:, ROT], included, ref)
-    reports: list[LMReport] = []
-    n_q = 0
-    for kinds in ([()] if not known else []) + [None]:
-        lay = build_layout(settings.mappings, base, beam0, settings.beam_tilt_free and kinds is None, included,
-                           held, kinds)
-        n_q = lay.n_q
-        if not fix_xyz and n_q + 3 * obs.n_markers > 2 * len(obs):
-            raise AlignmentError(f"{len(obs)} observations give {2 * len(obs)} equations for"
-                                 f" {n_q + 3 * obs.n_markers} unknowns; fix or group more variables")
-        q, xyz, rep = levenberg_marquardt_full(obs, lay, np.zeros(n_q), xyz, fix_xyz=fix_xyz,
-                                               max_iterations=max_iterations, progress=progress,
-                                               should_stop=should_stop)
-        reports.append(rep)
-        base, beam0 = lay.params(q)  # the next stage's unknowns are increments from here
-    return base, beam0, xyz, reports, n_q

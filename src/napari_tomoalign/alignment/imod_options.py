@@ -1,6 +1,6 @@
 """tiltalign's options (from an ``align.com``) as variable mappings for IMOD's full model.
 
-Each variable kind of `full_model` gets a `grouping.Mapping` built as ``tiltalign`` builds it from its
+Each variable kind of `model` gets a `grouping.Mapping` built as ``tiltalign`` builds it from its
 option code (``RotOption``, ``TiltOption``, ``MagOption``, ``CompOption``, ``XStretchOption``,
 ``SkewOption``, ``XTiltOption``), default group size, reference views and mapping lists
 (`../shared/docs/imod-full-model.md`, sections 1.4 and 2). Options this project does not carry out
@@ -9,15 +9,11 @@ raise `options.UsageError` naming them; keys that only name files or reports are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import UsageError
 from .errors import AlignmentError
-from .excluded_views import format_views
 from .grouping import (
     Mapping,
     block_mapping,
@@ -27,8 +23,10 @@ from .grouping import (
     per_view_mapping,
 )
 from .imod_groups import automap_groups, parse_nondefault
+from .settings import KINDS, ModelSettings
 
-KINDS = ("rotation", "tilt", "magnification", "compression", "x_stretch", "skew", "x_tilt")
+ImodSettings = ModelSettings  # the one settings type (`settings`); this name stays for callers of this session
+
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
           "x_stretch": "XStretch", "skew": "Skew", "x_tilt": "XTilt"}
 # Keys that name files, reports or minimiser details: they do not change the solution.
@@ -39,74 +37,6 @@ IGNORED = {"ModelFile", "ImageFile", "ImageSizeXandY", "OutputModelFile", "Outpu
            "ShiftZFromOriginal"}
 LOCAL_KEYS = ("NumberOfLocalPatchesXandY", "TargetPatchSizeXandY", "MinSizeOrOverlapXandY",
               "MinFidsTotalAndEachSurface", "FixXYZCoordinates", "LocalMagReferenceView", "LocalTiltFixedView")
-
-
-@dataclass(frozen=True)
-class ImodSettings:
-    """A tiltalign run's model: one mapping per variable kind, start values and scalar options.
-
-    ``axis_z_shift_px`` is ``AxisZShift / ImagesAreBinned``; ``centre_z_range`` is True for IMOD's
-    ``AxisZShift 1000`` (put the axis in the middle of the markers' z range, see
-    ``transforms.imod_axis_z_shift_px``), and ``axis_z_shift_px`` is then 0.
-    """
-
-    mappings: dict[str, Mapping]
-    rotation_angle_deg: float
-    angle_offset_deg: float
-    axis_z_shift_px: float
-    beam_tilt_deg: float
-    beam_tilt_free: bool
-    excluded_views: tuple[int, ...] = ()
-    robust: bool = False
-    robust_scale: float = 1.0  # KFactorScaling
-    robust_tracks: bool = False  # WeightWholeTracks
-    local_alignments: bool = False
-    notes: list[str] = field(default_factory=list)
-    centre_z_range: bool = False
-    com_options: dict[str, int | float | str] = field(default_factory=dict)
-
-    @property
-    def n_geometric(self) -> int:
-        """The number of geometric unknowns (IMOD's log: 'geometric variables')."""
-        return sum(m.n_vars for m in self.mappings.values()) + int(self.beam_tilt_free)
-
-    def held_views(self, kind: str) -> list[int]:
-        """0-based views whose ``kind`` is held at its start value while other views of that kind are
-        solved (empty when the kind is not solved at all)."""
-        m = self.mappings[kind]
-        if m.n_vars == 0:
-            return []
-        return [int(v) for v in np.flatnonzero((m.var_a < 0) & (m.var_b < 0))]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain (JSON-ready) record of the run: the command file's model options as given (``TiltOption``,
-        groupings, reference views, ...), each variable kind's mapping (1-based views, as IMOD prints
-        them), the excluded views and the count of geometric variables."""
-        return {"options": dict(self.com_options),
-                "variables": {kind: mapping_summary(m) for kind, m in self.mappings.items()},
-                "geometric_variables": self.n_geometric, "excluded_views": format_views(self.excluded_views),
-                "rotation_angle_deg": self.rotation_angle_deg, "angle_offset_deg": self.angle_offset_deg,
-                "axis_z_shift_px": self.axis_z_shift_px, "centre_z_range": self.centre_z_range,
-                "beam_tilt_deg": self.beam_tilt_deg, "beam_tilt_free": self.beam_tilt_free,
-                "local_alignments": self.local_alignments}
-
-
-def mapping_summary(m: Mapping) -> dict[str, Any]:
-    """How a mapping groups the views, 1-based: ``mode`` (fixed, per view, block or linear), the number of
-    ``variables``, the ``groups`` (block: runs of views sharing a value) or ``anchors`` (linear: the views
-    the unknowns sit at) and the ``held`` views."""
-    held = format_views(np.flatnonzero((m.var_a < 0) & (m.var_b < 0))) if m.n_vars else ""
-    out: dict[str, Any] = {"variables": m.n_vars}
-    if m.n_vars == 0:
-        return {"mode": "fixed", **out}
-    if np.any(m.w_b > 0):
-        return {"mode": "linear", **out, "anchors": format_views(m.anchor_view), "held": held}
-    if m.n_vars == int(np.sum(m.var_a >= 0)):
-        return {"mode": "per view", **out, "held": held}
-    starts = np.flatnonzero(np.r_[True, m.var_a[1:] != m.var_a[:-1]])
-    ends = np.r_[starts[1:], m.n_views] - 1
-    groups = ",".join(f"{a + 1}-{b + 1}" if b > a else str(a + 1) for a, b in zip(starts, ends))
-    return {"mode": "block", **out, "groups": groups, "held": held}
 
 
 def _option_value(text: str) -> int | float | str:
@@ -279,7 +209,7 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
                 else fixed_mapping(n) for kind in KINDS}
     binned = _number(entries, "ImagesAreBinned", 1.0)
     z_shift = _number(entries, "AxisZShift", 0.0)
-    return ImodSettings(
+    return ModelSettings(
         mappings=mappings, rotation_angle_deg=_number(entries, "RotationAngle", 0.0), angle_offset_deg=offset,
         axis_z_shift_px=0.0 if z_shift == 1000 else z_shift / max(binned, 1.0), centre_z_range=z_shift == 1000,
         beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),

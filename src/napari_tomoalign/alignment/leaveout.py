@@ -6,22 +6,26 @@ its own observations with the views held, and the residuals of those observation
 error. They are larger than the ordinary residuals because the views no longer bend towards the
 marker; a marker whose leave-out error stands out is one the others disagree with.
 
-The *robust* figures use the robust fit's final weights, both in the refits and in the statistics.
+The *robust* figures use the robust fit's final weights, both in the refits and in the statistics. The
+refits map the variables as the alignment's settings do (`Alignment.settings`), so this works for IMOD's
+settings as for the default model's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._lm import Observations, levenberg_marquardt
-from ._parameters import columns, shift_gauge
 from ._threads import blas_threads_for
-from .model import DX, DY, MAG, ROT, TILT
+from .full_layout import build_layout, shift_gauge
+from .model import ROT, TILT
 from .result import Alignment
+
+IDENTITY_VIEW = (0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass
@@ -59,37 +63,29 @@ def leave_out_error(al: Alignment, max_iterations: int = 1) -> LeaveOutError:
     import time
 
     t0 = time.perf_counter()
-    opts = al.options
     view_ok = al.view_determined
     ref = al.reference_view
-    vp = np.zeros((al.n_views, 5))
-    vp[:, TILT] = np.radians(al.tilt_angles_deg)
-    vp[:, ROT] = np.radians(al.rotation_deg)
-    vp[:, MAG] = al.magnification
-    vp[:, [DX, DY]] = al.shifts_px
-    vp[~view_ok] = np.nan
+    params = np.array(al.full_params, dtype=float)
+    params[~np.all(np.isfinite(params), axis=1)] = IDENTITY_VIEW  # views out of the fit: finite, not used
     kept = np.flatnonzero(al.marker_included)
     new_index = np.full(al.n_markers, -1, dtype=np.intp)
     new_index[kept] = np.arange(kept.size)
     use = al.obs_used
-    centre = al.image_centre
     v_all = al.obs_view[use]
     m_all = new_index[al.obs_marker[use]]
-    xy_all = al.obs_xy_px[use] - centre
+    xy_all = al.obs_xy_px[use] - al.image_centre
     base_w = np.ones(len(al.obs_view)) if al.weights is None else np.asarray(al.weights, float)
     weight_sets = {"plain": base_w[use]}
     if al.robust_weights is not None:
         weight_sets["robust"] = base_w[use] * al.robust_weights[use]
     xyz = al.xyz_px[kept]
-    vp_work = np.where(np.isfinite(vp), vp, 0.0)
-    tilt_free = opts.tilt.mode != "fixed"
-    fixed = type(opts.tilt)("fixed")
-    cols, n_q = columns(view_ok, ref, opts.rotation, opts.tilt if tilt_free else fixed, opts.magnification,
-                         shift_gauge(vp_work[:, TILT], vp_work[:, ROT], view_ok, ref))
+    lay = build_layout(al.settings.mappings, params, 0.0, al.settings.beam_tilt_free, view_ok,
+                       shift_gauge(params[:, TILT], params[:, ROT], view_ok, ref))
+    held = build_layout({}, params, 0.0, False, np.zeros(al.n_views, dtype=bool))  # no view unknowns
     residuals = np.full((len(al.obs_view), 2), np.nan)
     results: dict[str, tuple[NDArray, float]] = {}
     positions = np.flatnonzero(use)
-    with blas_threads_for(n_q, kept.size, int(use.sum())):
+    with blas_threads_for(lay.n_q, kept.size, int(use.sum())):
         for label, w in weight_sets.items():
             per_marker = np.full(al.n_markers, np.nan)
             sq_sum, w_sum = 0.0, 0.0
@@ -98,14 +94,16 @@ def leave_out_error(al: Alignment, max_iterations: int = 1) -> LeaveOutError:
                 others = ~mine
                 renum = m_all[others] - (m_all[others] > k)
                 rest = Observations(v_all[others], renum, xy_all[others], al.n_views, kept.size - 1, w[others])
-                vp_k, _, _ = levenberg_marquardt(rest, vp_work, np.delete(xyz, k, axis=0), cols, n_q,
-                                                 max_iterations=max_iterations, initial_damping=1e-9, ftol=1e-10)
+                q, _, _ = levenberg_marquardt(rest, lay, np.zeros(lay.n_q), np.delete(xyz, k, axis=0),
+                                              max_iterations=max_iterations, initial_damping=1e-9, ftol=1e-10,
+                                              xtol=1e-10)
+                p_k, beam_k = lay.params(q)
                 own = Observations(v_all[mine], np.zeros(int(mine.sum()), np.intp), xy_all[mine], al.n_views, 1,
                                    np.ones(int(mine.sum())))
-                no_views = np.full((al.n_views, 5), -1, dtype=np.intp)
-                _, xyz_k, _ = levenberg_marquardt(own, vp_k, xyz[k : k + 1], no_views, 0, max_iterations=20,
-                                                  initial_damping=1e-9)
-                r = own.residuals(vp_k, xyz_k)[np.argsort(own.order)]
+                _, xyz_k, _ = levenberg_marquardt(own, replace(held, base=p_k, base_beam=beam_k), np.zeros(0),
+                                                  xyz[k : k + 1], max_iterations=20, initial_damping=1e-9,
+                                                  ftol=1e-12, xtol=1e-10)
+                r = own.residuals(p_k, xyz_k, beam_k)[np.argsort(own.order)]
                 sq = np.einsum("ij,ij->i", r, r)
                 wm = w[mine]
                 per_marker[m] = float(np.sqrt(np.sum(wm * sq) / max(np.sum(wm), 1e-300)))

@@ -24,15 +24,20 @@ from numpy.typing import ArrayLike, NDArray
 from ..conventions import image_centre
 from ..io.imod_local import LocalTransforms
 from .errors import AlignmentError
-from .full_model import DMAG, SKEW, XTILT, default_full_params, view_matrices
 from .full_solver import FullModelSolution, solve_full_model
-from .imod_options import ImodSettings
-from .local_fit import with_optimal_shifts
-from .local_geometry import compose_refinement, frame_from_transforms, linear_parts, view_transforms, z_factors
+from .local_geometry import (
+    compose_refinement,
+    frame_from_transforms,
+    linear_parts,
+    view_transforms,
+    with_optimal_shifts,
+    z_factors,
+)
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
-from .model import DX, DY, MAG, ROT, TILT
+from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, view_matrices
 from .result import Alignment
+from .settings import ModelSettings
 from .transforms import imod_transforms
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
@@ -45,7 +50,7 @@ class GlobalSolution:
     Attributes
     ----------
     view_params
-        ``(n_views, 9)`` full-model parameters (`full_model.FULL_VIEW_PARAMS`, radians, centred shifts);
+        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts);
         rows of views left out of the fit are NaN.
     xyz_px
         ``(n_markers, 3)`` marker positions, centroid at the origin (NaN for markers left out).
@@ -81,15 +86,10 @@ def global_solution(view_params: ArrayLike, xyz_px: ArrayLike, image_size: tuple
                           (int(image_size[0]), int(image_size[1])), beam_tilt_rad)
 
 
-def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) -> GlobalSolution:
-    """The `GlobalSolution` of an `Alignment` (default model, or IMOD's full model when ``al.full_params`` is
-    set, as `imod_align.align_markers_imod` returns it), with the transforms it writes as ``.xf``."""
-    if al.full_params is not None:
-        params = np.array(al.full_params, dtype=float)
-    else:
-        vp = np.stack([np.radians(al.tilt_angles_deg), np.radians(al.rotation_deg), al.magnification,
-                       al.shifts_px[:, 0], al.shifts_px[:, 1]], axis=1)
-        params = default_full_params(vp)
+def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float | None = None) -> GlobalSolution:
+    """The `GlobalSolution` of an `Alignment`, with the transforms it writes as ``.xf`` (``axis_z_shift_px``
+    None: the alignment's own)."""
+    params = np.array(al.full_params, dtype=float)
     params[~al.view_determined] = np.nan
     return GlobalSolution(params, al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
 
@@ -188,11 +188,11 @@ def _solve(v: NDArray[np.intp], m: NDArray[np.intp], o: NDArray[np.float64], sta
            xyz0: NDArray[np.float64], mappings: dict, free_xyz: bool, glob: GlobalSolution) -> tuple[
         NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
     """One patch's parameters, markers, residuals and number of geometric (+ free marker) unknowns, by
-    `full_solver.solve_full_model` (`local_fit.fit_mapped` is its dense numpy reference in the tests)."""
+    `full_solver.solve_full_model` (the tests' `local_reference.fit_mapped` is its dense numpy reference)."""
     ones = np.ones(len(start), dtype=bool)
     begin = FullModelSolution(start, glob.beam_tilt_rad, np.arange(len(xyz0)), xyz0, ones, np.zeros((0, 2)),
                               np.nan, np.nan, 0, ())
-    settings = ImodSettings(mappings=mappings, rotation_angle_deg=0.0, angle_offset_deg=0.0, axis_z_shift_px=0.0,
+    settings = ModelSettings(mappings=mappings, rotation_angle_deg=0.0, angle_offset_deg=0.0, axis_z_shift_px=0.0,
                             beam_tilt_deg=0.0, beam_tilt_free=False, local_alignments=True)
     centre = image_centre(glob.image_size)
     sol = solve_full_model(v, m, o + centre, glob.image_size, settings, start=begin, fix_xyz=not free_xyz)

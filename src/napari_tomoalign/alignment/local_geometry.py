@@ -1,6 +1,6 @@
 """Transforms, Z factors and the aligned frame of IMOD's full model, for global and local solutions.
 
-A view with full-model matrix ``A`` (`full_model.view_matrices`), shift ``d``, tilt ``theta`` and
+A view with full-model matrix ``A`` (`model.view_matrices`), shift ``d``, tilt ``theta`` and
 X-tilt ``phi`` maps a raw centred image point ``p`` to the aligned frame by ``F p + D`` with
 (`../shared/docs/imod-full-model.md`, section 1.5)::
 
@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .full_model import COMP, XTILT, view_matrices
-from .model import DX, DY, TILT
+from .model import COMP, DX, DY, TILT, XTILT, view_matrices
 
 
 def _t_matrix(params: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -85,3 +84,18 @@ def compose_refinement(global_xf: NDArray[np.float64], local_xf: NDArray[np.floa
     a = g[:, :, :2] @ np.linalg.inv(lo[:, :, :2])
     d = g[:, :, 2] - np.einsum("nij,nj->ni", a, lo[:, :, 2])
     return np.concatenate([a, d[:, :, None]], axis=2)
+
+
+def with_optimal_shifts(params: NDArray[np.float64], xyz_px: NDArray[np.float64], view_index: NDArray[np.intp],
+                        marker_index: NDArray[np.intp], obs_xy_px: NDArray[np.float64],
+                        beam_tilt_rad: float = 0.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``params`` with each seen view's least-squares shift, and the ``(n_obs, 2)`` residuals."""
+    params = np.array(params, dtype=float)
+    a, _ = view_matrices(params, beam_tilt_rad)
+    pred_c = np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz_px, float)[marker_index])
+    count = np.bincount(view_index, minlength=len(params)).astype(float)
+    shift = np.stack([np.bincount(view_index, obs_xy_px[:, k] - pred_c[:, k], minlength=len(params))
+                      for k in range(2)], axis=1) / np.maximum(count, 1.0)[:, None]
+    seen = count > 0
+    params[seen, DX], params[seen, DY] = shift[seen, 0], shift[seen, 1]
+    return params, pred_c + shift[view_index] - obs_xy_px

@@ -1,14 +1,20 @@
-"""The projection model of fiducial alignment: predictions, residuals and Jacobian blocks.
+"""The projection model of fiducial alignment: IMOD's full model, of which the default model is a preset.
 
-Per view ``j`` the parameters are, in this column order (``VIEW_PARAMS``): tilt angle ``theta``
-(radians, about y), in-plane rotation ``alpha`` (radians), magnification ``s`` and the shift
-``(dx, dy)`` in pixels. Per marker ``i`` they are its 3-D position ``(x, y, z)`` in pixels. The
-predicted position of marker ``i`` in view ``j``, relative to the image centre, is::
+Per view ``j`` the parameters are, in the column order ``FULL_VIEW_PARAMS``: tilt ``theta`` (radians, about
+y), in-plane rotation ``alpha`` (radians), magnification ``s``, shift ``dx, dy`` (pixels), X-stretch ``e``
+(IMOD's dmag), skew ``sigma``, X-tilt ``phi`` and compression ``k``; the beam tilt ``b`` is one value for
+the series. Per marker ``i`` they are its 3-D position ``(x, y, z)`` in pixels. With
+``D = [[(s+e) cos sigma, 0, 0], [(s+e) sin sigma, s, 0], [0, 0, s k]]``::
 
-    u = x cos(theta) + z sin(theta),  v = y
-    p = s R(alpha) [u, v] + [dx, dy]
+    A_j = R(alpha) Pi(b) Y(theta) Xr(-b) Xr(phi) D          (2 x 3)
+    p_ij = A_j [x_i, y_i, z_i] + [dx_j, dy_j]               (centred pixels)
 
-The image centre is added by the callers that work in image coordinates.
+``Y`` turns about y, ``Xr`` about x, ``Pi(b)`` is the first two rows of ``Xr(b)`` and ``R`` the in-plane
+rotation (`../shared/docs/imod-full-model.md`, section 1.2, from IMOD's ``funct.f90``). The default model is
+the preset ``e = sigma = phi = b = 0``, ``k = 1``: with ``u = x cos(theta) + z sin(theta)``,
+``p = s R(alpha) [u, y] + [dx, dy]``; its five columns (``VIEW_PARAMS``) are the first five, and
+`default_full_params` turns them into the nine. The image centre is added by the callers that work in
+image coordinates.
 """
 
 from __future__ import annotations
@@ -19,111 +25,180 @@ from numpy.typing import NDArray
 VIEW_PARAMS = ("tilt", "rotation", "magnification", "shift_x", "shift_y")
 TILT, ROT, MAG, DX, DY = range(5)
 
+FULL_VIEW_PARAMS = ("tilt", "rotation", "magnification", "shift_x", "shift_y", "x_stretch", "skew", "x_tilt",
+                    "compression")
+DMAG, SKEW, XTILT, COMP = 5, 6, 7, 8
+N_FULL = len(FULL_VIEW_PARAMS)
+MATRIX_PARAMS = (TILT, ROT, MAG, DMAG, SKEW, XTILT, COMP)  # the parameters that enter A_j
 
-def project(
-    view_params: NDArray[np.float64],
-    xyz: NDArray[np.float64],
-    view_index: NDArray[np.intp],
-    marker_index: NDArray[np.intp],
-) -> NDArray[np.float64]:
-    """Predict the centred image positions of the given (view, marker) pairs.
 
-    Parameters
-    ----------
-    view_params
-        ``(n_views, 5)`` array of per-view parameters in ``VIEW_PARAMS`` order.
-    xyz
-        ``(n_markers, 3)`` array of marker positions (x, y, z) in pixels.
-    view_index, marker_index
-        ``(n_obs,)`` integer arrays naming the view and marker of each prediction.
-
-    Returns
-    -------
-    ``(n_obs, 2)`` array of predicted (x, y) positions relative to the image centre.
-    """
-    p = view_params[view_index]
-    m = xyz[marker_index]
-    ct, st = np.cos(p[:, TILT]), np.sin(p[:, TILT])
-    ca, sa = np.cos(p[:, ROT]), np.sin(p[:, ROT])
-    s = p[:, MAG]
-    u = m[:, 0] * ct + m[:, 2] * st
-    v = m[:, 1]
-    out = np.empty((len(view_index), 2))
-    out[:, 0] = s * (ca * u - sa * v) + p[:, DX]
-    out[:, 1] = s * (sa * u + ca * v) + p[:, DY]
+def default_full_params(view_params: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(n_views, 9)`` full parameters equal to the default model's ``(n_views, 5)`` ones (nine are kept)."""
+    p = np.asarray(view_params, dtype=float)
+    if p.shape[1] == N_FULL:
+        return p
+    out = np.zeros((len(p), N_FULL))
+    out[:, :5] = p
+    out[:, COMP] = 1.0
     return out
 
 
-def jacobian_blocks(
-    view_params: NDArray[np.float64],
-    xyz: NDArray[np.float64],
-    view_index: NDArray[np.intp],
-    marker_index: NDArray[np.intp],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The derivatives of each prediction with respect to its view and its marker.
+def _rx(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    out = np.zeros((len(a), 3, 3))
+    out[:, 0, 0] = 1.0
+    out[:, 1, 1], out[:, 1, 2], out[:, 2, 1], out[:, 2, 2] = c, -s, s, c
+    return out
 
-    Returns
-    -------
-    jv
-        ``(n_obs, 2, 5)`` array: d(x, y) / d(view parameters in ``VIEW_PARAMS`` order).
-    jm
-        ``(n_obs, 2, 3)`` array: d(x, y) / d(marker x, y, z).
-    """
-    p = view_params[view_index]
-    m = xyz[marker_index]
-    ct, st = np.cos(p[:, TILT]), np.sin(p[:, TILT])
-    ca, sa = np.cos(p[:, ROT]), np.sin(p[:, ROT])
-    s = p[:, MAG]
-    u = m[:, 0] * ct + m[:, 2] * st
-    v = m[:, 1]
-    du = -m[:, 0] * st + m[:, 2] * ct  # d u / d theta
-    n = len(view_index)
-    jv = np.zeros((n, 2, 5))
-    jv[:, 0, TILT] = s * ca * du
-    jv[:, 1, TILT] = s * sa * du
-    jv[:, 0, ROT] = s * (-sa * u - ca * v)
-    jv[:, 1, ROT] = s * (ca * u - sa * v)
-    jv[:, 0, MAG] = ca * u - sa * v
-    jv[:, 1, MAG] = sa * u + ca * v
+
+def _drx(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    out = np.zeros((len(a), 3, 3))
+    out[:, 1, 1], out[:, 1, 2], out[:, 2, 1], out[:, 2, 2] = -s, -c, c, -s
+    return out
+
+
+def _ry(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(t), np.sin(t)
+    out = np.zeros((len(t), 3, 3))
+    out[:, 1, 1] = 1.0
+    out[:, 0, 0], out[:, 0, 2], out[:, 2, 0], out[:, 2, 2] = c, s, -s, c
+    return out
+
+
+def _dry(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(t), np.sin(t)
+    out = np.zeros((len(t), 3, 3))
+    out[:, 0, 0], out[:, 0, 2], out[:, 2, 0], out[:, 2, 2] = -s, c, -c, -s
+    return out
+
+
+def _r2(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    out = np.empty((len(a), 2, 2))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = c, -s, s, c
+    return out
+
+
+def _dr2(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    out = np.empty((len(a), 2, 2))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = -s, -c, c, -s
+    return out
+
+
+def _distortion(p: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[int, NDArray[np.float64]]]:
+    """``D`` per view and its derivatives by magnification, X-stretch, skew and compression."""
+    s, e, sg, k = p[:, MAG], p[:, DMAG], p[:, SKEW], p[:, COMP]
+    n = len(p)
+    cs, sn = np.cos(sg), np.sin(sg)
+    d = np.zeros((n, 3, 3))
+    d[:, 0, 0], d[:, 1, 0], d[:, 1, 1], d[:, 2, 2] = (s + e) * cs, (s + e) * sn, s, s * k
+    dd = {kind: np.zeros((n, 3, 3)) for kind in (MAG, DMAG, SKEW, COMP)}
+    dd[MAG][:, 0, 0], dd[MAG][:, 1, 0], dd[MAG][:, 1, 1], dd[MAG][:, 2, 2] = cs, sn, 1.0, k
+    dd[DMAG][:, 0, 0], dd[DMAG][:, 1, 0] = cs, sn
+    dd[SKEW][:, 0, 0], dd[SKEW][:, 1, 0] = -(s + e) * sn, (s + e) * cs
+    dd[COMP][:, 2, 2] = s
+    return d, dd
+
+
+def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0, derivatives: bool = True) -> tuple[
+        NDArray[np.float64], dict[int | str, NDArray[np.float64]]]:
+    """``A_j`` ``(n_views, 2, 3)`` and (unless ``derivatives`` is False) its derivatives by each matrix
+    parameter and by ``"beam_tilt"``."""
+    p = np.asarray(params, dtype=float)
+    n = len(p)
+    b = np.full(n, float(beam_tilt))
+    y, xp, r = _ry(p[:, TILT]), _rx(p[:, XTILT]), _r2(p[:, ROT])
+    d, dd = _distortion(p)
+    if beam_tilt == 0.0:  # Pi(0) is the first two rows of I, Xr(0) = I
+        tail = xp @ d
+        m = (y @ tail)[:, :2]
+    else:
+        tail = _rx(-b) @ xp @ d  # Xr(-b) Xr(phi) D
+        m = _rx(b)[:, :2] @ y @ tail  # 2 x 3 before the in-plane rotation
+    a = r @ m
+    if not derivatives:
+        return a, {}
+    pi, dpi = _rx(b)[:, :2], _drx(b)[:, :2]
+    xb, dxb = _rx(-b), -_drx(-b)
+    dy, dxp = _dry(p[:, TILT]), _drx(p[:, XTILT])
+    deriv: dict[int | str, NDArray[np.float64]] = {
+        ROT: _dr2(p[:, ROT]) @ m,
+        TILT: r @ pi @ dy @ tail,
+        XTILT: r @ pi @ y @ xb @ dxp @ d,
+        "beam_tilt": r @ (dpi @ y @ tail + pi @ y @ dxb @ xp @ d),
+    }
+    front = r @ pi @ y @ xb @ xp
+    for kind in (MAG, DMAG, SKEW, COMP):
+        deriv[kind] = front @ dd[kind]
+    return a, deriv
+
+
+def project_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
+                 marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> NDArray[np.float64]:
+    """``(n_obs, 2)`` predicted centred positions of the given (view, marker) pairs."""
+    a, _ = view_matrices(params, beam_tilt)
+    p = np.asarray(params, dtype=float)
+    return np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz, float)[marker_index]) + p[view_index][:, [DX, DY]]
+
+
+def predict_all_full(params: NDArray[np.float64], xyz: NDArray[np.float64], beam_tilt: float = 0.0
+                     ) -> NDArray[np.float64]:
+    """``(n_views, n_markers, 2)`` every marker's centred position in every view, one view at a time (so that
+    no temporary is larger than one view's predictions); NaN rows of ``params`` or ``xyz`` give NaN."""
+    p = np.asarray(params, dtype=float)
+    a, _ = view_matrices(p, beam_tilt, derivatives=False)
+    x = np.asarray(xyz, dtype=float)
+    out = np.empty((len(p), len(x), 2))
+    for j in range(len(p)):
+        out[j] = x @ a[j].T + p[j, [DX, DY]]
+    return out
+
+
+def jacobian_blocks_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
+                         marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> tuple[
+        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Derivatives of each prediction: by its view's 9 parameters ``(n_obs, 2, 9)``, by its marker
+    ``(n_obs, 2, 3)`` and by the beam tilt ``(n_obs, 2)``."""
+    a, deriv = view_matrices(params, beam_tilt)
+    x = np.asarray(xyz, float)[marker_index]
+    jv = np.zeros((len(view_index), 2, N_FULL))
+    for kind in MATRIX_PARAMS:
+        jv[:, :, kind] = np.einsum("nij,nj->ni", deriv[kind][view_index], x)
     jv[:, 0, DX] = 1.0
     jv[:, 1, DY] = 1.0
-    jm = np.empty((n, 2, 3))
-    jm[:, 0, 0] = s * ca * ct
-    jm[:, 0, 1] = -s * sa
-    jm[:, 0, 2] = s * ca * st
-    jm[:, 1, 0] = s * sa * ct
-    jm[:, 1, 1] = s * ca
-    jm[:, 1, 2] = s * sa * st
-    return jv, jm
+    jb = np.einsum("nij,nj->ni", deriv["beam_tilt"][view_index], x)
+    return jv, a[view_index].copy(), jb
+
+
+def without_beam_tilt(params: NDArray[np.float64], beam_tilt: float) -> NDArray[np.float64]:
+    """``(n_views, 9)`` parameters with the beam tilt folded into the angles: the same projections with
+    ``b = 0`` (IMOD converts so before writing ``.tlt``, ``.xtilt`` and the transforms).
+
+    The turn ``Xr(b) Y(theta) Xr(-b) Xr(phi)`` equals ``Rz(gamma) Y(theta') Xr(phi')`` (a z-y-x Euler
+    decomposition), and ``R(alpha) Rz(gamma)`` projects as ``R(alpha + gamma)``, so the new tilt,
+    X-tilt and rotation are ``theta'``, ``phi'`` and ``alpha + gamma``; the distortion is unchanged.
+    """
+    p = np.array(params, dtype=float)
+    if beam_tilt == 0.0:
+        return p
+    b = np.full(len(p), float(beam_tilt))
+    m = _rx(b) @ _ry(p[:, TILT]) @ _rx(-b) @ _rx(p[:, XTILT])
+    p[:, TILT] = -np.arcsin(np.clip(m[:, 2, 0], -1.0, 1.0))
+    p[:, XTILT] = np.arctan2(m[:, 2, 1], m[:, 2, 2])
+    p[:, ROT] += np.arctan2(m[:, 1, 0], m[:, 0, 0])
+    return p
+
+
+def project(view_params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
+            marker_index: NDArray[np.intp]) -> NDArray[np.float64]:
+    """``(n_obs, 2)`` centred predictions of the given (view, marker) pairs for ``(n_views, 5)`` or
+    ``(n_views, 9)`` parameters."""
+    return project_full(default_full_params(view_params), xyz, view_index, marker_index)
 
 
 def predict_all(view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(n_views, n_markers, 2)`` array of every marker's centred position in every view.
-
-    Built one view at a time, so that no temporary is larger than one view's predictions.
-    """
-    n_views, n_markers = len(view_params), len(xyz)
-    out = np.empty((n_views, n_markers, 2))
-    x, y, z = (np.asarray(xyz, dtype=float)[:, k] for k in range(3))
-    for j, (th, al, s, dx, dy) in enumerate(np.asarray(view_params, dtype=float)[:, :5]):
-        u = x * np.cos(th) + z * np.sin(th)
-        ca, sa = np.cos(al), np.sin(al)
-        out[j, :, 0] = s * (ca * u - sa * y) + dx
-        out[j, :, 1] = s * (sa * u + ca * y) + dy
-    return out
-
-
-def recentre(view_params: NDArray[np.float64], xyz: NDArray[np.float64], offset: NDArray[np.float64]) -> None:
-    """Move every marker by ``-offset`` and absorb the move in the shifts, in place.
-
-    The predictions do not change: this is the translation gauge of the model.
-    """
-    t = np.asarray(offset, dtype=float)
-    xyz -= t
-    ct, st = np.cos(view_params[:, TILT]), np.sin(view_params[:, TILT])
-    ca, sa = np.cos(view_params[:, ROT]), np.sin(view_params[:, ROT])
-    s = view_params[:, MAG]
-    u = t[0] * ct + t[2] * st
-    v = t[1]
-    view_params[:, DX] += s * (ca * u - sa * v)
-    view_params[:, DY] += s * (sa * u + ca * v)
+    """``(n_views, n_markers, 2)`` every marker's centred position in every view for ``(n_views, 5)`` or
+    ``(n_views, 9)`` parameters, one view at a time."""
+    return predict_all_full(default_full_params(view_params), xyz)

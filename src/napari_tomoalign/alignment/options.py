@@ -99,6 +99,9 @@ class AlignmentOptions:
         Weight whole marker tracks by their RMS residual instead of single points.
     robust_group_views
         Views per normalisation group (neighbours in tilt); groups also hold at least 40 residuals.
+    axis_z_shift_px
+        Where the aligned frame puts the tilt axis in Z, in pixels from the marker centroid (IMOD's
+        ``AxisZShift``). The `Alignment` carries it; the transforms and writers read it from there.
     """
 
     rotation: VariableOption = field(default_factory=VariableOption)
@@ -113,6 +116,7 @@ class AlignmentOptions:
     robust_scale: float = 1.8
     robust_tracks: bool = False
     robust_group_views: int = 1
+    axis_z_shift_px: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("rotation", "tilt", "magnification"):
@@ -138,6 +142,11 @@ class AlignmentOptions:
         if not (_whole(self.robust_group_views) and 1 <= self.robust_group_views <= MAX_COUNT):
             raise ValueError(f"robust_group_views must be a whole number from 1 to {MAX_COUNT}, "
                              f"got {self.robust_group_views}")
+
+        if not (isinstance(self.axis_z_shift_px, (int, float, np.number)) and np.isfinite(self.axis_z_shift_px)
+                and abs(self.axis_z_shift_px) <= 1e6):
+            raise ValueError(f"axis_z_shift_px must be a finite number of pixels (at most 1e6 in size), "
+                             f"got {self.axis_z_shift_px}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from ..conventions import image_centre
 from .options import AlignmentOptions
+from .settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,20 @@ class Alignment:
         ``(n_obs,)`` final Tukey weights of a robust fit (NaN for observations not in the fit), or
         None for a least-squares fit. Points weighing less than 0.5 are *flagged*.
     full_params
-        ``(n_views, 9)`` IMOD's full model per view (columns of ``full_model.FULL_VIEW_PARAMS``:
-        angles in radians, shifts in pixels), or None for the default model. When set, the
-        transforms include X-stretch, skew and X-tilt. A solved beam tilt is already folded into
-        the tilt, X-tilt and rotation (``full_model.without_beam_tilt``), as IMOD writes them.
+        ``(n_views, 9)`` the full model per view, for every settings (columns of
+        ``model.FULL_VIEW_PARAMS``: angles in radians, shifts in pixels; the default model holds
+        X-stretch, skew and X-tilt at 0 and compression at 1). The transforms are made from it. A
+        solved beam tilt is already folded into the tilt, X-tilt and rotation
+        (``model.without_beam_tilt``), as IMOD writes them.
+    settings
+        The `settings.ModelSettings` the alignment was solved with (from `AlignmentOptions` or an
+        align.com): mappings, start values, gauge, robust rounds.
     beam_tilt_deg
-        The full model's solved beam tilt, for the record (0 for the default model).
-    imod_settings
-        The tiltalign options the full model was solved with (``imod_options.ImodSettings``), or None.
+        The solved (or fixed) beam tilt, for the record.
+    axis_z_shift_px
+        Where the aligned frame puts the tilt axis in Z, in pixels from the marker centroid: the
+        settings' ``AxisZShift`` (for ``AxisZShift 1000``, the middle of the markers' z range). The
+        transforms and writers read it from here.
     """
 
     tilt_angles_deg: NDArray[np.float64]
@@ -106,13 +113,19 @@ class Alignment:
     stages: list[StageReport]
     converged: bool
     options: AlignmentOptions
+    full_params: NDArray[np.float64]
+    settings: ModelSettings
     warnings: list[str] = field(default_factory=list)
     pixel_size_nm: float | None = None
     weights: NDArray[np.float64] | None = None
     robust_weights: NDArray[np.float64] | None = None
-    full_params: NDArray[np.float64] | None = None
     beam_tilt_deg: float = 0.0
-    imod_settings: Any = None
+    axis_z_shift_px: float = 0.0
+
+    @property
+    def imod_settings(self) -> ModelSettings:
+        """The settings (this session's name for `settings`, kept for callers not yet moved)."""
+        return self.settings
 
     # ------------------------------------------------------------------ shapes
     @property

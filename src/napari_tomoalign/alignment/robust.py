@@ -9,16 +9,33 @@ and each holds at least ``min_group_obs`` residuals so that the median and MADN 
 The weight is Tukey's bisquare, ``(1 - (u / c)^2)^2`` for ``0 < u < c``, 1 at or below the median
 and 0 from ``c`` on, with ``c = 4.685 * scale``. With tracks weighting, the statistic is each
 marker's RMS residual, normalised over the markers, and the weight applies to the whole track.
+
+`reweighted` runs the rounds for every settings (`settings.ModelSettings`: how many rounds, the floor, the
+group sizes and the tuning). IMOD's preset (an align.com's ``RobustFitting 1``): groups of at least 100
+points (``MinWeightGroupSizes``), a marker left with fewer than 4 weights above 0.02 gets 0.02 added to all
+its weights, at most 30 rounds. IMOD also smooths each view's median residual over neighbouring views and
+splits the field into rings before normalising; these weights do not, so the flagged points and
+``Final F`` are close to IMOD's, not equal. The default model's preset: groups of at least 40 points, no
+floor, at most 15 rounds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from .settings import ModelSettings
 
 TUKEY_C = 4.685
 MADN_FACTOR = 0.6745
 FLAG_BELOW = 0.5
+MIN_WEIGHTED = 4  # IMOD: a marker with fewer weights above the floor gets the floor added to all of them
+SETTLED = 0.01  # the rounds stop when no weight changes by more than this
+S = TypeVar("S")
 
 
 def tukey_bisquare(u: NDArray[np.float64], c: float) -> NDArray[np.float64]:
@@ -85,3 +102,38 @@ def robust_weights(
     w_marker = np.ones(n_markers)
     w_marker[present] = tukey_bisquare(normalise(rms[present], np.zeros(int(present.sum()), np.intp)), c)
     return w_marker[obs_marker]
+
+
+def floor_sparse_markers(w: NDArray[np.float64], marker_index: NDArray[np.intp], floor: float = 0.02
+                         ) -> NDArray[np.float64]:
+    """IMOD's rule: a marker with fewer than 4 weights above ``floor`` gets ``floor`` added to all of them."""
+    strong = np.bincount(marker_index, w > floor, minlength=int(marker_index.max(initial=-1)) + 1)
+    return w + np.where(strong[marker_index] < MIN_WEIGHTED, floor, 0.0)
+
+
+def reweighted(solve: Callable[[S, NDArray[np.float64], bool], S], first: S,
+               residuals: Callable[[S], NDArray[np.float64]], view: NDArray[np.intp], marker_index: NDArray[np.intp],
+               tilts_deg: NDArray[np.float64], settings: ModelSettings, weights: NDArray[np.float64] | None = None
+               ) -> tuple[S, NDArray[np.float64], int]:
+    """``(solution, robust weights (n_obs,), refits)``: from ``first``, weigh the ``residuals(solution)``
+    ``(n_obs, 2)`` (NaN where a point was not fitted) and refit with ``solve(solution, weights, last)`` until
+    no weight changes by more than `SETTLED` or ``settings.robust_rounds`` refits were made; ``last`` is True
+    for the final refit. ``weights`` are the weights to compare the first round with (default 1)."""
+    groups = tilt_groups(view, tilts_deg, settings.robust_group_views, settings.robust_min_group_points)
+    sol, w = first, (np.ones(len(view)) if weights is None else np.asarray(weights, dtype=float))
+    rounds = max(1, int(settings.robust_rounds))
+    for k in range(1, rounds + 1):
+        r = residuals(sol)
+        ok = np.all(np.isfinite(r), axis=1)
+        new = np.ones(len(view))
+        new[ok] = robust_weights(r[ok], view[ok], marker_index[ok], groups, settings.robust_scale,
+                                 settings.robust_tracks)
+        if settings.robust_floor > 0:
+            new = floor_sparse_markers(new, marker_index, settings.robust_floor)
+        change = float(np.max(np.abs(new - w), initial=0.0))
+        w = new
+        last = change <= SETTLED or k == rounds
+        sol = solve(sol, w, last)
+        if last:
+            return sol, w, k
+    return sol, w, rounds

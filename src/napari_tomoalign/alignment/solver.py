@@ -1,6 +1,9 @@
-"""Fiducial alignment from marker observations: validate, prepare, plan the stages, run them, assemble.
+"""Fiducial alignment from marker observations, for every settings: validate, prepare, plan, run, assemble.
 
-The stages themselves are described in `stages`; the model in `model`; the gauge in `_parameters`.
+`align_markers` solves the default model (`AlignmentOptions`, the preset `settings.settings_from_options`)
+or IMOD's full model with an align.com's settings (``settings=``, `imod_align.read_imod_settings`) by the
+same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`. The stages
+are described in `stages`; the model in `model`; the unknowns and the gauge in `full_layout`.
 """
 
 from __future__ import annotations
@@ -12,21 +15,24 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..conventions import image_centre
+from ..conventions import image_centre, view_number
 from ._lm import Observations, levenberg_marquardt
-from ._parameters import columns, free_per_view, shift_gauge
 from ._threads import blas_threads_for
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
-from .excluded_views import format_views
-from .model import DX, DY, MAG, ROT, TILT, predict_all
+from .excluded_views import fill_left_out_views, format_views, left_out_notes
+from .full_layout import build_layout, shift_gauge
+from .full_solver import start_params
+from .model import DX, DY, MAG, ROT, TILT, default_full_params, predict_all_full, without_beam_tilt
 from .options import AlignmentOptions
 from .result import Alignment
-from .stages import ProgressCallback, StageRunner, plan_stages
+from .settings import ModelSettings, settings_from_options
+from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
 from .validation import check_solution, determinable, validate_observations
 
 AXIS_DISAGREEMENT_DEG = 5.0
+SETTINGS_MAX_ITERATIONS = 1000  # each stage's iteration limit with an align.com's settings
 
 
 def align_markers(
@@ -37,6 +43,7 @@ def align_markers(
     image_size: ArrayLike,
     options: AlignmentOptions | None = None,
     *,
+    settings: ModelSettings | None = None,
     pixel_size_nm: float | None = None,
     weights: ArrayLike | None = None,
     progress: ProgressCallback | None = None,
@@ -61,6 +68,9 @@ def align_markers(
         ``(width, height)`` of the images in pixels.
     options
         What to solve for; the defaults are the paper's model with the tilt axis estimated.
+    settings
+        An align.com's settings (`imod_align.read_imod_settings`): solve IMOD's full model with them
+        instead (tiltalign's start values, no axis estimate; ``options`` is then not used).
     pixel_size_nm
         Pixel size, used only to report residuals in nm.
     weights
@@ -90,29 +100,34 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
-    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options)
+    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options, settings)
     if start is not None and start.n_views != p.n_views:
         raise AlignmentError(f"the previous solution has {start.n_views} views, not {p.n_views}; solve from scratch")
-    axis0, source = _initial_axis(p, options, start)
-    vp = np.zeros((p.n_views, 5))
-    vp[:, TILT] = np.radians(tilts_deg)
-    vp[:, ROT] = np.radians(axis0)
-    vp[:, MAG] = 1.0
-    xyz = np.zeros((p.n_kept, 3))
-    runner = StageRunner(p.obs, vp, xyz, p.view_ok, p.ref, options.max_iterations, progress, should_stop)
+    if settings is None:
+        axis0, source = _initial_axis(p, options, start)
+        settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
+        params = default_full_params(np.column_stack([np.radians(tilts_deg), np.full(p.n_views, np.radians(axis0)),
+                                                      np.ones(p.n_views), np.zeros((p.n_views, 2))]))
+        plan, limit = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None), \
+            options.max_iterations
+    else:
+        params = start_params(settings, tilts_deg)
+        source = f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg"
+        plan, limit = settings_plan(start is not None, settings.robust), SETTINGS_MAX_ITERATIONS
+    runner = StageRunner(p.obs, params, np.zeros((p.n_kept, 3)), p.view_ok, p.ref, limit, progress, should_stop,
+                         settings=settings, beam=float(np.radians(settings.beam_tilt_deg)))
     if start is not None:
-        runner.view_params, runner.xyz = _warm_start(start, p.obs, vp, p.marker_ids[p.kept_markers], p.view_ok)
-        if options.robust and start.robust_weights is not None:
+        runner.params, runner.xyz = _warm_start(start, p.obs, runner.params, p.marker_ids[p.kept_markers])
+        if settings.robust and start.robust_weights is not None:
             p.obs.weights = runner.user_weights * _previous_robust_weights(start, p)
-    plan = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None)
     robust_w = None
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
-            robust_w = runner.run(stage, options, tilts_deg) if stage.reweight else runner.run(stage)
-    check_solution(runner.view_params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
+            robust_w = runner.run(stage, tilts_deg)
+    check_solution(runner.params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
-    return _assemble(p, runner, robust_w, tilts_deg, options, source, pixel_size_nm)
+    return _assemble(p, runner, robust_w, tilts_deg, options, settings, source, pixel_size_nm)
 
 
 @dataclass
@@ -151,14 +166,49 @@ def _listed(ids: NDArray, limit: int = 20) -> str:
     return ", ".join(str(int(i)) for i in ids[:limit]) + (" ..." if len(ids) > limit else "")
 
 
-def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions) -> _Prepared:
+def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions,
+             settings: ModelSettings | None) -> _Prepared:
     """Leave out what cannot be determined (with a note each), renumber, choose the gauge, count unknowns."""
     n_views = len(tilts_deg)
     marker_ids, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
+    if settings is None:
+        view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views)
+    else:  # as tiltalign: every view with a point that is not excluded, every marker seen in one of them
+        view_ok = np.bincount(v, minlength=n_views) > 0
+        view_ok[list(settings.excluded_views)] = False
+        marker_ok = np.bincount(mi[view_ok[v]], minlength=len(marker_ids)) > 0
+        notes = list(settings.notes) + left_out_notes(settings.excluded_views, view_ok)
+    if view_ok.sum() < 2:
+        raise AlignmentError(
+            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
+    use = view_ok[v] & marker_ok[mi]
+    kept = np.flatnonzero(marker_ok)
+    new_index = np.full(len(marker_ids), -1, dtype=np.intp)
+    new_index[kept] = np.arange(len(kept))
+    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
+    ref = _reference_view(options.reference_view if settings is None else None, view_ok, tilts_deg)
+    probe = settings or settings_from_options(options, view_ok, ref, 0.0)
+    start = start_params(probe, tilts_deg)
+    n_q = build_layout(probe.mappings, start, 0.0, probe.beam_tilt_free, view_ok,
+                       shift_gauge(start[:, TILT], start[:, ROT], view_ok, ref)).n_q
+    n_unknowns = n_q + 3 * len(kept)
+    if 2 * len(obs) < n_unknowns:
+        raise AlignmentError(
+            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
+            " add markers, or fix or group more variables (rotation, tilt, magnification)")
+    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
+                     options.tilt.mode != "fixed" and probe.mappings["tilt"].n_vars > 0, notes)
+
+
+def _determinable(v, mi, marker_ids, w, options: AlignmentOptions, n_views: int) -> tuple[
+        NDArray[np.bool_], NDArray[np.bool_], list[str]]:
+    """The default model's views and markers in the fit (enough markers per view for its unknowns, markers
+    in at least 2 views), and a note for each kind of what was left out."""
     tilt_free = options.tilt.mode != "fixed"
-    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (free_per_view(options, tilt_free) + 1) // 2,
-                                      weights=w)
+    per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification)) + (
+        tilt_free and options.tilt.mode == "view")  # a view's own unknowns in the fullest stage
+    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (per_view + 1) // 2, weights=w)
     notes: list[str] = []
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
@@ -171,24 +221,7 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     if (~seen).any():
         notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): views "
                      + format_views(np.flatnonzero(~seen)))
-    if view_ok.sum() < 2:
-        raise AlignmentError(
-            "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
-    use = view_ok[v] & marker_ok[mi]
-    kept = np.flatnonzero(marker_ok)
-    new_index = np.full(len(marker_ids), -1, dtype=np.intp)
-    new_index[kept] = np.arange(len(kept))
-    obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
-    ref = _reference_view(options.reference_view, view_ok, tilts_deg)
-    probe, n_q = columns(view_ok, ref, options.rotation, options.tilt, options.magnification,
-                         shift_gauge(np.radians(tilts_deg), np.zeros(n_views), view_ok, ref))
-    n_unknowns = n_q + 3 * len(kept)
-    if 2 * len(obs) < n_unknowns:
-        raise AlignmentError(
-            f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
-            " add markers, or fix or group the rotation, tilt and magnification")
-    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
-                     tilt_free and bool(probe[:, TILT].max() >= 0), notes)
+    return view_ok, marker_ok, notes
 
 
 def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: NDArray[np.float64]) -> int:
@@ -197,9 +230,11 @@ def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: ND
     if asked is None:
         return int(np.argmin(np.where(view_ok, np.abs(tilts_deg), np.inf)))
     if not 0 <= asked < n_views:
-        raise AlignmentError(f"reference view {asked} is not a view of this {n_views}-view series")
+        raise AlignmentError(f"reference view {view_number(asked)} is not a view of this {n_views}-view series;"
+                             f" give one from 1 to {n_views}")
     if not view_ok[asked]:
-        raise AlignmentError(f"reference view {asked} has too few markers to be in the fit; choose another view")
+        raise AlignmentError(f"reference view {view_number(asked)} has too few markers to be in the fit;"
+                             " choose another view")
     return asked
 
 
@@ -233,46 +268,54 @@ def _previous_robust_weights(start: Alignment, p: _Prepared) -> NDArray[np.float
 
 
 def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] | None, tilts_deg: NDArray[np.float64],
-              options: AlignmentOptions, source: str, pixel_size_nm: float | None) -> Alignment:
-    """The `Alignment` in the caller's numbering; undetermined views and markers are NaN, not invented."""
-    vp = runner.view_params
-    vp[~p.view_ok] = np.nan
+              options: AlignmentOptions, settings: ModelSettings, source: str, pixel_size_nm: float | None
+              ) -> Alignment:
+    """The `Alignment` in the caller's numbering. Views out of the fit are NaN for the default model; with an
+    align.com's settings they take the values their variables are mapped to (`fill_left_out_views`), as
+    tiltalign gives them, and a solved beam tilt is folded into the angles. Markers out of the fit are NaN.
+    ``source``: where the start tilt-axis angle came from."""
+    full = runner.params.copy()
+    if settings.from_com:
+        full = without_beam_tilt(fill_left_out_views(full, start_params(settings, tilts_deg), settings.mappings,
+                                                     p.view_ok), runner.beam)
+        options = AlignmentOptions(tilt_axis_deg=settings.rotation_angle_deg, estimate_tilt_axis=False,
+                                   reference_view=p.ref, initial_stage=False, max_iterations=SETTINGS_MAX_ITERATIONS)
+    else:
+        full[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
-    pred = predict_all(vp, xyz_all)
-    pred += p.centre
+    pred = predict_all_full(full, xyz_all) + p.centre
     residuals = np.full_like(p.xy, np.nan)
     residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None
     if robust_w is not None:
         robust_weights = np.full(len(p.v), np.nan)
         robust_weights[np.flatnonzero(p.use)[p.obs.order]] = robust_w
-    axis_final = wrap_degrees(float(np.degrees(vp[p.ref, ROT])))
+    axis_final = wrap_degrees(float(np.degrees(full[p.ref, ROT])))
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
     return Alignment(
-        tilt_angles_deg=np.degrees(vp[:, TILT]), nominal_tilt_angles_deg=tilts_deg.copy(),
-        rotation_deg=np.degrees(vp[:, ROT]), magnification=vp[:, MAG].copy(), shifts_px=vp[:, [DX, DY]].copy(),
+        tilt_angles_deg=np.degrees(full[:, TILT]), nominal_tilt_angles_deg=tilts_deg.copy(),
+        rotation_deg=np.degrees(full[:, ROT]), magnification=full[:, MAG].copy(), shifts_px=full[:, [DX, DY]].copy(),
         view_determined=p.view_ok, marker_ids=p.marker_ids, xyz_px=xyz_all, obs_view=p.v, obs_marker=p.mi,
         obs_xy_px=p.xy, residuals_px=residuals, obs_used=p.use, predicted_xy_px=pred, image_size=p.size,
         reference_view=p.ref, tilt_axis_deg=axis_final, tilt_axis_source=source,
         branch=f"{branch}; nominal tilt signs kept", stages=runner.reports,
-        converged=all(s.converged for s in runner.reports), options=options, warnings=p.notes,
-        pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
+        converged=all(s.converged for s in runner.reports), options=options, full_params=full, settings=settings,
+        warnings=p.notes, pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
+        beam_tilt_deg=float(np.degrees(runner.beam)), axis_z_shift_px=settings.axis_z_shift_for(xyz_all),
     )
 
 
-def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
-    """Starting parameters from a previous solution; views and markers it lacks are filled in."""
-    vp = vp_default.copy()
-    prev = np.zeros_like(vp)
-    prev[:, TILT] = np.radians(start.tilt_angles_deg)
-    prev[:, ROT] = np.radians(start.rotation_deg)
-    prev[:, MAG] = start.magnification
-    prev[:, [DX, DY]] = start.shifts_px
-    have = np.all(np.isfinite(prev), axis=1)
-    vp[have] = prev[have]
+def _warm_start(start: Alignment, obs: Observations, params: NDArray[np.float64], kept_ids: NDArray
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Starting ``(n_views, 9)`` parameters and marker positions from a previous solution; views and markers it
+    lacks are filled in (views: the median rotation; markers: placed from their own observations)."""
+    out = params.copy()
+    prev = np.asarray(start.full_params, dtype=float)
+    have = np.all(np.isfinite(prev), axis=1) & start.view_determined
+    out[have] = prev[have]
     if have.any():
-        vp[~have, ROT] = np.median(prev[have, ROT])
+        out[~have, ROT] = np.median(prev[have, ROT])
     lookup = {int(m): k for k, m in enumerate(start.marker_ids) if start.marker_included[k]}
     xyz = np.zeros((len(kept_ids), 3))
     missing = []
@@ -282,14 +325,12 @@ def _warm_start(start: Alignment, obs, vp_default, kept_ids, view_ok):
             missing.append(k)
         else:
             xyz[k] = start.xyz_px[j]
-    if missing:
-        # New markers: place each from its own observations with the views held.
-        no_views = np.full(vp.shape, -1, dtype=np.intp)
-        for k in missing:
-            sel = obs.marker_index == k
-            own = Observations(obs.view_index[sel], np.zeros(int(sel.sum()), np.intp), obs.xy[sel], len(vp), 1,
-                               np.ones(int(sel.sum())))
-            _, xyz_k, _ = levenberg_marquardt(own, vp, np.zeros((1, 3)), no_views, 0, max_iterations=50,
-                                              initial_damping=1e-6)
-            xyz[k] = xyz_k[0]
-    return vp, xyz
+    held = build_layout({}, out, 0.0, False, np.zeros(len(out), dtype=bool))  # no view unknowns
+    for k in missing:  # new markers: each placed from its own observations with the views held
+        sel = obs.marker_index == k
+        own = Observations(obs.view_index[sel], np.zeros(int(sel.sum()), np.intp), obs.xy[sel], len(out), 1,
+                           np.ones(int(sel.sum())))
+        _, xyz_k, _ = levenberg_marquardt(own, held, np.zeros(0), np.zeros((1, 3)), max_iterations=50,
+                                          initial_damping=1e-6, ftol=1e-12, xtol=1e-10)
+        xyz[k] = xyz_k[0]
+    return out, xyz

@@ -8,7 +8,7 @@ A *stage* is one or more Levenberg–Marquardt runs, each with its own free vari
 2. ``main``: rotation and magnification as the user asked, tilts still nominal.
 3. ``tilt``: the tilt angles freed as the user asked, with everything else; the optimum of the model.
 4. ``warm``: instead of 1-3 when a previous solution is given: one full stage from it.
-5. ``robust``: iteratively reweighted refits with Tukey weights (see `robust`), then a tight refit.
+5. ``robust``: iteratively reweighted refits with Tukey weights (`robust.reweighted`), the last one tight.
 
 Stages before the last only hand on a good start, so they stop at a loose tolerance; the last
 least-squares stage is tight unless robust rounds follow.
@@ -25,15 +25,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._lm import Observations, levenberg_marquardt
-from ._parameters import columns, shift_gauge
-from .model import ROT, TILT, recentre
+from .full_layout import UnknownLayout, build_layout, shift_gauge
+from .grouping import Mapping
+from .model import DX, DY, ROT, TILT, view_matrices
 from .options import AlignmentOptions, VariableOption
 from .result import StageReport
-from .robust import robust_weights, tilt_groups
+from .robust import reweighted
+from .settings import ModelSettings, option_mapping
 
 LOOSE, TIGHT, ROBUST_ROUND = 1e-4, 1e-12, 1e-10
-MAX_ROBUST_ROUNDS = 15
-ROBUST_WEIGHT_CHANGE = 0.01
 FIXED, ONE = VariableOption("fixed"), VariableOption("one")
 
 ProgressCallback = Callable[[str, int, float], None]
@@ -47,6 +47,8 @@ class Stage(str, Enum):
     TILT = "tilt"
     WARM = "warm"
     ROBUST = "robust"
+    MARKERS = "markers"
+    FULL = "full"
 
     def __str__(self) -> str:
         return self.value
@@ -56,20 +58,27 @@ class Stage(str, Enum):
 class Step:
     """One Levenberg–Marquardt run: which variables are free, and when to stop.
 
-    ``exact`` marks a linear problem that one undamped step solves; ``max_iterations`` None means the
-    options' limit.
+    ``rotation``, ``tilt`` and ``magnification`` map those variables as a `VariableOption` says, or as the
+    settings map them (None); ``others`` frees the settings' other variables (X-stretch, skew, X-tilt,
+    compression, beam tilt) too, else they are held. ``exact`` marks a linear problem that one undamped
+    step solves; ``max_iterations`` None means the runner's limit.
     """
 
-    rotation: VariableOption
-    tilt: VariableOption
-    magnification: VariableOption
+    rotation: VariableOption | None
+    tilt: VariableOption | None
+    magnification: VariableOption | None
     ftol: float = LOOSE
     max_iterations: int | None = None
     initial_damping: float = 1e-4
     exact: bool = False
+    others: bool = False
+    xtol: float = 1e-10
 
 
 LINEAR = Step(FIXED, FIXED, FIXED, ftol=0.0, max_iterations=1, initial_damping=1e-12, exact=True)
+# IMOD's settings: the markers placed with the geometry held (when they have no start), then everything.
+PLACE_MARKERS = Step(FIXED, FIXED, FIXED, ftol=1e-14, xtol=1e-12)
+EVERYTHING = Step(None, None, None, ftol=1e-14, xtol=1e-12, others=True)
 
 
 @dataclass(frozen=True)
@@ -104,18 +113,28 @@ def plan_stages(options: AlignmentOptions, *, warm: bool, tilt_stage: bool) -> l
     return plan
 
 
+def settings_plan(markers_known: bool, robust: bool = False) -> list[StagePlan]:
+    """The stages of a solve with an align.com's settings: the markers placed (unless each has a start
+    position), then every variable the settings map; with ``robust`` (``RobustFitting 1``), reweighted refits."""
+    first = [] if markers_known else [StagePlan(Stage.MARKERS, (PLACE_MARKERS,))]
+    last = [StagePlan(Stage.ROBUST, (EVERYTHING,), reweight=True)] if robust else []
+    return first + [StagePlan(Stage.FULL, (EVERYTHING,))] + last
+
+
 class StageRunner:
     """Carries out stage plans on one problem, keeping the current parameters and a report per stage.
 
-    ``view_params`` ``(n_views, 5)`` and ``xyz`` ``(n_markers, 3)`` are the state; ``view_ok`` the
-    views in the fit and ``reference`` the gauge view. ``user_weights`` are the caller's observation
-    weights (default: ``obs.weights`` as given); robust weights multiply them.
+    ``params`` ``(n_views, 9)`` (the full model's, `model.FULL_VIEW_PARAMS`), ``beam`` (radians) and
+    ``xyz`` ``(n_markers, 3)`` are the state; ``view_ok`` the views in the fit and ``reference`` the gauge
+    view. Each step maps the variables as it asks (`Step`) from ``settings``. With ``fix_xyz`` the marker
+    positions are held (and every shift is free). ``user_weights`` are the caller's observation weights
+    (default: ``obs.weights`` as given); robust weights multiply them.
     """
 
     def __init__(
         self,
         obs: Observations,
-        view_params: NDArray[np.float64],
+        params: NDArray[np.float64],
         xyz: NDArray[np.float64],
         view_ok: NDArray[np.bool_],
         reference: int,
@@ -123,42 +142,63 @@ class StageRunner:
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
         user_weights: NDArray[np.float64] | None = None,
+        *,
+        settings: ModelSettings,
+        beam: float = 0.0,
+        fix_xyz: bool = False,
     ) -> None:
-        self.obs, self.view_params, self.xyz = obs, view_params, xyz
+        self.obs, self.params, self.xyz, self.beam = obs, params, xyz, float(beam)
         self.user_weights = obs.weights.copy() if user_weights is None else user_weights
         self.view_ok, self.reference, self.max_iterations = view_ok, reference, max_iterations
         self.progress, self.should_stop = progress, should_stop
+        self.settings, self.fix_xyz = settings, fix_xyz
         self.reports: list[StageReport] = []
 
-    def run(self, plan: StagePlan, options: AlignmentOptions | None = None,
-            tilts_deg: NDArray[np.float64] | None = None) -> NDArray[np.float64] | None:
-        """Run one stage; a reweighting stage needs the options and nominal tilts, and returns the weights."""
+    def run(self, plan: StagePlan, tilts_deg: NDArray[np.float64] | None = None) -> NDArray[np.float64] | None:
+        """Run one stage; a reweighting stage needs the nominal tilts, and returns the robust weights."""
         if not plan.reweight:
             self._run_steps(plan.stage, plan.steps)
             return None
-        assert options is not None and tilts_deg is not None
-        return self._reweighted(plan, options, tilts_deg)
+        assert tilts_deg is not None
+        return self._reweighted(plan, tilts_deg)
+
+    def layout(self, step: Step) -> UnknownLayout:
+        """The unknowns of one step: its mappings over the views in the fit, and the shift gauge."""
+        ok, ref, given = self.view_ok, self.reference, self.settings.mappings
+
+        def pick(kind: str, option: VariableOption | None, gauge: int | None = None) -> Mapping:
+            return given[kind] if option is None else option_mapping(option, ok, gauge)
+
+        mappings = {"rotation": pick("rotation", step.rotation), "tilt": pick("tilt", step.tilt, ref),
+                    "magnification": pick("magnification", step.magnification, ref)}
+        if step.others:
+            mappings.update({k: m for k, m in given.items() if k not in mappings})
+        held = [] if self.fix_xyz else shift_gauge(self.params[:, TILT], self.params[:, ROT], ok, ref)
+        return build_layout(mappings, self.params, self.beam, step.others and self.settings.beam_tilt_free, ok, held)
 
     def _run_steps(self, stage: Stage, steps: tuple[Step, ...], merge: bool = False) -> None:
         t0 = time.perf_counter()
         iters, n_q = 0, 0
         converged, message, cost = True, "", 0.0
         for step in steps:
-            cols, n_q = columns(self.view_ok, self.reference, step.rotation, step.tilt, step.magnification,
-                                shift_gauge(self.view_params[:, TILT], self.view_params[:, ROT], self.view_ok,
-                                            self.reference))
-            self.view_params, self.xyz, lm = levenberg_marquardt(
-                self.obs, self.view_params, self.xyz, cols, n_q, progress=self._callback(stage, iters),
-                should_stop=self.should_stop, max_iterations=step.max_iterations or self.max_iterations, ftol=step.ftol,
-                initial_damping=step.initial_damping)
+            lay = self.layout(step)
+            n_q = lay.n_q
+            q, self.xyz, lm = levenberg_marquardt(
+                self.obs, lay, np.zeros(n_q), self.xyz, fix_xyz=self.fix_xyz, progress=self._callback(stage, iters),
+                should_stop=self.should_stop, max_iterations=step.max_iterations or self.max_iterations,
+                ftol=step.ftol, xtol=step.xtol, initial_damping=step.initial_damping)
+            self.params, self.beam = lay.params(q)
             iters += lm.iterations
             converged, message, cost = lm.converged, lm.message, lm.cost
             if step.exact and lm.iterations == 1:
                 converged, message = True, "linear least squares solved exactly"
-        recentre(self.view_params, self.xyz, self.xyz.mean(axis=0))
+        if not self.fix_xyz:  # the marker centroid at the origin; the shifts absorb the move
+            c = self.xyz.mean(axis=0)
+            self.xyz = self.xyz - c
+            self.params[:, [DX, DY]] += view_matrices(self.params, self.beam, derivatives=False)[0] @ c
         rms = float(np.sqrt(2.0 * cost / max(float(np.sum(self.obs.weights)), 1e-300)))
         report = StageReport(stage.value, iters, time.perf_counter() - t0, cost, rms, converged, message,
-                             n_q + 3 * len(self.xyz))
+                             n_q + (0 if self.fix_xyz else 3 * len(self.xyz)))
         if merge and self.reports and self.reports[-1].name == stage.value:
             prev = self.reports.pop()
             report = replace(report, iterations=prev.iterations + iters,
@@ -176,26 +216,19 @@ class StageRunner:
 
         return callback
 
-    def _reweighted(self, plan: StagePlan, options: AlignmentOptions, tilts_deg: NDArray[np.float64]
-                    ) -> NDArray[np.float64]:
-        """Iteratively reweighted refits; the final robust weights in ``obs`` order.
+    def _reweighted(self, plan: StagePlan, tilts_deg: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Iteratively reweighted refits (`robust.reweighted`); the final robust weights in ``obs`` order.
 
         ``obs.weights`` holds the user's weights times any warm-start robust weights on entry.
         """
-        obs = self.obs
-        base = self.user_weights
-        groups = tilt_groups(obs.view_index, tilts_deg, options.robust_group_views)
-        weights = obs.weights / np.where(base > 0, base, 1.0)
-        for _ in range(MAX_ROBUST_ROUNDS):
-            r = obs.residuals(self.view_params, self.xyz)
-            new = robust_weights(r, obs.view_index, obs.marker_index, groups, options.robust_scale,
-                                 options.robust_tracks)
-            change = float(np.max(np.abs(new - weights))) if len(new) else 0.0
-            weights = new
+        obs, base = self.obs, self.user_weights
+        final = tuple(replace(s, ftol=min(s.ftol, TIGHT)) for s in plan.steps)
+
+        def refit(runner: StageRunner, weights: NDArray[np.float64], last: bool) -> StageRunner:
             obs.weights = base * weights
-            if change < ROBUST_WEIGHT_CHANGE:
-                break
-            self._run_steps(plan.stage, plan.steps, merge=True)
-        final = tuple(replace(s, ftol=TIGHT) for s in plan.steps)
-        self._run_steps(plan.stage, final, merge=True)
+            runner._run_steps(plan.stage, final if last else plan.steps, merge=True)
+            return runner
+
+        _, weights, _ = reweighted(refit, self, lambda r: obs.residuals(r.params, r.xyz), obs.view_index,
+                                   obs.marker_index, tilts_deg, self.settings, obs.weights / np.where(base > 0, base, 1.0))
         return weights

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .full_model import COMP, XTILT, view_matrices
-from .model import TILT
+from . import local_geometry as geometry
+from .model import XTILT
 from .result import Alignment
 
 
@@ -51,23 +51,10 @@ def _safe_rows(params: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def linear_parts(al: Alignment) -> NDArray[np.float64]:
-    """``(n_views, 2, 2)`` the linear part ``F_j`` of each raw-to-aligned transform.
-
-    Default model: ``R(-alpha) / s``. Full model (IMOD's ``tiltalign``): ``F = T a^-1`` with ``a`` the
-    first two columns of the projection ``A_j`` and ``T = [[cos theta, sin phi sin theta], [0, cos phi]]``,
-    so X-stretch, skew and X-tilt enter the transform (``../shared/docs/imod-full-model.md``, 1.5).
-    """
-    if al.full_params is None:
-        a = np.radians(al.rotation_deg)
-        c, s = np.cos(a), np.sin(a)
-        m = al.magnification[:, None, None]
-        return np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2) / m
-    p = _safe_rows(al.full_params)
-    amat, _ = view_matrices(p)  # the beam tilt is already folded into the angles
-    th, ph = p[:, TILT], p[:, XTILT]
-    t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
-                  np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
-    out = t @ np.linalg.inv(amat[:, :, :2])
+    """``(n_views, 2, 2)`` the linear part ``F_j = T a^-1`` of each raw-to-aligned transform
+    (`local_geometry.linear_parts`: X-stretch, skew and X-tilt enter it; with them at 0 it is
+    ``R(-alpha) / s``). Rows of views without parameters are NaN."""
+    out = geometry.linear_parts(_safe_rows(al.full_params))[0]  # the beam tilt is already folded in
     out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
     return out
 
@@ -77,24 +64,25 @@ def _model_offsets(al: Alignment) -> NDArray[np.float64]:
     return np.einsum("vij,vj->vi", linear_parts(al), al.shifts_px)
 
 
-def aligned_frame(al: Alignment, axis_z_shift_px: float = 0.0) -> AlignedFrame:
-    """The placement of the aligned frame (see the module docstring)."""
+def aligned_frame(al: Alignment, axis_z_shift_px: float | None = None) -> AlignedFrame:
+    """The placement of the aligned frame (see the module docstring); ``axis_z_shift_px`` None: the
+    alignment's own (`Alignment.axis_z_shift_px`)."""
     rd = _model_offsets(al)
     ok = al.view_determined
     theta = np.radians(al.tilt_angles_deg)
     z = al.xyz_px[al.marker_included, 2]
     zmid = float((z.min() + z.max()) / 2.0) if z.size else 0.0
-    z0 = float(axis_z_shift_px)
+    z0 = float(al.axis_z_shift_px if axis_z_shift_px is None else axis_z_shift_px)
     ref = al.reference_view
     x0 = float(-(rd[ref, 0] + z0 * np.sin(theta[ref])) / np.cos(theta[ref]))
     y0 = float(-np.mean(rd[ok, 1]))
     return AlignedFrame(x0, y0, z0, zmid)
 
 
-def imod_transforms(al: Alignment, axis_z_shift_px: float = 0.0) -> NDArray[np.float64]:
+def imod_transforms(al: Alignment, axis_z_shift_px: float | None = None) -> NDArray[np.float64]:
     """``(n_views, 2, 3)`` transforms ``[A | D]`` from raw to aligned images, about the image centre.
 
-    Rows of undetermined views are NaN.
+    Rows of undetermined views are NaN. ``axis_z_shift_px`` None (the default): the alignment's own.
     """
     frame = aligned_frame(al, axis_z_shift_px)
     theta = np.radians(al.tilt_angles_deg)
@@ -106,7 +94,7 @@ def imod_transforms(al: Alignment, axis_z_shift_px: float = 0.0) -> NDArray[np.f
     return out
 
 
-def aligned_marker_positions(al: Alignment, axis_z_shift_px: float = 0.0) -> NDArray[np.float64]:
+def aligned_marker_positions(al: Alignment, axis_z_shift_px: float | None = None) -> NDArray[np.float64]:
     """``(n_markers, 3)`` marker positions in the aligned frame, as IMOD's ``fid.xyz`` gives them.
 
     x and y are aligned-image pixel coordinates (numpy convention, first pixel centre at 0), z is
@@ -124,40 +112,21 @@ def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: ND
 
 
 def imod_axis_z_shift_px(al: Alignment, given_px: float = 0.0) -> float:
-    """The axis Z shift to place the aligned frame with: the align.com's ``AxisZShift`` when the
-    alignment was solved from one (the middle of the markers' z range for ``AxisZShift 1000``), else
-    ``given_px``."""
-    settings = al.imod_settings
-    if settings is None:
-        return float(given_px)
-    if settings.centre_z_range:
-        return aligned_frame(al).z_range_midpoint_px
-    return float(settings.axis_z_shift_px)
+    """The axis Z shift to place the aligned frame with: the alignment's own when its settings came from an
+    align.com, else ``given_px`` (for callers of this session that still pass one; new code reads
+    `Alignment.axis_z_shift_px`)."""
+    return float(al.axis_z_shift_px) if al.settings.from_com else float(given_px)
 
 
 def x_tilts_deg(al: Alignment) -> NDArray[np.float64]:
     """``(n_views,)`` each view's X-axis tilt in degrees (IMOD's ``.xtilt``; 0 for the default model)."""
-    if al.full_params is None:
-        return np.where(al.view_determined, 0.0, np.nan)
     return np.degrees(al.full_params[:, XTILT])
 
 
 def z_factors(al: Alignment) -> NDArray[np.float64]:
-    """``(n_views, 2)`` IMOD's Z factors ``(xzfac, yzfac)``: how far a point's aligned x and y move per
-    unit of z beyond what the tilt and X-tilt explain (``OutputZFactorFile``).
-
-    With ``Q`` the first two rows of ``Y(theta) Xr(phi) D`` and ``G = T Q[:, :2]^-1`` (``T`` as in
-    `linear_parts`): ``xzfac = (G Q[:, 2])_x / k - cos(phi) sin(theta)`` and
-    ``yzfac = (G Q[:, 2])_y / k + sin(phi)``, ``k`` the compression. Both are 0 for the default model.
-    """
-    if al.full_params is None:
-        return np.where(al.view_determined[:, None], 0.0, np.nan) * np.ones((al.n_views, 2))
-    p = _safe_rows(al.full_params)
-    th, ph, k = p[:, TILT], p[:, XTILT], p[:, COMP]
-    q, _ = view_matrices(np.column_stack([p[:, :1], np.zeros(len(p)), p[:, 2:]]), 0.0)  # rotation 0, no beam
-    t = np.stack([np.stack([np.cos(th), np.sin(ph) * np.sin(th)], -1),
-                  np.stack([np.zeros_like(th), np.cos(ph)], -1)], -2)
-    gz = np.einsum("vij,vj->vi", t @ np.linalg.inv(q[:, :, :2]), q[:, :, 2])
-    out = np.column_stack([gz[:, 0] / k - np.cos(ph) * np.sin(th), gz[:, 1] / k + np.sin(ph)])
+    """``(n_views, 2)`` IMOD's Z factors ``(xzfac, yzfac)`` (``OutputZFactorFile``, `local_geometry.z_factors`):
+    how far a point's aligned x and y move per unit of z beyond what the tilt and X-tilt explain; 0 for the
+    default model. Rows of views without parameters are NaN."""
+    out = geometry.z_factors(_safe_rows(al.full_params))
     out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
     return out

@@ -34,7 +34,7 @@ from .tilts import read_tilt_angles
 
 
 def output_names(stem: str, full_model: bool = False) -> list[str]:
-    """The files `write_alignment` writes for a markers file of this stem (with ``full_model``, also
+    """The files `write_alignment` writes for a markers file of this stem (with ``model``, also
     IMOD's per-view files of the full model: ``.xtilt``, ``.tltxf``, ``.zfac``)."""
     return ["alignment.json", "predicted.csv", "residuals.csv", f"{stem}.xf", f"{stem}.tlt", f"{stem}fid.xyz",
             f"{stem}.resid", *([f"{stem}.xtilt", f"{stem}.tltxf", f"{stem}.zfac"] if full_model else [])]
@@ -120,7 +120,7 @@ def write_alignment(
     stem: str,
     *,
     overwrite: bool = False,
-    axis_z_shift_px: float = 0.0,
+    axis_z_shift_px: float | None = None,
     extra: dict | None = None,
     sections: dict | None = None,
     local: tuple[str, str] | None = None,
@@ -137,10 +137,10 @@ def write_alignment(
     Nothing is written if any target exists and ``overwrite`` is False, and nothing is left behind if
     a write fails.
     """
-    if not math.isfinite(axis_z_shift_px):
+    if axis_z_shift_px is not None and not math.isfinite(axis_z_shift_px):  # None: the alignment's own
         raise ValueError(f"the axis Z shift must be a finite number of pixels, not {axis_z_shift_px}")
     d = Path(directory)
-    names = output_names(stem, full_model=al.full_params is not None)
+    names = output_names(stem, full_model=al.settings.from_com)
     if prexg is not None and f"{stem}.tltxf" not in names:
         names.append(f"{stem}.tltxf")
     paths = [d / n for n in names]

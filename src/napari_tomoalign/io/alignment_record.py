@@ -62,8 +62,10 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
             "rms_residual_px": clean(marker_rms),
             "mean_residual_px": clean(marker_mean),
         },
-        "imod_settings": None if al.imod_settings is None else al.imod_settings.to_dict(),
-        "full_model": None if al.full_params is None else {
+        "settings": al.settings.to_dict(),
+        "imod_settings": al.settings.to_dict(),  # this session's name; "settings" is the one to read
+        "axis_z_shift_px": al.axis_z_shift_px,
+        "full_model": {
             "parameters": ["tilt_rad", "rotation_rad", "magnification", "shift_x_px", "shift_y_px", "x_stretch",
                            "skew_rad", "x_tilt_rad", "compression"],
             "per_view": clean(al.full_params),

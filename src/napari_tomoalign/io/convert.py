@@ -53,7 +53,7 @@ class MagnificationLoss(UserWarning):
     """The target format has no per-view magnification; the message gives the largest image shift it causes."""
 
 
-def saved_from_alignment(al: Alignment, axis_z_shift_px: float = 0.0) -> SavedAlignment:
+def saved_from_alignment(al: Alignment, axis_z_shift_px: float | None = None) -> SavedAlignment:
     """The `SavedAlignment` of a solved alignment, at full precision (what ``write_alignment`` writes)."""
     xf = imod_transforms(al, axis_z_shift_px)
     tilts = al.output_tilt_angles_deg()

@@ -64,12 +64,13 @@ def write_zfac(path: str | os.PathLike[str], zfac: NDArray[np.float64], overwrit
         _zfac(f, zfac)
 
 
-def write_imod_views(al: Alignment, directory: str | os.PathLike[str], stem: str, *, axis_z_shift_px: float = 0.0,
+def write_imod_views(al: Alignment, directory: str | os.PathLike[str], stem: str, *, axis_z_shift_px: float | None = None,
                      overwrite: bool = False) -> list[Path]:
-    """Write ``stem.xtilt``, ``stem.tltxf`` and (full model only) ``stem.zfac`` into ``directory``
-    as one unit: nothing is written if any exists and ``overwrite`` is False. Returns the paths."""
+    """Write ``stem.xtilt``, ``stem.tltxf`` and (settings from an align.com only) ``stem.zfac`` into
+    ``directory`` as one unit: nothing is written if any exists and ``overwrite`` is False. Returns the
+    paths. ``axis_z_shift_px`` None: the alignment's own."""
     d = Path(directory)
-    names = [f"{stem}.xtilt", f"{stem}.tltxf"] + ([f"{stem}.zfac"] if al.full_params is not None else [])
+    names = [f"{stem}.xtilt", f"{stem}.tltxf"] + ([f"{stem}.zfac"] if al.settings.from_com else [])
     paths = [d / n for n in names]
     xf = imod_transforms(al, axis_z_shift_px)
     parts = [(_xtilt, x_tilts_deg(al)), (_tltxf, xf)] + ([(_zfac, z_factors(al))] if len(paths) == 3 else [])

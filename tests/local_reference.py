@@ -1,9 +1,8 @@
-"""A small dense fit of IMOD's full model with mapped variables: the numpy reference of a local patch fit.
+"""A small dense fit of IMOD's full model with mapped variables: the test suite's reference of a local patch fit.
 
-`local` solves its patches with `full_solver.solve_full_model` (compiled, markers eliminated by Schur);
-this module fits the same problem in a few lines of numpy and scipy, so that a test can check the two
-against each other (they agree to 1e-12 px on IMOD's tutorial patches), and `with_optimal_shifts` gives
-the shifts and residuals of a solution after `local` turns free markers back into the global frame.
+`alignment.local` solves its patches with the solver (markers eliminated by Schur); this module fits the
+same problem in a few lines of numpy and scipy, so that a test can check the two against each other (they
+agree to 1e-12 px on IMOD's tutorial patches). It is a test helper, not part of the package.
 
 The unknowns are the mapped increments of each variable kind (`grouping.Mapping`, added to the start
 parameters) and, when asked, the marker positions. The per-view shifts are not unknowns: as in IMOD's
@@ -26,10 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
-from .errors import AlignmentError
-from .full_model import COMP, DMAG, SKEW, XTILT, view_matrices
-from .grouping import Mapping
-from .model import DX, DY, MAG, ROT, TILT
+from napari_tomoalign.alignment.grouping import Mapping
+from napari_tomoalign.alignment.local_geometry import with_optimal_shifts
+from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, view_matrices
+from napari_tomoalign.errors import AlignmentError
 
 COLUMN = {"rotation": ROT, "tilt": TILT, "magnification": MAG, "x_stretch": DMAG, "skew": SKEW,
           "x_tilt": XTILT, "compression": COMP}
@@ -42,7 +41,7 @@ class MappedFit:
     Attributes
     ----------
     view_params
-        ``(n_views, 9)`` full-model parameters (``full_model.FULL_VIEW_PARAMS`` order, radians), with
+        ``(n_views, 9)`` full-model parameters (``model.FULL_VIEW_PARAMS`` order, radians), with
         each view's optimal shift in columns ``DX, DY``; views without a point keep their start values.
     xyz_px
         ``(n_markers, 3)`` marker positions (the start positions when they were held).
@@ -161,7 +160,7 @@ def fit_mapped(
     obs_xy_px
         ``(n_obs, 2)`` observed positions relative to the image centre.
     start_params
-        ``(n_views, 9)`` start values (`full_model.FULL_VIEW_PARAMS`); the shifts are ignored.
+        ``(n_views, 9)`` start values (`model.FULL_VIEW_PARAMS`); the shifts are ignored.
     start_xyz_px
         ``(n_markers, 3)`` start (or held) marker positions.
     mappings
@@ -191,18 +190,3 @@ def fit_mapped(
     params, xyz = prob.unpack(x)
     params, resid = with_optimal_shifts(params, xyz, v, m, obs_xy_px, beam_tilt_rad)
     return MappedFit(params, xyz, resid, int(x0.size), nfev)
-
-
-def with_optimal_shifts(params: NDArray[np.float64], xyz_px: NDArray[np.float64], view_index: NDArray[np.intp],
-                        marker_index: NDArray[np.intp], obs_xy_px: NDArray[np.float64],
-                        beam_tilt_rad: float = 0.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``params`` with each seen view's least-squares shift, and the ``(n_obs, 2)`` residuals."""
-    params = np.array(params, dtype=float)
-    a, _ = view_matrices(params, beam_tilt_rad)
-    pred_c = np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz_px, float)[marker_index])
-    count = np.bincount(view_index, minlength=len(params)).astype(float)
-    shift = np.stack([np.bincount(view_index, obs_xy_px[:, k] - pred_c[:, k], minlength=len(params))
-                      for k in range(2)], axis=1) / np.maximum(count, 1.0)[:, None]
-    seen = count > 0
-    params[seen, DX], params[seen, DY] = shift[seen, 0], shift[seen, 1]
-    return params, pred_c + shift[view_index] - obs_xy_px
