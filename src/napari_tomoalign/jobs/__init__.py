@@ -5,8 +5,6 @@ the dock) builds and runs through the same functions, each derived fact resolved
   ``align.com``), pixel size, ``.prexg``, local alignments; `solve` and `write_outputs`.
 - `PreviewJob` (`jobs.preview`): an `AlignJob` and the images: the dock's Align (aligned stack and a
   binned preview tomogram in memory).
-- `ImageJob` (`jobs.images`): an aligned stack and a tomogram from a saved or an in-memory alignment,
-  with gold erasure (`reconstruction.erase.GoldEraser`).
 - `RunJob` (`jobs.run`): a raw stack to a tomogram (``tomoalign run`` and ``batch``'s run path): one
   tracking, whose last robust fit is the alignment, one read of the stack, one warp.
 - `jobs.solver_options`: the solver's options declared once, for the command line, ``batch`` and the dock.
@@ -21,8 +19,8 @@ from typing import Any
 _WHERE = {
     "AlignJob": "align", "align_job": "align", "solve": "align", "write_outputs": "align", "FolderResult": "align",
     "run_align_job": "align", "PreviewJob": "preview", "run_preview": "preview", "PipelineResult": "preview",
-    "ImageJob": "images", "RunJob": "run", "run_job": "run", "SolverSettings": "solver_options",
-    "solver_settings": "solver_options",
+    "save_result": "preview", "RunJob": "run", "RunResult": "run", "run_job": "run", "run_to_folder": "run",
+    "SolverSettings": "solver_options", "solver_settings": "solver_options",
 }
 __all__ = sorted(_WHERE)
 
