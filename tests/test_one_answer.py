@@ -146,3 +146,24 @@ def test_run_gives_what_track_align_and_reconstruct_give_by_hand(beads):
     assert a.shape == b.shape  # the same default thickness
     # run warps each view once and bins the aligned view; reconstruct bins the raw view, then warps it
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+
+
+def test_run_with_an_align_com_solves_the_full_model_as_align_does_by_hand(beads, imod_data):
+    """``run --imod-com``: the tracked markers aligned with IMOD's full model (as etomo's alignment step), the
+    command file's AxisZShift placing the frame; the same as ``align --imod-com`` on the tracked markers."""
+    import json
+
+    path, s = beads
+    com = path.parent / "align.com"
+    text = (imod_data / "aligna.com").read_text().replace("RotationAngle\t-12.5", f"RotationAngle\t{s.tilt_axis_deg}")
+    com.write_text(text.replace("AxisZShift\t17.2", "AxisZShift\t6.0"))
+    run, hand = path.parent / "run-com", path.parent / "hand-com"
+    d = ["--bead-diameter-px", f"{s.bead_diameter_px}"]
+    assert main(["run", str(path), *d, "--imod-com", str(com), "--output", str(run), "--quiet"]) == 0
+    assert main(["track", str(path), *d, "--output", str(hand / "beads.fid"), "--quiet"]) == 0
+    assert main(["align", str(hand / "beads.fid"), "--tilt-angles", str(path.with_suffix(".rawtlt")), "--imod-com",
+                 str(com), "--output", str(hand / "alignment"), "--quiet"]) == 0
+    assert_same_alignment(run / "alignment", hand / "alignment", "beads", "run --imod-com and align --imod-com")
+    info = json.loads((run / "alignment" / "alignment.json").read_text())
+    assert info["inputs"]["imod_com"] == str(com) and (run / "alignment" / "beads.xtilt").exists()
+    assert (run / "beads_bin2.rec").exists()

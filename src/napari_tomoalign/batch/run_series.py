@@ -114,7 +114,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     settings, com = series_settings({**defaults, **spec.options}, tracked=True)
     pix = spec.pixel_size_nm or (float(defaults["pixel_size_nm"]) if _given(defaults.get("pixel_size_nm")) else None)
     job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
-                 tilt_angles_path=spec.tilt_angles, settings=None if com is not None else settings, imod_com=com,
+                 tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
                  pixel_size_nm=pix, name=spec.name)
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it

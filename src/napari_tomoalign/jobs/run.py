@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UsageError
-from .solver_options import SolverSettings
+from .solver_options import DEFAULTS, SolverSettings
 
 if TYPE_CHECKING:
     from ..alignment.result import Alignment
@@ -34,7 +34,8 @@ class RunJob:
     """A raw stack to markers, an alignment, an aligned stack and a tomogram, each written into ``output_dir``.
 
     ``settings``: the solver's options (the default: `tracking.jobs.run_options` of the tilt axis, robust);
-    ``imod_com``: IMOD's full model from that align.com instead. ``thickness`` in unbinned pixels (None:
+    ``imod_com``: IMOD's full model from that align.com instead (the settings' tilt axis then only guides the
+    tracking, and their axis Z shift, when given, replaces the file's). ``thickness`` in unbinned pixels (None:
     `facts.default_thickness_px`). ``pixel_size_nm`` (None: the header's) converts a diameter in nm.
     """
 
@@ -57,8 +58,10 @@ class RunJob:
         from ..alignment.options import check_job_numbers
 
         check_job_numbers(binning=self.binning, thickness=self.thickness, pixel_size_nm=self.pixel_size_nm)
-        if self.imod_com is not None and self.settings is not None and self.settings.any_model_option:
-            raise UsageError("--imod-com takes the model from the command file: leave out the model options")
+        if self.imod_com is not None and self.settings is not None and set(self.settings.given) - {
+                "tilt_axis", "axis_z_shift"}:
+            raise UsageError("--imod-com takes the model from the command file: leave out the model options (the"
+                             " tilt axis only guides the tracking)")
 
     @property
     def stem(self) -> str:
@@ -68,9 +71,12 @@ class RunJob:
         return self.settings.options.tilt_axis_deg if self.settings is not None else None
 
     def solver_settings(self) -> SolverSettings:
-        """The settings of the alignment: the job's, else the tracker's own (robust, near the tilt axis)."""
+        """The settings of the alignment: the job's, else the tracker's own (robust, near the tilt axis); with an
+        align.com, none (the command file holds the model)."""
         from ..tracking.jobs import run_options
 
+        if self.imod_com is not None:
+            return SolverSettings(DEFAULTS, self.settings.axis_z_shift_px if self.settings is not None else None)
         return self.settings if self.settings is not None else SolverSettings(run_options(None))
 
     def output_names(self) -> list[str]:

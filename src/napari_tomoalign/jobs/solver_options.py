@@ -98,11 +98,16 @@ OPTION_NAMES = tuple(o.name for o in SOLVER_OPTIONS)
 @dataclass(frozen=True)
 class SolverSettings:
     """What the solver options say: the `AlignmentOptions`, the axis Z shift (None: not given, so the
-    align.com's or 0) and whether any model option was given at all (``--imod-com`` takes none)."""
+    align.com's or 0) and the names of the options given (``--imod-com`` takes no model option)."""
 
     options: AlignmentOptions
     axis_z_shift_px: float | None = None
-    any_model_option: bool = False
+    given: tuple[str, ...] = ()
+
+    @property
+    def any_model_option(self) -> bool:
+        """Whether an option of the model was given (the axis Z shift places the frame: it is not one)."""
+        return bool(set(self.given) - {"axis_z_shift"})
 
     def check_views(self, n_views: int) -> None:
         """A `UsageError` when the reference view is not a view of an ``n_views``-view series."""
@@ -146,8 +151,7 @@ def solver_settings(values: Mapping[str, Any], *, base: AlignmentOptions = DEFAU
     from dataclasses import replace
 
     options = replace(base, **kw)
-    model = any(k != "axis_z_shift" and (v is not False) for k, v in got.items())
-    return SolverSettings(options, got.get("axis_z_shift"), model)
+    return SolverSettings(options, got.get("axis_z_shift"), tuple(got))
 
 
 def option_values(options: AlignmentOptions, axis_z_shift_px: float | None = None) -> dict[str, Any]:

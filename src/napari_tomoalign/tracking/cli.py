@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..report import text_report
     from .jobs import run_options
 
-    settings = None if args.imod_com else SolverSettings(run_options(args.tilt_axis))
+    settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
     job = RunJob(Path(args.stack), Path(args.output), bead_diameter_nm=args.bead_diameter_nm,
                  bead_diameter_px=args.bead_diameter_px,
                  tilt_angles_path=Path(args.tilt_angles) if args.tilt_angles else None, settings=settings,
