@@ -126,12 +126,11 @@ def series_settings(opts: dict[str, Any], *, tracked: bool = False) -> tuple[Any
     """``(SolverSettings, align.com or None)`` of a series' option values (its table cells over the batch's):
     `jobs.solver_options.solver_settings`, the one converter of the command line, batch and the dock. A
     tracked series is fitted robustly unless its ``robust`` value says otherwise (as ``tomoalign run``)."""
-    from dataclasses import replace
-
     from ..jobs.solver_options import DEFAULTS, solver_settings
+    from ..tracking.jobs import run_options
 
     com = opts.get("imod_com")
-    base = replace(DEFAULTS, robust=True) if tracked else DEFAULTS
+    base = run_options(None) if tracked else DEFAULTS  # the tracker's own options, as tomoalign run
     return solver_settings(opts, base=base), Path(com) if com not in (None, "") else None
 
 
