@@ -69,3 +69,24 @@ def test_empty_values_leave_the_defaults_and_bad_values_name_the_option():
         solver_settings({"reference_view": "0"})
     with pytest.raises(UsageError, match="--reference-view 62 is not a view of this 61-view series"):
         solver_settings({"reference_view": 62}).check_views(61)
+
+
+def test_one_gold_erasure_from_memory_or_from_a_folder_with_a_prexg(imod_data, tmp_path):
+    """The in-memory alignment (as `run` erases) and the saved folder (as `aligned-stack --erase-gold` erases)
+    put the beads at the same raw-stack positions, the .prexg undone in both."""
+    from napari_tomoalign.jobs.align import align_job, run_align_job
+    from napari_tomoalign.reconstruction.erase import GoldEraser
+
+    job = align_job(imod_data / "BBa.fid", imod_data / "BBa.rawtlt", prexg=imod_data / "BBa.prexg")
+    res = run_align_job(job, tmp_path / "al")
+    mem = GoldEraser.from_alignment(res.alignment, 8.0, prexg=job.prexg)
+    disk = GoldEraser.from_folder(tmp_path / "al", 8.0, res.alignment.n_views)
+    plain = GoldEraser.from_alignment(res.alignment, 8.0)
+    moved = 0.0
+    for j in range(res.alignment.n_views):
+        a, b = mem.positions(j), disk.positions(j)
+        assert a.shape == b.shape and (len(a) == 0 or np.abs(a - b).max() < 1e-3)
+        moved = max(moved, float(np.abs(a - plain.positions(j)).max()) if len(a) else 0.0)
+    assert moved > 1.0  # without the .prexg the beads would be erased in the wrong places
+    img = np.random.default_rng(1).normal(100.0, 5.0, (512, 512)).astype(np.float32)
+    np.testing.assert_array_equal(mem(30, img), mem(30, img))  # view j's noise is seeded by (seed, j)

@@ -172,6 +172,10 @@ class GoldEraser:
         bounds = np.searchsorted(view[order], np.arange(n_views + 1))
         self._xy = [xy[order[bounds[j] : bounds[j + 1]]] for j in range(n_views)]
 
+    def positions(self, j: int) -> NDArray[np.float64]:
+        """``(k, 2)`` the (x, y) of the beads erased in view ``j``."""
+        return self._xy[j]
+
     def __call__(self, j: int, image: NDArray) -> NDArray[np.float32]:
         rng = np.random.default_rng([self.seed, int(j)])
         return erase_view(image, self._xy[j], self.radius_px, rng, self.noise)
