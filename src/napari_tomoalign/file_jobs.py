@@ -13,13 +13,19 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from .alignment.options import MAX_THICKNESS_FACTOR, AlignmentOptions, check_job_numbers
+from .alignment.options import AlignmentOptions, check_job_numbers
 from .errors import UsageError
-from .io import FileFormatError, MarkerTable, write_markers_csv
-from .io.alignment import open_stack_and_alignment
-from .io.atomic import atomic_path, check_writable
+from .io import MarkerTable, write_markers_csv
+from .io.atomic import check_writable
 from .jobs.align import FolderResult
-from .jobs.facts import bead_diameter_px, check_bead_diameter_px, default_thickness_px, pixel_size_nm
+from .jobs.facts import bead_diameter_px, pixel_size_nm
+from .jobs.images import (
+    AlignedStackJob,
+    ImageResult,
+    ReconstructJob,
+    make_aligned_stack,
+    make_tomogram,
+)
 from .jobs.solver_options import SolverSettings
 
 
@@ -64,16 +70,6 @@ def align_to_folder(
     return run_align_job(job, output_dir, overwrite=overwrite)
 
 
-@dataclass
-class ImageResult:
-    """What `aligned_stack_to_file` or `reconstruct_to_file` wrote: ``shape`` is (sections, rows, cols)."""
-
-    path: Path
-    shape: tuple[int, int, int]
-    voxel_size_angstrom: float | None
-    n_views_used: int
-
-
 def aligned_stack_to_file(
     stack_path: str | os.PathLike[str],
     alignment_dir: str | os.PathLike[str],
@@ -84,46 +80,15 @@ def aligned_stack_to_file(
     overwrite: bool = False,
     erase_gold_diameter_px: float | None = None,
 ) -> ImageResult:
-    """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view.
+    """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view
+    (`jobs.images.make_aligned_stack` of an `AlignedStackJob`).
 
     With ``erase_gold_diameter_px``, every bead of that diameter is first replaced by local background
     (as ``tomoalign run --erase-gold``), at the positions the alignment's model gives in every view.
     """
-    from .io.mrc import MrcStreamWriter
-    from .reconstruction.warp import INTERPOLATIONS, warp_view
-
-    check_job_numbers(binning=binning)
-    if interpolation not in INTERPOLATIONS:
-        raise UsageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {interpolation!r}")
-    out = check_writable(output, overwrite)
-    series, saved, pix = open_stack_and_alignment(stack_path, alignment_dir, binning)
-    erase = _gold_eraser(alignment_dir, erase_gold_diameter_px, series.n_views, tuple(saved.image_size))
-    shape = (series.n_views, series.data.shape[1] // binning, series.data.shape[2] // binning)
-    voxel = pix * binning if pix else None
-    with atomic_path(out, overwrite) as tmp:
-        w = MrcStreamWriter(tmp, shape, np.float32, voxel)
-        try:
-            for j in range(series.n_views):
-                raw = erase(j, series.data[j]) if erase else series.data[j]
-                view = warp_view(raw, saved.transforms[j], binning=binning, interpolation=interpolation,
-                                 out_shape=shape[1:])
-                check_finite_view(stack_path, j, view)
-                w.write(view)
-            w.close()
-        except BaseException:
-            w.abort()
-            raise
-    return ImageResult(out, shape, voxel, int(saved.view_determined.sum()))
-
-
-def _gold_eraser(alignment_dir: str | os.PathLike[str], diameter_px: float | None, n_views: int,
-                 image_size: tuple[int, int]):
-    """The `GoldEraser` of a saved alignment for beads of ``diameter_px``, or None without a diameter."""
-    if diameter_px is None:
-        return None
-    from .reconstruction.erase import GoldEraser
-
-    return GoldEraser.from_folder(alignment_dir, check_bead_diameter_px(diameter_px, image_size), n_views)
+    job = AlignedStackJob(Path(stack_path), Path(alignment_dir), Path(output), binning, interpolation,
+                          erase_gold_diameter_px)
+    return make_aligned_stack(job, overwrite=overwrite)
 
 
 def reconstruct_to_file(
@@ -137,64 +102,16 @@ def reconstruct_to_file(
     overwrite: bool = False,
     local: str | os.PathLike[str] | bool = False,
 ) -> ImageResult:
-    """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file.
+    """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file
+    (`jobs.images.make_tomogram` of a `ReconstructJob`).
 
-    The default thickness holds every marker with a margin (`default_thickness_px`). ``local``: apply local
-    alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's ``tilt`` does.
+    The default thickness holds every marker with a margin (`jobs.facts.default_thickness_px`). ``local``:
+    apply local alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's
+    ``tilt`` does.
     """
-    from .io.mrc import write_mrc
-    from .reconstruction.warp import warp_view
-    from .reconstruction.wbp import weighted_back_projection
-
-    check_job_numbers(binning=binning, thickness=thickness, lowpass=lowpass)
-    out = check_writable(output, overwrite)
-    series, saved, pix = open_stack_and_alignment(stack_path, alignment_dir, binning)
-    rows, cols = series.data.shape[1:]
-    if thickness is None:
-        thickness = default_thickness_px((cols, rows), saved.marker_z_extent_px)
-    if thickness < binning:
-        raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {binning})")
-    if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
-        raise UsageError(f"--thickness {thickness} is more than {MAX_THICKNESS_FACTOR} x the image size "
-                         f"({cols} x {rows}); give the specimen's thickness in unbinned pixels")
-    ny, nx = rows // binning, cols // binning
-    need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
-    check_memory(need, "the reconstruction")
-    ali = np.empty((series.n_views, ny, nx), dtype=np.float32)
-    for j in range(series.n_views):
-        warp_view(series.data[j], saved.transforms[j], binning=binning, out=ali[j])
-        check_finite_view(stack_path, j, ali[j])
-    lp = None
-    if local:
-        from .local_jobs import find_local_file, local_projection_for
-
-        path = find_local_file(alignment_dir, saved.local_file) if local is True else Path(local)
-        lp = local_projection_for(path, saved.tilt_angles_deg, saved.x_tilts_deg, (nx, ny), saved.pixel_size_nm,
-                                  pix / 10.0 if pix else None, binning)
-    vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // binning,
-                                   use_view=saved.view_determined, lowpass_cutoff=lowpass, local=lp)
-    del ali
-    voxel = pix * binning if pix else None
-    write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(saved.view_determined.sum()))
-
-
-def check_finite_view(stack_path, j: int, view: NDArray) -> None:
-    if not np.isfinite(np.sum(view, dtype=np.float64)):
-        raise FileFormatError(f"{stack_path}: view {j} holds NaN or infinite pixels; the aligned view would be"
-                              " undefined")
-
-
-def check_memory(need_bytes: int, what: str) -> None:
-    """Refuse work whose arrays would not fit in the memory that is available now."""
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return
-    if need_bytes > 0.8 * avail:
-        raise UsageError(f"{what} needs {need_bytes / 2**30:.1f} GiB but {avail / 2**30:.1f} GiB are available; "
-                         "bin more (--bin) or make it thinner (--thickness)")
+    job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
+                         local if isinstance(local, bool) else Path(local))
+    return make_tomogram(job, overwrite=overwrite)
 
 
 @dataclass

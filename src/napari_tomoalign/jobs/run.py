@@ -162,13 +162,13 @@ def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: floa
     and binned for the back-projection; then the tomogram."""
     from ..alignment.transforms import imod_transforms
     from ..conventions import angstrom_from_nm
-    from ..file_jobs import check_finite_view, check_memory
     from ..io.atomic import atomic_path
     from ..io.mrc import MrcStreamWriter, open_tilt_series, write_mrc
     from ..reconstruction.erase import GoldEraser
     from ..reconstruction.warp import bin_image, warp_view
     from ..reconstruction.wbp import weighted_back_projection
     from . import facts
+    from .images import check_finite_view, check_memory
 
     al, shift, b = folder.alignment, folder.axis_z_shift_px, job.binning
     series = open_tilt_series(job.stack, find_tilts=False)
