@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .jobs.solver_options import SolverSettings, solver_settings
     from .simulation.markers import simulate_markers
     from .tracking import TrackingResult, track_beads
-    from .tracking.jobs import track_to_file
+    from .tracking.jobs import TrackJob, track_to_file
 
 # Each public name and the module it lives in. The full model with an align.com (`align_markers_imod`),
 # local alignments (`solve_local_alignments`), tracking (`track_beads`, `track_to_file`) and the jobs of the
@@ -48,6 +48,7 @@ _WHERE = {
     "LocalAlignments": ".alignment.local",
     "RunJob": ".jobs.run",
     "SolverSettings": ".jobs.solver_options",
+    "TrackJob": ".tracking.jobs",
     "TrackingResult": ".tracking",
     "UsageError": ".errors",
     "VariableOption": ".alignment.options",
@@ -82,6 +83,7 @@ __all__ = [
     "LocalAlignments",
     "RunJob",
     "SolverSettings",
+    "TrackJob",
     "TrackingResult",
     "UsageError",
     "VariableOption",

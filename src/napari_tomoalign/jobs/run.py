@@ -23,7 +23,7 @@ from .solver_options import DEFAULTS, SolverSettings
 
 if TYPE_CHECKING:
     from ..alignment.result import Alignment
-    from ..tracking.jobs import TrackedStack
+    from ..tracking.jobs import TrackedStack, TrackJob
     from .align import AlignJob, FolderResult
 
 DEFAULT_BIN = 2  # the tomogram's binning
@@ -79,6 +79,14 @@ class RunJob:
             return SolverSettings(DEFAULTS, self.settings.axis_z_shift_px if self.settings is not None else None)
         return self.settings if self.settings is not None else SolverSettings(run_options(None))
 
+    def track_job(self) -> TrackJob:
+        """The tracking of the run (`tracking.jobs.TrackJob`), its markers in ``output_dir/<stem>.fid``."""
+        from ..tracking.jobs import TrackJob
+
+        return TrackJob(Path(self.stack), Path(self.output_dir) / f"{self.stem}.fid", self.tilt_angles_path,
+                        self.bead_diameter_nm, self.bead_diameter_px, self.tilt_axis_deg(), self.n_beads,
+                        self.pixel_size_nm)
+
     def output_names(self) -> list[str]:
         """The files the run writes besides ``alignment/``."""
         n = self.stem
@@ -107,7 +115,7 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     """Track, align, then the aligned stack and the tomogram in one pass over the stack (module docstring)."""
     from ..io.atomic import check_writable
     from ..io.markers import write_markers_csv
-    from ..tracking.jobs import track_to_file
+    from ..tracking.jobs import run_track_job
     from .threads import thread_limit
 
     out = Path(job.output_dir)
@@ -116,10 +124,7 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     timings: dict[str, float] = {}
     with thread_limit(threads):
         t0 = time.perf_counter()
-        tracked = track_to_file(job.stack, out / f"{job.stem}.fid", tilt_angles_path=job.tilt_angles_path,
-                                bead_diameter_nm=job.bead_diameter_nm, bead_diameter_px=job.bead_diameter_px,
-                                tilt_axis_deg=job.tilt_axis_deg(), n_beads=job.n_beads,
-                                pixel_size_nm=job.pixel_size_nm, overwrite=overwrite, progress=progress)
+        tracked = run_track_job(job.track_job(), overwrite=overwrite, progress=progress)
         write_markers_csv(out / f"{job.stem}_markers.csv", tracked.result.markers, overwrite=overwrite)
         timings["track"] = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -35,6 +35,23 @@ class TrackedStack:
     tilt_source: str
 
 
+@dataclass(frozen=True)
+class TrackJob:
+    """Find and track the gold beads of ``stack`` and write the markers to ``output`` (``.csv``, ``.fid`` or
+    ``.mod``). Tilt angles from ``tilt_angles_path``, else from beside the stack (IMOD's order); the bead
+    diameter is one of ``bead_diameter_nm`` (through ``pixel_size_nm``, else the header's: `jobs.facts`) and
+    ``bead_diameter_px``; ``tilt_axis_deg`` guides the coarse alignment; ``n_beads``: how many to track."""
+
+    stack: Path
+    output: Path
+    tilt_angles_path: Path | None = None
+    bead_diameter_nm: float | None = None
+    bead_diameter_px: float | None = None
+    tilt_axis_deg: float | None = None
+    n_beads: int | None = None
+    pixel_size_nm: float | None = None
+
+
 def track_to_file(
     stack_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -49,13 +66,20 @@ def track_to_file(
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> TrackedStack:
-    """Find and track the gold beads of a raw stack and write the markers (``.csv``, ``.fid`` or ``.mod``).
+    """`run_track_job` of the `TrackJob` of these arguments."""
+    job = TrackJob(Path(stack_path), Path(output), Path(tilt_angles_path) if tilt_angles_path is not None else None,
+                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm)
+    return run_track_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
-    The tilt angles come from ``tilt_angles_path``, else from beside the stack (IMOD's order). The bead
-    diameter (one of nm and px) converts with ``pixel_size_nm``, else the header's (`jobs.facts`). Raises
-    `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told apart.
-    ``threads`` caps the threads of the tracking (a batch worker asks for one).
+
+def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress | None = None,
+                  threads: int | None = None) -> TrackedStack:
+    """Track the job's beads and write its markers and ``_beads.csv`` (`TrackJob`).
+
+    Raises `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told
+    apart. ``threads`` caps the threads of the tracking (a batch worker asks for one).
     """
+    stack_path, output, tilt_angles_path, n_beads = job.stack, job.output, job.tilt_angles_path, job.n_beads
     out = Path(output)
     if out.suffix.lower() not in MARKER_SUFFIXES:
         raise UsageError(f"--output must end in .csv, .fid or .mod, not {out.name!r}")
@@ -72,13 +96,13 @@ def track_to_file(
     if len(tilts) != series.n_views:
         raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
                          f" {series.n_views} views")
-    pixel_nm = facts.pixel_size_nm(pixel_size_nm, series.pixel_size_angstrom)
+    pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)
     rows, cols = series.data.shape[1:]
-    d_px = facts.bead_diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, image_size=(cols, rows),
+    d_px = facts.bead_diameter_px(job.bead_diameter_nm, job.bead_diameter_px, pixel_nm, image_size=(cols, rows),
                                   where=str(stack_path),
-                                  pixel_source="the header's" if pixel_size_nm is None else "the given")
-    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress,
-                         threads=threads)
+                                  pixel_source="the header's" if job.pixel_size_nm is None else "the given")
+    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=job.tilt_axis_deg, n_beads=n_beads,
+                         progress=progress, threads=threads)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
