@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..alignment.options import MAX_THICKNESS_FACTOR, check_job_numbers
+from ..conventions import view_number
 from ..errors import UsageError
 from ..io.alignment import open_stack_and_alignment
 from ..io.atomic import atomic_path, check_writable
@@ -142,8 +143,8 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
 def check_finite_view(stack_path, j: int, view: NDArray) -> None:
     if not np.isfinite(np.sum(view, dtype=np.float64)):
-        raise FileFormatError(f"{stack_path}: view {j} holds NaN or infinite pixels; the aligned view would be"
-                              " undefined")
+        raise FileFormatError(f"{stack_path}: view {view_number(j)} holds NaN or infinite pixels; the aligned view"
+                              " would be undefined")
 
 
 def check_memory(need_bytes: int, what: str) -> None:
