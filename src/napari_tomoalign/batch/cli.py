@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..jobs.solver_options import add_solver_arguments
 
@@ -89,6 +90,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from .runner import run_batch
 
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v not in (None, False)}
+    if "imod_com" in options:  # the workers may run elsewhere: the file by its full path
+        options["imod_com"] = str(Path(options["imod_com"]).resolve())
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     res = run_batch(args.source, args.output, options=options, scheduler=args.scheduler, n_workers=args.workers,
                     force=args.force, progress=False if args.quiet else None, plot=not args.no_plot, log=log,
