@@ -46,7 +46,7 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("model")
     add_solver_arguments(g)  # the options' one table, shared with batch and the dock
-    g.add_argument("--pixel-size-nm", type=float, help="pixel size, to report residuals in nm")
+    g.add_argument("--pixel-size-nm", type=float, metavar="NM", help="pixel size, to report residuals in nm")
     g.add_argument("--leave-out", action="store_true",
                    help="also compute each marker's leave-out error (fit without it, predict it)")
 

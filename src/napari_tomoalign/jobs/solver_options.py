@@ -75,7 +75,7 @@ def _mode_help(name: str) -> str:
 
 SOLVER_OPTIONS: tuple[SolverOption, ...] = (
     SolverOption("tilt_axis", "DEG", "tilt-axis angle from the image y axis, counter-clockwise; picks the branch of"
-                 " the estimate (and guides the tracking)", _number),
+                 " the estimate (for tracked series it also guides the tracking)", _number),
     SolverOption("no_axis_estimate", "", "start every view's rotation at --tilt-axis instead of estimating the axis",
                  yes_no),
     SolverOption("rotation", "MODE", _mode_help("rotation"), _variable),
