@@ -62,7 +62,7 @@ def _batch(imod_data: Path, root: Path, case: str) -> Path:
     table.write_text(f"name,markers,tilt_angles,imod_com\nBBa,{imod_data / 'BBa.fid'},{imod_data / 'BBa.rawtlt'},"
                      f"{com}\n")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0") as cluster:  # None still binds 8787
         assert main(["batch", str(table), "--output", str(root / f"batch-{case}"), "--scheduler",
                      cluster.scheduler_address, "--quiet", "--no-plot"]) == 0
     return root / f"batch-{case}" / "BBa"
