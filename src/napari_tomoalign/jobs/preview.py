@@ -134,8 +134,9 @@ def run_preview(job: PreviewJob, *, threads: int | None = None, progress: Progre
             ali = None
     if should_stop is not None and should_stop():
         raise Cancelled("cancelled")
+    # the result keeps its job without the images or the warm start: a closed layer's stack is not held alive
     return PipelineResult(job.name, al, xf, ali, tomo, binning, np.unique(ajob.markers.marker), lo, timings, shift,
-                          replace(job, align=ajob))
+                          replace(job, align=ajob, images=None, start=None))
 
 
 def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, report, should_stop,
