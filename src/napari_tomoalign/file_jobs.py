@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from .alignment.options import AlignmentOptions, check_job_numbers
+from .alignment.options import AlignmentOptions
 from .errors import UsageError
 from .io import MarkerTable, write_markers_csv
 from .io.atomic import check_writable
 from .jobs.align import FolderResult
-from .jobs.facts import bead_diameter_px, pixel_size_nm
+from .jobs.facts import bead_diameter_px, check_job_numbers, pixel_size_nm
 from .jobs.images import (
     AlignedStackJob,
     ImageResult,

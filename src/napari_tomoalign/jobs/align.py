@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment.options import AlignmentOptions, check_job_numbers
+from ..alignment.options import AlignmentOptions
 from ..errors import AlignmentWarning, UsageError
 from . import facts
+from .facts import check_job_numbers
 from .solver_options import DEFAULTS, SolverSettings
 
 if TYPE_CHECKING:

@@ -11,6 +11,8 @@ API, ``batch``, ``run`` and the dock) asks these functions and nothing else.
   bead no wider than a quarter of the image's smaller side; nm converts through the pixel size (nm).
 - **Pixel size** (`pixel_size_nm`): the one given, else the header's (Å, through
   `conventions.nm_from_angstrom`); unknown is None.
+- **Ranges** of a job's numbers (`check_job_numbers`: pixel size, axis Z shift, image size, binning,
+  thickness, low-pass, seed), checked before any file is read, each error naming its option.
 - **Preview** (`preview_binning`, `PREVIEW_LOWPASS`): the dock's tomogram binned to about 256 pixels,
   low-passed at 0.35 cycles per binned pixel.
 """
@@ -22,13 +24,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..alignment.options import MAX_THICKNESS_FACTOR  # the --thickness check's limit too
 from ..conventions import nm_from_angstrom
 from ..errors import UsageError
 
 if TYPE_CHECKING:
     from ..alignment.result import Alignment
 
+MAX_THICKNESS_FACTOR = 4  # a tomogram at most this many times as thick as the image's larger side
+MAX_BINNING = 1024
 BEAD_DIAMETER_PX = (1.5, 200.0)  # the bead diameters, in pixels, that tracking and erasing take
 PREVIEW_TARGET_PX = 256  # the dock's preview tomogram: binned until its larger side is at most this
 PREVIEW_LOWPASS = 0.35  # cycles per binned pixel
@@ -116,6 +119,29 @@ def preview_binning(image_shape: tuple[int, int], target: int = PREVIEW_TARGET_P
     return max(1, int(np.ceil(max(image_shape) / target)))
 
 
-__all__ = ["BEAD_DIAMETER_PX", "MAX_THICKNESS_FACTOR", "PREVIEW_LOWPASS", "PREVIEW_TARGET_PX", "axis_z_shift_px",
-           "bead_diameter_px", "check_bead_diameter_px", "default_thickness_px", "marker_z_extent_px",
-           "pixel_size_nm", "preview_binning"]
+def check_job_numbers(
+    *, pixel_size_nm: float | None = None, axis_z_shift_px: float = 0.0, image_size: tuple | None = None,
+    binning: int = 1, thickness: int | None = None, lowpass: float | None = None, seed: int = 0,
+) -> None:
+    """Range checks of the jobs' numbers, before any file is read (`UsageError` naming the option)."""
+    def bad(cond: bool, message: str) -> None:
+        if cond:
+            raise UsageError(message)
+
+    bad(pixel_size_nm is not None and not (np.isfinite(pixel_size_nm) and 0 < pixel_size_nm < 1e6),
+        f"--pixel-size-nm must be a positive number of nanometres, not {pixel_size_nm}")
+    bad(not (np.isfinite(axis_z_shift_px) and abs(axis_z_shift_px) <= 1e6),
+        f"--axis-z-shift must be a finite number of pixels (at most 1e6 in size), not {axis_z_shift_px}")
+    bad(image_size is not None and not (len(image_size) == 2 and all(1 <= v <= 1_000_000 for v in image_size)),
+        f"--image-size must be two whole numbers from 1 to 1000000, not {image_size}")
+    bad(not 1 <= binning <= MAX_BINNING, f"--bin must be a whole number from 1 to {MAX_BINNING}, not {binning}")
+    bad(thickness is not None and not 1 <= thickness <= 10_000_000,
+        f"--thickness must be a positive number of pixels, not {thickness}")
+    bad(lowpass is not None and not (np.isfinite(lowpass) and 0 < lowpass <= 0.5),
+        f"--lowpass must be a cutoff in (0, 0.5] cycles per binned pixel (0.5 is Nyquist), not {lowpass}")
+    bad(not 0 <= seed < 2**63, f"--seed must be a whole number from 0 to 2**63 - 1, not {seed}")
+
+
+__all__ = ["BEAD_DIAMETER_PX", "MAX_BINNING", "MAX_THICKNESS_FACTOR", "check_job_numbers", "PREVIEW_LOWPASS",
+           "PREVIEW_TARGET_PX", "axis_z_shift_px", "bead_diameter_px", "check_bead_diameter_px",
+           "default_thickness_px", "marker_z_extent_px", "pixel_size_nm", "preview_binning"]

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment.options import MAX_THICKNESS_FACTOR, check_job_numbers
 from ..conventions import view_number
 from ..errors import UsageError
 from ..io.alignment import open_stack_and_alignment
 from ..io.atomic import atomic_path, check_writable
 from ..io.errors import FileFormatError
-from .facts import check_bead_diameter_px, default_thickness_px
+from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
 
 
 @dataclass

@@ -55,7 +55,7 @@ class RunJob:
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ..alignment.options import check_job_numbers
+        from .facts import check_job_numbers
 
         check_job_numbers(binning=self.binning, thickness=self.thickness, pixel_size_nm=self.pixel_size_nm)
         if self.imod_com is not None and self.settings is not None and set(self.settings.given) - {
