@@ -131,6 +131,7 @@ def write_demo_inputs(output_dir: str | os.PathLike[str], seed: int = 1, *, over
                       products: tuple[str, ...] = ()) -> DemoInputs:
     """Make the sample tilt series (images and clicked markers) and write it: ``sample.mrc``,
     ``sample_markers.csv`` and ``sample.rawtlt``. ``products`` are further names checked first."""
+    from .conventions import angstrom_from_nm
     from .io.mrc import write_mrc
     from .io.tilts import write_tilt_angles
     from .simulation.sample import make_sample_tilt_series
@@ -143,7 +144,7 @@ def write_demo_inputs(output_dir: str | os.PathLike[str], seed: int = 1, *, over
     s = make_sample_tilt_series(seed=seed)
     n_views, rows, cols = s.images.shape
     table = MarkerTable(s.view, s.marker, s.xy, (cols, rows), "simulated")
-    write_mrc(stack, s.images, 10.0 * s.pixel_size_nm, overwrite=overwrite)
+    write_mrc(stack, s.images, angstrom_from_nm(s.pixel_size_nm), overwrite=overwrite)
     write_markers_csv(markers, table, overwrite=overwrite)
     write_tilt_angles(tilts, s.tilt_angles_deg, overwrite=overwrite)
     return DemoInputs(stack, markers, tilts, table, s.tilt_angles_deg, s.pixel_size_nm, len(np.unique(s.marker)))

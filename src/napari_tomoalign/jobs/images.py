@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ..conventions import view_number
+from ..conventions import nm_from_angstrom, view_number
 from ..errors import UsageError
 from ..io.alignment import open_stack_and_alignment
 from ..io.atomic import atomic_path, check_writable
@@ -131,7 +131,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
         path = find_local_file(job.alignment_dir, saved.local_file) if local is True else Path(local)
         lp = local_projection_for(path, saved.tilt_angles_deg, saved.x_tilts_deg, (nx, ny), saved.pixel_size_nm,
-                                  pix / 10.0 if pix else None, binning)
+                                  nm_from_angstrom(pix), binning)
     vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // binning,
                                    use_view=saved.view_determined, lowpass_cutoff=job.lowpass, local=lp)
     del ali

@@ -222,12 +222,13 @@ def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int
     if folder.local is None:
         return None
     from ..alignment.transforms import x_tilts_deg
+    from ..conventions import nm_from_angstrom
     from ..local_jobs import local_projection_for
 
     path = Path(folder.paths[0]).parent / ajob.local_file_name()
     al = folder.alignment
     return local_projection_for(path, al.tilt_angles_deg, x_tilts_deg(al), size, al.pixel_size_nm,
-                                pix_a / 10.0 if pix_a else None, binning)
+                                nm_from_angstrom(pix_a), binning)
 
 
 def run_to_folder(stack: str | os.PathLike[str], output_dir: str | os.PathLike[str], **kw: Any) -> RunResult:
