@@ -141,6 +141,11 @@ def test_run_gives_what_track_align_and_reconstruct_give_by_hand(beads):
                  "--output", str(hand / "beads_bin2.rec"), "--quiet"]) == 0
     assert (run / "beads.fid").read_bytes() == (hand / "beads.fid").read_bytes()  # one tracking
     assert_same_alignment(run / "alignment", hand / "alignment", "beads", "run and track + align by hand")
+    import napari_tomoalign as nt
+
+    api = nt.run_to_folder(path, path.parent / "run-api", bead_diameter_px=s.bead_diameter_px)
+    assert_same_alignment(run / "alignment", path.parent / "run-api" / "alignment", "beads", "run and the API's")
+    assert api.tomogram.read_bytes() == (run / "beads_bin2.rec").read_bytes()
     a = open_tilt_series(run / "beads_bin2.rec", find_tilts=False).data
     b = open_tilt_series(hand / "beads_bin2.rec", find_tilts=False).data
     assert a.shape == b.shape  # the same default thickness

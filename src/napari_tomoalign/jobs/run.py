@@ -231,11 +231,34 @@ def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int
                                 nm_from_angstrom(pix_a), binning)
 
 
-def run_to_folder(stack: str | os.PathLike[str], output_dir: str | os.PathLike[str], **kw: Any) -> RunResult:
-    """`run_job` of a `RunJob` made of these keyword arguments (``overwrite``, ``progress`` and ``threads``
-    go to `run_job`)."""
-    run_kw = {k: kw.pop(k) for k in ("overwrite", "progress", "threads") if k in kw}
-    return run_job(RunJob(Path(stack), Path(output_dir), **kw), **run_kw)
+def run_to_folder(
+    stack: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    bead_diameter_nm: float | None = None,
+    bead_diameter_px: float | None = None,
+    tilt_angles_path: str | os.PathLike[str] | None = None,
+    tilt_axis_deg: float | None = None,
+    imod_com: str | os.PathLike[str] | None = None,
+    n_beads: int | None = None,
+    binning: int = DEFAULT_BIN,
+    thickness_px: int | None = None,
+    erase_gold: bool = False,
+    pixel_size_nm: float | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+    threads: int | None = None,
+) -> RunResult:
+    """``tomoalign run`` from Python: track the beads of a raw ``stack`` (one of ``bead_diameter_nm`` and
+    ``bead_diameter_px``), align them (robustly, near ``tilt_axis_deg``; or with IMOD's full model from
+    ``imod_com``), and write the aligned stack and a tomogram binned by ``binning`` into ``output_dir``."""
+    from ..tracking.jobs import run_options
+
+    job = RunJob(Path(stack), Path(output_dir), bead_diameter_nm, bead_diameter_px,
+                 Path(tilt_angles_path) if tilt_angles_path is not None else None,
+                 SolverSettings(run_options(tilt_axis_deg)), Path(imod_com) if imod_com is not None else None,
+                 n_beads, binning, thickness_px, erase_gold, pixel_size_nm)
+    return run_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 
 __all__ = ["DEFAULT_BIN", "RunJob", "RunResult", "run_job", "run_to_folder"]
