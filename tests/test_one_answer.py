@@ -172,3 +172,15 @@ def test_run_with_an_align_com_solves_the_full_model_as_align_does_by_hand(beads
     info = json.loads((run / "alignment" / "alignment.json").read_text())
     assert info["inputs"]["imod_com"] == str(com) and (run / "alignment" / "beads.xtilt").exists()
     assert (run / "beads_bin2.rec").exists()
+    # batch's imod_com column on a raw stack: tracked, then the same full model
+    from dask.distributed import LocalCluster
+
+    table = path.parent / "raw.csv"
+    table.write_text(f"name,stack,tilt_angles,bead_diameter_px,imod_com\nbeads,{path},{path.with_suffix('.rawtlt')},"
+                     f"{s.bead_diameter_px},{com.name}\n")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        assert main(["batch", str(table), "--output", str(path.parent / "batch-com"), "--scheduler",
+                     cluster.scheduler_address, "--quiet", "--no-plot"]) == 0
+    assert_same_alignment(run / "alignment", path.parent / "batch-com" / "beads" / "alignment", "beads",
+                          "run --imod-com and batch's imod_com column")
