@@ -81,6 +81,8 @@ def _dock(viewer, imod_data: Path, outs: dict[str, Path], qtbot) -> None:
         for case, out in outs.items():
             out.mkdir()
             widget.options.more.value = case == "aligna"
+            # the (greyed-out) simple-model choices left as a user left them: the align.com's options rule
+            widget.options.robust.value = case == "aligna"
             widget.options.imod_com.value = str(imod_data / "aligna.com")
             assert widget.start_alignment() is not None, widget.status.text()
             qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)

@@ -66,6 +66,8 @@ def preview_job(
     from .jobs.align import AlignJob
 
     settings = options if isinstance(options, SolverSettings) else SolverSettings(options or AlignmentOptions())
+    if imod_com is not None:  # the command file's options replace ``options``
+        settings = SolverSettings(AlignmentOptions(), settings.axis_z_shift_px)
     table = MarkerTable(np.asarray(view), np.asarray(marker), np.asarray(xy, dtype=float),
                         (int(image_size[0]), int(image_size[1])))
     align = AlignJob(table, np.asarray(tilt_angles_deg, dtype=float), table.image_size,  # type: ignore[arg-type]

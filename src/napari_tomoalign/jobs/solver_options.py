@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..alignment.options import AlignmentOptions, VariableOption
@@ -148,8 +148,6 @@ def solver_settings(values: Mapping[str, Any], *, base: AlignmentOptions = DEFAU
         kw["robust"] = got["robust"]
     if got.get("robust_tracks"):
         kw["robust_tracks"] = kw["robust"] = True
-    from dataclasses import replace
-
     options = replace(base, **kw)
     return SolverSettings(options, got.get("axis_z_shift"), tuple(got))
 

@@ -160,8 +160,9 @@ def dock_job(table: MarkerTable, tilts: NDArray, size: tuple[int, int], pixel_si
     from ...jobs.solver_options import SolverSettings
 
     com = settings.get("imod_com")
+    # with an align.com its tiltalign options are the model: the dock's (greyed out) choices do not apply
     align = AlignJob(table, np.asarray(tilts, dtype=float), (int(size[0]), int(size[1])),
-                     SolverSettings(options), pixel_size_nm, Path(com) if com else None,
+                     SolverSettings(AlignmentOptions() if com else options), pixel_size_nm, Path(com) if com else None,
                      bool(settings.get("leave_out")) and not com, stem=stem, inputs={"markers_layer": stem})
     return PreviewJob(align, images, name=settings["name"],
                       only_markers_in_every_view=bool(settings["only_markers_in_every_view"]),
