@@ -244,7 +244,7 @@ def test_nan_pixels_in_the_stack_are_refused(series, tmp_path, capsys):
         m.set_data(data)  # mrcfile warns of the NaN it writes: the file is the hostile input
     rc = main(["aligned-stack", str(tmp_path / "nan.mrc"), "--alignment", str(series["al"]), "--output",
                str(tmp_path / "a.ali")])
-    assert "view 5 holds NaN" in _err(capsys, rc)
+    assert "view 6 holds NaN" in _err(capsys, rc)  # index 5: views are numbered from 1 in messages
     assert not (tmp_path / "a.ali").exists() and temp_files(tmp_path) == []
 
 

@@ -18,41 +18,95 @@ except ImportError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
+    from .alignment.imod_align import align_markers_imod, read_imod_settings
+    from .alignment.local import LocalAlignments
     from .alignment.options import AlignmentOptions, VariableOption
     from .alignment.result import Alignment
     from .alignment.solver import align_markers
-    from .alignment.transforms import imod_transforms
-    from .errors import AlignmentError, Cancelled
+    from .errors import AlignmentError, Cancelled, UsageError
+    from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file
     from .io import read_markers, read_tilt_angles
     from .io.alignment import write_alignment
+    from .jobs.align import AlignJob, align_job, run_align_job
+    from .jobs.api import imod_transforms, save_alignment, solve_local_alignments
+    from .jobs.run import RunJob, run_job, run_to_folder
+    from .jobs.solver_options import SolverSettings, solver_settings
     from .simulation.markers import simulate_markers
+    from .tracking import TrackingResult, track_beads
+    from .tracking.jobs import TrackJob, track_to_file
 
+# Each public name and the module it lives in. The full model with an align.com (`align_markers_imod`),
+# local alignments (`solve_local_alignments`), tracking (`track_beads`, `track_to_file`) and the jobs of the
+# command line (`align_to_folder`, `run_to_folder`, ...) are all here; `imod_transforms` and `save_alignment`
+# take the axis Z shift from the align.com an alignment was solved with unless one is given.
 _WHERE = {
     "Alignment": ".alignment.result",
     "AlignmentError": ".errors",
     "AlignmentOptions": ".alignment.options",
+    "AlignJob": ".jobs.align",
     "Cancelled": ".errors",
+    "LocalAlignments": ".alignment.local",
+    "RunJob": ".jobs.run",
+    "SolverSettings": ".jobs.solver_options",
+    "TrackJob": ".tracking.jobs",
+    "TrackingResult": ".tracking",
+    "UsageError": ".errors",
     "VariableOption": ".alignment.options",
+    "align_job": ".jobs.align",
     "align_markers": ".alignment.solver",
-    "imod_transforms": ".alignment.transforms",
+    "align_markers_imod": ".alignment.imod_align",
+    "align_to_folder": ".file_jobs",
+    "aligned_stack_to_file": ".file_jobs",
+    "imod_transforms": ".jobs.api",
+    "read_imod_settings": ".alignment.imod_align",
     "read_markers": ".io",
     "read_tilt_angles": ".io",
+    "reconstruct_to_file": ".file_jobs",
+    "run_align_job": ".jobs.align",
+    "run_job": ".jobs.run",
+    "run_to_folder": ".jobs.run",
+    "save_alignment": ".jobs.api",
     "simulate_markers": ".simulation.markers",
+    "solve_local_alignments": ".jobs.api",
+    "solver_settings": ".jobs.solver_options",
+    "track_beads": ".tracking",
+    "track_to_file": ".tracking.jobs",
     "write_alignment": ".io.alignment",
 }
 
 __all__ = [
+    "AlignJob",
     "Alignment",
     "AlignmentError",
     "AlignmentOptions",
     "Cancelled",
+    "LocalAlignments",
+    "RunJob",
+    "SolverSettings",
+    "TrackJob",
+    "TrackingResult",
+    "UsageError",
     "VariableOption",
     "__version__",
+    "align_job",
     "align_markers",
+    "align_markers_imod",
+    "align_to_folder",
+    "aligned_stack_to_file",
     "imod_transforms",
+    "read_imod_settings",
     "read_markers",
     "read_tilt_angles",
+    "reconstruct_to_file",
+    "run_align_job",
+    "run_job",
+    "run_to_folder",
+    "save_alignment",
     "simulate_markers",
+    "solve_local_alignments",
+    "solver_settings",
+    "track_beads",
+    "track_to_file",
     "write_alignment",
 ]
 

@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .alignment.errors import AlignmentError
-from .alignment.options import AlignmentOptions, VariableOption
-from .errors import UsageError
+from .errors import AlignmentError, UsageError
 from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
 from .io.errors import FileFormatError
-
-DEFAULTS = AlignmentOptions()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,55 +41,20 @@ class _ArgumentError(Exception):
     pass
 
 
-def _variable(text: str) -> VariableOption:
-    try:
-        return VariableOption.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_solver_options(p: argparse.ArgumentParser) -> None:
+    from .jobs.solver_options import add_solver_arguments
+
     g = p.add_argument_group("model")
-    g.add_argument("--tilt-axis", type=float, metavar="DEG",
-                   help="tilt-axis angle from the image y axis, counter-clockwise; picks the branch of the estimate")
-    g.add_argument("--no-axis-estimate", action="store_true",
-                   help="start every view's rotation at --tilt-axis instead of estimating the axis")
-    for name in ("rotation", "tilt", "magnification"):
-        g.add_argument(f"--{name}", type=_variable, default=getattr(DEFAULTS, name), metavar="MODE",
-                       help=f"{name}: fixed, one, view (default {getattr(DEFAULTS, name)}) or group:N")
-    g.add_argument("--reference-view", type=int, metavar="N",
-                   help="view whose tilt and magnification are held, numbered from 1 as IMOD and the report"
-                        " number them (default: minimum tilt)")
-    g.add_argument("--no-initial-stage", action="store_true", help="skip the initial stage")
-    g.add_argument("--max-iterations", type=int, default=DEFAULTS.max_iterations,
-                   help=f"iteration limit per stage (default {DEFAULTS.max_iterations})")
-    g.add_argument("--pixel-size-nm", type=float, help="pixel size, to report residuals in nm")
-    g.add_argument("--robust", action="store_true",
-                   help="refit with Tukey-bisquare weights so that mis-clicks stop pulling the solution")
-    g.add_argument("--robust-scale", type=float, default=DEFAULTS.robust_scale, metavar="K",
-                   help=f"scale of Tukey's constant 4.685 (default {DEFAULTS.robust_scale}; larger flags fewer)")
-    g.add_argument("--robust-tracks", action="store_true", help="weight whole marker tracks, not single points")
+    add_solver_arguments(g)  # the options' one table, shared with batch and the dock
+    g.add_argument("--pixel-size-nm", type=float, metavar="NM", help="pixel size, to report residuals in nm")
     g.add_argument("--leave-out", action="store_true",
                    help="also compute each marker's leave-out error (fit without it, predict it)")
-    g.add_argument("--axis-z-shift", type=float, metavar="PX",
-                   help="move the tilt axis in Z from the marker centroid, in pixels (IMOD's AxisZShift;"
-                        " default 0, or the --imod-com file's)")
 
 
-def _view_from_one(n: int | None) -> int | None:
-    if n is not None and n < 1:
-        raise UsageError(f"--reference-view numbers views from 1, as IMOD does; {n} is not a view")
-    return None if n is None else n - 1
+def _settings(args: argparse.Namespace):
+    from .jobs.solver_options import settings_from_args
 
-
-def _options(args: argparse.Namespace) -> AlignmentOptions:
-    return AlignmentOptions(
-        rotation=args.rotation, tilt=args.tilt, magnification=args.magnification,
-        tilt_axis_deg=args.tilt_axis, estimate_tilt_axis=not args.no_axis_estimate,
-        reference_view=_view_from_one(args.reference_view), initial_stage=not args.no_initial_stage,
-        max_iterations=args.max_iterations, robust=args.robust or args.robust_tracks,
-        robust_scale=args.robust_scale, robust_tracks=args.robust_tracks,
-    )
+    return settings_from_args(args)
 
 
 def _print_alignment(res, out: Path) -> None:
@@ -106,10 +67,9 @@ def _print_alignment(res, out: Path) -> None:
 def cmd_align(args: argparse.Namespace) -> int:
     from .file_jobs import align_to_folder
 
-    shift = args.axis_z_shift if args.axis_z_shift is not None or args.imod_com else 0.0  # None: the file's
-    res = align_to_folder(args.markers, args.tilt_angles, args.output, _options(args),
+    res = align_to_folder(args.markers, args.tilt_angles, args.output, _settings(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
-                          pixel_size_nm=args.pixel_size_nm, axis_z_shift_px=shift,
+                          pixel_size_nm=args.pixel_size_nm,
                           leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com, local=args.local,
                           prexg=args.prexg)
     if not args.quiet:
@@ -127,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file, write_demo_inputs
 
     out = Path(args.output)
-    options = _options(args)
+    settings = _settings(args)
     ali, rec = out / "sample.ali", out / "sample_bin2.rec"
     from .io.alignment import output_names
 
@@ -136,8 +96,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"simulated a {len(demo.tilt_angles_deg)}-view tilt series with {demo.n_beads} beads "
               f"({len(demo.table)} clicks, one of them a mis-click); inputs in {out}")
-    res = align_to_folder("sample.csv", demo.tilt_angles, out, options, image_size=demo.table.image_size,
-                          pixel_size_nm=args.pixel_size_nm or demo.pixel_size_nm, axis_z_shift_px=args.axis_z_shift,
+    res = align_to_folder("sample.csv", demo.tilt_angles, out, settings, image_size=demo.table.image_size,
+                          pixel_size_nm=args.pixel_size_nm or demo.pixel_size_nm,
                           leave_out=args.leave_out, overwrite=args.force, markers=demo.table,
                           tilt_angles_deg=demo.tilt_angles_deg,
                           inputs={"stack": str(demo.stack), "markers": str(demo.markers),

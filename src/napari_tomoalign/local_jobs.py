@@ -79,10 +79,11 @@ class LocalJob:
 
 def solve_local(al: Alignment, obs_view: NDArray[np.intp], obs_xy: NDArray[np.float64], raw_tilts_deg: NDArray,
                 stem: str, imod_com: str | os.PathLike[str] | None, axis_z_shift_px: float) -> LocalJob:
-    """Local alignments after the global ``al`` (observations in the order ``al`` was solved from)."""
+    """Local alignments after the global ``al`` (observations in the order ``al`` was solved from), about the
+    axis Z shift the global outputs were placed with (`jobs.facts.axis_z_shift_px`)."""
     from .alignment.local import global_solution_from_alignment, local_alignments
     from .alignment.local_options import local_options_from_com
-    from .alignment.transforms import imod_axis_z_shift_px
+    from .conventions import angstrom_from_nm
     from .io.imod_com import read_com_section
 
     com = read_com_section(imod_com) if imod_com is not None else {}
@@ -93,8 +94,8 @@ def solve_local(al: Alignment, obs_view: NDArray[np.intp], obs_xy: NDArray[np.fl
     if "TargetPatchSizeXandY" in ours and "NumberOfLocalPatchesXandY" not in ours:
         entries.pop("NumberOfLocalPatchesXandY")
     options = local_options_from_com(entries)
-    glob = global_solution_from_alignment(al, imod_axis_z_shift_px(al, axis_z_shift_px))
-    pix_a = 10.0 * float(al.pixel_size_nm) if al.pixel_size_nm else 0.0
+    glob = global_solution_from_alignment(al, axis_z_shift_px)
+    pix_a = angstrom_from_nm(al.pixel_size_nm) or 0.0  # IMOD's local file writes 0 for unknown
     z_factors = "OutputZFactorFile" in com
     result = local_alignments(obs_view, al.obs_marker, obs_xy, raw_tilts_deg, glob, options,
                               pixel_size=pix_a, write_z_factors=z_factors)

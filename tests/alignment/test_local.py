@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from local_reference import fit_mapped
+from support.local_reference import fit_mapped
 
 from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.full_solver import solve_full_model

@@ -168,9 +168,10 @@ def test_a_scheduler_and_a_worker_in_their_own_processes(tmp_path, cryo):
         assert info["options"]["robust"] is True and info["robust"] is not None
         assert (tmp_path / "out" / "ts00" / "ts00.xf").is_file()
     finally:
+        # the worker first, and gone, before the scheduler: a worker whose scheduler closes under it while it
+        # is closing waits for its connection's time-out (20 s of this test's 23 s were that wait)
         for p in reversed(procs):
             p.terminate()
-        for p in reversed(procs):
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -5,7 +5,8 @@
 `dock.report_view`, `dock.triage`), 6. compare (`dock.compare`, `dock.tomograms`), 7. save (`dock.save`).
 
 This module only assembles them, gathers a job from the layers, and leaves nothing behind when the
-dock closes. All numerical work happens in the core (`workflows.run_alignment`) in a worker thread.
+dock closes. All numerical work happens in the core (`jobs.preview.run_preview` of a typed `PreviewJob`) in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..errors import Cancelled
-from ..workflows import PipelineResult
+from ..jobs.preview import PipelineResult, PreviewJob
 from .dock.bead_logic import alignment_visits, checked_pairs
 from .dock.beads import BeadSection
 from .dock.compare import Comparison, voxel_nm
 from .dock.inputs import InputsSection, is_markers
-from .dock.logic import flagged_pairs
+from .dock.logic import dock_job, flagged_pairs, safe_stem
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.options import OptionsSection
 from .dock.report_view import ReportView
@@ -134,7 +135,7 @@ class AlignWidget(QWidget):
         self.beads.refresh()
 
     # ------------------------------------------------------------------ running
-    def gather_job(self) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    def gather_job(self) -> tuple[PreviewJob, tuple[np.ndarray, np.ndarray]]:
         """Everything the worker needs, copied out of the layers (ValueError with a message if not ready)."""
         image, markers = self.inputs.image.value, self.inputs.markers.value
         if markers is None or not is_markers(markers):
@@ -161,9 +162,8 @@ class AlignWidget(QWidget):
         warm = (self.options.warm_start.value and last is not None and self.runs.markers is markers
                 and last.alignment.n_views == len(tilts) and last.name == settings["name"]
                 and not settings["only_markers_in_every_view"])
-        job = {"images": image.data if image is not None else None, "view": table.view, "marker": table.marker,
-               "xy": table.xy, "tilt_angles_deg": tilts, "image_size": size, "options": self.options.options(),
-               "pixel_size_nm": pixel_nm, "start": last.alignment if warm and last is not None else None, **settings}
+        job = dock_job(table, tilts, size, pixel_nm, image.data if image is not None else None, self.options.options(),
+                       settings, last.alignment if warm and last is not None else None, safe_stem(markers.name))
         self._tilt_source = source
         check = markers.features["check"].to_numpy(dtype=bool) if "check" in markers.features else None
         self._checked = checked_pairs(data, ids, check)  # points tracking marked: triage visits them early

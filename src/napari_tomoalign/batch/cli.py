@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .series import OPTION_COLUMNS
+from ..jobs.solver_options import add_solver_arguments
 
 DESCRIPTION = """\
 Align many tilt series at once, one dask task per series, on this machine (a local cluster, one
@@ -38,32 +39,13 @@ header). Table columns (paths relative to the table; empty cells take the option
   beads, bin, thickness, erase_gold    the run path's tracking and tomogram options
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
   max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift     the solver's options
+  imod_com                IMOD's full model from this align.com instead (both paths; local alignments too)
 summary.csv columns: name, status (done, skipped, not-converged, failed, no-markers), path (align or
 run), rms_residual_px, mean_residual_px, n_markers, n_views, n_observations, n_flagged (robust fit),
 beads_tracked, points_tracked, tracking_flagged, tracking_weak (run path), converged, time_s,
 track_s, solve_s, write_s, images_s, error, notes, output, outlier.
 Exit status: 0 when every series landed, 1 when some did not (see summary.csv), 2 for bad input.
 On SLURM: start a dask-jobqueue SLURMCluster and pass its scheduler_address to --scheduler."""
-
-
-# metavar ("" for a flag) and help of each solver option of the table (`series.OPTION_COLUMNS`)
-SOLVER_HELP = {
-    "tilt_axis": ("DEG", "tilt-axis angle from the image y axis, counter-clockwise; picks the branch of the "
-                         "estimate (and guides the tracking)"),
-    "rotation": ("MODE", "rotation: fixed, one, view (default) or group:N"),
-    "tilt": ("MODE", "tilt: fixed, one, view (default) or group:N"),
-    "magnification": ("MODE", "magnification: fixed, one, view (default) or group:N"),
-    "reference_view": ("N", "view whose tilt and magnification are held, numbered from 1 as IMOD does"
-                                " (default: minimum tilt)"),
-    "robust": ("", "refit with Tukey-bisquare weights (always, for tracked series, unless a table's robust "
-                   "cell says no)"),
-    "robust_scale": ("K", "scale of Tukey's constant 4.685 (larger flags fewer)"),
-    "robust_tracks": ("", "weight whole marker tracks, not single points (implies --robust)"),
-    "max_iterations": ("N", "iteration limit per stage"),
-    "no_axis_estimate": ("", "start every view's rotation at --tilt-axis instead of estimating the axis"),
-    "no_initial_stage": ("", "skip the initial stage"),
-    "axis_z_shift": ("PX", "move the tilt axis in Z from the marker centroid, in pixels (IMOD's AxisZShift)"),
-}
 
 
 def _workers(text: str) -> int:
@@ -100,16 +82,16 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--beads", dest="opt_beads", type=int, metavar="N", help="beads to track (default: every one)")
     r.add_argument("--bin", dest="opt_bin", type=int, metavar="N", help="binning of the tomogram (default 2)")
     r.add_argument("--thickness", dest="opt_thickness", type=int, metavar="T",
-                   help="tomogram thickness in unbinned pixels (default: a quarter of the image size)")
+                   help="tomogram thickness in unbinned pixels (default: every marker inside with a margin, at least"
+                        " a quarter of the image size, as 'tomoalign reconstruct')")
     r.add_argument("--erase-gold", dest="opt_erase_gold", action="store_true",
                    help="replace the beads by background before the aligned stack and the tomogram")
-    g = p.add_argument_group("solver options for every series, as in 'tomoalign align' (a table's cells win)")
-    for name in OPTION_COLUMNS:
-        metavar, text = SOLVER_HELP[name]
-        if metavar:
-            g.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}", default=None, metavar=metavar, help=text)
-        else:
-            g.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}", action="store_true", help=text)
+    g = p.add_argument_group("solver options for every series, as in 'tomoalign align' (a table's cells win); a"
+                             " tracked series is fitted robustly unless a table's robust cell says no")
+    add_solver_arguments(g, dest_prefix="opt_", show_defaults=False)  # the one table of the solver's options
+    g.add_argument("--imod-com", dest="opt_imod_com", metavar="FILE",
+                   help="IMOD's full model with the tiltalign options of this align.com for every series (and local"
+                        " alignments with LocalAlignments 1), after tracking too, as etomo's alignment step")
     g.add_argument("--pixel-size-nm", dest="opt_pixel_size_nm", type=float, default=None, metavar="NM",
                    help="pixel size of every series (default: each stack's header)")
 
@@ -119,6 +101,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from .runner import run_batch
 
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v not in (None, False)}
+    if "imod_com" in options:  # the workers may run elsewhere: the file by its full path
+        options["imod_com"] = str(Path(options["imod_com"]).resolve())
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     res = run_batch(args.source, args.output, options=options, scheduler=args.scheduler, n_workers=args.workers,
                     force=args.force, progress=False if args.quiet else None, plot=not args.no_plot, log=log,

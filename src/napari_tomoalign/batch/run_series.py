@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..io.atomic import atomic_open
+from ..jobs.run import DEFAULT_BIN
 from .series import SeriesSpec
-from .task import alignment_figures, build_options, make_row, one_thread, solve_and_write, yes_no
-
-DEFAULT_BIN = 2  # as tomoalign run
+from .task import alignment_figures, export_formats, make_row, one_thread, series_settings, yes_no
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,9 @@ def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> l
 
     s = run_settings(spec, defaults)
     d, n = Path(out_root) / spec.name, spec.name
-    files = [f"{n}.fid", f"{n}_beads.csv", f"{n}_markers.csv", *(f"alignment/{x}" for x in output_names(n)),
+    full = (spec.options.get("imod_com") or defaults.get("imod_com")) not in (None, "")
+    files = [f"{n}.fid", f"{n}_beads.csv", f"{n}_markers.csv",
+             *(f"alignment/{x}" for x in output_names(n, full_model=full)),
              f"{n}.ali", f"{n}_bin{s.binning}.rec", *([f"{n}_erased.mrc"] if s.erase_gold else []), "tracking.json"]
     return [d / f for f in files]
 
@@ -103,76 +104,37 @@ def _tracking_figures(result: Any) -> dict[str, Any]:
                 tracking_flagged=int(result.flagged.sum()), tracking_weak=int(result.weak.sum()))
 
 
-def _tilts(spec: SeriesSpec, result: Any):
-    """The nominal tilt angles the tracker used (read again only if it could not fit an alignment)."""
-    if result.alignment is not None:
-        return result.alignment.nominal_tilt_angles_deg
-    from ..io.mrc import open_tilt_series
-    from ..io.tilts import read_tilt_angles
-
-    if spec.tilt_angles is not None:
-        return read_tilt_angles(spec.tilt_angles)
-    return open_tilt_series(spec.stack, find_tilts=True).tilt_angles_deg  # type: ignore[arg-type]
-
-
 def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tuple[str, ...], t0: float
                ) -> dict[str, Any]:
-    """Track, align robustly, warp and reconstruct one series into ``out``; return its summary row."""
-    from ..io.markers import write_markers_csv
-    from ..tracking.jobs import track_to_file
+    """Track, align robustly (or with the series' align.com), warp and reconstruct one series into ``out``
+    (`jobs.run.run_job`, as ``tomoalign run``); return its summary row."""
+    from ..jobs.run import RunJob, run_job
 
     s = run_settings(spec, defaults)
-    options, z_shift = build_options({**defaults, **spec.options})
-    if not _given(spec.options.get("robust", defaults.get("robust"))):
-        options = replace(options, robust=True)  # as tracking.jobs.run_options: a mistracked point must not pull
+    settings, com = series_settings({**defaults, **spec.options}, tracked=True)
     pix = spec.pixel_size_nm or (float(defaults["pixel_size_nm"]) if _given(defaults.get("pixel_size_nm")) else None)
-    nm, px = s.diameter_nm, s.diameter_px
-    if nm is not None and pix:
-        if not nm > 0:
-            raise UsageError(f"the bead diameter must be a positive number of nm, not {nm}")
-        px = nm / pix  # the pixel size given wins over the header's, as on the align path
-        nm = None
+    job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
+                 tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
+                 n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
+                 pixel_size_nm=pix, name=spec.name)
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft
 
     # scipy.fft's default workers capped too (FFTs that ask for workers=-1 explicitly still take every core)
     with one_thread(), scipy.fft.set_workers(1):
+        res = run_job(job, overwrite=True, threads=1)
         t1 = time.perf_counter()
-        tracked = track_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
-                                tilt_angles_path=spec.tilt_angles, bead_diameter_nm=nm, bead_diameter_px=px,
-                                tilt_axis_deg=options.tilt_axis_deg, n_beads=s.beads, overwrite=True, threads=1)
-        track_s = time.perf_counter() - t1
-        result = tracked.result
-        table = result.markers
-        size = table.image_size or (0, 0)  # always set: the tracker knows the stack's size
-        write_markers_csv(out / f"{spec.name}_markers.csv", table, overwrite=True)
-        inputs = {"stack": str(spec.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source}
-        al, solve, written, notes = solve_and_write(
-            table, _tilts(spec, result), size, pix or tracked.pixel_size_nm, options, z_shift,
-            out / "alignment", spec.name, inputs, export, export_dir=out)
-        images = _images(spec, out, s, al, result.bead_diameter_px)
+        al = res.alignment
+        notes = export_formats(al, out, spec.name, export, res.folder.axis_z_shift_px) if export else ""
+        export_s = time.perf_counter() - t1
+    result = res.tracked.result
     figures = _tracking_figures(result)
-    _write_tracking_json(out / "tracking.json", figures, result, tracked.tilt_source)
+    _write_tracking_json(out / "tracking.json", figures, result, res.tracked.tilt_source)
     notes = "; ".join([*result.warnings, *([notes] if notes else [])])
+    t = res.timings_s
     return make_row(spec.name, "done" if al.converged else "not-converged", path="run", **alignment_figures(al),
-                    **figures, time_s=time.perf_counter() - t0, track_s=track_s, solve_s=solve, write_s=written,
-                    images_s=images, notes=notes, output=str(out))
-
-
-def _images(spec: SeriesSpec, out: Path, s: RunSettings, al: Any, diameter_px: float) -> float:
-    """The gold-erased stack (if asked), the aligned stack and the tomogram; return their time."""
-    from ..tracking.jobs import erase_gold_to_file
-    from ..workflows import aligned_stack_to_file, reconstruct_to_file
-
-    t1 = time.perf_counter()
-    source: Any = spec.stack
-    if s.erase_gold:
-        source = erase_gold_to_file(spec.stack, al, diameter_px, out / f"{spec.name}_erased.mrc",  # type: ignore[arg-type]
-                                    overwrite=True)
-    aligned_stack_to_file(source, out / "alignment", out / f"{spec.name}.ali", overwrite=True)
-    reconstruct_to_file(source, out / "alignment", out / f"{spec.name}_bin{s.binning}.rec", binning=s.binning,
-                        thickness=s.thickness, overwrite=True)
-    return time.perf_counter() - t1
+                    **figures, time_s=time.perf_counter() - t0, track_s=t["track"], solve_s=t["align"],
+                    write_s=export_s, images_s=t["images"], notes=notes, output=str(out))
 
 
 def _write_tracking_json(path: Path, figures: dict[str, Any], result: Any, tilt_source: str) -> None:

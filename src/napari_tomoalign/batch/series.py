@@ -14,7 +14,8 @@ The CSV table has a header. Columns (paths relative to the table's folder):
   ``thickness`` (of the tomogram), ``erase_gold`` (yes/no);
 - any per-series solver option: ``tilt_axis``, ``rotation``, ``tilt``, ``magnification`` (fixed, one,
   view, group:N), ``reference_view``, ``robust``, ``robust_scale``, ``robust_tracks``, ``max_iterations``,
-  ``no_axis_estimate``, ``no_initial_stage``, ``axis_z_shift``.
+  ``no_axis_estimate``, ``no_initial_stage``, ``axis_z_shift``; or ``imod_com``, an align.com whose
+  tiltalign options (IMOD's full model, and local alignments with ``LocalAlignments 1``) replace them.
 
 Empty cells take the batch's defaults.
 """
@@ -30,12 +31,14 @@ from pathlib import Path
 from ..io.atomic import safe_name
 from ..io.errors import FileFormatError
 from ..io.guarded import read_bytes_limited, read_text_limited
+from ..jobs.solver_options import OPTION_NAMES
 
 STACK_EXT = (".mrc", ".st", ".mrcs")
 MARKER_EXT = (".fid", ".mod", ".csv")
 TILT_EXT = (".tlt", ".rawtlt")
-OPTION_COLUMNS = ("tilt_axis", "rotation", "tilt", "magnification", "reference_view", "robust", "robust_scale",
-                  "robust_tracks", "max_iterations", "no_axis_estimate", "no_initial_stage", "axis_z_shift")
+# the solver's options (`jobs.solver_options`, declared once for the command line, batch and the dock), and
+# an align.com for IMOD's full model (and local alignments), a path relative to the table
+OPTION_COLUMNS = (*OPTION_NAMES, "imod_com")
 RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold")  # options of the run path (tracked series)
 _KNOWN = {"name", "stack", "tilt_angles", "markers", "bead_diameter_nm", "bead_diameter_px", "image_width",
           "image_height", "pixel_size_nm", *OPTION_COLUMNS, *RUN_COLUMNS}
@@ -144,6 +147,8 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
     if (w is None) != (h is None):
         raise FileFormatError(f"{where}: give both image_width and image_height, or neither")
     opts = {k: row[k].strip() for k in (*OPTION_COLUMNS, *RUN_COLUMNS) if (row.get(k) or "").strip()}
+    if "imod_com" in opts:
+        opts["imod_com"] = str(path("imod_com"))
     return SeriesSpec(
         name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"), markers=markers or found.markers,
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,

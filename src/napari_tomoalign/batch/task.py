@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -66,7 +66,8 @@ def output_paths(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = (),
         from .run_series import run_outputs
 
         return run_outputs(spec, out_root, defaults or {}) + extra
-    return [d / n for n in output_names(spec.name)] + extra
+    full = (spec.options.get("imod_com") or (defaults or {}).get("imod_com")) not in (None, "")
+    return [d / n for n in output_names(spec.name, full_model=full)] + extra
 
 
 def is_finished(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = (),
@@ -116,50 +117,26 @@ def make_row(name: str, status: str, **kw: Any) -> dict[str, Any]:
 
 
 def yes_no(v: Any) -> bool:
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "y", "on"):
-        return True
-    if s in ("0", "false", "no", "n", "off", ""):
-        return False
-    raise ValueError(f"{v!r} is not a yes/no value")
+    from ..jobs.solver_options import yes_no as parse
+
+    return parse(v)
 
 
-def view_from_one(value: Any) -> int:
-    """A view number as IMOD and the report give it (from 1) as the 0-based index the solver takes."""
-    n = int(value)
-    if n < 1:
-        raise ValueError(f"reference_view numbers views from 1 (as IMOD does), not {n}")
-    return n - 1
+def series_settings(opts: dict[str, Any], *, tracked: bool = False) -> tuple[Any, Path | None]:
+    """``(SolverSettings, align.com or None)`` of a series' option values (its table cells over the batch's):
+    `jobs.solver_options.solver_settings`, the one converter of the command line, batch and the dock. A
+    tracked series is fitted robustly unless its ``robust`` value says otherwise (as ``tomoalign run``)."""
+    from ..jobs.solver_options import DEFAULTS, solver_settings
+    from ..tracking.jobs import run_options
 
-
-def build_options(opts: dict[str, Any]):
-    """``(AlignmentOptions, axis_z_shift_px)`` from batch/table option values (strings or numbers)."""
-    from ..alignment.options import AlignmentOptions, VariableOption
-
-    kw: dict[str, Any] = {}
-    for key in ("rotation", "tilt", "magnification"):
-        if opts.get(key) not in (None, ""):
-            v = opts[key]
-            kw[key] = v if isinstance(v, VariableOption) else VariableOption.parse(str(v))
-    conv: dict[str, tuple[str, Callable[[Any], Any]]] = {
-        "tilt_axis": ("tilt_axis_deg", float), "reference_view": ("reference_view", view_from_one),
-        "robust_scale": ("robust_scale", float), "max_iterations": ("max_iterations", int),
-        "robust": ("robust", yes_no), "robust_tracks": ("robust_tracks", yes_no)}
-    for key, (name, f) in conv.items():
-        if opts.get(key) not in (None, ""):
-            kw[name] = f(opts[key])
-    if kw.get("robust_tracks"):
-        kw["robust"] = True
-    if opts.get("no_axis_estimate") not in (None, ""):
-        kw["estimate_tilt_axis"] = not yes_no(opts["no_axis_estimate"])
-    if opts.get("no_initial_stage") not in (None, ""):
-        kw["initial_stage"] = not yes_no(opts["no_initial_stage"])
-    z = opts.get("axis_z_shift")
-    return AlignmentOptions(**kw), float(z) if z not in (None, "") else 0.0
+    com = opts.get("imod_com")
+    base = run_options(None) if tracked else DEFAULTS  # the tracker's own options, as tomoalign run
+    return solver_settings(opts, base=base), Path(com) if com not in (None, "") else None
 
 
 def _inputs(spec: SeriesSpec, pixel_size_nm: float | None):
     """Markers, tilt angles, image size and pixel size of a series."""
+    from ..conventions import nm_from_angstrom
     from ..io.errors import FileFormatError
     from ..io.markers import read_markers
     from ..io.tilts import read_tilt_angles
@@ -174,8 +151,8 @@ def _inputs(spec: SeriesSpec, pixel_size_nm: float | None):
         rows, cols = series.data.shape[1:]
         size = size or (int(cols), int(rows))
         tilts = tilts if tilts is not None else series.tilt_angles_deg
-        if pix is None and series.pixel_size_angstrom:
-            pix = series.pixel_size_angstrom / 10.0
+        if pix is None:
+            pix = nm_from_angstrom(series.pixel_size_angstrom)
     if tilts is None:
         raise FileFormatError(f"{spec.name}: no tilt angles (no .tlt/.rawtlt beside the markers, no stack to read them "
                               "from); add a tilt_angles column")
@@ -217,7 +194,7 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
-def _export(al: Any, out: Path, name: str, export: tuple[str, ...], z_shift: float) -> str:
+def export_formats(al: Any, out: Path, name: str, export: tuple[str, ...], z_shift: float) -> str:
     """Write the alignment in the other formats; return the warnings (a format's lost magnification) as notes."""
     from ..io.convert import convert, saved_from_alignment
     from ..io.errors import FileFormatError
@@ -251,20 +228,19 @@ def one_thread() -> Iterator[None]:
         yield
 
 
-def solve_and_write(markers: Any, tilts: Any, size: tuple[int, int], pix: float | None, options: Any, z_shift: float,
-                    out: Path, name: str, inputs: dict[str, str], export: tuple[str, ...] = (),
-                    export_dir: Path | None = None) -> tuple[Any, float, float, str]:
-    """Solve, write the files of ``tomoalign align`` into ``out`` and the exported formats into ``export_dir``
-    (default ``out``); return ``(alignment, solve s, write s, notes)``. Call it inside `one_thread`."""
-    from ..alignment.solver import align_markers
-    from ..io.alignment import write_alignment
+def solve_and_write(job: Any, out: Path, export: tuple[str, ...] = (), export_dir: Path | None = None,
+                    alignment: Any = None) -> tuple[Any, float, float, str]:
+    """Solve the `jobs.align.AlignJob` (unless ``alignment`` is its solution), write the files of ``tomoalign
+    align`` into ``out`` and the exported formats into ``export_dir`` (default ``out``); return ``(alignment,
+    solve s, write s, notes)``. Call it inside `one_thread`."""
+    from ..jobs.align import run_align_job, solve
 
     t1 = time.perf_counter()
-    al = align_markers(markers.view, markers.marker, markers.xy, tilts, size, options, pixel_size_nm=pix, warn=False)
-    solve = time.perf_counter() - t1
-    write_alignment(al, out, name, overwrite=True, axis_z_shift_px=z_shift, extra=inputs)
-    notes = _export(al, export_dir or out, name, export, z_shift) if export else ""
-    return al, solve, time.perf_counter() - t1 - solve, notes
+    al = alignment if alignment is not None else solve(job)
+    solve_s = time.perf_counter() - t1
+    folder = run_align_job(job, out, overwrite=True, alignment=al)
+    notes = export_formats(al, export_dir or out, job.stem, export, folder.axis_z_shift_px) if export else ""
+    return al, solve_s, time.perf_counter() - t1 - solve_s, notes
 
 
 def alignment_figures(al: Any) -> dict[str, Any]:
@@ -276,12 +252,17 @@ def alignment_figures(al: Any) -> dict[str, Any]:
 
 def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, export: tuple[str, ...] = ()
            ) -> dict[str, Any]:
-    options, z_shift = build_options({**defaults, **spec.options})
+    from ..jobs.align import AlignJob
+    from ..local_jobs import wants_local
+
+    settings, com = series_settings({**defaults, **spec.options})
     inputs = {k: str(v) for k, v in (("markers", spec.markers), ("tilt_angles", spec.tilt_angles),
-                                      ("stack", spec.stack)) if v is not None}
+                                      ("stack", spec.stack), ("imod_com", com)) if v is not None}
     with one_thread():
         markers, tilts, size, pix = _inputs(spec, defaults.get("pixel_size_nm"))
-        al, solve, written, notes = solve_and_write(markers, tilts, size, pix, options, z_shift, out, spec.name,
-                                                    inputs, export)
+        job = AlignJob(markers, tilts, (int(size[0]), int(size[1])), settings, pix, com, local=wants_local(com),
+                       stem=spec.name, inputs=inputs)
+        job.check()
+        al, solve, written, notes = solve_and_write(job, out, export)
     return make_row(spec.name, "done" if al.converged else "not-converged", path="align", **alignment_figures(al),
                     time_s=time.perf_counter() - t0, solve_s=solve, write_s=written, notes=notes, output=str(out))

@@ -8,10 +8,16 @@ extreme density leaves streaks across the tomogram.
 The positions come per view: the tracked points, or better the alignment's model positions of every
 bead in every view (`bead_positions`), which also cover views where a bead was not tracked. They can
 be for the raw stack or, mapped by the alignment's transforms, for the aligned stack.
+
+`GoldEraser` is the one erasure every job uses (``aligned-stack --erase-gold``, ``run --erase-gold``,
+``batch``): built from an alignment in memory or from a saved alignment folder, in the raw stack's pixels
+either way (a ``.prexg`` is undone), it erases view ``j`` with noise seeded by ``(seed, j)``, so that the
+output does not depend on which views were erased before. `erase_beads` erases a whole stack with it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..alignment.result import Alignment
 from ..alignment.transforms import apply_transform
+from ..conventions import image_centre
 from ..errors import Cancelled
 
 
@@ -128,25 +135,75 @@ def erase_beads(
     """
     if getattr(stack, "ndim", 0) != 3:
         raise ValueError(f"the stack must be 3-D (views, rows, cols), not {getattr(stack, 'ndim', 0)}-D")
-    view = np.asarray(view, dtype=np.intp).ravel()
-    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-    if len(view) != len(xy):
-        raise ValueError(f"{len(view)} view numbers for {len(xy)} positions; give one view per position")
-    if len(view) and (view.min() < 0 or view.max() >= stack.shape[0]):
-        raise ValueError(f"view numbers must lie in 0..{stack.shape[0] - 1} for this stack")
-    if not np.isfinite(bead_diameter_px) or bead_diameter_px <= 0:
-        raise ValueError(f"the bead diameter must be a positive number of pixels, not {bead_diameter_px}")
-    radius = erase_radius_px(bead_diameter_px) if radius_px is None else float(radius_px)
     n = stack.shape[0]
+    eraser = GoldEraser(view, xy, bead_diameter_px, n, radius_px=radius_px, noise=noise, seed=seed)
     if out is None:
         out = np.empty(stack.shape, dtype=np.float32)
-    order = np.argsort(view, kind="stable")
-    bounds = np.searchsorted(view[order], np.arange(n + 1))
     for j in range(n):
         if should_stop is not None and should_stop():
             raise Cancelled("erasing cancelled")
-        rng = np.random.default_rng([seed, j])
-        out[j] = erase_view(stack[j], xy[order[bounds[j] : bounds[j + 1]]], radius, rng, noise)
+        out[j] = eraser(j, stack[j])
         if progress is not None:
             progress(j + 1, n)
     return out
+
+
+class GoldEraser:
+    """``eraser(j, image)``: view ``j`` with every bead at ``xy[view == j]`` replaced by background.
+
+    ``view`` ``(k,)`` and ``xy`` ``(k, 2)``: the beads' positions in the stack's pixels (`bead_positions`);
+    ``n_views``: the stack's views. The erased radius is `erase_radius_px` of ``bead_diameter_px`` unless
+    ``radius_px`` is given; the noise of view ``j`` is seeded by ``(seed, j)``.
+    """
+
+    def __init__(self, view: ArrayLike, xy: ArrayLike, bead_diameter_px: float, n_views: int, *,
+                 radius_px: float | None = None, noise: bool = True, seed: int = 0) -> None:
+        view = np.asarray(view, dtype=np.intp).ravel()
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        if len(view) != len(xy):
+            raise ValueError(f"{len(view)} view numbers for {len(xy)} positions; give one view per position")
+        if len(view) and (view.min() < 0 or view.max() >= n_views):
+            raise ValueError(f"view numbers must lie in 0..{n_views - 1} for this stack")
+        if not np.isfinite(bead_diameter_px) or bead_diameter_px <= 0:
+            raise ValueError(f"the bead diameter must be a positive number of pixels, not {bead_diameter_px}")
+        self.radius_px = erase_radius_px(bead_diameter_px) if radius_px is None else float(radius_px)
+        self.noise, self.seed = bool(noise), int(seed)
+        order = np.argsort(view, kind="stable")
+        bounds = np.searchsorted(view[order], np.arange(n_views + 1))
+        self._xy = [xy[order[bounds[j] : bounds[j + 1]]] for j in range(n_views)]
+
+    def positions(self, j: int) -> NDArray[np.float64]:
+        """``(k, 2)`` the (x, y) of the beads erased in view ``j``."""
+        return self._xy[j]
+
+    def __call__(self, j: int, image: NDArray) -> NDArray[np.float32]:
+        rng = np.random.default_rng([self.seed, int(j)])
+        return erase_view(image, self._xy[j], self.radius_px, rng, self.noise)
+
+    @classmethod
+    def from_alignment(cls, al: Alignment, bead_diameter_px: float, *, prexg: NDArray[np.float64] | None = None,
+                       seed: int = 0) -> GoldEraser:
+        """The beads where ``al``'s model puts them in the raw stack (``prexg``: the alignment was solved on
+        markers of the prealigned stack, as etomo's ``.preali``; its prealignment is undone)."""
+        view, xy = bead_positions(al)
+        if prexg is not None:
+            xy = undo_prealignment(prexg, view, xy, al.image_size)
+        return cls(view, xy, bead_diameter_px, al.n_views, seed=seed)
+
+    @classmethod
+    def from_folder(cls, alignment_dir: str | os.PathLike[str], bead_diameter_px: float, n_views: int, *,
+                    seed: int = 0) -> GoldEraser:
+        """The beads a saved alignment folder puts in the raw stack (its ``predicted.csv``, the ``.prexg``
+        of its run stamp undone: `io.bead_positions.read_bead_positions`)."""
+        from ..io.bead_positions import read_bead_positions
+
+        view, xy = read_bead_positions(alignment_dir)
+        return cls(view, xy, bead_diameter_px, n_views, seed=seed)
+
+
+def undo_prealignment(prexg: NDArray[np.float64], view: NDArray[np.intp], xy: NDArray[np.float64],
+                      image_size: tuple[int, int]) -> NDArray[np.float64]:
+    """Raw-stack positions of points of the prealigned stack (``prealigned = A raw + d`` about the centre)."""
+    centre = image_centre(image_size)
+    a, d = prexg[view, :, :2], prexg[view, :, 2]
+    return np.einsum("nij,nj->ni", np.linalg.inv(a), xy - centre - d) + centre

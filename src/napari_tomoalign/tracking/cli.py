@@ -37,6 +37,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels")
     p.add_argument("--erase-gold", action="store_true",
                    help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
+    p.add_argument("--imod-com", metavar="FILE",
+                   help="align the tracked markers with IMOD's full model and the tiltalign options of this align.com"
+                        " (and its local alignments with LocalAlignments 1), as etomo's alignment step")
 
 
 class _Bar:
@@ -82,31 +85,29 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Track, align robustly, then the aligned stack and the tomogram, each written into ``--output``."""
-    from ..io.markers import write_markers_csv
+    """Track, align robustly (or with --imod-com), then the aligned stack and the tomogram in one pass over the
+    stack, each written into ``--output`` (`jobs.run.run_job`)."""
+    from ..jobs.run import RunJob, run_job
+    from ..jobs.solver_options import SolverSettings
     from ..report import text_report
-    from ..workflows import align_to_folder, aligned_stack_to_file, reconstruct_to_file
-    from .jobs import erase_gold_to_file, run_options
+    from .jobs import run_options
 
-    out = Path(args.output)
-    stem = Path(args.stack).stem
-    tracked = _track(args, out / f"{stem}.fid")
-    table = tracked.result.markers
-    write_markers_csv(out / f"{stem}_markers.csv", table, overwrite=args.force)
-    res = align_to_folder(f"{stem}.fid", tracked.tilt_source, out / "alignment", run_options(args.tilt_axis),
-                          image_size=table.image_size, pixel_size_nm=tracked.pixel_size_nm, overwrite=args.force,
-                          markers=table, tilt_angles_deg=tracked.result.alignment.nominal_tilt_angles_deg,
-                          inputs={"stack": str(args.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source})
-    source = args.stack
-    if args.erase_gold:
-        source = erase_gold_to_file(args.stack, res.alignment, tracked.result.bead_diameter_px,
-                                    out / f"{stem}_erased.mrc", overwrite=args.force)
-    ali = aligned_stack_to_file(source, out / "alignment", out / f"{stem}.ali", overwrite=args.force)
-    rec = reconstruct_to_file(source, out / "alignment", out / f"{stem}_bin{args.bin}.rec", binning=args.bin,
-                              thickness=args.thickness, overwrite=args.force)
+    settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
+    job = RunJob(Path(args.stack), Path(args.output), bead_diameter_nm=args.bead_diameter_nm,
+                 bead_diameter_px=args.bead_diameter_px,
+                 tilt_angles_path=Path(args.tilt_angles) if args.tilt_angles else None, settings=settings,
+                 imod_com=Path(args.imod_com) if args.imod_com else None, n_beads=args.beads, binning=args.bin,
+                 thickness=args.thickness, erase_gold=args.erase_gold)
+    bar = _Bar(args.quiet)
+    try:
+        res = run_job(job, overwrite=args.force, progress=bar)
+    finally:
+        bar.done()
     if not args.quiet:
-        print(tracked.result.summary())
+        print(res.tracked.result.summary())
+        if res.folder.local is not None:
+            print("\n".join(["Local alignments:", *res.folder.local.report_lines()]))
         print("\n".join(text_report(res.alignment)))
-        print(f"wrote {out}: {stem}.fid, {stem}_markers.csv, {stem}_beads.csv, alignment/, {ali.path.name},"
-              f" {rec.path.name}")
+        print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
+              f" {res.tomogram.name}")
     return 0 if res.alignment.converged else 3

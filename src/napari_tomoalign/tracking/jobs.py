@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..io.atomic import check_writable
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
-from .beads import diameter_px_from_nm
+from ..jobs import facts
 from .pipeline import track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
 
@@ -35,18 +35,21 @@ class TrackedStack:
     tilt_source: str
 
 
-def _diameter_px(diameter_nm: float | None, diameter_px: float | None, pixel_nm: float | None, stack: Path) -> float:
-    if (diameter_nm is None) == (diameter_px is None):
-        raise UsageError("give the bead diameter once: --bead-diameter-nm D or --bead-diameter-px D")
-    if diameter_px is not None:
-        if not (np.isfinite(diameter_px) and 2.0 <= diameter_px <= 200.0):
-            raise UsageError(f"--bead-diameter-px must be from 2 to 200 pixels, not {diameter_px}")
-        return float(diameter_px)
-    if not pixel_nm:
-        raise UsageError(f"{stack} records no pixel size, so a diameter in nm cannot be converted; give"
-                         " --bead-diameter-px instead")
-    assert diameter_nm is not None
-    return diameter_px_from_nm(diameter_nm, pixel_nm)
+@dataclass(frozen=True)
+class TrackJob:
+    """Find and track the gold beads of ``stack`` and write the markers to ``output`` (``.csv``, ``.fid`` or
+    ``.mod``). Tilt angles from ``tilt_angles_path``, else from beside the stack (IMOD's order); the bead
+    diameter is one of ``bead_diameter_nm`` (through ``pixel_size_nm``, else the header's: `jobs.facts`) and
+    ``bead_diameter_px``; ``tilt_axis_deg`` guides the coarse alignment; ``n_beads``: how many to track."""
+
+    stack: Path
+    output: Path
+    tilt_angles_path: Path | None = None
+    bead_diameter_nm: float | None = None
+    bead_diameter_px: float | None = None
+    tilt_axis_deg: float | None = None
+    n_beads: int | None = None
+    pixel_size_nm: float | None = None
 
 
 def track_to_file(
@@ -58,16 +61,25 @@ def track_to_file(
     bead_diameter_px: float | None = None,
     tilt_axis_deg: float | None = None,
     n_beads: int | None = None,
+    pixel_size_nm: float | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> TrackedStack:
-    """Find and track the gold beads of a raw stack and write the markers (``.csv``, ``.fid`` or ``.mod``).
+    """`run_track_job` of the `TrackJob` of these arguments."""
+    job = TrackJob(Path(stack_path), Path(output), Path(tilt_angles_path) if tilt_angles_path is not None else None,
+                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm)
+    return run_track_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
-    The tilt angles come from ``tilt_angles_path``, else from beside the stack (IMOD's order). Raises
-    `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told apart.
-    ``threads`` caps the threads of the tracking (a batch worker asks for one).
+
+def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress | None = None,
+                  threads: int | None = None) -> TrackedStack:
+    """Track the job's beads and write its markers and ``_beads.csv`` (`TrackJob`).
+
+    Raises `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told
+    apart. ``threads`` caps the threads of the tracking (a batch worker asks for one).
     """
+    stack_path, output, tilt_angles_path, n_beads = job.stack, job.output, job.tilt_angles_path, job.n_beads
     out = Path(output)
     if out.suffix.lower() not in MARKER_SUFFIXES:
         raise UsageError(f"--output must end in .csv, .fid or .mod, not {out.name!r}")
@@ -84,15 +96,13 @@ def track_to_file(
     if len(tilts) != series.n_views:
         raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
                          f" {series.n_views} views")
-    pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
-    d_px = _diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, Path(stack_path))
+    pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)
     rows, cols = series.data.shape[1:]
-    if bead_diameter_nm is not None and not 1.5 <= d_px <= min(rows, cols) / 4:
-        raise UsageError(f"--bead-diameter-nm {bead_diameter_nm:g} is {d_px:.1f} px at the header's {pixel_nm:g} nm/px,"
-                         f" which does not fit {cols} x {rows} images: gold is usually 5-20 nm (not Angstrom);"
-                         " check the number and the pixel size, or give --bead-diameter-px")
-    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress,
-                         threads=threads)
+    d_px = facts.bead_diameter_px(job.bead_diameter_nm, job.bead_diameter_px, pixel_nm, image_size=(cols, rows),
+                                  where=str(stack_path),
+                                  pixel_source="the header's" if job.pixel_size_nm is None else "the given")
+    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=job.tilt_axis_deg, n_beads=n_beads,
+                         progress=progress, threads=threads)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
@@ -138,22 +148,20 @@ def run_options(tilt_axis_deg: float | None) -> AlignmentOptions:
 def erase_gold_to_file(stack_path: str | os.PathLike[str], alignment: Alignment, bead_diameter_px: float,
                        output: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write ``stack_path`` with every fitted bead replaced by local background (as IMOD's ``ccderaser
-    -fid``), view by view: the beads' positions come from the alignment's model, so beads are erased in
-    views where they were not tracked too."""
+    -fid``), view by view: the beads' positions come from the alignment's model (`GoldEraser`), so beads are
+    erased in views where they were not tracked too."""
     from ..io.atomic import atomic_path
     from ..io.mrc import MrcStreamWriter
-    from ..reconstruction.erase import bead_positions, erase_radius_px, erase_view
+    from ..reconstruction.erase import GoldEraser
 
     series = open_tilt_series(stack_path, find_tilts=False)
     out = check_writable(output, overwrite)
-    view, xy = bead_positions(alignment)
-    rng = np.random.default_rng(0)
-    radius = erase_radius_px(bead_diameter_px)
+    erase = GoldEraser.from_alignment(alignment, bead_diameter_px)
     with atomic_path(out, overwrite) as tmp:
         writer = MrcStreamWriter(tmp, series.data.shape, np.float32, series.pixel_size_angstrom)
         try:
             for j in range(series.n_views):
-                writer.write(erase_view(series.data[j], xy[view == j], radius, rng))
+                writer.write(erase(j, series.data[j]))
             writer.close()
         except BaseException:
             writer.abort()

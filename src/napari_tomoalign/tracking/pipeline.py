@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..alignment.result import Alignment
 from ..errors import Cancelled
+from ..jobs.threads import honours_threads
 from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
 from ._views import ViewReader, extract_patches, patch_origins
@@ -72,6 +73,7 @@ def _seed_beads(reader, seed_view, diameter, dark, estimate, progress) -> tuple[
     return cands, diameter
 
 
+@honours_threads
 def track_beads(
     stack: NDArray,
     tilt_angles_deg: ArrayLike,
@@ -118,7 +120,8 @@ def track_beads(
         Re-fit every point under the prewhitened background before the final fit (`_whiten`): texture
         that pulls the centres the same way in every view is kept from the 3-D positions.
     threads
-        Cap on the threads of FFTs, BLAS and compiled loops (a GUI keeps a core for itself).
+        Cap on the threads of FFTs, BLAS and compiled loops (a GUI keeps a core for itself), applied around
+        the whole call (`jobs.threads.honours_threads`).
     progress, should_stop
         ``progress(stage, done, total, text)`` with stages ``coarse``, ``find``, ``track``, ``fill gaps`` and
         ``fit``; `Cancelled` is raised between views when ``should_stop()`` returns True.
@@ -128,16 +131,6 @@ def track_beads(
     BeadFindingError
         When no beads can be told from other peaks in the seed view.
     """
-    if threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        from ..alignment._threads import compiled_threads
-        from ._fourier import fft_threads
-
-        with compiled_threads(threads), threadpool_limits(threads), fft_threads(threads):
-            return track_beads(stack, tilt_angles_deg, bead_diameter_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
-                               seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
-                               coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop)
     tilts = _check(stack, tilt_angles_deg, bead_diameter_px)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -7,6 +7,7 @@ core's order for positions, ``(x, y)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,7 +16,9 @@ from ...alignment.options import AlignmentOptions, VariableOption
 from ...alignment.result import Alignment
 from ...alignment.stages import Stage
 from ...alignment.transforms import apply_transform
-from ...workflows import JobStep
+from ...io.table import MarkerTable
+from ...jobs.preview import JobStep, PreviewJob
+from ...jobs.solver_options import solver_settings
 
 VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
 AXIS_CHOICES = ("estimate", "estimate near the angle", "use the angle as given")
@@ -128,16 +131,42 @@ def variable_option(label: str, group_size: int) -> VariableOption:
     return VariableOption("group", int(group_size)) if mode == "group" else VariableOption(mode)  # type: ignore[arg-type]
 
 
-def build_options(*, rotation: str, tilt: str, magnification: str, group_size: int, axis_mode: str,
-                  axis_angle_deg: float, initial_stage: bool, robust: bool, robust_scale: float) -> AlignmentOptions:
-    """`AlignmentOptions` from the dock's choices (labels as in `VARIABLE_CHOICES` and `AXIS_CHOICES`)."""
-    return AlignmentOptions(
-        rotation=variable_option(rotation, group_size), tilt=variable_option(tilt, group_size),
-        magnification=variable_option(magnification, group_size),
-        tilt_axis_deg=None if axis_mode == "estimate" else float(axis_angle_deg),
-        estimate_tilt_axis=axis_mode != "use the angle as given", initial_stage=bool(initial_stage),
-        robust=bool(robust), robust_scale=float(robust_scale),
-    )
+def option_values_of(*, rotation: str, tilt: str, magnification: str, group_size: int, axis_mode: str,
+                     axis_angle_deg: float, initial_stage: bool, robust: bool, robust_scale: float) -> dict[str, Any]:
+    """The solver's option values (`jobs.solver_options`, by name) of the dock's choices (labels as in
+    `VARIABLE_CHOICES` and `AXIS_CHOICES`)."""
+    return {
+        "rotation": str(variable_option(rotation, group_size)), "tilt": str(variable_option(tilt, group_size)),
+        "magnification": str(variable_option(magnification, group_size)),
+        "tilt_axis": None if axis_mode == "estimate" else float(axis_angle_deg),
+        "no_axis_estimate": axis_mode == "use the angle as given", "no_initial_stage": not initial_stage,
+        "robust": bool(robust), "robust_scale": float(robust_scale),
+    }
+
+
+def build_options(**choices: Any) -> AlignmentOptions:
+    """`AlignmentOptions` from the dock's choices (`option_values_of`), converted by the one converter of the
+    command line, ``batch`` and the dock (`jobs.solver_options.solver_settings`)."""
+    return solver_settings(option_values_of(**choices)).options
+
+
+def dock_job(table: MarkerTable, tilts: NDArray, size: tuple[int, int], pixel_size_nm: float | None, images: Any,
+             options: AlignmentOptions, settings: dict[str, Any], start: Alignment | None, stem: str) -> PreviewJob:
+    """The dock's typed job (`jobs.preview.PreviewJob`) from the markers, the tilts, the image and the choices
+    (``settings``: `OptionsSection.settings`)."""
+    from pathlib import Path
+
+    from ...jobs.align import AlignJob
+    from ...jobs.solver_options import SolverSettings
+
+    com = settings.get("imod_com")
+    # with an align.com its tiltalign options are the model: the dock's (greyed out) choices do not apply
+    align = AlignJob(table, np.asarray(tilts, dtype=float), (int(size[0]), int(size[1])),
+                     SolverSettings(AlignmentOptions() if com else options), pixel_size_nm, Path(com) if com else None,
+                     bool(settings.get("leave_out")) and not com, stem=stem, inputs={"markers_layer": stem})
+    return PreviewJob(align, images, name=settings["name"],
+                      only_markers_in_every_view=bool(settings["only_markers_in_every_view"]),
+                      tomogram_thickness_px=settings.get("tomogram_thickness_px"), start=start)
 
 
 def tilt_summary(tilts: NDArray | None, source: str | None) -> str:

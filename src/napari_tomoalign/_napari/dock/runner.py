@@ -21,7 +21,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from ...errors import Cancelled
 from ...io.errors import FileFormatError
-from ...workflows import PipelineResult, run_alignment
+from ...jobs.preview import PipelineResult, PreviewJob, run_preview
 from .logic import progress_percent
 from .ui import button, row
 
@@ -30,13 +30,14 @@ STEP_GAP_MS = 2  # between display steps, so that the event loop gets a turn bet
 Step = Callable[[], "list[Step] | None"]
 
 
-def run_job(**job: Any) -> tuple[tuple[PipelineResult, Any] | None, BaseException | None]:
-    """The worker's function: expected failures come back as values, so Qt never sees a raise."""
+def run_job(job: PreviewJob, **kw: Any) -> tuple[tuple[PipelineResult, Any] | None, BaseException | None]:
+    """The worker's function (``kw``: `run_preview`'s threads, progress and should_stop): expected failures
+    come back as values, so Qt never sees a raise."""
     from ...alignment.errors import AlignmentError
     from ...report import report_plot
 
     try:
-        result = run_alignment(**job)
+        result = run_preview(job, **kw)
         return (result, report_plot({result.name: result.alignment}, size_px=(320, 260))), None
     except (Cancelled, AlignmentError, FileFormatError, ValueError) as exc:
         return None, exc
@@ -139,18 +140,19 @@ class Runner:
         self._warm_thread = threading.Thread(target=warm_up_quietly, args=(self.warmed_up,), daemon=True)
         QTimer.singleShot(WARM_UP_DELAY_MS, lambda: self._warm_thread.start())
 
-    def start(self, job: dict[str, Any], on_result: Callable[..., None],
+    def start(self, job: PreviewJob | dict[str, Any], on_result: Callable[..., None],
               on_failure: Callable[[BaseException], None], work: Callable[..., Any] | None = None,
               busy_text: str | None = None) -> Any:
-        """Run ``job`` (keyword arguments of the job function: `run_alignment`'s by default) in a worker;
-        report back on the GUI thread (``on_result(*value)``)."""
+        """Run ``job`` (a typed job for `run_job`, or the keyword arguments of ``work``) in a worker; report
+        back on the GUI thread (``on_result(*value)``)."""
         from napari.qt.threading import create_worker
 
         if self.busy:
             return None
         self._stop.clear()
         threads = max(1, (os.cpu_count() or 2) - 1)  # one core stays with the GUI
-        worker = create_worker(work or self._work, **job, threads=threads, progress=self._bridge.progress.emit,
+        args = job if isinstance(job, dict) else {"job": job}
+        worker = create_worker(work or self._work, **args, threads=threads, progress=self._bridge.progress.emit,
                                should_stop=self._stop.is_set, _start_thread=False)
 
         def returned(outcome: tuple) -> None:

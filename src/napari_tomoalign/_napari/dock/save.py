@@ -57,9 +57,10 @@ class SaveSection:
         return written
 
     def save_alignment(self) -> list[Path]:
-        """Write the last alignment as `tomoalign align` does."""
-        from ...io.alignment import write_alignment
+        """Write the last alignment as `tomoalign align` does (`jobs.preview.save_result`: the same writer, axis
+        Z shift and prealignment as the command line's)."""
         from ...io.atomic import OverwriteError
+        from ...jobs.preview import save_result
 
         runs = self._runs
         if runs.last is None:
@@ -71,8 +72,8 @@ class SaveSection:
             return []
         stem = safe_stem(runs.markers.name if runs.markers is not None else "markers")
         try:
-            paths = write_alignment(runs.last.alignment, target, stem, overwrite=bool(self.overwrite.value),
-                                    extra={"markers_layer": stem, "name": runs.last.name})
+            paths = save_result(runs.last, target, stem, overwrite=bool(self.overwrite.value),
+                                extra={"markers_layer": stem, "name": runs.last.name})
         except OverwriteError as exc:
             name = Path(str(exc).split(" already exists")[0]).name
             show_error(f"not saved: {name} already exists in {target}; tick 'overwrite existing files' "

@@ -1,0 +1,227 @@
+"""The align job: marker observations to an alignment and the files of ``tomoalign align``.
+
+`align_job` builds an `AlignJob` from files (the file boundary: IMOD's half pixel, Å and the ``.prexg``
+are read there), `solve` solves it (the default model with its `AlignmentOptions`, or IMOD's full model with
+an ``align.com``), `write_outputs` writes it with the axis Z shift the job resolves (`AlignJob.axis_z_shift`),
+and `run_align_job` does all three with the leave-out errors and local alignments the job asks for. The
+command line, the Python API, ``batch`` and the dock (its Align and *Save alignment*) call these.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..alignment.options import AlignmentOptions
+from ..errors import AlignmentWarning, UsageError
+from . import facts
+from .facts import check_job_numbers
+from .solver_options import DEFAULTS, SolverSettings
+
+if TYPE_CHECKING:
+    from ..alignment.local import LocalAlignments
+    from ..alignment.result import Alignment
+    from ..io.markers import MarkerTable
+
+
+@dataclass(frozen=True)
+class AlignJob:
+    """One alignment: the observations, their tilts and image size, and how to solve and write them.
+
+    ``settings`` holds the default model's options and the axis Z shift (None: the align.com's, else 0);
+    with ``imod_com`` the model is that command file's ``tiltalign`` section instead. ``prexg``: etomo's
+    prealignment of the stack the markers were placed on (the ``.xf`` written is then the raw stack's).
+    ``stem`` names the files; ``inputs`` is what ``alignment.json`` records of where the inputs came from.
+    """
+
+    markers: MarkerTable
+    tilt_angles_deg: NDArray[np.float64]
+    image_size: tuple[int, int]
+    settings: SolverSettings = field(default_factory=lambda: SolverSettings(DEFAULTS))
+    pixel_size_nm: float | None = None
+    imod_com: Path | None = None
+    leave_out: bool = False
+    local: bool = False
+    prexg: NDArray[np.float64] | None = None
+    stem: str = "markers"
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def options(self) -> AlignmentOptions:
+        return self.settings.options
+
+    def check(self) -> None:
+        """Every range and consistency check that needs no solve (`UsageError` naming the option)."""
+        z = self.settings.axis_z_shift_px
+        check_job_numbers(pixel_size_nm=self.pixel_size_nm, axis_z_shift_px=0.0 if z is None else z,
+                          image_size=self.image_size)
+        if self.imod_com is not None and (self.leave_out or self.settings.any_model_option
+                                          or self.options != DEFAULTS):
+            raise UsageError("--imod-com takes the model from the command file: leave out the model options"
+                             " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
+        self.settings.check_views(len(self.tilt_angles_deg))
+
+    def axis_z_shift(self, al: Alignment) -> float:
+        """The axis Z shift the outputs of ``al`` are placed with (`facts.axis_z_shift_px`)."""
+        return facts.axis_z_shift_px(al, self.settings.axis_z_shift_px)
+
+    def output_names(self) -> list[str]:
+        """Every file `run_align_job` writes."""
+        from ..io.alignment import output_names
+
+        extras = ([self.local_file_name()] if self.local else []) + ([f"{self.stem}.tltxf"] if self.prexg is not None
+                                                                     else [])
+        return output_names(self.stem, full_model=self.imod_com is not None) + extras
+
+    def local_file_name(self) -> str:
+        from ..local_jobs import local_file_name
+
+        return local_file_name(self.stem, self.imod_com)
+
+
+def align_job(
+    markers_path: str | os.PathLike[str],
+    tilt_angles_path: str | os.PathLike[str],
+    settings: SolverSettings | AlignmentOptions | None = None,
+    *,
+    image_size: tuple[int, int] | None = None,
+    pixel_size_nm: float | None = None,
+    imod_com: str | os.PathLike[str] | None = None,
+    leave_out: bool = False,
+    local: bool = False,
+    prexg: str | os.PathLike[str] | None = None,
+    markers: MarkerTable | None = None,
+    tilt_angles_deg: NDArray[np.float64] | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> AlignJob:
+    """The `AlignJob` of a markers file and a tilt file (``markers`` and ``tilt_angles_deg``: already read).
+
+    Checks the numbers first, then reads the files. ``local`` is on by itself for a command file with
+    ``LocalAlignments 1``.
+    """
+    from ..io import read_markers, read_tilt_angles
+    from ..local_jobs import wants_local
+
+    if not isinstance(settings, SolverSettings):
+        settings = SolverSettings(settings or DEFAULTS)
+    check_job_numbers(pixel_size_nm=pixel_size_nm, image_size=image_size)
+    if markers is None:
+        markers = read_markers(markers_path)
+    tilts = read_tilt_angles(tilt_angles_path) if tilt_angles_deg is None else np.asarray(tilt_angles_deg, float)
+    pre = read_prexg(prexg, len(tilts)) if prexg is not None else None
+    size = image_size or markers.image_size
+    if size is None and Path(markers_path).suffix.lower() == ".csv":
+        raise UsageError("--image-size W H is required for CSV markers (the file does not record it)")
+    if size is None:
+        raise UsageError(f"{markers_path}: the model's header gives no image size (its xmax or ymax is 0 or"
+                         " negative); give --image-size W H")
+    recorded = dict(inputs or {"markers": str(markers_path), "tilt_angles": str(tilt_angles_path)})
+    for key, value in (("imod_com", imod_com), ("prexg", prexg)):
+        if value is not None:
+            recorded[key] = str(value)
+    job = AlignJob(markers, tilts, (int(size[0]), int(size[1])), settings, pixel_size_nm,
+                   Path(imod_com) if imod_com is not None else None, bool(leave_out),
+                   bool(local) or wants_local(imod_com), pre, Path(markers_path).stem, recorded)
+    job.check()
+    return job
+
+
+def read_prexg(path: str | os.PathLike[str], n_views: int) -> NDArray[np.float64]:
+    """etomo's prealignment transforms, one per view of the tilt file."""
+    from ..io.imod import read_xf
+
+    pre = read_xf(path)
+    if len(pre) != n_views:
+        raise UsageError(f"{path} has {len(pre)} transforms but there are {n_views} tilt angles; give the .prexg"
+                         " of this tilt series")
+    det = pre[:, 0, 0] * pre[:, 1, 1] - pre[:, 0, 1] * pre[:, 1, 0]
+    if not np.all(np.isfinite(pre)) or np.any(np.abs(det) < 1e-3):
+        raise UsageError(f"{path}: not a usable prealignment (a transform is not finite or not invertible)")
+    return pre
+
+
+def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[str, int, float], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> Alignment:
+    """The job's alignment: the default model with its options (warm-started from ``start``), or the
+    full model of its ``align.com`` (global only when the job solves local alignments after it)."""
+    from ..alignment._threads import blas_threads_for
+
+    m = job.markers
+    ids = np.sort(m.marker)
+    n_markers = int(np.count_nonzero(np.diff(ids))) + 1 if len(ids) else 0  # (np.unique would load numpy.ma)
+    # BLAS threads for the whole solve, the axis estimate included: waking a second thread for a small
+    # problem's matrices costs more than the work (and far more on a busy machine).
+    with blas_threads_for(5 * len(job.tilt_angles_deg), n_markers, len(m.view)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
+        if job.imod_com is not None:
+            from ..alignment.imod_align import align_markers_imod
+
+            return align_markers_imod(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.imod_com,
+                                      pixel_size_nm=job.pixel_size_nm, global_only=job.local, progress=progress,
+                                      should_stop=should_stop)
+        from ..alignment.solver import align_markers
+
+        return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.options,
+                             pixel_size_nm=job.pixel_size_nm, start=start, warn=False, progress=progress,
+                             should_stop=should_stop)
+
+
+@dataclass
+class FolderResult:
+    """What `run_align_job` solved and wrote."""
+
+    alignment: Alignment
+    paths: list[Path]
+    leave_out: object | None = None
+    local: LocalAlignments | None = None  # when local alignments were solved
+    axis_z_shift_px: float = 0.0
+
+
+def write_outputs(job: AlignJob, al: Alignment, directory: str | os.PathLike[str], *, overwrite: bool = False,
+                  stem: str | None = None, extra: dict[str, Any] | None = None, sections: dict[str, Any] | None = None,
+                  local: tuple[str, str] | None = None) -> list[Path]:
+    """Write ``al`` (solved from ``job``) as ``tomoalign align`` does, with the job's axis Z shift and
+    ``.prexg``: the one writer of the command line, ``batch``, ``run`` and the dock's *Save alignment*."""
+    from ..io.alignment import write_alignment
+
+    return write_alignment(al, directory, stem or job.stem, overwrite=overwrite, axis_z_shift_px=job.axis_z_shift(al),
+                           extra={**job.inputs, **(extra or {})}, sections=sections, local=local, prexg=job.prexg)
+
+
+def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrite: bool = False,
+                  alignment: Alignment | None = None) -> FolderResult:
+    """Solve ``job`` (unless ``alignment`` is its solution already), with its leave-out errors and local
+    alignments, and write every output into ``output_dir`` as one unit."""
+    from ..io.atomic import check_writable
+
+    out = Path(output_dir)
+    for name in job.output_names():
+        check_writable(out / name, overwrite)
+    al = alignment if alignment is not None else solve(job)
+    shift = job.axis_z_shift(al)
+    sections: dict[str, Any] = {}
+    lo = local_result = local_file = None
+    if job.leave_out:
+        from ..alignment.leaveout import leave_out_error
+
+        lo = leave_out_error(al)
+        sections["leave_out"] = lo.to_dict()
+    if job.local:
+        from ..io.imod_local import format_local
+        from ..local_jobs import solve_local
+
+        lj = solve_local(al, job.markers.view, job.markers.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
+        sections["local_alignments"] = lj.summary()
+        local_file, local_result = (lj.file_name, format_local(lj.result.local_transforms)), lj.result
+    paths = write_outputs(job, al, out, overwrite=overwrite, sections=sections, local=local_file)
+    return FolderResult(al, paths, lo, local_result, shift)
+
+
+__all__ = ["AlignJob", "FolderResult", "align_job", "read_prexg", "run_align_job", "solve", "write_outputs"]

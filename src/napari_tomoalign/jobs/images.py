@@ -1,0 +1,162 @@
+"""The image jobs: an aligned stack (as ``newstack -xform``) and a tomogram (weighted back-projection, as
+IMOD's ``tilt``) from a raw stack and a saved alignment folder (``tomoalign aligned-stack`` and
+``reconstruct``), as typed jobs. Each checks its numbers, then the files, before any heavy work; the image
+work (numba's warp, scipy's FFT) is imported by the job that uses it. The default thickness, the bead
+diameter and the gold erasure are `jobs.facts`' and `reconstruction.erase.GoldEraser`'s.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..conventions import nm_from_angstrom, view_number
+from ..errors import UsageError
+from ..io.alignment import open_stack_and_alignment
+from ..io.atomic import atomic_path, check_writable
+from ..io.errors import FileFormatError
+from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
+
+
+@dataclass
+class ImageResult:
+    """What `aligned_stack_to_file` or `reconstruct_to_file` wrote: ``shape`` is (sections, rows, cols)."""
+
+    path: Path
+    shape: tuple[int, int, int]
+    voxel_size_angstrom: float | None
+    n_views_used: int
+
+
+@dataclass(frozen=True)
+class AlignedStackJob:
+    """A raw stack warped by a saved alignment into ``output``, binned by ``binning``, with ``interpolation``
+    (linear or cubic); with ``erase_gold_diameter_px`` every bead is first replaced by local background, where
+    the alignment's model puts it in each view (a ``.prexg`` of the alignment undone)."""
+
+    stack: Path
+    alignment_dir: Path
+    output: Path
+    binning: int = 1
+    interpolation: str = "linear"
+    erase_gold_diameter_px: float | None = None
+
+
+def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> ImageResult:
+    """Warp the job's stack view by view into an MRC file (``tomoalign aligned-stack``)."""
+    from ..io.mrc import MrcStreamWriter
+    from ..reconstruction.warp import INTERPOLATIONS, warp_view
+
+    check_job_numbers(binning=job.binning)
+    if job.interpolation not in INTERPOLATIONS:
+        raise UsageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {job.interpolation!r}")
+    out = check_writable(job.output, overwrite)
+    series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, job.binning)
+    erase = _gold_eraser(job.alignment_dir, job.erase_gold_diameter_px, series.n_views, tuple(saved.image_size))
+    shape = (series.n_views, series.data.shape[1] // job.binning, series.data.shape[2] // job.binning)
+    voxel = pix * job.binning if pix else None
+    with atomic_path(out, overwrite) as tmp:
+        w = MrcStreamWriter(tmp, shape, np.float32, voxel)
+        try:
+            for j in range(series.n_views):
+                raw = erase(j, series.data[j]) if erase else series.data[j]
+                view = warp_view(raw, saved.transforms[j], binning=job.binning, interpolation=job.interpolation,
+                                 out_shape=shape[1:])
+                check_finite_view(job.stack, j, view)
+                w.write(view)
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
+    return ImageResult(out, shape, voxel, int(saved.view_determined.sum()))
+
+
+def _gold_eraser(alignment_dir: str | os.PathLike[str], diameter_px: float | None, n_views: int,
+                 image_size: tuple[int, int]):
+    """The `GoldEraser` of a saved alignment for beads of ``diameter_px``, or None without a diameter."""
+    if diameter_px is None:
+        return None
+    from ..reconstruction.erase import GoldEraser
+
+    return GoldEraser.from_folder(alignment_dir, check_bead_diameter_px(diameter_px, image_size), n_views)
+
+
+@dataclass(frozen=True)
+class ReconstructJob:
+    """A weighted back-projection ``(z, y, x)`` of a raw stack with a saved alignment, binned by ``binning``:
+    ``thickness`` in unbinned pixels (None: `facts.default_thickness_px`), ``lowpass`` in cycles per binned
+    pixel, ``local`` the local alignments to apply (True: the folder's own local file; or a file's path)."""
+
+    stack: Path
+    alignment_dir: Path
+    output: Path
+    binning: int = 1
+    thickness: int | None = None
+    lowpass: float | None = None
+    local: Path | bool = False
+
+
+def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResult:
+    """The job's tomogram into an MRC file (``tomoalign reconstruct``)."""
+    from ..io.mrc import write_mrc
+    from ..reconstruction.warp import warp_view
+    from ..reconstruction.wbp import weighted_back_projection
+
+    binning, thickness, local = job.binning, job.thickness, job.local
+    check_job_numbers(binning=job.binning, thickness=job.thickness, lowpass=job.lowpass)
+    out = check_writable(job.output, overwrite)
+    series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning)
+    rows, cols = series.data.shape[1:]
+    if thickness is None:
+        thickness = default_thickness_px((cols, rows), saved.marker_z_extent_px)
+    if thickness < binning:
+        raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {binning})")
+    if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
+        raise UsageError(f"--thickness {thickness} is more than {MAX_THICKNESS_FACTOR} x the image size "
+                         f"({cols} x {rows}); give the specimen's thickness in unbinned pixels")
+    ny, nx = rows // binning, cols // binning
+    need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
+    check_memory(need, "the reconstruction")
+    ali = np.empty((series.n_views, ny, nx), dtype=np.float32)
+    for j in range(series.n_views):
+        warp_view(series.data[j], saved.transforms[j], binning=binning, out=ali[j])
+        check_finite_view(job.stack, j, ali[j])
+    lp = None
+    if local:
+        from ..local_jobs import find_local_file, local_projection_for
+
+        path = find_local_file(job.alignment_dir, saved.local_file) if local is True else Path(local)
+        lp = local_projection_for(path, saved.tilt_angles_deg, saved.x_tilts_deg, (nx, ny), saved.pixel_size_nm,
+                                  nm_from_angstrom(pix), binning)
+    vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // binning,
+                                   use_view=saved.view_determined, lowpass_cutoff=job.lowpass, local=lp)
+    del ali
+    voxel = pix * binning if pix else None
+    write_mrc(out, vol, voxel, overwrite=overwrite)
+    return ImageResult(out, tuple(vol.shape), voxel, int(saved.view_determined.sum()))
+
+
+def check_finite_view(stack_path, j: int, view: NDArray) -> None:
+    if not np.isfinite(np.sum(view, dtype=np.float64)):
+        raise FileFormatError(f"{stack_path}: view {view_number(j)} holds NaN or infinite pixels; the aligned view"
+                              " would be undefined")
+
+
+def check_memory(need_bytes: int, what: str) -> None:
+    """Refuse work whose arrays would not fit in the memory that is available now."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return
+    if need_bytes > 0.8 * avail:
+        raise UsageError(f"{what} needs {need_bytes / 2**30:.1f} GiB but {avail / 2**30:.1f} GiB are available; "
+                         "bin more (--bin) or make it thinner (--thickness)")
+
+
+__all__ = ["AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view", "check_memory",
+           "make_aligned_stack", "make_tomogram"]

@@ -1,0 +1,264 @@
+"""The run job: a raw tilt series to a tomogram, as ``tomoalign run`` and ``batch``'s run path make it.
+
+One tracking (`tracking.jobs.track_to_file`), whose last robust fit is the alignment when the job's
+options are the tracker's own (`tracking.jobs.run_options`: nothing is solved twice); an ``align.com``
+solves IMOD's full model (and its local alignments) from the tracked markers instead, as etomo's
+alignment step. Then one pass over the stack: each raw view is read once, its gold erased (if asked),
+warped once into the aligned stack, and binned for the weighted back-projection.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UsageError
+from .solver_options import DEFAULTS, SolverSettings
+
+if TYPE_CHECKING:
+    from ..alignment.result import Alignment
+    from ..tracking.jobs import TrackedStack, TrackJob
+    from .align import AlignJob, FolderResult
+
+DEFAULT_BIN = 2  # the tomogram's binning
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """A raw stack to markers, an alignment, an aligned stack and a tomogram, each written into ``output_dir``.
+
+    ``settings``: the solver's options (the default: `tracking.jobs.run_options` of the tilt axis, robust);
+    ``imod_com``: IMOD's full model from that align.com instead (the settings' tilt axis then only guides the
+    tracking, and their axis Z shift, when given, replaces the file's). ``thickness`` in unbinned pixels (None:
+    `facts.default_thickness_px`). ``pixel_size_nm`` (None: the header's) converts a diameter in nm.
+    """
+
+    stack: Path
+    output_dir: Path
+    bead_diameter_nm: float | None = None
+    bead_diameter_px: float | None = None
+    tilt_angles_path: Path | None = None
+    settings: SolverSettings | None = None
+    imod_com: Path | None = None
+    n_beads: int | None = None
+    binning: int = DEFAULT_BIN
+    thickness: int | None = None
+    erase_gold: bool = False
+    pixel_size_nm: float | None = None
+    name: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .facts import check_job_numbers
+
+        check_job_numbers(binning=self.binning, thickness=self.thickness, pixel_size_nm=self.pixel_size_nm)
+        if self.imod_com is not None and self.settings is not None and set(self.settings.given) - {
+                "tilt_axis", "axis_z_shift"}:
+            raise UsageError("--imod-com takes the model from the command file: leave out the model options (the"
+                             " tilt axis only guides the tracking)")
+
+    @property
+    def stem(self) -> str:
+        return self.name or Path(self.stack).stem
+
+    def tilt_axis_deg(self) -> float | None:
+        return self.settings.options.tilt_axis_deg if self.settings is not None else None
+
+    def solver_settings(self) -> SolverSettings:
+        """The settings of the alignment: the job's, else the tracker's own (robust, near the tilt axis); with an
+        align.com, none (the command file holds the model)."""
+        from ..tracking.jobs import run_options
+
+        if self.imod_com is not None:
+            return SolverSettings(DEFAULTS, self.settings.axis_z_shift_px if self.settings is not None else None)
+        return self.settings if self.settings is not None else SolverSettings(run_options(None))
+
+    def track_job(self) -> TrackJob:
+        """The tracking of the run (`tracking.jobs.TrackJob`), its markers in ``output_dir/<stem>.fid``."""
+        from ..tracking.jobs import TrackJob
+
+        return TrackJob(Path(self.stack), Path(self.output_dir) / f"{self.stem}.fid", self.tilt_angles_path,
+                        self.bead_diameter_nm, self.bead_diameter_px, self.tilt_axis_deg(), self.n_beads,
+                        self.pixel_size_nm)
+
+    def output_names(self) -> list[str]:
+        """The files the run writes besides ``alignment/``."""
+        n = self.stem
+        return [f"{n}.fid", f"{n}_beads.csv", f"{n}_markers.csv", f"{n}.ali", f"{n}_bin{self.binning}.rec",
+                *([f"{n}_erased.mrc"] if self.erase_gold else [])]
+
+
+@dataclass
+class RunResult:
+    """What `run_job` made: the tracking, the alignment folder's result, the image files and the times."""
+
+    tracked: TrackedStack
+    folder: FolderResult
+    align_job: AlignJob
+    aligned_stack: Path
+    tomogram: Path
+    erased: Path | None
+    timings_s: dict[str, float]
+
+    @property
+    def alignment(self) -> Alignment:
+        return self.folder.alignment
+
+
+def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threads: int | None = None) -> RunResult:
+    """Track, align, then the aligned stack and the tomogram in one pass over the stack (module docstring)."""
+    from ..io.atomic import check_writable
+    from ..io.markers import write_markers_csv
+    from ..tracking.jobs import run_track_job
+    from .threads import thread_limit
+
+    out = Path(job.output_dir)
+    for name in job.output_names():
+        check_writable(out / name, overwrite)
+    timings: dict[str, float] = {}
+    with thread_limit(threads):
+        t0 = time.perf_counter()
+        tracked = run_track_job(job.track_job(), overwrite=overwrite, progress=progress)
+        write_markers_csv(out / f"{job.stem}_markers.csv", tracked.result.markers, overwrite=overwrite)
+        timings["track"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ajob, folder = _align(job, tracked, overwrite)
+        timings["align"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ali, rec, erased = _images(job, ajob, folder, tracked.result.bead_diameter_px, overwrite)
+        timings["images"] = time.perf_counter() - t0
+    return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
+
+
+def _align(job: RunJob, tracked: TrackedStack, overwrite: bool) -> tuple[AlignJob, FolderResult]:
+    """The alignment of the tracked markers, written into ``alignment/``: the tracker's last robust fit when
+    the job asks for the tracker's options, else a solve (an align.com's full model, or other options)."""
+    from ..local_jobs import wants_local
+    from ..tracking.jobs import run_options
+    from .align import AlignJob, run_align_job
+
+    result = tracked.result
+    table = result.markers
+    if result.alignment is None or table.image_size is None:
+        raise UsageError(f"{job.stack}: the tracked beads could not be aligned; check the bead diameter and the"
+                         " tilt angles")
+    settings = job.solver_settings()
+    tilts = result.alignment.nominal_tilt_angles_deg
+    inputs = {"stack": str(job.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source, **job.inputs}
+    if job.imod_com is not None:
+        inputs["imod_com"] = str(job.imod_com)
+    ajob = AlignJob(table, tilts, table.image_size, settings, tracked.pixel_size_nm, job.imod_com,
+                    local=wants_local(job.imod_com), stem=job.stem, inputs=inputs)
+    ajob.check()
+    same = job.imod_com is None and settings.options == run_options(job.tilt_axis_deg())
+    al = replace(result.alignment, pixel_size_nm=tracked.pixel_size_nm) if same else None
+    return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
+
+
+def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool
+            ) -> tuple[Path, Path, Path | None]:
+    """One pass over the stack: each view read once, erased (if asked), warped once into the aligned stack
+    and binned for the back-projection; then the tomogram."""
+    from ..alignment.transforms import imod_transforms
+    from ..conventions import angstrom_from_nm
+    from ..io.atomic import atomic_path
+    from ..io.mrc import MrcStreamWriter, open_tilt_series, write_mrc
+    from ..reconstruction.erase import GoldEraser
+    from ..reconstruction.warp import bin_image, warp_view
+    from ..reconstruction.wbp import weighted_back_projection
+    from . import facts
+    from .images import check_finite_view, check_memory
+
+    al, shift, b = folder.alignment, folder.axis_z_shift_px, job.binning
+    series = open_tilt_series(job.stack, find_tilts=False)
+    n, rows, cols = series.data.shape
+    thickness = job.thickness or facts.default_thickness_px((cols, rows), facts.marker_z_extent_px(al, shift))
+    if thickness < b:
+        raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {b})")
+    ny, nx = rows // b, cols // b
+    check_memory(4 * nx * ny * (2 * n + thickness // b), "the reconstruction")
+    pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
+    xf = imod_transforms(al, shift)
+    erase = GoldEraser.from_alignment(al, diameter_px) if job.erase_gold else None
+    out, stem = Path(job.output_dir), job.stem
+    ali_path, rec_path = out / f"{stem}.ali", out / f"{stem}_bin{b}.rec"
+    erased_path = out / f"{stem}_erased.mrc" if erase is not None else None
+    binned = np.empty((n, ny, nx), dtype=np.float32)
+    with ExitStack() as stack:
+        writers = []
+        for path in (ali_path, erased_path):
+            if path is not None:
+                tmp = stack.enter_context(atomic_path(path, overwrite))
+                w = MrcStreamWriter(tmp, (n, rows, cols), np.float32, pix_a)
+                stack.callback(w.abort)  # a no-op once closed
+                writers.append(w)
+        for j in range(n):
+            raw = series.data[j]
+            if erase is not None:
+                raw = erase(j, raw)
+                writers[1].write(raw)
+            view = warp_view(raw, xf[j])
+            check_finite_view(job.stack, j, view)
+            writers[0].write(view)
+            binned[j] = bin_image(view, b)
+        for w in writers:
+            w.close()
+    lp = _local_projection(ajob, folder, (nx, ny), pix_a, b)
+    vol = weighted_back_projection(binned, al.tilt_angles_deg, thickness=thickness // b, use_view=al.view_determined,
+                                   local=lp)
+    del binned
+    write_mrc(rec_path, vol, pix_a * b if pix_a else None, overwrite=overwrite)
+    return ali_path, rec_path, erased_path
+
+
+def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None, binning: int):
+    """The local alignments to apply in the back-projection, when the job solved them."""
+    if folder.local is None:
+        return None
+    from ..alignment.transforms import x_tilts_deg
+    from ..conventions import nm_from_angstrom
+    from ..local_jobs import local_projection_for
+
+    path = Path(folder.paths[0]).parent / ajob.local_file_name()
+    al = folder.alignment
+    return local_projection_for(path, al.tilt_angles_deg, x_tilts_deg(al), size, al.pixel_size_nm,
+                                nm_from_angstrom(pix_a), binning)
+
+
+def run_to_folder(
+    stack: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    bead_diameter_nm: float | None = None,
+    bead_diameter_px: float | None = None,
+    tilt_angles_path: str | os.PathLike[str] | None = None,
+    tilt_axis_deg: float | None = None,
+    imod_com: str | os.PathLike[str] | None = None,
+    n_beads: int | None = None,
+    binning: int = DEFAULT_BIN,
+    thickness_px: int | None = None,
+    erase_gold: bool = False,
+    pixel_size_nm: float | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+    threads: int | None = None,
+) -> RunResult:
+    """``tomoalign run`` from Python: track the beads of a raw ``stack`` (one of ``bead_diameter_nm`` and
+    ``bead_diameter_px``), align them (robustly, near ``tilt_axis_deg``; or with IMOD's full model from
+    ``imod_com``), and write the aligned stack and a tomogram binned by ``binning`` into ``output_dir``."""
+    from ..tracking.jobs import run_options
+
+    job = RunJob(Path(stack), Path(output_dir), bead_diameter_nm, bead_diameter_px,
+                 Path(tilt_angles_path) if tilt_angles_path is not None else None,
+                 SolverSettings(run_options(tilt_axis_deg)), Path(imod_com) if imod_com is not None else None,
+                 n_beads, binning, thickness_px, erase_gold, pixel_size_nm)
+    return run_job(job, overwrite=overwrite, progress=progress, threads=threads)
+
+
+__all__ = ["DEFAULT_BIN", "RunJob", "RunResult", "run_job", "run_to_folder"]
