@@ -103,12 +103,11 @@ class _Slab:
 def _slab(p: dict, shape: tuple[int, int], rng: np.random.Generator) -> _Slab:
     ny, nx = shape
     t = p["thickness_nm"] / p["pixel_size_nm"]
-    half_w = 0.5 * p["lamella_width"] * nx
-    gx, gy = int(2 * half_w + 0.3 * nx), int(1.5 * ny)
+    left, right = _lamella_edges(p, nx)
+    gx, gy = int(2 * max(-left, right) + 0.3 * nx), int(1.5 * ny)
     origin = np.array([-(gx - 1) / 2.0, -(gy - 1) / 2.0])
     xs = origin[0] + np.arange(gx)
-    ys = origin[1] + np.arange(gy)
-    inside = (np.abs(xs) <= half_w)[None, :] & np.ones((gy, 1), dtype=bool)
+    inside = ((xs >= left) & (xs <= right))[None, :] & np.ones((gy, 1), dtype=bool)
     n = int(p["layers"])
     dz = t / n
     z = -t / 2 + dz * (np.arange(n) + 0.5)
@@ -119,16 +118,23 @@ def _slab(p: dict, shape: tuple[int, int], rng: np.random.Generator) -> _Slab:
         tex = 0.6 * _band_noise((gy, gx), 2.0 / pix, rng) + 0.5 * _band_noise((gy, gx), 6.0 / pix, rng)
         tex += 2.5 * _particles((gy, gx), 900.0 * pix * pix, 12.0 / pix, rng)
         layers[k] = mu * np.clip(1.0 + p["texture"] * tex, 0.0, None)
-    if p["stripes"]:  # curtaining: thickness varying across x, running along y, on the lower surface
-        stripe = ndimage.gaussian_filter1d(rng.standard_normal(gx), 4.0 / pix)
-        layers[0] *= (1.0 + p["stripes"] * n * stripe / max(float(stripe.std()), 1e-12)).clip(0.0)[None, :]
-    if p["protective"]:  # the platinum layer: a dark band along the top edge, weak texture
-        band = ys < origin[1] + (0.25 + p["protective"]) * ny
+    if p["stripes"]:  # curtaining on the lower surface: running across the axis (the milling direction)
+        stripe = ndimage.gaussian_filter1d(rng.standard_normal(gy), 4.0 / pix)
+        layers[0] *= (1.0 + p["stripes"] * n * stripe / max(float(stripe.std()), 1e-12)).clip(0.0)[:, None]
+    if p["protective"]:  # the platinum layer on the front edge (along the axis): dark, weak texture
+        band = (xs < left + p["protective"] * nx)[None, :] & np.ones((gy, 1), dtype=bool)
         pt = 3.2 / dz / 2 * (1.0 + 0.05 * _band_noise((gy, gx), 3.0, rng))
         layers[-1][band] += pt[band]
         layers[-2][band] += pt[band]
     layers *= inside[None]
     return _Slab(layers, z, dz, origin)
+
+
+def _lamella_edges(p: dict, nx: int) -> tuple[float, float]:
+    """Slab x of the lamella's front edge (at the field's edge at zero tilt, under the protective layer)
+    and of its far edge: beyond both is vacuum, which enters the field at high tilt."""
+    left = -0.5 * nx
+    return left, left + p["lamella_width"] * nx
 
 
 def _warp_field(p: dict, shape: tuple[int, int], n_views: int, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -213,10 +219,9 @@ def make_lamella_series(kind: str = "easy", size: int = 256, n_views: int = 41,
     for j in range(n_views):
         images[j] = _render(p, slab, vp[j], coef[j], float(amp[j]), shape, np.random.default_rng([seed, j, 3]))
     t = p["thickness_nm"] / p["pixel_size_nm"]
-    half_w = 0.5 * p["lamella_width"] * size
-    pts = np.column_stack([rng.uniform(-0.45, 0.45, n_points) * size, rng.uniform(-0.2, 0.45, n_points) * size,
-                           rng.uniform(-0.4, 0.4, n_points) * t])
-    pts = pts[np.abs(pts[:, 0]) < half_w]
+    left = _lamella_edges(p, size)[0] + p["protective"] * size
+    pts = np.column_stack([rng.uniform(left + 0.05 * size, 0.45 * size, n_points),
+                           rng.uniform(-0.45, 0.45, n_points) * size, rng.uniform(-0.4, 0.4, n_points) * t])
     true_xy = np.stack([_project(p, vp[j], coef[j], float(amp[j]), pts, shape) for j in range(n_views)])
     th = vp[:, TILT] + np.radians(p["pretilt_deg"])
     dose = np.exp(-p["slab_mu"] * (1.0 / np.cos(th) - 1.0 / np.cos(th[np.argmin(np.abs(nominal))])))

@@ -17,6 +17,10 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--bead-diameter-nm", type=float, metavar="D", help="gold diameter in nm (needs the pixel size)")
     g.add_argument("--bead-diameter-px", type=float, metavar="D", help="gold diameter in pixels")
+    g.add_argument("--patches", action="store_true", help="no gold: track patches of the specimen's texture")
+    p.add_argument("--patch-size", type=int, metavar="PX", help="with --patches: patch side (default: image / 5)")
+    p.add_argument("--overlap", type=float, metavar="F", help="with --patches: patch overlap fraction (default 0.33)")
+    p.add_argument("--length", metavar="N[,OV]", help="with --patches: views per contour and overlap (default 16,4)")
     p.add_argument("--tilt-axis", type=float, metavar="DEG", help="tilt-axis angle near which to estimate it")
     p.add_argument("--beads", type=int, metavar="N", help="how many beads to track (default: every bead found)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -65,6 +69,13 @@ def _track(args: argparse.Namespace, output: Path):
     from .jobs import track_to_file
 
     bar = _Bar(args.quiet)
+    from ._patch_jobs import track_patches_cli, wants_patches
+
+    if wants_patches(args):
+        try:
+            return track_patches_cli(args, output, bar)
+        finally:
+            bar.done()
     try:
         return track_to_file(args.stack, output, tilt_angles_path=args.tilt_angles,
                              bead_diameter_nm=args.bead_diameter_nm, bead_diameter_px=args.bead_diameter_px,
@@ -90,10 +101,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     stem = Path(args.stack).stem
+    if args.erase_gold and args.patches:
+        from ..errors import UsageError
+
+        raise UsageError("--erase-gold needs gold: with --patches there are no beads to erase")
     tracked = _track(args, out / f"{stem}.fid")
     table = tracked.result.markers
     write_markers_csv(out / f"{stem}_markers.csv", table, overwrite=args.force)
-    res = align_to_folder(f"{stem}.fid", tracked.tilt_source, out / "alignment", run_options(args.tilt_axis),
+    options = run_options(args.tilt_axis)  # patch tracks get the same robust fit
+    res = align_to_folder(f"{stem}.fid", tracked.tilt_source, out / "alignment", options,
                           image_size=table.image_size, pixel_size_nm=tracked.pixel_size_nm, overwrite=args.force,
                           markers=table, tilt_angles_deg=tracked.result.alignment.nominal_tilt_angles_deg,
                           inputs={"stack": str(args.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source})
@@ -107,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(tracked.result.summary())
         print("\n".join(text_report(res.alignment)))
-        print(f"wrote {out}: {stem}.fid, {stem}_markers.csv, {stem}_beads.csv, alignment/, {ali.path.name},"
+        table = f"{stem}_patches.csv" if args.patches else f"{stem}_beads.csv"
+        print(f"wrote {out}: {stem}.fid, {stem}_markers.csv, {table}, alignment/, {ali.path.name},"
               f" {rec.path.name}")
     return 0 if res.alignment.converged else 3
