@@ -106,3 +106,31 @@ def test_the_command_line_tracks_patches_and_keeps_its_contract(thin, tmp_path, 
     assert main(["track", str(path), "--patches", "--patch-size", "999", "--output", str(tmp_path / "c.csv")]) == 2
     assert capsys.readouterr().err.count("\n") == 4
     assert not (tmp_path / "r").exists() and not (tmp_path / "c.csv").exists()
+
+
+def test_a_batch_table_column_aligns_a_stack_by_patch_tracking(thin, tmp_path):
+    pytest.importorskip("dask.distributed")
+    import json
+
+    from dask.distributed import Client, LocalCluster
+
+    from napari_tomoalign.batch import run_batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_mrc(folder / "lam.st", thin.images, 10.0)
+    (folder / "lam.rawtlt").write_text("".join(f"{a:.2f}\n" for a in thin.tilt_angles_deg))
+    write_mrc(folder / "gold.st", thin.images, 10.0)
+    (folder / "gold.rawtlt").write_text("".join(f"{a:.2f}\n" for a in thin.tilt_angles_deg))
+    table = folder / "t.csv"
+    table.write_text("stack,patches,tilt_axis,erase_gold\nlam.st,yes,-4,\ngold.st,yes,,yes\n")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            res = run_batch(table, tmp_path / "out", client=client, progress=False)
+    rows = {r["name"]: r for r in res.rows}
+    assert rows["lam"]["status"] == "done", rows["lam"]["error"]
+    assert rows["gold"]["status"] == "failed" and "needs gold" in rows["gold"]["error"]
+    d = tmp_path / "out" / "lam"
+    assert (d / "lam_patches.csv").is_file() and (d / "lam.ali").is_file() and (d / "lam_bin2.rec").is_file()
+    info = json.loads((d / "tracking.json").read_text())
+    assert info["method"] == "patch tracking" and info["beads_tracked"] >= 60

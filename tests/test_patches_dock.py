@@ -38,7 +38,8 @@ def test_patch_tracking_in_the_dock_fills_a_markers_layer_that_aligns(qtbot, mak
         assert "patches of 50 px laid" in beads.legend.value and "contours" in widget.status.text()
         assert widget.start_alignment() is not None
         qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
-        assert widget.runs.last is not None and widget.runs.last.alignment.rms_residual_px < 1.0
+        assert widget.options.robust.value and widget.runs.last is not None
+        assert widget.runs.last.alignment.rms_residual_px < 1.0
         beads.patches.source.value = GOLD  # and back: the bead controls return
         assert beads.find_button.native.isVisibleTo(widget) and beads.runner.align_button.text == "Track"
     finally:

@@ -37,6 +37,7 @@ class RunSettings:
     binning: int
     thickness: int | None
     erase_gold: bool
+    patches: bool = False  # no gold: patch tracking (the ``patches`` column)
 
 
 def _given(v: Any) -> bool:
@@ -44,9 +45,18 @@ def _given(v: Any) -> bool:
 
 
 def has_bead_diameter(spec: SeriesSpec, defaults: dict[str, Any]) -> bool:
-    """True when the series or the batch gives a bead diameter (in nm or px)."""
+    """True when the series or the batch gives a bead diameter (in nm or px), or asks for patch tracking."""
+    if _patches(spec, defaults):
+        return True
     return any(_given(v) for v in (spec.bead_diameter_nm, spec.bead_diameter_px, defaults.get("bead_diameter_nm"),
                                    defaults.get("bead_diameter_px")))
+
+
+def _patches(spec: SeriesSpec, defaults: dict[str, Any]) -> bool:
+    try:
+        return yes_no(str({**defaults, **spec.options}.get("patches", "") or ""))
+    except ValueError as exc:
+        raise UsageError(f"patches: {exc}") from None
 
 
 def _number(v: Any, name: str, kind: type = float) -> Any:
@@ -74,7 +84,8 @@ def _diameter(spec: SeriesSpec, defaults: dict[str, Any]) -> tuple[float | None,
 def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
     """The run options of a series: its table cells, else the batch's defaults. Raises `UsageError`."""
     opts = {**defaults, **spec.options}
-    nm, px = _diameter(spec, defaults)
+    patches = _patches(spec, defaults)
+    nm, px = (None, None) if patches else _diameter(spec, defaults)
     beads = _number(opts["beads"], "beads", int) if _given(opts.get("beads")) else None
     binning = _number(opts["bin"], "bin", int) if _given(opts.get("bin")) else DEFAULT_BIN
     thickness = _number(opts["thickness"], "thickness", int) if _given(opts.get("thickness")) else None
@@ -84,7 +95,9 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
         erase = yes_no(opts.get("erase_gold", "") or "")
     except ValueError as exc:
         raise UsageError(f"erase_gold: {exc}") from None
-    return RunSettings(nm, px, beads, binning, thickness, erase)
+    if erase and patches:
+        raise UsageError("erase_gold needs gold: a series aligned by patch tracking has no beads to erase")
+    return RunSettings(nm, px, beads, binning, thickness, erase, patches)
 
 
 def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> list[Path]:
@@ -93,7 +106,8 @@ def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> l
 
     s = run_settings(spec, defaults)
     d, n = Path(out_root) / spec.name, spec.name
-    files = [f"{n}.fid", f"{n}_beads.csv", f"{n}_markers.csv", *(f"alignment/{x}" for x in output_names(n)),
+    quality = f"{n}_patches.csv" if s.patches else f"{n}_beads.csv"
+    files = [f"{n}.fid", quality, f"{n}_markers.csv", *(f"alignment/{x}" for x in output_names(n)),
              f"{n}.ali", f"{n}_bin{s.binning}.rec", *([f"{n}_erased.mrc"] if s.erase_gold else []), "tracking.json"]
     return [d / f for f in files]
 
@@ -138,9 +152,16 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     # scipy.fft's default workers capped too (FFTs that ask for workers=-1 explicitly still take every core)
     with one_thread(), scipy.fft.set_workers(1):
         t1 = time.perf_counter()
-        tracked = track_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
-                                tilt_angles_path=spec.tilt_angles, bead_diameter_nm=nm, bead_diameter_px=px,
-                                tilt_axis_deg=options.tilt_axis_deg, n_beads=s.beads, overwrite=True, threads=1)
+        if s.patches:
+            from ..tracking._patch_jobs import track_patches_to_file
+
+            tracked: Any = track_patches_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
+                                                 tilt_angles_path=spec.tilt_angles, overwrite=True, threads=1,
+                                                 tilt_axis_deg=options.tilt_axis_deg)
+        else:
+            tracked = track_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
+                                    tilt_angles_path=spec.tilt_angles, bead_diameter_nm=nm, bead_diameter_px=px,
+                                    tilt_axis_deg=options.tilt_axis_deg, n_beads=s.beads, overwrite=True, threads=1)
         track_s = time.perf_counter() - t1
         result = tracked.result
         table = result.markers
@@ -150,9 +171,12 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         al, solve, written, notes = solve_and_write(
             table, _tilts(spec, result), size, pix or tracked.pixel_size_nm, options, z_shift,
             out / "alignment", spec.name, inputs, export, export_dir=out)
-        images = _images(spec, out, s, al, result.bead_diameter_px)
-    figures = _tracking_figures(result)
-    _write_tracking_json(out / "tracking.json", figures, result, tracked.tilt_source)
+        images = _images(spec, out, s, al, getattr(result, "bead_diameter_px", 0.0))
+    figures = result.batch_figures() if s.patches else _tracking_figures(result)
+    if s.patches:
+        result.write_json(out / "tracking.json", tracked.tilt_source)
+    else:
+        _write_tracking_json(out / "tracking.json", figures, result, tracked.tilt_source)
     notes = "; ".join([*result.warnings, *([notes] if notes else [])])
     return make_row(spec.name, "done" if al.converged else "not-converged", path="run", **alignment_figures(al),
                     **figures, time_s=time.perf_counter() - t0, track_s=track_s, solve_s=solve, write_s=written,

@@ -3,6 +3,7 @@ every patch laid (used, or dropped and why), with the agreement check and a repo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,3 +114,23 @@ class PatchTrackingResult:
                      f" {int(self.flagged.sum())} points ({100 * self.flagged.mean():.1f}%) weighed under 0.5")
         lines.append(", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items()))
         return "\n".join(lines + self.warnings)
+
+    def batch_figures(self) -> dict[str, int]:
+        """The tracking columns of a batch's summary row (``beads_tracked`` counts contours here)."""
+        return dict(beads_tracked=self.n_contours, points_tracked=len(self.markers),
+                    tracking_flagged=int(self.flagged.sum()), tracking_weak=0)
+
+    def write_json(self, path: str | os.PathLike[str], tilt_source: str) -> None:
+        """A batch's ``tracking.json`` for this run (atomically)."""
+        import json
+
+        from ..io.atomic import atomic_open
+
+        used = len(np.unique(self.patch_of))
+        info = {**self.batch_figures(), "method": "patch tracking", "patch_size_px": self.patch_size_px,
+                "patches_laid": len(self.laid), "patches_used": used, "dropped": self.dropped,
+                "track_ends": self.end_counts(), "tilt_source": tilt_source,
+                "timings_s": {k: round(float(v), 4) for k, v in self.timings_s.items()},
+                "warnings": list(self.warnings)}
+        with atomic_open(path, overwrite=True) as f:
+            json.dump(info, f, indent=1)

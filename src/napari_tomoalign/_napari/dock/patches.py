@@ -51,7 +51,7 @@ def patch_percent(stage: str, done: int, total: int) -> int:
 def patch_points(result: PatchTrackingResult, name: str, image: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Points data and layer arguments for the contours: light rings, a hue per contour, no labels."""
     data, kwargs = markers_to_points(result.markers, name)
-    size = max(4.0, result.patch_size_px / 16.0)
+    size = max(6.0, result.patch_size_px / 8.0)
     flagged = result.flagged
     kwargs.update(frame_of(image), size=size, border_width=0.08, border_color="black", opacity=PATCH_OPACITY,
                   text=None, features={"marker": result.markers.marker, "check": flagged},
@@ -138,17 +138,20 @@ class PatchPanel:
             b._inputs.markers.reset_choices()
             b._inputs.markers.value = made[0]
             b._panel.flagged = set()
+            b._panel.ids.value = "none"  # thousands of contour numbers would hide the image (the user may show them)
             b._panel.refresh()
             t = result.markers
             flagged = result.flagged
             visits = visit_order(t.view, t.marker, result.residual_px, np.where(flagged, 0, 1),
                                  {0: "flagged by patch tracking's robust fit"})
             b._runs.tracked(made[0], image, result.alignment, visits)
+            b._options.robust.value = True  # patch contours are aligned robustly, as tracking did (and the CLI)
 
         def tell() -> None:
             b._viewer.layers.selection.active = made[0]
             b.show_legend(result.summary().replace("\n", "<br>"))
-            b._status(f"patch tracking: {result.n_contours} contours, {len(result.markers)} points; Align next")
+            b._status(f"patch tracking: {result.n_contours} contours, {len(result.markers)} points; Align next"
+                      " (robust fitting on)")
             for w in result.warnings:
                 show_info(w)
 
