@@ -126,6 +126,15 @@ def bench_run(data_dir: Path, size: int = 1024) -> None:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     print(f"\ntomoalign run --patches, {size} x {size} x 41: wall {np.median(walls):.1f} s median "
           f"(runs {np.round(walls, 1)}), peak RSS {peak:.2f} GiB")
+    from napari_tomoalign.io.imod import read_xf
+    from napari_tomoalign.io.tilts import read_tilt_angles
+
+    s = make_lamella_series("easy", size, seed=1)  # the same series again, for its truth
+    folder = data_dir / "run0" / "alignment"
+    err = end_to_end_error(read_xf(folder / f"{stack.stem}.xf"), read_tilt_angles(folder / f"{stack.stem}.tlt"),
+                           (size, size), s.true_xy)
+    print(f"  its alignment end to end (easy lamella, {size} x {size}): {err:.3f} px; truth + 0.3 px noise "
+          f"{truth_reference(s, size):.3f} px")
 
 
 def main() -> None:
