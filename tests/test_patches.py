@@ -64,6 +64,13 @@ def test_a_thin_lamella_is_recovered_end_to_end(thin):
     assert err < 0.8, r.summary()  # 0.38 px here; thicker slabs drift (see benchmarks/bench_patches.py)
     assert abs(al.tilt_axis_deg - thin.tilt_axis_deg) < 1.0
     assert r.n_contours >= 60 and "patches of 50 px" in r.summary()
+    # The same tracks ten times as scattered are refused, in one line with the deciding figure.
+    from dataclasses import replace
+
+    scattered = replace(r, alignment=replace(al, residuals_px=10.0 * al.residuals_px))
+    with pytest.raises(PatchTrackingError, match=r"the patches disagree: mean residual \d+\.\d+ px") as exc:
+        scattered.check_agreement()
+    assert "\n" not in str(exc.value)
 
 
 def test_the_protective_layer_is_left_out_at_the_start(thin):

@@ -18,6 +18,7 @@ from .coarse import CoarseAlignment
 REASONS = {1: "left the image", 2: "correlated poorly", 3: "edge-like peak", 4: "shift at the search limit",
            5: "left the specimen (brightness jump)"}
 MAX_FLAGGED = 0.35  # more of the points weighed under 0.5 by the robust fit than this: patches disagree
+MAX_MEAN_RESIDUAL_PX = 3.0  # a mean residual of the points the robust fit kept above this: patches disagree
 
 
 class PatchTrackingError(AlignmentError):
@@ -85,9 +86,16 @@ class PatchTrackingResult:
         return {REASONS[int(c)]: int(n) for c, n in zip(codes, counts)}
 
     def check_agreement(self) -> None:
-        """Raise `PatchTrackingError` when too many points disagree with the fit (the robust fit weighed
-        more than `MAX_FLAGGED` of them under 0.5)."""
+        """Raise `PatchTrackingError` when the points disagree with the fit: a mean residual over the points
+        the robust fit kept above `MAX_MEAN_RESIDUAL_PX`, or more than `MAX_FLAGGED` of them weighed under 0.5."""
         frac = float(self.flagged.mean()) if len(self.markers) else 1.0
+        kept = self.residual_px[~self.flagged & np.isfinite(self.residual_px)]
+        mean = float(kept.mean()) if len(kept) else float("inf")
+        if mean > MAX_MEAN_RESIDUAL_PX:
+            raise PatchTrackingError(
+                f"the patches disagree: mean residual {mean:.2f} px over the {len(kept)} points the robust fit kept"
+                f" (at most {MAX_MEAN_RESIDUAL_PX:g} px is usable); the specimen may deform, the dose be too low for"
+                " these patches (try --patch-size larger) or the tilt angles be wrong")
         if frac > MAX_FLAGGED:
             raise PatchTrackingError(
                 f"the patches disagree: the robust fit weighed {100 * frac:.0f}% of {len(self.markers)} points under"
