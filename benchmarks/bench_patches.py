@@ -1,7 +1,7 @@
 """Patch tracking (no gold) scored end to end against simulated lamellae, and timed.
 
     python benchmarks/bench_patches.py                 # everything (renders 1024 x 1024 x 41 once, ~30 s)
-    python benchmarks/bench_patches.py --only easy,hard --size 512 --seeds 3
+    python benchmarks/bench_patches.py --only easy,hard --size 512 --seeds 3   # smaller and quicker (and worse: see below)
     python benchmarks/bench_patches.py --only scale    # observations and solve time on 1024 x 1024 x 41
     python benchmarks/bench_patches.py --only run      # `tomoalign run --patches` on 1024 x 1024 x 41
 
@@ -38,7 +38,12 @@ import numpy as np
 from napari_tomoalign import align_markers
 from napari_tomoalign.alignment.transforms import imod_transforms
 from napari_tomoalign.simulation.lamella import end_to_end_error, make_lamella_series
-from napari_tomoalign.tracking.patches import PatchOptions, patch_alignment_options, track_patches
+from napari_tomoalign.tracking.patches import (
+    PatchOptions,
+    PatchTrackingError,
+    patch_alignment_options,
+    track_patches,
+)
 
 REPEATS = 3  # timed runs (``--repeats``)
 
@@ -59,7 +64,10 @@ def truth_reference(s, size: int, sigma: float = 0.3) -> float:
 def score(kind: str, size: int, seed: int, options: PatchOptions) -> dict:
     s = make_lamella_series(kind, size, seed=seed)
     t0 = time.perf_counter()
-    r = track_patches(s.images, s.tilt_angles_deg, tilt_axis_deg=s.tilt_axis_deg, options=options)
+    try:
+        r = track_patches(s.images, s.tilt_angles_deg, tilt_axis_deg=s.tilt_axis_deg, options=options)
+    except PatchTrackingError as exc:  # refused in one line: report it, with the reference
+        return dict(seed=seed, refused=str(exc), truth=truth_reference(s, size))
     seconds = time.perf_counter() - t0
     al = r.alignment
     xf, tlt = imod_transforms(al), al.output_tilt_angles_deg()
@@ -75,6 +83,11 @@ def bench_sets(kinds: list[str], size: int, seeds: list[int], options: PatchOpti
     for kind in kinds:
         rows = [score(kind, size, seed, options) for seed in seeds]
         print(f"\n{kind} lamella, {size} x {size} x 41, patches {options.size_for((size, size))} px, seeds {seeds}")
+        for r in [r for r in rows if "refused" in r]:
+            print(f"  seed {r['seed']}: refused: {r['refused']} (truth + 0.3 px noise {r['truth']:.3f} px)")
+        rows = [r for r in rows if "refused" not in r]
+        if not rows:
+            continue
         for r in rows:
             print(f"  seed {r['seed']}: end-to-end {r['all']:.3f} px over all views, {r['kept']:.3f} px over views"
                   f" with >= 20% dose; truth + 0.3 px noise {r['truth']:.3f} px; {r['contours']} contours,"
@@ -140,7 +153,7 @@ def bench_run(data_dir: Path, size: int = 1024) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="easy,hard,scale,run")
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--patch-size", type=int)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of the scale and run figures")
