@@ -71,6 +71,9 @@ def test_a_thin_lamella_is_recovered_end_to_end(thin):
     with pytest.raises(PatchTrackingError, match=r"the patches disagree: mean residual \d+\.\d+ px") as exc:
         scattered.check_agreement()
     assert "\n" not in str(exc.value)
+    few = replace(r, markers=type(r.markers)(r.markers.view[:100], r.markers.marker[:100], r.markers.xy[:100]))
+    with pytest.raises(PatchTrackingError, match="too few patches could be followed: a median of 0 points per view"):
+        few.check_agreement()
 
 
 def test_the_protective_layer_is_left_out_at_the_start(thin):

@@ -18,6 +18,7 @@ from .coarse import CoarseAlignment
 REASONS = {1: "left the image", 2: "correlated poorly", 3: "edge-like peak", 4: "shift at the search limit",
            5: "left the specimen (brightness jump)"}
 MAX_FLAGGED = 0.35  # more of the points weighed under 0.5 by the robust fit than this: patches disagree
+MIN_POINTS_PER_VIEW = 10  # a median number of points per view under this: too few patches were followed
 MAX_MEAN_RESIDUAL_PX = 3.0  # a mean residual of the points the robust fit kept above this: patches disagree
 
 
@@ -86,8 +87,15 @@ class PatchTrackingResult:
         return {REASONS[int(c)]: int(n) for c, n in zip(codes, counts)}
 
     def check_agreement(self) -> None:
-        """Raise `PatchTrackingError` when the points disagree with the fit: a mean residual over the points
+        """Raise `PatchTrackingError` when too few points hold the views (a median under
+        `MIN_POINTS_PER_VIEW` per view) or the points disagree with the fit: a mean residual over the points
         the robust fit kept above `MAX_MEAN_RESIDUAL_PX`, or more than `MAX_FLAGGED` of them weighed under 0.5."""
+        per_view = np.bincount(self.markers.view, minlength=len(self.alignment.tilt_angles_deg))
+        if np.median(per_view) < MIN_POINTS_PER_VIEW:
+            raise PatchTrackingError(
+                f"too few patches could be followed: a median of {np.median(per_view):g} points per view (needs"
+                f" {MIN_POINTS_PER_VIEW}; {len(np.unique(self.patch_of))} of {len(self.laid)} patches used); try smaller"
+                " patches or more overlap (--patch-size, --overlap)")
         frac = float(self.flagged.mean()) if len(self.markers) else 1.0
         kept = self.residual_px[~self.flagged & np.isfinite(self.residual_px)]
         mean = float(kept.mean()) if len(kept) else float("inf")
