@@ -72,7 +72,7 @@ def test_a_thin_lamella_is_recovered_end_to_end(thin):
         scattered.check_agreement()
     assert "\n" not in str(exc.value)
     few = replace(r, markers=type(r.markers)(r.markers.view[:100], r.markers.marker[:100], r.markers.xy[:100]))
-    with pytest.raises(PatchTrackingError, match="too few patches could be followed: a median of 0 points per view"):
+    with pytest.raises(PatchTrackingError, match=r"too few patches could be followed: a median of \d+ points per view"):
         few.check_agreement()
 
 
