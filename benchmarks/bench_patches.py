@@ -82,7 +82,8 @@ def score(kind: str, size: int, seed: int, options: PatchOptions) -> dict:
 def bench_sets(kinds: list[str], size: int, seeds: list[int], options: PatchOptions) -> None:
     for kind in kinds:
         rows = [score(kind, size, seed, options) for seed in seeds]
-        print(f"\n{kind} lamella, {size} x {size} x 41, patches {options.size_for((size, size))} px, seeds {seeds}")
+        print(f"\n{kind} lamella, {size} x {size} x 41, patches {options.size_for((size, size))} px overlapping"
+              f" {options.overlap:g}, seeds {seeds}")
         for r in [r for r in rows if "refused" in r]:
             print(f"  seed {r['seed']}: refused: {r['refused']} (truth + 0.3 px noise {r['truth']:.3f} px)")
         rows = [r for r in rows if "refused" not in r]
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--patch-size", type=int)
+    ap.add_argument("--overlap", type=float, default=0.33, help="patch overlap (etomo's 0.33 by default)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of the scale and run figures")
     ap.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "tomoalign-bench-patches"))
     args = ap.parse_args()
@@ -170,7 +172,8 @@ def main() -> None:
     only = args.only.split(",")
     kinds = [k for k in ("easy", "hard") if k in only]
     if kinds:
-        bench_sets(kinds, args.size, list(range(1, args.seeds + 1)), PatchOptions(patch_size=args.patch_size))
+        bench_sets(kinds, args.size, list(range(1, args.seeds + 1)), PatchOptions(patch_size=args.patch_size,
+                                                                                overlap=args.overlap))
     if "scale" in only:
         bench_scale()
     if "run" in only:
