@@ -50,7 +50,7 @@ def _make_batch(folder: Path, n: int = 4, broken: int | None = 2) -> tuple[Path,
 def client():
     from dask.distributed import Client, LocalCluster
 
-    # a free port: dashboard_address=None still binds 8787 in this distributed, and warns when it is taken
+    # a free port: dashboard_address="127.0.0.1:0" still binds 8787 in this distributed, and warns when it is taken
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as cluster:
         with Client(cluster) as c:
             yield c

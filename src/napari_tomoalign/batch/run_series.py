@@ -1,8 +1,9 @@
 """The run path of a batch: a stack without markers goes the way of ``tomoalign run``.
 
-Track the gold beads (`tracking.jobs.track_to_file`), align the tracked markers robustly, then warp the
-stack and reconstruct a tomogram, writing into ``OUTPUT/NAME/`` what ``tomoalign run`` writes:
-``NAME.fid``, ``NAME_markers.csv``, ``NAME_beads.csv``, ``alignment/`` (the files of ``tomoalign align``),
+Track the gold beads (`tracking.jobs.track_to_file`), or patches of the specimen with ``patches`` (no gold),
+align the tracked markers robustly, then warp the stack and reconstruct a tomogram, writing into
+``OUTPUT/NAME/`` what ``tomoalign run`` writes: ``NAME.fid``, ``NAME_markers.csv``, ``NAME_beads.csv`` (or
+``NAME_patches.csv``), ``alignment/`` (the files of ``tomoalign align``),
 ``NAME.ali``, ``NAME_binB.rec`` and, with ``erase_gold``, ``NAME_erased.mrc``. A ``tracking.json`` holds
 the tracking's figures for the summary (and for a re-run that skips the series).
 
@@ -36,6 +37,7 @@ class RunSettings:
     binning: int
     thickness: int | None
     erase_gold: bool
+    patches: bool = False  # no gold: patch tracking (the ``patches`` column)
 
 
 def _given(v: Any) -> bool:
@@ -43,9 +45,18 @@ def _given(v: Any) -> bool:
 
 
 def has_bead_diameter(spec: SeriesSpec, defaults: dict[str, Any]) -> bool:
-    """True when the series or the batch gives a bead diameter (in nm or px)."""
+    """True when the series or the batch gives a bead diameter (in nm or px), or asks for patch tracking."""
+    if _patches(spec, defaults):
+        return True
     return any(_given(v) for v in (spec.bead_diameter_nm, spec.bead_diameter_px, defaults.get("bead_diameter_nm"),
                                    defaults.get("bead_diameter_px")))
+
+
+def _patches(spec: SeriesSpec, defaults: dict[str, Any]) -> bool:
+    try:
+        return yes_no(str({**defaults, **spec.options}.get("patches", "") or ""))
+    except ValueError as exc:
+        raise UsageError(f"patches: {exc}") from None
 
 
 def _number(v: Any, name: str, kind: type = float) -> Any:
@@ -73,7 +84,8 @@ def _diameter(spec: SeriesSpec, defaults: dict[str, Any]) -> tuple[float | None,
 def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
     """The run options of a series: its table cells, else the batch's defaults. Raises `UsageError`."""
     opts = {**defaults, **spec.options}
-    nm, px = _diameter(spec, defaults)
+    patches = _patches(spec, defaults)
+    nm, px = (None, None) if patches else _diameter(spec, defaults)
     beads = _number(opts["beads"], "beads", int) if _given(opts.get("beads")) else None
     binning = _number(opts["bin"], "bin", int) if _given(opts.get("bin")) else DEFAULT_BIN
     thickness = _number(opts["thickness"], "thickness", int) if _given(opts.get("thickness")) else None
@@ -83,7 +95,9 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
         erase = yes_no(opts.get("erase_gold", "") or "")
     except ValueError as exc:
         raise UsageError(f"erase_gold: {exc}") from None
-    return RunSettings(nm, px, beads, binning, thickness, erase)
+    if erase and patches:
+        raise UsageError("erase_gold needs gold: a series aligned by patch tracking has no beads to erase")
+    return RunSettings(nm, px, beads, binning, thickness, erase, patches)
 
 
 def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> list[Path]:
@@ -93,7 +107,8 @@ def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> l
     s = run_settings(spec, defaults)
     d, n = Path(out_root) / spec.name, spec.name
     full = (spec.options.get("imod_com") or defaults.get("imod_com")) not in (None, "")
-    files = [f"{n}.fid", f"{n}_beads.csv", f"{n}_markers.csv",
+    quality = f"{n}_patches.csv" if s.patches else f"{n}_beads.csv"
+    files = [f"{n}.fid", quality, f"{n}_markers.csv",
              *(f"alignment/{x}" for x in output_names(n, full_model=full)),
              f"{n}.ali", f"{n}_bin{s.binning}.rec", *([f"{n}_erased.mrc"] if s.erase_gold else []), "tracking.json"]
     return [d / f for f in files]
@@ -116,7 +131,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
                  tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
-                 pixel_size_nm=pix, name=spec.name)
+                 pixel_size_nm=pix, name=spec.name, patches=s.patches)
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft
 
@@ -127,9 +142,13 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         al = res.alignment
         notes = export_formats(al, out, spec.name, export, res.folder.axis_z_shift_px) if export else ""
         export_s = time.perf_counter() - t1
-    result = res.tracked.result
-    figures = _tracking_figures(result)
-    _write_tracking_json(out / "tracking.json", figures, result, res.tracked.tilt_source)
+    result: Any = res.tracked.result
+    if s.patches:
+        figures = result.batch_figures()
+        result.write_json(out / "tracking.json", res.tracked.tilt_source)
+    else:
+        figures = _tracking_figures(result)
+        _write_tracking_json(out / "tracking.json", figures, result, res.tracked.tilt_source)
     notes = "; ".join([*result.warnings, *([notes] if notes else [])])
     t = res.timings_s
     return make_row(spec.name, "done" if al.converged else "not-converged", path="run", **alignment_figures(al),

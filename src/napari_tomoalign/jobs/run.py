@@ -53,11 +53,17 @@ class RunJob:
     pixel_size_nm: float | None = None
     name: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
+    patches: bool = False  # no gold: track patches of the specimen (`tracking.patches`) instead of beads
+    patch_size: int | None = None
+    patch_overlap: float | None = None
+    patch_length: str | None = None  # "N[,OVERLAP]" views per contour
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
 
         check_job_numbers(binning=self.binning, thickness=self.thickness, pixel_size_nm=self.pixel_size_nm)
+        if self.patches and self.erase_gold:
+            raise UsageError("--erase-gold needs gold: with --patches there are no beads to erase")
         if self.imod_com is not None and self.settings is not None and set(self.settings.given) - {
                 "tilt_axis", "axis_z_shift"}:
             raise UsageError("--imod-com takes the model from the command file: leave out the model options (the"
@@ -90,7 +96,8 @@ class RunJob:
     def output_names(self) -> list[str]:
         """The files the run writes besides ``alignment/``."""
         n = self.stem
-        return [f"{n}.fid", f"{n}_beads.csv", f"{n}_markers.csv", f"{n}.ali", f"{n}_bin{self.binning}.rec",
+        quality = f"{n}_patches.csv" if self.patches else f"{n}_beads.csv"
+        return [f"{n}.fid", quality, f"{n}_markers.csv", f"{n}.ali", f"{n}_bin{self.binning}.rec",
                 *([f"{n}_erased.mrc"] if self.erase_gold else [])]
 
 
@@ -124,19 +131,30 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     timings: dict[str, float] = {}
     with thread_limit(threads):
         t0 = time.perf_counter()
-        tracked = run_track_job(job.track_job(), overwrite=overwrite, progress=progress)
+        tracked = _track(job, overwrite, progress) if job.patches else run_track_job(
+            job.track_job(), overwrite=overwrite, progress=progress)
         write_markers_csv(out / f"{job.stem}_markers.csv", tracked.result.markers, overwrite=overwrite)
         timings["track"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         ajob, folder = _align(job, tracked, overwrite)
         timings["align"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ali, rec, erased = _images(job, ajob, folder, tracked.result.bead_diameter_px, overwrite)
+        ali, rec, erased = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite)
         timings["images"] = time.perf_counter() - t0
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
 
 
-def _align(job: RunJob, tracked: TrackedStack, overwrite: bool) -> tuple[AlignJob, FolderResult]:
+def _track(job: RunJob, overwrite: bool, progress: Any) -> Any:
+    """Patch tracking (no gold) into ``output_dir/<stem>.fid``: `tracking.patches` through its file job."""
+    from ..tracking._patch_jobs import track_patches_to_file
+
+    return track_patches_to_file(job.stack, Path(job.output_dir) / f"{job.stem}.fid",
+                                 tilt_angles_path=job.tilt_angles_path, tilt_axis_deg=job.tilt_axis_deg(),
+                                 patch_size=job.patch_size, overlap=job.patch_overlap, length=job.patch_length,
+                                 overwrite=overwrite, progress=progress)
+
+
+def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, FolderResult]:
     """The alignment of the tracked markers, written into ``alignment/``: the tracker's last robust fit when
     the job asks for the tracker's options, else a solve (an align.com's full model, or other options)."""
     from ..local_jobs import wants_local

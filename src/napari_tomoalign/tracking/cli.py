@@ -17,6 +17,10 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--bead-diameter-nm", type=float, metavar="D", help="gold diameter in nm (needs the pixel size)")
     g.add_argument("--bead-diameter-px", type=float, metavar="D", help="gold diameter in pixels")
+    g.add_argument("--patches", action="store_true", help="no gold: track patches of the specimen's texture")
+    p.add_argument("--patch-size", type=int, metavar="PX", help="with --patches: patch side (default: image / 5)")
+    p.add_argument("--overlap", type=float, metavar="F", help="with --patches: patch overlap fraction (default 0.33)")
+    p.add_argument("--length", metavar="N[,OV]", help="with --patches: views per contour and overlap (default 16,4)")
     p.add_argument("--tilt-axis", type=float, metavar="DEG", help="tilt-axis angle near which to estimate it")
     p.add_argument("--beads", type=int, metavar="N", help="how many beads to track (default: every bead found)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -68,6 +72,13 @@ def _track(args: argparse.Namespace, output: Path):
     from .jobs import track_to_file
 
     bar = _Bar(args.quiet)
+    from ._patch_jobs import track_patches_cli, wants_patches
+
+    if wants_patches(args):
+        try:
+            return track_patches_cli(args, output, bar)
+        finally:
+            bar.done()
     try:
         return track_to_file(args.stack, output, tilt_angles_path=args.tilt_angles,
                              bead_diameter_nm=args.bead_diameter_nm, bead_diameter_px=args.bead_diameter_px,
@@ -90,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..jobs.run import RunJob, run_job
     from ..jobs.solver_options import SolverSettings
     from ..report import text_report
+    from ._patch_jobs import wants_patches
     from .jobs import run_options
 
     settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
@@ -97,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  bead_diameter_px=args.bead_diameter_px,
                  tilt_angles_path=Path(args.tilt_angles) if args.tilt_angles else None, settings=settings,
                  imod_com=Path(args.imod_com) if args.imod_com else None, n_beads=args.beads, binning=args.bin,
-                 thickness=args.thickness, erase_gold=args.erase_gold)
+                 thickness=args.thickness, erase_gold=args.erase_gold, patches=wants_patches(args),
+                 patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length)
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)

@@ -40,6 +40,7 @@ from .bead_logic import (
 from .inputs import ROLE, InputsSection
 from .markers import MarkersPanel
 from .options import OptionsSection
+from .patches import PatchPanel
 from .results import ResultLayers
 from .runner import Runner
 from .state import Runs
@@ -113,8 +114,10 @@ class BeadSection:
                              percent=tracking_percent)
         self.runner.locked.append(self.find_button)
         self.legend = text_label("")
-        self.widget = form(self.diameter_nm, self.view, self.with_clumps)
-        self.widget.extend([self.info, row(self.find_button, self.runner.align_button, self.runner.cancel_button),
+        self.patches = PatchPanel(self)  # "no beads (patch tracking)": its own controls, the same Track and runner
+        self.widget = form(self.patches.source, self.diameter_nm, self.view, self.with_clumps)
+        self.widget.extend([self.patches.options, self.info,
+                            row(self.find_button, self.runner.align_button, self.runner.cancel_button),
                             self.runner.progress, self.legend])
         self.find_button.changed.connect(lambda *_: self.find())
         self.runner.align_button.changed.connect(lambda *_: self.track())
@@ -274,6 +277,8 @@ class BeadSection:
         """Start tracking in the worker; input problems are reported and nothing changes."""
         if self._busy():
             return None
+        if self.patches.on:
+            return self.patches.track()
         image = self._inputs.image.value
         try:
             job = self.gather()
