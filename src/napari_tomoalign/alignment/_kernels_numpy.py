@@ -67,21 +67,25 @@ def _apply(mats: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.floa
                        -1, -2)
 
 
-_last = threading.local()  # per thread: the arguments and result of the last `_jacobians` call
+_last = threading.local()  # per thread: the arguments and the products of the last linearisation
 
 
-def _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
-    """Weighted derivatives: ``jv`` ``(S, 2, n)`` by slot (0 for unused slots) and ``jm`` ``(2, 3, n)``.
+def _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts) -> dict:
+    """What every kernel of one linearisation needs: ``marker_of``, the weighted derivatives ``jv`` ``(S, 2, n)``
+    by slot (0 for unused slots) and ``jm`` ``(2, 3, n)``, and the couplings ``e = jv^T jm`` ``(S, 3, n)``.
 
-    The kernels of one linearisation pass the same arrays: the last result is reused when every argument
-    is the same object (the cache holds them, so none can be freed and another take its place)."""
-    args = (amat, dmat, xyz, view_index, weights, slot_raw, slot_w)
+    The kernels of one linearisation pass the same arrays: the last state is reused when every argument is
+    the same object (the cache holds them, so none can be freed and another take its place)."""
+    args = (amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
     last = getattr(_last, "value", None)
     if last is not None and all(a is b for a, b in zip(last[0], args)):
         return last[1]
-    out = _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    _last.value = (args, out)
-    return out
+    marker_of = _marker_of(marker_starts)
+    jv, jm = _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    state = {"marker_of": marker_of, "jv": jv, "jm": jm,
+             "e": jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]}
+    _last.value = (args, state)
+    return state
 
 
 def _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
@@ -106,8 +110,8 @@ def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w
     """Cost, per-view slot blocks ``b (n_views, S, S)`` and ``g (n_views, S)``, and the marker blocks
     ``C (n_m, 3, 3)`` and ``g_m (n_m, 3)`` of the weighted normal equations, as `_kernels.linearise`."""
     n_views, n_s = slot_raw.shape
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    marker_of, jv, jm = st["marker_of"], st["jv"], st["jm"]
     r = (_apply(amat[view_index], xyz.T[:, marker_of]) + shifts[view_index].T - xy.T) * np.sqrt(weights)
     total = 0.5 * float(np.sum(r * r))
     up, full = _packing(n_s)
@@ -123,9 +127,8 @@ def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w
     return total, sums[:, full], sums[:, n_pairs:], m_sums[:, _FULL3], m_sums[:, 6:]
 
 
-def _coupling(jv, jm, linv, marker_of):
-    """``(S, 3, n)``: each observation's ``E_i L_m^-T`` with ``E_i = jv^T jm`` (``linv`` lower triangular)."""
-    e = jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]  # (S, 3, n)
+def _coupling(e, linv, marker_of):
+    """``(S, 3, n)``: each observation's ``E_i L_m^-T`` from ``E_i`` ``e`` (``linv`` lower triangular)."""
     lt = linv.transpose(1, 2, 0)[:, :, marker_of]
     return np.stack([e[:, 0] * lt[0, 0],
                      e[:, 0] * lt[1, 0] + e[:, 1] * lt[1, 1],
@@ -144,10 +147,9 @@ def _columns_dense(g, view_index, marker_of, columns, n_q, first_marker, n_m):
 
 def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q):
     """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``linv = L^-1``, ``C = L L^T``)."""
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
     columns = np.where(slot_raw >= 0, slot_col, -1)
-    return _columns_dense(_coupling(jv, jm, linv, marker_of), view_index, marker_of, columns, n_q, 0,
+    return _columns_dense(_coupling(st["e"], linv, st["marker_of"]), view_index, st["marker_of"], columns, n_q, 0,
                           len(marker_starts) - 1)
 
 
@@ -156,15 +158,15 @@ def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
     """``E C^-1 E^T`` ``(n_q, n_q)``, upper triangle only, as `_kernels.schur_reduced`; formed from the dense
     ``F`` of blocks of markers, so memory stays bounded whatever the count."""
     n_m = len(marker_starts) - 1
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    marker_of, e = st["marker_of"], st["e"]
     columns = np.where(slot_raw >= 0, slot_col, -1)
     per_block = max(1, int(_SCHUR_BLOCK_BYTES // (8 * 3 * max(1, n_q))))
     out = np.zeros((n_q, n_q))
     for first in range(0, n_m, per_block):
         last = min(n_m, first + per_block)
         lo, hi = int(marker_starts[first]), int(marker_starts[last])
-        g = _coupling(jv[:, :, lo:hi], jm[:, :, lo:hi], linv, marker_of[lo:hi])
+        g = _coupling(e[:, :, lo:hi], linv, marker_of[lo:hi])
         F = _columns_dense(g, view_index[lo:hi], marker_of[lo:hi], columns, n_q, first, last - first)
         out += F @ F.T
     return np.triu(out)
@@ -172,17 +174,13 @@ def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
 
 def view_sums_of_e_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, t, bounds):
     """``(n_views, S)``: for each view and slot, the sum over its observations of ``E_i t_m``."""
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    tm = t.T[:, marker_of]
-    u = jm[:, 0] * tm[0] + jm[:, 1] * tm[1] + jm[:, 2] * tm[2]  # (2, n)
-    return _per_view(jv[:, 0] * u[0] + jv[:, 1] * u[1], view_index, len(slot_raw))
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    e, tm = st["e"], t.T[:, st["marker_of"]]
+    return _per_view(e[:, 0] * tm[0] + e[:, 1] * tm[1] + e[:, 2] * tm[2], view_index, len(slot_raw))
 
 
 def marker_sums_of_et_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, dv):
     """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view`` (``dv`` by slot)."""
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    e = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)["e"]
     d = dv.T[:, view_index]  # (S, n)
-    u0, u1 = np.sum(jv[:, 0] * d, axis=0), np.sum(jv[:, 1] * d, axis=0)
-    return _per_marker(jm[0] * u0 + jm[1] * u1, marker_starts)
+    return _per_marker(np.einsum("sqn,sn->qn", e, d), marker_starts)
