@@ -148,9 +148,15 @@ def _columns_dense(g, view_index, marker_of, columns, n_q, first_marker, n_m):
 def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q):
     """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``linv = L^-1``, ``C = L L^T``)."""
     st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
-    columns = np.where(slot_raw >= 0, slot_col, -1)
-    return _columns_dense(_coupling(st["e"], linv, st["marker_of"]), view_index, st["marker_of"], columns, n_q, 0,
-                          len(marker_starts) - 1)
+    n_m = len(marker_starts) - 1
+    if st.get("dense_for") is not slot_col:  # where each G entry lands in F: fixed for one linearisation
+        rows = np.where(slot_raw >= 0, slot_col, -1).T[:, view_index]  # (S, n)
+        flat = rows[:, None, :] * (3 * n_m) + 3 * st["marker_of"] + np.arange(3)[:, None]
+        ok = np.broadcast_to((rows >= 0)[:, None, :], flat.shape)
+        st.update(dense_for=slot_col, dense_ok=ok, dense_flat=flat[ok])
+    g = _coupling(st["e"], linv, st["marker_of"])
+    F = np.bincount(st["dense_flat"], weights=g[st["dense_ok"]], minlength=n_q * 3 * n_m)
+    return F.reshape(n_q, 3 * n_m)
 
 
 def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q,
