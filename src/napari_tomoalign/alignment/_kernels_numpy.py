@@ -77,14 +77,15 @@ def _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts
     The kernels of one linearisation pass the same arrays: the last state is reused when every argument is
     the same object (the cache holds them, so none can be freed and another take its place)."""
     args = (amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    ids = tuple(map(id, args))
     last = getattr(_last, "value", None)
-    if last is not None and all(a is b for a, b in zip(last[0], args)):
-        return last[1]
+    if last is not None and last[0] == ids:  # last[1] holds the arrays, so no id can have been reused
+        return last[2]
     marker_of = _marker_of(marker_starts)
     jv, jm = _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
     state = {"marker_of": marker_of, "jv": jv, "jm": jm,
              "e": jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]}
-    _last.value = (args, state)
+    _last.value = (ids, args, state)
     return state
 
 
