@@ -17,6 +17,7 @@ contiguous rows keep every call short.
 from __future__ import annotations
 
 import threading
+from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +26,7 @@ _SCHUR_BLOCK_BYTES = 16 * 2**20  # the dense F of one block of markers in `schur
 SHIFT_X, SHIFT_Y = 3, 4  # raw parameter numbers of the shifts: their derivative is a unit vector
 
 
+@cache
 def _packing(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """The ``(p, q)`` pairs with ``p <= q`` of a symmetric ``k x k`` block, and each full entry's pair."""
     up = np.triu_indices(k)
@@ -82,16 +84,16 @@ def _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts
     if last is not None and last[0] == ids:  # last[1] holds the arrays, so no id can have been reused
         return last[2]
     marker_of = _marker_of(marker_starts)
-    jv, jm = _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    state = {"marker_of": marker_of, "jv": jv, "jm": jm,
+    x = xyz.T[:, marker_of]
+    jv, jm = _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w)
+    state = {"marker_of": marker_of, "x": x, "jv": jv, "jm": jm,
              "e": jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]}
     _last.value = (ids, args, state)
     return state
 
 
-def _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
+def _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w):
     sw = np.sqrt(weights)
-    x = xyz.T[:, marker_of]
     raw = slot_raw.T[:, view_index]  # (S, n)
     jv = _apply(dmat[view_index[None, :], np.maximum(raw, 0)], x)  # dA x; the shifts' dA is 0
     jv[:, 0] += raw == SHIFT_X
@@ -112,8 +114,8 @@ def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w
     ``C (n_m, 3, 3)`` and ``g_m (n_m, 3)`` of the weighted normal equations, as `_kernels.linearise`."""
     n_views, n_s = slot_raw.shape
     st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
-    marker_of, jv, jm = st["marker_of"], st["jv"], st["jm"]
-    r = (_apply(amat[view_index], xyz.T[:, marker_of]) + shifts[view_index].T - xy.T) * np.sqrt(weights)
+    x, jv, jm = st["x"], st["jv"], st["jm"]  # jm is A times the weight's root: r = jm x + (d - o) sqrt(w)
+    r = jm[:, 0] * x[0] + jm[:, 1] * x[1] + jm[:, 2] * x[2] + (shifts[view_index].T - xy.T) * np.sqrt(weights)
     total = 0.5 * float(np.sum(r * r))
     up, full = _packing(n_s)
     n_pairs = up.shape[1]
