@@ -1,8 +1,8 @@
 """Which implementation of the solver's per-observation loops and dense algebra a problem uses.
 
 `_lm` asks `kernels_for` for a module with the functions of `_kernels` (``cost``, ``linearise``,
-``schur_columns``, ``schur_reduced``, ``view_sums_of_e_times``, ``marker_sums_of_et_times``,
-``chunk_bounds``), and does its dense linear algebra through `cholesky_solve` and `syrk_update`.
+``schur_columns``, ``schur_reduced``, ``view_sums_of_e_times``, ``marker_sums_of_et_times``: one
+interface for the whole model, every settings), and does its dense linear algebra through `cholesky_solve` and `syrk_update`.
 
 Small problems use plain numpy (`_kernels_numpy`, ``numpy.linalg``): importing numba and loading its
 cached machine code takes 0.2-0.4 s, and scipy.linalg 0.1 s, while a whole small solve takes tens of

@@ -17,6 +17,7 @@ contiguous rows keep every call short.
 from __future__ import annotations
 
 import threading
+from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +26,7 @@ _SCHUR_BLOCK_BYTES = 16 * 2**20  # the dense F of one block of markers in `schur
 SHIFT_X, SHIFT_Y = 3, 4  # raw parameter numbers of the shifts: their derivative is a unit vector
 
 
+@cache
 def _packing(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """The ``(p, q)`` pairs with ``p <= q`` of a symmetric ``k x k`` block, and each full entry's pair."""
     up = np.triu_indices(k)
@@ -67,26 +69,31 @@ def _apply(mats: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.floa
                        -1, -2)
 
 
-_last = threading.local()  # per thread: the arguments and result of the last `_jacobians` call
+_last = threading.local()  # per thread: the arguments and the products of the last linearisation
 
 
-def _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
-    """Weighted derivatives: ``jv`` ``(S, 2, n)`` by slot (0 for unused slots) and ``jm`` ``(2, 3, n)``.
+def _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts) -> dict:
+    """What every kernel of one linearisation needs: ``marker_of``, the weighted derivatives ``jv`` ``(S, 2, n)``
+    by slot (0 for unused slots) and ``jm`` ``(2, 3, n)``, and the couplings ``e = jv^T jm`` ``(S, 3, n)``.
 
-    The kernels of one linearisation pass the same arrays: the last result is reused when every argument
-    is the same object (the cache holds them, so none can be freed and another take its place)."""
-    args = (amat, dmat, xyz, view_index, weights, slot_raw, slot_w)
+    The kernels of one linearisation pass the same arrays: the last state is reused when every argument is
+    the same object (the cache holds them, so none can be freed and another take its place)."""
+    args = (amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    ids = tuple(map(id, args))
     last = getattr(_last, "value", None)
-    if last is not None and all(a is b for a, b in zip(last[0], args)):
-        return last[1]
-    out = _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    _last.value = (args, out)
-    return out
-
-
-def _compute_jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of):
-    sw = np.sqrt(weights)
+    if last is not None and last[0] == ids:  # last[1] holds the arrays, so no id can have been reused
+        return last[2]
+    marker_of = _marker_of(marker_starts)
     x = xyz.T[:, marker_of]
+    jv, jm = _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w)
+    state = {"marker_of": marker_of, "x": x, "jv": jv, "jm": jm,
+             "e": jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]}
+    _last.value = (ids, args, state)
+    return state
+
+
+def _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w):
+    sw = np.sqrt(weights)
     raw = slot_raw.T[:, view_index]  # (S, n)
     jv = _apply(dmat[view_index[None, :], np.maximum(raw, 0)], x)  # dA x; the shifts' dA is 0
     jv[:, 0] += raw == SHIFT_X
@@ -106,9 +113,9 @@ def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w
     """Cost, per-view slot blocks ``b (n_views, S, S)`` and ``g (n_views, S)``, and the marker blocks
     ``C (n_m, 3, 3)`` and ``g_m (n_m, 3)`` of the weighted normal equations, as `_kernels.linearise`."""
     n_views, n_s = slot_raw.shape
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    r = (_apply(amat[view_index], xyz.T[:, marker_of]) + shifts[view_index].T - xy.T) * np.sqrt(weights)
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    x, jv, jm = st["x"], st["jv"], st["jm"]  # jm is A times the weight's root: r = jm x + (d - o) sqrt(w)
+    r = jm[:, 0] * x[0] + jm[:, 1] * x[1] + jm[:, 2] * x[2] + (shifts[view_index].T - xy.T) * np.sqrt(weights)
     total = 0.5 * float(np.sum(r * r))
     up, full = _packing(n_s)
     n_pairs = up.shape[1]
@@ -123,9 +130,8 @@ def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w
     return total, sums[:, full], sums[:, n_pairs:], m_sums[:, _FULL3], m_sums[:, 6:]
 
 
-def _coupling(jv, jm, linv, marker_of):
-    """``(S, 3, n)``: each observation's ``E_i L_m^-T`` with ``E_i = jv^T jm`` (``linv`` lower triangular)."""
-    e = jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]  # (S, 3, n)
+def _coupling(e, linv, marker_of):
+    """``(S, 3, n)``: each observation's ``E_i L_m^-T`` from ``E_i`` ``e`` (``linv`` lower triangular)."""
     lt = linv.transpose(1, 2, 0)[:, :, marker_of]
     return np.stack([e[:, 0] * lt[0, 0],
                      e[:, 0] * lt[1, 0] + e[:, 1] * lt[1, 1],
@@ -144,11 +150,16 @@ def _columns_dense(g, view_index, marker_of, columns, n_q, first_marker, n_m):
 
 def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q):
     """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``linv = L^-1``, ``C = L L^T``)."""
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    columns = np.where(slot_raw >= 0, slot_col, -1)
-    return _columns_dense(_coupling(jv, jm, linv, marker_of), view_index, marker_of, columns, n_q, 0,
-                          len(marker_starts) - 1)
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    n_m = len(marker_starts) - 1
+    if st.get("dense_for") is not slot_col:  # where each G entry lands in F: fixed for one linearisation
+        rows = np.where(slot_raw >= 0, slot_col, -1).T[:, view_index]  # (S, n)
+        flat = rows[:, None, :] * (3 * n_m) + 3 * st["marker_of"] + np.arange(3)[:, None]
+        ok = np.broadcast_to((rows >= 0)[:, None, :], flat.shape)
+        st.update(dense_for=slot_col, dense_ok=ok, dense_flat=flat[ok])
+    g = _coupling(st["e"], linv, st["marker_of"])
+    F = np.bincount(st["dense_flat"], weights=g[st["dense_ok"]], minlength=n_q * 3 * n_m)
+    return F.reshape(n_q, 3 * n_m)
 
 
 def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q,
@@ -156,15 +167,15 @@ def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
     """``E C^-1 E^T`` ``(n_q, n_q)``, upper triangle only, as `_kernels.schur_reduced`; formed from the dense
     ``F`` of blocks of markers, so memory stays bounded whatever the count."""
     n_m = len(marker_starts) - 1
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    marker_of, e = st["marker_of"], st["e"]
     columns = np.where(slot_raw >= 0, slot_col, -1)
     per_block = max(1, int(_SCHUR_BLOCK_BYTES // (8 * 3 * max(1, n_q))))
     out = np.zeros((n_q, n_q))
     for first in range(0, n_m, per_block):
         last = min(n_m, first + per_block)
         lo, hi = int(marker_starts[first]), int(marker_starts[last])
-        g = _coupling(jv[:, :, lo:hi], jm[:, :, lo:hi], linv, marker_of[lo:hi])
+        g = _coupling(e[:, :, lo:hi], linv, marker_of[lo:hi])
         F = _columns_dense(g, view_index[lo:hi], marker_of[lo:hi], columns, n_q, first, last - first)
         out += F @ F.T
     return np.triu(out)
@@ -172,17 +183,13 @@ def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
 
 def view_sums_of_e_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, t, bounds):
     """``(n_views, S)``: for each view and slot, the sum over its observations of ``E_i t_m``."""
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
-    tm = t.T[:, marker_of]
-    u = jm[:, 0] * tm[0] + jm[:, 1] * tm[1] + jm[:, 2] * tm[2]  # (2, n)
-    return _per_view(jv[:, 0] * u[0] + jv[:, 1] * u[1], view_index, len(slot_raw))
+    st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
+    e, tm = st["e"], t.T[:, st["marker_of"]]
+    return _per_view(e[:, 0] * tm[0] + e[:, 1] * tm[1] + e[:, 2] * tm[2], view_index, len(slot_raw))
 
 
 def marker_sums_of_et_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, dv):
     """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view`` (``dv`` by slot)."""
-    marker_of = _marker_of(marker_starts)
-    jv, jm = _jacobians(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_of)
+    e = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)["e"]
     d = dv.T[:, view_index]  # (S, n)
-    u0, u1 = np.sum(jv[:, 0] * d, axis=0), np.sum(jv[:, 1] * d, axis=0)
-    return _per_marker(jm[0] * u0 + jm[1] * u1, marker_starts)
+    return _per_marker(np.einsum("sqn,sn->qn", e, d), marker_starts)

@@ -191,14 +191,20 @@ class _Linearisation:
         gm = 0.0 if self.fix_xyz else float(np.max(np.abs(self.g_m), initial=0.0))
         return max(float(np.max(np.abs(self.g_q), initial=0.0)), gm)
 
+    @cached_property
+    def _blocks(self) -> tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.bool_], NDArray[np.float64]]:
+        """For `_woodbury`: which slots have a column, their columns (0 where none), which slot pairs, and
+        ``B``'s per-view blocks on those pairs."""
+        ok = self.cols >= 0
+        pair = ok[:, :, None] & ok[:, None, :]
+        return ok, np.where(ok, self.cols, 0), pair, np.where(pair, self.b, 0.0)
+
     def _woodbury(self, lam: float, F: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
         """Solve ``(B + lam D - F F^T) x = rhs`` when ``B`` is block-diagonal by view: with few markers ``F``
         has fewer columns than ``B`` rows, so the system to factor is the small ``I - F^T B^-1 F``."""
         cols = self.cols
-        ok = cols >= 0
-        safe = np.where(ok, cols, 0)
-        pair = ok[:, :, None] & ok[:, None, :]
-        blocks = np.where(pair, self.b, 0.0)
+        ok, safe, pair, b = self._blocks
+        blocks = b.copy()
         idx = np.arange(cols.shape[1])
         blocks[:, idx, idx] += np.where(ok, lam * self.diag_q[safe], 1.0)
         try:

@@ -1,10 +1,10 @@
-"""The unknowns of a full-model solve and how each view's nine parameters and the beam tilt follow from them.
+"""The unknowns of a solve and how each view's nine parameters and the beam tilt follow from them.
 
 Every per-view value is its start value plus a weighted sum of unknowns (`grouping.Mapping`), so the
 whole model is ``raw = base + M q`` with a sparse ``M``. `UnknownLayout` stores ``M`` as *slots*: for
 view ``j``, slot ``s`` adds ``w[j, s] q[col[j, s]]`` to raw parameter ``raw[j, s]`` (the columns of
-``model.FULL_VIEW_PARAMS``, or `BEAM` for the beam tilt). This is the form the compiled loops of
-`_kernels_full` use.
+``model.FULL_VIEW_PARAMS``, or `BEAM` for the beam tilt). This is the form the kernels (`_kernels`,
+`_kernels_numpy`) use, for the default model's settings as for an align.com's.
 
 The unknowns are, in order: each variable kind's mapped unknowns, the beam tilt (when free), then the
 shifts of the included views except the ones held for the translation gauge. Unknowns that no

@@ -1,8 +1,9 @@
-"""Solve IMOD's full projection model for marker observations, with tiltalign's variable options.
+"""Solve the model for any subset of a series' observations from a start: what a local patch needs.
 
-`solve_full_model` is the entry point: observations (all of a series, or the subset of a local patch),
-an `imod_options.ModelSettings` (global or local variable options), optionally a previous solution to
-start from, and marker positions free or held fixed. It returns a `FullModelSolution`.
+`solve_full_model` takes observations (all of a series, or the subset of a local patch), a
+`settings.ModelSettings` (global or local variable options), optionally a previous solution to start
+from, and marker positions free or held fixed, runs `stages.settings_plan` on the one `StageRunner`, and
+returns a `FullModelSolution`. A whole series is aligned by `solver.align_markers`, which gives an `Alignment`.
 """
 
 from __future__ import annotations

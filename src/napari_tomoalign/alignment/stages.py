@@ -11,7 +11,10 @@ A *stage* is one or more Levenberg–Marquardt runs, each with its own free vari
 5. ``robust``: iteratively reweighted refits with Tukey weights (`robust.reweighted`), the last one tight.
 
 Stages before the last only hand on a good start, so they stop at a loose tolerance; the last
-least-squares stage is tight unless robust rounds follow.
+least-squares stage is tight unless robust rounds follow. That is the default model's plan
+(`plan_stages`). An align.com's settings have tiltalign's (`settings_plan`): ``markers`` (geometry held,
+when the markers have no start), ``full`` (every variable the settings map) and, with ``RobustFitting``,
+``robust``. One `StageRunner` carries out both.
 """
 
 from __future__ import annotations
