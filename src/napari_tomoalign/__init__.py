@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .alignment.imod_align import align_markers_imod, read_imod_settings
     from .alignment.local import LocalAlignments
     from .alignment.options import AlignmentOptions, VariableOption
+    from .alignment.settings import ModelSettings
     from .alignment.result import Alignment
     from .alignment.solver import align_markers
     from .errors import AlignmentError, Cancelled, UsageError
@@ -46,6 +47,7 @@ _WHERE = {
     "AlignJob": ".jobs.align",
     "Cancelled": ".errors",
     "LocalAlignments": ".alignment.local",
+    "ModelSettings": ".alignment.settings",
     "RunJob": ".jobs.run",
     "SolverSettings": ".jobs.solver_options",
     "TrackJob": ".tracking.jobs",
@@ -81,6 +83,7 @@ __all__ = [
     "AlignmentOptions",
     "Cancelled",
     "LocalAlignments",
+    "ModelSettings",
     "RunJob",
     "SolverSettings",
     "TrackJob",

@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import UsageError
-
 MAX_COUNT = 1_000_000  # group sizes, iteration limits: far beyond any use, far below an overflow
 
 
@@ -153,31 +151,3 @@ class AlignmentOptions:
         for name in ("rotation", "tilt", "magnification"):
             d[name] = str(getattr(self, name))
         return d
-
-
-# The numbers of the jobs in `workflows` (the command line's options), checked before any file is read.
-MAX_THICKNESS_FACTOR = 4
-MAX_BINNING = 1024
-
-
-def check_job_numbers(
-    *, pixel_size_nm: float | None = None, axis_z_shift_px: float = 0.0, image_size: tuple | None = None,
-    binning: int = 1, thickness: int | None = None, lowpass: float | None = None, seed: int = 0,
-) -> None:
-    """Range checks of the jobs' numbers, before any file is read (`UsageError` naming the option)."""
-    def bad(cond: bool, message: str) -> None:
-        if cond:
-            raise UsageError(message)
-
-    bad(pixel_size_nm is not None and not (np.isfinite(pixel_size_nm) and 0 < pixel_size_nm < 1e6),
-        f"--pixel-size-nm must be a positive number of nanometres, not {pixel_size_nm}")
-    bad(not (np.isfinite(axis_z_shift_px) and abs(axis_z_shift_px) <= 1e6),
-        f"--axis-z-shift must be a finite number of pixels (at most 1e6 in size), not {axis_z_shift_px}")
-    bad(image_size is not None and not (len(image_size) == 2 and all(1 <= v <= 1_000_000 for v in image_size)),
-        f"--image-size must be two whole numbers from 1 to 1000000, not {image_size}")
-    bad(not 1 <= binning <= MAX_BINNING, f"--bin must be a whole number from 1 to {MAX_BINNING}, not {binning}")
-    bad(thickness is not None and not 1 <= thickness <= 10_000_000,
-        f"--thickness must be a positive number of pixels, not {thickness}")
-    bad(lowpass is not None and not (np.isfinite(lowpass) and 0 < lowpass <= 0.5),
-        f"--lowpass must be a cutoff in (0, 0.5] cycles per binned pixel (0.5 is Nyquist), not {lowpass}")
-    bad(not 0 <= seed < 2**63, f"--seed must be a whole number from 0 to 2**63 - 1, not {seed}")

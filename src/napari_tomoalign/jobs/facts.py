@@ -39,12 +39,9 @@ PREVIEW_LOWPASS = 0.35  # cycles per binned pixel
 
 def axis_z_shift_px(al: Alignment, given_px: float | None = None) -> float:
     """The axis Z shift (pixels) an alignment's outputs are placed with: ``given_px`` when not None, else
-    the ``AxisZShift`` of the align.com ``al`` was solved with (its markers' Z middle for 1000), else 0."""
-    if given_px is not None:
-        return float(given_px)
-    from ..alignment.transforms import imod_axis_z_shift_px
-
-    return imod_axis_z_shift_px(al, 0.0)
+    the alignment's own (`Alignment.axis_z_shift_px`: the ``AxisZShift`` of the align.com it was solved with,
+    its markers' Z middle for 1000; the options' for the default model)."""
+    return float(al.axis_z_shift_px) if given_px is None else float(given_px)
 
 
 def marker_z_extent_px(al: Alignment, axis_z_shift: float) -> float | None:
