@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from .alignment.imod_align import align_markers_imod, read_imod_settings
     from .alignment.local import LocalAlignments
     from .alignment.options import AlignmentOptions, VariableOption
-    from .alignment.settings import ModelSettings
     from .alignment.result import Alignment
+    from .alignment.settings import ModelSettings
     from .alignment.solver import align_markers
     from .errors import AlignmentError, Cancelled, UsageError
     from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file
