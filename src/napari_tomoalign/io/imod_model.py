@@ -136,9 +136,10 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     if np.any(np.abs(z - views) > 0.01) or np.any(views < 0) or np.any(views > MAX_VIEW_NUMBER):
         raise FileFormatError(f"{p}: point Z values must be view numbers (whole, 0 to {MAX_VIEW_NUMBER}); "
                               "is this a fiducial model?")
-    xmax, ymax = (int.from_bytes(blob[o : o + 4], "big", signed=True) for o in (136, 140))
+    xmax, ymax, zmax = (int.from_bytes(blob[o : o + 4], "big", signed=True) for o in (136, 140, 144))
     image_size = (xmax, ymax) if xmax > 0 and ymax > 0 else None
-    return MarkerTable(views.astype(np.intp), contour + 1, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, p)
+    n_views = zmax if views.max() < zmax <= MAX_VIEW_NUMBER + 1 else None  # the stack's view count, if believable
+    return MarkerTable(views.astype(np.intp), contour + 1, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, p, n_views)
 
 
 def write_imod_model(

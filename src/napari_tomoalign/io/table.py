@@ -24,6 +24,9 @@ class MarkerTable:
         ``(n_obs, 2)`` (x, y) positions in pixels.
     image_size
         ``(width, height)`` when the file records it (IMOD models do), else None.
+    n_views
+        the number of views of the stack the markers were placed on, when the file records it (an IMOD
+        model's ``zmax``), else None.
     """
 
     view: NDArray[np.intp]
@@ -31,6 +34,7 @@ class MarkerTable:
     xy: NDArray[np.float64]
     image_size: tuple[int, int] | None = None
     source: str = ""
+    n_views: int | None = None
 
     def __len__(self) -> int:
         return len(self.view)

@@ -115,6 +115,9 @@ def align_job(
     if markers is None:
         markers = read_markers(markers_path)
     tilts = read_tilt_angles(tilt_angles_path) if tilt_angles_deg is None else np.asarray(tilt_angles_deg, float)
+    if markers.n_views is not None and len(tilts) != markers.n_views:
+        raise UsageError(f"{tilt_angles_path or 'the tilt angles'} holds {len(tilts)} tilt angles but {markers.source}"
+                         f" was made on a {markers.n_views}-view stack; give the tilt file of that tilt series")
     pre = read_prexg(prexg, len(tilts)) if prexg is not None else None
     size = image_size or markers.image_size
     if size is None and Path(markers_path).suffix.lower() == ".csv":

@@ -1,0 +1,27 @@
+"""The align job's checks at the file boundary: a tilt file from another run is refused before any solve."""
+
+import numpy as np
+
+from napari_tomoalign.cli import main
+from napari_tomoalign.io import read_markers
+
+
+def test_an_imod_model_records_the_view_count_of_its_stack(imod_data):
+    table = read_markers(imod_data / "BBa.fid")
+    assert table.n_views == 61 and int(table.view.max()) < 61
+
+
+def test_a_tilt_file_of_another_length_is_refused(imod_data, tmp_path, capsys):
+    angles = np.loadtxt(imod_data / "BBa.rawtlt")
+    long = tmp_path / "long.rawtlt"
+    np.savetxt(long, np.concatenate([angles, angles]), fmt="%.2f")
+    rc = main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(long), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds 122 tilt angles" in err and "61-view stack" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_right_tilt_file_still_aligns(imod_data, tmp_path):
+    rc = main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--output",
+               str(tmp_path / "out"), "--quiet"])
+    assert rc == 0 and len(np.loadtxt(tmp_path / "out" / "BBa.tlt")) == 61
