@@ -66,7 +66,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, imod_data, capsys):
 
 @pytest.mark.parametrize("make,message", [
     (lambda d: None, "no such tilt-angle file"),
-    (lambda d: (d / "t.tlt").write_text("0\n10\n"), "placed on view 60 but only 2 tilt angles"),
+    (lambda d: (d / "t.tlt").write_text("0\n10\n"), "was made on a 61-view stack"),
     (lambda d: (d / "t.tlt").write_text("zero\n"), "is not a tilt angle"),
 ])
 def test_bad_input_gives_one_line(tmp_path, imod_data, capsys, make, message):

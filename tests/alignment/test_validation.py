@@ -34,12 +34,12 @@ def test_infinite_coordinates(sim):
 
 
 def test_tilt_count_does_not_match_views(sim):
-    with pytest.raises(AlignmentError, match=r"placed on view 20 but only 15 tilt angles"):
+    with pytest.raises(AlignmentError, match=r"placed on view 21 but only 15 tilt angles"):
         _call(sim, tilt_angles_deg=sim.nominal_tilt_angles_deg[:15])
 
 
 def test_duplicate_view_marker_rows(sim):
-    with pytest.raises(AlignmentError, match=r"given more than once: \(view 0, marker 1\)"):
+    with pytest.raises(AlignmentError, match=r"given more than once: \(view 1, marker 1\)"):
         _call(sim, views=np.r_[sim.view, 0], markers=np.r_[sim.marker, 1], xy=np.r_[sim.xy, [[1.0, 2.0]]])
 
 

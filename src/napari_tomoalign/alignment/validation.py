@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..conventions import view_number
 from .arrays import unique
 from .errors import AlignmentError
 
@@ -44,7 +45,7 @@ def _check_duplicates(v: NDArray[np.int64], m: NDArray[np.int64]) -> None:
     same = (vs[1:] == vs[:-1]) & (ms[1:] == ms[:-1])
     if same.any():
         pairs = sorted({(int(a), int(b)) for a, b in zip(vs[1:][same], ms[1:][same])})
-        shown = ", ".join(f"(view {a}, marker {b})" for a, b in pairs[:5])
+        shown = ", ".join(f"(view {view_number(a)}, marker {b})" for a, b in pairs[:5])
         raise AlignmentError(
             f"{len(pairs)} (view, marker) pair(s) are given more than once: {shown}"
             f"{' ...' if len(pairs) > 5 else ''}; keep one point per marker per view"
@@ -60,7 +61,7 @@ def _check_geometry(v: NDArray[np.int64], m: NDArray[np.int64], xy: NDArray[np.f
         i = int(np.flatnonzero(out)[0])
         raise AlignmentError(
             f"{int(out.sum())} marker position(s) lie outside the {w} x {h} image by more than {margin:g} px"
-            f" (first: row {i}, view {int(v[i])}, marker {int(m[i])} at x {xy[i, 0]:.6g}, y {xy[i, 1]:.6g});"
+            f" (first: row {i}, view {view_number(v[i])}, marker {int(m[i])} at x {xy[i, 0]:.6g}, y {xy[i, 1]:.6g});"
             " check the image size and the positions' units (pixels)"
         )
     order = np.argsort(v, kind="stable")
@@ -113,11 +114,11 @@ def validate_observations(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise AlignmentError(
-            f"{int(bad.sum())} marker position(s) are NaN or infinite (first: row {i}, view {int(v[i])},"
+            f"{int(bad.sum())} marker position(s) are NaN or infinite (first: row {i}, view {view_number(v[i])},"
             f" marker {int(m[i])}); remove or correct them"
         )
     if np.any(v < 0):
-        raise AlignmentError(f"view numbers start at 0; got view {int(v.min())}")
+        raise AlignmentError(f"view indices start at 0 (the first view); got index {int(v.min())}")
     if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size < 1) or np.any(size > MAX_IMAGE_SIDE):
         raise AlignmentError(f"image size must be two numbers from 1 to {MAX_IMAGE_SIDE} (width, height),"
                              f" got {image_size!r}")
@@ -127,8 +128,8 @@ def validate_observations(
         raise AlignmentError("tilt angles must be in degrees within (-90, 90); check the tilt file")
     if v.max() >= len(tilts):
         raise AlignmentError(
-            f"markers are placed on view {int(v.max())} but only {len(tilts)} tilt angles were given"
-            f" (views 0-{len(tilts) - 1}); the tilt file needs one angle per view of the stack"
+            f"markers are placed on view {view_number(v.max())} but only {len(tilts)} tilt angles were given"
+            f" (views 1-{len(tilts)}); the tilt file needs one angle per view of the stack"
         )
     _check_duplicates(v, m)
     w = _weights(weights, n)
