@@ -3,6 +3,7 @@ frame, triage, cancel, errors, compare on one grid, save, and closing the dock m
 
 import gc
 
+import napari
 import numpy as np
 import pytest
 
@@ -16,9 +17,14 @@ from napari_tomoalign.reconstruction.compare import slice_correlations  # noqa: 
 WAIT_MS = 120_000
 
 
+def no_second_viewer(*_, **__):
+    raise AssertionError("a second napari viewer aborts napari on software OpenGL: the dock must never open one")
+
+
 @pytest.fixture
-def sample_viewer(make_napari_viewer):
+def sample_viewer(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
+    monkeypatch.setattr(napari, "Viewer", no_second_viewer)
     viewer.open_sample("napari-tomoalign", "beads")
     # As Plugins > TomoAlign > Align tilt series does it: napari builds the widget and passes its viewer.
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
@@ -135,28 +141,31 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     assert len(results["markers in every view"].markers_used) == 6
     assert results["all markers"].tomogram.shape[0] != results["markers in every view"].tomogram.shape[0]
     widget.comparison.compare_a.value, widget.comparison.compare_b.value = "markers in every view", "all markers"
+    n_layers = len(viewer.layers)
     worker = widget.comparison.compare()
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         pass
-    qtbot.waitUntil(lambda: widget.tomograms.viewer is not None and len(widget.tomograms.viewer.layers) == 2)
-    tv = widget.tomograms.viewer
-    a, b = tv.layers
-    assert tv.grid.enabled and a.data.shape == b.data.shape
-    assert a.name.startswith("RMS ") and "markers in every view" in a.name
-    assert b.name.startswith("RMS ") and "all markers" in b.name
-    assert a.name_overlay.visible and b.name_overlay.visible
-    assert tuple(a.scale) == (2.0, 2.0, 2.0)  # bin 2 of a 1 nm stack, on all three axes
-    assert tv.dims.current_step[0] == a.data.shape[0] // 2  # opened at the middle section
+    qtbot.waitUntil(lambda: len(widget.tomograms.shown) == 2)
+    assert len(viewer.layers) == n_layers  # one canvas, nothing added
+    (a, va, la, _), (b, vb, lb, _) = widget.tomograms.volumes
+    assert a.shape == b.shape and va == vb == 2.0  # bin 2 of a 1 nm stack
+    assert la.startswith("RMS ") and "markers in every view" in la
+    assert lb.startswith("RMS ") and "all markers" in lb
+    assert widget.tomograms.slider.value() == a.shape[0] // 2  # opened at the middle section
+    assert not widget.tomograms.pixels(0).isNull() and not widget.tomograms.pixels(1).isNull()
+    assert widget.steps[5].expanded and "on one grid" in widget.status.text()
     # Matching sections show the same plane of the specimen (120 px thick: 30 binned sections each side).
-    mid = a.data.shape[0] // 2
-    corr = slice_correlations(a.data[mid - 25 : mid + 25], b.data[mid - 25 : mid + 25])
+    mid = a.shape[0] // 2
+    corr = slice_correlations(a[mid - 25 : mid + 25], b[mid - 25 : mid + 25])
     assert corr.min() >= 0.8, corr
     assert "[markers in every view]" in widget.report.value and "[all markers]" in widget.report.value
     # Saving writes what the command line writes, and refuses to overwrite, naming the checkbox.
     widget.saving.save_dir.value = tmp_path
     paths = widget.saving.save_alignment()
-    assert {p.name for p in paths} >= {"alignment.json", "sample_markers.xf", "sample_markers.tlt"}
+    assert {p.name for p in paths} >= {"alignment.json", "sample_tilt_series.xf", "sample_tilt_series.tlt"}
+    assert widget.status.text().startswith("saved ")
     assert widget.saving.save_alignment() == []
+    assert widget.status.text().startswith("not saved: ") and "already exists" in widget.status.text()
     widget.saving.overwrite.value = True
     assert widget.saving.save_alignment()
 

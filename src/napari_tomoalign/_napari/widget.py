@@ -16,7 +16,7 @@ import napari
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..errors import Cancelled
 from ..workflows import PipelineResult
@@ -32,7 +32,8 @@ from .dock.results import ALIGNED, PREDICTED, ResultLayers
 from .dock.runner import Runner
 from .dock.save import SaveSection
 from .dock.state import Runs
-from .dock.tomograms import TomogramViewer
+from .dock.status import StatusLine, refuse
+from .dock.tomograms import SliceView
 from .dock.triage import Triage
 from .dock.ui import Step, scroll_area
 from .dock.undo import UndoStack
@@ -48,11 +49,7 @@ class AlignWidget(QWidget):
         super().__init__()
         self._viewer = viewer
         self.runs = Runs()
-        self.status = QLabel("ready")
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.status.setFixedHeight(3 * self.status.fontMetrics().lineSpacing() + 6)
-        self.status.setContentsMargins(6, 0, 6, 4)
+        self.status = StatusLine("ready")
         self.undo_stack = UndoStack(on_change=lambda on: setattr(self.triage.undo_button, "enabled", on))
         self.inputs = InputsSection(viewer, self.say)
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
@@ -66,9 +63,10 @@ class AlignWidget(QWidget):
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView()
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
-        self.tomograms = TomogramViewer()
+        self.tomograms = SliceView()
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
-        self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say)
+        self.comparison.reveal = lambda: self.reveal_step(5)
+        self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say, lambda: self.inputs.image.value)
         self.steps = self._build()
         self._connect()
         self._closed = False
@@ -86,13 +84,14 @@ class AlignWidget(QWidget):
             Step(4, "Align", _column(self.options.widget.native, self.runner.widget.native,
                                      self.runner.progress.native)),
             Step(5, "Results and triage", results),
-            Step(6, "Compare", self.comparison.widget.native),
+            Step(6, "Tomogram and compare", _column(self.tomograms.widget, self.comparison.widget.native)),
             Step(7, "Save", self.saving.widget.native),
         ]
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll_area(steps))
-        layout.addWidget(self.status)
+        self.steps_area = scroll_area(steps)
+        layout.addWidget(self.steps_area)
+        layout.addWidget(self.status.label)
         return steps
 
     def _connect(self) -> None:
@@ -114,8 +113,7 @@ class AlignWidget(QWidget):
 
     # ------------------------------------------------------------------ status and choices
     def say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #ff6060;" if error else "")
+        self.status.say(text, error)
 
     def refresh(self, *_: Any) -> None:
         self.inputs.refresh()
@@ -211,7 +209,7 @@ class AlignWidget(QWidget):
                 show_warning(w)
             if markers in self._viewer.layers:
                 self._viewer.layers.selection.active = markers
-            if self.tomograms.viewer is not None and result.tomogram is not None:
+            if self.tomograms.shown and result.tomogram is not None:
                 self.show_tomogram()
             self.runner.finish()
 
@@ -223,14 +221,23 @@ class AlignWidget(QWidget):
             self.results.show_residual_vectors()
             self.results.reveal()
 
-    def show_tomogram(self) -> list:
-        """The last run's preview tomogram, as a volume in the tomogram viewer."""
+    def show_tomogram(self) -> list[str]:
+        """The last run's preview tomogram, in the dock's slice view (step 6)."""
         last = self.runs.last
         if last is None or last.tomogram is None:
-            show_info("align with a tilt series chosen first: the tomogram is made from it")
+            refuse(self.say, "no tomogram yet: align with a tilt series chosen; the tomogram is made from it")
             return []
         label = f"tomogram: {last.name} (RMS {last.alignment.rms_residual_px:.3f} px)"
-        return self.tomograms.show([(last.tomogram, voxel_nm(last), label)])
+        shown = self.tomograms.show([(last.tomogram, voxel_nm(last), label)])
+        self.reveal_step(5)
+        self.say(f"tomogram of '{last.name}' in step 6 ({' x '.join(map(str, last.tomogram.shape))} voxels of "
+                 f"{voxel_nm(last):.3g} nm)")
+        return shown
+
+    def reveal_step(self, k: int) -> None:
+        """Unfold step ``k + 1`` and scroll it into view."""
+        self.steps[k].set_expanded(True)
+        self.steps_area.ensureWidgetVisible(self.steps[k], 0, 0)
 
     def undo(self) -> None:
         """Undo the last edit of the markers: napari's add, move and delete, and the triage (also Ctrl+Z)."""
@@ -257,7 +264,7 @@ class AlignWidget(QWidget):
         for emitter, callback in ((self._viewer.layers.events.inserted, self.refresh),
                                   (self._viewer.layers.events.removed, self._on_removed)):
             emitter.disconnect(callback)
-        self.tomograms.close()
+        self.tomograms.clear()
 
     def closeEvent(self, event: Any) -> None:
         self.teardown()
