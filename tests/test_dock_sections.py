@@ -70,7 +70,7 @@ def test_markers_panel_duplicates_tracks_and_undo(viewer):
     layer.add([1.0, 30.0, 30.0])
     layer.add([1.0, 31.0, 31.0])  # marker 3 twice in view 1
     assert list(layer.features["marker"][-2:]) == [3, 3]
-    assert panel.duplicates.value == "duplicates: 1: marker 3 in view 1"
+    assert panel.duplicates.value == "duplicates: 1: marker 3 in view 2"  # index 1, numbered from 1
     np.testing.assert_allclose(layer.border_color[-1], [1, 0, 0, 1])
     panel.toggle_tracks()
     assert TRACKS in viewer.layers and viewer.layers.index(TRACKS) < viewer.layers.index(layer)

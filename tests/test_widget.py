@@ -12,6 +12,7 @@ pytest.importorskip("napari")
 from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.alignment.options import AlignmentOptions  # noqa: E402
+from napari_tomoalign.conventions import view_number  # noqa: E402
 from napari_tomoalign.reconstruction.compare import slice_correlations  # noqa: E402
 
 WAIT_MS = 120_000
@@ -183,6 +184,12 @@ def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):
     np.testing.assert_allclose(layer.border_color[sample.misclick], [1.0, 0.55, 0.0, 1.0])  # flagged colour
     k, _ = widget.triage.go_to_next_residual()
     assert k == sample.misclick and "(flagged)" in widget.status.text()
+    # One numbering: the dock's status, the report (the lines `tomoalign align` prints) and the slider's label
+    # name the same point's view by the same number, from 1 as in IMOD and 3dmod.
+    mk, number = int(layer.features["marker"].iloc[k]), view_number(int(round(layer.data[k, 0])))
+    assert f"marker {mk} in view {number}," in widget.status.text()
+    assert f"marker {mk} view {number} (" in widget.report.value
+    assert viewer.dims.axis_labels[0] == f"view {number}"
     before = layer.data.copy()
     assert widget.triage.move_selected_to_predicted() == 1
     v, m = int(before[k, 0]), int(layer.features["marker"].iloc[k])

@@ -124,6 +124,7 @@ class AlignWidget(QWidget):
             self.undo_stack.forget(layer)
             if layer is self.panel.layer:
                 self.panel.unwatch()
+        self.inputs.close()
         self.refresh()
 
     def _on_inputs(self) -> None:
@@ -261,6 +262,7 @@ class AlignWidget(QWidget):
         self.runner.teardown()
         self.beads.runner.teardown()
         self.panel.unwatch()
+        self.inputs.close()
         for emitter, callback in ((self._viewer.layers.events.inserted, self.refresh),
                                   (self._viewer.layers.events.removed, self._on_removed)):
             emitter.disconnect(callback)

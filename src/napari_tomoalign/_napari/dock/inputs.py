@@ -26,6 +26,7 @@ from ..layers import (
     label_axes,
     marker_colors,
     new_markers_kwargs,
+    number_view_axis,
     plain_points_to_pixels,
     unlabel_axes,
 )
@@ -62,6 +63,14 @@ class InputsSection:
         self.tilt_file.changed.connect(self._changed)
         self.new_layer.changed.connect(self.new_markers_layer)
         self.use_as_markers.changed.connect(self.convert_points_layer)
+        viewer.dims.events.current_step.connect(self._number_view)
+
+    def _number_view(self, *_: Any) -> None:
+        number_view_axis(self._viewer.dims)
+
+    def close(self) -> None:
+        """Stop following the viewer's sliders (the dock is closing)."""
+        self._viewer.dims.events.current_step.disconnect(self._number_view)
 
     # ------------------------------------------------------------------ choices
     def _image_layers(self, _w: Any = None) -> list[Image]:
@@ -85,8 +94,9 @@ class InputsSection:
     def _changed(self, *_: Any) -> None:
         layer = self.markers.value
         self.use_as_markers.enabled = layer is not None and not is_markers(layer)
-        if self.image.value is not None:  # the sliders read "view", "y", "x", not "-3", "-2", "-1"
-            label_axes(self._viewer.dims)
+        if self.image.value is not None or (layer is not None and is_markers(layer)):
+            label_axes(self._viewer.dims)  # the sliders read "view 36", "y", "x", not "-3", "-2", "-1"
+            number_view_axis(self._viewer.dims)
         elif not self._image_layers():
             unlabel_axes(self._viewer.dims)
         self.pair()

@@ -15,6 +15,7 @@ from ...alignment.options import AlignmentOptions, VariableOption
 from ...alignment.result import Alignment
 from ...alignment.stages import Stage
 from ...alignment.transforms import apply_transform
+from ...conventions import view_number
 from ...workflows import JobStep
 
 VARIABLE_CHOICES = {"per view": "view", "one for all": "one", "fixed": "fixed", "grouped": "group"}
@@ -57,7 +58,7 @@ def duplicates_text(pairs: Sequence[tuple[int, int]], limit: int = 4) -> str:
     """One line for the dock: how many duplicated (view, marker) pairs and the first few."""
     if not pairs:
         return "none"
-    shown = ", ".join(f"marker {m} in view {v}" for v, m in pairs[:limit])
+    shown = ", ".join(f"marker {m} in view {view_number(v)}" for v, m in pairs[:limit])
     return f"{len(pairs)}: {shown}" + (" ..." if len(pairs) > limit else "")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from napari.utils.notifications import show_info
 
+from ...conventions import view_number
 from .logic import view_index
 from .markers import MarkersPanel
 from .state import Runs
@@ -68,7 +69,7 @@ class Triage:
         layer.selected_data = {k}
         note = f" ({visit.note})" if visit.note else ""
         resid = f"residual {visit.residual_px:.2f} px" if np.isfinite(visit.residual_px) else "no residual"
-        self._status(f"#{runs.position}: marker {visit.marker} in view {visit.view}, {resid}{note}")
+        self._status(f"#{runs.position}: marker {visit.marker} in view {view_number(visit.view)}, {resid}{note}")
         return k, visit.view
 
     def _selection(self) -> tuple[Any, list[int]]:
