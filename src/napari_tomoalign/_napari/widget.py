@@ -28,6 +28,7 @@ from .dock.logic import flagged_pairs
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.options import OptionsSection
 from .dock.report_view import ReportView
+from .dock.restore import Restorer
 from .dock.results import ALIGNED, PREDICTED, ResultLayers
 from .dock.runner import Runner
 from .dock.save import SaveSection
@@ -66,7 +67,10 @@ class AlignWidget(QWidget):
         self.tomograms = SliceView()
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
+        self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)
+        self.panel.on_refresh.append(self._journal_edit)
         self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say, lambda: self.inputs.image.value)
+        self.saving.on_markers_saved.append(self.restorer.saved)
         self.steps = self._build()
         self._connect()
         self._closed = False
@@ -78,7 +82,8 @@ class AlignWidget(QWidget):
         results = _column(self.results.widget.native, self.report.widget, self.triage.widget.native,
                           self.triage.edit_row.native, self.triage.exclude_row.native)
         steps = [
-            Step(1, "Inputs", self.inputs.widget.native),
+            Step(1, "Inputs", _column(self.inputs.widget.native, self.restorer.info.native,
+                                      self.restorer.widget.native)),
             Step(2, "Find and track beads", self.beads.widget.native),
             Step(3, "Markers", self.panel.widget.native),
             Step(4, "Align", _column(self.options.widget.native, self.runner.widget.native,
@@ -118,6 +123,9 @@ class AlignWidget(QWidget):
     def refresh(self, *_: Any) -> None:
         self.inputs.refresh()
 
+    def _journal_edit(self) -> None:
+        self.restorer.journal.record()
+
     def _on_removed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
         if layer is not None:
@@ -125,11 +133,13 @@ class AlignWidget(QWidget):
             if layer is self.panel.layer:
                 self.panel.unwatch()
         self.inputs.close()
+        self.restorer.close()
         self.refresh()
 
     def _on_inputs(self) -> None:
         layer = self.inputs.markers.value
         self.panel.watch(layer if layer is not None and is_markers(layer) else None)
+        self.restorer.check()
         self.beads.refresh()
 
     # ------------------------------------------------------------------ running
@@ -263,6 +273,7 @@ class AlignWidget(QWidget):
         self.beads.runner.teardown()
         self.panel.unwatch()
         self.inputs.close()
+        self.restorer.close()
         for emitter, callback in ((self._viewer.layers.events.inserted, self.refresh),
                                   (self._viewer.layers.events.removed, self._on_removed)):
             emitter.disconnect(callback)

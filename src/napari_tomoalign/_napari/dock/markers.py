@@ -45,6 +45,7 @@ class MarkersPanel:
         self.excluded: set[int] = set()  # marker ids left out of the next fits
         self.flagged: set[tuple[int, int]] = set()  # (view, marker) flagged by the last robust fit
         self.on_undo_key: list[Callable[[], None]] = []  # Ctrl+Z on the markers layer
+        self.on_refresh: list[Callable[[], None]] = []  # after every redraw (edits, undo, exclusions): the journal
         self.current_marker = SpinBox(label="current marker", min=1, max=100000, value=1,
                                       tooltip="new clicks on the markers layer get this marker id")
         self.new_marker = button("New marker", "make the next unused id current: the next clicks start a new bead")
@@ -162,6 +163,8 @@ class MarkersPanel:
         self.duplicates.value = "duplicates: " + duplicates_text(duplicate_pairs(view, ids))
         if TRACKS in self._viewer.layers:
             self.update_tracks()
+        for callback in self.on_refresh:
+            callback()
 
     def backgrounds(self, layer: Any) -> np.ndarray | float:
         """The luminance (0-1) under each point's id as napari shows the tilt series (through its contrast limits

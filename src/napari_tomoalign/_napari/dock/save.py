@@ -27,6 +27,7 @@ class SaveSection:
                  image_layer: Callable[[], Any] = lambda: None) -> None:
         self._runs, self._markers_layer, self._status = runs, markers_layer, status
         self._image_layer = image_layer
+        self.on_markers_saved: list[Callable[[], None]] = []  # the journal marks its state saved
         self.save_dir = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=None,
                                  tooltip="where Save alignment writes")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
@@ -57,6 +58,8 @@ class SaveSection:
             refuse(self._status, f"markers not saved: {exc}")
             return []
         self._status(f"saved {len(layer.data)} marker points to {written[0]}")
+        for callback in self.on_markers_saved:
+            callback()
         return written
 
     def save_alignment(self) -> list[Path]:
