@@ -23,6 +23,7 @@ from ..workflows import PipelineResult
 from .dock.bead_logic import alignment_visits, checked_pairs
 from .dock.beads import BeadSection
 from .dock.compare import Comparison, voxel_nm
+from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
 from .dock.logic import flagged_pairs
 from .dock.markers import TRACKS, MarkersPanel
@@ -34,6 +35,7 @@ from .dock.runner import Runner
 from .dock.save import SaveSection
 from .dock.state import Runs
 from .dock.status import StatusLine, refuse
+from .dock.table_view import ResultTables
 from .dock.tomograms import SliceView
 from .dock.triage import Triage
 from .dock.ui import Step, scroll_area
@@ -64,6 +66,9 @@ class AlignWidget(QWidget):
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView()
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
+        self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say)
+        self.triage.on_nothing_selected = lambda: self.fixer.accept_gap() if self.fixer.gap is not None else None
+        self.tables = ResultTables(self.triage.go_to)
         self.tomograms = SliceView()
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
@@ -79,14 +84,16 @@ class AlignWidget(QWidget):
         self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
 
     def _build(self) -> list[Step]:
-        results = _column(self.results.widget.native, self.report.widget, self.triage.widget.native,
-                          self.triage.edit_row.native, self.triage.exclude_row.native)
+        results = _column(self.results.widget.native, self.triage.widget.native, self.triage.edit_row.native,
+                          self.triage.exclude_row.native, self.fixer.widget.native, self.fixer.second_row.native,
+                          self.tables.widget, self.report.widget)
+        self.options_fold = Step(None, "options", self.options.widget.native)
         steps = [
             Step(1, "Inputs", _column(self.inputs.widget.native, self.restorer.info.native,
                                       self.restorer.widget.native)),
             Step(2, "Find and track beads", self.beads.widget.native),
             Step(3, "Markers", self.panel.widget.native),
-            Step(4, "Align", _column(self.options.widget.native, self.runner.widget.native,
+            Step(4, "Align", _column(self.options_fold, self.runner.widget.native,
                                      self.runner.progress.native)),
             Step(5, "Results and triage", results),
             Step(6, "Tomogram and compare", _column(self.tomograms.widget, self.comparison.widget.native)),
@@ -214,6 +221,10 @@ class AlignWidget(QWidget):
             self.comparison.refresh(result.name)
             self.panel.refresh()  # colour the flagged points
             self.runner.progress.value = 100
+            self.tables.show(al)
+            self.options_fold.set_expanded(False)  # the work goes on in the results: the options fold away
+            self.steps[1].set_expanded(False)
+            self.reveal_step(4)
             self.say(f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px, tilt axis {al.tilt_axis_deg:.1f} deg"
                      f" (angles from {self._tilt_source})")
             for w in al.warnings:

@@ -45,6 +45,7 @@ class MarkersPanel:
         self.excluded: set[int] = set()  # marker ids left out of the next fits
         self.flagged: set[tuple[int, int]] = set()  # (view, marker) flagged by the last robust fit
         self.on_undo_key: list[Callable[[], None]] = []  # Ctrl+Z on the markers layer
+        self.keys: dict[str, Callable[..., Any]] = {}  # more keys of the markers layer (the Bead Fixer's)
         self.on_refresh: list[Callable[[], None]] = []  # after every redraw (edits, undo, exclusions): the journal
         self.current_marker = SpinBox(label="current marker", min=1, max=100000, value=1,
                                       tooltip="new clicks on the markers layer get this marker id")
@@ -76,8 +77,10 @@ class MarkersPanel:
             return
         layer.events.data.connect(self._on_data)
         layer.selected_data.events.items_changed.connect(self.update_labels)
-        self._viewer.camera.events.zoom.connect(self.update_labels)
+        self._viewer.scene.camera.events.zoom.connect(self.update_labels)
         layer.bind_key(UNDO_KEY, self._undo_key, overwrite=True)
+        for key, action in self.keys.items():
+            layer.bind_key(key, _on_key(action), overwrite=True)
         ids = layer.features["marker"].to_numpy()
         self.current_marker.value = int(ids.max()) if ids.size else 1
         self._on_current_marker()
@@ -89,8 +92,10 @@ class MarkersPanel:
         try:
             self.layer.events.data.disconnect(self._on_data)
             self.layer.selected_data.events.items_changed.disconnect(self.update_labels)
-            self._viewer.camera.events.zoom.disconnect(self.update_labels)
+            self._viewer.scene.camera.events.zoom.disconnect(self.update_labels)
             self.layer.bind_key(UNDO_KEY, None)
+            for key in self.keys:
+                self.layer.bind_key(key, None)
         except (TypeError, ValueError, RuntimeError, KeyError):
             pass
         self.layer = None
@@ -189,7 +194,7 @@ class MarkersPanel:
         ids = layer.features["marker"].to_numpy(dtype=np.int64)
         if self._spacing is None or len(self._spacing) != len(ids):
             self._spacing = nearest_neighbour(layer.data[:, 0], layer.data[:, 1:])
-        px = float(self._viewer.camera.zoom) * abs(float(layer.scale[-1]))  # screen px per data pixel
+        px = float(self._viewer.scene.camera.zoom) * abs(float(layer.scale[-1]))  # screen px per data pixel
         check = layer.features["check"].to_numpy(dtype=bool) if "check" in layer.features else np.zeros(len(ids), bool)
         flagged = np.array([(int(v), int(m)) in self.flagged for v, m in zip(view_index(layer.data[:, 0]), ids)],
                            dtype=bool)
@@ -227,3 +232,12 @@ class MarkersPanel:
         self._viewer.layers.insert(self._viewer.layers.index(layer), tracks)
         self._viewer.layers.selection.active = layer
         self.show_tracks.text = "Hide tracks"
+
+
+def _on_key(action: Callable[..., Any]) -> Callable[[Any], None]:
+    """A key binding of the layer that runs ``action`` (napari passes the layer, which the action does not need)."""
+
+    def pressed(_layer: Any) -> None:
+        action()
+
+    return pressed
