@@ -279,3 +279,25 @@ def test_bead_logic_colours_seeds_and_progress():
                                     np.array([1, 1, 0, 1]), {0: "flagged"})
     assert [(v.view, v.note) for v in visits] == [(2, "flagged"), (1, ""), (0, ""), (3, "")]
     assert bead_logic.nearest_zero_view(np.array([-30.0, -1.0, 2.0])) == 1
+
+
+def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, make_napari_viewer):
+    # The series on which `tomoalign track --bead-diameter-nm 5` prints its hint (test_tracking_diameter_hint).
+    s = make_bead_series("cryo", size=384, n_views=31, seed=3)
+    viewer = make_napari_viewer()
+    p = s.pixel_size_nm
+    viewer.add_image(s.images, name="c.st", scale=(1.0, p, p), metadata={
+        "pixel_size_nm": p, "tilt_angles_deg": s.tilt_angles_deg, "tilt_source": "c.rawtlt"})
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    try:
+        true_nm = s.bead_diameter_px * p
+        widget.beads.diameter_nm.value = round(0.5 * true_nm, 1)
+        wait(qtbot, widget, widget.beads.track())
+        text = widget.status.text()
+        assert "set 'bead diameter (nm)' to" in text and "--bead-diameter" not in text, text
+        suggested = float(text.rsplit(" ", 1)[1])
+        assert abs(suggested - true_nm) < 0.1 * true_nm
+        assert "Bead size:" in widget.beads.legend.value
+    finally:
+        widget.teardown()

@@ -54,7 +54,8 @@ def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewe
     assert gc.isenabled()  # held off only while the run was being shown
     # Raw frame: the stack, its overlays, and the markers on top and active; the aligned frame hidden.
     names = [ly.name for ly in viewer.layers]
-    assert names[-1] == "sample markers" and viewer.layers.selection.active is markers
+    # The residual arrows on top (never hidden under the rings), the markers just under them and active.
+    assert names[-2:] == ["sample markers", "residuals x10"] and viewer.layers.selection.active is markers
     shown = {ly.name: ly.visible for ly in viewer.layers}
     assert shown == {"sample tilt series": True, "sample markers": True, "residuals x10": True, PREDICTED: True,
                      ALIGNED: False, ALIGNED_MARKERS: False}
@@ -64,6 +65,11 @@ def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewe
     assert 0.3 < al.rms_residual_px < 0.55  # click noise 0.3 px per coordinate, plus the one mis-click
     vectors = viewer.layers["residuals x10"].data
     np.testing.assert_allclose(vectors[:, 1, 1:], 10 * al.residuals_px[al.obs_used][:, ::-1])
+    # Each arrow starts on its ring (half the ring's size out from the point, along the residual).
+    start = vectors[:, 0, 1:] - al.obs_xy_px[al.obs_used][:, ::-1]
+    np.testing.assert_allclose(np.hypot(*start.T), float(np.median(markers.size)) / 2, rtol=1e-6)
+    assert widget.tables.solution.rowCount() == al.n_views and not widget.options_fold.expanded
+    assert widget.steps[4].expanded
     predicted = viewer.layers[PREDICTED]
     v, m = predicted.data[:, 0].astype(int), predicted.features["marker"].to_numpy() - 1
     truth = sample.truth.true_xy

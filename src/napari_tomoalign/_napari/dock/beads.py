@@ -64,17 +64,28 @@ def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progres
 
 
 def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_deg: float | None, seed_view: int,
-              seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable
-              ) -> tuple[tuple[TrackingResult] | None, BaseException | None]:
-    """The worker's Track: `track_beads` with the dock's progress and Cancel; expected failures as values."""
+              seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable,
+              pixel_size_nm: float | None = None) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
+    """The worker's Track: `track_beads` with the dock's progress and Cancel, and the command line's hint when
+    the beads measure another size than the one given; expected failures as values."""
+    from ...tracking.jobs import diameter_hint
     from ...tracking.pipeline import track_beads
 
     try:
         result = track_beads(stack, tilts, diameter_px, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
                              seeds_xy=seeds_xy, threads=threads, progress=progress, should_stop=should_stop)
-        return (result,), None
+        hint = diameter_hint(np.asarray(stack[result.seed_view]), result, diameter_px, pixel_size_nm)
+        return (result, dock_hint(hint)), None
     except (Cancelled, AlignmentError, ValueError) as exc:
         return None, exc
+
+
+def dock_hint(hint: str | None) -> str | None:
+    """The command line's diameter hint in the dock's words (its spin box, not ``--bead-diameter-nm``)."""
+    if hint is None:
+        return None
+    return hint.replace("try --bead-diameter-nm ", "set 'bead diameter (nm)' to ").replace(
+        "try --bead-diameter-px ", "set the bead diameter to (px) ")
 
 
 def pixel_size_nm(image: Any) -> tuple[float, str]:
@@ -100,6 +111,7 @@ class BeadSection:
         self._status = status
         self._image_id: int | None = None
         self.candidates: Points | None = None
+        self.hint: str | None = None  # the last Track's diameter hint (tracking.jobs.diameter_hint), if any
         self._candidates_of: Any = None  # the stack the candidates were found on
         self.diameter_nm = FloatSpinBox(label="bead diameter (nm)", min=0.5, max=500.0, step=0.5, value=10.0,
                                         tooltip="the gold's diameter; converted with the stack's pixel size")
@@ -275,7 +287,7 @@ class BeadSection:
                           f"{view_number(view)}")
         axis = None if self._options.axis_mode.value == "estimate" else float(self._options.axis_angle.value)
         return {"stack": image.data, "tilts": np.asarray(tilts, dtype=float), "diameter_px": d,
-                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds}
+                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0]}
 
     def track(self) -> Any:
         """Start tracking in the worker; input problems are reported and nothing changes."""
@@ -287,10 +299,11 @@ class BeadSection:
         except ValueError as exc:
             return self._refuse(exc)
         seeds = "the beads it finds" if job["seeds_xy"] is None else f"{len(job['seeds_xy'])} rings"
-        return self.runner.start(job, lambda result: self._on_tracked(result, image), self._on_failure,
+        return self.runner.start(job, lambda result, hint: self._on_tracked(result, image, hint), self._on_failure,
                                  busy_text=f"tracking {seeds} from view {view_number(job['seed_view'])}...")
 
-    def _on_tracked(self, result: TrackingResult, image: Any) -> None:
+    def _on_tracked(self, result: TrackingResult, image: Any, hint: str | None = None) -> None:
+        self.hint = hint
         self.runner.run_steps([*self._tracked_steps(result, image), self._done])
 
     def add_markers_layer(self, result: TrackingResult, image: Any) -> Points:
@@ -332,8 +345,11 @@ class BeadSection:
 
         def tell() -> None:
             self._viewer.layers.selection.active = made[0]
-            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), made[0].name))
-            self._status(f"tracked: {result.summary().splitlines()[0]}")
+            hint = f" The beads {self.hint.removeprefix('the beads ')}" if self.hint else ""
+            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), made[0].name)
+                             + (f"<br><b style='color:#ff9040'>Bead size:</b> {self.hint}" if self.hint else ""))
+            self._status(f"tracked: {result.summary().splitlines()[0]}" + (f".{hint}" if hint else ""),
+                         error=bool(self.hint))
             for w in result.warnings:
                 show_info(w)
 

@@ -133,7 +133,7 @@ class BeadFixer:
     def next_gap(self, *_: Any) -> tuple[int, int] | None:
         """Go to the next '?' ring (marker by marker, view by view) and make it the gap to accept."""
         al, layer = self._runs.prediction, self._panel.layer
-        found = gaps(al) if al is not None else []
+        found = gaps(al, layer.data, layer.features["marker"].to_numpy()) if al is not None and layer else []
         if not found or layer is None:
             refuse(self._status, "no gaps: every marker has a point wherever the model puts it in the image"
                    if al is not None else "align or track first: the gaps are where the model puts a bead")

@@ -2,7 +2,8 @@
 
 - Centring a point on its bead uses the tracker's own localisation (`tracking._measure.fit_at`: the sub-pixel
   fit of the bead's radial profile), on a patch cut around the point (a 4096 x 4096 view is never copied).
-- Gaps are the views where the model puts a marker that was not clicked, inside the image (the '?' rings).
+- Gaps are the views where the model puts a marker inside the image and the layer has no point of it now (the
+  '?' rings, and any point deleted since).
 - Re-tracking one bead walks outward from a corrected point, view after view in both directions: the guess in
   the next view is the model's prediction shifted by the correction found in the last one (the last position
   when there is no model), and the tracker's fit places it; it stops where the fit fails or lands farther than a
@@ -18,7 +19,6 @@ from ...alignment.result import Alignment
 from ...tracking._measure import fit_at
 from ...tracking._profile import BeadProfile
 from ...tracking._views import hot_threshold
-from .logic import predicted_gap_points
 
 MISSES = 2
 PATCH_DIAMETERS = 3.0  # half the side of the patch cut around a point, in bead diameters (plus a margin)
@@ -69,11 +69,22 @@ def retrack_bead(stack: NDArray, start_view: int, start_xy: NDArray, diameter_px
     return out
 
 
-def gaps(al: Alignment) -> list[tuple[int, int, NDArray[np.float64]]]:
-    """``(view, marker id, (x, y))`` of every '?' ring, by marker then view (the order 3dmod's Next gap takes)."""
-    points, ids = predicted_gap_points(al)
-    order = np.lexsort((points[:, 0], ids))
-    return [(int(round(points[k, 0])), int(ids[k]), points[k, [2, 1]].astype(float)) for k in order]
+def gaps(al: Alignment, data: NDArray, marker: NDArray) -> list[tuple[int, int, NDArray[np.float64]]]:
+    """``(view, marker id, (x, y))`` wherever the model puts a marker inside the image and the markers layer
+    (``data`` (view, y, x), ``marker`` ids) has no point of it now, by marker then view (3dmod's Next gap order)."""
+    w, h = al.image_size
+    p = al.predicted_xy_px
+    inside = np.all(np.isfinite(p), axis=2) & (p[..., 0] >= 0) & (p[..., 0] <= w - 1) & (p[..., 1] >= 0) \
+        & (p[..., 1] <= h - 1)
+    wanted = inside & al.view_determined[:, None] & al.marker_included[None, :]
+    column = {int(m): k for k, m in enumerate(al.marker_ids)}
+    d = np.asarray(data, dtype=float).reshape(-1, 3)
+    for v, m in zip(np.round(d[:, 0]).astype(np.int64), np.asarray(marker, dtype=np.int64)):
+        if int(m) in column and 0 <= v < al.n_views:
+            wanted[v, column[int(m)]] = False
+    views, cols = np.nonzero(wanted)
+    order = np.lexsort((views, al.marker_ids[cols]))
+    return [(int(views[k]), int(al.marker_ids[cols[k]]), p[views[k], cols[k]].astype(float)) for k in order]
 
 
 def next_gap(found: list[tuple[int, int, NDArray[np.float64]]], current: tuple[int, int] | None) -> int | None:
