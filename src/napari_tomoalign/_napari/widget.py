@@ -43,6 +43,7 @@ from .dock.undo import UndoStack
 from .layers import points_to_markers
 
 __all__ = ["ALIGNED", "PREDICTED", "TRACKS", "AlignWidget"]
+SCROLL_DELAYS_MS = (40, 250, 600)
 
 
 class AlignWidget(QWidget):
@@ -196,8 +197,12 @@ class AlignWidget(QWidget):
             self.say(f"not started: {exc}", error=True)
             return None
         image, markers = self.inputs.image.value, self.inputs.markers.value
-        return self.runner.start(job, lambda result, plot: self._on_result(result, plot, image, markers, snapshot),
-                                 self._on_failure)
+        worker = self.runner.start(job, lambda result, plot: self._on_result(result, plot, image, markers, snapshot),
+                                   self._on_failure)
+        if worker is not None:  # the work goes on in the results: the options and the bead step fold away now,
+            self.options_fold.set_expanded(False)  # so that the dock has its new height when the results come
+            self.steps[1].set_expanded(False)
+        return worker
 
     def _on_failure(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
@@ -222,8 +227,6 @@ class AlignWidget(QWidget):
             self.panel.refresh()  # colour the flagged points
             self.runner.progress.value = 100
             self.tables.show(al)
-            self.options_fold.set_expanded(False)  # the work goes on in the results: the options fold away
-            self.steps[1].set_expanded(False)
             self.reveal_step(4)
             self.say(f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px, tilt axis {al.tilt_axis_deg:.1f} deg"
                      f" (angles from {self._tilt_source})")
@@ -257,9 +260,18 @@ class AlignWidget(QWidget):
         return shown
 
     def reveal_step(self, k: int) -> None:
-        """Unfold step ``k + 1`` and scroll it into view."""
+        """Unfold step ``k + 1`` and scroll its top to the top of the dock (once the layout has its new size)."""
+        from qtpy.QtCore import QTimer
+
         self.steps[k].set_expanded(True)
-        self.steps_area.ensureWidgetVisible(self.steps[k], 0, 0)
+        for delay in SCROLL_DELAYS_MS:  # steps folded a moment ago give their room back over a few turns
+            QTimer.singleShot(delay, lambda: self.scroll_to(self.steps[k]))
+
+    def scroll_to(self, child: QWidget) -> None:
+        """Scroll the steps so that ``child``'s top is at the top of the dock."""
+        bar, content = self.steps_area.verticalScrollBar(), self.steps_area.widget()
+        if bar is not None and content is not None and not self._closed:
+            bar.setValue(child.mapTo(content, child.rect().topLeft()).y())
 
     def undo(self) -> None:
         """Undo the last edit of the markers: napari's add, move and delete, and the triage (also Ctrl+Z)."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QSizePolicy
-
-from .ui import DOCK_CONTENT_WIDTH
 
 BREAK = "\u200b"  # a zero-width space: lets a long path wrap after its separators
 
@@ -19,15 +18,19 @@ def breakable(text: str) -> str:
 
 
 class StatusLine:
-    """A wrapped label under the steps; ``text()`` is what was said, without the break marks."""
+    """A wrapped label under the steps, as tall as its text at the dock's width (the layout asks the label's
+    height for its width); ``text()`` is what was said, without the break marks."""
 
     def __init__(self, text: str = "ready") -> None:
         self.label = QLabel()
         self.label.setWordWrap(True)
-        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(True)
+        self.label.setSizePolicy(policy)
+        self.label.setMinimumWidth(0)
         self.label.setContentsMargins(6, 2, 6, 4)
         self._text = ""
-        self._lines = 0
         self.say(text)
 
     def text(self) -> str:
@@ -38,16 +41,6 @@ class StatusLine:
         self.label.setText(breakable(self._text))
         self.label.setToolTip(self._text)
         self.label.setStyleSheet("color: #ff6060;" if error else "")
-        self.fit()
-
-    def fit(self) -> None:
-        """Grow or shrink to the text at the label's width (only when its number of lines changes)."""
-        width = max(self.label.width(), DOCK_CONTENT_WIDTH) - 12
-        height = self.label.heightForWidth(width)
-        height = max(height, self.label.fontMetrics().lineSpacing()) + 6
-        if height != self._lines:
-            self._lines = height
-            self.label.setFixedHeight(height)
 
 
 def refuse(status: Callable[..., None], text: str) -> None:

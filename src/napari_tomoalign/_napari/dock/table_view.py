@@ -61,19 +61,22 @@ def table(columns: Sequence[str], tips: Sequence[str]) -> QTableWidget:
     t.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     h, v = headers(t)
     h.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    h.setMinimumSectionSize(20)
     v.setVisible(False)
     v.setDefaultSectionSize(t.fontMetrics().lineSpacing() + 4)
     t.setSortingEnabled(True)
     return t
 
 
-def fill(t: QTableWidget, rows: Sequence[Sequence[float]], decimals: Sequence[int]) -> None:
+def fill(t: QTableWidget, rows: Sequence[Sequence[float]], decimals: Sequence[int], sort_by: int = 0,
+         order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
     t.setSortingEnabled(False)
     t.setRowCount(len(rows))
     for i, values in enumerate(rows):
         for k, (value, d) in enumerate(zip(values, decimals)):
             t.setItem(i, k, NumberItem(value, d))
     t.setSortingEnabled(True)
+    t.sortItems(sort_by, order)
     shown = int(np.clip(len(rows), *ROWS_SHOWN))
     h, v = headers(t)
     t.setFixedHeight(h.sizeHint().height() + shown * v.defaultSectionSize() + 4)
@@ -104,7 +107,7 @@ class ResultTables:
         fill(self.solution, solution_rows(al), SOLUTION_DECIMALS)
         big = big_residuals(al)
         rows = [(float(view_number(v)), float(m), r, s, dx, dy) for v, m, r, s, dx, dy in big]
-        fill(self.big, rows, BIG_DECIMALS)
+        fill(self.big, rows, BIG_DECIMALS, sort_by=2, order=Qt.SortOrder.DescendingOrder)
         self.big_title.setText(f"{len(big)} residual(s) above {REPORT_SD:g} SD of the mean; click one to go to it")
         self.big.setVisible(bool(big))
         self.widget.setVisible(True)

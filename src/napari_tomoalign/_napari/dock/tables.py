@@ -18,7 +18,7 @@ SOLUTION_COLUMNS = ("view", "rot", "tilt", "dtilt", "mag", "dmag", "skew", "resi
 SOLUTION_TIPS = ("view, numbered from 1", "rotation (deg)", "solved tilt angle (deg)",
                  "tilt change: solved minus nominal (deg)", "magnification", "X-stretch (IMOD's dmag)",
                  "skew (deg)", "mean residual of the view (px)")
-SOLUTION_DECIMALS = (0, 2, 2, 2, 4, 4, 2, 3)
+SOLUTION_DECIMALS = (0, 1, 1, 2, 3, 3, 1, 2)
 BIG_COLUMNS = ("view", "marker", "resid", "SDs", "dx", "dy")
 BIG_TIPS = ("view, numbered from 1", "marker id", "residual (px)", "standard deviations above the mean residual",
             "residual in x (px)", "residual in y (px)")

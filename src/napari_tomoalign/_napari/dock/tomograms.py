@@ -52,6 +52,8 @@ class SliceView:
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setToolTip("the section shown (Z for XY sections, Y for XZ sections); both panels move together")
         self.where = QLabel("")
+        self.where.setWordWrap(True)
+        self.where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.plane)
@@ -125,7 +127,7 @@ class SliceView:
         volume, voxel = self.volumes[0][0], self.volumes[0][1]
         axis = "z" if plane == PLANES[0] else "y"
         n = volume.shape[0 if plane == PLANES[0] else 1]
-        self.where.setText(f"{axis} {k + 1} of {n} ({(k - (n - 1) / 2) * voxel:+.0f} nm from the middle)")
+        self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm")
 
     def clear(self) -> None:
         """Forget the tomograms (their memory goes with them)."""
