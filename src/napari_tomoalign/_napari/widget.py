@@ -43,7 +43,7 @@ from .dock.undo import UndoStack
 from .layers import points_to_markers
 
 __all__ = ["ALIGNED", "PREDICTED", "TRACKS", "AlignWidget"]
-SCROLL_DELAYS_MS = (40, 250, 600)
+SCROLL_DELAYS_MS = (40, 300)
 
 
 class AlignWidget(QWidget):
@@ -269,9 +269,14 @@ class AlignWidget(QWidget):
 
     def scroll_to(self, child: QWidget) -> None:
         """Scroll the steps so that ``child``'s top is at the top of the dock."""
-        bar, content = self.steps_area.verticalScrollBar(), self.steps_area.widget()
-        if bar is not None and content is not None and not self._closed:
-            bar.setValue(child.mapTo(content, child.rect().topLeft()).y())
+        if self._closed:
+            return
+        try:
+            bar, content = self.steps_area.verticalScrollBar(), self.steps_area.widget()
+            if bar is not None and content is not None:
+                bar.setValue(child.mapTo(content, child.rect().topLeft()).y())
+        except RuntimeError:  # the dock was deleted before the timer fired
+            pass
 
     def undo(self) -> None:
         """Undo the last edit of the markers: napari's add, move and delete, and the triage (also Ctrl+Z)."""
