@@ -94,7 +94,10 @@ class ResultTables:
         self.widget = QWidget()
         layout = QVBoxLayout(self.widget)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Solution per view (as in align.log; click a header to sort)"))
+        title = QLabel("Solution per view, as in align.log")
+        title.setToolTip("click a column's header to sort by it")
+        title.setWordWrap(True)
+        layout.addWidget(title)
         layout.addWidget(self.solution)
         layout.addWidget(self.big_title)
         layout.addWidget(self.big)
@@ -108,7 +111,8 @@ class ResultTables:
         big = big_residuals(al)
         rows = [(float(view_number(v)), float(m), r, s, dx, dy) for v, m, r, s, dx, dy in big]
         fill(self.big, rows, BIG_DECIMALS, sort_by=2, order=Qt.SortOrder.DescendingOrder)
-        self.big_title.setText(f"{len(big)} residual(s) above {REPORT_SD:g} SD of the mean; click one to go to it")
+        self.big_title.setText(f"{len(big)} residual(s) above {REPORT_SD:g} SD of the mean; click one to go to it,"
+                               " a header to sort")
         self.big.setVisible(bool(big))
         self.widget.setVisible(True)
 
