@@ -77,9 +77,12 @@ class Triage:
         world = np.asarray(layer.data_to_world(layer.data[k]))
         self._viewer.dims.set_point(0, world[0])
         self._viewer.scene.camera.center = (self._viewer.scene.camera.center[0], float(world[1]), float(world[2]))
-        layer.visible = True
-        self._viewer.layers.selection.active = layer
-        layer.mode = "select"
+        if not layer.visible:  # napari redraws a layer even when told what it already is (50 ms here)
+            layer.visible = True
+        if self._viewer.layers.selection.active is not layer:
+            self._viewer.layers.selection.active = layer
+        if layer.mode != "select":
+            layer.mode = "select"
         layer.selected_data = {k}
         self._status(f"marker {marker} in view {view_number(view)}")
         return k
