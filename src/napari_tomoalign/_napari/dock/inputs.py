@@ -48,6 +48,7 @@ class InputsSection:
         self._status = status
         self._told: set[int] = set()  # markers layers already told about a change of scale
         self.on_change: list[Callable[[], None]] = []
+        self._quiet = False  # True while `refresh` sets several choices
         self.image = ComboBox(label="tilt series", choices=self._image_layers, nullable=True)
         self.markers = ComboBox(label="markers", choices=self._points_layers, nullable=True)
         self.tilt_file = FileEdit(label="tilt file", mode=FileDialogMode.EXISTING_FILE,
@@ -81,17 +82,24 @@ class InputsSection:
         return [ly for ly in self._viewer.layers if isinstance(ly, Points) and ly.ndim == 3 and ROLE not in ly.metadata]
 
     def refresh(self) -> None:
-        self.image.reset_choices()
-        self.markers.reset_choices()
-        if self.image.value is None and self._image_layers():
-            self.image.value = self._image_layers()[0]
-        if self.markers.value is None or not is_markers(self.markers.value):
-            marked = [ly for ly in self._points_layers() if is_markers(ly)]
-            if marked:
-                self.markers.value = marked[-1]
+        """New choices after the layers changed; the sections hear of the result once, not once per choice."""
+        self._quiet = True
+        try:
+            self.image.reset_choices()
+            self.markers.reset_choices()
+            if self.image.value is None and self._image_layers():
+                self.image.value = self._image_layers()[0]
+            if self.markers.value is None or not is_markers(self.markers.value):
+                marked = [ly for ly in self._points_layers() if is_markers(ly)]
+                if marked:
+                    self.markers.value = marked[-1]
+        finally:
+            self._quiet = False
         self._changed()
 
     def _changed(self, *_: Any) -> None:
+        if self._quiet:
+            return
         layer = self.markers.value
         self.use_as_markers.enabled = layer is not None and not is_markers(layer)
         if self.image.value is not None or (layer is not None and is_markers(layer)):
