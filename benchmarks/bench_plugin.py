@@ -9,6 +9,10 @@
    between ticks is the longest time the GUI could not respond.
 3. Main-thread stalls while Align runs on the sample, and Align end to end (solve, aligned stack,
    preview tomogram, layers shown; target: no stall over 100 ms once the result layers exist).
+4. Every other action of the dock, in the same viewer, as a user goes: Find beads, Track, Align, Show tomogram,
+   Align again, Compare, Next big residual, the Bead Fixer's Centre / Next gap / Accept / Re-track, Save markers,
+   Save alignment: the longest main-thread stall of each, from the click until its result is shown
+   (target < 100 ms each). ``--actions-only`` runs only 2 and 4.
 
 The baseline for 2 is napari itself, in a fresh viewer in the same process after the Align runs: the
 stall when a script adds one layer like each of ours (hidden, then shown). The first Align in a viewer
@@ -190,14 +194,79 @@ def bench_align(viewer, app, widget, runs: int = 4) -> list[float]:
     return results
 
 
+def stall_of(app, start, done, settle: float = 0.3) -> float:
+    """The longest main-thread stall (ms) from ``start()`` until ``done()`` is true and the GUI settled."""
+    with StallMeter() as meter:
+        pump(app, 0.1)
+        t0 = time.perf_counter()
+        start()
+        deadline = t0 + 600
+        while not done() and time.perf_counter() < deadline:
+            app.processEvents()
+            time.sleep(0.001)
+        pump(app, settle)
+    return float(meter.gaps_after(t0).max())
+
+
+def worker_done(holder, name):
+    """True once the worker the dock keeps under ``name`` (if any) has finished."""
+    worker = getattr(holder, name, None)
+    return worker is None or not worker.is_running
+
+
+def bench_actions(viewer, app, widget) -> dict[str, float]:
+    """The longest stall of every action of the dock on the sample, as a user goes."""
+    idle = lambda: not widget.busy  # noqa: E731
+    out = {"nothing (the machine's own)": stall_of(app, lambda: None, lambda: True, settle=1.0)}
+    widget.beads.diameter_nm.value = 9.0
+    out["Find beads"] = stall_of(app, widget.beads.find, idle)
+    out["Track"] = stall_of(app, widget.beads.track, idle)
+    out["Align"] = stall_of(app, widget.start_alignment, idle)
+    out["Show tomogram"] = stall_of(app, widget.show_tomogram, lambda: True)
+    widget.options.every_view_only.value = True
+    out["Align again"] = stall_of(app, widget.start_alignment, idle)
+    box = {}
+    out["Compare"] = stall_of(app, lambda: box.setdefault("w", widget.comparison.compare()),
+                              lambda: len(widget.tomograms.shown) == 2)
+    out["Next big residual"] = stall_of(app, widget.triage.go_to_next_residual, lambda: True)
+    out["Centre on bead"] = stall_of(app, widget.fixer.centre, lambda: worker_done(widget.fixer, "worker"))
+    layer = widget.panel.layer
+    layer.selected_data = {len(layer.data) // 2}
+    layer.remove_selected()  # a point deleted with napari's tool: a gap
+    out["Next gap"] = stall_of(app, widget.fixer.next_gap, lambda: True)
+    out["Accept ? ring"] = stall_of(app, widget.fixer.accept_gap, lambda: True)
+    out["Centre it"] = stall_of(app, widget.fixer.centre, lambda: worker_done(widget.fixer, "worker"))
+    out["Re-track bead"] = stall_of(app, widget.fixer.retrack, lambda: worker_done(widget.fixer, "worker"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out["Save markers"] = stall_of(app, lambda: widget.saving.save_markers(Path(tmp) / "sample.fid"), lambda: True)
+        widget.saving.save_dir.value = tmp
+        out["Save alignment"] = stall_of(app, widget.saving.save_alignment, lambda: True)
+    for name, ms in out.items():
+        print(f"  {name:<28} longest main-thread stall {ms:5.0f} ms (target < 100 ms)"
+              + ("" if ms < 100 else "  OVER"))
+    return out
+
+
 def main() -> None:
+    import sys
+
     app = QApplication.instance() or QApplication([])
+    if "--actions-only" in sys.argv:
+        viewer = napari.Viewer(show=True)
+        widget = bench_dock(viewer, app)
+        print("every action of the dock on the sample (one viewer, llvmpipe):")
+        bench_actions(viewer, app, widget)
+        widget.teardown()
+        viewer.close()
+        return
     viewer = napari.Viewer(show=True)
     bench_open(viewer, app)
     viewer.close()
     viewer = napari.Viewer(show=True)
     widget = bench_dock(viewer, app)
     stalls = bench_align(viewer, app, widget)
+    print("every other action of the dock on the sample (the same viewer, llvmpipe):")
+    bench_actions(viewer, app, widget)
     widget.teardown()
     viewer.close()
     # The baseline in a fresh viewer after the runs above, so that it is not cheaper for coming first.

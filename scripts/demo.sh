@@ -11,3 +11,12 @@ if [ -f "$D/BBa.fid" ]; then
   "$here/.venv/bin/tomoalign" align "$D/BBa.fid" --tilt-angles "$D/BBa.rawtlt" --tilt-axis -12.5 \
     --pixel-size-nm 2.02 --output "$out/BBa" --force
 fi
+# The plugin: napari is not installed by the lines above (the command line needs no GUI).
+cat <<MSG
+
+To open it in napari with the TomoAlign dock (Plugins > TomoAlign > Align tilt series):
+  "$here/.venv/bin/python" -m pip install -e "$here[napari]" PyQt6    # once: napari, a Qt binding, the plots
+  "$here/.venv/bin/napari" "$out/sample.mrc" "$out/sample_markers.csv"
+(or 'napari' in any environment where napari-tomoalign[napari] is installed; File > Open Sample > TomoAlign
+opens the sample too)
+MSG

@@ -15,6 +15,14 @@ window is saved, docks included.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot.py docs/tracked-beads.png \\
         --size 1600x1000 --track-demo tracked --kind cryo
+
+With ``--session``: the sample aligned, then four pictures named after ``out`` (``docs/session-1280.png`` gives
+``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``): the dock after Align
+(results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
+view, and the comparison of two alignments.
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/session-1280.png \\
+        --size 1280x800 --session
 """
 
 from __future__ import annotations
@@ -81,6 +89,47 @@ def track_demo(viewer, widget, stage: str, diameter_nm: float) -> None:
     viewer.reset_view()
 
 
+def shoot(viewer, widget, path: str) -> None:
+    pump(0.6)
+    viewer.screenshot(path, canvas_only=False, flash=False)
+    print(f"wrote {path}: {widget.status.text()}")
+
+
+def session(viewer, widget, out: str) -> None:
+    """The sample through Align, the Bead Fixer, Show tomogram and Compare, a picture of each."""
+    stem = out.removesuffix(".png")
+
+    def wait(worker=None) -> None:
+        pump(0.05)
+        while widget.busy or (worker is not None and worker.is_running):
+            pump(0.02)
+
+    widget.start_alignment()
+    wait()
+    shoot(viewer, widget, f"{stem}-align.png")
+    widget.triage.go_to_next_residual()  # the mis-click: moved to its predicted position, then centred on its bead
+    viewer.scene.camera.zoom = 2.5
+    widget.triage.move_selected_to_predicted()
+    wait(widget.fixer.centre())
+    pump(0.3)
+    widget.scroll_to(widget.triage.widget.native)
+    shoot(viewer, widget, f"{stem}-fixer.png")
+    widget.show_tomogram()
+    pump(0.3)
+    widget.scroll_to(widget.tomograms.widget)
+    shoot(viewer, widget, f"{stem}-tomogram.png")
+    widget.options.every_view_only.value = True
+    widget.start_alignment()
+    wait()
+    widget.comparison.compare_a.value, widget.comparison.compare_b.value = "all markers", "markers in every view"
+    wait(widget.comparison.compare())
+    while len(widget.tomograms.shown) < 2:
+        pump(0.05)
+    pump(0.3)
+    widget.scroll_to(widget.tomograms.widget)
+    shoot(viewer, widget, f"{stem}-compare.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="docs/napari-tomoalign.png")
@@ -90,6 +139,8 @@ def main() -> None:
     parser.add_argument("--frame", choices=("raw stack", "aligned stack"), default="raw stack")
     parser.add_argument("--track-demo", choices=("find", "tracked"), help="show the bead step on a simulated series")
     parser.add_argument("--kind", choices=("cryo", "plastic", "hard"), default="cryo", help="the series of --track-demo")
+    parser.add_argument("--session", action="store_true", help="four pictures: after Align, the Bead Fixer, the "
+                        "tomogram, the comparison")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     viewer = napari.Viewer(show=True)
@@ -108,6 +159,11 @@ def main() -> None:
             pump(0.5)
             viewer.screenshot(args.out, canvas_only=False, flash=False)
             print(f"wrote {args.out}: {widget.status.text()}")
+            widget.teardown()
+            viewer.close()
+            return
+        if args.session:
+            session(viewer, widget, args.out)
             widget.teardown()
             viewer.close()
             return

@@ -12,9 +12,9 @@ from napari.layers import Points  # noqa: E402
 from napari_tomoalign._napari.dock.inputs import InputsSection  # noqa: E402
 from napari_tomoalign._napari.dock.labels import DARK_IDS, LIGHT_IDS, label_colors, label_mask, nearest_neighbour  # noqa: E402
 from napari_tomoalign._napari.dock.markers import MarkersPanel  # noqa: E402
-from napari_tomoalign._napari.dock.tomograms import TomogramViewer  # noqa: E402
+from napari_tomoalign._napari.dock.tomograms import SliceView  # noqa: E402
 from napari_tomoalign._napari.dock.undo import UndoStack  # noqa: E402
-from napari_tomoalign._napari.layers import markers_to_points  # noqa: E402
+from napari_tomoalign._napari.layers import markers_to_points, plain_label  # noqa: E402
 from napari_tomoalign.io.markers import MarkerTable  # noqa: E402
 
 TILTS = np.linspace(-60, 60, 5)
@@ -26,11 +26,25 @@ def test_dims_read_view_y_x_once_a_tilt_series_is_paired(make_napari_viewer):
     viewer.add_image(np.zeros((5, 48, 64), np.float32), name="stack", metadata={"tilt_angles_deg": TILTS})
     inputs = InputsSection(viewer, lambda text: None)
     inputs.refresh()
-    assert tuple(viewer.dims.axis_labels) == ("view", "y", "x")
+    middle = int(viewer.dims.current_step[0])
+    assert tuple(viewer.dims.axis_labels) == (f"view {middle + 1}", "y", "x")  # numbered from 1, as in 3dmod
+    viewer.dims.set_current_step(0, 4)
+    assert viewer.dims.axis_labels[0] == "view 5"  # the last of 5 views, whatever napari's box says (4)
+    # Markers but no image: the slider still reads "view", never "-3".
+    stack = viewer.layers["stack"]
+    viewer.layers.remove(stack)
+    viewer.dims.axis_labels = ["-3", "-2", "-1"]
+    viewer.add_layer(Points(np.array([[2.0, 10.0, 10.0]]), features={"marker": [1]}, name="m"))
+    inputs.refresh()
+    assert tuple(viewer.dims.axis_labels) == (f"view {int(viewer.dims.current_step[0]) + 1}", "y", "x")
+    viewer.layers.remove("m")
+    viewer.layers.append(stack)
+    inputs.refresh()
     # A 4-D layer: the tilt series' axes are the last three; the new leading axis keeps napari's label.
     viewer.add_image(np.zeros((2, 5, 48, 64), np.float32), name="4-D")
     inputs.refresh()
-    assert tuple(viewer.dims.axis_labels[-3:]) == ("view", "y", "x") and viewer.dims.axis_labels[0] != "view"
+    assert tuple(plain_label(a) for a in viewer.dims.axis_labels[-3:]) == ("view", "y", "x")
+    assert not viewer.dims.axis_labels[0].startswith("view")
     viewer.layers.remove("4-D")
     # A label the user gave is kept.
     viewer.dims.axis_labels = ["angle", "-2", "-1"]
@@ -40,16 +54,26 @@ def test_dims_read_view_y_x_once_a_tilt_series_is_paired(make_napari_viewer):
     viewer.dims.axis_labels = ["view", "y", "x"]
     viewer.layers.remove("stack")
     inputs.refresh()
-    assert "view" not in viewer.dims.axis_labels
+    assert not any(a.startswith("view") for a in viewer.dims.axis_labels)
+    inputs.close()
 
 
-def test_tomogram_viewer_names_its_axes_z_y_x(qtbot):
-    tomograms = TomogramViewer()
-    try:
-        tomograms.show([(np.zeros((8, 16, 16), np.float32), 1.2, "tomogram")])
-        assert tuple(tomograms.viewer.dims.axis_labels) == ("z", "y", "x")
-    finally:
-        tomograms.close()
+def test_slice_view_draws_sections_of_both_tomograms_in_the_dock(qtbot):
+    a = np.zeros((8, 16, 24), np.float32)
+    a[3, 5, 7] = 10.0  # a bright voxel: section 4 of 8 (z), row 6 (y)
+    view = SliceView()
+    qtbot.addWidget(view.widget)
+    assert view.show([(a, 1.2, "A"), (2 * a, 1.2, "B")]) == ["A", "B"]
+    assert view.slider.maximum() == 7 and view.slider.value() == 4  # the middle section
+    view.slider.setValue(3)
+    image = view.pixels(0).toImage()
+    assert image.width() >= 300 and abs(image.height() / image.width() - 16 / 24) < 0.02  # the dock's width, in shape
+    assert "z 4 of 8" in view.where.text()
+    view.plane.setCurrentIndex(1)  # XZ: one section per row of the tomogram
+    assert view.slider.maximum() == 15 and "y 9 of 16" in view.where.text()
+    assert view.show([(a, 2.0, "only")]) == ["only"] and not view.titles[1].isVisibleTo(view.widget)
+    view.clear()
+    assert view.shown == [] and not view.widget.isVisibleTo(None)
 
 
 def crowded_markers():

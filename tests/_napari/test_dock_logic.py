@@ -33,7 +33,7 @@ def test_duplicates():
     marker = np.array([1, 2, 1, 1, 1])
     np.testing.assert_array_equal(logic.duplicate_mask(view, marker), [False, False, True, True, False])
     assert logic.duplicate_pairs(view, marker) == [(1, 1)]
-    assert logic.duplicates_text([(1, 1)]) == "1: marker 1 in view 1"
+    assert logic.duplicates_text([(1, 1)]) == "1: marker 1 in view 2"  # index 1 is view 2, as in 3dmod
     assert logic.duplicates_text([]) == "none"
     assert logic.duplicates_text([(v, 1) for v in range(6)]).endswith(" ...")
     assert logic.duplicate_pairs(np.zeros(0), np.zeros(0, int)) == []

@@ -71,7 +71,7 @@ def test_find_beads_rings_sit_on_the_true_beads_in_the_world(qtbot, dock, kind):
     s, viewer, image, widget = dock(kind)
     assert widget.steps[1].title == "Find and track beads" and widget.steps[1].expanded  # no markers yet: open
     view = int(np.argmin(np.abs(s.tilt_angles_deg)))
-    assert widget.beads.view.value == view  # the view nearest 0 degrees
+    assert widget.beads.view.value == view + 1 and widget.beads.view_chosen() == view  # nearest 0 deg, from 1
     assert f"{s.bead_diameter_px:.1f} px" in widget.beads.info.value
     wait(qtbot, widget, widget.beads.find())
     layer = widget.beads.candidates
@@ -98,9 +98,9 @@ def test_find_again_on_another_view_updates_the_rings_in_place(qtbot, dock):
     s, viewer, image, widget = dock("plastic")
     wait(qtbot, widget, widget.beads.find())
     layer, n_layers = widget.beads.candidates, len(viewer.layers)
-    other = widget.beads.view.value - 4
-    widget.beads.view.value = other
-    assert f"view {other} at {s.tilt_angles_deg[other]:.1f} deg" in widget.beads.info.value
+    other = widget.beads.view_chosen() - 4
+    widget.beads.view.value = other + 1  # views are numbered from 1, as in 3dmod
+    assert f"view {other + 1} at {s.tilt_angles_deg[other]:.1f} deg" in widget.beads.info.value
     wait(qtbot, widget, widget.beads.find())
     assert widget.beads.candidates is layer and len(viewer.layers) == n_layers  # no layer added or removed
     assert np.all(np.round(layer.data[:, 0]) == other) and viewer.dims.current_step[0] == other
@@ -113,7 +113,7 @@ def test_find_again_on_another_view_updates_the_rings_in_place(qtbot, dock):
 @pytest.mark.parametrize(("kind", "max_error_px"), [("plastic", 0.15), ("cryo", 0.45)])
 def test_edited_rings_are_what_is_tracked_and_align_solves_them(qtbot, dock, kind, max_error_px):
     s, viewer, image, widget = dock(kind)
-    view = widget.beads.view.value
+    view = widget.beads.view_chosen()
     wait(qtbot, widget, widget.beads.find())
     layer = widget.beads.candidates
     true = s.true_xy[view]
@@ -161,7 +161,7 @@ def test_clumps_are_squares_and_seeds_only_when_asked(qtbot, dock):
     # The squares sit on the simulated clumps.
     found = layer.data[clump][:, [2, 1]]
     in_clump = s.clump >= 0
-    near = np.hypot(*(found[:, None, :] - s.true_xy[widget.beads.view.value][in_clump][None]).transpose(2, 0, 1))
+    near = np.hypot(*(found[:, None, :] - s.true_xy[widget.beads.view_chosen()][in_clump][None]).transpose(2, 0, 1))
     assert np.median(near.min(axis=1)) < 1.5 * s.bead_diameter_px
     assert len(widget.beads.gather()["seeds_xy"]) == (~clump).sum()
     widget.beads.with_clumps.value = True
@@ -191,7 +191,7 @@ def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):
     assert np.asarray(markers.text.translation)[-1] > float(np.median(markers.size)) / 2
     if len(predicted.data):
         v = np.round(predicted.data[:, 0]).astype(int)
-        ids, seed = predicted.features["marker"].to_numpy(), widget.beads.view.value
+        ids, seed = predicted.features["marker"].to_numpy(), widget.beads.view_chosen()
         mids, mv = markers.features["marker"].to_numpy(), np.round(markers.data[:, 0]).astype(int)
         bead = {m: int(np.hypot(*(markers.data[(mids == m) & (mv == seed)][0, [2, 1]] - s.true_xy[seed]).T).argmin())
                 for m in np.unique(ids)}
@@ -229,7 +229,7 @@ def test_triage_visits_points_to_check_first(qtbot, dock):
     # A tracking result whose weak points we know: every point of view 3 and marker 2's point in view 20.
     from napari_tomoalign.tracking.pipeline import track_beads
 
-    result = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, seed_view=widget.beads.view.value)
+    result = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, seed_view=widget.beads.view_chosen())
     t = result.markers
     weak = (t.view == 3) | ((t.view == 20) & (t.marker == 2))
     result = replace(result, weak=weak, flagged=np.zeros(len(t), bool), residual_px=np.full(len(t), 0.1))
@@ -279,3 +279,25 @@ def test_bead_logic_colours_seeds_and_progress():
                                     np.array([1, 1, 0, 1]), {0: "flagged"})
     assert [(v.view, v.note) for v in visits] == [(2, "flagged"), (1, ""), (0, ""), (3, "")]
     assert bead_logic.nearest_zero_view(np.array([-30.0, -1.0, 2.0])) == 1
+
+
+def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, make_napari_viewer):
+    # The series on which `tomoalign track --bead-diameter-nm 5` prints its hint (test_tracking_diameter_hint).
+    s = make_bead_series("cryo", size=384, n_views=31, seed=3)
+    viewer = make_napari_viewer()
+    p = s.pixel_size_nm
+    viewer.add_image(s.images, name="c.st", scale=(1.0, p, p), metadata={
+        "pixel_size_nm": p, "tilt_angles_deg": s.tilt_angles_deg, "tilt_source": "c.rawtlt"})
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    try:
+        true_nm = s.bead_diameter_px * p
+        widget.beads.diameter_nm.value = round(0.5 * true_nm, 1)
+        wait(qtbot, widget, widget.beads.track())
+        text = widget.status.text()
+        assert "set 'bead diameter (nm)' to" in text and "--bead-diameter" not in text, text
+        suggested = float(text.rsplit(" ", 1)[1])
+        assert abs(suggested - true_nm) < 0.1 * true_nm
+        assert "Bead size:" in widget.beads.legend.value
+    finally:
+        widget.teardown()

@@ -3,6 +3,7 @@ frame, triage, cancel, errors, compare on one grid, save, and closing the dock m
 
 import gc
 
+import napari
 import numpy as np
 import pytest
 
@@ -11,14 +12,20 @@ pytest.importorskip("napari")
 from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.alignment.options import AlignmentOptions  # noqa: E402
+from napari_tomoalign.conventions import view_number  # noqa: E402
 from napari_tomoalign.reconstruction.compare import slice_correlations  # noqa: E402
 
 WAIT_MS = 120_000
 
 
+def no_second_viewer(*_, **__):
+    raise AssertionError("a second napari viewer aborts napari on software OpenGL: the dock must never open one")
+
+
 @pytest.fixture
-def sample_viewer(make_napari_viewer):
+def sample_viewer(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
+    monkeypatch.setattr(napari, "Viewer", no_second_viewer)
     viewer.open_sample("napari-tomoalign", "beads")
     # As Plugins > TomoAlign > Align tilt series does it: napari builds the widget and passes its viewer.
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
@@ -47,7 +54,8 @@ def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewe
     assert gc.isenabled()  # held off only while the run was being shown
     # Raw frame: the stack, its overlays, and the markers on top and active; the aligned frame hidden.
     names = [ly.name for ly in viewer.layers]
-    assert names[-1] == "sample markers" and viewer.layers.selection.active is markers
+    # The residual arrows on top (never hidden under the rings), the markers just under them and active.
+    assert names[-2:] == ["sample markers", "residuals x10"] and viewer.layers.selection.active is markers
     shown = {ly.name: ly.visible for ly in viewer.layers}
     assert shown == {"sample tilt series": True, "sample markers": True, "residuals x10": True, PREDICTED: True,
                      ALIGNED: False, ALIGNED_MARKERS: False}
@@ -57,6 +65,11 @@ def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewe
     assert 0.3 < al.rms_residual_px < 0.55  # click noise 0.3 px per coordinate, plus the one mis-click
     vectors = viewer.layers["residuals x10"].data
     np.testing.assert_allclose(vectors[:, 1, 1:], 10 * al.residuals_px[al.obs_used][:, ::-1])
+    # Each arrow starts on its ring (half the ring's size out from the point, along the residual).
+    start = vectors[:, 0, 1:] - al.obs_xy_px[al.obs_used][:, ::-1]
+    np.testing.assert_allclose(np.hypot(*start.T), float(np.median(markers.size)) / 2, rtol=1e-6)
+    assert widget.tables.solution.rowCount() == al.n_views and not widget.options_fold.expanded
+    assert widget.steps[4].expanded
     predicted = viewer.layers[PREDICTED]
     v, m = predicted.data[:, 0].astype(int), predicted.features["marker"].to_numpy() - 1
     truth = sample.truth.true_xy
@@ -135,28 +148,31 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     assert len(results["markers in every view"].markers_used) == 6
     assert results["all markers"].tomogram.shape[0] != results["markers in every view"].tomogram.shape[0]
     widget.comparison.compare_a.value, widget.comparison.compare_b.value = "markers in every view", "all markers"
+    n_layers = len(viewer.layers)
     worker = widget.comparison.compare()
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         pass
-    qtbot.waitUntil(lambda: widget.tomograms.viewer is not None and len(widget.tomograms.viewer.layers) == 2)
-    tv = widget.tomograms.viewer
-    a, b = tv.layers
-    assert tv.canvas.grid.enabled and a.data.shape == b.data.shape
-    assert a.name.startswith("RMS ") and "markers in every view" in a.name
-    assert b.name.startswith("RMS ") and "all markers" in b.name
-    assert a.name_overlay.visible and b.name_overlay.visible
-    assert tuple(a.scale) == (2.0, 2.0, 2.0)  # bin 2 of a 1 nm stack, on all three axes
-    assert tv.dims.current_step[0] == a.data.shape[0] // 2  # opened at the middle section
+    qtbot.waitUntil(lambda: len(widget.tomograms.shown) == 2)
+    assert len(viewer.layers) == n_layers  # one canvas, nothing added
+    (a, va, la, _), (b, vb, lb, _) = widget.tomograms.volumes
+    assert a.shape == b.shape and va == vb == 2.0  # bin 2 of a 1 nm stack
+    assert la.startswith("RMS ") and "markers in every view" in la
+    assert lb.startswith("RMS ") and "all markers" in lb
+    assert widget.tomograms.slider.value() == a.shape[0] // 2  # opened at the middle section
+    assert not widget.tomograms.pixels(0).isNull() and not widget.tomograms.pixels(1).isNull()
+    assert widget.steps[5].expanded and "on one grid" in widget.status.text()
     # Matching sections show the same plane of the specimen (120 px thick: 30 binned sections each side).
-    mid = a.data.shape[0] // 2
-    corr = slice_correlations(a.data[mid - 25 : mid + 25], b.data[mid - 25 : mid + 25])
+    mid = a.shape[0] // 2
+    corr = slice_correlations(a[mid - 25 : mid + 25], b[mid - 25 : mid + 25])
     assert corr.min() >= 0.8, corr
     assert "[markers in every view]" in widget.report.value and "[all markers]" in widget.report.value
     # Saving writes what the command line writes, and refuses to overwrite, naming the checkbox.
     widget.saving.save_dir.value = tmp_path
     paths = widget.saving.save_alignment()
-    assert {p.name for p in paths} >= {"alignment.json", "sample_markers.xf", "sample_markers.tlt"}
+    assert {p.name for p in paths} >= {"alignment.json", "sample_tilt_series.xf", "sample_tilt_series.tlt"}
+    assert widget.status.text().startswith("saved ")
     assert widget.saving.save_alignment() == []
+    assert widget.status.text().startswith("not saved: ") and "already exists" in widget.status.text()
     widget.saving.overwrite.value = True
     assert widget.saving.save_alignment()
 
@@ -174,6 +190,12 @@ def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):
     np.testing.assert_allclose(layer.border_color[sample.misclick], [1.0, 0.55, 0.0, 1.0])  # flagged colour
     k, _ = widget.triage.go_to_next_residual()
     assert k == sample.misclick and "(flagged)" in widget.status.text()
+    # One numbering: the dock's status, the report (the lines `tomoalign align` prints) and the slider's label
+    # name the same point's view by the same number, from 1 as in IMOD and 3dmod.
+    mk, number = int(layer.features["marker"].iloc[k]), view_number(int(round(layer.data[k, 0])))
+    assert f"marker {mk} in view {number}," in widget.status.text()
+    assert f"marker {mk} view {number} (" in widget.report.value
+    assert viewer.dims.axis_labels[0] == f"view {number}"
     before = layer.data.copy()
     assert widget.triage.move_selected_to_predicted() == 1
     v, m = int(before[k, 0]), int(layer.features["marker"].iloc[k])

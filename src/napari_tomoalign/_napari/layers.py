@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import view_number
 from ..io.markers import MarkerTable
 
 # Hollow rings coloured per marker: the bead stays visible under a click.
@@ -130,10 +131,34 @@ def label_axes(dims: Any, names: tuple[str, ...] = TILT_AXES) -> bool:
     return True
 
 
+def plain_label(label: str) -> str:
+    """An axis label without the view number `number_view_axis` adds ("view 36" is "view")."""
+    head, _, tail = str(label).partition(" ")
+    return head if head == TILT_AXES[0] and tail.isdigit() else str(label)
+
+
+def number_view_axis(dims: Any) -> bool:
+    """Name the tilt series' view axis after the view shown, numbered from 1 as IMOD and 3dmod number views
+    ("view 36"); napari's own box beside the slider counts from 0. Only a label `label_axes` gave is changed."""
+    n = int(dims.ndim)
+    if n < len(TILT_AXES):
+        return False
+    k = n - len(TILT_AXES)
+    labels = list(dims.axis_labels)
+    if plain_label(labels[k]) != TILT_AXES[0]:
+        return False
+    name = f"{TILT_AXES[0]} {view_number(int(dims.current_step[k]))}"
+    if labels[k] == name:
+        return False
+    labels[k] = name
+    dims.axis_labels = labels
+    return True
+
+
 def unlabel_axes(dims: Any, names: tuple[str, ...] = TILT_AXES) -> bool:
     """Give the axes `label_axes` named back napari's default labels (the tilt series is gone)."""
     n = int(dims.ndim)
-    labels = list(dims.axis_labels)
+    labels = [plain_label(label) for label in dims.axis_labels]
     if n < len(names) or tuple(labels[n - len(names):]) != tuple(names):
         return False
     dims.axis_labels = [*labels[: n - len(names)], *(str(k - n) for k in range(n - len(names), n))]

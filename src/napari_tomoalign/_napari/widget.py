@@ -17,29 +17,34 @@ import napari
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..errors import Cancelled
 from ..jobs.preview import PipelineResult, PreviewJob
 from .dock.bead_logic import alignment_visits, checked_pairs
 from .dock.beads import BeadSection
 from .dock.compare import Comparison, voxel_nm
+from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
 from .dock.logic import dock_job, flagged_pairs, safe_stem
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.options import OptionsSection
 from .dock.report_view import ReportView
+from .dock.restore import Restorer
 from .dock.results import ALIGNED, PREDICTED, ResultLayers
 from .dock.runner import Runner
 from .dock.save import SaveSection
 from .dock.state import Runs
-from .dock.tomograms import TomogramViewer
+from .dock.status import StatusLine, refuse
+from .dock.table_view import ResultTables
+from .dock.tomograms import SliceView
 from .dock.triage import Triage
 from .dock.ui import Step, scroll_area
 from .dock.undo import UndoStack
 from .layers import points_to_markers
 
 __all__ = ["ALIGNED", "PREDICTED", "TRACKS", "AlignWidget"]
+SCROLL_DELAYS_MS = (40, 300)
 
 
 class AlignWidget(QWidget):
@@ -49,11 +54,7 @@ class AlignWidget(QWidget):
         super().__init__()
         self._viewer = viewer
         self.runs = Runs()
-        self.status = QLabel("ready")
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.status.setFixedHeight(3 * self.status.fontMetrics().lineSpacing() + 6)
-        self.status.setContentsMargins(6, 0, 6, 4)
+        self.status = StatusLine("ready")
         self.undo_stack = UndoStack(on_change=lambda on: setattr(self.triage.undo_button, "enabled", on))
         self.inputs = InputsSection(viewer, self.say)
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
@@ -67,9 +68,16 @@ class AlignWidget(QWidget):
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView()
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
-        self.tomograms = TomogramViewer()
+        self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say)
+        self.triage.on_nothing_selected = lambda: self.fixer.accept_gap() if self.fixer.gap is not None else None
+        self.tables = ResultTables(self.triage.go_to)
+        self.tomograms = SliceView()
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
-        self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say)
+        self.comparison.reveal = lambda: self.reveal_step(5)
+        self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)
+        self.panel.on_refresh.append(self._journal_edit)
+        self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say, lambda: self.inputs.image.value)
+        self.saving.on_markers_saved.append(self.restorer.saved)
         self.steps = self._build()
         self._connect()
         self._closed = False
@@ -78,22 +86,26 @@ class AlignWidget(QWidget):
         self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
 
     def _build(self) -> list[Step]:
-        results = _column(self.results.widget.native, self.report.widget, self.triage.widget.native,
-                          self.triage.edit_row.native, self.triage.exclude_row.native)
+        results = _column(self.results.widget.native, self.triage.widget.native, self.triage.edit_row.native,
+                          self.triage.exclude_row.native, self.fixer.widget.native, self.fixer.second_row.native,
+                          self.tables.widget, self.report.widget)
+        self.options_fold = Step(None, "options", self.options.widget.native)
         steps = [
-            Step(1, "Inputs", self.inputs.widget.native),
+            Step(1, "Inputs", _column(self.inputs.widget.native, self.restorer.info.native,
+                                      self.restorer.widget.native)),
             Step(2, "Find and track beads", self.beads.widget.native),
             Step(3, "Markers", self.panel.widget.native),
-            Step(4, "Align", _column(self.options.widget.native, self.runner.widget.native,
+            Step(4, "Align", _column(self.options_fold, self.runner.widget.native,
                                      self.runner.progress.native)),
             Step(5, "Results and triage", results),
-            Step(6, "Compare", self.comparison.widget.native),
+            Step(6, "Tomogram and compare", _column(self.tomograms.widget, self.comparison.widget.native)),
             Step(7, "Save", self.saving.widget.native),
         ]
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll_area(steps))
-        layout.addWidget(self.status)
+        self.steps_area = scroll_area(steps)
+        layout.addWidget(self.steps_area)
+        layout.addWidget(self.status.label)
         return steps
 
     def _connect(self) -> None:
@@ -115,11 +127,13 @@ class AlignWidget(QWidget):
 
     # ------------------------------------------------------------------ status and choices
     def say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #ff6060;" if error else "")
+        self.status.say(text, error)
 
     def refresh(self, *_: Any) -> None:
         self.inputs.refresh()
+
+    def _journal_edit(self) -> None:
+        self.restorer.journal.record()
 
     def _on_removed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
@@ -127,11 +141,14 @@ class AlignWidget(QWidget):
             self.undo_stack.forget(layer)
             if layer is self.panel.layer:
                 self.panel.unwatch()
+        self.inputs.close()
+        self.restorer.close()
         self.refresh()
 
     def _on_inputs(self) -> None:
         layer = self.inputs.markers.value
         self.panel.watch(layer if layer is not None and is_markers(layer) else None)
+        self.restorer.check()
         self.beads.refresh()
 
     # ------------------------------------------------------------------ running
@@ -180,8 +197,12 @@ class AlignWidget(QWidget):
             self.say(f"not started: {exc}", error=True)
             return None
         image, markers = self.inputs.image.value, self.inputs.markers.value
-        return self.runner.start(job, lambda result, plot: self._on_result(result, plot, image, markers, snapshot),
-                                 self._on_failure)
+        worker = self.runner.start(job, lambda result, plot: self._on_result(result, plot, image, markers, snapshot),
+                                   self._on_failure)
+        if worker is not None:  # the work goes on in the results: the options and the bead step fold away now,
+            self.options_fold.set_expanded(False)  # so that the dock has its new height when the results come
+            self.steps[1].set_expanded(False)
+        return worker
 
     def _on_failure(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
@@ -205,13 +226,15 @@ class AlignWidget(QWidget):
             self.comparison.refresh(result.name)
             self.panel.refresh()  # colour the flagged points
             self.runner.progress.value = 100
+            self.tables.show(al)
+            self.reveal_step(4)
             self.say(f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px, tilt axis {al.tilt_axis_deg:.1f} deg"
                      f" (angles from {self._tilt_source})")
             for w in al.warnings:
                 show_warning(w)
             if markers in self._viewer.layers:
                 self._viewer.layers.selection.active = markers
-            if self.tomograms.viewer is not None and result.tomogram is not None:
+            if self.tomograms.shown and result.tomogram is not None:
                 self.show_tomogram()
             self.runner.finish()
 
@@ -223,14 +246,37 @@ class AlignWidget(QWidget):
             self.results.show_residual_vectors()
             self.results.reveal()
 
-    def show_tomogram(self) -> list:
-        """The last run's preview tomogram, as a volume in the tomogram viewer."""
+    def show_tomogram(self) -> list[str]:
+        """The last run's preview tomogram, in the dock's slice view (step 6)."""
         last = self.runs.last
         if last is None or last.tomogram is None:
-            show_info("align with a tilt series chosen first: the tomogram is made from it")
+            refuse(self.say, "no tomogram yet: align with a tilt series chosen; the tomogram is made from it")
             return []
         label = f"tomogram: {last.name} (RMS {last.alignment.rms_residual_px:.3f} px)"
-        return self.tomograms.show([(last.tomogram, voxel_nm(last), label)])
+        shown = self.tomograms.show([(last.tomogram, voxel_nm(last), label)])
+        self.reveal_step(5)
+        self.say(f"tomogram of '{last.name}' in step 6 ({' x '.join(map(str, last.tomogram.shape))} voxels of "
+                 f"{voxel_nm(last):.3g} nm)")
+        return shown
+
+    def reveal_step(self, k: int) -> None:
+        """Unfold step ``k + 1`` and scroll its top to the top of the dock (once the layout has its new size)."""
+        from qtpy.QtCore import QTimer
+
+        self.steps[k].set_expanded(True)
+        for delay in SCROLL_DELAYS_MS:  # steps folded a moment ago give their room back over a few turns
+            QTimer.singleShot(delay, lambda: self.scroll_to(self.steps[k]))
+
+    def scroll_to(self, child: QWidget) -> None:
+        """Scroll the steps so that ``child``'s top is at the top of the dock."""
+        if self._closed:
+            return
+        try:
+            bar, content = self.steps_area.verticalScrollBar(), self.steps_area.widget()
+            if bar is not None and content is not None:
+                bar.setValue(child.mapTo(content, child.rect().topLeft()).y())
+        except RuntimeError:  # the dock was deleted before the timer fired
+            pass
 
     def undo(self) -> None:
         """Undo the last edit of the markers: napari's add, move and delete, and the triage (also Ctrl+Z)."""
@@ -254,10 +300,12 @@ class AlignWidget(QWidget):
         self.runner.teardown()
         self.beads.runner.teardown()
         self.panel.unwatch()
+        self.inputs.close()
+        self.restorer.close()
         for emitter, callback in ((self._viewer.layers.events.inserted, self.refresh),
                                   (self._viewer.layers.events.removed, self._on_removed)):
             emitter.disconnect(callback)
-        self.tomograms.close()
+        self.tomograms.clear()
 
     def closeEvent(self, event: Any) -> None:
         self.teardown()

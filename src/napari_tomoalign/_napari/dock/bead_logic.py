@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ...alignment.result import Alignment
+from ...conventions import view_number
 from ...tracking.beads import BeadCandidates
 from ...tracking.result import TrackingResult
 from .logic import view_index
@@ -55,7 +56,7 @@ def strength_legend(threshold: float, n_beads: int, n_clumps: int, view: int, ti
     """Rich text for the dock: what the rings' colours and shapes mean, with the strengths they stand for."""
     thr = float(threshold)
     ramp = "".join(swatch(c) for c in strength_colors(np.linspace(thr, 1.0, 7), thr))
-    return (f"{n_beads} candidates in view {view} ({tilt_deg:.1f}&deg;). Colour = strength: {thr:.2f} {ramp} "
+    return (f"{n_beads} candidates in view {view_number(view)} ({tilt_deg:.1f}&deg;). Colour = strength: {thr:.2f} {ramp} "
             f"1.00 and up (1: a typical bead; red: just over the threshold). {swatch(ADDED_RGBA)} added by you. "
             + (f"Squares: {n_clumps} clumps, tracked only with 'track clumps too'. " if n_clumps else "")
             + "Delete or add rings, then Track.")

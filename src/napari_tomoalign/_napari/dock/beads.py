@@ -19,6 +19,7 @@ from napari.layers import Points
 from napari.utils.notifications import show_error, show_info
 
 from ...alignment.errors import AlignmentError
+from ...conventions import view_index, view_number
 from ...errors import Cancelled
 from ...tracking.beads import BeadCandidates, diameter_px_from_nm
 from ...tracking.result import TrackingResult
@@ -57,24 +58,35 @@ def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progres
     from ...tracking.beads import find_beads
 
     try:
-        progress("find", 0, 1, f"finding beads in view {view}...")
+        progress("find", 0, 1, f"finding beads in view {view_number(view)}...")
         return (find_beads(np.asarray(image[view]), diameter_px),), None
     except ValueError as exc:  # BeadFindingError is one
         return None, exc
 
 
 def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_deg: float | None, seed_view: int,
-              seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable
-              ) -> tuple[tuple[TrackingResult] | None, BaseException | None]:
-    """The worker's Track: `track_beads` with the dock's progress and Cancel; expected failures as values."""
+              seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable,
+              pixel_size_nm: float | None = None) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
+    """The worker's Track: `track_beads` with the dock's progress and Cancel, and the command line's hint when
+    the beads measure another size than the one given; expected failures as values."""
+    from ...tracking.jobs import diameter_hint
     from ...tracking.pipeline import track_beads
 
     try:
         result = track_beads(stack, tilts, diameter_px, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
                              seeds_xy=seeds_xy, threads=threads, progress=progress, should_stop=should_stop)
-        return (result,), None
+        hint = diameter_hint(np.asarray(stack[result.seed_view]), result, diameter_px, pixel_size_nm)
+        return (result, dock_hint(hint)), None
     except (Cancelled, AlignmentError, ValueError) as exc:
         return None, exc
+
+
+def dock_hint(hint: str | None) -> str | None:
+    """The command line's diameter hint in the dock's words (its spin box, not ``--bead-diameter-nm``)."""
+    if hint is None:
+        return None
+    return hint.replace("try --bead-diameter-nm ", "set 'bead diameter (nm)' to ").replace(
+        "try --bead-diameter-px ", "set the bead diameter to (px) ")
 
 
 def pixel_size_nm(image: Any) -> tuple[float, str]:
@@ -100,11 +112,13 @@ class BeadSection:
         self._status = status
         self._image_id: int | None = None
         self.candidates: Points | None = None
+        self.hint: str | None = None  # the last Track's diameter hint (tracking.jobs.diameter_hint), if any
         self._candidates_of: Any = None  # the stack the candidates were found on
         self.diameter_nm = FloatSpinBox(label="bead diameter (nm)", min=0.5, max=500.0, step=0.5, value=10.0,
                                         tooltip="the gold's diameter; converted with the stack's pixel size")
-        self.view = SpinBox(label="find in view", min=0, max=0, value=0,
-                            tooltip="the view to find beads on and track from (default: the one nearest 0 deg)")
+        self.view = SpinBox(label="find in view", min=1, max=1, value=1,
+                            tooltip="the view to find beads on and track from, numbered from 1 as in 3dmod "
+                                    "(default: the one nearest 0 deg)")
         self.with_clumps = CheckBox(text="track clumps too", value=False,
                                     tooltip="also track the candidates drawn as squares (clustered or elongated)")
         self.info = text_label("choose a tilt series")
@@ -131,8 +145,8 @@ class BeadSection:
         image = self._inputs.image.value
         if image is not None and id(image) != self._image_id:
             self._image_id = id(image)
-            self.view.max = max(int(image.data.shape[0]) - 1, 0)
-            self.view.value = nearest_zero_view(self._tilts())
+            self.view.max = max(int(image.data.shape[0]), 1)
+            self.view.value = view_number(nearest_zero_view(self._tilts()))
         self.describe()
 
     def _tilts(self) -> np.ndarray | None:
@@ -153,13 +167,17 @@ class BeadSection:
             d = self.diameter_px()
             pixel, source = pixel_size_nm(image)
             tilts = self._tilts()
-            v = int(self.view.value)
+            v = self.view_chosen()
             tilt = f" at {tilts[v]:.1f} deg" if tilts is not None and v < len(tilts) else ""
-            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {v}{tilt}"
+            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {view_number(v)}{tilt}"
         except ValueError as exc:
             text = str(exc)
         self.info.value = text
         return text
+
+    def view_chosen(self) -> int:
+        """The 0-based index of the view the spin box names (numbered from 1)."""
+        return view_index(int(self.view.value), int(self.view.max))
 
     # ------------------------------------------------------------------ find
     def find(self) -> Any:
@@ -171,10 +189,10 @@ class BeadSection:
             d = self.diameter_px()
         except ValueError as exc:
             return self._refuse(exc)
-        view = int(self.view.value)
+        view = self.view_chosen()
         job = {"image": image.data, "view": view, "diameter_px": d}
         return self.runner.start(job, lambda cands: self._on_found(cands, image, view), self._on_failure,
-                                 work=find_job, busy_text=f"finding beads in view {view}...")
+                                 work=find_job, busy_text=f"finding beads in view {view_number(view)}...")
 
     def _on_found(self, cands: BeadCandidates, image: Any, view: int) -> None:
         if self.runner.stopping:
@@ -220,7 +238,7 @@ class BeadSection:
             tilts = self._tilts()
             tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
             self.show_legend(strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt))
-            self._status(f"{len(data)} bead candidates in view {view} ({int(clump.sum())} clumps); edit the "
+            self._status(f"{len(data)} bead candidates in view {view_number(view)} ({int(clump.sum())} clumps); edit the "
                          "rings, then Track")
 
         return [place, go_to_view, reveal]
@@ -259,19 +277,20 @@ class BeadSection:
         if len(tilts) != image.data.shape[0]:
             raise ValueError(f"{len(tilts)} tilt angles for {image.data.shape[0]} views: give the stack's tilt file")
         layer, seeds = self.candidates, None
-        view = int(self.view.value)
+        view = self.view_chosen()
         if layer is not None and layer in self._viewer.layers and self._candidates_of is image:
             view = int(layer.metadata["view"])
             clump = layer.features["clump"].to_numpy(dtype=bool)
             seeds, elsewhere = seeds_from_points(layer.data, view, clump, bool(self.with_clumps.value))
             if len(seeds) < 3:
-                raise ValueError(f"keep at least 3 rings (beads) in view {view} of '{layer.name}' to track; there are"
-                                 f" {len(seeds)}" + (" (clumps are left out)" if clump.any() else ""))
+                raise ValueError(f"keep at least 3 rings (beads) in view {view_number(view)} of '{layer.name}' to "
+                                 f"track; there are {len(seeds)}" + (" (clumps are left out)" if clump.any() else ""))
             if elsewhere:
-                show_info(f"{elsewhere} ring(s) outside view {view} are not seeds: add seeds in view {view}")
+                show_info(f"{elsewhere} ring(s) outside view {view_number(view)} are not seeds: add seeds in view "
+                          f"{view_number(view)}")
         axis = None if self._options.axis_mode.value == "estimate" else float(self._options.axis_angle.value)
         return {"stack": image.data, "tilts": np.asarray(tilts, dtype=float), "diameter_px": d,
-                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds}
+                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0]}
 
     def track(self) -> Any:
         """Start tracking in the worker; input problems are reported and nothing changes."""
@@ -285,10 +304,11 @@ class BeadSection:
         except ValueError as exc:
             return self._refuse(exc)
         seeds = "the beads it finds" if job["seeds_xy"] is None else f"{len(job['seeds_xy'])} rings"
-        return self.runner.start(job, lambda result: self._on_tracked(result, image), self._on_failure,
-                                 busy_text=f"tracking {seeds} from view {job['seed_view']}...")
+        return self.runner.start(job, lambda result, hint: self._on_tracked(result, image, hint), self._on_failure,
+                                 busy_text=f"tracking {seeds} from view {view_number(job['seed_view'])}...")
 
-    def _on_tracked(self, result: TrackingResult, image: Any) -> None:
+    def _on_tracked(self, result: TrackingResult, image: Any, hint: str | None = None) -> None:
+        self.hint = hint
         self.runner.run_steps([*self._tracked_steps(result, image), self._done])
 
     def add_markers_layer(self, result: TrackingResult, image: Any) -> Points:
@@ -330,8 +350,11 @@ class BeadSection:
 
         def tell() -> None:
             self._viewer.layers.selection.active = made[0]
-            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), made[0].name))
-            self._status(f"tracked: {result.summary().splitlines()[0]}")
+            hint = f" The beads {self.hint.removeprefix('the beads ')}" if self.hint else ""
+            self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), made[0].name)
+                             + (f"<br><b style='color:#ff9040'>Bead size:</b> {self.hint}" if self.hint else ""))
+            self._status(f"tracked: {result.summary().splitlines()[0]}" + (f".{hint}" if hint else ""),
+                         error=bool(self.hint))
             for w in result.warnings:
                 show_info(w)
 

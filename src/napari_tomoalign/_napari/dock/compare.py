@@ -1,6 +1,7 @@
 """Step 6, comparing two alignments honestly: both tomograms on one grid (the same Z origin and
-thickness, `reconstruction.compare.tomograms_on_one_grid`), side by side in the tomogram viewer with
-one camera, each panel labelled with its alignment's name and RMS, and both reports together."""
+thickness, `reconstruction.compare.tomograms_on_one_grid`), one above the other in the dock's slice view
+(`tomograms.SliceView`) at the same section, each panel labelled with its alignment's name and RMS, and both
+reports together."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from magicgui.widgets import ComboBox
-from napari.utils.notifications import show_error
 
 from ...alignment.transforms import aligned_marker_positions
 from ...reconstruction.compare import frame_offset_px, tomograms_on_one_grid
@@ -16,7 +16,8 @@ from ...workflows import PipelineResult
 from .logic import comparison_label
 from .report_view import ReportView
 from .state import Runs
-from .tomograms import TomogramViewer
+from .status import refuse
+from .tomograms import SliceView
 from .ui import button, form
 
 
@@ -46,15 +47,16 @@ def voxel_nm(result: PipelineResult) -> float:
 class Comparison:
     """Pick two alignments by name and show their tomograms side by side."""
 
-    def __init__(self, runs: Runs, tomograms: TomogramViewer, report: ReportView, status: Callable[[str], None]) -> None:
+    def __init__(self, runs: Runs, tomograms: SliceView, report: ReportView, status: Callable[..., None]) -> None:
         self._runs, self._tomograms, self._report, self._status = runs, tomograms, report, status
         self.compare_a = ComboBox(label="compare", choices=self._names, nullable=True)
         self.compare_b = ComboBox(label="with", choices=self._names, nullable=True)
-        self.compare_button = button("Compare side by side", "both tomograms on one grid, linked, in their own viewer")
+        self.compare_button = button("Compare side by side", "both tomograms on one grid, one above the other, one slider")
         self.widget = form(self.compare_a, self.compare_b)
         self.widget.append(self.compare_button)
         self.compare_button.changed.connect(lambda *_: self.compare())
         self.worker: Any = None
+        self.reveal: Callable[[], None] = lambda: None  # the dock unfolds the slice view's step
 
     def _names(self, _w: Any = None) -> list[str]:
         return list(self._runs.results)
@@ -74,26 +76,29 @@ class Comparison:
 
         a, b = self.compare_a.value, self.compare_b.value
         if a is None or b is None or a == b:
-            show_error("align twice under two names first (for example with and without "
-                       "'only markers seen in every view'), then pick both")
+            refuse(self._status, "cannot compare: align twice under two names first (for example with and without "
+                   "'only markers seen in every view'), then pick both")
             return None
         ra, rb = self._runs.results[a], self._runs.results[b]
         problem = comparison_problem(ra, rb)  # checked here, so that nothing is raised in a worker
         if problem:
-            self._status(f"cannot compare: {problem}")
-            show_error(f"cannot compare: {problem}")
+            refuse(self._status, f"cannot compare: {problem}")
             return None
         worker = create_worker(common_frame, ra, rb, _start_thread=False)
         worker.returned.connect(lambda vols: self.show(ra, rb, vols))
-        worker.errored.connect(lambda exc: show_error(f"cannot compare: {exc}"))
+        worker.errored.connect(lambda exc: self._failed(exc))
         self.worker = worker
         self._status(f"putting '{a}' and '{b}' on one grid...")
         worker.start()
         return worker
 
-    def show(self, ra: PipelineResult, rb: PipelineResult, volumes: tuple[Any, Any]) -> list:
-        layers = self._tomograms.show([(volumes[0], voxel_nm(ra), comparison_label(ra.name, ra.alignment)),
+    def _failed(self, exc: BaseException) -> None:
+        refuse(self._status, f"cannot compare: {exc}")
+
+    def show(self, ra: PipelineResult, rb: PipelineResult, volumes: tuple[Any, Any]) -> list[str]:
+        shown = self._tomograms.show([(volumes[0], voxel_nm(ra), comparison_label(ra.name, ra.alignment)),
                                        (volumes[1], voxel_nm(rb), comparison_label(rb.name, rb.alignment))])
         self._report.show([ra, rb])
-        self._status(f"comparing '{ra.name}' (left) with '{rb.name}' (right) on one grid")
-        return layers
+        self.reveal()
+        self._status(f"comparing '{ra.name}' (top) with '{rb.name}' (bottom) on one grid, step 6")
+        return shown

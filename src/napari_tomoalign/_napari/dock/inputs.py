@@ -26,6 +26,7 @@ from ..layers import (
     label_axes,
     marker_colors,
     new_markers_kwargs,
+    number_view_axis,
     plain_points_to_pixels,
     unlabel_axes,
 )
@@ -47,6 +48,7 @@ class InputsSection:
         self._status = status
         self._told: set[int] = set()  # markers layers already told about a change of scale
         self.on_change: list[Callable[[], None]] = []
+        self._quiet = False  # True while `refresh` sets several choices
         self.image = ComboBox(label="tilt series", choices=self._image_layers, nullable=True)
         self.markers = ComboBox(label="markers", choices=self._points_layers, nullable=True)
         self.tilt_file = FileEdit(label="tilt file", mode=FileDialogMode.EXISTING_FILE,
@@ -62,6 +64,14 @@ class InputsSection:
         self.tilt_file.changed.connect(self._changed)
         self.new_layer.changed.connect(self.new_markers_layer)
         self.use_as_markers.changed.connect(self.convert_points_layer)
+        viewer.dims.events.current_step.connect(self._number_view)
+
+    def _number_view(self, *_: Any) -> None:
+        number_view_axis(self._viewer.dims)
+
+    def close(self) -> None:
+        """Stop following the viewer's sliders (the dock is closing)."""
+        self._viewer.dims.events.current_step.disconnect(self._number_view)
 
     # ------------------------------------------------------------------ choices
     def _image_layers(self, _w: Any = None) -> list[Image]:
@@ -72,21 +82,29 @@ class InputsSection:
         return [ly for ly in self._viewer.layers if isinstance(ly, Points) and ly.ndim == 3 and ROLE not in ly.metadata]
 
     def refresh(self) -> None:
-        self.image.reset_choices()
-        self.markers.reset_choices()
-        if self.image.value is None and self._image_layers():
-            self.image.value = self._image_layers()[0]
-        if self.markers.value is None or not is_markers(self.markers.value):
-            marked = [ly for ly in self._points_layers() if is_markers(ly)]
-            if marked:
-                self.markers.value = marked[-1]
+        """New choices after the layers changed; the sections hear of the result once, not once per choice."""
+        self._quiet = True
+        try:
+            self.image.reset_choices()
+            self.markers.reset_choices()
+            if self.image.value is None and self._image_layers():
+                self.image.value = self._image_layers()[0]
+            if self.markers.value is None or not is_markers(self.markers.value):
+                marked = [ly for ly in self._points_layers() if is_markers(ly)]
+                if marked:
+                    self.markers.value = marked[-1]
+        finally:
+            self._quiet = False
         self._changed()
 
     def _changed(self, *_: Any) -> None:
+        if self._quiet:
+            return
         layer = self.markers.value
         self.use_as_markers.enabled = layer is not None and not is_markers(layer)
-        if self.image.value is not None:  # the sliders read "view", "y", "x", not "-3", "-2", "-1"
-            label_axes(self._viewer.dims)
+        if self.image.value is not None or (layer is not None and is_markers(layer)):
+            label_axes(self._viewer.dims)  # the sliders read "view 36", "y", "x", not "-3", "-2", "-1"
+            number_view_axis(self._viewer.dims)
         elif not self._image_layers():
             unlabel_axes(self._viewer.dims)
         self.pair()

@@ -16,6 +16,7 @@ from ...alignment.options import AlignmentOptions, VariableOption
 from ...alignment.result import Alignment
 from ...alignment.stages import Stage
 from ...alignment.transforms import apply_transform
+from ...conventions import view_number
 from ...io.table import MarkerTable
 from ...jobs.preview import JobStep, PreviewJob
 from ...jobs.solver_options import solver_settings
@@ -60,7 +61,7 @@ def duplicates_text(pairs: Sequence[tuple[int, int]], limit: int = 4) -> str:
     """One line for the dock: how many duplicated (view, marker) pairs and the first few."""
     if not pairs:
         return "none"
-    shown = ", ".join(f"marker {m} in view {v}" for v, m in pairs[:limit])
+    shown = ", ".join(f"marker {m} in view {view_number(v)}" for v, m in pairs[:limit])
     return f"{len(pairs)}: {shown}" + (" ..." if len(pairs) > limit else "")
 
 
@@ -177,12 +178,18 @@ def tilt_summary(tilts: NDArray | None, source: str | None) -> str:
     return f"{t.size} angles, {t.min():.0f}..{t.max():.0f} deg, from {source or 'unknown'}"
 
 
-def residual_vectors(al: Alignment, exaggeration: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """napari Vectors ``(n, 2, 3)`` from each used observation along its exaggerated residual (raw
-    frame, pixels), and ``(n, 4)`` colours: red beyond 3 x RMS, yellow otherwise."""
+def residual_vectors(al: Alignment, exaggeration: float, from_edge_px: float = 0.0
+                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """napari Vectors ``(n, 2, 3)`` along each used observation's exaggerated residual (raw frame, pixels), starting
+    ``from_edge_px`` out from the point in the residual's direction (on its ring, so that a short arrow is not hidden
+    inside it), and ``(n, 4)`` colours: red beyond 3 x RMS, yellow otherwise."""
     used = al.obs_used
     start = np.column_stack([al.obs_view[used], al.obs_xy_px[used, 1], al.obs_xy_px[used, 0]]).astype(float)
     d = al.residuals_px[used] * float(exaggeration)
+    length = np.hypot(d[:, 0], d[:, 1])
+    unit = np.divide(d, length[:, None], out=np.zeros_like(d), where=length[:, None] > 0)
+    start[:, 1] += float(from_edge_px) * unit[:, 1]
+    start[:, 2] += float(from_edge_px) * unit[:, 0]
     vectors = np.stack([start, np.column_stack([np.zeros(len(d)), d[:, 1], d[:, 0]])], axis=1)
     big = np.hypot(*al.residuals_px[used].T) > 3.0 * max(al.rms_residual_px, 1e-9)
     colours = np.where(big[:, None], [[1.0, 0.2, 0.2, 1.0]], [[1.0, 0.85, 0.1, 1.0]])

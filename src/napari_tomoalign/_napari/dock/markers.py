@@ -45,6 +45,8 @@ class MarkersPanel:
         self.excluded: set[int] = set()  # marker ids left out of the next fits
         self.flagged: set[tuple[int, int]] = set()  # (view, marker) flagged by the last robust fit
         self.on_undo_key: list[Callable[[], None]] = []  # Ctrl+Z on the markers layer
+        self.keys: dict[str, Callable[..., Any]] = {}  # more keys of the markers layer (the Bead Fixer's)
+        self.on_refresh: list[Callable[[], None]] = []  # after every redraw (edits, undo, exclusions): the journal
         self.current_marker = SpinBox(label="current marker", min=1, max=100000, value=1,
                                       tooltip="new clicks on the markers layer get this marker id")
         self.new_marker = button("New marker", "make the next unused id current: the next clicks start a new bead")
@@ -77,6 +79,8 @@ class MarkersPanel:
         layer.selected_data.events.items_changed.connect(self.update_labels)
         self._viewer.scene.camera.events.zoom.connect(self.update_labels)
         layer.bind_key(UNDO_KEY, self._undo_key, overwrite=True)
+        for key, action in self.keys.items():
+            layer.bind_key(key, _on_key(action), overwrite=True)
         ids = layer.features["marker"].to_numpy()
         self.current_marker.value = int(ids.max()) if ids.size else 1
         self._on_current_marker()
@@ -90,6 +94,8 @@ class MarkersPanel:
             self.layer.selected_data.events.items_changed.disconnect(self.update_labels)
             self._viewer.scene.camera.events.zoom.disconnect(self.update_labels)
             self.layer.bind_key(UNDO_KEY, None)
+            for key in self.keys:
+                self.layer.bind_key(key, None)
         except (TypeError, ValueError, RuntimeError, KeyError):
             pass
         self.layer = None
@@ -162,6 +168,8 @@ class MarkersPanel:
         self.duplicates.value = "duplicates: " + duplicates_text(duplicate_pairs(view, ids))
         if TRACKS in self._viewer.layers:
             self.update_tracks()
+        for callback in self.on_refresh:
+            callback()
 
     def backgrounds(self, layer: Any) -> np.ndarray | float:
         """The luminance (0-1) under each point's id as napari shows the tilt series (through its contrast limits
@@ -224,3 +232,12 @@ class MarkersPanel:
         self._viewer.layers.insert(self._viewer.layers.index(layer), tracks)
         self._viewer.layers.selection.active = layer
         self.show_tracks.text = "Hide tracks"
+
+
+def _on_key(action: Callable[..., Any]) -> Callable[[Any], None]:
+    """A key binding of the layer that runs ``action`` (napari passes the layer, which the action does not need)."""
+
+    def pressed(_layer: Any) -> None:
+        action()
+
+    return pressed

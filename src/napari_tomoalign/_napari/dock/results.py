@@ -46,10 +46,10 @@ class ResultLayers:
         self._pending: list[Any] = []  # layers added hidden, to be shown one per turn
 
     # ------------------------------------------------------------------ adding layers
-    def _place(self, layer: Any) -> Any:
-        """Insert ``layer`` under the markers layer (which stays on top), hidden until revealed."""
+    def _place(self, layer: Any, above: bool = False) -> Any:
+        """Insert ``layer`` under the markers layer (or just above it: the residual arrows), hidden until revealed."""
         layers = self._viewer.layers
-        index = layers.index(self.markers) if self.markers in layers else len(layers)
+        index = layers.index(self.markers) + int(above) if self.markers in layers else len(layers)
         layers.insert(index, layer)
         self._pending.append(layer)
         return layer
@@ -97,7 +97,8 @@ class ResultLayers:
         """Residual vectors from each observed point, exaggerated, in the raw frame."""
         if self.result is None:
             return
-        vectors, colours = residual_vectors(self.result.alignment, float(self.exaggeration.value))
+        vectors, colours = residual_vectors(self.result.alignment, float(self.exaggeration.value),
+                                            self._ring_size() / 2)
         name = f"{RESIDUALS} x{self.exaggeration.value:g}"
         for ly in [ly for ly in self._viewer.layers if ly.metadata.get(ROLE) == RESIDUALS and ly.name != name]:
             self._viewer.layers.remove(ly)
@@ -106,8 +107,8 @@ class ResultLayers:
             layer.data, layer.edge_color = vectors, colours
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             return
-        self._place(Vectors(vectors, name=name, edge_color=colours, edge_width=1.5, vector_style="arrow",
-                            visible=False, metadata={ROLE: RESIDUALS}, **self._frame()))
+        self._place(Vectors(vectors, name=name, edge_color=colours, edge_width=2.0, vector_style="arrow",
+                            visible=False, metadata={ROLE: RESIDUALS}, **self._frame()), above=True)
 
     def show_predicted_markers(self, alignment: Alignment | None = None) -> None:
         """The model's position of each marker where it was not clicked, inside the image (raw frame); of

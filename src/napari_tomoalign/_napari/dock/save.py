@@ -9,11 +9,12 @@ from typing import Any
 
 from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, FileEdit
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from ..writer import write_markers
-from .logic import safe_stem
+from .naming import stack_stem
 from .state import Runs
+from .status import refuse
 from .ui import button, form, row
 
 MARKER_FILTERS = "IMOD fiducial model (*.fid);;Markers CSV (*.csv)"
@@ -22,8 +23,11 @@ MARKER_FILTERS = "IMOD fiducial model (*.fid);;Markers CSV (*.csv)"
 class SaveSection:
     """Save markers and Save alignment."""
 
-    def __init__(self, runs: Runs, markers_layer: Callable[[], Any], status: Callable[[str], None]) -> None:
+    def __init__(self, runs: Runs, markers_layer: Callable[[], Any], status: Callable[..., None],
+                 image_layer: Callable[[], Any] = lambda: None) -> None:
         self._runs, self._markers_layer, self._status = runs, markers_layer, status
+        self._image_layer = image_layer
+        self.on_markers_saved: list[Callable[[], None]] = []  # the journal marks its state saved
         self.save_dir = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=None,
                                  tooltip="where Save alignment writes")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
@@ -38,12 +42,12 @@ class SaveSection:
         """Write the markers layer to ``path`` (asks for one when None); the suffix picks the format."""
         layer = self._markers_layer()
         if layer is None:
-            show_error("nothing to save: choose a markers layer")
+            refuse(self._status, "markers not saved: choose a markers layer")
             return []
         if path is None:
             from qtpy.QtWidgets import QFileDialog
 
-            start = str(Path(str(self.save_dir.value or ".")) / f"{safe_stem(layer.name)}.fid")
+            start = str(Path(str(self.save_dir.value or ".")) / f"{stack_stem(self._image_layer(), layer)}.fid")
             path, _ = QFileDialog.getSaveFileName(None, "Save markers", start, MARKER_FILTERS)
             if not path:
                 return []
@@ -51,9 +55,11 @@ class SaveSection:
         try:
             written = write_markers(path, layer.data, meta)
         except (ValueError, OSError) as exc:
-            show_error(f"markers not saved: {exc}")
+            refuse(self._status, f"markers not saved: {exc}")
             return []
         self._status(f"saved {len(layer.data)} marker points to {written[0]}")
+        for callback in self.on_markers_saved:
+            callback()
         return written
 
     def save_alignment(self) -> list[Path]:
@@ -64,24 +70,25 @@ class SaveSection:
 
         runs = self._runs
         if runs.last is None:
-            show_error("nothing to save: align first")
+            refuse(self._status, "alignment not saved: align first")
             return []
         target = str(self.save_dir.value or "")
         if target in ("", "."):
-            show_error("choose a folder to save the alignment in")
+            refuse(self._status, "alignment not saved: choose a folder to save it in")
             return []
-        stem = safe_stem(runs.markers.name if runs.markers is not None else "markers")
+        stem = stack_stem(runs.image, runs.markers)
         try:
             paths = save_result(runs.last, target, stem, overwrite=bool(self.overwrite.value),
-                                extra={"markers_layer": stem, "name": runs.last.name})
+                                extra={"markers_layer": getattr(runs.markers, "name", stem), "name": runs.last.name})
         except OverwriteError as exc:
             name = Path(str(exc).split(" already exists")[0]).name
-            show_error(f"not saved: {name} already exists in {target}; tick 'overwrite existing files' "
-                       "or choose another folder")
+            refuse(self._status, f"not saved: {name} already exists in {target}; tick 'overwrite existing files' "
+                   "or choose another folder")
             return []
         except OSError as exc:
-            show_error(f"not saved: {exc}")
+            refuse(self._status, f"not saved: {exc}")
             return []
         show_info(f"saved {len(paths)} files to {target}")
-        self._status(f"saved '{runs.last.name}' to {target}")
+        self._status(f"saved '{runs.last.name}' to {target}: {', '.join(p.name for p in paths[:3])}"
+                     + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""))
         return paths

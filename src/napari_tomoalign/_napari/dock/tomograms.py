@@ -1,61 +1,141 @@
-"""Tomograms are volumes, not tilt series: they get a napari viewer of their own, so that their Z
-slider never doubles as the view slider of a tilt series. Voxel size on all three axes, opened at the
-middle section, its axes named z, y, x, each panel labelled; two tomograms side by side share one camera (napari's grid)."""
+"""Tomograms in a light slice view inside the dock: one canvas (napari's), never a second napari viewer.
+
+A second napari viewer aborts napari on software OpenGL (``GLError 1281`` then ``Aborted``, exit 134), and
+adding or removing a volume layer in the main viewer stalls it 0.1-0.3 s and changes its sliders' range and step
+for the tilt series. The preview tomogram is small (binned), so its sections are drawn here as plain Qt images:
+no OpenGL, no layer, nothing in the viewer changes. Two tomograms (Compare) are drawn one above the other at the
+same section of one grid, each labelled with its alignment's name and RMS; one slider moves both.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from napari.layers import Image
+from numpy.typing import NDArray
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
-from ..layers import label_axes
+from .ui import DOCK_CONTENT_WIDTH
 
-TITLE = "TomoAlign: tomograms"
+PLANES = ("XY sections", "XZ sections")
 
 
-class TomogramViewer:
-    """A second napari viewer, made on first use and closed with the dock."""
+def contrast(volume: NDArray) -> tuple[float, float]:
+    """Display limits of a tomogram: the 0.5 and 99.5 percentiles of its middle section."""
+    lo, hi = (float(v) for v in np.percentile(volume[len(volume) // 2], [0.5, 99.5]))
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def section(volume: NDArray, plane: str, k: int) -> NDArray:
+    """Section ``k`` of a ``(z, y, x)`` volume: an XY section (y rows), or an XZ one (z rows, top = first z)."""
+    return np.asarray(volume[k]) if plane == PLANES[0] else np.asarray(volume[:, k, :])
+
+
+def grey8(image: NDArray, limits: tuple[float, float]) -> NDArray[np.uint8]:
+    """An image as 8-bit grey through ``limits`` (low black, high white)."""
+    lo, hi = limits
+    scaled = (np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / max(hi - lo, 1e-12))
+    return np.ascontiguousarray(np.clip(scaled, 0.0, 255.0).astype(np.uint8))
+
+
+class SliceView:
+    """The tomograms of the last *Show tomogram* or *Compare*, as sections with a slider, in the dock."""
 
     def __init__(self) -> None:
-        self.viewer: Any = None
+        self.widget = QWidget()
+        layout = QVBoxLayout(self.widget)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plane = QComboBox()
+        self.plane.addItems(list(PLANES))
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setToolTip("the section shown (Z for XY sections, Y for XZ sections); both panels move together")
+        self.where = QLabel("")
+        self.where.setWordWrap(True)
+        self.where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.plane)
+        top.addWidget(self.where, 1)
+        layout.addLayout(top)
+        layout.addWidget(self.slider)
+        self._box = QVBoxLayout()
+        self._box.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._box)
+        self.titles: list[QLabel] = []
+        self.images: list[QLabel] = []
+        self.volumes: list[tuple[NDArray, float, str, tuple[float, float]]] = []
+        self.plane.currentTextChanged.connect(lambda *_: self._plane_changed())
+        self.slider.valueChanged.connect(lambda *_: self.render())
+        self.widget.setVisible(False)
 
-    def _ensure(self) -> Any:
-        if self.viewer is None:
-            import napari
+    @property
+    def shown(self) -> list[str]:
+        """The labels of the tomograms shown (empty when none)."""
+        return [v[2] for v in self.volumes]
 
-            self.viewer = napari.Viewer(title=TITLE, show=True)
-            window = self.viewer.window.main_menu.window()
-            window.destroyed.connect(self._forget)
-        return self.viewer
+    def show(self, panels: list[tuple[NDArray, float, str]]) -> list[str]:
+        """Show ``(volume (z, y, x), voxel size nm, label)`` panels at their middle XY section."""
+        self.volumes = [(v, float(voxel), label, contrast(v)) for v, voxel, label in panels]
+        while len(self.images) < len(panels):
+            title, image = QLabel(), QLabel()
+            title.setWordWrap(True)
+            title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+            image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self._box.addWidget(title)
+            self._box.addWidget(image)
+            self.titles.append(title)
+            self.images.append(image)
+        for k, (title, image) in enumerate(zip(self.titles, self.images)):
+            title.setVisible(k < len(panels))
+            image.setVisible(k < len(panels))
+            if k < len(panels):
+                title.setText(panels[k][2])
+        self.widget.setVisible(bool(panels))
+        self.plane.blockSignals(True)
+        self.plane.setCurrentIndex(0)
+        self.plane.blockSignals(False)
+        self._plane_changed()
+        return self.shown
 
-    def _forget(self, *_: Any) -> None:
-        self.viewer = None
+    def _plane_changed(self) -> None:
+        if not self.volumes:
+            return
+        axis = 0 if self.plane.currentText() == PLANES[0] else 1
+        n = min(int(v[0].shape[axis]) for v in self.volumes)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(n - 1, 0))
+        self.slider.setValue(n // 2)
+        self.slider.blockSignals(False)
+        self.render()
 
-    def show(self, panels: list[tuple[np.ndarray, float, str]]) -> list[Image]:
-        """Show ``(volume (z, y, x), voxel size, label)`` panels, side by side when there are two."""
-        viewer = self._ensure()
-        viewer.layers.clear()
-        added = []
-        for volume, voxel, label in panels:
-            lo, hi = (float(v) for v in np.percentile(volume[len(volume) // 2], [0.5, 99.5]))
-            layer = Image(volume, name=label, scale=(voxel,) * 3, colormap="gray",
-                          contrast_limits=(lo, hi if hi > lo else lo + 1.0), metadata={"volume": True})
-            layer.name_overlay.visible = True
-            viewer.layers.append(layer)
-            added.append(layer)
-        grid = viewer.canvas.grid
-        grid.stride, grid.shape, grid.enabled = 1, (1, len(panels)), len(panels) > 1
-        middle = added[0].data_to_world((added[0].data.shape[0] // 2, 0, 0))[0]
-        viewer.dims.set_point(0, float(middle))
-        label_axes(viewer.dims, ("z", "y", "x"))  # a volume's slider is z, not a view
-        viewer.reset_view()
-        return added
+    def render(self) -> None:
+        """Draw the current section of each tomogram at the dock's width."""
+        if not self.volumes:
+            return
+        plane, k = self.plane.currentText(), int(self.slider.value())
+        width = max(self.widget.width(), DOCK_CONTENT_WIDTH) - 4
+        for (volume, _, _, limits), label in zip(self.volumes, self.images):
+            pixels = grey8(section(volume, plane, k), limits)
+            h, w = pixels.shape
+            image = QImage(cast(bytes, pixels.data), w, h, w, QImage.Format.Format_Grayscale8).copy()
+            pixmap = QPixmap.fromImage(image).scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+            label.setPixmap(pixmap)
+            label.setFixedHeight(pixmap.height())
+        volume, voxel = self.volumes[0][0], self.volumes[0][1]
+        axis = "z" if plane == PLANES[0] else "y"
+        n = volume.shape[0 if plane == PLANES[0] else 1]
+        self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm")
 
-    def close(self) -> None:
-        if self.viewer is not None:
-            viewer, self.viewer = self.viewer, None
-            try:
-                viewer.close()
-            except (RuntimeError, AttributeError):  # already closed by the user
-                pass
+    def clear(self) -> None:
+        """Forget the tomograms (their memory goes with them)."""
+        self.volumes = []
+        for label in self.images:
+            label.clear()
+        self.widget.setVisible(False)
+
+    def pixels(self, k: int = 0) -> Any:
+        """The image drawn in panel ``k`` (a QPixmap), for tests and screenshots."""
+        return self.images[k].pixmap()

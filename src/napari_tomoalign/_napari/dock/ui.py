@@ -134,11 +134,11 @@ def button(text: str, tooltip: str | None = None, enabled: bool = True) -> Butto
 class Step(QWidget):
     """A numbered step of the dock: a header button that folds and unfolds its body."""
 
-    def __init__(self, number: int, title: str, body: QWidget, expanded: bool = True) -> None:
+    def __init__(self, number: int | None, title: str, body: QWidget, expanded: bool = True) -> None:
         super().__init__()
         self.title = title
         self.header = QToolButton()
-        self.header.setText(f"{number}. {title}")
+        self.header.setText(f"{number}. {title}" if number is not None else title)  # None: a fold inside a step
         self.header.setCheckable(True)
         self.header.setChecked(expanded)
         self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)

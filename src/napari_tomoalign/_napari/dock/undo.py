@@ -33,6 +33,14 @@ class UndoStack:
         del self._items[: -self._depth]
         self._changed()
 
+    def push(self, layer: Any, data: np.ndarray, features: Any, excluded: set[int]) -> None:
+        """Put a state of ``layer`` on the stack as if it had been remembered before an edit (a restored history)."""
+        import pandas as pd
+
+        self._items.append((layer, np.array(data, copy=True), pd.DataFrame(features), set(excluded)))
+        del self._items[: -self._depth]
+        self._changed()
+
     @contextmanager
     def editing(self) -> Iterator[None]:
         """An edit of the dock's own: remembered once by the caller, not again by the layer's events."""

@@ -1,0 +1,112 @@
+"""3dmod's Bead Fixer, the pure part: no napari, magicgui or Qt here.
+
+- Centring a point on its bead uses the tracker's own localisation (`tracking._measure.fit_at`: the sub-pixel
+  fit of the bead's radial profile), on a patch cut around the point (a 4096 x 4096 view is never copied).
+- Gaps are the views where the model puts a marker inside the image and the layer has no point of it now (the
+  '?' rings, and any point deleted since).
+- Re-tracking one bead walks outward from a corrected point, view after view in both directions: the guess in
+  the next view is the model's prediction shifted by the correction found in the last one (the last position
+  when there is no model), and the tracker's fit places it; it stops where the fit fails or lands farther than a
+  bead's diameter from the guess (with a model, after `MISSES` such views in a row: a bead hidden in one view).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ...alignment.result import Alignment
+from ...tracking._measure import fit_at
+from ...tracking._profile import BeadProfile
+from ...tracking._views import hot_threshold
+
+MISSES = 2
+PATCH_DIAMETERS = 3.0  # half the side of the patch cut around a point, in bead diameters (plus a margin)
+
+
+def centre_on_bead(view: NDArray, xy: NDArray, diameter_px: float, dark: bool = True
+                   ) -> tuple[NDArray[np.float64], bool]:
+    """The bead's centre near ``xy`` (x, y) in the 2-D image ``view`` and whether the fit found one there."""
+    rows, cols = view.shape[-2:]
+    half = int(np.ceil(PATCH_DIAMETERS * diameter_px)) + 8
+    x0, y0 = max(int(round(xy[0])) - half, 0), max(int(round(xy[1])) - half, 0)
+    x1, y1 = min(int(round(xy[0])) + half + 1, cols), min(int(round(xy[1])) + half + 1, rows)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return np.asarray(xy, dtype=float), False
+    patch = np.ascontiguousarray(view[y0:y1, x0:x1], dtype=np.float32)
+    start = np.asarray(xy, dtype=float).reshape(1, 2) - [x0, y0]
+    m = fit_at(patch, start, BeadProfile.ideal(diameter_px), -1.0 if dark else 1.0, hot_threshold(patch))
+    found = m.xy[0] + [x0, y0]
+    ok = bool(m.ok[0]) and bool(np.all(np.isfinite(found)))
+    return (found if ok else np.asarray(xy, dtype=float)), ok
+
+
+def retrack_bead(stack: NDArray, start_view: int, start_xy: NDArray, diameter_px: float,
+                 predicted: NDArray | None = None, dark: bool = True) -> dict[int, NDArray[np.float64]]:
+    """``{view: (x, y)}`` of one bead tracked from ``start_xy`` in ``start_view`` through the views on both sides;
+    ``predicted`` ``(n_views, 2)`` is the model's position of that marker in each view (NaN where none)."""
+    n = len(stack)
+    out = {int(start_view): np.asarray(start_xy, dtype=float)}
+    pred = None if predicted is None else np.asarray(predicted, dtype=float)
+    for step in (1, -1):
+        last = np.asarray(start_xy, dtype=float)
+        offset = last - pred[start_view] if pred is not None and np.all(np.isfinite(pred[start_view])) else None
+        j, misses = int(start_view) + step, 0
+        while 0 <= j < n:
+            model = pred is not None and offset is not None and np.all(np.isfinite(pred[j]))
+            guess = pred[j] + offset if model and pred is not None and offset is not None else last
+            xy, ok = centre_on_bead(stack[j], guess, diameter_px, dark)
+            if not ok or np.hypot(*(xy - guess)) > diameter_px:
+                misses += 1
+                if not model or misses > MISSES:
+                    break
+                j += step
+                continue
+            out[j], last, misses = xy, xy, 0
+            if model and pred is not None:
+                offset = xy - pred[j]
+            j += step
+    return out
+
+
+def gaps(al: Alignment, data: NDArray, marker: NDArray) -> list[tuple[int, int, NDArray[np.float64]]]:
+    """``(view, marker id, (x, y))`` wherever the model puts a marker inside the image and the markers layer
+    (``data`` (view, y, x), ``marker`` ids) has no point of it now, by marker then view (3dmod's Next gap order)."""
+    w, h = al.image_size
+    p = al.predicted_xy_px
+    inside = np.all(np.isfinite(p), axis=2) & (p[..., 0] >= 0) & (p[..., 0] <= w - 1) & (p[..., 1] >= 0) \
+        & (p[..., 1] <= h - 1)
+    wanted = inside & al.view_determined[:, None] & al.marker_included[None, :]
+    column = {int(m): k for k, m in enumerate(al.marker_ids)}
+    d = np.asarray(data, dtype=float).reshape(-1, 3)
+    for v, m in zip(np.round(d[:, 0]).astype(np.int64), np.asarray(marker, dtype=np.int64)):
+        if int(m) in column and 0 <= v < al.n_views:
+            wanted[v, column[int(m)]] = False
+    views, cols = np.nonzero(wanted)
+    order = np.lexsort((views, al.marker_ids[cols]))
+    return [(int(views[k]), int(al.marker_ids[cols[k]]), p[views[k], cols[k]].astype(float)) for k in order]
+
+
+def next_gap(found: list[tuple[int, int, NDArray[np.float64]]], current: tuple[int, int] | None) -> int | None:
+    """Index in ``found`` of the gap after ``current`` ``(view, marker)`` in (marker, view) order, wrapping."""
+    if not found:
+        return None
+    if current is None:
+        return 0
+    key = (current[1], current[0])
+    later = [k for k, (v, m, _) in enumerate(found) if (m, v) > key]
+    return later[0] if later else 0
+
+
+def with_point(data: NDArray, marker: NDArray, view: int, marker_id: int, xy: NDArray
+               ) -> tuple[NDArray[np.float64], NDArray[np.int64], int]:
+    """Points ``data`` (view, y, x) and ``marker`` ids with ``marker_id``'s point in ``view`` at ``xy`` (x, y):
+    moved when there is one, added otherwise; and the index of that point."""
+    d = np.array(data, dtype=float).reshape(-1, 3)
+    m = np.asarray(marker, dtype=np.int64)
+    hit = np.flatnonzero((np.round(d[:, 0]).astype(np.int64) == view) & (m == marker_id))
+    if hit.size:
+        d[hit[0], 1:] = xy[1], xy[0]
+        return d, m, int(hit[0])
+    return (np.vstack([d, [float(view), float(xy[1]), float(xy[0])]]), np.append(m, np.int64(marker_id)),
+            len(d))
