@@ -32,11 +32,10 @@ def idle(qtbot, widget, started=True):
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
 
 
-def fixed(qtbot, worker):
+def fixed(qtbot, widget, worker):
+    """Wait for a Bead-Fixer action's worker to finish (the fixer forgets it then) and its edit to land."""
     assert worker is not None
-    qtbot.waitUntil(lambda: worker.is_running is False and worker.abort_requested is False, timeout=WAIT_MS)
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS, raising=False):
-        pass
+    qtbot.waitUntil(lambda: widget.fixer.worker is not worker, timeout=WAIT_MS)
     qtbot.wait(20)
 
 
@@ -129,7 +128,7 @@ def bead_fixer_round(qtbot, viewer, widget):
     k, view = widget.triage.go_to_next_residual()
     assert viewer.dims.axis_labels[0] == f"view {view_number(view)}"
     moved_from = layer.data[k].copy()
-    fixed(qtbot, widget.fixer.centre())
+    fixed(qtbot, widget, widget.fixer.centre())
     assert "centred 1 point" in widget.status.text(), widget.status.text()
     assert np.hypot(*(layer.data[k, 1:] - moved_from[1:])) < 3.0  # on its bead, a tracked point moves little
     widget.undo()
@@ -148,8 +147,8 @@ def bead_fixer_round(qtbot, viewer, widget):
     # Accept the '?' ring, centre the new point, re-track its bead from it: three undoable edits.
     added = widget.fixer.accept_gap()
     assert added == len(before) and layer.features["marker"].iloc[added] == gap[1]
-    fixed(qtbot, widget.fixer.centre())
-    fixed(qtbot, widget.fixer.retrack())
+    fixed(qtbot, widget, widget.fixer.centre())
+    fixed(qtbot, widget, widget.fixer.retrack())
     assert "re-tracked marker" in widget.status.text(), widget.status.text()
     for _ in range(3):
         widget.undo()

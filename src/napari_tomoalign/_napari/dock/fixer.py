@@ -88,9 +88,14 @@ class BeadFixer:
         worker = create_worker(work, *args, _start_thread=False)
         worker.returned.connect(done)
         worker.errored.connect(lambda exc: refuse(self._status, f"the fit failed: {exc}"))
+        worker.finished.connect(lambda: self._finished(worker))  # connected before start: never missed
         self.worker = worker
         worker.start()
         return worker
+
+    def _finished(self, worker: Any) -> None:
+        if self.worker is worker:
+            self.worker = None  # nothing of the fixer's is running now
 
     # ------------------------------------------------------------------ centre
     def centre(self, *_: Any) -> Any:
