@@ -18,6 +18,7 @@ from ..io.atomic import check_writable
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from .beads import diameter_px_from_nm
+from .diameter import resolve_diameter
 from .pipeline import track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
 
@@ -35,10 +36,12 @@ class TrackedStack:
     tilt_source: str
 
 
-def _diameter_px(diameter_nm: float | None, diameter_px: float | None, pixel_nm: float | None, stack: Path) -> float:
+def _diameter_px(diameter_nm: float | str | None, diameter_px: float | str | None, pixel_nm: float | None,
+                 stack: Path) -> float:
     if (diameter_nm is None) == (diameter_px is None):
         raise UsageError("give the bead diameter once: --bead-diameter-nm D or --bead-diameter-px D")
     if diameter_px is not None:
+        diameter_px = float(diameter_px)
         if not (np.isfinite(diameter_px) and 2.0 <= diameter_px <= 200.0):
             raise UsageError(f"--bead-diameter-px must be from 2 to 200 pixels, not {diameter_px}")
         return float(diameter_px)
@@ -46,7 +49,7 @@ def _diameter_px(diameter_nm: float | None, diameter_px: float | None, pixel_nm:
         raise UsageError(f"{stack} records no pixel size, so a diameter in nm cannot be converted; give"
                          " --bead-diameter-px instead")
     assert diameter_nm is not None
-    return diameter_px_from_nm(diameter_nm, pixel_nm)
+    return diameter_px_from_nm(float(diameter_nm), pixel_nm)
 
 
 def track_to_file(
@@ -54,19 +57,23 @@ def track_to_file(
     output: str | os.PathLike[str],
     *,
     tilt_angles_path: str | os.PathLike[str] | None = None,
-    bead_diameter_nm: float | None = None,
-    bead_diameter_px: float | None = None,
+    bead_diameter_nm: float | str | None = None,
+    bead_diameter_px: float | str | None = None,
     tilt_axis_deg: float | None = None,
     n_beads: int | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
     threads: int | None = None,
+    clumps: str = "skip",
+    dark: bool = True,
 ) -> TrackedStack:
     """Find and track the gold beads of a raw stack and write the markers (``.csv``, ``.fid`` or ``.mod``).
 
     The tilt angles come from ``tilt_angles_path``, else from beside the stack (IMOD's order). Raises
     `UsageError` or `FileFormatError` for bad input, `BeadFindingError` when no beads can be told apart.
-    ``threads`` caps the threads of the tracking (a batch worker asks for one).
+    ``threads`` caps the threads of the tracking (a batch worker asks for one). A diameter of ``"auto"``
+    is measured; a given one is checked against the beads and adapted (`diameter.resolve_diameter`).
+    ``clumps`` ``"track"`` tracks the beads of clumps too; ``dark`` False for bright beads.
     """
     out = Path(output)
     if out.suffix.lower() not in MARKER_SUFFIXES:
@@ -85,16 +92,18 @@ def track_to_file(
         raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
                          f" {series.n_views} views")
     pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
-    d_px = _diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, Path(stack_path))
+    auto = "auto" in (bead_diameter_nm, bead_diameter_px)
+    d_px = None if auto else _diameter_px(bead_diameter_nm, bead_diameter_px, pixel_nm, Path(stack_path))
     rows, cols = series.data.shape[1:]
-    if bead_diameter_nm is not None and not 1.5 <= d_px <= min(rows, cols) / 4:
+    if d_px is not None and bead_diameter_nm is not None and not 1.5 <= d_px <= min(rows, cols) / 4:
         raise UsageError(f"--bead-diameter-nm {bead_diameter_nm:g} is {d_px:.1f} px at the header's {pixel_nm:g} nm/px,"
                          f" which does not fit {cols} x {rows} images: gold is usually 5-20 nm (not Angstrom);"
                          " check the number and the pixel size, or give --bead-diameter-px")
+    d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if bead_diameter_nm is not None else "px", dark)
     result = track_beads(series.data, tilts, d_px, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads, progress=progress,
-                         threads=threads)
+                         threads=threads, clumps=clumps, dark=dark)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
-    if result.n_beads == 0:
+    if result.n_beads == 0 or result.alignment is None:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
                          "; check the bead diameter and the tilt angles"))
     if hint:

@@ -70,10 +70,10 @@ class BeadTracker:
 
     def __init__(self, reader: ViewReader, tilts: NDArray[np.float64], coarse: CoarseAlignment,
                  profile: BeadProfile, seeds_xy: NDArray[np.float64], seed_view: int, *, dark: bool = True,
-                 tilt_axis_deg: float | None = None) -> None:
+                 tilt_axis_deg: float | None = None, clumps: bool = False) -> None:
         self.reader, self.tilts, self.coarse, self.profile = reader, np.asarray(tilts, float), coarse, profile
         self.sign = -1.0 if dark else 1.0
-        self.seed_view, self.axis = int(seed_view), tilt_axis_deg
+        self.seed_view, self.axis, self.clumps = int(seed_view), tilt_axis_deg, clumps
         self.d = 2.0 * profile.radius_px
         nv, nb = len(self.tilts), len(seeds_xy)
         self.pos = np.full((nv, nb, 2), np.nan)
@@ -241,7 +241,7 @@ class BeadTracker:
                                prior_px=hw[~ok], relative=self.relative)
             ok2 = self.acceptable(m2, bad, pred[bad], wide, relax=0.85)
             self.store(j, bad, m2, ok2)
-        self.measure_crowded(j, pred, np.flatnonzero(active & crowded & from_model))
+        self.measure_crowded(j, pred, np.flatnonzero(active & crowded & (from_model | self.clumps)))
         self.done.append(j)
         found = np.flatnonzero(np.isfinite(self.pos[j, :, 0]))
         self._learn(j, found)
