@@ -9,8 +9,9 @@ first measure is only nearer):
 
 - `diameter_to_track` with a given diameter: the measured one is used when it is within a factor
   `TRUST_FACTOR` of the given one (a given diameter 0.6-1.4 times the true one tracks like the true
-  one); further off, `DiameterError` names the measured diameter. When nothing can be measured (too
-  few single beads), the given diameter is used as it is.
+  one); further off, `DiameterError` names the measured diameter. When nothing can be measured from
+  the given diameter, it is measured from scratch; when that fails too (too few single beads), the
+  given diameter is used as it is.
 - `measure_bead_diameter` with none (``auto``): every start of a ladder of diameters from 4 px to an
   eighth of the image is measured, and the measure that the most starts agree on (within 15 %), among
   those that reproduce themselves, is taken; `DiameterError` when none does.
@@ -93,8 +94,11 @@ def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: floa
         return measure_bead_diameter(view, None, dark=dark)
     try:
         measured = measure_bead_diameter(view, given_px, dark=dark)
-    except DiameterError:
-        return float(given_px)
+    except DiameterError:  # nothing measured from the given size: from scratch, else the given one as it is
+        try:
+            measured = measure_bead_diameter(view, None, dark=dark)
+        except DiameterError:
+            return float(given_px)
     if 1.0 / TRUST_FACTOR <= measured / given_px <= TRUST_FACTOR:
         return measured
     raise DiameterError(f"the beads measure about {measured:.1f} px across, not the {given_px:.1f} px given",

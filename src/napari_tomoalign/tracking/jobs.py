@@ -113,22 +113,21 @@ def track_to_file(
     return TrackedStack(result, out, pixel_nm, source)
 
 
-POOR_RMS_PX = 1.0  # a tracking whose alignment fits worse than this is checked against the beads' own size
+POOR_RMS_PX = 1.0  # a tracking whose alignment fits worse than this (working pixels) is checked against the size
 
 
 def _diameter_hint(view: np.ndarray, result: TrackingResult, d_px: float, pixel_nm: float | None) -> str | None:
     """When the tracking came out poor, whether the beads measure another size than the one given (in
     one line that says what to give instead); None when it came out well or the size is not the cause."""
-    al = result.alignment
-    if result.n_beads and al is not None and al.rms_residual_px <= POOR_RMS_PX:
-        return None
-    from .beads import BeadFindingError, estimate_bead_diameter
+    from .binned import working_binning
+    from .diameter import DiameterError, measure_bead_diameter
 
-    try:
-        measured = estimate_bead_diameter(view, d_px)
-        for _ in range(2):  # from a size far off the first measure is only nearer: measure again from it
-            measured = estimate_bead_diameter(view, measured)
-    except (BeadFindingError, ValueError, np.linalg.LinAlgError):
+    al = result.alignment
+    if result.n_beads and al is not None and al.rms_residual_px <= POOR_RMS_PX * working_binning(d_px, view.shape):
+        return None
+    try:  # on a copy binned for the size given, again and again from there
+        measured = measure_bead_diameter(view, d_px)
+    except DiameterError:
         return None
     if 0.75 <= measured / d_px <= 1.33:
         return None
