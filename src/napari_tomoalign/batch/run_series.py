@@ -140,7 +140,8 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         t1 = time.perf_counter()
         tracked = track_to_file(spec.stack, out / f"{spec.name}.fid",  # type: ignore[arg-type]
                                 tilt_angles_path=spec.tilt_angles, bead_diameter_nm=nm, bead_diameter_px=px,
-                                tilt_axis_deg=options.tilt_axis_deg, n_beads=s.beads, overwrite=True, threads=1)
+                                tilt_axis_deg=options.tilt_axis_deg, n_beads=s.beads, overwrite=True, threads=1,
+                                clumps=str({**defaults, **spec.options}.get("clumps") or "skip").strip().lower())
         track_s = time.perf_counter() - t1
         result = tracked.result
         table = result.markers

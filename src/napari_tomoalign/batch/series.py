@@ -11,7 +11,7 @@ The CSV table has a header. Columns (paths relative to the table's folder):
   stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``;
 - for a stack without markers, which is tracked (the ``run`` path): ``bead_diameter_nm`` or
   ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin`` and
-  ``thickness`` (of the tomogram), ``erase_gold`` (yes/no);
+  ``thickness`` (of the tomogram), ``erase_gold`` (yes/no), ``clumps`` (skip/track, as ``run --clumps``);
 - any per-series solver option: ``tilt_axis``, ``rotation``, ``tilt``, ``magnification`` (fixed, one,
   view, group:N), ``reference_view``, ``robust``, ``robust_scale``, ``robust_tracks``, ``max_iterations``,
   ``no_axis_estimate``, ``no_initial_stage``, ``axis_z_shift``.
@@ -34,7 +34,7 @@ MARKER_EXT = (".fid", ".mod", ".csv")
 TILT_EXT = (".tlt", ".rawtlt")
 OPTION_COLUMNS = ("tilt_axis", "rotation", "tilt", "magnification", "reference_view", "robust", "robust_scale",
                   "robust_tracks", "max_iterations", "no_axis_estimate", "no_initial_stage", "axis_z_shift")
-RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold")  # options of the run path (tracked series)
+RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold", "clumps")  # options of the run path (tracked series)
 _KNOWN = {"name", "stack", "tilt_angles", "markers", "bead_diameter_nm", "bead_diameter_px", "image_width",
           "image_height", "pixel_size_nm", *OPTION_COLUMNS, *RUN_COLUMNS}
 
