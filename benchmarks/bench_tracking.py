@@ -117,15 +117,19 @@ def recall(series, result, tracks, match_px=2.0, clumped=False, share=0.9) -> tu
 
 
 def special_beads(series, result, tracks, match_px) -> str:
-    """How the crossing pair and the single beads that leave the field (visible in the seed view, not in
-    every view) fare: tracked through >= 90 % of the views where they are visible, of how many."""
+    """How the crossing pair and the single beads that leave the field (inside IMOD's border in the seed
+    view, not visible in every view) fare: tracked through >= 90 % of the views where they are visible."""
     got = np.zeros(series.visible.shape, dtype=bool)
     for bead, sel, d in tracks.values():
         got[result.markers.view[sel][d <= match_px], bead] = True
     ok = (got & series.visible).sum(axis=0) >= 0.9 * series.visible.sum(axis=0)
     cross = series.scene.crossing.ravel() if series.scene is not None else np.zeros(0, np.intp)
     sv = result.seed_view
-    leave = np.flatnonzero(series.isolated(sv) & series.visible[sv] & ~series.visible.all(axis=0))
+    h, w = series.images.shape[1:]
+    border = max(32.0 * max(w, h) / 1024.0, series.bead_diameter_px)  # IMOD's border, as `recall`
+    xy0 = series.true_xy[sv]
+    inner = (xy0[:, 0] >= border) & (xy0[:, 1] >= border) & (xy0[:, 0] <= w - 1 - border) & (xy0[:, 1] <= h - 1 - border)
+    leave = np.flatnonzero(series.isolated(sv) & series.visible[sv] & inner & ~series.visible.all(axis=0))
     return f"crossing {int(ok[cross].sum())}/{len(cross)}, leaving the field {int(ok[leave].sum())}/{len(leave)}"
 
 
