@@ -280,10 +280,12 @@ class BeadTracker:
             # neighbours too, finds where the clump went; the joint fit starts from there
             far = ~from_model[beads]
             tol[far] = max(1.5, 0.5 * self.d)
-            m0 = measure_beads(img, start[far], self.templates.get(beads[far]), self.profile, tol[far], self.sign, hot,
-                               relative=self.relative)
+            m0 = measure_beads(img, start[far], self.templates.get(beads[far]), self.profile,
+                               self.search_radius(from_model[beads[far]]), self.sign, hot, relative=self.relative)
             start[far] = np.where(m0.ok[:, None], m0.xy, start[far])
         m = fit_crowded(img, start, self.profile, self.sign, hot, self.relative)
+        pred = pred.copy()
+        pred[beads] = start  # the joint fit must stay near where it started (the template's find, if any)
         self.store(j, beads, m, self.acceptable(m, beads, pred[beads], tol))
 
     def _anchor_correction(self, img, hot, pred, active, from_model) -> NDArray[np.float64]:
