@@ -13,8 +13,9 @@ first measure is only nearer):
   the given diameter, it is measured from scratch; when that fails too (too few single beads), the
   given diameter is used as it is.
 - `measure_bead_diameter` with none (``auto``): every start of a ladder of diameters from 4 px to an
-  eighth of the image is measured, and the measure that the most starts agree on (within 15 %), among
-  those that reproduce themselves, is taken; `DiameterError` when none does.
+  eighth of a central crop of at most 1024 px (`LADDER_PX`) is measured on that crop, and the measure
+  that the most starts agree on (within 15 %), among those that reproduce themselves, is measured again
+  on the whole view; `DiameterError` when no start reproduces itself.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .binned import working_binning
 
 TRUST_FACTOR = 1.8
 AGREE = 0.15
+LADDER_PX = 1024  # the ladder of starts runs on a central crop this wide, then the whole view refines it
 
 
 class DiameterError(BeadFindingError):
@@ -66,12 +68,13 @@ def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dar
             return _measure_from(img, float(rough_px), dark)
         except (BeadFindingError, ValueError, np.linalg.LinAlgError) as exc:
             raise DiameterError(f"the bead diameter could not be measured ({exc})", None, rough_px) from None
-    top = min(img.shape) / 8.0
+    crop = _central(img, LADDER_PX)
+    top = min(crop.shape) / 8.0
     found = []
     for start in np.geomspace(4.0, max(top, 4.0), max(2, int(np.log(max(top, 4.0) / 4.0) / np.log(1.5)) + 1)):
         try:
-            d = _measure_from(img, float(start), dark, repeats=3)
-            again = _measure_from(img, d, dark, repeats=1)
+            d = _measure_from(crop, float(start), dark, repeats=3)
+            again = _measure_from(crop, d, dark, repeats=1)
         except (BeadFindingError, ValueError, np.linalg.LinAlgError):
             continue
         if abs(again / d - 1.0) <= AGREE:
@@ -80,8 +83,20 @@ def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dar
         raise DiameterError("no bead diameter could be measured on the minimum-tilt view: give it", None, None)
     values = np.array(found)
     votes = [(np.abs(values / v - 1.0) <= AGREE).sum() for v in values]
-    best = values[np.abs(values / values[int(np.argmax(votes))] - 1.0) <= AGREE]
-    return float(np.median(best))
+    best = float(np.median(values[np.abs(values / values[int(np.argmax(votes))] - 1.0) <= AGREE]))
+    if crop.shape == img.shape:
+        return best
+    try:  # measured again on the whole view, from what the crop gave
+        return _measure_from(img, best, dark)
+    except (BeadFindingError, ValueError, np.linalg.LinAlgError):
+        return best
+
+
+def _central(img: NDArray, size: int) -> NDArray:
+    """The central ``size`` x ``size`` part of ``img`` (all of it when smaller)."""
+    rows, cols = img.shape
+    y0, x0 = max(0, (rows - size) // 2), max(0, (cols - size) // 2)
+    return img[y0 : y0 + size, x0 : x0 + size]
 
 
 def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, *,
