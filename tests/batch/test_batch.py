@@ -349,7 +349,7 @@ def test_run_options_and_bad_run_input_are_reported_per_series(client, tmp_path,
     d = out / "plain"
     assert (d / "plain_erased.mrc").is_file() and (d / "plain_bin4.rec").is_file()
     info = json.loads((d / "tracking.json").read_text())
-    assert info["bead_diameter_px"] == pytest.approx(12.5) and info["beads_tracked"] <= 6
+    assert info["bead_diameter_px"] == pytest.approx(12.5, rel=0.05) and info["beads_tracked"] <= 6
     localisation, prediction = _prediction_error(d / "plain_markers.csv", d / "alignment" / "predicted.csv", cryo)
     assert localisation < 0.4 and prediction < 0.5
     again = run_batch(table, out, client=client, progress=False,

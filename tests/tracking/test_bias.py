@@ -13,7 +13,7 @@ from napari_tomoalign.tracking._measure import fit_at
 from napari_tomoalign.tracking._profile import BeadProfile, fit_profile
 from napari_tomoalign.tracking._views import ViewReader
 from napari_tomoalign.tracking._whiten import KERNEL_PX, make_whitener, whitening_kernel
-from napari_tomoalign.tracking.pipeline import _learned_profile
+from napari_tomoalign.tracking.pipeline import learned_profile
 
 
 def bead_on_slope(d, slope, centre, size, counts=1000.0, transmission=0.33, blur=0.5):
@@ -70,7 +70,7 @@ def test_prewhitened_refit_reduces_the_texture_pull(seed):
     s = make_bead_series("plastic", 256, 9, seed=seed)
     reader, sv = ViewReader(s.images), 4
     beads = np.flatnonzero(s.isolated(sv) & s.visible[sv])
-    prof = _learned_profile(reader.view(sv), s.true_xy[sv, beads], s.bead_diameter_px, True)
+    prof = learned_profile(reader.view(sv), s.true_xy[sv, beads], s.bead_diameter_px, True)
     first = fit_at(reader.view(sv), s.true_xy[sv, beads], prof, -1.0, reader.hot_level(sv), True)
     w = make_whitener(reader.view(sv), s.true_xy[sv, s.visible[sv]], first.xy[first.ok], prof, dark=True,
                       hot=reader.hot_level(sv))

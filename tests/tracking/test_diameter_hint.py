@@ -20,12 +20,35 @@ def cryo(tmp_path_factory):
 
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 def test_a_wrong_diameter_is_named_with_the_measured_one(cryo, tmp_path, capsys, factor):
+    """Way off (0.5x, 2x): one line naming the measured diameter and the option, exit 2, no files."""
     path, true_nm = cryo
-    main(["track", str(path), "--bead-diameter-nm", f"{true_nm * factor:.2f}", "--output", str(tmp_path / "t.csv")])
-    captured = capsys.readouterr()
-    line = next(s for s in (captured.out + captured.err).splitlines() if "try --bead-diameter-nm" in s)
-    suggested = float(line.rsplit(" ", 1)[1])
+    out = tmp_path / "o"
+    out.mkdir()
+    code = main(["track", str(path), "--bead-diameter-nm", f"{true_nm * factor:.2f}", "--output", str(out / "t.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    suggested = float(err.split("give --bead-diameter-nm ", 1)[1].split()[0])
     assert abs(suggested - true_nm) < 0.1 * true_nm  # within 10% of the simulated 10 nm
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("factor", [0.6, 1.4])
+def test_a_diameter_off_by_40_percent_gives_the_same_tracks(cryo, tmp_path, factor):
+    """0.6x and 1.4x the true diameter: measured and adapted, the same markers as the true one."""
+    path, true_nm = cryo
+    tables = []
+    for k, d in enumerate((true_nm, true_nm * factor)):
+        out = tmp_path / f"t{k}.csv"
+        assert main(["track", str(path), "--bead-diameter-nm", f"{d:.2f}", "--output", str(out), "--quiet"]) == 0
+        tables.append(np.loadtxt(out, delimiter=",", skiprows=1))
+    assert tables[0].shape == tables[1].shape and len(tables[0]) > 100
+    np.testing.assert_allclose(tables[0], tables[1], atol=1e-6)
+
+
+def test_an_auto_diameter_is_measured(cryo, tmp_path, capsys):
+    path, _ = cryo
+    assert main(["track", str(path), "--bead-diameter-nm", "auto", "--output", str(tmp_path / "t.csv")]) == 0
+    assert "beads" in capsys.readouterr().out
 
 
 def test_the_right_diameter_gets_no_hint(cryo, tmp_path, capsys):

@@ -38,6 +38,7 @@ class RunSettings:
     thickness: int | None
     erase_gold: bool
     patches: bool = False  # no gold: patch tracking (the ``patches`` column)
+    clumps: str = "skip"  # the ``clumps`` column: skip, or track the beads of clumps too
 
 
 def _given(v: Any) -> bool:
@@ -97,7 +98,10 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
         raise UsageError(f"erase_gold: {exc}") from None
     if erase and patches:
         raise UsageError("erase_gold needs gold: a series aligned by patch tracking has no beads to erase")
-    return RunSettings(nm, px, beads, binning, thickness, erase, patches)
+    clumps = str(opts.get("clumps") or "skip").strip().lower()
+    if clumps not in ("skip", "track"):
+        raise UsageError(f"clumps {opts.get('clumps')!r}: give skip or track")
+    return RunSettings(nm, px, beads, binning, thickness, erase, patches, clumps)
 
 
 def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> list[Path]:
@@ -131,7 +135,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
                  tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
-                 pixel_size_nm=pix, name=spec.name, patches=s.patches)
+                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps)
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft
 

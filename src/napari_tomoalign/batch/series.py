@@ -11,8 +11,9 @@ The CSV table has a header. Columns (paths relative to the table's folder):
   stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``;
 - for a stack without markers, which is tracked (the ``run`` path): ``bead_diameter_nm`` or
   ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin`` and
-  ``thickness`` (of the tomogram), ``erase_gold`` (yes/no); ``patches`` (yes/no): no gold, the stack is
-  aligned by patch tracking (`tracking.patches`) and needs no bead diameter;
+  ``thickness`` (of the tomogram), ``erase_gold`` (yes/no), ``clumps`` (skip/track, as ``run --clumps``);
+  ``patches`` (yes/no): no gold, the stack is aligned by patch tracking (`tracking.patches`) and needs no
+  bead diameter;
 - any per-series solver option: ``tilt_axis``, ``rotation``, ``tilt``, ``magnification`` (fixed, one,
   view, group:N), ``reference_view``, ``robust``, ``robust_scale``, ``robust_tracks``, ``max_iterations``,
   ``no_axis_estimate``, ``no_initial_stage``, ``axis_z_shift``; or ``imod_com``, an align.com whose
@@ -40,7 +41,7 @@ TILT_EXT = (".tlt", ".rawtlt")
 # the solver's options (`jobs.solver_options`, declared once for the command line, batch and the dock), and
 # an align.com for IMOD's full model (and local alignments), a path relative to the table
 OPTION_COLUMNS = (*OPTION_NAMES, "imod_com")
-RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold", "patches")  # options of the run path (tracked series)
+RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold", "patches", "clumps")  # options of the run path (tracked series)
 _KNOWN = {"name", "stack", "tilt_angles", "markers", "bead_diameter_nm", "bead_diameter_px", "image_width",
           "image_height", "pixel_size_nm", *OPTION_COLUMNS, *RUN_COLUMNS}
 

@@ -41,8 +41,8 @@ class RunJob:
 
     stack: Path
     output_dir: Path
-    bead_diameter_nm: float | None = None
-    bead_diameter_px: float | None = None
+    bead_diameter_nm: float | str | None = None  # "auto": measured
+    bead_diameter_px: float | str | None = None
     tilt_angles_path: Path | None = None
     settings: SolverSettings | None = None
     imod_com: Path | None = None
@@ -57,6 +57,8 @@ class RunJob:
     patch_size: int | None = None
     patch_overlap: float | None = None
     patch_length: str | None = None  # "N[,OVERLAP]" views per contour
+    clumps: str = "skip"  # "track": the beads of clumps of touching beads too
+    dark: bool = True  # False for bright beads
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
@@ -91,7 +93,7 @@ class RunJob:
 
         return TrackJob(Path(self.stack), Path(self.output_dir) / f"{self.stem}.fid", self.tilt_angles_path,
                         self.bead_diameter_nm, self.bead_diameter_px, self.tilt_axis_deg(), self.n_beads,
-                        self.pixel_size_nm)
+                        self.pixel_size_nm, self.clumps, self.dark)
 
     def output_names(self) -> list[str]:
         """The files the run writes besides ``alignment/``."""

@@ -317,7 +317,7 @@ def render_view(scene: BeadScene, j: int) -> NDArray[np.float32]:
     if p.get("carbon"):
         mass += _carbon(scene, j, ny, nx)
     if p["fringe"]:  # under-focus: a bright fringe around dense objects
-        mass += p["fringe"] * (mass - ndimage.gaussian_filter(mass, 2.0))
+        mass += p["fringe"] * (mass - ndimage.gaussian_filter(mass, p.get("fringe_sigma_px", 2.0)))
     counts = p["counts"] * np.exp(-mass)
     counts = ndimage.gaussian_filter(counts, p["blur_px"])
     rng = np.random.default_rng([scene.seed, j, 7])

@@ -12,7 +12,10 @@ tracker's model:
   predictions, a gap-filling second pass, a re-fit of every point under the prewhitened background (so
   that stain texture does not pull a bead's centre the same way in every view) and a robust final fit;
   returns a `TrackingResult` whose ``markers`` table is what `align_markers` reads.
-  `write_tracked_markers` saves it as ``.csv`` or ``.fid``.
+  `write_tracked_markers` saves it as ``.csv`` or ``.fid``. Beads over 20 px are tracked on a copy
+  binned to 10-20 px (`working_binning`, `binned`); ``clumps="track"`` tracks the beads of clumps too;
+- `measure_bead_diameter` / `diameter_to_track`: the diameter measured on the data, from a rough one or
+  from nothing (``auto``), and checked against a given one (`DiameterError` when far off).
 """
 
 import importlib
@@ -25,6 +28,8 @@ _WHERE = {
     "estimate_bead_diameter": "beads", "find_beads": "beads", "CoarseAlignment": "coarse", "coarse_align": "coarse",
     "track_beads": "pipeline", "BeadQuality": "result", "TrackingResult": "result",
     "write_bead_quality_csv": "result", "write_tracked_markers": "result", "pick_seeds": "seeds",
+    "DiameterError": "diameter", "diameter_to_track": "diameter", "measure_bead_diameter": "diameter",
+    "working_binning": "binned",
 }
 
 
@@ -39,13 +44,17 @@ __all__ = [
     "BeadFindingError",
     "BeadQuality",
     "CoarseAlignment",
+    "DiameterError",
     "TrackingResult",
     "coarse_align",
     "diameter_px_from_nm",
+    "diameter_to_track",
     "estimate_bead_diameter",
     "find_beads",
+    "measure_bead_diameter",
     "pick_seeds",
     "track_beads",
     "write_bead_quality_csv",
+    "working_binning",
     "write_tracked_markers",
 ]

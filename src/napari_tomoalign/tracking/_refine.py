@@ -39,7 +39,7 @@ def _local_contrast(tr: BeadTracker, j: int, span: int = 4) -> NDArray[np.float6
     return np.where(np.isfinite(out), out, tr.mean_contrast)
 
 
-def _scatter(al: Alignment) -> float:
+def residual_scatter(al: Alignment) -> float:
     """A robust standard deviation of the residual lengths (MADN about the median), floored."""
     r = np.hypot(*al.residuals_px[al.obs_used].T)
     med = float(np.median(r))
@@ -52,7 +52,7 @@ def fill_gaps(tr: BeadTracker, progress: Progress | None = None, should_stop: Ca
     al = tr.refit(robust=True, final=True)
     if al is None:
         return 0
-    scale = _scatter(al)
+    scale = residual_scatter(al)
     tol = max(1.0, 4.0 * scale)
     added = 0
     views = np.argsort(np.abs(tr.tilts), kind="stable")
@@ -95,7 +95,7 @@ def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
         if al is None or al.robust_weights is None:
             return al
         r = np.hypot(*al.residuals_px.T)
-        limit = max(1.0, 5.0 * _scatter(al))
+        limit = max(1.0, 5.0 * residual_scatter(al))
         with np.errstate(invalid="ignore"):
             bad = al.obs_used & (al.robust_weights < 0.5) & (r > limit)
         if not bad.any():

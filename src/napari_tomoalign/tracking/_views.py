@@ -96,7 +96,7 @@ class ViewReader:
             return hit
         raw = self.stack[j]
         img = bin_image(raw, binning) if binning > 1 else np.array(raw, dtype=np.float32)
-        _release(self.stack, j)
+        release_view(self.stack, j)
         level = self.hot.get(int(j)) if binning == 1 else None
         if level is None:
             sd = noise_sd(img)
@@ -123,7 +123,7 @@ class ViewReader:
         return self.hot[int(j)]
 
 
-def _release(stack: NDArray, j: int) -> None:
+def release_view(stack: NDArray, j: int) -> None:
     """Drop the pages of view ``j`` of a memory map from this process (they stay in the page cache)."""
     base: object = stack
     while base is not None and not isinstance(base, np.memmap):

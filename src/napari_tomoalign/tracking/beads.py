@@ -172,7 +172,7 @@ def histogram_dip(strength: NDArray[np.float64], min_beads: int = 3) -> tuple[fl
             return float(at * top), np.vstack([grid * top, fine])
     raise BeadFindingError(
         "no dip in the bead-strength histogram separates beads from other peaks; check the bead diameter"
-        " and polarity, or give a strength threshold or the number of beads")
+        " (or have it measured: auto) and the polarity (dark or bright beads)")
 
 
 def _kde(x, grid, h):
@@ -280,7 +280,8 @@ def _check_uniform(depth: NDArray[np.float64]) -> None:
     if spread > MAX_DEPTH_SPREAD:
         raise BeadFindingError(
             f"the {len(depth)} candidates above the strength dip vary in depth by {spread:.0%}, too much for gold"
-            " beads of one size: check the bead diameter and polarity, or give a strength threshold or the seeds")
+            " beads of one size: check the bead diameter (or have it measured: auto) and the polarity (dark or"
+            " bright beads)")
 
 
 def _min_spacing(xy, strength, elong, depth, dist):

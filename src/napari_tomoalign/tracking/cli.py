@@ -15,16 +15,31 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", help="the raw tilt series (.st .mrc .mrcs), read view by view")
     p.add_argument("--tilt-angles", metavar="FILE", help=".rawtlt or .tlt (default: the one beside the stack)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--bead-diameter-nm", type=float, metavar="D", help="gold diameter in nm (needs the pixel size)")
-    g.add_argument("--bead-diameter-px", type=float, metavar="D", help="gold diameter in pixels")
+    g.add_argument("--bead-diameter-nm", type=_diameter, metavar="D",
+                   help="gold diameter in nm (needs the pixel size), or auto to measure it; checked against the beads")
+    g.add_argument("--bead-diameter-px", type=_diameter, metavar="D", help="gold diameter in pixels, or auto")
     g.add_argument("--patches", action="store_true", help="no gold: track patches of the specimen's texture")
     p.add_argument("--patch-size", type=int, metavar="PX", help="with --patches: patch side (default: image / 5)")
     p.add_argument("--overlap", type=float, metavar="F", help="with --patches: patch overlap fraction (default 0.33)")
     p.add_argument("--length", metavar="N[,OV]", help="with --patches: views per contour and overlap (default 16,4)")
     p.add_argument("--tilt-axis", type=float, metavar="DEG", help="tilt-axis angle near which to estimate it")
     p.add_argument("--beads", type=int, metavar="N", help="how many beads to track (default: every bead found)")
+    p.add_argument("--clumps", choices=("skip", "track"), default="skip",
+                   help="beads in clumps of touching beads: leave them out (default) or track each on its own")
+    p.add_argument("--polarity", choices=("dark", "bright"), default="dark",
+                   help="beads darker than the background (bright field, default) or brighter")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def _diameter(text: str) -> float | str:
+    """A bead diameter: a positive number, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a diameter is a number or auto, not {text!r}") from None
 
 
 def add_track_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +52,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """``tomoalign run STACK (--bead-diameter-nm D | ...) --output DIR``: track, align, warp, reconstruct."""
     _add_tracking_arguments(p)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for every intermediate and the tomogram")
-    p.add_argument("--bin", type=int, default=2, metavar="N", help="binning of the tomogram (default 2)")
+    p.add_argument("--bin", type=int, metavar="N",
+                   help="binning of the tomogram (default: 2, or so that it is at most about 1024 wide; said)")
     p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels")
     p.add_argument("--erase-gold", action="store_true",
                    help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
@@ -82,7 +98,8 @@ def _track(args: argparse.Namespace, output: Path):
     try:
         return track_to_file(args.stack, output, tilt_angles_path=args.tilt_angles,
                              bead_diameter_nm=args.bead_diameter_nm, bead_diameter_px=args.bead_diameter_px,
-                             tilt_axis_deg=args.tilt_axis, n_beads=args.beads, overwrite=args.force, progress=bar)
+                             tilt_axis_deg=args.tilt_axis, n_beads=args.beads, overwrite=args.force, progress=bar,
+                             clumps=args.clumps, dark=args.polarity == "dark")
     finally:
         bar.done()
 
@@ -97,7 +114,14 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Track, align robustly (or with --imod-com), then the aligned stack and the tomogram in one pass over the
-    stack, each written into ``--output`` (`jobs.run.run_job`)."""
+    stack, each written into ``--output`` (`jobs.run.run_job`); nothing is left there when a step fails."""
+    from .outputs import removed_on_failure
+
+    with removed_on_failure(Path(args.output)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..jobs.run import RunJob, run_job
     from ..jobs.solver_options import SolverSettings
     from ..report import text_report
@@ -105,12 +129,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .jobs import run_options
 
     settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
+    binning = args.bin
+    if binning is None:
+        from ..io.mrc import open_tilt_series
+        from .binned import tomogram_binning
+
+        rows, cols = open_tilt_series(args.stack, find_tilts=False).data.shape[1:]
+        binning = tomogram_binning((cols, rows))
+        if not args.quiet:
+            print(f"tomogram binned by {binning} (the default for {cols} x {rows}; --bin N to change)")
     job = RunJob(Path(args.stack), Path(args.output), bead_diameter_nm=args.bead_diameter_nm,
                  bead_diameter_px=args.bead_diameter_px,
                  tilt_angles_path=Path(args.tilt_angles) if args.tilt_angles else None, settings=settings,
-                 imod_com=Path(args.imod_com) if args.imod_com else None, n_beads=args.beads, binning=args.bin,
+                 imod_com=Path(args.imod_com) if args.imod_com else None, n_beads=args.beads, binning=binning,
                  thickness=args.thickness, erase_gold=args.erase_gold, patches=wants_patches(args),
-                 patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length)
+                 patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
+                 clumps=args.clumps, dark=args.polarity == "dark")
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)

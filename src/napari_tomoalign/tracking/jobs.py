@@ -18,6 +18,7 @@ from ..io.atomic import check_writable
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
+from .diameter import resolve_diameter
 from .pipeline import track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
 
@@ -40,16 +41,20 @@ class TrackJob:
     """Find and track the gold beads of ``stack`` and write the markers to ``output`` (``.csv``, ``.fid`` or
     ``.mod``). Tilt angles from ``tilt_angles_path``, else from beside the stack (IMOD's order); the bead
     diameter is one of ``bead_diameter_nm`` (through ``pixel_size_nm``, else the header's: `jobs.facts`) and
-    ``bead_diameter_px``; ``tilt_axis_deg`` guides the coarse alignment; ``n_beads``: how many to track."""
+    ``bead_diameter_px`` (``"auto"``: measured; a given one is checked against the beads and adapted,
+    `diameter.resolve_diameter`); ``tilt_axis_deg`` guides the coarse alignment; ``n_beads``: how many to
+    track; ``clumps`` ``"track"`` tracks the beads of clumps too; ``dark`` False for bright beads."""
 
     stack: Path
     output: Path
     tilt_angles_path: Path | None = None
-    bead_diameter_nm: float | None = None
-    bead_diameter_px: float | None = None
+    bead_diameter_nm: float | str | None = None  # "auto": measured from the data
+    bead_diameter_px: float | str | None = None
     tilt_axis_deg: float | None = None
     n_beads: int | None = None
     pixel_size_nm: float | None = None
+    clumps: str = "skip"  # "track": the beads of clumps of touching beads too
+    dark: bool = True  # False for bright beads
 
 
 def track_to_file(
@@ -57,18 +62,20 @@ def track_to_file(
     output: str | os.PathLike[str],
     *,
     tilt_angles_path: str | os.PathLike[str] | None = None,
-    bead_diameter_nm: float | None = None,
-    bead_diameter_px: float | None = None,
+    bead_diameter_nm: float | str | None = None,
+    bead_diameter_px: float | str | None = None,
     tilt_axis_deg: float | None = None,
     n_beads: int | None = None,
     pixel_size_nm: float | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
     threads: int | None = None,
+    clumps: str = "skip",
+    dark: bool = True,
 ) -> TrackedStack:
     """`run_track_job` of the `TrackJob` of these arguments."""
     job = TrackJob(Path(stack_path), Path(output), Path(tilt_angles_path) if tilt_angles_path is not None else None,
-                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm)
+                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm, clumps, dark)
     return run_track_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 
@@ -98,13 +105,18 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                          f" {series.n_views} views")
     pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)
     rows, cols = series.data.shape[1:]
-    d_px = facts.bead_diameter_px(job.bead_diameter_nm, job.bead_diameter_px, pixel_nm, image_size=(cols, rows),
-                                  where=str(stack_path),
-                                  pixel_source="the header's" if job.pixel_size_nm is None else "the given")
+    auto = "auto" in (job.bead_diameter_nm, job.bead_diameter_px)
+    given_nm, given_px = (None if v is None or v == "auto" else float(v) for v in (job.bead_diameter_nm,
+                                                                                  job.bead_diameter_px))
+    d_px = None if auto else facts.bead_diameter_px(
+        given_nm, given_px, pixel_nm, image_size=(cols, rows), where=str(stack_path),
+        pixel_source="the header's" if job.pixel_size_nm is None else "the given")
+    d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None else "px",
+                            job.dark)
     result = track_beads(series.data, tilts, d_px, tilt_axis_deg=job.tilt_axis_deg, n_beads=n_beads,
-                         progress=progress, threads=threads)
+                         progress=progress, threads=threads, clumps=job.clumps, dark=job.dark)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
-    if result.n_beads == 0:
+    if result.n_beads == 0 or result.alignment is None:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
                          "; check the bead diameter and the tilt angles"))
     if hint:
@@ -114,22 +126,21 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     return TrackedStack(result, out, pixel_nm, source)
 
 
-POOR_RMS_PX = 1.0  # a tracking whose alignment fits worse than this is checked against the beads' own size
+POOR_RMS_PX = 1.0  # a tracking whose alignment fits worse than this (working pixels) is checked against the size
 
 
 def _diameter_hint(view: np.ndarray, result: TrackingResult, d_px: float, pixel_nm: float | None) -> str | None:
     """When the tracking came out poor, whether the beads measure another size than the one given (in
     one line that says what to give instead); None when it came out well or the size is not the cause."""
-    al = result.alignment
-    if result.n_beads and al is not None and al.rms_residual_px <= POOR_RMS_PX:
-        return None
-    from .beads import BeadFindingError, estimate_bead_diameter
+    from .binned import working_binning
+    from .diameter import DiameterError, measure_bead_diameter
 
-    try:
-        measured = estimate_bead_diameter(view, d_px)
-        for _ in range(2):  # from a size far off the first measure is only nearer: measure again from it
-            measured = estimate_bead_diameter(view, measured)
-    except (BeadFindingError, ValueError, np.linalg.LinAlgError):
+    al = result.alignment
+    if result.n_beads and al is not None and al.rms_residual_px <= POOR_RMS_PX * working_binning(d_px, view.shape):
+        return None
+    try:  # on a copy binned for the size given, again and again from there
+        measured = measure_bead_diameter(view, d_px)
+    except DiameterError:
         return None
     if 0.75 <= measured / d_px <= 1.33:
         return None

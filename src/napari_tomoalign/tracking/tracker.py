@@ -70,10 +70,10 @@ class BeadTracker:
 
     def __init__(self, reader: ViewReader, tilts: NDArray[np.float64], coarse: CoarseAlignment,
                  profile: BeadProfile, seeds_xy: NDArray[np.float64], seed_view: int, *, dark: bool = True,
-                 tilt_axis_deg: float | None = None) -> None:
+                 tilt_axis_deg: float | None = None, clumps: bool = False) -> None:
         self.reader, self.tilts, self.coarse, self.profile = reader, np.asarray(tilts, float), coarse, profile
         self.sign = -1.0 if dark else 1.0
-        self.seed_view, self.axis = int(seed_view), tilt_axis_deg
+        self.seed_view, self.axis, self.clumps = int(seed_view), tilt_axis_deg, clumps
         self.d = 2.0 * profile.radius_px
         nv, nb = len(self.tilts), len(seeds_xy)
         self.pos = np.full((nv, nb, 2), np.nan)
@@ -88,6 +88,13 @@ class BeadTracker:
         # dark beads on counts (bright field): the gold stops a share of the electrons, so contrast is relative
         self.relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
         m = fit_at(img, np.asarray(seeds_xy, float), profile, self.sign, reader.hot_level(self.seed_view), self.relative)
+        if clumps:  # the beads of a clump fitted with their neighbours subtracted
+            near = self.crowded(np.asarray(seeds_xy, float), np.ones(nb, dtype=bool))
+            if near.any():
+                mc = fit_crowded(img, np.asarray(seeds_xy, float)[near], profile, self.sign,
+                                 reader.hot_level(self.seed_view), self.relative)
+                for name in ("xy", "contrast", "rms", "elongation", "ok"):
+                    getattr(m, name)[near] = getattr(mc, name)
         self.store(self.seed_view, np.arange(nb), m, m.ok)
         self.mean_contrast = np.where(m.ok, m.contrast, np.nanmedian(m.contrast[m.ok]) if m.ok.any() else 1.0)
         self.sd_contrast = 0.15 * self.mean_contrast
@@ -241,7 +248,7 @@ class BeadTracker:
                                prior_px=hw[~ok], relative=self.relative)
             ok2 = self.acceptable(m2, bad, pred[bad], wide, relax=0.85)
             self.store(j, bad, m2, ok2)
-        self.measure_crowded(j, pred, np.flatnonzero(active & crowded & from_model))
+        self.measure_crowded(j, pred, np.flatnonzero(active & crowded & (from_model | self.clumps)), from_model)
         self.done.append(j)
         found = np.flatnonzero(np.isfinite(self.pos[j, :, 0]))
         self._learn(j, found)
@@ -253,9 +260,11 @@ class BeadTracker:
             self._unchecked = []
         return int(np.isfinite(self.pos[j, :, 0]).sum())
 
-    def measure_crowded(self, j: int, pred: NDArray[np.float64], beads: NDArray[np.intp]) -> None:
-        """Beads predicted close to another (crossing tracks), fitted with their neighbours subtracted; pairs
-        closer than 0.6 diameters cannot be told apart and are left as gaps."""
+    def measure_crowded(self, j: int, pred: NDArray[np.float64], beads: NDArray[np.intp],
+                        from_model: NDArray[np.bool_] | None = None) -> None:
+        """Beads predicted close to another (crossing tracks, clumps), fitted with their neighbours subtracted;
+        pairs closer than 0.6 diameters cannot be told apart and are left as gaps. A find must lie within a
+        quarter diameter of the model's prediction, or half a diameter of one carried without a model."""
         if len(beads) == 0:
             return
         d = np.hypot(*(pred[beads, None, :] - pred[None, beads, :]).transpose(2, 0, 1))
@@ -263,8 +272,21 @@ class BeadTracker:
         beads = beads[d.min(axis=1) >= 0.6 * self.d]
         if len(beads) == 0:
             return
-        m = fit_crowded(self.reader.view(j), pred[beads], self.profile, self.sign, self.reader.hot_level(j), self.relative)
-        self.store(j, beads, m, self.acceptable(m, beads, pred[beads], max(1.0, 0.25 * self.d)))
+        img, hot = self.reader.view(j), self.reader.hot_level(j)
+        start = pred[beads].copy()
+        tol = np.full(len(beads), max(1.0, 0.25 * self.d))
+        if from_model is not None and not from_model[beads].all():
+            # carried without a model (parallax unknown): each bead's template, which holds its clump's
+            # neighbours too, finds where the clump went; the joint fit starts from there
+            far = ~from_model[beads]
+            tol[far] = max(1.5, 0.5 * self.d)
+            m0 = measure_beads(img, start[far], self.templates.get(beads[far]), self.profile,
+                               self.search_radius(from_model[beads[far]]), self.sign, hot, relative=self.relative)
+            start[far] = np.where(m0.ok[:, None], m0.xy, start[far])
+        m = fit_crowded(img, start, self.profile, self.sign, hot, self.relative)
+        pred = pred.copy()
+        pred[beads] = start  # the joint fit must stay near where it started (the template's find, if any)
+        self.store(j, beads, m, self.acceptable(m, beads, pred[beads], tol))
 
     def _anchor_correction(self, img, hot, pred, active, from_model) -> NDArray[np.float64]:
         """Predictions corrected by a consensus fit to the anchors found in a wide search."""
