@@ -77,6 +77,8 @@ def test_a_killed_session_is_offered_back_with_its_undo_history(qtbot, make_napa
     finally:
         child.send_signal(signal.SIGKILL)  # no clean-up, no atexit: as a crash
         child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
     assert child.returncode == -signal.SIGKILL
     want, want_ids = np.load(expected), np.load(str(expected).replace(".npy", "_ids.npy"))
 

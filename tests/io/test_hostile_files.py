@@ -75,7 +75,7 @@ def test_readers_refuse_a_directory_and_a_fifo_in_process(tmp_path):
 def _model(tmp_path, name="m.fid"):
     table = MarkerTable(np.array([0, 1, 2, 0, 1, 2]), np.array([1, 1, 1, 2, 2, 2]),
                         np.array([[10.0, 20], [11, 21], [12, 22], [40, 30], [41, 31], [42, 32]]), (64, 48))
-    write_imod_model(tmp_path / name, table)
+    write_imod_model(tmp_path / name, table, n_views=21)  # made on the 21-view series of the tests
     return tmp_path / name, bytearray((tmp_path / name).read_bytes())
 
 

@@ -182,6 +182,6 @@ def write_imod_model(
     size = image_size or table.image_size
     if size is not None:
         model.header.xmax, model.header.ymax = int(size[0]), int(size[1])
-    model.header.zmax = int(n_views if n_views is not None else np.max(table.view) + 1)
+    model.header.zmax = int(n_views if n_views is not None else table.n_views or np.max(table.view) + 1)
     with atomic_path(path, overwrite) as tmp:
         model.to_file(tmp)
