@@ -31,7 +31,7 @@ BLOCK = 32  # rows per block: two AVX-512 vectors of float32; 16 complex columns
 
 
 @intrinsic
-def _stack_block(typingctx, size):  # pragma: no cover - compiled
+def stack_block(typingctx, size):  # pragma: no cover - compiled
     """A pointer to ``size`` float32 on the stack: LLVM keeps such an accumulator in vector registers,
     which it cannot do for a heap array that might alias the views it reads."""
     if not isinstance(size, types.IntegerLiteral):
@@ -178,7 +178,7 @@ def backproject_block(q, base, cos_t, vol, row0, n_valid):  # pragma: no cover -
     """
     n_v, n_u, nb = q.shape
     n_z, _, n_x = vol.shape
-    acc = numba.carray(_stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
+    acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
     top = n_u - 1.0
     for x in range(n_x):
         for z in range(n_z):
@@ -211,7 +211,7 @@ def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_fi
     """
     n_v, n_u, n_r = q.shape
     n_z, _, n_x = vol.shape
-    acc = numba.carray(_stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
+    acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
     top_u = n_u - 1.0
     top_r = n_rows_all - 1.0
     for x in range(n_x):
