@@ -60,7 +60,8 @@ def machine() -> dict:
     base = Path("/sys/devices/system/cpu/cpu0/cache")
     for idx in sorted(base.glob("index*")):
         level, kind = (idx / "level").read_text().strip(), (idx / "type").read_text().strip()
-        caches[f"L{level}{'d' if kind == 'Data' else 'i' if kind == 'Instruction' else ''}"] = (idx / "size").read_text().strip()
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        caches[f"L{level}{suffix}"] = (idx / "size").read_text().strip()
     a = np.full(128, 0.999, np.float32)
     b = np.full(128, 1e-3, np.float32)
     _fma_peak(a, b, 10)
