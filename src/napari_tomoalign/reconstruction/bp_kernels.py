@@ -263,9 +263,13 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first):  # pragma: no 
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first):  # pragma: no cover - compiled
-    """`wbp_blocks` with the full model (`backproject_block_full`): each block filters the rows it reaches."""
-    n_v, n_rows_all, n_u = views.shape
+def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_all, view_row0):  # pragma: no cover
+    """`wbp_blocks` with the full model (`backproject_block_full`): each block filters the rows it reaches.
+
+    ``views`` holds rows ``view_row0 ..`` of views that have ``n_rows_all`` rows; ``row_first`` is the
+    view row of the volume's row 0 (rows count from the views' first row, whose centre ``coef`` uses).
+    """
+    n_v, n_held, n_u = views.shape
     n_z, n_rows, _ = vol.shape
     n_blocks = (n_rows + BLOCK - 1) // BLOCK
     n_pad = filt.shape[1]
@@ -280,13 +284,11 @@ def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first):  # pragm
                 for zz in (-cz, n_z - 1 - cz):
                     r = coef[v, 4] * yy + coef[v, 5] * zz + coef[v, 6]
                     lo, hi = min(lo, r), max(hi, r)
-        r_first = max(0, int(np.floor(lo)))
-        r_stop = min(n_rows_all, int(np.floor(hi)) + 2)
-        if r_stop - r_first < 2:
-            r_first, r_stop = max(0, min(r_first, n_rows_all - 2)), min(n_rows_all, max(r_first, 0) + 2)
+        r_first = min(max(view_row0, int(np.floor(lo))), view_row0 + n_held - 2)
+        r_stop = max(min(view_row0 + n_held, int(np.floor(hi)) + 2), r_first + 2)
         n_r = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
         q = np.empty((n_v, n_u, n_r), dtype=np.float32)
         bufs = np.empty((4, n_pad, BLOCK // 2), dtype=np.float32)
         for v in range(n_v):
-            filter_block(views[v], r_first, n_r, filt[v], wr, wi, bufs, q[v])
+            filter_block(views[v], r_first - view_row0, n_r, filt[v], wr, wi, bufs, q[v])
         backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, r0, y_first, n_valid)

@@ -267,19 +267,25 @@ def backproject_views(
     row_first: int,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    stack_row0: int = 0,
+    n_rows_all: int | None = None,
 ) -> None:
-    """Filter and back-project the views ``stack`` ``(n_views, rows, cols)`` into ``vol`` ``(n_z, n_rows, cols)``,
-    whose row ``k`` is row ``row_first + k`` of the views (the volume's centre stays the views' centre).
+    """Filter and back-project the views ``stack`` ``(n_views, rows, cols)`` into ``vol`` ``(n_z, n_rows, cols)``.
 
-    ``filt`` from `full_filter`, ``coef`` from `projection_coefficients` (one row per view of ``stack``).
-    The work goes in chunks of blocks so that ``progress`` and ``should_stop`` are heard.
+    The views have ``n_rows_all`` rows (default: all held) of which ``stack`` holds those from
+    ``stack_row0`` (all the rows the volume's rows reach: `rows_needed`); the volume's row ``k`` is
+    view row ``row_first + k``. ``filt`` from `full_filter`, ``coef`` from `projection_coefficients` (a
+    row per view of ``stack``). The work goes in chunks of blocks so that ``progress`` and
+    ``should_stop`` are heard.
     """
     n_z, n_rows, n_x = vol.shape
+    n_all = stack.shape[1] if n_rows_all is None else int(n_rows_all)
     if stack.shape[2] != n_x:
         raise ValueError(f"the volume is {n_x} wide but the views are {stack.shape[2]}")
     wr, wi = twiddles(filt.shape[1])
     plain = bool(np.all(coef[:, 1] == 0.0) and np.all(coef[:, 4] == 1.0) and np.all(coef[:, 5] == 0.0)
-                 and np.all(coef[:, 6] == (stack.shape[1] - 1) / 2.0))
+                 and np.all(coef[:, 6] == (n_all - 1) / 2.0))
     if plain:
         zc = np.arange(n_z) - (n_z - 1) / 2.0
         base = zc[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n_x - 1) / 2.0)[None, :]
@@ -290,11 +296,21 @@ def backproject_views(
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
         if plain:
-            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0)
+            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0)
         else:
-            wbp_blocks_full(stack, filt, wr, wi, coef, (n_x - 1) / 2.0, (n_z - 1) / 2.0, part, row_first + c0)
+            wbp_blocks_full(stack, filt, wr, wi, coef, (n_x - 1) / 2.0, (n_z - 1) / 2.0, part, row_first + c0,
+                            n_all, stack_row0)
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
+
+
+def rows_needed(coef: NDArray[np.float64], rows: tuple[int, int], n_z: int, n_rows_all: int) -> tuple[int, int]:
+    """``(first, stop)`` the view rows that the volume's rows ``rows`` reach with the geometry ``coef``."""
+    cy, cz = (n_rows_all - 1) / 2.0, (n_z - 1) / 2.0
+    y = np.array([rows[0], rows[1] - 1], dtype=float) - cy
+    z = np.array([-cz, n_z - 1 - cz])
+    r = coef[:, None, None, 4] * y[None, :, None] + coef[:, None, None, 5] * z[None, None, :] + coef[:, None, None, 6]
+    return max(0, int(np.floor(r.min()))), min(n_rows_all, int(np.floor(r.max())) + 2)
 
 
 def _filter_views(aligned: NDArray, views: NDArray[np.intp], binning: int, rows: tuple[int, int], n_pad: int,
