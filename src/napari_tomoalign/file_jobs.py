@@ -25,6 +25,7 @@ from .io.atomic import atomic_path, check_writable
 
 if TYPE_CHECKING:
     from .alignment.local import LocalAlignments
+    from .reconstruction.reconstruct_job import ReconstructOptions
 
 
 @dataclass
@@ -231,6 +232,7 @@ def reconstruct_to_file(
     lowpass: float | None = None,
     overwrite: bool = False,
     local: str | os.PathLike[str] | bool = False,
+    options: ReconstructOptions | None = None,
 ) -> ImageResult:
     """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file.
 
@@ -245,12 +247,22 @@ def reconstruct_to_file(
     out = check_writable(output, overwrite)
     series, saved, pix = open_stack_and_alignment(stack_path, alignment_dir, binning)
     rows, cols = series.data.shape[1:]
+    given = thickness  # with --level, the markers pick the thickness unless it is given
     thickness = thickness if thickness is not None else default_thickness_px(rows, cols, saved.marker_z_extent_px)
     if thickness < binning:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {binning})")
     if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
         raise UsageError(f"--thickness {thickness} is more than {MAX_THICKNESS_FACTOR} x the image size "
                          f"({cols} x {rows}); give the specimen's thickness in unbinned pixels")
+    if not local:  # streamed in slabs of rows, in bounded memory, with the full model and IMOD's options
+        from .reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
+
+        voxel_a = pix * binning if pix else None
+        info = reconstruct_alignment(stack_path, saved, alignment_dir, out, binning=binning,
+                                     thickness=given if options is not None and options.level else thickness,
+                                     lowpass=lowpass, options=options or ReconstructOptions(), voxel_angstrom=voxel_a,
+                                     overwrite=overwrite)
+        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"])
     ny, nx = rows // binning, cols // binning
     need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
     _check_memory(need, "the reconstruction")
