@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io.imod_local import LocalTransforms
+from .bp_kernels import BLOCK, filter_block, stack_block
 
 
 @dataclass(frozen=True)
@@ -177,3 +178,117 @@ def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compi
         for z in range(n_z):
             for x in range(n_x):
                 vol[z, yy, x] = acc[x, z]
+
+
+@numba.njit(inline="always")
+def _cell_key(g, n):  # pragma: no cover - compiled
+    """Which piece of the clamped bilinear blend grid position ``g`` falls in (-1 and n: clamped outside)."""
+    if g < 0.0:
+        return -1
+    if g > n - 1.0:
+        return n
+    return min(int(g), n - 2)
+
+
+@numba.njit(inline="always")
+def _blend(mats, grid, xc, y, v, out, o):  # pragma: no cover - compiled
+    """``out[o:o+8]`` = the bilinear blend of the 4 patch matrices around ``(xc, y)`` for view ``v``."""
+    nx_p, ny_p = int(grid[0]), int(grid[1])
+    ix, fx = _cell((xc - grid[2]) / grid[4], nx_p)
+    iy, fy = _cell((y - grid[3]) / grid[5], ny_p)
+    p00 = iy * nx_p + ix
+    w00, w01, w10, w11 = (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx
+    for k in range(8):
+        out[o + k] = (w00 * mats[p00, v, k] + w01 * mats[p00 + 1, v, k] + w10 * mats[p00 + nx_p, v, k]
+                      + w11 * mats[p00 + nx_p + 1, v, k])
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+def wbp_blocks_local(views, filt, wr, wi, mats, grid, vol, row_first):  # pragma: no cover - compiled
+    """Filter and back-project with local alignments, a block of ``BLOCK`` rows at a time (`bp_kernels`).
+
+    The blended projection of each voxel column is taken at the ends of each piece of the block that
+    lies in one patch cell and interpolated linearly between them (the patch transforms on a coarse
+    grid, pieces of at most 8 rows: exact up to the term quadratic in y, ~1e-3 px); the block's rows are
+    then sampled in both u and
+    the row, as `bp_kernels.backproject_block_full` does. ``views`` hold all rows; ``mats``, ``grid``
+    from `kernel_arguments`; the volume's row 0 is view row ``row_first``.
+    """
+    n_v, n_r, n_u = views.shape
+    n_z, n_rows, n_x = vol.shape
+    n_p = mats.shape[0]
+    cx, cr, cz, cu = (n_x - 1) / 2.0, (n_r - 1) / 2.0, (n_z - 1) / 2.0, (n_u - 1) / 2.0
+    n_pad = filt.shape[1]
+    n_blocks = (n_rows + BLOCK - 1) // BLOCK
+    for b in numba.prange(n_blocks):
+        r0 = b * BLOCK
+        n_valid = min(BLOCK, n_rows - r0)
+        ya = row_first + r0 - cr
+        yb = ya + n_valid - 1
+        lo, hi = 1e30, -1e30
+        for p in range(n_p):
+            for v in range(n_v):
+                for xx in (-cx, cx):
+                    for yy in (ya, yb):
+                        for zz in (-cz, cz):
+                            r = mats[p, v, 4] * xx + mats[p, v, 5] * yy + mats[p, v, 6] * zz + mats[p, v, 7] + cr
+                            lo, hi = min(lo, r), max(hi, r)
+        r_first = min(max(0, int(np.floor(lo))), n_r - 2)
+        r_stop = max(min(n_r, int(np.floor(hi)) + 2), r_first + 2)
+        n_q = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
+        q = np.empty((n_v, n_u, n_q), dtype=np.float32)
+        bufs = np.empty((4, n_pad, BLOCK // 2), dtype=np.float32)
+        for v in range(n_v):
+            filter_block(views[v], r_first, n_q, filt[v], wr, wi, bufs, q[v])
+        # Pieces of the block of at most 8 rows within one patch cell in y: the blend is linear in y
+        # there, and the position (blend times y) is nearly so.
+        seg = np.empty(BLOCK + 1, dtype=np.int64)
+        n_seg = 0
+        prev = -10
+        for k in range(n_valid):
+            key = _cell_key((ya + k - grid[3]) / grid[5], int(grid[1]))
+            if key != prev or k - seg[n_seg - 1] >= 8:
+                seg[n_seg] = k
+                n_seg += 1
+                prev = key
+        seg[n_seg] = n_valid
+        m = np.empty((n_seg, n_v, 16))
+        acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
+        for x in range(n_x):
+            xc = x - cx
+            for sg in range(n_seg):
+                for v in range(n_v):
+                    _blend(mats, grid, xc, ya + seg[sg], v, m[sg, v], 0)
+                    _blend(mats, grid, xc, ya + seg[sg + 1] - 1, v, m[sg, v], 8)
+            for z in range(n_z):
+                zc = z - cz
+                for k in range(BLOCK):
+                    acc[k] = 0.0
+                for sg in range(n_seg):
+                    k0, k1 = seg[sg], seg[sg + 1]
+                    y0s, y1s = ya + k0, ya + k1 - 1
+                    step = 1.0 / max(1, k1 - 1 - k0)
+                    for v in range(n_v):
+                        mv = m[sg, v]
+                        ua = mv[0] * xc + mv[1] * y0s + mv[2] * zc + mv[3] + cu
+                        ub = mv[8] * xc + mv[9] * y1s + mv[10] * zc + mv[11] + cu
+                        ra = mv[4] * xc + mv[5] * y0s + mv[6] * zc + mv[7] + cr
+                        rb = mv[12] * xc + mv[13] * y1s + mv[14] * zc + mv[15] + cr
+                        du = (ub - ua) * step
+                        dr = (rb - ra) * step
+                        qv = q[v]
+                        for k in range(k0, k1):
+                            u = ua + du * (k - k0)
+                            r = ra + dr * (k - k0)
+                            if u < 0.0 or u > n_u - 1.0 or r < 0.0 or r > n_r - 1.0:
+                                continue
+                            iu = min(int(u), n_u - 2)
+                            ir = min(int(r), n_r - 2)
+                            fu = np.float32(u - iu)
+                            fr = np.float32(r - ir)
+                            j = ir - r_first
+                            a = qv[iu, j] + fu * (qv[iu + 1, j] - qv[iu, j])
+                            c = qv[iu, j + 1] + fu * (qv[iu + 1, j + 1] - qv[iu, j + 1])
+                            acc[k] += a + fr * (c - a)
+                for k in range(n_valid):
+                    vol[z, r0 + k, x] = acc[k]
