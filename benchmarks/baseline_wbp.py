@@ -12,7 +12,6 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from napari_tomoalign.reconstruction.local_warp import LocalProjection, backproject_local, kernel_arguments
 from napari_tomoalign.reconstruction.warp import bin_image
 from napari_tomoalign.reconstruction.wbp import angular_weights, radial_filter
 
@@ -81,28 +80,4 @@ def baseline_wbp(aligned: NDArray, tilt_angles_deg: NDArray, *, thickness: int, 
     centre = (n_x - 1) / 2.0
     vol = np.empty((n_z, n_y, n_x), dtype=np.float32)
     backproject(q, np.cos(theta), np.sin(theta), centre, centre, (n_z - 1) / 2.0, vol)
-    return vol
-
-
-def baseline_local_wbp(aligned: NDArray, tilt_angles_deg: NDArray, local: LocalProjection, *, thickness: int,
-                       binning: int = 1) -> NDArray[np.float32]:
-    """The old local WBP: every row of every view filtered by ``scipy.fft``, then one voxel at a time."""
-    tilts = np.asarray(tilt_angles_deg, dtype=float)
-    n_z = int(thickness) // binning
-    n_y, n_x = aligned.shape[1] // binning, aligned.shape[2] // binning
-    n_pad = int(2 ** np.ceil(np.log2(2 * n_x)))
-    filt = radial_filter(n_pad).astype(np.complex64)
-    weights = angular_weights(tilts).astype(np.float32)
-    half = (n_pad - n_x) // 2
-    rows_f = np.empty((tilts.size, n_y, n_x), dtype=np.float32)
-    for j in range(tilts.size):
-        padded = np.empty((n_y, n_pad), dtype=np.float32)
-        padded[:, :n_x] = bin_image(aligned[j], binning)
-        padded[:, n_x : n_x + half] = padded[:, n_x - 1 : n_x]
-        padded[:, n_x + half :] = padded[:, 0:1]
-        spec = scipy.fft.rfft(padded, axis=1) * (weights[j] * filt)[None, :]
-        rows_f[j] = scipy.fft.irfft(spec, n=n_pad, axis=1)[:, :n_x]
-    mats, grid = kernel_arguments(local, binning)
-    vol = np.empty((n_z, n_y, n_x), dtype=np.float32)
-    backproject_local(rows_f, mats, grid, 0, vol)
     return vol
