@@ -71,6 +71,11 @@ def make_input(d: Path, size: int, n_views: int) -> tuple[Path, Path]:
     return raw, d / "al"
 
 
+def children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run(args: list[str]) -> tuple[float, int]:
     """Wall time of a child process, and the peak resident memory of all children so far (bytes)."""
     t0 = time.perf_counter()
@@ -110,29 +115,33 @@ def main() -> None:
         print(f"input: {args.views} x {args.size} x {args.size} int16 ({raw.stat().st_size / 2**30:.2f} GiB) made in "
               f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
         out = d / "tomo.rec"
+        c0 = children_cpu_s()
         t_stream, rss = run([CLI, "reconstruct", str(raw), "--alignment", str(al), "--output", str(out),
                              "--thickness", str(args.thickness), "--memory", args.memory, "--quiet"])
         with mrcfile.open(out, header_only=True) as m:
             shape = (int(m.header.nz), int(m.header.ny), int(m.header.nx))
             mode = int(m.header.mode)
-        print(f"streamed: tomoalign reconstruct {t_stream:7.1f} s, peak RSS {rss / 2**30:.2f} GiB (target <= 2),"
-              f" output {shape} mode {mode}; load {os.getloadavg()[0]:.1f}")
+        c_stream = children_cpu_s() - c0
+        print(f"streamed: tomoalign reconstruct {t_stream:7.1f} s (cpu {c_stream:.0f} s), peak RSS {rss / 2**30:.2f} GiB"
+              f" (target <= 2), output {shape} mode {mode}; load {os.getloadavg()[0]:.1f}")
         out.unlink()
         edges = np.linspace(0, args.size, args.chunks + 1).astype(int)
-        parts, t_chunks = [], 0.0
+        parts, t_chunks, c1 = [], 0.0, children_cpu_s()
         for k in range(args.chunks):
             part = d / f"chunk{k}.rec"
             dt, _ = run([CHUNK, str(raw), str(al), str(part), str(args.thickness), str(mem), str(edges[k]),
                          str(edges[k + 1])])
             t_chunks += dt
             parts.append(part)
-        t1 = time.perf_counter()
+        c_chunks = children_cpu_s() - c1
+        t1, a1 = time.perf_counter(), time.process_time()
         assemble(parts, d / "assembled.rec", shape)
-        t_asm = time.perf_counter() - t1
+        t_asm, c_asm = time.perf_counter() - t1, time.process_time() - a1
         t_hand = t_chunks + t_asm
         print(f"by hand: {args.chunks} chunk processes {t_chunks:7.1f} s + assembling {t_asm:5.1f} s = {t_hand:7.1f} s;"
               f" peak RSS of all children {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.2f} GiB")
-        print(f"streamed / by hand: {t_stream / t_hand:.2f} (target <= 1.2); load {os.getloadavg()[0]:.1f}")
+        print(f"streamed / by hand: wall {t_stream / t_hand:.2f}, cpu {c_stream / (c_chunks + c_asm):.2f} (target <= 1.2);"
+              f" load {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
