@@ -67,3 +67,31 @@ def test_lists_and_sizes():
     assert parse_memory("2G") == 2 * 2**30 and parse_memory("1500M") == 1500 * 2**20 and parse_memory("4096") == 4096
     with pytest.raises(ValueError, match="such as 2G"):
         parse_memory("lots")
+
+
+def test_a_zfac_in_the_alignment_folder_is_applied_and_a_bad_one_named(demo_dir, tmp_path, capsys):
+    import shutil
+
+    al = tmp_path / "al"
+    shutil.copytree(demo_dir, al, ignore=shutil.ignore_patterns("*.mrc", "*.ali", "*.rec"))
+    stack = demo_dir / "sample.mrc"
+    zf = np.column_stack([np.linspace(-0.05, 0.05, 61), np.full(61, 0.03)])
+    np.savetxt(al / "sample.zfac", zf, fmt="%12.6f")
+    rec = tmp_path / "z.rec"
+    assert main(["reconstruct", str(stack), "--alignment", str(al), "--output", str(rec), "--bin", "4",
+                 "--thickness", "64", "--quiet"]) == 0
+    saved = read_alignment_dir(al)
+    with mrcfile.open(stack) as m:
+        raw = m.data.copy()
+    views = np.flatnonzero(saved.view_determined)
+    ali = aligned_stack(raw[views], saved.transforms[views], binning=4)
+    ref = weighted_back_projection(ali, saved.tilt_angles_deg[views], thickness=16, z_factors=zf[views])
+    plain = weighted_back_projection(ali, saved.tilt_angles_deg[views], thickness=16)
+    with mrcfile.open(rec) as m:
+        got = m.data.copy()
+    np.testing.assert_allclose(got, ref, atol=3e-5 * np.abs(ref).max())
+    assert np.abs(got - plain).max() > 0.05 * np.abs(plain).max()
+    (al / "sample.zfac").write_text("1 2\n")
+    assert main(["reconstruct", str(stack), "--alignment", str(al), "--output", str(tmp_path / "y.rec"),
+                 "--bin", "4", "--thickness", "64"]) == 2
+    assert "two finite Z factors" in capsys.readouterr().err

@@ -98,9 +98,15 @@ def read_pairs(path: Path, n_views: int) -> Any:
     """``(n_views, 2)`` from an IMOD ``.zfac`` (one ``xzfac yzfac`` pair per line)."""
     import numpy as np
 
-    values = np.loadtxt(path, ndmin=2)
+    from ..io import FileFormatError
+
+    try:
+        values = np.loadtxt(path, ndmin=2)
+    except ValueError:
+        values = np.zeros((0, 0))
     if values.shape != (n_views, 2) or not np.all(np.isfinite(values)):
-        raise ValueError(f"{path}: expected two finite Z factors on each of {n_views} lines")
+        raise FileFormatError(f"{path}: expected two finite Z factors on each of {n_views} lines; write it again"
+                              " with 'tomoalign align --imod-com'")
     return values
 
 
@@ -145,9 +151,15 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
         xyz_path = _one(d, "*fid.xyz")
         if xyz_path is None:
             raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
-        xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
+        try:
+            xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
+        except (ValueError, IndexError):
+            raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
         centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
-        analysis = analyse_surfaces(xyz, options.level, angle_offset_deg=options.offset_deg)
+        try:
+            analysis = analyse_surfaces(xyz, options.level, angle_offset_deg=options.offset_deg)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
         offset += lev.tilt_change_deg
         x_tilt = x_tilt + lev.x_axis_tilt_deg
