@@ -54,20 +54,16 @@ def test_full_disk_before_writing_fails_cleanly(series, tmp_path, capsys, monkey
 
 
 def test_full_disk_in_the_middle_fails_cleanly(series, tmp_path, capsys, monkeypatch):
-    from napari_tomoalign.io import mrc
+    from napari_tomoalign.reconstruction import stream  # reconstruct streams its slabs (issue 24)
 
     out = tmp_path / "t.rec"
     out.write_bytes(b"previous")
-    real = mrc.MrcStreamWriter.write
-    calls = []
 
-    def write(self, section):
-        calls.append(1)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
-        return real(self, section)
+    def write(self, first, slab):
+        self.f.write(bytes(100))  # part of the slab made it, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
-    monkeypatch.setattr(mrc.MrcStreamWriter, "write", write)
+    monkeypatch.setattr(stream.SlabWriter, "write_rows", write)
     rc = main(["reconstruct", str(series["stack"]), "--alignment", str(series["al"]), "--output", str(out),
                "--thickness", "16", "--force"])
     err = _err(capsys, rc)

@@ -140,9 +140,10 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .file_jobs import reconstruct_to_file
+    from .reconstruction.reconstruct_job import options_from_args
 
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
-                            lowpass=args.lowpass, overwrite=args.force, local=args.local)
+                            lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args))
     if not args.quiet:
         _print_image(r, tomogram=True)
     return 0
@@ -218,6 +219,10 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
                                 " alignment folder holds from 'align --local')")
             p.add_argument("--lowpass", type=float, metavar="F",
                            help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
+            if wanted in (None, name):  # IMOD's options (issue 24); not loaded for the other commands
+                from .reconstruction.reconstruct_job import add_reconstruct_options
+
+                add_reconstruct_options(p)
             p.set_defaults(func=cmd_reconstruct)
     for name, helptext, where, register, command, extra in _ELSEWHERE:
         p = sub.add_parser(name, help=helptext)

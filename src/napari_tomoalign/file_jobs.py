@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +28,9 @@ from .jobs.images import (
     make_tomogram,
 )
 from .jobs.solver_options import SolverSettings
+
+if TYPE_CHECKING:
+    from .reconstruction.reconstruct_job import ReconstructOptions
 
 
 def align_to_folder(
@@ -101,6 +105,7 @@ def reconstruct_to_file(
     lowpass: float | None = None,
     overwrite: bool = False,
     local: str | os.PathLike[str] | bool = False,
+    options: ReconstructOptions | None = None,
 ) -> ImageResult:
     """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file
     (`jobs.images.make_tomogram` of a `ReconstructJob`).
@@ -110,7 +115,7 @@ def reconstruct_to_file(
     ``tilt`` does.
     """
     job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
-                         local if isinstance(local, bool) else Path(local))
+                         local if isinstance(local, bool) else Path(local), options)
     return make_tomogram(job, overwrite=overwrite)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +21,9 @@ from ..io.alignment import open_stack_and_alignment
 from ..io.atomic import atomic_path, check_writable
 from ..io.errors import FileFormatError
 from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
+
+if TYPE_CHECKING:
+    from ..reconstruction.reconstruct_job import ReconstructOptions
 
 
 @dataclass
@@ -98,6 +102,7 @@ class ReconstructJob:
     thickness: int | None = None
     lowpass: float | None = None
     local: Path | bool = False
+    options: ReconstructOptions | None = None  # IMOD's tilt options (radial, x-axis tilt, level, mode, memory, ...)
 
 
 def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResult:
@@ -107,6 +112,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     from ..reconstruction.wbp import weighted_back_projection
 
     binning, thickness, local = job.binning, job.thickness, job.local
+    given = thickness  # with --level, the markers pick the thickness unless it is given
     check_job_numbers(binning=job.binning, thickness=job.thickness, lowpass=job.lowpass)
     out = check_writable(job.output, overwrite)
     series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning)
@@ -118,6 +124,15 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
         raise UsageError(f"--thickness {thickness} is more than {MAX_THICKNESS_FACTOR} x the image size "
                          f"({cols} x {rows}); give the specimen's thickness in unbinned pixels")
+    if not local:  # streamed in slabs of rows, in bounded memory, with the full model and IMOD's options
+        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
+
+        options = job.options or ReconstructOptions()
+        voxel_a = pix * binning if pix else None
+        info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
+                                     thickness=given if options.level else thickness, lowpass=job.lowpass,
+                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
+        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"])
     ny, nx = rows // binning, cols // binning
     need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
     check_memory(need, "the reconstruction")

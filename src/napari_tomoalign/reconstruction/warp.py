@@ -139,6 +139,16 @@ def pull_matrix(
     return m
 
 
+def warp_with_matrix(src: NDArray[np.float32], m: NDArray[np.float64], out: NDArray[np.float32], fill: float,
+                     interpolation: str = "linear") -> NDArray[np.float32]:
+    """``out[y, x] = src(m @ [x, y, 1])`` (`pull_matrix`, or one shifted to a band of rows); ``fill`` outside."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
+    kernel = _warp_linear if interpolation == "linear" else _warp_cubic
+    kernel(np.ascontiguousarray(src, dtype=np.float32), np.asarray(m, dtype=float), out, np.float32(fill))
+    return out
+
+
 def warp_view(
     img: NDArray,
     xf: NDArray[np.float64],

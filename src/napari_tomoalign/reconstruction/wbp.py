@@ -9,8 +9,16 @@ sections, with z = 0 at the first section and the tilt axis at the middle one.
 Each projection row is filtered by the discrete ramp (the band-limited Ram-Lak filter, which gets the
 zero frequency right), weighted by the angular interval of its view, optionally with a Gaussian
 low-pass or a SIRT-like radial filter that mimics a few SIRT iterations (Zeng, 2012) for a cleaner
-preview. The back-projection runs over all slices at once: for a given (z, x, view) the detector
-position is the same in every slice, so the inner loop runs over y and vectorises. With local
+preview. The filter and the back-projection run one block of slices at a time, in cache
+(`bp_kernels`): for a given (z, x, view) the detector position is the same in every slice, so the
+inner loop runs over y and vectorises.
+
+IMOD's full model is honoured as its ``tilt`` does with ``XAXISTILT``/``XTILTFILE`` and
+``ZFACTORFILE``: a voxel ``(x, y, z)`` (from the volume's centre) is projected to::
+
+    u = x cos t + (y sin f + z cos f) sin t + z xzf,    r = y cos f - z sin f + z yzf
+
+with ``t`` the view's tilt, ``f`` its X-axis tilt and ``(xzf, yzf)`` its Z factors. With local
 alignments (`local_warp`) the position depends on the slice too, and a separate kernel samples each
 view in both x and y.
 """
@@ -25,6 +33,7 @@ import scipy.fft
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
+from .bp_kernels import BLOCK, twiddles, wbp_blocks, wbp_blocks_full
 from .local_warp import LocalProjection, backproject_local, kernel_arguments
 from .warp import bin_image
 
@@ -89,46 +98,6 @@ def radial_filter(
     return ramp
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _transpose_rows(filtered, q):  # pragma: no cover - compiled
-    """``q[v, x, y] = filtered[v, y, x]`` for the first ``q.shape[1]`` columns."""
-    n_v, n_x, n_y = q.shape
-    for v in numba.prange(n_v):
-        for y in range(n_y):
-            for x in range(n_x):
-                q[v, x, y] = filtered[v, y, x]
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def _backproject(q, cos_t, sin_t, cx_det, cx_vol, cz_vol, vol):  # pragma: no cover - compiled
-    """``vol[z, :, x] = sum over views of q[v, u(x, z), :]``, with ``u`` linearly interpolated.
-
-    Each section is summed as ``(x, y)`` so that the inner loop runs along y, then stored ``(y, x)``.
-    """
-    n_views, n_u, n_y = q.shape
-    n_z, _, n_x = vol.shape
-    for z in numba.prange(n_z):
-        zz = z - cz_vol
-        acc = np.zeros((n_x, n_y), dtype=np.float32)
-        for v in range(n_views):
-            c = cos_t[v]
-            s = sin_t[v]
-            qv = q[v]
-            for x in range(n_x):
-                u = (x - cx_vol) * c + zz * s + cx_det
-                if u < 0.0 or u > n_u - 1:
-                    continue
-                i = min(int(u), n_u - 2)
-                f = np.float32(u - i)
-                g = np.float32(1.0) - f
-                a = qv[i]
-                b = qv[i + 1]
-                row = acc[x]
-                for y in range(n_y):
-                    row[y] += g * a[y] + f * b[y]
-        vol[z] = acc.T
-
-
 def weighted_back_projection(
     aligned: NDArray,
     tilt_angles_deg: NDArray[np.float64],
@@ -144,13 +113,17 @@ def weighted_back_projection(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     local: LocalProjection | None = None,
+    x_tilt_deg: float | NDArray[np.float64] | None = None,
+    z_factors: NDArray[np.float64] | None = None,
+    shift_px: tuple[float, float] = (0.0, 0.0),
 ) -> NDArray[np.float32]:
     """Reconstruct ``(z, y, x)`` from an aligned stack ``(n_views, rows, cols)`` by WBP.
 
     Parameters
     ----------
     aligned
-        The aligned stack (tilt axis vertical through the centre). Views are read one at a time.
+        The aligned stack (tilt axis vertical through the centre); a memory map is read a block of rows
+        at a time.
     tilt_angles_deg
         The tilt of each view; use the solved angles of the alignment, not the nominal ones.
     thickness
@@ -165,12 +138,19 @@ def weighted_back_projection(
     use_view
         Optional ``(n_views,)`` mask; views set False (for example undetermined by the fit) are left out.
     progress, should_stop
-        ``progress(done, total)`` as the views are filtered; `Cancelled` is raised when
+        ``progress(done, total)`` as blocks of slices are done; `Cancelled` is raised when
         ``should_stop()`` is true.
     local
         Local alignments (`local_warp.local_projection`, made for this stack's unbinned size): each voxel
         is projected with the local geometry of the patches around it, as IMOD's ``tilt`` does with a
         ``LOCALFILE``. All rows of the views are then filtered, even for a ``rows`` subset.
+    x_tilt_deg
+        The X-axis tilt, one value or one per view (IMOD's ``XAXISTILT``, or its ``.xtilt`` file).
+    z_factors
+        ``(n_views, 2)`` IMOD's ``(xzfac, yzfac)`` per view (its ``.zfac`` file), per unbinned pixel of z.
+    shift_px
+        ``(x, z)`` shift of the volume in unbinned pixels (IMOD's ``SHIFT``): the output holds the
+        specimen at ``x - shift_x``, ``z - shift_z``.
     """
     aligned_shape = np.shape(aligned)
     if len(aligned_shape) != 3:
@@ -198,7 +178,6 @@ def weighted_back_projection(
     filt = radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
     weights = angular_weights(tilts[views]).astype(np.float32)
-    filt = filt.astype(np.complex64)
     vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
     if local is not None:  # every row is filtered: a local transform may move a point across rows
         rows_f = np.empty((views.size, n_y, n_x), dtype=np.float32)
@@ -206,20 +185,132 @@ def weighted_back_projection(
         def store(c0: int, filtered: NDArray) -> None:
             rows_f[c0 : c0 + len(filtered)] = filtered[:, :, :n_x]
 
-        _filter_views(aligned, views, binning, (0, n_y), n_pad, filt, weights, store, progress, should_stop)
+        _filter_views(aligned, views, binning, (0, n_y), n_pad, filt.astype(np.complex64), weights, store,
+                      progress, should_stop)
         mats, grid = kernel_arguments(local.subset(views), binning)
         backproject_local(rows_f, mats, grid, y0, vol)
         return vol
-    q = np.empty((views.size, n_x, y1 - y0), dtype=np.float32)
-
-    def transpose(c0: int, filtered: NDArray) -> None:
-        _transpose_rows(filtered, q[c0 : c0 + len(filtered)])
-
-    _filter_views(aligned, views, binning, (y0, y1), n_pad, filt, weights, transpose, progress, should_stop)
-    theta = np.radians(tilts[views])
-    centre = (n_x - 1) / 2.0
-    _backproject(q, np.cos(theta), np.sin(theta), centre, centre, (n_z - 1) / 2.0, vol)
+    coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
+                                   z_factors=z_factors, shift_px=shift_px)[views]
+    stack = binned_views(aligned, views, binning)
+    backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop)
     return vol
+
+
+def projection_coefficients(
+    tilt_angles_deg: NDArray[np.float64],
+    shape: tuple[int, int],
+    n_z: int,
+    *,
+    binning: int = 1,
+    x_tilt_deg: float | NDArray[np.float64] | None = None,
+    z_factors: NDArray[np.float64] | None = None,
+    shift_px: tuple[float, float] = (0.0, 0.0),
+) -> NDArray[np.float64]:
+    """``(n_views, 7)`` the map from a voxel to its place in each (binned) view, for `bp_kernels`.
+
+    A voxel ``(x, y, z)`` from the volume's centre (binned pixels; ``shape`` the binned ``(rows, cols)``)
+    goes to column ``u = A0 x + A1 y + A2 z + A3`` and row ``r = B1 y + B2 z + B3`` of the view (columns
+    ``A0..A3, B1..B3``); the formula is the module docstring's, with the volume's shift folded in.
+    """
+    t = np.radians(np.asarray(tilt_angles_deg, dtype=float))
+    n = t.size
+    f = np.radians(np.broadcast_to(np.asarray(0.0 if x_tilt_deg is None else x_tilt_deg, dtype=float), (n,)))
+    zf = np.zeros((n, 2)) if z_factors is None else np.asarray(z_factors, dtype=float)
+    if zf.shape != (n, 2) or not np.all(np.isfinite(zf)):
+        raise ValueError(f"Z factors must be finite, two per view for {n} views, not of shape {zf.shape}")
+    if not np.all(np.isfinite(f)) or np.any(np.abs(f) >= np.pi / 2):
+        raise ValueError("the X-axis tilt must be finite and within +-90 degrees")
+    n_y, n_x = shape
+    coef = np.empty((n, 7))
+    coef[:, 0] = np.cos(t)
+    coef[:, 1] = np.sin(f) * np.sin(t)
+    coef[:, 2] = np.cos(f) * np.sin(t) + zf[:, 0]
+    coef[:, 3] = (n_x - 1) / 2.0
+    coef[:, 4] = np.cos(f)
+    coef[:, 5] = zf[:, 1] - np.sin(f)
+    coef[:, 6] = (n_y - 1) / 2.0
+    sx, sz = (float(v) / binning for v in shift_px)
+    coef[:, 3] -= coef[:, 0] * sx + coef[:, 2] * sz
+    coef[:, 6] -= coef[:, 5] * sz
+    return coef
+
+
+def full_filter(filt: NDArray[np.float64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``(n_views, n_pad)`` the ``rfft`` filter spread over all ``n_pad`` frequencies, times each view's
+    weight, over ``n_pad`` (the inverse FFT of `bp_kernels` is unscaled)."""
+    n_pad = 2 * (filt.size - 1)
+    k = np.arange(n_pad)
+    whole = filt[np.minimum(k, n_pad - k)]
+    return np.ascontiguousarray(np.asarray(weights, np.float64)[:, None] * whole[None, :] / n_pad, dtype=np.float32)
+
+
+def binned_views(aligned: NDArray, views: NDArray[np.intp], binning: int) -> NDArray:
+    """The views to use, binned, as an array the kernels read (the input itself when nothing changes)."""
+    a = aligned
+    if (binning == 1 and isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+            and views.size == a.shape[0]):
+        return a
+    first = bin_image(aligned[views[0]], binning)
+    out = np.empty((views.size, *first.shape), dtype=np.float32)
+    out[0] = first
+    for k, j in enumerate(views[1:], start=1):
+        out[k] = bin_image(aligned[j], binning)
+    return out
+
+
+def backproject_views(
+    stack: NDArray,
+    filt: NDArray[np.float32],
+    coef: NDArray[np.float64],
+    vol: NDArray[np.float32],
+    row_first: int,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    stack_row0: int = 0,
+    n_rows_all: int | None = None,
+) -> None:
+    """Filter and back-project the views ``stack`` ``(n_views, rows, cols)`` into ``vol`` ``(n_z, n_rows, cols)``.
+
+    The views have ``n_rows_all`` rows (default: all held) of which ``stack`` holds those from
+    ``stack_row0`` (all the rows the volume's rows reach: `rows_needed`); the volume's row ``k`` is
+    view row ``row_first + k``. ``filt`` from `full_filter`, ``coef`` from `projection_coefficients` (a
+    row per view of ``stack``). The work goes in chunks of blocks so that ``progress`` and
+    ``should_stop`` are heard.
+    """
+    n_z, n_rows, n_x = vol.shape
+    n_all = stack.shape[1] if n_rows_all is None else int(n_rows_all)
+    if stack.shape[2] != n_x:
+        raise ValueError(f"the volume is {n_x} wide but the views are {stack.shape[2]}")
+    wr, wi = twiddles(filt.shape[1])
+    plain = bool(np.all(coef[:, 1] == 0.0) and np.all(coef[:, 4] == 1.0) and np.all(coef[:, 5] == 0.0)
+                 and np.all(coef[:, 6] == (n_all - 1) / 2.0))
+    if plain:
+        zc = np.arange(n_z) - (n_z - 1) / 2.0
+        base = zc[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n_x - 1) / 2.0)[None, :]
+        cos_t = np.ascontiguousarray(coef[:, 0])
+    chunk = BLOCK * max(1, numba.get_num_threads()) * 4
+    for c0 in range(0, n_rows, chunk):
+        if should_stop is not None and should_stop():
+            raise Cancelled("reconstruction cancelled")
+        part = vol[:, c0 : c0 + chunk]
+        if plain:
+            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0)
+        else:
+            wbp_blocks_full(stack, filt, wr, wi, coef, (n_x - 1) / 2.0, (n_z - 1) / 2.0, part, row_first + c0,
+                            n_all, stack_row0)
+        if progress is not None:
+            progress(min(n_rows, c0 + chunk), n_rows)
+
+
+def rows_needed(coef: NDArray[np.float64], rows: tuple[int, int], n_z: int, n_rows_all: int) -> tuple[int, int]:
+    """``(first, stop)`` the view rows that the volume's rows ``rows`` reach with the geometry ``coef``."""
+    cy, cz = (n_rows_all - 1) / 2.0, (n_z - 1) / 2.0
+    y = np.array([rows[0], rows[1] - 1], dtype=float) - cy
+    z = np.array([-cz, n_z - 1 - cz])
+    r = coef[:, None, None, 4] * y[None, :, None] + coef[:, None, None, 5] * z[None, None, :] + coef[:, None, None, 6]
+    return max(0, int(np.floor(r.min()))), min(n_rows_all, int(np.floor(r.max())) + 2)
 
 
 def _filter_views(aligned: NDArray, views: NDArray[np.intp], binning: int, rows: tuple[int, int], n_pad: int,

@@ -1,0 +1,265 @@
+"""Tomogram positioning from the markers' 3-D positions: IMOD's surface analysis (``SurfacesToAnalyze``).
+
+A plane ``z = a x + b y + c`` is fitted by least squares to the markers (one surface), or to each of
+the two bead layers (two surfaces), in coordinates with the markers' centroid at zero, as
+``tiltalign`` does. From a fit IMOD reports:
+
+- the *adjusted slope* ``a / (cos alpha - b sin alpha)`` with ``alpha = atan b``;
+- the *incremental tilt angle change* ``atan(-slope)``: the change to every tilt angle that levels the
+  section in x (``AngleOffset``), and the total with the offset already applied;
+- the *X axis tilt needed*, ``-alpha``;
+- for two surfaces, the *thickness at the Z intercepts* (top ``c`` minus bottom ``c``), and the
+  averages of the slopes and X-tilts weighted by the number of points.
+
+The two layers are found as IMOD's older ``find_surfaces`` did: rotate the points by the current
+average slope and X-tilt, split them at the middle of the rotated z range, refit, until the split
+holds (at most six rounds); then move the point with the largest residual to the other layer while
+that lowers the summed residuals (a layer keeps at least 3 points, the donor at least 4).
+
+Signs. IMOD's tomograms come out with the fid.xyz's positive z at the bottom, and its ``XAXISTILT`` is
+the printed "X axis tilt needed". Here a marker's z is the volume's z (`wbp`), so the same
+levelling is an X-axis tilt of ``+alpha`` in `wbp`'s formula; the tilt angle change has the same sign
+in both (`level_parameters`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class PlaneFit:
+    """One plane ``z = a x + b y + c`` through a set of markers (centroid-zero pixels)."""
+
+    n_points: int
+    a: float
+    b: float
+    intercept_px: float
+    mean_residual_px: float
+    lowest_px: float  # the lowest marker's height above the plane's intercept, plus the intercept
+    highest_px: float
+
+    @property
+    def alpha_deg(self) -> float:
+        return float(np.degrees(np.arctan(self.b)))
+
+    @property
+    def adjusted_slope(self) -> float:
+        al = np.radians(self.alpha_deg)
+        return float(self.a / (np.cos(al) - self.b * np.sin(al)))
+
+    @property
+    def x_axis_tilt_needed_deg(self) -> float:
+        """IMOD's "X axis tilt needed" (its ``XAXISTILT`` sign)."""
+        return -self.alpha_deg
+
+    @property
+    def tilt_angle_change_deg(self) -> float:
+        """IMOD's "Incremental tilt angle change"."""
+        return float(np.degrees(np.arctan(-self.adjusted_slope)))
+
+
+@dataclass(frozen=True)
+class SurfaceAnalysis:
+    """The result of `analyse_surfaces`; ``bottom`` and ``top`` only for two surfaces."""
+
+    n_surfaces: int
+    angle_offset_deg: float  # the offset already in the tilt angles (AngleOffset)
+    all_points: PlaneFit
+    bottom: PlaneFit | None
+    top: PlaneFit | None
+    centroid_px: tuple[float, float, float]
+    bottom_of: tuple[bool, ...]  # per marker: on the bottom surface (two surfaces only; else all False)
+
+    @property
+    def slope(self) -> float:
+        if self.bottom is None or self.top is None:
+            return self.all_points.adjusted_slope
+        n = self.bottom.n_points + self.top.n_points
+        return (self.bottom.n_points * self.bottom.adjusted_slope + self.top.n_points * self.top.adjusted_slope) / n
+
+    @property
+    def x_axis_tilt_needed_deg(self) -> float:
+        if self.bottom is None or self.top is None:
+            return self.all_points.x_axis_tilt_needed_deg
+        n = self.bottom.n_points + self.top.n_points
+        return -(self.bottom.n_points * self.bottom.alpha_deg + self.top.n_points * self.top.alpha_deg) / n
+
+    @property
+    def tilt_angle_change_deg(self) -> float:
+        return float(np.degrees(np.arctan(-self.slope)))
+
+    @property
+    def thickness_px(self) -> float | None:
+        """Thickness at the Z intercepts (two surfaces only)."""
+        if self.bottom is None or self.top is None:
+            return None
+        return self.top.intercept_px - self.bottom.intercept_px
+
+    def as_dict(self) -> dict:
+        """For ``alignment.json``: the combined figures, then each fit as IMOD prints it."""
+        def fit(p: PlaneFit | None) -> dict | None:
+            if p is None:
+                return None
+            d = asdict(p)
+            d.update(adjusted_slope=p.adjusted_slope, x_axis_tilt_needed_deg=p.x_axis_tilt_needed_deg,
+                     tilt_angle_change_deg=p.tilt_angle_change_deg,
+                     total_tilt_angle_change_deg=p.tilt_angle_change_deg + self.angle_offset_deg)
+            return d
+
+        return {"surfaces": self.n_surfaces, "adjusted_slope": self.slope,
+                "x_axis_tilt_needed_deg": self.x_axis_tilt_needed_deg,
+                "tilt_angle_change_deg": self.tilt_angle_change_deg,
+                "total_tilt_angle_change_deg": self.tilt_angle_change_deg + self.angle_offset_deg,
+                "thickness_at_intercepts_px": self.thickness_px, "centroid_px": list(self.centroid_px),
+                "all_points": fit(self.all_points), "bottom": fit(self.bottom), "top": fit(self.top)}
+
+    def report(self) -> str:
+        """The analysis as IMOD's ``tiltalign`` log prints it."""
+        lines = ["SURFACE ANALYSIS:", "", "Fit of one plane to all fiducials:",
+                 f"Adjusted slope = {self.all_points.adjusted_slope:8.4f}", *self._change(self.all_points.adjusted_slope)]
+        for name, p in (("bottom", self.bottom), ("top", self.top)):
+            if p is not None:
+                lines += ["", f"Fit of one plane to points on {name} surface:", f"# of points = {p.n_points:6d}",
+                          f"Z axis intercept = {p.intercept_px:8.2f}", f"Adjusted slope = {p.adjusted_slope:10.4f}",
+                          f"Mean residual = {p.mean_residual_px:11.3f}",
+                          f"X axis tilt needed = {p.x_axis_tilt_needed_deg:6.2f}", *self._change(p.adjusted_slope)]
+        if self.thickness_px is not None:
+            lines += ["", f"Thickness at Z intercepts = {self.thickness_px:11.2f}",
+                      f"Average adjusted slope = {self.slope:14.4f}",
+                      f"Average X axis tilt needed = {self.x_axis_tilt_needed_deg:10.2f}", *self._change(self.slope)]
+        return "\n".join(lines)
+
+    def _change(self, slope: float) -> list[str]:
+        inc = float(np.degrees(np.arctan(-slope)))
+        total = inc + self.angle_offset_deg
+        return [f"Incremental tilt angle change = {inc:7.2f}", f"Total tilt angle change = {total:13.2f}"]
+
+
+def fit_plane(xyz: NDArray[np.float64]) -> PlaneFit:
+    """Least-squares plane through ``(n, 3)`` points (a line in x for two points, flat for one)."""
+    x, y, z = np.asarray(xyz, dtype=float).T
+    if x.size > 2:
+        (a, b, c), *_ = np.linalg.lstsq(np.column_stack([x, y, np.ones_like(x)]), z, rcond=None)
+    elif x.size == 2:
+        a, c = np.polyfit(x, z, 1) if x[0] != x[1] else (0.0, z.mean())
+        b = 0.0
+    else:
+        a, b, c = 0.0, 0.0, float(z[0])
+    dev = z - (a * x + b * y + c)
+    return PlaneFit(int(x.size), float(a), float(b), float(c), float(np.abs(dev).mean()), float(c + dev.min()),
+                    float(c + dev.max()))
+
+
+def _two_fits(p: NDArray[np.float64], bottom: NDArray[np.bool_]) -> tuple[PlaneFit, PlaneFit]:
+    return fit_plane(p[bottom]), fit_plane(p[~bottom])
+
+
+def _split(p: NDArray[np.float64], first: PlaneFit) -> NDArray[np.bool_]:
+    """Rounds of rotate, split at the middle of the z range and refit, until the split holds."""
+    slope, alpha = first.adjusted_slope, first.alpha_deg
+    bottom = np.zeros(len(p), bool)
+    for k in range(6):
+        th, al = -np.arctan(slope), np.radians(alpha)
+        zr = p[:, 0] * np.sin(th) + (p[:, 2] * np.cos(al) - p[:, 1] * np.sin(al)) * np.cos(th)
+        new = zr <= (zr.min() + zr.max()) / 2.0
+        changed = k == 0 or bool(np.any(new != bottom))
+        bottom = new
+        lo, hi = _two_fits(p, bottom)
+        n = len(p)
+        slope = (lo.n_points * lo.adjusted_slope + hi.n_points * hi.adjusted_slope) / n
+        alpha = (lo.n_points * lo.alpha_deg + hi.n_points * hi.alpha_deg) / n
+        if not changed:
+            break
+    return bottom
+
+
+def _refine(p: NDArray[np.float64], bottom: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Move the worst-fitting point to the other layer while that lowers the summed mean residuals."""
+    bottom = bottom.copy()
+
+    def error(lo: PlaneFit, hi: PlaneFit) -> float:
+        return lo.n_points * lo.mean_residual_px + hi.n_points * hi.mean_residual_px
+
+    lo, hi = _two_fits(p, bottom)
+    err = error(lo, hi)
+    checked: set[int] = set()
+    for _ in range(1000):
+        if len(checked) >= len(p) // 2:
+            break
+        res = np.where(bottom, np.abs(p[:, 2] - (lo.a * p[:, 0] + lo.b * p[:, 1] + lo.intercept_px)),
+                       np.abs(p[:, 2] - (hi.a * p[:, 0] + hi.b * p[:, 1] + hi.intercept_px)))
+        res[list(checked)] = -1.0
+        k = int(np.argmax(res))
+        donor, receiver = (lo, hi) if bottom[k] else (hi, lo)
+        if donor.n_points < 4 or receiver.n_points < 3:
+            checked.add(k)
+            continue
+        bottom[k] = not bottom[k]
+        lo2, hi2 = _two_fits(p, bottom)
+        if error(lo2, hi2) < err:
+            lo, hi, err = lo2, hi2, error(lo2, hi2)
+            checked.clear()
+        else:
+            bottom[k] = not bottom[k]
+            checked.add(k)
+    return bottom
+
+
+def analyse_surfaces(xyz_px: NDArray[np.float64], n_surfaces: int, *, angle_offset_deg: float = 0.0) -> SurfaceAnalysis:
+    """IMOD's surface analysis of ``(n_markers, 3)`` marker positions (pixels; any origin).
+
+    ``n_surfaces`` is 1 (one plane) or 2 (a plane per bead layer); ``angle_offset_deg`` the
+    ``AngleOffset`` already applied, for the total tilt angle change.
+    """
+    if n_surfaces not in (1, 2):
+        raise ValueError(f"SurfacesToAnalyze must be 1 or 2, not {n_surfaces}")
+    xyz = np.asarray(xyz_px, dtype=float)
+    xyz = xyz[np.all(np.isfinite(xyz), axis=1)] if xyz.ndim == 2 else xyz
+    need = 3 if n_surfaces == 1 else 6
+    if xyz.ndim != 2 or xyz.shape[1] != 3 or len(xyz) < need:
+        raise ValueError(f"the surface analysis needs at least {need} markers with 3-D positions for "
+                         f"{n_surfaces} surface(s); track more beads")
+    centroid = xyz.mean(axis=0)
+    c3 = (float(centroid[0]), float(centroid[1]), float(centroid[2]))
+    p = xyz - centroid
+    first = fit_plane(p)
+    if n_surfaces == 1:
+        return SurfaceAnalysis(1, angle_offset_deg, first, None, None, c3, tuple([False] * len(p)))
+    bottom = _refine(p, _split(p, first))
+    lo, hi = _two_fits(p, bottom)
+    return SurfaceAnalysis(2, angle_offset_deg, first, lo, hi, c3, tuple(map(bool, bottom)))
+
+
+@dataclass(frozen=True)
+class Levelling:
+    """What `wbp` needs to reconstruct the section level and held: add ``tilt_change_deg`` to every
+    tilt angle, reconstruct with ``x_axis_tilt_deg``, ``thickness_px`` thick, shifted by ``z_shift_px``
+    (`wbp`'s ``shift_px`` z, unbinned pixels)."""
+
+    tilt_change_deg: float
+    x_axis_tilt_deg: float
+    thickness_px: int
+    z_shift_px: float
+
+
+def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
+    """The levelling of `SurfaceAnalysis` for `wbp`, and the thickness and Z shift that hold every marker.
+
+    ``xyz_px`` are the markers (x, y from the aligned image's centre, z from the tilt axis, as the
+    volume's z). After the tilt change ``d`` and X-axis tilt ``f`` a marker at ``(x, y, z)`` is
+    reconstructed at height ``z' = x sin d + (z cos f - y sin f) cos d`` (to first order in the small
+    x-shift); the volume is made to hold the range of ``z'`` plus 10% and ``margin_px`` each side.
+    """
+    xyz = np.asarray(xyz_px, dtype=float)
+    xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
+    d = np.radians(analysis.tilt_angle_change_deg)
+    f = -np.radians(analysis.x_axis_tilt_needed_deg)
+    zl = xyz[:, 2] * np.cos(f) - xyz[:, 1] * np.sin(f)
+    zp = xyz[:, 0] * np.sin(d) + zl * np.cos(d)
+    lo, hi = float(zp.min()), float(zp.max())
+    half = 1.1 * (hi - lo) / 2.0 + margin_px
+    return Levelling(float(np.degrees(d)), float(np.degrees(f)), 2 * int(np.ceil(half)), -(lo + hi) / 2.0)

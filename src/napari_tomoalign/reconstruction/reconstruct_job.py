@@ -1,0 +1,187 @@
+"""The ``reconstruct`` job's IMOD-compatible options, and the streamed reconstruction of a solved alignment.
+
+Options, as IMOD's ``tilt`` names them: ``--radial CUTOFF FALLOFF`` (``RADIAL``), ``--x-axis-tilt``
+(``XAXISTILT``, added to the alignment's own X-tilts), ``--offset`` (``OFFSET``, added to every tilt
+angle), ``--shift X Z`` (``SHIFT``), ``--exclude-views`` (``EXCLUDELIST``, numbered from 1),
+``--sirt-like N`` (the radial filter of N SIRT iterations), ``--mode`` and ``--scale ADD MULT``
+(``MODE``, ``SCALE``; the default keeps a signed 16-bit input's mode, as ``newstack`` and ``tilt`` do),
+``--memory`` (the slab is picked to stay within it; default half of what is available) and
+``--level [1|2]`` (tomogram positioning: IMOD's surface analysis of the alignment's markers, applied
+as etomo feeds ``AngleOffset``, ``XAXISTILT``, the thickness and the Z shift back).
+
+This module imports only the standard library at load time, so that building the command line stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("int16", "float32", "uint16", "uint8", "int8")
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """The options of `add_reconstruct_options` (module docstring); defaults change nothing."""
+
+    radial: tuple[float, float] | None = None
+    x_axis_tilt_deg: float = 0.0
+    offset_deg: float = 0.0
+    shift_px: tuple[float, float] | None = None
+    exclude_views: str | None = None
+    sirt_like: int | None = None
+    mode: str | None = None
+    scale: tuple[float, float] = (0.0, 1.0)
+    memory_bytes: int | None = None
+    level: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_memory(text: str) -> int:
+    """``"2G"``, ``"1500M"``, ``"800000K"`` or bytes; a `ValueError` naming the form otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
+    if not m:
+        raise ValueError(f"--memory {text!r}: give a size such as 2G, 1500M or 800000K")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def parse_view_list(text: str, n_views: int) -> list[int]:
+    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``)."""
+    from ..conventions import view_index
+
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"--exclude-views {text!r}: give view numbers from 1 and ranges, such as 1-3,7")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        out += [view_index(k, n_views, what="excluded view") for k in range(lo, hi + 1)]
+    return sorted(set(out))
+
+
+def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
+    """The IMOD-compatible options of ``reconstruct`` (module docstring)."""
+    p.add_argument("--radial", type=float, nargs=2, metavar=("CUTOFF", "FALLOFF"),
+                   help="IMOD's RADIAL low-pass: cutoff and Gaussian falloff in cycles per binned pixel (0.35 0.05)")
+    p.add_argument("--x-axis-tilt", type=float, default=0.0, metavar="DEG",
+                   help="X-axis tilt added to the alignment's own (IMOD's XAXISTILT)")
+    p.add_argument("--offset", type=float, default=0.0, metavar="DEG", help="added to every tilt angle (OFFSET)")
+    p.add_argument("--shift", type=float, nargs=2, metavar=("X", "Z"),
+                   help="shift of the volume in X and Z, unbinned pixels (IMOD's SHIFT)")
+    p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
+    p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
+    p.add_argument("--mode", choices=MODES,
+                   help="output mode (default: int16 for a 16-bit input, as newstack and tilt keep it; else float32)")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("ADD", "MULT"),
+                   help="add, then multiply, before writing (IMOD's SCALE)")
+    p.add_argument("--memory", type=parse_memory, metavar="SIZE",
+                   help="memory to stay within, such as 2G (default: half of what is available)")
+    p.add_argument("--level", type=int, nargs="?", const=2, choices=(1, 2), metavar="SURFACES",
+                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default 2)"
+                        " and pick the thickness and Z shift that hold it")
+
+
+def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
+    return ReconstructOptions(
+        radial=tuple(args.radial) if args.radial else None, x_axis_tilt_deg=args.x_axis_tilt, offset_deg=args.offset,
+        shift_px=tuple(args.shift) if args.shift else None, exclude_views=args.exclude_views, sirt_like=args.sirt_like,
+        mode=args.mode, scale=tuple(args.scale), memory_bytes=args.memory, level=args.level)
+
+
+def read_pairs(path: Path, n_views: int) -> Any:
+    """``(n_views, 2)`` from an IMOD ``.zfac`` (one ``xzfac yzfac`` pair per line)."""
+    import numpy as np
+
+    from ..io import FileFormatError
+
+    try:
+        values = np.loadtxt(path, ndmin=2)
+    except ValueError:
+        values = np.zeros((0, 0))
+    if values.shape != (n_views, 2) or not np.all(np.isfinite(values)):
+        raise FileFormatError(f"{path}: expected two finite Z factors on each of {n_views} lines; write it again"
+                              " with 'tomoalign align --imod-com'")
+    return values
+
+
+def _one(directory: Path, pattern: str) -> Path | None:
+    found = sorted(directory.glob(pattern))
+    return found[0] if len(found) == 1 else None
+
+
+def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignment_dir: str | os.PathLike[str],
+                          out: Path, *, binning: int, thickness: int | None, lowpass: float | None,
+                          options: ReconstructOptions, voxel_angstrom: float | None, overwrite: bool) -> dict:
+    """The streamed WBP of a raw stack with a saved alignment (`io.alignment.SavedAlignment`), into ``out``.
+
+    Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
+    ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`) and the levelling.
+    """
+    import numpy as np
+
+    from ..errors import UsageError
+    from .positioning import analyse_surfaces, level_parameters
+    from .stream import RawStack, WarpedRows, reconstruct_streamed
+
+    d = Path(alignment_dir)
+    raw = RawStack(stack_path)
+    n = len(saved.transforms)
+    use = np.asarray(saved.view_determined, bool).copy()
+    if options.exclude_views:
+        try:
+            use[parse_view_list(options.exclude_views, n)] = False
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    views = np.flatnonzero(use)
+    if views.size < 2:
+        raise UsageError("fewer than two views are left to reconstruct from; exclude fewer views")
+    x_tilt = (np.zeros(n) if saved.x_tilts_deg is None else np.asarray(saved.x_tilts_deg, float)) + options.x_axis_tilt_deg
+    zfac_path = _one(d, "*.zfac")
+    zf = read_pairs(zfac_path, n)[views] if zfac_path is not None else None
+    tilts = np.asarray(saved.tilt_angles_deg, float)
+    offset, shift = options.offset_deg, options.shift_px
+    info: dict[str, Any] = {}
+    if options.level:
+        xyz_path = _one(d, "*fid.xyz")
+        if xyz_path is None:
+            raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
+        try:
+            xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
+        except (ValueError, IndexError):
+            raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
+        centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
+        try:
+            analysis = analyse_surfaces(xyz, options.level, angle_offset_deg=options.offset_deg)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
+        offset += lev.tilt_change_deg
+        x_tilt = x_tilt + lev.x_axis_tilt_deg
+        thickness = thickness if thickness is not None else lev.thickness_px
+        shift = shift if shift is not None else (0.0, lev.z_shift_px)
+        info["surface_analysis"] = analysis.as_dict()
+        info["levelling"] = {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
+                             "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}
+    if thickness is None:
+        raise UsageError("give --thickness (or --level to take it from the markers)")
+    mode = options.mode or ("int16" if raw.dtype.kind in "iu" else "float32")
+    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
+    source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning)
+    try:
+        res = reconstruct_streamed(
+            source, tilts[views], out, thickness=thickness, memory_bytes=options.memory_bytes, output_dtype=mode,
+            scale=options.scale, voxel_size_angstrom=voxel_angstrom,
+            weighting="sirt-like" if options.sirt_like else "ramp", sirt_iterations=options.sirt_like or 10,
+            radial=radial, x_tilt_deg=x_tilt[views], z_factors=zf, tilt_offset_deg=offset,
+            shift_px=shift or (0.0, 0.0), overwrite=overwrite)
+    except ValueError as exc:  # options out of range, too little memory: the user's to fix
+        raise UsageError(str(exc)) from None
+    info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
+                clipped=res.clipped, z_factors=zfac_path is not None)
+    return info

@@ -1,0 +1,301 @@
+"""Any size in bounded memory: the WBP streamed in slabs of rows, as IMOD's ``tilt`` reads the lines a
+slab needs and writes the slab.
+
+For each slab of output rows (slices), the rows of the aligned views that the slab reaches are made
+(warped from the raw stack, `WarpedRows`, or read from aligned views in memory or a memory-mapped
+``.ali``, `AlignedRows`), filtered and back-projected (`wbp.backproject_views`), and the slab is
+written into the MRC file at its place in every section; the header's statistics are summed on the
+way and written last. The raw stack is read with plain file reads, never memory-mapped, so the
+process holds only the slab, the rows it needs and one view's band of raw rows: peak memory is set
+by the slab (`slab_rows` picks it from ``memory_bytes``), not by the volume.
+
+The result equals `wbp.weighted_back_projection` of `warp.aligned_stack` (to float32 rounding).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from ..io.atomic import atomic_path, check_writable
+from .bp_kernels import BLOCK
+from .warp import bin_image, pull_matrix, warp_with_matrix
+from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
+
+PROCESS_BYTES = 320 * 2**20  # the interpreter, numpy, scipy and the compiled kernels, resident
+OUTPUT_MODES = {"float32": np.float32, "int16": np.int16, "uint16": np.uint16, "int8": np.int8, "uint8": np.uint8}
+
+
+class RawStack:
+    """An MRC stack read a band of rows at a time with plain file reads (no memory map)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with mrcfile.open(self.path, header_only=True, permissive=True) as m:
+            h = m.header
+            self.shape = (int(h.nz), int(h.ny), int(h.nx))
+            self.dtype = np.dtype(mrcfile.utils.dtype_from_mode(h.mode)).newbyteorder(m.header.mode.dtype.byteorder)
+            self.offset = 1024 + int(h.nsymbt)
+        need = self.offset + int(np.prod(self.shape)) * self.dtype.itemsize
+        if self.path.stat().st_size < need:
+            raise ValueError(f"{self.path}: the file is shorter than its header says ({need} bytes); it is truncated")
+
+    def rows(self, view: int, first: int, stop: int) -> NDArray:
+        """``(stop - first, cols)`` rows of one view."""
+        _, ny, nx = self.shape
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + ((view * ny + first) * nx) * self.dtype.itemsize)
+            a = np.fromfile(f, dtype=self.dtype, count=(stop - first) * nx)
+        return a.reshape(stop - first, nx)
+
+
+@dataclass
+class WarpedRows:
+    """Rows of the aligned, binned views, warped from the raw stack on demand (as `warp.warp_view`)."""
+
+    raw: RawStack | NDArray
+    transforms: NDArray[np.float64]  # (n_views, 2, 3) of the views to use
+    views: NDArray[np.intp]
+    binning: int = 1
+
+    def __post_init__(self) -> None:
+        n = self.raw.shape
+        self.shape = (n[1] // self.binning, n[2] // self.binning)
+        self.fill = np.array([float(bin_image(self._view_rows(j, 0, n[1]), self.binning).mean()) for j in self.views])
+
+    def _view_rows(self, j: int, first: int, stop: int) -> NDArray:
+        if isinstance(self.raw, RawStack):
+            return self.raw.rows(int(j), first, stop)
+        return np.asarray(self.raw[j, first:stop])
+
+    def rows(self, first: int, stop: int) -> NDArray[np.float32]:
+        """``(n_views, stop - first, cols)`` binned aligned rows ``first..stop``."""
+        ny, nx = self.shape
+        b = self.binning
+        out = np.empty((self.views.size, stop - first, nx), dtype=np.float32)
+        for k, j in enumerate(self.views):
+            xf = self.transforms[k]
+            if not np.all(np.isfinite(xf)):
+                out[k] = self.fill[k]
+                continue
+            m = pull_matrix(np.asarray(xf, dtype=float), (ny, nx), (ny, nx), b)
+            corners = np.array([[0, first], [nx - 1, first], [0, stop - 1], [nx - 1, stop - 1]], dtype=float)
+            sy = corners @ m[1, :2] + m[1, 2]
+            r0 = min(max(0, int(np.floor(sy.min()))), ny - 1)
+            r1 = max(min(ny, int(np.floor(sy.max())) + 2), r0 + 1)
+            band = bin_image(self._view_rows(j, r0 * b, r1 * b), b)
+            mb = m.copy()
+            mb[:, 2] += m[:, 1] * first
+            mb[1, 2] -= r0
+            if band.shape[0] < 2:  # one row: pad so that the kernel can interpolate
+                band = np.vstack([band, band])
+            warp_with_matrix(band, mb, out[k], float(self.fill[k]))
+        return out
+
+
+@dataclass
+class AlignedRows:
+    """Rows of aligned views already made (in memory, or a memory-mapped ``.ali``), binned on demand."""
+
+    aligned: NDArray
+    views: NDArray[np.intp]
+    binning: int = 1
+
+    def __post_init__(self) -> None:
+        self.shape = (self.aligned.shape[1] // self.binning, self.aligned.shape[2] // self.binning)
+
+    def rows(self, first: int, stop: int) -> NDArray[np.float32]:
+        b = self.binning
+        out = np.empty((self.views.size, stop - first, self.shape[1]), dtype=np.float32)
+        for k, j in enumerate(self.views):
+            out[k] = bin_image(np.asarray(self.aligned[j, first * b : stop * b]), b)[:, : self.shape[1]]
+        return out
+
+
+def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int, out_itemsize: int,
+              raw_band_bytes: int) -> int:
+    """Rows per slab that keep the process within ``memory_bytes`` (at least one block of rows)."""
+    ny, nx = shape
+    threads = max(1, numba.get_num_threads())
+    fixed = PROCESS_BYTES + raw_band_bytes + threads * 6 * n_views * nx * BLOCK + 64 * 2**20 + 3 * out_itemsize * nx * ny
+    per_row = 4 * n_z * nx + 4 * n_views * nx
+    rows = (memory_bytes - fixed) // per_row
+    if rows < BLOCK:
+        need = (fixed + BLOCK * per_row) / 2**20
+        raise ValueError(f"{memory_bytes / 2**20:.0f} MiB is too little memory for this reconstruction; it needs at "
+                         f"least {need:.0f} MiB (give more with --memory, or bin more)")
+    unit = BLOCK * threads
+    return int(min(ny, max(BLOCK, (rows // unit) * unit if rows >= unit else (rows // BLOCK) * BLOCK)))
+
+
+def available_memory_bytes() -> int:
+    """Half of what the system has available now (``MemAvailable``), or 2 GiB when it cannot tell."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")) // 2
+    except (OSError, StopIteration, ValueError):
+        return 2 * 2**30
+
+
+class SlabWriter:
+    """An MRC volume ``(n_z, rows, cols)`` written a slab of rows at a time into every section, with plain
+    writes (space reserved first), the header's statistics summed on the way and written on `close`."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float | None,
+                 scale: tuple[float, float] = (0.0, 1.0)) -> None:
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype).newbyteorder("<")
+        self.voxel, self.scale = voxel_size_angstrom, scale
+        self.lo, self.hi, self.total, self.total_sq, self.clipped = np.inf, -np.inf, 0.0, 0.0, 0
+        self.f = open(path, "r+b" if path.exists() else "wb")
+        size = 1024 + int(np.prod(shape)) * self.dtype.itemsize
+        try:
+            os.posix_fallocate(self.f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno == 28:  # ENOSPC: say so before the work, not after
+                self.f.close()
+                raise
+        self.f.write(bytes(1024))
+
+    def write_rows(self, first: int, slab: NDArray[np.float32]) -> None:
+        """Write ``slab`` ``(n_z, rows, cols)`` at rows ``first..`` of every section, one section at a time."""
+        n_z, ny, nx = self.shape
+        row_bytes = nx * self.dtype.itemsize
+        info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
+        for z in range(n_z):
+            data = slab[z]
+            if self.scale != (0.0, 1.0):
+                data = (data + np.float32(self.scale[0])) * np.float32(self.scale[1])
+            if info is not None:
+                data = np.rint(data)
+                self.clipped += int(np.count_nonzero((data < info.min) | (data > info.max)))
+                data = np.clip(data, info.min, info.max)
+            out = np.ascontiguousarray(data, dtype=self.dtype)
+            s = float(out.sum(dtype=np.float64))
+            if not np.isfinite(s):
+                raise ValueError(f"section {z}, rows {first}..{first + slab.shape[1]} hold NaN or infinite values")
+            self.lo, self.hi = min(self.lo, float(out.min())), max(self.hi, float(out.max()))
+            self.total += s
+            self.total_sq += float(np.square(out, dtype=np.float64).sum())
+            self.f.seek(1024 + (z * ny + first) * row_bytes)
+            self.f.write(out.data.cast("B"))
+
+    def close(self) -> None:
+        n = float(np.prod(self.shape))
+        mean = self.total / n
+        rms = float(np.sqrt(max(self.total_sq / n - mean * mean, 0.0)))
+        h = np.zeros((), dtype=mrcfile.dtypes.HEADER_DTYPE).view(np.recarray)
+        h.map = mrcfile.constants.MAP_ID
+        h.nversion = 20141
+        h.machst = mrcfile.utils.machine_stamp_from_byte_order("<")
+        h.cellb.alpha = h.cellb.beta = h.cellb.gamma = 90.0
+        h.mapc, h.mapr, h.maps = 1, 2, 3
+        h.nz, h.ny, h.nx = self.shape
+        h.mz, h.my, h.mx = self.shape
+        h.mode = mrcfile.utils.mode_from_dtype(self.dtype)
+        h.ispg = 1
+        v = float(self.voxel or 0.0)
+        h.cella.x, h.cella.y, h.cella.z = v * self.shape[2], v * self.shape[1], v * self.shape[0]
+        h.dmin, h.dmax, h.dmean, h.rms = self.lo, self.hi, mean, rms
+        h.label[0] = f"{'Created by napari-tomoalign (streamed WBP)':79s} "
+        h.nlabl = 1
+        self.f.seek(0)
+        self.f.write(h.tobytes())
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    path: Path
+    shape: tuple[int, int, int]
+    slab_rows: int
+    dtype: str
+    clipped: int  # voxels clipped to the integer output mode's range
+
+
+def reconstruct_streamed(
+    source: WarpedRows | AlignedRows,
+    tilt_angles_deg: NDArray[np.float64],
+    out_path: str | os.PathLike[str],
+    *,
+    thickness: int,
+    memory_bytes: int | None = None,
+    output_dtype: str | np.dtype = "float32",
+    scale: tuple[float, float] = (0.0, 1.0),
+    voxel_size_angstrom: float | None = None,
+    weighting: str = "ramp",
+    sirt_iterations: int = 10,
+    radial: tuple[float, float] | None = None,
+    x_tilt_deg: float | NDArray[np.float64] | None = None,
+    z_factors: NDArray[np.float64] | None = None,
+    tilt_offset_deg: float = 0.0,
+    shift_px: tuple[float, float] = (0.0, 0.0),
+    rows: tuple[int, int] | None = None,
+    slab: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> StreamResult:
+    """Weighted back-projection of ``source``'s views into the MRC file ``out_path``, a slab of rows at a time.
+
+    ``tilt_angles_deg`` (and ``x_tilt_deg``, ``z_factors``) are per view of ``source`` (its ``views``);
+    ``thickness`` and ``shift_px`` are in unbinned pixels; ``radial`` is IMOD's ``RADIAL`` (cutoff,
+    falloff) in cycles per binned pixel; ``tilt_offset_deg`` is added to every angle (IMOD's ``OFFSET``).
+    ``memory_bytes`` (default: half the memory available) bounds the process; ``output_dtype`` and
+    ``scale`` (add, then multiply: IMOD's ``SCALE``) set what is written; integer modes are rounded and
+    clipped. ``rows``: only these output rows (a slab by hand), written as a volume of their own;
+    ``slab``: rows per slab, instead of what ``memory_bytes`` allows.
+    """
+    b = source.binning
+    n_z = int(thickness) // b
+    if n_z < 1:
+        raise ValueError(f"thickness {thickness} gives no sections at binning {b}")
+    ny, nx = source.shape
+    y_lo, y_hi = (0, ny) if rows is None else (max(0, int(rows[0])), min(ny, int(rows[1])))
+    if y_hi <= y_lo:
+        raise ValueError(f"row range {rows} is empty for {ny} rows")
+    if str(np.dtype(output_dtype)) not in OUTPUT_MODES:
+        raise ValueError(f"output mode must be one of {sorted(OUTPUT_MODES)}, not {output_dtype}")
+    tilts = np.asarray(tilt_angles_deg, dtype=float) + float(tilt_offset_deg)
+    coef = projection_coefficients(tilts, (ny, nx), n_z, binning=b, x_tilt_deg=x_tilt_deg, z_factors=z_factors,
+                                   shift_px=shift_px)
+    n_pad = int(2 ** np.ceil(np.log2(2 * nx)))
+    cutoff, falloff = radial if radial is not None else (None, 0.05)
+    filt = full_filter(radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
+                                     lowpass_cutoff=cutoff, lowpass_falloff=falloff),
+                       angular_weights(np.asarray(tilt_angles_deg, dtype=float)).astype(np.float32))
+    dtype = np.dtype(output_dtype)
+    memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
+    band = 6 * getattr(source, "raw", np.empty((1, 1, 1))).shape[1] * nx * b * b
+    n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band) if slab is None else int(slab)
+    if n_rows < 1:
+        raise ValueError(f"a slab must hold at least one row, not {slab}")
+    check_writable(out_path, overwrite)
+    shape = (n_z, y_hi - y_lo, nx)
+    with atomic_path(out_path, overwrite) as tmp:
+        w = SlabWriter(tmp, shape, dtype, voxel_size_angstrom, scale)
+        try:
+            for y0 in range(y_lo, y_hi, n_rows):
+                y1 = min(y_hi, y0 + n_rows)
+                r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
+                views = source.rows(r0, r1)
+                vol = np.empty((n_z, y1 - y0, nx), dtype=np.float32)
+                backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
+                del views
+                w.write_rows(y0 - y_lo, vol)
+                del vol
+                if progress is not None:
+                    progress(y1 - y_lo, y_hi - y_lo)
+            w.close()
+        except BaseException:
+            w.f.close()
+            raise
+    return StreamResult(Path(out_path), shape, n_rows, str(dtype), w.clipped)

@@ -1,0 +1,86 @@
+"""Tomogram positioning: IMOD's surface analysis on the BBa tutorial, and levelling recovered from truth."""
+
+import re
+
+import numpy as np
+import pytest
+from support.paths import DATA
+
+from napari_tomoalign.reconstruction.positioning import analyse_surfaces, level_parameters
+from napari_tomoalign.reconstruction.wbp import projection_coefficients
+
+
+def logged(pattern):
+    text = (DATA / "aligna.log").read_text()
+    part = text[text.index("SURFACE ANALYSIS"):]
+    return [float(v) for v in re.findall(pattern + r"\s*=\s*(-?[\d.]+)", part)]
+
+
+def test_bba_two_surfaces_match_aligna_log_to_its_printed_precision():
+    xyz = np.loadtxt(DATA / "BBafid.xyz", usecols=(1, 2, 3), max_rows=25)
+    a = analyse_surfaces(xyz, 2, angle_offset_deg=-0.5)  # aligna.com: AngleOffset -0.5, SurfacesToAnalyze 2
+    assert (a.bottom.n_points, a.top.n_points) == (14, 11)
+    slopes = logged("Adjusted slope")  # all, bottom, top
+    for got, want in zip([a.all_points.adjusted_slope, a.bottom.adjusted_slope, a.top.adjusted_slope], slopes):
+        assert round(got, 4) == pytest.approx(want, abs=1e-9)
+    assert [round(a.bottom.intercept_px, 2), round(a.top.intercept_px, 2)] == logged("Z axis intercept")
+    assert [round(a.bottom.x_axis_tilt_needed_deg, 2), round(a.top.x_axis_tilt_needed_deg, 2)] == logged(
+        "X axis tilt needed")[:2]  # then the average
+    assert round(a.thickness_px, 2) == logged("Thickness at Z intercepts")[0]
+    assert round(a.x_axis_tilt_needed_deg, 2) == logged("Average X axis tilt needed")[0]
+    assert round(a.slope, 4) == logged("Average adjusted slope")[0]
+    increments = logged("Incremental tilt angle change")  # all, bottom, top, both
+    totals = logged("Total tilt angle change")
+    got = [a.all_points.tilt_angle_change_deg, a.bottom.tilt_angle_change_deg, a.top.tilt_angle_change_deg,
+           a.tilt_angle_change_deg]
+    assert [round(v, 2) for v in got] == increments
+    assert [round(v - 0.5, 2) for v in got] == totals
+    assert [round(r, 2) for r in (a.bottom.mean_residual_px, a.top.mean_residual_px)] == [
+        round(v, 2) for v in logged("Mean residual")]
+    d = a.as_dict()
+    assert d["surfaces"] == 2 and d["thickness_at_intercepts_px"] == pytest.approx(80.33, abs=0.005)
+    assert "Average X axis tilt needed =       2.07" in a.report()
+    one = analyse_surfaces(xyz, 1, angle_offset_deg=-0.5)
+    assert one.bottom is None and round(one.tilt_angle_change_deg, 2) == -6.29 and one.thickness_px is None
+
+
+def synthetic_section(seed=0, tilt_deg=4.0, x_tilt_deg=-3.0, thick=120.0, n=40):
+    """Beads on the two faces of a section tilted by ``tilt_deg`` about y and ``x_tilt_deg`` about x."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-400, 400, n), rng.uniform(-400, 400, n)
+    face = np.where(np.arange(n) % 2 == 0, -thick / 2, thick / 2)
+    z = face + np.tan(np.radians(tilt_deg)) * x + np.tan(np.radians(x_tilt_deg)) * y + 7.0 + rng.normal(0, 0.3, n)
+    return np.column_stack([x, y, z]), np.arange(n) % 2 == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_layers_found_and_levelled_through_the_wbp_geometry(seed):
+    xyz, truly_bottom = synthetic_section(seed)
+    a = analyse_surfaces(xyz, 2)
+    assert np.array_equal(np.array(a.bottom_of), truly_bottom)
+    assert a.thickness_px == pytest.approx(120.0 / np.cos(np.radians(4.0)) / np.cos(np.radians(3.0)), rel=0.02)
+    lev = level_parameters(a, xyz)
+    # Where does the WBP, with the levelling, put each bead seen by the plain model u = x cos t + z sin t?
+    tilts = np.arange(-60.0, 61.0, 2.0)
+    n_y = n_x = 1024
+    coef = projection_coefficients(tilts + lev.tilt_change_deg, (n_y, n_x), lev.thickness_px,
+                                   x_tilt_deg=lev.x_axis_tilt_deg, shift_px=(0.0, lev.z_shift_px))
+    t = np.radians(tilts)
+    placed = []
+    for x, y, z in xyz:
+        u = x * np.cos(t) + z * np.sin(t) + (n_x - 1) / 2
+        m = np.vstack([coef[:, [0, 1, 2]], np.column_stack([np.zeros_like(t), coef[:, 4], coef[:, 5]])])
+        rhs = np.concatenate([u - coef[:, 3], np.full(t.size, y + (n_y - 1) / 2) - coef[:, 6]])
+        placed.append(np.linalg.lstsq(m, rhs, rcond=None)[0])
+    placed = np.array(placed)
+    for face in (truly_bottom, ~truly_bottom):  # each face level: its heights spread only by the noise
+        assert np.std(placed[face, 2]) < 1.0
+    assert np.all(np.abs(placed[:, 2]) < lev.thickness_px / 2 - 16)
+    assert abs(placed[:, 2].max() + placed[:, 2].min()) < 2.0  # the section centred in the volume
+
+
+def test_too_few_markers_and_bad_surface_counts_are_named():
+    with pytest.raises(ValueError, match="at least 6 markers"):
+        analyse_surfaces(np.zeros((5, 3)), 2)
+    with pytest.raises(ValueError, match="must be 1 or 2"):
+        analyse_surfaces(np.zeros((9, 3)), 3)

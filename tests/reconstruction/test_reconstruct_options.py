@@ -1,0 +1,97 @@
+"""``tomoalign reconstruct`` with IMOD's options, streamed: the same volume as the in-memory WBP."""
+
+import mrcfile
+import numpy as np
+import pytest
+
+from napari_tomoalign.cli import main
+from napari_tomoalign.io.alignment import read_alignment_dir
+from napari_tomoalign.reconstruction.reconstruct_job import parse_memory, parse_view_list
+from napari_tomoalign.reconstruction.warp import aligned_stack
+from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo24")
+    assert main(["demo", "--output", str(d), "--quiet"]) == 0
+    return d
+
+
+def test_imod_options_give_the_in_memory_volume(demo_dir, tmp_path):
+    stack = demo_dir / "sample.mrc"
+    rec = tmp_path / "t.rec"
+    assert main(["reconstruct", str(stack), "--alignment", str(demo_dir), "--output", str(rec), "--bin", "4",
+                 "--thickness", "96", "--radial", "0.35", "0.05", "--exclude-views", "1-3,61", "--offset", "0.5",
+                 "--shift", "4", "-8", "--memory", "1G", "--quiet"]) == 0
+    saved = read_alignment_dir(demo_dir)
+    with mrcfile.open(stack) as m:
+        raw = m.data.copy()
+    views = np.flatnonzero(saved.view_determined & ~np.isin(np.arange(61), [0, 1, 2, 60]))
+    ali = aligned_stack(raw[views], saved.transforms[views], binning=4)
+    ref = weighted_back_projection(ali, saved.tilt_angles_deg[views] + 0.5, thickness=24, lowpass_cutoff=0.35,
+                                   shift_px=(1.0, -2.0))
+    with mrcfile.open(rec) as m:
+        got = m.data.copy()
+        assert m.voxel_size.x == pytest.approx(40.0) and m.header.mode == 2
+    np.testing.assert_allclose(got, ref, atol=3e-5 * np.abs(ref).max())
+
+
+def test_level_mode_and_sirt_like(demo_dir, tmp_path):
+    stack = demo_dir / "sample.mrc"
+    rec = tmp_path / "lev.rec"
+    assert main(["reconstruct", str(stack), "--alignment", str(demo_dir), "--output", str(rec), "--bin", "4",
+                 "--level", "1", "--mode", "int16", "--scale", "0", "100", "--sirt-like", "8", "--quiet"]) == 0
+    with mrcfile.open(rec) as m:
+        assert m.data.dtype == np.int16 and m.data.shape[1:] == (128, 128)
+        assert 4 <= m.data.shape[0] <= 96 and m.data.std() > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--exclude-views", "0"], "not a view of this 61-view series"),
+    (["--exclude-views", "1-60,61"], "fewer than two views"),
+    (["--memory", "10M"], "too little memory"),
+    (["--radial", "0.9", "0.05"], "lowpass cutoff"),
+])
+def test_bad_options_are_one_line_and_exit_2(demo_dir, tmp_path, capsys, extra, message):
+    rec = tmp_path / "bad.rec"
+    code = main(["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(demo_dir), "--output", str(rec),
+                 "--bin", "4", "--thickness", "64", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not rec.exists()
+
+
+def test_lists_and_sizes():
+    assert parse_view_list("1-3, 7,3", 10) == [0, 1, 2, 6]
+    assert parse_memory("2G") == 2 * 2**30 and parse_memory("1500M") == 1500 * 2**20 and parse_memory("4096") == 4096
+    with pytest.raises(ValueError, match="such as 2G"):
+        parse_memory("lots")
+
+
+def test_a_zfac_in_the_alignment_folder_is_applied_and_a_bad_one_named(demo_dir, tmp_path, capsys):
+    import shutil
+
+    al = tmp_path / "al"
+    shutil.copytree(demo_dir, al, ignore=shutil.ignore_patterns("*.mrc", "*.ali", "*.rec"))
+    stack = demo_dir / "sample.mrc"
+    zf = np.column_stack([np.linspace(-0.05, 0.05, 61), np.full(61, 0.03)])
+    np.savetxt(al / "sample.zfac", zf, fmt="%12.6f")
+    rec = tmp_path / "z.rec"
+    assert main(["reconstruct", str(stack), "--alignment", str(al), "--output", str(rec), "--bin", "4",
+                 "--thickness", "64", "--quiet"]) == 0
+    saved = read_alignment_dir(al)
+    with mrcfile.open(stack) as m:
+        raw = m.data.copy()
+    views = np.flatnonzero(saved.view_determined)
+    ali = aligned_stack(raw[views], saved.transforms[views], binning=4)
+    ref = weighted_back_projection(ali, saved.tilt_angles_deg[views], thickness=16, z_factors=zf[views])
+    plain = weighted_back_projection(ali, saved.tilt_angles_deg[views], thickness=16)
+    with mrcfile.open(rec) as m:
+        got = m.data.copy()
+    np.testing.assert_allclose(got, ref, atol=3e-5 * np.abs(ref).max())
+    assert np.abs(got - plain).max() > 0.05 * np.abs(plain).max()
+    (al / "sample.zfac").write_text("1 2\n")
+    assert main(["reconstruct", str(stack), "--alignment", str(al), "--output", str(tmp_path / "y.rec"),
+                 "--bin", "4", "--thickness", "64"]) == 2
+    assert "two finite Z factors" in capsys.readouterr().err

@@ -1,0 +1,105 @@
+"""The streamed WBP (slabs of rows, bounded memory) equals the in-memory one, and writes a proper MRC."""
+
+import mrcfile
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_tomoalign.io.mrc import write_mrc
+from napari_tomoalign.reconstruction.stream import (
+    PROCESS_BYTES,
+    AlignedRows,
+    RawStack,
+    WarpedRows,
+    reconstruct_streamed,
+    slab_rows,
+)
+from napari_tomoalign.reconstruction.warp import aligned_stack
+from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+N_V, NY, NX = 31, 150, 128
+TILTS = np.linspace(-60.0, 60.0, N_V)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    rng = np.random.default_rng(4)
+    base = ndimage.gaussian_filter(rng.normal(size=(N_V, NY, NX)), (0, 2, 2))
+    data = np.round(300 + 2000 * base).astype(np.int16)
+    path = tmp_path_factory.mktemp("stream") / "raw.mrc"
+    write_mrc(path, data, 3.1)
+    rot = np.radians(-12.5 + rng.normal(0, 0.3, N_V))  # BBa's rotation
+    mag = rng.normal(1.0, 0.01, N_V)
+    xf = np.zeros((N_V, 2, 3))
+    xf[:, 0, 0], xf[:, 0, 1] = np.cos(rot) / mag, -np.sin(rot) / mag
+    xf[:, 1, 0], xf[:, 1, 1] = np.sin(rot) / mag, np.cos(rot) / mag
+    xf[:, :, 2] = rng.normal(0, 4.0, (N_V, 2))
+    return path, data, xf
+
+
+def read(path):
+    with mrcfile.open(path, permissive=True) as m:
+        return m.data.copy(), m.header
+
+
+@pytest.mark.parametrize("binning, model", [(1, False), (2, False), (1, True)])
+def test_streamed_equals_in_memory(raw, tmp_path, binning, model):
+    path, data, xf = raw
+    views = np.flatnonzero(np.arange(N_V) != 7)  # one view left out
+    kw = {}
+    if model:
+        kw = {"x_tilt_deg": np.linspace(1.5, 2.5, views.size),
+              "z_factors": np.column_stack([np.linspace(-0.02, 0.03, views.size), np.full(views.size, 0.01)]),
+              "shift_px": (2.0, -3.0)}
+    ref = weighted_back_projection(aligned_stack(data[views], xf[views], binning=binning), TILTS[views],
+                                   thickness=48 // binning,
+                                   lowpass_cutoff=0.35, **kw)
+    out = tmp_path / "tomo.mrc"
+    res = reconstruct_streamed(WarpedRows(RawStack(path), xf[views], views, binning), TILTS[views], out, thickness=48,
+                               radial=(0.35, 0.05), slab=32, **kw)
+    assert res.slab_rows == 32 and res.shape == ref.shape
+    got, h = read(out)
+    np.testing.assert_allclose(got, ref, atol=2e-5 * np.abs(ref).max())
+    assert h.mode == 2 and h.ispg == 1
+    assert h.dmin == pytest.approx(ref.min(), rel=1e-4) and h.dmax == pytest.approx(ref.max(), rel=1e-4)
+    assert h.dmean == pytest.approx(float(ref.mean()), abs=1e-4 * float(np.abs(ref).max()))
+
+
+def test_aligned_views_from_a_memory_map_and_slabs_by_hand(raw, tmp_path):
+    path, data, xf = raw
+    ali = aligned_stack(data, xf)
+    write_mrc(tmp_path / "a.ali", ali)
+    mm = mrcfile.mmap(tmp_path / "a.ali", permissive=True).data
+    ref = weighted_back_projection(ali, TILTS, thickness=40)
+    views = np.arange(N_V)
+    reconstruct_streamed(AlignedRows(mm, views), TILTS, tmp_path / "t.mrc", thickness=40, slab=64)
+    np.testing.assert_allclose(read(tmp_path / "t.mrc")[0], ref, atol=2e-5 * np.abs(ref).max())
+    reconstruct_streamed(AlignedRows(mm, views), TILTS, tmp_path / "part.mrc", thickness=40, rows=(50, 90))
+    np.testing.assert_allclose(read(tmp_path / "part.mrc")[0], ref[:, 50:90], atol=2e-5 * np.abs(ref).max())
+
+
+def test_integer_output_mode_scale_and_clipping(raw, tmp_path):
+    path, data, xf = raw
+    views = np.arange(N_V)
+    ref = weighted_back_projection(aligned_stack(data, xf), TILTS, thickness=32)
+    res = reconstruct_streamed(WarpedRows(RawStack(path), xf, views), TILTS, tmp_path / "i.mrc", thickness=32,
+                               output_dtype="int16", scale=(0.0, 50.0))
+    got, h = read(tmp_path / "i.mrc")
+    assert got.dtype == np.int16 and h.mode == 1
+    want = np.clip(np.rint(ref * 50.0), -32768, 32767)
+    assert np.mean(np.abs(got - want) <= 1) > 0.999
+    assert res.clipped == int(np.count_nonzero(np.abs(np.rint(ref * 50.0)) > 32767))
+    assert h.dmin == got.min() and h.dmax == got.max()
+
+
+def test_memory_picks_the_slab_and_too_little_is_named(raw, tmp_path):
+    path, data, xf = raw
+    small = slab_rows(PROCESS_BYTES + 2**30, 61, (4096, 4096), 1000, 2, 6 * 4096 * 4096)
+    big = slab_rows(PROCESS_BYTES + 8 * 2**30, 61, (4096, 4096), 1000, 2, 6 * 4096 * 4096)
+    assert 32 <= small < big and small % 32 == 0
+    with pytest.raises(ValueError, match="too little memory"):
+        reconstruct_streamed(WarpedRows(RawStack(path), xf, np.arange(N_V)), TILTS, tmp_path / "x.mrc", thickness=32,
+                             memory_bytes=100 * 2**20)
+    assert not (tmp_path / "x.mrc").exists()
+    with pytest.raises(FileExistsError):
+        reconstruct_streamed(WarpedRows(RawStack(path), xf, np.arange(N_V)), TILTS, path, thickness=32)
