@@ -227,3 +227,27 @@ def test_align_with_an_imod_command_file_matches_tiltalign(tmp_path, imod_data, 
     assert main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--robust",
                  "--imod-com", str(imod_data / "aligna.com"), "--output", str(tmp_path / "x"), "--quiet"]) == 2
     assert "--imod-com" in capsys.readouterr().err
+
+
+def test_quiet_hides_the_report_not_its_warnings(imod_data, tmp_path, capsys):
+    rc = main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--tilt-axis",
+               "77.5", "--output", str(tmp_path / "o"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and out == ""
+    assert err.startswith("tomoalign: warning: the estimated tilt axis") and err.count("\n") == 1
+
+
+def test_a_python_warning_reaching_the_command_line_is_one_line(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import napari_tomoalign.cli as cli
+
+    def warns(args):
+        warnings.warn("something odd", RuntimeWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_demo", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        rc = main(["demo", "--output", str(tmp_path / "d")])
+    assert rc == 0 and capsys.readouterr().err == "tomoalign: warning: something odd\n"

@@ -79,7 +79,16 @@ def cmd_align(args: argparse.Namespace) -> int:
         if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg:
             print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
                   " the .preali (give --prexg FILE for the raw .st's, as etomo's)")
+    else:
+        warn_quietly(res.alignment.warnings)
     return 0 if res.alignment.converged else 3
+
+
+def warn_quietly(lines) -> None:
+    """--quiet hides the report, not its warnings: each goes to stderr as one line (a pipeline sees them)."""
+    for line in lines:
+        text = str(line)
+        print(f"tomoalign: {text if text.startswith(('warning', 'note')) else 'warning: ' + text}", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -312,7 +321,24 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning that reaches the command line: one line on stderr, never a source path."""
+    print(f"tomoalign: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from .io.atomic import BusyError, input_scope
 
     try:

@@ -78,8 +78,11 @@ def _hypotheses(pred: NDArray[np.float64], found: NDArray[np.float64], centre: N
     i, j = np.triu_indices(len(p), 1)
     far = np.abs(p[j] - p[i]) > 1e-6
     i, j = i[far], j[far]
-    wij = (f[j] - f[i]) / (p[j] - p[i])
-    wij = wij / np.abs(wij) * np.clip(np.abs(wij), 0.97, 1.03)
+    with np.errstate(divide="ignore", invalid="ignore"):  # two beads found at one place give no similarity
+        wij = (f[j] - f[i]) / (p[j] - p[i])
+        wij = wij / np.abs(wij) * np.clip(np.abs(wij), 0.97, 1.03)
+    ok = np.isfinite(wij)
+    i, j, wij = i[ok], j[ok], wij[ok]
     w.append(wij)
     t.append(f[i] - wij * p[i])
     return np.concatenate(w), np.concatenate(t), p, f

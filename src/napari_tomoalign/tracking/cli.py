@@ -109,6 +109,10 @@ def cmd_track(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(tracked.result.summary())
         print(f"wrote {tracked.markers_path} (angles from {tracked.tilt_source})")
+    else:
+        from ..cli import warn_quietly
+
+        warn_quietly(tracked.result.warnings)
     return 0
 
 
@@ -157,4 +161,8 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(text_report(res.alignment)))
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
               f" {res.tomogram.name}")
+    else:
+        from ..cli import warn_quietly
+
+        warn_quietly([*res.tracked.result.warnings, *res.alignment.warnings])
     return 0 if res.alignment.converged else 3
