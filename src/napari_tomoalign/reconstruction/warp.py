@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
+from .input_checks import check_finite_views
 
 INTERPOLATIONS = ("linear", "cubic")
 
@@ -224,6 +225,8 @@ def aligned_stack(
     for j in range(stack.shape[0]):
         if should_stop is not None and should_stop():
             raise Cancelled("aligned stack cancelled")
+        check_finite_views(stack, [j], what="stack")  # as it is read (a memory map is read once); even a
+        # view undetermined by the fit is used: it is filled with its mean
         warp_view(stack[j], transforms[j], binning=binning, interpolation=interpolation, out_shape=shape,
                   fill=fill, out=out[j])
         if progress is not None:

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from .bp_kernels import BLOCK, twiddles, wbp_blocks, wbp_blocks_full
+from .input_checks import check_finite_views, check_tilts_below_90
 from .local_warp import LocalProjection, backproject_local, kernel_arguments
 from .warp import bin_image
 
@@ -170,6 +171,8 @@ def weighted_back_projection(
     views = np.flatnonzero(keep)
     if views.size == 0:
         raise ValueError("no views to reconstruct from")
+    check_tilts_below_90(tilts, views)
+    check_finite_views(aligned, views, what="aligned stack")
     n_y, n_x = aligned_shape[1] // binning, aligned_shape[2] // binning
     y0, y1 = (0, n_y) if rows is None else (max(0, int(rows[0])), min(n_y, int(rows[1])))
     if y1 <= y0:

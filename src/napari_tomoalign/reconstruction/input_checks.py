@@ -1,0 +1,46 @@
+"""Checks at the entry of the public image functions (WBP, aligned stack, tracking).
+
+A NaN or infinite pixel spreads through a warp, a filter or a back-projection into every voxel it
+touches, and the result looks like data; so each view is checked before any work, one view at a time (a
+memory map is read once, never copied whole), and the error names the view as a person counts it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..conventions import view_number
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_finite_views(stack: NDArray, views: ArrayLike | None = None, *, what: str = "image") -> None:
+    """Raise ValueError naming the first view (numbered from 1) of ``stack`` that holds NaN or inf.
+
+    A pixel beyond float32's range counts too: the views are filtered and warped in float32, where it
+    becomes infinite. ``views``: the 0-based views to check (the ones that will be used); all by default.
+    """
+    index = range(int(np.shape(stack)[0])) if views is None else np.asarray(views, dtype=np.intp).ravel()
+    for j in index:
+        view = np.asarray(stack[int(j)])
+        if view.dtype.kind not in "fc":  # integer pixels always fit
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.sum(view, dtype=np.float64)  # one pass; only a doubtful view is looked at closer
+            if np.isfinite(total) and abs(total) <= FLOAT32_MAX or np.all(np.abs(view) <= FLOAT32_MAX):
+                continue
+        raise ValueError(f"view {view_number(int(j))} of the {what} holds NaN or infinite pixels (or beyond"
+                         " float32's range); replace them (for example with the view's mean) or leave the view out")
+
+
+def check_tilts_below_90(tilts_deg: NDArray[np.float64], views: NDArray[np.intp]) -> None:
+    """Raise ValueError naming the first of ``views`` whose tilt is at or beyond +-90 degrees."""
+    bad = views[np.abs(tilts_deg[views]) >= 90]
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(f"view {view_number(j)} has a tilt of {tilts_deg[j]:g} deg; a back-projection needs tilts"
+                         " strictly between -90 and 90 degrees (leave that view out with use_view)")
+
+
+__all__ = ["check_finite_views", "check_tilts_below_90"]
