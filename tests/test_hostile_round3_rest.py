@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_tomoalign import track_beads
+from napari_tomoalign import AlignmentOptions, align_markers, track_beads
 from napari_tomoalign.reconstruction.warp import aligned_stack
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
@@ -51,3 +51,45 @@ def test_wbp_refuses_tilts_at_or_beyond_90(tilt):
         weighted_back_projection(stack, tilts, thickness=8)
     use = np.array([1, 1, 0, 1, 1], bool)  # left out: no longer a problem
     assert np.all(np.isfinite(weighted_back_projection(stack, tilts, thickness=8, use_view=use)))
+
+
+_OBS = ([0, 1], [0, 0], [[10.0, 20.0], [30.0, 40.0]], [0.0, 10.0], (100, 100))
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"tilt_axis_deg": "abc"}, ValueError, "tilt-axis angle must be a finite number"),
+    ({"estimate_tilt_axis": "no"}, TypeError, "estimate_tilt_axis must be True or False, got 'no'"),
+    ({"robust": 1}, TypeError, "robust must be True or False"),
+    ({"max_iterations": "200"}, ValueError, "max_iterations must be a whole number"),
+    ({"rotation": 3}, TypeError, "rotation must be a VariableOption"),
+])
+def test_option_types_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        AlignmentOptions(**kwargs)
+
+
+@pytest.mark.parametrize(("position", "value", "message"), [
+    (0, None, "views must be one whole number per observation, got None"),
+    (1, "ab", "markers must be one whole number per observation"),
+    (2, None, "xy must be the"),
+    (2, [["a", 2], [3, 4]], "xy must be the .*could not convert string"),
+    (3, None, "tilt_angles_deg must be one tilt angle"),
+    (4, "abc", "image_size must be"),
+])
+def test_align_markers_arrays_are_named(position, value, message):
+    args = list(_OBS)
+    args[position] = value
+    with pytest.raises(ValueError, match=message):
+        align_markers(*args)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"options": "x"}, TypeError, "options must be AlignmentOptions or None, got str"),
+    ({"settings": {}}, TypeError, "settings must be ModelSettings or None, got dict"),
+    ({"start": 3}, TypeError, "start must be Alignment or None"),
+    ({"pixel_size_nm": "0.2"}, ValueError, "pixel_size_nm must be a positive number"),
+    ({"pixel_size_nm": float("nan")}, ValueError, "pixel_size_nm must be a positive number"),
+])
+def test_align_markers_keywords_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        align_markers(*_OBS, **kwargs)

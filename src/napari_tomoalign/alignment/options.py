@@ -123,6 +123,9 @@ class AlignmentOptions:
                 object.__setattr__(self, name, VariableOption.parse(value))
             elif not isinstance(value, VariableOption):
                 raise TypeError(f"{name} must be a VariableOption or a string such as 'view', got {value!r}")
+        for name in ("estimate_tilt_axis", "initial_stage", "robust", "robust_tracks"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
         if not self.estimate_tilt_axis and self.tilt_axis_deg is None:
             raise ValueError("estimate_tilt_axis=False needs a tilt_axis_deg to start from")
         if self.tilt_axis_deg is not None and not (

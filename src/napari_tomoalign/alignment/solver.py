@@ -29,7 +29,7 @@ from .options import AlignmentOptions
 from .result import Alignment
 from .settings import ModelSettings, settings_from_options
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
-from .validation import check_solution, determinable, validate_observations
+from .validation import check_call_types, check_solution, determinable, validate_observations
 
 AXIS_DISAGREEMENT_DEG = 5.0
 SETTINGS_MAX_ITERATIONS = 1000  # each stage's iteration limit with an align.com's settings
@@ -97,6 +97,7 @@ def align_markers(
     AlignmentError
         For input that cannot be aligned, with a message that names the problem.
     """
+    check_call_types(options, settings, pixel_size_nm, start)
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)

@@ -82,6 +82,32 @@ def _check_geometry(v: NDArray[np.int64], m: NDArray[np.int64], xy: NDArray[np.f
         )
 
 
+def _numbers(values: ArrayLike, name: str, what: str) -> NDArray[np.float64]:
+    """``values`` as a float array, or `AlignmentError` naming the parameter (None and text are refused)."""
+    if values is None or isinstance(values, (str, bytes)):
+        raise AlignmentError(f"{name} must be {what}, got {values!r:.60}")
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise AlignmentError(f"{name} must be {what}: {exc}") from None
+
+
+def check_call_types(options: object, settings: object, pixel_size_nm: object, start: object) -> None:
+    """The keyword arguments of `align_markers` are of the types it takes; else TypeError naming the one."""
+    from .options import AlignmentOptions
+    from .result import Alignment
+    from .settings import ModelSettings
+
+    for name, value, kind in (("options", options, AlignmentOptions), ("settings", settings, ModelSettings),
+                              ("start", start, Alignment)):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{name} must be {kind.__name__} or None, got {type(value).__name__} {value!r:.60}")
+    if pixel_size_nm is not None and not (
+            isinstance(pixel_size_nm, (int, float, np.integer, np.floating)) and not isinstance(pixel_size_nm, bool)
+            and np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise ValueError(f"pixel_size_nm must be a positive number of nm or None, got {pixel_size_nm!r:.60}")
+
+
 def validate_observations(
     views: ArrayLike, markers: ArrayLike, xy: ArrayLike, tilt_angles_deg: ArrayLike, image_size: ArrayLike,
     weights: ArrayLike | None = None,
@@ -91,13 +117,13 @@ def validate_observations(
 
     Returns the views, marker ids, positions, tilt angles, ``(width, height)`` and weights as arrays.
     """
-    try:
-        xy_a = np.asarray(xy, dtype=float)
-        tilts = np.asarray(tilt_angles_deg, dtype=float).ravel()
-        size = np.asarray(image_size, dtype=float).ravel()
-        n_views_given, n_markers_given = np.size(views), np.size(markers)
-    except (TypeError, ValueError) as exc:
-        raise AlignmentError(f"marker observations must be numbers: {exc}") from None
+    for name, given in (("views", views), ("markers", markers)):
+        if given is None or isinstance(given, (str, bytes)):
+            raise AlignmentError(f"{name} must be one whole number per observation, got {given!r:.60}")
+    xy_a = _numbers(xy, "xy", "the (n, 2) marker positions in pixels")
+    tilts = _numbers(tilt_angles_deg, "tilt_angles_deg", "one tilt angle in degrees per view").ravel()
+    size = _numbers(image_size, "image_size", "(width, height) in pixels").ravel()
+    n_views_given, n_markers_given = np.size(views), np.size(markers)
     if xy_a.ndim != 2 or xy_a.shape[1] != 2:
         raise AlignmentError(f"marker positions must be an (n, 2) array of (x, y), got shape {xy_a.shape}")
     n = len(xy_a)
