@@ -3,6 +3,12 @@ Python API (one clear error naming the view or the parameter, never a silent wro
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,3 +99,43 @@ def test_align_markers_arrays_are_named(position, value, message):
 def test_align_markers_keywords_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         align_markers(*_OBS, **kwargs)
+
+
+def _read_only_run(source: Path, code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``code`` with ``source`` read-only: by its permissions, or (root ignores them) by a read-only bind
+    mount in a private mount namespace; skip when neither can make it read-only."""
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() != 0:
+        for p in [source, *source.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+    elif shutil.which("unshare"):
+        script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+        cmd = ["unshare", "-m", "sh", "-c", script, str(source), *cmd]
+    else:
+        pytest.skip("cannot make a folder read-only for root here")
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    if run.returncode != 0 and "mount" in run.stderr and "Traceback" not in run.stderr:
+        pytest.skip(f"no read-only bind mount here: {run.stderr.strip()}")
+    return run
+
+
+def test_read_only_install_caches_numba_elsewhere(tmp_path):
+    import napari_tomoalign
+
+    ro = tmp_path / "ro"
+    shutil.copytree(Path(napari_tomoalign.__file__).parent, ro / "napari_tomoalign",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(PYTHONPATH=str(ro), HOME=str(ro / "no-home"), TMPDIR=str(tmp))  # no writable home either
+    code = ("import numpy as np, napari_tomoalign; from napari_tomoalign.reconstruction.warp import bin_image;"
+            "print(napari_tomoalign.__file__, bin_image(np.ones((8, 8), np.float32), 2).sum())")
+    try:
+        run = _read_only_run(ro, code, env)
+    finally:
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(ro / "napari_tomoalign" / "__init__.py"), "16.0"]
+    assert list((tmp / f"napari-tomoalign-{os.getuid()}" / "numba").rglob("*.nbi"))  # the cache is there

@@ -17,6 +17,10 @@ try:
 except ImportError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
+from ._numba_cache import use_writable_cache
+
+use_writable_cache(__path__[0])  # before any kernel module imports numba: a read-only install must not crash
+
 if TYPE_CHECKING:
     from .alignment.imod_align import align_markers_imod, read_imod_settings
     from .alignment.local import LocalAlignments
