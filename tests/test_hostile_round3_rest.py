@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,35 @@ def test_read_only_install_caches_numba_elsewhere(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [str(ro / "napari_tomoalign" / "__init__.py"), "16.0"]
     assert list((tmp / f"napari-tomoalign-{os.getuid()}" / "numba").rglob("*.nbi"))  # the cache is there
+
+
+def test_sigterm_during_run_leaves_nothing_half_written(tmp_path):
+    import mrcfile
+
+    from napari_tomoalign.io.mrc import write_mrc
+    from napari_tomoalign.io.tilts import write_tilt_angles
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    s = make_bead_series("plastic", 384, 31, seed=1)
+    write_mrc(tmp_path / "s.mrc", s.images, None)
+    write_tilt_angles(tmp_path / "s.rawtlt", s.tilt_angles_deg)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "napari_tomoalign.cli", "run", str(tmp_path / "s.mrc"),
+                             "--bead-diameter-px", str(s.bead_diameter_px), "--output", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(12000):  # the fiducial model is written first; the aligned stack and tomogram follow
+            if (out / "s.fid").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["tomoalign: terminated; no output was changed by the unfinished step"]
+    assert not list(tmp_path.rglob(".*.tmp")) and not list(tmp_path.rglob("*.tmp"))
+    assert not (out / "s_bin2.rec").exists()
+    if (out / "s.ali").exists():  # an aligned stack that is there is whole
+        with mrcfile.open(out / "s.ali", permissive=False) as m:
+            assert m.data.shape == (31, 384, 384)
