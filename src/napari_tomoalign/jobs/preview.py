@@ -159,9 +159,10 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
         thickness = job.tomogram_thickness_px or facts.default_thickness_px((cols, rows),
                                                                               facts.marker_z_extent_px(al, shift))
         t0 = time.perf_counter()
+        x_tilt, z_fac = full_model_geometry(al)
         tomo = weighted_back_projection(
             ali, al.tilt_angles_deg, thickness=thickness, binning=binning, use_view=al.view_determined,
-            lowpass_cutoff=facts.PREVIEW_LOWPASS,
+            lowpass_cutoff=facts.PREVIEW_LOWPASS, x_tilt_deg=x_tilt, z_factors=z_fac,
             progress=lambda d, t: report(JobStep.TOMOGRAM.value, d, t, f"filtered view {d} of {n}"),
             should_stop=should_stop,
         )
@@ -184,3 +185,13 @@ def save_result(result: PipelineResult, directory: Any, stem: str, *, overwrite:
 
 
 __all__ = ["JobStep", "PipelineResult", "PreviewJob", "run_preview", "save_result"]
+
+
+def full_model_geometry(al: Alignment) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None]:
+    """The X-axis tilts and Z factors the WBP applies (as `reconstruct` applies the folder's ``.xtilt`` and
+    ``.zfac``), or None where the alignment has none (the default model keeps the fast plain kernel)."""
+    from ..alignment.transforms import x_tilts_deg, z_factors
+
+    xt, zf = np.nan_to_num(x_tilts_deg(al)), np.nan_to_num(z_factors(al))
+    return (xt if np.any(xt) else None), (zf if al.settings.from_com and np.any(zf) else None)
+
