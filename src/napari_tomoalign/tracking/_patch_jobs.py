@@ -4,7 +4,6 @@ tracks (written as markers, with a per-contour table), the same contract as bead
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +12,9 @@ import numpy as np
 from ..errors import UsageError
 from ..io.atomic import atomic_open, check_writable
 from ..io.markers import write_imod_model, write_markers_csv
-from ..io.mrc import open_tilt_series
-from ..io.tilts import read_tilt_angles
 from ._patch_result import PatchTrackingResult
+from .jobs import MARKER_SUFFIXES, Progress, open_stack_with_tilts
 from .patches import PatchOptions, track_patches
-
-Progress = Callable[[str, int, int, str], None]
-MARKER_SUFFIXES = (".csv", ".fid", ".mod")
 
 
 @dataclass(frozen=True)
@@ -82,16 +77,7 @@ def track_patches_to_file(
     table_path = out.with_name(out.stem + "_patches.csv")
     check_writable(out, overwrite)
     check_writable(table_path, overwrite)
-    series = open_tilt_series(stack_path, find_tilts=tilt_angles_path is None)
-    if tilt_angles_path is not None:
-        tilts, source = read_tilt_angles(tilt_angles_path), str(tilt_angles_path)
-    elif series.tilt_angles_deg is not None:
-        tilts, source = series.tilt_angles_deg, str(series.tilt_source)
-    else:
-        raise UsageError(f"{stack_path}: no tilt angles beside it; give --tilt-angles FILE (.rawtlt or .tlt)")
-    if len(tilts) != series.n_views:
-        raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
-                         f" {series.n_views} views")
+    series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     opt = patch_options(patch_size, overlap, length, series.data.shape[1:])
     result = track_patches(series.data, tilts, tilt_axis_deg=tilt_axis_deg, options=opt, progress=progress,
                            threads=threads)

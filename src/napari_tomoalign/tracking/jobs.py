@@ -79,6 +79,22 @@ def track_to_file(
     return run_track_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 
+def open_stack_with_tilts(stack_path: str | os.PathLike[str], tilt_angles_path: str | os.PathLike[str] | None):
+    """A raw stack (memory-mapped) and its tilt angles: from ``tilt_angles_path``, else from beside the stack
+    (IMOD's order). Returns ``(series, tilts, source)``; `UsageError` when none is found or the count differs."""
+    series = open_tilt_series(stack_path, find_tilts=tilt_angles_path is None)
+    if tilt_angles_path is not None:
+        tilts, source = read_tilt_angles(tilt_angles_path), str(tilt_angles_path)
+    elif series.tilt_angles_deg is not None:
+        tilts, source = series.tilt_angles_deg, str(series.tilt_source)
+    else:
+        raise UsageError(f"{stack_path}: no tilt angles beside it; give --tilt-angles FILE (.rawtlt or .tlt)")
+    if len(tilts) != series.n_views:
+        raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
+                         f" {series.n_views} views")
+    return series, tilts, source
+
+
 def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress | None = None,
                   threads: int | None = None) -> TrackedStack:
     """Track the job's beads and write its markers and ``_beads.csv`` (`TrackJob`).
@@ -93,16 +109,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     if n_beads is not None and not 3 <= n_beads <= 100_000:
         raise UsageError(f"--beads must be from 3 to 100000, not {n_beads}")
     check_writable(out, overwrite)
-    series = open_tilt_series(stack_path, find_tilts=tilt_angles_path is None)
-    if tilt_angles_path is not None:
-        tilts, source = read_tilt_angles(tilt_angles_path), str(tilt_angles_path)
-    elif series.tilt_angles_deg is not None:
-        tilts, source = series.tilt_angles_deg, str(series.tilt_source)
-    else:
-        raise UsageError(f"{stack_path}: no tilt angles beside it; give --tilt-angles FILE (.rawtlt or .tlt)")
-    if len(tilts) != series.n_views:
-        raise UsageError(f"{tilt_angles_path or source} has {len(tilts)} tilt angles but {stack_path} has"
-                         f" {series.n_views} views")
+    series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)
     rows, cols = series.data.shape[1:]
     auto = "auto" in (job.bead_diameter_nm, job.bead_diameter_px)
