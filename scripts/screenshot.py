@@ -49,7 +49,7 @@ def pump(seconds: float) -> None:
 
 def open_bba(viewer, folder: Path, pixel_nm: float, tmp: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from gui_modules import write_bead_stack
+    from support.gui import write_bead_stack
 
     st, fid = write_bead_stack(tmp, folder / "BBa.fid", folder / "BBa.rawtlt", pixel_nm)
     viewer.open(str(st), plugin="napari-tomoalign")
