@@ -5,4 +5,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ_RANDOM=1 FUZZ_EXAMPLES="${1:-20000}" PROPERTY_EXAMPLES="${1:-20000}" "$here/.venv/bin/python" -m pytest -q \
-  "$here/tests/test_fuzz.py" "$here/tests/test_properties.py" -p no:cacheprovider
+  "$here/tests/io/test_fuzz.py" "$here/tests/alignment/test_properties.py" -p no:cacheprovider
