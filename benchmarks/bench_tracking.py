@@ -500,7 +500,7 @@ def bench_unbinned_4096(data_dir: Path) -> None:
                "bead_diameter_px": 12.5, "shape": (1024, 1024)}
     small = score_markers(t_small, r.markers.view, r.markers.marker, r.markers.xy, r.seed_view)
     print(f"\n4096 x 4096 x 41 int16 cryo, 0.2 nm/px, 50 px gold, `tomoalign track` whole process: {wall:.1f} s"
-          f" (target 60 s), peak resident {peak_mb:.0f} MB (target 1.5 GB); machine shared by 7 sessions")
+          f" (target 60 s), peak resident {peak_mb:.0f} MB (target 1.5 GB); load average {os.getloadavg()[0]:.1f}")
     for name, f, k in (("4096 (in 1024 px)", big, 4.0), ("1024 version     ", small, 1.0)):
         print(f"  {name}: recall {f['recall']:.1%} of {f['n_true']}, tracks {f['tracks']}, points {f['points']},"
               f" false {f['false']:.2%}, median {f['median_px'] / k:.3f} px, end-to-end {f['e2e_px'] / k:.3f} px vs"
