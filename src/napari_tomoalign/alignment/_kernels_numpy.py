@@ -37,6 +37,7 @@ def _packing(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
 
 
 _UP3, _FULL3 = _packing(3)
+_UP4, _FULL4 = _packing(4)
 
 
 def _per_view(rows: NDArray[np.float64], view_index: NDArray[np.intp], n_views: int) -> NDArray[np.float64]:
@@ -63,12 +64,6 @@ def _marker_of(marker_starts: NDArray[np.int64]) -> NDArray[np.intp]:
     return np.repeat(np.arange(len(marker_starts) - 1), np.diff(marker_starts))
 
 
-def _apply(mats: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(..., 2, n)``: each observation's ``2 x 3`` matrix ``mats[..., n, :, :]`` times its ``x[:, n]``."""
-    return np.moveaxis(mats[..., 0] * x[0, :, None] + mats[..., 1] * x[1, :, None] + mats[..., 2] * x[2, :, None],
-                       -1, -2)
-
-
 _last = threading.local()  # per thread: the arguments and the products of the last linearisation
 
 
@@ -84,55 +79,67 @@ def _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts
     if last is not None and last[0] == ids:  # last[1] holds the arrays, so no id can have been reused
         return last[2]
     marker_of = _marker_of(marker_starts)
-    x = xyz.T[:, marker_of]
-    jv, jm = _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w)
-    state = {"marker_of": marker_of, "x": x, "jv": jv, "jm": jm,
+    x = xyz.T.take(marker_of, axis=1)
+    per_view, jv, jm = _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w)
+    state = {"marker_of": marker_of, "x": x, "per_view": per_view, "jv": jv, "jm": jm,
              "e": jv[:, 0, None] * jm[0][None] + jv[:, 1, None] * jm[1][None]}
     _last.value = (ids, args, state)
     return state
 
 
 def _compute_jacobians(amat, dmat, x, view_index, weights, slot_raw, slot_w):
+    """Each view's slot derivatives as ``(n_views, S, 2, 4)`` matrices on ``[x, y, z, 1]`` (a shift's
+    derivative is the unit column; unused slots 0), and from them ``jv`` ``(S, 2, n)`` and ``jm`` ``(2, 3, n)``
+    gathered per observation as contiguous rows."""
+    n_views, n_s = slot_raw.shape
+    per_view = np.zeros((n_views, n_s, 2, 4))
+    used = slot_raw >= 0
+    rows, slots = np.nonzero(used & (slot_raw != SHIFT_X) & (slot_raw != SHIFT_Y))
+    per_view[rows, slots, :, :3] = dmat[rows, slot_raw[rows, slots]]
+    per_view[:, :, 0, 3] = slot_raw == SHIFT_X
+    per_view[:, :, 1, 3] = slot_raw == SHIFT_Y
+    per_view *= np.where(used, slot_w, 0.0)[:, :, None, None]  # unused slots weigh 0
     sw = np.sqrt(weights)
-    raw = slot_raw.T[:, view_index]  # (S, n)
-    jv = _apply(dmat[view_index[None, :], np.maximum(raw, 0)], x)  # dA x; the shifts' dA is 0
-    jv[:, 0] += raw == SHIFT_X
-    jv[:, 1] += raw == SHIFT_Y
-    jv *= (slot_w.T[:, view_index] * sw)[:, None, :]  # unused slots weigh 0
-    jm = amat[view_index].transpose(1, 2, 0) * sw
-    return jv, jm
+    g = per_view.transpose(1, 2, 3, 0).take(view_index, axis=-1)  # (S, 2, 4, n)
+    jv = (g[:, :, 0] * x[0] + g[:, :, 1] * x[1] + g[:, :, 2] * x[2] + g[:, :, 3]) * sw
+    jm = amat.transpose(1, 2, 0).take(view_index, axis=-1) * sw
+    return per_view, jv, jm
 
 
 def cost(amat, shifts, xyz, view_index, marker_index, xy, weights) -> float:
     """Half the weighted sum of squared residuals."""
-    r = _apply(amat[view_index], xyz.T[:, marker_index]) + shifts[view_index].T - xy.T
+    a, x = amat.transpose(1, 2, 0).take(view_index, axis=-1), xyz.T.take(marker_index, axis=1)
+    r = a[:, 0] * x[0] + a[:, 1] * x[1] + a[:, 2] * x[2] + shifts.T.take(view_index, axis=1) - xy.T
     return 0.5 * float(np.dot(weights, r[0] * r[0] + r[1] * r[1]))
 
 
 def linearise(amat, dmat, shifts, xyz, view_index, xy, weights, slot_raw, slot_w, marker_starts, bounds):
     """Cost, per-view slot blocks ``b (n_views, S, S)`` and ``g (n_views, S)``, and the marker blocks
     ``C (n_m, 3, 3)`` and ``g_m (n_m, 3)`` of the weighted normal equations, as `_kernels.linearise`."""
-    n_views, n_s = slot_raw.shape
     st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
-    x, jv, jm = st["x"], st["jv"], st["jm"]  # jm is A times the weight's root: r = jm x + (d - o) sqrt(w)
-    r = jm[:, 0] * x[0] + jm[:, 1] * x[1] + jm[:, 2] * x[2] + (shifts[view_index].T - xy.T) * np.sqrt(weights)
+    x, jm, per_view = st["x"], st["jm"], st["per_view"]  # jm is A times the weight's root
+    sw = np.sqrt(weights)
+    r = jm[:, 0] * x[0] + jm[:, 1] * x[1] + jm[:, 2] * x[2] + (shifts.T.take(view_index, axis=1) - xy.T) * sw
     total = 0.5 * float(np.sum(r * r))
-    up, full = _packing(n_s)
-    n_pairs = up.shape[1]
-    per_view = np.empty((n_pairs + n_s, len(view_index)))
-    np.add(jv[up[0], 0] * jv[up[1], 0], jv[up[0], 1] * jv[up[1], 1], out=per_view[:n_pairs])
-    np.add(jv[:, 0] * r[0], jv[:, 1] * r[1], out=per_view[n_pairs:])
-    sums = _per_view(per_view, view_index, n_views)
+    # jv = G_v x4 sqrt(w) with x4 = [x, y, z, 1], so b_v = G_v (sum w x4 x4^T) G_v^T and g_v = G_v (sum sqrt(w) x4 r)
+    x4 = np.concatenate([x, np.ones((1, len(view_index)))])
+    moments = np.concatenate([x4[_UP4[0]] * x4[_UP4[1]] * weights, (r[:, None] * (x4 * sw)).reshape(8, -1)])
+    sums = _per_view(moments, view_index, len(slot_raw))
+    n_views, n_s = slot_raw.shape
+    gv = per_view.reshape(n_views, n_s, 8)
+    gm = (per_view @ sums[:, None, :10][..., _FULL4]).reshape(n_views, n_s, 8)  # G_v M_v
+    b = gm @ gv.transpose(0, 2, 1)
+    g = (gv @ sums[:, 10:, None])[..., 0]
     per_marker = np.empty((9, len(view_index)))  # the 6 distinct entries of each 3 x 3 block and the gradient
     np.add(jm[0, _UP3[0]] * jm[0, _UP3[1]], jm[1, _UP3[0]] * jm[1, _UP3[1]], out=per_marker[:6])
     np.add(jm[0] * r[0], jm[1] * r[1], out=per_marker[6:])
     m_sums = _per_marker(per_marker, marker_starts)
-    return total, sums[:, full], sums[:, n_pairs:], m_sums[:, _FULL3], m_sums[:, 6:]
+    return total, b, g, m_sums[:, _FULL3], m_sums[:, 6:]
 
 
 def _coupling(e, linv, marker_of):
     """``(S, 3, n)``: each observation's ``E_i L_m^-T`` from ``E_i`` ``e`` (``linv`` lower triangular)."""
-    lt = linv.transpose(1, 2, 0)[:, :, marker_of]
+    lt = linv.transpose(1, 2, 0).take(marker_of, axis=-1)
     return np.stack([e[:, 0] * lt[0, 0],
                      e[:, 0] * lt[1, 0] + e[:, 1] * lt[1, 1],
                      e[:, 0] * lt[2, 0] + e[:, 1] * lt[2, 1] + e[:, 2] * lt[2, 2]], axis=1)
@@ -140,7 +147,7 @@ def _coupling(e, linv, marker_of):
 
 def _columns_dense(g, view_index, marker_of, columns, n_q, first_marker, n_m):
     """Dense ``(n_q, 3 n_m)`` F of markers ``first_marker ...`` from their ``G = E L^-T`` ``(S, 3, n)``."""
-    rows = columns.T[:, view_index]  # (S, n)
+    rows = columns.T.take(view_index, axis=1)  # (S, n)
     cols = 3 * (marker_of - first_marker) + np.arange(3)[:, None]  # (3, n)
     flat = rows[:, None, :] * (3 * n_m) + cols[None]
     ok = np.broadcast_to((rows >= 0)[:, None, :], g.shape)
@@ -153,7 +160,7 @@ def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
     st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
     n_m = len(marker_starts) - 1
     if st.get("dense_for") is not slot_col:  # where each G entry lands in F: fixed for one linearisation
-        rows = np.where(slot_raw >= 0, slot_col, -1).T[:, view_index]  # (S, n)
+        rows = np.where(slot_raw >= 0, slot_col, -1).T.take(view_index, axis=1)  # (S, n)
         flat = rows[:, None, :] * (3 * n_m) + 3 * st["marker_of"] + np.arange(3)[:, None]
         ok = np.broadcast_to((rows >= 0)[:, None, :], flat.shape)
         st.update(dense_for=slot_col, dense_ok=ok, dense_flat=flat[ok])
@@ -184,12 +191,12 @@ def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
 def view_sums_of_e_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, t, bounds):
     """``(n_views, S)``: for each view and slot, the sum over its observations of ``E_i t_m``."""
     st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
-    e, tm = st["e"], t.T[:, st["marker_of"]]
+    e, tm = st["e"], t.T.take(st["marker_of"], axis=1)
     return _per_view(e[:, 0] * tm[0] + e[:, 1] * tm[1] + e[:, 2] * tm[2], view_index, len(slot_raw))
 
 
 def marker_sums_of_et_times(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts, dv):
     """``(n_m, 3)``: for each marker, the sum over its observations of ``E_i^T dv_view`` (``dv`` by slot)."""
     e = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)["e"]
-    d = dv.T[:, view_index]  # (S, n)
+    d = dv.T.take(view_index, axis=1)  # (S, n)
     return _per_marker(np.einsum("sqn,sn->qn", e, d), marker_starts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,16 +59,23 @@ class UnknownLayout:
         out = self.base.copy()
         beam = self.base_beam
         if self.n_q:
-            ok = (self.slot_raw >= 0) & (self.slot_col >= 0)
-            add = self.slot_w * np.asarray(q, float)[np.maximum(self.slot_col, 0)]
-            view_slots = ok & (self.slot_raw < BEAM)
-            for s in range(self.slot_raw.shape[1]):  # a view has each raw parameter at most once per slot
-                rows = np.flatnonzero(view_slots[:, s])
-                out[rows, self.slot_raw[rows, s]] += add[rows, s]
-            beam_cols = self.slot_col[ok & (self.slot_raw == BEAM)]
-            if beam_cols.size:
-                beam += float(np.asarray(q, float)[beam_cols[0]])
+            at, col, w, beam_col = self._targets
+            q = np.asarray(q, float)
+            out.ravel()[:] += np.bincount(at, weights=w * q[col], minlength=out.size)
+            if beam_col >= 0:
+                beam += float(q[beam_col])
         return out, beam
+
+    @cached_property
+    def _targets(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], int]:
+        """For `params`: the flat ``(view, raw)`` entry, unknown and weight of every used view slot, and the
+        beam tilt's unknown (-1: none)."""
+        ok = (self.slot_raw >= 0) & (self.slot_col >= 0)
+        view = ok & (self.slot_raw < BEAM)
+        rows, slots = np.nonzero(view)
+        beam_cols = self.slot_col[ok & (self.slot_raw == BEAM)]
+        return (rows * self.base.shape[1] + self.slot_raw[rows, slots], self.slot_col[rows, slots],
+                self.slot_w[rows, slots], int(beam_cols[0]) if beam_cols.size else -1)
 
     @property
     def default_preset(self) -> bool:
