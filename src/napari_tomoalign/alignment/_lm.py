@@ -208,20 +208,17 @@ class _Linearisation:
         idx = np.arange(cols.shape[1])
         blocks[:, idx, idx] += np.where(ok, lam * self.diag_q[safe], 1.0)
         try:
-            binv = np.linalg.inv(blocks) * pair
+            binv = np.linalg.inv(blocks) * pair  # 0 on unused slots, so their gathered rows count for nothing
         except np.linalg.LinAlgError:
             return None
-
-        def apply_binv(x: NDArray[np.float64]) -> NDArray[np.float64]:
-            xb = np.where(ok[..., None], x[safe], 0.0) if x.ndim == 2 else np.where(ok, x[safe], 0.0)
-            yb = binv @ xb if x.ndim == 2 else np.einsum("vij,vj->vi", binv, xb)
-            y = np.zeros_like(x)
-            y[cols[ok]] = yb[ok]
-            return y
-
-        bf, br = apply_binv(F), apply_binv(rhs)
-        w = _backend.cholesky_solve(np.eye(F.shape[1]) - F.T @ bf, F.T @ br)
-        return None if w is None else br + bf @ w
+        x = np.column_stack([F, rhs])
+        yb = binv @ x[safe]  # B^-1 [F | rhs] view block by view block
+        y = np.zeros_like(x)
+        y[cols[ok]] = yb[ok]
+        ft_y = F.T @ y
+        k = F.shape[1]
+        w = _backend.cholesky_solve(np.eye(k) - ft_y[:, :k], ft_y[:, k])
+        return None if w is None else y[:, k] + y[:, :k] @ w
 
     def _reduced(self, lam: float, linv: NDArray[np.float64]) -> NDArray[np.float64]:
         """``B + lam D - E C^-1 E^T`` (upper triangle at least), densely or marker by marker."""
