@@ -4,6 +4,7 @@
     python benchmarks/bench_solver.py --full     # also scipy trf at 1.4 M observations and MINPACK lm
     python benchmarks/bench_solver.py --quick    # paper-like and IMOD BBa only
     python benchmarks/bench_solver.py --patch    # only the patch-tracking case (solve, then the whole command)
+    python benchmarks/bench_solver.py --against 6c40658   # small solves: CPU of this tree against an older one
 
 Prints median wall times, the ratio to scipy, the final RMS of both (same optimum) and the peak
 memory of our solve (the rise of the peak RSS). The compiled kernels are loaded first, so problems
@@ -14,6 +15,11 @@ alignment/_backend.py).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -229,7 +235,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--patch", action="store_true")
+    ap.add_argument("--against", metavar="REV", help="compare small solves' CPU time with the package at git REV "
+                    "(6c40658: before the default model became a preset of the full model)")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    if args.against:
+        return against(args.against, args.rounds)
     # In-process speed with the compiled kernels loaded, as in the GUI or a batch worker: problems above
     # alignment/_backend.NUMPY_MAX_OBSERVATIONS_WARM use them. (A fresh command keeps small problems in
     # numpy to skip loading numba; benchmarks/bench_startup.py measures that trade.)
@@ -263,6 +274,49 @@ def main() -> None:
     run_problem("12000 markers x 133 views", sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg,
                 sim.image_size, 85.0, repeats=3, scipy_repeats=1 if args.full else 0)
     bench_patch()
+
+
+SMALL_SOLVES = """
+import sys, time, numpy as np
+from pathlib import Path
+from napari_tomoalign import align_markers, read_markers, read_tilt_angles, simulate_markers
+m = read_markers(Path(sys.argv[1]) / "BBa.fid"); t = read_tilt_angles(Path(sys.argv[1]) / "BBa.rawtlt")
+sim = simulate_markers(n_views=109, tilt_range_deg=(-55, 53), n_markers=30, noise_px=0.5, high_tilt_loss=0.6,
+                       dropout=0.05, always_visible=6, image_size=(1024, 1024), seed=1)
+for name, args in (("BBa", (m.view, m.marker, m.xy, t, m.image_size)),
+                   ("paper", (sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size))):
+    c0 = time.process_time(); al = align_markers(*args); first = time.process_time() - c0
+    cpu = []
+    for _ in range(20):
+        c0 = time.process_time(); align_markers(*args); cpu.append(time.process_time() - c0)
+    print(name, first, float(np.median(cpu)), al.rms_residual_px)
+"""
+
+
+def against(rev: str, rounds: int) -> None:
+    """CPU time of small default-model solves (plain-numpy loops, one BLAS thread) in this tree and in the
+    package at git ``rev``, in alternating fresh processes; medians over ``rounds`` processes of 20 solves."""
+    here = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(here), "archive", rev, "src"], check=True, capture_output=True)
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        trees = {"this tree": str(here / "src"), rev: str(Path(tmp) / "src")}
+        runs: dict[str, dict[str, list[tuple[float, float, float]]]] = {k: {} for k in trees}
+        for _ in range(rounds):
+            for label, src in trees.items():
+                out = subprocess.run([sys.executable, "-c", SMALL_SOLVES, str(DATA)], env={**env, "PYTHONPATH": src},
+                                     check=True, capture_output=True, text=True).stdout
+                for line in out.splitlines():
+                    name, *vals = line.split()
+                    runs[label].setdefault(name, []).append(tuple(float(v) for v in vals))  # type: ignore[arg-type]
+    print(f"small default-model solves, CPU per solve (median of {rounds} processes x 20 solves; 1 BLAS thread)")
+    for name in runs["this tree"]:
+        new, old = (np.median(np.array(runs[k][name]), axis=0) for k in ("this tree", rev))
+        print(f"  {name:<6} first solve {new[0] * 1e3:6.1f} ms vs {old[0] * 1e3:6.1f} ms ({rev}),"
+              f" then {new[1] * 1e3:6.2f} ms vs {old[1] * 1e3:6.2f} ms: ratio {new[1] / old[1]:.2f};"
+              f" RMS {new[2]:.6f} vs {old[2]:.6f} px")
 
 
 def bench_patch() -> None:
