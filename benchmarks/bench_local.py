@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_tomoalign.alignment.full_solver import solve_full_model
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.local import global_solution_from_full, local_alignments
+from napari_tomoalign.alignment.local import global_solution_from_alignment, local_alignments
 from napari_tomoalign.alignment.local_options import local_options_from_com
+from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction.local_warp import local_projection
@@ -49,11 +49,11 @@ def bench_solve(repeats: int):
     settings = settings_from_com(entries, raw)
 
     def solve_global():
-        return solve_full_model(table.view, table.marker, table.xy, table.image_size, settings, tilt_angles_deg=raw)
+        return align_markers(table.view, table.marker, table.xy, raw, table.image_size, settings=settings, warn=False)
 
     solve_global()  # compile / load the kernels
     t_glob, sol = median_time(solve_global, repeats)
-    glob = global_solution_from_full(sol, table.image_size, raw, axis_z_shift_px=17.2)
+    glob = global_solution_from_alignment(sol)  # aligna.com's AxisZShift 17.2 travels with the alignment
     marker = np.searchsorted(sol.marker_ids, table.marker)
     print(f"BBa: {len(table)} observations, {len(raw)} views, {len(sol.marker_ids)} markers")
     print(f"  global full-model solve (baseline, 149 variables)   {1000 * t_glob:8.1f} ms  RMS {sol.rms_residual_px:.6f} px")
@@ -75,10 +75,10 @@ def bench_solve(repeats: int):
 
 
 def bench_wbp(la, sol, repeats: int, thickness: int) -> None:
-    n_views, size = len(sol.params), 512
+    n_views, size = sol.n_views, 512
     rng = np.random.default_rng(0)
     stack = rng.normal(size=(n_views, size, size)).astype(np.float32)
-    tilts = np.degrees(sol.params[:, 0])
+    tilts = sol.tilt_angles_deg
     lp = local_projection(la.local_transforms, tilts, (size, size))
     weighted_back_projection(stack[:, :64], tilts, thickness=16)  # compile / load both kernels
     weighted_back_projection(stack[:, :64], tilts, thickness=16, local=local_projection(

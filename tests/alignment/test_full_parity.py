@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment.full_solver import solve_full_model
 from napari_tomoalign.alignment.imod_options import settings_from_com
+from napari_tomoalign.alignment.local import solve_patch
+from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
 from napari_tomoalign.alignment.model import DMAG, MAG, ROT, SKEW, TILT
+from napari_tomoalign.alignment.settings import ModelSettings
+from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 
@@ -28,8 +31,7 @@ def _solve(imod_data, axis):
     markers = read_markers(imod_data / f"BB{axis}.fid")
     tilts = read_tilt_angles(imod_data / f"BB{axis}.rawtlt")
     settings = settings_from_com(read_com_section(imod_data / f"align{axis}.com"), tilts)
-    sol = solve_full_model(markers.view, markers.marker, markers.xy, markers.image_size, settings,
-                           tilt_angles_deg=tilts)
+    sol = align_markers(markers.view, markers.marker, markers.xy, tilts, markers.image_size, settings=settings, warn=False)
     return axis, sol, imod_data
 
 
@@ -50,15 +52,15 @@ def test_final_f_at_or_below_imods(solved):
 def test_solved_tilts_match_imods_tlt(solved):
     axis, sol, d = solved
     imod = np.loadtxt(d / f"BB{axis}.tlt")
-    assert np.max(np.abs(np.degrees(sol.params[:, TILT]) - imod)) < 0.03
+    assert np.max(np.abs(np.degrees(sol.full_params[:, TILT]) - imod)) < 0.03
     fixed = {"a": 31, "b": 32}[axis]  # the first view of the min-tilt view's group is held at nominal + offset
-    assert np.degrees(sol.params[fixed, TILT]) == pytest.approx(np.loadtxt(d / f"BB{axis}.rawtlt")[fixed]
+    assert np.degrees(sol.full_params[fixed, TILT]) == pytest.approx(np.loadtxt(d / f"BB{axis}.rawtlt")[fixed]
                                                                 + {"a": -0.5, "b": -2.11}[axis], abs=1e-9)
 
 
 def test_bba_rotation_mag_stretch_and_skew_match_imods_log(imod_data):
     _, sol, _ = _solve(imod_data, "a")
-    p = sol.params[BBA_VIEWS]
+    p = sol.full_params[BBA_VIEWS]
     np.testing.assert_allclose(np.degrees(p[:, ROT]), BBA_ROT, atol=0.06)
     np.testing.assert_allclose(p[:, MAG], BBA_MAG, atol=1.5e-4)
     np.testing.assert_allclose(p[:, DMAG], BBA_DMAG, atol=4e-4)  # weakly determined (section 3)
@@ -71,22 +73,26 @@ def test_local_patch_with_fixed_xyz_reaches_imods_f(imod_data, centre, size, n_f
     """BBa patches (1,1) and (3,3) with aligna.com's local options and FixXYZCoordinates 1 (section 4.2):
     the patch's fiducials are those whose global X, Y (IMOD's BBafid.xyz) lie in the patch."""
     _, glob, _ = _solve(imod_data, "a")
+    tilts = read_tilt_angles(imod_data / "BBa.rawtlt")
     markers = read_markers(imod_data / "BBa.fid")
     ids, fid_xyz = read_fid_xyz(imod_data / "BBafid.xyz")
     lo = centre - size // 2
     x, y = fid_xyz[:, 0] + 0.5, fid_xyz[:, 1] + 0.5  # IMOD's pixel coordinates
-    inside = ids[(x >= lo) & (x <= lo + size) & (y >= lo) & (y <= lo + size)]
+    inside = np.sort(ids[(x >= lo) & (x <= lo + size) & (y >= lo) & (y <= lo + size)])
     assert len(inside) == n_fids
     sel = np.isin(markers.marker, inside)
-    counts = np.bincount(markers.view[sel], minlength=glob.params.shape[0])
-    local = settings_from_com(read_com_section(imod_data / "aligna.com"), np.degrees(glob.params[:, TILT]), counts,
-                              local=True)
+    counts = np.bincount(markers.view[sel], minlength=glob.full_params.shape[0])
+    fitted = np.flatnonzero(counts)
+    opts = local_options_from_com(read_com_section(imod_data / "aligna.com"))
+    local = ModelSettings(patch_mappings(opts, fitted, np.degrees(glob.full_params[:, TILT]), tilts, counts), 0.0)
     assert local.n_geometric == 50
-    sol = solve_full_model(markers.view[sel], markers.marker[sel], markers.xy[sel], markers.image_size, local,
-                           start=glob, fix_xyz=True)
-    assert sol.converged
-    assert imod_f - 5e-5 < sol.rms_residual_px <= imod_f
-    np.testing.assert_array_equal(sol.xyz_px, glob.xyz_px[np.isin(glob.marker_ids, inside)])
+    xyz = glob.xyz_px[np.isin(glob.marker_ids, inside)]
+    params, xyz_out, resid, reports = solve_patch(
+        np.searchsorted(fitted, markers.view[sel]), np.searchsorted(inside, markers.marker[sel]),
+        markers.xy[sel] - glob.image_centre, glob.full_params[fitted], xyz, local, fix_xyz=True)
+    assert all(r.converged for r in reports)
+    assert imod_f - 5e-5 < np.sqrt(np.mean(np.sum(resid**2, axis=1))) <= imod_f
+    np.testing.assert_array_equal(xyz_out, xyz)
 
 
 def _log_table(path):
@@ -105,7 +111,7 @@ def test_every_views_rotation_mag_stretch_and_skew_match_imods_log(solved):
     axis, sol, d = solved
     log = _log_table(d / f"align{axis}.log")
     assert log.shape == (61, 8)
-    p = sol.params
+    p = sol.full_params
     np.testing.assert_allclose(np.degrees(p[:, ROT]), log[:, 1], atol=0.051)  # the log has 0.1 deg
     np.testing.assert_allclose(p[:, MAG], log[:, 4], atol=2e-4)
     np.testing.assert_allclose(p[:, DMAG], log[:, 5], atol=5e-4)  # weakly determined (section 3)

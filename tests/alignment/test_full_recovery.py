@@ -7,9 +7,9 @@ import pytest
 
 from napari_tomoalign.alignment._lm import Observations, _Linearisation
 from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout, shift_gauge
-from napari_tomoalign.alignment.full_solver import solve_full_model, start_params
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.model import XTILT, project_full
+from napari_tomoalign.alignment.settings import start_params
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
 
@@ -68,7 +68,7 @@ def _view_errors_within_floor(sol, settings, truth, beam, xyz, v, m, kind):
             if lay.slot_raw[j, s] == p:
                 M[j, lay.slot_col[j, s]] += lay.slot_w[j, s]
     sd = np.sqrt(np.einsum("vq,qr,vr->v", M, cov, M))
-    err = sol.params[:, p] - truth[:, p]
+    err = sol.full_params[:, p] - truth[:, p]
     held = sd == 0
     assert np.all(np.abs(err[held]) < 1e-12)
     return np.abs(err[~held]) / sd[~held], lay, cov
@@ -77,7 +77,7 @@ def _view_errors_within_floor(sol, settings, truth, beam, xyz, v, m, kind):
 @pytest.fixture(scope="module")
 def stretch_skew():
     settings, tilts, truth, beam, xyz, v, m, xy = _simulate(STRETCH_SKEW, seed=11)
-    return solve_full_model(v, m, xy, SIZE, settings, tilt_angles_deg=tilts), settings, truth, beam, xyz, v, m
+    return align_markers(v, m, xy, tilts, SIZE, settings=settings, warn=False), settings, truth, beam, xyz, v, m
 
 
 @pytest.mark.parametrize("kind", ["x_stretch", "skew", "tilt", "magnification"])
@@ -93,22 +93,22 @@ def test_stretch_and_skew_are_recovered_within_the_noise_floor(stretch_skew, kin
 def test_beam_tilt_is_recovered_within_the_noise_floor():
     settings, tilts, truth, beam, xyz, v, m, xy = _simulate(BEAM_TILT, seed=12, beam_deg=1.5)
     assert settings.beam_tilt_free
-    sol = solve_full_model(v, m, xy, SIZE, settings, tilt_angles_deg=tilts)
+    sol = align_markers(v, m, xy, tilts, SIZE, settings=settings, warn=False)
     assert sol.converged
     z, lay, cov = _view_errors_within_floor(sol, settings, truth, beam, xyz, v, m, "x_stretch")
     assert z.max() < 4.5
     col = int(np.flatnonzero(lay.kind_of_column == BEAM)[0])
     sd = float(np.sqrt(cov[col, col]))
-    assert abs(sol.beam_tilt_rad - beam) < 4.5 * sd
+    assert abs(np.radians(sol.beam_tilt_deg) - beam) < 4.5 * sd
     assert np.degrees(sd) < 0.2  # the simulated 1.5 deg is well above the floor
 
 
 def test_noise_free_data_are_recovered_exactly():
     settings, tilts, truth, beam, xyz, v, m, xy = _simulate(STRETCH_SKEW, seed=13)
     exact = project_full(truth, xyz, v, m, beam) + image_centre(SIZE)
-    sol = solve_full_model(v, m, exact, SIZE, settings, tilt_angles_deg=tilts)
+    sol = align_markers(v, m, exact, tilts, SIZE, settings=settings, warn=False)
     assert sol.rms_residual_px < 1e-6
-    np.testing.assert_allclose(sol.params[:, [0, 1, 2, 5, 6]], truth[:, [0, 1, 2, 5, 6]], atol=1e-8)
+    np.testing.assert_allclose(sol.full_params[:, [0, 1, 2, 5, 6]], truth[:, [0, 1, 2, 5, 6]], atol=1e-8)
     np.testing.assert_allclose(sol.xyz_px, xyz, atol=1e-5)
 
 

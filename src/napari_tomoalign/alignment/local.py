@@ -2,7 +2,7 @@
 
 After the global fit the field is cut into patches (`local_patches`); each patch's fiducials are fitted
 again with the local variable options (`local_options`), every local variable an increment on the
-view's global value, from the global solution, by `full_solver.solve_full_model`. With the markers held
+view's global value, from the global solution, by `solve_patch`. With the markers held
 (``fix_xyz``) they keep their global positions, re-centred on the patch; with them free they are solved
 too and afterwards turned about y to best match their global x, z, that angle leaving the local tilts.
 Views without a point in a patch are left out of its fit; their increments are interpolated in view
@@ -16,6 +16,7 @@ The result holds, per patch and view, the local parameters, IMOD's local-file co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,21 +24,22 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import image_centre
 from ..io.imod_local import LocalTransforms
+from ._lm import Observations
+from ._threads import blas_threads_for
 from .errors import AlignmentError
-from .full_solver import FullModelSolution, solve_full_model
 from .local_geometry import (
     compose_refinement,
     frame_from_transforms,
-    linear_parts,
     view_transforms,
     with_optimal_shifts,
     z_factors,
 )
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
-from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, view_matrices
-from .result import Alignment
+from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
+from .result import Alignment, StageReport
 from .settings import ModelSettings
+from .stages import EVERYTHING, StageRunner, settings_plan
 from .transforms import imod_transforms
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
@@ -92,25 +94,6 @@ def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float | None 
     params = np.array(al.full_params, dtype=float)
     params[~al.view_determined] = np.nan
     return GlobalSolution(params, al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
-
-
-def global_solution_from_full(sol: FullModelSolution, image_size: tuple[int, int], raw_tilts_deg: ArrayLike,
-                              axis_z_shift_px: float = 0.0) -> GlobalSolution:
-    """The `GlobalSolution` of a full-model fit, its aligned frame placed as `transforms.imod_transforms`
-    places the default model's: the tilt axis at ``axis_z_shift_px``, the y shifts averaging zero over the
-    views, and the minimum-tilt view's x shift zero. Markers are in ``sol.marker_ids`` order."""
-    p = sol.params.copy()
-    p[~sol.view_included] = np.nan
-    ok = sol.view_included & np.all(np.isfinite(p), axis=1)
-    f, c = linear_parts(p, sol.beam_tilt_rad)
-    fd = np.einsum("nij,nj->ni", f, p[:, [DX, DY]])
-    z0 = float(axis_z_shift_px)
-    y0 = float(np.mean(-fd[ok, 1] - c[ok, 1] * z0) / np.mean(np.cos(p[ok, XTILT])))
-    raw = np.abs(np.asarray(raw_tilts_deg, dtype=float))
-    ref = int(np.argmin(np.where(ok, raw, np.inf)))
-    x0 = float((-fd[ref, 0] - np.sin(p[ref, XTILT]) * np.sin(p[ref, TILT]) * y0 - c[ref, 0] * z0)
-               / np.cos(p[ref, TILT]))
-    return global_solution(p, sol.xyz_px, image_size, (x0, y0, z0), sol.beam_tilt_rad)
 
 
 @dataclass(frozen=True)
@@ -184,20 +167,33 @@ def _fill_views(local: NDArray[np.float64], glob: NDArray[np.float64], fitted: N
     return out
 
 
-def _solve(v: NDArray[np.intp], m: NDArray[np.intp], o: NDArray[np.float64], start: NDArray[np.float64],
-           xyz0: NDArray[np.float64], mappings: dict, free_xyz: bool, glob: GlobalSolution) -> tuple[
-        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
-    """One patch's parameters, markers, residuals and number of geometric (+ free marker) unknowns, by
-    `full_solver.solve_full_model` (the tests' `local_reference.fit_mapped` is its dense numpy reference)."""
-    ones = np.ones(len(start), dtype=bool)
-    begin = FullModelSolution(start, glob.beam_tilt_rad, np.arange(len(xyz0)), xyz0, ones, np.zeros((0, 2)),
-                              np.nan, np.nan, 0, ())
-    settings = ModelSettings(mappings=mappings, rotation_angle_deg=0.0, angle_offset_deg=0.0, axis_z_shift_px=0.0,
-                            beam_tilt_deg=0.0, beam_tilt_free=False, local_alignments=True)
-    centre = image_centre(glob.image_size)
-    sol = solve_full_model(v, m, o + centre, glob.image_size, settings, start=begin, fix_xyz=not free_xyz)
-    n_geo = sum(mp.n_vars for mp in mappings.values())
-    return sol.params, sol.xyz_px, sol.residuals_px, n_geo + (3 * (len(xyz0) - 1) if free_xyz else 0)
+def solve_patch(
+    view: NDArray[np.intp], marker: NDArray[np.intp], xy_c: NDArray[np.float64], start: NDArray[np.float64],
+    xyz: NDArray[np.float64], settings: ModelSettings, *, fix_xyz: bool, beam_tilt_rad: float = 0.0,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], list[StageReport]]:
+    """Fit ``settings``' mappings (increments on ``start``) to one patch's observations by the one stage runner.
+
+    ``view``, ``marker``: ``(n_obs,)`` rows of ``start`` ``(n_views, 9)`` and of ``xyz`` ``(n_markers, 3)``
+    (every marker observed); ``xy_c``: centred positions. Views without observations keep their start values.
+    With ``fix_xyz`` the markers are held (IMOD's ``FixXYZCoordinates 1``), else solved and re-centred.
+    Returns the parameters, marker positions, ``(n_obs, 2)`` residuals (predicted minus observed, in the given
+    order) and the stage reports.
+    """
+    obs = Observations(view, marker, xy_c, len(start), len(xyz), np.ones(len(view)))
+    included = np.bincount(view, minlength=len(start)) > 0
+    ref = int(np.argmin(np.where(included, np.abs(start[:, TILT]), np.inf)))
+    runner = StageRunner(obs, np.array(start, dtype=float), np.array(xyz, dtype=float), included, ref, 1000,
+                         should_stop=should_stop, settings=settings, beam=beam_tilt_rad, fix_xyz=fix_xyz)
+    n_q = runner.layout(EVERYTHING).n_q
+    if not fix_xyz and n_q + 3 * len(xyz) > 2 * len(obs):
+        raise AlignmentError(f"{len(obs)} observations give {2 * len(obs)} equations for"
+                             f" {n_q + 3 * len(xyz)} unknowns; fix or group more variables")
+    with blas_threads_for(n_q, 0 if fix_xyz else len(xyz), len(obs)):
+        for stage in settings_plan(markers_known=True):
+            runner.run(stage)
+    residuals = project_full(runner.params, runner.xyz, view, marker, runner.beam) - xy_c
+    return runner.params, runner.xyz, residuals, runner.reports
 
 
 def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_deg: NDArray[np.float64],
@@ -213,7 +209,10 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     centroid = glob.xyz_px[patch.markers].mean(axis=0)
     xyz0 = glob.xyz_px[patch.markers] - centroid
     mappings = patch_mappings(opts, fitted, np.degrees(gp[:, TILT]), raw_tilts_deg, counts)
-    params, xyz, resid, n_unknowns = _solve(v, m, o, gp[fitted], xyz0, mappings, not opts.fix_xyz, glob)
+    settings = ModelSettings(mappings=mappings, rotation_angle_deg=0.0, local_alignments=True)
+    params, xyz, resid, reports = solve_patch(v, m, o, gp[fitted], xyz0, settings, fix_xyz=opts.fix_xyz,
+                                              beam_tilt_rad=glob.beam_tilt_rad)
+    n_unknowns = settings.n_geometric + (0 if opts.fix_xyz else 3 * (len(xyz0) - 1))
     if not opts.fix_xyz:
         params, xyz = _turn_to_global(params, xyz, xyz0)
         params, resid = with_optimal_shifts(params, xyz, v, m, o, glob.beam_tilt_rad)

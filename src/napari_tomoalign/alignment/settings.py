@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .excluded_views import format_views
 from .grouping import Mapping, block_mapping, fixed_mapping
+from .model import COMP, MAG, N_FULL, ROT, TILT
 from .options import AlignmentOptions, VariableOption
 
 KINDS = ("rotation", "tilt", "magnification", "compression", "x_stretch", "skew", "x_tilt")
@@ -147,3 +148,15 @@ def settings_from_options(options: AlignmentOptions, included: NDArray[np.bool_]
         robust=options.robust, robust_scale=options.robust_scale, robust_tracks=options.robust_tracks,
         robust_group_views=options.robust_group_views, com_options=options.to_dict(), origin="options",
         robust_rounds=DEFAULT_ROUNDS, robust_floor=DEFAULT_FLOOR, robust_min_group_points=DEFAULT_GROUP_POINTS)
+
+
+def start_params(settings: ModelSettings, tilt_angles_deg: ArrayLike) -> NDArray[np.float64]:
+    """``(n_views, 9)`` tiltalign's start values: tilt nominal + ``AngleOffset``, rotation
+    ``RotationAngle``, magnification and compression 1, the rest 0."""
+    tilts = np.asarray(tilt_angles_deg, dtype=float)
+    p = np.zeros((len(tilts), N_FULL))
+    p[:, TILT] = np.radians(tilts + settings.angle_offset_deg)
+    p[:, ROT] = np.radians(settings.rotation_angle_deg)
+    p[:, MAG] = 1.0
+    p[:, COMP] = 1.0
+    return p

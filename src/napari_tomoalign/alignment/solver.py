@@ -23,11 +23,10 @@ from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import fill_left_out_views, format_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
-from .full_solver import start_params
 from .model import DX, DY, MAG, ROT, TILT, default_full_params, predict_all_full, without_beam_tilt
 from .options import AlignmentOptions
 from .result import Alignment
-from .settings import ModelSettings, settings_from_options
+from .settings import ModelSettings, settings_from_options, start_params
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
 from .validation import check_call_types, check_solution, determinable, validate_observations
 
