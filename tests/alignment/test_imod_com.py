@@ -59,4 +59,3 @@ def test_poorly_determined_combinations_are_noted(imod_data):
     notes = settings_from_com({**entries, "BeamTiltOption": ["1"], "XTiltOption": ["3"], "CompOption": ["3"]},
                               tilts).notes
     assert [n.split(" is solved")[0] for n in notes] == ["compression", "X-tilt", "beam tilt"]
-    assert settings_from_com(entries, tilts, local=True).notes == []

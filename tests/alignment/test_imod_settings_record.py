@@ -1,4 +1,4 @@
-"""ImodSettings.to_dict: the record of an --imod-com run (the command file's option codes and groupings, and
+"""ModelSettings.to_dict: the record of an --imod-com run (the command file's option codes and groupings, and
 the groups tiltalign forms from them), as plain JSON values, checked against aligna.com and IMOD's log."""
 
 import json

@@ -25,8 +25,6 @@ from .grouping import (
 from .imod_groups import automap_groups, parse_nondefault
 from .settings import KINDS, ModelSettings
 
-ImodSettings = ModelSettings  # the one settings type (`settings`); this name stays for callers of this session
-
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
           "x_stretch": "XStretch", "skew": "Skew", "x_tilt": "XTilt"}
 # Keys that name files, reports or minimiser details: they do not change the solution.
@@ -80,7 +78,7 @@ def _views(text: str, n_views: int) -> list[int]:
     return out
 
 
-def _check_supported(entries: dict[str, list[str]], local: bool = False) -> None:
+def _check_supported(entries: dict[str, list[str]]) -> None:
     known = set(IGNORED) | set(LOCAL_KEYS) | {"RotationAngle", "AngleOffset", "AxisZShift", "ImagesAreBinned",
                                               "BeamTiltOption", "FixedOrInitialBeamTilt", "ExcludeList",
                                               "RobustFitting", "KFactorScaling", "WeightWholeTracks", "MinWeightGroupSizes",
@@ -122,18 +120,18 @@ def _linear_and_block_codes(kind: str) -> tuple[tuple[int, ...], tuple[int, ...]
     return (3,), (4,)
 
 
-def _dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
+def dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
     """The view whose X-stretch and skew are held at 0 (0-based; IMOD's floor(N/4) rule)."""
-    r, r3 = n_views // 4 - 1, (3 * n_views) // 4 - 1
+    r, r3 = max(n_views // 4 - 1, 0), max((3 * n_views) // 4 - 1, 0)
     if r == min_tilt or (mag_reference > min_tilt and r3 != min_tilt):
         return r3
     return r
 
 
 def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64], refs: dict[str, int | None],
-             points: NDArray[np.intp] | None, local: bool = False) -> Mapping:
+             points: NDArray[np.intp] | None) -> Mapping:
     n = len(tilts)
-    prefix = ("Local" if local else "") + PREFIX[kind]
+    prefix = PREFIX[kind]
     code = int(_number(entries, f"{prefix}Option", 0))
     ref = refs[kind]
     if code == 0:
@@ -160,7 +158,7 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         raise UsageError(f"{prefix}NondefaultGroup: {exc}") from None
     held: list[int] = [] if ref is None else [ref]
     if kind == "tilt" and code in (7, 8):
-        key = f"{'Local' if local else ''}TiltSecondFixedView"
+        key = "TiltSecondFixedView"
         if key not in entries:
             raise UsageError(f"{prefix}Option {code} holds a second tilt: give {key}")
         second = int(_number(entries, key, 0)) - 1
@@ -183,16 +181,11 @@ def _views_labels(text: str, n: int) -> list[int]:
 
 
 def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[np.float64],
-                      points_per_view: NDArray[np.intp] | None = None, *, local: bool = False) -> ImodSettings:
-    """The model of a tiltalign section (`io.imod_com.read_com_section`) for a series with these tilts.
-
-    With ``local=True`` the ``Local*`` options are read instead, for one patch: ``nominal_tilts_deg``
-    are then the globally solved tilts (no ``AngleOffset`` is added), ``points_per_view`` the patch's
-    point counts, every unknown is an increment on the global solution, compression and beam tilt are
-    fixed, and with ``FixXYZCoordinates 1`` only X-tilt keeps a reference view (IMOD's rules).
-    """
-    _check_supported(entries, local)
-    offset = 0.0 if local else _number(entries, "AngleOffset", 0.0)
+                      points_per_view: NDArray[np.intp] | None = None) -> ModelSettings:
+    """The model of a tiltalign section (`io.imod_com.read_com_section`) for a series with these tilts (a
+    patch's local options are `local_options`')."""
+    _check_supported(entries)
+    offset = _number(entries, "AngleOffset", 0.0)
     raw = np.asarray(nominal_tilts_deg, dtype=float)
     tilts = raw + offset
     n = len(tilts)
@@ -202,33 +195,31 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
     if points_per_view is not None:
         fitted &= np.asarray(points_per_view)[:n] > 0
     # the smallest |raw tilt| among the views in the fit (all views if none is), ties to the lower view
-    min_tilt = int(np.argmin(np.where(fitted | local | ~fitted.any(), np.abs(raw), np.inf)))
-    refs = _references(entries, n, min_tilt, local, None if local else fitted)
-    kinds = [k for k in KINDS if not (local and k == "compression")]
-    mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view, local) if kind in kinds
-                else fixed_mapping(n) for kind in KINDS}
+    min_tilt = int(np.argmin(np.where(fitted | ~fitted.any(), np.abs(raw), np.inf)))
+    refs = _references(entries, n, min_tilt, fitted)
+    mappings = {kind: _mapping(kind, entries, tilts, refs, points_per_view) for kind in KINDS}
     binned = _number(entries, "ImagesAreBinned", 1.0)
     z_shift = _number(entries, "AxisZShift", 0.0)
     return ModelSettings(
         mappings=mappings, rotation_angle_deg=_number(entries, "RotationAngle", 0.0), angle_offset_deg=offset,
         axis_z_shift_px=0.0 if z_shift == 1000 else z_shift / max(binned, 1.0), centre_z_range=z_shift == 1000,
-        beam_tilt_deg=0.0 if local else _number(entries, "FixedOrInitialBeamTilt", 0.0),
-        beam_tilt_free=not local and _number(entries, "BeamTiltOption", 0) in (1, 2),
-        notes=_notes(entries, mappings, local) + _moved_reference_notes(entries, refs, local),
+        beam_tilt_deg=_number(entries, "FixedOrInitialBeamTilt", 0.0),
+        beam_tilt_free=_number(entries, "BeamTiltOption", 0) in (1, 2),
+        notes=_notes(entries, mappings) + _moved_reference_notes(entries, refs),
         excluded_views=excluded, com_options=_model_options(entries),
         robust=_number(entries, "RobustFitting", 0) != 0, robust_scale=_number(entries, "KFactorScaling", 1.0),
         robust_tracks=_number(entries, "WeightWholeTracks", 0) != 0,
-        local_alignments=local or _number(entries, "LocalAlignments", 0) != 0,
+        local_alignments=_number(entries, "LocalAlignments", 0) != 0,
     )
 
 
-def _notes(entries: dict[str, list[str]], mappings: dict[str, Mapping], local: bool) -> list[str]:
+def _notes(entries: dict[str, list[str]], mappings: dict[str, Mapping]) -> list[str]:
     """What tiltalign's man page warns about in these options (combinations that are poorly determined)."""
     solved = {k for k, m in mappings.items() if m.n_vars}
     per_view_rotation = mappings["rotation"].n_vars >= mappings["rotation"].n_views - 1
-    beam = not local and _number(entries, "BeamTiltOption", 0) in (1, 2)
+    beam = _number(entries, "BeamTiltOption", 0) in (1, 2)
     notes = []
-    if not local and _number(entries, "BeamTiltOption", 0) == 2:
+    if _number(entries, "BeamTiltOption", 0) == 2:
         notes.append("BeamTiltOption 2: the beam tilt is solved as a variable, which finds the minimum that"
                      " tiltalign's search brackets")
     if {"compression", "tilt", "x_stretch"} <= solved:
@@ -240,11 +231,10 @@ def _notes(entries: dict[str, list[str]], mappings: dict[str, Mapping], local: b
     return notes
 
 
-def _moved_reference_notes(entries: dict[str, list[str]], refs: dict[str, int | None], local: bool) -> list[str]:
+def _moved_reference_notes(entries: dict[str, list[str]], refs: dict[str, int | None]) -> list[str]:
     """Say which reference views given in the command file are not in the fit and where they moved."""
-    pre = "Local" if local else ""
     out = []
-    for kind, key in (("magnification", f"{pre}MagReferenceView"), ("tilt", f"{pre}TiltFixedView"),
+    for kind, key in (("magnification", "MagReferenceView"), ("tilt", "TiltFixedView"),
                       ("compression", "CompReferenceView"), ("rotation", "RotationFixedView")):
         given = int(_number(entries, key, 0)) if key in entries else 0
         held = refs.get(kind)
@@ -254,30 +244,24 @@ def _moved_reference_notes(entries: dict[str, list[str]], refs: dict[str, int | 
     return out
 
 
-def _references(entries: dict[str, list[str]], n: int, min_tilt: int, local: bool,
-                fitted: NDArray[np.bool_] | None = None) -> dict[str, int | None]:
-    """The reference view (0-based) of each variable kind; None where nothing is held.
+def _references(entries: dict[str, list[str]], n: int, min_tilt: int, fitted: NDArray[np.bool_]
+                ) -> dict[str, int | None]:
+    """The reference view (0-based) of each variable kind.
 
     A reference view that is not ``fitted`` (in ``ExcludeList``, or without points) moves to the nearest
     fitted view (the lower one on a tie), as the local references move to a patch's nearest view: a held
     view without data would hold nothing.
     """
-    pre = "Local" if local else ""
-    if local and _number(entries, "FixXYZCoordinates", 0) != 0:
-        refs: dict[str, int | None] = {k: None for k in KINDS}
-        refs["x_tilt"] = min_tilt
-        return refs
-    ok = np.flatnonzero(fitted) if fitted is not None and np.any(fitted) else np.arange(n)
+    ok = np.flatnonzero(fitted) if np.any(fitted) else np.arange(n)
 
     def near(view: int) -> int:
         if not 0 <= view < n:
             raise AlignmentError(f"the reference view {view + 1} is outside 1-{n}")
         return int(ok[np.argmin(np.abs(ok - view))])
 
-    mag_ref = near(int(_number(entries, f"{pre}MagReferenceView", min_tilt + 1)) - 1)
-    dmag_ref = near(_dmag_reference(n, min_tilt, mag_ref))
-    refs = {"rotation": near(int(_number(entries, "RotationFixedView", 1)) - 1),
-            "tilt": near(int(_number(entries, f"{pre}TiltFixedView", min_tilt + 1)) - 1),
+    mag_ref = near(int(_number(entries, "MagReferenceView", min_tilt + 1)) - 1)
+    dmag_ref = near(dmag_reference(n, min_tilt, mag_ref))
+    return {"rotation": near(int(_number(entries, "RotationFixedView", 1)) - 1),
+            "tilt": near(int(_number(entries, "TiltFixedView", min_tilt + 1)) - 1),
             "magnification": mag_ref, "compression": near(int(_number(entries, "CompReferenceView", min_tilt + 1)) - 1),
             "x_stretch": dmag_ref, "skew": dmag_ref, "x_tilt": near(min_tilt)}
-    return refs

@@ -28,11 +28,9 @@ from .grouping import (
     per_view_mapping,
     tilt_groups_imod,
 )
-from .imod_options import group_size_power
+from .imod_options import PREFIX, dmag_reference, group_size_power
 
 LOCAL_KINDS = ("rotation", "tilt", "magnification", "x_stretch", "skew", "x_tilt")
-PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "x_stretch": "XStretch", "skew": "Skew",
-          "x_tilt": "XTilt"}
 DEFAULT_GROUPING = 5.0
 
 
@@ -127,14 +125,6 @@ def local_options_from_com(entries: dict[str, list[str]]) -> LocalOptions:
         mag_reference_view=view("LocalMagReferenceView"), tilt_fixed_view=view("LocalTiltFixedView"))
 
 
-def _dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
-    """The view whose X-stretch and skew are held at 0 (IMOD's floor(N/4) rule, 0-based)."""
-    r, r3 = max(n_views // 4 - 1, 0), max((3 * n_views) // 4 - 1, 0)
-    if r == min_tilt or (mag_reference > min_tilt and r3 != min_tilt):
-        return r3
-    return r
-
-
 def _references(opts: LocalOptions, views: NDArray[np.intp], min_tilt: int) -> dict[str, int | None]:
     """Reference view per kind, in the patch's own view numbering (None: no reference)."""
     if opts.fix_xyz:
@@ -144,7 +134,7 @@ def _references(opts: LocalOptions, views: NDArray[np.intp], min_tilt: int) -> d
         return min_tilt if view is None else int(np.argmin(np.abs(views - view)))
 
     mag = local(opts.mag_reference_view)
-    dmag = _dmag_reference(len(views), min_tilt, mag)
+    dmag = dmag_reference(len(views), min_tilt, mag)
     return {"rotation": None, "tilt": local(opts.tilt_fixed_view), "magnification": mag, "x_stretch": dmag,
             "skew": dmag, "x_tilt": min_tilt}
 
