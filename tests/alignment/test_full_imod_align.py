@@ -66,14 +66,12 @@ def test_unsupported_options_are_refused_in_one_line(bba, imod_data, tmp_path):
 
 
 def test_axis_z_shift_comes_from_the_command_file(bba, imod_data, tmp_path):
-    from napari_tomoalign.alignment.transforms import imod_axis_z_shift_px
-
     m, tilts, al = bba
-    assert imod_axis_z_shift_px(al, 5.0) == 17.2  # aligna.com's AxisZShift, not the given value
+    assert al.axis_z_shift_px == 17.2  # aligna.com's AxisZShift
     com = tmp_path / "align.com"
     com.write_text((imod_data / "aligna.com").read_text().replace("AxisZShift\t17.2", "AxisZShift\t1000"))
     centred = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)
-    assert imod_axis_z_shift_px(centred) == pytest.approx(3.57, abs=0.01)  # the z-range midpoint (aligna.log)
+    assert centred.axis_z_shift_px == pytest.approx(3.57, abs=0.01)  # the z-range midpoint (aligna.log)
     com.write_text((imod_data / "aligna.com").read_text().replace("AxisZShift", "AxisXShift 4\nAxisZShift"))
     with pytest.raises(UsageError, match="AxisXShift is not supported"):
         align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, com)

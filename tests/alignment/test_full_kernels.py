@@ -3,12 +3,13 @@ against finite differences, through a layout with linear, block and per-view map
 
 import numpy as np
 import pytest
+from support.model_reference import jacobian_blocks_full
 
 from napari_tomoalign.alignment import _kernels, _kernels_numpy
 from napari_tomoalign.alignment._lm import Observations, full_cost, matrices
 from napari_tomoalign.alignment.full_layout import BEAM, build_layout
 from napari_tomoalign.alignment.grouping import block_mapping, linear_mapping, per_view_mapping, tilt_groups_imod
-from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, jacobian_blocks_full, project_full
+from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, project_full
 
 
 def _problem(seed=0, n_views=13, n_markers=9):

@@ -2,6 +2,7 @@
 differences for every parameter, the marker position and the beam tilt."""
 
 import numpy as np
+from support.model_reference import jacobian_blocks_full
 
 from napari_tomoalign.alignment.model import (
     COMP,
@@ -10,7 +11,6 @@ from napari_tomoalign.alignment.model import (
     SKEW,
     XTILT,
     default_full_params,
-    jacobian_blocks_full,
     project,
     project_full,
     without_beam_tilt,

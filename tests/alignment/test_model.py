@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from support.model_reference import jacobian_blocks_full
 
-from napari_tomoalign.alignment.model import default_full_params, jacobian_blocks_full, project
+from napari_tomoalign.alignment.model import default_full_params, project
 
 
 def _random_problem(seed=0, n_views=7, n_markers=5):

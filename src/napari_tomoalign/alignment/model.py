@@ -156,22 +156,6 @@ def predict_all_full(params: NDArray[np.float64], xyz: NDArray[np.float64], beam
     return out
 
 
-def jacobian_blocks_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
-                         marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> tuple[
-        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Derivatives of each prediction: by its view's 9 parameters ``(n_obs, 2, 9)``, by its marker
-    ``(n_obs, 2, 3)`` and by the beam tilt ``(n_obs, 2)``."""
-    a, deriv = view_matrices(params, beam_tilt)
-    x = np.asarray(xyz, float)[marker_index]
-    jv = np.zeros((len(view_index), 2, N_FULL))
-    for kind in MATRIX_PARAMS:
-        jv[:, :, kind] = np.einsum("nij,nj->ni", deriv[kind][view_index], x)
-    jv[:, 0, DX] = 1.0
-    jv[:, 1, DY] = 1.0
-    jb = np.einsum("nij,nj->ni", deriv["beam_tilt"][view_index], x)
-    return jv, a[view_index].copy(), jb
-
-
 def without_beam_tilt(params: NDArray[np.float64], beam_tilt: float) -> NDArray[np.float64]:
     """``(n_views, 9)`` parameters with the beam tilt folded into the angles: the same projections with
     ``b = 0`` (IMOD converts so before writing ``.tlt``, ``.xtilt`` and the transforms).

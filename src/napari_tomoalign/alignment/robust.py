@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 TUKEY_C = 4.685
 MADN_FACTOR = 0.6745
-FLAG_BELOW = 0.5
 MIN_WEIGHTED = 4  # IMOD: a marker with fewer weights above the floor gets the floor added to all of them
 SETTLED = 0.01  # the rounds stop when no weight changes by more than this
 S = TypeVar("S")

@@ -111,13 +111,6 @@ def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: ND
     return (np.asarray(xy, dtype=float) - centre) @ xf[:, :2].T + xf[:, 2] + centre
 
 
-def imod_axis_z_shift_px(al: Alignment, given_px: float = 0.0) -> float:
-    """The axis Z shift to place the aligned frame with: the alignment's own when its settings came from an
-    align.com, else ``given_px`` (for callers of this session that still pass one; new code reads
-    `Alignment.axis_z_shift_px`)."""
-    return float(al.axis_z_shift_px) if al.settings.from_com else float(given_px)
-
-
 def x_tilts_deg(al: Alignment) -> NDArray[np.float64]:
     """``(n_views,)`` each view's X-axis tilt in degrees (IMOD's ``.xtilt``; 0 for the default model)."""
     return np.degrees(al.full_params[:, XTILT])
