@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -287,49 +286,14 @@ def levenberg_marquardt(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], LMReport]:
     """Minimise the weighted squared residuals over the unknowns ``q`` of ``layout`` and (unless fixed) the
-    markers. Returns the solved ``q`` ``(n_q,)``, ``xyz`` ``(n_markers, 3)`` and a report."""
-    base = float(np.sum(layout.base ** 2))
-    return damped_least_squares(
-        (q, xyz), lambda st: _Linearisation(obs, layout, st[0], st[1], fix_xyz),
-        lambda st, dq, dm: (st[0] + dq, st[1] + dm), lambda st: full_cost(obs, layout, st[0], st[1]),
-        lambda st: float(np.sum(st[1] * st[1]) + np.sum(st[0] * st[0])) + base,
-        max_iterations=max_iterations, ftol=ftol, xtol=xtol, gtol=gtol, initial_damping=initial_damping,
-        progress=progress, should_stop=should_stop)
+    markers. Returns the solved ``q`` ``(n_q,)``, ``xyz`` ``(n_markers, 3)`` and a report.
 
-
-State = tuple[NDArray[np.float64], NDArray[np.float64]]  # (view parameters or unknowns, marker positions)
-
-
-class Linearised(Protocol):
-    """The normal equations at one point (`_Linearisation`)."""
-
-    cost: float
-
-    def gradient_norm(self) -> float: ...
-
-    def solve(self, lam: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None: ...
-
-
-def damped_least_squares(
-    state: State,
-    linearise: Callable[[State], Linearised],
-    step: Callable[[State, NDArray[np.float64], NDArray[np.float64]], State],
-    cost: Callable[[State], float],
-    squared_size: Callable[[State], float],
-    *,
-    max_iterations: int,
-    ftol: float,
-    xtol: float,
-    gtol: float,
-    initial_damping: float,
-    progress: Callable[[int, float], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], LMReport]:
-    """The Levenberg–Marquardt iteration: damped steps from ``linearise(state)``,
-    accepted when ``cost`` falls (damping then eased by the gain ratio, Nielsen's rule), else damped
-    harder; stops on a small relative decrease, step (against ``sqrt(squared_size)``) or gradient."""
+    The iteration: damped steps from the normal equations at the current point (`_Linearisation`), accepted
+    when the cost falls (the damping then eased by the gain ratio, Nielsen's rule), else damped harder;
+    it stops on a small relative decrease, step (against the size of the unknowns) or gradient."""
     t0 = time.perf_counter()
-    lin = linearise(state)
+    base = float(np.sum(layout.base ** 2))
+    lin = _Linearisation(obs, layout, q, xyz, fix_xyz)
     lam, nu = initial_damping, 2.0
     iterations, converged, message = 0, False, "maximum iterations reached"
     if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
@@ -345,14 +309,14 @@ def damped_least_squares(
                 break
             continue
         dq, dm, predicted = found
-        new_state = step(state, dq, dm)
-        new_cost = cost(new_state)
+        new_q, new_xyz = q + dq, xyz + dm
+        new_cost = full_cost(obs, layout, new_q, new_xyz)
         step_size = float(np.sqrt(np.sum(dq * dq) + np.sum(dm * dm)))
-        size = float(np.sqrt(squared_size(state)))
+        size = float(np.sqrt(np.sum(xyz * xyz) + np.sum(q * q) + base))
         if np.isfinite(new_cost) and new_cost < lin.cost:
             rho = (lin.cost - new_cost) / predicted if predicted > 0 else 0.0
             reduction = lin.cost - new_cost
-            state = new_state
+            q, xyz = new_q, new_xyz
             iterations += 1
             if progress is not None:
                 progress(iterations, new_cost)
@@ -360,7 +324,7 @@ def damped_least_squares(
                 converged, message = True, "cost stopped decreasing"
                 lin.cost = new_cost
                 break
-            lin = linearise(state)
+            lin = _Linearisation(obs, layout, q, xyz, fix_xyz)
             if lin.gradient_norm() <= gtol * max(1.0, lin.cost):
                 converged, message = True, "gradient vanished"
                 break
@@ -371,4 +335,4 @@ def damped_least_squares(
                 converged, message = True, "no further decrease possible"
                 break
             lam, nu = lam * nu, nu * 2
-    return state[0], state[1], LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
+    return q, xyz, LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
