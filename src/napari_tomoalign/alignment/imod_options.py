@@ -52,13 +52,21 @@ def _model_options(entries: dict[str, list[str]]) -> dict[str, int | float | str
             for k, v in entries.items() if k not in IGNORED}
 
 
-def _number(entries: dict[str, list[str]], key: str, default: float) -> float:
+def numbers(entries: dict[str, list[str]], key: str) -> list[float] | None:
+    """The numbers of an entry (its last occurrence; commas or spaces between them), None if it is absent."""
     if key not in entries:
-        return default
+        return None
     try:
-        return float(entries[key][-1].replace(",", " ").split()[0])
-    except (ValueError, IndexError):
-        raise AlignmentError(f"{key} {entries[key][-1]!r} is not a number") from None
+        return [float(x) for x in entries[key][-1].replace(",", " ").split()]
+    except ValueError:
+        raise AlignmentError(f"{key} {entries[key][-1]!r} is not a list of numbers") from None
+
+
+def _number(entries: dict[str, list[str]], key: str, default: float) -> float:
+    vals = numbers(entries, key)
+    if vals == []:
+        raise AlignmentError(f"{key} has no value; give a number or remove the line")
+    return default if vals is None else vals[0]
 
 
 def _views(text: str, n_views: int) -> list[int]:

@@ -28,7 +28,7 @@ from .grouping import (
     per_view_mapping,
     tilt_groups_imod,
 )
-from .imod_options import PREFIX, dmag_reference, group_size_power
+from .imod_options import PREFIX, dmag_reference, group_size_power, numbers
 
 LOCAL_KINDS = ("rotation", "tilt", "magnification", "x_stretch", "skew", "x_tilt")
 DEFAULT_GROUPING = 5.0
@@ -74,17 +74,8 @@ class LocalOptions:
         return int(self.codes.get(kind, 0))
 
 
-def _numbers(entries: dict[str, list[str]], key: str) -> list[float] | None:
-    if key not in entries:
-        return None
-    try:
-        return [float(x) for x in entries[key][-1].replace(",", " ").split()]
-    except ValueError:
-        raise AlignmentError(f"{key} {entries[key][-1]!r} is not a list of numbers") from None
-
-
 def _pair(entries: dict[str, list[str]], key: str) -> tuple[float, float] | None:
-    vals = _numbers(entries, key)
+    vals = numbers(entries, key)
     if vals is None:
         return None
     if len(vals) != 2:
@@ -101,16 +92,16 @@ def local_options_from_com(entries: dict[str, list[str]]) -> LocalOptions:
     overlap = _pair(entries, "MinSizeOrOverlapXandY") or (0.5, 0.5)
     if target is not None and max(overlap) > 1:
         raise AlignmentError("MinSizeOrOverlapXandY must be overlaps (< 1) with TargetPatchSizeXandY")
-    fids = _numbers(entries, "MinFidsTotalAndEachSurface") or [8, 3]
+    fids = numbers(entries, "MinFidsTotalAndEachSurface") or [8, 3]
     codes, groupings = {}, {}
     for kind in LOCAL_KINDS:
-        code = _numbers(entries, f"Local{PREFIX[kind]}Option")
+        code = numbers(entries, f"Local{PREFIX[kind]}Option")
         codes[kind] = int(code[0]) if code else 0
-        size = _numbers(entries, f"Local{PREFIX[kind]}DefaultGrouping")
+        size = numbers(entries, f"Local{PREFIX[kind]}DefaultGrouping")
         groupings[kind] = float(size[0]) if size else DEFAULT_GROUPING
 
     def view(key: str) -> int | None:
-        vals = _numbers(entries, key)
+        vals = numbers(entries, key)
         return int(vals[0]) - 1 if vals else None
 
     return LocalOptions(
@@ -119,8 +110,8 @@ def local_options_from_com(entries: dict[str, list[str]]) -> LocalOptions:
         target_size_px=(int(target[0]), int(target[1])) if target else (700, 700),
         min_size_or_overlap=overlap, min_fids_total=int(fids[0]),
         min_fids_surface=int(fids[1]) if len(fids) > 1 else 3,
-        surfaces=int((_numbers(entries, "SurfacesToAnalyze") or [0])[0]),
-        fix_xyz=bool((_numbers(entries, "FixXYZCoordinates") or [0])[0]),
+        surfaces=int((numbers(entries, "SurfacesToAnalyze") or [0])[0]),
+        fix_xyz=bool((numbers(entries, "FixXYZCoordinates") or [0])[0]),
         codes=codes, groupings=groupings,
         mag_reference_view=view("LocalMagReferenceView"), tilt_fixed_view=view("LocalTiltFixedView"))
 
