@@ -145,27 +145,24 @@ def _coupling(e, linv, marker_of):
                      e[:, 0] * lt[2, 0] + e[:, 1] * lt[2, 1] + e[:, 2] * lt[2, 2]], axis=1)
 
 
-def _columns_dense(g, view_index, marker_of, columns, n_q, first_marker, n_m):
-    """Dense ``(n_q, 3 n_m)`` F of markers ``first_marker ...`` from their ``G = E L^-T`` ``(S, 3, n)``."""
+def _dense_index(columns, view_index, marker_of, first_marker, n_m):
+    """Where each entry of ``G = E L^-T`` ``(S, 3, n)`` lands in the dense ``(n_q, 3 n_m)`` F of markers
+    ``first_marker ...``: the mask of used slots and the flat positions (``columns``: -1 for unused slots)."""
     rows = columns.T.take(view_index, axis=1)  # (S, n)
-    cols = 3 * (marker_of - first_marker) + np.arange(3)[:, None]  # (3, n)
-    flat = rows[:, None, :] * (3 * n_m) + cols[None]
-    ok = np.broadcast_to((rows >= 0)[:, None, :], g.shape)
-    F = np.bincount(flat[ok], weights=g[ok], minlength=n_q * 3 * n_m)
-    return F.reshape(n_q, 3 * n_m)
+    flat = rows[:, None, :] * (3 * n_m) + 3 * (marker_of - first_marker) + np.arange(3)[:, None]
+    ok = np.broadcast_to((rows >= 0)[:, None, :], flat.shape)
+    return ok, flat[ok]
 
 
 def schur_columns(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_col, marker_starts, linv, n_q):
     """Dense ``F`` ``(n_q, 3 n_m)`` with ``F F^T = E C^-1 E^T`` (``linv = L^-1``, ``C = L L^T``)."""
     st = _state(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, marker_starts)
     n_m = len(marker_starts) - 1
-    if st.get("dense_for") is not slot_col:  # where each G entry lands in F: fixed for one linearisation
-        rows = np.where(slot_raw >= 0, slot_col, -1).T.take(view_index, axis=1)  # (S, n)
-        flat = rows[:, None, :] * (3 * n_m) + 3 * st["marker_of"] + np.arange(3)[:, None]
-        ok = np.broadcast_to((rows >= 0)[:, None, :], flat.shape)
-        st.update(dense_for=slot_col, dense_ok=ok, dense_flat=flat[ok])
-    g = _coupling(st["e"], linv, st["marker_of"])
-    F = np.bincount(st["dense_flat"], weights=g[st["dense_ok"]], minlength=n_q * 3 * n_m)
+    if st.get("dense_for") is not slot_col:  # fixed for one linearisation
+        st.update(dense_for=slot_col, dense=_dense_index(np.where(slot_raw >= 0, slot_col, -1), view_index,
+                                                         st["marker_of"], 0, n_m))
+    ok, flat = st["dense"]
+    F = np.bincount(flat, weights=_coupling(st["e"], linv, st["marker_of"])[ok], minlength=n_q * 3 * n_m)
     return F.reshape(n_q, 3 * n_m)
 
 
@@ -183,7 +180,8 @@ def schur_reduced(amat, dmat, xyz, view_index, weights, slot_raw, slot_w, slot_c
         last = min(n_m, first + per_block)
         lo, hi = int(marker_starts[first]), int(marker_starts[last])
         g = _coupling(e[:, :, lo:hi], linv, marker_of[lo:hi])
-        F = _columns_dense(g, view_index[lo:hi], marker_of[lo:hi], columns, n_q, first, last - first)
+        ok, flat = _dense_index(columns, view_index[lo:hi], marker_of[lo:hi], first, last - first)
+        F = np.bincount(flat, weights=g[ok], minlength=n_q * 3 * (last - first)).reshape(n_q, -1)
         out += F @ F.T
     return np.triu(out)
 
