@@ -62,7 +62,7 @@ def bench_tutorial() -> None:
         t, al = median_time(lambda ax=axis: solve_tutorial(ax), 5)
         f, mean = IMOD[axis]
         print(f"BB{axis} with align{axis}.com: RMS {al.rms_residual_px:.6f} px (IMOD Final F {f:.6f}),"
-              f" mean {al.mean_residual_px:.4f} (IMOD {mean:.3f}), {al.imod_settings.n_geometric} geometric"
+              f" mean {al.mean_residual_px:.4f} (IMOD {mean:.3f}), {al.settings.n_geometric} geometric"
               f" variables, {sum(s.iterations for s in al.stages)} iterations, median {t * 1e3:.0f} ms", flush=True)
 
 
@@ -76,7 +76,7 @@ def bench_problem(name: str, sim, repeats: int) -> None:
             t_default, al_d = median_time(lambda: align_markers(*args, AlignmentOptions(tilt_axis_deg=85.0)), repeats)
             t_full, al_f = median_time(lambda: align_markers_imod(*args, com), repeats)
     print(f"{name}: {len(sim.view)} observations; default model {t_default:.3f} s (RMS {al_d.rms_residual_px:.4f}),"
-          f" full model {t_full:.3f} s (RMS {al_f.rms_residual_px:.4f}, {al_f.imod_settings.n_geometric} geometric"
+          f" full model {t_full:.3f} s (RMS {al_f.rms_residual_px:.4f}, {al_f.settings.n_geometric} geometric"
           f" variables, {sum(s.iterations for s in al_f.stages)} iterations); full/default = {t_full / t_default:.2f}"
           f" (medians of {repeats})", flush=True)
 

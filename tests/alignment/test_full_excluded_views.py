@@ -42,7 +42,7 @@ def runs(imod_data, tmp_path_factory):
 
 def test_excluded_views_are_out_of_the_fit_and_the_rest_matches_a_run_without_them(runs):
     m, _, full, al = runs
-    assert al.imod_settings.excluded_views == (0, 1, 2)
+    assert al.settings.excluded_views == (0, 1, 2)
     assert not al.view_determined[:3].any() and al.view_determined[3:].all()
     assert not al.obs_used[m.view < 3].any() and al.obs_used[m.view >= 3].all()
     assert al.converged and al.rms_residual_px < full.rms_residual_px + 0.01

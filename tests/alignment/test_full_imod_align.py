@@ -26,7 +26,7 @@ def test_alignment_has_imods_final_f_and_the_full_parameters(bba):
     _, _, al = bba
     assert al.converged and al.rms_residual_px <= 0.3606
     assert al.full_params is not None and al.full_params.shape == (61, 9)
-    assert al.imod_settings.n_geometric == 149
+    assert al.settings.n_geometric == 149
     np.testing.assert_allclose(al.tilt_angles_deg, np.degrees(al.full_params[:, 0]))
 
 

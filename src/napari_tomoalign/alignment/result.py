@@ -122,11 +122,6 @@ class Alignment:
     beam_tilt_deg: float = 0.0
     axis_z_shift_px: float = 0.0
 
-    @property
-    def imod_settings(self) -> ModelSettings:
-        """The settings (this session's name for `settings`, kept for callers not yet moved)."""
-        return self.settings
-
     # ------------------------------------------------------------------ shapes
     @property
     def n_views(self) -> int:
