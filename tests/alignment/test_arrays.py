@@ -11,8 +11,9 @@ from napari_tomoalign.alignment.arrays import unique, unique_inverse
 def test_same_as_numpy(values):
     a = np.array(values, dtype=np.int64)
     np.testing.assert_array_equal(unique(a), np.unique(a))
-    u, inv = unique_inverse(a)
-    nu, ninv = np.unique(a, return_inverse=True)
+    u, first, inv = unique_inverse(a)
+    nu, nfirst, ninv = np.unique(a, return_index=True, return_inverse=True)
     np.testing.assert_array_equal(u, nu)
+    np.testing.assert_array_equal(first, nfirst)
     np.testing.assert_array_equal(inv, ninv.ravel())
     np.testing.assert_array_equal(u[inv], a)

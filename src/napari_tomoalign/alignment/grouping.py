@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import unique_inverse
+
 MAX_TILT_FOR_SIZE_DEG = 80.0
 
 
@@ -90,14 +92,10 @@ def block_mapping(labels: NDArray[np.intp], reference_view: int | Sequence[int] 
     for ref in _references(reference_view):
         if labels[ref] >= 0:
             free &= labels != labels[ref]
-    vals = labels[free]
-    order = np.argsort(vals, kind="stable")  # not np.unique: its first call imports numpy.ma (`arrays`)
-    s = vals[order]
-    first = order[np.r_[True, s[1:] != s[:-1]]] if s.size else np.zeros(0, dtype=np.intp)
-    uniq = vals[first]
+    _, first, inverse = unique_inverse(labels[free])
     var_a = np.full(len(labels), -1, dtype=np.intp)
-    var_a[free] = np.searchsorted(uniq, vals)
-    anchors = np.flatnonzero(free)[first] if uniq.size else np.zeros(0, dtype=np.intp)
+    var_a[free] = inverse
+    anchors = np.flatnonzero(free)[first]
     none = np.full(len(labels), -1, dtype=np.intp)
     return Mapping(var_a, free.astype(float), none, np.zeros(len(labels)), anchors.astype(np.intp))
 

@@ -170,7 +170,7 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
              settings: ModelSettings | None) -> _Prepared:
     """Leave out what cannot be determined (with a note each), renumber, choose the gauge, count unknowns."""
     n_views = len(tilts_deg)
-    marker_ids, mi = unique_inverse(marker_ids_obs)
+    marker_ids, _, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
     if settings is None:
         view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views)
