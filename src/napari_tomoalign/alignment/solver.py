@@ -23,7 +23,7 @@ from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .errors import AlignmentError, AlignmentWarning
 from .excluded_views import fill_left_out_views, format_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
-from .model import DX, DY, MAG, ROT, TILT, default_full_params, predict_all_full, without_beam_tilt
+from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
 from .options import AlignmentOptions
 from .result import Alignment
 from .settings import ModelSettings, settings_from_options, start_params
@@ -106,16 +106,13 @@ def align_markers(
     if settings is None:
         axis0, source = _initial_axis(p, options, start)
         settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
-        params = default_full_params(np.column_stack([np.radians(tilts_deg), np.full(p.n_views, np.radians(axis0)),
-                                                      np.ones(p.n_views), np.zeros((p.n_views, 2))]))
         plan, limit = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None), \
             options.max_iterations
     else:
-        params = start_params(settings, tilts_deg)
         source = f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg"
         plan, limit = settings_plan(start is not None, settings.robust), SETTINGS_MAX_ITERATIONS
-    runner = StageRunner(p.obs, params, np.zeros((p.n_kept, 3)), p.view_ok, p.ref, limit, progress, should_stop,
-                         settings=settings, beam=float(np.radians(settings.beam_tilt_deg)))
+    runner = StageRunner(p.obs, start_params(settings, tilts_deg), np.zeros((p.n_kept, 3)), p.view_ok, p.ref, limit,
+                         progress, should_stop, settings=settings, beam=float(np.radians(settings.beam_tilt_deg)))
     if start is not None:
         runner.params, runner.xyz = _warm_start(start, p.obs, runner.params, p.marker_ids[p.kept_markers])
         if settings.robust and start.robust_weights is not None:
