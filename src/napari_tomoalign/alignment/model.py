@@ -43,48 +43,25 @@ def default_full_params(view_params: NDArray[np.float64]) -> NDArray[np.float64]
     return out
 
 
-def _rx(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    c, s = np.cos(a), np.sin(a)
-    out = np.zeros((len(a), 3, 3))
-    out[:, 0, 0] = 1.0
-    out[:, 1, 1], out[:, 1, 2], out[:, 2, 1], out[:, 2, 2] = c, -s, s, c
+def _turn(a: NDArray[np.float64], n: int, i: int, j: int, derivative: bool = False) -> NDArray[np.float64]:
+    """``(len(a), n, n)``: the turn by ``a`` in the plane of axes ``i`` and ``j`` (``i`` towards ``j``), or with
+    ``derivative`` its derivative by ``a``: the turn by ``a + pi / 2`` in that plane and 0 elsewhere."""
+    a = np.asarray(a, dtype=float) + (np.pi / 2 if derivative else 0.0)
+    out = np.zeros((len(a), n, n)) if derivative else np.tile(np.eye(n), (len(a), 1, 1))
+    out[:, i, i], out[:, i, j], out[:, j, i], out[:, j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
     return out
 
 
-def _drx(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    c, s = np.cos(a), np.sin(a)
-    out = np.zeros((len(a), 3, 3))
-    out[:, 1, 1], out[:, 1, 2], out[:, 2, 1], out[:, 2, 2] = -s, -c, c, -s
-    return out
+def _rx(a: NDArray[np.float64], derivative: bool = False) -> NDArray[np.float64]:
+    return _turn(a, 3, 1, 2, derivative)  # about x
 
 
-def _ry(t: NDArray[np.float64]) -> NDArray[np.float64]:
-    c, s = np.cos(t), np.sin(t)
-    out = np.zeros((len(t), 3, 3))
-    out[:, 1, 1] = 1.0
-    out[:, 0, 0], out[:, 0, 2], out[:, 2, 0], out[:, 2, 2] = c, s, -s, c
-    return out
+def _ry(a: NDArray[np.float64], derivative: bool = False) -> NDArray[np.float64]:
+    return _turn(a, 3, 2, 0, derivative)  # about y
 
 
-def _dry(t: NDArray[np.float64]) -> NDArray[np.float64]:
-    c, s = np.cos(t), np.sin(t)
-    out = np.zeros((len(t), 3, 3))
-    out[:, 0, 0], out[:, 0, 2], out[:, 2, 0], out[:, 2, 2] = -s, c, -c, -s
-    return out
-
-
-def _r2(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    c, s = np.cos(a), np.sin(a)
-    out = np.empty((len(a), 2, 2))
-    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = c, -s, s, c
-    return out
-
-
-def _dr2(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    c, s = np.cos(a), np.sin(a)
-    out = np.empty((len(a), 2, 2))
-    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = -s, -c, c, -s
-    return out
+def _r2(a: NDArray[np.float64], derivative: bool = False) -> NDArray[np.float64]:
+    return _turn(a, 2, 0, 1, derivative)  # in the image plane
 
 
 def _distortion(p: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[int, NDArray[np.float64]]]:
@@ -120,11 +97,11 @@ def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0, derivativ
     a = r @ m
     if not derivatives:
         return a, {}
-    pi, dpi = _rx(b)[:, :2], _drx(b)[:, :2]
-    xb, dxb = _rx(-b), -_drx(-b)
-    dy, dxp = _dry(p[:, TILT]), _drx(p[:, XTILT])
+    pi, dpi = _rx(b)[:, :2], _rx(b, True)[:, :2]
+    xb, dxb = _rx(-b), -_rx(-b, True)
+    dy, dxp = _ry(p[:, TILT], True), _rx(p[:, XTILT], True)
     deriv: dict[int | str, NDArray[np.float64]] = {
-        ROT: _dr2(p[:, ROT]) @ m,
+        ROT: _r2(p[:, ROT], True) @ m,
         TILT: r @ pi @ dy @ tail,
         XTILT: r @ pi @ y @ xb @ dxp @ d,
         "beam_tilt": r @ (dpi @ y @ tail + pi @ y @ dxb @ xp @ d),
