@@ -149,25 +149,53 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clear_stale_temporaries(target: Path) -> list[Path]:
-    """Remove the temporary files a killed writer of ``target`` left (``.NAME.PID.*.tmp`` whose process is
-    gone, as after SIGKILL or a crash); return them. Temporaries of a live process are left alone."""
+def _stale(name: str, prefix: str = ".") -> bool:
+    """True for ``{prefix}...PID.XXXX.tmp`` (the temporaries of `_temporary`) of a process that is gone."""
+    if not (name.startswith(prefix) and name.endswith(".tmp")):
+        return False
+    parts = name[:-len(".tmp")].split(".")
+    if prefix == ".":  # any target: the PID is the second-last dot-separated part
+        pid = parts[-2] if len(parts) >= 4 else ""
+    else:
+        rest = name[len(prefix):]
+        pid = rest.split(".", 1)[0] if rest.count(".") >= 2 else ""
+    return pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+
+
+def _unlink_stale(entries: list[os.DirEntry], prefix: str) -> list[Path]:
     gone: list[Path] = []
-    prefix = f".{target.name}."
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return gone
     for entry in entries:
-        rest = entry.name[len(prefix):] if entry.name.startswith(prefix) and entry.name.endswith(".tmp") else ""
-        pid = rest.split(".", 1)[0]
-        if pid.isdigit() and rest.count(".") >= 2 and int(pid) != os.getpid() and not _alive(int(pid)):
+        if _stale(entry.name, prefix):
             try:
                 if entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)
                     gone.append(Path(entry.path))
             except OSError:
                 pass
+    return gone
+
+
+def clear_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``target`` left (``.NAME.PID.*.tmp`` whose process is
+    gone, as after SIGKILL or a crash); return them. Temporaries of a live process are left alone."""
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    return _unlink_stale(entries, f".{target.name}.")
+
+
+def clear_stale_temporaries_under(folder: str | os.PathLike[str]) -> list[Path]:
+    """`clear_stale_temporaries` for every target in ``folder`` and its sub-folders (symlinks not followed), as
+    after the workers of a stopped batch were killed mid-write."""
+    gone: list[Path] = []
+    for root, dirs, _files in os.walk(folder, followlinks=False):
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue
+        gone += _unlink_stale(entries, ".")
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
     return gone
 
 
