@@ -85,9 +85,11 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool, timeo
     # threshold: every large temporary array is then mapped and unmapped afresh, and tracking a 512^2 x 41 stack
     # took 1.8 s instead of 1.1 s. A worker here holds one series at a time, so the default allocator it is (a
     # value the user exported still reaches the workers).
+    # silence_logs=CRITICAL: a series' failure reaches its summary row; a worker's own log lines (a heartbeat lost
+    # while a stopped batch closes the cluster) would break the one-line contract on stderr.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         cluster = LocalCluster(n_workers=n_workers or machine_workers(), threads_per_worker=1, processes=processes,
-                               dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=40, **net)
+                               dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=50, **net)
     return Client(cluster, timeout=timeout_s), cluster
 
 
@@ -184,6 +186,7 @@ def run_batch(
     say = log or (lambda _m: None)
     specs = discover(source)
     out = Path(output)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     export = tuple(normalise_format(f) for f in export)
     defaults = dict(options or {})
@@ -203,6 +206,8 @@ def run_batch(
             _close(own, cluster, client, environ)
             if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
                 discard_unfinished_series(out, [s for s in todo if s.name not in rows])
+                if made and not any(out.iterdir()):
+                    out.rmdir()
             raise
         _close(own, cluster, client, environ)
     ordered = [rows[s.name] for s in specs]
