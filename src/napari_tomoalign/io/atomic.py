@@ -110,7 +110,8 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     if seen is not None and (st.st_dev, st.st_ino) in seen:
         raise OverwriteError(f"{p} is one of this command's inputs; write the output elsewhere")
     if not overwrite:
-        raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force)")
+        raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force on the command"
+                             " line, overwrite=True in Python)")
     return p
 
 
@@ -234,9 +235,10 @@ def folder_lock(directory: str | os.PathLike[str], shared: bool = False) -> Iter
 
 
 @contextmanager
-def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list[Path]]:
+def atomic_file_set(paths: list[Path], overwrite: bool = False, backup: bool = False) -> Iterator[list[Path]]:
     """Temporary paths for a set of files that belong together; on success all are renamed into place,
-    in the order given (put the file that vouches for the others last), else all are removed.
+    in the order given (put the file that vouches for the others last), else all are removed. With ``backup``,
+    a file replaced is kept as ``NAME~`` first (an older backup replaced), as IMOD keeps them.
 
     The folder is locked against other writers from the check to the last rename, and the targets are
     checked again just before the renames, so a file that appeared meanwhile is never overwritten
@@ -269,11 +271,36 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
             mode = _umask_mode()
             for tmp, p in zip(tmps, paths):
                 os.chmod(tmp, mode)
+                if backup:
+                    keep_backup(p)
                 os.replace(tmp, p)
         except BaseException:
             for tmp in tmps:
                 _remove(tmp)
             raise
+
+
+def keep_backup(path: Path) -> Path | None:
+    """Keep the regular file ``path`` as ``NAME~`` (replacing an older backup) while ``path`` stays in place (a
+    hard link, else a copy), as IMOD backs up a file before replacing it; return the backup, or None."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    backup = path.with_name(path.name + "~")
+    fd, tmp = _temporary(backup)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # no hard links here (some network or FAT file systems)
+            import shutil
+
+            shutil.copy2(path, tmp)
+        os.replace(tmp, backup)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return backup
 
 
 @contextmanager
