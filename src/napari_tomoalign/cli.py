@@ -7,6 +7,7 @@ with 3, SIGINT with 130 and SIGTERM with 143 (temporary files removed, earlier o
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -177,7 +178,8 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     p.add_argument("markers", help="markers: CSV with view,marker,x,y (or napari's points CSV) or an IMOD .fid/.mod")
     p.add_argument("--tilt-angles", required=True, metavar="FILE", help=".tlt or .rawtlt file, one angle per view")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), help="image width and height in pixels")
-    p.add_argument("--output", required=True, metavar="DIR", help="directory for the outputs")
+    p.add_argument("--output", required=True, metavar="DIR", help="directory for the outputs, named as IMOD names"
+                   " them after the data set: NAME.xf, NAME.tlt, NAMEfid.xyz for NAME.fid or NAME_markers.csv")
     p.add_argument("--imod-com", metavar="FILE",
                    help="solve IMOD's full model with the tiltalign options of this align.com (stretch, skew,"
                         " X-tilt, groupings) instead of the model options below; adds .xtilt, .tltxf, .zfac")
@@ -301,6 +303,22 @@ def _signals():
             signal.signal(sig, handler)
 
 
+def _os_message(exc: OSError) -> str:
+    """An operating-system error as what is wrong with which path and how to fix it."""
+    what, name = exc.strerror or str(exc), exc.filename
+    if name is None:
+        return f"error: {what}"
+    if isinstance(exc, FileExistsError):
+        return f"error: {name} exists and is not a folder; give the output a folder's name (new or existing)"
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return f"error: {name}: {what}; check the path (an output's folder is made only where it can be)"
+    if exc.errno == errno.ENOSPC:
+        return f"error: {name}: {what}; free some space or write the output elsewhere"
+    if isinstance(exc, PermissionError):
+        return f"error: {name}: permission denied; give an input you can read and an output folder you can write"
+    return f"error: {name}: {what}"
+
+
 def _error(message: str, code: int) -> int:
     print(f"tomoalign: {message}".replace("\n", " "), file=sys.stderr)
     return code
@@ -363,8 +381,7 @@ def _main(argv: Sequence[str] | None) -> int:
             except MemoryError:
                 return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
             except OSError as exc:
-                where = f": {exc.filename}" if exc.filename else ""
-                return _error(f"error: {exc.strerror or exc}{where}", 2)
+                return _error(_os_message(exc), 2)
     except (KeyboardInterrupt, StopRequested) as exc:
         if isinstance(exc, StopRequested) and exc.signum == signal.SIGTERM:
             return _error("terminated; no output was changed by the unfinished step", 143)
