@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,31 @@ def test_a_signal_mid_batch_stops_the_workers_and_leaves_no_partial_series(stack
     again = subprocess.run(p.args, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr
     assert {d.name for d in out.iterdir() if d.is_dir()} == {"a", "b", "c"}
+
+
+def test_a_worker_killed_mid_series_is_redone_from_scratch(stacks, tmp_path):
+    """SIGKILL of a worker process mid-series (the OOM killer): dask reruns the task on a new worker, whose run
+    finds the torn run's started stamp and redoes the series cleanly; the batch exits 0 with no temporary file."""
+    import csv
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    p = subprocess.Popen([sys.executable, "-m", "napari_tomoalign.cli", "batch", str(stacks), "--output", str(out),
+                          "--workers", "2", "--bead-diameter-nm", "10", "--quiet"], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=env)
+    t0 = time.monotonic()
+    while not list(out.glob("*/batch_run.json")) and time.monotonic() - t0 < 120 and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    workers = [k for k in _children(p.pid) if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")]
+    assert p.poll() is None and workers, "the batch ended before the kill"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and err == "", err
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert not list(out.rglob("*.tmp"))
+    for r in rows:
+        info = json.loads((out / r["name"] / "batch_run.json").read_text())
+        assert info["state"] == "finished" and all((out / r["name"] / n).is_file() for n in info["outputs"])
