@@ -77,10 +77,10 @@ def test_messages_say_what_is_expected_not_pythons_words(tmp_path, capsys):
         assert main(base + extra + ["--output", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1 and "could not convert" not in err, err
-    from napari_tomoalign.cli import _os_message  # raw OS errors (run --output onto a file; under /proc)
+    from napari_tomoalign.messages import os_error_message  # raw OS errors (run --output onto a file; under /proc)
 
-    assert "exists and is not a folder" in _os_message(FileExistsError(17, "File exists", "cryo.st"))
-    assert "check the path" in _os_message(FileNotFoundError(2, "No such file or directory", "/proc/e21"))
+    assert "exists and is not a folder" in os_error_message(FileExistsError(17, "File exists", "cryo.st"))
+    assert "check the path" in os_error_message(FileNotFoundError(2, "No such file or directory", "/proc/e21"))
     with pytest.raises(OverwriteError, match="overwrite=True in Python"):  # the API's own argument is named
         check_writable(s["tlt"], overwrite=False)
 
@@ -97,3 +97,29 @@ def test_a_source_tree_reports_its_fallback_version_and_commit():
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
         if head.returncode == 0:
             assert v.endswith(f"+src.g{head.stdout.strip()[:10]}")
+
+
+def test_a_raw_st_given_a_preali_alignment_is_warned_even_quietly(tmp_path, capsys):
+    """Finding 11: etomo's .fid without --prexg gives an .xf of the .preali; aligned-stack on the raw .st says so
+    on stderr (one line, --quiet too). With --prexg, or for a .preali, nothing is said."""
+    from napari_tomoalign.cli import main
+    from napari_tomoalign.file_jobs import preali_note
+    from napari_tomoalign.io.mrc import write_mrc
+
+    for name in ("BBa.fid", "BBa.rawtlt", "BBa.prexg"):
+        (tmp_path / name).write_bytes((BB / name).read_bytes())
+    base = ["align", str(tmp_path / "BBa.fid"), "--tilt-angles", str(tmp_path / "BBa.rawtlt"), "--quiet"]
+    assert main(base + ["--output", str(tmp_path / "pre")]) == 0
+    assert main(base + ["--output", str(tmp_path / "raw"), "--prexg", str(tmp_path / "BBa.prexg")]) == 0
+    capsys.readouterr()
+    note = preali_note(tmp_path / "BBa.st", tmp_path / "pre")
+    assert note is not None and "--prexg BBa.prexg" in note and "raw stack" in note
+    assert preali_note(tmp_path / "BBa.st", tmp_path / "raw") is None
+    assert preali_note(tmp_path / "BBa.preali", tmp_path / "pre") is None
+    import numpy as np
+
+    write_mrc(tmp_path / "BBa.st", np.zeros((61, 64, 64), np.float32), 20.2)  # the header's size differs: refused
+    main(["aligned-stack", str(tmp_path / "BBa.st"), "--alignment", str(tmp_path / "pre"), "--output",
+          str(tmp_path / "a.ali"), "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"tomoalign: {note}"

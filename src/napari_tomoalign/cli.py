@@ -7,7 +7,6 @@ with 3, SIGINT with 130 and SIGTERM with 143 (temporary files removed, earlier o
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from . import __version__
 from .errors import AlignmentError, UsageError
 from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
 from .io.errors import FileFormatError
+from .messages import os_error_message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,8 +137,9 @@ def _print_image(r, tomogram: bool) -> None:
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
-    from .file_jobs import aligned_stack_to_file, erase_gold_diameter_px
+    from .file_jobs import aligned_stack_to_file, erase_gold_diameter_px, preali_note
 
+    warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force,
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
@@ -149,9 +150,10 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .file_jobs import reconstruct_to_file
+    from .file_jobs import preali_note, reconstruct_to_file
     from .reconstruction.reconstruct_job import options_from_args
 
+    warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args))
     if not args.quiet:
@@ -303,22 +305,6 @@ def _signals():
             signal.signal(sig, handler)
 
 
-def _os_message(exc: OSError) -> str:
-    """An operating-system error as what is wrong with which path and how to fix it."""
-    what, name = exc.strerror or str(exc), exc.filename
-    if name is None:
-        return f"error: {what}"
-    if isinstance(exc, FileExistsError):
-        return f"error: {name} exists and is not a folder; give the output a folder's name (new or existing)"
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-        return f"error: {name}: {what}; check the path (an output's folder is made only where it can be)"
-    if exc.errno == errno.ENOSPC:
-        return f"error: {name}: {what}; free some space or write the output elsewhere"
-    if isinstance(exc, PermissionError):
-        return f"error: {name}: permission denied; give an input you can read and an output folder you can write"
-    return f"error: {name}: {what}"
-
-
 def _error(message: str, code: int) -> int:
     print(f"tomoalign: {message}".replace("\n", " "), file=sys.stderr)
     return code
@@ -381,7 +367,7 @@ def _main(argv: Sequence[str] | None) -> int:
             except MemoryError:
                 return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
             except OSError as exc:
-                return _error(_os_message(exc), 2)
+                return _error(os_error_message(exc), 2)
     except (KeyboardInterrupt, StopRequested) as exc:
         if isinstance(exc, StopRequested) and exc.signum == signal.SIGTERM:
             return _error("terminated; no output was changed by the unfinished step", 143)
