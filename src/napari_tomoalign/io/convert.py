@@ -71,7 +71,9 @@ def rotation_and_magnification(xf: NDArray[np.float64]) -> tuple[NDArray[np.floa
         rebuilt = _scaled_rotations(alpha[ok], s[ok])
         skew = float(np.max(np.abs(rebuilt - a[ok, :, :2])))
         if skew > 1e-6:
-            raise FileFormatError(f"a transform is not a scaled rotation (off by {skew:.2g}); this format cannot hold it")
+            raise FileFormatError(f"a transform is not a scaled rotation (off by {skew:.2g}): the alignment has "
+                                  "stretch or skew (IMOD's full model), which this format cannot hold; align without "
+                                  "them (no --imod-com, or SkewOption and XStretchOption 0 in it), or hand over IMOD's .xf")
     return alpha, s
 
 
