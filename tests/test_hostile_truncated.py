@@ -61,3 +61,5 @@ def test_views_read_from_the_checked_stack_equal_the_file(tmp_path):
     assert type(d[0]) is np.ndarray and type(d + 1) is np.ndarray and float(d.mean()) == pytest.approx(a.mean())
     with pytest.raises(IndexError):
         d[4]
+    v = d[3]  # the last view read is kept (read-only) for the next index of the same view: no second read
+    assert np.shares_memory(d[3], v) and not v.flags.writeable and np.array_equal(d[3, 10:20, 4], a[3, 10:20, 4])

@@ -58,6 +58,8 @@ class CheckedStack(np.ndarray):
     """A stack's memory map whose view reads are checked file reads (see the module)."""
 
     _source: tuple[str, int, int] | None = None  # (path, data offset, data bytes) on the whole stack only
+    _last: tuple[int, np.ndarray] | None = None  # the last whole view read (read-only): the dock's bead centring
+    # and the jobs' finite check index the same view again and again, as they did the zero-copy map
 
     @classmethod
     def wrap(cls, data: np.ndarray, path: str | os.PathLike[str], offset: int) -> CheckedStack:
@@ -75,7 +77,7 @@ class CheckedStack(np.ndarray):
         return obj
 
     def __array_finalize__(self, obj: Any) -> None:
-        self._source = None  # a derived array (a slice, a reshape) indexes differently: no file reads
+        self._source = self._last = None  # a derived array (a slice, a reshape) indexes differently: no file reads
 
     def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
         arr = arr.view(np.ndarray)  # arithmetic on the stack gives plain arrays, as on a memory map
@@ -93,6 +95,9 @@ class CheckedStack(np.ndarray):
             self._check_size()
             return np.asarray(super().__getitem__(key))
         j, rows, rest = picked
+        last = self._last
+        if last is not None and last[0] == j:
+            return last[1][rows][rest]
         _, ny, nx = self.shape
         itemsize = self.dtype.itemsize
         count = (rows.stop - rows.start) * nx * itemsize
@@ -103,6 +108,9 @@ class CheckedStack(np.ndarray):
         if got < count:
             raise StackTruncated(_message(src[0], j))
         band = buf.view(self.dtype).reshape(rows.stop - rows.start, nx)
+        band.flags.writeable = False  # as the read-only map's views were
+        if rows.start == 0 and rows.stop == ny:
+            self._last = (j, band)
         return band[rest]
 
     def _check_size(self) -> None:
