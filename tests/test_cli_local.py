@@ -50,7 +50,7 @@ def test_reconstruct_applies_the_folders_local_file(demo_local, tmp_path, capsys
     d, al = demo_local
     stack = str(d / "sample.mrc")
     outs = {}
-    for name, extra in (("auto", ["--local"]), ("named", ["--local", str(al / "sample_markerslocal.xf")]),
+    for name, extra in (("auto", ["--local"]), ("named", ["--local", str(al / "samplelocal.xf")]),
                         ("global", [])):
         outs[name] = tmp_path / f"{name}.rec"
         assert main(["reconstruct", stack, "--alignment", str(al), "--bin", "4", "--thickness", "160",

@@ -67,7 +67,7 @@ def test_full_disk_in_the_middle_fails_cleanly(series, tmp_path, capsys, monkeyp
     rc = main(["reconstruct", str(series["stack"]), "--alignment", str(series["al"]), "--output", str(out),
                "--thickness", "16", "--force"])
     err = _err(capsys, rc)
-    assert f"No space left on device: {out}" in err
+    assert f"{out}: No space left on device; free some space" in err
     assert out.read_bytes() == b"previous" and temp_files(tmp_path) == []
 
 

@@ -40,7 +40,7 @@ def handed_over(series, tmp_path_factory):
         paths = {"aln": convert(series["al"], "aretomo", d / "a.aln")[0],
                  "json": convert(series["al"], "cdp", d / "a.json")[0],
                  "star": convert(series["al"], "relion", d / "rel", pixel_size_nm=0.5)[0]}
-    paths["ts_star"] = d / "rel" / "tilt_series" / "al.star"
+    paths["ts_star"] = d / "rel" / "tilt_series" / "m.star"
     return paths
 
 
@@ -177,7 +177,7 @@ def test_relion_micrograph_index_zero_or_huge(handed_over, tmp_path):
 
     d = tmp_path / "rel"
     shutil.copytree(handed_over["star"].parent, d)
-    ts = d / "tilt_series" / "al.star"
+    ts = d / "tilt_series" / "m.star"
     text = ts.read_text()
     for bad in ("0@", "-3@", "900000000@"):
         ts.write_text(text.replace("1@", bad, 1))
@@ -274,10 +274,10 @@ def test_imod_pair_is_written_whole_or_not_at_all(series, tmp_path):
 
     out = tmp_path / "imod"
     out.mkdir()
-    (out / "al.tlt").write_text("someone else's\n")  # the stem of folder 'al' is 'al'
+    (out / "m.tlt").write_text("someone else's\n")  # the series of folder 'al' is 'm' (its stamp)
     with pytest.raises(OverwriteError):
         convert(series["al"], "imod", out)
-    assert sorted(p.name for p in out.iterdir()) == ["al.tlt"] and (out / "al.tlt").read_text() == "someone else's\n"
+    assert sorted(p.name for p in out.iterdir()) == ["m.tlt"] and (out / "m.tlt").read_text() == "someone else's\n"
     np.testing.assert_equal(len(convert(series["al"], "imod", out, overwrite=True)), 2)
 
 

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from ._version import __version__  # written by setuptools-scm when the package is installed
-except ImportError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+except ImportError:  # a source tree that was never installed: pyproject's fallback and the commit checked out
+    from ._source_version import source_version
+
+    __version__ = source_version()
 
 from ._numba_cache import use_writable_cache
 

@@ -20,6 +20,7 @@ from . import __version__
 from .errors import AlignmentError, UsageError
 from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
 from .io.errors import FileFormatError
+from .messages import os_error_message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,8 +137,9 @@ def _print_image(r, tomogram: bool) -> None:
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
-    from .file_jobs import aligned_stack_to_file, erase_gold_diameter_px
+    from .file_jobs import aligned_stack_to_file, erase_gold_diameter_px, preali_note
 
+    warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force,
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
@@ -148,9 +150,10 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .file_jobs import reconstruct_to_file
+    from .file_jobs import preali_note, reconstruct_to_file
     from .reconstruction.reconstruct_job import options_from_args
 
+    warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args))
     if not args.quiet:
@@ -177,7 +180,8 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     p.add_argument("markers", help="markers: CSV with view,marker,x,y (or napari's points CSV) or an IMOD .fid/.mod")
     p.add_argument("--tilt-angles", required=True, metavar="FILE", help=".tlt or .rawtlt file, one angle per view")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), help="image width and height in pixels")
-    p.add_argument("--output", required=True, metavar="DIR", help="directory for the outputs")
+    p.add_argument("--output", required=True, metavar="DIR", help="directory for the outputs, named as IMOD names"
+                   " them after the data set: NAME.xf, NAME.tlt, NAMEfid.xyz for NAME.fid or NAME_markers.csv")
     p.add_argument("--imod-com", metavar="FILE",
                    help="solve IMOD's full model with the tiltalign options of this align.com (stretch, skew,"
                         " X-tilt, groupings) instead of the model options below; adds .xtilt, .tltxf, .zfac")
@@ -363,8 +367,7 @@ def _main(argv: Sequence[str] | None) -> int:
             except MemoryError:
                 return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
             except OSError as exc:
-                where = f": {exc.filename}" if exc.filename else ""
-                return _error(f"error: {exc.strerror or exc}{where}", 2)
+                return _error(os_error_message(exc), 2)
     except (KeyboardInterrupt, StopRequested) as exc:
         if isinstance(exc, StopRequested) and exc.signum == signal.SIGTERM:
             return _error("terminated; no output was changed by the unfinished step", 143)

@@ -95,6 +95,29 @@ def aligned_stack_to_file(
     return make_aligned_stack(job, overwrite=overwrite)
 
 
+def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str]) -> str | None:
+    """A note when a raw ``.st`` is given an alignment made from etomo's fiducial model without its ``.prexg``: that
+    ``.xf`` maps the ``.preali`` (the stack the model was clicked on), not the raw stack (new user's finding 11)."""
+    import json
+
+    from .io.errors import FileFormatError
+    from .io.guarded import read_text_limited
+
+    if Path(stack_path).suffix.lower() != ".st":
+        return None
+    try:
+        info = json.loads(read_text_limited(Path(alignment_dir) / "alignment.json", "alignment", 256 * 2**20))
+        inputs = info.get("inputs") or {}
+    except (FileFormatError, OSError, ValueError, AttributeError):
+        return None  # the alignment's own reader says what is wrong with it
+    markers = str(inputs.get("markers", ""))
+    if Path(markers).suffix.lower() not in (".fid", ".mod") or inputs.get("prexg"):
+        return None
+    return (f"warning: {Path(alignment_dir).name}'s .xf maps the stack {Path(markers).name} was made on (etomo's "
+            f".preali), but {Path(stack_path).name} is a raw stack; align again with --prexg {Path(markers).stem}.prexg"
+            " for it")
+
+
 def reconstruct_to_file(
     stack_path: str | os.PathLike[str],
     alignment_dir: str | os.PathLike[str],

@@ -27,7 +27,11 @@ Two paths:
          tracked beads (NAME.fid, NAME_markers.csv, NAME_beads.csv), a robust alignment in
          alignment/, the aligned stack NAME.ali and the tomogram NAME_binB.rec.
 A series with neither is reported (status no-markers); a failure never stops the others.
-A series whose outputs are all there and newer than its inputs is skipped unless --force."""
+Each series folder holds one run's files: NAME/batch_run.json, written last, names the inputs (size
+and time), the options and every output. A finished, current series is skipped unless --force;
+one whose inputs, options or outputs changed, or whose run was interrupted, is redone (the earlier
+run's files removed; the notes say why). Files no batch run stamped are replaced only with --force.
+SIGTERM or Ctrl-C stops the workers and removes the unfinished series' files (exit 143 or 130)."""
 
 EPILOG = """\
 SOURCE: a folder, a quoted glob ('session/*.st') or a CSV table with a header row. Tilt angles and
@@ -67,7 +71,8 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786); default: a "
                    "local cluster on this machine")
     p.add_argument("--workers", type=_workers, metavar="N", help="local cluster workers, 1 to 256 (default: one per core)")
-    p.add_argument("--force", action="store_true", help="redo series whose outputs are already up to date")
+    p.add_argument("--force", action="store_true", help="redo series whose outputs are up to date, and replace files no"
+                   " batch run stamped")
     p.add_argument("--export", default="", metavar="FORMATS",
                    help="also write each series as aretomo, cdp and/or relion (comma-separated); relion adds a "
                         "session tomograms.star")

@@ -13,8 +13,9 @@ from typing import Any
 from ..errors import UsageError
 from ..io.convert import normalise_format
 from .series import SeriesSpec, discover
+from .stamp import discard_unfinished_series
 from .summary import flag_outliers, write_summary_csv, write_summary_png
-from .task import is_finished, make_row, process_series, row_from_json
+from .task import error_text, is_finished, make_row, process_series, row_from_json
 
 
 @dataclass
@@ -84,9 +85,11 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool, timeo
     # threshold: every large temporary array is then mapped and unmapped afresh, and tracking a 512^2 x 41 stack
     # took 1.8 s instead of 1.1 s. A worker here holds one series at a time, so the default allocator it is (a
     # value the user exported still reaches the workers).
+    # silence_logs=CRITICAL: a series' failure reaches its summary row; a worker's own log lines (a heartbeat lost
+    # while a stopped batch closes the cluster) would break the one-line contract on stderr.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         cluster = LocalCluster(n_workers=n_workers or machine_workers(), threads_per_worker=1, processes=processes,
-                               dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=40, **net)
+                               dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=50, **net)
     return Client(cluster, timeout=timeout_s), cluster
 
 
@@ -112,21 +115,20 @@ def _progress(futures: list, show: bool):
 
 
 def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, export: tuple[str, ...],
-                show: bool) -> dict[str, dict]:
-    """Run the series on the cluster; a task that raised (a dead worker) becomes a failed row."""
-    futures = [client.submit(process_series, s, str(out), defaults, export,
+                show: bool, force: bool, rows: dict[str, dict]) -> None:
+    """Run the series on the cluster, filling ``rows`` as they land; a task that raised (a dead worker) becomes a
+    failed row."""
+    futures = [client.submit(process_series, s, str(out), defaults, export, force,
                              key=f"tomoalign-{s.name}-{time.time_ns()}", pure=False) for s in todo]
     names = {f.key: s.name for f, s in zip(futures, todo)}
-    rows: dict[str, dict] = {}
     for f in _progress(futures, show):
         name = names[f.key]
         try:
             rows[name] = f.result()
         except Exception as exc:  # noqa: BLE001 - a lost worker or a task killed: reported, the batch goes on
             rows[name] = make_row(name, "failed", output=str(out / name),
-                              error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300])
+                              error=error_text(exc))
         f.release()
-    return rows
 
 
 def run_batch(
@@ -168,7 +170,8 @@ def run_batch(
         ``dask.distributed.Client`` to use as it is. Otherwise a ``LocalCluster`` on 127.0.0.1 with
         ``n_workers`` single-threaded workers (default: one per core), processes unless ``processes=False``.
     force
-        Redo series whose outputs are complete and newer than their inputs (skipped otherwise).
+        Redo series whose run stamp is finished and current (skipped otherwise), and replace outputs no batch run
+        stamped (refused otherwise). A series whose inputs or options changed is redone without it (`batch.stamp`).
     progress
         A progress bar on stderr (default: when stderr is a terminal).
     export
@@ -183,6 +186,7 @@ def run_batch(
     say = log or (lambda _m: None)
     specs = discover(source)
     out = Path(output)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     export = tuple(normalise_format(f) for f in export)
     defaults = dict(options or {})
@@ -197,13 +201,15 @@ def run_batch(
         own, cluster = (client, None) if client is not None else _client(scheduler, n_workers, processes, timeout_s)
         try:
             dashboard = _announce(own, scheduler, say)
-            rows.update(_submit_all(own, todo, out, defaults, export, show))
-        finally:
-            if client is None:
-                own.close()
-                if cluster is not None:
-                    cluster.close()
-                    _restore_environ(environ)
+            _submit_all(own, todo, out, defaults, export, show, force, rows)
+        except BaseException:
+            _close(own, cluster, client, environ)
+            if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
+                discard_unfinished_series(out, [s for s in todo if s.name not in rows])
+                if made and not any(out.iterdir()):
+                    out.rmdir()
+            raise
+        _close(own, cluster, client, environ)
     ordered = [rows[s.name] for s in specs]
     if "relion" in export:
         _session_star(ordered, out, notes)
@@ -213,6 +219,15 @@ def run_batch(
         notes.append("summary.png not written: matplotlib is not installed (pip install matplotlib)")
         say(notes[-1])
     return BatchResult(ordered, csv_path, png, time.perf_counter() - t0, dashboard, notes)
+
+
+def _close(own: Any, cluster: Any, client: Any, environ: dict[str, str]) -> None:
+    """Close the client and the local cluster this batch made (its worker processes end with it)."""
+    if client is None:
+        own.close()
+        if cluster is not None:
+            cluster.close()
+            _restore_environ(environ)
 
 
 def _restore_environ(before: dict[str, str]) -> None:

@@ -72,20 +72,15 @@ def output_paths(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = (),
 
 def is_finished(spec: SeriesSpec, out_root: Path, export: tuple[str, ...] = (),
                 defaults: dict[str, Any] | None = None) -> bool:
-    """True when every output exists and the oldest is newer than the newest input (never for a series that
-    has neither markers nor a bead diameter)."""
-    if series_path(spec, defaults) == "none":
+    """True when the series' run stamp (`batch.stamp`) vouches for its outputs: a finished run of the same inputs
+    and options, the exports asked for, every output unchanged (never for a series with neither markers nor a
+    bead diameter)."""
+    from .stamp import why_not_finished
+
+    path = series_path(spec, defaults)
+    if path == "none":
         return False
-    try:
-        outs = output_paths(spec, out_root, export, defaults)
-    except ValueError:  # a bad run option: the worker reports it
-        return False
-    try:
-        oldest = min(p.stat().st_mtime for p in outs)
-        newest_in = max((p.stat().st_mtime for p in spec.inputs), default=0.0)
-    except OSError:
-        return False
-    return oldest >= newest_in
+    return why_not_finished(spec, Path(out_root) / spec.name, defaults or {}, export, path) is None
 
 
 def row_from_json(spec: SeriesSpec, out_root: Path, status: str, defaults: dict[str, Any] | None = None
@@ -163,9 +158,10 @@ def _inputs(spec: SeriesSpec, pixel_size_nm: float | None):
 
 
 def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | None = None,
-                   export: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Align (or track, then align) one series into ``out_root/NAME/`` (outputs overwritten), export it to the
-    formats in ``export`` (``aretomo``, ``cdp``, ``relion``: `EXPORT_TARGETS`); return its row."""
+                   export: tuple[str, ...] = (), force: bool = False) -> dict[str, Any]:
+    """Align (or track, then align) one series into ``out_root/NAME/``, export it to the formats in ``export``
+    (``aretomo``, ``cdp``, ``relion``: `EXPORT_TARGETS`); return its row. The folder holds one run's files
+    (`batch.stamp`: an earlier stamped run's files are replaced; files no batch stamped only with ``force``)."""
     t0 = time.perf_counter()
     out = Path(out_root) / spec.name
     defaults = defaults or {}
@@ -175,15 +171,32 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
             return make_row(spec.name, "no-markers", path=path, output=str(out), time_s=time.perf_counter() - t0,
                             error=NO_MARKERS.format(stack=getattr(spec.stack, "name", "the series"),
                                                     stem=getattr(spec.stack, "stem", spec.name)))
+        from .stamp import begin, finish
+
+        note = begin(spec, out, output_paths(spec, Path(out_root), export, defaults), defaults, export, path, force)
         if path == "run":
             from .run_series import run_series
 
-            return run_series(spec, out, defaults, export, t0)
-        return _align(spec, out, defaults, t0, export)
+            row = run_series(spec, out, defaults, export, t0)
+        else:
+            row = _align(spec, out, defaults, t0, export)
+        finish(spec, out, defaults, export, path, row["status"])
+        row["notes"] = "; ".join(n for n in (note, row.get("notes")) if n)
+        return row
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the summary, none stops the batch
-        msg = " ".join(str(exc).split()) or type(exc).__name__
         return make_row(spec.name, "failed", path=path, output=str(out), time_s=time.perf_counter() - t0,
-                        error=f"{type(exc).__name__}: {msg}"[:300])
+                        error=error_text(exc))
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for the summary: the message of a bad-input error as it is, the class name before any other."""
+    from ..errors import UsageError
+    from ..io.atomic import OverwriteError
+    from ..io.errors import FileFormatError
+
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    known = isinstance(exc, (FileFormatError, UsageError, OverwriteError, ValueError))  # AlignmentError is one
+    return (msg if known else f"{type(exc).__name__}: {msg}")[:300]
 
 
 @lru_cache(maxsize=1)

@@ -191,7 +191,7 @@ def write_alignment(
 def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, overwrite: bool) -> list[Path]:
     """``paths[1:]`` written by ``write_files(temporary paths)``, then ``paths[0]`` (alignment.json) with the
     run stamp that lists them, all renamed into place together (`atomic_file_set`)."""
-    with atomic_file_set(paths[1:] + paths[:1], overwrite) as tmps:
+    with atomic_file_set(paths[1:] + paths[:1], overwrite, backup=True) as tmps:  # NAME~ kept, as IMOD
         write_files(tmps[:-1])
         files = {}
         for p, tmp in zip(paths[1:], tmps[:-1]):
@@ -274,6 +274,11 @@ def _read_run(info_path: Path) -> dict:
     if not ok:
         raise FileFormatError(f"{info_path}: the run stamp is damaged (image size, views, pixel size or files)")
     return run
+
+
+def run_stamp(directory: str | os.PathLike[str]) -> dict:
+    """An alignment folder's run stamp (``stem``, ``files``, ...), checked; raises `FileFormatError` without one."""
+    return _read_run(Path(directory) / "alignment.json")
 
 
 def _check_file(d: Path, run: dict, name: str, full: bool) -> None:

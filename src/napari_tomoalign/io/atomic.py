@@ -110,7 +110,8 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     if seen is not None and (st.st_dev, st.st_ino) in seen:
         raise OverwriteError(f"{p} is one of this command's inputs; write the output elsewhere")
     if not overwrite:
-        raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force)")
+        raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force on the command"
+                             " line, overwrite=True in Python)")
     return p
 
 
@@ -149,25 +150,53 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clear_stale_temporaries(target: Path) -> list[Path]:
-    """Remove the temporary files a killed writer of ``target`` left (``.NAME.PID.*.tmp`` whose process is
-    gone, as after SIGKILL or a crash); return them. Temporaries of a live process are left alone."""
+def _stale(name: str, prefix: str = ".") -> bool:
+    """True for ``{prefix}...PID.XXXX.tmp`` (the temporaries of `_temporary`) of a process that is gone."""
+    if not (name.startswith(prefix) and name.endswith(".tmp")):
+        return False
+    parts = name[:-len(".tmp")].split(".")
+    if prefix == ".":  # any target: the PID is the second-last dot-separated part
+        pid = parts[-2] if len(parts) >= 4 else ""
+    else:
+        rest = name[len(prefix):]
+        pid = rest.split(".", 1)[0] if rest.count(".") >= 2 else ""
+    return pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+
+
+def _unlink_stale(entries: list[os.DirEntry], prefix: str) -> list[Path]:
     gone: list[Path] = []
-    prefix = f".{target.name}."
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return gone
     for entry in entries:
-        rest = entry.name[len(prefix):] if entry.name.startswith(prefix) and entry.name.endswith(".tmp") else ""
-        pid = rest.split(".", 1)[0]
-        if pid.isdigit() and rest.count(".") >= 2 and int(pid) != os.getpid() and not _alive(int(pid)):
+        if _stale(entry.name, prefix):
             try:
                 if entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)
                     gone.append(Path(entry.path))
             except OSError:
                 pass
+    return gone
+
+
+def clear_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``target`` left (``.NAME.PID.*.tmp`` whose process is
+    gone, as after SIGKILL or a crash); return them. Temporaries of a live process are left alone."""
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    return _unlink_stale(entries, f".{target.name}.")
+
+
+def clear_stale_temporaries_under(folder: str | os.PathLike[str]) -> list[Path]:
+    """`clear_stale_temporaries` for every target in ``folder`` and its sub-folders (symlinks not followed), as
+    after the workers of a stopped batch were killed mid-write."""
+    gone: list[Path] = []
+    for root, dirs, _files in os.walk(folder, followlinks=False):
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue
+        gone += _unlink_stale(entries, ".")
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
     return gone
 
 
@@ -206,9 +235,10 @@ def folder_lock(directory: str | os.PathLike[str], shared: bool = False) -> Iter
 
 
 @contextmanager
-def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list[Path]]:
+def atomic_file_set(paths: list[Path], overwrite: bool = False, backup: bool = False) -> Iterator[list[Path]]:
     """Temporary paths for a set of files that belong together; on success all are renamed into place,
-    in the order given (put the file that vouches for the others last), else all are removed.
+    in the order given (put the file that vouches for the others last), else all are removed. With ``backup``,
+    a file replaced is kept as ``NAME~`` first (an older backup replaced), as IMOD keeps them.
 
     The folder is locked against other writers from the check to the last rename, and the targets are
     checked again just before the renames, so a file that appeared meanwhile is never overwritten
@@ -241,11 +271,36 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False) -> Iterator[list
             mode = _umask_mode()
             for tmp, p in zip(tmps, paths):
                 os.chmod(tmp, mode)
+                if backup:
+                    keep_backup(p)
                 os.replace(tmp, p)
         except BaseException:
             for tmp in tmps:
                 _remove(tmp)
             raise
+
+
+def keep_backup(path: Path) -> Path | None:
+    """Keep the regular file ``path`` as ``NAME~`` (replacing an older backup) while ``path`` stays in place (a
+    hard link, else a copy), as IMOD backs up a file before replacing it; return the backup, or None."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    backup = path.with_name(path.name + "~")
+    fd, tmp = _temporary(backup)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # no hard links here (some network or FAT file systems)
+            import shutil
+
+            shutil.copy2(path, tmp)
+        os.replace(tmp, backup)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return backup
 
 
 @contextmanager

@@ -71,7 +71,9 @@ def rotation_and_magnification(xf: NDArray[np.float64]) -> tuple[NDArray[np.floa
         rebuilt = _scaled_rotations(alpha[ok], s[ok])
         skew = float(np.max(np.abs(rebuilt - a[ok, :, :2])))
         if skew > 1e-6:
-            raise FileFormatError(f"a transform is not a scaled rotation (off by {skew:.2g}); this format cannot hold it")
+            raise FileFormatError(f"a transform is not a scaled rotation (off by {skew:.2g}): the alignment has "
+                                  "stretch or skew (IMOD's full model), which this format cannot hold; align without "
+                                  "them (no --imod-com, or SkewOption and XStretchOption 0 in it), or hand over IMOD's .xf")
     return alpha, s
 
 
@@ -201,6 +203,19 @@ def _nominal_tilts(path: Path) -> NDArray[np.float64] | None:
     return _views(path / "alignment.json" if path.is_dir() else path, "nominal_tilt_angle_deg")
 
 
+def _series_name(p: Path) -> str:
+    """The series' name the outputs take (IMOD's naming): an alignment folder's recorded stem, the one ``.xf`` of
+    an IMOD folder, else the file's stem (``BBa.aln``: ``BBa``) or the folder's name."""
+    if not p.is_dir():
+        return p.stem
+    if (p / "alignment.json").is_file():
+        from .alignment import run_stamp
+
+        return str(run_stamp(p)["stem"])
+    xfs = [q for q in p.glob("*.xf") if not q.stem.endswith("local")]
+    return xfs[0].stem if len(xfs) == 1 else p.name
+
+
 def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float | None) -> SavedAlignment:
     """A ``tomoalign align`` folder (checked by `read_alignment_dir`), or IMOD's own ``NAME.xf`` + ``NAME.tlt``."""
     d = p if p.is_dir() else p.parent
@@ -323,7 +338,7 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
         saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name)
         if (normalise_format(from_format, reading=True) if from_format else detect_format(p)) == "imod":
             nominal = _nominal_tilts(p if p.is_dir() else p.parent)
-        stem = name or safe_name(p.name if p.is_dir() else p.stem, "the input's name")
+        stem = name or safe_name(_series_name(p), "the input's name")
     if nominal_tilt_angles_deg is not None:
         nominal = np.asarray(nominal_tilt_angles_deg, dtype=float)
     if pixel_size_nm is not None:
@@ -354,7 +369,8 @@ def add_convert_arguments(p) -> None:
     p.add_argument("--output", required=True, metavar="OUT", help="a file (aretomo, cdp) or a folder (imod, relion)")
     p.add_argument("--from", dest="from_format", metavar="FORMAT", help="the input's format (default: from its name)")
     p.add_argument("--name", help="series / tomogram name: the output's file name, and the tomogram to read from a"
-                   " RELION star that lists several (default: the input's stem)")
+                   " RELION star that lists several (default: the series' name, as IMOD names a data set's files: the"
+                   " stem an alignment folder records, an IMOD folder's NAME.xf, else the input file's stem)")
     p.add_argument("--pixel-size-nm", type=float, help="pixel size (RELION needs one; default: the input's)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
                    help="image size, for inputs that do not record it (portal JSON, RELION)")

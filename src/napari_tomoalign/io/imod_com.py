@@ -61,3 +61,25 @@ def read_com_section(path: str | os.PathLike[str], program: str = "tiltalign") -
         raise FileFormatError(f"{p}: no '${program}' section; give the command file that runs {program}"
                               " (for example align.com)")
     return entries
+
+
+AXIS_BRANCH_TOLERANCE_DEG = 30.0  # beyond this (modulo a half turn), the start lies on the other axis branch
+
+
+def check_rotation_angle(path: str | os.PathLike[str], found_axis_deg: float, found_by: str = "the tracker") -> None:
+    """Refuse an align.com whose ``RotationAngle`` is far (modulo 180 degrees) from the tilt axis the markers show:
+    started from it, the fit lands on the other axis branch (an image turned a quarter, RMS tens of pixels), as
+    with a ``.com`` reused from another microscope. A `FileFormatError` in one line that says what to set."""
+    values = read_com_section(path).get("RotationAngle")
+    if not values:
+        return
+    try:
+        given = float(values[-1].split()[0])
+    except (ValueError, IndexError):
+        return  # a malformed value is the full model's reader's to report
+    off = (given - found_axis_deg + 90.0) % 180.0 - 90.0
+    if abs(off) > AXIS_BRANCH_TOLERANCE_DEG:
+        raise FileFormatError(f"{path}: RotationAngle {given:g} deg is {abs(off):.0f} deg from the tilt axis {found_by}"
+                              f" found ({found_axis_deg:.1f} deg), so the fit would land on the other axis branch; "
+                              f"set RotationAngle {found_axis_deg:.1f} in the align.com (or check the stack)")
+

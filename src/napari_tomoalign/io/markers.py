@@ -29,6 +29,13 @@ MAX_MARKER_ID = 2**53  # ids are exact in every float and JSON reader below this
 _NAPARI = ("axis-0", "marker", "axis-2", "axis-1")  # napari's points CSV: axis-0 view, axis-1 y, axis-2 x
 
 
+def series_stem(path: str | os.PathLike[str]) -> str:
+    """The series' name of a markers file, as IMOD names a data set's files: ``BBa.fid`` and ``BBa_markers.csv``
+    (what ``track`` and ``run`` write) are both ``BBa``."""
+    stem = Path(path).stem
+    return stem[: -len("_markers")] if stem.endswith("_markers") and len(stem) > len("_markers") else stem
+
+
 def read_markers(path: str | os.PathLike[str]) -> MarkerTable:
     """Read markers from a ``.csv`` (``view,marker,x,y`` header) or an IMOD ``.fid``/``.mod`` model."""
     p = Path(path)

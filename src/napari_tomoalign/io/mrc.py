@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .atomic import atomic_path, check_writable
+from .checked_stack import CheckedStack
 from .errors import FileFormatError
 from .guarded import require_regular_file
 from .tilt_sources import find_tilt_angles
@@ -112,6 +113,7 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, fi
         data = data[None]
     if data.dtype.kind == "c":
         raise FileFormatError(f"{p}: complex (Fourier-space) MRC data is not a tilt series")
+    data = CheckedStack.wrap(data, p, 1024 + int(mrc.header.nsymbt))  # view reads: a truncated file is one error
     with np.errstate(divide="ignore", invalid="ignore"):  # a header's mx of 0 makes the voxel size inf or NaN
         vx = float(mrc.voxel_size.x)
     if np.isinf(vx) or vx >= 1e6:  # an overflowing cell size or a huge one (NaN, from 0 / 0, is "unknown")

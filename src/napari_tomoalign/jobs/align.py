@@ -129,9 +129,11 @@ def align_job(
     for key, value in (("imod_com", imod_com), ("prexg", prexg)):
         if value is not None:
             recorded[key] = str(value)
+    from ..io.markers import series_stem  # BBa.fid, BBa_markers.csv: BBa (IMOD's names)
+
     job = AlignJob(markers, tilts, (int(size[0]), int(size[1])), settings, pixel_size_nm,
                    Path(imod_com) if imod_com is not None else None, bool(leave_out),
-                   bool(local) or wants_local(imod_com), pre, Path(markers_path).stem, recorded)
+                   bool(local) or wants_local(imod_com), pre, series_stem(markers_path), recorded)
     job.check()
     return job
 

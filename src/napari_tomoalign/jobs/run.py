@@ -130,6 +130,10 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     out = Path(job.output_dir)
     for name in job.output_names():
         check_writable(out / name, overwrite)
+    if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files
+        from ..io.earlier_run import retire_earlier_run
+
+        retire_earlier_run(out, job.output_names(), job.stem)
     timings: dict[str, float] = {}
     with thread_limit(threads):
         t0 = time.perf_counter()
@@ -173,6 +177,9 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     inputs = {"stack": str(job.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source, **job.inputs}
     if job.imod_com is not None:
         inputs["imod_com"] = str(job.imod_com)
+        from ..io.imod_com import check_rotation_angle  # a stale RotationAngle: the other axis branch
+
+        check_rotation_angle(job.imod_com, result.alignment.tilt_axis_deg)
     ajob = AlignJob(table, tilts, table.image_size, settings, tracked.pixel_size_nm, job.imod_com,
                     local=wants_local(job.imod_com), stem=job.stem, inputs=inputs)
     ajob.check()

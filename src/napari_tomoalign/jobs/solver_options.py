@@ -130,7 +130,12 @@ def solver_settings(values: Mapping[str, Any], *, base: AlignmentOptions = DEFAU
         try:
             got[o.name] = o.parse(v)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"{o.flag} {v!r}: {exc}") from None
+            why = str(exc)  # Python's own wording is not the user's: say what is expected
+            if o.parse is _variable and "unknown variable mode" in why:
+                why = "give fixed, one, view or group:N (N views per group)"
+            elif why.startswith(("could not convert", "invalid literal")):
+                why = "not a number"
+            raise UsageError(f"{o.flag} {v!r}: {why}") from None
     kw: dict[str, Any] = {k: got[k] for k in ("rotation", "tilt", "magnification", "max_iterations", "robust_scale")
                           if k in got}
     if "tilt_axis" in got:

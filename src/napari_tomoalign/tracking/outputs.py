@@ -1,6 +1,7 @@
 """Nothing left behind by a run that failed: `removed_on_failure` removes what a block created in a folder
-when the block raises (files and the folders it made, the folder itself if it was new), and leaves every
-file that was there before untouched."""
+when the block raises (files and the folders it made, the folder itself if it was new), and puts back every
+file the block moved aside as ``NAME~`` (a forced run keeps the earlier run's files so, `io.earlier_run`): a
+failed or stopped run leaves the folder as it found it, never the files of two runs."""
 
 from __future__ import annotations
 
@@ -10,22 +11,47 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _entries(folder: Path) -> set[Path]:
+def _entries(folder: Path) -> dict[Path, int]:
+    """Every entry under ``folder`` with its inode (a file replaced in place gets another)."""
     if not folder.is_dir():
-        return set()
-    return {Path(root) / name for root, dirs, files in os.walk(folder) for name in dirs + files}
+        return {}
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = Path(root) / name
+            try:
+                found[p] = os.lstat(p).st_ino
+            except OSError:
+                pass
+    return found
+
+
+def _restore_backups(before: dict[Path, int], now: dict[Path, int]) -> set[Path]:
+    """Rename each ``NAME~`` made in the block back to ``NAME`` when ``NAME`` was there before; return them."""
+    restored = set()
+    for p, ino in now.items():
+        orig = p.with_name(p.name[:-1])
+        if p.name.endswith("~") and before.get(p) != ino and orig in before:
+            try:
+                os.replace(p, orig)
+                restored.add(orig)
+            except OSError:
+                pass
+    return restored
 
 
 @contextmanager
 def removed_on_failure(folder: Path) -> Iterator[None]:
-    """Run the block; if it raises (or is interrupted), remove the entries of ``folder`` it created."""
+    """Run the block; if it raises (or is interrupted), put back the files it moved aside as ``NAME~`` and remove
+    the entries of ``folder`` it created."""
     folder = Path(folder)
     existed = folder.is_dir()
     before = _entries(folder)
     try:
         yield
     except BaseException:
-        new = sorted(_entries(folder) - before, key=lambda p: len(p.parts), reverse=True)
+        restored = _restore_backups(before, _entries(folder))
+        new = sorted(set(_entries(folder)) - set(before) - restored, key=lambda p: len(p.parts), reverse=True)
         for p in new:  # deepest first, so that folders are empty when their turn comes
             try:
                 if p.is_dir() and not p.is_symlink():
