@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from baseline_wbp import baseline_wbp  # noqa: E402
 
-from napari_tomoalign.reconstruction.bp_kernels import BLOCK, stack_block  # noqa: E402
+from napari_tomoalign.reconstruction.bp_kernels import MAX_BLOCK, stack_block  # noqa: E402
 from napari_tomoalign.reconstruction.compare import normalised_cross_correlation as ncc  # noqa: E402
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection  # noqa: E402
 
@@ -111,7 +111,7 @@ def main() -> None:
           f" copy {m['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write)")
     t_a, t_m, bound = bound_s(m, n_v, n, n, n_z)
     print(f"  bound for {n} x {n} x {n_v} -> {n_z} thick: arithmetic {1000 * t_a:.0f} ms, memory {1000 * t_m:.0f} ms"
-          f" -> {1000 * bound:.0f} ms on one core (block of {BLOCK} rows)")
+          f" -> {1000 * bound:.0f} ms on one core (blocks of {MAX_BLOCK} rows)")
     rng = np.random.default_rng(0)
     stack = rng.normal(size=(n_v, n, n)).astype(np.float32)
     tilts = np.linspace(-60.0, 60.0, n_v)
