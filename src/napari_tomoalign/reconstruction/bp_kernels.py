@@ -130,20 +130,51 @@ def block_rows(left):  # pragma: no cover - compiled
     return MAX_BLOCK if left > BLOCK else BLOCK
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
+@numba.njit(inline="always", fastmath=True, nogil=True)
+def _bilinear_lanes(qv, r_first, u0, r0, a1, b1, top_u, top_r, n_rows_all, acc, n_valid):  # pragma: no cover
+    """Lane by lane, ``acc[k] += q(u0 + a1 k, r0 + b1 k)`` (bilinear, zero outside the view): the exact
+    fallback of `backproject_block_full` for columns at the held rows' edges or crossing a row."""
+    n_u = qv.shape[0]
+    for k in range(n_valid):
+        u = u0 + a1 * k
+        r = r0 + b1 * k
+        if u < 0.0 or u > top_u or r < 0.0 or r > top_r:
+            continue
+        iu = min(int(u), n_u - 2)
+        ir = min(int(r), n_rows_all - 2)
+        fu = np.float32(u - iu)
+        fr = np.float32(r - ir)
+        j = ir - r_first
+        lo = qv[iu, j] + fu * (qv[iu + 1, j] - qv[iu, j])
+        hi = qv[iu, j + 1] + fu * (qv[iu + 1, j + 1] - qv[iu, j + 1])
+        acc[k] += lo + fr * (hi - lo)
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_first, n_valid):  # pragma: no cover
-    """As `backproject_block`, with the full model: the row read depends on the voxel's z and y too.
+    """As the plain kernel, with the full model: the row read depends on the voxel's z and y too.
 
     ``q`` ``(n_views, n_u, n_r)`` holds rows ``r_first ..`` of the filtered views; ``coef`` ``(n_views, 7)``
     the projection ``u = A0 x + A1 y + A2 z + A3``, ``r = B1 y + B2 z + B3`` (columns A0..A3, B1..B3) of a
     voxel at ``(x, y, z)`` from the centre (``cx``, ``cz``; ``y`` from row ``y_first`` of the volume, whose
     block starts at ``row0``). A voxel whose position falls outside the views is left out for that view.
+
+    Along the block's rows the position moves by ``(A1, B1)`` per row: nearly one row and a small part of
+    a column. Where the ``BLOCK`` rows of a column read consecutive rows of ``q`` (the row's fraction
+    drifts by ``B1 - 1`` but does not cross a row), the rows are vectors: each of the two or three
+    columns of ``q`` that the lanes reach is read as two contiguous vectors, interpolated across the
+    rows with each lane's fraction and added with each lane's hat weight ``max(0, 1 - |u - j|)`` in u,
+    which is exact linear interpolation. Other columns (rare) go lane by lane.
     """
     n_v, n_u, n_r = q.shape
     n_z, _, n_x = vol.shape
     acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
+    du = numba.carray(stack_block(BLOCK), (BLOCK,))
+    fr = numba.carray(stack_block(BLOCK), (BLOCK,))
+    ok = numba.carray(stack_block(BLOCK), (BLOCK,))
     top_u = n_u - 1.0
     top_r = n_rows_all - 1.0
+    last = BLOCK - 1.0
     for x in range(n_x):
         xc = x - cx
         for z in range(n_z):
@@ -154,20 +185,55 @@ def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_fi
                 a1, b1 = coef[v, 1], coef[v, 4]
                 u0 = coef[v, 0] * xc + a1 * y_first + coef[v, 2] * zc + coef[v, 3]
                 r0 = b1 * y_first + coef[v, 5] * zc + coef[v, 6]
-                qv = q[v]
-                for k in range(n_valid):
-                    u = u0 + a1 * k
-                    r = r0 + b1 * k
-                    if u < 0.0 or u > top_u or r < 0.0 or r > top_r:
+                u_lo, u_hi = min(u0, u0 + a1 * last), max(u0, u0 + a1 * last)
+                r_lo, r_hi = min(r0, r0 + b1 * last), max(r0, r0 + b1 * last)
+                if u_hi < 0.0 or u_lo > top_u or r_hi < 0.0 or r_lo > top_r:
+                    continue
+                c = int(np.floor(r0))
+                j0 = int(np.floor(u_lo))
+                n_j = int(np.floor(u_hi)) - j0 + 2
+                jr = c - r_first
+                drift = r0 + (b1 - 1.0) * last - c
+                if (jr < 0 or jr + BLOCK + 1 > n_r or drift < 0.0 or drift >= 1.0 or n_j > 4
+                        or (n_j == 2 and (j0 < 0 or j0 + 1 >= n_u))):
+                    _bilinear_lanes(q[v], r_first, u0, r0, a1, b1, top_u, top_r, n_rows_all, acc, n_valid)
+                    continue
+                d0, a1f = np.float32(u0 - j0), np.float32(a1)
+                f0, b1f = np.float32(r0 - c), np.float32(b1 - 1.0)
+                lo_u, hi_u = np.float32(-j0), np.float32(top_u - j0)
+                lo_r, hi_r = np.float32(-c), np.float32(top_r - c)
+                for k in range(BLOCK):
+                    kf = np.float32(k)
+                    d = d0 + a1f * kf
+                    f = f0 + b1f * kf
+                    du[k] = d
+                    fr[k] = f
+                    inside = (d >= lo_u) & (d <= hi_u) & (f + kf >= lo_r) & (f + kf <= hi_r)
+                    ok[k] = np.float32(1.0) if inside else np.float32(0.0)
+                start = numba.uint64(jr)
+                one = numba.uint64(1)
+                if n_j == 2:  # the lanes stay between two columns: weights linear in the lane
+                    p0, p1 = q[v, j0], q[v, j0 + 1]
+                    for k in range(BLOCK):
+                        ku = start + numba.uint64(k)
+                        a = p0[ku]
+                        b = p1[ku]
+                        lo = a + fr[k] * (p0[ku + one] - a)
+                        hi = b + fr[k] * (p1[ku + one] - b)
+                        acc[k] += ok[k] * (lo + du[k] * (hi - lo))
+                    continue
+                for jj in range(n_j):
+                    j = j0 + jj
+                    if j < 0 or j >= n_u:
                         continue
-                    iu = min(int(u), n_u - 2)
-                    ir = min(int(r), n_rows_all - 2)
-                    fu = np.float32(u - iu)
-                    fr = np.float32(r - ir)
-                    j = ir - r_first
-                    lo = qv[iu, j] + fu * (qv[iu + 1, j] - qv[iu, j])
-                    hi = qv[iu, j + 1] + fu * (qv[iu + 1, j + 1] - qv[iu, j + 1])
-                    acc[k] += lo + fr * (hi - lo)
+                    row = q[v, j]
+                    jf = np.float32(jj)
+                    for k in range(BLOCK):
+                        ku = start + numba.uint64(k)
+                        a = row[ku]
+                        t = a + fr[k] * (row[ku + one] - a)
+                        w = max(np.float32(0.0), np.float32(1.0) - abs(du[k] - jf)) * ok[k]
+                        acc[k] += w * t
             for k in range(n_valid):
                 vol[z, row0 + k, x] = acc[k]
 
