@@ -50,6 +50,17 @@ def stack_block(typingctx, size):  # pragma: no cover - compiled
     return types.CPointer(types.float32)(size), codegen
 
 
+@numba.njit(inline="always", nogil=True)
+def _write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
+    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time."""
+    for z in range(z0, z1):
+        tile = buf[z - z0]
+        for k in range(n_valid):
+            row = vol[z, row0 + k]
+            for j in range(x1 - x0):
+                row[x0 + j] = tile[j, k]
+
+
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
 def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
@@ -104,12 +115,7 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
                 out = buf[z - z0, x - x0]
                 for k in range(nb):
                     out[k] = (acc[k] + acc[nb + k]) + (acc[2 * nb + k] + acc[3 * nb + k])
-        for z in range(z0, z1):
-            tile = buf[z - z0]
-            for k in range(n_valid):
-                row = vol[z, row0 + k]
-                for j in range(x1 - x0):
-                    row[x0 + j] = tile[j, k]
+        _write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid)
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
@@ -151,6 +157,100 @@ def _bilinear_lanes(qv, r_first, u0, r0, a1, b1, top_u, top_r, n_rows_all, acc, 
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def row_table(coef, cz, n_z, n_u, n_r, r_first, n_rows_all, y_first):  # pragma: no cover - compiled
+    """Per section and view, what the block's rows read (it does not depend on x): ``kind`` 0 (no row of
+    the view), 1 (rows ``start ..`` of ``q``'s flat array, consecutive, fraction ``f0`` drifting by
+    ``B1 - 1`` per row: the vector paths), 2 (the same, some lanes off the view's rows: masked) or 3
+    (lane by lane: the held rows' edges, or a row crossed within the block)."""
+    n_v = coef.shape[0]
+    last = BLOCK - 1.0
+    top_r = n_rows_all - 1.0
+    kind = np.zeros((n_z, n_v), dtype=np.uint8)
+    start = np.zeros((n_z, n_v), dtype=np.uint64)
+    f0 = np.zeros((n_z, n_v), dtype=np.float32)
+    for z in range(n_z):
+        zc = z - cz
+        for v in range(n_v):
+            b1 = coef[v, 4]
+            r0 = b1 * y_first + coef[v, 5] * zc + coef[v, 6]
+            r_lo, r_hi = min(r0, r0 + b1 * last), max(r0, r0 + b1 * last)
+            if r_hi < 0.0 or r_lo > top_r:
+                continue
+            c = int(np.floor(r0))
+            jr = c - r_first
+            drift = r0 + (b1 - 1.0) * last - c
+            if jr < 0 or jr + BLOCK + 1 > n_r or drift < 0.0 or drift >= 1.0:
+                kind[z, v] = 3
+                continue
+            kind[z, v] = 2 if r_lo < 0.0 or r_hi > top_r else 1
+            start[z, v] = numba.uint64(v * n_u * n_r + jr)
+            f0[z, v] = np.float32(r0 - c)
+    return kind, start, f0
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _inner_columns(q1, base, nr, n_j, d0, a1f, f0, b1f, acc):  # pragma: no cover - compiled
+    """``acc[k] +=`` the bilinear value of lane ``k`` from the two or three columns of ``q`` from flat index
+    ``base`` (stride ``nr``), every lane inside the view: column fraction ``d0 + a1 k`` (from the first
+    column), row fraction ``f0 + (B1 - 1) k``."""
+    one = numba.uint64(1)
+    if n_j == 2:
+        for k in range(BLOCK):
+            kf = np.float32(k)
+            d = d0 + a1f * kf
+            f = f0 + b1f * kf
+            ku = base + numba.uint64(k)
+            a = q1[ku]
+            b = q1[ku + nr]
+            lo = a + f * (q1[ku + one] - a)
+            hi = b + f * (q1[ku + nr + one] - b)
+            acc[k] += lo + d * (hi - lo)
+        return
+    for k in range(BLOCK):  # the lanes cross a column: the first pair below fraction 1, the second above
+        kf = np.float32(k)
+        d = d0 + a1f * kf
+        f = f0 + b1f * kf
+        ku = base + numba.uint64(k)
+        a = q1[ku]
+        b = q1[ku + nr]
+        c = q1[ku + nr + nr]
+        t0 = a + f * (q1[ku + one] - a)
+        t1 = b + f * (q1[ku + nr + one] - b)
+        t2 = c + f * (q1[ku + nr + nr + one] - c)
+        acc[k] += t0 + d * (t1 - t0) if d < np.float32(1.0) else t1 + (d - np.float32(1.0)) * (t2 - t1)
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _masked_columns(q1, start, nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u, r_c, top_r, du, fr, ok, acc):  # pragma: no cover
+    """As `_inner_columns` for lanes that may leave the view (masked) and any number of columns: each
+    column ``j0 + jj`` adds with the hat weight ``max(0, 1 - |d - jj|)``. ``r_c`` is the view row of the
+    block's first row in ``q``, ``start`` its flat index at column 0."""
+    lo_u, hi_u = np.float32(-j0), np.float32(top_u - j0)
+    lo_r, hi_r = -r_c, np.float32(top_r) - r_c
+    for k in range(BLOCK):
+        kf = np.float32(k)
+        d = d0 + a1f * kf
+        f = f0 + b1f * kf
+        du[k] = d
+        fr[k] = f
+        inside = (d >= lo_u) & (d <= hi_u) & (f + kf >= lo_r) & (f + kf <= hi_r)
+        ok[k] = np.float32(1.0) if inside else np.float32(0.0)
+    one = numba.uint64(1)
+    for jj in range(n_j):
+        j = j0 + jj
+        if j < 0 or j >= n_u:
+            continue
+        base = start + numba.uint64(j) * nr
+        jf = np.float32(jj)
+        for k in range(BLOCK):
+            ku = base + numba.uint64(k)
+            a = q1[ku]
+            t = a + fr[k] * (q1[ku + one] - a)
+            w = max(np.float32(0.0), np.float32(1.0) - abs(du[k] - jf)) * ok[k]
+            acc[k] += w * t
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_first, n_valid):  # pragma: no cover
     """As the plain kernel, with the full model: the row read depends on the voxel's z and y too.
 
@@ -161,81 +261,66 @@ def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_fi
 
     Along the block's rows the position moves by ``(A1, B1)`` per row: nearly one row and a small part of
     a column. Where the ``BLOCK`` rows of a column read consecutive rows of ``q`` (the row's fraction
-    drifts by ``B1 - 1`` but does not cross a row), the rows are vectors: each of the two or three
-    columns of ``q`` that the lanes reach is read as two contiguous vectors, interpolated across the
-    rows with each lane's fraction and added with each lane's hat weight ``max(0, 1 - |u - j|)`` in u,
-    which is exact linear interpolation. Other columns (rare) go lane by lane.
+    drifts by ``B1 - 1`` but does not cross a row: `row_table`), the rows are vectors: the two columns
+    of ``q`` that the lanes reach are read as contiguous vectors and interpolated with each lane's
+    fractions (linear in the lane); where the lanes reach three columns or leave the view, each lane
+    takes a hat weight ``max(0, 1 - |u - j|)`` per column and a mask, which is still exact linear
+    interpolation. Other columns (rare) go lane by lane. Results go out ``X_TILE`` columns at a time.
     """
     n_v, n_u, n_r = q.shape
     n_z, _, n_x = vol.shape
+    q1 = q.ravel()
     acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
     du = numba.carray(stack_block(BLOCK), (BLOCK,))
     fr = numba.carray(stack_block(BLOCK), (BLOCK,))
     ok = numba.carray(stack_block(BLOCK), (BLOCK,))
+    kind, start, f0s = row_table(coef, cz, n_z, n_u, n_r, r_first, n_rows_all, y_first)
     top_u = n_u - 1.0
     top_r = n_rows_all - 1.0
     last = BLOCK - 1.0
-    for x in range(n_x):
-        xc = x - cx
-        for z in range(n_z):
-            zc = z - cz
-            for k in range(BLOCK):
-                acc[k] = 0.0
-            for v in range(n_v):
-                a1, b1 = coef[v, 1], coef[v, 4]
-                u0 = coef[v, 0] * xc + a1 * y_first + coef[v, 2] * zc + coef[v, 3]
-                r0 = b1 * y_first + coef[v, 5] * zc + coef[v, 6]
-                u_lo, u_hi = min(u0, u0 + a1 * last), max(u0, u0 + a1 * last)
-                r_lo, r_hi = min(r0, r0 + b1 * last), max(r0, r0 + b1 * last)
-                if u_hi < 0.0 or u_lo > top_u or r_hi < 0.0 or r_lo > top_r:
-                    continue
-                c = int(np.floor(r0))
-                j0 = int(np.floor(u_lo))
-                n_j = int(np.floor(u_hi)) - j0 + 2
-                jr = c - r_first
-                drift = r0 + (b1 - 1.0) * last - c
-                if (jr < 0 or jr + BLOCK + 1 > n_r or drift < 0.0 or drift >= 1.0 or n_j > 4
-                        or (n_j == 2 and (j0 < 0 or j0 + 1 >= n_u))):
-                    _bilinear_lanes(q[v], r_first, u0, r0, a1, b1, top_u, top_r, n_rows_all, acc, n_valid)
-                    continue
-                d0, a1f = np.float32(u0 - j0), np.float32(a1)
-                f0, b1f = np.float32(r0 - c), np.float32(b1 - 1.0)
-                lo_u, hi_u = np.float32(-j0), np.float32(top_u - j0)
-                lo_r, hi_r = np.float32(-c), np.float32(top_r - c)
-                for k in range(BLOCK):
-                    kf = np.float32(k)
-                    d = d0 + a1f * kf
-                    f = f0 + b1f * kf
-                    du[k] = d
-                    fr[k] = f
-                    inside = (d >= lo_u) & (d <= hi_u) & (f + kf >= lo_r) & (f + kf <= hi_r)
-                    ok[k] = np.float32(1.0) if inside else np.float32(0.0)
-                start = numba.uint64(jr)
-                one = numba.uint64(1)
-                if n_j == 2:  # the lanes stay between two columns: weights linear in the lane
-                    p0, p1 = q[v, j0], q[v, j0 + 1]
+    ub = np.empty(n_v)
+    nr = numba.uint64(n_r)
+    buf = np.empty((min(n_z, Z_TILE), X_TILE, BLOCK), dtype=np.float32)
+    for z0 in range(0, n_z, Z_TILE):
+        z1 = min(n_z, z0 + Z_TILE)
+        for x0 in range(0, n_x, X_TILE):
+            x1 = min(n_x, x0 + X_TILE)
+            for x in range(x0, x1):
+                xc = x - cx
+                for v in range(n_v):
+                    ub[v] = coef[v, 0] * xc + coef[v, 1] * y_first + coef[v, 3]
+                for z in range(z0, z1):
+                    zc = z - cz
                     for k in range(BLOCK):
-                        ku = start + numba.uint64(k)
-                        a = p0[ku]
-                        b = p1[ku]
-                        lo = a + fr[k] * (p0[ku + one] - a)
-                        hi = b + fr[k] * (p1[ku + one] - b)
-                        acc[k] += ok[k] * (lo + du[k] * (hi - lo))
-                    continue
-                for jj in range(n_j):
-                    j = j0 + jj
-                    if j < 0 or j >= n_u:
-                        continue
-                    row = q[v, j]
-                    jf = np.float32(jj)
+                        acc[k] = 0.0
+                    for v in range(n_v):
+                        kv = kind[z, v]
+                        if kv == 0:
+                            continue
+                        a1 = coef[v, 1]
+                        u0 = ub[v] + coef[v, 2] * zc
+                        u_lo, u_hi = min(u0, u0 + a1 * last), max(u0, u0 + a1 * last)
+                        if u_hi < 0.0 or u_lo > top_u:
+                            continue
+                        if kv == 3:
+                            r0 = coef[v, 4] * y_first + coef[v, 5] * zc + coef[v, 6]
+                            _bilinear_lanes(q[v], r_first, u0, r0, a1, coef[v, 4], top_u, top_r, n_rows_all, acc,
+                                            n_valid)
+                            continue
+                        j0 = int(np.floor(u_lo))
+                        n_j = int(np.floor(u_hi)) - j0 + 2
+                        d0, a1f = np.float32(u0 - j0), np.float32(a1)
+                        f0, b1f = f0s[z, v], np.float32(coef[v, 4] - 1.0)
+                        if kv == 1 and n_j <= 3 and u_lo >= 0.0 and u_hi <= top_u and j0 + n_j - 1 < n_u:
+                            _inner_columns(q1, start[z, v] + numba.uint64(j0) * nr, nr, n_j, d0, a1f, f0, b1f, acc)
+                            continue
+                        c_row = start[z, v] - numba.uint64(v * n_u * n_r)  # the block's first row in q
+                        _masked_columns(q1, start[z, v], nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u,
+                                        np.float32(r_first + c_row), top_r, du, fr, ok, acc)
+                    out = buf[z - z0, x - x0]
                     for k in range(BLOCK):
-                        ku = start + numba.uint64(k)
-                        a = row[ku]
-                        t = a + fr[k] * (row[ku + one] - a)
-                        w = max(np.float32(0.0), np.float32(1.0) - abs(du[k] - jf)) * ok[k]
-                        acc[k] += w * t
-            for k in range(n_valid):
-                vol[z, row0 + k, x] = acc[k]
+                        out[k] = acc[k]
+            _write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
@@ -294,7 +379,7 @@ def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_al
         r_stop = max(min(view_row0 + n_held, int(np.floor(hi)) + 2), r_first + 2)
         n_r = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
         q = np.empty((n_v, n_u, n_r), dtype=np.float32)
-        bufs = np.empty((4, n_pad, BLOCK // 2), dtype=np.float32)
+        bufs = np.empty((4, n_pad, BLOCK if n_r % (2 * BLOCK) == 0 else BLOCK // 2), dtype=np.float32)
         for v in range(n_v):
             filter_block(views[v], r_first - view_row0, n_r, filt[v], wr, wi, bufs, q[v])
         backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, r0, y_first, n_valid)
