@@ -4,6 +4,8 @@ import numba
 import numpy as np
 import pytest
 import scipy.fft
+from support.full_model_reference import bba_like_model
+from support.full_model_reference import reference_wbp as full_model_wbp
 
 from napari_tomoalign.reconstruction.bp_kernels import BLOCK, MAX_BLOCK, X_TILE
 from napari_tomoalign.reconstruction.wbp import angular_weights, radial_filter, weighted_back_projection
@@ -53,3 +55,21 @@ def test_blocked_kernel_equals_the_plain_wbp(threads, n_v, n_y, n_x, n_z):
     ref = reference_wbp(views.astype(np.float64), tilts, n_z, 0.35)
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 2e-6 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("x_tilt", [2.07, -6.0])  # BBa's; and one whose columns cross up to two columns a block
+def test_full_model_kernel_equals_the_exact_reference(threads, x_tilt):
+    rng = np.random.default_rng(7)
+    tilts = np.arange(-60.0, 60.1, 6.0)
+    views = rng.normal(size=(tilts.size, MAX_BLOCK + 9, 2 * X_TILE + 3)).astype(np.float32)
+    xt, zf = bba_like_model(tilts.size)
+    xt = xt - 2.07 + x_tilt
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        ours = weighted_back_projection(views, tilts, thickness=30, x_tilt_deg=xt, z_factors=zf)
+    finally:
+        numba.set_num_threads(before)
+    ref = full_model_wbp(views, tilts, 30, xt, zf)
+    assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()

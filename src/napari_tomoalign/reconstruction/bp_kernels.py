@@ -34,6 +34,7 @@ MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
+FULL_CHUNK = 4  # blocks whose rows one thread filters together with the full model
 Z_TILE = 32  # sections per tile of the back-projection: the q rows one x needs stay in L2
 
 
@@ -188,43 +189,13 @@ def row_table(coef, cz, n_z, n_u, n_r, r_first, n_rows_all, y_first):  # pragma:
     return kind, start, f0
 
 
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _inner_columns(q1, base, nr, n_j, d0, a1f, f0, b1f, acc):  # pragma: no cover - compiled
-    """``acc[k] +=`` the bilinear value of lane ``k`` from the two or three columns of ``q`` from flat index
-    ``base`` (stride ``nr``), every lane inside the view: column fraction ``d0 + a1 k`` (from the first
-    column), row fraction ``f0 + (B1 - 1) k``."""
-    one = numba.uint64(1)
-    if n_j == 2:
-        for k in range(BLOCK):
-            kf = np.float32(k)
-            d = d0 + a1f * kf
-            f = f0 + b1f * kf
-            ku = base + numba.uint64(k)
-            a = q1[ku]
-            b = q1[ku + nr]
-            lo = a + f * (q1[ku + one] - a)
-            hi = b + f * (q1[ku + nr + one] - b)
-            acc[k] += lo + d * (hi - lo)
-        return
-    for k in range(BLOCK):  # the lanes cross a column: the first pair below fraction 1, the second above
-        kf = np.float32(k)
-        d = d0 + a1f * kf
-        f = f0 + b1f * kf
-        ku = base + numba.uint64(k)
-        a = q1[ku]
-        b = q1[ku + nr]
-        c = q1[ku + nr + nr]
-        t0 = a + f * (q1[ku + one] - a)
-        t1 = b + f * (q1[ku + nr + one] - b)
-        t2 = c + f * (q1[ku + nr + nr + one] - c)
-        acc[k] += t0 + d * (t1 - t0) if d < np.float32(1.0) else t1 + (d - np.float32(1.0)) * (t2 - t1)
-
-
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _masked_columns(q1, start, nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u, r_c, top_r, du, fr, ok, acc):  # pragma: no cover
-    """As `_inner_columns` for lanes that may leave the view (masked) and any number of columns: each
-    column ``j0 + jj`` adds with the hat weight ``max(0, 1 - |d - jj|)``. ``r_c`` is the view row of the
-    block's first row in ``q``, ``start`` its flat index at column 0."""
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def _masked_columns(q1, start, nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u, r_c, top_r, lanes):  # pragma: no cover
+    """As the vector paths of `_full_columns` for lanes that may leave the view (masked) and any number of
+    columns: each column ``j0 + jj`` adds with the hat weight ``max(0, 1 - |d - jj|)``. ``r_c`` is the view row of the
+    block's first row in ``q``, ``start`` its flat index at column 0; ``lanes`` ``(4, BLOCK)``: scratch, and the sums
+    (``lanes[3]``, kept apart from the caller's register-held ones)."""
+    du, fr, ok, acc = lanes[0], lanes[1], lanes[2], lanes[3]
     lo_u, hi_u = np.float32(-j0), np.float32(top_u - j0)
     lo_r, hi_r = -r_c, np.float32(top_r) - r_c
     for k in range(BLOCK):
@@ -251,6 +222,75 @@ def _masked_columns(q1, start, nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u, r_c, t
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def _full_columns(q, q1, coef, table, ub, z0, z1, cz, y_first, r_first, n_rows_all, n_valid, out):  # pragma: no cover
+    """``out[z - z0] =`` the block's rows of the voxel column at one x (``ub``: each view's ``u`` at z = 0)
+    for the sections ``z0 .. z1``, summed over the views (see `backproject_block_full`)."""
+    n_v, n_u, n_r = q.shape
+    kind, start, f0s = table
+    acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
+    lanes = np.empty((4, BLOCK), dtype=np.float32)  # scratch of `_masked_columns`, and its sums (row 3)
+    slow = lanes[3]
+    top_u = n_u - 1.0
+    last = BLOCK - 1.0
+    nr = numba.uint64(n_r)
+    one = numba.uint64(1)
+    for z in range(z0, z1):
+        zc = z - cz
+        for k in range(BLOCK):
+            acc[k] = 0.0
+            slow[k] = 0.0
+        for v in range(n_v):
+            kv = kind[z, v]
+            a1 = coef[v, 1]
+            u0 = ub[v] + coef[v, 2] * zc
+            u_lo, u_hi = min(u0, u0 + a1 * last), max(u0, u0 + a1 * last)
+            if kv == 0 or u_hi < 0.0 or u_lo > top_u:
+                continue
+            if kv == 3:
+                r0 = coef[v, 4] * y_first + coef[v, 5] * zc + coef[v, 6]
+                _bilinear_lanes(q[v], r_first, u0, r0, a1, coef[v, 4], top_u, n_rows_all - 1.0, n_rows_all, acc,
+                                n_valid)
+                continue
+            j0 = int(np.floor(u_lo))
+            n_j = int(np.floor(u_hi)) - j0 + 2
+            d0, a1f = np.float32(u0 - j0), np.float32(a1)
+            f0, b1f = f0s[z, v], np.float32(coef[v, 4] - 1.0)
+            if not (kv == 1 and n_j <= 3 and u_lo >= 0.0 and u_hi <= top_u and j0 + n_j - 1 < n_u):
+                r_c = np.float32(r_first + (start[z, v] - numba.uint64(v * n_u * n_r)))  # view row of q's row
+                _masked_columns(q1, start[z, v], nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u, r_c,
+                                n_rows_all - 1.0, lanes)
+                continue
+            base = start[z, v] + numba.uint64(j0) * nr
+            if n_j == 2:  # every lane between two columns: the column fraction is linear in the lane
+                for k in range(BLOCK):
+                    kf = np.float32(k)
+                    d = d0 + a1f * kf
+                    f = f0 + b1f * kf
+                    ku = base + numba.uint64(k)
+                    a = q1[ku]
+                    b = q1[ku + nr]
+                    lo = a + f * (q1[ku + one] - a)
+                    hi = b + f * (q1[ku + nr + one] - b)
+                    acc[k] += lo + d * (hi - lo)
+                continue
+            for k in range(BLOCK):  # the lanes cross a column: the first pair below fraction 1, the next above
+                kf = np.float32(k)
+                d = d0 + a1f * kf
+                f = f0 + b1f * kf
+                ku = base + numba.uint64(k)
+                a = q1[ku]
+                b = q1[ku + nr]
+                c = q1[ku + nr + nr]
+                t0 = a + f * (q1[ku + one] - a)
+                t1 = b + f * (q1[ku + nr + one] - b)
+                t2 = c + f * (q1[ku + nr + nr + one] - c)
+                acc[k] += t0 + d * (t1 - t0) if d < np.float32(1.0) else t1 + (d - np.float32(1.0)) * (t2 - t1)
+        o = out[z - z0]
+        for k in range(BLOCK):
+            o[k] = acc[k] + slow[k]
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_first, n_valid):  # pragma: no cover
     """As the plain kernel, with the full model: the row read depends on the voxel's z and y too.
 
@@ -267,60 +307,25 @@ def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_fi
     takes a hat weight ``max(0, 1 - |u - j|)`` per column and a mask, which is still exact linear
     interpolation. Other columns (rare) go lane by lane. Results go out ``X_TILE`` columns at a time.
     """
-    n_v, n_u, n_r = q.shape
+    n_v = q.shape[0]
     n_z, _, n_x = vol.shape
     q1 = q.ravel()
-    acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
-    du = numba.carray(stack_block(BLOCK), (BLOCK,))
-    fr = numba.carray(stack_block(BLOCK), (BLOCK,))
-    ok = numba.carray(stack_block(BLOCK), (BLOCK,))
-    kind, start, f0s = row_table(coef, cz, n_z, n_u, n_r, r_first, n_rows_all, y_first)
-    top_u = n_u - 1.0
-    top_r = n_rows_all - 1.0
-    last = BLOCK - 1.0
+    table = row_table(coef, cz, n_z, q.shape[1], q.shape[2], r_first, n_rows_all, y_first)
     ub = np.empty(n_v)
-    nr = numba.uint64(n_r)
-    buf = np.empty((min(n_z, Z_TILE), X_TILE, BLOCK), dtype=np.float32)
+    buf = np.empty((X_TILE, min(n_z, Z_TILE), BLOCK), dtype=np.float32)
+    tile = np.empty((min(n_z, Z_TILE), X_TILE, BLOCK), dtype=np.float32)
     for z0 in range(0, n_z, Z_TILE):
         z1 = min(n_z, z0 + Z_TILE)
         for x0 in range(0, n_x, X_TILE):
             x1 = min(n_x, x0 + X_TILE)
             for x in range(x0, x1):
-                xc = x - cx
                 for v in range(n_v):
-                    ub[v] = coef[v, 0] * xc + coef[v, 1] * y_first + coef[v, 3]
-                for z in range(z0, z1):
-                    zc = z - cz
-                    for k in range(BLOCK):
-                        acc[k] = 0.0
-                    for v in range(n_v):
-                        kv = kind[z, v]
-                        if kv == 0:
-                            continue
-                        a1 = coef[v, 1]
-                        u0 = ub[v] + coef[v, 2] * zc
-                        u_lo, u_hi = min(u0, u0 + a1 * last), max(u0, u0 + a1 * last)
-                        if u_hi < 0.0 or u_lo > top_u:
-                            continue
-                        if kv == 3:
-                            r0 = coef[v, 4] * y_first + coef[v, 5] * zc + coef[v, 6]
-                            _bilinear_lanes(q[v], r_first, u0, r0, a1, coef[v, 4], top_u, top_r, n_rows_all, acc,
-                                            n_valid)
-                            continue
-                        j0 = int(np.floor(u_lo))
-                        n_j = int(np.floor(u_hi)) - j0 + 2
-                        d0, a1f = np.float32(u0 - j0), np.float32(a1)
-                        f0, b1f = f0s[z, v], np.float32(coef[v, 4] - 1.0)
-                        if kv == 1 and n_j <= 3 and u_lo >= 0.0 and u_hi <= top_u and j0 + n_j - 1 < n_u:
-                            _inner_columns(q1, start[z, v] + numba.uint64(j0) * nr, nr, n_j, d0, a1f, f0, b1f, acc)
-                            continue
-                        c_row = start[z, v] - numba.uint64(v * n_u * n_r)  # the block's first row in q
-                        _masked_columns(q1, start[z, v], nr, j0, n_j, n_u, d0, a1f, f0, b1f, top_u,
-                                        np.float32(r_first + c_row), top_r, du, fr, ok, acc)
-                    out = buf[z - z0, x - x0]
-                    for k in range(BLOCK):
-                        out[k] = acc[k]
-            _write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid)
+                    ub[v] = coef[v, 0] * (x - cx) + coef[v, 1] * y_first + coef[v, 3]
+                _full_columns(q, q1, coef, table, ub, z0, z1, cz, y_first, r_first, n_rows_all, n_valid, buf[x - x0])
+            for zz in range(z1 - z0):
+                for j in range(x1 - x0):
+                    tile[zz, j] = buf[j, zz]
+            _write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
@@ -354,32 +359,40 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_all, view_row0):  # pragma: no cover
-    """`wbp_blocks` with the full model (`backproject_block_full`): each block filters the rows it reaches.
+def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_all, view_row0, threads):  # pragma: no cover
+    """`wbp_blocks` with the full model (`backproject_block_full`): each thread filters the rows its blocks reach.
 
     ``views`` holds rows ``view_row0 ..`` of views that have ``n_rows_all`` rows; ``row_first`` is the
     view row of the volume's row 0 (rows count from the views' first row, whose centre ``coef`` uses).
+    A thread takes up to ``FULL_CHUNK`` consecutive blocks and filters their rows once, so that the rows
+    a z-dependent row shift adds around each block are filtered once per chunk, not once per block.
     """
     n_v, n_held, n_u = views.shape
     n_z, n_rows, _ = vol.shape
     n_blocks = (n_rows + BLOCK - 1) // BLOCK
+    per_chunk = max(1, min(FULL_CHUNK, n_blocks // max(1, threads)))
+    n_chunks = (n_blocks + per_chunk - 1) // per_chunk
     n_pad = filt.shape[1]
     cy = (n_rows_all - 1) / 2.0
-    for b in numba.prange(n_blocks):
-        r0 = b * BLOCK
-        y_first = row_first + r0 - cy
-        n_valid = min(BLOCK, n_rows - r0)
+    for c in numba.prange(n_chunks):
+        b0 = c * per_chunk
+        b1 = min(n_blocks, b0 + per_chunk)
+        y_lo = row_first + b0 * BLOCK - cy
+        y_hi = row_first + min(n_rows, b1 * BLOCK) - 1 - cy
         lo, hi = 1e30, -1e30
         for v in range(n_v):
-            for yy in (y_first, y_first + n_valid - 1):
+            for yy in (y_lo, y_hi):
                 for zz in (-cz, n_z - 1 - cz):
                     r = coef[v, 4] * yy + coef[v, 5] * zz + coef[v, 6]
                     lo, hi = min(lo, r), max(hi, r)
         r_first = min(max(view_row0, int(np.floor(lo))), view_row0 + n_held - 2)
         r_stop = max(min(view_row0 + n_held, int(np.floor(hi)) + 2), r_first + 2)
-        n_r = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
+        n_r = ((r_stop - r_first + BLOCK + BLOCK - 1) // BLOCK) * BLOCK  # a block's lanes may read one past
         q = np.empty((n_v, n_u, n_r), dtype=np.float32)
         bufs = np.empty((4, n_pad, BLOCK if n_r % (2 * BLOCK) == 0 else BLOCK // 2), dtype=np.float32)
         for v in range(n_v):
             filter_block(views[v], r_first - view_row0, n_r, filt[v], wr, wi, bufs, q[v])
-        backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, r0, y_first, n_valid)
+        for b in range(b0, b1):
+            r0 = b * BLOCK
+            backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, r0, row_first + r0 - cy,
+                                   min(BLOCK, n_rows - r0))

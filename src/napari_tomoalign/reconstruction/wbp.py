@@ -303,7 +303,7 @@ def backproject_views(
             wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0, numba.get_num_threads())
         else:
             wbp_blocks_full(stack, filt, wr, wi, coef, (n_x - 1) / 2.0, (n_z - 1) / 2.0, part, row_first + c0,
-                            n_all, stack_row0)
+                            n_all, stack_row0, numba.get_num_threads())
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
 
