@@ -340,11 +340,12 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
     n_z, n_rows, _ = vol.shape
     z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
     n_tiles = -(-n_z // z_tile)
+    q_all = np.empty(n_v * n_u * block_rows(n_rows), dtype=np.float32)  # one allocation: no page faults per block
     r0 = 0
     while r0 < n_rows:
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
-        q = np.empty((n_v, n_u, nb), dtype=np.float32)
+        q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
         for v in numba.prange(n_v):
             bufs = np.empty((4, filt.shape[1], nb // 2), dtype=np.float32)
             filter_block(views[v], row_first + r0, nb, filt[v], wr, wi, bufs, q[v])
@@ -387,7 +388,7 @@ def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_al
                     lo, hi = min(lo, r), max(hi, r)
         r_first = min(max(view_row0, int(np.floor(lo))), view_row0 + n_held - 2)
         r_stop = max(min(view_row0 + n_held, int(np.floor(hi)) + 2), r_first + 2)
-        n_r = ((r_stop - r_first + BLOCK + BLOCK - 1) // BLOCK) * BLOCK  # a block's lanes may read one past
+        n_r = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
         q = np.empty((n_v, n_u, n_r), dtype=np.float32)
         bufs = np.empty((4, n_pad, BLOCK if n_r % (2 * BLOCK) == 0 else BLOCK // 2), dtype=np.float32)
         for v in range(n_v):
