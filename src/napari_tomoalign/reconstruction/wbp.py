@@ -34,7 +34,8 @@ from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from .bp_fft import twiddles
-from .bp_kernels import BLOCK, wbp_blocks, wbp_blocks_full
+from .bp_full import wbp_blocks_full
+from .bp_kernels import BLOCK, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
 from .local_warp import LocalProjection, backproject_local, kernel_arguments
 from .warp import bin_image
