@@ -1,21 +1,21 @@
-"""The compiled kernels of the weighted back-projection: blocks of rows filtered and back-projected in cache.
+"""The compiled back-projection of the weighted back-projection: blocks of rows filtered and summed in cache.
 
-The volume is made one block of ``BLOCK`` rows (slices) at a time, each block on one thread:
+The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK`` for a short tail):
 
-1. **Filter.** The block's rows of every view are read transposed, ``(column, row)``, padded to a power
-   of two with the edge values, and filtered by a radix-2 Stockham FFT that runs across the rows, so
-   that every butterfly is one vector operation over the block. Two real rows ride in one complex
-   column (one as the real part, one as the imaginary part): the filter is real and even, so they come
-   back apart. The result, ``q[view, u, row]``, is exactly the layout the back-projection reads.
-2. **Back-project.** For each voxel column ``(x, z)`` and view, the detector position ``u`` is the same
-   in every row of the block, so the block's rows are one short vector: two contiguous reads of ``q``
-   and two fused multiply-adds per voxel and view, summed over the views before the column is stored.
-   The ``q`` rows that one ``x`` needs for all ``z`` (about ``thickness x sin(tilt)`` of each view) stay
-   in L2 as ``x`` advances.
+1. **Filter** (`bp_fft.filter_block`): the threads share the views; each view's rows of the block come
+   out as ``q[view, u, row]``, exactly the layout the back-projection reads.
+2. **Back-project**: the threads share tiles of ``Z_TILE`` sections. For each voxel column ``(x, z)``
+   and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
+   a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. The
+   views' cells and weights of a column are worked out first in one vectorised pass; the sum over the
+   views then runs on register-held accumulators (two views and both interpolation terms apart, so that
+   eight or more independent FMA chains hide the FMA latency). The columns of ``X_TILE`` neighbouring
+   ``x`` are kept in a small buffer and written as whole cache lines of the volume's rows: writing each
+   column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost more
+   than the arithmetic. The ``q`` rows one ``x`` needs for a tile of sections stay in L2 as ``x`` advances.
 
 With an X-axis tilt or Z factors that move points across rows (IMOD's full model), the row of a voxel
-depends on its ``z``: the block then filters the rows around it as well and samples ``q`` in both
-``u`` and the row (`backproject_block_full`).
+depends on its ``z``: see `bp_full`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from numpy.typing import NDArray
 
-BLOCK = 32  # rows per block: two AVX-512 vectors of float32; 16 complex columns in the FFT
+from .bp_fft import filter_block
+
+BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
+MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
+# Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
+CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
+X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
+Z_TILE = 32  # sections per tile of the back-projection: the q rows one x needs stay in L2
 
 
 @intrinsic
@@ -43,252 +49,118 @@ def stack_block(typingctx, size):  # pragma: no cover - compiled
     return types.CPointer(types.float32)(size), codegen
 
 
-def twiddles(n_pad: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """``exp(-2 pi i k / n_pad)`` for ``k < n_pad``, as (real, imaginary) float32."""
-    k = np.arange(n_pad)
-    return np.cos(2 * np.pi * k / n_pad).astype(np.float32), (-np.sin(2 * np.pi * k / n_pad)).astype(np.float32)
+@numba.njit(inline="always", nogil=True)
+def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
+    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time."""
+    for z in range(z0, z1):
+        tile = buf[z - z0]
+        for k in range(n_valid):
+            row = vol[z, row0 + k]
+            for j in range(x1 - x0):
+                row[x0 + j] = tile[j, k]
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _radix4(sr, si, dr, di, wr, wi, n, s):  # pragma: no cover - compiled
-    """One radix-4 Stockham pass (decimation in frequency) of length ``n`` and stride ``s``."""
-    n1 = n // 4
-    nb = sr.shape[1]
-    for p in range(n1):
-        c1, d1 = wr[p * s], wi[p * s]
-        c2, d2 = wr[2 * p * s], wi[2 * p * s]
-        c3, d3 = wr[3 * p * s], wi[3 * p * s]
-        for q in range(s):
-            ia = q + s * p
-            ib = ia + s * n1
-            ic = ib + s * n1
-            id_ = ic + s * n1
-            o0 = q + 4 * s * p
-            for k in range(nb):
-                apcr = sr[ia, k] + sr[ic, k]
-                apci = si[ia, k] + si[ic, k]
-                amcr = sr[ia, k] - sr[ic, k]
-                amci = si[ia, k] - si[ic, k]
-                bpdr = sr[ib, k] + sr[id_, k]
-                bpdi = si[ib, k] + si[id_, k]
-                # j (b - d)
-                jr = si[id_, k] - si[ib, k]
-                ji = sr[ib, k] - sr[id_, k]
-                dr[o0, k] = apcr + bpdr
-                di[o0, k] = apci + bpdi
-                er = amcr - jr
-                ei = amci - ji
-                dr[o0 + s, k] = er * c1 - ei * d1
-                di[o0 + s, k] = er * d1 + ei * c1
-                er = apcr - bpdr
-                ei = apci - bpdi
-                dr[o0 + 2 * s, k] = er * c2 - ei * d2
-                di[o0 + 2 * s, k] = er * d2 + ei * c2
-                er = amcr + jr
-                ei = amci + ji
-                dr[o0 + 3 * s, k] = er * c3 - ei * d3
-                di[o0 + 3 * s, k] = er * d3 + ei * c3
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
+    """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
 
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def fft_columns(xr, xi, yr, yi, wr, wi):  # pragma: no cover - compiled
-    """Forward FFT (unscaled) of every column of ``x = xr + i xi`` ``(n, b)``, ``n`` a power of two.
-
-    Ping-pongs between ``x`` and ``y``; returns True when the result is in ``(yr, yi)``. The inverse
-    transform is this one with the real and imaginary parts swapped on the way in and out.
+    ``nb`` is the block's rows, a constant where this is inlined, so that the ``k`` loops unroll into
+    ``nb / 16`` vector registers (four accumulators each: the two interpolation terms of two views, so
+    that eight or more independent FMA chains hide the FMA latency). For each voxel column the views'
+    cells and weights are worked out first, in one vectorised pass over the views. The columns of
+    ``X_TILE`` neighbouring ``x`` go to a small buffer that is then written as whole cache lines.
     """
-    n = xr.shape[0]
-    s = 1
-    in_y = False
-    while n > 1:
-        if in_y:
-            sr, si, dr, di = yr, yi, xr, xi
-        else:
-            sr, si, dr, di = xr, xi, yr, yi
-        if n >= 4:
-            _radix4(sr, si, dr, di, wr, wi, n, s)
-            n //= 4
-            s *= 4
-        else:  # a last radix-2 pass, with no twiddles
-            for q in range(s):
-                for k in range(sr.shape[1]):
-                    ar, ai, br, bi = sr[q, k], si[q, k], sr[q + s, k], si[q + s, k]
-                    dr[q, k] = ar + br
-                    di[q, k] = ai + bi
-                    dr[q + s, k] = ar - br
-                    di[q + s, k] = ai - bi
-            n //= 2
-            s *= 2
-        in_y = not in_y
-    return in_y
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover - compiled
-    """``q[u, k]`` = row ``r0 + k`` of ``view`` ``(rows, cols)``, edge-padded and filtered by ``filt`` ``(n_pad,)``.
-
-    Rows outside ``view`` are zero; ``q`` is ``(cols, n_rows)`` with ``n_rows`` a multiple of ``BLOCK``.
-    ``filt`` holds the full-length real, even filter, already divided by ``n_pad`` for the inverse.
-    ``bufs`` is ``(4, n_pad, BLOCK // 2)`` float32 scratch.
-    """
-    n_r, n_x = view.shape
-    n_pad = filt.shape[0]
-    half = (n_pad - n_x) // 2
-    hb = BLOCK // 2
-    xr, xi, yr, yi = bufs[0], bufs[1], bufs[2], bufs[3]
-    for c0 in range(0, n_rows, BLOCK):
-        for k in range(hb):
-            for part in range(2):
-                dst = xr if part == 0 else xi
-                r = r0 + c0 + k + part * hb
-                if r < 0 or r >= n_r:
-                    for u in range(n_pad):
-                        dst[u, k] = 0.0
-                    continue
-                row = view[r]
-                for u in range(n_x):
-                    dst[u, k] = row[u]
-                right = row[n_x - 1]
-                left = row[0]
-                for u in range(n_x, n_x + half):
-                    dst[u, k] = right
-                for u in range(n_x + half, n_pad):
-                    dst[u, k] = left
-        in_y = fft_columns(xr, xi, yr, yi, wr, wi)
-        sr, si = (yr, yi) if in_y else (xr, xi)
-        dr, di = (xr, xi) if in_y else (yr, yi)
-        for u in range(n_pad):
-            h = filt[u]
-            for k in range(hb):
-                sr[u, k] *= h
-                si[u, k] *= h
-        back = fft_columns(si, sr, di, dr, wr, wi)  # the inverse: real and imaginary parts swapped
-        orr, oi = (dr, di) if back else (sr, si)
-        for u in range(n_x):
-            for k in range(hb):
-                q[u, c0 + k] = orr[u, k]
-                q[u, c0 + hb + k] = oi[u, k]
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def backproject_block(q, base, cos_t, vol, row0, n_valid):  # pragma: no cover - compiled
-    """``vol[z, row0 + k, x] += sum over views of q[v](u, k)`` for ``k < n_valid``, ``u = base[z, v] + x cos_t[v]``.
-
-    ``q`` ``(n_views, n_u, BLOCK)``; ``base`` ``(n_z, n_views)`` holds the detector position of column 0.
-    """
-    n_v, n_u, nb = q.shape
-    n_z, _, n_x = vol.shape
-    acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
+    n_v, n_u, _ = q.shape
+    n_x = vol.shape[2]
     top = n_u - 1.0
-    for x in range(n_x):
-        for z in range(n_z):
-            for k in range(BLOCK):
-                acc[k] = 0.0
-            bz = base[z]
-            for v in range(n_v):
-                u = bz[v] + x * cos_t[v]
-                if u < 0.0 or u > top:
-                    continue
-                i = min(int(u), n_u - 2)
-                f = np.float32(u - i)
-                g = np.float32(1.0) - f
-                a = q[v, i]
-                b = q[v, i + 1]
-                for k in range(BLOCK):
-                    acc[k] += g * a[k] + f * b[k]
-            for k in range(n_valid):
-                vol[z, row0 + k, x] = acc[k]
+    q1 = q.ravel()
+    one = numba.uint64(nb)
+    off = np.empty(n_v, dtype=np.uint64)
+    wa = np.empty(n_v, dtype=np.float32)
+    wb = np.empty(n_v, dtype=np.float32)
+    buf = np.empty((z1 - z0, X_TILE, nb), dtype=np.float32)
+    for x0 in range(0, n_x, X_TILE):
+        x1 = min(n_x, x0 + X_TILE)
+        for x in range(x0, x1):
+            xf = np.float64(x)
+            for z in range(z0, z1):
+                bz = base[z]
+                for v in range(n_v):
+                    u = bz[v] + xf * cos_t[v]
+                    inside = (u >= 0.0) & (u <= top)
+                    i = min(max(int(u), 0), n_u - 2)
+                    f = np.float32(u - i)
+                    off[v] = numba.uint64((v * n_u + i) * nb)
+                    wb[v] = f if inside else np.float32(0.0)
+                    wa[v] = np.float32(1.0) - f if inside else np.float32(0.0)
+                for k in range(4 * nb):
+                    acc[k] = 0.0
+                for v in range(0, n_v - 1, 2):
+                    o0, o1 = off[v], off[v + 1]
+                    g0, f0, g1, f1 = wa[v], wb[v], wa[v + 1], wb[v + 1]
+                    for kk in range(nb):
+                        ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
+                        acc[kk] += g0 * q1[o0 + ku]
+                        acc[nb + kk] += f0 * q1[o0 + one + ku]
+                        acc[2 * nb + kk] += g1 * q1[o1 + ku]
+                        acc[3 * nb + kk] += f1 * q1[o1 + one + ku]
+                if n_v % 2 == 1:
+                    o0 = off[n_v - 1]
+                    g0, f0 = wa[n_v - 1], wb[n_v - 1]
+                    for kk in range(nb):
+                        ku = numba.uint64(kk)
+                        acc[kk] += g0 * q1[o0 + ku]
+                        acc[nb + kk] += f0 * q1[o0 + one + ku]
+                out = buf[z - z0, x - x0]
+                for k in range(nb):
+                    out[k] = (acc[k] + acc[nb + k]) + (acc[2 * nb + k] + acc[3 * nb + k])
+        write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid)
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+    """`_bp_tile` with 64 rows."""
+    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(256), (256,)), 64)  # type: ignore[call-arg]
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+    """`_bp_tile` with 32 rows."""
+    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 32)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, row0, y_first, n_valid):  # pragma: no cover
-    """As `backproject_block`, with the full model: the row read depends on the voxel's z and y too.
-
-    ``q`` ``(n_views, n_u, n_r)`` holds rows ``r_first ..`` of the filtered views; ``coef`` ``(n_views, 7)``
-    the projection ``u = A0 x + A1 y + A2 z + A3``, ``r = B1 y + B2 z + B3`` (columns A0..A3, B1..B3) of a
-    voxel at ``(x, y, z)`` from the centre (``cx``, ``cz``; ``y`` from row ``y_first`` of the volume, whose
-    block starts at ``row0``). A voxel whose position falls outside the views is left out for that view.
-    """
-    n_v, n_u, n_r = q.shape
-    n_z, _, n_x = vol.shape
-    acc = numba.carray(stack_block(BLOCK), (BLOCK,))  # type: ignore[call-arg]
-    top_u = n_u - 1.0
-    top_r = n_rows_all - 1.0
-    for x in range(n_x):
-        xc = x - cx
-        for z in range(n_z):
-            zc = z - cz
-            for k in range(BLOCK):
-                acc[k] = 0.0
-            for v in range(n_v):
-                a1, b1 = coef[v, 1], coef[v, 4]
-                u0 = coef[v, 0] * xc + a1 * y_first + coef[v, 2] * zc + coef[v, 3]
-                r0 = b1 * y_first + coef[v, 5] * zc + coef[v, 6]
-                qv = q[v]
-                for k in range(n_valid):
-                    u = u0 + a1 * k
-                    r = r0 + b1 * k
-                    if u < 0.0 or u > top_u or r < 0.0 or r > top_r:
-                        continue
-                    iu = min(int(u), n_u - 2)
-                    ir = min(int(r), n_rows_all - 2)
-                    fu = np.float32(u - iu)
-                    fr = np.float32(r - ir)
-                    j = ir - r_first
-                    lo = qv[iu, j] + fu * (qv[iu + 1, j] - qv[iu, j])
-                    hi = qv[iu, j + 1] + fu * (qv[iu + 1, j + 1] - qv[iu, j + 1])
-                    acc[k] += lo + fr * (hi - lo)
-            for k in range(n_valid):
-                vol[z, row0 + k, x] = acc[k]
+def block_rows(left):  # pragma: no cover - compiled
+    """The rows of the next block when ``left`` rows remain: ``MAX_BLOCK``, or ``BLOCK`` for a short tail."""
+    return MAX_BLOCK if left > BLOCK else BLOCK
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first):  # pragma: no cover - compiled
+def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pragma: no cover - compiled
     """Filter and back-project ``vol`` ``(n_z, n_rows, n_x)``: its row ``k`` is row ``row_first + k`` of ``views``.
 
     ``views`` ``(n_views, rows, cols)``; ``filt`` ``(n_views, n_pad)`` each view's filter and weight;
-    ``base``, ``cos_t`` as in `backproject_block`.
+    ``base`` ``(n_z, n_views)`` the detector position of column 0 and ``cos_t`` its step per column.
+    One block of rows at a time: the ``threads`` filter its views, then back-project its tiles of sections.
     """
     n_v, _, n_u = views.shape
-    n_rows = vol.shape[1]
-    n_blocks = (n_rows + BLOCK - 1) // BLOCK
-    n_pad = filt.shape[1]
-    for b in numba.prange(n_blocks):
-        r0 = b * BLOCK
-        q = np.empty((n_v, n_u, BLOCK), dtype=np.float32)
-        bufs = np.empty((4, n_pad, BLOCK // 2), dtype=np.float32)
-        for v in range(n_v):
-            filter_block(views[v], row_first + r0, BLOCK, filt[v], wr, wi, bufs, q[v])
-        backproject_block(q, base, cos_t, vol, r0, min(BLOCK, n_rows - r0))
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_all, view_row0):  # pragma: no cover
-    """`wbp_blocks` with the full model (`backproject_block_full`): each block filters the rows it reaches.
-
-    ``views`` holds rows ``view_row0 ..`` of views that have ``n_rows_all`` rows; ``row_first`` is the
-    view row of the volume's row 0 (rows count from the views' first row, whose centre ``coef`` uses).
-    """
-    n_v, n_held, n_u = views.shape
     n_z, n_rows, _ = vol.shape
-    n_blocks = (n_rows + BLOCK - 1) // BLOCK
-    n_pad = filt.shape[1]
-    cy = (n_rows_all - 1) / 2.0
-    for b in numba.prange(n_blocks):
-        r0 = b * BLOCK
-        y_first = row_first + r0 - cy
-        n_valid = min(BLOCK, n_rows - r0)
-        lo, hi = 1e30, -1e30
-        for v in range(n_v):
-            for yy in (y_first, y_first + n_valid - 1):
-                for zz in (-cz, n_z - 1 - cz):
-                    r = coef[v, 4] * yy + coef[v, 5] * zz + coef[v, 6]
-                    lo, hi = min(lo, r), max(hi, r)
-        r_first = min(max(view_row0, int(np.floor(lo))), view_row0 + n_held - 2)
-        r_stop = max(min(view_row0 + n_held, int(np.floor(hi)) + 2), r_first + 2)
-        n_r = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
-        q = np.empty((n_v, n_u, n_r), dtype=np.float32)
-        bufs = np.empty((4, n_pad, BLOCK // 2), dtype=np.float32)
-        for v in range(n_v):
-            filter_block(views[v], r_first - view_row0, n_r, filt[v], wr, wi, bufs, q[v])
-        backproject_block_full(q, r_first, coef, cx, cz, n_rows_all, vol, r0, y_first, n_valid)
+    z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
+    n_tiles = -(-n_z // z_tile)
+    q_all = np.empty(n_v * n_u * block_rows(n_rows), dtype=np.float32)  # one allocation: no page faults per block
+    r0 = 0
+    while r0 < n_rows:
+        nb = block_rows(n_rows - r0)
+        n_valid = min(nb, n_rows - r0)
+        q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
+        for v in numba.prange(n_v):
+            bufs = np.empty((4, filt.shape[1], nb // 2), dtype=np.float32)
+            filter_block(views[v], row_first + r0, nb, filt[v], wr, wi, bufs, q[v])
+        for t in numba.prange(n_tiles):
+            z0 = t * z_tile
+            z1 = min(n_z, z0 + z_tile)
+            if nb == MAX_BLOCK:
+                backproject_64(q, base, cos_t, vol, r0, n_valid, z0, z1)
+            else:
+                backproject_32(q, base, cos_t, vol, r0, n_valid, z0, z1)
+        r0 += nb

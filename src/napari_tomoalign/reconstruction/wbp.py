@@ -33,7 +33,9 @@ import scipy.fft
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
-from .bp_kernels import BLOCK, twiddles, wbp_blocks, wbp_blocks_full
+from .bp_fft import twiddles
+from .bp_full import wbp_blocks_full
+from .bp_kernels import BLOCK, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
 from .local_warp import LocalProjection, backproject_local, kernel_arguments
 from .warp import bin_image
@@ -299,10 +301,10 @@ def backproject_views(
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
         if plain:
-            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0)
+            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0, numba.get_num_threads())
         else:
             wbp_blocks_full(stack, filt, wr, wi, coef, (n_x - 1) / 2.0, (n_z - 1) / 2.0, part, row_first + c0,
-                            n_all, stack_row0)
+                            n_all, stack_row0, numba.get_num_threads())
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
 
