@@ -68,6 +68,18 @@ class AlignJob:
                              " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
         self.settings.check_views(len(self.tilt_angles_deg))
 
+    def fitted_markers(self) -> MarkerTable:
+        """The observations in the fit: the markers without those of ``--exclude-views`` (any model; the
+        solver leaves a view without points out and gives it its mapped values, as tiltalign's ExcludeList)."""
+        excluded = self.settings.excluded_views
+        if not excluded or self.imod_com is not None:  # an align.com's exclusions go into its settings
+            return self.markers
+        from dataclasses import replace as replaced
+
+        keep = ~np.isin(self.markers.view, excluded)
+        m = self.markers
+        return replaced(m, view=m.view[keep], marker=m.marker[keep], xy=m.xy[keep])
+
     def axis_z_shift(self, al: Alignment) -> float:
         """The axis Z shift the outputs of ``al`` are placed with (`facts.axis_z_shift_px`)."""
         return facts.axis_z_shift_px(al, self.settings.axis_z_shift_px)
@@ -156,13 +168,15 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
     full model of its ``align.com`` (global only when the job solves local alignments after it)."""
     from ..alignment._threads import blas_threads_for
 
-    m = job.markers
+    m = job.fitted_markers()
     ids = np.sort(m.marker)
     n_markers = int(np.count_nonzero(np.diff(ids))) + 1 if len(ids) else 0  # (np.unique would load numpy.ma)
     # BLAS threads for the whole solve, the axis estimate included: waking a second thread for a small
     # problem's matrices costs more than the work (and far more on a busy machine).
     with blas_threads_for(5 * len(job.tilt_angles_deg), n_markers, len(m.view)), warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
+        if job.imod_com is not None and job.settings.excluded_views:
+            return _align_com_excluding(job, progress, should_stop)
         if job.imod_com is not None:
             from ..alignment.imod_align import align_markers_imod
 
@@ -174,6 +188,27 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
         return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.options,
                              pixel_size_nm=job.pixel_size_nm, start=start, warn=False, progress=progress,
                              should_stop=should_stop)
+
+
+def _align_com_excluding(job: AlignJob, progress: Any, should_stop: Any) -> Alignment:
+    """An align.com's full model with ``--exclude-views`` added to the command file's ``ExcludeList`` (read
+    as tiltalign reads its own list: the same mappings, references and filled values)."""
+    from ..alignment.excluded_views import format_views
+    from ..alignment.imod_options import settings_from_com
+    from ..alignment.solver import align_markers
+    from ..io.imod_com import read_com_section
+
+    assert job.imod_com is not None
+    m, n = job.markers, len(job.tilt_angles_deg)
+    entries = dict(read_com_section(job.imod_com))
+    entries["ExcludeList"] = [",".join([*entries.get("ExcludeList", []), format_views(job.settings.excluded_views)])]
+    points = np.bincount(np.asarray(m.view, dtype=np.intp), minlength=n)[:n]
+    settings = settings_from_com(entries, np.asarray(job.tilt_angles_deg, dtype=float), points)
+    if settings.local_alignments and not job.local:
+        raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
+                         " set it to 0 to align globally")
+    return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, settings=settings,
+                         pixel_size_nm=job.pixel_size_nm, progress=progress, should_stop=should_stop, warn=False)
 
 
 @dataclass
@@ -220,7 +255,8 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
         from ..io.imod_local import format_local
         from ..local_jobs import solve_local
 
-        lj = solve_local(al, job.markers.view, job.markers.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
+        fitted = job.fitted_markers()
+        lj = solve_local(al, fitted.view, fitted.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
         sections["local_alignments"] = lj.summary()
         local_file, local_result = (lj.file_name, format_local(lj.result.local_transforms)), lj.result
     paths = write_outputs(job, al, out, overwrite=overwrite, sections=sections, local=local_file)

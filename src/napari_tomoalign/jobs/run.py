@@ -72,7 +72,7 @@ class RunJob:
         if self.patches and self.erase_gold:
             raise UsageError("--erase-gold needs gold: with --patches there are no beads to erase")
         if self.imod_com is not None and self.settings is not None and set(self.settings.given) - {
-                "tilt_axis", "axis_z_shift"}:
+                "tilt_axis", "axis_z_shift", "exclude_views"}:
             raise UsageError("--imod-com takes the model from the command file: leave out the model options (the"
                              " tilt axis only guides the tracking)")
 
@@ -181,7 +181,8 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     ajob = AlignJob(table, tilts, table.image_size, settings, tracked.pixel_size_nm, job.imod_com,
                     local=wants_local(job.imod_com), stem=job.stem, inputs=inputs)
     ajob.check()
-    same = job.imod_com is None and settings.options == run_options(job.tilt_axis_deg())
+    same = job.imod_com is None and settings.options == run_options(job.tilt_axis_deg()) and not (
+        settings.excluded_views)
     al = replace(result.alignment, pixel_size_nm=tracked.pixel_size_nm) if same else None
     return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
 

@@ -50,19 +50,16 @@ def parse_memory(text: str) -> int:
 
 
 def parse_view_list(text: str, n_views: int) -> list[int]:
-    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``)."""
+    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``; `jobs.solver_options.view_numbers`,
+    the one reader of such lists)."""
     from ..conventions import view_index
+    from ..jobs.solver_options import view_numbers
 
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ValueError(f"--exclude-views {text!r}: give view numbers from 1 and ranges, such as 1-3,7")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        out += [view_index(k, n_views, what="excluded view") for k in range(lo, hi + 1)]
-    return sorted(set(out))
+    try:
+        numbers = view_numbers(text)
+    except ValueError as exc:
+        raise ValueError(f"--exclude-views {text!r}: {exc}") from None
+    return [view_index(k, n_views, what="excluded view") for k in numbers]
 
 
 def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
