@@ -61,6 +61,8 @@ def _print_alignment(res, out: Path) -> None:
     from .report import text_report
 
     print("\n".join(text_report(res.alignment, leave_out=res.leave_out)))
+    if getattr(res, "surfaces", None) is not None:  # IMOD's surface analysis (tomogram positioning)
+        print(res.surfaces.report())
     print(f"wrote {len(res.paths)} files to {out}: {', '.join(p.name for p in res.paths)}")
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..alignment.local import LocalAlignments
     from ..alignment.result import Alignment
     from ..io.markers import MarkerTable
+    from ..reconstruction.positioning import SurfaceAnalysis
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class FolderResult:
     leave_out: object | None = None
     local: LocalAlignments | None = None  # when local alignments were solved
     axis_z_shift_px: float = 0.0
+    surfaces: SurfaceAnalysis | None = None  # IMOD's surface analysis of the markers (`surface_analysis`)
 
 
 def write_outputs(job: AlignJob, al: Alignment, directory: str | os.PathLike[str], *, overwrite: bool = False,
@@ -259,8 +261,49 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
         lj = solve_local(al, fitted.view, fitted.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
         sections["local_alignments"] = lj.summary()
         local_file, local_result = (lj.file_name, format_local(lj.result.local_transforms)), lj.result
+    surfaces = surface_analysis(job, al, shift)
+    if surfaces is not None:
+        sections["surface_analysis"] = surfaces.as_dict()
     paths = write_outputs(job, al, out, overwrite=overwrite, sections=sections, local=local_file)
-    return FolderResult(al, paths, lo, local_result, shift)
+    return FolderResult(al, paths, lo, local_result, shift, surfaces)
 
 
-__all__ = ["AlignJob", "FolderResult", "align_job", "read_prexg", "run_align_job", "solve", "write_outputs"]
+DEFAULT_SURFACES = 2  # without an align.com: a plane per bead layer (see `surface_analysis`)
+
+
+def surface_analysis(job: AlignJob, al: Alignment, axis_z_shift_px: float) -> SurfaceAnalysis | None:
+    """IMOD's surface analysis (`reconstruction.positioning`) of the solved markers as ``fid.xyz`` holds them:
+    with an align.com, as its ``SurfacesToAnalyze`` (0 or none: no analysis, as tiltalign) and ``AngleOffset``
+    ask; without one, two surfaces (one when fewer than 6 markers are solved, none below 3).
+
+    Two by default because the thickness and the Z position of the section, which ``reconstruct --level``
+    uses, come only from two planes; on a single layer of beads the two planes are nearly one and the
+    averaged tilt change and X-axis tilt are those of the one-plane fit (printed first in the report)."""
+    from ..alignment.transforms import aligned_marker_positions
+    from ..io.table import IMOD_PIXEL_OFFSET
+    from ..reconstruction.positioning import analyse_surfaces
+
+    surfaces, offset = DEFAULT_SURFACES, 0.0
+    if job.imod_com is not None:
+        from ..io.imod_com import read_com_section
+
+        entries = read_com_section(job.imod_com)
+        try:
+            surfaces = int(float((entries.get("SurfacesToAnalyze") or ["0"])[0].split()[0]))
+            offset = float((entries.get("AngleOffset") or ["0"])[0].split()[0])
+        except (ValueError, IndexError):
+            raise UsageError(f"{job.imod_com}: SurfacesToAnalyze and AngleOffset must be numbers") from None
+        if surfaces not in (1, 2):
+            return None
+    xyz = aligned_marker_positions(al, axis_z_shift_px)[al.marker_included]
+    xyz = np.round(xyz[np.all(np.isfinite(xyz), axis=1)] + [IMOD_PIXEL_OFFSET, IMOD_PIXEL_OFFSET, 0.0], 2)
+    for n in (surfaces, 1) if job.imod_com is None else (surfaces,):
+        try:
+            return analyse_surfaces(xyz, n, angle_offset_deg=offset)
+        except ValueError:
+            continue
+    return None
+
+
+__all__ = ["DEFAULT_SURFACES", "AlignJob", "FolderResult", "align_job", "read_prexg", "run_align_job", "solve",
+           "surface_analysis", "write_outputs"]

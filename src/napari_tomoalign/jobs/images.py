@@ -132,7 +132,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         options = job.options or ReconstructOptions()
         voxel_a = pix * binning if pix else None
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
-                                     thickness=given if options.level else thickness, lowpass=job.lowpass,
+                                     thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
         return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"])
     ny, nx = rows // binning, cols // binning

@@ -79,9 +79,10 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
                    help="add, then multiply, before writing (IMOD's SCALE)")
     p.add_argument("--memory", type=parse_memory, metavar="SIZE",
                    help="memory to stay within, such as 2G (default: half of what is available)")
-    p.add_argument("--level", type=int, nargs="?", const=2, choices=(1, 2), metavar="SURFACES",
-                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default 2)"
-                        " and pick the thickness and Z shift that hold it")
+    p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
+                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
+                        " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
+                        " that hold it")
 
 
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
@@ -193,7 +194,7 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     tilts = np.asarray(saved.tilt_angles_deg, float)
     offset, shift = options.offset_deg, options.shift_px
     info: dict[str, Any] = {}
-    if options.level:
+    if options.level is not None:
         lev, info = _levelling(saved, d, options)
         offset += lev.tilt_change_deg
         x_tilt = x_tilt + lev.x_axis_tilt_deg
@@ -202,6 +203,18 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
     return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info)
+
+
+def recorded_surfaces(directory: Path) -> int | None:
+    """How many surfaces ``align`` analysed for this folder (its ``alignment.json``), or None."""
+    import json
+
+    try:
+        record = json.loads((directory / "alignment.json").read_text()).get("surface_analysis") or {}
+    except (OSError, ValueError):
+        return None
+    n = record.get("surfaces") if isinstance(record, dict) else None
+    return n if n in (1, 2) else None
 
 
 def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, dict[str, Any]]:
@@ -220,7 +233,7 @@ def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, d
         raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
     centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
     try:
-        analysis = analyse_surfaces(xyz, int(options.level or 2), angle_offset_deg=options.offset_deg)
+        analysis = analyse_surfaces(xyz, options.level or recorded_surfaces(d) or 2, angle_offset_deg=options.offset_deg)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
