@@ -10,7 +10,7 @@ the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312
 
 WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above) against the
 global WBP of the same stack in the same process, and against the local WBP with the per-voxel kernel it
-had before issue 24 (`baseline_local.backproject_local_voxels`, swapped in here). Medians of the repeats
+had before issue 24 (`local_warp.backproject_local`, the exact voxel kernel, swapped in here). Medians of the repeats
 (wall and CPU time); the NCC of the two local volumes inside an 8-pixel border. Issue 24's target: local /
 global <= 2 at binning 1.
 """
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from baseline_local import backproject_local_voxels
 
 from napari_tomoalign.alignment.full_solver import solve_full_model
 from napari_tomoalign.alignment.imod_options import settings_from_com
@@ -32,7 +31,7 @@ from napari_tomoalign.alignment.local_options import local_options_from_com
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction import wbp as wbp_module
-from napari_tomoalign.reconstruction.local_warp import local_projection
+from napari_tomoalign.reconstruction.local_warp import backproject_local, local_projection
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
@@ -86,7 +85,7 @@ class voxel_kernel:  # noqa: N801 - a context manager named for what it swaps in
         self.saved = wbp_module.sheared_views, wbp_module.backproject_local_blocks
         wbp_module.sheared_views = lambda rows_f, shear, pad: rows_f
         wbp_module.backproject_local_blocks = (
-            lambda views, shear, n_rows, n_cols, mats, grid, row0, vol: backproject_local_voxels(
+            lambda views, shear, n_rows, n_cols, mats, grid, row0, vol: backproject_local(
                 views, mats, grid, row0, vol))
 
     def __exit__(self, *exc):
