@@ -222,13 +222,13 @@ BLOCK_TOLERANCE_PX = 0.25  # the largest position error (binned pixels) allowed 
 def block_error_px(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]) -> float:
     """How far `backproject_local_blocks` samples from the exact position, at most, in a volume of ``n_z``
     sections over a binned ``size`` ``(nx, ny)``: the exact and the block's positions compared at the first
-    and last row of every block, every 8th column and the first and last section, in every view."""
+    and last row of every block, every 16th column and the last, and the first and last section, in every view."""
     nx, ny = size
     cx, cr, cz = (nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0
     shear = view_shears(mats)
     first = np.arange(0, ny, ROWS)
     mid = first + (ROWS - 1) / 2.0
-    x = np.arange(0, nx, 8, dtype=float)
+    x = np.unique(np.r_[np.arange(0, nx, 16), nx - 1]).astype(float)
     worst = 0.0
     for y, ym in ((first, mid), (np.minimum(first + ROWS - 1, ny - 1), mid)):
         for z in (0.0, n_z - 1.0):
