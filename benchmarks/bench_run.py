@@ -4,7 +4,11 @@ with the same options from the tracked markers (`align_to_folder`), then `aligne
 `reconstruct_to_file`, each reading and warping the stack again (and the alignment back from disk).
 
     python benchmarks/bench_run.py                   # 512 x 512 x 61 plastic-like series, 3 rounds
-    python benchmarks/bench_run.py --size 1024 --rounds 5
+    python benchmarks/bench_run.py --size 1024 --views 41 --rounds 3   # issue 24's figure
+
+A third variant, "pre-24", is ``run_job`` with the images step as it was before issue 24 (kept below as
+`images_before_24`: warp, then bin the aligned view, in-memory WBP, float32 ``.ali``); issue 24's target is
+new / pre-24 <= 0.65 (the tomogram is now made by ``reconstruct``'s streamed function, bin then warp).
 
 Both run in this process on the same stack, alternating, after one warm-up round; the tracking is the
 same in both and timed apart. Prints the median time after the tracking (align + images) and the whole
@@ -56,22 +60,73 @@ def new_run(stack: Path, out: Path, diameter_px: float, binning: int) -> tuple[f
     return t["track"], t["align"] + t["images"]
 
 
+def images_before_24(job, ajob, folder, diameter_px, overwrite):  # pragma: no cover - the baseline
+    """`jobs.run._images` before issue 24, kept as the baseline."""
+    from contextlib import ExitStack
+
+    from napari_tomoalign.alignment.transforms import imod_transforms
+    from napari_tomoalign.conventions import angstrom_from_nm
+    from napari_tomoalign.io.atomic import atomic_path
+    from napari_tomoalign.io.mrc import MrcStreamWriter, open_tilt_series
+    from napari_tomoalign.jobs import facts
+    from napari_tomoalign.reconstruction.warp import bin_image, warp_view
+    from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+    al, shift, b = folder.alignment, folder.axis_z_shift_px, job.binning
+    series = open_tilt_series(job.stack, find_tilts=False)
+    n, rows, cols = series.data.shape
+    thickness = job.thickness or facts.default_thickness_px((cols, rows), facts.marker_z_extent_px(al, shift))
+    ny, nx = rows // b, cols // b
+    pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
+    xf = imod_transforms(al, shift)
+    out, stem = Path(job.output_dir), job.stem
+    ali_path, rec_path = out / f"{stem}.ali", out / f"{stem}_bin{b}.rec"
+    binned = np.empty((n, ny, nx), dtype=np.float32)
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(ali_path, overwrite))
+        w = MrcStreamWriter(tmp, (n, rows, cols), np.float32, pix_a)
+        for j in range(n):
+            view = warp_view(series.data[j], xf[j])
+            w.write(view)
+            binned[j] = bin_image(view, b)
+        w.close()
+    vol = weighted_back_projection(binned, al.tilt_angles_deg, thickness=thickness // b, use_view=al.view_determined)
+    write_mrc(rec_path, vol, pix_a * b if pix_a else None, overwrite=overwrite)
+    return ali_path, rec_path, None
+
+
+def pre24_run(stack: Path, out: Path, diameter_px: float, binning: int) -> tuple[float, float]:
+    import napari_tomoalign.jobs.run as run_module
+
+    new = run_module._images
+    run_module._images = images_before_24
+    try:
+        return new_run(stack, out, diameter_px, binning)
+    finally:
+        run_module._images = new
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--views", type=int, default=61)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bin", type=int, default=2)
+    ap.add_argument("--int16", action="store_true", help="an int16 stack (counts), as a camera writes it")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_run_"))
     try:
         s = make_bead_series("plastic", size=args.size, n_views=args.views, seed=2)
         stack = work / "beads.st"
-        write_mrc(stack, s.images.astype(np.float32), 10.0 * s.pixel_size_nm)
+        img = s.images.astype(np.float32)
+        if args.int16:
+            img = np.rint(1000.0 + 300.0 * (img - img.mean()) / img.std()).astype(np.int16)
+        write_mrc(stack, img, 10.0 * s.pixel_size_nm)
         (work / "beads.rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
-        times: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+        times: dict[str, list[tuple[float, float]]] = {"old": [], "new": [], "pre24": []}
+        order = (("old", old_run), ("pre24", pre24_run), ("new", new_run))
         for r in range(args.rounds + 1):
-            for name, fn in (("old", old_run), ("new", new_run)) if r % 2 else (("new", new_run), ("old", old_run)):
+            for name, fn in order if r % 2 else order[::-1]:
                 out = work / f"{name}{r}"
                 t = fn(stack, out, s.bead_diameter_px, args.bin)
                 if r:  # round 0 warms the kernels up
@@ -87,6 +142,13 @@ def main() -> None:
         old = statistics.median(sum(t) for t in times["old"])
         new = statistics.median(sum(t) for t in times["new"])
         print(f"  {'whole run':34s} old {old:7.2f} s   new {new:7.2f} s   new/old {new / old:5.2f}")
+        for label, k in (("after tracking (align + images)", 1),):
+            pre = statistics.median(t[k] for t in times["pre24"])
+            new = statistics.median(t[k] for t in times["new"])
+            print(f"  pre-24 {label:27s} pre {pre:7.2f} s   new {new:7.2f} s   new/pre {new / pre:5.2f}")
+        pre = statistics.median(sum(t) for t in times["pre24"])
+        new = statistics.median(sum(t) for t in times["new"])
+        print(f"  pre-24 {'whole run':27s} pre {pre:7.2f} s   new {new:7.2f} s   new/pre {new / pre:5.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

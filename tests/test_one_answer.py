@@ -150,9 +150,11 @@ def test_run_gives_what_track_align_and_reconstruct_give_by_hand(beads):
     assert api.tomogram.read_bytes() == (run / "beads_bin2.rec").read_bytes()
     a = open_tilt_series(run / "beads_bin2.rec", find_tilts=False).data
     b = open_tilt_series(hand / "beads_bin2.rec", find_tilts=False).data
-    assert a.shape == b.shape  # the same default thickness
-    # run warps each view once and bins the aligned view; reconstruct bins the raw view, then warps it
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    assert a.shape == b.shape and a.dtype == b.dtype  # the same default thickness and mode
+    # one function and one order (bin the raw view, then warp it): run's tomogram is reconstruct's, to the
+    # float rounding of the two warps and the 1e-3 px by which the two alignments may differ
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
+    assert np.abs(a - b).max() < 1e-3 * np.abs(b).max()
 
 
 def test_run_with_an_align_com_solves_the_full_model_as_align_does_by_hand(beads, imod_data):

@@ -62,6 +62,8 @@ def _print_alignment(res, out: Path) -> None:
     from .report import text_report
 
     print("\n".join(text_report(res.alignment, leave_out=res.leave_out)))
+    if getattr(res, "surfaces", None) is not None:  # IMOD's surface analysis (tomogram positioning)
+        print(res.surfaces.report())
     print(f"wrote {len(res.paths)} files to {out}: {', '.join(p.name for p in res.paths)}")
 
 
@@ -141,7 +143,7 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
     warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
-                              interpolation="cubic" if args.cubic else "linear", overwrite=args.force,
+                              interpolation="cubic" if args.cubic else "linear", overwrite=args.force, mode=args.mode,
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
                                                                             args.bead_diameter_nm, args.bead_diameter_px))
     if not args.quiet:
@@ -217,6 +219,8 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
         _common(p, "an existing output file")
         if name == "aligned-stack":
             p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
+            p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
+                           help="output mode (default: the input's integer mode, as newstack; else float32)")
             p.add_argument("--erase-gold", action="store_true",
                            help="replace every bead by local background first (where the alignment puts it)")
             size = p.add_mutually_exclusive_group()

@@ -83,15 +83,17 @@ def aligned_stack_to_file(
     interpolation: str = "linear",
     overwrite: bool = False,
     erase_gold_diameter_px: float | None = None,
+    mode: str | None = None,
 ) -> ImageResult:
     """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view
     (`jobs.images.make_aligned_stack` of an `AlignedStackJob`).
 
     With ``erase_gold_diameter_px``, every bead of that diameter is first replaced by local background
     (as ``tomoalign run --erase-gold``), at the positions the alignment's model gives in every view.
+    ``mode``: the output's (``"int16"``, ``"float32"``, ...); None keeps the input's integer mode, as newstack.
     """
     job = AlignedStackJob(Path(stack_path), Path(alignment_dir), Path(output), binning, interpolation,
-                          erase_gold_diameter_px)
+                          erase_gold_diameter_px, mode)
     return make_aligned_stack(job, overwrite=overwrite)
 
 

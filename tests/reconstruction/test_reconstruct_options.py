@@ -48,7 +48,8 @@ def test_level_mode_and_sirt_like(demo_dir, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--exclude-views", "0"], "not a view of this 61-view series"),
+    (["--exclude-views", "0"], "give view numbers from 1"),
+    (["--exclude-views", "62"], "not a view of this 61-view series"),
     (["--exclude-views", "1-60,61"], "fewer than two views"),
     (["--memory", "10M"], "too little memory"),
     (["--radial", "0.9", "0.05"], "lowpass cutoff"),

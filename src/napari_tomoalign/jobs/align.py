@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..alignment.local import LocalAlignments
     from ..alignment.result import Alignment
     from ..io.markers import MarkerTable
+    from ..reconstruction.positioning import SurfaceAnalysis
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,18 @@ class AlignJob:
             raise UsageError("--imod-com takes the model from the command file: leave out the model options"
                              " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
         self.settings.check_views(len(self.tilt_angles_deg))
+
+    def fitted_markers(self) -> MarkerTable:
+        """The observations in the fit: the markers without those of ``--exclude-views`` (any model; the
+        solver leaves a view without points out and gives it its mapped values, as tiltalign's ExcludeList)."""
+        excluded = self.settings.excluded_views
+        if not excluded or self.imod_com is not None:  # an align.com's exclusions go into its settings
+            return self.markers
+        from dataclasses import replace as replaced
+
+        keep = ~np.isin(self.markers.view, excluded)
+        m = self.markers
+        return replaced(m, view=m.view[keep], marker=m.marker[keep], xy=m.xy[keep])
 
     def axis_z_shift(self, al: Alignment) -> float:
         """The axis Z shift the outputs of ``al`` are placed with (`facts.axis_z_shift_px`)."""
@@ -158,13 +171,15 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
     full model of its ``align.com`` (global only when the job solves local alignments after it)."""
     from ..alignment._threads import blas_threads_for
 
-    m = job.markers
+    m = job.fitted_markers()
     ids = np.sort(m.marker)
     n_markers = int(np.count_nonzero(np.diff(ids))) + 1 if len(ids) else 0  # (np.unique would load numpy.ma)
     # BLAS threads for the whole solve, the axis estimate included: waking a second thread for a small
     # problem's matrices costs more than the work (and far more on a busy machine).
     with blas_threads_for(5 * len(job.tilt_angles_deg), n_markers, len(m.view)), warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
+        if job.imod_com is not None and job.settings.excluded_views:
+            return _align_com_excluding(job, progress, should_stop)
         if job.imod_com is not None:
             from ..alignment.imod_align import align_markers_imod
 
@@ -178,6 +193,27 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
                              should_stop=should_stop)
 
 
+def _align_com_excluding(job: AlignJob, progress: Any, should_stop: Any) -> Alignment:
+    """An align.com's full model with ``--exclude-views`` added to the command file's ``ExcludeList`` (read
+    as tiltalign reads its own list: the same mappings, references and filled values)."""
+    from ..alignment.excluded_views import format_views
+    from ..alignment.imod_options import settings_from_com
+    from ..alignment.solver import align_markers
+    from ..io.imod_com import read_com_section
+
+    assert job.imod_com is not None
+    m, n = job.markers, len(job.tilt_angles_deg)
+    entries = dict(read_com_section(job.imod_com))
+    entries["ExcludeList"] = [",".join([*entries.get("ExcludeList", []), format_views(job.settings.excluded_views)])]
+    points = np.bincount(np.asarray(m.view, dtype=np.intp), minlength=n)[:n]
+    settings = settings_from_com(entries, np.asarray(job.tilt_angles_deg, dtype=float), points)
+    if settings.local_alignments and not job.local:
+        raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
+                         " set it to 0 to align globally")
+    return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, settings=settings,
+                         pixel_size_nm=job.pixel_size_nm, progress=progress, should_stop=should_stop, warn=False)
+
+
 @dataclass
 class FolderResult:
     """What `run_align_job` solved and wrote."""
@@ -187,6 +223,7 @@ class FolderResult:
     leave_out: object | None = None
     local: LocalAlignments | None = None  # when local alignments were solved
     axis_z_shift_px: float = 0.0
+    surfaces: SurfaceAnalysis | None = None  # IMOD's surface analysis of the markers (`surface_analysis`)
 
 
 def write_outputs(job: AlignJob, al: Alignment, directory: str | os.PathLike[str], *, overwrite: bool = False,
@@ -222,11 +259,53 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
         from ..io.imod_local import format_local
         from ..local_jobs import solve_local
 
-        lj = solve_local(al, job.markers.view, job.markers.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
+        fitted = job.fitted_markers()
+        lj = solve_local(al, fitted.view, fitted.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
         sections["local_alignments"] = lj.summary()
         local_file, local_result = (lj.file_name, format_local(lj.result.local_transforms)), lj.result
+    surfaces = surface_analysis(job, al, shift)
+    if surfaces is not None:
+        sections["surface_analysis"] = surfaces.as_dict()
     paths = write_outputs(job, al, out, overwrite=overwrite, sections=sections, local=local_file)
-    return FolderResult(al, paths, lo, local_result, shift)
+    return FolderResult(al, paths, lo, local_result, shift, surfaces)
 
 
-__all__ = ["AlignJob", "FolderResult", "align_job", "read_prexg", "run_align_job", "solve", "write_outputs"]
+DEFAULT_SURFACES = 2  # without an align.com: a plane per bead layer (see `surface_analysis`)
+
+
+def surface_analysis(job: AlignJob, al: Alignment, axis_z_shift_px: float) -> SurfaceAnalysis | None:
+    """IMOD's surface analysis (`reconstruction.positioning`) of the solved markers as ``fid.xyz`` holds them:
+    with an align.com, as its ``SurfacesToAnalyze`` (0 or none: no analysis, as tiltalign) and ``AngleOffset``
+    ask; without one, two surfaces (one when fewer than 6 markers are solved, none below 3).
+
+    Two by default because the thickness and the Z position of the section, which ``reconstruct --level``
+    uses, come only from two planes; on a single layer of beads the two planes are nearly one and the
+    averaged tilt change and X-axis tilt are those of the one-plane fit (printed first in the report)."""
+    from ..alignment.transforms import aligned_marker_positions
+    from ..io.table import IMOD_PIXEL_OFFSET
+    from ..reconstruction.positioning import analyse_surfaces
+
+    surfaces, offset = DEFAULT_SURFACES, 0.0
+    if job.imod_com is not None:
+        from ..io.imod_com import read_com_section
+
+        entries = read_com_section(job.imod_com)
+        try:
+            surfaces = int(float((entries.get("SurfacesToAnalyze") or ["0"])[0].split()[0]))
+            offset = float((entries.get("AngleOffset") or ["0"])[0].split()[0])
+        except (ValueError, IndexError):
+            raise UsageError(f"{job.imod_com}: SurfacesToAnalyze and AngleOffset must be numbers") from None
+        if surfaces not in (1, 2):
+            return None
+    xyz = aligned_marker_positions(al, axis_z_shift_px)[al.marker_included]
+    xyz = np.round(xyz[np.all(np.isfinite(xyz), axis=1)] + [IMOD_PIXEL_OFFSET, IMOD_PIXEL_OFFSET, 0.0], 2)
+    for n in (surfaces, 1) if job.imod_com is None else (surfaces,):
+        try:
+            return analyse_surfaces(xyz, n, angle_offset_deg=offset)
+        except ValueError:
+            continue
+    return None
+
+
+__all__ = ["DEFAULT_SURFACES", "AlignJob", "FolderResult", "align_job", "read_prexg", "run_align_job", "solve",
+           "surface_analysis", "write_outputs"]

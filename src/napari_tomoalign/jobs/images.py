@@ -48,6 +48,7 @@ class AlignedStackJob:
     binning: int = 1
     interpolation: str = "linear"
     erase_gold_diameter_px: float | None = None
+    mode: str | None = None  # None: the input's integer mode, else float32 (as newstack keeps it)
 
 
 def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> ImageResult:
@@ -63,15 +64,16 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
     erase = _gold_eraser(job.alignment_dir, job.erase_gold_diameter_px, series.n_views, tuple(saved.image_size))
     shape = (series.n_views, series.data.shape[1] // job.binning, series.data.shape[2] // job.binning)
     voxel = pix * job.binning if pix else None
+    mode = output_mode(series.data.dtype, job.mode)
     with atomic_path(out, overwrite) as tmp:
-        w = MrcStreamWriter(tmp, shape, np.float32, voxel)
+        w = MrcStreamWriter(tmp, shape, mode, voxel)
         try:
             for j in range(series.n_views):
                 raw = erase(j, series.data[j]) if erase else series.data[j]
                 view = warp_view(raw, saved.transforms[j], binning=job.binning, interpolation=job.interpolation,
                                  out_shape=shape[1:])
                 check_finite_view(job.stack, j, view)
-                w.write(view)
+                w.write(in_mode(view, mode))
             w.close()
         except BaseException:
             w.abort()
@@ -130,7 +132,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         options = job.options or ReconstructOptions()
         voxel_a = pix * binning if pix else None
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
-                                     thickness=given if options.level else thickness, lowpass=job.lowpass,
+                                     thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
         return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"])
     ny, nx = rows // binning, cols // binning
@@ -155,6 +157,28 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     return ImageResult(out, tuple(vol.shape), voxel, int(saved.view_determined.sum()))
 
 
+OUTPUT_MODES = ("int16", "float32", "uint16", "uint8", "int8")  # IMOD's modes 1, 2, 6, 0 (unsigned and signed)
+
+
+def output_mode(input_dtype, asked: str | None) -> np.dtype:
+    """The mode of an image derived view by view from an input (an aligned stack, as ``newstack -mode``):
+    ``asked``, else the input's own integer mode, else float32."""
+    if asked is not None:
+        if asked not in OUTPUT_MODES:
+            raise UsageError(f"--mode {asked!r}: give one of {', '.join(OUTPUT_MODES)}")
+        return np.dtype(asked)
+    d = np.dtype(input_dtype).newbyteorder("=")
+    return d if d.kind in "iu" and d.name in OUTPUT_MODES else np.dtype(np.float32)
+
+
+def in_mode(image: NDArray, dtype: np.dtype) -> NDArray:
+    """``image`` in ``dtype``: an integer mode is rounded and clipped to its range (cubic overshoot, a scale)."""
+    if dtype.kind not in "iu":
+        return image
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(image), info.min, info.max).astype(dtype)
+
+
 def check_finite_view(stack_path, j: int, view: NDArray) -> None:
     if not np.isfinite(np.sum(view, dtype=np.float64)):
         raise FileFormatError(f"{stack_path}: view {view_number(j)} holds NaN or infinite pixels; the aligned view"
@@ -173,5 +197,5 @@ def check_memory(need_bytes: int, what: str) -> None:
                          "bin more (--bin) or make it thinner (--thickness)")
 
 
-__all__ = ["AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view", "check_memory",
-           "make_aligned_stack", "make_tomogram"]
+__all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view", "check_memory",
+           "in_mode", "make_aligned_stack", "make_tomogram", "output_mode"]

@@ -59,15 +59,20 @@ class RunJob:
     patch_length: str | None = None  # "N[,OVERLAP]" views per contour
     clumps: str = "skip"  # "track": the beads of clumps of touching beads too
     dark: bool = True  # False for bright beads
+    ali_mode: str | None = None  # the aligned stack's mode (None: the input's integer mode, else float32)
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
 
         check_job_numbers(binning=self.binning, thickness=self.thickness, pixel_size_nm=self.pixel_size_nm)
+        if self.ali_mode is not None:
+            from .images import output_mode
+
+            output_mode(np.float32, self.ali_mode)  # a bad mode is refused before the work
         if self.patches and self.erase_gold:
             raise UsageError("--erase-gold needs gold: with --patches there are no beads to erase")
         if self.imod_com is not None and self.settings is not None and set(self.settings.given) - {
-                "tilt_axis", "axis_z_shift"}:
+                "tilt_axis", "axis_z_shift", "exclude_views"}:
             raise UsageError("--imod-com takes the model from the command file: leave out the model options (the"
                              " tilt axis only guides the tracking)")
 
@@ -183,64 +188,77 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     ajob = AlignJob(table, tilts, table.image_size, settings, tracked.pixel_size_nm, job.imod_com,
                     local=wants_local(job.imod_com), stem=job.stem, inputs=inputs)
     ajob.check()
-    same = job.imod_com is None and settings.options == run_options(job.tilt_axis_deg())
+    same = job.imod_com is None and settings.options == run_options(job.tilt_axis_deg()) and not (
+        settings.excluded_views)
     al = replace(result.alignment, pixel_size_nm=tracked.pixel_size_nm) if same else None
     return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
 
 
 def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool
             ) -> tuple[Path, Path, Path | None]:
-    """One pass over the stack: each view read once, erased (if asked), warped once into the aligned stack
-    and binned for the back-projection; then the tomogram."""
-    from ..alignment.transforms import imod_transforms
+    """One pass over the stack: each view read once, erased (if asked), warped into the aligned stack (in the
+    input's integer mode unless ``ali_mode`` says otherwise) and, binned then warped as ``reconstruct`` makes
+    it, kept for the back-projection; then the tomogram, streamed by ``reconstruct``'s own function
+    (`reconstruction.reconstruct_job.reconstruct_alignment`) from the folder just written, so that it is
+    ``reconstruct``'s tomogram of the same folder."""
     from ..conventions import angstrom_from_nm
+    from ..io.alignment import read_alignment_dir
     from ..io.atomic import atomic_path
     from ..io.mrc import MrcStreamWriter, open_tilt_series, write_mrc
     from ..reconstruction.erase import GoldEraser
-    from ..reconstruction.warp import bin_image, warp_view
-    from ..reconstruction.wbp import weighted_back_projection
+    from ..reconstruction.warp import warp_view
     from . import facts
-    from .images import check_finite_view, check_memory
+    from .images import check_finite_view, check_memory, in_mode, output_mode
 
-    al, shift, b = folder.alignment, folder.axis_z_shift_px, job.binning
+    b, folder_dir = job.binning, Path(folder.paths[0]).parent
+    saved = read_alignment_dir(folder_dir)
     series = open_tilt_series(job.stack, find_tilts=False)
     n, rows, cols = series.data.shape
-    thickness = job.thickness or facts.default_thickness_px((cols, rows), facts.marker_z_extent_px(al, shift))
+    thickness = job.thickness or facts.default_thickness_px((cols, rows), saved.marker_z_extent_px)
     if thickness < b:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {b})")
     ny, nx = rows // b, cols // b
     check_memory(4 * nx * ny * (2 * n + thickness // b), "the reconstruction")
     pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
-    xf = imod_transforms(al, shift)
-    erase = GoldEraser.from_alignment(al, diameter_px) if job.erase_gold else None
+    erase = GoldEraser.from_alignment(folder.alignment, diameter_px) if job.erase_gold else None
     out, stem = Path(job.output_dir), job.stem
     ali_path, rec_path = out / f"{stem}.ali", out / f"{stem}_bin{b}.rec"
     erased_path = out / f"{stem}_erased.mrc" if erase is not None else None
+    modes = (output_mode(series.data.dtype, job.ali_mode), output_mode(series.data.dtype, None))
     binned = np.empty((n, ny, nx), dtype=np.float32)
     with ExitStack() as stack:
         writers = []
-        for path in (ali_path, erased_path):
+        for path, mode in zip((ali_path, erased_path), modes):
             if path is not None:
                 tmp = stack.enter_context(atomic_path(path, overwrite))
-                w = MrcStreamWriter(tmp, (n, rows, cols), np.float32, pix_a)
+                w = MrcStreamWriter(tmp, (n, rows, cols), mode, pix_a)
                 stack.callback(w.abort)  # a no-op once closed
                 writers.append(w)
         for j in range(n):
             raw = series.data[j]
             if erase is not None:
                 raw = erase(j, raw)
-                writers[1].write(raw)
-            view = warp_view(raw, xf[j])
+                writers[1].write(in_mode(raw, modes[1]))
+            view = warp_view(raw, saved.transforms[j])
             check_finite_view(job.stack, j, view)
-            writers[0].write(view)
-            binned[j] = bin_image(view, b)
+            writers[0].write(in_mode(view, modes[0]))
+            warp_view(raw, saved.transforms[j], binning=b, out=binned[j])
         for w in writers:
             w.close()
-    lp = _local_projection(ajob, folder, (nx, ny), pix_a, b)
-    vol = weighted_back_projection(binned, al.tilt_angles_deg, thickness=thickness // b, use_view=al.view_determined,
-                                   local=lp)
-    del binned
-    write_mrc(rec_path, vol, pix_a * b if pix_a else None, overwrite=overwrite)
+    voxel_a = pix_a * b if pix_a else None
+    if folder.local is None:
+        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
+
+        reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=thickness, lowpass=None,
+                              options=ReconstructOptions(), voxel_angstrom=voxel_a, overwrite=overwrite,
+                              aligned=binned)
+    else:  # local alignments: the in-memory path, as reconstruct --local
+        from ..reconstruction.wbp import weighted_back_projection
+
+        lp = _local_projection(ajob, folder, (nx, ny), pix_a, b)
+        vol = weighted_back_projection(binned, saved.tilt_angles_deg, thickness=thickness // b,
+                                       use_view=saved.view_determined, local=lp)
+        write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
     return ali_path, rec_path, erased_path
 
 

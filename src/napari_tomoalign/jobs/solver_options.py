@@ -46,6 +46,21 @@ def yes_no(v: Any) -> bool:
     raise ValueError(f"{v!r} is not a yes/no value")
 
 
+def view_numbers(text: Any) -> tuple[int, ...]:
+    """View numbers from 1 of an IMOD list with ranges (``"1-3,7,60-61"``), sorted, each once."""
+    import re
+
+    out: set[int] = set()
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or int(m.group(1)) < 1 or int(m.group(2) or m.group(1)) < int(m.group(1)):
+            raise ValueError("give view numbers from 1 and ranges, such as 1-3,7")
+        out.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    return tuple(sorted(out))
+
+
 def _variable(v: Any) -> VariableOption:
     return v if isinstance(v, VariableOption) else VariableOption.parse(str(v).strip())
 
@@ -89,6 +104,8 @@ SOLVER_OPTIONS: tuple[SolverOption, ...] = (
     SolverOption("robust_scale", "K", f"scale of Tukey's constant 4.685 (default {DEFAULTS.robust_scale}; larger"
                  " flags fewer)", _number),
     SolverOption("robust_tracks", "", "weight whole marker tracks, not single points (implies --robust)", yes_no),
+    SolverOption("exclude_views", "LIST", "views to leave out of the fit, numbered from 1 as IMOD's ExcludeList"
+                 " (1-3,60); any model, with --imod-com added to the file's", view_numbers),
     SolverOption("axis_z_shift", "PX", "move the tilt axis in Z from the marker centroid, in pixels (IMOD's"
                  " AxisZShift; default 0, or the --imod-com file's)", _number),
 )
@@ -103,17 +120,25 @@ class SolverSettings:
     options: AlignmentOptions
     axis_z_shift_px: float | None = None
     given: tuple[str, ...] = ()
+    excluded_views: tuple[int, ...] = ()  # 0-based views left out of the fit (any model)
 
     @property
     def any_model_option(self) -> bool:
-        """Whether an option of the model was given (the axis Z shift places the frame: it is not one)."""
-        return bool(set(self.given) - {"axis_z_shift"})
+        """Whether an option of the model was given (the axis Z shift places the frame and excluded views
+        leave data out: neither is one)."""
+        return bool(set(self.given) - {"axis_z_shift", "exclude_views"})
 
     def check_views(self, n_views: int) -> None:
-        """A `UsageError` when the reference view is not a view of an ``n_views``-view series."""
+        """A `UsageError` when the reference view or an excluded view is not a view of an ``n_views``-view
+        series, or when fewer than two views are left."""
         ref = self.options.reference_view
         if ref is not None:
             view_index(view_number(ref), n_views, what="--reference-view")
+        for v in self.excluded_views:
+            view_index(view_number(v), n_views, what="--exclude-views")
+        if n_views - len(self.excluded_views) < 2:
+            raise UsageError(f"--exclude-views leaves {n_views - len(self.excluded_views)} of {n_views} views;"
+                             " at least two must stay in the fit")
 
 
 def _given(v: Any) -> bool:
@@ -154,10 +179,12 @@ def solver_settings(values: Mapping[str, Any], *, base: AlignmentOptions = DEFAU
     if got.get("robust_tracks"):
         kw["robust_tracks"] = kw["robust"] = True
     options = replace(base, **kw)
-    return SolverSettings(options, got.get("axis_z_shift"), tuple(got))
+    excluded = tuple(v - 1 for v in got.get("exclude_views", ()))
+    return SolverSettings(options, got.get("axis_z_shift"), tuple(got), excluded)
 
 
-def option_values(options: AlignmentOptions, axis_z_shift_px: float | None = None) -> dict[str, Any]:
+def option_values(options: AlignmentOptions, axis_z_shift_px: float | None = None,
+                  excluded_views: tuple[int, ...] = ()) -> dict[str, Any]:
     """The option values (by name, views numbered from 1) that `solver_settings` turns back into
     ``options``: the dock shows them, and ``alignment.json`` could record them."""
     return {
@@ -166,6 +193,7 @@ def option_values(options: AlignmentOptions, axis_z_shift_px: float | None = Non
         "reference_view": None if options.reference_view is None else view_number(options.reference_view),
         "no_initial_stage": not options.initial_stage, "max_iterations": options.max_iterations,
         "robust": options.robust, "robust_scale": options.robust_scale, "robust_tracks": options.robust_tracks,
+        "exclude_views": ",".join(str(view_number(v)) for v in excluded_views) or None,
         "axis_z_shift": axis_z_shift_px,
     }
 
@@ -187,4 +215,4 @@ def settings_from_args(args: argparse.Namespace, *, dest_prefix: str = "") -> So
 
 
 __all__ = ["OPTION_NAMES", "SOLVER_OPTIONS", "SolverOption", "SolverSettings", "add_solver_arguments",
-           "option_values", "settings_from_args", "solver_settings", "yes_no"]
+           "option_values", "settings_from_args", "solver_settings", "view_numbers", "yes_no"]

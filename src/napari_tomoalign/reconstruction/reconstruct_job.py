@@ -50,19 +50,16 @@ def parse_memory(text: str) -> int:
 
 
 def parse_view_list(text: str, n_views: int) -> list[int]:
-    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``)."""
+    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``; `jobs.solver_options.view_numbers`,
+    the one reader of such lists)."""
     from ..conventions import view_index
+    from ..jobs.solver_options import view_numbers
 
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ValueError(f"--exclude-views {text!r}: give view numbers from 1 and ranges, such as 1-3,7")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        out += [view_index(k, n_views, what="excluded view") for k in range(lo, hi + 1)]
-    return sorted(set(out))
+    try:
+        numbers = view_numbers(text)
+    except ValueError as exc:
+        raise ValueError(f"--exclude-views {text!r}: {exc}") from None
+    return [view_index(k, n_views, what="excluded view") for k in numbers]
 
 
 def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
@@ -82,9 +79,10 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
                    help="add, then multiply, before writing (IMOD's SCALE)")
     p.add_argument("--memory", type=parse_memory, metavar="SIZE",
                    help="memory to stay within, such as 2G (default: half of what is available)")
-    p.add_argument("--level", type=int, nargs="?", const=2, choices=(1, 2), metavar="SURFACES",
-                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default 2)"
-                        " and pick the thickness and Z shift that hold it")
+    p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
+                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
+                        " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
+                        " that hold it")
 
 
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
@@ -117,8 +115,14 @@ def _one(directory: Path, pattern: str) -> Path | None:
 
 def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignment_dir: str | os.PathLike[str],
                           out: Path, *, binning: int, thickness: int | None, lowpass: float | None,
-                          options: ReconstructOptions, voxel_angstrom: float | None, overwrite: bool) -> dict:
+                          options: ReconstructOptions, voxel_angstrom: float | None, overwrite: bool,
+                          aligned: Any = None) -> dict:
     """The streamed WBP of a raw stack with a saved alignment (`io.alignment.SavedAlignment`), into ``out``.
+
+    ``aligned``: the stack's views already aligned and binned by ``binning``, as `warp.warp_view` makes them
+    from the raw view (``run`` makes them in its one pass over the stack); otherwise each slab's rows are
+    warped from the raw stack (`stream.WarpedRows`, the same warp). Either way one geometry and one order
+    (bin the raw view, then warp it), so ``run``'s tomogram is ``reconstruct``'s on the same folder.
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
     ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`) and the levelling.
@@ -126,11 +130,54 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     import numpy as np
 
     from ..errors import UsageError
-    from .positioning import analyse_surfaces, level_parameters
-    from .stream import RawStack, WarpedRows, reconstruct_streamed
+    from .stream import AlignedRows, RawStack, WarpedRows, reconstruct_streamed
+
+    raw = RawStack(stack_path)
+    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options)
+    mode = options.mode or ("int16" if raw.dtype.kind in "iu" else "float32")
+    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
+    views = plan.views
+    source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning) if aligned is None else \
+        AlignedRows(aligned, views, binning, binned=True)
+    try:
+        res = reconstruct_streamed(
+            source, plan.tilts, out, thickness=plan.thickness, memory_bytes=options.memory_bytes, output_dtype=mode,
+            scale=options.scale, voxel_size_angstrom=voxel_angstrom,
+            weighting="sirt-like" if options.sirt_like else "ramp", sirt_iterations=options.sirt_like or 10,
+            radial=radial, x_tilt_deg=plan.x_tilt, z_factors=plan.z_factors, tilt_offset_deg=plan.offset_deg,
+            shift_px=plan.shift_px, overwrite=overwrite)
+    except ValueError as exc:  # options out of range, too little memory: the user's to fix
+        raise UsageError(str(exc)) from None
+    info = dict(plan.info)
+    info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
+                clipped=res.clipped, z_factors=plan.z_factors is not None)
+    return info
+
+
+@dataclass(frozen=True)
+class TomogramPlan:
+    """The geometry of a tomogram from a saved alignment and the options: the views used, their tilts,
+    X-axis tilts and Z factors, the tilt offset and the shift (unbinned pixels), the thickness, and with
+    ``--level`` what the surface analysis found (``info``)."""
+
+    views: Any
+    tilts: Any
+    x_tilt: Any
+    z_factors: Any
+    offset_deg: float
+    shift_px: tuple[float, float]
+    thickness: int
+    info: dict[str, Any]
+
+
+def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thickness: int | None,
+                  options: ReconstructOptions) -> TomogramPlan:
+    """The `TomogramPlan` of a saved alignment folder with ``reconstruct``'s options (module docstring)."""
+    import numpy as np
+
+    from ..errors import UsageError
 
     d = Path(alignment_dir)
-    raw = RawStack(stack_path)
     n = len(saved.transforms)
     use = np.asarray(saved.view_determined, bool).copy()
     if options.exclude_views:
@@ -147,41 +194,50 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     tilts = np.asarray(saved.tilt_angles_deg, float)
     offset, shift = options.offset_deg, options.shift_px
     info: dict[str, Any] = {}
-    if options.level:
-        xyz_path = _one(d, "*fid.xyz")
-        if xyz_path is None:
-            raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
-        try:
-            xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
-        except (ValueError, IndexError):
-            raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
-        centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
-        try:
-            analysis = analyse_surfaces(xyz, options.level, angle_offset_deg=options.offset_deg)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
+    if options.level is not None:
+        lev, info = _levelling(saved, d, options)
         offset += lev.tilt_change_deg
         x_tilt = x_tilt + lev.x_axis_tilt_deg
         thickness = thickness if thickness is not None else lev.thickness_px
         shift = shift if shift is not None else (0.0, lev.z_shift_px)
-        info["surface_analysis"] = analysis.as_dict()
-        info["levelling"] = {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
-                             "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
-    mode = options.mode or ("int16" if raw.dtype.kind in "iu" else "float32")
-    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
-    source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning)
+    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info)
+
+
+def recorded_surfaces(directory: Path) -> int | None:
+    """How many surfaces ``align`` analysed for this folder (its ``alignment.json``), or None."""
+    import json
+
     try:
-        res = reconstruct_streamed(
-            source, tilts[views], out, thickness=thickness, memory_bytes=options.memory_bytes, output_dtype=mode,
-            scale=options.scale, voxel_size_angstrom=voxel_angstrom,
-            weighting="sirt-like" if options.sirt_like else "ramp", sirt_iterations=options.sirt_like or 10,
-            radial=radial, x_tilt_deg=x_tilt[views], z_factors=zf, tilt_offset_deg=offset,
-            shift_px=shift or (0.0, 0.0), overwrite=overwrite)
-    except ValueError as exc:  # options out of range, too little memory: the user's to fix
+        record = json.loads((directory / "alignment.json").read_text()).get("surface_analysis") or {}
+    except (OSError, ValueError):
+        return None
+    n = record.get("surfaces") if isinstance(record, dict) else None
+    return n if n in (1, 2) else None
+
+
+def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, dict[str, Any]]:
+    """``--level``: the surface analysis of the folder's ``fid.xyz`` and what levels the section."""
+    import numpy as np
+
+    from ..errors import UsageError
+    from .positioning import analyse_surfaces, level_parameters
+
+    xyz_path = _one(d, "*fid.xyz")
+    if xyz_path is None:
+        raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
+    try:
+        xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
+    except (ValueError, IndexError):
+        raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
+    centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
+    try:
+        analysis = analyse_surfaces(xyz, options.level or recorded_surfaces(d) or 2, angle_offset_deg=options.offset_deg)
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
-    info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
-                clipped=res.clipped, z_factors=zfac_path is not None)
-    return info
+    lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
+    info = {"surface_analysis": analysis.as_dict(),
+            "levelling": {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
+                          "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}}
+    return lev, info

@@ -102,16 +102,21 @@ class WarpedRows:
 
 @dataclass
 class AlignedRows:
-    """Rows of aligned views already made (in memory, or a memory-mapped ``.ali``), binned on demand."""
+    """Rows of aligned views already made (in memory, or a memory-mapped ``.ali``), binned on demand; with
+    ``binned``, the views are binned by ``binning`` already (as `warp.warp_view` makes them from raw views)."""
 
     aligned: NDArray
     views: NDArray[np.intp]
     binning: int = 1
+    binned: bool = False
 
     def __post_init__(self) -> None:
-        self.shape = (self.aligned.shape[1] // self.binning, self.aligned.shape[2] // self.binning)
+        b = 1 if self.binned else self.binning
+        self.shape = (self.aligned.shape[1] // b, self.aligned.shape[2] // b)
 
     def rows(self, first: int, stop: int) -> NDArray[np.float32]:
+        if self.binned:
+            return np.ascontiguousarray(self.aligned[self.views, first:stop], dtype=np.float32)
         b = self.binning
         out = np.empty((self.views.size, stop - first, self.shape[1]), dtype=np.float32)
         for k, j in enumerate(self.views):

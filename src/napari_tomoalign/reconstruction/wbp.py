@@ -37,7 +37,17 @@ from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
 from .bp_kernels import BLOCK, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
-from .local_warp import LocalProjection, backproject_local, kernel_arguments
+from .local_warp import (
+    BLOCK_TOLERANCE_PX,
+    PAD,
+    LocalProjection,
+    backproject_local,
+    backproject_local_blocks,
+    block_error_px,
+    kernel_arguments,
+    sheared_views,
+    view_shears,
+)
 from .warp import bin_image
 
 WEIGHTINGS = ("ramp", "sirt-like")
@@ -193,7 +203,11 @@ def weighted_back_projection(
         _filter_views(aligned, views, binning, (0, n_y), n_pad, filt.astype(np.complex64), weights, store,
                       progress, should_stop)
         mats, grid = kernel_arguments(local.subset(views), binning)
-        backproject_local(rows_f, mats, grid, y0, vol)
+        if block_error_px(mats, grid, n_z, (n_x, n_y)) <= BLOCK_TOLERANCE_PX:  # blocks of rows, as the global WBP
+            shear = view_shears(mats)
+            backproject_local_blocks(sheared_views(rows_f, shear, PAD), shear, n_y, n_x, mats, grid, y0, vol)
+        else:  # patches too different for blocks of rows: voxel by voxel
+            backproject_local(rows_f, mats, grid, y0, vol)
         return vol
     coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
                                    z_factors=z_factors, shift_px=shift_px)[views]

@@ -57,6 +57,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels")
     p.add_argument("--erase-gold", action="store_true",
                    help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
+    p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
+                   help="mode of the aligned stack (default: the input's integer mode, as newstack; else float32)")
     p.add_argument("--imod-com", metavar="FILE",
                    help="align the tracked markers with IMOD's full model and the tiltalign options of this align.com"
                         " (and its local alignments with LocalAlignments 1), as etomo's alignment step")
@@ -148,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
                  imod_com=Path(args.imod_com) if args.imod_com else None, n_beads=args.beads, binning=binning,
                  thickness=args.thickness, erase_gold=args.erase_gold, patches=wants_patches(args),
                  patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
-                 clumps=args.clumps, dark=args.polarity == "dark")
+                 clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode)
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)
