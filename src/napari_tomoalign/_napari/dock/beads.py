@@ -66,7 +66,8 @@ def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progres
 
 def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_deg: float | None, seed_view: int,
               seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable,
-              pixel_size_nm: float | None = None) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
+              pixel_size_nm: float | None = None, clumps: str = "skip"
+              ) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
     """The worker's Track: `track_beads` with the dock's progress and Cancel, and the command line's hint when
     the beads measure another size than the one given; expected failures as values."""
     from ...tracking.jobs import diameter_hint
@@ -74,7 +75,8 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
 
     try:
         result = track_beads(stack, tilts, diameter_px, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
-                             seeds_xy=seeds_xy, threads=threads, progress=progress, should_stop=should_stop)
+                             seeds_xy=seeds_xy, clumps=clumps, threads=threads, progress=progress,
+                             should_stop=should_stop)
         hint = diameter_hint(np.asarray(stack[result.seed_view]), result, diameter_px, pixel_size_nm)
         return (result, dock_hint(hint)), None
     except (Cancelled, AlignmentError, ValueError) as exc:
@@ -120,7 +122,8 @@ class BeadSection:
                             tooltip="the view to find beads on and track from, numbered from 1 as in 3dmod "
                                     "(default: the one nearest 0 deg)")
         self.with_clumps = CheckBox(text="track clumps too", value=False,
-                                    tooltip="also track the candidates drawn as squares (clustered or elongated)")
+                                    tooltip="also track the candidates drawn as squares (clustered or elongated); "
+                                            "as --clumps track on the command line")
         self.info = text_label("choose a tilt series")
         self.find_button = button("Find beads", "show the beads of the chosen view as rings you can edit")
         self.runner = Runner(status, "Track", "track the rings' beads (or, with none, the beads found) through "
@@ -290,7 +293,8 @@ class BeadSection:
                           f"{view_number(view)}")
         axis = None if self._options.axis_mode.value == "estimate" else float(self._options.axis_angle.value)
         return {"stack": image.data, "tilts": np.asarray(tilts, dtype=float), "diameter_px": d,
-                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0]}
+                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0],
+                "clumps": "track" if self.with_clumps.value else "skip"}  # as `tomoalign track --clumps`
 
     def track(self) -> Any:
         """Start tracking in the worker; input problems are reported and nothing changes."""
