@@ -218,6 +218,12 @@ def bench_actions(viewer, app, widget) -> dict[str, float]:
     """The longest stall of every action of the dock on the sample, as a user goes."""
     idle = lambda: not widget.busy  # noqa: E731
     out = {"nothing (the machine's own)": stall_of(app, lambda: None, lambda: True, settle=1.0)}
+    # napari's own floor: one redraw of the canvas (the camera moved by a pixel), and one step of the view slider.
+    camera = viewer.scene.camera
+    out["napari: one redraw"] = stall_of(app, lambda: setattr(camera, "center", tuple(np.add(camera.center, 1.0))),
+                                        lambda: True)
+    out["napari: one view step"] = stall_of(app, lambda: viewer.dims.set_point(0, viewer.dims.point[0] + 1),
+                                           lambda: True)
     widget.beads.diameter_nm.value = 9.0
     out["Find beads"] = stall_of(app, widget.beads.find, idle)
     out["Track"] = stall_of(app, widget.beads.track, idle)

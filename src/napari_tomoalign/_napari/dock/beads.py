@@ -217,7 +217,7 @@ class BeadSection:
 
     def _candidate_steps(self, cands: BeadCandidates, image: Any, view: int) -> list[Callable[[], None]]:
         """Showing the candidates in short steps (one per turn of the event loop when run by the runner):
-        the layer, then the view, then the selection and the legend."""
+        the layer (hidden), the view, showing it, then the selection and the legend."""
         data, clump = candidate_points(cands, view)
         strength = np.asarray(cands.strength, dtype=float)[np.asarray(cands.above, dtype=bool)]
         attrs = {"size": RING_OVER_BEAD * cands.bead_diameter_px, "symbol": np.where(clump, "square", "disc"),
@@ -237,6 +237,9 @@ class BeadSection:
         def reveal() -> None:
             assert self.candidates is not None
             self.candidates.visible = True
+
+        def tell() -> None:
+            assert self.candidates is not None
             self._viewer.layers.selection.active = self.candidates
             tilts = self._tilts()
             tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
@@ -244,12 +247,13 @@ class BeadSection:
             self._status(f"{len(data)} bead candidates in view {view_number(view)} ({int(clump.sum())} clumps); edit the "
                          "rings, then Track")
 
-        return [place, go_to_view, reveal]
+        return [place, go_to_view, reveal, tell]
 
     def _candidates_layer(self, name: str, data: np.ndarray, features: dict, attrs: dict) -> None:
         """Update the candidates layer in place, or make it: napari takes 0.1-0.2 s to add or remove a layer."""
-        layer = self.candidates
-        if layer is not None and layer in self._viewer.layers:
+        layer = self.candidates  # hidden while it changes, shown in a turn of its own: napari redraws a visible
+        if layer is not None and layer in self._viewer.layers:  # layer once per property set
+            layer.visible = False
             layer.data = data
             layer.features = features
             for key, value in attrs.items():
@@ -257,7 +261,7 @@ class BeadSection:
             layer.name = name
             return
         layer = Points(data, name=name, face_color="transparent", border_width=RING_BORDER, features=features,
-                       feature_defaults={"strength": np.nan, "clump": False}, **attrs)
+                       feature_defaults={"strength": np.nan, "clump": False}, visible=False, **attrs)
         layer.current_border_color = rgba_hex(ADDED_RGBA)
         layer.current_face_color = "transparent"
         self._viewer.layers.append(layer)
@@ -318,11 +322,12 @@ class BeadSection:
     def add_markers_layer(self, result: TrackingResult, image: Any) -> Points:
         """A new markers layer (never one the user edited) with the tracked points, chosen for Align; all at
         once (the runner shows a Track's result in steps)."""
-        for step in self._tracked_steps(result, image):
-            step()
+        steps = self._tracked_steps(result, image)
+        while steps:
+            steps[0:1] = steps[0]() or []
         return self._inputs.markers.value
 
-    def _tracked_steps(self, result: TrackingResult, image: Any) -> list[Callable[[], None]]:
+    def _tracked_steps(self, result: TrackingResult, image: Any) -> list[Callable[[], Any]]:
         """Showing a Track's result in short steps: the markers layer, choosing it, the predicted rings,
         then the legend, the status and the selection."""
         data, ids, check = tracked_points(result)
@@ -335,22 +340,28 @@ class BeadSection:
                               "tilt_source": image.metadata.get("tilt_source")}
         made: list[Points] = []
 
-        def add() -> None:
-            made.append(Points(data, **kwargs))
-            if self.candidates is not None and self.candidates in self._viewer.layers:
-                self.candidates.visible = False
+        def add() -> None:  # hidden: napari slices and draws it when shown, in a turn of its own
+            made.append(Points(data, **kwargs, visible=False))
             self._viewer.layers.append(made[0])
 
         def choose() -> None:
             self._inputs.markers.reset_choices()
             self._inputs.markers.value = made[0]  # the panel now watches it
             self._panel.flagged = set()
-            self._panel.refresh()
             self._runs.tracked(made[0], image, result.alignment, tracking_visits(result))
 
-        def overlay() -> None:
-            if result.alignment is not None:  # rings marked '?' where the model puts a bead it did not track
-                self._results.overlay_predictions(result.alignment, image, made[0])
+        def colour() -> None:
+            self._panel.refresh()  # while still hidden: each property set would redraw it
+
+        def show() -> None:
+            if self.candidates is not None and self.candidates in self._viewer.layers:
+                self.candidates.visible = False
+            made[0].visible = True
+
+        def overlay() -> list:
+            if result.alignment is None:
+                return []  # else rings marked '?' where the model puts a bead it did not track
+            return self._results.overlay_predictions(result.alignment, image, made[0])
 
         def tell() -> None:
             self._viewer.layers.selection.active = made[0]
@@ -362,7 +373,7 @@ class BeadSection:
             for w in result.warnings:
                 show_info(w)
 
-        return [add, choose, overlay, tell]
+        return [add, choose, colour, show, overlay, tell]
 
     # ------------------------------------------------------------------ failures
     def _refuse(self, exc: Exception) -> None:

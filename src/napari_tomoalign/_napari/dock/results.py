@@ -54,6 +54,13 @@ class ResultLayers:
         self._pending.append(layer)
         return layer
 
+    def _hide_while_changed(self, layer: Any) -> None:
+        """Hide ``layer`` while its properties change and show it again in `reveal`: napari re-slices and
+        redraws a visible layer once per property set, a hidden one not at all."""
+        _show(layer, False)
+        if layer not in self._pending:
+            self._pending.append(layer)
+
     def _frame(self) -> dict[str, tuple[float, ...]]:
         return frame_of(self.image if self.image is not None else self.markers)
 
@@ -80,6 +87,7 @@ class ResultLayers:
                 "tilt_source": f"solved by '{result.name}'", "pixel_size_nm": result.alignment.pixel_size_nm}
         layer = self._layer(ALIGNED)
         if layer is not None:
+            self._hide_while_changed(layer)
             layer.data, layer.contrast_limits, layer.metadata = data, (lo, hi), meta
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             return
@@ -104,6 +112,7 @@ class ResultLayers:
             self._viewer.layers.remove(ly)
         layer = self._layer(name)
         if layer is not None:
+            self._hide_while_changed(layer)
             layer.data, layer.edge_color = vectors, colours
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             return
@@ -119,12 +128,12 @@ class ResultLayers:
         points, ids = predicted_gap_points(al)
         self._points(PREDICTED, points, ids, symbol="ring", size=self._ring_size() + 2, text="{marker}?")
 
-    def overlay_predictions(self, alignment: Alignment, image: Any, markers: Any) -> None:
-        """After Track: rings where tracking's model puts a bead in views it was not tracked in."""
+    def overlay_predictions(self, alignment: Alignment, image: Any, markers: Any) -> list:
+        """After Track: rings where tracking's model puts a bead in views it was not tracked in; returns the
+        steps that show them (`Runner.run_steps`; run them at once where there is no runner)."""
         self.image, self.markers, self._pending = image, markers, []
         self.show_predicted_markers(alignment)
-        while self._pending:
-            self.reveal()
+        return [self.reveal]
 
     def _ring_size(self) -> float:
         """The markers' ring size (tracked layers are sized to their beads), 12 without markers."""
@@ -137,6 +146,7 @@ class ResultLayers:
         ink = self._ink(name, points, colours, size) if len(ids) else "white"
         layer = self._layer(name)
         if layer is not None:
+            self._hide_while_changed(layer)
             layer.data, layer.features = points, {"marker": ids}
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             if len(ids):
@@ -171,7 +181,7 @@ class ResultLayers:
             self.show_frame()
             return []
         layer = self._pending.pop(0)
-        layer.visible = self._in_frame(layer)
+        _show(layer, self._in_frame(layer))
         return [self.reveal]
 
     def _in_frame(self, layer: Any) -> bool:
@@ -187,7 +197,13 @@ class ResultLayers:
         for layer in self._viewer.layers:
             role = layer.metadata.get(ROLE)
             if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):
-                layer.visible = self._in_frame(layer)
+                _show(layer, self._in_frame(layer))
         for layer in (self.image, self.markers):
             if layer is not None and layer in self._viewer.layers:
-                layer.visible = not aligned
+                _show(layer, not aligned)
+
+
+def _show(layer: Any, visible: bool) -> None:
+    """Show or hide ``layer``; napari re-slices and redraws a layer even when told what it already is."""
+    if layer.visible != visible:
+        layer.visible = visible
