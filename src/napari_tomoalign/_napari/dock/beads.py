@@ -251,9 +251,8 @@ class BeadSection:
 
     def _candidates_layer(self, name: str, data: np.ndarray, features: dict, attrs: dict) -> None:
         """Update the candidates layer in place, or make it: napari takes 0.1-0.2 s to add or remove a layer."""
-        layer = self.candidates  # hidden while it changes, shown in a turn of its own: napari redraws a visible
-        if layer is not None and layer in self._viewer.layers:  # layer once per property set
-            layer.visible = False
+        layer = self.candidates  # (not hidden while it changes: napari 0.9 then indexes its new colours with the
+        if layer is not None and layer in self._viewer.layers:  # old slice's points, IndexError)
             layer.data = data
             layer.features = features
             for key, value in attrs.items():

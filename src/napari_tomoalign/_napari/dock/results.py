@@ -54,13 +54,6 @@ class ResultLayers:
         self._pending.append(layer)
         return layer
 
-    def _hide_while_changed(self, layer: Any) -> None:
-        """Hide ``layer`` while its properties change and show it again in `reveal`: napari re-slices and
-        redraws a visible layer once per property set, a hidden one not at all."""
-        _show(layer, False)
-        if layer not in self._pending:
-            self._pending.append(layer)
-
     def _frame(self) -> dict[str, tuple[float, ...]]:
         return frame_of(self.image if self.image is not None else self.markers)
 
@@ -87,7 +80,6 @@ class ResultLayers:
                 "tilt_source": f"solved by '{result.name}'", "pixel_size_nm": result.alignment.pixel_size_nm}
         layer = self._layer(ALIGNED)
         if layer is not None:
-            self._hide_while_changed(layer)
             layer.data, layer.contrast_limits, layer.metadata = data, (lo, hi), meta
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             return
@@ -112,7 +104,6 @@ class ResultLayers:
             self._viewer.layers.remove(ly)
         layer = self._layer(name)
         if layer is not None:
-            self._hide_while_changed(layer)
             layer.data, layer.edge_color = vectors, colours
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             return
@@ -146,7 +137,6 @@ class ResultLayers:
         ink = self._ink(name, points, colours, size) if len(ids) else "white"
         layer = self._layer(name)
         if layer is not None:
-            self._hide_while_changed(layer)
             layer.data, layer.features = points, {"marker": ids}
             layer.scale, layer.translate = self._frame()["scale"], self._frame()["translate"]
             if len(ids):
