@@ -26,7 +26,7 @@ with ``--bead-nm`` gold; ``--zoom`` zooms onto the first point to check (1: the 
 With ``--session``: the sample aligned, then four pictures named after ``out`` (``docs/session-1280.png`` gives
 ``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``): the dock after Align
 (results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
-view, and the comparison of two alignments.
+view, and the comparison of two alignments (zoomed x2).
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/session-1280.png \\
         --size 1280x800 --session
@@ -141,6 +141,9 @@ def session(viewer, widget, out: str) -> None:
     wait(widget.comparison.compare())
     while len(widget.tomograms.shown) < 2:
         pump(0.05)
+    from napari_tomoalign._napari.dock.zoom import ZoomState
+
+    widget.tomograms.set_zoom(ZoomState().zoomed(2.0, (0.5, 0.5)))  # both panels zoomed x2, as the wheel does
     pump(0.3)
     widget.scroll_to(widget.tomograms.widget)
     shoot(viewer, widget, f"{stem}-compare.png")
