@@ -16,10 +16,17 @@ window is saved, docks included.
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot.py docs/tracked-beads.png \\
         --size 1600x1000 --track-demo tracked --kind cryo
 
+With ``--stack``: an existing raw stack (with its ``.rawtlt`` beside it), for example an unbinned 4096 x 4096
+set from `simulation.unbinned.write_unbinned_stack`, opened by the reader and taken through ``--track-demo``
+with ``--bead-nm`` gold; ``--zoom`` zooms onto the first point to check (1: the whole view).
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/tracked-unbinned-1280x800.png \
+        --size 1280x800 --stack /tmp/cryo4096.st --bead-nm 10 --track-demo tracked --zoom 3
+
 With ``--session``: the sample aligned, then four pictures named after ``out`` (``docs/session-1280.png`` gives
 ``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``): the dock after Align
 (results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
-view, and the comparison of two alignments.
+view, and the comparison of two alignments (zoomed x2).
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/session-1280.png \\
         --size 1280x800 --session
@@ -73,7 +80,12 @@ def open_bead_series(viewer, kind: str, tmp: Path) -> float:
     return float(s.bead_diameter_px * s.pixel_size_nm)
 
 
-def track_demo(viewer, widget, stage: str, diameter_nm: float) -> None:
+def open_stack(viewer, path: Path) -> None:
+    """A raw stack as a user opens it (the reader finds the .rawtlt beside it)."""
+    viewer.open(str(path), plugin="napari-tomoalign")
+
+
+def track_demo(viewer, widget, stage: str, diameter_nm: float, zoom: float = 1.0) -> None:
     """Find beads (and Track, for ``stage == "tracked"``) as a user would, waiting for the worker."""
     widget.beads.diameter_nm.value = diameter_nm
     widget.beads.find()
@@ -86,7 +98,11 @@ def track_demo(viewer, widget, stage: str, diameter_nm: float) -> None:
         widget.triage.go_to_next_residual()  # the first point worth a check, selected in its view
     for step in widget.steps[2:]:
         step.set_expanded(False)  # steps 1 and 2 in view; the rest fold
+    centre = viewer.scene.camera.center
     viewer.reset_view()
+    if zoom > 1 and stage == "tracked":  # onto the point to check, ``zoom`` times closer than the whole view
+        viewer.scene.camera.zoom = viewer.scene.camera.zoom * zoom
+        viewer.scene.camera.center = centre
 
 
 def shoot(viewer, widget, path: str) -> None:
@@ -125,6 +141,9 @@ def session(viewer, widget, out: str) -> None:
     wait(widget.comparison.compare())
     while len(widget.tomograms.shown) < 2:
         pump(0.05)
+    from napari_tomoalign._napari.dock.zoom import ZoomState
+
+    widget.tomograms.set_zoom(ZoomState().zoomed(2.0, (0.5, 0.5)))  # both panels zoomed x2, as the wheel does
     pump(0.3)
     widget.scroll_to(widget.tomograms.widget)
     shoot(viewer, widget, f"{stem}-compare.png")
@@ -139,6 +158,9 @@ def main() -> None:
     parser.add_argument("--frame", choices=("raw stack", "aligned stack"), default="raw stack")
     parser.add_argument("--track-demo", choices=("find", "tracked"), help="show the bead step on a simulated series")
     parser.add_argument("--kind", choices=("cryo", "plastic", "hard"), default="cryo", help="the series of --track-demo")
+    parser.add_argument("--stack", type=Path, help="a raw stack (its .rawtlt beside it) for --track-demo")
+    parser.add_argument("--bead-nm", type=float, default=10.0, help="the gold's diameter for --stack")
+    parser.add_argument("--zoom", type=float, default=1.0, help="--track-demo tracked: zoom onto the point to check")
     parser.add_argument("--session", action="store_true", help="four pictures: after Align, the Bead Fixer, the "
                         "tomogram, the comparison")
     args = parser.parse_args()
@@ -146,7 +168,10 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     viewer.window.resize(width, height)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.track_demo:
+        if args.track_demo and args.stack:
+            open_stack(viewer, args.stack)
+            diameter_nm = args.bead_nm
+        elif args.track_demo:
             diameter_nm = open_bead_series(viewer, args.kind, Path(tmp))
         elif args.bba:
             open_bba(viewer, args.bba, args.pixel_nm, Path(tmp))
@@ -155,7 +180,7 @@ def main() -> None:
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Align tilt series")
         if args.track_demo:
-            track_demo(viewer, widget, args.track_demo, diameter_nm)
+            track_demo(viewer, widget, args.track_demo, diameter_nm, args.zoom)
             pump(0.5)
             viewer.screenshot(args.out, canvas_only=False, flash=False)
             print(f"wrote {args.out}: {widget.status.text()}")

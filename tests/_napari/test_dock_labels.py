@@ -1,6 +1,6 @@
 """What the viewer names and writes for an IMOD user: the sliders read "view", "y", "x" once the dock pairs a
 tilt series (and a volume's z, y, x), and a crowded field of beads gets ids only where they fit, in their marker's
-colour."""
+colour; the dock's slice view zooms and pans."""
 
 import numpy as np
 import pytest
@@ -8,12 +8,16 @@ import pytest
 pytest.importorskip("napari")
 
 from napari.layers import Points  # noqa: E402
+from qtpy.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
+from qtpy.QtGui import QImage, QMouseEvent, QWheelEvent  # noqa: E402
+from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from napari_tomoalign._napari.dock.inputs import InputsSection  # noqa: E402
 from napari_tomoalign._napari.dock.labels import DARK_IDS, LIGHT_IDS, label_colors, label_mask, nearest_neighbour  # noqa: E402
 from napari_tomoalign._napari.dock.markers import MarkersPanel  # noqa: E402
 from napari_tomoalign._napari.dock.tomograms import SliceView  # noqa: E402
 from napari_tomoalign._napari.dock.undo import UndoStack  # noqa: E402
+from napari_tomoalign._napari.dock.zoom import ZoomState, window  # noqa: E402
 from napari_tomoalign._napari.layers import markers_to_points, plain_label  # noqa: E402
 from napari_tomoalign.io.markers import MarkerTable  # noqa: E402
 
@@ -69,11 +73,66 @@ def test_slice_view_draws_sections_of_both_tomograms_in_the_dock(qtbot):
     image = view.pixels(0).toImage()
     assert image.width() >= 300 and abs(image.height() / image.width() - 16 / 24) < 0.02  # the dock's width, in shape
     assert "z 4 of 8" in view.where.text()
+    # The wheel zooms both panels about the point under the cursor; a drag pans; a double-click shows it all.
+    bright = view.images[0]
+    x, y = bright.width() / 2 + (7.5 / 24 - 0.5) * image.width(), bright.height() / 2 + (5.5 / 16 - 0.5) * image.height()
+    wheel(bright, x, y, notches=6)  # x 1.25^6 = 3.8
+    assert view.zoom.zoom == pytest.approx(1.25**6) and "zoom x3.81" in view.where.text()
+    zoomed = qimage_array(view.pixels(0))
+    assert zoomed.shape[1] == image.width()  # the panel keeps its size
+    ys, xs = np.nonzero(zoomed > 128)  # the bright voxel, now about 4x wider, still under the cursor
+    assert 3 * image.width() / 24 < np.ptp(xs) + 1 < 5 * image.width() / 24
+    left, top = (bright.width() - image.width()) / 2, (bright.height() - image.height()) / 2
+    voxel = image.width() / round(24 / view.zoom.zoom)  # the window is whole voxels: within half of one
+    assert abs(xs.mean() - (x - left)) < 0.6 * voxel and abs(ys.mean() - (y - top)) < 0.6 * voxel
+    np.testing.assert_array_equal(qimage_array(view.pixels(1)) > 128, zoomed > 128)  # both panels: one grid
+    before = view.zoom.centre
+    drag(qtbot, bright, (x, y), (x + 40, y))
+    assert view.zoom.centre[1] < before[1] and view.zoom.centre[0] == pytest.approx(before[0])
+    qtbot.mouseDClick(bright, Qt.MouseButton.LeftButton)
+    assert view.zoom.zoom == 1.0 and "zoom" not in view.where.text()
+    wheel(bright, x, y, notches=2)
+    view.reset_zoom.click()
+    assert view.zoom.zoom == 1.0
     view.plane.setCurrentIndex(1)  # XZ: one section per row of the tomogram
     assert view.slider.maximum() == 15 and "y 9 of 16" in view.where.text()
     assert view.show([(a, 2.0, "only")]) == ["only"] and not view.titles[1].isVisibleTo(view.widget)
     view.clear()
     assert view.shown == [] and not view.widget.isVisibleTo(None)
+
+
+def wheel(widget, x, y, notches):
+    pos = QPointF(x, y)
+    event = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(), QPoint(0, 120 * notches), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def drag(qtbot, widget, start, end):
+    """A left-button drag: napari's and Qt's test helpers do not hold the button during a move."""
+    for kind, (x, y), buttons in ((QEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton),
+                                  (QEvent.Type.MouseMove, end, Qt.MouseButton.LeftButton),
+                                  (QEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)):
+        pos = QPointF(x, y)
+        QApplication.sendEvent(widget, QMouseEvent(kind, pos, widget.mapToGlobal(pos), Qt.MouseButton.LeftButton,
+                                                   buttons, Qt.KeyboardModifier.NoModifier))
+
+
+def qimage_array(pixmap):
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    w, h, stride = image.width(), image.height(), image.bytesPerLine()
+    return np.frombuffer(image.constBits().asstring(stride * h), np.uint8).reshape(h, stride)[:, :w]
+
+
+def test_zoom_state_keeps_the_point_under_the_cursor_and_stays_inside():
+    z = ZoomState().zoomed(4.0, (0.25, 0.75))
+    assert z.zoom == 4.0 and z.centre == pytest.approx((0.3125, 0.6875))  # (0.25, 0.75) stays a quarter in
+    rows, cols = window((100, 200), z)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (19, 44, 112, 162)
+    assert ZoomState(4.0, (0.0, 1.0)).clamped().centre == (0.125, 0.875)  # kept inside: half of 1/4 from the edge
+    assert ZoomState().zoomed(1000.0, (0.5, 0.5)).zoom == 16.0 and ZoomState(0.1).clamped().zoom == 1.0
+    assert z.panned(0.0, 10.0).centre[1] == pytest.approx(0.125)  # a long drag stops at the edge
+    assert window((5, 5), ZoomState(16.0)) == (slice(2, 3), slice(2, 3))  # at least one pixel
 
 
 def crowded_markers():

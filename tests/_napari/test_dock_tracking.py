@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("napari")
 
 from napari_tomoalign._napari.dock import bead_logic  # noqa: E402
+from napari_tomoalign._napari.dock.beads import track_job  # noqa: E402
 from napari_tomoalign._napari.dock.logic import CHECK_RGBA  # noqa: E402
 from napari_tomoalign._napari.dock.results import PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
@@ -164,8 +165,29 @@ def test_clumps_are_squares_and_seeds_only_when_asked(qtbot, dock):
     near = np.hypot(*(found[:, None, :] - s.true_xy[widget.beads.view_chosen()][in_clump][None]).transpose(2, 0, 1))
     assert np.median(near.min(axis=1)) < 1.5 * s.bead_diameter_px
     assert len(widget.beads.gather()["seeds_xy"]) == (~clump).sum()
+    assert widget.beads.gather()["clumps"] == "skip"
     widget.beads.with_clumps.value = True
-    assert len(widget.beads.gather()["seeds_xy"]) == len(clump)
+    job = widget.beads.gather()
+    assert len(job["seeds_xy"]) == len(clump)
+    assert job["clumps"] == "track"  # the tracking job tracks the clumps' beads too, as --clumps track
+
+
+def test_track_job_passes_clumps_to_the_tracker(monkeypatch):
+    from napari_tomoalign.tracking import pipeline
+
+    seen = {}
+
+    def fake_track(stack, tilts, d, **kw):
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pipeline, "track_beads", fake_track)
+    for clumps in ("skip", "track"):
+        value, error = track_job(stack=np.zeros((3, 8, 8)), tilts=np.zeros(3), diameter_px=4.0,
+                                 tilt_axis_deg=None, seed_view=1, seeds_xy=None, threads=1,
+                                 progress=lambda *a: None, should_stop=lambda: False, clumps=clumps)
+        assert value is None and str(error) == "stop here"
+        assert seen["clumps"] == clumps
 
 
 def test_cancel_tracking_leaves_the_layers_alone(qtbot, dock):

@@ -175,6 +175,21 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     assert widget.status.text().startswith("not saved: ") and "already exists" in widget.status.text()
     widget.saving.overwrite.value = True
     assert widget.saving.save_alignment()
+    # The buttons write in a worker: the same files, the same refusal, told on the GUI thread.
+    widget.saving.overwrite.value = False
+    widget.saving.save_button.changed.emit(True)
+    qtbot.waitUntil(lambda: widget.saving.worker is None, timeout=WAIT_MS)
+    assert widget.status.text().startswith("not saved: ") and "already exists" in widget.status.text()
+    widget.saving.save_dir.value = tmp_path / "by_button"
+    (tmp_path / "by_button").mkdir()
+    widget.saving.save_button.changed.emit(True)
+    qtbot.waitUntil(lambda: widget.saving.worker is None, timeout=WAIT_MS)
+    assert widget.status.text().startswith("saved "), widget.status.text()
+    assert {p.name for p in (tmp_path / "by_button").iterdir()} >= {"alignment.json", "sample_tilt_series.xf"}
+    worker = widget.saving.start(widget.saving.markers_job(tmp_path / "by_button" / "m.fid"))
+    qtbot.waitUntil(lambda: widget.saving.worker is None, timeout=WAIT_MS)
+    assert worker is not None and (tmp_path / "by_button" / "m.fid").is_file()
+    assert widget.status.text().startswith("saved ") and "m.fid" in widget.status.text()
 
 
 def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):

@@ -222,16 +222,22 @@ class AlignWidget(QWidget):
         self.runs.add(result, markers, image, alignment_visits(al, self._checked))
         self.panel.flagged = flagged_pairs(al)
 
-        def finish() -> None:
-            self.comparison.refresh(result.name)
+        def colour() -> None:
             self.panel.refresh()  # colour the flagged points
-            self.runner.progress.value = 100
+
+        def tables() -> None:
+            self.comparison.refresh(result.name)
             self.tables.show(al)
+
+        def tell() -> None:
+            self.runner.progress.value = 100
             self.reveal_step(4)
             self.say(f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px, tilt axis {al.tilt_axis_deg:.1f} deg"
                      f" (angles from {self._tilt_source})")
             for w in al.warnings:
                 show_warning(w)
+
+        def finish() -> None:
             if markers in self._viewer.layers:
                 self._viewer.layers.selection.active = markers
             if self.tomograms.shown and result.tomogram is not None:
@@ -239,7 +245,7 @@ class AlignWidget(QWidget):
             self.runner.finish()
 
         steps = self.results.steps(result, image, markers, snapshot)
-        self.runner.run_steps([*steps, lambda: self.report.show([result], plot=plot), finish])
+        self.runner.run_steps([*steps, colour, tables, lambda: self.report.show([result], plot=plot), tell, finish])
 
     def _redraw_residuals(self) -> None:
         if self.runs.last is not None:

@@ -66,7 +66,8 @@ def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progres
 
 def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_deg: float | None, seed_view: int,
               seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable,
-              pixel_size_nm: float | None = None) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
+              pixel_size_nm: float | None = None, clumps: str = "skip"
+              ) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
     """The worker's Track: `track_beads` with the dock's progress and Cancel, and the command line's hint when
     the beads measure another size than the one given; expected failures as values."""
     from ...tracking.jobs import diameter_hint
@@ -74,7 +75,8 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
 
     try:
         result = track_beads(stack, tilts, diameter_px, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
-                             seeds_xy=seeds_xy, threads=threads, progress=progress, should_stop=should_stop)
+                             seeds_xy=seeds_xy, clumps=clumps, threads=threads, progress=progress,
+                             should_stop=should_stop)
         hint = diameter_hint(np.asarray(stack[result.seed_view]), result, diameter_px, pixel_size_nm)
         return (result, dock_hint(hint)), None
     except (Cancelled, AlignmentError, ValueError) as exc:
@@ -120,7 +122,8 @@ class BeadSection:
                             tooltip="the view to find beads on and track from, numbered from 1 as in 3dmod "
                                     "(default: the one nearest 0 deg)")
         self.with_clumps = CheckBox(text="track clumps too", value=False,
-                                    tooltip="also track the candidates drawn as squares (clustered or elongated)")
+                                    tooltip="also track the candidates drawn as squares (clustered or elongated); "
+                                            "as --clumps track on the command line")
         self.info = text_label("choose a tilt series")
         self.find_button = button("Find beads", "show the beads of the chosen view as rings you can edit")
         self.runner = Runner(status, "Track", "track the rings' beads (or, with none, the beads found) through "
@@ -214,7 +217,7 @@ class BeadSection:
 
     def _candidate_steps(self, cands: BeadCandidates, image: Any, view: int) -> list[Callable[[], None]]:
         """Showing the candidates in short steps (one per turn of the event loop when run by the runner):
-        the layer, then the view, then the selection and the legend."""
+        the layer (hidden), the view, showing it, then the selection and the legend."""
         data, clump = candidate_points(cands, view)
         strength = np.asarray(cands.strength, dtype=float)[np.asarray(cands.above, dtype=bool)]
         attrs = {"size": RING_OVER_BEAD * cands.bead_diameter_px, "symbol": np.where(clump, "square", "disc"),
@@ -234,6 +237,9 @@ class BeadSection:
         def reveal() -> None:
             assert self.candidates is not None
             self.candidates.visible = True
+
+        def tell() -> None:
+            assert self.candidates is not None
             self._viewer.layers.selection.active = self.candidates
             tilts = self._tilts()
             tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
@@ -241,12 +247,12 @@ class BeadSection:
             self._status(f"{len(data)} bead candidates in view {view_number(view)} ({int(clump.sum())} clumps); edit the "
                          "rings, then Track")
 
-        return [place, go_to_view, reveal]
+        return [place, go_to_view, reveal, tell]
 
     def _candidates_layer(self, name: str, data: np.ndarray, features: dict, attrs: dict) -> None:
         """Update the candidates layer in place, or make it: napari takes 0.1-0.2 s to add or remove a layer."""
-        layer = self.candidates
-        if layer is not None and layer in self._viewer.layers:
+        layer = self.candidates  # (not hidden while it changes: napari 0.9 then indexes its new colours with the
+        if layer is not None and layer in self._viewer.layers:  # old slice's points, IndexError)
             layer.data = data
             layer.features = features
             for key, value in attrs.items():
@@ -254,7 +260,7 @@ class BeadSection:
             layer.name = name
             return
         layer = Points(data, name=name, face_color="transparent", border_width=RING_BORDER, features=features,
-                       feature_defaults={"strength": np.nan, "clump": False}, **attrs)
+                       feature_defaults={"strength": np.nan, "clump": False}, visible=False, **attrs)
         layer.current_border_color = rgba_hex(ADDED_RGBA)
         layer.current_face_color = "transparent"
         self._viewer.layers.append(layer)
@@ -290,7 +296,8 @@ class BeadSection:
                           f"{view_number(view)}")
         axis = None if self._options.axis_mode.value == "estimate" else float(self._options.axis_angle.value)
         return {"stack": image.data, "tilts": np.asarray(tilts, dtype=float), "diameter_px": d,
-                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0]}
+                "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0],
+                "clumps": "track" if self.with_clumps.value else "skip"}  # as `tomoalign track --clumps`
 
     def track(self) -> Any:
         """Start tracking in the worker; input problems are reported and nothing changes."""
@@ -314,11 +321,12 @@ class BeadSection:
     def add_markers_layer(self, result: TrackingResult, image: Any) -> Points:
         """A new markers layer (never one the user edited) with the tracked points, chosen for Align; all at
         once (the runner shows a Track's result in steps)."""
-        for step in self._tracked_steps(result, image):
-            step()
+        steps = self._tracked_steps(result, image)
+        while steps:
+            steps[0:1] = steps[0]() or []
         return self._inputs.markers.value
 
-    def _tracked_steps(self, result: TrackingResult, image: Any) -> list[Callable[[], None]]:
+    def _tracked_steps(self, result: TrackingResult, image: Any) -> list[Callable[[], Any]]:
         """Showing a Track's result in short steps: the markers layer, choosing it, the predicted rings,
         then the legend, the status and the selection."""
         data, ids, check = tracked_points(result)
@@ -331,22 +339,28 @@ class BeadSection:
                               "tilt_source": image.metadata.get("tilt_source")}
         made: list[Points] = []
 
-        def add() -> None:
-            made.append(Points(data, **kwargs))
-            if self.candidates is not None and self.candidates in self._viewer.layers:
-                self.candidates.visible = False
+        def add() -> None:  # hidden: napari slices and draws it when shown, in a turn of its own
+            made.append(Points(data, **kwargs, visible=False))
             self._viewer.layers.append(made[0])
 
         def choose() -> None:
             self._inputs.markers.reset_choices()
             self._inputs.markers.value = made[0]  # the panel now watches it
             self._panel.flagged = set()
-            self._panel.refresh()
             self._runs.tracked(made[0], image, result.alignment, tracking_visits(result))
 
-        def overlay() -> None:
-            if result.alignment is not None:  # rings marked '?' where the model puts a bead it did not track
-                self._results.overlay_predictions(result.alignment, image, made[0])
+        def colour() -> None:
+            self._panel.refresh()  # while still hidden: each property set would redraw it
+
+        def show() -> None:
+            if self.candidates is not None and self.candidates in self._viewer.layers:
+                self.candidates.visible = False
+            made[0].visible = True
+
+        def overlay() -> list:
+            if result.alignment is None:
+                return []  # else rings marked '?' where the model puts a bead it did not track
+            return self._results.overlay_predictions(result.alignment, image, made[0])
 
         def tell() -> None:
             self._viewer.layers.selection.active = made[0]
@@ -358,7 +372,7 @@ class BeadSection:
             for w in result.warnings:
                 show_info(w)
 
-        return [add, choose, overlay, tell]
+        return [add, choose, colour, show, overlay, tell]
 
     # ------------------------------------------------------------------ failures
     def _refuse(self, exc: Exception) -> None:

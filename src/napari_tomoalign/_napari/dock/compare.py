@@ -40,6 +40,14 @@ def common_frame(a: PipelineResult, b: PipelineResult) -> tuple[Any, Any]:
     return tomograms_on_one_grid(a.tomogram, b.tomogram, offset, a.tomogram_binning)
 
 
+def frame_and_plot(a: PipelineResult, b: PipelineResult) -> tuple[tuple[Any, Any], Any]:
+    """`common_frame` and the two runs' report plot (matplotlib takes 0.2-0.5 s to draw it): the worker's part."""
+    from ...report import report_plot
+    from .report_view import PLOT_SIZE
+
+    return common_frame(a, b), report_plot({a.name: a.alignment, b.name: b.alignment}, size_px=PLOT_SIZE)
+
+
 def voxel_nm(result: PipelineResult) -> float:
     return float(result.alignment.pixel_size_nm or 1.0) * result.tomogram_binning
 
@@ -84,8 +92,8 @@ class Comparison:
         if problem:
             refuse(self._status, f"cannot compare: {problem}")
             return None
-        worker = create_worker(common_frame, ra, rb, _start_thread=False)
-        worker.returned.connect(lambda vols: self.show(ra, rb, vols))
+        worker = create_worker(frame_and_plot, ra, rb, _start_thread=False)
+        worker.returned.connect(lambda out: self.show(ra, rb, *out))
         worker.errored.connect(lambda exc: self._failed(exc))
         self.worker = worker
         self._status(f"putting '{a}' and '{b}' on one grid...")
@@ -95,10 +103,11 @@ class Comparison:
     def _failed(self, exc: BaseException) -> None:
         refuse(self._status, f"cannot compare: {exc}")
 
-    def show(self, ra: PipelineResult, rb: PipelineResult, volumes: tuple[Any, Any]) -> list[str]:
+    def show(self, ra: PipelineResult, rb: PipelineResult, volumes: tuple[Any, Any], plot: Any = None) -> list[str]:
+        """The two panels and both reports (``plot``: drawn in the worker; drawn here when not given)."""
         shown = self._tomograms.show([(volumes[0], voxel_nm(ra), comparison_label(ra.name, ra.alignment)),
                                        (volumes[1], voxel_nm(rb), comparison_label(rb.name, rb.alignment))])
-        self._report.show([ra, rb])
+        self._report.show([ra, rb], plot=plot)
         self.reveal()
         self._status(f"comparing '{ra.name}' (top) with '{rb.name}' (bottom) on one grid, step 6")
         return shown

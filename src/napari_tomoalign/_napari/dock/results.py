@@ -119,12 +119,12 @@ class ResultLayers:
         points, ids = predicted_gap_points(al)
         self._points(PREDICTED, points, ids, symbol="ring", size=self._ring_size() + 2, text="{marker}?")
 
-    def overlay_predictions(self, alignment: Alignment, image: Any, markers: Any) -> None:
-        """After Track: rings where tracking's model puts a bead in views it was not tracked in."""
+    def overlay_predictions(self, alignment: Alignment, image: Any, markers: Any) -> list:
+        """After Track: rings where tracking's model puts a bead in views it was not tracked in; returns the
+        steps that show them (`Runner.run_steps`; run them at once where there is no runner)."""
         self.image, self.markers, self._pending = image, markers, []
         self.show_predicted_markers(alignment)
-        while self._pending:
-            self.reveal()
+        return [self.reveal]
 
     def _ring_size(self) -> float:
         """The markers' ring size (tracked layers are sized to their beads), 12 without markers."""
@@ -171,7 +171,7 @@ class ResultLayers:
             self.show_frame()
             return []
         layer = self._pending.pop(0)
-        layer.visible = self._in_frame(layer)
+        _show(layer, self._in_frame(layer))
         return [self.reveal]
 
     def _in_frame(self, layer: Any) -> bool:
@@ -187,7 +187,13 @@ class ResultLayers:
         for layer in self._viewer.layers:
             role = layer.metadata.get(ROLE)
             if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):
-                layer.visible = self._in_frame(layer)
+                _show(layer, self._in_frame(layer))
         for layer in (self.image, self.markers):
             if layer is not None and layer in self._viewer.layers:
-                layer.visible = not aligned
+                _show(layer, not aligned)
+
+
+def _show(layer: Any, visible: bool) -> None:
+    """Show or hide ``layer``; napari re-slices and redraws a layer even when told what it already is."""
+    if layer.visible != visible:
+        layer.visible = visible

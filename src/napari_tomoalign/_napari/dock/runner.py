@@ -26,6 +26,7 @@ from .logic import progress_percent
 from .ui import button, row
 
 WARM_UP_DELAY_MS = 300  # after the dock's first paint
+PROGRESS_EVERY_S = 0.25  # at most four progress updates a second
 STEP_GAP_MS = 2  # between display steps, so that the event loop gets a turn between them
 Step = Callable[[], "list[Step] | None"]
 
@@ -49,6 +50,9 @@ def warm_up_quietly(done: threading.Event) -> None:
 
     try:
         warm_up()
+        # napari keeps a Points layer's features in pandas: 300 modules, 0.5-1.6 s, which the first Find beads
+        # on a stack without markers would otherwise import on the GUI thread.
+        import pandas  # noqa: F401
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
         from matplotlib.figure import Figure  # noqa: F401
     except Exception:  # a failed warm-up only means the first Align loads the kernels itself
@@ -194,8 +198,8 @@ class Runner:
 
     def _on_progress(self, stage: str, done: int, total: int, text: str) -> None:
         now = time.perf_counter()
-        if now - self._last_progress < 0.1 and done < total:
-            return  # at most ten updates a second: each one repaints part of the window
+        if now - self._last_progress < PROGRESS_EVERY_S and done < total:
+            return  # each update lays out and repaints part of the window (10-40 ms on software OpenGL)
         self._last_progress = now
         self.progress.value = self._percent(stage, done, total)
         self._status(text)

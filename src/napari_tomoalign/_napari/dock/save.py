@@ -1,11 +1,16 @@
 """Step 7, saving: the markers (IMOD ``.fid`` or CSV, in the stack's pixels) and the alignment (what
-``tomoalign align`` writes). Nothing is overwritten unless the checkbox says so."""
+``tomoalign align`` writes). Nothing is overwritten unless the checkbox says so.
+
+The buttons write in a worker thread (`start`): each file is written atomically and synced to disk, which
+can hold a busy disk for a few tenths of a second. `save_markers` and `save_alignment` write at once and
+return the paths (for scripts and tests); both ways share the same steps.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, FileEdit
@@ -35,60 +40,116 @@ class SaveSection:
         self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables")
         self.widget = form(self.save_dir)
         self.widget.extend([self.overwrite, row(self.save_markers_button, self.save_button)])
-        self.save_markers_button.changed.connect(lambda *_: self.save_markers())
-        self.save_button.changed.connect(lambda *_: self.save_alignment())
+        self.save_markers_button.changed.connect(lambda *_: self.start(self.markers_job()))
+        self.save_button.changed.connect(lambda *_: self.start(self.alignment_job()))
+        self.worker: Any = None  # the worker of the last save started by a button, until it finishes
 
+    # ------------------------------------------------------------------ at once (scripts and tests)
     def save_markers(self, path: str | Path | None = None) -> list[str]:
         """Write the markers layer to ``path`` (asks for one when None); the suffix picks the format."""
+        return self._run_now(self.markers_job(path))
+
+    def save_alignment(self) -> list[Path]:
+        """Write the last alignment as `tomoalign align` does (`jobs.preview.save_result`: the same writer, axis
+        Z shift and prealignment as the command line's)."""
+        return self._run_now(self.alignment_job())
+
+    def _run_now(self, job: SaveJob | None) -> list:
+        if job is None:
+            return []
+        return job.done(*job.write())
+
+    # ------------------------------------------------------------------ in a worker (the buttons)
+    def start(self, job: SaveJob | None) -> Any:
+        """Write ``job``'s files in a worker thread; its outcome is told on the GUI thread."""
+        from napari.qt.threading import create_worker
+
+        if job is None:
+            return None
+        worker = create_worker(job.write, _start_thread=False)
+        worker.returned.connect(lambda outcome: job.done(*outcome))
+        worker.finished.connect(lambda: setattr(self, "worker", None))
+        self.worker = worker
+        self._status("saving...")
+        worker.start()
+        return worker
+
+    # ------------------------------------------------------------------ the jobs
+    def markers_job(self, path: str | Path | None = None) -> SaveJob | None:
+        """The markers layer's points copied now, written to ``path`` (asked for when None), or None."""
         layer = self._markers_layer()
         if layer is None:
             refuse(self._status, "markers not saved: choose a markers layer")
-            return []
+            return None
         if path is None:
             from qtpy.QtWidgets import QFileDialog
 
             start = str(Path(str(self.save_dir.value or ".")) / f"{stack_stem(self._image_layer(), layer)}.fid")
             path, _ = QFileDialog.getSaveFileName(None, "Save markers", start, MARKER_FILTERS)
             if not path:
-                return []
-        meta = {"features": layer.features, "metadata": layer.metadata}
-        try:
-            written = write_markers(path, layer.data, meta)
-        except (ValueError, OSError) as exc:
-            refuse(self._status, f"markers not saved: {exc}")
-            return []
-        self._status(f"saved {len(layer.data)} marker points to {written[0]}")
-        for callback in self.on_markers_saved:
-            callback()
-        return written
+                return None
+        data, meta = layer.data.copy(), {"features": layer.features.copy(), "metadata": dict(layer.metadata)}
 
-    def save_alignment(self) -> list[Path]:
-        """Write the last alignment as `tomoalign align` does (`jobs.preview.save_result`: the same writer, axis
-        Z shift and prealignment as the command line's)."""
+        def write() -> tuple[Any, BaseException | None]:
+            try:
+                return write_markers(path, data, meta), None
+            except (ValueError, OSError) as exc:
+                return None, exc
+
+        def done(written: Any, exc: BaseException | None) -> list[str]:
+            if exc is not None:
+                refuse(self._status, f"markers not saved: {exc}")
+                return []
+            self._status(f"saved {len(data)} marker points to {written[0]}")
+            for callback in self.on_markers_saved:
+                callback()
+            return written
+
+        return SaveJob(write, done)
+
+    def alignment_job(self) -> SaveJob | None:
+        """Writing the last alignment (`jobs.preview.save_result`) into the chosen folder, or None."""
         from ...io.atomic import OverwriteError
         from ...jobs.preview import save_result
 
         runs = self._runs
-        if runs.last is None:
+        last = runs.last
+        if last is None:
             refuse(self._status, "alignment not saved: align first")
-            return []
+            return None
         target = str(self.save_dir.value or "")
         if target in ("", "."):
             refuse(self._status, "alignment not saved: choose a folder to save it in")
-            return []
-        stem = stack_stem(runs.image, runs.markers)
-        try:
-            paths = save_result(runs.last, target, stem, overwrite=bool(self.overwrite.value),
-                                extra={"markers_layer": getattr(runs.markers, "name", stem), "name": runs.last.name})
-        except OverwriteError as exc:
-            name = Path(str(exc).split(" already exists")[0]).name
-            refuse(self._status, f"not saved: {name} already exists in {target}; tick 'overwrite existing files' "
-                   "or choose another folder")
-            return []
-        except OSError as exc:
-            refuse(self._status, f"not saved: {exc}")
-            return []
-        show_info(f"saved {len(paths)} files to {target}")
-        self._status(f"saved '{runs.last.name}' to {target}: {', '.join(p.name for p in paths[:3])}"
-                     + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""))
-        return paths
+            return None
+        stem, overwrite = stack_stem(runs.image, runs.markers), bool(self.overwrite.value)
+        extra = {"markers_layer": getattr(runs.markers, "name", stem), "name": last.name}
+
+        def write() -> tuple[Any, BaseException | None]:
+            try:
+                return save_result(last, target, stem, overwrite=overwrite, extra=extra), None
+            except OSError as exc:  # OverwriteError is one
+                return None, exc
+
+        def done(paths: Any, exc: BaseException | None) -> list[Path]:
+            if isinstance(exc, OverwriteError):
+                name = Path(str(exc).split(" already exists")[0]).name
+                refuse(self._status, f"not saved: {name} already exists in {target}; tick 'overwrite existing "
+                       "files' or choose another folder")
+                return []
+            if exc is not None:
+                refuse(self._status, f"not saved: {exc}")
+                return []
+            show_info(f"saved {len(paths)} files to {target}")
+            self._status(f"saved '{last.name}' to {target}: {', '.join(p.name for p in paths[:3])}"
+                         + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""))
+            return paths
+
+        return SaveJob(write, done)
+
+
+class SaveJob(NamedTuple):
+    """``write()`` (any thread; expected failures come back as values) and ``done(value, error)`` (the GUI
+    thread: the status, the journal, the paths)."""
+
+    write: Callable[[], tuple[Any, BaseException | None]]
+    done: Callable[[Any, BaseException | None], list]

@@ -4,7 +4,8 @@ A second napari viewer aborts napari on software OpenGL (``GLError 1281`` then `
 adding or removing a volume layer in the main viewer stalls it 0.1-0.3 s and changes its sliders' range and step
 for the tilt series. The preview tomogram is small (binned), so its sections are drawn here as plain Qt images:
 no OpenGL, no layer, nothing in the viewer changes. Two tomograms (Compare) are drawn one above the other at the
-same section of one grid, each labelled with its alignment's name and RMS; one slider moves both.
+same section of one grid, each labelled with its alignment's name and RMS; one slider moves both. The wheel
+zooms and a drag pans both panels together (`zoom`); a double-click or *Reset zoom* shows the whole section.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import numpy as np
 from numpy.typing import NDArray
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from .ui import DOCK_CONTENT_WIDTH
+from .zoom import ZoomLabel, ZoomState, window
 
 PLANES = ("XY sections", "XZ sections")
 
@@ -56,16 +58,21 @@ class SliceView:
         self.where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
+        self.reset_zoom = QPushButton("Reset zoom")
+        self.reset_zoom.setToolTip("show the whole section (the wheel zooms, a drag pans, a double-click resets)")
+        self.reset_zoom.clicked.connect(lambda *_: self.set_zoom(ZoomState()))
         top.addWidget(self.plane)
         top.addWidget(self.where, 1)
+        top.addWidget(self.reset_zoom)
         layout.addLayout(top)
         layout.addWidget(self.slider)
         self._box = QVBoxLayout()
         self._box.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._box)
         self.titles: list[QLabel] = []
-        self.images: list[QLabel] = []
+        self.images: list[ZoomLabel] = []
         self.volumes: list[tuple[NDArray, float, str, tuple[float, float]]] = []
+        self.zoom = ZoomState()  # shared by the panels: they show one grid
         self.plane.currentTextChanged.connect(lambda *_: self._plane_changed())
         self.slider.valueChanged.connect(lambda *_: self.render())
         self.widget.setVisible(False)
@@ -79,7 +86,9 @@ class SliceView:
         """Show ``(volume (z, y, x), voxel size nm, label)`` panels at their middle XY section."""
         self.volumes = [(v, float(voxel), label, contrast(v)) for v, voxel, label in panels]
         while len(self.images) < len(panels):
-            title, image = QLabel(), QLabel()
+            title = QLabel()
+            image = ZoomLabel(lambda f, at: self.set_zoom(self.zoom.zoomed(f, at)),
+                              lambda dy, dx: self.set_zoom(self.zoom.panned(dy, dx)), lambda: self.set_zoom(ZoomState()))
             title.setWordWrap(True)
             title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
             image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
@@ -88,9 +97,9 @@ class SliceView:
             self._box.addWidget(image)
             self.titles.append(title)
             self.images.append(image)
-        for k, (title, image) in enumerate(zip(self.titles, self.images)):
+        for k, (title, panel) in enumerate(zip(self.titles, self.images)):
             title.setVisible(k < len(panels))
-            image.setVisible(k < len(panels))
+            panel.setVisible(k < len(panels))
             if k < len(panels):
                 title.setText(panels[k][2])
         self.widget.setVisible(bool(panels))
@@ -109,6 +118,12 @@ class SliceView:
         self.slider.setRange(0, max(n - 1, 0))
         self.slider.setValue(n // 2)
         self.slider.blockSignals(False)
+        self.zoom = ZoomState()
+        self.render()
+
+    def set_zoom(self, state: ZoomState) -> None:
+        """Show the part of the sections ``state`` names, in every panel."""
+        self.zoom = state.clamped()
         self.render()
 
     def render(self) -> None:
@@ -118,16 +133,22 @@ class SliceView:
         plane, k = self.plane.currentText(), int(self.slider.value())
         width = max(self.widget.width(), DOCK_CONTENT_WIDTH) - 4
         for (volume, _, _, limits), label in zip(self.volumes, self.images):
-            pixels = grey8(section(volume, plane, k), limits)
+            whole = section(volume, plane, k)
+            rows, cols = window(whole.shape, self.zoom)
+            pixels = grey8(whole[rows, cols], limits)
             h, w = pixels.shape
+            height = max(1, int(round(width * whole.shape[0] / whole.shape[1])))  # the panel keeps its size
             image = QImage(cast(bytes, pixels.data), w, h, w, QImage.Format.Format_Grayscale8).copy()
-            pixmap = QPixmap.fromImage(image).scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+            smooth = Qt.TransformationMode.SmoothTransformation if self.zoom.zoom < 3 else \
+                Qt.TransformationMode.FastTransformation  # voxels as squares when zoomed in
+            pixmap = QPixmap.fromImage(image).scaled(width, height, Qt.AspectRatioMode.IgnoreAspectRatio, smooth)
             label.setPixmap(pixmap)
             label.setFixedHeight(pixmap.height())
         volume, voxel = self.volumes[0][0], self.volumes[0][1]
         axis = "z" if plane == PLANES[0] else "y"
         n = volume.shape[0 if plane == PLANES[0] else 1]
-        self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm")
+        zoom = f", zoom x{self.zoom.zoom:.3g}" if self.zoom.zoom > 1 else ""
+        self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm{zoom}")
 
     def clear(self) -> None:
         """Forget the tomograms (their memory goes with them)."""
