@@ -257,7 +257,8 @@ def local_alignments(
     xy_c = np.asarray(obs_xy_px, dtype=float) - image_centre(glob.image_size)
     ok_markers = np.flatnonzero(good_marker)
     surface = np.zeros(len(good_marker), dtype=np.intp)
-    surface[ok_markers] = surface_groups(glob.xyz_px[ok_markers])
+    if opts.surfaces >= 2:
+        surface[ok_markers] = surface_groups(glob.xyz_px[ok_markers])
     xy_imod = np.where(good_marker[:, None], glob.marker_xy_imod(), np.inf)
     grid, patches = grow_patches(opts, glob.image_size, xy_imod, surface)
     results = [_fit_patch(p, (view[use], marker[use], xy_c[use]), raw, glob, opts) for p in patches]
