@@ -10,11 +10,12 @@ from support.local_reference import fit_mapped
 from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.local import (
-    global_solution,
+    GlobalSolution,
     global_solution_from_alignment,
     local_alignments,
     solve_patch,
 )
+from napari_tomoalign.alignment.local_geometry import view_transforms
 from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
 from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
 from napari_tomoalign.alignment.settings import ModelSettings
@@ -40,7 +41,7 @@ def bba(imod_data):
 def _imod_frame_solution(sol, fid):
     """Our global fit, its aligned frame placed where IMOD's fid.xyz says IMOD placed it."""
     frame = -(fid.mean(axis=0) - np.array([256.0, 256.0, 0.0]))
-    return global_solution(sol.full_params, sol.xyz_px, (512, 512), frame)
+    return GlobalSolution(sol.full_params, sol.xyz_px, view_transforms(sol.full_params, frame), (512, 512))
 
 
 def test_surface_split_is_imods(bba):

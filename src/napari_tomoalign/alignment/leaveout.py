@@ -22,10 +22,8 @@ from numpy.typing import NDArray
 from ._lm import Observations, levenberg_marquardt
 from ._threads import blas_threads_for
 from .full_layout import build_layout, shift_gauge
-from .model import ROT, TILT
+from .model import ROT, TILT, with_identity_views
 from .result import Alignment
-
-IDENTITY_VIEW = (0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass
@@ -65,8 +63,7 @@ def leave_out_error(al: Alignment, max_iterations: int = 1) -> LeaveOutError:
     t0 = time.perf_counter()
     view_ok = al.view_determined
     ref = al.reference_view
-    params = np.array(al.full_params, dtype=float)
-    params[~np.all(np.isfinite(params), axis=1)] = IDENTITY_VIEW  # views out of the fit: finite, not used
+    params, _ = with_identity_views(al.full_params)  # views out of the fit: finite, not used
     kept = np.flatnonzero(al.marker_included)
     new_index = np.full(al.n_markers, -1, dtype=np.intp)
     new_index[kept] = np.arange(kept.size)

@@ -79,15 +79,6 @@ class GlobalSolution:
         return self.xyz_px[:, :2] - self.frame_px[:2] + np.asarray(self.image_size, float) / 2.0
 
 
-def global_solution(view_params: ArrayLike, xyz_px: ArrayLike, image_size: tuple[int, int],
-                    frame_px: ArrayLike = (0.0, 0.0, 0.0), beam_tilt_rad: float = 0.0) -> GlobalSolution:
-    """A `GlobalSolution` whose transforms place the aligned frame's origin at ``frame_px``."""
-    p = np.asarray(view_params, dtype=float)
-    return GlobalSolution(p, np.asarray(xyz_px, dtype=float), view_transforms(p, np.asarray(frame_px, float),
-                                                                               beam_tilt_rad),
-                          (int(image_size[0]), int(image_size[1])), beam_tilt_rad)
-
-
 def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float | None = None) -> GlobalSolution:
     """The `GlobalSolution` of an `Alignment`, with the transforms it writes as ``.xf`` (``axis_z_shift_px``
     None: the alignment's own)."""
@@ -245,7 +236,7 @@ def local_alignments(
     raw_tilts_deg
         ``(n_views,)`` nominal tilts (they pick the minimum-tilt view).
     glob
-        The global solution (`global_solution`, `global_solution_from_alignment`).
+        The global solution (`global_solution_from_alignment`).
     options
         Patch layout and local variables (`local_options.local_options_from_com` reads an align.com).
     pixel_size
@@ -266,7 +257,8 @@ def local_alignments(
     xy_c = np.asarray(obs_xy_px, dtype=float) - image_centre(glob.image_size)
     ok_markers = np.flatnonzero(good_marker)
     surface = np.zeros(len(good_marker), dtype=np.intp)
-    surface[ok_markers] = surface_groups(glob.xyz_px[ok_markers])
+    if opts.surfaces >= 2:
+        surface[ok_markers] = surface_groups(glob.xyz_px[ok_markers])
     xy_imod = np.where(good_marker[:, None], glob.marker_xy_imod(), np.inf)
     grid, patches = grow_patches(opts, glob.image_size, xy_imod, surface)
     results = [_fit_patch(p, (view[use], marker[use], xy_c[use]), raw, glob, opts) for p in patches]

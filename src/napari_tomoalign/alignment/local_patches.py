@@ -9,9 +9,7 @@ and, with two surfaces analysed, ``min_fids_surface`` on each of them. IMOD does
 integers (truncating), and so does this module, so that the centres and sizes are IMOD's.
 
 `surface_groups` splits the fiducials into a bottom and a top surface as IMOD's ``find_surfaces``
-does: fit a plane to all of them, turn the points by its slope, split at the middle of the turned Z
-range, fit a plane to each half, repeat until the split is stable, then move single points between
-the halves while that lowers the summed mean distance to the planes.
+does; that split is the tomogram positioning's (`reconstruction.positioning`), written once there.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..reconstruction.positioning import analyse_surfaces
 from .errors import AlignmentError
 from .local_options import LocalOptions
 
@@ -53,80 +52,14 @@ class PatchGrid:
     min_size: tuple[int, int]
 
 
-def _plane(x: NDArray, y: NDArray, z: NDArray) -> tuple[float, float, float, float, float, float]:
-    """IMOD's ``lsfit2_resid``: ``z = a x + b y + c``; X-axis tilt ``alpha``, adjusted slope, mean |residual|."""
-    if len(x) > 2:
-        design = np.stack([x, y, np.ones_like(x)], axis=1)
-        a, b, c = np.linalg.lstsq(design, z, rcond=None)[0]
-    else:
-        b = 0.0
-        a, c = np.polyfit(x, z, 1) if len(x) == 2 and x[0] != x[1] else (0.0, float(np.mean(z)))
-    resid = float(np.mean(np.abs(z - (a * x + b * y + c))))
-    alpha = float(np.arctan(b))
-    slope = float(a / (np.cos(alpha) - b * np.sin(alpha)))
-    return float(a), float(b), float(c), alpha, slope, resid
-
-
-def _two_fits(xyz: NDArray, group: NDArray) -> tuple[list[tuple], float, float, float]:
-    """Plane fits to the bottom (1) and top (2) points; their count-weighted mean slope and X-tilt, and error.
-
-    A surface with no point takes the other's plane (as IMOD gives a one-point surface the other's slope).
-    """
-    counts = [int(np.sum(group == g)) for g in (1, 2)]
-    fits = [_plane(*xyz[group == g].T) if counts[k] else None for k, g in enumerate((1, 2))]
-    bottom = fits[0] if fits[0] is not None else fits[1]
-    top = fits[1] if fits[1] is not None else bottom
-    assert bottom is not None and top is not None
-    n = max(sum(counts), 1)
-    slope = (counts[0] * bottom[4] + counts[1] * top[4]) / n
-    alpha = (counts[0] * bottom[3] + counts[1] * top[3]) / n
-    return [bottom, top], slope, alpha, counts[0] * bottom[5] + counts[1] * top[5]
-
-
-def _plane_distance(xyz: NDArray, fit: tuple) -> NDArray:
-    a, b, c = fit[:3]
-    return np.abs(xyz[:, 2] - (a * xyz[:, 0] + b * xyz[:, 1] + c))
-
-
 def surface_groups(xyz_px: NDArray[np.float64]) -> NDArray[np.intp]:
-    """``(n_markers,)`` 1 for a fiducial on the bottom surface, 2 on the top (module docstring)."""
-    xyz = np.asarray(xyz_px, dtype=float)
-    n = len(xyz)
-    if n < 2:
-        return np.ones(n, dtype=np.intp)
-    _, _, _, alpha, slope, _ = _plane(xyz[:, 0], xyz[:, 1], xyz[:, 2])
-    group = np.zeros(n, dtype=np.intp)
-    for it in range(6):
-        theta = -np.arctan(slope)
-        zp = xyz[:, 2] * np.cos(alpha) - xyz[:, 1] * np.sin(alpha)
-        zrot = xyz[:, 0] * np.sin(theta) + zp * np.cos(theta)
-        new = np.where(zrot <= (zrot.min() + zrot.max()) / 2.0, 1, 2)
-        changed = it == 0 or bool(np.any(new != group))
-        group = new
-        fits, slope, alpha, err = _two_fits(xyz, group)
-        if not changed:
-            break
-    checked: set[int] = set()
-    for _ in range(1000):
-        if len(checked) >= n // 2:
-            break
-        dist = np.where(group == 1, _plane_distance(xyz, fits[0]), _plane_distance(xyz, fits[1]))
-        dist[list(checked)] = -1.0
-        worst = int(np.argmax(dist))
-        n_bot, n_top = int(np.sum(group == 1)), int(np.sum(group == 2))
-        donor, receiver = (n_bot, n_top) if group[worst] == 1 else (n_top, n_bot)
-        if donor < 4 or receiver < 3:
-            checked.add(worst)
-            continue
-        trial = group.copy()
-        trial[worst] = 3 - trial[worst]
-        t_fits, t_slope, t_alpha, t_err = _two_fits(xyz, trial)
-        if t_err < err:
-            group, fits, slope, alpha, err = trial, t_fits, t_slope, t_alpha, t_err
-            checked.clear()
-        else:
-            checked.add(worst)
-    return group
+    """``(n_markers,)`` 1 for a fiducial on the bottom surface, 2 on the top, for finite positions: IMOD's
+    ``find_surfaces`` as the tomogram positioning runs it (`reconstruction.positioning.analyse_surfaces`)."""
+    try:
+        bottom = analyse_surfaces(xyz_px, 2).bottom_of
+    except ValueError as exc:
+        raise AlignmentError(f"SurfacesToAnalyze 2: {exc}") from None
+    return np.where(bottom, 1, 2).astype(np.intp)
 
 
 def patch_grid(opts: LocalOptions, image_size: tuple[int, int], marker_xy_imod: NDArray[np.float64]) -> PatchGrid:

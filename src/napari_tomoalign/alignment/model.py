@@ -30,6 +30,16 @@ FULL_VIEW_PARAMS = ("tilt", "rotation", "magnification", "shift_x", "shift_y", "
 DMAG, SKEW, XTILT, COMP = 5, 6, 7, 8
 N_FULL = len(FULL_VIEW_PARAMS)
 MATRIX_PARAMS = (TILT, ROT, MAG, DMAG, SKEW, XTILT, COMP)  # the parameters that enter A_j
+IDENTITY_VIEW = (0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # A_j the untilted projection, no shift
+
+
+def with_identity_views(params: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """A copy of ``(n_views, 9)`` parameters whose undetermined (not finite) rows are `IDENTITY_VIEW`, so that
+    the matrix algebra stays finite, and which rows those are (callers do not use them)."""
+    p = np.array(params, dtype=float)
+    bad = ~np.all(np.isfinite(p), axis=1)
+    p[bad] = IDENTITY_VIEW
+    return p, bad
 
 
 def default_full_params(view_params: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -10,19 +10,18 @@ The weight is Tukey's bisquare, ``(1 - (u / c)^2)^2`` for ``0 < u < c``, 1 at or
 and 0 from ``c`` on, with ``c = 4.685 * scale``. With tracks weighting, the statistic is each
 marker's RMS residual, normalised over the markers, and the weight applies to the whole track.
 
-`reweighted` runs the rounds for every settings (`settings.ModelSettings`: how many rounds, the floor, the
-group sizes and the tuning). IMOD's preset (an align.com's ``RobustFitting 1``): groups of at least 100
-points (``MinWeightGroupSizes``), a marker left with fewer than 4 weights above 0.02 gets 0.02 added to all
-its weights, at most 30 rounds. IMOD also smooths each view's median residual over neighbouring views and
-splits the field into rings before normalising; these weights do not, so the flagged points and
-``Final F`` are close to IMOD's, not equal. The default model's preset: groups of at least 40 points, no
-floor, at most 15 rounds.
+`stages.StageRunner` runs the rounds (`next_weights`, then a refit) for every settings
+(`settings.ModelSettings`: how many rounds, the floor, the group sizes and the tuning). IMOD's preset (an
+align.com's ``RobustFitting 1``): groups of at least 100 points (``MinWeightGroupSizes``), a marker left
+with fewer than 4 weights above 0.02 gets 0.02 added to all its weights, at most 30 rounds. IMOD also
+smooths each view's median residual over neighbouring views and splits the field into rings before
+normalising; these weights do not, so the flagged points and ``Final F`` are close to IMOD's, not equal.
+The default model's preset: groups of at least 40 points, no floor, at most 15 rounds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +33,6 @@ TUKEY_C = 4.685
 MADN_FACTOR = 0.6745
 MIN_WEIGHTED = 4  # IMOD: a marker with fewer weights above the floor gets the floor added to all of them
 SETTLED = 0.01  # the rounds stop when no weight changes by more than this
-S = TypeVar("S")
 
 
 def tukey_bisquare(u: NDArray[np.float64], c: float) -> NDArray[np.float64]:
@@ -110,29 +108,14 @@ def floor_sparse_markers(w: NDArray[np.float64], marker_index: NDArray[np.intp],
     return w + np.where(strong[marker_index] < MIN_WEIGHTED, floor, 0.0)
 
 
-def reweighted(solve: Callable[[S, NDArray[np.float64], bool], S], first: S,
-               residuals: Callable[[S], NDArray[np.float64]], view: NDArray[np.intp], marker_index: NDArray[np.intp],
-               tilts_deg: NDArray[np.float64], settings: ModelSettings, weights: NDArray[np.float64] | None = None
-               ) -> tuple[S, NDArray[np.float64], int]:
-    """``(solution, robust weights (n_obs,), refits)``: from ``first``, weigh the ``residuals(solution)``
-    ``(n_obs, 2)`` (NaN where a point was not fitted) and refit with ``solve(solution, weights, last)`` until
-    no weight changes by more than `SETTLED` or ``settings.robust_rounds`` refits were made; ``last`` is True
-    for the final refit. ``weights`` are the weights to compare the first round with (default 1)."""
-    groups = tilt_groups(view, tilts_deg, settings.robust_group_views, settings.robust_min_group_points)
-    sol, w = first, (np.ones(len(view)) if weights is None else np.asarray(weights, dtype=float))
-    rounds = max(1, int(settings.robust_rounds))
-    for k in range(1, rounds + 1):
-        r = residuals(sol)
-        ok = np.all(np.isfinite(r), axis=1)
-        new = np.ones(len(view))
-        new[ok] = robust_weights(r[ok], view[ok], marker_index[ok], groups, settings.robust_scale,
-                                 settings.robust_tracks)
-        if settings.robust_floor > 0:
-            new = floor_sparse_markers(new, marker_index, settings.robust_floor)
-        change = float(np.max(np.abs(new - w), initial=0.0))
-        w = new
-        last = change <= SETTLED or k == rounds
-        sol = solve(sol, w, last)
-        if last:
-            return sol, w, k
-    return sol, w, rounds
+def next_weights(residuals: NDArray[np.float64], view: NDArray[np.intp], marker_index: NDArray[np.intp],
+                 groups_of_views: NDArray[np.intp], settings: ModelSettings) -> NDArray[np.float64]:
+    """``(n_obs,)`` one round's weights of the ``(n_obs, 2)`` ``residuals`` (1 where NaN: a point not fitted),
+    with the settings' tuning and, where it has one, IMOD's floor (`floor_sparse_markers`)."""
+    ok = np.all(np.isfinite(residuals), axis=1)
+    new = np.ones(len(view))
+    new[ok] = robust_weights(residuals[ok], view[ok], marker_index[ok], groups_of_views, settings.robust_scale,
+                             settings.robust_tracks)
+    if settings.robust_floor > 0:
+        new = floor_sparse_markers(new, marker_index, settings.robust_floor)
+    return new

@@ -8,7 +8,7 @@ A *stage* is one or more Levenberg–Marquardt runs, each with its own free vari
 2. ``main``: rotation and magnification as the user asked, tilts still nominal.
 3. ``tilt``: the tilt angles freed as the user asked, with everything else; the optimum of the model.
 4. ``warm``: instead of 1-3 when a previous solution is given: one full stage from it.
-5. ``robust``: iteratively reweighted refits with Tukey weights (`robust.reweighted`), the last one tight.
+5. ``robust``: iteratively reweighted refits with Tukey weights (`robust.next_weights`), the last one tight.
 
 Stages before the last only hand on a good start, so they stop at a loose tolerance; the last
 least-squares stage is tight unless robust rounds follow. That is the default model's plan
@@ -33,7 +33,7 @@ from .grouping import Mapping
 from .model import DX, DY, ROT, TILT, view_matrices
 from .options import AlignmentOptions, VariableOption
 from .result import StageReport
-from .robust import reweighted
+from .robust import SETTLED, next_weights, tilt_groups
 from .settings import ModelSettings, option_mapping
 
 LOOSE, TIGHT, ROBUST_ROUND = 1e-4, 1e-12, 1e-10
@@ -220,18 +220,23 @@ class StageRunner:
         return callback
 
     def _reweighted(self, plan: StagePlan, tilts_deg: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Iteratively reweighted refits (`robust.reweighted`); the final robust weights in ``obs`` order.
+        """Iteratively reweighted refits; the final robust weights in ``obs`` order.
 
+        Each round weighs the current residuals (`robust.next_weights`) and refits, until no weight changes by
+        more than `robust.SETTLED` or ``settings.robust_rounds`` refits were made; the last refit is tight.
         ``obs.weights`` holds the user's weights times any warm-start robust weights on entry.
         """
-        obs, base = self.obs, self.user_weights
-        final = tuple(replace(s, ftol=min(s.ftol, TIGHT)) for s in plan.steps)
-
-        def refit(runner: StageRunner, weights: NDArray[np.float64], last: bool) -> StageRunner:
-            obs.weights = base * weights
-            runner._run_steps(plan.stage, final if last else plan.steps, merge=True)
-            return runner
-
-        _, weights, _ = reweighted(refit, self, lambda r: obs.residuals(r.params, r.xyz), obs.view_index,
-                                   obs.marker_index, tilts_deg, self.settings, obs.weights / np.where(base > 0, base, 1.0))
-        return weights
+        obs, base, s = self.obs, self.user_weights, self.settings
+        final = tuple(replace(st, ftol=min(st.ftol, TIGHT)) for st in plan.steps)
+        groups = tilt_groups(obs.view_index, tilts_deg, s.robust_group_views, s.robust_min_group_points)
+        w = obs.weights / np.where(base > 0, base, 1.0)
+        rounds = max(1, int(s.robust_rounds))
+        for k in range(1, rounds + 1):
+            new = next_weights(obs.residuals(self.params, self.xyz), obs.view_index, obs.marker_index, groups, s)
+            last = float(np.max(np.abs(new - w), initial=0.0)) <= SETTLED or k == rounds
+            w = new
+            obs.weights = base * w
+            self._run_steps(plan.stage, final if last else plan.steps, merge=True)
+            if last:
+                break
+        return w

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import local_geometry as geometry
-from .model import XTILT
+from .model import XTILT, with_identity_views
 from .result import Alignment
 
 
@@ -42,20 +42,13 @@ class AlignedFrame:
     z_range_midpoint_px: float
 
 
-def _safe_rows(params: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Full parameters with undetermined (NaN) views replaced by the identity view, so that the matrix
-    algebra stays finite; callers set those rows to NaN afterwards."""
-    p = np.array(params, dtype=float)
-    p[~np.all(np.isfinite(p), axis=1)] = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
-    return p
-
-
 def linear_parts(al: Alignment) -> NDArray[np.float64]:
     """``(n_views, 2, 2)`` the linear part ``F_j = T a^-1`` of each raw-to-aligned transform
     (`local_geometry.linear_parts`: X-stretch, skew and X-tilt enter it; with them at 0 it is
     ``R(-alpha) / s``). Rows of views without parameters are NaN."""
-    out = geometry.linear_parts(_safe_rows(al.full_params))[0]  # the beam tilt is already folded in
-    out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
+    params, undetermined = with_identity_views(al.full_params)
+    out = geometry.linear_parts(params)[0]  # the beam tilt is already folded in
+    out[undetermined] = np.nan
     return out
 
 
@@ -120,6 +113,7 @@ def z_factors(al: Alignment) -> NDArray[np.float64]:
     """``(n_views, 2)`` IMOD's Z factors ``(xzfac, yzfac)`` (``OutputZFactorFile``, `local_geometry.z_factors`):
     how far a point's aligned x and y move per unit of z beyond what the tilt and X-tilt explain; 0 for the
     default model. Rows of views without parameters are NaN."""
-    out = geometry.z_factors(_safe_rows(al.full_params))
-    out[~np.all(np.isfinite(al.full_params), axis=1)] = np.nan
+    params, undetermined = with_identity_views(al.full_params)
+    out = geometry.z_factors(params)
+    out[undetermined] = np.nan
     return out
