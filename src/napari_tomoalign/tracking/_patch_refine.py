@@ -100,23 +100,25 @@ def refine_tracks(reader: ViewReader, al: Alignment, table: MarkerTable, tilts: 
     usable = (mi >= 0) & np.all(np.isfinite(al.xyz_px[np.maximum(mi, 0)]), axis=1)
     pred[usable] = al.predicted_xy_px[table.view[usable], mi[usable]]
     prev, dist = _chains(table, tilts)
-    dev = np.full((len(table), 2), np.nan)  # the content's departure from the prediction
+    # the windows stand where the model puts them, so every step is measured at once, pair of views by pair
+    step = np.flatnonzero((prev >= 0) & np.isfinite(pred[:, 0]))
+    step = step[np.isfinite(pred[prev[step], 0])]
+    moved = np.full((len(table), 2), np.nan)
     ncc = np.full(len(table), np.nan)
+    pairs = np.column_stack([table.view[prev[step]], table.view[step]])
+    for a, b in np.unique(pairs, axis=0):
+        if should_stop is not None and should_stop():
+            raise Cancelled("patch tracking cancelled")
+        sel = step[(pairs[:, 0] == a) & (pairs[:, 1] == b)]
+        found, ncc[sel] = _measure(reader, plane, int(a), int(b), pred[prev[sel]], pred[sel], corr, binning,
+                                   min_correlation, relative_correlation, min_roundness)
+        moved[sel] = found - pred[sel]
+    dev = np.full((len(table), 2), np.nan)  # the content's departure from the prediction, added up outward
     mid = (prev < 0) & np.isfinite(pred[:, 0])
     dev[mid], ncc[mid] = 0.0, 1.0
     for d in range(1, int(dist.max(initial=0)) + 1):
-        step = np.flatnonzero((dist == d) & np.isfinite(pred[:, 0]))
-        step = step[np.isfinite(dev[prev[step], 0])]
-        if len(step) == 0:
-            continue
-        pairs = np.unique(np.column_stack([table.view[prev[step]], table.view[step]]), axis=0)
-        for a, b in pairs:
-            if should_stop is not None and should_stop():
-                raise Cancelled("patch tracking cancelled")
-            sel = step[(table.view[prev[step]] == a) & (table.view[step] == b)]
-            moved, ncc[sel] = _measure(reader, plane, int(a), int(b), pred[prev[sel]], pred[sel], corr, binning,
-                                       min_correlation, relative_correlation, min_roundness)
-            dev[sel] = dev[prev[sel]] + moved - pred[sel]
+        at = np.flatnonzero(dist == d)
+        dev[at] = dev[prev[at]] + moved[at]
     xy = pred + dev
     keep = np.isfinite(xy[:, 0])
     inverse = np.unique(table.marker, return_inverse=True)[1]
