@@ -18,6 +18,7 @@ by the first alignment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -31,7 +32,9 @@ from ..alignment.solver import align_markers
 from ..errors import Cancelled
 from ..io.table import MarkerTable
 from ._patch_follow import PatchCorrelator, binned_to_raw, cut, raw_to_binned, warp_into
+from ._patch_result import PatchTrackingResult
 from ._views import ViewReader
+from .coarse import Progress
 
 SECOND_PASS_ROBUST_SCALE = 1.4  # easy lamellae 1024 x 41, seeds 1-3: 0.78, 0.96, 0.96 px (1.8: 0.79, 1.04, 0.91)
 
@@ -160,22 +163,27 @@ def _measure(reader: ViewReader, plane: PlaneMap, r: int, b: int, at_r: NDArray[
     return out, ncc
 
 
-def second_pass(reader: ViewReader, al: Alignment, table: MarkerTable, patch_of: NDArray[np.intp],
-                tilts: NDArray[np.float64], corr: PatchCorrelator, binning: int, options: AlignmentOptions,
-                thresholds: tuple[float, float, float], should_stop: Callable[[], bool] | None = None,
-                ) -> tuple[MarkerTable, NDArray[np.intp], Alignment, int]:
-    """The contours measured again with windows placed by ``al`` (`refine_tracks`), renumbered from 1, and
-    fitted with ``options`` at a tighter robust scale (``SECOND_PASS_ROBUST_SCALE``: these tracks are
-    quieter, so a point off by a pixel is more likely wrong). Returns the table, each contour's patch, the
-    alignment and how many contours were lost (under 3 points left)."""
-    refined, _ = refine_tracks(reader, al, table, tilts, corr, binning, *thresholds, should_stop=should_stop)
+def second_pass(first: PatchTrackingResult, reader: ViewReader, tilts: NDArray[np.float64], corr: PatchCorrelator,
+                options: AlignmentOptions, thresholds: tuple[float, float, float], progress: Progress | None = None,
+                should_stop: Callable[[], bool] | None = None) -> PatchTrackingResult:
+    """The first pass's contours measured again with windows placed by its alignment (`refine_tracks`),
+    renumbered from 1, and fitted with ``options`` at a tighter robust scale (``SECOND_PASS_ROBUST_SCALE``:
+    these tracks are quieter, so a point off by a pixel is more likely wrong). The result records how
+    many contours were lost (under 3 points left) and the pass's time."""
+    t0 = time.perf_counter()
+    table, al = first.markers, first.alignment
+    if progress is not None:
+        progress("fit", 0, 1, f"second pass: {len(table)} points measured where the first fit puts them")
+    refined, _ = refine_tracks(reader, al, table, tilts, corr, first.binning, *thresholds, should_stop=should_stop)
     kept, marker = np.unique(refined.marker, return_inverse=True)
     refined = MarkerTable(refined.view, (marker + 1).astype(np.int64), refined.xy, refined.image_size,
                           refined.source)
-    lost = len(np.unique(table.marker)) - len(kept)
     al2 = align_markers(refined.view, refined.marker, refined.xy, tilts, al.image_size,
                         replace(options, robust_scale=SECOND_PASS_ROBUST_SCALE), warn=False, should_stop=should_stop)
-    return refined, patch_of[kept - 1], al2, lost
+    lost = len(np.unique(table.marker)) - len(kept)
+    return replace(first, markers=refined, alignment=al2, patch_of=first.patch_of[kept - 1],
+                   dropped={**first.dropped, "contours lost in the second pass": lost},
+                   timings_s={**first.timings_s, "second pass": time.perf_counter() - t0})
 
 
 __all__ = ["SECOND_PASS_ROBUST_SCALE", "PlaneMap", "refine_tracks", "second_pass"]

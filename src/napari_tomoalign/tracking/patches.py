@@ -356,19 +356,17 @@ def track_patches(
     al = align_markers(table.view, table.marker, table.xy, tilts, (shape[1], shape[0]),
                        patch_alignment_options(tilt_axis_deg), warn=False,
                        should_stop=should_stop)
-    lost, timings["fit"] = 0, time.perf_counter() - t0
-    if opt.iterations == 2:
-        if progress is not None:
-            progress("fit", 0, 1, f"second pass: {len(table)} points measured where the first fit puts them")
-        table, patch_of, al, lost = second_pass(
-            reader, al, table, patch_of, tilts, corr, binning, patch_alignment_options(tilt_axis_deg),
-            (opt.min_correlation, opt.relative_correlation, opt.min_roundness), should_stop=should_stop)
-        timings["second pass"] = time.perf_counter() - t0 - timings["fit"]
+    timings["fit"] = time.perf_counter() - t0
     dropped = {"dark at the start (protective layer)": dark, "bright at the start (vacuum)": bright,
-               "tracked in under 3 views": short, "contours lost in the second pass": lost}
+               "tracked in under 3 views": short}
     result = PatchTrackingResult(table, al, coarse, laid, centres, pos, ncc, ends, patch_of, size, binning,
                                  axis_source, dropped, timings_s=timings)
-    result.check_agreement()
+    result.check_agreement()  # the second pass holds its windows where this fit puts them: it must hold
+    if opt.iterations == 2:
+        result = second_pass(result, reader, tilts, corr, patch_alignment_options(tilt_axis_deg),
+                             (opt.min_correlation, opt.relative_correlation, opt.min_roundness), progress,
+                             should_stop)
+        result.check_agreement()
     return result
 
 
