@@ -65,6 +65,9 @@ def test_a_thin_lamella_is_recovered_end_to_end(thin):
     assert err < 0.8, r.summary()  # 0.38 px here; thicker slabs drift (see benchmarks/bench_patches.py)
     assert abs(al.tilt_axis_deg - thin.tilt_axis_deg) < 1.0
     assert r.n_contours >= 60 and "patches of 50 px" in r.summary()
+    # the second pass (windows where the first fit projects each contour's point) ran and kept the contours
+    assert "second pass" in r.timings_s and r.dropped["contours lost in the second pass"] <= 0.1 * r.n_contours
+    assert r.patch_of.shape == (r.n_contours,) and r.markers.marker.max() == r.n_contours
     # The same tracks ten times as scattered are refused, in one line with the deciding figure.
     from dataclasses import replace
 
@@ -97,6 +100,8 @@ def test_bad_options_are_refused():
         PatchOptions(patch_size=400).check((256, 256))
     with pytest.raises(ValueError, match="overlap"):
         PatchOptions(overlap=0.95).check((256, 256))
+    with pytest.raises(ValueError, match="1 or 2 iterations"):
+        PatchOptions(iterations=3).check((256, 256))
 
 
 def test_the_command_line_tracks_patches_and_keeps_its_contract(thin, tmp_path, capsys):
