@@ -134,6 +134,7 @@ def bench_run(data_dir: Path, size: int = 1024) -> None:
         write_mrc(stack, s.images, 10.0 * s.pixel_size_nm)
         stack.with_suffix(".rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
     walls = []
+    before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     for k in range(REPEATS):
         out = data_dir / f"run{k}"
         before = time.perf_counter()
@@ -143,9 +144,12 @@ def bench_run(data_dir: Path, size: int = 1024) -> None:
         if proc.returncode != 0:
             print(f"run failed with exit {proc.returncode}")
             return
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = after.ru_maxrss / 1024**2
+    cpu = (after.ru_utime + after.ru_stime - before_cpu.ru_utime - before_cpu.ru_stime) / REPEATS
     print(f"\ntomoalign run --patches, {size} x {size} x 41: wall {np.median(walls):.1f} s median "
-          f"(runs {np.round(walls, 1)}), peak RSS {peak:.2f} GiB")
+          f"(runs {np.round(walls, 1)}), CPU {cpu:.1f} s per run (user + system, all threads), peak RSS "
+          f"{peak:.2f} GiB; load average {os.getloadavg()[0]:.1f}")
     from napari_tomoalign.io.imod import read_xf
     from napari_tomoalign.io.tilts import read_tilt_angles
 
