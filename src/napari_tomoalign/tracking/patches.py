@@ -14,9 +14,10 @@ the others on the first view (the protective layer, vacuum) are not laid.
 
 Each track is cut into contours of ``length`` views overlapping by ``length_overlap`` (IMOD's
 ``imodchopconts``, etomo's 16 and 4), each its own marker, and the contours go to `align_markers` with
-robust fitting. Too little texture (too few patches correlate next to the start view) or patches that
-disagree (too many points weighed down by the robust fit) raise `PatchTrackingError`, in one line with
-the figure that decided it.
+robust fitting; a second pass measures them again with windows held where that fit projects each
+contour's 3-D point (`_patch_refine`). Too little texture (too few patches correlate next to the start
+view) or patches that disagree (too many points weighed down by the robust fit, checked before and after
+the second pass) raise `PatchTrackingError`, in one line with the figure that decided it.
 """
 
 from __future__ import annotations
