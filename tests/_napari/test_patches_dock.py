@@ -40,6 +40,9 @@ def test_patch_tracking_in_the_dock_fills_a_markers_layer_that_aligns(qtbot, mak
         qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
         assert widget.options.robust.value and widget.runs.last is not None
         assert widget.runs.last.alignment.rms_residual_px < 1.0
+        # no '?' rings for patch contours: each is a marker only within its own run of views
+        qtbot.waitUntil(lambda: any(ly.name.startswith("residuals") for ly in viewer.layers), timeout=WAIT_MS)
+        assert "predicted markers" not in viewer.layers or len(viewer.layers["predicted markers"].data) == 0
         beads.patches.source.value = GOLD  # and back: the bead controls return
         # (the bead step itself folded when Align started, so ask whether the row is shown, not the step)
         assert not beads.find_button.native.isHidden() and beads.runner.align_button.text == "Track"

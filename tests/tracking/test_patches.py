@@ -1,6 +1,7 @@
 """Patch tracking (no gold) against simulated lamellae with known geometry: the parts, the recovery of the
 geometry end to end, a blank stack refused in one line, and the command line's contract."""
 
+import mrcfile
 import numpy as np
 import pytest
 
@@ -64,6 +65,9 @@ def test_a_thin_lamella_is_recovered_end_to_end(thin):
     assert err < 0.8, r.summary()  # 0.38 px here; thicker slabs drift (see benchmarks/bench_patches.py)
     assert abs(al.tilt_axis_deg - thin.tilt_axis_deg) < 1.0
     assert r.n_contours >= 60 and "patches of 50 px" in r.summary()
+    # the second pass (windows where the first fit projects each contour's point) ran and kept the contours
+    assert "second pass" in r.timings_s and r.dropped["contours lost in the second pass"] <= 0.1 * r.n_contours
+    assert r.patch_of.shape == (r.n_contours,) and r.markers.marker.max() == r.n_contours
     # The same tracks ten times as scattered are refused, in one line with the deciding figure.
     from dataclasses import replace
 
@@ -96,6 +100,8 @@ def test_bad_options_are_refused():
         PatchOptions(patch_size=400).check((256, 256))
     with pytest.raises(ValueError, match="overlap"):
         PatchOptions(overlap=0.95).check((256, 256))
+    with pytest.raises(ValueError, match="1 or 2 iterations"):
+        PatchOptions(iterations=3).check((256, 256))
 
 
 def test_the_command_line_tracks_patches_and_keeps_its_contract(thin, tmp_path, capsys):
@@ -116,6 +122,22 @@ def test_the_command_line_tracks_patches_and_keeps_its_contract(thin, tmp_path, 
     assert main(["track", str(path), "--patches", "--patch-size", "999", "--output", str(tmp_path / "c.csv")]) == 2
     assert capsys.readouterr().err.count("\n") == 4
     assert not (tmp_path / "r").exists() and not (tmp_path / "c.csv").exists()
+
+
+def test_a_nan_patch_is_refused_naming_its_view(thin, tmp_path, capsys):
+    images = thin.images.copy()
+    images[7, 100:140, 60:90] = np.nan  # a NaN region in view 8
+    path = tmp_path / "nan.st"
+    with mrcfile.new(path) as mrc, pytest.warns(RuntimeWarning, match="NaN"):  # our writer refuses NaN
+        mrc.set_data(images)
+    (tmp_path / "nan.rawtlt").write_text("".join(f"{a:.2f}\n" for a in thin.tilt_angles_deg))
+    assert main(["track", str(path), "--patches", "--output", str(tmp_path / "n.csv"), "--quiet"]) == 2
+    assert main(["run", str(path), "--patches", "--output", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and err.count("view 8 of the stack nan.st holds NaN") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.rawtlt", "nan.st"]
+    with pytest.raises(ValueError, match="view 8 of the stack holds NaN"):
+        track_patches(images, thin.tilt_angles_deg, tilt_axis_deg=thin.tilt_axis_deg)
 
 
 def test_a_batch_table_column_aligns_a_stack_by_patch_tracking(thin, tmp_path):

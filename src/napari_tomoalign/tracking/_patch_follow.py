@@ -10,6 +10,7 @@ whose position along the edge is undetermined) and whether the peak lies on the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.fft as sfft
@@ -17,7 +18,15 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from . import _fourier as ft
-from .coarse import CoarseAlignment
+
+
+class ViewMap(Protocol):
+    """A mapping of positions between views with a linear part per view (`coarse.CoarseAlignment`, or the
+    plane mapping of a solved alignment)."""
+
+    def matrix(self, j: int) -> NDArray[np.float64]: ...
+
+    def map(self, xy: NDArray[np.float64], from_view: int, to_view: int) -> NDArray[np.float64]: ...
 
 
 def binned_to_raw(k: NDArray[np.float64], b: int) -> NDArray[np.float64]:
@@ -29,7 +38,7 @@ def raw_to_binned(q: NDArray[np.float64], b: int) -> NDArray[np.float64]:
     return (q - (b - 1) / 2.0) / b
 
 
-def warp_into(img_b: NDArray[np.float32], coarse: CoarseAlignment, a: int, b: int, binning: int) -> NDArray[np.float32]:
+def warp_into(img_b: NDArray[np.float32], coarse: ViewMap, a: int, b: int, binning: int) -> NDArray[np.float32]:
     """View ``b`` (binned) resampled into view ``a``'s binned frame by the coarse alignment; NaN outside."""
     m = coarse.matrix(b) @ np.linalg.inv(coarse.matrix(a))
     origin = coarse.map(binned_to_raw(np.zeros((1, 2)), binning), a, b)[0]

@@ -14,9 +14,10 @@ the others on the first view (the protective layer, vacuum) are not laid.
 
 Each track is cut into contours of ``length`` views overlapping by ``length_overlap`` (IMOD's
 ``imodchopconts``, etomo's 16 and 4), each its own marker, and the contours go to `align_markers` with
-robust fitting. Too little texture (too few patches correlate next to the start view) or patches that
-disagree (too many points weighed down by the robust fit) raise `PatchTrackingError`, in one line with
-the figure that decided it.
+robust fitting; a second pass measures them again with windows held where that fit projects each
+contour's 3-D point (`_patch_refine`). Too little texture (too few patches correlate next to the start
+view) or patches that disagree (too many points weighed down by the robust fit, checked before and after
+the second pass) raise `PatchTrackingError`, in one line with the figure that decided it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from ..alignment.options import AlignmentOptions
 from ..alignment.solver import align_markers
 from ..errors import Cancelled
 from ..io.table import MarkerTable
+from ..reconstruction.input_checks import check_finite_views
 from ._patch_follow import PatchCorrelator, binned_to_raw, cut, raw_to_binned, warp_into
+from ._patch_refine import second_pass
 from ._patch_result import REASONS, PatchTrackingError, PatchTrackingResult
 from ._views import ViewReader
 from .coarse import CoarseAlignment, coarse_align
@@ -66,6 +69,10 @@ class PatchOptions:
         ``relative_correlation`` times the step's 90th percentile.
     min_roundness
         Smallest ratio of the peak's two curvatures; under it the peak is a ridge (an edge).
+    iterations
+        1: the tracks followed view to view are fitted once; 2 (default): the contours are then measured
+        again with windows held where the first fit projects each contour's 3-D point, and fitted again
+        (`_patch_refine`; etomo's second iteration of patch tracking on the prealigned stack).
     """
 
     patch_size: int | None = None
@@ -80,6 +87,7 @@ class PatchOptions:
     min_correlation: float = 0.08
     relative_correlation: float = 0.3
     min_roundness: float = 0.12
+    iterations: int = 2
 
     def size_for(self, shape: tuple[int, int]) -> int:
         """The patch side in unbinned pixels for images of ``shape`` (rows, cols), even."""
@@ -97,6 +105,8 @@ class PatchOptions:
         if not 3 <= self.length <= 10_000 or not 0 <= self.length_overlap < self.length:
             raise ValueError(f"contours of {self.length} views overlapping by {self.length_overlap} do not work; give"
                              " a length of at least 3 views and an overlap under it (--length)")
+        if self.iterations not in (1, 2):
+            raise ValueError(f"patch tracking runs 1 or 2 iterations, not {self.iterations}")
 
     def border_for(self, shape: tuple[int, int]) -> int:
         return int(self.border) if self.border is not None else int(0.05 * min(shape))
@@ -352,7 +362,12 @@ def track_patches(
                "tracked in under 3 views": short}
     result = PatchTrackingResult(table, al, coarse, laid, centres, pos, ncc, ends, patch_of, size, binning,
                                  axis_source, dropped, timings_s=timings)
-    result.check_agreement()
+    result.check_agreement()  # the second pass holds its windows where this fit puts them: it must hold
+    if opt.iterations == 2:
+        result = second_pass(result, reader, tilts, corr, patch_alignment_options(tilt_axis_deg),
+                             (opt.min_correlation, opt.relative_correlation, opt.min_roundness), progress,
+                             should_stop)
+        result.check_agreement()
     return result
 
 
@@ -375,6 +390,7 @@ def _check(stack, tilt_angles_deg, opt: PatchOptions) -> NDArray[np.float64]:
     if len(tilts) < 3:
         raise ValueError(f"patch tracking needs at least 3 views, not {len(tilts)}")
     opt.check(stack.shape[1:])
+    check_finite_views(stack, what="stack")  # a NaN patch would spread through every correlation it enters
     return tilts
 
 

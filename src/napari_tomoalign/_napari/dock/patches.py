@@ -48,6 +48,13 @@ def patch_percent(stage: str, done: int, total: int) -> int:
     return int(round(lo + min(1.0, max(0.0, done / max(total, 1))) * (hi - lo)))
 
 
+def is_patch_layer(layer: Any) -> bool:
+    """Whether a markers layer holds patch contours: each contour is a marker only within its run of views,
+    so the model's '?' rings where it was not tracked (every contour in every other view) mean nothing and
+    would bury the image; the dock's results leave them out for such a layer."""
+    return str(getattr(layer, "metadata", {}).get("source", "")).startswith("patch tracking")
+
+
 def patch_points(result: PatchTrackingResult, name: str, image: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Points data and layer arguments for the contours: light rings, a hue per contour, no labels."""
     data, kwargs = markers_to_points(result.markers, name)

@@ -21,6 +21,7 @@ from ..layers import LABEL_OFFSET, frame_of, marker_colors
 from .inputs import ROLE
 from .labels import LUMA, label_colors, under_labels
 from .logic import aligned_points, predicted_gap_points, residual_vectors
+from .patches import is_patch_layer
 from .ui import button, form
 
 ALIGNED, RESIDUALS, PREDICTED, ALIGNED_MARKERS = "aligned stack", "residuals", "predicted markers", "aligned markers"
@@ -117,6 +118,10 @@ class ResultLayers:
         if al is None:
             return
         points, ids = predicted_gap_points(al)
+        if is_patch_layer(self.markers):  # patch contours: no '?' rings (see dock/patches.py)
+            points, ids = points[:0], ids[:0]
+            if self._layer(PREDICTED) is None:
+                return
         self._points(PREDICTED, points, ids, symbol="ring", size=self._ring_size() + 2, text="{marker}?")
 
     def overlay_predictions(self, alignment: Alignment, image: Any, markers: Any) -> list:
