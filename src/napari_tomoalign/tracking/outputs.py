@@ -30,8 +30,10 @@ def _restore_backups(before: dict[Path, int], now: dict[Path, int]) -> set[Path]
     """Rename each ``NAME~`` made in the block back to ``NAME`` when ``NAME`` was there before; return them."""
     restored = set()
     for p, ino in now.items():
+        if len(p.name) < 2 or not p.name.endswith("~"):
+            continue
         orig = p.with_name(p.name[:-1])
-        if p.name.endswith("~") and before.get(p) != ino and orig in before:
+        if before.get(p) != ino and orig in before:
             try:
                 os.replace(p, orig)
                 restored.add(orig)
