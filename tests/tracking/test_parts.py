@@ -126,8 +126,10 @@ def test_pick_seeds_spreads_balances_and_avoids():
     pick = pick_seeds(xy, 20, (512, 512), bead_diameter_px=5.0, avoid=avoid, z_px=z)
     assert len(pick) == 20 and not avoid[pick].any()
     assert (z[pick] > 0).sum() == 10  # half on each surface
-    border = 16.0
+    border = 5.0 / 2 + 3.0  # the whole bead and its background ring inside
     assert np.all((xy[pick] >= border) & (xy[pick] <= 511 - border))
+    assert np.all(pick_seeds(xy, None, (512, 512), bead_diameter_px=5.0, border_px=16.0) == np.flatnonzero(
+        np.all((xy >= 16.0) & (xy <= 511 - 16.0), axis=1)))  # IMOD's border on request
     for side in (z[pick] > 0, z[pick] < 0):  # each surface's seeds are spread over the field
         p = xy[pick][side]
         d = np.hypot(*(p[:, None] - p[None]).transpose(2, 0, 1)) + np.eye(len(p)) * 1e9

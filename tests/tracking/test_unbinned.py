@@ -13,9 +13,9 @@ from napari_tomoalign.tracking.binned import BinnedViews, to_binned, to_full, to
 from napari_tomoalign.tracking.outputs import removed_on_failure
 
 
-def test_the_working_binning_brings_beads_to_10_to_20_px():
+def test_the_working_binning_brings_beads_to_8_to_16_px():
     assert working_binning(5.0, (512, 512)) == 1 and working_binning(12.5, (4096, 4096)) == 1
-    assert working_binning(50.0, (4096, 4096)) == 5 and working_binning(80.0, (4096, 4096)) == 8
+    assert working_binning(50.0, (4096, 4096)) == 6 and working_binning(80.0, (4096, 4096)) == 10
     assert working_binning(50.0, (768, 768)) == 3  # at least 256 binned pixels a side
     assert tomogram_binning((512, 512)) == 2 and tomogram_binning((4096, 4096)) == 4
     xy = np.array([[0.0, 0.0], [10.25, 3.5]])

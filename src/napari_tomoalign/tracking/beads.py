@@ -212,6 +212,7 @@ def find_beads(
     max_peaks: int = 20000,
     use_depth: bool = True,
     small_beads: bool = True,
+    uniform: bool = True,
 ) -> BeadCandidates:
     """Find the gold beads of one view (see the module docstring).
 
@@ -239,6 +240,9 @@ def find_beads(
         Take the round candidates under the dip that have a bead's depth (`_small_beads`); off for measuring
         the diameter, which wants the clearest beads (from a diameter half the true one, the marginal
         candidates are parts of beads and hold the measure there).
+    uniform
+        Raise when the candidates above the dip vary in depth more than gold of one size can (off where the
+        strongest candidates are all that is wanted, as in measuring the diameter from a rough one).
 
     Raises
     ------
@@ -267,7 +271,7 @@ def find_beads(
     xy, raw, elong, depth = _min_spacing(xy, raw, elong, depth, min_spacing * d)
     above = raw > cut
     if above.sum() >= 5:  # gold beads of one size have nearly one depth; stain blobs are fainter
-        if threshold is None:
+        if threshold is None and uniform:
             _check_uniform(depth[above])
         above &= depth >= FAINT * np.median(depth[above])
         if threshold is None and small_beads:
@@ -364,7 +368,7 @@ def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bo
         try:
             cands = find_beads(img, d, dark=dark, small_beads=False)
         except BeadFindingError:  # a diameter far off can spoil the depth fits: the integral alone
-            cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False)
+            cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False, uniform=False)
         xy = cands.xy[cands.above & ~cands.clustered][:200]
         if len(xy) < 3:
             raise BeadFindingError("fewer than 3 single beads were found; the diameter cannot be estimated")
