@@ -6,9 +6,9 @@ model are all sized in pixels. IMOD works the same way (``imodfindbeads`` scales
 ``tiltxcorr`` bins to about 1000 px). So:
 
 1. `working_binning` picks the binning that brings the beads to 8-16 px (`WORKING_BEAD_PX`, IMOD's 8 px),
-   keeping at least 256 binned pixels a side. (10-20 px localised worse end to end on the benchmark's
-   50-80 px beads: x1.17 and x1.08 of the 0.3 px reference against x1.07 and x0.89 at binning 7 on
-   seeds 2 and 3, and no better on its 50 px beads.)
+   keeping at least 192 binned pixels a side. (10-20 px localised worse end to end on the benchmark's
+   50-80 px beads on 1600 px views: x1.17 and x1.08 of the 0.3 px reference against x1.07 and x0.89 at
+   binning 7 on seeds 2 and 3, and no better on its 50 px beads.)
 2. `BinnedViews` is the binned stack as an array of views, each binned when it is read from the
    (memory-mapped) file, whose pages are then released: memory in proportion to one view.
 3. The whole chain (`pipeline.track_beads`) runs on it.
@@ -50,7 +50,7 @@ from .coarse import CoarseAlignment
 from .result import TrackingResult, build_result
 
 WORKING_BEAD_PX = 8.0  # beads are tracked at 8-16 px
-MIN_BINNED_PX = 256
+MIN_BINNED_PX = 192
 FULL_MARGIN = 0.4  # the full-resolution fit's background ring, as a share of the bead's radius
 
 
