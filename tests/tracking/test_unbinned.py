@@ -13,10 +13,10 @@ from napari_tomoalign.tracking.binned import BinnedViews, to_binned, to_full, to
 from napari_tomoalign.tracking.outputs import removed_on_failure
 
 
-def test_the_working_binning_brings_beads_to_10_to_20_px():
+def test_the_working_binning_brings_beads_to_8_to_16_px():
     assert working_binning(5.0, (512, 512)) == 1 and working_binning(12.5, (4096, 4096)) == 1
-    assert working_binning(50.0, (4096, 4096)) == 5 and working_binning(80.0, (4096, 4096)) == 8
-    assert working_binning(50.0, (768, 768)) == 3  # at least 256 binned pixels a side
+    assert working_binning(50.0, (4096, 4096)) == 6 and working_binning(80.0, (4096, 4096)) == 10
+    assert working_binning(50.0, (768, 768)) == 4  # at least 192 binned pixels a side
     assert tomogram_binning((512, 512)) == 2 and tomogram_binning((4096, 4096)) == 4
     xy = np.array([[0.0, 0.0], [10.25, 3.5]])
     np.testing.assert_allclose(to_binned(to_full(xy, 4), 4), xy)
@@ -42,7 +42,7 @@ def unbinned():
 def test_an_unbinned_series_is_tracked_through_the_working_binning(unbinned):
     scene, images, xy, visible = unbinned
     r = track_beads(images, scene.nominal_tilt_deg, 50.0, tilt_axis_deg=scene.params["tilt_axis_deg"])
-    assert any("binned by 4" in w for w in r.warnings) and r.markers.image_size == (1024, 1024)
+    assert any("binned by 5" in w for w in r.warnings) and r.markers.image_size == (1024, 1024)
     t = r.markers
     err = np.array([np.min(np.hypot(*(xy[v][visible[v]] - p).T)) for v, p in zip(t.view, t.xy)])
     assert np.mean(err > 8.0) <= 0.01 and np.median(err) < 3.0  # full-resolution pixels (0.2 nm)

@@ -13,7 +13,7 @@ tracker's model:
   that stain texture does not pull a bead's centre the same way in every view) and a robust final fit;
   returns a `TrackingResult` whose ``markers`` table is what `align_markers` reads.
   `write_tracked_markers` saves it as ``.csv`` or ``.fid``. Beads over 20 px are tracked on a copy
-  binned to 10-20 px (`working_binning`, `binned`); ``clumps="track"`` tracks the beads of clumps too;
+  binned to 8-16 px (`working_binning`, `binned`); ``clumps="track"`` tracks the beads of clumps too;
 - `measure_bead_diameter` / `diameter_to_track`: the diameter measured on the data, from a rough one or
   from nothing (``auto``), and checked against a given one (`DiameterError` when far off).
 """

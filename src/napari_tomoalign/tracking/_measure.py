@@ -186,7 +186,8 @@ def _fit_at(img, xy, profile: BeadProfile, sign: float, score, hot: float, relat
 def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: BeadProfile, sign: float, hot: float,
                 relative: bool = False, rounds: int = 3) -> Measurement:
     """Fit beads that lie close together, starting at ``xy`` ``(k, 2)``: each is fitted with the others'
-    fitted profiles subtracted from its patch, ``rounds`` times (an approximation of their joint fit)."""
+    fitted profiles subtracted from its patch, ``rounds`` times (an approximation of their joint fit); one
+    whose fit fails stays where it was and is subtracted with the others' median depth."""
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     pos, amp = xy.copy(), np.zeros(len(xy))
     fit = origins = None
@@ -200,7 +201,11 @@ def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: Bead
                     r = np.hypot(g[None, :] + origins[a, 0] - pos[b, 0], g[:, None] + origins[a, 1] - pos[b, 1])
                     patches[a] -= np.float32(amp[b]) * profile(r)[0].astype(np.float32)
         fit = fit_profile(patches, pos - origins, profile, radius, iterations=8)
-        pos, amp = fit.xy + origins, np.where(sign * fit.amplitude > 0, fit.amplitude, 0.0)
+        # a bead whose fit fails (the middle one of a clump, its background ring all neighbours) keeps its
+        # place and is subtracted from the others with the typical depth of gold of one size
+        ok = (sign * fit.amplitude > 0) & fit.converged
+        typical = float(np.median(fit.amplitude[ok])) if ok.any() else 0.0
+        pos, amp = np.where(ok[:, None], fit.xy + origins, pos), np.where(ok, fit.amplitude, typical)
     return _measurement(fit, origins, xy, img.shape, profile, sign, np.full(len(xy), np.nan), relative)
 
 

@@ -14,7 +14,8 @@ threshold at the dip of the strength histogram (after IMOD's ``imodfindbeads``).
    no dip, `BeadFindingError` says so. Gold beads of one size are nearly equally dark: when the
    candidates above the dip vary in fitted depth by more than 25 % (robust spread), the dip is one of
    the texture's and `BeadFindingError` says so too; candidates under 0.6 of the median depth (stain
-   blobs) are dropped.
+   blobs) are dropped, and round candidates under the dip with at least that depth and a quarter of the
+   median strength are taken (the smaller beads of a batch whose sizes spread: `_small_beads`).
 5. Candidates above the threshold with another one within 2 diameters are *clustered*; those whose
    density is elongated, or that are much stronger than the typical bead (merged clumps), are flagged
    too. Clustered and elongated candidates are clumps to avoid as seeds.
@@ -37,6 +38,8 @@ from ._views import clamp_hot_pixels, extract_patches, patch_origins
 FAINT = 0.6
 MODE_OVER_DIP = 1.3
 MAX_DEPTH_SPREAD = 0.25
+SMALL_BEAD = 0.25  # the strength, over the median bead's, of the smallest beads taken under the dip
+SMALL_ROUND = 1.3
 
 
 class BeadFindingError(ValueError):
@@ -208,6 +211,8 @@ def find_beads(
     relative: bool | None = None,
     max_peaks: int = 20000,
     use_depth: bool = True,
+    small_beads: bool = True,
+    uniform: bool = True,
 ) -> BeadCandidates:
     """Find the gold beads of one view (see the module docstring).
 
@@ -231,6 +236,13 @@ def find_beads(
     use_depth
         Strength as the geometric mean of integral and fitted depth (default), or the integral alone
         (more tolerant of a wrong diameter).
+    small_beads
+        Take the round candidates under the dip that have a bead's depth (`_small_beads`); off for measuring
+        the diameter, which wants the clearest beads (from a diameter half the true one, the marginal
+        candidates are parts of beads and hold the measure there).
+    uniform
+        Raise when the candidates above the dip vary in depth more than gold of one size can (off where the
+        strongest candidates are all that is wanted, as in measuring the diameter from a rough one).
 
     Raises
     ------
@@ -248,7 +260,7 @@ def find_beads(
         relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
     smooth = ndimage.gaussian_filter(img, max(0.85, d / 12))
     mass = -smooth if dark else smooth
-    border = int(np.ceil(d / 2 + 5))
+    border = int(np.ceil(d / 2)) + 2  # beads whose disc is in the view (the seeds keep their own border)
     xy_int = _peaks(matched_filter(mass - mass.mean(), d), min_spacing * d, border, max_peaks)
     integral, xy = _strengths(smooth, xy_int, d / 2, dark, relative)
     raw, depth, elong, xy = _combined_strength(img, xy, integral, d, dark, relative, use_depth)
@@ -259,9 +271,11 @@ def find_beads(
     xy, raw, elong, depth = _min_spacing(xy, raw, elong, depth, min_spacing * d)
     above = raw > cut
     if above.sum() >= 5:  # gold beads of one size have nearly one depth; stain blobs are fainter
-        if threshold is None:
+        if threshold is None and uniform:
             _check_uniform(depth[above])
         above &= depth >= FAINT * np.median(depth[above])
+        if threshold is None and small_beads:
+            above |= _small_beads(raw, depth, elong, above)
     if not above.any():
         raise BeadFindingError(f"no candidate is above the strength threshold {threshold}; lower it")
     scale = float(np.median(raw[above]))
@@ -270,6 +284,16 @@ def find_beads(
     clustered = _clustered(xy, above, cluster_distance * d) | (above & (strength > 1.8))
     return BeadCandidates(xy, strength, cut / scale, above, clustered, above & (elong > elongation_limit), elong, d,
                           hist)
+
+
+def _small_beads(raw, depth, elong, above):
+    """Candidates under the dip that are gold all the same: the smaller beads of a batch whose sizes spread
+    (strength grows with the cube of the size, so beads 0.8 times the mean size score half the median
+    bead and can fall under a dip in the beads' own sparse histogram). Each has at least `FAINT` of the
+    median bead's fitted depth (false peaks and stain blobs reach half of it at most), is round, and
+    scores at least `SMALL_BEAD` of the median bead."""
+    med_raw, med_depth = float(np.median(raw[above])), float(np.median(depth[above]))
+    return ~above & (depth >= FAINT * med_depth) & (elong <= SMALL_ROUND) & (raw >= SMALL_BEAD * med_raw)
 
 
 def _check_uniform(depth: NDArray[np.float64]) -> None:
@@ -342,9 +366,9 @@ def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bo
     img = np.array(image, dtype=np.float32)
     for _ in range(2):
         try:
-            cands = find_beads(img, d, dark=dark)
+            cands = find_beads(img, d, dark=dark, small_beads=False)
         except BeadFindingError:  # a diameter far off can spoil the depth fits: the integral alone
-            cands = find_beads(img, d, dark=dark, use_depth=False)
+            cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False, uniform=False)
         xy = cands.xy[cands.above & ~cands.clustered][:200]
         if len(xy) < 3:
             raise BeadFindingError("fewer than 3 single beads were found; the diameter cannot be estimated")

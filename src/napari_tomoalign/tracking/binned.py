@@ -5,8 +5,10 @@ for beads of 5-15 px as a binned one is easy: the matched filter, the search box
 model are all sized in pixels. IMOD works the same way (``imodfindbeads`` scales beads to 8 px,
 ``tiltxcorr`` bins to about 1000 px). So:
 
-1. `working_binning` picks the binning that brings the beads to 10-20 px (`WORKING_BEAD_PX`; IMOD's 8 px
-   is the low end of what our profile fit localises well), keeping at least 256 binned pixels a side.
+1. `working_binning` picks the binning that brings the beads to 8-16 px (`WORKING_BEAD_PX`, IMOD's 8 px),
+   keeping at least 192 binned pixels a side. (10-20 px localised worse end to end on the benchmark's
+   50-80 px beads on 1600 px views: x1.17 and x1.08 of the 0.3 px reference against x1.07 and x0.89 at
+   binning 7 on seeds 2 and 3, and no better on its 50 px beads.)
 2. `BinnedViews` is the binned stack as an array of views, each binned when it is read from the
    (memory-mapped) file, whose pages are then released: memory in proportion to one view.
 3. The whole chain (`pipeline.track_beads`) runs on it.
@@ -17,7 +19,7 @@ model are all sized in pixels. IMOD works the same way (``imodfindbeads`` scales
    subtracted) and moves to that fit when it converges within half a binned pixel plus one pixel. It is
    not the default: on the benchmark's unbinned sets (cryo, 50 px gold at 1.5 counts/px) the binned,
    prewhitened fit came out better end to end (0.093 against 0.104 px of 0.8 nm, seed 1; 0.091
-   against 0.112, seed 2), and binning to 10-20 px beads loses nothing the noise had left, while the
+   against 0.112, seed 2), and binning to 8-16 px beads loses nothing the noise had left, while the
    full-resolution pass reads every full view once more.
 
 Coordinates: x = column, y = row, a pixel's centre at its integer index; binned pixel ``i`` averages full
@@ -47,14 +49,14 @@ from ._views import ViewReader, release_view
 from .coarse import CoarseAlignment
 from .result import TrackingResult, build_result
 
-WORKING_BEAD_PX = 10.0  # beads are tracked at 10-20 px
-MIN_BINNED_PX = 256
+WORKING_BEAD_PX = 8.0  # beads are tracked at 8-16 px
+MIN_BINNED_PX = 192
 FULL_MARGIN = 0.4  # the full-resolution fit's background ring, as a share of the bead's radius
 
 
 def working_binning(bead_diameter_px: float, image_shape: tuple[int, int]) -> int:
     """The binning at which beads of ``bead_diameter_px`` measure `WORKING_BEAD_PX` to twice that (1 for
-    beads under 20 px), with at least `MIN_BINNED_PX` binned pixels on the shorter side."""
+    beads under 16 px), with at least `MIN_BINNED_PX` binned pixels on the shorter side."""
     b = max(1, int(float(bead_diameter_px) // WORKING_BEAD_PX))
     return max(1, min(b, min(image_shape) // MIN_BINNED_PX))
 

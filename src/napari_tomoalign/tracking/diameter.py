@@ -4,13 +4,14 @@ People give the diameter they remember (10 nm gold that images as 12 nm with its
 of another binning). The tracker's filters are sized by it, so a diameter 30 % off used to lose beads
 silently. Here the diameter is measured on the minimum-tilt view (`beads.estimate_bead_diameter`: the
 half-depth radius of the averaged profile of the single beads found), on a copy binned so that the
-beads measure 10-20 px (`binned.working_binning`), three times in a row (from a start far off, the
+beads measure 8-16 px (`binned.working_binning`), three times in a row (from a start far off, the
 first measure is only nearer):
 
 - `diameter_to_track` with a given diameter: the measured one is used when it is within a factor
   `TRUST_FACTOR` of the given one (a given diameter 0.6-1.4 times the true one tracks like the true
   one); further off, `DiameterError` names the measured diameter. When nothing can be measured from
-  the given diameter, it is measured from scratch; when that fails too (too few single beads), the
+  the given diameter (big beads given 0.6 times their size: the profile's window ends inside them), it is
+  measured from 1.5 times and a 1.5th of it, then from scratch; when that fails too (too few single beads), the
   given diameter is used as it is.
 - `measure_bead_diameter` with none (``auto``): every start of a ladder of diameters from 4 px to an
   eighth of a central crop of at most 1024 px (`LADDER_PX`) is measured on that crop, and the measure
@@ -28,6 +29,7 @@ from .beads import BeadFindingError, estimate_bead_diameter
 from .binned import working_binning
 
 TRUST_FACTOR = 1.8
+RETRY_FACTOR = 1.5  # when nothing can be measured from the given diameter, from 1.5 times it and a 1.5th
 AGREE = 0.15
 LADDER_PX = 1024  # the ladder of starts runs on a central crop this wide, then the whole view refines it
 
@@ -107,9 +109,13 @@ def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: floa
     view = np.asarray(stack[seed])
     if given_px is None:
         return measure_bead_diameter(view, None, dark=dark)
-    try:
-        measured = measure_bead_diameter(view, given_px, dark=dark)
-    except DiameterError:  # nothing measured from the given size: from scratch, else the given one as it is
+    for start in (given_px, given_px * RETRY_FACTOR, given_px / RETRY_FACTOR):
+        try:
+            measured = measure_bead_diameter(view, start, dark=dark)
+            break
+        except DiameterError:
+            continue
+    else:  # nothing measured near the given size: from scratch, else the given one as it is
         try:
             measured = measure_bead_diameter(view, None, dark=dark)
         except DiameterError:

@@ -142,7 +142,7 @@ def track_beads(
         that pulls the centres the same way in every view is kept from the 3-D positions.
     binning
         Track on a copy binned this much and refine every point at full resolution (`binned`); default
-        `binned.working_binning` (beads of 10-20 px; 1, no binning, for beads under 20 px).
+        `binned.working_binning` (beads of 8-16 px; 1, no binning, for beads under 16 px).
     clumps
         ``"skip"`` leaves out beads with another within 2 diameters in the seed view (IMOD's default);
         ``"track"`` tracks each bead of a clump that the finder resolves, fitted with its neighbours

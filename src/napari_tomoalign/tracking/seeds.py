@@ -17,8 +17,12 @@ MIN_BEADS = 6
 
 
 def default_border_px(image_size: tuple[int, int], bead_diameter_px: float) -> float:
-    """IMOD's ``BordersInXandY``: 32 px per 1024 of the larger side, at least one bead diameter."""
-    return max(32.0 * max(image_size) / 1024.0, float(bead_diameter_px))
+    """The seeds' border: the whole bead and the ring its background is measured on inside the view (half
+    a diameter plus 3 px). IMOD's ``BordersInXandY`` (32 px per 1024 of the larger side) left out beads that
+    stay in the field in most views; the tracker follows a bead that leaves the field while it is inside.
+    ``image_size`` is kept for callers that size a border by the view."""
+    del image_size
+    return float(bead_diameter_px) / 2.0 + 3.0
 
 
 def surfaces(z: NDArray[np.float64]) -> NDArray[np.intp]:

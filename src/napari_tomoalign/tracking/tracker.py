@@ -14,7 +14,7 @@ each new view:
    again in a box twice as wide with relaxed limits (the rescue); a doubtful find leaves a gap.
 4. Beads whose predictions come within 1.5 diameters of each other (crossing tracks) are fitted with
    their neighbours' profiles subtracted, when the model predicted them, and left as gaps otherwise or
-   when closer than 0.6 diameters; beads not wholly inside the image are not measured.
+   when closer than 0.45 diameters (`APART`); beads not wholly inside the image are not measured.
 5. The model is refitted (after every view at first, then every other view); a new point far from it is
    measured again at the model's position, or dropped.
 
@@ -45,6 +45,7 @@ from .coarse import CoarseAlignment
 
 N_ANCHORS = 10
 EVERY_VIEW = 12  # the model is refitted after every view until this many are tracked, then every other
+APART = 0.45  # beads predicted closer than this many diameters are not measured (they cannot be told apart)
 
 
 def outward_order(tilts: NDArray[np.float64], seed_view: int) -> list[tuple[int, int]]:
@@ -263,13 +264,13 @@ class BeadTracker:
     def measure_crowded(self, j: int, pred: NDArray[np.float64], beads: NDArray[np.intp],
                         from_model: NDArray[np.bool_] | None = None) -> None:
         """Beads predicted close to another (crossing tracks, clumps), fitted with their neighbours subtracted;
-        pairs closer than 0.6 diameters cannot be told apart and are left as gaps. A find must lie within a
+        pairs closer than `APART` diameters cannot be told apart and are left as gaps. A find must lie within a
         quarter diameter of the model's prediction, or half a diameter of one carried without a model."""
         if len(beads) == 0:
             return
         d = np.hypot(*(pred[beads, None, :] - pred[None, beads, :]).transpose(2, 0, 1))
         np.fill_diagonal(d, np.inf)
-        beads = beads[d.min(axis=1) >= 0.6 * self.d]
+        beads = beads[d.min(axis=1) >= APART * self.d]
         if len(beads) == 0:
             return
         img, hot = self.reader.view(j), self.reader.hot_level(j)
