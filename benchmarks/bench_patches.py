@@ -167,7 +167,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--patch-size", type=int)
-    ap.add_argument("--overlap", type=float, default=0.33, help="patch overlap (etomo's 0.33 by default)")
+    ap.add_argument("--overlap", type=float, default=PatchOptions.overlap,
+                    help="patch overlap (default the PatchOptions default; etomo's is 0.33)")
     ap.add_argument("--iterations", type=int, default=2,
                     help="2 (default): the second pass with windows placed by the first fit; 1: the first pass only")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of the scale and run figures")

@@ -47,7 +47,7 @@ def patch_options(patch_size: int | None = None, overlap: float | None = None, l
                   shape: tuple[int, int] | None = None) -> PatchOptions:
     """`PatchOptions` from the command line's values, checked against images of ``shape`` (UsageError)."""
     n, ov = parse_length(length)
-    opt = PatchOptions(patch_size=patch_size, overlap=0.33 if overlap is None else float(overlap), length=n,
+    opt = PatchOptions(patch_size=patch_size, overlap=PatchOptions.overlap if overlap is None else float(overlap), length=n,
                        length_overlap=ov)
     if shape is not None:
         try:
