@@ -232,5 +232,11 @@ def discard_unfinished(folder: Path) -> None:
 def discard_unfinished_series(out_root: Path, specs: list[SeriesSpec]) -> None:
     """`discard_unfinished` for the series of a stopped batch that did not land (call it once the workers are
     gone: a local cluster closed; a remote cluster's workers may still finish and stamp theirs)."""
+    from ..io.atomic import OverwriteError, check_inside
+
     for s in specs:
+        try:
+            check_inside(out_root, Path(out_root) / s.name)  # a folder linked outside is not ours to clean
+        except OverwriteError:
+            continue
         discard_unfinished(Path(out_root) / s.name)

@@ -171,8 +171,10 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
             return make_row(spec.name, "no-markers", path=path, output=str(out), time_s=time.perf_counter() - t0,
                             error=NO_MARKERS.format(stack=getattr(spec.stack, "name", "the series"),
                                                     stem=getattr(spec.stack, "stem", spec.name)))
+        from ..io.atomic import check_inside
         from .stamp import begin, finish
 
+        check_inside(out_root, out)  # a series folder linked elsewhere is refused, never written through
         note = begin(spec, out, output_paths(spec, Path(out_root), export, defaults), defaults, export, path, force)
         if path == "run":
             from .run_series import run_series

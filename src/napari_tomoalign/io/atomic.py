@@ -115,6 +115,27 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return p
 
 
+def check_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``path`` (a folder at or below ``root``) if every folder from ``root`` down to it resolves, after symlinks,
+    inside ``root``; else an `OverwriteError` naming the link: an output never lands outside its folder through a
+    symlinked sub-folder (``o/alignment -> ../elsewhere``). A link that stays inside is fine."""
+    top, p = Path(root), Path(path)
+    base = os.path.realpath(top)
+    try:
+        parts = p.relative_to(top).parts
+    except ValueError:
+        raise OverwriteError(f"{p} is not inside the output folder {top}") from None
+    cur = top
+    for part in parts:
+        cur = cur / part
+        real = os.path.realpath(cur)
+        if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+            how = f"is a symbolic link to {os.readlink(cur)}" if os.path.islink(cur) else f"resolves to {real}"
+            raise OverwriteError(f"{cur} {how}, outside the output folder {top}; outputs stay inside it: remove "
+                                 "the link or give another output folder")
+    return p
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a library to write; on success rename it over ``path``."""
@@ -245,6 +266,9 @@ def atomic_file_set(paths: list[Path], overwrite: bool = False, backup: bool = F
     without ``overwrite``. Renames need no space, so after the writes succeeded they do too.
     """
     directory = paths[0].parent
+    top = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    for p in paths:  # a sub-folder of the set (RELION's tilt_series/) never leads out of the set's folder
+        check_inside(top, p.parent)
     if directory.exists() and not directory.is_dir():
         raise OverwriteError(f"{directory} is a file, but the outputs go in a directory; give a directory name")
     for p in paths:

@@ -47,7 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .alignment import SavedAlignment
-from .atomic import atomic_file_set, atomic_path, check_writable, safe_name
+from .atomic import atomic_file_set, atomic_path, check_inside, check_writable, safe_name
 from .convert import raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
 from .errors import FileFormatError
 from .guarded import require_small_file
@@ -94,6 +94,7 @@ def write_relion(
 
     d = Path(directory)
     paths = [d / "tomograms.star", d / "tilt_series" / f"{name}.star"]
+    check_inside(d, paths[1].parent)
     for p in paths:
         check_writable(p, overwrite)
     opt = {**OPTICS_DEFAULTS, **(optics or {})}

@@ -127,12 +127,13 @@ class RunResult:
 
 def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threads: int | None = None) -> RunResult:
     """Track, align, then the aligned stack and the tomogram in one pass over the stack (module docstring)."""
-    from ..io.atomic import check_writable
+    from ..io.atomic import check_inside, check_writable
     from ..io.markers import write_markers_csv
     from ..tracking.jobs import run_track_job
     from .threads import thread_limit
 
     out = Path(job.output_dir)
+    check_inside(out, out / "alignment")  # a linked alignment/ never takes the unit out of the folder
     for name in job.output_names():
         check_writable(out / name, overwrite)
     if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files

@@ -1,0 +1,75 @@
+"""Hostile input, round 3 (issue 22): outputs through a symlinked sub-folder, a stale local file, bad pixel
+sizes in `convert`, numbers in messages and an `.aln` header that promises rows it does not hold."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from support.hostile import small_series
+
+from napari_tomoalign.cli import main
+
+
+def _digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    return small_series(tmp_path_factory.mktemp("round3"))
+
+
+def _linked(tmp_path: Path, out: str, sub: str, precious: str) -> tuple[Path, Path]:
+    """``out/sub -> ../elsewhere`` with a precious file in ``elsewhere``."""
+    o, elsewhere = tmp_path / out, tmp_path / "elsewhere"
+    o.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / precious).write_text("precious\n")
+    (o / sub).symlink_to("../elsewhere")
+    return o, elsewhere
+
+
+def _untouched(elsewhere: Path, precious: str) -> None:
+    assert sorted(p.name for p in elsewhere.iterdir()) == [precious]
+    assert (elsewhere / precious).read_text() == "precious\n"
+
+
+def test_relion_through_a_linked_tilt_series_folder_is_refused(tmp_path, series, capsys):
+    o, elsewhere = _linked(tmp_path, "o", "tilt_series", "m.star")
+    assert main(["convert", str(series["al"]), "--to", "relion", "--pixel-size-nm", "0.5", "--output", str(o),
+                 "--force"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tilt_series is a symbolic link" in err[0] and "outside the output folder" in err[0]
+    _untouched(elsewhere, "m.star")
+    assert sorted(p.name for p in o.iterdir()) == ["tilt_series"]
+
+
+def test_run_through_a_linked_alignment_folder_is_refused(tmp_path, series, capsys):
+    o, elsewhere = _linked(tmp_path, "o", "alignment", "alignment.json")
+    assert main(["run", str(series["stack"]), "--tilt-angles", str(series["tlt"]), "--bead-diameter-px", "6",
+                 "--output", str(o), "--force"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert len(err) == 1 and "alignment is a symbolic link to ../elsewhere" in err[0]
+    _untouched(elsewhere, "alignment.json")
+    assert sorted(p.name for p in o.iterdir()) == ["alignment"]
+
+
+def test_a_link_that_stays_inside_the_output_folder_is_fine(tmp_path, series):
+    o = tmp_path / "o"
+    (o / "real").mkdir(parents=True)
+    (o / "tilt_series").symlink_to("real")
+    assert main(["convert", str(series["al"]), "--to", "relion", "--pixel-size-nm", "0.5", "--output", str(o)]) == 0
+    assert (o / "real" / "m.star").is_file()
+
+
+def test_batch_series_folder_linked_outside_fails_that_series(tmp_path, series):
+    from napari_tomoalign.batch import process_series
+    from napari_tomoalign.batch.series import SeriesSpec
+
+    out, elsewhere = _linked(tmp_path, "out", "m", "alignment.json")
+    spec = SeriesSpec("m", markers=series["csv"], tilt_angles=series["tlt"], image_size=(96, 80))
+    row = process_series(spec, str(out), {}, (), force=True)
+    assert row["status"] == "failed" and "out/m is a symbolic link" in row["error"]
+    _untouched(elsewhere, "alignment.json")
