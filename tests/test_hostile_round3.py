@@ -73,3 +73,47 @@ def test_batch_series_folder_linked_outside_fails_that_series(tmp_path, series):
     row = process_series(spec, str(out), {}, (), force=True)
     assert row["status"] == "failed" and "out/m is a symbolic link" in row["error"]
     _untouched(elsewhere, "alignment.json")
+
+
+def _align(s: dict, out: Path, *extra: str) -> None:
+    assert main(["align", str(s["csv"]), "--tilt-angles", str(s["tlt"]), "--image-size", "96", "80", "--output",
+                 str(out), "--quiet", *extra]) == 0
+
+
+def _reconstruct(s: dict, al: Path, out: Path, *extra: str) -> int:
+    return main(["reconstruct", str(s["stack"]), "--alignment", str(al), "--output", str(out), "--quiet", *extra])
+
+
+def test_a_forced_align_without_local_moves_the_earlier_local_file_aside(tmp_path, series, capsys):
+    loc = tmp_path / "loc"
+    _align(series, loc, "--local")
+    first = _digest(loc / "mlocal.xf")
+    _align(series, loc, "--rotation", "one", "--force")
+    names = sorted(p.name for p in loc.iterdir())
+    assert "mlocal.xf" not in names and _digest(loc / "mlocal.xf~") == first  # every file of the earlier run aside
+    assert all(f"{n}~" in names for n in names if not n.endswith("~"))
+    capsys.readouterr()
+    assert _reconstruct(series, loc, tmp_path / "o.mrc", "--local") == 2
+    assert "no local alignment file" in capsys.readouterr().err
+    # a stale *local.xf put back by hand: the stamp does not name it, so it is refused, not applied
+    (loc / "mlocal.xf").write_bytes((loc / "mlocal.xf~").read_bytes())
+    assert _reconstruct(series, loc, tmp_path / "o.mrc", "--local") == 2
+    assert "mlocal.xf is not part of it" in capsys.readouterr().err
+    assert not (tmp_path / "o.mrc").exists()
+
+
+def test_an_explicit_local_file_of_another_run_is_refused(tmp_path, series, capsys):
+    loc = tmp_path / "loc"
+    _align(series, loc, "--local")
+    (tmp_path / "old_local.xf").write_bytes((loc / "mlocal.xf").read_bytes())
+    _align(series, loc, "--rotation", "one", "--local", "--force")
+    capsys.readouterr()
+    cases = [(series["al"], loc / "mlocal.xf", "not of"),  # the local file of another alignment folder
+             (loc, loc / "mlocal.xf~", "does not list it"),  # the earlier run's, kept aside
+             (loc, tmp_path / "old_local.xf", "has its own local file")]  # no stamp, and the alignment has its own
+    for al, local, says in cases:
+        assert _reconstruct(series, al, tmp_path / "o.mrc", "--local", str(local)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "o.mrc").exists()
+    assert _reconstruct(series, loc, tmp_path / "own.mrc", "--local", str(loc / "mlocal.xf")) == 0

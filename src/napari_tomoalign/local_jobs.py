@@ -103,7 +103,9 @@ def solve_local(al: Alignment, obs_view: NDArray[np.intp], obs_xy: NDArray[np.fl
 
 
 def find_local_file(alignment_dir: str | os.PathLike[str], recorded: str | None) -> Path:
-    """The local file of an alignment folder: the one ``alignment.json`` names, else the only ``*local.xf``."""
+    """The local file of an alignment folder: the one its ``alignment.json`` names (checked against the stamp
+    when the folder was read). A ``*local.xf`` the stamp does not name is another solve's (an earlier run's left
+    beside a newer one): it is refused, as IMOD's local transforms only mean something on their own global fit."""
     d = Path(alignment_dir)
     if recorded:
         path = d / recorded
@@ -111,10 +113,42 @@ def find_local_file(alignment_dir: str | os.PathLike[str], recorded: str | None)
             raise UsageError(f"{path}: the local file this alignment lists is missing; align again with --local")
         return path
     found = sorted(d.glob("*local.xf"))
-    if len(found) != 1:
-        what = "no local alignment file" if not found else f"{len(found)} local files"
-        raise UsageError(f"{d}: {what} (*local.xf); align with --local first, or name the file: --local FILE")
-    return found[0]
+    if found:
+        raise UsageError(f"{d}: this alignment was solved without local alignments, and {found[0].name} is not"
+                         " part of it (a file of another run); align again with --local")
+    raise UsageError(f"{d}: no local alignment file (*local.xf); align with --local first, or name the file:"
+                     " --local FILE")
+
+
+def check_local_file(path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str],
+                     recorded: str | None) -> Path:
+    """``--local FILE`` for the alignment in ``alignment_dir`` (whose stamp names ``recorded``, or no local
+    file): refused when a run stamp shows it belongs to another solve. A file that sits in an alignment folder
+    belongs to that folder's run only if its stamp lists it; a file no stamp vouches for (one
+    of IMOD's, a copy) carries nothing to check, so it is applied only to an alignment without a local file of its
+    own (an IMOD alignment brought in with its local file), never in place of the one the alignment has."""
+    from .io.alignment import run_stamp
+    from .io.errors import FileFormatError
+
+    p, d = Path(path), Path(alignment_dir)
+    if recorded and os.path.realpath(p) == os.path.realpath(d / recorded):
+        return p
+    try:
+        stamp = run_stamp(p.parent)
+    except (FileFormatError, OSError):
+        stamp = None
+    if stamp is not None:
+        owner = os.path.realpath(p.parent)
+        if p.name not in stamp.get("files", {}):
+            raise UsageError(f"{p}: not part of the alignment in {p.parent} (its alignment.json does not list it):"
+                             " a local file of another run; name the file a run wrote, or align again with --local")
+        if owner != os.path.realpath(d):
+            raise UsageError(f"{p}: the local file of the alignment in {p.parent}, not of {d}; local transforms"
+                             " only apply to their own global alignment")
+    elif recorded:
+        raise UsageError(f"{p}: {d} has its own local file ({recorded}); a local file no run stamp vouches for"
+                         " belongs to another solve: leave out FILE to use the alignment's own")
+    return p
 
 
 def local_projection_for(local_path: str | os.PathLike[str], saved_tilts_deg: NDArray[np.float64],

@@ -191,6 +191,9 @@ def write_alignment(
 def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, overwrite: bool) -> list[Path]:
     """``paths[1:]`` written by ``write_files(temporary paths)``, then ``paths[0]`` (alignment.json) with the
     run stamp that lists them, all renamed into place together (`atomic_file_set`)."""
+    from .earlier_run import earlier_local_file
+
+    stale = earlier_local_file(d, paths) if overwrite else None
     with atomic_file_set(paths[1:] + paths[:1], overwrite, backup=True) as tmps:  # NAME~ kept, as IMOD
         write_files(tmps[:-1])
         files = {}
@@ -202,6 +205,8 @@ def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, o
             f.write(_json_text(run, info))
             f.flush()
             os.fsync(f.fileno())
+    if stale is not None:  # the earlier run's local file goes aside too: the folder holds one run's files
+        os.replace(stale, stale.with_name(stale.name + "~"))
     return paths
 
 

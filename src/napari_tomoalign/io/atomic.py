@@ -74,6 +74,16 @@ def input_scope() -> Iterator[None]:
         _inputs.reset(token)
 
 
+@contextmanager
+def not_inputs() -> Iterator[None]:
+    """Reads in this scope are not the command's inputs: a forced write reading the stamp of the unit it replaces."""
+    token = _inputs.set(None)
+    try:
+        yield
+    finally:
+        _inputs.reset(token)
+
+
 def note_input(st: os.stat_result) -> None:
     """Remember a file that was read (its device and inode) for `input_scope`."""
     seen = _inputs.get()

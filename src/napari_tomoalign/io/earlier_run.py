@@ -45,3 +45,20 @@ def retire_earlier_run(folder: str | os.PathLike[str], names: list[str], stem: s
         os.replace(p, backup)
         done.append(f"{p.name} -> {backup.name}")
     return done
+
+
+def earlier_local_file(folder: Path, paths: list[Path]) -> Path | None:
+    """The local file the earlier run in ``folder`` wrote (its stamp names it) that a new write of ``paths`` does
+    not replace: `io.alignment.write_alignment` moves it aside as ``NAME~`` once the new unit is in place, so an
+    alignment solved without ``--local`` never sits beside a local file of another solve."""
+    from .alignment import run_stamp
+    from .atomic import not_inputs
+    from .errors import FileFormatError
+
+    try:
+        with not_inputs():  # the unit being replaced is no input of this command
+            name = run_stamp(folder).get("local_file")
+    except (FileFormatError, OSError):
+        return None
+    p = folder / name if isinstance(name, str) and name and Path(name).name == name else None
+    return p if p is not None and p not in paths and p.is_file() and not p.is_symlink() else None

@@ -144,9 +144,10 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         check_finite_view(job.stack, j, ali[j])
     lp = None
     if local:
-        from ..local_jobs import find_local_file, local_projection_for
+        from ..local_jobs import check_local_file, find_local_file, local_projection_for
 
-        path = find_local_file(job.alignment_dir, saved.local_file) if local is True else Path(local)
+        path = find_local_file(job.alignment_dir, saved.local_file) if local is True else check_local_file(
+            local, job.alignment_dir, saved.local_file)
         lp = local_projection_for(path, saved.tilt_angles_deg, saved.x_tilts_deg, (nx, ny), saved.pixel_size_nm,
                                   nm_from_angstrom(pix), binning)
     vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // binning,
