@@ -152,6 +152,6 @@ def marker_z_extent(path: Path) -> float | None:
     except ValueError:
         return None
     if z.size and not np.all(np.abs(z) <= MAX_MARKER_Z_PX):  # NaN, inf, 1e300: a damaged or foreign file
-        raise FileFormatError(f"{path}: a marker Z of {z[~(np.abs(z) <= MAX_MARKER_Z_PX)][0]!r} px is not usable; "
+        raise FileFormatError(f"{path}: a marker Z of {float(z[~(np.abs(z) <= MAX_MARKER_Z_PX)][0]):g} px is not usable; "
                               "run 'tomoalign align' again")
     return float(np.max(np.abs(z))) if z.size else None

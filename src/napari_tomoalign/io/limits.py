@@ -22,6 +22,7 @@ MAX_PATCHES = 100_000  # local-alignment patches per view
 
 def count(value: object, path: object, what: str, limit: int, minimum: int = 0) -> int:
     """``value`` as an int in ``[minimum, limit]``, else a `FileFormatError` naming ``what``."""
+    value = value.item() if isinstance(value, np.generic) else value  # a plain number in the message
     try:
         f = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -56,8 +57,8 @@ def finite(values: NDArray[np.float64], path: object, what: str, limit: float = 
     a = np.asarray(values, dtype=float)
     bad = ~np.isfinite(a) | (np.abs(np.where(np.isfinite(a), a, 0.0)) > limit)
     if bad.any():
-        v = a.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
-        raise FileFormatError(f"{path}: {what} {v!r} is not a usable number (it must be finite and within ±{limit:g})")
+        v = float(a.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
+        raise FileFormatError(f"{path}: {what} {v:g} is not a usable number (it must be finite and within ±{limit:g})")
     return a
 
 
