@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..io.limits import pixel_size_arg
 from ..jobs.solver_options import add_solver_arguments
 
 DESCRIPTION = """\
@@ -97,7 +98,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--imod-com", dest="opt_imod_com", metavar="FILE",
                    help="IMOD's full model with the tiltalign options of this align.com for every series (and local"
                         " alignments with LocalAlignments 1), after tracking too, as etomo's alignment step")
-    g.add_argument("--pixel-size-nm", dest="opt_pixel_size_nm", type=float, default=None, metavar="NM",
+    g.add_argument("--pixel-size-nm", dest="opt_pixel_size_nm", type=pixel_size_arg, default=None, metavar="NM",
                    help="pixel size of every series (default: each stack's header)")
 
 

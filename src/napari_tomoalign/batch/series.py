@@ -33,6 +33,7 @@ from pathlib import Path
 from ..io.atomic import safe_name
 from ..io.errors import FileFormatError
 from ..io.guarded import read_bytes_limited, read_text_limited
+from ..io.limits import pixel_size_nm as checked_pixel_size
 from ..jobs.solver_options import OPTION_NAMES
 
 STACK_EXT = (".mrc", ".st", ".mrcs")
@@ -155,7 +156,7 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
         name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"), markers=markers or found.markers,
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,
         image_size=None if w is None else (int(w), int(h)),  # type: ignore[arg-type]
-        pixel_size_nm=_opt_float(row, "pixel_size_nm", where),
+        pixel_size_nm=checked_pixel_size(_opt_float(row, "pixel_size_nm", where), f"{where}: pixel_size_nm"),
         bead_diameter_nm=_opt_float(row, "bead_diameter_nm", where),
         bead_diameter_px=_opt_float(row, "bead_diameter_px", where), options=opts)
 

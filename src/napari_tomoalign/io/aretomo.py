@@ -69,6 +69,7 @@ from .convert import raw_shifts, rotation_and_magnification, transforms_from, wa
 from .errors import FileFormatError
 from .guarded import read_text_limited
 from .limits import MAX_VIEWS, count, finite, image_size, view_indices, why
+from .limits import pixel_size_nm as checked_pixel_size
 
 HEADER = "# AreTomo Alignment / Priims bprmMn"
 COLUMNS = "# SEC     ROT         GMAG       TX          TY      SMEAN     SFIT    SCALE     BASE     TILT"
@@ -180,6 +181,7 @@ def _views(aln, nz: int, p: Path, aretomo2: bool) -> tuple[NDArray[np.intp], lis
 def read_aln(path: str | os.PathLike[str], *, pixel_size_nm: float | None = None) -> SavedAlignment:
     """Read an AreTomo ``.aln`` file into per-view transforms and tilts (see the module docstring)."""
     p = Path(path)
+    pixel_size_nm = checked_pixel_size(pixel_size_nm)
     aln, n_local, aretomo2 = _parse(p)
     nx, ny = image_size(aln.RawSize[:2], p)
     nz = count(aln.RawSize[2], p, "RawSize section count", MAX_VIEWS, 1)

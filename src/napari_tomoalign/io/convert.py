@@ -41,6 +41,8 @@ from .alignment import SavedAlignment, read_alignment_dir
 from .atomic import input_scope, safe_name
 from .errors import FileFormatError
 from .imod import read_xf
+from .limits import pixel_size_arg
+from .limits import pixel_size_nm as checked_pixel_size
 from .tilts import read_tilt_angles
 
 FORMATS = ("imod", "aretomo", "cdp", "relion")
@@ -316,6 +318,7 @@ def convert(
     ``nominal_tilt_angles_deg`` go into RELION's nominal stage tilts (default: the input's, else the solved).
     Nothing is overwritten unless ``overwrite``, and never one of the files read (`atomic.input_scope`).
     """
+    pixel_size_nm = checked_pixel_size(pixel_size_nm)  # NaN, inf, 0 or negative: refused, whatever the target
     with input_scope():
         return _convert(in_path, to_format, out_path, from_format=from_format, name=name, pixel_size_nm=pixel_size_nm,
                         image_size=image_size, thickness_px=thickness_px,
@@ -371,7 +374,7 @@ def add_convert_arguments(p) -> None:
     p.add_argument("--name", help="series / tomogram name: the output's file name, and the tomogram to read from a"
                    " RELION star that lists several (default: the series' name, as IMOD names a data set's files: the"
                    " stem an alignment folder records, an IMOD folder's NAME.xf, else the input file's stem)")
-    p.add_argument("--pixel-size-nm", type=float, help="pixel size (RELION needs one; default: the input's)")
+    p.add_argument("--pixel-size-nm", type=pixel_size_arg, help="pixel size (RELION needs one; default: the input's)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
                    help="image size, for inputs that do not record it (portal JSON, RELION)")
     p.add_argument("--thickness", type=int, metavar="PX", help="volume thickness to record (default: the image height)")

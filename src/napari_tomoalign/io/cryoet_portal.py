@@ -34,6 +34,7 @@ from .errors import FileFormatError
 from .guarded import read_text_limited
 from .limits import finite, view_indices, why
 from .limits import image_size as checked_image_size
+from .limits import pixel_size_nm as checked_pixel_size
 
 
 def _model():
@@ -80,6 +81,7 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
     give it; ``n_views`` (default: the highest ``z_index`` + 1) is the length of the raw stack."""
     Alignment, _ = _model()
     p = Path(path)
+    pixel_size_nm = checked_pixel_size(pixel_size_nm)
     text = read_text_limited(p, "CryoET Data Portal alignment")
     try:
         doc = Alignment.from_string(text)

@@ -34,6 +34,33 @@ def count(value: object, path: object, what: str, limit: int, minimum: int = 0) 
     return int(f)
 
 
+MAX_PIXEL_NM = 1e6  # as the jobs' own check (`jobs.facts.check_job_numbers`)
+
+
+def pixel_size_nm(value: object, where: object = "--pixel-size-nm") -> float | None:
+    """A pixel size in nm as given (None stays None: unknown), else a `FileFormatError` for one that is not a
+    finite positive number below `MAX_PIXEL_NM`: a NaN or a negative pixel size never reaches a written file."""
+    if value is None:
+        return None
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{where}: the pixel size {value!r} is not a number of nanometres") from None
+    if not (math.isfinite(f) and 0.0 < f < MAX_PIXEL_NM):
+        raise FileFormatError(f"{where}: the pixel size must be a positive number of nanometres, not {f:g}")
+    return f
+
+
+def pixel_size_arg(text: str) -> float:
+    """``argparse`` type of ``--pixel-size-nm``: the same check, as a usage error."""
+    import argparse
+
+    try:
+        return pixel_size_nm(text, "--pixel-size-nm")  # type: ignore[return-value]
+    except FileFormatError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
 def image_size(values: Iterable[object], path: object) -> tuple[int, int]:
     """A checked ``(width, height)`` in pixels (each 1 to `MAX_IMAGE_SIDE`)."""
     w, h = (count(v, path, f"image {side}", MAX_IMAGE_SIDE, 1) for v, side in zip(values, ("width", "height")))

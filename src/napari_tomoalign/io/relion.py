@@ -53,6 +53,7 @@ from .errors import FileFormatError
 from .guarded import require_small_file
 from .limits import MAX_VIEWS, count, finite, view_indices
 from .limits import image_size as checked_image_size
+from .limits import pixel_size_nm as checked_pixel_size
 
 OPTICS_DEFAULTS = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1, "hand": -1.0}
 
@@ -87,6 +88,7 @@ def write_relion(
     """
     if not saved.pixel_size_nm:
         raise FileFormatError("RELION records shifts in Angstrom: give the pixel size (--pixel-size-nm)")
+    checked_pixel_size(saved.pixel_size_nm, "the alignment's pixel size")  # from any source: finite, positive
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", safe_name(name, "tomogram name")):
         raise FileFormatError(f"tomogram name {name!r}: use letters, digits, '_', '-' and '.' only")
     sf = _starfile()
