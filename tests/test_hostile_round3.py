@@ -117,3 +117,68 @@ def test_an_explicit_local_file_of_another_run_is_refused(tmp_path, series, caps
         assert len(err) == 1 and says in err[0], err
     assert not (tmp_path / "o.mrc").exists()
     assert _reconstruct(series, loc, tmp_path / "own.mrc", "--local", str(loc / "mlocal.xf")) == 0
+
+
+@pytest.mark.parametrize("pix", ["nan", "inf", "-1", "0"])
+def test_convert_refuses_a_pixel_size_that_is_not_a_positive_number(tmp_path, series, pix, capsys):
+    from napari_tomoalign.io.convert import convert
+    from napari_tomoalign.io.errors import FileFormatError
+
+    aln = tmp_path / "m.aln"
+    assert main(["convert", str(series["al"]), "--to", "aretomo", "--output", str(aln), "--quiet"]) == 0
+    capsys.readouterr()
+    for source in (series["al"], aln):
+        assert main(["convert", str(source), "--to", "relion", f"--pixel-size-nm={pix}", "--output",
+                     str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "positive number of nanometres" in err[0], err
+        with pytest.raises(FileFormatError, match="positive number of nanometres"):  # the API too
+            convert(source, "relion", tmp_path / "o", pixel_size_nm=float(pix))
+    assert not (tmp_path / "o").exists()
+
+
+def test_batch_table_and_option_refuse_a_bad_pixel_size(tmp_path, series, capsys):
+    table = tmp_path / "tab.csv"
+    table.write_text(f"markers,tilt_angles,image_width,image_height,pixel_size_nm\n{series['csv']},{series['tlt']},"
+                     "96,80,-0.5\n")
+    assert main(["batch", str(table), "--output", str(tmp_path / "out")]) == 2
+    assert "line 2: pixel_size_nm: the pixel size must be a positive number" in capsys.readouterr().err
+    assert main(["batch", str(table), "--output", str(tmp_path / "out"), "--pixel-size-nm", "nan"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_numbers_in_messages_are_plain(tmp_path, series, capsys):
+    """A fid.xyz with Z = 1e12, re-stamped so that the stamp check passes: the message says 1e+12, no numpy repr."""
+    import json
+    import shutil
+
+    al = tmp_path / "al"
+    shutil.copytree(series["al"], al)
+    xyz = al / "mfid.xyz"
+    rows = xyz.read_text().split("\n")
+    first = rows[0].split()
+    rows[0] = " ".join([*first[:3], "1e12", *first[4:]])
+    xyz.write_text("\n".join(rows))
+    head, rest = (al / "alignment.json").read_text().split("\n", 1)
+    key = '{"tomoalign_run": '
+    assert head.startswith(key) and head.endswith(",")
+    stamp = json.loads(head[len(key):-1])
+    stamp["files"]["mfid.xyz"] = {"bytes": xyz.stat().st_size, "sha256": hashlib.sha256(xyz.read_bytes()).hexdigest()}
+    (al / "alignment.json").write_text(key + json.dumps(stamp) + ",\n" + rest)
+    assert main(["reconstruct", str(series["stack"]), "--alignment", str(al), "--output", str(tmp_path / "o.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert "a marker Z of 1e+12 px is not usable" in err and "np." not in err
+
+
+def test_aln_patch_count_must_match_its_lines(tmp_path, series, capsys):
+    aln = tmp_path / "m.aln"
+    assert main(["convert", str(series["al"]), "--to", "aretomo", "--output", str(aln), "--quiet"]) == 0
+    text = aln.read_text()
+    capsys.readouterr()
+    for n, says in (("2000000000", "NumPatches 2000000000 is out of range"), ("3", "means 63 local alignment lines")):
+        bad = tmp_path / f"p{n}.aln"
+        bad.write_text(text.replace("NumPatches = 0", f"NumPatches = {n}"))
+        assert main(["convert", str(bad), "--to", "cdp", "--output", str(tmp_path / "o.json")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "o.json").exists()

@@ -68,7 +68,7 @@ from .atomic import atomic_open
 from .convert import raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
 from .errors import FileFormatError
 from .guarded import read_text_limited
-from .limits import MAX_VIEWS, count, finite, image_size, view_indices, why
+from .limits import MAX_PATCHES, MAX_VIEWS, count, finite, image_size, view_indices, why
 from .limits import pixel_size_nm as checked_pixel_size
 
 HEADER = "# AreTomo Alignment / Priims bprmMn"
@@ -187,6 +187,10 @@ def read_aln(path: str | os.PathLike[str], *, pixel_size_nm: float | None = None
     nz = count(aln.RawSize[2], p, "RawSize section count", MAX_VIEWS, 1)
     if not abs(aln.BetaOffset) < 0.005:
         raise FileFormatError(f"{p}: BetaOffset {aln.BetaOffset} (a tilt about x) cannot be represented here")
+    patches = count(aln.NumPatches, p, "NumPatches", MAX_PATCHES)
+    if n_local != patches * len(aln.GlobalAlignments):  # AreTomo writes one line per patch and aligned view
+        raise FileFormatError(f"{p}: the header's NumPatches = {patches} means {patches * len(aln.GlobalAlignments)}"
+                              f" local alignment lines ({patches} per view), but the file holds {n_local}; check it")
     if n_local:
         warnings.warn(f"{p}: {n_local} local (patch) alignment lines are ignored; only the global alignment is read",
                       PatchesIgnored, stacklevel=2)
