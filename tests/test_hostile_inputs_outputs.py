@@ -418,6 +418,7 @@ def test_batch_with_a_scheduler_that_never_answers(series, tmp_path):
         for c in held:
             c.close()
     _quick(run, "did not answer in 10 s")
+    assert not (tmp_path / "o").exists()  # the output folder the batch made is removed again
 
 
 WEIRD = [None, True, -1, 1e308, float("inf"), "x", "../x", [], [[[]]], {}, {"a": [1, {"b": None}]}, [1e400, "nan"]]

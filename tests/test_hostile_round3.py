@@ -182,3 +182,15 @@ def test_aln_patch_count_must_match_its_lines(tmp_path, series, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_a_batch_that_cannot_reach_its_scheduler_leaves_no_folder(tmp_path, series, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on once closed: refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["batch", str(series["csv"].parent), "--output", str(tmp_path / "out" / "deeper"), "--scheduler",
+                 f"tcp://127.0.0.1:{port}"]) == 2
+    assert "cannot reach the scheduler" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # out/deeper made, and removed again

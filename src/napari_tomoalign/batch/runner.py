@@ -186,7 +186,7 @@ def run_batch(
     say = log or (lambda _m: None)
     specs = discover(source)
     out = Path(output)
-    made = not out.exists()
+    made = next((q for q in reversed([out, *out.parents]) if not q.exists()), None)  # the top folder made
     out.mkdir(parents=True, exist_ok=True)
     export = tuple(normalise_format(f) for f in export)
     defaults = dict(options or {})
@@ -198,7 +198,12 @@ def run_batch(
     if todo:
         show = sys.stderr.isatty() if progress is None else progress
         environ = dict(os.environ)
-        own, cluster = (client, None) if client is not None else _client(scheduler, n_workers, processes, timeout_s)
+        try:
+            own, cluster = (client, None) if client is not None else _client(scheduler, n_workers, processes,
+                                                                            timeout_s)
+        except BaseException:  # no scheduler to talk to: the folder this batch made goes again
+            _remove_if_empty(out, made)
+            raise
         try:
             dashboard = _announce(own, scheduler, say)
             _submit_all(own, todo, out, defaults, export, show, force, rows)
@@ -206,8 +211,7 @@ def run_batch(
             _close(own, cluster, client, environ)
             if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
                 discard_unfinished_series(out, [s for s in todo if s.name not in rows])
-                if made and not any(out.iterdir()):
-                    out.rmdir()
+                _remove_if_empty(out, made)
             raise
         _close(own, cluster, client, environ)
     ordered = [rows[s.name] for s in specs]
@@ -219,6 +223,16 @@ def run_batch(
         notes.append("summary.png not written: matplotlib is not installed (pip install matplotlib)")
         say(notes[-1])
     return BatchResult(ordered, csv_path, png, time.perf_counter() - t0, dashboard, notes)
+
+
+def _remove_if_empty(out: Path, made: Path | None) -> None:
+    """Remove the output folder (and the parents) this batch made, if nothing landed in them."""
+    for q in [out, *out.parents] if made is not None else []:
+        if not q.is_dir() or any(q.iterdir()):
+            return
+        q.rmdir()
+        if q == made:
+            return
 
 
 def _close(own: Any, cluster: Any, client: Any, environ: dict[str, str]) -> None:
