@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io.atomic import atomic_path, check_writable
+from ..io.checked_stack import truncated_while_read
 from .bp_kernels import BLOCK
 from .input_checks import check_finite_view
 from .warp import bin_image, pull_matrix, warp_with_matrix
@@ -54,6 +55,8 @@ class RawStack:
         with open(self.path, "rb") as f:
             f.seek(self.offset + ((view * ny + first) * nx) * self.dtype.itemsize)
             a = np.fromfile(f, dtype=self.dtype, count=(stop - first) * nx)
+        if a.size < (stop - first) * nx:  # the file shrank after it was opened
+            raise truncated_while_read(self.path, view)
         return a.reshape(stop - first, nx)
 
 
