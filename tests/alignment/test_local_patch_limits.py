@@ -52,3 +52,21 @@ def test_align_refuses_a_huge_grid_in_an_align_com_before_any_work(imod_data, tm
     assert rc == 2, err
     assert err.count("\n") == 1 and f"{com}: NumberOfLocalPatchesXandY '3000,3000'" in err, err
     assert not out.exists()
+
+
+def test_run_refuses_the_grid_before_tracking(imod_data, tmp_path, capsys):
+    from napari_tomoalign.io.mrc import write_mrc
+    from napari_tomoalign.io.tilts import write_tilt_angles
+
+    com = tmp_path / "a.com"
+    com.write_text((imod_data / "aligna.com").read_text().replace("LocalAlignments\t0", "LocalAlignments\t1")
+                   .replace("NumberOfLocalPatchesXandY\t5,5", "NumberOfLocalPatchesXandY\t5,3000"))
+    stack, tlt = tmp_path / "s.mrc", tmp_path / "s.tlt"
+    write_mrc(stack, np.zeros((5, 64, 64), np.float32), 5.0)
+    write_tilt_angles(tlt, np.linspace(-40, 40, 5))
+    out = tmp_path / "o"
+    rc = main(["run", str(stack), "--tilt-angles", str(tlt), "--bead-diameter-nm", "10", "--imod-com", str(com),
+               "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "NumberOfLocalPatchesXandY '5,3000'" in err and err.count("tomoalign: error") == 1, err
+    assert not out.exists()
