@@ -21,6 +21,7 @@ from .errors import AlignmentError, UsageError
 from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
 from .io.errors import FileFormatError
 from .messages import os_error_message
+from .stops import caught_signals, stop_behind, stop_message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -288,12 +289,14 @@ def _signals():
     """SIGTERM and SIGINT stop a command (`StopRequested`), and no write commits after them, even where the
     signal arrives inside a C callback that cannot raise (then the old handlers are back)."""
     def on_signal(signum, frame):
+        caught_signals.append(signum)
         request_stop(signum)
 
     def unraisable(info):  # a stop raised inside a C callback is remembered, not news: say nothing
         if not isinstance(info.exc_value, (StopRequested, KeyboardInterrupt)):
             previous_hook(info)
 
+    caught_signals.clear()
     try:
         old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signals alone
@@ -377,6 +380,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return _error("terminated; no output was changed by the unfinished step", 143)
         return _error("interrupted; no output was changed by the unfinished step", 130)
     except Exception as exc:  # a bug: one line, and the traceback on request
+        stop = stop_behind(exc)
+        if stop is not None:  # a Ctrl-C that compiled code (numba) wrapped in a SystemError
+            return _error(stop_message(stop), 128 + stop)
         if os.environ.get("TOMOALIGN_TRACEBACK"):
             raise
         return _error(f"internal error: {type(exc).__name__}: {exc} (set TOMOALIGN_TRACEBACK=1 to see where)", 1)

@@ -25,6 +25,7 @@ from .errors import UsageError
 
 if TYPE_CHECKING:
     from .alignment.local import LocalAlignments
+    from .alignment.local_options import LocalOptions
     from .alignment.result import Alignment
     from .reconstruction.local_warp import LocalProjection
 
@@ -61,6 +62,25 @@ def wants_local(imod_com: str | os.PathLike[str] | None) -> bool:
     return value[0].strip() not in ("", "0")
 
 
+def local_options(imod_com: str | os.PathLike[str] | None) -> LocalOptions:
+    """The local options of a command file over etomo's defaults (checked: a job calls this before any solve)."""
+    from .alignment.errors import AlignmentError
+    from .alignment.local_options import local_options_from_com
+    from .io.imod_com import read_com_section
+
+    com = read_com_section(imod_com) if imod_com is not None else {}
+    # a command file's own local options replace the defaults; a file with none of them keeps etomo's
+    ours = {k: v for k, v in com.items() if k in DEFAULT_LOCAL_ENTRIES or k.startswith("Local")
+            or k in ("TargetPatchSizeXandY",)}
+    entries = {**DEFAULT_LOCAL_ENTRIES, **ours}
+    if "TargetPatchSizeXandY" in ours and "NumberOfLocalPatchesXandY" not in ours:
+        entries.pop("NumberOfLocalPatchesXandY")
+    try:
+        return local_options_from_com(entries)
+    except AlignmentError as exc:
+        raise AlignmentError(f"{imod_com}: {exc}" if imod_com is not None else str(exc)) from None
+
+
 @dataclass(frozen=True)
 class LocalJob:
     """A solved local alignment and what `alignment.json` records of it."""
@@ -82,18 +102,11 @@ def solve_local(al: Alignment, obs_view: NDArray[np.intp], obs_xy: NDArray[np.fl
     """Local alignments after the global ``al`` (observations in the order ``al`` was solved from), about the
     axis Z shift the global outputs were placed with (`jobs.facts.axis_z_shift_px`)."""
     from .alignment.local import global_solution_from_alignment, local_alignments
-    from .alignment.local_options import local_options_from_com
     from .conventions import angstrom_from_nm
     from .io.imod_com import read_com_section
 
     com = read_com_section(imod_com) if imod_com is not None else {}
-    # a command file's own local options replace the defaults; a file with none of them keeps etomo's
-    ours = {k: v for k, v in com.items() if k in DEFAULT_LOCAL_ENTRIES or k.startswith("Local")
-            or k in ("TargetPatchSizeXandY",)}
-    entries = {**DEFAULT_LOCAL_ENTRIES, **ours}
-    if "TargetPatchSizeXandY" in ours and "NumberOfLocalPatchesXandY" not in ours:
-        entries.pop("NumberOfLocalPatchesXandY")
-    options = local_options_from_com(entries)
+    options = local_options(imod_com)
     glob = global_solution_from_alignment(al, axis_z_shift_px)
     pix_a = angstrom_from_nm(al.pixel_size_nm) or 0.0  # IMOD's local file writes 0 for unknown
     z_factors = "OutputZFactorFile" in com

@@ -32,6 +32,9 @@ from .imod_options import PREFIX, dmag_reference, group_size_power, numbers
 
 LOCAL_KINDS = ("rotation", "tilt", "magnification", "x_stretch", "skew", "x_tilt")
 DEFAULT_GROUPING = 5.0
+# Patches per axis: etomo's default is 5 and IMOD's guides use up to about 20; each patch is a solve of its
+# own (50 x 50 takes 17 s on the tutorial's 60 beads), so a grid beyond this only repeats patches and hangs.
+MAX_PATCHES_PER_AXIS = 100
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,24 @@ def _pair(entries: dict[str, list[str]], key: str) -> tuple[float, float] | None
     return vals[0], vals[1]
 
 
+def _patch_counts(entries: dict[str, list[str]]) -> tuple[float, float] | None:
+    """``NumberOfLocalPatchesXandY``, each a whole number from 1 to `MAX_PATCHES_PER_AXIS`, or None."""
+    pair = _pair(entries, "NumberOfLocalPatchesXandY")
+    if pair is not None and not all(np.isfinite(n) and n == int(n) and 1 <= n <= MAX_PATCHES_PER_AXIS
+                                    for n in pair):
+        raise AlignmentError(f"NumberOfLocalPatchesXandY {entries['NumberOfLocalPatchesXandY'][-1].strip()!r}:"
+                             f" give whole numbers of patches from 1 to {MAX_PATCHES_PER_AXIS} per axis"
+                             " (etomo's default is 5,5)")
+    return pair
+
+
 def local_options_from_com(entries: dict[str, list[str]]) -> LocalOptions:
     """The local options of a tiltalign section (`io.imod_com.read_com_section`)."""
-    n_patches = _pair(entries, "NumberOfLocalPatchesXandY")
+    n_patches = _patch_counts(entries)
     target = _pair(entries, "TargetPatchSizeXandY")
+    if target is not None and not all(np.isfinite(t) and t >= 1 for t in target):
+        raise AlignmentError(f"TargetPatchSizeXandY {entries['TargetPatchSizeXandY'][-1].strip()!r}: give patch"
+                             " sizes in pixels (IMOD's default is 700,700)")
     if n_patches is not None and target is not None:
         raise AlignmentError("give NumberOfLocalPatchesXandY or TargetPatchSizeXandY, not both")
     overlap = _pair(entries, "MinSizeOrOverlapXandY") or (0.5, 0.5)

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from ..reconstruction.positioning import analyse_surfaces
 from .errors import AlignmentError
-from .local_options import LocalOptions
+from .local_options import MAX_PATCHES_PER_AXIS, LocalOptions
 
 GROWTH_PX = 40
 BORDER_PX = 5.0
@@ -82,6 +82,9 @@ def patch_grid(opts: LocalOptions, image_size: tuple[int, int], marker_xy_imod: 
             if size > 1.05 * target:
                 count += 1
                 size = int(extent / (count - overlap * (count - 1)))
+            if count > MAX_PATCHES_PER_AXIS:
+                raise AlignmentError(f"TargetPatchSizeXandY {target:g} px gives {count} patches along"
+                                     f" {'XY'[axis]} (at most {MAX_PATCHES_PER_AXIS}); give a larger target size")
             step = int((extent - size) / max(1, count - 1)) + 1
             first = int(lo + size // 2)
         n.append(count)

@@ -32,6 +32,11 @@ def _message(path: str, view: int | None) -> str:
             "other program is rewriting it, then run again")
 
 
+def truncated_while_read(path: str | os.PathLike[str], view: int | None) -> StackTruncated:
+    """The error for a stack read short of its header (``view``: 0-based, or None), for readers of their own."""
+    return StackTruncated(_message(str(path), view))
+
+
 def _rows(key: Any, shape: tuple[int, ...]) -> tuple[int, slice, Any] | None:
     """``(view, rows, rest)`` for a key that picks one view and a contiguous band of its rows, else None."""
     if not isinstance(key, tuple):

@@ -68,6 +68,10 @@ class AlignJob:
             raise UsageError("--imod-com takes the model from the command file: leave out the model options"
                              " (--rotation, --tilt-axis, --robust, --leave-out, ...)")
         self.settings.check_views(len(self.tilt_angles_deg))
+        if self.local:  # the local options too, before the global solve
+            from ..local_jobs import local_options
+
+            local_options(self.imod_com)
 
     def fitted_markers(self) -> MarkerTable:
         """The observations in the fit: the markers without those of ``--exclude-views`` (any model; the

@@ -75,6 +75,10 @@ class RunJob:
                 "tilt_axis", "axis_z_shift", "exclude_views"}:
             raise UsageError("--imod-com takes the model from the command file: leave out the model options (the"
                              " tilt axis only guides the tracking)")
+        from ..local_jobs import local_options, wants_local
+
+        if wants_local(self.imod_com):  # its local patch grid too, before the tracking
+            local_options(self.imod_com)
 
     @property
     def stem(self) -> str:

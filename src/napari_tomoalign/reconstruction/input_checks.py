@@ -26,12 +26,20 @@ def check_finite_views(stack: NDArray, views: ArrayLike | None = None, *, what: 
         view = np.asarray(stack[int(j)])
         if view.dtype.kind not in "fc":  # integer pixels always fit
             return
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = np.sum(view, dtype=np.float64)  # one pass; only a doubtful view is looked at closer
-            if np.isfinite(total) and abs(total) <= FLOAT32_MAX or np.all(np.abs(view) <= FLOAT32_MAX):
-                continue
-        raise ValueError(f"view {view_number(int(j))} of the {what} holds NaN or infinite pixels (or beyond"
-                         " float32's range); replace them (for example with the view's mean) or leave the view out")
+        check_finite_view(view, int(j), what=what)
+
+
+def check_finite_view(view: NDArray, j: int, *, what: str = "image") -> None:
+    """Raise ValueError if the pixels of view ``j`` (0-based; named from 1) hold NaN, inf or beyond float32's
+    range: `check_finite_views` for a view read by the caller (a streamed stack)."""
+    if view.dtype.kind not in "fc":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(view, dtype=np.float64)  # one pass; only a doubtful view is looked at closer
+        if np.isfinite(total) and abs(total) <= FLOAT32_MAX or np.all(np.abs(view) <= FLOAT32_MAX):
+            return
+    raise ValueError(f"view {view_number(int(j))} of the {what} holds NaN or infinite pixels (or beyond"
+                     " float32's range); replace them (for example with the view's mean) or leave the view out")
 
 
 def check_tilts_below_90(tilts_deg: NDArray[np.float64], views: NDArray[np.intp]) -> None:
@@ -43,4 +51,4 @@ def check_tilts_below_90(tilts_deg: NDArray[np.float64], views: NDArray[np.intp]
                          " strictly between -90 and 90 degrees (leave that view out with use_view)")
 
 
-__all__ = ["check_finite_views", "check_tilts_below_90"]
+__all__ = ["check_finite_view", "check_finite_views", "check_tilts_below_90"]

@@ -25,7 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io.atomic import atomic_path, check_writable
+from ..io.checked_stack import truncated_while_read
 from .bp_kernels import BLOCK
+from .input_checks import check_finite_view
 from .warp import bin_image, pull_matrix, warp_with_matrix
 from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
 
@@ -53,6 +55,8 @@ class RawStack:
         with open(self.path, "rb") as f:
             f.seek(self.offset + ((view * ny + first) * nx) * self.dtype.itemsize)
             a = np.fromfile(f, dtype=self.dtype, count=(stop - first) * nx)
+        if a.size < (stop - first) * nx:  # the file shrank after it was opened
+            raise truncated_while_read(self.path, view)
         return a.reshape(stop - first, nx)
 
 
@@ -68,7 +72,14 @@ class WarpedRows:
     def __post_init__(self) -> None:
         n = self.raw.shape
         self.shape = (n[1] // self.binning, n[2] // self.binning)
-        self.fill = np.array([float(bin_image(self._view_rows(j, 0, n[1]), self.binning).mean()) for j in self.views])
+        self.fill = np.array([float(bin_image(self._whole_view(j), self.binning).mean()) for j in self.views])
+
+    def _whole_view(self, j: int) -> NDArray:
+        """View ``j`` (0-based), checked: a NaN or infinite pixel is refused before any slab is made."""
+        view = self._view_rows(j, 0, self.raw.shape[1])
+        name = f"stack {self.raw.path.name}" if isinstance(self.raw, RawStack) else "stack"
+        check_finite_view(view, int(j), what=name)
+        return view
 
     def _view_rows(self, j: int, first: int, stop: int) -> NDArray:
         if isinstance(self.raw, RawStack):
