@@ -179,6 +179,7 @@ def main() -> None:
             viewer.open_sample("napari-tomoalign", "beads")
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Align tilt series")
+        pump(0.1)  # the dock's first look at the layers runs in the next turn of the event loop
         if args.track_demo:
             track_demo(viewer, widget, args.track_demo, diameter_nm, args.zoom)
             pump(0.5)

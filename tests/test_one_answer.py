@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.gui import first_look
 
 from napari_tomoalign.cli import main
 from napari_tomoalign.io.imod import read_xf
@@ -73,6 +74,7 @@ def _dock(viewer, imod_data: Path, outs: dict[str, Path], qtbot) -> None:
 
     layers = viewer.open(str(imod_data / "BBa.fid"), plugin="napari-tomoalign")
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
     assert isinstance(widget, AlignWidget)
     try:
         widget.inputs.markers.value = layers[0]

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (  # noqa: E402
     QPushButton,
     QScrollArea,
 )
+from support.gui import first_look
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
@@ -34,6 +35,7 @@ def test_every_control_is_reachable(make_napari_viewer, qtbot, size):
     viewer.open_sample("napari-tomoalign", "beads")
     widget = AlignWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name="Align tilt series")
+    first_look()
     try:
         for step in widget.steps:
             step.set_expanded(True)

@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+from support.gui import first_look
+
 from napari_tomoalign._napari.dock.journal import (  # noqa: E402
     Journal,
     encode,
@@ -37,6 +39,7 @@ CHILD = textwrap.dedent("""
     [markers] = viewer.open(fid, plugin="napari-tomoalign")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    from qtpy.QtWidgets import QApplication; QApplication.processEvents()  # the dock's first look
     widget.panel.current_marker.value = 9
     markers.add([2.0, 40.0, 41.0])          # a click with napari's Points tool: marker 9 in view 3
     data = markers.data.copy()
@@ -88,6 +91,7 @@ def test_a_killed_session_is_offered_back_with_its_undo_history(qtbot, make_napa
     opened = markers.data.copy()
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    first_look()
     try:
         offer = widget.restorer.offer
         assert offer and len(offer[-1].data) == len(want) and widget.restorer.restore_button.native.isVisibleTo(widget)

@@ -5,6 +5,7 @@ import pytest
 
 pytest.importorskip("napari")
 
+from support.gui import first_look
 from support.paths import DATA
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
@@ -17,6 +18,7 @@ def bba_dock(make_napari_viewer):
     viewer = make_napari_viewer()
     layers = viewer.open(str(DATA / "BBa.fid"), plugin="napari-tomoalign")
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
     assert isinstance(widget, AlignWidget)
     widget.inputs.markers.value = layers[0]
     yield viewer, widget

@@ -5,6 +5,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+from support.gui import first_look
+
 from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS  # noqa: E402
 
 LUMA = np.array([0.2126, 0.7152, 0.0722])
@@ -14,6 +16,7 @@ def test_aligned_marker_ids_contrast_with_the_aligned_stack(qtbot, make_napari_v
     viewer = make_napari_viewer()
     viewer.open_sample("napari-tomoalign", "beads")
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
     try:
         assert widget.start_alignment() is not None, widget.status.text()
         qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)

@@ -8,6 +8,7 @@ import logging
 import napari
 import numpy as np
 import pytest
+from support.gui import first_look
 
 from napari_tomoalign._napari.dock.results import PREDICTED
 from napari_tomoalign._napari.widget import AlignWidget
@@ -23,6 +24,7 @@ def no_second_viewer(*_, **__):
 
 def open_dock(viewer) -> AlignWidget:
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
     assert isinstance(widget, AlignWidget)
     return widget
 

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("napari")
 
 from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit  # noqa: E402
+from support.gui import first_look
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
@@ -41,6 +42,7 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     viewer.open_sample("napari-tomoalign", "beads")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Align tilt series")
+    first_look()
     assert widget.start_alignment() is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     widget.show_tomogram()

@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+from support.gui import first_look
+
 from napari_tomoalign._napari.dock import bead_logic  # noqa: E402
 from napari_tomoalign._napari.dock.beads import track_job  # noqa: E402
 from napari_tomoalign._napari.dock.logic import CHECK_RGBA  # noqa: E402
@@ -42,6 +44,7 @@ def dock(make_napari_viewer):
                                            "tilt_source": f"{kind}.rawtlt"})
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Align tilt series")
+        first_look()
         widget.beads.diameter_nm.value = s.bead_diameter_px * p
         made.append(widget)
         return s, viewer, image, widget
@@ -312,6 +315,7 @@ def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, mak
         "pixel_size_nm": p, "tilt_angles_deg": s.tilt_angles_deg, "tilt_source": "c.rawtlt"})
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Align tilt series")
+    first_look()
     try:
         true_nm = s.bead_diameter_px * p
         widget.beads.diameter_nm.value = round(0.5 * true_nm, 1)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from support.gui import write_bead_stack  # noqa: E402
+from support.gui import first_look, write_bead_stack  # noqa: E402
 
 from napari_tomoalign._napari.dock.results import PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
@@ -28,6 +28,7 @@ def test_bba_markers_over_a_scaled_stack_fit_as_the_cli_does(qtbot, make_napari_
     pixels = markers.data.copy()
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    first_look()
     try:
         # Paired with the stack, the markers take its scale; their data (pixels) are untouched.
         assert tuple(markers.scale) == pytest.approx(tuple(image.scale))
@@ -54,6 +55,7 @@ def test_new_clicks_on_a_scaled_stack_are_saved_in_pixels(make_napari_viewer, tm
     image = viewer.add_image(np.zeros((5, 64, 80), np.float32), name="stack", scale=(1.0, 2.02, 2.02),
                              metadata={"tilt_angles_deg": np.linspace(-60, 60, 5), "tilt_source": "test"})
     widget = AlignWidget(viewer)
+    first_look()
     try:
         layer = widget.inputs.new_markers_layer()
         assert tuple(layer.scale) == pytest.approx(tuple(image.scale))

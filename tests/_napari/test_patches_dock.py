@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+from support.gui import first_look
+
 from napari_tomoalign._napari.dock.patches import GOLD, PATCHES  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.simulation.lamella import make_lamella_series  # noqa: E402
@@ -22,6 +24,7 @@ def test_patch_tracking_in_the_dock_fills_a_markers_layer_that_aligns(qtbot, mak
                                        "tilt_source": "lamella.rawtlt"})
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Align tilt series")
+    first_look()
     try:
         beads = widget.beads
         assert beads.patches.source.value == GOLD and not beads.patches.options.native.isVisibleTo(widget)

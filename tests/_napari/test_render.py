@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from support.gui import write_bead_stack  # noqa: E402
+from support.gui import first_look, write_bead_stack  # noqa: E402
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
@@ -23,6 +23,7 @@ def test_markers_are_drawn_on_the_beads_of_a_scaled_stack(make_napari_viewer, qt
     [markers] = viewer.open(str(fid), plugin="napari-tomoalign")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    first_look()
     try:
         view = 30
         viewer.dims.set_point(0, view)

@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+from support.gui import first_look
+
 from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.alignment.options import AlignmentOptions  # noqa: E402
@@ -29,6 +31,7 @@ def sample_viewer(make_napari_viewer, monkeypatch):
     viewer.open_sample("napari-tomoalign", "beads")
     # As Plugins > TomoAlign > Align tilt series does it: napari builds the widget and passes its viewer.
     _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
     assert isinstance(widget, AlignWidget)
     yield viewer, widget
     widget.teardown()

@@ -30,3 +30,11 @@ def write_bead_stack(folder, fid, rawtlt, pixel_size_nm, name="BBa", size=512):
     shutil.copy(rawtlt, folder / f"{name}.rawtlt")
     shutil.copy(fid, folder / f"{name}.fid")
     return st, folder / f"{name}.fid"
+
+
+def first_look() -> None:
+    """Let a new dock take its first look at the viewer's layers, which it does in the next turn of the event
+    loop (as when a user opens it from napari's menu)."""
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()

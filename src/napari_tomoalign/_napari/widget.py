@@ -16,7 +16,7 @@ from typing import Any
 import napari
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..errors import Cancelled
@@ -82,6 +82,13 @@ class AlignWidget(QWidget):
         self._connect()
         self._closed = False
         self.runner.warm_up()
+        # The first look at the viewer's layers (inputs, marker colours, a journal to restore) runs in the next
+        # turn of the event loop: creating the dock and filling it are two short stalls, not one long one.
+        QTimer.singleShot(0, self._first_look)
+
+    def _first_look(self) -> None:
+        if self._closed:
+            return
         self.refresh()
         self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
 
