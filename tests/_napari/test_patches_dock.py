@@ -38,7 +38,7 @@ def test_patch_tracking_in_the_dock_fills_a_markers_layer_that_aligns(qtbot, mak
         layer = widget.inputs.markers.value
         assert layer is not None and layer.name == "lamella.st patches"
         assert len(np.unique(layer.features["marker"])) >= 60 and layer.opacity < 1.0
-        assert "patches of 50 px laid" in beads.legend.value and "contours" in widget.status.text()
+        assert "patches of 48 px laid" in beads.legend.value and "contours" in widget.status.text()
         assert widget.start_alignment() is not None
         qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
         assert widget.options.robust.value and widget.runs.last is not None

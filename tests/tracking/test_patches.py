@@ -39,11 +39,15 @@ def test_the_correlator_finds_sub_pixel_shifts_without_a_pull_to_whole_pixels():
         assert res.ncc[0] > 0.9 and res.roundness[0] > 0.3
 
 
-def test_patches_are_laid_a_fifth_of_the_image_with_a_third_overlap():
+def test_patches_are_laid_3_32_of_the_image_overlapping_by_half():
     xy = lay_patches((1024, 1024), PatchOptions())
-    assert len(xy) == 49  # 204 px patches, 51 px borders: 7 x 7
+    assert len(xy) == 19 * 19  # 96 px patches, 51 px borders, steps of at most 48 px
     step = np.diff(np.unique(xy[:, 0]))
-    assert np.all(step <= 204 * 0.67 + 1e-9) and xy.min() >= 51 + 204 / 2 - 1 and xy.max() <= 1023 - 51 - 101
+    assert np.all(step <= 96 * 0.5 + 1e-9) and xy.min() >= 51 + 96 / 2 - 1 and xy.max() <= 1023 - 51 - 47
+    # etomo's fifth of the image with a third overlap, asked for
+    assert len(lay_patches((1024, 1024), PatchOptions(patch_size=204, overlap=0.33))) == 49
+    # the default on other sizes: 384 px on 4096, at least 48 px, a fifth of images under 240 px
+    assert [PatchOptions().size_for((n, n)) for n in (4096, 512, 256, 200)] == [384, 48, 48, 40]
 
 
 def test_tracks_are_cut_into_overlapping_contours_in_tilt_order():
@@ -64,7 +68,7 @@ def test_a_thin_lamella_is_recovered_end_to_end(thin):
     err = end_to_end_error(imod_transforms(al), al.output_tilt_angles_deg(), (256, 256), thin.true_xy)
     assert err < 0.8, r.summary()  # 0.38 px here; thicker slabs drift (see benchmarks/bench_patches.py)
     assert abs(al.tilt_axis_deg - thin.tilt_axis_deg) < 1.0
-    assert r.n_contours >= 60 and "patches of 50 px" in r.summary()
+    assert r.n_contours >= 60 and "patches of 48 px" in r.summary()
     # the second pass (windows where the first fit projects each contour's point) ran and kept the contours
     assert "second pass" in r.timings_s and r.dropped["contours lost in the second pass"] <= 0.1 * r.n_contours
     assert r.patch_of.shape == (r.n_contours,) and r.markers.marker.max() == r.n_contours

@@ -1,6 +1,6 @@
 """Step 2 without gold: *markers from: no beads (patch tracking)*.
 
-The bead step's source choice switches its controls: for patch tracking, the patch size (0: a fifth of the
+The bead step's source choice switches its controls: for patch tracking, the patch size (0: 3/32 of the
 image), the patches' overlap and the contour length replace the bead diameter and *Find beads*, and
 *Track* runs `track_patches` in the same worker (progress, Cancel). The contours fill a new, ordinary
 markers layer, drawn light (small thin rings, no labels, half transparent) so that thousands of points
@@ -77,8 +77,8 @@ class PatchPanel:
         self.source = ComboBox(label="markers from", choices=[GOLD, PATCHES], value=GOLD,
                                tooltip="gold beads, or the specimen's own texture when there is no gold")
         self.patch_size = SpinBox(label="patch size (px)", min=0, max=100_000, value=0,
-                                  tooltip="side of the square patches; 0: a fifth of the image")
-        self.overlap = FloatSpinBox(label="patch overlap", min=0.0, max=0.9, step=0.05, value=0.33,
+                                  tooltip="side of the square patches; 0: 3/32 of the image")
+        self.overlap = FloatSpinBox(label="patch overlap", min=0.0, max=0.9, step=0.05, value=PatchOptions.overlap,
                                     tooltip="fraction by which neighbouring patches overlap")
         self.length = SpinBox(label="contour length (views)", min=4, max=10_000, value=16,
                               tooltip="each patch's track is cut into contours this long, overlapping by a quarter"
