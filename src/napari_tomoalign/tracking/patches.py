@@ -54,8 +54,7 @@ class PatchOptions:
         Side of the square patches in unbinned pixels (``SizeOfPatchesXandY``); default 3/32 of the smaller
         image side (96 px on 1024), at least 48 px (a few periods of the filter's lowest band) unless the
         image is under 240 px (then a fifth). Smaller patches follow fewer of a thick slab's depths: on the
-        easy lamella 96 px/half overlap, binned by 2, gave 0.62-1.31 px (median 0.89) over six seeds where
-        etomo's fifth/third gave 0.78-2.04 (median 1.17) at about the same time (issue 23).
+        easy lamella 96 px/half overlap binned by 2: median 0.89 px over six seeds, etomo's 1.17 (issue 23).
     overlap
         Fraction by which neighbouring patches overlap (``OverlapOfPatchesXandY``), 0 to 0.9 (default 0.5).
     border
