@@ -6,7 +6,8 @@ view's global value, from the global solution, by `solve_patch`. With the marker
 (``fix_xyz``) they keep their global positions, re-centred on the patch; with them free they are solved
 too and afterwards turned about y to best match their global x, z, that angle leaving the local tilts.
 Views without a point in a patch are left out of its fit; their increments are interpolated in view
-number (the nearest value at the ends) and their refinement is the identity.
+number (the nearest value at the ends) and their refinement is the identity. Views left out of the global fit
+(an ``ExcludeList``, ``--exclude-views``) are left out of every patch, with IMOD's unit refinement.
 
 The result holds, per patch and view, the local parameters, IMOD's local-file content
 (`io.imod_local.LocalTransforms`: tilt and X-tilt increments, Z factors and the refinement transforms
