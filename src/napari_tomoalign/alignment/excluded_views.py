@@ -13,7 +13,7 @@ it. `fill_left_out_views` gives them:
   mappings interpolate;
 - the shifts, which are per view, are interpolated the same way.
 
-Views are 0-based here; `format_views` writes them 1-based, as IMOD prints them.
+Views are 0-based here; `conventions.format_views` writes them 1-based, as IMOD prints them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import format_views
 from .full_layout import PARAM_OF_KIND
 from .grouping import Mapping
 from .model import DX, DY
@@ -79,20 +80,6 @@ def fill_left_out_views(params: NDArray[np.float64], start: NDArray[np.float64],
     for p in (DX, DY):
         out[left_out, p] = _interp_over_views(np.flatnonzero(left_out), idx, out[idx, p])
     return out
-
-
-def format_views(views: Iterable[int]) -> str:
-    """0-based views as IMOD's 1-based list with ranges: ``[0, 1, 2, 6]`` -> ``'1-3,7'``."""
-    v = sorted({int(x) + 1 for x in views})
-    parts: list[str] = []
-    k = 0
-    while k < len(v):
-        j = k
-        while j + 1 < len(v) and v[j + 1] == v[j] + 1:
-            j += 1
-        parts.append(str(v[k]) if j == k else f"{v[k]}-{v[j]}")
-        k = j + 1
-    return ",".join(parts)
 
 
 def left_out_notes(excluded_views: Iterable[int], fitted: NDArray[np.bool_]) -> list[str]:

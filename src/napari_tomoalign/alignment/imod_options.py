@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import view_indices
 from ..errors import UsageError
 from .errors import AlignmentError
 from .grouping import (
@@ -69,21 +70,11 @@ def _number(entries: dict[str, list[str]], key: str, default: float) -> float:
     return default if vals is None else vals[0]
 
 
-def _views(text: str, n_views: int) -> list[int]:
-    """1-based view list with ranges (``1-3,7``) as 0-based views."""
-    out: list[int] = []
-    for part in text.replace(" ", ",").split(","):
-        if not part:
-            continue
-        a, _, b = part.partition("-")
-        try:
-            lo, hi = int(a), int(b or a)
-        except ValueError:
-            raise AlignmentError(f"{text!r} is not a list of views such as 1-3,7") from None
-        if not 1 <= lo <= hi <= n_views:
-            raise AlignmentError(f"views {part} are outside 1-{n_views}")
-        out.extend(range(lo - 1, hi))
-    return out
+def _views(text: str, n_views: int, key: str) -> list[int]:
+    try:
+        return view_indices(text, n_views)
+    except ValueError as exc:
+        raise AlignmentError(f"{key} {text!r}: {exc}") from None
 
 
 def _check_supported(entries: dict[str, list[str]]) -> None:
@@ -157,11 +148,11 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         return block_mapping(np.where(labels == 0, -1, labels) if kind == "tilt" else labels, ref)
     if code not in linear + block:
         raise AlignmentError(f"{prefix}Option {code} is not one of tiltalign's codes")
+    separate = [_views(t, n, "SeparateGroup") for t in entries.get("SeparateGroup", [])]
     try:
         size = _number(entries, f"{prefix}DefaultGrouping", 5.0)
         explicit = parse_nondefault(entries.get(f"{prefix}NondefaultGroup", []), n)
-        groups, linked = automap_groups(tilts, size, group_size_power(kind, code), points, explicit,
-                                        [_views(t, n) for t in entries.get("SeparateGroup", [])])
+        groups, linked = automap_groups(tilts, size, group_size_power(kind, code), points, explicit, separate)
     except ValueError as exc:
         raise UsageError(f"{prefix}NondefaultGroup: {exc}") from None
     held: list[int] = [] if ref is None else [ref]
@@ -197,7 +188,7 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
     raw = np.asarray(nominal_tilts_deg, dtype=float)
     tilts = raw + offset
     n = len(tilts)
-    excluded = tuple(_views(" ".join(entries.get("ExcludeList", [])), n))
+    excluded = tuple(_views(" ".join(entries.get("ExcludeList", [])), n, "ExcludeList"))
     fitted = np.ones(n, dtype=bool)
     fitted[list(excluded)] = False
     if points_per_view is not None:
