@@ -38,11 +38,6 @@ def _design(m: Mapping) -> NDArray[np.float64]:
     return out
 
 
-def _interp_over_views(at: NDArray[np.intp], fitted: NDArray[np.intp], values: NDArray[np.float64]
-                       ) -> NDArray[np.float64]:
-    return np.interp(np.asarray(at, dtype=float), fitted.astype(float), values)
-
-
 def mapped_unknowns(m: Mapping, increments: NDArray[np.float64], fitted: NDArray[np.bool_]) -> NDArray[np.float64]:
     """``(n_vars,)`` the unknowns of mapping ``m`` that reproduce the fitted views' ``increments``
     (from the start values); unknowns no fitted view uses get the increment interpolated at their anchor
@@ -55,7 +50,7 @@ def mapped_unknowns(m: Mapping, increments: NDArray[np.float64], fitted: NDArray
         q[seen] = np.linalg.lstsq(rows[:, seen], increments[fitted], rcond=None)[0]
     idx = np.flatnonzero(fitted)
     if (~seen).any():
-        q[~seen] = _interp_over_views(m.anchor_view[~seen], idx, increments[idx])
+        q[~seen] = np.interp(m.anchor_view[~seen], idx, increments[idx])
     return q
 
 
@@ -78,7 +73,7 @@ def fill_left_out_views(params: NDArray[np.float64], start: NDArray[np.float64],
         q = mapped_unknowns(m, out[:, p] - start[:, p], fitted)
         out[left_out, p] = start[left_out, p] + m.values(q)[left_out]
     for p in (DX, DY):
-        out[left_out, p] = _interp_over_views(np.flatnonzero(left_out), idx, out[idx, p])
+        out[left_out, p] = np.interp(np.flatnonzero(left_out), idx, out[idx, p])
     return out
 
 

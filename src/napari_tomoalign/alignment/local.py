@@ -53,8 +53,8 @@ class GlobalSolution:
     Attributes
     ----------
     view_params
-        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts);
-        rows of views left out of the fit are NaN.
+        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts, any beam
+        tilt folded in, as `Alignment.full_params`); rows of views left out of the fit are NaN.
     xyz_px
         ``(n_markers, 3)`` marker positions, centroid at the origin (NaN for markers left out).
     transforms
@@ -68,12 +68,11 @@ class GlobalSolution:
     xyz_px: NDArray[np.float64]
     transforms: NDArray[np.float64]
     image_size: tuple[int, int]
-    beam_tilt_rad: float = 0.0
 
     @property
     def frame_px(self) -> NDArray[np.float64]:
         """Where the aligned frame's origin lies in the centroid-centred frame (`local_geometry`)."""
-        return frame_from_transforms(self.view_params, self.transforms, self.beam_tilt_rad)
+        return frame_from_transforms(self.view_params, self.transforms)
 
     def marker_xy_imod(self) -> NDArray[np.float64]:
         """``(n_markers, 2)`` marker X, Y in the aligned frame, IMOD pixels (as in IMOD's ``fid.xyz``)."""
@@ -161,8 +160,7 @@ def _fill_views(local: NDArray[np.float64], glob: NDArray[np.float64], fitted: N
 
 def solve_patch(
     view: NDArray[np.intp], marker: NDArray[np.intp], xy_c: NDArray[np.float64], start: NDArray[np.float64],
-    xyz: NDArray[np.float64], settings: ModelSettings, *, fix_xyz: bool, beam_tilt_rad: float = 0.0,
-    should_stop: Callable[[], bool] | None = None,
+    xyz: NDArray[np.float64], settings: ModelSettings, *, fix_xyz: bool, should_stop: Callable[[], bool] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], list[StageReport]]:
     """Fit ``settings``' mappings (increments on ``start``) to one patch's observations by the one stage runner.
 
@@ -176,7 +174,7 @@ def solve_patch(
     included = np.bincount(view, minlength=len(start)) > 0
     ref = int(np.argmin(np.where(included, np.abs(start[:, TILT]), np.inf)))
     runner = StageRunner(obs, np.array(start, dtype=float), np.array(xyz, dtype=float), included, ref, 1000,
-                         should_stop=should_stop, settings=settings, beam=beam_tilt_rad, fix_xyz=fix_xyz)
+                         should_stop=should_stop, settings=settings, fix_xyz=fix_xyz)
     n_q = runner.layout(EVERYTHING).n_q
     if not fix_xyz and n_q + 3 * len(xyz) > 2 * len(obs):
         raise AlignmentError(f"{len(obs)} observations give {2 * len(obs)} equations for"
@@ -202,13 +200,12 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     xyz0 = glob.xyz_px[patch.markers] - centroid
     mappings = patch_mappings(opts, fitted, np.degrees(gp[:, TILT]), raw_tilts_deg, counts)
     settings = ModelSettings(mappings=mappings, rotation_angle_deg=0.0, local_alignments=True)
-    params, xyz, resid, reports = solve_patch(v, m, o, gp[fitted], xyz0, settings, fix_xyz=opts.fix_xyz,
-                                              beam_tilt_rad=glob.beam_tilt_rad)
+    params, xyz, resid, reports = solve_patch(v, m, o, gp[fitted], xyz0, settings, fix_xyz=opts.fix_xyz)
     n_unknowns = settings.n_geometric + (0 if opts.fix_xyz else 3 * (len(xyz0) - 1))
     if not opts.fix_xyz:
         params, xyz = _turn_to_global(params, xyz, xyz0)
-        params, resid = with_optimal_shifts(params, xyz, v, m, o, glob.beam_tilt_rad)
-    a, _ = view_matrices(params, glob.beam_tilt_rad)
+        params, resid = with_optimal_shifts(params, xyz, v, m, o)
+    a, _ = view_matrices(params, derivatives=False)
     params[:, [DX, DY]] -= a @ centroid  # shifts of the patch frame back to the global marker frame
     length = np.hypot(*resid.T)
     return PatchResult(patch, _fill_views(params, gp, fitted), float(np.sqrt(np.mean(length**2))),
@@ -280,11 +277,11 @@ def _file_content(grid: PatchGrid, results: list[PatchResult], glob: GlobalSolut
         lp = r.view_params
         tilt[k, ok] = np.degrees(lp[ok, TILT] - gp[ok, TILT])
         xtilt[k, ok] = np.degrees(lp[ok, XTILT] - gp[ok, XTILT])
-        zfac[k, ok] = z_factors(lp[ok], glob.beam_tilt_rad)
+        zfac[k, ok] = z_factors(lp[ok])
         fitted = np.zeros(n_v, dtype=bool)
         fitted[r.views_fitted] = True
         fitted &= ok
-        local_xf = view_transforms(lp[fitted], frame, glob.beam_tilt_rad)
+        local_xf = view_transforms(lp[fitted], frame)
         xf[k, fitted] = compose_refinement(glob.transforms[fitted], local_xf)
     has_xtilt = bool(np.any(xtilt != 0))
     return LocalTransforms(grid.n, grid.start, grid.spacing, float(pixel_size), tilt, xf,
