@@ -17,13 +17,13 @@ from ..errors import UsageError
 from .errors import AlignmentError
 from .grouping import (
     Mapping,
+    automap_groups,
     block_mapping,
     blocks_from_groups,
     fixed_mapping,
     linear_mapping,
     per_view_mapping,
 )
-from .imod_groups import automap_groups, parse_nondefault
 from .settings import KINDS, ModelSettings
 
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
@@ -75,6 +75,25 @@ def _views(text: str, n_views: int, key: str) -> list[int]:
         return view_indices(text, n_views)
     except ValueError as exc:
         raise AlignmentError(f"{key} {text!r}: {exc}") from None
+
+
+def _nondefault(values: list[str], n_views: int) -> list[tuple[int, int, float]]:
+    """``<Var>NondefaultGroup`` entries (``start,end,size``, 1-based) as 0-based ranges; overlaps refused."""
+    out: list[tuple[int, int, float]] = []
+    for text in values:
+        parts = text.replace(",", " ").split()
+        try:
+            start, end, size = int(parts[0]), int(parts[1]), float(parts[2])
+        except (ValueError, IndexError):
+            raise ValueError(f"non-default group {text!r} is not 'first,last,size'") from None
+        if not (1 <= start <= end <= n_views) or size == 0:
+            raise ValueError(f"non-default group {text!r} needs 1 <= first <= last <= {n_views} and a size")
+        out.append((start - 1, end - 1, size))
+    spans = sorted(out)
+    for (_, e0, _), (s1, _, _) in zip(spans, spans[1:]):
+        if s1 <= e0:
+            raise ValueError(f"non-default groups overlap at view {s1 + 1}; give disjoint ranges")
+    return out
 
 
 def _check_supported(entries: dict[str, list[str]]) -> None:
@@ -151,7 +170,7 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
     separate = [_views(t, n, "SeparateGroup") for t in entries.get("SeparateGroup", [])]
     try:
         size = _number(entries, f"{prefix}DefaultGrouping", 5.0)
-        explicit = parse_nondefault(entries.get(f"{prefix}NondefaultGroup", []), n)
+        explicit = _nondefault(entries.get(f"{prefix}NondefaultGroup", []), n)
         groups, linked = automap_groups(tilts, size, group_size_power(kind, code), points, explicit, separate)
     except ValueError as exc:
         raise UsageError(f"{prefix}NondefaultGroup: {exc}") from None
