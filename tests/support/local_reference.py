@@ -128,7 +128,7 @@ class _Problem:
         n_obs = len(self.v)
         blocks = []
         for col, w in self.kinds:
-            g = np.einsum("nij,nj->ni", deriv[col][self.v], xc)  # (n_obs, 2)
+            g = np.einsum("nij,nj->ni", deriv[self.v, col], xc)  # (n_obs, 2)
             blocks.append((g[:, :, None] * w[self.v][:, None, :]).reshape(2 * n_obs, -1))
         if self.free_xyz:
             jx = np.zeros((n_obs, 2, self.n_markers, 3))

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from . import _backend
 from .full_layout import BEAM, UnknownLayout
-from .model import COMP, MAG, MATRIX_PARAMS, ROT, TILT, project_full, view_matrices
+from .model import COMP, MAG, ROT, TILT, project_full, view_matrices
 
 
 @dataclass
@@ -98,13 +98,7 @@ def matrices(layout: UnknownLayout, q: NDArray[np.float64], derivatives: bool = 
     params, beam = layout.params(q)
     if layout.default_preset and beam == 0.0 and not np.any(params[:, 5:8]) and np.all(params[:, COMP] == 1.0):
         return _default_matrices(params, derivatives)
-    a, deriv = view_matrices(params, beam, derivatives)
-    if not derivatives:
-        return np.ascontiguousarray(a), np.zeros((0, BEAM + 1, 2, 3)), np.ascontiguousarray(params[:, 3:5])
-    d = np.zeros((len(params), BEAM + 1, 2, 3))
-    for p in MATRIX_PARAMS:
-        d[:, p] = deriv[p]
-    d[:, BEAM] = deriv["beam_tilt"]
+    a, d = view_matrices(params, beam, derivatives)
     return np.ascontiguousarray(a), d, np.ascontiguousarray(params[:, 3:5])
 
 

@@ -44,38 +44,11 @@ def align_markers_imod(
     weights: ArrayLike | None = None,
     start: Alignment | None = None,
 ) -> Alignment:
-    """Align marker observations with the tiltalign options of an IMOD command file.
-
-    The settings of ``com_path`` (`read_imod_settings`) solved by `solver.align_markers`: the same path,
-    stages, robust loop and `Alignment` as the default model.
-
-    Parameters
-    ----------
-    views, markers, xy, tilt_angles_deg, image_size
-        As for `solver.align_markers`: ``(n_obs,)`` 0-based views and marker ids, ``(n_obs, 2)``
-        positions (first pixel's centre at 0), ``(n_views,)`` nominal (raw) tilts in degrees and
-        ``(width, height)``.
-    com_path
-        An ``align.com`` (or any command file with a ``$tiltalign`` section).
-    pixel_size_nm
-        Only for reporting residuals in nm.
-    global_only
-        Accept ``LocalAlignments 1`` and return the global fit (the local fits are solved elsewhere);
-        without it such a file is refused.
-    progress
-        ``progress(stage, iteration, cost)`` after each accepted step (stages ``markers``, ``full``,
-        ``robust``).
-    should_stop
-        Polled every iteration.
-    weights, start
-        As for `solver.align_markers`: observation weights, and a previous solution to warm-start from.
-
-    Raises
-    ------
-    UsageError
-        For tiltalign options that are not carried out (named in the message).
-    AlignmentError
-        For input that cannot be aligned.
+    """Align marker observations with the tiltalign options of the IMOD command file ``com_path`` (an
+    ``align.com``, or any file with a ``$tiltalign`` section): `solver.align_markers` with its settings
+    (`read_imod_settings`; the arguments as there). ``global_only`` accepts ``LocalAlignments 1`` and returns
+    the global fit (the local fits are `local.local_alignments`'); without it such a file is refused with a
+    `UsageError`, as are tiltalign options that are not carried out (named in the message).
     """
     v, _, _, tilts, _, _ = validate_observations(views, markers, xy, tilt_angles_deg, image_size, None)
     settings = read_imod_settings(com_path, tilts, np.bincount(v, minlength=len(tilts)))
