@@ -26,8 +26,8 @@ from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
 from napari_tomoalign.alignment.grouping import Mapping
-from napari_tomoalign.alignment.local_geometry import with_optimal_shifts
 from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, view_matrices
+from napari_tomoalign.alignment.transforms import with_optimal_shifts
 from napari_tomoalign.errors import AlignmentError
 
 COLUMN = {"rotation": ROT, "tilt": TILT, "magnification": MAG, "x_stretch": DMAG, "skew": SKEW,

@@ -11,7 +11,7 @@ number (the nearest value at the ends) and their refinement is the identity. Vie
 
 The result holds, per patch and view, the local parameters, IMOD's local-file content
 (`io.imod_local.LocalTransforms`: tilt and X-tilt increments, Z factors and the refinement transforms
-``G . L^-1``, see `local_geometry`) and the residuals. ``mean_residual_px`` is IMOD's
+``G . L^-1``, see `transforms`) and the residuals. ``mean_residual_px`` is IMOD's
 ``Residual error local mean``: the mean over patches of each patch's mean residual length.
 """
 
@@ -28,20 +28,20 @@ from ..io.imod_local import LocalTransforms
 from ._lm import Observations
 from ._threads import blas_threads_for
 from .errors import AlignmentError
-from .local_geometry import (
-    compose_refinement,
-    frame_from_transforms,
-    view_transforms,
-    with_optimal_shifts,
-    z_factors,
-)
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
 from .result import Alignment, StageReport
 from .settings import ModelSettings
 from .stages import EVERYTHING, StageRunner, settings_plan
-from .transforms import imod_transforms
+from .transforms import (
+    compose_refinement,
+    frame_from_transforms,
+    imod_transforms,
+    view_transforms,
+    view_z_factors,
+    with_optimal_shifts,
+)
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
 
@@ -71,7 +71,7 @@ class GlobalSolution:
 
     @property
     def frame_px(self) -> NDArray[np.float64]:
-        """Where the aligned frame's origin lies in the centroid-centred frame (`local_geometry`)."""
+        """Where the aligned frame's origin lies in the centroid-centred frame (`transforms`)."""
         return frame_from_transforms(self.view_params, self.transforms)
 
     def marker_xy_imod(self) -> NDArray[np.float64]:
@@ -277,7 +277,7 @@ def _file_content(grid: PatchGrid, results: list[PatchResult], glob: GlobalSolut
         lp = r.view_params
         tilt[k, ok] = np.degrees(lp[ok, TILT] - gp[ok, TILT])
         xtilt[k, ok] = np.degrees(lp[ok, XTILT] - gp[ok, XTILT])
-        zfac[k, ok] = z_factors(lp[ok])
+        zfac[k, ok] = view_z_factors(lp[ok])
         fitted = np.zeros(n_v, dtype=bool)
         fitted[r.views_fitted] = True
         fitted &= ok
