@@ -263,3 +263,30 @@ def automap_groups(
                     linked.append(k > 0 and g[0] - groups[-1][-1] <= size + 1)
                 groups.append(g)
     return groups, linked
+
+
+def group_size_power(kind: str, code: int) -> float:
+    """The exponent of cos(tilt) in the group sizes of an automapped variable (IMOD's input_vars.f90)."""
+    if kind == "tilt":
+        return 1.0 if code in (5, 7) else 0.0
+    if kind == "compression":
+        return 1.0 if code == 3 else 0.0
+    if kind == "x_stretch":
+        return 1.5
+    if kind == "skew":
+        return 0.0 if code == 3 else 1.0
+    return 0.0
+
+
+def is_grouped(kind: str, code: int) -> bool:
+    """Whether tiltalign's option ``code`` automaps variable ``kind`` in groups (tilt 5-8, the others 3 and 4)."""
+    return code in ((5, 6, 7, 8) if kind == "tilt" else (3, 4))
+
+
+def grouped_mapping(kind: str, code: int, groups: list[list[int]], n_views: int, held: Sequence[int],
+                    linked: Sequence[bool] | None = None) -> Mapping:
+    """The mapping of an automapped ``kind`` with option ``code`` over ``groups``: linear for tilt 5 and 7,
+    X-stretch 4 (numbered the other way round) and the others' 3; block groups for the other codes."""
+    if code in (5, 7) if kind == "tilt" else code == (4 if kind == "x_stretch" else 3):
+        return linear_mapping(groups, n_views, reference_view=held, linked=linked)
+    return block_mapping(blocks_from_groups(groups, n_views), held)

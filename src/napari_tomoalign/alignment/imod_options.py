@@ -19,9 +19,10 @@ from .grouping import (
     Mapping,
     automap_groups,
     block_mapping,
-    blocks_from_groups,
     fixed_mapping,
-    linear_mapping,
+    group_size_power,
+    grouped_mapping,
+    is_grouped,
     per_view_mapping,
 )
 from .settings import KINDS, ModelSettings
@@ -117,27 +118,6 @@ def _check_supported(entries: dict[str, list[str]]) -> None:
         raise UsageError("BeamTiltOption must be 0 (fixed), 1 (solve) or 2 (search)")
 
 
-def group_size_power(kind: str, code: int) -> float:
-    """The exponent of cos(tilt) in the group sizes of an automapped variable (IMOD's input_vars.f90)."""
-    if kind == "tilt":
-        return 1.0 if code in (5, 7) else 0.0
-    if kind == "compression":
-        return 1.0 if code == 3 else 0.0
-    if kind == "x_stretch":
-        return 1.5
-    if kind == "skew":
-        return 0.0 if code == 3 else 1.0
-    return 0.0
-
-
-def _linear_and_block_codes(kind: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if kind == "tilt":
-        return (5, 7), (6, 8)
-    if kind == "x_stretch":
-        return (4,), (3,)  # X-stretch numbers them the other way round
-    return (3,), (4,)
-
-
 def dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
     """The view whose X-stretch and skew are held at 0 (0-based; IMOD's floor(N/4) rule)."""
     r, r3 = max(n_views // 4 - 1, 0), max((3 * n_views) // 4 - 1, 0)
@@ -161,11 +141,10 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         if kind == "tilt" and code == 3:
             fixed.append(int(_number(entries, "TiltSecondFixedView", 1)) - 1)
         return per_view_mapping(n, fixed)
-    linear, block = _linear_and_block_codes(kind)
     if (kind == "tilt" and code == 4) or (kind != "tilt" and code == 2):
         labels = np.asarray(_views_labels(entries.get(f"{prefix}Mapping", [""])[-1], n), dtype=np.intp)
         return block_mapping(np.where(labels == 0, -1, labels) if kind == "tilt" else labels, ref)
-    if code not in linear + block:
+    if not is_grouped(kind, code):
         raise AlignmentError(f"{prefix}Option {code} is not one of tiltalign's codes")
     separate = [_views(t, n, "SeparateGroup") for t in entries.get("SeparateGroup", [])]
     try:
@@ -183,9 +162,7 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         if not 0 <= second < n:
             raise UsageError(f"{key} {second + 1} is outside 1-{n}")
         held.append(second)
-    if code in linear:
-        return linear_mapping(groups, n, reference_view=held, linked=linked)
-    return block_mapping(blocks_from_groups(groups, n), held)
+    return grouped_mapping(kind, code, groups, n, held, linked)
 
 
 def _views_labels(text: str, n: int) -> list[int]:
