@@ -224,28 +224,13 @@ def automap_groups(
     nondefault: Sequence[tuple[int, int, float]] = (),
     separate: Sequence[Sequence[int]] = (),
 ) -> tuple[list[list[int]], list[bool]]:
-    """IMOD's groups of 0-based views over the series, and whether each group continues the previous one.
+    """IMOD's groups of 0-based views over the series (module docstring, "Over a series"), in the order IMOD
+    numbers them, and ``len(groups) - 1`` flags: group ``m + 1`` continues group ``m`` (consecutive numbers).
 
-    Parameters
-    ----------
-    tilts_deg
-        ``(n_views,)`` tilts (nominal + offset) that set the group sizes.
-    default_size, power
-        The default group size and the exponent of ``cos(tilt)`` (`grouping.tilt_groups_imod`).
-    points_per_view
-        ``(n_views,)`` points per view; sparse views do not count towards group sizes.
-    nondefault
-        ``(first, last, size)`` 0-based inclusive ranges with their own group size (negative: do not
-        segregate the separate views in that range).
-    separate
-        Lists of 0-based views grouped only among themselves.
-
-    Returns
-    -------
-    groups
-        Lists of views, in the order IMOD numbers them.
-    linked
-        ``len(groups) - 1`` flags: group ``m + 1`` continues group ``m`` (consecutive numbers).
+    ``tilts_deg`` ``(n_views,)`` (nominal + offset), ``default_size``, ``power`` and ``points_per_view`` are
+    as for `tilt_groups_imod`; ``nondefault`` holds ``(first, last, size)`` 0-based inclusive ranges with their
+    own group size (negative: the separate views stay with the others there), ``separate`` lists of 0-based
+    views grouped only among themselves.
     """
     n = len(tilts_deg)
     sep_sets = [sorted(set(int(v) for v in g)) for g in separate]
