@@ -14,8 +14,9 @@ coefficient ``c`` is the standard ``(cos phi sin theta, -sin phi)`` plus IMOD's 
 The parameters have any beam tilt folded in (`model.without_beam_tilt`, as `Alignment.full_params`).
 
 An alignment's own transforms (`imod_transforms`, the ``.xf``; about the image centre ``c``: ``X' = A (X -
-c) + D + c``) place the frame as IMOD's ``tiltalign`` writes its ``.tltxf``, with the standard z coefficient
-``sin theta`` in x and none in y (so they differ from `view_transforms` when there are Z factors):
+c) + D + c``) place the frame as IMOD's ``tiltalign`` writes its ``.tltxf``: the translations hold
+``x0 cos theta + z0 sin theta`` in x and ``y0`` in y, neither X-tilt nor Z factors (so they differ from
+`view_transforms` when there are), with the frame:
 
 - the tilt axis lies at the Z of the marker centroid, plus an optional ``axis_z_shift_px``
   (IMOD's ``AxisZShift``; IMOD only *reports* the midpoint of the markers' Z range as a suggestion);
