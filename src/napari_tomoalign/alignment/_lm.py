@@ -10,7 +10,6 @@ accumulated from per-observation blocks by the kernels `_backend` picks (compile
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -78,7 +77,6 @@ class LMReport:
     cost: float
     converged: bool
     message: str
-    wall_time_s: float
 
 
 
@@ -285,7 +283,6 @@ def levenberg_marquardt(
     The iteration: damped steps from the normal equations at the current point (`_Linearisation`), accepted
     when the cost falls (the damping then eased by the gain ratio, Nielsen's rule), else damped harder;
     it stops on a small relative decrease, step (against the size of the unknowns) or gradient."""
-    t0 = time.perf_counter()
     base = float(np.sum(layout.base ** 2))
     lin = _Linearisation(obs, layout, q, xyz, fix_xyz)
     lam, nu = initial_damping, 2.0
@@ -329,4 +326,4 @@ def levenberg_marquardt(
                 converged, message = True, "no further decrease possible"
                 break
             lam, nu = lam * nu, nu * 2
-    return q, xyz, LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
+    return q, xyz, LMReport(iterations, lin.cost, converged, message)

@@ -95,7 +95,6 @@ class PatchResult:
     view_params: NDArray[np.float64]
     rms_residual_px: float
     mean_residual_px: float
-    n_points: int
     n_unknowns: int
     views_fitted: NDArray[np.intp]
 
@@ -209,7 +208,7 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     params[:, [DX, DY]] -= a @ centroid  # shifts of the patch frame back to the global marker frame
     length = np.hypot(*resid.T)
     return PatchResult(patch, _fill_views(params, gp, fitted), float(np.sqrt(np.mean(length**2))),
-                       float(np.mean(length)), int(len(v)), n_unknowns, fitted)
+                       float(np.mean(length)), n_unknowns, fitted)
 
 
 def local_alignments(
