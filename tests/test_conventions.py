@@ -18,6 +18,8 @@ def test_view_lists_read_as_imod_writes_them():
             view_indices(bad)
     with pytest.raises(UsageError, match="excluded view 62 is not a view of this 61-view series"):
         view_indices("60-62", 61, what="excluded view")
+    with pytest.raises(UsageError, match="beyond the 10000 views"):  # refused before a set of 10**12 views is made
+        view_indices("1-1000000000000")
 
 
 def test_format_and_read_are_inverse():

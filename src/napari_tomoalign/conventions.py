@@ -61,8 +61,10 @@ def view_index(number: int, n_views: int, *, what: str = "view") -> int:
 
 def view_indices(text: str, n_views: int | None = None, *, what: str = "view") -> list[int]:
     """The sorted 0-based indices of an IMOD list of view numbers from 1 with ranges (``"1-3,7 60-61"``: commas
-    or spaces between entries), each once; a `UsageError` naming the form or, with ``n_views``, the range."""
+    or spaces between entries), each once; a `UsageError` naming the form or the range (``n_views``, else the
+    most views a series may have, `io.limits.MAX_VIEWS`)."""
     from .errors import UsageError
+    from .io.limits import MAX_VIEWS
 
     out: set[int] = set()
     for part in re.split(r"[,\s]+", re.sub(r"\s*-\s*", "-", str(text).strip())):
@@ -70,6 +72,8 @@ def view_indices(text: str, n_views: int | None = None, *, what: str = "view") -
         if part and (m is None or int(m[1]) < 1 or int(m[2] or m[1]) < int(m[1])):
             raise UsageError("give view numbers from 1 and ranges, such as 1-3,7")
         if m is not None:
+            if n_views is None and int(m[2] or m[1]) > MAX_VIEWS:
+                raise UsageError(f"{what} {m[2] or m[1]} is beyond the {MAX_VIEWS} views a tilt series may have")
             if n_views is not None:
                 view_index(int(m[2] or m[1]), n_views, what=what)
             out.update(range(int(m[1]) - 1, int(m[2] or m[1])))
