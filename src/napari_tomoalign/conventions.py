@@ -6,7 +6,8 @@
   IMOD ``.xf`` maps raw X to ``A (X - c) + D + c`` about it.
 - Views: 0-based indices in arrays and in files whose header says so; numbered from 1, as IMOD and 3dmod
   number them, in every text a person reads (reports, warnings, errors, options such as
-  ``--reference-view``). `view_number` and `view_index` convert, and nothing else does.
+  ``--reference-view``). `view_number` and `view_index` convert, and nothing else does; `view_indices` reads
+  IMOD's lists of view numbers (``1-3,7``) and `format_views` writes them.
 - Pixel size: nanometres in the API and the solver (``pixel_size_nm``), Ångström in MRC headers and IMOD
   files (``pixel_size_angstrom``). An unknown pixel size is ``None`` everywhere (never 0, 1 or 1 Å);
   `nm_from_angstrom` turns a header's 0 into ``None``.
@@ -15,6 +16,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,6 +59,41 @@ def view_index(number: int, n_views: int, *, what: str = "view") -> int:
     return int(number) - 1
 
 
+def view_indices(text: str, n_views: int | None = None, *, what: str = "view") -> list[int]:
+    """The sorted 0-based indices of an IMOD list of view numbers from 1 with ranges (``"1-3,7 60-61"``: commas
+    or spaces between entries), each once; a `UsageError` naming the form or the range (``n_views``, else the
+    most views a series may have, `io.limits.MAX_VIEWS`)."""
+    from .errors import UsageError
+    from .io.limits import MAX_VIEWS
+
+    out: set[int] = set()
+    for part in re.split(r"[,\s]+", re.sub(r"\s*-\s*", "-", str(text).strip())):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if part and (m is None or int(m[1]) < 1 or int(m[2] or m[1]) < int(m[1])):
+            raise UsageError("give view numbers from 1 and ranges, such as 1-3,7")
+        if m is not None:
+            if n_views is None and int(m[2] or m[1]) > MAX_VIEWS:
+                raise UsageError(f"{what} {m[2] or m[1]} is beyond the {MAX_VIEWS} views a tilt series may have")
+            if n_views is not None:
+                view_index(int(m[2] or m[1]), n_views, what=what)
+            out.update(range(int(m[1]) - 1, int(m[2] or m[1])))
+    return sorted(out)
+
+
+def format_views(views: Iterable[int]) -> str:
+    """0-based views as IMOD's list of view numbers from 1 with ranges: ``[0, 1, 2, 6]`` -> ``'1-3,7'``."""
+    v = sorted({int(x) + 1 for x in views})
+    parts: list[str] = []
+    k = 0
+    while k < len(v):
+        j = k
+        while j + 1 < len(v) and v[j + 1] == v[j] + 1:
+            j += 1
+        parts.append(str(v[k]) if j == k else f"{v[k]}-{v[j]}")
+        k = j + 1
+    return ",".join(parts)
+
+
 def nm_from_angstrom(pixel_size_angstrom: float | None) -> float | None:
     """A header's pixel size (Å) in nm; 0, negative or non-finite (unknown in MRC) is ``None``."""
     if pixel_size_angstrom is None:
@@ -72,5 +110,5 @@ def angstrom_from_nm(pixel_size_nm: float | None) -> float | None:
     return v * ANGSTROM_PER_NM if math.isfinite(v) and v > 0 else None
 
 
-__all__ = ["ANGSTROM_PER_NM", "IMOD_HALF_PIXEL", "angstrom_from_nm", "from_imod", "image_centre", "nm_from_angstrom",
-           "to_imod", "view_index", "view_number"]
+__all__ = ["ANGSTROM_PER_NM", "IMOD_HALF_PIXEL", "angstrom_from_nm", "format_views", "from_imod", "image_centre",
+           "nm_from_angstrom", "to_imod", "view_index", "view_indices", "view_number"]

@@ -80,7 +80,7 @@ def test_linear_values_interpolate_between_anchors():
 
 
 def test_automap_without_ranges_is_one_range_all_linked():
-    from napari_tomoalign.alignment.imod_groups import automap_groups
+    from napari_tomoalign.alignment.grouping import automap_groups
 
     tilts = np.linspace(-60, 60, 61)
     groups, linked = automap_groups(tilts, 5, 1.0)
@@ -88,7 +88,7 @@ def test_automap_without_ranges_is_one_range_all_linked():
 
 
 def test_nondefault_ranges_are_grouped_on_their_own_and_never_interpolated_across():
-    from napari_tomoalign.alignment.imod_groups import automap_groups
+    from napari_tomoalign.alignment.grouping import automap_groups
 
     tilts = np.linspace(-60, 60, 61)
     groups, linked = automap_groups(tilts, 5, 0.0, nondefault=[(20, 30, 2)])
@@ -101,7 +101,7 @@ def test_nondefault_ranges_are_grouped_on_their_own_and_never_interpolated_acros
 
 
 def test_separate_groups_are_grouped_among_themselves():
-    from napari_tomoalign.alignment.imod_groups import automap_groups
+    from napari_tomoalign.alignment.grouping import automap_groups
 
     tilts = np.linspace(-60, 60, 61)
     reshot = [10, 11, 12, 40, 41]

@@ -114,8 +114,8 @@ def test_check_solution_refuses_nan():
     from napari_tomoalign.alignment.validation import check_solution
 
     vp, xyz = np.zeros((3, 5)), np.zeros((2, 3))
-    check_solution(vp, xyz, np.ones(3, bool), np.ones(2, bool))
+    check_solution(vp, xyz, np.ones(3, bool))
     vp[1, 2] = np.nan
     with pytest.raises(AlignmentError, match="no finite solution for 1 view"):
-        check_solution(vp, xyz, np.ones(3, bool), np.ones(2, bool))
-    check_solution(vp, xyz, np.array([True, False, True]), np.ones(2, bool))  # undetermined views may be NaN
+        check_solution(vp, xyz, np.ones(3, bool))
+    check_solution(vp, xyz, np.array([True, False, True]))  # undetermined views may be NaN

@@ -15,11 +15,11 @@ from napari_tomoalign.alignment.local import (
     local_alignments,
     solve_patch,
 )
-from napari_tomoalign.alignment.local_geometry import view_transforms
 from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
 from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
 from napari_tomoalign.alignment.settings import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
+from napari_tomoalign.alignment.transforms import view_transforms
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
@@ -210,7 +210,7 @@ def test_frame_of_a_default_alignment_is_the_one_its_xf_places(bba):
 def test_full_model_transforms_reproduce_imods_tltxf(bba, imod_data):
     """The transforms the refinements are composed with: ours from our full-model fit, placed in the frame
     that IMOD's own .tltxf implies, against that .tltxf; the frame against IMOD's fid.xyz."""
-    from napari_tomoalign.alignment.local_geometry import frame_from_transforms, view_transforms
+    from napari_tomoalign.alignment.transforms import frame_from_transforms, view_transforms
     from napari_tomoalign.io.imod import read_xf
 
     *_, sol, fid = bba

@@ -26,8 +26,8 @@ from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
 from napari_tomoalign.alignment.grouping import Mapping
-from napari_tomoalign.alignment.local_geometry import with_optimal_shifts
 from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, view_matrices
+from napari_tomoalign.alignment.transforms import with_optimal_shifts
 from napari_tomoalign.errors import AlignmentError
 
 COLUMN = {"rotation": ROT, "tilt": TILT, "magnification": MAG, "x_stretch": DMAG, "skew": SKEW,
@@ -128,7 +128,7 @@ class _Problem:
         n_obs = len(self.v)
         blocks = []
         for col, w in self.kinds:
-            g = np.einsum("nij,nj->ni", deriv[col][self.v], xc)  # (n_obs, 2)
+            g = np.einsum("nij,nj->ni", deriv[self.v, col], xc)  # (n_obs, 2)
             blocks.append((g[:, :, None] * w[self.v][:, None, :]).reshape(2 * n_obs, -1))
         if self.free_xyz:
             jx = np.zeros((n_obs, 2, self.n_markers, 3))
@@ -148,7 +148,6 @@ def fit_mapped(
     mappings: dict[str, Mapping],
     *,
     free_xyz: bool,
-    beam_tilt_rad: float = 0.0,
     max_evaluations: int = 2000,
 ) -> MappedFit:
     """Fit the mapped increments (and optionally the markers) to centred observations.
@@ -177,7 +176,7 @@ def fit_mapped(
             raise AlignmentError(f"unknown variable kind {kind!r}; use one of {sorted(COLUMN)}")
         if mp.n_views != len(p0):
             raise AlignmentError(f"the {kind} mapping covers {mp.n_views} views, not {len(p0)}")
-    prob = _Problem(v, m, np.asarray(obs_xy_px, dtype=float), p0, xyz0, mappings, free_xyz, beam_tilt_rad)
+    prob = _Problem(v, m, np.asarray(obs_xy_px, dtype=float), p0, xyz0, mappings, free_xyz, 0.0)
     x0 = prob.x0()
     if 2 * len(v) < x0.size:
         raise AlignmentError(f"{len(v)} points cannot determine {x0.size} unknowns; use fewer local variables")
@@ -188,5 +187,5 @@ def fit_mapped(
     else:
         x, nfev = x0, 0
     params, xyz = prob.unpack(x)
-    params, resid = with_optimal_shifts(params, xyz, v, m, obs_xy_px, beam_tilt_rad)
+    params, resid = with_optimal_shifts(params, xyz, v, m, obs_xy_px)
     return MappedFit(params, xyz, resid, int(x0.size), nfev)

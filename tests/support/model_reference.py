@@ -13,8 +13,8 @@ def jacobian_blocks_full(params, xyz, view_index, marker_index, beam_tilt=0.0):
     x = np.asarray(xyz, float)[marker_index]
     jv = np.zeros((len(view_index), 2, N_FULL))
     for kind in MATRIX_PARAMS:
-        jv[:, :, kind] = np.einsum("nij,nj->ni", deriv[kind][view_index], x)
+        jv[:, :, kind] = np.einsum("nij,nj->ni", deriv[view_index, kind], x)
     jv[:, 0, DX] = 1.0
     jv[:, 1, DY] = 1.0
-    jb = np.einsum("nij,nj->ni", deriv["beam_tilt"][view_index], x)
+    jb = np.einsum("nij,nj->ni", deriv[view_index, N_FULL], x)
     return jv, a[view_index].copy(), jb

@@ -54,8 +54,7 @@ def uses_compiled(n_obs: int) -> bool:
     """Whether a problem of ``n_obs`` observations runs on the compiled (numba) kernels."""
     if getattr(_prefer, "compiled", False):
         return True
-    limit = NUMPY_MAX_OBSERVATIONS_WARM if _COMPILED in sys.modules else NUMPY_MAX_OBSERVATIONS
-    return n_obs > min(limit, NUMPY_MAX_OBSERVATIONS)
+    return n_obs > (NUMPY_MAX_OBSERVATIONS_WARM if _COMPILED in sys.modules else NUMPY_MAX_OBSERVATIONS)
 
 
 def kernels_for(n_obs: int) -> ModuleType:
@@ -73,11 +72,6 @@ def _scipy_for(n: int) -> bool:
     return n > NUMPY_MAX_DENSE or "scipy.linalg" in sys.modules
 
 
-def _symmetric_from_upper(S: NDArray[np.float64]) -> NDArray[np.float64]:
-    upper = np.triu(S)
-    return upper + np.triu(upper, 1).T
-
-
 def cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
     """Solve a symmetric positive-definite system (upper triangle read), or None if not definite."""
     if _scipy_for(len(S)):
@@ -88,7 +82,8 @@ def cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[
         except (np.linalg.LinAlgError, ValueError):
             return None
         return scipy.linalg.cho_solve(cf, rhs, check_finite=False)
-    full = _symmetric_from_upper(S)
+    upper = np.triu(S)
+    full = upper + np.triu(upper, 1).T
     try:
         np.linalg.cholesky(full)  # the definiteness test; the solve below is the same size of work
         return np.asarray(np.linalg.solve(full, rhs), dtype=np.float64)

@@ -10,7 +10,6 @@ accumulated from per-observation blocks by the kernels `_backend` picks (compile
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,7 +20,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from . import _backend
 from .full_layout import BEAM, UnknownLayout
-from .model import COMP, MAG, MATRIX_PARAMS, ROT, TILT, project_full, view_matrices
+from .model import COMP, MAG, ROT, TILT, project_full, view_matrices
 
 
 @dataclass
@@ -78,7 +77,6 @@ class LMReport:
     cost: float
     converged: bool
     message: str
-    wall_time_s: float
 
 
 
@@ -98,13 +96,7 @@ def matrices(layout: UnknownLayout, q: NDArray[np.float64], derivatives: bool = 
     params, beam = layout.params(q)
     if layout.default_preset and beam == 0.0 and not np.any(params[:, 5:8]) and np.all(params[:, COMP] == 1.0):
         return _default_matrices(params, derivatives)
-    a, deriv = view_matrices(params, beam, derivatives)
-    if not derivatives:
-        return np.ascontiguousarray(a), np.zeros((0, BEAM + 1, 2, 3)), np.ascontiguousarray(params[:, 3:5])
-    d = np.zeros((len(params), BEAM + 1, 2, 3))
-    for p in MATRIX_PARAMS:
-        d[:, p] = deriv[p]
-    d[:, BEAM] = deriv["beam_tilt"]
+    a, d = view_matrices(params, beam, derivatives)
     return np.ascontiguousarray(a), d, np.ascontiguousarray(params[:, 3:5])
 
 
@@ -291,7 +283,6 @@ def levenberg_marquardt(
     The iteration: damped steps from the normal equations at the current point (`_Linearisation`), accepted
     when the cost falls (the damping then eased by the gain ratio, Nielsen's rule), else damped harder;
     it stops on a small relative decrease, step (against the size of the unknowns) or gradient."""
-    t0 = time.perf_counter()
     base = float(np.sum(layout.base ** 2))
     lin = _Linearisation(obs, layout, q, xyz, fix_xyz)
     lam, nu = initial_damping, 2.0
@@ -335,4 +326,4 @@ def levenberg_marquardt(
                 converged, message = True, "no further decrease possible"
                 break
             lam, nu = lam * nu, nu * 2
-    return q, xyz, LMReport(iterations, lin.cost, converged, message, time.perf_counter() - t0)
+    return q, xyz, LMReport(iterations, lin.cost, converged, message)

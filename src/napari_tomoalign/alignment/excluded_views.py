@@ -13,7 +13,7 @@ it. `fill_left_out_views` gives them:
   mappings interpolate;
 - the shifts, which are per view, are interpolated the same way.
 
-Views are 0-based here; `format_views` writes them 1-based, as IMOD prints them.
+Views are 0-based here; `conventions.format_views` writes them 1-based, as IMOD prints them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import format_views
 from .full_layout import PARAM_OF_KIND
 from .grouping import Mapping
 from .model import DX, DY
@@ -37,11 +38,6 @@ def _design(m: Mapping) -> NDArray[np.float64]:
     return out
 
 
-def _interp_over_views(at: NDArray[np.intp], fitted: NDArray[np.intp], values: NDArray[np.float64]
-                       ) -> NDArray[np.float64]:
-    return np.interp(np.asarray(at, dtype=float), fitted.astype(float), values)
-
-
 def mapped_unknowns(m: Mapping, increments: NDArray[np.float64], fitted: NDArray[np.bool_]) -> NDArray[np.float64]:
     """``(n_vars,)`` the unknowns of mapping ``m`` that reproduce the fitted views' ``increments``
     (from the start values); unknowns no fitted view uses get the increment interpolated at their anchor
@@ -54,7 +50,7 @@ def mapped_unknowns(m: Mapping, increments: NDArray[np.float64], fitted: NDArray
         q[seen] = np.linalg.lstsq(rows[:, seen], increments[fitted], rcond=None)[0]
     idx = np.flatnonzero(fitted)
     if (~seen).any():
-        q[~seen] = _interp_over_views(m.anchor_view[~seen], idx, increments[idx])
+        q[~seen] = np.interp(m.anchor_view[~seen], idx, increments[idx])
     return q
 
 
@@ -77,22 +73,8 @@ def fill_left_out_views(params: NDArray[np.float64], start: NDArray[np.float64],
         q = mapped_unknowns(m, out[:, p] - start[:, p], fitted)
         out[left_out, p] = start[left_out, p] + m.values(q)[left_out]
     for p in (DX, DY):
-        out[left_out, p] = _interp_over_views(np.flatnonzero(left_out), idx, out[idx, p])
+        out[left_out, p] = np.interp(np.flatnonzero(left_out), idx, out[idx, p])
     return out
-
-
-def format_views(views: Iterable[int]) -> str:
-    """0-based views as IMOD's 1-based list with ranges: ``[0, 1, 2, 6]`` -> ``'1-3,7'``."""
-    v = sorted({int(x) + 1 for x in views})
-    parts: list[str] = []
-    k = 0
-    while k < len(v):
-        j = k
-        while j + 1 < len(v) and v[j + 1] == v[j] + 1:
-            j += 1
-        parts.append(str(v[k]) if j == k else f"{v[k]}-{v[j]}")
-        k = j + 1
-    return ",".join(parts)
 
 
 def left_out_notes(excluded_views: Iterable[int], fitted: NDArray[np.bool_]) -> list[str]:

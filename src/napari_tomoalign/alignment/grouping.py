@@ -17,6 +17,12 @@ between two *anchor* views. This reproduces ``tiltalign``'s automapping (IMOD 4.
   or more views). A view between anchors ``f_m`` and ``f_{m+1}`` takes
   ``w V(f_m) + (1 - w) V(f_{m+1})`` with ``w = (f_{m+1} - v) / (f_{m+1} - f_m)``. The reference group's
   first view is held fixed; its group ramps from there, and the group before it ramps to it.
+- **Over a series** (``makeMapList``, `automap_groups`): the ranges given by ``<Var>NondefaultGroup
+  start,end,size`` are cut out of ``1..N``; each piece is grouped on its own with its own group size. Inside a
+  piece the views of no ``SeparateGroup`` are grouped first, then the views of each separate group among
+  themselves (a negative size in a non-default range keeps the separate views with the others there).
+  Groups of different pieces or subsets, or whose views lie more than ``G + 1`` apart, are not numbered
+  consecutively, and a linear mapping never interpolates between them.
 
 Views here are 0-based; `describe` labels unknowns by their 1-based anchor view, as IMOD's log does.
 """
@@ -192,3 +198,80 @@ def blocks_from_groups(groups: list[list[int]], n_views: int) -> NDArray[np.intp
     for m, g in enumerate(groups):
         labels[g] = m
     return labels
+
+
+def _pieces(n_views: int, nondefault: Sequence[tuple[int, int, float]], default_size: float) -> list[
+        tuple[list[int], float, bool]]:
+    """``(views, group size, segregate separate views)`` for each piece of ``0..n-1``, in view order."""
+    cuts = sorted((s, e, size) for s, e, size in nondefault)
+    pieces: list[tuple[list[int], float, bool]] = []
+    at = 0
+    for s, e, size in cuts:
+        if at < s:
+            pieces.append((list(range(at, s)), default_size, True))
+        pieces.append((list(range(s, e + 1)), abs(size), size > 0))
+        at = e + 1
+    if at < n_views:
+        pieces.append((list(range(at, n_views)), default_size, True))
+    return pieces
+
+
+def automap_groups(
+    tilts_deg: NDArray[np.float64],
+    default_size: float,
+    power: float,
+    points_per_view: NDArray[np.intp] | None = None,
+    nondefault: Sequence[tuple[int, int, float]] = (),
+    separate: Sequence[Sequence[int]] = (),
+) -> tuple[list[list[int]], list[bool]]:
+    """IMOD's groups of 0-based views over the series (module docstring, "Over a series"), in the order IMOD
+    numbers them, and ``len(groups) - 1`` flags: group ``m + 1`` continues group ``m`` (consecutive numbers).
+
+    ``tilts_deg`` ``(n_views,)`` (nominal + offset), ``default_size``, ``power`` and ``points_per_view`` are
+    as for `tilt_groups_imod`; ``nondefault`` holds ``(first, last, size)`` 0-based inclusive ranges with their
+    own group size (negative: the separate views stay with the others there), ``separate`` lists of 0-based
+    views grouped only among themselves.
+    """
+    n = len(tilts_deg)
+    sep_sets = [sorted(set(int(v) for v in g)) for g in separate]
+    in_sep = {v for g in sep_sets for v in g}
+    groups: list[list[int]] = []
+    linked: list[bool] = []
+    for views, size, segregate in _pieces(n, nondefault, default_size):
+        subsets = [[v for v in views if v not in in_sep]] if segregate else [views]
+        if segregate:
+            subsets += [[v for v in views if v in set(g)] for g in sep_sets]
+        for subset in subsets:
+            made = tilt_groups_imod(tilts_deg, size, power, points_per_view, subset) if subset else []
+            for k, g in enumerate(made):
+                if groups:
+                    linked.append(k > 0 and g[0] - groups[-1][-1] <= size + 1)
+                groups.append(g)
+    return groups, linked
+
+
+def group_size_power(kind: str, code: int) -> float:
+    """The exponent of cos(tilt) in the group sizes of an automapped variable (IMOD's input_vars.f90)."""
+    if kind == "tilt":
+        return 1.0 if code in (5, 7) else 0.0
+    if kind == "compression":
+        return 1.0 if code == 3 else 0.0
+    if kind == "x_stretch":
+        return 1.5
+    if kind == "skew":
+        return 0.0 if code == 3 else 1.0
+    return 0.0
+
+
+def is_grouped(kind: str, code: int) -> bool:
+    """Whether tiltalign's option ``code`` automaps variable ``kind`` in groups (tilt 5-8, the others 3 and 4)."""
+    return code in ((5, 6, 7, 8) if kind == "tilt" else (3, 4))
+
+
+def grouped_mapping(kind: str, code: int, groups: list[list[int]], n_views: int, held: Sequence[int],
+                    linked: Sequence[bool] | None = None) -> Mapping:
+    """The mapping of an automapped ``kind`` with option ``code`` over ``groups``: linear for tilt 5 and 7,
+    X-stretch 4 (numbered the other way round) and the others' 3; block groups for the other codes."""
+    if code in (5, 7) if kind == "tilt" else code == (4 if kind == "x_stretch" else 3):
+        return linear_mapping(groups, n_views, reference_view=held, linked=linked)
+    return block_mapping(blocks_from_groups(groups, n_views), held)

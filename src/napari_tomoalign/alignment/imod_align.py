@@ -8,11 +8,12 @@ is the same `Alignment` the default model gives, and its ``.xf`` carries stretch
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..conventions import format_views
 from ..errors import UsageError
 from .imod_options import settings_from_com
 from .result import Alignment
@@ -22,11 +23,16 @@ from .validation import validate_observations
 
 
 def read_imod_settings(com_path: str | os.PathLike[str], tilt_angles_deg: ArrayLike,
-                       points_per_view: NDArray[np.intp] | None = None) -> ModelSettings:
-    """The `ModelSettings` of the ``tiltalign`` section of ``com_path`` for a series with these tilts."""
+                       points_per_view: NDArray[np.intp] | None = None, excluded_views: Sequence[int] = ()
+                       ) -> ModelSettings:
+    """The `ModelSettings` of the ``tiltalign`` section of ``com_path`` for a series with these tilts; the 0-based
+    ``excluded_views`` (``--exclude-views``) join its ``ExcludeList`` and are read as tiltalign reads that."""
     from ..io.imod_com import read_com_section  # io imports alignment: imported here, not at the top
 
-    return settings_from_com(read_com_section(com_path), np.asarray(tilt_angles_deg, dtype=float), points_per_view)
+    entries = read_com_section(com_path)
+    if len(excluded_views):
+        entries = {**entries, "ExcludeList": [",".join([*entries.get("ExcludeList", []), format_views(excluded_views)])]}
+    return settings_from_com(entries, np.asarray(tilt_angles_deg, dtype=float), points_per_view)
 
 
 def align_markers_imod(
@@ -43,42 +49,17 @@ def align_markers_imod(
     should_stop: Callable[[], bool] | None = None,
     weights: ArrayLike | None = None,
     start: Alignment | None = None,
+    excluded_views: Sequence[int] = (),
 ) -> Alignment:
-    """Align marker observations with the tiltalign options of an IMOD command file.
-
-    The settings of ``com_path`` (`read_imod_settings`) solved by `solver.align_markers`: the same path,
-    stages, robust loop and `Alignment` as the default model.
-
-    Parameters
-    ----------
-    views, markers, xy, tilt_angles_deg, image_size
-        As for `solver.align_markers`: ``(n_obs,)`` 0-based views and marker ids, ``(n_obs, 2)``
-        positions (first pixel's centre at 0), ``(n_views,)`` nominal (raw) tilts in degrees and
-        ``(width, height)``.
-    com_path
-        An ``align.com`` (or any command file with a ``$tiltalign`` section).
-    pixel_size_nm
-        Only for reporting residuals in nm.
-    global_only
-        Accept ``LocalAlignments 1`` and return the global fit (the local fits are solved elsewhere);
-        without it such a file is refused.
-    progress
-        ``progress(stage, iteration, cost)`` after each accepted step (stages ``markers``, ``full``,
-        ``robust``).
-    should_stop
-        Polled every iteration.
-    weights, start
-        As for `solver.align_markers`: observation weights, and a previous solution to warm-start from.
-
-    Raises
-    ------
-    UsageError
-        For tiltalign options that are not carried out (named in the message).
-    AlignmentError
-        For input that cannot be aligned.
+    """Align marker observations with the tiltalign options of the IMOD command file ``com_path`` (an
+    ``align.com``, or any file with a ``$tiltalign`` section): `solver.align_markers` with its settings
+    (`read_imod_settings`; the arguments as there). ``global_only`` accepts ``LocalAlignments 1`` and returns
+    the global fit (the local fits are `local.local_alignments`'); without it such a file is refused with a
+    `UsageError`, as are tiltalign options that are not carried out (named in the message). ``excluded_views``
+    (0-based) are added to the file's ``ExcludeList``.
     """
     v, _, _, tilts, _, _ = validate_observations(views, markers, xy, tilt_angles_deg, image_size, None)
-    settings = read_imod_settings(com_path, tilts, np.bincount(v, minlength=len(tilts)))
+    settings = read_imod_settings(com_path, tilts, np.bincount(v, minlength=len(tilts)), excluded_views)
     if settings.local_alignments and not global_only:
         raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
                          " set it to 0 to align globally")

@@ -12,17 +12,19 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import view_indices
 from ..errors import UsageError
 from .errors import AlignmentError
 from .grouping import (
     Mapping,
+    automap_groups,
     block_mapping,
-    blocks_from_groups,
     fixed_mapping,
-    linear_mapping,
+    group_size_power,
+    grouped_mapping,
+    is_grouped,
     per_view_mapping,
 )
-from .imod_groups import automap_groups, parse_nondefault
 from .settings import KINDS, ModelSettings
 
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
@@ -69,20 +71,29 @@ def _number(entries: dict[str, list[str]], key: str, default: float) -> float:
     return default if vals is None else vals[0]
 
 
-def _views(text: str, n_views: int) -> list[int]:
-    """1-based view list with ranges (``1-3,7``) as 0-based views."""
-    out: list[int] = []
-    for part in text.replace(" ", ",").split(","):
-        if not part:
-            continue
-        a, _, b = part.partition("-")
+def _views(text: str, n_views: int, key: str) -> list[int]:
+    try:
+        return view_indices(text, n_views)
+    except ValueError as exc:
+        raise AlignmentError(f"{key} {text!r}: {exc}") from None
+
+
+def _nondefault(values: list[str], n_views: int) -> list[tuple[int, int, float]]:
+    """``<Var>NondefaultGroup`` entries (``start,end,size``, 1-based) as 0-based ranges; overlaps refused."""
+    out: list[tuple[int, int, float]] = []
+    for text in values:
+        parts = text.replace(",", " ").split()
         try:
-            lo, hi = int(a), int(b or a)
-        except ValueError:
-            raise AlignmentError(f"{text!r} is not a list of views such as 1-3,7") from None
-        if not 1 <= lo <= hi <= n_views:
-            raise AlignmentError(f"views {part} are outside 1-{n_views}")
-        out.extend(range(lo - 1, hi))
+            start, end, size = int(parts[0]), int(parts[1]), float(parts[2])
+        except (ValueError, IndexError):
+            raise ValueError(f"non-default group {text!r} is not 'first,last,size'") from None
+        if not (1 <= start <= end <= n_views) or size == 0:
+            raise ValueError(f"non-default group {text!r} needs 1 <= first <= last <= {n_views} and a size")
+        out.append((start - 1, end - 1, size))
+    spans = sorted(out)
+    for (_, e0, _), (s1, _, _) in zip(spans, spans[1:]):
+        if s1 <= e0:
+            raise ValueError(f"non-default groups overlap at view {s1 + 1}; give disjoint ranges")
     return out
 
 
@@ -105,27 +116,6 @@ def _check_supported(entries: dict[str, list[str]]) -> None:
         raise UsageError("AxisXShift is not supported; set it to 0 (shift the reconstruction instead)")
     if _number(entries, "BeamTiltOption", 0) not in (0, 1, 2):
         raise UsageError("BeamTiltOption must be 0 (fixed), 1 (solve) or 2 (search)")
-
-
-def group_size_power(kind: str, code: int) -> float:
-    """The exponent of cos(tilt) in the group sizes of an automapped variable (IMOD's input_vars.f90)."""
-    if kind == "tilt":
-        return 1.0 if code in (5, 7) else 0.0
-    if kind == "compression":
-        return 1.0 if code == 3 else 0.0
-    if kind == "x_stretch":
-        return 1.5
-    if kind == "skew":
-        return 0.0 if code == 3 else 1.0
-    return 0.0
-
-
-def _linear_and_block_codes(kind: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if kind == "tilt":
-        return (5, 7), (6, 8)
-    if kind == "x_stretch":
-        return (4,), (3,)  # X-stretch numbers them the other way round
-    return (3,), (4,)
 
 
 def dmag_reference(n_views: int, min_tilt: int, mag_reference: int) -> int:
@@ -151,17 +141,16 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         if kind == "tilt" and code == 3:
             fixed.append(int(_number(entries, "TiltSecondFixedView", 1)) - 1)
         return per_view_mapping(n, fixed)
-    linear, block = _linear_and_block_codes(kind)
     if (kind == "tilt" and code == 4) or (kind != "tilt" and code == 2):
         labels = np.asarray(_views_labels(entries.get(f"{prefix}Mapping", [""])[-1], n), dtype=np.intp)
         return block_mapping(np.where(labels == 0, -1, labels) if kind == "tilt" else labels, ref)
-    if code not in linear + block:
+    if not is_grouped(kind, code):
         raise AlignmentError(f"{prefix}Option {code} is not one of tiltalign's codes")
+    separate = [_views(t, n, "SeparateGroup") for t in entries.get("SeparateGroup", [])]
     try:
         size = _number(entries, f"{prefix}DefaultGrouping", 5.0)
-        explicit = parse_nondefault(entries.get(f"{prefix}NondefaultGroup", []), n)
-        groups, linked = automap_groups(tilts, size, group_size_power(kind, code), points, explicit,
-                                        [_views(t, n) for t in entries.get("SeparateGroup", [])])
+        explicit = _nondefault(entries.get(f"{prefix}NondefaultGroup", []), n)
+        groups, linked = automap_groups(tilts, size, group_size_power(kind, code), points, explicit, separate)
     except ValueError as exc:
         raise UsageError(f"{prefix}NondefaultGroup: {exc}") from None
     held: list[int] = [] if ref is None else [ref]
@@ -173,9 +162,7 @@ def _mapping(kind: str, entries: dict[str, list[str]], tilts: NDArray[np.float64
         if not 0 <= second < n:
             raise UsageError(f"{key} {second + 1} is outside 1-{n}")
         held.append(second)
-    if code in linear:
-        return linear_mapping(groups, n, reference_view=held, linked=linked)
-    return block_mapping(blocks_from_groups(groups, n), held)
+    return grouped_mapping(kind, code, groups, n, held, linked)
 
 
 def _views_labels(text: str, n: int) -> list[int]:
@@ -197,7 +184,7 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
     raw = np.asarray(nominal_tilts_deg, dtype=float)
     tilts = raw + offset
     n = len(tilts)
-    excluded = tuple(_views(" ".join(entries.get("ExcludeList", [])), n))
+    excluded = tuple(_views(" ".join(entries.get("ExcludeList", [])), n, "ExcludeList"))
     fitted = np.ones(n, dtype=bool)
     fitted[list(excluded)] = False
     if points_per_view is not None:

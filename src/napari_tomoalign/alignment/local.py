@@ -6,11 +6,12 @@ view's global value, from the global solution, by `solve_patch`. With the marker
 (``fix_xyz``) they keep their global positions, re-centred on the patch; with them free they are solved
 too and afterwards turned about y to best match their global x, z, that angle leaving the local tilts.
 Views without a point in a patch are left out of its fit; their increments are interpolated in view
-number (the nearest value at the ends) and their refinement is the identity.
+number (the nearest value at the ends) and their refinement is the identity. Views left out of the global fit
+(an ``ExcludeList``, ``--exclude-views``) are left out of every patch, with IMOD's unit refinement.
 
 The result holds, per patch and view, the local parameters, IMOD's local-file content
 (`io.imod_local.LocalTransforms`: tilt and X-tilt increments, Z factors and the refinement transforms
-``G . L^-1``, see `local_geometry`) and the residuals. ``mean_residual_px`` is IMOD's
+``G . L^-1``, see `transforms`) and the residuals. ``mean_residual_px`` is IMOD's
 ``Residual error local mean``: the mean over patches of each patch's mean residual length.
 """
 
@@ -27,20 +28,20 @@ from ..io.imod_local import LocalTransforms
 from ._lm import Observations
 from ._threads import blas_threads_for
 from .errors import AlignmentError
-from .local_geometry import (
-    compose_refinement,
-    frame_from_transforms,
-    view_transforms,
-    with_optimal_shifts,
-    z_factors,
-)
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
 from .result import Alignment, StageReport
 from .settings import ModelSettings
 from .stages import EVERYTHING, StageRunner, settings_plan
-from .transforms import imod_transforms
+from .transforms import (
+    compose_refinement,
+    frame_from_transforms,
+    imod_transforms,
+    view_transforms,
+    view_z_factors,
+    with_optimal_shifts,
+)
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
 
@@ -52,8 +53,8 @@ class GlobalSolution:
     Attributes
     ----------
     view_params
-        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts);
-        rows of views left out of the fit are NaN.
+        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts, any beam
+        tilt folded in, as `Alignment.full_params`); rows of views left out of the fit are NaN.
     xyz_px
         ``(n_markers, 3)`` marker positions, centroid at the origin (NaN for markers left out).
     transforms
@@ -67,12 +68,11 @@ class GlobalSolution:
     xyz_px: NDArray[np.float64]
     transforms: NDArray[np.float64]
     image_size: tuple[int, int]
-    beam_tilt_rad: float = 0.0
 
     @property
     def frame_px(self) -> NDArray[np.float64]:
-        """Where the aligned frame's origin lies in the centroid-centred frame (`local_geometry`)."""
-        return frame_from_transforms(self.view_params, self.transforms, self.beam_tilt_rad)
+        """Where the aligned frame's origin lies in the centroid-centred frame (`transforms`)."""
+        return frame_from_transforms(self.view_params, self.transforms)
 
     def marker_xy_imod(self) -> NDArray[np.float64]:
         """``(n_markers, 2)`` marker X, Y in the aligned frame, IMOD pixels (as in IMOD's ``fid.xyz``)."""
@@ -95,7 +95,6 @@ class PatchResult:
     view_params: NDArray[np.float64]
     rms_residual_px: float
     mean_residual_px: float
-    n_points: int
     n_unknowns: int
     views_fitted: NDArray[np.intp]
 
@@ -160,8 +159,7 @@ def _fill_views(local: NDArray[np.float64], glob: NDArray[np.float64], fitted: N
 
 def solve_patch(
     view: NDArray[np.intp], marker: NDArray[np.intp], xy_c: NDArray[np.float64], start: NDArray[np.float64],
-    xyz: NDArray[np.float64], settings: ModelSettings, *, fix_xyz: bool, beam_tilt_rad: float = 0.0,
-    should_stop: Callable[[], bool] | None = None,
+    xyz: NDArray[np.float64], settings: ModelSettings, *, fix_xyz: bool, should_stop: Callable[[], bool] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], list[StageReport]]:
     """Fit ``settings``' mappings (increments on ``start``) to one patch's observations by the one stage runner.
 
@@ -175,7 +173,7 @@ def solve_patch(
     included = np.bincount(view, minlength=len(start)) > 0
     ref = int(np.argmin(np.where(included, np.abs(start[:, TILT]), np.inf)))
     runner = StageRunner(obs, np.array(start, dtype=float), np.array(xyz, dtype=float), included, ref, 1000,
-                         should_stop=should_stop, settings=settings, beam=beam_tilt_rad, fix_xyz=fix_xyz)
+                         should_stop=should_stop, settings=settings, fix_xyz=fix_xyz)
     n_q = runner.layout(EVERYTHING).n_q
     if not fix_xyz and n_q + 3 * len(xyz) > 2 * len(obs):
         raise AlignmentError(f"{len(obs)} observations give {2 * len(obs)} equations for"
@@ -201,17 +199,16 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     xyz0 = glob.xyz_px[patch.markers] - centroid
     mappings = patch_mappings(opts, fitted, np.degrees(gp[:, TILT]), raw_tilts_deg, counts)
     settings = ModelSettings(mappings=mappings, rotation_angle_deg=0.0, local_alignments=True)
-    params, xyz, resid, reports = solve_patch(v, m, o, gp[fitted], xyz0, settings, fix_xyz=opts.fix_xyz,
-                                              beam_tilt_rad=glob.beam_tilt_rad)
+    params, xyz, resid, reports = solve_patch(v, m, o, gp[fitted], xyz0, settings, fix_xyz=opts.fix_xyz)
     n_unknowns = settings.n_geometric + (0 if opts.fix_xyz else 3 * (len(xyz0) - 1))
     if not opts.fix_xyz:
         params, xyz = _turn_to_global(params, xyz, xyz0)
-        params, resid = with_optimal_shifts(params, xyz, v, m, o, glob.beam_tilt_rad)
-    a, _ = view_matrices(params, glob.beam_tilt_rad)
+        params, resid = with_optimal_shifts(params, xyz, v, m, o)
+    a, _ = view_matrices(params, derivatives=False)
     params[:, [DX, DY]] -= a @ centroid  # shifts of the patch frame back to the global marker frame
     length = np.hypot(*resid.T)
     return PatchResult(patch, _fill_views(params, gp, fitted), float(np.sqrt(np.mean(length**2))),
-                       float(np.mean(length)), int(len(v)), n_unknowns, fitted)
+                       float(np.mean(length)), n_unknowns, fitted)
 
 
 def local_alignments(
@@ -279,11 +276,11 @@ def _file_content(grid: PatchGrid, results: list[PatchResult], glob: GlobalSolut
         lp = r.view_params
         tilt[k, ok] = np.degrees(lp[ok, TILT] - gp[ok, TILT])
         xtilt[k, ok] = np.degrees(lp[ok, XTILT] - gp[ok, XTILT])
-        zfac[k, ok] = z_factors(lp[ok], glob.beam_tilt_rad)
+        zfac[k, ok] = view_z_factors(lp[ok])
         fitted = np.zeros(n_v, dtype=bool)
         fitted[r.views_fitted] = True
         fitted &= ok
-        local_xf = view_transforms(lp[fitted], frame, glob.beam_tilt_rad)
+        local_xf = view_transforms(lp[fitted], frame)
         xf[k, fitted] = compose_refinement(glob.transforms[fitted], local_xf)
     has_xtilt = bool(np.any(xtilt != 0))
     return LocalTransforms(grid.n, grid.start, grid.spacing, float(pixel_size), tilt, xf,

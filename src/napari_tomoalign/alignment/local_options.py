@@ -22,13 +22,14 @@ from .errors import AlignmentError
 from .grouping import (
     Mapping,
     block_mapping,
-    blocks_from_groups,
     fixed_mapping,
-    linear_mapping,
+    group_size_power,
+    grouped_mapping,
+    is_grouped,
     per_view_mapping,
     tilt_groups_imod,
 )
-from .imod_options import PREFIX, dmag_reference, group_size_power, numbers
+from .imod_options import PREFIX, dmag_reference, numbers
 
 LOCAL_KINDS = ("rotation", "tilt", "magnification", "x_stretch", "skew", "x_tilt")
 DEFAULT_GROUPING = 5.0
@@ -169,12 +170,10 @@ def patch_mappings(opts: LocalOptions, views: NDArray[np.intp], tilts_deg: NDArr
             out[kind] = block_mapping(np.zeros(n, dtype=np.intp))
         elif code == 1 or (kind == "tilt" and code == 2):
             out[kind] = per_view_mapping(n, [] if ref is None else [ref])
-        elif (kind == "tilt" and code in (5, 6)) or (kind != "tilt" and code in (3, 4)):
+        elif is_grouped(kind, code) and code not in (7, 8):
             groups = tilt_groups_imod(tilts_deg, opts.groupings.get(kind, DEFAULT_GROUPING), group_size_power(kind, code),
                                       points_per_view)
-            linear = code in (5, 3) if kind != "x_stretch" else code == 4  # X-stretch numbers them the other way
-            out[kind] = linear_mapping(groups, n, reference_view=ref) if linear else \
-                block_mapping(blocks_from_groups(groups, n), ref)
+            out[kind] = grouped_mapping(kind, code, groups, n, [] if ref is None else [ref])
         else:
             raise AlignmentError(f"Local{PREFIX[kind]}Option {code} is not supported for local alignments; "
                                  "use 0, 1, or the automatic grouping codes")

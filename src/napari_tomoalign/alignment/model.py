@@ -90,9 +90,9 @@ def _distortion(p: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[int, 
 
 
 def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0, derivatives: bool = True) -> tuple[
-        NDArray[np.float64], dict[int | str, NDArray[np.float64]]]:
-    """``A_j`` ``(n_views, 2, 3)`` and (unless ``derivatives`` is False) its derivatives by each matrix
-    parameter and by ``"beam_tilt"``."""
+        NDArray[np.float64], NDArray[np.float64]]:
+    """``A_j`` ``(n_views, 2, 3)`` and (unless ``derivatives`` is False: empty) its derivatives ``(n_views, 10, 2,
+    3)`` by each raw parameter: the columns of `FULL_VIEW_PARAMS` (the shifts' are 0), then the beam tilt."""
     p = np.asarray(params, dtype=float)
     n = len(p)
     b = np.full(n, float(beam_tilt))
@@ -106,26 +106,25 @@ def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0, derivativ
         m = _rx(b)[:, :2] @ y @ tail  # 2 x 3 before the in-plane rotation
     a = r @ m
     if not derivatives:
-        return a, {}
+        return a, np.zeros((0, N_FULL + 1, 2, 3))
     pi, dpi = _rx(b)[:, :2], _rx(b, True)[:, :2]
     xb, dxb = _rx(-b), -_rx(-b, True)
     dy, dxp = _ry(p[:, TILT], True), _rx(p[:, XTILT], True)
-    deriv: dict[int | str, NDArray[np.float64]] = {
-        ROT: _r2(p[:, ROT], True) @ m,
-        TILT: r @ pi @ dy @ tail,
-        XTILT: r @ pi @ y @ xb @ dxp @ d,
-        "beam_tilt": r @ (dpi @ y @ tail + pi @ y @ dxb @ xp @ d),
-    }
+    deriv = np.zeros((n, N_FULL + 1, 2, 3))
+    deriv[:, ROT] = _r2(p[:, ROT], True) @ m
+    deriv[:, TILT] = r @ pi @ dy @ tail
+    deriv[:, XTILT] = r @ pi @ y @ xb @ dxp @ d
+    deriv[:, N_FULL] = r @ (dpi @ y @ tail + pi @ y @ dxb @ xp @ d)  # the beam tilt
     front = r @ pi @ y @ xb @ xp
     for kind in (MAG, DMAG, SKEW, COMP):
-        deriv[kind] = front @ dd[kind]
+        deriv[:, kind] = front @ dd[kind]
     return a, deriv
 
 
 def project_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
                  marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> NDArray[np.float64]:
     """``(n_obs, 2)`` predicted centred positions of the given (view, marker) pairs."""
-    a, _ = view_matrices(params, beam_tilt)
+    a, _ = view_matrices(params, beam_tilt, derivatives=False)
     p = np.asarray(params, dtype=float)
     return np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz, float)[marker_index]) + p[view_index][:, [DX, DY]]
 

@@ -121,7 +121,7 @@ def align_markers(
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
             robust_w = runner.run(stage, tilts_deg)
-    check_solution(runner.params, runner.xyz, p.view_ok, np.ones(p.n_kept, dtype=bool))
+    check_solution(runner.params, runner.xyz, p.view_ok)
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
     return _assemble(p, runner, robust_w, tilts_deg, options, settings, source, pixel_size_nm)
@@ -153,10 +153,6 @@ class _Prepared:
     @property
     def n_kept(self) -> int:
         return len(self.kept_markers)
-
-    @property
-    def centre(self) -> NDArray[np.float64]:
-        return image_centre(self.size)
 
 
 def _listed(ids: NDArray, limit: int = 20) -> str:
@@ -281,7 +277,7 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         full[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
-    pred = predict_all_full(full, xyz_all) + p.centre
+    pred = predict_all_full(full, xyz_all) + image_centre(p.size)
     residuals = np.full_like(p.xy, np.nan)
     residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None

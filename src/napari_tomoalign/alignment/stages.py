@@ -53,9 +53,6 @@ class Stage(str, Enum):
     MARKERS = "markers"
     FULL = "full"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 @dataclass(frozen=True)
 class Step:
@@ -131,7 +128,7 @@ class StageRunner:
     ``xyz`` ``(n_markers, 3)`` are the state; ``view_ok`` the views in the fit and ``reference`` the gauge
     view. Each step maps the variables as it asks (`Step`) from ``settings``. With ``fix_xyz`` the marker
     positions are held (and every shift is free). ``user_weights`` are the caller's observation weights
-    (default: ``obs.weights`` as given); robust weights multiply them.
+    (``obs.weights`` as given); robust weights multiply them.
     """
 
     def __init__(
@@ -144,14 +141,13 @@ class StageRunner:
         max_iterations: int,
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
-        user_weights: NDArray[np.float64] | None = None,
         *,
         settings: ModelSettings,
         beam: float = 0.0,
         fix_xyz: bool = False,
     ) -> None:
         self.obs, self.params, self.xyz, self.beam = obs, params, xyz, float(beam)
-        self.user_weights = obs.weights.copy() if user_weights is None else user_weights
+        self.user_weights = obs.weights.copy()
         self.view_ok, self.reference, self.max_iterations = view_ok, reference, max_iterations
         self.progress, self.should_stop = progress, should_stop
         self.settings, self.fix_xyz = settings, fix_xyz
@@ -211,13 +207,7 @@ class StageRunner:
     def _callback(self, stage: Stage, done: int) -> Callable[[int, float], None] | None:
         """The LM progress callback of a step that starts after ``done`` iterations of its stage."""
         progress = self.progress
-        if progress is None:
-            return None
-
-        def callback(iteration: int, cost: float) -> None:
-            progress(stage.value, done + iteration, cost)
-
-        return callback
+        return None if progress is None else lambda iteration, cost: progress(stage.value, done + iteration, cost)
 
     def _reweighted(self, plan: StagePlan, tilts_deg: NDArray[np.float64]) -> NDArray[np.float64]:
         """Iteratively reweighted refits; the final robust weights in ``obs`` order.

@@ -200,12 +200,11 @@ def determinable(
         view_ok, marker_ok = new_view_ok, new_marker_ok
 
 
-def check_solution(view_params: NDArray[np.float64], xyz: NDArray[np.float64], view_ok: NDArray[np.bool_],
-                   marker_ok: NDArray[np.bool_]) -> None:
-    """After the solve: every determined view's parameters and every kept marker's position must be finite
+def check_solution(view_params: NDArray[np.float64], xyz: NDArray[np.float64], view_ok: NDArray[np.bool_]) -> None:
+    """After the solve: every determined view's parameters and every solved marker's position must be finite
     numbers (a NaN or an overflow is an error that says so, never a "converged" result)."""
     bad_views = view_ok & ~np.all(np.isfinite(view_params), axis=1)
-    bad_markers = marker_ok & ~np.all(np.isfinite(xyz), axis=1)
+    bad_markers = ~np.all(np.isfinite(xyz), axis=1)
     if bad_views.any() or bad_markers.any():
         raise AlignmentError(
             f"the solve gave no finite solution for {int(bad_views.sum())} view(s) and {int(bad_markers.sum())}"

@@ -182,40 +182,17 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
     # problem's matrices costs more than the work (and far more on a busy machine).
     with blas_threads_for(5 * len(job.tilt_angles_deg), n_markers, len(m.view)), warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
-        if job.imod_com is not None and job.settings.excluded_views:
-            return _align_com_excluding(job, progress, should_stop)
         if job.imod_com is not None:
             from ..alignment.imod_align import align_markers_imod
 
             return align_markers_imod(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.imod_com,
                                       pixel_size_nm=job.pixel_size_nm, global_only=job.local, progress=progress,
-                                      should_stop=should_stop)
+                                      should_stop=should_stop, excluded_views=job.settings.excluded_views)
         from ..alignment.solver import align_markers
 
         return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.options,
                              pixel_size_nm=job.pixel_size_nm, start=start, warn=False, progress=progress,
                              should_stop=should_stop)
-
-
-def _align_com_excluding(job: AlignJob, progress: Any, should_stop: Any) -> Alignment:
-    """An align.com's full model with ``--exclude-views`` added to the command file's ``ExcludeList`` (read
-    as tiltalign reads its own list: the same mappings, references and filled values)."""
-    from ..alignment.excluded_views import format_views
-    from ..alignment.imod_options import settings_from_com
-    from ..alignment.solver import align_markers
-    from ..io.imod_com import read_com_section
-
-    assert job.imod_com is not None
-    m, n = job.markers, len(job.tilt_angles_deg)
-    entries = dict(read_com_section(job.imod_com))
-    entries["ExcludeList"] = [",".join([*entries.get("ExcludeList", []), format_views(job.settings.excluded_views)])]
-    points = np.bincount(np.asarray(m.view, dtype=np.intp), minlength=n)[:n]
-    settings = settings_from_com(entries, np.asarray(job.tilt_angles_deg, dtype=float), points)
-    if settings.local_alignments and not job.local:
-        raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
-                         " set it to 0 to align globally")
-    return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, settings=settings,
-                         pixel_size_nm=job.pixel_size_nm, progress=progress, should_stop=should_stop, warn=False)
 
 
 @dataclass

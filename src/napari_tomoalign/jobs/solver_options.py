@@ -47,18 +47,11 @@ def yes_no(v: Any) -> bool:
 
 
 def view_numbers(text: Any) -> tuple[int, ...]:
-    """View numbers from 1 of an IMOD list with ranges (``"1-3,7,60-61"``), sorted, each once."""
-    import re
+    """View numbers from 1 of an IMOD list with ranges (``"1-3,7,60-61"``), sorted, each once
+    (`conventions.view_indices`)."""
+    from ..conventions import view_indices
 
-    out: set[int] = set()
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or int(m.group(1)) < 1 or int(m.group(2) or m.group(1)) < int(m.group(1)):
-            raise ValueError("give view numbers from 1 and ranges, such as 1-3,7")
-        out.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
-    return tuple(sorted(out))
+    return tuple(k + 1 for k in view_indices(text))
 
 
 def _variable(v: Any) -> VariableOption:

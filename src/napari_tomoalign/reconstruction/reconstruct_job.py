@@ -50,16 +50,14 @@ def parse_memory(text: str) -> int:
 
 
 def parse_view_list(text: str, n_views: int) -> list[int]:
-    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``; `jobs.solver_options.view_numbers`,
+    """0-based indices of an IMOD list of view numbers from 1 (``"1-3,7,60-61"``; `conventions.view_indices`,
     the one reader of such lists)."""
-    from ..conventions import view_index
-    from ..jobs.solver_options import view_numbers
+    from ..conventions import view_indices
 
     try:
-        numbers = view_numbers(text)
+        return view_indices(text, n_views, what="excluded view")
     except ValueError as exc:
         raise ValueError(f"--exclude-views {text!r}: {exc}") from None
-    return [view_index(k, n_views, what="excluded view") for k in numbers]
 
 
 def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
