@@ -47,6 +47,36 @@ def test_level_mode_and_sirt_like(demo_dir, tmp_path):
         assert 4 <= m.data.shape[0] <= 96 and m.data.std() > 0
 
 
+def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_path, capsys):
+    """``reconstruct --level`` prints the surface analysis as ``align`` prints it (`SurfaceAnalysis.report`) and one
+    line of the angle offset, X-axis tilt, thickness and Z shift it used; a given thickness is the one reported."""
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+
+    stack = demo_dir / "sample.mrc"
+    saved = read_alignment_dir(demo_dir)
+    auto = plan_tomogram(saved, demo_dir, thickness=None, options=ReconstructOptions(level=2))
+    for extra, thickness, offset in (([], auto.thickness, 0.0), (["--thickness", "200", "--offset", "1.5"], 200, 1.5)):
+        plan = plan_tomogram(saved, demo_dir, thickness=None, options=ReconstructOptions(level=2, offset_deg=offset))
+        capsys.readouterr()
+        rec = tmp_path / f"lev{thickness}.rec"
+        assert main(["reconstruct", str(stack), "--alignment", str(demo_dir), "--output", str(rec), "--bin", "4",
+                     "--level", "2", *extra]) == 0
+        out = capsys.readouterr().out
+        assert plan.surfaces.report() in out and out.count("SURFACE ANALYSIS:") == 1
+        lev = plan.levelled
+        line = [t for t in out.splitlines() if t.startswith("Levelled from the surface analysis (2 surfaces)")]
+        assert len(line) == 1, out
+        assert (f"angle offset {lev.tilt_change_deg:+.2f} deg, X-axis tilt {lev.x_axis_tilt_deg:+.2f} deg" in line[0]
+                and f"thickness {thickness} px, Z shift {lev.z_shift_px:+.1f} px" in line[0]), line[0]
+        assert lev.tilt_change_deg == pytest.approx(plan.surfaces.tilt_angle_change_deg + offset)
+        with mrcfile.open(rec) as m:
+            assert m.data.shape[0] == thickness // 4
+    capsys.readouterr()
+    assert main(["reconstruct", str(stack), "--alignment", str(demo_dir), "--output", str(tmp_path / "plain.rec"),
+                 "--bin", "4", "--thickness", "64"]) == 0
+    assert "Levelled" not in capsys.readouterr().out  # without --level: nothing of it
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--exclude-views", "0"], "give view numbers from 1"),
     (["--exclude-views", "62"], "not a view of this 61-view series"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +34,8 @@ class ImageResult:
     shape: tuple[int, int, int]
     voxel_size_angstrom: float | None
     n_views_used: int
+    surfaces: Any = None  # reconstruct --level: the `positioning.SurfaceAnalysis` it levelled from
+    levelled: Any = None  # reconstruct --level: the `positioning.Levelling` applied
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
                                      thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
-        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"])
+        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"])
     ny, nx = rows // binning, cols // binning
     need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
     check_memory(need, "the reconstruction")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,8 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     (bin the raw view, then warp it), so ``run``'s tomogram is ``reconstruct``'s on the same folder.
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
-    ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`) and the levelling.
+    ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`, and the object as ``surfaces``)
+    and the levelling (``levelled``: a `positioning.Levelling` of what was applied).
     """
     import numpy as np
 
@@ -148,7 +149,7 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
             shift_px=plan.shift_px, overwrite=overwrite)
     except ValueError as exc:  # options out of range, too little memory: the user's to fix
         raise UsageError(str(exc)) from None
-    info = dict(plan.info)
+    info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
     info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
                 clipped=res.clipped, z_factors=plan.z_factors is not None)
     return info
@@ -168,6 +169,8 @@ class TomogramPlan:
     shift_px: tuple[float, float]
     thickness: int
     info: dict[str, Any]
+    surfaces: Any = None  # with --level: the `positioning.SurfaceAnalysis`
+    levelled: Any = None  # with --level: the `positioning.Levelling` applied (the thickness and shift used)
 
 
 def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thickness: int | None,
@@ -194,15 +197,18 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     tilts = np.asarray(saved.tilt_angles_deg, float)
     offset, shift = options.offset_deg, options.shift_px
     info: dict[str, Any] = {}
+    analysis = levelled = None
     if options.level is not None:
-        lev, info = _levelling(saved, d, options)
+        lev, analysis, info = _levelling(saved, d, options)
         offset += lev.tilt_change_deg
         x_tilt = x_tilt + lev.x_axis_tilt_deg
         thickness = thickness if thickness is not None else lev.thickness_px
         shift = shift if shift is not None else (0.0, lev.z_shift_px)
+        levelled = replace(lev, tilt_change_deg=offset, thickness_px=int(thickness), z_shift_px=shift[1])
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
-    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info)
+    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info,
+                        analysis, levelled)
 
 
 def recorded_surfaces(directory: Path) -> int | None:
@@ -217,8 +223,8 @@ def recorded_surfaces(directory: Path) -> int | None:
     return n if n in (1, 2) else None
 
 
-def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, dict[str, Any]]:
-    """``--level``: the surface analysis of the folder's ``fid.xyz`` and what levels the section."""
+def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, Any, dict[str, Any]]:
+    """``--level``: what levels the section, the surface analysis of the folder's ``fid.xyz``, both as a dict."""
     import numpy as np
 
     from ..errors import UsageError
@@ -240,4 +246,4 @@ def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, d
     info = {"surface_analysis": analysis.as_dict(),
             "levelling": {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
                           "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}}
-    return lev, info
+    return lev, analysis, info
