@@ -18,6 +18,7 @@ repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
 
     python benchmarks/bench_local.py --no-solve   # the WBP figures only (the solve once, untimed)
     python benchmarks/bench_local.py --voxel      # also time the exact voxel kernel (about 10x the global)
+    NUMBA_NUM_THREADS=1 python benchmarks/bench_local.py --no-solve   # one thread
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
     runs = {
         "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
         "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
-        "local s7": lambda: local_wbp_s7(views, ramp, weights, mats, grid, n_z),
+        "local s7": lambda: local_wbp_s7(binned_views(stack, np.arange(len(tilts)), binning), ramp, weights, mats, grid,
+                                         n_z),  # binned inside, as the global and local WBP bin
         "  error check": lambda: block_error_px(mats, grid, n_z, views.shape[:0:-1]),
         "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
         "  block kernel": lambda: backproject_local_blocks(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol),
