@@ -206,6 +206,7 @@ def backproject_local_blocks(q, shear, n_rows, n_cols, mats, grid, row0, vol):  
                 geo[x, 3, v] = dr[x]
         off = np.empty(n_vp, dtype=np.uint64)
         w = np.empty((4, n_vp), dtype=np.float32)
+        w0s, w1s, w2s, w3s = w[0], w[1], w[2], w[3]
         buf = np.empty((min(n_z, Z_TILE), X_TILE, B), dtype=np.float32)
         acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 4 ROWS (a literal)
         n_valid = min(B, n_y - yb)
@@ -216,11 +217,12 @@ def backproject_local_blocks(q, shear, n_rows, n_cols, mats, grid, row0, vol):  
                     _view_taps(g, np.float32(z), n_us * n_rs, n_rs, top_u, top_r, off, w)
                     for k in range(4 * B):
                         acc[k] = 0.0
-                    for v in range(0, n_v - 1, 2):
+                    for vv in range(n_v // 2):
+                        v = numba.uint64(2 * vv)  # unsigned: no wraparound code for the indices below
                         a0, b0 = off[v], off[v] + stride
-                        a1, b1 = off[v + 1], off[v + 1] + stride
-                        w0, w1, w2, w3 = w[0, v], w[1, v], w[2, v], w[3, v]
-                        h0, h1, h2, h3 = w[0, v + 1], w[1, v + 1], w[2, v + 1], w[3, v + 1]
+                        a1, b1 = off[v + one], off[v + one] + stride
+                        w0, w1, w2, w3 = w0s[v], w1s[v], w2s[v], w3s[v]
+                        h0, h1, h2, h3 = w0s[v + one], w1s[v + one], w2s[v + one], w3s[v + one]
                         for j in range(B):
                             ju = numba.uint64(j)  # unsigned indices: no wraparound code in the loop
                             acc[j] += w0 * q1[a0 + ju]
