@@ -8,20 +8,28 @@ Solve: BBa (61 views, 25 markers) with aligna.com's local options and LocalAlign
 full-model solve of the same markers with aligna.com's global options (149 variables). It also prints
 the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312).
 
-WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above) against the
-global WBP of the same stack in the same process, and against the local WBP with the per-voxel kernel it
-had before issue 24 (`local_warp.backproject_local`, the exact voxel kernel, swapped in here). Medians of the repeats
-(wall and CPU time); the NCC of the two local volumes inside an 8-pixel border. Issue 24's target: local /
-global <= 2 at binning 1.
+WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above), at binning 1 and 2,
+against the global WBP of the same stack in the same process, and against session 7's local path
+(`baseline_local.py`: scipy's per-row filter, a separate transpose-and-shear pass, the old block kernel). It
+prints the block error (whether the block kernel or the exact voxel fallback runs), the parts of the new
+path (error check, filter + shear, block kernel), and the NCC of both local volumes against the exact voxel
+kernel (`local_warp.backproject_local`) on the same filtered views, inside an 8-pixel border. Medians of the
+repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
+
+    python benchmarks/bench_local.py --no-solve   # the WBP figures only (the solve once, untimed)
+    python benchmarks/bench_local.py --voxel      # also time the exact voxel kernel (about 10x the global)
+    NUMBA_NUM_THREADS=1 python benchmarks/bench_local.py --no-solve   # one thread
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from napari_tomoalign.alignment.imod_options import settings_from_com
@@ -30,9 +38,26 @@ from napari_tomoalign.alignment.local_options import local_options_from_com
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
-from napari_tomoalign.reconstruction import wbp as wbp_module
-from napari_tomoalign.reconstruction.local_warp import backproject_local, local_projection
-from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+from napari_tomoalign.reconstruction.bp_fft import twiddles
+from napari_tomoalign.reconstruction.local_blocks import (
+    BLOCK_TOLERANCE_PX,
+    PAD,
+    backproject_local_blocks,
+    block_error_px,
+    filtered_sheared_views,
+    view_shears,
+)
+from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
+from napari_tomoalign.reconstruction.wbp import (
+    angular_weights,
+    binned_views,
+    full_filter,
+    radial_filter,
+    weighted_back_projection,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from baseline_local import local_wbp_s7  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -78,75 +103,88 @@ def bench_solve(repeats: int):
     return la, sol
 
 
-class voxel_kernel:  # noqa: N801 - a context manager named for what it swaps in
-    """Within it, the local WBP runs the per-voxel kernel from before issue 24 (the baseline)."""
-
-    def __enter__(self):
-        self.saved = wbp_module.sheared_views, wbp_module.backproject_local_blocks
-        wbp_module.sheared_views = lambda rows_f, shear, pad: rows_f
-        wbp_module.backproject_local_blocks = (
-            lambda views, shear, n_rows, n_cols, mats, grid, row0, vol: backproject_local(
-                views, mats, grid, row0, vol))
-
-    def __exit__(self, *exc):
-        wbp_module.sheared_views, wbp_module.backproject_local_blocks = self.saved
+def timed(fn):
+    """``(wall, CPU, result)`` of one call."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w, time.process_time() - c, out
 
 
-def bench_wbp(la, sol, repeats: int, thickness: int) -> None:
+def exact_local(stack, filt, mats, grid, n_z):
+    """The local WBP with the exact voxel kernel on the same filtered views (unsheared): the reference."""
+    n_v, n_r, n_u = stack.shape
+    q = filtered_sheared_views(stack, np.zeros(n_v), filt, *twiddles(filt.shape[1]))
+    vol = np.empty((n_z, n_r, n_u), dtype=np.float32)
+    backproject_local(q[:, PAD : PAD + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, 0, vol)
+    return vol
+
+
+def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool) -> None:
     n_views, size = sol.n_views, 512
     rng = np.random.default_rng(0)
     stack = rng.normal(size=(n_views, size, size)).astype(np.float32)
-    tilts = sol.tilt_angles_deg
-    lp = local_projection(la.local_transforms, tilts, (size, size))
-    small = local_projection(la.local_transforms, tilts, (size, 64))
-    weighted_back_projection(stack[:, :64], tilts, thickness=16)  # compile / load the kernels
-    weighted_back_projection(stack[:, :64], tilts, thickness=16, local=small)
-    with voxel_kernel():
-        weighted_back_projection(stack[:, :64], tilts, thickness=16, local=small)
-    print(f"\nWBP: {n_views} views of {size} x {size} float32, thickness {thickness}, BBa's 5 x 5 local file"
-          " (the runs alternate, so that all see the same machine load; wall and CPU medians)")
+    lp = local_projection(la.local_transforms, sol.tilt_angles_deg, (size, size))
+    print(f"\nWBP: {n_views} views of {size} x {size} float32, thickness {thickness}, BBa's 5 x 5 local file, "
+          f"{numba.get_num_threads()} threads (the runs alternate, so that all see the same machine load; wall and CPU"
+          " medians)")
     for binning in (1, 2):
-        out = {}
+        bench_binning(stack, sol.tilt_angles_deg, lp, binning, repeats, thickness, voxel)
 
-        def timed(name, fn, out=out):
-            w, c = time.perf_counter(), time.process_time()
-            out[name] = fn()
-            return time.perf_counter() - w, time.process_time() - c
 
-        def run_global(binning=binning):
-            return timed("global", lambda: weighted_back_projection(stack, tilts, thickness=thickness,
-                                                                     binning=binning))
-
-        def run_local(binning=binning):
-            return timed("local", lambda: weighted_back_projection(stack, tilts, thickness=thickness,
-                                                                    binning=binning, local=lp))
-
-        def run_old(binning=binning):
-            with voxel_kernel():
-                return timed("old", lambda: weighted_back_projection(stack, tilts, thickness=thickness,
-                                                                      binning=binning, local=lp))
-
-        rows = {name: [] for name in ("global", "local", "old")}
-        for _ in range(repeats):
-            for name, fn in (("global", run_global), ("local", run_local), ("old", run_old)):
-                rows[name].append(fn())
-        med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
-        i = (slice(None), slice(8, -8), slice(8, -8))
-        ncc = np.corrcoef(out["local"][i].ravel(), out["old"][i].ravel())[0, 1]
-        g, lo, old = med["global"], med["local"], med["old"]
-        print(f"  binning {binning}: global {1000 * g[0]:7.1f} ms (CPU {1000 * g[1]:7.1f}), local {1000 * lo[0]:7.1f} ms"
-              f" (CPU {1000 * lo[1]:7.1f}), local before issue 24 {1000 * old[0]:7.1f} ms (CPU {1000 * old[1]:7.1f})")
-        print(f"      local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU (target <= 2);"
-              f" before: {old[0] / g[0]:4.1f} wall, {old[1] / g[1]:4.1f} CPU; NCC new vs old local {ncc:.6f}")
+def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
+    """The runs at one binning: the global and local WBP, session 7's local path, the parts of the new one."""
+    n_z = thickness // binning
+    views = binned_views(stack, np.arange(len(tilts)), binning)
+    n_pad = int(2 ** np.ceil(np.log2(2 * views.shape[2])))
+    ramp, weights = radial_filter(n_pad), angular_weights(tilts).astype(np.float32)
+    filt = full_filter(ramp, weights)
+    mats, grid = kernel_arguments(lp, binning)
+    shear = view_shears(mats)
+    q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
+    vol = np.empty((n_z, *views.shape[1:]), dtype=np.float32)
+    runs = {
+        "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
+        "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
+        "local s7": lambda: local_wbp_s7(binned_views(stack, np.arange(len(tilts)), binning), ramp, weights, mats, grid,
+                                         n_z),  # binned inside, as the global and local WBP bin
+        "  error check": lambda: block_error_px(mats, grid, n_z, views.shape[:0:-1]),
+        "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
+        "  block kernel": lambda: backproject_local_blocks(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol),
+    }
+    if voxel:
+        runs["exact voxel kernel"] = lambda: exact_local(views, filt, mats, grid, n_z)
+    rows: dict[str, list] = {name: [] for name in runs}
+    out = {name: fn() for name, fn in runs.items()}  # compile / load the kernels
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            w, c, _ = timed(fn)
+            rows[name].append((w, c))
+    med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
+    err = out["  error check"]
+    print(f"  binning {binning}: block error {err:.3f} px (limit {BLOCK_TOLERANCE_PX}):"
+          f" {'the block kernel' if err <= BLOCK_TOLERANCE_PX else 'the exact voxel kernel (fallback)'}")
+    g = med["global"]
+    for name, (w, c) in med.items():
+        print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x"
+              " the global WBP)")
+    exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
+    i = (slice(None), slice(8, -8), slice(8, -8))
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s7")]
+    lo, s7 = med["local"], med["local s7"]
+    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU (target <= 2); session 7's:"
+          f" {s7[0] / g[0]:4.2f} wall, {s7[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
+          f" border: {ncc[0]:.6f} (session 7's {ncc[1]:.6f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repeats and a 64-section volume")
+    parser.add_argument("--voxel", action="store_true", help="time the exact voxel kernel too (about 10x slower)")
+    parser.add_argument("--no-solve", action="store_true", help="solve once, untimed (the WBP figures only)")
     args = parser.parse_args()
     repeats = 5 if args.quick else 7
-    la, sol = bench_solve(repeats)
-    bench_wbp(la, sol, repeats, 64 if args.quick else 128)
+    la, sol = bench_solve(1 if args.no_solve else repeats)
+    bench_wbp(la, sol, repeats, 64 if args.quick else 128, args.voxel)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _print_image(r, tomogram: bool) -> None:
     n, rows, cols = r.shape
     if tomogram:
+        if getattr(r, "levelled", None) is not None:  # --level: the surface analysis, as align prints it, and its use
+            print(r.surfaces.report())
+            print(r.levelled.report(r.surfaces.n_surfaces))
         print(f"wrote {r.path}: {cols} x {rows} x {n} (x, y, z) from {r.n_views_used} views"
               + (f", {r.voxel_size_angstrom:.3f} A/voxel" if r.voxel_size_angstrom else ""))
     else:

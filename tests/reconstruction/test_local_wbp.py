@@ -4,14 +4,15 @@ every voxel projected with the bilinear blend of its four patch matrices, the vi
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from napari_tomoalign.reconstruction.local_warp import (
-    PAD,
-    LocalProjection,
+from napari_tomoalign.reconstruction.bp_fft import twiddles
+from napari_tomoalign.reconstruction.local_blocks import (
+    BLOCK_TOLERANCE_PX,
     backproject_local_blocks,
-    kernel_arguments,
-    sheared_views,
+    block_error_px,
+    filtered_sheared_views,
     view_shears,
 )
+from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
 
 
 def patch_geometry(n_views=9, nx=96, ny=80, seed=1, shift_px=0.5, x_tilt_deg=2.5):
@@ -55,12 +56,20 @@ def reference(views, lp, n_z):
     return out
 
 
+def sheared(views, shear):
+    """`filtered_sheared_views` with the identity filter (the unscaled inverse FFT divided out): the views as
+    the block kernel reads them, unfiltered, so that the reference can sample the same views."""
+    n_pad = 2 * 2 ** int(np.ceil(np.log2(views.shape[2])))
+    ident = np.full((views.shape[0], n_pad), 1.0 / n_pad, dtype=np.float32)
+    return filtered_sheared_views(views, shear, ident, *twiddles(n_pad))
+
+
 def ncc(a, b):
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 def test_block_kernel_matches_the_per_voxel_reference():
-    """The block kernel follows the geometry at each block's middle row (module docstring of `local_warp`):
+    """The block kernel follows the geometry at each block's middle row (module docstring of `local_blocks`):
     patches whose shifts differ by 0.2 px over 32 px leave NCC 0.9995 against the exact reference (BBa's
     local file: 0.99995, ``benchmarks/bench_local.py``)."""
     lp, _ = patch_geometry(shift_px=0.2)
@@ -70,23 +79,83 @@ def test_block_kernel_matches_the_per_voxel_reference():
     mats, grid = kernel_arguments(lp, 1)
     shear = view_shears(mats)
     vol = np.empty((n_z, 80, 96), dtype=np.float32)
-    backproject_local_blocks(sheared_views(views, shear, PAD), shear, 80, 96, mats, grid, 0, vol)
+    backproject_local_blocks(sheared(views, shear), shear, 80, 96, mats, grid, 0, vol)
     ref = reference(views, lp, n_z)
     inner = (slice(None), slice(4, -4), slice(4, -4))
     assert ncc(vol[inner], ref[inner]) > 0.999
     assert np.median(np.abs(vol - ref)[inner]) < 0.02 * np.abs(ref).max()
     # a sub-range of rows is the same rows of the whole
     part = np.empty((n_z, 20, 96), dtype=np.float32)
-    backproject_local_blocks(sheared_views(views, shear, PAD), shear, 80, 96, mats, grid, 30, part)
+    backproject_local_blocks(sheared(views, shear), shear, 80, 96, mats, grid, 30, part)
     assert ncc(part, vol[:, 30:50]) > 0.999
 
 
 def test_the_block_kernel_is_used_only_where_its_error_is_small():
     """`block_error_px` measures the block kernel's largest position error; beyond `BLOCK_TOLERANCE_PX` the
     WBP takes the exact per-voxel kernel (patches that differ a lot, such as test_local_truth's)."""
-    from napari_tomoalign.reconstruction.local_warp import BLOCK_TOLERANCE_PX, block_error_px
-
     mild, _ = patch_geometry(shift_px=0.05)
     harsh, _ = patch_geometry(shift_px=1.0)
     errors = [block_error_px(*kernel_arguments(lp, 1), 24, (96, 80)) for lp in (mild, harsh)]
     assert errors[0] < BLOCK_TOLERANCE_PX < errors[1]
+
+
+def numpy_filter(views, filt):
+    """Each row edge-padded to ``filt``'s length (right edge, then left edge wrapping round) and filtered by
+    scipy's FFT with the full-length filter ``filt`` (`wbp.full_filter`, divided by its length)."""
+    import scipy.fft
+
+    n_v, n_r, n_x = views.shape
+    n_pad = filt.shape[1]
+    half = (n_pad - n_x) // 2
+    padded = np.empty((n_v, n_r, n_pad))
+    padded[:, :, :n_x] = views
+    padded[:, :, n_x : n_x + half] = views[:, :, -1:]
+    padded[:, :, n_x + half :] = views[:, :, :1]
+    spec = scipy.fft.fft(padded, axis=2) * (filt[:, None, :] * n_pad)
+    return np.real(scipy.fft.ifft(spec, axis=2))[:, :, :n_x]
+
+
+def test_the_local_filter_is_the_global_one_and_the_shear_commutes_with_it():
+    """`filtered_sheared_views` filters with the global WBP's filter (`bp_fft`): unsheared it equals scipy's FFT
+    filter; sheared, it equals filtering first and shifting each row after (linear interpolation), away from
+    the view's edges, and what came from beyond the view is zero."""
+    from scipy.ndimage import shift as nd_shift
+
+    from napari_tomoalign.reconstruction.local_blocks import PAD
+    from napari_tomoalign.reconstruction.wbp import angular_weights, full_filter, radial_filter
+
+    rng = np.random.default_rng(5)
+    views = gaussian_filter(rng.normal(size=(3, 70, 90)), (0, 1, 1)).astype(np.float32)
+    filt = full_filter(radial_filter(256), angular_weights(np.array([-30.0, 0.0, 30.0])).astype(np.float32))
+    ref = numpy_filter(views, filt)
+    scale = np.abs(ref).max()
+    q = filtered_sheared_views(views, np.zeros(3), filt, *twiddles(256))
+    got = q[:, PAD : PAD + 90, PAD : PAD + 70].transpose(0, 2, 1)
+    assert np.abs(got - ref).max() < 1e-5 * scale
+    assert np.all(q[:, :PAD] == 0) and np.all(q[:, :, PAD + 70 :] == 0)
+    shear = np.array([0.05, -0.08, 0.0])
+    q = filtered_sheared_views(views, shear, filt, *twiddles(256))
+    got = q[:, PAD : PAD + 90, PAD : PAD + 70].transpose(0, 2, 1)
+    for v in range(3):
+        for r in range(70):
+            s = shear[v] * (r - 34.5)
+            row = nd_shift(ref[v, r], -s, order=1, mode="constant", cval=0.0)
+            assert np.abs(got[v, r, 12:-12] - row[12:-12]).max() < 0.02 * scale
+            u = np.arange(90)
+            assert np.all(got[v, r][(u + s < 0) | (u + s > 89)] == 0)
+
+
+def test_the_local_wbp_in_blocks_matches_the_exact_kernel_through_the_filter(monkeypatch):
+    """`wbp.weighted_back_projection` with local alignments, in blocks (the error below the tolerance) and with
+    the exact voxel kernel forced: the same filtered views, NCC > 0.999 inside the volume."""
+    from napari_tomoalign.reconstruction import local_blocks
+    from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+    lp, tilts = patch_geometry(shift_px=0.2)
+    rng = np.random.default_rng(7)
+    views = gaussian_filter(rng.normal(size=(9, 80, 96)), (0, 1.5, 1.5)).astype(np.float32)
+    blocks = weighted_back_projection(views, tilts, thickness=24, local=lp)
+    monkeypatch.setattr(local_blocks, "BLOCK_TOLERANCE_PX", -1.0)
+    exact = weighted_back_projection(views, tilts, thickness=24, local=lp)
+    inner = (slice(None), slice(6, -6), slice(6, -6))
+    assert ncc(blocks[inner], exact[inner]) > 0.999

@@ -47,12 +47,53 @@ def test_level_mode_and_sirt_like(demo_dir, tmp_path):
         assert 4 <= m.data.shape[0] <= 96 and m.data.std() > 0
 
 
+def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_path, capsys):
+    """``reconstruct --level`` prints the surface analysis as ``align`` prints it (`SurfaceAnalysis.report`) and one
+    line of the angle offset, X-axis tilt, thickness and Z shift it used; a given thickness is the one reported."""
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+
+    stack = demo_dir / "sample.mrc"
+    saved = read_alignment_dir(demo_dir)
+    auto = plan_tomogram(saved, demo_dir, thickness=None, options=ReconstructOptions(level=2))
+    for extra, thickness, offset in (([], auto.thickness, 0.0), (["--thickness", "200", "--offset", "1.5"], 200, 1.5)):
+        plan = plan_tomogram(saved, demo_dir, thickness=None, options=ReconstructOptions(level=2, offset_deg=offset))
+        capsys.readouterr()
+        rec = tmp_path / f"lev{thickness}.rec"
+        assert main(["reconstruct", str(stack), "--alignment", str(demo_dir), "--output", str(rec), "--bin", "4",
+                     "--level", "2", *extra]) == 0
+        out = capsys.readouterr().out
+        assert plan.surfaces.report() in out and out.count("SURFACE ANALYSIS:") == 1
+        lev = plan.levelled
+        line = [t for t in out.splitlines() if t.startswith("Levelled from the surface analysis (2 surfaces)")]
+        assert len(line) == 1, out
+        assert (f"angle offset {lev.tilt_change_deg:+.2f} deg, X-axis tilt {lev.x_axis_tilt_deg:+.2f} deg" in line[0]
+                and f"thickness {thickness} px, Z shift {lev.z_shift_px:+.1f} px" in line[0]), line[0]
+        assert lev.tilt_change_deg == pytest.approx(plan.surfaces.tilt_angle_change_deg + offset)
+        with mrcfile.open(rec) as m:
+            assert m.data.shape[0] == thickness // 4
+    capsys.readouterr()
+    assert main(["reconstruct", str(stack), "--alignment", str(demo_dir), "--output", str(tmp_path / "plain.rec"),
+                 "--bin", "4", "--thickness", "64"]) == 0
+    assert "Levelled" not in capsys.readouterr().out  # without --level: nothing of it
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--exclude-views", "0"], "give view numbers from 1"),
     (["--exclude-views", "62"], "not a view of this 61-view series"),
     (["--exclude-views", "1-60,61"], "fewer than two views"),
     (["--memory", "10M"], "too little memory"),
-    (["--radial", "0.9", "0.05"], "lowpass cutoff"),
+    (["--radial", "0.9", "0.05"], "the cutoff must be in (0, 0.5]"),
+    (["--radial", "0.35", "-1"], "the falloff (a Gaussian's sigma) must be from 0 to 0.5"),
+    (["--radial", "0.35", "nan"], "the falloff"),
+    (["--radial", "0.35", "0.05", "--lowpass", "0.2"], "give --radial or --lowpass, not both"),
+    (["--x-axis-tilt", "95"], "--x-axis-tilt 95: give an angle strictly between -90 and 90"),
+    (["--offset", "nan"], "--offset nan: give a finite angle"),
+    (["--offset", "100"], "every tilt must stay strictly between -90 and 90"),
+    (["--shift", "nan", "0"], "--shift X Z: give finite shifts"),
+    (["--shift", "0", "inf"], "--shift X Z: give finite shifts"),
+    (["--sirt-like", "0"], "--sirt-like 0: give the number of SIRT iterations to mimic, at least 1"),
+    (["--scale", "0", "0"], "a finite, non-zero MULT"),
+    (["--scale", "nan", "1"], "--scale nan 1"),
 ])
 def test_bad_options_are_one_line_and_exit_2(demo_dir, tmp_path, capsys, extra, message):
     rec = tmp_path / "bad.rec"
@@ -96,3 +137,52 @@ def test_a_zfac_in_the_alignment_folder_is_applied_and_a_bad_one_named(demo_dir,
     assert main(["reconstruct", str(stack), "--alignment", str(al), "--output", str(tmp_path / "y.rec"),
                  "--bin", "4", "--thickness", "64"]) == 2
     assert "two finite Z factors" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def local_dir(demo_dir, tmp_path_factory):
+    al = tmp_path_factory.mktemp("local24") / "al"
+    assert main(["align", str(demo_dir / "sample_markers.csv"), "--tilt-angles", str(demo_dir / "sample.rawtlt"),
+                 "--image-size", "512", "512", "--local", "--output", str(al), "--quiet"]) == 0
+    return al
+
+
+def test_local_takes_the_filter_views_and_angles_options(demo_dir, local_dir, tmp_path):
+    """``reconstruct --local`` applies ``--radial``, ``--sirt-like``, ``--exclude-views``, ``--offset`` and
+    ``--x-axis-tilt`` as the global path does: the volume is the local WBP made with them by hand."""
+    from napari_tomoalign.local_jobs import local_projection_for
+
+    stack = demo_dir / "sample.mrc"
+    rec = tmp_path / "loc.rec"
+    assert main(["reconstruct", str(stack), "--alignment", str(local_dir), "--local", "--output", str(rec), "--bin", "4",
+                 "--thickness", "96", "--radial", "0.3", "0.08", "--sirt-like", "6", "--exclude-views", "1-2,61",
+                 "--offset", "0.7", "--x-axis-tilt", "1.5", "--quiet"]) == 0
+    saved = read_alignment_dir(local_dir)
+    with mrcfile.open(stack) as m:
+        raw = m.data.copy()
+    use = saved.view_determined & ~np.isin(np.arange(61), [0, 1, 60])
+    ali = aligned_stack(raw, saved.transforms, binning=4)
+    x_tilt = (np.zeros(61) if saved.x_tilts_deg is None else saved.x_tilts_deg) + 1.5
+    tilts = saved.tilt_angles_deg + 0.7
+    lp = local_projection_for(local_dir / "samplelocal.xf", tilts, x_tilt, (128, 128), saved.pixel_size_nm,
+                              saved.pixel_size_nm, 4)
+    ref = weighted_back_projection(ali, tilts, thickness=24, use_view=use, lowpass_cutoff=0.3, lowpass_falloff=0.08,
+                                   weighting="sirt-like", sirt_iterations=6, local=lp)
+    plain = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=24, use_view=saved.view_determined,
+                                     local=local_projection_for(local_dir / "samplelocal.xf", saved.tilt_angles_deg,
+                                                                saved.x_tilts_deg, (128, 128), saved.pixel_size_nm,
+                                                                saved.pixel_size_nm, 4))
+    got = mrcfile.read(rec)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    assert np.abs(got - plain).max() > 0.1 * np.abs(plain).max()  # the options changed it
+
+
+@pytest.mark.parametrize("extra", [["--shift", "2", "4"], ["--level"], ["--mode", "int16"], ["--scale", "0", "10"],
+                                   ["--memory", "2G"]])
+def test_local_refuses_in_one_line_what_it_does_not_apply(demo_dir, local_dir, tmp_path, capsys, extra):
+    rec = tmp_path / "no.rec"
+    code = main(["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(local_dir), "--local", "--output",
+                 str(rec), "--bin", "4", "--thickness", "64", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and f"reconstruct --local does not apply {extra[0]}" in err and err.count("\n") == 1, err
+    assert not rec.exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +34,8 @@ class ImageResult:
     shape: tuple[int, int, int]
     voxel_size_angstrom: float | None
     n_views_used: int
+    surfaces: Any = None  # reconstruct --level: the `positioning.SurfaceAnalysis` it levelled from
+    levelled: Any = None  # reconstruct --level: the `positioning.Levelling` applied
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,11 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
                                      thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
-        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"])
+        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"])
+    from ..reconstruction.reconstruct_job import ReconstructOptions, local_wbp_options
+
+    kw = local_wbp_options(job.options or ReconstructOptions(), saved, job.lowpass)  # what --local applies
+    tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
     ny, nx = rows // binning, cols // binning
     need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
     check_memory(need, "the reconstruction")
@@ -148,14 +154,12 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
         path = find_local_file(job.alignment_dir, saved.local_file) if local is True else check_local_file(
             local, job.alignment_dir, saved.local_file)
-        lp = local_projection_for(path, saved.tilt_angles_deg, saved.x_tilts_deg, (nx, ny), saved.pixel_size_nm,
-                                  nm_from_angstrom(pix), binning)
-    vol = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=thickness // binning,
-                                   use_view=saved.view_determined, lowpass_cutoff=job.lowpass, local=lp)
+        lp = local_projection_for(path, tilts, x_tilts, (nx, ny), saved.pixel_size_nm, nm_from_angstrom(pix), binning)
+    vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
     del ali
     voxel = pix * binning if pix else None
     write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(saved.view_determined.sum()))
+    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()))
 
 
 OUTPUT_MODES = ("int16", "float32", "uint16", "uint8", "int8")  # IMOD's modes 1, 2, 6, 0 (unsigned and signed)

@@ -15,13 +15,8 @@ column and view it is a fixed position plus a z slope. The back-projection then 
 view at that position with bilinear interpolation in both x and y, since a local transform moves
 points across rows as well.
 
-The back-projection (`backproject_local_blocks`) makes the volume in blocks of `ROWS` rows, in parallel,
-as the global WBP's block kernel does (`bp_kernels`): the filtered views are transposed (rows contiguous)
-and sheared by each view's mean change of column per row (`sheared_views`), the geometry of every voxel
-column is taken at the block's middle row, and each block row reads the next row of the view, so that a
-block's samples are contiguous reads of two columns, summed in vector registers. A sample outside the view
-reads the zero border. It agrees with the exact per-voxel kernel (kept in ``benchmarks/baseline_local.py``)
-to NCC 0.99995 inside the volume on BBa's local file; the cost is about that of the global WBP.
+The fast back-projection in blocks of rows is `local_blocks`; `backproject_local` here is the exact
+kernel, voxel by voxel, which the WBP takes where the blocks' position error would be too large.
 """
 
 from __future__ import annotations
@@ -33,7 +28,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io.imod_local import LocalTransforms
-from .bp_kernels import stack_block
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ def _cell(g, n):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _row_geometry(mats, grid, v, y, cx, cr, cz, cu, u0, du, r0, dr):  # pragma: no cover - compiled
+def row_geometry(mats, grid, v, y, cx, cr, cz, cu, u0, du, r0, dr):  # pragma: no cover - compiled
     """For one row ``y`` (centred) and view ``v``: each voxel column's position ``(u0, r0)`` at z = 0 (view
     pixels) and its change per section ``(du, dr)``, from the bilinear blend of the four patch matrices
     around it (module docstring)."""
@@ -165,7 +159,7 @@ def _z_range(a0, d, top, lo, hi):  # pragma: no cover - compiled
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compiled
     """``vol[z, y, x] = sum over views of views[v](position of (x, y, z))`` with local geometry, voxel by voxel
-    (exact; `backproject_local_blocks` is the fast kernel where the geometry allows it, `block_error_px`).
+    (exact; `local_blocks.backproject_local_blocks` is the fast kernel where the geometry allows it).
 
     ``views`` ``(n_views, n_rows, n_cols)`` are the filtered views (all rows, binned), ``mats`` and
     ``grid`` come from `kernel_arguments`, ``row0`` is the first row of the full volume in ``vol``.
@@ -210,141 +204,3 @@ def backproject_local(views, mats, grid, row0, vol):  # pragma: no cover - compi
         for z in range(n_z):
             for x in range(n_x):
                 vol[z, yy, x] = acc[x, z]
-
-
-ROWS = 32  # rows of the volume made together by `backproject_local_blocks` (two vectors of float32)
-PAD = ROWS + 2  # zero rows and columns around the sheared views
-
-
-BLOCK_TOLERANCE_PX = 0.25  # the largest position error (binned pixels) allowed to `backproject_local_blocks`
-
-
-def block_error_px(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]) -> float:
-    """How far `backproject_local_blocks` samples from the exact position, at most, in a volume of ``n_z``
-    sections over a binned ``size`` ``(nx, ny)``: the exact and the block's positions compared at the first
-    and last row of every block, every 16th column and the last, and the first and last section, in every view."""
-    nx, ny = size
-    cx, cr, cz = (nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0
-    shear = view_shears(mats)
-    first = np.arange(0, ny, ROWS)
-    mid = first + (ROWS - 1) / 2.0
-    x = np.unique(np.r_[np.arange(0, nx, 16), nx - 1]).astype(float)
-    worst = 0.0
-    for y, ym in ((first, mid), (np.minimum(first + ROWS - 1, ny - 1), mid)):
-        for z in (0.0, n_z - 1.0):
-            u, r = _positions(mats, grid, x - cx, y - cr, z - cz)
-            um, rm = _positions(mats, grid, x - cx, ym - cr, z - cz)
-            dy = (y - ym)[:, None, None]
-            err_u = np.abs((u - shear * r) - (um - shear * rm))
-            err_r = np.abs(r - (rm + dy))
-            worst = max(worst, float(err_u.max()), float(err_r.max()))
-    return worst
-
-
-def _positions(mats, grid, xc, yc, zc):
-    """``(u, r)`` ``(rows, cols, views)``: the exact position (centred) of points at columns ``xc``, rows
-    ``yc`` and height ``zc``, from the bilinear blend of the patch matrices (as `_row_geometry`)."""
-    nx_p, ny_p = int(grid[0]), int(grid[1])
-    gx = np.clip((xc - grid[2]) / grid[4], 0.0, nx_p - 1.0)
-    gy = np.clip((yc - grid[3]) / grid[5], 0.0, ny_p - 1.0)
-    ix, iy = np.minimum(gx.astype(int), nx_p - 2), np.minimum(gy.astype(int), ny_p - 2)
-    fx, fy = (gx - ix)[None, :, None], (gy - iy)[:, None, None]
-    p = iy[:, None] * nx_p + ix[None, :]
-    m = ((1 - fy) * (1 - fx))[..., None] * mats[p] + ((1 - fy) * fx)[..., None] * mats[p + 1] \
-        + (fy * (1 - fx))[..., None] * mats[p + nx_p] + (fy * fx)[..., None] * mats[p + nx_p + 1]
-    X, Y = xc[None, :, None], yc[:, None, None]
-    u = m[..., 0] * X + m[..., 1] * Y + m[..., 2] * zc + m[..., 3]
-    r = m[..., 4] * X + m[..., 5] * Y + m[..., 6] * zc + m[..., 7]
-    return u, r
-
-
-def view_shears(mats: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(n_views,)`` each view's mean change of the column ``u`` per row ``y`` (``sin f sin t`` and the
-    local increments), taken out of the views before `backproject_local_blocks`."""
-    return np.ascontiguousarray(mats[:, :, 1].mean(axis=0))
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def sheared_views(views, shear, pad):  # pragma: no cover - compiled
-    """``(n_views, n_cols + 2 pad, n_rows + 2 pad)`` the filtered views transposed (rows contiguous), each row
-    ``r`` moved along the columns by ``shear[v] * (r - centre)`` (linear interpolation), zero outside."""
-    n_v, n_r, n_u = views.shape
-    out = np.zeros((n_v, n_u + 2 * pad, n_r + 2 * pad), dtype=np.float32)
-    cr = (n_r - 1) / 2.0
-    for v in numba.prange(n_v):
-        for r in range(n_r):
-            s = shear[v] * (r - cr)
-            for u in range(n_u):
-                src = u + s
-                if src < 0.0 or src > n_u - 1.0:
-                    continue
-                i = min(int(src), n_u - 2)
-                f = np.float32(src - i)
-                out[v, u + pad, r + pad] = views[v, r, i] + f * (views[v, r, i + 1] - views[v, r, i])
-    return out
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def backproject_local_blocks(sheared, shear, n_rows, n_cols, mats, grid, row0, vol):  # pragma: no cover
-    """`backproject_local` `ROWS` rows of the volume at a time, as the global WBP's block kernel reads them.
-
-    ``sheared`` comes from `sheared_views` (``PAD``), ``n_rows``, ``n_cols`` are the filtered views' size.
-    For each block of rows, voxel column and view, the geometry is taken at the block's middle row
-    (`_row_geometry`); within the block a row ``j`` further reads the view ``j`` rows further, with the
-    view's mean shear taken out (`view_shears`), so that the block's samples are contiguous reads of two
-    columns, summed in an accumulator the compiler keeps in a vector register. What is left of the
-    column's change along the rows (the patches' own increments and their blend) is not followed within
-    a block: about 0.01 px per row, so up to 0.1 px at a block's first and last rows.
-    """
-    n_v = sheared.shape[0]
-    n_z, n_y, n_x = vol.shape
-    B = ROWS
-    cx, cr, cz, cu = (n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0
-    n_us, n_rs = sheared.shape[1], sheared.shape[2]
-    top_u, top_r = np.float32(n_us - 1.001), np.float32(n_rs - B - 1.001)
-    stride = np.uint64(n_rs)
-    flat = sheared.reshape(n_v, n_us * n_rs)
-    n_blocks = (n_y + B - 1) // B
-    for blk in numba.prange(n_blocks):
-        yb = blk * B
-        yc = yb + row0 + (B - 1) / 2.0 - cr  # the block's middle row, centred
-        u0 = np.empty(n_x)
-        du = np.empty(n_x)
-        r0 = np.empty(n_x)
-        dr = np.empty(n_x)
-        geo = np.empty((n_x, n_v, 4), dtype=np.float32)
-        for v in range(n_v):
-            _row_geometry(mats, grid, v, yc, cx, cr, cz, cu, u0, du, r0, dr)
-            for x in range(n_x):  # sheared coordinates: u - shear (r - cr), the block's first row; + PAD
-                geo[x, v, 0] = u0[x] - shear[v] * (r0[x] - cr) + PAD
-                geo[x, v, 1] = du[x] - shear[v] * dr[x]
-                geo[x, v, 2] = r0[x] - (B - 1) / 2.0 + PAD
-                geo[x, v, 3] = dr[x]
-        n_valid = min(B, n_y - yb)
-        for x in range(n_x):
-            g = geo[x]
-            for z in range(n_z):
-                acc = numba.carray(stack_block(ROWS), (ROWS,))  # type: ignore[call-arg]
-                for j in range(B):
-                    acc[j] = 0.0
-                zf = np.float32(z)
-                for v in range(n_v):
-                    img = flat[v]
-                    u = min(max(g[v, 0] + g[v, 1] * zf, np.float32(0.0)), top_u)
-                    r = min(max(g[v, 2] + g[v, 3] * zf, np.float32(0.0)), top_r)
-                    iu = int(u)
-                    ir = int(r)
-                    fu = u - np.float32(iu)
-                    fr = r - np.float32(ir)
-                    k0 = np.uint64(iu) * stride + np.uint64(ir)
-                    k1 = k0 + stride
-                    for j in range(B):
-                        t0 = img[k0 + np.uint64(j)]
-                        t1 = img[k1 + np.uint64(j)]
-                        b0 = img[k0 + np.uint64(j + 1)]
-                        b1 = img[k1 + np.uint64(j + 1)]
-                        top = t0 + fu * (t1 - t0)
-                        bot = b0 + fu * (b1 - b0)
-                        acc[j] += top + fr * (bot - top)
-                for j in range(n_valid):
-                    vol[z, yb + j, x] = acc[j]

@@ -245,6 +245,13 @@ class Levelling:
     thickness_px: int
     z_shift_px: float
 
+    def report(self, n_surfaces: int) -> str:
+        """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
+        return (f"Levelled from the surface analysis ({n_surfaces} surface{'s' if n_surfaces > 1 else ''}): angle"
+                f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (added to the"
+                " alignment's, in the markers' frame: minus the 'X axis tilt needed' above), thickness"
+                f" {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned)")
+
 
 def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
     """The levelling of `SurfaceAnalysis` for `wbp`, and the thickness and Z shift that hold every marker.

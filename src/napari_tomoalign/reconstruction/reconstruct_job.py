@@ -15,9 +15,10 @@ This module imports only the standard library at load time, so that building the
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,33 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         mode=args.mode, scale=tuple(args.scale), memory_bytes=args.memory, level=args.level)
 
 
+def check_options(options: ReconstructOptions, *, lowpass: float | None = None) -> None:
+    """`errors.UsageError` naming the option whose value cannot be right, before any file is read."""
+    from ..errors import UsageError
+
+    def bad(cond: bool, message: str) -> None:
+        if cond:
+            raise UsageError(message)
+
+    if options.radial is not None:
+        cut, fall = options.radial
+        bad(not (math.isfinite(cut) and 0 < cut <= 0.5),
+            f"--radial {cut:g} {fall:g}: the cutoff must be in (0, 0.5] cycles per binned pixel (0.5 is Nyquist)")
+        bad(not (math.isfinite(fall) and 0 <= fall <= 0.5),
+            f"--radial {cut:g} {fall:g}: the falloff (a Gaussian's sigma) must be from 0 to 0.5 cycles per binned pixel")
+        bad(lowpass is not None, "give --radial or --lowpass, not both (--lowpass F is --radial F 0.05)")
+    bad(not (math.isfinite(options.x_axis_tilt_deg) and abs(options.x_axis_tilt_deg) < 90),
+        f"--x-axis-tilt {options.x_axis_tilt_deg:g}: give an angle strictly between -90 and 90 degrees")
+    bad(not math.isfinite(options.offset_deg), f"--offset {options.offset_deg:g}: give a finite angle in degrees")
+    bad(options.shift_px is not None and not all(math.isfinite(v) for v in options.shift_px),
+        "--shift X Z: give finite shifts in unbinned pixels")
+    bad(options.sirt_like is not None and options.sirt_like < 1,
+        f"--sirt-like {options.sirt_like}: give the number of SIRT iterations to mimic, at least 1")
+    add, mult = options.scale
+    bad(not (math.isfinite(add) and math.isfinite(mult) and mult != 0),
+        f"--scale {add:g} {mult:g}: give a finite ADD and a finite, non-zero MULT")
+
+
 def read_pairs(path: Path, n_views: int) -> Any:
     """``(n_views, 2)`` from an IMOD ``.zfac`` (one ``xzfac yzfac`` pair per line)."""
     import numpy as np
@@ -123,13 +151,15 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     (bin the raw view, then warp it), so ``run``'s tomogram is ``reconstruct``'s on the same folder.
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
-    ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`) and the levelling.
+    ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`, and the object as ``surfaces``)
+    and the levelling (``levelled``: a `positioning.Levelling` of what was applied).
     """
     import numpy as np
 
     from ..errors import UsageError
     from .stream import AlignedRows, RawStack, WarpedRows, reconstruct_streamed
 
+    check_options(options, lowpass=lowpass)
     raw = RawStack(stack_path)
     plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options)
     mode = options.mode or ("int16" if raw.dtype.kind in "iu" else "float32")
@@ -146,7 +176,7 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
             shift_px=plan.shift_px, overwrite=overwrite)
     except ValueError as exc:  # options out of range, too little memory: the user's to fix
         raise UsageError(str(exc)) from None
-    info = dict(plan.info)
+    info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
     info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
                 clipped=res.clipped, z_factors=plan.z_factors is not None)
     return info
@@ -166,6 +196,8 @@ class TomogramPlan:
     shift_px: tuple[float, float]
     thickness: int
     info: dict[str, Any]
+    surfaces: Any = None  # with --level: the `positioning.SurfaceAnalysis`
+    levelled: Any = None  # with --level: the `positioning.Levelling` applied (the thickness and shift used)
 
 
 def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thickness: int | None,
@@ -177,30 +209,88 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
 
     d = Path(alignment_dir)
     n = len(saved.transforms)
-    use = np.asarray(saved.view_determined, bool).copy()
-    if options.exclude_views:
-        try:
-            use[parse_view_list(options.exclude_views, n)] = False
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    views = np.flatnonzero(use)
-    if views.size < 2:
-        raise UsageError("fewer than two views are left to reconstruct from; exclude fewer views")
+    views = used_views(saved, options)
     x_tilt = (np.zeros(n) if saved.x_tilts_deg is None else np.asarray(saved.x_tilts_deg, float)) + options.x_axis_tilt_deg
     zfac_path = _one(d, "*.zfac")
     zf = read_pairs(zfac_path, n)[views] if zfac_path is not None else None
     tilts = np.asarray(saved.tilt_angles_deg, float)
     offset, shift = options.offset_deg, options.shift_px
     info: dict[str, Any] = {}
+    analysis = levelled = None
     if options.level is not None:
-        lev, info = _levelling(saved, d, options)
+        lev, analysis, info = _levelling(saved, d, options)
         offset += lev.tilt_change_deg
         x_tilt = x_tilt + lev.x_axis_tilt_deg
         thickness = thickness if thickness is not None else lev.thickness_px
         shift = shift if shift is not None else (0.0, lev.z_shift_px)
+        levelled = replace(lev, tilt_change_deg=offset, thickness_px=int(thickness), z_shift_px=shift[1])
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
-    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info)
+    check_offset(tilts, views, offset)
+    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info,
+                        analysis, levelled)
+
+
+def used_views(saved: Any, options: ReconstructOptions) -> Any:
+    """The 0-based views to reconstruct from: those the alignment determined, less ``--exclude-views``."""
+    import numpy as np
+
+    from ..errors import UsageError
+
+    use = np.asarray(saved.view_determined, bool).copy()
+    if options.exclude_views:
+        try:
+            use[parse_view_list(options.exclude_views, use.size)] = False
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    views = np.flatnonzero(use)
+    if views.size < 2:
+        raise UsageError("fewer than two views are left to reconstruct from; exclude fewer views")
+    return views
+
+
+def check_offset(tilts: Any, views: Any, offset: float) -> None:
+    """`errors.UsageError` if a used view's tilt plus the offset (``--offset``, and ``--level``'s) reaches 90 degrees."""
+    import numpy as np
+
+    from ..conventions import view_number
+    from ..errors import UsageError
+
+    beyond = np.flatnonzero(np.abs(tilts[views] + offset) >= 90)
+    if beyond.size:
+        j = int(views[beyond[0]])
+        raise UsageError(f"--offset: view {view_number(j)}'s tilt becomes {tilts[j] + offset:g} deg; every tilt must stay"
+                         " strictly between -90 and 90 degrees (give a smaller --offset, or exclude the view)")
+
+
+def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | None) -> dict[str, Any]:
+    """``reconstruct --local`` (the in-memory local WBP): the options it applies, as `local_jobs.local_projection_for`
+    (``tilts``, ``x_tilts``) and `wbp.weighted_back_projection` (the rest) take them; `errors.UsageError` naming
+    the options it does not apply (the volume's shift, levelling, output mode and scale, memory limit)."""
+    import numpy as np
+
+    from ..errors import UsageError
+
+    check_options(options, lowpass=lowpass)
+    refused = [flag for flag, given in (("--shift", options.shift_px is not None), ("--level", options.level is not None),
+                                        ("--mode", options.mode is not None), ("--scale", options.scale != (0.0, 1.0)),
+                                        ("--memory", options.memory_bytes is not None)) if given]
+    if refused:
+        them = "it" if len(refused) == 1 else "them"
+        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)}; leave {them} out, or reconstruct"
+                         " without --local")
+    views = used_views(saved, options)
+    tilts = np.asarray(saved.tilt_angles_deg, float)
+    check_offset(tilts, views, options.offset_deg)
+    use = np.zeros(tilts.size, bool)
+    use[views] = True
+    x_tilt = None if saved.x_tilts_deg is None and options.x_axis_tilt_deg == 0 else (
+        (np.zeros(tilts.size) if saved.x_tilts_deg is None else np.asarray(saved.x_tilts_deg, float))
+        + options.x_axis_tilt_deg)
+    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
+    return {"tilts": tilts + options.offset_deg, "x_tilts": x_tilt, "use_view": use,
+            "lowpass_cutoff": radial[0] if radial else None, "lowpass_falloff": radial[1] if radial else 0.05,
+            "weighting": "sirt-like" if options.sirt_like else "ramp", "sirt_iterations": options.sirt_like or 10}
 
 
 def recorded_surfaces(directory: Path) -> int | None:
@@ -215,8 +305,8 @@ def recorded_surfaces(directory: Path) -> int | None:
     return n if n in (1, 2) else None
 
 
-def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, dict[str, Any]]:
-    """``--level``: the surface analysis of the folder's ``fid.xyz`` and what levels the section."""
+def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, Any, dict[str, Any]]:
+    """``--level``: what levels the section, the surface analysis of the folder's ``fid.xyz``, both as a dict."""
     import numpy as np
 
     from ..errors import UsageError
@@ -238,4 +328,4 @@ def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, d
     info = {"surface_analysis": analysis.as_dict(),
             "levelling": {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
                           "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}}
-    return lev, info
+    return lev, analysis, info

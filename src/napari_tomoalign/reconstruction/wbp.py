@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-import scipy.fft
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
@@ -37,17 +36,8 @@ from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
 from .bp_kernels import BLOCK, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
-from .local_warp import (
-    BLOCK_TOLERANCE_PX,
-    PAD,
-    LocalProjection,
-    backproject_local,
-    backproject_local_blocks,
-    block_error_px,
-    kernel_arguments,
-    sheared_views,
-    view_shears,
-)
+from .local_blocks import backproject_local_views
+from .local_warp import LocalProjection, kernel_arguments
 from .warp import bin_image
 
 WEIGHTINGS = ("ramp", "sirt-like")
@@ -194,20 +184,10 @@ def weighted_back_projection(
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
     weights = angular_weights(tilts[views]).astype(np.float32)
     vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
-    if local is not None:  # every row is filtered: a local transform may move a point across rows
-        rows_f = np.empty((views.size, n_y, n_x), dtype=np.float32)
-
-        def store(c0: int, filtered: NDArray) -> None:
-            rows_f[c0 : c0 + len(filtered)] = filtered[:, :, :n_x]
-
-        _filter_views(aligned, views, binning, (0, n_y), n_pad, filt.astype(np.complex64), weights, store,
-                      progress, should_stop)
+    if local is not None:  # a local transform may move a point across rows: every row of the views is filtered
         mats, grid = kernel_arguments(local.subset(views), binning)
-        if block_error_px(mats, grid, n_z, (n_x, n_y)) <= BLOCK_TOLERANCE_PX:  # blocks of rows, as the global WBP
-            shear = view_shears(mats)
-            backproject_local_blocks(sheared_views(rows_f, shear, PAD), shear, n_y, n_x, mats, grid, y0, vol)
-        else:  # patches too different for blocks of rows: voxel by voxel
-            backproject_local(rows_f, mats, grid, y0, vol)
+        backproject_local_views(binned_views(aligned, views, binning), full_filter(filt, weights), mats, grid, vol,
+                                y0, progress, should_stop)
         return vol
     coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
                                    z_factors=z_factors, shift_px=shift_px)[views]
@@ -330,32 +310,3 @@ def rows_needed(coef: NDArray[np.float64], rows: tuple[int, int], n_z: int, n_ro
     z = np.array([-cz, n_z - 1 - cz])
     r = coef[:, None, None, 4] * y[None, :, None] + coef[:, None, None, 5] * z[None, None, :] + coef[:, None, None, 6]
     return max(0, int(np.floor(r.min()))), min(n_rows_all, int(np.floor(r.max())) + 2)
-
-
-def _filter_views(aligned: NDArray, views: NDArray[np.intp], binning: int, rows: tuple[int, int], n_pad: int,
-                  filt: NDArray, weights: NDArray[np.float32], sink: Callable[[int, NDArray], None],
-                  progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None) -> None:
-    """Bin, pad, ramp-filter and weight the rows ``rows`` of each view, handing chunks of views to ``sink``."""
-    y0, y1 = rows
-    n_x = np.shape(aligned)[2] // binning
-    half = (n_pad - n_x) // 2
-    chunk = max(1, int(2**25 // (n_pad * max(1, y1 - y0) * 4)))  # about 32 MB of padded rows at a time
-    done = 0
-    for c0 in range(0, views.size, chunk):
-        if should_stop is not None and should_stop():
-            raise Cancelled("reconstruction cancelled")
-        idx = views[c0 : c0 + chunk]
-        padded = np.empty((idx.size, y1 - y0, n_pad), dtype=np.float32)
-        for k, j in enumerate(idx):
-            padded[k, :, :n_x] = bin_image(aligned[j], binning)[y0:y1]
-        # Pad with the edge values (right edge, then left edge wrapping round) so that a specimen that
-        # fills the view does not ring at its borders.
-        padded[:, :, n_x : n_x + half] = padded[:, :, n_x - 1 : n_x]
-        padded[:, :, n_x + half :] = padded[:, :, 0:1]
-        spec = scipy.fft.rfft(padded, axis=2, workers=numba.get_num_threads())
-        spec *= (weights[c0 : c0 + idx.size, None] * filt[None, :])[:, None, :]
-        filtered = scipy.fft.irfft(spec, n=n_pad, axis=2, workers=numba.get_num_threads())
-        sink(c0, filtered)
-        done += idx.size
-        if progress is not None:
-            progress(done, views.size)
