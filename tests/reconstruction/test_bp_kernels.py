@@ -7,7 +7,7 @@ import scipy.fft
 from support.full_model_reference import bba_like_model
 from support.full_model_reference import reference_wbp as full_model_wbp
 
-from napari_tomoalign.reconstruction.bp_kernels import BLOCK, MAX_BLOCK, X_TILE
+from napari_tomoalign.reconstruction.bp_kernels import BLOCK, MAX_BLOCK, X_TILE, aligned_empty
 from napari_tomoalign.reconstruction.wbp import angular_weights, radial_filter, weighted_back_projection
 
 
@@ -73,3 +73,11 @@ def test_full_model_kernel_equals_the_exact_reference(threads, x_tilt):
         numba.set_num_threads(before)
     ref = full_model_wbp(views, tilts, 30, xt, zf)
     assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("size", [1, 17, 64 * 512 * 61, 3 * 1024 * 16 + 5])
+def test_filtered_rows_start_on_a_cache_line(size):
+    """The kernels' vectors of 16 float32 must not straddle two cache lines (each such load costs two)."""
+    q = aligned_empty(size)
+    assert q.shape == (size,) and q.dtype == np.float32
+    assert q.ctypes.data % 64 == 0

@@ -49,6 +49,16 @@ def stack_block(typingctx, size):  # pragma: no cover - compiled
     return types.CPointer(types.float32)(size), codegen
 
 
+@numba.njit(cache=True, nogil=True)
+def aligned_empty(size):  # pragma: no cover - compiled
+    """``size`` uninitialised float32 that start on a cache line (64 bytes). numpy aligns to 16 bytes only,
+    and then every 64-byte vector load of the filtered rows crosses two cache lines and costs two loads:
+    the back-projection took 1.4x the time."""
+    raw = np.empty(size + 16, dtype=np.float32)
+    s = (16 - (raw.ctypes.data // 4) % 16) % 16
+    return raw[s : s + size]
+
+
 @numba.njit(inline="always", nogil=True)
 def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
     """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time."""
@@ -147,14 +157,14 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
     n_z, n_rows, _ = vol.shape
     z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
     n_tiles = -(-n_z // z_tile)
-    q_all = np.empty(n_v * n_u * block_rows(n_rows), dtype=np.float32)  # one allocation: no page faults per block
+    q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
     r0 = 0
     while r0 < n_rows:
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
         q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
         for v in numba.prange(n_v):
-            bufs = np.empty((4, filt.shape[1], nb // 2), dtype=np.float32)
+            bufs = aligned_empty(4 * filt.shape[1] * (nb // 2)).reshape((4, filt.shape[1], nb // 2))
             filter_block(views[v], row_first + r0, nb, filt[v], wr, wi, bufs, q[v])
         for t in numba.prange(n_tiles):
             z0 = t * z_tile
