@@ -113,6 +113,78 @@ def l1_loop_rate(n_v: int = 60, reps: int = 100_000) -> float:
     return reps * n_v * 64 / float(np.median(times))
 
 
+@numba.njit(fastmath=CONTRACT, nogil=True)
+def _bp_stage(q1, stride, n_u, base, cos_t, n_x, mask, junk):  # pragma: no cover - compiled
+    """`bp_kernels._bp_tile` (64 rows) without the volume's writes: ``mask`` -1 reads each view's real cells,
+    1 keeps every view on its first two columns (``q1`` then small enough for L1)."""
+    acc = numba.carray(stack_block(256), (256,))  # type: ignore[call-arg]
+    nb, n_v = 64, cos_t.size
+    one = numba.uint64(nb)
+    off = np.empty(n_v, dtype=np.uint64)
+    wa = np.empty(n_v, dtype=np.float32)
+    wb = np.empty(n_v, dtype=np.float32)
+    for x in range(n_x):
+        for z in range(base.shape[0]):
+            for v in range(n_v):
+                u = base[z, v] + x * cos_t[v]
+                inside = (u >= 0.0) & (u <= n_u - 1.0)
+                i = min(max(int(u), 0), n_u - 2)
+                f = np.float32(u - i)
+                off[v] = numba.uint64(v * stride + (i & mask) * nb)
+                wb[v] = f if inside else np.float32(0.0)
+                wa[v] = np.float32(1.0) - f if inside else np.float32(0.0)
+            for k in range(4 * nb):
+                acc[k] = 0.0
+            for v in range(0, n_v - 1, 2):
+                o0, o1 = off[v], off[v + 1]
+                g0, f0, g1, f1 = wa[v], wb[v], wa[v + 1], wb[v + 1]
+                for kk in range(nb):
+                    ku = numba.uint64(kk)
+                    acc[kk] += g0 * q1[o0 + ku]
+                    acc[nb + kk] += f0 * q1[o0 + one + ku]
+                    acc[2 * nb + kk] += g1 * q1[o1 + ku]
+                    acc[3 * nb + kk] += f1 * q1[o1 + one + ku]
+            for kk in range(nb):  # the odd view (61 here)
+                ku = numba.uint64(kk)
+                acc[kk] += wa[n_v - 1] * q1[off[n_v - 1] + ku] if n_v % 2 else np.float32(0.0)
+            for k in range(nb):
+                junk[(x + z) % 8, k] = (acc[k] + acc[nb + k]) + (acc[2 * nb + k] + acc[3 * nb + k])
+
+
+def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> None:
+    """Where one block of 64 rows loses against the port bound: the kernel built up one cost at a time."""
+    from napari_tomoalign.reconstruction.bp_kernels import backproject_64
+
+    numba.set_num_threads(1)
+    t = np.radians(tilts)
+    cos_t = np.cos(t)
+    base = (np.arange(n_z) - (n_z - 1) / 2.0)[:, None] * np.sin(t)[None] + ((n - 1) / 2.0 * (1.0 - cos_t))[None]
+    q = aligned_empty(n_v * n * 64)
+    q[:] = np.random.default_rng(1).normal(size=q.size)
+    small = aligned_empty(n_v * 144)  # two columns of 64 rows and a cache line per view
+    small[:] = 1.0
+    vol = aligned_empty(n_z * 64 * n).reshape(n_z, 64, n)  # rows on cache lines: non-temporal stores
+    junk = np.empty((8, 64), np.float32)
+    stages = {
+        "B. + each column's cells and weights worked out, rows in L1": lambda: _bp_stage(small, 144, n, base, cos_t, n,
+                                                                                          1, junk),
+        "C. + the real cells (rows from L2/L3)": lambda: _bp_stage(q, n * 64, n, base, cos_t, n, -1, junk),
+        "D. + the volume's writes: the kernel (bp_kernels.backproject_64)": lambda: [
+            backproject_64(q.reshape(n_v, n, 64), base, cos_t, vol, 0, 64, z0, min(n_z, z0 + 32))
+            for z0 in range(0, n_z, 32)],
+    }
+    print(f"  one block of 64 rows, one thread, G voxel-views/s (CPU medians of {repeats}):")
+    print(f"    {l1_loop_rate() / 1e9:5.1f}  A. the view loop alone, its cells fixed and its rows in L1")
+    for name, fn in stages.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        print(f"    {n_v * n * n_z * 64 / float(np.median(times)) / 1e9:5.1f}  {name}")
+
+
 def machine() -> dict:
     flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
     lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
@@ -191,6 +263,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--thickness", type=int, default=128)
+    parser.add_argument("--breakdown", action="store_true", help="only the back-projection's losses, stage by stage")
     args = parser.parse_args()
     n_v, n, n_z = 61, args.size, args.thickness
     m = machine()
@@ -205,6 +278,9 @@ def main() -> None:
         print(f"    {1000 * t:6.1f} ms  {name}")
     print(f"  the kernel's own view loop with its rows in L1: {l1_loop_rate() / 1e9:.1f} G voxel-views/s"
           f" (the port bound: {m['fma_per_s'] / 2 / 1e9:.1f})")
+    if args.breakdown:
+        breakdown(n_v, n, n_z, np.linspace(-60.0, 60.0, n_v), args.repeats)
+        return
     rng = np.random.default_rng(0)
     stack = rng.normal(size=(n_v, n, n)).astype(np.float32)
     tilts = np.linspace(-60.0, 60.0, n_v)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numpy.typing import NDArray
 
 from .bp_fft import filter_block
 
@@ -59,15 +61,60 @@ def aligned_empty(size):  # pragma: no cover - compiled
     return raw[s : s + size]
 
 
+def volume_empty(shape: tuple[int, ...]) -> NDArray[np.float32]:
+    """An uninitialised float32 volume that starts on a cache line, so that the kernels can write its rows
+    by non-temporal stores (`write_columns`) when their length is a multiple of 16."""
+    size = int(np.prod(shape))
+    raw = np.empty(size + 16, dtype=np.float32)
+    start = (-(raw.ctypes.data // 4)) % 16
+    return raw[start : start + size].reshape(shape)
+
+
+@intrinsic
+def stream_line(typingctx, row, x0, line):  # pragma: no cover - compiled
+    """``row[x0 : x0 + 16] = line[:16]`` by a non-temporal store: the volume's lines go to memory without
+    being read first and without evicting the filtered rows from the caches. ``row[x0]`` must start a cache line."""
+    def codegen(context, builder, signature, args):
+        dst = context.make_array(signature.args[0])(context, builder, args[0])
+        src = context.make_array(signature.args[2])(context, builder, args[2])
+        vec = ir.VectorType(ir.FloatType(), 16)
+        value = builder.load(builder.bitcast(src.data, vec.as_pointer()), align=4)
+        store = builder.store(value, builder.bitcast(builder.gep(dst.data, [args[1]]), vec.as_pointer()), align=64)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(row, x0, line), codegen
+
+
+@intrinsic
+def store_fence(typingctx):  # pragma: no cover - compiled
+    """``sfence``: the non-temporal stores are visible before any later store (and the kernel's return)."""
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 @numba.njit(inline="always", nogil=True)
 def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
-    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time."""
+    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time
+    (a non-temporal store where the 16 values fill one: writing the volume through the caches evicted the
+    filtered rows and cost more than the writes themselves)."""
+    line = numba.carray(stack_block(16), (16,))  # type: ignore[call-arg]
     for z in range(z0, z1):
         tile = buf[z - z0]
         for k in range(n_valid):
             row = vol[z, row0 + k]
-            for j in range(x1 - x0):
-                row[x0 + j] = tile[j, k]
+            if x1 - x0 == 16 and (row.ctypes.data + 4 * x0) % 64 == 0:
+                for j in range(16):
+                    line[j] = tile[j, k]
+                stream_line(row, x0, line)
+            else:
+                for j in range(x1 - x0):
+                    row[x0 + j] = tile[j, k]
+    store_fence()
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
