@@ -153,7 +153,7 @@ def _bp_stage(q1, stride, n_u, base, cos_t, n_x, mask, junk):  # pragma: no cove
 
 def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> None:
     """Where one block of 64 rows loses against the port bound: the kernel built up one cost at a time."""
-    from napari_tomoalign.reconstruction.bp_kernels import backproject_64
+    from napari_tomoalign.reconstruction.bp_kernels import backproject_64, padded_geometry
 
     numba.set_num_threads(1)
     t = np.radians(tilts)
@@ -170,7 +170,7 @@ def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> No
                                                                                           1, junk),
         "C. + the real cells (rows from L2/L3)": lambda: _bp_stage(q, n * 64, n, base, cos_t, n, -1, junk),
         "D. + the volume's writes: the kernel (bp_kernels.backproject_64)": lambda: [
-            backproject_64(q.reshape(n_v, n, 64), base, cos_t, vol, 0, 64, z0, min(n_z, z0 + 32))
+            backproject_64(q.reshape(n_v, n, 64), *padded_geometry(base, cos_t), vol, 0, 64, z0, min(n_z, z0 + 32))
             for z0 in range(0, n_z, 32)],
     }
     print(f"  one block of 64 rows, one thread, G voxel-views/s (CPU medians of {repeats}):")

@@ -128,13 +128,15 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
     ``X_TILE`` neighbouring ``x`` go to a small buffer that is then written as whole cache lines.
     """
     n_v, n_u, _ = q.shape
+    n_t = base.shape[1]  # n_v, or more: views padded to whole vectors of the table's pass (`padded_geometry`)
+    n_w = n_v + n_v % 2  # the pairs of views: an odd count adds one of weight 0
     n_x = vol.shape[2]
     top = n_u - 1.0
     q1 = q.ravel()
     one = numba.uint64(nb)
-    off = np.empty(n_v, dtype=np.uint64)
-    wa = np.empty(n_v, dtype=np.float32)
-    wb = np.empty(n_v, dtype=np.float32)
+    off = np.zeros(max(n_t, n_w), dtype=np.uint64)
+    wa = np.zeros(max(n_t, n_w), dtype=np.float32)
+    wb = np.zeros(max(n_t, n_w), dtype=np.float32)
     buf = np.empty((z1 - z0, X_TILE, nb), dtype=np.float32)
     for x0 in range(0, n_x, X_TILE):
         x1 = min(n_x, x0 + X_TILE)
@@ -142,17 +144,17 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
             xf = np.float64(x)
             for z in range(z0, z1):
                 bz = base[z]
-                for v in range(n_v):
+                for v in range(n_t):
                     u = bz[v] + xf * cos_t[v]
                     inside = (u >= 0.0) & (u <= top)
                     i = min(max(int(u), 0), n_u - 2)
                     f = np.float32(u - i)
-                    off[v] = numba.uint64((v * n_u + i) * nb)
+                    off[v] = numba.uint64((min(v, n_v - 1) * n_u + i) * nb)
                     wb[v] = f if inside else np.float32(0.0)
                     wa[v] = np.float32(1.0) - f if inside else np.float32(0.0)
                 for k in range(4 * nb):
                     acc[k] = 0.0
-                for v in range(0, n_v - 1, 2):
+                for v in range(0, n_w, 2):
                     o0, o1 = off[v], off[v + 1]
                     g0, f0, g1, f1 = wa[v], wb[v], wa[v + 1], wb[v + 1]
                     for kk in range(nb):
@@ -161,13 +163,6 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
                         acc[nb + kk] += f0 * q1[o0 + one + ku]
                         acc[2 * nb + kk] += g1 * q1[o1 + ku]
                         acc[3 * nb + kk] += f1 * q1[o1 + one + ku]
-                if n_v % 2 == 1:
-                    o0 = off[n_v - 1]
-                    g0, f0 = wa[n_v - 1], wb[n_v - 1]
-                    for kk in range(nb):
-                        ku = numba.uint64(kk)
-                        acc[kk] += g0 * q1[o0 + ku]
-                        acc[nb + kk] += f0 * q1[o0 + one + ku]
                 out = buf[z - z0, x - x0]
                 for k in range(nb):
                     out[k] = (acc[k] + acc[nb + k]) + (acc[2 * nb + k] + acc[3 * nb + k])
@@ -184,6 +179,19 @@ def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no co
 def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
     """`_bp_tile` with 32 rows."""
     _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 32)  # type: ignore[call-arg]
+
+
+@numba.njit(cache=True, nogil=True)
+def padded_geometry(base, cos_t):  # pragma: no cover - compiled
+    """``base`` and ``cos_t`` with the views padded to a multiple of 8 by views that fall outside the detector
+    (``u = -1``): the kernel's pass over the views' cells then runs in whole float64 vectors, with no scalar tail."""
+    n_z, n_v = base.shape
+    n_t = -(-n_v // 8) * 8
+    base_p = np.full((n_z, n_t), -1.0)
+    base_p[:, :n_v] = base
+    cos_p = np.zeros(n_t)
+    cos_p[:n_v] = cos_t
+    return base_p, cos_p
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
@@ -204,6 +212,7 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
     n_z, n_rows, _ = vol.shape
     z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
     n_tiles = -(-n_z // z_tile)
+    base, cos_t = padded_geometry(base, cos_t)
     q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
     r0 = 0
     while r0 < n_rows:
