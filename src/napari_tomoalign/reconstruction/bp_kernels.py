@@ -20,6 +20,8 @@ depends on its ``z``: see `bp_full`.
 
 from __future__ import annotations
 
+import platform
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -35,6 +37,7 @@ MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
+X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
 Z_TILE = 32  # sections per tile of the back-projection: the q rows one x needs stay in L2
 
 
@@ -88,10 +91,14 @@ def stream_line(typingctx, row, x0, line):  # pragma: no cover - compiled
 
 @intrinsic
 def store_fence(typingctx):  # pragma: no cover - compiled
-    """``sfence``: the non-temporal stores are visible before any later store (and the kernel's return)."""
+    """``sfence``: the non-temporal stores are visible before any later store (and the kernel's return).
+    Elsewhere than x86 (where ``sfence`` does not exist) a sequentially consistent fence."""
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
-        builder.call(fn, [])
+        if X86:
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence"), [])
+        else:
+            builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.void(), codegen
