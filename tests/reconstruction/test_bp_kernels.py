@@ -7,7 +7,14 @@ import scipy.fft
 from support.full_model_reference import bba_like_model
 from support.full_model_reference import reference_wbp as full_model_wbp
 
-from napari_tomoalign.reconstruction.bp_kernels import BLOCK, MAX_BLOCK, X_TILE
+from napari_tomoalign.reconstruction.bp_kernels import (
+    BLOCK,
+    MAX_BLOCK,
+    X_TILE,
+    aligned_empty,
+    volume_empty,
+    write_columns,
+)
 from napari_tomoalign.reconstruction.wbp import angular_weights, radial_filter, weighted_back_projection
 
 
@@ -41,6 +48,7 @@ def reference_wbp(views, tilts, n_z, lowpass):
 @pytest.mark.parametrize(("n_v", "n_y", "n_x", "n_z"), [
     (13, MAX_BLOCK + BLOCK + 7, 2 * X_TILE + 5, 9),  # a full block, a short one and a partial one; odd views
     (8, BLOCK - 3, X_TILE - 1, 40),  # one partial block, narrower than a tile of columns; even views
+    (9, MAX_BLOCK, 2 * X_TILE, 7),  # rows of whole cache lines: every tile written by non-temporal stores
 ])
 def test_blocked_kernel_equals_the_plain_wbp(threads, n_v, n_y, n_x, n_z):
     rng = np.random.default_rng(n_y)
@@ -73,3 +81,27 @@ def test_full_model_kernel_equals_the_exact_reference(threads, x_tilt):
         numba.set_num_threads(before)
     ref = full_model_wbp(views, tilts, 30, xt, zf)
     assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("size", [1, 17, 64 * 512 * 61, 3 * 1024 * 16 + 5])
+def test_filtered_rows_start_on_a_cache_line(size):
+    """The kernels' vectors of 16 float32 must not straddle two cache lines (each such load costs two)."""
+    q = aligned_empty(size)
+    assert q.shape == (size,) and q.dtype == np.float32
+    assert q.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize("n_x", [2 * X_TILE, 2 * X_TILE + 5])
+def test_buffered_columns_land_in_the_volume_whether_streamed_or_not(n_x):
+    """`write_columns` streams whole cache lines (rows of a cache-line aligned volume) and stores the rest:
+    both put every value where a plain transpose would, and nothing else."""
+    rng = np.random.default_rng(n_x)
+    buf = rng.normal(size=(3, X_TILE, 40)).astype(np.float32)
+    vol = volume_empty((5, 50, n_x))
+    assert vol.ctypes.data % 64 == 0
+    vol[:] = -7.0
+    x1 = min(n_x, 2 * X_TILE)
+    write_columns(buf, vol, 1, 4, X_TILE, x1, 6, 33)
+    expected = np.full((5, 50, n_x), -7.0, np.float32)
+    expected[1:4, 6:39, X_TILE:x1] = buf[:, : x1 - X_TILE, :33].transpose(0, 2, 1)
+    assert np.array_equal(vol, expected)

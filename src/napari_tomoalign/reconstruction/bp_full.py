@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from .bp_fft import filter_block
-from .bp_kernels import BLOCK, CONTRACT, X_TILE, Z_TILE, stack_block, write_columns
+from .bp_kernels import BLOCK, CONTRACT, X_TILE, Z_TILE, aligned_empty, stack_block, write_columns
 
 FULL_CHUNK = 4  # blocks whose rows one thread filters together
 
@@ -239,8 +239,9 @@ def wbp_blocks_full(views, filt, wr, wi, coef, cx, cz, vol, row_first, n_rows_al
         r_first = min(max(view_row0, int(np.floor(lo))), view_row0 + n_held - 2)
         r_stop = max(min(view_row0 + n_held, int(np.floor(hi)) + 2), r_first + 2)
         n_r = ((r_stop - r_first + BLOCK - 1) // BLOCK) * BLOCK
-        q = np.empty((n_v, n_u, n_r), dtype=np.float32)
-        bufs = np.empty((4, n_pad, BLOCK if n_r % (2 * BLOCK) == 0 else BLOCK // 2), dtype=np.float32)
+        q = aligned_empty(n_v * n_u * n_r).reshape((n_v, n_u, n_r))
+        hb = BLOCK if n_r % (2 * BLOCK) == 0 else BLOCK // 2
+        bufs = aligned_empty(4 * n_pad * hb).reshape((4, n_pad, hb))
         for v in range(n_v):
             filter_block(views[v], r_first - view_row0, n_r, filt[v], wr, wi, bufs, q[v])
         for b in range(b0, b1):

@@ -20,11 +20,15 @@ depends on its ``z``: see `bp_full`.
 
 from __future__ import annotations
 
+import platform
+
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numpy.typing import NDArray
 
 from .bp_fft import filter_block
 
@@ -33,6 +37,7 @@ MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
+X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
 Z_TILE = 32  # sections per tile of the back-projection: the q rows one x needs stay in L2
 
 
@@ -49,15 +54,74 @@ def stack_block(typingctx, size):  # pragma: no cover - compiled
     return types.CPointer(types.float32)(size), codegen
 
 
+@numba.njit(cache=True, nogil=True)
+def aligned_empty(size):  # pragma: no cover - compiled
+    """``size`` uninitialised float32 that start on a cache line (64 bytes). numpy aligns to 16 bytes only,
+    and then every 64-byte vector load of the filtered rows crosses two cache lines and costs two loads:
+    the back-projection took 1.4x the time."""
+    raw = np.empty(size + 16, dtype=np.float32)
+    s = (16 - (raw.ctypes.data // 4) % 16) % 16
+    return raw[s : s + size]
+
+
+def volume_empty(shape: tuple[int, ...]) -> NDArray[np.float32]:
+    """An uninitialised float32 volume that starts on a cache line, so that the kernels can write its rows
+    by non-temporal stores (`write_columns`) when their length is a multiple of 16."""
+    size = int(np.prod(shape))
+    raw = np.empty(size + 16, dtype=np.float32)
+    start = (-(raw.ctypes.data // 4)) % 16
+    return raw[start : start + size].reshape(shape)
+
+
+@intrinsic
+def stream_line(typingctx, row, x0, line):  # pragma: no cover - compiled
+    """``row[x0 : x0 + 16] = line[:16]`` by a non-temporal store: the volume's lines go to memory without
+    being read first and without evicting the filtered rows from the caches. ``row[x0]`` must start a cache line."""
+    def codegen(context, builder, signature, args):
+        dst = context.make_array(signature.args[0])(context, builder, args[0])
+        src = context.make_array(signature.args[2])(context, builder, args[2])
+        vec = ir.VectorType(ir.FloatType(), 16)
+        value = builder.load(builder.bitcast(src.data, vec.as_pointer()), align=4)
+        store = builder.store(value, builder.bitcast(builder.gep(dst.data, [args[1]]), vec.as_pointer()), align=64)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(row, x0, line), codegen
+
+
+@intrinsic
+def store_fence(typingctx):  # pragma: no cover - compiled
+    """``sfence``: the non-temporal stores are visible before any later store (and the kernel's return).
+    Elsewhere than x86 (where ``sfence`` does not exist) a sequentially consistent fence."""
+    def codegen(context, builder, signature, args):
+        if X86:
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence"), [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 @numba.njit(inline="always", nogil=True)
 def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
-    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time."""
+    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time
+    (a non-temporal store where the 16 values fill one: writing the volume through the caches evicted the
+    filtered rows and cost more than the writes themselves)."""
+    line = numba.carray(stack_block(16), (16,))  # type: ignore[call-arg]
     for z in range(z0, z1):
         tile = buf[z - z0]
         for k in range(n_valid):
             row = vol[z, row0 + k]
-            for j in range(x1 - x0):
-                row[x0 + j] = tile[j, k]
+            if x1 - x0 == 16 and (row.ctypes.data + 4 * x0) % 64 == 0:
+                for j in range(16):
+                    line[j] = tile[j, k]
+                stream_line(row, x0, line)
+            else:
+                for j in range(x1 - x0):
+                    row[x0 + j] = tile[j, k]
+    store_fence()
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -71,13 +135,15 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
     ``X_TILE`` neighbouring ``x`` go to a small buffer that is then written as whole cache lines.
     """
     n_v, n_u, _ = q.shape
+    n_t = base.shape[1]  # n_v, or more: views padded to whole vectors of the table's pass (`padded_geometry`)
+    n_w = n_v + n_v % 2  # the pairs of views: an odd count adds one of weight 0
     n_x = vol.shape[2]
     top = n_u - 1.0
     q1 = q.ravel()
     one = numba.uint64(nb)
-    off = np.empty(n_v, dtype=np.uint64)
-    wa = np.empty(n_v, dtype=np.float32)
-    wb = np.empty(n_v, dtype=np.float32)
+    off = np.zeros(max(n_t, n_w), dtype=np.uint64)
+    wa = np.zeros(max(n_t, n_w), dtype=np.float32)
+    wb = np.zeros(max(n_t, n_w), dtype=np.float32)
     buf = np.empty((z1 - z0, X_TILE, nb), dtype=np.float32)
     for x0 in range(0, n_x, X_TILE):
         x1 = min(n_x, x0 + X_TILE)
@@ -85,17 +151,17 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
             xf = np.float64(x)
             for z in range(z0, z1):
                 bz = base[z]
-                for v in range(n_v):
+                for v in range(n_t):
                     u = bz[v] + xf * cos_t[v]
                     inside = (u >= 0.0) & (u <= top)
                     i = min(max(int(u), 0), n_u - 2)
                     f = np.float32(u - i)
-                    off[v] = numba.uint64((v * n_u + i) * nb)
+                    off[v] = numba.uint64((min(v, n_v - 1) * n_u + i) * nb)
                     wb[v] = f if inside else np.float32(0.0)
                     wa[v] = np.float32(1.0) - f if inside else np.float32(0.0)
                 for k in range(4 * nb):
                     acc[k] = 0.0
-                for v in range(0, n_v - 1, 2):
+                for v in range(0, n_w, 2):
                     o0, o1 = off[v], off[v + 1]
                     g0, f0, g1, f1 = wa[v], wb[v], wa[v + 1], wb[v + 1]
                     for kk in range(nb):
@@ -104,13 +170,6 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
                         acc[nb + kk] += f0 * q1[o0 + one + ku]
                         acc[2 * nb + kk] += g1 * q1[o1 + ku]
                         acc[3 * nb + kk] += f1 * q1[o1 + one + ku]
-                if n_v % 2 == 1:
-                    o0 = off[n_v - 1]
-                    g0, f0 = wa[n_v - 1], wb[n_v - 1]
-                    for kk in range(nb):
-                        ku = numba.uint64(kk)
-                        acc[kk] += g0 * q1[o0 + ku]
-                        acc[nb + kk] += f0 * q1[o0 + one + ku]
                 out = buf[z - z0, x - x0]
                 for k in range(nb):
                     out[k] = (acc[k] + acc[nb + k]) + (acc[2 * nb + k] + acc[3 * nb + k])
@@ -127,6 +186,19 @@ def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no co
 def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
     """`_bp_tile` with 32 rows."""
     _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 32)  # type: ignore[call-arg]
+
+
+@numba.njit(cache=True, nogil=True)
+def padded_geometry(base, cos_t):  # pragma: no cover - compiled
+    """``base`` and ``cos_t`` with the views padded to a multiple of 8 by views that fall outside the detector
+    (``u = -1``): the kernel's pass over the views' cells then runs in whole float64 vectors, with no scalar tail."""
+    n_z, n_v = base.shape
+    n_t = -(-n_v // 8) * 8
+    base_p = np.full((n_z, n_t), -1.0)
+    base_p[:, :n_v] = base
+    cos_p = np.zeros(n_t)
+    cos_p[:n_v] = cos_t
+    return base_p, cos_p
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
@@ -147,14 +219,15 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
     n_z, n_rows, _ = vol.shape
     z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
     n_tiles = -(-n_z // z_tile)
-    q_all = np.empty(n_v * n_u * block_rows(n_rows), dtype=np.float32)  # one allocation: no page faults per block
+    base, cos_t = padded_geometry(base, cos_t)
+    q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
     r0 = 0
     while r0 < n_rows:
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
         q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
         for v in numba.prange(n_v):
-            bufs = np.empty((4, filt.shape[1], nb // 2), dtype=np.float32)
+            bufs = aligned_empty(4 * filt.shape[1] * (nb // 2)).reshape((4, filt.shape[1], nb // 2))
             filter_block(views[v], row_first + r0, nb, filt[v], wr, wi, bufs, q[v])
         for t in numba.prange(n_tiles):
             z0 = t * z_tile

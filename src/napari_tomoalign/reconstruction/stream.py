@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import truncated_while_read
-from .bp_kernels import BLOCK
+from .bp_kernels import BLOCK, volume_empty
 from .input_checks import check_finite_view
 from .warp import bin_image, pull_matrix, warp_with_matrix
 from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
@@ -303,7 +303,7 @@ def reconstruct_streamed(
                 y1 = min(y_hi, y0 + n_rows)
                 r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
                 views = source.rows(r0, r1)
-                vol = np.empty((n_z, y1 - y0, nx), dtype=np.float32)
+                vol = volume_empty((n_z, y1 - y0, nx))
                 backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
                 del views
                 w.write_rows(y0 - y_lo, vol)

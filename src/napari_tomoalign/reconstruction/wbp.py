@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
-from .bp_kernels import BLOCK, wbp_blocks
+from .bp_kernels import BLOCK, volume_empty, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
 from .local_blocks import backproject_local_views
 from .local_warp import LocalProjection, kernel_arguments
@@ -183,7 +183,7 @@ def weighted_back_projection(
     filt = radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
     weights = angular_weights(tilts[views]).astype(np.float32)
-    vol = np.empty((n_z, y1 - y0, n_x), dtype=np.float32)
+    vol = volume_empty((n_z, y1 - y0, n_x))
     if local is not None:  # a local transform may move a point across rows: every row of the views is filtered
         mats, grid = kernel_arguments(local.subset(views), binning)
         backproject_local_views(binned_views(aligned, views, binning), full_filter(filt, weights), mats, grid, vol,
