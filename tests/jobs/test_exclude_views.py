@@ -54,3 +54,23 @@ def test_bad_excluded_views_are_one_line_errors(imod_data, tmp_path, capsys, vie
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_excluded_views_are_named_as_excluded_not_as_empty(imod_data):
+    """The default model names the views the user excluded as excluded (a view without markers would be
+    "no markers at all"), and the fit is the one without their points."""
+    from napari_tomoalign import align_markers
+    from napari_tomoalign.io import read_markers
+
+    table = read_markers(imod_data / "BBa.fid")
+    tilts = np.loadtxt(imod_data / "BBa.rawtlt")
+    args = (table.view, table.marker, table.xy, tilts, table.image_size)
+    al = align_markers(*args, excluded_views=[4, 5, 29], warn=False)
+    assert any("views 5-6,30 excluded (--exclude-views)" in w for w in al.warnings)
+    assert not any("no markers at all" in w for w in al.warnings)
+    keep = ~np.isin(table.view, [4, 5, 29])
+    by_hand = align_markers(table.view[keep], table.marker[keep], table.xy[keep], tilts, table.image_size,
+                            warn=False)
+    assert abs(al.rms_residual_px - by_hand.rms_residual_px) < 1e-9
+    with pytest.raises(Exception, match="excluded view 62 is not a view"):
+        align_markers(*args, excluded_views=[61], warn=False)

@@ -9,7 +9,7 @@ are described in `stages`; the model in `model`; the unknowns and the gauge in `
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +49,7 @@ def align_markers(
     should_stop: Callable[[], bool] | None = None,
     start: Alignment | None = None,
     warn: bool = True,
+    excluded_views: Sequence[int] = (),
 ) -> Alignment:
     """Align a tilt series from fiducial marker observations.
 
@@ -85,6 +86,10 @@ def align_markers(
     warn
         Also issue each note of ``Alignment.warnings`` as an `AlignmentWarning` (a GUI that shows
         ``Alignment.warnings`` itself passes False).
+    excluded_views
+        0-based views left out of the fit (``--exclude-views``, tiltalign's ``ExcludeList``): their
+        observations are not used and the views take interpolated values, named in a note as excluded.
+        An align.com's settings carry their own list (`imod_align.align_markers_imod`).
 
     Returns
     -------
@@ -100,7 +105,10 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
-    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options, settings)
+    if settings is not None and len(excluded_views):
+        raise AlignmentError("an align.com's settings carry their own excluded views: pass them to"
+                             " align_markers_imod(excluded_views=)")
+    p = _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options, settings, excluded_views)
     if start is not None and start.n_views != p.n_views:
         raise AlignmentError(f"the previous solution has {start.n_views} views, not {p.n_views}; solve from scratch")
     if settings is None:
@@ -160,13 +168,13 @@ def _listed(ids: NDArray, limit: int = 20) -> str:
 
 
 def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOptions,
-             settings: ModelSettings | None) -> _Prepared:
+             settings: ModelSettings | None, excluded_views: Sequence[int] = ()) -> _Prepared:
     """Leave out what cannot be determined (with a note each), renumber, choose the gauge, count unknowns."""
     n_views = len(tilts_deg)
     marker_ids, _, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
     if settings is None:
-        view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views)
+        view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views, excluded_views)
     else:  # as tiltalign: every view with a point that is not excluded, every marker seen in one of them
         view_ok = np.bincount(v, minlength=n_views) > 0
         view_ok[list(settings.excluded_views)] = False
@@ -194,21 +202,31 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
                      options.tilt.mode != "fixed" and probe.mappings["tilt"].n_vars > 0, notes)
 
 
-def _determinable(v, mi, marker_ids, w, options: AlignmentOptions, n_views: int) -> tuple[
-        NDArray[np.bool_], NDArray[np.bool_], list[str]]:
+def _determinable(v, mi, marker_ids, w, options: AlignmentOptions, n_views: int, excluded_views: Sequence[int]
+                  ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], list[str]]:
     """The default model's views and markers in the fit (enough markers per view for its unknowns, markers
-    in at least 2 views), and a note for each kind of what was left out."""
+    in at least 2 views, none in an excluded view), and a note for each kind of what was left out."""
+    excluded = np.zeros(n_views, dtype=bool)
+    for x in excluded_views:
+        if not 0 <= int(x) < n_views:
+            raise AlignmentError(f"excluded view {view_number(int(x))} is not a view of this {n_views}-view series;"
+                                 f" give views from 1 to {n_views}")
+        excluded[int(x)] = True
     tilt_free = options.tilt.mode != "fixed"
     per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification)) + (
         tilt_free and options.tilt.mode == "view")  # a view's own unknowns in the fullest stage
-    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (per_view + 1) // 2, weights=w)
+    view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (per_view + 1) // 2,
+                                      weights=np.where(excluded[v], 0.0, w))
     notes: list[str] = []
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
         notes.append(f"{len(ids)} marker(s) seen in fewer than 2 usable views were left out: {_listed(ids)}")
     seen = np.zeros(n_views, dtype=bool)
     seen[v] = True
-    if (lost := ~view_ok & seen).any():
+    seen |= excluded  # named as excluded below, not as empty
+    if excluded.any():
+        notes.append(f"views {format_views(np.flatnonzero(excluded))} excluded (--exclude-views): not in the fit")
+    if (lost := ~view_ok & seen & ~excluded).any():
         notes.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
                      f" left out (transform undetermined): views {format_views(np.flatnonzero(lost))}")
     if (~seen).any():

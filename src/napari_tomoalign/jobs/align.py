@@ -192,7 +192,7 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
 
         return align_markers(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.options,
                              pixel_size_nm=job.pixel_size_nm, start=start, warn=False, progress=progress,
-                             should_stop=should_stop)
+                             should_stop=should_stop, excluded_views=job.settings.excluded_views)
 
 
 @dataclass
