@@ -1,0 +1,180 @@
+"""The signs of tomogram positioning, decided by simulation (issue 24).
+
+A slab of gold in two layers, tilted by a known angle about y (slope in x) and about x (slope in y), is
+projected through a known geometry, aligned, analysed (IMOD's surface analysis) and reconstructed:
+
+- the printed "incremental tilt angle change" and "X axis tilt needed" have IMOD's signs for that slab
+  (`positioning`'s docstring derives them from IMOD's ``tilt`` and ``tiltalign``);
+- ``reconstruct --level`` and ``--x-axis-tilt <needed> --offset <change>`` pasted as an IMOD user would,
+  both give a volume whose bead layers are level (planes fitted to the bead peaks: slope < 0.2 degrees),
+  and the old sign (XAXISTILT added) does not;
+- a full-model alignment's ``.xtilt`` is applied as tiltalign's projection model defines it: beads projected
+  with per-view X-tilts come back at their true positions in the WBP, and with the opposite sign they do not
+  (the full-model WBP tests compare with a reference that shares `wbp`'s formula; this one does not).
+"""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_tomoalign.alignment.model import XTILT, default_full_params, predict_all, predict_all_full
+from napari_tomoalign.alignment.solver import align_markers
+from napari_tomoalign.conventions import image_centre
+from napari_tomoalign.io.alignment import read_alignment_dir, write_alignment
+from napari_tomoalign.reconstruction.positioning import analyse_surfaces, wbp_x_tilts
+from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+from napari_tomoalign.reconstruction.warp import aligned_stack
+from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+SIZE, N_VIEWS, THICK = 256, 41, 56.0
+SLOPE_X_DEG, SLOPE_Y_DEG = 4.0, 3.0  # the slab: z rises with x by tan 4 deg (turned about y), with y by tan 3 deg
+
+
+def slab(seed=3, n=36):
+    """Beads on the two faces of the tilted slab, at least 22 px apart in x-y; and which are on the bottom."""
+    rng = np.random.default_rng(seed)
+    pts: list[np.ndarray] = []
+    while len(pts) < n:
+        p = rng.uniform(-0.36 * SIZE, 0.36 * SIZE, 2)
+        if all(np.hypot(*(p - q)) > 22.0 for q in pts):
+            pts.append(p)
+    xy = np.array(pts)
+    bottom = np.arange(n) % 2 == 0
+    z = (np.where(bottom, -THICK / 2, THICK / 2) + np.tan(np.radians(SLOPE_X_DEG)) * xy[:, 0]
+         + np.tan(np.radians(SLOPE_Y_DEG)) * xy[:, 1] + 6.0)
+    return np.column_stack([xy, z]), bottom
+
+
+def geometry(seed=3):
+    """True (tilt, rotation, magnification, dx, dy) per view; the reference (0 deg) view's tilt exact."""
+    rng = np.random.default_rng(seed)
+    nominal = np.linspace(-60.0, 60.0, N_VIEWS)
+    vp = np.zeros((N_VIEWS, 5))
+    tilt = nominal + rng.normal(0.0, 0.2, N_VIEWS)
+    tilt[N_VIEWS // 2] = 0.0
+    vp[:, 0] = np.radians(tilt)
+    vp[:, 1] = np.radians(86.0 + np.linspace(-0.3, 0.3, N_VIEWS))
+    vp[:, 2] = 1.0 + rng.normal(0.0, 0.003, N_VIEWS)
+    vp[N_VIEWS // 2, 2] = 1.0
+    vp[:, 3:] = rng.normal(0.0, 4.0, (N_VIEWS, 2))
+    return nominal, vp
+
+
+def render(xy_views, sigma=1.3):
+    """``(n_views, SIZE, SIZE)`` bright Gaussian beads at ``(n_views, n_beads, 2)`` image positions."""
+    g = np.arange(SIZE, dtype=float)
+    out = np.zeros((len(xy_views), SIZE, SIZE), np.float32)
+    for j, xy in enumerate(xy_views):
+        gx = np.exp(-0.5 * ((g[None, :] - xy[:, :1]) / sigma) ** 2)  # (n, SIZE)
+        gy = np.exp(-0.5 * ((g[None, :] - xy[:, 1:]) / sigma) ** 2)
+        out[j] = np.einsum("ny,nx->yx", gy, gx)
+    return out
+
+
+def bead_peaks(vol, xy_px):
+    """The 3-D peak (x, y, z from the volume's centre) of the bead nearest each ``(x, y)`` (from the centre):
+    the maximum of the smoothed volume within 7 px in x-y, refined by a centroid over 5 x 5 x 5."""
+    sm = ndimage.gaussian_filter(vol.astype(np.float64), 1.0)
+    n_z, n_y, n_x = sm.shape
+    c = np.array([(n_x - 1) / 2, (n_y - 1) / 2, (n_z - 1) / 2])
+    out = []
+    for x, y in xy_px:
+        ix, iy = int(round(x + c[0])), int(round(y + c[1]))
+        box = sm[:, iy - 7:iy + 8, ix - 7:ix + 8]
+        k, j, i = np.unravel_index(int(np.argmax(box)), box.shape)
+        k, j, i = k, j + iy - 7, i + ix - 7
+        sub = np.clip(sm[k - 2:k + 3, j - 2:j + 3, i - 2:i + 3] - sm[k - 2:k + 3, j - 2:j + 3, i - 2:i + 3].min(), 0, None)
+        zz, yy, xx = np.meshgrid(np.arange(k - 2, k + 3), np.arange(j - 2, j + 3), np.arange(i - 2, i + 3), indexing="ij")
+        w = sub.sum()
+        out.append([(xx * sub).sum() / w - c[0], (yy * sub).sum() / w - c[1], (zz * sub).sum() / w - c[2]])
+    return np.array(out)
+
+
+def layer_slopes_deg(peaks, bottom):
+    """Per layer, the slopes in x and in y (degrees) of the plane fitted to its bead peaks."""
+    slopes = []
+    for layer in (bottom, ~bottom):
+        p = peaks[layer]
+        (a, b, _), *_ = np.linalg.lstsq(np.column_stack([p[:, 0], p[:, 1], np.ones(len(p))]), p[:, 2], rcond=None)
+        slopes.append(np.degrees(np.arctan([a, b])))
+    return np.array(slopes)
+
+
+@pytest.fixture(scope="module")
+def aligned_slab(tmp_path_factory):
+    """The slab projected, its markers aligned by the default model, the alignment written and read back."""
+    xyz, bottom = slab()
+    nominal, vp = geometry()
+    rng = np.random.default_rng(5)
+    true_xy = predict_all(vp, xyz) + image_centre((SIZE, SIZE))
+    views, markers = np.meshgrid(np.arange(N_VIEWS), np.arange(len(xyz)), indexing="ij")
+    obs = true_xy.reshape(-1, 2) + rng.normal(0.0, 0.2, (views.size, 2))
+    al = align_markers(views.ravel(), markers.ravel(), obs, nominal, (SIZE, SIZE), warn=False)
+    d = tmp_path_factory.mktemp("slab24")
+    write_alignment(al, d, "slab")
+    raw = render(true_xy)
+    return al, read_alignment_dir(d), d, raw, bottom
+
+
+def test_the_surface_analysis_prints_imods_signs_for_a_known_slab(aligned_slab):
+    """z rising with x by tan 4 deg: "incremental tilt angle change" about -4 (IMOD adds it to the tilts, and
+    tilt angle + d makes the volume's z = 0 the plane of slope -tan d); z rising with y by tan 3 deg: "X axis
+    tilt needed" about -3 (IMOD's tilt uses xtilt - XAXISTILT, and X-tilt phi levels the slope tan phi)."""
+    al, _, _, _, bottom = aligned_slab
+    a = analyse_surfaces(al.xyz_px, 2)
+    assert np.array_equal(np.array(a.bottom_of), bottom)
+    assert a.tilt_angle_change_deg == pytest.approx(-SLOPE_X_DEG, abs=0.25)
+    assert a.x_axis_tilt_needed_deg == pytest.approx(-SLOPE_Y_DEG, abs=0.25)
+    for fit in (a.bottom, a.top):
+        assert fit.x_axis_tilt_needed_deg == pytest.approx(-SLOPE_Y_DEG, abs=0.4)
+
+
+def reconstruct(saved, raw, plan):
+    ali = aligned_stack(raw, saved.transforms)
+    return weighted_back_projection(ali[plan.views], plan.tilts + plan.offset_deg, thickness=plan.thickness,
+                                    x_tilt_deg=plan.x_tilt, z_factors=plan.z_factors, shift_px=plan.shift_px)
+
+
+def test_level_and_imods_pasted_values_give_level_layers_and_the_old_sign_does_not(aligned_slab):
+    al, saved, d, raw, bottom = aligned_slab
+    levelled = plan_tomogram(saved, d, thickness=None, options=ReconstructOptions(level=2))
+    a = levelled.surfaces
+    assert levelled.levelled.x_axis_tilt_deg == pytest.approx(a.x_axis_tilt_needed_deg)  # reported as XAXISTILT
+    xy = np.loadtxt(d / "slabfid.xyz", usecols=(1, 2))[:, :2] - image_centre((SIZE, SIZE))  # aligned x-y of each bead
+    peaks = bead_peaks(reconstruct(saved, raw, levelled), xy)
+    assert np.all(np.abs(layer_slopes_deg(peaks, bottom)) < 0.2), layer_slopes_deg(peaks, bottom)
+    # what an IMOD user pastes from the log (two decimals): --x-axis-tilt <needed> --offset <change>
+    pasted = ReconstructOptions(x_axis_tilt_deg=round(a.x_axis_tilt_needed_deg, 2),
+                                offset_deg=round(a.tilt_angle_change_deg, 2), shift_px=levelled.shift_px)
+    plan = plan_tomogram(saved, d, thickness=levelled.thickness, options=pasted)
+    np.testing.assert_allclose(plan.x_tilt, levelled.x_tilt, atol=0.006)
+    peaks = bead_peaks(reconstruct(saved, raw, plan), xy)
+    assert np.all(np.abs(layer_slopes_deg(peaks, bottom)) < 0.2), layer_slopes_deg(peaks, bottom)
+    # the sign this replaced (XAXISTILT added to the X-tilts) doubles the slope in y instead
+    wrong = plan_tomogram(saved, d, thickness=levelled.thickness,
+                          options=ReconstructOptions(x_axis_tilt_deg=-a.x_axis_tilt_needed_deg,
+                                                     offset_deg=a.tilt_angle_change_deg, shift_px=levelled.shift_px))
+    peaks = bead_peaks(reconstruct(saved, raw, wrong), xy)
+    assert np.all(np.abs(layer_slopes_deg(peaks, bottom)[:, 1]) > 4.0)
+
+
+def test_an_xtilt_is_applied_as_tiltaligns_model_defines_it():
+    """Beads projected by the full model (`alignment.model`, tiltalign's ``Y(t) Xr(phi)``) with a per-view X-tilt
+    of about 2 deg come back at their true 3-D positions when the WBP is given the ``.xtilt`` values as they
+    are (`wbp_x_tilts` with no XAXISTILT); given the opposite sign, they do not."""
+    xyz, _ = slab(seed=4)
+    xyz -= xyz.mean(axis=0)
+    tilts = np.linspace(-60.0, 60.0, N_VIEWS)
+    vp = np.zeros((N_VIEWS, 5))
+    vp[:, 0], vp[:, 2] = np.radians(tilts), 1.0
+    params = default_full_params(vp)
+    phi = 2.07 + 0.8 * np.linspace(-1.0, 1.0, N_VIEWS)  # BBa-like: aligna.com's 2.07 on average, linear in view
+    params[:, XTILT] = np.radians(phi)
+    views = render(predict_all_full(params, xyz) + image_centre((SIZE, SIZE)))  # already aligned: no rotation
+    for x_tilt, good in ((wbp_x_tilts(phi, 0.0), True), (wbp_x_tilts(-phi, 0.0), False)):
+        vol = weighted_back_projection(views, tilts, thickness=128, x_tilt_deg=x_tilt)
+        err = np.abs(bead_peaks(vol, xyz[:, :2]) - xyz)
+        if good:
+            assert err.max() < 0.6, err.max(axis=0)
+        else:
+            assert np.median(err[:, 2]) > 3.0
