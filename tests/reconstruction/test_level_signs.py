@@ -6,8 +6,9 @@ projected through a known geometry, aligned, analysed (IMOD's surface analysis) 
 - the printed "incremental tilt angle change" and "X axis tilt needed" have IMOD's signs for that slab
   (`positioning`'s docstring derives them from IMOD's ``tilt`` and ``tiltalign``);
 - ``reconstruct --level`` and ``--x-axis-tilt <needed> --offset <change>`` pasted as an IMOD user would,
-  both give a volume whose bead layers are level (planes fitted to the bead peaks: slope < 0.2 degrees),
-  and the old sign (XAXISTILT added) does not;
+  both give a volume whose bead layers are level (planes fitted to the bead peaks: slope < 0.2 degrees)
+  and centred in Z (the markers 20 px off the tilt axis; IMOD's ``SHIFT`` z is negated for `wbp`), and the
+  old sign (XAXISTILT added) does not;
 - a full-model alignment's ``.xtilt`` is applied as tiltalign's projection model defines it: beads projected
   with per-view X-tilts come back at their true positions in the WBP, and with the opposite sign they do not
   (the full-model WBP tests compare with a reference that shares `wbp`'s formula; this one does not).
@@ -27,6 +28,7 @@ from napari_tomoalign.reconstruction.warp import aligned_stack
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
 SIZE, N_VIEWS, THICK = 256, 41, 56.0
+AXIS_Z_SHIFT = 20.0
 SLOPE_X_DEG, SLOPE_Y_DEG = 4.0, 3.0  # the slab: z rises with x by tan 4 deg (turned about y), with y by tan 3 deg
 
 
@@ -90,14 +92,21 @@ def bead_peaks(vol, xy_px):
     return np.array(out)
 
 
-def layer_slopes_deg(peaks, bottom):
-    """Per layer, the slopes in x and in y (degrees) of the plane fitted to its bead peaks."""
-    slopes = []
+def layer_planes(peaks, bottom):
+    """Per layer, the slopes in x and in y (degrees) of the plane fitted to its bead peaks, and its height at
+    the volume's centre (px)."""
+    planes = []
     for layer in (bottom, ~bottom):
         p = peaks[layer]
-        (a, b, _), *_ = np.linalg.lstsq(np.column_stack([p[:, 0], p[:, 1], np.ones(len(p))]), p[:, 2], rcond=None)
-        slopes.append(np.degrees(np.arctan([a, b])))
-    return np.array(slopes)
+        (a, b, c), *_ = np.linalg.lstsq(np.column_stack([p[:, 0], p[:, 1], np.ones(len(p))]), p[:, 2], rcond=None)
+        planes.append([*np.degrees(np.arctan([a, b])), c])
+    return np.array(planes)
+
+
+def assert_level_and_centred(peaks, bottom):
+    planes = layer_planes(peaks, bottom)
+    assert np.all(np.abs(planes[:, :2]) < 0.2), planes
+    assert abs(planes[:, 2].mean()) < 1.5 and planes[1, 2] - planes[0, 2] == pytest.approx(THICK, abs=2.0), planes
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +120,7 @@ def aligned_slab(tmp_path_factory):
     obs = true_xy.reshape(-1, 2) + rng.normal(0.0, 0.2, (views.size, 2))
     al = align_markers(views.ravel(), markers.ravel(), obs, nominal, (SIZE, SIZE), warn=False)
     d = tmp_path_factory.mktemp("slab24")
-    write_alignment(al, d, "slab")
+    write_alignment(al, d, "slab", axis_z_shift_px=AXIS_Z_SHIFT)  # the markers' centre 20 px off the tilt axis
     raw = render(true_xy)
     return al, read_alignment_dir(d), d, raw, bottom
 
@@ -141,21 +150,21 @@ def test_level_and_imods_pasted_values_give_level_layers_and_the_old_sign_does_n
     a = levelled.surfaces
     assert levelled.levelled.x_axis_tilt_deg == pytest.approx(a.x_axis_tilt_needed_deg)  # reported as XAXISTILT
     xy = np.loadtxt(d / "slabfid.xyz", usecols=(1, 2))[:, :2] - image_centre((SIZE, SIZE))  # aligned x-y of each bead
-    peaks = bead_peaks(reconstruct(saved, raw, levelled), xy)
-    assert np.all(np.abs(layer_slopes_deg(peaks, bottom)) < 0.2), layer_slopes_deg(peaks, bottom)
-    # what an IMOD user pastes from the log (two decimals): --x-axis-tilt <needed> --offset <change>
+    assert abs(levelled.levelled.z_shift_px) == pytest.approx(AXIS_Z_SHIFT, abs=1.0)
+    assert_level_and_centred(bead_peaks(reconstruct(saved, raw, levelled), xy), bottom)
+    # what an IMOD user pastes (two decimals): --x-axis-tilt <needed> --offset <change> --shift 0 <SHIFT z>
     pasted = ReconstructOptions(x_axis_tilt_deg=round(a.x_axis_tilt_needed_deg, 2),
-                                offset_deg=round(a.tilt_angle_change_deg, 2), shift_px=levelled.shift_px)
+                                offset_deg=round(a.tilt_angle_change_deg, 2),
+                                shift_px=(0.0, round(levelled.levelled.z_shift_px, 1)))
     plan = plan_tomogram(saved, d, thickness=levelled.thickness, options=pasted)
     np.testing.assert_allclose(plan.x_tilt, levelled.x_tilt, atol=0.006)
-    peaks = bead_peaks(reconstruct(saved, raw, plan), xy)
-    assert np.all(np.abs(layer_slopes_deg(peaks, bottom)) < 0.2), layer_slopes_deg(peaks, bottom)
+    assert_level_and_centred(bead_peaks(reconstruct(saved, raw, plan), xy), bottom)
     # the sign this replaced (XAXISTILT added to the X-tilts) doubles the slope in y instead
     wrong = plan_tomogram(saved, d, thickness=levelled.thickness,
                           options=ReconstructOptions(x_axis_tilt_deg=-a.x_axis_tilt_needed_deg,
-                                                     offset_deg=a.tilt_angle_change_deg, shift_px=levelled.shift_px))
-    peaks = bead_peaks(reconstruct(saved, raw, wrong), xy)
-    assert np.all(np.abs(layer_slopes_deg(peaks, bottom)[:, 1]) > 4.0)
+                                                     offset_deg=a.tilt_angle_change_deg,
+                                                     shift_px=(0.0, levelled.levelled.z_shift_px)))
+    assert np.all(np.abs(layer_planes(bead_peaks(reconstruct(saved, raw, wrong), xy), bottom)[:, 1]) > 4.0)
 
 
 def test_an_xtilt_is_applied_as_tiltaligns_model_defines_it():

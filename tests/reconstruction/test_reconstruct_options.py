@@ -30,7 +30,7 @@ def test_imod_options_give_the_in_memory_volume(demo_dir, tmp_path):
     views = np.flatnonzero(saved.view_determined & ~np.isin(np.arange(61), [0, 1, 2, 60]))
     ali = aligned_stack(raw[views], saved.transforms[views], binning=4)
     ref = weighted_back_projection(ali, saved.tilt_angles_deg[views] + 0.5, thickness=24, lowpass_cutoff=0.35,
-                                   shift_px=(1.0, -2.0))
+                                   shift_px=(1.0, 2.0))  # IMOD's SHIFT 4 -8: z negated for wbp (wbp_shift)
     with mrcfile.open(rec) as m:
         got = m.data.copy()
         assert m.voxel_size.x == pytest.approx(40.0) and m.header.mode == 2

@@ -25,7 +25,9 @@ Signs, from IMOD's ``tilt`` (``tilt.f``) and ``tiltalign`` (``alignment-model.md
 ``z = -zz`` and ``phi = xtilt - XAXISTILT``. So IMOD's tomogram has the fid.xyz's positive z at the
 bottom, a ``.xtilt`` is applied as it is and ``XAXISTILT`` is *subtracted* from it. Here a marker's z is
 the volume's z and `wbp` takes ``phi`` itself; `wbp_x_tilts` makes ``phi`` from a ``.xtilt`` and an
-``XAXISTILT``, the one place that sign lives.
+``XAXISTILT``, the one place that sign lives. In the same way ``tilt``'s row ``zz = I - ithick/2 - SHIFT_z``
+puts the fid.xyz's ``z`` at row ``ithick/2 + SHIFT_z - z``, and `wbp` puts it at ``n_z/2 + shift_z + z``:
+the same slab of the specimen is kept with ``shift_z = -SHIFT_z`` (`wbp_shift`; x is not flipped).
 
 What levels a plane ``z = a x + b y + c`` of the markers: a volume point ``(y, z)`` is the specimen's
 ``(y cos phi - z sin phi, y sin phi + z cos phi)``, so the volume's z = 0 is the plane of slope
@@ -253,12 +255,18 @@ def wbp_x_tilts(x_tilts_deg: NDArray[np.float64] | float, xaxistilt_deg: float) 
     return np.asarray(x_tilts_deg, dtype=float) - float(xaxistilt_deg)
 
 
+def wbp_shift(shift_px: tuple[float, float]) -> tuple[float, float]:
+    """`wbp`'s ``shift_px`` from IMOD's ``SHIFT x z`` (unbinned pixels): x as it is, z negated, so that the
+    volume holds the same slab of the specimen as IMOD's ``tilt`` with that ``SHIFT`` (module docstring)."""
+    return float(shift_px[0]), -float(shift_px[1])
+
+
 @dataclass(frozen=True)
 class Levelling:
     """What reconstructs the section level and held, in IMOD's terms: add ``tilt_change_deg`` to every
     tilt angle (``AngleOffset``/``OFFSET``), reconstruct with ``x_axis_tilt_deg`` as IMOD's ``XAXISTILT``
-    (`wbp_x_tilts`), ``thickness_px`` thick, shifted by ``z_shift_px`` (`wbp`'s ``shift_px`` z, unbinned
-    pixels)."""
+    (`wbp_x_tilts`), ``thickness_px`` thick, shifted by ``z_shift_px`` (IMOD's ``SHIFT`` z, unbinned pixels:
+    `wbp_shift`)."""
 
     tilt_change_deg: float
     x_axis_tilt_deg: float
@@ -270,7 +278,8 @@ class Levelling:
         return (f"Levelled from the surface analysis ({n_surfaces} surface{'s' if n_surfaces > 1 else ''}): angle"
                 f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT, as"
                 " --x-axis-tilt takes it: the 'X axis tilt needed' above), thickness"
-                f" {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned)")
+                f" {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift takes"
+                " it)")
 
 
 def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
@@ -289,4 +298,4 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     zp = xyz[:, 0] * np.sin(d) + zl * np.cos(d)
     lo, hi = float(zp.min()), float(zp.max())
     half = 1.1 * (hi - lo) / 2.0 + margin_px
-    return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), -(lo + hi) / 2.0)
+    return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0)

@@ -3,7 +3,8 @@
 Options, as IMOD's ``tilt`` names them: ``--radial CUTOFF FALLOFF`` (``RADIAL``), ``--x-axis-tilt``
 (``XAXISTILT``, subtracted from the alignment's own X-tilts as IMOD's ``tilt`` does: paste the
 "X axis tilt needed" of the surface analysis; `positioning.wbp_x_tilts`), ``--offset`` (``OFFSET``, added to every tilt
-angle), ``--shift X Z`` (``SHIFT``), ``--exclude-views`` (``EXCLUDELIST``, numbered from 1),
+angle), ``--shift X Z`` (``SHIFT``; IMOD's tomogram is upside down to
+ours, so Z is negated for `wbp`: `positioning.wbp_shift`), ``--exclude-views`` (``EXCLUDELIST``, numbered from 1),
 ``--sirt-like N`` (the radial filter of N SIRT iterations), ``--mode`` and ``--scale ADD MULT``
 (``MODE``, ``SCALE``; the default keeps a signed 16-bit input's mode, as ``newstack`` and ``tilt`` do),
 ``--memory`` (the slab is picked to stay within it; default half of what is available) and
@@ -71,7 +72,8 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
                         " the section; subtracted from the alignment's per-view X tilts (.xtilt), as IMOD's tilt does")
     p.add_argument("--offset", type=float, default=0.0, metavar="DEG", help="added to every tilt angle (OFFSET)")
     p.add_argument("--shift", type=float, nargs=2, metavar=("X", "Z"),
-                   help="shift of the volume in X and Z, unbinned pixels (IMOD's SHIFT)")
+                   help="IMOD's SHIFT: shift of the volume in X and Z, unbinned pixels; the same numbers keep the same slab"
+                        " of the specimen as in IMOD's tomogram (whose Z is upside down to ours)")
     p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,
@@ -208,7 +210,7 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     import numpy as np
 
     from ..errors import UsageError
-    from .positioning import wbp_x_tilts
+    from .positioning import wbp_shift, wbp_x_tilts
 
     d = Path(alignment_dir)
     n = len(saved.transforms)
@@ -229,10 +231,11 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
         levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
                            z_shift_px=shift[1])
     x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
+    shift = wbp_shift(shift or (0.0, 0.0))
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
     check_offset(tilts, views, offset)
-    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info,
+    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift, int(thickness), info,
                         analysis, levelled)
 
 
