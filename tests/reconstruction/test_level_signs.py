@@ -23,7 +23,7 @@ import pytest
 from scipy import ndimage
 
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.model import XTILT, default_full_params, predict_all, predict_all_full
+from napari_tomoalign.alignment.model import DMAG, SKEW, XTILT, default_full_params, predict_all, predict_all_full
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
 from napari_tomoalign.io.alignment import read_alignment_dir, write_alignment
@@ -234,3 +234,35 @@ def test_a_full_model_alignment_with_x_tilts_reconstructs_level_and_sharpest_wit
     for other in (plan.x_tilt - own, plan.x_tilt - 2 * own):  # the .xtilt left out; negated
         vol = reconstruct(saved, raw, replace(plan, x_tilt=other))
         assert height > 1.25 * np.median(peak_heights(vol, bead_peaks(vol, xy)))
+
+
+def test_a_full_model_alignments_zfac_is_applied_with_imods_sign(tmp_path):
+    """The slab (twice as thick) seen with an X-stretch of -2..+2 % and a skew of -1.5..+1.5 deg over the series,
+    aligned by the full model (``XStretchOption 1``, ``SkewOption 1``): the written ``.zfac`` is applied as it is
+    (tilt.f negates IMOD's Z factors together with its z), and the beads are sharper with it than without it
+    or with it negated."""
+    xyz, bottom = slab()
+    xyz[:, 2] *= 2.0
+    nominal, vp = geometry()
+    vp[:, 1] = np.radians(86.0)
+    params = default_full_params(vp)
+    s = np.linspace(-1.0, 1.0, N_VIEWS)
+    params[:, DMAG], params[:, SKEW] = 0.02 * s, np.radians(1.5 * s)
+    true_xy = predict_all_full(params, xyz) + image_centre((SIZE, SIZE))
+    views, markers = np.meshgrid(np.arange(N_VIEWS), np.arange(len(xyz)), indexing="ij")
+    obs = true_xy.reshape(-1, 2) + np.random.default_rng(5).normal(0.0, 0.1, (views.size, 2))
+    entries = {"RotationAngle": ["86"], "RotOption": ["-1"], "TiltOption": ["2"], "MagOption": ["1"],
+               "MagReferenceView": [str(N_VIEWS // 2 + 1)], "XStretchOption": ["1"], "SkewOption": ["1"]}
+    al = align_markers(views.ravel(), markers.ravel(), obs, nominal, (SIZE, SIZE),
+                       settings=settings_from_com(entries, nominal), warn=False)
+    write_alignment(al, tmp_path, "slab", axis_z_shift_px=AXIS_Z_SHIFT)
+    saved = read_alignment_dir(tmp_path)
+    plan = plan_tomogram(saved, tmp_path, thickness=None, options=ReconstructOptions(level=2))
+    assert np.abs(plan.z_factors).max() > 0.03
+    xy = np.loadtxt(tmp_path / "slabfid.xyz", usecols=(1, 2)) - image_centre((SIZE, SIZE))
+    raw = render(true_xy)
+    heights = []
+    for z_factors in (plan.z_factors, None, -plan.z_factors):
+        vol = reconstruct(saved, raw, replace(plan, z_factors=z_factors))
+        heights.append(np.median(peak_heights(vol, bead_peaks(vol, xy))))
+    assert heights[0] > 1.15 * max(heights[1:]), heights
