@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support.paths import DATA
 
-from napari_tomoalign.reconstruction.positioning import analyse_surfaces, level_parameters
+from napari_tomoalign.reconstruction.positioning import analyse_surfaces, level_parameters, wbp_shift, wbp_x_tilts
 from napari_tomoalign.reconstruction.wbp import projection_coefficients
 
 
@@ -64,7 +64,8 @@ def test_two_layers_found_and_levelled_through_the_wbp_geometry(seed):
     tilts = np.arange(-60.0, 61.0, 2.0)
     n_y = n_x = 1024
     coef = projection_coefficients(tilts + lev.tilt_change_deg, (n_y, n_x), lev.thickness_px,
-                                   x_tilt_deg=lev.x_axis_tilt_deg, shift_px=(0.0, lev.z_shift_px))
+                                   x_tilt_deg=wbp_x_tilts(0.0, lev.x_axis_tilt_deg),
+                                   shift_px=wbp_shift((0.0, lev.z_shift_px)))
     t = np.radians(tilts)
     placed = []
     for x, y, z in xyz:

@@ -30,7 +30,7 @@ def test_imod_options_give_the_in_memory_volume(demo_dir, tmp_path):
     views = np.flatnonzero(saved.view_determined & ~np.isin(np.arange(61), [0, 1, 2, 60]))
     ali = aligned_stack(raw[views], saved.transforms[views], binning=4)
     ref = weighted_back_projection(ali, saved.tilt_angles_deg[views] + 0.5, thickness=24, lowpass_cutoff=0.35,
-                                   shift_px=(1.0, -2.0))
+                                   shift_px=(1.0, 2.0))  # IMOD's SHIFT 4 -8: z negated for wbp (wbp_shift)
     with mrcfile.open(rec) as m:
         got = m.data.copy()
         assert m.voxel_size.x == pytest.approx(40.0) and m.header.mode == 2
@@ -162,7 +162,7 @@ def test_local_takes_the_filter_views_and_angles_options(demo_dir, local_dir, tm
         raw = m.data.copy()
     use = saved.view_determined & ~np.isin(np.arange(61), [0, 1, 60])
     ali = aligned_stack(raw, saved.transforms, binning=4)
-    x_tilt = (np.zeros(61) if saved.x_tilts_deg is None else saved.x_tilts_deg) + 1.5
+    x_tilt = (np.zeros(61) if saved.x_tilts_deg is None else saved.x_tilts_deg) - 1.5  # XAXISTILT: subtracted
     tilts = saved.tilt_angles_deg + 0.7
     lp = local_projection_for(local_dir / "samplelocal.xf", tilts, x_tilt, (128, 128), saved.pixel_size_nm,
                               saved.pixel_size_nm, 4)

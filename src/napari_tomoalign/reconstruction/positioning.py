@@ -16,10 +16,25 @@ average slope and X-tilt, split them at the middle of the rotated z range, refit
 holds (at most six rounds); then move the point with the largest residual to the other layer while
 that lowers the summed residuals (a layer keeps at least 3 points, the donor at least 4).
 
-Signs. IMOD's tomograms come out with the fid.xyz's positive z at the bottom, and its ``XAXISTILT`` is
-the printed "X axis tilt needed". Here a marker's z is the volume's z (`wbp`), so the same
-levelling is an X-axis tilt of ``+alpha`` in `wbp`'s formula; the tilt angle change has the same sign
-in both (`level_parameters`).
+Signs, from IMOD's ``tilt`` (``tilt.f``) and ``tiltalign`` (``alignment-model.md``, ``imod-full-model.md``).
+``tiltalign`` projects a marker at ``(x, y, z)`` (its fid.xyz, centroid zero) by ``Y(t) Xr(phi)``:
+``u = x cos t + (y sin phi + z cos phi) sin t``, ``v = y cos phi - z sin phi``, with ``t`` the ``.tlt`` and
+``phi`` the ``.xtilt`` value. ``tilt`` back-projects output row ``zz`` of a slice with ``sin t`` and
+``sin alpha`` negated and the Z factors negated ("things are upside down here"), and with
+``alpha = xtilt - XAXISTILT`` (``alpha(iv) = alpha(iv) - globalpha``): that is the same formula with
+``z = -zz`` and ``phi = xtilt - XAXISTILT``. So IMOD's tomogram has the fid.xyz's positive z at the
+bottom, a ``.xtilt`` is applied as it is and ``XAXISTILT`` is *subtracted* from it. Here a marker's z is
+the volume's z and `wbp` takes ``phi`` itself; `wbp_x_tilts` makes ``phi`` from a ``.xtilt`` and an
+``XAXISTILT``, the one place that sign lives. In the same way ``tilt``'s row ``zz = I - ithick/2 - SHIFT_z``
+puts the fid.xyz's ``z`` at row ``ithick/2 + SHIFT_z - z``, and `wbp` puts it at ``n_z/2 + shift_z + z``:
+the same slab of the specimen is kept with ``shift_z = -SHIFT_z`` (`wbp_shift`; x is not flipped).
+
+What levels a plane ``z = a x + b y + c`` of the markers: a volume point ``(y, z)`` is the specimen's
+``(y cos phi - z sin phi, y sin phi + z cos phi)``, so the volume's z = 0 is the plane of slope
+``tan phi`` in y: ``phi = atan b = alpha``, i.e. ``XAXISTILT = -alpha``, the printed "X axis tilt needed"
+(as etomo copies it into ``tilt.com``). Adding ``d`` to every tilt angle makes the volume's z = 0 the
+plane of slope ``-tan d`` in x: ``d = atan(-slope)``, the printed "incremental tilt angle change", added
+to the tilt angles here as by IMOD's ``AngleOffset`` or ``OFFSET``.
 """
 
 from __future__ import annotations
@@ -234,11 +249,24 @@ def analyse_surfaces(xyz_px: NDArray[np.float64], n_surfaces: int, *, angle_offs
     return SurfaceAnalysis(2, angle_offset_deg, first, lo, hi, c3, tuple(map(bool, bottom)))
 
 
+def wbp_x_tilts(x_tilts_deg: NDArray[np.float64] | float, xaxistilt_deg: float) -> NDArray[np.float64]:
+    """The X-axis tilt per view for `wbp` (tiltalign's ``phi``) from the alignment's ``.xtilt`` values and
+    IMOD's ``XAXISTILT``: the ``.xtilt`` minus ``XAXISTILT``, as IMOD's ``tilt`` combines them."""
+    return np.asarray(x_tilts_deg, dtype=float) - float(xaxistilt_deg)
+
+
+def wbp_shift(shift_px: tuple[float, float]) -> tuple[float, float]:
+    """`wbp`'s ``shift_px`` from IMOD's ``SHIFT x z`` (unbinned pixels): x as it is, z negated, so that the
+    volume holds the same slab of the specimen as IMOD's ``tilt`` with that ``SHIFT`` (module docstring)."""
+    return float(shift_px[0]), -float(shift_px[1])
+
+
 @dataclass(frozen=True)
 class Levelling:
-    """What `wbp` needs to reconstruct the section level and held: add ``tilt_change_deg`` to every
-    tilt angle, reconstruct with ``x_axis_tilt_deg``, ``thickness_px`` thick, shifted by ``z_shift_px``
-    (`wbp`'s ``shift_px`` z, unbinned pixels)."""
+    """What reconstructs the section level and held, in IMOD's terms: add ``tilt_change_deg`` to every
+    tilt angle (``AngleOffset``/``OFFSET``), reconstruct with ``x_axis_tilt_deg`` as IMOD's ``XAXISTILT``
+    (`wbp_x_tilts`), ``thickness_px`` thick, shifted by ``z_shift_px`` (IMOD's ``SHIFT`` z, unbinned pixels:
+    `wbp_shift`)."""
 
     tilt_change_deg: float
     x_axis_tilt_deg: float
@@ -248,9 +276,10 @@ class Levelling:
     def report(self, n_surfaces: int) -> str:
         """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
         return (f"Levelled from the surface analysis ({n_surfaces} surface{'s' if n_surfaces > 1 else ''}): angle"
-                f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (added to the"
-                " alignment's, in the markers' frame: minus the 'X axis tilt needed' above), thickness"
-                f" {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned)")
+                f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT, as"
+                " --x-axis-tilt takes it: the 'X axis tilt needed' above), thickness"
+                f" {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift takes"
+                " it)")
 
 
 def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
@@ -264,9 +293,9 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     xyz = np.asarray(xyz_px, dtype=float)
     xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
     d = np.radians(analysis.tilt_angle_change_deg)
-    f = -np.radians(analysis.x_axis_tilt_needed_deg)
+    f = np.radians(wbp_x_tilts(0.0, analysis.x_axis_tilt_needed_deg))
     zl = xyz[:, 2] * np.cos(f) - xyz[:, 1] * np.sin(f)
     zp = xyz[:, 0] * np.sin(d) + zl * np.cos(d)
     lo, hi = float(zp.min()), float(zp.max())
     half = 1.1 * (hi - lo) / 2.0 + margin_px
-    return Levelling(float(np.degrees(d)), float(np.degrees(f)), 2 * int(np.ceil(half)), -(lo + hi) / 2.0)
+    return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0)

@@ -1,8 +1,10 @@
 """The ``reconstruct`` job's IMOD-compatible options, and the streamed reconstruction of a solved alignment.
 
 Options, as IMOD's ``tilt`` names them: ``--radial CUTOFF FALLOFF`` (``RADIAL``), ``--x-axis-tilt``
-(``XAXISTILT``, added to the alignment's own X-tilts), ``--offset`` (``OFFSET``, added to every tilt
-angle), ``--shift X Z`` (``SHIFT``), ``--exclude-views`` (``EXCLUDELIST``, numbered from 1),
+(``XAXISTILT``, subtracted from the alignment's own X-tilts as IMOD's ``tilt`` does: paste the
+"X axis tilt needed" of the surface analysis; `positioning.wbp_x_tilts`), ``--offset`` (``OFFSET``, added to every tilt
+angle), ``--shift X Z`` (``SHIFT``; IMOD's tomogram is upside down to
+ours, so Z is negated for `wbp`: `positioning.wbp_shift`), ``--exclude-views`` (``EXCLUDELIST``, numbered from 1),
 ``--sirt-like N`` (the radial filter of N SIRT iterations), ``--mode`` and ``--scale ADD MULT``
 (``MODE``, ``SCALE``; the default keeps a signed 16-bit input's mode, as ``newstack`` and ``tilt`` do),
 ``--memory`` (the slab is picked to stay within it; default half of what is available) and
@@ -66,10 +68,12 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--radial", type=float, nargs=2, metavar=("CUTOFF", "FALLOFF"),
                    help="IMOD's RADIAL low-pass: cutoff and Gaussian falloff in cycles per binned pixel (0.35 0.05)")
     p.add_argument("--x-axis-tilt", type=float, default=0.0, metavar="DEG",
-                   help="X-axis tilt added to the alignment's own (IMOD's XAXISTILT)")
+                   help="IMOD's XAXISTILT: the 'X axis tilt needed' of align's (or tiltalign's) surface analysis levels"
+                        " the section; subtracted from the alignment's per-view X tilts (.xtilt), as IMOD's tilt does")
     p.add_argument("--offset", type=float, default=0.0, metavar="DEG", help="added to every tilt angle (OFFSET)")
     p.add_argument("--shift", type=float, nargs=2, metavar=("X", "Z"),
-                   help="shift of the volume in X and Z, unbinned pixels (IMOD's SHIFT)")
+                   help="IMOD's SHIFT: shift of the volume in X and Z, unbinned pixels; the same numbers keep the same slab"
+                        " of the specimen as in IMOD's tomogram (whose Z is upside down to ours)")
     p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,
@@ -206,11 +210,12 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     import numpy as np
 
     from ..errors import UsageError
+    from .positioning import wbp_shift, wbp_x_tilts
 
     d = Path(alignment_dir)
     n = len(saved.transforms)
     views = used_views(saved, options)
-    x_tilt = (np.zeros(n) if saved.x_tilts_deg is None else np.asarray(saved.x_tilts_deg, float)) + options.x_axis_tilt_deg
+    xaxistilt = options.x_axis_tilt_deg
     zfac_path = _one(d, "*.zfac")
     zf = read_pairs(zfac_path, n)[views] if zfac_path is not None else None
     tilts = np.asarray(saved.tilt_angles_deg, float)
@@ -220,14 +225,17 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     if options.level is not None:
         lev, analysis, info = _levelling(saved, d, options)
         offset += lev.tilt_change_deg
-        x_tilt = x_tilt + lev.x_axis_tilt_deg
+        xaxistilt += lev.x_axis_tilt_deg
         thickness = thickness if thickness is not None else lev.thickness_px
         shift = shift if shift is not None else (0.0, lev.z_shift_px)
-        levelled = replace(lev, tilt_change_deg=offset, thickness_px=int(thickness), z_shift_px=shift[1])
+        levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
+                           z_shift_px=shift[1])
+    x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
+    shift = wbp_shift(shift or (0.0, 0.0))
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
     check_offset(tilts, views, offset)
-    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift or (0.0, 0.0), int(thickness), info,
+    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift, int(thickness), info,
                         analysis, levelled)
 
 
@@ -270,6 +278,7 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | 
     import numpy as np
 
     from ..errors import UsageError
+    from .positioning import wbp_x_tilts
 
     check_options(options, lowpass=lowpass)
     refused = [flag for flag, given in (("--shift", options.shift_px is not None), ("--level", options.level is not None),
@@ -284,9 +293,8 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | 
     check_offset(tilts, views, options.offset_deg)
     use = np.zeros(tilts.size, bool)
     use[views] = True
-    x_tilt = None if saved.x_tilts_deg is None and options.x_axis_tilt_deg == 0 else (
-        (np.zeros(tilts.size) if saved.x_tilts_deg is None else np.asarray(saved.x_tilts_deg, float))
-        + options.x_axis_tilt_deg)
+    x_tilt = None if saved.x_tilts_deg is None and options.x_axis_tilt_deg == 0 else wbp_x_tilts(
+        np.zeros(tilts.size) if saved.x_tilts_deg is None else saved.x_tilts_deg, options.x_axis_tilt_deg)
     radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
     return {"tilts": tilts + options.offset_deg, "x_tilts": x_tilt, "use_view": use,
             "lowpass_cutoff": radial[0] if radial else None, "lowpass_falloff": radial[1] if radial else 0.05,

@@ -148,7 +148,8 @@ def weighted_back_projection(
         is projected with the local geometry of the patches around it, as IMOD's ``tilt`` does with a
         ``LOCALFILE``. All rows of the views are then filtered, even for a ``rows`` subset.
     x_tilt_deg
-        The X-axis tilt, one value or one per view (IMOD's ``XAXISTILT``, or its ``.xtilt`` file).
+        The X-axis tilt ``f``, one value or one per view: tiltalign's X-tilt, its ``.xtilt`` file as it is.
+        IMOD's ``XAXISTILT`` is *subtracted* from that (`positioning.wbp_x_tilts`), as IMOD's ``tilt`` does.
     z_factors
         ``(n_views, 2)`` IMOD's ``(xzfac, yzfac)`` per view (its ``.zfac`` file), per unbinned pixel of z.
     shift_px
