@@ -278,7 +278,7 @@ def _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes) -> Tr
     warnings = list(notes)
     if odd.any():
         warnings.append(f"{int(odd.sum())} track(s) shorter than 3 views or fainter than the gold were dropped")
-        tr.subset(np.flatnonzero(~odd))
+        tr.subset(np.flatnonzero(~odd), keep_model=True)
         al = clean_up(tr, rounds=0)
     noise = np.array([reader.sd.get(j, np.nan) for j in range(reader.n_views)])
     size = (reader.shape[1], reader.shape[0])
