@@ -106,9 +106,9 @@ class BeadProfile:
         r, norm = r[use], norm[use]
         grid = np.arange(0, r_max, STEP)
         values = np.empty(len(grid))
-        for i0 in range(0, len(grid), 64):  # kernel regression, in blocks to bound memory
-            w = np.exp(-0.5 * ((grid[i0 : i0 + 64, None] - r[None, :]) / 0.4) ** 2)
-            values[i0 : i0 + 64] = (w @ norm) / np.maximum(w.sum(axis=1), 1e-12)
+        for i0 in range(0, len(grid), 8):  # kernel regression, in blocks that stay in cache (64 rows: the same, 2x CPU)
+            w = np.exp(-0.5 * ((grid[i0 : i0 + 8, None] - r[None, :]) / 0.4) ** 2)
+            values[i0 : i0 + 8] = (w @ norm) / np.maximum(w.sum(axis=1), 1e-12)
         values -= np.mean(values[grid > r_max - 1.0])
         values *= _fade(grid, r_max)
         core = grid <= max(0.5, 0.4 * radius_px)
