@@ -89,8 +89,10 @@ def _fill_view(tr: BeadTracker, j: int, tol: float) -> int:
 
 
 def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
-    """Drop points the robust fit rejects with a large residual, refit; returns the final alignment."""
-    al = tr.refit(robust=True, final=True)
+    """Drop points the robust fit rejects with a large residual, refit; returns the final alignment. The fits
+    whose weights decide what is dropped start from scratch (warm-started from the last final fit, they kept
+    a few false points of clumps, ``--clumps track``); with ``rounds=0`` the one fit starts from the last."""
+    al = tr.refit(robust=True, final=True, cold=rounds > 0)
     for _ in range(rounds):
         if al is None or al.robust_weights is None:
             return al
@@ -102,7 +104,7 @@ def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
             return al
         beads = al.marker_ids[al.obs_marker[bad]] - 1
         tr.pos[al.obs_view[bad], beads] = np.nan
-        al = tr.refit(robust=True, final=True)
+        al = tr.refit(robust=True, final=True, cold=True)
     return al
 
 

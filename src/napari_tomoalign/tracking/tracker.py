@@ -141,8 +141,9 @@ class BeadTracker:
         return v.astype(np.intp), (b + 1).astype(np.int64), self.pos[v, b]
 
     # ------------------------------------------------------------------ the model
-    def refit(self, robust: bool = False, final: bool = False) -> Alignment | None:
-        """Solve the alignment of the points so far (warm-started); keep the old model if it cannot. On the
+    def refit(self, robust: bool = False, final: bool = False, cold: bool = False) -> Alignment | None:
+        """Solve the alignment of the points so far, warm-started from the model (a final fit only from a final
+        one; ``cold``: from scratch); keep the old model if it cannot. On the
         main thread the solver runs on its compiled kernels at every size: tracking has loaded numba
         already, and its dozens of solves of a few thousand to tens of thousands of points run faster
         there. (The switch is process-wide, so a worker thread, as in the dock, leaves it alone.)"""
@@ -152,7 +153,7 @@ class BeadTracker:
         else:
             opts = AlignmentOptions(tilt=VariableOption("fixed"), robust=robust, tilt_axis_deg=self.axis,
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
-        start = self.model if self.model is not None and (not final or self._final_model) else None
+        start = self.model if self.model is not None and (not final or self._final_model) and not cold else None
         shape = self.reader.shape
         with compiled_kernels():  # per thread: the dock's worker too
             try:
