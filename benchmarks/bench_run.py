@@ -5,6 +5,18 @@ with the same options from the tracked markers (`align_to_folder`), then `aligne
 
     python benchmarks/bench_run.py                   # 512 x 512 x 61 plastic-like series, 3 rounds
     python benchmarks/bench_run.py --size 1024 --views 41 --rounds 3   # issue 24's figure
+    python benchmarks/bench_run.py --size 1024 --views 41 --rounds 5 --against 26591e9,6c40658
+        # the whole ``tomoalign run`` process of this tree against the package at those commits
+    python benchmarks/bench_run.py --size 1024 --views 41 --rounds 5 --against 26591e9 --command track
+        # the same for ``tomoalign track`` alone (the tracking's share)
+
+With ``--against REV[,REV...]`` the in-process comparison is not made: instead the whole ``tomoalign run``
+process (Python start, imports, tracking, alignment, ``.ali`` and binned tomogram) of this tree and of the
+package at each git REV (``git archive REV src`` into a temporary folder) run one after the other in fresh
+processes on the same stack, after one warm-up process each (numba's cache). Prints the medians of the wall
+time and of the CPU time (user + system, every thread) and each ratio this/REV; the machine may be shared:
+read the CPU ratio beside the wall one. Issue 24's baseline: 6c40658 (when the issue was written) and
+26591e9 (the start of session 8).
 
 A third variant, "pre-24", is ``run_job`` with the images step as it was before issue 24 (kept below as
 `images_before_24`: warp, then bin the aligned view, in-memory WBP, float32 ``.ali``); issue 24's target is
@@ -19,8 +31,14 @@ read the ratios, not the absolute times.
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -106,6 +124,55 @@ def pre24_run(stack: Path, out: Path, diameter_px: float, binning: int) -> tuple
         run_module._images = new
 
 
+RUN = "import sys; from napari_tomoalign.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def run_process(src: str, stack: Path, out: Path, diameter_px: float, binning: int, command: str = "run"
+                ) -> tuple[float, float]:
+    """One ``tomoalign run`` (or ``track``) process on the package in ``src``: ``(wall s, CPU s)``."""
+    args = ["--bin", str(binning)] if command == "run" else []
+    out = out if command == "run" else out.with_suffix(".fid")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", RUN, command, str(stack), "--bead-diameter-px", f"{diameter_px:g}", "--output",
+                    str(out), *args, "--quiet"], env={**os.environ, "PYTHONPATH": src}, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def against(revs: list[str], stack: Path, work: Path, diameter_px: float, binning: int, rounds: int,
+            command: str = "run") -> None:
+    """The whole ``tomoalign run`` (or ``track``) process of this tree against the package at each of ``revs``."""
+    here = Path(__file__).resolve().parents[1]
+    trees = {"this tree": str(here / "src")}
+    for rev in revs:
+        archive = subprocess.run(["git", "-C", str(here), "archive", rev, "src"], check=True, capture_output=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(work / f"tree-{rev}", filter="data")
+        trees[rev] = str(work / f"tree-{rev}" / "src")
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in trees}
+    for r in range(rounds + 1):
+        for label, src in (trees.items() if r % 2 else reversed(trees.items())):
+            out = work / f"run-{label.replace(' ', '-')}-{r}"
+            t = run_process(src, stack, out, diameter_px, binning, command)
+            if r:  # round 0 fills numba's cache of each tree
+                times[label].append(t)
+    xf = {k: read_xf(work / f"run-{k.replace(' ', '-')}-{rounds}" / "alignment" / "beads.xf") if command == "run"
+          else np.zeros(1) for k in trees}
+    new_wall = statistics.median(t[0] for t in times["this tree"])
+    new_cpu = statistics.median(t[1] for t in times["this tree"])
+    print(f"whole tomoalign {command} process, {rounds} rounds (medians; machine may be shared)")
+    print(f"  {'this tree':10s} wall {new_wall:6.2f} s   CPU {new_cpu:6.2f} s   ({len(times['this tree'])} runs:"
+          f" wall {', '.join(f'{t[0]:.2f}' for t in times['this tree'])})")
+    for rev in revs:
+        wall = statistics.median(t[0] for t in times[rev])
+        cpu = statistics.median(t[1] for t in times[rev])
+        print(f"  {rev:10s} wall {wall:6.2f} s   CPU {cpu:6.2f} s   this/{rev}: wall {new_wall / wall:5.2f}"
+              f"   CPU {new_cpu / cpu:5.2f}" + (f"   .xf max difference {np.abs(xf[rev] - xf['this tree']).max():.2e} px"
+                                             if command == "run" else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512)
@@ -113,6 +180,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bin", type=int, default=2)
     ap.add_argument("--int16", action="store_true", help="an int16 stack (counts), as a camera writes it")
+    ap.add_argument("--against", metavar="REV[,REV]", help="whole tomoalign run processes against the package at REV")
+    ap.add_argument("--command", choices=("run", "track"), default="run", help="with --against: the command timed")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_run_"))
     try:
@@ -123,6 +192,9 @@ def main() -> None:
             img = np.rint(1000.0 + 300.0 * (img - img.mean()) / img.std()).astype(np.int16)
         write_mrc(stack, img, 10.0 * s.pixel_size_nm)
         (work / "beads.rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
+        if args.against:
+            against(args.against.split(","), stack, work, s.bead_diameter_px, args.bin, args.rounds, args.command)
+            return
         times: dict[str, list[tuple[float, float]]] = {"old": [], "new": [], "pre24": []}
         order = (("old", old_run), ("pre24", pre24_run), ("new", new_run))
         for r in range(args.rounds + 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
@@ -81,8 +82,7 @@ def _ncc_maps(patches: NDArray[np.float32], templates: NDArray[np.float32]) -> N
     w = fft_workers()
     cc = sfft.irfft2(np.conj(sfft.rfft2(pad, workers=w)) * sfft.rfft2(patches, workers=w), s=(size, size),
                      workers=w)[:, :n, :n]
-    c1 = np.cumsum(np.cumsum(np.pad(patches, ((0, 0), (1, 0), (1, 0))), 1), 2, dtype=np.float64)
-    c2 = np.cumsum(np.cumsum(np.pad(patches.astype(np.float64) ** 2, ((0, 0), (1, 0), (1, 0))), 1), 2)
+    c1, c2 = _integral_images(np.ascontiguousarray(patches, dtype=np.float32))
 
     def box(c):
         return c[:, b:, b:] - c[:, :n, b:] - c[:, b:, :n] + c[:, :n, :n]
@@ -90,6 +90,32 @@ def _ncc_maps(patches: NDArray[np.float32], templates: NDArray[np.float32]) -> N
     s1, s2 = box(c1), box(c2)
     var = np.maximum(s2 - s1 * s1 / (b * b), 1e-12)
     return cc / np.sqrt(var)
+
+
+@numba.njit(cache=True, nogil=True)
+def _integral_images(p):  # pragma: no cover - compiled
+    """The summed-area tables of ``p`` ``(k, P, P)`` and of its square, with a zero first row and column:
+    ``np.cumsum(np.cumsum(pad(p), 1), 2, dtype=float64)`` (rows summed in float32, as numpy does for float32)
+    and the same of ``pad(p.astype(float64) ** 2)``, in one pass without the padded copies."""
+    k, size = p.shape[0], p.shape[1]
+    c1 = np.zeros((k, size + 1, size + 1))
+    c2 = np.zeros((k, size + 1, size + 1))
+    col1 = np.zeros(size + 1, dtype=np.float32)
+    col2 = np.zeros(size + 1)
+    for q in range(k):
+        col1[:] = 0.0
+        col2[:] = 0.0
+        for i in range(1, size + 1):
+            row1, row2 = 0.0, 0.0
+            for j in range(1, size + 1):
+                v = p[q, i - 1, j - 1]
+                col1[j] = col1[j] + v
+                col2[j] = col2[j] + np.float64(v) * np.float64(v)
+                row1 += np.float64(col1[j])
+                row2 += col2[j]
+                c1[q, i, j] = row1
+                c2[q, i, j] = row2
+    return c1, c2
 
 
 def measure_beads(img: NDArray[np.float32], pred: NDArray[np.float64], templates: NDArray[np.float32],

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -30,12 +31,11 @@ Progress = Callable[[str, int, int, str], None]
 def _local_contrast(tr: BeadTracker, j: int, span: int = 4) -> NDArray[np.float64]:
     """Each bead's median contrast over the ``span`` views nearest ``j`` in tilt (its whole track if none)."""
     near = np.argsort(np.abs(tr.tilts - tr.tilts[j]), kind="stable")[1 : span + 1]
-    out = np.full(tr.n_beads, np.nan)
-    for b in range(tr.n_beads):
-        local = tr.contrast[near, b][np.isfinite(tr.contrast[near, b])]
-        whole = tr.contrast[:, b][np.isfinite(tr.contrast[:, b])]
-        if local.size or whole.size:
-            out[b] = np.median(local if local.size else whole)
+    c = np.where(np.isfinite(tr.contrast), tr.contrast, np.nan)
+    with warnings.catch_warnings():  # beads with no value: NaN, replaced below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        local, whole = np.nanmedian(c[near], axis=0), np.nanmedian(c, axis=0)
+    out = np.where(np.isfinite(c[near]).any(axis=0), local, whole)
     return np.where(np.isfinite(out), out, tr.mean_contrast)
 
 
@@ -89,8 +89,10 @@ def _fill_view(tr: BeadTracker, j: int, tol: float) -> int:
 
 
 def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
-    """Drop points the robust fit rejects with a large residual, refit; returns the final alignment."""
-    al = tr.refit(robust=True, final=True)
+    """Drop points the robust fit rejects with a large residual, refit; returns the final alignment. The fits
+    whose weights decide what is dropped start from scratch (warm-started from the last final fit, they kept
+    a few false points of clumps, ``--clumps track``); with ``rounds=0`` the one fit starts from the last."""
+    al = tr.refit(robust=True, final=True, cold=rounds > 0)
     for _ in range(rounds):
         if al is None or al.robust_weights is None:
             return al
@@ -102,7 +104,7 @@ def clean_up(tr: BeadTracker, rounds: int = 3) -> Alignment | None:
             return al
         beads = al.marker_ids[al.obs_marker[bad]] - 1
         tr.pos[al.obs_view[bad], beads] = np.nan
-        al = tr.refit(robust=True, final=True)
+        al = tr.refit(robust=True, final=True, cold=True)
     return al
 
 

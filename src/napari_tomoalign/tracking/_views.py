@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 from collections import OrderedDict
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -159,8 +160,22 @@ def extract_patches(img: NDArray, origins: NDArray[np.intp], size: int,
     inside = (origins[:, 0] >= 0) & (origins[:, 1] >= 0) & (origins[:, 0] + size <= cols) & (origins[:, 1] + size <= rows)
     yc = np.clip(ys, 0, rows - 1)
     xc = np.clip(xs, 0, cols - 1)
-    patches = img[yc[:, :, None], xc[:, None, :]].astype(np.float32, copy=False)
+    if isinstance(img, np.ndarray) and img.dtype == np.float32 and img.flags.c_contiguous:
+        patches = np.empty((len(origins), size, size), np.float32)
+        _gather(img, yc, xc, patches)  # the same copy as the fancy index below, without its index arrays
+    else:
+        patches = img[yc[:, :, None], xc[:, None, :]].astype(np.float32, copy=False)
     if outside is not None and not inside.all():
         out = (ys != yc)[:, :, None] | (xs != xc)[:, None, :]
         patches[out] = outside
     return patches, inside
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather(img, yc, xc, out):  # pragma: no cover - compiled
+    """``out[k, i, j] = img[yc[k, i], xc[k, j]]``."""
+    for k in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            row = img[yc[k, i]]
+            for j in range(out.shape[2]):
+                out[k, i, j] = row[xc[k, j]]

@@ -18,8 +18,9 @@ from ..io.atomic import check_writable
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
+from ..jobs.threads import thread_limit
 from .diameter import resolve_diameter
-from .pipeline import track_beads
+from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
 
 Progress = Callable[[str, int, int, str], None]
@@ -118,8 +119,9 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     d_px = None if auto else facts.bead_diameter_px(
         given_nm, given_px, pixel_nm, image_size=(cols, rows), where=str(stack_path),
         pixel_source="the header's" if job.pixel_size_nm is None else "the given")
-    d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None else "px",
-                            job.dark)
+    with thread_limit(TRACKING_THREADS if threads is None else threads):  # as the tracking (`pipeline`)
+        d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
+                                else "px", job.dark)
     result = track_beads(series.data, tilts, d_px, tilt_axis_deg=job.tilt_axis_deg, n_beads=n_beads,
                          progress=progress, threads=threads, clumps=job.clumps, dark=job.dark)
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)

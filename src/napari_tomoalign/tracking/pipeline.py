@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..alignment.result import Alignment
 from ..errors import Cancelled
-from ..jobs.threads import honours_threads
+from ..jobs.threads import honours_threads, thread_limit
 from ..reconstruction.input_checks import check_finite_views
 from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
@@ -28,6 +28,10 @@ from .tracker import BeadTracker, outward_order
 Progress = Callable[[str, int, int, str], None]
 SHORT_TRACK_SPAN_DEG = 20.0
 POOL_FACTOR = 3
+# Threads of the tracking's compiled loops, BLAS and FFTs when the caller sets none: one. Tracking is hundreds
+# of steps of a few milliseconds, where waking a second thread (and its spinning between steps) cost more
+# than it saved: 1024² x 41, 2 cores, 2.9 s CPU on one thread against 5.7 s on two, and less wall time too.
+TRACKING_THREADS = 1
 
 
 def learned_profile(img: NDArray[np.float32], xy: NDArray[np.float64], diameter: float, dark: bool) -> BeadProfile:
@@ -152,7 +156,7 @@ def track_beads(
         mapped to full resolution, which came out better end to end on the benchmark's unbinned sets).
     threads
         Cap on the threads of FFTs, BLAS and compiled loops (a GUI keeps a core for itself), applied around
-        the whole call (`jobs.threads.honours_threads`).
+        the whole call (`jobs.threads.honours_threads`); None: `TRACKING_THREADS`.
     progress, should_stop
         ``progress(stage, done, total, text)`` with stages ``coarse``, ``find``, ``track``, ``fill gaps`` and
         ``fit``; `Cancelled` is raised between views when ``should_stop()`` returns True.
@@ -163,54 +167,55 @@ def track_beads(
         When no beads can be told from other peaks in the seed view.
     """
     tilts = _check(stack, tilt_angles_deg, bead_diameter_px, clumps)
-    b = working_binning(bead_diameter_px, stack.shape[1:]) if binning is None else int(binning)
-    if b > 1:
-        return track_binned(stack, tilts, bead_diameter_px, b, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
-                            seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
-                            coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop, clumps=clumps,
-                            full_resolution=full_resolution)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    if coarse is None:
-        coarse = coarse_align(stack, tilts, tilt_axis_deg=tilt_axis_deg, progress=progress, should_stop=should_stop)
-    timings["coarse"] = time.perf_counter() - t0
-    reader = ViewReader(stack, cache=3)
-    seed = int(np.argmin(np.abs(tilts))) if seed_view is None else int(seed_view)
-    t0 = time.perf_counter()
-    cands, diameter, xy, avoid = _starts(reader, seed, float(bead_diameter_px), seeds_xy, n_beads, dark,
-                                         estimate_diameter, clumps, progress)
-    profile = learned_profile(reader.view(seed), xy[~avoid] if avoid is not None else xy, diameter, dark)
-    notes: list[str] = []
-    timings["find"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    tr = BeadTracker(reader, tilts, coarse, profile, xy, seed, dark=dark, tilt_axis_deg=tilt_axis_deg,
-                     clumps=clumps == "track")
-    pairs = outward_order(tilts, seed)
-    done = 0
-    if n_beads is not None and n_beads < tr.n_beads and seeds_xy is None:
-        done = _short_pairs(tilts, pairs, seed)
-        tr.run(pairs[:done], progress, should_stop, total=len(pairs) + 1)
-        z, quality = _short_track_quality(tr)
-        tr.subset(pick_seeds(xy, n_beads, (reader.shape[1], reader.shape[0]), bead_diameter_px=diameter,
-                             avoid=avoid, z_px=z, quality=quality))
-        tr.refit()
-    tr.run(pairs[done:], progress, should_stop, offset=done, total=len(pairs) + 1)
-    timings["track"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fill_gaps(tr, progress, should_stop)
-    timings["refine"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if whiten:
-        _polish(tr, cands, profile, dark, should_stop)
-    timings["polish"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if should_stop is not None and should_stop():
-        raise Cancelled("tracking cancelled")
-    if progress is not None:
-        progress("fit", 0, 1, "final robust fit")
-    al = clean_up(tr)
-    timings["refine"] += time.perf_counter() - t0
-    return _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes)
+    with thread_limit(TRACKING_THREADS if threads is None else threads):
+        b = working_binning(bead_diameter_px, stack.shape[1:]) if binning is None else int(binning)
+        if b > 1:
+            return track_binned(stack, tilts, bead_diameter_px, b, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
+                                seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
+                                coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop, clumps=clumps,
+                                full_resolution=full_resolution)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if coarse is None:
+            coarse = coarse_align(stack, tilts, tilt_axis_deg=tilt_axis_deg, progress=progress, should_stop=should_stop)
+        timings["coarse"] = time.perf_counter() - t0
+        reader = ViewReader(stack, cache=3)
+        seed = int(np.argmin(np.abs(tilts))) if seed_view is None else int(seed_view)
+        t0 = time.perf_counter()
+        cands, diameter, xy, avoid = _starts(reader, seed, float(bead_diameter_px), seeds_xy, n_beads, dark,
+                                             estimate_diameter, clumps, progress)
+        profile = learned_profile(reader.view(seed), xy[~avoid] if avoid is not None else xy, diameter, dark)
+        notes: list[str] = []
+        timings["find"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tr = BeadTracker(reader, tilts, coarse, profile, xy, seed, dark=dark, tilt_axis_deg=tilt_axis_deg,
+                         clumps=clumps == "track")
+        pairs = outward_order(tilts, seed)
+        done = 0
+        if n_beads is not None and n_beads < tr.n_beads and seeds_xy is None:
+            done = _short_pairs(tilts, pairs, seed)
+            tr.run(pairs[:done], progress, should_stop, total=len(pairs) + 1)
+            z, quality = _short_track_quality(tr)
+            tr.subset(pick_seeds(xy, n_beads, (reader.shape[1], reader.shape[0]), bead_diameter_px=diameter,
+                                 avoid=avoid, z_px=z, quality=quality))
+            tr.refit()
+        tr.run(pairs[done:], progress, should_stop, offset=done, total=len(pairs) + 1)
+        timings["track"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fill_gaps(tr, progress, should_stop)
+        timings["refine"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if whiten:
+            _polish(tr, cands, profile, dark, should_stop)
+        timings["polish"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if should_stop is not None and should_stop():
+            raise Cancelled("tracking cancelled")
+        if progress is not None:
+            progress("fit", 0, 1, "final robust fit")
+        al = clean_up(tr)
+        timings["refine"] += time.perf_counter() - t0
+        return _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes)
 
 
 def _polish(tr: BeadTracker, cands: BeadCandidates | None, profile: BeadProfile, dark: bool,
@@ -278,7 +283,7 @@ def _result(tr, al, reader, coarse, cands, seed, diameter, timings, notes) -> Tr
     warnings = list(notes)
     if odd.any():
         warnings.append(f"{int(odd.sum())} track(s) shorter than 3 views or fainter than the gold were dropped")
-        tr.subset(np.flatnonzero(~odd))
+        tr.subset(np.flatnonzero(~odd), keep_model=True)
         al = clean_up(tr, rounds=0)
     noise = np.array([reader.sd.get(j, np.nan) for j in range(reader.n_views)])
     size = (reader.shape[1], reader.shape[0])

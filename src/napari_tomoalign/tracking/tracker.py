@@ -25,6 +25,7 @@ the model's position in a small box, and re-measures points far from the model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -83,6 +84,7 @@ class BeadTracker:
         self.elongation = np.full((nv, nb), np.nan)
         self.templates = Templates(nb, 2 * int(np.ceil(self.d + 2)) + 1, profile)
         self.model: Alignment | None = None
+        self._final_model = False  # the model is a final fit (every variable free), which the next one starts from
         self.done = [self.seed_view]
         self._unchecked: list[int] = []
         img = reader.view(self.seed_view)
@@ -120,14 +122,18 @@ class BeadTracker:
         self.mean_contrast[beads] = 0.7 * mu + 0.3 * c
         self.sd_contrast[beads] = np.sqrt(0.7 * sd * sd + 0.3 * (c - mu) ** 2)
 
-    def subset(self, keep: NDArray[np.intp]) -> None:
-        """Keep only beads ``keep`` (renumbered in that order); the model is dropped until the next refit."""
+    def subset(self, keep: NDArray[np.intp], keep_model: bool = False) -> None:
+        """Keep only beads ``keep`` (renumbered in that order); the model is dropped until the next refit, or
+        with ``keep_model`` renumbered alike (the beads left out get negative ids), for the next to start from."""
         keep = np.asarray(keep, dtype=np.intp)
+        number = -1 - np.arange(self.n_beads)
+        number[keep] = np.arange(1, len(keep) + 1)
         for name in ("pos", "contrast", "rms", "elongation"):
             setattr(self, name, getattr(self, name)[:, keep])
         self.mean_contrast, self.sd_contrast = self.mean_contrast[keep], self.sd_contrast[keep]
         self.templates = self.templates.subset(keep)
-        self.model = None
+        al = self.model
+        self.model = replace(al, marker_ids=number[al.marker_ids - 1]) if keep_model and al is not None else None
 
     def observations(self) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.float64]]:
         """``(view, marker, xy)`` of every tracked point; marker ``b + 1`` is bead ``b``."""
@@ -135,8 +141,9 @@ class BeadTracker:
         return v.astype(np.intp), (b + 1).astype(np.int64), self.pos[v, b]
 
     # ------------------------------------------------------------------ the model
-    def refit(self, robust: bool = False, final: bool = False) -> Alignment | None:
-        """Solve the alignment of the points so far (warm-started); keep the old model if it cannot. On the
+    def refit(self, robust: bool = False, final: bool = False, cold: bool = False) -> Alignment | None:
+        """Solve the alignment of the points so far, warm-started from the model (a final fit only from a final
+        one; ``cold``: from scratch); keep the old model if it cannot. On the
         main thread the solver runs on its compiled kernels at every size: tracking has loaded numba
         already, and its dozens of solves of a few thousand to tens of thousands of points run faster
         there. (The switch is process-wide, so a worker thread, as in the dock, leaves it alone.)"""
@@ -146,7 +153,7 @@ class BeadTracker:
         else:
             opts = AlignmentOptions(tilt=VariableOption("fixed"), robust=robust, tilt_axis_deg=self.axis,
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
-        start = self.model if self.model is not None and not final else None
+        start = self.model if self.model is not None and (not final or self._final_model) and not cold else None
         shape = self.reader.shape
         with compiled_kernels():  # per thread: the dock's worker too
             try:
@@ -157,7 +164,8 @@ class BeadTracker:
                 try:
                     self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
                 except AlignmentError:
-                    pass
+                    return self.model
+        self._final_model = final
         return self.model
 
     def model_residuals(self, j: int) -> tuple[NDArray[np.intp], NDArray[np.float64], float]:
