@@ -68,15 +68,22 @@ def tilt_groups(
 
 def normalise(values: NDArray[np.float64], groups: NDArray[np.intp]) -> NDArray[np.float64]:
     """``(values - median) / MADN`` within each group (MADN floored so ties do not divide by zero)."""
-    u = np.zeros_like(values, dtype=float)
-    for g in np.unique(groups):
-        sel = groups == g
-        x = values[sel]
-        med = np.median(x)
-        madn = np.median(np.abs(x - med)) / MADN_FACTOR
-        floor = 1e-6 * max(float(np.median(np.abs(x))), 1e-12)
-        u[sel] = (x - med) / max(madn, floor)
-    return u
+    values = np.asarray(values, dtype=float)
+    _, inv = np.unique(groups, return_inverse=True)
+    inv = inv.reshape(-1)
+    med = _medians(values, inv)[inv]
+    madn = _medians(np.abs(values - med), inv) / MADN_FACTOR
+    floor = 1e-6 * np.maximum(_medians(np.abs(values), inv), 1e-12)
+    return (values - med) / np.maximum(madn, floor)[inv]
+
+
+def _medians(x: NDArray[np.float64], inv: NDArray[np.intp]) -> NDArray[np.float64]:
+    """The median of ``x`` in each group ``0 .. inv.max()`` (every group non-empty), as `np.median` gives it:
+    one sort by (group, value), then the middle one or two values of each group."""
+    xs = x[np.lexsort((x, inv))]
+    counts = np.bincount(inv)
+    starts = np.cumsum(counts) - counts
+    return 0.5 * (xs[starts + (counts - 1) // 2] + xs[starts + counts // 2])
 
 
 def robust_weights(

@@ -327,7 +327,8 @@ def _warm_start(start: Alignment, obs: Observations, params: NDArray[np.float64]
     out[have] = prev[have]
     if have.any():
         out[~have, ROT] = np.median(prev[have, ROT])
-    lookup = {int(m): k for k, m in enumerate(start.marker_ids) if start.marker_included[k]}
+    included = start.marker_included  # a property: computed once, not once per marker
+    lookup = {int(m): k for k, m in enumerate(start.marker_ids) if included[k]}
     xyz = np.zeros((len(kept_ids), 3))
     missing = []
     for k, m in enumerate(kept_ids):
