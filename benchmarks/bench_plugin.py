@@ -172,7 +172,7 @@ def bench_dock(viewer, app) -> AlignWidget:
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget)
         t_open = time.perf_counter() - t0
-        while not (widget.opened and widget.runner.warmed_up.is_set()):  # the sections come in a later turn
+        while widget.opening or not widget.runner.warmed_up.is_set():  # the sections come in later turns
             pump(app, 0.05)
         pump(app, 0.3)
         cpu = time.thread_time() - c0
@@ -318,7 +318,7 @@ def bench_unbinned(app, path: Path, bead_nm: float) -> dict[str, Stall]:
     viewer.open(str(path), plugin="napari-tomoalign")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    while not (widget.opened and widget.runner.warmed_up.is_set()):  # the sections come in a later turn
+    while widget.opening or not widget.runner.warmed_up.is_set():  # the sections come in later turns
         pump(app, 0.05)
     pump(app, 0.5)
     idle = lambda: not widget.busy  # noqa: E731

@@ -11,6 +11,7 @@ worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import napari
@@ -78,6 +79,7 @@ class AlignWidget(OpensInTurns):
         super().__init__()
         self._viewer = viewer
         self.runs = Runs()
+        self._journal_later = False
         self.status = StatusLine("ready")
         layout = self.layout()
         assert layout is not None  # OpensInTurns made it
@@ -112,10 +114,19 @@ class AlignWidget(OpensInTurns):
         self._connect()
         self.runner.warm_up()
 
-    def first_look(self) -> None:
-        """The dock's first look at the viewer's layers: the inputs, the marker colours, a journal to restore."""
-        self.refresh()
-        self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
+    def first_looks(self) -> list[Callable[[], Any]]:
+        """The dock's first looks at the viewer's layers, a turn each: the inputs and the marker colours, then a
+        journal to restore."""
+        def layers() -> None:
+            self._journal_later = True
+            self.refresh()
+            self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
+
+        def journal() -> None:
+            self._journal_later = False
+            self.restorer.check()
+
+        return [layers, journal]
 
     def _build(self) -> list[Step]:
         results = _column(self.results.widget.native, self.triage.widget.native, self.triage.edit_row.native,
@@ -175,7 +186,8 @@ class AlignWidget(OpensInTurns):
     def _on_inputs(self) -> None:
         layer = self.inputs.markers.value
         self.panel.watch(layer if layer is not None and is_markers(layer) else None)
-        self.restorer.check()
+        if not self._journal_later:  # the first look leaves it to a turn of its own
+            self.restorer.check()
         self.beads.refresh()
 
     # ------------------------------------------------------------------ running

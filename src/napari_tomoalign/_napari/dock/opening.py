@@ -4,8 +4,8 @@ napari builds a plugin's dock widget, adds it to its window and redraws the canv
 one turn of the event loop; with the whole Align dock built in its constructor, that turn held the GUI for
 about 100 ms. An `OpensInTurns` dock's constructor makes only an empty scroll area (of the dock's final
 width, so that nothing moves later); the next turns, a timer apart, build the sections (`build_sections`),
-put their steps in the scroll area as a whole (styled and laid out once), and take the first look at the
-viewer's layers (`first_look`).
+put their steps in the scroll area as a whole (styled and laid out once), and take the first looks at the
+viewer's layers (`first_looks`).
 
 A script or a test that reaches a section before then (``dock.inputs``) opens the dock whole at once: the
 sections, listed in ``SECTIONS``, are attributes made on first access. One that runs the event loop a little
@@ -14,6 +14,7 @@ first calls `OpensInTurns.open_now` (or waits until ``opening`` is false).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QTimer
@@ -27,7 +28,7 @@ TURN_MS = 2  # a timer, not a posted call: Qt holds timers back while posted eve
 class OpensInTurns(QWidget):
     """The base of a dock built over a few short turns (see the module's docstring). Subclasses list their
     sections' attribute names in ``SECTIONS`` and define `build_sections` (which sets them and ``steps``) and
-    `first_look`."""
+    `first_looks` (the looks at the viewer's layers, one turn each)."""
 
     SECTIONS: frozenset[str] = frozenset()
     steps: list[Step]
@@ -35,69 +36,61 @@ class OpensInTurns(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self._closed = False
-        self._building = self._placed = False
+        self._in_turn = False
+        self._turns: list[Callable[[], Any]] | None = None  # what is left of the opening, one turn each
         self.opened = False  # True once the sections are built
-        self.ready = False  # True once the dock has taken its first look at the layers
+        self.ready = False  # True once the dock has taken its first looks at the layers
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.steps_area = scroll_area([])  # the steps go in when built; its width is the dock's from the start
         layout.addWidget(self.steps_area)
-        QTimer.singleShot(TURN_MS, self._open)
+        QTimer.singleShot(TURN_MS, self._next_turn)
 
     def build_sections(self) -> None:
         raise NotImplementedError
 
-    def first_look(self) -> None:
+    def first_looks(self) -> list[Callable[[], Any]]:
         raise NotImplementedError
 
     def __getattr__(self, name: str) -> Any:
-        """A section reached before the dock's later turns: open the dock whole now."""
-        if name in self.SECTIONS and not self.__dict__.get("_building") and not self.__dict__.get("opened"):
+        """A section reached before the dock's later turns built it: open the dock whole now."""
+        if name in self.SECTIONS and not self.__dict__.get("_in_turn") and not self.__dict__.get("opened"):
             self.open_now()
             return getattr(self, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def open_now(self) -> None:
-        """Finish opening at once (what the later turns have not done yet): for a script that lets the event
-        loop run a little and then drives the dock."""
-        if not self._closed:
-            if not self.opened:
-                self._build_now()
-            self._place()
-            self._look()
-
     @property
     def opening(self) -> bool:
-        """True until the dock has taken its first look at the layers (unless it was closed first)."""
+        """True until the dock has taken its first looks at the layers (unless it was closed first)."""
         return not self.ready and not self._closed
 
-    def _open(self) -> None:
-        """One of the later turns: build the sections, or put them in the dock, or take the first look."""
-        if not self.opening:
-            return
-        if not self.opened:
-            self._build_now()
-        elif not self._placed:
-            self._place()
-        else:
-            self._look()
-            return
-        QTimer.singleShot(TURN_MS, self._open)
+    def open_now(self) -> None:
+        """Do what is left of the opening at once: for a script that let the event loop run a little and then
+        drives the dock."""
+        while self.opening:
+            self._turn()
+
+    def _next_turn(self) -> None:
+        if self.opening:
+            self._turn()
+        if self.opening:
+            QTimer.singleShot(TURN_MS, self._next_turn)
+
+    def _turn(self) -> None:
+        if self._turns is None:
+            self._turns = [self._build_now, self._place]  # building adds the first looks
+        self._in_turn = True
+        try:
+            self._turns.pop(0)()
+        finally:
+            self._in_turn = False
+        self.ready = not self._turns
 
     def _build_now(self) -> None:
-        self._building = True
-        try:
-            self.build_sections()
-        finally:
-            self._building = False
+        self.build_sections()
         self.opened = True
+        assert self._turns is not None
+        self._turns.extend(self.first_looks())  # after `_place`
 
     def _place(self) -> None:
-        if not self._placed:
-            self._placed = True
-            set_steps(self.steps_area, self.steps)  # styled and laid out at once, as a whole
-
-    def _look(self) -> None:
-        if not self._closed and not self.ready:
-            self.first_look()
-            self.ready = True
+        set_steps(self.steps_area, self.steps)  # styled and laid out at once, as a whole
