@@ -69,3 +69,5 @@ def test_open_now_finishes_what_the_turns_left_and_a_closed_dock_stops(qtbot):
     closed._closed = True  # as `AlignWidget.teardown` marks it
     qtbot.wait(30)
     assert closed.calls == [] and not closed.opening
+    with pytest.raises(AttributeError, match="closed before its 'section' was built"):
+        _ = closed.section

@@ -56,7 +56,9 @@ class OpensInTurns(QWidget):
         """A section reached before the dock's later turns built it: open the dock whole now."""
         if name in self.SECTIONS and not self.__dict__.get("_in_turn") and not self.__dict__.get("opened"):
             self.open_now()
-            return getattr(self, name)
+            if name in self.__dict__:
+                return self.__dict__[name]
+            raise AttributeError(f"the dock was closed before its {name!r} was built")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
