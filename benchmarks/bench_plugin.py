@@ -12,7 +12,9 @@
 4. Every other action of the dock, in the same viewer, as a user goes: Find beads, Track, Align, Show tomogram,
    Align again, Compare, Next big residual, the Bead Fixer's Centre / Next gap / Accept / Re-track, Save markers,
    Save alignment: the longest main-thread stall of each, from the click until its result is shown
-   (target < 100 ms each). ``--actions-only`` runs only 2 and 4.
+   (target < 100 ms each). ``--actions-only`` runs only 2 and 4, then opens the dock again in the same viewer
+   whole in one turn (the baseline: how it opened before session 8), in short turns, and a dock of one label
+   (napari's own floor), each with its longest stalls and the GUI thread's CPU in them.
 5. ``--unbinned STACK``: Find beads and Track from the dock on an unbinned stack on disk (10 nm gold), the
    longest stall of each next to napari's own for one step of the view slider on it.
 
@@ -75,11 +77,23 @@ class StallMeter:
 
     def __init__(self) -> None:
         self.ticks: list[float] = []
+        self.cpu: list[float] = []  # the GUI thread's CPU time at each tick
         self.full_gc: list[tuple[float, float]] = []  # (start, end) of each generation-2 collection
         self.timer = QTimer()
         self.timer.setInterval(5)
-        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self.timer.timeout.connect(self._tick)
         self._gc_start = 0.0
+
+    def _tick(self) -> None:
+        self.ticks.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
+
+    def worst(self, t0: float, n: int = 4) -> str:
+        """The ``n`` longest gaps after ``t0``: wall ms (GUI thread CPU ms) from when, relative to ``t0``."""
+        ticks, cpu = np.asarray(self.ticks), np.asarray(self.cpu)
+        gaps = np.diff(ticks) * (ticks[1:] > t0)
+        return ", ".join(f"{1000 * gaps[i]:.0f} ({1000 * (cpu[i + 1] - cpu[i]):.0f}) at {1000 * (ticks[i] - t0):+.0f}"
+                         for i in np.argsort(gaps)[::-1][:n])
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if info["generation"] != 2:
@@ -148,25 +162,63 @@ def bench_napari_add_layer(viewer, app) -> float:
     return max(max(v) for v in worst.values())
 
 
-def bench_dock(viewer, app) -> AlignWidget:
-    """Stalls from creating the dock until its background warm-up has finished."""
-    viewer.open_sample("napari-tomoalign", "beads")
+def bench_dock(viewer, app, *, sample: bool = True, one_turn: bool = False) -> AlignWidget:
+    """Stalls from creating the dock until its background warm-up has finished (the dock opens over a few short
+    turns of the event loop: `dock.opening`). ``one_turn``: the baseline, the dock opened whole in the turn
+    napari adds it (`open_now` at once), as every session before 8 opened it."""
+    if sample:
+        viewer.open_sample("napari-tomoalign", "beads")
     pump(app, 0.5)
     with StallMeter() as meter:
         pump(app, 0.1)
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget)
+        if one_turn:
+            widget.open_now()
         t_open = time.perf_counter() - t0
-        while not widget.runner.warmed_up.is_set():
+        while widget.opening or not widget.runner.warmed_up.is_set():  # the sections come in later turns
             pump(app, 0.05)
         pump(app, 0.3)
+        cpu = time.thread_time() - c0
     gaps = meter.gaps_after(t0)
     full = meter.full_gc_ms()
-    print(f"open the dock: {1000 * t_open:.0f} ms to create and add it; longest main-thread stall until its "
-          f"warm-up was over {gaps.max():.0f} ms (target < 100 ms)"
+    how = "whole in one turn (the baseline)" if one_turn else "in short turns"
+    print(f"open the dock {how}: {1000 * t_open:.0f} ms to create and add it; longest main-thread stall until its "
+          f"warm-up was over {gaps.max():.0f} ms (target < 100 ms), GUI thread CPU {1000 * cpu:.0f} ms"
           + (f"; full garbage collections in it: {', '.join(f'{d:.0f} ms' for d in full)}" if full else ""))
+    print(f"    longest stalls, ms (GUI CPU ms) at ms from creating it: {meter.worst(t0)}")
     return widget
+
+
+def bench_dock_again(viewer, app, widget) -> None:
+    """The same viewer after the actions: our dock closed and opened again, whole in one turn (the baseline) and
+    in short turns, then napari's own floor for a dock of one label."""
+    for one_turn in (True, False):
+        viewer.window.remove_dock_widget(widget)  # the dock tears itself down
+        widget = bench_dock(viewer, app, sample=False, one_turn=one_turn)
+    bench_empty_dock(viewer, app, widget)
+
+
+def bench_empty_dock(viewer, app, widget) -> Stall:
+    """napari's own floor for opening a dock, in the same viewer: our dock closed, then a dock of one label added
+    (napari adds it, saves its settings, and redraws the canvas it narrows)."""
+    from qtpy.QtWidgets import QLabel
+
+    viewer.window.remove_dock_widget(widget)  # the dock tears itself down
+    pump(app, 0.5)
+    with StallMeter() as meter:
+        pump(app, 0.1)
+        t0 = time.perf_counter()
+        c0 = time.thread_time()
+        viewer.window.add_dock_widget(QLabel("an empty dock"), name="empty")
+        pump(app, 0.5)
+        cpu = time.thread_time() - c0
+    stall = Stall(float(meter.gaps_after(t0).max()), 1000 * cpu)
+    print(f"napari alone, adding a dock of one label: longest main-thread stall {stall.ms:.0f} ms, GUI thread CPU "
+          f"{stall.cpu_ms:.0f} ms; longest stalls {meter.worst(t0, 3)}")
+    return stall
 
 
 def bench_align(viewer, app, widget, runs: int = 4) -> list[float]:
@@ -282,7 +334,7 @@ def bench_unbinned(app, path: Path, bead_nm: float) -> dict[str, Stall]:
     viewer.open(str(path), plugin="napari-tomoalign")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    while not widget.runner.warmed_up.is_set():
+    while widget.opening or not widget.runner.warmed_up.is_set():  # the sections come in later turns
         pump(app, 0.05)
     pump(app, 0.5)
     idle = lambda: not widget.busy  # noqa: E731
@@ -318,7 +370,7 @@ def main() -> None:
         widget = bench_dock(viewer, app)
         print("every action of the dock on the sample (one viewer, llvmpipe):")
         bench_actions(viewer, app, widget)
-        widget.teardown()
+        bench_dock_again(viewer, app, widget)
         viewer.close()
         return
     viewer = napari.Viewer(show=True)

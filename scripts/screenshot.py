@@ -111,6 +111,13 @@ def shoot(viewer, widget, path: str) -> None:
     print(f"wrote {path}: {widget.status.text()}")
 
 
+def show_text_above(widget, child) -> None:
+    """Scroll the dock so that ``child``'s top is at the foot of the dock: what is above it fills the view."""
+    area = widget.steps_area
+    y = child.mapTo(area.widget(), child.rect().topLeft()).y()
+    area.verticalScrollBar().setValue(max(0, y - area.viewport().height() + 4))
+
+
 def session(viewer, widget, out: str) -> None:
     """The sample through Align, the Bead Fixer, Show tomogram and Compare, a picture of each."""
     stem = out.removesuffix(".png")
@@ -123,6 +130,8 @@ def session(viewer, widget, out: str) -> None:
     widget.start_alignment()
     wait()
     shoot(viewer, widget, f"{stem}-align.png")
+    show_text_above(widget, widget.report.plot)  # the report's end: IMOD's surface analysis
+    shoot(viewer, widget, f"{stem}-surfaces.png")
     widget.triage.go_to_next_residual()  # the mis-click: moved to its predicted position, then centred on its bead
     viewer.scene.camera.zoom = 2.5
     widget.triage.move_selected_to_predicted()
@@ -179,7 +188,8 @@ def main() -> None:
             viewer.open_sample("napari-tomoalign", "beads")
         widget = AlignWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Align tilt series")
-        pump(0.1)  # the dock's first look at the layers runs in the next turn of the event loop
+        while widget.opening:  # the dock builds its steps and looks at the layers over the next turns
+            pump(0.02)
         if args.track_demo:
             track_demo(viewer, widget, args.track_demo, diameter_nm, args.zoom)
             pump(0.5)

@@ -39,7 +39,8 @@ CHILD = textwrap.dedent("""
     [markers] = viewer.open(fid, plugin="napari-tomoalign")
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    from qtpy.QtWidgets import QApplication; QApplication.processEvents()  # the dock's first look
+    from qtpy.QtWidgets import QApplication; QApplication.processEvents()
+    widget.open_now()                       # whatever of its opening the event loop has not done yet
     widget.panel.current_marker.value = 9
     markers.add([2.0, 40.0, 41.0])          # a click with napari's Points tool: marker 9 in view 3
     data = markers.data.copy()

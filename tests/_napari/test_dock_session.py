@@ -43,12 +43,12 @@ def fixed(qtbot, widget, worker):
 
 def replay(qtbot, widget, shown):
     """Show a finished run again, as the dock shows an Align's result (the layers updated, the tables, the report)."""
-    result, plot, image, markers, snapshot = shown
+    result, plot, image, markers, snapshot, surfaces = shown
     widget.runner.busy = True
     widget._checked = set()
     widget._tilt_source = "replay"
     widget.runner.started = 0.0
-    widget._on_result(result, plot, image, markers, snapshot)
+    widget._on_result(result, plot, image, markers, snapshot, surfaces)
     idle(qtbot, widget)
 
 
@@ -116,9 +116,9 @@ def test_the_whole_session_in_loops_on_one_canvas(qtbot, session, tmp_path, capl
 
 
 def record(on_result, shown):
-    def wrapped(result, plot, image, markers, snapshot):
-        shown.append((result, plot, image, markers, snapshot))
-        return on_result(result, plot, image, markers, snapshot)
+    def wrapped(result, plot, image, markers, snapshot, surfaces=None):
+        shown.append((result, plot, image, markers, snapshot, surfaces))
+        return on_result(result, plot, image, markers, snapshot, surfaces)
 
     return wrapped
 

@@ -51,5 +51,6 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     qtbot.wait(300)
     texts = [c.text() for c in widget.findChildren(QLabel)]
     assert "Solution per view, as in align.log" in texts and widget.tomograms.shown
+    assert "SURFACE ANALYSIS" in widget.report.value and "Thickness at Z intercepts" in widget.report.value
     assert cut_texts(widget) == []
     widget.teardown()

@@ -2,6 +2,7 @@
 frame, triage, cancel, errors, compare on one grid, save, and closing the dock mid-run."""
 
 import gc
+import json
 
 import napari
 import numpy as np
@@ -15,6 +16,7 @@ from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, PRED
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.alignment.options import AlignmentOptions  # noqa: E402
 from napari_tomoalign.conventions import view_number  # noqa: E402
+from napari_tomoalign.jobs.align import run_align_job, surface_analysis  # noqa: E402
 from napari_tomoalign.reconstruction.compare import slice_correlations  # noqa: E402
 
 WAIT_MS = 120_000
@@ -44,7 +46,7 @@ def run(qtbot, widget):
     return worker
 
 
-def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewer):
+def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewer, tmp_path):
     viewer, widget = sample_viewer
     image, markers = viewer.layers["sample tilt series"], viewer.layers["sample markers"]
     sample = image.metadata["sample"]
@@ -80,6 +82,10 @@ def test_align_the_sample_adds_result_layers_in_their_frames(qtbot, sample_viewe
     assert len(err) > 50 and np.median(err) < 0.5  # gaps are filled where the beads really are
     # The report is the core's text report: RMS, the tilt axis, stages.
     assert "RMS residual" in widget.report.value and "tilt axis" in widget.report.value
+    # And IMOD's surface analysis, as `tomoalign align` prints it for the same job and solution.
+    folder = run_align_job(widget.runs.last.job.align, tmp_path / "align", alignment=al)
+    assert folder.surfaces is not None and folder.surfaces.thickness_px is not None
+    assert "Thickness at Z intercepts" in widget.report.value and folder.surfaces.report() in widget.report.value
     # Aligned frame: the aligned stack with the markers taken into it; the raw layers hidden.
     widget.results.frame.value = "aligned stack"
     assert viewer.layers[ALIGNED].visible and viewer.layers[ALIGNED_MARKERS].visible
@@ -174,6 +180,11 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     paths = widget.saving.save_alignment()
     assert {p.name for p in paths} >= {"alignment.json", "sample_tilt_series.xf", "sample_tilt_series.tlt"}
     assert widget.status.text().startswith("saved ")
+    # alignment.json holds IMOD's surface analysis of the saved run, as `tomoalign align` writes it.
+    last = widget.runs.last
+    want = surface_analysis(last.job.align, last.alignment, last.axis_z_shift_px).as_dict()
+    record = json.loads((tmp_path / "alignment.json").read_text())
+    assert record["surface_analysis"] == json.loads(json.dumps(want))
     assert widget.saving.save_alignment() == []
     assert widget.status.text().startswith("not saved: ") and "already exists" in widget.status.text()
     widget.saving.overwrite.value = True

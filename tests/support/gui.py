@@ -33,8 +33,18 @@ def write_bead_stack(folder, fid, rawtlt, pixel_size_nm, name="BBa", size=512):
 
 
 def first_look() -> None:
-    """Let a new dock take its first look at the viewer's layers, which it does in the next turn of the event
-    loop (as when a user opens it from napari's menu)."""
+    """Let a new dock build its sections and take its first look at the viewer's layers, which it does over the
+    next turns of the event loop (as when a user opens it from napari's menu)."""
+    import time
+
     from qtpy.QtWidgets import QApplication
 
-    QApplication.processEvents()
+    from napari_tomoalign._napari.widget import AlignWidget
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        if not any(isinstance(w, AlignWidget) and w.opening for w in QApplication.allWidgets()):
+            return
+        time.sleep(0.002)
+    raise AssertionError("the dock did not take its first look at the layers within 60 s")

@@ -11,16 +11,18 @@ worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import napari
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..errors import Cancelled
 from ..jobs.preview import PipelineResult, PreviewJob
+from ..reconstruction.positioning import SurfaceAnalysis
 from .dock.bead_logic import alignment_visits, checked_pairs
 from .dock.beads import BeadSection
 from .dock.compare import Comparison, voxel_nm
@@ -28,6 +30,7 @@ from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
 from .dock.logic import dock_job, flagged_pairs, safe_stem
 from .dock.markers import TRACKS, MarkersPanel
+from .dock.opening import OpensInTurns
 from .dock.options import OptionsSection
 from .dock.report_view import ReportView
 from .dock.restore import Restorer
@@ -39,7 +42,7 @@ from .dock.status import StatusLine, refuse
 from .dock.table_view import ResultTables
 from .dock.tomograms import SliceView
 from .dock.triage import Triage
-from .dock.ui import Step, scroll_area
+from .dock.ui import Step
 from .dock.undo import UndoStack
 from .layers import points_to_markers
 
@@ -47,14 +50,43 @@ __all__ = ["ALIGNED", "PREDICTED", "TRACKS", "AlignWidget"]
 SCROLL_DELAYS_MS = (40, 300)
 
 
-class AlignWidget(QWidget):
-    """Dock widget: align a tilt series from the markers in a Points layer and show the result."""
+class AlignWidget(OpensInTurns):
+    """Dock widget: align a tilt series from the markers in a Points layer and show the result. It opens in
+    short turns (`dock.opening`): the sections below are built in the turn after napari adds the dock, or
+    when a script first reaches one."""
+
+    SECTIONS = frozenset(("inputs", "panel", "options", "runner", "results", "beads", "report", "triage", "fixer",
+                          "tables", "tomograms", "comparison", "restorer", "saving", "undo_stack", "steps",
+                          "options_fold"))
+    inputs: InputsSection
+    panel: MarkersPanel
+    options: OptionsSection
+    runner: Runner
+    results: ResultLayers
+    beads: BeadSection
+    report: ReportView
+    triage: Triage
+    fixer: BeadFixer
+    tables: ResultTables
+    tomograms: SliceView
+    comparison: Comparison
+    restorer: Restorer
+    saving: SaveSection
+    undo_stack: UndoStack
+    options_fold: Step
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:  # the annotation lets napari pass its viewer
         super().__init__()
         self._viewer = viewer
         self.runs = Runs()
+        self._journal_later = False
         self.status = StatusLine("ready")
+        layout = self.layout()
+        assert layout is not None  # OpensInTurns made it
+        layout.addWidget(self.status.label)
+
+    def build_sections(self) -> None:
+        viewer = self._viewer
         self.undo_stack = UndoStack(on_change=lambda on: setattr(self.triage.undo_button, "enabled", on))
         self.inputs = InputsSection(viewer, self.say)
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
@@ -66,7 +98,7 @@ class AlignWidget(QWidget):
                                  lambda: self.busy)
         self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
         self.beads.runner.locked.append(self.runner.align_button)
-        self.report = ReportView()
+        self.report = ReportView(self.runs.surfaces)
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
         self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say)
         self.triage.on_nothing_selected = lambda: self.fixer.accept_gap() if self.fixer.gap is not None else None
@@ -80,17 +112,21 @@ class AlignWidget(QWidget):
         self.saving.on_markers_saved.append(self.restorer.saved)
         self.steps = self._build()
         self._connect()
-        self._closed = False
         self.runner.warm_up()
-        # The first look at the viewer's layers (inputs, marker colours, a journal to restore) runs in the next
-        # turn of the event loop: creating the dock and filling it are two short stalls, not one long one.
-        QTimer.singleShot(0, self._first_look)
 
-    def _first_look(self) -> None:
-        if self._closed:
-            return
-        self.refresh()
-        self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
+    def first_looks(self) -> list[Callable[[], Any]]:
+        """The dock's first looks at the viewer's layers, a turn each: the inputs and the marker colours, then a
+        journal to restore."""
+        def layers() -> None:
+            self._journal_later = True
+            self.refresh()
+            self.steps[1].set_expanded(self.inputs.markers.value is None)  # bead finding folds when markers exist
+
+        def journal() -> None:
+            self._journal_later = False
+            self.restorer.check()
+
+        return [layers, journal]
 
     def _build(self) -> list[Step]:
         results = _column(self.results.widget.native, self.triage.widget.native, self.triage.edit_row.native,
@@ -108,11 +144,6 @@ class AlignWidget(QWidget):
             Step(6, "Tomogram and compare", _column(self.tomograms.widget, self.comparison.widget.native)),
             Step(7, "Save", self.saving.widget.native),
         ]
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.steps_area = scroll_area(steps)
-        layout.addWidget(self.steps_area)
-        layout.addWidget(self.status.label)
         return steps
 
     def _connect(self) -> None:
@@ -155,7 +186,8 @@ class AlignWidget(QWidget):
     def _on_inputs(self) -> None:
         layer = self.inputs.markers.value
         self.panel.watch(layer if layer is not None and is_markers(layer) else None)
-        self.restorer.check()
+        if not self._journal_later:  # the first look leaves it to a turn of its own
+            self.restorer.check()
         self.beads.refresh()
 
     # ------------------------------------------------------------------ running
@@ -204,7 +236,8 @@ class AlignWidget(QWidget):
             self.say(f"not started: {exc}", error=True)
             return None
         image, markers = self.inputs.image.value, self.inputs.markers.value
-        worker = self.runner.start(job, lambda result, plot: self._on_result(result, plot, image, markers, snapshot),
+        worker = self.runner.start(job, lambda result, plot, surfaces: self._on_result(result, plot, image, markers,
+                                                                                      snapshot, surfaces),
                                    self._on_failure)
         if worker is not None:  # the work goes on in the results: the options and the bead step fold away now,
             self.options_fold.set_expanded(False)  # so that the dock has its new height when the results come
@@ -220,13 +253,13 @@ class AlignWidget(QWidget):
         show_error(str(exc))
 
     def _on_result(self, result: PipelineResult, plot: Any, image: Any, markers: Any,
-                   snapshot: tuple[np.ndarray, np.ndarray]) -> None:
+                   snapshot: tuple[np.ndarray, np.ndarray], surfaces: SurfaceAnalysis | None = None) -> None:
         """Show the result in small steps, one per turn of the event loop, so the GUI never stalls long."""
         import time
 
         elapsed = time.perf_counter() - self.runner.started
         al = result.alignment
-        self.runs.add(result, markers, image, alignment_visits(al, self._checked))
+        self.runs.add(result, markers, image, alignment_visits(al, self._checked), surfaces)
         self.panel.flagged = flagged_pairs(al)
 
         def colour() -> None:
@@ -310,6 +343,8 @@ class AlignWidget(QWidget):
         if self._closed:
             return
         self._closed = True
+        if not self.opened:  # closed before its sections were built: nothing else to let go of
+            return
         self.runner.teardown()
         self.beads.runner.teardown()
         self.panel.unwatch()

@@ -171,17 +171,19 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
 
 
 def save_result(result: PipelineResult, directory: Any, stem: str, *, overwrite: bool = False,
-                extra: dict[str, Any] | None = None) -> list:
+                extra: dict[str, Any] | None = None, sections: dict[str, Any] | None = None) -> list:
     """Write a preview's alignment as ``tomoalign align`` does (`align.write_outputs`, with the job's axis Z
-    shift and ``.prexg``): the dock's *Save alignment*."""
+    shift and ``.prexg``; ``sections`` as `run_align_job` adds them to ``alignment.json``, for example its
+    ``surface_analysis``): the dock's *Save alignment*."""
     from .align import write_outputs
 
     if result.job is None:
         from ..io.alignment import write_alignment
 
         return write_alignment(result.alignment, directory, stem, overwrite=overwrite,
-                               axis_z_shift_px=result.axis_z_shift_px, extra=extra)
-    return write_outputs(result.job.align, result.alignment, directory, overwrite=overwrite, stem=stem, extra=extra)
+                               axis_z_shift_px=result.axis_z_shift_px, extra=extra, sections=sections)
+    return write_outputs(result.job.align, result.alignment, directory, overwrite=overwrite, stem=stem, extra=extra,
+                         sections=sections)
 
 
 __all__ = ["JobStep", "PipelineResult", "PreviewJob", "run_preview", "save_result"]

@@ -1,5 +1,6 @@
 """The report of the last alignment (or of the two compared): `report.text_report`'s lines, which
-include the tilt axis and the solver's warnings, and `report.report_plot`'s per-view plot."""
+include the tilt axis and the solver's warnings, IMOD's surface analysis of the markers as ``tomoalign align``
+prints it (`reconstruction.positioning.SurfaceAnalysis.report`), and `report.report_plot`'s per-view plot."""
 
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QFont, QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from ...reconstruction.positioning import SurfaceAnalysis
 from ...report import NO_PLOTS, report_plot, text_report
 from ...workflows import PipelineResult
 
 PLOT_SIZE = (320, 260)
 
 
-def report_lines(results: list[PipelineResult]) -> list[str]:
-    """The text of the report for one or more runs."""
+def report_lines(results: list[PipelineResult], surfaces: dict[str, SurfaceAnalysis | None] | None = None
+                 ) -> list[str]:
+    """The text of the report for one or more runs, each with its surface analysis (``surfaces``, by run name)
+    where there is one."""
     lines: list[str] = []
     for r in results:
         lines += text_report(r.alignment, name=r.name, leave_out=r.leave_out, timings_s=r.timings_s)
+        analysis = (surfaces or {}).get(r.name)
+        if analysis is not None:
+            lines += ["", *analysis.report().splitlines()]
     return lines
 
 
@@ -28,7 +35,8 @@ class ReportView:
     """The report, whole: a label that wraps each line at the dock's width (nothing scrolls sideways, nothing
     is cut; the dock's own scroll area scrolls), in a small fixed-pitch font, and the plot under it."""
 
-    def __init__(self) -> None:
+    def __init__(self, surfaces: dict[str, SurfaceAnalysis | None] | None = None) -> None:
+        self.surfaces = {} if surfaces is None else surfaces  # each run's surface analysis, by run name
         self.text = QLabel("no alignment yet")
         self.text.setWordWrap(True)
         self.text.setTextFormat(Qt.TextFormat.PlainText)
@@ -53,7 +61,7 @@ class ReportView:
         return self.text.text()
 
     def show(self, results: list[PipelineResult], plot: Any = None) -> None:
-        lines = report_lines(results)
+        lines = report_lines(results, self.surfaces)
         self.text.setText("\n".join(lines))
         if plot is None:
             plot = report_plot({r.name: r.alignment for r in results}, size_px=PLOT_SIZE)

@@ -31,15 +31,19 @@ STEP_GAP_MS = 2  # between display steps, so that the event loop gets a turn bet
 Step = Callable[[], "list[Step] | None"]
 
 
-def run_job(job: PreviewJob, **kw: Any) -> tuple[tuple[PipelineResult, Any] | None, BaseException | None]:
-    """The worker's function (``kw``: `run_preview`'s threads, progress and should_stop): expected failures
-    come back as values, so Qt never sees a raise."""
+def run_job(job: PreviewJob, **kw: Any) -> tuple[tuple[PipelineResult, Any, Any] | None, BaseException | None]:
+    """The worker's function (``kw``: `run_preview`'s threads, progress and should_stop): the result, its report's
+    plot and IMOD's surface analysis of its markers (`jobs.align.surface_analysis`, as ``tomoalign align`` reports
+    it; None where there is none). Expected failures come back as values, so Qt never sees a raise."""
     from ...alignment.errors import AlignmentError
+    from ...jobs.align import surface_analysis
     from ...report import report_plot
 
     try:
         result = run_preview(job, **kw)
-        return (result, report_plot({result.name: result.alignment}, size_px=(320, 260))), None
+        surfaces = None if result.job is None else surface_analysis(result.job.align, result.alignment,
+                                                                    result.axis_z_shift_px)
+        return (result, report_plot({result.name: result.alignment}, size_px=(320, 260)), surfaces), None
     except (Cancelled, AlignmentError, FileFormatError, ValueError) as exc:
         return None, exc
 

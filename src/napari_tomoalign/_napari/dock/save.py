@@ -123,10 +123,12 @@ class SaveSection:
             return None
         stem, overwrite = stack_stem(runs.image, runs.markers), bool(self.overwrite.value)
         extra = {"markers_layer": getattr(runs.markers, "name", stem), "name": last.name}
+        analysis = runs.surfaces.get(last.name)  # in alignment.json as `tomoalign align` writes it
+        sections = None if analysis is None else {"surface_analysis": analysis.as_dict()}
 
         def write() -> tuple[Any, BaseException | None]:
             try:
-                return save_result(last, target, stem, overwrite=overwrite, extra=extra), None
+                return save_result(last, target, stem, overwrite=overwrite, extra=extra, sections=sections), None
             except OSError as exc:  # OverwriteError is one
                 return None, exc
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...alignment.result import Alignment
+from ...reconstruction.positioning import SurfaceAnalysis
 from ...workflows import PipelineResult
 from .bead_logic import Visit
 
@@ -22,9 +23,12 @@ class Runs:
     visits: list[Visit] = field(default_factory=list)  # triage order
     position: int = 0
     prediction: Alignment | None = None  # what Move to predicted uses: the last Align's, or the last Track's
+    surfaces: dict[str, SurfaceAnalysis | None] = field(default_factory=dict)  # IMOD's surface analysis, by name
 
-    def add(self, result: PipelineResult, markers: Any, image: Any, visits: list[Visit]) -> None:
+    def add(self, result: PipelineResult, markers: Any, image: Any, visits: list[Visit],
+            surfaces: SurfaceAnalysis | None = None) -> None:
         self.results[result.name] = result
+        self.surfaces[result.name] = surfaces
         self.last, self.markers, self.image = result, markers, image
         self.prediction = result.alignment
         self.visits, self.position = visits, 0

@@ -164,16 +164,9 @@ class Step(QWidget):
 
 
 def scroll_area(steps: Sequence[QWidget]) -> QScrollArea:
-    """A vertical scroll area holding the steps; it never scrolls sideways, so nothing is cut off."""
-    content = QWidget()
-    layout = QVBoxLayout(content)
-    layout.setContentsMargins(4, 4, 4, 4)
-    for s in steps:
-        layout.addWidget(s)
-    layout.addStretch(1)
-    content.setMinimumWidth(DOCK_CONTENT_WIDTH)
+    """A vertical scroll area holding the steps (`set_steps` replaces them); it never scrolls sideways, so
+    nothing is cut off."""
     area = QScrollArea()
-    area.setWidget(content)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -182,4 +175,18 @@ def scroll_area(steps: Sequence[QWidget]) -> QScrollArea:
     assert bar is not None  # a QScrollArea always has its scroll bars
     area.setMinimumWidth(DOCK_CONTENT_WIDTH + bar.sizeHint().width() + 2)
     area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+    set_steps(area, steps)
     return area
+
+
+def set_steps(area: QScrollArea, steps: Sequence[QWidget]) -> None:
+    """Put ``steps`` in a `scroll_area`, in place of what it held: built apart and put in at once, a dock's
+    steps are styled and laid out once (added one by one to a shown dock, each is laid out again)."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    layout.setContentsMargins(4, 4, 4, 4)
+    for s in steps:
+        layout.addWidget(s)
+    layout.addStretch(1)
+    content.setMinimumWidth(DOCK_CONTENT_WIDTH)
+    area.setWidget(content)
