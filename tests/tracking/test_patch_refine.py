@@ -1,6 +1,8 @@
 """The second pass of patch tracking: each contour followed outward from its middle view (in tilt order),
 and the plane mapping of a solved alignment between views."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from napari_tomoalign import align_markers
@@ -36,3 +38,6 @@ def test_the_plane_mapping_carries_points_of_the_specimen_plane_between_views():
     carried = plane.map(xy[3], 3, 17)
     assert np.abs(carried - xy[17]).max() < 0.05
     assert np.abs(plane.map(carried, 17, 3) - xy[3]).max() < 1e-6
+    # a solved beam tilt is folded into full_params already; the record of it must not tilt the mapping again
+    tilted = PlaneMap(replace(al, beam_tilt_deg=2.0))
+    assert np.abs(tilted.map(xy[3], 3, 17) - carried).max() < 1e-9

@@ -48,7 +48,8 @@ class PlaneMap:
     plane, ``map`` carries positions."""
 
     def __init__(self, al: Alignment) -> None:
-        a, _ = view_matrices(al.full_params, al.beam_tilt_deg, derivatives=False)
+        # a solved beam tilt is already folded into ``full_params`` (as in IMOD's files): none to add here
+        a, _ = view_matrices(al.full_params, derivatives=False)
         xyz = al.xyz_px[np.all(np.isfinite(al.xyz_px), axis=1)]
         slope, c = np.zeros(2), 0.0
         if len(xyz) >= 3:
