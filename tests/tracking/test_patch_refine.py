@@ -1,12 +1,14 @@
 """The second pass of patch tracking: each contour followed outward from its middle view (in tilt order),
 and the plane mapping of a solved alignment between views."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from napari_tomoalign import align_markers
 from napari_tomoalign.alignment.options import AlignmentOptions
 from napari_tomoalign.io.table import MarkerTable
-from napari_tomoalign.tracking._patch_refine import PlaneMap, _chains
+from napari_tomoalign.tracking._patch_refine import SECOND_PASS_TILT_WEIGHT_POWER, PlaneMap, _chains, tilt_weights
 
 
 def test_contours_are_followed_outward_from_their_middle_view_in_tilt_order():
@@ -36,3 +38,13 @@ def test_the_plane_mapping_carries_points_of_the_specimen_plane_between_views():
     carried = plane.map(xy[3], 3, 17)
     assert np.abs(carried - xy[17]).max() < 0.05
     assert np.abs(plane.map(carried, 17, 3) - xy[3]).max() < 1e-6
+    # a solved beam tilt is folded into full_params already; the record of it must not tilt the mapping again
+    tilted = PlaneMap(replace(al, beam_tilt_deg=2.0))
+    assert np.abs(tilted.map(xy[3], 3, 17) - carried).max() < 1e-9
+
+
+def test_the_second_pass_weighs_points_less_the_more_depth_their_view_spans():
+    tilts = np.array([-60.0, -30.0, 0.0, 30.0, 60.0])
+    w = tilt_weights(np.array([2, 0, 4, 1, 3, 2]), tilts)
+    assert w[0] == 1.0 and w[1] == w[2] and w[3] == w[4] and w[5] == 1.0  # by |tilt|, per observation
+    assert np.isclose(w[1], 0.5 ** SECOND_PASS_TILT_WEIGHT_POWER) and 0 < w[1] < w[3] < 1
