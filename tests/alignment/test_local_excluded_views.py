@@ -5,7 +5,7 @@ Known truth: the beads of view 10 of IMOD's tutorial series (BBa) are moved by 6
 badly, or taken from another run), the mistake a user excludes a view for. Excluded, its points must carry no
 weight anywhere: the global and the local files are the same as for the clean series with view 10 excluded,
 and the local file holds IMOD's unit refinement and zero increments for it (its global transform applies,
-`../shared/docs/imod-full-model.md`, section 4.3). Not excluded, the bad view changes the local fits (so the
+as IMOD writes a local file for a view without points). Not excluded, the bad view changes the local fits (so the
 comparison can see a view that leaks in).
 """
 
