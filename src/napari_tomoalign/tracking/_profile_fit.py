@@ -42,6 +42,17 @@ def _basis(x, y, half, nl, out, o):  # pragma: no cover - compiled
         out[o + 3], out[o + 4], out[o + 5] = sx * sx, sx * sy, sy * sy
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _profile_at(table, step, r):  # pragma: no cover - compiled
+    """The profile ``T(r)`` and its slope from the table sampled every ``step`` px (0 beyond its end)."""
+    nt = table.size
+    u = r / step
+    i0 = min(int(u), nt - 2)
+    if u < nt - 1:
+        return table[i0] + (u - i0) * (table[i0 + 1] - table[i0]), (table[i0 + 1] - table[i0]) / step
+    return 0.0, 0.0
+
+
 @numba.njit(cache=True, nogil=True)
 def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, mult, full, a, b):  # pragma: no cover - compiled
     """Normal equations of the fit (the ``nl`` background and amplitude parameters, and the centre when
@@ -50,7 +61,6 @@ def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, mult, full, a,
     relative) rather than ``background + th[0] T``."""
     size = img.shape[0]
     half = size // 2
-    nt = table.size
     n = nl + 2 if full else nl
     o = 2 if full else 0
     jac = np.empty(9)
@@ -67,12 +77,7 @@ def _accumulate(img, x0, y0, mx, my, radius, th, table, step, nl, mult, full, a,
                 continue
             dx, dy = x - x0, y - y0
             r = np.sqrt(dx * dx + dy * dy)
-            u = r / step
-            i0 = min(int(u), nt - 2)
-            t, dt = 0.0, 0.0
-            if u < nt - 1:
-                t = table[i0] + (u - i0) * (table[i0 + 1] - table[i0])
-                dt = (table[i0 + 1] - table[i0]) / step
+            t, dt = _profile_at(table, step, r)
             _basis(x, y, half, nl, jac, o + 1)
             bg = 0.0
             for i in range(1, nl):
@@ -122,7 +127,6 @@ def _accumulate_plane(img, x0, y0, mx, my, radius, th, table, step, full, a, b):
     order, held in locals. Unknowns: (centre x, y when ``full``), amplitude, level, x slope, y slope."""
     size = img.shape[0]
     half = size // 2
-    nt = table.size
     r2max = radius * radius
     ssr, count = 0.0, 0
     bx = by = bt = b1 = bgx = bgy = 0.0
@@ -138,12 +142,7 @@ def _accumulate_plane(img, x0, y0, mx, my, radius, th, table, step, full, a, b):
                 continue
             dx, dy = x - x0, y - y0
             r = np.sqrt(dx * dx + dy * dy)
-            u = r / step
-            i0 = min(int(u), nt - 2)
-            t, dt = 0.0, 0.0
-            if u < nt - 1:
-                t = table[i0] + (u - i0) * (table[i0 + 1] - table[i0])
-                dt = (table[i0 + 1] - table[i0]) / step
+            t, dt = _profile_at(table, step, r)
             gx, gy = float(x - half), float(y - half)
             bg = 0.0 + th[1] * 1.0
             bg += th[2] * gx
