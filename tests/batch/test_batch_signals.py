@@ -35,20 +35,22 @@ def _children(pid: int) -> list[int]:
     return [int(k) for k in found]
 
 
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
-def test_a_signal_mid_batch_stops_the_workers_and_leaves_no_partial_series(stacks, tmp_path, sig, code, word):
+@pytest.mark.parametrize("sig, code, word, group", [(signal.SIGTERM, 143, "terminated", False),
+                                                   (signal.SIGINT, 130, "interrupted", True)])
+def test_a_signal_mid_batch_stops_the_workers_and_leaves_no_partial_series(stacks, tmp_path, sig, code, word, group):
+    """Ctrl-C goes to the whole process group, as a terminal sends it: the workers print nothing."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     p = subprocess.Popen([sys.executable, "-m", "napari_tomoalign.cli", "batch", str(stacks), "--output", str(out),
                           "--workers", "2", "--bead-diameter-nm", "10", "--quiet"], stderr=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
     t0 = time.monotonic()
     while not list(out.glob("*/batch_run.json")) and time.monotonic() - t0 < 120 and p.poll() is None:
         time.sleep(0.05)
     time.sleep(0.5)  # the workers are tracking their first series
     kids = _children(p.pid)
     assert p.poll() is None and kids, "the batch ended before the signal"
-    p.send_signal(sig)
+    os.killpg(p.pid, sig) if group else p.send_signal(sig)
     _, err = p.communicate(timeout=90)
     assert p.returncode == code and err.count("\n") == 1 and err.startswith(f"tomoalign: {word}"), err
     deadline = time.monotonic() + 20

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from napari_tomoalign.batch import discover, is_finished, process_series
-from napari_tomoalign.batch.stamp import STAMP, begin, discard_unfinished
+from napari_tomoalign.batch.stamp import KEPT, STAMP, begin, discard_unfinished
 from napari_tomoalign.io.markers import MarkerTable, write_markers_csv
 from napari_tomoalign.io.tilts import write_tilt_angles
 from napari_tomoalign.simulation.markers import simulate_markers
@@ -81,16 +81,43 @@ def test_an_edited_output_or_a_torn_run_is_redone_never_kept(batch):
     row = process_series(spec, str(out), {}, ())
     assert row["notes"] == "redone: ts00.xf changed since the run that wrote it"
     first = _files(d)
-    # A run torn after its first file (SIGKILL, power cut): the stamp says started, the earlier run's files are gone.
+    # A run torn after its first file (SIGKILL, power cut): the stamp says started, the finished run is kept aside.
     from napari_tomoalign.batch.task import output_paths
 
     begin(spec, d, output_paths(spec, out, (), {}), {}, (), "align", False)
     (d / "ts00.xf").write_text("torn\n")
     assert not is_finished(spec, out, (), {})
-    assert _files(d) == {STAMP, "ts00.xf"}  # one (torn) run's files, none of the finished one's
+    kept = {f for f in _files(d) if f.startswith(f"{KEPT}/")}
+    assert _files(d) - kept == {STAMP, "ts00.xf"}  # one (torn) run's files in the folder
+    assert {f.removeprefix(f"{KEPT}/") for f in kept} == first  # the finished run's, whole, aside
     row = process_series(spec, str(out), {}, ())
     assert row["status"] == "done" and row["notes"] == "redone: the previous run did not finish"
     assert _files(d) == first and is_finished(spec, out, (), {})
+
+
+def test_a_forced_rerun_that_fails_or_is_stopped_puts_the_finished_run_back(batch, monkeypatch):
+    """New user's finding (session 9): Ctrl-C during ``batch --force`` deleted finished series."""
+    spec, out = batch
+    d = out / spec.name
+    process_series(spec, str(out), {}, ())
+    before = {f: (d / f).read_bytes() for f in _files(d)}
+    import napari_tomoalign.batch.task as task
+
+    def broken(spec, out, *a, **k):
+        (out / "ts00.xf").write_text("half of a new run\n")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(task, "_align", broken)
+    row = process_series(spec, str(out), {}, (), force=True)
+    assert row["status"] == "failed" and row["notes"] == "the earlier finished run's files are kept"
+    assert {f: (d / f).read_bytes() for f in _files(d)} == before and is_finished(spec, out, (), {})
+    # Stopped: the batch discards the started run once its workers are gone.
+    from napari_tomoalign.batch.task import output_paths
+
+    begin(spec, d, output_paths(spec, out, (), {}), {}, (), "align", True)
+    (d / "ts00.xf").write_text("half\n")
+    assert discard_unfinished(d)
+    assert {f: (d / f).read_bytes() for f in _files(d)} == before and is_finished(spec, out, (), {})
 
 
 def test_files_no_batch_stamped_are_replaced_only_with_force(batch):

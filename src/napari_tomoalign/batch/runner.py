@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from ..errors import UsageError
 from ..io.convert import normalise_format
 from .series import SeriesSpec, discover
-from .stamp import discard_unfinished_series
+from .stamp import discard_unfinished_series, restore_kept_runs
 from .summary import flag_outliers, write_summary_csv, write_summary_png
 from .task import error_text, is_finished, make_row, process_series, row_from_json
 
@@ -87,10 +88,28 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool, timeo
     # value the user exported still reaches the workers).
     # silence_logs=CRITICAL: a series' failure reaches its summary row; a worker's own log lines (a heartbeat lost
     # while a stopped batch closes the cluster) would break the one-line contract on stderr.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _workers_ignore_sigint():
         cluster = LocalCluster(n_workers=n_workers or machine_workers(), threads_per_worker=1, processes=processes,
                                dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=50, **net)
     return Client(cluster, timeout=timeout_s), cluster
+
+
+@contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Ctrl-C in a terminal reaches the whole process group: the worker processes started meanwhile ignore it (a
+    process started with SIGINT ignored keeps it so; Python then installs no KeyboardInterrupt), so that only this
+    process answers it, in one line, and stops the cluster, instead of every worker printing a traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _progress(futures: list, show: bool):
@@ -190,6 +209,7 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     export = tuple(normalise_format(f) for f in export)
     defaults = dict(options or {})
+    restore_kept_runs(out, specs)
     done = {s.name for s in specs if not force and is_finished(s, out, export, defaults)}
     todo = [s for s in specs if s.name not in done]
     rows = {s.name: row_from_json(s, out, "skipped", defaults) for s in specs if s.name in done}

@@ -3,8 +3,12 @@ of two runs and a resumed batch never keeps results of other inputs or options.
 
 The rule (also in ``tomoalign batch --help``):
 
-- Before a series is (re)done, its stamp is written with ``"state": "started"`` and the planned outputs, then
-  the files a previous *stamped* run listed are removed: the folder holds one run's files at any time.
+- Before a series is (re)done, its stamp is written with ``"state": "started"`` and the planned outputs. A
+  previous *finished* run's files (and its stamp) are moved aside into ``NAME/.previous_run/``, an unfinished
+  run's files are removed: the folder holds one run's files at any time.
+- The files kept aside are deleted once the new run is stamped finished, and put back (the new run's files
+  removed) when it fails, is stopped, or its worker is killed (then by the next batch): a re-run with
+  ``--force`` that does not finish never costs the user a finished run.
 - After the last output (and the exports), the stamp is rewritten, atomically and last, with
   ``"state": "finished"``, the identity of every input (resolved path, size, modification time in ns), the
   series' effective options (its table cells over the batch's) and the size and time of every output.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ from ..io.atomic import OverwriteError, atomic_open, clear_stale_temporaries_und
 from .series import SeriesSpec
 
 STAMP = "batch_run.json"
+KEPT = ".previous_run"  # a finished run's files while a new run of the series is under way
 _RUN_ONLY = {"bead_diameter_nm", "bead_diameter_px", "beads", "bin", "thickness", "erase_gold", "patches", "clumps"}
 
 
@@ -128,23 +134,63 @@ def _remove(files: list[Path], folder: Path) -> None:
                 pass
 
 
+def _move_tree(files: list[Path], src: Path, dst: Path) -> None:
+    """Move regular files from under ``src`` to the same relative paths under ``dst``."""
+    for p in files:
+        if p.is_file() and not p.is_symlink():
+            to = dst / p.relative_to(src)
+            to.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, to)
+
+
+def _keep_aside(folder: Path, old: dict[str, Any]) -> None:
+    """Move a finished run's listed files and its stamp into ``folder/KEPT`` (stamp last)."""
+    keep = folder / KEPT
+    _move_tree([p for p in _listed(folder, old) if KEPT not in p.relative_to(folder).parts], folder, keep)
+    _move_tree([folder / STAMP], folder, keep)
+
+
+def restore_kept(folder: Path) -> bool:
+    """Settle a series folder that holds a finished run kept aside: drop it when the run after it finished, else
+    remove that run's files and put the kept run back. Returns whether a kept run was put back."""
+    keep = folder / KEPT
+    if not keep.is_dir() or keep.is_symlink():
+        return False
+    info = read_stamp(folder)
+    if info is not None and info["state"] == "finished":
+        shutil.rmtree(keep, ignore_errors=True)
+        return False
+    clear_stale_temporaries_under(folder)
+    _remove([p for p in _run_files(folder, info) if p.name != STAMP], folder)
+    _move_tree([p for p in keep.rglob("*") if p != keep / STAMP], keep, folder)
+    if (keep / STAMP).is_file():
+        os.replace(keep / STAMP, folder / STAMP)
+    shutil.rmtree(keep, ignore_errors=True)
+    return True
+
+
 def begin(spec: SeriesSpec, folder: Path, planned: list[Path], defaults: dict[str, Any], export: tuple[str, ...],
           path: str, force: bool) -> str:
-    """Make ``folder`` ready for a new run of the series: stamp it started (naming ``planned``), then remove the
-    files of the previous stamped run. Returns a note: why an earlier run is redone ("" for a first run). Raises
-    `OverwriteError` for a folder whose outputs no batch stamped, unless ``force``."""
+    """Make ``folder`` ready for a new run of the series: keep a finished run aside (`restore_kept` puts it back
+    if the new run does not finish), remove an unfinished run's files, stamp the folder started (naming
+    ``planned``). Returns a note: why an earlier run is redone ("" for a first run). Raises `OverwriteError` for
+    a folder whose outputs no batch stamped, unless ``force``."""
+    torn = restore_kept(folder)
     old = read_stamp(folder)
     foreign = [p for p in planned if p.exists()] if old is None else []
     if foreign and not force:
         shown = ", ".join(p.relative_to(folder).as_posix() for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
         raise OverwriteError(f"{folder} holds files no batch run stamped ({shown}); pass --force to replace them, "
                              "or give another --output")
-    why = why_not_finished(spec, folder, defaults, export, path) if old is not None else None
+    why = "the previous run did not finish" if torn else (
+        why_not_finished(spec, folder, defaults, export, path) if old is not None else None)
     clear_stale_temporaries_under(folder)
-    previous = _run_files(folder, old)
+    if old is not None and old["state"] == "finished":
+        _keep_aside(folder, old)
+    else:
+        _remove(_run_files(folder, old), folder)
     rel = sorted({p.relative_to(folder).as_posix() for p in planned})
     _write(folder, {"state": "started", "series": spec.name, "planned": rel})
-    _remove(previous, folder)
     if old is None and not foreign:
         return ""
     return "redone: --force" if force and why is None or foreign else f"redone: {why}"
@@ -154,7 +200,9 @@ def _written_since(folder: Path, since_ns: int) -> list[Path]:
     """Every regular file under ``folder`` modified at or after ``since_ns`` (this run's), but the stamp and
     temporaries."""
     found = []
-    for root, _dirs, files in os.walk(folder, followlinks=False):
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        if Path(root) == folder:
+            dirs[:] = [d for d in dirs if d != KEPT]
         for n in files:
             p = Path(root) / n
             if n == STAMP and Path(root) == folder or n.endswith(".tmp"):
@@ -184,6 +232,7 @@ def finish(spec: SeriesSpec, folder: Path, defaults: dict[str, Any], export: tup
     _write(folder, {"state": "finished", "series": spec.name, "status": status, "path": path,
                     "inputs": inputs_identity(spec, defaults), "options": effective_options(spec, defaults, path),
                     "export": _files_exported(export), "outputs": outputs, "package_version": __version__})
+    shutil.rmtree(folder / KEPT, ignore_errors=True)
 
 
 def why_not_finished(spec: SeriesSpec, folder: Path, defaults: dict[str, Any], export: tuple[str, ...],
@@ -214,12 +263,15 @@ def why_not_finished(spec: SeriesSpec, folder: Path, defaults: dict[str, Any], e
     return None
 
 
-def discard_unfinished(folder: Path) -> None:
-    """After a stopped batch (SIGTERM, Ctrl-C) whose workers are gone: remove what a started run of this series
-    wrote, and its temporaries, so that no partial output is left (the series is redone next time)."""
+def discard_unfinished(folder: Path) -> bool:
+    """After a failed run, or a stopped batch (SIGTERM, Ctrl-C) whose workers are gone: remove what a started run
+    of this series wrote, and its temporaries, so that no partial output is left, and put back the finished run it
+    replaced (returns whether there was one)."""
     info = read_stamp(folder)
     if info is None or info["state"] != "started":
-        return
+        return False
+    if restore_kept(folder):
+        return True
     clear_stale_temporaries_under(folder)
     _remove(_run_files(folder, info), folder)
     try:
@@ -227,16 +279,32 @@ def discard_unfinished(folder: Path) -> None:
         folder.rmdir()  # only if nothing else is left
     except OSError:
         pass
+    return False
+
+
+def _own_folders(out_root: Path, specs: list[SeriesSpec]) -> list[Path]:
+    """The series folders of a batch that are inside its output (a folder linked outside is not ours to clean)."""
+    from ..io.atomic import OverwriteError, check_inside
+
+    folders = []
+    for s in specs:
+        try:
+            check_inside(out_root, Path(out_root) / s.name)
+        except OverwriteError:
+            continue
+        folders.append(Path(out_root) / s.name)
+    return folders
 
 
 def discard_unfinished_series(out_root: Path, specs: list[SeriesSpec]) -> None:
     """`discard_unfinished` for the series of a stopped batch that did not land (call it once the workers are
     gone: a local cluster closed; a remote cluster's workers may still finish and stamp theirs)."""
-    from ..io.atomic import OverwriteError, check_inside
+    for folder in _own_folders(out_root, specs):
+        discard_unfinished(folder)
 
-    for s in specs:
-        try:
-            check_inside(out_root, Path(out_root) / s.name)  # a folder linked outside is not ours to clean
-        except OverwriteError:
-            continue
-        discard_unfinished(Path(out_root) / s.name)
+
+def restore_kept_runs(out_root: Path, specs: list[SeriesSpec]) -> None:
+    """`restore_kept` for every series of a batch about to start: a run killed with its worker left the finished
+    run before it aside; put back, it is skipped if still current."""
+    for folder in _own_folders(out_root, specs):
+        restore_kept(folder)

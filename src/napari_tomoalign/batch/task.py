@@ -166,6 +166,7 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
     out = Path(out_root) / spec.name
     defaults = defaults or {}
     path = series_path(spec, defaults)
+    started = False
     try:
         if path == "none":
             return make_row(spec.name, "no-markers", path=path, output=str(out), time_s=time.perf_counter() - t0,
@@ -176,6 +177,7 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
 
         check_inside(out_root, out)  # a series folder linked elsewhere is refused, never written through
         note = begin(spec, out, output_paths(spec, Path(out_root), export, defaults), defaults, export, path, force)
+        started = True
         if path == "run":
             from .run_series import run_series
 
@@ -186,8 +188,13 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
         row["notes"] = "; ".join(n for n in (note, row.get("notes")) if n)
         return row
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the summary, none stops the batch
+        kept = False
+        if started:  # nothing of the failed run is left; the finished run it was to replace is put back
+            from .stamp import discard_unfinished
+
+            kept = discard_unfinished(out)
         return make_row(spec.name, "failed", path=path, output=str(out), time_s=time.perf_counter() - t0,
-                        error=error_text(exc))
+                        error=error_text(exc), notes="the earlier finished run's files are kept" if kept else "")
 
 
 def error_text(exc: BaseException) -> str:
