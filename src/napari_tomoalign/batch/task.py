@@ -236,7 +236,7 @@ def one_thread() -> Iterator[None]:
     alignment lists them). On 2 cores with 2 workers (and other load) waking numba's thread pool per table cost
     50 ms median, up to 1 s, against 7 ms on one."""
     from ..alignment._threads import compiled_threads
-    from ..alignment.errors import AlignmentWarning
+    from ..errors import AlignmentWarning
 
     with compiled_threads(1), _controller().limit(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)
