@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from support.local_reference import fit_mapped
 
-from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.local import (
     GlobalSolution,
@@ -20,6 +19,7 @@ from napari_tomoalign.alignment.local_patches import grow_patches, surface_group
 from napari_tomoalign.alignment.settings import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.alignment.transforms import view_transforms
+from napari_tomoalign.errors import AlignmentError
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model

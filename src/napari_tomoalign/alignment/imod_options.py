@@ -13,8 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..conventions import view_indices
-from ..errors import UsageError
-from .errors import AlignmentError
+from ..errors import AlignmentError, UsageError
 from .grouping import (
     Mapping,
     automap_groups,

@@ -24,10 +24,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import image_centre
+from ..errors import AlignmentError
 from ..io.imod_local import LocalTransforms
 from ._lm import Observations
 from ._threads import blas_threads_for
-from .errors import AlignmentError
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices

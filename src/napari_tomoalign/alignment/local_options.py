@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import AlignmentError
+from ..errors import AlignmentError
 from .grouping import (
     Mapping,
     block_mapping,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import AlignmentError
 from ..reconstruction.positioning import analyse_surfaces
-from .errors import AlignmentError
 from .local_options import MAX_PATCHES_PER_AXIS, LocalOptions
 
 GROWTH_PX = 40

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .excluded_views import format_views
+from ..conventions import format_views
 from .grouping import Mapping, block_mapping, fixed_mapping
 from .model import COMP, MAG, N_FULL, ROT, TILT
 from .options import AlignmentOptions, VariableOption

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..conventions import image_centre, view_number
+from ..conventions import format_views, image_centre, view_number
+from ..errors import AlignmentError, AlignmentWarning
 from ._lm import Observations, levenberg_marquardt
 from ._threads import blas_threads_for
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
-from .errors import AlignmentError, AlignmentWarning
-from .excluded_views import fill_left_out_views, format_views, left_out_notes
+from .excluded_views import fill_left_out_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
 from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
 from .options import AlignmentOptions

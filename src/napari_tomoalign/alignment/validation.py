@@ -11,10 +11,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import view_number
+from ..errors import AlignmentError
 from .arrays import unique
-from .errors import AlignmentError
 
-MAX_IMAGE_SIDE = 1_000_000
+MAX_IMAGE_SIDE = 1_000_000  # as io.limits (a header's image size); not imported from there: io is not loaded to solve
 MAX_ID = 2**53  # marker ids and view numbers must be below this in size: exact as floats and in JSON
 MIN_TILT_RANGE_DEG = 1.0  # below this the markers' depth is not determined at all
 MIN_SPREAD_PX = 1.0  # the markers of at least one view must span this much
