@@ -2,7 +2,7 @@
 
 For a small problem (a few thousand observations) these run as fast as the compiled loops, and they
 save the process from importing numba and loading its cached machine code (0.2-0.4 s), which is most
-of a small alignment's wall time as a command. `_backend` chooses between the two by size.
+of a small alignment's wall time as a command. `_lm.kernels_for` chooses between the two by size (`compute.uses_compiled`).
 
 Every function takes the arguments of its namesake in `_kernels` (observations sorted by marker,
 ``marker_starts`` the ``(n_m + 1,)`` offsets of each marker's observations; the per-view matrices ``A``

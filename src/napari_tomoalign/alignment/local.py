@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..compute import blas_threads_for
 from ..conventions import image_centre
 from ..errors import AlignmentError
 from ..io.imod_local import LocalTransforms
 from ._lm import Observations
-from ._threads import blas_threads_for
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices

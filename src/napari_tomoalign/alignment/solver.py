@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..compute import blas_threads_for
 from ..conventions import format_views, image_centre, view_number
 from ..errors import AlignmentError, AlignmentWarning
 from ._lm import Observations, levenberg_marquardt
-from ._threads import blas_threads_for
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .excluded_views import fill_left_out_views, left_out_notes
