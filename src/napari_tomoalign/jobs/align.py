@@ -173,7 +173,7 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
           should_stop: Callable[[], bool] | None = None) -> Alignment:
     """The job's alignment: the default model with its options (warm-started from ``start``), or the
     full model of its ``align.com`` (global only when the job solves local alignments after it)."""
-    from ..alignment._threads import blas_threads_for
+    from ..compute import blas_threads_for
 
     m = job.fitted_markers()
     ids = np.sort(m.marker)
