@@ -131,16 +131,15 @@ def option_mapping(option: VariableOption, included: NDArray[np.bool_], gauge_vi
 
 
 def settings_from_options(options: AlignmentOptions, included: NDArray[np.bool_], reference_view: int,
-                          rotation_angle_deg: float, *, tilt_free: bool = True) -> ModelSettings:
+                          rotation_angle_deg: float) -> ModelSettings:
     """The `ModelSettings` of `AlignmentOptions` for a series whose ``included`` views are in the fit:
-    rotation, tilt (unless ``tilt_free`` is False) and magnification mapped as the options ask, tilt and
-    magnification held at ``reference_view`` (the gauge), everything else of the full model held."""
+    rotation, tilt and magnification mapped as the options ask, tilt and magnification held at
+    ``reference_view`` (the gauge), everything else of the full model held."""
     inc = np.asarray(included, dtype=bool)
     n = len(inc)
-    tilt = options.tilt if tilt_free else VariableOption("fixed")
     mappings = {kind: fixed_mapping(n) for kind in KINDS}
     mappings["rotation"] = option_mapping(options.rotation, inc)
-    mappings["tilt"] = option_mapping(tilt, inc, reference_view)
+    mappings["tilt"] = option_mapping(options.tilt, inc, reference_view)
     mappings["magnification"] = option_mapping(options.magnification, inc, reference_view)
     return ModelSettings(
         mappings=mappings, rotation_angle_deg=float(rotation_angle_deg),

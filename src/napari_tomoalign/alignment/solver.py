@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..compute import blas_threads_for
-from ..conventions import format_views, image_centre, view_number
+from ..conventions import image_centre, view_number
 from ..errors import AlignmentError, AlignmentWarning
 from ._lm import Observations, levenberg_marquardt
 from .arrays import unique_inverse
@@ -113,9 +113,9 @@ def align_markers(
         raise AlignmentError(f"the previous solution has {start.n_views} views, not {p.n_views}; solve from scratch")
     if settings is None:
         axis0, source = _initial_axis(p, options, start)
-        settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
-        plan, limit = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None), \
-            options.max_iterations
+        settings = replace(p.settings, rotation_angle_deg=axis0)
+        tilt_stage = settings.mappings["tilt"].n_vars > 0 and start is None
+        plan, limit = plan_stages(options, warm=start is not None, tilt_stage=tilt_stage), options.max_iterations
     else:
         source = f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg"
         plan, limit = settings_plan(start is not None, settings.robust), SETTINGS_MAX_ITERATIONS
@@ -150,8 +150,8 @@ class _Prepared:
     use: NDArray[np.bool_]
     obs: Observations
     ref: int
+    settings: ModelSettings  # the default model's with the tilt axis still to be set (rotation 0)
     n_q: int
-    tilt_stage: bool
     notes: list[str]
 
     @property
@@ -173,13 +173,15 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     n_views = len(tilts_deg)
     marker_ids, _, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
+    seen = np.bincount(v, minlength=n_views) > 0
     if settings is None:
         view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views, excluded_views)
+        notes += left_out_notes(seen, view_ok, excluded_views, "--exclude-views", mapped=False)
     else:  # as tiltalign: every view with a point that is not excluded, every marker seen in one of them
-        view_ok = np.bincount(v, minlength=n_views) > 0
+        view_ok = seen.copy()
         view_ok[list(settings.excluded_views)] = False
         marker_ok = np.bincount(mi[view_ok[v]], minlength=len(marker_ids)) > 0
-        notes = list(settings.notes) + left_out_notes(settings.excluded_views, view_ok)
+        notes = list(settings.notes) + left_out_notes(seen, view_ok, settings.excluded_views, "ExcludeList", mapped=True)
     if view_ok.sum() < 2:
         raise AlignmentError(
             "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
@@ -189,49 +191,36 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     new_index[kept] = np.arange(len(kept))
     obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
     ref = _reference_view(options.reference_view if settings is None else None, view_ok, tilts_deg)
-    probe = settings or settings_from_options(options, view_ok, ref, 0.0)
-    start = start_params(probe, tilts_deg)
-    n_q = build_layout(probe.mappings, start, 0.0, probe.beam_tilt_free, view_ok,
+    settings = settings or settings_from_options(options, view_ok, ref, 0.0)
+    start = start_params(settings, tilts_deg)
+    n_q = build_layout(settings.mappings, start, 0.0, settings.beam_tilt_free, view_ok,
                        shift_gauge(start[:, TILT], start[:, ROT], view_ok, ref)).n_q
     n_unknowns = n_q + 3 * len(kept)
     if 2 * len(obs) < n_unknowns:
         raise AlignmentError(
             f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
             " add markers, or fix or group more variables (rotation, tilt, magnification)")
-    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
-                     options.tilt.mode != "fixed" and probe.mappings["tilt"].n_vars > 0, notes)
+    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, settings, n_q, notes)
 
 
 def _determinable(v, mi, marker_ids, w, options: AlignmentOptions, n_views: int, excluded_views: Sequence[int]
                   ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], list[str]]:
     """The default model's views and markers in the fit (enough markers per view for its unknowns, markers
-    in at least 2 views, none in an excluded view), and a note for each kind of what was left out."""
+    in at least 2 views, none in an excluded view), and a note on the markers left out."""
     excluded = np.zeros(n_views, dtype=bool)
     for x in excluded_views:
         if not 0 <= int(x) < n_views:
             raise AlignmentError(f"excluded view {view_number(int(x))} is not a view of this {n_views}-view series;"
                                  f" give views from 1 to {n_views}")
         excluded[int(x)] = True
-    tilt_free = options.tilt.mode != "fixed"
-    per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification)) + (
-        tilt_free and options.tilt.mode == "view")  # a view's own unknowns in the fullest stage
+    # a view's own unknowns in the fullest stage: two shifts and each variable solved per view
+    per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification, options.tilt))
     view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (per_view + 1) // 2,
                                       weights=np.where(excluded[v], 0.0, w))
     notes: list[str] = []
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
         notes.append(f"{len(ids)} marker(s) seen in fewer than 2 usable views were left out: {_listed(ids)}")
-    seen = np.zeros(n_views, dtype=bool)
-    seen[v] = True
-    seen |= excluded  # named as excluded below, not as empty
-    if excluded.any():
-        notes.append(f"views {format_views(np.flatnonzero(excluded))} excluded (--exclude-views): not in the fit")
-    if (lost := ~view_ok & seen & ~excluded).any():
-        notes.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
-                     f" left out (transform undetermined): views {format_views(np.flatnonzero(lost))}")
-    if (~seen).any():
-        notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): views "
-                     + format_views(np.flatnonzero(~seen)))
     return view_ok, marker_ok, notes
 
 
