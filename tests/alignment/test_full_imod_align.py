@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment.imod_align import align_markers_imod
+from napari_tomoalign.alignment.solver import align_markers_imod
 from napari_tomoalign.alignment.transforms import aligned_frame, apply_transform, imod_transforms
 from napari_tomoalign.errors import UsageError
 from napari_tomoalign.io.alignment import write_alignment

@@ -225,7 +225,7 @@ def test_full_model_transforms_reproduce_imods_tltxf(bba, imod_data):
 def test_from_an_imod_alignment_end_to_end(bba, imod_data):
     """The path a command line takes: align with aligna.com (full model, as an Alignment), its .xf, then
     the local alignments; the patches are IMOD's because the aligned frame is (within 0.03 px)."""
-    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.solver import align_markers_imod
 
     table, raw, entries, _, fid = bba
     al = align_markers_imod(table.view, table.marker, table.xy, raw, table.image_size, imod_data / "aligna.com")

@@ -90,7 +90,7 @@ def test_schur_reduced_in_several_blocks_of_markers(monkeypatch):
 def test_imods_settings_solve_through_numpy_as_through_the_compiled_loops(imod_data, monkeypatch):
     """Fast start for IMOD's settings: a small align.com solve needs no numba, and gives the same answer."""
     from napari_tomoalign import read_markers, read_tilt_angles
-    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.solver import align_markers_imod
 
     m, tilts = read_markers(imod_data / "BBa.fid"), read_tilt_angles(imod_data / "BBa.rawtlt")
     monkeypatch.setattr(_lm, "kernels_for", lambda n_obs: _kernels)

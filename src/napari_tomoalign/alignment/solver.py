@@ -1,13 +1,15 @@
 """Fiducial alignment from marker observations, for every settings: validate, prepare, plan, run, assemble.
 
 `align_markers` solves the default model (`AlignmentOptions`, the preset `settings.settings_from_options`)
-or IMOD's full model with an align.com's settings (``settings=``, `imod_align.read_imod_settings`) by the
-same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`. The stages
-are described in `stages`; the model in `model`; the unknowns and the gauge in `full_layout`.
+or IMOD's full model with an align.com's settings (``settings=``, `imod_options.read_imod_settings`) by the
+same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`;
+`align_markers_imod` does so with the settings of a command file. The stages are described in `stages`; the
+model in `model`; the unknowns and the gauge in `full_layout`.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -17,12 +19,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..compute import blas_threads_for
 from ..conventions import image_centre, view_number
-from ..errors import AlignmentError, AlignmentWarning
+from ..errors import AlignmentError, AlignmentWarning, UsageError
 from ._lm import Observations, levenberg_marquardt
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .excluded_views import fill_left_out_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
+from .imod_options import read_imod_settings
 from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
 from .options import AlignmentOptions
 from .result import Alignment
@@ -69,7 +72,7 @@ def align_markers(
     options
         What to solve for; the defaults are the paper's model with the tilt axis estimated.
     settings
-        An align.com's settings (`imod_align.read_imod_settings`): solve IMOD's full model with them
+        An align.com's settings (`imod_options.read_imod_settings`): solve IMOD's full model with them
         instead (tiltalign's start values, no axis estimate; ``options`` is then not used).
     pixel_size_nm
         Pixel size, used only to report residuals in nm.
@@ -89,7 +92,7 @@ def align_markers(
     excluded_views
         0-based views left out of the fit (``--exclude-views``, tiltalign's ``ExcludeList``): their
         observations are not used and the views take interpolated values, named in a note as excluded.
-        An align.com's settings carry their own list (`imod_align.align_markers_imod`).
+        An align.com's settings carry their own list (`align_markers_imod`).
 
     Returns
     -------
@@ -133,6 +136,39 @@ def align_markers(
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
     return _assemble(p, runner, robust_w, tilts_deg, options, settings, source, pixel_size_nm)
+
+
+def align_markers_imod(
+    views: ArrayLike,
+    markers: ArrayLike,
+    xy: ArrayLike,
+    tilt_angles_deg: ArrayLike,
+    image_size: ArrayLike,
+    com_path: str | os.PathLike[str],
+    *,
+    pixel_size_nm: float | None = None,
+    global_only: bool = False,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    weights: ArrayLike | None = None,
+    start: Alignment | None = None,
+    excluded_views: Sequence[int] = (),
+) -> Alignment:
+    """Align marker observations with the tiltalign options of the IMOD command file ``com_path`` (an
+    ``align.com``, or any file with a ``$tiltalign`` section): `align_markers` with its settings
+    (`read_imod_settings`; the arguments as there). ``global_only`` accepts ``LocalAlignments 1`` and returns
+    the global fit (the local fits are `local.local_alignments`'); without it such a file is refused with a
+    `UsageError`, as are tiltalign options that are not carried out (named in the message). ``excluded_views``
+    (0-based) are added to the file's ``ExcludeList``.
+    """
+    v, _, _, tilts, _, _ = validate_observations(views, markers, xy, tilt_angles_deg, image_size, None)
+    settings = read_imod_settings(com_path, tilts, np.bincount(v, minlength=len(tilts)), excluded_views)
+    if settings.local_alignments and not global_only:
+        raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
+                         " set it to 0 to align globally")
+    return align_markers(views, markers, xy, tilt_angles_deg, image_size, settings=settings,
+                         pixel_size_nm=pixel_size_nm, weights=weights, progress=progress, should_stop=should_stop,
+                         start=start, warn=False)
 
 
 @dataclass
