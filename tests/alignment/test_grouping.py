@@ -142,7 +142,7 @@ def test_the_default_model_is_a_preset_of_the_full_models_settings():
     magnification held at the reference view (with its group), views out of the fit held, the rest of the
     full model fixed; the robust preset is the default model's."""
     from napari_tomoalign import AlignmentOptions
-    from napari_tomoalign.alignment.settings import DEFAULT_ROUNDS, settings_from_options
+    from napari_tomoalign.alignment.options import DEFAULT_ROUNDS, settings_from_options
 
     included = np.ones(12, dtype=bool)
     included[11] = False

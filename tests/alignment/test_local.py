@@ -16,7 +16,7 @@ from napari_tomoalign.alignment.local import (
 )
 from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
 from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
-from napari_tomoalign.alignment.settings import ModelSettings
+from napari_tomoalign.alignment.options import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.alignment.transforms import view_transforms
 from napari_tomoalign.errors import AlignmentError

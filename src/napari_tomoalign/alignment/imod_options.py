@@ -28,7 +28,7 @@ from .grouping import (
     is_grouped,
     per_view_mapping,
 )
-from .settings import KINDS, ModelSettings
+from .options import KINDS, ModelSettings
 
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
           "x_stretch": "XStretch", "skew": "Skew", "x_tilt": "XTilt"}

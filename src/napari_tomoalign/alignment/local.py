@@ -31,8 +31,8 @@ from ._lm import Observations
 from .local_options import LocalOptions, patch_mappings
 from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
 from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
+from .options import ModelSettings
 from .result import Alignment, StageReport
-from .settings import ModelSettings
 from .stages import EVERYTHING, StageRunner, settings_plan
 from .transforms import (
     compose_refinement,

@@ -10,8 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..conventions import image_centre
-from .options import AlignmentOptions
-from .settings import ModelSettings
+from .options import AlignmentOptions, ModelSettings
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class Alignment:
         solved beam tilt is already folded into the tilt, X-tilt and rotation
         (``model.without_beam_tilt``), as IMOD writes them.
     settings
-        The `settings.ModelSettings` the alignment was solved with (from `AlignmentOptions` or an
+        The `options.ModelSettings` the alignment was solved with (from `AlignmentOptions` or an
         align.com): mappings, start values, gauge, robust rounds.
     beam_tilt_deg
         The solved (or fixed) beam tilt, for the record.

@@ -11,7 +11,7 @@ and 0 from ``c`` on, with ``c = 4.685 * scale``. With tracks weighting, the stat
 marker's RMS residual, normalised over the markers, and the weight applies to the whole track.
 
 `stages.StageRunner` runs the rounds (`next_weights`, then a refit) for every settings
-(`settings.ModelSettings`: how many rounds, the floor, the group sizes and the tuning). IMOD's preset (an
+(`options.ModelSettings`: how many rounds, the floor, the group sizes and the tuning). IMOD's preset (an
 align.com's ``RobustFitting 1``): groups of at least 100 points (``MinWeightGroupSizes``), a marker left
 with fewer than 4 weights above 0.02 gets 0.02 added to all its weights, at most 30 rounds. IMOD also
 smooths each view's median residual over neighbouring views and splits the field into rings before
@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from .settings import ModelSettings
+    from .options import ModelSettings
 
 TUKEY_C = 4.685
 MADN_FACTOR = 0.6745

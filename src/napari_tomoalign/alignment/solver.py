@@ -1,6 +1,6 @@
 """Fiducial alignment from marker observations, for every settings: validate, prepare, plan, run, assemble.
 
-`align_markers` solves the default model (`AlignmentOptions`, the preset `settings.settings_from_options`)
+`align_markers` solves the default model (`AlignmentOptions`, the preset `options.settings_from_options`)
 or IMOD's full model with an align.com's settings (``settings=``, `imod_options.read_imod_settings`) by the
 same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`;
 `align_markers_imod` does so with the settings of a command file. The stages are described in `stages`; the
@@ -27,9 +27,8 @@ from .excluded_views import fill_left_out_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
 from .imod_options import read_imod_settings
 from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
-from .options import AlignmentOptions
+from .options import AlignmentOptions, ModelSettings, settings_from_options, start_params
 from .result import Alignment
-from .settings import ModelSettings, settings_from_options, start_params
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
 from .validation import check_call_types, check_solution, determinable, validate_observations
 

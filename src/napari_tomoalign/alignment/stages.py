@@ -31,10 +31,9 @@ from ._lm import Observations, levenberg_marquardt
 from .full_layout import UnknownLayout, build_layout, shift_gauge
 from .grouping import Mapping
 from .model import DX, DY, ROT, TILT, view_matrices
-from .options import AlignmentOptions, VariableOption
+from .options import AlignmentOptions, ModelSettings, VariableOption, option_mapping
 from .result import StageReport
 from .robust import SETTLED, next_weights, tilt_groups
-from .settings import ModelSettings, option_mapping
 
 LOOSE, TIGHT, ROBUST_ROUND = 1e-4, 1e-12, 1e-10
 FIXED, ONE = VariableOption("fixed"), VariableOption("one")

@@ -94,9 +94,8 @@ def _numbers(values: ArrayLike, name: str, what: str) -> NDArray[np.float64]:
 
 def check_call_types(options: object, settings: object, pixel_size_nm: object, start: object) -> None:
     """The keyword arguments of `align_markers` are of the types it takes; else TypeError naming the one."""
-    from .options import AlignmentOptions
+    from .options import AlignmentOptions, ModelSettings
     from .result import Alignment
-    from .settings import ModelSettings
 
     for name, value, kind in (("options", options, AlignmentOptions), ("settings", settings, ModelSettings),
                               ("start", start, Alignment)):
