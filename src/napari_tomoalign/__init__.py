@@ -26,9 +26,8 @@ use_writable_cache(__path__[0])  # before any kernel module imports numba: a rea
 if TYPE_CHECKING:
     from .alignment.imod_options import read_imod_settings
     from .alignment.local import LocalAlignments
-    from .alignment.options import AlignmentOptions, VariableOption
+    from .alignment.options import AlignmentOptions, ModelSettings, VariableOption
     from .alignment.result import Alignment
-    from .alignment.settings import ModelSettings
     from .alignment.solver import align_markers, align_markers_imod
     from .errors import AlignmentError, Cancelled, UsageError
     from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file
@@ -53,7 +52,7 @@ _WHERE = {
     "AlignJob": ".jobs.align",
     "Cancelled": ".errors",
     "LocalAlignments": ".alignment.local",
-    "ModelSettings": ".alignment.settings",
+    "ModelSettings": ".alignment.options",
     "RunJob": ".jobs.run",
     "SolverSettings": ".jobs.solver_options",
     "TrackJob": ".tracking.jobs",
