@@ -14,8 +14,7 @@ from napari_tomoalign.alignment.local import (
     local_alignments,
     solve_patch,
 )
-from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
-from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
+from napari_tomoalign.alignment.local_options import grow_patches, local_options_from_com, patch_mappings, surface_groups
 from napari_tomoalign.alignment.options import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.alignment.transforms import view_transforms

@@ -5,8 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment.local_options import MAX_PATCHES_PER_AXIS, local_options_from_com
-from napari_tomoalign.alignment.local_patches import patch_grid
+from napari_tomoalign.alignment.local_options import MAX_PATCHES_PER_AXIS, local_options_from_com, patch_grid
 from napari_tomoalign.cli import main
 from napari_tomoalign.errors import AlignmentError
 
