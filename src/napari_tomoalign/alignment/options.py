@@ -99,7 +99,7 @@ class AlignmentOptions:
         Iteration limit of each Levenberg–Marquardt stage.
     robust
         After the least-squares stages, refit with Tukey-bisquare weights (iteratively reweighted),
-        so that mis-clicks and mistracked beads stop pulling the solution (see `robust`).
+        so that mis-clicks and mistracked beads stop pulling the solution (see `stages`).
     robust_scale
         Multiplies Tukey's tuning constant 4.685: larger down-weights fewer points. The default,
         1.8, is for residual *lengths* normalised by their median and MADN: that one-sided statistic
