@@ -27,6 +27,16 @@ def _whole(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def _count(value: Any) -> bool:
+    """A whole number from 1 to `MAX_COUNT`."""
+    return _whole(value) and 1 <= value <= MAX_COUNT
+
+
+def _finite(value: Any, bound: float) -> bool:
+    """A finite number no larger than ``bound`` in size."""
+    return isinstance(value, (int, float, np.number)) and bool(np.isfinite(value)) and abs(value) <= bound
+
+
 Mode = Literal["fixed", "one", "view", "group"]
 MODES: tuple[str, ...] = ("fixed", "one", "view", "group")
 
@@ -51,7 +61,7 @@ class VariableOption:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown variable mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.mode == "group" and not (_whole(self.group_size) and 1 <= self.group_size <= MAX_COUNT):
+        if self.mode == "group" and not _count(self.group_size):
             raise ValueError(f"group size must be a whole number from 1 to {MAX_COUNT}, got {self.group_size}")
 
     @classmethod
@@ -70,7 +80,6 @@ class VariableOption:
 
     def __str__(self) -> str:
         return f"group:{self.group_size}" if self.mode == "group" else self.mode
-
 
 
 @dataclass(frozen=True)
@@ -141,24 +150,19 @@ class AlignmentOptions:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
         if not self.estimate_tilt_axis and self.tilt_axis_deg is None:
             raise ValueError("estimate_tilt_axis=False needs a tilt_axis_deg to start from")
-        if self.tilt_axis_deg is not None and not (
-                isinstance(self.tilt_axis_deg, (int, float, np.number)) and np.isfinite(self.tilt_axis_deg)
-                and abs(self.tilt_axis_deg) <= 360):
+        if self.tilt_axis_deg is not None and not _finite(self.tilt_axis_deg, 360):
             raise ValueError(f"the tilt-axis angle must be a finite number of degrees (within +-360), "
                              f"got {self.tilt_axis_deg}")
         if self.reference_view is not None and not (_whole(self.reference_view) and 0 <= self.reference_view):
             raise ValueError(f"the reference view must be a view number (0 or more), got {self.reference_view}")
-        if not (_whole(self.max_iterations) and 1 <= self.max_iterations <= MAX_COUNT):
+        if not _count(self.max_iterations):
             raise ValueError(f"max_iterations must be a whole number from 1 to {MAX_COUNT}, got {self.max_iterations}")
-        if not (isinstance(self.robust_scale, (int, float, np.number)) and np.isfinite(self.robust_scale)
-                and 0.01 <= self.robust_scale <= 100):
+        if not (_finite(self.robust_scale, 100) and self.robust_scale >= 0.01):
             raise ValueError(f"robust_scale must be a number from 0.01 to 100, got {self.robust_scale}")
-        if not (_whole(self.robust_group_views) and 1 <= self.robust_group_views <= MAX_COUNT):
+        if not _count(self.robust_group_views):
             raise ValueError(f"robust_group_views must be a whole number from 1 to {MAX_COUNT}, "
                              f"got {self.robust_group_views}")
-
-        if not (isinstance(self.axis_z_shift_px, (int, float, np.number)) and np.isfinite(self.axis_z_shift_px)
-                and abs(self.axis_z_shift_px) <= 1e6):
+        if not _finite(self.axis_z_shift_px, 1e6):
             raise ValueError(f"axis_z_shift_px must be a finite number of pixels (at most 1e6 in size), "
                              f"got {self.axis_z_shift_px}")
 

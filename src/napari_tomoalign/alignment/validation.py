@@ -12,7 +12,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import view_number
 from ..errors import AlignmentError
-from .arrays import unique
 
 MAX_IMAGE_SIDE = 1_000_000  # as io.limits (a header's image size); not imported from there: io is not loaded to solve
 MAX_ID = 2**53  # marker ids and view numbers must be below this in size: exact as floats and in JSON
@@ -74,7 +73,7 @@ def _check_geometry(v: NDArray[np.int64], m: NDArray[np.int64], xy: NDArray[np.f
             f"in every view all markers lie within {MIN_SPREAD_PX:g} px of one point; the markers must be"
             " distinct beads spread over the image"
         )
-    seen = tilts[unique(v)]
+    seen = tilts[np.bincount(v, minlength=len(tilts)) > 0]
     if np.ptp(seen) < MIN_TILT_RANGE_DEG:
         raise AlignmentError(
             f"the views with markers span a tilt range of only {np.ptp(seen):.3g} deg (from {seen.min():g} to"
