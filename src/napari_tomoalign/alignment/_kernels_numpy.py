@@ -6,7 +6,7 @@ of a small alignment's wall time as a command. `_lm.kernels_for` chooses between
 
 Every function takes the arguments of its namesake in `_kernels` (observations sorted by marker,
 ``marker_starts`` the ``(n_m + 1,)`` offsets of each marker's observations; the per-view matrices ``A``
-and their derivatives ``dA`` by raw parameter; the slots of `layout.UnknownLayout`) and returns the same
+and their derivatives ``dA`` by raw parameter; the slots of `full_layout.UnknownLayout`) and returns the same
 arrays, to rounding. Per-view sums use ``np.bincount``; per-marker sums use ``np.add.reduceat``, since
 each marker's observations are contiguous. ``bounds`` (the compiled loops' thread chunks) is accepted
 and not needed. Work is laid out as one contiguous row of ``n_obs`` values per matrix entry

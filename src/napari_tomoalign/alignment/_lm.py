@@ -2,7 +2,7 @@
 
 The normal equations have the structure ``[[B, E], [E^T, C]]`` where ``C`` is block-diagonal with
 one 3 x 3 block per marker. Each iteration eliminates ``C`` (a Schur complement) and factors only
-the system of the view unknowns (`layout.UnknownLayout`: every settings, the default model's and IMOD's
+the system of the view unknowns (`full_layout.UnknownLayout`: every settings, the default model's and IMOD's
 full model's), by Woodbury, a dense BLAS update or marker-by-marker accumulation (`reduction`), then
 recovers the marker steps block by block. No dense Jacobian is ever formed: every product is
 accumulated from per-observation blocks by the kernels `kernels_for` picks: the compiled loops (`_kernels`)
