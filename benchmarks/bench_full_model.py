@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_tomoalign import AlignmentOptions, align_markers, read_markers, read_tilt_angles, simulate_markers
-from napari_tomoalign.alignment.imod_align import align_markers_imod
+from napari_tomoalign.alignment.solver import align_markers_imod
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 IMOD = {"a": (0.360595, 0.315), "b": (0.383607, 0.336)}  # Final F, residual mean (aligna.log, alignb.log)

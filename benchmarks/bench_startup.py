@@ -75,7 +75,7 @@ CPU_S: dict[str, float] = {}
 _LOAD_COMPILED = """
 import numpy as np
 from napari_tomoalign import simulate_markers
-from napari_tomoalign.alignment import _backend
+from napari_tomoalign import compute as _backend
 _backend.NUMPY_MAX_OBSERVATIONS = {limit}
 s = simulate_markers(n_views=9, n_markers=5, seed=0)
 from napari_tomoalign import align_markers
@@ -86,7 +86,7 @@ align_markers(s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size)
 _SOLVE_TIMES = """
 import statistics, time
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
-from napari_tomoalign.alignment import _backend
+from napari_tomoalign import compute as _backend
 _backend.NUMPY_MAX_OBSERVATIONS = _backend.NUMPY_MAX_OBSERVATIONS_WARM = {limit}
 s = simulate_markers(n_views=61, n_markers={n_markers}, noise_px=0.5, dropout=0.05, image_size=(4096, 4096),
                      seed={n_markers})
@@ -106,7 +106,7 @@ def kernel_threshold(runs: int) -> None:
     growing sizes; and, as whole processes, what loading numba and the cached kernels adds to a tiny solve.
     The cold threshold is where numpy's extra solve time reaches that load cost; the warm one where numpy
     stops being faster in-process."""
-    from napari_tomoalign.alignment import _backend
+    from napari_tomoalign import compute as _backend
 
     cmds = [[sys.executable, "-c", _LOAD_COMPILED.format(limit=limit)] for limit in (10**9, 0)]
     numpy_proc, numba_proc = (median_wall(c, runs) for c in cmds)

@@ -170,8 +170,8 @@ def test_a_stack_of_another_pixel_size_is_refused(tmp_path, imod_data, capsys):
 
 
 def test_aligned_stack_can_erase_the_gold_first(demo_dir, tmp_path, capsys):
-    from napari_tomoalign.alignment.transforms import apply_transform
     from napari_tomoalign.io.bead_positions import read_bead_positions
+    from napari_tomoalign.io.imod import apply_transform
     from napari_tomoalign.io.mrc import open_tilt_series
 
     stack = str(demo_dir / "sample.mrc")

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.conventions import format_views, view_indices
-from napari_tomoalign.errors import UsageError
+from napari_tomoalign.errors import AlignmentError, UsageError
 
 
 def test_view_lists_read_as_imod_writes_them():

@@ -12,7 +12,7 @@ from napari_tomoalign.local_jobs import find_local_file, local_file_name, solve_
 
 @pytest.fixture(scope="module")
 def bba_global():
-    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.solver import align_markers_imod
     from napari_tomoalign.io.markers import read_markers
     from napari_tomoalign.io.tilt_sources import read_tilt_angles
 

@@ -50,7 +50,7 @@ def test_plots_are_an_image_or_none_without_matplotlib(alignment, monkeypatch):
 
 def test_text_report_prints_stretch_and_skew_per_group_for_the_full_model(imod_data):
     from napari_tomoalign import read_markers, read_tilt_angles
-    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.solver import align_markers_imod
 
     m = read_markers(imod_data / "BBa.fid")
     tilts = read_tilt_angles(imod_data / "BBa.rawtlt")

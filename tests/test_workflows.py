@@ -13,7 +13,7 @@ def test_warm_up_solves_its_tiny_problem():
 def test_warm_up_loads_the_compiled_kernels_and_small_solves_stay_in_numpy():
     import sys
 
-    from napari_tomoalign.alignment import _backend
+    from napari_tomoalign import compute as _backend
 
     warm_up()
     assert "napari_tomoalign.alignment._kernels" in sys.modules  # loaded, though its problem is tiny

@@ -24,12 +24,11 @@ from ._numba_cache import use_writable_cache
 use_writable_cache(__path__[0])  # before any kernel module imports numba: a read-only install must not crash
 
 if TYPE_CHECKING:
-    from .alignment.imod_align import align_markers_imod, read_imod_settings
+    from .alignment.imod_options import read_imod_settings
     from .alignment.local import LocalAlignments
-    from .alignment.options import AlignmentOptions, VariableOption
+    from .alignment.options import AlignmentOptions, ModelSettings, VariableOption
     from .alignment.result import Alignment
-    from .alignment.settings import ModelSettings
-    from .alignment.solver import align_markers
+    from .alignment.solver import align_markers, align_markers_imod
     from .errors import AlignmentError, Cancelled, UsageError
     from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file
     from .io import read_markers, read_tilt_angles
@@ -53,7 +52,7 @@ _WHERE = {
     "AlignJob": ".jobs.align",
     "Cancelled": ".errors",
     "LocalAlignments": ".alignment.local",
-    "ModelSettings": ".alignment.settings",
+    "ModelSettings": ".alignment.options",
     "RunJob": ".jobs.run",
     "SolverSettings": ".jobs.solver_options",
     "TrackJob": ".tracking.jobs",
@@ -62,11 +61,11 @@ _WHERE = {
     "VariableOption": ".alignment.options",
     "align_job": ".jobs.align",
     "align_markers": ".alignment.solver",
-    "align_markers_imod": ".alignment.imod_align",
+    "align_markers_imod": ".alignment.solver",
     "align_to_folder": ".file_jobs",
     "aligned_stack_to_file": ".file_jobs",
     "imod_transforms": ".jobs.api",
-    "read_imod_settings": ".alignment.imod_align",
+    "read_imod_settings": ".alignment.imod_options",
     "read_markers": ".io",
     "read_tilt_angles": ".io",
     "reconstruct_to_file": ".file_jobs",

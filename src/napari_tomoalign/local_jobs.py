@@ -64,8 +64,8 @@ def wants_local(imod_com: str | os.PathLike[str] | None) -> bool:
 
 def local_options(imod_com: str | os.PathLike[str] | None) -> LocalOptions:
     """The local options of a command file over etomo's defaults (checked: a job calls this before any solve)."""
-    from .alignment.errors import AlignmentError
     from .alignment.local_options import local_options_from_com
+    from .errors import AlignmentError
     from .io.imod_com import read_com_section
 
     com = read_com_section(imod_com) if imod_com is not None else {}

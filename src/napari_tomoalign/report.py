@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from .alignment.excluded_views import format_views
 from .alignment.full_layout import PARAM_OF_KIND
 from .alignment.result import Alignment
+from .conventions import format_views
 
 if TYPE_CHECKING:
     from .alignment.leaveout import LeaveOutError

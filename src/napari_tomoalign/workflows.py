@@ -98,7 +98,7 @@ def run_alignment(images: NDArray | None, view: NDArray[np.intp], marker: NDArra
 def warm_up() -> None:
     """Load every compiled kernel once on a tiny problem (loading them from numba's cache holds the
     GIL for a moment; a GUI calls this in a background thread when it starts, not during Align)."""
-    from .alignment._backend import compiled_kernels
+    from .compute import compiled_kernels
     from .simulation.sample import make_sample_tilt_series
 
     s = make_sample_tilt_series(n_views=9, size=64, n_beads=8, thickness_px=16.0, n_texture=0, image_noise=0.0,

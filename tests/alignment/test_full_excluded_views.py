@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment.excluded_views import fill_left_out_views, format_views
+from napari_tomoalign.alignment.excluded_views import fill_left_out_views
 from napari_tomoalign.alignment.grouping import block_mapping, linear_mapping, per_view_mapping
-from napari_tomoalign.alignment.imod_align import align_markers_imod
 from napari_tomoalign.alignment.model import DX, MAG, N_FULL, ROT, TILT
+from napari_tomoalign.alignment.solver import align_markers_imod
 from napari_tomoalign.alignment.transforms import imod_transforms
+from napari_tomoalign.conventions import format_views
 from napari_tomoalign.io.alignment import write_alignment
 from napari_tomoalign.io.imod import read_xf
 from napari_tomoalign.report import text_report
@@ -131,7 +132,7 @@ def test_format_views_is_imods_one_based_list():
 
 @pytest.mark.parametrize(("excluded", "held"), [("33", [33]), ("33-34", [31])])
 def test_the_min_tilt_reference_is_the_smallest_tilt_in_the_fit(imod_data, tmp_path, excluded, held):
-    from napari_tomoalign.alignment.imod_align import read_imod_settings
+    from napari_tomoalign.alignment.imod_options import read_imod_settings
 
     # TiltOption 2 holds the min-tilt view: raw 1 deg (view 33) and -1 deg (view 34) tie, the lower wins;
     # with 33 excluded the smallest |tilt| in the fit is view 34, not the nearest view number (32 or 34)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment.imod_align import align_markers_imod
-from napari_tomoalign.alignment.transforms import aligned_frame, apply_transform, imod_transforms
+from napari_tomoalign.alignment.solver import align_markers_imod
+from napari_tomoalign.alignment.transforms import aligned_frame, imod_transforms
 from napari_tomoalign.errors import UsageError
 from napari_tomoalign.io.alignment import write_alignment
-from napari_tomoalign.io.imod import read_xf
+from napari_tomoalign.io.imod import apply_transform, read_xf
 
 PIXEL_NM = 2.02  # the tutorial data's pixel size (BBa.fid)
 

@@ -11,7 +11,7 @@ from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.local import solve_patch
 from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
 from napari_tomoalign.alignment.model import DMAG, MAG, ROT, SKEW, TILT
-from napari_tomoalign.alignment.settings import ModelSettings
+from napari_tomoalign.alignment.options import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section

@@ -9,7 +9,7 @@ from napari_tomoalign.alignment._lm import Observations, _Linearisation
 from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout, shift_gauge
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.model import XTILT, project_full
-from napari_tomoalign.alignment.settings import start_params
+from napari_tomoalign.alignment.options import start_params
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
 

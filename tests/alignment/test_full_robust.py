@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from support.paths import DATA
 
-from napari_tomoalign.alignment.imod_align import align_markers_imod
-from napari_tomoalign.alignment.robust import floor_sparse_markers
+from napari_tomoalign.alignment.solver import align_markers_imod
+from napari_tomoalign.alignment.stages import floor_sparse_markers
 from napari_tomoalign.io.markers import read_markers
 from napari_tomoalign.io.tilts import read_tilt_angles
 

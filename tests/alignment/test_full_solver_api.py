@@ -12,7 +12,7 @@ from napari_tomoalign.alignment.grouping import per_view_mapping
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.local import solve_patch
 from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
-from napari_tomoalign.alignment.settings import ModelSettings, start_params
+from napari_tomoalign.alignment.options import ModelSettings, start_params
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.errors import Cancelled
 from napari_tomoalign.io.imod_com import read_com_section

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from support.imod_log import imod_label
 
 from napari_tomoalign.alignment.grouping import (
     block_mapping,
@@ -64,7 +65,7 @@ def test_every_mapping_of_the_tutorial_run_matches_imods_log(tutorial):
         "skew": linear_mapping(tilt_groups_imod(tilts, 11, 0.0), n, reference_view=dmag_ref),
     }
     for name, mapping in mappings.items():
-        ours = [mapping.describe(v) for v in range(n)]
+        ours = [imod_label(mapping, v) for v in range(n)]
         assert ours == table[name], name
     assert table["comp"] == ["fixed"] * n
     # 61 rotations + 13 tilts + 60 mags + 9 dmags + 6 skews = 149 geometric variables, as the log says.
@@ -126,11 +127,11 @@ def test_command_file_ranges_separate_groups_and_a_second_fixed_tilt(imod_data):
     more = settings_from_com({**base, "SeparateGroup": ["5-7"], "SkewNondefaultGroup": ["40,61,4"]}, tilts)
     assert more.mappings["skew"].n_vars > plain.mappings["skew"].n_vars
     # views 5-7 (reshot) are a group of their own; the others ramp across them, from view 3 to view 10
-    assert [more.mappings["tilt"].describe(v) for v in range(10)] == ["1", "1+3", "3", "3+10", "5", "5+7", "7",
+    assert [imod_label(more.mappings["tilt"], v) for v in range(10)] == ["1", "1+3", "3", "3+10", "5", "5+7", "7",
                                                                       "3+10", "3+10", "10"]
     two = settings_from_com({**base, "TiltOption": ["7"], "TiltSecondFixedView": ["1"]}, tilts)
     t = two.mappings["tilt"]
-    assert t.describe(0) == "fixed" and t.describe(31) == "fixed" and t.n_vars == plain.mappings["tilt"].n_vars - 1
+    assert imod_label(t, 0) == "fixed" and imod_label(t, 31) == "fixed" and t.n_vars == plain.mappings["tilt"].n_vars - 1
     with pytest.raises(UsageError, match="give TiltSecondFixedView"):
         settings_from_com({**base, "TiltOption": ["7"]}, tilts)
     with pytest.raises(UsageError, match="overlap at view 12"):
@@ -142,7 +143,7 @@ def test_the_default_model_is_a_preset_of_the_full_models_settings():
     magnification held at the reference view (with its group), views out of the fit held, the rest of the
     full model fixed; the robust preset is the default model's."""
     from napari_tomoalign import AlignmentOptions
-    from napari_tomoalign.alignment.settings import DEFAULT_ROUNDS, settings_from_options
+    from napari_tomoalign.alignment.options import DEFAULT_ROUNDS, settings_from_options
 
     included = np.ones(12, dtype=bool)
     included[11] = False

@@ -3,6 +3,7 @@ error for options that are not carried out."""
 
 import numpy as np
 import pytest
+from support.imod_log import imod_label
 
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.errors import UsageError
@@ -18,7 +19,7 @@ def test_tutorial_command_files_give_imods_149_variables(imod_data, axis, offset
     assert s.n_geometric == 149  # as IMOD's log: '149 geometric variables'
     assert (s.angle_offset_deg, s.axis_z_shift_px, s.rotation_angle_deg) == (offset, z_shift, -12.5)
     assert s.mappings["compression"].n_vars == 0 and s.mappings["x_tilt"].n_vars == 0
-    assert [s.mappings["tilt"].describe(v) for v in (0, 1)] == ["1", "1+3"]
+    assert [imod_label(s.mappings["tilt"], v) for v in (0, 1)] == ["1", "1+3"]
 
 
 def test_unsupported_options_are_named(tmp_path, imod_data):

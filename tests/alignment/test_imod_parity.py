@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, read_markers, read_tilt_angles
-from napari_tomoalign.alignment.transforms import aligned_marker_positions, apply_transform, imod_transforms
-from napari_tomoalign.io.imod import read_fid_xyz, read_resid, read_xf
+from napari_tomoalign.alignment.transforms import aligned_marker_positions, imod_transforms
+from napari_tomoalign.io.imod import apply_transform, read_fid_xyz, read_resid, read_xf
 
 IMOD_RMS = {"a": 0.371964, "b": 0.387678}
 IMOD_MEAN = {"a": 0.325, "b": 0.338}

@@ -4,7 +4,7 @@ the groups tiltalign forms from them), as plain JSON values, checked against ali
 import json
 
 from napari_tomoalign import read_tilt_angles
-from napari_tomoalign.alignment.imod_align import read_imod_settings
+from napari_tomoalign.alignment.imod_options import read_imod_settings
 
 
 def _record(imod_data, com):

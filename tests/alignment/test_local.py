@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from support.local_reference import fit_mapped
 
-from napari_tomoalign.alignment.errors import AlignmentError
 from napari_tomoalign.alignment.imod_options import settings_from_com
 from napari_tomoalign.alignment.local import (
     GlobalSolution,
@@ -15,11 +14,11 @@ from napari_tomoalign.alignment.local import (
     local_alignments,
     solve_patch,
 )
-from napari_tomoalign.alignment.local_options import local_options_from_com, patch_mappings
-from napari_tomoalign.alignment.local_patches import grow_patches, surface_groups
-from napari_tomoalign.alignment.settings import ModelSettings
+from napari_tomoalign.alignment.local_options import grow_patches, local_options_from_com, patch_mappings, surface_groups
+from napari_tomoalign.alignment.options import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.alignment.transforms import view_transforms
+from napari_tomoalign.errors import AlignmentError
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
@@ -225,7 +224,7 @@ def test_full_model_transforms_reproduce_imods_tltxf(bba, imod_data):
 def test_from_an_imod_alignment_end_to_end(bba, imod_data):
     """The path a command line takes: align with aligna.com (full model, as an Alignment), its .xf, then
     the local alignments; the patches are IMOD's because the aligned frame is (within 0.03 px)."""
-    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.solver import align_markers_imod
 
     table, raw, entries, _, fid = bba
     al = align_markers_imod(table.view, table.marker, table.xy, raw, table.image_size, imod_data / "aligna.com")

@@ -5,10 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from napari_tomoalign.alignment.errors import AlignmentError
-from napari_tomoalign.alignment.local_options import MAX_PATCHES_PER_AXIS, local_options_from_com
-from napari_tomoalign.alignment.local_patches import patch_grid
+from napari_tomoalign.alignment.local_options import MAX_PATCHES_PER_AXIS, local_options_from_com, patch_grid
 from napari_tomoalign.cli import main
+from napari_tomoalign.errors import AlignmentError
 
 
 @pytest.mark.parametrize("counts", ["3000,3000", "101,5", "0,5", "2.5,5", "-3,4"])

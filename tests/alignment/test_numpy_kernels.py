@@ -5,8 +5,8 @@ gives the same alignment, for the default settings and for an align.com's."""
 import numpy as np
 import pytest
 
-from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
-from napari_tomoalign.alignment import _backend, _kernels, _kernels_numpy
+from napari_tomoalign import AlignmentOptions, align_markers, compute, simulate_markers
+from napari_tomoalign.alignment import _kernels, _kernels_numpy, _lm
 from napari_tomoalign.alignment._lm import Observations, matrices
 from napari_tomoalign.alignment.full_layout import build_layout
 from napari_tomoalign.alignment.grouping import block_mapping, per_view_mapping
@@ -90,12 +90,12 @@ def test_schur_reduced_in_several_blocks_of_markers(monkeypatch):
 def test_imods_settings_solve_through_numpy_as_through_the_compiled_loops(imod_data, monkeypatch):
     """Fast start for IMOD's settings: a small align.com solve needs no numba, and gives the same answer."""
     from napari_tomoalign import read_markers, read_tilt_angles
-    from napari_tomoalign.alignment.imod_align import align_markers_imod
+    from napari_tomoalign.alignment.solver import align_markers_imod
 
     m, tilts = read_markers(imod_data / "BBa.fid"), read_tilt_angles(imod_data / "BBa.rawtlt")
-    monkeypatch.setattr(_backend, "kernels_for", lambda n_obs: _kernels)
+    monkeypatch.setattr(_lm, "kernels_for", lambda n_obs: _kernels)
     compiled = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com")
-    monkeypatch.setattr(_backend, "kernels_for", lambda n_obs: _kernels_numpy)
+    monkeypatch.setattr(_lm, "kernels_for", lambda n_obs: _kernels_numpy)
     plain = align_markers_imod(m.view, m.marker, m.xy, tilts, m.image_size, imod_data / "aligna.com")
     assert plain.rms_residual_px == pytest.approx(compiled.rms_residual_px, rel=1e-9)
     np.testing.assert_allclose(plain.full_params, compiled.full_params, atol=1e-8)
@@ -106,9 +106,9 @@ def test_a_solve_through_numpy_equals_the_compiled_solve(monkeypatch, mode):
     sim = simulate_markers(n_views=41, n_markers=20, noise_px=0.4, dropout=0.1, seed=5,
                            mag_error=0.005 if mode == "view" else 0.0)
     opts = AlignmentOptions(magnification=mode, tilt_axis_deg=85.0)
-    monkeypatch.setattr(_backend, "kernels_for", lambda n_obs: _kernels)
+    monkeypatch.setattr(_lm, "kernels_for", lambda n_obs: _kernels)
     compiled = align_markers(sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size, opts)
-    monkeypatch.setattr(_backend, "kernels_for", lambda n_obs: _kernels_numpy)
+    monkeypatch.setattr(_lm, "kernels_for", lambda n_obs: _kernels_numpy)
     plain = align_markers(sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size, opts)
     assert plain.rms_residual_px == pytest.approx(compiled.rms_residual_px, rel=1e-9)
     np.testing.assert_allclose(plain.tilt_angles_deg, compiled.tilt_angles_deg, atol=1e-7)
@@ -117,9 +117,9 @@ def test_a_solve_through_numpy_equals_the_compiled_solve(monkeypatch, mode):
     assert np.max(np.abs(plain.tilt_angles_deg - true_tilts)) < 0.5  # and both are near the truth
 
 
-def test_the_backend_picks_numpy_for_small_problems_and_numba_for_large():
-    assert _backend.kernels_for(1000) is _kernels_numpy
-    assert _backend.kernels_for(_backend.NUMPY_MAX_OBSERVATIONS + 1) is _kernels
+def test_the_solver_picks_numpy_for_small_problems_and_numba_for_large():
+    assert _lm.kernels_for(1000) is _kernels_numpy
+    assert _lm.kernels_for(compute.NUMPY_MAX_OBSERVATIONS + 1) is _kernels
 
 
 def test_numpy_dense_algebra_equals_scipy():
@@ -131,20 +131,20 @@ def test_numpy_dense_algebra_equals_scipy():
         spd = a @ a.T + n * np.eye(n)
         upper = np.triu(spd)  # what the solver hands over: the upper triangle only
         rhs = rng.normal(size=n)
-        x = _backend.cholesky_solve(upper, rhs)
+        x = _lm.cholesky_solve(upper, rhs)
         np.testing.assert_allclose(spd @ x, rhs, atol=1e-10)
         f = rng.normal(size=(n, 7))
         c = spd.copy()
-        got = np.triu(_backend.syrk_update(f, c))
+        got = np.triu(_lm.syrk_update(f, c))
         want = np.triu(scipy.linalg.blas.dsyrk(-1.0, f, beta=1.0, c=spd.copy(), lower=0))
         np.testing.assert_allclose(got, want, atol=1e-10)
-    assert _backend.cholesky_solve(-np.eye(4), np.ones(4)) is None  # not positive definite
+    assert _lm.cholesky_solve(-np.eye(4), np.ones(4)) is None  # not positive definite
 
 
 def test_asking_for_the_compiled_loops_holds_for_one_thread_only():
     import threading
 
-    from napari_tomoalign.alignment._backend import compiled_kernels, uses_compiled
+    from napari_tomoalign.compute import compiled_kernels, uses_compiled
 
     seen = {}
     with compiled_kernels():

@@ -7,7 +7,7 @@ import pytest
 
 from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
 from napari_tomoalign.alignment.leaveout import leave_out_error
-from napari_tomoalign.alignment.robust import normalise, tilt_groups, tukey_bisquare
+from napari_tomoalign.alignment.stages import normalise, tilt_groups, tukey_bisquare
 from napari_tomoalign.io.alignment import alignment_to_dict
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import AlignmentError, align_markers, simulate_markers
-from napari_tomoalign.alignment.errors import AlignmentWarning
+from napari_tomoalign.errors import AlignmentWarning
 
 
 @pytest.fixture(scope="module")

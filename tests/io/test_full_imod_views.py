@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
-from napari_tomoalign.alignment.imod_align import align_markers_imod
 from napari_tomoalign.alignment.model import DMAG, SKEW, XTILT, view_matrices
+from napari_tomoalign.alignment.solver import align_markers_imod
 from napari_tomoalign.alignment.transforms import linear_parts, x_tilts_deg, z_factors
 from napari_tomoalign.io.atomic import OverwriteError
 from napari_tomoalign.io.imod import read_xf

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from napari_tomoalign import Cancelled, align_markers
-from napari_tomoalign.alignment.transforms import apply_transform, imod_transforms
+from napari_tomoalign.alignment.transforms import imod_transforms
+from napari_tomoalign.io.imod import apply_transform
 from napari_tomoalign.reconstruction.erase import bead_positions, erase_beads, erase_radius_px
 from napari_tomoalign.reconstruction.warp import aligned_stack
 from napari_tomoalign.simulation.beads import make_bead_series

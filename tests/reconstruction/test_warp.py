@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from napari_tomoalign import AlignmentOptions, align_markers, imod_transforms
-from napari_tomoalign.alignment.transforms import apply_transform
 from napari_tomoalign.errors import Cancelled
+from napari_tomoalign.io.imod import apply_transform
 from napari_tomoalign.reconstruction.warp import aligned_stack, bin_image, pull_matrix, warp_view
 from napari_tomoalign.simulation.sample import make_sample_tilt_series
 

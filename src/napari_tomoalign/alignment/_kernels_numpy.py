@@ -2,11 +2,11 @@
 
 For a small problem (a few thousand observations) these run as fast as the compiled loops, and they
 save the process from importing numba and loading its cached machine code (0.2-0.4 s), which is most
-of a small alignment's wall time as a command. `_backend` chooses between the two by size.
+of a small alignment's wall time as a command. `_lm.kernels_for` chooses between the two by size (`compute.uses_compiled`).
 
 Every function takes the arguments of its namesake in `_kernels` (observations sorted by marker,
 ``marker_starts`` the ``(n_m + 1,)`` offsets of each marker's observations; the per-view matrices ``A``
-and their derivatives ``dA`` by raw parameter; the slots of `layout.UnknownLayout`) and returns the same
+and their derivatives ``dA`` by raw parameter; the slots of `full_layout.UnknownLayout`) and returns the same
 arrays, to rounding. Per-view sums use ``np.bincount``; per-marker sums use ``np.add.reduceat``, since
 each marker's observations are contiguous. ``bounds`` (the compiled loops' thread chunks) is accepted
 and not needed. Work is laid out as one contiguous row of ``n_obs`` values per matrix entry

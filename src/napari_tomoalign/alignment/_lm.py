@@ -2,23 +2,27 @@
 
 The normal equations have the structure ``[[B, E], [E^T, C]]`` where ``C`` is block-diagonal with
 one 3 x 3 block per marker. Each iteration eliminates ``C`` (a Schur complement) and factors only
-the system of the view unknowns (`layout.UnknownLayout`: every settings, the default model's and IMOD's
+the system of the view unknowns (`full_layout.UnknownLayout`: every settings, the default model's and IMOD's
 full model's), by Woodbury, a dense BLAS update or marker-by-marker accumulation (`reduction`), then
 recovers the marker steps block by block. No dense Jacobian is ever formed: every product is
-accumulated from per-observation blocks by the kernels `_backend` picks (compiled or plain numpy).
+accumulated from per-observation blocks by the kernels `kernels_for` picks: the compiled loops (`_kernels`)
+or plain numpy (`_kernels_numpy`), by size (`compute.uses_compiled`). The dense algebra likewise: numpy.linalg
+for small systems, scipy's LAPACK/BLAS once large or already loaded (`cholesky_solve`, `syrk_update`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from types import ModuleType
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..compute import uses_compiled
 from ..errors import Cancelled
-from . import _backend
 from .full_layout import BEAM, UnknownLayout
 from .model import COMP, MAG, ROT, TILT, project_full, view_matrices
 
@@ -55,7 +59,7 @@ class Observations:
         if np.any(counts == 0):
             raise ValueError("every marker passed to the solver needs at least one observation")
         self.marker_bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        self.kern = _backend.kernels_for(len(self.view_index))  # compiled or plain-numpy loops
+        self.kern = kernels_for(len(self.view_index))  # compiled or plain-numpy loops
         self.chunks = chunk_bounds(self.n_markers)
         self.max_obs_per_marker = int(counts.max(initial=0))
         self.pair_work = float(np.sum(counts.astype(float) ** 2))  # sum over markers of k_m^2
@@ -87,6 +91,50 @@ def chunk_bounds(n_markers: int, chunks: int = 16) -> NDArray[np.int64]:
 
 DENSE_F_BYTES = 256 * 2**20  # the dense F (n_q x 3 n_m) is formed only below this size
 BLAS_ADVANTAGE = 8.0  # a BLAS rank-k update does this many times the flops per second of the scatter kernel
+NUMPY_MAX_DENSE = 400  # dense systems up to this size are factored by numpy.linalg unless scipy.linalg is loaded
+
+
+def kernels_for(n_obs: int) -> ModuleType:
+    """The kernel module to use for a problem with ``n_obs`` observations."""
+    if uses_compiled(n_obs):
+        from . import _kernels
+
+        return _kernels
+    from . import _kernels_numpy
+
+    return _kernels_numpy
+
+
+def _scipy_for(n: int) -> bool:
+    return n > NUMPY_MAX_DENSE or "scipy.linalg" in sys.modules
+
+
+def cholesky_solve(S: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Solve a symmetric positive-definite system (upper triangle read), or None if not definite."""
+    if _scipy_for(len(S)):
+        import scipy.linalg
+
+        try:
+            cf = scipy.linalg.cho_factor(S, lower=False, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        return scipy.linalg.cho_solve(cf, rhs, check_finite=False)
+    upper = np.triu(S)
+    full = upper + np.triu(upper, 1).T
+    try:
+        np.linalg.cholesky(full)  # the definiteness test; the solve below is the same size of work
+        return np.asarray(np.linalg.solve(full, rhs), dtype=np.float64)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def syrk_update(F: NDArray[np.float64], C: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``C - F F^T`` with at least the upper triangle filled (what `cholesky_solve` reads)."""
+    if _scipy_for(len(C)):
+        import scipy.linalg
+
+        return scipy.linalg.blas.dsyrk(-1.0, F, beta=1.0, c=C, lower=0)
+    return C - F @ F.T
 
 
 def matrices(layout: UnknownLayout, q: NDArray[np.float64], derivatives: bool = True) -> tuple[
@@ -208,7 +256,7 @@ class _Linearisation:
         y[cols[ok]] = yb[ok]
         ft_y = F.T @ y
         k = F.shape[1]
-        w = _backend.cholesky_solve(np.eye(k) - ft_y[:, :k], ft_y[:, k])
+        w = cholesky_solve(np.eye(k) - ft_y[:, :k], ft_y[:, k])
         return None if w is None else y[:, k] + y[:, :k] @ w
 
     def _reduced(self, lam: float, linv: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -221,7 +269,7 @@ class _Linearisation:
             return damped - obs.kern.schur_reduced(*self._args(), lay.slot_col, obs.marker_bounds, linv, n_q, bounds,
                                                    max(1, obs.max_obs_per_marker))
         F = obs.kern.schur_columns(*self._args(), lay.slot_col, obs.marker_bounds, linv, n_q)
-        return _backend.syrk_update(F, damped)
+        return syrk_update(F, damped)
 
     def _reduced_solve(self, lam: float, linv: NDArray[np.float64], rhs: NDArray[np.float64]
                        ) -> NDArray[np.float64] | None:
@@ -230,13 +278,13 @@ class _Linearisation:
         if reduction(n_q, obs.n_markers, obs.pair_work, lay.slot_raw.shape[1], self.view_blocks) == "woodbury":
             F = obs.kern.schur_columns(*self._args(), lay.slot_col, obs.marker_bounds, linv, n_q)
             return self._woodbury(lam, F, rhs)
-        return _backend.cholesky_solve(self._reduced(lam, linv), rhs)
+        return cholesky_solve(self._reduced(lam, linv), rhs)
 
     def solve(self, lam: float) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None:
         """The damped step ``(dq, dxyz, predicted_reduction)``, or None if not definite."""
         obs, lay = self.obs, self.layout
         if self.fix_xyz:
-            dq = _backend.cholesky_solve(self.B + np.diag(lam * self.diag_q), -self.g_q) if lay.n_q else np.zeros(0)
+            dq = cholesky_solve(self.B + np.diag(lam * self.diag_q), -self.g_q) if lay.n_q else np.zeros(0)
             if dq is None or not np.all(np.isfinite(dq)):
                 return None
             g_dot = float(self.g_q @ dq)

@@ -1,19 +1,13 @@
-"""Small array helpers of the solve path.
+"""``np.unique`` with indices for the solve path (`unique_inverse`), by one sort.
 
-`unique` does what ``np.unique`` does for 1-D arrays, by one sort. numpy 2.4's ``np.unique`` imports
-``numpy.ma`` on its first call (about 6-10 ms), which a short ``tomoalign align`` process feels.
+numpy 2.4's ``np.unique`` imports ``numpy.ma`` on its first call (about 6-10 ms), which a short
+``tomoalign align`` process feels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-
-
-def unique(values: ArrayLike) -> NDArray:
-    """The sorted distinct values of a 1-D array."""
-    s = np.sort(np.asarray(values).ravel(), kind="stable")
-    return s[np.r_[True, s[1:] != s[:-1]]] if s.size else s
 
 
 def unique_inverse(values: ArrayLike) -> tuple[NDArray, NDArray[np.intp], NDArray[np.intp]]:

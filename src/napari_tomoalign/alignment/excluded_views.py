@@ -77,20 +77,24 @@ def fill_left_out_views(params: NDArray[np.float64], start: NDArray[np.float64],
     return out
 
 
-def left_out_notes(excluded_views: Iterable[int], fitted: NDArray[np.bool_]) -> list[str]:
-    """Warnings naming the views left out of a fit with an align.com's settings (1-based, as IMOD numbers
-    them): excluded (``ExcludeList``) or without markers, and that they take their mapped values."""
-    left_out = np.flatnonzero(~np.asarray(fitted, dtype=bool))
-    if not left_out.size:
-        return []
-    listed = sorted(set(left_out.tolist()) & {int(x) for x in excluded_views})
-    empty = sorted(set(left_out.tolist()) - set(listed))
+def left_out_notes(seen: NDArray[np.bool_], fitted: NDArray[np.bool_], excluded_views: Iterable[int], source: str,
+                   mapped: bool) -> list[str]:
+    """Warnings naming the views left out of a fit (1-based, as IMOD numbers them): excluded (by ``source``,
+    ``--exclude-views`` or ``ExcludeList``), with too few markers, or not ``seen`` (no markers at all). Their
+    transforms are undetermined, or with ``mapped`` (an align.com's settings) they take their mapped values."""
+    excluded = np.zeros(len(fitted), dtype=bool)
+    excluded[list(excluded_views)] = True
+    then = "" if mapped else " (transform undetermined)"
     out = []
-    if listed:
-        out.append(f"views {format_views(listed)} excluded (ExcludeList): not in the fit")
-    if empty:
-        out.append(f"views {format_views(empty)} have no markers: not in the fit")
-    out.append(f"views {format_views(left_out)} take the values of the groups they are mapped to; where no fitted"
-               " view shares a variable (and for the shifts) the values are interpolated from the nearest fitted"
-               " views: check these views before using them")
+    if excluded.any():
+        out.append(f"views {format_views(np.flatnonzero(excluded))} excluded ({source}): not in the fit")
+    if (lost := ~fitted & seen & ~excluded).any():
+        out.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
+                   f" left out{then}: views {format_views(np.flatnonzero(lost))}")
+    if (empty := ~seen & ~excluded).any():
+        out.append(f"{int(empty.sum())} view(s) have no markers at all{then}: views {format_views(np.flatnonzero(empty))}")
+    if mapped and not fitted.all():
+        out.append(f"views {format_views(np.flatnonzero(~fitted))} take the values of the groups they are mapped to;"
+                   " where no fitted view shares a variable (and for the shifts) the values are interpolated from the"
+                   " nearest fitted views: check these views before using them")
     return out

@@ -24,7 +24,7 @@ between two *anchor* views. This reproduces ``tiltalign``'s automapping (IMOD 4.
   Groups of different pieces or subsets, or whose views lie more than ``G + 1`` apart, are not numbered
   consecutively, and a linear mapping never interpolates between them.
 
-Views here are 0-based; `describe` labels unknowns by their 1-based anchor view, as IMOD's log does.
+Views here are 0-based.
 """
 
 from __future__ import annotations
@@ -63,18 +63,6 @@ class Mapping:
         qa = np.where(self.var_a >= 0, np.asarray(q, float)[np.maximum(self.var_a, 0)], 0.0) if self.n_vars else 0.0
         qb = np.where(self.var_b >= 0, np.asarray(q, float)[np.maximum(self.var_b, 0)], 0.0) if self.n_vars else 0.0
         return self.w_a * qa + self.w_b * qb
-
-    def describe(self, view: int) -> str:
-        """IMOD's log notation for one view: ``'7'``, ``'1+3'``, ``'26+fix'`` or ``'fixed'`` (1-based)."""
-        a, b = int(self.var_a[view]), int(self.var_b[view])
-        if a < 0 and b < 0:
-            return "fixed"
-        label = [str(int(self.anchor_view[k]) + 1) if k >= 0 else "fix" for k in (a, b)]
-        if b < 0 and self.w_a[view] == 1.0:
-            return label[0]
-        if a < 0 and self.w_b[view] == 1.0:
-            return label[1]
-        return f"{label[0]}+{label[1]}" if a >= 0 else f"{label[1]}+fix"  # IMOD names the unknown first
 
 
 def fixed_mapping(n_views: int) -> Mapping:

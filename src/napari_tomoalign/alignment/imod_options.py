@@ -4,17 +4,20 @@ Each variable kind of `model` gets a `grouping.Mapping` built as ``tiltalign`` b
 option code (``RotOption``, ``TiltOption``, ``MagOption``, ``CompOption``, ``XStretchOption``,
 ``SkewOption``, ``XTiltOption``), default group size, reference views and mapping lists
 (`../shared/docs/imod-full-model.md`, sections 1.4 and 2). Options this project does not carry out
-raise `options.UsageError` naming them; keys that only name files or reports are ignored.
+raise a `UsageError` naming them; keys that only name files or reports are ignored. `read_imod_settings`
+reads them from a command file; `solver.align_markers_imod` solves with them.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
+import os
+from collections.abc import Sequence
 
-from ..conventions import view_indices
-from ..errors import UsageError
-from .errors import AlignmentError
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..conventions import format_views, view_indices
+from ..errors import AlignmentError, UsageError
 from .grouping import (
     Mapping,
     automap_groups,
@@ -25,7 +28,7 @@ from .grouping import (
     is_grouped,
     per_view_mapping,
 )
-from .settings import KINDS, ModelSettings
+from .options import KINDS, ModelSettings
 
 PREFIX = {"rotation": "Rot", "tilt": "Tilt", "magnification": "Mag", "compression": "Comp",
           "x_stretch": "XStretch", "skew": "Skew", "x_tilt": "XTilt"}
@@ -206,6 +209,19 @@ def settings_from_com(entries: dict[str, list[str]], nominal_tilts_deg: NDArray[
         robust_tracks=_number(entries, "WeightWholeTracks", 0) != 0,
         local_alignments=_number(entries, "LocalAlignments", 0) != 0,
     )
+
+
+def read_imod_settings(com_path: str | os.PathLike[str], tilt_angles_deg: ArrayLike,
+                       points_per_view: NDArray[np.intp] | None = None, excluded_views: Sequence[int] = ()
+                       ) -> ModelSettings:
+    """The `ModelSettings` of the ``tiltalign`` section of ``com_path`` for a series with these tilts; the 0-based
+    ``excluded_views`` (``--exclude-views``) join its ``ExcludeList`` and are read as tiltalign reads that."""
+    from ..io.imod_com import read_com_section  # io imports alignment: imported here, not at the top
+
+    entries = read_com_section(com_path)
+    if len(excluded_views):
+        entries = {**entries, "ExcludeList": [",".join([*entries.get("ExcludeList", []), format_views(excluded_views)])]}
+    return settings_from_com(entries, np.asarray(tilt_angles_deg, dtype=float), points_per_view)
 
 
 def _notes(entries: dict[str, list[str]], mappings: dict[str, Mapping]) -> list[str]:

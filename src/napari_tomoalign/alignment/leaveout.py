@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..compute import blas_threads_for
 from ._lm import Observations, levenberg_marquardt
-from ._threads import blas_threads_for
 from .full_layout import build_layout, shift_gauge
 from .model import ROT, TILT, with_identity_views
 from .result import Alignment

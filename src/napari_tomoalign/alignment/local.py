@@ -1,7 +1,7 @@
 """Local alignments as IMOD's ``tiltalign`` makes them: patches, a fit per patch, refinement transforms.
 
-After the global fit the field is cut into patches (`local_patches`); each patch's fiducials are fitted
-again with the local variable options (`local_options`), every local variable an increment on the
+After the global fit the field is cut into patches; each patch's fiducials are fitted again with the
+local variable options (both `local_options`), every local variable an increment on the
 view's global value, from the global solution, by `solve_patch`. With the markers held
 (``fix_xyz``) they keep their global positions, re-centred on the patch; with them free they are solved
 too and afterwards turned about y to best match their global x, z, that angle leaving the local tilts.
@@ -23,16 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..compute import blas_threads_for
 from ..conventions import image_centre
+from ..errors import AlignmentError
 from ..io.imod_local import LocalTransforms
 from ._lm import Observations
-from ._threads import blas_threads_for
-from .errors import AlignmentError
-from .local_options import LocalOptions, patch_mappings
-from .local_patches import Patch, PatchGrid, grow_patches, surface_groups
+from .local_options import LocalOptions, Patch, PatchGrid, grow_patches, patch_mappings, surface_groups
 from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
+from .options import ModelSettings
 from .result import Alignment, StageReport
-from .settings import ModelSettings
 from .stages import EVERYTHING, StageRunner, settings_plan
 from .transforms import (
     compose_refinement,

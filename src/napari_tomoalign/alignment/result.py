@@ -10,8 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..conventions import image_centre
-from .options import AlignmentOptions
-from .settings import ModelSettings
+from .options import AlignmentOptions, ModelSettings
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class Alignment:
         solved beam tilt is already folded into the tilt, X-tilt and rotation
         (``model.without_beam_tilt``), as IMOD writes them.
     settings
-        The `settings.ModelSettings` the alignment was solved with (from `AlignmentOptions` or an
+        The `options.ModelSettings` the alignment was solved with (from `AlignmentOptions` or an
         align.com): mappings, start values, gauge, robust rounds.
     beam_tilt_deg
         The solved (or fixed) beam tilt, for the record.
@@ -203,12 +202,14 @@ class Alignment:
 
     def worst_views(self, n: int = 5) -> list[tuple[int, float]]:
         """The ``n`` views with the largest RMS residual, as ``(view, rms_px)``."""
-        rms, _ = self.per_view_residual_px()
-        order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
-        return [(int(v), float(rms[v])) for v in order if np.isfinite(rms[v])]
+        return _largest(self.per_view_residual_px()[0], np.arange(self.n_views), n)
 
     def worst_markers(self, n: int = 5) -> list[tuple[int, float]]:
         """The ``n`` markers with the largest RMS residual, as ``(marker id, rms_px)``."""
-        rms, _ = self.per_marker_residual_px()
-        order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
-        return [(int(self.marker_ids[m]), float(rms[m])) for m in order if np.isfinite(rms[m])]
+        return _largest(self.per_marker_residual_px()[0], self.marker_ids, n)
+
+
+def _largest(rms: NDArray[np.float64], labels: NDArray, n: int) -> list[tuple[int, float]]:
+    """The ``n`` largest finite values of ``rms``, largest first, as ``(label, value)``."""
+    order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
+    return [(int(labels[k]), float(rms[k])) for k in order if np.isfinite(rms[k])]

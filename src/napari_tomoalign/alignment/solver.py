@@ -1,32 +1,34 @@
 """Fiducial alignment from marker observations, for every settings: validate, prepare, plan, run, assemble.
 
-`align_markers` solves the default model (`AlignmentOptions`, the preset `settings.settings_from_options`)
-or IMOD's full model with an align.com's settings (``settings=``, `imod_align.read_imod_settings`) by the
-same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`. The stages
-are described in `stages`; the model in `model`; the unknowns and the gauge in `full_layout`.
+`align_markers` solves the default model (`AlignmentOptions`, the preset `options.settings_from_options`)
+or IMOD's full model with an align.com's settings (``settings=``, `imod_options.read_imod_settings`) by the
+same path: one problem preparation, one `stages.StageRunner`, one robust loop, one `Alignment`;
+`align_markers_imod` does so with the settings of a command file. The stages are described in `stages`; the
+model in `model`; the unknowns and the gauge in `full_layout`.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..compute import blas_threads_for
 from ..conventions import image_centre, view_number
+from ..errors import AlignmentError, AlignmentWarning, UsageError
 from ._lm import Observations, levenberg_marquardt
-from ._threads import blas_threads_for
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
-from .errors import AlignmentError, AlignmentWarning
-from .excluded_views import fill_left_out_views, format_views, left_out_notes
+from .excluded_views import fill_left_out_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
+from .imod_options import read_imod_settings
 from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
-from .options import AlignmentOptions
+from .options import AlignmentOptions, ModelSettings, settings_from_options, start_params
 from .result import Alignment
-from .settings import ModelSettings, settings_from_options, start_params
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
 from .validation import check_call_types, check_solution, determinable, validate_observations
 
@@ -69,7 +71,7 @@ def align_markers(
     options
         What to solve for; the defaults are the paper's model with the tilt axis estimated.
     settings
-        An align.com's settings (`imod_align.read_imod_settings`): solve IMOD's full model with them
+        An align.com's settings (`imod_options.read_imod_settings`): solve IMOD's full model with them
         instead (tiltalign's start values, no axis estimate; ``options`` is then not used).
     pixel_size_nm
         Pixel size, used only to report residuals in nm.
@@ -89,7 +91,7 @@ def align_markers(
     excluded_views
         0-based views left out of the fit (``--exclude-views``, tiltalign's ``ExcludeList``): their
         observations are not used and the views take interpolated values, named in a note as excluded.
-        An align.com's settings carry their own list (`imod_align.align_markers_imod`).
+        An align.com's settings carry their own list (`align_markers_imod`).
 
     Returns
     -------
@@ -113,9 +115,9 @@ def align_markers(
         raise AlignmentError(f"the previous solution has {start.n_views} views, not {p.n_views}; solve from scratch")
     if settings is None:
         axis0, source = _initial_axis(p, options, start)
-        settings = settings_from_options(options, p.view_ok, p.ref, axis0, tilt_free=p.tilt_stage)
-        plan, limit = plan_stages(options, warm=start is not None, tilt_stage=p.tilt_stage and start is None), \
-            options.max_iterations
+        settings = replace(p.settings, rotation_angle_deg=axis0)
+        tilt_stage = settings.mappings["tilt"].n_vars > 0 and start is None
+        plan, limit = plan_stages(options, warm=start is not None, tilt_stage=tilt_stage), options.max_iterations
     else:
         source = f"start: align.com RotationAngle {settings.rotation_angle_deg:g} deg"
         plan, limit = settings_plan(start is not None, settings.robust), SETTINGS_MAX_ITERATIONS
@@ -135,6 +137,39 @@ def align_markers(
     return _assemble(p, runner, robust_w, tilts_deg, options, settings, source, pixel_size_nm)
 
 
+def align_markers_imod(
+    views: ArrayLike,
+    markers: ArrayLike,
+    xy: ArrayLike,
+    tilt_angles_deg: ArrayLike,
+    image_size: ArrayLike,
+    com_path: str | os.PathLike[str],
+    *,
+    pixel_size_nm: float | None = None,
+    global_only: bool = False,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    weights: ArrayLike | None = None,
+    start: Alignment | None = None,
+    excluded_views: Sequence[int] = (),
+) -> Alignment:
+    """Align marker observations with the tiltalign options of the IMOD command file ``com_path`` (an
+    ``align.com``, or any file with a ``$tiltalign`` section): `align_markers` with its settings
+    (`read_imod_settings`; the arguments as there). ``global_only`` accepts ``LocalAlignments 1`` and returns
+    the global fit (the local fits are `local.local_alignments`'); without it such a file is refused with a
+    `UsageError`, as are tiltalign options that are not carried out (named in the message). ``excluded_views``
+    (0-based) are added to the file's ``ExcludeList``.
+    """
+    v, _, _, tilts, _, _ = validate_observations(views, markers, xy, tilt_angles_deg, image_size, None)
+    settings = read_imod_settings(com_path, tilts, np.bincount(v, minlength=len(tilts)), excluded_views)
+    if settings.local_alignments and not global_only:
+        raise UsageError("LocalAlignments 1 in the command file: local alignments are not part of this solve;"
+                         " set it to 0 to align globally")
+    return align_markers(views, markers, xy, tilt_angles_deg, image_size, settings=settings,
+                         pixel_size_nm=pixel_size_nm, weights=weights, progress=progress, should_stop=should_stop,
+                         start=start, warn=False)
+
+
 @dataclass
 class _Prepared:
     """The validated problem in the solver's numbering, and what was left out of it."""
@@ -150,8 +185,8 @@ class _Prepared:
     use: NDArray[np.bool_]
     obs: Observations
     ref: int
+    settings: ModelSettings  # the default model's with the tilt axis still to be set (rotation 0)
     n_q: int
-    tilt_stage: bool
     notes: list[str]
 
     @property
@@ -173,13 +208,15 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     n_views = len(tilts_deg)
     marker_ids, _, mi = unique_inverse(marker_ids_obs)
     mi = mi.astype(np.intp)
+    seen = np.bincount(v, minlength=n_views) > 0
     if settings is None:
         view_ok, marker_ok, notes = _determinable(v, mi, marker_ids, w, options, n_views, excluded_views)
+        notes += left_out_notes(seen, view_ok, excluded_views, "--exclude-views", mapped=False)
     else:  # as tiltalign: every view with a point that is not excluded, every marker seen in one of them
-        view_ok = np.bincount(v, minlength=n_views) > 0
+        view_ok = seen.copy()
         view_ok[list(settings.excluded_views)] = False
         marker_ok = np.bincount(mi[view_ok[v]], minlength=len(marker_ids)) > 0
-        notes = list(settings.notes) + left_out_notes(settings.excluded_views, view_ok)
+        notes = list(settings.notes) + left_out_notes(seen, view_ok, settings.excluded_views, "ExcludeList", mapped=True)
     if view_ok.sum() < 2:
         raise AlignmentError(
             "fewer than 2 views have enough markers to align; every view needs markers seen in other views too")
@@ -189,49 +226,36 @@ def _prepare(v, marker_ids_obs, xy_a, tilts_deg, size, w, options: AlignmentOpti
     new_index[kept] = np.arange(len(kept))
     obs = Observations(v[use], new_index[mi[use]], xy_a[use] - image_centre(size), n_views, len(kept), w[use])
     ref = _reference_view(options.reference_view if settings is None else None, view_ok, tilts_deg)
-    probe = settings or settings_from_options(options, view_ok, ref, 0.0)
-    start = start_params(probe, tilts_deg)
-    n_q = build_layout(probe.mappings, start, 0.0, probe.beam_tilt_free, view_ok,
+    settings = settings or settings_from_options(options, view_ok, ref, 0.0)
+    start = start_params(settings, tilts_deg)
+    n_q = build_layout(settings.mappings, start, 0.0, settings.beam_tilt_free, view_ok,
                        shift_gauge(start[:, TILT], start[:, ROT], view_ok, ref)).n_q
     n_unknowns = n_q + 3 * len(kept)
     if 2 * len(obs) < n_unknowns:
         raise AlignmentError(
             f"{len(obs)} observations give {2 * len(obs)} equations for {n_unknowns} unknowns;"
             " add markers, or fix or group more variables (rotation, tilt, magnification)")
-    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, n_q,
-                     options.tilt.mode != "fixed" and probe.mappings["tilt"].n_vars > 0, notes)
+    return _Prepared(v, mi, xy_a, w, size, marker_ids, view_ok, kept, use, obs, ref, settings, n_q, notes)
 
 
 def _determinable(v, mi, marker_ids, w, options: AlignmentOptions, n_views: int, excluded_views: Sequence[int]
                   ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], list[str]]:
     """The default model's views and markers in the fit (enough markers per view for its unknowns, markers
-    in at least 2 views, none in an excluded view), and a note for each kind of what was left out."""
+    in at least 2 views, none in an excluded view), and a note on the markers left out."""
     excluded = np.zeros(n_views, dtype=bool)
     for x in excluded_views:
         if not 0 <= int(x) < n_views:
             raise AlignmentError(f"excluded view {view_number(int(x))} is not a view of this {n_views}-view series;"
                                  f" give views from 1 to {n_views}")
         excluded[int(x)] = True
-    tilt_free = options.tilt.mode != "fixed"
-    per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification)) + (
-        tilt_free and options.tilt.mode == "view")  # a view's own unknowns in the fullest stage
+    # a view's own unknowns in the fullest stage: two shifts and each variable solved per view
+    per_view = 2 + sum(o.mode == "view" for o in (options.rotation, options.magnification, options.tilt))
     view_ok, marker_ok = determinable(v, mi, n_views, len(marker_ids), (per_view + 1) // 2,
                                       weights=np.where(excluded[v], 0.0, w))
     notes: list[str] = []
     if (~marker_ok).any():
         ids = marker_ids[~marker_ok]
         notes.append(f"{len(ids)} marker(s) seen in fewer than 2 usable views were left out: {_listed(ids)}")
-    seen = np.zeros(n_views, dtype=bool)
-    seen[v] = True
-    seen |= excluded  # named as excluded below, not as empty
-    if excluded.any():
-        notes.append(f"views {format_views(np.flatnonzero(excluded))} excluded (--exclude-views): not in the fit")
-    if (lost := ~view_ok & seen & ~excluded).any():
-        notes.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
-                     f" left out (transform undetermined): views {format_views(np.flatnonzero(lost))}")
-    if (~seen).any():
-        notes.append(f"{int((~seen).sum())} view(s) have no markers at all (transform undetermined): views "
-                     + format_views(np.flatnonzero(~seen)))
     return view_ok, marker_ok, notes
 
 

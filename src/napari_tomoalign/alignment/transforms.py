@@ -190,11 +190,6 @@ def aligned_marker_positions(al: Alignment, axis_z_shift_px: float | None = None
     return np.stack([xyz[:, 0] - frame.x0_px + c[0], xyz[:, 1] - frame.y0_px + c[1], xyz[:, 2] - frame.z0_px], axis=1)
 
 
-def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Map ``(n, 2)`` points by one ``(2, 3)`` transform about ``centre`` (same centre in and out)."""
-    return (np.asarray(xy, dtype=float) - centre) @ xf[:, :2].T + xf[:, 2] + centre
-
-
 def x_tilts_deg(al: Alignment) -> NDArray[np.float64]:
     """``(n_views,)`` each view's X-axis tilt in degrees (IMOD's ``.xtilt``; 0 for the default model)."""
     return np.degrees(al.full_params[:, XTILT])

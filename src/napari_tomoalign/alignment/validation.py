@@ -11,10 +11,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..conventions import view_number
-from .arrays import unique
-from .errors import AlignmentError
+from ..errors import AlignmentError
 
-MAX_IMAGE_SIDE = 1_000_000
+MAX_IMAGE_SIDE = 1_000_000  # as io.limits (a header's image size); not imported from there: io is not loaded to solve
 MAX_ID = 2**53  # marker ids and view numbers must be below this in size: exact as floats and in JSON
 MIN_TILT_RANGE_DEG = 1.0  # below this the markers' depth is not determined at all
 MIN_SPREAD_PX = 1.0  # the markers of at least one view must span this much
@@ -74,7 +73,7 @@ def _check_geometry(v: NDArray[np.int64], m: NDArray[np.int64], xy: NDArray[np.f
             f"in every view all markers lie within {MIN_SPREAD_PX:g} px of one point; the markers must be"
             " distinct beads spread over the image"
         )
-    seen = tilts[unique(v)]
+    seen = tilts[np.bincount(v, minlength=len(tilts)) > 0]
     if np.ptp(seen) < MIN_TILT_RANGE_DEG:
         raise AlignmentError(
             f"the views with markers span a tilt range of only {np.ptp(seen):.3g} deg (from {seen.min():g} to"
@@ -94,9 +93,8 @@ def _numbers(values: ArrayLike, name: str, what: str) -> NDArray[np.float64]:
 
 def check_call_types(options: object, settings: object, pixel_size_nm: object, start: object) -> None:
     """The keyword arguments of `align_markers` are of the types it takes; else TypeError naming the one."""
-    from .options import AlignmentOptions
+    from .options import AlignmentOptions, ModelSettings
     from .result import Alignment
-    from .settings import ModelSettings
 
     for name, value, kind in (("options", options, AlignmentOptions), ("settings", settings, ModelSettings),
                               ("start", start, Alignment)):

@@ -242,8 +242,8 @@ def one_thread() -> Iterator[None]:
     """Compiled loops, BLAS and the table formatting of the writes on one thread, solver warnings silenced (the
     alignment lists them). On 2 cores with 2 workers (and other load) waking numba's thread pool per table cost
     50 ms median, up to 1 s, against 7 ms on one."""
-    from ..alignment._threads import compiled_threads
-    from ..alignment.errors import AlignmentWarning
+    from ..compute import compiled_threads
+    from ..errors import AlignmentWarning
 
     with compiled_threads(1), _controller().limit(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)

@@ -23,13 +23,13 @@ import numpy as np
 from .. import __version__
 from ..alignment.result import Alignment
 from ..alignment.transforms import aligned_frame, aligned_marker_positions, imod_transforms, x_tilts_deg, z_factors
-from ..alignment.validation import MAX_IMAGE_SIDE
 from ._textfmt import write_table
 from .alignment_record import alignment_to_dict
 from .atomic import atomic_file_set, folder_lock
 from .errors import FileFormatError
 from .guarded import read_bytes_limited, require_regular_file
 from .imod import compose_xf, format_fid_xyz, format_resid, format_xf, marker_z_extent, read_xf
+from .limits import MAX_IMAGE_SIDE
 from .tilts import read_tilt_angles
 
 

@@ -56,6 +56,12 @@ def compose_xf(first: NDArray[np.float64], then: NDArray[np.float64]) -> NDArray
     return out
 
 
+def apply_transform(xf: NDArray[np.float64], xy: NDArray[np.float64], centre: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Map ``(n, 2)`` points by one ``(2, 3)`` transform about ``centre`` (same centre in and out), as IMOD
+    applies an ``.xf`` line about the image centre."""
+    return (np.asarray(xy, dtype=float) - centre) @ xf[:, :2].T + xf[:, 2] + centre
+
+
 def format_xf(f: IO[str], xf: NDArray[np.float64]) -> None:
     """IMOD ``A11 A12 A21 A22 DX DY`` lines of ``(n_views, 2, 3)`` transforms, to a text stream."""
     x = np.asarray(xf, dtype=float)

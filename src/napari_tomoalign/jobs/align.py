@@ -173,7 +173,7 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
           should_stop: Callable[[], bool] | None = None) -> Alignment:
     """The job's alignment: the default model with its options (warm-started from ``start``), or the
     full model of its ``align.com`` (global only when the job solves local alignments after it)."""
-    from ..alignment._threads import blas_threads_for
+    from ..compute import blas_threads_for
 
     m = job.fitted_markers()
     ids = np.sort(m.marker)
@@ -183,7 +183,7 @@ def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[
     with blas_threads_for(5 * len(job.tilt_angles_deg), n_markers, len(m.view)), warnings.catch_warnings():
         warnings.simplefilter("ignore", AlignmentWarning)  # Alignment.warnings lists them
         if job.imod_com is not None:
-            from ..alignment.imod_align import align_markers_imod
+            from ..alignment.solver import align_markers_imod
 
             return align_markers_imod(m.view, m.marker, m.xy, job.tilt_angles_deg, job.image_size, job.imod_com,
                                       pixel_size_nm=job.pixel_size_nm, global_only=job.local, progress=progress,

@@ -23,7 +23,7 @@ def thread_limit(threads: int | None) -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
-    from ..alignment._threads import compiled_threads
+    from ..compute import compiled_threads
     from ..tracking._fourier import fft_threads
 
     n = max(1, int(threads))

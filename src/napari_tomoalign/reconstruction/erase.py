@@ -24,9 +24,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..alignment.result import Alignment
-from ..alignment.transforms import apply_transform
 from ..conventions import image_centre
 from ..errors import Cancelled
+from ..io.imod import apply_transform
 
 
 def erase_radius_px(bead_diameter_px: float) -> float:

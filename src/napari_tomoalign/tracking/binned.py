@@ -36,12 +36,11 @@ from typing import cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..alignment._backend import compiled_kernels
-from ..alignment.errors import AlignmentError
 from ..alignment.options import AlignmentOptions
 from ..alignment.result import Alignment
 from ..alignment.solver import align_markers
-from ..errors import Cancelled
+from ..compute import compiled_kernels
+from ..errors import AlignmentError, Cancelled
 from ..reconstruction.warp import bin_image
 from ._measure import fit_crowded
 from ._refine import residual_scatter

@@ -320,7 +320,7 @@ def track_patches(
     if threads is not None:
         from threadpoolctl import threadpool_limits
 
-        from ..alignment._threads import compiled_threads
+        from ..compute import compiled_threads
         from ._fourier import fft_threads
 
         with compiled_threads(threads), threadpool_limits(threads), fft_threads(threads):

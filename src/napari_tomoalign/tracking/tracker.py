@@ -31,12 +31,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from ..alignment._backend import compiled_kernels
-from ..alignment.errors import AlignmentError
 from ..alignment.options import AlignmentOptions, VariableOption
 from ..alignment.result import Alignment
 from ..alignment.solver import align_markers
-from ..errors import Cancelled
+from ..compute import compiled_kernels
+from ..errors import AlignmentError, Cancelled
 from . import _predict as pr
 from ._measure import Measurement, Templates, fit_at, fit_crowded, measure_beads
 from ._profile import BeadProfile

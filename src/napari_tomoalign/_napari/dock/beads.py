@@ -18,9 +18,8 @@ from magicgui.widgets import CheckBox, FloatSpinBox, SpinBox
 from napari.layers import Points
 from napari.utils.notifications import show_error, show_info
 
-from ...alignment.errors import AlignmentError
 from ...conventions import view_index, view_number
-from ...errors import Cancelled
+from ...errors import AlignmentError, Cancelled
 from ...tracking.beads import BeadCandidates, diameter_px_from_nm
 from ...tracking.result import TrackingResult
 from ..layers import frame_of, marker_text, markers_to_points

@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from ...alignment.options import AlignmentOptions, VariableOption
 from ...alignment.result import Alignment
 from ...alignment.stages import Stage
-from ...alignment.transforms import apply_transform
 from ...conventions import view_number
+from ...io.imod import apply_transform
 from ...io.table import MarkerTable
 from ...jobs.preview import JobStep, PreviewJob
 from ...jobs.solver_options import solver_settings

@@ -18,8 +18,7 @@ from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
 from napari.layers import Points
 from napari.utils.notifications import show_info
 
-from ...alignment.errors import AlignmentError
-from ...errors import Cancelled
+from ...errors import AlignmentError, Cancelled
 from ...tracking.patches import PatchOptions, PatchTrackingResult
 from ..layers import frame_of, markers_to_points
 from .bead_logic import tracking_percent, visit_order

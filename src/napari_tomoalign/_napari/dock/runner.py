@@ -35,7 +35,7 @@ def run_job(job: PreviewJob, **kw: Any) -> tuple[tuple[PipelineResult, Any, Any]
     """The worker's function (``kw``: `run_preview`'s threads, progress and should_stop): the result, its report's
     plot and IMOD's surface analysis of its markers (`jobs.align.surface_analysis`, as ``tomoalign align`` reports
     it; None where there is none). Expected failures come back as values, so Qt never sees a raise."""
-    from ...alignment.errors import AlignmentError
+    from ...errors import AlignmentError
     from ...jobs.align import surface_analysis
     from ...report import report_plot
 
