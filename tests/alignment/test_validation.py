@@ -96,3 +96,22 @@ def test_bad_variable_mode():
         AlignmentOptions(tilt="sometimes")
     with pytest.raises(ValueError, match="not a whole number"):
         AlignmentOptions(tilt="group:x")
+
+
+def test_a_tilt_file_of_another_series_is_refused_when_the_markers_know_their_views():
+    """New user's finding (session 9): the README's recipe wrote 122-line .xf/.tlt for a 61-view model."""
+    from pathlib import Path
+
+    from napari_tomoalign import align_markers_imod, read_markers, read_tilt_angles
+
+    d = Path(__file__).parents[1] / "data" / "imod-tutorial-BB"
+    m = read_markers(d / "BBa.fid")
+    tilts = read_tilt_angles(d / "BBa.rawtlt")
+    assert m.n_views == 61
+    twice = np.concatenate([tilts, tilts])
+    with pytest.raises(AlignmentError, match="122 tilt angles for markers placed on a 61-view stack"):
+        align_markers(m.view, m.marker, m.xy, twice, m.image_size, n_views=m.n_views)
+    with pytest.raises(AlignmentError, match="122 tilt angles"):
+        align_markers_imod(m.view, m.marker, m.xy, twice, m.image_size, d / "aligna.com", n_views=m.n_views)
+    al = align_markers(m.view, m.marker, m.xy, tilts, m.image_size, n_views=m.n_views, warn=False)
+    assert al.n_views == 61

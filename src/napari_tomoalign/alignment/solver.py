@@ -52,6 +52,7 @@ def align_markers(
     start: Alignment | None = None,
     warn: bool = True,
     excluded_views: Sequence[int] = (),
+    n_views: int | None = None,
 ) -> Alignment:
     """Align a tilt series from fiducial marker observations.
 
@@ -92,6 +93,9 @@ def align_markers(
         0-based views left out of the fit (``--exclude-views``, tiltalign's ``ExcludeList``): their
         observations are not used and the views take interpolated values, named in a note as excluded.
         An align.com's settings carry their own list (`align_markers_imod`).
+    n_views
+        The views of the stack the markers were placed on, when known (an IMOD model records it,
+        ``read_markers(path).n_views``): tilt angles of another count (another series' file) are refused.
 
     Returns
     -------
@@ -107,6 +111,9 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
+    if n_views is not None and len(tilts_deg) != n_views:
+        raise AlignmentError(f"{len(tilts_deg)} tilt angles for markers placed on a {n_views}-view stack; give the"
+                             " tilt angles of the same series")
     if settings is not None and len(excluded_views):
         raise AlignmentError("an align.com's settings carry their own excluded views: pass them to"
                              " align_markers_imod(excluded_views=)")
@@ -152,6 +159,7 @@ def align_markers_imod(
     weights: ArrayLike | None = None,
     start: Alignment | None = None,
     excluded_views: Sequence[int] = (),
+    n_views: int | None = None,
 ) -> Alignment:
     """Align marker observations with the tiltalign options of the IMOD command file ``com_path`` (an
     ``align.com``, or any file with a ``$tiltalign`` section): `align_markers` with its settings
@@ -167,7 +175,7 @@ def align_markers_imod(
                          " set it to 0 to align globally")
     return align_markers(views, markers, xy, tilt_angles_deg, image_size, settings=settings,
                          pixel_size_nm=pixel_size_nm, weights=weights, progress=progress, should_stop=should_stop,
-                         start=start, warn=False)
+                         start=start, warn=False, n_views=n_views)
 
 
 @dataclass
