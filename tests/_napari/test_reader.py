@@ -108,3 +108,23 @@ def test_a_marker_file_takes_the_pixel_size_of_its_stack(tmp_path, imod_data):
     write_mrc(tmp_path / "BBa.preali", np.zeros((61, 512, 512), np.int8), 20.2)
     [(_, kwargs, _)] = napari_get_reader(str(tmp_path / "BBa.fid"))(str(tmp_path / "BBa.fid"))
     assert kwargs["scale"] == pytest.approx((1.0, 2.02, 2.02))
+
+
+def test_a_huge_view_is_read_subsampled_for_its_contrast(tmp_path):
+    """New user's finding (session 9): a 46000² header made the reader hold a whole view (9.8 GB resident)."""
+    import subprocess
+    import sys
+
+    import mrcfile
+
+    p = tmp_path / "huge.st"
+    with mrcfile.new_mmap(p, shape=(3, 16384, 16384), mrc_mode=2) as m:  # 3.2 GB, sparse: nothing written
+        m.data[1, ::512, ::512] = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    code = ("import resource, sys; from napari_tomoalign._napari.reader import napari_get_reader as g; "
+            "[(d, kw, k)] = g(sys.argv[1])(sys.argv[1]); "
+            "print(kw['contrast_limits'][1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    high, peak_mb = (float(v) for v in out.stdout.split())
+    assert high > 0  # the subsampled view was read (its bright samples set the upper limit)
+    assert peak_mb < 400, f"{peak_mb} MB resident for one 16384² view's contrast"

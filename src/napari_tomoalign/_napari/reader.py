@@ -98,10 +98,12 @@ def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], Laye
     return None
 
 
-def _contrast(section: np.ndarray) -> tuple[float, float]:
-    """Contrast limits from the 0.5 and 99.5 percentiles of a (subsampled) section."""
-    step = max(1, max(section.shape) // 1024)
-    sub = np.asarray(section[::step, ::step], dtype=np.float32)
+def _contrast(stack: np.ndarray, k: int) -> tuple[float, float]:
+    """Contrast limits from the 0.5 and 99.5 percentiles of section ``k``, read subsampled from the (memory-mapped)
+    stack: a view of any size costs about a 1024² image."""
+    step = max(1, max(stack.shape[1:]) // 1024)
+    # Row by row: a checked stack reads whole rows from the file, and a strided index would read the whole view.
+    sub = np.stack([np.asarray(stack[k, r], dtype=np.float32)[::step] for r in range(0, stack.shape[1], step)])
     sub = sub[np.isfinite(sub)]  # a damaged file's NaN or inf pixels say nothing about the contrast
     if sub.size == 0:
         return 0.0, 1.0
@@ -116,7 +118,7 @@ def volume_layer(path: Path) -> tuple[Any, dict[str, Any], str]:
     meta = {"path": str(path), "volume": True,
             "pixel_size_nm": ts.pixel_size_angstrom / 10.0 if ts.pixel_size_angstrom else None}
     kwargs = {"name": path.name, "scale": (voxel_nm,) * 3, "metadata": meta,
-              "contrast_limits": _contrast(ts.data[ts.n_views // 2]), "colormap": "gray", "multiscale": False}
+              "contrast_limits": _contrast(ts.data, ts.n_views // 2), "colormap": "gray", "multiscale": False}
     return ts.data, kwargs, "image"
 
 
@@ -131,7 +133,7 @@ def tilt_series_layer(path: Path) -> tuple[Any, dict[str, Any], str]:
         "pixel_size_nm": ts.pixel_size_angstrom / 10.0 if ts.pixel_size_angstrom else None,
     }
     kwargs = {"name": path.name, "scale": (1.0, pixel_nm, pixel_nm), "metadata": meta,
-              "contrast_limits": _contrast(ts.data[ts.n_views // 2]), "colormap": "gray", "multiscale": False}
+              "contrast_limits": _contrast(ts.data, ts.n_views // 2), "colormap": "gray", "multiscale": False}
     return ts.data, kwargs, "image"
 
 
