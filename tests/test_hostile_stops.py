@@ -85,3 +85,21 @@ def test_a_system_error_with_no_stop_is_still_an_internal_error(monkeypatch, cap
     _command_raising(monkeypatch, lambda: SystemError("another bug"))
     assert cli.main([]) == 1
     capsys.readouterr()
+
+
+def test_a_stop_while_the_command_line_loads_gives_one_line_not_a_traceback():
+    """New user's finding (session 9): Ctrl-C in the first 0.3 s printed numpy's import traceback. The console
+    script (`_entry.main`) holds the signal until the command line is loaded; here the signal is sent from inside
+    that window, deterministically, by the process itself."""
+    import signal
+    import subprocess
+    import sys
+
+    probe = ("import os, signal, sys; from napari_tomoalign import _entry; "
+             "signal.signal(signal.SIGINT, _entry._stopped_while_loading); os.kill(os.getpid(), signal.SIGINT)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 128 + signal.SIGINT and r.stderr == "tomoalign: interrupted; nothing was done\n"
+    r = subprocess.run([sys.executable, "-c", "import sys; from napari_tomoalign._entry import main; "
+                        "sys.argv = ['tomoalign', '--version']; sys.exit(main())"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("tomoalign ")

@@ -36,7 +36,7 @@ def require_regular_file(path: str | os.PathLike[str], what: str) -> Path:
     except FileNotFoundError:
         raise FileFormatError(f"{p}: no such {what} file") from None
     except OSError as exc:
-        raise FileFormatError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
+        raise FileFormatError(f"{p}: cannot read the {what} file: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise FileFormatError(f"{p}: is {_kind(st.st_mode)}, not a {what} file")
     note_input(st)  # no output of this command may replace it (`atomic.input_scope`)
@@ -62,7 +62,7 @@ def read_bytes_limited(path: str | os.PathLike[str], what: str, limit: int, head
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise FileFormatError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
+        raise FileFormatError(f"{p}: cannot read the {what} file: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -87,7 +87,7 @@ def read_bytes_limited(path: str | os.PathLike[str], what: str, limit: int, head
     except OSError as exc:
         if exc.errno == errno.EISDIR:
             raise FileFormatError(f"{p}: is a directory, not a {what} file") from None
-        raise FileFormatError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
+        raise FileFormatError(f"{p}: cannot read the {what} file: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
 

@@ -40,7 +40,7 @@ def check_numbers(value: str, where: str, key: str) -> str:
 def read_com_section(path: str | os.PathLike[str], program: str = "tiltalign") -> dict[str, list[str]]:
     """``{key: [values in file order]}`` of ``program``'s section of an IMOD ``.com`` file."""
     p = Path(path)
-    text = read_text(p, "IMOD command file")
+    text = read_text(p, "IMOD command")
     if len(text) > MAX_COM_BYTES:
         raise FileFormatError(f"{p}: {len(text)} characters is too large for an IMOD command file")
     entries: dict[str, list[str]] = {}
