@@ -203,7 +203,8 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="make a sample tilt series with known misalignment, align and reconstruct it")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the inputs and outputs")
-    p.add_argument("--seed", type=int, default=1, help="random seed, 0 or more (default 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed, 0 or more (default 0: the series napari's File > Open Sample shows)")
     _common(p, "existing files")
     _add_solver_options(p)
     p.set_defaults(func=cmd_demo)

@@ -157,7 +157,7 @@ class DemoInputs:
     n_beads: int
 
 
-def write_demo_inputs(output_dir: str | os.PathLike[str], seed: int = 1, *, overwrite: bool = False,
+def write_demo_inputs(output_dir: str | os.PathLike[str], seed: int = 0, *, overwrite: bool = False,
                       products: tuple[str, ...] = ()) -> DemoInputs:
     """Make the sample tilt series (images and clicked markers) and write it: ``sample.mrc``,
     ``sample_markers.csv`` and ``sample.rawtlt``. ``products`` are further names checked first."""
