@@ -115,3 +115,12 @@ def test_a_tilt_file_of_another_series_is_refused_when_the_markers_know_their_vi
         align_markers_imod(m.view, m.marker, m.xy, twice, m.image_size, d / "aligna.com", n_views=m.n_views)
     al = align_markers(m.view, m.marker, m.xy, tilts, m.image_size, n_views=m.n_views, warn=False)
     assert al.n_views == 61
+
+
+def test_tilt_angles_the_fit_had_to_move_far_are_named(sim):
+    """New user's finding (session 9): a tilt file 40% off was corrected by up to 24 deg without a word."""
+    with pytest.warns(AlignmentWarning, match=r"solved tilt angles differ from the given ones by up to \d+\.\d deg"):
+        al = _call(sim, tilt_angles_deg=0.6 * sim.nominal_tilt_angles_deg)
+    assert np.abs(al.tilt_angles_deg - sim.nominal_tilt_angles_deg).max() < 2  # the fit found the true ones
+    al = align_markers(sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size, warn=False)
+    assert not [w for w in al.warnings if "solved tilt" in w]

@@ -34,6 +34,7 @@ from .validation import check_call_types, check_solution, determinable, validate
 
 AXIS_DISAGREEMENT_DEG = 5.0
 SETTINGS_MAX_ITERATIONS = 1000  # each stage's iteration limit with an align.com's settings
+TILT_FILE_NOTE_DEG = 5.0  # solved tilts this far from the given ones: another series' tilt file, or a wrong sign
 
 
 def align_markers(
@@ -139,6 +140,7 @@ def align_markers(
         for stage in plan:
             robust_w = runner.run(stage, tilts_deg)
     check_solution(runner.params, runner.xyz, p.view_ok)
+    p.notes += _tilt_file_note(runner.params, start_params(settings, tilts_deg), p.view_ok)
     for msg in p.notes if warn else ():
         warnings.warn(msg, AlignmentWarning, stacklevel=2)
     return _assemble(p, runner, robust_w, tilts_deg, options, settings, source, pixel_size_nm)
@@ -347,6 +349,17 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         warnings=p.notes, pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
         beam_tilt_deg=float(np.degrees(runner.beam)), axis_z_shift_px=settings.axis_z_shift_for(xyz_all),
     )
+
+
+def _tilt_file_note(params: NDArray[np.float64], start: NDArray[np.float64], view_ok: NDArray[np.bool_]) -> list[str]:
+    """A note when the solved tilt angles leave the given ones by more than `TILT_FILE_NOTE_DEG`: the fit can absorb
+    a tilt file of another series, and the user should hear of it."""
+    off = np.where(view_ok, np.degrees(np.abs(params[:, TILT] - start[:, TILT])), 0.0)
+    k = int(np.argmax(off))
+    if off[k] <= TILT_FILE_NOTE_DEG:
+        return []
+    return [f"the solved tilt angles differ from the given ones by up to {off[k]:.1f} deg (view {k + 1}); check that"
+            " the tilt angles are this series'"]
 
 
 def _warm_start(start: Alignment, obs: Observations, params: NDArray[np.float64], kept_ids: NDArray
