@@ -25,3 +25,13 @@ def test_the_right_tilt_file_still_aligns(imod_data, tmp_path):
     rc = main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--output",
                str(tmp_path / "out"), "--quiet"])
     assert rc == 0 and len(np.loadtxt(tmp_path / "out" / "BBa.tlt")) == 61
+
+
+def test_an_image_size_other_than_the_models_is_refused(imod_data, tmp_path, capsys):
+    """New user's finding (session 9): --image-size 1024 1024 silently replaced the 512 x 512 BBa.fid records."""
+    args = ["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--quiet"]
+    rc = main([*args, "--image-size", "1024", "1024", "--output", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "records an image size of 512 x 512, not 1024 x 1024" in err and err.count("\n") == 1
+    assert not (tmp_path / "a").exists()
+    assert main([*args, "--image-size", "512", "512", "--output", str(tmp_path / "b")]) == 0  # the same: fine

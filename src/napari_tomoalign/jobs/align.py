@@ -136,6 +136,11 @@ def align_job(
         raise UsageError(f"{tilt_angles_path or 'the tilt angles'} holds {len(tilts)} tilt angles but {markers.source}"
                          f" was made on a {markers.n_views}-view stack; give the tilt file of that tilt series")
     pre = read_prexg(prexg, len(tilts)) if prexg is not None else None
+    if image_size is not None and markers.image_size is not None and \
+            tuple(int(v) for v in image_size) != tuple(int(v) for v in markers.image_size):
+        w, h = markers.image_size
+        raise UsageError(f"{markers.source} records an image size of {w} x {h}, not {image_size[0]} x {image_size[1]}:"
+                         " leave out --image-size (it is for CSV markers), or give the markers of that stack")
     size = image_size or markers.image_size
     if size is None and Path(markers_path).suffix.lower() == ".csv":
         raise UsageError("--image-size W H is required for CSV markers (the file does not record it)")
