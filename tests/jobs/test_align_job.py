@@ -35,3 +35,18 @@ def test_an_image_size_other_than_the_models_is_refused(imod_data, tmp_path, cap
     assert rc == 2 and "records an image size of 512 x 512, not 1024 x 1024" in err and err.count("\n") == 1
     assert not (tmp_path / "a").exists()
     assert main([*args, "--image-size", "512", "512", "--output", str(tmp_path / "b")]) == 0  # the same: fine
+
+
+def test_an_alignment_that_did_not_converge_is_named_when_it_is_used(imod_data, tmp_path):
+    """New user's finding (session 9): aligned-stack and reconstruct used a non-converged folder without a word."""
+    import pytest
+
+    from napari_tomoalign.errors import AlignmentWarning
+    from napari_tomoalign.io.alignment import read_alignment_dir
+
+    args = ["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--quiet"]
+    assert main([*args, "--max-iterations", "1", "--output", str(tmp_path / "a")]) == 3
+    with pytest.warns(AlignmentWarning, match="did not converge; its transforms are used as they are"):
+        read_alignment_dir(tmp_path / "a")
+    assert main([*args, "--output", str(tmp_path / "b")]) == 0
+    read_alignment_dir(tmp_path / "b")  # converged: no warning (warnings are errors here)

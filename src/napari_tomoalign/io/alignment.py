@@ -15,6 +15,7 @@ import json
 import math
 import os
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def write_alignment(
     tilts = [float(t) if ok and math.isfinite(t) else None
              for t, ok in zip(np.asarray(al.tilt_angles_deg, float).tolist(), al.view_determined)]
     run = {"stem": stem, "image_size": [int(n) for n in al.image_size], "pixel_size_nm": pix_nm,
-           "view_determined": [bool(b) for b in al.view_determined], "tilt_angle_deg": tilts}
+           "view_determined": [bool(b) for b in al.view_determined], "tilt_angle_deg": tilts,
+           "converged": bool(al.converged)}
     xyz = aligned_marker_positions(al, axis_z_shift_px)
     n_main = len(paths) - 1
 
@@ -334,6 +336,11 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         tilts = read_tilt_angles(d / f"{stem}.tlt")
         z_extent = marker_z_extent(d / f"{stem}fid.xyz")
         x_tilts = read_tilt_angles(d / f"{stem}.xtilt") if f"{stem}.xtilt" in run["files"] else None
+    if run.get("converged") is False:
+        from ..errors import AlignmentWarning
+
+        warnings.warn(f"{d}: the solve that wrote this alignment did not converge; its transforms are used as they"
+                      " are (align again, with more iterations)", AlignmentWarning, stacklevel=2)
     if not (len(xf) == tilts.size == determined.size):
         raise FileFormatError(f"{d}: the .xf ({len(xf)}), .tlt ({tilts.size}) and alignment.json "
                               f"({determined.size}) disagree on the number of views")
