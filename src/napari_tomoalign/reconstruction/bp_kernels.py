@@ -201,6 +201,21 @@ def padded_geometry(base, cos_t):  # pragma: no cover - compiled
     return base_p, cos_p
 
 
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"}, nogil=True)
+def view_sums(stack, views):  # pragma: no cover - compiled
+    """The float64 sum of each of ``views`` of the float32 ``stack``, the threads sharing the views: NaN or
+    infinite where a pixel is (reassociated for vectors, but no fast-math assumption that values are finite)."""
+    out = np.empty(views.size)
+    for j in numba.prange(views.size):
+        v = stack[views[j]]
+        s = 0.0
+        for r in range(v.shape[0]):
+            for c in range(v.shape[1]):
+                s += v[r, c]
+        out[j] = s
+    return out
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def block_rows(left):  # pragma: no cover - compiled
     """The rows of the next block when ``left`` rows remain: ``MAX_BLOCK``, or ``BLOCK`` for a short tail."""
