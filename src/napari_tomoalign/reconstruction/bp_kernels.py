@@ -30,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from .bp_fft import filter_block
+from .bp_fft import filter_block, stack_block
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
 MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
@@ -39,19 +39,6 @@ CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
 X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
 Z_TILE = 32  # sections per tile of the back-projection: the q rows one x needs stay in L2
-
-
-@intrinsic
-def stack_block(typingctx, size):  # pragma: no cover - compiled
-    """A pointer to ``size`` float32 on the stack: LLVM keeps such an accumulator in vector registers,
-    which it cannot do for a heap array that might alias the views it reads."""
-    if not isinstance(size, types.IntegerLiteral):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size.literal_value)
-
-    return types.CPointer(types.float32)(size), codegen
 
 
 @numba.njit(cache=True, nogil=True)
