@@ -182,7 +182,8 @@ def _bp_stage(q1, stride, n_u, base, cos_t, n_x, mask, junk):  # pragma: no cove
 
 
 def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> None:
-    """Where one block of 64 rows loses against the port bound: the kernel built up one cost at a time."""
+    """Where one block of 64 rows loses against the port bound: A-C build up the loop that sums all the views of
+    one voxel column at once (the kernel until session 8) one cost at a time; D is today's kernel."""
     numba.set_num_threads(1)
     t = np.radians(tilts)
     cos_t = np.cos(t)
@@ -196,8 +197,9 @@ def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> No
     stages = {
         "B. + each column's cells and weights worked out, rows in L1": lambda: _bp_stage(small, 144, n, base, cos_t, n,
                                                                                           1, junk),
-        "C. + the real cells (rows from L2/L3)": lambda: _bp_stage(q, n * 64, n, base, cos_t, n, -1, junk),
-        "D. + the volume's writes: the kernel (bp_kernels.backproject_64)": lambda: [
+        "C. + the real cells (rows from L2/L3; all views of a column at once, the loop before session 9)":
+            lambda: _bp_stage(q, n * 64, n, base, cos_t, n, -1, junk),
+        "D. the kernel (bp_kernels.backproject_64: groups of 8 views into a tile, the volume's writes)": lambda: [
             backproject_64(q.reshape(n_v, n, 64), *padded_geometry(base, cos_t), vol, 0, 64, z0, min(n_z, z0 + 32))
             for z0 in range(0, n_z, 32)],
     }
