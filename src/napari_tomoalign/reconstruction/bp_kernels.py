@@ -220,6 +220,15 @@ def view_sums(stack, views):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def section_tile(n_z, threads):  # pragma: no cover - compiled
+    """Sections per tile of the back-projection: at most `Z_TILE`, and as even as the threads need, a whole
+    number of tiles for each (100 sections on two threads: four tiles of 25, not 32, 32, 32 and 4, which left
+    one thread 64 sections and the other 36)."""
+    rounds = max(1, -(-n_z // (threads * Z_TILE)))  # tiles per thread
+    return max(1, -(-n_z // (threads * rounds)))
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def block_rows(left):  # pragma: no cover - compiled
     """The rows of the next block when ``left`` rows remain: ``MAX_BLOCK``, or ``BLOCK`` for a short tail."""
@@ -236,7 +245,7 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
     """
     n_v, _, n_u = views.shape
     n_z, n_rows, _ = vol.shape
-    z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
+    z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
     base, cos_t = padded_geometry(base, cos_t)
     q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
