@@ -11,7 +11,9 @@ from napari_tomoalign.reconstruction.bp_kernels import (
     BLOCK,
     MAX_BLOCK,
     X_TILE,
+    Z_TILE,
     aligned_empty,
+    section_tile,
     view_sums,
     volume_empty,
     write_columns,
@@ -121,3 +123,18 @@ def test_a_non_finite_pixel_is_named_by_its_view_after_the_parallel_sums(bad):
     use = np.ones(6, bool)
     use[4] = False
     assert np.isfinite(weighted_back_projection(views, np.linspace(-50.0, 50.0, 6), thickness=8, use_view=use)).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n_z", [1, 9, 33, 64, 65, 100, 128, 1000])
+def test_section_tiles_share_the_sections_evenly_between_the_threads(threads, n_z):
+    """The threads take the tiles in equal runs: no tile beyond `Z_TILE` sections, and each thread's share of
+    sections within one tile's worth of every other's."""
+    t = section_tile(n_z, threads)
+    n_tiles = -(-n_z // t)
+    sizes = [min(t, n_z - i * t) for i in range(n_tiles)]
+    assert 1 <= t <= Z_TILE and sum(sizes) == n_z
+    per_thread = [sum(sizes[i::threads]) for i in range(threads)]
+    assert max(per_thread) - min(per_thread) <= t
+    if n_z >= threads * Z_TILE:
+        assert n_tiles % threads == 0
