@@ -11,7 +11,10 @@ from napari_tomoalign.reconstruction.bp_kernels import (
     BLOCK,
     MAX_BLOCK,
     X_TILE,
+    Z_TILE,
     aligned_empty,
+    section_tile,
+    view_sums,
     volume_empty,
     write_columns,
 )
@@ -105,3 +108,33 @@ def test_buffered_columns_land_in_the_volume_whether_streamed_or_not(n_x):
     expected = np.full((5, 50, n_x), -7.0, np.float32)
     expected[1:4, 6:39, X_TILE:x1] = buf[:, : x1 - X_TILE, :33].transpose(0, 2, 1)
     assert np.array_equal(vol, expected)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_pixel_is_named_by_its_view_after_the_parallel_sums(bad):
+    """The WBP sums the float32 views on all threads and looks closer only at a view whose sum is not finite:
+    the error names the view as a person counts it, and the sums are numpy's."""
+    rng = np.random.default_rng(3)
+    views = rng.normal(size=(6, 40, 33)).astype(np.float32)
+    assert np.allclose(view_sums(views, np.arange(6)), views.sum(axis=(1, 2), dtype=np.float64), rtol=1e-12)
+    views[4, 17, 5] = bad
+    with pytest.raises(ValueError, match="view 5 of the aligned stack holds NaN or infinite"):
+        weighted_back_projection(views, np.linspace(-50.0, 50.0, 6), thickness=8)
+    use = np.ones(6, bool)
+    use[4] = False
+    assert np.isfinite(weighted_back_projection(views, np.linspace(-50.0, 50.0, 6), thickness=8, use_view=use)).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n_z", [1, 9, 33, 64, 65, 100, 128, 1000])
+def test_section_tiles_share_the_sections_evenly_between_the_threads(threads, n_z):
+    """The threads take the tiles in equal runs: no tile beyond `Z_TILE` sections, and each thread's share of
+    sections within one tile's worth of every other's."""
+    t = section_tile(n_z, threads)
+    n_tiles = -(-n_z // t)
+    sizes = [min(t, n_z - i * t) for i in range(n_tiles)]
+    assert 1 <= t <= Z_TILE and sum(sizes) == n_z
+    per_thread = [sum(sizes[i::threads]) for i in range(threads)]
+    assert max(per_thread) - min(per_thread) <= t
+    if n_z >= threads * Z_TILE:
+        assert n_tiles % threads == 0

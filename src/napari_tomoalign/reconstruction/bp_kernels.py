@@ -6,13 +6,14 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
    out as ``q[view, u, row]``, exactly the layout the back-projection reads.
 2. **Back-project**: the threads share tiles of ``Z_TILE`` sections. For each voxel column ``(x, z)``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
-   a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. The
-   views' cells and weights of a column are worked out first in one vectorised pass; the sum over the
-   views then runs on register-held accumulators (two views and both interpolation terms apart, so that
-   eight or more independent FMA chains hide the FMA latency). The columns of ``X_TILE`` neighbouring
-   ``x`` are kept in a small buffer and written as whole cache lines of the volume's rows: writing each
-   column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost more
-   than the arithmetic. The ``q`` rows one ``x`` needs for a tile of sections stay in L2 as ``x`` advances.
+   a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
+   ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: the group's
+   cells and weights for the tile are worked out first (vectorised over the columns), then each column
+   adds the group on register-held accumulators. A group's filtered columns are shared by neighbouring
+   voxel columns and stay in L1 (all 61 views at once did not fit, and were read from L2 for every
+   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows: writing
+   each column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost
+   more than the arithmetic.
 
 With an X-axis tilt or Z factors that move points across rows (IMOD's full model), the row of a voxel
 depends on its ``z``: see `bp_full`.
@@ -30,28 +31,16 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from .bp_fft import filter_block
+from .bp_fft import filter_block, stack_block
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
 MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
+VIEW_GROUP = 8  # views summed together into a tile of columns (`_bp_tile`); views are padded to a multiple of it
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
 X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
-Z_TILE = 32  # sections per tile of the back-projection: the q rows one x needs stay in L2
-
-
-@intrinsic
-def stack_block(typingctx, size):  # pragma: no cover - compiled
-    """A pointer to ``size`` float32 on the stack: LLVM keeps such an accumulator in vector registers,
-    which it cannot do for a heap array that might alias the views it reads."""
-    if not isinstance(size, types.IntegerLiteral):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size.literal_value)
-
-    return types.CPointer(types.float32)(size), codegen
+Z_TILE = 32  # sections per tile of the back-projection: its sums (32 x X_TILE x 64 rows, 128 KB) stay in L2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -125,80 +114,119 @@ def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover 
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb):  # pragma: no cover - compiled
+    """The cells and weights of views ``v0 .. v0 + VIEW_GROUP`` for every voxel column of the tile: ``off[z - z0,
+    j, x - x0]`` the flat index in ``q`` of view ``v0 + j``'s left column, ``wa``/``wb`` its two weights
+    (zero off the detector). Vectorised over the ``X_TILE`` columns, in float64 as the geometry is."""
+    top = n_u - 1.0
+    for z in range(z0, z1):
+        for j in range(VIEW_GROUP):
+            v = v0 + j
+            b, c = base[z, v], cos_t[v]
+            first = min(v, n_v - 1) * n_u  # a padded view (weight 0) reads the last real one
+            o, g, h = off[z - z0, j], wa[z - z0, j], wb[z - z0, j]
+            for xx in range(X_TILE):
+                u = b + np.float64(x0 + xx) * c
+                inside = (u >= 0.0) & (u <= top)
+                i = min(max(int(u), 0), n_u - 2)
+                f = np.float32(u - i)
+                o[xx] = numba.uint64((first + i) * nb)
+                h[xx] = f if inside else np.float32(0.0)
+                g[xx] = np.float32(1.0) - f if inside else np.float32(0.0)
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
 def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
 
-    ``nb`` is the block's rows, a constant where this is inlined, so that the ``k`` loops unroll into
-    ``nb / 16`` vector registers (four accumulators each: the two interpolation terms of two views, so
-    that eight or more independent FMA chains hide the FMA latency). For each voxel column the views'
-    cells and weights are worked out first, in one vectorised pass over the views. The columns of
-    ``X_TILE`` neighbouring ``x`` go to a small buffer that is then written as whole cache lines.
+    Tiles of ``X_TILE`` columns by all the sections: the sums live in ``tile`` (the buffer that
+    `write_columns` writes out), and the views are added a group of ``VIEW_GROUP`` at a time, so that a
+    group's filtered columns, which neighbouring voxel columns share, come from L1 rather than L2 (summing
+    all the views of one voxel column at once read them afresh from L2 for every column). For each column
+    and group, the block's rows are ``nb / 16`` vector registers (two accumulators each: the two
+    interpolation terms, so that eight independent FMA chains hide the FMA latency); ``nb`` is a constant
+    where this is inlined, so the loops over the rows unroll. The group's cells and weights for the whole
+    tile come first (`_group_cells`).
     """
     n_v, n_u, _ = q.shape
-    n_t = base.shape[1]  # n_v, or more: views padded to whole vectors of the table's pass (`padded_geometry`)
-    n_w = n_v + n_v % 2  # the pairs of views: an odd count adds one of weight 0
+    n_t = base.shape[1]  # n_v padded to a whole number of groups (`padded_geometry`)
     n_x = vol.shape[2]
-    top = n_u - 1.0
     q1 = q.ravel()
     one = numba.uint64(nb)
-    off = np.zeros(max(n_t, n_w), dtype=np.uint64)
-    wa = np.zeros(max(n_t, n_w), dtype=np.float32)
-    wb = np.zeros(max(n_t, n_w), dtype=np.float32)
-    buf = np.empty((z1 - z0, X_TILE, nb), dtype=np.float32)
+    n_s = z1 - z0
+    tile = np.empty((n_s, X_TILE, nb), dtype=np.float32)
+    off = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.uint64)
+    wa = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
+    wb = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
     for x0 in range(0, n_x, X_TILE):
         x1 = min(n_x, x0 + X_TILE)
-        for x in range(x0, x1):
-            xf = np.float64(x)
-            for z in range(z0, z1):
-                bz = base[z]
-                for v in range(n_t):
-                    u = bz[v] + xf * cos_t[v]
-                    inside = (u >= 0.0) & (u <= top)
-                    i = min(max(int(u), 0), n_u - 2)
-                    f = np.float32(u - i)
-                    off[v] = numba.uint64((min(v, n_v - 1) * n_u + i) * nb)
-                    wb[v] = f if inside else np.float32(0.0)
-                    wa[v] = np.float32(1.0) - f if inside else np.float32(0.0)
-                for k in range(4 * nb):
-                    acc[k] = 0.0
-                for v in range(0, n_w, 2):
-                    o0, o1 = off[v], off[v + 1]
-                    g0, f0, g1, f1 = wa[v], wb[v], wa[v + 1], wb[v + 1]
-                    for kk in range(nb):
-                        ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
-                        acc[kk] += g0 * q1[o0 + ku]
-                        acc[nb + kk] += f0 * q1[o0 + one + ku]
-                        acc[2 * nb + kk] += g1 * q1[o1 + ku]
-                        acc[3 * nb + kk] += f1 * q1[o1 + one + ku]
-                out = buf[z - z0, x - x0]
-                for k in range(nb):
-                    out[k] = (acc[k] + acc[nb + k]) + (acc[2 * nb + k] + acc[3 * nb + k])
-        write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid)
+        tile[:] = 0.0
+        for v0 in range(0, n_t, VIEW_GROUP):
+            _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb)
+            for s in range(n_s):
+                for xx in range(x1 - x0):
+                    t = tile[s, xx]
+                    for k in range(nb):
+                        acc[k] = t[k]
+                        acc[nb + k] = 0.0
+                    for j in range(VIEW_GROUP):
+                        o, g, f = off[s, j, xx], wa[s, j, xx], wb[s, j, xx]
+                        for kk in range(nb):
+                            ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
+                            acc[kk] += g * q1[o + ku]
+                            acc[nb + kk] += f * q1[o + one + ku]
+                    for k in range(nb):
+                        t[k] = acc[k] + acc[nb + k]
+        write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
     """`_bp_tile` with 64 rows."""
-    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(256), (256,)), 64)  # type: ignore[call-arg]
+    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 64)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
     """`_bp_tile` with 32 rows."""
-    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 32)  # type: ignore[call-arg]
+    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(64), (64,)), 32)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, nogil=True)
 def padded_geometry(base, cos_t):  # pragma: no cover - compiled
-    """``base`` and ``cos_t`` with the views padded to a multiple of 8 by views that fall outside the detector
-    (``u = -1``): the kernel's pass over the views' cells then runs in whole float64 vectors, with no scalar tail."""
+    """``base`` and ``cos_t`` with the views padded to a multiple of `VIEW_GROUP` by views that fall outside the
+    detector (``u = -1``, weight 0): the kernel sums whole groups of views, with no tail."""
     n_z, n_v = base.shape
-    n_t = -(-n_v // 8) * 8
+    n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
     base_p = np.full((n_z, n_t), -1.0)
     base_p[:, :n_v] = base
     cos_p = np.zeros(n_t)
     cos_p[:n_v] = cos_t
     return base_p, cos_p
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"}, nogil=True)
+def view_sums(stack, views):  # pragma: no cover - compiled
+    """The float64 sum of each of ``views`` of the float32 ``stack``, the threads sharing the views: NaN or
+    infinite where a pixel is (reassociated for vectors, but no fast-math assumption that values are finite)."""
+    out = np.empty(views.size)
+    for j in numba.prange(views.size):
+        v = stack[views[j]]
+        s = 0.0
+        for r in range(v.shape[0]):
+            for c in range(v.shape[1]):
+                s += v[r, c]
+        out[j] = s
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def section_tile(n_z, threads):  # pragma: no cover - compiled
+    """Sections per tile of the back-projection: at most `Z_TILE`, and as even as the threads need, a whole
+    number of tiles for each (100 sections on two threads: four tiles of 25, not 32, 32, 32 and 4, which left
+    one thread 64 sections and the other 36)."""
+    rounds = max(1, -(-n_z // (threads * Z_TILE)))  # tiles per thread
+    return max(1, -(-n_z // (threads * rounds)))
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
@@ -217,7 +245,7 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
     """
     n_v, _, n_u = views.shape
     n_z, n_rows, _ = vol.shape
-    z_tile = min(Z_TILE, max(1, -(-n_z // threads)))
+    z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
     base, cos_t = padded_geometry(base, cos_t)
     q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
-from .bp_kernels import BLOCK, volume_empty, wbp_blocks
+from .bp_kernels import BLOCK, view_sums, volume_empty, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
 from .local_blocks import backproject_local_views
 from .local_warp import LocalProjection, kernel_arguments
@@ -175,7 +175,7 @@ def weighted_back_projection(
     if views.size == 0:
         raise ValueError("no views to reconstruct from")
     check_tilts_below_90(tilts, views)
-    check_finite_views(aligned, views, what="aligned stack")
+    check_finite_views(aligned, doubtful_views(aligned, views), what="aligned stack")
     n_y, n_x = aligned_shape[1] // binning, aligned_shape[2] // binning
     y0, y1 = (0, n_y) if rows is None else (max(0, int(rows[0])), min(n_y, int(rows[1])))
     if y1 <= y0:
@@ -243,6 +243,14 @@ def full_filter(filt: NDArray[np.float64], weights: NDArray[np.float32]) -> NDAr
     k = np.arange(n_pad)
     whole = filt[np.minimum(k, n_pad - k)]
     return np.ascontiguousarray(np.asarray(weights, np.float64)[:, None] * whole[None, :] / n_pad, dtype=np.float32)
+
+
+def doubtful_views(aligned: NDArray, views: NDArray[np.intp]) -> NDArray[np.intp]:
+    """The ``views`` that `check_finite_views` must look at: for a float32 array in memory, those whose sum (one
+    pass, on all the threads) is not finite; otherwise all of them (a memory map is read one view at a time)."""
+    if type(aligned) is not np.ndarray or aligned.dtype != np.float32:
+        return views
+    return views[~np.isfinite(view_sums(aligned, views))]
 
 
 def binned_views(aligned: NDArray, views: NDArray[np.intp], binning: int) -> NDArray:
