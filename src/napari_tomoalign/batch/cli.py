@@ -30,9 +30,11 @@ Two paths:
 A series with neither is reported (status no-markers); a failure never stops the others.
 Each series folder holds one run's files: NAME/batch_run.json, written last, names the inputs (size
 and time), the options and every output. A finished, current series is skipped unless --force;
-one whose inputs, options or outputs changed, or whose run was interrupted, is redone (the earlier
-run's files removed; the notes say why). Files no batch run stamped are replaced only with --force.
-SIGTERM or Ctrl-C stops the workers and removes the unfinished series' files (exit 143 or 130)."""
+one whose inputs, options or outputs changed, or whose run was interrupted, is redone (the notes say
+why); a finished run's files wait in NAME/.previous_run/ until the new run finishes, and go back if it
+fails or is stopped. Files no batch run stamped are replaced only with --force.
+SIGTERM or Ctrl-C stops the workers, removes the unfinished series' files and puts back the finished
+runs they were replacing (exit 143 or 130)."""
 
 EPILOG = """\
 SOURCE: a folder, a quoted glob ('session/*.st') or a CSV table with a header row. Tilt angles and
