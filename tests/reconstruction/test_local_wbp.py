@@ -8,7 +8,8 @@ from napari_tomoalign.reconstruction.bp_fft import twiddles
 from napari_tomoalign.reconstruction.local_blocks import (
     BLOCK_TOLERANCE_PX,
     backproject_local_blocks,
-    block_error_px,
+    block_errors,
+    blocks_suffice,
     filtered_sheared_views,
     view_shears,
 )
@@ -69,9 +70,9 @@ def ncc(a, b):
 
 
 def test_block_kernel_matches_the_per_voxel_reference():
-    """The block kernel follows the geometry at each block's middle row (module docstring of `local_blocks`):
-    patches whose shifts differ by 0.2 px over 32 px leave NCC 0.9995 against the exact reference (BBa's
-    local file: 0.99995, ``benchmarks/bench_local.py``)."""
+    """The block kernel follows each lane's position along a line fitted per block (module docstring of
+    `local_blocks`): patches 27-32 px apart whose shifts differ by 0.2 px (several kinks per block of 64 rows)
+    leave NCC 0.999 against the exact reference."""
     lp, _ = patch_geometry(shift_px=0.2)
     rng = np.random.default_rng(3)
     views = gaussian_filter(rng.normal(size=(9, 80, 96)), (0, 2, 2)).astype(np.float32)
@@ -91,12 +92,58 @@ def test_block_kernel_matches_the_per_voxel_reference():
 
 
 def test_the_block_kernel_is_used_only_where_its_error_is_small():
-    """`block_error_px` measures the block kernel's largest position error; beyond `BLOCK_TOLERANCE_PX` the
+    """`block_errors` measures the block kernel's largest position error; beyond `BLOCK_TOLERANCE_PX` the
     WBP takes the exact per-voxel kernel (patches that differ a lot, such as test_local_truth's)."""
     mild, _ = patch_geometry(shift_px=0.05)
     harsh, _ = patch_geometry(shift_px=1.0)
-    errors = [block_error_px(*kernel_arguments(lp, 1), 24, (96, 80)) for lp in (mild, harsh)]
+    errors = [block_errors(*kernel_arguments(lp, 1), 24, (96, 80))[0] for lp in (mild, harsh)]
     assert errors[0] < BLOCK_TOLERANCE_PX < errors[1]
+    assert blocks_suffice(*kernel_arguments(mild, 1), 24, (96, 80))
+    assert not blocks_suffice(*kernel_arguments(harsh, 1), 24, (96, 80))
+
+
+def drifting_geometry(n_views=9, nx=96, ny=160, drift_px=0.5):
+    """2 x 2 patches at the corners of a ``nx`` x ``ny`` stack whose shifts differ between top and bottom by
+    ``drift_px`` per 64 rows, in x and in y: every voxel's position drifts linearly along the rows (no kink),
+    by up to ``drift_px`` over a block, beyond the view's mean shear."""
+    tilts = np.linspace(-60, 60, n_views)
+    t = np.radians(tilts)
+    m = np.zeros((4, n_views, 2, 4))
+    m[..., 0, 0] = np.cos(t)
+    m[..., 0, 2] = np.sin(t)
+    m[..., 1, 1] = 1.0
+    step = drift_px * (ny - 1) / 64.0
+    for p, sign in ((0, -0.5), (1, -0.5), (2, 0.5), (3, 0.5)):  # patches 0, 1 at the top row, 2, 3 at the bottom
+        m[p, :, 0, 3] = sign * step * np.cos(t)  # the top and bottom drift apart, more at low tilt
+        m[p, :, 1, 3] = sign * step * 0.6
+    m[1, :, 0, 3] += 0.3 * np.cos(t)  # and the left and right differ too, so the shear is not the same for all x
+    m[3, :, 0, 3] -= 0.3 * np.cos(t)
+    start = (-(nx - 1) / 2.0, -(ny - 1) / 2.0)
+    return LocalProjection(m, (2, 2), start, (nx - 1.0, ny - 1.0)), tilts
+
+
+def test_each_lane_follows_its_drift_along_the_rows():
+    """Positions that drift linearly along the rows (by up to 0.5 px in a block of 64, in column and row) are
+    followed lane by lane: `block_errors` finds no position error, and the result matches the exact
+    per-voxel reference (NCC 0.999994, median error 2e-7 of its range, largest 0.7%: the lanes that
+    extrapolate up to 0.12 px beyond their group's cell). Session 8's kernel, which took each view's position at
+    a block's middle row for all its 32 lanes, was 0.12 px off at their ends: NCC 0.99976, median error 1e-3
+    of the range, largest 1.9%."""
+    lp, _ = drifting_geometry()
+    rng = np.random.default_rng(11)
+    views = gaussian_filter(rng.normal(size=(9, 160, 96)), (0, 2, 2)).astype(np.float32)
+    n_z = 20
+    mats, grid = kernel_arguments(lp, 1)
+    pos, ext = block_errors(mats, grid, n_z, (96, 160))
+    assert pos < 1e-3 and ext < 0.25
+    shear = view_shears(mats)
+    vol = np.empty((n_z, 160, 96), dtype=np.float32)
+    backproject_local_blocks(sheared(views, shear), shear, 160, 96, mats, grid, 0, vol)
+    ref = reference(views, lp, n_z)
+    inner = (slice(None), slice(4, -4), slice(4, -4))
+    assert ncc(vol[inner], ref[inner]) > 0.99999
+    err = np.abs(vol - ref)[inner] / np.ptp(ref[inner])
+    assert np.median(err) < 1e-5 and err.max() < 0.01
 
 
 def numpy_filter(views, filt):
@@ -121,7 +168,7 @@ def test_the_local_filter_is_the_global_one_and_the_shear_commutes_with_it():
     the view's edges, and what came from beyond the view is zero."""
     from scipy.ndimage import shift as nd_shift
 
-    from napari_tomoalign.reconstruction.local_blocks import PAD
+    from napari_tomoalign.reconstruction.local_blocks import PAD, PAD_U
     from napari_tomoalign.reconstruction.wbp import angular_weights, full_filter, radial_filter
 
     rng = np.random.default_rng(5)
@@ -130,12 +177,12 @@ def test_the_local_filter_is_the_global_one_and_the_shear_commutes_with_it():
     ref = numpy_filter(views, filt)
     scale = np.abs(ref).max()
     q = filtered_sheared_views(views, np.zeros(3), filt, *twiddles(256))
-    got = q[:, PAD : PAD + 90, PAD : PAD + 70].transpose(0, 2, 1)
+    got = q[:, PAD_U : PAD_U + 90, PAD : PAD + 70].transpose(0, 2, 1)
     assert np.abs(got - ref).max() < 1e-5 * scale
-    assert np.all(q[:, :PAD] == 0) and np.all(q[:, :, PAD + 70 :] == 0)
+    assert np.all(q[:, :PAD_U] == 0) and np.all(q[:, :, :PAD] == 0) and np.all(q[:, :, PAD + 70 :] == 0)
     shear = np.array([0.05, -0.08, 0.0])
     q = filtered_sheared_views(views, shear, filt, *twiddles(256))
-    got = q[:, PAD : PAD + 90, PAD : PAD + 70].transpose(0, 2, 1)
+    got = q[:, PAD_U : PAD_U + 90, PAD : PAD + 70].transpose(0, 2, 1)
     for v in range(3):
         for r in range(70):
             s = shear[v] * (r - 34.5)
@@ -146,16 +193,20 @@ def test_the_local_filter_is_the_global_one_and_the_shear_commutes_with_it():
 
 
 def test_the_local_wbp_in_blocks_matches_the_exact_kernel_through_the_filter(monkeypatch):
-    """`wbp.weighted_back_projection` with local alignments, in blocks (the error below the tolerance) and with
-    the exact voxel kernel forced: the same filtered views, NCC > 0.999 inside the volume."""
+    """`wbp.weighted_back_projection` with local alignments, in blocks (the errors below the limits) and with
+    the exact voxel kernel forced: the same filtered views, NCC > 0.996 inside the volume. Through the ramp
+    filter the samples are sharp, and the blocks' position error (0.19 px here: patches 27-32 px apart, so
+    several kinks in every block of 64 rows) shows: NCC 0.9973. Session 8's kernel gave the same at shift 0.05
+    (0.99776 against 0.99777 now) and fell back to the exact kernel at this shift (its error: 0.32 px)."""
     from napari_tomoalign.reconstruction import local_blocks
     from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
-    lp, tilts = patch_geometry(shift_px=0.2)
+    lp, tilts = patch_geometry(shift_px=0.15)
+    assert blocks_suffice(*kernel_arguments(lp, 1), 24, (96, 80))
     rng = np.random.default_rng(7)
     views = gaussian_filter(rng.normal(size=(9, 80, 96)), (0, 1.5, 1.5)).astype(np.float32)
     blocks = weighted_back_projection(views, tilts, thickness=24, local=lp)
     monkeypatch.setattr(local_blocks, "BLOCK_TOLERANCE_PX", -1.0)
     exact = weighted_back_projection(views, tilts, thickness=24, local=lp)
     inner = (slice(None), slice(6, -6), slice(6, -6))
-    assert ncc(blocks[inner], exact[inner]) > 0.999
+    assert 0.996 < ncc(blocks[inner], exact[inner]) < 0.99999  # blocks, not the exact kernel twice

@@ -1,25 +1,31 @@
 """The local WBP in blocks of rows: the filter of the global WBP, then a block kernel that samples in x and y.
 
 The local geometry (`local_warp`) gives, per voxel column ``(x, y)`` and view, a position in the view that is
-linear in z. A block of `ROWS` volume rows reads `ROWS` consecutive view rows when the geometry is taken at
-the block's middle row, and each view's mean change of column per row (its shear, `view_shears`: the
-X-axis tilt's ``sin f sin t`` and the local increments) is taken out of the view beforehand. So:
+linear in z. Along the rows of a block it is nearly linear too: one row of the view per row of the volume,
+plus a small drift (the patches' own increments, their blend), and each view's mean change of column per row
+(its shear, `view_shears`: the X-axis tilt's ``sin f sin t`` and the local increments) is taken out of the
+view beforehand. So:
 
 1. **Filter** (`filtered_sheared_views`): each view's rows are shifted by the shear (linear interpolation,
    edge values beyond the view), then filtered by the global WBP's own filter (`bp_fft.filter_block`: the
    same padding, ramp, weights and FFT), which leaves them transposed (``[column, row]``, rows contiguous),
-   the layout the block kernel reads, with a zero border of `PAD`. Shifting before or after the filter is
-   the same (both are convolutions along the row), except that what came from beyond the view is set to
-   zero after the filter, as the exact kernel leaves such samples out. One pass, in cache, per view.
-2. **Back-project** (`backproject_local_blocks`): per block, voxel column and section, one vectorised pass
-   over the views works out each view's flat offset and its four bilinear weights; the view loop is then
-   four fused multiply-adds per vector of rows (two views' sums kept apart, so that eight FMA chains hide
-   the latency), and the columns go out a cache line of each volume row at a time (`bp_kernels.write_columns`).
+   the layout the block kernel reads, with a zero border (`PAD` rows, `PAD_U` columns). Shifting before or
+   after the filter is the same (both are convolutions along the row), except that what came from beyond
+   the view is set to zero after the filter, as the exact kernel leaves such samples out.
+2. **Fit** (`_fit_block`): per block of `ROWS` rows, voxel column and view, the line each lane (row of the
+   block) follows, in column and row, linear in z: through the exact positions at the block's first and last
+   rows, moved by half the largest deviation at its `_probe_lanes` (the middle, and the rows where the
+   patch blend turns), so that the error is split both ways.
+3. **Back-project** (`backproject_local_blocks`): per voxel column and section, one vectorised pass over the
+   views works out, for each group of `GROUP` lanes, the cell its middle lane falls in and the lanes'
+   fractions there; the view loop then reads the group's two columns as contiguous rows and interpolates
+   each lane at its own fractions (`_group`), and the columns go out a cache line of each volume row at a
+   time (`bp_kernels.write_columns`).
 
-What it gives up: within a block it does not follow how the position drifts from row to row beyond the
-view's mean shear (each patch's own increments, the blend between patches one above the other).
-`block_error_px` measures that error; the WBP uses these blocks only when it is at most
-`BLOCK_TOLERANCE_PX`, and the exact voxel kernel (`local_warp.backproject_local`) otherwise.
+What it gives up: the lanes follow a line, not the exact (piecewise quadratic) path, and a lane whose position
+has drifted out of its group's cell extrapolates linearly from that cell's samples. `block_errors` measures
+both; the WBP uses the blocks only when they are within `BLOCK_TOLERANCE_PX` and `EXTRAPOLATION_LIMIT_PX`, and
+the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`).
 """
 
 from __future__ import annotations
@@ -35,49 +41,141 @@ from .bp_fft import filter_block, twiddles
 from .bp_kernels import CONTRACT, X_TILE, Z_TILE, stack_block, write_columns
 from .local_warp import backproject_local, row_geometry
 
-ROWS = 32  # rows of the volume made together by `backproject_local_blocks` (two vectors of float32)
-PAD = ROWS + 2  # zero rows and columns around the filtered, sheared views
+ROWS = 64  # rows of the volume made together by `backproject_local_blocks` (four vectors of float32)
+PAD = ROWS + 2  # zero rows above and below the filtered, sheared views (a block's lanes read that far)
+PAD_U = 2  # zero columns either side of them (a group's lanes read the two columns of one cell)
+GROUP = 32  # lanes (rows of a block) that read the same cell: two vectors of float32
+N_GROUPS = ROWS // GROUP
 FILTER_ROWS = 64  # rows `bp_fft.filter_block` filters together (32 complex columns per FFT pass)
 BLOCK_TOLERANCE_PX = 0.25  # the largest position error (binned pixels) allowed to `backproject_local_blocks`
+EXTRAPOLATION_LIMIT_PX = 0.25  # how far beyond its cell a lane of a block may read (binned pixels)
+ERROR_X_STEP = 8  # `block_errors` checks every 8th voxel column
 
 
-def block_error_px(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]) -> float:
-    """How far `backproject_local_blocks` samples from the exact position, at most, in a volume of ``n_z``
-    sections over a binned ``size`` ``(nx, ny)``: the exact and the block's positions compared at the first
-    and last row of every block, every 16th column and the last, and the first and last section, in every view."""
+@numba.njit(cache=True, nogil=True)
+def _probe_lanes(grid, ya, last):  # pragma: no cover - compiled
+    """The lanes of a block (rows ``ya .. ya + last``, centred) where the fitted line is compared with the
+    exact position: the middle one, and those on either side of each patch-centre row inside the block,
+    where the blend of the patches turns (a kink of the position along the rows)."""
+    out = [last // 2]
+    for k in range(int(grid[1])):
+        yc = grid[3] + k * grid[5]
+        if ya < yc < ya + last:
+            j = int(np.floor(yc - ya))
+            out.append(j)
+            out.append(min(j + 1, last))
+    return np.array(out)
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, pads, geo):  # pragma: no cover - compiled
+    """``geo[i, :, v]``: the line along the lanes ``j`` of a block (rows ``ya + j``, centred, ``j <= last``)
+    that voxel column ``x = i x_step`` follows in view ``v``, in the sheared views (`view_shears`) plus ``pads``:
+    at section ``z`` lane ``j`` reads column ``g0 + g1 z + (g2 + g3 z) j`` and row ``g4 + g5 z + (1 + g6 + g7 z) j``.
+
+    The line joins the exact positions of the first and last lanes, moved by half the largest deviations
+    of the exact positions from it at the `_probe_lanes` (so that the error is split both ways), at the
+    first and last section; every position is linear in z, so the line is too."""
+    cx, cr, cz, cu = centre
+    span = max(last, 1)
+    zt = max(n_z - 1, 1)
+    lanes = _probe_lanes(grid, ya, span)
+    n_xs = geo.shape[0]
+    a, b, c = np.empty((4, n_xs)), np.empty((4, n_xs)), np.empty((4, n_xs))
+    dev = np.empty((2, 2, 2, n_xs))  # (column / row, first / last section, least / largest, x)
+    for v in range(mats.shape[1]):
+        s = shear[v]
+        row_geometry(mats, grid, v, ya, cx, cr, cz, cu, a[0], a[1], a[2], a[3], x_step)
+        row_geometry(mats, grid, v, ya + span, cx, cr, cz, cu, b[0], b[1], b[2], b[3], x_step)
+        dev[:] = 0.0
+        for lane in lanes:
+            row_geometry(mats, grid, v, ya + lane, cx, cr, cz, cu, c[0], c[1], c[2], c[3], x_step)
+            t = lane / span
+            for i in range(n_xs):
+                for e in range(2):
+                    z = e * zt
+                    r0, r1, rc = a[2, i] + a[3, i] * z, b[2, i] + b[3, i] * z, c[2, i] + c[3, i] * z
+                    u0 = a[0, i] + a[1, i] * z - s * (r0 - cr)
+                    u1 = b[0, i] + b[1, i] * z - s * (r1 - cr)
+                    d_u = c[0, i] + c[1, i] * z - s * (rc - cr) - (u0 + (u1 - u0) * t)
+                    d_r = rc - (r0 + (r1 - r0) * t)
+                    dev[0, e, 0, i], dev[0, e, 1, i] = min(dev[0, e, 0, i], d_u), max(dev[0, e, 1, i], d_u)
+                    dev[1, e, 0, i], dev[1, e, 1, i] = min(dev[1, e, 0, i], d_r), max(dev[1, e, 1, i], d_r)
+        for i in range(n_xs):
+            mid = (dev[:, :, 0, i] + dev[:, :, 1, i]) / 2.0  # (column / row, first / last section)
+            u0, du0 = a[0, i] - s * (a[2, i] - cr), a[1, i] - s * a[3, i]
+            u1, du1 = b[0, i] - s * (b[2, i] - cr), b[1, i] - s * b[3, i]
+            geo[i, 0, v] = u0 + mid[0, 0] + pads[0]
+            geo[i, 1, v] = du0 + (mid[0, 1] - mid[0, 0]) / zt
+            geo[i, 2, v] = (u1 - u0) / span
+            geo[i, 3, v] = (du1 - du0) / span
+            geo[i, 4, v] = a[2, i] + mid[1, 0] + pads[1]
+            geo[i, 5, v] = a[3, i] + (mid[1, 1] - mid[1, 0]) / zt
+            geo[i, 6, v] = (b[2, i] - a[2, i]) / span - 1.0
+            geo[i, 7, v] = (b[3, i] - a[3, i]) / span
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _block_errors(mats, grid, shear, n_z, nx, ny, x_step):  # pragma: no cover - compiled
+    """``(position, extrapolation)`` of `block_errors`, every ``x_step``-th voxel column."""
+    centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
+    n_v = mats.shape[1]
+    n_xs = (nx - 1) // x_step + 1
+    n_blocks = (ny + ROWS - 1) // ROWS
+    worst = np.zeros((n_blocks, 2))
+    zt = max(n_z - 1, 1)
+    for blk in range(n_blocks):
+        yb = blk * ROWS
+        last = min(ROWS, ny - yb) - 1
+        ya = yb - centre[1]
+        geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
+        _fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, (0.0, 0.0), geo)
+        lanes = np.unique(np.concatenate((np.arange(0, last + 1, 8), np.array([last]), _probe_lanes(grid, ya, last))))
+        c = np.empty((4, n_xs))
+        for lane in lanes:
+            for v in range(n_v):
+                row_geometry(mats, grid, v, ya + lane, centre[0], centre[1], centre[2], centre[3], c[0], c[1], c[2],
+                             c[3], x_step)
+                for i in range(n_xs):
+                    g = geo[i, :, v]
+                    for e in range(2):
+                        z = e * zt
+                        r = c[2, i] + c[3, i] * z
+                        u = c[0, i] + c[1, i] * z - shear[v] * (r - centre[1])
+                        fu = g[0] + g[1] * z + (g[2] + g[3] * z) * lane
+                        fr = g[4] + g[5] * z + (1.0 + g[6] + g[7] * z) * lane
+                        worst[blk, 0] = max(worst[blk, 0], abs(u - fu), abs(r - fr))
+        for v in range(n_v):  # how far the lanes' fractions leave the cells `backproject_local_blocks` reads
+            for i in range(n_xs):
+                g = geo[i, :, v]
+                for e in range(2):
+                    z = e * zt
+                    for p0, d in ((g[0] + g[1] * z, g[2] + g[3] * z), (g[4] + g[5] * z, g[6] + g[7] * z)):
+                        for j0 in range(0, last + 1, GROUP):
+                            f0 = p0 + d * j0 - np.floor(p0 + d * (j0 + (GROUP - 1) / 2.0))
+                            f1 = f0 + d * min(GROUP - 1, last - j0)
+                            worst[blk, 1] = max(worst[blk, 1], -min(f0, f1), max(f0, f1) - 1.0)
+    return worst[:, 0].max(), worst[:, 1].max()
+
+
+def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
+                 ) -> tuple[float, float]:
+    """How far `backproject_local_blocks` is from the exact positions in a volume of ``n_z`` sections over a
+    binned ``size`` ``(nx, ny)``: ``(position, extrapolation)`` in binned pixels, the largest over every
+    `ERROR_X_STEP`-th voxel column, every view, the first and last section, and in every block its first and
+    last lanes, every 8th, and the `_probe_lanes`. *Position*: the fitted line (`_fit_block`) against the
+    exact position. *Extrapolation*: how far beyond ``[0, 1]`` a lane's fractions go in the cell the block reads
+    (the cell of its middle lane): there the block extrapolates linearly from the neighbouring samples."""
     nx, ny = size
-    cx, cr, cz = (nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0
-    shear = view_shears(mats)
-    first = np.arange(0, ny, ROWS)
-    mid = first + (ROWS - 1) / 2.0
-    x = np.unique(np.r_[np.arange(0, nx, 16), nx - 1]).astype(float)
-    worst = 0.0
-    for y, ym in ((first, mid), (np.minimum(first + ROWS - 1, ny - 1), mid)):
-        for z in (0.0, n_z - 1.0):
-            u, r = _positions(mats, grid, x - cx, y - cr, z - cz)
-            um, rm = _positions(mats, grid, x - cx, ym - cr, z - cz)
-            dy = (y - ym)[:, None, None]
-            err_u = np.abs((u - shear * r) - (um - shear * rm))
-            err_r = np.abs(r - (rm + dy))
-            worst = max(worst, float(err_u.max()), float(err_r.max()))
-    return worst
+    pos, ext = _block_errors(mats, grid, view_shears(mats), n_z, nx, ny, ERROR_X_STEP)
+    return float(pos), float(ext)
 
 
-def _positions(mats, grid, xc, yc, zc):
-    """``(u, r)`` ``(rows, cols, views)``: the exact position (centred) of points at columns ``xc``, rows
-    ``yc`` and height ``zc``, from the bilinear blend of the patch matrices (as `local_warp.row_geometry`)."""
-    nx_p, ny_p = int(grid[0]), int(grid[1])
-    gx = np.clip((xc - grid[2]) / grid[4], 0.0, nx_p - 1.0)
-    gy = np.clip((yc - grid[3]) / grid[5], 0.0, ny_p - 1.0)
-    ix, iy = np.minimum(gx.astype(int), nx_p - 2), np.minimum(gy.astype(int), ny_p - 2)
-    fx, fy = (gx - ix)[None, :, None], (gy - iy)[:, None, None]
-    p = iy[:, None] * nx_p + ix[None, :]
-    m = ((1 - fy) * (1 - fx))[..., None] * mats[p] + ((1 - fy) * fx)[..., None] * mats[p + 1] \
-        + (fy * (1 - fx))[..., None] * mats[p + nx_p] + (fy * fx)[..., None] * mats[p + nx_p + 1]
-    X, Y = xc[None, :, None], yc[:, None, None]
-    u = m[..., 0] * X + m[..., 1] * Y + m[..., 2] * zc + m[..., 3]
-    r = m[..., 4] * X + m[..., 5] * Y + m[..., 6] * zc + m[..., 7]
-    return u, r
+def blocks_suffice(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]) -> bool:
+    """Whether `backproject_local_blocks` may stand for the exact kernel: `block_errors` within
+    `BLOCK_TOLERANCE_PX` and `EXTRAPOLATION_LIMIT_PX`."""
+    pos, ext = block_errors(mats, grid, n_z, size)
+    return pos <= BLOCK_TOLERANCE_PX and ext <= EXTRAPOLATION_LIMIT_PX
 
 
 def view_shears(mats: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -112,54 +210,90 @@ def _shear_rows(view, shear, rows):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def filtered_sheared_views(views, shear, filt, wr, wi):  # pragma: no cover - compiled
-    """``(n_views, n_cols + 2 PAD, n_rows' + 2 PAD)``: each view sheared (`_shear_rows`), filtered by ``filt``
-    ``(n_views, n_pad)`` (`wbp.full_filter`) with twiddles ``wr, wi`` (`bp_fft.twiddles`), transposed, in a
-    zero border; ``n_rows'`` is ``n_rows`` rounded up to `FILTER_ROWS`. Samples from beyond the view are zero."""
+def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover - compiled
+    """`filtered_sheared_views` into ``out``; each of ``n_chunks`` (the threads) takes every n-th view, with one scratch."""
     n_v, n_r, n_u = views.shape
-    n_rb = -(-n_r // FILTER_ROWS) * FILTER_ROWS
-    out = np.empty((n_v, n_u + 2 * PAD, n_rb + 2 * PAD), dtype=np.float32)
+    n_rb = out.shape[2] - 2 * PAD
     cr = (n_r - 1) / 2.0
-    for v in numba.prange(n_v):
+    for c in numba.prange(n_chunks):
         rows = np.empty((n_r, n_u), dtype=np.float32)
         bufs = np.empty((4, filt.shape[1], FILTER_ROWS // 2), dtype=np.float32)
-        _shear_rows(views[v], shear[v], rows)
-        o = out[v]
-        o[:PAD] = 0.0  # the zero border
-        o[PAD + n_u :] = 0.0
-        for u in range(PAD, PAD + n_u):
-            o[u, :PAD] = 0.0
-            o[u, PAD + n_rb :] = 0.0
-        q = o[PAD : PAD + n_u, PAD : PAD + n_rb]
-        filter_block(rows, 0, n_rb, filt[v], wr, wi, bufs, q)
-        for u in range(n_u):  # rows past the view: zero (the FFT leaves rounding there)
-            q[u, n_r:] = 0.0
-        for r in range(n_r):  # what came from beyond the view is left out, as the exact kernel does
-            s = shear[v] * (r - cr)
-            for u in range(0, min(n_u, int(np.ceil(-s)))):  # u + s < 0
-                q[u, r] = 0.0
-            for u in range(max(0, int(np.floor(n_u - 1.0 - s)) + 1), n_u):  # u + s > n_u - 1
-                q[u, r] = 0.0
+        for v in range(c, n_v, n_chunks):
+            _shear_rows(views[v], shear[v], rows)
+            o = out[v]
+            o[:PAD_U] = 0.0  # the zero border
+            o[PAD_U + n_u :] = 0.0
+            for u in range(PAD_U, PAD_U + n_u):
+                o[u, :PAD] = 0.0
+                o[u, PAD + n_rb :] = 0.0
+            q = o[PAD_U : PAD_U + n_u, PAD : PAD + n_rb]
+            filter_block(rows, 0, n_rb, filt[v], wr, wi, bufs, q)
+            for u in range(n_u):  # rows past the view: zero (the FFT leaves rounding there)
+                q[u, n_r:] = 0.0
+            for r in range(n_r):  # what came from beyond the view is left out, as the exact kernel does
+                s = shear[v] * (r - cr)
+                for u in range(0, min(n_u, int(np.ceil(-s)))):  # u + s < 0
+                    q[u, r] = 0.0
+                for u in range(max(0, int(np.floor(n_u - 1.0 - s)) + 1), n_u):  # u + s > n_u - 1
+                    q[u, r] = 0.0
+
+
+def filtered_sheared_views(views: NDArray[np.float32], shear: NDArray[np.float64], filt: NDArray[np.float32],
+                           wr: NDArray, wi: NDArray) -> NDArray[np.float32]:
+    """``(n_views, n_cols + 2 PAD_U, n_rows' + 2 PAD)``: each view sheared (`_shear_rows`), filtered by ``filt``
+    ``(n_views, n_pad)`` (`wbp.full_filter`) with twiddles ``wr, wi`` (`bp_fft.twiddles`), transposed, in a
+    zero border; ``n_rows'`` is ``n_rows`` rounded up to `FILTER_ROWS`. Samples from beyond the view are zero.
+    Allocated by numpy, which asks the system for huge pages: a page fault per 4 kB of this array cost
+    about 0.3 ms per MB, as much as the shear."""
+    n_v, n_r, n_u = views.shape
+    n_rb = -(-n_r // FILTER_ROWS) * FILTER_ROWS
+    out = np.empty((n_v, n_u + 2 * PAD_U, n_rb + 2 * PAD), dtype=np.float32)
+    _filter_into(views, shear, filt, wr, wi, out, max(1, min(n_v, numba.get_num_threads())))
     return out
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _view_taps(g, zf, plane, stride, top_u, top_r, off, w):  # pragma: no cover - compiled
-    """For one voxel column and section: each view's flat offset into the filtered views and its four
-    bilinear weights ``w[0..3]`` (rows r, r + 1 of column u; then of column u + 1), in one pass over the views."""
-    n_v = off.size
-    for v in range(n_v):
-        u = min(max(g[0, v] + g[1, v] * zf, np.float32(0.0)), top_u)
-        r = min(max(g[2, v] + g[3, v] * zf, np.float32(0.0)), top_r)
-        iu = int(u)
-        ir = int(r)
-        fu = u - np.float32(iu)
-        fr = r - np.float32(ir)
-        off[v] = numba.uint64(v * plane + iu * stride + ir)
-        w[0, v] = (np.float32(1.0) - fu) * (np.float32(1.0) - fr)
-        w[1, v] = (np.float32(1.0) - fu) * fr
-        w[2, v] = fu * (np.float32(1.0) - fr)
-        w[3, v] = fu * fr
+def _lane_taps(g, zf, plane, stride, top_u, top_r, off, p):  # pragma: no cover - compiled
+    """For one voxel column and section, in one pass over the views: each view's flat offset into the
+    filtered views for each group of `GROUP` lanes (the cell of the group's middle lane, so that its lanes'
+    fractions stay near ``[0, 1]``), the fractions of the group's first lane in that cell, and their change per
+    lane (``p[2 NG]``: column, ``p[2 NG + 1]``: row; ``NG`` groups)."""
+    n_g = off.shape[0]
+    for k in range(n_g):  # groups outermost: the pass over the views is the vectorised loop
+        j0 = np.float32(GROUP * k)
+        jm = np.float32(GROUP * k + (GROUP - 1) / 2)
+        for v in range(off.shape[1]):
+            u = g[0, v] + g[1, v] * zf
+            a = g[2, v] + g[3, v] * zf
+            r = g[4, v] + g[5, v] * zf
+            b = g[6, v] + g[7, v] * zf
+            iu = int(min(max(u + a * jm, np.float32(0.0)), top_u))
+            ir = int(min(max(r + b * jm, np.float32(0.0)), top_r))
+            off[k, v] = numba.uint64(v * plane + iu * stride + ir + GROUP * k)
+            p[2 * k, v] = u + a * j0 - np.float32(iu)
+            p[2 * k + 1, v] = r + b * j0 - np.float32(ir)
+            p[2 * n_g, v] = a
+            p[2 * n_g + 1, v] = b
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _group(q1, a0, stride, fu0, fr0, du, dr, acc, j0):  # pragma: no cover - compiled
+    """One view's bilinear samples for the `GROUP` lanes ``j0 ..`` of a block, added to ``acc`` (two sums per
+    lane, ``acc[j]`` and ``acc[ROWS + j]``, so that the additions form two chains): lane ``j0 + jj`` reads rows
+    ``jj``, ``jj + 1`` of the columns at ``a0`` and ``a0 + stride``, at fractions ``fu0 + du jj``, ``fr0 + dr jj``."""
+    one = numba.uint64(1)
+    b0 = a0 + stride
+    for jj in range(GROUP):
+        ju = numba.uint64(jj)
+        jf = np.float32(jj)
+        fu = fu0 + du * jf
+        fr = fr0 + dr * jf
+        t = q1[a0 + ju]
+        lo = t + fr * (q1[a0 + ju + one] - t)
+        t = q1[b0 + ju]
+        hi = t + fr * (q1[b0 + ju + one] - t)
+        acc[j0 + jj] += lo
+        acc[ROWS + j0 + jj] += fu * (hi - lo)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -173,77 +307,56 @@ def _tiles(n_x, n_z):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(parallel=True, cache=True, fastmath=CONTRACT, nogil=True)
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def _block(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb):  # pragma: no cover - compiled
+    """Rows ``yb .. yb + ROWS`` of `backproject_local_blocks` (a function of its own: compiled apart from the
+    parallel loop, its sums stay in registers)."""
+    n_v, n_us, n_rs = q.shape
+    n_z, n_y, n_x = vol.shape
+    B = ROWS
+    centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
+    top_u, top_r = np.float32(n_us - 2), np.float32(n_rs - B - 2)
+    q1 = q.ravel()
+    stride = numba.uint64(n_rs)
+    n_vp = -(-n_v // 16) * 16
+    n_valid = min(B, n_y - yb)
+    geo = np.zeros((n_x, 8, n_vp), dtype=np.float32)  # views padded: `_lane_taps` has no scalar tail
+    _fit_block(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, 1, (PAD_U, PAD), geo)
+    off = np.empty((N_GROUPS, n_vp), dtype=np.uint64)
+    p = np.empty((2 * N_GROUPS + 2, n_vp), dtype=np.float32)
+    buf = np.empty((min(n_z, Z_TILE), X_TILE, B), dtype=np.float32)
+    acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
+    for x0, x1, z0, z1 in _tiles(n_x, n_z):
+        for x in range(x0, x1):
+            g = geo[x]
+            for z in range(z0, z1):
+                _lane_taps(g, np.float32(z), n_us * n_rs, n_rs, top_u, top_r, off, p)
+                for k in range(2 * B):
+                    acc[k] = 0.0
+                for vv in range(n_v):
+                    v = numba.uint64(vv)  # unsigned: no wraparound code for the indices below
+                    du, dr = p[2 * N_GROUPS, v], p[2 * N_GROUPS + 1, v]
+                    _group(q1, off[0, v], stride, p[0, v], p[1, v], du, dr, acc, 0)
+                    if N_GROUPS == 2:
+                        _group(q1, off[1, v], stride, p[2, v], p[3, v], du, dr, acc, GROUP)
+                out = buf[z - z0, x - x0]
+                for j in range(B):
+                    out[j] = acc[j] + acc[B + j]
+        write_columns(buf, vol, z0, z1, x0, x1, yb, n_valid)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def backproject_local_blocks(q, shear, n_rows, n_cols, mats, grid, row0, vol):  # pragma: no cover - compiled
     """``vol[z, y, x]`` (its row ``y`` is the views' row ``row0 + y``) from the local geometry, `ROWS` rows at a time.
 
     ``q`` from `filtered_sheared_views`, ``shear`` from `view_shears`, ``n_rows``, ``n_cols`` the views' size,
-    ``mats``, ``grid`` from `local_warp.kernel_arguments`. For each block of rows, voxel column and view, the
-    geometry is taken at the block's middle row (`local_warp.row_geometry`), and row ``j`` of the block reads
-    the view ``j`` rows further (module docstring). A sample beyond the view reads the zero border.
+    ``mats``, ``grid`` from `local_warp.kernel_arguments`. For each block of rows, voxel column and view,
+    each lane (row of the block) follows its own position along the line `_fit_block` fits; the lanes of
+    a group of `GROUP` read the two columns and consecutive rows of the cell of the group's middle lane,
+    each with its own fractions (module docstring). A sample beyond the view reads the zero border.
     """
-    n_v, n_us, n_rs = q.shape
-    n_z, n_y, n_x = vol.shape
-    B = ROWS
-    cx, cr, cz, cu = (n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0
-    top_u, top_r = np.float32(n_us - 1.001), np.float32(n_rs - B - 1.001)
-    q1 = q.ravel()
-    one = numba.uint64(1)
-    stride = numba.uint64(n_rs)
-    n_blocks = (n_y + B - 1) // B
-    n_vp = -(-n_v // 16) * 16
-    for blk in numba.prange(n_blocks):
-        yb = blk * B
-        yc = yb + row0 + (B - 1) / 2.0 - cr  # the block's middle row, centred
-        u0, du, r0, dr = np.empty(n_x), np.empty(n_x), np.empty(n_x), np.empty(n_x)
-        geo = np.zeros((n_x, 4, n_vp), dtype=np.float32)  # views padded: `_view_taps` has no scalar tail
-        for v in range(n_v):
-            row_geometry(mats, grid, v, yc, cx, cr, cz, cu, u0, du, r0, dr)
-            for x in range(n_x):  # sheared coordinates: u - shear (r - cr), the block's first row; + PAD
-                geo[x, 0, v] = u0[x] - shear[v] * (r0[x] - cr) + PAD
-                geo[x, 1, v] = du[x] - shear[v] * dr[x]
-                geo[x, 2, v] = r0[x] - (B - 1) / 2.0 + PAD
-                geo[x, 3, v] = dr[x]
-        off = np.empty(n_vp, dtype=np.uint64)
-        w = np.empty((4, n_vp), dtype=np.float32)
-        w0s, w1s, w2s, w3s = w[0], w[1], w[2], w[3]
-        buf = np.empty((min(n_z, Z_TILE), X_TILE, B), dtype=np.float32)
-        acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 4 ROWS (a literal)
-        n_valid = min(B, n_y - yb)
-        for x0, x1, z0, z1 in _tiles(n_x, n_z):
-            for x in range(x0, x1):
-                g = geo[x]
-                for z in range(z0, z1):
-                    _view_taps(g, np.float32(z), n_us * n_rs, n_rs, top_u, top_r, off, w)
-                    for k in range(4 * B):
-                        acc[k] = 0.0
-                    for vv in range(n_v // 2):
-                        v = numba.uint64(2 * vv)  # unsigned: no wraparound code for the indices below
-                        a0, b0 = off[v], off[v] + stride
-                        a1, b1 = off[v + one], off[v + one] + stride
-                        w0, w1, w2, w3 = w0s[v], w1s[v], w2s[v], w3s[v]
-                        h0, h1, h2, h3 = w0s[v + one], w1s[v + one], w2s[v + one], w3s[v + one]
-                        for j in range(B):
-                            ju = numba.uint64(j)  # unsigned indices: no wraparound code in the loop
-                            acc[j] += w0 * q1[a0 + ju]
-                            acc[j] += w1 * q1[a0 + ju + one]
-                            acc[B + j] += w2 * q1[b0 + ju]
-                            acc[B + j] += w3 * q1[b0 + ju + one]
-                            acc[2 * B + j] += h0 * q1[a1 + ju]
-                            acc[2 * B + j] += h1 * q1[a1 + ju + one]
-                            acc[3 * B + j] += h2 * q1[b1 + ju]
-                            acc[3 * B + j] += h3 * q1[b1 + ju + one]
-                    if n_v % 2 == 1:
-                        a0, b0 = off[n_v - 1], off[n_v - 1] + stride
-                        w0, w1, w2, w3 = w[0, n_v - 1], w[1, n_v - 1], w[2, n_v - 1], w[3, n_v - 1]
-                        for j in range(B):
-                            ju = numba.uint64(j)
-                            acc[j] += w0 * q1[a0 + ju] + w1 * q1[a0 + ju + one]
-                            acc[B + j] += w2 * q1[b0 + ju] + w3 * q1[b0 + ju + one]
-                    out = buf[z - z0, x - x0]
-                    for j in range(B):
-                        out[j] = (acc[j] + acc[B + j]) + (acc[2 * B + j] + acc[3 * B + j])
-            write_columns(buf, vol, z0, z1, x0, x1, yb, n_valid)
+    for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
+        _block(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS)
 
 
 def backproject_local_views(
@@ -259,13 +372,13 @@ def backproject_local_views(
     """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned) and back-project them with the local
     geometry ``mats``, ``grid`` (`local_warp.kernel_arguments`) into ``vol`` ``(n_z, n_rows, cols)``, whose row
     ``k`` is view row ``row_first + k``; ``filt`` from `wbp.full_filter`. In blocks of rows where
-    `block_error_px` allows it, else voxel by voxel; in chunks of rows so that ``progress`` and
+    `blocks_suffice`, else voxel by voxel; in chunks of rows so that ``progress`` and
     ``should_stop`` are heard."""
     n_v, n_r, n_u = stack.shape
     n_z, n_rows, _ = vol.shape
     if should_stop is not None and should_stop():
         raise Cancelled("reconstruction cancelled")
-    exact = block_error_px(mats, grid, n_z, (n_u, n_r)) > BLOCK_TOLERANCE_PX
+    exact = not blocks_suffice(mats, grid, n_z, (n_u, n_r))
     shear = np.zeros(n_v) if exact else view_shears(mats)
     q = filtered_sheared_views(stack, shear, filt, *twiddles(filt.shape[1]))
     chunk = ROWS * max(1, numba.get_num_threads()) * 4
@@ -274,7 +387,7 @@ def backproject_local_views(
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
         if exact:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
-            backproject_local(q[:, PAD : PAD + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, row_first + c0,
+            backproject_local(q[:, PAD_U : PAD_U + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, row_first + c0,
                               part)
         else:
             backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)

@@ -119,29 +119,27 @@ def _cell(g, n):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def row_geometry(mats, grid, v, y, cx, cr, cz, cu, u0, du, r0, dr):  # pragma: no cover - compiled
-    """For one row ``y`` (centred) and view ``v``: each voxel column's position ``(u0, r0)`` at z = 0 (view
-    pixels) and its change per section ``(du, dr)``, from the bilinear blend of the four patch matrices
-    around it (module docstring)."""
+def row_geometry(mats, grid, v, y, cx, cr, cz, cu, u0, du, r0, dr, x_step=1):  # pragma: no cover - compiled
+    """For one row ``y`` (centred) and view ``v``: the position ``(u0[i], r0[i])`` at z = 0 (view pixels) of
+    voxel column ``x = i x_step`` and its change per section ``(du, dr)``, from the bilinear blend of the
+    four patch matrices around it (module docstring)."""
     nx_p, ny_p = int(grid[0]), int(grid[1])
     iy, fy = _cell((y - grid[3]) / grid[5], ny_p)
-    for x in range(u0.size):
-        xc = x - cx
-        ix, fx = _cell((xc - grid[2]) / grid[4], nx_p)
+    row = np.empty((nx_p, 8))  # the matrices blended in y, one per patch column of the grid
+    for ix in range(nx_p):
         p = iy * nx_p + ix
-        w00, w01, w10, w11 = (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx
-        m0 = w00 * mats[p, v, 0] + w01 * mats[p + 1, v, 0] + w10 * mats[p + nx_p, v, 0] + w11 * mats[p + nx_p + 1, v, 0]
-        m1 = w00 * mats[p, v, 1] + w01 * mats[p + 1, v, 1] + w10 * mats[p + nx_p, v, 1] + w11 * mats[p + nx_p + 1, v, 1]
-        m2 = w00 * mats[p, v, 2] + w01 * mats[p + 1, v, 2] + w10 * mats[p + nx_p, v, 2] + w11 * mats[p + nx_p + 1, v, 2]
-        m3 = w00 * mats[p, v, 3] + w01 * mats[p + 1, v, 3] + w10 * mats[p + nx_p, v, 3] + w11 * mats[p + nx_p + 1, v, 3]
-        m4 = w00 * mats[p, v, 4] + w01 * mats[p + 1, v, 4] + w10 * mats[p + nx_p, v, 4] + w11 * mats[p + nx_p + 1, v, 4]
-        m5 = w00 * mats[p, v, 5] + w01 * mats[p + 1, v, 5] + w10 * mats[p + nx_p, v, 5] + w11 * mats[p + nx_p + 1, v, 5]
-        m6 = w00 * mats[p, v, 6] + w01 * mats[p + 1, v, 6] + w10 * mats[p + nx_p, v, 6] + w11 * mats[p + nx_p + 1, v, 6]
-        m7 = w00 * mats[p, v, 7] + w01 * mats[p + 1, v, 7] + w10 * mats[p + nx_p, v, 7] + w11 * mats[p + nx_p + 1, v, 7]
-        du[x] = m2
-        dr[x] = m6
-        u0[x] = m0 * xc + m1 * y + m3 + cu - m2 * cz
-        r0[x] = m4 * xc + m5 * y + m7 + cr - m6 * cz
+        for k in range(8):
+            row[ix, k] = (1 - fy) * mats[p, v, k] + fy * mats[p + nx_p, v, k]
+    for x in range(u0.size):
+        xc = x * x_step - cx
+        ix, fx = _cell((xc - grid[2]) / grid[4], nx_p)
+        a, b = row[ix], row[ix + 1]
+        du[x] = (1 - fx) * a[2] + fx * b[2]
+        dr[x] = (1 - fx) * a[6] + fx * b[6]
+        u0[x] = ((1 - fx) * a[0] + fx * b[0]) * xc + ((1 - fx) * a[1] + fx * b[1]) * y + (1 - fx) * a[3] + fx * b[3] \
+            + cu - du[x] * cz
+        r0[x] = ((1 - fx) * a[4] + fx * b[4]) * xc + ((1 - fx) * a[5] + fx * b[5]) * y + (1 - fx) * a[7] + fx * b[7] \
+            + cr - dr[x] * cz
 
 
 @numba.njit(inline="always")
