@@ -307,7 +307,9 @@ def test_bead_logic_colours_seeds_and_progress():
 
 
 def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, make_napari_viewer):
-    # The series on which `tomoalign track --bead-diameter-nm 5` prints its hint (test_tracking_diameter_hint).
+    """The dock's Track measures the diameter first, as ``tomoalign track`` does (new user's finding, session 9:
+    7 nm for 10 nm gold tracked 11 of 32 beads in the dock): 30% off tracks as the true diameter does; half of it
+    is refused with the measure to enter, in the dock's words."""
     s = make_bead_series("cryo", size=384, n_views=31, seed=3)
     viewer = make_napari_viewer()
     p = s.pixel_size_nm
@@ -318,12 +320,20 @@ def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, mak
     first_look()
     try:
         true_nm = s.bead_diameter_px * p
+        tracked = {}
+        for factor in (1.0, 0.7):
+            widget.beads.diameter_nm.value = round(factor * true_nm, 1)
+            wait(qtbot, widget, widget.beads.track())
+            markers = [ly for ly in viewer.layers if ly.name.endswith("tracked")]
+            assert markers, widget.status.text()
+            tracked[factor] = len(np.unique(markers[-1].features["marker"]))
+            viewer.layers.remove(markers[-1])
+        assert tracked[0.7] >= 0.95 * tracked[1.0], tracked
         widget.beads.diameter_nm.value = round(0.5 * true_nm, 1)
         wait(qtbot, widget, widget.beads.track())
         text = widget.status.text()
         assert "set 'bead diameter (nm)' to" in text and "--bead-diameter" not in text, text
         suggested = float(text.rsplit(" ", 1)[1])
         assert abs(suggested - true_nm) < 0.1 * true_nm
-        assert "Bead size:" in widget.beads.legend.value
     finally:
         widget.teardown()

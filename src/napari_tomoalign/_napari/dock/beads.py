@@ -19,7 +19,7 @@ from napari.layers import Points
 from napari.utils.notifications import show_error, show_info
 
 from ...conventions import view_index, view_number
-from ...errors import AlignmentError, Cancelled
+from ...errors import AlignmentError, Cancelled, UsageError
 from ...tracking.beads import BeadCandidates, diameter_px_from_nm
 from ...tracking.result import TrackingResult
 from ..layers import frame_of, marker_text, markers_to_points
@@ -67,27 +67,38 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
               seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable,
               pixel_size_nm: float | None = None, clumps: str = "skip"
               ) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
-    """The worker's Track: `track_beads` with the dock's progress and Cancel, and the command line's hint when
-    the beads measure another size than the one given; expected failures as values."""
+    """The worker's Track, as the command line's: the diameter given is measured on the data first
+    (`diameter.resolve_diameter`: a near one is replaced by the measure, a far one refused with the measure to
+    give), then `track_beads` with the dock's progress and Cancel, and the command line's hint afterwards;
+    expected failures as values, in the dock's words."""
+    from ...jobs.threads import thread_limit
+    from ...tracking.diameter import resolve_diameter
     from ...tracking.jobs import diameter_hint
-    from ...tracking.pipeline import track_beads
+    from ...tracking.pipeline import TRACKING_THREADS, track_beads
 
     try:
-        result = track_beads(stack, tilts, diameter_px, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
+        with thread_limit(min(threads, TRACKING_THREADS) if threads else TRACKING_THREADS):
+            measured = resolve_diameter(stack, tilts, diameter_px, pixel_size_nm, "nm" if pixel_size_nm else "px")
+        result = track_beads(stack, tilts, measured, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
                              seeds_xy=seeds_xy, clumps=clumps, threads=threads, progress=progress,
                              should_stop=should_stop)
-        hint = diameter_hint(np.asarray(stack[result.seed_view]), result, diameter_px, pixel_size_nm)
+        hint = diameter_hint(np.asarray(stack[result.seed_view]), result, measured, pixel_size_nm)
         return (result, dock_hint(hint)), None
+    except UsageError as exc:  # the beads measure far from the diameter given
+        return None, UsageError(dock_hint(str(exc)))
     except (Cancelled, AlignmentError, ValueError) as exc:
         return None, exc
 
 
 def dock_hint(hint: str | None) -> str | None:
-    """The command line's diameter hint in the dock's words (its spin box, not ``--bead-diameter-nm``)."""
+    """The command line's diameter advice in the dock's words (its spin box, not ``--bead-diameter-nm``)."""
     if hint is None:
         return None
-    return hint.replace("try --bead-diameter-nm ", "set 'bead diameter (nm)' to ").replace(
-        "try --bead-diameter-px ", "set the bead diameter to (px) ")
+    for unit, box in (("nm", "'bead diameter (nm)'"), ("px", "the bead diameter (px)")):
+        hint = hint.replace(f" (or --bead-diameter-{unit} auto)", "").replace(f"--bead-diameter-{unit} D", f"{box}")
+        hint = hint.replace(f"try --bead-diameter-{unit} ", f"set {box} to ").replace(
+            f"give --bead-diameter-{unit} ", f"set {box} to ")
+    return hint.replace(", or check the polarity (--polarity)", ", or check the beads' polarity")
 
 
 def pixel_size_nm(image: Any) -> tuple[float, str]:
