@@ -18,7 +18,7 @@ from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
 from ._views import ViewReader, extract_patches, patch_origins
 from ._whiten import make_whitener
-from .beads import BeadCandidates, estimate_bead_diameter, find_beads
+from .beads import BeadCandidates, find_beads
 from .binned import track_binned, working_binning
 from .coarse import CoarseAlignment, coarse_align
 from .result import TrackingResult, build_result
@@ -72,6 +72,8 @@ def _short_track_quality(tr: BeadTracker) -> tuple[NDArray[np.float64], NDArray[
 def _seed_beads(reader, seed_view, diameter, dark, estimate, progress) -> tuple[BeadCandidates, float]:
     img = reader.view(seed_view)
     if estimate:
+        from .diameter import estimate_bead_diameter
+
         diameter = estimate_bead_diameter(img, diameter, dark=dark)
     cands = find_beads(img, diameter, dark=dark)
     if progress is not None:
