@@ -53,10 +53,10 @@ class DiameterError(BeadFindingError):
 
 
 def _measure_from(view: NDArray, rough_px: float, dark: bool, repeats: int = 6,
-                  steps: dict[int, dict[float, float]] | None = None) -> float:
+                  steps: dict[int, dict[float, float]] | None = None, searches: dict | None = None) -> float:
     """The diameter measured from ``rough_px`` again and again (at most ``repeats`` times) until it moves
     under 1 %, each time on a copy binned for the last measure. ``steps``: the measures already made on
-    ``view``, by binning (`estimate_bead_diameter`'s ``steps``), filled here."""
+    ``view``, by binning (`estimate_bead_diameter`'s ``steps``), filled here; ``searches``: `find_beads`'s."""
     d = float(rough_px)
     steps = {} if steps is None else steps
     binned: dict[int, NDArray] = {}
@@ -67,7 +67,7 @@ def _measure_from(view: NDArray, rough_px: float, dark: bool, repeats: int = 6,
         img = binned[b]
         top = min(img.shape) / 4.0
         new = b * estimate_bead_diameter(img, float(np.clip(d / b, 1.5, top)), dark=dark,
-                                         steps=steps.setdefault(b, {}))
+                                         steps=steps.setdefault(b, {}), searches=searches)
         if not np.isfinite(new):
             raise BeadFindingError("the bead profile could not be measured")
         done = abs(new / d - 1.0) < 0.01 and working_binning(new, view.shape) == b
@@ -78,15 +78,16 @@ def _measure_from(view: NDArray, rough_px: float, dark: bool, repeats: int = 6,
 
 
 def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dark: bool = True,
-                          steps: dict[int, dict[float, float]] | None = None) -> float:
+                          steps: dict[int, dict[float, float]] | None = None, searches: dict | None = None) -> float:
     """The beads' diameter in pixels measured on one view, from ``rough_px`` or, when None, from scratch
     (see the module docstring); raises `DiameterError` when no beads can be measured. ``steps``: the
-    measures already made on this view (`_measure_from`), for a caller that measures it again."""
+    measures already made on this view (`_measure_from`), for a caller that measures it again; ``searches``:
+    the bead searches made on the whole view, filled here (`find_beads`'s)."""
     img = np.asarray(view)
     steps = {} if steps is None else steps
     if rough_px is not None:
         try:
-            return _measure_from(img, float(rough_px), dark, steps=steps)
+            return _measure_from(img, float(rough_px), dark, steps=steps, searches=searches)
         except (BeadFindingError, ValueError, np.linalg.LinAlgError) as exc:
             raise DiameterError(f"the bead diameter could not be measured ({exc})", None, rough_px) from None
     crop = _central(img, LADDER_PX)
@@ -109,7 +110,7 @@ def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dar
     if crop.shape == img.shape:
         return best
     try:  # measured again on the whole view, from what the crop gave
-        return _measure_from(img, best, dark, steps=steps)
+        return _measure_from(img, best, dark, steps=steps, searches=searches)
     except (BeadFindingError, ValueError, np.linalg.LinAlgError):
         return best
 
@@ -122,23 +123,24 @@ def _central(img: NDArray, size: int) -> NDArray:
 
 
 def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, *,
-                      dark: bool = True) -> float:
+                      dark: bool = True, searches: dict | None = None) -> float:
     """The diameter to track ``stack`` with: measured on the minimum-tilt view, from ``given_px`` (None:
-    from scratch); see the module docstring for when the given one is kept or `DiameterError` raised."""
+    from scratch); see the module docstring for when the given one is kept or `DiameterError` raised.
+    ``searches``: `find_beads`'s, filled here (the tracker's own search of that view can reuse one)."""
     seed = int(np.argmin(np.abs(np.asarray(tilt_angles_deg, dtype=float))))
     view = np.asarray(stack[seed])
     steps: dict[int, dict[float, float]] = {}  # each measure on this view made once (`_measure_from`)
     if given_px is None:
-        return measure_bead_diameter(view, None, dark=dark, steps=steps)
+        return measure_bead_diameter(view, None, dark=dark, steps=steps, searches=searches)
     for start in (given_px, given_px * RETRY_FACTOR, given_px / RETRY_FACTOR):
         try:
-            measured = measure_bead_diameter(view, start, dark=dark, steps=steps)
+            measured = measure_bead_diameter(view, start, dark=dark, steps=steps, searches=searches)
             break
         except DiameterError:
             continue
     else:  # nothing measured near the given size: from scratch, else the given one as it is
         try:
-            measured = measure_bead_diameter(view, None, dark=dark, steps=steps)
+            measured = measure_bead_diameter(view, None, dark=dark, steps=steps, searches=searches)
         except DiameterError:
             return float(given_px)
     if 1.0 / TRUST_FACTOR <= measured / given_px <= TRUST_FACTOR:
@@ -148,13 +150,13 @@ def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: floa
 
 
 def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, pixel_nm: float | None,
-                     unit: str = "nm", dark: bool = True) -> float:
+                     unit: str = "nm", dark: bool = True, searches: dict | None = None) -> float:
     """`diameter_to_track` for a front end: a `DiameterError` becomes a one-line `UsageError` that names
     the measured diameter in ``unit`` (``"nm"`` with ``pixel_nm``, else ``"px"``) and the option to give."""
     from ..errors import UsageError
 
     try:
-        return diameter_to_track(stack, tilt_angles_deg, given_px, dark=dark)
+        return diameter_to_track(stack, tilt_angles_deg, given_px, dark=dark, searches=searches)
     except DiameterError as exc:
         nm = unit == "nm" and bool(pixel_nm)
         option = "--bead-diameter-nm" if nm else "--bead-diameter-px"
@@ -168,31 +170,32 @@ def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float
 
 
 def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bool = True,
-                           steps: dict[float, float] | None = None) -> float:
+                           steps: dict[float, float] | None = None, searches: dict | None = None) -> float:
     """The bead diameter measured from the data: the radius at half depth of the averaged profile of the
     single beads found with ``rough_diameter_px``, as a sphere's projection relates it to the diameter
     (twice: from the rough diameter, then from the first measure).
 
     ``steps``: the measures already made on this ``image`` (a start to its measure), filled here; each
     measure is a function of the image and its start alone, and a settled measure is repeated to confirm
-    it (`diameter`), so a caller that measures one view again and again passes one dict."""
+    it (`diameter`), so a caller that measures one view again and again passes one dict. ``searches``:
+    `find_beads`'s."""
     d = float(rough_diameter_px)
     img = np.array(image, dtype=np.float32)
     for _ in range(2):
         known = steps.get(d) if steps is not None else None
-        new = known if known is not None else _measure_step(img, d, dark)
+        new = known if known is not None else _measure_step(img, d, dark, searches)
         if steps is not None:
             steps[d] = new
         d = new
     return d
 
 
-def _measure_step(img: NDArray[np.float32], d: float, dark: bool) -> float:
+def _measure_step(img: NDArray[np.float32], d: float, dark: bool, searches: dict | None) -> float:
     """One measure of the diameter from ``d`` (`estimate_bead_diameter`)."""
     try:
-        cands = find_beads(img, d, dark=dark, small_beads=False)
+        cands = find_beads(img, d, dark=dark, small_beads=False, searches=searches)
     except BeadFindingError:  # a diameter far off can spoil the depth fits: the integral alone
-        cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False, uniform=False)
+        cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False, uniform=False, searches=searches)
     xy = cands.xy[cands.above & ~cands.clustered][:200]
     if len(xy) < 3:
         raise BeadFindingError("fewer than 3 single beads were found; the diameter cannot be estimated")
