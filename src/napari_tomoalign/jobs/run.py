@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,10 +146,10 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
 
         retire_earlier_run(out, job.output_names(), job.stem)
     timings: dict[str, float] = {}
-    with thread_limit(threads):
+    with thread_limit(threads), _kernels_beside(job.binning, threads, progress) as progress:
         t0 = time.perf_counter()
         tracked = _track(job, overwrite, progress) if job.patches else run_track_job(
-            job.track_job(), overwrite=overwrite, progress=progress)
+            job.track_job(), overwrite=overwrite, progress=progress, threads=threads)
         write_markers_csv(out / f"{job.stem}_markers.csv", tracked.result.markers, overwrite=overwrite)
         timings["track"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -158,6 +159,31 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
         ali, rec, erased = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite)
         timings["images"] = time.perf_counter() - t0
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
+
+
+@contextmanager
+def _kernels_beside(binning: int, threads: int | None, progress: Any) -> Iterator[Any]:
+    """The image step's compiled kernels (the warps and the back-projection: numba's cache, 0.2-0.5 s to load)
+    loaded on a second core while the tracking runs on one, from its second tracked view on (when its own
+    kernels are loaded: loads take turns); yields the progress callback that starts it. Only when the
+    caller set no cap on the threads and there is a second core; nothing is computed that the run uses."""
+    if threads is not None or (os.cpu_count() or 1) < 2:
+        yield progress
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .images import load_image_kernels
+
+    with ThreadPoolExecutor(1, thread_name_prefix="kernels") as pool:
+        started: list[Any] = []
+
+        def heard(stage: str, done: int, total: int, text: str) -> None:
+            if not started and stage == "track" and done >= 3:
+                started.append(pool.submit(load_image_kernels, binning))
+            if progress is not None:
+                progress(stage, done, total, text)
+
+        yield heard
 
 
 def _track(job: RunJob, overwrite: bool, progress: Any) -> Any:
