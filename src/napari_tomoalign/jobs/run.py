@@ -146,7 +146,7 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
 
         retire_earlier_run(out, job.output_names(), job.stem)
     timings: dict[str, float] = {}
-    with thread_limit(threads), _kernels_beside(job.binning, threads, progress) as progress:
+    with thread_limit(threads), _kernels_beside(job, threads, progress) as progress:
         t0 = time.perf_counter()
         tracked = _track(job, overwrite, progress) if job.patches else run_track_job(
             job.track_job(), overwrite=overwrite, progress=progress, threads=threads)
@@ -162,24 +162,30 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
 
 
 @contextmanager
-def _kernels_beside(binning: int, threads: int | None, progress: Any) -> Iterator[Any]:
+def _kernels_beside(job: RunJob, threads: int | None, progress: Any) -> Iterator[Any]:
     """The image step's compiled kernels (the warps and the back-projection: numba's cache, 0.2-0.5 s to load)
-    loaded on a second core while the tracking runs on one, from its second tracked view on (when its own
-    kernels are loaded: loads take turns); yields the progress callback that starts it. Only when the
+    loaded on a second core while the tracking runs on one, from the tracker's second view on (by then its own
+    kernels are loaded: numba's loads take turns); yields the progress callback that starts it. Only when the
     caller set no cap on the threads and there is a second core; nothing is computed that the run uses."""
     if threads is not None or (os.cpu_count() or 1) < 2:
         yield progress
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    from ..io.mrc import open_tilt_series
     from .images import load_image_kernels
 
+    try:
+        dtype = open_tilt_series(job.stack, find_tilts=False).data.dtype
+    except Exception:  # noqa: BLE001 - the tracking opens it next and says what is wrong
+        yield progress
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="kernels") as pool:
         started: list[Any] = []
 
         def heard(stage: str, done: int, total: int, text: str) -> None:
             if not started and stage == "track" and done >= 3:
-                started.append(pool.submit(load_image_kernels, binning))
+                started.append(pool.submit(load_image_kernels, job.binning, dtype))
             if progress is not None:
                 progress(stage, done, total, text)
 
