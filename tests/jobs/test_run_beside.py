@@ -1,6 +1,6 @@
-"""``run`` loads its image step's compiled kernels on a second core during the tracking: in a fresh process,
-the image step then loads none itself, and the files are those of a run with one thread (where nothing is
-done beside), byte for byte."""
+"""``run`` loads its image step's compiled kernels and bins the raw views for the tomogram on a second core
+during the tracking: in a fresh process, the image step then loads no kernel itself and is handed the binned
+views, and the files are those of a run with one thread (where nothing is done beside), byte for byte."""
 
 import json
 import os
@@ -22,6 +22,7 @@ seen = {}
 images = runmod._images
 
 def counted(*a, **k):
+    seen["prebinned"] = a[5] is not None
     seen["before"] = [len(f.signatures) for f in kernels]
     out = images(*a, **k)
     seen["after"] = [len(f.signatures) for f in kernels]
@@ -53,5 +54,6 @@ def test_the_image_step_finds_its_kernels_loaded_and_writes_what_one_thread_writ
         seen[threads] = json.loads(r.stdout.strip().splitlines()[-1])
     assert seen["none"]["after"] == seen["none"]["before"]  # loaded beside, before the image step
     assert seen["1"]["after"] != seen["1"]["before"]  # one thread: the image step loads them itself
+    assert seen["none"]["prebinned"] and not seen["1"]["prebinned"]
     for name in ("b.fid", "b.ali", "b_bin2.rec", "alignment/b.xf"):
         assert (tmp_path / "none" / name).read_bytes() == (tmp_path / "1" / name).read_bytes(), name
