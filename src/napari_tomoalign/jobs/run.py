@@ -168,9 +168,9 @@ def _beside(job: RunJob, threads: int | None, progress: Any) -> Iterator[tuple[A
     from the tracker's second view on (by then its own kernels are loaded: numba's loads take turns): its
     compiled kernels loaded (the warps and the back-projection: numba's cache, 0.2-0.5 s) and the raw views
     binned for the tomogram (`_prebin`). Yields the progress callback that starts it and a function that
-    returns the binned views (None: the image step bins them itself). Only when the caller set no cap on the
-    threads and there is a second core."""
-    if threads is not None or (os.cpu_count() or 1) < 2:
+    returns the binned views (None: the image step bins them itself). Only for bead tracking (one thread),
+    when the caller set no cap on the threads and there is a second core."""
+    if threads is not None or job.patches or (os.cpu_count() or 1) < 2:
         yield progress, lambda: None
         return
     from concurrent.futures import ThreadPoolExecutor
