@@ -10,6 +10,13 @@ with the same options from the tracked markers (`align_to_folder`), then `aligne
     python benchmarks/bench_run.py --size 1024 --views 41 --rounds 5 --against 26591e9 --command track
         # the same for ``tomoalign track`` alone (the tracking's share)
 
+With ``--beside`` the whole run of this tree (``jobs.run.run_job`` in a fresh process, no thread cap) with and
+without what it does on the second core while the one-thread tracking runs (the coarse alignment beside the
+diameter check, the image step's kernels loaded and its views binned: `jobs.run._beside`,
+`tracking.jobs._coarse_beside`), alternating, one warm-up each; the files are the same either way (tested).
+
+    python benchmarks/bench_run.py --size 1024 --views 41 --rounds 5 --beside
+
 With ``--against REV[,REV...]`` the in-process comparison is not made: instead the whole ``tomoalign run``
 process (Python start, imports, tracking, alignment, ``.ali`` and binned tomogram) of this tree and of the
 package at each git REV (``git archive REV src`` into a temporary folder) run one after the other in fresh
@@ -141,6 +148,46 @@ def run_process(src: str, stack: Path, out: Path, diameter_px: float, binning: i
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+_BESIDE = """
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from napari_tomoalign.jobs import run as runmod
+from napari_tomoalign.jobs.run import RunJob, run_job
+from napari_tomoalign.tracking import jobs as trackjobs
+if sys.argv[4] == "off":
+    @contextmanager
+    def nothing(job, threads, progress):
+        yield progress, lambda: None
+    @contextmanager
+    def no_coarse(*args):
+        yield lambda d_px: None
+    runmod._beside, trackjobs._coarse_beside = nothing, no_coarse
+run_job(RunJob(Path(sys.argv[1]), Path(sys.argv[2]), bead_diameter_px=float(sys.argv[3]), binning=int(sys.argv[5])))
+"""
+
+
+def beside(stack: Path, work: Path, diameter_px: float, binning: int, rounds: int) -> None:
+    """The whole run with and without the work beside the tracking, in fresh processes, alternating."""
+    times: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
+    for r in range(rounds + 1):
+        for mode in ("on", "off") if r % 2 else ("off", "on"):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", _BESIDE, str(stack), str(work / f"beside-{mode}-{r}"),
+                            f"{diameter_px:g}", mode, str(binning)], check=True, capture_output=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if r:
+                times[mode].append((wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
+    med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for k, v in times.items()}
+    print(f"whole run, {rounds} rounds (medians; machine may be shared)")
+    for k, label in (("on", "with the work beside"), ("off", "nothing beside")):
+        print(f"  {label:22s} wall {med[k][0]:6.2f} s   CPU {med[k][1]:6.2f} s   (wall "
+              f"{', '.join(f'{t[0]:.2f}' for t in times[k])})")
+    print(f"  beside / nothing beside: wall {med['on'][0] / med['off'][0]:5.2f}   CPU {med['on'][1] / med['off'][1]:5.2f}")
+
+
 def against(revs: list[str], stack: Path, work: Path, diameter_px: float, binning: int, rounds: int,
             command: str = "run") -> None:
     """The whole ``tomoalign run`` (or ``track``) process of this tree against the package at each of ``revs``."""
@@ -182,6 +229,7 @@ def main() -> None:
     ap.add_argument("--int16", action="store_true", help="an int16 stack (counts), as a camera writes it")
     ap.add_argument("--against", metavar="REV[,REV]", help="whole tomoalign run processes against the package at REV")
     ap.add_argument("--command", choices=("run", "track"), default="run", help="with --against: the command timed")
+    ap.add_argument("--beside", action="store_true", help="the run with and without its work beside the tracking")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_run_"))
     try:
@@ -192,6 +240,9 @@ def main() -> None:
             img = np.rint(1000.0 + 300.0 * (img - img.mean()) / img.std()).astype(np.int16)
         write_mrc(stack, img, 10.0 * s.pixel_size_nm)
         (work / "beads.rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
+        if args.beside:
+            beside(stack, work, s.bead_diameter_px, args.bin, args.rounds)
+            return
         if args.against:
             against(args.against.split(","), stack, work, s.bead_diameter_px, args.bin, args.rounds, args.command)
             return

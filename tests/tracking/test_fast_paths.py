@@ -80,3 +80,86 @@ def test_local_contrasts_equal_the_per_bead_medians():
                 want[b] = np.median(local if local.size else whole)
         want = np.where(np.isfinite(want), want, tr.mean_contrast)
         assert np.array_equal(_local_contrast(tr, j), want)
+
+
+def _same_candidates(a, b):
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in (
+        "xy", "strength", "above", "clustered", "elongated", "elongation", "histogram")) and a.threshold == b.threshold
+
+
+def test_a_reused_bead_search_gives_the_candidates_of_a_fresh_one(monkeypatch):
+    """`find_beads(searches=)`: the second search of a view with other ``small_beads``/``uniform`` reuses the
+    first's steps 1-4 and returns what a fresh search returns; another image or diameter searches again."""
+    from napari_tomoalign.simulation.beads import make_bead_series
+    from napari_tomoalign.tracking import beads
+
+    made = []
+    search = beads._candidates
+    monkeypatch.setattr(beads, "_candidates", lambda *a: made.append(a[1]) or search(*a))
+    s = make_bead_series("hard", 256, 3, seed=2)
+    view, d = s.images[1], s.bead_diameter_px
+    searches: dict = {}
+    first = beads.find_beads(view, d, small_beads=False, searches=searches)
+    again = beads.find_beads(view, d, uniform=False, searches=searches)
+    assert made == [d]
+    assert _same_candidates(first, beads.find_beads(view, d, small_beads=False))
+    assert _same_candidates(again, beads.find_beads(view, d, uniform=False))
+    made.clear()
+    beads.find_beads(view, d * 1.01, searches=searches)
+    other = view.copy()
+    other[100, 100] += 1e-3  # one pixel
+    searched = beads.find_beads(other, d, searches=searches)
+    assert made == [d * 1.01, d] and len(searches) == 3
+    assert _same_candidates(searched, beads.find_beads(other, d))
+
+
+def test_the_diameter_check_measures_each_start_once_and_hands_its_search_to_the_tracker(monkeypatch):
+    """A given diameter near the truth: the check's measures are made once each (the settled one confirmed
+    from memory), the same diameter as measuring each again, and the tracker's seed-view search is the check's
+    last."""
+    from napari_tomoalign.simulation.beads import make_bead_series
+    from napari_tomoalign.tracking import beads, diameter
+
+    s = make_bead_series("plastic", 256, 5, seed=1)
+    measured = []
+    step = diameter._measure_step
+    monkeypatch.setattr(diameter, "_measure_step", lambda img, d, *a: measured.append(d) or step(img, d, *a))
+    searches: dict = {}
+    got = diameter.diameter_to_track(s.images, s.tilt_angles_deg, 6.0, searches=searches)
+    assert len(measured) == len(set(measured)) == 3  # 6 -> 5.09 -> 4.97, settled: 4.97 confirmed from memory
+    measured.clear()
+    estimate = diameter.estimate_bead_diameter
+    monkeypatch.setattr(diameter, "estimate_bead_diameter", lambda *a, **k: estimate(*a, **{**k, "steps": None}))
+    assert diameter.diameter_to_track(s.images, s.tilt_angles_deg, 6.0) == got  # no memory: every measure made
+    assert len(measured) == 4 and len(set(measured)) == 3
+    assert got == pytest.approx(s.bead_diameter_px, rel=0.08)
+    made = []
+    search = beads._candidates
+    monkeypatch.setattr(beads, "_candidates", lambda *a: made.append(a[1]) or search(*a))
+    seed_view = s.images[int(np.argmin(np.abs(s.tilt_angles_deg)))]
+    assert _same_candidates(beads.find_beads(seed_view, got, searches=searches), beads.find_beads(seed_view, got))
+    assert made == [got]  # the fresh search only
+
+
+def test_the_coarse_alignment_made_beside_the_diameter_check_is_the_trackers_own(tmp_path, monkeypatch):
+    """`track_to_file` with no cap on the threads makes the coarse alignment on a second core while the diameter
+    is checked, and hands it to the tracker: the same markers, byte for byte, as with one thread (where the
+    tracker makes it itself)."""
+    import os
+
+    from napari_tomoalign.io.mrc import write_mrc
+    from napari_tomoalign.simulation.beads import make_bead_series
+    from napari_tomoalign.tracking import jobs
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the coarse alignment is not made beside")
+    s = make_bead_series("plastic", 256, 9, seed=3)
+    write_mrc(tmp_path / "s.st", s.images.astype(np.float32), 10.0 * s.pixel_size_nm)
+    (tmp_path / "s.rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
+    given = []
+    track = jobs.track_beads
+    monkeypatch.setattr(jobs, "track_beads", lambda *a, **k: given.append(k["coarse"]) or track(*a, **k))
+    jobs.track_to_file(tmp_path / "s.st", tmp_path / "beside.fid", bead_diameter_px=s.bead_diameter_px)
+    jobs.track_to_file(tmp_path / "s.st", tmp_path / "one.fid", bead_diameter_px=s.bead_diameter_px, threads=1)
+    assert given[0] is not None and given[1] is None
+    assert (tmp_path / "beside.fid").read_bytes() == (tmp_path / "one.fid").read_bytes()

@@ -202,5 +202,24 @@ def check_memory(need_bytes: int, what: str) -> None:
                          "bin more (--bin) or make it thinner (--thickness)")
 
 
+def load_image_kernels(binning: int, dtype: Any = np.float32) -> None:
+    """Load the compiled kernels an image step calls (numba's cache: the warp of a raw view, whole and binned,
+    and the back-projection), by running them on one thread on a tiny stack; `jobs.run` calls it on a second
+    core while the tracking runs. The raw view is read-only and of the stack's ``dtype``, as a view of the raw
+    stack is."""
+    from ..reconstruction.warp import warp_view
+    from ..reconstruction.wbp import weighted_back_projection
+    from .threads import thread_limit
+
+    with thread_limit(1):
+        raw = np.zeros((136 * binning, 16 * binning), dtype=dtype)  # rows for two chunks of blocks
+        raw.flags.writeable = False
+        xf = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        warp_view(raw, xf)
+        views = np.stack([warp_view(raw, xf, binning=binning)] * 3)
+        for rows in (views, views[:, :8]):  # a volume in chunks of rows and in one (a view shorter than a chunk)
+            weighted_back_projection(np.ascontiguousarray(rows), np.array([-30.0, 0.0, 30.0]), thickness=4)
+
+
 __all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view", "check_memory",
-           "in_mode", "make_aligned_stack", "make_tomogram", "output_mode"]
+           "in_mode", "load_image_kernels", "make_aligned_stack", "make_tomogram", "output_mode"]

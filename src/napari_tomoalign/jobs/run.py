@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,19 +146,80 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
 
         retire_earlier_run(out, job.output_names(), job.stem)
     timings: dict[str, float] = {}
-    with thread_limit(threads):
+    with thread_limit(threads), _beside(job, threads, progress) as (progress, prebinned):
         t0 = time.perf_counter()
         tracked = _track(job, overwrite, progress) if job.patches else run_track_job(
-            job.track_job(), overwrite=overwrite, progress=progress)
+            job.track_job(), overwrite=overwrite, progress=progress, threads=threads)
         write_markers_csv(out / f"{job.stem}_markers.csv", tracked.result.markers, overwrite=overwrite)
         timings["track"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         ajob, folder = _align(job, tracked, overwrite)
         timings["align"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ali, rec, erased = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite)
+        ali, rec, erased = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite,
+                                   prebinned())
         timings["images"] = time.perf_counter() - t0
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
+
+
+@contextmanager
+def _beside(job: RunJob, threads: int | None, progress: Any) -> Iterator[tuple[Any, Any]]:
+    """What the image step can do before the alignment, done on a second core while the tracking runs on one,
+    from the tracker's second view on (by then its own kernels are loaded: numba's loads take turns): its
+    compiled kernels loaded (the warps and the back-projection: numba's cache, 0.2-0.5 s) and the raw views
+    binned for the tomogram (`_prebin`). Yields the progress callback that starts it and a function that
+    returns the binned views (None: the image step bins them itself). Only for bead tracking (one thread),
+    when the caller set no cap on the threads and there is a second core."""
+    if threads is not None or job.patches or (os.cpu_count() or 1) < 2:
+        yield progress, lambda: None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..io.mrc import open_tilt_series
+    from .images import load_image_kernels
+
+    try:
+        dtype = open_tilt_series(job.stack, find_tilts=False).data.dtype
+    except Exception:  # noqa: BLE001 - the tracking opens it next and says what is wrong
+        yield progress, lambda: None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="kernels") as pool:
+        started: list[Any] = []
+
+        def heard(stage: str, done: int, total: int, text: str) -> None:
+            if not started and stage == "track" and done >= 3:
+                started.append(pool.submit(load_image_kernels, job.binning, dtype))
+                started.append(pool.submit(_prebin, job))
+            if progress is not None:
+                progress(stage, done, total, text)
+
+        def prebinned() -> Any:
+            if len(started) < 2 or started[1].exception() is not None:
+                return None
+            return started[1].result()
+
+        yield heard, prebinned
+
+
+def _prebin(job: RunJob) -> Any:
+    """The raw views binned by the job's binning, as `warp_view` bins them before the warp (None when there is
+    nothing to gain or the views are erased first); on one thread."""
+    from ..io.mrc import open_tilt_series
+    from ..reconstruction.warp import bin_image
+    from .images import check_memory
+    from .threads import thread_limit
+
+    b = job.binning
+    if b < 2 or job.erase_gold:
+        return None
+    data = open_tilt_series(job.stack, find_tilts=False).data
+    n, rows, cols = data.shape
+    check_memory(4 * (rows // b) * (cols // b) * 3 * n, "the binned views")
+    out = np.empty((n, rows // b, cols // b), dtype=np.float32)
+    with thread_limit(1):
+        for j in range(n):
+            out[j] = bin_image(data[j], b)
+    return out
 
 
 def _track(job: RunJob, overwrite: bool, progress: Any) -> Any:
@@ -199,8 +261,8 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
 
 
-def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool
-            ) -> tuple[Path, Path, Path | None]:
+def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
+            prebinned: Any = None) -> tuple[Path, Path, Path | None]:
     """One pass over the stack: each view read once, erased (if asked), warped into the aligned stack (in the
     input's integer mode unless ``ali_mode`` says otherwise) and, binned then warped as ``reconstruct`` makes
     it, kept for the back-projection; then the tomogram, streamed by ``reconstruct``'s own function
@@ -247,7 +309,10 @@ def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: floa
             view = warp_view(raw, saved.transforms[j])
             check_finite_view(job.stack, j, view)
             writers[0].write(in_mode(view, modes[0]))
-            warp_view(raw, saved.transforms[j], binning=b, out=binned[j])
+            if prebinned is None:
+                warp_view(raw, saved.transforms[j], binning=b, out=binned[j])
+            else:  # warp_view's own steps, the view binned beside (`_beside`)
+                _warp_binned(prebinned[j], saved.transforms[j], b, binned[j])
         for w in writers:
             w.close()
     voxel_a = pix_a * b if pix_a else None
@@ -265,6 +330,19 @@ def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: floa
                                        use_view=saved.view_determined, local=lp)
         write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
     return ali_path, rec_path, erased_path
+
+
+def _warp_binned(src: Any, xf: Any, binning: int, out: Any) -> None:
+    """`reconstruction.warp.warp_view` of a raw view into ``out`` from the view binned already (``src``): the
+    same matrix, fill (the binned view's mean) and kernel, so the same pixels (`tests/jobs/test_run_beside.py`)."""
+    from ..reconstruction.warp import pull_matrix, warp_with_matrix
+
+    fill = float(src.mean())
+    xf = np.asarray(xf, dtype=float)
+    if not np.all(np.isfinite(xf)):
+        out[...] = fill
+        return
+    warp_with_matrix(src, pull_matrix(xf, src.shape, out.shape, binning), out, fill)
 
 
 def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None, binning: int):

@@ -25,7 +25,7 @@ from typing import Any
 # registers `tomoalign track` and `run`, does not pay for scipy.ndimage and the FFT code at start-up.
 _WHERE = {
     "BeadCandidates": "beads", "BeadFindingError": "beads", "diameter_px_from_nm": "beads",
-    "estimate_bead_diameter": "beads", "find_beads": "beads", "CoarseAlignment": "coarse", "coarse_align": "coarse",
+    "estimate_bead_diameter": "diameter", "find_beads": "beads", "CoarseAlignment": "coarse", "coarse_align": "coarse",
     "track_beads": "pipeline", "BeadQuality": "result", "TrackingResult": "result",
     "write_bead_quality_csv": "result", "write_tracked_markers": "result", "pick_seeds": "seeds",
     "DiameterError": "diameter", "diameter_to_track": "diameter", "measure_bead_diameter": "diameter",

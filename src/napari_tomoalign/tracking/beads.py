@@ -23,6 +23,7 @@ threshold at the dip of the strength histogram (after IMOD's ``imodfindbeads``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +217,7 @@ def find_beads(
     use_depth: bool = True,
     small_beads: bool = True,
     uniform: bool = True,
+    searches: dict | None = None,
 ) -> BeadCandidates:
     """Find the gold beads of one view (see the module docstring).
 
@@ -246,6 +248,10 @@ def find_beads(
     uniform
         Raise when the candidates above the dip vary in depth more than gold of one size can (off where the
         strongest candidates are all that is wanted, as in measuring the diameter from a rough one).
+    searches
+        Searches already made (filled here), for a caller that searches one view again with other
+        ``small_beads`` or ``uniform`` (the diameter check, then the tracker's seed view): steps 1-4 are
+        reused when the parameters that shape them and the image's every pixel are the same.
 
     Raises
     ------
@@ -258,20 +264,16 @@ def find_beads(
     d = float(bead_diameter_px)
     if not 1.5 <= d <= min(img.shape) / 4:
         raise ValueError(f"a bead diameter of {d:g} px does not fit these {img.shape[1]} x {img.shape[0]} images")
-    clamp_hot_pixels(img)
-    if relative is None:
-        relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
-    smooth = ndimage.gaussian_filter(img, max(0.85, d / 12))
-    mass = -smooth if dark else smooth
-    border = int(np.ceil(d / 2)) + 2  # beads whose disc is in the view (the seeds keep their own border)
-    xy_int = _peaks(matched_filter(mass - mass.mean(), d), min_spacing * d, border, max_peaks)
-    integral, xy = _strengths(smooth, xy_int, d / 2, dark, relative)
-    raw, depth, elong, xy = _combined_strength(img, xy, integral, d, dark, relative, use_depth)
-    if threshold is None:
-        cut, hist = histogram_dip(raw)
+    key = (_digest(img), d, dark, threshold, min_spacing, relative, max_peaks, use_depth) if searches is not None else ()
+    known = searches.get(key) if searches is not None else None
+    if known is not None:
+        xy, raw, elong, depth, hist = (np.array(known[k]) for k in (0, 1, 2, 3, 5))
+        cut = float(known[4])
     else:
-        cut, hist = float(threshold) * float(np.max(raw, initial=0.0)), np.zeros((2, 0))
-    xy, raw, elong, depth = _min_spacing(xy, raw, elong, depth, min_spacing * d)
+        xy, raw, elong, depth, cut, hist = _candidates(img, d, dark, threshold, min_spacing, relative, max_peaks,
+                                                       use_depth)
+        if searches is not None:
+            searches[key] = (xy.copy(), raw.copy(), elong.copy(), depth.copy(), cut, hist.copy())
     above = raw > cut
     if above.sum() >= 5:  # gold beads of one size have nearly one depth; stain blobs are fainter
         if threshold is None and uniform:
@@ -286,6 +288,31 @@ def find_beads(
     hist = hist / np.array([[scale], [1.0]])
     clustered = _clustered(xy, above, cluster_distance * d) | (above & (strength > 1.8))
     return BeadCandidates(xy, strength, cut / scale, above, clustered, above & (elong > elongation_limit), elong, d, hist)
+
+
+def _digest(img: NDArray[np.float32]) -> tuple[tuple[int, ...], bytes]:
+    """The image's shape and a hash of its every pixel (a search is reused only on the same pixels)."""
+    return img.shape, hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=20).digest()
+
+
+def _candidates(img, d, dark, threshold, min_spacing, relative, max_peaks, use_depth):
+    """Steps 1-4 of the search (the module docstring): ``(xy, strength, elongation, depth, threshold, histogram)``
+    of the candidates at least ``min_spacing`` diameters apart, strongest first."""
+    clamp_hot_pixels(img)
+    if relative is None:
+        relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
+    smooth = ndimage.gaussian_filter(img, max(0.85, d / 12))
+    mass = -smooth if dark else smooth
+    border = int(np.ceil(d / 2)) + 2  # beads whose disc is in the view (the seeds keep their own border)
+    xy_int = _peaks(matched_filter(mass - mass.mean(), d), min_spacing * d, border, max_peaks)
+    integral, xy = _strengths(smooth, xy_int, d / 2, dark, relative)
+    raw, depth, elong, xy = _combined_strength(img, xy, integral, d, dark, relative, use_depth)
+    if threshold is None:
+        cut, hist = histogram_dip(raw)
+    else:
+        cut, hist = float(threshold) * float(np.max(raw, initial=0.0)), np.zeros((2, 0))
+    xy, raw, elong, depth = _min_spacing(xy, raw, elong, depth, min_spacing * d)
+    return xy, raw, elong, depth, cut, hist
 
 
 def _small_beads(raw, depth, elong, above):
@@ -359,42 +386,3 @@ def _fit_candidates(img, xy, d, dark, relative):
     good = (depth > 0) & (np.hypot(*(fit.xy + origins - xy).T) < 1.5)
     out = np.where((good & fit.converged)[:, None], fit.xy + origins, xy)
     return np.where(good, depth, 0.0), np.where(good, fit.elongation, 99.0), out
-
-
-def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bool = True) -> float:
-    """The bead diameter measured from the data: the radius at half depth of the averaged profile of the
-    single beads found with ``rough_diameter_px``, as a sphere's projection relates it to the diameter."""
-    d = float(rough_diameter_px)
-    img = np.array(image, dtype=np.float32)
-    for _ in range(2):
-        try:
-            cands = find_beads(img, d, dark=dark, small_beads=False)
-        except BeadFindingError:  # a diameter far off can spoil the depth fits: the integral alone
-            cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False, uniform=False)
-        xy = cands.xy[cands.above & ~cands.clustered][:200]
-        if len(xy) < 3:
-            raise BeadFindingError("fewer than 3 single beads were found; the diameter cannot be estimated")
-        size = 2 * int(np.ceil(d + 3)) + 1
-        origins = patch_origins(xy, size)
-        patches, _ = extract_patches(img, origins, size)
-        fit = fit_profile(patches, xy - origins, BeadProfile.ideal(d), d / 2 + 2.0)
-        prof = BeadProfile.learned(patches, fit.xy, fit.background, fit.amplitude, d / 2, d / 2 + 3.0)
-        d = _diameter_from_edge(_half_depth_radius(prof, 0.3 * d / 2))
-    return d
-
-
-def _half_depth_radius(prof: BeadProfile, inner: float) -> float:
-    """Radius beyond ``inner`` px where a profile first falls below half its depth at the centre. (The
-    steepest fall, an alternative, moves inward with a defocus fringe; half depth barely does.)"""
-    v = prof.values
-    r = np.arange(len(v)) * 0.05
-    core = float(np.mean(v[r <= max(0.5, inner)]))
-    below = np.flatnonzero((r > inner) & (v < 0.5 * core))
-    return float(r[below[0]]) if len(below) else float(r[-1])
-
-
-def _diameter_from_edge(edge: float) -> float:
-    """The diameter whose ideal profile falls to half depth at ``edge``."""
-    ds = np.linspace(1.5, 2.5 * edge + 4.0, 60)
-    edges = np.array([_half_depth_radius(BeadProfile.ideal(d), 0.3 * d / 2) for d in ds])
-    return float(np.interp(edge, edges, ds))

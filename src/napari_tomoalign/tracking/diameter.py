@@ -17,15 +17,24 @@ first measure is only nearer):
   eighth of a central crop of at most 1024 px (`LADDER_PX`) is measured on that crop, and the measure
   that the most starts agree on (within 15 %), among those that reproduce themselves, is measured again
   on the whole view; `DiameterError` when no start reproduces itself.
+
+Each measure is a function of the view and its start alone, and the loops come back to the same starts
+(a measure that has settled is repeated to confirm it, and `estimate_bead_diameter` measures twice), so
+each is made once per view (``steps``): checking a given diameter near the truth costs two measures, not
+four, with the same result.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..reconstruction.warp import bin_image
-from .beads import BeadFindingError, estimate_bead_diameter
+from ._profile import BeadProfile, fit_profile
+from ._views import extract_patches, patch_origins
+from .beads import BeadFindingError, find_beads
 from .binned import working_binning
 
 TRUST_FACTOR = 1.8
@@ -43,15 +52,22 @@ class DiameterError(BeadFindingError):
         self.measured_px, self.given_px = measured_px, given_px
 
 
-def _measure_from(view: NDArray, rough_px: float, dark: bool, repeats: int = 6) -> float:
+def _measure_from(view: NDArray, rough_px: float, dark: bool, repeats: int = 6,
+                  steps: dict[int, dict[float, float]] | None = None, searches: dict | None = None) -> float:
     """The diameter measured from ``rough_px`` again and again (at most ``repeats`` times) until it moves
-    under 1 %, each time on a copy binned for the last measure."""
+    under 1 %, each time on a copy binned for the last measure. ``steps``: the measures already made on
+    ``view``, by binning (`estimate_bead_diameter`'s ``steps``), filled here; ``searches``: `find_beads`'s."""
     d = float(rough_px)
+    steps = {} if steps is None else steps
+    binned: dict[int, NDArray] = {}
     for _ in range(repeats):
         b = working_binning(d, view.shape)
-        img = bin_image(view, b) if b > 1 else np.asarray(view, dtype=np.float32)
+        if b not in binned:
+            binned[b] = bin_image(view, b) if b > 1 else np.asarray(view, dtype=np.float32)
+        img = binned[b]
         top = min(img.shape) / 4.0
-        new = b * estimate_bead_diameter(img, float(np.clip(d / b, 1.5, top)), dark=dark)
+        new = b * estimate_bead_diameter(img, float(np.clip(d / b, 1.5, top)), dark=dark,
+                                         steps=steps.setdefault(b, {}), searches=searches)
         if not np.isfinite(new):
             raise BeadFindingError("the bead profile could not be measured")
         done = abs(new / d - 1.0) < 0.01 and working_binning(new, view.shape) == b
@@ -61,22 +77,27 @@ def _measure_from(view: NDArray, rough_px: float, dark: bool, repeats: int = 6) 
     return d
 
 
-def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dark: bool = True) -> float:
+def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dark: bool = True,
+                          steps: dict[int, dict[float, float]] | None = None, searches: dict | None = None) -> float:
     """The beads' diameter in pixels measured on one view, from ``rough_px`` or, when None, from scratch
-    (see the module docstring); raises `DiameterError` when no beads can be measured."""
+    (see the module docstring); raises `DiameterError` when no beads can be measured. ``steps``: the
+    measures already made on this view (`_measure_from`), for a caller that measures it again; ``searches``:
+    the bead searches made on the whole view, filled here (`find_beads`'s)."""
     img = np.asarray(view)
+    steps = {} if steps is None else steps
     if rough_px is not None:
         try:
-            return _measure_from(img, float(rough_px), dark)
+            return _measure_from(img, float(rough_px), dark, steps=steps, searches=searches)
         except (BeadFindingError, ValueError, np.linalg.LinAlgError) as exc:
             raise DiameterError(f"the bead diameter could not be measured ({exc})", None, rough_px) from None
     crop = _central(img, LADDER_PX)
     top = min(crop.shape) / 8.0
     found = []
+    on_crop: dict[int, dict[float, float]] = steps if crop.shape == img.shape else {}
     for start in np.geomspace(4.0, max(top, 4.0), max(2, int(np.log(max(top, 4.0) / 4.0) / np.log(1.5)) + 1)):
         try:
-            d = _measure_from(crop, float(start), dark, repeats=3)
-            again = _measure_from(crop, d, dark, repeats=1)
+            d = _measure_from(crop, float(start), dark, repeats=3, steps=on_crop)
+            again = _measure_from(crop, d, dark, repeats=1, steps=on_crop)
         except (BeadFindingError, ValueError, np.linalg.LinAlgError):
             continue
         if abs(again / d - 1.0) <= AGREE:
@@ -89,7 +110,7 @@ def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dar
     if crop.shape == img.shape:
         return best
     try:  # measured again on the whole view, from what the crop gave
-        return _measure_from(img, best, dark)
+        return _measure_from(img, best, dark, steps=steps, searches=searches)
     except (BeadFindingError, ValueError, np.linalg.LinAlgError):
         return best
 
@@ -102,22 +123,24 @@ def _central(img: NDArray, size: int) -> NDArray:
 
 
 def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, *,
-                      dark: bool = True) -> float:
+                      dark: bool = True, searches: dict | None = None) -> float:
     """The diameter to track ``stack`` with: measured on the minimum-tilt view, from ``given_px`` (None:
-    from scratch); see the module docstring for when the given one is kept or `DiameterError` raised."""
+    from scratch); see the module docstring for when the given one is kept or `DiameterError` raised.
+    ``searches``: `find_beads`'s, filled here (the tracker's own search of that view can reuse one)."""
     seed = int(np.argmin(np.abs(np.asarray(tilt_angles_deg, dtype=float))))
     view = np.asarray(stack[seed])
+    steps: dict[int, dict[float, float]] = {}  # each measure on this view made once (`_measure_from`)
     if given_px is None:
-        return measure_bead_diameter(view, None, dark=dark)
+        return measure_bead_diameter(view, None, dark=dark, steps=steps, searches=searches)
     for start in (given_px, given_px * RETRY_FACTOR, given_px / RETRY_FACTOR):
         try:
-            measured = measure_bead_diameter(view, start, dark=dark)
+            measured = measure_bead_diameter(view, start, dark=dark, steps=steps, searches=searches)
             break
         except DiameterError:
             continue
     else:  # nothing measured near the given size: from scratch, else the given one as it is
         try:
-            measured = measure_bead_diameter(view, None, dark=dark)
+            measured = measure_bead_diameter(view, None, dark=dark, steps=steps, searches=searches)
         except DiameterError:
             return float(given_px)
     if 1.0 / TRUST_FACTOR <= measured / given_px <= TRUST_FACTOR:
@@ -127,13 +150,13 @@ def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: floa
 
 
 def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, pixel_nm: float | None,
-                     unit: str = "nm", dark: bool = True) -> float:
+                     unit: str = "nm", dark: bool = True, searches: dict | None = None) -> float:
     """`diameter_to_track` for a front end: a `DiameterError` becomes a one-line `UsageError` that names
     the measured diameter in ``unit`` (``"nm"`` with ``pixel_nm``, else ``"px"``) and the option to give."""
     from ..errors import UsageError
 
     try:
-        return diameter_to_track(stack, tilt_angles_deg, given_px, dark=dark)
+        return diameter_to_track(stack, tilt_angles_deg, given_px, dark=dark, searches=searches)
     except DiameterError as exc:
         nm = unit == "nm" and bool(pixel_nm)
         option = "--bead-diameter-nm" if nm else "--bead-diameter-px"
@@ -144,3 +167,59 @@ def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float
         given = f"{exc.given_px * scale:.1f}{u}" if exc.given_px is not None else "?"
         raise UsageError(f"the beads measure about {exc.measured_px * scale:.1f}{u} across, not the {given} given:"
                          f" give {option} {exc.measured_px * scale:.1f} (or {option} auto)") from None
+
+
+def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bool = True,
+                           steps: dict[float, float] | None = None, searches: dict | None = None) -> float:
+    """The bead diameter measured from the data: the radius at half depth of the averaged profile of the
+    single beads found with ``rough_diameter_px``, as a sphere's projection relates it to the diameter
+    (twice: from the rough diameter, then from the first measure).
+
+    ``steps``: the measures already made on this ``image`` (a start to its measure), filled here; each
+    measure is a function of the image and its start alone, and a settled measure is repeated to confirm
+    it (`diameter`), so a caller that measures one view again and again passes one dict. ``searches``:
+    `find_beads`'s."""
+    d = float(rough_diameter_px)
+    img = np.array(image, dtype=np.float32)
+    for _ in range(2):
+        known = steps.get(d) if steps is not None else None
+        new = known if known is not None else _measure_step(img, d, dark, searches)
+        if steps is not None:
+            steps[d] = new
+        d = new
+    return d
+
+
+def _measure_step(img: NDArray[np.float32], d: float, dark: bool, searches: dict | None) -> float:
+    """One measure of the diameter from ``d`` (`estimate_bead_diameter`)."""
+    try:
+        cands = find_beads(img, d, dark=dark, small_beads=False, searches=searches)
+    except BeadFindingError:  # a diameter far off can spoil the depth fits: the integral alone
+        cands = find_beads(img, d, dark=dark, use_depth=False, small_beads=False, uniform=False, searches=searches)
+    xy = cands.xy[cands.above & ~cands.clustered][:200]
+    if len(xy) < 3:
+        raise BeadFindingError("fewer than 3 single beads were found; the diameter cannot be estimated")
+    size = 2 * int(np.ceil(d + 3)) + 1
+    origins = patch_origins(xy, size)
+    patches, _ = extract_patches(img, origins, size)
+    fit = fit_profile(patches, xy - origins, BeadProfile.ideal(d), d / 2 + 2.0)
+    prof = BeadProfile.learned(patches, fit.xy, fit.background, fit.amplitude, d / 2, d / 2 + 3.0)
+    return _diameter_from_edge(_half_depth_radius(prof, 0.3 * d / 2))
+
+
+def _half_depth_radius(prof: BeadProfile, inner: float) -> float:
+    """Radius beyond ``inner`` px where a profile first falls below half its depth at the centre. (The
+    steepest fall, an alternative, moves inward with a defocus fringe; half depth barely does.)"""
+    v = prof.values
+    r = np.arange(len(v)) * 0.05
+    core = float(np.mean(v[r <= max(0.5, inner)]))
+    below = np.flatnonzero((r > inner) & (v < 0.5 * core))
+    return float(r[below[0]]) if len(below) else float(r[-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _diameter_from_edge(edge: float) -> float:
+    """The diameter whose ideal profile falls to half depth at ``edge`` (a step of 0.05 px: few values)."""
+    ds = np.linspace(1.5, 2.5 * edge + 4.0, 60)
+    edges = np.array([_half_depth_radius(BeadProfile.ideal(d), 0.3 * d / 2) for d in ds])
+    return float(np.interp(edge, edges, ds))

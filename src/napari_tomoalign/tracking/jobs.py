@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,11 +120,16 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     d_px = None if auto else facts.bead_diameter_px(
         given_nm, given_px, pixel_nm, image_size=(cols, rows), where=str(stack_path),
         pixel_source="the header's" if job.pixel_size_nm is None else "the given")
-    with thread_limit(TRACKING_THREADS if threads is None else threads):  # as the tracking (`pipeline`)
-        d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
-                                else "px", job.dark)
+    searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
+    with _coarse_beside(series.data, tilts, d_px, job.tilt_axis_deg, threads) as coarse:
+        with thread_limit(TRACKING_THREADS if threads is None else threads):  # as the tracking (`pipeline`)
+            d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
+                                    else "px", job.dark, searches)
+        early = coarse(d_px)
     result = track_beads(series.data, tilts, d_px, tilt_axis_deg=job.tilt_axis_deg, n_beads=n_beads,
-                         progress=progress, threads=threads, clumps=job.clumps, dark=job.dark)
+                         progress=progress, threads=threads, clumps=job.clumps, dark=job.dark, searches=searches,
+                         coarse=early)
+    del searches
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0 or result.alignment is None:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
@@ -133,6 +139,33 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite)
     write_bead_quality_csv(out.with_name(out.stem + "_beads.csv"), result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
+
+
+@contextmanager
+def _coarse_beside(stack, tilts, given_px: float | None, tilt_axis_deg: float | None, threads: int | None):
+    """The coarse alignment `track_beads` makes first, made on a second core while the diameter is checked (it
+    needs neither the diameter nor the seed view): yields ``coarse(d_px)``, that alignment for tracking with the
+    checked diameter, None when the tracking will make its own (the diameter asks for a binned copy, or the
+    alignment failed: the tracking then says why). Only when the caller set no cap on the threads and there is
+    a second core; the same call as `track_beads`'s, on one thread, so the same alignment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .binned import working_binning
+    from .coarse import coarse_align
+
+    shape = tuple(stack.shape[1:])
+    if threads is not None or given_px is None or (os.cpu_count() or 1) < 2 or working_binning(given_px, shape) > 1:
+        yield lambda d_px: None
+        return
+
+    def align():
+        with thread_limit(TRACKING_THREADS):
+            return coarse_align(stack, np.asarray(tilts, dtype=float).ravel(), tilt_axis_deg=tilt_axis_deg)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="coarse") as pool:
+        future = pool.submit(align)
+        yield lambda d_px: (future.result() if working_binning(d_px, shape) == 1 and future.exception() is None
+                            else None)
 
 
 POOR_RMS_PX = 1.0  # a tracking whose alignment fits worse than this (working pixels) is checked against the size

@@ -18,7 +18,7 @@ from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
 from ._views import ViewReader, extract_patches, patch_origins
 from ._whiten import make_whitener
-from .beads import BeadCandidates, estimate_bead_diameter, find_beads
+from .beads import BeadCandidates, find_beads
 from .binned import track_binned, working_binning
 from .coarse import CoarseAlignment, coarse_align
 from .result import TrackingResult, build_result
@@ -69,17 +69,19 @@ def _short_track_quality(tr: BeadTracker) -> tuple[NDArray[np.float64], NDArray[
     return z, frac / (1.0 + np.nan_to_num(resid, nan=1.0) / 0.5)
 
 
-def _seed_beads(reader, seed_view, diameter, dark, estimate, progress) -> tuple[BeadCandidates, float]:
+def _seed_beads(reader, seed_view, diameter, dark, estimate, progress, searches) -> tuple[BeadCandidates, float]:
     img = reader.view(seed_view)
     if estimate:
+        from .diameter import estimate_bead_diameter
+
         diameter = estimate_bead_diameter(img, diameter, dark=dark)
-    cands = find_beads(img, diameter, dark=dark)
+    cands = find_beads(img, diameter, dark=dark, searches=searches)
     if progress is not None:
         progress("find", 1, 1, f"{int(cands.above.sum())} bead candidates in view {seed_view}")
     return cands, diameter
 
 
-def _starts(reader, seed, diameter, seeds_xy, n_beads, dark, estimate, clumps, progress):
+def _starts(reader, seed, diameter, seeds_xy, n_beads, dark, estimate, clumps, progress, searches):
     """The candidates, the diameter, and the starting positions of the beads to track with the clumps to
     avoid (None for given seeds): every usable bead, or (for a target) a spread pool of three times as
     many for the short tracks."""
@@ -88,7 +90,7 @@ def _starts(reader, seed, diameter, seeds_xy, n_beads, dark, estimate, clumps, p
         if len(xy) == 0:
             raise ValueError("no seed positions were given; give at least 3 beads to track")
         return None, diameter, xy, None
-    cands, diameter = _seed_beads(reader, seed, diameter, dark, estimate, progress)
+    cands, diameter = _seed_beads(reader, seed, diameter, dark, estimate, progress, searches)
     xy, avoid = cands.xy[cands.above], (cands.elongated | (cands.clustered & (clumps != "track")))[cands.above]
     target = None if n_beads is None else max(POOL_FACTOR * int(n_beads), 60)
     pool = pick_seeds(xy, target, (reader.shape[1], reader.shape[0]), bead_diameter_px=diameter, avoid=avoid)
@@ -115,6 +117,7 @@ def track_beads(
     threads: int | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    searches: dict | None = None,
 ) -> TrackingResult:
     """Track gold beads through a raw tilt series and return the fiducial model.
 
@@ -160,6 +163,9 @@ def track_beads(
     progress, should_stop
         ``progress(stage, done, total, text)`` with stages ``coarse``, ``find``, ``track``, ``fill gaps`` and
         ``fit``; `Cancelled` is raised between views when ``should_stop()`` returns True.
+    searches
+        `find_beads`'s searches already made (by the diameter check, `diameter.diameter_to_track`): the seed
+        view's search is reused when its pixels and parameters are the same.
 
     Raises
     ------
@@ -173,7 +179,7 @@ def track_beads(
             return track_binned(stack, tilts, bead_diameter_px, b, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
                                 seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
                                 coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop, clumps=clumps,
-                                full_resolution=full_resolution)
+                                full_resolution=full_resolution, searches=searches)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if coarse is None:
@@ -183,7 +189,7 @@ def track_beads(
         seed = int(np.argmin(np.abs(tilts))) if seed_view is None else int(seed_view)
         t0 = time.perf_counter()
         cands, diameter, xy, avoid = _starts(reader, seed, float(bead_diameter_px), seeds_xy, n_beads, dark,
-                                             estimate_diameter, clumps, progress)
+                                             estimate_diameter, clumps, progress, searches)
         profile = learned_profile(reader.view(seed), xy[~avoid] if avoid is not None else xy, diameter, dark)
         notes: list[str] = []
         timings["find"] = time.perf_counter() - t0
