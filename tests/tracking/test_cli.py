@@ -34,6 +34,11 @@ def test_track_writes_markers_near_the_true_beads(stack, capsys):
     assert main(["track", str(path), "--bead-diameter-px", "5", "--output", str(out), "--quiet"]) == 2
     assert main(["track", str(path), "--output", str(out), "--quiet"]) == 2
     assert capsys.readouterr().err.count("\n") == 2
+    # Another format with the same stem: its quality table would replace this run's. Refused before any work, and
+    # nothing written (new user's finding, session 9: tracked for 5 s, then refused, leaving tracked.fid).
+    fid = out.with_suffix(".fid")
+    assert main(["track", str(path), "--bead-diameter-nm", f"{diameter_nm}", "--output", str(fid), "--quiet"]) == 2
+    assert "tracked_beads.csv already exists" in capsys.readouterr().err and not fid.exists()
 
 
 def test_run_goes_from_the_raw_stack_to_a_tomogram(stack, capsys):

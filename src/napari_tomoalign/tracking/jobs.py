@@ -110,7 +110,9 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         raise UsageError(f"--output must end in .csv, .fid or .mod, not {out.name!r}")
     if n_beads is not None and not 3 <= n_beads <= 100_000:
         raise UsageError(f"--beads must be from 3 to 100000, not {n_beads}")
-    check_writable(out, overwrite)
+    quality = out.with_name(out.stem + "_beads.csv")
+    for path in (out, quality):  # both, before any work: a refusal after the tracking would leave one written
+        check_writable(path, overwrite)
     series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)
     rows, cols = series.data.shape[1:]
@@ -137,7 +139,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     if hint:
         result.warnings.append(f"warning: {hint}")
     write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite)
-    write_bead_quality_csv(out.with_name(out.stem + "_beads.csv"), result, overwrite=overwrite)
+    write_bead_quality_csv(quality, result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
 
 
