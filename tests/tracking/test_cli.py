@@ -69,3 +69,23 @@ def test_run_can_erase_the_gold_before_reconstructing(stack):
     after = np.median(np.abs(erased[j][rows, cols] - background))
     assert after < 0.3 * before  # the beads' dark cores are gone
     assert (out / "beads_bin2.rec").exists()
+
+
+def test_a_stack_without_a_pixel_size_takes_it_from_the_command_line(stack, tmp_path, capsys):
+    """New user's finding (session 9): the error said to give the pixel size, and track/run had no option for it."""
+    path, s = stack
+    bare = tmp_path / "bare.st"
+    write_mrc(bare, s.images.astype(np.float32), 0.0)
+    bare.with_suffix(".rawtlt").write_text(path.with_suffix(".rawtlt").read_text())
+    nm = f"{s.bead_diameter_px * s.pixel_size_nm}"
+    out = tmp_path / "bare.csv"
+    assert main(["track", str(bare), "--bead-diameter-nm", nm, "--output", str(out), "--quiet"]) == 2
+    assert "--pixel-size-nm" in capsys.readouterr().err
+    assert main(["track", str(bare), "--bead-diameter-nm", nm, "--pixel-size-nm", f"{s.pixel_size_nm}",
+                 "--output", str(out), "--quiet"]) == 0
+    assert len(np.unique(read_markers(out).marker)) >= 5
+    run = tmp_path / "run"
+    assert main(["run", str(bare), "--bead-diameter-nm", nm, "--pixel-size-nm", f"{s.pixel_size_nm}", "--output",
+                 str(run), "--quiet"]) == 0
+    rec = open_tilt_series(run / "bare_bin2.rec", find_tilts=False)
+    assert rec.pixel_size_angstrom == pytest.approx(20.0 * s.pixel_size_nm)  # the given one, binned by 2

@@ -92,7 +92,7 @@ def bead_diameter_px(diameter_nm: float | None, diameter_px: float | None, pixel
         raise UsageError(f"--bead-diameter-nm must be a positive number of nm, not {diameter_nm:g}")
     if not pixel_size_nm_:
         raise UsageError(f"{where} records no pixel size, so a diameter in nm cannot be converted; give"
-                         " --bead-diameter-px instead (or the pixel size)")
+                         " --bead-diameter-px instead, or the pixel size (--pixel-size-nm)")
     d = nm / float(pixel_size_nm_)
     try:
         return check_bead_diameter_px(d, image_size, what=f"--bead-diameter-nm {nm:g}")

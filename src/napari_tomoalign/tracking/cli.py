@@ -23,6 +23,8 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=float, metavar="F", help="with --patches: patch overlap fraction (default 0.5)")
     p.add_argument("--length", metavar="N[,OV]", help="with --patches: views per contour and overlap (default 16,4)")
     p.add_argument("--tilt-axis", type=float, metavar="DEG", help="tilt-axis angle near which to estimate it")
+    p.add_argument("--pixel-size-nm", type=float, metavar="NM",
+                   help="pixel size in nm, for a stack whose header records none or a wrong one (default: the header's)")
     p.add_argument("--beads", type=int, metavar="N", help="how many beads to track (default: every bead found)")
     p.add_argument("--clumps", choices=("skip", "track"), default="skip",
                    help="beads in clumps of touching beads: leave them out (default) or track each on its own")
@@ -100,8 +102,8 @@ def _track(args: argparse.Namespace, output: Path):
     try:
         return track_to_file(args.stack, output, tilt_angles_path=args.tilt_angles,
                              bead_diameter_nm=args.bead_diameter_nm, bead_diameter_px=args.bead_diameter_px,
-                             tilt_axis_deg=args.tilt_axis, n_beads=args.beads, overwrite=args.force, progress=bar,
-                             clumps=args.clumps, dark=args.polarity == "dark")
+                             tilt_axis_deg=args.tilt_axis, n_beads=args.beads, pixel_size_nm=args.pixel_size_nm,
+                             overwrite=args.force, progress=bar, clumps=args.clumps, dark=args.polarity == "dark")
     finally:
         bar.done()
 
@@ -135,20 +137,20 @@ def _run(args: argparse.Namespace) -> int:
     from .jobs import run_options
 
     settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
-    binning = args.bin
+    binning, bin_note = args.bin, None
     if binning is None:
         from ..io.mrc import open_tilt_series
         from .binned import tomogram_binning
 
         rows, cols = open_tilt_series(args.stack, find_tilts=False).data.shape[1:]
         binning = tomogram_binning((cols, rows))
-        if not args.quiet:
-            print(f"tomogram binned by {binning} (the default for {cols} x {rows}; --bin N to change)")
+        bin_note = f"tomogram binned by {binning} (the default for {cols} x {rows}; --bin N to change)"
     job = RunJob(Path(args.stack), Path(args.output), bead_diameter_nm=args.bead_diameter_nm,
                  bead_diameter_px=args.bead_diameter_px,
                  tilt_angles_path=Path(args.tilt_angles) if args.tilt_angles else None, settings=settings,
                  imod_com=Path(args.imod_com) if args.imod_com else None, n_beads=args.beads, binning=binning,
-                 thickness=args.thickness, erase_gold=args.erase_gold, patches=wants_patches(args),
+                 thickness=args.thickness, erase_gold=args.erase_gold, pixel_size_nm=args.pixel_size_nm,
+                 patches=wants_patches(args),
                  patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
                  clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode)
     bar = _Bar(args.quiet)
@@ -162,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
             print("\n".join(["Local alignments:", *res.folder.local.report_lines()]))
         print("\n".join(text_report(res.alignment)))
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
-              f" {res.tomogram.name}")
+              f" {res.tomogram.name}" + (f"; {bin_note}" if bin_note else ""))
     else:
         from ..cli import warn_quietly
 
