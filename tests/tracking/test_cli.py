@@ -89,3 +89,21 @@ def test_a_stack_without_a_pixel_size_takes_it_from_the_command_line(stack, tmp_
                  str(run), "--quiet"]) == 0
     rec = open_tilt_series(run / "bare_bin2.rec", find_tilts=False)
     assert rec.pixel_size_angstrom == pytest.approx(20.0 * s.pixel_size_nm)  # the given one, binned by 2
+
+
+def test_run_streams_its_tomogram_within_memory(stack, tmp_path, capsys):
+    """``run --memory``, as ``reconstruct --memory`` (the whole process's budget): too little is refused naming the
+    least it needs; just above that the tomogram is made in slabs, the same as in one piece (new user's finding,
+    session 9: run held the whole volume and had no limit)."""
+    import re
+
+    path, s = stack
+    args = ["run", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--quiet", "--thickness", "96"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    assert main([*args, "--memory", "3M", "--output", str(tmp_path / "b")]) == 2
+    need = int(re.search(r"needs at least (\d+) MiB", capsys.readouterr().err).group(1))
+    assert main([*args, "--memory", f"{need + 2}M", "--output", str(tmp_path / "b")]) == 0
+    a = open_tilt_series(tmp_path / "a" / "beads_bin2.rec", find_tilts=False).data
+    b = open_tilt_series(tmp_path / "b" / "beads_bin2.rec", find_tilts=False).data
+    np.testing.assert_array_equal(a, b)
+    assert main([*args, "--memory", "lots", "--output", str(tmp_path / "c")]) == 2

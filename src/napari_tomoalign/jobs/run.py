@@ -61,6 +61,7 @@ class RunJob:
     clumps: str = "skip"  # "track": the beads of clumps of touching beads too
     dark: bool = True  # False for bright beads
     ali_mode: str | None = None  # the aligned stack's mode (None: the input's integer mode, else float32)
+    memory_bytes: int | None = None  # the tomogram's streaming budget, as reconstruct --memory (None: its default)
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
@@ -285,7 +286,8 @@ def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: floa
     if thickness < b:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {b})")
     ny, nx = rows // b, cols // b
-    check_memory(4 * nx * ny * (2 * n + thickness // b), "the reconstruction")
+    # The binned views are held; the volume only on the local path (the global one streams it in slabs).
+    check_memory(4 * nx * ny * (2 * n + (thickness // b if folder.local is not None else 0)), "the reconstruction")
     pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
     erase = GoldEraser.from_alignment(folder.alignment, diameter_px) if job.erase_gold else None
     out, stem = Path(job.output_dir), job.stem
@@ -320,7 +322,8 @@ def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: floa
         from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
 
         reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=thickness, lowpass=None,
-                              options=ReconstructOptions(), voxel_angstrom=voxel_a, overwrite=overwrite,
+                              options=ReconstructOptions(memory_bytes=job.memory_bytes), voxel_angstrom=voxel_a,
+                              overwrite=overwrite,
                               aligned=binned)
     else:  # local alignments: the in-memory path, as reconstruct --local
         from ..reconstruction.wbp import weighted_back_projection

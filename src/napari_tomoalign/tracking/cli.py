@@ -44,6 +44,16 @@ def _diameter(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"a diameter is a number or auto, not {text!r}") from None
 
 
+def _memory(text: str) -> int:
+    """``--memory``: reconstruct's own reading of a size."""
+    from ..reconstruction.reconstruct_job import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_track_arguments(p: argparse.ArgumentParser) -> None:
     """``tomoalign track STACK (--bead-diameter-nm D | --bead-diameter-px D) --output MARKERS``."""
     _add_tracking_arguments(p)
@@ -61,6 +71,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
     p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
                    help="mode of the aligned stack (default: the input's integer mode, as newstack; else float32)")
+    p.add_argument("--memory", type=_memory, metavar="SIZE",
+                   help="memory the tomogram may use, such as 2G (streamed in slabs; default: half of what is available)")
     p.add_argument("--imod-com", metavar="FILE",
                    help="align the tracked markers with IMOD's full model and the tiltalign options of this align.com"
                         " (and its local alignments with LocalAlignments 1), as etomo's alignment step")
@@ -152,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
                  thickness=args.thickness, erase_gold=args.erase_gold, pixel_size_nm=args.pixel_size_nm,
                  patches=wants_patches(args),
                  patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
-                 clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode)
+                 clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode, memory_bytes=args.memory)
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)
