@@ -55,3 +55,21 @@ def test_the_focused_points_of_a_thin_lamella_stay_on_their_tracks(tracked):
     key = {(int(v), int(m)): xy for v, m, xy in zip(r.markers.view, r.markers.marker, at)}
     gap = np.array([np.hypot(*(xy - key[int(v), int(m)])) for v, m, xy in zip(table.view, table.marker, table.xy)])
     assert np.median(gap) < 0.5  # a thin slab's first alignment is already right to a fraction of a pixel
+
+
+def test_the_first_pass_is_checked_loosely_when_later_passes_re_measure_and_the_end_fully(tracked):
+    from dataclasses import replace
+
+    from napari_tomoalign.tracking._patch_result import FIRST_PASS_MAX_MEAN_RESIDUAL_PX
+    from napari_tomoalign.tracking.patches import PatchTrackingError
+
+    _, r = tracked
+    al = r.alignment
+    rms = float(np.sqrt(np.nanmean(np.sum(al.residuals_px**2, axis=1))))
+    spread = replace(r, alignment=replace(al, residuals_px=al.residuals_px * (4.0 / max(rms, 1e-9))))  # about 4 px
+    spread.check_agreement(FIRST_PASS_MAX_MEAN_RESIDUAL_PX)  # the hard lamella's first pass: 3.7-4.0 px, let through
+    with pytest.raises(PatchTrackingError, match=r"the patches disagree: mean residual \d+\.\d+ px .* \(at most 3 px"):
+        spread.check_agreement()
+    wild = replace(r, alignment=replace(al, residuals_px=al.residuals_px * (12.0 / max(rms, 1e-9))))
+    with pytest.raises(PatchTrackingError, match=r"\(at most 6 px is usable\)"):
+        wild.check_agreement(FIRST_PASS_MAX_MEAN_RESIDUAL_PX)
