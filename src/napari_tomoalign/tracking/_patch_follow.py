@@ -91,6 +91,7 @@ class PatchCorrelator:
 
     def __init__(self, size: int, sigma1: float, radius2: float, sigma2: float, max_shift: float) -> None:
         self.size = int(size)
+        self.band, self.max_shift = (sigma1, radius2, sigma2), float(max_shift)
         self.taper = _taper(self.size)
         filt = ft.bandpass((self.size, self.size), sigma1, min(radius2, 0.5), sigma2).astype(np.float32)
         self.filt2 = filt * filt
@@ -107,6 +108,10 @@ class PatchCorrelator:
         rng = np.random.default_rng(0)
         noise = rng.standard_normal((2, 32, self.size, self.size)).astype(np.float32)
         self.chance = 1.3 * float(np.quantile(self.correlate(noise[0], noise[1]).ncc, 0.95))
+
+    def resized(self, size: int) -> PatchCorrelator:
+        """A correlator of patches of ``size`` with the same filter and the same search limit relative to the size."""
+        return PatchCorrelator(size, *self.band, self.max_shift * size / self.size)
 
     def _spectra(self, p: NDArray[np.float32]) -> NDArray[np.complex64]:
         p = (p - p.mean(axis=(1, 2), keepdims=True)) * self.taper
