@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from ..alignment.options import AlignmentOptions
 from ..alignment.solver import align_markers
@@ -38,6 +38,7 @@ from .coarse import Progress
 # 6.1 px; after 3 focus passes of 2 rounds 1.54, 1.22, 1.37 px (windows of the patches' size: 1.46, 1.58, 2.07;
 # seed 1 with those after 1 pass 3.7, after 5 passes of 1 round 2.1)
 FOCUS_PASSES = 3
+FOCUS_MIN_GAIN = 0.1  # no further pass after one that lowered the mean residual by less than this fraction
 FOCUS_ROUNDS = 2
 BATCH = 1024  # windows correlated at once
 # The focus windows' side relative to the patches' (96 px patches: 160 px windows): each is measured against a
@@ -83,12 +84,12 @@ def _windows(reader: ViewReader, table: MarkerTable, at: NDArray[np.float64], ma
     return out, ok
 
 
-def _normalised(win: NDArray[np.float32], ok: NDArray[np.bool_]) -> NDArray[np.float32]:
-    """Windows at zero mean and unit SD (views differ in dose), unusable ones zero."""
-    w = win - win.mean(axis=(1, 2), keepdims=True)
-    w /= np.maximum(w.std(axis=(1, 2), keepdims=True), 1e-6)
-    w[~ok] = 0.0
-    return w
+def _spectra(corr: PatchCorrelator, win: NDArray[np.float32], ok: NDArray[np.bool_]) -> NDArray[np.complex64]:
+    """The windows' spectra scaled to unit energy under the correlator's filter (views differ in dose, and each
+    should weigh alike in its contour's mean); unusable ones zero."""
+    spec = corr.spectra(win)
+    energy = np.einsum("nij,ij->n", spec.real**2 + spec.imag**2, corr.energy_weight)
+    return spec * (ok / np.sqrt(np.maximum(energy, 1e-30))).astype(np.float32)[:, None, None]
 
 
 def _correlate(corr: PatchCorrelator, fa: NDArray[np.complex64], fb: NDArray[np.complex64]) -> StepResult:
@@ -113,6 +114,8 @@ def focus_tracks(reader: ViewReader, plane: ViewMap, at: NDArray[np.float64], ta
     mats = np.stack([plane.matrix(int(j)) for j in range(len(tilts))])
     maps = np.einsum("nij,njk->nik", mats[table.view], inv_mid[mid])  # middle frame -> each view, linear
     inverse = np.unique(table.marker, return_inverse=True)[1]
+    member = sparse.csr_matrix((np.ones(len(table), np.float32), (inverse, np.arange(len(table)))),
+                               shape=(inverse.max(initial=-1) + 1, len(table)))  # contour x point
     found = at.copy()
     good = np.isfinite(at[:, 0])
     for _ in range(max(1, rounds)):
@@ -120,12 +123,11 @@ def focus_tracks(reader: ViewReader, plane: ViewMap, at: NDArray[np.float64], ta
             raise Cancelled("patch tracking cancelled")
         win, ok = _windows(reader, table, found, maps, binning, corr.size)
         ok &= good
-        spec = corr.spectra(_normalised(win, ok))
+        spec = _spectra(corr, win, ok)
         del win
         # spectra are linear in the windows: each contour's sum less the window's own share is (up to a scale the
         # correlation ignores) the spectrum of the mean of its other windows
-        sums = np.zeros((inverse.max(initial=-1) + 1, *spec.shape[1:]), dtype=np.complex64)
-        np.add.at(sums, inverse, spec)
+        sums = (member @ spec.reshape(len(spec), -1)).astype(np.complex64).reshape(-1, *spec.shape[1:])
         idx = np.flatnonzero(ok)
         res = _correlate(corr, sums[inverse[idx]] - spec[idx], spec[idx])
         del spec, sums
@@ -176,15 +178,23 @@ def focus_pass(prior: PatchTrackingResult, reader: ViewReader, tilts: NDArray[np
 def later_passes(first: PatchTrackingResult, reader: ViewReader, tilts: NDArray[np.float64], corr: PatchCorrelator,
                  options: AlignmentOptions, thresholds: tuple[float, float, float], progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None) -> PatchTrackingResult:
-    """The second pass (`_patch_refine.second_pass`), then ``FOCUS_PASSES`` focus passes (`focus_pass`) with
-    windows ``FOCUS_SIZE`` times the patches' side."""
+    """The second pass (`_patch_refine.second_pass`), then up to ``FOCUS_PASSES`` focus passes (`focus_pass`)
+    with windows ``FOCUS_SIZE`` times the patches' side, while each lowers the mean residual of the points the
+    robust fit kept by at least ``FOCUS_MIN_GAIN``."""
     result = second_pass(first, reader, tilts, corr, options, thresholds, progress, should_stop)
     focus = corr.resized(int(round(corr.size * FOCUS_SIZE / 2)) * 2)
+    before = np.inf
     for k in range(FOCUS_PASSES):
         if progress is not None:
-            progress("fit", 0, 1, f"focus pass {k + 1} of {FOCUS_PASSES}: {len(result.markers)} points")
+            progress("fit", 0, 1, f"focus pass {k + 1} of at most {FOCUS_PASSES}: {len(result.markers)} points")
         result = focus_pass(result, reader, tilts, focus, options, thresholds, should_stop)
+        kept = result.residual_px[~result.flagged & np.isfinite(result.residual_px)]
+        mean = float(kept.mean()) if len(kept) else np.inf
+        if mean * (1.0 + FOCUS_MIN_GAIN) > before:
+            break
+        before = mean
     return result
 
 
-__all__ = ["FOCUS_PASSES", "FOCUS_ROUNDS", "FOCUS_SIZE", "focus_pass", "focus_tracks", "later_passes", "predicted_positions"]
+__all__ = ["FOCUS_MIN_GAIN", "FOCUS_PASSES", "FOCUS_ROUNDS", "FOCUS_SIZE", "focus_pass", "focus_tracks", "later_passes",
+           "predicted_positions"]
