@@ -60,43 +60,47 @@ def _middles(table: MarkerTable, tilts: NDArray[np.float64]) -> NDArray[np.intp]
     return mid
 
 
-def _windows(reader: ViewReader, table: MarkerTable, at: NDArray[np.float64], maps: NDArray[np.float64],
-             binning: int, size: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """``(n, size, size)`` windows centred on raw positions ``at``, sampled on a grid of the middle view's
-    frame carried into each point's view by ``maps`` ``(n, 2, 2)``; and whether each lay inside its view."""
+def _window_spectra(reader: ViewReader, corr: PatchCorrelator, table: MarkerTable, at: NDArray[np.float64],
+                    maps: NDArray[np.float64], binning: int, use: NDArray[np.bool_],
+                    ) -> tuple[NDArray[np.complex64], NDArray[np.bool_]]:
+    """The spectra (`PatchCorrelator.spectra`) of windows centred on raw positions ``at``, sampled on a grid of
+    the middle view's frame carried into each point's view by ``maps`` ``(n, 2, 2)``, each scaled to unit
+    energy under the filter (views differ in dose, and each should weigh alike in its contour's mean); and
+    whether each lay inside its view. Only the points ``use``; the others, and windows off their view, zero.
+    View by view, so that only the spectra are held whole."""
+    size = corr.size
     g = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     gx, gy = np.meshgrid(g, g)
     grid = np.stack([gx.ravel(), gy.ravel()])  # (2, size*size)
-    out = np.zeros((len(table), size, size), dtype=np.float32)
+    spec = np.zeros((len(table), size, size // 2 + 1), dtype=np.complex64)
     ok = np.zeros(len(table), dtype=bool)
     centre = raw_to_binned(at, binning)
     for j in np.unique(table.view):
-        idx = np.flatnonzero((table.view == j) & np.isfinite(at[:, 0]))
+        idx = np.flatnonzero((table.view == j) & use & np.isfinite(at[:, 0]))
         if len(idx) == 0:
             continue
         img = reader.view(int(j), binning)
         pts = centre[idx, :, None] + np.einsum("nij,jk->nik", maps[idx], grid)  # (n, 2, size*size) x, y
         vals = ndimage.map_coordinates(img, [pts[:, 1].ravel(), pts[:, 0].ravel()], order=1, mode="constant",
                                        cval=np.nan, output=np.float32).reshape(len(idx), size, size)
-        good = np.isfinite(vals).all(axis=(1, 2))
-        out[idx[good]] = vals[good]
-        ok[idx] = good
-    return out, ok
+        inside = np.isfinite(vals).all(axis=(1, 2))
+        if not inside.any():
+            continue
+        s = corr.spectra(vals[inside])
+        energy = np.einsum("nij,ij->n", s.real**2 + s.imag**2, corr.energy_weight)
+        spec[idx[inside]] = s / np.sqrt(np.maximum(energy, 1e-30)).astype(np.float32)[:, None, None]
+        ok[idx[inside]] = True
+    return spec, ok
 
 
-def _spectra(corr: PatchCorrelator, win: NDArray[np.float32], ok: NDArray[np.bool_]) -> NDArray[np.complex64]:
-    """The windows' spectra scaled to unit energy under the correlator's filter (views differ in dose, and each
-    should weigh alike in its contour's mean); unusable ones zero."""
-    spec = corr.spectra(win)
-    energy = np.einsum("nij,ij->n", spec.real**2 + spec.imag**2, corr.energy_weight)
-    return spec * (ok / np.sqrt(np.maximum(energy, 1e-30))).astype(np.float32)[:, None, None]
-
-
-def _correlate(corr: PatchCorrelator, fa: NDArray[np.complex64], fb: NDArray[np.complex64]) -> StepResult:
-    """`PatchCorrelator.correlate_spectra` in batches of ``BATCH`` (its temporaries are several times the input)."""
-    parts = [corr.correlate_spectra(fa[k:k + BATCH], fb[k:k + BATCH]) for k in range(0, len(fa), BATCH)]
+def _correlate(corr: PatchCorrelator, sums: NDArray[np.complex64], contour: NDArray[np.intp],
+               spec: NDArray[np.complex64], idx: NDArray[np.intp]) -> StepResult:
+    """Each window ``idx`` of ``spec`` correlated against its contour's sum less its own share, in batches of
+    ``BATCH`` (the correlator's temporaries are several times its input)."""
+    parts = [corr.correlate_spectra(sums[contour[i]] - spec[i], spec[i])
+             for i in (idx[k:k + BATCH] for k in range(0, len(idx), BATCH))]
     if not parts:
-        return corr.correlate_spectra(fa, fb)
+        return corr.correlate_spectra(spec[idx], spec[idx])
     return StepResult(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("shift", "ncc", "roundness", "at_limit")))
 
 
@@ -121,15 +125,12 @@ def focus_tracks(reader: ViewReader, plane: ViewMap, at: NDArray[np.float64], ta
     for _ in range(max(1, rounds)):
         if should_stop is not None and should_stop():
             raise Cancelled("patch tracking cancelled")
-        win, ok = _windows(reader, table, found, maps, binning, corr.size)
-        ok &= good
-        spec = _spectra(corr, win, ok)
-        del win
+        spec, ok = _window_spectra(reader, corr, table, found, maps, binning, good)
         # spectra are linear in the windows: each contour's sum less the window's own share is (up to a scale the
         # correlation ignores) the spectrum of the mean of its other windows
         sums = (member @ spec.reshape(len(spec), -1)).astype(np.complex64).reshape(-1, *spec.shape[1:])
         idx = np.flatnonzero(ok)
-        res = _correlate(corr, sums[inverse[idx]] - spec[idx], spec[idx])
+        res = _correlate(corr, sums, inverse, spec, idx)
         del spec, sums
         thr = max(min_correlation, relative_correlation * float(np.quantile(res.ncc, 0.9)) if len(idx) else 0.0,
                   corr.chance)
