@@ -35,16 +35,16 @@ from ._views import ViewReader
 from .coarse import Progress
 
 # hard lamella 1024 x 41, seeds 1-3, end to end over the views with >= 20 % dose: after the second pass 8.0, 5.3,
-# 6.1 px; after 3 focus passes of 2 rounds 1.54, 1.22, 1.37 px (windows of the patches' size: 1.46, 1.58, 2.07;
-# seed 1 with those after 1 pass 3.7, after 5 passes of 1 round 2.1)
+# 6.1 px; after the focus passes (at most 3 of 2 rounds) 1.44, 1.19, 1.38 px (earlier code, 1 round a pass: 1.57, 2.96, 1.82)
 FOCUS_PASSES = 3
 FOCUS_MIN_GAIN = 0.1  # no further pass after one that lowered the mean residual by less than this fraction
 FOCUS_ROUNDS = 2
 BATCH = 1024  # windows correlated at once
-# The focus windows' side relative to the patches' (96 px patches: 160 px windows): each is measured against a
-# quiet mean of many, so its own noise decides, and a bigger window holds more signal. Hard lamella seed 3:
-# 48/64/80 binned px windows (patches of 48): 2.07/1.51/1.37 px end to end
-FOCUS_SIZE = 5 / 3
+# The focus windows' side relative to the patches' (96 px patches: 128 px windows): each is measured against a
+# quiet mean of many, so its own noise decides, and a bigger window holds more signal. Hard lamella seeds 1-3
+# (patches of 48 binned px), end to end: windows of 64 px 1.44/1.19/1.38, of 80 px 1.89/1.21/1.46; with the
+# earlier code (3 passes, image-SD weights) 48 px 1.46/1.58/2.07, 64 px 1.51 and 96 px 2.40 on seed 3
+FOCUS_SIZE = 4 / 3
 
 
 def _middles(table: MarkerTable, tilts: NDArray[np.float64]) -> NDArray[np.intp]:
