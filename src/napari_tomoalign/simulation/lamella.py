@@ -7,9 +7,11 @@ tilt axis. It carries a dark protective (platinum) layer along one edge, thickne
 high tilt. Every view is the projection of that one slab through the view's true geometry (the alignment
 model: tilt, rotation of the tilt axis, magnification and shift; `simulation.beads.random_geometry`
 supplies drift, rotation and magnification jitter and a few stage jumps of a tenth of the field), then a
-small smooth non-rigid warp per view (beam-induced motion, which no rigid model follows). Bright field,
-low dose: ``counts = I0 exp(-projected density)`` with Poisson noise; the slab darkens as
-``1 / cos(tilt + pre-tilt)``.
+small smooth non-rigid warp per view (beam-induced motion, which no rigid model follows) whose largest
+displacement over the field is at most ``warp_px``. Stage jumps move a view by a tenth of the field (102 px
+at 1024). Bright field, low dose: ``counts = I0 exp(-projected density)`` with Poisson noise, ``I0`` set so
+that the view nearest 0 deg records ``counts`` per pixel on average through the specimen (the lamella away
+from the protective layer); the slab darkens as ``1 / cos(tilt + pre-tilt)``.
 
 `end_to_end_error` judges an alignment as the project does: known 3-D points projected through the true
 geometry (the warp included: where the points really are in the images), mapped through the alignment's
@@ -98,6 +100,7 @@ class _Slab:
     z: NDArray[np.float64]       # (n_layers,) heights (pixels from the mid-plane)
     dz: float
     origin: NDArray[np.float64]  # slab (x, y) of grid pixel (0, 0)
+    specimen: NDArray[np.bool_]  # (gx,) columns of specimen: inside the lamella, off the protective layer
 
 
 def _slab(p: dict, shape: tuple[int, int], rng: np.random.Generator) -> _Slab:
@@ -127,7 +130,7 @@ def _slab(p: dict, shape: tuple[int, int], rng: np.random.Generator) -> _Slab:
         layers[-1][band] += pt[band]
         layers[-2][band] += pt[band]
     layers *= inside[None]
-    return _Slab(layers, z, dz, origin)
+    return _Slab(layers, z, dz, origin, (xs >= left + p["protective"] * nx) & (xs <= right))
 
 
 def _lamella_edges(p: dict, nx: int) -> tuple[float, float]:
@@ -162,12 +165,54 @@ def _warp_at(coef: NDArray[np.float64], amp: float, x: NDArray, y: NDArray) -> t
     return amp / 3.0 * wx, amp / 3.0 * wy
 
 
+def _warp_amplitudes(coef: NDArray[np.float64], amp: NDArray[np.float64], shape: tuple[int, int]) -> NDArray[np.float64]:
+    """The per-view amplitude for `_warp_at` whose largest displacement over the field (and a margin of a
+    tenth of it, where drift carries the specimen's points) is ``amp``."""
+    ny, nx = shape
+    yy, xx = np.mgrid[-0.6 * ny:0.6 * ny:65j, -0.6 * nx:0.6 * nx:65j]
+    peak = np.array([np.hypot(*_warp_at(c, 1.0, xx, yy)).max() for c in coef])
+    return np.where(peak > 0, amp / np.maximum(peak, 1e-12), 0.0)
+
+
+def _jumps_of(vp: NDArray[np.float64], stepped: NDArray[np.float64], jumps: NDArray[np.intp],
+              length: float) -> NDArray[np.float64]:
+    """``vp`` with each jump (``vp - stepped`` at the jump views) set to ``length`` px in its direction."""
+    out = vp.copy()
+    for j in jumps:
+        d = vp[j, [DX, DY]] - stepped[j, [DX, DY]]
+        out[j, [DX, DY]] = stepped[j, [DX, DY]] + d * (length / max(float(np.hypot(*d)), 1e-12))
+    return out
+
+
+def _geometry(p: dict, nominal: NDArray[np.float64], size: int,
+              rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """`random_geometry`'s views with its jumps made a tenth of the field long (it draws a jump of
+    ``0.1 size (1, -0.7)``, 0.122 of the field)."""
+    twin = np.random.default_rng()
+    twin.bit_generator.state = rng.bit_generator.state
+    stepped, _ = random_geometry(nominal, p["tilt_axis_deg"], size, twin, 0)
+    vp, jumps = random_geometry(nominal, p["tilt_axis_deg"], size, rng, int(p["jumps"]))
+    return _jumps_of(vp, stepped, jumps, 0.1 * size), jumps
+
+
+def _dose_scale(p: dict, slab: _Slab, th: float) -> float:
+    """``I0 / counts``: one over the mean of ``exp(slab_mu - mass)`` over the specimen away from the
+    protective layer at effective tilt ``th`` (so that the mean recorded count there is ``counts``)."""
+    mass = np.zeros(slab.layers.shape[1:], dtype=np.float64)
+    for layer, z in zip(slab.layers, slab.z):
+        mass += ndimage.shift(layer, (0.0, z * np.tan(th)), order=1, mode="nearest")
+    mass *= slab.dz / np.cos(th)
+    return 1.0 / float(np.mean(np.exp(p["slab_mu"] - mass[:, slab.specimen])))
+
+
 def _effective_tilt(p: dict, vp: NDArray[np.float64]) -> float:
     return float(vp[TILT] + np.radians(p["pretilt_deg"]))
 
 
-def _render(p: dict, slab: _Slab, vp: NDArray[np.float64], coef, amp: float, shape, rng) -> NDArray[np.float32]:
-    """One view: the slab's layers projected at the view's geometry, warped, as Poisson counts."""
+def _render(p: dict, slab: _Slab, vp: NDArray[np.float64], coef, amp: float, shape, rng,
+            i0: float) -> NDArray[np.float32]:
+    """One view: the slab's layers projected at the view's geometry, warped, as Poisson counts of mean
+    ``i0 exp(slab_mu - mass)``."""
     ny, nx = shape
     c = image_centre((nx, ny))
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
@@ -182,7 +227,7 @@ def _render(p: dict, slab: _Slab, vp: NDArray[np.float64], coef, amp: float, sha
         cols = (u - z * np.sin(th)) / np.cos(th) - slab.origin[0]
         mass += ndimage.map_coordinates(layer, [rows, cols], order=1, mode="constant", cval=0.0, output=np.float32)
     mass *= np.float32(slab.dz / np.cos(th))
-    counts = p["counts"] * np.exp(np.float32(p["slab_mu"]) - mass)  # counts at zero tilt through the slab
+    counts = i0 * np.exp(np.float32(p["slab_mu"]) - mass)
     return rng.poisson(counts).astype(np.float32)
 
 
@@ -211,13 +256,17 @@ def make_lamella_series(kind: str = "easy", size: int = 256, n_views: int = 41,
     shape = (int(size), int(size))
     rng = np.random.default_rng(seed)
     nominal = np.linspace(*tilt_range_deg, n_views)
-    vp, jumps = random_geometry(nominal, p["tilt_axis_deg"], size, rng, int(p["jumps"]))
+    vp, jumps = _geometry(p, nominal, size, rng)
     slab = _slab(p, shape, rng)
     coef = _warp_field(p, shape, n_views, rng)
     amp = p["warp_px"] * rng.uniform(0.4, 1.0, n_views) if p["warp_px"] else np.zeros(n_views)
+    amp = _warp_amplitudes(coef, amp, shape)
+    ref = int(np.argmin(np.abs(nominal)))
+    i0 = p["counts"] * _dose_scale(p, slab, _effective_tilt(p, vp[ref]))
     images = np.empty((n_views, *shape), dtype=np.float32)
     for j in range(n_views):
-        images[j] = _render(p, slab, vp[j], coef[j], float(amp[j]), shape, np.random.default_rng([seed, j, 3]))
+        images[j] = _render(p, slab, vp[j], coef[j], float(amp[j]), shape, np.random.default_rng([seed, j, 3]),
+                            i0)
     t = p["thickness_nm"] / p["pixel_size_nm"]
     left = _lamella_edges(p, size)[0] + p["protective"] * size
     pts = np.column_stack([rng.uniform(left + 0.05 * size, 0.45 * size, n_points),

@@ -91,6 +91,7 @@ class PatchCorrelator:
 
     def __init__(self, size: int, sigma1: float, radius2: float, sigma2: float, max_shift: float) -> None:
         self.size = int(size)
+        self.band, self.max_shift = (sigma1, radius2, sigma2), float(max_shift)
         self.taper = _taper(self.size)
         filt = ft.bandpass((self.size, self.size), sigma1, min(radius2, 0.5), sigma2).astype(np.float32)
         self.filt2 = filt * filt
@@ -107,6 +108,10 @@ class PatchCorrelator:
         rng = np.random.default_rng(0)
         noise = rng.standard_normal((2, 32, self.size, self.size)).astype(np.float32)
         self.chance = 1.3 * float(np.quantile(self.correlate(noise[0], noise[1]).ncc, 0.95))
+
+    def resized(self, size: int) -> PatchCorrelator:
+        """A correlator of patches of ``size`` with the same filter and the same search limit relative to the size."""
+        return PatchCorrelator(size, *self.band, self.max_shift * size / self.size)
 
     def _spectra(self, p: NDArray[np.float32]) -> NDArray[np.complex64]:
         p = (p - p.mean(axis=(1, 2), keepdims=True)) * self.taper
@@ -128,13 +133,23 @@ class PatchCorrelator:
                              -(zy * ky).real.sum(axis=(1, 2))]) / n2
         return f.astype(np.float64), g.astype(np.float64), h.astype(np.float64)
 
+    def spectra(self, p: NDArray[np.float32]) -> NDArray[np.complex64]:
+        """The half-plane spectra of patches as `correlate_spectra` takes them (mean removed, tapered); linear
+        in the patches, so the spectrum of a mean of patches is the mean of their spectra."""
+        return self._spectra(p)
+
     def correlate(self, pa: NDArray[np.float32], pb: NDArray[np.float32]) -> StepResult:
         """Shift (x, y) that carries each patch of ``pa`` onto its partner in ``pb``, and the peak's quality."""
-        n = len(pa)
+        if len(pa) == 0:
+            return self.correlate_spectra(np.zeros((0, 1, 1), np.complex64), np.zeros((0, 1, 1), np.complex64))
+        return self.correlate_spectra(self._spectra(pa), self._spectra(pb))
+
+    def correlate_spectra(self, fa: NDArray[np.complex64], fb: NDArray[np.complex64]) -> StepResult:
+        """`correlate` of patches given by their `spectra`."""
+        n = len(fa)
         if n == 0:
             z = np.zeros(0)
             return StepResult(np.zeros((0, 2)), z, z, np.zeros(0, dtype=bool))
-        fa, fb = self._spectra(pa), self._spectra(pb)
         ea = np.einsum("nij,ij->n", (fa.real**2 + fa.imag**2), self.energy_weight)
         eb = np.einsum("nij,ij->n", (fb.real**2 + fb.imag**2), self.energy_weight)
         cc = sfft.irfft2(fb * np.conj(fa) * self.filt2, s=(self.size, self.size), axes=(1, 2), workers=ft.fft_workers())

@@ -15,9 +15,9 @@ the others on the first view (the protective layer, vacuum) are not laid.
 Each track is cut into contours of ``length`` views overlapping by ``length_overlap`` (IMOD's
 ``imodchopconts``, etomo's 16 and 4), each its own marker, and the contours go to `align_markers` with
 robust fitting; a second pass measures them again with windows held where that fit projects each
-contour's 3-D point (`_patch_refine`). Too little texture (too few patches correlate next to the start
-view) or patches that disagree (too many points weighed down by the robust fit, checked before and after
-the second pass) raise `PatchTrackingError`, in one line with the figure that decided it.
+contour's 3-D point (`_patch_refine`), then focus passes against each contour's windows averaged at its depth
+(`_patch_focus`). Too little texture (few patches correlate next to the start view) or patches that disagree
+(a loose check after the first pass, the full one at the end) raise `PatchTrackingError`, in one line.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from ..alignment.solver import align_markers
 from ..errors import Cancelled
 from ..io.table import MarkerTable
 from ..reconstruction.input_checks import check_finite_views
+from ._patch_focus import later_passes
 from ._patch_follow import PatchCorrelator, binned_to_raw, cut, raw_to_binned, warp_into
-from ._patch_refine import second_pass
-from ._patch_result import REASONS, PatchTrackingError, PatchTrackingResult
+from ._patch_result import FIRST_PASS_MAX_MEAN_RESIDUAL_PX, REASONS, PatchTrackingError, PatchTrackingResult
 from ._views import ViewReader
 from .coarse import CoarseAlignment, coarse_align
 
@@ -73,8 +73,8 @@ class PatchOptions:
         Smallest ratio of the peak's two curvatures; under it the peak is a ridge (an edge).
     iterations
         1: the tracks followed view to view are fitted once; 2 (default): the contours are then measured
-        again with windows held where the first fit projects each contour's 3-D point, and fitted again
-        (`_patch_refine`; etomo's second iteration of patch tracking on the prealigned stack).
+        again where the first fit projects each contour's 3-D point, then against their windows focused at
+        its depth, and fitted again (`_patch_refine`, `_patch_focus`; etomo's second iteration, and more).
     """
 
     patch_size: int | None = None
@@ -364,11 +364,11 @@ def track_patches(
                "tracked in under 3 views": short}
     result = PatchTrackingResult(table, al, coarse, laid, centres, pos, ncc, ends, patch_of, size, binning,
                                  axis_source, dropped, timings_s=timings)
-    result.check_agreement()  # the second pass holds its windows where this fit puts them: it must hold
+    result.check_agreement(FIRST_PASS_MAX_MEAN_RESIDUAL_PX if opt.iterations == 2 else None)  # later passes re-measure
     if opt.iterations == 2:
-        result = second_pass(result, reader, tilts, corr, patch_alignment_options(tilt_axis_deg),
-                             (opt.min_correlation, opt.relative_correlation, opt.min_roundness), progress,
-                             should_stop)
+        result = later_passes(result, reader, tilts, corr, patch_alignment_options(tilt_axis_deg),
+                              (opt.min_correlation, opt.relative_correlation, opt.min_roundness), progress,
+                              should_stop)
         result.check_agreement()
     return result
 
