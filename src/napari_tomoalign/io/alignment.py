@@ -15,7 +15,6 @@ import json
 import math
 import os
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,6 @@ def output_names(stem: str, full_model: bool = False) -> list[str]:
 
 
 RUN_KEY = "tomoalign_run"
-PIXEL_SIZE_TOLERANCE = 0.01  # a stack whose pixel size differs more from the alignment's is another stack
 RUN_LINE_LIMIT = 4 * 1024 * 1024
 
 
@@ -250,6 +248,7 @@ class SavedAlignment:
     local_file: str | None = None  # the local alignment file the run wrote beside the others, if any
     x_tilts_deg: np.ndarray | None = None  # IMOD's full model: each view's X-axis tilt (.xtilt)
     prexg: np.ndarray | None = None  # (n_views, 2, 3) the markers' stack's prealignment: the .xf is the raw stack's
+    converged: bool = True  # False: the solve stopped at its iteration limit (the run stamp says)
 
 
 def _read_run(info_path: Path) -> dict:
@@ -336,11 +335,6 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         tilts = read_tilt_angles(d / f"{stem}.tlt")
         z_extent = marker_z_extent(d / f"{stem}fid.xyz")
         x_tilts = read_tilt_angles(d / f"{stem}.xtilt") if f"{stem}.xtilt" in run["files"] else None
-    if run.get("converged") is False:
-        from ..errors import AlignmentWarning
-
-        warnings.warn(f"{d}: the solve that wrote this alignment did not converge; its transforms are used as they"
-                      " are (align again, with more iterations)", AlignmentWarning, stacklevel=2)
     if not (len(xf) == tilts.size == determined.size):
         raise FileFormatError(f"{d}: the .xf ({len(xf)}), .tlt ({tilts.size}) and alignment.json "
                               f"({determined.size}) disagree on the number of views")
@@ -354,7 +348,7 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         raise FileFormatError(f"{d / (stem + '.xtilt')}: {x_tilts.size} X-axis tilts for {tilts.size} views")
     return SavedAlignment(xf, _exact_tilts(run, tilts), determined, size, float(pix) if pix else None, z_extent,
                           local if isinstance(local, str) and Path(local).name == local else None, x_tilts,
-                          _prexg(run, info_path, tilts.size))
+                          _prexg(run, info_path, tilts.size), run.get("converged") is not False)
 
 
 def _prexg(run: dict, info_path: Path, n_views: int) -> np.ndarray | None:
@@ -380,28 +374,3 @@ def _exact_tilts(run: dict, tilts: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         use = np.isfinite(vals) & (np.abs(vals - tilts) <= 0.006)
     return np.where(use, vals, tilts)
-
-
-def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str],
-                             binning: int = 1):
-    """``(TiltSeries, SavedAlignment, pixel size in A or None)`` for making an aligned stack or a tomogram:
-    the stack must have the alignment's image size and views, and be at least ``binning`` pixels wide."""
-    from .mrc import open_tilt_series
-
-    saved = read_alignment_dir(alignment_dir)
-    series = open_tilt_series(stack_path, find_tilts=False)  # the alignment has the tilts
-    rows, cols = series.data.shape[1:]
-    if (cols, rows) != tuple(saved.image_size):
-        raise FileFormatError(f"{stack_path} is {cols} x {rows} but the alignment was solved for "
-                              f"{saved.image_size[0]} x {saved.image_size[1]} images")
-    if series.n_views != len(saved.transforms):
-        raise FileFormatError(f"{stack_path} has {series.n_views} views but the alignment has "
-                              f"{len(saved.transforms)}")
-    if binning > min(rows, cols):
-        raise FileFormatError(f"--bin {binning} is larger than the image ({cols} x {rows}) of {stack_path}")
-    stack_a, solved_a = series.pixel_size_angstrom, 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None
-    if stack_a and solved_a and abs(stack_a / solved_a - 1.0) > PIXEL_SIZE_TOLERANCE:
-        raise FileFormatError(f"{stack_path} has {stack_a / 10:.4g} nm pixels but the alignment was solved at "
-                              f"{solved_a / 10:.4g} nm; give the stack the markers were placed on")
-    pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
-    return series, saved, pix

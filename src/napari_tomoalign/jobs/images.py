@@ -8,6 +8,7 @@ diameter and the gold erasure are `jobs.facts`' and `reconstruction.erase.GoldEr
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,14 +17,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..conventions import nm_from_angstrom, view_number
-from ..errors import UsageError
-from ..io.alignment import open_stack_and_alignment
+from ..errors import AlignmentWarning, UsageError
 from ..io.atomic import atomic_path, check_writable
 from ..io.errors import FileFormatError
 from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
 
 if TYPE_CHECKING:
     from ..reconstruction.reconstruct_job import ReconstructOptions
+
+PIXEL_SIZE_TOLERANCE = 0.01  # a stack whose pixel size differs more from the alignment's is another stack
 
 
 @dataclass
@@ -223,3 +225,33 @@ def load_image_kernels(binning: int, dtype: Any = np.float32) -> None:
 
 __all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view", "check_memory",
            "in_mode", "load_image_kernels", "make_aligned_stack", "make_tomogram", "output_mode"]
+
+
+def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str],
+                             binning: int = 1):
+    """``(TiltSeries, SavedAlignment, pixel size in A or None)`` for making an aligned stack or a tomogram:
+    the stack must have the alignment's image size, views and pixel size, and be at least ``binning`` pixels
+    wide. An alignment whose solve did not converge is used, with a warning."""
+    from ..io.alignment import read_alignment_dir
+    from ..io.mrc import open_tilt_series
+
+    saved = read_alignment_dir(alignment_dir)
+    if not saved.converged:
+        warnings.warn(f"{alignment_dir}: the solve that wrote this alignment did not converge; its transforms are"
+                      " used as they are (align again, with more iterations)", AlignmentWarning, stacklevel=2)
+    series = open_tilt_series(stack_path, find_tilts=False)  # the alignment has the tilts
+    rows, cols = series.data.shape[1:]
+    if (cols, rows) != tuple(saved.image_size):
+        raise FileFormatError(f"{stack_path} is {cols} x {rows} but the alignment was solved for "
+                              f"{saved.image_size[0]} x {saved.image_size[1]} images")
+    if series.n_views != len(saved.transforms):
+        raise FileFormatError(f"{stack_path} has {series.n_views} views but the alignment has "
+                              f"{len(saved.transforms)}")
+    if binning > min(rows, cols):
+        raise FileFormatError(f"--bin {binning} is larger than the image ({cols} x {rows}) of {stack_path}")
+    stack_a, solved_a = series.pixel_size_angstrom, 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None
+    if stack_a and solved_a and abs(stack_a / solved_a - 1.0) > PIXEL_SIZE_TOLERANCE:
+        raise FileFormatError(f"{stack_path} has {stack_a / 10:.4g} nm pixels but the alignment was solved at "
+                              f"{solved_a / 10:.4g} nm; give the stack the markers were placed on")
+    pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
+    return series, saved, pix
