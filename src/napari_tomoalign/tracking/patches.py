@@ -287,8 +287,8 @@ def _estimate_axis(reader, stack, tilts, centres, corr, binning, opt, should_sto
     pos, _, _ = follow_patches(reader, coarse, centres, tilts, corr, binning, opt, views=near, should_stop=should_stop)
     table, _, _ = chop_contours(pos, tilts, len(tilts), 0)
     if len(table) < 12:
-        raise PatchTrackingError(f"too little texture to find the tilt axis: {len(table)} points tracked near"
-                                 " the start view; give --tilt-axis")
+        raise PatchTrackingError(f"too little texture to track: {len(table)} points could be followed even through"
+                                 " the views near the start one; check the stack, or try larger patches (--patch-size)")
     al = align_markers(table.view, table.marker, table.xy, tilts, (reader.shape[1], reader.shape[0]),
                        AlignmentOptions(robust=True), warn=False)
     return float(al.tilt_axis_deg)
