@@ -32,6 +32,7 @@ from .dock.logic import dock_job, flagged_pairs, safe_stem
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.opening import OpensInTurns
 from .dock.options import OptionsSection
+from .dock.refit import CanvasRefit
 from .dock.report_view import ReportView
 from .dock.restore import Restorer
 from .dock.results import ALIGNED, PREDICTED, ResultLayers
@@ -81,6 +82,7 @@ class AlignWidget(OpensInTurns):
         self.runs = Runs()
         self._journal_later = False
         self.status = StatusLine("ready")
+        self.refit = CanvasRefit(viewer)  # before napari narrows the canvas for the dock: refit an unmoved view
         layout = self.layout()
         assert layout is not None  # OpensInTurns made it
         layout.addWidget(self.status.label)
@@ -125,6 +127,7 @@ class AlignWidget(OpensInTurns):
         def journal() -> None:
             self._journal_later = False
             self.restorer.check()
+            self.refit.settle()
 
         return [layers, journal]
 
@@ -343,6 +346,7 @@ class AlignWidget(OpensInTurns):
         if self._closed:
             return
         self._closed = True
+        self.refit.disarm()
         if not self.opened:  # closed before its sections were built: nothing else to let go of
             return
         self.runner.teardown()
