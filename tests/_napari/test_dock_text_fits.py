@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit  # noqa: E402
+from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QScrollArea, QStyle  # noqa: E402
 from support.gui import first_look
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
@@ -35,6 +35,30 @@ def cut_texts(root):
     return out
 
 
+def cut_sorted_header(table):
+    """(header text, needed, given) when the sorted column's header is narrower than its text and sort arrow."""
+    h = table.horizontalHeader()
+    k = h.sortIndicatorSection()
+    style = h.style()
+    text = table.horizontalHeaderItem(k).text()
+    need = (h.fontMetrics().horizontalAdvance(text) + style.pixelMetric(QStyle.PixelMetric.PM_HeaderMarkSize)
+            + 2 * style.pixelMetric(QStyle.PixelMetric.PM_HeaderMargin))
+    return [] if h.sectionSize(k) >= need else [(text, need, h.sectionSize(k))]
+
+
+def report_tables_whole(report):
+    """Each table line of the report (the stages) whole on one line of a block that scrolls sideways."""
+    blocks = [b for b in report.blocks if isinstance(b, QScrollArea)]
+    stage_lines = [line for line in report.value.splitlines() if line.startswith("  stage ")]
+    assert stage_lines and blocks
+    for line in stage_lines:
+        assert any(line in b.widget().text().splitlines() and not b.widget().wordWrap() for b in blocks), line
+    for b in blocks:  # the end of the longest line can be scrolled to
+        label, bar = b.widget(), b.horizontalScrollBar()
+        assert bar.maximum() >= label.width() - b.viewport().width()
+        assert b.height() >= label.height()
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1600, 1000)])
 def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     viewer = make_napari_viewer(show=True)
@@ -53,4 +77,7 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     assert "Solution per view, as in align.log" in texts and widget.tomograms.shown
     assert "SURFACE ANALYSIS" in widget.report.value and "Thickness at Z intercepts" in widget.report.value
     assert cut_texts(widget) == []
+    assert cut_sorted_header(widget.tables.solution) == []  # "view" and its arrow, not "vie" under the arrow
+    assert cut_sorted_header(widget.tables.big) == []
+    report_tables_whole(widget.report)
     widget.teardown()

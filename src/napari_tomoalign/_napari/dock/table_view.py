@@ -61,6 +61,7 @@ def table(columns: Sequence[str], tips: Sequence[str]) -> QTableWidget:
     t.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     h, v = headers(t)
     h.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    h.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)  # "view" and its sort arrow, whole
     h.setMinimumSectionSize(20)
     v.setVisible(False)
     v.setDefaultSectionSize(t.fontMetrics().lineSpacing() + 4)
