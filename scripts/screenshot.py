@@ -176,6 +176,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     viewer = napari.Viewer(show=True)
     viewer.window.resize(width, height)
+    pump(0.3)  # the window has its size before a file is opened, as on a screen (napari fits the view to it)
     with tempfile.TemporaryDirectory() as tmp:
         if args.track_demo and args.stack:
             open_stack(viewer, args.stack)

@@ -25,6 +25,8 @@ from .tables import (
     solution_rows,
 )
 
+STALE = ("The markers changed since this alignment: these tables, the report and the yellow residual vectors are "
+         "still the old ones. Align again to update.")
 ROWS_SHOWN = (4, 12)  # a table is as tall as its rows, within these
 
 
@@ -98,6 +100,11 @@ class ResultTables:
         title = QLabel("Solution per view, as in align.log")
         title.setToolTip("click a column's header to sort by it")
         title.setWordWrap(True)
+        self.stale = QLabel(STALE)
+        self.stale.setWordWrap(True)
+        self.stale.setStyleSheet("QLabel { color: #ffb000; font-weight: bold; }")
+        self.stale.setVisible(False)
+        layout.addWidget(self.stale)
         layout.addWidget(title)
         layout.addWidget(self.solution)
         layout.addWidget(self.big_title)
@@ -115,7 +122,13 @@ class ResultTables:
         self.big_title.setText(f"{len(big)} residual(s) above {REPORT_SD:g} SD of the mean; click one to go to it,"
                                " a header to sort")
         self.big.setVisible(bool(big))
+        self.stale.setVisible(False)
         self.widget.setVisible(True)
+
+    def mark_stale(self, stale: bool) -> None:
+        """Say above the tables that the markers changed since the alignment they show (or no longer say it)."""
+        if self.n_views and self.stale.isHidden() == stale:  # an alignment is shown and the mark changes
+            self.stale.setVisible(stale)
 
     def _clicked(self, row: int, _column: int) -> None:
         view, marker = self.big.item(row, 0), self.big.item(row, 1)
