@@ -46,6 +46,27 @@ def cut_sorted_header(table):
     return [] if h.sectionSize(k) >= need else [(text, need, h.sectionSize(k))]
 
 
+def cut_cells(table):
+    """(column, text, needed, given) of cells whose number is wider than its column (Qt would show '1.0...')."""
+    h, fm = table.horizontalHeader(), table.fontMetrics()
+    out = []
+    for k in range(table.columnCount()):
+        for i in range(table.rowCount()):
+            text = table.item(i, k).text()
+            if fm.horizontalAdvance(text) + 6 > h.sectionSize(k):
+                out.append((k, text, fm.horizontalAdvance(text) + 6, h.sectionSize(k)))
+    return out
+
+
+def sorted_by_each_column_fits(table):
+    """Sorted by each column in turn (as a click on its header does), that header and every cell fit."""
+    for k in range(table.columnCount()):
+        table.sortItems(k)
+        assert cut_sorted_header(table) == [] and cut_cells(table) == [], (k, cut_sorted_header(table))
+    table.sortItems(0)
+    assert table.horizontalHeader().length() <= table.viewport().width()  # nothing cut at the right
+
+
 def report_tables_whole(report):
     """Each table line of the report (the stages) whole on one line of a block that scrolls sideways."""
     blocks = [b for b in report.blocks if isinstance(b, QScrollArea)]
@@ -79,5 +100,7 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     assert cut_texts(widget) == []
     assert cut_sorted_header(widget.tables.solution) == []  # "view" and its arrow, not "vie" under the arrow
     assert cut_sorted_header(widget.tables.big) == []
+    sorted_by_each_column_fits(widget.tables.solution)
+    sorted_by_each_column_fits(widget.tables.big)
     report_tables_whole(widget.report)
     widget.teardown()

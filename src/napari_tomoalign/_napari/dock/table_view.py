@@ -7,9 +7,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QFont
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QStyle,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ...alignment.result import Alignment
 from ...conventions import view_index, view_number
@@ -27,7 +36,8 @@ from .tables import (
 
 STALE = ("The markers changed since this alignment: these tables, the report and the yellow residual vectors are "
          "still the old ones. Align again to update.")
-ROWS_SHOWN = (4, 12)  # a table is as tall as its rows, within these
+ROWS_SHOWN = (4, 12)
+CELL_PADDING = 8  # px around a cell's text (the style's margins)  # a table is as tall as its rows, within these
 
 
 class NumberItem(QTableWidgetItem):
@@ -62,13 +72,62 @@ def table(columns: Sequence[str], tips: Sequence[str]) -> QTableWidget:
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     h, v = headers(t)
-    h.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-    h.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)  # "view" and its sort arrow, whole
+    h.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # `fit_columns` gives each column its width
     h.setMinimumSectionSize(20)
     v.setVisible(False)
     v.setDefaultSectionSize(t.fontMetrics().lineSpacing() + 4)
     t.setSortingEnabled(True)
+    h.sortIndicatorChanged.connect(lambda *_: fit_columns(t))
+    t.installEventFilter(_REFIT)
     return t
+
+
+def column_needs(t: QTableWidget) -> list[int]:
+    """Each column's width for its header whole (with the sort arrow on the sorted one) and its widest cell."""
+    h, _ = headers(t)
+    style = h.style()
+    assert style is not None  # a shown widget always has a style
+    margin = style.pixelMetric(QStyle.PixelMetric.PM_HeaderMargin)
+    mark = style.pixelMetric(QStyle.PixelMetric.PM_HeaderMarkSize)
+    head, cell = h.fontMetrics(), t.fontMetrics()
+    needs = []
+    for k in range(t.columnCount()):
+        title = t.horizontalHeaderItem(k)
+        need = head.horizontalAdvance(title.text() if title is not None else "") + 2 * margin + 2
+        if h.isSortIndicatorShown() and h.sortIndicatorSection() == k:
+            need += mark + margin
+        texts = (t.item(i, k) for i in range(t.rowCount()))
+        widest = max((cell.horizontalAdvance(item.text()) for item in texts if item is not None), default=0)
+        needs.append(max(need, widest + CELL_PADDING))
+    return needs
+
+
+def fit_columns(t: QTableWidget) -> None:
+    """Give each column what it needs (`column_needs`) and share the rest of the table's width evenly; when the
+    needs do not fit, each column gets its share of the width in proportion to its need."""
+    viewport = t.viewport()
+    if viewport is None or viewport.width() <= 0:
+        return
+    needs = column_needs(t)
+    room, total = viewport.width(), sum(needs)
+    widths = ([n + (room - total) // len(needs) for n in needs] if total <= room
+              else [max(1, n * room // total) for n in needs])
+    widths[-1] += room - sum(widths)  # the last column takes the rounding
+    h, _ = headers(t)
+    for k, w in enumerate(widths):
+        h.resizeSection(k, w)
+
+
+class _Refit(QObject):
+    """Fits a table's columns again when it is resized."""
+
+    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:  # noqa: N802 (Qt's name)
+        if isinstance(obj, QTableWidget) and event is not None and event.type() == QEvent.Type.Resize:
+            fit_columns(obj)
+        return False
+
+
+_REFIT = _Refit()
 
 
 def fill(t: QTableWidget, rows: Sequence[Sequence[float]], decimals: Sequence[int], sort_by: int = 0,
@@ -83,6 +142,7 @@ def fill(t: QTableWidget, rows: Sequence[Sequence[float]], decimals: Sequence[in
     shown = int(np.clip(len(rows), *ROWS_SHOWN))
     h, v = headers(t)
     t.setFixedHeight(h.sizeHint().height() + shown * v.defaultSectionSize() + 4)
+    fit_columns(t)
 
 
 class ResultTables:
