@@ -100,4 +100,4 @@ def test_the_tomogram_opens_at_a_section_with_beads_and_compare_fits_the_dock(qt
         top = panel.mapTo(area, QPoint(0, 0)).y()
         assert 0 <= top and top + panel.height() <= area.height(), (top, panel.height(), area.height())
         assert panel.height() >= 120
-    assert "nearest the most beads" in widget.status.text()
+    assert "the section with the most beads" in widget.status.text()

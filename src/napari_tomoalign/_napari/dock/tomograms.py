@@ -165,8 +165,7 @@ class SliceView:
         n = len(self.volumes[0][0]) if self.volumes else 0
         if beads is None:
             return f"at the middle section (z {n // 2 + 1} of {n}): no solved bead inside the volume"
-        return (f"at z {beads[0] + 1} of {n}, the section nearest the most beads ({beads[1]}, by their solved z); "
-                "the slider moves through the rest")
+        return f"at z {beads[0] + 1} of {n}: the section with the most beads ({beads[1]}, by their solved z)"
 
     def _panel_room(self) -> int | None:
         """The height each panel may have so that the controls and every panel fit in `room` (None: no limit)."""
