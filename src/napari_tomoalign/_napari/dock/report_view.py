@@ -107,13 +107,24 @@ class ReportView:
         self.image: np.ndarray | None = None
 
     def _set_text(self, lines: list[str]) -> None:
-        for old in self.blocks:
-            self._blocks.removeWidget(old)
-            old.deleteLater()
-        self.blocks = [TableBlock("\n".join(part)) if is_table else monospace_label("\n".join(part), wrap=True)
-                       for is_table, part in report_blocks(lines)]
-        for block in self.blocks:
-            self._blocks.addWidget(block)
+        """Show ``lines``: in the blocks there are when the runs of prose and tables are alike (each Align
+        again), else in new ones (making them costs ~10 ms more)."""
+        blocks = report_blocks(lines)
+        kinds = [isinstance(b, TableBlock) for b in self.blocks]
+        if kinds == [is_table for is_table, _ in blocks]:
+            for block, (_, part) in zip(self.blocks, blocks):
+                label = block.widget() if isinstance(block, TableBlock) else block
+                if isinstance(label, QLabel):
+                    label.setText("\n".join(part))
+                block.updateGeometry()
+        else:
+            for old in self.blocks:
+                self._blocks.removeWidget(old)
+                old.deleteLater()
+            self.blocks = [TableBlock("\n".join(part)) if is_table else monospace_label("\n".join(part), wrap=True)
+                           for is_table, part in blocks]
+            for block in self.blocks:
+                self._blocks.addWidget(block)
         self._text = "\n".join(lines)
 
     @property
