@@ -98,6 +98,9 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     assert "Solution per view, as in align.log" in texts and widget.tomograms.shown
     assert "SURFACE ANALYSIS" in widget.report.value and "Thickness at Z intercepts" in widget.report.value
     assert cut_texts(widget) == []
+    for table in (widget.tables.solution, widget.tables.big):  # as Align left them: filled while hidden
+        assert table.horizontalHeader().length() <= table.viewport().width()
+        assert cut_cells(table) == []
     assert cut_sorted_header(widget.tables.solution) == []  # "view" and its arrow, not "vie" under the arrow
     assert cut_sorted_header(widget.tables.big) == []
     sorted_by_each_column_fits(widget.tables.solution)

@@ -78,7 +78,9 @@ def table(columns: Sequence[str], tips: Sequence[str]) -> QTableWidget:
     v.setDefaultSectionSize(t.fontMetrics().lineSpacing() + 4)
     t.setSortingEnabled(True)
     h.sortIndicatorChanged.connect(lambda *_: fit_columns(t))
-    t.installEventFilter(_REFIT)
+    viewport = t.viewport()
+    assert viewport is not None  # a QTableWidget always has one
+    viewport.installEventFilter(_REFIT)  # the viewport, not the table: it has its new width when told
     return t
 
 
@@ -119,11 +121,14 @@ def fit_columns(t: QTableWidget) -> None:
 
 
 class _Refit(QObject):
-    """Fits a table's columns again when it is resized."""
+    """Fits a table's columns again when its viewport is resized (a table filled while hidden has a default
+    width until it is laid out)."""
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:  # noqa: N802 (Qt's name)
-        if isinstance(obj, QTableWidget) and event is not None and event.type() == QEvent.Type.Resize:
-            fit_columns(obj)
+        if obj is not None and event is not None and event.type() == QEvent.Type.Resize:
+            table = obj.parent()
+            if isinstance(table, QTableWidget):
+                fit_columns(table)
         return False
 
 
