@@ -212,8 +212,8 @@ def main() -> None:
             pump(0.02)
         widget.results.frame.value = args.frame
         if not args.bba and args.frame == "raw stack":
-            widget.triage.go_to_next_residual()  # the mis-click
-            viewer.scene.camera.zoom = 1.6
+            widget.triage.go_to_next_residual()  # the mis-click, selected in its view
+            viewer.reset_view()  # the whole view beside the dock: every marker, the mis-click's red vector among them
         else:
             viewer.dims.set_point(0, 30)
             viewer.reset_view()
