@@ -176,6 +176,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     viewer = napari.Viewer(show=True)
     viewer.window.resize(width, height)
+    pump(0.3)  # the window has its size before a file is opened, as on a screen (napari fits the view to it)
     with tempfile.TemporaryDirectory() as tmp:
         if args.track_demo and args.stack:
             open_stack(viewer, args.stack)
@@ -211,8 +212,8 @@ def main() -> None:
             pump(0.02)
         widget.results.frame.value = args.frame
         if not args.bba and args.frame == "raw stack":
-            widget.triage.go_to_next_residual()  # the mis-click
-            viewer.scene.camera.zoom = 1.6
+            widget.triage.go_to_next_residual()  # the mis-click, selected in its view
+            viewer.reset_view()  # the whole view beside the dock: every marker, the mis-click's red vector among them
         else:
             viewer.dims.set_point(0, 30)
             viewer.reset_view()

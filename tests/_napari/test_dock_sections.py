@@ -187,7 +187,7 @@ def test_comparison_is_refused_on_the_main_thread_without_tomograms():
 
 
 def test_the_report_wraps_at_the_docks_width_and_is_shown_whole(qtbot):
-    from napari_tomoalign._napari.dock.report_view import ReportView
+    from napari_tomoalign._napari.dock.report_view import ReportView, TableBlock
     from napari_tomoalign.alignment.options import AlignmentOptions
     from napari_tomoalign.simulation.markers import simulate_markers
     from napari_tomoalign.workflows import run_alignment
@@ -199,10 +199,20 @@ def test_the_report_wraps_at_the_docks_width_and_is_shown_whole(qtbot):
     qtbot.addWidget(view.widget)
     view.widget.resize(340, 600)
     view.show([result])
-    assert view.text.wordWrap() and view.value.count("\n") >= 8
-    n = len(view.value.splitlines())
-    # All of it, at the dock's width: as many rows as its lines or more (long ones wrap), no sideways scroll.
-    assert view.text.heightForWidth(340) >= n * view.text.fontMetrics().lineSpacing()
+    assert view.value.count("\n") >= 8
+    # All of it: the prose wraps at the dock's width (as many rows as its lines or more); the table lines (the
+    # stages) stay whole, each on one line, in a block of their own that scrolls sideways.
+    texts = []
+    for block in view.blocks:
+        label = block.widget() if isinstance(block, TableBlock) else block
+        n = len(label.text().splitlines())
+        texts.append(label.text())
+        if isinstance(block, TableBlock):
+            assert not label.wordWrap() and all(line.startswith("  ") for line in label.text().splitlines())
+            assert block.sizeHint().height() >= n * label.fontMetrics().lineSpacing()
+        else:
+            assert label.wordWrap() and label.heightForWidth(340) >= n * label.fontMetrics().lineSpacing()
+    assert "\n".join(texts) == view.value and any(isinstance(b, TableBlock) for b in view.blocks)
 
 
 def test_a_long_tilt_file_path_is_elided_in_the_middle_never_wrapped(viewer, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit  # noqa: E402
+from qtpy.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QScrollArea, QStyle  # noqa: E402
 from support.gui import first_look
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
@@ -35,6 +35,51 @@ def cut_texts(root):
     return out
 
 
+def cut_sorted_header(table):
+    """(header text, needed, given) when the sorted column's header is narrower than its text and sort arrow."""
+    h = table.horizontalHeader()
+    k = h.sortIndicatorSection()
+    style = h.style()
+    text = table.horizontalHeaderItem(k).text()
+    need = (h.fontMetrics().horizontalAdvance(text) + style.pixelMetric(QStyle.PixelMetric.PM_HeaderMarkSize)
+            + 2 * style.pixelMetric(QStyle.PixelMetric.PM_HeaderMargin))
+    return [] if h.sectionSize(k) >= need else [(text, need, h.sectionSize(k))]
+
+
+def cut_cells(table):
+    """(column, text, needed, given) of cells whose number is wider than its column (Qt would show '1.0...')."""
+    h, fm = table.horizontalHeader(), table.fontMetrics()
+    out = []
+    for k in range(table.columnCount()):
+        for i in range(table.rowCount()):
+            text = table.item(i, k).text()
+            if fm.horizontalAdvance(text) + 6 > h.sectionSize(k):
+                out.append((k, text, fm.horizontalAdvance(text) + 6, h.sectionSize(k)))
+    return out
+
+
+def sorted_by_each_column_fits(table):
+    """Sorted by each column in turn (as a click on its header does), that header and every cell fit."""
+    for k in range(table.columnCount()):
+        table.sortItems(k)
+        assert cut_sorted_header(table) == [] and cut_cells(table) == [], (k, cut_sorted_header(table))
+    table.sortItems(0)
+    assert table.horizontalHeader().length() <= table.viewport().width()  # nothing cut at the right
+
+
+def report_tables_whole(report):
+    """Each table line of the report (the stages) whole on one line of a block that scrolls sideways."""
+    blocks = [b for b in report.blocks if isinstance(b, QScrollArea)]
+    stage_lines = [line for line in report.value.splitlines() if line.startswith("  stage ")]
+    assert stage_lines and blocks
+    for line in stage_lines:
+        assert any(line in b.widget().text().splitlines() and not b.widget().wordWrap() for b in blocks), line
+    for b in blocks:  # the end of the longest line can be scrolled to
+        label, bar = b.widget(), b.horizontalScrollBar()
+        assert bar.maximum() >= label.width() - b.viewport().width()
+        assert b.height() >= label.height()
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1600, 1000)])
 def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     viewer = make_napari_viewer(show=True)
@@ -53,4 +98,12 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     assert "Solution per view, as in align.log" in texts and widget.tomograms.shown
     assert "SURFACE ANALYSIS" in widget.report.value and "Thickness at Z intercepts" in widget.report.value
     assert cut_texts(widget) == []
+    for table in (widget.tables.solution, widget.tables.big):  # as Align left them: filled while hidden
+        assert table.horizontalHeader().length() <= table.viewport().width()
+        assert cut_cells(table) == []
+    assert cut_sorted_header(widget.tables.solution) == []  # "view" and its arrow, not "vie" under the arrow
+    assert cut_sorted_header(widget.tables.big) == []
+    sorted_by_each_column_fits(widget.tables.solution)
+    sorted_by_each_column_fits(widget.tables.big)
+    report_tables_whole(widget.report)
     widget.teardown()

@@ -12,6 +12,7 @@ pytest.importorskip("napari")
 
 from support.gui import first_look
 
+from napari_tomoalign._napari.dock.compare import bead_section  # noqa: E402
 from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.alignment.options import AlignmentOptions  # noqa: E402
@@ -167,7 +168,8 @@ def test_compare_puts_both_tomograms_on_one_grid(qtbot, sample_viewer, tmp_path)
     assert a.shape == b.shape and va == vb == 2.0  # bin 2 of a 1 nm stack
     assert la.startswith("RMS ") and "markers in every view" in la
     assert lb.startswith("RMS ") and "all markers" in lb
-    assert widget.tomograms.slider.value() == a.shape[0] // 2  # opened at the middle section
+    beads = bead_section(results["markers in every view"], a.shape[0])  # opened where a's beads are
+    assert beads is not None and widget.tomograms.slider.value() == beads[0]
     assert not widget.tomograms.pixels(0).isNull() and not widget.tomograms.pixels(1).isNull()
     assert widget.steps[5].expanded and "on one grid" in widget.status.text()
     # Matching sections show the same plane of the specimen (120 px thick: 30 binned sections each side).

@@ -25,13 +25,14 @@ from ..jobs.preview import PipelineResult, PreviewJob
 from ..reconstruction.positioning import SurfaceAnalysis
 from .dock.bead_logic import alignment_visits, checked_pairs
 from .dock.beads import BeadSection
-from .dock.compare import Comparison, voxel_nm
+from .dock.compare import Comparison, bead_section, voxel_nm
 from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
 from .dock.logic import dock_job, flagged_pairs, safe_stem
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.opening import OpensInTurns
 from .dock.options import OptionsSection
+from .dock.refit import CanvasRefit
 from .dock.report_view import ReportView
 from .dock.restore import Restorer
 from .dock.results import ALIGNED, PREDICTED, ResultLayers
@@ -80,7 +81,10 @@ class AlignWidget(OpensInTurns):
         self._viewer = viewer
         self.runs = Runs()
         self._journal_later = False
+        self._shown_from: tuple[Any, np.ndarray, np.ndarray, set[int]] | None = None  # the markers of step 5's run
+        self._excluded_then: set[int] = set()  # the exclusions of the run started last
         self.status = StatusLine("ready")
+        self.refit = CanvasRefit(viewer)  # before napari narrows the canvas for the dock: refit an unmoved view
         layout = self.layout()
         assert layout is not None  # OpensInTurns made it
         layout.addWidget(self.status.label)
@@ -104,10 +108,12 @@ class AlignWidget(OpensInTurns):
         self.triage.on_nothing_selected = lambda: self.fixer.accept_gap() if self.fixer.gap is not None else None
         self.tables = ResultTables(self.triage.go_to)
         self.tomograms = SliceView()
+        self.tomograms.room = self.steps_area.height  # every panel in view at once
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
         self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)
         self.panel.on_refresh.append(self._journal_edit)
+        self.panel.on_refresh.append(self._check_stale)
         self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say, lambda: self.inputs.image.value)
         self.saving.on_markers_saved.append(self.restorer.saved)
         self.steps = self._build()
@@ -125,6 +131,7 @@ class AlignWidget(OpensInTurns):
         def journal() -> None:
             self._journal_later = False
             self.restorer.check()
+            self.refit.settle()
 
         return [layers, journal]
 
@@ -172,6 +179,16 @@ class AlignWidget(OpensInTurns):
 
     def _journal_edit(self) -> None:
         self.restorer.journal.record()
+
+    def _check_stale(self) -> None:
+        """Mark step 5's tables stale once the markers differ from those the shown alignment was solved from."""
+        shown = self._shown_from
+        layer = self.panel.layer
+        if shown is None or layer is None or layer is not shown[0]:
+            return
+        same = (len(layer.data) == len(shown[1]) and np.array_equal(layer.data, shown[1])
+                and np.array_equal(layer.features["marker"].to_numpy(), shown[2]) and self.panel.excluded == shown[3])
+        self.tables.mark_stale(not same)
 
     def _on_removed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
@@ -223,6 +240,7 @@ class AlignWidget(OpensInTurns):
         self._tilt_source = source
         check = markers.features["check"].to_numpy(dtype=bool) if "check" in markers.features else None
         self._checked = checked_pairs(data, ids, check)  # points tracking marked: triage visits them early
+        self._excluded_then = set(self.panel.excluded)
         return job, (data, ids)
 
     def start_alignment(self) -> Any:
@@ -260,6 +278,7 @@ class AlignWidget(OpensInTurns):
         elapsed = time.perf_counter() - self.runner.started
         al = result.alignment
         self.runs.add(result, markers, image, alignment_visits(al, self._checked), surfaces)
+        self._shown_from = (markers, snapshot[0], snapshot[1], self._excluded_then)
         self.panel.flagged = flagged_pairs(al)
 
         def colour() -> None:
@@ -299,10 +318,11 @@ class AlignWidget(OpensInTurns):
             refuse(self.say, "no tomogram yet: align with a tilt series chosen; the tomogram is made from it")
             return []
         label = f"tomogram: {last.name} (RMS {last.alignment.rms_residual_px:.3f} px)"
-        shown = self.tomograms.show([(last.tomogram, voxel_nm(last), label)])
+        beads = bead_section(last, last.tomogram.shape[0])
+        shown = self.tomograms.show([(last.tomogram, voxel_nm(last), label)], start=beads[0] if beads else None)
         self.reveal_step(5)
         self.say(f"tomogram of '{last.name}' in step 6 ({' x '.join(map(str, last.tomogram.shape))} voxels of "
-                 f"{voxel_nm(last):.3g} nm)")
+                 f"{voxel_nm(last):.3g} nm), {self.tomograms.section_said(beads)}")
         return shown
 
     def reveal_step(self, k: int) -> None:
@@ -343,6 +363,7 @@ class AlignWidget(OpensInTurns):
         if self._closed:
             return
         self._closed = True
+        self.refit.disarm()
         if not self.opened:  # closed before its sections were built: nothing else to let go of
             return
         self.runner.teardown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from magicgui.widgets import ComboBox
 
 from ...alignment.transforms import aligned_marker_positions
@@ -46,6 +47,27 @@ def frame_and_plot(a: PipelineResult, b: PipelineResult) -> tuple[tuple[Any, Any
     from .report_view import PLOT_SIZE
 
     return common_frame(a, b), report_plot({a.name: a.alignment, b.name: b.alignment}, size_px=PLOT_SIZE)
+
+
+BEAD_REACH = 1  # sections either side of a section whose beads it shows (a bead spans a few binned sections)
+
+
+def bead_section(result: PipelineResult, n_z: int) -> tuple[int, int] | None:
+    """The XY section of ``result``'s preview tomogram (``n_z`` sections, `reconstruction.wbp`'s grid: the tilt
+    axis at the middle one, or a grid as thick centred the same way) nearest the most beads, by their solved
+    z (``fid.xyz``'s, with the run's axis Z shift), and how many beads lie within `BEAD_REACH` of it; None
+    without solved markers inside the volume. The middle section of a thin specimen often holds no bead at all,
+    only the missing wedge's streaks. X-axis tilt and Z factors are left out: they move a bead a section or so
+    across the field."""
+    al = result.alignment
+    z = aligned_marker_positions(al, result.axis_z_shift_px)[al.marker_included, 2]
+    k = np.rint(z[np.isfinite(z)] / result.tomogram_binning + (n_z - 1) / 2.0).astype(int)
+    k = k[(k >= 0) & (k < n_z)]
+    if not k.size:
+        return None
+    near = np.convolve(np.bincount(k, minlength=n_z), np.ones(2 * BEAD_REACH + 1, dtype=int), mode="same")
+    best = int(np.argmax(near))
+    return best, int(near[best])
 
 
 def voxel_nm(result: PipelineResult) -> float:
@@ -105,9 +127,12 @@ class Comparison:
 
     def show(self, ra: PipelineResult, rb: PipelineResult, volumes: tuple[Any, Any], plot: Any = None) -> list[str]:
         """The two panels and both reports (``plot``: drawn in the worker; drawn here when not given)."""
+        beads = bead_section(ra, volumes[0].shape[0])  # the grid is a's, centred as thick as the thicker
         shown = self._tomograms.show([(volumes[0], voxel_nm(ra), comparison_label(ra.name, ra.alignment)),
-                                       (volumes[1], voxel_nm(rb), comparison_label(rb.name, rb.alignment))])
+                                       (volumes[1], voxel_nm(rb), comparison_label(rb.name, rb.alignment))],
+                                      start=beads[0] if beads else None)
         self._report.show([ra, rb], plot=plot)
         self.reveal()
-        self._status(f"comparing '{ra.name}' (top) with '{rb.name}' (bottom) on one grid, step 6")
+        self._status(f"comparing '{ra.name}' (top) with '{rb.name}' (bottom) on one grid, step 6, "
+                     f"{self._tomograms.section_said(beads)}")
         return shown

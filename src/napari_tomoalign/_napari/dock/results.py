@@ -37,7 +37,7 @@ class ResultLayers:
                               tooltip="raw stack: markers, residuals and predictions over the tilt series; "
                                       "aligned stack: the markers taken into the aligned frame")
         self.exaggeration = FloatSpinBox(label="residuals x", min=1.0, max=1000.0, step=1.0, value=10.0)
-        self.show_tomogram = button("Show tomogram", "the preview tomogram, in a viewer of its own")
+        self.show_tomogram = button("Show tomogram", "the preview tomogram's sections, in the dock's slice view (step 6)")
         self.widget = form(self.frame, self.exaggeration)
         self.widget.append(self.show_tomogram)
         self.frame.changed.connect(lambda *_: self.show_frame())

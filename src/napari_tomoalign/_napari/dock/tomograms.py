@@ -10,6 +10,7 @@ zooms and a drag pans both panels together (`zoom`); a double-click or *Reset zo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -22,6 +23,7 @@ from .ui import DOCK_CONTENT_WIDTH
 from .zoom import ZoomLabel, ZoomState, window
 
 PLANES = ("XY sections", "XZ sections")
+MIN_PANEL_PX = 120  # a panel is never made shorter than this to fit the dock's height
 
 
 def contrast(volume: NDArray) -> tuple[float, float]:
@@ -73,6 +75,8 @@ class SliceView:
         self.images: list[ZoomLabel] = []
         self.volumes: list[tuple[NDArray, float, str, tuple[float, float]]] = []
         self.zoom = ZoomState()  # shared by the panels: they show one grid
+        self.room: Callable[[], int] | None = None  # the height the slice view may fill (the dock's, when set)
+        self._start: int | None = None  # the XY section to open at (None: the middle one)
         self.plane.currentTextChanged.connect(lambda *_: self._plane_changed())
         self.slider.valueChanged.connect(lambda *_: self.render())
         self.widget.setVisible(False)
@@ -82,8 +86,10 @@ class SliceView:
         """The labels of the tomograms shown (empty when none)."""
         return [v[2] for v in self.volumes]
 
-    def show(self, panels: list[tuple[NDArray, float, str]]) -> list[str]:
-        """Show ``(volume (z, y, x), voxel size nm, label)`` panels at their middle XY section."""
+    def show(self, panels: list[tuple[NDArray, float, str]], start: int | None = None) -> list[str]:
+        """Show ``(volume (z, y, x), voxel size nm, label)`` panels at XY section ``start`` (the middle one when
+        None)."""
+        self._start = start
         self.volumes = [(v, float(voxel), label, contrast(v)) for v, voxel, label in panels]
         while len(self.images) < len(panels):
             title = QLabel()
@@ -116,7 +122,8 @@ class SliceView:
         n = min(int(v[0].shape[axis]) for v in self.volumes)
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(n - 1, 0))
-        self.slider.setValue(n // 2)
+        start = self._start if axis == 0 and self._start is not None and 0 <= self._start < n else None
+        self.slider.setValue(n // 2 if start is None else start)
         self.slider.blockSignals(False)
         self.zoom = ZoomState()
         self.render()
@@ -131,13 +138,16 @@ class SliceView:
         if not self.volumes:
             return
         plane, k = self.plane.currentText(), int(self.slider.value())
-        width = max(self.widget.width(), DOCK_CONTENT_WIDTH) - 4
+        full = max(self.widget.width(), DOCK_CONTENT_WIDTH) - 4
+        tallest = self._panel_room()
         for (volume, _, _, limits), label in zip(self.volumes, self.images):
             whole = section(volume, plane, k)
             rows, cols = window(whole.shape, self.zoom)
             pixels = grey8(whole[rows, cols], limits)
             h, w = pixels.shape
-            height = max(1, int(round(width * whole.shape[0] / whole.shape[1])))  # the panel keeps its size
+            aspect = whole.shape[0] / whole.shape[1]
+            width = min(full, int(tallest / aspect)) if tallest is not None else full  # both panels in the dock
+            height = max(1, int(round(width * aspect)))  # the panel keeps its size
             image = QImage(cast(bytes, pixels.data), w, h, w, QImage.Format.Format_Grayscale8).copy()
             smooth = Qt.TransformationMode.SmoothTransformation if self.zoom.zoom < 3 else \
                 Qt.TransformationMode.FastTransformation  # voxels as squares when zoomed in
@@ -149,6 +159,23 @@ class SliceView:
         n = volume.shape[0 if plane == PLANES[0] else 1]
         zoom = f", zoom x{self.zoom.zoom:.3g}" if self.zoom.zoom > 1 else ""
         self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm{zoom}")
+
+    def section_said(self, beads: tuple[int, int] | None) -> str:
+        """Where the slice view opened, for the status line (``beads``: `compare.bead_section`'s answer)."""
+        n = len(self.volumes[0][0]) if self.volumes else 0
+        if beads is None:
+            return f"at the middle section (z {n // 2 + 1} of {n}): no solved bead inside the volume"
+        return f"at z {beads[0] + 1} of {n}: the section with the most beads ({beads[1]}, by their solved z)"
+
+    def _panel_room(self) -> int | None:
+        """The height each panel may have so that the controls and every panel fit in `room` (None: no limit)."""
+        if self.room is None:
+            return None
+        n = len(self.volumes)
+        width = max(self.widget.width(), DOCK_CONTENT_WIDTH)
+        fixed = self.widget.sizeHint().height() - sum(p.minimumHeight() for p in self.images[:n])  # all but panels
+        fixed += sum(max(0, t.heightForWidth(width) - t.sizeHint().height()) for t in self.titles[:n])  # wrapped
+        return max(MIN_PANEL_PX, (int(self.room()) - fixed) // max(n, 1))
 
     def clear(self) -> None:
         """Forget the tomograms (their memory goes with them)."""
