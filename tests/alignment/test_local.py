@@ -23,6 +23,7 @@ from napari_tomoalign.errors import AlignmentError
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
+from napari_tomoalign.report import local_report
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_bba_local_mean_residual_reaches_imods(bba, surfaces, imod_mean):
     lt = la.local_transforms
     assert (lt.n_patches, lt.start, lt.spacing) == ((5, 5), (85, 85), (85, 85))
     assert round(lt.tilt_increment_deg[0, 0], 2) == 0.18  # doc: local 64.55 against global 64.37
-    assert "local mean" in la.report_lines()[-1]
+    assert "local mean" in local_report(la)[-1]
 
 
 def test_dense_patch_fit_and_solve_patch_agree_with_free_markers(bba):

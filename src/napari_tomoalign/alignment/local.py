@@ -80,15 +80,6 @@ class LocalAlignments:
         m = self.patch_mean_residuals_px
         return float(m.min()), float(m.max())
 
-    def report_lines(self) -> list[str]:
-        """A short text report: one line per patch, then the local mean and its range."""
-        out = [f"patch {p.patch.ix + 1},{p.patch.iy + 1} centre {p.patch.centre} size {p.patch.size[0]}x"
-               f"{p.patch.size[1]}: {p.patch.n_markers} fiducials, {p.n_unknowns} unknowns, RMS "
-               f"{p.rms_residual_px:.4f} px, mean {p.mean_residual_px:.3f} px" for p in self.patches]
-        lo, hi = self.residual_range_px
-        out.append(f"Residual error local mean: {self.mean_residual_px:.3f} px, range {lo:.3f} to {hi:.3f}")
-        return out
-
 
 def _turn_to_global(params: NDArray[np.float64], xyz: NDArray[np.float64], target: NDArray[np.float64]) -> tuple[
         NDArray[np.float64], NDArray[np.float64]]:

@@ -229,14 +229,6 @@ class ModelSettings:
         z = xyz_px[np.all(np.isfinite(xyz_px), axis=1), 2]
         return float((z.min() + z.max()) / 2.0) if z.size else 0.0
 
-    def held_views(self, kind: str) -> list[int]:
-        """0-based views whose ``kind`` is held at its start value while other views of that kind are
-        solved (empty when the kind is not solved at all)."""
-        m = self.mappings[kind]
-        if m.n_vars == 0:
-            return []
-        return [int(v) for v in np.flatnonzero((m.var_a < 0) & (m.var_b < 0))]
-
     def to_dict(self) -> dict[str, Any]:
         """A plain (JSON-ready) record of the run: where the settings came from, the command file's model
         options as given (``TiltOption``, groupings, reference views, ...), each variable kind's mapping

@@ -199,17 +199,3 @@ class Alignment:
     def per_marker_residual_px(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(n_markers,)`` RMS and mean residual of each marker (NaN where none is in the fit)."""
         return _group_stats(self.obs_marker[self.obs_used], self._sq, self.n_markers)
-
-    def worst_views(self, n: int = 5) -> list[tuple[int, float]]:
-        """The ``n`` views with the largest RMS residual, as ``(view, rms_px)``."""
-        return _largest(self.per_view_residual_px()[0], np.arange(self.n_views), n)
-
-    def worst_markers(self, n: int = 5) -> list[tuple[int, float]]:
-        """The ``n`` markers with the largest RMS residual, as ``(marker id, rms_px)``."""
-        return _largest(self.per_marker_residual_px()[0], self.marker_ids, n)
-
-
-def _largest(rms: NDArray[np.float64], labels: NDArray, n: int) -> list[tuple[int, float]]:
-    """The ``n`` largest finite values of ``rms``, largest first, as ``(label, value)``."""
-    order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
-    return [(int(labels[k]), float(rms[k])) for k in order if np.isfinite(rms[k])]
