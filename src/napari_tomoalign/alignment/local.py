@@ -29,7 +29,7 @@ from ..errors import AlignmentError
 from ..io.imod_local import LocalTransforms
 from ._lm import Observations
 from .local_options import LocalOptions, Patch, PatchGrid, grow_patches, patch_mappings, surface_groups
-from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
+from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project, view_matrices
 from .options import ModelSettings
 from .result import Alignment, StageReport
 from .stages import EVERYTHING, StageRunner, settings_plan
@@ -130,7 +130,7 @@ def solve_patch(
     with blas_threads_for(n_q, 0 if fix_xyz else len(xyz), len(obs)):
         for stage in settings_plan(markers_known=True):
             runner.run(stage)
-    residuals = project_full(runner.params, runner.xyz, view, marker, runner.beam) - xy_c
+    residuals = project(runner.params, runner.xyz, view, marker, runner.beam) - xy_c
     return runner.params, runner.xyz, residuals, runner.reports
 
 

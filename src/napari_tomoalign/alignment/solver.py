@@ -26,7 +26,7 @@ from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .excluded_views import fill_left_out_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
 from .imod_options import read_imod_settings
-from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
+from .model import DX, DY, MAG, ROT, TILT, predict_all, without_beam_tilt
 from .options import AlignmentOptions, ModelSettings, settings_from_options, start_params
 from .result import Alignment
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
@@ -329,7 +329,7 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         full[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
-    pred = predict_all_full(full, xyz_all) + image_centre(p.size)
+    pred = predict_all(full, xyz_all) + image_centre(p.size)
     residuals = np.full_like(p.xy, np.nan)
     residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None
