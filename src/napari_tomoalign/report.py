@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from .alignment.full_layout import PARAM_OF_KIND
 from .alignment.result import Alignment
 from .conventions import format_views
+from .io.alignment_record import flagged_points
 
 if TYPE_CHECKING:
     from .alignment.leaveout import LeaveOutError
@@ -99,7 +100,7 @@ def text_report(
     lines.append("worst views: " + _worst(al.per_view_residual_px()[0], np.arange(1, al.n_views + 1)))
     lines.append("worst markers: " + _worst(al.per_marker_residual_px()[0], al.marker_ids))
     if al.robust_weights is not None:
-        pts = al.flagged_points()
+        pts = flagged_points(al)
         shown = ", ".join(f"marker {p['marker']} view {p['view'] + 1} ({p['residual_px']:.2f} px)" for p in pts[:5])
         lines.append(f"robust fit: {len(pts)} point(s) weigh below 0.5" + (f": {shown}" if pts else "")
                      + (" ..." if len(pts) > 5 else ""))

@@ -10,11 +10,11 @@ from napari_tomoalign import read_markers, read_tilt_angles
 from napari_tomoalign.alignment.excluded_views import fill_left_out_views
 from napari_tomoalign.alignment.grouping import block_mapping, linear_mapping, per_view_mapping
 from napari_tomoalign.alignment.model import DX, MAG, N_FULL, ROT, TILT
-from napari_tomoalign.alignment.options import mapping_summary
 from napari_tomoalign.alignment.solver import align_markers_imod
 from napari_tomoalign.alignment.transforms import imod_transforms
 from napari_tomoalign.conventions import format_views
 from napari_tomoalign.io.alignment import write_alignment
+from napari_tomoalign.io.alignment_record import mapping_summary
 from napari_tomoalign.io.imod import read_xf
 from napari_tomoalign.report import text_report
 

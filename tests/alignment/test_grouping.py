@@ -143,7 +143,8 @@ def test_the_default_model_is_a_preset_of_the_full_models_settings():
     magnification held at the reference view (with its group), views out of the fit held, the rest of the
     full model fixed; the robust preset is the default model's."""
     from napari_tomoalign import AlignmentOptions
-    from napari_tomoalign.alignment.options import DEFAULT_ROUNDS, mapping_summary, settings_from_options
+    from napari_tomoalign.alignment.options import DEFAULT_ROUNDS, settings_from_options
+    from napari_tomoalign.io.alignment_record import mapping_summary, settings_to_dict
 
     included = np.ones(12, dtype=bool)
     included[11] = False
@@ -156,7 +157,7 @@ def test_the_default_model_is_a_preset_of_the_full_models_settings():
     assert all(s.mappings[k].n_vars == 0 for k in ("x_stretch", "skew", "x_tilt", "compression"))
     assert not s.beam_tilt_free and s.excluded_views == (11,) and s.n_geometric == 13
     assert s.robust and s.robust_rounds == DEFAULT_ROUNDS and s.robust_floor == 0.0
-    record = s.to_dict()
+    record = settings_to_dict(s)
     assert record["variables"]["tilt"]["mode"] == "block" and record["robust"]["rounds"] == DEFAULT_ROUNDS
     fixed = settings_from_options(AlignmentOptions(tilt="fixed"), included, 5, 84.0)
     assert fixed.mappings["tilt"].n_vars == 0

@@ -162,20 +162,6 @@ class Alignment:
         with np.errstate(invalid="ignore"):
             return self.obs_used & (self.robust_weights < 0.5)
 
-    def flagged_points(self) -> list[dict[str, Any]]:
-        """The flagged points, largest residual first: view, marker id, weight and residual."""
-        idx = np.flatnonzero(self.flagged)
-        weights = self.robust_weights if self.robust_weights is not None else np.ones(len(self.obs_view))
-        length = np.hypot(*self.residuals_px[idx].T) if idx.size else np.zeros(0)
-        order = np.argsort(-length, kind="stable")
-        out = []
-        for k in order:
-            i = int(idx[k])
-            out.append({"index": i, "view": int(self.obs_view[i]), "marker": int(self.marker_ids[self.obs_marker[i]]),
-                        "weight": float(weights[i]), "residual_px": float(length[k]),
-                        "dx": float(self.residuals_px[i, 0]), "dy": float(self.residuals_px[i, 1])})
-        return out
-
     # ------------------------------------------------------------------ statistics
     @cached_property
     def _sq(self) -> NDArray[np.float64]:
