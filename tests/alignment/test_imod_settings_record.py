@@ -1,5 +1,5 @@
-"""ModelSettings.to_dict: the record of an --imod-com run (the command file's option codes and groupings, and
-the groups tiltalign forms from them), as plain JSON values, checked against aligna.com and IMOD's log."""
+"""settings_to_dict (io.alignment_record): the record of an --imod-com run (the command file's option codes and
+groupings, and the groups tiltalign forms from them), as plain JSON values, checked against aligna.com and IMOD's log."""
 
 import json
 

@@ -83,7 +83,6 @@ class LMReport:
     message: str
 
 
-
 def chunk_bounds(n_markers: int, chunks: int = 16) -> NDArray[np.int64]:
     """Marker ranges of the compiled loops' parallel chunks (per-view sums are kept per chunk)."""
     return np.linspace(0, n_markers, max(1, min(chunks, n_markers)) + 1).astype(np.int64)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,9 +24,6 @@ class StageReport:
     converged: bool
     message: str
     n_unknowns: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def _group_stats(index: NDArray[np.intp], sq: NDArray[np.float64], n: int) -> tuple[NDArray, NDArray]:

@@ -7,6 +7,7 @@ mapping, the flagged points, a leave-out error), so that the domain types hold f
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,7 +54,7 @@ def alignment_to_dict(al: Alignment) -> dict[str, Any]:
             "n_flagged": int(al.flagged.sum()), "flagged_points": flagged_points(al),
         },
         "options": al.options.to_dict(),
-        "stages": [s.to_dict() for s in al.stages],
+        "stages": [asdict(s) for s in al.stages],
         "views": {
             "tilt_angle_deg": _clean(al.tilt_angles_deg),
             "nominal_tilt_angle_deg": _clean(al.nominal_tilt_angles_deg),
