@@ -220,14 +220,6 @@ class ModelSettings:
     def from_com(self) -> bool:
         return self.origin == "align.com"
 
-    def axis_z_shift_for(self, xyz_px: NDArray[np.float64]) -> float:
-        """The axis Z shift for solved markers ``xyz_px`` (centroid at 0): ``axis_z_shift_px``, or for IMOD's
-        ``AxisZShift 1000`` the middle of their z range."""
-        if not self.centre_z_range:
-            return float(self.axis_z_shift_px)
-        z = xyz_px[np.all(np.isfinite(xyz_px), axis=1), 2]
-        return float((z.min() + z.max()) / 2.0) if z.size else 0.0
-
 
 
 def option_mapping(option: VariableOption, included: NDArray[np.bool_], gauge_view: int | None = None) -> Mapping:
