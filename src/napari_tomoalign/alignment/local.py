@@ -200,7 +200,7 @@ def local_alignments(
     raw = np.asarray(raw_tilts_deg, dtype=float)
     gp = np.where(alignment.view_determined[:, None], alignment.full_params, np.nan)
     if gp.shape != (len(raw), 9):
-        raise AlignmentError(f"the global solution has {len(gp)} views, the tilts {len(raw)}; they must match")
+        raise AlignmentError(f"the global alignment has {len(gp)} views, the tilts {len(raw)}; they must match")
     xf = imod_transforms(alignment) if global_xf is None else np.asarray(global_xf, dtype=float)
     frame = frame_from_transforms(gp, xf)
     good_view = np.all(np.isfinite(gp), axis=1)
