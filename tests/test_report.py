@@ -26,7 +26,8 @@ def test_text_report_names_residuals_axis_stages_and_flags(alignment):
     assert [ln.split()[1] for ln in lines if ln.startswith("  stage")] == [s.name for s in alignment.stages]
     assert all("weighted RMS" in ln for ln in lines if ln.startswith("  stage"))
     assert "tomogram" in text and "robust fit:" in text
-    worst = ", ".join(f"{v + 1} ({r:.3f} px)" for v, r in alignment.worst_views(3))
+    rms = alignment.per_view_residual_px()[0]
+    worst = ", ".join(f"{v + 1} ({rms[v]:.3f} px)" for v in np.argsort(-rms)[:3])
     assert f"worst views: {worst}" in text  # 1-based, as every view number in the report
 
 

@@ -78,7 +78,9 @@ def cmd_align(args: argparse.Namespace) -> int:
                           prexg=args.prexg)
     if not args.quiet:
         if res.local is not None:
-            print("\n".join(["Local alignments:", *res.local.report_lines()]))
+            from .report import local_report
+
+            print("\n".join(local_report(res.local)))
         _print_alignment(res, Path(args.output))
         if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg:
             print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"

@@ -101,17 +101,17 @@ def solve_local(al: Alignment, obs_view: NDArray[np.intp], obs_xy: NDArray[np.fl
                 stem: str, imod_com: str | os.PathLike[str] | None, axis_z_shift_px: float) -> LocalJob:
     """Local alignments after the global ``al`` (observations in the order ``al`` was solved from), about the
     axis Z shift the global outputs were placed with (`jobs.facts.axis_z_shift_px`)."""
-    from .alignment.local import global_solution_from_alignment, local_alignments
+    from .alignment.local import local_alignments
+    from .alignment.transforms import imod_transforms
     from .conventions import angstrom_from_nm
     from .io.imod_com import read_com_section
 
     com = read_com_section(imod_com) if imod_com is not None else {}
     options = local_options(imod_com)
-    glob = global_solution_from_alignment(al, axis_z_shift_px)
     pix_a = angstrom_from_nm(al.pixel_size_nm) or 0.0  # IMOD's local file writes 0 for unknown
     z_factors = "OutputZFactorFile" in com
-    result = local_alignments(obs_view, al.obs_marker, obs_xy, raw_tilts_deg, glob, options,
-                              pixel_size=pix_a, write_z_factors=z_factors)
+    result = local_alignments(obs_view, al.obs_marker, obs_xy, raw_tilts_deg, al, options,
+                              global_xf=imod_transforms(al, axis_z_shift_px), pixel_size=pix_a, write_z_factors=z_factors)
     return LocalJob(result, local_file_name(stem, imod_com))
 
 

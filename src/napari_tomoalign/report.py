@@ -1,8 +1,9 @@
 """The report of an alignment, for the command line and the napari dock alike: text and plots.
 
-`text_report` gives the lines; `report_plot` draws per-view RMS residual against nominal tilt, and the
-solved minus nominal tilt, for one alignment or several overlaid, off-screen with matplotlib's Agg
-renderer (safe in a worker thread), as an RGBA image, so a GUI only has to show a picture.
+`text_report` gives the lines (`local_report` those of local alignments); `report_plot` draws per-view RMS
+residual against nominal tilt, and the solved minus nominal tilt, for one alignment or several overlaid,
+off-screen with matplotlib's Agg renderer (safe in a worker thread), as an RGBA image, so a GUI only has to
+show a picture.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from numpy.typing import NDArray
 from .alignment.full_layout import PARAM_OF_KIND
 from .alignment.result import Alignment
 from .conventions import format_views
+from .io.alignment_record import flagged_points
 
 if TYPE_CHECKING:
     from .alignment.leaveout import LeaveOutError
+    from .alignment.local import LocalAlignments
 
 
 def plots_available() -> bool:
@@ -94,10 +97,10 @@ def text_report(
     for step, seconds in (timings_s or {}).items():
         if step != "solve":
             lines.append(f"  {step:<14} {seconds * 1e3:8.1f} ms")
-    lines.append("worst views: " + ", ".join(f"{v + 1} ({r:.3f} px)" for v, r in al.worst_views(3)))
-    lines.append("worst markers: " + ", ".join(f"{m} ({r:.3f} px)" for m, r in al.worst_markers(3)))
+    lines.append("worst views: " + _worst(al.per_view_residual_px()[0], np.arange(1, al.n_views + 1)))
+    lines.append("worst markers: " + _worst(al.per_marker_residual_px()[0], al.marker_ids))
     if al.robust_weights is not None:
-        pts = al.flagged_points()
+        pts = flagged_points(al)
         shown = ", ".join(f"marker {p['marker']} view {p['view'] + 1} ({p['residual_px']:.2f} px)" for p in pts[:5])
         lines.append(f"robust fit: {len(pts)} point(s) weigh below 0.5" + (f": {shown}" if pts else "")
                      + (" ..." if len(pts) > 5 else ""))
@@ -109,6 +112,23 @@ def text_report(
     lines.extend(_full_model_lines(al))
     lines.extend(f"warning: {w}" for w in al.warnings)
     return lines
+
+
+def _worst(rms: NDArray[np.float64], labels: NDArray[np.int64], n: int = 3) -> str:
+    """The ``n`` largest finite values of ``rms``, largest first, each as ``label (value px)``."""
+    order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
+    return ", ".join(f"{labels[k]} ({rms[k]:.3f} px)" for k in order if np.isfinite(rms[k]))
+
+
+def local_report(la: LocalAlignments) -> list[str]:
+    """The report of local alignments: a heading, one line per patch, then the local mean and its range."""
+    out = ["Local alignments:"]
+    out += [f"patch {p.patch.ix + 1},{p.patch.iy + 1} centre {p.patch.centre} size {p.patch.size[0]}x"
+            f"{p.patch.size[1]}: {p.patch.n_markers} fiducials, {p.n_unknowns} unknowns, RMS "
+            f"{p.rms_residual_px:.4f} px, mean {p.mean_residual_px:.3f} px" for p in la.patches]
+    lo, hi = la.residual_range_px
+    out.append(f"Residual error local mean: {la.mean_residual_px:.3f} px, range {lo:.3f} to {hi:.3f}")
+    return out
 
 
 REFERENCE_KINDS = (("magnification", "magnification 1"), ("tilt", "tilt held"), ("rotation", "rotation held"),
@@ -125,8 +145,9 @@ def _axis_lines(al: Alignment) -> list[str]:
                 " (views numbered from 1)"]
     held = []
     for kind, label in REFERENCE_KINDS:
-        views = settings.held_views(kind)
-        if views:
+        m = settings.mappings[kind]  # views held while others of the kind are solved
+        views = np.flatnonzero((m.var_a < 0) & (m.var_b < 0))
+        if m.n_vars and len(views):
             held.append(f"{label} at view{'s' if len(views) > 1 else ''} {format_views(views)}")
     refs = "; ".join(held) if held else "none held"
     return [f"solved tilt axis {al.tilt_axis_deg:.2f} deg at the minimum-tilt view {ref} ({al.tilt_axis_source})",

@@ -9,7 +9,7 @@ from napari_tomoalign.alignment import _kernels, _kernels_numpy
 from napari_tomoalign.alignment._lm import Observations, full_cost, matrices
 from napari_tomoalign.alignment.full_layout import BEAM, build_layout
 from napari_tomoalign.alignment.grouping import block_mapping, linear_mapping, per_view_mapping, tilt_groups_imod
-from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, project_full
+from napari_tomoalign.alignment.model import COMP, DMAG, MAG, ROT, SKEW, TILT, XTILT, project
 
 
 def _problem(seed=0, n_views=13, n_markers=9):
@@ -66,7 +66,7 @@ def test_linearise_matches_the_numpy_reference(kern):
                                        lay.slot_w, obs.marker_bounds, obs.chunks)
     J, Jm = _numpy_blocks(obs, lay, q, xyz)
     params, beam = lay.params(q)
-    r = (project_full(params, xyz, obs.view_index, obs.marker_index, beam) - obs.xy) * np.sqrt(obs.weights)[:, None]
+    r = (project(params, xyz, obs.view_index, obs.marker_index, beam) - obs.xy) * np.sqrt(obs.weights)[:, None]
     assert cost == pytest.approx(0.5 * np.sum(r * r), rel=1e-12)
     np.testing.assert_allclose(lay.scatter_square(b), np.einsum("nip,niq->pq", J, J), rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(lay.scatter_vector(g), np.einsum("nip,ni->p", J, r), rtol=1e-9, atol=1e-6)

@@ -12,7 +12,6 @@ from napari_tomoalign.alignment.model import (
     XTILT,
     default_full_params,
     project,
-    project_full,
     without_beam_tilt,
 )
 
@@ -28,8 +27,13 @@ def _problem(seed=0, n_views=7, n_markers=5):
 
 def test_reduces_to_the_default_model():
     vp, xyz, vi, mi = _problem()
-    np.testing.assert_allclose(project_full(default_full_params(vp), xyz, vi, mi), project(vp, xyz, vi, mi),
-                               atol=1e-9)
+    # the default model in closed form: u = x cos(theta) + z sin(theta), p = s R(alpha) [u, y] + [dx, dy]
+    th, al, s, dx, dy = vp[vi].T
+    x, y, z = xyz[mi].T
+    u = x * np.cos(th) + z * np.sin(th)
+    closed = np.column_stack([s * (np.cos(al) * u - np.sin(al) * y) + dx, s * (np.sin(al) * u + np.cos(al) * y) + dy])
+    np.testing.assert_allclose(project(default_full_params(vp), xyz, vi, mi), closed, atol=1e-9)
+    np.testing.assert_allclose(project(vp, xyz, vi, mi), closed, atol=1e-9)  # five columns are the default model
 
 
 def test_jacobian_blocks_match_finite_differences():
@@ -47,15 +51,15 @@ def test_jacobian_blocks_match_finite_differences():
         up, down = full.copy(), full.copy()
         up[:, k] += h
         down[:, k] -= h
-        num = (project_full(up, xyz, vi, mi, beam) - project_full(down, xyz, vi, mi, beam)) / (2 * h)
+        num = (project(up, xyz, vi, mi, beam) - project(down, xyz, vi, mi, beam)) / (2 * h)
         np.testing.assert_allclose(jv[:, :, k], num, atol=1e-5 * max(1.0, np.abs(num).max()), err_msg=str(k))
     for k in range(3):
         up, down = xyz.copy(), xyz.copy()
         up[:, k] += h
         down[:, k] -= h
-        num = (project_full(full, up, vi, mi, beam) - project_full(full, down, vi, mi, beam)) / (2 * h)
+        num = (project(full, up, vi, mi, beam) - project(full, down, vi, mi, beam)) / (2 * h)
         np.testing.assert_allclose(jm[:, :, k], num, atol=1e-6)
-    num = (project_full(full, xyz, vi, mi, beam + h) - project_full(full, xyz, vi, mi, beam - h)) / (2 * h)
+    num = (project(full, xyz, vi, mi, beam + h) - project(full, xyz, vi, mi, beam - h)) / (2 * h)
     np.testing.assert_allclose(jb, num, atol=1e-5 * np.abs(num).max())
 
 
@@ -68,6 +72,6 @@ def test_beam_tilt_folds_into_tilt_x_tilt_and_rotation():
     full[:, XTILT] = rng.normal(0, 0.02, len(full))
     beam = np.radians(1.5)
     folded = without_beam_tilt(full, beam)
-    np.testing.assert_allclose(project_full(folded, xyz, vi, mi), project_full(full, xyz, vi, mi, beam), atol=1e-9)
+    np.testing.assert_allclose(project(folded, xyz, vi, mi), project(full, xyz, vi, mi, beam), atol=1e-9)
     assert np.abs(folded[:, XTILT] - full[:, XTILT]).max() > 1e-3  # the beam tilt moved into the angles
     np.testing.assert_array_equal(without_beam_tilt(full, 0.0), full)

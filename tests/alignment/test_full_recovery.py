@@ -8,7 +8,7 @@ import pytest
 from napari_tomoalign.alignment._lm import Observations, _Linearisation
 from napari_tomoalign.alignment.full_layout import BEAM, PARAM_OF_KIND, build_layout, shift_gauge
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.model import XTILT, project_full
+from napari_tomoalign.alignment.model import XTILT, project
 from napari_tomoalign.alignment.options import start_params
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
@@ -42,7 +42,7 @@ def _simulate(entries, seed, beam_deg=0.0):
     v, m = (a.ravel() for a in np.meshgrid(np.arange(n_views), np.arange(n_markers), indexing="ij"))
     keep = rng.random(v.size) > 0.1
     v, m = v[keep], m[keep]
-    xy = project_full(truth, xyz, v, m, beam) + rng.normal(0, SIGMA_PX, (len(v), 2)) + image_centre(SIZE)
+    xy = project(truth, xyz, v, m, beam) + rng.normal(0, SIGMA_PX, (len(v), 2)) + image_centre(SIZE)
     return settings, tilts, truth, beam, xyz, v, m, xy
 
 
@@ -105,7 +105,7 @@ def test_beam_tilt_is_recovered_within_the_noise_floor():
 
 def test_noise_free_data_are_recovered_exactly():
     settings, tilts, truth, beam, xyz, v, m, xy = _simulate(STRETCH_SKEW, seed=13)
-    exact = project_full(truth, xyz, v, m, beam) + image_centre(SIZE)
+    exact = project(truth, xyz, v, m, beam) + image_centre(SIZE)
     sol = align_markers(v, m, exact, tilts, SIZE, settings=settings, warn=False)
     assert sol.rms_residual_px < 1e-6
     np.testing.assert_allclose(sol.full_params[:, [0, 1, 2, 5, 6]], truth[:, [0, 1, 2, 5, 6]], atol=1e-8)

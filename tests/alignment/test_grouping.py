@@ -144,19 +144,20 @@ def test_the_default_model_is_a_preset_of_the_full_models_settings():
     full model fixed; the robust preset is the default model's."""
     from napari_tomoalign import AlignmentOptions
     from napari_tomoalign.alignment.options import DEFAULT_ROUNDS, settings_from_options
+    from napari_tomoalign.io.alignment_record import mapping_summary, settings_to_dict
 
     included = np.ones(12, dtype=bool)
     included[11] = False
     opts = AlignmentOptions(rotation="one", tilt="group:4", magnification="view", robust=True, axis_z_shift_px=3.5)
     s = settings_from_options(opts, included, reference_view=5, rotation_angle_deg=84.0)
     assert s.origin == "options" and not s.from_com and s.axis_z_shift_px == 3.5
-    assert s.mappings["rotation"].n_vars == 1 and s.held_views("rotation") == [11]
-    assert s.mappings["tilt"].n_vars == 2 and s.held_views("tilt") == [4, 5, 6, 7, 11]  # the reference's group
-    assert s.mappings["magnification"].n_vars == 10 and s.held_views("magnification") == [5, 11]
+    held = {kind: mapping_summary(s.mappings[kind]).get("held") for kind in ("rotation", "tilt", "magnification")}
+    assert [s.mappings[k].n_vars for k in held] == [1, 2, 10]
+    assert held == {"rotation": "12", "tilt": "5-8,12", "magnification": "6,12"}  # 1-based; tilt: the reference's group
     assert all(s.mappings[k].n_vars == 0 for k in ("x_stretch", "skew", "x_tilt", "compression"))
     assert not s.beam_tilt_free and s.excluded_views == (11,) and s.n_geometric == 13
     assert s.robust and s.robust_rounds == DEFAULT_ROUNDS and s.robust_floor == 0.0
-    record = s.to_dict()
+    record = settings_to_dict(s)
     assert record["variables"]["tilt"]["mode"] == "block" and record["robust"]["rounds"] == DEFAULT_ROUNDS
     fixed = settings_from_options(AlignmentOptions(tilt="fixed"), included, 5, 84.0)
     assert fixed.mappings["tilt"].n_vars == 0

@@ -1,15 +1,16 @@
-"""ModelSettings.to_dict: the record of an --imod-com run (the command file's option codes and groupings, and
-the groups tiltalign forms from them), as plain JSON values, checked against aligna.com and IMOD's log."""
+"""settings_to_dict (io.alignment_record): the record of an --imod-com run (the command file's option codes and
+groupings, and the groups tiltalign forms from them), as plain JSON values, checked against aligna.com and IMOD's log."""
 
 import json
 
 from napari_tomoalign import read_tilt_angles
 from napari_tomoalign.alignment.imod_options import read_imod_settings
+from napari_tomoalign.io.alignment_record import settings_to_dict
 
 
 def _record(imod_data, com):
     tilts = read_tilt_angles(imod_data / "BBa.rawtlt")
-    return read_imod_settings(com, tilts).to_dict()
+    return settings_to_dict(read_imod_settings(com, tilts))
 
 
 def test_record_has_the_com_options_and_the_groups_of_the_tutorial_run(imod_data):

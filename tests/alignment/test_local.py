@@ -8,20 +8,22 @@ import pytest
 from support.local_reference import fit_mapped
 
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.local import (
-    GlobalSolution,
-    global_solution_from_alignment,
-    local_alignments,
-    solve_patch,
-)
+from napari_tomoalign.alignment.local import local_alignments, solve_patch
 from napari_tomoalign.alignment.local_options import grow_patches, local_options_from_com, patch_mappings, surface_groups
 from napari_tomoalign.alignment.options import ModelSettings
 from napari_tomoalign.alignment.solver import align_markers
-from napari_tomoalign.alignment.transforms import view_transforms
+from napari_tomoalign.alignment.transforms import (
+    aligned_frame,
+    aligned_marker_positions,
+    frame_from_transforms,
+    imod_transforms,
+    view_transforms,
+)
 from napari_tomoalign.errors import AlignmentError
 from napari_tomoalign.io.imod import read_fid_xyz
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
+from napari_tomoalign.report import local_report
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,10 @@ def bba(imod_data):
     return table, raw, entries, sol, fid
 
 
-def _imod_frame_solution(sol, fid):
-    """Our global fit, its aligned frame placed where IMOD's fid.xyz says IMOD placed it."""
+def _imod_frame_xf(sol, fid):
+    """The transforms of our global fit with its aligned frame placed where IMOD's fid.xyz says IMOD placed it."""
     frame = -(fid.mean(axis=0) - np.array([256.0, 256.0, 0.0]))
-    return GlobalSolution(sol.full_params, sol.xyz_px, view_transforms(sol.full_params, frame), (512, 512))
+    return view_transforms(sol.full_params, frame)
 
 
 def test_surface_split_is_imods(bba):
@@ -71,8 +73,8 @@ def test_bba_local_mean_residual_reaches_imods(bba, surfaces, imod_mean):
     table, raw, entries, sol, fid = bba
     opts = dataclasses.replace(local_options_from_com(entries), surfaces=surfaces)
     assert opts.fix_xyz and opts.n_patches == (5, 5)
-    la = local_alignments(table.view, np.searchsorted(sol.marker_ids, table.marker), table.xy, raw,
-                          _imod_frame_solution(sol, fid), opts, pixel_size=20.2)
+    la = local_alignments(table.view, np.searchsorted(sol.marker_ids, table.marker), table.xy, raw, sol, opts,
+                          global_xf=_imod_frame_xf(sol, fid), pixel_size=20.2)
     assert len(la.patches) == 25
     assert la.mean_residual_px <= imod_mean  # IMOD's log rounds to 3 decimals
     lo, hi = la.residual_range_px
@@ -84,7 +86,7 @@ def test_bba_local_mean_residual_reaches_imods(bba, surfaces, imod_mean):
     lt = la.local_transforms
     assert (lt.n_patches, lt.start, lt.spacing) == ((5, 5), (85, 85), (85, 85))
     assert round(lt.tilt_increment_deg[0, 0], 2) == 0.18  # doc: local 64.55 against global 64.37
-    assert "local mean" in la.report_lines()[-1]
+    assert "local mean" in local_report(la)[-1]
 
 
 def test_dense_patch_fit_and_solve_patch_agree_with_free_markers(bba):
@@ -105,12 +107,12 @@ def test_dense_patch_fit_and_solve_patch_agree_with_free_markers(bba):
 
 def test_global_frame_from_a_full_fit_places_markers_near_imods(bba):
     *_, sol, fid = bba
-    glob = global_solution_from_alignment(sol)  # aligna.com's AxisZShift 17.2 travels with the alignment
+    # aligna.com's AxisZShift 17.2 travels with the alignment
     # IMOD shifts x by a 0.1 px scan for the least image loss; y and the axis depth follow the same rules.
-    assert np.allclose(glob.marker_xy_imod()[:, 1], fid[:, 1], atol=0.1)
+    assert np.allclose(aligned_marker_positions(sol)[:, 1] + 0.5, fid[:, 1], atol=0.1)
     # the .xf place the axis with the standard z coefficient, as IMOD's do; the frame fitted back from them
     # with the full model's Z factors (stretch and skew) lies within 0.02 px of it
-    assert glob.frame_px[2] == pytest.approx(17.2, abs=0.02)
+    assert frame_from_transforms(sol.full_params, imod_transforms(sol))[2] == pytest.approx(17.2, abs=0.02)
 
 
 def test_local_options_errors(tmp_path):
@@ -132,14 +134,14 @@ def test_local_projection_reproduces_each_patch_fit(bba):
     from napari_tomoalign.reconstruction.local_warp import local_projection
 
     table, raw, entries, sol, fid = bba
-    glob = _imod_frame_solution(sol, fid)
+    xf = _imod_frame_xf(sol, fid)
     opts = dataclasses.replace(local_options_from_com(entries), surfaces=0)
     marker = np.searchsorted(sol.marker_ids, table.marker)
-    la = local_alignments(table.view, marker, table.xy, raw, glob, opts, write_z_factors=True)
+    la = local_alignments(table.view, marker, table.xy, raw, sol, opts, global_xf=xf, write_z_factors=True)
     lp = local_projection(la.local_transforms, np.degrees(sol.full_params[:, 0]), (512, 512), use_z_factors=True)
-    tomo = sol.xyz_px - glob.frame_px
+    tomo = sol.xyz_px - frame_from_transforms(sol.full_params, xf)
     centred = table.xy - 255.5
-    aligned = np.einsum("nij,nj->ni", glob.transforms[table.view, :, :2], centred) + glob.transforms[table.view, :, 2]
+    aligned = np.einsum("nij,nj->ni", xf[table.view, :, :2], centred) + xf[table.view, :, 2]
     for k in (0, 12, 24):
         res = la.patches[k]
         sel = np.isin(marker, res.patch.markers)
@@ -154,18 +156,18 @@ def test_free_markers_and_views_without_points(bba):
     """FixXYZCoordinates 0 (markers solved per patch) and a patch that has no point in some views: those
     views are left out of its fit, their increments interpolated."""
     table, raw, entries, sol, fid = bba
-    glob = _imod_frame_solution(sol, fid)
+    xf = _imod_frame_xf(sol, fid)
     marker = np.searchsorted(sol.marker_ids, table.marker)
     keep = ~(np.isin(table.view, [10, 11, 12]) & (fid[marker, 0] < 300) & (fid[marker, 1] < 300))
     opts = dataclasses.replace(local_options_from_com(entries), surfaces=0, fix_xyz=False)
-    args = (table.view[keep], marker[keep], table.xy[keep], raw, glob, opts)
-    dense = local_alignments(*args)
+    args = (table.view[keep], marker[keep], table.xy[keep], raw, sol)
+    dense = local_alignments(*args, opts, global_xf=xf)
     first = dense.patches[0]
     assert not np.isin([10, 11, 12], first.views_fitted).any() and len(first.views_fitted) == 58
     inc = dense.local_transforms.tilt_increment_deg[0]
     assert np.allclose(inc[10:13], np.interp([10, 11, 12], [9, 13], inc[[9, 13]]), atol=1e-9)
     assert np.allclose(dense.local_transforms.transforms[0, 10], np.eye(2, 3))
-    held = local_alignments(*args[:5], dataclasses.replace(opts, fix_xyz=True))
+    held = local_alignments(*args, dataclasses.replace(opts, fix_xyz=True), global_xf=xf)
     assert dense.mean_residual_px < held.mean_residual_px  # free markers fit each patch better
     # each patch against the dense numpy reference fit
     for res in dense.patches[:3]:
@@ -196,20 +198,16 @@ def test_target_size_layout_follows_imods_formula(bba):
 
 
 def test_frame_of_a_default_alignment_is_the_one_its_xf_places(bba):
-    from napari_tomoalign.alignment.transforms import aligned_frame, aligned_marker_positions
-
     table, raw, *_ = bba
     al = align_markers(table.view, table.marker, table.xy, raw, table.image_size, warn=False)
-    glob = global_solution_from_alignment(al, axis_z_shift_px=17.2)
     frame = aligned_frame(al, 17.2)
-    assert np.allclose(glob.frame_px, [frame.x0_px, frame.y0_px, frame.z0_px], atol=1e-9)
-    assert np.allclose(glob.marker_xy_imod() - 0.5, aligned_marker_positions(al, 17.2)[:, :2], atol=1e-9)
+    found = frame_from_transforms(al.full_params, imod_transforms(al, 17.2))  # as local_alignments finds it
+    assert np.allclose(found, [frame.x0_px, frame.y0_px, frame.z0_px], atol=1e-9)
 
 
 def test_full_model_transforms_reproduce_imods_tltxf(bba, imod_data):
     """The transforms the refinements are composed with: ours from our full-model fit, placed in the frame
     that IMOD's own .tltxf implies, against that .tltxf; the frame against IMOD's fid.xyz."""
-    from napari_tomoalign.alignment.transforms import frame_from_transforms, view_transforms
     from napari_tomoalign.io.imod import read_xf
 
     *_, sol, fid = bba
@@ -228,7 +226,8 @@ def test_from_an_imod_alignment_end_to_end(bba, imod_data):
 
     table, raw, entries, _, fid = bba
     al = align_markers_imod(table.view, table.marker, table.xy, raw, table.image_size, imod_data / "aligna.com")
-    glob = global_solution_from_alignment(al, axis_z_shift_px=17.2)
-    assert np.abs(glob.marker_xy_imod() - fid[:, :2]).max() < 0.03
-    la = local_alignments(table.view, al.obs_marker, table.xy, raw, glob, local_options_from_com(entries))
+    xf = imod_transforms(al, 17.2)
+    marker_xy = al.xyz_px[:, :2] - frame_from_transforms(al.full_params, xf)[:2] + 256.0  # as local_alignments has it
+    assert np.abs(marker_xy - fid[:, :2]).max() < 0.03
+    la = local_alignments(table.view, al.obs_marker, table.xy, raw, al, local_options_from_com(entries), global_xf=xf)
     assert la.mean_residual_px <= 0.289 and la.options.surfaces == 2

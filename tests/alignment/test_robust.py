@@ -9,6 +9,7 @@ from napari_tomoalign import AlignmentOptions, align_markers, simulate_markers
 from napari_tomoalign.alignment.leaveout import leave_out_error
 from napari_tomoalign.alignment.stages import normalise, tilt_groups, tukey_bisquare
 from napari_tomoalign.io.alignment import alignment_to_dict
+from napari_tomoalign.io.alignment_record import flagged_points
 
 
 def solve(sim, keep=None, **options):
@@ -39,7 +40,7 @@ def test_robust_fit_ignores_outliers_and_flags_them(dirty):
     flagged = robust.flagged
     assert flagged[dirty.is_outlier].mean() >= 0.95
     assert flagged[clean].mean() <= 0.01
-    points = robust.flagged_points()
+    points = flagged_points(robust)
     assert len(points) == flagged.sum() and points[0]["residual_px"] >= points[-1]["residual_px"]
     assert all(p["weight"] < 0.5 for p in points)
     assert [s.name for s in robust.stages][-1] == "robust"

@@ -23,7 +23,7 @@ import pytest
 from scipy import ndimage
 
 from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.model import DMAG, SKEW, XTILT, default_full_params, predict_all, predict_all_full
+from napari_tomoalign.alignment.model import DMAG, SKEW, XTILT, default_full_params, predict_all
 from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
 from napari_tomoalign.io.alignment import read_alignment_dir, write_alignment
@@ -184,7 +184,7 @@ def test_an_xtilt_is_applied_as_tiltaligns_model_defines_it():
     params = default_full_params(vp)
     phi = 2.07 + 0.8 * np.linspace(-1.0, 1.0, N_VIEWS)  # BBa-like: aligna.com's 2.07 on average, linear in view
     params[:, XTILT] = np.radians(phi)
-    views = render(predict_all_full(params, xyz) + image_centre((SIZE, SIZE)))  # already aligned: no rotation
+    views = render(predict_all(params, xyz) + image_centre((SIZE, SIZE)))  # already aligned: no rotation
     for x_tilt, good in ((wbp_x_tilts(phi, 0.0), True), (wbp_x_tilts(-phi, 0.0), False)):
         vol = weighted_back_projection(views, tilts, thickness=128, x_tilt_deg=x_tilt)
         err = np.abs(bead_peaks(vol, xyz[:, :2]) - xyz)
@@ -212,7 +212,7 @@ def test_a_full_model_alignment_with_x_tilts_reconstructs_level_and_sharpest_wit
     params = default_full_params(vp)
     phi = 0.15 * (np.arange(N_VIEWS) - N_VIEWS // 2)
     params[:, XTILT] = np.radians(phi)
-    true_xy = predict_all_full(params, xyz) + image_centre((SIZE, SIZE))
+    true_xy = predict_all(params, xyz) + image_centre((SIZE, SIZE))
     views, markers = np.meshgrid(np.arange(N_VIEWS), np.arange(len(xyz)), indexing="ij")
     obs = true_xy.reshape(-1, 2) + np.random.default_rng(5).normal(0.0, 0.2, (views.size, 2))
     entries = {"RotationAngle": ["86"], "RotOption": ["-1"], "TiltOption": ["2"], "MagOption": ["1"],
@@ -248,7 +248,7 @@ def test_a_full_model_alignments_zfac_is_applied_with_imods_sign(tmp_path):
     params = default_full_params(vp)
     s = np.linspace(-1.0, 1.0, N_VIEWS)
     params[:, DMAG], params[:, SKEW] = 0.02 * s, np.radians(1.5 * s)
-    true_xy = predict_all_full(params, xyz) + image_centre((SIZE, SIZE))
+    true_xy = predict_all(params, xyz) + image_centre((SIZE, SIZE))
     views, markers = np.meshgrid(np.arange(N_VIEWS), np.arange(len(xyz)), indexing="ij")
     obs = true_xy.reshape(-1, 2) + np.random.default_rng(5).normal(0.0, 0.1, (views.size, 2))
     entries = {"RotationAngle": ["86"], "RotOption": ["-1"], "TiltOption": ["2"], "MagOption": ["1"],

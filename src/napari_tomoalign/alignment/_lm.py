@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from ..compute import uses_compiled
 from ..errors import Cancelled
 from .full_layout import BEAM, UnknownLayout
-from .model import COMP, MAG, ROT, TILT, project_full, view_matrices
+from .model import COMP, MAG, ROT, TILT, project, view_matrices
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Observations:
     def residuals(self, params: NDArray[np.float64], xyz: NDArray[np.float64], beam_tilt: float = 0.0
                   ) -> NDArray[np.float64]:
         """``(n_obs, 2)`` predicted minus observed positions, unweighted, for ``(n_views, 9)`` parameters."""
-        return project_full(params, xyz, self.view_index, self.marker_index, beam_tilt) - self.xy
+        return project(params, xyz, self.view_index, self.marker_index, beam_tilt) - self.xy
 
 
 @dataclass
@@ -81,7 +81,6 @@ class LMReport:
     cost: float
     converged: bool
     message: str
-
 
 
 def chunk_bounds(n_markers: int, chunks: int = 16) -> NDArray[np.int64]:

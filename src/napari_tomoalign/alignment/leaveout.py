@@ -14,7 +14,6 @@ settings as for the default model's.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,16 +39,6 @@ class LeaveOutError:
     overall_robust_px: float | None
     residuals_px: NDArray[np.float64]
     wall_time_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        def clean(a):
-            return None if a is None else [None if not np.isfinite(x) else float(x) for x in a]
-
-        return {
-            "overall_px": self.overall_px, "overall_robust_px": self.overall_robust_px,
-            "marker_ids": [int(m) for m in self.marker_ids], "per_marker_px": clean(self.per_marker_px),
-            "per_marker_robust_px": clean(self.per_marker_robust_px), "wall_time_s": self.wall_time_s,
-        }
 
 
 def leave_out_error(al: Alignment, max_iterations: int = 1) -> LeaveOutError:

@@ -29,7 +29,7 @@ from ..errors import AlignmentError
 from ..io.imod_local import LocalTransforms
 from ._lm import Observations
 from .local_options import LocalOptions, Patch, PatchGrid, grow_patches, patch_mappings, surface_groups
-from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project_full, view_matrices
+from .model import DMAG, DX, DY, MAG, ROT, SKEW, TILT, XTILT, project, view_matrices
 from .options import ModelSettings
 from .result import Alignment, StageReport
 from .stages import EVERYTHING, StageRunner, settings_plan
@@ -43,47 +43,6 @@ from .transforms import (
 )
 
 INCREMENT_COLUMNS = (TILT, ROT, MAG, DMAG, SKEW, XTILT)  # the angles and scales a patch changes
-
-
-@dataclass(frozen=True)
-class GlobalSolution:
-    """The global fit a local alignment starts from.
-
-    Attributes
-    ----------
-    view_params
-        ``(n_views, 9)`` full-model parameters (`model.FULL_VIEW_PARAMS`, radians, centred shifts, any beam
-        tilt folded in, as `Alignment.full_params`); rows of views left out of the fit are NaN.
-    xyz_px
-        ``(n_markers, 3)`` marker positions, centroid at the origin (NaN for markers left out).
-    transforms
-        ``(n_views, 2, 3)`` the raw-to-aligned transforms the aligned stack is made with (IMOD's
-        ``.tltxf``, about the image centre).
-    image_size
-        ``(width, height)`` in pixels.
-    """
-
-    view_params: NDArray[np.float64]
-    xyz_px: NDArray[np.float64]
-    transforms: NDArray[np.float64]
-    image_size: tuple[int, int]
-
-    @property
-    def frame_px(self) -> NDArray[np.float64]:
-        """Where the aligned frame's origin lies in the centroid-centred frame (`transforms`)."""
-        return frame_from_transforms(self.view_params, self.transforms)
-
-    def marker_xy_imod(self) -> NDArray[np.float64]:
-        """``(n_markers, 2)`` marker X, Y in the aligned frame, IMOD pixels (as in IMOD's ``fid.xyz``)."""
-        return self.xyz_px[:, :2] - self.frame_px[:2] + np.asarray(self.image_size, float) / 2.0
-
-
-def global_solution_from_alignment(al: Alignment, axis_z_shift_px: float | None = None) -> GlobalSolution:
-    """The `GlobalSolution` of an `Alignment`, with the transforms it writes as ``.xf`` (``axis_z_shift_px``
-    None: the alignment's own)."""
-    params = np.array(al.full_params, dtype=float)
-    params[~al.view_determined] = np.nan
-    return GlobalSolution(params, al.xyz_px, imod_transforms(al, axis_z_shift_px), al.image_size)
 
 
 @dataclass(frozen=True)
@@ -120,15 +79,6 @@ class LocalAlignments:
     def residual_range_px(self) -> tuple[float, float]:
         m = self.patch_mean_residuals_px
         return float(m.min()), float(m.max())
-
-    def report_lines(self) -> list[str]:
-        """A short text report: one line per patch, then the local mean and its range."""
-        out = [f"patch {p.patch.ix + 1},{p.patch.iy + 1} centre {p.patch.centre} size {p.patch.size[0]}x"
-               f"{p.patch.size[1]}: {p.patch.n_markers} fiducials, {p.n_unknowns} unknowns, RMS "
-               f"{p.rms_residual_px:.4f} px, mean {p.mean_residual_px:.3f} px" for p in self.patches]
-        lo, hi = self.residual_range_px
-        out.append(f"Residual error local mean: {self.mean_residual_px:.3f} px, range {lo:.3f} to {hi:.3f}")
-        return out
 
 
 def _turn_to_global(params: NDArray[np.float64], xyz: NDArray[np.float64], target: NDArray[np.float64]) -> tuple[
@@ -180,12 +130,12 @@ def solve_patch(
     with blas_threads_for(n_q, 0 if fix_xyz else len(xyz), len(obs)):
         for stage in settings_plan(markers_known=True):
             runner.run(stage)
-    residuals = project_full(runner.params, runner.xyz, view, marker, runner.beam) - xy_c
+    residuals = project(runner.params, runner.xyz, view, marker, runner.beam) - xy_c
     return runner.params, runner.xyz, residuals, runner.reports
 
 
 def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_deg: NDArray[np.float64],
-               glob: GlobalSolution, opts: LocalOptions) -> PatchResult:
+               gp: NDArray[np.float64], global_xyz: NDArray[np.float64], opts: LocalOptions) -> PatchResult:
     view, marker, xy_c = obs
     inside = np.isin(marker, patch.markers)
     v_all, m_all, o = view[inside], marker[inside], xy_c[inside]
@@ -193,9 +143,8 @@ def _fit_patch(patch: Patch, obs: tuple[NDArray, NDArray, NDArray], raw_tilts_de
     fitted = np.flatnonzero(counts)
     v = np.searchsorted(fitted, v_all)
     m = np.searchsorted(patch.markers, m_all)
-    gp = glob.view_params
-    centroid = glob.xyz_px[patch.markers].mean(axis=0)
-    xyz0 = glob.xyz_px[patch.markers] - centroid
+    centroid = global_xyz[patch.markers].mean(axis=0)
+    xyz0 = global_xyz[patch.markers] - centroid
     mappings = patch_mappings(opts, fitted, np.degrees(gp[:, TILT]), raw_tilts_deg, counts)
     settings = ModelSettings(mappings=mappings, rotation_angle_deg=0.0, local_alignments=True)
     params, xyz, resid, reports = solve_patch(v, m, o, gp[fitted], xyz0, settings, fix_xyz=opts.fix_xyz)
@@ -215,26 +164,31 @@ def local_alignments(
     obs_marker: ArrayLike,
     obs_xy_px: ArrayLike,
     raw_tilts_deg: ArrayLike,
-    glob: GlobalSolution,
+    alignment: Alignment,
     options: LocalOptions | None = None,
     *,
+    global_xf: NDArray[np.float64] | None = None,
     pixel_size: float = 0.0,
     write_z_factors: bool = False,
 ) -> LocalAlignments:
-    """Solve local alignments over patches of the field, starting from a global solution.
+    """Solve local alignments over patches of the field, starting from the global ``alignment``.
 
     Parameters
     ----------
     obs_view, obs_marker
-        ``(n_obs,)`` 0-based view and marker *index* (a row of ``glob.xyz_px``) of each observation.
+        ``(n_obs,)`` 0-based view and marker *index* (a row of ``alignment.xyz_px``) of each observation.
     obs_xy_px
         ``(n_obs, 2)`` observed (x, y) positions, numpy pixel convention (first pixel centre at 0).
     raw_tilts_deg
         ``(n_views,)`` nominal tilts (they pick the minimum-tilt view).
-    glob
-        The global solution (`global_solution_from_alignment`).
+    alignment
+        The global fit: its parameters (views out of its fit are left out of every patch) and marker positions.
     options
         Patch layout and local variables (`local_options.local_options_from_com` reads an align.com).
+    global_xf
+        ``(n_views, 2, 3)`` the global transforms (the ``.xf``) the refinements are composed with and the aligned
+        frame is found from (`transforms.frame_from_transforms`); None: the alignment's own
+        (`transforms.imod_transforms`, about its axis Z shift).
     pixel_size
         Written to the local file's header (IMOD: the model's pixel size in Angstrom).
     write_z_factors
@@ -244,28 +198,29 @@ def local_alignments(
     view = np.asarray(obs_view, dtype=np.intp)
     marker = np.asarray(obs_marker, dtype=np.intp)
     raw = np.asarray(raw_tilts_deg, dtype=float)
-    gp = glob.view_params
+    gp = np.where(alignment.view_determined[:, None], alignment.full_params, np.nan)
     if gp.shape != (len(raw), 9):
-        raise AlignmentError(f"the global solution has {len(gp)} views, the tilts {len(raw)}; they must match")
+        raise AlignmentError(f"the global alignment has {len(gp)} views, the tilts {len(raw)}; they must match")
+    xf = imod_transforms(alignment) if global_xf is None else np.asarray(global_xf, dtype=float)
+    frame = frame_from_transforms(gp, xf)
     good_view = np.all(np.isfinite(gp), axis=1)
-    good_marker = np.all(np.isfinite(glob.xyz_px), axis=1)
+    good_marker = alignment.marker_included
     use = good_view[view] & good_marker[marker]
-    xy_c = np.asarray(obs_xy_px, dtype=float) - image_centre(glob.image_size)
+    xy_c = np.asarray(obs_xy_px, dtype=float) - image_centre(alignment.image_size)
     ok_markers = np.flatnonzero(good_marker)
     surface = np.zeros(len(good_marker), dtype=np.intp)
     if opts.surfaces >= 2:
-        surface[ok_markers] = surface_groups(glob.xyz_px[ok_markers])
-    xy_imod = np.where(good_marker[:, None], glob.marker_xy_imod(), np.inf)
-    grid, patches = grow_patches(opts, glob.image_size, xy_imod, surface)
-    results = [_fit_patch(p, (view[use], marker[use], xy_c[use]), raw, glob, opts) for p in patches]
-    return LocalAlignments(grid, results, _file_content(grid, results, glob, pixel_size, write_z_factors), opts)
+        surface[ok_markers] = surface_groups(alignment.xyz_px[ok_markers])
+    xy_imod = alignment.xyz_px[:, :2] - frame[:2] + np.asarray(alignment.image_size, float) / 2.0  # IMOD's fid.xyz
+    grid, patches = grow_patches(opts, alignment.image_size, np.where(good_marker[:, None], xy_imod, np.inf), surface)
+    results = [_fit_patch(p, (view[use], marker[use], xy_c[use]), raw, gp, alignment.xyz_px, opts) for p in patches]
+    content = _file_content(grid, results, gp, xf, frame, pixel_size, write_z_factors)
+    return LocalAlignments(grid, results, content, opts)
 
 
-def _file_content(grid: PatchGrid, results: list[PatchResult], glob: GlobalSolution, pixel_size: float,
-                  write_z: bool) -> LocalTransforms:
-    gp = glob.view_params
+def _file_content(grid: PatchGrid, results: list[PatchResult], gp: NDArray[np.float64], global_xf: NDArray[np.float64],
+                  frame: NDArray[np.float64], pixel_size: float, write_z: bool) -> LocalTransforms:
     ok = np.all(np.isfinite(gp), axis=1)
-    frame = glob.frame_px
     n_p, n_v = len(results), len(gp)
     tilt = np.zeros((n_p, n_v))
     xtilt = np.zeros((n_p, n_v))
@@ -280,7 +235,7 @@ def _file_content(grid: PatchGrid, results: list[PatchResult], glob: GlobalSolut
         fitted[r.views_fitted] = True
         fitted &= ok
         local_xf = view_transforms(lp[fitted], frame)
-        xf[k, fitted] = compose_refinement(glob.transforms[fitted], local_xf)
+        xf[k, fitted] = compose_refinement(global_xf[fitted], local_xf)
     has_xtilt = bool(np.any(xtilt != 0))
     return LocalTransforms(grid.n, grid.start, grid.spacing, float(pixel_size), tilt, xf,
                            xtilt if has_xtilt else None, zfac if write_z else None)

@@ -121,27 +121,6 @@ def view_matrices(params: NDArray[np.float64], beam_tilt: float = 0.0, derivativ
     return a, deriv
 
 
-def project_full(params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
-                 marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> NDArray[np.float64]:
-    """``(n_obs, 2)`` predicted centred positions of the given (view, marker) pairs."""
-    a, _ = view_matrices(params, beam_tilt, derivatives=False)
-    p = np.asarray(params, dtype=float)
-    return np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz, float)[marker_index]) + p[view_index][:, [DX, DY]]
-
-
-def predict_all_full(params: NDArray[np.float64], xyz: NDArray[np.float64], beam_tilt: float = 0.0
-                     ) -> NDArray[np.float64]:
-    """``(n_views, n_markers, 2)`` every marker's centred position in every view, one view at a time (so that
-    no temporary is larger than one view's predictions); NaN rows of ``params`` or ``xyz`` give NaN."""
-    p = np.asarray(params, dtype=float)
-    a, _ = view_matrices(p, beam_tilt, derivatives=False)
-    x = np.asarray(xyz, dtype=float)
-    out = np.empty((len(p), len(x), 2))
-    for j in range(len(p)):
-        out[j] = x @ a[j].T + p[j, [DX, DY]]
-    return out
-
-
 def without_beam_tilt(params: NDArray[np.float64], beam_tilt: float) -> NDArray[np.float64]:
     """``(n_views, 9)`` parameters with the beam tilt folded into the angles: the same projections with
     ``b = 0`` (IMOD converts so before writing ``.tlt``, ``.xtilt`` and the transforms).
@@ -162,13 +141,23 @@ def without_beam_tilt(params: NDArray[np.float64], beam_tilt: float) -> NDArray[
 
 
 def project(view_params: NDArray[np.float64], xyz: NDArray[np.float64], view_index: NDArray[np.intp],
-            marker_index: NDArray[np.intp]) -> NDArray[np.float64]:
+            marker_index: NDArray[np.intp], beam_tilt: float = 0.0) -> NDArray[np.float64]:
     """``(n_obs, 2)`` centred predictions of the given (view, marker) pairs for ``(n_views, 5)`` or
     ``(n_views, 9)`` parameters."""
-    return project_full(default_full_params(view_params), xyz, view_index, marker_index)
+    p = default_full_params(view_params)
+    a, _ = view_matrices(p, beam_tilt, derivatives=False)
+    return np.einsum("nij,nj->ni", a[view_index], np.asarray(xyz, float)[marker_index]) + p[view_index][:, [DX, DY]]
 
 
-def predict_all(view_params: NDArray[np.float64], xyz: NDArray[np.float64]) -> NDArray[np.float64]:
+def predict_all(view_params: NDArray[np.float64], xyz: NDArray[np.float64], beam_tilt: float = 0.0
+                ) -> NDArray[np.float64]:
     """``(n_views, n_markers, 2)`` every marker's centred position in every view for ``(n_views, 5)`` or
-    ``(n_views, 9)`` parameters, one view at a time."""
-    return predict_all_full(default_full_params(view_params), xyz)
+    ``(n_views, 9)`` parameters, one view at a time (so that no temporary is larger than one view's
+    predictions); NaN rows of the parameters or of ``xyz`` give NaN."""
+    p = default_full_params(view_params)
+    a, _ = view_matrices(p, beam_tilt, derivatives=False)
+    x = np.asarray(xyz, dtype=float)
+    out = np.empty((len(p), len(x), 2))
+    for j in range(len(p)):
+        out[j] = x @ a[j].T + p[j, [DX, DY]]
+    return out

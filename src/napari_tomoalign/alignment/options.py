@@ -5,7 +5,7 @@ user's choices. `ModelSettings` describes every solve, the default model's and I
 default model is the preset of the full model in which only rotation, tilt and magnification are mapped (each
 as `AlignmentOptions` asks) and X-stretch, skew, X-tilt, compression and beam tilt are held.
 `settings_from_options` builds it from `AlignmentOptions`; `imod_options.settings_from_com` from an
-``align.com``. Views are 0-based here; `mapping_summary` writes them 1-based, as IMOD prints them.
+``align.com``. Views are 0-based here (the record, `io.alignment_record`, writes them 1-based, as IMOD prints them).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..conventions import format_views
 from .grouping import Mapping, block_mapping, fixed_mapping
 from .model import COMP, MAG, N_FULL, ROT, TILT
 
@@ -221,54 +220,6 @@ class ModelSettings:
     def from_com(self) -> bool:
         return self.origin == "align.com"
 
-    def axis_z_shift_for(self, xyz_px: NDArray[np.float64]) -> float:
-        """The axis Z shift for solved markers ``xyz_px`` (centroid at 0): ``axis_z_shift_px``, or for IMOD's
-        ``AxisZShift 1000`` the middle of their z range."""
-        if not self.centre_z_range:
-            return float(self.axis_z_shift_px)
-        z = xyz_px[np.all(np.isfinite(xyz_px), axis=1), 2]
-        return float((z.min() + z.max()) / 2.0) if z.size else 0.0
-
-    def held_views(self, kind: str) -> list[int]:
-        """0-based views whose ``kind`` is held at its start value while other views of that kind are
-        solved (empty when the kind is not solved at all)."""
-        m = self.mappings[kind]
-        if m.n_vars == 0:
-            return []
-        return [int(v) for v in np.flatnonzero((m.var_a < 0) & (m.var_b < 0))]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain (JSON-ready) record of the run: where the settings came from, the command file's model
-        options as given (``TiltOption``, groupings, reference views, ...), each variable kind's mapping
-        (1-based views, as IMOD prints them), the excluded views and the count of geometric variables."""
-        return {"origin": self.origin, "options": dict(self.com_options),
-                "variables": {kind: mapping_summary(m) for kind, m in self.mappings.items()},
-                "geometric_variables": self.n_geometric, "excluded_views": format_views(self.excluded_views),
-                "rotation_angle_deg": self.rotation_angle_deg, "angle_offset_deg": self.angle_offset_deg,
-                "axis_z_shift_px": self.axis_z_shift_px, "centre_z_range": self.centre_z_range,
-                "beam_tilt_deg": self.beam_tilt_deg, "beam_tilt_free": self.beam_tilt_free,
-                "local_alignments": self.local_alignments,
-                "robust": {"on": self.robust, "scale": self.robust_scale, "tracks": self.robust_tracks,
-                           "rounds": self.robust_rounds, "floor": self.robust_floor,
-                           "min_group_points": self.robust_min_group_points, "group_views": self.robust_group_views}}
-
-
-def mapping_summary(m: Mapping) -> dict[str, Any]:
-    """How a mapping groups the views, 1-based: ``mode`` (fixed, per view, block or linear), the number of
-    ``variables``, the ``groups`` (block: runs of views sharing a value) or ``anchors`` (linear: the views
-    the unknowns sit at) and the ``held`` views."""
-    held = format_views(np.flatnonzero((m.var_a < 0) & (m.var_b < 0))) if m.n_vars else ""
-    out: dict[str, Any] = {"variables": m.n_vars}
-    if m.n_vars == 0:
-        return {"mode": "fixed", **out}
-    if np.any(m.w_b > 0):
-        return {"mode": "linear", **out, "anchors": format_views(m.anchor_view), "held": held}
-    if m.n_vars == int(np.sum(m.var_a >= 0)):
-        return {"mode": "per view", **out, "held": held}
-    starts = np.flatnonzero(np.r_[True, m.var_a[1:] != m.var_a[:-1]])
-    ends = np.r_[starts[1:], m.n_views] - 1
-    groups = ",".join(f"{a + 1}-{b + 1}" if b > a else str(a + 1) for a, b in zip(starts, ends))
-    return {"mode": "block", **out, "groups": groups, "held": held}
 
 
 def option_mapping(option: VariableOption, included: NDArray[np.bool_], gauge_view: int | None = None) -> Mapping:

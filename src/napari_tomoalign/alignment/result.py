@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,9 +24,6 @@ class StageReport:
     converged: bool
     message: str
     n_unknowns: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def _group_stats(index: NDArray[np.intp], sq: NDArray[np.float64], n: int) -> tuple[NDArray, NDArray]:
@@ -162,20 +158,6 @@ class Alignment:
         with np.errstate(invalid="ignore"):
             return self.obs_used & (self.robust_weights < 0.5)
 
-    def flagged_points(self) -> list[dict[str, Any]]:
-        """The flagged points, largest residual first: view, marker id, weight and residual."""
-        idx = np.flatnonzero(self.flagged)
-        weights = self.robust_weights if self.robust_weights is not None else np.ones(len(self.obs_view))
-        length = np.hypot(*self.residuals_px[idx].T) if idx.size else np.zeros(0)
-        order = np.argsort(-length, kind="stable")
-        out = []
-        for k in order:
-            i = int(idx[k])
-            out.append({"index": i, "view": int(self.obs_view[i]), "marker": int(self.marker_ids[self.obs_marker[i]]),
-                        "weight": float(weights[i]), "residual_px": float(length[k]),
-                        "dx": float(self.residuals_px[i, 0]), "dy": float(self.residuals_px[i, 1])})
-        return out
-
     # ------------------------------------------------------------------ statistics
     @cached_property
     def _sq(self) -> NDArray[np.float64]:
@@ -199,17 +181,3 @@ class Alignment:
     def per_marker_residual_px(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(n_markers,)`` RMS and mean residual of each marker (NaN where none is in the fit)."""
         return _group_stats(self.obs_marker[self.obs_used], self._sq, self.n_markers)
-
-    def worst_views(self, n: int = 5) -> list[tuple[int, float]]:
-        """The ``n`` views with the largest RMS residual, as ``(view, rms_px)``."""
-        return _largest(self.per_view_residual_px()[0], np.arange(self.n_views), n)
-
-    def worst_markers(self, n: int = 5) -> list[tuple[int, float]]:
-        """The ``n`` markers with the largest RMS residual, as ``(marker id, rms_px)``."""
-        return _largest(self.per_marker_residual_px()[0], self.marker_ids, n)
-
-
-def _largest(rms: NDArray[np.float64], labels: NDArray, n: int) -> list[tuple[int, float]]:
-    """The ``n`` largest finite values of ``rms``, largest first, as ``(label, value)``."""
-    order = np.argsort(np.where(np.isfinite(rms), -rms, np.inf))[:n]
-    return [(int(labels[k]), float(rms[k])) for k in order if np.isfinite(rms[k])]

@@ -26,10 +26,11 @@ from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .excluded_views import fill_left_out_views, left_out_notes
 from .full_layout import build_layout, shift_gauge
 from .imod_options import read_imod_settings
-from .model import DX, DY, MAG, ROT, TILT, predict_all_full, without_beam_tilt
+from .model import DX, DY, MAG, ROT, TILT, predict_all, without_beam_tilt
 from .options import AlignmentOptions, ModelSettings, settings_from_options, start_params
 from .result import Alignment
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
+from .transforms import z_range_midpoint
 from .validation import check_call_types, check_solution, determinable, validate_observations
 
 AXIS_DISAGREEMENT_DEG = 5.0
@@ -329,7 +330,7 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         full[~p.view_ok] = np.nan
     xyz_all = np.full((len(p.marker_ids), 3), np.nan)
     xyz_all[p.kept_markers] = runner.xyz
-    pred = predict_all_full(full, xyz_all) + image_centre(p.size)
+    pred = predict_all(full, xyz_all) + image_centre(p.size)
     residuals = np.full_like(p.xy, np.nan)
     residuals[p.use] = pred[p.v[p.use], p.mi[p.use]] - p.xy[p.use]
     robust_weights = None
@@ -337,6 +338,7 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         robust_weights = np.full(len(p.v), np.nan)
         robust_weights[np.flatnonzero(p.use)[p.obs.order]] = robust_w
     axis_final = wrap_degrees(float(np.degrees(full[p.ref, ROT])))
+    z_shift = z_range_midpoint(xyz_all) if settings.centre_z_range else float(settings.axis_z_shift_px)  # 1000: the middle
     branch = "axis in (-90, 90]" if -90.0 < axis_final <= 90.0 else "axis + 180 (markers half-turned)"
     return Alignment(
         tilt_angles_deg=np.degrees(full[:, TILT]), nominal_tilt_angles_deg=tilts_deg.copy(),
@@ -347,7 +349,7 @@ def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] |
         branch=f"{branch}; nominal tilt signs kept", stages=runner.reports,
         converged=all(s.converged for s in runner.reports), options=options, full_params=full, settings=settings,
         warnings=p.notes, pixel_size_nm=pixel_size_nm, weights=p.weights, robust_weights=robust_weights,
-        beam_tilt_deg=float(np.degrees(runner.beam)), axis_z_shift_px=settings.axis_z_shift_for(xyz_all),
+        beam_tilt_deg=float(np.degrees(runner.beam)), axis_z_shift_px=z_shift,
     )
 
 

@@ -134,6 +134,12 @@ class AlignedFrame:
     z_range_midpoint_px: float
 
 
+def z_range_midpoint(xyz_px: NDArray[np.float64]) -> float:
+    """The middle of the z range of the markers with finite positions (0 for none): IMOD's ``AxisZShift 1000``."""
+    z = xyz_px[np.all(np.isfinite(xyz_px), axis=1), 2]
+    return float((z.min() + z.max()) / 2.0) if z.size else 0.0
+
+
 def linear_parts(al: Alignment) -> NDArray[np.float64]:
     """``(n_views, 2, 2)`` the linear part ``F_j = T a^-1`` of each raw-to-aligned transform (X-stretch, skew
     and X-tilt enter it; with them at 0 it is ``R(-alpha) / s``). Rows of views without parameters are NaN."""
@@ -154,13 +160,11 @@ def aligned_frame(al: Alignment, axis_z_shift_px: float | None = None) -> Aligne
     rd = _model_offsets(al)
     ok = al.view_determined
     theta = np.radians(al.tilt_angles_deg)
-    z = al.xyz_px[al.marker_included, 2]
-    zmid = float((z.min() + z.max()) / 2.0) if z.size else 0.0
     z0 = float(al.axis_z_shift_px if axis_z_shift_px is None else axis_z_shift_px)
     ref = al.reference_view
     x0 = float(-(rd[ref, 0] + z0 * np.sin(theta[ref])) / np.cos(theta[ref]))
     y0 = float(-np.mean(rd[ok, 1]))
-    return AlignedFrame(x0, y0, z0, zmid)
+    return AlignedFrame(x0, y0, z0, z_range_midpoint(al.xyz_px))
 
 
 def imod_transforms(al: Alignment, axis_z_shift_px: float | None = None) -> NDArray[np.float64]:

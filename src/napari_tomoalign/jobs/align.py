@@ -238,9 +238,10 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
     lo = local_result = local_file = None
     if job.leave_out:
         from ..alignment.leaveout import leave_out_error
+        from ..io.alignment_record import leave_out_to_dict
 
         lo = leave_out_error(al)
-        sections["leave_out"] = lo.to_dict()
+        sections["leave_out"] = leave_out_to_dict(lo)
     if job.local:
         from ..io.imod_local import format_local
         from ..local_jobs import solve_local

@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..jobs.run import RunJob, run_job
     from ..jobs.solver_options import SolverSettings
-    from ..report import text_report
+    from ..report import local_report, text_report
     from ._patch_jobs import wants_patches
     from .jobs import run_options
 
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(res.tracked.result.summary())
         if res.folder.local is not None:
-            print("\n".join(["Local alignments:", *res.folder.local.report_lines()]))
+            print("\n".join(local_report(res.folder.local)))
         print("\n".join(text_report(res.alignment)))
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
               f" {res.tomogram.name}" + (f"; {bin_note}" if bin_note else ""))
