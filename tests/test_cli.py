@@ -251,3 +251,23 @@ def test_a_python_warning_reaching_the_command_line_is_one_line(tmp_path, capsys
         warnings.simplefilter("always")
         rc = main(["demo", "--output", str(tmp_path / "d")])
     assert rc == 0 and capsys.readouterr().err == "tomoalign: warning: something odd\n"
+
+
+class _ReaderGone:
+    """A standard output whose reader has gone (``| head`` after its lines): every write is a broken pipe."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_leaves_early_does_not_stop_the_job(tmp_path, monkeypatch, capsys):
+    # `tomoalign demo | head -1`: the text is dropped once the reader has gone, and every file is still made
+    monkeypatch.setattr(sys, "stdout", _ReaderGone())
+    rc = main(["demo", "--output", str(tmp_path / "d")])
+    assert rc == 0, capsys.readouterr().err
+    for name in ("sample.ali", "sample_bin2.rec", "sample.xf", "sample.tlt"):
+        assert (tmp_path / "d" / name).stat().st_size > 0, name
+    assert sys.stdout.__class__ is _ReaderGone  # given back as it was

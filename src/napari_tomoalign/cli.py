@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import AlignmentError, UsageError
@@ -329,13 +329,46 @@ def _loaded_errors() -> tuple[type[Exception], ...]:
     return (mrc.NonFiniteDataError,) if mrc is not None else ()
 
 
-def _quiet_stdout() -> None:
+def _quiet_stdout(stream: Any = None) -> None:
     """After a broken pipe, send what Python still flushes at exit to /dev/null rather than an error."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+        os.dup2(devnull, (stream or sys.stdout).fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
         pass
+
+
+class _ReaderMayLeave:
+    """Standard output for a command whose real products are files: when the reader of the text goes away
+    (``| head``, ``| grep -m1``), the rest of the text is dropped and the command goes on to write its files,
+    rather than stopping half-way with a broken pipe."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.reader_left = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_left:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_left:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._leave()
+
+    def _leave(self) -> None:
+        self.reader_left = True
+        _quiet_stdout(self._stream)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -347,12 +380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
 
-    shown = warnings.showwarning
+    shown, stdout = warnings.showwarning, sys.stdout
     warnings.showwarning = _show_warning
+    sys.stdout = _ReaderMayLeave(stdout)
     try:
         return _main(argv)
     finally:
         warnings.showwarning = shown
+        if sys.stdout.__class__ is _ReaderMayLeave:
+            sys.stdout = stdout
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -374,7 +410,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 return _error(f"error: {exc.args[0] if exc.args else exc}", 2)
             except ValueError as exc:  # an option value out of range (AlignmentOptions, VariableOption)
                 return _error(f"error: {exc}", 2)
-            except BrokenPipeError:  # the reader of our output went away (| head): the files are written
+            except BrokenPipeError:  # the reader went away while text was printed by other means: the files are written
                 _quiet_stdout()
                 return 0
             except MemoryError:
