@@ -12,7 +12,7 @@ pytest.importorskip("napari")
 from support.gui import first_look
 
 from napari_tomoalign._napari.dock import bead_logic  # noqa: E402
-from napari_tomoalign._napari.dock.beads import track_job  # noqa: E402
+from napari_tomoalign._napari.dock.bead_jobs import track_job  # noqa: E402
 from napari_tomoalign._napari.dock.logic import CHECK_RGBA  # noqa: E402
 from napari_tomoalign._napari.dock.results import PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
@@ -81,8 +81,11 @@ def test_find_beads_rings_sit_on_the_true_beads_in_the_world(qtbot, dock, kind):
     layer = widget.beads.candidates
     assert layer is not None and layer in viewer.layers and viewer.dims.current_step[0] == view
     d_nm = s.bead_diameter_px * s.pixel_size_nm
-    # The ring is 1.5 bead diameters across in the world (its size is in the layer's pixels).
-    np.testing.assert_allclose(np.asarray(layer.size) * layer.scale[-1], 1.5 * d_nm, rtol=1e-6)
+    # The ring is 1.5 bead diameters across in the world (its size is in the layer's pixels), at the diameter
+    # measured on the view (near the true one given here)
+    measured_nm = widget.beads.candidates.metadata["bead_diameter_px"] * s.pixel_size_nm
+    np.testing.assert_allclose(np.asarray(layer.size) * layer.scale[-1], 1.5 * measured_nm, rtol=1e-6)
+    assert abs(measured_nm / d_nm - 1.0) < 0.1
     found, true = world_xy(layer, layer.data), truth_world(s, view)
     dist = np.hypot(*(found[:, None, :] - true[None, :, :]).transpose(2, 0, 1))
     margin = s.bead_diameter_px / 2 + 6  # the finder skips the borders, as IMOD's does
@@ -337,3 +340,28 @@ def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, mak
         assert abs(suggested - true_nm) < 0.1 * true_nm
     finally:
         widget.teardown()
+
+
+def test_find_beads_measures_the_diameter_as_track_does(qtbot, dock):
+    """Find beads then Track is the dock's usual path (new user's finding, session 10: 7 nm for 10 nm gold found
+    13 of 32 beads, 20 nm drew every bead as a clump): the view is measured first, a diameter 30% off finds what
+    the true one finds and the spin box takes the measure; twice the size is refused with the measure to enter."""
+    s, viewer, image, widget = dock("cryo")
+    true_nm = s.bead_diameter_px * s.pixel_size_nm
+    found = {}
+    for factor in (1.0, 0.7, 1.3):
+        widget.beads.diameter_nm.value = round(factor * true_nm, 1)
+        wait(qtbot, widget, widget.beads.find())
+        layer = widget.beads.candidates
+        found[factor] = int((~layer.features["clump"].to_numpy(dtype=bool)).sum())
+        if factor != 1.0:
+            assert abs(widget.beads.diameter_nm.value / true_nm - 1.0) < 0.1, widget.status.text()
+            assert "'bead diameter (nm)' is set to the measure" in widget.status.text()
+    assert found[0.7] >= 0.95 * found[1.0] and found[1.3] >= 0.95 * found[1.0], found
+    widget.beads.diameter_nm.value = round(2.0 * true_nm, 1)
+    before = widget.beads.candidates.data.copy()
+    wait(qtbot, widget, widget.beads.find())
+    text = widget.status.text()
+    assert "set 'bead diameter (nm)' to" in text and "--bead-diameter" not in text, text
+    assert abs(float(text.rsplit(" ", 1)[1]) / true_nm - 1.0) < 0.1
+    np.testing.assert_array_equal(widget.beads.candidates.data, before)  # the rings are as they were

@@ -19,10 +19,11 @@ from napari.layers import Points
 from napari.utils.notifications import show_error, show_info
 
 from ...conventions import view_index, view_number
-from ...errors import AlignmentError, Cancelled, UsageError
+from ...errors import Cancelled
 from ...tracking.beads import BeadCandidates, diameter_px_from_nm
 from ...tracking.result import TrackingResult
 from ..layers import frame_of, marker_text, markers_to_points
+from .bead_jobs import find_job, track_job
 from .bead_logic import (
     ADDED_RGBA,
     RING_OVER_BEAD,
@@ -49,56 +50,7 @@ from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 CANDIDATES = "bead candidates"  # the layer's role; its name is short: "<stack> beads?"
 CANDIDATES_NAME = "beads?"
 RING_BORDER = 0.12  # relative to the ring's diameter
-
-
-def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progress: Callable, should_stop: Callable
-             ) -> tuple[tuple[BeadCandidates] | None, BaseException | None]:
-    """The worker's Find beads: expected failures come back as values."""
-    from ...tracking.beads import find_beads
-
-    try:
-        progress("find", 0, 1, f"finding beads in view {view_number(view)}...")
-        return (find_beads(np.asarray(image[view]), diameter_px),), None
-    except ValueError as exc:  # BeadFindingError is one
-        return None, exc
-
-
-def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_deg: float | None, seed_view: int,
-              seeds_xy: np.ndarray | None, threads: int, progress: Callable, should_stop: Callable,
-              pixel_size_nm: float | None = None, clumps: str = "skip"
-              ) -> tuple[tuple[TrackingResult, str | None] | None, BaseException | None]:
-    """The worker's Track, as the command line's: the diameter given is measured on the data first
-    (`diameter.resolve_diameter`: a near one is replaced by the measure, a far one refused with the measure to
-    give), then `track_beads` with the dock's progress and Cancel, and the command line's hint afterwards;
-    expected failures as values, in the dock's words."""
-    from ...jobs.threads import thread_limit
-    from ...tracking.diameter import resolve_diameter
-    from ...tracking.jobs import diameter_hint
-    from ...tracking.pipeline import TRACKING_THREADS, track_beads
-
-    try:
-        with thread_limit(min(threads, TRACKING_THREADS) if threads else TRACKING_THREADS):
-            measured = resolve_diameter(stack, tilts, diameter_px, pixel_size_nm, "nm" if pixel_size_nm else "px")
-        result = track_beads(stack, tilts, measured, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
-                             seeds_xy=seeds_xy, clumps=clumps, threads=threads, progress=progress,
-                             should_stop=should_stop)
-        hint = diameter_hint(np.asarray(stack[result.seed_view]), result, measured, pixel_size_nm)
-        return (result, dock_hint(hint)), None
-    except UsageError as exc:  # the beads measure far from the diameter given
-        return None, UsageError(dock_hint(str(exc)))
-    except (Cancelled, AlignmentError, ValueError) as exc:
-        return None, exc
-
-
-def dock_hint(hint: str | None) -> str | None:
-    """The command line's diameter advice in the dock's words (its spin box, not ``--bead-diameter-nm``)."""
-    if hint is None:
-        return None
-    for unit, box in (("nm", "'bead diameter (nm)'"), ("px", "the bead diameter (px)")):
-        hint = hint.replace(f" (or --bead-diameter-{unit} auto)", "").replace(f"--bead-diameter-{unit} D", f"{box}")
-        hint = hint.replace(f"try --bead-diameter-{unit} ", f"set {box} to ").replace(
-            f"give --bead-diameter-{unit} ", f"set {box} to ")
-    return hint.replace(", or check the polarity (--polarity)", ", or check the beads' polarity")
+MEASURE_NOTED = 0.05  # a measured diameter further than this (relative) from the one given is said and taken
 
 
 def pixel_size_nm(image: Any) -> tuple[float, str]:
@@ -203,16 +155,23 @@ class BeadSection:
         except ValueError as exc:
             return self._refuse(exc)
         view = self.view_chosen()
-        job = {"image": image.data, "view": view, "diameter_px": d}
-        return self.runner.start(job, lambda cands: self._on_found(cands, image, view), self._on_failure,
+        job = {"image": image.data, "view": view, "diameter_px": d, "pixel_size_nm": pixel_size_nm(image)[0]}
+        return self.runner.start(job, lambda cands: self._on_found(cands, image, view, d), self._on_failure,
                                  work=find_job, busy_text=f"finding beads in view {view_number(view)}...")
 
-    def _on_found(self, cands: BeadCandidates, image: Any, view: int) -> None:
+    def _on_found(self, cands: BeadCandidates, image: Any, view: int, given_px: float | None = None) -> None:
         if self.runner.stopping:
             self._done()
             self._on_failure(Cancelled("finding beads cancelled"))
             return
-        self.runner.run_steps([*self._candidate_steps(cands, image, view), self._done])
+        note = ""
+        if given_px is not None and abs(cands.bead_diameter_px / given_px - 1.0) > MEASURE_NOTED:
+            # the beads measure off the diameter given: the spin box takes the measure (Track starts from it)
+            pixel, given_nm = pixel_size_nm(image)[0], float(self.diameter_nm.value)
+            self.diameter_nm.value = round(cands.bead_diameter_px * pixel, 1)
+            note = (f"; the beads measure {cands.bead_diameter_px * pixel:.1f} nm across, not the {given_nm:.1f} nm "
+                    "given: 'bead diameter (nm)' is set to the measure")
+        self.runner.run_steps([*self._candidate_steps(cands, image, view, note), self._done])
 
     def _done(self) -> None:
         self.runner.progress.value = 100
@@ -225,7 +184,8 @@ class BeadSection:
         assert self.candidates is not None  # made by the first step
         return self.candidates
 
-    def _candidate_steps(self, cands: BeadCandidates, image: Any, view: int) -> list[Callable[[], None]]:
+    def _candidate_steps(self, cands: BeadCandidates, image: Any, view: int, note: str = ""
+                         ) -> list[Callable[[], None]]:
         """Showing the candidates in short steps (one per turn of the event loop when run by the runner):
         the layer (hidden), the view, showing it, then the selection and the legend."""
         data, clump = candidate_points(cands, view)
@@ -255,7 +215,7 @@ class BeadSection:
             tilt = float(tilts[view]) if tilts is not None and view < len(tilts) else float("nan")
             self.show_legend(strength_legend(cands.threshold, len(data), int(clump.sum()), view, tilt))
             self._status(f"{len(data)} bead candidates in view {view_number(view)} ({int(clump.sum())} clumps); edit the "
-                         "rings, then Track")
+                         f"rings, then Track{note}")
 
         return [place, go_to_view, reveal, tell]
 
