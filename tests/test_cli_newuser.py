@@ -97,6 +97,11 @@ def test_a_source_tree_reports_its_fallback_version_and_commit():
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
         if head.returncode == 0:
             assert v.endswith(f"+src.g{head.stdout.strip()[:10]}")
+    import napari_tomoalign
+    from napari_tomoalign._source_version import in_checkout
+
+    if in_checkout():  # an editable install reports the commit checked out now, not the one it was installed at
+        assert napari_tomoalign.__version__ == v
 
 
 def test_a_raw_st_given_a_preali_alignment_is_warned_even_quietly(tmp_path, capsys):

@@ -12,12 +12,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-try:
-    from ._version import __version__  # written by setuptools-scm when the package is installed
-except ImportError:  # a source tree that was never installed: pyproject's fallback and the commit checked out
-    from ._source_version import source_version
+from ._source_version import in_checkout, source_version
 
-    __version__ = source_version()
+if in_checkout():  # a git checkout's src/ (an editable install, PYTHONPATH): the commit checked out now, not the
+    __version__ = source_version()  # one setuptools-scm wrote at install time
+else:
+    try:
+        from ._version import __version__  # written by setuptools-scm when the package is installed
+    except ImportError:  # a source tree that was never installed and has no git
+        __version__ = source_version()
 
 from ._numba_cache import use_writable_cache
 

@@ -1,5 +1,6 @@
-"""The version of a source tree that was never installed (run with ``PYTHONPATH=src``): setuptools-scm writes
-``_version.py`` only on install, and ``0+unknown`` in every ``alignment.json`` loses the provenance. So: the
+"""The version of a source tree (run with ``PYTHONPATH=src``, or installed editable): setuptools-scm writes
+``_version.py`` only on install, where it goes stale with the next commit, and ``0+unknown`` in every
+``alignment.json`` loses the provenance. So: the
 fallback version of ``pyproject.toml`` and the commit git has checked out, read from the files (no git program,
 no subprocess at import), as ``0.2.0+src.g1a2b3c4d5``; ``0+unknown`` when neither can be found."""
 
@@ -40,6 +41,17 @@ def _commit(git: Path) -> str | None:
             if line.endswith(" " + m.group(1)):
                 return line.split()[0]
     return None
+
+
+def in_checkout() -> bool:
+    """Whether this package is imported from the ``src/`` folder of a git checkout (an editable install or
+    ``PYTHONPATH=src``), where the ``_version.py`` written at install time goes stale with every commit."""
+    here = Path(__file__).resolve().parent
+    root = here.parent.parent
+    try:
+        return here.parent.name == "src" and (root / "pyproject.toml").is_file() and _git_dir(root) is not None
+    except OSError:
+        return False
 
 
 def source_version() -> str:
