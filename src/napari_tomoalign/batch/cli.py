@@ -51,8 +51,10 @@ summary.csv columns: name, status (done, skipped, not-converged, failed, no-mark
 run), rms_residual_px, mean_residual_px, n_markers, n_views, n_observations, n_flagged (robust fit),
 beads_tracked, points_tracked, tracking_flagged, tracking_weak (run path), converged, time_s,
 track_s, solve_s, write_s, images_s, error, notes, output, outlier.
-Exit status: 0 when every series landed, 1 when some did not (see summary.csv), 2 for bad input.
+Exit status: 0 when every series landed, 3 when some did not (each named; see summary.csv), 2 for bad input.
 On SLURM: start a dask-jobqueue SLURMCluster and pass its scheduler_address to --scheduler."""
+
+SERIES_FAILED = 3  # some series failed (each named above the summary): as a solve that did not converge
 
 
 def _workers(text: str) -> int:
@@ -121,4 +123,4 @@ def cmd_batch(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; summary in {res.summary_csv}")
         for r in res.failed:
             print(f"  {r['name']}: {r['status']}: {r['error']}")
-    return 1 if res.failed else 0
+    return SERIES_FAILED if res.failed else 0
