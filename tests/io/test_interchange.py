@@ -172,3 +172,21 @@ def test_the_convert_command(bba, tmp_path, capsys):
     args = parser.parse_args([str(tmp_path / "r" / "tomograms.star"), "--to", "aln", "--output", str(tmp_path / "b.aln")])
     assert cmd_convert(args) == 0
     assert _error(bba, read_any(tmp_path / "b.aln")) < 0.01
+
+
+def test_imod_output_carries_the_full_models_and_local_files(tmp_path):
+    """A full-model alignment with local alignments, converted to IMOD, keeps what IMOD's tilt reads beside the
+    .xf (new user's finding, session 10: the .xtilt and .zfac were dropped without a word): the same bytes,
+    under the new name."""
+    from napari_tomoalign.cli import main
+
+    src = tmp_path / "full"
+    assert main(["align", str(BB / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--imod-com",
+                 str(BB / "aligna.com"), "--local", "--output", str(src), "--quiet"]) == 0
+    written = convert(src, "imod", tmp_path / "out", name="tsA")
+    assert sorted(p.name for p in written) == ["tsA.tlt", "tsA.xf", "tsA.xtilt", "tsA.zfac", "tsAlocal.xf"]
+    for ours, theirs in (("tsA.xtilt", "BBa.xtilt"), ("tsA.zfac", "BBa.zfac"), ("tsAlocal.xf", "BBalocal.xf")):
+        assert (tmp_path / "out" / ours).read_bytes() == (src / theirs).read_bytes()
+    assert np.abs(np.loadtxt(src / "BBa.zfac")).max() > 0  # real Z factors, not zeros
+    with pytest.raises(FileExistsError):  # all or none: nothing is replaced
+        convert(src, "imod", tmp_path / "out", name="tsA")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from ..conventions import image_centre
 from .alignment import SavedAlignment, read_alignment_dir
 from .atomic import input_scope, safe_name
 from .errors import FileFormatError
-from .imod import read_xf
+from .imod import read_xf, write_imod_alignment
 from .limits import pixel_size_arg
 from .limits import pixel_size_nm as checked_pixel_size
 from .tilts import read_tilt_angles
@@ -238,6 +239,19 @@ def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float
                           pixel_size_nm)
 
 
+def _beside(p: Path, saved: SavedAlignment) -> tuple[tuple[Path, str], ...]:
+    """The files beside an IMOD ``.xf`` that IMOD's ``tilt`` reads with it: the full model's ``.xtilt`` and
+    ``.zfac`` of its stem and the local alignments the run wrote, as (file, new suffix) pairs."""
+    xfs = [p] if p.suffix.lower() == ".xf" else sorted(p.glob("*.xf")) if p.is_dir() else []
+    xfs = [q for q in xfs if q.name != saved.local_file]
+    if len(xfs) != 1:
+        return ()
+    found = [(xfs[0].with_suffix(s), s) for s in (".xtilt", ".zfac") if xfs[0].with_suffix(s).is_file()]
+    if saved.local_file and (xfs[0].parent / saved.local_file).is_file():
+        found.append((xfs[0].parent / saved.local_file, "local.xf"))
+    return tuple(found)
+
+
 def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
     """The solved tilts at full precision from ``alignment.json`` (the ``.tlt`` has 2 decimals: up to 0.03 px)."""
     exact = _views(d / "alignment.json", "tilt_angle_deg", saved.tilt_angles_deg.size)
@@ -246,7 +260,7 @@ def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
     with np.errstate(invalid="ignore"):
         use = saved.view_determined & np.isfinite(exact) & (np.abs(exact - saved.tilt_angles_deg) <= 0.006)
     tilts = np.where(use, exact, saved.tilt_angles_deg)
-    return SavedAlignment(saved.transforms, tilts, saved.view_determined, saved.image_size, saved.pixel_size_nm)
+    return replace(saved, tilt_angles_deg=tilts)
 
 
 def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size: tuple[int, int] | None = None,
@@ -272,25 +286,6 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     from .relion import read_relion
 
     return read_relion(p / "tomograms.star" if p.is_dir() else p, name=name, image_size=image_size)
-
-
-def _write_imod(saved: SavedAlignment, out: Path, stem: str, overwrite: bool) -> list[Path]:
-    """IMOD's ``NAME.xf`` and ``NAME.tlt`` in folder ``out`` (what ``newstack -xform`` and ``tilt`` read).
-
-    Undetermined views get the identity transform; the ``.tlt`` keeps 4 decimals (IMOD reads free format).
-    """
-    from .atomic import atomic_file_set
-    from .imod import format_xf
-
-    paths = [out / f"{stem}.xf", out / f"{stem}.tlt"]
-    ok = saved.view_determined[:, None, None] & np.isfinite(saved.transforms)
-    xf = np.where(ok, saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
-    with atomic_file_set(paths, overwrite) as tmps:  # both or neither
-        with open(tmps[0], "w", encoding="utf-8", newline="\n") as f:
-            format_xf(f, xf)
-        with open(tmps[1], "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(f"{t:9.4f}\n" for t in saved.tilt_angles_deg)
-    return paths
 
 
 def convert(
@@ -345,11 +340,11 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     if nominal_tilt_angles_deg is not None:
         nominal = np.asarray(nominal_tilt_angles_deg, dtype=float)
     if pixel_size_nm is not None:
-        saved = SavedAlignment(saved.transforms, saved.tilt_angles_deg, saved.view_determined, saved.image_size,
-                               float(pixel_size_nm))
+        saved = replace(saved, pixel_size_nm=float(pixel_size_nm))
     out = Path(out_path)
-    if fmt == "imod":
-        return _write_imod(saved, out, stem, overwrite)
+    if fmt == "imod":  # with the full model's and the local alignments' files of a folder read (IMOD's tilt reads them)
+        carry = _beside(Path(in_path), saved) if isinstance(in_path, (str, os.PathLike)) else ()
+        return write_imod_alignment(saved, out, stem, overwrite, carry=carry)
     if fmt == "aretomo":
         from .aretomo import write_aln
 

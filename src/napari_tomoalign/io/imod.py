@@ -161,3 +161,26 @@ def marker_z_extent(path: Path) -> float | None:
         raise FileFormatError(f"{path}: a marker Z of {float(z[~(np.abs(z) <= MAX_MARKER_Z_PX)][0]):g} px is not usable; "
                               "run 'tomoalign align' again")
     return float(np.max(np.abs(z))) if z.size else None
+
+
+def write_imod_alignment(saved, out: Path, stem: str, overwrite: bool,
+                         carry: tuple[tuple[Path, str], ...] = ()) -> list[Path]:
+    """IMOD's ``NAME.xf`` and ``NAME.tlt`` of a `SavedAlignment` in folder ``out`` (what ``newstack -xform``
+    and ``tilt`` read), and the files of ``carry`` copied as ``NAME`` + their suffix (``.xtilt``, ``.zfac``,
+    ``local.xf``), all or none. Undetermined views get the identity transform; the ``.tlt`` keeps 4 decimals
+    (IMOD reads free format)."""
+    import shutil
+
+    from .atomic import atomic_file_set
+
+    paths = [out / f"{stem}.xf", out / f"{stem}.tlt", *(out / f"{stem}{suffix}" for _, suffix in carry)]
+    ok = saved.view_determined[:, None, None] & np.isfinite(saved.transforms)
+    xf = np.where(ok, saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    with atomic_file_set(paths, overwrite) as tmps:  # all or none
+        with open(tmps[0], "w", encoding="utf-8", newline="\n") as f:
+            format_xf(f, xf)
+        with open(tmps[1], "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(f"{t:9.4f}\n" for t in saved.tilt_angles_deg)
+        for (source, _), tmp in zip(carry, tmps[2:], strict=True):
+            shutil.copyfile(source, tmp)
+    return paths
