@@ -11,17 +11,16 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from . import __version__
 from .errors import AlignmentError, UsageError
-from .io.atomic import OverwriteError, StopRequested, clear_stop, request_stop
+from .io.atomic import OverwriteError, StopRequested
 from .io.errors import FileFormatError
 from .messages import os_error_message
-from .stops import caught_signals, stop_behind, stop_message
+from .stops import ReaderMayLeave, quiet_stdout, stop_behind, stop_message, stop_on_signals
 
 
 class _Parser(argparse.ArgumentParser):
@@ -290,34 +289,6 @@ def _needs_extra(command, extra: str):
     return run
 
 
-@contextmanager
-def _signals():
-    """SIGTERM and SIGINT stop a command (`StopRequested`), and no write commits after them, even where the
-    signal arrives inside a C callback that cannot raise (then the old handlers are back)."""
-    def on_signal(signum, frame):
-        caught_signals.append(signum)
-        request_stop(signum)
-
-    def unraisable(info):  # a stop raised inside a C callback is remembered, not news: say nothing
-        if not isinstance(info.exc_value, (StopRequested, KeyboardInterrupt)):
-            previous_hook(info)
-
-    caught_signals.clear()
-    try:
-        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
-    try:
-        yield
-    finally:
-        clear_stop()  # the request was for this command only
-        sys.unraisablehook = previous_hook
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
 def _error(message: str, code: int) -> int:
     print(f"tomoalign: {message}".replace("\n", " "), file=sys.stderr)
     return code
@@ -327,48 +298,6 @@ def _loaded_errors() -> tuple[type[Exception], ...]:
     """Bad-input errors of modules loaded by the command that ran (one that was not loaded raised nothing)."""
     mrc = sys.modules.get(f"{__package__}.io.mrc")
     return (mrc.NonFiniteDataError,) if mrc is not None else ()
-
-
-def _quiet_stdout(stream: Any = None) -> None:
-    """After a broken pipe, send what Python still flushes at exit to /dev/null rather than an error."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, (stream or sys.stdout).fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-class _ReaderMayLeave:
-    """Standard output for a command whose real products are files: when the reader of the text goes away
-    (``| head``, ``| grep -m1``), the rest of the text is dropped and the command goes on to write its files,
-    rather than stopping half-way with a broken pipe."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self.reader_left = False
-
-    def write(self, text: str) -> int:
-        if not self.reader_left:
-            try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                self._leave()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.reader_left:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._leave()
-
-    def _leave(self) -> None:
-        self.reader_left = True
-        _quiet_stdout(self._stream)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -382,12 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     shown, stdout = warnings.showwarning, sys.stdout
     warnings.showwarning = _show_warning
-    sys.stdout = _ReaderMayLeave(stdout)
+    sys.stdout = ReaderMayLeave(stdout)
     try:
         return _main(argv)
     finally:
         warnings.showwarning = shown
-        if sys.stdout.__class__ is _ReaderMayLeave:
+        if sys.stdout.__class__ is ReaderMayLeave:
             sys.stdout = stdout
 
 
@@ -395,7 +324,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from .io.atomic import BusyError, input_scope
 
     try:
-        with _signals(), input_scope():  # no output may replace one of the command's inputs
+        with stop_on_signals(), input_scope():  # no output may replace one of the command's inputs
             try:
                 args = build_parser(argv).parse_args(argv)
             except _ArgumentError as exc:
@@ -411,7 +340,7 @@ def _main(argv: Sequence[str] | None) -> int:
             except ValueError as exc:  # an option value out of range (AlignmentOptions, VariableOption)
                 return _error(f"error: {exc}", 2)
             except BrokenPipeError:  # the reader went away while text was printed by other means: the files are written
-                _quiet_stdout()
+                quiet_stdout()
                 return 0
             except MemoryError:
                 return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
