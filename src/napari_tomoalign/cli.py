@@ -19,6 +19,7 @@ from . import __version__
 from .errors import AlignmentError, UsageError
 from .io.atomic import OverwriteError, StopRequested
 from .io.errors import FileFormatError
+from .io.limits import pixel_size_arg
 from .messages import os_error_message
 from .stops import ReaderMayLeave, quiet_stdout, stop_behind, stop_message, stop_on_signals
 
@@ -47,7 +48,7 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("model")
     add_solver_arguments(g)  # the options' one table, shared with batch and the dock
-    g.add_argument("--pixel-size-nm", type=float, metavar="NM", help="pixel size, to report residuals in nm")
+    g.add_argument("--pixel-size-nm", type=pixel_size_arg, metavar="NM", help="pixel size, to report residuals in nm")
     g.add_argument("--leave-out", action="store_true",
                    help="also compute each marker's leave-out error (fit without it, predict it)")
 

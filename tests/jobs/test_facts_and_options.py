@@ -37,7 +37,8 @@ def test_one_bead_diameter_range_and_nm_through_the_pixel_size():
     with pytest.raises(UsageError, match="not Angstrom"):
         facts.bead_diameter_px(100.0, None, 0.2, image_size=(512, 512))  # 500 px: an Angstrom slip
     assert facts.pixel_size_nm(None, 0.0) is None and facts.pixel_size_nm(None, 2.02) == pytest.approx(0.202)
-    assert facts.pixel_size_nm(0.5, 2.02) == 0.5
+    with pytest.warns(UserWarning, match="using 0.5 nm/px as given"):
+        assert facts.pixel_size_nm(0.5, 2.02) == 0.5
 
 
 def test_the_command_line_batch_and_the_dock_convert_options_alike():
@@ -90,3 +91,23 @@ def test_one_gold_erasure_from_memory_or_from_a_folder_with_a_prexg(imod_data, t
     assert moved > 1.0  # without the .prexg the beads would be erased in the wrong places
     img = np.random.default_rng(1).normal(100.0, 5.0, (512, 512)).astype(np.float32)
     np.testing.assert_array_equal(mem(30, img), mem(30, img))  # view j's noise is seeded by (seed, j)
+
+
+def test_a_given_pixel_size_that_the_header_contradicts_is_used_and_said(capsys):
+    """New user's finding (session 10): --pixel-size-nm 0.4 on a 0.8 nm/px stack halved every output's scale
+    without a word; and 0 was blamed on the file. Now: used (it is the way to mend a wrong header), and said."""
+    import warnings
+
+    from napari_tomoalign.cli import main
+
+    with pytest.warns(UserWarning, match=r"header says 0\.8 nm/px; using 0\.4 nm/px as given"):
+        assert facts.pixel_size_nm(0.4, 8.0) == 0.4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert facts.pixel_size_nm(0.802, 8.0) == 0.802  # within 1 %: the same pixel size, said more precisely
+        assert facts.pixel_size_nm(0.4, None) == 0.4 and facts.pixel_size_nm(None, 8.0) == 0.8
+    for command in (["track", "x.st", "--bead-diameter-nm", "10"], ["run", "x.st", "--bead-diameter-nm", "10"],
+                    ["align", "x.fid", "--tilt-angles", "x.tlt"]):
+        code = main([*command, "--output", "o", "--pixel-size-nm", "0"])
+        err = capsys.readouterr().err
+        assert code == 2 and "--pixel-size-nm" in err and "positive number of nanometres" in err, err

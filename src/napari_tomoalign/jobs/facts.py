@@ -105,10 +105,17 @@ def bead_diameter_px(diameter_nm: float | None, diameter_px: float | None, pixel
 
 
 def pixel_size_nm(given_nm: float | None, header_angstrom: float | None) -> float | None:
-    """The pixel size in nm: the one given, else the header's (Å); None when neither is known."""
-    if given_nm is not None:
-        return float(given_nm)
-    return nm_from_angstrom(header_angstrom)
+    """The pixel size in nm: the one given, else the header's (Å); None when neither is known. One given that
+    differs from the header's by more than 1 % is used, and said (a typo here scales every output)."""
+    header = nm_from_angstrom(header_angstrom)
+    if given_nm is None:
+        return header
+    if header is not None and abs(float(given_nm) / header - 1.0) > 0.01:
+        import warnings
+
+        warnings.warn(f"the stack's header says {header:.4g} nm/px; using {float(given_nm):.4g} nm/px as given "
+                      "(--pixel-size-nm): every output is scaled by it", UserWarning, stacklevel=2)
+    return float(given_nm)
 
 
 def preview_binning(image_shape: tuple[int, int], target: int = PREVIEW_TARGET_PX) -> int:

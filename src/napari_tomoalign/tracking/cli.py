@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..io.limits import pixel_size_arg
+
 
 def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", help="the raw tilt series (.st .mrc .mrcs), read view by view")
@@ -23,7 +25,7 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=float, metavar="F", help="with --patches: patch overlap fraction (default 0.5)")
     p.add_argument("--length", metavar="N[,OV]", help="with --patches: views per contour and overlap (default 16,4)")
     p.add_argument("--tilt-axis", type=float, metavar="DEG", help="tilt-axis angle near which to estimate it")
-    p.add_argument("--pixel-size-nm", type=float, metavar="NM",
+    p.add_argument("--pixel-size-nm", type=pixel_size_arg, metavar="NM",
                    help="pixel size in nm, for a stack whose header records none or a wrong one (default: the header's)")
     p.add_argument("--beads", type=int, metavar="N", help="how many beads to track (default: every bead found)")
     p.add_argument("--clumps", choices=("skip", "track"), default="skip",
