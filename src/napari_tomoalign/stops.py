@@ -72,6 +72,22 @@ def stop_on_signals():
             signal.signal(sig, handler)
 
 
+@contextmanager
+def signals_held():
+    """SIGINT and SIGTERM ignored while a stopped command puts things back (a second Ctrl-C must not cut the
+    restoring short, nor print a library's traceback); the handlers as they were afterwards."""
+    try:
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def quiet_stdout(stream: Any = None) -> None:
     """After a broken pipe, send what Python still flushes at exit to /dev/null rather than an error."""
     try:

@@ -35,10 +35,13 @@ def _children(pid: int) -> list[int]:
     return [int(k) for k in found]
 
 
-@pytest.mark.parametrize("sig, code, word, group", [(signal.SIGTERM, 143, "terminated", False),
-                                                   (signal.SIGINT, 130, "interrupted", True)])
-def test_a_signal_mid_batch_stops_the_workers_and_leaves_no_partial_series(stacks, tmp_path, sig, code, word, group):
-    """Ctrl-C goes to the whole process group, as a terminal sends it: the workers print nothing."""
+@pytest.mark.parametrize("sig, code, word, group, times", [(signal.SIGTERM, 143, "terminated", False, 1),
+                                                          (signal.SIGINT, 130, "interrupted", True, 1),
+                                                          (signal.SIGINT, 130, "interrupted", True, 3)])
+def test_a_signal_mid_batch_stops_the_workers_and_leaves_no_partial_series(stacks, tmp_path, sig, code, word, group,
+                                                                          times):
+    """Ctrl-C goes to the whole process group, as a terminal sends it: the workers print nothing. Pressed three
+    times (new user's finding, session 10: a 25-line traceback and a half-replaced series), the same."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     p = subprocess.Popen([sys.executable, "-m", "napari_tomoalign.cli", "batch", str(stacks), "--output", str(out),
@@ -50,7 +53,9 @@ def test_a_signal_mid_batch_stops_the_workers_and_leaves_no_partial_series(stack
     time.sleep(0.5)  # the workers are tracking their first series
     kids = _children(p.pid)
     assert p.poll() is None and kids, "the batch ended before the signal"
-    os.killpg(p.pid, sig) if group else p.send_signal(sig)
+    for k in range(times):
+        time.sleep(0.15 if k else 0.0)
+        os.killpg(p.pid, sig) if group else p.send_signal(sig)
     _, err = p.communicate(timeout=90)
     assert p.returncode == code and err.count("\n") == 1 and err.startswith(f"tomoalign: {word}"), err
     deadline = time.monotonic() + 20

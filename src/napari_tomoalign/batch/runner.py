@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.convert import normalise_format
+from ..stops import signals_held
 from .series import SeriesSpec, discover
 from .stamp import discard_unfinished_series, restore_kept_runs
 from .summary import flag_outliers, write_summary_csv, write_summary_png
@@ -228,10 +229,11 @@ def run_batch(
             dashboard = _announce(own, scheduler, say)
             _submit_all(own, todo, out, defaults, export, show, force, rows)
         except BaseException:
-            _close(own, cluster, client, environ)
-            if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
-                discard_unfinished_series(out, [s for s in todo if s.name not in rows])
-                _remove_if_empty(out, made)
+            with signals_held():  # a second Ctrl-C waits for the series to be put back
+                _close(own, cluster, client, environ)
+                if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
+                    discard_unfinished_series(out, [s for s in todo if s.name not in rows])
+                    _remove_if_empty(out, made)
             raise
         _close(own, cluster, client, environ)
     ordered = [rows[s.name] for s in specs]
