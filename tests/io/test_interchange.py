@@ -190,3 +190,18 @@ def test_imod_output_carries_the_full_models_and_local_files(tmp_path):
     assert np.abs(np.loadtxt(src / "BBa.zfac")).max() > 0  # real Z factors, not zeros
     with pytest.raises(FileExistsError):  # all or none: nothing is replaced
         convert(src, "imod", tmp_path / "out", name="tsA")
+
+
+def test_a_converted_file_can_be_read_back_and_a_missing_input_is_named(bba, tmp_path):
+    """New user's findings (session 10): `--to aretomo --output x` wrote a file without .aln that convert could
+    not read back, and a path that does not exist was 'a name whose format cannot be told'."""
+    write_alignment(bba, tmp_path / "align", "BBa")
+    for fmt, suffix in (("aretomo", ".aln"), ("cdp", ".json")):
+        written = convert(tmp_path / "align", fmt, tmp_path / f"out_{fmt}")
+        assert [p.name for p in written] == [f"out_{fmt}{suffix}"]
+        assert _error(bba, read_any(written[0], image_size=bba.image_size)) < 0.01
+    with pytest.raises(FileFormatError, match="no such file or folder"):
+        read_any(tmp_path / "nothere")
+    (tmp_path / "odd").write_text("x")
+    with pytest.raises(FileFormatError, match=r"--from aretomo"):
+        read_any(tmp_path / "odd")

@@ -47,6 +47,7 @@ from .limits import pixel_size_nm as checked_pixel_size
 from .tilts import read_tilt_angles
 
 FORMATS = ("imod", "aretomo", "cdp", "relion")
+FILE_SUFFIX = {"aretomo": ".aln", "cdp": ".json"}  # the formats written as one file, and their names' ending
 READ_ONLY = ("warp",)  # read (``--from``, or a .xml name), never written
 _ALIASES = {"aln": "aretomo", "aretomo3": "aretomo", "portal": "cdp", "cryoet-data-portal": "cdp", "star": "relion",
             "relion5": "relion", "tomoalign": "imod", "warptools": "warp", "xml": "warp"}
@@ -165,8 +166,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "imod" if p.name == "alignment.json" else "cdp"
     if ext == ".xml":
         return "warp"
-    raise FileFormatError(f"{p}: cannot tell the alignment format from the name; use a .aln, .json, .star or "
-                          "Warp .xml file or a 'tomoalign align' folder")
+    if not p.exists():
+        raise FileFormatError(f"{p}: no such file or folder")
+    raise FileFormatError(f"{p}: cannot tell the alignment format from the name; name it (--from aretomo, cdp, relion,"
+                          " warp or imod), or use a .aln, .json, .star or Warp .xml file or a 'tomoalign align' folder")
 
 
 def normalise_format(name: str, reading: bool = False) -> str:
@@ -345,6 +348,8 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     if fmt == "imod":  # with the full model's and the local alignments' files of a folder read (IMOD's tilt reads them)
         carry = _beside(Path(in_path), saved) if isinstance(in_path, (str, os.PathLike)) else ()
         return write_imod_alignment(saved, out, stem, overwrite, carry=carry)
+    if fmt in FILE_SUFFIX and not out.suffix:  # a file that says what it is, so that it can be read back
+        out = out.with_name(out.name + FILE_SUFFIX[fmt])
     if fmt == "aretomo":
         from .aretomo import write_aln
 
@@ -364,7 +369,7 @@ def add_convert_arguments(p) -> None:
     p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json, a RELION tomograms.star"
                    " or a Warp .xml")
     p.add_argument("--to", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
-    p.add_argument("--output", required=True, metavar="OUT", help="a file (aretomo, cdp) or a folder (imod, relion)")
+    p.add_argument("--output", required=True, metavar="OUT", help="a file (.aln, .json: added if missing) or a folder")
     p.add_argument("--from", dest="from_format", metavar="FORMAT", help="the input's format (default: from its name)")
     p.add_argument("--name", help="series / tomogram name: the output's file name, and the tomogram to read from a"
                    " RELION star that lists several (default: the series' name, as IMOD names a data set's files: the"
