@@ -115,6 +115,9 @@ def test_a_tilt_file_of_another_series_is_refused_when_the_markers_know_their_vi
         align_markers_imod(m.view, m.marker, m.xy, twice, m.image_size, d / "aligna.com", n_views=m.n_views)
     al = align_markers(m.view, m.marker, m.xy, tilts, m.image_size, n_views=m.n_views, warn=False)
     assert al.n_views == 61
+    for odd in (0, -61, 61.5, 61.0, True, "61"):  # not a count of views: refused as such (session 10's new user)
+        with pytest.raises(AlignmentError, match="n_views must be the stack's number of views"):
+            align_markers(m.view, m.marker, m.xy, tilts, m.image_size, n_views=odd)
 
 
 def test_tilt_angles_the_fit_had_to_move_far_are_named(sim):

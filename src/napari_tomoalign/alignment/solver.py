@@ -113,6 +113,9 @@ def align_markers(
     options = options or AlignmentOptions()
     v, marker_ids_obs, xy_a, tilts_deg, size, w = validate_observations(
         views, markers, xy, tilt_angles_deg, image_size, weights)
+    if n_views is not None and not (isinstance(n_views, (int, np.integer)) and not isinstance(n_views, bool)
+                                    and n_views >= 1):
+        raise AlignmentError(f"n_views must be the stack's number of views (a whole number from 1), not {n_views!r}")
     if n_views is not None and len(tilts_deg) != n_views:
         raise AlignmentError(f"{len(tilts_deg)} tilt angles for markers placed on a {n_views}-view stack; give the"
                              " tilt angles of the same series")
