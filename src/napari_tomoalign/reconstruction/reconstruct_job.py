@@ -85,7 +85,8 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
                    help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
                         " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
-                        " that hold it")
+                        " that hold it; --x-axis-tilt and --offset are then added to its values, --thickness and"
+                        " --shift replace its choice")
 
 
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
