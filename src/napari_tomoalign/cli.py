@@ -343,8 +343,9 @@ def _main(argv: Sequence[str] | None) -> int:
             except BrokenPipeError:  # the reader went away while text was printed by other means: the files are written
                 quiet_stdout()
                 return 0
-            except MemoryError:
-                return _error("error: not enough memory for this input; bin more or use fewer markers", 2)
+            except MemoryError as exc:  # ours say what did not fit; numpy's and the system's say nothing useful
+                said = str(exc) if str(exc).startswith(("/", ".")) or ": " in str(exc)[:200] else ""
+                return _error(f"error: {said or 'not enough memory for this input; bin more or use fewer markers'}", 2)
             except OSError as exc:
                 return _error(os_error_message(exc), 2)
     except (KeyboardInterrupt, StopRequested) as exc:

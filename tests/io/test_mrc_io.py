@@ -143,3 +143,26 @@ def test_marker_writers_round_trip_exactly(tmp_path):
     assert read_markers(tmp_path / "m.fid").image_size == (128, 110)
     with pytest.raises(ValueError, match="no 'marker' feature"):
         write_markers_fid(str(tmp_path / "x.fid"), points, {"features": {}})
+
+
+def test_a_file_the_process_may_not_map_is_not_called_unreadable(tmp_path):
+    """New user's finding (session 10): under `ulimit -v` a valid stack was 'not a readable MRC file ([Errno 12]
+    Cannot allocate memory)'. It is a limit of the process, and the command line says so (exit 2)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.st"
+    m = mrcfile.new_mmap(path, shape=(5, 8000, 8000), mrc_mode=2, overwrite=True)  # 1.2 GiB of holes
+    m.voxel_size = 2.0
+    m.close()
+    (tmp_path / "big.rawtlt").write_text("-60\n-30\n0\n30\n60\n")
+    code = ("import resource, sys\n"
+            "from napari_tomoalign.cli import main\n"
+            "vm = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize:')).split()[1]) * 1024\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (vm + 600 * 2**20, resource.RLIM_INFINITY))\n"
+            f"sys.exit(main(['track', {str(path)!r}, '--bead-diameter-px', '12', '--output',"
+            f" {str(tmp_path / 't.fid')!r}]))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "may not map the 1.2 GiB file" in run.stderr and "not a readable" not in run.stderr, run.stderr
+    assert run.stderr.count("\n") == 1 and not (tmp_path / "t.fid").exists()

@@ -94,6 +94,9 @@ def _open_mmap(path: Path) -> mrcfile.mrcmemmap.MrcMemmap:
             warnings.simplefilter("ignore")
             return mrcfile.mmap(path, mode="r", permissive=False)
     except (ValueError, OSError, EOFError, IndexError, TypeError, OverflowError, MemoryError) as exc:
+        if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:  # the file is fine
+            raise MemoryError(f"{path}: this process may not map the {path.stat().st_size / 2**30:.1f} GiB file "
+                              "(a memory or address-space limit, such as ulimit -v); raise the limit") from None
         raise FileFormatError(f"{path}: not a readable MRC file ({str(exc).splitlines()[0][:120]})") from None
 
 
