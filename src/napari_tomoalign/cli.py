@@ -91,9 +91,12 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def warn_quietly(lines) -> None:
-    """--quiet hides the report, not its warnings: each goes to stderr as one line (a pipeline sees them)."""
+    """--quiet hides the report and its notes, not its warnings: each goes to stderr as one line (a pipeline
+    sees them)."""
     for line in lines:
         text = str(line)
+        if text.startswith("note:"):
+            continue
         print(f"tomoalign: {text if text.startswith(('warning', 'note')) else 'warning: ' + text}", file=sys.stderr)
 
 

@@ -119,7 +119,7 @@ def refine_full_resolution(stack: NDArray, binned: TrackingResult, binning: int,
     if cands is not None:
         cands = replace(cands, xy=to_full(cands.xy, binning), bead_diameter_px=cands.bead_diameter_px * binning)
     timings = dict(binned.timings_s, full_resolution=time.perf_counter() - t0)
-    notes = binned.warnings + [f"tracked on a copy binned by {binning} (beads of {binned.bead_diameter_px:.1f} px)"
+    notes = binned.warnings + [f"note: tracked on a copy binned by {binning} (beads of {binned.bead_diameter_px:.1f} px)"
                                + (", every point refined at full resolution" if move else "")]
     nan = np.full((nv, nb), np.nan)
     contrast, elong = measured if measured is not None else (nan, nan)
