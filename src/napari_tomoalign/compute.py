@@ -1,4 +1,5 @@
-"""How the package's compute runs: the compiled (numba) or plain-numpy solver loops, and how many threads.
+"""How the package's compute runs: the compiled (numba) or plain-numpy solver loops, how many threads, and how
+much memory there is (`available_memory_bytes`).
 
 The alignment solver has two implementations of its per-observation loops (`alignment._kernels`, compiled,
 and `alignment._kernels_numpy`). Small problems use plain numpy: importing numba and loading its cached
@@ -88,3 +89,14 @@ def blas_threads_for(n_view_unknowns: int, n_markers: int, n_obs: int = 0) -> Ab
     if n_obs < _SINGLE_THREAD_OBSERVATIONS and uses_compiled(n_obs):  # numpy's loops load no numba
         stack.enter_context(compiled_threads(1))
     return stack
+
+
+def available_memory_bytes() -> int | None:
+    """What the system can give this process now without swapping (``MemAvailable``), or None when it cannot
+    tell. The reconstruction takes half of it by default (`reconstruction.stream`); the tracking refuses a
+    stack it cannot hold (`tracking.binned.check_tracking_memory`)."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None

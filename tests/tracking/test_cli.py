@@ -107,3 +107,21 @@ def test_run_streams_its_tomogram_within_memory(stack, tmp_path, capsys):
     b = open_tilt_series(tmp_path / "b" / "beads_bin2.rec", find_tilts=False).data
     np.testing.assert_array_equal(a, b)
     assert main([*args, "--memory", "lots", "--output", str(tmp_path / "c")]) == 2
+
+
+def test_a_stack_too_big_to_track_in_this_memory_is_refused_before_any_work(stack, tmp_path, capsys, monkeypatch):
+    """New user's finding (session 10): a 30000 x 30000 x 5 stack with 12 px beads grew to 23.5 GB and was killed
+    after 54 s. The need is estimated from the header and the working binning, and refused at once (exit 2)."""
+    import napari_tomoalign.compute as compute
+    from napari_tomoalign.tracking.binned import tracking_memory_bytes
+
+    path, s = stack
+    shape = s.images.shape[1:]
+    small, big = tracking_memory_bytes((30000, 30000), 12.0), tracking_memory_bytes((30000, 30000), 60.0)
+    assert small > 50 * 2**30 and big < small / 4  # big beads are tracked binned: a fraction of it
+    need = tracking_memory_bytes(shape, s.bead_diameter_px)
+    monkeypatch.setattr(compute, "available_memory_bytes", lambda: need - 1)
+    out = tmp_path / "t.fid"
+    assert main(["track", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "newstack -bin 2" in err and err.count("\n") == 1 and not out.exists()

@@ -154,11 +154,10 @@ def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int,
 
 def available_memory_bytes() -> int:
     """Half of what the system has available now (``MemAvailable``), or 2 GiB when it cannot tell."""
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")) // 2
-    except (OSError, StopIteration, ValueError):
-        return 2 * 2**30
+    from ..compute import available_memory_bytes as available
+
+    whole = available()
+    return 2 * 2**30 if whole is None else whole // 2
 
 
 class SlabWriter:

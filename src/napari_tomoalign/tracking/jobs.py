@@ -20,6 +20,7 @@ from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
 from ..jobs.threads import thread_limit
+from .binned import check_tracking_memory
 from .diameter import resolve_diameter
 from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
@@ -122,6 +123,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     d_px = None if auto else facts.bead_diameter_px(
         given_nm, given_px, pixel_nm, image_size=(cols, rows), where=str(stack_path),
         pixel_source="the header's" if job.pixel_size_nm is None else "the given")
+    check_tracking_memory((rows, cols), d_px, str(stack_path))  # before any work: a stack too big is said at once
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
     with _coarse_beside(series.data, tilts, d_px, job.tilt_axis_deg, threads) as coarse:
         with thread_limit(TRACKING_THREADS if threads is None else threads):  # as the tracking (`pipeline`)

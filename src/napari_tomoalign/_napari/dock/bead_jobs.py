@@ -43,11 +43,13 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
     give), then `track_beads` with the dock's progress and Cancel, and the command line's hint afterwards;
     expected failures as values, in the dock's words."""
     from ...jobs.threads import thread_limit
+    from ...tracking.binned import check_tracking_memory
     from ...tracking.diameter import resolve_diameter
     from ...tracking.jobs import diameter_hint
     from ...tracking.pipeline import TRACKING_THREADS, track_beads
 
     try:
+        check_tracking_memory(tuple(stack.shape[1:]), diameter_px, "this tilt series")
         with thread_limit(min(threads, TRACKING_THREADS) if threads else TRACKING_THREADS):
             measured = resolve_diameter(stack, tilts, diameter_px, pixel_size_nm, "nm" if pixel_size_nm else "px")
         result = track_beads(stack, tilts, measured, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
