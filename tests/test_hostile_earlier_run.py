@@ -54,8 +54,12 @@ def test_a_forced_run_stopped_half_way_leaves_no_file_of_the_earlier_run_under_i
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     first = subprocess.run(args + ["--beads", "8"], capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
+    second = subprocess.run(args + ["--beads", "6", "--force"], capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr  # the first run's files are now the backups NAME~
     earlier = {p.relative_to(out).as_posix(): _digest(p) for p in out.rglob("*") if p.is_file()}
-    assert {"s.ali", "s_bin2.rec", "s.fid", "alignment/alignment.json"} <= set(earlier)
+    assert {"s.ali", "s_bin2.rec", "s.fid", "alignment/alignment.json", "s.fid~", "alignment/alignment.json~"} <= set(
+        earlier)
+    assert not [n for n in earlier if n.endswith("~~")]  # a finished run keeps one level of backups, as IMOD
     start = time.time()
     proc = subprocess.Popen(args + ["--beads", "5", "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
@@ -68,6 +72,7 @@ def test_a_forced_run_stopped_half_way_leaves_no_file_of_the_earlier_run_under_i
         proc.kill()
     assert proc.returncode == 143, err
     assert err.count("\n") == 1 and not list(out.rglob("*.tmp"))
-    # The stopped run put every earlier file back and removed its own: the folder is the earlier run's, whole.
+    # The stopped run put every earlier file back and removed its own: the folder is the earlier run's, whole,
+    # its backups NAME~ too (new user's finding, session 10: they were lost)
     after = {p.relative_to(out).as_posix(): _digest(p) for p in out.rglob("*") if p.is_file()}
     assert after == earlier

@@ -3,9 +3,10 @@ run stopped half-way (Ctrl-C, SIGTERM, a failure) never leaves a folder whose fi
 
 ``tomoalign run --force`` writes its outputs one step at a time (markers, then ``alignment/``, then the aligned
 stack and the tomogram); each file is atomic, the folder is not. So before the first step, every output this run
-will write that exists already is renamed ``NAME~`` (an older backup replaced), as IMOD's programs back up an
-output before writing it (images too: a rename costs no space; the backup and the new file then both take
-theirs, as with IMOD). The alignment folder's files are those its ``alignment.json`` stamp lists, and the names
+will write that exists already is renamed ``NAME~``, as IMOD's programs back up an output before writing it
+(images too: a rename costs no space; the backup and the new file then both take theirs, as with IMOD). The
+older backup it replaces is kept as ``NAME~~`` until the run has finished (`drop_older_backups`), and put back
+if it stops. The alignment folder's files are those its ``alignment.json`` stamp lists, and the names
 `io.alignment.output_names` gives.
 """
 
@@ -15,6 +16,8 @@ import os
 from pathlib import Path
 
 from .atomic import check_writable
+
+OLDER = "~~"  # the run before last's backup, while a forced run is under way
 
 
 def retire_earlier_run(folder: str | os.PathLike[str], names: list[str], stem: str,
@@ -42,9 +45,21 @@ def retire_earlier_run(folder: str | os.PathLike[str], names: list[str], stem: s
     done = []
     for p in targets:
         backup = p.with_name(p.name + "~")
+        if backup.is_file() and not backup.is_symlink():  # the run before last: kept until this one has finished
+            os.replace(backup, p.with_name(p.name + OLDER))
         os.replace(p, backup)
         done.append(f"{p.name} -> {backup.name}")
     return done
+
+
+def drop_older_backups(folder: str | os.PathLike[str], names: list[str], alignment_dir: str = "alignment") -> None:
+    """After a forced run has finished: remove the backups of the run before last that `retire_earlier_run`
+    kept (``NAME~~``) in case this one stopped half-way (then they go back to ``NAME~``, `removed_on_failure`)."""
+    out = Path(folder)
+    for d in (out, out / alignment_dir):
+        for p in d.glob(f"*{OLDER}") if d.is_dir() else ():
+            if p.is_file() and not p.is_symlink() and (d != out or p.name[: -len(OLDER)] in names):
+                p.unlink()
 
 
 def earlier_local_file(folder: Path, paths: list[Path]) -> Path | None:

@@ -143,7 +143,7 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     for name in job.output_names():
         check_writable(out / name, overwrite)
     if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files
-        from ..io.earlier_run import retire_earlier_run
+        from ..io.earlier_run import drop_older_backups, retire_earlier_run
 
         retire_earlier_run(out, job.output_names(), job.stem)
     timings: dict[str, float] = {}
@@ -160,6 +160,8 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
         ali, rec, erased = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite,
                                    prebinned())
         timings["images"] = time.perf_counter() - t0
+    if overwrite:  # finished: the run before last's backups are not needed any more
+        drop_older_backups(out, job.output_names())
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
 
 

@@ -29,7 +29,8 @@ def _entries(folder: Path) -> dict[Path, int]:
 def _restore_backups(before: dict[Path, int], now: dict[Path, int]) -> set[Path]:
     """Rename each ``NAME~`` made in the block back to ``NAME`` when ``NAME`` was there before; return them."""
     restored = set()
-    for p, ino in now.items():
+    for p, ino in sorted(now.items(), key=lambda item: len(item[0].name) - len(item[0].name.rstrip("~"))):
+        # NAME~ back to NAME before NAME~~ back to NAME~ (a forced run keeps the run before last so)
         if len(p.name) < 2 or not p.name.endswith("~"):
             continue
         orig = p.with_name(p.name[:-1])
