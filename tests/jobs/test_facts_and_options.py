@@ -111,3 +111,19 @@ def test_a_given_pixel_size_that_the_header_contradicts_is_used_and_said(capsys)
         code = main([*command, "--output", "o", "--pixel-size-nm", "0"])
         err = capsys.readouterr().err
         assert code == 2 and "--pixel-size-nm" in err and "positive number of nanometres" in err, err
+
+
+def test_run_to_folder_takes_the_command_lines_options(monkeypatch, tmp_path):
+    """New user's finding (session 10): the README calls run_to_folder 'the job of the command line', but it had
+    no --memory, --patches, --clumps, --polarity or --mode."""
+    import napari_tomoalign.jobs.run as run
+
+    jobs = []
+    monkeypatch.setattr(run, "run_job", lambda job, **kw: jobs.append(job))
+    run.run_to_folder(tmp_path / "s.st", tmp_path / "o", bead_diameter_nm=10, clumps="track", dark=False,
+                      ali_mode="float32", memory_bytes=2**30)
+    run.run_to_folder(tmp_path / "s.st", tmp_path / "o", patches=True)
+    beads, patches = jobs
+    assert (beads.clumps, beads.dark, beads.ali_mode, beads.memory_bytes, beads.patches) == (
+        "track", False, "float32", 2**30, False)
+    assert patches.patches and patches.clumps == "skip" and patches.memory_bytes is None

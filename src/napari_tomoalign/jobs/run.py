@@ -378,19 +378,27 @@ def run_to_folder(
     thickness_px: int | None = None,
     erase_gold: bool = False,
     pixel_size_nm: float | None = None,
+    patches: bool = False,
+    clumps: str = "skip",
+    dark: bool = True,
+    ali_mode: str | None = None,
+    memory_bytes: int | None = None,
     overwrite: bool = False,
     progress: Any = None,
     threads: int | None = None,
 ) -> RunResult:
     """``tomoalign run`` from Python: track the beads of a raw ``stack`` (one of ``bead_diameter_nm`` and
-    ``bead_diameter_px``), align them (robustly, near ``tilt_axis_deg``; or with IMOD's full model from
-    ``imod_com``), and write the aligned stack and a tomogram binned by ``binning`` into ``output_dir``."""
+    ``bead_diameter_px``; or, with ``patches``, patches of the specimen), align them (robustly, near
+    ``tilt_axis_deg``; or with IMOD's full model from ``imod_com``), and write the aligned stack and a tomogram
+    binned by ``binning`` into ``output_dir``. The rest as the command line's options (`RunJob`): ``clumps``
+    (``--clumps``), ``dark`` (``--polarity``), ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``)."""
     from ..tracking.jobs import run_options
 
     job = RunJob(Path(stack), Path(output_dir), bead_diameter_nm, bead_diameter_px,
                  Path(tilt_angles_path) if tilt_angles_path is not None else None,
                  SolverSettings(run_options(tilt_axis_deg)), Path(imod_com) if imod_com is not None else None,
-                 n_beads, binning, thickness_px, erase_gold, pixel_size_nm)
+                 n_beads, binning, thickness_px, erase_gold, pixel_size_nm, patches=patches, clumps=clumps,
+                 dark=dark, ali_mode=ali_mode, memory_bytes=memory_bytes)
     return run_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 
