@@ -178,7 +178,8 @@ def _run(args: argparse.Namespace) -> int:
             print("\n".join(local_report(res.folder.local)))
         print("\n".join(text_report(res.alignment)))
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
-              f" {res.tomogram.name}" + (f"; {bin_note}" if bin_note else ""))
+              f" {res.tomogram.name}" + (" (with the local alignments)" if res.folder.local is not None else "")
+              + (f"; {bin_note}" if bin_note else ""))
     else:
         from ..cli import warn_quietly
 
