@@ -117,13 +117,16 @@ def test_a_raw_st_given_a_preali_alignment_is_warned_even_quietly(tmp_path, caps
     assert main(base + ["--output", str(tmp_path / "pre")]) == 0
     assert main(base + ["--output", str(tmp_path / "raw"), "--prexg", str(tmp_path / "BBa.prexg")]) == 0
     capsys.readouterr()
+    import numpy as np
+
+    assert preali_note(tmp_path / "BBa.st", tmp_path / "pre") is None  # no stack: the job says so, not this note
+    write_mrc(tmp_path / "BBa.st", np.zeros((41, 64, 64), np.float32), 20.2)
+    assert preali_note(tmp_path / "BBa.st", tmp_path / "pre") is None  # another series (41 views): refused, no note
+    write_mrc(tmp_path / "BBa.st", np.zeros((61, 64, 64), np.float32), 20.2, overwrite=True)  # 64 px: refused
     note = preali_note(tmp_path / "BBa.st", tmp_path / "pre")
     assert note is not None and "--prexg BBa.prexg" in note and "raw stack" in note
     assert preali_note(tmp_path / "BBa.st", tmp_path / "raw") is None
     assert preali_note(tmp_path / "BBa.preali", tmp_path / "pre") is None
-    import numpy as np
-
-    write_mrc(tmp_path / "BBa.st", np.zeros((61, 64, 64), np.float32), 20.2)  # the header's size differs: refused
     main(["aligned-stack", str(tmp_path / "BBa.st"), "--alignment", str(tmp_path / "pre"), "--output",
           str(tmp_path / "a.ali"), "--quiet"])
     err = capsys.readouterr().err.splitlines()

@@ -115,6 +115,13 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
     markers = str(inputs.get("markers", ""))
     if Path(markers).suffix.lower() not in (".fid", ".mod") or inputs.get("prexg"):
         return None
+    from .io.mrc import open_tilt_series
+
+    try:  # a stack of another view count is refused by the job: no note about its transforms before that
+        if open_tilt_series(stack_path, find_tilts=False).n_views != len(info["views"]["tilt_angle_deg"]):
+            return None
+    except (FileFormatError, OSError, ValueError, KeyError, TypeError):
+        return None
     return (f"warning: {Path(alignment_dir).name}'s .xf maps the stack {Path(markers).name} was made on (etomo's "
             f".preali), but {Path(stack_path).name} is a raw stack; align again with --prexg {Path(markers).stem}.prexg"
             " for it")
