@@ -392,3 +392,15 @@ def test_a_batch_in_which_a_series_failed_exits_3_and_names_it(client, tmp_path,
     assert cmd_batch(args) == 3
     out = capsys.readouterr().out
     assert "3 done, 1 failed" in out and "\n  ts02: failed: " in out, out
+
+
+def test_an_export_the_alignment_cannot_give_is_said_on_the_terminal(client, tmp_path, capsys):
+    """New user's finding (session 10): exports left out were named only in summary.csv's notes."""
+    table, _ = _make_batch(tmp_path / "in")
+    parser = argparse.ArgumentParser()
+    add_batch_arguments(parser)
+    args = parser.parse_args([str(table), "--output", str(tmp_path / "out"), "--scheduler", client.scheduler.address,
+                              "--no-plot", "--export", "relion"])  # markers with no pixel size: RELION needs one
+    assert cmd_batch(args) == 3  # ts02 fails, as above
+    out = capsys.readouterr().out
+    assert "\n  ts00: relion not written (the reason is in summary.csv's notes)" in out, out

@@ -123,4 +123,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; summary in {res.summary_csv}")
         for r in res.failed:
             print(f"  {r['name']}: {r['status']}: {r['error']}")
+        for r in res.rows:  # an export asked for that the alignment cannot give: said here, not only in the csv
+            left = [n.split(" not written")[0] for n in str(r.get("notes") or "").split("; ") if " not written: " in n]
+            if left:
+                print(f"  {r['name']}: {', '.join(left)} not written (the reason is in summary.csv's notes)")
     return SERIES_FAILED if res.failed else 0
