@@ -271,3 +271,22 @@ def test_a_reader_that_leaves_early_does_not_stop_the_job(tmp_path, monkeypatch,
     for name in ("sample.ali", "sample_bin2.rec", "sample.xf", "sample.tlt"):
         assert (tmp_path / "d" / name).stat().st_size > 0, name
     assert sys.stdout.__class__ is _ReaderGone  # given back as it was
+
+
+class _DiskFull:
+    """A standard output on a full disk (``> /dev/full``)."""
+
+    def write(self, text):
+        raise OSError(28, "No space left on device")
+
+    def flush(self):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_full_standard_output_is_named_as_such(tmp_path, monkeypatch, capsys, imod_data):
+    monkeypatch.setattr(sys, "stdout", _DiskFull())
+    rc = main(["align", str(imod_data / "BBa.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--output",
+               str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("tomoalign: error: the standard output: No space left on device; free some space or"
+                               " write the output elsewhere\n"), err

@@ -113,6 +113,8 @@ class ReaderMayLeave:
                 return self._stream.write(text)
             except BrokenPipeError:
                 self._leave()
+            except OSError as exc:  # ``> /dev/full``: the error names the standard output, not a file of the job
+                raise OSError(exc.errno, exc.strerror, "the standard output") from None
         return len(text)
 
     def flush(self) -> None:
@@ -121,6 +123,8 @@ class ReaderMayLeave:
                 self._stream.flush()
             except BrokenPipeError:
                 self._leave()
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, "the standard output") from None
 
     def _leave(self) -> None:
         self.reader_left = True
