@@ -62,7 +62,7 @@ def fill_gaps(tr: BeadTracker, progress: Progress | None = None, should_stop: Ca
         added += _fill_view(tr, int(j), tol)
         if progress is not None:
             progress("fill gaps", k + 1, len(views), f"second pass: view {j}")
-    tr.refit(robust=True, final=True)
+    tr.defer_refit(robust=True, final=True)  # made only if read: `clean_up` starts from scratch
     return added
 
 

@@ -82,7 +82,8 @@ class BeadTracker:
         self.rms = np.full((nv, nb), np.nan)
         self.elongation = np.full((nv, nb), np.nan)
         self.templates = Templates(nb, 2 * int(np.ceil(self.d + 2)) + 1, profile)
-        self.model: Alignment | None = None
+        self._model: Alignment | None = None
+        self._deferred: tuple | None = None  # a refit left until its model is needed (`defer_refit`)
         self._final_model = False  # the model is a final fit (every variable free), which the next one starts from
         self.done = [self.seed_view]
         self._unchecked: list[int] = []
@@ -140,30 +141,53 @@ class BeadTracker:
         return v.astype(np.intp), (b + 1).astype(np.int64), self.pos[v, b]
 
     # ------------------------------------------------------------------ the model
-    def refit(self, robust: bool = False, final: bool = False, cold: bool = False) -> Alignment | None:
-        """Solve the alignment of the points so far, warm-started from the model (a final fit only from a final
-        one; ``cold``: from scratch); keep the old model if it cannot. On the
+    @property
+    def model(self) -> Alignment | None:
+        """The alignment of the points (the last refit's; a deferred refit is made now)."""
+        if self._deferred is not None:
+            robust, final, observations = self._deferred
+            self._deferred = None
+            self.refit(robust, final, observations=observations)
+        return self._model
+
+    @model.setter
+    def model(self, al: Alignment | None) -> None:
+        self._deferred = None
+        self._model = al
+
+    def defer_refit(self, robust: bool = False, final: bool = False) -> None:
+        """`refit` of the points as they are now, made only when the model is next read: a cold fit that follows
+        (`_refine.clean_up`) does not need it, and the model read later is the same as if it had been made now."""
+        v, mk, xy = self.observations()
+        self._deferred = (robust, final, (v, mk, xy.copy()))
+
+    def refit(self, robust: bool = False, final: bool = False, cold: bool = False,
+              observations: tuple | None = None) -> Alignment | None:
+        """Solve the alignment of the points so far (or of ``observations``), warm-started from the model (a
+        final fit only from a final one; ``cold``: from scratch); keep the old model if it cannot. On the
         main thread the solver runs on its compiled kernels at every size: tracking has loaded numba
         already, and its dozens of solves of a few thousand to tens of thousands of points run faster
         there. (The switch is process-wide, so a worker thread, as in the dock, leaves it alone.)"""
-        v, mk, xy = self.observations()
+        v, mk, xy = self.observations() if observations is None else observations
         if final:
             opts = AlignmentOptions(robust=robust, tilt_axis_deg=self.axis)
         else:
             opts = AlignmentOptions(tilt=VariableOption("fixed"), robust=robust, tilt_axis_deg=self.axis,
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
-        start = self.model if self.model is not None and (not final or self._final_model) and not cold else None
+        model = None if cold else self.model  # a deferred refit first, unless this one starts from scratch
+        start = model if model is not None and (not final or self._final_model) else None
         shape = self.reader.shape
         with compiled_kernels():  # per thread: the dock's worker too
             try:
-                self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
+                fitted = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
             except AlignmentError:
                 if start is None:
                     return self.model
                 try:
-                    self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
+                    fitted = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
                 except AlignmentError:
                     return self.model
+        self.model = fitted
         self._final_model = final
         return self.model
 

@@ -1,0 +1,61 @@
+"""The tracking's second core: the beads of one compiled fit split between this thread and a helper.
+
+Tracking runs on one thread (`pipeline.TRACKING_THREADS`): hundreds of steps of a few milliseconds, where a
+second thread of numba's parallel loops wakes and spins more than it gives. Its largest compiled step, the
+profile fit of every bead of a view (`_profile.fit_profile`), fits each bead on its own, so half of the beads
+can be fitted on a helper thread while this one fits the other half: the same numbers, bead by bead, in about
+half the time when a second core is free. Inside `second_core` (in the thread that entered it; the tracking
+asks for it when the caller set no thread cap), `split` does that; elsewhere it runs the whole on this thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+LEAST = 16  # fewer beads than this are fitted on one thread (a hand-over costs tens of microseconds)
+
+_here = threading.local()
+
+
+def _one_thread() -> None:
+    """The helper's compiled loops on one thread (numba's count is per thread)."""
+    import numba
+
+    numba.set_num_threads(1)
+
+
+@contextmanager
+def second_core(on: bool = True) -> Iterator[None]:
+    """Inside the block, `split` in this thread hands half of its work to a helper thread (when ``on`` and
+    there is a second core; nothing changes inside another `second_core`)."""
+    if not on or (os.cpu_count() or 1) < 2 or getattr(_here, "pool", None) is not None:
+        yield
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="tracking-half", initializer=_one_thread) as pool:
+        _here.pool = pool
+        try:
+            yield
+        finally:
+            _here.pool = None
+
+
+def split(work: Callable[[int, int], None], n: int) -> None:
+    """``work(lo, hi)`` over ``0 .. n``: inside `second_core`, the first half on the helper thread while this
+    one does the second; ``work`` must write only its own items (and release the GIL to gain)."""
+    pool = getattr(_here, "pool", None)
+    if pool is None or n < LEAST:
+        work(0, n)
+        return
+    half = n // 2
+    first = pool.submit(work, 0, half)
+    try:
+        work(half, n)
+    finally:
+        first.result()
+
+
+__all__ = ["LEAST", "second_core", "split"]
