@@ -164,10 +164,9 @@ class BeadTracker:
     def refit(self, robust: bool = False, final: bool = False, cold: bool = False,
               observations: tuple | None = None) -> Alignment | None:
         """Solve the alignment of the points so far (or of ``observations``), warm-started from the model (a
-        final fit only from a final one; ``cold``: from scratch); keep the old model if it cannot. On the
-        main thread the solver runs on its compiled kernels at every size: tracking has loaded numba
-        already, and its dozens of solves of a few thousand to tens of thousands of points run faster
-        there. (The switch is process-wide, so a worker thread, as in the dock, leaves it alone.)"""
+        final fit only from a final one; ``cold``: from scratch); keep the old model if it cannot. The solver
+        runs on its compiled kernels at every size: tracking has loaded numba already, and its dozens of solves
+        of a few thousand to tens of thousands of points run faster there (the switch is per thread)."""
         v, mk, xy = self.observations() if observations is None else observations
         if final:
             opts = AlignmentOptions(robust=robust, tilt_axis_deg=self.axis)
