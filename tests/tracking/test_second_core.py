@@ -44,7 +44,7 @@ def test_the_profile_fit_split_between_two_threads_is_the_one_threads(monkeypatc
     monkeypatch.setattr(prof, "split", _spread.split)
     with _spread.second_core():
         two = fit_profile(patches, start + 8.0 + 0.4, profile, 5.5, iterations=8)
-    assert sorted((lo, hi) for _, lo, hi in seen) == [(0, 20), (20, 41)]
+    assert sorted((lo, hi) for _, lo, hi in seen) == [(0, 16), (16, 41)]  # at a multiple of 8
     assert any(name.startswith("tracking-half") for name, _, _ in seen)
     for name in ("xy", "amplitude", "background", "rms", "elongation", "converged"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
@@ -97,3 +97,30 @@ def test_a_deferred_refit_is_made_when_read_from_the_points_of_then():
     assert np.array_equal(want.residuals_px, got.residuals_px, equal_nan=True)
     with pytest.raises(AssertionError):
         assert np.array_equal(later.refit(robust=True, final=True, cold=True).xyz_px, want.xyz_px, equal_nan=True)
+
+
+@pytest.mark.parametrize("k", [16, 23, 57])
+def test_the_template_search_and_the_prewhitened_fit_split_between_two_threads_are_the_one_threads(k):
+    """`measure_beads` and `Whitener.refine` split at a multiple of 8 beads (pocketfft's vector groups): every
+    number the same as on one thread."""
+    from napari_tomoalign.tracking._measure import measure_beads
+    from napari_tomoalign.tracking._whiten import make_whitener
+
+    s = make_bead_series("plastic", 256, 3, seed=6)
+    img = s.images[1].astype(np.float32)
+    profile = BeadProfile.ideal(s.bead_diameter_px)
+    rng = np.random.default_rng(k)
+    xy = rng.uniform(20, 236, (k, 2))
+    templates = np.repeat(profile.image(15)[None].astype(np.float32), k, axis=0)
+    templates += rng.normal(0, 0.05, templates.shape).astype(np.float32)
+    search = rng.uniform(3.0, 8.0, k)
+    whitener = make_whitener(img, xy, xy, profile, dark=True, hot=1e9)
+    assert whitener is not None
+    one = measure_beads(img, xy, templates, profile, search, -1.0, 1e9)
+    w1 = whitener.refine(img, xy, 1e9)
+    with _spread.second_core():
+        two = measure_beads(img, xy, templates, profile, search, -1.0, 1e9)
+        w2 = whitener.refine(img, xy, 1e9)
+    for name in ("xy", "contrast", "rms", "elongation", "score", "ok", "level"):
+        assert np.array_equal(getattr(one, name), getattr(two, name), equal_nan=True), name
+    assert np.array_equal(w1, w2)

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
+from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
 AVERAGE = 4
@@ -133,11 +134,22 @@ def measure_beads(img: NDArray[np.float32], pred: NDArray[np.float64], templates
     if k == 0:
         z = np.zeros(0)
         return Measurement(np.zeros((0, 2)), z, z, z, z, np.zeros(0, bool), z)
-    b = templates.shape[-1]
     search = np.broadcast_to(np.asarray(search_px, dtype=float), (k,))
     prior = search if prior_px is None else np.broadcast_to(np.asarray(prior_px, dtype=float), (k,))
-    half = int(np.ceil(search.max())) + 1
-    size = b + 2 * half
+    size = templates.shape[-1] + 2 * (int(np.ceil(search.max())) + 1)  # one patch size for all
+    found, score = np.empty((k, 2)), np.empty(k)
+
+    def part(lo: int, hi: int) -> None:  # each bead on its own: the halves on two cores (`_spread`)
+        found[lo:hi], score[lo:hi] = _search(img, pred[lo:hi], templates[lo:hi], size, search[lo:hi], prior[lo:hi],
+                                             sign, hot)
+
+    split(part, k)
+    return _fit_at(img, found, profile, sign, score, hot, relative)
+
+
+def _search(img, pred, templates, size: int, search, prior, sign: float, hot: float):
+    """`measure_beads`' template search in ``size`` patches: each bead's peak ``(k, 2)`` and its correlation."""
+    k, b = len(pred), templates.shape[-1]
     origins = patch_origins(pred, size)
     patches, _ = extract_patches(img, origins, size)
     clamp_hot_pixels(patches, hot)
@@ -151,10 +163,7 @@ def measure_beads(img: NDArray[np.float32], pred: NDArray[np.float64], templates
                         -np.inf)
     flat = np.argmax(weighted.reshape(k, -1), axis=1)
     iy, ix = np.divmod(flat, n)
-    sub = _parabola(cc, iy, ix)
-    found = origins + b // 2 + sub
-    score = cc[np.arange(k), iy, ix]
-    return _fit_at(img, found, profile, sign, score, hot, relative)
+    return origins + b // 2 + _parabola(cc, iy, ix), cc[np.arange(k), iy, ix]
 
 
 def _parabola(cc: NDArray, iy: NDArray[np.intp], ix: NDArray[np.intp]) -> NDArray[np.float64]:

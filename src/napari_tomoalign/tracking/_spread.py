@@ -1,11 +1,13 @@
-"""The tracking's second core: the beads of one compiled fit split between this thread and a helper.
+"""The tracking's second core: the beads of one step split between this thread and a helper.
 
 Tracking runs on one thread (`pipeline.TRACKING_THREADS`): hundreds of steps of a few milliseconds, where a
-second thread of numba's parallel loops wakes and spins more than it gives. Its largest compiled step, the
-profile fit of every bead of a view (`_profile.fit_profile`), fits each bead on its own, so half of the beads
-can be fitted on a helper thread while this one fits the other half: the same numbers, bead by bead, in about
-half the time when a second core is free. Inside `second_core` (in the thread that entered it; the tracking
-asks for it when the caller set no thread cap), `split` does that; elsewhere it runs the whole on this thread.
+second thread of numba's parallel loops wakes and spins more than it gives. Its largest steps measure every
+bead of a view on its own: the template search (`_measure.measure_beads`: patches, FFTs, peaks), the profile
+fit (`_profile.fit_profile`) and the prewhitened fit (`_whiten.Whitener.refine`). Half of the beads can be
+measured on a helper thread while this one measures the other half: the same numbers, bead by bead, in less
+time when a second core is free (the compiled loops, FFTs and large array operations release the GIL). Inside
+`second_core` (in the thread that entered it; the tracking asks for it when the caller set no thread cap),
+`split` does that; elsewhere it runs the whole on this thread.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-LEAST = 16  # fewer beads than this are fitted on one thread (a hand-over costs tens of microseconds)
+LEAST = 16  # fewer items than this are done on one thread (a hand-over costs tens of microseconds)
+# The halves split at a multiple of this: pocketfft does a batch of FFTs in vector groups of up to 8 and the rest
+# one by one, and a split at a multiple of 8 keeps each transform in its group (splits anywhere gave the same
+# numbers in the tests, but a vector and a scalar path need not round alike).
+ALIGN = 8
 
 _here = threading.local()
 
@@ -50,11 +56,13 @@ def split(work: Callable[[int, int], None], n: int) -> None:
     if pool is None or n < LEAST:
         work(0, n)
         return
-    half = n // 2
+    half = (n // 2) // ALIGN * ALIGN
     first = pool.submit(work, 0, half)
+    _here.pool = None  # a split inside ``work`` runs whole here: the helper is busy
     try:
         work(half, n)
     finally:
+        _here.pool = pool
         first.result()
 
 
