@@ -124,3 +124,19 @@ def test_the_template_search_and_the_prewhitened_fit_split_between_two_threads_a
     for name in ("xy", "contrast", "rms", "elongation", "score", "ok", "level"):
         assert np.array_equal(getattr(one, name), getattr(two, name), equal_nan=True), name
     assert np.array_equal(w1, w2)
+
+
+def test_a_view_read_ahead_on_the_second_core_is_the_view_read_then():
+    from napari_tomoalign.tracking._views import ViewReader
+
+    s = make_bead_series("plastic", 128, 5, seed=7)
+    plain, ahead = ViewReader(s.images, clamp=True), ViewReader(s.images, clamp=True)
+    ahead.prefetch(2)
+    assert not ahead._ahead  # no second core: nothing read ahead
+    with _spread.second_core():
+        for j in (2, 3, 1):
+            ahead.prefetch(j)
+        got = [ahead.view(j) for j in (2, 3, 1, 2)]
+    want = [plain.view(j) for j in (2, 3, 1, 2)]
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert ahead.sd == plain.sd and ahead.hot == plain.hot

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 LEAST = 16  # fewer items than this are done on one thread (a hand-over costs tens of microseconds)
 # The halves split at a multiple of this: pocketfft does a batch of FFTs in vector groups of up to 8 and the rest
@@ -66,4 +67,10 @@ def split(work: Callable[[int, int], None], n: int) -> None:
         first.result()
 
 
-__all__ = ["LEAST", "second_core", "split"]
+def beside(work: Callable[..., Any], *args: Any) -> Future | None:
+    """``work(*args)`` started on the helper thread inside `second_core` (its future), else None (not done)."""
+    pool = getattr(_here, "pool", None)
+    return None if pool is None else pool.submit(work, *args)
+
+
+__all__ = ["ALIGN", "LEAST", "beside", "second_core", "split"]

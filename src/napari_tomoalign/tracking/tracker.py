@@ -1,7 +1,6 @@
 """Tracking seed beads through a tilt series (after IMOD's ``beadtrack``).
 
-Pass 1 goes outward from the seed view, alternating sides, so the partial model stays balanced. For
-each new view:
+Pass 1 goes outward from the seed view, alternating sides, so the partial model stays balanced. Each view:
 
 1. Every bead's position is predicted (`_predict.predict`): from the alignment of what is tracked so
    far (our solver, warm-started, after every view) or, before there is one, carried from its last
@@ -18,9 +17,8 @@ each new view:
 5. The model is refitted (after every view at first, then every other view); a new point far from it is
    measured again at the model's position, or dropped.
 
-Pass 2 (`BeadTracker.fill_gaps`) refits robustly with every variable free, then searches each gap at
-the model's position in a small box, and re-measures points far from the model.
-"""
+Pass 2 (`_refine.fill_gaps`) refits robustly with every variable free, then searches each gap at the
+model's position in a small box, and re-measures points far from the model."""
 
 from __future__ import annotations
 
@@ -390,6 +388,8 @@ class BeadTracker:
         for k, (j, n) in enumerate(pairs):
             if should_stop is not None and should_stop():
                 raise Cancelled("tracking cancelled")
+            if k + 1 < len(pairs):  # the next view read on the second core meanwhile, if there is one
+                self.reader.prefetch(pairs[k + 1][0])
             found = self.track_view(j, n)
             if progress is not None:
                 progress("track", offset + k + 2, total, f"tracked view {j}: {found} of {self.n_beads} beads")
