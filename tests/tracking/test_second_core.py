@@ -140,3 +140,27 @@ def test_a_view_read_ahead_on_the_second_core_is_the_view_read_then():
     want = [plain.view(j) for j in (2, 3, 1, 2)]
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
     assert ahead.sd == plain.sd and ahead.hot == plain.hot
+
+
+def test_neighbours_subtracted_in_one_pass_equal_the_loop_over_pairs():
+    """`fit_crowded`'s neighbour subtraction (`_measure._subtract_neighbours`) against the loop it replaced."""
+    from napari_tomoalign.tracking._measure import _subtract_neighbours
+
+    profile = BeadProfile.ideal(7.0)
+    rng = np.random.default_rng(8)
+    for k in (1, 2, 3, 7, 12):
+        pos = rng.uniform(30, 60, (k, 2))
+        amp = rng.normal(-40.0, 10.0, k)
+        amp[rng.random(k) < 0.2] = 0.0
+        size = 17
+        origins = np.floor(pos + 0.5).astype(np.intp) - size // 2
+        patches = rng.normal(100.0, 5.0, (k, size, size)).astype(np.float32)
+        want = patches.copy()
+        g = np.arange(size, dtype=float)
+        for a in range(k):
+            for b in np.flatnonzero(np.hypot(*(pos - pos[a]).T) < size):
+                if b != a and amp[b] != 0.0:
+                    r = np.hypot(g[None, :] + origins[a, 0] - pos[b, 0], g[:, None] + origins[a, 1] - pos[b, 1])
+                    want[a] -= np.float32(amp[b]) * profile(r)[0].astype(np.float32)
+        _subtract_neighbours(patches, origins, pos, amp, profile)
+        assert np.array_equal(patches, want)

@@ -228,13 +228,7 @@ def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: Bead
     fit = origins = None
     for _ in range(rounds + 1):
         patches, origins, radius = _fit_patches(img, pos, profile, hot)
-        size = patches.shape[-1]
-        g = np.arange(size, dtype=float)
-        for a in range(len(pos)):
-            for b in np.flatnonzero(np.hypot(*(pos - pos[a]).T) < size):
-                if b != a and amp[b] != 0.0:
-                    r = np.hypot(g[None, :] + origins[a, 0] - pos[b, 0], g[:, None] + origins[a, 1] - pos[b, 1])
-                    patches[a] -= np.float32(amp[b]) * profile(r)[0].astype(np.float32)
+        _subtract_neighbours(patches, origins, pos, amp, profile)
         fit = fit_profile(patches, pos - origins, profile, radius, iterations=8)
         # a bead whose fit fails (the middle one of a clump, its background ring all neighbours) keeps its
         # place and is subtracted from the others with the typical depth of gold of one size
@@ -242,6 +236,22 @@ def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: Bead
         typical = float(np.median(fit.amplitude[ok])) if ok.any() else 0.0
         pos, amp = np.where(ok[:, None], fit.xy + origins, pos), np.where(ok, fit.amplitude, typical)
     return _measurement(fit, origins, xy, img.shape, profile, sign, np.full(len(xy), np.nan), relative)
+
+
+def _subtract_neighbours(patches: NDArray[np.float32], origins: NDArray[np.intp], pos: NDArray[np.float64],
+                         amp: NDArray[np.float64], profile: BeadProfile) -> None:
+    """From each bead ``a``'s patch, every other bead ``b`` within a patch's width, its profile of depth
+    ``amp[b]`` at ``pos[b]`` subtracted (``b`` in order, in float32: one pass over all the pairs)."""
+    size = patches.shape[-1]
+    near = np.hypot(pos[:, None, 0] - pos[None, :, 0], pos[:, None, 1] - pos[None, :, 1]) < size
+    a, b = np.nonzero(near & ~np.eye(len(pos), dtype=bool) & (amp != 0.0)[None, :])
+    if len(a) == 0:
+        return
+    g = np.arange(size, dtype=float)
+    r = np.hypot(g[None, None, :] + origins[a, 0, None, None] - pos[b, 0, None, None],
+                 g[None, :, None] + origins[a, 1, None, None] - pos[b, 1, None, None])
+    depth = amp[b].astype(np.float32)[:, None, None]
+    np.subtract.at(patches, a, depth * profile(r)[0].astype(np.float32))  # in order: b after b, as a loop would
 
 
 def fit_at(img: NDArray[np.float32], xy: NDArray[np.float64], profile: BeadProfile, sign: float,
