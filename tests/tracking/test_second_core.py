@@ -164,3 +164,16 @@ def test_neighbours_subtracted_in_one_pass_equal_the_loop_over_pairs():
                     want[a] -= np.float32(amp[b]) * profile(r)[0].astype(np.float32)
         _subtract_neighbours(patches, origins, pos, amp, profile)
         assert np.array_equal(patches, want)
+
+
+def test_the_bead_search_on_two_cores_finds_the_candidates_of_one():
+    from napari_tomoalign.tracking.beads import find_beads
+
+    s = make_bead_series("plastic", 384, 3, seed=9)
+    view = s.images[1].astype(np.float32)
+    one = find_beads(view.copy(), s.bead_diameter_px)
+    with _spread.second_core():
+        two = find_beads(view.copy(), s.bead_diameter_px)
+    assert len(one.xy) >= 2 * _spread.LEAST
+    for name in ("xy", "strength", "above", "elongation"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name

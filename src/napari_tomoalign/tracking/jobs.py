@@ -20,6 +20,7 @@ from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
 from ..jobs.threads import thread_limit
+from ._spread import second_core
 from .diameter import resolve_diameter
 from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
@@ -124,7 +125,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         pixel_source="the header's" if job.pixel_size_nm is None else "the given")
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
     with _coarse_beside(series.data, tilts, d_px, job.tilt_axis_deg, threads) as coarse:
-        with thread_limit(TRACKING_THREADS if threads is None else threads):  # as the tracking (`pipeline`)
+        with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
             d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
                                     else "px", job.dark, searches)
         early = coarse(d_px)
