@@ -11,9 +11,12 @@ with the same options from the tracked markers (`align_to_folder`), then `aligne
         # the same for ``tomoalign track`` alone (the tracking's share)
 
 With ``--beside`` the whole run of this tree (``jobs.run.run_job`` in a fresh process, no thread cap) with and
-without what it does on the second core while the one-thread tracking runs (the coarse alignment beside the
+without what it does on the second core: while the one-thread tracking runs (the coarse alignment beside the
 diameter check, the image step's kernels loaded and its views binned: `jobs.run._beside`,
-`tracking.jobs._coarse_beside`), alternating, one warm-up each; the files are the same either way (tested).
+`tracking.jobs._coarse_beside`), inside the tracking (half of each view's beads measured on a helper thread,
+the next view read ahead: `tracking._spread`) and in the image step (the aligned stack written on its own thread
+while the tomogram is made: `jobs.run_images`), alternating, one warm-up each; the files are the same either way
+(tested).
 
     python benchmarks/bench_run.py --size 1024 --views 41 --rounds 5 --beside
 
@@ -156,13 +159,24 @@ from napari_tomoalign.jobs import run as runmod
 from napari_tomoalign.jobs.run import RunJob, run_job
 from napari_tomoalign.tracking import jobs as trackjobs
 if sys.argv[4] == "off":
+    from napari_tomoalign.jobs import run_images
+    from napari_tomoalign.tracking import pipeline
     @contextmanager
     def nothing(job, threads, progress):
         yield progress, lambda: None
     @contextmanager
     def no_coarse(*args):
         yield lambda d_px: None
+    @contextmanager
+    def no_second_core(on=True):
+        yield
+    def one_after_the_other(stack, aligned, binned_views, tomogram, threads, rec_path):
+        aligned()
+        binned_views()
+        tomogram()
     runmod._beside, trackjobs._coarse_beside = nothing, no_coarse
+    pipeline.second_core = trackjobs.second_core = no_second_core
+    run_images._beside_tomogram = one_after_the_other
 run_job(RunJob(Path(sys.argv[1]), Path(sys.argv[2]), bead_diameter_px=float(sys.argv[3]), binning=int(sys.argv[5])))
 """
 
