@@ -177,3 +177,13 @@ def test_the_bead_search_on_two_cores_finds_the_candidates_of_one():
     assert len(one.xy) >= 2 * _spread.LEAST
     for name in ("xy", "strength", "above", "elongation"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_the_helper_thread_runs_its_compiled_loops_and_ffts_on_one_thread():
+    import numba
+
+    from napari_tomoalign.tracking._fourier import fft_workers
+
+    with _spread.second_core():
+        assert _spread.beside(lambda: (fft_workers(), numba.get_num_threads())).result() == (1, 1)
+    assert _spread.beside(lambda: None) is None  # outside: nothing beside

@@ -29,10 +29,13 @@ _here = threading.local()
 
 
 def _one_thread() -> None:
-    """The helper's compiled loops on one thread (numba's count is per thread)."""
+    """The helper's compiled loops and FFTs on one thread (both counts are per thread)."""
     import numba
 
+    from ._fourier import cap_fft_threads
+
     numba.set_num_threads(1)
+    cap_fft_threads(1)
 
 
 @contextmanager
