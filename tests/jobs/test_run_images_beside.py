@@ -69,3 +69,24 @@ def test_the_aligned_stack_is_written_beside_the_tomogram_with_the_same_bytes(st
     assert names[0].startswith("aligned-stack") and not names[1].startswith("aligned-stack")
     for name in ("b.ali", "b_bin2.rec", "alignment/b.xf", "b.fid"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+def test_a_run_with_numbas_workqueue_layer_keeps_to_one_thread_of_loops_at_a_time(stack, tmp_path):
+    """numba's ``workqueue`` threading layer (where neither TBB nor OpenMP is installed) aborts the process when
+    two threads launch parallel loops at once: then nothing runs beside (`tracking._spread.threadsafe_loops`), and
+    the run ends well with the files of the default layer (before: killed by SIGABRT)."""
+    import os
+    import subprocess
+    import sys
+
+    path, d_px = stack
+    run = ("import sys; from napari_tomoalign.cli import main; sys.exit(main(sys.argv[1:]))")
+    outs = {}
+    for layer in ("workqueue", "default"):
+        outs[layer] = tmp_path / layer
+        r = subprocess.run([sys.executable, "-c", run, "run", str(path), "--bead-diameter-px", f"{d_px}", "--output",
+                            str(outs[layer]), "--quiet"], env={**os.environ, "NUMBA_THREADING_LAYER": layer},
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+    for name in ("b.ali", "b_bin2.rec", "alignment/b.xf", "b.fid"):
+        assert (outs["workqueue"] / name).read_bytes() == (outs["default"] / name).read_bytes(), name

@@ -171,7 +171,9 @@ def _beside(job: RunJob, threads: int | None, progress: Any) -> Iterator[tuple[A
     binned for the tomogram (`_prebin`). Yields the progress callback that starts it and a function that
     returns the binned views (None: the image step bins them itself). Only for bead tracking (one thread),
     when the caller set no cap on the threads and there is a second core."""
-    if threads is not None or job.patches or (os.cpu_count() or 1) < 2:
+    from ..tracking._spread import threadsafe_loops
+
+    if threads is not None or job.patches or (os.cpu_count() or 1) < 2 or not threadsafe_loops():
         yield progress, lambda: None
         return
     from concurrent.futures import ThreadPoolExecutor

@@ -7,11 +7,11 @@ back-projection; then the tomogram is streamed by ``reconstruct``'s own function
 (`reconstruction.reconstruct_job.reconstruct_alignment`) from the same folder, so that it is ``reconstruct``'s
 tomogram of that folder.
 
-With two threads or more (no cap from the caller) and nothing to erase, the aligned stack is warped and written
-on a thread of its own while the others bin and warp the views for the tomogram and make it: two jobs of one
-thread each side by side, rather than each on two threads one after the other, whose compiled loops wait for
-each other at every view and which leave the second core idle during the file writes. Every pixel and voxel is
-computed on its own, so the files are the same either way.
+With two threads or more (no cap from the caller; numba's loops safe in two threads at once) and nothing to
+erase, the aligned stack is warped and written on a thread of its own while the others bin and warp the views
+for the tomogram and make it: two jobs of one thread each side by side, rather than each on two threads one
+after the other, whose compiled loops wait for each other at every view and which leave the second core idle
+during the file writes. Every pixel and voxel is computed on its own, so the files are the same either way.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     from ..io.atomic import atomic_path
     from ..io.mrc import MrcStreamWriter, open_tilt_series
     from ..reconstruction.erase import GoldEraser
+    from ..tracking._spread import threadsafe_loops
     from . import facts
     from .images import check_memory, output_mode
 
@@ -80,7 +81,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
                 w = MrcStreamWriter(tmp, (n, rows, cols), mode, pix_a)
                 stack.callback(w.abort)  # a no-op once closed
                 writers.append(w)
-        if erase is None and threads > 1:
+        if erase is None and threads > 1 and threadsafe_loops():
             _beside_tomogram(stack, lambda: aligned_views(job, series, saved, writers, modes), binned_views,
                              tomogram, threads, rec_path)
             return ali_path, rec_path, erased_path

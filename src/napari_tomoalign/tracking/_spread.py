@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 LEAST = 16  # fewer items than this are done on one thread (a hand-over costs tens of microseconds)
@@ -38,11 +39,35 @@ def _one_thread() -> None:
     cap_fft_threads(1)
 
 
+@lru_cache(maxsize=1)
+def threadsafe_loops() -> bool:
+    """Whether numba's parallel loops may be launched from two threads at once: its ``tbb`` and ``omp``
+    threading layers allow it; its ``workqueue`` layer (when neither library is there) aborts the process."""
+    import importlib
+
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel loop has run yet: the layers numba would try
+        pass
+    layer = str(getattr(numba.config, "THREADING_LAYER", "default"))
+    tried = {"tbb": ("tbb",), "safe": ("tbb",), "threadsafe": ("tbb",), "forksafe": ("tbb",), "omp": ("omp",),
+             "workqueue": ()}.get(layer, ("tbb", "omp"))
+    for name in tried:
+        try:
+            importlib.import_module(f"numba.np.ufunc.{name}pool")
+            return True
+        except ImportError:
+            continue
+    return False
+
+
 @contextmanager
 def second_core(on: bool = True) -> Iterator[None]:
-    """Inside the block, `split` in this thread hands half of its work to a helper thread (when ``on`` and
-    there is a second core; nothing changes inside another `second_core`)."""
-    if not on or (os.cpu_count() or 1) < 2 or getattr(_here, "pool", None) is not None:
+    """Inside the block, `split` in this thread hands half of its work to a helper thread (when ``on``, there is
+    a second core and numba's loops may run in two threads at once; nothing changes inside another one)."""
+    if not on or (os.cpu_count() or 1) < 2 or getattr(_here, "pool", None) is not None or not threadsafe_loops():
         yield
         return
     with ThreadPoolExecutor(1, thread_name_prefix="tracking-half", initializer=_one_thread) as pool:
@@ -76,4 +101,4 @@ def beside(work: Callable[..., Any], *args: Any) -> Future | None:
     return None if pool is None else pool.submit(work, *args)
 
 
-__all__ = ["ALIGN", "LEAST", "beside", "second_core", "split"]
+__all__ = ["ALIGN", "LEAST", "beside", "second_core", "split", "threadsafe_loops"]

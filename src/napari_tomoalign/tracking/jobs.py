@@ -20,7 +20,7 @@ from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
 from ..jobs.threads import thread_limit
-from ._spread import second_core
+from ._spread import second_core, threadsafe_loops
 from .diameter import resolve_diameter
 from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
@@ -157,7 +157,8 @@ def _coarse_beside(stack, tilts, given_px: float | None, tilt_axis_deg: float | 
     from .coarse import coarse_align
 
     shape = tuple(stack.shape[1:])
-    if threads is not None or given_px is None or (os.cpu_count() or 1) < 2 or working_binning(given_px, shape) > 1:
+    if threads is not None or given_px is None or (os.cpu_count() or 1) < 2 or working_binning(given_px, shape) > 1 \
+            or not threadsafe_loops():
         yield lambda d_px: None
         return
 
