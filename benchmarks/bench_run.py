@@ -11,9 +11,12 @@ with the same options from the tracked markers (`align_to_folder`), then `aligne
         # the same for ``tomoalign track`` alone (the tracking's share)
 
 With ``--beside`` the whole run of this tree (``jobs.run.run_job`` in a fresh process, no thread cap) with and
-without what it does on the second core while the one-thread tracking runs (the coarse alignment beside the
+without what it does on the second core: while the one-thread tracking runs (the coarse alignment beside the
 diameter check, the image step's kernels loaded and its views binned: `jobs.run._beside`,
-`tracking.jobs._coarse_beside`), alternating, one warm-up each; the files are the same either way (tested).
+`tracking.jobs._coarse_beside`), inside the tracking (half of each view's beads measured on a helper thread,
+the next view read ahead: `tracking._spread`) and in the image step (the aligned stack written on its own thread
+while the tomogram is made: `jobs.run_images`), alternating, one warm-up each; the files are the same either way
+(tested).
 
     python benchmarks/bench_run.py --size 1024 --views 41 --rounds 5 --beside
 
@@ -22,8 +25,10 @@ process (Python start, imports, tracking, alignment, ``.ali`` and binned tomogra
 package at each git REV (``git archive REV src`` into a temporary folder) run one after the other in fresh
 processes on the same stack, after one warm-up process each (numba's cache). Prints the medians of the wall
 time and of the CPU time (user + system, every thread) and each ratio this/REV; the machine may be shared:
-read the CPU ratio beside the wall one. Issue 24's baseline: 6c40658 (when the issue was written) and
-26591e9 (the start of session 8).
+read the CPU ratio beside the wall one. Also the main thread's CPU time (``time.thread_time()`` at the end of
+each process): the run's critical path on a quiet machine, which the other processes' load changes less than
+the wall (work moved to the second core leaves it). Issue 24's baseline: 6c40658 (when the issue was written)
+and 26591e9 (the start of session 8).
 
 A third variant, "pre-24", is ``run_job`` with the images step as it was before issue 24 (kept below as
 `images_before_24`: warp, then bin the aligned view, in-memory WBP, float32 ``.ali``); issue 24's target is
@@ -131,21 +136,28 @@ def pre24_run(stack: Path, out: Path, diameter_px: float, binning: int) -> tuple
         run_module._images = new
 
 
-RUN = "import sys; from napari_tomoalign.cli import main; sys.exit(main(sys.argv[1:]))"
+RUN = ("import sys, time; from napari_tomoalign.cli import main; rc = main(sys.argv[1:]); "
+       "print(f'main thread CPU {time.thread_time()}', file=sys.stderr); sys.exit(rc)")
 
 
 def run_process(src: str, stack: Path, out: Path, diameter_px: float, binning: int, command: str = "run"
-                ) -> tuple[float, float]:
-    """One ``tomoalign run`` (or ``track``) process on the package in ``src``: ``(wall s, CPU s)``."""
+                ) -> tuple[float, float, float]:
+    """One ``tomoalign run`` (or ``track``) process on the package in ``src``: ``(wall s, CPU s, main thread's
+    CPU s)``. The main thread's CPU is the run's critical path on a quiet machine (what runs beside it on the
+    second core is not in it): a figure that a shared machine's load changes less than the wall."""
     args = ["--bin", str(binning)] if command == "run" else []
     out = out if command == "run" else out.with_suffix(".fid")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", RUN, command, str(stack), "--bead-diameter-px", f"{diameter_px:g}", "--output",
-                    str(out), *args, "--quiet"], env={**os.environ, "PYTHONPATH": src}, check=True)
+    r = subprocess.run([sys.executable, "-c", RUN, command, str(stack), "--bead-diameter-px", f"{diameter_px:g}",
+                        "--output", str(out), *args, "--quiet"], env={**os.environ, "PYTHONPATH": src},
+                       stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"{src}: tomoalign {command} failed:\n{r.stderr}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    main = float(r.stderr.rsplit("main thread CPU ", 1)[-1].split()[0])
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), main
 
 
 _BESIDE = """
@@ -156,13 +168,24 @@ from napari_tomoalign.jobs import run as runmod
 from napari_tomoalign.jobs.run import RunJob, run_job
 from napari_tomoalign.tracking import jobs as trackjobs
 if sys.argv[4] == "off":
+    from napari_tomoalign.jobs import run_images
+    from napari_tomoalign.tracking import pipeline
     @contextmanager
     def nothing(job, threads, progress):
         yield progress, lambda: None
     @contextmanager
     def no_coarse(*args):
         yield lambda d_px: None
+    @contextmanager
+    def no_second_core(on=True):
+        yield
+    def one_after_the_other(stack, aligned, binned_views, tomogram, threads, rec_path):
+        aligned()
+        binned_views()
+        tomogram()
     runmod._beside, trackjobs._coarse_beside = nothing, no_coarse
+    pipeline.second_core = trackjobs.second_core = no_second_core
+    run_images._beside_tomogram = one_after_the_other
 run_job(RunJob(Path(sys.argv[1]), Path(sys.argv[2]), bead_diameter_px=float(sys.argv[3]), binning=int(sys.argv[5])))
 """
 
@@ -209,15 +232,17 @@ def against(revs: list[str], stack: Path, work: Path, diameter_px: float, binnin
           else np.zeros(1) for k in trees}
     new_wall = statistics.median(t[0] for t in times["this tree"])
     new_cpu = statistics.median(t[1] for t in times["this tree"])
+    new_main = statistics.median(t[2] for t in times["this tree"])
     print(f"whole tomoalign {command} process, {rounds} rounds (medians; machine may be shared)")
-    print(f"  {'this tree':10s} wall {new_wall:6.2f} s   CPU {new_cpu:6.2f} s   ({len(times['this tree'])} runs:"
-          f" wall {', '.join(f'{t[0]:.2f}' for t in times['this tree'])})")
+    print(f"  {'this tree':10s} wall {new_wall:6.2f} s   CPU {new_cpu:6.2f} s   main thread {new_main:5.2f} s   "
+          f"({len(times['this tree'])} runs: wall {', '.join(f'{t[0]:.2f}' for t in times['this tree'])})")
     for rev in revs:
         wall = statistics.median(t[0] for t in times[rev])
         cpu = statistics.median(t[1] for t in times[rev])
-        print(f"  {rev:10s} wall {wall:6.2f} s   CPU {cpu:6.2f} s   this/{rev}: wall {new_wall / wall:5.2f}"
-              f"   CPU {new_cpu / cpu:5.2f}" + (f"   .xf max difference {np.abs(xf[rev] - xf['this tree']).max():.2e} px"
-                                             if command == "run" else ""))
+        main = statistics.median(t[2] for t in times[rev])
+        print(f"  {rev:10s} wall {wall:6.2f} s   CPU {cpu:6.2f} s   main thread {main:5.2f} s   this/{rev}: wall "
+              f"{new_wall / wall:5.2f}   CPU {new_cpu / cpu:5.2f}   main thread {new_main / main:5.2f}"
+              + (f"   .xf max difference {np.abs(xf[rev] - xf['this tree']).max():.2e} px" if command == "run" else ""))
 
 
 def main() -> None:

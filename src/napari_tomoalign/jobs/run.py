@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,7 +176,9 @@ def _beside(job: RunJob, threads: int | None, progress: Any) -> Iterator[tuple[A
     binned for the tomogram (`_prebin`). Yields the progress callback that starts it and a function that
     returns the binned views (None: the image step bins them itself). Only for bead tracking (one thread),
     when the caller set no cap on the threads and there is a second core."""
-    if threads is not None or job.patches or (os.cpu_count() or 1) < 2:
+    from ..tracking._spread import threadsafe_loops
+
+    if threads is not None or job.patches or (os.cpu_count() or 1) < 2 or not threadsafe_loops():
         yield progress, lambda: None
         return
     from concurrent.futures import ThreadPoolExecutor
@@ -269,102 +271,10 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
 
 def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
             prebinned: Any = None) -> tuple[Path, Path, Path | None]:
-    """One pass over the stack: each view read once, erased (if asked), warped into the aligned stack (in the
-    input's integer mode unless ``ali_mode`` says otherwise) and, binned then warped as ``reconstruct`` makes
-    it, kept for the back-projection; then the tomogram, streamed by ``reconstruct``'s own function
-    (`reconstruction.reconstruct_job.reconstruct_alignment`) from the folder just written, so that it is
-    ``reconstruct``'s tomogram of the same folder."""
-    from ..conventions import angstrom_from_nm
-    from ..io.alignment import read_alignment_dir
-    from ..io.atomic import atomic_path
-    from ..io.mrc import MrcStreamWriter, open_tilt_series, write_mrc
-    from ..reconstruction.erase import GoldEraser
-    from ..reconstruction.warp import warp_view
-    from . import facts
-    from .images import check_finite_view, check_memory, in_mode, output_mode
+    """The aligned stack and the tomogram in one pass over the stack (`run_images.run_images`)."""
+    from .run_images import run_images
 
-    b, folder_dir = job.binning, Path(folder.paths[0]).parent
-    saved = read_alignment_dir(folder_dir)
-    series = open_tilt_series(job.stack, find_tilts=False)
-    n, rows, cols = series.data.shape
-    thickness = job.thickness or facts.default_thickness_px((cols, rows), saved.marker_z_extent_px)
-    if thickness < b:
-        raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {b})")
-    ny, nx = rows // b, cols // b
-    # The binned views are held; the volume only on the local path (the global one streams it in slabs).
-    check_memory(4 * nx * ny * (2 * n + (thickness // b if folder.local is not None else 0)), "the reconstruction")
-    pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
-    erase = GoldEraser.from_alignment(folder.alignment, diameter_px) if job.erase_gold else None
-    out, stem = Path(job.output_dir), job.stem
-    ali_path, rec_path = out / f"{stem}.ali", out / f"{stem}_bin{b}.rec"
-    erased_path = out / f"{stem}_erased.mrc" if erase is not None else None
-    modes = (output_mode(series.data.dtype, job.ali_mode), output_mode(series.data.dtype, None))
-    binned = np.empty((n, ny, nx), dtype=np.float32)
-    with ExitStack() as stack:
-        writers = []
-        for path, mode in zip((ali_path, erased_path), modes):
-            if path is not None:
-                tmp = stack.enter_context(atomic_path(path, overwrite))
-                w = MrcStreamWriter(tmp, (n, rows, cols), mode, pix_a)
-                stack.callback(w.abort)  # a no-op once closed
-                writers.append(w)
-        for j in range(n):
-            raw = series.data[j]
-            if erase is not None:
-                raw = erase(j, raw)
-                writers[1].write(in_mode(raw, modes[1]))
-            view = warp_view(raw, saved.transforms[j])
-            check_finite_view(job.stack, j, view)
-            writers[0].write(in_mode(view, modes[0]))
-            if prebinned is None:
-                warp_view(raw, saved.transforms[j], binning=b, out=binned[j])
-            else:  # warp_view's own steps, the view binned beside (`_beside`)
-                _warp_binned(prebinned[j], saved.transforms[j], b, binned[j])
-        for w in writers:
-            w.close()
-    voxel_a = pix_a * b if pix_a else None
-    if folder.local is None:
-        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
-
-        reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=thickness, lowpass=None,
-                              options=ReconstructOptions(memory_bytes=job.memory_bytes), voxel_angstrom=voxel_a,
-                              overwrite=overwrite,
-                              aligned=binned)
-    else:  # local alignments: the in-memory path, as reconstruct --local
-        from ..reconstruction.wbp import weighted_back_projection
-
-        lp = _local_projection(ajob, folder, (nx, ny), pix_a, b)
-        vol = weighted_back_projection(binned, saved.tilt_angles_deg, thickness=thickness // b,
-                                       use_view=saved.view_determined, local=lp)
-        write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
-    return ali_path, rec_path, erased_path
-
-
-def _warp_binned(src: Any, xf: Any, binning: int, out: Any) -> None:
-    """`reconstruction.warp.warp_view` of a raw view into ``out`` from the view binned already (``src``): the
-    same matrix, fill (the binned view's mean) and kernel, so the same pixels (`tests/jobs/test_run_beside.py`)."""
-    from ..reconstruction.warp import pull_matrix, warp_with_matrix
-
-    fill = float(src.mean())
-    xf = np.asarray(xf, dtype=float)
-    if not np.all(np.isfinite(xf)):
-        out[...] = fill
-        return
-    warp_with_matrix(src, pull_matrix(xf, src.shape, out.shape, binning), out, fill)
-
-
-def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None, binning: int):
-    """The local alignments to apply in the back-projection, when the job solved them."""
-    if folder.local is None:
-        return None
-    from ..alignment.transforms import x_tilts_deg
-    from ..conventions import nm_from_angstrom
-    from ..local_jobs import local_projection_for
-
-    path = Path(folder.paths[0]).parent / ajob.local_file_name()
-    al = folder.alignment
-    return local_projection_for(path, al.tilt_angles_deg, x_tilts_deg(al), size, al.pixel_size_nm,
-                                nm_from_angstrom(pix_a), binning)
+    return run_images(job, ajob, folder, diameter_px, overwrite, prebinned)
 
 
 def run_to_folder(

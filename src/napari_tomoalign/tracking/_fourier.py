@@ -29,6 +29,11 @@ def fft_threads(n: int) -> Iterator[None]:
         _cap.workers = before
 
 
+def cap_fft_threads(n: int) -> None:
+    """Cap the tracking's FFTs at ``n`` threads in this thread for the rest of its life (a helper thread's)."""
+    _cap.workers = max(1, int(n))
+
+
 def good_size(n: int) -> int:
     """The next size with only small prime factors (fast FFTs)."""
     return int(sfft.next_fast_len(int(n), real=True))

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
+from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
 AVERAGE = 4
@@ -133,11 +134,22 @@ def measure_beads(img: NDArray[np.float32], pred: NDArray[np.float64], templates
     if k == 0:
         z = np.zeros(0)
         return Measurement(np.zeros((0, 2)), z, z, z, z, np.zeros(0, bool), z)
-    b = templates.shape[-1]
     search = np.broadcast_to(np.asarray(search_px, dtype=float), (k,))
     prior = search if prior_px is None else np.broadcast_to(np.asarray(prior_px, dtype=float), (k,))
-    half = int(np.ceil(search.max())) + 1
-    size = b + 2 * half
+    size = templates.shape[-1] + 2 * (int(np.ceil(search.max())) + 1)  # one patch size for all
+    found, score = np.empty((k, 2)), np.empty(k)
+
+    def part(lo: int, hi: int) -> None:  # each bead on its own: the halves on two cores (`_spread`)
+        found[lo:hi], score[lo:hi] = _search(img, pred[lo:hi], templates[lo:hi], size, search[lo:hi], prior[lo:hi],
+                                             sign, hot)
+
+    split(part, k)
+    return _fit_at(img, found, profile, sign, score, hot, relative)
+
+
+def _search(img, pred, templates, size: int, search, prior, sign: float, hot: float):
+    """`measure_beads`' template search in ``size`` patches: each bead's peak ``(k, 2)`` and its correlation."""
+    k, b = len(pred), templates.shape[-1]
     origins = patch_origins(pred, size)
     patches, _ = extract_patches(img, origins, size)
     clamp_hot_pixels(patches, hot)
@@ -151,10 +163,7 @@ def measure_beads(img: NDArray[np.float32], pred: NDArray[np.float64], templates
                         -np.inf)
     flat = np.argmax(weighted.reshape(k, -1), axis=1)
     iy, ix = np.divmod(flat, n)
-    sub = _parabola(cc, iy, ix)
-    found = origins + b // 2 + sub
-    score = cc[np.arange(k), iy, ix]
-    return _fit_at(img, found, profile, sign, score, hot, relative)
+    return origins + b // 2 + _parabola(cc, iy, ix), cc[np.arange(k), iy, ix]
 
 
 def _parabola(cc: NDArray, iy: NDArray[np.intp], ix: NDArray[np.intp]) -> NDArray[np.float64]:
@@ -219,13 +228,7 @@ def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: Bead
     fit = origins = None
     for _ in range(rounds + 1):
         patches, origins, radius = _fit_patches(img, pos, profile, hot)
-        size = patches.shape[-1]
-        g = np.arange(size, dtype=float)
-        for a in range(len(pos)):
-            for b in np.flatnonzero(np.hypot(*(pos - pos[a]).T) < size):
-                if b != a and amp[b] != 0.0:
-                    r = np.hypot(g[None, :] + origins[a, 0] - pos[b, 0], g[:, None] + origins[a, 1] - pos[b, 1])
-                    patches[a] -= np.float32(amp[b]) * profile(r)[0].astype(np.float32)
+        _subtract_neighbours(patches, origins, pos, amp, profile)
         fit = fit_profile(patches, pos - origins, profile, radius, iterations=8)
         # a bead whose fit fails (the middle one of a clump, its background ring all neighbours) keeps its
         # place and is subtracted from the others with the typical depth of gold of one size
@@ -233,6 +236,22 @@ def fit_crowded(img: NDArray[np.float32], xy: NDArray[np.float64], profile: Bead
         typical = float(np.median(fit.amplitude[ok])) if ok.any() else 0.0
         pos, amp = np.where(ok[:, None], fit.xy + origins, pos), np.where(ok, fit.amplitude, typical)
     return _measurement(fit, origins, xy, img.shape, profile, sign, np.full(len(xy), np.nan), relative)
+
+
+def _subtract_neighbours(patches: NDArray[np.float32], origins: NDArray[np.intp], pos: NDArray[np.float64],
+                         amp: NDArray[np.float64], profile: BeadProfile) -> None:
+    """From each bead ``a``'s patch, every other bead ``b`` within a patch's width, its profile of depth
+    ``amp[b]`` at ``pos[b]`` subtracted (``b`` in order, in float32: one pass over all the pairs)."""
+    size = patches.shape[-1]
+    near = np.hypot(pos[:, None, 0] - pos[None, :, 0], pos[:, None, 1] - pos[None, :, 1]) < size
+    a, b = np.nonzero(near & ~np.eye(len(pos), dtype=bool) & (amp != 0.0)[None, :])
+    if len(a) == 0:
+        return
+    g = np.arange(size, dtype=float)
+    r = np.hypot(g[None, None, :] + origins[a, 0, None, None] - pos[b, 0, None, None],
+                 g[None, :, None] + origins[a, 1, None, None] - pos[b, 1, None, None])
+    depth = amp[b].astype(np.float32)[:, None, None]
+    np.subtract.at(patches, a, depth * profile(r)[0].astype(np.float32))  # in order: b after b, as a loop would
 
 
 def fit_at(img: NDArray[np.float32], xy: NDArray[np.float64], profile: BeadProfile, sign: float,

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ._profile_fit import fit_kernel
+from ._spread import split
 
 STEP = 0.05
 QUADRATIC = False
@@ -160,8 +161,13 @@ def fit_profile(patches: NDArray, start: NDArray, profile: BeadProfile, fit_radi
     xy = np.array(start, dtype=np.float64).reshape(k, 2)
     theta = np.zeros((k, 7))
     rms, moved, elong = np.zeros(k), np.zeros(k), np.ones(k)
+    nl, table = 7 if quadratic else 4, profile.values
+
+    def fit(lo: int, hi: int) -> None:  # each bead on its own: the halves on two cores (`_spread`)
+        fit_kernel(p[lo:hi], xy[lo:hi], table, STEP, float(fit_radius), int(iterations), profile.radius_px + 1.0,
+                   nl, float(multiplicative), theta[lo:hi], rms[lo:hi], moved[lo:hi], elong[lo:hi])
+
     if k:
-        fit_kernel(p, xy, profile.values, STEP, float(fit_radius), int(iterations), profile.radius_px + 1.0,
-                    7 if quadratic else 4, float(multiplicative), theta, rms, moved, elong)
+        split(fit, k)
     amplitude = theta[:, 0] * theta[:, 1] if multiplicative else theta[:, 0].copy()
     return ProfileFit(xy, amplitude, theta[:, 1:4].copy(), rms, elong, moved < 0.15)

@@ -59,10 +59,12 @@ def fill_gaps(tr: BeadTracker, progress: Progress | None = None, should_stop: Ca
     for k, j in enumerate(views):
         if should_stop is not None and should_stop():
             raise Cancelled("tracking cancelled")
+        if k + 1 < len(views):  # the next view read on the second core meanwhile, if there is one
+            tr.reader.prefetch(int(views[k + 1]))
         added += _fill_view(tr, int(j), tol)
         if progress is not None:
             progress("fill gaps", k + 1, len(views), f"second pass: view {j}")
-    tr.refit(robust=True, final=True)
+    tr.defer_refit(robust=True, final=True)  # made only if read: `clean_up` starts from scratch
     return added
 
 
@@ -116,6 +118,8 @@ def polish(tr: BeadTracker, whitener: Whitener | None, should_stop: Callable[[],
     for j in range(tr.pos.shape[0]):
         if should_stop is not None and should_stop():
             raise Cancelled("tracking cancelled")
+        if j + 1 < tr.pos.shape[0]:
+            tr.reader.prefetch(j + 1)
         have = np.isfinite(tr.pos[j, :, 0])
         todo = np.flatnonzero(have & ~tr.crowded(np.where(have[:, None], tr.pos[j], 0.0), have))
         if len(todo):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import mmap
 from collections import OrderedDict
+from concurrent.futures import Future
 
 import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from ..reconstruction.warp import bin_image
+from ._spread import beside
 
 HOT_PIXEL_SD = 8.0
 
@@ -79,6 +81,7 @@ class ViewReader:
         self._size = cache
         self.sd: dict[int, float] = {}
         self.hot: dict[int, float] = {}
+        self._ahead: dict[tuple[int, int], Future] = {}  # views being read on the second core (`prefetch`)
 
     @property
     def n_views(self) -> int:
@@ -95,21 +98,30 @@ class ViewReader:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        raw = self.stack[j]
-        img = bin_image(raw, binning) if binning > 1 else np.array(raw, dtype=np.float32)
-        release_view(self.stack, j)
         level = self.hot.get(int(j)) if binning == 1 else None
-        if level is None:
-            sd = noise_sd(img)
-            level = hot_threshold(img, sd)
-            if binning == 1:
-                self.sd[int(j)], self.hot[int(j)] = sd, level
+        ahead = self._ahead.pop(key, None)
+        img, sd, got = ahead.result() if ahead is not None else read_view(self.stack, j, binning, level)
+        if level is None and binning == 1 and sd is not None:  # (sd is measured when level is None)
+            self.sd[int(j)], self.hot[int(j)] = sd, got
         if self.clamp:
-            clamp_hot_pixels(img, level)
+            clamp_hot_pixels(img, got)
         self._cache[key] = img
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return img
+
+    def prefetch(self, j: int, binning: int = 1) -> None:
+        """Start reading view ``j`` on the second core (`_spread.beside`; nothing without one), for `view` to
+        take when it is asked for: the same array and numbers as a read then."""
+        key = (int(j), int(binning))
+        if key in self._cache or key in self._ahead:
+            return
+        level = self.hot.get(int(j)) if binning == 1 else None
+        ahead = beside(read_view, self.stack, int(j), int(binning), level)
+        if ahead is not None:
+            for old in list(self._ahead)[: max(0, len(self._ahead) - 2)]:  # never asked for: dropped
+                del self._ahead[old]
+            self._ahead[key] = ahead
 
     def noise(self, j: int) -> float:
         """Noise SD of the unbinned view ``j``."""
@@ -122,6 +134,20 @@ class ViewReader:
         if int(j) not in self.hot:
             self.view(j)
         return self.hot[int(j)]
+
+
+def read_view(stack: NDArray, j: int, binning: int, level: float | None) -> tuple[NDArray[np.float32], float | None,
+                                                                                 float]:
+    """View ``j`` of ``stack`` as float32 (binned by ``binning``), with its noise SD and `hot_threshold` when
+    ``level`` (the threshold) is not known: ``(image, sd or None, threshold)``."""
+    raw = stack[j]
+    img = bin_image(raw, binning) if binning > 1 else np.array(raw, dtype=np.float32)
+    release_view(stack, j)
+    sd = None
+    if level is None:
+        sd = noise_sd(img)
+        level = hot_threshold(img, sd)
+    return img, sd, level
 
 
 def release_view(stack: NDArray, j: int) -> None:

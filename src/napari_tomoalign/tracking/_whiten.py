@@ -30,6 +30,7 @@ from scipy import ndimage
 from ..reconstruction.erase import erase_radius_px, erase_view
 from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
+from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
 KERNEL_PX = 11
@@ -104,6 +105,15 @@ class Whitener:
     def refine(self, img: NDArray[np.float32], xy: NDArray[np.float64], hot: float) -> NDArray[np.float64]:
         """``xy`` ``(n, 2)`` re-fitted in the whitened view; points whose fit fails keep their position."""
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        out = xy.copy()
+
+        def part(lo: int, hi: int) -> None:  # each point on its own: the halves on two cores (`_spread`)
+            out[lo:hi] = self._refine(img, xy[lo:hi], hot)
+
+        split(part, len(xy))
+        return out
+
+    def _refine(self, img: NDArray[np.float32], xy: NDArray[np.float64], hot: float) -> NDArray[np.float64]:
         if len(xy) == 0:
             return xy.copy()
         radius = self.profile.radius_px + FIT_MARGIN_PX

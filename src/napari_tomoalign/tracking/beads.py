@@ -34,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
+from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
 
 FAINT = 0.6
@@ -133,7 +134,18 @@ def _peaks(resp: NDArray[np.float32], spacing: float, border: int, max_peaks: in
 
 
 def _strengths(img, xy_int, radius, dark, relative):
-    """Integral of the density above the annulus median within the bead, and a sub-pixel centroid."""
+    """Integral of the density above the annulus median within the bead, and a sub-pixel centroid (each
+    candidate on its own: the halves on two cores, `_spread`)."""
+    strength, xy = np.empty(len(xy_int)), np.empty((len(xy_int), 2))
+
+    def part(lo: int, hi: int) -> None:
+        strength[lo:hi], xy[lo:hi] = _strengths_of(img, xy_int[lo:hi], radius, dark, relative)
+
+    split(part, len(xy_int))
+    return strength, xy
+
+
+def _strengths_of(img, xy_int, radius, dark, relative):
     size = 2 * int(np.ceil(radius + 4)) + 1
     patches, _ = extract_patches(img, patch_origins(xy_int.astype(float), size), size)
     a = np.arange(size) - size // 2

@@ -20,6 +20,7 @@ from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
 from ..jobs.threads import thread_limit
+from ._spread import second_core, threadsafe_loops
 from .binned import check_tracking_memory
 from .diameter import resolve_diameter
 from .pipeline import TRACKING_THREADS, track_beads
@@ -126,7 +127,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     check_tracking_memory((rows, cols), d_px, str(stack_path))  # before any work: a stack too big is said at once
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
     with _coarse_beside(series.data, tilts, d_px, job.tilt_axis_deg, threads) as coarse:
-        with thread_limit(TRACKING_THREADS if threads is None else threads):  # as the tracking (`pipeline`)
+        with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
             d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
                                     else "px", job.dark, searches)
         early = coarse(d_px)
@@ -158,7 +159,8 @@ def _coarse_beside(stack, tilts, given_px: float | None, tilt_axis_deg: float | 
     from .coarse import coarse_align
 
     shape = tuple(stack.shape[1:])
-    if threads is not None or given_px is None or (os.cpu_count() or 1) < 2 or working_binning(given_px, shape) > 1:
+    if threads is not None or given_px is None or (os.cpu_count() or 1) < 2 or working_binning(given_px, shape) > 1 \
+            or not threadsafe_loops():
         yield lambda d_px: None
         return
 

@@ -16,12 +16,13 @@ from ..jobs.threads import honours_threads, thread_limit
 from ..reconstruction.input_checks import check_finite_views
 from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
+from ._spread import second_core
 from ._views import ViewReader, extract_patches, patch_origins
 from ._whiten import make_whitener
 from .beads import BeadCandidates, find_beads
 from .binned import track_binned, working_binning
 from .coarse import CoarseAlignment, coarse_align
-from .result import TrackingResult, build_result
+from .result import TrackingResult, build_result, column_medians
 from .seeds import pick_seeds
 from .tracker import BeadTracker, outward_order
 
@@ -173,7 +174,7 @@ def track_beads(
         When no beads can be told from other peaks in the seed view.
     """
     tilts = _check(stack, tilt_angles_deg, bead_diameter_px, clumps)
-    with thread_limit(TRACKING_THREADS if threads is None else threads):
+    with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
         b = working_binning(bead_diameter_px, stack.shape[1:]) if binning is None else int(binning)
         if b > 1:
             return track_binned(stack, tilts, bead_diameter_px, b, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
@@ -270,8 +271,7 @@ def _odd_tracks(tr: BeadTracker, al: Alignment | None) -> NDArray[np.bool_]:
     odd = count < 3
     if (~odd).sum() < 5:
         return odd
-    contrast, elong = (np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else 0.0 for c in a.T])
-                       for a in (tr.contrast, tr.elongation))
+    contrast, elong = (column_medians(a, 0.0) for a in (tr.contrast, tr.elongation))
     resid = np.zeros(tr.n_beads)
     if al is not None:
         _, mean = al.per_marker_residual_px()

@@ -1,7 +1,6 @@
 """Tracking seed beads through a tilt series (after IMOD's ``beadtrack``).
 
-Pass 1 goes outward from the seed view, alternating sides, so the partial model stays balanced. For
-each new view:
+Pass 1 goes outward from the seed view, alternating sides, so the partial model stays balanced. Each view:
 
 1. Every bead's position is predicted (`_predict.predict`): from the alignment of what is tracked so
    far (our solver, warm-started, after every view) or, before there is one, carried from its last
@@ -18,9 +17,8 @@ each new view:
 5. The model is refitted (after every view at first, then every other view); a new point far from it is
    measured again at the model's position, or dropped.
 
-Pass 2 (`BeadTracker.fill_gaps`) refits robustly with every variable free, then searches each gap at
-the model's position in a small box, and re-measures points far from the model.
-"""
+Pass 2 (`_refine.fill_gaps`) refits robustly with every variable free, then searches each gap at the
+model's position in a small box, and re-measures points far from the model."""
 
 from __future__ import annotations
 
@@ -82,7 +80,8 @@ class BeadTracker:
         self.rms = np.full((nv, nb), np.nan)
         self.elongation = np.full((nv, nb), np.nan)
         self.templates = Templates(nb, 2 * int(np.ceil(self.d + 2)) + 1, profile)
-        self.model: Alignment | None = None
+        self._model: Alignment | None = None
+        self._deferred: tuple | None = None  # a refit left until its model is needed (`defer_refit`)
         self._final_model = False  # the model is a final fit (every variable free), which the next one starts from
         self.done = [self.seed_view]
         self._unchecked: list[int] = []
@@ -140,30 +139,52 @@ class BeadTracker:
         return v.astype(np.intp), (b + 1).astype(np.int64), self.pos[v, b]
 
     # ------------------------------------------------------------------ the model
-    def refit(self, robust: bool = False, final: bool = False, cold: bool = False) -> Alignment | None:
-        """Solve the alignment of the points so far, warm-started from the model (a final fit only from a final
-        one; ``cold``: from scratch); keep the old model if it cannot. On the
-        main thread the solver runs on its compiled kernels at every size: tracking has loaded numba
-        already, and its dozens of solves of a few thousand to tens of thousands of points run faster
-        there. (The switch is process-wide, so a worker thread, as in the dock, leaves it alone.)"""
+    @property
+    def model(self) -> Alignment | None:
+        """The alignment of the points (the last refit's; a deferred refit is made now)."""
+        if self._deferred is not None:
+            robust, final, observations = self._deferred
+            self._deferred = None
+            self.refit(robust, final, observations=observations)
+        return self._model
+
+    @model.setter
+    def model(self, al: Alignment | None) -> None:
+        self._deferred = None
+        self._model = al
+
+    def defer_refit(self, robust: bool = False, final: bool = False) -> None:
+        """`refit` of the points as they are now, made only when the model is next read: a cold fit that follows
+        (`_refine.clean_up`) does not need it, and the model read later is the same as if it had been made now."""
         v, mk, xy = self.observations()
+        self._deferred = (robust, final, (v, mk, xy.copy()))
+
+    def refit(self, robust: bool = False, final: bool = False, cold: bool = False,
+              observations: tuple | None = None) -> Alignment | None:
+        """Solve the alignment of the points so far (or of ``observations``), warm-started from the model (a
+        final fit only from a final one; ``cold``: from scratch); keep the old model if it cannot. The solver
+        runs on its compiled kernels at every size: tracking has loaded numba already, and its dozens of solves
+        of a few thousand to tens of thousands of points run faster there (the switch is per thread)."""
+        v, mk, xy = self.observations() if observations is None else observations
         if final:
             opts = AlignmentOptions(robust=robust, tilt_axis_deg=self.axis)
         else:
             opts = AlignmentOptions(tilt=VariableOption("fixed"), robust=robust, tilt_axis_deg=self.axis,
                                     estimate_tilt_axis=self.axis is None, max_iterations=50)
-        start = self.model if self.model is not None and (not final or self._final_model) and not cold else None
+        model = None if cold else self.model  # a deferred refit first, unless this one starts from scratch
+        start = model if model is not None and (not final or self._final_model) else None
         shape = self.reader.shape
         with compiled_kernels():  # per thread: the dock's worker too
             try:
-                self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
+                fitted = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False, start=start)
             except AlignmentError:
                 if start is None:
                     return self.model
                 try:
-                    self.model = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
+                    fitted = align_markers(v, mk, xy, self.tilts, (shape[1], shape[0]), opts, warn=False)
                 except AlignmentError:
                     return self.model
+        self.model = fitted
         self._final_model = final
         return self.model
 
@@ -367,6 +388,8 @@ class BeadTracker:
         for k, (j, n) in enumerate(pairs):
             if should_stop is not None and should_stop():
                 raise Cancelled("tracking cancelled")
+            if k + 1 < len(pairs):  # the next view read on the second core meanwhile, if there is one
+                self.reader.prefetch(pairs[k + 1][0])
             found = self.track_view(j, n)
             if progress is not None:
                 progress("track", offset + k + 2, total, f"tracked view {j}: {found} of {self.n_beads} beads")
