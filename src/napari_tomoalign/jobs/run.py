@@ -145,6 +145,8 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     check_inside(out, out / "alignment")  # a linked alignment/ never takes the unit out of the folder
     for name in job.output_names():
         check_writable(out / name, overwrite)
+    if job.memory_bytes is not None:
+        _check_budget(job)
     if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files
         from ..io.earlier_run import drop_older_backups, retire_earlier_run
 
@@ -166,6 +168,20 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     if overwrite:  # finished: the run before last's backups are not needed any more
         drop_older_backups(out, job.output_names())
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
+
+
+def _check_budget(job: RunJob) -> None:
+    """A ``--memory`` too small for even the thinnest tomogram the run can make is refused before the tracking
+    (`stream.slab_rows`' own refusal, for the given thickness or the least the default gives: a quarter of the
+    image), not after minutes of work."""
+    from ..io.mrc import open_tilt_series
+    from ..reconstruction.stream import slab_rows
+    from .facts import default_thickness_px
+
+    n, rows, cols = open_tilt_series(job.stack, find_tilts=False).data.shape
+    b = job.binning
+    thickness = job.thickness or default_thickness_px((cols, rows), None)
+    slab_rows(int(job.memory_bytes or 0), n, (rows // b, cols // b), max(1, thickness // b), 4, 0)
 
 
 @contextmanager
