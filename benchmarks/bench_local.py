@@ -9,12 +9,12 @@ full-model solve of the same markers with aligna.com's global options (149 varia
 the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312).
 
 WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above), at binning 1 and 2,
-against the global WBP of the same stack in the same process, and against session 8's local path
-(`baseline_local.py`: the same filter, blocks of 32 rows that do not follow the drift along the rows). It
-prints the block errors (whether the block kernel or the exact voxel fallback runs), the parts of the new
-path (error check, filter + shear, block kernel), and the NCC of both local volumes against the exact voxel
-kernel (`local_warp.backproject_local`) on the same filtered views, inside an 8-pixel border. Medians of the
-repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
+against the global WBP of the same stack in the same process, and against session 9's local path
+(`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row). It
+prints the block and slab errors and the kernel they choose (`local_rows.choose_kernel`), the parts of the
+new path (error check, filter + shear, the one-row kernel with its resampling), and the NCC of both local
+volumes against the exact voxel kernel (`local_warp.backproject_local`) on the same filtered views, inside an
+8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
 
     python benchmarks/bench_local.py --no-solve   # the WBP figures only (the solve once, untimed)
     python benchmarks/bench_local.py --voxel      # also time the exact voxel kernel (about 10x the global)
@@ -39,16 +39,22 @@ from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction.bp_fft import twiddles
+from napari_tomoalign.reconstruction.bp_kernels import volume_empty
 from napari_tomoalign.reconstruction.local_blocks import (
     BLOCK_TOLERANCE_PX,
     EXTRAPOLATION_LIMIT_PX,
     PAD,
     PAD_U,
-    backproject_local_blocks,
     block_errors,
-    blocks_suffice,
     filtered_sheared_views,
     view_shears,
+)
+from napari_tomoalign.reconstruction.local_rows import (
+    SLAB_TOLERANCE_PX,
+    SLABS,
+    backproject_local_rows,
+    choose_kernel,
+    slab_errors,
 )
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
@@ -60,7 +66,7 @@ from napari_tomoalign.reconstruction.wbp import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_local import local_wbp_s8  # noqa: E402
+from baseline_local import local_wbp_s9  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -135,7 +141,7 @@ def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool) -> None:
 
 
 def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
-    """The runs at one binning: the global and local WBP, session 8's local path, the parts of the new one."""
+    """The runs at one binning: the global and local WBP, session 9's local path, the parts of the new one."""
     n_z = thickness // binning
     views = binned_views(stack, np.arange(len(tilts)), binning)
     n_pad = int(2 ** np.ceil(np.log2(2 * views.shape[2])))
@@ -144,15 +150,17 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
     mats, grid = kernel_arguments(lp, binning)
     shear = view_shears(mats)
     q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
-    vol = np.empty((n_z, *views.shape[1:]), dtype=np.float32)
+    vol = volume_empty((n_z, *views.shape[1:]))  # as the WBP makes it: its rows on cache lines
+    slab = choose_kernel(mats, grid, n_z, views.shape[:0:-1])
     runs = {
         "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
         "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
-        "local s8": lambda: local_wbp_s8(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
+        "local s9": lambda: local_wbp_s9(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
                                          n_z),  # binned inside, as the global and local WBP bin
-        "  error check": lambda: block_errors(mats, grid, n_z, views.shape[:0:-1]),
+        "  error check": lambda: choose_kernel(mats, grid, n_z, views.shape[:0:-1]),
         "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
-        "  block kernel": lambda: backproject_local_blocks(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol),
+        "  one-row kernel": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
+                                                           max(slab, SLABS[-1])),
     }
     if voxel:
         runs["exact voxel kernel"] = lambda: exact_local(views, filt, mats, grid, n_z)
@@ -163,21 +171,24 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
             w, c, _ = timed(fn)
             rows[name].append((w, c))
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
-    pos, ext = out["  error check"]
-    blocks = blocks_suffice(mats, grid, n_z, views.shape[:0:-1])
+    pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1])
+    slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
+                                                     strict=True))
+    kernel = {0: "the exact voxel kernel", 1: "the block kernel"}.get(slab, f"the one-row kernel, slabs of {slab}")
     print(f"  binning {binning}: block errors: position {pos:.3f} px (limit {BLOCK_TOLERANCE_PX}), extrapolation"
-          f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}): {'the block kernel' if blocks else 'the exact voxel kernel'}")
+          f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}); slab errors (sections: px, limit {SLAB_TOLERANCE_PX}):"
+          f" {slabs}: {kernel}")
     g = med["global"]
     for name, (w, c) in med.items():
         print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x"
               " the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
-    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s8")]
-    lo, s8 = med["local"], med["local s8"]
-    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU (target <= 2); session 8's:"
-          f" {s8[0] / g[0]:4.2f} wall, {s8[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
-          f" border: {ncc[0]:.6f} (session 8's {ncc[1]:.6f})")
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9")]
+    lo, s9 = med["local"], med["local s9"]
+    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU (target <= 2); session 9's:"
+          f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
+          f" border: {ncc[0]:.6f} (session 9's {ncc[1]:.6f})")
 
 
 def main() -> None:
