@@ -1,26 +1,27 @@
-"""The local WBP one row per volume row: the filtered views resampled per slab of sections, then a kernel that
-interpolates in the column only, as the global WBP's does.
+"""The local WBP one row per volume row: the filtered views resampled along the rows per slab of sections, then
+a kernel that interpolates in the column only, as the global WBP's does.
 
 The block kernel of `local_blocks` interpolates every voxel in column and row (four loads per view and 16
 lanes, against the global kernel's two), and that is what bounds it. But along the rows of a block each voxel
 column follows a line (`local_blocks.fit_block`): at section ``z`` lane ``j`` reads column ``U + A j`` and
-row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` rows, slab of sections
-(centre ``zs``) and view:
+row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` rows and slab of sections
+(middle section ``zs``):
 
-1. **Resample** (`_resample_view`): column ``c`` of ``w`` (the block's rows, contiguous) holds the view along
-   the line of the voxel column whose middle lane reads column ``c`` at ``zs``: ``w[c, j] = q(c + A (j - jm),
-   R + (1 + B) j)``, with ``A, R, B`` interpolated between the voxel columns either side of ``c``. The
-   bilinear samples are those of the block kernel (`local_blocks._group`: cells per group of `GROUP` lanes),
-   made once per slab rather than once per section.
-2. **Back-project** (`_bp_slab`): voxel column ``x`` at section ``z`` reads ``w`` at the column ``s = U + A jm``
-   of its middle lane, linearly between two columns, all its rows from one contiguous run per column: the
-   global kernel's two loads and two fused multiply-adds per 16 lanes, in its tiles and view groups.
+1. **Resample** (`_column_rows`, `_resample_columns`): column ``c`` of each view is resampled along the rows
+   of the voxel column whose middle lane reads column ``c`` at ``zs``: ``w[c, j] = q(c, R + (1 + B) j)``,
+   with ``R, B`` interpolated between the voxel columns either side, linearly between two rows (cells per
+   group of `GROUP` lanes, as `local_blocks._group`). Only the columns that a pair of tiles of `X_TILE`
+   voxel columns reads, for a group of `VIEW_GROUP` views at a time: they stay in L1/L2 for the next step.
+2. **Back-project** (`_slab_cells`, `_add_views`): each group of lanes of voxel column ``x`` at section ``z``
+   reads two resampled columns, those either side of its middle lane's column, as contiguous runs of rows,
+   each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
+   tiles and view groups of `bp_kernels._bp_tile`.
 
-What it adds to the block kernel's error: a voxel at ``z`` reads the line made for the voxel column that
-meets its column ``s`` at ``zs``, whose row and drift differ by the slope of the row along ``s`` (the X-axis
-tilt, the patches' rotations) times ``z - zs``. `slab_error` measures it; the slab is as thick as that
-error allows within `SLAB_TOLERANCE_PX` (`slab_sections`), and the block kernel runs where the slab would
-be thinner than `MIN_SLAB`.
+What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
+meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
+patches' rotations) times ``z - zs``. `slab_errors` measures it; `choose_kernel` takes the thickest slab
+of `SLABS` within `SLAB_TOLERANCE_PX` (and, with the block kernel's error, `local_blocks.BLOCK_TOLERANCE_PX`),
+the block kernel where none is (an X-axis tilt of 3 degrees or more: its rows move by 0.05 px per section).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from .local_blocks import (
 )
 from .local_warp import backproject_local
 
-SLAB_TOLERANCE_PX = 0.1  # the largest position error a slab may add to the block kernel's (binned pixels)
-SLABS = (16, 8, 4)  # the slabs tried, thickest first: thinner ones resample more than the block kernel saves
+SLAB_TOLERANCE_PX = 0.15  # the largest position error a slab may add to the block kernel's (binned pixels)
+SLABS = (16, 12, 8, 4)  # the slabs tried, thickest first: thinner ones resample more than the block kernel saves
 JM = (ROWS - 1) / 2.0  # the middle lane of a block
 
 
@@ -203,14 +204,19 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
             cols[1, v, x] = g[1] + g[3] * JM
             cols[2, v, x] = g[2]
             cols[3, v, x] = g[3]
-    w_cols = 2 * X_TILE + slab + 8  # columns a tile may read in one view
+    w_cols = 4 * X_TILE + slab + 8  # columns two tiles may read in one view
+    drift = np.zeros(n_v)  # how far the groups' middle lanes are from the block's, at most (columns)
+    for v in range(n_v):
+        for x in range(n_x):
+            g = geo[x, :, v]
+            drift[v] = max(drift[v], GROUP / 2.0 * max(abs(g[2]), abs(g[2] + g[3] * (n_z - 1))) + 1e-3)
     w1 = aligned_empty(VIEW_GROUP * w_cols * ROWS)  # on a cache line: a vector of a column's rows is one line
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
     lines = np.empty((4, n_x))
     rows = np.empty((n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
-    tile = np.empty((slab, X_TILE, ROWS), dtype=np.float32)
+    tile = np.empty((2, slab, X_TILE, ROWS), dtype=np.float32)
     off = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.uint64)
     fr = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.float32)
     da = np.empty((slab, VIEW_GROUP, X_TILE), dtype=np.float32)
@@ -220,9 +226,9 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
         for v in range(n_v):
             _view_lines(geo, v, (z0 + z1 - 1) / 2.0, lines)
             _column_rows(lines, v, n_rs, rows)
-        for x0 in range(0, n_x, X_TILE):
-            x1 = min(n_x, x0 + X_TILE)
-            tile[: z1 - z0] = 0.0
+        for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
+            xb = min(n_x, xa + 2 * X_TILE)
+            tile[:, : z1 - z0] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
                 for j in range(VIEW_GROUP):
                     v = v0 + j
@@ -230,18 +236,21 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
                         c_lo[j], n_c[j] = 0, 2
                         w[j, :2] = 0.0
                         continue
-                    drift = GROUP / 2.0 * max(abs(cols[2, v, x0] + cols[3, v, x0] * z0), abs(cols[2, v, x1 - 1]
-                                              + cols[3, v, x1 - 1] * z0), abs(cols[2, v, x0] + cols[3, v, x0] * (z1 - 1)),
-                                              abs(cols[2, v, x1 - 1] + cols[3, v, x1 - 1] * (z1 - 1)))
-                    lo = min(cols[0, v, x0] + cols[1, v, x0] * z0, cols[0, v, x0] + cols[1, v, x0] * (z1 - 1))
-                    hi = max(cols[0, v, x1 - 1] + cols[1, v, x1 - 1] * z0,
-                             cols[0, v, x1 - 1] + cols[1, v, x1 - 1] * (z1 - 1))
-                    c_lo[j] = int(np.floor(lo - drift - 1e-3))  # the cells of the groups' middle lanes
-                    n_c[j] = min(w_cols, int(np.floor(hi + drift + 1e-3)) + 2 - c_lo[j])
+                    lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
+                    hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
+                             cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
+                    c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
+                    n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
                     _resample_columns(q1, v, rows[v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
-                _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
-                _add_views(tile, z1 - z0, x1 - x0, acc, w1, off, fr, da)
-            write_columns(tile[: z1 - z0], vol, z0, z1, x0, x1, yb, n_valid)
+                for h in range(2):
+                    x0 = xa + h * X_TILE
+                    if x0 < xb:
+                        _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
+                        _add_views(tile[h], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
+            for h in range(2):
+                x0 = xa + h * X_TILE
+                if x0 < xb:
+                    write_columns(tile[h, : z1 - z0], vol, z0, z1, x0, min(xb, x0 + X_TILE), yb, n_valid)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -252,17 +261,19 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
         _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slab)
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _slab_error(mats, grid, shear, n_z, nx, ny, x_step, slab):  # pragma: no cover - compiled
-    """`slab_errors` for slabs of ``slab`` sections, every ``x_step``-th voxel column."""
+    """`slab_errors` for slabs of ``slab`` sections, every ``x_step``-th voxel column; the threads share the blocks."""
     centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
     n_v = mats.shape[1]
     n_xs = (nx - 1) // x_step + 1
-    worst = 0.0
-    geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
-    mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
-    for yb in range(0, ny, ROWS):
+    n_blocks = (ny + ROWS - 1) // ROWS
+    worst = np.zeros(n_blocks)
+    for blk in numba.prange(n_blocks):
+        yb = blk * ROWS
         last = min(ROWS, ny - yb) - 1
+        geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
+        mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
         fit_block(mats, grid, shear, yb - centre[1], last, n_z, centre, x_step, (0.0, 0.0), geo)
         for z0 in range(0, n_z, slab):
             z1 = min(n_z, z0 + slab)
@@ -276,8 +287,8 @@ def _slab_error(mats, grid, shear, n_z, nx, ny, x_step, slab):  # pragma: no cov
                             x, t = _at_column(mid, at_z[0, i] + at_z[1, i] * (j - JM), x)
                             r = mid[2, x] + t * (mid[2, x + 1] - mid[2, x])
                             b = mid[3, x] + t * (mid[3, x + 1] - mid[3, x])
-                            worst = max(worst, abs(at_z[2, i] - r + (at_z[3, i] - b) * j))
-    return worst
+                            worst[blk] = max(worst[blk], abs(at_z[2, i] - r + (at_z[3, i] - b) * j))
+    return worst.max()
 
 
 def slab_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
