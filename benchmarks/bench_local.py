@@ -18,6 +18,7 @@ volumes against the exact voxel kernel (`local_warp.backproject_local`) on the s
 
     python benchmarks/bench_local.py --no-solve   # the WBP figures only (the solve once, untimed)
     python benchmarks/bench_local.py --voxel      # also time the exact voxel kernel (about 10x the global)
+    python benchmarks/bench_local.py --no-solve --alone   # each run's repeats in a row, not alternating
     NUMBA_NUM_THREADS=1 python benchmarks/bench_local.py --no-solve   # one thread
 """
 
@@ -128,7 +129,7 @@ def exact_local(stack, filt, mats, grid, n_z):
     return vol
 
 
-def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool) -> None:
+def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool, alone: bool = False) -> None:
     n_views, size = sol.n_views, 512
     rng = np.random.default_rng(0)
     stack = rng.normal(size=(n_views, size, size)).astype(np.float32)
@@ -137,10 +138,10 @@ def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool) -> None:
           f"{numba.get_num_threads()} threads (the runs alternate, so that all see the same machine load; wall and CPU"
           " medians)")
     for binning in (1, 2):
-        bench_binning(stack, sol.tilt_angles_deg, lp, binning, repeats, thickness, voxel)
+        bench_binning(stack, sol.tilt_angles_deg, lp, binning, repeats, thickness, voxel, alone)
 
 
-def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
+def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
     """The runs at one binning: the global and local WBP, session 9's local path, the parts of the new one."""
     n_z = thickness // binning
     views = binned_views(stack, np.arange(len(tilts)), binning)
@@ -166,10 +167,14 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
         runs["exact voxel kernel"] = lambda: exact_local(views, filt, mats, grid, n_z)
     rows: dict[str, list] = {name: [] for name in runs}
     out = {name: fn() for name, fn in runs.items()}  # compile / load the kernels
-    for _ in range(repeats):
+    if alone:  # each run's repeats in a row: the local call after the global one was slower (sessions 9, 10)
         for name, fn in runs.items():
-            w, c, _ = timed(fn)
-            rows[name].append((w, c))
+            rows[name] = [timed(fn)[:2] for _ in range(repeats)]
+    else:
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                w, c, _ = timed(fn)
+                rows[name].append((w, c))
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
     pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1])
     slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
@@ -196,10 +201,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 repeats and a 64-section volume")
     parser.add_argument("--voxel", action="store_true", help="time the exact voxel kernel too (about 10x slower)")
     parser.add_argument("--no-solve", action="store_true", help="solve once, untimed (the WBP figures only)")
+    parser.add_argument("--alone", action="store_true", help="time each run's repeats in a row, not alternating")
     args = parser.parse_args()
     repeats = 5 if args.quick else 7
     la, sol = bench_solve(1 if args.no_solve else repeats)
-    bench_wbp(la, sol, repeats, 64 if args.quick else 128, args.voxel)
+    bench_wbp(la, sol, repeats, 64 if args.quick else 128, args.voxel, args.alone)
 
 
 if __name__ == "__main__":
