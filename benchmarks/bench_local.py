@@ -48,13 +48,13 @@ from napari_tomoalign.reconstruction.local_blocks import (
     PAD_U,
     block_errors,
     filtered_sheared_views,
-    view_shears,
 )
 from napari_tomoalign.reconstruction.local_rows import (
     SLAB_TOLERANCE_PX,
     SLABS,
     backproject_local_rows,
     choose_kernel,
+    row_shears,
     slab_errors,
 )
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
@@ -149,7 +149,7 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
     ramp, weights = radial_filter(n_pad), angular_weights(tilts).astype(np.float32)
     filt = full_filter(ramp, weights)
     mats, grid = kernel_arguments(lp, binning)
-    shear = view_shears(mats)
+    shear = row_shears(mats)
     q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
     vol = volume_empty((n_z, *views.shape[1:]))  # as the WBP makes it: its rows on cache lines
     slab = choose_kernel(mats, grid, n_z, views.shape[:0:-1])
@@ -176,7 +176,7 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
                 w, c, _ = timed(fn)
                 rows[name].append((w, c))
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
-    pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1])
+    pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1], shear)
     slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
                                                      strict=True))
     kernel = {0: "the exact voxel kernel", 1: "the block kernel"}.get(slab, f"the one-row kernel, slabs of {slab}")

@@ -18,6 +18,7 @@ from napari_tomoalign.reconstruction.local_rows import (
     SLABS,
     backproject_local_rows,
     choose_kernel,
+    row_shears,
     slab_errors,
 )
 from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
@@ -217,6 +218,16 @@ def test_the_slab_is_as_thick_as_its_error_allows():
         if x_tilt == 2.5:  # the rows move by 0.044 px per section: 0.33 px over half a slab of 16
             assert 0.3 < errors[0] < 0.4 and errors[-1] <= SLAB_TOLERANCE_PX
     assert kinds == [16, 4, 1, 0]
+
+
+def test_a_negligible_shear_is_not_applied():
+    """`row_shears`: without an X-axis tilt the views' shear moves a group's lanes by less than 0.02 px and is
+    left out (the lanes follow their drift; the shear's interpolation would only smooth the views); with one of
+    2.5 deg (0.044 px per row at 60 deg) it is `view_shears`."""
+    flat = kernel_arguments(patch_geometry(shift_px=0.05, x_tilt_deg=0.0)[0], 1)[0]
+    tilted = kernel_arguments(patch_geometry(shift_px=0.05, x_tilt_deg=2.5)[0], 1)[0]
+    assert 0 < np.abs(view_shears(flat)).max() < 1e-3 and np.all(row_shears(flat) == 0)
+    assert np.abs(view_shears(tilted)).max() > 0.03 and np.array_equal(row_shears(tilted), view_shears(tilted))
 
 
 def numpy_filter(views, filt):

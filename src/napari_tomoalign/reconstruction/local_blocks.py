@@ -155,16 +155,18 @@ def _block_errors(mats, grid, shear, n_z, nx, ny, x_step):  # pragma: no cover -
     return worst[:, 0].max(), worst[:, 1].max()
 
 
-def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
-                 ) -> tuple[float, float]:
+def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int],
+                 shear: NDArray[np.float64] | None = None) -> tuple[float, float]:
     """How far `backproject_local_blocks` is from the exact positions in a volume of ``n_z`` sections over a
     binned ``size`` ``(nx, ny)``: ``(position, extrapolation)`` in binned pixels, the largest over every
     `ERROR_X_STEP`-th voxel column, every view, the first and last section, and in every block its first and
     last lanes, every 8th, and the `_probe_lanes`. *Position*: the fitted line (`fit_block`) against the
     exact position. *Extrapolation*: how far beyond ``[0, 1]`` a lane's fractions go in the cell the block reads
-    (the cell of its middle lane): there the block extrapolates linearly from the neighbouring samples."""
+    (the cell of its middle lane): there the block extrapolates linearly from the neighbouring samples.
+    ``shear``: the views' shear (default `view_shears`)."""
     nx, ny = size
-    pos, ext = _block_errors(mats, grid, view_shears(mats), n_z, nx, ny, ERROR_X_STEP)
+    shear = view_shears(mats) if shear is None else shear
+    pos, ext = _block_errors(mats, grid, shear, n_z, nx, ny, ERROR_X_STEP)
     return float(pos), float(ext)
 
 
@@ -216,7 +218,10 @@ def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover
         rows = np.empty((n_r, n_u), dtype=np.float32)
         bufs = np.empty((4, filt.shape[1], FILTER_ROWS // 2), dtype=np.float32)
         for v in range(c, n_v, n_chunks):
-            _shear_rows(views[v], shear[v], rows)
+            src = views[v]
+            if shear[v] != 0.0:
+                _shear_rows(views[v], shear[v], rows)
+                src = rows
             o = out[v]
             o[:PAD_U] = 0.0  # the zero border
             o[PAD_U + n_u :] = 0.0
@@ -224,7 +229,7 @@ def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover
                 o[u, :PAD] = 0.0
                 o[u, PAD + n_rb :] = 0.0
             q = o[PAD_U : PAD_U + n_u, PAD : PAD + n_rb]
-            filter_block(rows, 0, n_rb, filt[v], wr, wi, bufs, q)
+            filter_block(src, 0, n_rb, filt[v], wr, wi, bufs, q)
             for u in range(n_u):  # rows past the view: zero (the FFT leaves rounding there)
                 q[u, n_r:] = 0.0
             for r in range(n_r):  # what came from beyond the view is left out, as the exact kernel does
