@@ -25,7 +25,8 @@ view beforehand. So:
 What it gives up: the lanes follow a line, not the exact (piecewise quadratic) path, and a lane whose position
 has drifted out of its group's cell extrapolates linearly from that cell's samples. `block_errors` measures
 both; the WBP uses the blocks only when they are within `BLOCK_TOLERANCE_PX` and `EXTRAPOLATION_LIMIT_PX`, and
-the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`).
+the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`). Where a slab of sections
+allows it, `local_rows` runs instead: the same lines, with one row per volume row (`local_rows.choose_kernel`).
 """
 
 from __future__ import annotations
