@@ -113,16 +113,16 @@ def fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, pads, geo):  # p
             geo[i, 7, v] = (b[3, i] - a[3, i]) / span
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _block_errors(mats, grid, shear, n_z, nx, ny, x_step):  # pragma: no cover - compiled
-    """``(position, extrapolation)`` of `block_errors`, every ``x_step``-th voxel column; the threads share the blocks."""
+    """``(position, extrapolation)`` of `block_errors`, every ``x_step``-th voxel column."""
     centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
     n_v = mats.shape[1]
     n_xs = (nx - 1) // x_step + 1
     n_blocks = (ny + ROWS - 1) // ROWS
     worst = np.zeros((n_blocks, 2))
     zt = max(n_z - 1, 1)
-    for blk in numba.prange(n_blocks):
+    for blk in range(n_blocks):
         yb = blk * ROWS
         last = min(ROWS, ny - yb) - 1
         ya = yb - centre[1]

@@ -280,15 +280,16 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
         _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slab)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _slab_error(mats, grid, shear, n_z, nx, ny, x_step, slab):  # pragma: no cover - compiled
-    """`slab_errors` for slabs of ``slab`` sections, every ``x_step``-th voxel column; the threads share the blocks."""
+    """`slab_errors` for slabs of ``slab`` sections, every ``x_step``-th voxel column (serial: shared by the two
+    threads on a loaded machine it took 4x the CPU time)."""
     centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
     n_v = mats.shape[1]
     n_xs = (nx - 1) // x_step + 1
     n_blocks = (ny + ROWS - 1) // ROWS
     worst = np.zeros(n_blocks)
-    for blk in numba.prange(n_blocks):
+    for blk in range(n_blocks):
         yb = blk * ROWS
         last = min(ROWS, ny - yb) - 1
         geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
