@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import sys
 import time
 from pathlib import Path
@@ -114,10 +115,11 @@ def bench_solve(repeats: int):
 
 
 def timed(fn):
-    """``(wall, CPU, result)`` of one call."""
-    w, c = time.perf_counter(), time.process_time()
+    """``(wall, CPU, system, result)`` of one call (system: the CPU time spent in the kernel, such as zeroing
+    fresh pages; it varied from 10 to 400 ms per local call on the shared machine of session 10)."""
+    w, c, s = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     out = fn()
-    return time.perf_counter() - w, time.process_time() - c, out
+    return time.perf_counter() - w, time.process_time() - c, resource.getrusage(resource.RUSAGE_SELF).ru_stime - s, out
 
 
 def exact_local(stack, filt, mats, grid, n_z):
@@ -169,12 +171,11 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
     out = {name: fn() for name, fn in runs.items()}  # compile / load the kernels
     if alone:  # each run's repeats in a row: the local call after the global one was slower (sessions 9, 10)
         for name, fn in runs.items():
-            rows[name] = [timed(fn)[:2] for _ in range(repeats)]
+            rows[name] = [timed(fn)[:3] for _ in range(repeats)]
     else:
         for _ in range(repeats):
             for name, fn in runs.items():
-                w, c, _ = timed(fn)
-                rows[name].append((w, c))
+                rows[name].append(timed(fn)[:3])
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
     pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1], shear)
     slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
@@ -184,14 +185,15 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
           f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}); slab errors (sections: px, limit {SLAB_TOLERANCE_PX}):"
           f" {slabs}: {kernel}")
     g = med["global"]
-    for name, (w, c) in med.items():
-        print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x"
-              " the global WBP)")
+    for name, (w, c, sy) in med.items():
+        print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU (system {1000 * sy:5.1f})"
+              f"   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
     ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9")]
     lo, s9 = med["local"], med["local s9"]
-    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU (target <= 2); session 9's:"
+    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU, {(lo[1] - lo[2]) / (g[1] - g[2]):4.2f}"
+          " user CPU (target <= 2); session 9's:"
           f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
           f" border: {ncc[0]:.6f} (session 9's {ncc[1]:.6f})")
 
