@@ -27,6 +27,7 @@ the block kernel where none is (an X-axis tilt of 3 degrees or more: its rows mo
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -338,10 +339,18 @@ def choose_kernel(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int
     `SLAB_TOLERANCE_PX` and, added to the block kernel's, `local_blocks.BLOCK_TOLERANCE_PX`); 1 for the block
     kernel (`local_blocks.backproject_local_blocks`) where no slab is, and 0 for the exact voxel kernel where
     the blocks are not within their limits either (`local_blocks.blocks_suffice`)."""
-    pos, ext = block_errors(mats, grid, n_z, size, row_shears(mats))
+    shear = row_shears(mats)
+    if numba.get_num_threads() > 1:  # the two checks side by side (compiled without the GIL), 12 -> 7 ms at bin 1
+        with ThreadPoolExecutor(1) as pool:
+            slabs = pool.submit(slab_errors, mats, grid, n_z, size)
+            pos, ext = block_errors(mats, grid, n_z, size, shear)
+            errors = slabs.result()
+    else:
+        pos, ext = block_errors(mats, grid, n_z, size, shear)
+        errors = slab_errors(mats, grid, n_z, size)
     if pos > BLOCK_TOLERANCE_PX or ext > EXTRAPOLATION_LIMIT_PX:
         return 0
-    for slab, err in zip(SLABS, slab_errors(mats, grid, n_z, size), strict=True):
+    for slab, err in zip(SLABS, errors, strict=True):
         if err <= SLAB_TOLERANCE_PX and pos + err <= BLOCK_TOLERANCE_PX:
             return slab
     return 1
