@@ -9,15 +9,16 @@ full-model solve of the same markers with aligna.com's global options (149 varia
 the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312).
 
 WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above), at binning 1 and 2,
-against the global WBP of the same stack in the same process, and against session 8's local path
-(`baseline_local.py`: the same filter, blocks of 32 rows that do not follow the drift along the rows). It
-prints the block errors (whether the block kernel or the exact voxel fallback runs), the parts of the new
-path (error check, filter + shear, block kernel), and the NCC of both local volumes against the exact voxel
-kernel (`local_warp.backproject_local`) on the same filtered views, inside an 8-pixel border. Medians of the
-repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
+against the global WBP of the same stack in the same process, and against session 9's local path
+(`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row). It
+prints the block and slab errors and the kernel they choose (`local_rows.choose_kernel`), the parts of the
+new path (error check, filter + shear, the one-row kernel with its resampling), and the NCC of both local
+volumes against the exact voxel kernel (`local_warp.backproject_local`) on the same filtered views, inside an
+8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
 
     python benchmarks/bench_local.py --no-solve   # the WBP figures only (the solve once, untimed)
     python benchmarks/bench_local.py --voxel      # also time the exact voxel kernel (about 10x the global)
+    python benchmarks/bench_local.py --no-solve --alone   # each run's repeats in a row, not alternating
     NUMBA_NUM_THREADS=1 python benchmarks/bench_local.py --no-solve   # one thread
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import sys
 import time
 from pathlib import Path
@@ -39,16 +41,22 @@ from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction.bp_fft import twiddles
+from napari_tomoalign.reconstruction.bp_kernels import volume_empty
 from napari_tomoalign.reconstruction.local_blocks import (
     BLOCK_TOLERANCE_PX,
     EXTRAPOLATION_LIMIT_PX,
     PAD,
     PAD_U,
-    backproject_local_blocks,
     block_errors,
-    blocks_suffice,
     filtered_sheared_views,
-    view_shears,
+)
+from napari_tomoalign.reconstruction.local_rows import (
+    SLAB_TOLERANCE_PX,
+    SLABS,
+    backproject_local_rows,
+    choose_kernel,
+    row_shears,
+    slab_errors,
 )
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
@@ -60,7 +68,7 @@ from napari_tomoalign.reconstruction.wbp import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_local import local_wbp_s8  # noqa: E402
+from baseline_local import local_wbp_s9  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -106,10 +114,11 @@ def bench_solve(repeats: int):
 
 
 def timed(fn):
-    """``(wall, CPU, result)`` of one call."""
-    w, c = time.perf_counter(), time.process_time()
+    """``(wall, CPU, system, result)`` of one call (system: the CPU time spent in the kernel, such as zeroing
+    fresh pages; it varied from 10 to 400 ms per local call on the shared machine of session 10)."""
+    w, c, s = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     out = fn()
-    return time.perf_counter() - w, time.process_time() - c, out
+    return time.perf_counter() - w, time.process_time() - c, resource.getrusage(resource.RUSAGE_SELF).ru_stime - s, out
 
 
 def exact_local(stack, filt, mats, grid, n_z):
@@ -121,7 +130,7 @@ def exact_local(stack, filt, mats, grid, n_z):
     return vol
 
 
-def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool) -> None:
+def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool, alone: bool = False) -> None:
     n_views, size = sol.n_views, 512
     rng = np.random.default_rng(0)
     stack = rng.normal(size=(n_views, size, size)).astype(np.float32)
@@ -130,53 +139,62 @@ def bench_wbp(la, sol, repeats: int, thickness: int, voxel: bool) -> None:
           f"{numba.get_num_threads()} threads (the runs alternate, so that all see the same machine load; wall and CPU"
           " medians)")
     for binning in (1, 2):
-        bench_binning(stack, sol.tilt_angles_deg, lp, binning, repeats, thickness, voxel)
+        bench_binning(stack, sol.tilt_angles_deg, lp, binning, repeats, thickness, voxel, alone)
 
 
-def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel):
-    """The runs at one binning: the global and local WBP, session 8's local path, the parts of the new one."""
+def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
+    """The runs at one binning: the global and local WBP, session 9's local path, the parts of the new one."""
     n_z = thickness // binning
     views = binned_views(stack, np.arange(len(tilts)), binning)
     n_pad = int(2 ** np.ceil(np.log2(2 * views.shape[2])))
     ramp, weights = radial_filter(n_pad), angular_weights(tilts).astype(np.float32)
     filt = full_filter(ramp, weights)
     mats, grid = kernel_arguments(lp, binning)
-    shear = view_shears(mats)
+    shear = row_shears(mats)
     q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
-    vol = np.empty((n_z, *views.shape[1:]), dtype=np.float32)
+    vol = volume_empty((n_z, *views.shape[1:]))  # as the WBP makes it: its rows on cache lines
+    slab = choose_kernel(mats, grid, n_z, views.shape[:0:-1])
     runs = {
         "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
         "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
-        "local s8": lambda: local_wbp_s8(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
+        "local s9": lambda: local_wbp_s9(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
                                          n_z),  # binned inside, as the global and local WBP bin
-        "  error check": lambda: block_errors(mats, grid, n_z, views.shape[:0:-1]),
+        "  error check": lambda: choose_kernel(mats, grid, n_z, views.shape[:0:-1]),
         "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
-        "  block kernel": lambda: backproject_local_blocks(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol),
+        "  one-row kernel": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
+                                                           max(slab, SLABS[-1])),
     }
     if voxel:
         runs["exact voxel kernel"] = lambda: exact_local(views, filt, mats, grid, n_z)
     rows: dict[str, list] = {name: [] for name in runs}
     out = {name: fn() for name, fn in runs.items()}  # compile / load the kernels
-    for _ in range(repeats):
+    if alone:  # each run's repeats in a row: the local call after the global one was slower (sessions 9, 10)
         for name, fn in runs.items():
-            w, c, _ = timed(fn)
-            rows[name].append((w, c))
+            rows[name] = [timed(fn)[:3] for _ in range(repeats)]
+    else:
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                rows[name].append(timed(fn)[:3])
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
-    pos, ext = out["  error check"]
-    blocks = blocks_suffice(mats, grid, n_z, views.shape[:0:-1])
+    pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1], shear)
+    slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
+                                                     strict=True))
+    kernel = {0: "the exact voxel kernel", 1: "the block kernel"}.get(slab, f"the one-row kernel, slabs of {slab}")
     print(f"  binning {binning}: block errors: position {pos:.3f} px (limit {BLOCK_TOLERANCE_PX}), extrapolation"
-          f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}): {'the block kernel' if blocks else 'the exact voxel kernel'}")
+          f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}); slab errors (sections: px, limit {SLAB_TOLERANCE_PX}):"
+          f" {slabs}: {kernel}")
     g = med["global"]
-    for name, (w, c) in med.items():
-        print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x"
-              " the global WBP)")
+    for name, (w, c, sy) in med.items():
+        print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU (system {1000 * sy:5.1f})"
+              f"   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
-    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s8")]
-    lo, s8 = med["local"], med["local s8"]
-    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU (target <= 2); session 8's:"
-          f" {s8[0] / g[0]:4.2f} wall, {s8[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
-          f" border: {ncc[0]:.6f} (session 8's {ncc[1]:.6f})")
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9")]
+    lo, s9 = med["local"], med["local s9"]
+    print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU, {(lo[1] - lo[2]) / (g[1] - g[2]):4.2f}"
+          " user CPU (target <= 2); session 9's:"
+          f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
+          f" border: {ncc[0]:.6f} (session 9's {ncc[1]:.6f})")
 
 
 def main() -> None:
@@ -184,10 +202,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 repeats and a 64-section volume")
     parser.add_argument("--voxel", action="store_true", help="time the exact voxel kernel too (about 10x slower)")
     parser.add_argument("--no-solve", action="store_true", help="solve once, untimed (the WBP figures only)")
+    parser.add_argument("--alone", action="store_true", help="time each run's repeats in a row, not alternating")
     args = parser.parse_args()
     repeats = 5 if args.quick else 7
     la, sol = bench_solve(1 if args.no_solve else repeats)
-    bench_wbp(la, sol, repeats, 64 if args.quick else 128, args.voxel)
+    bench_wbp(la, sol, repeats, 64 if args.quick else 128, args.voxel, args.alone)
 
 
 if __name__ == "__main__":

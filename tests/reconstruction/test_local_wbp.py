@@ -13,6 +13,14 @@ from napari_tomoalign.reconstruction.local_blocks import (
     filtered_sheared_views,
     view_shears,
 )
+from napari_tomoalign.reconstruction.local_rows import (
+    SLAB_TOLERANCE_PX,
+    SLABS,
+    backproject_local_rows,
+    choose_kernel,
+    row_shears,
+    slab_errors,
+)
 from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
 
 
@@ -146,6 +154,82 @@ def test_each_lane_follows_its_drift_along_the_rows():
     assert np.median(err) < 1e-5 and err.max() < 0.01
 
 
+def test_the_one_row_kernel_matches_the_per_voxel_reference():
+    """`local_rows` (the views resampled along each voxel column's rows per slab of sections, then one column
+    interpolation per voxel, as the global WBP's) against the exact reference, on patches 27-32 px apart whose
+    shifts differ by 0.1 px and an X-axis tilt of 0.5 deg: slabs of 12 (`choose_kernel`), NCC 0.99980 (the
+    block kernel: 0.99986); its error grows with the slab, as `slab_errors` says (4 sections: 0.99985, 16:
+    0.99978)."""
+    lp, _ = patch_geometry(shift_px=0.1, x_tilt_deg=0.5)
+    rng = np.random.default_rng(3)
+    views = gaussian_filter(rng.normal(size=(9, 80, 96)), (0, 2, 2)).astype(np.float32)
+    n_z = 24
+    mats, grid = kernel_arguments(lp, 1)
+    assert choose_kernel(mats, grid, n_z, (96, 80)) == 12
+    shear = view_shears(mats)
+    q = sheared(views, shear)
+    ref = reference(views, lp, n_z)
+    inner = (slice(None), slice(4, -4), slice(4, -4))
+    got = {}
+    for slab in (4, 8, 12, 16):
+        vol = np.empty((n_z, 80, 96), dtype=np.float32)
+        backproject_local_rows(q, shear, 80, 96, mats, grid, 0, vol, slab)
+        got[slab] = ncc(vol[inner], ref[inner])
+        err = np.abs(vol - ref)[inner] / np.ptp(ref[inner])
+        assert np.median(err) < 0.002 and err.max() < 0.02
+    assert got[4] > got[8] > got[12] > 0.9998 > got[16] > 0.9997
+    # a sub-range of rows is the same rows of the whole (blocks start at the sub-range's first row)
+    whole = np.empty((n_z, 80, 96), dtype=np.float32)
+    backproject_local_rows(q, shear, 80, 96, mats, grid, 0, whole, 8)
+    part = np.empty((n_z, 20, 96), dtype=np.float32)
+    backproject_local_rows(q, shear, 80, 96, mats, grid, 30, part, 8)
+    assert ncc(part, whole[:, 30:50]) > 0.9995
+
+
+def test_the_one_row_kernel_follows_the_drift_along_the_rows():
+    """The drifting patches of `test_each_lane_follows_its_drift_along_the_rows`, in slabs of 16 (no slab
+    error: the geometry has no X-axis tilt and no rotation): as close to the exact reference as the block kernel."""
+    lp, _ = drifting_geometry()
+    rng = np.random.default_rng(11)
+    views = gaussian_filter(rng.normal(size=(9, 160, 96)), (0, 2, 2)).astype(np.float32)
+    n_z = 20
+    mats, grid = kernel_arguments(lp, 1)
+    assert choose_kernel(mats, grid, n_z, (96, 160)) == SLABS[0]
+    shear = view_shears(mats)
+    vol = np.empty((n_z, 160, 96), dtype=np.float32)
+    backproject_local_rows(sheared(views, shear), shear, 160, 96, mats, grid, 0, vol, SLABS[0])
+    ref = reference(views, lp, n_z)
+    inner = (slice(None), slice(4, -4), slice(4, -4))
+    assert ncc(vol[inner], ref[inner]) > 0.99999
+    err = np.abs(vol - ref)[inner] / np.ptp(ref[inner])
+    assert np.median(err) < 1e-5 and err.max() < 0.01
+
+
+def test_the_slab_is_as_thick_as_its_error_allows():
+    """`slab_errors` grows with the X-axis tilt (the row of a voxel moves by ``sin f`` per section) and with the
+    slab; `choose_kernel` takes the thickest slab within `SLAB_TOLERANCE_PX`, the block kernel (1) where even
+    `SLABS`' thinnest is not, and the exact voxel kernel (0) where the blocks are not within their limits."""
+    kinds = []
+    for shift, x_tilt in ((0.05, 0.0), (0.05, 2.5), (0.05, 5.0), (1.0, 0.0)):
+        mats, grid = kernel_arguments(patch_geometry(shift_px=shift, x_tilt_deg=x_tilt)[0], 1)
+        errors = slab_errors(mats, grid, 24, (96, 80))
+        assert np.all(np.diff(errors) < 0)  # thinner slabs, smaller errors
+        kinds.append(choose_kernel(mats, grid, 24, (96, 80)))
+        if x_tilt == 2.5:  # the rows move by 0.044 px per section: 0.33 px over half a slab of 16
+            assert 0.3 < errors[0] < 0.4 and errors[-1] <= SLAB_TOLERANCE_PX
+    assert kinds == [16, 4, 1, 0]
+
+
+def test_a_negligible_shear_is_not_applied():
+    """`row_shears`: without an X-axis tilt the views' shear moves a group's lanes by less than 0.02 px and is
+    left out (the lanes follow their drift; the shear's interpolation would only smooth the views); with one of
+    2.5 deg (0.044 px per row at 60 deg) it is `view_shears`."""
+    flat = kernel_arguments(patch_geometry(shift_px=0.05, x_tilt_deg=0.0)[0], 1)[0]
+    tilted = kernel_arguments(patch_geometry(shift_px=0.05, x_tilt_deg=2.5)[0], 1)[0]
+    assert 0 < np.abs(view_shears(flat)).max() < 1e-3 and np.all(row_shears(flat) == 0)
+    assert np.abs(view_shears(tilted)).max() > 0.03 and np.array_equal(row_shears(tilted), view_shears(tilted))
+
+
 def numpy_filter(views, filt):
     """Each row edge-padded to ``filt``'s length (right edge, then left edge wrapping round) and filtered by
     scipy's FFT with the full-length filter ``filt`` (`wbp.full_filter`, divided by its length)."""
@@ -198,15 +282,16 @@ def test_the_local_wbp_in_blocks_matches_the_exact_kernel_through_the_filter(mon
     filter the samples are sharp, and the blocks' position error (0.19 px here: patches 27-32 px apart, so
     several kinks in every block of 64 rows) shows: NCC 0.9973. Session 8's kernel gave the same at shift 0.05
     (0.99776 against 0.99777 now) and fell back to the exact kernel at this shift (its error: 0.32 px)."""
-    from napari_tomoalign.reconstruction import local_blocks
+    from napari_tomoalign.reconstruction import local_rows
     from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
     lp, tilts = patch_geometry(shift_px=0.15)
     assert blocks_suffice(*kernel_arguments(lp, 1), 24, (96, 80))
+    assert choose_kernel(*kernel_arguments(lp, 1), 24, (96, 80)) == 1  # the X-axis tilt of 2.5 deg: no slab
     rng = np.random.default_rng(7)
     views = gaussian_filter(rng.normal(size=(9, 80, 96)), (0, 1.5, 1.5)).astype(np.float32)
     blocks = weighted_back_projection(views, tilts, thickness=24, local=lp)
-    monkeypatch.setattr(local_blocks, "BLOCK_TOLERANCE_PX", -1.0)
+    monkeypatch.setattr(local_rows, "BLOCK_TOLERANCE_PX", -1.0)
     exact = weighted_back_projection(views, tilts, thickness=24, local=lp)
     inner = (slice(None), slice(6, -6), slice(6, -6))
     assert 0.996 < ncc(blocks[inner], exact[inner]) < 0.99999  # blocks, not the exact kernel twice

@@ -12,7 +12,7 @@ view beforehand. So:
    the layout the block kernel reads, with a zero border (`PAD` rows, `PAD_U` columns). Shifting before or
    after the filter is the same (both are convolutions along the row), except that what came from beyond
    the view is set to zero after the filter, as the exact kernel leaves such samples out.
-2. **Fit** (`_fit_block`): per block of `ROWS` rows, voxel column and view, the line each lane (row of the
+2. **Fit** (`fit_block`): per block of `ROWS` rows, voxel column and view, the line each lane (row of the
    block) follows, in column and row, linear in z: through the exact positions at the block's first and last
    rows, moved by half the largest deviation at its `_probe_lanes` (the middle, and the rows where the
    patch blend turns), so that the error is split both ways.
@@ -25,21 +25,19 @@ view beforehand. So:
 What it gives up: the lanes follow a line, not the exact (piecewise quadratic) path, and a lane whose position
 has drifted out of its group's cell extrapolates linearly from that cell's samples. `block_errors` measures
 both; the WBP uses the blocks only when they are within `BLOCK_TOLERANCE_PX` and `EXTRAPOLATION_LIMIT_PX`, and
-the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`).
+the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`). Where a slab of sections
+allows it, `local_rows` runs instead: the same lines, with one row per volume row (`local_rows.choose_kernel`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import Cancelled
-from .bp_fft import filter_block, twiddles
+from .bp_fft import filter_block
 from .bp_kernels import CONTRACT, X_TILE, Z_TILE, stack_block, write_columns
-from .local_warp import backproject_local, row_geometry
+from .local_warp import row_geometry
 
 ROWS = 64  # rows of the volume made together by `backproject_local_blocks` (four vectors of float32)
 PAD = ROWS + 2  # zero rows above and below the filtered, sheared views (a block's lanes read that far)
@@ -68,7 +66,7 @@ def _probe_lanes(grid, ya, last):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, pads, geo):  # pragma: no cover - compiled
+def fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, pads, geo):  # pragma: no cover - compiled
     """``geo[i, :, v]``: the line along the lanes ``j`` of a block (rows ``ya + j``, centred, ``j <= last``)
     that voxel column ``x = i x_step`` follows in view ``v``, in the sheared views (`view_shears`) plus ``pads``:
     at section ``z`` lane ``j`` reads column ``g0 + g1 z + (g2 + g3 z) j`` and row ``g4 + g5 z + (1 + g6 + g7 z) j``.
@@ -129,7 +127,7 @@ def _block_errors(mats, grid, shear, n_z, nx, ny, x_step):  # pragma: no cover -
         last = min(ROWS, ny - yb) - 1
         ya = yb - centre[1]
         geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
-        _fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, (0.0, 0.0), geo)
+        fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, (0.0, 0.0), geo)
         lanes = np.unique(np.concatenate((np.arange(0, last + 1, 8), np.array([last]), _probe_lanes(grid, ya, last))))
         c = np.empty((4, n_xs))
         for lane in lanes:
@@ -158,16 +156,18 @@ def _block_errors(mats, grid, shear, n_z, nx, ny, x_step):  # pragma: no cover -
     return worst[:, 0].max(), worst[:, 1].max()
 
 
-def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
-                 ) -> tuple[float, float]:
+def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int],
+                 shear: NDArray[np.float64] | None = None) -> tuple[float, float]:
     """How far `backproject_local_blocks` is from the exact positions in a volume of ``n_z`` sections over a
     binned ``size`` ``(nx, ny)``: ``(position, extrapolation)`` in binned pixels, the largest over every
     `ERROR_X_STEP`-th voxel column, every view, the first and last section, and in every block its first and
-    last lanes, every 8th, and the `_probe_lanes`. *Position*: the fitted line (`_fit_block`) against the
+    last lanes, every 8th, and the `_probe_lanes`. *Position*: the fitted line (`fit_block`) against the
     exact position. *Extrapolation*: how far beyond ``[0, 1]`` a lane's fractions go in the cell the block reads
-    (the cell of its middle lane): there the block extrapolates linearly from the neighbouring samples."""
+    (the cell of its middle lane): there the block extrapolates linearly from the neighbouring samples.
+    ``shear``: the views' shear (default `view_shears`)."""
     nx, ny = size
-    pos, ext = _block_errors(mats, grid, view_shears(mats), n_z, nx, ny, ERROR_X_STEP)
+    shear = view_shears(mats) if shear is None else shear
+    pos, ext = _block_errors(mats, grid, shear, n_z, nx, ny, ERROR_X_STEP)
     return float(pos), float(ext)
 
 
@@ -219,7 +219,10 @@ def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover
         rows = np.empty((n_r, n_u), dtype=np.float32)
         bufs = np.empty((4, filt.shape[1], FILTER_ROWS // 2), dtype=np.float32)
         for v in range(c, n_v, n_chunks):
-            _shear_rows(views[v], shear[v], rows)
+            src = views[v]
+            if shear[v] != 0.0:
+                _shear_rows(views[v], shear[v], rows)
+                src = rows
             o = out[v]
             o[:PAD_U] = 0.0  # the zero border
             o[PAD_U + n_u :] = 0.0
@@ -227,7 +230,7 @@ def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover
                 o[u, :PAD] = 0.0
                 o[u, PAD + n_rb :] = 0.0
             q = o[PAD_U : PAD_U + n_u, PAD : PAD + n_rb]
-            filter_block(rows, 0, n_rb, filt[v], wr, wi, bufs, q)
+            filter_block(src, 0, n_rb, filt[v], wr, wi, bufs, q)
             for u in range(n_u):  # rows past the view: zero (the FFT leaves rounding there)
                 q[u, n_r:] = 0.0
             for r in range(n_r):  # what came from beyond the view is left out, as the exact kernel does
@@ -321,7 +324,7 @@ def _block(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb):  # pragma: no c
     n_vp = -(-n_v // 16) * 16
     n_valid = min(B, n_y - yb)
     geo = np.zeros((n_x, 8, n_vp), dtype=np.float32)  # views padded: `_lane_taps` has no scalar tail
-    _fit_block(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, 1, (PAD_U, PAD), geo)
+    fit_block(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, 1, (PAD_U, PAD), geo)
     off = np.empty((N_GROUPS, n_vp), dtype=np.uint64)
     p = np.empty((2 * N_GROUPS + 2, n_vp), dtype=np.float32)
     buf = np.empty((min(n_z, Z_TILE), X_TILE, B), dtype=np.float32)
@@ -351,45 +354,9 @@ def backproject_local_blocks(q, shear, n_rows, n_cols, mats, grid, row0, vol):  
 
     ``q`` from `filtered_sheared_views`, ``shear`` from `view_shears`, ``n_rows``, ``n_cols`` the views' size,
     ``mats``, ``grid`` from `local_warp.kernel_arguments`. For each block of rows, voxel column and view,
-    each lane (row of the block) follows its own position along the line `_fit_block` fits; the lanes of
+    each lane (row of the block) follows its own position along the line `fit_block` fits; the lanes of
     a group of `GROUP` read the two columns and consecutive rows of the cell of the group's middle lane,
     each with its own fractions (module docstring). A sample beyond the view reads the zero border.
     """
     for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
         _block(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS)
-
-
-def backproject_local_views(
-    stack: NDArray,
-    filt: NDArray[np.float32],
-    mats: NDArray[np.float64],
-    grid: NDArray[np.float64],
-    vol: NDArray[np.float32],
-    row_first: int,
-    progress: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> None:
-    """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned) and back-project them with the local
-    geometry ``mats``, ``grid`` (`local_warp.kernel_arguments`) into ``vol`` ``(n_z, n_rows, cols)``, whose row
-    ``k`` is view row ``row_first + k``; ``filt`` from `wbp.full_filter`. In blocks of rows where
-    `blocks_suffice`, else voxel by voxel; in chunks of rows so that ``progress`` and
-    ``should_stop`` are heard."""
-    n_v, n_r, n_u = stack.shape
-    n_z, n_rows, _ = vol.shape
-    if should_stop is not None and should_stop():
-        raise Cancelled("reconstruction cancelled")
-    exact = not blocks_suffice(mats, grid, n_z, (n_u, n_r))
-    shear = np.zeros(n_v) if exact else view_shears(mats)
-    q = filtered_sheared_views(stack, shear, filt, *twiddles(filt.shape[1]))
-    chunk = ROWS * max(1, numba.get_num_threads()) * 4
-    for c0 in range(0, n_rows, chunk):
-        if should_stop is not None and should_stop():
-            raise Cancelled("reconstruction cancelled")
-        part = vol[:, c0 : c0 + chunk]
-        if exact:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
-            backproject_local(q[:, PAD_U : PAD_U + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, row_first + c0,
-                              part)
-        else:
-            backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
-        if progress is not None:
-            progress(min(n_rows, c0 + chunk), n_rows)

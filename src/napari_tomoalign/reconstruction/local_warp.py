@@ -15,8 +15,9 @@ column and view it is a fixed position plus a z slope. The back-projection then 
 view at that position with bilinear interpolation in both x and y, since a local transform moves
 points across rows as well.
 
-The fast back-projection in blocks of rows is `local_blocks`; `backproject_local` here is the exact
-kernel, voxel by voxel, which the WBP takes where the blocks' position error would be too large.
+The fast back-projections are `local_rows` (one row per volume row, in slabs of sections) and `local_blocks`
+(blocks of rows); `backproject_local` here is the exact kernel, voxel by voxel, which the WBP takes where
+the blocks' position error would be too large (`local_rows.choose_kernel`).
 """
 
 from __future__ import annotations

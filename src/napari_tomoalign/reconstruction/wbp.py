@@ -36,7 +36,7 @@ from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
 from .bp_kernels import BLOCK, view_sums, volume_empty, wbp_blocks
 from .input_checks import check_finite_views, check_tilts_below_90
-from .local_blocks import backproject_local_views
+from .local_rows import backproject_local_views
 from .local_warp import LocalProjection, kernel_arguments
 from .warp import bin_image
 
