@@ -194,10 +194,10 @@ def check_finite_view(stack_path, j: int, view: NDArray) -> None:
 
 def check_memory(need_bytes: int, what: str) -> None:
     """Refuse work whose arrays would not fit in the memory that is available now."""
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
+    from ..compute import available_memory_bytes
+
+    avail = available_memory_bytes()
+    if avail is None:
         return
     if need_bytes > 0.8 * avail:
         raise UsageError(f"{what} needs {need_bytes / 2**30:.1f} GiB but {avail / 2**30:.1f} GiB are available; "

@@ -31,7 +31,7 @@ from .input_checks import check_finite_view
 from .warp import bin_image, pull_matrix, warp_with_matrix
 from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
 
-PROCESS_BYTES = 192 * 2**20  # the interpreter, numpy, scipy and the compiled kernels, resident (186 MB measured:
+PROCESS_BYTES = 192 * 2**20  # the interpreter, numpy, scipy and the compiled kernels, resident (182 MiB measured:
 # VmRSS after the imports and a first WBP; 320 MiB before asked a 512^2 run for 394 MiB where it peaks at 281 MB)
 OUTPUT_MODES = {"float32": np.float32, "int16": np.int16, "uint16": np.uint16, "int8": np.int8, "uint8": np.uint8}
 
