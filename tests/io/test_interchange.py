@@ -86,6 +86,14 @@ def test_from_an_align_folder(fmt, bba, tmp_path):
     assert _error(bba, back) < 0.01
 
 
+@pytest.mark.parametrize("star", ["relion", "relion/tomograms.star"])
+def test_relion_back_to_imod_takes_the_tomogram_name(star, bba, tmp_path):
+    write_alignment(bba, tmp_path / "align", "BBa")
+    convert(tmp_path / "align", "relion", tmp_path / "relion")
+    convert(tmp_path / star, "imod", tmp_path / "back")
+    assert sorted(q.name for q in (tmp_path / "back").iterdir()) == ["BBa.tlt", "BBa.xf"]
+
+
 def test_magnification_rides_in_aln_and_portal_and_relion_says_what_it_loses(magnified, tmp_path):
     _, s = rotation_and_magnification(saved_from_alignment(magnified).transforms)
     bound = magnification_error_px(s, magnified.image_size)

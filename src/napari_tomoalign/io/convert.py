@@ -49,6 +49,7 @@ from .tilts import read_tilt_angles
 FORMATS = ("imod", "aretomo", "cdp", "relion")
 FILE_SUFFIX = {"aretomo": ".aln", "cdp": ".json"}  # the formats written as one file, and their names' ending
 READ_ONLY = ("warp",)  # read (``--from``, or a .xml name), never written
+_BY_SUFFIX = {".xf": "imod", ".aln": "aretomo", ".star": "relion", ".xml": "warp"}  # and .json: `detect_format`
 _ALIASES = {"aln": "aretomo", "aretomo3": "aretomo", "portal": "cdp", "cryoet-data-portal": "cdp", "star": "relion",
             "relion5": "relion", "tomoalign": "imod", "warptools": "warp", "xml": "warp"}
 
@@ -156,16 +157,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             return "relion"
         raise FileFormatError(f"{p}: a folder with no alignment.json, .xf or tomograms.star; give the file itself")
     ext = p.suffix.lower()
-    if ext == ".xf":
-        return "imod"
-    if ext == ".aln":
-        return "aretomo"
-    if ext == ".star":
-        return "relion"
+    if ext in _BY_SUFFIX:
+        return _BY_SUFFIX[ext]
     if ext == ".json":
         return "imod" if p.name == "alignment.json" else "cdp"
-    if ext == ".xml":
-        return "warp"
     if not p.exists():
         raise FileFormatError(f"{p}: no such file or folder")
     raise FileFormatError(f"{p}: cannot tell the alignment format from the name; name it (--from aretomo, cdp, relion,"
@@ -209,9 +204,13 @@ def _nominal_tilts(path: Path) -> NDArray[np.float64] | None:
     return _views(path / "alignment.json" if path.is_dir() else path, "nominal_tilt_angle_deg")
 
 
-def _series_name(p: Path) -> str:
+def _series_name(p: Path, fmt: str) -> str:
     """The series' name the outputs take (IMOD's naming): an alignment folder's recorded stem, the one ``.xf`` of
-    an IMOD folder, else the file's stem (``BBa.aln``: ``BBa``) or the folder's name."""
+    an IMOD folder, the tomogram a RELION star lists, else the file's stem (``BBa.aln``: ``BBa``) or the folder's name."""
+    if fmt == "relion":
+        from .relion import tomogram_name
+
+        return tomogram_name(p / "tomograms.star" if p.is_dir() else p)
     if not p.is_dir():
         return p.stem
     if (p / "alignment.json").is_file():
@@ -337,9 +336,10 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     else:
         p = Path(in_path)
         saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name)
-        if (normalise_format(from_format, reading=True) if from_format else detect_format(p)) == "imod":
+        in_format = normalise_format(from_format, reading=True) if from_format else detect_format(p)
+        if in_format == "imod":
             nominal = _nominal_tilts(p if p.is_dir() else p.parent)
-        stem = name or safe_name(_series_name(p), "the input's name")
+        stem = name or safe_name(_series_name(p, in_format), "the input's name")
     if nominal_tilt_angles_deg is not None:
         nominal = np.asarray(nominal_tilt_angles_deg, dtype=float)
     if pixel_size_nm is not None:

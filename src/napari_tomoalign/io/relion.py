@@ -231,6 +231,11 @@ def _view_indices(t, p: Path) -> NDArray[np.intp]:
     return np.arange(len(t))
 
 
+def tomogram_name(path: str | os.PathLike[str]) -> str:
+    """The one tomogram a RELION ``tomograms.star`` lists (its ``rlnTomoName``): the name its series' files take."""
+    return str(_read_blocks(Path(path), None)[0]["rlnTomoName"])
+
+
 def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
                 image_size: tuple[int, int] | None = None) -> SavedAlignment:
     """Read one tomogram's alignment from a RELION 5 ``tomograms.star`` (see the module docstring)."""
