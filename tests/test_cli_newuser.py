@@ -131,3 +131,37 @@ def test_a_raw_st_given_a_preali_alignment_is_warned_even_quietly(tmp_path, caps
           str(tmp_path / "a.ali"), "--quiet"])
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"tomoalign: {note}"
+
+
+@pytest.mark.parametrize("made_on, noted", [("BBa.st", False), ("BBa.mrc", False), ("BBa.preali", True)])
+def test_a_model_tracked_here_names_its_stack_and_is_not_taken_for_a_preali_one(made_on, noted, tmp_path):
+    """Session 11's finding 4: `tomoalign track` on the raw stack, then `align`, then `reconstruct` of that stack
+    warned that the .xf maps a .preali. The tracked model is named after its stack (`imod_model.TRACKED_ON`)."""
+    import numpy as np
+
+    from napari_tomoalign.cli import main
+    from napari_tomoalign.file_jobs import preali_note
+    from napari_tomoalign.io.imod_model import TRACKED_ON, model_name, read_imod_model, write_imod_model
+    from napari_tomoalign.io.mrc import write_mrc
+
+    m = read_imod_model(BB / "BBa.fid")
+    assert model_name(BB / "BBa.fid") == "IMOD-NewModel"  # etomo's own model: the note stays (test above)
+    write_imod_model(tmp_path / "BBa.fid", m, n_views=61, name=TRACKED_ON + made_on)
+    assert model_name(tmp_path / "BBa.fid") == TRACKED_ON + made_on
+    assert main(["align", str(tmp_path / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--quiet",
+                 "--output", str(tmp_path / "al")]) == 0
+    write_mrc(tmp_path / "BBa.st", np.zeros((61, 64, 64), np.float32), 20.2)
+    assert (preali_note(tmp_path / "BBa.st", tmp_path / "al") is not None) == noted
+
+
+def test_tracked_markers_are_named_after_their_stack(tmp_path):
+    from napari_tomoalign.io.imod_model import TRACKED_ON, model_name
+    from napari_tomoalign.simulation.beads import make_bead_series
+    from napari_tomoalign.tracking import track_beads
+    from napari_tomoalign.tracking.result import write_tracked_markers
+
+    s = make_bead_series("cryo", 256, 21, seed=1)
+    result = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px)
+    write_tracked_markers(tmp_path / "a.fid", result, stack=tmp_path / "series.st")
+    assert model_name(tmp_path / "a.fid") == TRACKED_ON + "series.st"
+    assert model_name(tmp_path / "missing.fid") is None

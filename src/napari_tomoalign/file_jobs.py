@@ -115,6 +115,11 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
     markers = str(inputs.get("markers", ""))
     if Path(markers).suffix.lower() not in (".fid", ".mod") or inputs.get("prexg"):
         return None
+    from .io.imod_model import TRACKED_ON, model_name
+
+    name = model_name(markers) or ""
+    if name.startswith(TRACKED_ON) and Path(name[len(TRACKED_ON):]).suffix.lower() != ".preali":
+        return None  # tracked by `tomoalign track` on a raw stack: its transforms map a raw stack
     from .io.mrc import open_tilt_series
 
     try:  # a stack of another view count is refused by the job: no note about its transforms before that

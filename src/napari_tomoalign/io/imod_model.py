@@ -49,6 +49,9 @@ COMPILED_WALK_BYTES = 1 << 20  # larger models are walked by the compiled pass (
 _OBJT, _CONT, _MESH, _IEOF = b"OBJT", b"CONT", b"MESH", b"IEOF"
 
 
+DEFAULT_NAME = "IMOD-NewModel"  # the model's name, as 3dmod gives a new model
+TRACKED_ON = "tomoalign track "  # + the stack's file name: the name of a model `tomoalign track` made
+
 def _walk_python(blob: bytes) -> tuple[int, int, list[int], list[int]]:
     """Walk the chunks; return ``(problem, byte, data offsets, point counts)`` of the contours.
 
@@ -145,14 +148,29 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     return MarkerTable(views.astype(np.intp), contour + 1, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, p, n_views)
 
 
+def model_name(path: str | os.PathLike[str]) -> str | None:
+    """The name in an IMOD model's header (``tomoalign track STACK`` for a model it made), or None when the file
+    cannot be read as a model."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(136)
+    except OSError:
+        return None
+    if len(head) < 136 or head[:4] != b"IMOD":
+        return None
+    return head[8:136].split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
 def write_imod_model(
     path: str | os.PathLike[str],
     table: MarkerTable,
     image_size: tuple[int, int] | None = None,
     n_views: int | None = None,
     overwrite: bool = False,
+    name: str = DEFAULT_NAME,
 ) -> None:
-    """Write markers as an IMOD fiducial model: one object of open contours, contour ``k`` = marker ``k``.
+    """Write markers as an IMOD fiducial model: one object of open contours, contour ``k`` = marker ``k``;
+    ``name`` is the model's name (3dmod shows it; up to 127 bytes).
 
     Marker ids must be positive whole numbers; contours for unused ids are left empty so that the
     ids survive a round trip. Positions get IMOD's half-pixel offset; z is the view index. The bytes
@@ -176,7 +194,7 @@ def write_imod_model(
     size = image_size or table.image_size
     zmax = int(n_views if n_views is not None else table.n_views or np.max(table.view) + 1)
     points = xyz.astype(">f4")
-    parts = [_model_header(size, zmax), _OBJT, _object_header(n_contours)]
+    parts = [_model_header(size, zmax, name), _OBJT, _object_header(n_contours)]
     for k in range(n_contours):
         parts += [_CONT, _CONTOUR_HEADER.pack(int(starts[k + 1] - starts[k]), 0, 0, 0),
                   points[starts[k] : starts[k + 1]].tobytes()]
@@ -194,10 +212,11 @@ _CONTOUR_HEADER = struct.Struct(">iIii")
 _OPEN_CONTOURS = 1 << 3  # the object flag of open contours
 
 
-def _model_header(image_size: tuple[int, int] | None, zmax: int) -> bytes:
+def _model_header(image_size: tuple[int, int] | None, zmax: int, name: str = DEFAULT_NAME) -> bytes:
     """``IMODV1.2``, then the model header: name, image size, one object, IMOD's default display settings."""
     xmax, ymax = (int(image_size[0]), int(image_size[1])) if image_size is not None else (0, 0)
-    return _MODEL_HEADER.pack(b"IMOD", b"V1.2", b"IMOD-NewModel", xmax, ymax, zmax, 1, 0, 1, 2, 0, 255,
+    label = name.encode("utf-8", "replace")[:127]
+    return _MODEL_HEADER.pack(b"IMOD", b"V1.2", label, xmax, ymax, zmax, 1, 0, 1, 2, 0, 255,
                               0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0, 0, -1, 3, 128, 1.0, 0, 0, 0.0, 0.0, 0.0)
 
 

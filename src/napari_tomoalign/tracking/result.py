@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from ..alignment.result import Alignment
 from ..io.atomic import atomic_open
+from ..io.imod_model import DEFAULT_NAME, TRACKED_ON
 from ..io.markers import MarkerTable, write_imod_model, write_markers_csv
 from .beads import BeadCandidates
 from .coarse import CoarseAlignment
@@ -176,15 +177,18 @@ def _model_stats(al: Alignment, nb: int, image_size: tuple[int, int], tracked: N
 
 
 def write_tracked_markers(path: str | os.PathLike[str], result: TrackingResult, n_views: int | None = None,
-                          overwrite: bool = False) -> None:
+                          overwrite: bool = False, stack: str | os.PathLike[str] | None = None) -> None:
     """Write the markers as ``.csv`` (``view,marker,x,y``) or an IMOD ``.fid``/``.mod`` model (IMOD's
-    half-pixel convention, z = view; ``n_views`` defaults to the series'), atomically."""
+    half-pixel convention, z = view; ``n_views`` defaults to the series'), atomically. A model is named after
+    the ``stack`` it was tracked on (`imod_model.TRACKED_ON`), so that an alignment from it knows which stack
+    its transforms map."""
     p = Path(path)
     if p.suffix.lower() == ".csv":
         write_markers_csv(p, result.markers, overwrite=overwrite)
     elif p.suffix.lower() in (".fid", ".mod"):
         n = len(result.coarse.shifts_px) if n_views is None else n_views
-        write_imod_model(p, result.markers, n_views=n, overwrite=overwrite)
+        name = TRACKED_ON + Path(stack).name if stack is not None else DEFAULT_NAME
+        write_imod_model(p, result.markers, n_views=n, overwrite=overwrite, name=name)
     else:
         raise ValueError(f"{p}: write markers as .csv, .fid or .mod, not {p.suffix!r}")
 
