@@ -141,7 +141,8 @@ def _print_image(r, tomogram: bool) -> None:
             print(r.surfaces.report())
             print(r.levelled.report(r.surfaces.n_surfaces))
         print(f"wrote {r.path}: {cols} x {rows} x {n} (x, y, z) from {r.n_views_used} views"
-              + (f", {r.voxel_size_angstrom:.3f} A/voxel" if r.voxel_size_angstrom else ""))
+              + (f", {r.voxel_size_angstrom:.3f} A/voxel" if r.voxel_size_angstrom else "")
+              + "".join(f"; {note}" for note in r.notes))
     else:
         print(f"wrote {r.path}: {n} aligned views of {cols} x {rows}"
               + (f", {r.voxel_size_angstrom:.3f} A/pixel" if r.voxel_size_angstrom else ""))
@@ -167,6 +168,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args))
+    warn_quietly(r.warnings)
     if not args.quiet:
         _print_image(r, tomogram=True)
     return 0

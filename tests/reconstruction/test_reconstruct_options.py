@@ -47,6 +47,27 @@ def test_level_mode_and_sirt_like(demo_dir, tmp_path):
         assert 4 <= m.data.shape[0] <= 96 and m.data.std() > 0
 
 
+def test_a_counting_camera_int16_stack_gives_a_tomogram_with_grey_levels(demo_dir, tmp_path, capsys):
+    """Session 11's finding 1: an int16 stack of a few counts per pixel gave an int16 tomogram of 0 to 3 grey
+    levels, silently. The integer tomogram now takes a SCALE from the data, said on the last line; a --scale
+    that still leaves too few levels is warned about (on stderr, --quiet too)."""
+    from napari_tomoalign.io.mrc import write_mrc
+
+    with mrcfile.open(demo_dir / "sample.mrc") as m:
+        raw, voxel = m.data.copy(), float(m.voxel_size.x)
+    counts = np.random.default_rng(0).poisson(np.clip(2.0 + (raw - raw.mean()) / raw.std(), 0.0, None))
+    write_mrc(tmp_path / "c.st", counts.astype(np.int16), voxel)
+    base = ["reconstruct", str(tmp_path / "c.st"), "--alignment", str(demo_dir), "--bin", "4", "--thickness", "96"]
+    assert main(base + ["--output", str(tmp_path / "a.rec")]) == 0
+    out = capsys.readouterr().out
+    assert "int16 values: (density " in out and "(IMOD's SCALE; --scale to choose)" in out
+    with mrcfile.open(tmp_path / "a.rec") as m:
+        assert m.data.dtype == np.int16 and len(np.unique(m.data)) > 5000
+    assert main(base + ["--output", str(tmp_path / "b.rec"), "--scale", "0", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "grey levels in int16; give a larger --scale MULT, or --mode float32" in err[0]
+
+
 def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_path, capsys):
     """``reconstruct --level`` prints the surface analysis as ``align`` prints it (`SurfaceAnalysis.report`) and one
     line of the angle offset, X-axis tilt, thickness and Z shift it used; a given thickness is the one reported."""

@@ -92,6 +92,44 @@ def test_integer_output_mode_scale_and_clipping(raw, tmp_path):
     assert h.dmin == got.min() and h.dmax == got.max()
 
 
+@pytest.mark.parametrize("mode", ["int16", "uint16", "int8", "uint8"])
+def test_an_integer_mode_without_a_scale_takes_one_from_the_middle_slab(raw, tmp_path, mode):
+    """Session 11's finding 1: a WBP in density units written as int16 unscaled kept a few grey levels, or none.
+    Without a scale the middle slab is made first and sets IMOD's SCALE; every slab is written with it; bytes
+    are mode 0 with IMOD's flag saying whether they are signed, and read back as written."""
+    from napari_tomoalign.io.mrc import open_tilt_series
+
+    path, data, xf = raw
+    views = np.arange(N_V)
+    ref = weighted_back_projection(aligned_stack(data, xf), TILTS, thickness=32)
+    res = reconstruct_streamed(WarpedRows(RawStack(path), xf, views), TILTS, tmp_path / "i.mrc", thickness=32,
+                               output_dtype=mode, slab=32)
+    add, mult = res.scale
+    middle = ref[:, 64:96]  # rows 75 (the middle row) falls in the third slab of 32
+    info = np.iinfo(mode)
+    assert (middle.mean() + add) * mult == pytest.approx((info.max + info.min + 1) / 2, abs=1e-3 * (info.max - info.min))
+    got = np.asarray(open_tilt_series(tmp_path / "i.mrc", find_tilts=False).data)
+    assert got.dtype == np.dtype(mode)
+    want = np.clip(np.rint((ref + add) * mult), info.min, info.max)
+    assert np.mean(np.abs(got.astype(float) - want) <= 1) > 0.999
+    assert res.levels == int(got.max()) - int(got.min()) + 1 and res.levels > (10000 if info.bits == 16 else 200)
+    with mrcfile.open(tmp_path / "i.mrc", permissive=True) as m:
+        assert m.header.mode == {"int16": 1, "uint16": 6, "int8": 0, "uint8": 0}[mode]
+        assert m.data.nbytes == got.nbytes  # one byte a voxel for bytes: the header describes the data
+        if info.bits == 8:
+            assert np.array_equal(m.data.view(got.dtype), got)
+
+
+def test_bytes_written_by_write_mrc_read_back_as_written(tmp_path):
+    from napari_tomoalign.io.mrc import open_tilt_series
+
+    for dtype in ("uint8", "int8"):
+        a = np.arange(256, dtype=np.uint8).reshape(1, 16, 16).view(dtype)
+        write_mrc(tmp_path / f"{dtype}.mrc", a)
+        assert np.array_equal(np.asarray(open_tilt_series(tmp_path / f"{dtype}.mrc", find_tilts=False).data), a)
+        assert np.array_equal(RawStack(tmp_path / f"{dtype}.mrc").rows(0, 0, 16), a[0])
+
+
 def test_memory_picks_the_slab_and_too_little_is_named(raw, tmp_path):
     path, data, xf = raw
     small = slab_rows(PROCESS_BYTES + 2**30, 61, (4096, 4096), 1000, 2, 6 * 4096 * 4096)

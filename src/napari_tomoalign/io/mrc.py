@@ -112,6 +112,8 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, fi
     data = mrc.data
     if data is None or data.ndim not in (2, 3) or data.size == 0:
         raise FileFormatError(f"{p}: holds no image data")
+    if unsigned_bytes(mrc.header):  # IMOD's unsigned bytes, which mrcfile reads as signed
+        data = data.view(np.uint8)
     if data.ndim == 2:
         data = data[None]
     if data.dtype.kind == "c":
@@ -136,9 +138,15 @@ class NonFiniteDataError(ValueError):
     """Data to be written holds NaN or infinite values."""
 
 
-def _mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float | None,
-                stats: tuple[float, float, float, float], stack: bool) -> bytes:
-    """A 1024-byte MRC-2014 header for ``(sections, rows, cols)`` data of ``dtype`` (as mrcfile makes it)."""
+IMOD_STAMP = 1146047817  # IMOD's ``imodStamp`` (header byte 152): ``imodFlags`` (byte 156) is then meaningful
+IMOD_SIGNED_BYTES = 1  # bit 0 of ``imodFlags``: mode 0's bytes are signed (clear: unsigned, as IMOD writes them)
+
+
+def mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float | None,
+               stats: tuple[float, float, float, float], stack: bool, label: str = "Created by napari-tomoalign") -> bytes:
+    """A 1024-byte MRC-2014 header for ``(sections, rows, cols)`` data of ``dtype`` (as mrcfile makes it). Bytes
+    are mode 0 with IMOD's stamp and flag saying whether they are signed (``newstack -mode 0``): mrcfile's mode
+    for unsigned bytes is 6 (16-bit), which it widens the data to, and that does not describe one-byte data."""
     h = np.zeros((), dtype=mrcfile.dtypes.HEADER_DTYPE).view(np.recarray)
     h.map = mrcfile.constants.MAP_ID
     h.nversion = 20141
@@ -147,14 +155,26 @@ def _mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstro
     h.mapc, h.mapr, h.maps = 1, 2, 3
     h.nz, h.ny, h.nx = shape
     h.mz, h.my, h.mx = shape
-    h.mode = mrcfile.utils.mode_from_dtype(dtype)
+    h.mode = 0 if np.dtype(dtype).itemsize == 1 else mrcfile.utils.mode_from_dtype(dtype)
     h.ispg = 0 if stack else 1
     v = float(voxel_size_angstrom or 0.0)
     h.cella.x, h.cella.y, h.cella.z = v * shape[2], v * shape[1], v * shape[0]
     h.dmin, h.dmax, h.dmean, h.rms = stats
-    h.label[0] = f"{'Created by napari-tomoalign':79s} "
+    h.label[0] = f"{label:79s} "
     h.nlabl = 1
-    return h.tobytes()
+    raw = bytearray(h.tobytes())
+    if np.dtype(dtype).itemsize == 1:
+        struct.pack_into("<ii", raw, 152, IMOD_STAMP, IMOD_SIGNED_BYTES if np.dtype(dtype).kind == "i" else 0)
+    return bytes(raw)
+
+
+def unsigned_bytes(header) -> bool:
+    """Whether mode-0 data are unsigned bytes: IMOD's stamp with its signed-bytes flag clear (MRC-2014, and
+    mrcfile, read mode 0 as signed)."""
+    if int(header.mode) != 0:
+        return False
+    stamp, flags = struct.unpack("<ii" if header.mode.dtype.byteorder in "<=|" else ">ii", bytes(header.extra2)[40:48])
+    return stamp == IMOD_STAMP and not flags & IMOD_SIGNED_BYTES
 
 
 class MrcStreamWriter:
@@ -204,7 +224,7 @@ class MrcStreamWriter:
         mean = self._sum / n
         rms = float(np.sqrt(max(self._sumsq / n - mean * mean, 0.0)))
         self._f.seek(0)
-        self._f.write(_mrc_header(self.shape, self.dtype, self.voxel, (self._min, self._max, mean, rms), self.stack))
+        self._f.write(mrc_header(self.shape, self.dtype, self.voxel, (self._min, self._max, mean, rms), self.stack))
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()

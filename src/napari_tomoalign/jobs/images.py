@@ -20,6 +20,7 @@ from ..conventions import nm_from_angstrom, view_number
 from ..errors import AlignmentWarning, UsageError
 from ..io.atomic import atomic_path, check_writable
 from ..io.errors import FileFormatError
+from ..reconstruction.reconstruct_job import MODES
 from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class ImageResult:
     n_views_used: int
     surfaces: Any = None  # reconstruct --level: the `positioning.SurfaceAnalysis` it levelled from
     levelled: Any = None  # reconstruct --level: the `positioning.Levelling` applied
+    notes: tuple[str, ...] = ()  # what was applied, one line each (`reconstruct_job.tomogram_notes`)
+    warnings: tuple[str, ...] = ()  # what may be wrong with the result, one line each
 
 
 @dataclass(frozen=True)
@@ -131,14 +134,16 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         raise UsageError(f"--thickness {thickness} is more than {MAX_THICKNESS_FACTOR} x the image size "
                          f"({cols} x {rows}); give the specimen's thickness in unbinned pixels")
     if not local:  # streamed in slabs of rows, in bounded memory, with the full model and IMOD's options
-        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
+        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment, tomogram_notes
 
         options = job.options or ReconstructOptions()
         voxel_a = pix * binning if pix else None
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
                                      thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
-        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"])
+        notes, warnings = tomogram_notes(info)
+        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
+                           tuple(notes), tuple(warnings))
     from ..reconstruction.reconstruct_job import ReconstructOptions, local_wbp_options
 
     kw = local_wbp_options(job.options or ReconstructOptions(), saved, job.lowpass)  # what --local applies
@@ -164,7 +169,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()))
 
 
-OUTPUT_MODES = ("int16", "float32", "uint16", "uint8", "int8")  # IMOD's modes 1, 2, 6, 0 (unsigned and signed)
+OUTPUT_MODES = MODES  # IMOD's modes, one list (`reconstruct_job.MODES`)
 
 
 def output_mode(input_dtype, asked: str | None) -> np.dtype:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-MODES = ("int16", "float32", "uint16", "uint8", "int8")
+MODES = ("int16", "float32", "uint16", "uint8", "int8")  # IMOD's modes 1, 2, 6, 0 (unsigned and signed bytes)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class ReconstructOptions:
     exclude_views: str | None = None
     sirt_like: int | None = None
     mode: str | None = None
-    scale: tuple[float, float] = (0.0, 1.0)
+    scale: tuple[float, float] | None = None  # None: none for float32, chosen from the data for an integer mode
     memory_bytes: int | None = None
     level: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,8 +78,9 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,
                    help="output mode (default: int16 for a 16-bit input, as newstack and tilt keep it; else float32)")
-    p.add_argument("--scale", type=float, nargs=2, default=(0.0, 1.0), metavar=("ADD", "MULT"),
-                   help="add, then multiply, before writing (IMOD's SCALE)")
+    p.add_argument("--scale", type=float, nargs=2, metavar=("ADD", "MULT"),
+                   help="add, then multiply, before writing (IMOD's SCALE; default: none for float32; for an integer"
+                        " mode the one that puts the middle slab's values in its range, printed)")
     p.add_argument("--memory", type=parse_memory, metavar="SIZE",
                    help="memory to stay within, such as 2G (default: half of what is available)")
     p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
@@ -93,7 +94,7 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
     return ReconstructOptions(
         radial=tuple(args.radial) if args.radial else None, x_axis_tilt_deg=args.x_axis_tilt, offset_deg=args.offset,
         shift_px=tuple(args.shift) if args.shift else None, exclude_views=args.exclude_views, sirt_like=args.sirt_like,
-        mode=args.mode, scale=tuple(args.scale), memory_bytes=args.memory, level=args.level)
+        mode=args.mode, scale=tuple(args.scale) if args.scale else None, memory_bytes=args.memory, level=args.level)
 
 
 def check_options(options: ReconstructOptions, *, lowpass: float | None = None) -> None:
@@ -118,7 +119,7 @@ def check_options(options: ReconstructOptions, *, lowpass: float | None = None) 
         "--shift X Z: give finite shifts in unbinned pixels")
     bad(options.sirt_like is not None and options.sirt_like < 1,
         f"--sirt-like {options.sirt_like}: give the number of SIRT iterations to mimic, at least 1")
-    add, mult = options.scale
+    add, mult = options.scale or (0.0, 1.0)
     bad(not (math.isfinite(add) and math.isfinite(mult) and mult != 0),
         f"--scale {add:g} {mult:g}: give a finite ADD and a finite, non-zero MULT")
 
@@ -183,8 +184,29 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
         raise UsageError(str(exc)) from None
     info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
     info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
-                clipped=res.clipped, z_factors=plan.z_factors is not None)
+                clipped=res.clipped, z_factors=plan.z_factors is not None, scale=res.scale, levels=res.levels,
+                x_tilts=saved.x_tilts_deg is not None)
     return info
+
+
+def tomogram_notes(info: dict) -> tuple[list[str], list[str]]:
+    """What `reconstruct_alignment` did that a user must know: (notes, warnings). The full model's files applied
+    (IMOD's ``tilt`` names its XTILTFILE and ZFACTORFILE); an integer mode's scale, clipped voxels, and a volume
+    left with too few grey levels to hold the specimen (a ``--scale`` too small)."""
+    full = [name for name, on in (("X-axis tilts (.xtilt)", info["x_tilts"]), ("Z factors (.zfac)", info["z_factors"]))
+            if on]
+    notes = [f"applied the alignment's {' and '.join(full)}, as IMOD's tilt does"] if full else []
+    warnings = []
+    if info["levels"]:
+        add, mult = info["scale"]
+        notes.append(f"{info['mode']} values: (density {'-' if add < 0 else '+'} {abs(add):.6g}) x {mult:.6g} (IMOD's"
+                     " SCALE; --scale to choose)")
+        if info["clipped"]:
+            notes.append(f"{info['clipped']} voxels beyond the {info['mode']} range were clipped")
+        if info["levels"] < 64:
+            warnings.append(f"warning: the tomogram holds only {info['levels']} grey levels in {info['mode']}; give a"
+                            " larger --scale MULT, or --mode float32")
+    return notes, warnings
 
 
 @dataclass(frozen=True)
@@ -283,7 +305,7 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | 
 
     check_options(options, lowpass=lowpass)
     refused = [flag for flag, given in (("--shift", options.shift_px is not None), ("--level", options.level is not None),
-                                        ("--mode", options.mode is not None), ("--scale", options.scale != (0.0, 1.0)),
+                                        ("--mode", options.mode is not None), ("--scale", options.scale is not None),
                                         ("--memory", options.memory_bytes is not None)) if given]
     if refused:
         them = "it" if len(refused) == 1 else "them"

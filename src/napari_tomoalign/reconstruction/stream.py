@@ -26,14 +26,15 @@ from numpy.typing import NDArray
 
 from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import truncated_while_read
+from ..io.mrc import mrc_header, unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
 from .input_checks import check_finite_view
+from .reconstruct_job import MODES
 from .warp import bin_image, pull_matrix, warp_with_matrix
 from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
 
 PROCESS_BYTES = 192 * 2**20  # the interpreter, numpy, scipy and the compiled kernels, resident (182 MiB measured:
 # VmRSS after the imports and a first WBP; 320 MiB before asked a 512^2 run for 394 MiB where it peaks at 281 MB)
-OUTPUT_MODES = {"float32": np.float32, "int16": np.int16, "uint16": np.uint16, "int8": np.int8, "uint8": np.uint8}
 
 
 class RawStack:
@@ -44,7 +45,8 @@ class RawStack:
         with mrcfile.open(self.path, header_only=True, permissive=True) as m:
             h = m.header
             self.shape = (int(h.nz), int(h.ny), int(h.nx))
-            self.dtype = np.dtype(mrcfile.utils.dtype_from_mode(h.mode)).newbyteorder(m.header.mode.dtype.byteorder)
+            kind = np.uint8 if unsigned_bytes(h) else mrcfile.utils.dtype_from_mode(h.mode)
+            self.dtype = np.dtype(kind).newbyteorder(m.header.mode.dtype.byteorder)
             self.offset = 1024 + int(h.nsymbt)
         need = self.offset + int(np.prod(self.shape)) * self.dtype.itemsize
         if self.path.stat().st_size < need:
@@ -206,23 +208,9 @@ class SlabWriter:
         n = float(np.prod(self.shape))
         mean = self.total / n
         rms = float(np.sqrt(max(self.total_sq / n - mean * mean, 0.0)))
-        h = np.zeros((), dtype=mrcfile.dtypes.HEADER_DTYPE).view(np.recarray)
-        h.map = mrcfile.constants.MAP_ID
-        h.nversion = 20141
-        h.machst = mrcfile.utils.machine_stamp_from_byte_order("<")
-        h.cellb.alpha = h.cellb.beta = h.cellb.gamma = 90.0
-        h.mapc, h.mapr, h.maps = 1, 2, 3
-        h.nz, h.ny, h.nx = self.shape
-        h.mz, h.my, h.mx = self.shape
-        h.mode = mrcfile.utils.mode_from_dtype(self.dtype)
-        h.ispg = 1
-        v = float(self.voxel or 0.0)
-        h.cella.x, h.cella.y, h.cella.z = v * self.shape[2], v * self.shape[1], v * self.shape[0]
-        h.dmin, h.dmax, h.dmean, h.rms = self.lo, self.hi, mean, rms
-        h.label[0] = f"{'Created by napari-tomoalign (streamed WBP)':79s} "
-        h.nlabl = 1
         self.f.seek(0)
-        self.f.write(h.tobytes())
+        self.f.write(mrc_header(self.shape, self.dtype, self.voxel, (self.lo, self.hi, mean, rms), stack=False,
+                                label="Created by napari-tomoalign (streamed WBP)"))
         self.f.flush()
         os.fsync(self.f.fileno())
         self.f.close()
@@ -235,6 +223,23 @@ class StreamResult:
     slab_rows: int
     dtype: str
     clipped: int  # voxels clipped to the integer output mode's range
+    scale: tuple[float, float] = (0.0, 1.0)  # (add, multiply) applied before writing: given, or `integer_scale`'s
+    levels: int = 0  # an integer output's grey levels used (max - min + 1), 0 for float32
+
+
+def integer_scale(vol: NDArray[np.float32], dtype: np.dtype) -> tuple[float, float]:
+    """IMOD's ``SCALE`` (add, then multiply) that puts a float tomogram into the integer ``dtype``, from one slab
+    of it (the middle one): its mean to the middle of the range, and for 16 bits twice its largest deviation
+    to half the range (slabs up to twice as contrasted still fit; 1/16000 of that range a level), for bytes
+    five standard deviations (the contrast 3dmod shows; denser gold is clipped, and counted). etomo gives
+    ``tilt`` such a ``SCALE`` for its integer tomograms; without one, a WBP in density units rounds to a few
+    levels or to nothing."""
+    info = np.iinfo(dtype)
+    v = vol.astype(np.float64, copy=False)
+    mean = float(v.mean())
+    spread = 2.0 * max(float(v.max()) - mean, mean - float(v.min())) if info.bits > 8 else 5.0 * float(v.std())
+    mult = float(info.max - info.min) / 2.0 / spread if np.isfinite(spread) and spread > 0 else 1.0
+    return -mean + (float(info.max) + float(info.min) + 1.0) / 2.0 / mult, mult
 
 
 def reconstruct_streamed(
@@ -245,7 +250,7 @@ def reconstruct_streamed(
     thickness: int,
     memory_bytes: int | None = None,
     output_dtype: str | np.dtype = "float32",
-    scale: tuple[float, float] = (0.0, 1.0),
+    scale: tuple[float, float] | None = None,
     voxel_size_angstrom: float | None = None,
     weighting: str = "ramp",
     sirt_iterations: int = 10,
@@ -267,7 +272,8 @@ def reconstruct_streamed(
     falloff) in cycles per binned pixel; ``tilt_offset_deg`` is added to every angle (IMOD's ``OFFSET``).
     ``memory_bytes`` (default: half the memory available) bounds the process; ``output_dtype`` and
     ``scale`` (add, then multiply: IMOD's ``SCALE``) set what is written; integer modes are rounded and
-    clipped. ``rows``: only these output rows (a slab by hand), written as a volume of their own;
+    clipped, and without a ``scale`` the middle slab is made first and sets one (`integer_scale`). ``rows``:
+    only these output rows (a slab by hand), written as a volume of their own;
     ``slab``: rows per slab, instead of what ``memory_bytes`` allows.
     """
     b = source.binning
@@ -278,8 +284,8 @@ def reconstruct_streamed(
     y_lo, y_hi = (0, ny) if rows is None else (max(0, int(rows[0])), min(ny, int(rows[1])))
     if y_hi <= y_lo:
         raise ValueError(f"row range {rows} is empty for {ny} rows")
-    if str(np.dtype(output_dtype)) not in OUTPUT_MODES:
-        raise ValueError(f"output mode must be one of {sorted(OUTPUT_MODES)}, not {output_dtype}")
+    if str(np.dtype(output_dtype)) not in MODES:
+        raise ValueError(f"output mode must be one of {', '.join(MODES)}, not {output_dtype}")
     tilts = np.asarray(tilt_angles_deg, dtype=float) + float(tilt_offset_deg)
     coef = projection_coefficients(tilts, (ny, nx), n_z, binning=b, x_tilt_deg=x_tilt_deg, z_factors=z_factors,
                                    shift_px=shift_px)
@@ -289,6 +295,8 @@ def reconstruct_streamed(
                                      lowpass_cutoff=cutoff, lowpass_falloff=falloff),
                        angular_weights(np.asarray(tilt_angles_deg, dtype=float)).astype(np.float32))
     dtype = np.dtype(output_dtype)
+    if scale is None and dtype.kind == "f":
+        scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
     band = 6 * getattr(source, "raw", np.empty((1, 1, 1))).shape[1] * nx * b * b
     n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band) if slab is None else int(slab)
@@ -296,22 +304,30 @@ def reconstruct_streamed(
         raise ValueError(f"a slab must hold at least one row, not {slab}")
     check_writable(out_path, overwrite)
     shape = (n_z, y_hi - y_lo, nx)
+    starts = list(range(y_lo, y_hi, n_rows))
+    if scale is None:  # the middle slab first: it sets the integer scale
+        starts.insert(0, starts.pop(((y_lo + y_hi) // 2 - y_lo) // n_rows))
+    done = 0
     with atomic_path(out_path, overwrite) as tmp:
-        w = SlabWriter(tmp, shape, dtype, voxel_size_angstrom, scale)
+        w = SlabWriter(tmp, shape, dtype, voxel_size_angstrom, scale or (0.0, 1.0))
         try:
-            for y0 in range(y_lo, y_hi, n_rows):
+            for y0 in starts:
                 y1 = min(y_hi, y0 + n_rows)
                 r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
                 views = source.rows(r0, r1)
                 vol = volume_empty((n_z, y1 - y0, nx))
                 backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
                 del views
+                if scale is None:
+                    scale = w.scale = integer_scale(vol, dtype)
                 w.write_rows(y0 - y_lo, vol)
                 del vol
+                done += y1 - y0
                 if progress is not None:
-                    progress(y1 - y_lo, y_hi - y_lo)
+                    progress(done, y_hi - y_lo)
             w.close()
         except BaseException:
             w.f.close()
             raise
-    return StreamResult(Path(out_path), shape, n_rows, str(dtype), w.clipped)
+    levels = int(w.hi - w.lo) + 1 if dtype.kind in "iu" else 0
+    return StreamResult(Path(out_path), shape, n_rows, str(dtype), w.clipped, w.scale, levels)
