@@ -135,7 +135,15 @@ class RunResult:
 
 
 def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threads: int | None = None) -> RunResult:
-    """Track, align, then the aligned stack and the tomogram in one pass over the stack (module docstring)."""
+    """Track, align, then the aligned stack and the tomogram in one pass over the stack (module docstring); the
+    output folder is held for the whole run (`tracking.outputs.run_lock`)."""
+    from ..tracking.outputs import run_lock
+
+    with run_lock(Path(job.output_dir)):
+        return _run_held(job, overwrite, progress, threads)
+
+
+def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) -> RunResult:
     from ..io.atomic import check_inside, check_writable
     from ..io.markers import write_markers_csv
     from ..tracking.jobs import run_track_job
@@ -145,6 +153,7 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     check_inside(out, out / "alignment")  # a linked alignment/ never takes the unit out of the folder
     for name in job.output_names():
         check_writable(out / name, overwrite)
+    _check_alignment_folder(out / "alignment", job, overwrite)
     if job.memory_bytes is not None:
         _check_budget(job)
     if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files
@@ -168,6 +177,24 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
     if overwrite:  # finished: the run before last's backups are not needed any more
         drop_older_backups(out, job.output_names())
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
+
+
+def _check_alignment_folder(folder: Path, job: RunJob, overwrite: bool) -> None:
+    """A folder's ``alignment/`` of another series is refused before the tracking, naming it: one output folder
+    holds one run (its ``alignment/`` is not named by the stem)."""
+    if overwrite or not (folder / "alignment.json").exists():
+        return
+    from ..errors import UsageError
+    from ..io.alignment import run_stamp
+    from ..io.errors import FileFormatError
+
+    try:
+        stem = str(run_stamp(folder)["stem"])
+    except (FileFormatError, OSError, KeyError, TypeError):  # a damaged record: its writer says what is wrong, as before
+        return
+    what = f"the run of {stem}" if stem != job.stem else "an earlier run"
+    raise UsageError(f"{folder.parent} holds {what} (alignment/); give {Path(job.stack).name} another --output, or"
+                     " --force to replace it")
 
 
 def _check_budget(job: RunJob) -> None:

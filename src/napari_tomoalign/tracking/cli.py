@@ -137,9 +137,9 @@ def cmd_track(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Track, align robustly (or with --imod-com), then the aligned stack and the tomogram in one pass over the
     stack, each written into ``--output`` (`jobs.run.run_job`); nothing is left there when a step fails."""
-    from .outputs import removed_on_failure
+    from .outputs import removed_on_failure, run_lock
 
-    with removed_on_failure(Path(args.output)):
+    with run_lock(Path(args.output)), removed_on_failure(Path(args.output)):  # the lock first: see `run_lock`
         return _run(args)
 
 

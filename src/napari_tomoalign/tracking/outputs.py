@@ -5,10 +5,56 @@ failed or stopped run leaves the folder as it found it, never the files of two r
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+LOCK_NAME = ".tomoalign-run.lock"  # held by a run for its whole length (`run_lock`), removed when it ends
+_HELD: dict[str, int] = {}  # the folders this process holds a run lock on, and how many times
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for a whole run (made if needed): another run into it, in any process, is refused at once
+    (`io.atomic.BusyError`) instead of mixing its files with this one's or rolling this one's back (session 11's
+    finding 14). Re-entrant within a process (the command line holds it around `jobs.run.run_job`, which holds it
+    too); a folder it made is removed again if the run left it empty."""
+    from ..io.atomic import BusyError
+
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    created = not folder.is_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"{folder} is being written by another tomoalign run; give this one another --output, or"
+                            " wait until that one has finished") from None
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+        if created:
+            try:
+                folder.rmdir()  # only when empty: a run that failed and took back what it made
+            except OSError:
+                pass
 
 
 def _entries(folder: Path) -> dict[Path, int]:

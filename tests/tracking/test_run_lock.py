@@ -1,0 +1,87 @@
+"""One output folder, one run at a time (session 11's finding 14): a second ``run`` into a folder another run is
+writing is refused at once and leaves the first's files alone; a folder holding another series' run is refused
+before the tracking, naming it."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.cli import main
+from napari_tomoalign.io.atomic import BusyError
+from napari_tomoalign.tracking.outputs import LOCK_NAME, run_lock
+
+_HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[2], "w").write("finished")
+print("held", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from napari_tomoalign.io.mrc import write_mrc
+    from napari_tomoalign.io.tilts import write_tilt_angles
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    d = tmp_path_factory.mktemp("lock")
+    s = make_bead_series("cryo", 256, 21, seed=1)
+    write_mrc(d / "b.st", s.images, 8.0)
+    write_tilt_angles(d / "b.rawtlt", s.tilt_angles_deg)
+    return d / "b.st"
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused_and_removes_nothing(stack, tmp_path, capsys):
+    out = tmp_path / "mx"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", _HOLD, str(out / LOCK_NAME), str(out / "a.ali")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        assert main(["run", str(stack), "--bead-diameter-nm", "10", "--output", str(out)]) == 2
+        assert time.perf_counter() - t0 < 5.0  # refused before the tracking
+        err = capsys.readouterr().err
+        assert "being written by another tomoalign run; give this one another --output" in err
+        assert (out / "a.ali").read_text() == "finished" and (out / LOCK_NAME).exists()  # the other's, untouched
+    finally:
+        other.kill()
+        other.communicate()
+
+
+def test_the_lock_is_reentrant_here_and_leaves_nothing(tmp_path):
+    out = tmp_path / "new"
+    with run_lock(out):
+        with run_lock(out):
+            assert (out / LOCK_NAME).exists()
+    assert not out.exists()  # made for the run, left empty: removed
+    out.mkdir()
+    (out / "keep").write_text("x")
+    with pytest.raises(RuntimeError), run_lock(out):
+        raise RuntimeError
+    assert sorted(p.name for p in out.iterdir()) == ["keep"]
+    assert not isinstance(BusyError("x"), RuntimeError)
+
+
+def test_a_folder_holding_another_series_is_refused_before_the_tracking(stack, tmp_path, capsys):
+    from support.paths import DATA as BB
+
+    from napari_tomoalign import align_markers, read_markers, read_tilt_angles
+    from napari_tomoalign.io.alignment import write_alignment
+
+    m = read_markers(BB / "BBa.fid")
+    al = align_markers(m.view, m.marker, m.xy, read_tilt_angles(BB / "BBa.rawtlt"), m.image_size, n_views=61)
+    write_alignment(al, tmp_path / "seq" / "alignment", "BBa")
+    before = sorted(p.name for p in (tmp_path / "seq" / "alignment").iterdir())
+    t0 = time.perf_counter()
+    assert main(["run", str(stack), "--bead-diameter-nm", "10", "--output", str(tmp_path / "seq")]) == 2
+    assert time.perf_counter() - t0 < 5.0
+    assert "seq holds the run of BBa (alignment/); give b.st another --output, or --force" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "seq" / "alignment").iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == ["alignment"]
+    assert np.isfinite(al.rms_residual_px)
