@@ -56,3 +56,48 @@ def test_reconstruct_level_takes_the_number_of_surfaces_from_the_record(imod_dat
         assert got[key] == pytest.approx(record[key], abs=1e-9), key
     two = plan_tomogram(saved, folder, thickness=None, options=ReconstructOptions(level=2))  # --level 2 asks
     assert two.info["surface_analysis"]["surfaces"] == 2 and plan.info["surface_analysis"]["surfaces"] == 1
+
+
+def test_reconstruct_level_reprints_align_s_totals_and_says_what_it_added(imod_data, tmp_path, capsys):
+    """Session 11's finding 2: ``reconstruct --level`` printed IMOD's block with the --offset given in place of the
+    alignment's AngleOffset, so its "Total tilt angle change" differed from align's (0.34 against aligna.log's -0.16).
+    The block is align's; what --offset and --x-axis-tilt add is said on the "Levelled" line."""
+    from napari_tomoalign.io.alignment import read_alignment_dir
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+
+    assert _align(imod_data, tmp_path / "com", "--imod-com", str(imod_data / "aligna.com"), "--quiet") == 0
+    d = tmp_path / "com"
+    plan = plan_tomogram(read_alignment_dir(d), d, thickness=None,
+                         options=ReconstructOptions(level=0, offset_deg=1.0, x_axis_tilt_deg=2.0))
+    text = plan.surfaces.report()
+    assert "Total tilt angle change =         -0.16" in text  # aligna.log's, as align printed it
+    line = plan.levelled.report(2)
+    assert "+1.00 from --offset" in line and "+2.00 from --x-axis-tilt" in line
+    assert plan.levelled.tilt_change_deg == pytest.approx(0.34 + 1.0, abs=0.01) and not plan.levelled.one_layer
+
+
+def test_markers_in_one_layer_level_the_section_but_do_not_set_its_thickness(imod_data, tmp_path):
+    """Session 11's finding 10: gold on one face gave a 40 px tomogram around the gold. Markers in one layer level
+    the section; the thickness and Z shift stay the default's, and the line says why."""
+    import numpy as np
+
+    from napari_tomoalign.io.alignment import read_alignment_dir
+    from napari_tomoalign.jobs.facts import default_thickness_px
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+
+    assert _align(imod_data, tmp_path / "one", "--quiet") == 0
+    d = tmp_path / "one"
+    saved = read_alignment_dir(d)  # (the record vouches for fid.xyz: read before it is rewritten below)
+    xyz_path = next(d.glob("*fid.xyz"))
+    rows = [line.split() for line in xyz_path.read_text().splitlines() if line.strip()]
+    ids, xyz = [r[0] for r in rows], np.array([[float(v) for v in r[1:4]] for r in rows])
+    xyz[:, 2] = -60.0 + 0.02 * xyz[:, 0] + np.random.default_rng(0).normal(0, 1.0, len(xyz))  # one tilted layer
+    xyz_path.write_text("".join(f"{i} {x:.3f} {y:.3f} {z:.3f}\n" for i, (x, y, z) in zip(ids, xyz, strict=True)))
+    for level in (1, 2):
+        plan = plan_tomogram(saved, d, thickness=None, options=ReconstructOptions(level=level))
+        assert plan.levelled.one_layer
+        assert plan.thickness == default_thickness_px(saved.image_size, saved.marker_z_extent_px)
+        assert plan.levelled.z_shift_px == 0.0 and "not taken from the markers" in plan.levelled.report(level)
+        assert abs(plan.levelled.tilt_change_deg) > 0.5  # levelled all the same (the layer's slope in x)
+    plan = plan_tomogram(saved, d, thickness=300, options=ReconstructOptions(level=1, shift_px=(0.0, 40.0)))
+    assert plan.thickness == 300 and plan.levelled.z_shift_px == 40.0

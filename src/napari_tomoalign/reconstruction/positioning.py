@@ -272,14 +272,24 @@ class Levelling:
     x_axis_tilt_deg: float
     thickness_px: int
     z_shift_px: float
+    one_layer: bool = False  # the markers lie in one layer: they level the section but cannot tell its thickness
+    given: tuple[float, float] = (0.0, 0.0)  # the --offset and --x-axis-tilt added to the analysis' values
 
     def report(self, n_surfaces: int) -> str:
         """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
+        plus = "".join(f" {v:+.2f} from {name}" for v, name in zip(self.given, ("--offset", "--x-axis-tilt"), strict=True)
+                       if v)
+        held = (f"thickness {self.thickness_px} px and Z shift {self.z_shift_px:+.1f} px not taken from the markers,"
+                " which lie in one layer (give --thickness and --shift to hold the specimen)") if self.one_layer else (
+            f"thickness {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift"
+            " takes it)")
+        needed = "the 'Average X axis tilt needed' above" if n_surfaces > 1 else "from the plane's slope in Y"
         return (f"Levelled from the surface analysis ({n_surfaces} surface{'s' if n_surfaces > 1 else ''}): angle"
-                f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT, as"
-                " --x-axis-tilt takes it: the 'X axis tilt needed' above), thickness"
-                f" {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift takes"
-                " it)")
+                f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (IMOD's"
+                f" XAXISTILT, as --x-axis-tilt takes it: {needed}{plus}), {held}")
+
+
+ONE_LAYER_PX = 16.0  # two bead "surfaces" closer than this (unbinned px) are one layer: gold on one face only
 
 
 def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
@@ -288,7 +298,9 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     ``xyz_px`` are the markers (x, y from the aligned image's centre, z from the tilt axis, as the
     volume's z). After the tilt change ``d`` and X-axis tilt ``f`` a marker at ``(x, y, z)`` is
     reconstructed at height ``z' = x sin d + (z cos f - y sin f) cos d`` (to first order in the small
-    x-shift); the volume is made to hold the range of ``z'`` plus 10% and ``margin_px`` each side.
+    x-shift); the volume is made to hold the range of ``z'`` plus 10% and ``margin_px`` each side. Markers in
+    one layer (one surface analysed, or two closer than `ONE_LAYER_PX`: gold on one face of the section) say
+    nothing of the specimen's thickness, so ``one_layer`` tells the caller not to take that thickness.
     """
     xyz = np.asarray(xyz_px, dtype=float)
     xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
@@ -298,4 +310,6 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     zp = xyz[:, 0] * np.sin(d) + zl * np.cos(d)
     lo, hi = float(zp.min()), float(zp.max())
     half = 1.1 * (hi - lo) / 2.0 + margin_px
-    return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0)
+    one_layer = analysis.n_surfaces == 1 or (analysis.thickness_px or 0.0) < ONE_LAYER_PX
+    return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0,
+                     one_layer)

@@ -249,10 +249,14 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
         lev, analysis, info = _levelling(saved, d, options)
         offset += lev.tilt_change_deg
         xaxistilt += lev.x_axis_tilt_deg
+        if thickness is None and lev.one_layer:  # the markers level the section but cannot tell its thickness
+            from ..jobs.facts import default_thickness_px
+
+            thickness = default_thickness_px(saved.image_size, saved.marker_z_extent_px)
         thickness = thickness if thickness is not None else lev.thickness_px
-        shift = shift if shift is not None else (0.0, lev.z_shift_px)
+        shift = shift if shift is not None else (0.0, 0.0 if lev.one_layer else lev.z_shift_px)
         levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
-                           z_shift_px=shift[1])
+                           z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg))
     x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
     shift = wbp_shift(shift or (0.0, 0.0))
     if thickness is None:
@@ -324,16 +328,22 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | 
             "weighting": "sirt-like" if options.sirt_like else "ramp", "sirt_iterations": options.sirt_like or 10}
 
 
-def recorded_surfaces(directory: Path) -> int | None:
-    """How many surfaces ``align`` analysed for this folder (its ``alignment.json``), or None."""
+def recorded_surfaces(directory: Path) -> tuple[int | None, float]:
+    """How many surfaces ``align`` analysed for this folder (its ``alignment.json``), or None; and the
+    ``AngleOffset`` the alignment was made with (IMOD's "Total tilt angle change" adds it, as ``align`` printed)."""
     import json
+    import math
 
     try:
-        record = json.loads((directory / "alignment.json").read_text()).get("surface_analysis") or {}
+        doc = json.loads((directory / "alignment.json").read_text())
     except (OSError, ValueError):
-        return None
+        return None, 0.0
+    record = doc.get("surface_analysis") if isinstance(doc, dict) else None
+    settings = doc.get("settings") if isinstance(doc, dict) else None
     n = record.get("surfaces") if isinstance(record, dict) else None
-    return n if n in (1, 2) else None
+    offset = settings.get("angle_offset_deg") if isinstance(settings, dict) else None
+    offset = float(offset) if isinstance(offset, (int, float)) and math.isfinite(offset) else 0.0
+    return (n if n in (1, 2) else None), offset
 
 
 def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, Any, dict[str, Any]]:
@@ -352,7 +362,8 @@ def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, A
         raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
     centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
     try:
-        analysis = analyse_surfaces(xyz, options.level or recorded_surfaces(d) or 2, angle_offset_deg=options.offset_deg)
+        surfaces, angle_offset = recorded_surfaces(d)
+        analysis = analyse_surfaces(xyz, options.level or surfaces or 2, angle_offset_deg=angle_offset)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
