@@ -48,3 +48,9 @@ def test_align_with_aligna_com_solves_imods_full_model(qtbot, bba_dock):
     al = widget.runs.last.alignment
     assert al.full_params is not None and al.rms_residual_px <= 0.3606  # IMOD's aligna.log: 0.360595
     assert "X-stretch" in widget.report.value
+    assert widget.runs.last.name == "all markers, full model (aligna.com)"  # beside the default's, for Compare
+    o.more.value = False
+    qtbot.waitUntil(lambda: widget.start_alignment() is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    names = widget.comparison.compare_a.choices
+    assert "all markers" in names and "all markers, full model (aligna.com)" in names

@@ -89,13 +89,16 @@ class OptionsSection:
             robust=bool(self.robust.value), robust_scale=float(self.robust_scale.value),
         )
 
-    def name(self) -> str:
+    def name(self, com: str | None = None) -> str:
+        """The result's name: the one typed, else what was aligned and, for IMOD's full model, its align.com (so
+        that a full-model result sits beside the default one and *Compare* can show the two)."""
         every = bool(self.every_view_only.value)
-        return self.result_name.value.strip() or ("markers in every view" if every else "all markers")
+        base = "markers in every view" if every else "all markers"
+        return self.result_name.value.strip() or (f"{base}, full model ({Path(com).name})" if com else base)
 
     def settings(self) -> dict[str, Any]:
         """The run's other choices, as `workflows.run_alignment` takes them."""
         com = self.imod_com_path()
-        return {"name": self.name(), "only_markers_in_every_view": bool(self.every_view_only.value),
+        return {"name": self.name(com), "only_markers_in_every_view": bool(self.every_view_only.value),
                 "tomogram_thickness_px": int(self.thickness.value) or None,
                 "leave_out": bool(self.leave_out.value) and com is None, "imod_com": com}
