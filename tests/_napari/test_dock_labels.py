@@ -216,3 +216,18 @@ def test_each_id_contrasts_with_the_image_under_it(make_napari_viewer):
     panel.unwatch()
     image.contrast_limits = (0.0, 1.0)  # no longer followed
     assert np.allclose(np.asarray(layer.text.color.array)[:, :3] @ np.array([0.2126, 0.7152, 0.0722]), LIGHT_IDS)
+
+
+def test_a_slice_view_shown_before_its_layout_is_drawn_again_at_its_width(qtbot):
+    """Session 11's finding 15: a thick tomogram's first section was drawn wider than the dock (the widget's width
+    before the layout), and cut, until the slider moved. A change of width draws it again."""
+    view = SliceView()
+    qtbot.addWidget(view.widget)
+    view.room = lambda: 4000  # height to spare: the width alone limits the panel (a thick volume's case)
+    view.widget.resize(700, 900)  # the width a widget has before the dock lays it out
+    view.show([(np.random.default_rng(0).normal(size=(199, 64, 64)).astype(np.float32), 1.0, "thick")])
+    qtbot.waitUntil(lambda: view.widget.width() == 700)
+    assert view.pixels(0).width() == 696
+    view.widget.resize(400, 900)  # laid out in the dock: no slider moved
+    qtbot.waitUntil(lambda: view.widget.width() == 400)
+    assert view.pixels(0).width() == 396

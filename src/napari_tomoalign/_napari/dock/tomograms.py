@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
@@ -42,6 +42,20 @@ def grey8(image: NDArray, limits: tuple[float, float]) -> NDArray[np.uint8]:
     lo, hi = limits
     scaled = (np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / max(hi - lo, 1e-12))
     return np.ascontiguousarray(np.clip(scaled, 0.0, 255.0).astype(np.uint8))
+
+
+class _OnWidthChange(QObject):
+    """Calls ``action`` when the watched widget's width changes: a slice view shown for the first time is drawn
+    before the dock has laid it out, at a width it does not have (session 11's finding 15)."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__()
+        self._action = action
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Resize and event.size().width() != event.oldSize().width():
+            self._action()
+        return False
 
 
 class SliceView:
@@ -79,6 +93,8 @@ class SliceView:
         self._start: int | None = None  # the XY section to open at (None: the middle one)
         self.plane.currentTextChanged.connect(lambda *_: self._plane_changed())
         self.slider.valueChanged.connect(lambda *_: self.render())
+        self._on_width = _OnWidthChange(self.render)
+        self.widget.installEventFilter(self._on_width)
         self.widget.setVisible(False)
 
     @property
