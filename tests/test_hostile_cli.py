@@ -244,6 +244,24 @@ def test_nan_pixels_in_the_stack_are_refused(series, tmp_path, capsys):
     assert not (tmp_path / "a.ali").exists() and temp_files(tmp_path) == []
 
 
+def test_run_on_a_nan_view_says_one_line_before_any_work(tmp_path, capsys):
+    """Session 11's nit: numpy's "invalid value encountered in subtract" came before the error (from the work beside
+    the tracking); the views are checked first."""
+    from napari_tomoalign.io.tilts import write_tilt_angles
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    s = make_bead_series("cryo", 256, 21, seed=1)
+    data = s.images.astype(np.float32)
+    data[5, 10, 10] = np.nan
+    with mrcfile.new(tmp_path / "nan.st") as m, pytest.warns(RuntimeWarning, match="NaN"):
+        m.set_data(data)
+    write_tilt_angles(tmp_path / "nan.rawtlt", s.tilt_angles_deg)
+    rc = main(["run", str(tmp_path / "nan.st"), "--bead-diameter-nm", "10", "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "view 6 of the tilt series holds NaN" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_unreadable_sibling_tlt_does_not_stop_aligned_stack(series, tmp_path, capsys):
     stack = tmp_path / "raw.mrc"
     shutil.copy(series["stack"], stack)

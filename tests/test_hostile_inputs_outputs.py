@@ -459,3 +459,21 @@ def test_the_python_convert_never_replaces_what_it_read(series, tmp_path):
         convert(al, "cdp", al / "alignment.json", overwrite=True)
     assert (al / "alignment.json").read_bytes() == before
     assert convert(al, "cdp", tmp_path / "a.json")[0].is_file()  # another name is fine
+
+
+def test_a_read_only_folder_is_named_as_the_output_not_our_temporary_file(tmp_path, monkeypatch):
+    """Session 11's nit: a read-only output folder's error named '.c.rec.PID.XXXX.tmp', a file the user never asked
+    for (root ignores permissions, so the refusal is made as the file system makes it)."""
+    import errno
+    import tempfile
+
+    from napari_tomoalign.io.atomic import atomic_path
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".c.rec.1.abcd.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OSError) as e:
+        with atomic_path(tmp_path / "c.rec"):
+            pass
+    assert e.value.filename == str(tmp_path / "c.rec") and e.value.errno == errno.EROFS

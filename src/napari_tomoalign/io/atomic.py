@@ -235,7 +235,10 @@ def _temporary(p: Path) -> tuple[int, str]:
     """A new temporary file beside ``p``, named ``.NAME.PID.XXXXXXXX.tmp`` so that the next writer can tell
     one left by a killed process (`clear_stale_temporaries`) from one being written now."""
     clear_stale_temporaries(p)
-    return tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=p.parent)
+    try:
+        return tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:  # a read-only or full folder: the error names the output, not the temporary file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from None
 
 
 def _remove(path: str | os.PathLike[str]) -> None:

@@ -66,14 +66,16 @@ def parse_view_list(text: str, n_views: int) -> list[int]:
 def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
     """The IMOD-compatible options of ``reconstruct`` (module docstring)."""
     p.add_argument("--radial", type=float, nargs=2, metavar=("CUTOFF", "FALLOFF"),
-                   help="IMOD's RADIAL low-pass: cutoff and Gaussian falloff in cycles per binned pixel (0.35 0.05)")
+                   help="IMOD's RADIAL low-pass: cutoff and Gaussian falloff (a true sigma, as FalloffIsTrueSigma 1) in"
+                        " cycles per binned pixel, as etomo's 0.35 0.035 (default: none, the ramp to Nyquist)")
     p.add_argument("--x-axis-tilt", type=float, default=0.0, metavar="DEG",
                    help="IMOD's XAXISTILT: the 'X axis tilt needed' of align's (or tiltalign's) surface analysis levels"
                         " the section; subtracted from the alignment's per-view X tilts (.xtilt), as IMOD's tilt does")
     p.add_argument("--offset", type=float, default=0.0, metavar="DEG", help="added to every tilt angle (OFFSET)")
     p.add_argument("--shift", type=float, nargs=2, metavar=("X", "Z"),
                    help="IMOD's SHIFT: shift of the volume in X and Z, unbinned pixels; the same numbers keep the same slab"
-                        " of the specimen as in IMOD's tomogram (whose Z is upside down to ours)")
+                        " of the specimen as IMOD's tomogram after etomo's rotation about X (tilt's raw output is"
+                        " upside down to ours)")
     p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,

@@ -74,7 +74,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
                    help="mode of the aligned stack (default: the input's integer mode, as newstack; else float32)")
     p.add_argument("--memory", type=_memory, metavar="SIZE",
-                   help="memory the tomogram may use, such as 2G (streamed in slabs; default: half of what is available)")
+                   help="memory the tomogram's slabs may use, such as 2G (default: half of what is available); the tracking"
+                        " before it and the aligned stack written beside it come on top (the whole process is bounded"
+                        " by reconstruct --memory, not here)")
     p.add_argument("--imod-com", metavar="FILE",
                    help="align the tracked markers with IMOD's full model and the tiltalign options of this align.com"
                         " (and its local alignments with LocalAlignments 1), as etomo's alignment step")

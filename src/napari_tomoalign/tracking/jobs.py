@@ -16,10 +16,12 @@ from ..alignment.options import AlignmentOptions
 from ..alignment.result import Alignment
 from ..errors import UsageError
 from ..io.atomic import check_writable
+from ..io.errors import FileFormatError
 from ..io.mrc import open_tilt_series
 from ..io.tilts import read_tilt_angles
 from ..jobs import facts
 from ..jobs.threads import thread_limit
+from ..reconstruction.input_checks import check_finite_views
 from ._spread import second_core, threadsafe_loops
 from .binned import check_tracking_memory
 from .diameter import resolve_diameter
@@ -116,6 +118,10 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     for path in (out, quality):  # both, before any work: a refusal after the tracking would leave one written
         check_writable(path, overwrite)
     series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
+    try:  # before any work (the diameter's measure, the coarse alignment beside): one line, no numpy warnings
+        check_finite_views(series.data, what="tilt series")
+    except ValueError as exc:
+        raise FileFormatError(f"{stack_path}: {exc}") from None
     pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)
     rows, cols = series.data.shape[1:]
     auto = "auto" in (job.bead_diameter_nm, job.bead_diameter_px)
