@@ -321,7 +321,8 @@ class AlignWidget(OpensInTurns):
         beads = bead_section(last, last.tomogram.shape[0])
         shown = self.tomograms.show([(last.tomogram, voxel_nm(last), label)], start=beads[0] if beads else None)
         self.reveal_step(5)
-        self.say(f"tomogram of '{last.name}' in step 6 ({' x '.join(map(str, last.tomogram.shape))} voxels of "
+        nz, ny, nx = last.tomogram.shape  # said as the command line says it: x by y by z
+        self.say(f"tomogram of '{last.name}' in step 6 ({nx} x {ny} x {nz} (x, y, z) voxels of "
                  f"{voxel_nm(last):.3g} nm), {self.tomograms.section_said(beads)}")
         return shown
 
