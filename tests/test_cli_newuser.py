@@ -165,3 +165,26 @@ def test_tracked_markers_are_named_after_their_stack(tmp_path):
     write_tracked_markers(tmp_path / "a.fid", result, stack=tmp_path / "series.st")
     assert model_name(tmp_path / "a.fid") == TRACKED_ON + "series.st"
     assert model_name(tmp_path / "missing.fid") is None
+
+
+def test_a_tracked_model_records_the_pixel_size_and_align_takes_it(tmp_path):
+    """Session 11's finding 11: `track` wrote pixsize 1 (pixels), so `track` then `align` lost the pixel size (no nm
+    figures; RELION and portal exports asked for it again). IMOD's pixsize in nm now; etomo's models keep none."""
+    import json
+
+    import numpy as np
+
+    from napari_tomoalign.cli import main
+    from napari_tomoalign.io.imod_model import read_imod_model, write_imod_model
+
+    m = read_imod_model(BB / "BBa.fid")
+    assert m.pixel_size_nm is None  # etomo's model: pixsize 1, units pixels
+    write_imod_model(tmp_path / "a.fid", m, n_views=61, pixel_size_nm=2.02)
+    assert read_imod_model(tmp_path / "a.fid").pixel_size_nm == 2.02
+    assert main(["align", str(tmp_path / "a.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--quiet", "--output",
+                 str(tmp_path / "al")]) == 0
+    assert json.loads((tmp_path / "al" / "alignment.json").read_text())["pixel_size_nm"] == 2.02
+    assert main(["align", str(tmp_path / "a.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--quiet", "--output",
+                 str(tmp_path / "al2"), "--pixel-size-nm", "1.5"]) == 0  # the option still wins
+    assert json.loads((tmp_path / "al2" / "alignment.json").read_text())["pixel_size_nm"] == 1.5
+    assert np.isfinite(m.xy).all()

@@ -145,7 +145,20 @@ def read_imod_model(path: str | os.PathLike[str]) -> MarkerTable:
     xmax, ymax, zmax = (int.from_bytes(blob[o : o + 4], "big", signed=True) for o in (136, 140, 144))
     image_size = (xmax, ymax) if xmax > 0 and ymax > 0 else None
     n_views = zmax if views.max() < zmax <= MAX_VIEW_NUMBER + 1 else None  # the stack's view count, if believable
-    return MarkerTable(views.astype(np.intp), contour + 1, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, p, n_views)
+    return MarkerTable(views.astype(np.intp), contour + 1, xyz[:, :2] - IMOD_PIXEL_OFFSET, image_size, p, n_views,
+                       _pixel_size_nm(blob))
+
+
+_UNITS_NM = {-9: 1.0, -10: 0.1}  # IMOD's model units (nm, Å) as nm; 0 is pixels: no size recorded
+
+
+def _pixel_size_nm(blob: bytes) -> float | None:
+    """The model's ``pixsize`` in nm when its ``units`` are nm or Å and the value is a believable pixel size."""
+    size = struct.unpack(">f", blob[216:220])[0]
+    scale = _UNITS_NM.get(struct.unpack(">i", blob[220:224])[0])
+    nm = size * scale if scale is not None else None
+    ok = nm is not None and bool(np.isfinite(nm)) and 0.01 <= nm <= 1000.0
+    return float(f"{nm:.6g}") if ok else None  # a float32 in the file: 0.8 back as 0.8, not 0.800000012
 
 
 def model_name(path: str | os.PathLike[str]) -> str | None:
@@ -168,9 +181,11 @@ def write_imod_model(
     n_views: int | None = None,
     overwrite: bool = False,
     name: str = DEFAULT_NAME,
+    pixel_size_nm: float | None = None,
 ) -> None:
     """Write markers as an IMOD fiducial model: one object of open contours, contour ``k`` = marker ``k``;
-    ``name`` is the model's name (3dmod shows it; up to 127 bytes).
+    ``name`` is the model's name (3dmod shows it; up to 127 bytes); ``pixel_size_nm`` (default: the table's) is
+    written as IMOD's ``pixsize`` in nm, so that an alignment of the model knows it.
 
     Marker ids must be positive whole numbers; contours for unused ids are left empty so that the
     ids survive a round trip. Positions get IMOD's half-pixel offset; z is the view index. The bytes
@@ -194,7 +209,8 @@ def write_imod_model(
     size = image_size or table.image_size
     zmax = int(n_views if n_views is not None else table.n_views or np.max(table.view) + 1)
     points = xyz.astype(">f4")
-    parts = [_model_header(size, zmax, name), _OBJT, _object_header(n_contours)]
+    pix = pixel_size_nm if pixel_size_nm is not None else table.pixel_size_nm
+    parts = [_model_header(size, zmax, name, pix), _OBJT, _object_header(n_contours)]
     for k in range(n_contours):
         parts += [_CONT, _CONTOUR_HEADER.pack(int(starts[k + 1] - starts[k]), 0, 0, 0),
                   points[starts[k] : starts[k + 1]].tobytes()]
@@ -212,12 +228,15 @@ _CONTOUR_HEADER = struct.Struct(">iIii")
 _OPEN_CONTOURS = 1 << 3  # the object flag of open contours
 
 
-def _model_header(image_size: tuple[int, int] | None, zmax: int, name: str = DEFAULT_NAME) -> bytes:
-    """``IMODV1.2``, then the model header: name, image size, one object, IMOD's default display settings."""
+def _model_header(image_size: tuple[int, int] | None, zmax: int, name: str = DEFAULT_NAME,
+                  pixel_size_nm: float | None = None) -> bytes:
+    """``IMODV1.2``, then the model header: name, image size, one object, IMOD's default display settings; the
+    pixel size as ``pixsize`` in nm (units -9), else 1 pixel (units 0, 3dmod's default)."""
     xmax, ymax = (int(image_size[0]), int(image_size[1])) if image_size is not None else (0, 0)
     label = name.encode("utf-8", "replace")[:127]
+    size, units = (float(pixel_size_nm), -9) if pixel_size_nm else (1.0, 0)
     return _MODEL_HEADER.pack(b"IMOD", b"V1.2", label, xmax, ymax, zmax, 1, 0, 1, 2, 0, 255,
-                              0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0, 0, -1, 3, 128, 1.0, 0, 0, 0.0, 0.0, 0.0)
+                              0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0, 0, -1, 3, 128, size, units, 0, 0.0, 0.0, 0.0)
 
 
 def _object_header(n_contours: int) -> bytes:

@@ -27,6 +27,9 @@ class MarkerTable:
     n_views
         the number of views of the stack the markers were placed on, when the file records it (an IMOD
         model's ``zmax``), else None.
+    pixel_size_nm
+        the pixel size of that stack, when the file records it (an IMOD model's ``pixsize`` in nm or Å, as
+        ``tomoalign track`` writes it), else None.
     """
 
     view: NDArray[np.intp]
@@ -35,6 +38,7 @@ class MarkerTable:
     image_size: tuple[int, int] | None = None
     source: str = ""
     n_views: int | None = None
+    pixel_size_nm: float | None = None
 
     def __len__(self) -> int:
         return len(self.view)

@@ -153,6 +153,8 @@ def align_job(
             recorded[key] = str(value)
     from ..io.markers import series_stem  # BBa.fid, BBa_markers.csv: BBa (IMOD's names)
 
+    if pixel_size_nm is None:  # the pixel size a model records (tomoalign track writes it, as IMOD's pixsize)
+        pixel_size_nm = markers.pixel_size_nm
     job = AlignJob(markers, tilts, (int(size[0]), int(size[1])), settings, pixel_size_nm,
                    Path(imod_com) if imod_com is not None else None, bool(leave_out),
                    bool(local) or wants_local(imod_com), pre, series_stem(markers_path), recorded)

@@ -92,7 +92,8 @@ def track_patches_to_file(
         write_markers_csv(out, result.markers, overwrite=overwrite)
     else:
         write_imod_model(out, result.markers, n_views=series.n_views, overwrite=overwrite,
-                         name=TRACKED_ON + Path(stack_path).name)
+                         name=TRACKED_ON + Path(stack_path).name,
+                         pixel_size_nm=series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None)
     write_patch_table(table_path, result, overwrite=overwrite)
     pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
     return PatchTrackedStack(result, out, pixel_nm, source)

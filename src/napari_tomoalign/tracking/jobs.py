@@ -147,7 +147,8 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                          "; check the bead diameter and the tilt angles"))
     if hint:
         result.warnings.append(f"warning: {hint}")
-    write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite, stack=stack_path)
+    write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite, stack=stack_path,
+                          pixel_size_nm=pixel_nm)
     write_bead_quality_csv(quality, result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
 

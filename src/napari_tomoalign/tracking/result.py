@@ -177,18 +177,19 @@ def _model_stats(al: Alignment, nb: int, image_size: tuple[int, int], tracked: N
 
 
 def write_tracked_markers(path: str | os.PathLike[str], result: TrackingResult, n_views: int | None = None,
-                          overwrite: bool = False, stack: str | os.PathLike[str] | None = None) -> None:
+                          overwrite: bool = False, stack: str | os.PathLike[str] | None = None,
+                          pixel_size_nm: float | None = None) -> None:
     """Write the markers as ``.csv`` (``view,marker,x,y``) or an IMOD ``.fid``/``.mod`` model (IMOD's
     half-pixel convention, z = view; ``n_views`` defaults to the series'), atomically. A model is named after
     the ``stack`` it was tracked on (`imod_model.TRACKED_ON`), so that an alignment from it knows which stack
-    its transforms map."""
+    its transforms map, and records ``pixel_size_nm`` (IMOD's ``pixsize``)."""
     p = Path(path)
     if p.suffix.lower() == ".csv":
         write_markers_csv(p, result.markers, overwrite=overwrite)
     elif p.suffix.lower() in (".fid", ".mod"):
         n = len(result.coarse.shifts_px) if n_views is None else n_views
         name = TRACKED_ON + Path(stack).name if stack is not None else DEFAULT_NAME
-        write_imod_model(p, result.markers, n_views=n, overwrite=overwrite, name=name)
+        write_imod_model(p, result.markers, n_views=n, overwrite=overwrite, name=name, pixel_size_nm=pixel_size_nm)
     else:
         raise ValueError(f"{p}: write markers as .csv, .fid or .mod, not {p.suffix!r}")
 
