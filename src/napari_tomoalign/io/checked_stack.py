@@ -65,6 +65,7 @@ class CheckedStack(np.ndarray):
     _source: tuple[str, int, int] | None = None  # (path, data offset, data bytes) on the whole stack only
     _last: tuple[int, np.ndarray] | None = None  # the last whole view read (read-only): the dock's bead centring
     # and the jobs' finite check index the same view again and again, as they did the zero-copy map
+    _native: np.dtype | None = None  # what reads give for a stored type the kernels cannot take (`native_dtype`)
 
     @classmethod
     def wrap(cls, data: np.ndarray, path: str | os.PathLike[str], offset: int) -> CheckedStack:
@@ -79,10 +80,17 @@ class CheckedStack(np.ndarray):
             start = data.__array_interface__["data"][0] - np.frombuffer(mm, np.uint8).__array_interface__["data"][0]
             obj = np.ndarray.__new__(cls, data.shape, data.dtype, buffer=mm, offset=start)
         obj._source = (str(path), int(offset), int(data.nbytes))
+        obj._native = native_dtype(data.dtype)
         return obj
+
+    @property
+    def read_dtype(self) -> np.dtype:
+        """The type that reading a view gives: the stored one, or float32 / native byte order (`native_dtype`)."""
+        return self._native if self._native is not None else self.dtype
 
     def __array_finalize__(self, obj: Any) -> None:
         self._source = self._last = None  # a derived array (a slice, a reshape) indexes differently: no file reads
+        self._native = None
 
     def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
         arr = arr.view(np.ndarray)  # arithmetic on the stack gives plain arrays, as on a memory map
@@ -98,7 +106,8 @@ class CheckedStack(np.ndarray):
         picked = _rows(key, self.shape)
         if picked is None:
             self._check_size()
-            return np.asarray(super().__getitem__(key))
+            out = np.asarray(super().__getitem__(key))
+            return out.astype(self._native) if self._native is not None else out
         j, rows, rest = picked
         last = self._last
         if last is not None and last[0] == j:
@@ -113,6 +122,8 @@ class CheckedStack(np.ndarray):
         if got < count:
             raise StackTruncated(_message(src[0], j))
         band = buf.view(self.dtype).reshape(rows.stop - rows.start, nx)
+        if self._native is not None:
+            band = band.astype(self._native)
         band.flags.writeable = False  # as the read-only map's views were
         if rows.start == 0 and rows.stop == ny:
             self._last = (j, band)
@@ -126,6 +137,16 @@ class CheckedStack(np.ndarray):
             size = -1
         if size < offset + nbytes:
             raise StackTruncated(_message(path, None))
+
+
+def native_dtype(dtype: np.dtype) -> np.dtype | None:
+    """The type a view of ``dtype`` is read as when the compiled kernels cannot take it as stored: float16 (MRC
+    mode 12, as AreTomo3 and IMOD 4.12 write it) as float32, big-endian data (old IMOD files) in the machine's
+    byte order; None when they can."""
+    d = np.dtype(dtype)
+    if d == np.float16:
+        return np.dtype(np.float32)
+    return d.newbyteorder("=") if not d.isnative else None
 
 
 def _pread_into(fd: int, buf: np.ndarray, offset: int) -> int:

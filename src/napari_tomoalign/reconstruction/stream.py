@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io.atomic import atomic_path, check_writable
-from ..io.checked_stack import truncated_while_read
+from ..io.checked_stack import native_dtype, truncated_while_read
 from ..io.mrc import mrc_header, unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
 from .input_checks import check_finite_view
@@ -60,7 +60,8 @@ class RawStack:
             a = np.fromfile(f, dtype=self.dtype, count=(stop - first) * nx)
         if a.size < (stop - first) * nx:  # the file shrank after it was opened
             raise truncated_while_read(self.path, view)
-        return a.reshape(stop - first, nx)
+        native = native_dtype(self.dtype)
+        return (a if native is None else a.astype(native)).reshape(stop - first, nx)
 
 
 @dataclass
