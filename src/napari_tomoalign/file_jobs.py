@@ -118,7 +118,7 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
     from .io.imod_model import TRACKED_ON, model_name
 
     name = model_name(markers) or ""
-    if name.startswith(TRACKED_ON) and Path(name[len(TRACKED_ON):]).suffix.lower() != ".preali":
+    if name.startswith(TRACKED_ON) and Path(name.split()[-1]).suffix.lower() != ".preali":
         return None  # tracked by `tomoalign track` on a raw stack: its transforms map a raw stack
     from .io.mrc import open_tilt_series
 

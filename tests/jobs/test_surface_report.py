@@ -101,3 +101,22 @@ def test_markers_in_one_layer_level_the_section_but_do_not_set_its_thickness(imo
         assert abs(plan.levelled.tilt_change_deg) > 0.5  # levelled all the same (the layer's slope in x)
     plan = plan_tomogram(saved, d, thickness=300, options=ReconstructOptions(level=1, shift_px=(0.0, 40.0)))
     assert plan.thickness == 300 and plan.levelled.z_shift_px == 40.0
+
+
+def test_patches_are_analysed_as_one_plane_and_two_layers_are_not_one(imod_data, tmp_path):
+    """Session 11's finding 22: patch contours fill the section's depth, so two "surfaces" were the halves of one
+    cloud. A model `track --patches` wrote is analysed as one plane; and one plane through markers spread in depth
+    (BBa's two layers, 80 px apart) is not "one layer": --level then takes the thickness from them."""
+    from napari_tomoalign.io.alignment import read_alignment_dir
+    from napari_tomoalign.io.imod_model import PATCHES_ON, read_imod_model, write_imod_model
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+
+    m = read_imod_model(imod_data / "BBa.fid")
+    write_imod_model(tmp_path / "p.fid", m, n_views=61, name=PATCHES_ON + "BBa.st")
+    assert main(["align", str(tmp_path / "p.fid"), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--quiet",
+                 "--output", str(tmp_path / "p")]) == 0
+    assert _record(tmp_path / "p")["surfaces"] == 1
+    d = tmp_path / "p"
+    plan = plan_tomogram(read_alignment_dir(d), d, thickness=None, options=ReconstructOptions(level=0))
+    assert plan.surfaces.n_surfaces == 1 and not plan.levelled.one_layer
+    assert plan.thickness == plan.levelled.thickness_px > 80  # holds the markers' depth

@@ -51,6 +51,7 @@ _OBJT, _CONT, _MESH, _IEOF = b"OBJT", b"CONT", b"MESH", b"IEOF"
 
 DEFAULT_NAME = "IMOD-NewModel"  # the model's name, as 3dmod gives a new model
 TRACKED_ON = "tomoalign track "  # + the stack's file name: the name of a model `tomoalign track` made
+PATCHES_ON = TRACKED_ON + "--patches "  # + the stack's file name: a model of patches (no gold) it made
 
 def _walk_python(blob: bytes) -> tuple[int, int, list[int], list[int]]:
     """Walk the chunks; return ``(problem, byte, data offsets, point counts)`` of the contours.

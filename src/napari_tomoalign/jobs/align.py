@@ -262,6 +262,17 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
 DEFAULT_SURFACES = 2  # without an align.com: a plane per bead layer (see `surface_analysis`)
 
 
+def patch_markers(markers: MarkerTable) -> bool:
+    """Whether the markers are patches of the specimen (``run --patches``, or a model ``track --patches`` wrote)."""
+    if markers.source == "patch tracking":
+        return True
+    if Path(markers.source).suffix.lower() not in (".fid", ".mod"):
+        return False
+    from ..io.imod_model import PATCHES_ON, model_name
+
+    return (model_name(markers.source) or "").startswith(PATCHES_ON)
+
+
 def surface_analysis(job: AlignJob, al: Alignment, axis_z_shift_px: float) -> SurfaceAnalysis | None:
     """IMOD's surface analysis (`reconstruction.positioning`) of the solved markers as ``fid.xyz`` holds them:
     with an align.com, as its ``SurfacesToAnalyze`` (0 or none: no analysis, as tiltalign) and ``AngleOffset``
@@ -269,12 +280,13 @@ def surface_analysis(job: AlignJob, al: Alignment, axis_z_shift_px: float) -> Su
 
     Two by default because the thickness and the Z position of the section, which ``reconstruct --level``
     uses, come only from two planes; on a single layer of beads the two planes are nearly one and the
-    averaged tilt change and X-axis tilt are those of the one-plane fit (printed first in the report)."""
+    averaged tilt change and X-axis tilt are those of the one-plane fit (printed first in the report).
+    Patches (no gold) fill the section's depth rather than lying on its faces: one plane for them."""
     from ..alignment.transforms import aligned_marker_positions
     from ..io.table import IMOD_PIXEL_OFFSET
     from ..reconstruction.positioning import analyse_surfaces
 
-    surfaces, offset = DEFAULT_SURFACES, 0.0
+    surfaces, offset = (1 if patch_markers(job.markers) else DEFAULT_SURFACES), 0.0
     if job.imod_com is not None:
         from ..io.imod_com import read_com_section
 

@@ -299,8 +299,9 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     volume's z). After the tilt change ``d`` and X-axis tilt ``f`` a marker at ``(x, y, z)`` is
     reconstructed at height ``z' = x sin d + (z cos f - y sin f) cos d`` (to first order in the small
     x-shift); the volume is made to hold the range of ``z'`` plus 10% and ``margin_px`` each side. Markers in
-    one layer (one surface analysed, or two closer than `ONE_LAYER_PX`: gold on one face of the section) say
-    nothing of the specimen's thickness, so ``one_layer`` tells the caller not to take that thickness.
+    one layer (two surfaces closer than `ONE_LAYER_PX`, or one plane they lie within a quarter of that of:
+    gold on one face of the section) say nothing of the specimen's thickness, so ``one_layer`` tells the caller
+    not to take that thickness.
     """
     xyz = np.asarray(xyz_px, dtype=float)
     xyz = xyz[np.all(np.isfinite(xyz), axis=1)]
@@ -310,6 +311,9 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     zp = xyz[:, 0] * np.sin(d) + zl * np.cos(d)
     lo, hi = float(zp.min()), float(zp.max())
     half = 1.1 * (hi - lo) / 2.0 + margin_px
-    one_layer = analysis.n_surfaces == 1 or (analysis.thickness_px or 0.0) < ONE_LAYER_PX
+    if analysis.thickness_px is not None:  # two planes: their distance
+        one_layer = analysis.thickness_px < ONE_LAYER_PX
+    else:  # one plane: how far the points lie from it (patches fill the section's depth; one bead layer does not)
+        one_layer = analysis.all_points.mean_residual_px < ONE_LAYER_PX / 4
     return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0,
                      one_layer)

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import UsageError
 from ..io.atomic import atomic_open, check_writable
 from ..io.errors import FileFormatError
-from ..io.imod_model import TRACKED_ON
+from ..io.imod_model import PATCHES_ON
 from ..io.markers import write_imod_model, write_markers_csv
 from ..reconstruction.input_checks import check_finite_views
 from ._patch_result import PatchTrackingResult
@@ -92,7 +92,7 @@ def track_patches_to_file(
         write_markers_csv(out, result.markers, overwrite=overwrite)
     else:
         write_imod_model(out, result.markers, n_views=series.n_views, overwrite=overwrite,
-                         name=TRACKED_ON + Path(stack_path).name,
+                         name=PATCHES_ON + Path(stack_path).name,
                          pixel_size_nm=series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None)
     write_patch_table(table_path, result, overwrite=overwrite)
     pixel_nm = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
