@@ -13,6 +13,7 @@ Views stay in file order even when the angles are not sorted; the angles say whi
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import mrcfile
@@ -104,6 +105,27 @@ def sibling_tilt_file(path: str | os.PathLike[str]) -> Path | None:
         cand = p.with_suffix(suffix)
         if cand.is_file():
             return cand
+    return None
+
+
+_MDOC_AXIS = re.compile(r"Tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?)", re.IGNORECASE)
+
+
+def mdoc_tilt_axis(stack_path: str | os.PathLike[str]) -> tuple[float, str] | None:
+    """SerialEM's "Tilt axis angle" (a title line of the ``.mdoc`` beside the stack) and that file, or None. It is
+    the microscope's axis, which the markers cannot tell from the axis + 180 (the mirror tomogram)."""
+    p = Path(stack_path)
+    for cand in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")):
+        if not cand.is_file():
+            continue
+        try:
+            with open(require_regular_file(cand, "SerialEM .mdoc"), "rb") as f:
+                head = f.read(65536).decode("utf-8", "replace")  # the title lines come before the sections
+        except (OSError, FileFormatError):
+            return None
+        m = _MDOC_AXIS.search(head)
+        angle = float(m.group(1)) if m else float("nan")
+        return (angle, str(cand)) if np.isfinite(angle) and abs(angle) <= 360.0 else None
     return None
 
 

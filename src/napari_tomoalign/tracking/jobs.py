@@ -132,12 +132,13 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         pixel_source="the header's" if job.pixel_size_nm is None else "the given")
     check_tracking_memory((rows, cols), d_px, str(stack_path))  # before any work: a stack too big is said at once
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
-    with _coarse_beside(series.data, tilts, d_px, job.tilt_axis_deg, threads) as coarse:
+    axis, axis_note = _tilt_axis(job.tilt_axis_deg, stack_path)
+    with _coarse_beside(series.data, tilts, d_px, axis, threads) as coarse:
         with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
             d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
                                     else "px", job.dark, searches)
         early = coarse(d_px)
-    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=job.tilt_axis_deg, n_beads=n_beads,
+    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=axis, n_beads=n_beads,
                          progress=progress, threads=threads, clumps=job.clumps, dark=job.dark, searches=searches,
                          coarse=early)
     del searches
@@ -147,10 +148,32 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                          "; check the bead diameter and the tilt angles"))
     if hint:
         result.warnings.append(f"warning: {hint}")
+    if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
+        a = result.alignment.tilt_axis_deg
+        result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
+                               f" the markers cannot tell it from {a - 180 if a > 0 else a + 180:.1f} deg, which gives"
+                               " the mirror tomogram: give --tilt-axis as the microscope (SerialEM) gives it")
     write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite, stack=stack_path,
                           pixel_size_nm=pixel_nm)
     write_bead_quality_csv(quality, result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
+
+
+AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
+
+
+def _tilt_axis(given: float | None, stack_path: str | os.PathLike[str]) -> tuple[float | None, str | None]:
+    """The tilt axis that picks the branch (axis or axis + 180: the tomogram or its mirror, which the markers
+    cannot tell apart): the one given, else SerialEM's in the ``.mdoc`` beside the stack (said in a note), else
+    None (the branch in (-90, 90]; warned about near +-90, where scopes give either, e.g. 84 or -96)."""
+    if given is not None:
+        return given, None
+    from ..io.tilt_sources import mdoc_tilt_axis
+
+    found = mdoc_tilt_axis(stack_path)
+    if found is None:
+        return None, None
+    return found[0], f"note: tilt axis near {found[0]:g} deg, from {found[1]} (SerialEM's 'Tilt axis angle')"
 
 
 @contextmanager

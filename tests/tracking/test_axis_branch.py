@@ -1,0 +1,61 @@
+"""The tilt axis' branch (axis or axis + 180: the tomogram or its mirror image, which markers cannot tell apart;
+session 11's finding 21): SerialEM's "Tilt axis angle" in the .mdoc beside the stack picks it, and with no axis
+from anywhere an estimate near +-90 deg (where microscopes give either, 84 or -96) is warned about."""
+
+import numpy as np
+import pytest
+
+from napari_tomoalign.cli import main
+from napari_tomoalign.io.tilt_sources import mdoc_tilt_axis
+
+MDOC = """PixelSpacing = 8
+ImageFile = {name}
+ImageSize = 256 256
+
+[T = SerialEM: Digitized on Krios G4   06-Dec-26  10:00:00    ]
+
+[T =     Tilt axis angle = {axis}, binning = 1  spot = 8  camera = 0]
+
+"""
+
+
+@pytest.fixture(scope="module")
+def turned(tmp_path_factory):
+    """The cryo series (axis 84 deg) and the same series with every view turned half a turn (axis -96 deg)."""
+    from napari_tomoalign.io.mrc import write_mrc
+    from napari_tomoalign.io.tilts import write_tilt_angles
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    d = tmp_path_factory.mktemp("axis")
+    s = make_bead_series("cryo", 256, 21, seed=1)
+    assert s.tilt_axis_deg == pytest.approx(84.0)
+    for name, images in (("plain", s.images), ("turned", s.images[:, ::-1, ::-1])):
+        write_mrc(d / f"{name}.st", np.ascontiguousarray(images), 8.0)
+        write_tilt_angles(d / f"{name}.rawtlt", s.tilt_angles_deg)
+    return d
+
+
+def _fid_z(folder):
+    rows = np.loadtxt(next((folder / "alignment").glob("*fid.xyz")), usecols=(1, 2, 3))
+    return np.sort(rows[:, 2])
+
+
+def test_the_mdoc_axis_picks_the_branch_and_says_so(turned, capsys):
+    d = turned
+    (d / "turned.st.mdoc").write_text(MDOC.format(name="turned.st", axis="-96.0"))
+    assert mdoc_tilt_axis(d / "turned.st") == (-96.0, str(d / "turned.st.mdoc"))
+    assert main(["run", str(d / "turned.st"), "--bead-diameter-nm", "10", "--output", str(d / "t"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err
+    assert main(["run", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "p"), "--tilt-axis", "84",
+                 "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    np.testing.assert_allclose(_fid_z(d / "t"), _fid_z(d / "p"), atol=1.0)  # the same hand as the unturned series
+
+
+def test_no_axis_from_anywhere_near_90_is_warned(turned, capsys):
+    d = turned
+    assert main(["run", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "w"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the markers cannot tell it from -96" in err[0] and "gives the mirror tomogram" in err[0]
+    assert mdoc_tilt_axis(d / "plain.st") is None
