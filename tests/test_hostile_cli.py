@@ -302,3 +302,15 @@ def test_float16_and_big_endian_stacks_are_read_as_the_kernels_take_them(stored,
     np.testing.assert_allclose(xfs[1], xfs[0], atol=max(tol, 1e-9) * 50)
     with mrcfile.open(tmp_path / "ref.rec") as a, mrcfile.open(tmp_path / "odd.rec") as b:
         assert np.corrcoef(a.data.ravel().astype(float), b.data.ravel().astype(float))[0, 1] > 0.999
+
+
+def test_an_aligned_stack_given_as_the_stack_is_refused(series, tmp_path, capsys):
+    """Session 11's finding 23: `reconstruct run/x.ali` (IMOD's tilt reads the .ali) aligned it a second time,
+    silently: its size and pixel size pass every check."""
+    ali = tmp_path / "raw.ali"
+    shutil.copy(series["stack"], ali)
+    for command in ("reconstruct", "aligned-stack"):
+        rc = main([command, str(ali), "--alignment", str(series["al"]), "--output", str(tmp_path / f"{command}.out")])
+        err = _err(capsys, rc)
+        assert "is an aligned stack (.ali), which would be aligned twice: give the raw stack" in err
+        assert not (tmp_path / f"{command}.out").exists()

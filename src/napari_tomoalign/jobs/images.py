@@ -244,6 +244,9 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
     if not saved.converged:
         warnings.warn(f"{alignment_dir}: the solve that wrote this alignment did not converge; its transforms are"
                       " used as they are (align again, with more iterations)", AlignmentWarning, stacklevel=2)
+    if Path(stack_path).suffix.lower() == ".ali":  # IMOD's tilt reads the .ali; these warp the raw stack
+        raise FileFormatError(f"{stack_path} is an aligned stack (.ali), which would be aligned twice: give the raw"
+                              " stack the alignment maps (the .st; etomo's .preali for its .tltxf)")
     series = open_tilt_series(stack_path, find_tilts=False)  # the alignment has the tilts
     rows, cols = series.data.shape[1:]
     if (cols, rows) != tuple(saved.image_size):
