@@ -55,11 +55,13 @@ def test_run_goes_from_the_raw_stack_to_a_tomogram(stack, capsys):
     assert ali.data.shape == s.images.shape
 
 
-def test_run_can_erase_the_gold_before_reconstructing(stack):
+def test_run_can_erase_the_gold_before_reconstructing(stack, capsys):
     path, s = stack
     out = path.parent / "run_erased"
     assert main(["run", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--output", str(out),
-                 "--erase-gold", "--quiet"]) == 0
+                 "--erase-gold"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # every file it wrote, and where the angles came from
+    assert "beads_erased.mrc" in last and f"(angles from {path.with_suffix('.rawtlt')})" in last, last
     erased = open_tilt_series(out / "beads_erased.mrc", find_tilts=False).data
     j = len(s.images) // 2
     xy = s.true_xy[j][s.visible[j]]
@@ -127,3 +129,27 @@ def test_a_stack_too_big_to_track_in_this_memory_is_refused_before_any_work(stac
     assert main(["track", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "needs about" in err and "newstack -bin 2" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_a_serialem_mdoc_named_as_the_tilt_file_is_read(stack, tmp_path):
+    """Session 11's nit: `--tilt-angles ts.st.mdoc` was read as a .tlt ("'PixelSpacing = 8' is not a tilt angle"),
+    though the same .mdoc is read when it sits beside the stack."""
+    path, s = stack
+    mdoc = tmp_path / "beads.st.mdoc"
+    mdoc.write_text("PixelSpacing = 20\nImageFile = beads.st\nImageSize = 256 256\nDataMode = 2\n\n"
+                    "[T = SerialEM: Digitized on a Krios   06-Dec-26  10:00:00    ]\n\n" + "".join(
+                        f"[ZValue = {k}]\nTiltAngle = {a:.2f}\nPixelSpacing = 20\n\n"
+                        for k, a in enumerate(s.tilt_angles_deg)))
+    out = tmp_path / "m.fid"
+    assert main(["track", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--tilt-angles", str(mdoc),
+                 "--output", str(out), "--quiet"]) == 0
+    assert out.exists()
+
+
+def test_a_dangling_link_as_the_output_is_not_replaced_without_force(stack, tmp_path, capsys):
+    path, s = stack
+    link = tmp_path / "t.fid"
+    link.symlink_to(tmp_path / "missing.fid")
+    assert main(["track", str(path), "--bead-diameter-px", f"{s.bead_diameter_px}", "--output", str(link),
+                 "--quiet"]) == 2
+    assert "a link to a missing file" in capsys.readouterr().err and link.is_symlink()

@@ -108,6 +108,9 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     try:
         st = os.stat(p)
     except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(p) and not overwrite:  # a dangling link: something is there, and the name is taken
+            raise OverwriteError(f"{p} already exists (a link to a missing file); choose another name or allow"
+                                 " overwriting (--force)") from None
         return p
     except OSError as exc:
         raise OverwriteError(f"{p}: cannot check the output: {exc.strerror or exc}") from None

@@ -123,7 +123,8 @@ def align_job(
     Checks the numbers first, then reads the files. ``local`` is on by itself for a command file with
     ``LocalAlignments 1``.
     """
-    from ..io import read_markers, read_tilt_angles
+    from ..io import read_markers
+    from ..io.tilt_sources import read_tilt_file
     from ..local_jobs import wants_local
 
     if not isinstance(settings, SolverSettings):
@@ -131,7 +132,7 @@ def align_job(
     check_job_numbers(pixel_size_nm=pixel_size_nm, image_size=image_size)
     if markers is None:
         markers = read_markers(markers_path)
-    tilts = read_tilt_angles(tilt_angles_path) if tilt_angles_deg is None else np.asarray(tilt_angles_deg, float)
+    tilts = read_tilt_file(tilt_angles_path) if tilt_angles_deg is None else np.asarray(tilt_angles_deg, float)
     if markers.n_views is not None and len(tilts) != markers.n_views:
         raise UsageError(f"{tilt_angles_path or 'the tilt angles'} holds {len(tilts)} tilt angles but {markers.source}"
                          f" was made on a {markers.n_views}-view stack; give the tilt file of that tilt series")

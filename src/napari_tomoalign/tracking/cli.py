@@ -181,7 +181,8 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(text_report(res.alignment)))
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
               f" {res.tomogram.name}" + (" (with the local alignments)" if res.folder.local is not None else "")
-              + (f"; {bin_note}" if bin_note else ""))
+              + (f", {res.erased.name}" if res.erased is not None else "")
+              + f" (angles from {res.tracked.tilt_source})" + (f"; {bin_note}" if bin_note else ""))
     else:
         from ..cli import warn_quietly
 

@@ -103,7 +103,7 @@ def measure_bead_diameter(view: ArrayLike, rough_px: float | None = None, *, dar
         if abs(again / d - 1.0) <= AGREE:
             found.append(again)
     if not found:
-        raise DiameterError("no bead diameter could be measured on the minimum-tilt view: give it", None, None)
+        raise DiameterError("no bead diameter could be measured on the minimum-tilt view", None, None)
     values = np.array(found)
     votes = [(np.abs(values / v - 1.0) <= AGREE).sum() for v in values]
     best = float(np.median(values[np.abs(values / values[int(np.argmax(votes))] - 1.0) <= AGREE]))

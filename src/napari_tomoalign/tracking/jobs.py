@@ -18,7 +18,7 @@ from ..errors import UsageError
 from ..io.atomic import check_writable
 from ..io.errors import FileFormatError
 from ..io.mrc import open_tilt_series
-from ..io.tilts import read_tilt_angles
+from ..io.tilt_sources import read_tilt_file
 from ..jobs import facts
 from ..jobs.threads import thread_limit
 from ..reconstruction.input_checks import check_finite_views
@@ -89,8 +89,8 @@ def open_stack_with_tilts(stack_path: str | os.PathLike[str], tilt_angles_path: 
     """A raw stack (memory-mapped) and its tilt angles: from ``tilt_angles_path``, else from beside the stack
     (IMOD's order). Returns ``(series, tilts, source)``; `UsageError` when none is found or the count differs."""
     series = open_tilt_series(stack_path, find_tilts=tilt_angles_path is None)
-    if tilt_angles_path is not None:
-        tilts, source = read_tilt_angles(tilt_angles_path), str(tilt_angles_path)
+    if tilt_angles_path is not None:  # a .tlt/.rawtlt, or a SerialEM .mdoc typed as the tilt file
+        tilts, source = read_tilt_file(tilt_angles_path), str(tilt_angles_path)
     elif series.tilt_angles_deg is not None:
         tilts, source = series.tilt_angles_deg, str(series.tilt_source)
     else:
