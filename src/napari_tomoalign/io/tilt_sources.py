@@ -152,7 +152,7 @@ def read_tilt_file(path: str | os.PathLike[str], n_views: int | None = None) -> 
     angles), and so is a count that does not match ``n_views`` when it is given.
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():  # (a FIFO, a device or a folder: the readers say what it is)
         raise FileFormatError(f"{p}: no such tilt-angle file; check the name, or clear the field")
     t = read_mdoc_tilts(p, n_views) if p.suffix.lower() == ".mdoc" else read_tilt_angles(p)
     if n_views is not None and t.size != n_views:
