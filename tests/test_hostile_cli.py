@@ -314,3 +314,18 @@ def test_an_aligned_stack_given_as_the_stack_is_refused(series, tmp_path, capsys
         err = _err(capsys, rc)
         assert "is an aligned stack (.ali), which would be aligned twice: give the raw stack" in err
         assert not (tmp_path / f"{command}.out").exists()
+
+
+def test_a_stack_files_views_are_checked_once_for_a_run(tmp_path):
+    """run_track_job checks the views first (one line, before the work beside it); the tracker's own check of the same
+    stack file then costs nothing (a 4096^2 float stack is 4 GB to read again)."""
+    from napari_tomoalign.io.mrc import open_tilt_series, write_mrc
+    from napari_tomoalign.reconstruction.input_checks import check_finite_views
+
+    write_mrc(tmp_path / "s.mrc", np.ones((3, 8, 8), np.float32))
+    stack = open_tilt_series(tmp_path / "s.mrc", find_tilts=False).data
+    assert not stack.checked_finite
+    check_finite_views(stack)
+    assert stack.checked_finite and not getattr(stack[0:2], "checked_finite", False)  # a part: checked on its own
+    with pytest.raises(ValueError, match="view 2 of the image holds NaN"):
+        check_finite_views(np.array([np.ones((2, 2)), np.full((2, 2), np.nan)], np.float32))

@@ -66,6 +66,7 @@ class CheckedStack(np.ndarray):
     _last: tuple[int, np.ndarray] | None = None  # the last whole view read (read-only): the dock's bead centring
     # and the jobs' finite check index the same view again and again, as they did the zero-copy map
     _native: np.dtype | None = None  # what reads give for a stored type the kernels cannot take (`native_dtype`)
+    checked_finite: bool = False  # every view found finite (`reconstruction.input_checks.check_finite_views`)
 
     @classmethod
     def wrap(cls, data: np.ndarray, path: str | os.PathLike[str], offset: int) -> CheckedStack:
@@ -91,6 +92,7 @@ class CheckedStack(np.ndarray):
     def __array_finalize__(self, obj: Any) -> None:
         self._source = self._last = None  # a derived array (a slice, a reshape) indexes differently: no file reads
         self._native = None
+        self.checked_finite = False
 
     def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
         arr = arr.view(np.ndarray)  # arithmetic on the stack gives plain arrays, as on a memory map

@@ -21,12 +21,16 @@ def check_finite_views(stack: NDArray, views: ArrayLike | None = None, *, what: 
     A pixel beyond float32's range counts too: the views are filtered and warped in float32, where it
     becomes infinite. ``views``: the 0-based views to check (the ones that will be used); all by default.
     """
+    if views is None and getattr(stack, "checked_finite", False):  # a stack file's views, checked a moment ago
+        return
     index = range(int(np.shape(stack)[0])) if views is None else np.asarray(views, dtype=np.intp).ravel()
     for j in index:
         view = np.asarray(stack[int(j)])
         if view.dtype.kind not in "fc":  # integer pixels always fit
             return
         check_finite_view(view, int(j), what=what)
+    if views is None and hasattr(stack, "checked_finite"):  # `io.checked_stack.CheckedStack`: read once, not twice
+        stack.checked_finite = True
 
 
 def check_finite_view(view: NDArray, j: int, *, what: str = "image") -> None:
