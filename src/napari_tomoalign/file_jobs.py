@@ -127,6 +127,22 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
             " for it")
 
 
+def alignment_notes(stack_path: str | os.PathLike[str], alignment: str | os.PathLike[str]) -> list[str]:
+    """The lines said before an image job on ``alignment``: for an IMOD set, what was taken from where (a
+    ``note:``, `io.imod_set.read_alignment_for_stack`'s), and the ``.preali`` warning (`preali_note`). An
+    alignment that cannot be used says nothing here: the job refuses it, in one line."""
+    from .io.errors import FileFormatError
+    from .io.imod_set import is_stamped, read_alignment_for_stack
+
+    lines = []
+    try:
+        if is_stamped(alignment) is None:
+            lines.append(read_alignment_for_stack(alignment, stack_path).provenance)
+    except (FileFormatError, OSError, ValueError):
+        pass
+    return [line for line in (*lines, preali_note(stack_path, alignment)) if line]
+
+
 def reconstruct_to_file(
     stack_path: str | os.PathLike[str],
     alignment_dir: str | os.PathLike[str],

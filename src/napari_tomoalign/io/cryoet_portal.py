@@ -109,11 +109,12 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
             raise FileFormatError(f"{p}: section {s.z_index}: tilt angle {s.tilt_angle} or its in-plane rotation is"
                                   " not usable")
     xf = np.full((n, 2, 3), np.nan)
-    tilts = np.zeros(n)
+    tilts = np.full(n, np.nan)  # not recorded for views left out (`view_count.restore_views`)
     for s in secs:
         a = np.asarray(s.in_plane_rotation, dtype=float).T
         xf[s.z_index, :, :2] = a
         xf[s.z_index, :, 2] = -a @ np.array([s.x_offset, s.y_offset])
         tilts[s.z_index] = s.tilt_angle  # as Alignment.to_imod: tilt_offset is not added
     determined = np.all(np.isfinite(xf.reshape(n, -1)), axis=1)
-    return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pixel_size_nm)
+    return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pixel_size_nm,
+                          count_known=n_views is not None)

@@ -123,6 +123,7 @@ def write_relion(
         "rlnTomoHand": opt["hand"], "rlnOpticsGroupName": "opticsGroup1", "rlnTomoTiltSeriesPixelSize": pix_a,
         "rlnTomoTiltSeriesStarFile": f"tilt_series/{name}.star", "rlnTomoSizeX": int(saved.image_size[0]),
         "rlnTomoSizeY": int(saved.image_size[1]), "rlnTomoSizeZ": nz,
+        "rlnTomoFrameCount": len(saved.transforms),  # the raw stack's views, which k@stack numbers: none is lost
     }])
     made = not paths[1].parent.exists()
     paths[1].parent.mkdir(parents=True, exist_ok=True)
@@ -270,13 +271,17 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
         raise FileFormatError(f"{p}: a tilt angle (rlnTomoYTilt) beyond ±90°; check the file")
     views = _view_indices(t, p)
     n = int(views.max()) + 1 if views.size else 0
-    xf = np.full((n, 2, 3), np.nan)
+    frames = count(row["rlnTomoFrameCount"], p, "rlnTomoFrameCount", MAX_VIEWS, n) if "rlnTomoFrameCount" in row else n
+    xf = np.full((frames, 2, 3), np.nan)
     xf[views] = transforms_from(z_rot, np.ones(len(t)), shift)
-    tilts = np.zeros(n)
+    tilts, nominal = np.full(frames, np.nan), np.full(frames, np.nan)  # NaN: not recorded (`view_count`)
     tilts[views] = y_tilt
-    determined = np.zeros(n, dtype=bool)
+    if "rlnTomoNominalStageTiltAngle" in t:
+        nominal[views] = _column(t, "rlnTomoNominalStageTiltAngle", p, 90.0)
+    determined = np.zeros(frames, dtype=bool)
     determined[views] = True
-    return SavedAlignment(xf, tilts, determined, image_size, pix_a / 10.0)
+    return SavedAlignment(xf, tilts, determined, image_size, pix_a / 10.0, nominal_tilts_deg=nominal,
+                          count_known="rlnTomoFrameCount" in row)
 
 
 def merge_tomogram_sets(stars: list[Path], out_path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
