@@ -29,7 +29,7 @@ from .alignment import SavedAlignment
 from .errors import FileFormatError
 
 STEP_TOLERANCE_DEG = 0.01  # recorded nominal tilts on one step to this (rawtlt files keep 2 decimals)
-ESTIMATE_TOLERANCE_DEG = 1.0  # solved tilts within this of one step: an estimate is given for the others
+ESTIMATE_TOLERANCE_DEG = 3.0  # solved tilts this near one step (a series in tilt order): the others estimated on it
 
 
 class ViewsNotRecorded(UserWarning):
