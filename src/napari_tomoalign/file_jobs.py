@@ -131,8 +131,9 @@ def alignment_notes(stack_path: str | os.PathLike[str], alignment: str | os.Path
     """The lines said before an image job on ``alignment``: for an IMOD set, what was taken from where (a
     ``note:``, `io.imod_set.read_alignment_for_stack`'s), and the ``.preali`` warning (`preali_note`). An
     alignment that cannot be used says nothing here: the job refuses it, in one line."""
+    from .io.alignment_input import read_alignment_for_stack
     from .io.errors import FileFormatError
-    from .io.imod_set import is_stamped, read_alignment_for_stack
+    from .io.imod_set import is_stamped
 
     lines = []
     try:

@@ -11,6 +11,7 @@ import pytest
 
 from napari_tomoalign.cli import main
 from napari_tomoalign.io import MarkerTable, write_markers_csv
+from napari_tomoalign.io.alignment_input import read_alignment_for_stack
 from napari_tomoalign.io.imod import read_xf
 from napari_tomoalign.io.tilts import read_tilt_angles, write_tilt_angles
 from napari_tomoalign.simulation.markers import simulate_markers
@@ -103,3 +104,14 @@ def test_a_count_the_file_contradicts_is_refused(aligned, tmp_path, capsys):
     assert main(["convert", str(d / "al"), "--to", "imod", "--n-views", "45", "--output", str(tmp_path / "y")]) == 2
     assert "records 41 views but the stack has 45" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_reconstruct_reads_a_portal_json_for_the_stacks_views(aligned, tmp_path):
+    d, nominal = aligned
+    assert main(["convert", str(d / "al"), "--to", "cdp", "--output", str(tmp_path / "ex.json"), "--quiet"]) == 0
+    saved = read_alignment_for_stack(tmp_path / "ex.json", d / "cryo.st")
+    assert saved.view_determined.size == 41 and not saved.view_determined[EXCLUDED].any()
+    np.testing.assert_allclose(saved.tilt_angles_deg[EXCLUDED], nominal[EXCLUDED])
+    assert saved.provenance == ("note: ex.json is a CryoET Data Portal alignment, read for the 41 views of cryo.st (37"
+                                " fitted; views 1-3,41 left out, at their tilts in cryo.rawtlt); the image size and"
+                                " pixel size it lacks from cryo.st's header")

@@ -16,9 +16,10 @@ from support.paths import DATA as BB
 from napari_tomoalign.cli import main
 from napari_tomoalign.file_jobs import aligned_stack_to_file, reconstruct_to_file
 from napari_tomoalign.io.alignment import SavedAlignment, write_transforms_folder
+from napari_tomoalign.io.alignment_input import read_alignment_for_stack
 from napari_tomoalign.io.errors import FileFormatError
 from napari_tomoalign.io.imod import read_xf
-from napari_tomoalign.io.imod_set import read_alignment_for_stack, read_imod_set
+from napari_tomoalign.io.imod_set import read_imod_set
 from napari_tomoalign.io.tilts import read_tilt_angles
 
 PIXEL_A = 20.2  # BBafid.xyz's "Pix: 20.20000 Dim: 512 512"
@@ -66,6 +67,9 @@ def test_imods_own_solution_makes_the_tomogram_of_the_same_transforms_in_an_alig
     assert saved.marker_z_extent_px == pytest.approx(58.4)  # from BBafid.xyz: the default thickness holds the beads
     ali = aligned_stack_to_file(stack, etomo / "BBa.xf", d / "imod.ali", binning=4)
     assert ali.shape == (61, 128, 128)
+    assert main(["convert", str(d / "ours"), "--to", "cdp", "--output", str(d / "BBa.json"), "--quiet"]) == 0
+    _, portal = _rec(stack, d / "BBa.json", d / "portal.rec")  # another tool's file: read for the stack too
+    np.testing.assert_allclose(portal, ours, atol=1e-4 * np.abs(ours).max())
 
 
 def test_the_command_says_what_it_took_from_where_and_refuses_another_stacks_set(bb, tmp_path, capsys):
@@ -79,7 +83,7 @@ def test_the_command_says_what_it_took_from_where_and_refuses_another_stacks_set
     cases = {  # stack -> what the one line says
         _stack(tmp_path / "short.st", n_views=60): "61 transforms but short.st has 60 views",
         _stack(tmp_path / "half.st", size=256, pixel_a=2 * PIXEL_A): "solved on 512 x 512 images, not 256 x 256",
-        _stack(tmp_path / "other.st", pixel_a=8.0): "solved at 2.02 nm pixels, but other.st has 0.8 nm",
+        _stack(tmp_path / "other.st", pixel_a=8.0): "the alignment was solved at 2.02 nm pixels, but other.st has 0.8 nm",
     }
     for bad, said in cases.items():
         assert main(["reconstruct", str(bad), "--alignment", str(etomo / "BBa.xf"), "--output", str(tmp_path / "x.rec"),
@@ -91,7 +95,7 @@ def test_the_command_says_what_it_took_from_where_and_refuses_another_stacks_set
     no_fid.mkdir()
     for name in ("BBa.xf", "BBa.tlt"):
         shutil.copy(BB / name, no_fid / name)
-    with pytest.raises(FileFormatError, match="line 1: a shift of -36.4, 1.2 px moves the centre out of the 64 x 64"):
+    with pytest.raises(FileFormatError, match="view 1: a shift of -36.4, 1.2 px moves the centre out of the 64 x 64"):
         read_alignment_for_stack(no_fid, _stack(tmp_path / "tiny.st", size=64))
     with pytest.raises(FileFormatError, match=r"2 IMOD \.xf files \(BBa\.xf, BBb\.xf\); give the \.xf itself"):
         read_imod_set(BB)

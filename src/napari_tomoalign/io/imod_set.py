@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..conventions import format_views
-from .alignment import SavedAlignment, check_transforms, read_alignment_dir, run_stamp
+from .alignment import SavedAlignment, check_transforms, run_stamp
 from .errors import FileFormatError
 from .guarded import read_text_limited
 from .imod import marker_z_extent, read_xf
@@ -137,54 +136,6 @@ def is_stamped(path: str | os.PathLike[str]) -> Path | None:
         raise FileFormatError(f"{p} is not part of the alignment in {d} (its alignment.json names "
                               f"{run_stamp(d)['stem']}.xf); give the folder, or move the file out")
     return d
-
-
-def read_alignment_for_stack(path: str | os.PathLike[str], stack_path: str | os.PathLike[str]) -> SavedAlignment:
-    """What ``--alignment`` takes, read for the stack it is applied to: a ``tomoalign align`` folder (checked by
-    its run stamp), or an IMOD set whose missing facts come from the stack's header, checked against it; the
-    result's ``provenance`` says, in one line, what was taken from where."""
-    folder = is_stamped(path)
-    if folder is not None:
-        return read_alignment_dir(folder)
-    from .mrc import open_tilt_series
-
-    series = open_tilt_series(stack_path, find_tilts=False)
-    n, rows, cols = series.data.shape
-    stack_pix = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
-    saved = read_imod_set(path, image_size=(cols, rows), pixel_size_nm=stack_pix)
-    s = find_imod_set(path)
-    if len(saved.transforms) != n:
-        raise FileFormatError(f"{s.xf}: {len(saved.transforms)} transforms but {Path(stack_path).name} has {n} views;"
-                              " give the .xf made for this stack")
-    if saved.pixel_size_nm and stack_pix and abs(saved.pixel_size_nm / stack_pix - 1.0) > 0.01:
-        raise FileFormatError(f"{s.beside['fid.xyz']}: the set was solved at {saved.pixel_size_nm:.4g} nm pixels, but"
-                              f" {Path(stack_path).name} has {stack_pix:.4g} nm; give the stack of that pixel size")
-    shift = np.abs(np.nan_to_num(saved.transforms[:, :, 2]))
-    off = np.flatnonzero((shift[:, 0] > cols / 2) | (shift[:, 1] > rows / 2))
-    if off.size:
-        k = int(off[0])
-        raise FileFormatError(f"{s.xf}, line {k + 1}: a shift of {saved.transforms[k, 0, 2]:.1f}, "
-                              f"{saved.transforms[k, 1, 2]:.1f} px moves the centre out of the {cols} x {rows} images"
-                              f" of {Path(stack_path).name}: the .xf of another stack or binning")
-    return replace(saved, provenance=_provenance(s, saved, Path(stack_path), stack_pix))
-
-
-def _provenance(s: ImodSet, saved: SavedAlignment, stack: Path, stack_pix: float | None) -> str:
-    """One line: the IMOD set's files used, and what came from the stack's header."""
-    fid = s.beside.get("fid.xyz")
-    size = f"image size {saved.image_size[0]} x {saved.image_size[1]}"
-    agrees = f" ({fid.name} agrees)" if fid else ""
-    if stack_pix is not None:
-        facts = f"{size} and pixel size {stack_pix:.4g} nm from {stack.name}'s header{agrees}"
-    else:
-        pix = f"pixel size {saved.pixel_size_nm:.4g} nm from {fid.name}" if fid and saved.pixel_size_nm else \
-            "no pixel size (neither the header nor a fid.xyz gives one)"
-        facts = f"{size} from {stack.name}'s header{agrees}, {pix}"
-    used = [s.tlt.name] + [s.beside[k].name for k in (".xtilt", ".zfac", "local.xf") if k in s.beside]
-    left = np.flatnonzero(~saved.view_determined)
-    views = f"{saved.view_determined.sum()} of {saved.view_determined.size} views fitted" + (
-        f" (views {format_views(left)} have unit transforms: left out)" if left.size else "")
-    return f"note: {s.xf.name} is an IMOD alignment (no run stamp) read with {', '.join(used)}: {facts}, {views}"
 
 
 def carried_files(saved: SavedAlignment) -> tuple[tuple[Path, str], ...]:

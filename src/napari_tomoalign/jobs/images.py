@@ -233,7 +233,7 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
     """``(TiltSeries, SavedAlignment, pixel size in A or None)`` for making an aligned stack or a tomogram:
     the stack must have the alignment's image size, views and pixel size, and be at least ``binning`` pixels
     wide. An alignment whose solve did not converge is used, with a warning."""
-    from ..io.imod_set import read_alignment_for_stack
+    from ..io.alignment_input import read_alignment_for_stack
     from ..io.mrc import open_tilt_series
 
     saved = read_alignment_for_stack(alignment_dir, stack_path)  # a tomoalign folder, or an IMOD set for this stack
