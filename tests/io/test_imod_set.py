@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from support.paths import DATA as BB
 
+from napari_tomoalign import read_markers
 from napari_tomoalign.cli import main
 from napari_tomoalign.file_jobs import aligned_stack_to_file, reconstruct_to_file
 from napari_tomoalign.io.alignment import SavedAlignment, write_transforms_folder
 from napari_tomoalign.io.alignment_input import read_alignment_for_stack
+from napari_tomoalign.io.bead_positions import read_bead_positions
 from napari_tomoalign.io.errors import FileFormatError
-from napari_tomoalign.io.imod import read_xf
+from napari_tomoalign.io.imod import read_fid_xyz, read_xf
 from napari_tomoalign.io.imod_set import read_imod_set
 from napari_tomoalign.io.tilts import read_tilt_angles
 
@@ -155,3 +157,23 @@ def test_convert_of_an_imod_set_needs_no_image_size_for_imods_files(bb, tmp_path
     assert main(["convert", str(no_size), "--to", "cdp", "--stack", str(stack), "--output", str(tmp_path / "p.json")]) == 0
     dims = json.loads((tmp_path / "p.json").read_text())["volume_dimension"]  # the stack's size and pixel
     assert dims["x"] == dims["y"] == pytest.approx(512 * PIXEL_A, rel=1e-6)
+
+
+def test_gold_erasure_takes_the_beads_of_an_imod_sets_fid_xyz(bb, tmp_path):
+    _, stack, etomo = bb
+    pre = tmp_path / "pre"  # the set of the .preali, where BBa.fid was clicked
+    pre.mkdir()
+    shutil.copy(BB / "BBa.tltxf", pre / "BBa.xf")
+    for name in ("BBa.tlt", "BBafid.xyz"):
+        shutil.copy(BB / name, pre / name)
+    view, xy = read_bead_positions(pre)
+    clicks = read_markers(BB / "BBa.fid")
+    ids = read_fid_xyz(BB / "BBafid.xyz")[0]
+    where = {(int(v), int(ids[k % ids.size])): p for k, (v, p) in enumerate(zip(view, xy))}
+    err = [np.hypot(*(where[int(v), int(m)] - c)) for v, m, c in zip(clicks.view, clicks.marker, clicks.xy)]
+    assert np.median(err) < 0.4 and np.max(err) < 1.0  # tiltalign's own fit: 0.37 px RMS
+    r = aligned_stack_to_file(stack, etomo / "BBa.xf", tmp_path / "erased.ali", binning=4, erase_gold_diameter_px=8.0)
+    assert r.shape == (61, 128, 128)
+    (pre / "BBafid.xyz").unlink()
+    with pytest.raises(FileFormatError, match="--erase-gold needs BBafid.xyz"):
+        read_bead_positions(pre)

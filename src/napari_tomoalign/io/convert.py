@@ -3,7 +3,8 @@
 Every reader returns a `SavedAlignment` (per-view ``(2, 3)`` transforms in this project's ``.xf``
 convention, tilt angles, which views are determined, image size, pixel size), the object the
 reconstruction uses. Every writer takes one. Formats: ``imod`` (read: a ``tomoalign align`` folder,
-or IMOD's own ``NAME.xf`` + ``NAME.tlt``; written: ``NAME.xf`` + ``NAME.tlt``), ``aretomo`` (AreTomo3
+or an IMOD set, `io.imod_set`; written: ``NAME.xf`` + ``NAME.tlt``, with the ``.xtilt``, ``.zfac`` and local
+file of the input carried), ``aretomo`` (AreTomo3
 ``.aln``, `io.aretomo`), ``cdp`` (the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and
 ``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`); ``warp`` (a Warp
 tilt-series XML, `io.warp`) is read only.

@@ -15,7 +15,9 @@ when the alignment fixed the magnification.
 Volume-level fields: ``affine_transformation_matrix`` identity, ``alignment_type`` ``GLOBAL``,
 ``format`` ``IMOD`` (the transforms are IMOD's), ``is_portal_standard`` true, no tilt or x-rotation
 offset, ``volume_offset`` zero, and ``volume_dimension`` in Angstrom (x, y: the image; z: the
-thickness), 0 where the pixel size is unknown. Views left out of the fit are not listed. The
+thickness), 0 where the pixel size is unknown. Views left out of the fit are not listed, and the schema has no
+place for the raw stack's view count: read back, the count and the left-out views' tilts are not known (NaN)
+until `view_count.restore_views` gives them from ``--n-views`` or ``--stack``. The
 schema records neither the image size nor the pixel size: reading needs the image size (or a
 volume dimension and pixel size to derive it).
 """

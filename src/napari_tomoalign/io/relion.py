@@ -2,8 +2,11 @@
 
 Layout (RELION 5's own): ``tomograms.star`` holds ``data_global`` with one row per tomogram
 (``rlnTomoName``, optics, ``rlnTomoHand``, the pixel size as ``rlnTomoTiltSeriesPixelSize`` and
-``rlnMicrographOriginalPixelSize``, the volume size ``rlnTomoSizeX/Y/Z`` in unbinned pixels and
-``rlnTomoTiltSeriesStarFile``); ``tilt_series/NAME.star`` holds ``data_NAME`` with one row per kept
+``rlnMicrographOriginalPixelSize``, the volume size ``rlnTomoSizeX/Y/Z`` in unbinned pixels,
+``rlnTomoTiltSeriesStarFile`` and ``rlnTomoFrameCount``, the raw stack's number of views, as RELION 4 and Warp
+write it: the tilt-series table lists only the views used, so the count is what keeps views excluded after the
+last one used; reading a star without it, the count is not known: `view_count.restore_views`);
+``tilt_series/NAME.star`` holds ``data_NAME`` with one row per kept
 view: ``rlnMicrographName`` (``k@NAME.mrc``, k the 1-based view of the raw stack),
 ``rlnTomoNominalStageTiltAngle``, ``rlnTomoNominalTiltAxisAngle``, ``rlnMicrographPreExposure``,
 ``rlnTomoXTilt``, ``rlnTomoYTilt``, ``rlnTomoZRot`` (degrees) and ``rlnTomoXShiftAngst``,
