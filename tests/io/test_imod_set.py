@@ -177,3 +177,16 @@ def test_gold_erasure_takes_the_beads_of_an_imod_sets_fid_xyz(bb, tmp_path):
     (pre / "BBafid.xyz").unlink()
     with pytest.raises(FileFormatError, match="--erase-gold needs BBafid.xyz"):
         read_bead_positions(pre)
+
+
+def test_an_earlier_runs_z_factors_left_in_a_folder_are_not_applied(tmp_path):
+    from napari_tomoalign.io.alignment import read_alignment_dir
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+
+    folder, args = tmp_path / "al", ["align", str(BB / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--quiet"]
+    assert main([*args, "--imod-com", str(BB / "aligna.com"), "--output", str(folder)]) == 0
+    assert plan_tomogram(read_alignment_dir(folder), folder, thickness=64, options=ReconstructOptions()).z_factors \
+        is not None
+    assert main([*args, "--output", str(folder), "--force"]) == 0  # the default model: no .zfac written this time
+    assert (folder / "BBa.zfac").is_file()  # the full model's, left beside the new run
+    assert plan_tomogram(read_alignment_dir(folder), folder, thickness=64, options=ReconstructOptions()).z_factors is None

@@ -257,10 +257,13 @@ class SavedAlignment:
 
 
 def set_file(saved: SavedAlignment, directory: str | os.PathLike[str], suffix: str) -> Path | None:
-    """The file ``stem + suffix`` (``.zfac``, ``fid.xyz``) of a saved alignment's set, if it is there; for one
-    made in memory (no stem), the one ``*suffix`` in ``directory`` (None when there are none or several)."""
+    """The file ``stem + suffix`` (``.zfac``, ``fid.xyz``) of a saved alignment's set, if it is there (and, in a
+    ``tomoalign align`` folder, listed by its run stamp); for one made in memory (no stem), the one ``*suffix``
+    in ``directory`` (None when there are none or several)."""
     if saved.folder is not None and saved.stem:
         p = saved.folder / f"{saved.stem}{suffix}"
+        if p.is_file() and (saved.folder / "alignment.json").is_file() and p.name not in run_stamp(saved.folder)["files"]:
+            return None  # left beside this run by an earlier one (a full model's .zfac after a default re-align)
         return p if p.is_file() else None
     found = sorted(Path(directory).glob(f"*{suffix}"))
     return found[0] if len(found) == 1 else None
