@@ -128,17 +128,18 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
 
 
 def alignment_notes(stack_path: str | os.PathLike[str], alignment: str | os.PathLike[str]) -> list[str]:
-    """The lines said before an image job on ``alignment``: for an IMOD set, what was taken from where (a
-    ``note:``, `io.imod_set.read_alignment_for_stack`'s), and the ``.preali`` warning (`preali_note`). An
-    alignment that cannot be used says nothing here: the job refuses it, in one line."""
-    from .io.alignment_input import read_alignment_for_stack
+    """The lines said before an image job on ``alignment``: for an alignment without a run stamp, what was taken
+    from where (a ``note:``, `io.alignment_input.read_alignment_for_stack`'s) and etomo's raw-stack ``.xf`` given
+    for a ``.preali`` (`io.alignment_input.preali_warning`); the ``.preali`` warning of a folder (`preali_note`).
+    An alignment that cannot be used says nothing here: the job refuses it, in one line."""
+    from .io.alignment_input import preali_warning, read_alignment_for_stack
     from .io.errors import FileFormatError
     from .io.imod_set import is_stamped
 
-    lines = []
+    lines: list[str | None] = []
     try:
         if is_stamped(alignment) is None:
-            lines.append(read_alignment_for_stack(alignment, stack_path).provenance)
+            lines += [read_alignment_for_stack(alignment, stack_path).provenance, preali_warning(alignment, stack_path)]
     except (FileFormatError, OSError, ValueError):
         pass
     return [line for line in (*lines, preali_note(stack_path, alignment)) if line]

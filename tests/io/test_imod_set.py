@@ -190,3 +190,18 @@ def test_an_earlier_runs_z_factors_left_in_a_folder_are_not_applied(tmp_path):
     assert main([*args, "--output", str(folder), "--force"]) == 0  # the default model: no .zfac written this time
     assert (folder / "BBa.zfac").is_file()  # the full model's, left beside the new run
     assert plan_tomogram(read_alignment_dir(folder), folder, thickness=64, options=ReconstructOptions()).z_factors is None
+
+
+def test_etomos_raw_stack_xf_given_for_the_preali_is_said_and_its_tltxf_taken(bb, tmp_path):
+    from napari_tomoalign.file_jobs import alignment_notes
+
+    _, stack, etomo = bb
+    shutil.copy(BB / "BBa.tltxf", etomo / "BBa.tltxf")
+    preali = shutil.copy(stack, tmp_path / "BBa.preali")
+    notes = alignment_notes(preali, etomo)
+    assert notes[1] == (f"warning: BBa.xf is etomo's transform of the raw stack (BBa.st), but BBa.preali is"
+                        f" prealigned: give --alignment {etomo / 'BBa.tltxf'} for it, or the raw stack")
+    assert alignment_notes(stack, etomo)[1:] == [] and alignment_notes(preali, etomo / "BBa.tltxf")[1:] == []
+    np.testing.assert_allclose(read_alignment_for_stack(etomo / "BBa.tltxf", preali).transforms, read_xf(BB / "BBa.tltxf"))
+    with pytest.raises(FileFormatError, match="BBa.tlt: not an alignment; give the output folder of 'tomoalign align'"):
+        read_alignment_for_stack(etomo / "BBa.tlt", stack)

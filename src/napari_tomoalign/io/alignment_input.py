@@ -27,6 +27,7 @@ from .alignment import SavedAlignment, read_alignment_dir
 from .errors import FileFormatError
 from .imod_set import ImodSet, find_imod_set, is_stamped, read_imod_set
 
+KNOWN_SUFFIXES = (".xf", ".tltxf", ".json", ".aln", ".star", ".xml")
 TOOLS = {"aretomo": "an AreTomo", "cdp": "a CryoET Data Portal", "relion": "a RELION", "warp": "a Warp"}
 
 
@@ -38,7 +39,12 @@ def read_alignment_for_stack(path: str | os.PathLike[str], stack_path: str | os.
     from .convert import detect_format
     from .mrc import open_tilt_series
 
-    fmt = detect_format(path)
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() not in KNOWN_SUFFIXES:
+        raise FileFormatError(f"{p}: not an alignment; give the output folder of 'tomoalign align', an IMOD NAME.xf"
+                              " (NAME.tlt beside it) or a folder holding one, or an AreTomo .aln, a portal .json, a"
+                              " RELION tomograms.star or a Warp .xml")
+    fmt = detect_format_or_none(p) or detect_format(p)
     series = open_tilt_series(stack_path, strict_tilts=False, find_tilts=fmt != "imod")
     n, rows, cols = series.data.shape
     stack, stack_pix = Path(stack_path), (series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None)
@@ -63,6 +69,31 @@ def read_alignment_for_stack(path: str | os.PathLike[str], stack_path: str | os.
                               f" {stack.name} has {stack_pix:.4g} nm; give the stack of that pixel size")
     _check_fits(where, saved, stack)
     return replace(saved, provenance=note)
+
+
+def preali_warning(path: str | os.PathLike[str], stack_path: str | os.PathLike[str]) -> str | None:
+    """A warning when etomo's ``NAME.xf`` (the raw stack's transforms: ``.prexg`` x ``.tltxf``) is given for the
+    prealigned ``.preali``, whose transforms are the ``NAME.tltxf`` beside it; None otherwise."""
+    p, stack = Path(path), Path(stack_path)
+    if stack.suffix.lower() != ".preali" or is_stamped(p) is not None or detect_format_or_none(p) != "imod":
+        return None
+    s = find_imod_set(p)
+    if s.xf.suffix != ".xf" or not s.xf.with_suffix(".tltxf").is_file():
+        return None
+    return (f"warning: {s.xf.name} is etomo's transform of the raw stack ({s.stem}.st), but {stack.name} is"
+            f" prealigned: give --alignment {s.xf.with_suffix('.tltxf')} for it, or the raw stack")
+
+
+def detect_format_or_none(p: Path) -> str | None:
+    """`convert.detect_format`'s answer (``imod`` for etomo's ``.tltxf``), or None where it has none."""
+    from .convert import detect_format
+
+    if p.suffix.lower() == ".tltxf":
+        return "imod"
+    try:
+        return detect_format(p)
+    except FileFormatError:
+        return None
 
 
 def _check_fits(where: Path, saved: SavedAlignment, stack: Path) -> None:

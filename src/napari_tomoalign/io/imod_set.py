@@ -57,7 +57,7 @@ def find_imod_set(path: str | os.PathLike[str]) -> ImodSet:
                                   + (f"{len(xfs)} IMOD .xf files ({names}); give the .xf itself" if xfs else
                                      "no IMOD .xf; give the output folder of 'tomoalign align' or an IMOD NAME.xf"))
         xf = xfs[0]
-    elif p.suffix.lower() == ".xf":
+    elif p.suffix.lower() in (".xf", ".tltxf"):  # etomo's NAME.tltxf: the transforms of the prealigned stack
         if not p.is_file():
             raise FileFormatError(f"{p}: no such file")
         if p.name.endswith("local.xf"):
