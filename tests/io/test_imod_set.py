@@ -179,7 +179,7 @@ def test_gold_erasure_takes_the_beads_of_an_imod_sets_fid_xyz(bb, tmp_path):
         read_bead_positions(pre)
 
 
-def test_an_earlier_runs_z_factors_left_in_a_folder_are_not_applied(tmp_path):
+def test_an_earlier_runs_z_factors_are_moved_aside_and_not_applied(tmp_path):
     from napari_tomoalign.io.alignment import read_alignment_dir
     from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
 
@@ -188,7 +188,8 @@ def test_an_earlier_runs_z_factors_left_in_a_folder_are_not_applied(tmp_path):
     assert plan_tomogram(read_alignment_dir(folder), folder, thickness=64, options=ReconstructOptions()).z_factors \
         is not None
     assert main([*args, "--output", str(folder), "--force"]) == 0  # the default model: no .zfac written this time
-    assert (folder / "BBa.zfac").is_file()  # the full model's, left beside the new run
+    assert not (folder / "BBa.zfac").exists() and (folder / "BBa.zfac~").is_file()  # the full model's, moved aside
+    assert not (folder / "BBa.xtilt").exists() and not (folder / "BBa.tltxf").exists()
     assert plan_tomogram(read_alignment_dir(folder), folder, thickness=64, options=ReconstructOptions()).z_factors is None
 
 

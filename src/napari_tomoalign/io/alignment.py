@@ -191,9 +191,9 @@ def write_alignment(
 def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, overwrite: bool) -> list[Path]:
     """``paths[1:]`` written by ``write_files(temporary paths)``, then ``paths[0]`` (alignment.json) with the
     run stamp that lists them, all renamed into place together (`atomic_file_set`)."""
-    from .earlier_run import earlier_local_file
+    from .earlier_run import earlier_run_files
 
-    stale = earlier_local_file(d, paths) if overwrite else None
+    stale = earlier_run_files(d, paths) if overwrite else []
     with atomic_file_set(paths[1:] + paths[:1], overwrite, backup=True) as tmps:  # NAME~ kept, as IMOD
         write_files(tmps[:-1])
         files = {}
@@ -205,8 +205,8 @@ def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, o
             f.write(_json_text(run, info))
             f.flush()
             os.fsync(f.fileno())
-    if stale is not None:  # the earlier run's local file goes aside too: the folder holds one run's files
-        os.replace(stale, stale.with_name(stale.name + "~"))
+    for p in stale:  # the earlier run's files this one does not write go aside too: the folder holds one run's files
+        os.replace(p, p.with_name(p.name + "~"))
     return paths
 
 
@@ -257,13 +257,10 @@ class SavedAlignment:
 
 
 def set_file(saved: SavedAlignment, directory: str | os.PathLike[str], suffix: str) -> Path | None:
-    """The file ``stem + suffix`` (``.zfac``, ``fid.xyz``) of a saved alignment's set, if it is there (and, in a
-    ``tomoalign align`` folder, listed by its run stamp); for one made in memory (no stem), the one ``*suffix``
-    in ``directory`` (None when there are none or several)."""
+    """The file ``stem + suffix`` (``.zfac``, ``fid.xyz``) of a saved alignment's set, if it is there; for one
+    made in memory (no stem), the one ``*suffix`` in ``directory`` (None when there are none or several)."""
     if saved.folder is not None and saved.stem:
         p = saved.folder / f"{saved.stem}{suffix}"
-        if p.is_file() and (saved.folder / "alignment.json").is_file() and p.name not in run_stamp(saved.folder)["files"]:
-            return None  # left beside this run by an earlier one (a full model's .zfac after a default re-align)
         return p if p.is_file() else None
     found = sorted(Path(directory).glob(f"*{suffix}"))
     return found[0] if len(found) == 1 else None

@@ -26,7 +26,7 @@ import numpy as np
 
 from .alignment import SavedAlignment, check_transforms, run_stamp
 from .errors import FileFormatError
-from .guarded import read_text_limited
+from .guarded import read_bytes_limited
 from .imod import marker_z_extent, read_xf
 from .limits import image_size as checked_image_size
 from .tilts import read_tilt_angles
@@ -78,7 +78,7 @@ def find_imod_set(path: str | os.PathLike[str]) -> ImodSet:
 def fid_xyz_header(path: Path) -> tuple[tuple[int, int] | None, float | None]:
     """``(image size, pixel size in nm)`` from the first line of IMOD's ``fid.xyz`` (``Pix: 20.2 Dim: 512 512``);
     None for what it does not say (a pixel of exactly 1 A is IMOD's "not known")."""
-    first = read_text_limited(path, "marker positions", 1 << 20).partition("\n")[0]
+    first = read_bytes_limited(path, "marker positions", 4096, head=True).partition(b"\n")[0].decode("latin-1")
     m = _FID_HEADER.search(first)
     if m is None:
         return None, None
