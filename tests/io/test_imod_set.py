@@ -141,6 +141,9 @@ def test_the_full_models_files_beside_the_xf_are_applied(bb, tmp_path):
     corr = np.corrcoef(imod.ravel(), stamped.ravel())[0, 1]
     assert corr > 0.9999  # the .tlt's two decimals are the only difference
     assert np.abs(imod - bare).max() > 10 * np.abs(imod - stamped).max()  # the .xtilt and .zfac were applied
+    shutil.copy(folder / "BBa.xtilt", etomo)
+    assert main(["convert", str(etomo), "--to", "imod", "--output", str(tmp_path / "conv"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBa.tlt", "BBa.xf", "BBa.xtilt"]  # carried
 
 
 def test_convert_of_an_imod_set_needs_no_image_size_for_imods_files(bb, tmp_path, capsys):
