@@ -91,6 +91,8 @@ def aligned_stack_to_file(
     With ``erase_gold_diameter_px``, every bead of that diameter is first replaced by local background
     (as ``tomoalign run --erase-gold``), at the positions the alignment's model gives in every view.
     ``mode``: the output's (``"int16"``, ``"float32"``, ...); None keeps the input's integer mode, as newstack.
+    ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD set, another
+    tool's file).
     """
     job = AlignedStackJob(Path(stack_path), Path(alignment_dir), Path(output), binning, interpolation,
                           erase_gold_diameter_px, mode)
@@ -162,7 +164,8 @@ def reconstruct_to_file(
 
     The default thickness holds every marker with a margin (`jobs.facts.default_thickness_px`). ``local``:
     apply local alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's
-    ``tilt`` does.
+    ``tilt`` does. ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD
+    set, another tool's file).
     """
     job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
                          local if isinstance(local, bool) else Path(local), options)
