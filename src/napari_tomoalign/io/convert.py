@@ -212,8 +212,11 @@ def _series_name(p: Path, fmt: str) -> str:
         from .alignment import run_stamp
 
         return str(run_stamp(p)["stem"])
-    xfs = [q for q in p.glob("*.xf") if not q.stem.endswith("local")]
-    return xfs[0].stem if len(xfs) == 1 else p.name
+    if fmt == "imod":
+        from .imod_set import find_imod_set
+
+        return find_imod_set(p).stem
+    return p.name
 
 
 def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float | None) -> SavedAlignment:
