@@ -115,3 +115,12 @@ def test_reconstruct_reads_a_portal_json_for_the_stacks_views(aligned, tmp_path)
     assert saved.provenance == ("note: ex.json is a CryoET Data Portal alignment, read for the 41 views of cryo.st (37"
                                 " fitted; views 1-3,41 left out, at their tilts in cryo.rawtlt); the image size and"
                                 " pixel size it lacks from cryo.st's header")
+    import shutil
+
+    from napari_tomoalign.io.view_count import ViewsNotRecorded
+
+    bare = shutil.copy(d / "cryo.st", tmp_path / "bare.st")  # no tilt file beside it
+    with pytest.warns(ViewsNotRecorded, match=r"views 1-3,41 \(left out\) are not recorded; written as estimates on"
+                                              r" the others' step of 3.0. deg: give a .rawtlt or .mdoc beside bare.st"):
+        saved = read_alignment_for_stack(tmp_path / "ex.json", bare)
+    np.testing.assert_allclose(saved.tilt_angles_deg[EXCLUDED], nominal[EXCLUDED], atol=0.5)

@@ -62,7 +62,7 @@ def read_alignment_for_stack(path: str | os.PathLike[str], stack_path: str | os.
         where = Path(path)
         saved = read_any(where, fmt, image_size=(cols, rows), pixel_size_nm=stack_pix)
         saved = restore_views(saved, where, n_views=n, nominal_deg=series.tilt_angles_deg,
-                              how=f"a tilt file beside {stack.name} (.rawtlt or .mdoc)")
+                              how_tilts=f"a .rawtlt or .mdoc beside {stack.name}")
         note = _tool_note(where, fmt, saved, stack, series.tilt_source)
     if saved.pixel_size_nm and stack_pix and abs(saved.pixel_size_nm / stack_pix - 1.0) > 0.01:
         raise FileFormatError(f"{where}: the alignment was solved at {saved.pixel_size_nm:.4g} nm pixels, but"

@@ -37,7 +37,7 @@ class ViewsNotRecorded(UserWarning):
 
 
 def _on_one_step(index: NDArray[np.intp], tilts: NDArray[np.float64], tolerance: float) -> NDArray[np.float64] | None:
-    """``(start, step)`` of the line through ``tilts`` at ``index`` when every one is within ``tolerance`` of it."""
+    """``(step, start)`` of the line through ``tilts`` at ``index`` when every one is within ``tolerance`` of it."""
     if index.size < 2:
         return None
     fit = np.polyfit(index.astype(float), tilts, 1)
@@ -46,10 +46,11 @@ def _on_one_step(index: NDArray[np.intp], tilts: NDArray[np.float64], tolerance:
 
 def restore_views(saved: SavedAlignment, where: object, *, n_views: int | None = None,
                   nominal_deg: NDArray[np.float64] | None = None,
-                  how: str = "--n-views N or --stack STACK") -> SavedAlignment:
+                  how: str = "--n-views N or --stack STACK", how_tilts: str = "--stack STACK") -> SavedAlignment:
     """``saved`` with ``n_views`` views (or as many as it records), every view the file does not describe given a
-    nominal tilt (module docstring); `ViewsNotRecorded` warns of what could not be known, `FileFormatError`
-    refuses a count that the file's own indices contradict."""
+    nominal tilt (module docstring); `ViewsNotRecorded` warns of what could not be known (``how`` and
+    ``how_tilts`` say how to give the count and the tilts), `FileFormatError` refuses a count that the file's own
+    indices contradict."""
     n = len(saved.transforms)
     if n_views is not None:
         if n_views < n:
@@ -73,11 +74,11 @@ def restore_views(saved: SavedAlignment, where: object, *, n_views: int | None =
             raise FileFormatError(f"{where}: the stack has {len(nominal_deg)} tilt angles for {tilts.size} views")
         tilts[unknown] = nominal_deg[unknown]
     else:
-        tilts[unknown] = _estimated(saved, unknown, where, how)
+        tilts[unknown] = _estimated(saved, unknown, where, how_tilts)
     return replace(saved, tilt_angles_deg=tilts, count_known=True)
 
 
-def _estimated(saved: SavedAlignment, unknown: NDArray[np.bool_], where: object, how: str) -> NDArray[np.float64]:
+def _estimated(saved: SavedAlignment, unknown: NDArray[np.bool_], where: object, how_tilts: str) -> NDArray[np.float64]:
     """Tilts for the ``unknown`` views: the recorded nominal tilts' step, else the solved tilts', else 0 (warned)."""
     j = np.arange(unknown.size)
     nominal = saved.nominal_tilts_deg
@@ -91,11 +92,11 @@ def _estimated(saved: SavedAlignment, unknown: NDArray[np.bool_], where: object,
     views = format_views(j[unknown])
     if fit is not None:
         warnings.warn(f"{where}: the tilts of views {views} (left out) are not recorded; written as estimates on the"
-                      f" others' step of {fit[0]:.2f} deg: give {how.split(' or ')[-1]} for their nominal tilts",
+                      f" others' step of {fit[0]:.2f} deg: give {how_tilts} for their nominal tilts",
                       ViewsNotRecorded, stacklevel=3)
         return np.round(np.polyval(fit, j[unknown]), 2)
     warnings.warn(f"{where}: the tilts of views {views} (left out) are not recorded; written as 0: give "
-                  f"{how.split(' or ')[-1]} for their nominal tilts", ViewsNotRecorded, stacklevel=3)
+                  f"{how_tilts} for their nominal tilts", ViewsNotRecorded, stacklevel=3)
     return np.zeros(int(unknown.sum()))
 
 
