@@ -80,13 +80,13 @@ def test_the_portal_json_needs_the_count_and_the_stack_gives_the_nominal_tilts(a
     d, nominal = aligned
     assert main(["convert", str(d / "al"), "--to", "cdp", "--output", str(tmp_path / "ex.json"), "--quiet"]) == 0
     src = tmp_path / "ex.json"
-    xf, tilts, err = _back(tmp_path, src, "none", "--image-size", "512", "512", capsys=capsys)
+    xf, tilts, err = _back(tmp_path, src, "none", capsys=capsys)  # IMOD's files need no image size
     assert tilts.size == 40 and "give --n-views N or --stack STACK to restore them" in err
     xf, tilts, err = _back(tmp_path, src, "stack", "--stack", str(d / "cryo.st"), capsys=capsys)
     assert tilts.size == 41 and err == ""  # the stack's .rawtlt: the nominal tilts themselves
     _same_used_views(d, xf, tilts)
     np.testing.assert_allclose(tilts[EXCLUDED], nominal[EXCLUDED], atol=1e-9)
-    xf, tilts, err = _back(tmp_path, src, "count", "--n-views", "41", "--image-size", "512", "512", capsys=capsys)
+    xf, tilts, err = _back(tmp_path, src, "count", "--n-views", "41", capsys=capsys)
     assert tilts.size == 41 and "the tilts of views 1-3,41 (left out) are not recorded; written as estimates" in err
     _same_used_views(d, xf, tilts)
     np.testing.assert_allclose(tilts[EXCLUDED], nominal[EXCLUDED], atol=0.5)  # on the solved tilts' step

@@ -243,9 +243,10 @@ def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
 
 
 def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size: tuple[int, int] | None = None,
-             pixel_size_nm: float | None = None, name: str | None = None) -> SavedAlignment:
+             pixel_size_nm: float | None = None, name: str | None = None, size_needed: bool = True) -> SavedAlignment:
     """Read an alignment in any supported format (``fmt`` detected from the name when None); ``name`` picks a
-    tomogram of a RELION star that lists several."""
+    tomogram of a RELION star that lists several. Without ``size_needed``, a portal JSON that does not give the
+    image size reads with ``(0, 0)``, as an IMOD set does (only IMOD's files can be written from it)."""
     p = Path(path)
     fmt = normalise_format(fmt, reading=True) if fmt else detect_format(p)
     if fmt == "warp":
@@ -261,7 +262,7 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     if fmt == "cdp":
         from .cryoet_portal import read_portal_alignment
 
-        return read_portal_alignment(p, image_size=image_size, pixel_size_nm=pixel_size_nm)
+        return read_portal_alignment(p, image_size=image_size, pixel_size_nm=pixel_size_nm, size_needed=size_needed)
     from .relion import read_relion
 
     return read_relion(p / "tomograms.star" if p.is_dir() else p, name=name, image_size=image_size)
@@ -303,7 +304,8 @@ def convert(
                         n_views=n_views, stack=stack, overwrite=overwrite)
 
 
-def _read_input(in_path, from_format, name, pixel_size_nm, image_size) -> tuple[SavedAlignment, str, object]:
+def _read_input(in_path, from_format, name, pixel_size_nm, image_size,
+                size_needed: bool) -> tuple[SavedAlignment, str, object]:
     """``(alignment, series name, where it came from)`` of `convert`'s input."""
     if isinstance(in_path, Alignment):
         saved = replace(saved_from_alignment(in_path),
@@ -312,7 +314,8 @@ def _read_input(in_path, from_format, name, pixel_size_nm, image_size) -> tuple[
     if isinstance(in_path, SavedAlignment):
         return in_path, name or "tilt_series", "the alignment"
     p = Path(in_path)
-    saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name)
+    saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name,
+                     size_needed=size_needed)
     in_format = normalise_format(from_format, reading=True) if from_format else detect_format(p)
     return saved, name or safe_name(_series_name(p, in_format), "the input's name"), p
 
@@ -328,7 +331,7 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     facts = stack_facts(stack, image_size=image_size, n_views=n_views) if stack is not None else None
     if facts is not None:
         image_size, n_views = facts.image_size, facts.n_views
-    saved, stem, where = _read_input(in_path, from_format, name, pixel_size_nm, image_size)
+    saved, stem, where = _read_input(in_path, from_format, name, pixel_size_nm, image_size, fmt != "imod")
     n_read = len(saved.transforms)
     saved = restore_views(saved, where, n_views=n_views, nominal_deg=facts.tilts_deg if facts else None)
     pixel_size_nm = pixel_size_nm or saved.pixel_size_nm or (facts.pixel_size_nm if facts is not None else None)
@@ -341,8 +344,8 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
         carry = carried_files(saved) if len(saved.transforms) == n_read else ()
         return write_imod_alignment(saved, out, stem, overwrite, carry=carry)
     if 0 in saved.image_size:
-        raise FileFormatError(f"{where}: an IMOD .xf does not record the image size, which {fmt} needs; give it"
-                              " (--image-size W H), or the stack (--stack STACK)")
+        raise FileFormatError(f"{where}: the image size is not recorded (an IMOD .xf, a portal JSON), and {fmt} needs"
+                              " it; give it (--image-size W H), or the stack (--stack STACK)")
     if fmt in FILE_SUFFIX and not out.suffix:  # a file that says what it is, so that it can be read back
         out = out.with_name(out.name + FILE_SUFFIX[fmt])
     if fmt == "aretomo":
