@@ -100,6 +100,14 @@ def warn_quietly(lines) -> None:
         print(f"tomoalign: {text if text.startswith(('warning', 'note')) else 'warning: ' + text}", file=sys.stderr)
 
 
+def _say(lines: list[str], quiet: bool) -> None:
+    """Notes on standard output unless --quiet; warnings on standard error always (`warn_quietly`)."""
+    for line in lines:
+        if line.startswith("note:") and not quiet:
+            print(line)
+    warn_quietly(lines)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make the sample tilt series (images and clicked markers), align it, and write every product."""
     from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file, write_demo_inputs
@@ -149,9 +157,9 @@ def _print_image(r, tomogram: bool) -> None:
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
-    from .file_jobs import aligned_stack_to_file, erase_gold_diameter_px, preali_note
+    from .file_jobs import aligned_stack_to_file, alignment_notes, erase_gold_diameter_px
 
-    warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
+    _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force, mode=args.mode,
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
@@ -162,10 +170,10 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .file_jobs import preali_note, reconstruct_to_file
+    from .file_jobs import alignment_notes, reconstruct_to_file
     from .reconstruction.reconstruct_job import options_from_args
 
-    warn_quietly(filter(None, [preali_note(args.stack, args.alignment)]))  # a .preali's .xf on a raw .st
+    _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args))
     warn_quietly(r.warnings)
@@ -177,6 +185,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--force", action="store_true", help=f"overwrite {what}")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+_ALIGNMENT_HELP = ("output directory of 'tomoalign align', or IMOD's alignment: NAME.xf (NAME.tlt beside it; also"
+                   " NAME.xtilt, .zfac, local.xf, fid.xyz when there) or a folder holding one")
 
 
 def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
@@ -225,7 +237,7 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("stack", help="the tilt series the markers were placed on (.st .mrc .mrcs; for markers made"
                                      " in etomo, the .preali)")
-        p.add_argument("--alignment", required=True, metavar="DIR", help="output directory of 'tomoalign align'")
+        p.add_argument("--alignment", required=True, metavar="ALIGNMENT", help=_ALIGNMENT_HELP)
         p.add_argument("--output", required=True, metavar="FILE", help=out_help)
         p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
         _common(p, "an existing output file")
@@ -270,7 +282,7 @@ _ELSEWHERE = (
     ("run", "raw tilt series to tomogram: track, align (robust), aligned stack, tomogram", ".tracking.cli",
      "add_run_arguments", "cmd_run", None),
     ("convert", "write an alignment in another tool's format (AreTomo .aln, CryoET Data Portal JSON, RELION 5"
-     " STAR, IMOD .xf/.tlt)", ".io.convert", "add_convert_arguments", "cmd_convert", "interchange"),
+     " STAR, IMOD .xf/.tlt)", ".io.convert_cli", "add_convert_arguments", "cmd_convert", "interchange"),
     ("batch", "align many tilt series at once, markers given or tracked from raw stacks, on a dask cluster",
      ".batch.cli",
      "add_batch_arguments", "cmd_batch", "batch"),

@@ -91,6 +91,8 @@ def aligned_stack_to_file(
     With ``erase_gold_diameter_px``, every bead of that diameter is first replaced by local background
     (as ``tomoalign run --erase-gold``), at the positions the alignment's model gives in every view.
     ``mode``: the output's (``"int16"``, ``"float32"``, ...); None keeps the input's integer mode, as newstack.
+    ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD set, another
+    tool's file).
     """
     job = AlignedStackJob(Path(stack_path), Path(alignment_dir), Path(output), binning, interpolation,
                           erase_gold_diameter_px, mode)
@@ -132,6 +134,24 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
             " for it")
 
 
+def alignment_notes(stack_path: str | os.PathLike[str], alignment: str | os.PathLike[str]) -> list[str]:
+    """The lines said before an image job on ``alignment``: for an alignment without a run stamp, what was taken
+    from where (a ``note:``, `io.alignment_input.read_alignment_for_stack`'s) and etomo's raw-stack ``.xf`` given
+    for a ``.preali`` (`io.alignment_input.preali_warning`); the ``.preali`` warning of a folder (`preali_note`).
+    An alignment that cannot be used says nothing here: the job refuses it, in one line."""
+    from .io.alignment_input import preali_warning, read_alignment_for_stack
+    from .io.errors import FileFormatError
+    from .io.imod_set import is_stamped
+
+    lines: list[str | None] = []
+    try:
+        if is_stamped(alignment) is None:
+            lines += [read_alignment_for_stack(alignment, stack_path).provenance, preali_warning(alignment, stack_path)]
+    except (FileFormatError, OSError, ValueError):
+        pass
+    return [line for line in (*lines, preali_note(stack_path, alignment)) if line]
+
+
 def reconstruct_to_file(
     stack_path: str | os.PathLike[str],
     alignment_dir: str | os.PathLike[str],
@@ -149,7 +169,8 @@ def reconstruct_to_file(
 
     The default thickness holds every marker with a margin (`jobs.facts.default_thickness_px`). ``local``:
     apply local alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's
-    ``tilt`` does.
+    ``tilt`` does. ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD
+    set, another tool's file).
     """
     job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
                          local if isinstance(local, bool) else Path(local), options)

@@ -168,7 +168,7 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, simulated):
 def test_the_convert_command(bba, tmp_path, capsys):
     import argparse
 
-    from napari_tomoalign.io.convert import add_convert_arguments, cmd_convert
+    from napari_tomoalign.io.convert_cli import add_convert_arguments, cmd_convert
 
     write_alignment(bba, tmp_path / "align", "BBa")
     parser = argparse.ArgumentParser()

@@ -191,9 +191,9 @@ def write_alignment(
 def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, overwrite: bool) -> list[Path]:
     """``paths[1:]`` written by ``write_files(temporary paths)``, then ``paths[0]`` (alignment.json) with the
     run stamp that lists them, all renamed into place together (`atomic_file_set`)."""
-    from .earlier_run import earlier_local_file
+    from .earlier_run import earlier_run_files
 
-    stale = earlier_local_file(d, paths) if overwrite else None
+    stale = earlier_run_files(d, paths) if overwrite else []
     with atomic_file_set(paths[1:] + paths[:1], overwrite, backup=True) as tmps:  # NAME~ kept, as IMOD
         write_files(tmps[:-1])
         files = {}
@@ -205,8 +205,8 @@ def _write_set(d: Path, paths: list[Path], write_files, run: dict, info: dict, o
             f.write(_json_text(run, info))
             f.flush()
             os.fsync(f.fileno())
-    if stale is not None:  # the earlier run's local file goes aside too: the folder holds one run's files
-        os.replace(stale, stale.with_name(stale.name + "~"))
+    for p in stale:  # the earlier run's files this one does not write go aside too: the folder holds one run's files
+        os.replace(p, p.with_name(p.name + "~"))
     return paths
 
 
@@ -249,6 +249,21 @@ class SavedAlignment:
     x_tilts_deg: np.ndarray | None = None  # IMOD's full model: each view's X-axis tilt (.xtilt)
     prexg: np.ndarray | None = None  # (n_views, 2, 3) the markers' stack's prealignment: the .xf is the raw stack's
     converged: bool = True  # False: the solve stopped at its iteration limit (the run stamp says)
+    folder: Path | None = None  # where its files are (``stem.zfac``, ``stemfid.xyz``, the local file): `set_file`
+    stem: str | None = None  # the name its files take (``stem.xf``); None for one made in memory
+    nominal_tilts_deg: np.ndarray | None = None  # the nominal (stage) tilt of each view where known, else NaN
+    count_known: bool = True  # False: the file lists only the views used, so views after the last one are unknown
+    provenance: str | None = None  # an IMOD set read for a stack: what was taken from where, one line
+
+
+def set_file(saved: SavedAlignment, directory: str | os.PathLike[str], suffix: str) -> Path | None:
+    """The file ``stem + suffix`` (``.zfac``, ``fid.xyz``) of a saved alignment's set, if it is there; for one
+    made in memory (no stem), the one ``*suffix`` in ``directory`` (None when there are none or several)."""
+    if saved.folder is not None and saved.stem:
+        p = saved.folder / f"{saved.stem}{suffix}"
+        return p if p.is_file() else None
+    found = sorted(Path(directory).glob(f"*{suffix}"))
+    return found[0] if len(found) == 1 else None
 
 
 def _read_run(info_path: Path) -> dict:
@@ -301,7 +316,9 @@ def _check_file(d: Path, run: dict, name: str, full: bool) -> None:
                               " files of two runs, or one was edited); run 'tomoalign align' again")
 
 
-def _check_transforms(path: Path, xf: np.ndarray, determined: np.ndarray, size: tuple[int, int]) -> None:
+def check_transforms(path: Path, xf: np.ndarray, determined: np.ndarray, size: tuple[int, int]) -> None:
+    """`FileFormatError` naming the first determined view whose transform is not finite, is singular or shifts
+    by more than ten images."""
     a = xf[:, :, :2]
     det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
     with np.errstate(invalid="ignore"):
@@ -327,7 +344,7 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         local_name = run.get("local_file") if isinstance(run.get("local_file"), str) else None
         local_name = local_name if local_name and Path(local_name).name == local_name else None
         for name in {f"{stem}.xf", f"{stem}.tlt", *run["files"]}:
-            if name in output_names(stem)[1:] or name == local_name:  # a local file from another run is refused
+            if name in output_names(stem, full_model=True)[1:] or name == local_name:  # another run's local file: refused
                 _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt", local_name))
         determined = np.asarray(run["view_determined"], dtype=bool)
         size = (int(run["image_size"][0]), int(run["image_size"][1]))
@@ -340,7 +357,7 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
                               f"({determined.size}) disagree on the number of views")
     if not determined.any():
         raise FileFormatError(f"{info_path}: no view is determined; nothing can be aligned with it")
-    _check_transforms(d / f"{stem}.xf", xf, determined, size)
+    check_transforms(d / f"{stem}.xf", xf, determined, size)
     xf[~determined] = np.nan
     pix = run["pixel_size_nm"]
     local = run.get("local_file")
@@ -348,7 +365,7 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         raise FileFormatError(f"{d / (stem + '.xtilt')}: {x_tilts.size} X-axis tilts for {tilts.size} views")
     return SavedAlignment(xf, _exact_tilts(run, tilts), determined, size, float(pix) if pix else None, z_extent,
                           local if isinstance(local, str) and Path(local).name == local else None, x_tilts,
-                          _prexg(run, info_path, tilts.size), run.get("converged") is not False)
+                          _prexg(run, info_path, tilts.size), run.get("converged") is not False, d, stem)
 
 
 def _prexg(run: dict, info_path: Path, n_views: int) -> np.ndarray | None:

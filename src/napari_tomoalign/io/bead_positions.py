@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from .alignment import read_alignment_dir
 from .errors import FileFormatError
 from .guarded import read_bytes_limited
+from .imod_set import is_stamped
 
 MAX_PREDICTED_BYTES = 512 * 2**20  # 12,000 markers x 133 views is 45 MB
 
@@ -24,9 +25,14 @@ def read_bead_positions(directory: str | os.PathLike[str]) -> tuple[NDArray[np.i
     """``(view (k,), xy (k, 2))``: the model's position of each included marker in each determined view.
 
     The folder is checked against its run stamp first (`read_alignment_dir`); markers the solve left out
-    (``excluded_markers`` in ``alignment.json``) and positions that are not finite are dropped.
+    (``excluded_markers`` in ``alignment.json``) and positions that are not finite are dropped. An IMOD set
+    (`imod_set`) gives its ``fid.xyz`` projected into every fitted view.
     """
     d = Path(directory)
+    folder = is_stamped(d)
+    if folder is None:  # an IMOD set: its fid.xyz projected
+        return _imod_set_positions(d)
+    d = folder
     saved = read_alignment_dir(d)
     info_path, path = d / "alignment.json", d / "predicted.csv"
     try:
@@ -51,6 +57,28 @@ def read_bead_positions(directory: str | os.PathLike[str]) -> tuple[NDArray[np.i
     if saved.prexg is not None:  # the markers were placed on the prealigned stack: back to the raw stack
         xy = _undo_prealignment(saved.prexg, view, xy, saved.image_size)
     return view, xy
+
+
+def _imod_set_positions(path: Path) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """An IMOD set's beads in every fitted view: its ``fid.xyz`` (the beads' 3-D positions) projected by its
+    ``.xf`` and ``.tlt`` (`convert.project_points`; on the tutorial's BBa within 0.3 px of the clicks, median)."""
+    from .convert import detect_format, project_points
+    from .imod import read_fid_xyz
+    from .imod_set import find_imod_set, read_imod_set
+
+    if detect_format(path) != "imod":
+        raise FileFormatError(f"{path}: --erase-gold needs the beads' 3-D positions, which only a 'tomoalign align'"
+                              " folder or an IMOD set with its fid.xyz holds")
+    s = find_imod_set(path)
+    saved = read_imod_set(path)
+    if "fid.xyz" not in s.beside or 0 in saved.image_size:
+        raise FileFormatError(f"{s.xf}: --erase-gold needs {s.stem}fid.xyz (tiltalign's 3-D bead positions, with its"
+                              " image size) beside it")
+    xy = project_points(saved, read_fid_xyz(s.beside["fid.xyz"])[1])
+    view = np.repeat(np.arange(xy.shape[0]), xy.shape[1])
+    xy = xy.reshape(-1, 2)
+    keep = np.all(np.isfinite(xy), axis=1)
+    return view[keep], xy[keep]
 
 
 def _undo_prealignment(prexg: NDArray[np.float64], view: NDArray[np.intp], xy: NDArray[np.float64],

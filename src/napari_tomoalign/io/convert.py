@@ -3,7 +3,8 @@
 Every reader returns a `SavedAlignment` (per-view ``(2, 3)`` transforms in this project's ``.xf``
 convention, tilt angles, which views are determined, image size, pixel size), the object the
 reconstruction uses. Every writer takes one. Formats: ``imod`` (read: a ``tomoalign align`` folder,
-or IMOD's own ``NAME.xf`` + ``NAME.tlt``; written: ``NAME.xf`` + ``NAME.tlt``), ``aretomo`` (AreTomo3
+or an IMOD set, `io.imod_set`; written: ``NAME.xf`` + ``NAME.tlt``, with the ``.xtilt``, ``.zfac`` and local
+file of the input carried), ``aretomo`` (AreTomo3
 ``.aln``, `io.aretomo`), ``cdp`` (the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and
 ``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`); ``warp`` (a Warp
 tilt-series XML, `io.warp`) is read only.
@@ -41,10 +42,8 @@ from ..conventions import image_centre
 from .alignment import SavedAlignment, read_alignment_dir
 from .atomic import input_scope, safe_name
 from .errors import FileFormatError
-from .imod import read_xf, write_imod_alignment
-from .limits import pixel_size_arg
+from .imod import write_imod_alignment
 from .limits import pixel_size_nm as checked_pixel_size
-from .tilts import read_tilt_angles
 
 FORMATS = ("imod", "aretomo", "cdp", "relion")
 FILE_SUFFIX = {"aretomo": ".aln", "cdp": ".json"}  # the formats written as one file, and their names' ending
@@ -200,10 +199,6 @@ def _views(path: Path, key: str, n: int | None = None) -> NDArray[np.float64] | 
     return out if out.ndim == 1 and (n is None or out.size == n) else None
 
 
-def _nominal_tilts(path: Path) -> NDArray[np.float64] | None:
-    return _views(path / "alignment.json" if path.is_dir() else path, "nominal_tilt_angle_deg")
-
-
 def _series_name(p: Path, fmt: str) -> str:
     """The series' name the outputs take (IMOD's naming): an alignment folder's recorded stem, the one ``.xf`` of
     an IMOD folder, the tomogram a RELION star lists, else the file's stem (``BBa.aln``: ``BBa``) or the folder's name."""
@@ -217,41 +212,23 @@ def _series_name(p: Path, fmt: str) -> str:
         from .alignment import run_stamp
 
         return str(run_stamp(p)["stem"])
-    xfs = [q for q in p.glob("*.xf") if not q.stem.endswith("local")]
-    return xfs[0].stem if len(xfs) == 1 else p.name
+    if fmt == "imod":
+        from .imod_set import find_imod_set
+
+        return find_imod_set(p).stem
+    return p.name
 
 
 def _read_imod(p: Path, image_size: tuple[int, int] | None, pixel_size_nm: float | None) -> SavedAlignment:
-    """A ``tomoalign align`` folder (checked by `read_alignment_dir`), or IMOD's own ``NAME.xf`` + ``NAME.tlt``."""
-    d = p if p.is_dir() else p.parent
-    if (d / "alignment.json").is_file():
-        return _exact_tilts(d, read_alignment_dir(d))
-    xfs = [p] if p.suffix.lower() == ".xf" else sorted(d.glob("*.xf"))
-    if len(xfs) != 1:
-        raise FileFormatError(f"{p}: expected one .xf file, found {len(xfs)}; give the .xf itself")
-    tlt = next((q for q in (xfs[0].with_suffix(".tlt"), xfs[0].with_suffix(".rawtlt")) if q.is_file()), None)
-    if tlt is None:
-        raise FileFormatError(f"{xfs[0]}: no {xfs[0].stem}.tlt beside it; IMOD's tilt angles are needed too")
-    if image_size is None:
-        raise FileFormatError(f"{xfs[0]}: an IMOD .xf does not record the image size; give it (--image-size W H)")
-    xf, tilts = read_xf(xfs[0]), read_tilt_angles(tlt)
-    if len(xf) != tilts.size:
-        raise FileFormatError(f"{xfs[0]}: {len(xf)} transforms but {tlt.name} has {tilts.size} tilt angles")
-    return SavedAlignment(xf, tilts, np.ones(len(xf), dtype=bool), (int(image_size[0]), int(image_size[1])),
-                          pixel_size_nm)
+    """A ``tomoalign align`` folder (checked by `read_alignment_dir`), or an IMOD set (`imod_set.read_imod_set`)."""
+    from .imod_set import is_stamped, read_imod_set
 
-
-def _beside(p: Path, saved: SavedAlignment) -> tuple[tuple[Path, str], ...]:
-    """The files beside an IMOD ``.xf`` that IMOD's ``tilt`` reads with it: the full model's ``.xtilt`` and
-    ``.zfac`` of its stem and the local alignments the run wrote, as (file, new suffix) pairs."""
-    xfs = [p] if p.suffix.lower() == ".xf" else sorted(p.glob("*.xf")) if p.is_dir() else []
-    xfs = [q for q in xfs if q.name != saved.local_file]
-    if len(xfs) != 1:
-        return ()
-    found = [(xfs[0].with_suffix(s), s) for s in (".xtilt", ".zfac") if xfs[0].with_suffix(s).is_file()]
-    if saved.local_file and (xfs[0].parent / saved.local_file).is_file():
-        found.append((xfs[0].parent / saved.local_file, "local.xf"))
-    return tuple(found)
+    d = is_stamped(p)
+    if d is not None:
+        saved = _exact_tilts(d, read_alignment_dir(d))
+        return replace(saved, nominal_tilts_deg=_views(d / "alignment.json", "nominal_tilt_angle_deg",
+                                                       saved.tilt_angles_deg.size))
+    return read_imod_set(p, image_size=image_size, pixel_size_nm=pixel_size_nm)
 
 
 def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
@@ -266,9 +243,10 @@ def _exact_tilts(d: Path, saved: SavedAlignment) -> SavedAlignment:
 
 
 def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size: tuple[int, int] | None = None,
-             pixel_size_nm: float | None = None, name: str | None = None) -> SavedAlignment:
+             pixel_size_nm: float | None = None, name: str | None = None, size_needed: bool = True) -> SavedAlignment:
     """Read an alignment in any supported format (``fmt`` detected from the name when None); ``name`` picks a
-    tomogram of a RELION star that lists several."""
+    tomogram of a RELION star that lists several. Without ``size_needed``, a portal JSON that does not give the
+    image size reads with ``(0, 0)``, as an IMOD set does (only IMOD's files can be written from it)."""
     p = Path(path)
     fmt = normalise_format(fmt, reading=True) if fmt else detect_format(p)
     if fmt == "warp":
@@ -284,7 +262,7 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, *, image_size
     if fmt == "cdp":
         from .cryoet_portal import read_portal_alignment
 
-        return read_portal_alignment(p, image_size=image_size, pixel_size_nm=pixel_size_nm)
+        return read_portal_alignment(p, image_size=image_size, pixel_size_nm=pixel_size_nm, size_needed=size_needed)
     from .relion import read_relion
 
     return read_relion(p / "tomograms.star" if p.is_dir() else p, name=name, image_size=image_size)
@@ -301,6 +279,8 @@ def convert(
     image_size: tuple[int, int] | None = None,
     thickness_px: int | None = None,
     nominal_tilt_angles_deg: NDArray[np.float64] | None = None,
+    n_views: int | None = None,
+    stack: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Convert an alignment to ``to_format`` and write it at ``out_path``; return the files written.
@@ -310,44 +290,62 @@ def convert(
     ``out_path`` is a folder for ``imod`` (``NAME.xf``, ``NAME.tlt``) and ``relion`` (``tomograms.star``,
     ``tilt_series/NAME.star``) and a file for ``aretomo`` and ``cdp``. ``pixel_size_nm`` overrides the
     input's (RELION needs one: its shifts are in Angstrom); ``image_size`` is needed for an IMOD ``.xf`` or
-    a portal JSON (neither records it); ``thickness_px`` sets the volume size that the portal and RELION
-    record (default: the image height).
+    a portal JSON written to another format (neither records it); ``thickness_px`` sets the volume size that
+    the portal and RELION record (default: the image height). ``n_views`` (or the header of ``stack``, the raw
+    stack, which also gives the image size, a pixel size the input lacks and the nominal tilts) restores the
+    views that RELION and the portal leave out (`view_count.restore_views`).
     ``nominal_tilt_angles_deg`` go into RELION's nominal stage tilts (default: the input's, else the solved).
     Nothing is overwritten unless ``overwrite``, and never one of the files read (`atomic.input_scope`).
     """
     pixel_size_nm = checked_pixel_size(pixel_size_nm)  # NaN, inf, 0 or negative: refused, whatever the target
     with input_scope():
         return _convert(in_path, to_format, out_path, from_format=from_format, name=name, pixel_size_nm=pixel_size_nm,
-                        image_size=image_size, thickness_px=thickness_px,
-                        nominal_tilt_angles_deg=nominal_tilt_angles_deg, overwrite=overwrite)
+                        image_size=image_size, thickness_px=thickness_px, nominal=nominal_tilt_angles_deg,
+                        n_views=n_views, stack=stack, overwrite=overwrite)
+
+
+def _read_input(in_path, from_format, name, pixel_size_nm, image_size,
+                size_needed: bool) -> tuple[SavedAlignment, str, object]:
+    """``(alignment, series name, where it came from)`` of `convert`'s input."""
+    if isinstance(in_path, Alignment):
+        saved = replace(saved_from_alignment(in_path),
+                        nominal_tilts_deg=np.asarray(in_path.nominal_tilt_angles_deg, dtype=float))
+        return saved, name or "tilt_series", "the alignment"
+    if isinstance(in_path, SavedAlignment):
+        return in_path, name or "tilt_series", "the alignment"
+    p = Path(in_path)
+    saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name,
+                     size_needed=size_needed)
+    in_format = normalise_format(from_format, reading=True) if from_format else detect_format(p)
+    return saved, name or safe_name(_series_name(p, in_format), "the input's name"), p
 
 
 def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size_nm, image_size, thickness_px,
-             nominal_tilt_angles_deg, overwrite: bool) -> list[Path]:
+             nominal, n_views, stack, overwrite: bool) -> list[Path]:
+    from .imod_set import carried_files
+    from .view_count import restore_views, stack_facts
+
     fmt = normalise_format(to_format)
     if name is not None:
         safe_name(name, "--name")
-    nominal = None
-    if isinstance(in_path, (Alignment, SavedAlignment)):
-        if isinstance(in_path, Alignment):
-            nominal = np.asarray(in_path.nominal_tilt_angles_deg, dtype=float)
-        saved = saved_from_alignment(in_path) if isinstance(in_path, Alignment) else in_path
-        stem = name or "tilt_series"
-    else:
-        p = Path(in_path)
-        saved = read_any(p, from_format, image_size=image_size, pixel_size_nm=pixel_size_nm, name=name)
-        in_format = normalise_format(from_format, reading=True) if from_format else detect_format(p)
-        if in_format == "imod":
-            nominal = _nominal_tilts(p if p.is_dir() else p.parent)
-        stem = name or safe_name(_series_name(p, in_format), "the input's name")
-    if nominal_tilt_angles_deg is not None:
-        nominal = np.asarray(nominal_tilt_angles_deg, dtype=float)
-    if pixel_size_nm is not None:
-        saved = replace(saved, pixel_size_nm=float(pixel_size_nm))
+    facts = stack_facts(stack, image_size=image_size, n_views=n_views) if stack is not None else None
+    if facts is not None:
+        image_size, n_views = facts.image_size, facts.n_views
+    saved, stem, where = _read_input(in_path, from_format, name, pixel_size_nm, image_size, fmt != "imod")
+    n_read = len(saved.transforms)
+    saved = restore_views(saved, where, n_views=n_views, nominal_deg=facts.tilts_deg if facts else None)
+    pixel_size_nm = pixel_size_nm or saved.pixel_size_nm or (facts.pixel_size_nm if facts is not None else None)
+    saved = replace(saved, pixel_size_nm=pixel_size_nm)
+    if nominal is None and saved.nominal_tilts_deg is not None and np.all(np.isfinite(
+            saved.nominal_tilts_deg[saved.view_determined])):
+        nominal = saved.nominal_tilts_deg
     out = Path(out_path)
     if fmt == "imod":  # with the full model's and the local alignments' files of a folder read (IMOD's tilt reads them)
-        carry = _beside(Path(in_path), saved) if isinstance(in_path, (str, os.PathLike)) else ()
+        carry = carried_files(saved) if len(saved.transforms) == n_read else ()
         return write_imod_alignment(saved, out, stem, overwrite, carry=carry)
+    if 0 in saved.image_size:
+        raise FileFormatError(f"{where}: the image size is not recorded (an IMOD .xf, a portal JSON), and {fmt} needs"
+                              " it; give it (--image-size W H), or the stack (--stack STACK)")
     if fmt in FILE_SUFFIX and not out.suffix:  # a file that says what it is, so that it can be read back
         out = out.with_name(out.name + FILE_SUFFIX[fmt])
     if fmt == "aretomo":
@@ -362,39 +360,3 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
 
     return write_relion(saved, out, stem, nominal_tilt_angles_deg=nominal, thickness_px=thickness_px,
                         overwrite=overwrite)
-
-
-def add_convert_arguments(p) -> None:
-    """The arguments of ``tomoalign convert IN --to FORMAT --output OUT`` (an ``argparse`` parser)."""
-    p.add_argument("input", help="a 'tomoalign align' folder, an AreTomo .aln, a portal .json, a RELION tomograms.star"
-                   " or a Warp .xml")
-    p.add_argument("--to", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
-    p.add_argument("--output", required=True, metavar="OUT", help="a file (.aln, .json: added if missing) or a folder")
-    p.add_argument("--from", dest="from_format", metavar="FORMAT", help="the input's format (default: from its name)")
-    p.add_argument("--name", help="series / tomogram name: the output's file name, and the tomogram to read from a"
-                   " RELION star that lists several (default: the series' name, as IMOD names a data set's files: the"
-                   " stem an alignment folder records, an IMOD folder's NAME.xf, else the input file's stem)")
-    p.add_argument("--pixel-size-nm", type=pixel_size_arg, help="pixel size (RELION needs one; default: the input's)")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
-                   help="image size, for inputs that do not record it (portal JSON, RELION)")
-    p.add_argument("--thickness", type=int, metavar="PX", help="volume thickness to record (default: the image height)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
-
-
-def cmd_convert(args) -> int:
-    """Run ``tomoalign convert``; every warning of the readers and writers (`MagnificationLoss`, patches
-    ignored, ...) is printed as one line, once, on standard error."""
-    import sys
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        paths = convert(args.input, args.to, args.output, from_format=args.from_format, name=args.name,
-                        pixel_size_nm=args.pixel_size_nm, image_size=tuple(args.image_size) if args.image_size else None,
-                        thickness_px=args.thickness, overwrite=args.force)
-    for text in dict.fromkeys(str(w.message).replace("\n", " ") for w in caught
-                              if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning)):
-        print(f"tomoalign: warning: {text}", file=sys.stderr)
-    if not args.quiet:
-        print(f"wrote {', '.join(str(p) for p in paths)}")
-    return 0

@@ -15,9 +15,11 @@ when the alignment fixed the magnification.
 Volume-level fields: ``affine_transformation_matrix`` identity, ``alignment_type`` ``GLOBAL``,
 ``format`` ``IMOD`` (the transforms are IMOD's), ``is_portal_standard`` true, no tilt or x-rotation
 offset, ``volume_offset`` zero, and ``volume_dimension`` in Angstrom (x, y: the image; z: the
-thickness), 0 where the pixel size is unknown. Views left out of the fit are not listed. The
-schema records neither the image size nor the pixel size: reading needs the image size (or a
-volume dimension and pixel size to derive it).
+thickness), 0 where the pixel size is unknown. Views left out of the fit are not listed, and the schema has no
+place for the raw stack's view count: read back, the count and the left-out views' tilts are not known (NaN)
+until `view_count.restore_views` gives them from ``--n-views`` or ``--stack``. The
+schema records neither the image size nor the pixel size: reading takes the image size (or a
+volume dimension and pixel size to derive it); `convert` to IMOD's files, which need none, reads it without.
 """
 
 from __future__ import annotations
@@ -76,9 +78,12 @@ def write_portal_alignment(saved: SavedAlignment, path: str | os.PathLike[str], 
 
 
 def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None,
-                          n_views: int | None = None, pixel_size_nm: float | None = None) -> SavedAlignment:
-    """Read a portal alignment JSON. ``image_size`` is needed unless the volume dimension and ``pixel_size_nm``
-    give it; ``n_views`` (default: the highest ``z_index`` + 1) is the length of the raw stack."""
+                          n_views: int | None = None, pixel_size_nm: float | None = None,
+                          size_needed: bool = True) -> SavedAlignment:
+    """Read a portal alignment JSON. The image size is ``image_size``, else what the volume dimension and
+    ``pixel_size_nm`` give, else a `FileFormatError`; or, when not ``size_needed``, ``(0, 0)``: not known (IMOD's
+    files, which need none, can still be written from it). ``n_views`` (default: the highest ``z_index`` + 1) is
+    the length of the raw stack."""
     Alignment, _ = _model()
     p = Path(path)
     pixel_size_nm = checked_pixel_size(pixel_size_nm)
@@ -94,12 +99,13 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
         raise FileFormatError(f"{p}: an x-axis tilt (volume_x_rotation) cannot be represented here")
     if image_size is None:
         dims = doc.volume_dimension
-        if not (pixel_size_nm and dims.get("x") and dims.get("y")):
-            raise FileFormatError(f"{p}: the portal schema does not record the image size; give it (--image-size W H)")
-        with np.errstate(all="ignore"):
-            image_size = (dims["x"] / (10.0 * pixel_size_nm), dims["y"] / (10.0 * pixel_size_nm))
-        image_size = tuple(round(v) if np.isfinite(v) else v for v in image_size)  # type: ignore[assignment]
-    image_size = checked_image_size(image_size, p)
+        if pixel_size_nm and dims.get("x") and dims.get("y"):
+            with np.errstate(all="ignore"):
+                image_size = (dims["x"] / (10.0 * pixel_size_nm), dims["y"] / (10.0 * pixel_size_nm))
+            image_size = tuple(round(v) if np.isfinite(v) else v for v in image_size)  # type: ignore[assignment]
+    if image_size is None and size_needed:
+        raise FileFormatError(f"{p}: the portal schema does not record the image size; give it (--image-size W H)")
+    image_size = checked_image_size(image_size, p) if image_size is not None else (0, 0)  # (0, 0): not known
     secs = doc.per_section_alignment_parameters
     z = view_indices([s.z_index for s in secs], p, "z_index", base=0, n_views=n_views)
     n = n_views if n_views is not None else (int(z.max()) + 1 if z.size else 0)
@@ -109,11 +115,12 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
             raise FileFormatError(f"{p}: section {s.z_index}: tilt angle {s.tilt_angle} or its in-plane rotation is"
                                   " not usable")
     xf = np.full((n, 2, 3), np.nan)
-    tilts = np.zeros(n)
+    tilts = np.full(n, np.nan)  # not recorded for views left out (`view_count.restore_views`)
     for s in secs:
         a = np.asarray(s.in_plane_rotation, dtype=float).T
         xf[s.z_index, :, :2] = a
         xf[s.z_index, :, 2] = -a @ np.array([s.x_offset, s.y_offset])
         tilts[s.z_index] = s.tilt_angle  # as Alignment.to_imod: tilt_offset is not added
     determined = np.all(np.isfinite(xf.reshape(n, -1)), axis=1)
-    return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pixel_size_nm)
+    return SavedAlignment(xf, tilts, determined, (int(image_size[0]), int(image_size[1])), pixel_size_nm,
+                          count_known=n_views is not None)

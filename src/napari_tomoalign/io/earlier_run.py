@@ -62,18 +62,20 @@ def drop_older_backups(folder: str | os.PathLike[str], names: list[str], alignme
                 p.unlink()
 
 
-def earlier_local_file(folder: Path, paths: list[Path]) -> Path | None:
-    """The local file the earlier run in ``folder`` wrote (its stamp names it) that a new write of ``paths`` does
-    not replace: `io.alignment.write_alignment` moves it aside as ``NAME~`` once the new unit is in place, so an
-    alignment solved without ``--local`` never sits beside a local file of another solve."""
+def earlier_run_files(folder: Path, paths: list[Path]) -> list[Path]:
+    """The files the earlier run in ``folder`` wrote (its stamp lists them: a local file, a full model's ``.xtilt``,
+    ``.tltxf`` and ``.zfac``) that a new write of ``paths`` does not replace: `io.alignment.write_alignment` moves
+    them aside as ``NAME~`` once the new unit is in place, so an alignment never sits beside the local file or the
+    Z factors of another solve (which ``reconstruct`` would apply)."""
     from .alignment import run_stamp
     from .atomic import not_inputs
     from .errors import FileFormatError
 
     try:
         with not_inputs():  # the unit being replaced is no input of this command
-            name = run_stamp(folder).get("local_file")
+            stamp = run_stamp(folder)
     except (FileFormatError, OSError):
-        return None
-    p = folder / name if isinstance(name, str) and name and Path(name).name == name else None
-    return p if p is not None and p not in paths and p.is_file() and not p.is_symlink() else None
+        return []
+    names = [*stamp.get("files", {}), stamp.get("local_file")]
+    found = [folder / n for n in names if isinstance(n, str) and n and Path(n).name == n]
+    return [p for p in dict.fromkeys(found) if p not in paths and p.is_file() and not p.is_symlink()]

@@ -2,8 +2,11 @@
 
 Layout (RELION 5's own): ``tomograms.star`` holds ``data_global`` with one row per tomogram
 (``rlnTomoName``, optics, ``rlnTomoHand``, the pixel size as ``rlnTomoTiltSeriesPixelSize`` and
-``rlnMicrographOriginalPixelSize``, the volume size ``rlnTomoSizeX/Y/Z`` in unbinned pixels and
-``rlnTomoTiltSeriesStarFile``); ``tilt_series/NAME.star`` holds ``data_NAME`` with one row per kept
+``rlnMicrographOriginalPixelSize``, the volume size ``rlnTomoSizeX/Y/Z`` in unbinned pixels,
+``rlnTomoTiltSeriesStarFile`` and ``rlnTomoFrameCount``, the raw stack's number of views, as RELION 4 and Warp
+write it: the tilt-series table lists only the views used, so the count is what keeps views excluded after the
+last one used; reading a star without it, the count is not known: `view_count.restore_views`);
+``tilt_series/NAME.star`` holds ``data_NAME`` with one row per kept
 view: ``rlnMicrographName`` (``k@NAME.mrc``, k the 1-based view of the raw stack),
 ``rlnTomoNominalStageTiltAngle``, ``rlnTomoNominalTiltAxisAngle``, ``rlnMicrographPreExposure``,
 ``rlnTomoXTilt``, ``rlnTomoYTilt``, ``rlnTomoZRot`` (degrees) and ``rlnTomoXShiftAngst``,
@@ -123,6 +126,7 @@ def write_relion(
         "rlnTomoHand": opt["hand"], "rlnOpticsGroupName": "opticsGroup1", "rlnTomoTiltSeriesPixelSize": pix_a,
         "rlnTomoTiltSeriesStarFile": f"tilt_series/{name}.star", "rlnTomoSizeX": int(saved.image_size[0]),
         "rlnTomoSizeY": int(saved.image_size[1]), "rlnTomoSizeZ": nz,
+        "rlnTomoFrameCount": len(saved.transforms),  # the raw stack's views, which k@stack numbers: none is lost
     }])
     made = not paths[1].parent.exists()
     paths[1].parent.mkdir(parents=True, exist_ok=True)
@@ -270,13 +274,17 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
         raise FileFormatError(f"{p}: a tilt angle (rlnTomoYTilt) beyond ±90°; check the file")
     views = _view_indices(t, p)
     n = int(views.max()) + 1 if views.size else 0
-    xf = np.full((n, 2, 3), np.nan)
+    frames = count(row["rlnTomoFrameCount"], p, "rlnTomoFrameCount", MAX_VIEWS, n) if "rlnTomoFrameCount" in row else n
+    xf = np.full((frames, 2, 3), np.nan)
     xf[views] = transforms_from(z_rot, np.ones(len(t)), shift)
-    tilts = np.zeros(n)
+    tilts, nominal = np.full(frames, np.nan), np.full(frames, np.nan)  # NaN: not recorded (`view_count`)
     tilts[views] = y_tilt
-    determined = np.zeros(n, dtype=bool)
+    if "rlnTomoNominalStageTiltAngle" in t:
+        nominal[views] = _column(t, "rlnTomoNominalStageTiltAngle", p, 90.0)
+    determined = np.zeros(frames, dtype=bool)
     determined[views] = True
-    return SavedAlignment(xf, tilts, determined, image_size, pix_a / 10.0)
+    return SavedAlignment(xf, tilts, determined, image_size, pix_a / 10.0, nominal_tilts_deg=nominal,
+                          count_known="rlnTomoFrameCount" in row)
 
 
 def merge_tomogram_sets(stars: list[Path], out_path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:

@@ -159,8 +159,9 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     if local:
         from ..local_jobs import check_local_file, find_local_file, local_projection_for
 
-        path = find_local_file(job.alignment_dir, saved.local_file) if local is True else check_local_file(
-            local, job.alignment_dir, saved.local_file)
+        folder = saved.folder or job.alignment_dir  # an IMOD set's folder when its .xf was given
+        path = find_local_file(folder, saved.local_file) if local is True else check_local_file(
+            local, folder, saved.local_file)
         lp = local_projection_for(path, tilts, x_tilts, (nx, ny), saved.pixel_size_nm, nm_from_angstrom(pix), binning)
     vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
     del ali
@@ -237,10 +238,10 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
     """``(TiltSeries, SavedAlignment, pixel size in A or None)`` for making an aligned stack or a tomogram:
     the stack must have the alignment's image size, views and pixel size, and be at least ``binning`` pixels
     wide. An alignment whose solve did not converge is used, with a warning."""
-    from ..io.alignment import read_alignment_dir
+    from ..io.alignment_input import read_alignment_for_stack
     from ..io.mrc import open_tilt_series
 
-    saved = read_alignment_dir(alignment_dir)
+    saved = read_alignment_for_stack(alignment_dir, stack_path)  # a tomoalign folder, or an IMOD set for this stack
     if not saved.converged:
         warnings.warn(f"{alignment_dir}: the solve that wrote this alignment did not converge; its transforms are"
                       " used as they are (align again, with more iterations)", AlignmentWarning, stacklevel=2)

@@ -235,13 +235,14 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     import numpy as np
 
     from ..errors import UsageError
+    from ..io.alignment import set_file
     from .positioning import wbp_shift, wbp_x_tilts
 
     d = Path(alignment_dir)
     n = len(saved.transforms)
     views = used_views(saved, options)
     xaxistilt = options.x_axis_tilt_deg
-    zfac_path = _one(d, "*.zfac")
+    zfac_path = set_file(saved, d, ".zfac")
     zf = read_pairs(zfac_path, n)[views] if zfac_path is not None else None
     tilts = np.asarray(saved.tilt_angles_deg, float)
     offset, shift = options.offset_deg, options.shift_px
@@ -353,9 +354,10 @@ def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, A
     import numpy as np
 
     from ..errors import UsageError
+    from ..io.alignment import set_file
     from .positioning import analyse_surfaces, level_parameters
 
-    xyz_path = _one(d, "*fid.xyz")
+    xyz_path = set_file(saved, d, "fid.xyz")
     if xyz_path is None:
         raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
     try:
