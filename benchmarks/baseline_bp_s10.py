@@ -2,7 +2,8 @@
 times today's kernel against it in the same process (`bench_wbp_limit.py --parts`).
 
 One block of 64 rows at a time: ``q`` is ``(views, cols, 64)``; each tile's tables of cells and weights
-are worked out again for every block. Today's kernel sums two blocks with one set of tables.
+are worked out again for every block, and the tile is written out a value at a time through a line on the
+stack. Today's kernel sums two blocks with one set of tables and transposes 16 rows in registers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,25 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from napari_tomoalign.reconstruction.bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, stack_block, write_columns
+from napari_tomoalign.reconstruction.bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, stack_block, store_fence, stream_line
+
+
+@numba.njit(inline="always", nogil=True)
+def write_columns_s10(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
+    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``, a cache line of each row at a time, through a line on the stack."""
+    line = numba.carray(stack_block(16), (16,))  # type: ignore[call-arg]
+    for z in range(z0, z1):
+        tile = buf[z - z0]
+        for k in range(n_valid):
+            row = vol[z, row0 + k]
+            if x1 - x0 == 16 and (row.ctypes.data + 4 * x0) % 64 == 0:
+                for j in range(16):
+                    line[j] = tile[j, k]
+                stream_line(row, x0, line)
+            else:
+                for j in range(x1 - x0):
+                    row[x0 + j] = tile[j, k]
+    store_fence()
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -77,7 +96,7 @@ def bp_tile_s10(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma:
                             acc[nb + kk] += f * q1[o + one + ku]
                     for k in range(nb):
                         t[k] = acc[k] + acc[nb + k]
-        write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
+        write_columns_s10(tile, vol, z0, z1, x0, x1, row0, n_valid)
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
