@@ -1,9 +1,10 @@
 """The compiled back-projection of the weighted back-projection: blocks of rows filtered and summed in cache.
 
-The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK`` for a short tail):
+The volume is made a step of one or two blocks of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK`` for a
+short tail; two where both blocks' filtered rows fit in `PAIR_BYTES`: `pair_blocks`, `step_blocks`):
 
-1. **Filter** (`bp_fft.filter_block`): the threads share the views; each view's rows of the block come
-   out as ``q[view, u, row]``, exactly the layout the back-projection reads.
+1. **Filter** (`bp_fft.filter_block`): the threads share the views; each view's rows of each block come
+   out as ``q[block, view, u, row]``, exactly the layout the back-projection reads.
 2. **Back-project**: the threads share tiles of ``Z_TILE`` sections. For each voxel column ``(x, z)``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
    a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
@@ -11,7 +12,9 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
    cells and weights for the tile are worked out first (vectorised over the columns), then each column
    adds the group on register-held accumulators. A group's filtered columns are shared by neighbouring
    voxel columns and stay in L1 (all 61 views at once did not fit, and were read from L2 for every
-   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows: writing
+   column: 0.75x the time now). The cells and weights do not depend on the row, so one set serves both
+   blocks of a step (worked out once per block, they cost a sixth of the back-projection). The buffer is
+   written as whole cache lines of the volume's rows, 16 rows transposed in registers at a time: writing
    each column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost
    more than the arithmetic.
 
