@@ -114,6 +114,21 @@ def test_buffered_columns_land_in_the_volume_whether_streamed_or_not(n_x):
     assert np.array_equal(vol, expected)
 
 
+def test_a_non_finite_pixel_found_as_its_rows_are_read_stops_the_work_and_names_the_view():
+    """In the plain geometry the kernel sums each view's rows as it reads them (no pass over the views first):
+    a NaN names its view, and no chunk of rows after the one that holds it is made; a NaN in rows the volume
+    does not reach does not stop it."""
+    rng = np.random.default_rng(5)
+    views = rng.normal(size=(6, 300, 40)).astype(np.float32)
+    views[2, 250, 7] = np.nan
+    tilts = np.linspace(-50.0, 50.0, 6)
+    done: list[int] = []
+    with pytest.raises(ValueError, match="view 3 of the aligned stack holds NaN or infinite"):
+        weighted_back_projection(views, tilts, thickness=5, progress=lambda d, _: done.append(d))
+    assert 300 not in done and all(d <= 250 for d in done)
+    assert np.all(np.isfinite(weighted_back_projection(views, tilts, thickness=5, rows=(0, 200))))
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_non_finite_pixel_is_named_by_its_view_after_the_parallel_sums(bad):
     """The WBP sums the float32 views on all threads and looks closer only at a view whose sum is not finite:

@@ -290,6 +290,26 @@ def view_sums(stack, views):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True, fastmath={"reassoc"}, nogil=True)
+def add_row_sums(sums, v, view, lo, hi):  # pragma: no cover - compiled
+    """``sums[v] +=`` the float64 sum of rows ``lo .. hi`` of ``view``: NaN or infinite where a pixel is. Compiled
+    apart (called, not inlined into the fast-math kernel), with no fast-math assumption that values are finite."""
+    s = 0.0
+    for r in range(lo, hi):
+        for c in range(view.shape[1]):
+            s += view[r, c]
+    sums[v] += s
+
+
+@numba.njit(cache=True, nogil=True)
+def all_finite(sums):  # pragma: no cover - compiled
+    """Whether every value of ``sums`` is finite (compiled apart from the fast-math kernel, which may assume it)."""
+    for x in sums:
+        if not np.isfinite(x):
+            return False
+    return True
+
+
 @numba.njit(cache=True, nogil=True)
 def section_tile(n_z, threads):  # pragma: no cover - compiled
     """Sections per tile of the back-projection: at most `Z_TILE`, and as even as the threads need, a whole
@@ -321,15 +341,17 @@ def step_blocks(left, pair):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pragma: no cover - compiled
+def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):  # pragma: no cover - compiled
     """Filter and back-project ``vol`` ``(n_z, n_rows, n_x)``: its row ``k`` is row ``row_first + k`` of ``views``.
 
     ``views`` ``(n_views, rows, cols)``; ``filt`` ``(n_views, n_pad)`` each view's filter and weight;
     ``base`` ``(n_z, n_views)`` the detector position of column 0 and ``cos_t`` its step per column.
     One step of one or two blocks of rows (`step_blocks`) at a time: the ``threads`` filter its views, then
-    back-project its tiles of sections.
+    back-project its tiles of sections. Each view's rows are summed into ``sums[view]`` (float64) just before
+    they are filtered, which brings them into the cache for the filter: a view with a NaN or infinite pixel
+    has a sum that is not, and the work stops at the end of that step (the caller names the view).
     """
-    n_v, _, n_u = views.shape
+    n_v, n_r, n_u = views.shape
     n_z, n_rows, _ = vol.shape
     z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
@@ -341,10 +363,14 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
         nb, n_b = step_blocks(n_rows - r0, pair)
         n_valid = min(n_b * nb, n_rows - r0)
         q = q_all[: n_b * n_v * n_u * nb].reshape((n_b, n_v, n_u, nb))
+        lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + n_b * nb)  # the rows the filter reads
         for v in numba.prange(n_v):
+            add_row_sums(sums, v, views[v], lo, hi)
             bufs = aligned_empty(4 * filt.shape[1] * (nb // 2)).reshape((4, filt.shape[1], nb // 2))
             for b in range(n_b):
                 filter_block(views[v], row_first + r0 + b * nb, nb, filt[v], wr, wi, bufs, q[b, v])
+        if not all_finite(sums):
+            return
         for t in numba.prange(n_tiles):
             z0 = t * z_tile
             z1 = min(n_z, z0 + z_tile)
