@@ -42,8 +42,8 @@ turned into time by the clock that the measured FMA rate implies: ``fma_per_s / 
    out fresh pages zeroed, on the core that first touches them, in the page-fault handler, where nothing
    else of the job runs. That is one more write of the volume, at the measured cost of a fresh array's
    first touch over a touched one's; only memory that the caller passes in (which this API does not
-   take) avoids it. The views' finite check (one read of the views before any work) is *not* added: it
-   could ride on the filter's own read of the rows.
+   take) avoids it. The views' finite check is *not* added: it rides on the filter's own read of the rows
+   (`bp_kernels.wbp_blocks` sums each view's rows just before filtering them, from the cache after).
 
 Both bounds are printed, the kernel's (1-3) and the whole call's (1-4), and each measured part (filter
 alone, back-projection alone, the new volume) against its own terms.
