@@ -15,6 +15,8 @@ from napari_tomoalign.reconstruction.bp_kernels import (
     aligned_empty,
     pair_blocks,
     section_tile,
+    store_fence,
+    stream_transposed,
     view_sums,
     volume_empty,
     write_columns,
@@ -127,6 +129,27 @@ def test_a_non_finite_pixel_found_as_its_rows_are_read_stops_the_work_and_names_
         weighted_back_projection(views, tilts, thickness=5, progress=lambda d, _: done.append(d))
     assert 300 not in done and all(d <= 250 for d in done)
     assert np.all(np.isfinite(weighted_back_projection(views, tilts, thickness=5, rows=(0, 200))))
+
+
+@numba.njit
+def _stream_transposed(tile, k0, rows, r0, x0, narrow):
+    if narrow:  # 32-bit indices are widened, not misread
+        stream_transposed(tile, np.int32(k0), rows, np.int32(r0), np.int32(x0))
+    else:
+        stream_transposed(tile, k0, rows, r0, x0)
+    store_fence()
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_sixteen_rows_transposed_in_registers_land_where_a_transpose_puts_them(narrow):
+    """`stream_transposed` writes ``tile[0:16, k0 + i]`` to row ``r0 + i`` at column ``x0``, and nothing else."""
+    tile = np.random.default_rng(2).normal(size=(16, 48)).astype(np.float32)
+    rows = volume_empty((40, 64))
+    rows[:] = -7.0
+    _stream_transposed(tile, 16, rows, 3, 32, narrow)
+    expected = np.full((40, 64), -7.0, np.float32)
+    expected[3:19, 32:48] = tile[:, 16:32].T
+    assert np.array_equal(rows, expected)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -132,13 +132,14 @@ def stream_transposed(typingctx, tile, k0, rows, r0, x0):  # pragma: no cover - 
         dst_row = cgutils.unpack_tuple(builder, dst.strides, 2)[0]
         src_bytes = builder.bitcast(src.data, ir.IntType(8).as_pointer())
         dst_bytes = builder.bitcast(dst.data, ir.IntType(8).as_pointer())
-        first = builder.mul(builder.sext(args[1], i64), ir.Constant(i64, 4))
+        k0_, r0_, x0_ = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
+        first = builder.mul(k0_, ir.Constant(i64, 4))
         loaded = []
         for j in range(16):
             at = builder.add(first, builder.mul(src_row, ir.Constant(i64, j)))
             loaded.append(builder.load(builder.bitcast(builder.gep(src_bytes, [at]), vec.as_pointer()), align=4))
-        column = builder.mul(builder.sext(args[4], i64), ir.Constant(i64, 4))
-        line = builder.sext(args[3], i64)
+        column = builder.mul(x0_, ir.Constant(i64, 4))
+        line = r0_
         hint = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
         for i, value in enumerate(_transpose16(builder, loaded)):
             at = builder.add(column, builder.mul(dst_row, builder.add(line, ir.Constant(i64, i))))
