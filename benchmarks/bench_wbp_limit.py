@@ -77,7 +77,6 @@ from napari_tomoalign.reconstruction.bp_kernels import (  # noqa: E402
     aligned_empty,
     backproject_64,
     padded_geometry,
-    pair_blocks,
     stack_block,
     volume_empty,
 )
@@ -202,7 +201,7 @@ def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> No
         "C. + the real cells (rows from L2/L3; all views of a column at once, the loop before session 9)":
             lambda: _bp_stage(q, n * 64, n, base, cos_t, n, -1, junk),
         "D. the kernel (bp_kernels.backproject_64: groups of 8 views into a tile, the volume's writes)": lambda: [
-            backproject_64(q.reshape(1, n_v, n, 64), *padded_geometry(base, cos_t), vol, 0, 64, z0, min(n_z, z0 + 32))
+            backproject_64(q.reshape(n_v, n, 64), *padded_geometry(base, cos_t), vol, 0, 64, z0, min(n_z, z0 + 32))
             for z0 in range(0, n_z, 32)],
     }
     print(f"  one block of 64 rows, one thread, G voxel-views/s (CPU medians of {repeats}):")
@@ -298,11 +297,11 @@ def _filter_all(views, filt, wr, wi, q):  # pragma: no cover - compiled
 
 
 def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float], m: dict, repeats: int) -> None:
-    """One thread, CPU medians: the filter and the back-projection (steps of one or two blocks of `MAX_BLOCK`
-    rows as `bp_kernels.wbp_blocks` makes them, into a volume made once), each step's rows filtered and then
-    back-projected as in the pipeline and the two timed apart, against their terms of the bound; session 10's
-    back-projection (`baseline_bp_s10`, a block at a time) in the same runs; the new volume's first touch; and
-    ``scipy.fft`` (pocketfft) filtering the same padded rows, for scale."""
+    """One thread, CPU medians: the filter and the back-projection (blocks of `MAX_BLOCK` rows into a volume
+    made once), each block's rows filtered and then back-projected as `bp_kernels.wbp_blocks` runs them and the
+    two timed apart, against their terms of the bound; session 10's back-projection (`baseline_bp_s10`) in
+    the same runs; the new volume's first touch; and ``scipy.fft`` (pocketfft) filtering the same padded
+    rows, for scale."""
     import scipy.fft
 
     numba.set_num_threads(1)
@@ -315,32 +314,30 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
     coef = projection_coefficients(tilts, (n_y, n_x), n_z)
     base = (np.arange(n_z) - (n_z - 1) / 2.0)[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n_x - 1) / 2.0)
     geometry = padded_geometry(base, np.ascontiguousarray(coef[:, 0]))
-    n_b = pair_blocks(n_v, n_x)
-    q = aligned_empty(n_b * n_v * n_x * MAX_BLOCK).reshape(n_b, n_v, n_x, MAX_BLOCK)
+    q = aligned_empty(n_v * n_x * MAX_BLOCK).reshape(n_v, n_x, MAX_BLOCK)
     vol = volume_empty((n_z, n_y, n_x))
     vol.fill(0.0)
     blocks = [np.ascontiguousarray(stack[:, r : r + MAX_BLOCK]) for r in range(0, n_y - MAX_BLOCK + 1, MAX_BLOCK)]
     padded = np.concatenate([stack[:, : n_y // 2], np.repeat(stack[:, : n_y // 2, -1:], n_pad - n_x, axis=2)], axis=2)
 
-    def pipeline(per_step: int, kernel) -> tuple[float, float]:
-        """(filter, back-projection) CPU seconds: each step's blocks filtered into ``q``, then back-projected."""
+    def pipeline(kernel) -> tuple[float, float]:
+        """(filter, back-projection) CPU seconds: each block filtered into ``q``, then back-projected."""
         spent = [0.0, 0.0]
-        for k0 in range(0, len(blocks) - per_step + 1, per_step):
+        for k, rows in enumerate(blocks):
             t0 = time.process_time()
-            for b in range(per_step):
-                _filter_all(blocks[k0 + b], filt, wr, wi, q[b])
+            _filter_all(rows, filt, wr, wi, q)
             t1 = time.process_time()
             for z0 in range(0, n_z, 32):
-                kernel(k0 * MAX_BLOCK, z0, min(n_z, z0 + 32))
+                kernel(q, *geometry, vol, k * MAX_BLOCK, MAX_BLOCK, z0, min(n_z, z0 + 32))
             spent[0] += t1 - t0
             spent[1] += time.process_time() - t1
         return spent[0], spent[1]
 
     def today() -> tuple[float, float]:
-        return pipeline(n_b, lambda r0, z0, z1: backproject_64(q, *geometry, vol, r0, n_b * MAX_BLOCK, z0, z1))
+        return pipeline(backproject_64)
 
     def session10() -> tuple[float, float]:
-        return pipeline(1, lambda r0, z0, z1: backproject_64_s10(q[0], *geometry, vol, r0, MAX_BLOCK, z0, z1))
+        return pipeline(backproject_64_s10)
 
     def library() -> None:  # half the rows, twice: rfft + irfft of every padded row, a view at a time
         h = radial.astype(np.float32)
@@ -348,7 +345,7 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
             for rows in padded:
                 scipy.fft.irfft(scipy.fft.rfft(rows, axis=1, workers=1) * h, n=n_pad, axis=1, workers=1)
 
-    bp_new = f"back-projection ({n_b} block{'s' if n_b > 1 else ''} of {MAX_BLOCK} rows per set of tables)"
+    bp_new = "back-projection (bp_kernels.backproject_64)"
     bp_old = "back-projection, session 10's kernel (baseline_bp_s10, in the same runs)"
     times: dict[str, list[float]] = {"filter": [], bp_new: [], bp_old: [], "new volume (made and written once)": [],
                                      "scipy.fft rfft + irfft of the same rows": []}

@@ -13,7 +13,6 @@ from napari_tomoalign.reconstruction.bp_kernels import (
     X_TILE,
     Z_TILE,
     aligned_empty,
-    pair_blocks,
     section_tile,
     store_fence,
     stream_transposed,
@@ -55,11 +54,9 @@ def reference_wbp(views, tilts, n_z, lowpass):
     (13, MAX_BLOCK + BLOCK + 7, 2 * X_TILE + 5, 9),  # a full block, a short one and a partial one; odd views
     (8, BLOCK - 3, X_TILE - 1, 40),  # one partial block, narrower than a tile of columns; even views
     (9, MAX_BLOCK, 2 * X_TILE, 7),  # rows of whole cache lines: every tile written by non-temporal stores
-    (5, 3 * MAX_BLOCK + 20, X_TILE + 3, 5),  # two blocks summed together, a lone one and a short tail
-    (64, 2 * MAX_BLOCK + 5, 520, 3),  # filtered rows too many for two blocks together (`pair_blocks`): one at a time
+    (5, 3 * MAX_BLOCK + 20, X_TILE + 3, 5),  # blocks in more than one call of the kernel (chunks), a short tail
 ])
 def test_blocked_kernel_equals_the_plain_wbp(threads, n_v, n_y, n_x, n_z):
-    assert pair_blocks(n_v, n_x) == (1 if n_x == 520 else 2)
     rng = np.random.default_rng(n_y)
     views = rng.normal(size=(n_v, n_y, n_x)).astype(np.float32)
     tilts = np.sort(rng.uniform(-65.0, 65.0, n_v))

@@ -1,10 +1,9 @@
 """The compiled back-projection of the weighted back-projection: blocks of rows filtered and summed in cache.
 
-The volume is made a step of one or two blocks of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK`` for a
-short tail; two where both blocks' filtered rows fit in `PAIR_BYTES`: `pair_blocks`, `step_blocks`):
+The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK`` for a short tail):
 
-1. **Filter** (`bp_fft.filter_block`): the threads share the views; each view's rows of each block come
-   out as ``q[block, view, u, row]``, exactly the layout the back-projection reads.
+1. **Filter** (`bp_fft.filter_block`): the threads share the views; each view's rows of the block come
+   out as ``q[view, u, row]``, exactly the layout the back-projection reads.
 2. **Back-project**: the threads share tiles of ``Z_TILE`` sections. For each voxel column ``(x, z)``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
    a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
@@ -12,9 +11,8 @@ short tail; two where both blocks' filtered rows fit in `PAIR_BYTES`: `pair_bloc
    cells and weights for the tile are worked out first (vectorised over the columns), then each column
    adds the group on register-held accumulators. A group's filtered columns are shared by neighbouring
    voxel columns and stay in L1 (all 61 views at once did not fit, and were read from L2 for every
-   column: 0.75x the time now). The cells and weights do not depend on the row, so one set serves both
-   blocks of a step (worked out once per block, they cost a sixth of the back-projection). The buffer is
-   written as whole cache lines of the volume's rows, 16 rows transposed in registers at a time: writing
+   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows, 16 rows
+   transposed in registers at a time: writing
    each column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost
    more than the arithmetic.
 
@@ -43,7 +41,6 @@ CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
 VIEW_GROUP = 8  # views summed together into a tile of columns (`_bp_tile`); views are padded to a multiple of it
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
 X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
-PAIR_BYTES = 16 * 2**20  # two blocks' filtered rows share the back-projection's tables up to this (half the L3 here)
 Z_TILE = 32  # sections per tile of the back-projection: its sums (32 x X_TILE x 64 rows, 128 KB) stay in L2
 
 
@@ -201,7 +198,7 @@ def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb):  # pra
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
 def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
-    """Sections ``z0 .. z1`` of the blocks ``q[b]``: ``vol[z, row0 + b nb + k, x] = sum over views of q[b, v](u, k)``.
+    """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
 
     Tiles of ``X_TILE`` columns by all the sections: the sums live in ``tile`` (the buffer that
     `write_columns` writes out), and the views are added a group of ``VIEW_GROUP`` at a time, so that a
@@ -210,56 +207,49 @@ def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no
     and group, the block's rows are ``nb / 16`` vector registers (two accumulators each: the two
     interpolation terms, so that eight independent FMA chains hide the FMA latency); ``nb`` is a constant
     where this is inlined, so the loops over the rows unroll. The group's cells and weights for the whole
-    tile come first (`_group_cells`); they do not depend on the row, so every block of ``q`` (two, where
-    they fit in L3: `pair_blocks`) is summed with them: the tables are worked out once for both.
-    ``n_valid`` counts the rows of all the blocks that are in the volume.
+    tile come first (`_group_cells`).
     """
-    n_blocks, n_v, n_u, _ = q.shape
+    n_v, n_u, _ = q.shape
     n_t = base.shape[1]  # n_v padded to a whole number of groups (`padded_geometry`)
     n_x = vol.shape[2]
     q1 = q.ravel()
     one = numba.uint64(nb)
-    block = numba.uint64(n_v * n_u * nb)
     n_s = z1 - z0
-    tiles = np.empty((n_blocks, n_s, X_TILE, nb), dtype=np.float32)
+    tile = np.empty((n_s, X_TILE, nb), dtype=np.float32)
     off = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.uint64)
     wa = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
     wb = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
     for x0 in range(0, n_x, X_TILE):
         x1 = min(n_x, x0 + X_TILE)
-        tiles[:] = 0.0
+        tile[:] = 0.0
         for v0 in range(0, n_t, VIEW_GROUP):
             _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb)
-            for b in range(n_blocks):
-                start = numba.uint64(b) * block
-                for s in range(n_s):
-                    for xx in range(x1 - x0):
-                        t = tiles[b, s, xx]
-                        for k in range(nb):
-                            acc[k] = t[k]
-                            acc[nb + k] = 0.0
-                        for j in range(VIEW_GROUP):
-                            o, g, f = off[s, j, xx] + start, wa[s, j, xx], wb[s, j, xx]
-                            for kk in range(nb):
-                                ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
-                                acc[kk] += g * q1[o + ku]
-                                acc[nb + kk] += f * q1[o + one + ku]
-                        for k in range(nb):
-                            t[k] = acc[k] + acc[nb + k]
-        for b in range(n_blocks):
-            if n_valid > b * nb:
-                write_columns(tiles[b], vol, z0, z1, x0, x1, row0 + b * nb, min(nb, n_valid - b * nb))
+            for s in range(n_s):
+                for xx in range(x1 - x0):
+                    t = tile[s, xx]
+                    for k in range(nb):
+                        acc[k] = t[k]
+                        acc[nb + k] = 0.0
+                    for j in range(VIEW_GROUP):
+                        o, g, f = off[s, j, xx], wa[s, j, xx], wb[s, j, xx]
+                        for kk in range(nb):
+                            ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
+                            acc[kk] += g * q1[o + ku]
+                            acc[nb + kk] += f * q1[o + one + ku]
+                    for k in range(nb):
+                        t[k] = acc[k] + acc[nb + k]
+        write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-    """`_bp_tile` with blocks of 64 rows: ``q`` ``(blocks, views, cols, 64)``."""
+    """`_bp_tile` with 64 rows."""
     _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 64)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-    """`_bp_tile` with blocks of 32 rows: ``q`` ``(blocks, views, cols, 32)``."""
+    """`_bp_tile` with 32 rows."""
     _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(64), (64,)), 32)  # type: ignore[call-arg]
 
 
@@ -326,50 +316,33 @@ def block_rows(left):  # pragma: no cover - compiled
     return MAX_BLOCK if left > BLOCK else BLOCK
 
 
-@numba.njit(cache=True, nogil=True)
-def pair_blocks(n_v, n_u):  # pragma: no cover - compiled
-    """Blocks of `MAX_BLOCK` rows filtered and back-projected together: two where their filtered rows fit in
-    `PAIR_BYTES` (so in L3, and the back-projection's tables serve both), else one."""
-    return 2 if 2 * n_v * n_u * MAX_BLOCK * 4 <= PAIR_BYTES else 1
-
-
-@numba.njit(cache=True, nogil=True)
-def step_blocks(left, pair):  # pragma: no cover - compiled
-    """``(rows per block, blocks)`` of the next step when ``left`` rows remain: a second block of `MAX_BLOCK` rows
-    joins the first (``pair`` 2) only where the rows after the first fill more than a short tail."""
-    nb = block_rows(left)
-    return nb, pair if nb == MAX_BLOCK and left > MAX_BLOCK + BLOCK else 1
-
-
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):  # pragma: no cover - compiled
     """Filter and back-project ``vol`` ``(n_z, n_rows, n_x)``: its row ``k`` is row ``row_first + k`` of ``views``.
 
     ``views`` ``(n_views, rows, cols)``; ``filt`` ``(n_views, n_pad)`` each view's filter and weight;
     ``base`` ``(n_z, n_views)`` the detector position of column 0 and ``cos_t`` its step per column.
-    One step of one or two blocks of rows (`step_blocks`) at a time: the ``threads`` filter its views, then
-    back-project its tiles of sections. Each view's rows are summed into ``sums[view]`` (float64) just before
+    One block of rows at a time: the ``threads`` filter its views, then back-project its tiles of sections.
+    Each view's rows are summed into ``sums[view]`` (float64) just before
     they are filtered, which brings them into the cache for the filter: a view with a NaN or infinite pixel
-    has a sum that is not, and the work stops at the end of that step (the caller names the view).
+    has a sum that is not, and the work stops at that block (the caller names the view).
     """
     n_v, n_r, n_u = views.shape
     n_z, n_rows, _ = vol.shape
     z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
     base, cos_t = padded_geometry(base, cos_t)
-    pair = pair_blocks(n_v, n_u)
-    q_all = aligned_empty(pair * n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
+    q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
     r0 = 0
     while r0 < n_rows:
-        nb, n_b = step_blocks(n_rows - r0, pair)
-        n_valid = min(n_b * nb, n_rows - r0)
-        q = q_all[: n_b * n_v * n_u * nb].reshape((n_b, n_v, n_u, nb))
-        lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + n_b * nb)  # the rows the filter reads
+        nb = block_rows(n_rows - r0)
+        n_valid = min(nb, n_rows - r0)
+        q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
+        lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + nb)  # the rows the filter reads
         for v in numba.prange(n_v):
             add_row_sums(sums, v, views[v], lo, hi)
             bufs = aligned_empty(4 * filt.shape[1] * (nb // 2)).reshape((4, filt.shape[1], nb // 2))
-            for b in range(n_b):
-                filter_block(views[v], row_first + r0 + b * nb, nb, filt[v], wr, wi, bufs, q[b, v])
+            filter_block(views[v], row_first + r0, nb, filt[v], wr, wi, bufs, q[v])
         if not all_finite(sums):
             return
         for t in numba.prange(n_tiles):
@@ -379,4 +352,4 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
                 backproject_64(q, base, cos_t, vol, r0, n_valid, z0, z1)
             else:
                 backproject_32(q, base, cos_t, vol, r0, n_valid, z0, z1)
-        r0 += n_b * nb
+        r0 += nb
