@@ -1,9 +1,8 @@
 """The back-projection kernel of session 10 (`bp_kernels.backproject_64` then), kept so that the benchmark
 times today's kernel against it in the same process (`bench_wbp_limit.py --parts`).
 
-One block of 64 rows at a time: ``q`` is ``(views, cols, 64)``; each tile's tables of cells and weights
-are worked out again for every block, and the tile is written out a value at a time through a line on the
-stack. Today's kernel sums two blocks with one set of tables and transposes 16 rows in registers.
+One block of 64 rows at a time, ``q`` ``(views, cols, 64)``, as today; the tile is written out a value at a
+time through a line on the stack, where today's kernel transposes 16 rows in registers (`stream_transposed`).
 """
 
 from __future__ import annotations
