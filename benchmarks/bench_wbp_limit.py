@@ -42,8 +42,8 @@ turned into time by the clock that the measured FMA rate implies: ``fma_per_s / 
    out fresh pages zeroed, on the core that first touches them, in the page-fault handler, where nothing
    else of the job runs. That is one more write of the volume, at the measured cost of a fresh array's
    first touch over a touched one's; only memory that the caller passes in (which this API does not
-   take) avoids it. The views' finite check (one read of the views before any work) is *not* added: it
-   could ride on the filter's own read of the rows.
+   take) avoids it. The views' finite check is *not* added: it rides on the filter's own read of the rows
+   (`bp_kernels.wbp_blocks` sums each view's rows just before filtering them, from the cache after).
 
 Both bounds are printed, the kernel's (1-3) and the whole call's (1-4), and each measured part (filter
 alone, back-projection alone, the new volume) against its own terms.
@@ -67,6 +67,7 @@ import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from baseline_bp_s10 import backproject_64_s10  # noqa: E402
 from baseline_wbp import baseline_wbp  # noqa: E402
 
 from napari_tomoalign.reconstruction.bp_fft import filter_block, twiddles  # noqa: E402
@@ -296,9 +297,11 @@ def _filter_all(views, filt, wr, wi, q):  # pragma: no cover - compiled
 
 
 def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float], m: dict, repeats: int) -> None:
-    """One thread, CPU medians: the filter alone and the back-projection alone (blocks of `MAX_BLOCK` rows
-    into a volume made once) against their terms of the bound; the new volume's first touch; and
-    ``scipy.fft`` (pocketfft) filtering the same padded rows, for scale."""
+    """One thread, CPU medians: the filter and the back-projection (blocks of `MAX_BLOCK` rows into a volume
+    made once), each block's rows filtered and then back-projected as `bp_kernels.wbp_blocks` runs them and the
+    two timed apart, against their terms of the bound; session 10's back-projection (`baseline_bp_s10`) in
+    the same runs; the new volume's first touch; and ``scipy.fft`` (pocketfft) filtering the same padded
+    rows, for scale."""
     import scipy.fft
 
     numba.set_num_threads(1)
@@ -314,12 +317,27 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
     q = aligned_empty(n_v * n_x * MAX_BLOCK).reshape(n_v, n_x, MAX_BLOCK)
     vol = volume_empty((n_z, n_y, n_x))
     vol.fill(0.0)
+    blocks = [np.ascontiguousarray(stack[:, r : r + MAX_BLOCK]) for r in range(0, n_y - MAX_BLOCK + 1, MAX_BLOCK)]
     padded = np.concatenate([stack[:, : n_y // 2], np.repeat(stack[:, : n_y // 2, -1:], n_pad - n_x, axis=2)], axis=2)
 
-    def backproject() -> None:
-        for r0 in range(0, n_y - MAX_BLOCK + 1, MAX_BLOCK):
+    def pipeline(kernel) -> tuple[float, float]:
+        """(filter, back-projection) CPU seconds: each block filtered into ``q``, then back-projected."""
+        spent = [0.0, 0.0]
+        for k, rows in enumerate(blocks):
+            t0 = time.process_time()
+            _filter_all(rows, filt, wr, wi, q)
+            t1 = time.process_time()
             for z0 in range(0, n_z, 32):
-                backproject_64(q, *geometry, vol, r0, MAX_BLOCK, z0, min(n_z, z0 + 32))
+                kernel(q, *geometry, vol, k * MAX_BLOCK, MAX_BLOCK, z0, min(n_z, z0 + 32))
+            spent[0] += t1 - t0
+            spent[1] += time.process_time() - t1
+        return spent[0], spent[1]
+
+    def today() -> tuple[float, float]:
+        return pipeline(backproject_64)
+
+    def session10() -> tuple[float, float]:
+        return pipeline(backproject_64_s10)
 
     def library() -> None:  # half the rows, twice: rfft + irfft of every padded row, a view at a time
         h = radial.astype(np.float32)
@@ -327,19 +345,31 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
             for rows in padded:
                 scipy.fft.irfft(scipy.fft.rfft(rows, axis=1, workers=1) * h, n=n_pad, axis=1, workers=1)
 
-    jobs = {"filter": lambda: _filter_all(stack, filt, wr, wi, q), "back-projection": backproject,
-            "new volume (made and written once)": lambda: volume_empty(vol.shape).fill(1.0),
-            "scipy.fft rfft + irfft of the same rows": library}
+    bp_new = "back-projection (bp_kernels.backproject_64)"
+    bp_old = "back-projection, session 10's kernel (baseline_bp_s10, in the same runs)"
+    times: dict[str, list[float]] = {"filter": [], bp_new: [], bp_old: [], "new volume (made and written once)": [],
+                                     "scipy.fft rfft + irfft of the same rows": []}
+    today()
+    session10()
+    for r in range(repeats):  # interleaved: each repeat runs every part once (scipy's only in the first)
+        f, b = today()
+        times["filter"].append(f)
+        times[bp_new].append(b)
+        times[bp_old].append(session10()[1])
+        times["new volume (made and written once)"].append(timed(lambda: volume_empty(vol.shape).fill(1.0))[1])
+        if r == 0:
+            times["scipy.fft rfft + irfft of the same rows"].append(timed(library)[1])
     fft_terms = sum(v for k, v in terms.items() if k.startswith(("FFTs", "filter product", "rows into")))
-    against = {"filter": fft_terms, "back-projection": terms[next(k for k in terms if k.startswith("back-projection F"))],
-               "new volume (made and written once)": 4.0 * vol.size / m["copy_bytes_per_s"]
-               + terms["+ the OS zeroing the new volume (measured first-touch cost)"]}
-    print("  parts, one thread (CPU medians), against their terms of the bound:")
-    for name, fn in jobs.items():
-        fn()
-        t = float(np.median([timed(fn)[1] for _ in range(repeats if "scipy" not in name else 1)]))
+    bp_term = terms[next(k for k in terms if k.startswith("back-projection F"))]
+    against = {"filter": fft_terms, bp_new: bp_term, bp_old: bp_term, "new volume (made and written once)":
+               4.0 * vol.size / m["copy_bytes_per_s"] + terms["+ the OS zeroing the new volume (measured first-touch cost)"]}
+    print("  parts, one thread (CPU medians, interleaved), against their terms of the bound:")
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    for name, t in med.items():
         ref = f" = {t / against[name]:.1f}x its terms ({1000 * against[name]:.1f} ms)" if name in against else ""
         print(f"    {1000 * t:6.1f} ms  {name}{ref}")
+    print(f"    back-projection today / session 10's: {med[bp_new] / med[bp_old]:.2f} (medians; per repeat:"
+          f" {', '.join(f'{a / b:.2f}' for a, b in zip(times[bp_new], times[bp_old]))})")
 
 
 def timed(fn):

@@ -14,6 +14,8 @@ from napari_tomoalign.reconstruction.bp_kernels import (
     Z_TILE,
     aligned_empty,
     section_tile,
+    store_fence,
+    stream_transposed,
     view_sums,
     volume_empty,
     write_columns,
@@ -52,6 +54,7 @@ def reference_wbp(views, tilts, n_z, lowpass):
     (13, MAX_BLOCK + BLOCK + 7, 2 * X_TILE + 5, 9),  # a full block, a short one and a partial one; odd views
     (8, BLOCK - 3, X_TILE - 1, 40),  # one partial block, narrower than a tile of columns; even views
     (9, MAX_BLOCK, 2 * X_TILE, 7),  # rows of whole cache lines: every tile written by non-temporal stores
+    (5, 3 * MAX_BLOCK + 20, X_TILE + 3, 5),  # blocks in more than one call of the kernel (chunks), a short tail
 ])
 def test_blocked_kernel_equals_the_plain_wbp(threads, n_v, n_y, n_x, n_z):
     rng = np.random.default_rng(n_y)
@@ -108,6 +111,42 @@ def test_buffered_columns_land_in_the_volume_whether_streamed_or_not(n_x):
     expected = np.full((5, 50, n_x), -7.0, np.float32)
     expected[1:4, 6:39, X_TILE:x1] = buf[:, : x1 - X_TILE, :33].transpose(0, 2, 1)
     assert np.array_equal(vol, expected)
+
+
+def test_a_non_finite_pixel_found_as_its_rows_are_read_stops_the_work_and_names_the_view():
+    """In the plain geometry the kernel sums each view's rows as it reads them (no pass over the views first):
+    a NaN names its view, and no chunk of rows after the one that holds it is made; a NaN in rows the volume
+    does not reach does not stop it."""
+    rng = np.random.default_rng(5)
+    views = rng.normal(size=(6, 300, 40)).astype(np.float32)
+    views[2, 250, 7] = np.nan
+    tilts = np.linspace(-50.0, 50.0, 6)
+    done: list[int] = []
+    with pytest.raises(ValueError, match="view 3 of the aligned stack holds NaN or infinite"):
+        weighted_back_projection(views, tilts, thickness=5, progress=lambda d, _: done.append(d))
+    assert 300 not in done and all(d <= 250 for d in done)
+    assert np.all(np.isfinite(weighted_back_projection(views, tilts, thickness=5, rows=(0, 200))))
+
+
+@numba.njit
+def _stream_transposed(tile, k0, rows, r0, x0, narrow):
+    if narrow:  # 32-bit indices are widened, not misread
+        stream_transposed(tile, np.int32(k0), rows, np.int32(r0), np.int32(x0))
+    else:
+        stream_transposed(tile, k0, rows, r0, x0)
+    store_fence()
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_sixteen_rows_transposed_in_registers_land_where_a_transpose_puts_them(narrow):
+    """`stream_transposed` writes ``tile[0:16, k0 + i]`` to row ``r0 + i`` at column ``x0``, and nothing else."""
+    tile = np.random.default_rng(2).normal(size=(16, 48)).astype(np.float32)
+    rows = volume_empty((40, 64))
+    rows[:] = -7.0
+    _stream_transposed(tile, 16, rows, 3, 32, narrow)
+    expected = np.full((40, 64), -7.0, np.float32)
+    expected[3:19, 32:48] = tile[:, 16:32].T
+    assert np.array_equal(rows, expected)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -11,7 +11,8 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
    cells and weights for the tile are worked out first (vectorised over the columns), then each column
    adds the group on register-held accumulators. A group's filtered columns are shared by neighbouring
    voxel columns and stay in L1 (all 61 views at once did not fit, and were read from L2 for every
-   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows: writing
+   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows, 16 rows
+   transposed in registers at a time: writing
    each column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost
    more than the arithmetic.
 
@@ -93,15 +94,75 @@ def store_fence(typingctx):  # pragma: no cover - compiled
     return types.void(), codegen
 
 
+def _transpose16(builder, rows):
+    """The 16 x 16 float32 matrix whose rows are the vectors ``rows``, transposed in registers: at each of four
+    steps ``d = 8, 4, 2, 1`` the off-diagonal ``d x d`` blocks of each ``2d x 2d`` block swap (bit ``d`` of the row
+    and of the column change places), one two-vector shuffle per row and step."""
+    rows = list(rows)
+    for d in (8, 4, 2, 1):
+        low = [e if e & d == 0 else 16 + e - d for e in range(16)]
+        high = [e + d if e & d == 0 else 16 + e for e in range(16)]
+        for r in range(16):
+            if r & d == 0:
+                a, c = rows[r], rows[r + d]
+                rows[r] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), 16), low))
+                rows[r + d] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), 16), high))
+    return rows
+
+
+@intrinsic
+def stream_transposed(typingctx, tile, k0, rows, r0, x0):  # pragma: no cover - compiled
+    """``rows[r0 + i, x0 : x0 + 16] = tile[0:16, k0 + i]`` for ``i < 16``: 16 vectors of ``tile`` (2-D float32, rows
+    of columns) transposed in registers and written by non-temporal stores. ``rows`` is 2-D float32 whose
+    ``rows[r0 + i, x0]`` start cache lines. Done value by value through a line on the stack, the transpose cost
+    two scalar loads and stores per value: as much as the sums of a few views."""
+    if not (isinstance(tile, types.Array) and isinstance(rows, types.Array) and tile.ndim == 2 and rows.ndim == 2
+            and tile.dtype == types.float32 and rows.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        dst = context.make_array(signature.args[2])(context, builder, args[2])
+        i64 = ir.IntType(64)
+        vec = ir.VectorType(ir.FloatType(), 16)
+        src_row = cgutils.unpack_tuple(builder, src.strides, 2)[0]
+        dst_row = cgutils.unpack_tuple(builder, dst.strides, 2)[0]
+        src_bytes = builder.bitcast(src.data, ir.IntType(8).as_pointer())
+        dst_bytes = builder.bitcast(dst.data, ir.IntType(8).as_pointer())
+        k0_, r0_, x0_ = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
+        first = builder.mul(k0_, ir.Constant(i64, 4))
+        loaded = []
+        for j in range(16):
+            at = builder.add(first, builder.mul(src_row, ir.Constant(i64, j)))
+            loaded.append(builder.load(builder.bitcast(builder.gep(src_bytes, [at]), vec.as_pointer()), align=4))
+        column = builder.mul(x0_, ir.Constant(i64, 4))
+        line = r0_
+        hint = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+        for i, value in enumerate(_transpose16(builder, loaded)):
+            at = builder.add(column, builder.mul(dst_row, builder.add(line, ir.Constant(i64, i))))
+            store = builder.store(value, builder.bitcast(builder.gep(dst_bytes, [at]), vec.as_pointer()), align=64)
+            store.set_metadata("nontemporal", hint)
+        return context.get_dummy_value()
+
+    return types.void(tile, k0, rows, r0, x0), codegen
+
+
 @numba.njit(inline="always", nogil=True)
 def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
     """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time
     (a non-temporal store where the 16 values fill one: writing the volume through the caches evicted the
-    filtered rows and cost more than the writes themselves)."""
+    filtered rows and cost more than the writes themselves); 16 rows at a time transposed in registers
+    (`stream_transposed`) where the rows' lines all start cache lines."""
     line = numba.carray(stack_block(16), (16,))  # type: ignore[call-arg]
+    whole = x1 - x0 == 16 and buf.shape[2] >= 16 and vol.strides[1] % 64 == 0
     for z in range(z0, z1):
         tile = buf[z - z0]
-        for k in range(n_valid):
+        k_fast = 0
+        if whole and (vol[z, row0].ctypes.data + 4 * x0) % 64 == 0:
+            k_fast = n_valid - n_valid % 16
+            for k in range(0, k_fast, 16):
+                stream_transposed(tile, k, vol[z], row0 + k, x0)
+        for k in range(k_fast, n_valid):
             row = vol[z, row0 + k]
             if x1 - x0 == 16 and (row.ctypes.data + 4 * x0) % 64 == 0:
                 for j in range(16):
@@ -220,6 +281,26 @@ def view_sums(stack, views):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True, fastmath={"reassoc"}, nogil=True)
+def add_row_sums(sums, v, view, lo, hi):  # pragma: no cover - compiled
+    """``sums[v] +=`` the float64 sum of rows ``lo .. hi`` of ``view``: NaN or infinite where a pixel is. Compiled
+    apart (called, not inlined into the fast-math kernel), with no fast-math assumption that values are finite."""
+    s = 0.0
+    for r in range(lo, hi):
+        for c in range(view.shape[1]):
+            s += view[r, c]
+    sums[v] += s
+
+
+@numba.njit(cache=True, nogil=True)
+def all_finite(sums):  # pragma: no cover - compiled
+    """Whether every value of ``sums`` is finite (compiled apart from the fast-math kernel, which may assume it)."""
+    for x in sums:
+        if not np.isfinite(x):
+            return False
+    return True
+
+
 @numba.njit(cache=True, nogil=True)
 def section_tile(n_z, threads):  # pragma: no cover - compiled
     """Sections per tile of the back-projection: at most `Z_TILE`, and as even as the threads need, a whole
@@ -236,14 +317,17 @@ def block_rows(left):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pragma: no cover - compiled
+def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):  # pragma: no cover - compiled
     """Filter and back-project ``vol`` ``(n_z, n_rows, n_x)``: its row ``k`` is row ``row_first + k`` of ``views``.
 
     ``views`` ``(n_views, rows, cols)``; ``filt`` ``(n_views, n_pad)`` each view's filter and weight;
     ``base`` ``(n_z, n_views)`` the detector position of column 0 and ``cos_t`` its step per column.
     One block of rows at a time: the ``threads`` filter its views, then back-project its tiles of sections.
+    Each view's rows are summed into ``sums[view]`` (float64) just before
+    they are filtered, which brings them into the cache for the filter: a view with a NaN or infinite pixel
+    has a sum that is not, and the work stops at that block (the caller names the view).
     """
-    n_v, _, n_u = views.shape
+    n_v, n_r, n_u = views.shape
     n_z, n_rows, _ = vol.shape
     z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
@@ -254,9 +338,13 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads):  # pr
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
         q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
+        lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + nb)  # the rows the filter reads
         for v in numba.prange(n_v):
+            add_row_sums(sums, v, views[v], lo, hi)
             bufs = aligned_empty(4 * filt.shape[1] * (nb // 2)).reshape((4, filt.shape[1], nb // 2))
             filter_block(views[v], row_first + r0, nb, filt[v], wr, wi, bufs, q[v])
+        if not all_finite(sums):
+            return
         for t in numba.prange(n_tiles):
             z0 = t * z_tile
             z1 = min(n_z, z0 + z_tile)

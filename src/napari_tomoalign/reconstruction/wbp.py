@@ -31,6 +31,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions import view_number
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
@@ -137,7 +138,9 @@ def weighted_back_projection(
     weighting, sirt_iterations, lowpass_cutoff, lowpass_falloff
         See `radial_filter`; frequencies are in cycles per *binned* pixel.
     rows
-        Optional ``(first, stop)`` range of binned rows (slices) to reconstruct; all by default.
+        Optional ``(first, stop)`` range of binned rows (slices) to reconstruct; all by default. A NaN or
+        infinite pixel of a view used is refused (naming the view); in the plain geometry only in the rows
+        the volume reaches, which the kernel checks as it reads them.
     use_view
         Optional ``(n_views,)`` mask; views set False (for example undetermined by the fit) are left out.
     progress, should_stop
@@ -175,7 +178,6 @@ def weighted_back_projection(
     if views.size == 0:
         raise ValueError("no views to reconstruct from")
     check_tilts_below_90(tilts, views)
-    check_finite_views(aligned, doubtful_views(aligned, views), what="aligned stack")
     n_y, n_x = aligned_shape[1] // binning, aligned_shape[2] // binning
     y0, y1 = (0, n_y) if rows is None else (max(0, int(rows[0])), min(n_y, int(rows[1])))
     if y1 <= y0:
@@ -184,16 +186,24 @@ def weighted_back_projection(
     filt = radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
     weights = angular_weights(tilts[views]).astype(np.float32)
-    vol = volume_empty((n_z, y1 - y0, n_x))
     if local is not None:  # a local transform may move a point across rows: every row of the views is filtered
+        check_finite_views(aligned, doubtful_views(aligned, views), what="aligned stack")
+        vol = volume_empty((n_z, y1 - y0, n_x))
         mats, grid = kernel_arguments(local.subset(views), binning)
         backproject_local_views(binned_views(aligned, views, binning), full_filter(filt, weights), mats, grid, vol,
                                 y0, progress, should_stop)
         return vol
     coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
                                    z_factors=z_factors, shift_px=shift_px)[views]
+    if not checked_as_read(aligned, coef, n_y):
+        check_finite_views(aligned, doubtful_views(aligned, views), what="aligned stack")
+    vol = volume_empty((n_z, y1 - y0, n_x))
     stack = binned_views(aligned, views, binning)
-    backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop)
+    sums = backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop)
+    if sums is not None and not np.all(np.isfinite(sums)):  # a NaN or infinite pixel in a row the volume reaches
+        bad = views[~np.isfinite(sums)]
+        check_finite_views(aligned, bad, what="aligned stack")  # names the view (and says why)
+        raise ValueError(f"view {view_number(int(bad[0]))} of the aligned stack gives NaN or infinite values")
     return vol
 
 
@@ -245,6 +255,13 @@ def full_filter(filt: NDArray[np.float64], weights: NDArray[np.float32]) -> NDAr
     return np.ascontiguousarray(np.asarray(weights, np.float64)[:, None] * whole[None, :] / n_pad, dtype=np.float32)
 
 
+def checked_as_read(aligned: NDArray, coef: NDArray[np.float64], n_rows_all: int) -> bool:
+    """Whether the plain kernel's sums of the rows it reads (`backproject_views`) stand for the finite check:
+    the plain geometry on a float32 array in memory. Any other input is looked at first (`doubtful_views`):
+    a memory map view by view, a float64 beyond float32 before its cast."""
+    return type(aligned) is np.ndarray and aligned.dtype == np.float32 and plain_geometry(coef, n_rows_all)
+
+
 def doubtful_views(aligned: NDArray, views: NDArray[np.intp]) -> NDArray[np.intp]:
     """The ``views`` that `check_finite_views` must look at: for a float32 array in memory, those whose sum (one
     pass, on all the threads) is not finite; otherwise all of them (a memory map is read one view at a time)."""
@@ -278,22 +295,24 @@ def backproject_views(
     *,
     stack_row0: int = 0,
     n_rows_all: int | None = None,
-) -> None:
+) -> NDArray[np.float64] | None:
     """Filter and back-project the views ``stack`` ``(n_views, rows, cols)`` into ``vol`` ``(n_z, n_rows, cols)``.
 
     The views have ``n_rows_all`` rows (default: all held) of which ``stack`` holds those from
     ``stack_row0`` (all the rows the volume's rows reach: `rows_needed`); the volume's row ``k`` is
     view row ``row_first + k``. ``filt`` from `full_filter`, ``coef`` from `projection_coefficients` (a
     row per view of ``stack``). The work goes in chunks of blocks so that ``progress`` and
-    ``should_stop`` are heard.
+    ``should_stop`` are heard. In the plain geometry (`plain_geometry`) the kernel sums each view's rows as
+    it reads them, and the float64 sums are returned: one that is not finite means a NaN or infinite pixel
+    in that view, and the work stopped there. ``None`` in the full model (the caller checks the views first).
     """
     n_z, n_rows, n_x = vol.shape
     n_all = stack.shape[1] if n_rows_all is None else int(n_rows_all)
     if stack.shape[2] != n_x:
         raise ValueError(f"the volume is {n_x} wide but the views are {stack.shape[2]}")
     wr, wi = twiddles(filt.shape[1])
-    plain = bool(np.all(coef[:, 1] == 0.0) and np.all(coef[:, 4] == 1.0) and np.all(coef[:, 5] == 0.0)
-                 and np.all(coef[:, 6] == (n_all - 1) / 2.0))
+    plain = plain_geometry(coef, n_all)
+    sums = np.zeros(stack.shape[0]) if plain else None
     if plain:
         zc = np.arange(n_z) - (n_z - 1) / 2.0
         base = zc[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n_x - 1) / 2.0)[None, :]
@@ -303,13 +322,24 @@ def backproject_views(
         if should_stop is not None and should_stop():
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
-        if plain:
-            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0, numba.get_num_threads())
+        if sums is not None:
+            wbp_blocks(stack, filt, wr, wi, base, cos_t, part, row_first + c0 - stack_row0, numba.get_num_threads(),
+                       sums)
+            if not np.all(np.isfinite(sums)):
+                return sums
         else:
             wbp_blocks_full(stack, filt, wr, wi, coef, (n_x - 1) / 2.0, (n_z - 1) / 2.0, part, row_first + c0,
                             n_all, stack_row0, numba.get_num_threads())
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
+    return sums
+
+
+def plain_geometry(coef: NDArray[np.float64], n_rows_all: int) -> bool:
+    """Whether the map ``coef`` (`projection_coefficients`) keeps every voxel in its own row of the views (no
+    X-axis tilt, no Z factors), so that the plain kernel (`bp_kernels.wbp_blocks`) applies."""
+    return bool(np.all(coef[:, 1] == 0.0) and np.all(coef[:, 4] == 1.0) and np.all(coef[:, 5] == 0.0)
+                and np.all(coef[:, 6] == (n_rows_all - 1) / 2.0))
 
 
 def rows_needed(coef: NDArray[np.float64], rows: tuple[int, int], n_z: int, n_rows_all: int) -> tuple[int, int]:
