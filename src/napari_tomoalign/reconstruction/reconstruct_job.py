@@ -142,11 +142,6 @@ def read_pairs(path: Path, n_views: int) -> Any:
     return values
 
 
-def _one(directory: Path, pattern: str) -> Path | None:
-    found = sorted(directory.glob(pattern))
-    return found[0] if len(found) == 1 else None
-
-
 def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignment_dir: str | os.PathLike[str],
                           out: Path, *, binning: int, thickness: int | None, lowpass: float | None,
                           options: ReconstructOptions, voxel_angstrom: float | None, overwrite: bool,
