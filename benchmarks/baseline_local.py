@@ -1,6 +1,6 @@
 """The local WBP as session 9 left it, kept as `bench_local.py`'s baseline.
 
-Session 9's path is still in the package, as the fallback of the new one (`local_rows.choose_kernel`): its
+Session 9's path is still in the package, as the fallback of the new one (`local_errors.choose_kernel`): its
 error check (`local_blocks.block_errors`), its filter (`local_blocks.filtered_sheared_views`) and its block
 kernel (`local_blocks.backproject_local_blocks`: blocks of 64 rows, each lane interpolated in column and
 row). `local_wbp_s9` runs that path as `local_blocks.backproject_local_views` did in session 9, for a stack

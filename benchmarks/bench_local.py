@@ -11,7 +11,7 @@ the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312
 WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above), at binning 1 and 2,
 against the global WBP of the same stack in the same process, and against session 9's local path
 (`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row). It
-prints the block and slab errors and the kernel they choose (`local_rows.choose_kernel`), the parts of the
+prints the block and slab errors and the kernel they choose (`local_errors.choose_kernel`), the parts of the
 new path (error check, filter + shear, the one-row kernel with its resampling), and the NCC of both local
 volumes against the exact voxel kernel (`local_warp.backproject_local`) on the same filtered views, inside an
 8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
@@ -50,14 +50,8 @@ from napari_tomoalign.reconstruction.local_blocks import (
     block_errors,
     filtered_sheared_views,
 )
-from napari_tomoalign.reconstruction.local_rows import (
-    SLAB_TOLERANCE_PX,
-    SLABS,
-    backproject_local_rows,
-    choose_kernel,
-    row_shears,
-    slab_errors,
-)
+from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_kernel, row_shears, slab_errors
+from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
     angular_weights,

@@ -26,7 +26,7 @@ What it gives up: the lanes follow a line, not the exact (piecewise quadratic) p
 has drifted out of its group's cell extrapolates linearly from that cell's samples. `block_errors` measures
 both; the WBP uses the blocks only when they are within `BLOCK_TOLERANCE_PX` and `EXTRAPOLATION_LIMIT_PX`, and
 the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`). Where a slab of sections
-allows it, `local_rows` runs instead: the same lines, with one row per volume row (`local_rows.choose_kernel`).
+allows it, `local_rows` runs instead: the same lines, with one row per volume row (`local_errors.choose_kernel`).
 """
 
 from __future__ import annotations
