@@ -29,6 +29,10 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
@@ -46,6 +50,26 @@ from .local_blocks import (
 )
 from .local_errors import JM, at_column, choose_kernel, row_shears, view_lines
 from .local_warp import backproject_local
+
+PREFETCH = 8  # columns ahead whose rows `_resample_columns` asks for (a column is 2.5 KB on from the last)
+Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
+# each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB)
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
+    """Ask for the cache line of ``arr.flat[index]`` (LLVM's ``prefetch``, for reading, kept in all caches): the
+    filtered views' columns that `_resample_columns` reads next come from L3, each from a page of its own."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, index), codegen
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
@@ -81,6 +105,9 @@ def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - c
             out[:] = 0.0
             continue
         b = rows[2 * N_GROUPS, c]
+        ahead = numba.uint64(base + (c + PREFETCH) * n_rs + np.int64(rows[0, c]))  # the rows of a later column
+        for k_line in range(ROWS // 16 + 1):
+            prefetch(q1, ahead + numba.uint64(16 * k_line))  # type: ignore[call-arg]  # typingctx is numba's
         for g in range(N_GROUPS):
             a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
             fr0 = rows[2 * g + 1, c]
@@ -104,18 +131,18 @@ def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, off, fr, da):  # pragm
             a0, a1 = cols[2, v, x0 : x0 + X_TILE], cols[3, v, x0 : x0 + X_TILE]
             first = np.float32(c_lo[j])
             top = np.float32(n_c[j] - 2)
-            base = j * w_cols
+            base = np.int32(j * w_cols)
             d, o0, o1, f0, f1 = da[s, j], off[s, j, 0], off[s, j, 1], fr[s, j, 0], fr[s, j, 1]
             for xx in range(X_TILE):
                 a = a0[xx] + a1[xx] * zf
                 um = c0[xx] + c1[xx] * zf - first
                 u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
-                i = int(min(max(u, np.float32(0.0)), top))
-                o0[xx] = numba.uint64((base + i) * ROWS)
+                i = np.int32(min(max(u, np.float32(0.0)), top))  # int32: the loop vectorises without int64 lanes
+                o0[xx] = numba.uint64(base + i) * numba.uint64(ROWS)
                 f0[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
                 u = um + a * np.float32(GROUP / 2)  # of the second
-                i = int(min(max(u, np.float32(0.0)), top))
-                o1[xx] = numba.uint64((base + i) * ROWS + GROUP)
+                i = np.int32(min(max(u, np.float32(0.0)), top))
+                o1[xx] = numba.uint64(base + i) * numba.uint64(ROWS) + numba.uint64(GROUP)
                 f1[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
                 d[xx] = a
 
@@ -198,43 +225,49 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
     lines = np.empty((4, n_x))
-    rows = np.empty((n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
+    n_sl = max(1, Z_CHUNK // slab)  # slabs per chunk of sections
+    rows = np.empty((n_sl, n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
-    tile = np.empty((2, slab, X_TILE, ROWS), dtype=np.float32)
+    tile = np.empty((2, n_sl * slab, X_TILE, ROWS), dtype=np.float32)
     off = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.uint64)
     fr = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.float32)
     da = np.empty((slab, VIEW_GROUP, X_TILE), dtype=np.float32)
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
-    for z0 in range(0, n_z, slab):
-        z1 = min(n_z, z0 + slab)
-        for v in range(n_v):
-            view_lines(geo, v, (z0 + z1 - 1) / 2.0, lines)
-            _column_rows(lines, v, n_rs, rows)
+    for zc in range(0, n_z, n_sl * slab):
+        zc1 = min(n_z, zc + n_sl * slab)
+        for k in range(n_sl):
+            z0 = zc + k * slab
+            for v in range(n_v):
+                if z0 < zc1:
+                    view_lines(geo, v, (z0 + min(zc1, z0 + slab) - 1) / 2.0, lines)
+                    _column_rows(lines, v, n_rs, rows[k])
         for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
             xb = min(n_x, xa + 2 * X_TILE)
-            tile[:, : z1 - z0] = 0.0
+            tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
-                for j in range(VIEW_GROUP):
-                    v = v0 + j
-                    if v >= n_v:  # a padded view: two zero columns
-                        c_lo[j], n_c[j] = 0, 2
-                        w[j, :2] = 0.0
-                        continue
-                    lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
-                    hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
-                             cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
-                    c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
-                    n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
-                    _resample_columns(q1, v, rows[v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
-                for h in range(2):
-                    x0 = xa + h * X_TILE
-                    if x0 < xb:
-                        _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
-                        _add_views(tile[h], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
+                for z0 in range(zc, zc1, slab):  # the views' columns stay in L2 from one slab to the next
+                    z1 = min(zc1, z0 + slab)
+                    for j in range(VIEW_GROUP):
+                        v = v0 + j
+                        if v >= n_v:  # a padded view: two zero columns
+                            c_lo[j], n_c[j] = 0, 2
+                            w[j, :2] = 0.0
+                            continue
+                        lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
+                        hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
+                                 cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
+                        c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
+                        n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
+                        _resample_columns(q1, v, rows[(z0 - zc) // slab, v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                    for h in range(2):
+                        x0 = xa + h * X_TILE
+                        if x0 < xb:
+                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
+                            _add_views(tile[h, z0 - zc :], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
             for h in range(2):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
-                    write_columns(tile[h, : z1 - z0], vol, z0, z1, x0, min(xb, x0 + X_TILE), yb, n_valid)
+                    write_columns(tile[h, : zc1 - zc], vol, zc, zc1, x0, min(xb, x0 + X_TILE), yb, n_valid)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
