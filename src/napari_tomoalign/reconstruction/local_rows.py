@@ -118,33 +118,41 @@ def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - c
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, off, fr, da):  # pragma: no cover - compiled
+def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, lin, off, fr, da):  # pragma: no cover - compiled
     """For views ``v0 .. v0 + VIEW_GROUP``, sections ``z0 .. z0 + n_s`` and the `X_TILE` columns from ``x0``: per
     group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column
     ``c_lo[j]``, ``n_c[j]`` of them) of the column its middle lane reads, its first lane's fraction there, and
-    the change of the fraction per lane."""
+    the change of the fraction per lane; at ``[(s VIEW_GROUP + j) X_TILE + x]`` of ``off[g]``, ``fr[g]``, ``da``.
+    The views' lines are gathered first (``lin``), so that one loop over a section's views and columns makes
+    them (per view and section, the loop's set-up cost as much as its 16 columns)."""
+    n = VIEW_GROUP * X_TILE
+    c0, c1, a0, a1, top, base = lin[0], lin[1], lin[2], lin[3], lin[4], lin[5]
+    for j in range(VIEW_GROUP):
+        v = v0 + j
+        for xx in range(X_TILE):
+            k = j * X_TILE + xx
+            c0[k] = cols[0, v, x0 + xx] - np.float32(c_lo[j])
+            c1[k] = cols[1, v, x0 + xx]
+            a0[k] = cols[2, v, x0 + xx]
+            a1[k] = cols[3, v, x0 + xx]
+            top[k] = np.float32(n_c[j] - 2)
+            base[k] = np.float32(j * w_cols)
+    o0, o1, f0, f1 = off[0], off[1], fr[0], fr[1]
     for s in range(n_s):
         zf = np.float32(z0 + s)
-        for j in range(VIEW_GROUP):
-            v = v0 + j
-            c0, c1 = cols[0, v, x0 : x0 + X_TILE], cols[1, v, x0 : x0 + X_TILE]
-            a0, a1 = cols[2, v, x0 : x0 + X_TILE], cols[3, v, x0 : x0 + X_TILE]
-            first = np.float32(c_lo[j])
-            top = np.float32(n_c[j] - 2)
-            base = np.int32(j * w_cols)
-            d, o0, o1, f0, f1 = da[s, j], off[s, j, 0], off[s, j, 1], fr[s, j, 0], fr[s, j, 1]
-            for xx in range(X_TILE):
-                a = a0[xx] + a1[xx] * zf
-                um = c0[xx] + c1[xx] * zf - first
-                u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
-                i = np.int32(min(max(u, np.float32(0.0)), top))  # int32: the loop vectorises without int64 lanes
-                o0[xx] = numba.uint64(base + i) * numba.uint64(ROWS)
-                f0[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
-                u = um + a * np.float32(GROUP / 2)  # of the second
-                i = np.int32(min(max(u, np.float32(0.0)), top))
-                o1[xx] = numba.uint64(base + i) * numba.uint64(ROWS) + numba.uint64(GROUP)
-                f1[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
-                d[xx] = a
+        for k in range(n):
+            ku = numba.uint64(s * n + k)
+            a = a0[k] + a1[k] * zf
+            um = c0[k] + c1[k] * zf
+            u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
+            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))  # int32: no int64 lanes
+            o0[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS)
+            f0[ku] = u - i - a * np.float32((GROUP - 1) / 2)
+            u = um + a * np.float32(GROUP / 2)  # of the second
+            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))
+            o1[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS) + numba.uint64(GROUP)
+            f1[ku] = u - i - a * np.float32((GROUP - 1) / 2)
+            da[ku] = a
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -169,9 +177,10 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
                 acc[k] = t[k]
                 acc[ROWS + k] = 0.0
             for j in range(VIEW_GROUP):
-                d = da[s, j, xx]
-                _lanes(w1, off[s, j, 0, xx], nb, fr[s, j, 0, xx], d, acc, 0)
-                _lanes(w1, off[s, j, 1, xx], nb, fr[s, j, 1, xx], d, acc, GROUP)
+                k = numba.uint64((s * VIEW_GROUP + j) * X_TILE + xx)
+                d = da[k]
+                _lanes(w1, off[0, k], nb, fr[0, k], d, acc, 0)
+                _lanes(w1, off[1, k], nb, fr[1, k], d, acc, GROUP)
             for k in range(ROWS):
                 t[k] = acc[k] + acc[ROWS + k]
 
@@ -229,9 +238,10 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
     rows = np.empty((n_sl, n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
     tile = np.empty((2, n_sl * slab, X_TILE, ROWS), dtype=np.float32)
-    off = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.uint64)
-    fr = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.float32)
-    da = np.empty((slab, VIEW_GROUP, X_TILE), dtype=np.float32)
+    off = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.uint64)
+    fr = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.float32)
+    da = np.empty(slab * VIEW_GROUP * X_TILE, dtype=np.float32)
+    lin = np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
     for zc in range(0, n_z, n_sl * slab):
         zc1 = min(n_z, zc + n_sl * slab)
@@ -262,7 +272,7 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
                     for h in range(2):
                         x0 = xa + h * X_TILE
                         if x0 < xb:
-                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
+                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, lin, off, fr, da)
                             _add_views(tile[h, z0 - zc :], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
             for h in range(2):
                 x0 = xa + h * X_TILE
