@@ -177,10 +177,10 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
                 acc[k] = t[k]
                 acc[ROWS + k] = 0.0
             for j in range(VIEW_GROUP):
-                k = numba.uint64((s * VIEW_GROUP + j) * X_TILE + xx)
-                d = da[k]
-                _lanes(w1, off[0, k], nb, fr[0, k], d, acc, 0)
-                _lanes(w1, off[1, k], nb, fr[1, k], d, acc, GROUP)
+                e = numba.uint64((s * VIEW_GROUP + j) * X_TILE + xx)
+                d = da[e]
+                _lanes(w1, off[0, e], nb, fr[0, e], d, acc, 0)
+                _lanes(w1, off[1, e], nb, fr[1, e], d, acc, GROUP)
             for k in range(ROWS):
                 t[k] = acc[k] + acc[ROWS + k]
 
