@@ -52,6 +52,7 @@ from .local_errors import JM, at_column, choose_kernel, row_shears, view_lines
 from .local_warp import backproject_local
 
 PREFETCH = 8  # columns ahead whose rows `_resample_columns` asks for (a column is 2.5 KB on from the last)
+FIT_X_STEP = 4  # `_fit_sampled` fits every 4th voxel column
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB)
 
@@ -186,20 +187,21 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _fit_every_other(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
-    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every other one and interpolated
+def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
+    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
     between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
-    patches' difference in scale, about 1e-3 per column: 5e-4 px off at a turn), and the fit was 8 % of the kernel."""
+    patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
+    column was 8 % of the kernel, at every other one 5 %."""
     n_v = mats.shape[1]
-    n_h = (n_x - 1) // 2 + 1
+    n_h = (n_x - 1) // FIT_X_STEP + 1
     half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
-    fit_block(mats, grid, shear, ya, last, n_z, centre, 2, (PAD_U, PAD), half[:n_h])
+    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, (PAD_U, PAD), half[:n_h])
     if n_h == 1:
         half[1] = half[0]
     geo = np.empty((n_x, 8, n_v), dtype=np.float32)
     for x in range(n_x):
-        i = min(x // 2, n_h - 2)
-        t = np.float32((x - 2 * i) / 2.0)
+        i = min(x // FIT_X_STEP, n_h - 2)
+        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
         geo[x] = half[i] + t * (half[i + 1] - half[i])
     return geo
 
@@ -214,7 +216,7 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
     centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
     n_valid = min(ROWS, n_y - yb)
-    geo = _fit_every_other(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
+    geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
     n_xp = -(-n_x // X_TILE) * X_TILE
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     for v in range(n_v):
