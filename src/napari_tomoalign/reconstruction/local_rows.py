@@ -17,6 +17,11 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
    each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
    tiles and view groups of `bp_kernels._bp_tile`.
 
+The slabs of a chunk of `Z_CHUNK` sections follow one another for each pair of tiles and group of views, so
+that the group's columns of the filtered views, read from L3 for the chunk's first slab, come from L2 for the
+next (slab after slab over the whole block, a band of 61 views was read from L3 for every slab: 42 ms of the
+kernel's 200 at bin 1); a tile's sums hold the chunk.
+
 What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
 meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
 patches' rotations) times ``z - zs``. `local_errors.slab_errors` measures it and `local_errors.choose_kernel`
@@ -208,9 +213,10 @@ def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no c
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # pragma: no cover - compiled
-    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per slab, the lines of its middle section; per tile
-    of `X_TILE` voxel columns and group of `VIEW_GROUP` views, the columns of the views the tile reads are
-    resampled (`_resample_columns`, into a buffer that stays in L1), then added (`_add_views`)."""
+    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
+    view's columns at its slabs' middle sections (`_column_rows`); per pair of tiles of `X_TILE` voxel columns,
+    group of `VIEW_GROUP` views and slab of the chunk, the columns of the views the tiles read are resampled
+    (`_resample_columns`, into a buffer that stays in L2), then added (`_slab_cells`, `_add_views`)."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
