@@ -24,7 +24,7 @@ from .local_blocks import (
     EXTRAPOLATION_LIMIT_PX,
     GROUP,
     ROWS,
-    block_errors,
+    block_errors_of,
     fit_block,
     view_shears,
 )
@@ -61,34 +61,45 @@ def at_column(lines, c, x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _slab_error(mats, grid, shear, n_z, nx, ny, x_step, slab):  # pragma: no cover - compiled
-    """`slab_errors` for slabs of ``slab`` sections, every ``x_step``-th voxel column (serial: shared by the two
-    threads on a loaded machine it took 4x the CPU time)."""
+def _slab_error_of(geo, n_z, last, slab):  # pragma: no cover - compiled
+    """`slab_errors` for slabs of ``slab`` sections in one block (lanes ``0 .. last``) whose lines `fit_block`
+    fitted into ``geo`` at every few voxel columns (no pads)."""
+    n_xs, _, n_v = geo.shape
+    worst = 0.0
+    mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
+    for z0 in range(0, n_z, slab):
+        z1 = min(n_z, z0 + slab)
+        for v in range(n_v):
+            view_lines(geo, v, (z0 + z1 - 1) / 2.0, mid)
+            for z in (z0, z1 - 1):
+                view_lines(geo, v, z, at_z)
+                for j in (0, last):
+                    x = 0
+                    for i in range(n_xs):  # the column lane j reads, increasing with i
+                        x, t = at_column(mid, at_z[0, i] + at_z[1, i] * (j - JM), x)
+                        r = mid[2, x] + t * (mid[2, x + 1] - mid[2, x])
+                        b = mid[3, x] + t * (mid[3, x + 1] - mid[3, x])
+                        worst = max(worst, abs(at_z[2, i] - r + (at_z[3, i] - b) * j))
+    return worst
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _errors(mats, grid, shear, n_z, nx, ny, x_step, slab, b0, b1):  # pragma: no cover - compiled
+    """``(position, extrapolation, slab error)``: `local_blocks.block_errors` and `slab_errors` (for slabs of
+    ``slab``) over the blocks ``b0 .. b1``, every ``x_step``-th voxel column, one fit per block for both."""
     centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
     n_v = mats.shape[1]
     n_xs = (nx - 1) // x_step + 1
-    n_blocks = (ny + ROWS - 1) // ROWS
-    worst = np.zeros(n_blocks)
-    for blk in range(n_blocks):
+    pos, ext, worst = 0.0, 0.0, 0.0
+    for blk in range(b0, b1):
         yb = blk * ROWS
         last = min(ROWS, ny - yb) - 1
         geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
-        mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
         fit_block(mats, grid, shear, yb - centre[1], last, n_z, centre, x_step, (0.0, 0.0), geo)
-        for z0 in range(0, n_z, slab):
-            z1 = min(n_z, z0 + slab)
-            for v in range(n_v):
-                view_lines(geo, v, (z0 + z1 - 1) / 2.0, mid)
-                for z in (z0, z1 - 1):
-                    view_lines(geo, v, z, at_z)
-                    for j in (0, last):
-                        x = 0
-                        for i in range(n_xs):  # the column lane j reads, increasing with i
-                            x, t = at_column(mid, at_z[0, i] + at_z[1, i] * (j - JM), x)
-                            r = mid[2, x] + t * (mid[2, x + 1] - mid[2, x])
-                            b = mid[3, x] + t * (mid[3, x + 1] - mid[3, x])
-                            worst[blk] = max(worst[blk], abs(at_z[2, i] - r + (at_z[3, i] - b) * j))
-    return worst.max()
+        p, e = block_errors_of(mats, grid, shear, geo, yb - centre[1], last, n_z, centre, x_step)
+        pos, ext = max(pos, p), max(ext, e)
+        worst = max(worst, _slab_error_of(geo, n_z, last, slab))
+    return pos, ext, worst
 
 
 def row_shears(mats: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -109,7 +120,7 @@ def slab_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, 
     resampled views), so a slab ``k`` times thinner has ``1 / k`` of it (measured on BBa's local file at
     bin 1, 8 and 4 sections: 0.084 and 0.038 px, against 0.169 / 2 and 0.169 / 4)."""
     nx, ny = size
-    err = _slab_error(mats, grid, row_shears(mats), n_z, nx, ny, ERROR_X_STEP, SLABS[0])
+    err = _errors(mats, grid, row_shears(mats), n_z, nx, ny, ERROR_X_STEP, SLABS[0], 0, -(-ny // ROWS))[2]
     return np.array([err * t / SLABS[0] for t in SLABS])
 
 
@@ -119,14 +130,17 @@ def choose_kernel(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int
     kernel (`local_blocks.backproject_local_blocks`) where no slab is, and 0 for the exact voxel kernel where
     the blocks are not within their limits either (`local_blocks.blocks_suffice`)."""
     shear = row_shears(mats)
-    if numba.get_num_threads() > 1:  # the two checks side by side (compiled without the GIL), 12 -> 7 ms at bin 1
+    nx, ny = size
+    n_blocks = -(-ny // ROWS)
+    args = (mats, grid, shear, n_z, nx, ny, ERROR_X_STEP, SLABS[0])
+    if numba.get_num_threads() > 1 and n_blocks > 1:  # half the blocks each (compiled without the GIL)
         with ThreadPoolExecutor(1) as pool:
-            slabs = pool.submit(slab_errors, mats, grid, n_z, size)
-            pos, ext = block_errors(mats, grid, n_z, size, shear)
-            errors = slabs.result()
+            other = pool.submit(_errors, *args, n_blocks // 2, n_blocks)
+            first = _errors(*args, 0, n_blocks // 2)
+            pos, ext, err = np.maximum(first, other.result())
     else:
-        pos, ext = block_errors(mats, grid, n_z, size, shear)
-        errors = slab_errors(mats, grid, n_z, size)
+        pos, ext, err = _errors(*args, 0, n_blocks)
+    errors = [err * t / SLABS[0] for t in SLABS]
     if pos > BLOCK_TOLERANCE_PX or ext > EXTRAPOLATION_LIMIT_PX:
         return 0
     for slab, err in zip(SLABS, errors, strict=True):
