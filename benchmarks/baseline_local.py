@@ -1,13 +1,18 @@
-"""The local WBP as session 9 left it, kept as `bench_local.py`'s baseline.
+"""The local WBP as sessions 9 and 10 left it, kept as `bench_local.py`'s baselines.
 
-Session 9's path is still in the package, as the fallback of the new one (`local_rows.choose_kernel`): its
+Session 9's path is still in the package, as the fallback of the new one (`local_errors.choose_kernel`): its
 error check (`local_blocks.block_errors`), its filter (`local_blocks.filtered_sheared_views`) and its block
 kernel (`local_blocks.backproject_local_blocks`: blocks of 64 rows, each lane interpolated in column and
 row). `local_wbp_s9` runs that path as `local_blocks.backproject_local_views` did in session 9, for a stack
 binned already, into a volume made as the WBP makes it (`bp_kernels.volume_empty`: on a cache line).
+`local_wbp_s10` runs session 10's: the same error check and filter as today, then session 10's one-row kernel
+(`baseline_local_rows.py`).
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from napari_tomoalign.reconstruction.bp_fft import twiddles
 from napari_tomoalign.reconstruction.bp_kernels import volume_empty
@@ -17,6 +22,10 @@ from napari_tomoalign.reconstruction.local_blocks import (
     filtered_sheared_views,
     view_shears,
 )
+from napari_tomoalign.reconstruction.local_errors import choose_kernel, row_shears
+
+sys.path.insert(0, str(Path(__file__).parent))
+import baseline_local_rows  # noqa: E402
 
 
 def local_wbp_s9(views, filt, mats, grid, n_z):
@@ -28,4 +37,17 @@ def local_wbp_s9(views, filt, mats, grid, n_z):
     q = filtered_sheared_views(views, shear, filt, *twiddles(filt.shape[1]))
     vol = volume_empty((n_z, n_r, n_u))
     backproject_local_blocks(q, shear, n_r, n_u, mats, grid, 0, vol)
+    return vol
+
+
+def local_wbp_s10(views, filt, mats, grid, n_z):
+    """Session 10's local WBP of the binned ``views``: today's error check and filter, session 10's one-row kernel."""
+    n_v, n_r, n_u = views.shape
+    slab = choose_kernel(mats, grid, n_z, (n_u, n_r))
+    if slab < 2:
+        raise ValueError("no slab is within its error here: session 10 ran another kernel")
+    shear = row_shears(mats)
+    q = filtered_sheared_views(views, shear, filt, *twiddles(filt.shape[1]))
+    vol = volume_empty((n_z, n_r, n_u))
+    baseline_local_rows.backproject_local_rows(q, shear, n_r, n_u, mats, grid, 0, vol, slab)
     return vol

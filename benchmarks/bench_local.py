@@ -10,8 +10,9 @@ the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312
 
 WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above), at binning 1 and 2,
 against the global WBP of the same stack in the same process, and against session 9's local path
-(`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row). It
-prints the block and slab errors and the kernel they choose (`local_rows.choose_kernel`), the parts of the
+(`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row) and
+session 10's (the same error check and filter, its one-row kernel: `baseline_local_rows.py`). It
+prints the block and slab errors and the kernel they choose (`local_errors.choose_kernel`), the parts of the
 new path (error check, filter + shear, the one-row kernel with its resampling), and the NCC of both local
 volumes against the exact voxel kernel (`local_warp.backproject_local`) on the same filtered views, inside an
 8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
@@ -50,14 +51,8 @@ from napari_tomoalign.reconstruction.local_blocks import (
     block_errors,
     filtered_sheared_views,
 )
-from napari_tomoalign.reconstruction.local_rows import (
-    SLAB_TOLERANCE_PX,
-    SLABS,
-    backproject_local_rows,
-    choose_kernel,
-    row_shears,
-    slab_errors,
-)
+from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_kernel, row_shears, slab_errors
+from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
     angular_weights,
@@ -68,7 +63,7 @@ from napari_tomoalign.reconstruction.wbp import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_local import local_wbp_s9  # noqa: E402
+from baseline_local import local_wbp_s9, local_wbp_s10  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -159,6 +154,7 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
         "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
         "local s9": lambda: local_wbp_s9(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
                                          n_z),  # binned inside, as the global and local WBP bin
+        "local s10": lambda: local_wbp_s10(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
         "  error check": lambda: choose_kernel(mats, grid, n_z, views.shape[:0:-1]),
         "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
         "  one-row kernel": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
@@ -189,12 +185,13 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
               f"   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
-    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9")]
-    lo, s9 = med["local"], med["local s9"]
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9", "local s10")]
+    lo, s9, s10 = med["local"], med["local s9"], med["local s10"]
     print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU, {(lo[1] - lo[2]) / (g[1] - g[2]):4.2f}"
           " user CPU (target <= 2); session 9's:"
-          f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px"
-          f" border: {ncc[0]:.6f} (session 9's {ncc[1]:.6f})")
+          f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; session 10's: {s10[0] / g[0]:4.2f} wall,"
+          f" {s10[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px border: {ncc[0]:.8f}"
+          f" (session 9's {ncc[1]:.6f}, session 10's {ncc[2]:.8f})")
 
 
 def main() -> None:

@@ -13,14 +13,8 @@ from napari_tomoalign.reconstruction.local_blocks import (
     filtered_sheared_views,
     view_shears,
 )
-from napari_tomoalign.reconstruction.local_rows import (
-    SLAB_TOLERANCE_PX,
-    SLABS,
-    backproject_local_rows,
-    choose_kernel,
-    row_shears,
-    slab_errors,
-)
+from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_kernel, row_shears, slab_errors
+from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
 
 
@@ -282,7 +276,7 @@ def test_the_local_wbp_in_blocks_matches_the_exact_kernel_through_the_filter(mon
     filter the samples are sharp, and the blocks' position error (0.19 px here: patches 27-32 px apart, so
     several kinks in every block of 64 rows) shows: NCC 0.9973. Session 8's kernel gave the same at shift 0.05
     (0.99776 against 0.99777 now) and fell back to the exact kernel at this shift (its error: 0.32 px)."""
-    from napari_tomoalign.reconstruction import local_rows
+    from napari_tomoalign.reconstruction import local_errors
     from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
     lp, tilts = patch_geometry(shift_px=0.15)
@@ -291,7 +285,7 @@ def test_the_local_wbp_in_blocks_matches_the_exact_kernel_through_the_filter(mon
     rng = np.random.default_rng(7)
     views = gaussian_filter(rng.normal(size=(9, 80, 96)), (0, 1.5, 1.5)).astype(np.float32)
     blocks = weighted_back_projection(views, tilts, thickness=24, local=lp)
-    monkeypatch.setattr(local_rows, "BLOCK_TOLERANCE_PX", -1.0)
+    monkeypatch.setattr(local_errors, "BLOCK_TOLERANCE_PX", -1.0)
     exact = weighted_back_projection(views, tilts, thickness=24, local=lp)
     inner = (slice(None), slice(6, -6), slice(6, -6))
     assert 0.996 < ncc(blocks[inner], exact[inner]) < 0.99999  # blocks, not the exact kernel twice

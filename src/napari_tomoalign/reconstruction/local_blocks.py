@@ -26,7 +26,7 @@ What it gives up: the lanes follow a line, not the exact (piecewise quadratic) p
 has drifted out of its group's cell extrapolates linearly from that cell's samples. `block_errors` measures
 both; the WBP uses the blocks only when they are within `BLOCK_TOLERANCE_PX` and `EXTRAPOLATION_LIMIT_PX`, and
 the exact voxel kernel (`local_warp.backproject_local`) otherwise (`blocks_suffice`). Where a slab of sections
-allows it, `local_rows` runs instead: the same lines, with one row per volume row (`local_rows.choose_kernel`).
+allows it, `local_rows` runs instead: the same lines, with one row per volume row (`local_errors.choose_kernel`).
 """
 
 from __future__ import annotations
@@ -114,46 +114,55 @@ def fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, pads, geo):  # p
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
+def block_errors_of(mats, grid, shear, geo, ya, last, n_z, centre, x_step):  # pragma: no cover - compiled
+    """``(position, extrapolation)`` of `block_errors` in one block (rows ``ya .. ya + last``, centred), whose
+    lines `fit_block` fitted into ``geo`` at every ``x_step``-th voxel column (no pads)."""
+    n_v = mats.shape[1]
+    n_xs = geo.shape[0]
+    zt = max(n_z - 1, 1)
+    pos, ext = 0.0, 0.0
+    lanes = np.unique(np.concatenate((np.arange(0, last + 1, 8), np.array([last]), _probe_lanes(grid, ya, last))))
+    c = np.empty((4, n_xs))
+    for lane in lanes:
+        for v in range(n_v):
+            row_geometry(mats, grid, v, ya + lane, centre[0], centre[1], centre[2], centre[3], c[0], c[1], c[2],
+                         c[3], x_step)
+            for i in range(n_xs):
+                g = geo[i, :, v]
+                for e in range(2):
+                    z = e * zt
+                    r = c[2, i] + c[3, i] * z
+                    u = c[0, i] + c[1, i] * z - shear[v] * (r - centre[1])
+                    fu = g[0] + g[1] * z + (g[2] + g[3] * z) * lane
+                    fr = g[4] + g[5] * z + (1.0 + g[6] + g[7] * z) * lane
+                    pos = max(pos, abs(u - fu), abs(r - fr))
+    for v in range(n_v):  # how far the lanes' fractions leave the cells `backproject_local_blocks` reads
+        for i in range(n_xs):
+            g = geo[i, :, v]
+            for e in range(2):
+                z = e * zt
+                for p0, d in ((g[0] + g[1] * z, g[2] + g[3] * z), (g[4] + g[5] * z, g[6] + g[7] * z)):
+                    for j0 in range(0, last + 1, GROUP):
+                        f0 = p0 + d * j0 - np.floor(p0 + d * (j0 + (GROUP - 1) / 2.0))
+                        f1 = f0 + d * min(GROUP - 1, last - j0)
+                        ext = max(ext, -min(f0, f1), max(f0, f1) - 1.0)
+    return pos, ext
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _block_errors(mats, grid, shear, n_z, nx, ny, x_step):  # pragma: no cover - compiled
     """``(position, extrapolation)`` of `block_errors`, every ``x_step``-th voxel column."""
     centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
     n_v = mats.shape[1]
     n_xs = (nx - 1) // x_step + 1
-    n_blocks = (ny + ROWS - 1) // ROWS
-    worst = np.zeros((n_blocks, 2))
-    zt = max(n_z - 1, 1)
-    for blk in range(n_blocks):
-        yb = blk * ROWS
+    pos, ext = 0.0, 0.0
+    for yb in range(0, ny, ROWS):
         last = min(ROWS, ny - yb) - 1
-        ya = yb - centre[1]
         geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
-        fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, (0.0, 0.0), geo)
-        lanes = np.unique(np.concatenate((np.arange(0, last + 1, 8), np.array([last]), _probe_lanes(grid, ya, last))))
-        c = np.empty((4, n_xs))
-        for lane in lanes:
-            for v in range(n_v):
-                row_geometry(mats, grid, v, ya + lane, centre[0], centre[1], centre[2], centre[3], c[0], c[1], c[2],
-                             c[3], x_step)
-                for i in range(n_xs):
-                    g = geo[i, :, v]
-                    for e in range(2):
-                        z = e * zt
-                        r = c[2, i] + c[3, i] * z
-                        u = c[0, i] + c[1, i] * z - shear[v] * (r - centre[1])
-                        fu = g[0] + g[1] * z + (g[2] + g[3] * z) * lane
-                        fr = g[4] + g[5] * z + (1.0 + g[6] + g[7] * z) * lane
-                        worst[blk, 0] = max(worst[blk, 0], abs(u - fu), abs(r - fr))
-        for v in range(n_v):  # how far the lanes' fractions leave the cells `backproject_local_blocks` reads
-            for i in range(n_xs):
-                g = geo[i, :, v]
-                for e in range(2):
-                    z = e * zt
-                    for p0, d in ((g[0] + g[1] * z, g[2] + g[3] * z), (g[4] + g[5] * z, g[6] + g[7] * z)):
-                        for j0 in range(0, last + 1, GROUP):
-                            f0 = p0 + d * j0 - np.floor(p0 + d * (j0 + (GROUP - 1) / 2.0))
-                            f1 = f0 + d * min(GROUP - 1, last - j0)
-                            worst[blk, 1] = max(worst[blk, 1], -min(f0, f1), max(f0, f1) - 1.0)
-    return worst[:, 0].max(), worst[:, 1].max()
+        fit_block(mats, grid, shear, yb - centre[1], last, n_z, centre, x_step, (0.0, 0.0), geo)
+        p, e = block_errors_of(mats, grid, shear, geo, yb - centre[1], last, n_z, centre, x_step)
+        pos, ext = max(pos, p), max(ext, e)
+    return pos, ext
 
 
 def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int],

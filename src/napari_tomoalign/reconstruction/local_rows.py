@@ -17,71 +17,65 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
    each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
    tiles and view groups of `bp_kernels._bp_tile`.
 
+The slabs of a chunk of `Z_CHUNK` sections follow one another for each pair of tiles and group of views, so
+that the group's columns of the filtered views, read from L3 for the chunk's first slab, come from L2 for the
+next (slab after slab over the whole block, a band of 61 views was read from L3 for every slab: 42 ms of the
+kernel's 200 at bin 1); a tile's sums hold the chunk.
+
 What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
 meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
-patches' rotations) times ``z - zs``. `slab_errors` measures it; `choose_kernel` takes the thickest slab
-of `SLABS` within `SLAB_TOLERANCE_PX` (and, with the block kernel's error, `local_blocks.BLOCK_TOLERANCE_PX`),
-the block kernel where none is (an X-axis tilt of 3 degrees or more: its rows move by 0.05 px per section).
+patches' rotations) times ``z - zs``. `local_errors.slab_errors` measures it and `local_errors.choose_kernel`
+takes the thickest slab within its tolerance, or the block kernel, or the exact voxel kernel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, write_columns
 from .local_blocks import (
-    BLOCK_TOLERANCE_PX,
-    ERROR_X_STEP,
-    EXTRAPOLATION_LIMIT_PX,
     GROUP,
     N_GROUPS,
     PAD,
     PAD_U,
     ROWS,
     backproject_local_blocks,
-    block_errors,
     filtered_sheared_views,
     fit_block,
-    view_shears,
 )
+from .local_errors import JM, at_column, choose_kernel, row_shears, view_lines
 from .local_warp import backproject_local
 
-SLAB_TOLERANCE_PX = 0.15  # the largest position error a slab may add to the block kernel's (binned pixels)
-SHEAR_NEGLIGIBLE_PX = 0.02  # a shear that moves a group's lanes less than this (each way) is not applied
-SLABS = (16, 12, 8, 4)  # the slabs tried, thickest first: thinner ones resample more than the block kernel saves
-JM = (ROWS - 1) / 2.0  # the middle lane of a block
+PREFETCH = 8  # columns ahead whose rows `_resample_columns` asks for (a column is 2.5 KB on from the last)
+FIT_X_STEP = 4  # `_fit_sampled` fits every 4th voxel column
+Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
+# each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB)
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _view_lines(geo, v, zs, lines):  # pragma: no cover - compiled
-    """``lines[:, x]`` = ``(s, A, R, B)`` of voxel column ``x`` in view ``v`` at section ``zs``: the column ``s``
-    of its middle lane, its column drift per lane, the row of its lane 0 and its row drift (``geo`` from
-    `fit_block`)."""
-    for x in range(geo.shape[0]):
-        g = geo[x, :, v]
-        a = g[2] + g[3] * zs
-        lines[0, x] = g[0] + g[1] * zs + a * JM
-        lines[1, x] = a
-        lines[2, x] = g[4] + g[5] * zs
-        lines[3, x] = g[6] + g[7] * zs
+@intrinsic
+def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
+    """Ask for the cache line of ``arr.flat[index]`` (LLVM's ``prefetch``, for reading, kept in all caches): the
+    filtered views' columns that `_resample_columns` reads next come from L3, each from a page of its own."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
 
-
-@numba.njit(inline="always", nogil=True)
-def _at_column(lines, c, x):  # pragma: no cover - compiled
-    """``(x, t)``: the voxel columns ``x, x + 1`` whose middle-lane columns bracket ``c`` (from ``x`` on, which
-    the caller advances), and the fraction ``t`` of ``c`` between them (beyond the ends: extrapolated)."""
-    n_x = lines.shape[1]
-    while x < n_x - 2 and lines[0, x + 1] <= c:
-        x += 1
-    s0, s1 = lines[0, x], lines[0, x + 1]
-    return x, (c - s0) / (s1 - s0) if s1 != s0 else 0.0
+    return types.void(arr, index), codegen
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
@@ -93,7 +87,7 @@ def _column_rows(lines, v, n_rs, rows):  # pragma: no cover - compiled
     x = 0
     out = rows[v]
     for c in range(out.shape[1]):
-        x, t = _at_column(lines, np.float32(c), x)
+        x, t = at_column(lines, np.float32(c), x)
         r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
         b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
         for k in range(N_GROUPS):
@@ -117,6 +111,9 @@ def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - c
             out[:] = 0.0
             continue
         b = rows[2 * N_GROUPS, c]
+        ahead = numba.uint64(base + (c + PREFETCH) * n_rs + np.int64(rows[0, c]))  # the rows of a later column
+        for k_line in range(ROWS // 16 + 1):
+            prefetch(q1, ahead + numba.uint64(16 * k_line))  # type: ignore[call-arg]  # typingctx is numba's
         for g in range(N_GROUPS):
             a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
             fr0 = rows[2 * g + 1, c]
@@ -127,33 +124,41 @@ def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - c
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, off, fr, da):  # pragma: no cover - compiled
+def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, lin, off, fr, da):  # pragma: no cover - compiled
     """For views ``v0 .. v0 + VIEW_GROUP``, sections ``z0 .. z0 + n_s`` and the `X_TILE` columns from ``x0``: per
     group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column
     ``c_lo[j]``, ``n_c[j]`` of them) of the column its middle lane reads, its first lane's fraction there, and
-    the change of the fraction per lane."""
+    the change of the fraction per lane; at ``[(s VIEW_GROUP + j) X_TILE + x]`` of ``off[g]``, ``fr[g]``, ``da``.
+    The views' lines are gathered first (``lin``), so that one loop over a section's views and columns makes
+    them (per view and section, the loop's set-up cost as much as its 16 columns)."""
+    n = VIEW_GROUP * X_TILE
+    c0, c1, a0, a1, top, base = lin[0], lin[1], lin[2], lin[3], lin[4], lin[5]
+    for j in range(VIEW_GROUP):
+        v = v0 + j
+        for xx in range(X_TILE):
+            k = j * X_TILE + xx
+            c0[k] = cols[0, v, x0 + xx] - np.float32(c_lo[j])
+            c1[k] = cols[1, v, x0 + xx]
+            a0[k] = cols[2, v, x0 + xx]
+            a1[k] = cols[3, v, x0 + xx]
+            top[k] = np.float32(n_c[j] - 2)
+            base[k] = np.float32(j * w_cols)
+    o0, o1, f0, f1 = off[0], off[1], fr[0], fr[1]
     for s in range(n_s):
         zf = np.float32(z0 + s)
-        for j in range(VIEW_GROUP):
-            v = v0 + j
-            c0, c1 = cols[0, v, x0 : x0 + X_TILE], cols[1, v, x0 : x0 + X_TILE]
-            a0, a1 = cols[2, v, x0 : x0 + X_TILE], cols[3, v, x0 : x0 + X_TILE]
-            first = np.float32(c_lo[j])
-            top = np.float32(n_c[j] - 2)
-            base = j * w_cols
-            d, o0, o1, f0, f1 = da[s, j], off[s, j, 0], off[s, j, 1], fr[s, j, 0], fr[s, j, 1]
-            for xx in range(X_TILE):
-                a = a0[xx] + a1[xx] * zf
-                um = c0[xx] + c1[xx] * zf - first
-                u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
-                i = int(min(max(u, np.float32(0.0)), top))
-                o0[xx] = numba.uint64((base + i) * ROWS)
-                f0[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
-                u = um + a * np.float32(GROUP / 2)  # of the second
-                i = int(min(max(u, np.float32(0.0)), top))
-                o1[xx] = numba.uint64((base + i) * ROWS + GROUP)
-                f1[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
-                d[xx] = a
+        for k in range(n):
+            ku = numba.uint64(s * n + k)
+            a = a0[k] + a1[k] * zf
+            um = c0[k] + c1[k] * zf
+            u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
+            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))  # int32: no int64 lanes
+            o0[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS)
+            f0[ku] = u - i - a * np.float32((GROUP - 1) / 2)
+            u = um + a * np.float32(GROUP / 2)  # of the second
+            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))
+            o1[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS) + numba.uint64(GROUP)
+            f1[ku] = u - i - a * np.float32((GROUP - 1) / 2)
+            da[ku] = a
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -178,43 +183,46 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
                 acc[k] = t[k]
                 acc[ROWS + k] = 0.0
             for j in range(VIEW_GROUP):
-                d = da[s, j, xx]
-                _lanes(w1, off[s, j, 0, xx], nb, fr[s, j, 0, xx], d, acc, 0)
-                _lanes(w1, off[s, j, 1, xx], nb, fr[s, j, 1, xx], d, acc, GROUP)
+                e = numba.uint64((s * VIEW_GROUP + j) * X_TILE + xx)
+                d = da[e]
+                _lanes(w1, off[0, e], nb, fr[0, e], d, acc, 0)
+                _lanes(w1, off[1, e], nb, fr[1, e], d, acc, GROUP)
             for k in range(ROWS):
                 t[k] = acc[k] + acc[ROWS + k]
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _fit_every_other(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
-    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every other one and interpolated
+def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
+    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
     between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
-    patches' difference in scale, about 1e-3 per column: 5e-4 px off at a turn), and the fit was 8 % of the kernel."""
+    patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
+    column was 8 % of the kernel, at every other one 5 %."""
     n_v = mats.shape[1]
-    n_h = (n_x - 1) // 2 + 1
+    n_h = (n_x - 1) // FIT_X_STEP + 1
     half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
-    fit_block(mats, grid, shear, ya, last, n_z, centre, 2, (PAD_U, PAD), half[:n_h])
+    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, (PAD_U, PAD), half[:n_h])
     if n_h == 1:
         half[1] = half[0]
     geo = np.empty((n_x, 8, n_v), dtype=np.float32)
     for x in range(n_x):
-        i = min(x // 2, n_h - 2)
-        t = np.float32((x - 2 * i) / 2.0)
+        i = min(x // FIT_X_STEP, n_h - 2)
+        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
         geo[x] = half[i] + t * (half[i + 1] - half[i])
     return geo
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # pragma: no cover - compiled
-    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per slab, the lines of its middle section; per tile
-    of `X_TILE` voxel columns and group of `VIEW_GROUP` views, the columns of the views the tile reads are
-    resampled (`_resample_columns`, into a buffer that stays in L1), then added (`_add_views`)."""
+    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
+    view's columns at its slabs' middle sections (`_column_rows`); per pair of tiles of `X_TILE` voxel columns,
+    group of `VIEW_GROUP` views and slab of the chunk, the columns of the views the tiles read are resampled
+    (`_resample_columns`, into a buffer that stays in L2), then added (`_slab_cells`, `_add_views`)."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
     n_valid = min(ROWS, n_y - yb)
-    geo = _fit_every_other(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
+    geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
     n_xp = -(-n_x // X_TILE) * X_TILE
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     for v in range(n_v):
@@ -234,43 +242,50 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
     lines = np.empty((4, n_x))
-    rows = np.empty((n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
+    n_sl = max(1, Z_CHUNK // slab)  # slabs per chunk of sections
+    rows = np.empty((n_sl, n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
-    tile = np.empty((2, slab, X_TILE, ROWS), dtype=np.float32)
-    off = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.uint64)
-    fr = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.float32)
-    da = np.empty((slab, VIEW_GROUP, X_TILE), dtype=np.float32)
+    tile = np.empty((2, n_sl * slab, X_TILE, ROWS), dtype=np.float32)
+    off = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.uint64)
+    fr = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.float32)
+    da = np.empty(slab * VIEW_GROUP * X_TILE, dtype=np.float32)
+    lin = np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
-    for z0 in range(0, n_z, slab):
-        z1 = min(n_z, z0 + slab)
-        for v in range(n_v):
-            _view_lines(geo, v, (z0 + z1 - 1) / 2.0, lines)
-            _column_rows(lines, v, n_rs, rows)
+    for zc in range(0, n_z, n_sl * slab):
+        zc1 = min(n_z, zc + n_sl * slab)
+        for k in range(n_sl):
+            z0 = zc + k * slab
+            for v in range(n_v):
+                if z0 < zc1:
+                    view_lines(geo, v, (z0 + min(zc1, z0 + slab) - 1) / 2.0, lines)
+                    _column_rows(lines, v, n_rs, rows[k])
         for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
             xb = min(n_x, xa + 2 * X_TILE)
-            tile[:, : z1 - z0] = 0.0
+            tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
-                for j in range(VIEW_GROUP):
-                    v = v0 + j
-                    if v >= n_v:  # a padded view: two zero columns
-                        c_lo[j], n_c[j] = 0, 2
-                        w[j, :2] = 0.0
-                        continue
-                    lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
-                    hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
-                             cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
-                    c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
-                    n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
-                    _resample_columns(q1, v, rows[v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
-                for h in range(2):
-                    x0 = xa + h * X_TILE
-                    if x0 < xb:
-                        _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
-                        _add_views(tile[h], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
+                for z0 in range(zc, zc1, slab):  # the views' columns stay in L2 from one slab to the next
+                    z1 = min(zc1, z0 + slab)
+                    for j in range(VIEW_GROUP):
+                        v = v0 + j
+                        if v >= n_v:  # a padded view: two zero columns
+                            c_lo[j], n_c[j] = 0, 2
+                            w[j, :2] = 0.0
+                            continue
+                        lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
+                        hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
+                                 cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
+                        c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
+                        n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
+                        _resample_columns(q1, v, rows[(z0 - zc) // slab, v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                    for h in range(2):
+                        x0 = xa + h * X_TILE
+                        if x0 < xb:
+                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, lin, off, fr, da)
+                            _add_views(tile[h, z0 - zc :], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
             for h in range(2):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
-                    write_columns(tile[h, : z1 - z0], vol, z0, z1, x0, min(xb, x0 + X_TILE), yb, n_valid)
+                    write_columns(tile[h, : zc1 - zc], vol, zc, zc1, x0, min(xb, x0 + X_TILE), yb, n_valid)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -279,81 +294,6 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
     ``slab`` sections at a time (module docstring); the arguments as `local_blocks.backproject_local_blocks`'."""
     for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
         _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slab)
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _slab_error(mats, grid, shear, n_z, nx, ny, x_step, slab):  # pragma: no cover - compiled
-    """`slab_errors` for slabs of ``slab`` sections, every ``x_step``-th voxel column (serial: shared by the two
-    threads on a loaded machine it took 4x the CPU time)."""
-    centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
-    n_v = mats.shape[1]
-    n_xs = (nx - 1) // x_step + 1
-    n_blocks = (ny + ROWS - 1) // ROWS
-    worst = np.zeros(n_blocks)
-    for blk in range(n_blocks):
-        yb = blk * ROWS
-        last = min(ROWS, ny - yb) - 1
-        geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
-        mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
-        fit_block(mats, grid, shear, yb - centre[1], last, n_z, centre, x_step, (0.0, 0.0), geo)
-        for z0 in range(0, n_z, slab):
-            z1 = min(n_z, z0 + slab)
-            for v in range(n_v):
-                _view_lines(geo, v, (z0 + z1 - 1) / 2.0, mid)
-                for z in (z0, z1 - 1):
-                    _view_lines(geo, v, z, at_z)
-                    for j in (0, last):
-                        x = 0
-                        for i in range(n_xs):  # the column lane j reads, increasing with i
-                            x, t = _at_column(mid, at_z[0, i] + at_z[1, i] * (j - JM), x)
-                            r = mid[2, x] + t * (mid[2, x + 1] - mid[2, x])
-                            b = mid[3, x] + t * (mid[3, x + 1] - mid[3, x])
-                            worst[blk] = max(worst[blk], abs(at_z[2, i] - r + (at_z[3, i] - b) * j))
-    return worst.max()
-
-
-def row_shears(mats: NDArray[np.float64]) -> NDArray[np.float64]:
-    """`local_blocks.view_shears`, or zero where it would move the lanes of a group of `GROUP` by less than
-    `SHEAR_NEGLIGIBLE_PX` each way (BBa's local file: 0.011 px): the lanes follow their drift anyway, and the
-    shear's interpolation smooths the views (NCC against the exact kernel 0.99578 with it, 0.99584 without)."""
-    shear = view_shears(mats)
-    return np.zeros_like(shear) if np.abs(shear).max() * GROUP / 2 <= SHEAR_NEGLIGIBLE_PX else shear
-
-
-def slab_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
-                ) -> NDArray[np.float64]:
-    """For each thickness of `SLABS` (sections), the largest row error (binned pixels) that reading the line
-    resampled at a slab's middle section adds to the block kernel's fitted line (module docstring), over a
-    volume of ``n_z`` sections on a binned ``size`` ``(nx, ny)``. Measured for the thickest slab at every
-    `ERROR_X_STEP`-th voxel column, every view, the first and last section of every slab and the first and
-    last lane of every block; the error grows as ``z - zs`` does (the row's slope along a column of the
-    resampled views), so a slab ``k`` times thinner has ``1 / k`` of it (measured on BBa's local file at
-    bin 1, 8 and 4 sections: 0.084 and 0.038 px, against 0.169 / 2 and 0.169 / 4)."""
-    nx, ny = size
-    err = _slab_error(mats, grid, row_shears(mats), n_z, nx, ny, ERROR_X_STEP, SLABS[0])
-    return np.array([err * t / SLABS[0] for t in SLABS])
-
-
-def choose_kernel(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]) -> int:
-    """The sections per slab of `backproject_local_rows` (the thickest of `SLABS` whose error is within
-    `SLAB_TOLERANCE_PX` and, added to the block kernel's, `local_blocks.BLOCK_TOLERANCE_PX`); 1 for the block
-    kernel (`local_blocks.backproject_local_blocks`) where no slab is, and 0 for the exact voxel kernel where
-    the blocks are not within their limits either (`local_blocks.blocks_suffice`)."""
-    shear = row_shears(mats)
-    if numba.get_num_threads() > 1:  # the two checks side by side (compiled without the GIL), 12 -> 7 ms at bin 1
-        with ThreadPoolExecutor(1) as pool:
-            slabs = pool.submit(slab_errors, mats, grid, n_z, size)
-            pos, ext = block_errors(mats, grid, n_z, size, shear)
-            errors = slabs.result()
-    else:
-        pos, ext = block_errors(mats, grid, n_z, size, shear)
-        errors = slab_errors(mats, grid, n_z, size)
-    if pos > BLOCK_TOLERANCE_PX or ext > EXTRAPOLATION_LIMIT_PX:
-        return 0
-    for slab, err in zip(SLABS, errors, strict=True):
-        if err <= SLAB_TOLERANCE_PX and pos + err <= BLOCK_TOLERANCE_PX:
-            return slab
-    return 1
 
 
 def backproject_local_views(
@@ -369,7 +309,7 @@ def backproject_local_views(
     """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned) and back-project them with the local
     geometry ``mats``, ``grid`` (`local_warp.kernel_arguments`) into ``vol`` ``(n_z, n_rows, cols)``, whose row
     ``k`` is view row ``row_first + k``; ``filt`` from `wbp.full_filter`. One row per volume row in slabs of
-    sections, in blocks of rows, or voxel by voxel, as `choose_kernel` says; in chunks of rows so that
+    sections, in blocks of rows, or voxel by voxel, as `local_errors.choose_kernel` says; in chunks of rows so that
     ``progress`` and ``should_stop`` are heard."""
     n_v, n_r, n_u = stack.shape
     n_z, n_rows, _ = vol.shape

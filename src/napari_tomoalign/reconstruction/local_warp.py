@@ -17,7 +17,7 @@ points across rows as well.
 
 The fast back-projections are `local_rows` (one row per volume row, in slabs of sections) and `local_blocks`
 (blocks of rows); `backproject_local` here is the exact kernel, voxel by voxel, which the WBP takes where
-the blocks' position error would be too large (`local_rows.choose_kernel`).
+the blocks' position error would be too large (`local_errors.choose_kernel`).
 """
 
 from __future__ import annotations

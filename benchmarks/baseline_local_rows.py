@@ -1,0 +1,250 @@
+"""Session 10's one-row kernel of the local WBP (`reconstruction/local_rows.py` at its last commit of session 10),
+kept as `bench_local.py`'s baseline: the same resampling and cells, slab after slab over the whole block
+(the views' columns read from L3 for every slab), the cells made per view and section, the lines fitted at
+every other voxel column. Called as `local_rows.backproject_local_rows` is.
+
+Its docstring then:
+The local WBP one row per volume row: the filtered views resampled along the rows per slab of sections, then
+a kernel that interpolates in the column only, as the global WBP's does.
+
+The block kernel of `local_blocks` interpolates every voxel in column and row (four loads per view and 16
+lanes, against the global kernel's two), and that is what bounds it. But along the rows of a block each voxel
+column follows a line (`local_blocks.fit_block`): at section ``z`` lane ``j`` reads column ``U + A j`` and
+row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` rows and slab of sections
+(middle section ``zs``):
+
+1. **Resample** (`_column_rows`, `_resample_columns`): column ``c`` of each view is resampled along the rows
+   of the voxel column whose middle lane reads column ``c`` at ``zs``: ``w[c, j] = q(c, R + (1 + B) j)``,
+   with ``R, B`` interpolated between the voxel columns either side, linearly between two rows (cells per
+   group of `GROUP` lanes, as `local_blocks._group`). Only the columns that a pair of tiles of `X_TILE`
+   voxel columns reads, for a group of `VIEW_GROUP` views at a time: they stay in L1/L2 for the next step.
+2. **Back-project** (`_slab_cells`, `_add_views`): each group of lanes of voxel column ``x`` at section ``z``
+   reads two resampled columns, those either side of its middle lane's column, as contiguous runs of rows,
+   each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
+   tiles and view groups of `bp_kernels._bp_tile`.
+
+What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
+meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
+patches' rotations) times ``z - zs``. `local_errors.slab_errors` measures it and `local_errors.choose_kernel`
+takes the thickest slab within its tolerance, or the block kernel, or the exact voxel kernel.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from napari_tomoalign.reconstruction.bp_kernels import (
+    CONTRACT,
+    VIEW_GROUP,
+    X_TILE,
+    aligned_empty,
+    stack_block,
+    write_columns,
+)
+from napari_tomoalign.reconstruction.local_blocks import (
+    GROUP,
+    N_GROUPS,
+    PAD,
+    PAD_U,
+    ROWS,
+    fit_block,
+)
+from napari_tomoalign.reconstruction.local_errors import JM, at_column, view_lines
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def _column_rows(lines, v, n_rs, rows):  # pragma: no cover - compiled
+    """``rows[v, :, c]`` for every column ``c`` of view ``v``: the rows the resampled column reads (module
+    docstring, step 1), from the lines of a slab's middle section: per group of `GROUP` lanes the row of the
+    cell of its middle lane, the fraction of its first lane there, and the change of the row per lane."""
+    top_r = np.float32(n_rs - ROWS - 2)
+    x = 0
+    out = rows[v]
+    for c in range(out.shape[1]):
+        x, t = at_column(lines, np.float32(c), x)
+        r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
+        b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
+        for k in range(N_GROUPS):
+            ir = np.float32(int(min(max(r + b * np.float32(GROUP * k + (GROUP - 1) / 2), np.float32(0.0)), top_r)))
+            out[2 * k, c] = ir + np.float32(GROUP * k)
+            out[2 * k + 1, c] = r + b * np.float32(GROUP * k) - ir
+        out[2 * N_GROUPS, c] = b
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - compiled
+    """``w[k]`` = column ``c_lo + k`` (``k < n_c``) of the resampled view ``v`` (module docstring, step 1): each
+    group of lanes linearly between two rows (`_column_rows`); zero beyond the view."""
+    n_us, n_rs = shape
+    one = numba.uint64(1)
+    base = v * n_us * n_rs
+    for k in range(n_c):
+        c = c_lo + k
+        out = w[k]
+        if c < PAD_U or c > n_us - 1 - PAD_U:
+            out[:] = 0.0
+            continue
+        b = rows[2 * N_GROUPS, c]
+        for g in range(N_GROUPS):
+            a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
+            fr0 = rows[2 * g + 1, c]
+            for jj in range(GROUP):
+                ju = numba.uint64(jj)
+                t = q1[a0 + ju]
+                out[GROUP * g + jj] = t + (fr0 + b * np.float32(jj)) * (q1[a0 + ju + one] - t)
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, off, fr, da):  # pragma: no cover - compiled
+    """For views ``v0 .. v0 + VIEW_GROUP``, sections ``z0 .. z0 + n_s`` and the `X_TILE` columns from ``x0``: per
+    group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column
+    ``c_lo[j]``, ``n_c[j]`` of them) of the column its middle lane reads, its first lane's fraction there, and
+    the change of the fraction per lane."""
+    for s in range(n_s):
+        zf = np.float32(z0 + s)
+        for j in range(VIEW_GROUP):
+            v = v0 + j
+            c0, c1 = cols[0, v, x0 : x0 + X_TILE], cols[1, v, x0 : x0 + X_TILE]
+            a0, a1 = cols[2, v, x0 : x0 + X_TILE], cols[3, v, x0 : x0 + X_TILE]
+            first = np.float32(c_lo[j])
+            top = np.float32(n_c[j] - 2)
+            base = j * w_cols
+            d, o0, o1, f0, f1 = da[s, j], off[s, j, 0], off[s, j, 1], fr[s, j, 0], fr[s, j, 1]
+            for xx in range(X_TILE):
+                a = a0[xx] + a1[xx] * zf
+                um = c0[xx] + c1[xx] * zf - first
+                u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
+                i = int(min(max(u, np.float32(0.0)), top))
+                o0[xx] = numba.uint64((base + i) * ROWS)
+                f0[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
+                u = um + a * np.float32(GROUP / 2)  # of the second
+                i = int(min(max(u, np.float32(0.0)), top))
+                o1[xx] = numba.uint64((base + i) * ROWS + GROUP)
+                f1[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
+                d[xx] = a
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _lanes(w1, o, nb, f0, d, acc, j0):  # pragma: no cover - compiled
+    """The `GROUP` lanes ``j0 ..`` of one view: ``acc[j] += w(o + j)``, ``acc[ROWS + j] += f_j (w(o + nb + j) - w(o + j))``
+    (two chains of sums), with the fraction ``f_j = f0 + d (j - j0)`` of each lane between the two columns."""
+    for jj in range(GROUP):
+        ju = numba.uint64(jj)
+        lo = w1[o + ju]
+        acc[j0 + jj] += lo
+        acc[ROWS + j0 + jj] += (f0 + d * np.float32(jj)) * (w1[o + nb + ju] - lo)
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover - compiled
+    """The `VIEW_GROUP` views of `_slab_cells` added to the tile's sums, two register-held sums per lane."""
+    nb = numba.uint64(ROWS)
+    for s in range(n_s):
+        for xx in range(n_x_tile):
+            t = tile[s, xx]
+            for k in range(ROWS):
+                acc[k] = t[k]
+                acc[ROWS + k] = 0.0
+            for j in range(VIEW_GROUP):
+                d = da[s, j, xx]
+                _lanes(w1, off[s, j, 0, xx], nb, fr[s, j, 0, xx], d, acc, 0)
+                _lanes(w1, off[s, j, 1, xx], nb, fr[s, j, 1, xx], d, acc, GROUP)
+            for k in range(ROWS):
+                t[k] = acc[k] + acc[ROWS + k]
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _fit_every_other(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
+    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every other one and interpolated
+    between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
+    patches' difference in scale, about 1e-3 per column: 5e-4 px off at a turn), and the fit was 8 % of the kernel."""
+    n_v = mats.shape[1]
+    n_h = (n_x - 1) // 2 + 1
+    half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
+    fit_block(mats, grid, shear, ya, last, n_z, centre, 2, (PAD_U, PAD), half[:n_h])
+    if n_h == 1:
+        half[1] = half[0]
+    geo = np.empty((n_x, 8, n_v), dtype=np.float32)
+    for x in range(n_x):
+        i = min(x // 2, n_h - 2)
+        t = np.float32((x - 2 * i) / 2.0)
+        geo[x] = half[i] + t * (half[i + 1] - half[i])
+    return geo
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # pragma: no cover - compiled
+    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per slab, the lines of its middle section; per tile
+    of `X_TILE` voxel columns and group of `VIEW_GROUP` views, the columns of the views the tile reads are
+    resampled (`_resample_columns`, into a buffer that stays in L1), then added (`_add_views`)."""
+    n_v, n_us, n_rs = q.shape
+    n_z, n_y, n_x = vol.shape
+    centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
+    n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
+    n_valid = min(ROWS, n_y - yb)
+    geo = _fit_every_other(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
+    n_xp = -(-n_x // X_TILE) * X_TILE
+    cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
+    for v in range(n_v):
+        for x in range(n_xp):
+            g = geo[min(x, n_x - 1), :, v]
+            cols[0, v, x] = g[0] + g[2] * JM
+            cols[1, v, x] = g[1] + g[3] * JM
+            cols[2, v, x] = g[2]
+            cols[3, v, x] = g[3]
+    w_cols = 4 * X_TILE + slab + 8  # columns two tiles may read in one view
+    drift = np.zeros(n_v)  # how far the groups' middle lanes are from the block's, at most (columns)
+    for v in range(n_v):
+        for x in range(n_x):
+            g = geo[x, :, v]
+            drift[v] = max(drift[v], GROUP / 2.0 * max(abs(g[2]), abs(g[2] + g[3] * (n_z - 1))) + 1e-3)
+    w1 = aligned_empty(VIEW_GROUP * w_cols * ROWS)  # on a cache line: a vector of a column's rows is one line
+    w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
+    q1 = q.ravel()
+    lines = np.empty((4, n_x))
+    rows = np.empty((n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
+    c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
+    tile = np.empty((2, slab, X_TILE, ROWS), dtype=np.float32)
+    off = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.uint64)
+    fr = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.float32)
+    da = np.empty((slab, VIEW_GROUP, X_TILE), dtype=np.float32)
+    acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
+    for z0 in range(0, n_z, slab):
+        z1 = min(n_z, z0 + slab)
+        for v in range(n_v):
+            view_lines(geo, v, (z0 + z1 - 1) / 2.0, lines)
+            _column_rows(lines, v, n_rs, rows)
+        for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
+            xb = min(n_x, xa + 2 * X_TILE)
+            tile[:, : z1 - z0] = 0.0
+            for v0 in range(0, n_t, VIEW_GROUP):
+                for j in range(VIEW_GROUP):
+                    v = v0 + j
+                    if v >= n_v:  # a padded view: two zero columns
+                        c_lo[j], n_c[j] = 0, 2
+                        w[j, :2] = 0.0
+                        continue
+                    lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
+                    hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
+                             cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
+                    c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
+                    n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
+                    _resample_columns(q1, v, rows[v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                for h in range(2):
+                    x0 = xa + h * X_TILE
+                    if x0 < xb:
+                        _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
+                        _add_views(tile[h], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
+            for h in range(2):
+                x0 = xa + h * X_TILE
+                if x0 < xb:
+                    write_columns(tile[h, : z1 - z0], vol, z0, z1, x0, min(xb, x0 + X_TILE), yb, n_valid)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab):  # pragma: no cover - compiled
+    """``vol[z, y, x]`` (its row ``y`` is the views' row ``row0 + y``) from the local geometry, `ROWS` rows and
+    ``slab`` sections at a time (module docstring); the arguments as `local_blocks.backproject_local_blocks`'."""
+    for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
+        _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slab)
