@@ -39,7 +39,8 @@ def test_align_on_an_imod_model_loads_no_heavy_package(tmp_path, imod_data):
                     "--output", tmp_path / "bba", "--quiet"])
     assert out["code"] == 0
     assert _heavy(out["modules"]) == []
-    positioning = ("napari_tomoalign.reconstruction", "napari_tomoalign.reconstruction.positioning")  # numpy only
+    positioning = ("napari_tomoalign.reconstruction", "napari_tomoalign.reconstruction.positioning",  # numpy only
+                   "napari_tomoalign.reconstruction.reconstruct_job")  # the standard library only (its MODES)
     assert not any(m.startswith("napari_tomoalign.reconstruction") and m not in positioning for m in out["modules"])
     assert "napari_tomoalign.alignment._kernels" not in out["modules"]  # the plain-numpy loops solved it
     assert (tmp_path / "bba" / "BBa.xf").is_file()
