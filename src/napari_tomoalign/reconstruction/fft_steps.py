@@ -157,6 +157,53 @@ def transpose_lanes(typingctx, dst, d0, src, s0, c0):  # pragma: no cover - comp
     return types.void(dst, types.int64, src, types.int64, types.int64), codegen
 
 
+_CONTRACT = ("contract",)  # a product and the sum it feeds may be one fused multiply-add
+
+
+def _row_vector(context, builder, aty, ary, row):
+    """A pointer to the first `LANES` values of row ``row`` of the 2-D array ``ary``."""
+    zero = ir.Constant(ir.IntType(64), 0)
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, [row, zero], wraparound=False)
+    return builder.bitcast(ptr, ir.VectorType(ir.FloatType(), LANES).as_pointer())
+
+
+def _times(builder, re, im, c, d):
+    """``(re + i im) (c + i d)`` with ``c, d`` splatted scalars."""
+    cv, dv = _splat(builder, c), _splat(builder, d)
+    return (builder.fsub(builder.fmul(re, cv, flags=_CONTRACT), builder.fmul(im, dv, flags=_CONTRACT), flags=_CONTRACT),
+            builder.fadd(builder.fmul(re, dv, flags=_CONTRACT), builder.fmul(im, cv, flags=_CONTRACT), flags=_CONTRACT))
+
+
+@intrinsic
+def butterfly4_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # pragma: no cover - compiled
+    """The radix-4 butterfly (decimation in frequency) of rows ``rows_in`` of ``s*`` into rows ``rows_out`` of
+    ``d*`` (4-tuples of row indices), outputs 1-3 times ``tw = (c1, d1, c2, d2, c3, d3)``: `LANES` columns as
+    whole vectors, every input loaded before any output is stored."""
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        src = [context.make_array(aty[k])(context, builder, args[k]) for k in range(4)]
+        ins = cgutils.unpack_tuple(builder, args[4], 4)
+        outs = cgutils.unpack_tuple(builder, args[5], 4)
+        c1, d1, c2, d2, c3, d3 = cgutils.unpack_tuple(builder, args[6], 6)
+        vr = [builder.load(_row_vector(context, builder, aty[0], src[0], r), align=4) for r in ins]
+        vi = [builder.load(_row_vector(context, builder, aty[1], src[1], r), align=4) for r in ins]
+        apcr, apci = builder.fadd(vr[0], vr[2]), builder.fadd(vi[0], vi[2])
+        amcr, amci = builder.fsub(vr[0], vr[2]), builder.fsub(vi[0], vi[2])
+        bpdr, bpdi = builder.fadd(vr[1], vr[3]), builder.fadd(vi[1], vi[3])
+        jr, ji = builder.fsub(vi[3], vi[1]), builder.fsub(vr[1], vr[3])  # j (b - x)
+        out = [(builder.fadd(apcr, bpdr), builder.fadd(apci, bpdi)),
+               _times(builder, builder.fsub(amcr, jr), builder.fsub(amci, ji), c1, d1),
+               _times(builder, builder.fsub(apcr, bpdr), builder.fsub(apci, bpdi), c2, d2),
+               _times(builder, builder.fadd(amcr, jr), builder.fadd(amci, ji), c3, d3)]
+        for r, (re, im) in zip(outs, out):
+            builder.store(re, _row_vector(context, builder, aty[2], src[2], r), align=4)
+            builder.store(im, _row_vector(context, builder, aty[3], src[3], r), align=4)
+        return context.get_dummy_value()
+
+    rows = types.UniTuple(types.int64, 4)
+    return types.void(sr, si, dr, di, rows, rows, types.UniTuple(types.float32, 6)), codegen
+
+
 @numba.njit(inline="always", nogil=True)
 def slot(r, shift):  # pragma: no cover - compiled
     """Where row ``r`` of a transform is kept in its scratch: ``r`` with its low ``shift`` bits flipped by the next
@@ -180,23 +227,9 @@ def _pass4(sr, si, dr, di, wr, wi, n, s, wstep):  # pragma: no cover - compiled
         j = p * s * wstep
         c1, d1, c2, d2, c3, d3 = wr[j], wi[j], wr[2 * j], wi[2 * j], wr[3 * j], wi[3 * j]
         for q in range(s):
-            a = q + s * p  # unsigned indices below: no code for negative ones
-            b, c, x = _u(a + s * n4), _u(a + 2 * s * n4), _u(a + 3 * s * n4)
-            a, o = _u(a), q + 4 * s * p
-            o1, o2, o3, o = _u(o + s), _u(o + 2 * s), _u(o + 3 * s), _u(o)
-            for k in range(LANES):
-                ar, ai, br, bi = sr[a, k], si[a, k], sr[b, k], si[b, k]
-                cr, ci, xr, xi = sr[c, k], si[c, k], sr[x, k], si[x, k]
-                apcr, apci, amcr, amci = ar + cr, ai + ci, ar - cr, ai - ci
-                bpdr, bpdi = br + xr, bi + xi
-                jr, ji = xi - bi, br - xr  # j (b - x)
-                er, ei = amcr - jr, amci - ji
-                fr, fi = apcr - bpdr, apci - bpdi
-                gr, gi = amcr + jr, amci + ji
-                dr[o, k], di[o, k] = apcr + bpdr, apci + bpdi
-                dr[o1, k], di[o1, k] = er * c1 - ei * d1, er * d1 + ei * c1
-                dr[o2, k], di[o2, k] = fr * c2 - fi * d2, fr * d2 + fi * c2
-                dr[o3, k], di[o3, k] = gr * c3 - gi * d3, gr * d3 + gi * c3
+            a, o = q + s * p, q + 4 * s * p
+            butterfly4_lanes(sr, si, dr, di, (a, a + s * n4, a + 2 * s * n4, a + 3 * s * n4),  # type: ignore[call-arg]
+                             (o, o + s, o + 2 * s, o + 3 * s), (c1, d1, c2, d2, c3, d3))
 
 
 @numba.njit(inline="always", fastmath=True, nogil=True)
