@@ -45,6 +45,8 @@ def ramp(n_pad, tilts=(-60.0, 0.0, 30.0)):
         (1000, 2048, 64, 0, 64),
         (2048, 4096, 40, 8, 32),  # the 4096-wide stack binned by 2; rows past the bottom edge
         (3000, 8192, 20, 0, 32),  # a wide view padded further than twice its width
+        (16384, 32768, 16, 0, 16),  # sub-transforms of 128 and 256 points
+        (20000, 65536, 16, 0, 16),  # the longest padded row: 256 x 256, the stack buffers full
     ],
 )
 def test_filter_matches_numpy_fft(n_x, n_pad, n_r, r0, n_rows):

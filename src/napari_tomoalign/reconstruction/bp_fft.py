@@ -85,7 +85,9 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
     m = 0
     while (1 << m) < n_pad:
         m += 1
-    n1 = 1 << (m // 2)
+    n1 = 1 << (m // 2 - (m // 2) % 2 if m >= 4 else m // 2)  # a power of 4 where it can be: no radix-2 pass
+    if n_pad // n1 > SUB_MAX:
+        n1 = 1 << (m // 2)
     n2 = n_pad // n1
     scratch = bufs.reshape(-1)[: 4 * n_pad * LANES].reshape((4, n_pad, LANES))
     xr, xi, tr, ti = scratch[0], scratch[1], scratch[2], scratch[3]
