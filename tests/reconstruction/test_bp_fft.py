@@ -94,3 +94,10 @@ def test_a_padded_length_that_does_not_fit_is_refused():
         run_filter(view, 0, 32, np.zeros(96, np.float32))
     with pytest.raises(ValueError, match="at least the row"):
         run_filter(view, 0, 32, np.zeros(64, np.float32))
+
+
+def test_a_block_that_is_not_whole_vectors_is_refused():
+    view = np.zeros((32, 100), np.float32)
+    wr, wi = twiddles(256)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        filter_block(view, 0, 24, ramp(256), wr, wi, filter_scratch(256), np.zeros((100, 24), np.float32))

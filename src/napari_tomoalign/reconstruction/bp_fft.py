@@ -90,6 +90,8 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
     n_pad = filt.shape[0]
     if n_pad < n_x or n_pad & (n_pad - 1) or n_pad > SUB_MAX * SUB_MAX:
         raise ValueError("filter_block: the padded row length must be a power of two, at least the row, at most 65536")
+    if n_rows % LANES or q.shape[0] < n_x or q.shape[1] < n_rows:
+        raise ValueError("filter_block: q must be (cols, n_rows) with n_rows a multiple of 16")
     half = (n_pad - n_x) // 2
     m = 0
     while (1 << m) < n_pad:
