@@ -1,0 +1,211 @@
+"""Whole-vector operations on rows of `LANES` float32 for the FFTs of `bp_fft`, written as LLVM IR.
+
+numba has no vector type, and LLVM decides for itself how to vectorise a loop of 16 lanes: a short one it
+unrolls and then vectorises across the loop around it, as gathers. These intrinsics load and store whole
+rows (``array[row, :LANES]``, any strides between rows) as one vector each, so each butterfly is exactly
+its vector arithmetic, every input loaded before any output is stored.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16  # complex columns per transform: one AVX-512 vector of float32 for each part
+
+
+@intrinsic
+def stack_block(typingctx, size):  # pragma: no cover - compiled
+    """A pointer to ``size`` float32 on the stack: LLVM keeps such an accumulator in vector registers,
+    which it cannot do for a heap array that might alias the views it reads."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size.literal_value)
+
+    return types.CPointer(types.float32)(size), codegen
+
+
+def _vector_at(context, builder, aty, arr, offset=None):
+    """A pointer to the `LANES` float32 of the 1-D array ``arr`` from ``offset`` (or its start)."""
+    data = context.make_array(aty)(context, builder, arr).data
+    if offset is not None:
+        data = builder.gep(data, [offset])
+    return builder.bitcast(data, ir.VectorType(ir.FloatType(), LANES).as_pointer())
+
+
+def _load(builder, ptr):
+    return builder.load(ptr, align=4)
+
+
+@intrinsic
+def copy_lanes(typingctx, dst, src):  # pragma: no cover - compiled
+    """``dst[:LANES] = src[:LANES]`` as one vector load and store (a loop of 16 copies is unrolled by LLVM,
+    and then vectorised across the loop around it, as gathers)."""
+    def codegen(context, builder, signature, args):
+        value = _load(builder, _vector_at(context, builder, signature.args[1], args[1]))
+        builder.store(value, _vector_at(context, builder, signature.args[0], args[0]), align=4)
+        return context.get_dummy_value()
+
+    return types.void(dst, src), codegen
+
+
+def _splat(builder, value):
+    vec = ir.VectorType(ir.FloatType(), LANES)
+    one = builder.insert_element(ir.Constant(vec, None), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+@intrinsic
+def twiddle_lanes(typingctx, dr, di, sr, si, c, d):  # pragma: no cover - compiled
+    """``(dr + i di)[:LANES] = (sr + i si)[:LANES] (c + i d)``, whole vectors."""
+    def codegen(context, builder, signature, args):
+        a = [_load(builder, _vector_at(context, builder, signature.args[k], args[k])) for k in (2, 3)]
+        cv, dv = _splat(builder, args[4]), _splat(builder, args[5])
+        re = builder.fsub(builder.fmul(a[0], cv), builder.fmul(a[1], dv))
+        im = builder.fadd(builder.fmul(a[0], dv), builder.fmul(a[1], cv))
+        builder.store(re, _vector_at(context, builder, signature.args[0], args[0]), align=4)
+        builder.store(im, _vector_at(context, builder, signature.args[1], args[1]), align=4)
+        return context.get_dummy_value()
+
+    return types.void(dr, di, sr, si, types.float32, types.float32), codegen
+
+
+@intrinsic
+def transpose_lanes(typingctx, dst, d0, src, s0, c0):  # pragma: no cover - compiled
+    """``dst[d0 + c, r] = src[s0 + r, c0 + c]`` for ``r, c < LANES``: a 16 x 16 block transposed in registers
+    (16 vector loads, four rounds of 16 two-vector shuffles, 16 vector stores)."""
+    def codegen(context, builder, signature, args):
+        dty, sty = signature.args[0], signature.args[2]
+        dary, sary = context.make_array(dty)(context, builder, args[0]), context.make_array(sty)(context, builder, args[2])
+        vec = ir.VectorType(ir.FloatType(), LANES)
+        one = ir.Constant(ir.IntType(64), 1)
+        rows, r = [], args[3]
+        for _ in range(LANES):
+            ptr = cgutils.get_item_pointer(context, builder, sty, sary, [r, args[4]], wraparound=False)
+            rows.append(builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4))
+            r = builder.add(r, one)
+        step = LANES // 2
+        while step:  # swap the off-diagonal blocks of side `step`
+            for i in range(LANES):
+                if i & step:
+                    continue
+                lo = [j if not j & step else LANES + j - step for j in range(LANES)]
+                hi = [j + step if not j & step else LANES + j for j in range(LANES)]
+                a, b = rows[i], rows[i + step]
+                rows[i] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), LANES), lo))
+                rows[i + step] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), LANES), hi))
+            step //= 2
+        zero, r = ir.Constant(ir.IntType(64), 0), args[1]
+        for k in range(LANES):
+            ptr = cgutils.get_item_pointer(context, builder, dty, dary, [r, zero], wraparound=False)
+            builder.store(rows[k], builder.bitcast(ptr, vec.as_pointer()), align=4)
+            r = builder.add(r, one)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, src, types.int64, types.int64), codegen
+
+
+_CONTRACT = ("contract",)  # a product and the sum it feeds may be one fused multiply-add
+
+
+def _row_vector(context, builder, aty, ary, row):
+    """A pointer to the first `LANES` values of row ``row`` of the 2-D array ``ary``."""
+    zero = ir.Constant(ir.IntType(64), 0)
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, [row, zero], wraparound=False)
+    return builder.bitcast(ptr, ir.VectorType(ir.FloatType(), LANES).as_pointer())
+
+
+def _times(builder, re, im, c, d):
+    """``(re + i im) (c + i d)`` with ``c, d`` splatted scalars."""
+    cv, dv = _splat(builder, c), _splat(builder, d)
+    return (builder.fsub(builder.fmul(re, cv, flags=_CONTRACT), builder.fmul(im, dv, flags=_CONTRACT), flags=_CONTRACT),
+            builder.fadd(builder.fmul(re, dv, flags=_CONTRACT), builder.fmul(im, cv, flags=_CONTRACT), flags=_CONTRACT))
+
+
+def _dft4(builder, yr, yi):
+    """The 4-point DFT (decimation in frequency, ``exp(-2 pi i / 4) = -i``) of vectors ``y``: (real, imaginary) pairs."""
+    apcr, apci = builder.fadd(yr[0], yr[2]), builder.fadd(yi[0], yi[2])
+    amcr, amci = builder.fsub(yr[0], yr[2]), builder.fsub(yi[0], yi[2])
+    bpdr, bpdi = builder.fadd(yr[1], yr[3]), builder.fadd(yi[1], yi[3])
+    jr, ji = builder.fsub(yi[3], yi[1]), builder.fsub(yr[1], yr[3])  # i (y1 - y3)
+    return [(builder.fadd(apcr, bpdr), builder.fadd(apci, bpdi)), (builder.fsub(amcr, jr), builder.fsub(amci, ji)),
+            (builder.fsub(apcr, bpdr), builder.fsub(apci, bpdi)), (builder.fadd(amcr, jr), builder.fadd(amci, ji))]
+
+
+@intrinsic
+def butterfly4_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # pragma: no cover - compiled
+    """The radix-4 butterfly (decimation in frequency) of rows ``rows_in`` of ``s*`` into rows ``rows_out`` of
+    ``d*`` (4-tuples of row indices), outputs 1-3 times ``tw = (c1, d1, c2, d2, c3, d3)``."""
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        arr = [context.make_array(aty[k])(context, builder, args[k]) for k in range(4)]
+        ins = cgutils.unpack_tuple(builder, args[4], 4)
+        outs = cgutils.unpack_tuple(builder, args[5], 4)
+        c1, d1, c2, d2, c3, d3 = cgutils.unpack_tuple(builder, args[6], 6)
+        vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in ins]
+        vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in ins]
+        out = _dft4(builder, vr, vi)
+        out[1:] = [_times(builder, out[k][0], out[k][1], c, d) for k, c, d in ((1, c1, d1), (2, c2, d2), (3, c3, d3))]
+        _store_rows(context, builder, aty, arr, outs, out, False)
+        return context.get_dummy_value()
+
+    rows = types.UniTuple(types.int64, 4)
+    return types.void(sr, si, dr, di, rows, rows, types.UniTuple(types.float32, 6)), codegen
+
+
+
+
+def _store_rows(context, builder, aty, arr, rows, values, skip_negative):
+    for r, (re, im) in zip(rows, values):
+        def store(r=r, re=re, im=im):
+            builder.store(re, _row_vector(context, builder, aty[2], arr[2], r), align=4)
+            builder.store(im, _row_vector(context, builder, aty[3], arr[3], r), align=4)
+        if skip_negative:
+            with builder.if_then(builder.icmp_signed(">=", r, ir.Constant(ir.IntType(64), 0)), likely=True):
+                store()
+        else:
+            store()
+
+
+@intrinsic
+def butterfly4_out_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # pragma: no cover - compiled
+    """`butterfly4_lanes` with its four outputs times ``tw = (c0, d0, c1, d1, c2, d2, c3, d3)`` (the last
+    pass of a transform with the twiddle or filter that follows it); an output row below 0 is not stored."""
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        arr = [context.make_array(aty[k])(context, builder, args[k]) for k in range(4)]
+        ins = cgutils.unpack_tuple(builder, args[4], 4)
+        outs = cgutils.unpack_tuple(builder, args[5], 4)
+        tw = cgutils.unpack_tuple(builder, args[6], 8)
+        vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in ins]
+        vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in ins]
+        out = [_times(builder, re, im, tw[2 * k], tw[2 * k + 1]) for k, (re, im) in enumerate(_dft4(builder, vr, vi))]
+        _store_rows(context, builder, aty, arr, outs, out, True)
+        return context.get_dummy_value()
+
+    rows = types.UniTuple(types.int64, 4)
+    return types.void(sr, si, dr, di, rows, rows, types.UniTuple(types.float32, 8)), codegen
+
+
+@intrinsic
+def butterfly2_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # pragma: no cover - compiled
+    """The radix-2 butterfly (decimation in frequency): ``a + b`` and ``(a - b) (c + i d)``, ``tw = (c, d)``."""
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        arr = [context.make_array(aty[k])(context, builder, args[k]) for k in range(4)]
+        ins = cgutils.unpack_tuple(builder, args[4], 2)
+        outs = cgutils.unpack_tuple(builder, args[5], 2)
+        c, d = cgutils.unpack_tuple(builder, args[6], 2)
+        vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in ins]
+        vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in ins]
+        out = [(builder.fadd(vr[0], vr[1]), builder.fadd(vi[0], vi[1])),
+               _times(builder, builder.fsub(vr[0], vr[1]), builder.fsub(vi[0], vi[1]), c, d)]
+        _store_rows(context, builder, aty, arr, outs, out, False)
+        return context.get_dummy_value()
+
+    rows = types.UniTuple(types.int64, 2)
+    return types.void(sr, si, dr, di, rows, rows, types.UniTuple(types.float32, 2)), codegen
