@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-import mrcfile
 import numpy as np
 from numpy.typing import NDArray
 
@@ -62,7 +62,7 @@ def read_mdoc_tilts(path: str | os.PathLike[str], n_views: int | None = None) ->
     return out
 
 
-def extended_header_tilts(mrc: mrcfile.mrcfile.MrcFile) -> tuple[NDArray[np.float64] | None, str | None]:
+def extended_header_tilts(mrc: Any) -> tuple[NDArray[np.float64] | None, str | None]:
     """Tilt angles from an FEI or SerialEM extended header, or ``(None, None)``."""
     h = mrc.header
     n = int(h.nz)
