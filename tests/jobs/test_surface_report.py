@@ -72,7 +72,7 @@ def test_reconstruct_level_reprints_align_s_totals_and_says_what_it_added(imod_d
     text = plan.surfaces.report()
     assert "Total tilt angle change =         -0.16" in text  # aligna.log's, as align printed it
     line = plan.levelled.report(2)
-    assert "+1.00 from --offset" in line and "+2.00 from --x-axis-tilt" in line
+    assert "(IMOD's OFFSET, +1.00 of it from --offset)" in line and "above, +2.00 of it from --x-axis-tilt)" in line
     assert plan.levelled.tilt_change_deg == pytest.approx(0.34 + 1.0, abs=0.01) and not plan.levelled.one_layer
 
 

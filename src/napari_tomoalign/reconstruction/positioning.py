@@ -277,16 +277,16 @@ class Levelling:
 
     def report(self, n_surfaces: int) -> str:
         """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
-        plus = "".join(f" {v:+.2f} from {name}" for v, name in zip(self.given, ("--offset", "--x-axis-tilt"), strict=True)
-                       if v)
+        offset, xtilt = (f", {v:+.2f} of it from {name}" if v else "" for v, name in
+                         zip(self.given, ("--offset", "--x-axis-tilt"), strict=True))
         held = (f"thickness {self.thickness_px} px and Z shift {self.z_shift_px:+.1f} px not taken from the markers,"
                 " which lie in one layer (give --thickness and --shift to hold the specimen)") if self.one_layer else (
             f"thickness {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift"
             " takes it)")
         needed = "the 'Average X axis tilt needed' above" if n_surfaces > 1 else "from the plane's slope in Y"
         return (f"Levelled from the surface analysis ({n_surfaces} surface{'s' if n_surfaces > 1 else ''}): angle"
-                f" offset {self.tilt_change_deg:+.2f} deg, X-axis tilt {self.x_axis_tilt_deg:+.2f} deg (IMOD's"
-                f" XAXISTILT, as --x-axis-tilt takes it: {needed}{plus}), {held}")
+                f" offset {self.tilt_change_deg:+.2f} deg (IMOD's OFFSET{offset}), X-axis tilt"
+                f" {self.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT, as --x-axis-tilt takes it: {needed}{xtilt}), {held}")
 
 
 ONE_LAYER_PX = 16.0  # two bead "surfaces" closer than this (unbinned px) are one layer: gold on one face only
