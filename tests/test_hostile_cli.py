@@ -329,3 +329,21 @@ def test_a_stack_files_views_are_checked_once_for_a_run(tmp_path):
     assert stack.checked_finite and not getattr(stack[0:2], "checked_finite", False)  # a part: checked on its own
     with pytest.raises(ValueError, match="view 2 of the image holds NaN"):
         check_finite_views(np.array([np.ones((2, 2)), np.full((2, 2), np.nan)], np.float32))
+
+
+def test_erasing_gold_of_a_patch_alignment_is_refused(series, tmp_path, capsys):
+    """Session 11's finding 27: `aligned-stack --erase-gold` on an alignment of patches (no gold) replaced 42% of the
+    specimen's pixels with background, without a word (`run` refuses the same combination)."""
+    from support.hostile import SIZE
+
+    from napari_tomoalign.io.imod_model import PATCHES_ON, write_imod_model
+    from napari_tomoalign.io.markers import read_markers
+
+    write_imod_model(tmp_path / "p.fid", read_markers(series["csv"]), image_size=SIZE, n_views=21,
+                     name=PATCHES_ON + "raw.mrc")
+    assert main(["align", str(tmp_path / "p.fid"), "--tilt-angles", str(series["tlt"]), "--output",
+                 str(tmp_path / "al"), "--quiet"]) == 0
+    rc = main(["aligned-stack", str(series["stack"]), "--alignment", str(tmp_path / "al"), "--output",
+               str(tmp_path / "e.ali"), "--erase-gold", "--bead-diameter-px", "6"])
+    assert "aligns patches of the specimen, not gold: there are no beads to erase" in _err(capsys, rc)
+    assert not (tmp_path / "e.ali").exists()

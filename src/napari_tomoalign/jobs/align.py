@@ -265,13 +265,18 @@ DEFAULT_SURFACES = 2  # without an align.com: a plane per bead layer (see `surfa
 
 def patch_markers(markers: MarkerTable) -> bool:
     """Whether the markers are patches of the specimen (``run --patches``, or a model ``track --patches`` wrote)."""
-    if markers.source == "patch tracking":
+    return patch_source(markers.source)
+
+
+def patch_source(source: str) -> bool:
+    """Whether markers from ``source`` (a file, or what a run records: ``patch tracking``) are patches, not gold."""
+    if source == "patch tracking":
         return True
-    if Path(markers.source).suffix.lower() not in (".fid", ".mod"):
+    if Path(source).suffix.lower() not in (".fid", ".mod"):
         return False
     from ..io.imod_model import PATCHES_ON, model_name
 
-    return (model_name(markers.source) or "").startswith(PATCHES_ON)
+    return (model_name(source) or "").startswith(PATCHES_ON)
 
 
 def surface_analysis(job: AlignJob, al: Alignment, axis_z_shift_px: float) -> SurfaceAnalysis | None:

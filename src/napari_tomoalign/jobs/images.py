@@ -94,6 +94,20 @@ def _gold_eraser(alignment_dir: str | os.PathLike[str], diameter_px: float | Non
     if diameter_px is None:
         return None
     from ..reconstruction.erase import GoldEraser
+    from .align import patch_source
+
+    try:
+        import json
+
+        from ..io.guarded import read_text_limited
+
+        record = json.loads(read_text_limited(Path(alignment_dir) / "alignment.json", "alignment", 256 * 2**20))
+        markers = str((record.get("inputs") or {}).get("markers", ""))
+    except (OSError, ValueError, AttributeError, FileFormatError):
+        markers = ""  # an IMOD set, or a record the reader refuses for itself
+    if patch_source(markers):
+        raise UsageError(f"{alignment_dir} aligns patches of the specimen, not gold: there are no beads to erase;"
+                         " leave out --erase-gold")
 
     return GoldEraser.from_folder(alignment_dir, check_bead_diameter_px(diameter_px, image_size), n_views)
 

@@ -297,7 +297,8 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
                          " tilt angles")
     settings = job.solver_settings()
     tilts = result.alignment.nominal_tilt_angles_deg
-    inputs = {"stack": str(job.stack), "markers": "tracked", "tilt_angles": tracked.tilt_source, **job.inputs}
+    inputs = {"stack": str(job.stack), "markers": "patch tracking" if job.patches else "tracked",
+              "tilt_angles": tracked.tilt_source, **job.inputs}
     if job.imod_com is not None:
         inputs["imod_com"] = str(job.imod_com)
         from ..io.imod_com import check_rotation_angle  # a stale RotationAngle: the other axis branch
