@@ -347,3 +347,37 @@ def test_erasing_gold_of_a_patch_alignment_is_refused(series, tmp_path, capsys):
                str(tmp_path / "e.ali"), "--erase-gold", "--bead-diameter-px", "6"])
     assert "aligns patches of the specimen, not gold: there are no beads to erase" in _err(capsys, rc)
     assert not (tmp_path / "e.ali").exists()
+
+
+def test_an_alignment_applied_to_another_series_of_the_same_size_is_warned(tmp_path, capsys):
+    """Session 11's finding 16: two series of one session share size, views and pixel size, so the alignment of one
+    was applied to the other without a word (the tomogram a blur). `run` records 64 pixels of its stack."""
+    from napari_tomoalign.io.tilts import write_tilt_angles
+    from napari_tomoalign.simulation.beads import make_bead_series
+
+    names = ("a", "b")
+    for k, name in enumerate(names):
+        s = make_bead_series("cryo", 256, 21, seed=1 + k)
+        write_mrc(tmp_path / f"{name}.st", s.images.astype(np.float32), 8.0)
+        write_tilt_angles(tmp_path / f"{name}.rawtlt", s.tilt_angles_deg)
+    with mrcfile.new(tmp_path / "a16.st") as m:  # the same images as float16: the same stack
+        m.set_data(mrcfile.read(tmp_path / "a.st").astype(np.float16))
+        m.voxel_size = 8.0
+    assert main(["run", str(tmp_path / "a.st"), "--bead-diameter-nm", "10", "--tilt-axis", "84", "--output",
+                 str(tmp_path / "r"), "--quiet"]) == 0
+    capsys.readouterr()
+    al = str(tmp_path / "r" / "alignment")
+    from napari_tomoalign.errors import AlignmentWarning
+
+    def rec(stack):
+        return main(["reconstruct", str(tmp_path / stack), "--alignment", al, "--bin", "4", "--output",
+                     str(tmp_path / f"{stack}.rec"), "--quiet"])
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AlignmentWarning)  # printed by the command line, as a user sees it
+        assert rec("b.st") == 0
+    err = capsys.readouterr().err
+    assert "tomoalign: warning: b.st holds other images than" in err and "a.st, which this alignment was solved" in err
+    assert rec("a.st") == 0 and rec("a16.st") == 0  # no warning: pytest makes one an error

@@ -264,6 +264,12 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
                               " stack the alignment maps (the .st; etomo's .preali for its .tltxf)")
     series = open_tilt_series(stack_path, find_tilts=False)  # the alignment has the tilts
     rows, cols = series.data.shape[1:]
+    if (cols, rows) == tuple(saved.image_size) and series.n_views == len(saved.transforms):
+        from ..io.stack_sample import other_stack_warning
+
+        other = other_stack_warning(alignment_dir, series.data, stack_path)
+        if other is not None:
+            warnings.warn(other, AlignmentWarning, stacklevel=2)
     if (cols, rows) != tuple(saved.image_size):
         raise FileFormatError(f"{stack_path} is {cols} x {rows} but the alignment was solved for "
                               f"{saved.image_size[0]} x {saved.image_size[1]} images")

@@ -297,8 +297,12 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
                          " tilt angles")
     settings = job.solver_settings()
     tilts = result.alignment.nominal_tilt_angles_deg
+    from ..io.mrc import open_tilt_series
+    from ..io.stack_sample import stack_sample
+
     inputs = {"stack": str(job.stack), "markers": "patch tracking" if job.patches else "tracked",
-              "tilt_angles": tracked.tilt_source, **job.inputs}
+              "tilt_angles": tracked.tilt_source, **job.inputs,
+              "stack_sample": stack_sample(open_tilt_series(job.stack, find_tilts=False).data)}
     if job.imod_com is not None:
         inputs["imod_com"] = str(job.imod_com)
         from ..io.imod_com import check_rotation_angle  # a stale RotationAngle: the other axis branch
