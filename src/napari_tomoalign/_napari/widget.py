@@ -201,6 +201,9 @@ class AlignWidget(OpensInTurns):
         self.refresh()
 
     def _on_inputs(self) -> None:
+        note = self.options.axis_from_stack(self.inputs.image.value)  # the axis' branch: the tomogram or its mirror
+        if note is not None:
+            self.say(note)
         layer = self.inputs.markers.value
         self.panel.watch(layer if layer is not None and is_markers(layer) else None)
         if not self._journal_later:  # the first look leaves it to a turn of its own

@@ -24,6 +24,7 @@ class OptionsSection:
         axis = "estimate" if d.tilt_axis_deg is None else ("estimate near the angle" if d.estimate_tilt_axis
                                                             else "use the angle as given")
         self.axis_mode = ComboBox(label="tilt axis", choices=AXIS_CHOICES, value=axis)
+        self._axes_seen: set[str] = set()  # the stacks whose .mdoc axis was looked for (`axis_from_stack`)
         self.axis_angle = FloatSpinBox(label="axis angle (deg)", min=-180.0, max=180.0, step=0.5,
                                        value=d.tilt_axis_deg or 0.0,
                                        tooltip="from the image y axis, counter-clockwise (IMOD's convention)")
@@ -88,6 +89,22 @@ class OptionsSection:
             axis_angle_deg=float(self.axis_angle.value), initial_stage=bool(self.initial_stage.value),
             robust=bool(self.robust.value), robust_scale=float(self.robust_scale.value),
         )
+
+    def axis_from_stack(self, image: Any) -> str | None:
+        """SerialEM's "Tilt axis angle" in the ``.mdoc`` beside ``image``'s file, as the axis to estimate near, once
+        per stack and only while the axis is left to the estimate: the markers cannot tell the axis from the axis
+        + 180 (the tomogram from its mirror image; the command line does the same). The note to show, or None."""
+        path = getattr(getattr(image, "source", None), "path", None)
+        if not path or path in self._axes_seen or self.axis_mode.value != AXIS_CHOICES[0]:
+            return None
+        self._axes_seen.add(path)
+        from ...io.tilt_sources import mdoc_tilt_axis
+
+        found = mdoc_tilt_axis(path)
+        if found is None:
+            return None
+        self.axis_angle.value, self.axis_mode.value = found[0], AXIS_CHOICES[1]
+        return f"tilt axis: estimated near {found[0]:g} deg, SerialEM's angle in {Path(found[1]).name}"
 
     def name(self, com: str | None = None) -> str:
         """The result's name: the one typed, else what was aligned and, for IMOD's full model, its align.com (so
