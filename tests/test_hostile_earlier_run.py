@@ -36,15 +36,9 @@ def test_align_force_keeps_the_files_it_replaces_as_backups(tmp_path):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from napari_tomoalign.io.mrc import write_mrc
-    from napari_tomoalign.io.tilts import write_tilt_angles
-    from napari_tomoalign.simulation.beads import make_bead_series
+    from support.beads import write_cryo_series
 
-    d = tmp_path_factory.mktemp("run")
-    s = make_bead_series("cryo", 256, 21, seed=1)
-    write_mrc(d / "s.st", s.images, 8.0)
-    write_tilt_angles(d / "s.rawtlt", s.tilt_angles_deg)
-    return d / "s.st"
+    return write_cryo_series(tmp_path_factory.mktemp("run"), "s")[0]
 
 
 def test_a_forced_run_stopped_half_way_leaves_no_file_of_the_earlier_run_under_its_names(stack, tmp_path):

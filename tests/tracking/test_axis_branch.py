@@ -22,16 +22,12 @@ ImageSize = 256 256
 @pytest.fixture(scope="module")
 def turned(tmp_path_factory):
     """The cryo series (axis 84 deg) and the same series with every view turned half a turn (axis -96 deg)."""
-    from napari_tomoalign.io.mrc import write_mrc
-    from napari_tomoalign.io.tilts import write_tilt_angles
-    from napari_tomoalign.simulation.beads import make_bead_series
+    from support.beads import write_cryo_series
 
     d = tmp_path_factory.mktemp("axis")
-    s = make_bead_series("cryo", 256, 21, seed=1)
+    _, s = write_cryo_series(d, "plain")
     assert s.tilt_axis_deg == pytest.approx(84.0)
-    for name, images in (("plain", s.images), ("turned", s.images[:, ::-1, ::-1])):
-        write_mrc(d / f"{name}.st", np.ascontiguousarray(images), 8.0)
-        write_tilt_angles(d / f"{name}.rawtlt", s.tilt_angles_deg)
+    write_cryo_series(d, "turned", images=s.images[:, ::-1, ::-1])
     return d
 
 

@@ -25,15 +25,9 @@ time.sleep(30)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from napari_tomoalign.io.mrc import write_mrc
-    from napari_tomoalign.io.tilts import write_tilt_angles
-    from napari_tomoalign.simulation.beads import make_bead_series
+    from support.beads import write_cryo_series
 
-    d = tmp_path_factory.mktemp("lock")
-    s = make_bead_series("cryo", 256, 21, seed=1)
-    write_mrc(d / "b.st", s.images, 8.0)
-    write_tilt_angles(d / "b.rawtlt", s.tilt_angles_deg)
-    return d / "b.st"
+    return write_cryo_series(tmp_path_factory.mktemp("lock"), "b")[0]
 
 
 def test_a_second_run_into_a_folder_being_written_is_refused_and_removes_nothing(stack, tmp_path, capsys):
