@@ -101,3 +101,44 @@ def test_a_worker_killed_mid_series_is_redone_from_scratch(stacks, tmp_path):
     for r in rows:
         info = json.loads((out / r["name"] / "batch_run.json").read_text())
         assert info["state"] == "finished" and all((out / r["name"] / n).is_file() for n in info["outputs"])
+
+
+class _Wedged:
+    """A client or cluster whose close does not finish (as a client's once did on a loaded CI machine: 'timed out
+    after 60 s' replaced the interruption), holding real worker processes."""
+
+    def __init__(self, pids: list[int] = ()):
+        self.workers = {f"w{k}": type("W", (), {"pid": pid})() for k, pid in enumerate(pids)}
+        self.asked: list[float] = []
+
+    def close(self, timeout=None):
+        self.asked.append(timeout)
+        raise TimeoutError(f"timed out after {timeout} s.")
+
+
+def test_after_a_stop_a_close_that_does_not_finish_is_cut_short_and_the_workers_are_killed():
+    from napari_tomoalign.batch import runner
+
+    workers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
+    try:
+        client, cluster = _Wedged(), _Wedged([w.pid for w in workers])
+        before = dict(os.environ)
+        os.environ["TOMOALIGN_TEST_NANNY_ENV"] = "1"  # what a nanny writes for its workers goes again
+        t0 = time.monotonic()
+        runner._close_after_stop(client, cluster, None, before, wait_s=0.5)
+        assert time.monotonic() - t0 < 5.0
+        assert client.asked == [0.5] and cluster.asked == [0.5]
+        assert [w.wait(timeout=5) for w in workers] == [-signal.SIGKILL] * 2
+        assert "TOMOALIGN_TEST_NANNY_ENV" not in os.environ
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+
+
+def test_after_a_stop_a_users_own_client_is_left_open():
+    from napari_tomoalign.batch import runner
+
+    theirs = _Wedged()
+    runner._close_after_stop(theirs, None, theirs, dict(os.environ), wait_s=0.5)
+    assert theirs.asked == []

@@ -230,7 +230,7 @@ def run_batch(
             _submit_all(own, todo, out, defaults, export, show, force, rows)
         except BaseException:
             with signals_held():  # a second Ctrl-C waits for the series to be put back
-                _close(own, cluster, client, environ)
+                _close_after_stop(own, cluster, client, environ)
                 if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
                     discard_unfinished_series(out, [s for s in todo if s.name not in rows])
                     _remove_if_empty(out, made)
@@ -264,6 +264,47 @@ def _close(own: Any, cluster: Any, client: Any, environ: dict[str, str]) -> None
         if cluster is not None:
             cluster.close()
             _restore_environ(environ)
+
+
+def _close_after_stop(own: Any, cluster: Any, client: Any, environ: dict[str, str], wait_s: float = 10.0) -> None:
+    """After a signal: close as `_close` does, but each step within ``wait_s`` (a loaded machine once made the
+    client's close time out after 60 s and replace the interruption by that error), then kill whatever worker
+    process of this batch's cluster is still alive, so that no worker writes into a series being put back."""
+    pids = [w.pid for w in getattr(cluster, "workers", {}).values() if getattr(w, "pid", None)]
+    steps = [] if client is not None else [lambda: own.close(timeout=wait_s)]
+    if client is None and cluster is not None:
+        steps.append(lambda: cluster.close(timeout=wait_s))
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - a close that did not finish in time: the processes are killed below
+            pass
+    if client is None and cluster is not None:
+        _restore_environ(environ)
+    _kill_all(pids)
+
+
+def _kill_all(pids: list[int], wait_s: float = 5.0) -> None:
+    """SIGKILL each process still running and wait (up to ``wait_s``) until none of them runs any more."""
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # already gone
+            pass
+    end = time.monotonic() + wait_s
+    while any(_running(pid) for pid in pids) and time.monotonic() < end:
+        time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # gone, or no /proc (macOS): SIGKILL was sent and cannot be caught
+        return False
+    return state not in ("Z", "X")
 
 
 def _restore_environ(before: dict[str, str]) -> None:
