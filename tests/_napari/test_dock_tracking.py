@@ -307,6 +307,9 @@ def test_bead_logic_colours_seeds_and_progress():
                                     np.array([1, 1, 0, 1]), {0: "flagged"})
     assert [(v.view, v.note) for v in visits] == [(2, "flagged"), (1, ""), (0, ""), (3, "")]
     assert bead_logic.nearest_zero_view(np.array([-30.0, -1.0, 2.0])) == 1
+    counts = np.random.default_rng(0).poisson(20.0, (5, 64, 64)).astype(np.float32)
+    counts[2] = 20.0  # the 0-degree view blank: the dock offers the next, as the command line finds on
+    assert bead_logic.nearest_zero_view(np.array([-12.0, -6.0, 0.0, 6.0, 12.0]), counts) == 1
 
 
 def test_a_wrong_diameter_is_named_in_the_dock_as_on_the_command_line(qtbot, make_napari_viewer):

@@ -55,3 +55,20 @@ def test_no_axis_from_anywhere_near_90_is_warned(turned, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the markers cannot tell it from -96" in err[0] and "gives the mirror tomogram" in err[0]
     assert mdoc_tilt_axis(d / "plain.st") is None
+
+
+def test_a_tilt_axis_given_against_the_mdoc_is_taken_and_warned(turned, capsys):
+    """New user's finding D (session 12): --tilt-axis -96 typed for a series whose .mdoc says 84 gave the mirror
+    tomogram without a word. It is taken (the user may know better) and warned about; 84 itself is not."""
+    d = turned
+    (d / "plain.st.mdoc").write_text(MDOC.format(name="plain.st", axis="84.0"))
+    try:
+        assert main(["track", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "m.csv"),
+                     "--tilt-axis", "-96", "--quiet"]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--tilt-axis -96 is the other branch of the 84 deg in" in err[0], err
+        assert main(["track", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "m.csv"),
+                     "--tilt-axis", "86", "--quiet", "--force"]) == 0
+        assert "warning" not in capsys.readouterr().err
+    finally:
+        (d / "plain.st.mdoc").unlink()

@@ -54,7 +54,18 @@ def test_an_auto_diameter_is_measured(cryo, tmp_path, capsys):
 def test_the_right_diameter_gets_no_hint(cryo, tmp_path, capsys):
     path, true_nm = cryo
     assert main(["track", str(path), "--bead-diameter-nm", f"{true_nm:.2f}", "--output", str(tmp_path / "t.csv")]) == 0
-    assert "try --bead-diameter" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "try --bead-diameter" not in out and "the beads measure" not in out
+
+
+def test_a_diameter_30_percent_off_is_replaced_and_said(cryo, tmp_path, capsys):
+    """As the dock says it (new user's finding E, session 12: the command line replaced it without a word)."""
+    path, true_nm = cryo
+    assert main(["track", str(path), "--bead-diameter-nm", f"{0.7 * true_nm:.2f}", "--output", str(tmp_path / "t.csv")]
+                ) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("note: the beads measure"))
+    measured = float(line.split("measure ")[1].split()[0])
+    assert abs(measured / true_nm - 1.0) < 0.1 and f"not the {0.7 * true_nm:.1f} nm given" in line
 
 
 def test_a_diameter_that_cannot_be_nm_says_so(cryo, tmp_path, capsys):

@@ -75,8 +75,9 @@ def test_a_deferred_refit_is_made_when_read_from_the_points_of_then():
     result = track_beads(s.images, s.tilt_angles_deg, s.bead_diameter_px, threads=1)
     assert result.alignment is not None
     from napari_tomoalign.tracking._views import ViewReader
+    from napari_tomoalign.tracking.blank_views import outward_order
     from napari_tomoalign.tracking.pipeline import learned_profile
-    from napari_tomoalign.tracking.tracker import BeadTracker, outward_order
+    from napari_tomoalign.tracking.tracker import BeadTracker
 
     seed = result.seed_view
     xy = result.markers.xy[result.markers.view == seed]

@@ -62,6 +62,7 @@ class RunJob:
     dark: bool = True  # False for bright beads
     ali_mode: str | None = None  # the aligned stack's mode (None: the input's integer mode, else float32)
     memory_bytes: int | None = None  # the tomogram's streaming budget, as reconstruct --memory (None: its default)
+    seed_view: int | None = None  # 0-based view to find the beads on (None: the minimum tilt not blank)
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
@@ -107,7 +108,7 @@ class RunJob:
 
         return TrackJob(Path(self.stack), Path(self.output_dir) / f"{self.stem}.fid", self.tilt_angles_path,
                         self.bead_diameter_nm, self.bead_diameter_px, self.tilt_axis_deg(), self.n_beads,
-                        self.pixel_size_nm, self.clumps, self.dark)
+                        self.pixel_size_nm, self.clumps, self.dark, self.seed_view)
 
     def output_names(self) -> list[str]:
         """The files the run writes besides ``alignment/``."""
@@ -344,6 +345,7 @@ def run_to_folder(
     dark: bool = True,
     ali_mode: str | None = None,
     memory_bytes: int | None = None,
+    seed_view: int | None = None,
     overwrite: bool = False,
     progress: Any = None,
     threads: int | None = None,
@@ -352,14 +354,15 @@ def run_to_folder(
     ``bead_diameter_px``; or, with ``patches``, patches of the specimen), align them (robustly, near
     ``tilt_axis_deg``; or with IMOD's full model from ``imod_com``), and write the aligned stack and a tomogram
     binned by ``binning`` into ``output_dir``. The rest as the command line's options (`RunJob`): ``clumps``
-    (``--clumps``), ``dark`` (``--polarity``), ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``)."""
+    (``--clumps``), ``dark`` (``--polarity``), ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``),
+    ``seed_view`` (``--seed-view``, but 0-based)."""
     from ..tracking.jobs import run_options
 
     job = RunJob(Path(stack), Path(output_dir), bead_diameter_nm, bead_diameter_px,
                  Path(tilt_angles_path) if tilt_angles_path is not None else None,
                  SolverSettings(run_options(tilt_axis_deg)), Path(imod_com) if imod_com is not None else None,
                  n_beads, binning, thickness_px, erase_gold, pixel_size_nm, patches=patches, clumps=clumps,
-                 dark=dark, ali_mode=ali_mode, memory_bytes=memory_bytes)
+                 dark=dark, ali_mode=ali_mode, memory_bytes=memory_bytes, seed_view=seed_view)
     return run_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 

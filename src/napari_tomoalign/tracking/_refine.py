@@ -55,13 +55,13 @@ def fill_gaps(tr: BeadTracker, progress: Progress | None = None, should_stop: Ca
     scale = residual_scatter(al)
     tol = max(1.0, 4.0 * scale)
     added = 0
-    views = np.argsort(np.abs(tr.tilts), kind="stable")
+    views = [int(v) for v in np.argsort(np.abs(tr.tilts), kind="stable") if int(v) not in tr.skip]
     for k, j in enumerate(views):
         if should_stop is not None and should_stop():
             raise Cancelled("tracking cancelled")
         if k + 1 < len(views):  # the next view read on the second core meanwhile, if there is one
-            tr.reader.prefetch(int(views[k + 1]))
-        added += _fill_view(tr, int(j), tol)
+            tr.reader.prefetch(views[k + 1])
+        added += _fill_view(tr, j, tol)
         if progress is not None:
             progress("fill gaps", k + 1, len(views), f"second pass: view {j}")
     tr.defer_refit(robust=True, final=True)  # made only if read: `clean_up` starts from scratch

@@ -30,6 +30,9 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beads", type=int, metavar="N", help="how many beads to track (default: every bead found)")
     p.add_argument("--clumps", choices=("skip", "track"), default="skip",
                    help="beads in clumps of touching beads: leave them out (default) or track each on its own")
+    p.add_argument("--seed-view", type=int, metavar="N",
+                   help="view to find the beads on, numbered from 1 (default: the minimum tilt, or the next one if it"
+                        " is blank)")
     p.add_argument("--polarity", choices=("dark", "bright"), default="dark",
                    help="beads darker than the background (bright field, default) or brighter")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -44,6 +47,17 @@ def _diameter(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a diameter is a number or auto, not {text!r}") from None
+
+
+def _seed_index(args: argparse.Namespace) -> int | None:
+    """``--seed-view`` (numbered from 1) as the jobs' 0-based index, checked against the series by the job."""
+    if args.seed_view is None:
+        return None
+    if args.patches:
+        from ..errors import UsageError
+
+        raise UsageError("--seed-view chooses the view the beads are found on: leave it out with --patches")
+    return int(args.seed_view) - 1
 
 
 def _memory(text: str) -> int:
@@ -107,6 +121,7 @@ class _Bar:
 def _track(args: argparse.Namespace, output: Path):
     from .jobs import track_to_file
 
+    seed_view = _seed_index(args)  # refused with --patches before any work
     bar = _Bar(args.quiet)
     from ._patch_jobs import track_patches_cli, wants_patches
 
@@ -119,7 +134,8 @@ def _track(args: argparse.Namespace, output: Path):
         return track_to_file(args.stack, output, tilt_angles_path=args.tilt_angles,
                              bead_diameter_nm=args.bead_diameter_nm, bead_diameter_px=args.bead_diameter_px,
                              tilt_axis_deg=args.tilt_axis, n_beads=args.beads, pixel_size_nm=args.pixel_size_nm,
-                             overwrite=args.force, progress=bar, clumps=args.clumps, dark=args.polarity == "dark")
+                             overwrite=args.force, progress=bar, clumps=args.clumps, dark=args.polarity == "dark",
+                             seed_view=seed_view)
     finally:
         bar.done()
 
@@ -168,7 +184,8 @@ def _run(args: argparse.Namespace) -> int:
                  thickness=args.thickness, erase_gold=args.erase_gold, pixel_size_nm=args.pixel_size_nm,
                  patches=wants_patches(args),
                  patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
-                 clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode, memory_bytes=args.memory)
+                 clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode, memory_bytes=args.memory,
+                 seed_view=_seed_index(args))
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)

@@ -20,7 +20,7 @@ specimen's thickness): that is for the tracker's 3-D model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +116,7 @@ def coarse_align(
     max_shift_fraction: float = 0.4,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    skip_views: Sequence[int] = (),
 ) -> CoarseAlignment:
     """Coarse-align a tilt series by correlating neighbouring views (see the module docstring).
 
@@ -138,13 +139,18 @@ def coarse_align(
         Largest shift searched between neighbours, as a fraction of the image size.
     progress, should_stop
         ``progress("coarse", done, total, text)`` after each view; `Cancelled` when ``should_stop()``.
+    skip_views
+        Views (blank ones, `blank_views`) not correlated: the chain goes from the view before to the view after,
+        and a skipped view takes the shift of the view before it.
     """
     tilts = np.asarray(tilt_angles_deg, dtype=float)
+    skip = {int(v) for v in skip_views}
     reader = ViewReader(stack, clamp=True, cache=2)
     if len(tilts) != reader.n_views:
         raise ValueError(f"{len(tilts)} tilt angles for a stack of {reader.n_views} views; they must match")
     b = int(binning or default_binning(reader.shape))
-    ref = int(np.argmin(np.abs(tilts)))
+    ref = next((int(v) for v in np.argsort(np.abs(tilts), kind="stable") if int(v) not in skip),
+               int(np.argmin(np.abs(tilts))))
     order = np.argsort(tilts, kind="stable")
     pos = int(np.flatnonzero(order == ref)[0])
     sides = [list(order[pos + 1:]), list(order[:pos][::-1])]
@@ -161,6 +167,10 @@ def coarse_align(
         for j in side:
             if should_stop is not None and should_stop():
                 raise Cancelled("coarse alignment cancelled")
+            done += 1
+            if int(j) in skip:  # a blank view: the chain goes on from the view before it
+                shifts[j] = shifts[prev]
+                continue
             img = reader.view(int(j), b)
             if cumulative:
                 shifts[j], prom[j] = _cumulative_step(img, total, shifts[prev] / b, tilts, j, ref, tilt_axis_deg,
@@ -173,7 +183,6 @@ def coarse_align(
                 s_inv = stretch_matrix(tilt_axis_deg, np.cos(np.radians(tilts[j])) / np.cos(np.radians(tilts[prev])))
                 shifts[j] = s_inv @ (shifts[prev] + b * t)
             prev, prev_img = int(j), img
-            done += 1
             if progress is not None:
                 progress("coarse", done, len(tilts), f"coarse alignment: view {done} of {len(tilts)}")
     stretch = np.cos(np.radians(tilts)) / cos_ref if tilt_axis_deg is not None else np.ones(len(tilts))

@@ -38,6 +38,7 @@ from .beads import BeadFindingError, find_beads
 from .binned import working_binning
 
 TRUST_FACTOR = 1.8
+MEASURE_NOTED = 0.05  # a measured diameter further than this (relative) from the one given is said (it is taken)
 RETRY_FACTOR = 1.5  # when nothing can be measured from the given diameter, from 1.5 times it and a 1.5th
 AGREE = 0.15
 LADDER_PX = 1024  # the ladder of starts runs on a central crop this wide, then the whole view refines it
@@ -123,11 +124,15 @@ def _central(img: NDArray, size: int) -> NDArray:
 
 
 def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, *,
-                      dark: bool = True, searches: dict | None = None) -> float:
-    """The diameter to track ``stack`` with: measured on the minimum-tilt view, from ``given_px`` (None:
-    from scratch); see the module docstring for when the given one is kept or `DiameterError` raised.
-    ``searches``: `find_beads`'s, filled here (the tracker's own search of that view can reuse one)."""
-    seed = int(np.argmin(np.abs(np.asarray(tilt_angles_deg, dtype=float))))
+                      dark: bool = True, searches: dict | None = None, seed_view: int | None = None) -> float:
+    """The diameter to track ``stack`` with: measured on the seed view (``seed_view``, else the tracker's
+    default: the minimum tilt that is not blank), from ``given_px`` (None: from scratch); see the module docstring for
+    when the given one is kept or `DiameterError` raised. ``searches``: `find_beads`'s, filled here (the
+    tracker's own search of that view can reuse one)."""
+    from .blank_views import choose_seed_view, find_blank_views
+
+    seed = seed_view if seed_view is not None else choose_seed_view(tilt_angles_deg, find_blank_views(stack,
+                                                                                                      tilt_angles_deg))
     view = np.asarray(stack[seed])
     steps: dict[int, dict[float, float]] = {}  # each measure on this view made once (`_measure_from`)
     if given_px is None:
@@ -150,13 +155,14 @@ def diameter_to_track(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: floa
 
 
 def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float | None, pixel_nm: float | None,
-                     unit: str = "nm", dark: bool = True, searches: dict | None = None) -> float:
+                     unit: str = "nm", dark: bool = True, searches: dict | None = None,
+                     seed_view: int | None = None) -> float:
     """`diameter_to_track` for a front end: a `DiameterError` becomes a one-line `UsageError` that names
     the measured diameter in ``unit`` (``"nm"`` with ``pixel_nm``, else ``"px"``) and the option to give."""
     from ..errors import UsageError
 
     try:
-        return diameter_to_track(stack, tilt_angles_deg, given_px, dark=dark, searches=searches)
+        return diameter_to_track(stack, tilt_angles_deg, given_px, dark=dark, searches=searches, seed_view=seed_view)
     except DiameterError as exc:
         nm = unit == "nm" and bool(pixel_nm)
         option = "--bead-diameter-nm" if nm else "--bead-diameter-px"
@@ -167,6 +173,17 @@ def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float
         given = f"{exc.given_px * scale:.1f}{u}" if exc.given_px is not None else "?"
         raise UsageError(f"the beads measure about {exc.measured_px * scale:.1f}{u} across, not the {given} given:"
                          f" give {option} {exc.measured_px * scale:.1f} (or {option} auto)") from None
+
+
+def measured_note(given_px: float | None, measured_px: float, pixel_nm: float | None, unit: str = "nm") -> str | None:
+    """The note that a given diameter was replaced by the beads' measure (more than `MEASURE_NOTED` off), in
+    ``unit`` (``"nm"`` with ``pixel_nm``, else ``"px"``), with the option to give next time; None otherwise."""
+    if given_px is None or abs(measured_px / given_px - 1.0) <= MEASURE_NOTED:
+        return None
+    nm = unit == "nm" and bool(pixel_nm)
+    scale, u, option = (float(pixel_nm), "nm", "--bead-diameter-nm") if nm else (1.0, "px", "--bead-diameter-px")  # type: ignore[arg-type]
+    return (f"note: the beads measure {measured_px * scale:.1f} {u} across, not the {given_px * scale:.1f} {u} given:"
+            f" tracked with the measure (give {option} {measured_px * scale:.1f} next time, and to --erase-gold)")
 
 
 def estimate_bead_diameter(image: NDArray, rough_diameter_px: float, *, dark: bool = True,

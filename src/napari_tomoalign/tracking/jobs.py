@@ -9,11 +9,14 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..alignment.options import AlignmentOptions
 from ..alignment.result import Alignment
+from ..conventions import view_index, view_number
 from ..errors import UsageError
 from ..io.atomic import check_writable
 from ..io.errors import FileFormatError
@@ -23,13 +26,16 @@ from ..jobs import facts
 from ..jobs.threads import thread_limit
 from ..reconstruction.input_checks import check_finite_views
 from ._spread import second_core, threadsafe_loops
+from .beads import BeadFindingError
 from .binned import check_tracking_memory
-from .diameter import resolve_diameter
+from .blank_views import blank_note, choose_seed_view, find_blank_views
+from .diameter import measured_note, resolve_diameter
 from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
 
 Progress = Callable[[str, int, int, str], None]
 MARKER_SUFFIXES = (".csv", ".fid", ".mod")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,8 @@ class TrackJob:
     diameter is one of ``bead_diameter_nm`` (through ``pixel_size_nm``, else the header's: `jobs.facts`) and
     ``bead_diameter_px`` (``"auto"``: measured; a given one is checked against the beads and adapted,
     `diameter.resolve_diameter`); ``tilt_axis_deg`` guides the coarse alignment; ``n_beads``: how many to
-    track; ``clumps`` ``"track"`` tracks the beads of clumps too; ``dark`` False for bright beads."""
+    track; ``clumps`` ``"track"`` tracks the beads of clumps too; ``dark`` False for bright beads; ``seed_view``
+    the 0-based view to find the beads on (None: the minimum tilt unless blank, `seed_view.choose_seed_view`)."""
 
     stack: Path
     output: Path
@@ -61,6 +68,7 @@ class TrackJob:
     pixel_size_nm: float | None = None
     clumps: str = "skip"  # "track": the beads of clumps of touching beads too
     dark: bool = True  # False for bright beads
+    seed_view: int | None = None  # 0-based; the CLI's --seed-view is numbered from 1
 
 
 def track_to_file(
@@ -78,10 +86,11 @@ def track_to_file(
     threads: int | None = None,
     clumps: str = "skip",
     dark: bool = True,
+    seed_view: int | None = None,
 ) -> TrackedStack:
-    """`run_track_job` of the `TrackJob` of these arguments."""
+    """`run_track_job` of the `TrackJob` of these arguments (``seed_view`` 0-based)."""
     job = TrackJob(Path(stack_path), Path(output), Path(tilt_angles_path) if tilt_angles_path is not None else None,
-                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm, clumps, dark)
+                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm, clumps, dark, seed_view)
     return run_track_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 
@@ -133,15 +142,20 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     check_tracking_memory((rows, cols), d_px, str(stack_path))  # before any work: a stack too big is said at once
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
     axis, axis_note = _tilt_axis(job.tilt_axis_deg, stack_path)
-    with _coarse_beside(series.data, tilts, d_px, axis, threads) as coarse:
+    given_seed = checked_seed_view(job.seed_view, series.n_views)
+    blank = [v for v in find_blank_views(series.data, tilts) if v != given_seed]
+    seed = choose_seed_view(tilts, blank, given_seed)
+    unit = "nm" if job.bead_diameter_nm is not None else "px"
+    with _coarse_beside(series.data, tilts, d_px, axis, threads, blank) as coarse:
         with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
-            d_px = resolve_diameter(series.data, tilts, d_px, pixel_nm, "nm" if job.bead_diameter_nm is not None
-                                    else "px", job.dark, searches)
+            given, d_px = d_px, _in_seed_view(seed, tilts, lambda: resolve_diameter(
+                series.data, tilts, d_px, pixel_nm, unit, job.dark, searches, seed_view=seed))
         early = coarse(d_px)
-    result = track_beads(series.data, tilts, d_px, tilt_axis_deg=axis, n_beads=n_beads,
-                         progress=progress, threads=threads, clumps=job.clumps, dark=job.dark, searches=searches,
-                         coarse=early)
-    del searches
+    result = _in_seed_view(seed, tilts, lambda: track_beads(
+        series.data, tilts, d_px, tilt_axis_deg=axis, n_beads=n_beads, progress=progress, threads=threads,
+        clumps=job.clumps, dark=job.dark, searches=searches, coarse=early, seed_view=seed, skip_views=blank))
+    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit)] if n]
+    searches.clear()  # the searches of whole views: freed before the writing
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0 or result.alignment is None:
         raise UsageError(f"no beads could be tracked in {stack_path}" + (f"; {hint}" if hint else
@@ -159,25 +173,47 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     return TrackedStack(result, out, pixel_nm, source)
 
 
+def checked_seed_view(index: int | None, n_views: int) -> int | None:
+    """A 0-based seed view given by a front end, checked against the series (a `UsageError` numbered from 1)."""
+    if index is None:
+        return None
+    return view_index(int(index) + 1, n_views, what="--seed-view")
+
+
+def _in_seed_view(seed: int, tilts: NDArray, work: Callable[[], T]) -> T:
+    """``work()``, a bead-finding failure naming the view the beads were looked for in (numbered from 1)."""
+    try:
+        return work()
+    except BeadFindingError as exc:
+        raise BeadFindingError(f"in view {view_number(seed)} ({float(tilts[seed]):.1f} deg), where the beads are"
+                               f" found: {exc}; if that view is ruined, give --seed-view with another") from None
+
+
 AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
 
 
 def _tilt_axis(given: float | None, stack_path: str | os.PathLike[str]) -> tuple[float | None, str | None]:
     """The tilt axis that picks the branch (axis or axis + 180: the tomogram or its mirror, which the markers
     cannot tell apart): the one given, else SerialEM's in the ``.mdoc`` beside the stack (said in a note), else
-    None (the branch in (-90, 90]; warned about near +-90, where scopes give either, e.g. 84 or -96)."""
-    if given is not None:
-        return given, None
+    None (the branch in (-90, 90]; warned about near +-90, where scopes give either, e.g. 84 or -96). One given on
+    the other branch than the ``.mdoc``'s is taken, with a warning."""
     from ..io.tilt_sources import mdoc_tilt_axis
 
     found = mdoc_tilt_axis(stack_path)
+    if given is not None:
+        if found is None or abs((given - found[0] + 180.0) % 360.0 - 180.0) <= 90.0:
+            return given, None
+        return given, (f"warning: --tilt-axis {given:g} is the other branch of the {found[0]:g} deg in {found[1]}"
+                       " (SerialEM's 'Tilt axis angle'): this tomogram is the mirror of the one the .mdoc's axis"
+                       " gives; leave --tilt-axis out to take the .mdoc's")
     if found is None:
         return None, None
     return found[0], f"note: tilt axis near {found[0]:g} deg, from {found[1]} (SerialEM's 'Tilt axis angle')"
 
 
 @contextmanager
-def _coarse_beside(stack, tilts, given_px: float | None, tilt_axis_deg: float | None, threads: int | None):
+def _coarse_beside(stack, tilts, given_px: float | None, tilt_axis_deg: float | None, threads: int | None,
+                   skip_views: list[int]):
     """The coarse alignment `track_beads` makes first, made on a second core while the diameter is checked (it
     needs neither the diameter nor the seed view): yields ``coarse(d_px)``, that alignment for tracking with the
     checked diameter, None when the tracking will make its own (the diameter asks for a binned copy, or the
@@ -196,7 +232,8 @@ def _coarse_beside(stack, tilts, given_px: float | None, tilt_axis_deg: float | 
 
     def align():
         with thread_limit(TRACKING_THREADS):
-            return coarse_align(stack, np.asarray(tilts, dtype=float).ravel(), tilt_axis_deg=tilt_axis_deg)
+            return coarse_align(stack, np.asarray(tilts, dtype=float).ravel(), tilt_axis_deg=tilt_axis_deg,
+                                skip_views=skip_views)
 
     with ThreadPoolExecutor(1, thread_name_prefix="coarse") as pool:
         future = pool.submit(align)

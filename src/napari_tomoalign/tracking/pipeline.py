@@ -5,12 +5,13 @@ robust fit (`track_beads`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..alignment.result import Alignment
+from ..conventions import view_number
 from ..errors import Cancelled
 from ..jobs.threads import honours_threads, thread_limit
 from ..reconstruction.input_checks import check_finite_views
@@ -21,10 +22,11 @@ from ._views import ViewReader, extract_patches, patch_origins
 from ._whiten import make_whitener
 from .beads import BeadCandidates, find_beads
 from .binned import track_binned, working_binning
+from .blank_views import blank_note, choose_seed_view, find_blank_views, outward_order
 from .coarse import CoarseAlignment, coarse_align
 from .result import TrackingResult, build_result, column_medians
 from .seeds import pick_seeds
-from .tracker import BeadTracker, outward_order
+from .tracker import BeadTracker
 
 Progress = Callable[[str, int, int, str], None]
 SHORT_TRACK_SPAN_DEG = 20.0
@@ -78,7 +80,7 @@ def _seed_beads(reader, seed_view, diameter, dark, estimate, progress, searches)
         diameter = estimate_bead_diameter(img, diameter, dark=dark)
     cands = find_beads(img, diameter, dark=dark, searches=searches)
     if progress is not None:
-        progress("find", 1, 1, f"{int(cands.above.sum())} bead candidates in view {seed_view}")
+        progress("find", 1, 1, f"{int(cands.above.sum())} bead candidates in view {view_number(seed_view)}")
     return cands, diameter
 
 
@@ -108,6 +110,7 @@ def track_beads(
     n_beads: int | None = None,
     seed_view: int | None = None,
     seeds_xy: ArrayLike | None = None,
+    skip_views: Sequence[int] | None = None,
     dark: bool = True,
     estimate_diameter: bool = False,
     coarse: CoarseAlignment | None = None,
@@ -137,8 +140,12 @@ def track_beads(
         Target number of beads, spread over the field and both surfaces; None tracks every single bead
         away from the borders.
     seed_view, seeds_xy
-        The view to start from (default: the minimum tilt) and, optionally, the ``(n, 2)`` bead positions in
-        it to track (for example candidates the user edited); then no beads are found or picked.
+        The view to start from (default: the minimum tilt that is not skipped) and, optionally, the
+        ``(n, 2)`` bead positions in it to track (for example candidates the user edited); then no beads are
+        found or picked.
+    skip_views
+        0-based views left out of the coarse alignment's chain and the tracking, which carry on across them
+        (IMOD's ``SkipViews``); None: the blank ones (`blank_views.find_blank_views`), named in a note.
     dark
         Beads darker than the background (bright field).
     estimate_diameter
@@ -174,30 +181,34 @@ def track_beads(
         When no beads can be told from other peaks in the seed view.
     """
     tilts = _check(stack, tilt_angles_deg, bead_diameter_px, clumps)
+    skip, seed, seed_note = _skips_and_seed(stack, tilts, seed_view, skip_views)
     with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
         b = working_binning(bead_diameter_px, stack.shape[1:]) if binning is None else int(binning)
         if b > 1:
-            return track_binned(stack, tilts, bead_diameter_px, b, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
-                                seed_view=seed_view, seeds_xy=seeds_xy, dark=dark, estimate_diameter=estimate_diameter,
-                                coarse=coarse, whiten=whiten, progress=progress, should_stop=should_stop, clumps=clumps,
-                                full_resolution=full_resolution, searches=searches)
+            binned = track_binned(stack, tilts, bead_diameter_px, b, tilt_axis_deg=tilt_axis_deg, n_beads=n_beads,
+                                  seed_view=seed, skip_views=skip, seeds_xy=seeds_xy, dark=dark,
+                                  estimate_diameter=estimate_diameter, coarse=coarse, whiten=whiten, progress=progress,
+                                  should_stop=should_stop, clumps=clumps, full_resolution=full_resolution,
+                                  searches=searches)
+            binned.warnings[:0] = [seed_note] if seed_note else []
+            return binned
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if coarse is None:
-            coarse = coarse_align(stack, tilts, tilt_axis_deg=tilt_axis_deg, progress=progress, should_stop=should_stop)
+            coarse = coarse_align(stack, tilts, tilt_axis_deg=tilt_axis_deg, progress=progress, should_stop=should_stop,
+                                  skip_views=skip)
         timings["coarse"] = time.perf_counter() - t0
         reader = ViewReader(stack, cache=3)
-        seed = int(np.argmin(np.abs(tilts))) if seed_view is None else int(seed_view)
         t0 = time.perf_counter()
         cands, diameter, xy, avoid = _starts(reader, seed, float(bead_diameter_px), seeds_xy, n_beads, dark,
                                              estimate_diameter, clumps, progress, searches)
         profile = learned_profile(reader.view(seed), xy[~avoid] if avoid is not None else xy, diameter, dark)
-        notes: list[str] = []
+        notes: list[str] = [seed_note] if seed_note else []
         timings["find"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         tr = BeadTracker(reader, tilts, coarse, profile, xy, seed, dark=dark, tilt_axis_deg=tilt_axis_deg,
-                         clumps=clumps == "track")
-        pairs = outward_order(tilts, seed)
+                         clumps=clumps == "track", skip=skip)
+        pairs = outward_order(tilts, seed, skip)
         done = 0
         if n_beads is not None and n_beads < tr.n_beads and seeds_xy is None:
             done = _short_pairs(tilts, pairs, seed)
@@ -234,6 +245,16 @@ def _polish(tr: BeadTracker, cands: BeadCandidates | None, profile: BeadProfile,
     every = cands.xy[cands.above] if cands is not None else seed_xy
     whitener = make_whitener(reader.view(seed), every, seed_xy, profile, dark=dark, hot=reader.hot_level(seed))
     polish(tr, whitener, should_stop)
+
+
+def _skips_and_seed(stack, tilts, seed_view, skip_views) -> tuple[tuple[int, ...], int, str | None]:
+    """The views to skip (given, else the blank ones), the seed view (given, else the minimum tilt not skipped),
+    and the note naming blank views found here."""
+    found = skip_views is None
+    skip = tuple(sorted(int(v) for v in (find_blank_views(stack, tilts) if found else skip_views)))
+    seed = choose_seed_view(tilts, skip, seed_view)
+    skip = tuple(v for v in skip if v != seed)  # a seed view given is tracked, blank or not
+    return skip, seed, blank_note(skip, tilts, seed) if found else None
 
 
 def _check(stack, tilt_angles_deg, bead_diameter_px, clumps="skip") -> NDArray[np.float64]:

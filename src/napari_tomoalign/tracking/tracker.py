@@ -1,19 +1,20 @@
 """Tracking seed beads through a tilt series (after IMOD's ``beadtrack``).
 
-Pass 1 goes outward from the seed view, alternating sides, so the partial model stays balanced. Each view:
+Pass 1 goes outward from the seed view, alternating sides, so the partial model stays balanced
+(`blank_views.outward_order`: blank views are never measured). Each view:
 
-1. Every bead's position is predicted (`_predict.predict`): from the alignment of what is tracked so
-   far (our solver, warm-started, after every view) or, before there is one, carried from its last
-   position by the coarse alignment.
+1. Every bead's position is predicted (`_predict.predict`): from the alignment of what is tracked so far (our
+   solver, warm-started, after every view) or, before there is one, carried from its last position by the coarse
+   alignment.
 2. Up to ten long-tracked beads spread over the field (the *anchors*) are searched in a wide box; the
    displacement most of them agree on, then a rotation and scale, correct every prediction.
-3. Every bead is searched in a small box against its running-average template and fitted to sub-pixel.
-   A find is kept only if it is close to the prediction, its contrast is like the bead's recent contrast
-   (not too weak, not doubled by an overlapping bead) and its density is round. Failed beads are searched
-   again in a box twice as wide with relaxed limits (the rescue); a doubtful find leaves a gap.
-4. Beads whose predictions come within 1.5 diameters of each other (crossing tracks) are fitted with
-   their neighbours' profiles subtracted, when the model predicted them, and left as gaps otherwise or
-   when closer than 0.45 diameters (`APART`); beads not wholly inside the image are not measured.
+3. Every bead is searched in a small box against its running-average template and fitted to sub-pixel. A find
+   is kept only if it is close to the prediction, its contrast is like the bead's recent contrast (not too weak,
+   not doubled by an overlapping bead) and its density is round. Failed beads are searched again in a box twice
+   as wide with relaxed limits (the rescue); a doubtful find leaves a gap.
+4. Beads whose predictions come within 1.5 diameters of each other (crossing tracks) are fitted with their
+   neighbours' profiles subtracted, when the model predicted them, and left as gaps otherwise or when closer than
+   0.45 diameters (`APART`); beads not wholly inside the image are not measured.
 5. The model is refitted (after every view at first, then every other view); a new point far from it is
    measured again at the model's position, or dropped.
 
@@ -22,7 +23,7 @@ model's position in a small box, and re-measures points far from the model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -46,20 +47,6 @@ EVERY_VIEW = 12  # the model is refitted after every view until this many are tr
 APART = 0.45  # beads predicted closer than this many diameters are not measured (they cannot be told apart)
 
 
-def outward_order(tilts: NDArray[np.float64], seed_view: int) -> list[tuple[int, int]]:
-    """``(view, neighbour toward the seed)`` pairs, alternating sides outward from ``seed_view``."""
-    order = np.argsort(tilts, kind="stable")
-    pos = int(np.flatnonzero(order == seed_view)[0])
-    up, down = list(order[pos:]), list(order[: pos + 1][::-1])
-    pairs = []
-    for k in range(1, max(len(up), len(down))):
-        if k < len(up):
-            pairs.append((int(up[k]), int(up[k - 1])))
-        if k < len(down):
-            pairs.append((int(down[k]), int(down[k - 1])))
-    return pairs
-
-
 class BeadTracker:
     """The tracks of ``seeds_xy`` ``(n_beads, 2)`` found in ``seed_view``, built view by view.
 
@@ -69,10 +56,11 @@ class BeadTracker:
 
     def __init__(self, reader: ViewReader, tilts: NDArray[np.float64], coarse: CoarseAlignment,
                  profile: BeadProfile, seeds_xy: NDArray[np.float64], seed_view: int, *, dark: bool = True,
-                 tilt_axis_deg: float | None = None, clumps: bool = False) -> None:
+                 tilt_axis_deg: float | None = None, clumps: bool = False, skip: Sequence[int] = ()) -> None:
         self.reader, self.tilts, self.coarse, self.profile = reader, np.asarray(tilts, float), coarse, profile
         self.sign = -1.0 if dark else 1.0
         self.seed_view, self.axis, self.clumps = int(seed_view), tilt_axis_deg, clumps
+        self.skip = frozenset(int(v) for v in skip)  # blank views: never measured (`blank_views`)
         self.d = 2.0 * profile.radius_px
         nv, nb = len(self.tilts), len(seeds_xy)
         self.pos = np.full((nv, nb, 2), np.nan)

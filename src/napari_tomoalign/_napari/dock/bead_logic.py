@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,9 +28,16 @@ RING_OVER_BEAD = 1.5  # ring diameter over bead diameter: the bead's edge stays 
 TRACK_SHARES = {"coarse": (0, 20), "find": (20, 25), "track": (25, 85), "fill gaps": (85, 97), "fit": (97, 100)}
 
 
-def nearest_zero_view(tilts: NDArray | None) -> int:
-    """The view with the smallest |tilt| (0 when the angles are unknown)."""
-    return int(np.argmin(np.abs(np.asarray(tilts, dtype=float)))) if tilts is not None and len(tilts) else 0
+def nearest_zero_view(tilts: NDArray | None, stack: Any = None) -> int:
+    """The view to find the beads on: the smallest |tilt| that is not blank, as the command line's default
+    (`tracking.blank_views.first_clear_view`; 0 when the angles are unknown)."""
+    if tilts is None or not len(tilts):
+        return 0
+    if stack is not None and len(tilts) == stack.shape[0]:
+        from ...tracking.blank_views import first_clear_view
+
+        return first_clear_view(stack, tilts)
+    return int(np.argmin(np.abs(np.asarray(tilts, dtype=float))))
 
 
 def strength_colors(strength: NDArray, threshold: float) -> NDArray[np.float64]:

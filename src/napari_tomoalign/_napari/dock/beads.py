@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info
 from ...conventions import view_index, view_number
 from ...errors import Cancelled
 from ...tracking.beads import BeadCandidates, diameter_px_from_nm
+from ...tracking.diameter import MEASURE_NOTED
 from ...tracking.result import TrackingResult
 from ..layers import frame_of, marker_text, markers_to_points
 from .bead_jobs import find_job, track_job
@@ -50,7 +51,6 @@ from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 CANDIDATES = "bead candidates"  # the layer's role; its name is short: "<stack> beads?"
 CANDIDATES_NAME = "beads?"
 RING_BORDER = 0.12  # relative to the ring's diameter
-MEASURE_NOTED = 0.05  # a measured diameter further than this (relative) from the one given is said and taken
 
 
 def pixel_size_nm(image: Any) -> tuple[float, str]:
@@ -111,7 +111,7 @@ class BeadSection:
         if image is not None and id(image) != self._image_id:
             self._image_id = id(image)
             self.view.max = max(int(image.data.shape[0]), 1)
-            self.view.value = view_number(nearest_zero_view(self._tilts()))
+            self.view.value = view_number(nearest_zero_view(self._tilts(), image.data))
         self.describe()
 
     def _tilts(self) -> np.ndarray | None:
