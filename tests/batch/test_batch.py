@@ -211,7 +211,10 @@ def test_export_to_other_tools_and_a_session_tomograms_star(client, tmp_path):
     out = tmp_path / "out"
     opts = {"magnification": "fixed", "pixel_size_nm": 0.8}
     res = run_batch(table, out, client=client, progress=False, options=opts, export=("aretomo", "relion", "portal"))
-    assert [r["status"] for r in res.rows] == ["done"] * 3 and all(r["notes"] == "" for r in res.rows)
+    assert [r["status"] for r in res.rows] == ["done"] * 3
+    # markers without a stack: RELION's tilt series can name no stack and give no dose, and the notes say so
+    assert all(r["notes"].startswith("relion: the RELION tilt series names the stack NAME.mrc")
+               and r["notes"].count("relion: ") == 1 and "(a stack column)" in r["notes"] for r in res.rows)
     for name in ("ts00", "ts01", "ts02"):
         ours = read_alignment_dir(out / name)
         assert (out / name / f"{name}.aln").is_file() and (out / name / f"{name}_portal.json").is_file()
@@ -404,3 +407,36 @@ def test_an_export_the_alignment_cannot_give_is_said_on_the_terminal(client, tmp
     assert cmd_batch(args) == 3  # ts02 fails, as above
     out = capsys.readouterr().out
     assert "\n  ts00: relion not written (the reason is in summary.csv's notes)" in out, out
+
+
+def test_a_series_whose_alignment_warns_is_check_said_and_kept_on_a_rerun(client, tmp_path, capsys):
+    """New user's finding B (session 12): a series aligned with views left without a transform was "done", its
+    warning in alignment.json alone; a re-run that skipped it lost its notes."""
+    table, _ = _make_batch(tmp_path / "in", broken=None)
+    markers = tmp_path / "in" / "ts01_markers.csv"
+    lines = markers.read_text().splitlines()
+    markers.write_text("\n".join([lines[0], *[x for x in lines[1:] if int(float(x.split(",")[0])) != 5]]) + "\n")
+    parser = argparse.ArgumentParser()
+    add_batch_arguments(parser)
+    args = parser.parse_args([str(table), "--output", str(tmp_path / "out"), "--scheduler", client.scheduler.address,
+                              "--no-plot"])
+    assert cmd_batch(args) == 0  # it landed: a check, not a failure
+    out = capsys.readouterr().out
+    assert "3 done, 1 check" in out and "\n  ts01: check: 1 view(s) have no markers at all" in out, out
+    rows = {r["name"]: r for r in _summary(tmp_path / "out" / "summary.csv")}
+    assert rows["ts01"]["status"] == "check" and rows["ts01"]["outlier"] == "true"
+    assert "views 6" in rows["ts01"]["notes"] and rows["ts00"]["outlier"] == "false"
+    assert cmd_batch(args) == 0  # the re-run skips all four and shows what the first run said
+    rows = {r["name"]: r for r in _summary(tmp_path / "out" / "summary.csv")}
+    assert rows["ts01"]["status"] == "skipped" and rows["ts01"]["notes"].startswith("check when run: ")
+    assert "have no markers at all" in rows["ts01"]["notes"]
+
+
+def test_outliers_are_judged_in_nm_across_pixel_sizes():
+    """0.56 px at 0.4 nm/px fits as well as 0.3 px at 0.8 nm/px (finding B, session 12: it was the outlier)."""
+    rows = [{"name": f"s{i}", "status": "done", "rms_residual_px": 0.29 + 0.01 * i, "pixel_size_nm": 0.8}
+            for i in range(5)]
+    rows.append({"name": "fine", "status": "done", "rms_residual_px": 0.56, "pixel_size_nm": 0.4})
+    assert flag_outliers(rows) == [False] * 6
+    rows[-1]["pixel_size_nm"] = None  # a pixel size unknown: in px, as before
+    assert flag_outliers(rows)[-1]

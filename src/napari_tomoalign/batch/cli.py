@@ -109,6 +109,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run the batch; 0 when every series landed (aligned now or before), 1 when some failed (see summary.csv)."""
     from .runner import run_batch
+    from .task import checked_notes
 
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v not in (None, False)}
     if "imod_com" in options:  # the workers may run elsewhere: the file by its full path
@@ -118,11 +119,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     force=args.force, progress=False if args.quiet else None, plot=not args.no_plot, log=log,
                     export=tuple(f for f in args.export.split(",") if f.strip()))
     if not args.quiet:
-        counts = {s: res.count(s) for s in ("done", "skipped", "not-converged", "failed", "no-markers") if res.count(s)}
+        counts = {s: res.count(s) for s in ("done", "check", "skipped", "not-converged", "failed", "no-markers")
+                  if res.count(s)}
         print(f"{len(res.rows)} series in {res.wall_time_s:.1f} s: "
               + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; summary in {res.summary_csv}")
         for r in res.failed:
             print(f"  {r['name']}: {r['status']}: {r['error']}")
+        for r in res.rows:  # aligned, but the alignment says something is wrong: named here, not only in the csv
+            if r["status"] == "check":
+                print(f"  {r['name']}: check: {checked_notes(r)}")
         for r in res.rows:  # an export asked for that the alignment cannot give: said here, not only in the csv
             left = [n.split(" not written")[0] for n in str(r.get("notes") or "").split("; ") if " not written: " in n]
             if left:

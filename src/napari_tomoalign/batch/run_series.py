@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..io.atomic import atomic_open
 from ..jobs.run import DEFAULT_BIN
 from .series import SeriesSpec
-from .task import alignment_figures, export_formats, make_row, one_thread, series_settings, yes_no
+from .task import alignment_figures, alignment_status, export_formats, make_row, one_thread, series_settings, yes_no
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         res = run_job(job, overwrite=True, threads=1)
         t1 = time.perf_counter()
         al = res.alignment
-        notes = export_formats(al, out, spec.name, export, res.folder.axis_z_shift_px) if export else ""
+        notes = export_formats(al, out, spec.name, export, res.folder.axis_z_shift_px, spec.stack) if export else ""
         export_s = time.perf_counter() - t1
     result: Any = res.tracked.result
     if s.patches:
@@ -153,9 +153,9 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     else:
         figures = _tracking_figures(result)
         _write_tracking_json(out / "tracking.json", figures, result, res.tracked.tilt_source)
-    notes = "; ".join([*result.warnings, *([notes] if notes else [])])
+    notes = "; ".join([*result.warnings, *al.warnings, *([notes] if notes else [])])
     t = res.timings_s
-    return make_row(spec.name, "done" if al.converged else "not-converged", path="run", **alignment_figures(al),
+    return make_row(spec.name, alignment_status(al), path="run", **alignment_figures(al),
                     **figures, time_s=time.perf_counter() - t0, track_s=t["track"], solve_s=t["align"],
                     write_s=export_s, images_s=t["images"], notes=notes, output=str(out))
 

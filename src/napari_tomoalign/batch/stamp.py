@@ -216,9 +216,9 @@ def _written_since(folder: Path, since_ns: int) -> list[Path]:
 
 
 def finish(spec: SeriesSpec, folder: Path, defaults: dict[str, Any], export: tuple[str, ...], path: str,
-           status: str) -> None:
-    """Stamp the series finished, last: inputs, options, exports and every file this run wrote (those modified
-    since its started stamp: size and time)."""
+           status: str, notes: str = "") -> None:
+    """Stamp the series finished, last: inputs, options, exports, its status and notes (a later run that skips
+    it shows them again) and every file this run wrote (those modified since its started stamp: size and time)."""
     try:
         since = os.stat(folder / STAMP).st_mtime_ns
     except OSError:
@@ -229,7 +229,7 @@ def finish(spec: SeriesSpec, folder: Path, defaults: dict[str, Any], export: tup
         outputs[p.relative_to(folder).as_posix()] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     from .. import __version__
 
-    _write(folder, {"state": "finished", "series": spec.name, "status": status, "path": path,
+    _write(folder, {"state": "finished", "series": spec.name, "status": status, "notes": notes, "path": path,
                     "inputs": inputs_identity(spec, defaults), "options": effective_options(spec, defaults, path),
                     "export": _files_exported(export), "outputs": outputs, "package_version": __version__})
     shutil.rmtree(folder / KEPT, ignore_errors=True)

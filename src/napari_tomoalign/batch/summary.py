@@ -15,20 +15,33 @@ CSV_FIELDS = (*ROW_FIELDS, "outlier")
 
 def flag_outliers(rows: list[dict[str, Any]], k: float = 3.0) -> list[bool]:
     """True for series whose RMS lies above ``median + max(k * MADN, 0.25 * median)`` of the batch, and for
-    failed or unconverged ones.
+    failed, unconverged or ``check`` ones (an alignment warning).
 
-    MADN is the median absolute deviation scaled by 1.4826 (the standard deviation for normal data); the
-    floor of 25 % above the median keeps a batch of near-identical series from flagging hundredths of a
-    pixel. With fewer than 4 RMS values only failures are flagged.
+    The RMS is compared in nm when every series with one knows its pixel size (a batch of 0.4 and 0.8 nm/px
+    series fits the same in nm, not in px), else in px (`rms_values`). MADN is the median absolute deviation
+    scaled by 1.4826 (the standard deviation for normal data); the floor of 25 % above the median keeps a batch
+    of near-identical series from flagging hundredths of a pixel. With fewer than 4 RMS values only failures and
+    warnings are flagged.
     """
-    vals = [r["rms_residual_px"] for r in rows if _finite(r.get("rms_residual_px"))]
-    out = [r["status"] in ("failed", "no-markers", "not-converged") for r in rows]
+    rms, _ = rms_values(rows)
+    vals = [v for v in rms if math.isfinite(v)]
+    out = [r["status"] in ("failed", "no-markers", "not-converged", "check") for r in rows]
     if len(vals) < 4:
         return out
     med = _median(vals)
     madn = 1.4826 * _median([abs(v - med) for v in vals])
     cut = med + max(k * madn, 0.25 * med)
-    return [o or (_finite(r.get("rms_residual_px")) and r["rms_residual_px"] > cut) for o, r in zip(out, rows)]
+    return [o or (math.isfinite(v) and v > cut) for o, v in zip(out, rms)]
+
+
+def rms_values(rows: list[dict[str, Any]]) -> tuple[list[float], str]:
+    """Each row's RMS residual (NaN without one) and its unit: ``"nm"`` when every row with an RMS has a pixel
+    size, else ``"px"``."""
+    px = [float(r["rms_residual_px"]) if _finite(r.get("rms_residual_px")) else math.nan for r in rows]
+    pix = [float(r["pixel_size_nm"]) if _finite(r.get("pixel_size_nm")) else math.nan for r in rows]
+    if all(p > 0 for v, p in zip(px, pix) if math.isfinite(v)) and any(map(math.isfinite, px)):
+        return [v * p for v, p in zip(px, pix)], "nm"
+    return px, "px"
 
 
 def _finite(v: Any) -> bool:
@@ -62,6 +75,9 @@ def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+NAMED_TICKS = 60  # up to this many series, each is named on the plot's axis
+
+
 def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     """Plot RMS per series (outliers red and named, tracked series ringed, failures marked at the bottom); None
     without matplotlib."""
@@ -76,7 +92,7 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig = Figure(figsize=(max(7.5, min(21.5, 0.12 * len(rows) + 5.5)), 4.0), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     x = list(range(len(rows)))
-    rms = [r["rms_residual_px"] if _finite(r.get("rms_residual_px")) else math.nan for r in rows]
+    rms, unit = rms_values(rows)
     ok = [i for i in x if not flags[i] and _finite(rms[i])]
     bad = [i for i in x if flags[i] and _finite(rms[i])]
     failed = [i for i in x if not _finite(rms[i])]
@@ -92,8 +108,10 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.scatter(failed, [0.0] * len(failed), marker="x", color="black", label="failed / no result", clip_on=False)
         for i in failed:
             ax.annotate(rows[i]["name"], (i, 0.0), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if len(rows) <= NAMED_TICKS:  # every series named on the axis, to find it by name
+        ax.set_xticks(x, [str(r["name"]) for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_xlabel("series (summary.csv order)")
-    ax.set_ylabel("RMS residual (px)")
+    ax.set_ylabel(f"RMS residual ({unit})")
     ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} outlier(s), {len(failed)} failed")
     ax.set_ylim(bottom=0.0, top=1.12 * max([rms[i] for i in ok + bad] or [1.0]))  # room for the names
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the plot: it hides no point

@@ -27,9 +27,10 @@ from typing import Any
 from .series import SeriesSpec
 
 # Tracking's figures (``beads_tracked`` ... ``tracking_weak``, ``track_s``, ``images_s``) are empty on the align path.
-ROW_FIELDS = ("name", "status", "path", "rms_residual_px", "mean_residual_px", "n_markers", "n_views",
-              "n_observations", "n_flagged", "beads_tracked", "points_tracked", "tracking_flagged", "tracking_weak",
-              "converged", "time_s", "track_s", "solve_s", "write_s", "images_s", "error", "notes", "output")
+ROW_FIELDS = ("name", "status", "path", "rms_residual_px", "mean_residual_px", "pixel_size_nm", "n_markers",
+              "n_views", "n_observations", "n_flagged", "beads_tracked", "points_tracked", "tracking_flagged",
+              "tracking_weak", "converged", "time_s", "track_s", "solve_s", "write_s", "images_s", "error", "notes",
+              "output")
 
 # Where each exported format goes in a series' folder (see `io.convert`); IMOD's .xf/.tlt are always there.
 EXPORT_TARGETS = {"aretomo": "{name}.aln", "cdp": "{name}_portal.json", "relion": "relion"}
@@ -99,8 +100,13 @@ def row_from_json(spec: SeriesSpec, out_root: Path, status: str, defaults: dict[
                    n_views=sum(bool(b) for b in info["views"]["determined"]),
                    n_observations=info["n_observations_used"],
                    n_flagged=(info.get("robust") or {}).get("n_flagged", 0), converged=info["converged"])
+        row["pixel_size_nm"] = info.get("pixel_size_nm")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         row["error"] = f"alignment.json or tracking.json unreadable: {exc}"
+    from .stamp import read_stamp
+
+    stamp = read_stamp(d) or {}
+    row["notes"] = f"{stamp.get('status', 'done')} when run: {stamp['notes']}" if stamp.get("notes") else ""
     return row
 
 
@@ -184,7 +190,7 @@ def process_series(spec: SeriesSpec, out_root: str, defaults: dict[str, Any] | N
             row = run_series(spec, out, defaults, export, t0)
         else:
             row = _align(spec, out, defaults, t0, export)
-        finish(spec, out, defaults, export, path, row["status"])
+        finish(spec, out, defaults, export, path, row["status"], row.get("notes") or "")
         row["notes"] = "; ".join(n for n in (note, row.get("notes")) if n)
         return row
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the summary, none stops the batch
@@ -216,12 +222,16 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
-def export_formats(al: Any, out: Path, name: str, export: tuple[str, ...], z_shift: float) -> str:
-    """Write the alignment in the other formats; return the warnings (a format's lost magnification) as notes."""
+def export_formats(al: Any, out: Path, name: str, export: tuple[str, ...], z_shift: float,
+                   stack: Path | None = None) -> str:
+    """Write the alignment in the other formats; return the warnings (a format's lost magnification, RELION's
+    missing dose) as notes. ``stack``: the raw stack (RELION's tilt series name it; its ``.mdoc`` gives the dose)."""
     from ..io.convert import convert, saved_from_alignment
     from ..io.errors import FileFormatError
+    from ..io.mdoc_dose import relion_dose_note
 
-    notes = []
+    notes = [f"relion: {n.removeprefix('note: ')}" for n in [relion_dose_note(stack, "a stack column")]
+             if n and "relion" in export]
     saved = saved_from_alignment(al, z_shift)
     for fmt in export:
         if fmt not in EXPORT_TARGETS:
@@ -230,7 +240,7 @@ def export_formats(al: Any, out: Path, name: str, export: tuple[str, ...], z_shi
             warnings.simplefilter("always")
             try:
                 convert(saved, fmt, out / EXPORT_TARGETS[fmt].format(name=name), name=name, overwrite=True,
-                        nominal_tilt_angles_deg=al.nominal_tilt_angles_deg)
+                        nominal_tilt_angles_deg=al.nominal_tilt_angles_deg, stack=stack)
             except FileFormatError as exc:  # e.g. RELION without a pixel size: the alignment itself stands
                 notes.append(f"{fmt} not written: {exc}")
         notes += [f"{fmt}: {w.message}" for w in caught]
@@ -261,13 +271,16 @@ def solve_and_write(job: Any, out: Path, export: tuple[str, ...] = (), export_di
     al = alignment if alignment is not None else solve(job)
     solve_s = time.perf_counter() - t1
     folder = run_align_job(job, out, overwrite=True, alignment=al)
-    notes = export_formats(al, export_dir or out, job.stem, export, folder.axis_z_shift_px) if export else ""
+    stack = job.inputs.get("stack") if isinstance(getattr(job, "inputs", None), dict) else None
+    notes = export_formats(al, export_dir or out, job.stem, export, folder.axis_z_shift_px,
+                           Path(stack) if stack else None) if export else ""
     return al, solve_s, time.perf_counter() - t1 - solve_s, notes
 
 
 def alignment_figures(al: Any) -> dict[str, Any]:
     """The summary's alignment columns."""
     return dict(rms_residual_px=al.rms_residual_px, mean_residual_px=al.mean_residual_px,
+                pixel_size_nm=al.pixel_size_nm,
                 n_markers=int(al.marker_included.sum()), n_views=int(al.view_determined.sum()),
                 n_observations=int(al.obs_used.sum()), n_flagged=int(al.flagged.sum()), converged=bool(al.converged))
 
@@ -286,5 +299,26 @@ def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, exp
                        stem=spec.name, inputs=inputs)
         job.check()
         al, solve, written, notes = solve_and_write(job, out, export)
-    return make_row(spec.name, "done" if al.converged else "not-converged", path="align", **alignment_figures(al),
-                    time_s=time.perf_counter() - t0, solve_s=solve, write_s=written, notes=notes, output=str(out))
+    return make_row(spec.name, alignment_status(al), path="align", **alignment_figures(al),
+                    time_s=time.perf_counter() - t0, solve_s=solve, write_s=written,
+                    notes="; ".join([*al.warnings, *([notes] if notes else [])]), output=str(out))
+
+
+# An alignment's warnings that need no second look: views the user excluded, views mapped to groups, markers seen
+# in fewer than 2 views left out. Any other (views without a transform, tilt angles unlike the given ones, an axis
+# far from the one given, ...) makes a converged series' status "check" rather than "done".
+ROUTINE_WARNINGS = ("excluded (", "take the values of the groups", "seen in fewer than 2 usable views")
+
+
+def checked_notes(row: dict[str, Any]) -> str:
+    """The notes of a ``check`` row that made it one (not routine, `ROUTINE_WARNINGS`), for the terminal."""
+    notes = [n for n in str(row.get("notes") or "").split("; ") if n and not any(r in n for r in ROUTINE_WARNINGS)]
+    return "; ".join(n for n in notes if not n.startswith("note:")) or "see summary.csv's notes"
+
+
+def alignment_status(al: Any) -> str:
+    """A series' status from its alignment: ``not-converged``, ``check`` (converged, with a warning that is not
+    routine, `ROUTINE_WARNINGS`: the summary flags it and the terminal names it) or ``done``."""
+    if not al.converged:
+        return "not-converged"
+    return "check" if any(not any(r in w for r in ROUTINE_WARNINGS) for w in al.warnings) else "done"

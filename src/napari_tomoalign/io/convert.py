@@ -359,4 +359,5 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     from .relion import write_relion
 
     return write_relion(saved, out, stem, nominal_tilt_angles_deg=nominal, thickness_px=thickness_px,
-                        overwrite=overwrite)
+                        stack_name=None if stack is None else str(stack),
+                        pre_exposure=None if facts is None else facts.pre_exposure, overwrite=overwrite)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from .convert import FORMATS, convert
+from .convert import FORMATS, convert, normalise_format
 from .limits import pixel_size_arg
 
 
@@ -45,5 +45,11 @@ def cmd_convert(args) -> int:
                               if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning)):
         print(f"tomoalign: warning: {text}", file=sys.stderr)
     if not args.quiet:
+        if normalise_format(args.to) == "relion":
+            from .mdoc_dose import relion_dose_note
+
+            note = relion_dose_note(args.stack)
+            if note:
+                print(note)
         print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0

@@ -81,10 +81,14 @@ def write_relion(
     nominal_tilt_angles_deg: NDArray[np.float64] | None = None,
     thickness_px: int | None = None,
     stack_name: str | None = None,
+    pre_exposure: NDArray[np.float64] | None = None,
     optics: dict | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write ``directory/tomograms.star`` and ``directory/tilt_series/NAME.star``; return both paths.
+
+    ``stack_name``: the raw stack as RELION is to find it (``k@stack_name``; default ``NAME.mrc``);
+    ``pre_exposure``: e/A^2 before each view of the raw stack (`mdoc_dose`; default 0, RELION's dose weighting off).
 
     ``optics`` overrides `OPTICS_DEFAULTS` (voltage_kv, cs_mm, amplitude_contrast, hand): RELION needs them,
     the alignment does not know them.
@@ -115,7 +119,8 @@ def write_relion(
     tilt = pd.DataFrame({
         "rlnMicrographName": [f"{i + 1}@{stack}" for i in idx],
         "rlnTomoNominalStageTiltAngle": nominal[idx], "rlnTomoNominalTiltAxisAngle": np.full(idx.size, axis),
-        "rlnMicrographPreExposure": np.zeros(idx.size), "rlnTomoXTilt": np.zeros(idx.size),
+        "rlnMicrographPreExposure": np.zeros(idx.size) if pre_exposure is None else np.asarray(pre_exposure)[idx],
+        "rlnTomoXTilt": np.zeros(idx.size),
         "rlnTomoYTilt": saved.tilt_angles_deg[idx], "rlnTomoZRot": alpha[idx],
         "rlnTomoXShiftAngst": shift_a[idx, 0], "rlnTomoYShiftAngst": shift_a[idx, 1],
     })

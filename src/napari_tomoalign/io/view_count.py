@@ -120,6 +120,7 @@ class StackFacts:
     image_size: tuple[int, int]
     pixel_size_nm: float | None
     tilts_deg: NDArray[np.float64] | None  # nominal, from its .rawtlt, .mdoc or extended header (`tilt_sources`)
+    pre_exposure: NDArray[np.float64] | None = None  # e/A^2 before each view, from its .mdoc (`mdoc_dose`)
 
 
 def stack_facts(stack: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None,
@@ -136,4 +137,6 @@ def stack_facts(stack: str | os.PathLike[str], *, image_size: tuple[int, int] | 
         raise FileFormatError(f"{stack} has {n} views, not the --n-views {n_views} given; give one of them")
     pix = series.pixel_size_angstrom / 10.0 if series.pixel_size_angstrom else None
     tilts = None if series.tilt_angles_deg is None else np.asarray(series.tilt_angles_deg, dtype=float)
-    return StackFacts(n, (cols, rows), pix, tilts)
+    from .mdoc_dose import stack_pre_exposure
+
+    return StackFacts(n, (cols, rows), pix, tilts, stack_pre_exposure(stack, n))
