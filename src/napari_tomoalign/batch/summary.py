@@ -97,7 +97,7 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
     bad = [i for i in x if flags[i] and _finite(rms[i])]
     failed = [i for i in x if not _finite(rms[i])]
     ax.scatter(ok, [rms[i] for i in ok], s=14, color="tab:blue", label="RMS residual")
-    ax.scatter(bad, [rms[i] for i in bad], s=24, color="tab:red", label="outlier")
+    ax.scatter(bad, [rms[i] for i in bad], s=24, color="tab:red", label="flagged: outlier or check")
     tracked = [i for i in ok + bad if rows[i].get("path") == "run"]
     if tracked:  # series whose markers were tracked (the run path): ringed
         ax.scatter(tracked, [rms[i] for i in tracked], s=70, facecolors="none", edgecolors="tab:green",
@@ -112,7 +112,7 @@ def write_summary_png(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_xticks(x, [str(r["name"]) for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_xlabel("series (summary.csv order)")
     ax.set_ylabel(f"RMS residual ({unit})")
-    ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} outlier(s), {len(failed)} failed")
+    ax.set_title(f"{len(rows)} series: {len(ok)} within the batch's spread, {len(bad)} flagged, {len(failed)} failed")
     ax.set_ylim(bottom=0.0, top=1.12 * max([rms[i] for i in ok + bad] or [1.0]))  # room for the names
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the plot: it hides no point
     fig.tight_layout()
