@@ -208,3 +208,29 @@ def check_solution(view_params: NDArray[np.float64], xyz: NDArray[np.float64], v
             f"the solve gave no finite solution for {int(bad_views.sum())} view(s) and {int(bad_markers.sum())}"
             " marker(s); the input geometry is degenerate (check the tilt angles, the image size and the positions)"
         )
+
+
+def check_tilts_in_range(tilt_deg: ArrayLike, view_ok: ArrayLike) -> None:
+    """Before an alignment is written: every solved tilt within (-90, 90) degrees. Beyond, no tilt file holds it
+    and the angles given did not match the views; `AlignmentError` says so (the tracker's fits may pass there)."""
+    tilt = np.where(np.asarray(view_ok, bool), np.abs(np.nan_to_num(np.asarray(tilt_deg, float))), 0.0)
+    if np.any(tilt >= 90.0):
+        k = int(np.argmax(tilt))
+        raise AlignmentError(
+            f"the solved tilt of view {view_number(k)} is {tilt[k]:.1f} deg, beyond 90: the tilt angles given do not"
+            " match the views (another series' file, or another order, such as SerialEM's order of acquisition for a"
+            " stack sorted by tilt); give the tilt angles of this stack, in its order"
+        )
+
+
+TILT_FILE_REFUSED_DEG = 15.0  # `run` refuses solved tilts this far from the given ones (`align` warns from 5 deg)
+
+
+def tilt_file_mismatch(solved_deg: ArrayLike, given_deg: ArrayLike, view_ok: ArrayLike) -> tuple[float, int] | None:
+    """``(degrees, 0-based view)`` of the largest difference between solved and given tilt angles over the
+    determined views when it exceeds `TILT_FILE_REFUSED_DEG` (a tilt file of another series, or in another
+    order), else None."""
+    off = np.where(np.asarray(view_ok, bool), np.abs(np.asarray(solved_deg, float) - np.asarray(given_deg, float)), 0.0)
+    off = np.nan_to_num(off, nan=0.0)
+    k = int(np.argmax(off)) if off.size else 0
+    return (float(off[k]), k) if off.size and off[k] > TILT_FILE_REFUSED_DEG else None

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.atomic import atomic_open
-from ..jobs.run import DEFAULT_BIN
+from ..tracking.binned import stack_tomogram_binning
 from .series import SeriesSpec
 from .task import alignment_figures, alignment_status, export_formats, make_row, one_thread, series_settings, yes_no
 
@@ -88,7 +88,7 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
     patches = _patches(spec, defaults)
     nm, px = (None, None) if patches else _diameter(spec, defaults)
     beads = _number(opts["beads"], "beads", int) if _given(opts.get("beads")) else None
-    binning = _number(opts["bin"], "bin", int) if _given(opts.get("bin")) else DEFAULT_BIN
+    binning = _number(opts["bin"], "bin", int) if _given(opts.get("bin")) else stack_tomogram_binning(spec.stack)[0]
     thickness = _number(opts["thickness"], "thickness", int) if _given(opts.get("thickness")) else None
     if binning < 1 or (thickness is not None and thickness < 1):
         raise UsageError(f"bin ({binning}) and thickness ({thickness}) must be at least 1")

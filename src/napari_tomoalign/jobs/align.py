@@ -236,6 +236,9 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
     for name in job.output_names():
         check_writable(out / name, overwrite)
     al = alignment if alignment is not None else solve(job)
+    from ..alignment.validation import check_tilts_in_range
+
+    check_tilts_in_range(al.tilt_angles_deg, al.view_determined)  # no file would hold them: said, nothing written
     shift = job.axis_z_shift(al)
     sections: dict[str, Any] = {}
     lo = local_result = local_file = None

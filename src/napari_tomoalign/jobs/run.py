@@ -289,7 +289,7 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     the job asks for the tracker's options, else a solve (an align.com's full model, or other options)."""
     from ..local_jobs import wants_local
     from ..tracking.jobs import run_options
-    from .align import AlignJob, run_align_job
+    from .align import AlignJob, run_align_job, solve
 
     result = tracked.result
     table = result.markers
@@ -314,7 +314,15 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     ajob.check()
     same = job.imod_com is None and settings.options == run_options(job.tilt_axis_deg()) and not (
         settings.excluded_views)
-    al = replace(result.alignment, pixel_size_nm=tracked.pixel_size_nm) if same else None
+    al = replace(result.alignment, pixel_size_nm=tracked.pixel_size_nm) if same else solve(ajob)
+    from ..alignment.validation import tilt_file_mismatch
+    from ..conventions import view_number
+
+    off = tilt_file_mismatch(al.tilt_angles_deg, tilts, al.view_determined)
+    if off is not None:  # before anything is written: the tomogram would be made with tilts the views do not have
+        raise UsageError(f"the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
+                         f" {view_number(off[1])}): {tracked.tilt_source} does not match the views of {job.stack}"
+                         " (another series', or another order?); give this stack's tilt angles, in its order")
     return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
 
 
@@ -336,7 +344,7 @@ def run_to_folder(
     tilt_axis_deg: float | None = None,
     imod_com: str | os.PathLike[str] | None = None,
     n_beads: int | None = None,
-    binning: int = DEFAULT_BIN,
+    binning: int | None = None,
     thickness_px: int | None = None,
     erase_gold: bool = False,
     pixel_size_nm: float | None = None,
@@ -353,11 +361,14 @@ def run_to_folder(
     """``tomoalign run`` from Python: track the beads of a raw ``stack`` (one of ``bead_diameter_nm`` and
     ``bead_diameter_px``; or, with ``patches``, patches of the specimen), align them (robustly, near
     ``tilt_axis_deg``; or with IMOD's full model from ``imod_com``), and write the aligned stack and a tomogram
-    binned by ``binning`` into ``output_dir``. The rest as the command line's options (`RunJob`): ``clumps``
-    (``--clumps``), ``dark`` (``--polarity``), ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``),
-    ``seed_view`` (``--seed-view``, but 0-based)."""
+    binned by ``binning`` (default: as the command line, 2 or to about 1024 px wide) into ``output_dir``. The
+    rest as the command line's options (`RunJob`): ``clumps`` (``--clumps``), ``dark`` (``--polarity``),
+    ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``), ``seed_view`` (``--seed-view``, but 0-based)."""
+    from ..tracking.binned import stack_tomogram_binning
     from ..tracking.jobs import run_options
 
+    if binning is None:
+        binning = stack_tomogram_binning(stack)[0]
     job = RunJob(Path(stack), Path(output_dir), bead_diameter_nm, bead_diameter_px,
                  Path(tilt_angles_path) if tilt_angles_path is not None else None,
                  SolverSettings(run_options(tilt_axis_deg)), Path(imod_com) if imod_com is not None else None,

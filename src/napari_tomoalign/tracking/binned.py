@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -274,3 +274,13 @@ def tomogram_binning(image_size: tuple[int, int]) -> int:
     """``tomoalign run``'s default tomogram binning: 2, or the power of two that brings the larger side to
     about 1024 px (4 for 4096 x 4096), as a first look at an unbinned series usually is."""
     return max(2, 2 ** int(round(np.log2(max(max(image_size), 1) / 1024.0))))
+
+
+def stack_tomogram_binning(stack_path: Any) -> tuple[int, str]:
+    """`tomogram_binning` of a stack (its header read) and the note that says it: the one default of ``run``,
+    ``batch`` and ``run_to_folder``."""
+    from ..io.mrc import open_tilt_series
+
+    rows, cols = open_tilt_series(stack_path, find_tilts=False).data.shape[1:]
+    b = tomogram_binning((cols, rows))
+    return b, f"tomogram binned by {b} (the default for {cols} x {rows}; --bin N to change)"

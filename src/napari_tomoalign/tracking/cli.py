@@ -171,12 +171,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
     binning, bin_note = args.bin, None
     if binning is None:
-        from ..io.mrc import open_tilt_series
-        from .binned import tomogram_binning
+        from .binned import stack_tomogram_binning
 
-        rows, cols = open_tilt_series(args.stack, find_tilts=False).data.shape[1:]
-        binning = tomogram_binning((cols, rows))
-        bin_note = f"tomogram binned by {binning} (the default for {cols} x {rows}; --bin N to change)"
+        binning, bin_note = stack_tomogram_binning(args.stack)
     job = RunJob(Path(args.stack), Path(args.output), bead_diameter_nm=args.bead_diameter_nm,
                  bead_diameter_px=args.bead_diameter_px,
                  tilt_angles_path=Path(args.tilt_angles) if args.tilt_angles else None, settings=settings,

@@ -1,0 +1,37 @@
+"""A tilt file that does not match the views (new user's finding F, session 12: a .rawtlt in SerialEM's order of
+acquisition beside a stack sorted by tilt): `run` said only that its own deleted .tlt held a tilt of 94.8 deg;
+`align` wrote tilts beyond 90 deg that every reader then refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.beads import write_cryo_series
+
+from napari_tomoalign.alignment.validation import check_tilts_in_range, tilt_file_mismatch
+from napari_tomoalign.cli import main
+from napari_tomoalign.errors import AlignmentError
+from napari_tomoalign.io.tilts import write_tilt_angles
+
+
+def test_run_refuses_a_tilt_file_in_another_order_naming_it(tmp_path, capsys):
+    path, s = write_cryo_series(tmp_path, "ds")
+    tilts = s.tilt_angles_deg
+    zero = int(np.argmin(np.abs(tilts)))
+    order = [zero] + [v for k in range(1, len(tilts)) for v in (zero + k, zero - k) if 0 <= v < len(tilts)]
+    write_tilt_angles(tmp_path / "ds.rawtlt", tilts[order], overwrite=True)  # dose-symmetric: 0, 6, -6, 12, ...
+    assert main(["run", str(path), "--bead-diameter-nm", "10", "--output", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differ from the given ones by up to" in err
+    assert f"{tmp_path / 'ds.rawtlt'} does not match the views of {path}" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_solved_tilt_beyond_90_degrees_is_not_written_and_small_differences_pass():
+    solved = np.array([-60.0, -30.0, 0.0, 30.0, 93.9])
+    with pytest.raises(AlignmentError, match="the solved tilt of view 5 is 93.9 deg, beyond 90"):
+        check_tilts_in_range(solved, np.ones(5, bool))
+    check_tilts_in_range(solved, np.array([1, 1, 1, 1, 0], bool))  # an undetermined view: not judged
+    given = np.array([-60.0, -30.0, 0.0, 30.0, 60.0])
+    assert tilt_file_mismatch(given + 3.0, given, np.ones(5, bool)) is None  # a stage calibration off by 3 deg
+    assert tilt_file_mismatch(given * 1.4, given, np.ones(5, bool)) == (pytest.approx(24.0), 0)
