@@ -440,3 +440,18 @@ def test_outliers_are_judged_in_nm_across_pixel_sizes():
     assert flag_outliers(rows) == [False] * 6
     rows[-1]["pixel_size_nm"] = None  # a pixel size unknown: in px, as before
     assert flag_outliers(rows)[-1]
+
+
+def test_a_dead_worker_is_named_in_one_line_and_the_budget_follows_the_worker(client):
+    """New user's finding G (session 12): a 4096^2 series outgrew its worker, was run again on three fresh workers
+    and reported in dask's several sentences, cut; its tomogram's slabs took half the machine inside a worker."""
+    from napari_tomoalign.batch.run_series import WORKER_SHARE, worker_budget
+    from napari_tomoalign.batch.task import error_text
+
+    killed = type("KilledWorker", (Exception,), {})("Attempted to run task 'tomoalign-g4k' on 4 different workers...")
+    text = error_text(killed)
+    assert "\n" not in text and text.startswith("the worker running this series died (out of memory")
+    assert worker_budget() is None  # not in a worker: the stream's own default
+    limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+    budgets = client.submit(worker_budget, pure=False).result()
+    assert budgets in {int(v) // WORKER_SHARE for v in limits.values() if v}

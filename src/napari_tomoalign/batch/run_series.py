@@ -128,6 +128,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     """Track, align robustly (or with the series' align.com), warp and reconstruct one series into ``out``
     (`jobs.run.run_job`, as ``tomoalign run``); return its summary row."""
     from ..jobs.run import RunJob, run_job
+    from ..local_jobs import wants_local
 
     s = run_settings(spec, defaults)
     settings, com = series_settings({**defaults, **spec.options}, tracked=True)
@@ -135,7 +136,8 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
                  tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
-                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps)
+                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps,
+                 memory_bytes=None if wants_local(com) else worker_budget())
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft
 
@@ -158,6 +160,22 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     return make_row(spec.name, alignment_status(al), path="run", **alignment_figures(al),
                     **figures, time_s=time.perf_counter() - t0, track_s=t["track"], solve_s=t["align"],
                     write_s=export_s, images_s=t["images"], notes=notes, output=str(out))
+
+
+WORKER_SHARE = 3  # a batch worker's tomogram slabs may use a third of its memory limit (the tracking, the rest)
+
+
+def worker_budget() -> int | None:
+    """The tomogram's memory budget in a dask worker: `WORKER_SHARE` of the worker's memory limit (the default,
+    half of what the machine has available, is for a process alone; several workers share the machine, and the
+    nanny kills one that outgrows its limit), or None outside a worker or without a limit."""
+    try:
+        from distributed import get_worker
+
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError, AttributeError):
+        return None
+    return int(limit) // WORKER_SHARE if limit else None
 
 
 def _write_tracking_json(path: Path, figures: dict[str, Any], result: Any, tilt_source: str) -> None:

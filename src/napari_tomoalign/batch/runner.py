@@ -89,7 +89,11 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool, timeo
     # value the user exported still reaches the workers).
     # silence_logs=CRITICAL: a series' failure reaches its summary row; a worker's own log lines (a heartbeat lost
     # while a stopped batch closes the cluster) would break the one-line contract on stderr.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _workers_ignore_sigint():
+    # allowed-failures 1: a series whose worker died is run once more (the OOM killer may have picked it for
+    # another process's sake), then reported; dask's 3 would rerun a series that outgrows its worker three times,
+    # each repeating the whole tracking before dying the same way.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          "distributed.scheduler.allowed-failures": 1}), _workers_ignore_sigint():
         cluster = LocalCluster(n_workers=n_workers or machine_workers(), threads_per_worker=1, processes=processes,
                                dashboard_address="127.0.0.1:0" if _has_bokeh() else None, silence_logs=50, **net)
     return Client(cluster, timeout=timeout_s), cluster
@@ -140,14 +144,14 @@ def _submit_all(client, todo: list[SeriesSpec], out: Path, defaults: dict, expor
     failed row."""
     futures = [client.submit(process_series, s, str(out), defaults, export, force,
                              key=f"tomoalign-{s.name}-{time.time_ns()}", pure=False) for s in todo]
-    names = {f.key: s.name for f, s in zip(futures, todo)}
+    specs = {f.key: s for f, s in zip(futures, todo)}
     for f in _progress(futures, show):
-        name = names[f.key]
+        name = specs[f.key].name
         try:
             rows[name] = f.result()
         except Exception as exc:  # noqa: BLE001 - a lost worker or a task killed: reported, the batch goes on
-            rows[name] = make_row(name, "failed", output=str(out / name),
-                              error=error_text(exc))
+            rows[name] = make_row(name, "failed", output=str(out / name), error=error_text(exc))
+            discard_unfinished_series(out, [specs[f.key]])  # its worker died mid-series: nothing half-written stays
         f.release()
 
 

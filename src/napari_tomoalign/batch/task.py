@@ -209,6 +209,9 @@ def error_text(exc: BaseException) -> str:
     from ..io.atomic import OverwriteError
     from ..io.errors import FileFormatError
 
+    if type(exc).__name__ == "KilledWorker":  # dask's own message is several sentences, cut at the summary's width
+        return ("the worker running this series died (out of memory, most likely: each worker may use the machine's"
+                " memory over the workers); run it with fewer workers (--workers 1), or give the workers more memory")
     msg = " ".join(str(exc).split()) or type(exc).__name__
     known = isinstance(exc, (FileFormatError, UsageError, OverwriteError, ValueError))  # AlignmentError is one
     return (msg if known else f"{type(exc).__name__}: {msg}")[:300]

@@ -43,6 +43,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     from ..io.mrc import MrcStreamWriter, open_tilt_series
     from ..reconstruction.erase import GoldEraser
     from ..tracking._spread import threadsafe_loops
+    from ..tracking._views import release_view
     from . import facts
     from .images import check_memory, output_mode
 
@@ -72,6 +73,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
         for j in range(n):
             binned_view(series.data[j] if prebinned is None else None, saved.transforms[j], b,
                         None if prebinned is None else prebinned[j], binned[j])
+            release_view(series.data, j)
 
     with ExitStack() as stack:
         writers = []
@@ -95,6 +97,7 @@ def aligned_views(job: RunJob, series: Any, saved: Any, writers: list, modes: tu
     """Each raw view erased (if ``erase``; into ``writers[1]``) and warped into the aligned stack (``writers[0]``),
     with ``binning`` ``(binned, b, prebinned)`` also binned and warped into ``binned``; then the files closed."""
     from ..reconstruction.warp import warp_view
+    from ..tracking._views import release_view
     from .images import check_finite_view, in_mode
 
     for j in range(series.data.shape[0]):
@@ -108,6 +111,7 @@ def aligned_views(job: RunJob, series: Any, saved: Any, writers: list, modes: tu
         if binning is not None:
             binned, b, prebinned = binning
             binned_view(raw, saved.transforms[j], b, None if prebinned is None else prebinned[j], binned[j])
+        release_view(series.data, j)  # a memory map's pages of the view: not held by this process (a 4k stack's GBs)
     for w in writers:
         w.close()
 

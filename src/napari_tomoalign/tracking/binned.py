@@ -45,6 +45,7 @@ from ..reconstruction.warp import bin_image
 from ._measure import fit_crowded
 from ._refine import residual_scatter
 from ._views import ViewReader, release_view
+from .beads import BeadCandidates, find_beads
 from .coarse import CoarseAlignment
 from .result import TrackingResult, build_result
 
@@ -268,6 +269,19 @@ def track_binned(stack: NDArray, tilts: NDArray[np.float64], bead_diameter_px: f
         return result
     return refine_full_resolution(stack, result, binning, tilts, tilt_axis_deg, dark=dark, move=full_resolution,
                                   should_stop=should_stop)
+
+
+def find_beads_as_tracked(view: NDArray, bead_diameter_px: float, dark: bool = True) -> BeadCandidates:
+    """The beads of one full-resolution view found as `track_beads` finds them: on the view binned by
+    `working_binning` (beads of 8-16 px; at full resolution, 1-2 counts per pixel hide most 50 px beads), the
+    candidates given in full-resolution pixels (a GUI's *Find beads* before its *Track*: the same beads)."""
+    from dataclasses import replace
+
+    b = working_binning(bead_diameter_px, tuple(view.shape))
+    if b == 1:
+        return find_beads(np.asarray(view, dtype=np.float32), bead_diameter_px, dark=dark)
+    found = find_beads(bin_image(view, b), bead_diameter_px / b, dark=dark)
+    return replace(found, xy=to_full(found.xy, b), bead_diameter_px=found.bead_diameter_px * b)
 
 
 def tomogram_binning(image_size: tuple[int, int]) -> int:

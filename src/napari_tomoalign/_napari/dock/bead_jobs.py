@@ -19,7 +19,7 @@ def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progres
     """The worker's Find beads: the diameter given is measured on the view first, as Track and the command line
     do (`diameter.resolve_diameter`: a near one is replaced by the measure, a far one refused with the measure
     to give), then the beads are found at that diameter; expected failures come back as values."""
-    from ...tracking.beads import find_beads
+    from ...tracking.binned import find_beads_as_tracked
     from ...tracking.diameter import resolve_diameter
 
     try:
@@ -27,7 +27,7 @@ def find_job(*, image: Any, view: int, diameter_px: float, threads: int, progres
         plane = np.asarray(image[view], dtype=np.float32)
         measured = resolve_diameter(plane[None], np.zeros(1), diameter_px, pixel_size_nm,
                                     "nm" if pixel_size_nm else "px")
-        return (find_beads(plane, measured),), None
+        return (find_beads_as_tracked(plane, measured),), None  # as Track finds them: on unbinned data, binned
     except UsageError as exc:  # the beads measure far from the diameter given
         return None, UsageError(dock_hint(str(exc)))
     except ValueError as exc:  # BeadFindingError is one
