@@ -109,6 +109,15 @@ def aligned_frame(raw_size: tuple[int, int], transforms: NDArray[np.float64],
     return AlignedFrame(raw, raw, rotation)
 
 
+def raw_size_for_volume(volume_size: tuple[int, int], rotation_deg: float) -> tuple[int, int]:
+    """The raw frame ``(nx, ny)`` whose aligned frame, by `aligned_frame`'s rule, is a volume of ``(x, y)``: its
+    transpose when the volume is not square and the rotation (the ``.xf``'s, or the tilt axis angle: the same
+    distance from 90) is nearer +-90 degrees than 0. For a file that records the volume but not the raw size
+    (RELION's ``rlnTomoSizeX/Y``, the portal's ``volume_dimension``), as the writers here record the frame."""
+    x, y = int(volume_size[0]), int(volume_size[1])
+    return (y, x) if x != y and nearer_90(rotation_deg) else (x, y)
+
+
 def frame_of(saved: Any, size: tuple[int, int] | None = None) -> AlignedFrame:
     """The `AlignedFrame` of a saved alignment (`io.alignment.SavedAlignment`: its image size and the transforms
     of the views it determined; a view left out is written with the unit transform) and a given ``size``."""
@@ -133,5 +142,5 @@ def check_size(size: tuple[int, int], raw_size: tuple[int, int]) -> tuple[int, i
     return int(w), int(h)
 
 
-__all__ = ["MAX_SIZE_FACTOR", "AlignedFrame", "aligned_frame", "check_size", "frame_of", "nearer_90",
+__all__ = ["MAX_SIZE_FACTOR", "AlignedFrame", "aligned_frame", "check_size", "frame_of", "nearer_90", "raw_size_for_volume",
            "xf_rotation_deg"]
