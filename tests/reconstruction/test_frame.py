@@ -147,3 +147,38 @@ def test_the_square_and_the_axis_near_0_cases_are_what_they_were(tmp_path, raw, 
         aligned_stack_to_file(s.stack, s.xf_path, tmp_path / f"{name}.ali", binning=2, size=size)
     for ext in ("rec", "ali"):
         assert (tmp_path / f"default.{ext}").read_bytes() == (tmp_path / f"given.{ext}").read_bytes()
+
+
+def test_local_alignments_place_their_patches_in_the_transposed_frame(odd):
+    """A local file (as IMOD's tiltalign and `align --local` make it, its patch grid over the raw-sized frame about
+    the centre the frames share) whose patches below the middle shift every view by +2 px and those above by -2 px:
+    the local tomogram's rows there are the global tomograms of the alignment shifted by the same amounts, and
+    its middle row blends the two (0), as the patches sit in the transposed frame."""
+    from napari_tomoalign.io.imod import write_xf
+    from napari_tomoalign.io.imod_local import LocalTransforms, write_local_transforms
+
+    d = odd.stack.parent
+    n = len(odd.tilts)
+    xf = np.zeros((4, n, 2, 3))
+    xf[..., :2] = np.eye(2)
+    xf[:2, :, :, 2] = [2.0, 0.0]  # the two patches at y = -30 (IMOD y 18 of the 96-row raw frame)
+    xf[2:, :, :, 2] = [-2.0, 0.0]  # and at y = +30
+    write_local_transforms(d / "oddlocal.xf", LocalTransforms((2, 2), (30, 18), (100, 60), 21.7, np.zeros((4, n)), xf))
+    try:
+        local = reconstruct_to_file(odd.stack, odd.xf_path, d / "local.rec", thickness=24, local=True)
+    finally:
+        (d / "oddlocal.xf").unlink()
+    vol = mrcfile.read(local.path)
+    assert vol.shape == (24, 160, 96)
+    (d / "shifted").mkdir(exist_ok=True)
+    for y, shift in ((-60, 2.0), (0, 0.0), (60, -2.0)):
+        moved = odd.transforms.copy()
+        moved[:, :, 2] -= np.array([shift, 0.0])  # sampled at proj + shift: the content moved by -shift
+        stem = d / "shifted" / f"s{int(shift)}"
+        write_xf(stem.with_suffix(".xf"), moved, overwrite=True)
+        np.savetxt(stem.with_suffix(".tlt"), odd.tilts, fmt="%.2f")
+        ref = mrcfile.read(reconstruct_to_file(odd.stack, stem.with_suffix(".xf"), stem.with_suffix(".rec"),
+                                               thickness=24, overwrite=True).path)
+        row = int(round(y + (160 - 1) / 2))
+        a, b = vol[:, row - 3:row + 4].ravel(), ref[:, row - 3:row + 4].ravel()
+        assert np.corrcoef(a, b)[0, 1] > 0.98, (y, shift)
