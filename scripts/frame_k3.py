@@ -26,7 +26,7 @@ def main() -> None:
     from support.frames import field_fraction, frame_series, in_tomogram, peak_at
 
     from napari_tomoalign.file_jobs import reconstruct_to_file
-    from napari_tomoalign.reconstruction.frame import aligned_frame
+    from napari_tomoalign.reconstruction.frame import frame_size
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=600)
@@ -53,7 +53,7 @@ def main() -> None:
     r = np.radians(-85.3)
     xf[0, :, :2] = [[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]]
     geo = FrameSeries(Path(), Path(), np.zeros((0, 3)), k3, xf, np.zeros(1))
-    f = aligned_frame(k3, xf)
+    f = frame_size(k3, xf)
     print(f"full K3 {k3[0]} x {k3[1]} at 85.3 deg: the raw frame holds {field_fraction(geo, k3):.3f} of the field,"
           f" the aligned frame {f.size[0]} x {f.size[1]} holds {field_fraction(geo, f.size):.3f}")
 

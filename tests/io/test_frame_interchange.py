@@ -12,7 +12,7 @@ from napari_tomoalign.io.alignment import SavedAlignment
 from napari_tomoalign.io.convert import transforms_from
 from napari_tomoalign.io.cryoet_portal import read_portal_alignment, write_portal_alignment
 from napari_tomoalign.io.relion import read_relion, write_relion
-from napari_tomoalign.reconstruction.frame import frame_of, raw_size_for_volume
+from napari_tomoalign.reconstruction.frame import frame_size_of, raw_size_for_volume
 
 
 def _saved(size, axis_deg, n=21, seed=0):
@@ -27,7 +27,7 @@ def _saved(size, axis_deg, n=21, seed=0):
 ])
 def test_relion_records_the_aligned_frame_and_reads_back_the_image_size(tmp_path, size, axis, volume):
     saved = _saved(size, axis)
-    assert frame_of(saved).size == volume
+    assert frame_size_of(saved).size == volume
     write_relion(saved, tmp_path, "k3", thickness_px=1200)
     row = starfile.read(tmp_path / "tomograms.star")
     assert (int(row["rlnTomoSizeX"].iloc[0]), int(row["rlnTomoSizeY"].iloc[0])) == volume

@@ -10,7 +10,7 @@ from support.frames import field_fraction, frame_series, in_tomogram, inside_raw
 from napari_tomoalign.cli import main
 from napari_tomoalign.errors import UsageError
 from napari_tomoalign.file_jobs import aligned_stack_to_file, reconstruct_to_file
-from napari_tomoalign.reconstruction.frame import aligned_frame, nearer_90, xf_rotation_deg
+from napari_tomoalign.reconstruction.frame import frame_size, nearer_90, xf_rotation_deg
 from napari_tomoalign.reconstruction.frame_option import parse_size
 from napari_tomoalign.reconstruction.warp import aligned_stack, warp_view
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection
@@ -29,7 +29,7 @@ def _xf(deg, n=5, shift=(0.0, 0.0)):
     ((160, 96), 45.0, (160, 96)),  # exactly half way: not nearer 90 (etomo: "closer to 90")
 ])
 def test_the_frame_is_transposed_only_for_a_non_square_frame_turned_nearer_90(raw, deg, size):
-    f = aligned_frame(raw, _xf(deg))
+    f = frame_size(raw, _xf(deg))
     assert f.size == size and f.transposed == (size != raw)
     assert f.rotation_deg == pytest.approx(deg)
     assert f.shape(2) == (size[1] // 2, size[0] // 2)  # binned after, whole blocks (as bin_image)
@@ -45,21 +45,21 @@ def test_the_rotation_ignores_undetermined_views_and_wraps_at_180():
 
 
 def test_a_given_size_wins_and_bad_ones_are_refused():
-    f = aligned_frame((160, 96), _xf(-84.0), size=(160, 96))
+    f = frame_size((160, 96), _xf(-84.0), size=(160, 96))
     assert f.size == (160, 96) and f.given and not f.transposed
     assert parse_size("4092,5760") == (4092, 5760) == parse_size("4092x5760")
     for bad in ("4092", "a,b", "0,5", "1,2,3"):
         with pytest.raises(ValueError, match="--size"):
             parse_size(bad)
     with pytest.raises(UsageError, match="from 1 to 640"):
-        aligned_frame((160, 96), _xf(-84.0), size=(641, 96))
+        frame_size((160, 96), _xf(-84.0), size=(641, 96))
 
 
 def test_a_raw_point_lands_where_the_frame_says_in_the_warped_view():
     raw = np.zeros((96, 160), np.float32)
     raw[30, 121] = 1.0
     xf = _xf(-84.0, 1, shift=(2.5, -1.5))
-    f = aligned_frame((160, 96), xf)
+    f = frame_size((160, 96), xf)
     view = warp_view(raw, xf[0], out_shape=f.shape(), fill=0.0)
     want = f.to_aligned(xf[0], np.array([[121.0, 30.0]]))[0]
     yy, xx = np.mgrid[0 : view.shape[0], 0 : view.shape[1]]
@@ -104,7 +104,7 @@ def test_at_90_degrees_every_point_reaches_the_tomogram(tmp_path):
 def test_the_streamed_tomogram_is_the_wbp_of_the_transposed_aligned_stack(odd):
     out = odd.stack.parent / "stream.rec"
     reconstruct_to_file(odd.stack, odd.xf_path, out, thickness=24, binning=2)
-    f = aligned_frame(odd.raw_size, odd.transforms)
+    f = frame_size(odd.raw_size, odd.transforms)
     raw = mrcfile.read(odd.stack)
     ali = aligned_stack(raw, odd.transforms, binning=2, out_shape=f.shape(2))
     ref = weighted_back_projection(ali, odd.tilts, thickness=12)  # the views binned already
@@ -138,7 +138,7 @@ def test_the_square_and_the_axis_near_0_cases_are_what_they_were(tmp_path, raw, 
     """The frame is the raw one: the aligned stack is `warp.aligned_stack`'s default frame, and the files are those
     of the raw frame given by hand, to the byte."""
     s = frame_series(tmp_path, raw_size=raw, axis_deg=deg, n_points=60, tilts=np.arange(-60.0, 61.0, 10.0))
-    assert aligned_frame(raw, s.transforms).size == raw
+    assert frame_size(raw, s.transforms).size == raw
     a = aligned_stack_to_file(s.stack, s.xf_path, tmp_path / "a.ali")
     np.testing.assert_array_equal(mrcfile.read(a.path), aligned_stack(mrcfile.read(s.stack), s.transforms))
     assert a.notes == ()

@@ -63,9 +63,9 @@ def to_portal(saved: SavedAlignment, *, thickness_px: int | None = None):
                                 in_plane_rotation=a.T.tolist(), x_offset=float(t[i, 0]), y_offset=float(t[i, 1])))
     pix_a = 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else 0.0
     nz = thickness_px if thickness_px is not None else saved.image_size[1]
-    from ..reconstruction.frame import frame_of
+    from ..reconstruction.frame import frame_size_of
 
-    x, y = frame_of(saved).size if 0 not in saved.image_size else saved.image_size
+    x, y = frame_size_of(saved).size if 0 not in saved.image_size else saved.image_size
     dims = {"x": x * pix_a, "y": y * pix_a, "z": nz * pix_a}
     return Alignment(affine_transformation_matrix=np.eye(4).tolist(), alignment_type="GLOBAL", format="IMOD",
                      is_portal_standard=True, tilt_offset=0.0, volume_offset={"x": 0.0, "y": 0.0, "z": 0.0},

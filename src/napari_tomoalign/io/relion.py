@@ -122,9 +122,9 @@ def write_relion(
         "rlnTomoXShiftAngst": shift_a[idx, 0], "rlnTomoYShiftAngst": shift_a[idx, 1],
     })
     nz = int(thickness_px if thickness_px is not None else saved.image_size[1])
-    from ..reconstruction.frame import frame_of
+    from ..reconstruction.frame import frame_size_of
 
-    volume = frame_of(saved).size  # the tomogram's width and length: the aligned frame
+    volume = frame_size_of(saved).size  # the tomogram's width and length: the aligned frame
     glob = pd.DataFrame([{
         "rlnTomoName": name, "rlnVoltage": opt["voltage_kv"], "rlnSphericalAberration": opt["cs_mm"],
         "rlnAmplitudeContrast": opt["amplitude_contrast"], "rlnMicrographOriginalPixelSize": pix_a,

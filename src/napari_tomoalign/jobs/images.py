@@ -24,7 +24,7 @@ from ..reconstruction.reconstruct_job import MODES
 from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
 
 if TYPE_CHECKING:
-    from ..reconstruction.frame import AlignedFrame
+    from ..reconstruction.frame import FrameSize
     from ..reconstruction.reconstruct_job import ReconstructOptions
 
 PIXEL_SIZE_TOLERANCE = 0.01  # a stack whose pixel size differs more from the alignment's is another stack
@@ -57,12 +57,13 @@ class AlignedStackJob:
     interpolation: str = "linear"
     erase_gold_diameter_px: float | None = None
     mode: str | None = None  # None: the input's integer mode, else float32 (as newstack keeps it)
-    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `aligned_frame`'s choice)
+    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `frame.frame_size`'s choice)
 
 
 def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> ImageResult:
     """Warp the job's stack view by view into an MRC file (``tomoalign aligned-stack``)."""
     from ..io.mrc import MrcStreamWriter
+    from ..reconstruction.frame import frame_size_of
     from ..reconstruction.warp import INTERPOLATIONS, warp_view
 
     check_job_numbers(binning=job.binning)
@@ -70,7 +71,7 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
         raise UsageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {job.interpolation!r}")
     out = check_writable(job.output, overwrite)
     series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, job.binning)
-    frame = aligned_frame(saved, job.size)
+    frame = frame_size_of(saved, job.size)
     erase = _gold_eraser(job.alignment_dir, job.erase_gold_diameter_px, series.n_views, tuple(saved.image_size))
     shape = (series.n_views, *frame.shape(job.binning))
     check_frame(frame, job.binning)
@@ -92,20 +93,12 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
     return ImageResult(out, shape, voxel, int(saved.view_determined.sum()), notes=frame_notes(frame, job.binning))
 
 
-def aligned_frame(saved: Any, size: tuple[int, int] | None = None) -> AlignedFrame:
-    """The aligned frame of a saved alignment for the image jobs, ``run`` and the dock's preview
-    (`reconstruction.frame.frame_of`: the raw frame, transposed for an axis near 90 degrees; or ``size``)."""
-    from ..reconstruction.frame import frame_of
-
-    return frame_of(saved, size)
-
-
-def frame_notes(frame: AlignedFrame, binning: int = 1) -> tuple[str, ...]:
+def frame_notes(frame: FrameSize, binning: int = 1) -> tuple[str, ...]:
     """The output line's note on the aligned frame when it is not the raw one (transposed, or given)."""
     return (f"aligned frame {frame.describe(binning)}",) if frame.size != frame.raw_size else ()
 
 
-def check_frame(frame: AlignedFrame, binning: int) -> None:
+def check_frame(frame: FrameSize, binning: int) -> None:
     """A frame of less than one binned pixel (a ``--size`` smaller than ``--bin``) refused in one line."""
     if min(frame.binned_size(binning)) < 1:
         raise UsageError(f"--size {frame.size[0]},{frame.size[1]} is less than one binned pixel (--bin {binning})")
@@ -149,12 +142,13 @@ class ReconstructJob:
     lowpass: float | None = None
     local: Path | bool = False
     options: ReconstructOptions | None = None  # IMOD's tilt options (radial, x-axis tilt, level, mode, memory, ...)
-    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `aligned_frame`'s choice)
+    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `frame.frame_size`'s choice)
 
 
 def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResult:
     """The job's tomogram into an MRC file (``tomoalign reconstruct``)."""
     from ..io.mrc import write_mrc
+    from ..reconstruction.frame import frame_size_of
     from ..reconstruction.warp import warp_view
     from ..reconstruction.wbp import weighted_back_projection
 
@@ -164,7 +158,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     out = check_writable(job.output, overwrite)
     series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning)
     rows, cols = series.data.shape[1:]
-    frame = aligned_frame(saved, job.size)
+    frame = frame_size_of(saved, job.size)
     check_frame(frame, binning)
     if thickness is None:
         thickness = default_thickness_px((cols, rows), saved.marker_z_extent_px)
@@ -271,7 +265,7 @@ def load_image_kernels(binning: int, dtype: Any = np.float32) -> None:
             weighted_back_projection(np.ascontiguousarray(rows), np.array([-30.0, 0.0, 30.0]), thickness=4)
 
 
-__all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "aligned_frame", "check_finite_view",
+__all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view",
            "check_frame", "check_memory", "frame_notes", "in_mode", "load_image_kernels", "make_aligned_stack",
            "make_tomogram", "output_mode"]
 

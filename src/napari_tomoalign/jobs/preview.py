@@ -71,7 +71,7 @@ class PipelineResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     axis_z_shift_px: float = 0.0
     job: PreviewJob | None = None
-    frame: Any = None  # the aligned stack's frame (`reconstruction.frame.AlignedFrame`), when one was made
+    frame: Any = None  # the aligned stack's frame (`reconstruction.frame.FrameSize`), when one was made
 
     @property
     def warnings(self) -> list[str]:
@@ -144,7 +144,7 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
             timings: dict[str, float]):
     """The aligned stack and (if asked) the preview tomogram, and their frame (`reconstruction.frame`: transposed
     for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it)."""
-    from ..reconstruction.frame import aligned_frame
+    from ..reconstruction.frame import frame_size
     from ..reconstruction.warp import aligned_stack
     from ..reconstruction.wbp import weighted_back_projection
 
@@ -154,7 +154,7 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
     n = images.shape[0]
     t0 = time.perf_counter()
     used = np.asarray(al.view_determined, bool)
-    frame = aligned_frame((images.shape[2], images.shape[1]), xf[used] if used.any() else xf)
+    frame = frame_size((images.shape[2], images.shape[1]), xf[used] if used.any() else xf)
     ali = aligned_stack(images, xf, out_shape=frame.shape(), should_stop=should_stop,
                         progress=lambda d, t: report(JobStep.ALIGNED_STACK.value, d, t, f"aligned view {d} of {t}"))
     timings[JobStep.ALIGNED_STACK.value] = time.perf_counter() - t0

@@ -62,7 +62,7 @@ class RunJob:
     dark: bool = True  # False for bright beads
     ali_mode: str | None = None  # the aligned stack's mode (None: the input's integer mode, else float32)
     memory_bytes: int | None = None  # the tomogram's streaming budget, as reconstruct --memory (None: its default)
-    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `images.aligned_frame`'s choice)
+    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `reconstruction.frame`'s choice)
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
@@ -129,7 +129,7 @@ class RunResult:
     tomogram: Path
     erased: Path | None
     timings_s: dict[str, float]
-    frame: Any = None  # the aligned frame of the .ali and the tomogram (`reconstruction.frame.AlignedFrame`)
+    frame: Any = None  # the aligned frame of the .ali and the tomogram (`reconstruction.frame.FrameSize`)
 
     def frame_note(self) -> str | None:
         """The output line's note on the aligned frame when it is not the raw one (`images.frame_notes`)."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
                prebinned: Any = None) -> tuple[Path, Path, Path | None, Any]:
     """The run's ``.ali``, ``_binN.rec`` (and ``_erased.mrc``) from the raw stack and the alignment ``folder``
-    (the module docstring), and their aligned frame (`images.aligned_frame`: transposed for an axis near 90
+    (the module docstring), and their aligned frame (`reconstruction.frame.frame_size_of`: transposed for an axis near 90
     degrees, or the job's ``size``); ``prebinned``: the raw views binned already (`run._prebin`), or None."""
     import numba
 
@@ -43,13 +43,14 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     from ..io.atomic import atomic_path
     from ..io.mrc import MrcStreamWriter, open_tilt_series
     from ..reconstruction.erase import GoldEraser
+    from ..reconstruction.frame import frame_size_of
     from ..tracking._spread import threadsafe_loops
     from . import facts
-    from .images import aligned_frame, check_frame, check_memory, output_mode
+    from .images import check_frame, check_memory, output_mode
 
     b, folder_dir = job.binning, Path(folder.paths[0]).parent
     saved = read_alignment_dir(folder_dir)
-    frame = aligned_frame(saved, job.size)
+    frame = frame_size_of(saved, job.size)
     check_frame(frame, b)
     series = open_tilt_series(job.stack, find_tilts=False)
     n, rows, cols = series.data.shape

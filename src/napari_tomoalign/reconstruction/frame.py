@@ -29,7 +29,7 @@ MAX_SIZE_FACTOR = 4  # a given size at most this many times the raw frame's larg
 
 
 @dataclass(frozen=True)
-class AlignedFrame:
+class FrameSize:
     """The aligned frame of a raw frame ``raw_size`` ``(nx, ny)``: its ``size`` ``(nx, ny)`` in unbinned pixels,
     the rotation the ``.xf`` applies (degrees, the median over views; NaN when no view is determined) and
     whether the size was ``given`` (``--size``) rather than chosen."""
@@ -95,22 +95,22 @@ def nearer_90(rotation_deg: float) -> bool:
     return 45.0 < r < 135.0
 
 
-def aligned_frame(raw_size: tuple[int, int], transforms: NDArray[np.float64],
-                  size: tuple[int, int] | None = None) -> AlignedFrame:
-    """The `AlignedFrame` of a raw frame ``(nx, ny)`` aligned by ``transforms`` ``(n_views, 2, 3)``: ``size``
+def frame_size(raw_size: tuple[int, int], transforms: NDArray[np.float64],
+               size: tuple[int, int] | None = None) -> FrameSize:
+    """The `FrameSize` of a raw frame ``(nx, ny)`` aligned by ``transforms`` ``(n_views, 2, 3)``: ``size``
     when given (unbinned pixels), else the raw frame, transposed when it is not square and the rotation the
     transforms apply is nearer +-90 degrees than 0 (the module docstring)."""
     raw = (int(raw_size[0]), int(raw_size[1]))
     rotation = xf_rotation_deg(transforms)
     if size is not None:
-        return AlignedFrame(raw, check_size(size, raw), rotation, given=True)
+        return FrameSize(raw, check_size(size, raw), rotation, given=True)
     if raw[0] != raw[1] and nearer_90(rotation):
-        return AlignedFrame(raw, (raw[1], raw[0]), rotation)
-    return AlignedFrame(raw, raw, rotation)
+        return FrameSize(raw, (raw[1], raw[0]), rotation)
+    return FrameSize(raw, raw, rotation)
 
 
 def raw_size_for_volume(volume_size: tuple[int, int], rotation_deg: float) -> tuple[int, int]:
-    """The raw frame ``(nx, ny)`` whose aligned frame, by `aligned_frame`'s rule, is a volume of ``(x, y)``: its
+    """The raw frame ``(nx, ny)`` whose aligned frame, by `frame_size`'s rule, is a volume of ``(x, y)``: its
     transpose when the volume is not square and the rotation (the ``.xf``'s, or the tilt axis angle: the same
     distance from 90) is nearer +-90 degrees than 0. For a file that records the volume but not the raw size
     (RELION's ``rlnTomoSizeX/Y``, the portal's ``volume_dimension``), as the writers here record the frame."""
@@ -118,12 +118,12 @@ def raw_size_for_volume(volume_size: tuple[int, int], rotation_deg: float) -> tu
     return (y, x) if x != y and nearer_90(rotation_deg) else (x, y)
 
 
-def frame_of(saved: Any, size: tuple[int, int] | None = None) -> AlignedFrame:
-    """The `AlignedFrame` of a saved alignment (`io.alignment.SavedAlignment`: its image size and the transforms
+def frame_size_of(saved: Any, size: tuple[int, int] | None = None) -> FrameSize:
+    """The `FrameSize` of a saved alignment (`io.alignment.SavedAlignment`: its image size and the transforms
     of the views it determined; a view left out is written with the unit transform) and a given ``size``."""
     xf = np.asarray(saved.transforms, dtype=float)
     used = np.asarray(saved.view_determined, dtype=bool)
-    return aligned_frame(tuple(saved.image_size), xf[used] if used.shape == (len(xf),) and used.any() else xf, size)
+    return frame_size(tuple(saved.image_size), xf[used] if used.shape == (len(xf),) and used.any() else xf, size)
 
 
 def check_size(size: tuple[int, int], raw_size: tuple[int, int]) -> tuple[int, int]:
@@ -142,5 +142,5 @@ def check_size(size: tuple[int, int], raw_size: tuple[int, int]) -> tuple[int, i
     return int(w), int(h)
 
 
-__all__ = ["MAX_SIZE_FACTOR", "AlignedFrame", "aligned_frame", "check_size", "frame_of", "nearer_90", "raw_size_for_volume",
-           "xf_rotation_deg"]
+__all__ = ["MAX_SIZE_FACTOR", "FrameSize", "check_size", "frame_size", "frame_size_of", "nearer_90",
+           "raw_size_for_volume", "xf_rotation_deg"]

@@ -1,4 +1,4 @@
-"""``--size WIDTH,HEIGHT``: the aligned frame a user gives (`frame.aligned_frame`), as ``newstack -size``, for
+"""``--size WIDTH,HEIGHT``: the aligned frame a user gives (`frame.frame_size`), as ``newstack -size``, for
 ``aligned-stack``, ``reconstruct`` and ``run``. The standard library only, so that building the command line
 stays fast.
 """
@@ -13,7 +13,7 @@ SIZE_HELP = ("the aligned frame's size in unbinned pixels, as newstack -size (de
 
 
 def add_size_option(p: argparse.ArgumentParser) -> None:
-    """``--size WIDTH,HEIGHT``, the aligned frame (`frame.aligned_frame`), for ``aligned-stack``, ``reconstruct``,
+    """``--size WIDTH,HEIGHT``, the aligned frame (`frame.frame_size`), for ``aligned-stack``, ``reconstruct``,
     and ``run``."""
 
     def size(text: str) -> tuple[int, int]:

@@ -153,7 +153,7 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     warped from the raw stack (`stream.WarpedRows`, the same warp). Either way one geometry and one order
     (bin the raw view, then warp it), so ``run``'s tomogram is ``reconstruct``'s on the same folder.
 
-    ``frame``: the aligned frame (`frame.AlignedFrame`; None: `frame.frame_of` the alignment, transposed for an
+    ``frame``: the aligned frame (`frame.FrameSize`; None: `frame.frame_size_of` the alignment, transposed for an
     axis near 90 degrees), whose width and length the tomogram takes.
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
@@ -172,9 +172,9 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
     views = plan.views
     if frame is None:
-        from .frame import frame_of
+        from .frame import frame_size_of
 
-        frame = frame_of(saved)
+        frame = frame_size_of(saved)
     source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning, frame.shape(binning)) \
         if aligned is None else AlignedRows(aligned, views, binning, binned=True)
     try:

@@ -72,7 +72,7 @@ class WarpedRows:
     transforms: NDArray[np.float64]  # (n_views, 2, 3) of the views to use
     views: NDArray[np.intp]
     binning: int = 1
-    out_shape: tuple[int, int] | None = None  # binned (rows, cols) of the aligned frame (`frame.AlignedFrame.shape`)
+    out_shape: tuple[int, int] | None = None  # binned (rows, cols) of the aligned frame (`frame.FrameSize.shape`)
 
     def __post_init__(self) -> None:
         n = self.raw.shape

@@ -213,7 +213,7 @@ def aligned_points(al: Alignment, transforms: NDArray[np.float64], data: NDArray
                    frame: Any = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Marker points ``(n, 3)`` (view, y, x) of the raw frame, taken into the aligned frame by each
     view's transform (the `imod_transforms` the aligned stack was made with; ``frame``, the preview's
-    `reconstruction.frame.AlignedFrame`, places them in a transposed frame); points of views left
+    `reconstruction.frame.FrameSize`, places them in a transposed frame); points of views left
     out of the fit are dropped."""
     d = np.asarray(data, dtype=float).reshape(-1, 3)
     v = view_index(d[:, 0])
