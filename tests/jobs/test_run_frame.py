@@ -38,3 +38,13 @@ def test_run_writes_the_transposed_frame_and_says_so(k3_run, capsys):
     assert main(["aligned-stack", str(d / "k3.st"), "--alignment", str(d / "run" / "alignment"), "--output",
                  str(d / "hand.ali"), "--quiet"]) == 0
     np.testing.assert_array_equal(mrcfile.read(d / "hand.ali"), mrcfile.read(d / "run" / "k3.ali"))
+
+
+def test_run_size_keeps_the_raw_frame_when_asked(k3_run, capsys):
+    d, s = k3_run
+    assert main(["run", str(d / "k3.st"), "--bead-diameter-px", f"{s.bead_diameter_px}", "--output", str(d / "raw"),
+                 "--bin", "2", "--size", "256,192"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("wrote")][-1]
+    assert line.endswith("; aligned frame 256 x 192 (x by y; as given by --size)")
+    assert mrcfile.read(d / "raw" / "k3.ali").shape == (21, 192, 256)
+    assert mrcfile.read(d / "raw" / "k3_bin2.rec").shape[1:] == (96, 128)

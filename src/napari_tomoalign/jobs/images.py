@@ -94,8 +94,8 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
 
 
 def frame_notes(frame: FrameSize, binning: int = 1) -> tuple[str, ...]:
-    """The output line's note on the aligned frame when it is not the raw one (transposed, or given)."""
-    return (f"aligned frame {frame.describe(binning)}",) if frame.size != frame.raw_size else ()
+    """The output line's note on the aligned frame when it was transposed or given (`--size`)."""
+    return (f"aligned frame {frame.describe(binning)}",) if frame.transposed or frame.given else ()
 
 
 def check_frame(frame: FrameSize, binning: int) -> None:

@@ -132,7 +132,7 @@ class RunResult:
     frame: Any = None  # the aligned frame of the .ali and the tomogram (`reconstruction.frame.FrameSize`)
 
     def frame_note(self) -> str | None:
-        """The output line's note on the aligned frame when it is not the raw one (`images.frame_notes`)."""
+        """The output line's note on the aligned frame when it was transposed or given (`images.frame_notes`)."""
         from .images import frame_notes
 
         notes = frame_notes(self.frame) if self.frame is not None else ()
