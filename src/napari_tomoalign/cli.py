@@ -153,7 +153,8 @@ def _print_image(r, tomogram: bool) -> None:
               + "".join(f"; {note}" for note in r.notes))
     else:
         print(f"wrote {r.path}: {n} aligned views of {cols} x {rows}"
-              + (f", {r.voxel_size_angstrom:.3f} A/pixel" if r.voxel_size_angstrom else ""))
+              + (f", {r.voxel_size_angstrom:.3f} A/pixel" if r.voxel_size_angstrom else "")
+              + "".join(f"; {note}" for note in r.notes))
 
 
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
@@ -162,6 +163,7 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
     _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force, mode=args.mode,
+                              size=args.size,
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
                                                                             args.bead_diameter_nm, args.bead_diameter_px))
     if not args.quiet:
@@ -175,7 +177,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
-                            lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args))
+                            lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args),
+                            size=args.size)
     warn_quietly(r.warnings)
     if not args.quiet:
         _print_image(r, tomogram=True)
@@ -189,6 +192,14 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
 
 _ALIGNMENT_HELP = ("output directory of 'tomoalign align', or IMOD's alignment: NAME.xf (NAME.tlt beside it; also"
                    " NAME.xtilt, .zfac, local.xf, fid.xyz when there) or a folder holding one")
+
+
+def _frame_option(p: argparse.ArgumentParser, wanted: bool) -> None:
+    """``--size`` (the aligned frame, `reconstruction.frame`), loaded for the command that is run."""
+    if wanted:
+        from .reconstruction.frame_option import add_size_option
+
+        add_size_option(p)
 
 
 def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
@@ -240,6 +251,7 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
         p.add_argument("--alignment", required=True, metavar="ALIGNMENT", help=_ALIGNMENT_HELP)
         p.add_argument("--output", required=True, metavar="FILE", help=out_help)
         p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
+        _frame_option(p, wanted in (None, name))
         _common(p, "an existing output file")
         if name == "aligned-stack":
             p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")

@@ -84,6 +84,7 @@ def aligned_stack_to_file(
     overwrite: bool = False,
     erase_gold_diameter_px: float | None = None,
     mode: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> ImageResult:
     """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view
     (`jobs.images.make_aligned_stack` of an `AlignedStackJob`).
@@ -92,10 +93,11 @@ def aligned_stack_to_file(
     (as ``tomoalign run --erase-gold``), at the positions the alignment's model gives in every view.
     ``mode``: the output's (``"int16"``, ``"float32"``, ...); None keeps the input's integer mode, as newstack.
     ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD set, another
-    tool's file).
+    tool's file). ``size``: the aligned frame ``(x, y)`` in unbinned pixels (None: the raw frame, transposed for
+    an axis nearer 90 degrees than 0; `reconstruction.frame`).
     """
     job = AlignedStackJob(Path(stack_path), Path(alignment_dir), Path(output), binning, interpolation,
-                          erase_gold_diameter_px, mode)
+                          erase_gold_diameter_px, mode, size)
     return make_aligned_stack(job, overwrite=overwrite)
 
 
@@ -163,6 +165,7 @@ def reconstruct_to_file(
     overwrite: bool = False,
     local: str | os.PathLike[str] | bool = False,
     options: ReconstructOptions | None = None,
+    size: tuple[int, int] | None = None,
 ) -> ImageResult:
     """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file
     (`jobs.images.make_tomogram` of a `ReconstructJob`).
@@ -170,10 +173,11 @@ def reconstruct_to_file(
     The default thickness holds every marker with a margin (`jobs.facts.default_thickness_px`). ``local``:
     apply local alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's
     ``tilt`` does. ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD
-    set, another tool's file).
+    set, another tool's file). ``size``: the aligned frame ``(x, y)`` in unbinned pixels, whose width and length
+    the tomogram takes (None: the raw frame, transposed for an axis nearer 90 degrees than 0).
     """
     job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
-                         local if isinstance(local, bool) else Path(local), options)
+                         local if isinstance(local, bool) else Path(local), options, size)
     return make_tomogram(job, overwrite=overwrite)
 
 

@@ -16,3 +16,33 @@ def test_an_align_com_alignment_gives_the_preview_its_x_tilt_and_z_factors(imod_
     assert zf is not None and zf.shape == (len(tilts), 2) and np.all(np.isfinite(zf)) and np.abs(zf).max() > 1e-3
     plain = align_markers(table.view, table.marker, table.xy, tilts, table.image_size)
     assert full_model_geometry(plain) == (None, None)  # the default model keeps the plain kernel
+
+
+def test_the_preview_of_a_non_square_series_at_84_degrees_is_transposed_and_its_markers_land_on_the_beads():
+    """The dock's aligned stack takes the job layer's frame (`reconstruction.frame`), and the dock's aligned markers
+    (`_napari.dock.logic.aligned_points`, GUI-free) are placed in it: on the beads of the aligned views."""
+    from napari_tomoalign import simulate_markers
+    from napari_tomoalign._napari.dock.logic import aligned_points
+    from napari_tomoalign.workflows import run_alignment
+
+    sim = simulate_markers(n_views=21, n_markers=12, image_size=(160, 96), thickness_px=20, noise_px=0.05,
+                           tilt_axis_deg=84.0, shift_px=3.0, seed=4)
+    images = np.zeros((21, 96, 160), np.float32)
+    yy, xx = np.mgrid[0:96, 0:160]
+    for v, (x, y) in zip(sim.view, sim.xy):
+        images[v] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+    res = run_alignment(images, sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, (160, 96),
+                        tomogram_thickness_px=20, tomogram_binning=2)
+    assert res.frame.transposed and res.aligned.shape == (21, 160, 96) and res.tomogram.shape == (10, 80, 48)
+    data = np.column_stack([sim.view, sim.xy[:, 1], sim.xy[:, 0]]).astype(float)
+
+    def on_beads(frame):
+        points, _ = aligned_points(res.alignment, res.transforms, data, sim.marker, frame)
+        v, r, c = np.rint(points).astype(int).T
+        ok = (r >= 0) & (r < 160) & (c >= 0) & (c < 96)
+        return ok.mean(), res.aligned[v[ok], r[ok], c[ok]].mean()
+
+    inside, value = on_beads(res.frame)
+    assert inside > 0.8 and value > 0.85  # a bead's peak is 1
+    inside, value = on_beads(None)  # placed about the raw frame's centre (the dock before): off the beads
+    assert value < 0.3

@@ -155,7 +155,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     else:
         figures = _tracking_figures(result)
         _write_tracking_json(out / "tracking.json", figures, result, res.tracked.tilt_source)
-    notes = "; ".join([*result.warnings, *al.warnings, *([notes] if notes else [])])
+    notes = "; ".join([*result.warnings, *filter(None, [res.frame_note()]), *al.warnings, *([notes] if notes else [])])
     t = res.timings_s
     return make_row(spec.name, alignment_status(al), path="run", **alignment_figures(al),
                     **figures, time_s=time.perf_counter() - t0, track_s=t["track"], solve_s=t["align"],

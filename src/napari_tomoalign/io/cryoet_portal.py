@@ -14,12 +14,15 @@ when the alignment fixed the magnification.
 
 Volume-level fields: ``affine_transformation_matrix`` identity, ``alignment_type`` ``GLOBAL``,
 ``format`` ``IMOD`` (the transforms are IMOD's), ``is_portal_standard`` true, no tilt or x-rotation
-offset, ``volume_offset`` zero, and ``volume_dimension`` in Angstrom (x, y: the image; z: the
-thickness), 0 where the pixel size is unknown. Views left out of the fit are not listed, and the schema has no
+offset, ``volume_offset`` zero, and ``volume_dimension`` in Angstrom (x, y: the aligned frame, the image's
+transposed when the alignment turns a non-square image nearer 90 degrees than 0, as ``reconstruct`` makes the
+tomogram, `reconstruction.frame`; z: the thickness), 0 where the pixel size is unknown. Views left out of the
+fit are not listed, and the schema has no
 place for the raw stack's view count: read back, the count and the left-out views' tilts are not known (NaN)
 until `view_count.restore_views` gives them from ``--n-views`` or ``--stack``. The
 schema records neither the image size nor the pixel size: reading takes the image size (or a
-volume dimension and pixel size to derive it); `convert` to IMOD's files, which need none, reads it without.
+volume dimension and pixel size to derive it, transposed back by the same rule: `frame.raw_size_for_volume`);
+`convert` to IMOD's files, which need none, reads it without.
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ def to_portal(saved: SavedAlignment, *, thickness_px: int | None = None):
                                 in_plane_rotation=a.T.tolist(), x_offset=float(t[i, 0]), y_offset=float(t[i, 1])))
     pix_a = 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else 0.0
     nz = thickness_px if thickness_px is not None else saved.image_size[1]
-    dims = {"x": saved.image_size[0] * pix_a, "y": saved.image_size[1] * pix_a, "z": nz * pix_a}
+    from ..reconstruction.frame import frame_size_of
+
+    x, y = frame_size_of(saved).size if 0 not in saved.image_size else saved.image_size
+    dims = {"x": x * pix_a, "y": y * pix_a, "z": nz * pix_a}
     return Alignment(affine_transformation_matrix=np.eye(4).tolist(), alignment_type="GLOBAL", format="IMOD",
                      is_portal_standard=True, tilt_offset=0.0, volume_offset={"x": 0.0, "y": 0.0, "z": 0.0},
                      x_rotation_offset=0.0, per_section_alignment_parameters=sections, volume_dimension=dims)
@@ -75,6 +81,19 @@ def write_portal_alignment(saved: SavedAlignment, path: str | os.PathLike[str], 
         f.write(doc.model_dump_json(indent=1))
         f.write("\n")
     return p
+
+
+def _raw_size(volume: tuple[int, int], sections: list) -> tuple[int, int]:
+    """The image size of a volume recorded as the aligned frame (`frame.raw_size_for_volume`), by the median
+    rotation of the sections' in-plane matrices."""
+    from ..reconstruction.frame import raw_size_for_volume, xf_rotation_deg
+
+    xf = np.full((len(sections), 2, 3), np.nan)  # a matrix of another shape is refused below, by the reader
+    for k, sec in enumerate(sections):
+        if np.shape(sec.in_plane_rotation) == (2, 2):
+            xf[k, :, :2] = np.asarray(sec.in_plane_rotation, dtype=float).T
+            xf[k, :, 2] = 0.0
+    return raw_size_for_volume(volume, xf_rotation_deg(xf))
 
 
 def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None,
@@ -103,6 +122,8 @@ def read_portal_alignment(path: str | os.PathLike[str], *, image_size: tuple[int
             with np.errstate(all="ignore"):
                 image_size = (dims["x"] / (10.0 * pixel_size_nm), dims["y"] / (10.0 * pixel_size_nm))
             image_size = tuple(round(v) if np.isfinite(v) else v for v in image_size)  # type: ignore[assignment]
+            if all(np.isfinite(v) for v in image_size):  # the volume is the aligned frame: transposed back
+                image_size = _raw_size(image_size, doc.per_section_alignment_parameters)
     if image_size is None and size_needed:
         raise FileFormatError(f"{p}: the portal schema does not record the image size; give it (--image-size W H)")
     image_size = checked_image_size(image_size, p) if image_size is not None else (0, 0)  # (0, 0): not known

@@ -27,10 +27,12 @@ RELION wrote reads back as RELION's importer would have produced it. (Geometrica
 here because RELION is who reads these files.)
 
 RELION has no per-view magnification: it is left out with a `MagnificationLoss` warning that gives the
-largest shift of an image corner. The volume written is ``nx x ny x thickness`` (default thickness: the
-image height), centred on the axis. The pixel size is required (shifts are in Angstrom). The STAR files
-do not record the image size: reading takes ``image_size`` or the volume's ``rlnTomoSizeX/Y`` (which
-this writer sets to the image size).
+largest shift of an image corner. The volume written is the aligned frame's width and length
+(`reconstruction.frame`: the image's, transposed when the alignment turns a non-square image nearer 90 degrees
+than 0, as ``reconstruct`` makes the tomogram) by the thickness (default: the image height), centred on the axis.
+The pixel size is required (shifts are in Angstrom). The STAR files do not record the image size: reading takes
+``image_size`` or the volume's ``rlnTomoSizeX/Y``, transposed back by the same rule
+(`frame.raw_size_for_volume`), so that what this writer wrote reads back with its own image size.
 
 Reading also takes the RELION 4 / WarpTools layout: the tilt-series tables inside ``tomograms.star`` as
 ``data_NAME`` blocks, and projection matrices ``rlnTomoProjX/Y/Z/W`` instead of the Euler columns (RELION
@@ -125,12 +127,15 @@ def write_relion(
         "rlnTomoXShiftAngst": shift_a[idx, 0], "rlnTomoYShiftAngst": shift_a[idx, 1],
     })
     nz = int(thickness_px if thickness_px is not None else saved.image_size[1])
+    from ..reconstruction.frame import frame_size_of
+
+    volume = frame_size_of(saved).size  # the tomogram's width and length: the aligned frame
     glob = pd.DataFrame([{
         "rlnTomoName": name, "rlnVoltage": opt["voltage_kv"], "rlnSphericalAberration": opt["cs_mm"],
         "rlnAmplitudeContrast": opt["amplitude_contrast"], "rlnMicrographOriginalPixelSize": pix_a,
         "rlnTomoHand": opt["hand"], "rlnOpticsGroupName": "opticsGroup1", "rlnTomoTiltSeriesPixelSize": pix_a,
-        "rlnTomoTiltSeriesStarFile": f"tilt_series/{name}.star", "rlnTomoSizeX": int(saved.image_size[0]),
-        "rlnTomoSizeY": int(saved.image_size[1]), "rlnTomoSizeZ": nz,
+        "rlnTomoTiltSeriesStarFile": f"tilt_series/{name}.star", "rlnTomoSizeX": int(volume[0]),
+        "rlnTomoSizeY": int(volume[1]), "rlnTomoSizeZ": nz,
         "rlnTomoFrameCount": len(saved.transforms),  # the raw stack's views, which k@stack numbers: none is lost
     }])
     made = not paths[1].parent.exists()
@@ -212,6 +217,14 @@ def _from_matrices(t, path: Path, volume: tuple[float, float, float], image_size
     return x_tilt, y_tilt, z_rot, shift
 
 
+def _raw_size(volume: tuple[int, int], z_rot: NDArray[np.float64]) -> tuple[int, int]:
+    """The image size of a volume this writer recorded as the aligned frame (`frame.raw_size_for_volume`, by the
+    tilt axis angle ``ZRot`` of the views)."""
+    from ..reconstruction.frame import raw_size_for_volume
+
+    return raw_size_for_volume(volume, float(np.median(z_rot)) if len(z_rot) else float("nan"))
+
+
 def _column(t, label: str, p: Path, limit: float = 1e7) -> NDArray[np.float64]:
     """A numeric column, finite and within ``±limit``, or a `FileFormatError` naming it."""
     try:
@@ -255,6 +268,7 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
     pix_a = _number(row, ("rlnTomoTiltSeriesPixelSize", "rlnMicrographOriginalPixelSize"), p)
     if not (np.isfinite(pix_a) and 1e-3 <= pix_a <= 1e5):
         raise FileFormatError(f"{p}: pixel size {pix_a} Å (rlnTomoTiltSeriesPixelSize) is missing or out of range")
+    from_volume = image_size is None
     if image_size is None:
         if "rlnTomoSizeX" not in row or "rlnTomoSizeY" not in row:
             raise FileFormatError(f"{p}: the image size is not recorded; give it (--image-size W H)")
@@ -263,6 +277,9 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
     if all(lab in t for lab in _MATRIX):
         volume = tuple(float(count(row.get(f"rlnTomoSize{a}", 0), p, f"rlnTomoSize{a}", 10**7)) for a in "XYZ")
         x_tilt, y_tilt, z_rot, shift = _from_matrices(t, p, volume, image_size)  # type: ignore[arg-type]
+        if from_volume:  # the volume is the aligned frame: the image, transposed back for an axis near 90
+            image_size, was = _raw_size(image_size, z_rot), image_size
+            shift = shift + [was[0] // 2 - image_size[0] // 2, was[1] // 2 - image_size[1] // 2]
     else:
         need = ["rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
         missing = [c for c in need if c not in t]
@@ -273,6 +290,8 @@ def read_relion(path: str | os.PathLike[str], *, name: str | None = None,
         x_tilt = _column(t, "rlnTomoXTilt", p) if "rlnTomoXTilt" in t else np.zeros(len(t))
         y_tilt, z_rot = num["rlnTomoYTilt"], num["rlnTomoZRot"]
         shift = np.column_stack([num["rlnTomoXShiftAngst"], num["rlnTomoYShiftAngst"]]) / pix_a
+        if from_volume:
+            image_size = _raw_size(image_size, z_rot)
     if np.any(np.abs(x_tilt) > 1e-4):
         raise FileFormatError(f"{p}: rlnTomoXTilt is not zero; a tilt about x cannot be represented here")
     if np.any(np.abs(y_tilt) > 90.0):

@@ -24,6 +24,7 @@ from ..reconstruction.reconstruct_job import MODES
 from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
 
 if TYPE_CHECKING:
+    from ..reconstruction.frame import FrameSize
     from ..reconstruction.reconstruct_job import ReconstructOptions
 
 PIXEL_SIZE_TOLERANCE = 0.01  # a stack whose pixel size differs more from the alignment's is another stack
@@ -56,11 +57,13 @@ class AlignedStackJob:
     interpolation: str = "linear"
     erase_gold_diameter_px: float | None = None
     mode: str | None = None  # None: the input's integer mode, else float32 (as newstack keeps it)
+    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `frame.frame_size`'s choice)
 
 
 def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> ImageResult:
     """Warp the job's stack view by view into an MRC file (``tomoalign aligned-stack``)."""
     from ..io.mrc import MrcStreamWriter
+    from ..reconstruction.frame import frame_size_of
     from ..reconstruction.warp import INTERPOLATIONS, warp_view
 
     check_job_numbers(binning=job.binning)
@@ -68,8 +71,10 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
         raise UsageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {job.interpolation!r}")
     out = check_writable(job.output, overwrite)
     series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, job.binning)
+    frame = frame_size_of(saved, job.size)
     erase = _gold_eraser(job.alignment_dir, job.erase_gold_diameter_px, series.n_views, tuple(saved.image_size))
-    shape = (series.n_views, series.data.shape[1] // job.binning, series.data.shape[2] // job.binning)
+    shape = (series.n_views, *frame.shape(job.binning))
+    check_frame(frame, job.binning)
     voxel = pix * job.binning if pix else None
     mode = output_mode(series.data.dtype, job.mode)
     with atomic_path(out, overwrite) as tmp:
@@ -85,7 +90,18 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
         except BaseException:
             w.abort()
             raise
-    return ImageResult(out, shape, voxel, int(saved.view_determined.sum()))
+    return ImageResult(out, shape, voxel, int(saved.view_determined.sum()), notes=frame_notes(frame, job.binning))
+
+
+def frame_notes(frame: FrameSize, binning: int = 1) -> tuple[str, ...]:
+    """The output line's note on the aligned frame when it was transposed or given (`--size`)."""
+    return (f"aligned frame {frame.describe(binning)}",) if frame.transposed or frame.given else ()
+
+
+def check_frame(frame: FrameSize, binning: int) -> None:
+    """A frame of less than one binned pixel (a ``--size`` smaller than ``--bin``) refused in one line."""
+    if min(frame.binned_size(binning)) < 1:
+        raise UsageError(f"--size {frame.size[0]},{frame.size[1]} is less than one binned pixel (--bin {binning})")
 
 
 def _gold_eraser(alignment_dir: str | os.PathLike[str], diameter_px: float | None, n_views: int,
@@ -126,11 +142,13 @@ class ReconstructJob:
     lowpass: float | None = None
     local: Path | bool = False
     options: ReconstructOptions | None = None  # IMOD's tilt options (radial, x-axis tilt, level, mode, memory, ...)
+    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `frame.frame_size`'s choice)
 
 
 def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResult:
     """The job's tomogram into an MRC file (``tomoalign reconstruct``)."""
     from ..io.mrc import write_mrc
+    from ..reconstruction.frame import frame_size_of
     from ..reconstruction.warp import warp_view
     from ..reconstruction.wbp import weighted_back_projection
 
@@ -140,6 +158,8 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     out = check_writable(job.output, overwrite)
     series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning)
     rows, cols = series.data.shape[1:]
+    frame = frame_size_of(saved, job.size)
+    check_frame(frame, binning)
     if thickness is None:
         thickness = default_thickness_px((cols, rows), saved.marker_z_extent_px)
     if thickness < binning:
@@ -154,20 +174,20 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         voxel_a = pix * binning if pix else None
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
                                      thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
-                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite)
+                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite, frame=frame)
         notes, warnings = tomogram_notes(info)
         return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
-                           tuple(notes), tuple(warnings))
+                           frame_notes(frame, binning) + tuple(notes), tuple(warnings))
     from ..reconstruction.reconstruct_job import ReconstructOptions, local_wbp_options
 
     kw = local_wbp_options(job.options or ReconstructOptions(), saved, job.lowpass)  # what --local applies
     tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
-    ny, nx = rows // binning, cols // binning
+    ny, nx = frame.shape(binning)
     need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
     check_memory(need, "the reconstruction")
     ali = np.empty((series.n_views, ny, nx), dtype=np.float32)
     for j in range(series.n_views):
-        warp_view(series.data[j], saved.transforms[j], binning=binning, out=ali[j])
+        warp_view(series.data[j], saved.transforms[j], binning=binning, out_shape=(ny, nx), out=ali[j])
         check_finite_view(job.stack, j, ali[j])
     lp = None
     if local:
@@ -176,12 +196,14 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         folder = saved.folder or job.alignment_dir  # an IMOD set's folder when its .xf was given
         path = find_local_file(folder, saved.local_file) if local is True else check_local_file(
             local, folder, saved.local_file)
-        lp = local_projection_for(path, tilts, x_tilts, (nx, ny), saved.pixel_size_nm, nm_from_angstrom(pix), binning)
+        # the local file's patches are placed in the raw-sized frame about the same centre (the frames share it)
+        lp = local_projection_for(path, tilts, x_tilts, (cols // binning, rows // binning), saved.pixel_size_nm,
+                                  nm_from_angstrom(pix), binning)
     vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
     del ali
     voxel = pix * binning if pix else None
     write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()))
+    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), notes=frame_notes(frame, binning))
 
 
 OUTPUT_MODES = MODES  # IMOD's modes, one list (`reconstruct_job.MODES`)
@@ -243,8 +265,9 @@ def load_image_kernels(binning: int, dtype: Any = np.float32) -> None:
             weighted_back_projection(np.ascontiguousarray(rows), np.array([-30.0, 0.0, 30.0]), thickness=4)
 
 
-__all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view", "check_memory",
-           "in_mode", "load_image_kernels", "make_aligned_stack", "make_tomogram", "output_mode"]
+__all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "check_finite_view",
+           "check_frame", "check_memory", "frame_notes", "in_mode", "load_image_kernels", "make_aligned_stack",
+           "make_tomogram", "output_mode"]
 
 
 def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str],

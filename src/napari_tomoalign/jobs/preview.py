@@ -71,6 +71,7 @@ class PipelineResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     axis_z_shift_px: float = 0.0
     job: PreviewJob | None = None
+    frame: Any = None  # the aligned stack's frame (`reconstruction.frame.FrameSize`), when one was made
 
     @property
     def warnings(self) -> list[str]:
@@ -124,24 +125,26 @@ def run_preview(job: PreviewJob, *, threads: int | None = None, progress: Progre
     from ..alignment.transforms import imod_transforms
 
     xf = imod_transforms(al, shift)
-    ali = tomo = None
+    ali = tomo = frame = None
     binning = 1
     images = job.images
     if images is not None and (job.make_aligned_stack or job.make_tomogram):
         binning = (job.tomogram_binning or facts.preview_binning(images.shape[1:])) if job.make_tomogram else 1
-        ali, tomo = _images(job, al, xf, shift, binning, report, should_stop, timings)
+        ali, tomo, frame = _images(job, al, xf, shift, binning, report, should_stop, timings)
         if not job.make_aligned_stack:
             ali = None
     if should_stop is not None and should_stop():
         raise Cancelled("cancelled")
     # the result keeps its job without the images or the warm start: a closed layer's stack is not held alive
     return PipelineResult(job.name, al, xf, ali, tomo, binning, np.unique(ajob.markers.marker), lo, timings, shift,
-                          replace(job, align=ajob, images=None, start=None))
+                          replace(job, align=ajob, images=None, start=None), frame)
 
 
 def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, report, should_stop,
             timings: dict[str, float]):
-    """The aligned stack and (if asked) the preview tomogram."""
+    """The aligned stack and (if asked) the preview tomogram, and their frame (`reconstruction.frame`: transposed
+    for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it)."""
+    from ..reconstruction.frame import frame_size
     from ..reconstruction.warp import aligned_stack
     from ..reconstruction.wbp import weighted_back_projection
 
@@ -150,7 +153,9 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
         raise ValueError(f"the image stack has {images.shape[0]} views but there are {al.n_views} tilt angles")
     n = images.shape[0]
     t0 = time.perf_counter()
-    ali = aligned_stack(images, xf, should_stop=should_stop,
+    used = np.asarray(al.view_determined, bool)
+    frame = frame_size((images.shape[2], images.shape[1]), xf[used] if used.any() else xf)
+    ali = aligned_stack(images, xf, out_shape=frame.shape(), should_stop=should_stop,
                         progress=lambda d, t: report(JobStep.ALIGNED_STACK.value, d, t, f"aligned view {d} of {t}"))
     timings[JobStep.ALIGNED_STACK.value] = time.perf_counter() - t0
     tomo = None
@@ -167,7 +172,7 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
             should_stop=should_stop,
         )
         timings[JobStep.TOMOGRAM.value] = time.perf_counter() - t0
-    return ali, tomo
+    return ali, tomo, frame
 
 
 def save_result(result: PipelineResult, directory: Any, stem: str, *, overwrite: bool = False,

@@ -63,6 +63,7 @@ class RunJob:
     ali_mode: str | None = None  # the aligned stack's mode (None: the input's integer mode, else float32)
     memory_bytes: int | None = None  # the tomogram's streaming budget, as reconstruct --memory (None: its default)
     seed_view: int | None = None  # 0-based view to find the beads on (None: the minimum tilt not blank)
+    size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `reconstruction.frame`'s choice)
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
@@ -129,6 +130,14 @@ class RunResult:
     tomogram: Path
     erased: Path | None
     timings_s: dict[str, float]
+    frame: Any = None  # the aligned frame of the .ali and the tomogram (`reconstruction.frame.FrameSize`)
+
+    def frame_note(self) -> str | None:
+        """The output line's note on the aligned frame when it was transposed or given (`images.frame_notes`)."""
+        from .images import frame_notes
+
+        notes = frame_notes(self.frame) if self.frame is not None else ()
+        return notes[0] if notes else None
 
     @property
     def alignment(self) -> Alignment:
@@ -172,12 +181,12 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
         ajob, folder = _align(job, tracked, overwrite)
         timings["align"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ali, rec, erased = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite,
+        ali, rec, erased, frame = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite,
                                    prebinned())
         timings["images"] = time.perf_counter() - t0
     if overwrite:  # finished: the run before last's backups are not needed any more
         drop_older_backups(out, job.output_names())
-    return RunResult(tracked, folder, ajob, ali, rec, erased, timings)
+    return RunResult(tracked, folder, ajob, ali, rec, erased, timings, frame)
 
 
 def _check_alignment_folder(folder: Path, job: RunJob, overwrite: bool) -> None:
@@ -327,8 +336,9 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
 
 
 def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
-            prebinned: Any = None) -> tuple[Path, Path, Path | None]:
-    """The aligned stack and the tomogram in one pass over the stack (`run_images.run_images`)."""
+            prebinned: Any = None) -> tuple[Path, Path, Path | None, Any]:
+    """The aligned stack and the tomogram in one pass over the stack, and their aligned frame
+    (`run_images.run_images`)."""
     from .run_images import run_images
 
     return run_images(job, ajob, folder, diameter_px, overwrite, prebinned)

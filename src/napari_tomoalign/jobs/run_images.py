@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
 
 def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
-               prebinned: Any = None) -> tuple[Path, Path, Path | None]:
+               prebinned: Any = None) -> tuple[Path, Path, Path | None, Any]:
     """The run's ``.ali``, ``_binN.rec`` (and ``_erased.mrc``) from the raw stack and the alignment ``folder``
-    (the module docstring); ``prebinned``: the raw views binned already (`run._prebin`), or None."""
+    (the module docstring), and their aligned frame (`reconstruction.frame.frame_size_of`: transposed for an axis near 90
+    degrees, or the job's ``size``); ``prebinned``: the raw views binned already (`run._prebin`), or None."""
     import numba
 
     from ..conventions import angstrom_from_nm
@@ -42,19 +43,22 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     from ..io.atomic import atomic_path
     from ..io.mrc import MrcStreamWriter, open_tilt_series
     from ..reconstruction.erase import GoldEraser
+    from ..reconstruction.frame import frame_size_of
     from ..tracking._spread import threadsafe_loops
     from ..tracking._views import release_view
     from . import facts
-    from .images import check_memory, output_mode
+    from .images import check_frame, check_memory, output_mode
 
     b, folder_dir = job.binning, Path(folder.paths[0]).parent
     saved = read_alignment_dir(folder_dir)
+    frame = frame_size_of(saved, job.size)
+    check_frame(frame, b)
     series = open_tilt_series(job.stack, find_tilts=False)
     n, rows, cols = series.data.shape
     thickness = job.thickness or facts.default_thickness_px((cols, rows), saved.marker_z_extent_px)
     if thickness < b:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {b})")
-    ny, nx = rows // b, cols // b
+    ny, nx = frame.shape(b)
     # The binned views are held; the volume only on the local path (the global one streams it in slabs).
     check_memory(4 * nx * ny * (2 * n + (thickness // b if folder.local is not None else 0)), "the reconstruction")
     pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
@@ -67,7 +71,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     threads = numba.get_num_threads()
 
     def tomogram() -> None:
-        _tomogram(job, ajob, folder, saved, binned, rec_path, thickness, pix_a, overwrite)
+        _tomogram(job, ajob, folder, saved, binned, rec_path, thickness, pix_a, overwrite, (cols // b, rows // b))
 
     def binned_views() -> None:
         for j in range(n):
@@ -80,22 +84,23 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
         for path, mode in zip((ali_path, erased_path), modes):
             if path is not None:
                 tmp = stack.enter_context(atomic_path(path, overwrite))
-                w = MrcStreamWriter(tmp, (n, rows, cols), mode, pix_a)
+                w = MrcStreamWriter(tmp, (n, *(frame.shape() if path == ali_path else (rows, cols))), mode, pix_a)
                 stack.callback(w.abort)  # a no-op once closed
                 writers.append(w)
         if erase is None and threads > 1 and threadsafe_loops():
-            _beside_tomogram(stack, lambda: aligned_views(job, series, saved, writers, modes), binned_views,
-                             tomogram, threads, rec_path)
-            return ali_path, rec_path, erased_path
-        aligned_views(job, series, saved, writers, modes, erase, (binned, b, prebinned))
+            _beside_tomogram(stack, lambda: aligned_views(job, series, saved, writers, modes, frame=frame),
+                             binned_views, tomogram, threads, rec_path)
+            return ali_path, rec_path, erased_path, frame
+        aligned_views(job, series, saved, writers, modes, erase, (binned, b, prebinned), frame)
     tomogram()
-    return ali_path, rec_path, erased_path
+    return ali_path, rec_path, erased_path, frame
 
 
 def aligned_views(job: RunJob, series: Any, saved: Any, writers: list, modes: tuple, erase: Any = None,
-                  binning: tuple | None = None) -> None:
-    """Each raw view erased (if ``erase``; into ``writers[1]``) and warped into the aligned stack (``writers[0]``),
-    with ``binning`` ``(binned, b, prebinned)`` also binned and warped into ``binned``; then the files closed."""
+                  binning: tuple | None = None, frame: Any = None) -> None:
+    """Each raw view erased (if ``erase``; into ``writers[1]``) and warped into the aligned stack (``writers[0]``,
+    of the aligned ``frame``; None: the raw one), with ``binning`` ``(binned, b, prebinned)`` also binned and
+    warped into ``binned``; then the files closed."""
     from ..reconstruction.warp import warp_view
     from ..tracking._views import release_view
     from .images import check_finite_view, in_mode
@@ -105,7 +110,7 @@ def aligned_views(job: RunJob, series: Any, saved: Any, writers: list, modes: tu
         if erase is not None:
             raw = erase(j, raw)
             writers[1].write(in_mode(raw, modes[1]))
-        view = warp_view(raw, saved.transforms[j])
+        view = warp_view(raw, saved.transforms[j], out_shape=None if frame is None else frame.shape())
         check_finite_view(job.stack, j, view)
         writers[0].write(in_mode(view, modes[0]))
         if binning is not None:
@@ -123,7 +128,7 @@ def binned_view(raw: Any, xf: Any, binning: int, prebinned: Any, out: NDArray[np
     from ..reconstruction.warp import pull_matrix, warp_view, warp_with_matrix
 
     if prebinned is None:
-        warp_view(raw, xf, binning=binning, out=out)
+        warp_view(raw, xf, binning=binning, out_shape=out.shape, out=out)
         return
     fill = float(prebinned.mean())
     xf = np.asarray(xf, dtype=float)
@@ -160,9 +165,10 @@ def _one_thread() -> None:
 
 
 def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, binned: NDArray[np.float32],
-              rec_path: Path, thickness: int, pix_a: float | None, overwrite: bool) -> None:
+              rec_path: Path, thickness: int, pix_a: float | None, overwrite: bool, raw_size: tuple[int, int]) -> None:
     """The tomogram of the binned aligned views: streamed by ``reconstruct``'s function, or in memory with the
-    local alignments (as ``reconstruct --local``)."""
+    local alignments (as ``reconstruct --local``; their patches placed in the binned raw frame ``raw_size``,
+    about the centre the aligned frame shares)."""
     b, folder_dir = job.binning, Path(folder.paths[0]).parent
     voxel_a = pix_a * b if pix_a else None
     if folder.local is None:
@@ -175,8 +181,7 @@ def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, bin
     from ..io.mrc import write_mrc
     from ..reconstruction.wbp import weighted_back_projection
 
-    ny, nx = binned.shape[1:]
-    lp = _local_projection(ajob, folder, (nx, ny), pix_a, b)
+    lp = _local_projection(ajob, folder, raw_size, pix_a, b)
     vol = weighted_back_projection(binned, saved.tilt_angles_deg, thickness=thickness // b,
                                    use_view=saved.view_determined, local=lp)
     write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)

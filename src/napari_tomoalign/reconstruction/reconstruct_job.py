@@ -145,13 +145,16 @@ def read_pairs(path: Path, n_views: int) -> Any:
 def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignment_dir: str | os.PathLike[str],
                           out: Path, *, binning: int, thickness: int | None, lowpass: float | None,
                           options: ReconstructOptions, voxel_angstrom: float | None, overwrite: bool,
-                          aligned: Any = None) -> dict:
+                          aligned: Any = None, frame: Any = None) -> dict:
     """The streamed WBP of a raw stack with a saved alignment (`io.alignment.SavedAlignment`), into ``out``.
 
     ``aligned``: the stack's views already aligned and binned by ``binning``, as `warp.warp_view` makes them
     from the raw view (``run`` makes them in its one pass over the stack); otherwise each slab's rows are
     warped from the raw stack (`stream.WarpedRows`, the same warp). Either way one geometry and one order
     (bin the raw view, then warp it), so ``run``'s tomogram is ``reconstruct``'s on the same folder.
+
+    ``frame``: the aligned frame (`frame.FrameSize`; None: `frame.frame_size_of` the alignment, transposed for an
+    axis near 90 degrees), whose width and length the tomogram takes.
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
     ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`, and the object as ``surfaces``)
@@ -168,8 +171,12 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     mode = options.mode or ("int16" if raw.dtype.kind in "iu" else "float32")
     radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
     views = plan.views
-    source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning) if aligned is None else \
-        AlignedRows(aligned, views, binning, binned=True)
+    if frame is None:
+        from .frame import frame_size_of
+
+        frame = frame_size_of(saved)
+    source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning, frame.shape(binning)) \
+        if aligned is None else AlignedRows(aligned, views, binning, binned=True)
     try:
         res = reconstruct_streamed(
             source, plan.tilts, out, thickness=plan.thickness, memory_bytes=options.memory_bytes, output_dtype=mode,

@@ -72,10 +72,12 @@ class WarpedRows:
     transforms: NDArray[np.float64]  # (n_views, 2, 3) of the views to use
     views: NDArray[np.intp]
     binning: int = 1
+    out_shape: tuple[int, int] | None = None  # binned (rows, cols) of the aligned frame (`frame.FrameSize.shape`)
 
     def __post_init__(self) -> None:
         n = self.raw.shape
-        self.shape = (n[1] // self.binning, n[2] // self.binning)
+        self.raw_shape = (n[1] // self.binning, n[2] // self.binning)
+        self.shape = self.raw_shape if self.out_shape is None else (int(self.out_shape[0]), int(self.out_shape[1]))
         self.fill = np.array([float(bin_image(self._whole_view(j), self.binning).mean()) for j in self.views])
 
     def _whole_view(self, j: int) -> NDArray:
@@ -92,7 +94,8 @@ class WarpedRows:
 
     def rows(self, first: int, stop: int) -> NDArray[np.float32]:
         """``(n_views, stop - first, cols)`` binned aligned rows ``first..stop``."""
-        ny, nx = self.shape
+        nx = self.shape[1]
+        ny_raw = self.raw_shape[0]
         b = self.binning
         out = np.empty((self.views.size, stop - first, nx), dtype=np.float32)
         for k, j in enumerate(self.views):
@@ -100,11 +103,11 @@ class WarpedRows:
             if not np.all(np.isfinite(xf)):
                 out[k] = self.fill[k]
                 continue
-            m = pull_matrix(np.asarray(xf, dtype=float), (ny, nx), (ny, nx), b)
+            m = pull_matrix(np.asarray(xf, dtype=float), self.raw_shape, self.shape, b)
             corners = np.array([[0, first], [nx - 1, first], [0, stop - 1], [nx - 1, stop - 1]], dtype=float)
             sy = corners @ m[1, :2] + m[1, 2]
-            r0 = min(max(0, int(np.floor(sy.min()))), ny - 1)
-            r1 = max(min(ny, int(np.floor(sy.max())) + 2), r0 + 1)
+            r0 = min(max(0, int(np.floor(sy.min()))), ny_raw - 1)
+            r1 = max(min(ny_raw, int(np.floor(sy.max())) + 2), r0 + 1)
             band = bin_image(self._view_rows(j, r0 * b, r1 * b), b)
             mb = m.copy()
             mb[:, 2] += m[:, 1] * first
@@ -299,7 +302,8 @@ def reconstruct_streamed(
     if scale is None and dtype.kind == "f":
         scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
-    band = 6 * getattr(source, "raw", np.empty((1, 1, 1))).shape[1] * nx * b * b
+    raw_shape = getattr(source, "raw_shape", (1, nx))  # binned raw (rows, cols): one view's band of raw rows
+    band = 6 * getattr(source, "raw", np.empty((1, 1, 1))).shape[1] * raw_shape[1] * b * b
     n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band) if slab is None else int(slab)
     if n_rows < 1:
         raise ValueError(f"a slab must hold at least one row, not {slab}")

@@ -78,6 +78,8 @@ def add_track_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """``tomoalign run STACK (--bead-diameter-nm D | ...) --output DIR``: track, align, warp, reconstruct."""
+    from ..reconstruction.frame_option import add_size_option
+
     _add_tracking_arguments(p)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for every intermediate and the tomogram")
     p.add_argument("--bin", type=int, metavar="N",
@@ -91,6 +93,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory the tomogram's slabs may use, such as 2G (default: half of what is available); the tracking"
                         " before it and the aligned stack written beside it come on top (the whole process is bounded"
                         " by reconstruct --memory, not here)")
+    add_size_option(p)  # the aligned frame of the .ali and the tomogram (reconstruction.frame)
     p.add_argument("--imod-com", metavar="FILE",
                    help="align the tracked markers with IMOD's full model and the tiltalign options of this align.com"
                         " (and its local alignments with LocalAlignments 1), as etomo's alignment step")
@@ -182,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
                  patches=wants_patches(args),
                  patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
                  clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode, memory_bytes=args.memory,
-                 seed_view=_seed_index(args))
+                 seed_view=_seed_index(args), size=args.size)
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)
@@ -196,7 +199,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
               f" {res.tomogram.name}" + (" (with the local alignments)" if res.folder.local is not None else "")
               + (f", {res.erased.name}" if res.erased is not None else "")
-              + f" (angles from {res.tracked.tilt_source})" + (f"; {bin_note}" if bin_note else ""))
+              + f" (angles from {res.tracked.tilt_source})" + (f"; {bin_note}" if bin_note else "")
+              + (f"; {res.frame_note()}" if res.frame_note() else ""))
     else:
         from ..cli import warn_quietly
 

@@ -209,10 +209,11 @@ def predicted_gap_points(al: Alignment) -> tuple[NDArray[np.float64], NDArray[np
     return np.column_stack([vi, p[:, 1], p[:, 0]]).astype(float), al.marker_ids[mi]
 
 
-def aligned_points(al: Alignment, transforms: NDArray[np.float64], data: NDArray, marker: NDArray
-                   ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def aligned_points(al: Alignment, transforms: NDArray[np.float64], data: NDArray, marker: NDArray,
+                   frame: Any = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Marker points ``(n, 3)`` (view, y, x) of the raw frame, taken into the aligned frame by each
-    view's transform (the `imod_transforms` the aligned stack was made with); points of views left
+    view's transform (the `imod_transforms` the aligned stack was made with; ``frame``, the preview's
+    `reconstruction.frame.FrameSize`, places them in a transposed frame); points of views left
     out of the fit are dropped."""
     d = np.asarray(data, dtype=float).reshape(-1, 3)
     v = view_index(d[:, 0])
@@ -221,7 +222,9 @@ def aligned_points(al: Alignment, transforms: NDArray[np.float64], data: NDArray
     out = d[ok].copy()
     for j in np.unique(v[ok]):
         rows = v[ok] == j
-        xy = apply_transform(transforms[j], out[rows][:, [2, 1]], al.image_centre)
+        pts = out[rows][:, [2, 1]]
+        xy = apply_transform(transforms[j], pts, al.image_centre) if frame is None else frame.to_aligned(
+            transforms[j], pts)
         out[np.flatnonzero(rows), 1], out[np.flatnonzero(rows), 2] = xy[:, 1], xy[:, 0]
     return out, np.asarray(marker, dtype=np.int64)[ok]
 

@@ -91,7 +91,7 @@ class ResultLayers:
         """The markers of the snapshot ``(points, ids)`` taken into the aligned frame."""
         result = self.result
         assert result is not None  # set by `steps`
-        points, ids = aligned_points(result.alignment, result.transforms, data[0], data[1])
+        points, ids = aligned_points(result.alignment, result.transforms, data[0], data[1], result.frame)
         self._points(ALIGNED_MARKERS, points, ids, symbol="ring", size=self._ring_size(), text="{marker}")
 
     def show_residual_vectors(self) -> None:
