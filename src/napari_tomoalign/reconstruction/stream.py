@@ -239,9 +239,15 @@ def integer_scale(vol: NDArray[np.float32], dtype: np.dtype) -> tuple[float, flo
     ``tilt`` such a ``SCALE`` for its integer tomograms; without one, a WBP in density units rounds to a few
     levels or to nothing."""
     info = np.iinfo(dtype)
-    v = vol.astype(np.float64, copy=False)
-    mean = float(v.mean())
-    spread = 2.0 * max(float(v.max()) - mean, mean - float(v.min())) if info.bits > 8 else 5.0 * float(v.std())
+    # sums a section at a time: a float64 copy of the slab was twice the slab, past the memory budget
+    # (new user's finding O, session 12: --memory 3G peaked at 7.2 GB)
+    n = float(vol.size)
+    mean = sum(float(vol[z].sum(dtype=np.float64)) for z in range(vol.shape[0])) / n
+    if info.bits > 8:
+        spread = 2.0 * max(float(vol.max()) - mean, mean - float(vol.min()))
+    else:
+        var = sum(float(np.square(vol[z] - np.float32(mean), dtype=np.float64).sum()) for z in range(vol.shape[0])) / n
+        spread = 5.0 * float(np.sqrt(var))
     mult = float(info.max - info.min) / 2.0 / spread if np.isfinite(spread) and spread > 0 else 1.0
     return -mean + (float(info.max) + float(info.min) + 1.0) / 2.0 / mult, mult
 

@@ -165,8 +165,6 @@ def weighted_back_projection(
     tilts = np.asarray(tilt_angles_deg, dtype=float)
     if tilts.shape != (aligned_shape[0],):
         raise ValueError(f"{tilts.size} tilt angles for a stack of {aligned_shape[0]} views; they must match")
-    if not np.all(np.isfinite(tilts)):
-        raise ValueError("a tilt angle is NaN or infinite; give the solved or nominal angle of every view")
     if int(binning) != binning or binning < 1:
         raise ValueError(f"binning must be a positive integer, not {binning}")
     binning = int(binning)
@@ -177,6 +175,8 @@ def weighted_back_projection(
     views = np.flatnonzero(keep)
     if views.size == 0:
         raise ValueError("no views to reconstruct from")
+    if not np.all(np.isfinite(tilts[views])):  # a view left out may have none (undetermined by the fit: NaN)
+        raise ValueError("a tilt angle is NaN or infinite; give the solved or nominal angle of every view")
     check_tilts_below_90(tilts, views)
     n_y, n_x = aligned_shape[1] // binning, aligned_shape[2] // binning
     y0, y1 = (0, n_y) if rows is None else (max(0, int(rows[0])), min(n_y, int(rows[1])))
