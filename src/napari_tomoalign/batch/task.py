@@ -290,16 +290,17 @@ def alignment_figures(al: Any) -> dict[str, Any]:
 
 def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, export: tuple[str, ...] = ()
            ) -> dict[str, Any]:
-    from ..jobs.align import AlignJob
+    from ..jobs.align import AlignJob, read_prexg
     from ..local_jobs import wants_local
 
     settings, com = series_settings({**defaults, **spec.options})
     inputs = {k: str(v) for k, v in (("markers", spec.markers), ("tilt_angles", spec.tilt_angles),
-                                      ("stack", spec.stack), ("imod_com", com)) if v is not None}
+                                      ("stack", spec.stack), ("imod_com", com), ("prexg", spec.prexg)) if v is not None}
     with one_thread():
         markers, tilts, size, pix = _inputs(spec, defaults.get("pixel_size_nm"))
+        pre = read_prexg(spec.prexg, len(tilts)) if spec.prexg is not None else None  # the .xf: the raw stack's
         job = AlignJob(markers, tilts, (int(size[0]), int(size[1])), settings, pix, com, local=wants_local(com),
-                       stem=spec.name, inputs=inputs)
+                       stem=spec.name, inputs=inputs, prexg=pre)
         job.check()
         al, solve, written, notes = solve_and_write(job, out, export)
     return make_row(spec.name, alignment_status(al), path="align", **alignment_figures(al),
