@@ -154,7 +154,8 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     result = _in_seed_view(seed, tilts, lambda: track_beads(
         series.data, tilts, d_px, tilt_axis_deg=axis, n_beads=n_beads, progress=progress, threads=threads,
         clumps=job.clumps, dark=job.dark, searches=searches, coarse=early, seed_view=seed, skip_views=blank))
-    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit)] if n]
+    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit),
+                                       _mdoc_note(stack_path, source, axis_note, series)] if n]
     searches.clear()  # the searches of whole views: freed before the writing
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0 or result.alignment is None:
@@ -171,6 +172,17 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                           pixel_size_nm=pixel_nm)
     write_bead_quality_csv(quality, result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
+
+
+def _mdoc_note(stack_path: str | os.PathLike[str], tilt_source: str, axis_note: str | None, series) -> str | None:
+    """When the tilt angles or the axis came from the ``.mdoc`` beside the stack: a note if it describes other
+    images (`mdoc_dose.mdoc_mismatch_note`: binned since, or another series' file)."""
+    if not (str(tilt_source).lower().endswith(".mdoc") or (axis_note or "").endswith("'Tilt axis angle')")):
+        return None
+    from ..io.mdoc_dose import mdoc_mismatch_note
+
+    rows, cols = series.data.shape[1:]
+    return mdoc_mismatch_note(stack_path, (cols, rows), series.pixel_size_angstrom)
 
 
 def checked_seed_view(index: int | None, n_views: int) -> int | None:
