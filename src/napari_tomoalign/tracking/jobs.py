@@ -163,6 +163,13 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                          "; check the bead diameter and the tilt angles"))
     if hint:
         result.warnings.append(f"warning: {hint}")
+    from ..alignment.validation import tilt_file_mismatch
+
+    off = tilt_file_mismatch(result.alignment.tilt_angles_deg, tilts, result.alignment.view_determined)
+    if off is not None:  # `run` refuses to go on from here; `track` writes the markers and says so
+        result.warnings.append(f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg"
+                               f" (view {view_number(off[1])}): {source} does not match the views of {stack_path}"
+                               " (another series', or another order?)")
     if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
         a = result.alignment.tilt_axis_deg
         result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
