@@ -163,13 +163,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                          "; check the bead diameter and the tilt angles"))
     if hint:
         result.warnings.append(f"warning: {hint}")
-    from ..alignment.validation import tilt_file_mismatch
-
-    off = tilt_file_mismatch(result.alignment.tilt_angles_deg, tilts, result.alignment.view_determined)
-    if off is not None:  # `run` refuses to go on from here; `track` writes the markers and says so
-        result.warnings.append(f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg"
-                               f" (view {view_number(off[1])}): {source} does not match the views of {stack_path}"
-                               " (another series', or another order?)")
+    result.warnings += [w for w in [tilt_file_warning(result, tilts, source, stack_path)] if w]
     if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
         a = result.alignment.tilt_axis_deg
         result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
@@ -179,6 +173,20 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                           pixel_size_nm=pixel_nm)
     write_bead_quality_csv(quality, result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
+
+
+def tilt_file_warning(result: TrackingResult, tilts: NDArray, source: str, stack: str | os.PathLike[str]) -> str | None:
+    """The warning that the tracked markers' solved tilts leave the given ones by more than the tilt file can
+    explain (`validation.tilt_file_mismatch`): `run` refuses to go on there; `track` and the dock say it."""
+    from ..alignment.validation import tilt_file_mismatch
+
+    al = result.alignment
+    off = None if al is None else tilt_file_mismatch(al.tilt_angles_deg, tilts, al.view_determined)
+    if off is None:
+        return None
+    return (f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
+            f" {view_number(off[1])}): {source} does not match the views of {stack} (another series', or another"
+            " order?)")
 
 
 def _mdoc_note(stack_path: str | os.PathLike[str], tilt_source: str, axis_note: str | None, series) -> str | None:
