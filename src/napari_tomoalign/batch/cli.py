@@ -46,7 +46,8 @@ Table columns (paths relative to the table; empty cells take the options above):
   bead_diameter_nm, bead_diameter_px   the run path (one of them)
   beads, bin, thickness, erase_gold    the run path's tracking and tomogram options
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
-  max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift     the solver's options
+  max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift, exclude_views (as 1-3,40)
+                          the solver's options
   imod_com                IMOD's full model from this align.com instead (both paths; local alignments too)
 summary.csv columns: name, status (done, check, skipped, not-converged, failed, no-markers), path (align or
 run), rms_residual_px, mean_residual_px, pixel_size_nm, n_markers, n_views, n_observations, n_flagged (robust fit),
