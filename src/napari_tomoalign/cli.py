@@ -378,9 +378,11 @@ def _main(argv: Sequence[str] | None) -> int:
             except OSError as exc:
                 return _error(os_error_message(exc), 2)
     except (KeyboardInterrupt, StopRequested) as exc:
+        landed = getattr(exc, "landed", None)  # what did land (a batch's series)
+        more = f"; {landed}" if landed else ""
         if isinstance(exc, StopRequested) and exc.signum == signal.SIGTERM:
-            return _error("terminated; no output was changed by the unfinished step", 143)
-        return _error("interrupted; no output was changed by the unfinished step", 130)
+            return _error(f"terminated; no output was changed by the unfinished step{more}", 143)
+        return _error(f"interrupted; no output was changed by the unfinished step{more}", 130)
     except Exception as exc:  # a bug: one line, and the traceback on request
         stop = stop_behind(exc)
         if stop is not None:  # a Ctrl-C that compiled code (numba) wrapped in a SystemError

@@ -127,6 +127,12 @@ def test_closing_the_dock_mid_run_restores_the_garbage_collector(qtbot, sample_v
     assert not gc.isenabled()  # held off while a run is under way
     viewer.window.remove_dock_widget(widget)
     assert gc.isenabled() and not widget.busy and gc.get_freeze_count() == 0
+    # a worker's progress signal after the close reaches no deleted widget (new user's finding M, session 12)
+    for runner in (widget.runner, widget.beads.runner):
+        runner.progress.native.deleteLater()
+    qtbot.wait(20)
+    for runner in (widget.runner, widget.beads.runner):
+        runner._on_progress("coarse", 2, 41, "coarse alignment: view 2 of 41")
 
 
 def test_input_errors_are_reported_and_nothing_changes(qtbot, sample_viewer, tmp_path):

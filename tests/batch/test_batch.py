@@ -452,6 +452,34 @@ def test_a_dead_worker_is_named_in_one_line_and_the_budget_follows_the_worker(cl
     text = error_text(killed)
     assert "\n" not in text and text.startswith("the worker running this series died (out of memory")
     assert worker_budget() is None  # not in a worker: the stream's own default
+    from napari_tomoalign.errors import UsageError
+
+    said = error_text(UsageError("the beads measure about 9.9 nm across, not the 30.0 nm given: give"
+                                 " --bead-diameter-nm 9.9 (or --bead-diameter-nm auto)"))  # a table's cell, finding B4
+    assert said.endswith("set bead_diameter_nm (its table cell, or --bead-diameter-nm) to 9.9 (or auto)")
     limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
     budgets = client.submit(worker_budget, pure=False).result()
     assert budgets in {int(v) // WORKER_SHARE for v in limits.values() if v}
+
+
+def test_etomo_models_take_their_prexg_and_rawtlt_as_align_does(client, tmp_path):
+    """New user's findings J and I (session 12): batch wrote a .fid's .preali transforms as NAME.xf (23 px off the
+    raw stack's on BBa's view 33) with the .prexg beside it unused, and took NAME.tlt before NAME.rawtlt."""
+    from napari_tomoalign.cli import main
+    from napari_tomoalign.io.imod import read_xf
+
+    bb = Path(__file__).resolve().parents[1] / "data" / "imod-tutorial-BB"
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("BBa.fid", "BBa.rawtlt", "BBa.prexg", "BBa.tlt"):  # BBa.tlt: solved angles, as etomo leaves them
+        (src / name).write_bytes((bb / name).read_bytes())
+    (src / "t.csv").write_text("markers,pixel_size_nm,tilt_axis\nBBa.fid,2.02,-12.5\n")
+    res = run_batch(src / "t.csv", tmp_path / "out", client=client, progress=False)
+    assert [r["status"] for r in res.rows] == ["done"]
+    assert main(["align", str(src / "BBa.fid"), "--tilt-angles", str(src / "BBa.rawtlt"), "--prexg",
+                 str(src / "BBa.prexg"), "--pixel-size-nm", "2.02", "--tilt-axis", "-12.5", "--output",
+                 str(tmp_path / "cli"), "--quiet"]) == 0
+    np.testing.assert_allclose(read_xf(tmp_path / "out" / "BBa" / "BBa.xf"), read_xf(tmp_path / "cli" / "BBa.xf"))
+    assert abs(read_xf(tmp_path / "out" / "BBa" / "BBa.xf")[32, 0, 2] - read_xf(bb / "BBa.xf")[32, 0, 2]) < 1.0
+    info = json.loads((tmp_path / "out" / "BBa" / "alignment.json").read_text())
+    assert info["inputs"]["tilt_angles"].endswith("BBa.rawtlt") and info["inputs"]["prexg"].endswith("BBa.prexg")

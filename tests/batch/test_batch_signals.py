@@ -142,3 +142,21 @@ def test_after_a_stop_a_users_own_client_is_left_open():
     theirs = _Wedged()
     runner._close_after_stop(theirs, None, theirs, dict(os.environ), wait_s=0.5)
     assert theirs.asked == []
+
+
+def test_a_stop_names_the_series_that_landed_before_it(tmp_path, capsys, monkeypatch):
+    """New user's finding B5 (session 12): Ctrl-C after three series were redone said only that nothing was
+    changed by the unfinished step; the three replaced series were not named."""
+    from napari_tomoalign.batch import runner
+    from napari_tomoalign.cli import main
+
+    def stopped(*_, **__):
+        exc = KeyboardInterrupt()
+        exc.landed = "2 series had finished and keep their new files (a, b); summary.csv was not written"
+        raise exc
+
+    monkeypatch.setattr(runner, "run_batch", stopped)
+    assert main(["batch", str(tmp_path), "--output", str(tmp_path / "o"), "--bead-diameter-nm", "10"]) == 130
+    err = capsys.readouterr().err
+    assert err == ("tomoalign: interrupted; no output was changed by the unfinished step; 2 series had finished and"
+                   " keep their new files (a, b); summary.csv was not written\n")

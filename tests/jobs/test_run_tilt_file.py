@@ -25,6 +25,8 @@ def test_run_refuses_a_tilt_file_in_another_order_naming_it(tmp_path, capsys):
     assert err.count("\n") == 1 and "differ from the given ones by up to" in err
     assert f"{tmp_path / 'ds.rawtlt'} does not match the views of {path}" in err
     assert not (tmp_path / "r").exists()
+    assert main(["track", str(path), "--bead-diameter-nm", "10", "--output", str(tmp_path / "t.fid")]) == 0
+    assert f"{tmp_path / 'ds.rawtlt'} does not match the views of {path}" in capsys.readouterr().out  # said, kept
 
 
 def test_a_solved_tilt_beyond_90_degrees_is_not_written_and_small_differences_pass():

@@ -72,3 +72,21 @@ def test_a_tilt_axis_given_against_the_mdoc_is_taken_and_warned(turned, capsys):
         assert "warning" not in capsys.readouterr().err
     finally:
         (d / "plain.st.mdoc").unlink()
+
+
+def test_a_mdoc_of_other_images_is_noted(turned, capsys):
+    """New user's finding K (session 12): a .mdoc copied from another series (1024^2 at 4 A beside a 256^2 stack at
+    8 A) gave its angles and axis without a word."""
+    d = turned
+    (d / "plain.st.mdoc").write_text(MDOC.format(name="plain.st", axis="84.0"))
+    try:
+        assert main(["track", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "k.csv")]) == 0
+        assert "describes images of" not in capsys.readouterr().out  # the same images: nothing said
+        (d / "plain.st.mdoc").write_text(MDOC.format(name="plain.st", axis="84.0").replace(
+            "PixelSpacing = 8\n", "PixelSpacing = 4\n").replace("ImageSize = 256 256", "ImageSize = 1024 1024"))
+        assert main(["track", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "k.csv"),
+                     "--force"]) == 0
+        out = capsys.readouterr().out
+        assert "describes images of 1024 x 1024 at 4 A, the stack is 256 x 256 at 8 A" in out
+    finally:
+        (d / "plain.st.mdoc").unlink()

@@ -38,17 +38,19 @@ runs they were replacing (exit 143 or 130)."""
 
 EPILOG = """\
 SOURCE: a folder, a quoted glob ('session/*.st') or a CSV table with a header row. Tilt angles and
-markers are looked for beside each stack by its stem (NAME.tlt or NAME.rawtlt; else the .mdoc or
-header). Table columns (paths relative to the table; empty cells take the options above):
-  stack, markers          at least one; tilt_angles; name (default: the stem)
+markers are looked for beside each stack by its stem (NAME.rawtlt before NAME.tlt, as IMOD; else the
+.mdoc or header), and etomo's NAME.prexg beside an IMOD model (the .xf is then the raw stack's).
+Table columns (paths relative to the table; empty cells take the options above):
+  stack, markers          at least one; tilt_angles; prexg; name (default: the stem)
   pixel_size_nm           (else the header's); image_width, image_height: for CSV markers alone
   bead_diameter_nm, bead_diameter_px   the run path (one of them)
   beads, bin, thickness, erase_gold    the run path's tracking and tomogram options
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
-  max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift     the solver's options
+  max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift, exclude_views (as 1-3,40)
+                          the solver's options
   imod_com                IMOD's full model from this align.com instead (both paths; local alignments too)
-summary.csv columns: name, status (done, skipped, not-converged, failed, no-markers), path (align or
-run), rms_residual_px, mean_residual_px, n_markers, n_views, n_observations, n_flagged (robust fit),
+summary.csv columns: name, status (done, check, skipped, not-converged, failed, no-markers), path (align or
+run), rms_residual_px, mean_residual_px, pixel_size_nm, n_markers, n_views, n_observations, n_flagged (robust fit),
 beads_tracked, points_tracked, tracking_flagged, tracking_weak (run path), converged, time_s,
 track_s, solve_s, write_s, images_s, error, notes, output, outlier.
 Exit status: 0 when every series landed, 3 when some did not (each named; see summary.csv), 2 for bad input.

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.convert import normalise_format
-from ..stops import signals_held
+from ..stops import StopRequested, signals_held
 from .series import SeriesSpec, discover
 from .stamp import discard_unfinished_series, restore_kept_runs
 from .summary import flag_outliers, write_summary_csv, write_summary_png
@@ -232,12 +232,16 @@ def run_batch(
         try:
             dashboard = _announce(own, scheduler, say)
             _submit_all(own, todo, out, defaults, export, show, force, rows)
-        except BaseException:
+        except BaseException as exc:
             with signals_held():  # a second Ctrl-C waits for the series to be put back
                 _close_after_stop(own, cluster, client, environ)
                 if cluster is not None and processes:  # stopped (a signal): our workers are gone, their series undone
                     discard_unfinished_series(out, [s for s in todo if s.name not in rows])
                     _remove_if_empty(out, made)
+            landed = [s.name for s in todo if s.name in rows and rows[s.name]["status"] != "failed"]
+            if landed and isinstance(exc, (KeyboardInterrupt, StopRequested)):  # said on the stop's one line
+                setattr(exc, "landed", f"{len(landed)} series had finished and keep their new files"  # noqa: B010
+                        f" ({', '.join(landed[:8])}{', ...' if len(landed) > 8 else ''}); summary.csv was not written")
             raise
         _close(own, cluster, client, environ)
     ordered = [rows[s.name] for s in specs]

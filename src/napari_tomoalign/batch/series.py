@@ -2,13 +2,17 @@
 
 A series is found from its *stack* or its *markers*; the other files are looked for beside it, by
 the same stem: markers ``STEM.fid``, ``STEM.mod``, ``STEM.csv`` or ``STEM_markers.csv``; tilt angles
-``STEM.tlt`` or ``STEM.rawtlt`` (for a stack without either, the workers use its ``.mdoc`` or
-extended header, as ``open_tilt_series`` does); stack ``STEM.mrc``, ``.st`` or ``.mrcs``.
+``STEM.rawtlt`` or ``STEM.tlt``, in IMOD's order as everywhere (`io.tilt_sources.sibling_tilt_file`: the nominal
+``.rawtlt`` first, a ``.tlt`` beside a raw stack holds an earlier run's solved angles; for a stack without
+either, the workers use its ``.mdoc`` or extended header, as ``open_tilt_series`` does); stack ``STEM.mrc``,
+``.st`` or ``.mrcs``; for an IMOD model (``.fid``/``.mod``), etomo's ``STEM.prexg`` beside it: the model was placed
+on the ``.preali``, and the ``.xf`` written is then the raw stack's, as ``align --prexg`` makes it.
 
 The CSV table has a header. Columns (paths relative to the table's folder):
 
 - ``stack``, ``tilt_angles``, ``markers`` (at least one of stack and markers), ``name`` (default: the
-  stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``;
+  stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``,
+  ``prexg`` (etomo's, for markers placed on the ``.preali``; default: ``STEM.prexg`` beside an IMOD model);
 - for a stack without markers, which is tracked (the ``run`` path): ``bead_diameter_nm`` or
   ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin`` and
   ``thickness`` (of the tomogram), ``erase_gold`` (yes/no), ``clumps`` (skip/track, as ``run --clumps``);
@@ -34,16 +38,16 @@ from ..io.atomic import safe_name
 from ..io.errors import FileFormatError
 from ..io.guarded import read_bytes_limited, read_text_limited
 from ..io.limits import pixel_size_nm as checked_pixel_size
+from ..io.tilt_sources import sibling_tilt_file
 from ..jobs.solver_options import OPTION_NAMES
 
 STACK_EXT = (".mrc", ".st", ".mrcs")
 MARKER_EXT = (".fid", ".mod", ".csv")
-TILT_EXT = (".tlt", ".rawtlt")
 # the solver's options (`jobs.solver_options`, declared once for the command line, batch and the dock), and
 # an align.com for IMOD's full model (and local alignments), a path relative to the table
 OPTION_COLUMNS = (*OPTION_NAMES, "imod_com")
 RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold", "patches", "clumps")  # options of the run path (tracked series)
-_KNOWN = {"name", "stack", "tilt_angles", "markers", "bead_diameter_nm", "bead_diameter_px", "image_width",
+_KNOWN = {"name", "stack", "tilt_angles", "markers", "prexg", "bead_diameter_nm", "bead_diameter_px", "image_width",
           "image_height", "pixel_size_nm", *OPTION_COLUMNS, *RUN_COLUMNS}
 
 
@@ -60,11 +64,12 @@ class SeriesSpec:
     bead_diameter_nm: float | None = None
     bead_diameter_px: float | None = None
     options: dict[str, str] = field(default_factory=dict)
+    prexg: Path | None = None  # etomo's .prexg: the markers were placed on the .preali
 
     @property
     def inputs(self) -> list[Path]:
         """The files the outputs depend on (for the 'newer than the inputs' check)."""
-        return [p for p in (self.markers, self.tilt_angles, self.stack) if p is not None]
+        return [p for p in (self.markers, self.tilt_angles, self.stack, self.prexg) if p is not None]
 
 
 def _stem(p: Path) -> str:
@@ -92,8 +97,10 @@ def spec_from_file(path: Path) -> SeriesSpec:
     else:
         markers = path
         stack = _first(folder, stem, STACK_EXT)
-    tilts = _first(folder, stem, TILT_EXT)
-    return SeriesSpec(name=stem, markers=markers, tilt_angles=tilts, stack=stack)
+    tilts = sibling_tilt_file(folder / f"{stem}{ext}")  # IMOD's order, the one rule (module docstring)
+    prexg = _first(folder, stem, (".prexg",)) if markers is not None and markers.suffix.lower() in (".fid", ".mod") \
+        else None
+    return SeriesSpec(name=stem, markers=markers, tilt_angles=tilts, stack=stack, prexg=prexg)
 
 
 def _dedupe(specs: list[SeriesSpec]) -> list[SeriesSpec]:
@@ -155,6 +162,7 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
     return SeriesSpec(
         name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"), markers=markers or found.markers,
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,
+        prexg=path("prexg") or found.prexg,
         image_size=None if w is None else (int(w), int(h)),  # type: ignore[arg-type]
         pixel_size_nm=checked_pixel_size(_opt_float(row, "pixel_size_nm", where), f"{where}: pixel_size_nm"),
         bead_diameter_nm=_opt_float(row, "bead_diameter_nm", where),

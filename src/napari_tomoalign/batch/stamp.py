@@ -42,8 +42,8 @@ def _identity(p: Path) -> dict[str, Any]:
 
 
 def input_files(spec: SeriesSpec, defaults: dict[str, Any]) -> dict[str, Path]:
-    """The files a series' outputs depend on: its markers, tilt angles, stack and align.com."""
-    files = dict(markers=spec.markers, tilt_angles=spec.tilt_angles, stack=spec.stack)
+    """The files a series' outputs depend on: its markers, tilt angles, stack, .prexg and align.com."""
+    files = dict(markers=spec.markers, tilt_angles=spec.tilt_angles, stack=spec.stack, prexg=spec.prexg)
     com = spec.options.get("imod_com") or defaults.get("imod_com")
     files["imod_com"] = Path(com) if com not in (None, "") else None
     return {k: Path(v) for k, v in files.items() if v is not None}

@@ -213,6 +213,9 @@ def error_text(exc: BaseException) -> str:
         return ("the worker running this series died (out of memory, most likely: each worker may use the machine's"
                 " memory over the workers); run it with fewer workers (--workers 1), or give the workers more memory")
     msg = " ".join(str(exc).split()) or type(exc).__name__
+    for unit in ("nm", "px"):  # the command line's option, in a batch's words: a table cell or the option
+        msg = msg.replace(f"give --bead-diameter-{unit} ", f"set bead_diameter_{unit} (its table cell, or"
+                          f" --bead-diameter-{unit}) to ").replace(f" (or --bead-diameter-{unit} auto)", " (or auto)")
     known = isinstance(exc, (FileFormatError, UsageError, OverwriteError, ValueError))  # AlignmentError is one
     return (msg if known else f"{type(exc).__name__}: {msg}")[:300]
 
@@ -290,16 +293,17 @@ def alignment_figures(al: Any) -> dict[str, Any]:
 
 def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, export: tuple[str, ...] = ()
            ) -> dict[str, Any]:
-    from ..jobs.align import AlignJob
+    from ..jobs.align import AlignJob, read_prexg
     from ..local_jobs import wants_local
 
     settings, com = series_settings({**defaults, **spec.options})
     inputs = {k: str(v) for k, v in (("markers", spec.markers), ("tilt_angles", spec.tilt_angles),
-                                      ("stack", spec.stack), ("imod_com", com)) if v is not None}
+                                      ("stack", spec.stack), ("imod_com", com), ("prexg", spec.prexg)) if v is not None}
     with one_thread():
         markers, tilts, size, pix = _inputs(spec, defaults.get("pixel_size_nm"))
+        pre = read_prexg(spec.prexg, len(tilts)) if spec.prexg is not None else None  # the .xf: the raw stack's
         job = AlignJob(markers, tilts, (int(size[0]), int(size[1])), settings, pix, com, local=wants_local(com),
-                       stem=spec.name, inputs=inputs)
+                       stem=spec.name, inputs=inputs, prexg=pre)
         job.check()
         al, solve, written, notes = solve_and_write(job, out, export)
     return make_row(spec.name, alignment_status(al), path="align", **alignment_figures(al),

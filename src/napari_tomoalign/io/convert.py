@@ -359,5 +359,5 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     from .relion import write_relion
 
     return write_relion(saved, out, stem, nominal_tilt_angles_deg=nominal, thickness_px=thickness_px,
-                        stack_name=None if stack is None else str(stack),
+                        stack_name=None if stack is None else str(Path(stack).resolve()),  # one base: absolute
                         pre_exposure=None if facts is None else facts.pre_exposure, overwrite=overwrite)

@@ -108,3 +108,34 @@ def _recorded_order(df, z: NDArray[np.int_]) -> NDArray[np.int_]:
         except ValueError:
             pass
     return np.argsort(z, kind="stable")
+
+
+def mdoc_mismatch_note(stack_path: str | os.PathLike[str], image_size: tuple[int, int],
+                       pixel_size_angstrom: float | None) -> str | None:
+    """A note when the ``.mdoc`` beside a stack describes other images (its ``ImageSize`` or ``PixelSpacing``
+    before the sections): a stack binned since, or a file copied from another series, whose tilt angles and axis
+    would be taken all the same. None when it agrees, or says nothing of them."""
+    import re
+
+    mdoc = mdoc_beside(stack_path)
+    if mdoc is None:
+        return None
+    try:
+        with open(require_regular_file(mdoc, "SerialEM .mdoc"), "rb") as f:
+            head = f.read(65536).decode("utf-8", "replace").split("[ZValue", 1)[0]
+    except (OSError, FileFormatError):
+        return None
+    size = re.search(r"^\s*ImageSize\s*=\s*(\d+)\s+(\d+)", head, re.MULTILINE)
+    pix = re.search(r"^\s*PixelSpacing\s*=\s*([0-9.eE+-]+)", head, re.MULTILINE)
+    theirs = (int(size.group(1)), int(size.group(2))) if size else None
+    their_pix = float(pix.group(1)) if pix else None
+    off_size = theirs is not None and theirs != tuple(image_size)
+    off_pix = bool(their_pix and pixel_size_angstrom and abs(their_pix / pixel_size_angstrom - 1.0) > 0.02)
+    if not (off_size or off_pix):
+        return None
+    said = " at ".join(x for x in (f"{theirs[0]} x {theirs[1]}" if theirs else "",
+                                   f"{their_pix:g} A" if their_pix else "") if x)
+    ours = " at ".join(x for x in (f"{image_size[0]} x {image_size[1]}",
+                                   f"{pixel_size_angstrom:g} A" if pixel_size_angstrom else "") if x)
+    return (f"note: {mdoc} describes images of {said}, the stack is {ours}: binned since, or another series' file?"
+            " (its tilt angles and axis are used)")

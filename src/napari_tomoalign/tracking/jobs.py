@@ -154,7 +154,8 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     result = _in_seed_view(seed, tilts, lambda: track_beads(
         series.data, tilts, d_px, tilt_axis_deg=axis, n_beads=n_beads, progress=progress, threads=threads,
         clumps=job.clumps, dark=job.dark, searches=searches, coarse=early, seed_view=seed, skip_views=blank))
-    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit)] if n]
+    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit),
+                                       _mdoc_note(stack_path, source, axis_note, series)] if n]
     searches.clear()  # the searches of whole views: freed before the writing
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0 or result.alignment is None:
@@ -162,6 +163,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                          "; check the bead diameter and the tilt angles"))
     if hint:
         result.warnings.append(f"warning: {hint}")
+    result.warnings += [w for w in [tilt_file_warning(result, tilts, source, stack_path)] if w]
     if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
         a = result.alignment.tilt_axis_deg
         result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
@@ -171,6 +173,31 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
                           pixel_size_nm=pixel_nm)
     write_bead_quality_csv(quality, result, overwrite=overwrite)
     return TrackedStack(result, out, pixel_nm, source)
+
+
+def tilt_file_warning(result: TrackingResult, tilts: NDArray, source: str, stack: str | os.PathLike[str]) -> str | None:
+    """The warning that the tracked markers' solved tilts leave the given ones by more than the tilt file can
+    explain (`validation.tilt_file_mismatch`): `run` refuses to go on there; `track` and the dock say it."""
+    from ..alignment.validation import tilt_file_mismatch
+
+    al = result.alignment
+    off = None if al is None else tilt_file_mismatch(al.tilt_angles_deg, tilts, al.view_determined)
+    if off is None:
+        return None
+    return (f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
+            f" {view_number(off[1])}): {source} does not match the views of {stack} (another series', or another"
+            " order?)")
+
+
+def _mdoc_note(stack_path: str | os.PathLike[str], tilt_source: str, axis_note: str | None, series) -> str | None:
+    """When the tilt angles or the axis came from the ``.mdoc`` beside the stack: a note if it describes other
+    images (`mdoc_dose.mdoc_mismatch_note`: binned since, or another series' file)."""
+    if not (str(tilt_source).lower().endswith(".mdoc") or (axis_note or "").endswith("'Tilt axis angle')")):
+        return None
+    from ..io.mdoc_dose import mdoc_mismatch_note
+
+    rows, cols = series.data.shape[1:]
+    return mdoc_mismatch_note(stack_path, (cols, rows), series.pixel_size_angstrom)
 
 
 def checked_seed_view(index: int | None, n_views: int) -> int | None:

@@ -241,7 +241,9 @@ class BeadSection:
         keeps the height of its old text, and Qt's height for rich text falls a line short here."""
         label = self.legend.native
         label.setText(text)
-        width = max(label.width(), DOCK_CONTENT_WIDTH)
+        # the narrower of its laid-out width and the dock's design width: at 1280 x 800 the dock is 328 px, and a
+        # height reserved at 340 px cut the legend to one line (new user's nit, session 12)
+        width = min(label.width(), DOCK_CONTENT_WIDTH) if label.width() > 100 else DOCK_CONTENT_WIDTH
         label.setMinimumHeight(label.heightForWidth(width) + label.fontMetrics().lineSpacing())
 
     # ------------------------------------------------------------------ track

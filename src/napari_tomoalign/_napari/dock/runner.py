@@ -137,6 +137,7 @@ class Runner:
         self._heap = HeapFreeze()
         self._worker: Any = None
         self._last_progress = 0.0
+        self._closed = False  # torn down: a worker's last progress signals must not reach deleted widgets
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
         self.warmed_up = threading.Event()
@@ -201,6 +202,8 @@ class Runner:
         return self._stop.is_set()
 
     def _on_progress(self, stage: str, done: int, total: int, text: str) -> None:
+        if self._closed:  # napari closed while a Track ran (new user's finding M, session 12: tracebacks)
+            return
         now = time.perf_counter()
         if now - self._last_progress < PROGRESS_EVERY_S and done < total:
             return  # each update lays out and repaints part of the window (10-40 ms on software OpenGL)
@@ -248,6 +251,7 @@ class Runner:
 
     def teardown(self) -> None:
         """The dock is closing: stop any run and leave nothing process-wide changed."""
+        self._closed = True
         self._stop.set()
         self._gc.release()
         self._heap.release()
