@@ -150,7 +150,7 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
     q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
     vol = volume_empty((n_z, *views.shape[1:]))  # as the WBP makes it: its rows on cache lines
     slabs = choose_slabs(mats, grid, n_z, views.shape[:0:-1])
-    slab = int(slabs.min())
+    slab, groups = int(slabs.min()), "/".join(str(t) for t in slabs[::VIEW_GROUP])
     runs = {
         "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
         "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
@@ -175,14 +175,13 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
                 rows[name].append(timed(fn)[:3])
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
     pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1], shear)
-    slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
-                                                     strict=True))
-    groups = "/".join(str(t) for t in slabs[::VIEW_GROUP])
+    errors = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
+                                                      strict=True))
     kernel = {0: "the exact voxel kernel", 1: "the block kernel"}.get(slab, f"the one-row kernel, slabs per group of"
                                                                           f" {VIEW_GROUP} views {groups}")
     print(f"  binning {binning}: block errors: position {pos:.3f} px (limit {BLOCK_TOLERANCE_PX}), extrapolation"
           f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}); slab errors (sections: px, limit {SLAB_TOLERANCE_PX}):"
-          f" {slabs}: {kernel}")
+          f" {errors}: {kernel}")
     g = med["global"]
     for name, (w, c, sy) in med.items():
         print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU (system {1000 * sy:5.1f})"
