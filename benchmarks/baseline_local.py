@@ -23,7 +23,7 @@ from napari_tomoalign.reconstruction.local_blocks import (
     filtered_sheared_views,
     view_shears,
 )
-from napari_tomoalign.reconstruction.local_errors import measured_errors, row_shears, uniform_slab
+from napari_tomoalign.reconstruction.local_errors import BUDGET_SLAB, measured_errors, row_shears, uniform_slab
 
 sys.path.insert(0, str(Path(__file__).parent))
 import baseline_local_rows  # noqa: E402
@@ -46,7 +46,7 @@ def local_wbp_s11(views, filt, mats, grid, n_z):
     with one slab for all views."""
     n_v, n_r, n_u = views.shape
     pos, _, err = measured_errors(mats, grid, n_z, (n_u, n_r))
-    slab = min(16, uniform_slab(err, pos))
+    slab = min(BUDGET_SLAB, uniform_slab(err, pos))  # session 11's SLABS went up to 16
     if slab < 2:
         raise ValueError("no slab is within its error here: session 11 ran another kernel")
     shear = row_shears(mats)
