@@ -5,8 +5,9 @@ error check (`local_blocks.block_errors`), its filter (`local_blocks.filtered_sh
 kernel (`local_blocks.backproject_local_blocks`: blocks of 64 rows, each lane interpolated in column and
 row). `local_wbp_s9` runs that path as `local_blocks.backproject_local_views` did in session 9, for a stack
 binned already, into a volume made as the WBP makes it (`bp_kernels.volume_empty`: on a cache line).
-`local_wbp_s10` runs session 10's: the same error check and filter as today, then session 10's one-row kernel
-(`baseline_local_rows.py`).
+`local_wbp_s11` runs session 11's: the same error check and filter as today, then session 11's one-row kernel
+(`baseline_local_rows.py`) with session 11's one slab for all views (the thickest of 16, 12, 8 and 4 sections
+within the tolerance).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from napari_tomoalign.reconstruction.local_blocks import (
     filtered_sheared_views,
     view_shears,
 )
-from napari_tomoalign.reconstruction.local_errors import choose_kernel, row_shears
+from napari_tomoalign.reconstruction.local_errors import BUDGET_SLAB, measured_errors, row_shears, uniform_slab
 
 sys.path.insert(0, str(Path(__file__).parent))
 import baseline_local_rows  # noqa: E402
@@ -40,12 +41,14 @@ def local_wbp_s9(views, filt, mats, grid, n_z):
     return vol
 
 
-def local_wbp_s10(views, filt, mats, grid, n_z):
-    """Session 10's local WBP of the binned ``views``: today's error check and filter, session 10's one-row kernel."""
+def local_wbp_s11(views, filt, mats, grid, n_z):
+    """Session 11's local WBP of the binned ``views``: today's error check and filter, session 11's one-row kernel
+    with one slab for all views."""
     n_v, n_r, n_u = views.shape
-    slab = choose_kernel(mats, grid, n_z, (n_u, n_r))
+    pos, _, err = measured_errors(mats, grid, n_z, (n_u, n_r))
+    slab = min(BUDGET_SLAB, uniform_slab(err, pos))  # session 11's SLABS went up to 16
     if slab < 2:
-        raise ValueError("no slab is within its error here: session 10 ran another kernel")
+        raise ValueError("no slab is within its error here: session 11 ran another kernel")
     shear = row_shears(mats)
     q = filtered_sheared_views(views, shear, filt, *twiddles(filt.shape[1]))
     vol = volume_empty((n_z, n_r, n_u))

@@ -1,7 +1,7 @@
-"""Session 10's one-row kernel of the local WBP (`reconstruction/local_rows.py` at its last commit of session 10),
-kept as `bench_local.py`'s baseline: the same resampling and cells, slab after slab over the whole block
-(the views' columns read from L3 for every slab), the cells made per view and section, the lines fitted at
-every other voxel column. Called as `local_rows.backproject_local_rows` is.
+"""Session 11's one-row kernel of the local WBP (`reconstruction/local_rows.py` at its last commit of session 11),
+kept as `bench_local.py`'s baseline: one slab for all views (`bench_local.py` gives it session 11's choice,
+the thickest of 16, 12, 8 and 4 sections within the tolerance), the same resampling, cells and view loop.
+Called as `local_rows.backproject_local_rows` is, with one ``slab`` (an int).
 
 Its docstring then:
 The local WBP one row per volume row: the filtered views resampled along the rows per slab of sections, then
@@ -23,6 +23,11 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
    each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
    tiles and view groups of `bp_kernels._bp_tile`.
 
+The slabs of a chunk of `Z_CHUNK` sections follow one another for each pair of tiles and group of views, so
+that the group's columns of the filtered views, read from L3 for the chunk's first slab, come from L2 for the
+next (slab after slab over the whole block, a band of 61 views was read from L3 for every slab: 42 ms of the
+kernel's 200 at bin 1); a tile's sums hold the chunk.
+
 What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
 meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
 patches' rotations) times ``z - zs``. `local_errors.slab_errors` measures it and `local_errors.choose_kernel`
@@ -33,6 +38,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from napari_tomoalign.reconstruction.bp_kernels import (
     CONTRACT,
@@ -51,6 +60,27 @@ from napari_tomoalign.reconstruction.local_blocks import (
     fit_block,
 )
 from napari_tomoalign.reconstruction.local_errors import JM, at_column, view_lines
+
+PREFETCH = 8  # columns ahead whose rows `_resample_columns` asks for (a column is 2.5 KB on from the last)
+FIT_X_STEP = 4  # `_fit_sampled` fits every 4th voxel column
+Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
+# each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB)
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
+    """Ask for the cache line of ``arr.flat[index]`` (LLVM's ``prefetch``, for reading, kept in all caches): the
+    filtered views' columns that `_resample_columns` reads next come from L3, each from a page of its own."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, index), codegen
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
@@ -86,6 +116,9 @@ def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - c
             out[:] = 0.0
             continue
         b = rows[2 * N_GROUPS, c]
+        ahead = numba.uint64(base + (c + PREFETCH) * n_rs + np.int64(rows[0, c]))  # the rows of a later column
+        for k_line in range(ROWS // 16 + 1):
+            prefetch(q1, ahead + numba.uint64(16 * k_line))  # type: ignore[call-arg]  # typingctx is numba's
         for g in range(N_GROUPS):
             a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
             fr0 = rows[2 * g + 1, c]
@@ -96,33 +129,41 @@ def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - c
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, off, fr, da):  # pragma: no cover - compiled
+def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, lin, off, fr, da):  # pragma: no cover - compiled
     """For views ``v0 .. v0 + VIEW_GROUP``, sections ``z0 .. z0 + n_s`` and the `X_TILE` columns from ``x0``: per
     group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column
     ``c_lo[j]``, ``n_c[j]`` of them) of the column its middle lane reads, its first lane's fraction there, and
-    the change of the fraction per lane."""
+    the change of the fraction per lane; at ``[(s VIEW_GROUP + j) X_TILE + x]`` of ``off[g]``, ``fr[g]``, ``da``.
+    The views' lines are gathered first (``lin``), so that one loop over a section's views and columns makes
+    them (per view and section, the loop's set-up cost as much as its 16 columns)."""
+    n = VIEW_GROUP * X_TILE
+    c0, c1, a0, a1, top, base = lin[0], lin[1], lin[2], lin[3], lin[4], lin[5]
+    for j in range(VIEW_GROUP):
+        v = v0 + j
+        for xx in range(X_TILE):
+            k = j * X_TILE + xx
+            c0[k] = cols[0, v, x0 + xx] - np.float32(c_lo[j])
+            c1[k] = cols[1, v, x0 + xx]
+            a0[k] = cols[2, v, x0 + xx]
+            a1[k] = cols[3, v, x0 + xx]
+            top[k] = np.float32(n_c[j] - 2)
+            base[k] = np.float32(j * w_cols)
+    o0, o1, f0, f1 = off[0], off[1], fr[0], fr[1]
     for s in range(n_s):
         zf = np.float32(z0 + s)
-        for j in range(VIEW_GROUP):
-            v = v0 + j
-            c0, c1 = cols[0, v, x0 : x0 + X_TILE], cols[1, v, x0 : x0 + X_TILE]
-            a0, a1 = cols[2, v, x0 : x0 + X_TILE], cols[3, v, x0 : x0 + X_TILE]
-            first = np.float32(c_lo[j])
-            top = np.float32(n_c[j] - 2)
-            base = j * w_cols
-            d, o0, o1, f0, f1 = da[s, j], off[s, j, 0], off[s, j, 1], fr[s, j, 0], fr[s, j, 1]
-            for xx in range(X_TILE):
-                a = a0[xx] + a1[xx] * zf
-                um = c0[xx] + c1[xx] * zf - first
-                u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
-                i = int(min(max(u, np.float32(0.0)), top))
-                o0[xx] = numba.uint64((base + i) * ROWS)
-                f0[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
-                u = um + a * np.float32(GROUP / 2)  # of the second
-                i = int(min(max(u, np.float32(0.0)), top))
-                o1[xx] = numba.uint64((base + i) * ROWS + GROUP)
-                f1[xx] = u - np.float32(i) - a * np.float32((GROUP - 1) / 2)
-                d[xx] = a
+        for k in range(n):
+            ku = numba.uint64(s * n + k)
+            a = a0[k] + a1[k] * zf
+            um = c0[k] + c1[k] * zf
+            u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
+            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))  # int32: no int64 lanes
+            o0[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS)
+            f0[ku] = u - i - a * np.float32((GROUP - 1) / 2)
+            u = um + a * np.float32(GROUP / 2)  # of the second
+            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))
+            o1[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS) + numba.uint64(GROUP)
+            f1[ku] = u - i - a * np.float32((GROUP - 1) / 2)
+            da[ku] = a
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -147,43 +188,46 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
                 acc[k] = t[k]
                 acc[ROWS + k] = 0.0
             for j in range(VIEW_GROUP):
-                d = da[s, j, xx]
-                _lanes(w1, off[s, j, 0, xx], nb, fr[s, j, 0, xx], d, acc, 0)
-                _lanes(w1, off[s, j, 1, xx], nb, fr[s, j, 1, xx], d, acc, GROUP)
+                e = numba.uint64((s * VIEW_GROUP + j) * X_TILE + xx)
+                d = da[e]
+                _lanes(w1, off[0, e], nb, fr[0, e], d, acc, 0)
+                _lanes(w1, off[1, e], nb, fr[1, e], d, acc, GROUP)
             for k in range(ROWS):
                 t[k] = acc[k] + acc[ROWS + k]
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _fit_every_other(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
-    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every other one and interpolated
+def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
+    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
     between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
-    patches' difference in scale, about 1e-3 per column: 5e-4 px off at a turn), and the fit was 8 % of the kernel."""
+    patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
+    column was 8 % of the kernel, at every other one 5 %."""
     n_v = mats.shape[1]
-    n_h = (n_x - 1) // 2 + 1
+    n_h = (n_x - 1) // FIT_X_STEP + 1
     half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
-    fit_block(mats, grid, shear, ya, last, n_z, centre, 2, (PAD_U, PAD), half[:n_h])
+    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, (PAD_U, PAD), half[:n_h])
     if n_h == 1:
         half[1] = half[0]
     geo = np.empty((n_x, 8, n_v), dtype=np.float32)
     for x in range(n_x):
-        i = min(x // 2, n_h - 2)
-        t = np.float32((x - 2 * i) / 2.0)
+        i = min(x // FIT_X_STEP, n_h - 2)
+        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
         geo[x] = half[i] + t * (half[i + 1] - half[i])
     return geo
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # pragma: no cover - compiled
-    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per slab, the lines of its middle section; per tile
-    of `X_TILE` voxel columns and group of `VIEW_GROUP` views, the columns of the views the tile reads are
-    resampled (`_resample_columns`, into a buffer that stays in L1), then added (`_add_views`)."""
+    """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
+    view's columns at its slabs' middle sections (`_column_rows`); per pair of tiles of `X_TILE` voxel columns,
+    group of `VIEW_GROUP` views and slab of the chunk, the columns of the views the tiles read are resampled
+    (`_resample_columns`, into a buffer that stays in L2), then added (`_slab_cells`, `_add_views`)."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
     n_valid = min(ROWS, n_y - yb)
-    geo = _fit_every_other(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
+    geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
     n_xp = -(-n_x // X_TILE) * X_TILE
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     for v in range(n_v):
@@ -203,43 +247,50 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
     lines = np.empty((4, n_x))
-    rows = np.empty((n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
+    n_sl = max(1, Z_CHUNK // slab)  # slabs per chunk of sections
+    rows = np.empty((n_sl, n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
-    tile = np.empty((2, slab, X_TILE, ROWS), dtype=np.float32)
-    off = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.uint64)
-    fr = np.empty((slab, VIEW_GROUP, N_GROUPS, X_TILE), dtype=np.float32)
-    da = np.empty((slab, VIEW_GROUP, X_TILE), dtype=np.float32)
+    tile = np.empty((2, n_sl * slab, X_TILE, ROWS), dtype=np.float32)
+    off = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.uint64)
+    fr = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.float32)
+    da = np.empty(slab * VIEW_GROUP * X_TILE, dtype=np.float32)
+    lin = np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
-    for z0 in range(0, n_z, slab):
-        z1 = min(n_z, z0 + slab)
-        for v in range(n_v):
-            view_lines(geo, v, (z0 + z1 - 1) / 2.0, lines)
-            _column_rows(lines, v, n_rs, rows)
+    for zc in range(0, n_z, n_sl * slab):
+        zc1 = min(n_z, zc + n_sl * slab)
+        for k in range(n_sl):
+            z0 = zc + k * slab
+            for v in range(n_v):
+                if z0 < zc1:
+                    view_lines(geo, v, (z0 + min(zc1, z0 + slab) - 1) / 2.0, lines)
+                    _column_rows(lines, v, n_rs, rows[k])
         for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
             xb = min(n_x, xa + 2 * X_TILE)
-            tile[:, : z1 - z0] = 0.0
+            tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
-                for j in range(VIEW_GROUP):
-                    v = v0 + j
-                    if v >= n_v:  # a padded view: two zero columns
-                        c_lo[j], n_c[j] = 0, 2
-                        w[j, :2] = 0.0
-                        continue
-                    lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
-                    hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
-                             cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
-                    c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
-                    n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
-                    _resample_columns(q1, v, rows[v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
-                for h in range(2):
-                    x0 = xa + h * X_TILE
-                    if x0 < xb:
-                        _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, off, fr, da)
-                        _add_views(tile[h], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
+                for z0 in range(zc, zc1, slab):  # the views' columns stay in L2 from one slab to the next
+                    z1 = min(zc1, z0 + slab)
+                    for j in range(VIEW_GROUP):
+                        v = v0 + j
+                        if v >= n_v:  # a padded view: two zero columns
+                            c_lo[j], n_c[j] = 0, 2
+                            w[j, :2] = 0.0
+                            continue
+                        lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
+                        hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
+                                 cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
+                        c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
+                        n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
+                        _resample_columns(q1, v, rows[(z0 - zc) // slab, v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                    for h in range(2):
+                        x0 = xa + h * X_TILE
+                        if x0 < xb:
+                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, lin, off, fr, da)
+                            _add_views(tile[h, z0 - zc :], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
             for h in range(2):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
-                    write_columns(tile[h, : z1 - z0], vol, z0, z1, x0, min(xb, x0 + X_TILE), yb, n_valid)
+                    write_columns(tile[h, : zc1 - zc], vol, zc, zc1, x0, min(xb, x0 + X_TILE), yb, n_valid)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

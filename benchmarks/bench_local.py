@@ -11,8 +11,9 @@ the mean local residual and its range, against IMOD's 0.289 / 0.284 (0.259-0.312
 WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as solved above), at binning 1 and 2,
 against the global WBP of the same stack in the same process, and against session 9's local path
 (`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row) and
-session 10's (the same error check and filter, its one-row kernel: `baseline_local_rows.py`). It
-prints the block and slab errors and the kernel they choose (`local_errors.choose_kernel`), the parts of the
+session 11's (the same error check and filter, its one-row kernel with one slab for all views:
+`baseline_local_rows.py`). It prints the block and slab errors and the slabs they choose per group of views
+(`local_errors.choose_slabs`), the parts of the
 new path (error check, filter + shear, the one-row kernel with its resampling), and the NCC of both local
 volumes against the exact voxel kernel (`local_warp.backproject_local`) on the same filtered views, inside an
 8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
@@ -42,7 +43,7 @@ from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.io.imod_com import read_com_section
 from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction.bp_fft import twiddles
-from napari_tomoalign.reconstruction.bp_kernels import volume_empty
+from napari_tomoalign.reconstruction.bp_kernels import VIEW_GROUP, volume_empty
 from napari_tomoalign.reconstruction.local_blocks import (
     BLOCK_TOLERANCE_PX,
     EXTRAPOLATION_LIMIT_PX,
@@ -51,7 +52,7 @@ from napari_tomoalign.reconstruction.local_blocks import (
     block_errors,
     filtered_sheared_views,
 )
-from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_kernel, row_shears, slab_errors
+from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_slabs, row_shears, slab_errors
 from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
@@ -63,7 +64,7 @@ from napari_tomoalign.reconstruction.wbp import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_local import local_wbp_s9, local_wbp_s10  # noqa: E402
+from baseline_local import local_wbp_s9, local_wbp_s11  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -148,17 +149,18 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
     shear = row_shears(mats)
     q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
     vol = volume_empty((n_z, *views.shape[1:]))  # as the WBP makes it: its rows on cache lines
-    slab = choose_kernel(mats, grid, n_z, views.shape[:0:-1])
+    slabs = choose_slabs(mats, grid, n_z, views.shape[:0:-1])
+    slab, groups = int(slabs.min()), "/".join(str(t) for t in slabs[::VIEW_GROUP])
     runs = {
         "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
         "local": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning, local=lp),
         "local s9": lambda: local_wbp_s9(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
                                          n_z),  # binned inside, as the global and local WBP bin
-        "local s10": lambda: local_wbp_s10(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
-        "  error check": lambda: choose_kernel(mats, grid, n_z, views.shape[:0:-1]),
+        "local s11": lambda: local_wbp_s11(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
+        "  error check": lambda: choose_slabs(mats, grid, n_z, views.shape[:0:-1]),
         "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
         "  one-row kernel": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
-                                                           max(slab, SLABS[-1])),
+                                                           np.maximum(slabs, SLABS[-1])),
     }
     if voxel:
         runs["exact voxel kernel"] = lambda: exact_local(views, filt, mats, grid, n_z)
@@ -173,25 +175,26 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
                 rows[name].append(timed(fn)[:3])
     med = {k: np.median(np.array(v), axis=0) for k, v in rows.items()}
     pos, ext = block_errors(mats, grid, n_z, views.shape[:0:-1], shear)
-    slabs = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
-                                                     strict=True))
-    kernel = {0: "the exact voxel kernel", 1: "the block kernel"}.get(slab, f"the one-row kernel, slabs of {slab}")
+    errors = ", ".join(f"{t}: {e:.3f}" for t, e in zip(SLABS, slab_errors(mats, grid, n_z, views.shape[:0:-1]),
+                                                      strict=True))
+    kernel = {0: "the exact voxel kernel", 1: "the block kernel"}.get(slab, f"the one-row kernel, slabs per group of"
+                                                                          f" {VIEW_GROUP} views {groups}")
     print(f"  binning {binning}: block errors: position {pos:.3f} px (limit {BLOCK_TOLERANCE_PX}), extrapolation"
           f" {ext:.3f} px (limit {EXTRAPOLATION_LIMIT_PX}); slab errors (sections: px, limit {SLAB_TOLERANCE_PX}):"
-          f" {slabs}: {kernel}")
+          f" {errors}: {kernel}")
     g = med["global"]
     for name, (w, c, sy) in med.items():
         print(f"    {name:20s} {1000 * w:8.1f} ms wall  {1000 * c:8.1f} ms CPU (system {1000 * sy:5.1f})"
               f"   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
-    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9", "local s10")]
-    lo, s9, s10 = med["local"], med["local s9"], med["local s10"]
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9", "local s11")]
+    lo, s9, s11 = med["local"], med["local s9"], med["local s11"]
     print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU, {(lo[1] - lo[2]) / (g[1] - g[2]):4.2f}"
           " user CPU (target <= 2); session 9's:"
-          f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; session 10's: {s10[0] / g[0]:4.2f} wall,"
-          f" {s10[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px border: {ncc[0]:.8f}"
-          f" (session 9's {ncc[1]:.6f}, session 10's {ncc[2]:.8f})")
+          f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; session 11's: {s11[0] / g[0]:4.2f} wall,"
+          f" {s11[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px border: {ncc[0]:.8f}"
+          f" (session 9's {ncc[1]:.6f}, session 11's {ncc[2]:.8f})")
 
 
 def main() -> None:

@@ -24,8 +24,10 @@ kernel's 200 at bin 1); a tile's sums hold the chunk.
 
 What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
 meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
-patches' rotations) times ``z - zs``. `local_errors.slab_errors` measures it and `local_errors.choose_kernel`
-takes the thickest slab within its tolerance, or the block kernel, or the exact voxel kernel.
+patches' rotations) times ``z - zs``. `local_errors.slab_errors` measures it, and `local_errors.choose_slabs`
+gives each group of `VIEW_GROUP` views its own slab (BBa at bin 1: 48 sections at the low tilts, 8 at the
+highest, against 12 for all in session 11: a third fewer resamplings, the same squared error), or the block
+kernel, or the exact voxel kernel.
 """
 
 from __future__ import annotations
@@ -53,13 +55,13 @@ from .local_blocks import (
     filtered_sheared_views,
     fit_block,
 )
-from .local_errors import JM, at_column, choose_kernel, row_shears, view_lines
+from .local_errors import JM, at_column, choose_slabs, row_shears, view_lines
 from .local_warp import backproject_local
 
 PREFETCH = 8  # columns ahead whose rows `_resample_columns` asks for (a column is 2.5 KB on from the last)
 FIT_X_STEP = 4  # `_fit_sampled` fits every 4th voxel column
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
-# each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB)
+# each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
 
 
 @intrinsic
@@ -79,13 +81,12 @@ def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def _column_rows(lines, v, n_rs, rows):  # pragma: no cover - compiled
-    """``rows[v, :, c]`` for every column ``c`` of view ``v``: the rows the resampled column reads (module
+def _column_rows(lines, n_rs, out):  # pragma: no cover - compiled
+    """``out[:, c]`` for every column ``c`` of a view: the rows the resampled column reads (module
     docstring, step 1), from the lines of a slab's middle section: per group of `GROUP` lanes the row of the
     cell of its middle lane, the fraction of its first lane there, and the change of the row per lane."""
     top_r = np.float32(n_rs - ROWS - 2)
     x = 0
-    out = rows[v]
     for c in range(out.shape[1]):
         x, t = at_column(lines, np.float32(c), x)
         r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
@@ -211,16 +212,31 @@ def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no c
     return geo
 
 
+@numba.njit(inline="always", nogil=True)
+def _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, lines, rows):  # pragma: no cover - compiled
+    """``rows[first[v] + k]`` (`_column_rows`) for the ``k``-th slab of view ``v`` in the chunk of sections ``zc .. zc1``,
+    from the lines at its middle section; the view's slab is its group's, ``g_slab[v // VIEW_GROUP]``."""
+    for v in range(geo.shape[2]):
+        sl = g_slab[v // VIEW_GROUP]
+        for z0 in range(zc, zc1, sl):
+            view_lines(geo, v, (z0 + min(zc1, z0 + sl) - 1) / 2.0, lines)
+            _column_rows(lines, n_rs, rows[first[v] + (z0 - zc) // sl])
+
+
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # pragma: no cover - compiled
+def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slabs):  # pragma: no cover - compiled
     """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
-    view's columns at its slabs' middle sections (`_column_rows`); per pair of tiles of `X_TILE` voxel columns,
-    group of `VIEW_GROUP` views and slab of the chunk, the columns of the views the tiles read are resampled
-    (`_resample_columns`, into a buffer that stays in L2), then added (`_slab_cells`, `_add_views`)."""
+    view's columns at its slabs' middle sections (`_chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
+    group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
+    views the tiles read are resampled (`_resample_columns`, into a buffer that stays in L2), then added
+    (`_slab_cells`, `_add_views`)."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
+    g_slab = np.empty(n_t // VIEW_GROUP, dtype=np.int64)
+    for i in range(g_slab.size):
+        g_slab[i] = min(Z_CHUNK, max(1, slabs[VIEW_GROUP * i : VIEW_GROUP * (i + 1)].min()))
     n_valid = min(ROWS, n_y - yb)
     geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
     n_xp = -(-n_x // X_TILE) * X_TILE
@@ -232,39 +248,36 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
             cols[1, v, x] = g[1] + g[3] * JM
             cols[2, v, x] = g[2]
             cols[3, v, x] = g[3]
-    w_cols = 4 * X_TILE + slab + 8  # columns two tiles may read in one view
     drift = np.zeros(n_v)  # how far the groups' middle lanes are from the block's, at most (columns)
     for v in range(n_v):
         for x in range(n_x):
             g = geo[x, :, v]
             drift[v] = max(drift[v], GROUP / 2.0 * max(abs(g[2]), abs(g[2] + g[3] * (n_z - 1))) + 1e-3)
+    w_cols = 4 * X_TILE + g_slab.max() + 8  # columns two tiles may read in one view
     w1 = aligned_empty(VIEW_GROUP * w_cols * ROWS)  # on a cache line: a vector of a column's rows is one line
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
     lines = np.empty((4, n_x))
-    n_sl = max(1, Z_CHUNK // slab)  # slabs per chunk of sections
-    rows = np.empty((n_sl, n_v, 2 * N_GROUPS + 1, n_us), dtype=np.float32)
+    first = np.zeros(n_v + 1, dtype=np.int64)  # the rows of view v's slabs in a chunk: rows[first[v] ..]
+    for v in range(n_v):
+        first[v + 1] = first[v] - (-Z_CHUNK // g_slab[v // VIEW_GROUP])
+    rows = np.empty((first[n_v], 2 * N_GROUPS + 1, n_us), dtype=np.float32)  # 1.9 MB on BBa (3.8 for 6 slabs each)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
-    tile = np.empty((2, n_sl * slab, X_TILE, ROWS), dtype=np.float32)
-    off = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.uint64)
-    fr = np.empty((N_GROUPS, slab * VIEW_GROUP * X_TILE), dtype=np.float32)
-    da = np.empty(slab * VIEW_GROUP * X_TILE, dtype=np.float32)
-    lin = np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
+    tile = np.empty((2, Z_CHUNK, X_TILE, ROWS), dtype=np.float32)
+    n_cell = g_slab.max() * VIEW_GROUP * X_TILE  # the cells of a slab (`_slab_cells`)
+    off, fr = np.empty((N_GROUPS, n_cell), dtype=np.uint64), np.empty((N_GROUPS, n_cell), dtype=np.float32)
+    da, lin = np.empty(n_cell, dtype=np.float32), np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
-    for zc in range(0, n_z, n_sl * slab):
-        zc1 = min(n_z, zc + n_sl * slab)
-        for k in range(n_sl):
-            z0 = zc + k * slab
-            for v in range(n_v):
-                if z0 < zc1:
-                    view_lines(geo, v, (z0 + min(zc1, z0 + slab) - 1) / 2.0, lines)
-                    _column_rows(lines, v, n_rs, rows[k])
+    for zc in range(0, n_z, Z_CHUNK):
+        zc1 = min(n_z, zc + Z_CHUNK)
+        _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, lines, rows)
         for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
             xb = min(n_x, xa + 2 * X_TILE)
             tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
-                for z0 in range(zc, zc1, slab):  # the views' columns stay in L2 from one slab to the next
-                    z1 = min(zc1, z0 + slab)
+                sl = g_slab[v0 // VIEW_GROUP]
+                for z0 in range(zc, zc1, sl):  # the views' columns stay in L2 from one slab to the next
+                    z1 = min(zc1, z0 + sl)
                     for j in range(VIEW_GROUP):
                         v = v0 + j
                         if v >= n_v:  # a padded view: two zero columns
@@ -276,7 +289,7 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
                                  cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
                         c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
                         n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
-                        _resample_columns(q1, v, rows[(z0 - zc) // slab, v], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                        _resample_columns(q1, v, rows[first[v] + (z0 - zc) // sl], c_lo[j], n_c[j], (n_us, n_rs), w[j])
                     for h in range(2):
                         x0 = xa + h * X_TILE
                         if x0 < xb:
@@ -289,11 +302,13 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slab):  # p
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab):  # pragma: no cover - compiled
-    """``vol[z, y, x]`` (its row ``y`` is the views' row ``row0 + y``) from the local geometry, `ROWS` rows and
-    ``slab`` sections at a time (module docstring); the arguments as `local_blocks.backproject_local_blocks`'."""
+def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slabs):  # pragma: no cover - compiled
+    """``vol[z, y, x]`` (its row ``y`` is the views' row ``row0 + y``) from the local geometry, `ROWS` rows at a
+    time, each group of `VIEW_GROUP` views in slabs of its thinnest of ``slabs`` (sections, per view: from
+    `local_errors.choose_slabs`) (module docstring); the other arguments as
+    `local_blocks.backproject_local_blocks`'."""
     for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
-        _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slab)
+        _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slabs)
 
 
 def backproject_local_views(
@@ -309,13 +324,14 @@ def backproject_local_views(
     """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned) and back-project them with the local
     geometry ``mats``, ``grid`` (`local_warp.kernel_arguments`) into ``vol`` ``(n_z, n_rows, cols)``, whose row
     ``k`` is view row ``row_first + k``; ``filt`` from `wbp.full_filter`. One row per volume row in slabs of
-    sections, in blocks of rows, or voxel by voxel, as `local_errors.choose_kernel` says; in chunks of rows so that
+    sections, in blocks of rows, or voxel by voxel, as `local_errors.choose_slabs` says; in chunks of rows so that
     ``progress`` and ``should_stop`` are heard."""
     n_v, n_r, n_u = stack.shape
     n_z, n_rows, _ = vol.shape
     if should_stop is not None and should_stop():
         raise Cancelled("reconstruction cancelled")
-    slab = choose_kernel(mats, grid, n_z, (n_u, n_r))
+    slabs = choose_slabs(mats, grid, n_z, (n_u, n_r))
+    slab = int(slabs.min())
     shear = np.zeros(n_v) if slab == 0 else row_shears(mats)
     q = filtered_sheared_views(stack, shear, filt, *twiddles(filt.shape[1]))
     chunk = ROWS * max(1, numba.get_num_threads()) * 4
@@ -329,6 +345,6 @@ def backproject_local_views(
         elif slab == 1:
             backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
         else:
-            backproject_local_rows(q, shear, n_r, n_u, mats, grid, row_first + c0, part, slab)
+            backproject_local_rows(q, shear, n_r, n_u, mats, grid, row_first + c0, part, slabs)
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
