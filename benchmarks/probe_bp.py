@@ -10,7 +10,9 @@ saves against the kernel, timed in the same interleaved runs, is what that part 
 - ``no tile loads``: each column's sums start at zero instead of from the tile (its read from L2 left out);
 - ``rows in L1``: every view's reads fall on its first two cells (30 KB for 61 views), so no read of the
   filtered rows misses L1;
-- ``tables only``: the cells and weights (`bp_kernels._group_cells`) and nothing else.
+- ``tables only``: the cells and weights (`bp_kernels._group_cells`) and nothing else;
+- ``rows in L1, no writes``: both at once, so what is left is the tables and the view loop with its reads in L1
+  (against `bench_wbp_limit.py`'s "own view loop", which sums 60 views per column with fixed cells).
 
 The protocol is `bench_wbp_limit.py --parts`': each block of 64 rows is filtered into ``q`` (not timed), then
 back-projected by every kernel in turn, the order alternating between repeats; CPU time (the machine is shared).
@@ -51,7 +53,7 @@ from napari_tomoalign.reconstruction.wbp import (  # noqa: E402
     radial_filter,
 )
 
-NO_WRITES, NO_TILE_LOADS, ROWS_IN_L1, TABLES_ONLY = 1, 2, 3, 4
+NO_WRITES, NO_TILE_LOADS, ROWS_IN_L1, TABLES_ONLY, LOOP_AND_TABLES = 1, 2, 3, 4, 5
 
 
 def probe(mode: int):
@@ -73,7 +75,7 @@ def probe(mode: int):
             tile[:] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
                 _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb)
-                if mode == ROWS_IN_L1:
+                if mode == ROWS_IN_L1 or mode == LOOP_AND_TABLES:
                     for s in range(n_s):
                         for j in range(VIEW_GROUP):
                             for xx in range(X_TILE):
@@ -95,7 +97,7 @@ def probe(mode: int):
                                 acc[nb + kk] += f * q1[o + one + ku]
                         for k in range(nb):
                             t[k] = acc[k] + acc[nb + k]
-            if mode == NO_WRITES or mode == TABLES_ONLY:
+            if mode == NO_WRITES or mode == TABLES_ONLY or mode == LOOP_AND_TABLES:
                 vol[z0, row0, x0] = tile[0, 0, 0]
             else:
                 write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
@@ -126,7 +128,7 @@ def main() -> None:
     blocks = [np.ascontiguousarray(stack[:, r : r + MAX_BLOCK]) for r in range(0, n - MAX_BLOCK + 1, MAX_BLOCK)]
     kernels = {"the kernel (bp_kernels.backproject_64)": backproject_64, "no writes": probe(NO_WRITES),
                "no tile loads": probe(NO_TILE_LOADS), "rows in L1": probe(ROWS_IN_L1),
-               "tables only": probe(TABLES_ONLY)}
+               "tables only": probe(TABLES_ONLY), "rows in L1, no writes": probe(LOOP_AND_TABLES)}
     vol = volume_empty((n_z, n, n))
     vol.fill(0.0)
 
@@ -154,6 +156,9 @@ def main() -> None:
         cost = "" if name == names[0] else f"   (that part costs {1000 * (ref - t):5.1f} ms)"
         if name == "tables only":
             cost = "   (what the tables cost alone)"
+        if name == "rows in L1, no writes":
+            rate = n_v * n * n * n_z / t / 1e9
+            cost = f"   (the tables and the view loop in L1: {rate:.1f} G voxel-views/s)"
         print(f"  {1000 * t:6.1f} ms  {t / ref:5.2f}  {name}{cost}")
     print(f"  load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
