@@ -35,3 +35,31 @@ def test_the_mdoc_axis_is_taken_once_while_the_axis_is_estimated(make_napari_vie
     widget.inputs.refresh()
     assert o.axis_mode.value == "estimate"
     widget.teardown()
+
+
+def test_the_next_stack_takes_its_own_mdoc_axis_not_the_last_ones(make_napari_viewer, tmp_path):
+    """New user's finding V (session 12): the second series of a session kept the first one's .mdoc axis (84) though
+    its own .mdoc says -96: aligned on 84, the mirror. An angle the dock set is replaced; one the user typed stays."""
+    for name, axis in (("a", "84.0"), ("b", "-96.0"), ("c", None), ("d", "84.0")):
+        write_mrc(tmp_path / f"{name}.st", np.zeros((5, 48, 64), np.float32), 8.0,
+                  tilt_angles_deg=np.linspace(-60, 60, 5))
+        if axis is not None:
+            (tmp_path / f"{name}.st.mdoc").write_text(MDOC.replace("-96.0", axis))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
+    o = widget.options
+    viewer.open(str(tmp_path / "a.st"), plugin="napari-tomoalign")
+    assert o.axis_angle.value == pytest.approx(84.0)
+    viewer.open(str(tmp_path / "b.st"), plugin="napari-tomoalign")
+    widget.inputs.image.value = viewer.layers["b.st"]
+    assert o.axis_mode.value == "estimate near the angle" and o.axis_angle.value == pytest.approx(-96.0)
+    assert "SerialEM's angle in b.st.mdoc" in widget.status.text()
+    viewer.open(str(tmp_path / "c.st"), plugin="napari-tomoalign")
+    widget.inputs.image.value = viewer.layers["c.st"]
+    assert o.axis_mode.value == "estimate" and "no .mdoc beside c.st" in widget.status.text()
+    o.axis_mode.value, o.axis_angle.value = "estimate near the angle", 80.0  # the user's own angle: kept
+    viewer.open(str(tmp_path / "d.st"), plugin="napari-tomoalign")
+    widget.inputs.image.value = viewer.layers["d.st"]
+    assert o.axis_angle.value == pytest.approx(80.0)
+    widget.teardown()

@@ -118,6 +118,9 @@ def test_run_to_folder_takes_the_command_lines_options(monkeypatch, tmp_path):
     no --memory, --patches, --clumps, --polarity or --mode."""
     import napari_tomoalign.jobs.run as run
 
+    from napari_tomoalign.io.mrc import write_mrc
+
+    write_mrc(tmp_path / "s.st", np.zeros((3, 64, 96), np.float32), 8.0)  # the default binning reads its header
     jobs = []
     monkeypatch.setattr(run, "run_job", lambda job, **kw: jobs.append(job))
     run.run_to_folder(tmp_path / "s.st", tmp_path / "o", bead_diameter_nm=10, clumps="track", dark=False,
@@ -127,3 +130,4 @@ def test_run_to_folder_takes_the_command_lines_options(monkeypatch, tmp_path):
     assert (beads.clumps, beads.dark, beads.ali_mode, beads.memory_bytes, beads.patches) == (
         "track", False, "float32", 2**30, False)
     assert patches.patches and patches.clumps == "skip" and patches.memory_bytes is None
+    assert beads.binning == patches.binning == 2  # the command line's default for a small stack

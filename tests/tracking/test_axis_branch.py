@@ -90,3 +90,23 @@ def test_a_mdoc_of_other_images_is_noted(turned, capsys):
         assert "describes images of 1024 x 1024 at 4 A, the stack is 256 x 256 at 8 A" in out
     finally:
         (d / "plain.st.mdoc").unlink()
+
+
+def test_an_axis_given_90_degrees_off_does_not_pick_the_hand(turned, capsys):
+    """New user's finding P (session 12): --tilt-axis -6 for an 84 deg series (x and y swapped) picked the branch by
+    a tie: the mirror tomogram, with a reassuring warning. The .mdoc's angle picks it; without one, a warning."""
+    d = turned
+    (d / "plain.st.mdoc").write_text(MDOC.format(name="plain.st", axis="84.0"))
+    try:
+        assert main(["run", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "m6"), "--tilt-axis",
+                     "-6", "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert "--tilt-axis -6 is 90 deg from the 84 deg" in err and "the .mdoc's angle picks the branch" in err
+        assert main(["run", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "p84"),
+                     "--tilt-axis", "84", "--quiet"]) == 0
+    finally:
+        (d / "plain.st.mdoc").unlink()
+    np.testing.assert_allclose(_fid_z(d / "m6"), _fid_z(d / "p84"), atol=1.0)  # the microscope's hand
+    assert main(["track", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "t174.csv"),
+                 "--tilt-axis", "174", "--quiet"]) == 0
+    assert "so far off, the given angle cannot tell the tomogram from its mirror" in capsys.readouterr().err

@@ -87,3 +87,14 @@ def test_the_fft_cap_holds_per_thread():
         t.start()
         t.join()
     assert seen["other"] == -1 and fft_workers() == -1  # every core, unless capped in that thread
+
+
+def test_a_placeholder_pixel_size_is_named_not_a_tiny_gold(tmp_path, capsys):
+    """New user's finding U (session 12): a header of 1 A (what converters leave) made the advice 'give
+    --bead-diameter-nm 1.2'; no gold is that small, so the pixel size is named with the one 10 nm gold implies."""
+    s = make_bead_series("cryo", size=512, n_views=21, seed=3)  # 10 nm gold at 0.8 nm/px
+    write_mrc(tmp_path / "p.st", s.images.astype(np.float32), 1.0)  # the header says 1 A
+    (tmp_path / "p.rawtlt").write_text("".join(f"{a:.2f}\n" for a in s.tilt_angles_deg))
+    assert main(["track", str(tmp_path / "p.st"), "--bead-diameter-nm", "10", "--output", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "(1 A: often a placeholder)" in err and "give --pixel-size-nm (10.0 nm gold would mean 0.8" in err, err

@@ -38,6 +38,7 @@ from .beads import BeadFindingError, find_beads
 from .binned import working_binning
 
 TRUST_FACTOR = 1.8
+SMALLEST_GOLD_NM = 3.0  # a bead measured smaller than this in nm says the pixel size is wrong, not the diameter
 MEASURE_NOTED = 0.05  # a measured diameter further than this (relative) from the one given is said (it is taken)
 RETRY_FACTOR = 1.5  # when nothing can be measured from the given diameter, from 1.5 times it and a 1.5th
 AGREE = 0.15
@@ -171,6 +172,13 @@ def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float
                              ) from None
         scale, u = (float(pixel_nm), " nm") if nm else (1.0, " px")  # type: ignore[arg-type]
         given = f"{exc.given_px * scale:.1f}{u}" if exc.given_px is not None else "?"
+        if nm and exc.given_px is not None and (abs(scale - 0.1) < 1e-6 or exc.measured_px * scale < SMALLEST_GOLD_NM):
+            # no gold is that small: the pixel size is wrong (1 A is what converters leave; new user's finding U)
+            raise UsageError(f"the beads measure {exc.measured_px:.1f} px, which at {scale:g} nm/px"
+                             f"{' (1 A: often a placeholder)' if abs(scale - 0.1) < 1e-6 else ''} is"
+                             f" {exc.measured_px * scale:.1f} nm: the pixel size is likely wrong; give --pixel-size-nm"
+                             f" ({exc.given_px * scale:.1f} nm gold would mean"
+                             f" {exc.given_px * scale / exc.measured_px:.3g} nm/px)") from None
         raise UsageError(f"the beads measure about {exc.measured_px * scale:.1f}{u} across, not the {given} given:"
                          f" give {option} {exc.measured_px * scale:.1f} (or {option} auto)") from None
 

@@ -164,6 +164,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     if hint:
         result.warnings.append(f"warning: {hint}")
     result.warnings += [w for w in [tilt_file_warning(result, tilts, source, stack_path)] if w]
+    result.warnings += [w for w in [_tie_warning(job.tilt_axis_deg, axis, result.alignment.tilt_axis_deg)] if w]
     if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
         a = result.alignment.tilt_axis_deg
         result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
@@ -187,6 +188,20 @@ def tilt_file_warning(result: TrackingResult, tilts: NDArray, source: str, stack
     return (f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
             f" {view_number(off[1])}): {source} does not match the views of {stack} (another series', or another"
             " order?)")
+
+
+def _tie_warning(given: float | None, used: float | None, estimated: float) -> str | None:
+    """A warning when the axis given is so far from the estimate (x and y swapped?) that it could not pick the
+    branch, the tomogram or its mirror, and no ``.mdoc`` did (``used`` is the given one)."""
+    if given is None or used != given:
+        return None
+    off = abs((estimated - given + 180.0) % 360.0 - 180.0)
+    if not BRANCH_TIE_DEG < off < 180.0 - BRANCH_TIE_DEG:
+        return None
+    other = estimated - 180.0 if estimated > 0 else estimated + 180.0
+    return (f"warning: the estimated tilt axis {estimated:.1f} deg is {off:.0f} deg from the given {given:g} (x and y"
+            f" swapped?): so far off, the given angle cannot tell the tomogram from its mirror ({other:.1f} deg);"
+            " give --tilt-axis as the microscope (SerialEM) gives it")
 
 
 def _mdoc_note(stack_path: str | os.PathLike[str], tilt_source: str, axis_note: str | None, series) -> str | None:
@@ -216,6 +231,7 @@ def _in_seed_view(seed: int, tilts: NDArray, work: Callable[[], T]) -> T:
                                f" found: {exc}; if that view is ruined, give --seed-view with another") from None
 
 
+BRANCH_TIE_DEG = 45.0  # a given axis further than this from the estimate (or the .mdoc's) cannot pick the branch
 AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
 
 
@@ -228,9 +244,14 @@ def _tilt_axis(given: float | None, stack_path: str | os.PathLike[str]) -> tuple
 
     found = mdoc_tilt_axis(stack_path)
     if given is not None:
-        if found is None or abs((given - found[0] + 180.0) % 360.0 - 180.0) <= 90.0:
+        off = abs((given - found[0] + 180.0) % 360.0 - 180.0) if found is not None else 0.0
+        if off <= BRANCH_TIE_DEG:
             return given, None
-        return given, (f"warning: --tilt-axis {given:g} is the other branch of the {found[0]:g} deg in {found[1]}"
+        if off < 180.0 - BRANCH_TIE_DEG:  # about 90 deg off (x and y swapped?): a tie between the two branches
+            return found[0], (f"warning: --tilt-axis {given:g} is {off:.0f} deg from the {found[0]:g} deg in {found[1]}"  # type: ignore[index]
+                              " (SerialEM's 'Tilt axis angle'; x and y swapped?): so far off, it cannot tell the"
+                              " tomogram from its mirror, so the .mdoc's angle picks the branch")
+        return given, (f"warning: --tilt-axis {given:g} is the other branch of the {found[0]:g} deg in {found[1]}"  # type: ignore[index]
                        " (SerialEM's 'Tilt axis angle'): this tomogram is the mirror of the one the .mdoc's axis"
                        " gives; leave --tilt-axis out to take the .mdoc's")
     if found is None:

@@ -25,6 +25,7 @@ class OptionsSection:
                                                             else "use the angle as given")
         self.axis_mode = ComboBox(label="tilt axis", choices=AXIS_CHOICES, value=axis)
         self._axes_seen: set[str] = set()  # the stacks whose .mdoc axis was looked for (`axis_from_stack`)
+        self._mdoc_axis: float | None = None  # the angle the dock itself set from a .mdoc (not the user's)
         self.axis_angle = FloatSpinBox(label="axis angle (deg)", min=-180.0, max=180.0, step=0.5,
                                        value=d.tilt_axis_deg or 0.0,
                                        tooltip="from the image y axis, counter-clockwise (IMOD's convention)")
@@ -95,15 +96,21 @@ class OptionsSection:
         per stack and only while the axis is left to the estimate: the markers cannot tell the axis from the axis
         + 180 (the tomogram from its mirror image; the command line does the same). The note to show, or None."""
         path = getattr(getattr(image, "source", None), "path", None)
-        if not path or path in self._axes_seen or self.axis_mode.value != AXIS_CHOICES[0]:
+        ours = self.axis_mode.value == AXIS_CHOICES[1] and self._mdoc_axis is not None and float(
+            self.axis_angle.value) == self._mdoc_axis  # set from the last stack's .mdoc, untouched by the user
+        if not path or path in self._axes_seen or (self.axis_mode.value != AXIS_CHOICES[0] and not ours):
             return None
         self._axes_seen.add(path)
         from ...io.tilt_sources import mdoc_tilt_axis
 
         found = mdoc_tilt_axis(path)
-        if found is None:
+        if found is None:  # the last stack's .mdoc angle is not this stack's (new user's finding V, session 12)
+            if ours:
+                self.axis_mode.value, self._mdoc_axis = AXIS_CHOICES[0], None
+                return f"tilt axis: estimated (no .mdoc beside {Path(path).name})"
             return None
         self.axis_angle.value, self.axis_mode.value = found[0], AXIS_CHOICES[1]
+        self._mdoc_axis = float(self.axis_angle.value)
         return f"tilt axis: estimated near {found[0]:g} deg, SerialEM's angle in {Path(found[1]).name}"
 
     def name(self, com: str | None = None) -> str:
