@@ -167,7 +167,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     result.warnings += [w for w in [_tie_warning(job.tilt_axis_deg, axis, result.alignment.tilt_axis_deg)] if w]
     if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
         a = result.alignment.tilt_axis_deg
-        result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
+        result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) {BRANCH_GUESSED};"
                                f" the markers cannot tell it from {a - 180 if a > 0 else a + 180:.1f} deg, which gives"
                                " the mirror tomogram: give --tilt-axis as the microscope (SerialEM) gives it")
     write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite, stack=stack_path,
@@ -231,6 +231,7 @@ def _in_seed_view(seed: int, tilts: NDArray, work: Callable[[], T]) -> T:
                                f" found: {exc}; if that view is ruined, give --seed-view with another") from None
 
 
+BRANCH_GUESSED = "was taken on the branch in (-90, 90]"  # the words of the warning for an axis nobody gave
 BRANCH_TIE_DEG = 45.0  # a given axis further than this from the estimate (or the .mdoc's) cannot pick the branch
 AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
 
