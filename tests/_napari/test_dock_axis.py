@@ -63,3 +63,26 @@ def test_the_next_stack_takes_its_own_mdoc_axis_not_the_last_ones(make_napari_vi
     widget.inputs.image.value = viewer.layers["d.st"]
     assert o.axis_angle.value == pytest.approx(80.0)
     widget.teardown()
+
+
+def test_the_next_stack_does_not_keep_the_last_ones_markers(make_napari_viewer, tmp_path):
+    """New user's finding X (session 12): with the next series chosen, the markers box still held the last series'
+    tracked layer; Align fitted them with the new angles and Save named them after the new stack."""
+    for name in ("a", "b"):
+        write_mrc(tmp_path / f"{name}.st", np.zeros((5, 48, 64), np.float32), 8.0,
+                  tilt_angles_deg=np.linspace(-60, 60, 5))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tomoalign", "Align tilt series")
+    first_look()
+    viewer.open(str(tmp_path / "a.st"), plugin="napari-tomoalign")
+    inputs = widget.inputs
+    inputs.image.value = viewer.layers["a.st"]
+    inputs.new_markers_layer()
+    made_on_a = inputs.markers.value
+    assert made_on_a is not None
+    viewer.open(str(tmp_path / "b.st"), plugin="napari-tomoalign")
+    inputs.image.value = viewer.layers["b.st"]
+    assert inputs.markers.value is None and "markers: none yet for b.st" in widget.status.text()
+    inputs.image.value = viewer.layers["a.st"]  # back to a: its own layer again
+    assert inputs.markers.value is made_on_a
+    widget.teardown()

@@ -132,3 +132,21 @@ def test_journal_skips_a_record_cut_short_and_repeats_nothing(tmp_path):
     assert len(read_journal(path)) == 2
     assert pending("layer:x", state_of(layer, set()), tmp_path) == []  # the markers as journalled: no offer
     journal.unwatch()
+
+
+def test_the_next_series_saved_under_the_same_name_is_another_stack(tmp_path):
+    """New user's finding S (session 12): the journal was keyed on the path alone, so the next session's TS_01.st
+    in a reused folder was offered (and given) the last series' markers."""
+    import os
+    from types import SimpleNamespace
+
+    from napari_tomoalign._napari.dock.journal import stack_key
+
+    path = tmp_path / "TS_01.st"
+    path.write_bytes(b"a" * 1024)
+    layer = SimpleNamespace(source=SimpleNamespace(path=str(path)), name="TS_01")
+    first = stack_key(layer)
+    assert stack_key(layer) == first  # the same stack, opened again
+    path.write_bytes(b"b" * 2048)
+    os.utime(path, ns=(1, 1))
+    assert stack_key(layer) != first and stack_key(layer).startswith(str(path.resolve()))

@@ -483,3 +483,20 @@ def test_etomo_models_take_their_prexg_and_rawtlt_as_align_does(client, tmp_path
     assert abs(read_xf(tmp_path / "out" / "BBa" / "BBa.xf")[32, 0, 2] - read_xf(bb / "BBa.xf")[32, 0, 2]) < 1.0
     info = json.loads((tmp_path / "out" / "BBa" / "alignment.json").read_text())
     assert info["inputs"]["tilt_angles"].endswith("BBa.rawtlt") and info["inputs"]["prexg"].endswith("BBa.prexg")
+
+
+def test_an_axis_against_a_series_mdoc_makes_it_a_check(client, tmp_path, cryo, capsys):
+    """New user's finding W (session 12): batch --tilt-axis 84 over a series whose .mdoc says -96 gave the mirror
+    tomogram, the warning in the notes alone, status done. The branch guessed near +-90 with no axis at all does not
+    make a check (every such series of a session has it)."""
+    folder = tmp_path / "in"
+    for name in ("mirror", "plain"):
+        _write_stack(folder, name, cryo, pixel_nm=0.8)
+    (folder / "mirror.st.mdoc").write_text("PixelSpacing = 8\n\n[T =     Tilt axis angle = -96.0, binning = 1]\n\n")
+    parser = argparse.ArgumentParser()
+    add_batch_arguments(parser)
+    args = parser.parse_args([str(folder), "--output", str(tmp_path / "out"), "--scheduler", client.scheduler.address,
+                              "--no-plot", "--bead-diameter-nm", "10", "--tilt-axis", "84", "--beads", "6"])
+    assert cmd_batch(args) == 0
+    out = capsys.readouterr().out
+    assert "1 done, 1 check" in out and "\n  mirror: check: --tilt-axis 84 is the other branch of the -96 deg" in out, out

@@ -117,7 +117,6 @@ def test_run_to_folder_takes_the_command_lines_options(monkeypatch, tmp_path):
     """New user's finding (session 10): the README calls run_to_folder 'the job of the command line', but it had
     no --memory, --patches, --clumps, --polarity or --mode."""
     import napari_tomoalign.jobs.run as run
-
     from napari_tomoalign.io.mrc import write_mrc
 
     write_mrc(tmp_path / "s.st", np.zeros((3, 64, 96), np.float32), 8.0)  # the default binning reads its header

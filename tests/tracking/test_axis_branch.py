@@ -110,3 +110,14 @@ def test_an_axis_given_90_degrees_off_does_not_pick_the_hand(turned, capsys):
     assert main(["track", str(d / "plain.st"), "--bead-diameter-nm", "10", "--output", str(d / "t174.csv"),
                  "--tilt-axis", "174", "--quiet"]) == 0
     assert "so far off, the given angle cannot tell the tomogram from its mirror" in capsys.readouterr().err
+
+
+def test_the_branch_warning_is_one_text_for_the_command_line_and_the_dock():
+    """New user's finding T (session 12): the dock said nothing of the mirror for an axis near +-90 deg that nobody
+    gave; it shows the command line's warning, in its own words for the remedy."""
+    from napari_tomoalign.tracking.jobs import branch_warning
+
+    assert branch_warning(-12.5) is None and branch_warning(55.0) is None
+    cli, dock = branch_warning(84.0), branch_warning(84.0, "set 'tilt axis' to estimate near the microscope's angle")
+    assert "cannot tell it from -96.0 deg" in cli and cli.endswith("give --tilt-axis as the microscope (SerialEM) gives it")
+    assert dock.split(": set")[0] == cli.split(": give")[0]

@@ -298,6 +298,12 @@ class AlignWidget(OpensInTurns):
                      f" (angles from {self._tilt_source})")
             for w in al.warnings:
                 show_warning(w)
+            if self.options.axis_mode.value == "estimate":  # no axis from the user nor a .mdoc: as the command line
+                from ..tracking.jobs import branch_warning
+
+                guessed = branch_warning(al.tilt_axis_deg, "set 'tilt axis' to estimate near the microscope's angle")
+                if guessed:  # (new user's finding T, session 12: the dock said nothing of the mirror)
+                    show_warning(guessed.removeprefix("warning: "))
 
         def finish() -> None:
             if markers in self._viewer.layers:

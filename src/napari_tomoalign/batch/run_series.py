@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import UsageError
 from ..io.atomic import atomic_open
 from ..tracking.binned import stack_tomogram_binning
+from ..tracking.jobs import BRANCH_GUESSED
 from .series import SeriesSpec
 from .task import alignment_figures, alignment_status, export_formats, make_row, one_thread, series_settings, yes_no
 
@@ -157,7 +158,11 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         _write_tracking_json(out / "tracking.json", figures, result, res.tracked.tilt_source)
     notes = "; ".join([*result.warnings, *filter(None, [res.frame_note()]), *al.warnings, *([notes] if notes else [])])
     t = res.timings_s
-    return make_row(spec.name, alignment_status(al), path="run", **alignment_figures(al),
+    status = alignment_status(al)
+    if status == "done" and any(str(w).startswith("warning:") and BRANCH_GUESSED not in str(w) for w in result.warnings):
+        status = "check"  # a tilt file, an axis against the .mdoc's (new user's finding W, session 12: in the notes
+        # alone); not the branch guessed near +-90 with no axis from anywhere, which every such series of a session has
+    return make_row(spec.name, status, path="run", **alignment_figures(al),
                     **figures, time_s=time.perf_counter() - t0, track_s=t["track"], solve_s=t["align"],
                     write_s=export_s, images_s=t["images"], notes=notes, output=str(out))
 

@@ -320,7 +320,8 @@ ROUTINE_WARNINGS = ("excluded (", "take the values of the groups", "seen in fewe
 def checked_notes(row: dict[str, Any]) -> str:
     """The notes of a ``check`` row that made it one (not routine, `ROUTINE_WARNINGS`), for the terminal."""
     notes = [n for n in str(row.get("notes") or "").split("; ") if n and not any(r in n for r in ROUTINE_WARNINGS)]
-    return "; ".join(n for n in notes if not n.startswith("note:")) or "see summary.csv's notes"
+    return "; ".join(n.removeprefix("warning: ") for n in notes if not n.startswith(("note:", "relion:"))) or \
+        "see summary.csv's notes"
 
 
 def alignment_status(al: Any) -> str:

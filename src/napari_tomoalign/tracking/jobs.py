@@ -165,11 +165,9 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         result.warnings.append(f"warning: {hint}")
     result.warnings += [w for w in [tilt_file_warning(result, tilts, source, stack_path)] if w]
     result.warnings += [w for w in [_tie_warning(job.tilt_axis_deg, axis, result.alignment.tilt_axis_deg)] if w]
-    if axis_note is not None or (axis is None and abs(abs(result.alignment.tilt_axis_deg) - 90.0) < AXIS_BRANCH_WARN_DEG):
-        a = result.alignment.tilt_axis_deg
-        result.warnings.append(axis_note or f"warning: the tilt axis ({a:.1f} deg) was taken on the branch in (-90, 90];"
-                               f" the markers cannot tell it from {a - 180 if a > 0 else a + 180:.1f} deg, which gives"
-                               " the mirror tomogram: give --tilt-axis as the microscope (SerialEM) gives it")
+    guessed = branch_warning(result.alignment.tilt_axis_deg) if axis is None else None
+    if axis_note is not None or guessed is not None:
+        result.warnings.append(axis_note or guessed)  # type: ignore[arg-type]
     write_tracked_markers(out, result, n_views=series.n_views, overwrite=overwrite, stack=stack_path,
                           pixel_size_nm=pixel_nm)
     write_bead_quality_csv(quality, result, overwrite=overwrite)
@@ -188,6 +186,17 @@ def tilt_file_warning(result: TrackingResult, tilts: NDArray, source: str, stack
     return (f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
             f" {view_number(off[1])}): {source} does not match the views of {stack} (another series', or another"
             " order?)")
+
+
+def branch_warning(axis_deg: float, give: str = "give --tilt-axis as the microscope (SerialEM) gives it") -> str | None:
+    """The warning for an axis nobody gave (no option, no ``.mdoc``) estimated within `AXIS_BRANCH_WARN_DEG` of
+    +-90 deg, where microscopes give either branch (84 or -96): the markers cannot tell the tomogram from its
+    mirror. ``give``: how the user gives the axis (the dock's words differ). None away from +-90."""
+    if abs(abs(axis_deg) - 90.0) >= AXIS_BRANCH_WARN_DEG:
+        return None
+    other = axis_deg - 180 if axis_deg > 0 else axis_deg + 180
+    return (f"warning: the tilt axis ({axis_deg:.1f} deg) {BRANCH_GUESSED}; the markers cannot tell it from"
+            f" {other:.1f} deg, which gives the mirror tomogram: {give}")
 
 
 def _tie_warning(given: float | None, used: float | None, estimated: float) -> str | None:
@@ -231,6 +240,7 @@ def _in_seed_view(seed: int, tilts: NDArray, work: Callable[[], T]) -> T:
                                f" found: {exc}; if that view is ruined, give --seed-view with another") from None
 
 
+BRANCH_GUESSED = "was taken on the branch in (-90, 90]"  # the words of the warning for an axis nobody gave
 BRANCH_TIE_DEG = 45.0  # a given axis further than this from the estimate (or the .mdoc's) cannot pick the branch
 AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
 

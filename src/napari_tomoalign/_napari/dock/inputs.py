@@ -40,6 +40,9 @@ def is_markers(layer: Any) -> bool:
     return isinstance(layer, Points) and "marker" in layer.features.columns
 
 
+PAIRED = "tomoalign_stack"  # a markers layer's metadata: the name of the stack it was first paired with
+
+
 class InputsSection:
     """The stack, the markers layer and the angles the next Align will use."""
 
@@ -47,6 +50,7 @@ class InputsSection:
         self._viewer = viewer
         self._status = status
         self._told: set[int] = set()  # markers layers already told about a change of scale
+        self._last_image: Any = None  # the stack chosen before: another one asks for its own markers
         self.on_change: list[Callable[[], None]] = []
         self._quiet = False  # True while `refresh` sets several choices
         self.image = ComboBox(label="tilt series", choices=self._image_layers, nullable=True)
@@ -100,6 +104,7 @@ class InputsSection:
     def _changed(self, *_: Any) -> None:
         if self._quiet:
             return
+        self._markers_of_the_stack()
         layer = self.markers.value
         self.use_as_markers.enabled = layer is not None and not is_markers(layer)
         if self.image.value is not None or (layer is not None and is_markers(layer)):
@@ -112,12 +117,36 @@ class InputsSection:
         for callback in self.on_change:
             callback()
 
+    def _markers_of_the_stack(self) -> None:
+        """Another stack chosen: a markers layer paired with another stack is not kept (Align would fit the last
+        series' markers with this one's angles, Save name them after it: new user's finding X, session 12); this
+        stack's own layer is chosen if there is one, else none, said."""
+        image, layer = self.image.value, self.markers.value
+        if image is self._last_image:
+            return
+        self._last_image = image
+        if image is None or (layer is not None and layer.metadata.get(PAIRED, image.name) == image.name):
+            return
+        own = [ly for ly in self._points_layers() if is_markers(ly) and ly.metadata.get(PAIRED) == image.name]
+        if layer is None and not own:
+            return
+        self._quiet = True
+        try:
+            self.markers.value = own[-1] if own else None
+        finally:
+            self._quiet = False
+        self._status(f"markers: '{own[-1].name}', made on {image.name}" if own else
+                     f"markers: none yet for {image.name} ('{layer.name}' was made on {layer.metadata[PAIRED]}):"
+                     " track its beads, or choose a markers layer")
+
     # ------------------------------------------------------------------ the coordinate rule
     def pair(self) -> None:
-        """Give the markers layer the chosen stack's frame (its data stay pixels), saying so once."""
+        """Give the markers layer the chosen stack's frame (its data stay pixels), saying so once; the layer
+        records which stack it was first paired with (`PAIRED`)."""
         image, layer = self.image.value, self.markers.value
         if image is None or layer is None or not is_markers(layer):
             return
+        layer.metadata.setdefault(PAIRED, image.name)
         if layer.metadata.get("image_size") is None:
             layer.metadata["image_size"] = (int(image.data.shape[2]), int(image.data.shape[1]))
         old = tuple(float(s) for s in layer.scale)

@@ -46,18 +46,27 @@ def journal_dir() -> Path:
 
 
 def stack_key(image: Any, markers: Any = None) -> str | None:
-    """What identifies the stack across sessions: its file's absolute path, else its layer's name (a sample);
-    the markers layer's file or name when there is no stack; None when there is nothing to key on."""
+    """What identifies the stack across sessions: its file's absolute path with its size and time (the next
+    series saved under the same name, as SerialEM's TS_01.st in a reused folder, is another stack: new user's
+    finding S, session 12), else its layer's name (a sample); the markers layer's file or name when there is no
+    stack; None when there is nothing to key on."""
     for layer in (image, markers):
         if layer is None:
             continue
         path = getattr(getattr(layer, "source", None), "path", None)
-        return str(Path(str(path)).resolve()) if path else f"layer:{layer.name}"
+        if not path:
+            return f"layer:{layer.name}"
+        p = Path(str(path)).resolve()
+        try:
+            st = p.stat()
+        except OSError:
+            return str(p)
+        return f"{p}|{st.st_size}|{st.st_mtime_ns}"
     return None
 
 
 def journal_path(key: str, folder: Path | None = None) -> Path:
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(key.removeprefix("layer:")).name)[:40]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(key.removeprefix("layer:").split("|")[0]).name)[:40]
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return (folder or journal_dir()) / f"{stem}-{digest}.journal"
 
