@@ -135,7 +135,7 @@ def binned_view(raw: Any, xf: Any, binning: int, prebinned: Any, out: NDArray[np
     if not np.all(np.isfinite(xf)):
         out[...] = fill
         return
-    warp_with_matrix(prebinned, pull_matrix(xf, prebinned.shape, out.shape, binning), out, fill)
+    warp_with_matrix(prebinned, pull_matrix(xf, prebinned.shape, out.shape, binning, np.shape(raw)), out, fill)
 
 
 def _beside_tomogram(stack: ExitStack, aligned: Any, binned_views: Any, tomogram: Any, threads: int,

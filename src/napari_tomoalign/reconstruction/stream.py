@@ -103,7 +103,7 @@ class WarpedRows:
             if not np.all(np.isfinite(xf)):
                 out[k] = self.fill[k]
                 continue
-            m = pull_matrix(np.asarray(xf, dtype=float), self.raw_shape, self.shape, b)
+            m = pull_matrix(np.asarray(xf, dtype=float), self.raw_shape, self.shape, b, self.raw.shape[1:])
             corners = np.array([[0, first], [nx - 1, first], [0, stop - 1], [nx - 1, stop - 1]], dtype=float)
             sy = corners @ m[1, :2] + m[1, 2]
             r0 = min(max(0, int(np.floor(sy.min()))), ny_raw - 1)
