@@ -204,8 +204,23 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
     del ali
     voxel = pix * binning if pix else None
+    vol, notes, warns = _in_mode(vol, job.options or ReconstructOptions(), series.data.dtype)
     write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), notes=frame_notes(frame, binning))
+    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()),
+                       notes=frame_notes(frame, binning) + notes, warnings=warns)
+
+
+def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):
+    """``reconstruct --local``'s volume in its output mode, as the streamed one is written (`stream.in_output_mode`:
+    ``--mode``, default int16 for an integer input; ``--scale``, else chosen for an integer mode), and its notes."""
+    from ..reconstruction.reconstruct_job import tomogram_notes
+    from ..reconstruction.stream import in_output_mode
+
+    mode = options.mode or ("int16" if np.dtype(input_dtype).kind in "iu" else "float32")
+    vol, scale, clipped, levels = in_output_mode(vol, mode, options.scale)
+    notes, warns = tomogram_notes({"x_tilts": False, "z_factors": False, "levels": levels, "scale": scale,
+                                   "mode": mode, "clipped": clipped})
+    return vol, tuple(notes), tuple(warns)
 
 
 OUTPUT_MODES = MODES  # IMOD's modes, one list (`reconstruct_job.MODES`)

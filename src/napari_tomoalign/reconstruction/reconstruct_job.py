@@ -324,7 +324,7 @@ def check_offset(tilts: Any, views: Any, offset: float) -> None:
 def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | None) -> dict[str, Any]:
     """``reconstruct --local`` (the in-memory local WBP): the options it applies, as `local_jobs.local_projection_for`
     (``tilts``, ``x_tilts``) and `wbp.weighted_back_projection` (the rest) take them; `errors.UsageError` naming
-    the options it does not apply (the volume's shift, levelling, output mode and scale, memory limit)."""
+    the options it does not apply, and why (``--mode`` and ``--scale`` it applies to the volume it makes)."""
     import numpy as np
 
     from ..errors import UsageError
@@ -332,13 +332,13 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | 
 
     check_options(options, lowpass=lowpass)
     refused = [flag for flag, given in (("--shift", options.shift_px is not None), ("--level", options.level is not None),
-                                        ("--mode", options.mode is not None), ("--scale", options.scale is not None),
                                         ("--memory", options.memory_bytes is not None),
                                         ("--slices", options.slices is not None), ("--width", options.width is not None),
                                         ("--log", options.log_offset is not None)) if given]
     if refused:
         them = "it" if len(refused) == 1 else "them"
-        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)}; leave {them} out, or reconstruct"
+        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)} (the local geometry places the volume"
+                         f" about the tilt axis, unshifted, and is made whole in memory); leave {them} out, or reconstruct"
                          " without --local")
     views = used_views(saved, options)
     tilts = np.asarray(saved.tilt_angles_deg, float)

@@ -257,6 +257,25 @@ def _span(part: tuple[int, int] | None, n: int, what: str) -> tuple[int, int]:
     return lo, hi
 
 
+def in_output_mode(vol: NDArray[np.float32], dtype: np.dtype | str, scale: tuple[float, float] | None
+                   ) -> tuple[NDArray, tuple[float, float], int, int]:
+    """A volume made whole in memory (``reconstruct --local``) as the streamed one is written: ``scale`` (add, then
+    multiply; None: none for float32, `integer_scale` of its middle slab of rows for an integer mode), rounded and
+    clipped to an integer ``dtype``. Returns the volume, the scale used, the voxels clipped and the grey levels."""
+    dtype = np.dtype(dtype)
+    if scale is None:
+        mid = vol.shape[1] // 2
+        scale = (0.0, 1.0) if dtype.kind == "f" else integer_scale(vol[:, max(0, mid - 32) : mid + 32], dtype)
+    out = vol if scale == (0.0, 1.0) else (vol + np.float32(scale[0])) * np.float32(scale[1])
+    if dtype.kind not in "iu":
+        return out.astype(dtype, copy=False), scale, 0, 0
+    info = np.iinfo(dtype)
+    out = np.rint(out)
+    clipped = int(np.count_nonzero((out < info.min) | (out > info.max)))
+    out = np.clip(out, info.min, info.max).astype(dtype)
+    return out, scale, clipped, int(out.max()) - int(out.min()) + 1
+
+
 def reconstruct_streamed(
     source: WarpedRows | AlignedRows,
     tilt_angles_deg: NDArray[np.float64],
