@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from napari_tomoalign.conventions import binned_centre, image_centre
 from napari_tomoalign.reconstruction.stream import WarpedRows, reconstruct_streamed
-from napari_tomoalign.reconstruction.warp import bin_image, pull_matrix, warp_view, warp_with_matrix
+from napari_tomoalign.reconstruction.warp import bin_centred, bin_image, pull_matrix, warp_view, warp_with_matrix
 
 TILTS = np.arange(-60.0, 61.0, 3.0)
 
@@ -106,3 +106,41 @@ def test_a_streamed_tomogram_at_bin_3_maps_onto_the_bin_1_one_by_3_about_the_cen
     monkeypatch.setattr(stream, "pull_matrix", lambda xf, i, o, b, raw=None: pull_matrix(xf, i, o, b))  # before
     before = tomogram_offset(tmp_path, "old")
     assert before[0] < -0.2 and before[1] > 0.2, before  # measured -0.32, +0.36: ~1 unbinned px, opposite ways
+
+
+@pytest.mark.parametrize("rows,cols,b", [(512, 512, 3), (511, 514, 4), (96, 128, 4)])
+def test_a_stack_binned_after_is_centred_as_the_warp_bins(rows, cols, b):
+    """The dock's preview bins the aligned stack after (`warp.bin_centred`): the same rule as the warp's pull, and
+    `bin_image` byte for byte where the binning divides."""
+    ali = np.stack([raw_view(max(rows, cols), seed=s)[:rows, :cols] for s in (2, 3)])
+    got = bin_centred(ali, b)
+    assert got.shape == (2, rows // b, cols // b)
+    if rows % b == 0 and cols % b == 0:
+        assert np.array_equal(got, np.stack([bin_image(v, b) for v in ali]))
+        return
+    for j in range(2):
+        truth = centred_binning(ali[j], b, got.shape[1:])
+        assert np.all(np.abs(shift_between(got[j], truth, 12)) < 0.01)
+        assert np.all(np.abs(shift_between(bin_image(ali[j], b), truth, 12)) > 0.05) or (rows % b < 2 and cols % b < 2)
+
+
+def test_the_docks_preview_tomogram_at_bin_3_maps_onto_its_bin_1_one_about_the_centre():
+    """The dock's preview (`jobs.preview`, through `workflows.run_alignment`) bins its unbinned aligned stack with
+    `warp.bin_centred`: 160 x 96 views at 84 degrees (a frame of 96 x 160, 160 % 3 = 1 rows over)."""
+    from napari_tomoalign import simulate_markers
+    from napari_tomoalign.workflows import run_alignment
+
+    sim = simulate_markers(n_views=31, n_markers=30, image_size=(160, 96), thickness_px=12, noise_px=0.02,
+                           tilt_axis_deg=84.0, shift_px=2.0, seed=5)
+    images = np.zeros((31, 96, 160), np.float32)
+    yy, xx = np.mgrid[0:96, 0:160]
+    for v, (x, y) in zip(sim.view, sim.xy):
+        images[v] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 3.0**2))
+    sections = {}
+    for b in (1, 3):
+        res = run_alignment(images, sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, (160, 96),
+                            tomogram_thickness_px=24, tomogram_binning=b)
+        sections[b] = res.tomogram.astype(np.float64).mean(axis=0)
+    assert sections[3].shape == (53, 32)
+    dx, dy = shift_between(sections[3], centred_binning(sections[1], 3, sections[3].shape), 4)
+    assert abs(dx) < 0.05 and abs(dy) < 0.05, (dx, dy)

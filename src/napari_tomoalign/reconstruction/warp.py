@@ -186,6 +186,27 @@ def warp_view(
     return out
 
 
+def bin_centred(views: NDArray, binning: int) -> NDArray[np.float32]:
+    """Views ``(n, rows, cols)`` binned by ``binning`` centred on the unbinned ones (`conventions.binned_centre`):
+    whole blocks starting half the remainder in, a half-pixel start the mean of the blocks either side (linear
+    interpolation); `bin_image` where the binning divides the size. For an aligned stack made unbinned and binned
+    after (the dock's preview tomogram), so that it maps onto the unbinned one by ``binning`` about the centre."""
+    n, rows, cols = np.shape(views)
+    b = int(binning)
+    ny, nx = rows // b, cols // b
+    starts = [(oy, ox) for oy in sorted({(rows % b) // 2, (rows % b + 1) // 2})
+              for ox in sorted({(cols % b) // 2, (cols % b + 1) // 2})]
+    out = np.empty((n, ny, nx), dtype=np.float32)
+    for j in range(n):
+        view = np.asarray(views[j])
+        out[j] = bin_image(view[starts[0][0] : starts[0][0] + ny * b, starts[0][1] : starts[0][1] + nx * b], b)
+        for oy, ox in starts[1:]:
+            out[j] += bin_image(view[oy : oy + ny * b, ox : ox + nx * b], b)
+        if len(starts) > 1:
+            out[j] /= np.float32(len(starts))
+    return out
+
+
 def aligned_stack(
     stack: NDArray,
     transforms: NDArray[np.float64],
