@@ -163,7 +163,7 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
     _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force, mode=args.mode,
-                              size=args.size,
+                              size=args.size, pixel_size_nm=args.pixel_size_nm,
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
                                                                             args.bead_diameter_nm, args.bead_diameter_px))
     if not args.quiet:
@@ -178,7 +178,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args),
-                            size=args.size)
+                            size=args.size, pixel_size_nm=args.pixel_size_nm)
     warn_quietly(r.warnings)
     if not args.quiet:
         _print_image(r, tomogram=True)
@@ -194,8 +194,13 @@ _ALIGNMENT_HELP = ("output directory of 'tomoalign align', or IMOD's alignment: 
                    " NAME.xtilt, .zfac, local.xf, fid.xyz when there) or a folder holding one")
 
 
-def _frame_option(p: argparse.ArgumentParser, wanted: bool) -> None:
-    """``--size`` (the aligned frame, `reconstruction.frame`), loaded for the command that is run."""
+def _image_options(p: argparse.ArgumentParser, wanted: bool) -> None:
+    """``--bin``, ``--pixel-size-nm`` and ``--size`` (the aligned frame, `reconstruction.frame`, loaded for the
+    command that is run) of ``aligned-stack`` and ``reconstruct``."""
+    p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
+    p.add_argument("--pixel-size-nm", type=pixel_size_arg, metavar="NM",
+                   help="the stack's pixel size in nm, for a header that records a wrong one (as run takes it;"
+                        " default: the header's); the output's header gets it")
     if wanted:
         from .reconstruction.frame_option import add_size_option
 
@@ -250,8 +255,7 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
                                      " in etomo, the .preali)")
         p.add_argument("--alignment", required=True, metavar="ALIGNMENT", help=_ALIGNMENT_HELP)
         p.add_argument("--output", required=True, metavar="FILE", help=out_help)
-        p.add_argument("--bin", type=int, default=1, metavar="N", help="bin by N (default 1)")
-        _frame_option(p, wanted in (None, name))
+        _image_options(p, wanted in (None, name))
         _common(p, "an existing output file")
         if name == "aligned-stack":
             p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")

@@ -4,6 +4,10 @@
   put it at (0.5, 0.5) (`IMOD_HALF_PIXEL`); readers and writers convert with `to_imod` / `from_imod`.
 - Image centre: ``((nx - 1) / 2, (ny - 1) / 2)`` for an image of ``nx`` columns and ``ny`` rows; an
   IMOD ``.xf`` maps raw X to ``A (X - c) + D + c`` about it.
+- Binning: by whole blocks from the first pixel (``size // b`` pixels; a remainder the binning does not divide is
+  left at the end), and the binned image is taken as centred on the unbinned one: a binned grid's centre is the
+  unbinned centre (`binned_centre`: where that is in the blocks binned from pixel 0, the remainder split), so that
+  a binned output maps to the unbinned one by ``b`` about the centre, alike in X and Y.
 - Views: 0-based indices in arrays and in files whose header says so; numbered from 1, as IMOD and 3dmod
   number them, in every text a person reads (reports, warnings, errors, options such as
   ``--reference-view``). `view_number` and `view_index` convert, and nothing else does; `view_indices` reads
@@ -31,6 +35,15 @@ ANGSTROM_PER_NM = 10.0
 def image_centre(image_size: tuple[int, int] | NDArray) -> NDArray[np.float64]:
     """The (x, y) centre of an image of ``(width, height)`` pixels: ``((nx - 1) / 2, (ny - 1) / 2)``."""
     return (np.asarray(image_size, dtype=float) - 1.0) / 2.0
+
+
+def binned_centre(image_size: tuple[int, int] | NDArray, binning: int) -> NDArray[np.float64]:
+    """The unbinned image's centre ``(x, y)`` in the pixels of ``image_size`` ``(width, height)`` binned by whole
+    ``binning`` blocks from its first pixel: ``image_centre(size // b) + (size % b) / (2 b)``; the binned image's own
+    centre when ``b`` divides the size. A pull from blocks binned so must start here for the output to be centred."""
+    size = np.asarray(image_size, dtype=np.int64)
+    b = int(binning)
+    return image_centre(size // b) + (size % b) / (2.0 * b)
 
 
 def to_imod(xy: NDArray) -> NDArray[np.float64]:
@@ -110,5 +123,5 @@ def angstrom_from_nm(pixel_size_nm: float | None) -> float | None:
     return v * ANGSTROM_PER_NM if math.isfinite(v) and v > 0 else None
 
 
-__all__ = ["ANGSTROM_PER_NM", "IMOD_HALF_PIXEL", "angstrom_from_nm", "format_views", "from_imod", "image_centre",
-           "nm_from_angstrom", "to_imod", "view_index", "view_indices", "view_number"]
+__all__ = ["ANGSTROM_PER_NM", "IMOD_HALF_PIXEL", "angstrom_from_nm", "binned_centre", "format_views", "from_imod",
+           "image_centre", "nm_from_angstrom", "to_imod", "view_index", "view_indices", "view_number"]

@@ -85,6 +85,7 @@ def aligned_stack_to_file(
     erase_gold_diameter_px: float | None = None,
     mode: str | None = None,
     size: tuple[int, int] | None = None,
+    pixel_size_nm: float | None = None,
 ) -> ImageResult:
     """Warp a raw stack by a saved alignment (as ``newstack -xform``) into an MRC file, view by view
     (`jobs.images.make_aligned_stack` of an `AlignedStackJob`).
@@ -94,10 +95,11 @@ def aligned_stack_to_file(
     ``mode``: the output's (``"int16"``, ``"float32"``, ...); None keeps the input's integer mode, as newstack.
     ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD set, another
     tool's file). ``size``: the aligned frame ``(x, y)`` in unbinned pixels (None: the raw frame, transposed for
-    an axis nearer 90 degrees than 0; `reconstruction.frame`).
+    an axis nearer 90 degrees than 0; `reconstruction.frame`). ``pixel_size_nm``: the stack's, for a header
+    that is wrong (as ``run --pixel-size-nm``; `jobs.facts.pixel_size_nm`).
     """
     job = AlignedStackJob(Path(stack_path), Path(alignment_dir), Path(output), binning, interpolation,
-                          erase_gold_diameter_px, mode, size)
+                          erase_gold_diameter_px, mode, size, pixel_size_nm)
     return make_aligned_stack(job, overwrite=overwrite)
 
 
@@ -166,6 +168,7 @@ def reconstruct_to_file(
     local: str | os.PathLike[str] | bool = False,
     options: ReconstructOptions | None = None,
     size: tuple[int, int] | None = None,
+    pixel_size_nm: float | None = None,
 ) -> ImageResult:
     """Aligned stack and weighted back-projection ``(z, y, x)`` with the solved tilts, into an MRC file
     (`jobs.images.make_tomogram` of a `ReconstructJob`).
@@ -174,10 +177,11 @@ def reconstruct_to_file(
     apply local alignments (True: the local file the alignment folder holds; or a file's path), as IMOD's
     ``tilt`` does. ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD
     set, another tool's file). ``size``: the aligned frame ``(x, y)`` in unbinned pixels, whose width and length
-    the tomogram takes (None: the raw frame, transposed for an axis nearer 90 degrees than 0).
+    the tomogram takes (None: the raw frame, transposed for an axis nearer 90 degrees than 0). ``pixel_size_nm``:
+    the stack's, for a header that is wrong (as ``run --pixel-size-nm``; `jobs.facts.pixel_size_nm`).
     """
     job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
-                         local if isinstance(local, bool) else Path(local), options, size)
+                         local if isinstance(local, bool) else Path(local), options, size, pixel_size_nm)
     return make_tomogram(job, overwrite=overwrite)
 
 

@@ -199,8 +199,7 @@ def test_local_takes_the_filter_views_and_angles_options(demo_dir, local_dir, tm
     assert np.abs(got - plain).max() > 0.1 * np.abs(plain).max()  # the options changed it
 
 
-@pytest.mark.parametrize("extra", [["--shift", "2", "4"], ["--level"], ["--mode", "int16"], ["--scale", "0", "10"],
-                                   ["--memory", "2G"]])
+@pytest.mark.parametrize("extra", [["--shift", "2", "4"], ["--level"], ["--memory", "2G"]])
 def test_local_refuses_in_one_line_what_it_does_not_apply(demo_dir, local_dir, tmp_path, capsys, extra):
     rec = tmp_path / "no.rec"
     code = main(["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(local_dir), "--local", "--output",
@@ -208,3 +207,21 @@ def test_local_refuses_in_one_line_what_it_does_not_apply(demo_dir, local_dir, t
     err = capsys.readouterr().err
     assert code == 2 and f"reconstruct --local does not apply {extra[0]}" in err and err.count("\n") == 1, err
     assert not rec.exists()
+
+
+def test_local_applies_mode_and_scale_as_the_streamed_volume_is_written(demo_dir, local_dir, tmp_path):
+    """``--local --mode/--scale`` (refused before session 12): the float volume, plus ADD, times MULT, rounded and
+    clipped into the mode; an integer mode without --scale takes the one chosen from the middle slab."""
+    base = ["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(local_dir), "--local", "--bin", "4",
+            "--thickness", "64", "--quiet"]
+    assert main([*base, "--output", str(tmp_path / "f.rec"), "--mode", "float32"]) == 0
+    ref = mrcfile.read(tmp_path / "f.rec")
+    assert main([*base, "--output", str(tmp_path / "i.rec"), "--mode", "int16", "--scale", "0.01", "20000"]) == 0
+    with mrcfile.open(tmp_path / "i.rec") as m:
+        assert m.header.mode == 1
+        got = m.data.copy()
+    want = np.clip(np.rint((ref.astype(np.float32) + np.float32(0.01)) * np.float32(20000)), -32768, 32767)
+    assert np.abs(got.astype(np.float64) - want).max() <= 1
+    assert main([*base, "--output", str(tmp_path / "a.rec"), "--mode", "int16"]) == 0
+    auto = mrcfile.read(tmp_path / "a.rec").astype(np.float64)
+    assert np.corrcoef(auto.ravel(), ref.ravel())[0, 1] > 0.999 and np.ptp(auto) > 1000  # scaled, not rounded away

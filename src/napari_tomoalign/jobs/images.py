@@ -58,6 +58,7 @@ class AlignedStackJob:
     erase_gold_diameter_px: float | None = None
     mode: str | None = None  # None: the input's integer mode, else float32 (as newstack keeps it)
     size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `frame.frame_size`'s choice)
+    pixel_size_nm: float | None = None  # the stack's pixel size when its header is wrong (`facts.pixel_size_nm`)
 
 
 def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> ImageResult:
@@ -66,11 +67,11 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
     from ..reconstruction.frame import frame_size_of
     from ..reconstruction.warp import INTERPOLATIONS, warp_view
 
-    check_job_numbers(binning=job.binning)
+    check_job_numbers(binning=job.binning, pixel_size_nm=job.pixel_size_nm)
     if job.interpolation not in INTERPOLATIONS:
         raise UsageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {job.interpolation!r}")
     out = check_writable(job.output, overwrite)
-    series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, job.binning)
+    series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, job.binning, job.pixel_size_nm)
     frame = frame_size_of(saved, job.size)
     erase = _gold_eraser(job.alignment_dir, job.erase_gold_diameter_px, series.n_views, tuple(saved.image_size))
     shape = (series.n_views, *frame.shape(job.binning))
@@ -143,6 +144,7 @@ class ReconstructJob:
     local: Path | bool = False
     options: ReconstructOptions | None = None  # IMOD's tilt options (radial, x-axis tilt, level, mode, memory, ...)
     size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `frame.frame_size`'s choice)
+    pixel_size_nm: float | None = None  # the stack's pixel size when its header is wrong (`facts.pixel_size_nm`)
 
 
 def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResult:
@@ -154,9 +156,9 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
     binning, thickness, local = job.binning, job.thickness, job.local
     given = thickness  # with --level, the markers pick the thickness unless it is given
-    check_job_numbers(binning=job.binning, thickness=job.thickness, lowpass=job.lowpass)
+    check_job_numbers(binning=job.binning, thickness=job.thickness, lowpass=job.lowpass, pixel_size_nm=job.pixel_size_nm)
     out = check_writable(job.output, overwrite)
-    series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning)
+    series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning, job.pixel_size_nm)
     rows, cols = series.data.shape[1:]
     frame = frame_size_of(saved, job.size)
     check_frame(frame, binning)
@@ -202,8 +204,23 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
     del ali
     voxel = pix * binning if pix else None
+    vol, notes, warns = _in_mode(vol, job.options or ReconstructOptions(), series.data.dtype)
     write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), notes=frame_notes(frame, binning))
+    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()),
+                       notes=frame_notes(frame, binning) + notes, warnings=warns)
+
+
+def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):
+    """``reconstruct --local``'s volume in its output mode, as the streamed one is written (`stream.in_output_mode`:
+    ``--mode``, default int16 for an integer input; ``--scale``, else chosen for an integer mode), and its notes."""
+    from ..reconstruction.reconstruct_job import tomogram_notes
+    from ..reconstruction.stream import in_output_mode
+
+    mode = options.mode or ("int16" if np.dtype(input_dtype).kind in "iu" else "float32")
+    vol, scale, clipped, levels = in_output_mode(vol, mode, options.scale)
+    notes, warns = tomogram_notes({"x_tilts": False, "z_factors": False, "levels": levels, "scale": scale,
+                                   "mode": mode, "clipped": clipped})
+    return vol, tuple(notes), tuple(warns)
 
 
 OUTPUT_MODES = MODES  # IMOD's modes, one list (`reconstruct_job.MODES`)
@@ -271,10 +288,12 @@ __all__ = ["OUTPUT_MODES", "AlignedStackJob", "ImageResult", "ReconstructJob", "
 
 
 def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: str | os.PathLike[str],
-                             binning: int = 1):
+                             binning: int = 1, pixel_size_nm: float | None = None):
     """``(TiltSeries, SavedAlignment, pixel size in A or None)`` for making an aligned stack or a tomogram:
     the stack must have the alignment's image size, views and pixel size, and be at least ``binning`` pixels
-    wide. An alignment whose solve did not converge is used, with a warning."""
+    wide. The stack's pixel size is `facts.pixel_size_nm`'s: ``pixel_size_nm`` when given (a header that is
+    wrong, as ``run --pixel-size-nm`` takes it), else the header's. An alignment whose solve did not converge
+    is used, with a warning."""
     from ..io.alignment_input import read_alignment_for_stack
     from ..io.mrc import open_tilt_series
 
@@ -301,9 +320,18 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
                               f"{len(saved.transforms)}")
     if binning > min(rows, cols):
         raise FileFormatError(f"--bin {binning} is larger than the image ({cols} x {rows}) of {stack_path}")
-    stack_a, solved_a = series.pixel_size_angstrom, 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None
-    if stack_a and solved_a and abs(stack_a / solved_a - 1.0) > PIXEL_SIZE_TOLERANCE:
-        raise FileFormatError(f"{stack_path} has {stack_a / 10:.4g} nm pixels but the alignment was solved at "
-                              f"{solved_a / 10:.4g} nm; give the stack the markers were placed on")
-    pix = series.pixel_size_angstrom or (10.0 * saved.pixel_size_nm if saved.pixel_size_nm else None)
+    from dataclasses import replace
+
+    from .facts import pixel_size_nm as stack_pixel_size_nm
+
+    stack_nm = stack_pixel_size_nm(pixel_size_nm, series.pixel_size_angstrom)  # the one rule (warns when it differs)
+    if pixel_size_nm is not None and saved.provenance is not None and saved.pixel_size_nm:
+        saved = replace(saved, pixel_size_nm=float(pixel_size_nm))  # an IMOD set took the header's pixel size
+    solved_nm = saved.pixel_size_nm or None
+    if stack_nm and solved_nm and abs(stack_nm / solved_nm - 1.0) > PIXEL_SIZE_TOLERANCE:
+        said = "was given" if pixel_size_nm is not None else "has"
+        raise FileFormatError(f"{stack_path} {said} {stack_nm:.4g} nm pixels but the alignment was solved at "
+                              f"{solved_nm:.4g} nm; give the stack the markers were placed on, or, if this is it and"
+                              f" its header is wrong, --pixel-size-nm {solved_nm:.4g}")
+    pix = 10.0 * stack_nm if stack_nm else (10.0 * solved_nm if solved_nm else None)
     return series, saved, pix

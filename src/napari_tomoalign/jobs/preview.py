@@ -145,7 +145,7 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
     """The aligned stack and (if asked) the preview tomogram, and their frame (`reconstruction.frame`: transposed
     for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it)."""
     from ..reconstruction.frame import frame_size
-    from ..reconstruction.warp import aligned_stack
+    from ..reconstruction.warp import aligned_stack, bin_centred
     from ..reconstruction.wbp import weighted_back_projection
 
     images = job.images
@@ -165,8 +165,10 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
                                                                               facts.marker_z_extent_px(al, shift))
         t0 = time.perf_counter()
         x_tilt, z_fac = full_model_geometry(al)
+        centred = binning > 1 and any(v % binning for v in frame.size)  # the one binning rule (`warp.bin_centred`)
         tomo = weighted_back_projection(
-            ali, al.tilt_angles_deg, thickness=thickness, binning=binning, use_view=al.view_determined,
+            bin_centred(ali, binning) if centred else ali, al.tilt_angles_deg, thickness=thickness // binning if
+            centred else thickness, binning=1 if centred else binning, use_view=al.view_determined,
             lowpass_cutoff=facts.PREVIEW_LOWPASS, x_tilt_deg=x_tilt, z_factors=z_fac,
             progress=lambda d, t: report(JobStep.TOMOGRAM.value, d, t, f"filtered view {d} of {n}"),
             should_stop=should_stop,

@@ -76,7 +76,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     def binned_views() -> None:
         for j in range(n):
             binned_view(series.data[j] if prebinned is None else None, saved.transforms[j], b,
-                        None if prebinned is None else prebinned[j], binned[j])
+                        None if prebinned is None else prebinned[j], binned[j], series.data.shape[1:])
             release_view(series.data, j)
 
     with ExitStack() as stack:
@@ -115,16 +115,19 @@ def aligned_views(job: RunJob, series: Any, saved: Any, writers: list, modes: tu
         writers[0].write(in_mode(view, modes[0]))
         if binning is not None:
             binned, b, prebinned = binning
-            binned_view(raw, saved.transforms[j], b, None if prebinned is None else prebinned[j], binned[j])
+            binned_view(raw, saved.transforms[j], b, None if prebinned is None else prebinned[j], binned[j],
+                        series.data.shape[1:])
         release_view(series.data, j)  # a memory map's pages of the view: not held by this process (a 4k stack's GBs)
     for w in writers:
         w.close()
 
 
-def binned_view(raw: Any, xf: Any, binning: int, prebinned: Any, out: NDArray[np.float32]) -> None:
+def binned_view(raw: Any, xf: Any, binning: int, prebinned: Any, out: NDArray[np.float32],
+                raw_shape: tuple[int, ...]) -> None:
     """A raw view binned then warped by ``xf`` into ``out``, as ``reconstruct`` makes it
     (`reconstruction.warp.warp_view`); from ``prebinned``, the view binned already, when given: the same
-    matrix, fill (the binned view's mean) and kernel, so the same pixels (`tests/jobs/test_run_beside.py`)."""
+    matrix (about the centre of ``raw_shape``, the unbinned view's rows and columns), fill (the binned view's mean) and
+    kernel, so the same pixels (`tests/jobs/test_run_beside.py`)."""
     from ..reconstruction.warp import pull_matrix, warp_view, warp_with_matrix
 
     if prebinned is None:
@@ -135,7 +138,7 @@ def binned_view(raw: Any, xf: Any, binning: int, prebinned: Any, out: NDArray[np
     if not np.all(np.isfinite(xf)):
         out[...] = fill
         return
-    warp_with_matrix(prebinned, pull_matrix(xf, prebinned.shape, out.shape, binning), out, fill)
+    warp_with_matrix(prebinned, pull_matrix(xf, prebinned.shape, out.shape, binning, raw_shape), out, fill)
 
 
 def _beside_tomogram(stack: ExitStack, aligned: Any, binned_views: Any, tomogram: Any, threads: int,

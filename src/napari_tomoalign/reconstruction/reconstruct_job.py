@@ -41,6 +41,9 @@ class ReconstructOptions:
     scale: tuple[float, float] | None = None  # None: none for float32, chosen from the data for an integer mode
     memory_bytes: int | None = None
     level: int | None = None
+    slices: tuple[int, int] | None = None  # IMOD's SLICE, unbinned rows from 0, both included (`subset`)
+    width: int | None = None  # IMOD's WIDTH, unbinned pixels, centred
+    log_offset: float | None = None  # IMOD's LOG
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,23 +93,29 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
                         " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
                         " that hold it; --x-axis-tilt and --offset are then added to its values, --thickness and"
                         " --shift replace its choice")
+    from .subset import add_subset_options
+
+    add_subset_options(p)
 
 
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
     return ReconstructOptions(
         radial=tuple(args.radial) if args.radial else None, x_axis_tilt_deg=args.x_axis_tilt, offset_deg=args.offset,
         shift_px=tuple(args.shift) if args.shift else None, exclude_views=args.exclude_views, sirt_like=args.sirt_like,
-        mode=args.mode, scale=tuple(args.scale) if args.scale else None, memory_bytes=args.memory, level=args.level)
+        mode=args.mode, scale=tuple(args.scale) if args.scale else None, memory_bytes=args.memory, level=args.level,
+        slices=args.slices, width=args.width, log_offset=args.log)
 
 
 def check_options(options: ReconstructOptions, *, lowpass: float | None = None) -> None:
     """`errors.UsageError` naming the option whose value cannot be right, before any file is read."""
     from ..errors import UsageError
+    from .subset import check_subset_options
 
     def bad(cond: bool, message: str) -> None:
         if cond:
             raise UsageError(message)
 
+    check_subset_options(options.slices, options.width, options.log_offset)
     if options.radial is not None:
         cut, fall = options.radial
         bad(not (math.isfinite(cut) and 0 < cut <= 0.5),
@@ -175,15 +184,24 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
         from .frame import frame_size_of
 
         frame = frame_size_of(saved)
-    source = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning, frame.shape(binning)) \
+    source: Any = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning, frame.shape(binning)) \
         if aligned is None else AlignedRows(aligned, views, binning, binned=True)
+    if options.log_offset is not None:
+        from .subset import log_source
+
+        span = getattr(source, "value_range", None) or (float(np.min(aligned)), float(np.max(aligned)))
+        source = log_source(source, options.log_offset, span)
+    from .subset import binned_columns, binned_rows
+
+    rows = binned_rows(options.slices, frame.size[1], binning)
+    columns = binned_columns(options.width, frame.size[0], binning)
     try:
         res = reconstruct_streamed(
             source, plan.tilts, out, thickness=plan.thickness, memory_bytes=options.memory_bytes, output_dtype=mode,
             scale=options.scale, voxel_size_angstrom=voxel_angstrom,
             weighting="sirt-like" if options.sirt_like else "ramp", sirt_iterations=options.sirt_like or 10,
             radial=radial, x_tilt_deg=plan.x_tilt, z_factors=plan.z_factors, tilt_offset_deg=plan.offset_deg,
-            shift_px=plan.shift_px, overwrite=overwrite)
+            shift_px=plan.shift_px, rows=rows, columns=columns, overwrite=overwrite)
     except ValueError as exc:  # options out of range, too little memory: the user's to fix
         raise UsageError(str(exc)) from None
     info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
@@ -306,7 +324,7 @@ def check_offset(tilts: Any, views: Any, offset: float) -> None:
 def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | None) -> dict[str, Any]:
     """``reconstruct --local`` (the in-memory local WBP): the options it applies, as `local_jobs.local_projection_for`
     (``tilts``, ``x_tilts``) and `wbp.weighted_back_projection` (the rest) take them; `errors.UsageError` naming
-    the options it does not apply (the volume's shift, levelling, output mode and scale, memory limit)."""
+    the options it does not apply, and why (``--mode`` and ``--scale`` it applies to the volume it makes)."""
     import numpy as np
 
     from ..errors import UsageError
@@ -314,11 +332,13 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, lowpass: float | 
 
     check_options(options, lowpass=lowpass)
     refused = [flag for flag, given in (("--shift", options.shift_px is not None), ("--level", options.level is not None),
-                                        ("--mode", options.mode is not None), ("--scale", options.scale is not None),
-                                        ("--memory", options.memory_bytes is not None)) if given]
+                                        ("--memory", options.memory_bytes is not None),
+                                        ("--slices", options.slices is not None), ("--width", options.width is not None),
+                                        ("--log", options.log_offset is not None)) if given]
     if refused:
         them = "it" if len(refused) == 1 else "them"
-        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)}; leave {them} out, or reconstruct"
+        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)} (the local geometry places the volume"
+                         f" about the tilt axis, unshifted, and is made whole in memory); leave {them} out, or reconstruct"
                          " without --local")
     views = used_views(saved, options)
     tilts = np.asarray(saved.tilt_angles_deg, float)

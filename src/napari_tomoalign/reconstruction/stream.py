@@ -78,7 +78,10 @@ class WarpedRows:
         n = self.raw.shape
         self.raw_shape = (n[1] // self.binning, n[2] // self.binning)
         self.shape = self.raw_shape if self.out_shape is None else (int(self.out_shape[0]), int(self.out_shape[1]))
-        self.fill = np.array([float(bin_image(self._whole_view(j), self.binning).mean()) for j in self.views])
+        binned = (bin_image(self._whole_view(j), self.binning) for j in self.views)
+        stats = np.array([(float(v.mean()), float(v.min()), float(v.max())) for v in binned]).reshape(-1, 3)
+        self.fill = stats[:, 0]
+        self.value_range = (float(stats[:, 1].min()), float(stats[:, 2].max()))  # of the binned views (--log's floor)
 
     def _whole_view(self, j: int) -> NDArray:
         """View ``j`` (0-based), checked: a NaN or infinite pixel is refused before any slab is made."""
@@ -103,7 +106,7 @@ class WarpedRows:
             if not np.all(np.isfinite(xf)):
                 out[k] = self.fill[k]
                 continue
-            m = pull_matrix(np.asarray(xf, dtype=float), self.raw_shape, self.shape, b)
+            m = pull_matrix(np.asarray(xf, dtype=float), self.raw_shape, self.shape, b, self.raw.shape[1:])
             corners = np.array([[0, first], [nx - 1, first], [0, stop - 1], [nx - 1, stop - 1]], dtype=float)
             sy = corners @ m[1, :2] + m[1, 2]
             r0 = min(max(0, int(np.floor(sy.min()))), ny_raw - 1)
@@ -252,6 +255,33 @@ def integer_scale(vol: NDArray[np.float32], dtype: np.dtype) -> tuple[float, flo
     return -mean + (float(info.max) + float(info.min) + 1.0) / 2.0 / mult, mult
 
 
+def _span(part: tuple[int, int] | None, n: int, what: str) -> tuple[int, int]:
+    """``part`` ``(first, stop)`` within ``range(n)`` (None: all of it); a `ValueError` when it is empty."""
+    lo, hi = (0, n) if part is None else (max(0, int(part[0])), min(n, int(part[1])))
+    if hi <= lo:
+        raise ValueError(f"{what} range {part} is empty for {n} {what}s")
+    return lo, hi
+
+
+def in_output_mode(vol: NDArray[np.float32], dtype: np.dtype | str, scale: tuple[float, float] | None
+                   ) -> tuple[NDArray, tuple[float, float], int, int]:
+    """A volume made whole in memory (``reconstruct --local``) as the streamed one is written: ``scale`` (add, then
+    multiply; None: none for float32, `integer_scale` of its middle slab of rows for an integer mode), rounded and
+    clipped to an integer ``dtype``. Returns the volume, the scale used, the voxels clipped and the grey levels."""
+    dtype = np.dtype(dtype)
+    if scale is None:
+        mid = vol.shape[1] // 2
+        scale = (0.0, 1.0) if dtype.kind == "f" else integer_scale(vol[:, max(0, mid - 32) : mid + 32], dtype)
+    out = vol if scale == (0.0, 1.0) else (vol + np.float32(scale[0])) * np.float32(scale[1])
+    if dtype.kind not in "iu":
+        return out.astype(dtype, copy=False), scale, 0, 0
+    info = np.iinfo(dtype)
+    out = np.rint(out)
+    clipped = int(np.count_nonzero((out < info.min) | (out > info.max)))
+    out = np.clip(out, info.min, info.max).astype(dtype)
+    return out, scale, clipped, int(out.max()) - int(out.min()) + 1
+
+
 def reconstruct_streamed(
     source: WarpedRows | AlignedRows,
     tilt_angles_deg: NDArray[np.float64],
@@ -270,6 +300,7 @@ def reconstruct_streamed(
     tilt_offset_deg: float = 0.0,
     shift_px: tuple[float, float] = (0.0, 0.0),
     rows: tuple[int, int] | None = None,
+    columns: tuple[int, int] | None = None,
     slab: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -283,7 +314,8 @@ def reconstruct_streamed(
     ``memory_bytes`` (default: half the memory available) bounds the process; ``output_dtype`` and
     ``scale`` (add, then multiply: IMOD's ``SCALE``) set what is written; integer modes are rounded and
     clipped, and without a ``scale`` the middle slab is made first and sets one (`integer_scale`). ``rows``:
-    only these output rows (a slab by hand), written as a volume of their own;
+    only these output rows (a slab by hand, or IMOD's ``SLICE``), written as a volume of their own; ``columns``:
+    only these output columns (IMOD's ``WIDTH``; the slab is back-projected whole, then cut);
     ``slab``: rows per slab, instead of what ``memory_bytes`` allows.
     """
     b = source.binning
@@ -291,9 +323,7 @@ def reconstruct_streamed(
     if n_z < 1:
         raise ValueError(f"thickness {thickness} gives no sections at binning {b}")
     ny, nx = source.shape
-    y_lo, y_hi = (0, ny) if rows is None else (max(0, int(rows[0])), min(ny, int(rows[1])))
-    if y_hi <= y_lo:
-        raise ValueError(f"row range {rows} is empty for {ny} rows")
+    y_lo, y_hi = _span(rows, ny, "row")
     if str(np.dtype(output_dtype)) not in MODES:
         raise ValueError(f"output mode must be one of {', '.join(MODES)}, not {output_dtype}")
     tilts = np.asarray(tilt_angles_deg, dtype=float) + float(tilt_offset_deg)
@@ -314,7 +344,8 @@ def reconstruct_streamed(
     if n_rows < 1:
         raise ValueError(f"a slab must hold at least one row, not {slab}")
     check_writable(out_path, overwrite)
-    shape = (n_z, y_hi - y_lo, nx)
+    x_lo, x_hi = _span(columns, nx, "column")
+    shape = (n_z, y_hi - y_lo, x_hi - x_lo)
     starts = list(range(y_lo, y_hi, n_rows))
     if scale is None:  # the middle slab first: it sets the integer scale
         starts.insert(0, starts.pop(((y_lo + y_hi) // 2 - y_lo) // n_rows))
@@ -329,6 +360,7 @@ def reconstruct_streamed(
                 vol = volume_empty((n_z, y1 - y0, nx))
                 backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
                 del views
+                vol = vol if columns is None else vol[:, :, x_lo:x_hi]
                 if scale is None:
                     scale = w.scale = integer_scale(vol, dtype)
                 w.write_rows(y0 - y_lo, vol)

@@ -6,7 +6,8 @@ pixel is pulled from the raw image at ``A^-1 (X' - c - D) + c``, so there are no
 
 Binning by ``b`` happens before the warp, as in ``newstack``: the raw view is averaged over
 ``b x b`` blocks (which also anti-aliases), and the transform is rescaled to the binned grid
-(``A`` unchanged, ``D / b``, centres of the binned images). The full-size aligned view is never made.
+(``A`` unchanged, ``D / b``, about the unbinned centre: `conventions.binned_centre`, so that a size the binning
+does not divide gives an output centred on the unbinned one). The full-size aligned view is never made.
 
 The kernels are compiled with numba and run over rows in parallel. The work is done view by view,
 so a memory-mapped stack is read one view at a time and never copied whole.
@@ -123,17 +124,25 @@ def bin_image(img: NDArray, binning: int) -> NDArray[np.float32]:
 
 
 def pull_matrix(
-    xf: NDArray[np.float64], in_shape: tuple[int, int], out_shape: tuple[int, int], binning: int = 1
+    xf: NDArray[np.float64], in_shape: tuple[int, int], out_shape: tuple[int, int], binning: int = 1,
+    raw_shape: tuple[int, ...] | None = None,
 ) -> NDArray[np.float64]:
     """The ``(2, 3)`` map from output pixel ``(x, y)`` to the input pixel to sample, on binned grids.
 
-    ``in_shape`` and ``out_shape`` are the binned ``(rows, cols)``; ``xf`` is in unbinned pixels.
+    ``in_shape`` and ``out_shape`` are the binned ``(rows, cols)``; ``xf`` is in unbinned pixels. ``raw_shape``: the
+    unbinned ``(rows, cols)`` the input was binned from (`bin_image`, whole blocks from pixel 0); the pull starts at
+    the unbinned centre in those blocks (`conventions.binned_centre`), so that the binned output is centred on the
+    unbinned one (the one rule, alike in X and Y, for a size the binning does not divide). None: ``in_shape`` times
+    ``binning``.
     """
+    from ..conventions import binned_centre, image_centre
+
     a = xf[:, :2]
     d = xf[:, 2] / binning
     ainv = np.linalg.inv(a)
-    c_in = (np.array([in_shape[1], in_shape[0]], dtype=float) - 1.0) / 2.0
-    c_out = (np.array([out_shape[1], out_shape[0]], dtype=float) - 1.0) / 2.0
+    raw = (in_shape[0] * binning, in_shape[1] * binning) if raw_shape is None else raw_shape[-2:]
+    c_in = binned_centre((raw[1], raw[0]), binning)
+    c_out = image_centre((out_shape[1], out_shape[0]))
     m = np.empty((2, 3))
     m[:, :2] = ainv
     m[:, 2] = c_in - ainv @ (c_out + d)
@@ -171,9 +180,30 @@ def warp_view(
     if not np.all(np.isfinite(xf)):
         out[...] = value
         return out
-    m = pull_matrix(np.asarray(xf, dtype=float), src.shape, shape, binning)
+    m = pull_matrix(np.asarray(xf, dtype=float), src.shape, shape, binning, np.shape(img))
     kernel = _warp_linear if interpolation == "linear" else _warp_cubic
     kernel(src, m, out, np.float32(value))
+    return out
+
+
+def bin_centred(views: NDArray, binning: int) -> NDArray[np.float32]:
+    """Views ``(n, rows, cols)`` binned by ``binning`` centred on the unbinned ones (`conventions.binned_centre`):
+    whole blocks starting half the remainder in, a half-pixel start the mean of the blocks either side (linear
+    interpolation); `bin_image` where the binning divides the size. For an aligned stack made unbinned and binned
+    after (the dock's preview tomogram), so that it maps onto the unbinned one by ``binning`` about the centre."""
+    n, rows, cols = np.shape(views)
+    b = int(binning)
+    ny, nx = rows // b, cols // b
+    starts = [(oy, ox) for oy in sorted({(rows % b) // 2, (rows % b + 1) // 2})
+              for ox in sorted({(cols % b) // 2, (cols % b + 1) // 2})]
+    out = np.empty((n, ny, nx), dtype=np.float32)
+    for j in range(n):
+        view = np.asarray(views[j])
+        out[j] = bin_image(view[starts[0][0] : starts[0][0] + ny * b, starts[0][1] : starts[0][1] + nx * b], b)
+        for oy, ox in starts[1:]:
+            out[j] += bin_image(view[oy : oy + ny * b, ox : ox + nx * b], b)
+        if len(starts) > 1:
+            out[j] /= np.float32(len(starts))
     return out
 
 
