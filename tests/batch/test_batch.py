@@ -464,7 +464,8 @@ def test_a_dead_worker_is_named_in_one_line_and_the_budget_follows_the_worker(cl
 
 def test_etomo_models_take_their_prexg_and_rawtlt_as_align_does(client, tmp_path):
     """New user's findings J and I (session 12): batch wrote a .fid's .preali transforms as NAME.xf (23 px off the
-    raw stack's on BBa's view 33) with the .prexg beside it unused, and took NAME.tlt before NAME.rawtlt."""
+    raw stack's on BBa's view 33) with the .prexg beside it unused and unsaid, and took NAME.tlt before
+    NAME.rawtlt. A prexg column is align's --prexg (one answer); without it, the .prexg beside is named."""
     from napari_tomoalign.cli import main
     from napari_tomoalign.io.imod import read_xf
 
@@ -473,16 +474,20 @@ def test_etomo_models_take_their_prexg_and_rawtlt_as_align_does(client, tmp_path
     src.mkdir()
     for name in ("BBa.fid", "BBa.rawtlt", "BBa.prexg", "BBa.tlt"):  # BBa.tlt: solved angles, as etomo leaves them
         (src / name).write_bytes((bb / name).read_bytes())
-    (src / "t.csv").write_text("markers,pixel_size_nm,tilt_axis\nBBa.fid,2.02,-12.5\n")
+    (src / "t.csv").write_text("name,markers,prexg,pixel_size_nm,tilt_axis\nraw,BBa.fid,BBa.prexg,2.02,-12.5\n"
+                               "pre,BBa.fid,,2.02,-12.5\n")
     res = run_batch(src / "t.csv", tmp_path / "out", client=client, progress=False)
-    assert [r["status"] for r in res.rows] == ["done"]
+    rows = {r["name"]: r for r in res.rows}
+    assert [r["status"] for r in res.rows] == ["done", "done"]
     assert main(["align", str(src / "BBa.fid"), "--tilt-angles", str(src / "BBa.rawtlt"), "--prexg",
                  str(src / "BBa.prexg"), "--pixel-size-nm", "2.02", "--tilt-axis", "-12.5", "--output",
                  str(tmp_path / "cli"), "--quiet"]) == 0
-    np.testing.assert_allclose(read_xf(tmp_path / "out" / "BBa" / "BBa.xf"), read_xf(tmp_path / "cli" / "BBa.xf"))
-    assert abs(read_xf(tmp_path / "out" / "BBa" / "BBa.xf")[32, 0, 2] - read_xf(bb / "BBa.xf")[32, 0, 2]) < 1.0
-    info = json.loads((tmp_path / "out" / "BBa" / "alignment.json").read_text())
+    np.testing.assert_allclose(read_xf(tmp_path / "out" / "raw" / "raw.xf"), read_xf(tmp_path / "cli" / "BBa.xf"))
+    assert abs(read_xf(tmp_path / "out" / "raw" / "raw.xf")[32, 0, 2] - read_xf(bb / "BBa.xf")[32, 0, 2]) < 1.0
+    info = json.loads((tmp_path / "out" / "raw" / "alignment.json").read_text())
     assert info["inputs"]["tilt_angles"].endswith("BBa.rawtlt") and info["inputs"]["prexg"].endswith("BBa.prexg")
+    assert "the .xf is the .preali's" in rows["pre"]["notes"] and "BBa.prexg" in rows["pre"]["notes"]
+    assert "preali" not in rows["raw"]["notes"]
 
 
 def test_an_axis_against_a_series_mdoc_makes_it_a_check(client, tmp_path, cryo, capsys):

@@ -39,7 +39,7 @@ runs they were replacing (exit 143 or 130)."""
 EPILOG = """\
 SOURCE: a folder, a quoted glob ('session/*.st') or a CSV table with a header row. Tilt angles and
 markers are looked for beside each stack by its stem (NAME.rawtlt before NAME.tlt, as IMOD; else the
-.mdoc or header), and etomo's NAME.prexg beside an IMOD model (the .xf is then the raw stack's).
+.mdoc or header); etomo's .prexg only from a prexg column (as align's --prexg; one beside is noted).
 Table columns (paths relative to the table; empty cells take the options above):
   stack, markers          at least one; tilt_angles; prexg; name (default: the stem)
   pixel_size_nm           (else the header's); image_width, image_height: for CSV markers alone

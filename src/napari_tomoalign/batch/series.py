@@ -5,14 +5,14 @@ the same stem: markers ``STEM.fid``, ``STEM.mod``, ``STEM.csv`` or ``STEM_marker
 ``STEM.rawtlt`` or ``STEM.tlt``, in IMOD's order as everywhere (`io.tilt_sources.sibling_tilt_file`: the nominal
 ``.rawtlt`` first, a ``.tlt`` beside a raw stack holds an earlier run's solved angles; for a stack without
 either, the workers use its ``.mdoc`` or extended header, as ``open_tilt_series`` does); stack ``STEM.mrc``,
-``.st`` or ``.mrcs``; for an IMOD model (``.fid``/``.mod``), etomo's ``STEM.prexg`` beside it: the model was placed
-on the ``.preali``, and the ``.xf`` written is then the raw stack's, as ``align --prexg`` makes it.
+``.st`` or ``.mrcs``. etomo's ``.prexg`` is taken from a table's ``prexg`` column only, as ``align`` takes it from
+``--prexg`` only (one answer); one found beside an IMOD model without it is named in the series' notes.
 
 The CSV table has a header. Columns (paths relative to the table's folder):
 
 - ``stack``, ``tilt_angles``, ``markers`` (at least one of stack and markers), ``name`` (default: the
   stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``,
-  ``prexg`` (etomo's, for markers placed on the ``.preali``; default: ``STEM.prexg`` beside an IMOD model);
+  ``prexg`` (etomo's, for markers placed on the ``.preali``: the ``.xf`` is then the raw stack's);
 - for a stack without markers, which is tracked (the ``run`` path): ``bead_diameter_nm`` or
   ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin`` and
   ``thickness`` (of the tomogram), ``erase_gold`` (yes/no), ``clumps`` (skip/track, as ``run --clumps``);
@@ -98,9 +98,7 @@ def spec_from_file(path: Path) -> SeriesSpec:
         markers = path
         stack = _first(folder, stem, STACK_EXT)
     tilts = sibling_tilt_file(folder / f"{stem}{ext}")  # IMOD's order, the one rule (module docstring)
-    prexg = _first(folder, stem, (".prexg",)) if markers is not None and markers.suffix.lower() in (".fid", ".mod") \
-        else None
-    return SeriesSpec(name=stem, markers=markers, tilt_angles=tilts, stack=stack, prexg=prexg)
+    return SeriesSpec(name=stem, markers=markers, tilt_angles=tilts, stack=stack)
 
 
 def _dedupe(specs: list[SeriesSpec]) -> list[SeriesSpec]:
@@ -162,7 +160,7 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
     return SeriesSpec(
         name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"), markers=markers or found.markers,
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,
-        prexg=path("prexg") or found.prexg,
+        prexg=path("prexg"),
         image_size=None if w is None else (int(w), int(h)),  # type: ignore[arg-type]
         pixel_size_nm=checked_pixel_size(_opt_float(row, "pixel_size_nm", where), f"{where}: pixel_size_nm"),
         bead_diameter_nm=_opt_float(row, "bead_diameter_nm", where),

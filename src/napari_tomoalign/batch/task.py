@@ -308,7 +308,20 @@ def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, exp
         al, solve, written, notes = solve_and_write(job, out, export)
     return make_row(spec.name, alignment_status(al), path="align", **alignment_figures(al),
                     time_s=time.perf_counter() - t0, solve_s=solve, write_s=written,
-                    notes="; ".join([*al.warnings, *([notes] if notes else [])]), output=str(out))
+                    notes="; ".join([*_preali_note(spec), *al.warnings, *([notes] if notes else [])]), output=str(out))
+
+
+def _preali_note(spec: SeriesSpec) -> list[str]:
+    """As ``align`` says it: an IMOD model without a ``prexg`` cell gives the ``.preali``'s ``.xf``; named when
+    etomo's ``.prexg`` lies beside it (new user's finding J, session 12: batch said nothing)."""
+    m = spec.markers
+    if spec.prexg is not None or m is None or m.suffix.lower() not in (".fid", ".mod"):
+        return []
+    beside = m.with_suffix(".prexg")
+    if not beside.is_file():
+        return []
+    return [f"note: the .xf is the .preali's (the model was made on it); add a prexg column with {beside.name} for"
+            " the raw .st's, as align --prexg"]
 
 
 # An alignment's warnings that need no second look: views the user excluded, views mapped to groups, markers seen
