@@ -162,8 +162,14 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     rows, cols = series.data.shape[1:]
     frame = frame_size_of(saved, job.size)
     check_frame(frame, binning)
+    guessed: tuple[str, ...] = ()
     if thickness is None:
         thickness = default_thickness_px((cols, rows), saved.marker_z_extent_px)
+        if saved.marker_z_extent_px is None and (job.options is None or job.options.level is None):
+            # another tool's alignment (AreTomo's .aln, RELION's star): no markers to size the section (new user's
+            # finding R, session 12: both gold layers of a 180 px section fell outside, without a word)
+            guessed = (f"thickness {thickness} px, a quarter of the image: the alignment has no markers to size the"
+                       " section; give --thickness",)
     if thickness < binning:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {binning})")
     if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
@@ -179,7 +185,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite, frame=frame)
         notes, warnings = tomogram_notes(info)
         return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
-                           frame_notes(frame, binning) + tuple(notes), tuple(warnings))
+                           frame_notes(frame, binning) + guessed + tuple(notes), tuple(warnings))
     from ..reconstruction.reconstruct_job import ReconstructOptions, local_wbp_options
 
     kw = local_wbp_options(job.options or ReconstructOptions(), saved, job.lowpass)  # what --local applies
@@ -207,7 +213,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     vol, notes, warns = _in_mode(vol, job.options or ReconstructOptions(), series.data.dtype)
     write_mrc(out, vol, voxel, overwrite=overwrite)
     return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()),
-                       notes=frame_notes(frame, binning) + notes, warnings=warns)
+                       notes=frame_notes(frame, binning) + guessed + notes, warnings=warns)
 
 
 def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):
