@@ -20,16 +20,9 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from .fft_fixed import forward_columns16, inverse_columns16, rows_product64
 from .fft_lanes import LANES, stack_block, transpose_lanes
-from .fft_steps import (
-    SUB_MAX,
-    forward_columns,
-    forward_columns_fixed,
-    inverse_columns,
-    inverse_columns_fixed,
-    rows_product,
-    rows_product_fixed,
-)
+from .fft_steps import SUB_MAX, forward_columns, inverse_columns, rows_product
 
 __all__ = ["filter_block", "filter_scratch", "stack_block", "twiddles"]
 
@@ -110,11 +103,15 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
             _rows_in(view, r0 + c0 + LANES, ti, n_x)
         else:
             ti[:n_x] = 0.0
-        if n1 == 16 and n2 == 64:  # rows of 257 to 512: the steps compiled for their lengths
-            forward_columns_fixed(tr, ti, n_x, half, xr, xi, wr, wi, 16, 64, SCRATCH_SHIFT)
-            rows_product_fixed(xr, xi, filt, wr, wi, 16, 64, SCRATCH_SHIFT)
-            inverse_columns_fixed(xr, xi, q, c0, two, n_x, wr, wi, 16, 64, SCRATCH_SHIFT, tr)
+        if n1 == 16:  # rows of 129 to 1024 px: `fft_fixed`
+            forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, SCRATCH_SHIFT)
         else:
             forward_columns(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, SCRATCH_SHIFT)
+        if n2 == 64:
+            rows_product64(xr, xi, filt, wr, wi, n1, SCRATCH_SHIFT)
+        else:
             rows_product(xr, xi, filt, wr, wi, n1, n2, SCRATCH_SHIFT)
+        if n1 == 16:
+            inverse_columns16(xr, xi, q, c0, two, n_x, n2, SCRATCH_SHIFT, tr)
+        else:
             inverse_columns(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, SCRATCH_SHIFT, tr)

@@ -8,6 +8,8 @@ its vector arithmetic, every input loaded before any output is stored.
 
 from __future__ import annotations
 
+import math
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -209,3 +211,87 @@ def butterfly2_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # pragm
 
     rows = types.UniTuple(types.int64, 2)
     return types.void(sr, si, dr, di, rows, rows, types.UniTuple(types.float32, 2)), codegen
+
+
+def _constant_times(builder, re, im, e):
+    """``(re + i im) exp(-2 pi i e / 16)``: nothing for ``e = 0``, a swap for ``e = 4`` (times ``-i``)."""
+    if e == 0:
+        return re, im
+    if e == 4:
+        return im, builder.fneg(re)
+    vec = ir.VectorType(ir.FloatType(), LANES)
+    c = ir.Constant(vec, [math.cos(2 * math.pi * e / 16)] * LANES)
+    d = ir.Constant(vec, [-math.sin(2 * math.pi * e / 16)] * LANES)
+    return (builder.fsub(builder.fmul(re, c, flags=_CONTRACT), builder.fmul(im, d, flags=_CONTRACT), flags=_CONTRACT),
+            builder.fadd(builder.fmul(re, d, flags=_CONTRACT), builder.fmul(im, c, flags=_CONTRACT), flags=_CONTRACT))
+
+
+def _element(context, builder, aty, ary, index):
+    return builder.load(cgutils.get_item_pointer(context, builder, aty, ary, [index], wraparound=False))
+
+
+def _fft16_codegen(context, builder, signature, args):
+    """The code of `fft16_lanes`. Each input is loaded when its first radix-4 round needs it and each output
+    stored when made, so that no more than the 32 vectors between the rounds are alive at once."""
+    aty = signature.args
+    arr = {k: context.make_array(aty[k])(context, builder, args[k]) for k in range(len(aty))
+           if isinstance(aty[k], types.Array)}
+    i64 = ir.IntType(64)
+    in0, in_step, lim1, lim2, in_shift = cgutils.unpack_tuple(builder, args[3], 5)
+    out0, out_step, out_lim, out_shift = cgutils.unpack_tuple(builder, args[7], 4)
+    f0, f_step = cgutils.unpack_tuple(builder, args[10], 2)
+
+    def at(base, step, j):
+        return builder.add(base, builder.mul(step, ir.Constant(i64, j)))
+
+    def slot(r, shift):  # fft_steps.slot
+        mask = builder.sub(builder.shl(ir.Constant(i64, 1), shift), ir.Constant(i64, 1))
+        return builder.xor(r, builder.and_(builder.lshr(r, shift), mask))
+
+    def row_in(j):
+        u = at(in0, in_step, j)
+        if 2 in arr:
+            return _element(context, builder, aty[2], arr[2], u)
+        edge = builder.select(builder.icmp_signed("<", u, lim2), builder.sub(lim1, ir.Constant(i64, 1)),
+                              ir.Constant(i64, 0))
+        return slot(builder.select(builder.icmp_signed("<", u, lim1), u, edge), in_shift)
+
+    z = []
+    for p in range(4):  # z[p][k] = (DFT4 over j of x[p + 4 j])[k] w^(p k)
+        rows = [row_in(p + 4 * j) for j in range(4)]
+        vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in rows]
+        vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in rows]
+        z.append([_constant_times(builder, re, im, p * k) for k, (re, im) in enumerate(_dft4(builder, vr, vi))])
+    dst_ty, dst = (None, None, aty[4], aty[5]), (None, None, arr[4], arr[5])
+    for k in range(4):  # X[4 m + k] = (DFT4 over p of z[p][k])[m]
+        out = _dft4(builder, [z[p][k][0] for p in range(4)], [z[p][k][1] for p in range(4)])
+        for m in range(4):
+            o, f = at(out0, out_step, 4 * m + k), at(f0, f_step, 4 * m + k)
+            re, im = out[m]
+            if 8 in arr and 9 in arr:
+                re, im = _times(builder, re, im, _element(context, builder, aty[8], arr[8], f),
+                                _element(context, builder, aty[9], arr[9], f))
+            elif 8 in arr:
+                c = _splat(builder, _element(context, builder, aty[8], arr[8], f))
+                re, im = builder.fmul(re, c), builder.fmul(im, c)
+            row = _element(context, builder, aty[6], arr[6], o) if 6 in arr else slot(o, out_shift)
+            with builder.if_then(builder.icmp_signed("<", o, out_lim), likely=True):
+                _store_rows(context, builder, dst_ty, dst, [row], [(re, im)], 6 in arr)
+
+
+@intrinsic
+def fft16_lanes(typingctx, sr, si, rows_in, src, dr, di, rows_out, dst, fr, fi, fac):  # pragma: no cover - compiled
+    """A whole 16-point FFT (decimation in frequency) held in registers: 32 vector loads, the arithmetic, at most
+    32 vector stores (no round trip through memory).
+
+    Input ``j`` is row ``rows_in[u]`` of ``s*`` with ``u = in0 + j in_step``; when ``rows_in`` is None, row
+    ``slot(u', in_shift)`` with ``u'`` = ``u`` below ``lim1``, ``lim1 - 1`` below ``lim2``, else 0 (the edge
+    padding); ``src = (in0, in_step, lim1, lim2, in_shift)``. Output ``k`` goes to row ``rows_out[o]`` of ``d*``
+    (not when below 0), or to ``slot(o, out_shift)`` when ``rows_out`` is None, ``o = out0 + k out_step``, and
+    only while ``o < out_lim``; ``dst = (out0, out_step, out_lim, out_shift)``. Outputs are times ``fr[f] + i
+    fi[f]``, ``f = f0 + k f_step`` (``fac = (f0, f_step)``): times ``fr[f]`` when ``fi`` is None, as they are
+    when both are None."""
+    index = types.int64
+    sig = types.void(sr, si, rows_in, types.UniTuple(index, 5), dr, di, rows_out, types.UniTuple(index, 4), fr, fi,
+                     types.UniTuple(index, 2))
+    return sig, _fft16_codegen
