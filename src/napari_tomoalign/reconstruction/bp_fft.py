@@ -103,8 +103,10 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
             _rows_in(view, r0 + c0 + LANES, ti, n_x)
         else:
             ti[:n_x] = 0.0
-        if n1 == 16:  # rows of 129 to 1024 px: `fft_fixed`
-            forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, SCRATCH_SHIFT)
+        if n1 == 16:  # rows of 129 to 1024 px: `fft_fixed`; the next rows fetched meanwhile
+            pre0 = max(r0 + c0 + 2 * LANES, 0)
+            n_pre = max(min(r0 + min(c0 + 4 * LANES, n_rows), view.shape[0]) - pre0, 0)
+            forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, SCRATCH_SHIFT, view, pre0, n_pre)
         else:
             forward_columns(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, SCRATCH_SHIFT)
         if n2 == 64:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numba
 
-from .fft_lanes import LANES, butterfly4_lanes, fft16_lanes, stack_block
+from .fft_lanes import LANES, butterfly4_lanes, fft16_filter_lanes, fft16_lanes, prefetch_row, stack_block
 from .fft_steps import ANY, slot
 
 _N2 = 64  # `rows_product64`'s row length
@@ -20,10 +20,16 @@ _STACK4 = 4 * _N2 * LANES  # its stack buffers: real and imaginary parts of the 
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, shift):  # pragma: no cover - compiled
+def forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, shift, view, pre0, n_pre):  # pragma: no cover - compiled
     """`fft_steps.forward_columns` for ``n1 = 16``: column ``t`` (rows ``j n2 + t`` of the edge-padded input)
-    transformed, output ``k`` times ``W^(t k)`` into scratch row ``slot(k n2 + t)``."""
+    transformed, output ``k`` times ``W^(t k)`` into scratch row ``slot(k n2 + t)``. Meanwhile, rows ``pre0``
+    to ``pre0 + n_pre`` of ``view`` (the next rows `bp_fft.filter_block` reads) are fetched into the cache, a
+    few lines per column, so that their wait for memory overlaps the arithmetic."""
+    per_row = (view.shape[1] + 15) // 16  # cache lines
+    per_t = (n_pre * per_row + n2 - 1) // n2
     for t in range(n2):
+        for line in range(t * per_t, min((t + 1) * per_t, n_pre * per_row)):
+            prefetch_row(view, pre0 + line // per_row, (line % per_row) * 16)  # type: ignore[call-arg]
         fft16_lanes(tr, ti, None, (t, n2, n_x, n_x + half, 0), xr, xi, None, (t, n2, ANY, shift),  # type: ignore[call-arg]
                     wr, wi, (0, t))
 
@@ -55,14 +61,8 @@ def rows_product64(xr, xi, filt, wr, wi, n1, shift):  # pragma: no cover - compi
             rows = (slot(base + p, shift), slot(base + p + f, shift), slot(base + p + 2 * f, shift),
                     slot(base + p + 3 * f, shift))
             butterfly4_lanes(xr, xi, ar, ai, rows, (4 * p, 4 * p + 1, 4 * p + 2, 4 * p + 3), tw)
-        for q in range(4):  # frequency k1 + n1 o in row o = q + 4 k, times the filter there
-            fft16_lanes(ar, ai, None, (q, 4, ANY, ANY, 0), pr, pi, None, (q, 4, ANY, 0),
-                        filt, None, (k1 + n1 * q, 4 * n1))
-        for p in range(f):  # the inverse: the forward transform of the parts swapped
-            j = p * n1
-            tw = (wr[j], wi[j], wr[2 * j], wi[2 * j], wr[3 * j], wi[3 * j])
-            butterfly4_lanes(pi, pr, ar, ai, (p, p + f, p + 2 * f, p + 3 * f),
-                             (4 * p, 4 * p + 1, 4 * p + 2, 4 * p + 3), tw)
+        for q in range(4):  # frequency k1 + n1 o in row o = q + 4 k, times the filter there; the inverse's first pass
+            fft16_filter_lanes(ar, ai, q, pr, pi, filt, k1 + n1 * q, 4 * n1, wr, wi, n1)
         for q in range(4):  # output o = q + 4 k times W^(k1 o), back into scratch row slot(k1 n2 + o)
-            fft16_lanes(ar, ai, None, (q, 4, ANY, ANY, 0), xi, xr, None, (base + q, 4, ANY, shift),
+            fft16_lanes(pr, pi, None, (q, 4, ANY, ANY, 0), xi, xr, None, (base + q, 4, ANY, shift),
                         wr, wi, (k1 * q, 4 * k1))
