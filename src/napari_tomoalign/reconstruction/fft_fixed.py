@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numba
 
-from .fft_lanes import LANES, butterfly4_lanes, fft16_filter_lanes, fft16_lanes, prefetch_row, stack_block
+from .fft_lanes import LANES, butterfly4_lanes, fft16_filter_lanes, fft16_lanes, fft16_low_lanes, prefetch_row, stack_block
 from .fft_steps import ANY, slot
 
 _N2 = 64  # `rows_product64`'s row length
@@ -42,8 +42,12 @@ def inverse_columns16(xr, xi, q, c0, two, n_x, n2, shift, junk):  # pragma: no c
     real = q[:, c0 : c0 + LANES]
     imag = q[:, c0 + LANES : c0 + 2 * LANES] if two else junk[:n_x]
     for t in range(min(n2, n_x)):  # swapped parts: the inverse
-        fft16_lanes(xi, xr, None, (t, n2, ANY, ANY, shift), imag, real, None, (t, n2, n_x, 0),  # type: ignore[call-arg]
-                    None, None, (0, 0))
+        if n_x <= 8 * n2:  # outputs k >= 8 (rows k n2 + t) are padding: not computed
+            fft16_low_lanes(xi, xr, None, (t, n2, ANY, ANY, shift), imag, real, None,  # type: ignore[call-arg]
+                            (t, n2, n_x, 0), None, None, (0, 0))
+        else:
+            fft16_lanes(xi, xr, None, (t, n2, ANY, ANY, shift), imag, real, None,  # type: ignore[call-arg]
+                        (t, n2, n_x, 0), None, None, (0, 0))
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)

@@ -258,9 +258,10 @@ def _first_round16(context, builder, aty, arr, row_in):
     return z
 
 
-def _fft16_codegen(context, builder, signature, args):
-    """The code of `fft16_lanes`. Each input is loaded when its first radix-4 round needs it and each output
-    stored when made, so that no more than the 32 vectors between the rounds are alive at once."""
+def _fft16_codegen(context, builder, signature, args, n_out=16):
+    """The code of `fft16_lanes` (of its outputs below ``n_out`` only: the others are not even computed). Each
+    input is loaded when its first radix-4 round needs it and each output stored when made, so that no more
+    than the 32 vectors between the rounds are alive at once."""
     aty = signature.args
     arr = {k: context.make_array(aty[k])(context, builder, args[k]) for k in range(len(aty))
            if isinstance(aty[k], types.Array)}
@@ -288,7 +289,7 @@ def _fft16_codegen(context, builder, signature, args):
     dst_ty, dst = (None, None, aty[4], aty[5]), (None, None, arr[4], arr[5])
     for k in range(4):  # X[4 m + k] = (DFT4 over p of z[p][k])[m]
         out = _dft4(builder, [z[p][k][0] for p in range(4)], [z[p][k][1] for p in range(4)])
-        for m in range(4):
+        for m in range(n_out // 4):
             o, f = at(out0, out_step, 4 * m + k), at(f0, f_step, 4 * m + k)
             re, im = out[m]
             if 8 in arr and 9 in arr:
@@ -318,6 +319,16 @@ def fft16_lanes(typingctx, sr, si, rows_in, src, dr, di, rows_out, dst, fr, fi, 
     sig = types.void(sr, si, rows_in, types.UniTuple(index, 5), dr, di, rows_out, types.UniTuple(index, 4), fr, fi,
                      types.UniTuple(index, 2))
     return sig, _fft16_codegen
+
+
+@intrinsic
+def fft16_low_lanes(typingctx, sr, si, rows_in, src, dr, di, rows_out, dst, fr, fi, fac):  # pragma: no cover - compiled
+    """`fft16_lanes` when only outputs 0 to 7 are wanted (the first half of an inverse transform, which the
+    edge padding past the row fills): the rest is not computed."""
+    index = types.int64
+    sig = types.void(sr, si, rows_in, types.UniTuple(index, 5), dr, di, rows_out, types.UniTuple(index, 4), fr, fi,
+                     types.UniTuple(index, 2))
+    return sig, lambda context, builder, signature, args: _fft16_codegen(context, builder, signature, args, 8)
 
 
 @intrinsic
