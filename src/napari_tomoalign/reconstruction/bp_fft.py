@@ -5,8 +5,9 @@ every butterfly is one vector operation over `LANES` complex columns (two real r
 one as the real part, one as the imaginary part: the filter is real and even, so they come back apart).
 The ``n_pad``-point transform is a four-step one, ``n_pad = n1 x n2``: sub-transforms of ``n1`` points
 down the columns of an ``(n1, n2)`` matrix, a twiddle, then sub-transforms of ``n2`` points along its
-rows. Each sub-transform runs in buffers on the stack (a few KB, in L1), its first pass reading from the
-scratch (in L2) and its last pass writing back, so the scratch is crossed in L1-sized pieces (`fft_steps`).
+rows. Each 16-point sub-transform is held in registers from its loads to its stores (`fft_lanes.fft16_lanes`);
+longer ones run a radix-4 pass through buffers on the stack (a few KB, in L1) first, so the scratch (in L2)
+is crossed in L1-sized pieces (`fft_fixed` for the common lengths, `fft_steps` for any).
 Forward and inverse meet in the frequency domain without any reordering: the forward transform leaves
 frequency ``k1 + n1 k2`` in row ``(k1, k2)``; the filter is read in that order, and the inverse (the same
 steps backwards) puts the rows back in natural order. The product and both ``n2``-point steps are one

@@ -12,9 +12,11 @@ An ``n = n1 x n2``-point transform of the scratch rows ``x[j n2 + t]`` (kept in 
 
 Every sub-transform (`mapped_fft`) is a Stockham FFT, radix 4 (a first radix-2 pass when its length is
 not a power of 4), whose first pass reads the rows it needs wherever they are (the transposed input, the
-scratch) and whose last pass writes each output, times its twiddle or filter value, where the next step
-wants it; the passes between run in buffers on the stack (a few KB, in L1). The inverse is the forward
-transform with the real and imaginary parts swapped on the way in and out.
+scratch) and whose last 16 points (`fft_lanes.fft16_lanes`, in registers) write each output, times its
+twiddle or filter value, where the next step wants it; the passes between run in buffers on the stack (a
+few KB, in L1). `fft_fixed` has the same steps for the common lengths without the tables of rows and
+factors. The inverse is the forward transform with the real and imaginary parts swapped on the way in and
+out.
 """
 
 from __future__ import annotations
