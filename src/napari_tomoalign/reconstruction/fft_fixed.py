@@ -25,11 +25,16 @@ def forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, shift, view, pre0, 
     transformed, output ``k`` times ``W^(t k)`` into scratch row ``slot(k n2 + t)``. Meanwhile, rows ``pre0``
     to ``pre0 + n_pre`` of ``view`` (the next rows `bp_fft.filter_block` reads) are fetched into the cache, a
     few lines per column, so that their wait for memory overlaps the arithmetic."""
-    per_row = (view.shape[1] + 15) // 16  # cache lines
-    per_t = (n_pre * per_row + n2 - 1) // n2
+    n_v = view.shape[1]
+    per_t = (n_pre * ((n_v + 15) // 16) + n2 - 1) // n2  # cache lines to ask for per column
+    row, col = pre0, 0
     for t in range(n2):
-        for line in range(t * per_t, min((t + 1) * per_t, n_pre * per_row)):
-            prefetch_row(view, pre0 + line // per_row, (line % per_row) * 16)  # type: ignore[call-arg]
+        for _ in range(per_t):
+            if row < pre0 + n_pre:
+                prefetch_row(view, row, col)  # type: ignore[call-arg]
+                col += 16
+                if col >= n_v:
+                    row, col = row + 1, 0
         fft16_lanes(tr, ti, None, (t, n2, n_x, n_x + half, 0), xr, xi, None, (t, n2, ANY, shift),  # type: ignore[call-arg]
                     wr, wi, (0, t))
 
