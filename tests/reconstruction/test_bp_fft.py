@@ -43,6 +43,7 @@ def ramp(n_pad, tilts=(-60.0, 0.0, 30.0)):
         (40, 128, 50, 20, 32),  # odd log2(n_pad): a radix-2 pass
         (17, 64, 20, -5, 16),  # 16 rows: no rows in the imaginary parts
         (1000, 2048, 64, 0, 64),
+        (700, 1024, 40, 0, 32),  # padded less than twice: rows past half the padded length kept, the padding split
         (2048, 4096, 40, 8, 32),  # the 4096-wide stack binned by 2; rows past the bottom edge
         (3000, 8192, 20, 0, 32),  # a wide view padded further than twice its width
         (16384, 32768, 16, 0, 16),  # sub-transforms of 128 and 256 points

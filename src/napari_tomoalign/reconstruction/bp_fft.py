@@ -5,8 +5,9 @@ every butterfly is one vector operation over `LANES` complex columns (two real r
 one as the real part, one as the imaginary part: the filter is real and even, so they come back apart).
 The ``n_pad``-point transform is a four-step one, ``n_pad = n1 x n2``: sub-transforms of ``n1`` points
 down the columns of an ``(n1, n2)`` matrix, a twiddle, then sub-transforms of ``n2`` points along its
-rows. Each sub-transform runs in buffers on the stack (a few KB, in L1), its first pass reading from the
-scratch (in L2) and its last pass writing back, so the scratch is crossed in L1-sized pieces (`fft_steps`).
+rows. Each 16-point sub-transform is held in registers from its loads to its stores (`fft_lanes.fft16_lanes`);
+longer ones run a radix-4 pass through buffers on the stack (a few KB, in L1) first, so the scratch (in L2)
+is crossed in L1-sized pieces (`fft_fixed` for the common lengths, `fft_steps` for any).
 Forward and inverse meet in the frequency domain without any reordering: the forward transform leaves
 frequency ``k1 + n1 k2`` in row ``(k1, k2)``; the filter is read in that order, and the inverse (the same
 steps backwards) puts the rows back in natural order. The product and both ``n2``-point steps are one
@@ -20,16 +21,9 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from .fft_fixed import forward_columns16, inverse_columns16, rows_product64
 from .fft_lanes import LANES, stack_block, transpose_lanes
-from .fft_steps import (
-    SUB_MAX,
-    forward_columns,
-    forward_columns_fixed,
-    inverse_columns,
-    inverse_columns_fixed,
-    rows_product,
-    rows_product_fixed,
-)
+from .fft_steps import SUB_MAX, forward_columns, inverse_columns, rows_product
 
 __all__ = ["filter_block", "filter_scratch", "stack_block", "twiddles"]
 
@@ -110,11 +104,17 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
             _rows_in(view, r0 + c0 + LANES, ti, n_x)
         else:
             ti[:n_x] = 0.0
-        if n1 == 16 and n2 == 64:  # rows of 257 to 512: the steps compiled for their lengths
-            forward_columns_fixed(tr, ti, n_x, half, xr, xi, wr, wi, 16, 64, SCRATCH_SHIFT)
-            rows_product_fixed(xr, xi, filt, wr, wi, 16, 64, SCRATCH_SHIFT)
-            inverse_columns_fixed(xr, xi, q, c0, two, n_x, wr, wi, 16, 64, SCRATCH_SHIFT, tr)
+        if n1 == 16:  # rows of 129 to 1024 px: `fft_fixed`; the next rows fetched meanwhile
+            pre0 = max(r0 + c0 + 2 * LANES, 0)
+            n_pre = max(min(r0 + min(c0 + 4 * LANES, n_rows), view.shape[0]) - pre0, 0)
+            forward_columns16(tr, ti, n_x, half, xr, xi, wr, wi, n2, SCRATCH_SHIFT, view, pre0, n_pre)
         else:
             forward_columns(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, SCRATCH_SHIFT)
+        if n2 == 64:
+            rows_product64(xr, xi, filt, wr, wi, n1, SCRATCH_SHIFT)
+        else:
             rows_product(xr, xi, filt, wr, wi, n1, n2, SCRATCH_SHIFT)
+        if n1 == 16:
+            inverse_columns16(xr, xi, q, c0, two, n_x, n2, SCRATCH_SHIFT, tr)
+        else:
             inverse_columns(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, SCRATCH_SHIFT, tr)

@@ -12,9 +12,11 @@ An ``n = n1 x n2``-point transform of the scratch rows ``x[j n2 + t]`` (kept in 
 
 Every sub-transform (`mapped_fft`) is a Stockham FFT, radix 4 (a first radix-2 pass when its length is
 not a power of 4), whose first pass reads the rows it needs wherever they are (the transposed input, the
-scratch) and whose last pass writes each output, times its twiddle or filter value, where the next step
-wants it; the passes between run in buffers on the stack (a few KB, in L1). The inverse is the forward
-transform with the real and imaginary parts swapped on the way in and out.
+scratch) and whose last 16 points (`fft_lanes.fft16_lanes`, in registers) write each output, times its
+twiddle or filter value, where the next step wants it; the passes between run in buffers on the stack (a
+few KB, in L1). `fft_fixed` has the same steps for the common lengths without the tables of rows and
+factors. The inverse is the forward transform with the real and imaginary parts swapped on the way in and
+out.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from .fft_lanes import (
     butterfly4_lanes,
     butterfly4_out_lanes,
     copy_lanes,
+    fft16_lanes,
     stack_block,
     twiddle_lanes,
 )
 
+ANY = 1 << 62  # no limit on a row index (`fft16_lanes`)
 SUB_MAX = 256  # the longest sub-transform, held on the stack: padded rows up to SUB_MAX ** 2
 _STACK6 = 6 * SUB_MAX * LANES  # six sub-transform buffers: real and imaginary parts of ping, pong and a product
 
@@ -86,7 +90,12 @@ def sub_fft(ar, ai, br, bi, wr, wi, n, wstep):  # pragma: no cover - compiled
 def mapped_fft(sr, si, rows_in, dr, di, rows_out, out_c, out_d, buf, wr, wi, n, wstep):  # pragma: no cover - compiled
     """Forward ``n``-point FFT of rows ``rows_in[:n]`` of ``s*`` into rows ``rows_out[:n]`` of ``d*``, output ``k``
     times ``out_c[k] + i out_d[k]``; an output row below 0 is not written. ``buf`` ``(>= 4, SUB_MAX, LANES)``:
-    the stack buffers; the twiddle table ``w`` is for ``n wstep`` points."""
+    the stack buffers; the twiddle table ``w`` is for ``n wstep`` points. The last 16 points of every
+    sub-transform are one `fft16_lanes` each, in registers."""
+    if n == 16:
+        fft16_lanes(sr, si, rows_in, (0, 1, ANY, ANY, 0), dr, di, rows_out, (0, 1, ANY, 0),  # type: ignore[call-arg]
+                    out_c, out_d, (0, 1))
+        return
     ar, ai, br, bi = buf[0], buf[1], buf[2], buf[3]
     if n < 8:  # too short for a first and a last pass: copied in, transformed, copied out
         for j in range(n):
@@ -114,13 +123,18 @@ def mapped_fft(sr, si, rows_in, dr, di, rows_out, out_c, out_d, buf, wr, wi, n, 
                              (wr[p * wstep], wi[p * wstep]))
         m, s = h, 2
     in_b = False
-    while m > 4:
+    while m > 16:
         if in_b:
             _pass4(br, bi, ar, ai, wr, wi, m, s, wstep)
         else:
             _pass4(ar, ai, br, bi, wr, wi, m, s, wstep)
         m, s, in_b = m // 4, 4 * s, not in_b
     xr, xi = (br, bi) if in_b else (ar, ai)
+    if m == 16:  # sub-transforms of 16 points (rows q + s p) in registers, output k to row q + s k
+        for q in range(s):
+            fft16_lanes(xr, xi, None, (q, s, ANY, ANY, 0), dr, di, rows_out, (q, s, ANY, 0),  # type: ignore[call-arg]
+                        out_c, out_d, (q, s))
+        return
     for q in range(s):  # the last pass (length 4, stride n / 4): each output where it goes, times its factor
         a, b, c, x = q, q + s, q + 2 * s, q + 3 * s
         butterfly4_out_lanes(xr, xi, dr, di, (a, b, c, x), (rows_out[a], rows_out[b], rows_out[c], rows_out[x]),  # type: ignore[call-arg]
@@ -194,28 +208,4 @@ def rows_product(xr, xi, filt, wr, wi, n1, n2, shift):  # pragma: no cover - com
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def inverse_columns(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, shift, junk):  # pragma: no cover - compiled
     """`_inverse_columns`."""
-    _inverse_columns(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, shift, junk)
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def forward_columns_fixed(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, shift):  # pragma: no cover - compiled
-    """`forward_columns` compiled for the constants ``n1, n2`` (LLVM lays out each pass for its length)."""
-    numba.literally(n1)
-    numba.literally(n2)
-    _forward_columns(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, shift)
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def rows_product_fixed(xr, xi, filt, wr, wi, n1, n2, shift):  # pragma: no cover - compiled
-    """`rows_product` compiled for the constants ``n1, n2``."""
-    numba.literally(n1)
-    numba.literally(n2)
-    _rows_product(xr, xi, filt, wr, wi, n1, n2, shift)
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def inverse_columns_fixed(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, shift, junk):  # pragma: no cover - compiled
-    """`inverse_columns` compiled for the constants ``n1, n2``."""
-    numba.literally(n1)
-    numba.literally(n2)
     _inverse_columns(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, shift, junk)
