@@ -86,3 +86,19 @@ def test_the_next_stack_does_not_keep_the_last_ones_markers(make_napari_viewer, 
     inputs.image.value = viewer.layers["a.st"]  # back to a: its own layer again
     assert inputs.markers.value is made_on_a
     widget.teardown()
+
+
+def test_the_dock_warns_of_the_hand_as_the_command_line(qtbot):
+    """New user's findings T and P (session 12): the dock said nothing of the mirror for an axis near +-90 deg that
+    nobody gave, nor for one typed 90 deg off (x and y swapped), which picked the hand by a tie."""
+    from napari_tomoalign._napari.dock.options import OptionsSection
+
+    o = OptionsSection()
+    o.axis_mode.value = "estimate"
+    assert "cannot tell it from -96.0 deg" in o.axis_warnings(84.0)[0] and o.axis_warnings(-12.5) == []
+    o.axis_mode.value, o.axis_angle.value = "estimate near the angle", -6.0
+    said = o.axis_warnings(-96.0)
+    assert said and "x and y swapped" in said[0] and said[0].endswith("set 'tilt axis' to estimate near the"
+                                                                      " microscope's angle")
+    o.axis_angle.value = 84.0
+    assert o.axis_warnings(84.1) == []

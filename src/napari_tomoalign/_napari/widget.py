@@ -235,9 +235,9 @@ class AlignWidget(OpensInTurns):
                 raise ValueError("choose the tilt series too: the image size is needed")
         settings = self.options.settings()
         last = self.runs.last
-        warm = (self.options.warm_start.value and last is not None and self.runs.markers is markers
-                and last.alignment.n_views == len(tilts) and last.name == settings["name"]
-                and not settings["only_markers_in_every_view"])
+        on = self.runs.aligned_on  # warm from this series' own last Align only (finding V, s12: else its branch)
+        warm = (self.options.warm_start.value and last is not None and on == (markers, image) and not settings[
+            "only_markers_in_every_view"] and last.alignment.n_views == len(tilts) and last.name == settings["name"])
         job = dock_job(table, tilts, size, pixel_nm, image.data if image is not None else None, self.options.options(),
                        settings, last.alignment if warm and last is not None else None, safe_stem(markers.name))
         self._tilt_source = source
@@ -298,12 +298,8 @@ class AlignWidget(OpensInTurns):
                      f" (angles from {self._tilt_source})")
             for w in al.warnings:
                 show_warning(w)
-            if self.options.axis_mode.value == "estimate":  # no axis from the user nor a .mdoc: as the command line
-                from ..tracking.jobs import branch_warning
-
-                guessed = branch_warning(al.tilt_axis_deg, "set 'tilt axis' to estimate near the microscope's angle")
-                if guessed:  # (new user's finding T, session 12: the dock said nothing of the mirror)
-                    show_warning(guessed.removeprefix("warning: "))
+            for w in self.options.axis_warnings(al.tilt_axis_deg):  # the mirror, as the command line says it
+                show_warning(w)
 
         def finish() -> None:
             if markers in self._viewer.layers:

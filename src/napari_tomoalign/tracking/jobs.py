@@ -164,7 +164,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     if hint:
         result.warnings.append(f"warning: {hint}")
     result.warnings += [w for w in [tilt_file_warning(result, tilts, source, stack_path)] if w]
-    result.warnings += [w for w in [_tie_warning(job.tilt_axis_deg, axis, result.alignment.tilt_axis_deg)] if w]
+    result.warnings += [w for w in [tie_warning(job.tilt_axis_deg, axis, result.alignment.tilt_axis_deg)] if w]
     guessed = branch_warning(result.alignment.tilt_axis_deg) if axis is None else None
     if axis_note is not None or guessed is not None:
         result.warnings.append(axis_note or guessed)  # type: ignore[arg-type]
@@ -199,7 +199,7 @@ def branch_warning(axis_deg: float, give: str = "give --tilt-axis as the microsc
             f" {other:.1f} deg, which gives the mirror tomogram: {give}")
 
 
-def _tie_warning(given: float | None, used: float | None, estimated: float) -> str | None:
+def tie_warning(given: float | None, used: float | None, estimated: float) -> str | None:
     """A warning when the axis given is so far from the estimate (x and y swapped?) that it could not pick the
     branch, the tomogram or its mirror, and no ``.mdoc`` did (``used`` is the given one)."""
     if given is None or used != given:

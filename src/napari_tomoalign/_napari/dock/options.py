@@ -113,6 +113,21 @@ class OptionsSection:
         self._mdoc_axis = float(self.axis_angle.value)
         return f"tilt axis: estimated near {found[0]:g} deg, SerialEM's angle in {Path(found[1]).name}"
 
+    def axis_warnings(self, estimated_deg: float) -> list[str]:
+        """The command line's warnings on the tomogram's hand after an Align (new user's findings T and P, session
+        12): an axis near +-90 deg that nobody gave, or one typed so far from the estimate (x and y swapped?) that
+        it could not pick the branch."""
+        from ...tracking.jobs import branch_warning, tie_warning
+
+        give = "set 'tilt axis' to estimate near the microscope's angle"
+        if self.axis_mode.value == AXIS_CHOICES[0]:
+            found = branch_warning(estimated_deg, give)
+        else:
+            given = float(self.axis_angle.value)
+            found = tie_warning(given, given, estimated_deg)
+            found = found.replace("give --tilt-axis as the microscope (SerialEM) gives it", give) if found else None
+        return [found.removeprefix("warning: ")] if found else []
+
     def name(self, com: str | None = None) -> str:
         """The result's name: the one typed, else what was aligned and, for IMOD's full model, its align.com (so
         that a full-model result sits beside the default one and *Compare* can show the two)."""

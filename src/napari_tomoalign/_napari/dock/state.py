@@ -24,12 +24,14 @@ class Runs:
     position: int = 0
     prediction: Alignment | None = None  # what Move to predicted uses: the last Align's, or the last Track's
     surfaces: dict[str, SurfaceAnalysis | None] = field(default_factory=dict)  # IMOD's surface analysis, by name
+    aligned_on: tuple[Any, Any] | None = None  # (markers, image) of the last Align: a warm start's own series only
 
     def add(self, result: PipelineResult, markers: Any, image: Any, visits: list[Visit],
             surfaces: SurfaceAnalysis | None = None) -> None:
         self.results[result.name] = result
         self.surfaces[result.name] = surfaces
         self.last, self.markers, self.image = result, markers, image
+        self.aligned_on = (markers, image)
         self.prediction = result.alignment
         self.visits, self.position = visits, 0
 
