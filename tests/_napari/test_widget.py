@@ -133,6 +133,10 @@ def test_closing_the_dock_mid_run_restores_the_garbage_collector(qtbot, sample_v
     qtbot.wait(20)
     for runner in (widget.runner, widget.beads.runner):
         runner._on_progress("coarse", 2, 41, "coarse alignment: view 2 of 41")
+        runner._closed = False  # napari's window closed without the dock's teardown: the deleted bar is caught too
+        runner._last_progress = 0.0
+        runner._on_progress("coarse", 3, 41, "coarse alignment: view 3 of 41")
+        assert runner._closed
 
 
 def test_input_errors_are_reported_and_nothing_changes(qtbot, sample_viewer, tmp_path):

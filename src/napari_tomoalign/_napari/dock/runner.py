@@ -208,8 +208,11 @@ class Runner:
         if now - self._last_progress < PROGRESS_EVERY_S and done < total:
             return  # each update lays out and repaints part of the window (10-40 ms on software OpenGL)
         self._last_progress = now
-        self.progress.value = self._percent(stage, done, total)
-        self._status(text)
+        try:
+            self.progress.value = self._percent(stage, done, total)
+            self._status(text)
+        except RuntimeError:  # napari's window closed without the dock's teardown: its widgets are gone
+            self._closed = True
 
     def _on_finished(self) -> None:
         self._worker = None
