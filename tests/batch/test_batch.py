@@ -457,6 +457,8 @@ def test_a_dead_worker_is_named_in_one_line_and_the_budget_follows_the_worker(cl
     said = error_text(UsageError("the beads measure about 9.9 nm across, not the 30.0 nm given: give"
                                  " --bead-diameter-nm 9.9 (or --bead-diameter-nm auto)"))  # a table's cell, finding B4
     assert said.endswith("set bead_diameter_nm (its table cell, or --bead-diameter-nm) to 9.9 (or auto)")
+    said = error_text(UsageError("a.st: no tilt angles beside it; give --tilt-angles FILE (.rawtlt or .tlt)"))
+    assert said == "a.st: no tilt angles beside it; add a tilt_angles column (.rawtlt or .tlt)"  # finding N
     limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
     budgets = client.submit(worker_budget, pure=False).result()
     assert budgets in {int(v) // WORKER_SHARE for v in limits.values() if v}

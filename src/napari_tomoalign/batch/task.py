@@ -213,6 +213,7 @@ def error_text(exc: BaseException) -> str:
         return ("the worker running this series died (out of memory, most likely: each worker may use the machine's"
                 " memory over the workers); run it with fewer workers (--workers 1), or give the workers more memory")
     msg = " ".join(str(exc).split()) or type(exc).__name__
+    msg = msg.replace("give --tilt-angles FILE", "add a tilt_angles column")  # no such option in a batch
     for unit in ("nm", "px"):  # the command line's option, in a batch's words: a table cell or the option
         msg = msg.replace(f"give --bead-diameter-{unit} ", f"set bead_diameter_{unit} (its table cell, or"
                           f" --bead-diameter-{unit}) to ").replace(f" (or --bead-diameter-{unit} auto)", " (or auto)")
