@@ -427,6 +427,7 @@ def test_a_series_whose_alignment_warns_is_check_said_and_kept_on_a_rerun(client
     assert rows["ts01"]["status"] == "check" and rows["ts01"]["outlier"] == "true"
     assert "views 6" in rows["ts01"]["notes"] and rows["ts00"]["outlier"] == "false"
     assert cmd_batch(args) == 0  # the re-run skips all four and shows what the first run said
+    assert "\n  ts01: check (skipped, as when it ran): 1 view(s) have no markers at all" in capsys.readouterr().out
     rows = {r["name"]: r for r in _summary(tmp_path / "out" / "summary.csv")}
     assert rows["ts01"]["status"] == "skipped" and rows["ts01"]["notes"].startswith("check when run: ")
     assert "have no markers at all" in rows["ts01"]["notes"]

@@ -130,6 +130,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         for r in res.rows:  # aligned, but the alignment says something is wrong: named here, not only in the csv
             if r["status"] == "check":
                 print(f"  {r['name']}: check: {checked_notes(r)}")
+            elif r["status"] == "skipped" and str(r.get("notes") or "").startswith("check when run: "):
+                print(f"  {r['name']}: check (skipped, as when it ran): {checked_notes(r).removeprefix('check when run: ')}")
         for r in res.rows:  # an export asked for that the alignment cannot give: said here, not only in the csv
             left = [n.split(" not written")[0] for n in str(r.get("notes") or "").split("; ") if " not written: " in n]
             if left:
