@@ -60,5 +60,11 @@ def test_convert_to_relion_names_the_stack_and_gives_the_dose(tmp_path, capsys):
     table = starfile.read(tmp_path / "rel" / "tilt_series" / "ts.star")
     assert list(table["rlnMicrographName"][:2]) == [f"1@{stack}", f"2@{stack}"]
     np.testing.assert_allclose(table["rlnMicrographPreExposure"], 2.5 * np.arange(21))
+    from napari_tomoalign.io.alignment import read_alignment_dir
+    from napari_tomoalign.jobs.facts import default_thickness_px
+
+    extent = read_alignment_dir(tmp_path / "al").marker_z_extent_px  # the tomogram's default thickness: one fact
+    tomo = starfile.read(tmp_path / "rel" / "tomograms.star")
+    assert int(tomo["rlnTomoSizeZ"].iloc[0]) == default_thickness_px((256, 256), extent) != 256
     assert main(["convert", str(tmp_path / "al"), "--to", "relion", "--output", str(tmp_path / "rel2")]) == 0
     assert "note: the RELION tilt series names the stack NAME.mrc" in capsys.readouterr().out

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jobs.facts import default_thickness_px  # the tomogram's default thickness: one fact
 from .alignment import SavedAlignment
 from .atomic import atomic_open
 from .convert import raw_shifts
@@ -62,7 +63,7 @@ def to_portal(saved: SavedAlignment, *, thickness_px: int | None = None):
         sections.append(Section(z_index=int(i), tilt_angle=float(saved.tilt_angles_deg[i]), volume_x_rotation=0.0,
                                 in_plane_rotation=a.T.tolist(), x_offset=float(t[i, 0]), y_offset=float(t[i, 1])))
     pix_a = 10.0 * saved.pixel_size_nm if saved.pixel_size_nm else 0.0
-    nz = thickness_px if thickness_px is not None else saved.image_size[1]
+    nz = thickness_px if thickness_px is not None else default_thickness_px(saved.image_size, saved.marker_z_extent_px)
     from ..reconstruction.frame import frame_size_of
 
     x, y = frame_size_of(saved).size if 0 not in saved.image_size else saved.image_size

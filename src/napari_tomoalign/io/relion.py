@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ..jobs.facts import default_thickness_px  # the tomogram's default thickness: one fact
 from .alignment import SavedAlignment
 from .atomic import atomic_file_set, atomic_path, check_inside, check_writable, safe_name
 from .convert import raw_shifts, rotation_and_magnification, transforms_from, warn_magnification
@@ -126,7 +127,8 @@ def write_relion(
         "rlnTomoYTilt": saved.tilt_angles_deg[idx], "rlnTomoZRot": alpha[idx],
         "rlnTomoXShiftAngst": shift_a[idx, 0], "rlnTomoYShiftAngst": shift_a[idx, 1],
     })
-    nz = int(thickness_px if thickness_px is not None else saved.image_size[1])
+    nz = int(thickness_px if thickness_px is not None else default_thickness_px(saved.image_size,
+                                                                                saved.marker_z_extent_px))
     from ..reconstruction.frame import frame_size_of
 
     volume = frame_size_of(saved).size  # the tomogram's width and length: the aligned frame
