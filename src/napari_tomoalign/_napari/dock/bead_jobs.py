@@ -51,7 +51,8 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
     try:
         check_tracking_memory(tuple(stack.shape[1:]), diameter_px, "this tilt series")
         with thread_limit(min(threads, TRACKING_THREADS) if threads else TRACKING_THREADS):
-            measured = resolve_diameter(stack, tilts, diameter_px, pixel_size_nm, "nm" if pixel_size_nm else "px")
+            measured = resolve_diameter(stack, tilts, diameter_px, pixel_size_nm, "nm" if pixel_size_nm else "px",
+                                        seed_view=seed_view)  # on the view Track starts from, as the command line
         result = track_beads(stack, tilts, measured, tilt_axis_deg=tilt_axis_deg, seed_view=seed_view,
                              seeds_xy=seeds_xy, clumps=clumps, threads=threads, progress=progress,
                              should_stop=should_stop)
