@@ -37,3 +37,32 @@ def test_a_solved_tilt_beyond_90_degrees_is_not_written_and_small_differences_pa
     given = np.array([-60.0, -30.0, 0.0, 30.0, 60.0])
     assert tilt_file_mismatch(given + 3.0, given, np.ones(5, bool)) is None  # a stage calibration off by 3 deg
     assert tilt_file_mismatch(given * 1.4, given, np.ones(5, bool)) == (pytest.approx(24.0), 0)
+
+
+def _tracked(rms_px: float, track_views: list[int], diameter_px: float = 20.0):
+    """What `misfit_message` reads of a tracking result: its fit's RMS, the beads' track lengths, the size."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(alignment=SimpleNamespace(rms_residual_px=rms_px), n_beads=len(track_views),
+                           quality=SimpleNamespace(n_views=np.array(track_views)), bead_diameter_px=diameter_px,
+                           markers=SimpleNamespace(image_size=(1024, 1024)))
+
+
+def test_beads_that_fit_no_specimen_are_named_with_the_tilt_file_in_acquisition_order():
+    """New user's finding (session 13): c05 (1024^2 x 41 at 3 deg, 20 px gold) with its tilts in SerialEM's order of
+    acquisition: the tracker followed pieces of 12 views whose fit (RMS 7.07 px) kept the solved tilts within 8 deg
+    of the file, so `tilt_file_mismatch` passed, and `run` wrote a tomogram 296 px off end to end."""
+    from napari_tomoalign.tracking.jobs import misfit_message
+
+    sorted_tilts = np.arange(-60.0, 61.0, 3.0)
+    zero = 20
+    acquisition = sorted_tilts[[zero] + [v for k in range(1, 21) for v in (zero + k, zero - k)]]
+    short = [12] * 40 + [30] * 30
+    msg = misfit_message(_tracked(7.07, short), acquisition, "acq.tlt", "c05.mrc")
+    assert msg == ("the tracked beads do not fit one specimen (RMS residual 7.07 px, median track 12 of 41 views);"
+                   " acq.tlt is not in order of tilt (SerialEM's order of acquisition, beside a stack sorted by tilt?):"
+                   " check that acq.tlt holds the tilt angles of c05.mrc in its order, and the bead diameter")
+    assert "not in order" not in misfit_message(_tracked(7.07, short), sorted_tilts, "a.tlt", "c05.mrc")
+    assert misfit_message(_tracked(0.33, short), acquisition, "acq.tlt", "c05.mrc") is None  # a good fit
+    assert misfit_message(_tracked(7.07, [41] * 50), acquisition, "acq.tlt", "c05.mrc") is None  # whole tracks
+    assert misfit_message(_tracked(2.0, short, diameter_px=48.0), sorted_tilts, "a", "s") is None  # 1 px of bin 3

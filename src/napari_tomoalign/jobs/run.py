@@ -326,7 +326,11 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     al = replace(result.alignment, pixel_size_nm=tracked.pixel_size_nm) if same else solve(ajob)
     from ..alignment.validation import tilt_file_mismatch
     from ..conventions import view_number
+    from ..tracking.jobs import misfit_message
 
+    misfit = None if job.patches else misfit_message(result, tilts, tracked.tilt_source, job.stack)
+    if misfit:  # before anything is written (`misfit_message`)
+        raise UsageError(misfit)
     off = tilt_file_mismatch(al.tilt_angles_deg, tilts, al.view_determined)
     if off is not None:  # before anything is written: the tomogram would be made with tilts the views do not have
         raise UsageError(f"the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"

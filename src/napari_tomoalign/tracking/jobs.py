@@ -164,6 +164,9 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     if hint:
         result.warnings.append(f"warning: {hint}")
     result.warnings += [w for w in [tilt_file_warning(result, tilts, source, stack_path)] if w]
+    misfit = misfit_message(result, tilts, source, stack_path)
+    if misfit:
+        result.warnings.append(f"warning: {misfit}")
     result.warnings += [w for w in [tie_warning(job.tilt_axis_deg, axis, result.alignment.tilt_axis_deg)] if w]
     guessed = branch_warning(result.alignment.tilt_axis_deg) if axis is None else None
     if axis_note is not None or guessed is not None:
@@ -186,6 +189,34 @@ def tilt_file_warning(result: TrackingResult, tilts: NDArray, source: str, stack
     return (f"warning: the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
             f" {view_number(off[1])}): {source} does not match the views of {stack} (another series', or another"
             " order?)")
+
+
+SHORT_TRACK_FRACTION = 0.5  # a median track over fewer of the views than this, with a poor fit: not one specimen
+
+
+def misfit_message(result: TrackingResult, tilts: NDArray, source: str, stack: str | os.PathLike[str]) -> str | None:
+    """What is wrong, in one line, when the tracked beads do not fit one rigid specimen: the alignment's RMS over
+    `POOR_RMS_PX` working pixels *and* a median track over less than half the views. Tilt angles that are not the
+    views' (another order: SerialEM's order of acquisition beside a stack sorted by tilt) give that, with solved
+    tilts that follow the file (short tracks fit anything), so `tilt_file_mismatch` cannot see it. None otherwise.
+    `run` refuses to go on there; `track` and the dock say it."""
+    from .binned import working_binning
+
+    al = result.alignment
+    if al is None or not result.n_beads:
+        return None
+    n_views = len(tilts)
+    median = float(np.median(result.quality.n_views))
+    image = result.markers.image_size or (0, 0)
+    poor = al.rms_residual_px > POOR_RMS_PX * working_binning(result.bead_diameter_px, (image[1], image[0]))
+    if not poor or median >= SHORT_TRACK_FRACTION * n_views:
+        return None
+    step = np.diff(np.asarray(tilts, float))
+    order = (f"; {source} is not in order of tilt (SerialEM's order of acquisition, beside a stack sorted by tilt?)"
+             if np.any(step > 0) and np.any(step < 0) else "")
+    return (f"the tracked beads do not fit one specimen (RMS residual {al.rms_residual_px:.2f} px, median track"
+            f" {median:.0f} of {n_views} views){order}: check that {source} holds the tilt angles of {stack} in its"
+            " order, and the bead diameter")
 
 
 def branch_warning(axis_deg: float, give: str = "give --tilt-axis as the microscope (SerialEM) gives it") -> str | None:
@@ -240,7 +271,7 @@ def _in_seed_view(seed: int, tilts: NDArray, work: Callable[[], T]) -> T:
                                f" found: {exc}; if that view is ruined, give --seed-view with another") from None
 
 
-BRANCH_GUESSED = "was taken on the branch in (-90, 90]"  # the words of the warning for an axis nobody gave
+BRANCH_GUESSED = "was estimated, with no axis given nor .mdoc to tell its branch"  # the warning for an axis nobody gave
 BRANCH_TIE_DEG = 45.0  # a given axis further than this from the estimate (or the .mdoc's) cannot pick the branch
 AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
 
