@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -477,3 +478,22 @@ def test_a_read_only_folder_is_named_as_the_output_not_our_temporary_file(tmp_pa
         with atomic_path(tmp_path / "c.rec"):
             pass
     assert e.value.filename == str(tmp_path / "c.rec") and e.value.errno == errno.EROFS
+
+
+def test_an_output_in_a_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    """New user's nit (session 13): `track --output` on a read-only mount tracked for 8 s, then refused."""
+    from napari_tomoalign.io import atomic
+
+    box = tmp_path / "ro"
+    box.mkdir()
+    box.chmod(0o555)
+    if os.geteuid() == 0:  # root writes through permissions (not through a read-only mount): the check asks access(2)
+        real = os.access
+        monkeypatch.setattr(atomic.os, "access", lambda p, m: False if Path(p) == box else real(p, m))
+    try:
+        for target in (box / "t.fid", box / "new" / "deeper" / "t.fid"):  # the nearest folder that exists is judged
+            with pytest.raises(OverwriteError, match=f"cannot write in {box} .a read-only file system, or no permission"):
+                check_writable(target, True)
+        assert check_writable(tmp_path / "new" / "t.fid", False) == tmp_path / "new" / "t.fid"
+    finally:
+        box.chmod(0o755)

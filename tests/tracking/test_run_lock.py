@@ -79,3 +79,19 @@ def test_a_folder_holding_another_series_is_refused_before_the_tracking(stack, t
     assert sorted(p.name for p in (tmp_path / "seq" / "alignment").iterdir()) == before
     assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == ["alignment"]
     assert np.isfinite(al.rms_residual_px)
+
+
+def test_a_folder_left_by_a_killed_run_says_so(stack, tmp_path, capsys):
+    """New user's finding (session 13): after SIGKILL (a time limit, the OOM killer) the run's lock file and some
+    outputs stay; the next run said only "b.fid already exists", not that the folder holds an unfinished run."""
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("")  # nobody holds it: its run was killed
+    (out / "b.fid").write_text("tracked before the kill")
+    t0 = time.perf_counter()
+    assert main(["run", str(stack), "--bead-diameter-nm", "10", "--output", str(out)]) == 2
+    assert time.perf_counter() - t0 < 5.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "b.fid already exists" in err
+    assert f"{out} holds the files of a run that was killed before it ended; --force replaces them" in err
+    assert (out / "b.fid").read_text() == "tracked before the kill"

@@ -111,7 +111,7 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
         if os.path.islink(p) and not overwrite:  # a dangling link: something is there, and the name is taken
             raise OverwriteError(f"{p} already exists (a link to a missing file); choose another name or allow"
                                  " overwriting (--force)") from None
-        return p
+        return _in_writable_folder(p)
     except OSError as exc:
         raise OverwriteError(f"{p}: cannot check the output: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
@@ -125,6 +125,19 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     if not overwrite:
         raise OverwriteError(f"{p} already exists; choose another name or allow overwriting (--force on the command"
                              " line, overwrite=True in Python)")
+    return _in_writable_folder(p)
+
+
+def _in_writable_folder(p: Path) -> Path:
+    """``p`` when the folder it goes in (or the nearest one of its parents that exists: the writers make the rest)
+    can be written; else an `OverwriteError`, before any work (a read-only mount was found only at the end of a
+    tracking)."""
+    folder = p.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise OverwriteError(f"{p}: cannot write in {folder} (a read-only file system, or no permission); give an"
+                             " output elsewhere")
     return p
 
 

@@ -21,7 +21,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     (`io.atomic.BusyError`) instead of mixing its files with this one's or rolling this one's back (session 11's
     finding 14). Re-entrant within a process (the command line holds it around `jobs.run.run_job`, which holds it
     too); a folder it made is removed again if the run left it empty."""
-    from ..io.atomic import BusyError
+    from ..io.atomic import BusyError, OverwriteError
 
     folder = Path(folder)
     key = os.path.realpath(folder)
@@ -35,6 +35,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     created = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
+    killed = lock.exists()  # a lock file that nobody holds: a run killed before it could remove it (SIGKILL, OOM)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         try:
@@ -45,6 +46,11 @@ def run_lock(folder: Path) -> Iterator[None]:
         _HELD[key] = 1
         try:
             yield
+        except OverwriteError as exc:
+            if killed and "already exists" in str(exc):  # say why the name is taken (new user's finding, session 13)
+                raise OverwriteError(f"{exc}: {folder} holds the files of a run that was killed before it ended;"
+                                     " --force replaces them") from None
+            raise
         finally:
             del _HELD[key]
             lock.unlink(missing_ok=True)
