@@ -191,7 +191,10 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     kw = local_wbp_options(job.options or ReconstructOptions(), saved, job.lowpass)  # what --local applies
     tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
     ny, nx = frame.shape(binning)
-    need = 4 * nx * ny * (2 * series.n_views + thickness // binning)
+    opts = job.options or ReconstructOptions()
+    mode = np.dtype(opts.mode or ("int16" if series.data.dtype.kind in "iu" else "float32"))
+    # the aligned views, their filtered and sheared copy, the float32 volume and its copy in the output mode
+    need = nx * ny * (8 * series.n_views + (4 + (mode.itemsize if mode != np.float32 else 0)) * (thickness // binning))
     check_memory(need, "the reconstruction")
     ali = np.empty((series.n_views, ny, nx), dtype=np.float32)
     for j in range(series.n_views):
@@ -210,7 +213,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
     del ali
     voxel = pix * binning if pix else None
-    vol, notes, warns = _in_mode(vol, job.options or ReconstructOptions(), series.data.dtype)
+    vol, notes, warns = _in_mode(vol, opts, series.data.dtype)
     write_mrc(out, vol, voxel, overwrite=overwrite)
     return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()),
                        notes=frame_notes(frame, binning) + guessed + notes, warnings=warns)

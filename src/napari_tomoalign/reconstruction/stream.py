@@ -267,19 +267,31 @@ def in_output_mode(vol: NDArray[np.float32], dtype: np.dtype | str, scale: tuple
                    ) -> tuple[NDArray, tuple[float, float], int, int]:
     """A volume made whole in memory (``reconstruct --local``) as the streamed one is written: ``scale`` (add, then
     multiply; None: none for float32, `integer_scale` of its middle slab of rows for an integer mode), rounded and
-    clipped to an integer ``dtype``. Returns the volume, the scale used, the voxels clipped and the grey levels."""
+    clipped to an integer ``dtype``. Returns the volume, the scale used, the voxels clipped and the grey levels.
+    A float32 ``vol`` is scaled in place; an integer one is made a few sections at a time, so that the memory is
+    the volume and its copy in ``dtype`` only (whole-volume temporaries took 4.2 GB for a 1 GB tomogram: new user's
+    finding, session 13)."""
     dtype = np.dtype(dtype)
     if scale is None:
         mid = vol.shape[1] // 2
         scale = (0.0, 1.0) if dtype.kind == "f" else integer_scale(vol[:, max(0, mid - 32) : mid + 32], dtype)
-    out = vol if scale == (0.0, 1.0) else (vol + np.float32(scale[0])) * np.float32(scale[1])
-    if dtype.kind not in "iu":
-        return out.astype(dtype, copy=False), scale, 0, 0
-    info = np.iinfo(dtype)
-    out = np.rint(out)
-    clipped = int(np.count_nonzero((out < info.min) | (out > info.max)))
-    out = np.clip(out, info.min, info.max).astype(dtype)
-    return out, scale, clipped, int(out.max()) - int(out.min()) + 1
+    a, m = np.float32(scale[0]), np.float32(scale[1])
+    integer = dtype.kind in "iu"
+    out = np.empty(vol.shape, dtype) if integer or dtype != vol.dtype else vol
+    step = max(1, (16 << 20) // max(1, vol[:1].nbytes))  # sections per chunk: about 16 MB
+    clipped = 0
+    for k in range(0, vol.shape[0], step):
+        chunk = vol[k : k + step]
+        if scale != (0.0, 1.0):
+            chunk = np.multiply(np.add(chunk, a, out=chunk if out is vol else None), m, out=chunk if out is vol else None)
+        if integer:
+            info = np.iinfo(dtype)
+            chunk = np.rint(chunk)
+            clipped += int(np.count_nonzero((chunk < info.min) | (chunk > info.max)))
+            np.clip(chunk, info.min, info.max, out=chunk)
+        if out is not vol:
+            out[k : k + step] = chunk
+    return out, scale, clipped, (int(out.max()) - int(out.min()) + 1) if integer else 0
 
 
 def reconstruct_streamed(
