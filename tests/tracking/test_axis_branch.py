@@ -121,3 +121,22 @@ def test_the_branch_warning_is_one_text_for_the_command_line_and_the_dock():
     cli, dock = branch_warning(84.0), branch_warning(84.0, "set 'tilt axis' to estimate near the microscope's angle")
     assert "cannot tell it from -96.0 deg" in cli and cli.endswith("give --tilt-axis as the microscope (SerialEM) gives it")
     assert dock.split(": set")[0] == cli.split(": give")[0]
+
+
+def test_a_mdoc_with_other_sections_than_the_views_is_not_used_for_the_axis(turned, capsys):
+    """New user's finding (session 13): an .mdoc of another series (61 sections, 4096^2) beside a 41-view stack with
+    its own .rawtlt still gave the tilt axis (-95.9): the mirror tomogram, said only in a note that its angles were
+    used (they were not). Its axis is not used either, and a note says why."""
+    d = turned
+    sections = "".join(f"[ZValue = {z}]\nTiltAngle = {z - 30}.0\n\n" for z in range(61))
+    (d / "turned.st.mdoc").write_text(MDOC.format(name="turned.st", axis="84.0") + sections)
+    try:
+        assert mdoc_tilt_axis(d / "turned.st") == (84.0, str(d / "turned.st.mdoc"))
+        assert mdoc_tilt_axis(d / "turned.st", 21) is None and mdoc_tilt_axis(d / "turned.st", 61) is not None
+        assert main(["track", str(d / "turned.st"), "--bead-diameter-nm", "10", "--output", str(d / "o.csv")]) == 0
+        out, err = capsys.readouterr()
+        assert f"note: {d / 'turned.st.mdoc'} has 61 sections but turned.st has 21 views: another series' file" in out
+        assert "not used, for the tilt axis either" in out and "Unknown fields" not in out + err
+        assert "tilt axis near 84" not in out
+    finally:
+        (d / "turned.st.mdoc").unlink()

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from .errors import FileFormatError
 from .guarded import require_regular_file
-from .tilt_sources import MAX_MDOC_BYTES
+from .tilt_sources import MAX_MDOC_BYTES, mdoc_table
 
 
 def mdoc_beside(stack_path: str | os.PathLike[str]) -> Path | None:
@@ -58,13 +58,11 @@ def relion_dose_note(stack_path: str | os.PathLike[str] | None, give: str = "--s
 def pre_exposure(mdoc: str | os.PathLike[str], n_views: int) -> NDArray[np.float64] | None:
     """``(n_views,)`` e/A^2 each view of the stack had before it (module docstring), or None when the ``.mdoc``
     gives no dose or does not describe ``n_views`` views. `FileFormatError` for a file that is not an ``.mdoc``."""
-    import mdocfile
-
     p = require_regular_file(mdoc, "SerialEM .mdoc")
     if p.stat().st_size > MAX_MDOC_BYTES:
         raise FileFormatError(f"{p}: {p.stat().st_size} bytes is too large for a SerialEM .mdoc")
     try:
-        df = mdocfile.read(p)
+        df = mdoc_table(p)
     except Exception as exc:  # noqa: BLE001 - mdocfile raises pydantic and parsing errors of many types
         raise FileFormatError(f"{p}: not a readable SerialEM .mdoc ({type(exc).__name__})") from None
     if "ZValue" not in df.columns or len(df) != n_views:

@@ -27,16 +27,30 @@ from .tilts import read_tilt_angles
 MAX_MDOC_BYTES = 4 * 1024 * 1024
 
 
-def read_mdoc_tilts(path: str | os.PathLike[str], n_views: int | None = None) -> NDArray[np.float64]:
-    """Tilt angles from a SerialEM ``.mdoc``, ordered by ``ZValue``."""
+def mdoc_table(path: Path) -> Any:
+    """mdocfile's table of a SerialEM ``.mdoc``, without the library's logged warning on the fields it does not
+    know (SerialEM's own ``ImageSize``: "Unknown fields will be preserved" printed before every run's output)."""
+    import logging
+
     import mdocfile
 
+    log = logging.getLogger("mdocfile")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return mdocfile.read(path)
+    finally:
+        log.setLevel(level)
+
+
+def read_mdoc_tilts(path: str | os.PathLike[str], n_views: int | None = None) -> NDArray[np.float64]:
+    """Tilt angles from a SerialEM ``.mdoc``, ordered by ``ZValue``."""
     p = require_regular_file(path, "SerialEM .mdoc")  # a FIFO or a device would block or never end
     try:
         if p.stat().st_size > MAX_MDOC_BYTES:  # mdocfile parses ~1 ms a section: 4 MiB is ~2 s, 20x a real one
             raise FileFormatError(f"{p}: {p.stat().st_size} bytes is too large for a SerialEM .mdoc (limit "
                                   f"{MAX_MDOC_BYTES}); give the tilt angles as a .tlt file")
-        df = mdocfile.read(p)
+        df = mdoc_table(p)
     except FileFormatError:
         raise
     except FileNotFoundError:
@@ -111,9 +125,24 @@ def sibling_tilt_file(path: str | os.PathLike[str]) -> Path | None:
 _MDOC_AXIS = re.compile(r"Tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?)", re.IGNORECASE)
 
 
-def mdoc_tilt_axis(stack_path: str | os.PathLike[str]) -> tuple[float, str] | None:
+def mdoc_sections(mdoc: str | os.PathLike[str]) -> int | None:
+    """The number of sections (``[ZValue = ...]``) of a SerialEM ``.mdoc``; None when it cannot be read or has none
+    (its title lines only: it says nothing of the views)."""
+    try:
+        path = require_regular_file(mdoc, "SerialEM .mdoc")
+        if os.path.getsize(path) > MAX_MDOC_BYTES:
+            return None
+        with open(path, "rb") as f:
+            return f.read().count(b"[ZValue") or None
+    except (OSError, FileFormatError):
+        return None
+
+
+def mdoc_tilt_axis(stack_path: str | os.PathLike[str], n_views: int | None = None) -> tuple[float, str] | None:
     """SerialEM's "Tilt axis angle" (a title line of the ``.mdoc`` beside the stack) and that file, or None. It is
-    the microscope's axis, which the markers cannot tell from the axis + 180 (the mirror tomogram)."""
+    the microscope's axis, which the markers cannot tell from the axis + 180 (the mirror tomogram). With ``n_views``,
+    None too for an ``.mdoc`` whose sections are not the stack's views: another series' file, whose axis would pick
+    the hand of the tomogram (new user's finding, session 13; `other_series_mdoc_note` says it)."""
     p = Path(stack_path)
     for cand in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")):
         if not cand.is_file():
@@ -123,10 +152,24 @@ def mdoc_tilt_axis(stack_path: str | os.PathLike[str]) -> tuple[float, str] | No
                 head = f.read(65536).decode("utf-8", "replace")  # the title lines come before the sections
         except (OSError, FileFormatError):
             return None
+        if n_views is not None and mdoc_sections(cand) not in (None, n_views):
+            return None
         m = _MDOC_AXIS.search(head)
         angle = float(m.group(1)) if m else float("nan")
         return (angle, str(cand)) if np.isfinite(angle) and abs(angle) <= 360.0 else None
     return None
+
+
+def other_series_mdoc_note(stack_path: str | os.PathLike[str], n_views: int) -> str | None:
+    """A note when the ``.mdoc`` beside the stack has another number of sections than the stack has views: it is
+    not used, for the tilt axis either (`mdoc_tilt_axis`)."""
+    p = Path(stack_path)
+    mdoc = next((c for c in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")) if c.is_file()), None)
+    n = None if mdoc is None else mdoc_sections(mdoc)
+    if n is None or n == n_views:
+        return None
+    return (f"note: {mdoc} has {n} sections but {p.name} has {n_views} views: another series' file (or the stack"
+            " was cut since); not used, for the tilt axis either")
 
 
 def find_tilt_angles(path: Path, n_views: int, mrc=None) -> tuple[NDArray[np.float64] | None, str | None]:

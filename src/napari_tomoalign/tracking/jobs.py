@@ -141,7 +141,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         pixel_source="the header's" if job.pixel_size_nm is None else "the given")
     check_tracking_memory((rows, cols), d_px, str(stack_path))  # before any work: a stack too big is said at once
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
-    axis, axis_note = _tilt_axis(job.tilt_axis_deg, stack_path)
+    axis, axis_note = _tilt_axis(job.tilt_axis_deg, stack_path, series.n_views)
     given_seed = checked_seed_view(job.seed_view, series.n_views)
     blank = [v for v in find_blank_views(series.data, tilts) if v != given_seed]
     seed = choose_seed_view(tilts, blank, given_seed)
@@ -247,8 +247,12 @@ def tie_warning(given: float | None, used: float | None, estimated: float) -> st
 def _mdoc_note(stack_path: str | os.PathLike[str], tilt_source: str, axis_note: str | None, series) -> str | None:
     """When the tilt angles or the axis came from the ``.mdoc`` beside the stack: a note if it describes other
     images (`mdoc_dose.mdoc_mismatch_note`: binned since, or another series' file)."""
-    if not (str(tilt_source).lower().endswith(".mdoc") or (axis_note or "").endswith("'Tilt axis angle')")):
-        return None
+    from ..io.tilt_sources import other_series_mdoc_note
+
+    other = other_series_mdoc_note(stack_path, series.n_views)
+    if other is not None or not (str(tilt_source).lower().endswith(".mdoc") or (axis_note or "").endswith(
+            "'Tilt axis angle')")):
+        return other
     from ..io.mdoc_dose import mdoc_mismatch_note
 
     rows, cols = series.data.shape[1:]
@@ -276,14 +280,14 @@ BRANCH_TIE_DEG = 45.0  # a given axis further than this from the estimate (or th
 AXIS_BRANCH_WARN_DEG = 30.0  # an estimated axis this near +-90 deg, given by nobody, is warned about (see `_tilt_axis`)
 
 
-def _tilt_axis(given: float | None, stack_path: str | os.PathLike[str]) -> tuple[float | None, str | None]:
+def _tilt_axis(given: float | None, stack_path: str | os.PathLike[str], n_views: int) -> tuple[float | None, str | None]:
     """The tilt axis that picks the branch (axis or axis + 180: the tomogram or its mirror, which the markers
     cannot tell apart): the one given, else SerialEM's in the ``.mdoc`` beside the stack (said in a note), else
     None (the branch in (-90, 90]; warned about near +-90, where scopes give either, e.g. 84 or -96). One given on
     the other branch than the ``.mdoc``'s is taken, with a warning."""
     from ..io.tilt_sources import mdoc_tilt_axis
 
-    found = mdoc_tilt_axis(stack_path)
+    found = mdoc_tilt_axis(stack_path, n_views)  # None for another series' .mdoc (`_mdoc_note` says it)
     if given is not None:
         off = abs((given - found[0] + 180.0) % 360.0 - 180.0) if found is not None else 0.0
         if off <= BRANCH_TIE_DEG:

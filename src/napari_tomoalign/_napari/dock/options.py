@@ -103,7 +103,8 @@ class OptionsSection:
         self._axes_seen.add(path)
         from ...io.tilt_sources import mdoc_tilt_axis
 
-        found = mdoc_tilt_axis(path)
+        shape = getattr(getattr(image, "data", None), "shape", None)  # another series' .mdoc: not used
+        found = mdoc_tilt_axis(path, int(shape[0]) if shape else None)
         if found is None:  # the last stack's .mdoc angle is not this stack's (new user's finding V, session 12)
             if ours:
                 self.axis_mode.value, self._mdoc_axis = AXIS_CHOICES[0], None
