@@ -214,7 +214,8 @@ def test_export_to_other_tools_and_a_session_tomograms_star(client, tmp_path):
     assert [r["status"] for r in res.rows] == ["done"] * 3
     # markers without a stack: RELION's tilt series can name no stack and give no dose, and the notes say so
     assert all(r["notes"].startswith("relion: the RELION tilt series names the stack NAME.mrc")
-               and r["notes"].count("relion: ") == 1 and "(a stack column)" in r["notes"] for r in res.rows)
+               and r["notes"].count("relion: ") == 2 and "(a stack column)" in r["notes"] for r in res.rows)
+    assert all("relion: RELION's optics were not given and are written as voltage 300 kV" in r["notes"] for r in res.rows)
     for name in ("ts00", "ts01", "ts02"):
         ours = read_alignment_dir(out / name)
         assert (out / name / f"{name}.aln").is_file() and (out / name / f"{name}_portal.json").is_file()

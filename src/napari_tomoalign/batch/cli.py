@@ -92,7 +92,8 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--bead-diameter-px", dest="opt_bead_diameter_px", type=float, metavar="D",
                    help="gold diameter in pixels")
     r.add_argument("--beads", dest="opt_beads", type=int, metavar="N", help="beads to track (default: every one)")
-    r.add_argument("--bin", dest="opt_bin", type=int, metavar="N", help="binning of the tomogram (default 2)")
+    r.add_argument("--bin", dest="opt_bin", type=int, metavar="N",
+                   help="tomogram binning (as run: 2, or so that it is at most about 1024 wide)")
     r.add_argument("--thickness", dest="opt_thickness", type=int, metavar="T",
                    help="tomogram thickness in unbinned pixels (default: every marker inside with a margin, at least"
                         " a quarter of the image size, as 'tomoalign reconstruct')")

@@ -236,9 +236,10 @@ def export_formats(al: Any, out: Path, name: str, export: tuple[str, ...], z_shi
     from ..io.convert import convert, saved_from_alignment
     from ..io.errors import FileFormatError
     from ..io.mdoc_dose import relion_dose_note
+    from ..io.relion import OPTICS_DEFAULTS, assumed_optics_note
 
-    notes = [f"relion: {n.removeprefix('note: ')}" for n in [relion_dose_note(stack, "a stack column")]
-             if n and "relion" in export]
+    notes = [f"relion: {n.removeprefix('note: ')}" for n in [relion_dose_note(stack, "a stack column"),
+                                                              assumed_optics_note({})] if n and "relion" in export]
     saved = saved_from_alignment(al, z_shift)
     for fmt in export:
         if fmt not in EXPORT_TARGETS:
@@ -247,7 +248,8 @@ def export_formats(al: Any, out: Path, name: str, export: tuple[str, ...], z_shi
             warnings.simplefilter("always")
             try:
                 convert(saved, fmt, out / EXPORT_TARGETS[fmt].format(name=name), name=name, overwrite=True,
-                        nominal_tilt_angles_deg=al.nominal_tilt_angles_deg, stack=stack)
+                        nominal_tilt_angles_deg=al.nominal_tilt_angles_deg, stack=stack,
+                        optics=OPTICS_DEFAULTS if fmt == "relion" else None)  # said above, not as a warning
             except FileFormatError as exc:  # e.g. RELION without a pixel size: the alignment itself stands
                 notes.append(f"{fmt} not written: {exc}")
         notes += [f"{fmt}: {w.message}" for w in caught]

@@ -281,6 +281,7 @@ def convert(
     nominal_tilt_angles_deg: NDArray[np.float64] | None = None,
     n_views: int | None = None,
     stack: str | os.PathLike[str] | None = None,
+    optics: dict | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Convert an alignment to ``to_format`` and write it at ``out_path``; return the files written.
@@ -295,13 +296,15 @@ def convert(
     stack, which also gives the image size, a pixel size the input lacks and the nominal tilts) restores the
     views that RELION and the portal leave out (`view_count.restore_views`).
     ``nominal_tilt_angles_deg`` go into RELION's nominal stage tilts (default: the input's, else the solved).
+    ``optics``: RELION's voltage_kv, cs_mm, amplitude_contrast and hand (`relion.checked_optics`: the ones not given
+    are written as `relion.OPTICS_DEFAULTS`, with a warning).
     Nothing is overwritten unless ``overwrite``, and never one of the files read (`atomic.input_scope`).
     """
     pixel_size_nm = checked_pixel_size(pixel_size_nm)  # NaN, inf, 0 or negative: refused, whatever the target
     with input_scope():
         return _convert(in_path, to_format, out_path, from_format=from_format, name=name, pixel_size_nm=pixel_size_nm,
                         image_size=image_size, thickness_px=thickness_px, nominal=nominal_tilt_angles_deg,
-                        n_views=n_views, stack=stack, overwrite=overwrite)
+                        n_views=n_views, stack=stack, optics=optics, overwrite=overwrite)
 
 
 def _read_input(in_path, from_format, name, pixel_size_nm, image_size,
@@ -321,7 +324,7 @@ def _read_input(in_path, from_format, name, pixel_size_nm, image_size,
 
 
 def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size_nm, image_size, thickness_px,
-             nominal, n_views, stack, overwrite: bool) -> list[Path]:
+             nominal, n_views, stack, overwrite: bool, optics: dict | None = None) -> list[Path]:
     from .imod_set import carried_files
     from .view_count import restore_views, stack_facts
 
@@ -360,4 +363,4 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
 
     return write_relion(saved, out, stem, nominal_tilt_angles_deg=nominal, thickness_px=thickness_px,
                         stack_name=None if stack is None else str(Path(stack).resolve()),  # one base: absolute
-                        pre_exposure=None if facts is None else facts.pre_exposure, overwrite=overwrite)
+                        pre_exposure=None if facts is None else facts.pre_exposure, optics=optics, overwrite=overwrite)

@@ -27,6 +27,12 @@ def add_convert_arguments(p) -> None:
     p.add_argument("--stack", metavar="STACK", help="the raw stack: its header gives the number of views, the image"
                    " size and a pixel size the input lacks, and its tilt file (.rawtlt, .mdoc) the excluded views' tilts")
     p.add_argument("--thickness", type=int, metavar="PX", help="volume thickness to record (default: the image height)")
+    o = p.add_argument_group("RELION's optics (the alignment does not know them; each one not given is written as"
+                             " RELION's common value, and said)")
+    o.add_argument("--voltage", type=float, metavar="KV", help="the microscope's voltage in kV (default 300)")
+    o.add_argument("--cs", type=float, metavar="MM", help="spherical aberration in mm (default 2.7)")
+    o.add_argument("--amplitude-contrast", type=float, metavar="F", help="amplitude contrast (default 0.1)")
+    o.add_argument("--hand", type=float, metavar="H", help="rlnTomoHand, -1 or 1 (default -1)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -36,11 +42,16 @@ def cmd_convert(args) -> int:
     ignored, ...) is printed as one line, once, on standard error."""
     import sys
 
+    from .relion import checked_optics
+
+    if normalise_format(args.to) == "relion":
+        checked_optics(optics_of(args), warn=False)  # a value out of range: said before anything is read
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         paths = convert(args.input, args.to, args.output, from_format=args.from_format, name=args.name,
                         pixel_size_nm=args.pixel_size_nm, image_size=tuple(args.image_size) if args.image_size else None,
-                        thickness_px=args.thickness, n_views=args.n_views, stack=args.stack, overwrite=args.force)
+                        thickness_px=args.thickness, n_views=args.n_views, stack=args.stack, overwrite=args.force,
+                        optics=optics_of(args))
     for text in dict.fromkeys(str(w.message).replace("\n", " ") for w in caught
                               if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning)):
         print(f"tomoalign: warning: {text}", file=sys.stderr)
@@ -53,3 +64,10 @@ def cmd_convert(args) -> int:
                 print(note)
         print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def optics_of(args) -> dict:
+    """The RELION optics given on the command line (`relion.checked_optics` checks them)."""
+    given = {"voltage_kv": args.voltage, "cs_mm": args.cs, "amplitude_contrast": args.amplitude_contrast,
+             "hand": args.hand}
+    return {k: v for k, v in given.items() if v is not None}
