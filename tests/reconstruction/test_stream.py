@@ -93,9 +93,9 @@ def test_integer_output_mode_scale_and_clipping(raw, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["int16", "uint16", "int8", "uint8"])
-def test_an_integer_mode_without_a_scale_takes_one_from_the_middle_slab(raw, tmp_path, mode):
+def test_an_integer_mode_without_a_scale_takes_one_from_the_middle_rows(raw, tmp_path, mode):
     """Session 11's finding 1: a WBP in density units written as int16 unscaled kept a few grey levels, or none.
-    Without a scale the middle slab is made first and sets IMOD's SCALE; every slab is written with it; bytes
+    Without a scale the middle rows set IMOD's SCALE; every slab is written with it; bytes
     are mode 0 with IMOD's flag saying whether they are signed, and read back as written."""
     from napari_tomoalign.io.mrc import open_tilt_series
 
@@ -105,7 +105,7 @@ def test_an_integer_mode_without_a_scale_takes_one_from_the_middle_slab(raw, tmp
     res = reconstruct_streamed(WarpedRows(RawStack(path), xf, views), TILTS, tmp_path / "i.mrc", thickness=32,
                                output_dtype=mode, slab=32)
     add, mult = res.scale
-    middle = ref[:, 64:96]  # rows 75 (the middle row) falls in the third slab of 32
+    middle = ref[:, 43:107]  # the middle 64 rows (`output_scale.scale_window`), whatever the slab
     info = np.iinfo(mode)
     assert (middle.mean() + add) * mult == pytest.approx((info.max + info.min + 1) / 2, abs=1e-3 * (info.max - info.min))
     got = np.asarray(open_tilt_series(tmp_path / "i.mrc", find_tilts=False).data)
@@ -149,7 +149,7 @@ def test_the_integer_scale_is_taken_without_a_copy_of_the_slab(dtype):
     copy it made was twice the slab (new user's finding O, session 12: --memory 3G peaked at 7.2 GB)."""
     import tracemalloc
 
-    from napari_tomoalign.reconstruction.stream import integer_scale
+    from napari_tomoalign.reconstruction.output_scale import integer_scale
 
     vol = np.random.default_rng(3).normal(0.002, 0.0005, (40, 64, 96)).astype(np.float32)
     v = vol.astype(np.float64)
@@ -170,7 +170,7 @@ def test_a_whole_volume_in_an_integer_mode_costs_its_copy_only_and_equals_the_di
     process to 4.2 GB for a 1 GB tomogram): a few sections at a time, the same voxels as the formula at once."""
     import tracemalloc
 
-    from napari_tomoalign.reconstruction.stream import in_output_mode
+    from napari_tomoalign.reconstruction.output_scale import in_output_mode
 
     vol = (np.random.default_rng(3).normal(size=(300, 128, 128)) * 90).astype(np.float32)  # 19.7 MB: two chunks
     scale = (1.5, 300.0)
@@ -188,3 +188,27 @@ def test_a_whole_volume_in_an_integer_mode_costs_its_copy_only_and_equals_the_di
     f32, _, none_clipped, _ = in_output_mode(same, "float32", scale)
     assert f32 is same and none_clipped == 0  # scaled in place: no second volume
     np.testing.assert_array_equal(f32, (vol + np.float32(scale[0])) * np.float32(scale[1]))
+
+
+@pytest.mark.parametrize("mode", ["int16", "uint8"])
+def test_the_integer_scale_does_not_depend_on_the_slab(raw, tmp_path, mode):
+    """New user's finding (session 13): the scale came from whichever slab held the middle row, and the default slab
+    follows the free memory: `reconstruct --memory 1G` and `2G` wrote int16 files up to 2133 grey levels apart. The
+    middle 64 rows set it now: first in their own slab, or made first for the scale alone when slabs are thinner."""
+    from napari_tomoalign.reconstruction.output_scale import scale_window, slab_spans
+
+    assert scale_window(0, 150) == (43, 107) and scale_window(10, 40) == (10, 40)
+    assert slab_spans(0, 150, 64, (43, 107)) == [(43, 107), (0, 43), (107, 150)]
+    assert slab_spans(0, 150, 30, (43, 107)) == [(0, 30), (30, 60), (60, 90), (90, 120), (120, 150)]
+    assert slab_spans(0, 150, 40, (60, 90)) == [(60, 100), (0, 20), (20, 60), (100, 140), (140, 150)]
+    path, data, xf = raw
+    views = np.arange(N_V)
+    got = {}
+    for slab in (16, 48, 64, 100, 150):
+        res = reconstruct_streamed(WarpedRows(RawStack(path), xf, views), TILTS, tmp_path / f"s{slab}.mrc",
+                                   thickness=32, output_dtype=mode, slab=slab)
+        got[slab] = (res.scale, read(tmp_path / f"s{slab}.mrc")[0].astype(int))
+    (add, mult), first = got[150]
+    for scale, vol in got.values():
+        assert scale == pytest.approx((add, mult), rel=1e-6)
+        assert np.abs(vol - first).max() <= 1 and np.mean(vol != first) < 1e-3

@@ -220,10 +220,10 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
 
 def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):
-    """``reconstruct --local``'s volume in its output mode, as the streamed one is written (`stream.in_output_mode`:
+    """``reconstruct --local``'s volume in its output mode, as the streamed one is written (`output_scale.in_output_mode`:
     ``--mode``, default int16 for an integer input; ``--scale``, else chosen for an integer mode), and its notes."""
+    from ..reconstruction.output_scale import in_output_mode
     from ..reconstruction.reconstruct_job import tomogram_notes
-    from ..reconstruction.stream import in_output_mode
 
     mode = options.mode or ("int16" if np.dtype(input_dtype).kind in "iu" else "float32")
     vol, scale, clipped, levels = in_output_mode(vol, mode, options.scale)

@@ -29,6 +29,7 @@ from ..io.checked_stack import native_dtype, truncated_while_read
 from ..io.mrc import mrc_header, unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
 from .input_checks import check_finite_view
+from .output_scale import integer_scale, scale_window, slab_spans, window_scale
 from .reconstruct_job import MODES
 from .warp import bin_image, pull_matrix, warp_with_matrix
 from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
@@ -234,64 +235,12 @@ class StreamResult:
     levels: int = 0  # an integer output's grey levels used (max - min + 1), 0 for float32
 
 
-def integer_scale(vol: NDArray[np.float32], dtype: np.dtype) -> tuple[float, float]:
-    """IMOD's ``SCALE`` (add, then multiply) that puts a float tomogram into the integer ``dtype``, from one slab
-    of it (the middle one): its mean to the middle of the range, and for 16 bits twice its largest deviation
-    to half the range (slabs up to twice as contrasted still fit; 1/16000 of that range a level), for bytes
-    five standard deviations (the contrast 3dmod shows; denser gold is clipped, and counted). etomo gives
-    ``tilt`` such a ``SCALE`` for its integer tomograms; without one, a WBP in density units rounds to a few
-    levels or to nothing."""
-    info = np.iinfo(dtype)
-    # sums a section at a time: a float64 copy of the slab was twice the slab, past the memory budget
-    # (new user's finding O, session 12: --memory 3G peaked at 7.2 GB)
-    n = float(vol.size)
-    mean = sum(float(vol[z].sum(dtype=np.float64)) for z in range(vol.shape[0])) / n
-    if info.bits > 8:
-        spread = 2.0 * max(float(vol.max()) - mean, mean - float(vol.min()))
-    else:
-        var = sum(float(np.square(vol[z] - np.float32(mean), dtype=np.float64).sum()) for z in range(vol.shape[0])) / n
-        spread = 5.0 * float(np.sqrt(var))
-    mult = float(info.max - info.min) / 2.0 / spread if np.isfinite(spread) and spread > 0 else 1.0
-    return -mean + (float(info.max) + float(info.min) + 1.0) / 2.0 / mult, mult
-
-
 def _span(part: tuple[int, int] | None, n: int, what: str) -> tuple[int, int]:
     """``part`` ``(first, stop)`` within ``range(n)`` (None: all of it); a `ValueError` when it is empty."""
     lo, hi = (0, n) if part is None else (max(0, int(part[0])), min(n, int(part[1])))
     if hi <= lo:
         raise ValueError(f"{what} range {part} is empty for {n} {what}s")
     return lo, hi
-
-
-def in_output_mode(vol: NDArray[np.float32], dtype: np.dtype | str, scale: tuple[float, float] | None
-                   ) -> tuple[NDArray, tuple[float, float], int, int]:
-    """A volume made whole in memory (``reconstruct --local``) as the streamed one is written: ``scale`` (add, then
-    multiply; None: none for float32, `integer_scale` of its middle slab of rows for an integer mode), rounded and
-    clipped to an integer ``dtype``. Returns the volume, the scale used, the voxels clipped and the grey levels.
-    A float32 ``vol`` is scaled in place; an integer one is made a few sections at a time, so that the memory is
-    the volume and its copy in ``dtype`` only (whole-volume temporaries took 4.2 GB for a 1 GB tomogram: new user's
-    finding, session 13)."""
-    dtype = np.dtype(dtype)
-    if scale is None:
-        mid = vol.shape[1] // 2
-        scale = (0.0, 1.0) if dtype.kind == "f" else integer_scale(vol[:, max(0, mid - 32) : mid + 32], dtype)
-    a, m = np.float32(scale[0]), np.float32(scale[1])
-    integer = dtype.kind in "iu"
-    out = np.empty(vol.shape, dtype) if integer or dtype != vol.dtype else vol
-    step = max(1, (16 << 20) // max(1, vol[:1].nbytes))  # sections per chunk: about 16 MB
-    clipped = 0
-    for k in range(0, vol.shape[0], step):
-        chunk = vol[k : k + step]
-        if scale != (0.0, 1.0):
-            chunk = np.multiply(np.add(chunk, a, out=chunk if out is vol else None), m, out=chunk if out is vol else None)
-        if integer:
-            info = np.iinfo(dtype)
-            chunk = np.rint(chunk)
-            clipped += int(np.count_nonzero((chunk < info.min) | (chunk > info.max)))
-            np.clip(chunk, info.min, info.max, out=chunk)
-        if out is not vol:
-            out[k : k + step] = chunk
-    return out, scale, clipped, (int(out.max()) - int(out.min()) + 1) if integer else 0
 
 
 def reconstruct_streamed(
@@ -325,7 +274,7 @@ def reconstruct_streamed(
     falloff) in cycles per binned pixel; ``tilt_offset_deg`` is added to every angle (IMOD's ``OFFSET``).
     ``memory_bytes`` (default: half the memory available) bounds the process; ``output_dtype`` and
     ``scale`` (add, then multiply: IMOD's ``SCALE``) set what is written; integer modes are rounded and
-    clipped, and without a ``scale`` the middle slab is made first and sets one (`integer_scale`). ``rows``:
+    clipped, and without a ``scale`` the middle rows set one (`output_scale`), whatever the slab. ``rows``:
     only these output rows (a slab by hand, or IMOD's ``SLICE``), written as a volume of their own; ``columns``:
     only these output columns (IMOD's ``WIDTH``; the slab is back-projected whole, then cut);
     ``slab``: rows per slab, instead of what ``memory_bytes`` allows.
@@ -358,23 +307,30 @@ def reconstruct_streamed(
     check_writable(out_path, overwrite)
     x_lo, x_hi = _span(columns, nx, "column")
     shape = (n_z, y_hi - y_lo, x_hi - x_lo)
-    starts = list(range(y_lo, y_hi, n_rows))
-    if scale is None:  # the middle slab first: it sets the integer scale
-        starts.insert(0, starts.pop(((y_lo + y_hi) // 2 - y_lo) // n_rows))
+
+    def made(y0: int, y1: int) -> NDArray[np.float32]:
+        """Output rows ``y0 .. y1``: the rows of the views they reach, filtered and back-projected."""
+        r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
+        views = source.rows(r0, r1)
+        vol = volume_empty((n_z, y1 - y0, nx))
+        backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
+        del views
+        return vol if columns is None else vol[:, :, x_lo:x_hi]
+
+    # the integer scale from the same middle rows whatever the slab (`output_scale.scale_window`): the slab that
+    # holds them comes first, or, with slabs thinner than them, they are made first for the scale alone
+    window = scale_window(y_lo, y_hi) if scale is None else None
+    if window is not None and window[1] - window[0] > n_rows:
+        scale = window_scale(made, window, n_rows, dtype)
+        window = None
     done = 0
     with atomic_path(out_path, overwrite) as tmp:
         w = SlabWriter(tmp, shape, dtype, voxel_size_angstrom, scale or (0.0, 1.0))
         try:
-            for y0 in starts:
-                y1 = min(y_hi, y0 + n_rows)
-                r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
-                views = source.rows(r0, r1)
-                vol = volume_empty((n_z, y1 - y0, nx))
-                backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
-                del views
-                vol = vol if columns is None else vol[:, :, x_lo:x_hi]
-                if scale is None:
-                    scale = w.scale = integer_scale(vol, dtype)
+            for y0, y1 in slab_spans(y_lo, y_hi, n_rows, window):
+                vol = made(y0, y1)
+                if window is not None and scale is None:
+                    scale = w.scale = integer_scale(vol[:, window[0] - y0 : window[1] - y0], dtype)
                 w.write_rows(y0 - y_lo, vol)
                 del vol
                 done += y1 - y0
