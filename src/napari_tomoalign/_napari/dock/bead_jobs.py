@@ -45,7 +45,7 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
     from ...jobs.threads import thread_limit
     from ...tracking.binned import check_tracking_memory
     from ...tracking.diameter import resolve_diameter
-    from ...tracking.jobs import diameter_hint, tilt_file_warning
+    from ...tracking.jobs import diameter_hint, misfit_message, tilt_file_warning
     from ...tracking.pipeline import TRACKING_THREADS, track_beads
 
     try:
@@ -58,6 +58,8 @@ def track_job(*, stack: Any, tilts: np.ndarray, diameter_px: float, tilt_axis_de
                              should_stop=should_stop)
         hint = diameter_hint(np.asarray(stack[result.seed_view]), result, measured, pixel_size_nm)
         result.warnings += [w for w in [tilt_file_warning(result, tilts, "the tilt angles", "this tilt series")] if w]
+        misfit = misfit_message(result, tilts, "the tilt file", "this tilt series")  # as `run` refuses, `track` warns
+        result.warnings += [f"warning: {misfit}"] if misfit else []
         return (result, dock_hint(hint)), None
     except UsageError as exc:  # the beads measure far from the diameter given
         return None, UsageError(dock_hint(str(exc)))

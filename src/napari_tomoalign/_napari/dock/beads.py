@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import CheckBox, FloatSpinBox, SpinBox
 from napari.layers import Points
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...conventions import view_index, view_number
 from ...errors import Cancelled
@@ -337,12 +337,16 @@ class BeadSection:
         def tell() -> None:
             self._viewer.layers.selection.active = made[0]
             hint = f" The beads {self.hint.removeprefix('the beads ')}" if self.hint else ""
+            warns = [w.removeprefix("warning: ") for w in result.warnings if w.startswith("warning:")]
             self.show_legend(tracked_legend(result.n_beads, len(check), int(check.sum()), made[0].name)
-                             + (f"<br><b style='color:#ff9040'>Bead size:</b> {self.hint}" if self.hint else ""))
-            self._status(f"tracked: {result.summary().splitlines()[0]}" + (f".{hint}" if hint else ""),
-                         error=bool(self.hint))
+                             + (f"<br><b style='color:#ff9040'>Bead size:</b> {self.hint}" if self.hint else "")
+                             + "".join(f"<br><b style='color:#ff9040'>Check:</b> {w}" for w in warns))
+            # a warning (tilt angles that are not this series', beads that fit no specimen) in the status line, in
+            # the error colour: a toast alone went unseen (new user's finding, session 13)
+            self._status(f"tracked: {result.summary().splitlines()[0]}" + (f".{hint}" if hint else "")
+                         + (f". Check: {warns[0]}" if warns and not hint else ""), error=bool(self.hint or warns))
             for w in result.warnings:
-                show_info(w)
+                (show_warning if w.startswith("warning:") else show_info)(w)
 
         return [add, choose, colour, show, overlay, tell]
 
