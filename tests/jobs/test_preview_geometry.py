@@ -46,3 +46,42 @@ def test_the_preview_of_a_non_square_series_at_84_degrees_is_transposed_and_its_
     assert inside > 0.8 and value > 0.85  # a bead's peak is 1
     inside, value = on_beads(None)  # placed about the raw frame's centre (the dock before): off the beads
     assert value < 0.3
+
+
+def test_a_big_aligned_stack_is_made_view_by_view_and_the_tomogram_from_views_warped_binned(monkeypatch):
+    """New user's finding (session 13): the dock's Align made a 4096^2 x 41 aligned stack in memory (2.75 GB) for a
+    hidden layer, and the dock process reached 7.5 GB. Past `LAZY_BYTES` (made tiny here) the layer's data warps the
+    view asked for; it equals the whole aligned stack view for view, and the preview tomogram from views warped
+    binned agrees with the one from the whole stack binned."""
+    from napari_tomoalign import simulate_markers
+    from napari_tomoalign.reconstruction import aligned_views
+    from napari_tomoalign.reconstruction.aligned_views import AlignedViews
+    from napari_tomoalign.reconstruction.compare import normalised_cross_correlation
+    from napari_tomoalign.reconstruction.warp import aligned_stack
+    from napari_tomoalign.workflows import run_alignment
+
+    sim = simulate_markers(n_views=21, n_markers=12, image_size=(128, 96), thickness_px=20, noise_px=0.05,
+                           tilt_axis_deg=-12.0, shift_px=3.0, seed=5)
+    from scipy import ndimage
+
+    images = ndimage.gaussian_filter(np.random.default_rng(2).normal(size=(21, 96, 128)), (0, 2, 2)).astype(np.float32)
+    yy, xx = np.mgrid[0:96, 0:128]
+    for v, (x, y) in zip(sim.view, sim.xy):
+        images[v] += 4 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+
+    def run():
+        return run_alignment(images, sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, (128, 96),
+                             tomogram_thickness_px=24, tomogram_binning=2)
+
+    whole = run()
+    monkeypatch.setattr(aligned_views, "LAZY_BYTES", 1000)
+    lazy = run()
+    assert isinstance(lazy.aligned, AlignedViews) and not isinstance(whole.aligned, AlignedViews)
+    assert lazy.aligned.shape == whole.aligned.shape and lazy.aligned.dtype == np.float32
+    np.testing.assert_array_equal(lazy.aligned[7], whole.aligned[7])
+    np.testing.assert_array_equal(lazy.aligned[-1, 10:20, ::3], whole.aligned[-1, 10:20, ::3])
+    np.testing.assert_array_equal(lazy.aligned[2:5], whole.aligned[2:5])
+    np.testing.assert_array_equal(np.asarray(lazy.aligned), aligned_stack(images, lazy.transforms,
+                                                                          out_shape=whole.aligned.shape[1:]))
+    assert lazy.tomogram.shape == whole.tomogram.shape
+    assert normalised_cross_correlation(lazy.tomogram, whole.tomogram) > 0.98

@@ -143,7 +143,10 @@ def run_preview(job: PreviewJob, *, threads: int | None = None, progress: Progre
 def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, report, should_stop,
             timings: dict[str, float]):
     """The aligned stack and (if asked) the preview tomogram, and their frame (`reconstruction.frame`: transposed
-    for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it)."""
+    for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it). An aligned stack larger than
+    `aligned_views.LAZY_BYTES` is made view by view when shown (`AlignedViews`), and the tomogram from views
+    warped binned, as ``reconstruct --bin`` makes them: a 4096^2 series took the dock to 7.5 GB."""
+    from ..reconstruction.aligned_views import LAZY_BYTES, AlignedViews
     from ..reconstruction.frame import frame_size
     from ..reconstruction.warp import aligned_stack, bin_centred
     from ..reconstruction.wbp import weighted_back_projection
@@ -155,20 +158,26 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
     t0 = time.perf_counter()
     used = np.asarray(al.view_determined, bool)
     frame = frame_size((images.shape[2], images.shape[1]), xf[used] if used.any() else xf)
-    ali = aligned_stack(images, xf, out_shape=frame.shape(), should_stop=should_stop,
-                        progress=lambda d, t: report(JobStep.ALIGNED_STACK.value, d, t, f"aligned view {d} of {t}"))
+    lazy = 4 * n * int(np.prod(frame.shape())) > LAZY_BYTES and (binning > 1 or not job.make_tomogram)
+    warped = None if lazy and not job.make_tomogram else aligned_stack(
+        images, xf, binning=binning if lazy else 1, out_shape=frame.shape(binning if lazy else 1),
+        should_stop=should_stop, progress=lambda d, t: report(JobStep.ALIGNED_STACK.value, d, t, f"aligned view {d} of"
+                                                                                                     f" {t}"))
+    ali = AlignedViews(images, xf, frame.shape()) if lazy else warped
     timings[JobStep.ALIGNED_STACK.value] = time.perf_counter() - t0
     tomo = None
-    if job.make_tomogram:
+    if job.make_tomogram and warped is not None:
         rows, cols = images.shape[1:]
         thickness = job.tomogram_thickness_px or facts.default_thickness_px((cols, rows),
                                                                               facts.marker_z_extent_px(al, shift))
         t0 = time.perf_counter()
         x_tilt, z_fac = full_model_geometry(al)
-        centred = binning > 1 and any(v % binning for v in frame.size)  # the one binning rule (`warp.bin_centred`)
+        # the one binning rule (`warp.bin_centred`); views warped binned are binned already
+        centred = binning > 1 and (lazy or any(v % binning for v in frame.size))
         tomo = weighted_back_projection(
-            bin_centred(ali, binning) if centred else ali, al.tilt_angles_deg, thickness=thickness // binning if
-            centred else thickness, binning=1 if centred else binning, use_view=al.view_determined,
+            warped if lazy else bin_centred(warped, binning) if centred else warped, al.tilt_angles_deg,
+            thickness=thickness // binning if centred else thickness, binning=1 if centred else binning,
+            use_view=al.view_determined,
             lowpass_cutoff=facts.PREVIEW_LOWPASS, x_tilt_deg=x_tilt, z_factors=z_fac,
             progress=lambda d, t: report(JobStep.TOMOGRAM.value, d, t, f"filtered view {d} of {n}"),
             should_stop=should_stop,

@@ -18,11 +18,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numba
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import native_dtype, truncated_while_read
@@ -243,6 +244,25 @@ def _span(part: tuple[int, int] | None, n: int, what: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _check_sizes(n_z: int, thickness: int, binning: int, output_dtype: Any) -> None:
+    """A `ValueError` for a thickness under one binned section, or an output mode that is not IMOD's."""
+    if n_z < 1:
+        raise ValueError(f"thickness {thickness} gives no sections at binning {binning}")
+    if str(np.dtype(output_dtype)) not in MODES:
+        raise ValueError(f"output mode must be one of {', '.join(MODES)}, not {output_dtype}")
+
+
+def _view_filters(nx: int, tilt_angles_deg: ArrayLike, weighting: str, sirt_iterations: int,
+                  radial: tuple[float, float] | None) -> NDArray[np.float32]:
+    """Each view's filter (`wbp.full_filter`): the weighting with IMOD's ``RADIAL``, over rows padded to a power of
+    two at least twice ``nx``, times the view's angular weight."""
+    n_pad = int(2 ** np.ceil(np.log2(2 * nx)))
+    cutoff, falloff = radial if radial is not None else (None, 0.05)
+    return full_filter(radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
+                                     lowpass_cutoff=cutoff, lowpass_falloff=falloff),
+                       angular_weights(np.asarray(tilt_angles_deg, dtype=float)).astype(np.float32))
+
+
 def reconstruct_streamed(
     source: WarpedRows | AlignedRows,
     tilt_angles_deg: NDArray[np.float64],
@@ -279,22 +299,13 @@ def reconstruct_streamed(
     only these output columns (IMOD's ``WIDTH``; the slab is back-projected whole, then cut);
     ``slab``: rows per slab, instead of what ``memory_bytes`` allows.
     """
-    b = source.binning
-    n_z = int(thickness) // b
-    if n_z < 1:
-        raise ValueError(f"thickness {thickness} gives no sections at binning {b}")
-    ny, nx = source.shape
+    b, (ny, nx), n_z = source.binning, source.shape, int(thickness) // source.binning
+    _check_sizes(n_z, thickness, b, output_dtype)
     y_lo, y_hi = _span(rows, ny, "row")
-    if str(np.dtype(output_dtype)) not in MODES:
-        raise ValueError(f"output mode must be one of {', '.join(MODES)}, not {output_dtype}")
     tilts = np.asarray(tilt_angles_deg, dtype=float) + float(tilt_offset_deg)
     coef = projection_coefficients(tilts, (ny, nx), n_z, binning=b, x_tilt_deg=x_tilt_deg, z_factors=z_factors,
                                    shift_px=shift_px)
-    n_pad = int(2 ** np.ceil(np.log2(2 * nx)))
-    cutoff, falloff = radial if radial is not None else (None, 0.05)
-    filt = full_filter(radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
-                                     lowpass_cutoff=cutoff, lowpass_falloff=falloff),
-                       angular_weights(np.asarray(tilt_angles_deg, dtype=float)).astype(np.float32))
+    filt = _view_filters(nx, tilt_angles_deg, weighting, sirt_iterations, radial)
     dtype = np.dtype(output_dtype)
     if scale is None and dtype.kind == "f":
         scale = (0.0, 1.0)
@@ -317,8 +328,7 @@ def reconstruct_streamed(
         del views
         return vol if columns is None else vol[:, :, x_lo:x_hi]
 
-    # the integer scale from the same middle rows whatever the slab (`output_scale.scale_window`): the slab that
-    # holds them comes first, or, with slabs thinner than them, they are made first for the scale alone
+    # the integer scale from the middle rows (`output_scale`): their slab first, or made first with thinner slabs
     window = scale_window(y_lo, y_hi) if scale is None else None
     if window is not None and window[1] - window[0] > n_rows:
         scale = window_scale(made, window, n_rows, dtype)
