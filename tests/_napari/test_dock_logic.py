@@ -45,7 +45,7 @@ def test_borders_and_tracks():
     border, width = logic.point_borders(view, marker, {(1, 2)})
     np.testing.assert_allclose(border[0], logic.DUPLICATE_RGBA)
     np.testing.assert_allclose(border[2], logic.FLAGGED_RGBA)
-    assert width[0] > width[1] - 1 and width[2] > 0.1
+    assert width[0] > width[1] - 1 and 0.1 < width[2] <= 0.15  # thicker, not a disc over the bead
     tracks = logic.track_data(np.array([1.0, 0.0, 0.0, 0.0]), np.array([5, 5, 5, 6]),
                               np.array([[1, 1], [2, 2], [3, 3], [4, 4]]))
     np.testing.assert_allclose(tracks, [[5, 0, 2, 2], [5, 1, 1, 1], [6, 0, 4, 4]])  # one point per view
