@@ -382,6 +382,7 @@ def test_track_job_warns_of_beads_that_fit_no_specimen(monkeypatch):
     acquisition = np.arange(-60.0, 61.0, 3.0)[[zero] + [v for k in range(1, 21) for v in (zero + k, zero - k)]]
     fit = SimpleNamespace(rms_residual_px=7.9, tilt_angles_deg=acquisition + 2.0, view_determined=np.ones(n, bool))
     tracked = SimpleNamespace(alignment=fit, n_beads=93, quality=SimpleNamespace(n_views=np.full(93, 16)),
+                              residual_px=np.full(1496, 4.5),
                               bead_diameter_px=20.0, markers=SimpleNamespace(image_size=(1024, 1024)), seed_view=20,
                               warnings=[])
     monkeypatch.setattr(pipeline, "track_beads", lambda *a, **kw: tracked)
@@ -389,7 +390,7 @@ def test_track_job_warns_of_beads_that_fit_no_specimen(monkeypatch):
                              tilt_axis_deg=None, seed_view=20, seeds_xy=None, threads=1, progress=lambda *a: None,
                              should_stop=lambda: False)
     assert error is None and value[0] is tracked
-    assert tracked.warnings == ["warning: the tracked beads do not fit one specimen (RMS residual 7.90 px, median track"
-                                " 16 of 41 views); the tilt file is not in order of tilt (SerialEM's order of"
-                                " acquisition, beside a stack sorted by tilt?): check that the tilt file holds the tilt"
-                                " angles of this tilt series in its order, and the bead diameter"]
+    assert tracked.warnings == ["warning: the tracked beads do not fit one specimen (median residual 4.50 px, RMS 7.90"
+                                " px, median track 16 of 41 views); the tilt file is not in order of tilt (SerialEM's"
+                                " order of acquisition, beside a stack sorted by tilt?): check that the tilt file holds"
+                                " the tilt angles of this tilt series in its order, and the bead diameter"]

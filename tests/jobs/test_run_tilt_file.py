@@ -39,30 +39,35 @@ def test_a_solved_tilt_beyond_90_degrees_is_not_written_and_small_differences_pa
     assert tilt_file_mismatch(given * 1.4, given, np.ones(5, bool)) == (pytest.approx(24.0), 0)
 
 
-def _tracked(rms_px: float, track_views: list[int], diameter_px: float = 20.0):
-    """What `misfit_message` reads of a tracking result: its fit's RMS, the beads' track lengths, the size."""
+def _tracked(median_px: float, track_views: list[int], diameter_px: float = 20.0):
+    """What `misfit_message` reads of a tracking result: its points' residuals (a median and a few wild ones), its fit's
+    RMS, the beads' track lengths, the size."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(alignment=SimpleNamespace(rms_residual_px=rms_px), n_beads=len(track_views),
-                           quality=SimpleNamespace(n_views=np.array(track_views)), bead_diameter_px=diameter_px,
-                           markers=SimpleNamespace(image_size=(1024, 1024)))
+    residuals = np.r_[np.full(200, median_px), np.full(3, 80.0), np.nan]
+    return SimpleNamespace(alignment=SimpleNamespace(rms_residual_px=7.07), n_beads=len(track_views),
+                           residual_px=residuals, quality=SimpleNamespace(n_views=np.array(track_views)),
+                           bead_diameter_px=diameter_px, markers=SimpleNamespace(image_size=(1024, 1024)))
 
 
 def test_beads_that_fit_no_specimen_are_named_with_the_tilt_file_in_acquisition_order():
-    """New user's finding (session 13): c05 (1024^2 x 41 at 3 deg, 20 px gold) with its tilts in SerialEM's order of
-    acquisition: the tracker followed pieces of 12 views whose fit (RMS 7.07 px) kept the solved tilts within 8 deg
-    of the file, so `tilt_file_mismatch` passed, and `run` wrote a tomogram 296 px off end to end."""
+    """New user's finding (session 13): c05 (1024^2 x 41 at 3 deg, 20 px gold, tracked binned by 2) with its tilts in
+    SerialEM's order of acquisition: the tracker followed pieces of 12 views whose fit (median residual 4.2 px, RMS
+    7.07) kept the solved tilts within 8 deg of the file, so `tilt_file_mismatch` passed, and `run` wrote a tomogram
+    296 px off end to end; the unsorted stack beside the sorted file: median 3.3 px, tracks of 23 views. A good
+    tracking's median is 0.26 px (0.13 working pixels); a few wild points do not count."""
     from napari_tomoalign.tracking.jobs import misfit_message
 
     sorted_tilts = np.arange(-60.0, 61.0, 3.0)
     zero = 20
     acquisition = sorted_tilts[[zero] + [v for k in range(1, 21) for v in (zero + k, zero - k)]]
     short = [12] * 40 + [30] * 30
-    msg = misfit_message(_tracked(7.07, short), acquisition, "acq.tlt", "c05.mrc")
-    assert msg == ("the tracked beads do not fit one specimen (RMS residual 7.07 px, median track 12 of 41 views);"
-                   " acq.tlt is not in order of tilt (SerialEM's order of acquisition, beside a stack sorted by tilt?):"
-                   " check that acq.tlt holds the tilt angles of c05.mrc in its order, and the bead diameter")
-    assert "not in order" not in misfit_message(_tracked(7.07, short), sorted_tilts, "a.tlt", "c05.mrc")
-    assert misfit_message(_tracked(0.33, short), acquisition, "acq.tlt", "c05.mrc") is None  # a good fit
-    assert misfit_message(_tracked(7.07, [41] * 50), acquisition, "acq.tlt", "c05.mrc") is None  # whole tracks
-    assert misfit_message(_tracked(2.0, short, diameter_px=48.0), sorted_tilts, "a", "s") is None  # 1 px of bin 3
+    msg = misfit_message(_tracked(4.25, short, diameter_px=20.0), acquisition, "acq.tlt", "c05.mrc")
+    assert msg == ("the tracked beads do not fit one specimen (median residual 4.25 px, RMS 7.07 px, median track 12 of"
+                   " 41 views); acq.tlt is not in order of tilt (SerialEM's order of acquisition, beside a stack sorted"
+                   " by tilt?): check that acq.tlt holds the tilt angles of c05.mrc in its order, and the bead diameter")
+    other_way = misfit_message(_tracked(3.27, [23] * 60, diameter_px=20.0), sorted_tilts, "c05.rawtlt", "acq.mrc")
+    assert other_way is not None and "not in order" not in other_way and "median track 23 of 41" in other_way
+    assert misfit_message(_tracked(0.26, [41] * 90), acquisition, "acq.tlt", "c05.mrc") is None  # good, 3 wild points
+    assert misfit_message(_tracked(1.9, short, diameter_px=20.0), sorted_tilts, "a", "s") is None  # < 1 working px (2)
+    assert misfit_message(_tracked(1.3, short, diameter_px=64.0), sorted_tilts, "a", "s") is None  # 1 px of bin 4
