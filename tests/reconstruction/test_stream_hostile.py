@@ -34,8 +34,14 @@ def test_a_nan_region_in_view_5_is_named_view_5(series, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.count("\n") == 1 and "view 5 of the stack nan.mrc holds NaN or infinite pixels" in err, err
-    assert "section" not in err
+    assert "section" not in err and err.rstrip().endswith("or leave the view out")  # --exclude-views
     assert not out.exists() and temp_files(tmp_path) == []
+    # tracking has no way to leave a view out: it says only what can be done (new user's finding, session 13)
+    rc = main(["track", str(stack), "--tilt-angles", str(series["tlt"]), "--bead-diameter-px", "8", "--output",
+               str(tmp_path / "t.fid")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "view 5 of the tilt series holds NaN" in err
+    assert err.rstrip().endswith("replace them, for example with the view's mean (tracking cannot leave a view out)")
 
 
 def test_an_infinite_view_is_refused_before_any_slab(series, tmp_path):

@@ -13,9 +13,13 @@ from numpy.typing import ArrayLike, NDArray
 from ..conventions import view_number
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+LEAVE_OUT = "replace them (for example with the view's mean) or leave the view out"
+# tracking (`run`, `track`, the dock's Track) has no way to leave a view out: it says only what can be done
+REPLACE = "replace them, for example with the view's mean (tracking cannot leave a view out)"
 
 
-def check_finite_views(stack: NDArray, views: ArrayLike | None = None, *, what: str = "image") -> None:
+def check_finite_views(stack: NDArray, views: ArrayLike | None = None, *, what: str = "image",
+                       remedy: str = LEAVE_OUT) -> None:
     """Raise ValueError naming the first view (numbered from 1) of ``stack`` that holds NaN or inf.
 
     A pixel beyond float32's range counts too: the views are filtered and warped in float32, where it
@@ -28,12 +32,12 @@ def check_finite_views(stack: NDArray, views: ArrayLike | None = None, *, what: 
         view = np.asarray(stack[int(j)])
         if view.dtype.kind not in "fc":  # integer pixels always fit
             return
-        check_finite_view(view, int(j), what=what)
+        check_finite_view(view, int(j), what=what, remedy=remedy)
     if views is None and hasattr(stack, "checked_finite"):  # `io.checked_stack.CheckedStack`: read once, not twice
         stack.checked_finite = True
 
 
-def check_finite_view(view: NDArray, j: int, *, what: str = "image") -> None:
+def check_finite_view(view: NDArray, j: int, *, what: str = "image", remedy: str = LEAVE_OUT) -> None:
     """Raise ValueError if the pixels of view ``j`` (0-based; named from 1) hold NaN, inf or beyond float32's
     range: `check_finite_views` for a view read by the caller (a streamed stack)."""
     if view.dtype.kind not in "fc":
@@ -43,7 +47,7 @@ def check_finite_view(view: NDArray, j: int, *, what: str = "image") -> None:
         if np.isfinite(total) and abs(total) <= FLOAT32_MAX or np.all(np.abs(view) <= FLOAT32_MAX):
             return
     raise ValueError(f"view {view_number(int(j))} of the {what} holds NaN or infinite pixels (or beyond"
-                     " float32's range); replace them (for example with the view's mean) or leave the view out")
+                     f" float32's range); {remedy}")
 
 
 def check_tilts_below_90(tilts_deg: NDArray[np.float64], views: NDArray[np.intp]) -> None:

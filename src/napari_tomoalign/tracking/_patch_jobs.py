@@ -14,7 +14,7 @@ from ..io.atomic import atomic_open, check_writable
 from ..io.errors import FileFormatError
 from ..io.imod_model import PATCHES_ON
 from ..io.markers import write_imod_model, write_markers_csv
-from ..reconstruction.input_checks import check_finite_views
+from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._patch_result import PatchTrackingResult
 from .jobs import MARKER_SUFFIXES, Progress, open_stack_with_tilts
 from .patches import PatchOptions, track_patches
@@ -83,7 +83,7 @@ def track_patches_to_file(
     series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     opt = patch_options(patch_size, overlap, length, series.data.shape[1:])
     try:  # before any work: the view, numbered from 1, in one line
-        check_finite_views(series.data, what=f"stack {Path(stack_path).name}")
+        check_finite_views(series.data, what=f"stack {Path(stack_path).name}", remedy=REPLACE)
     except ValueError as exc:
         raise FileFormatError(f"{stack_path}: {exc}") from None
     result = track_patches(series.data, tilts, tilt_axis_deg=tilt_axis_deg, options=opt, progress=progress,

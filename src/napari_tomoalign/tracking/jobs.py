@@ -24,7 +24,7 @@ from ..io.mrc import open_tilt_series
 from ..io.tilt_sources import read_tilt_file
 from ..jobs import facts
 from ..jobs.threads import thread_limit
-from ..reconstruction.input_checks import check_finite_views
+from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._spread import second_core, threadsafe_loops
 from .beads import BeadFindingError
 from .binned import check_tracking_memory
@@ -128,7 +128,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         check_writable(path, overwrite)
     series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     try:  # before any work (the diameter's measure, the coarse alignment beside): one line, no numpy warnings
-        check_finite_views(series.data, what="tilt series")
+        check_finite_views(series.data, what="tilt series", remedy=REPLACE)
     except ValueError as exc:
         raise FileFormatError(f"{stack_path}: {exc}") from None
     pixel_nm = facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom)

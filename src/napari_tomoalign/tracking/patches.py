@@ -33,7 +33,7 @@ from ..alignment.options import AlignmentOptions
 from ..alignment.solver import align_markers
 from ..errors import Cancelled
 from ..io.table import MarkerTable
-from ..reconstruction.input_checks import check_finite_views
+from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._patch_focus import later_passes
 from ._patch_follow import PatchCorrelator, binned_to_raw, cut, raw_to_binned, warp_into
 from ._patch_result import FIRST_PASS_MAX_MEAN_RESIDUAL_PX, REASONS, PatchTrackingError, PatchTrackingResult
@@ -392,7 +392,7 @@ def _check(stack, tilt_angles_deg, opt: PatchOptions) -> NDArray[np.float64]:
     if len(tilts) < 3:
         raise ValueError(f"patch tracking needs at least 3 views, not {len(tilts)}")
     opt.check(stack.shape[1:])
-    check_finite_views(stack, what="stack")  # a NaN patch would spread through every correlation it enters
+    check_finite_views(stack, what="stack", remedy=REPLACE)  # a NaN patch would spread through every correlation it enters
     return tilts
 
 

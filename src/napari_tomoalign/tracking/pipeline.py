@@ -14,7 +14,7 @@ from ..alignment.result import Alignment
 from ..conventions import view_number
 from ..errors import Cancelled
 from ..jobs.threads import honours_threads, thread_limit
-from ..reconstruction.input_checks import check_finite_views
+from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._profile import BeadProfile, fit_profile
 from ._refine import clean_up, fill_gaps, polish
 from ._spread import second_core
@@ -271,7 +271,7 @@ def _check(stack, tilt_angles_deg, bead_diameter_px, clumps="skip") -> NDArray[n
     if not np.isfinite(d) or not 1.5 <= d <= min(stack.shape[1:]) / 4:
         raise ValueError(f"a bead diameter of {d:g} px does not fit these {stack.shape[2]} x {stack.shape[1]}"
                          " images; give it in pixels (diameter in nm / pixel size in nm)")
-    check_finite_views(stack, what="tilt series")
+    check_finite_views(stack, what="tilt series", remedy=REPLACE)
     return tilts
 
 
