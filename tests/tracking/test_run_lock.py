@@ -79,6 +79,16 @@ def test_a_folder_holding_another_series_is_refused_before_the_tracking(stack, t
     assert sorted(p.name for p in (tmp_path / "seq" / "alignment").iterdir()) == before
     assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == ["alignment"]
     assert np.isfinite(al.rms_residual_px)
+    # --force replaces it: that series' run files go aside as NAME~ with its alignment, not left beside the new run's
+    # under their own names (new user's finding, session 13)
+    for name in ("BBa.fid", "BBa.ali", "BBa_bin2.rec", "BBa_markers.csv", "notes.txt"):
+        (tmp_path / "seq" / name).write_text("BBa's")
+    assert main(["run", str(stack), "--bead-diameter-nm", "10", "--output", str(tmp_path / "seq"), "--force",
+                 "--quiet"]) == 0
+    names = sorted(p.name for p in (tmp_path / "seq").iterdir())
+    assert {"BBa.fid~", "BBa.ali~", "BBa_bin2.rec~", "BBa_markers.csv~", "b.fid", "b.ali", "notes.txt"} <= set(names)
+    assert not {"BBa.fid", "BBa.ali", "BBa_bin2.rec", "BBa_markers.csv"} & set(names)
+    assert "BBa.xf~" in {p.name for p in (tmp_path / "seq" / "alignment").iterdir()}
 
 
 def test_a_folder_left_by_a_killed_run_says_so(stack, tmp_path, capsys):

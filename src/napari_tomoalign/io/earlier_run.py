@@ -52,6 +52,30 @@ def retire_earlier_run(folder: str | os.PathLike[str], names: list[str], stem: s
     return done
 
 
+RUN_SUFFIXES = (".fid", "_beads.csv", "_patches.csv", "_markers.csv", ".ali", "_erased.mrc")  # `run`'s files by stem
+
+
+def other_series_names(folder: str | os.PathLike[str], stem: str, alignment_dir: str = "alignment") -> list[str]:
+    """The files `tomoalign run` wrote in ``folder`` for another series than ``stem`` (the one its ``alignment/``
+    stamp names): a forced run into that folder retires them too, or its ``.ali``, ``.fid`` and tomogram stayed
+    beside the new run's under their own names (new user's finding, session 13). Empty when the folder holds this
+    series' run, or none."""
+    from .alignment import run_stamp
+    from .atomic import not_inputs
+    from .errors import FileFormatError
+
+    try:
+        with not_inputs():  # the stamp of the run this one replaces: read, and replaced
+            old = str(run_stamp(Path(folder) / alignment_dir)["stem"])
+    except (FileFormatError, OSError, KeyError, TypeError):
+        return []
+    if old == stem or not old or Path(old).name != old:
+        return []
+    out = Path(folder)
+    names = [old + s for s in RUN_SUFFIXES] + [p.name for p in out.glob(f"{old}_bin*.rec")]
+    return [n for n in names if (out / n).is_file()]
+
+
 def drop_older_backups(folder: str | os.PathLike[str], names: list[str], alignment_dir: str = "alignment") -> None:
     """After a forced run has finished: remove the backups of the run before last that `retire_earlier_run`
     kept (``NAME~~``) in case this one stopped half-way (then they go back to ``NAME~``, `removed_on_failure`)."""

@@ -167,9 +167,10 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
     if job.memory_bytes is not None:
         _check_budget(job)
     if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files
-        from ..io.earlier_run import drop_older_backups, retire_earlier_run
+        from ..io.earlier_run import drop_older_backups, other_series_names, retire_earlier_run
 
-        retire_earlier_run(out, job.output_names(), job.stem)
+        other = other_series_names(out, job.stem)  # another series' run: its files go aside too
+        retire_earlier_run(out, job.output_names() + other, job.stem)
     timings: dict[str, float] = {}
     with thread_limit(threads), _beside(job, threads, progress) as (progress, prebinned):
         t0 = time.perf_counter()
@@ -185,7 +186,7 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
                                    prebinned())
         timings["images"] = time.perf_counter() - t0
     if overwrite:  # finished: the run before last's backups are not needed any more
-        drop_older_backups(out, job.output_names())
+        drop_older_backups(out, job.output_names() + other)
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings, frame)
 
 
