@@ -44,3 +44,26 @@ def use_writable_cache(package_folder: str) -> str | None:
                 config.CACHE_DIR = folder
             return folder
     return None
+
+
+COMPILING = ("run", "track", "align", "reconstruct", "aligned-stack", "demo", "batch")  # commands that call kernels
+
+
+def kernels_compiled(package_folder: str | None = None) -> bool:
+    """Whether numba's cache holds this package's compiled tracking kernels (its first run compiles them)."""
+    package = package_folder or os.path.dirname(os.path.abspath(__file__))
+    roots = [os.path.join(package, "tracking", "__pycache__")] + ([os.environ[ENV]] if os.environ.get(ENV) else [])
+    for root in roots:
+        for _, _, files in os.walk(root):
+            if any(f.endswith(".nbi") for f in files):
+                return True
+    return False
+
+
+def cold_start_note(command: str, stream=None) -> None:
+    """On a terminal, before a command whose kernels are not compiled yet, one line saying that this first run
+    compiles them (new user's finding, session 13: a first `run` took 2:33 against 0:25 after, without a word)."""
+    stream = stream or sys.stderr
+    if command in COMPILING and getattr(stream, "isatty", lambda: False)() and not kernels_compiled():
+        print("note: first run here: the numerical kernels are compiled once (a minute or two); later runs start at"
+              " once", file=stream)

@@ -355,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from ._numba_cache import cold_start_note
     from .io.atomic import BusyError, input_scope
 
     try:
@@ -363,16 +364,15 @@ def _main(argv: Sequence[str] | None) -> int:
                 args = build_parser(argv).parse_args(argv)
             except _ArgumentError as exc:
                 return _error(f"error: {exc}", 2)
+            cold_start_note(args.command)
             try:
                 return int(args.func(args))
-            except (FileFormatError, AlignmentError, OverwriteError, UsageError) as exc:
-                return _error(f"error: {exc}", 2)
+            except (FileFormatError, AlignmentError, OverwriteError, UsageError, ValueError) as exc:  # ValueError: an
+                return _error(f"error: {exc}", 2)  # option value out of range (AlignmentOptions, VariableOption)
             except _loaded_errors() as exc:
                 return _error(f"error: {exc}", 2)
             except BusyError as exc:
                 return _error(f"error: {exc.args[0] if exc.args else exc}", 2)
-            except ValueError as exc:  # an option value out of range (AlignmentOptions, VariableOption)
-                return _error(f"error: {exc}", 2)
             except BrokenPipeError:  # the reader went away while text was printed by other means: the files are written
                 quiet_stdout()
                 return 0
