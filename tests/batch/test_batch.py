@@ -227,6 +227,13 @@ def test_export_to_other_tools_and_a_session_tomograms_star(client, tmp_path):
     assert [r["status"] for r in again.rows] == ["skipped"] * 3
     more = run_batch(table, out, client=client, progress=False, options=opts, export=("aretomo", "relion", "imod"))
     assert [r["status"] for r in more.rows] == ["skipped"] * 3  # imod's .xf and .tlt are always there
+    # done again without --export: each series' relion/ goes, and the session star that named it is moved aside
+    # (new user's finding, session 13: RELION's import of the stale one failed)
+    plain = run_batch(table, out, client=client, progress=False, options=opts, force=True)
+    assert [r["status"] for r in plain.rows] == ["done"] * 3
+    assert not (out / "ts00" / "relion" / "tilt_series" / "ts00.star").exists()
+    assert not (out / "tomograms.star").exists() and (out / "tomograms.star~").is_file()
+    assert any("tomograms.star named tilt series that are gone" in n for n in plain.notes)
 
 
 # --- The run path: raw stacks without markers, tracked as by 'tomoalign run' ------------------------------------

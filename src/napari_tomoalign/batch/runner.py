@@ -247,6 +247,8 @@ def run_batch(
     ordered = [rows[s.name] for s in specs]
     if "relion" in export:
         _session_star(ordered, out, notes)
+    else:
+        _retire_stale_star(out, notes, say)
     csv_path = write_summary_csv(ordered, out / "summary.csv")
     png = write_summary_png(ordered, out / "summary.png") if plot else None
     if plot and png is None:
@@ -343,6 +345,24 @@ def _session_star(rows: list[dict[str, Any]], out: Path, notes: list[str]) -> No
         merge_tomogram_sets(stars, out / "tomograms.star")
     else:
         notes.append("no series to list in tomograms.star")
+
+
+def _retire_stale_star(out: Path, notes: list[str], say: Any) -> None:
+    """An earlier batch's session ``tomograms.star`` that names tilt-series files this run took away (a run without
+    ``--export relion`` removes each series' ``relion/``) is moved aside as ``tomograms.star~``, said in a note:
+    RELION's import of it failed (new user's finding, session 13)."""
+    import re
+
+    star = out / "tomograms.star"
+    if not star.is_file() or star.is_symlink() or star.stat().st_size > 64 << 20:
+        return
+    named = re.findall(r"(\S+/tilt_series/\S+\.star)", star.read_text(errors="replace"))
+    gone = [n for n in named if not (out / n).is_file() and not Path(n).is_file()]
+    if gone:
+        os.replace(star, star.with_name(star.name + "~"))
+        notes.append(f"{star} named tilt series that are gone ({gone[0]}{', ...' if len(gone) > 1 else ''}): moved"
+                     " aside as tomograms.star~; --export relion writes a new one")
+        say(notes[-1])
 
 
 def outliers(result: BatchResult) -> list[str]:
