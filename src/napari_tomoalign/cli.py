@@ -110,10 +110,9 @@ def _say(lines: list[str], quiet: bool) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make the sample tilt series (images and clicked markers), align it, and write every product."""
-    from .file_jobs import align_to_folder, aligned_stack_to_file, reconstruct_to_file, write_demo_inputs
+    from .file_jobs import align_to_folder, aligned_stack_to_file, demo_truth_line, reconstruct_to_file, write_demo_inputs
 
-    out = Path(args.output)
-    settings = _settings(args)
+    out, settings = Path(args.output), _settings(args)
     ali, rec = out / "sample.ali", out / "sample_bin2.rec"
     from .io.alignment import output_names
 
@@ -130,6 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                   "tilt_angles": str(demo.tilt_angles), "simulated_seed": args.seed})
     if not args.quiet:
         _print_alignment(res, out)
+        print(demo_truth_line(demo, out))
     if not res.alignment.converged:
         print("tomoalign: error: the demo's alignment did not converge; no stack or tomogram made", file=sys.stderr)
         return 3
