@@ -184,12 +184,17 @@ def resolve_diameter(stack: NDArray, tilt_angles_deg: ArrayLike, given_px: float
 
 
 def measured_note(given_px: float | None, measured_px: float, pixel_nm: float | None, unit: str = "nm") -> str | None:
-    """The note that a given diameter was replaced by the beads' measure (more than `MEASURE_NOTED` off), in
+    """The note that a given diameter was replaced by the beads' measure (more than `MEASURE_NOTED` off; with
+    ``auto``, ``given_px`` None, always: the measure), in
     ``unit`` (``"nm"`` with ``pixel_nm``, else ``"px"``), with the option to give next time; None otherwise."""
-    if given_px is None or abs(measured_px / given_px - 1.0) <= MEASURE_NOTED:
-        return None
     nm = unit == "nm" and bool(pixel_nm)
     scale, u, option = (float(pixel_nm), "nm", "--bead-diameter-nm") if nm else (1.0, "px", "--bead-diameter-px")  # type: ignore[arg-type]
+    if given_px is None:  # 'auto': the measure is the only diameter the user will see (new user's finding, session 13)
+        px = f" ({measured_px:.1f} px)" if nm else ""
+        return (f"note: the beads measure {measured_px * scale:.1f} {u}{px} across (give {option}"
+                f" {measured_px * scale:.1f} next time, and to --erase-gold)")
+    if abs(measured_px / given_px - 1.0) <= MEASURE_NOTED:
+        return None
     return (f"note: the beads measure {measured_px * scale:.1f} {u} across, not the {given_px * scale:.1f} {u} given:"
             f" tracked with the measure (give {option} {measured_px * scale:.1f} next time, and to --erase-gold)")
 
