@@ -8,13 +8,14 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
    a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
    ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: the group's
-   cells and weights for the tile are worked out first (vectorised over the columns), then each column
-   adds the group on register-held accumulators. A group's filtered columns are shared by neighbouring
-   voxel columns and stay in L1 (all 61 views at once did not fit, and were read from L2 for every
-   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows, 16 rows
-   transposed in registers at a time: writing
-   each column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost
-   more than the arithmetic.
+   cells and weights for the tile are worked out first (vectorised over the views), then each column
+   adds the group on register-held accumulators (`bp_group.sum_group_64`: no load but the rows').
+   A group's filtered columns are shared by neighbouring voxel columns and stay in L1 (all 61 views at
+   once did not fit, and were read from L2 for every column: 0.75x the time now). The buffer is written
+   as whole cache lines of the volume's rows, 16 rows transposed in registers at a time, by non-temporal
+   stores spread over the next tile's sums (writing each column straight into ``(z, y, x)`` touches a
+   cache line, and often a page, per voxel; a tile's lines all at once filled the store queue, and the
+   core waited for memory: 0.87x the time now).
 
 With an X-axis tilt or Z factors that move points across rows (IMOD's full model), the row of a voxel
 depends on its ``z``: see `bp_full`.
@@ -33,12 +34,12 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from .bp_fft import filter_block, stack_block
+from .bp_group import VIEW_GROUP, sum_group_32, sum_group_64
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
 MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
-VIEW_GROUP = 8  # views summed together into a tile of columns (`_bp_tile`); views are padded to a multiple of it
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
 X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
 Z_TILE = 32  # sections per tile of the back-projection: its sums (32 x X_TILE x 64 rows, 128 KB) stay in L2
@@ -175,82 +176,111 @@ def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover 
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb):  # pragma: no cover - compiled
+def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf):  # pragma: no cover - compiled
     """The cells and weights of views ``v0 .. v0 + VIEW_GROUP`` for every voxel column of the tile: ``off[z - z0,
-    j, x - x0]`` the flat index in ``q`` of view ``v0 + j``'s left column, ``wa``/``wb`` its two weights
-    (zero off the detector). Vectorised over the ``X_TILE`` columns, in float64 as the geometry is."""
+    x - x0, j]`` the flat index in ``q`` of view ``v0 + j``'s left cell, ``wf`` the right cell's weight (the left
+    one's is ``1 - wf``). Off the detector (and for a padded view) the cell is ``zero``: two columns of zeros
+    after the views' rows. Vectorised over the group's views, in float64 as the geometry is."""
     top = n_u - 1.0
+    zero = numba.uint32(n_v * n_u * nb)
     for z in range(z0, z1):
-        for j in range(VIEW_GROUP):
-            v = v0 + j
-            b, c = base[z, v], cos_t[v]
-            first = min(v, n_v - 1) * n_u  # a padded view (weight 0) reads the last real one
-            o, g, h = off[z - z0, j], wa[z - z0, j], wb[z - z0, j]
-            for xx in range(X_TILE):
-                u = b + np.float64(x0 + xx) * c
+        b, o, w = base[z, v0 : v0 + VIEW_GROUP], off[z - z0], wf[z - z0]
+        c = cos_t[v0 : v0 + VIEW_GROUP]
+        for xx in range(X_TILE):
+            x = np.float64(x0 + xx)
+            for j in range(VIEW_GROUP):
+                u = b[j] + x * c[j]
                 inside = (u >= 0.0) & (u <= top)
                 i = min(max(int(u), 0), n_u - 2)
-                f = np.float32(u - i)
-                o[xx] = numba.uint64((first + i) * nb)
-                h[xx] = f if inside else np.float32(0.0)
-                g[xx] = np.float32(1.0) - f if inside else np.float32(0.0)
+                o[xx, j] = numba.uint32(((v0 + j) * n_u + i) * nb) if inside else zero
+                w[xx, j] = np.float32(u - i) if inside else np.float32(0.0)
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
+def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
 
+    ``q1`` is the block's filtered rows, flat: ``(n_v, n_u, nb)`` then the zero cell (``2 nb`` zeros).
     Tiles of ``X_TILE`` columns by all the sections: the sums live in ``tile`` (the buffer that
     `write_columns` writes out), and the views are added a group of ``VIEW_GROUP`` at a time, so that a
     group's filtered columns, which neighbouring voxel columns share, come from L1 rather than L2 (summing
     all the views of one voxel column at once read them afresh from L2 for every column). For each column
-    and group, the block's rows are ``nb / 16`` vector registers (two accumulators each: the two
-    interpolation terms, so that eight independent FMA chains hide the FMA latency); ``nb`` is a constant
-    where this is inlined, so the loops over the rows unroll. The group's cells and weights for the whole
-    tile come first (`_group_cells`).
+    and group, `bp_group.sum_group_64` (or ``_32``) adds the group on register-held accumulators, its cells
+    and weights for the whole tile worked out first (`_group_cells`).
     """
-    n_v, n_u, _ = q.shape
     n_t = base.shape[1]  # n_v padded to a whole number of groups (`padded_geometry`)
     n_x = vol.shape[2]
-    q1 = q.ravel()
-    one = numba.uint64(nb)
     n_s = z1 - z0
-    tile = np.empty((n_s, X_TILE, nb), dtype=np.float32)
-    off = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.uint64)
-    wa = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
-    wb = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
-    for x0 in range(0, n_x, X_TILE):
-        x1 = min(n_x, x0 + X_TILE)
+    tiles = np.empty((2, n_s, X_TILE, nb), dtype=np.float32)
+    off = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.uint32)
+    wf = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.float32)
+    n_steps = n_t // VIEW_GROUP * n_s  # (group, section) steps per tile
+    per = n_valid // 16
+    n_units = n_s * per  # a tile's output: 16 rows of a section at a time (`stream_transposed`)
+    for t in range(-(-n_x // X_TILE) + 1):
+        x0, xp = t * X_TILE, (t - 1) * X_TILE
+        tile, done = tiles[t % 2], tiles[(t + 1) % 2]  # done: the previous tile, columns ``xp .. x0``
+        spread = t > 0 and _streams(vol, row0, n_valid, xp, min(n_x, x0))  # its writes spread over this tile's steps
+        if t > 0 and not spread:
+            write_columns(done, vol, z0, z1, xp, min(n_x, x0), row0, n_valid)
+        if x0 >= n_x:  # the last tile's writes: nothing left to spread them over
+            if spread:
+                _stream_units(done, vol, z0, row0, xp, per, 0, n_units)
+            break
         tile[:] = 0.0
         for v0 in range(0, n_t, VIEW_GROUP):
-            _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb)
+            _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf)
             for s in range(n_s):
-                for xx in range(x1 - x0):
-                    t = tile[s, xx]
-                    for k in range(nb):
-                        acc[k] = t[k]
-                        acc[nb + k] = 0.0
-                    for j in range(VIEW_GROUP):
-                        o, g, f = off[s, j, xx], wa[s, j, xx], wb[s, j, xx]
-                        for kk in range(nb):
-                            ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
-                            acc[kk] += g * q1[o + ku]
-                            acc[nb + kk] += f * q1[o + one + ku]
-                    for k in range(nb):
-                        t[k] = acc[k] + acc[nb + k]
-        write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
+                for xx in range(min(n_x, x0 + X_TILE) - x0):
+                    if nb == MAX_BLOCK:
+                        sum_group_64(q1, off[s, xx], wf[s, xx], tile[s, xx])  # type: ignore[call-arg]
+                    else:
+                        sum_group_32(q1, off[s, xx], wf[s, xx], tile[s, xx])  # type: ignore[call-arg]
+                step = v0 // VIEW_GROUP * n_s + s
+                if spread:
+                    _stream_units(done, vol, z0, row0, xp, per, step * n_units // n_steps,
+                                  (step + 1) * n_units // n_steps)
+    store_fence()  # type: ignore[call-arg]
+
+
+@numba.njit(inline="always", nogil=True)
+def _stream_units(done, vol, z0, row0, x0, per, lo, hi):  # pragma: no cover - compiled
+    """Units ``lo .. hi`` of the tile ``done`` (sections by ``X_TILE`` columns by rows) into ``vol``'s columns ``x0 ..
+    x0 + 16``: unit ``u`` is rows ``16 (u % per) ..`` (16 of them) of section ``u // per``, transposed in registers
+    (`stream_transposed`)."""
+    for u in range(lo, hi):
+        k = u % per * 16
+        stream_transposed(done[u // per], k, vol[z0 + u // per], row0 + k, x0)  # type: ignore[call-arg]
+
+
+@numba.njit(inline="always", nogil=True)
+def _streams(vol, row0, n_valid, x0, x1):  # pragma: no cover - compiled
+    """Whether the columns ``x0 .. x1`` of ``vol``'s rows ``row0 .. row0 + n_valid`` are whole cache lines, 16 rows
+    at a time: written by `stream_transposed` alone, a piece after each step of the next tile's sums (all at
+    once, the non-temporal stores filled the store queue and the core waited for memory)."""
+    return x1 - x0 == 16 and n_valid % 16 == 0 and vol.strides[1] % 64 == 0 and (
+        vol[0, row0].ctypes.data + 4 * x0) % 64 == 0
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-    """`_bp_tile` with 64 rows."""
-    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 64)  # type: ignore[call-arg]
+def backproject_64(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+    """`_bp_tile` with 64 rows (``q1`` from `filtered_rows`)."""
+    _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, 64)
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-    """`_bp_tile` with 32 rows."""
-    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(64), (64,)), 32)  # type: ignore[call-arg]
+def backproject_32(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+    """`_bp_tile` with 32 rows (``q1`` from `filtered_rows`)."""
+    _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, 32)
+
+
+@numba.njit(cache=True, nogil=True)
+def filtered_rows(n_v, n_u, nb):  # pragma: no cover - compiled
+    """Room for a block's filtered rows as the kernels read them: ``n_v x n_u x nb`` float32 on a cache line
+    (uninitialised), then the zero cell, ``2 nb`` zeros that a view reads where it falls off the detector."""
+    q1 = aligned_empty(n_v * n_u * nb + 2 * nb)
+    q1[n_v * n_u * nb :] = 0.0
+    return q1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -332,12 +362,14 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
     z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
     base, cos_t = padded_geometry(base, cos_t)
-    q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
+    q_all = filtered_rows(n_v, n_u, block_rows(n_rows))  # one allocation: no page faults per block
     r0 = 0
     while r0 < n_rows:
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
-        q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
+        q1 = q_all[: n_v * n_u * nb + 2 * nb]
+        q1[n_v * n_u * nb :] = 0.0  # the zero cell, after a shorter block's rows
+        q = q1[: n_v * n_u * nb].reshape((n_v, n_u, nb))
         lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + nb)  # the rows the filter reads
         for v in numba.prange(n_v):
             add_row_sums(sums, v, views[v], lo, hi)
@@ -349,7 +381,7 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
             z0 = t * z_tile
             z1 = min(n_z, z0 + z_tile)
             if nb == MAX_BLOCK:
-                backproject_64(q, base, cos_t, vol, r0, n_valid, z0, z1)
+                backproject_64(q1, n_v, n_u, base, cos_t, vol, r0, n_valid, z0, z1)
             else:
-                backproject_32(q, base, cos_t, vol, r0, n_valid, z0, z1)
+                backproject_32(q1, n_v, n_u, base, cos_t, vol, r0, n_valid, z0, z1)
         r0 += nb
