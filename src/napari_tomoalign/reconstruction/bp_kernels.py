@@ -23,25 +23,21 @@ depends on its ``z``: see `bp_full`.
 
 from __future__ import annotations
 
-import platform
-
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from .bp_fft import filter_block, stack_block
+from .bp_fft import filter_block
+from .bp_fft import stack_block as stack_block  # the kernels of `bp_full`, `local_blocks`, `local_rows` take it here
 from .bp_group import VIEW_GROUP, sum_group_32, sum_group_64
+from .bp_write import store_fence, stream_transposed, write_columns
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
 MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
-X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
+OWN_BLOCKS_BYTES = 16 * 2**20  # each thread its own filtered rows (`own_blocks`) up to this size: both in L3
 Z_TILE = 32  # sections per tile of the back-projection: its sums (32 x X_TILE x 64 rows, 128 KB) stay in L2
 
 
@@ -62,117 +58,6 @@ def volume_empty(shape: tuple[int, ...]) -> NDArray[np.float32]:
     raw = np.empty(size + 16, dtype=np.float32)
     start = (-(raw.ctypes.data // 4)) % 16
     return raw[start : start + size].reshape(shape)
-
-
-@intrinsic
-def stream_line(typingctx, row, x0, line):  # pragma: no cover - compiled
-    """``row[x0 : x0 + 16] = line[:16]`` by a non-temporal store: the volume's lines go to memory without
-    being read first and without evicting the filtered rows from the caches. ``row[x0]`` must start a cache line."""
-    def codegen(context, builder, signature, args):
-        dst = context.make_array(signature.args[0])(context, builder, args[0])
-        src = context.make_array(signature.args[2])(context, builder, args[2])
-        vec = ir.VectorType(ir.FloatType(), 16)
-        value = builder.load(builder.bitcast(src.data, vec.as_pointer()), align=4)
-        store = builder.store(value, builder.bitcast(builder.gep(dst.data, [args[1]]), vec.as_pointer()), align=64)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-        return context.get_dummy_value()
-
-    return types.void(row, x0, line), codegen
-
-
-@intrinsic
-def store_fence(typingctx):  # pragma: no cover - compiled
-    """``sfence``: the non-temporal stores are visible before any later store (and the kernel's return).
-    Elsewhere than x86 (where ``sfence`` does not exist) a sequentially consistent fence."""
-    def codegen(context, builder, signature, args):
-        if X86:
-            fnty = ir.FunctionType(ir.VoidType(), [])
-            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence"), [])
-        else:
-            builder.fence("seq_cst")
-        return context.get_dummy_value()
-
-    return types.void(), codegen
-
-
-def _transpose16(builder, rows):
-    """The 16 x 16 float32 matrix whose rows are the vectors ``rows``, transposed in registers: at each of four
-    steps ``d = 8, 4, 2, 1`` the off-diagonal ``d x d`` blocks of each ``2d x 2d`` block swap (bit ``d`` of the row
-    and of the column change places), one two-vector shuffle per row and step."""
-    rows = list(rows)
-    for d in (8, 4, 2, 1):
-        low = [e if e & d == 0 else 16 + e - d for e in range(16)]
-        high = [e + d if e & d == 0 else 16 + e for e in range(16)]
-        for r in range(16):
-            if r & d == 0:
-                a, c = rows[r], rows[r + d]
-                rows[r] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), 16), low))
-                rows[r + d] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), 16), high))
-    return rows
-
-
-@intrinsic
-def stream_transposed(typingctx, tile, k0, rows, r0, x0):  # pragma: no cover - compiled
-    """``rows[r0 + i, x0 : x0 + 16] = tile[0:16, k0 + i]`` for ``i < 16``: 16 vectors of ``tile`` (2-D float32, rows
-    of columns) transposed in registers and written by non-temporal stores. ``rows`` is 2-D float32 whose
-    ``rows[r0 + i, x0]`` start cache lines. Done value by value through a line on the stack, the transpose cost
-    two scalar loads and stores per value: as much as the sums of a few views."""
-    if not (isinstance(tile, types.Array) and isinstance(rows, types.Array) and tile.ndim == 2 and rows.ndim == 2
-            and tile.dtype == types.float32 and rows.dtype == types.float32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, args[0])
-        dst = context.make_array(signature.args[2])(context, builder, args[2])
-        i64 = ir.IntType(64)
-        vec = ir.VectorType(ir.FloatType(), 16)
-        src_row = cgutils.unpack_tuple(builder, src.strides, 2)[0]
-        dst_row = cgutils.unpack_tuple(builder, dst.strides, 2)[0]
-        src_bytes = builder.bitcast(src.data, ir.IntType(8).as_pointer())
-        dst_bytes = builder.bitcast(dst.data, ir.IntType(8).as_pointer())
-        k0_, r0_, x0_ = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
-        first = builder.mul(k0_, ir.Constant(i64, 4))
-        loaded = []
-        for j in range(16):
-            at = builder.add(first, builder.mul(src_row, ir.Constant(i64, j)))
-            loaded.append(builder.load(builder.bitcast(builder.gep(src_bytes, [at]), vec.as_pointer()), align=4))
-        column = builder.mul(x0_, ir.Constant(i64, 4))
-        line = r0_
-        hint = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-        for i, value in enumerate(_transpose16(builder, loaded)):
-            at = builder.add(column, builder.mul(dst_row, builder.add(line, ir.Constant(i64, i))))
-            store = builder.store(value, builder.bitcast(builder.gep(dst_bytes, [at]), vec.as_pointer()), align=64)
-            store.set_metadata("nontemporal", hint)
-        return context.get_dummy_value()
-
-    return types.void(tile, k0, rows, r0, x0), codegen
-
-
-@numba.njit(inline="always", nogil=True)
-def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
-    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time
-    (a non-temporal store where the 16 values fill one: writing the volume through the caches evicted the
-    filtered rows and cost more than the writes themselves); 16 rows at a time transposed in registers
-    (`stream_transposed`) where the rows' lines all start cache lines."""
-    line = numba.carray(stack_block(16), (16,))  # type: ignore[call-arg]
-    whole = x1 - x0 == 16 and buf.shape[2] >= 16 and vol.strides[1] % 64 == 0
-    for z in range(z0, z1):
-        tile = buf[z - z0]
-        k_fast = 0
-        if whole and (vol[z, row0].ctypes.data + 4 * x0) % 64 == 0:
-            k_fast = n_valid - n_valid % 16
-            for k in range(0, k_fast, 16):
-                stream_transposed(tile, k, vol[z], row0 + k, x0)
-        for k in range(k_fast, n_valid):
-            row = vol[z, row0 + k]
-            if x1 - x0 == 16 and (row.ctypes.data + 4 * x0) % 64 == 0:
-                for j in range(16):
-                    line[j] = tile[j, k]
-                stream_line(row, x0, line)
-            else:
-                for j in range(x1 - x0):
-                    row[x0 + j] = tile[j, k]
-    store_fence()
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -352,18 +237,25 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
 
     ``views`` ``(n_views, rows, cols)``; ``filt`` ``(n_views, n_pad)`` each view's filter and weight;
     ``base`` ``(n_z, n_views)`` the detector position of column 0 and ``cos_t`` its step per column.
-    One block of rows at a time: the ``threads`` filter its views, then back-project its tiles of sections.
-    Each view's rows are summed into ``sums[view]`` (float64) just before
+    The whole blocks that the ``threads`` can share evenly go first, each thread its own blocks from filter
+    to volume (`own_blocks`); the rest one block at a time: the threads filter its views, then
+    back-project its tiles of sections. Each view's rows are summed into ``sums[view]`` (float64) just before
     they are filtered, which brings them into the cache for the filter: a view with a NaN or infinite pixel
     has a sum that is not, and the work stops at that block (the caller names the view).
     """
     n_v, n_r, n_u = views.shape
     n_z, n_rows, _ = vol.shape
+    base, cos_t = padded_geometry(base, cos_t)
+    r0 = 0
+    if threads > 1 and 4 * n_v * n_u * MAX_BLOCK <= OWN_BLOCKS_BYTES:
+        r0 = n_rows // MAX_BLOCK // threads * threads * MAX_BLOCK
+        if r0 > 0:
+            own_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums, r0 // MAX_BLOCK)
+            if not all_finite(sums):
+                return
     z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
-    base, cos_t = padded_geometry(base, cos_t)
     q_all = filtered_rows(n_v, n_u, block_rows(n_rows))  # one allocation: no page faults per block
-    r0 = 0
     while r0 < n_rows:
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
@@ -385,3 +277,32 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
             else:
                 backproject_32(q1, n_v, n_u, base, cos_t, vol, r0, n_valid, z0, z1)
         r0 += nb
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+def own_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums, n_blocks):  # pragma: no cover
+    """The first ``n_blocks`` blocks of `MAX_BLOCK` rows of `wbp_blocks` (a multiple of ``threads``; ``base`` and
+    ``cos_t`` padded): thread ``t`` filters and back-projects blocks ``t``, ``t + threads``, ... into filtered rows
+    of its own, with no fork or join between (one block shared by the threads waited for both at two joins
+    per block). A thread stops after a block whose sums are not finite."""
+    n_v, n_r, n_u = views.shape
+    n_z = vol.shape[0]
+    z_tile = section_tile(n_z, 1)
+    part = np.zeros((threads, n_v))  # each thread's sums, added to ``sums`` after
+    for t in numba.prange(threads):
+        q1 = filtered_rows(n_v, n_u, MAX_BLOCK)
+        q = q1[: n_v * n_u * MAX_BLOCK].reshape((n_v, n_u, MAX_BLOCK))
+        bufs = aligned_empty(4 * filt.shape[1] * (MAX_BLOCK // 2)).reshape((4, filt.shape[1], MAX_BLOCK // 2))
+        for b in range(t, n_blocks, threads):
+            r0 = b * MAX_BLOCK
+            lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + MAX_BLOCK)
+            for v in range(n_v):
+                add_row_sums(part[t], v, views[v], lo, hi)
+                filter_block(views[v], row_first + r0, MAX_BLOCK, filt[v], wr, wi, bufs, q[v])
+            if not all_finite(part[t]):
+                break
+            for z0 in range(0, n_z, z_tile):
+                backproject_64(q1, n_v, n_u, base, cos_t, vol, r0, MAX_BLOCK, z0, min(n_z, z0 + z_tile))
+    for t in range(threads):
+        for v in range(n_v):
+            sums[v] += part[t, v]
