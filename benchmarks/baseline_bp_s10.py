@@ -10,7 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from napari_tomoalign.reconstruction.bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, stack_block, store_fence, stream_line
+from napari_tomoalign.reconstruction.bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, stack_block, store_fence
+from napari_tomoalign.reconstruction.bp_write import stream_line
 
 
 @numba.njit(inline="always", nogil=True)

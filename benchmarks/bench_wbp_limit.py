@@ -68,14 +68,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from baseline_bp_s10 import backproject_64_s10  # noqa: E402
+from baseline_bp_s12 import backproject_64_s12  # noqa: E402
 from baseline_wbp import baseline_wbp  # noqa: E402
 
 from napari_tomoalign.reconstruction.bp_fft import filter_block, twiddles  # noqa: E402
 from napari_tomoalign.reconstruction.bp_kernels import (  # noqa: E402
     CONTRACT,
     MAX_BLOCK,
+    Z_TILE,  # noqa: E402
     aligned_empty,
     backproject_64,
+    filtered_rows,
     padded_geometry,
     stack_block,
     volume_empty,
@@ -189,7 +192,8 @@ def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> No
     t = np.radians(tilts)
     cos_t = np.cos(t)
     base = (np.arange(n_z) - (n_z - 1) / 2.0)[:, None] * np.sin(t)[None] + ((n - 1) / 2.0 * (1.0 - cos_t))[None]
-    q = aligned_empty(n_v * n * 64)
+    q1 = filtered_rows(n_v, n, 64)
+    q = q1[: n_v * n * 64]
     q[:] = np.random.default_rng(1).normal(size=q.size)
     small = aligned_empty(n_v * 144)  # two columns of 64 rows and a cache line per view
     small[:] = 1.0
@@ -201,8 +205,8 @@ def breakdown(n_v: int, n: int, n_z: int, tilts: np.ndarray, repeats: int) -> No
         "C. + the real cells (rows from L2/L3; all views of a column at once, the loop before session 9)":
             lambda: _bp_stage(q, n * 64, n, base, cos_t, n, -1, junk),
         "D. the kernel (bp_kernels.backproject_64: groups of 8 views into a tile, the volume's writes)": lambda: [
-            backproject_64(q.reshape(n_v, n, 64), *padded_geometry(base, cos_t), vol, 0, 64, z0, min(n_z, z0 + 32))
-            for z0 in range(0, n_z, 32)],
+            backproject_64(q1, n_v, n, *padded_geometry(base, cos_t), vol, 0, 64, z0, min(n_z, z0 + Z_TILE))
+            for z0 in range(0, n_z, Z_TILE)],
     }
     print(f"  one block of 64 rows, one thread, G voxel-views/s (CPU medians of {repeats}):")
     print(f"    {l1_loop_rate() / 1e9:5.1f}  A. the view loop alone, its cells fixed and its rows in L1")
@@ -314,7 +318,8 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
     coef = projection_coefficients(tilts, (n_y, n_x), n_z)
     base = (np.arange(n_z) - (n_z - 1) / 2.0)[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n_x - 1) / 2.0)
     geometry = padded_geometry(base, np.ascontiguousarray(coef[:, 0]))
-    q = aligned_empty(n_v * n_x * MAX_BLOCK).reshape(n_v, n_x, MAX_BLOCK)
+    q1 = filtered_rows(n_v, n_x, MAX_BLOCK)
+    q = q1[: n_v * n_x * MAX_BLOCK].reshape(n_v, n_x, MAX_BLOCK)
     vol = volume_empty((n_z, n_y, n_x))
     vol.fill(0.0)
     blocks = [np.ascontiguousarray(stack[:, r : r + MAX_BLOCK]) for r in range(0, n_y - MAX_BLOCK + 1, MAX_BLOCK)]
@@ -327,17 +332,20 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
             t0 = time.process_time()
             _filter_all(rows, filt, wr, wi, q)
             t1 = time.process_time()
-            for z0 in range(0, n_z, 32):
-                kernel(q, *geometry, vol, k * MAX_BLOCK, MAX_BLOCK, z0, min(n_z, z0 + 32))
+            for z0 in range(0, n_z, Z_TILE):
+                kernel(vol, k * MAX_BLOCK, z0, min(n_z, z0 + Z_TILE))
             spent[0] += t1 - t0
             spent[1] += time.process_time() - t1
         return spent[0], spent[1]
 
     def today() -> tuple[float, float]:
-        return pipeline(backproject_64)
+        return pipeline(lambda vol, r0, z0, z1: backproject_64(q1, n_v, n_x, *geometry, vol, r0, MAX_BLOCK, z0, z1))
+
+    def session12() -> tuple[float, float]:
+        return pipeline(lambda vol, r0, z0, z1: backproject_64_s12(q, *geometry, vol, r0, MAX_BLOCK, z0, z1))
 
     def session10() -> tuple[float, float]:
-        return pipeline(backproject_64_s10)
+        return pipeline(lambda vol, r0, z0, z1: backproject_64_s10(q, *geometry, vol, r0, MAX_BLOCK, z0, z1))
 
     def library() -> None:  # half the rows, twice: rfft + irfft of every padded row, a view at a time
         h = radial.astype(np.float32)
@@ -347,29 +355,34 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
 
     bp_new = "back-projection (bp_kernels.backproject_64)"
     bp_old = "back-projection, session 10's kernel (baseline_bp_s10, in the same runs)"
-    times: dict[str, list[float]] = {"filter": [], bp_new: [], bp_old: [], "new volume (made and written once)": [],
+    bp_s12 = "back-projection, session 12's kernel (baseline_bp_s12, in the same runs)"
+    times: dict[str, list[float]] = {"filter": [], bp_new: [], bp_s12: [], bp_old: [],
+                                     "new volume (made and written once)": [],
                                      "scipy.fft rfft + irfft of the same rows": []}
     today()
+    session12()
     session10()
     for r in range(repeats):  # interleaved: each repeat runs every part once (scipy's only in the first)
         f, b = today()
         times["filter"].append(f)
         times[bp_new].append(b)
+        times[bp_s12].append(session12()[1])
         times[bp_old].append(session10()[1])
         times["new volume (made and written once)"].append(timed(lambda: volume_empty(vol.shape).fill(1.0))[1])
         if r == 0:
             times["scipy.fft rfft + irfft of the same rows"].append(timed(library)[1])
     fft_terms = sum(v for k, v in terms.items() if k.startswith(("FFTs", "filter product", "rows into")))
     bp_term = terms[next(k for k in terms if k.startswith("back-projection F"))]
-    against = {"filter": fft_terms, bp_new: bp_term, bp_old: bp_term, "new volume (made and written once)":
+    against = {"filter": fft_terms, bp_new: bp_term, bp_s12: bp_term, bp_old: bp_term, "new volume (made and written once)":
                4.0 * vol.size / m["copy_bytes_per_s"] + terms["+ the OS zeroing the new volume (measured first-touch cost)"]}
     print("  parts, one thread (CPU medians, interleaved), against their terms of the bound:")
     med = {name: float(np.median(t)) for name, t in times.items()}
     for name, t in med.items():
         ref = f" = {t / against[name]:.1f}x its terms ({1000 * against[name]:.1f} ms)" if name in against else ""
         print(f"    {1000 * t:6.1f} ms  {name}{ref}")
-    print(f"    back-projection today / session 10's: {med[bp_new] / med[bp_old]:.2f} (medians; per repeat:"
-          f" {', '.join(f'{a / b:.2f}' for a, b in zip(times[bp_new], times[bp_old]))})")
+    for name, old in (("12", bp_s12), ("10", bp_old)):
+        print(f"    back-projection today / session {name}'s: {med[bp_new] / med[old]:.2f} (medians; per repeat:"
+              f" {', '.join(f'{a / b:.2f}' for a, b in zip(times[bp_new], times[old]))})")
 
 
 def timed(fn):

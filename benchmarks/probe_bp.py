@@ -4,10 +4,13 @@
     python benchmarks/probe_bp.py --repeats 11
 
 Each probe is `bp_kernels._bp_tile` (64 rows) with one part removed, so its result is wrong on purpose; what it
-saves against the kernel, timed in the same interleaved runs, is what that part costs:
+saves against the kernel, timed in the same interleaved runs, is what that part costs (session 12's kernel,
+`baseline_bp_s12`, is timed beside them):
 
 - ``no writes``: the tile is summed but not written to the volume (`bp_kernels.write_columns` left out);
 - ``no tile loads``: each column's sums start at zero instead of from the tile (its read from L2 left out);
+- ``writes in a burst``: the kernel with its writes as session 12 made them, a tile's all at once after its sums
+  (here they are spread over the next tile's steps);
 - ``rows in L1``: every view's reads fall on its first two cells (30 KB for 61 views), so no read of the
   filtered rows misses L1;
 - ``tables only``: the cells and weights (`bp_kernels._group_cells`) and nothing else;
@@ -30,19 +33,21 @@ import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from baseline_bp_s12 import backproject_64_s12  # noqa: E402
 from bench_wbp_limit import _filter_all  # noqa: E402
 
 from napari_tomoalign.reconstruction.bp_fft import twiddles  # noqa: E402
+from napari_tomoalign.reconstruction.bp_group import sum_group_64  # noqa: E402
 from napari_tomoalign.reconstruction.bp_kernels import (  # noqa: E402
     CONTRACT,
     MAX_BLOCK,
     VIEW_GROUP,
     X_TILE,
+    Z_TILE,
     _group_cells,
-    aligned_empty,
     backproject_64,
+    filtered_rows,
     padded_geometry,
-    stack_block,
     volume_empty,
     write_columns,
 )
@@ -53,58 +58,44 @@ from napari_tomoalign.reconstruction.wbp import (  # noqa: E402
     radial_filter,
 )
 
-NO_WRITES, NO_TILE_LOADS, ROWS_IN_L1, TABLES_ONLY, LOOP_AND_TABLES = 1, 2, 3, 4, 5
+NO_WRITES, NO_TILE_LOADS, ROWS_IN_L1, TABLES_ONLY, LOOP_AND_TABLES, BURST = 1, 2, 3, 4, 5, 6
 
 
 def probe(mode: int):
-    """`bp_kernels.backproject_64` with the part ``mode`` names taken out."""
+    """`bp_kernels.backproject_64` with the part ``mode`` names taken out (its writes, when taken out, are not
+    spread over the next tile's steps: there are none)."""
 
-    @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-    def tile_sums(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
-        n_v, n_u, _ = q.shape
+    @numba.njit(fastmath=CONTRACT, nogil=True)
+    def kernel(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+        nb = 64
         n_t, n_x = base.shape[1], vol.shape[2]
-        q1 = q.ravel()
-        one = numba.uint64(nb)
         n_s = z1 - z0
         tile = np.empty((n_s, X_TILE, nb), dtype=np.float32)
-        off = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.uint64)
-        wa = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
-        wb = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
+        off = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.uint32)
+        wf = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.float32)
         for x0 in range(0, n_x, X_TILE):
             x1 = min(n_x, x0 + X_TILE)
             tile[:] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
-                _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb)
+                _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf)
                 if mode == ROWS_IN_L1 or mode == LOOP_AND_TABLES:
                     for s in range(n_s):
-                        for j in range(VIEW_GROUP):
-                            for xx in range(X_TILE):
-                                off[s, j, xx] = numba.uint64(min(v0 + j, n_v - 1) * n_u * nb)
+                        for xx in range(X_TILE):
+                            for j in range(VIEW_GROUP):
+                                off[s, xx, j] = numba.uint32(min(v0 + j, n_v - 1) * n_u * nb)
                 if mode == TABLES_ONLY:
-                    tile[0, 0, 0] += wa[0, 0, 0] + wb[n_s - 1, VIEW_GROUP - 1, X_TILE - 1] + off[n_s - 1, 0, 0]
+                    tile[0, 0, 0] += wf[0, 0, 0] + wf[n_s - 1, X_TILE - 1, VIEW_GROUP - 1] + off[n_s - 1, 0, 0]
                     continue
                 for s in range(n_s):
                     for xx in range(x1 - x0):
                         t = tile[s, xx]
-                        for k in range(nb):
-                            acc[k] = 0.0 if mode == NO_TILE_LOADS else t[k]
-                            acc[nb + k] = 0.0
-                        for j in range(VIEW_GROUP):
-                            o, g, f = off[s, j, xx], wa[s, j, xx], wb[s, j, xx]
-                            for kk in range(nb):
-                                ku = numba.uint64(kk)
-                                acc[kk] += g * q1[o + ku]
-                                acc[nb + kk] += f * q1[o + one + ku]
-                        for k in range(nb):
-                            t[k] = acc[k] + acc[nb + k]
+                        if mode == NO_TILE_LOADS:
+                            t[:] = 0.0
+                        sum_group_64(q1, off[s, xx], wf[s, xx], t)  # type: ignore[call-arg]
             if mode == NO_WRITES or mode == TABLES_ONLY or mode == LOOP_AND_TABLES:
                 vol[z0, row0, x0] = tile[0, 0, 0]
             else:
                 write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
-
-    @numba.njit(fastmath=CONTRACT, nogil=True)
-    def kernel(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-        tile_sums(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 64)  # type: ignore[call-arg]
 
     return kernel
 
@@ -124,11 +115,14 @@ def main() -> None:
     coef = projection_coefficients(tilts, (n, n), n_z)
     base = (np.arange(n_z) - (n_z - 1) / 2.0)[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n - 1) / 2.0)
     geometry = padded_geometry(base, np.ascontiguousarray(coef[:, 0]))
-    q = aligned_empty(n_v * n * MAX_BLOCK).reshape(n_v, n, MAX_BLOCK)
+    q1 = filtered_rows(n_v, n, MAX_BLOCK)
+    q = q1[: n_v * n * MAX_BLOCK].reshape(n_v, n, MAX_BLOCK)
     blocks = [np.ascontiguousarray(stack[:, r : r + MAX_BLOCK]) for r in range(0, n - MAX_BLOCK + 1, MAX_BLOCK)]
-    kernels = {"the kernel (bp_kernels.backproject_64)": backproject_64, "no writes": probe(NO_WRITES),
-               "no tile loads": probe(NO_TILE_LOADS), "rows in L1": probe(ROWS_IN_L1),
-               "tables only": probe(TABLES_ONLY), "rows in L1, no writes": probe(LOOP_AND_TABLES)}
+    kernels = {"the kernel (bp_kernels.backproject_64)": backproject_64,
+               "session 12's kernel (baseline_bp_s12)": lambda q1, n_v, n_u, *rest: backproject_64_s12(q, *rest),
+               "writes in a burst": probe(BURST), "no writes": probe(NO_WRITES), "no tile loads": probe(NO_TILE_LOADS),
+               "rows in L1": probe(ROWS_IN_L1), "tables only": probe(TABLES_ONLY),
+               "rows in L1, no writes": probe(LOOP_AND_TABLES)}
     vol = volume_empty((n_z, n, n))
     vol.fill(0.0)
 
@@ -137,8 +131,8 @@ def main() -> None:
         for k, rows in enumerate(blocks):
             _filter_all(rows, filt, wr, wi, q)
             t0 = time.process_time()
-            for z0 in range(0, n_z, 32):
-                kernel(q, *geometry, vol, k * MAX_BLOCK, MAX_BLOCK, z0, min(n_z, z0 + 32))
+            for z0 in range(0, n_z, Z_TILE):
+                kernel(q1, n_v, n, *geometry, vol, k * MAX_BLOCK, MAX_BLOCK, z0, min(n_z, z0 + Z_TILE))
             spent += time.process_time() - t0
         return spent
 
@@ -156,6 +150,8 @@ def main() -> None:
         cost = "" if name == names[0] else f"   (that part costs {1000 * (ref - t):5.1f} ms)"
         if name == "tables only":
             cost = "   (what the tables cost alone)"
+        if name.startswith(("session 12", "writes in a burst")):
+            cost = f"   (the kernel saves {1000 * (t - ref):5.1f} ms against it)"
         if name == "rows in L1, no writes":
             rate = n_v * n * n * n_z / t / 1e9
             cost = f"   (the tables and the view loop in L1: {rate:.1f} G voxel-views/s)"

@@ -54,6 +54,7 @@ def reference_wbp(views, tilts, n_z, lowpass):
     (13, MAX_BLOCK + BLOCK + 7, 2 * X_TILE + 5, 9),  # a full block, a short one and a partial one; odd views
     (8, BLOCK - 3, X_TILE - 1, 40),  # one partial block, narrower than a tile of columns; even views
     (9, MAX_BLOCK, 2 * X_TILE, 7),  # rows of whole cache lines: every tile written by non-temporal stores
+    (7, MAX_BLOCK - 16, 3 * X_TILE, 6),  # the same in a block of 64 rows of which 48 are the volume's
     (5, 3 * MAX_BLOCK + 20, X_TILE + 3, 5),  # blocks in more than one call of the kernel (chunks), a short tail
 ])
 def test_blocked_kernel_equals_the_plain_wbp(threads, n_v, n_y, n_x, n_z):

@@ -8,13 +8,14 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
    a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
    ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: the group's
-   cells and weights for the tile are worked out first (vectorised over the columns), then each column
-   adds the group on register-held accumulators. A group's filtered columns are shared by neighbouring
-   voxel columns and stay in L1 (all 61 views at once did not fit, and were read from L2 for every
-   column: 0.75x the time now). The buffer is written as whole cache lines of the volume's rows, 16 rows
-   transposed in registers at a time: writing
-   each column straight into ``(z, y, x)`` touches a cache line (and often a page) per voxel, and cost
-   more than the arithmetic.
+   cells and weights for the tile are worked out first (vectorised over the views), then each column
+   adds the group on register-held accumulators (`bp_group.sum_group_64`: no load but the rows').
+   A group's filtered columns are shared by neighbouring voxel columns and stay in L1 (all 61 views at
+   once did not fit, and were read from L2 for every column: 0.75x the time now). The buffer is written
+   as whole cache lines of the volume's rows, 16 rows transposed in registers at a time, by non-temporal
+   stores spread over the next tile's sums (writing each column straight into ``(z, y, x)`` touches a
+   cache line, and often a page, per voxel; a tile's lines all at once filled the store queue, and the
+   core waited for memory: 0.87x the time now).
 
 With an X-axis tilt or Z factors that move points across rows (IMOD's full model), the row of a voxel
 depends on its ``z``: see `bp_full`.
@@ -22,25 +23,21 @@ depends on its ``z``: see `bp_full`.
 
 from __future__ import annotations
 
-import platform
-
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from .bp_fft import filter_block, stack_block
+from .bp_fft import filter_block
+from .bp_fft import stack_block as stack_block  # the kernels of `bp_full`, `local_blocks`, `local_rows` take it here
+from .bp_group import VIEW_GROUP, sum_group_32, sum_group_64
+from .bp_write import store_fence, stream_transposed, write_columns
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
 MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
-VIEW_GROUP = 8  # views summed together into a tile of columns (`_bp_tile`); views are padded to a multiple of it
 X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
-X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}  # `store_fence` emits ``sfence``
+OWN_BLOCKS_BYTES = 16 * 2**20  # each thread its own filtered rows (`own_blocks`) up to this size: both in L3
 Z_TILE = 32  # sections per tile of the back-projection: its sums (32 x X_TILE x 64 rows, 128 KB) stay in L2
 
 
@@ -63,194 +60,112 @@ def volume_empty(shape: tuple[int, ...]) -> NDArray[np.float32]:
     return raw[start : start + size].reshape(shape)
 
 
-@intrinsic
-def stream_line(typingctx, row, x0, line):  # pragma: no cover - compiled
-    """``row[x0 : x0 + 16] = line[:16]`` by a non-temporal store: the volume's lines go to memory without
-    being read first and without evicting the filtered rows from the caches. ``row[x0]`` must start a cache line."""
-    def codegen(context, builder, signature, args):
-        dst = context.make_array(signature.args[0])(context, builder, args[0])
-        src = context.make_array(signature.args[2])(context, builder, args[2])
-        vec = ir.VectorType(ir.FloatType(), 16)
-        value = builder.load(builder.bitcast(src.data, vec.as_pointer()), align=4)
-        store = builder.store(value, builder.bitcast(builder.gep(dst.data, [args[1]]), vec.as_pointer()), align=64)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-        return context.get_dummy_value()
-
-    return types.void(row, x0, line), codegen
-
-
-@intrinsic
-def store_fence(typingctx):  # pragma: no cover - compiled
-    """``sfence``: the non-temporal stores are visible before any later store (and the kernel's return).
-    Elsewhere than x86 (where ``sfence`` does not exist) a sequentially consistent fence."""
-    def codegen(context, builder, signature, args):
-        if X86:
-            fnty = ir.FunctionType(ir.VoidType(), [])
-            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence"), [])
-        else:
-            builder.fence("seq_cst")
-        return context.get_dummy_value()
-
-    return types.void(), codegen
-
-
-def _transpose16(builder, rows):
-    """The 16 x 16 float32 matrix whose rows are the vectors ``rows``, transposed in registers: at each of four
-    steps ``d = 8, 4, 2, 1`` the off-diagonal ``d x d`` blocks of each ``2d x 2d`` block swap (bit ``d`` of the row
-    and of the column change places), one two-vector shuffle per row and step."""
-    rows = list(rows)
-    for d in (8, 4, 2, 1):
-        low = [e if e & d == 0 else 16 + e - d for e in range(16)]
-        high = [e + d if e & d == 0 else 16 + e for e in range(16)]
-        for r in range(16):
-            if r & d == 0:
-                a, c = rows[r], rows[r + d]
-                rows[r] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), 16), low))
-                rows[r + d] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), 16), high))
-    return rows
-
-
-@intrinsic
-def stream_transposed(typingctx, tile, k0, rows, r0, x0):  # pragma: no cover - compiled
-    """``rows[r0 + i, x0 : x0 + 16] = tile[0:16, k0 + i]`` for ``i < 16``: 16 vectors of ``tile`` (2-D float32, rows
-    of columns) transposed in registers and written by non-temporal stores. ``rows`` is 2-D float32 whose
-    ``rows[r0 + i, x0]`` start cache lines. Done value by value through a line on the stack, the transpose cost
-    two scalar loads and stores per value: as much as the sums of a few views."""
-    if not (isinstance(tile, types.Array) and isinstance(rows, types.Array) and tile.ndim == 2 and rows.ndim == 2
-            and tile.dtype == types.float32 and rows.dtype == types.float32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, args[0])
-        dst = context.make_array(signature.args[2])(context, builder, args[2])
-        i64 = ir.IntType(64)
-        vec = ir.VectorType(ir.FloatType(), 16)
-        src_row = cgutils.unpack_tuple(builder, src.strides, 2)[0]
-        dst_row = cgutils.unpack_tuple(builder, dst.strides, 2)[0]
-        src_bytes = builder.bitcast(src.data, ir.IntType(8).as_pointer())
-        dst_bytes = builder.bitcast(dst.data, ir.IntType(8).as_pointer())
-        k0_, r0_, x0_ = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
-        first = builder.mul(k0_, ir.Constant(i64, 4))
-        loaded = []
-        for j in range(16):
-            at = builder.add(first, builder.mul(src_row, ir.Constant(i64, j)))
-            loaded.append(builder.load(builder.bitcast(builder.gep(src_bytes, [at]), vec.as_pointer()), align=4))
-        column = builder.mul(x0_, ir.Constant(i64, 4))
-        line = r0_
-        hint = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-        for i, value in enumerate(_transpose16(builder, loaded)):
-            at = builder.add(column, builder.mul(dst_row, builder.add(line, ir.Constant(i64, i))))
-            store = builder.store(value, builder.bitcast(builder.gep(dst_bytes, [at]), vec.as_pointer()), align=64)
-            store.set_metadata("nontemporal", hint)
-        return context.get_dummy_value()
-
-    return types.void(tile, k0, rows, r0, x0), codegen
-
-
-@numba.njit(inline="always", nogil=True)
-def write_columns(buf, vol, z0, z1, x0, x1, row0, n_valid):  # pragma: no cover - compiled
-    """``vol[z, row0 + k, x0:x1] = buf[z - z0, :, k]``: the buffered columns, a cache line of each row at a time
-    (a non-temporal store where the 16 values fill one: writing the volume through the caches evicted the
-    filtered rows and cost more than the writes themselves); 16 rows at a time transposed in registers
-    (`stream_transposed`) where the rows' lines all start cache lines."""
-    line = numba.carray(stack_block(16), (16,))  # type: ignore[call-arg]
-    whole = x1 - x0 == 16 and buf.shape[2] >= 16 and vol.strides[1] % 64 == 0
-    for z in range(z0, z1):
-        tile = buf[z - z0]
-        k_fast = 0
-        if whole and (vol[z, row0].ctypes.data + 4 * x0) % 64 == 0:
-            k_fast = n_valid - n_valid % 16
-            for k in range(0, k_fast, 16):
-                stream_transposed(tile, k, vol[z], row0 + k, x0)
-        for k in range(k_fast, n_valid):
-            row = vol[z, row0 + k]
-            if x1 - x0 == 16 and (row.ctypes.data + 4 * x0) % 64 == 0:
-                for j in range(16):
-                    line[j] = tile[j, k]
-                stream_line(row, x0, line)
-            else:
-                for j in range(x1 - x0):
-                    row[x0 + j] = tile[j, k]
-    store_fence()
-
-
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb):  # pragma: no cover - compiled
+def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf):  # pragma: no cover - compiled
     """The cells and weights of views ``v0 .. v0 + VIEW_GROUP`` for every voxel column of the tile: ``off[z - z0,
-    j, x - x0]`` the flat index in ``q`` of view ``v0 + j``'s left column, ``wa``/``wb`` its two weights
-    (zero off the detector). Vectorised over the ``X_TILE`` columns, in float64 as the geometry is."""
+    x - x0, j]`` the flat index in ``q`` of view ``v0 + j``'s left cell, ``wf`` the right cell's weight (the left
+    one's is ``1 - wf``). Off the detector (and for a padded view) the cell is ``zero``: two columns of zeros
+    after the views' rows. Vectorised over the group's views, in float64 as the geometry is."""
     top = n_u - 1.0
+    zero = numba.uint32(n_v * n_u * nb)
     for z in range(z0, z1):
-        for j in range(VIEW_GROUP):
-            v = v0 + j
-            b, c = base[z, v], cos_t[v]
-            first = min(v, n_v - 1) * n_u  # a padded view (weight 0) reads the last real one
-            o, g, h = off[z - z0, j], wa[z - z0, j], wb[z - z0, j]
-            for xx in range(X_TILE):
-                u = b + np.float64(x0 + xx) * c
+        b, o, w = base[z, v0 : v0 + VIEW_GROUP], off[z - z0], wf[z - z0]
+        c = cos_t[v0 : v0 + VIEW_GROUP]
+        for xx in range(X_TILE):
+            x = np.float64(x0 + xx)
+            for j in range(VIEW_GROUP):
+                u = b[j] + x * c[j]
                 inside = (u >= 0.0) & (u <= top)
                 i = min(max(int(u), 0), n_u - 2)
-                f = np.float32(u - i)
-                o[xx] = numba.uint64((first + i) * nb)
-                h[xx] = f if inside else np.float32(0.0)
-                g[xx] = np.float32(1.0) - f if inside else np.float32(0.0)
+                o[xx, j] = numba.uint32(((v0 + j) * n_u + i) * nb) if inside else zero
+                w[xx, j] = np.float32(u - i) if inside else np.float32(0.0)
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, acc, nb):  # pragma: no cover - compiled
+def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
 
+    ``q1`` is the block's filtered rows, flat: ``(n_v, n_u, nb)`` then the zero cell (``2 nb`` zeros).
     Tiles of ``X_TILE`` columns by all the sections: the sums live in ``tile`` (the buffer that
     `write_columns` writes out), and the views are added a group of ``VIEW_GROUP`` at a time, so that a
     group's filtered columns, which neighbouring voxel columns share, come from L1 rather than L2 (summing
     all the views of one voxel column at once read them afresh from L2 for every column). For each column
-    and group, the block's rows are ``nb / 16`` vector registers (two accumulators each: the two
-    interpolation terms, so that eight independent FMA chains hide the FMA latency); ``nb`` is a constant
-    where this is inlined, so the loops over the rows unroll. The group's cells and weights for the whole
-    tile come first (`_group_cells`).
+    and group, `bp_group.sum_group_64` (or ``_32``) adds the group on register-held accumulators, its cells
+    and weights for the whole tile worked out first (`_group_cells`).
     """
-    n_v, n_u, _ = q.shape
     n_t = base.shape[1]  # n_v padded to a whole number of groups (`padded_geometry`)
     n_x = vol.shape[2]
-    q1 = q.ravel()
-    one = numba.uint64(nb)
     n_s = z1 - z0
-    tile = np.empty((n_s, X_TILE, nb), dtype=np.float32)
-    off = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.uint64)
-    wa = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
-    wb = np.empty((n_s, VIEW_GROUP, X_TILE), dtype=np.float32)
-    for x0 in range(0, n_x, X_TILE):
-        x1 = min(n_x, x0 + X_TILE)
+    tiles = np.empty((2, n_s, X_TILE, nb), dtype=np.float32)
+    off = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.uint32)
+    wf = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.float32)
+    n_steps = n_t // VIEW_GROUP * n_s  # (group, section) steps per tile
+    per = n_valid // 16
+    n_units = n_s * per  # a tile's output: 16 rows of a section at a time (`stream_transposed`)
+    for t in range(-(-n_x // X_TILE) + 1):
+        x0, xp = t * X_TILE, (t - 1) * X_TILE
+        tile, done = tiles[t % 2], tiles[(t + 1) % 2]  # done: the previous tile, columns ``xp .. x0``
+        spread = t > 0 and _streams(vol, row0, n_valid, xp, min(n_x, x0))  # its writes spread over this tile's steps
+        if t > 0 and not spread:
+            write_columns(done, vol, z0, z1, xp, min(n_x, x0), row0, n_valid)
+        if x0 >= n_x:  # the last tile's writes: nothing left to spread them over
+            if spread:
+                _stream_units(done, vol, z0, row0, xp, per, 0, n_units)
+            break
         tile[:] = 0.0
         for v0 in range(0, n_t, VIEW_GROUP):
-            _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wa, wb)
+            _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf)
             for s in range(n_s):
-                for xx in range(x1 - x0):
-                    t = tile[s, xx]
-                    for k in range(nb):
-                        acc[k] = t[k]
-                        acc[nb + k] = 0.0
-                    for j in range(VIEW_GROUP):
-                        o, g, f = off[s, j, xx], wa[s, j, xx], wb[s, j, xx]
-                        for kk in range(nb):
-                            ku = numba.uint64(kk)  # unsigned indices: no wraparound code in the loop
-                            acc[kk] += g * q1[o + ku]
-                            acc[nb + kk] += f * q1[o + one + ku]
-                    for k in range(nb):
-                        t[k] = acc[k] + acc[nb + k]
-        write_columns(tile, vol, z0, z1, x0, x1, row0, n_valid)
+                for xx in range(min(n_x, x0 + X_TILE) - x0):
+                    if nb == MAX_BLOCK:
+                        sum_group_64(q1, off[s, xx], wf[s, xx], tile[s, xx])  # type: ignore[call-arg]
+                    else:
+                        sum_group_32(q1, off[s, xx], wf[s, xx], tile[s, xx])  # type: ignore[call-arg]
+                step = v0 // VIEW_GROUP * n_s + s
+                if spread:
+                    _stream_units(done, vol, z0, row0, xp, per, step * n_units // n_steps,
+                                  (step + 1) * n_units // n_steps)
+    store_fence()  # type: ignore[call-arg]
+
+
+@numba.njit(inline="always", nogil=True)
+def _stream_units(done, vol, z0, row0, x0, per, lo, hi):  # pragma: no cover - compiled
+    """Units ``lo .. hi`` of the tile ``done`` (sections by ``X_TILE`` columns by rows) into ``vol``'s columns ``x0 ..
+    x0 + 16``: unit ``u`` is rows ``16 (u % per) ..`` (16 of them) of section ``u // per``, transposed in registers
+    (`stream_transposed`)."""
+    for u in range(lo, hi):
+        k = u % per * 16
+        stream_transposed(done[u // per], k, vol[z0 + u // per], row0 + k, x0)  # type: ignore[call-arg]
+
+
+@numba.njit(inline="always", nogil=True)
+def _streams(vol, row0, n_valid, x0, x1):  # pragma: no cover - compiled
+    """Whether the columns ``x0 .. x1`` of ``vol``'s rows ``row0 .. row0 + n_valid`` are whole cache lines, 16 rows
+    at a time: written by `stream_transposed` alone, a piece after each step of the next tile's sums (all at
+    once, the non-temporal stores filled the store queue and the core waited for memory)."""
+    return x1 - x0 == 16 and n_valid % 16 == 0 and vol.strides[1] % 64 == 0 and (
+        vol[0, row0].ctypes.data + 4 * x0) % 64 == 0
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def backproject_64(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-    """`_bp_tile` with 64 rows."""
-    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(128), (128,)), 64)  # type: ignore[call-arg]
+def backproject_64(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+    """`_bp_tile` with 64 rows (``q1`` from `filtered_rows`)."""
+    _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, 64)
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def backproject_32(q, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
-    """`_bp_tile` with 32 rows."""
-    _bp_tile(q, base, cos_t, vol, row0, n_valid, z0, z1, numba.carray(stack_block(64), (64,)), 32)  # type: ignore[call-arg]
+def backproject_32(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1):  # pragma: no cover - compiled
+    """`_bp_tile` with 32 rows (``q1`` from `filtered_rows`)."""
+    _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, 32)
+
+
+@numba.njit(cache=True, nogil=True)
+def filtered_rows(n_v, n_u, nb):  # pragma: no cover - compiled
+    """Room for a block's filtered rows as the kernels read them: ``n_v x n_u x nb`` float32 on a cache line
+    (uninitialised), then the zero cell, ``2 nb`` zeros that a view reads where it falls off the detector."""
+    q1 = aligned_empty(n_v * n_u * nb + 2 * nb)
+    q1[n_v * n_u * nb :] = 0.0
+    return q1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -322,22 +237,31 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
 
     ``views`` ``(n_views, rows, cols)``; ``filt`` ``(n_views, n_pad)`` each view's filter and weight;
     ``base`` ``(n_z, n_views)`` the detector position of column 0 and ``cos_t`` its step per column.
-    One block of rows at a time: the ``threads`` filter its views, then back-project its tiles of sections.
-    Each view's rows are summed into ``sums[view]`` (float64) just before
+    The whole blocks that the ``threads`` can share evenly go first, each thread its own blocks from filter
+    to volume (`own_blocks`); the rest one block at a time: the threads filter its views, then
+    back-project its tiles of sections. Each view's rows are summed into ``sums[view]`` (float64) just before
     they are filtered, which brings them into the cache for the filter: a view with a NaN or infinite pixel
     has a sum that is not, and the work stops at that block (the caller names the view).
     """
     n_v, n_r, n_u = views.shape
     n_z, n_rows, _ = vol.shape
+    base, cos_t = padded_geometry(base, cos_t)
+    r0 = 0
+    if threads > 1 and 4 * n_v * n_u * MAX_BLOCK <= OWN_BLOCKS_BYTES:
+        r0 = n_rows // MAX_BLOCK // threads * threads * MAX_BLOCK
+        if r0 > 0:
+            own_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums, r0 // MAX_BLOCK)
+            if not all_finite(sums):
+                return
     z_tile = section_tile(n_z, threads)
     n_tiles = -(-n_z // z_tile)
-    base, cos_t = padded_geometry(base, cos_t)
-    q_all = aligned_empty(n_v * n_u * block_rows(n_rows))  # one allocation: no page faults per block
-    r0 = 0
+    q_all = filtered_rows(n_v, n_u, block_rows(n_rows))  # one allocation: no page faults per block
     while r0 < n_rows:
         nb = block_rows(n_rows - r0)
         n_valid = min(nb, n_rows - r0)
-        q = q_all[: n_v * n_u * nb].reshape((n_v, n_u, nb))
+        q1 = q_all[: n_v * n_u * nb + 2 * nb]
+        q1[n_v * n_u * nb :] = 0.0  # the zero cell, after a shorter block's rows
+        q = q1[: n_v * n_u * nb].reshape((n_v, n_u, nb))
         lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + nb)  # the rows the filter reads
         for v in numba.prange(n_v):
             add_row_sums(sums, v, views[v], lo, hi)
@@ -349,7 +273,36 @@ def wbp_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums):
             z0 = t * z_tile
             z1 = min(n_z, z0 + z_tile)
             if nb == MAX_BLOCK:
-                backproject_64(q, base, cos_t, vol, r0, n_valid, z0, z1)
+                backproject_64(q1, n_v, n_u, base, cos_t, vol, r0, n_valid, z0, z1)
             else:
-                backproject_32(q, base, cos_t, vol, r0, n_valid, z0, z1)
+                backproject_32(q1, n_v, n_u, base, cos_t, vol, r0, n_valid, z0, z1)
         r0 += nb
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+def own_blocks(views, filt, wr, wi, base, cos_t, vol, row_first, threads, sums, n_blocks):  # pragma: no cover
+    """The first ``n_blocks`` blocks of `MAX_BLOCK` rows of `wbp_blocks` (a multiple of ``threads``; ``base`` and
+    ``cos_t`` padded): thread ``t`` filters and back-projects blocks ``t``, ``t + threads``, ... into filtered rows
+    of its own, with no fork or join between (one block shared by the threads waited for both at two joins
+    per block). A thread stops after a block whose sums are not finite."""
+    n_v, n_r, n_u = views.shape
+    n_z = vol.shape[0]
+    z_tile = section_tile(n_z, 1)
+    part = np.zeros((threads, n_v))  # each thread's sums, added to ``sums`` after
+    for t in numba.prange(threads):
+        q1 = filtered_rows(n_v, n_u, MAX_BLOCK)
+        q = q1[: n_v * n_u * MAX_BLOCK].reshape((n_v, n_u, MAX_BLOCK))
+        bufs = aligned_empty(4 * filt.shape[1] * (MAX_BLOCK // 2)).reshape((4, filt.shape[1], MAX_BLOCK // 2))
+        for b in range(t, n_blocks, threads):
+            r0 = b * MAX_BLOCK
+            lo, hi = max(0, row_first + r0), min(n_r, row_first + r0 + MAX_BLOCK)
+            for v in range(n_v):
+                add_row_sums(part[t], v, views[v], lo, hi)
+                filter_block(views[v], row_first + r0, MAX_BLOCK, filt[v], wr, wi, bufs, q[v])
+            if not all_finite(part[t]):
+                break
+            for z0 in range(0, n_z, z_tile):
+                backproject_64(q1, n_v, n_u, base, cos_t, vol, r0, MAX_BLOCK, z0, min(n_z, z0 + z_tile))
+    for t in range(threads):
+        for v in range(n_v):
+            sums[v] += part[t, v]
