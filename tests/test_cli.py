@@ -245,7 +245,7 @@ def test_quiet_hides_the_report_not_its_warnings(imod_data, tmp_path, capsys):
                "77.5", "--output", str(tmp_path / "o"), "--quiet"])
     out, err = capsys.readouterr()
     assert rc == 0 and out == ""
-    assert err.startswith("tomoalign: warning: the estimated tilt axis") and err.count("\n") == 1
+    assert err.startswith("tomoalign: warning: the markers' tilt axis (about") and err.count("\n") == 1
 
 
 def test_a_python_warning_reaching_the_command_line_is_one_line(tmp_path, capsys, monkeypatch):

@@ -77,3 +77,13 @@ def test_text_report_prints_stretch_and_skew_per_group_for_the_full_model(imod_d
     assert not any("X-stretch" in ln for ln in text_report(align_markers(m.view, m.marker, m.xy, tilts,
                                                                            m.image_size)))
 
+
+
+def test_a_given_axis_that_the_fit_moved_is_not_called_given():
+    """New user's nit (session 13): `--tilt-axis 40 --no-axis-estimate` on 84 deg markers printed "tilt axis 83.98 deg
+    (given, ...)": the start was given, the value solved."""
+    s = simulate_markers(n_views=31, n_markers=15, tilt_axis_deg=84.0, seed=3)
+    moved = align_markers(s.view, s.marker, s.xy, s.nominal_tilt_angles_deg, s.image_size,
+                          AlignmentOptions(tilt_axis_deg=80.0, estimate_tilt_axis=False))
+    assert abs(moved.tilt_axis_deg - 84.0) < 1.0
+    assert f"tilt axis {moved.tilt_axis_deg:.2f} deg (solved from the given 80, " in "\n".join(text_report(moved))

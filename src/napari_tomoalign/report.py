@@ -141,7 +141,10 @@ def _axis_lines(al: Alignment) -> list[str]:
     ref = al.reference_view + 1
     settings = al.settings
     if not settings.from_com:
-        return [f"tilt axis {al.tilt_axis_deg:.2f} deg ({al.tilt_axis_source}, {al.branch}); reference view {ref}"
+        source, given = al.tilt_axis_source, getattr(al.options, "tilt_axis_deg", None)
+        if source == "given" and given is not None and abs((al.tilt_axis_deg - given + 180) % 360 - 180) > 0.005:
+            source = f"solved from the given {given:g}"  # the rotations solved moved it (new user's nit, session 13)
+        return [f"tilt axis {al.tilt_axis_deg:.2f} deg ({source}, {al.branch}); reference view {ref}"
                 " (views numbered from 1)"]
     held = []
     for kind, label in REFERENCE_KINDS:

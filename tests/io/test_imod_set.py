@@ -143,13 +143,13 @@ def test_the_full_models_files_beside_the_xf_are_applied(bb, tmp_path):
     assert np.abs(imod - bare).max() > 10 * np.abs(imod - stamped).max()  # the .xtilt and .zfac were applied
     shutil.copy(folder / "BBa.xtilt", etomo)
     assert main(["convert", str(etomo), "--to", "imod", "--output", str(tmp_path / "conv"), "--quiet"]) == 0
-    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBa.tlt", "BBa.xf", "BBa.xtilt"]  # carried
+    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBa.tlt", "BBa.xf", "BBa.xtilt", "BBafid.xyz"]
 
 
 def test_convert_of_an_imod_set_needs_no_image_size_for_imods_files(bb, tmp_path, capsys):
     _, stack, etomo = bb
     assert main(["convert", str(etomo), "--to", "imod", "--output", str(tmp_path / "conv")]) == 0
-    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBa.tlt", "BBa.xf"]
+    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBa.tlt", "BBa.xf", "BBafid.xyz"]
     np.testing.assert_allclose(read_xf(tmp_path / "conv" / "BBa.xf"), read_xf(BB / "BBa.xf"))
     no_size = tmp_path / "nofid"
     no_size.mkdir()

@@ -192,7 +192,7 @@ def test_imod_output_carries_the_full_models_and_local_files(tmp_path):
     assert main(["align", str(BB / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--imod-com",
                  str(BB / "aligna.com"), "--local", "--output", str(src), "--quiet"]) == 0
     written = convert(src, "imod", tmp_path / "out", name="tsA")
-    assert sorted(p.name for p in written) == ["tsA.tlt", "tsA.xf", "tsA.xtilt", "tsA.zfac", "tsAlocal.xf"]
+    assert sorted(p.name for p in written) == ["tsA.tlt", "tsA.xf", "tsA.xtilt", "tsA.zfac", "tsAfid.xyz", "tsAlocal.xf"]
     for ours, theirs in (("tsA.xtilt", "BBa.xtilt"), ("tsA.zfac", "BBa.zfac"), ("tsAlocal.xf", "BBalocal.xf")):
         assert (tmp_path / "out" / ours).read_bytes() == (src / theirs).read_bytes()
     assert np.abs(np.loadtxt(src / "BBa.zfac")).max() > 0  # real Z factors, not zeros
@@ -213,3 +213,19 @@ def test_a_converted_file_can_be_read_back_and_a_missing_input_is_named(bba, tmp
     (tmp_path / "odd").write_text("x")
     with pytest.raises(FileFormatError, match=r"--from aretomo"):
         read_any(tmp_path / "odd")
+
+
+def test_a_format_without_local_alignments_says_it_drops_them(tmp_path):
+    """New user's finding (session 13): AreTomo, RELION and the portal dropped a folder's local alignments without a
+    word; and `reconstruct` of the IMOD set said it was "read with" the local file it applies only with --local."""
+    from napari_tomoalign.cli import main
+
+    src = tmp_path / "loc"
+    assert main(["align", str(BB / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--magnification", "fixed",
+                 "--local", "--output", str(src), "--quiet"]) == 0
+    with pytest.warns(UserWarning, match="aretomo has no local alignments: BBalocal.xf is not carried .IMOD's set"):
+        convert(src, "aretomo", tmp_path / "a.aln")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(src, "imod", tmp_path / "imod", name="BBa")  # IMOD's set carries it
+    assert (tmp_path / "imod" / "BBalocal.xf").is_file() and (tmp_path / "imod" / "BBafid.xyz").is_file()

@@ -302,8 +302,9 @@ def _initial_axis(p: _Prepared, options: AlignmentOptions, start: Alignment | No
         return est, "estimated"
     axis0 = nearest_branch(est, options.tilt_axis_deg)
     if abs(wrap_degrees(axis0 - options.tilt_axis_deg)) > AXIS_DISAGREEMENT_DEG:
-        p.notes.append(f"the estimated tilt axis {axis0:.2f} deg differs from the given {options.tilt_axis_deg:.2f}"
-                       f" deg by more than {AXIS_DISAGREEMENT_DEG:g} deg; the estimate was used")
+        p.notes.append(f"the markers' tilt axis (about {axis0:.0f} deg, solved below) differs from the given"
+                       f" {options.tilt_axis_deg:.2f} deg by more than {AXIS_DISAGREEMENT_DEG:g} deg; the estimate was"
+                       " used")  # the first estimate, not a second figure beside the solved one (session 13)
     return axis0, "estimated (branch from the given angle)"
 
 

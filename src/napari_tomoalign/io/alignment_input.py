@@ -125,7 +125,8 @@ def _imod_note(s: ImodSet, saved: SavedAlignment, stack: Path, stack_pix: float 
         pix = f"pixel size {saved.pixel_size_nm:.4g} nm from {fid.name}" if fid and saved.pixel_size_nm else \
             "no pixel size (neither the header nor a fid.xyz gives one)"
         facts = f"{size} from {stack.name}'s header{agrees}, {pix}"
-    used = [s.tlt.name] + [s.beside[k].name for k in (".xtilt", ".zfac", "local.xf") if k in s.beside]
+    used = [s.tlt.name] + [s.beside[k].name for k in (".xtilt", ".zfac") if k in s.beside] + [
+        f"{s.beside['local.xf'].name} (applied with --local only)" for _ in [0] if "local.xf" in s.beside]
     views = _views(saved, "have unit transforms: left out")
     return f"note: {s.xf.name} is an IMOD alignment (no run stamp) read with {', '.join(used)}: {facts}, {views}"
 

@@ -346,6 +346,9 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
     if fmt == "imod":  # with the full model's and the local alignments' files of a folder read (IMOD's tilt reads them)
         carry = carried_files(saved) if len(saved.transforms) == n_read else ()
         return write_imod_alignment(saved, out, stem, overwrite, carry=carry)
+    if saved.local_file:  # the other formats have no place for local alignments (new user's finding, session 13)
+        warnings.warn(f"{fmt} has no local alignments: {saved.local_file} is not carried (IMOD's set, --to imod,"
+                      " carries it)", UserWarning, stacklevel=3)
     if 0 in saved.image_size:
         raise FileFormatError(f"{where}: the image size is not recorded (an IMOD .xf, a portal JSON), and {fmt} needs"
                               " it; give it (--image-size W H), or the stack (--stack STACK)")

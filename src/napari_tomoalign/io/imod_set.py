@@ -140,10 +140,11 @@ def is_stamped(path: str | os.PathLike[str]) -> Path | None:
 
 def carried_files(saved: SavedAlignment) -> tuple[tuple[Path, str], ...]:
     """The files of a saved alignment's set that IMOD's ``tilt`` reads with its ``.xf`` (the full model's
-    ``.xtilt`` and ``.zfac``, the local file), as (file, suffix) pairs for `imod.write_imod_alignment`."""
+    ``.xtilt`` and ``.zfac``, the local file) and the markers' ``fid.xyz`` (the section's thickness: without it a
+    handed-over set fell back to a quarter of the image), as (file, suffix) pairs for `imod.write_imod_alignment`."""
     if saved.folder is None or not saved.stem:
         return ()
-    found = [(saved.folder / f"{saved.stem}{s}", s) for s in (".xtilt", ".zfac")]
+    found = [(saved.folder / f"{saved.stem}{s}", s) for s in (".xtilt", ".zfac", "fid.xyz")]  # fid.xyz: the section
     if saved.local_file:
         found.append((saved.folder / saved.local_file, "local.xf"))
     return tuple((p, s) for p, s in found if p.is_file())

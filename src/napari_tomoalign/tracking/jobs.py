@@ -28,7 +28,7 @@ from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._spread import second_core, threadsafe_loops
 from .beads import BeadFindingError
 from .binned import check_tracking_memory
-from .blank_views import blank_note, choose_seed_view, find_blank_views
+from .blank_views import blank_note, choose_seed_view, find_blank_views, said_blank
 from .diameter import measured_note, resolve_diameter
 from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
@@ -156,6 +156,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
         clumps=job.clumps, dark=job.dark, searches=searches, coarse=early, seed_view=seed, skip_views=blank))
     result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit),
                                        _mdoc_note(stack_path, source, axis_note, series)] if n]
+    said_blank(result, blank)
     searches.clear()  # the searches of whole views: freed before the writing
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0 or result.alignment is None:
