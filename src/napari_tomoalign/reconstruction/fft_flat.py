@@ -24,6 +24,21 @@ _I64 = ir.IntType(64)
 _CONTRACT = ("contract",)  # a product and the sum it feeds may be one fused multiply-add
 
 
+@intrinsic
+def aligned_stack_block(typingctx, size):  # pragma: no cover - compiled
+    """A pointer to ``size`` float32 on the stack, starting on a cache line (`fft_lanes.stack_block` starts
+    anywhere: then every vector load and store of it crosses two lines and costs two)."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = cgutils.alloca_once(builder, ir.FloatType(), size=size.literal_value)
+        ptr.align = 64
+        return ptr
+
+    return types.CPointer(types.float32)(size), codegen
+
+
 def _c(value):
     return ir.Constant(_I64, value)
 
@@ -82,11 +97,12 @@ def _rotate16(builder, re, im, e):
     return _times(builder, re, im, c, d)
 
 
-def fft16(builder, load, store, n_out=16):
+def fft16(builder, load, store, n_out=16, store4=None):
     """A 16-point FFT: ``load(j)`` gives input ``j`` as a (real, imaginary) pair of vectors, ``store(o, re, im)``
-    takes output ``o`` (only ``o < n_out``, a multiple of 4: the others are not computed). Two halves, the outputs
-    ``4 m + k`` of even ``k`` and then of odd ``k``, each loading the inputs again (from L1): the 16 values between
-    the two radix-4 rounds of one half fit in the registers, where the whole transform's 32 would spill."""
+    takes output ``o`` (only ``o < n_out``, a multiple of 4: the others are not computed), or ``store4(k, outs)``
+    outputs ``4 m + k`` for ``m < 4`` together. Two halves, the outputs ``4 m + k`` of even ``k`` and then of odd
+    ``k``, each loading the inputs again (from L1): the 16 values between the two radix-4 rounds of one half fit
+    in the registers, where the whole transform's 32 would spill."""
     for half in ((0, 2), (1, 3)):
         z = {}
         for p in range(4):  # z[p, k] = (DFT4 over j of x[p + 4 j])[k] w^(p k)
@@ -96,8 +112,20 @@ def fft16(builder, load, store, n_out=16):
                 z[p, k] = _rotate16(builder, out[k][0], out[k][1], p * k)
         for k in half:  # X[4 m + k] = (DFT4 over p of z[p, k])[m]
             out = _dft4(builder, [z[p, k][0] for p in range(4)], [z[p, k][1] for p in range(4)])
+            if store4 is not None:
+                store4(k, out)
+                continue
             for m in range(n_out // 4):
                 store(4 * m + k, *out[m])
+
+
+def _rotate64(builder, re, im, e):
+    """``(re + i im) exp(-2 pi i e / 64)``, a constant factor."""
+    if e % 64 == 0:
+        return re, im
+    c = ir.Constant(_VEC, [math.cos(2 * math.pi * e / 64)] * LANES)
+    d = ir.Constant(_VEC, [-math.sin(2 * math.pi * e / 64)] * LANES)
+    return _times(builder, re, im, c, d)
 
 
 def _twiddled(builder, re, im, wr, wi, index):
@@ -169,28 +197,64 @@ def fft16_columns_out(typingctx, xr, xi, t, pitch, q, c0, imag, n2, n_x, n_out):
 
 
 @intrinsic
-def radix4_rows_in(typingctx, xr, xi, base, p, ar, ai, wr, wi, w_step):  # pragma: no cover - compiled
-    """`fft_padded.rows_product`'s first radix-4 pass of a 64-point row: rows ``base + p + 16 i`` (``i < 4``) of
-    ``x*``, their DFT4 output ``i`` times ``w[i p w_step]``, into rows ``4 p + i`` of ``a*``."""
+def radix4_rows_in(typingctx, xr, xi, base, ar, ai):  # pragma: no cover - compiled
+    """`fft_padded.rows_product`'s first radix-4 pass of a 64-point row: for each ``p < 16``, rows
+    ``base + p + 16 i`` (``i < 4``) of ``x*``, their DFT4 output ``i`` times ``exp(-2 pi i p i / 64)`` (compiled
+    in), into rows ``4 p + i`` of ``a*``."""
     def codegen(context, builder, signature, args):
         a = signature.args
-        d_xr, d_xi, d_ar, d_ai, d_wr, d_wi = (_data(context, builder, a[i], args[i]) for i in (0, 1, 4, 5, 6, 7))
-        first = builder.add(args[2], args[3])
-        vr, vi = [], []
-        for i in range(4):
-            off = builder.mul(builder.add(first, _c(16 * i)), _c(LANES))
-            vr.append(_load(builder, d_xr, off))
-            vi.append(_load(builder, d_xi, off))
-        step = builder.mul(args[3], args[8])
-        dst = builder.mul(args[3], _c(4 * LANES))
-        for i, (re, im) in enumerate(_dft4(builder, vr, vi)):
-            if i:
-                re, im = _twiddled(builder, re, im, d_wr, d_wi, builder.mul(step, _c(i)))
-            _store(builder, re, d_ar, builder.add(dst, _c(i * LANES)))
-            _store(builder, im, d_ai, builder.add(dst, _c(i * LANES)))
+        d_xr, d_xi, d_ar, d_ai = (_data(context, builder, a[i], args[i]) for i in (0, 1, 3, 4))
+        first = builder.mul(args[2], _c(LANES))
+        for p in range(16):
+            vr, vi = [], []
+            for i in range(4):
+                off = builder.add(first, _c(LANES * (p + 16 * i)))
+                vr.append(_load(builder, d_xr, off))
+                vi.append(_load(builder, d_xi, off))
+            for i, (re, im) in enumerate(_dft4(builder, vr, vi)):
+                re, im = _rotate64(builder, re, im, p * i)
+                _store(builder, re, d_ar, _c(LANES * (4 * p + i)))
+                _store(builder, im, d_ai, _c(LANES * (4 * p + i)))
         return context.get_dummy_value()
 
-    return types.void(xr, xi, types.int64, types.int64, ar, ai, wr, wi, types.int64), codegen
+    return types.void(xr, xi, types.int64, ar, ai), codegen
+
+
+@intrinsic
+def fft16_filter_rows(typingctx, ar, ai, q, pr, pi, filt, k1):  # pragma: no cover - compiled
+    """The middle of `fft_padded.rows_product`, in registers: the 16-point FFT ``X`` of rows ``q + 4 j`` of
+    ``a*`` (row ``o = q + 4 k`` of the 64-point transform, frequency ``k1 + 16 o``), ``Y[k] = X[k] filt[k1 + 16 o]``,
+    then the inverse's first radix-4 pass on what it holds: butterfly ``p = q + 4 k`` (on the parts swapped) of
+    ``Y[k + 4 m]`` (``m < 4``), output ``m`` times ``exp(-2 pi i p m / 64)`` into row ``4 p + m`` of ``p*``.
+    ``q`` is a literal (the factors are compiled in)."""
+    if not isinstance(q, types.IntegerLiteral):
+        return None
+    qq = q.literal_value
+
+    def codegen(context, builder, signature, args):
+        a = signature.args
+        d_ar, d_ai, d_pr, d_pi, d_f = (_data(context, builder, a[i], args[i]) for i in (0, 1, 3, 4, 5))
+        f0 = builder.add(args[6], _c(16 * qq))
+
+        def load(j):
+            return _load(builder, d_ar, _c(LANES * (qq + 4 * j))), _load(builder, d_ai, _c(LANES * (qq + 4 * j)))
+
+        def store4(k, outs):
+            yr, yi = [], []
+            for m, (re, im) in enumerate(outs):  # Y[k + 4 m], frequency k1 + 16 (q + 4 k + 16 m)
+                c = _splat(builder, _scalar(builder, d_f, builder.add(f0, _c(64 * k + 256 * m))))
+                yr.append(builder.fmul(im, c))  # the parts swapped: the inverse
+                yi.append(builder.fmul(re, c))
+            p = qq + 4 * k
+            for m, (re, im) in enumerate(_dft4(builder, yr, yi)):
+                re, im = _rotate64(builder, re, im, p * m)
+                _store(builder, re, d_pr, _c(LANES * (4 * p + m)))
+                _store(builder, im, d_pi, _c(LANES * (4 * p + m)))
+
+        fft16(builder, load, None, store4=store4)
+        return context.get_dummy_value()
+
+    return types.void(ar, ai, q, pr, pi, filt, types.int64), codegen
 
 
 @intrinsic

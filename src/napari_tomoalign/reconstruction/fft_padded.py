@@ -16,8 +16,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .fft_flat import LANES, fft16_columns_in, fft16_columns_out, fft16_rows_out, radix4_rows_in
-from .fft_lanes import fft16_filter_lanes, prefetch_row, stack_block
+from .fft_flat import (
+    LANES,
+    aligned_stack_block,
+    fft16_columns_in,
+    fft16_columns_out,
+    fft16_filter_rows,
+    fft16_rows_out,
+    radix4_rows_in,
+)
+from .fft_lanes import prefetch_row
 
 N_PAD = 1024
 N1, N2 = 16, 64
@@ -62,14 +70,16 @@ def rows_product_padded(xr, xi, filt, wr, wi):  # pragma: no cover - compiled
     """Step 2 in place: each row ``k1`` of the matrix (scratch rows ``65 k1 + t``) transformed (a radix-4 pass
     into the stack, then four 16-point transforms in registers), times the filter, and back, times the
     conjugate twiddle of the inverse's first step."""
-    buf = numba.carray(stack_block(_STACK4), (4, N2, LANES))  # type: ignore[call-arg]
+    buf = numba.carray(aligned_stack_block(_STACK4), (4, N2, LANES))  # type: ignore[call-arg]
     ar, ai, pr, pi = buf[0], buf[1], buf[2], buf[3]
     for k1 in range(N1):
         base = k1 * PITCH
-        for p in range(N2 // 4):
-            radix4_rows_in(xr, xi, base, p, ar, ai, wr, wi, N1)
-        for q in range(4):  # frequency k1 + 16 o in row o = q + 4 k, times the filter; the inverse's first pass
-            fft16_filter_lanes(ar, ai, q, pr, pi, filt, k1 + N1 * q, 4 * N1, wr, wi, N1)
+        radix4_rows_in(xr, xi, base, ar, ai)
+        # frequency k1 + 16 o in row o = q + 4 k, times the filter; the inverse's first pass (q literal: unrolled)
+        fft16_filter_rows(ar, ai, 0, pr, pi, filt, k1)
+        fft16_filter_rows(ar, ai, 1, pr, pi, filt, k1)
+        fft16_filter_rows(ar, ai, 2, pr, pi, filt, k1)
+        fft16_filter_rows(ar, ai, 3, pr, pi, filt, k1)
         for q in range(4):  # output o = q + 4 k times W^(k1 o), back into scratch row 65 k1 + o (parts swapped)
             fft16_rows_out(pr, pi, q, xi, xr, base, wr, wi, k1)
 
