@@ -120,7 +120,9 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
     if n_rows % LANES or q.shape[0] < n_x or q.shape[1] < n_rows:
         raise ValueError("filter_block: q must be (cols, n_rows) with n_rows a multiple of 16")
     if n_pad == N_PAD and n_x <= MAX_COLS:
-        _filter_padded(view, r0, n_rows, filt, wr, wi, bufs.reshape(-1)[: 4 * n_pad * LANES], q)
+        flat = bufs.reshape(-1)
+        start = (-(flat.ctypes.data // 4)) % LANES  # on a cache line, whatever the caller's scratch
+        _filter_padded(view, r0, n_rows, filt, wr, wi, flat[start : 4 * n_pad * LANES], q)
         return
     half = (n_pad - n_x) // 2
     m = 0

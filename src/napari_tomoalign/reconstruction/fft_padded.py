@@ -1,4 +1,4 @@
-"""`bp_fft`'s three steps for padded rows of 1024 points (views 257 to 1008 px wide), in a scratch of pitch 65.
+"""`bp_fft`'s three steps for padded rows of 1024 points (views up to 1007 px wide), in a scratch of pitch 65.
 
 The same four-step transform as `fft_steps` and `fft_fixed` (``1024 = 16 x 64``: 16-point columns, then
 64-point rows times the filter and back, then 16-point columns back), but the scratch keeps row
@@ -8,7 +8,7 @@ they would share one), with no permutation to work out per row. Every row a step
 then its loop's row plus a constant, which the compiler folds into the load or store (`fft_flat`): no
 multiply by a run-time stride, no table of rows, except the one input table of the edge padding, made once
 per block. The scratch needs ``2 (1024 + 16) + 2 cols`` rows of `LANES` values: it fits the ``4 x 1024``
-rows of `bp_fft.filter_scratch` while the view is at most 1008 px wide.
+rows of `bp_fft.filter_scratch` (moved to start on a cache line) while the view is at most 1007 px wide.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ N_PAD = 1024
 N1, N2 = 16, 64
 PITCH = N2 + 1  # scratch rows per row of the (N1, N2) matrix
 SCRATCH_ROWS = N1 * PITCH  # rows of each part of the transform's scratch
-MAX_COLS = (4 * N_PAD - 2 * SCRATCH_ROWS) // 2  # the widest view whose transposed rows fit beside it
+MAX_COLS = (4 * N_PAD - 2 * SCRATCH_ROWS - 1) // 2  # the widest view whose transposed rows fit beside it, on a line
 _STACK4 = 4 * N2 * LANES  # the product's stack buffers: real and imaginary parts of the first pass and the product
 
 
