@@ -28,7 +28,6 @@ from .fft_padded import (
     N_PAD,
     SCRATCH_ROWS,
     forward_columns_padded,
-    input_rows,
     inverse_columns_padded,
     rows_product_padded,
 )
@@ -87,7 +86,6 @@ def _filter_padded(view, r0, n_rows, filt, wr, wi, flat, q):  # pragma: no cover
     xr, xi = flat[:span], flat[span : 2 * span]
     tr = flat[2 * span : 2 * span + n_x * LANES].reshape((n_x, LANES))
     ti = flat[2 * span + n_x * LANES : 2 * span + 2 * n_x * LANES].reshape((n_x, LANES))
-    rows = input_rows(n_x, (N_PAD - n_x) // 2)
     for c0 in range(0, n_rows, 2 * LANES):
         two = c0 + LANES < n_rows  # a second set of rows, in the imaginary parts
         _rows_in(view, r0 + c0, tr, n_x)
@@ -97,7 +95,7 @@ def _filter_padded(view, r0, n_rows, filt, wr, wi, flat, q):  # pragma: no cover
             ti[:] = 0.0
         pre0 = max(r0 + c0 + 2 * LANES, 0)  # the next rows, fetched during the forward transform
         n_pre = max(min(r0 + min(c0 + 4 * LANES, n_rows), view.shape[0]) - pre0, 0)
-        forward_columns_padded(tr, ti, rows, xr, xi, wr, wi, view, pre0, n_pre)
+        forward_columns_padded(tr, ti, (N_PAD - n_x) // 2, xr, xi, wr, wi, view, pre0, n_pre)
         rows_product_padded(xr, xi, filt, wr, wi)
         inverse_columns_padded(xr, xi, q, c0, two, n_x, tr)
 

@@ -135,17 +135,22 @@ def _twiddled(builder, re, im, wr, wi, index):
 
 
 @intrinsic
-def fft16_columns_in(typingctx, tr, ti, rows, t, xr, xi, pitch, wr, wi):  # pragma: no cover - compiled
-    """The forward transform of column ``t``: input ``j`` is row ``rows[16 t + j]`` of ``t*``; output ``k``, times
-    ``w[t k]``, goes to row ``k pitch + t`` of ``x*``."""
+def fft16_columns_in(typingctx, tr, ti, t, lims, xr, xi, pitch, wr, wi):  # pragma: no cover - compiled
+    """The forward transform of column ``t``: input ``j`` is padded row ``u = 64 j + t``, row ``u`` of ``t*`` below
+    ``lims = (n_x, n_x + half)``, then row ``n_x - 1`` (the right edge), then row 0 (the left edge); output ``k``,
+    times ``w[t k]``, goes to row ``k pitch + t`` of ``x*``. The rows are worked out by compares (a table of them
+    cost more: its loads compete with the twiddles' for the load ports)."""
     def codegen(context, builder, signature, args):
         a = signature.args
-        d_tr, d_ti, d_rows, d_xr, d_xi, d_wr, d_wi = (_data(context, builder, a[i], args[i]) for i in (0, 1, 2, 4, 5, 7, 8))
-        col, pitch_ = args[3], args[6]
-        first = builder.mul(col, _c(16))
+        d_tr, d_ti, d_xr, d_xi, d_wr, d_wi = (_data(context, builder, a[i], args[i]) for i in (0, 1, 4, 5, 7, 8))
+        col, pitch_ = args[2], args[6]
+        n_x, lim2 = cgutils.unpack_tuple(builder, args[3], 2)
+        right = builder.sub(n_x, _c(1))
 
         def load(j):
-            off = builder.mul(_scalar(builder, d_rows, builder.add(first, _c(j))), _c(LANES))
+            u = builder.add(col, _c(64 * j))
+            edge = builder.select(builder.icmp_signed("<", u, lim2), right, _c(0))
+            off = builder.mul(builder.select(builder.icmp_signed("<", u, n_x), u, edge), _c(LANES))
             return _load(builder, d_tr, off), _load(builder, d_ti, off)
 
         def store(k, re, im):
@@ -158,7 +163,7 @@ def fft16_columns_in(typingctx, tr, ti, rows, t, xr, xi, pitch, wr, wi):  # prag
         fft16(builder, load, store)
         return context.get_dummy_value()
 
-    return types.void(tr, ti, rows, types.int64, xr, xi, types.int64, wr, wi), codegen
+    return types.void(tr, ti, types.int64, types.UniTuple(types.int64, 2), xr, xi, types.int64, wr, wi), codegen
 
 
 @intrinsic

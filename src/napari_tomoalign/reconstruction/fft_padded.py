@@ -6,15 +6,14 @@ The same four-step transform as `fft_steps` and `fft_fixed` (``1024 = 16 x 64``:
 16 rows of a column, 65 x 64 bytes apart, fall in 16 different sets of the L1 cache (64 x 64 bytes apart,
 they would share one), with no permutation to work out per row. Every row a step reads or writes is
 then its loop's row plus a constant, which the compiler folds into the load or store (`fft_flat`): no
-multiply by a run-time stride, no table of rows, except the one input table of the edge padding, made once
-per block. The scratch needs ``2 (1024 + 16) + 2 cols`` rows of `LANES` values: it fits the ``4 x 1024``
-rows of `bp_fft.filter_scratch` (moved to start on a cache line) while the view is at most 1007 px wide.
+multiply by a run-time stride, no table of rows (the edge padding is two compares per input row). The
+scratch needs ``2 (1024 + 16) + 2 cols`` rows of `LANES` values: it fits the ``4 x 1024`` rows of
+`bp_fft.filter_scratch` (moved to start on a cache line) while the view is at most 1007 px wide.
 """
 
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 from .fft_flat import (
     LANES,
@@ -35,24 +34,13 @@ MAX_COLS = (4 * N_PAD - 2 * SCRATCH_ROWS - 1) // 2  # the widest view whose tran
 _STACK4 = 4 * N2 * LANES  # the product's stack buffers: real and imaginary parts of the first pass and the product
 
 
-@numba.njit(cache=True, nogil=True)
-def input_rows(n_x, half):  # pragma: no cover - compiled
-    """``rows[16 t + j]``: the transposed row that is input ``j`` of column ``t`` (padded row ``u = 64 j + t``:
-    ``u`` itself below ``n_x``, the right edge ``n_x - 1`` below ``n_x + half``, then the left edge 0)."""
-    rows = np.empty(N1 * N2, np.int64)
-    for t in range(N2):
-        for j in range(N1):
-            u = j * N2 + t
-            rows[N1 * t + j] = u if u < n_x else (n_x - 1 if u < n_x + half else 0)
-    return rows
-
-
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def forward_columns_padded(tr, ti, rows, xr, xi, wr, wi, view, pre0, n_pre):  # pragma: no cover - compiled
-    """Step 1: column ``t``'s 16 inputs (`input_rows`) of the transposed rows ``t*`` transformed, output ``k``
-    times ``W^(t k)`` into scratch row ``65 k + t`` of ``x*`` (flat). Meanwhile rows ``pre0`` to ``pre0 + n_pre``
+def forward_columns_padded(tr, ti, half, xr, xi, wr, wi, view, pre0, n_pre):  # pragma: no cover - compiled
+    """Step 1: column ``t`` (padded rows ``64 j + t`` of the transposed rows ``t*``: the right edge value ``half``
+    times past the row, then the left one) transformed, output ``k`` times ``W^(t k)`` into scratch row
+    ``65 k + t`` of ``x*`` (flat). Meanwhile rows ``pre0`` to ``pre0 + n_pre``
     of ``view`` (the next rows `bp_fft.filter_block` reads) are fetched, a few cache lines per column."""
-    n_v = view.shape[1]
+    n_v, n_x = view.shape[1], tr.shape[0]
     per_t = (n_pre * ((n_v + 15) // 16) + N2 - 1) // N2
     row, col = pre0, 0
     for t in range(N2):
@@ -62,7 +50,7 @@ def forward_columns_padded(tr, ti, rows, xr, xi, wr, wi, view, pre0, n_pre):  # 
                 col += 16
                 if col >= n_v:
                     row, col = row + 1, 0
-        fft16_columns_in(tr, ti, rows, t, xr, xi, PITCH, wr, wi)  # type: ignore[call-arg]
+        fft16_columns_in(tr, ti, t, (n_x, n_x + half), xr, xi, PITCH, wr, wi)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
