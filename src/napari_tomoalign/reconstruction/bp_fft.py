@@ -7,7 +7,9 @@ The ``n_pad``-point transform is a four-step one, ``n_pad = n1 x n2``: sub-trans
 down the columns of an ``(n1, n2)`` matrix, a twiddle, then sub-transforms of ``n2`` points along its
 rows. Each 16-point sub-transform is held in registers from its loads to its stores (`fft_lanes.fft16_lanes`);
 longer ones run a radix-4 pass through buffers on the stack (a few KB, in L1) first, so the scratch (in L2)
-is crossed in L1-sized pieces (`fft_fixed` for the common lengths, `fft_steps` for any).
+is crossed in L1-sized pieces (`fft_padded` for padded rows of 1024, views up to 512 px wide in the WBP:
+a scratch of pitch 65 whose rows are constant offsets from the loop's, `fft_flat`; `fft_fixed` for the other
+lengths with 16-point columns, `fft_steps` for any).
 Forward and inverse meet in the frequency domain without any reordering: the forward transform leaves
 frequency ``k1 + n1 k2`` in row ``(k1, k2)``; the filter is read in that order, and the inverse (the same
 steps backwards) puts the rows back in natural order. The product and both ``n2``-point steps are one

@@ -287,24 +287,3 @@ def fft16_rows_out(typingctx, pr, pi, q, xr, xi, base, wr, wi, k1):  # pragma: n
 
     return types.void(pr, pi, types.int64, xr, xi, types.int64, wr, wi, types.int64), codegen
 
-
-@intrinsic
-def prefetch_rows(typingctx, arr, first, step, count, write):  # pragma: no cover - compiled
-    """Ask for rows ``first + i step`` (``i < count``, a literal) of ``arr`` to be brought into L1, for writing
-    when ``write`` (a literal bool), without waiting for them."""
-    if not isinstance(count, types.IntegerLiteral) or not isinstance(write, types.BooleanLiteral):
-        return None
-    n, rw = count.literal_value, int(write.literal_value)
-
-    def codegen(context, builder, signature, args):
-        data = _data(context, builder, signature.args[0], args[0])
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        for i in range(n):
-            row = builder.add(args[1], builder.mul(args[2], _c(i)))
-            ptr = builder.bitcast(builder.gep(data, [builder.mul(row, _c(LANES))]), i8p)
-            builder.call(fn, [ptr, ir.Constant(i32, rw), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return types.void(arr, types.int64, types.int64, count, write), codegen
