@@ -44,6 +44,9 @@ def ramp(n_pad, tilts=(-60.0, 0.0, 30.0)):
         (17, 64, 20, -5, 16),  # 16 rows: no rows in the imaginary parts
         (1000, 2048, 64, 0, 64),
         (700, 1024, 40, 0, 32),  # padded less than twice: rows past half the padded length kept, the padding split
+        (1007, 1024, 40, -8, 48),  # the widest view of the scratch of pitch 65 (`fft_padded`); three sets of 16 rows
+        (1008, 1024, 20, 0, 32),  # too wide for it: the permuted scratch (`fft_fixed`)
+        (300, 1024, 70, 60, 32),  # padded more than three times; rows past the bottom edge
         (2048, 4096, 40, 8, 32),  # the 4096-wide stack binned by 2; rows past the bottom edge
         (3000, 8192, 20, 0, 32),  # a wide view padded further than twice its width
         (16384, 32768, 16, 0, 16),  # sub-transforms of 128 and 256 points
@@ -87,6 +90,17 @@ def test_the_callers_larger_scratch_serves():
     filt = ramp(512)
     np.testing.assert_array_equal(run_filter(view, 0, 64, filt, np.empty((4, 512, 2 * LANES), np.float32)),
                                   run_filter(view, 0, 64, filt))
+
+
+def test_a_scratch_that_does_not_start_on_a_cache_line_serves():
+    """`local_blocks` passes a plain ``np.empty`` scratch: the filter moves its start onto a cache line."""
+    rng = np.random.default_rng(3)
+    view = rng.normal(size=(64, 512)).astype(np.float32)
+    filt = ramp(1024)
+    raw = np.empty(4 * 1024 * LANES + 64, np.float32)
+    for shift in (0, 1, 5, 15):
+        got = run_filter(view, 0, 64, filt, raw[shift : shift + 4 * 1024 * LANES])
+        np.testing.assert_array_equal(got, run_filter(view, 0, 64, filt))
 
 
 def test_a_padded_length_that_does_not_fit_is_refused():

@@ -7,7 +7,9 @@ The ``n_pad``-point transform is a four-step one, ``n_pad = n1 x n2``: sub-trans
 down the columns of an ``(n1, n2)`` matrix, a twiddle, then sub-transforms of ``n2`` points along its
 rows. Each 16-point sub-transform is held in registers from its loads to its stores (`fft_lanes.fft16_lanes`);
 longer ones run a radix-4 pass through buffers on the stack (a few KB, in L1) first, so the scratch (in L2)
-is crossed in L1-sized pieces (`fft_fixed` for the common lengths, `fft_steps` for any).
+is crossed in L1-sized pieces (`fft_padded` for padded rows of 1024, views up to 512 px wide in the WBP:
+a scratch of pitch 65 whose rows are constant offsets from the loop's, `fft_flat`; `fft_fixed` for the other
+lengths with 16-point columns, `fft_steps` for any).
 Forward and inverse meet in the frequency domain without any reordering: the forward transform leaves
 frequency ``k1 + n1 k2`` in row ``(k1, k2)``; the filter is read in that order, and the inverse (the same
 steps backwards) puts the rows back in natural order. The product and both ``n2``-point steps are one
@@ -23,6 +25,14 @@ from numpy.typing import NDArray
 
 from .fft_fixed import forward_columns16, inverse_columns16, rows_product64
 from .fft_lanes import LANES, stack_block, transpose_lanes
+from .fft_padded import (
+    MAX_COLS,
+    N_PAD,
+    SCRATCH_ROWS,
+    forward_columns_padded,
+    inverse_columns_padded,
+    rows_product_padded,
+)
 from .fft_steps import SUB_MAX, forward_columns, inverse_columns, rows_product
 
 __all__ = ["filter_block", "filter_scratch", "stack_block", "twiddles"]
@@ -70,6 +80,28 @@ def _rows_in(view, ra, dst, n_x):  # pragma: no cover - compiled
                 dst[u, k] = row[u]
 
 
+@numba.njit(inline="always", fastmath=True, nogil=True)
+def _filter_padded(view, r0, n_rows, filt, wr, wi, flat, q):  # pragma: no cover - compiled
+    """`filter_block` for ``n_pad = 1024`` by `fft_padded`'s steps; ``flat`` is the scratch, ``4 x 1024 x LANES``."""
+    n_x = view.shape[1]
+    span = SCRATCH_ROWS * LANES
+    xr, xi = flat[:span], flat[span : 2 * span]
+    tr = flat[2 * span : 2 * span + n_x * LANES].reshape((n_x, LANES))
+    ti = flat[2 * span + n_x * LANES : 2 * span + 2 * n_x * LANES].reshape((n_x, LANES))
+    for c0 in range(0, n_rows, 2 * LANES):
+        two = c0 + LANES < n_rows  # a second set of rows, in the imaginary parts
+        _rows_in(view, r0 + c0, tr, n_x)
+        if two:
+            _rows_in(view, r0 + c0 + LANES, ti, n_x)
+        else:
+            ti[:] = 0.0
+        pre0 = max(r0 + c0 + 2 * LANES, 0)  # the next rows, fetched during the forward transform
+        n_pre = max(min(r0 + min(c0 + 4 * LANES, n_rows), view.shape[0]) - pre0, 0)
+        forward_columns_padded(tr, ti, (N_PAD - n_x) // 2, xr, xi, wr, wi, view, pre0, n_pre)
+        rows_product_padded(xr, xi, filt, wr, wi)
+        inverse_columns_padded(xr, xi, q, c0, two, n_x, tr)
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover - compiled
     """``q[u, k]`` = row ``r0 + k`` of ``view`` ``(rows, cols)``, edge-padded and filtered by ``filt`` ``(n_pad,)``.
@@ -87,6 +119,11 @@ def filter_block(view, r0, n_rows, filt, wr, wi, bufs, q):  # pragma: no cover -
         raise ValueError("filter_block: the padded row length must be a power of two, at least the row, at most 65536")
     if n_rows % LANES or q.shape[0] < n_x or q.shape[1] < n_rows:
         raise ValueError("filter_block: q must be (cols, n_rows) with n_rows a multiple of 16")
+    if n_pad == N_PAD and n_x <= MAX_COLS:
+        flat = bufs.reshape(-1)
+        start = (-(flat.ctypes.data // 4)) % LANES  # on a cache line, whatever the caller's scratch
+        _filter_padded(view, r0, n_rows, filt, wr, wi, flat[start : 4 * n_pad * LANES], q)
+        return
     half = (n_pad - n_x) // 2
     m = 0
     while (1 << m) < n_pad:
