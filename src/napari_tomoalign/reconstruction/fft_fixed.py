@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numba
 
-from .fft_flat import aligned_stack_block
-from .fft_lanes import LANES, butterfly4_lanes, fft16_filter_lanes, fft16_lanes, fft16_low_lanes, prefetch_row
+from .fft_lanes import LANES, butterfly4_lanes, fft16_filter_lanes, fft16_lanes, fft16_low_lanes, prefetch_row, stack_block
 from .fft_steps import ANY, slot
 
 _N2 = 64  # `rows_product64`'s row length
@@ -60,7 +59,7 @@ def inverse_columns16(xr, xi, q, c0, two, n_x, n2, shift, junk):  # pragma: no c
 def rows_product64(xr, xi, filt, wr, wi, n1, shift):  # pragma: no cover - compiled
     """`fft_steps.rows_product` for ``n2 = 64``: each row's 64-point transform (a radix-4 pass, then four
     16-point transforms in registers), times the filter, and back, times the conjugate twiddle."""
-    buf = numba.carray(aligned_stack_block(_STACK4), (4, _N2, LANES))  # type: ignore[call-arg]
+    buf = numba.carray(stack_block(_STACK4), (4, _N2, LANES))  # type: ignore[call-arg]
     ar, ai, pr, pi = buf[0], buf[1], buf[2], buf[3]
     f = _N2 // 4
     for k1 in range(n1):

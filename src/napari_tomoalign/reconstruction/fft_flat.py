@@ -24,21 +24,6 @@ _I64 = ir.IntType(64)
 _CONTRACT = ("contract",)  # a product and the sum it feeds may be one fused multiply-add
 
 
-@intrinsic
-def aligned_stack_block(typingctx, size):  # pragma: no cover - compiled
-    """A pointer to ``size`` float32 on the stack, starting on a cache line (`fft_lanes.stack_block` starts
-    anywhere: then every vector load and store of it crosses two lines and costs two)."""
-    if not isinstance(size, types.IntegerLiteral):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ptr = cgutils.alloca_once(builder, ir.FloatType(), size=size.literal_value)
-        ptr.align = 64
-        return ptr
-
-    return types.CPointer(types.float32)(size), codegen
-
-
 def _c(value):
     return ir.Constant(_I64, value)
 

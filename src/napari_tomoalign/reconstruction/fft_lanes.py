@@ -20,13 +20,16 @@ LANES = 16  # complex columns per transform: one AVX-512 vector of float32 for e
 
 @intrinsic
 def stack_block(typingctx, size):  # pragma: no cover - compiled
-    """A pointer to ``size`` float32 on the stack: LLVM keeps such an accumulator in vector registers,
-    which it cannot do for a heap array that might alias the views it reads."""
+    """A pointer to ``size`` float32 on the stack, starting on a cache line: LLVM keeps such an accumulator in
+    vector registers, which it cannot do for a heap array that might alias the views it reads; where it stays in
+    memory, a block that started anywhere had every vector load and store cross two lines (session 13's filter)."""
     if not isinstance(size, types.IntegerLiteral):
         return None
 
     def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size.literal_value)
+        ptr = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size.literal_value)
+        ptr.align = 64
+        return ptr
 
     return types.CPointer(types.float32)(size), codegen
 

@@ -17,14 +17,13 @@ import numba
 
 from .fft_flat import (
     LANES,
-    aligned_stack_block,
     fft16_columns_in,
     fft16_columns_out,
     fft16_filter_rows,
     fft16_rows_out,
     radix4_rows_in,
 )
-from .fft_lanes import prefetch_row
+from .fft_lanes import prefetch_row, stack_block
 
 N_PAD = 1024
 N1, N2 = 16, 64
@@ -58,7 +57,7 @@ def rows_product_padded(xr, xi, filt, wr, wi):  # pragma: no cover - compiled
     """Step 2 in place: each row ``k1`` of the matrix (scratch rows ``65 k1 + t``) transformed (a radix-4 pass
     into the stack, then four 16-point transforms in registers), times the filter, and back, times the
     conjugate twiddle of the inverse's first step."""
-    buf = numba.carray(aligned_stack_block(_STACK4), (4, N2, LANES))  # type: ignore[call-arg]
+    buf = numba.carray(stack_block(_STACK4), (4, N2, LANES))  # type: ignore[call-arg]
     ar, ai, pr, pi = buf[0], buf[1], buf[2], buf[3]
     for k1 in range(N1):
         base = k1 * PITCH

@@ -14,7 +14,7 @@ Every sub-transform (`mapped_fft`) is a Stockham FFT, radix 4 (a first radix-2 p
 not a power of 4), whose first pass reads the rows it needs wherever they are (the transposed input, the
 scratch) and whose last 16 points (`fft_lanes.fft16_lanes`, in registers) write each output, times its
 twiddle or filter value, where the next step wants it; the passes between run in buffers on the stack (a
-few KB, in L1, starting on a cache line: `fft_flat.aligned_stack_block`). `fft_fixed` has the same steps
+few KB, in L1, starting on a cache line: `fft_lanes.stack_block`). `fft_fixed` has the same steps
 for the common lengths without the tables of rows and factors. The inverse is the forward transform with the
 real and imaginary parts swapped on the way in and out.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .fft_flat import aligned_stack_block
 from .fft_lanes import (
     LANES,
     butterfly2_lanes,
@@ -32,6 +31,7 @@ from .fft_lanes import (
     butterfly4_out_lanes,
     copy_lanes,
     fft16_lanes,
+    stack_block,
     twiddle_lanes,
 )
 
@@ -145,7 +145,7 @@ def mapped_fft(sr, si, rows_in, dr, di, rows_out, out_c, out_d, buf, wr, wi, n, 
 def _forward_columns(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, shift):  # pragma: no cover - compiled
     """Step 1 from the transposed rows ``t* (n_x, LANES)``, edge-padded (input row ``u >= n_x`` is row
     ``n_x - 1`` while ``u < n_x + half``, then row 0), into the scratch ``x* (n1 n2, LANES)``."""
-    buf = numba.carray(aligned_stack_block(_STACK6), (6, SUB_MAX, LANES))  # type: ignore[call-arg]
+    buf = numba.carray(stack_block(_STACK6), (6, SUB_MAX, LANES))  # type: ignore[call-arg]
     rows_in, rows_out = np.empty(n1, np.int64), np.empty(n1, np.int64)
     out_c, out_d = np.empty(n1, np.float32), np.empty(n1, np.float32)
     for t in range(n2):
@@ -161,7 +161,7 @@ def _forward_columns(tr, ti, n_x, half, xr, xi, wr, wi, n1, n2, shift):  # pragm
 def _rows_product(xr, xi, filt, wr, wi, n1, n2, shift):  # pragma: no cover - compiled
     """Step 2 in place: each row of the ``(n1, n2)`` matrix transformed, times ``filt`` (natural order),
     transformed back, times the conjugate twiddle of the inverse's first step."""
-    buf = numba.carray(aligned_stack_block(_STACK6), (6, SUB_MAX, LANES))  # type: ignore[call-arg]
+    buf = numba.carray(stack_block(_STACK6), (6, SUB_MAX, LANES))  # type: ignore[call-arg]
     pr, pi = buf[4], buf[5]  # the product, between the two transforms
     rows, here = np.empty(n2, np.int64), np.arange(n2)
     hr, zero = np.empty(n2, np.float32), np.zeros(n2, np.float32)
@@ -180,7 +180,7 @@ def _rows_product(xr, xi, filt, wr, wi, n1, n2, shift):  # pragma: no cover - co
 def _inverse_columns(xr, xi, q, c0, two, n_x, wr, wi, n1, n2, shift, junk):  # pragma: no cover - compiled
     """Step 3: each column transformed back; row ``u < n_x`` into ``q[u, c0:c0 + LANES]`` (real parts) and,
     when ``two``, ``q[u, c0 + LANES:c0 + 2 LANES]`` (imaginary parts; else into ``junk`` ``(n_x, LANES)``)."""
-    buf = numba.carray(aligned_stack_block(_STACK6), (6, SUB_MAX, LANES))  # type: ignore[call-arg]
+    buf = numba.carray(stack_block(_STACK6), (6, SUB_MAX, LANES))  # type: ignore[call-arg]
     rows_in, rows_out = np.empty(n1, np.int64), np.empty(n1, np.int64)
     one, zero = np.ones(n1, np.float32), np.zeros(n1, np.float32)
     real = q[:, c0 : c0 + LANES]
