@@ -20,7 +20,8 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
 The slabs of a chunk of `Z_CHUNK` sections follow one another for each pair of tiles and group of views, so
 that the group's columns of the filtered views, read from L3 for the chunk's first slab, come from L2 for the
 next (slab after slab over the whole block, a band of 61 views was read from L3 for every slab: 42 ms of the
-kernel's 200 at bin 1); a tile's sums hold the chunk.
+kernel's 200 at bin 1); a tile's sums hold the chunk. The WBP reads the filtered views from a band per thread
+that follows its blocks (`backproject_local_bands`, `local_band`), not from the views filtered whole first.
 
 What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
 meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
@@ -45,7 +46,9 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, write_columns
+from .local_band import GRID, band_rows, fill_band
 from .local_blocks import (
+    FILTER_ROWS,
     GROUP,
     N_GROUPS,
     PAD,
@@ -81,19 +84,22 @@ def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def _column_rows(lines, n_rs, out):  # pragma: no cover - compiled
+def _column_rows(lines, n_rs, r_off, out):  # pragma: no cover - compiled
     """``out[:, c]`` for every column ``c`` of a view: the rows the resampled column reads (module
     docstring, step 1), from the lines of a slab's middle section: per group of `GROUP` lanes the row of the
-    cell of its middle lane, the fraction of its first lane there, and the change of the row per lane."""
-    top_r = np.float32(n_rs - ROWS - 2)
+    cell of its middle lane, the fraction of its first lane there, and the change of the row per lane. ``lines`` in
+    rows ``r_off`` on from those of the filtered views' ``n_rs`` rows (a band's first row), as whole numbers: the
+    cells and fractions are those the same lines give in the whole views, to the last bit."""
+    bot_r = np.float32(r_off)
+    top_r = np.float32(r_off + n_rs - ROWS - 2)
     x = 0
     for c in range(out.shape[1]):
         x, t = at_column(lines, np.float32(c), x)
         r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
         b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
         for k in range(N_GROUPS):
-            ir = np.float32(int(min(max(r + b * np.float32(GROUP * k + (GROUP - 1) / 2), np.float32(0.0)), top_r)))
-            out[2 * k, c] = ir + np.float32(GROUP * k)
+            ir = np.float32(int(min(max(r + b * np.float32(GROUP * k + (GROUP - 1) / 2), bot_r), top_r)))
+            out[2 * k, c] = ir + np.float32(GROUP * k) - bot_r
             out[2 * k + 1, c] = r + b * np.float32(GROUP * k) - ir
         out[2 * N_GROUPS, c] = b
 
@@ -193,7 +199,7 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
+def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x, pads):  # pragma: no cover - compiled
     """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
     between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
     patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
@@ -201,7 +207,7 @@ def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no c
     n_v = mats.shape[1]
     n_h = (n_x - 1) // FIT_X_STEP + 1
     half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
-    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, (PAD_U, PAD), half[:n_h])
+    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, pads, half[:n_h])
     if n_h == 1:
         half[1] = half[0]
     geo = np.empty((n_x, 8, n_v), dtype=np.float32)
@@ -213,32 +219,31 @@ def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no c
 
 
 @numba.njit(inline="always", nogil=True)
-def _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, lines, rows):  # pragma: no cover - compiled
+def _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows):  # pragma: no cover - compiled
     """``rows[first[v] + k]`` (`_column_rows`) for the ``k``-th slab of view ``v`` in the chunk of sections ``zc .. zc1``,
     from the lines at its middle section; the view's slab is its group's, ``g_slab[v // VIEW_GROUP]``."""
     for v in range(geo.shape[2]):
         sl = g_slab[v // VIEW_GROUP]
         for z0 in range(zc, zc1, sl):
             view_lines(geo, v, (z0 + min(zc1, z0 + sl) - 1) / 2.0, lines)
-            _column_rows(lines, n_rs, rows[first[v] + (z0 - zc) // sl])
+            _column_rows(lines, n_rs, r_off, rows[first[v] + (z0 - zc) // sl])
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slabs):  # pragma: no cover - compiled
+def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
     view's columns at its slabs' middle sections (`_chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
     views the tiles read are resampled (`_resample_columns`, into a buffer that stays in L2), then added
-    (`_slab_cells`, `_add_views`)."""
+    (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`_fit_sampled`), in ``q``'s columns and in its rows
+    ``r_off`` on."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
-    centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
     g_slab = np.empty(n_t // VIEW_GROUP, dtype=np.int64)
     for i in range(g_slab.size):
         g_slab[i] = min(Z_CHUNK, max(1, slabs[VIEW_GROUP * i : VIEW_GROUP * (i + 1)].min()))
     n_valid = min(ROWS, n_y - yb)
-    geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
     n_xp = -(-n_x // X_TILE) * X_TILE
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     for v in range(n_v):
@@ -270,7 +275,7 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slabs):  # 
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
-        _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, lines, rows)
+        _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows)
         for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
             xb = min(n_x, xa + 2 * X_TILE)
             tile[:, : zc1 - zc] = 0.0
@@ -307,8 +312,46 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
     time, each group of `VIEW_GROUP` views in slabs of its thinnest of ``slabs`` (sections, per view: from
     `local_errors.choose_slabs`) (module docstring); the other arguments as
     `local_blocks.backproject_local_blocks`'."""
-    for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
-        _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slabs)
+    n_z, n_y, n_x = vol.shape
+    centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
+    for blk in numba.prange((n_y + ROWS - 1) // ROWS):
+        yb = blk * ROWS
+        geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], min(ROWS, n_y - yb) - 1, n_z, centre, n_x,
+                           (PAD_U, PAD))
+        _block_rows(q, geo, 0, vol, yb, slabs)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0, b1):  # pragma: no cover - compiled
+    """The blocks ``b0 .. b1`` of `backproject_local_bands`, one after the other along a band of their own."""
+    n_v, n_r, n_u = views.shape
+    n_z, n_y, n_x = vol.shape
+    centre = ((n_x - 1) / 2.0, (n_r - 1) / 2.0, (n_z - 1) / 2.0, (n_u - 1) / 2.0)
+    band = np.zeros((n_v, n_u + 2 * PAD_U, 0), dtype=np.float32)
+    start, n_f = 0, 0
+    rows = np.empty((n_r, n_u), dtype=np.float32)
+    bufs = np.empty((4, filt.shape[1], FILTER_ROWS // 2), dtype=np.float32)
+    for blk in range(b0, b1):
+        yb = blk * ROWS
+        n_valid = min(ROWS, n_y - yb)
+        geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x, (PAD_U, PAD))
+        lo, hi = band_rows(geo, n_valid, n_z, PAD)
+        if hi - lo > band.shape[2]:  # a taller band (the first, or lines that spread more): the rows held are lost
+            band = np.zeros((n_v, n_u + 2 * PAD_U, hi - lo + GRID), dtype=np.float32)
+            n_f = 0
+        start, n_f = fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs)
+        _block_rows(band, geo, lo + PAD, vol, yb, slabs)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def backproject_local_bands(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, n_runs):  # pragma: no cover
+    """`backproject_local_rows` from the views ``views`` themselves: each of ``n_runs`` (the threads) takes a run of
+    blocks in turn and filters the rows of the views they reach into a band of its own as it goes
+    (`local_band.fill_band`, with ``shear``, ``filt``, ``wr``, ``wi`` as `local_blocks.filtered_sheared_views`)."""
+    n_blocks = (vol.shape[1] + ROWS - 1) // ROWS
+    for run in numba.prange(n_runs):
+        _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, run * n_blocks // n_runs,
+                       (run + 1) * n_blocks // n_runs)
 
 
 def backproject_local_views(
@@ -333,18 +376,21 @@ def backproject_local_views(
     slabs = choose_slabs(mats, grid, n_z, (n_u, n_r))
     slab = int(slabs.min())
     shear = np.zeros(n_v) if slab == 0 else row_shears(mats)
-    q = filtered_sheared_views(stack, shear, filt, *twiddles(filt.shape[1]))
-    chunk = ROWS * max(1, numba.get_num_threads()) * 4
+    tw = twiddles(filt.shape[1])
+    q = filtered_sheared_views(stack, shear, filt, *tw) if slab < 2 else None  # the one-row kernel filters in bands
+    threads = max(1, numba.get_num_threads())
+    chunk = ROWS * threads * 4
     for c0 in range(0, n_rows, chunk):
         if should_stop is not None and should_stop():
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
-        if slab == 0:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
+        if q is None:
+            backproject_local_bands(stack, shear, filt, *tw, mats, grid, row_first + c0, part, slabs,
+                                    min(threads, -(-part.shape[1] // ROWS)))
+        elif slab == 0:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
             backproject_local(q[:, PAD_U : PAD_U + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, row_first + c0,
                               part)
-        elif slab == 1:
-            backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
         else:
-            backproject_local_rows(q, shear, n_r, n_u, mats, grid, row_first + c0, part, slabs)
+            backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
