@@ -65,13 +65,13 @@ def test_a_band_holds_the_rows_of_the_views_filtered_whole():
 def test_a_band_covers_the_rows_a_block_reads():
     """`band_rows` from a block's lines: the rows of its first and last lanes at the first and last section lie
     `MARGIN` rows inside the band, whose ends are on the `GRID`."""
-    from napari_tomoalign.reconstruction.local_rows import _fit_sampled
+    from napari_tomoalign.reconstruction.local_resample import fit_sampled
 
     _, _, mats, grid = inputs()
     n_z, n_x, n_y = 30, 96, 150
     centre = ((n_x - 1) / 2.0, (n_y - 1) / 2.0, (n_z - 1) / 2.0, (n_x - 1) / 2.0)
     for yb, n_valid in ((0, 64), (64, 64), (128, 22)):
-        geo = _fit_sampled(mats, grid, view_shears(mats), yb - centre[1], n_valid - 1, n_z, centre, n_x,
+        geo = fit_sampled(mats, grid, view_shears(mats), yb - centre[1], n_valid - 1, n_z, centre, n_x,
                            (PAD_U, PAD)).astype(float)
         lo, hi = band_rows(geo, n_valid, n_z, PAD)
         assert lo % GRID == 0 and hi % GRID == 0 and hi - lo <= 64 + 3 * GRID

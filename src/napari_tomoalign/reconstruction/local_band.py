@@ -12,7 +12,7 @@ ones: every row of the views is filtered once per run of blocks, with the global
 
 The rows a block needs (`band_rows`) come from its lines (`local_blocks.fit_block`): the rows of its first and
 last lanes at the first and last section (the lines are linear in both), and those the resampling's cells reach
-(`local_rows._column_rows`: the cell of a group's middle lane, `ROWS` + 2 rows on), `MARGIN` more each way for
+(`local_resample.column_rows`: the cell of a group's middle lane, `ROWS` + 2 rows on), `MARGIN` more each way for
 what the resampling interpolates between voxel columns, on a grid of `GRID` rows (the filter's).
 """
 
@@ -31,7 +31,7 @@ MARGIN = 3  # rows beyond those a block's lines reach (the resampled lines are i
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def band_rows(geo, n_valid, n_z, pad):  # pragma: no cover - compiled
     """``(lo, hi)``: the rows ``lo .. hi`` of the views that a block of ``n_valid`` lanes reaches through its lines ``geo``
-    (`local_rows._fit_sampled`, rows of the views plus ``pad``), with `MARGIN` rows more each way, on the `GRID`."""
+    (`local_resample.fit_sampled`, rows of the views plus ``pad``), with `MARGIN` rows more each way, on the `GRID`."""
     lo, hi = np.inf, -np.inf
     last = n_valid - 1
     for x in range(geo.shape[0]):
