@@ -15,8 +15,9 @@ session 11's (the same error check and filter, its one-row kernel with one slab 
 `baseline_local_rows.py`) and session 12's (the same error check, the views filtered whole, session 12's one-row
 kernel on them: `baseline_local_rows12.py`). It prints the block and slab errors and the slabs they choose per
 group of views (`local_errors.choose_slabs`), the parts of the new path (error check; the filter in bands with
-the one-row kernel, `local_rows.backproject_local_bands`) and of session 12's (the views filtered whole, the
-kernel on them), and the NCC of the local volumes against the exact voxel kernel (`local_warp.backproject_local`)
+the one-row kernel, `local_rows.backproject_local_bands`) and session 12's way of feeding today's kernel (the views
+filtered whole first, `local_blocks.filtered_sheared_views`, then `local_rows.backproject_local_rows` on them),
+and the NCC of the local volumes against the exact voxel kernel (`local_warp.backproject_local`)
 on the same filtered views, inside an 8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target:
 local / global <= 2 at binning 1.
 
@@ -163,8 +164,8 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
         "  error check": lambda: choose_slabs(mats, grid, n_z, views.shape[:0:-1]),
         "  bands + kernel": lambda: backproject_local_bands(views, shear, filt, *twiddles(n_pad), mats, grid, 0, vol,
                                                             np.maximum(slabs, SLABS[-1]), numba.get_num_threads()),
-        "  s12: filter whole": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
-        "  s12: kernel": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
+        "  filter whole (s12)": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
+        "  kernel on it": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
                                                         np.maximum(slabs, SLABS[-1])),
     }
     if voxel:
