@@ -6,7 +6,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from napari_tomoalign.reconstruction.bp_fft import twiddles
-from napari_tomoalign.reconstruction.local_band import GRID, MARGIN, band_rows, fill_band
+from napari_tomoalign.reconstruction.local_band import GRID, MARGIN, band_end, band_rows, fill_band
 from napari_tomoalign.reconstruction.local_blocks import PAD, PAD_U, filtered_sheared_views, view_shears
 from napari_tomoalign.reconstruction.local_rows import backproject_local_bands, backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
@@ -64,7 +64,8 @@ def test_a_band_holds_the_rows_of_the_views_filtered_whole():
 
 def test_a_band_covers_the_rows_a_block_reads():
     """`band_rows` from a block's lines: the rows of its first and last lanes at the first and last section lie
-    `MARGIN` rows inside the band, whose ends are on the `GRID`."""
+    `MARGIN` rows inside the band; the rows filtered anew after the band before are a whole number of `GRID`
+    rows."""
     from napari_tomoalign.reconstruction.local_resample import fit_sampled
 
     _, _, mats, grid = inputs()
@@ -74,7 +75,11 @@ def test_a_band_covers_the_rows_a_block_reads():
         geo = fit_sampled(mats, grid, view_shears(mats), yb - centre[1], n_valid - 1, n_z, centre, n_x,
                            (PAD_U, PAD)).astype(float)
         lo, hi = band_rows(geo, n_valid, n_z, PAD)
-        assert lo % GRID == 0 and hi % GRID == 0 and hi - lo <= 64 + 3 * GRID
+        assert hi - lo <= 64 + 2 * MARGIN + 4
+        for start, n_f in ((0, 0), (lo - 50, 80), (lo - 7, 3 * GRID), (lo + 1, GRID)):
+            end = band_end(lo, hi, start, n_f)
+            new_from = start + n_f if start <= lo < start + n_f else lo
+            assert end >= hi and (end - new_from) % GRID == 0 and end - new_from < max(0, hi - new_from) + GRID
         for z in (0, n_z - 1):
             for j in (0, n_valid - 1):
                 r = geo[:, 4] + geo[:, 5] * z + (1 + geo[:, 6] + geo[:, 7] * z) * j - PAD

@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, write_columns
-from .local_band import GRID, band_rows, fill_band
+from .local_band import GRID, band_end, band_rows, fill_band
 from .local_blocks import (
     FILTER_ROWS,
     GROUP,
@@ -265,10 +265,12 @@ def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0,
         yb = blk * ROWS
         n_valid = min(ROWS, n_y - yb)
         geo = fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x, (PAD_U, PAD))
-        lo, hi = band_rows(geo, n_valid, n_z, PAD)
+        lo, need = band_rows(geo, n_valid, n_z, PAD)
+        hi = band_end(lo, need, start, n_f)
         if hi - lo > band.shape[2]:  # a taller band (the first, or lines that spread more): the rows held are lost
-            band = np.zeros((n_v, n_u + 2 * PAD_U, hi - lo + GRID), dtype=np.float32)
             n_f = 0
+            hi = band_end(lo, need, start, n_f)
+            band = np.zeros((n_v, n_u + 2 * PAD_U, hi - lo + GRID), dtype=np.float32)
         start, n_f = fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs)
         _block_rows(band, geo, lo + PAD, vol, yb, slabs)
 
@@ -309,7 +311,7 @@ def backproject_local_views(
     tw = twiddles(filt.shape[1])
     q = filtered_sheared_views(stack, shear, filt, *tw) if slab < 2 else None  # the one-row kernel filters in bands
     threads = max(1, numba.get_num_threads())
-    chunk = ROWS * threads * 4
+    chunk = ROWS * threads * 8  # a band per thread and chunk: 8 blocks filter 1 / 16 more rows than all the rows
     for c0 in range(0, n_rows, chunk):
         if should_stop is not None and should_stop():
             raise Cancelled("reconstruction cancelled")
