@@ -6,7 +6,7 @@ kernels) made an array larger than the stack (81 MB for 61 views of 512 x 512), 
 read back by the kernel, and asked of the system afresh at every call: its pages cost 5 ms of system time on a
 quiet machine, 20-170 ms on session 13's busy one, where huge pages were short. As the global WBP filters a
 block of rows into a buffer that stays in the caches (`bp_kernels.wbp_blocks`), each thread here keeps a band of
-its own (61 views x 516 columns x 96 rows, 12 MB, on BBa at bin 1), moves along it block after block, keeps the
+its own (61 views x 516 columns x 80 rows on BBa at bin 1), moves along it block after block, keeps the
 rows the next block shares with the last (a block's lines reach a few rows beyond it), and filters only the new
 ones: every row of the views is filtered once per run of blocks, with the global WBP's filter.
 
@@ -14,8 +14,9 @@ The rows a block needs (`band_rows`) come from its lines (`local_blocks.fit_bloc
 last lanes at the first and last section (the lines are linear in both), and those the resampling's cells reach
 (`local_resample.column_rows`: the cell of a group's middle lane, `ROWS` + 2 rows on), `MARGIN` more each way for
 what the resampling interpolates between voxel columns; the rows filtered anew are a whole number of `GRID` rows
-(`band_end`). A band on a grid of 16 rows (96 rows on BBa, 32 shared with the next block) filtered 6 % more rows
-at bin 1 and moved twice as many as one that starts where its block needs (80 rows, 16 shared).
+(`band_end`). A band on a grid of 16 rows (96 rows on BBa, 32 shared with the next block) filtered 3 % more rows
+in a run of 8 blocks at bin 1 (544 against 528) and moved twice as many as one that starts where its block needs
+(80 rows, 16 shared). The band has room for `GRID` rows more than the first block's: 96 rows, 12 MB on BBa.
 """
 
 from __future__ import annotations
