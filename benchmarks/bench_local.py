@@ -12,11 +12,14 @@ WBP: 61 views of 512 x 512 float32, thickness 128, with BBa's local file (as sol
 against the global WBP of the same stack in the same process, and against session 9's local path
 (`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row) and
 session 11's (the same error check and filter, its one-row kernel with one slab for all views:
-`baseline_local_rows.py`). It prints the block and slab errors and the slabs they choose per group of views
-(`local_errors.choose_slabs`), the parts of the
-new path (error check, filter + shear, the one-row kernel with its resampling), and the NCC of both local
-volumes against the exact voxel kernel (`local_warp.backproject_local`) on the same filtered views, inside an
-8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target: local / global <= 2 at binning 1.
+`baseline_local_rows.py`) and session 12's (the same error check, the views filtered whole, session 12's one-row
+kernel on them: `baseline_local_rows12.py`). It prints the block and slab errors and the slabs they choose per
+group of views (`local_errors.choose_slabs`), the parts of the new path (error check; the filter in bands with
+the one-row kernel, `local_rows.backproject_local_bands`) and session 12's way of feeding today's kernel (the views
+filtered whole first, `local_blocks.filtered_sheared_views`, then `local_rows.backproject_local_rows` on them),
+and the NCC of the local volumes against the exact voxel kernel (`local_warp.backproject_local`)
+on the same filtered views, inside an 8-pixel border. Medians of the repeats, wall and CPU time. Issue 24's target:
+local / global <= 2 at binning 1.
 
     python benchmarks/bench_local.py --no-solve   # the WBP figures only (the solve once, untimed)
     python benchmarks/bench_local.py --voxel      # also time the exact voxel kernel (about 10x the global)
@@ -53,7 +56,7 @@ from napari_tomoalign.reconstruction.local_blocks import (
     filtered_sheared_views,
 )
 from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_slabs, row_shears, slab_errors
-from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
+from napari_tomoalign.reconstruction.local_rows import backproject_local_bands, backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
     angular_weights,
@@ -64,7 +67,7 @@ from napari_tomoalign.reconstruction.wbp import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_local import local_wbp_s9, local_wbp_s11  # noqa: E402
+from baseline_local import local_wbp_s9, local_wbp_s11, local_wbp_s12  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -157,10 +160,13 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
         "local s9": lambda: local_wbp_s9(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid,
                                          n_z),  # binned inside, as the global and local WBP bin
         "local s11": lambda: local_wbp_s11(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
+        "local s12": lambda: local_wbp_s12(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
         "  error check": lambda: choose_slabs(mats, grid, n_z, views.shape[:0:-1]),
-        "  filter + shear": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
-        "  one-row kernel": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
-                                                           np.maximum(slabs, SLABS[-1])),
+        "  bands + kernel": lambda: backproject_local_bands(views, shear, filt, *twiddles(n_pad), mats, grid, 0, vol,
+                                                            np.maximum(slabs, SLABS[-1]), numba.get_num_threads()),
+        "  filter whole (s12)": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),
+        "  kernel on it": lambda: backproject_local_rows(q, shear, views.shape[1], views.shape[2], mats, grid, 0, vol,
+                                                        np.maximum(slabs, SLABS[-1])),
     }
     if voxel:
         runs["exact voxel kernel"] = lambda: exact_local(views, filt, mats, grid, n_z)
@@ -188,13 +194,14 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
               f"   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
-    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9", "local s11")]
-    lo, s9, s11 = med["local"], med["local s9"], med["local s11"]
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9", "local s11", "local s12")]
+    lo, s9, s11, s12 = med["local"], med["local s9"], med["local s11"], med["local s12"]
     print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU, {(lo[1] - lo[2]) / (g[1] - g[2]):4.2f}"
           " user CPU (target <= 2); session 9's:"
           f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; session 11's: {s11[0] / g[0]:4.2f} wall,"
-          f" {s11[1] / g[1]:4.2f} CPU; NCC against the exact voxel kernel inside an 8 px border: {ncc[0]:.8f}"
-          f" (session 9's {ncc[1]:.6f}, session 11's {ncc[2]:.8f})")
+          f" {s11[1] / g[1]:4.2f} CPU; session 12's: {s12[0] / g[0]:4.2f} wall, {s12[1] / g[1]:4.2f} CPU,"
+          f" {(s12[1] - s12[2]) / (g[1] - g[2]):4.2f} user CPU; NCC against the exact voxel kernel inside an 8 px border:"
+          f" {ncc[0]:.8f} (session 9's {ncc[1]:.6f}, session 11's {ncc[2]:.8f}, session 12's {ncc[3]:.8f})")
 
 
 def main() -> None:

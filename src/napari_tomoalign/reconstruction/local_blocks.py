@@ -194,11 +194,12 @@ def view_shears(mats: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _shear_rows(view, shear, rows):  # pragma: no cover - compiled
-    """``rows[r, u] = view[r](u + shear (r - centre))`` (linear interpolation; edge values beyond the view)."""
+def shear_rows(view, shear, rows, r_lo, r_hi):  # pragma: no cover - compiled
+    """``rows[r, u] = view[r](u + shear (r - centre))`` (linear interpolation; edge values beyond the view) for the
+    rows ``r_lo .. r_hi`` of the view among them."""
     n_r, n_u = view.shape
     cr = (n_r - 1) / 2.0
-    for r in range(n_r):
+    for r in range(max(0, r_lo), min(n_r, r_hi)):
         s = shear * (r - cr)
         fl = int(np.floor(s))
         f = np.float32(s - fl)
@@ -230,7 +231,7 @@ def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover
         for v in range(c, n_v, n_chunks):
             src = views[v]
             if shear[v] != 0.0:
-                _shear_rows(views[v], shear[v], rows)
+                shear_rows(views[v], shear[v], rows, 0, n_r)
                 src = rows
             o = out[v]
             o[:PAD_U] = 0.0  # the zero border
@@ -252,7 +253,7 @@ def _filter_into(views, shear, filt, wr, wi, out, n_chunks):  # pragma: no cover
 
 def filtered_sheared_views(views: NDArray[np.float32], shear: NDArray[np.float64], filt: NDArray[np.float32],
                            wr: NDArray, wi: NDArray) -> NDArray[np.float32]:
-    """``(n_views, n_cols + 2 PAD_U, n_rows' + 2 PAD)``: each view sheared (`_shear_rows`), filtered by ``filt``
+    """``(n_views, n_cols + 2 PAD_U, n_rows' + 2 PAD)``: each view sheared (`shear_rows`), filtered by ``filt``
     ``(n_views, n_pad)`` (`wbp.full_filter`) with twiddles ``wr, wi`` (`bp_fft.twiddles`), transposed, in a
     zero border; ``n_rows'`` is ``n_rows`` rounded up to `FILTER_ROWS`. Samples from beyond the view are zero.
     Allocated by numpy, which asks the system for huge pages: a page fault per 4 kB of this array cost

@@ -153,11 +153,40 @@ def slab_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, 
     return np.array([err.max() * t / MEASURED_SLAB for t in SLABS])
 
 
-def _pick(cost: NDArray[np.float64], sq: NDArray[np.float64], ok: NDArray[np.bool_], lam: float) -> NDArray[np.intp]:
+@numba.njit(cache=True, nogil=True)
+def _pick(cost, sq, ok, lam):  # pragma: no cover - compiled
     """Per group of views, the index in `SLABS` that minimises its resampling (``cost``: its views over the
-    slab) plus ``lam`` times its squared slab error (``sq``), among those allowed (``ok``)."""
-    score = np.where(ok, cost + lam * sq, np.inf)
-    return np.argmin(score, axis=0)
+    slab) plus ``lam`` times its squared slab error (``sq``), among those allowed (``ok``); and the sum of the
+    groups' squared errors there."""
+    got = np.zeros(cost.shape[1], dtype=np.int64)
+    total = 0.0
+    for g in range(cost.shape[1]):
+        best = np.inf
+        for i in range(cost.shape[0]):
+            score = cost[i, g] + lam * sq[i, g] if ok[i, g] else np.inf
+            if score < best:
+                best, got[g] = score, i
+        total += sq[got[g], g]
+    return got, total
+
+
+@numba.njit(cache=True, nogil=True)
+def _least_within(cost, sq, ok, budget):  # pragma: no cover - compiled
+    """`_pick` with the smallest ``lam`` (bisection, 60 steps) whose squared error is within ``budget``: compiled,
+    it was 1.4 ms of Python per WBP (3 % of the local WBP at bin 2)."""
+    got, total = _pick(cost, sq, ok, 0.0)
+    if total > budget:
+        lo, hi = 0.0, 1.0
+        while _pick(cost, sq, ok, hi)[1] > budget:
+            hi *= 4.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if _pick(cost, sq, ok, mid)[1] > budget:
+                lo = mid
+            else:
+                hi = mid
+        got = _pick(cost, sq, ok, hi)[0]
+    return got
 
 
 def uniform_slab(err: NDArray[np.float64], pos: float) -> int:
@@ -196,16 +225,7 @@ def group_slabs(err: NDArray[np.float64], pos: float) -> NDArray[np.int64]:
     cost = np.array([min(VIEW_GROUP, n_v - i) for i in starts]) / np.array(SLABS, dtype=float)[:, None]
     uniform = SLABS.index(min(BUDGET_SLAB, uniform_slab(err, pos)))
     budget = sq[uniform].sum() * (1 + 1e-9)
-    groups = np.arange(len(peak))
-    got = _pick(cost, sq, ok, 0.0)
-    if sq[got, groups].sum() > budget:
-        lo, hi = 0.0, 1.0
-        while sq[_pick(cost, sq, ok, hi), groups].sum() > budget:
-            hi *= 4.0
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if sq[_pick(cost, sq, ok, mid), groups].sum() > budget else (lo, mid)
-        got = _pick(cost, sq, ok, hi)
+    got = _least_within(cost, sq, ok, budget)
     return np.repeat(np.array(SLABS, dtype=np.int64)[got], VIEW_GROUP)[:n_v]
 
 

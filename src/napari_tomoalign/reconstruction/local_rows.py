@@ -7,7 +7,7 @@ column follows a line (`local_blocks.fit_block`): at section ``z`` lane ``j`` re
 row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` rows and slab of sections
 (middle section ``zs``):
 
-1. **Resample** (`_column_rows`, `_resample_columns`): column ``c`` of each view is resampled along the rows
+1. **Resample** (`local_resample`): column ``c`` of each view is resampled along the rows
    of the voxel column whose middle lane reads column ``c`` at ``zs``: ``w[c, j] = q(c, R + (1 + B) j)``,
    with ``R, B`` interpolated between the voxel columns either side, linearly between two rows (cells per
    group of `GROUP` lanes, as `local_blocks._group`). Only the columns that a pair of tiles of `X_TILE`
@@ -20,7 +20,8 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
 The slabs of a chunk of `Z_CHUNK` sections follow one another for each pair of tiles and group of views, so
 that the group's columns of the filtered views, read from L3 for the chunk's first slab, come from L2 for the
 next (slab after slab over the whole block, a band of 61 views was read from L3 for every slab: 42 ms of the
-kernel's 200 at bin 1); a tile's sums hold the chunk.
+kernel's 200 at bin 1); a tile's sums hold the chunk. The WBP reads the filtered views from a band per thread
+that follows its blocks (`backproject_local_bands`, `local_band`), not from the views filtered whole first.
 
 What it adds to the block kernel's error: a voxel at ``z`` reads the rows made for the voxel column that
 meets its column at ``zs``, which differ by the slope of the row along that column (the X-axis tilt, the
@@ -36,16 +37,14 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, write_columns
+from .local_band import GRID, band_end, band_rows, fill_band
 from .local_blocks import (
+    FILTER_ROWS,
     GROUP,
     N_GROUPS,
     PAD,
@@ -53,82 +52,22 @@ from .local_blocks import (
     ROWS,
     backproject_local_blocks,
     filtered_sheared_views,
-    fit_block,
 )
-from .local_errors import JM, at_column, choose_slabs, row_shears, view_lines
+from .local_errors import JM, choose_slabs, row_shears
+from .local_resample import chunk_rows, fit_sampled, resample_columns
 from .local_warp import backproject_local
 
-PREFETCH = 8  # columns ahead whose rows `_resample_columns` asks for (a column is 2.5 KB on from the last)
-FIT_X_STEP = 4  # `_fit_sampled` fits every 4th voxel column
+SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
 
 
-@intrinsic
-def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
-    """Ask for the cache line of ``arr.flat[index]`` (LLVM's ``prefetch``, for reading, kept in all caches): the
-    filtered views' columns that `_resample_columns` reads next come from L3, each from a page of its own."""
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return types.void(arr, index), codegen
-
-
-@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def _column_rows(lines, n_rs, out):  # pragma: no cover - compiled
-    """``out[:, c]`` for every column ``c`` of a view: the rows the resampled column reads (module
-    docstring, step 1), from the lines of a slab's middle section: per group of `GROUP` lanes the row of the
-    cell of its middle lane, the fraction of its first lane there, and the change of the row per lane."""
-    top_r = np.float32(n_rs - ROWS - 2)
-    x = 0
-    for c in range(out.shape[1]):
-        x, t = at_column(lines, np.float32(c), x)
-        r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
-        b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
-        for k in range(N_GROUPS):
-            ir = np.float32(int(min(max(r + b * np.float32(GROUP * k + (GROUP - 1) / 2), np.float32(0.0)), top_r)))
-            out[2 * k, c] = ir + np.float32(GROUP * k)
-            out[2 * k + 1, c] = r + b * np.float32(GROUP * k) - ir
-        out[2 * N_GROUPS, c] = b
-
-
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - compiled
-    """``w[k]`` = column ``c_lo + k`` (``k < n_c``) of the resampled view ``v`` (module docstring, step 1): each
-    group of lanes linearly between two rows (`_column_rows`); zero beyond the view."""
-    n_us, n_rs = shape
-    one = numba.uint64(1)
-    base = v * n_us * n_rs
-    for k in range(n_c):
-        c = c_lo + k
-        out = w[k]
-        if c < PAD_U or c > n_us - 1 - PAD_U:
-            out[:] = 0.0
-            continue
-        b = rows[2 * N_GROUPS, c]
-        ahead = numba.uint64(base + (c + PREFETCH) * n_rs + np.int64(rows[0, c]))  # the rows of a later column
-        for k_line in range(ROWS // 16 + 1):
-            prefetch(q1, ahead + numba.uint64(16 * k_line))  # type: ignore[call-arg]  # typingctx is numba's
-        for g in range(N_GROUPS):
-            a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
-            fr0 = rows[2 * g + 1, c]
-            for jj in range(GROUP):
-                ju = numba.uint64(jj)
-                t = q1[a0 + ju]
-                out[GROUP * g + jj] = t + (fr0 + b * np.float32(jj)) * (q1[a0 + ju + one] - t)
-
-
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, lin, off, fr, da):  # pragma: no cover - compiled
+def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, c_w, w_cols, lin, off, fr, da):  # pragma: no cover - compiled
     """For views ``v0 .. v0 + VIEW_GROUP``, sections ``z0 .. z0 + n_s`` and the `X_TILE` columns from ``x0``: per
-    group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column
-    ``c_lo[j]``, ``n_c[j]`` of them) of the column its middle lane reads, its first lane's fraction there, and
+    group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column ``c_w[j]``)
+    of the column its middle lane reads (found among ``n_c[j]`` from ``c_lo[j]``: its pair of tiles', `_windows`),
+    its first lane's fraction there, and
     the change of the fraction per lane; at ``[(s VIEW_GROUP + j) X_TILE + x]`` of ``off[g]``, ``fr[g]``, ``da``.
     The views' lines are gathered first (``lin``), so that one loop over a section's views and columns makes
     them (per view and section, the loop's set-up cost as much as its 16 columns)."""
@@ -143,7 +82,7 @@ def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, w_cols, lin, off, fr, da):  # 
             a0[k] = cols[2, v, x0 + xx]
             a1[k] = cols[3, v, x0 + xx]
             top[k] = np.float32(n_c[j] - 2)
-            base[k] = np.float32(j * w_cols)
+            base[k] = np.float32(j * w_cols + c_lo[j] - c_w[j])
     o0, o1, f0, f1 = off[0], off[1], fr[0], fr[1]
     for s in range(n_s):
         zf = np.float32(z0 + s)
@@ -192,53 +131,51 @@ def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover -
                 t[k] = acc[k] + acc[ROWS + k]
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x):  # pragma: no cover - compiled
-    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
-    between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
-    patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
-    column was 8 % of the kernel, at every other one 5 %."""
-    n_v = mats.shape[1]
-    n_h = (n_x - 1) // FIT_X_STEP + 1
-    half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
-    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, (PAD_U, PAD), half[:n_h])
-    if n_h == 1:
-        half[1] = half[0]
-    geo = np.empty((n_x, 8, n_v), dtype=np.float32)
-    for x in range(n_x):
-        i = min(x // FIT_X_STEP, n_h - 2)
-        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
-        geo[x] = half[i] + t * (half[i + 1] - half[i])
-    return geo
-
-
-@numba.njit(inline="always", nogil=True)
-def _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, lines, rows):  # pragma: no cover - compiled
-    """``rows[first[v] + k]`` (`_column_rows`) for the ``k``-th slab of view ``v`` in the chunk of sections ``zc .. zc1``,
-    from the lines at its middle section; the view's slab is its group's, ``g_slab[v // VIEW_GROUP]``."""
-    for v in range(geo.shape[2]):
-        sl = g_slab[v // VIEW_GROUP]
-        for z0 in range(zc, zc1, sl):
-            view_lines(geo, v, (z0 + min(zc1, z0 + sl) - 1) / 2.0, lines)
-            _column_rows(lines, n_rs, rows[first[v] + (z0 - zc) // sl])
+@numba.njit(cache=True, nogil=True)
+def _windows(cols, v0, n_v, xa, xb, z0, z1, drift, w_pair, w_cols, c_ref, n_ref, c_lo, n_c):  # pragma: no cover
+    """For views ``v0 .. v0 + VIEW_GROUP`` at sections ``z0 .. z1``: ``c_ref[p, j]``, ``n_ref[p, j]`` the columns (at most
+    ``w_pair``) that the groups' middle lanes of the ``p``-th pair of tiles from voxel column ``xa`` read, as session 12
+    found them per pair (the cells and fractions in them, and so the volume, are the same to the last bit), and
+    ``c_lo[j]``, ``n_c[j]`` those of all the pairs up to ``xb``, resampled together (at most ``w_cols``)."""
+    for j in range(VIEW_GROUP):
+        v = v0 + j
+        c_lo[j], n_c[j] = 0, 2  # a padded view: two zero columns
+        if v >= n_v:
+            c_ref[:, j], n_ref[:, j] = 0, 2
+            continue
+        end = -(2**62)
+        for p in range(c_ref.shape[0]):
+            x0 = xa + 2 * X_TILE * p
+            x1 = min(xb, x0 + 2 * X_TILE) - 1
+            if x0 > x1:
+                c_ref[p, j], n_ref[p, j] = c_ref[p - 1, j], n_ref[p - 1, j]
+                continue
+            lo = min(cols[0, v, x0] + cols[1, v, x0] * z0, cols[0, v, x0] + cols[1, v, x0] * (z1 - 1))
+            hi = max(cols[0, v, x1] + cols[1, v, x1] * z0, cols[0, v, x1] + cols[1, v, x1] * (z1 - 1))
+            c_ref[p, j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
+            n_ref[p, j] = min(w_pair, int(np.floor(hi + drift[v])) + 2 - c_ref[p, j])
+            c_lo[j] = c_ref[p, j] if p == 0 else min(c_lo[j], c_ref[p, j])
+            end = max(end, c_ref[p, j] + n_ref[p, j])
+        n_c[j] = min(w_cols, end - c_lo[j])
+        for p in range(c_ref.shape[0]):  # within the resampled columns, should the pairs' columns be far apart
+            n_ref[p, j] = max(2, min(n_ref[p, j], c_lo[j] + n_c[j] - c_ref[p, j]))
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
-def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slabs):  # pragma: no cover - compiled
+def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
-    view's columns at its slabs' middle sections (`_chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
+    view's columns at its slabs' middle sections (`local_resample.chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
-    views the tiles read are resampled (`_resample_columns`, into a buffer that stays in L2), then added
-    (`_slab_cells`, `_add_views`)."""
+    views the tiles read are resampled (`local_resample.resample_columns`, into a buffer that stays in L2), then
+    added (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
+    columns and in its rows ``r_off`` on."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
-    centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
     g_slab = np.empty(n_t // VIEW_GROUP, dtype=np.int64)
     for i in range(g_slab.size):
         g_slab[i] = min(Z_CHUNK, max(1, slabs[VIEW_GROUP * i : VIEW_GROUP * (i + 1)].min()))
     n_valid = min(ROWS, n_y - yb)
-    geo = _fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x)
     n_xp = -(-n_x // X_TILE) * X_TILE
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     for v in range(n_v):
@@ -253,7 +190,8 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slabs):  # 
         for x in range(n_x):
             g = geo[x, :, v]
             drift[v] = max(drift[v], GROUP / 2.0 * max(abs(g[2]), abs(g[2] + g[3] * (n_z - 1))) + 1e-3)
-    w_cols = 4 * X_TILE + g_slab.max() + 8  # columns two tiles may read in one view
+    w_pair = 4 * X_TILE + g_slab.max() + 8  # columns two tiles may read in one view
+    w_cols = SHARED // 2 * w_pair
     w1 = aligned_empty(VIEW_GROUP * w_cols * ROWS)  # on a cache line: a vector of a column's rows is one line
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
@@ -263,39 +201,36 @@ def _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, yb, slabs):  # 
         first[v + 1] = first[v] - (-Z_CHUNK // g_slab[v // VIEW_GROUP])
     rows = np.empty((first[n_v], 2 * N_GROUPS + 1, n_us), dtype=np.float32)  # 1.9 MB on BBa (3.8 for 6 slabs each)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
-    tile = np.empty((2, Z_CHUNK, X_TILE, ROWS), dtype=np.float32)
+    c_ref, n_ref = np.zeros((SHARED // 2, VIEW_GROUP), dtype=np.int64), np.zeros((SHARED // 2, VIEW_GROUP), dtype=np.int64)
+    tile = np.empty((SHARED, Z_CHUNK, X_TILE, ROWS), dtype=np.float32)
     n_cell = g_slab.max() * VIEW_GROUP * X_TILE  # the cells of a slab (`_slab_cells`)
     off, fr = np.empty((N_GROUPS, n_cell), dtype=np.uint64), np.empty((N_GROUPS, n_cell), dtype=np.float32)
     da, lin = np.empty(n_cell, dtype=np.float32), np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
     acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
-        _chunk_rows(geo, g_slab, first, zc, zc1, n_rs, lines, rows)
-        for xa in range(0, n_x, 2 * X_TILE):  # two tiles share the resampled columns
-            xb = min(n_x, xa + 2 * X_TILE)
+        chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows)
+        for xa in range(0, n_x, SHARED * X_TILE):  # `SHARED` tiles share the resampled columns
+            xb = min(n_x, xa + SHARED * X_TILE)
             tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
                 sl = g_slab[v0 // VIEW_GROUP]
                 for z0 in range(zc, zc1, sl):  # the views' columns stay in L2 from one slab to the next
                     z1 = min(zc1, z0 + sl)
+                    _windows(cols, v0, n_v, xa, xb, z0, z1, drift, w_pair, w_cols, c_ref, n_ref, c_lo, n_c)
                     for j in range(VIEW_GROUP):
                         v = v0 + j
                         if v >= n_v:  # a padded view: two zero columns
-                            c_lo[j], n_c[j] = 0, 2
                             w[j, :2] = 0.0
                             continue
-                        lo = min(cols[0, v, xa] + cols[1, v, xa] * z0, cols[0, v, xa] + cols[1, v, xa] * (z1 - 1))
-                        hi = max(cols[0, v, xb - 1] + cols[1, v, xb - 1] * z0,
-                                 cols[0, v, xb - 1] + cols[1, v, xb - 1] * (z1 - 1))
-                        c_lo[j] = int(np.floor(lo - drift[v]))  # the cells of the groups' middle lanes
-                        n_c[j] = min(w_cols, int(np.floor(hi + drift[v])) + 2 - c_lo[j])
-                        _resample_columns(q1, v, rows[first[v] + (z0 - zc) // sl], c_lo[j], n_c[j], (n_us, n_rs), w[j])
-                    for h in range(2):
+                        resample_columns(q1, v, rows[first[v] + (z0 - zc) // sl], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                    for h in range(SHARED):
                         x0 = xa + h * X_TILE
                         if x0 < xb:
-                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_lo, n_c, w_cols, lin, off, fr, da)
+                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_ref[h // 2], n_ref[h // 2], c_lo, w_cols, lin, off,
+                                        fr, da)
                             _add_views(tile[h, z0 - zc :], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
-            for h in range(2):
+            for h in range(SHARED):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
                     write_columns(tile[h, : zc1 - zc], vol, zc, zc1, x0, min(xb, x0 + X_TILE), yb, n_valid)
@@ -307,8 +242,48 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
     time, each group of `VIEW_GROUP` views in slabs of its thinnest of ``slabs`` (sections, per view: from
     `local_errors.choose_slabs`) (module docstring); the other arguments as
     `local_blocks.backproject_local_blocks`'."""
-    for blk in numba.prange((vol.shape[1] + ROWS - 1) // ROWS):
-        _block_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, blk * ROWS, slabs)
+    n_z, n_y, n_x = vol.shape
+    centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
+    for blk in numba.prange((n_y + ROWS - 1) // ROWS):
+        yb = blk * ROWS
+        geo = fit_sampled(mats, grid, shear, yb + row0 - centre[1], min(ROWS, n_y - yb) - 1, n_z, centre, n_x,
+                           (PAD_U, PAD))
+        _block_rows(q, geo, 0, vol, yb, slabs)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0, b1):  # pragma: no cover - compiled
+    """The blocks ``b0 .. b1`` of `backproject_local_bands`, one after the other along a band of their own."""
+    n_v, n_r, n_u = views.shape
+    n_z, n_y, n_x = vol.shape
+    centre = ((n_x - 1) / 2.0, (n_r - 1) / 2.0, (n_z - 1) / 2.0, (n_u - 1) / 2.0)
+    band = np.zeros((n_v, n_u + 2 * PAD_U, 0), dtype=np.float32)
+    start, n_f = 0, 0
+    rows = np.empty((n_r, n_u), dtype=np.float32)
+    bufs = np.empty((4, filt.shape[1], FILTER_ROWS // 2), dtype=np.float32)
+    for blk in range(b0, b1):
+        yb = blk * ROWS
+        n_valid = min(ROWS, n_y - yb)
+        geo = fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x, (PAD_U, PAD))
+        lo, need = band_rows(geo, n_valid, n_z, PAD)
+        hi = band_end(lo, need, start, n_f)
+        if hi - lo > band.shape[2]:  # a taller band (the first, or lines that spread more): the rows held are lost
+            n_f = 0
+            hi = band_end(lo, need, start, n_f)
+            band = np.zeros((n_v, n_u + 2 * PAD_U, hi - lo + GRID), dtype=np.float32)
+        start, n_f = fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs)
+        _block_rows(band, geo, lo + PAD, vol, yb, slabs)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def backproject_local_bands(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, n_runs):  # pragma: no cover
+    """`backproject_local_rows` from the views ``views`` themselves: each of ``n_runs`` (the threads) takes a run of
+    blocks in turn and filters the rows of the views they reach into a band of its own as it goes
+    (`local_band.fill_band`, with ``shear``, ``filt``, ``wr``, ``wi`` as `local_blocks.filtered_sheared_views`)."""
+    n_blocks = (vol.shape[1] + ROWS - 1) // ROWS
+    for run in numba.prange(n_runs):
+        _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, run * n_blocks // n_runs,
+                       (run + 1) * n_blocks // n_runs)
 
 
 def backproject_local_views(
@@ -333,18 +308,21 @@ def backproject_local_views(
     slabs = choose_slabs(mats, grid, n_z, (n_u, n_r))
     slab = int(slabs.min())
     shear = np.zeros(n_v) if slab == 0 else row_shears(mats)
-    q = filtered_sheared_views(stack, shear, filt, *twiddles(filt.shape[1]))
-    chunk = ROWS * max(1, numba.get_num_threads()) * 4
+    tw = twiddles(filt.shape[1])
+    q = filtered_sheared_views(stack, shear, filt, *tw) if slab < 2 else None  # the one-row kernel filters in bands
+    threads = max(1, numba.get_num_threads())
+    chunk = ROWS * threads * 8  # a band per thread and chunk: 8 blocks filter 1 / 16 more rows than all the rows
     for c0 in range(0, n_rows, chunk):
         if should_stop is not None and should_stop():
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
-        if slab == 0:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
+        if q is None:
+            backproject_local_bands(stack, shear, filt, *tw, mats, grid, row_first + c0, part, slabs,
+                                    min(threads, -(-part.shape[1] // ROWS)))
+        elif slab == 0:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
             backproject_local(q[:, PAD_U : PAD_U + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, row_first + c0,
                               part)
-        elif slab == 1:
-            backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
         else:
-            backproject_local_rows(q, shear, n_r, n_u, mats, grid, row_first + c0, part, slabs)
+            backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)

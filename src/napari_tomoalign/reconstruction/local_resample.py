@@ -1,0 +1,114 @@
+"""The one-row kernel's resampling (`local_rows`, step 1): each block's lines fitted at every few voxel columns
+(`fit_sampled`), the rows each column of a view is resampled along at a slab's middle section (`column_rows`,
+`chunk_rows`), and the columns resampled (`resample_columns`)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .bp_kernels import CONTRACT, VIEW_GROUP
+from .local_blocks import GROUP, N_GROUPS, PAD_U, ROWS, fit_block
+from .local_errors import at_column, view_lines
+
+PREFETCH = 8  # columns ahead whose rows `resample_columns` asks for (a column is 2.5 KB on from the last)
+FIT_X_STEP = 4  # `fit_sampled` fits every 4th voxel column
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):  # pragma: no cover - compiled
+    """Ask for the cache line of ``arr.flat[index]`` (LLVM's ``prefetch``, for reading, kept in all caches): the
+    filtered views' columns that `resample_columns` reads next come from L3, each from a page of its own."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, index), codegen
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def column_rows(lines, n_rs, r_off, out):  # pragma: no cover - compiled
+    """``out[:, c]`` for every column ``c`` of a view: the rows the resampled column reads (`local_rows`,
+    step 1), from the lines of a slab's middle section: per group of `GROUP` lanes the row of the
+    cell of its middle lane, the fraction of its first lane there, and the change of the row per lane. ``lines`` in
+    rows ``r_off`` on from those of the filtered views' ``n_rs`` rows (a band's first row), as whole numbers: the
+    cells and fractions are those the same lines give in the whole views, to the last bit."""
+    bot_r = np.float32(r_off)
+    top_r = np.float32(r_off + n_rs - ROWS - 2)
+    x = 0
+    for c in range(out.shape[1]):
+        x, t = at_column(lines, np.float32(c), x)
+        r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
+        b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
+        for k in range(N_GROUPS):
+            ir = np.float32(int(min(max(r + b * np.float32(GROUP * k + (GROUP - 1) / 2), bot_r), top_r)))
+            out[2 * k, c] = ir + np.float32(GROUP * k) - bot_r
+            out[2 * k + 1, c] = r + b * np.float32(GROUP * k) - ir
+        out[2 * N_GROUPS, c] = b
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - compiled
+    """``w[k]`` = column ``c_lo + k`` (``k < n_c``) of the resampled view ``v`` (`local_rows`, step 1): each
+    group of lanes linearly between two rows (`column_rows`); zero beyond the view."""
+    n_us, n_rs = shape
+    one = numba.uint64(1)
+    base = v * n_us * n_rs
+    for k in range(n_c):
+        c = c_lo + k
+        out = w[k]
+        if c < PAD_U or c > n_us - 1 - PAD_U:
+            out[:] = 0.0
+            continue
+        b = rows[2 * N_GROUPS, c]
+        ahead = numba.uint64(base + (c + PREFETCH) * n_rs + np.int64(rows[0, c]))  # the rows of a later column
+        for k_line in range(ROWS // 16 + 1):
+            prefetch(q1, ahead + numba.uint64(16 * k_line))  # type: ignore[call-arg]  # typingctx is numba's
+        for g in range(N_GROUPS):
+            a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
+            fr0 = rows[2 * g + 1, c]
+            for jj in range(GROUP):
+                ju = numba.uint64(jj)
+                t = q1[a0 + ju]
+                out[GROUP * g + jj] = t + (fr0 + b * np.float32(jj)) * (q1[a0 + ju + one] - t)
+
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x, pads):  # pragma: no cover - compiled
+    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
+    between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
+    patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
+    column was 8 % of the kernel, at every other one 5 %."""
+    n_v = mats.shape[1]
+    n_h = (n_x - 1) // FIT_X_STEP + 1
+    half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
+    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, pads, half[:n_h])
+    if n_h == 1:
+        half[1] = half[0]
+    geo = np.empty((n_x, 8, n_v), dtype=np.float32)
+    for x in range(n_x):
+        i = min(x // FIT_X_STEP, n_h - 2)
+        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
+        geo[x] = half[i] + t * (half[i + 1] - half[i])
+    return geo
+
+
+@numba.njit(inline="always", nogil=True)
+def chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows):  # pragma: no cover - compiled
+    """``rows[first[v] + k]`` (`column_rows`) for the ``k``-th slab of view ``v`` in the chunk of sections ``zc .. zc1``,
+    from the lines at its middle section; the view's slab is its group's, ``g_slab[v // VIEW_GROUP]``."""
+    for v in range(geo.shape[2]):
+        sl = g_slab[v // VIEW_GROUP]
+        for z0 in range(zc, zc1, sl):
+            view_lines(geo, v, (z0 + min(zc1, z0 + sl) - 1) / 2.0, lines)
+            column_rows(lines, n_rs, r_off, rows[first[v] + (z0 - zc) // sl])

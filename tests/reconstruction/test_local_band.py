@@ -1,0 +1,111 @@
+"""The one-row kernel's views filtered band by band (`local_band`, `local_rows.backproject_local_bands`) against
+the same kernel on the views filtered whole first (`local_blocks.filtered_sheared_views`): the same volume to
+float32 rounding, with a shear, an X-axis tilt, rows not a whole number of blocks, and a sub-range of rows."""
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from napari_tomoalign.reconstruction.bp_fft import twiddles
+from napari_tomoalign.reconstruction.local_band import GRID, MARGIN, band_end, band_rows, fill_band
+from napari_tomoalign.reconstruction.local_blocks import PAD, PAD_U, filtered_sheared_views, view_shears
+from napari_tomoalign.reconstruction.local_rows import backproject_local_bands, backproject_local_rows
+from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
+from napari_tomoalign.reconstruction.wbp import angular_weights, full_filter, radial_filter
+
+
+def geometry(n_views=9, nx=96, ny=150, seed=2, shift_px=0.2, x_tilt_deg=0.8):
+    """3 x 3 patches over a ``nx`` x ``ny`` stack: IMOD's projection with an X-axis tilt, each patch with its own
+    tilt increment and shift, as a local file gives them."""
+    rng = np.random.default_rng(seed)
+    tilts = np.linspace(-60, 60, n_views)
+    t = np.radians(tilts[None, :] + rng.normal(0, 0.2, (9, n_views)))
+    f = np.radians(x_tilt_deg + rng.normal(0, 0.1, (9, n_views)))
+    m = np.zeros((9, n_views, 2, 4))
+    m[..., 0, 0] = np.cos(t)
+    m[..., 0, 1] = np.sin(f) * np.sin(t)
+    m[..., 0, 2] = np.cos(f) * np.sin(t)
+    m[..., 1, 1] = np.cos(f)
+    m[..., 1, 2] = -np.sin(f)
+    m[..., :, 3] = rng.normal(0, shift_px, (9, n_views, 2))
+    return LocalProjection(m, (3, 3), (-nx / 3.0, -ny / 3.0), (nx / 3.0, ny / 3.0)), tilts
+
+
+def inputs(ny=150, nx=96, n_views=9):
+    lp, tilts = geometry(n_views=n_views, nx=nx, ny=ny)
+    rng = np.random.default_rng(4)
+    views = gaussian_filter(rng.normal(size=(n_views, ny, nx)), (0, 1, 1)).astype(np.float32)
+    filt = full_filter(radial_filter(256), angular_weights(tilts).astype(np.float32))
+    mats, grid = kernel_arguments(lp, 1)
+    return views, filt, mats, grid
+
+
+def test_a_band_holds_the_rows_of_the_views_filtered_whole():
+    """`fill_band` along the views (bands that overlap, start above the view and end below it): each band's rows
+    are those of `filtered_sheared_views`, sheared or not, zero beyond the view; the rows kept from the band before
+    are the same as if filtered again."""
+    views, filt, _, _ = inputs()
+    n_v, n_r, n_u = views.shape
+    for shear in (np.zeros(n_v), np.linspace(-0.04, 0.05, n_v)):
+        whole = filtered_sheared_views(views, shear, filt, *twiddles(256))
+        scale = np.abs(whole).max()
+        band = np.full((n_v, n_u + 2 * PAD_U, 112), np.nan, dtype=np.float32)
+        band[:, :PAD_U] = band[:, PAD_U + n_u :] = 0.0
+        start, n_f = 0, 0
+        rows, bufs = np.empty((n_r, n_u), dtype=np.float32), np.empty((4, 256, 32), dtype=np.float32)
+        for lo, hi in ((-32, 48), (16, 112), (64, 160), (32, 96), (96, 176)):
+            start, n_f = fill_band(views, shear, filt, *twiddles(256), band, start, n_f, lo, hi, rows, bufs)
+            assert (start, n_f) == (lo, hi - lo)
+            got = band[:, :, : hi - lo]
+            ref = np.zeros_like(got)
+            a, b = max(lo, 0), min(hi, n_r)
+            ref[:, :, a - lo : b - lo] = whole[:, :, PAD + a : PAD + b]
+            assert np.abs(got - ref).max() <= 1e-6 * scale
+
+
+def test_a_band_covers_the_rows_a_block_reads():
+    """`band_rows` from a block's lines: the rows of its first and last lanes at the first and last section lie
+    `MARGIN` rows inside the band; the rows filtered anew after the band before are a whole number of `GRID`
+    rows."""
+    from napari_tomoalign.reconstruction.local_resample import fit_sampled
+
+    _, _, mats, grid = inputs()
+    n_z, n_x, n_y = 30, 96, 150
+    centre = ((n_x - 1) / 2.0, (n_y - 1) / 2.0, (n_z - 1) / 2.0, (n_x - 1) / 2.0)
+    for yb, n_valid in ((0, 64), (64, 64), (128, 22)):
+        geo = fit_sampled(mats, grid, view_shears(mats), yb - centre[1], n_valid - 1, n_z, centre, n_x,
+                           (PAD_U, PAD)).astype(float)
+        lo, hi = band_rows(geo, n_valid, n_z, PAD)
+        assert hi - lo <= 64 + 2 * MARGIN + 4
+        for start, n_f in ((0, 0), (lo - 50, 80), (lo - 7, 3 * GRID), (lo + 1, GRID)):
+            end = band_end(lo, hi, start, n_f)
+            new_from = start + n_f if start <= lo < start + n_f else lo
+            assert end >= hi and (end - new_from) % GRID == 0 and end - new_from < max(0, hi - new_from) + GRID
+        for z in (0, n_z - 1):
+            for j in (0, n_valid - 1):
+                r = geo[:, 4] + geo[:, 5] * z + (1 + geo[:, 6] + geo[:, 7] * z) * j - PAD
+                assert lo + MARGIN <= r.min() and r.max() + 1 <= hi - MARGIN
+                assert abs(r.mean() - yb - j) < 2.0
+
+
+def test_the_kernel_in_bands_is_the_kernel_on_views_filtered_whole():
+    """`backproject_local_bands` (one run of blocks or two, all the rows or a sub-range of them, with and without a
+    shear) gives `backproject_local_rows`' volume on `filtered_sheared_views`: the same cells and fractions to the
+    last bit (`local_rows._column_rows`), the filtered rows to float32 rounding."""
+    views, filt, mats, grid = inputs()
+    n_v, n_r, n_u = views.shape
+    n_z = 20
+    slabs = np.array([8, 8, 8, 8, 8, 8, 8, 8, 4])
+    for shear in (np.zeros(n_v), view_shears(mats)):
+        q = filtered_sheared_views(views, shear, filt, *twiddles(256))
+        ref = np.empty((n_z, n_r, n_u), dtype=np.float32)
+        backproject_local_rows(q, shear, n_r, n_u, mats, grid, 0, ref, slabs)
+        scale = np.abs(ref).max()
+        for n_runs in (1, 2):
+            got = np.full((n_z, n_r, n_u), np.nan, dtype=np.float32)
+            backproject_local_bands(views, shear, filt, *twiddles(256), mats, grid, 0, got, slabs, n_runs)
+            assert np.abs(got - ref).max() <= 1e-5 * scale
+        part = np.full((n_z, 70, n_u), np.nan, dtype=np.float32)  # rows 40 .. 110, a block across the middle
+        backproject_local_bands(views, shear, filt, *twiddles(256), mats, grid, 40, part, slabs, 2)
+        whole = np.empty((n_z, 70, n_u), dtype=np.float32)
+        backproject_local_rows(q, shear, n_r, n_u, mats, grid, 40, whole, slabs)
+        assert np.abs(part - whole).max() <= 1e-5 * scale
