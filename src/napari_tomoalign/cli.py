@@ -364,7 +364,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 args = build_parser(argv).parse_args(argv)
             except _ArgumentError as exc:
                 return _error(f"error: {exc}", 2)
-            cold_start_note(args.command)
+            cold_start_note(getattr(args, "command", ""))
             try:
                 return int(args.func(args))
             except (FileFormatError, AlignmentError, OverwriteError, UsageError, ValueError) as exc:  # ValueError: an
