@@ -199,6 +199,8 @@ def test_the_integer_scale_does_not_depend_on_the_slab(raw, tmp_path, mode):
 
     assert scale_window(0, 150) == (43, 107) and scale_window(10, 40) == (10, 40)
     assert slab_spans(0, 150, 64, (43, 107)) == [(43, 107), (0, 43), (107, 150)]
+    assert slab_spans(0, 150, 150, (43, 107)) == [(0, 150)]  # one slab holds it all: not cut in two
+    assert slab_spans(0, 150, 120, (43, 107)) == [(0, 120), (120, 150)]
     assert slab_spans(0, 150, 30, (43, 107)) == [(0, 30), (30, 60), (60, 90), (90, 120), (120, 150)]
     assert slab_spans(0, 150, 40, (60, 90)) == [(60, 100), (0, 20), (20, 60), (100, 140), (140, 150)]
     path, data, xf = raw

