@@ -18,6 +18,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .fft_lanes import dft4
+
 LANES = 16
 _VEC = ir.VectorType(ir.FloatType(), LANES)
 _I64 = ir.IntType(64)
@@ -61,16 +63,6 @@ def _times(builder, re, im, c, d):
             builder.fadd(builder.fmul(re, d, flags=_CONTRACT), builder.fmul(im, c, flags=_CONTRACT), flags=_CONTRACT))
 
 
-def _dft4(builder, yr, yi):
-    """The 4-point DFT (``exp(-2 pi i / 4) = -i``) of four (real, imaginary) vector pairs."""
-    apcr, apci = builder.fadd(yr[0], yr[2]), builder.fadd(yi[0], yi[2])
-    amcr, amci = builder.fsub(yr[0], yr[2]), builder.fsub(yi[0], yi[2])
-    bpdr, bpdi = builder.fadd(yr[1], yr[3]), builder.fadd(yi[1], yi[3])
-    jr, ji = builder.fsub(yi[3], yi[1]), builder.fsub(yr[1], yr[3])  # i (y1 - y3)
-    return [(builder.fadd(apcr, bpdr), builder.fadd(apci, bpdi)), (builder.fsub(amcr, jr), builder.fsub(amci, ji)),
-            (builder.fsub(apcr, bpdr), builder.fsub(apci, bpdi)), (builder.fadd(amcr, jr), builder.fadd(amci, ji))]
-
-
 def _rotate16(builder, re, im, e):
     """``(re + i im) exp(-2 pi i e / 16)``: nothing for ``e = 0``, a swap for ``e = 4``."""
     if e == 0:
@@ -92,11 +84,11 @@ def fft16(builder, load, store, n_out=16, store4=None):
         z = {}
         for p in range(4):  # z[p, k] = (DFT4 over j of x[p + 4 j])[k] w^(p k)
             ins = [load(p + 4 * j) for j in range(4)]
-            out = _dft4(builder, [v[0] for v in ins], [v[1] for v in ins])
+            out = dft4(builder, [v[0] for v in ins], [v[1] for v in ins])
             for k in half:
                 z[p, k] = _rotate16(builder, out[k][0], out[k][1], p * k)
         for k in half:  # X[4 m + k] = (DFT4 over p of z[p, k])[m]
-            out = _dft4(builder, [z[p, k][0] for p in range(4)], [z[p, k][1] for p in range(4)])
+            out = dft4(builder, [z[p, k][0] for p in range(4)], [z[p, k][1] for p in range(4)])
             if store4 is not None:
                 store4(k, out)
                 continue
@@ -201,7 +193,7 @@ def radix4_rows_in(typingctx, xr, xi, base, ar, ai):  # pragma: no cover - compi
                 off = builder.add(first, _c(LANES * (p + 16 * i)))
                 vr.append(_load(builder, d_xr, off))
                 vi.append(_load(builder, d_xi, off))
-            for i, (re, im) in enumerate(_dft4(builder, vr, vi)):
+            for i, (re, im) in enumerate(dft4(builder, vr, vi)):
                 re, im = _rotate64(builder, re, im, p * i)
                 _store(builder, re, d_ar, _c(LANES * (4 * p + i)))
                 _store(builder, im, d_ai, _c(LANES * (4 * p + i)))
@@ -236,7 +228,7 @@ def fft16_filter_rows(typingctx, ar, ai, q, pr, pi, filt, k1):  # pragma: no cov
                 yr.append(builder.fmul(im, c))  # the parts swapped: the inverse
                 yi.append(builder.fmul(re, c))
             p = qq + 4 * k
-            for m, (re, im) in enumerate(_dft4(builder, yr, yi)):
+            for m, (re, im) in enumerate(dft4(builder, yr, yi)):
                 re, im = _rotate64(builder, re, im, p * m)
                 _store(builder, re, d_pr, _c(LANES * (4 * p + m)))
                 _store(builder, im, d_pi, _c(LANES * (4 * p + m)))

@@ -146,7 +146,7 @@ def _times(builder, re, im, c, d):
             builder.fadd(builder.fmul(re, dv, flags=_CONTRACT), builder.fmul(im, cv, flags=_CONTRACT), flags=_CONTRACT))
 
 
-def _dft4(builder, yr, yi):
+def dft4(builder, yr, yi):
     """The 4-point DFT (decimation in frequency, ``exp(-2 pi i / 4) = -i``) of vectors ``y``: (real, imaginary) pairs."""
     apcr, apci = builder.fadd(yr[0], yr[2]), builder.fadd(yi[0], yi[2])
     amcr, amci = builder.fsub(yr[0], yr[2]), builder.fsub(yi[0], yi[2])
@@ -168,7 +168,7 @@ def butterfly4_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # pragm
         c1, d1, c2, d2, c3, d3 = cgutils.unpack_tuple(builder, args[6], 6)
         vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in ins]
         vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in ins]
-        out = _dft4(builder, vr, vi)
+        out = dft4(builder, vr, vi)
         out[1:] = [_times(builder, out[k][0], out[k][1], c, d) for k, c, d in ((1, c1, d1), (2, c2, d2), (3, c3, d3))]
         _store_rows(context, builder, aty, arr, outs, out, False)
         return context.get_dummy_value()
@@ -203,7 +203,7 @@ def butterfly4_out_lanes(typingctx, sr, si, dr, di, rows_in, rows_out, tw):  # p
         tw = cgutils.unpack_tuple(builder, args[6], 8)
         vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in ins]
         vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in ins]
-        out = [_times(builder, re, im, tw[2 * k], tw[2 * k + 1]) for k, (re, im) in enumerate(_dft4(builder, vr, vi))]
+        out = [_times(builder, re, im, tw[2 * k], tw[2 * k + 1]) for k, (re, im) in enumerate(dft4(builder, vr, vi))]
         _store_rows(context, builder, aty, arr, outs, out, True)
         return context.get_dummy_value()
 
@@ -257,7 +257,7 @@ def _first_round16(context, builder, aty, arr, row_in):
         rows = [row_in(p + 4 * j) for j in range(4)]
         vr = [builder.load(_row_vector(context, builder, aty[0], arr[0], r), align=4) for r in rows]
         vi = [builder.load(_row_vector(context, builder, aty[1], arr[1], r), align=4) for r in rows]
-        z.append([_constant_times(builder, re, im, p * k) for k, (re, im) in enumerate(_dft4(builder, vr, vi))])
+        z.append([_constant_times(builder, re, im, p * k) for k, (re, im) in enumerate(dft4(builder, vr, vi))])
     return z
 
 
@@ -291,7 +291,7 @@ def _fft16_codegen(context, builder, signature, args, n_out=16):
     z = _first_round16(context, builder, aty, arr, row_in)
     dst_ty, dst = (None, None, aty[4], aty[5]), (None, None, arr[4], arr[5])
     for k in range(4):  # X[4 m + k] = (DFT4 over p of z[p][k])[m]
-        out = _dft4(builder, [z[p][k][0] for p in range(4)], [z[p][k][1] for p in range(4)])
+        out = dft4(builder, [z[p][k][0] for p in range(4)], [z[p][k][1] for p in range(4)])
         for m in range(n_out // 4):
             o, f = at(out0, out_step, 4 * m + k), at(f0, f_step, 4 * m + k)
             re, im = out[m]
@@ -352,7 +352,7 @@ def fft16_filter_lanes(typingctx, sr, si, q, dr, di, filt, f0, f_step, wr, wi, w
         z = _first_round16(context, builder, aty, arr, lambda j: builder.add(qq, const(4 * j)))
         dst_ty, dst = (None, None, aty[3], aty[4]), (None, None, arr[3], arr[4])
         for m in range(4):  # second round m gives X[m + 4 i], i < 4: butterfly p = q + 4 m's inputs
-            x = _dft4(builder, [z[p][m][0] for p in range(4)], [z[p][m][1] for p in range(4)])
+            x = dft4(builder, [z[p][m][0] for p in range(4)], [z[p][m][1] for p in range(4)])
             yr, yi = [], []
             for i, (re, im) in enumerate(x):
                 c = _splat(builder, _element(context, builder, aty[5], arr[5],
@@ -360,7 +360,7 @@ def fft16_filter_lanes(typingctx, sr, si, q, dr, di, filt, f0, f_step, wr, wi, w
                 yr.append(builder.fmul(im, c))  # the parts swapped: the inverse
                 yi.append(builder.fmul(re, c))
             p = builder.add(qq, const(4 * m))
-            out = _dft4(builder, yr, yi)
+            out = dft4(builder, yr, yi)
             rows = [builder.add(builder.mul(p, const(4)), const(i)) for i in range(4)]
             for i in range(1, 4):
                 w = builder.mul(builder.mul(p, ws), const(i))
