@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import FileFormatError
 from .guarded import require_regular_file
-from .tilt_sources import MAX_MDOC_BYTES, mdoc_table
-
-
-def mdoc_beside(stack_path: str | os.PathLike[str]) -> Path | None:
-    """The SerialEM ``.mdoc`` beside a stack (``NAME.st.mdoc`` or ``NAME.mdoc``), or None."""
-    p = Path(stack_path)
-    return next((c for c in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")) if c.is_file()), None)
+from .tilt_sources import MAX_MDOC_BYTES, mdoc_beside, mdoc_table
 
 
 def stack_pre_exposure(stack_path: str | os.PathLike[str], n_views: int) -> NDArray[np.float64] | None:

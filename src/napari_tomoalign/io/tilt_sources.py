@@ -125,6 +125,12 @@ def sibling_tilt_file(path: str | os.PathLike[str]) -> Path | None:
 _MDOC_AXIS = re.compile(r"Tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?)", re.IGNORECASE)
 
 
+def mdoc_beside(stack_path: str | os.PathLike[str]) -> Path | None:
+    """The SerialEM ``.mdoc`` beside a stack (``NAME.st.mdoc`` or ``NAME.mdoc``), or None."""
+    p = Path(stack_path)
+    return next((c for c in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")) if c.is_file()), None)
+
+
 def mdoc_sections(mdoc: str | os.PathLike[str]) -> int | None:
     """The number of sections (``[ZValue = ...]``) of a SerialEM ``.mdoc``; None when it cannot be read or has none
     (its title lines only: it says nothing of the views)."""
@@ -164,7 +170,7 @@ def other_series_mdoc_note(stack_path: str | os.PathLike[str], n_views: int) -> 
     """A note when the ``.mdoc`` beside the stack has another number of sections than the stack has views: it is
     not used, for the tilt axis either (`mdoc_tilt_axis`)."""
     p = Path(stack_path)
-    mdoc = next((c for c in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")) if c.is_file()), None)
+    mdoc = mdoc_beside(p)
     n = None if mdoc is None else mdoc_sections(mdoc)
     if n is None or n == n_views:
         return None
