@@ -196,8 +196,9 @@ def misfit_message(result: TrackingResult, tilts: NDArray, source: str, stack: s
     """What is wrong, in one line, when the tracked beads do not fit one rigid specimen: their median residual over
     `POOR_RMS_PX` working pixels (a good tracking's is 0.1-0.2; the median, so that a few mistracked points, which
     the robust fit weighs down, do not count). Tilt angles that are not the views' (another order: SerialEM's order
-    of acquisition beside a stack sorted by tilt, or the other way round) give 3-4 working pixels, with solved tilts
-    that follow the file (short tracks fit anything), so `tilt_file_mismatch` cannot see it (new user's finding,
+    of acquisition beside a stack sorted by tilt, or the other way round) give 1.6-2.1 working pixels (3.3-4.2 px
+    tracked at binning 2), with solved tilts that follow the file (short tracks fit anything), so
+    `tilt_file_mismatch` cannot see it (new user's finding,
     session 13: 296 px off end to end, exit 0). None otherwise. `run` refuses to go on there; `track` and the dock
     say it."""
     from .binned import working_binning
