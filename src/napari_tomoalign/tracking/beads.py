@@ -200,14 +200,19 @@ def _kde(x, grid, h):
 
 def _deepest_dip(dens, grid, x, min_beads):
     """Position of the deepest local minimum with a real mode on each side, or None. The beads' mode must
-    lie well above the dip (their median at least `MODE_OVER_DIP` times it): a bump in the tail of the
-    false peaks is not a population of beads."""
+    lie well above the dip (their median at least `MODE_OVER_DIP` times it), or every bead above the
+    strongest false peak by that factor (an empty gap): a bump in the tail of the false peaks is not a
+    population of beads. The gap is for a few beads among many false peaks (6-12 gold on a stained
+    section), whose dip lies near the beads: the false peaks' tail pushes it there."""
     interior = np.flatnonzero((dens[1:-1] < dens[:-2]) & (dens[1:-1] <= dens[2:])) + 1
     best, best_ratio = None, 0.8
     for i in interior:
         left, right = dens[:i].max(), dens[i:].max()
-        up = x[x > grid[i]]
-        if len(up) < min_beads or len(up) > 0.9 * len(x) or grid[i] <= 0.05 or np.median(up) < MODE_OVER_DIP * grid[i]:
+        up, below = x[x > grid[i]], x[x <= grid[i]]
+        if len(up) < min_beads or len(up) > 0.9 * len(x) or grid[i] <= 0.05:
+            continue
+        gap = len(below) > 0 and up.min() >= MODE_OVER_DIP * below.max()
+        if np.median(up) < MODE_OVER_DIP * grid[i] and not gap:
             continue
         ratio = dens[i] / min(left, right)
         if ratio < best_ratio:
