@@ -85,3 +85,17 @@ def test_too_few_markers_and_bad_surface_counts_are_named():
         analyse_surfaces(np.zeros((5, 3)), 2)
     with pytest.raises(ValueError, match="must be 1 or 2"):
         analyse_surfaces(np.zeros((9, 3)), 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_few_beads_unevenly_spread_are_split_by_their_layers(seed):
+    """8 gold on a level section 460 px thick, each face's 4 at other x (materials science: a few beads): the plane
+    through all points slopes, and splitting by it took 2 + 6 points and a 16-degree offset (new user s14)."""
+    rng = np.random.default_rng(seed)
+    top = np.column_stack([rng.uniform(-1000, -100, 4), rng.uniform(-900, 900, 4), 230 + rng.normal(0, 0.5, 4)])
+    bottom = np.column_stack([rng.uniform(0, 1000, 4), rng.uniform(-900, 900, 4), -230 + rng.normal(0, 0.5, 4)])
+    xyz = np.vstack([top, bottom])
+    a = analyse_surfaces(xyz, 2)
+    assert np.array_equal(np.array(a.bottom_of), [False] * 4 + [True] * 4)
+    assert abs(a.tilt_angle_change_deg) < 0.2 and abs(a.x_axis_tilt_needed_deg) < 0.2
+    assert a.thickness_px == pytest.approx(460.0, abs=8.0)  # intercepts extrapolated ~500 px from each layer

@@ -14,7 +14,9 @@ the two bead layers (two surfaces), in coordinates with the markers' centroid at
 The two layers are found as IMOD's older ``find_surfaces`` did: rotate the points by the current
 average slope and X-tilt, split them at the middle of the rotated z range, refit, until the split
 holds (at most six rounds); then move the point with the largest residual to the other layer while
-that lowers the summed residuals (a layer keeps at least 3 points, the donor at least 4).
+that lowers the summed residuals (a layer keeps at least 3 points, the donor at least 4). Splits at the
+widest gap in z are refined the same way, and the split with the least summed residual is kept
+(`_best_split`): with a few beads the first one can split the layers wrongly.
 
 Signs, from IMOD's ``tilt`` (``tilt.f``) and ``tiltalign`` (``alignment-model.md``, ``imod-full-model.md``).
 ``tiltalign`` projects a marker at ``(x, y, z)`` (its fid.xyz, centroid zero) by ``Y(t) Xr(phi)``:
@@ -224,6 +226,35 @@ def _refine(p: NDArray[np.float64], bottom: NDArray[np.bool_]) -> NDArray[np.boo
     return bottom
 
 
+def _gap_split(z: NDArray[np.float64]) -> NDArray[np.bool_] | None:
+    """The points below the widest gap in ``z`` that leaves at least 3 on each side (None for under 6)."""
+    if len(z) < 6:
+        return None
+    zs = np.sort(z)
+    i = 2 + int(np.argmax(np.diff(zs)[2 : len(zs) - 3]))
+    return z <= zs[i]
+
+
+def _best_split(p: NDArray[np.float64], first: PlaneFit) -> NDArray[np.bool_]:
+    """The two layers with the least summed residual among IMOD's rotate-and-split (`_split`) and splits at the
+    widest gap in z, as it is and off the plane through all points; each refined (`_refine`). With a few beads
+    spread unevenly in x (4 + 4 on the faces of a level section), the plane through all points tilts, and
+    rotating by it splits the layers 2 + 6 at a 16-degree slope; the gap in z splits them as they are."""
+    off_plane = p[:, 2] - (first.a * p[:, 0] + first.b * p[:, 1] + first.intercept_px)
+    starts = [_split(p, first), _gap_split(p[:, 2]), _gap_split(off_plane)]
+    best, best_err = None, np.inf
+    for start in starts:
+        if start is None:
+            continue
+        bottom = _refine(p, start)
+        lo, hi = _two_fits(p, bottom)
+        err = lo.n_points * lo.mean_residual_px + hi.n_points * hi.mean_residual_px
+        if err < best_err - 1e-9:
+            best, best_err = bottom, err
+    assert best is not None
+    return best
+
+
 def analyse_surfaces(xyz_px: NDArray[np.float64], n_surfaces: int, *, angle_offset_deg: float = 0.0) -> SurfaceAnalysis:
     """IMOD's surface analysis of ``(n_markers, 3)`` marker positions (pixels; any origin).
 
@@ -244,7 +275,7 @@ def analyse_surfaces(xyz_px: NDArray[np.float64], n_surfaces: int, *, angle_offs
     first = fit_plane(p)
     if n_surfaces == 1:
         return SurfaceAnalysis(1, angle_offset_deg, first, None, None, c3, tuple([False] * len(p)))
-    bottom = _refine(p, _split(p, first))
+    bottom = _best_split(p, first)
     lo, hi = _two_fits(p, bottom)
     return SurfaceAnalysis(2, angle_offset_deg, first, lo, hi, c3, tuple(map(bool, bottom)))
 
