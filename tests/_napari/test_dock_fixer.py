@@ -87,3 +87,16 @@ def test_gaps_tables_and_the_mis_click():
     v, m, xy = found[k[0]]
     new, ids, at = with_point(data[keep], s.marker[keep], v, m, xy)
     assert at == len(new) - 1 and ids[at] == m and np.hypot(*(new[at, [2, 1]] - s.xy[5])) < 2.0
+
+
+
+def test_centre_on_bead_from_the_bead_edge(cryo):
+    """New user s14: a point on the edge of 10 px gold (4 px off) was "no bead found"; it is centred now."""
+    v = 15
+    visible = np.flatnonzero(cryo.visible[v] & cryo.isolated(v))[:4]
+    d = cryo.bead_diameter_px
+    for b in visible:
+        true = cryo.true_xy[v, b]
+        for off in ([0.45 * d, 0.0], [0.0, -0.45 * d], [-0.3 * d, 0.3 * d]):
+            xy, ok = centre_on_bead(cryo.images[v], true + off, d)
+            assert ok and np.hypot(*(xy - true)) < 0.6, (b, off, xy - true)
