@@ -15,7 +15,8 @@ The two layers are found as IMOD's older ``find_surfaces`` did: rotate the point
 average slope and X-tilt, split them at the middle of the rotated z range, refit, until the split
 holds (at most six rounds); then move the point with the largest residual to the other layer while
 that lowers the summed residuals (a layer keeps at least 3 points, the donor at least 4). Splits at the
-widest gap in z are refined the same way, and the split with the least summed residual is kept
+widest gap in z are refined the same way, and the split with the least summed residual and the most
+parallel planes is kept
 (`_best_split`): with a few beads the first one can split the layers wrongly.
 
 Signs, from IMOD's ``tilt`` (``tilt.f``) and ``tiltalign`` (``alignment-model.md``, ``imod-full-model.md``).
@@ -236,19 +237,24 @@ def _gap_split(z: NDArray[np.float64]) -> NDArray[np.bool_] | None:
 
 
 def _best_split(p: NDArray[np.float64], first: PlaneFit) -> NDArray[np.bool_]:
-    """The two layers with the least summed residual among IMOD's rotate-and-split (`_split`) and splits at the
-    widest gap in z, as it is and off the plane through all points; each refined (`_refine`). With a few beads
-    spread unevenly in x (4 + 4 on the faces of a level section), the plane through all points tilts, and
-    rotating by it splits the layers 2 + 6 at a 16-degree slope; the gap in z splits them as they are."""
+    """The two layers with the least summed residual, and the most parallel, among IMOD's rotate-and-split
+    (`_split`) and splits at the widest gap in z, as it is and off the plane through all points; each refined
+    (`_refine`). With a few beads spread unevenly in x (4 + 4 on the faces of a level section), the plane through
+    all points tilts, and rotating by it splits the layers 2 + 6 at a 16-degree slope; the gap splits them as
+    they are."""
     off_plane = p[:, 2] - (first.a * p[:, 0] + first.b * p[:, 1] + first.intercept_px)
     starts = [_split(p, first), _gap_split(p[:, 2]), _gap_split(off_plane)]
+    extent = float(np.hypot(p[:, 0].std(), p[:, 1].std()))
     best, best_err = None, np.inf
     for start in starts:
         if start is None:
             continue
         bottom = _refine(p, start)
         lo, hi = _two_fits(p, bottom)
-        err = lo.n_points * lo.mean_residual_px + hi.n_points * hi.mean_residual_px
+        # residuals, and how far the two planes part over the markers' spread: a section's faces are parallel
+        # (3 points fit any plane exactly, so 3 + 3 markers are told apart by this alone)
+        apart = extent * float(np.hypot(lo.a - hi.a, lo.b - hi.b))
+        err = lo.n_points * lo.mean_residual_px + hi.n_points * hi.mean_residual_px + len(p) * apart
         if err < best_err - 1e-9:
             best, best_err = bottom, err
     assert best is not None
