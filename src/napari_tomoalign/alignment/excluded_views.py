@@ -87,7 +87,10 @@ def left_out_notes(seen: NDArray[np.bool_], fitted: NDArray[np.bool_], excluded_
     then = "" if mapped else " (transform undetermined)"
     out = []
     if excluded.any():
-        out.append(f"views {format_views(np.flatnonzero(excluded))} excluded ({source}): not in the fit")
+        placeholder = "" if mapped else (": their .xf lines are the identity and their .tlt lines the given angles,"
+                                         " placeholders to leave out downstream (newstack -exclude, tilt's EXCLUDELIST;"
+                                         " reconstruct leaves them out)")
+        out.append(f"views {format_views(np.flatnonzero(excluded))} excluded ({source}): not in the fit{placeholder}")
     if (lost := ~fitted & seen & ~excluded).any():
         out.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
                    f" left out{then}: views {format_views(np.flatnonzero(lost))}")
