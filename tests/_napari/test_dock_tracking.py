@@ -394,3 +394,27 @@ def test_track_job_warns_of_beads_that_fit_no_specimen(monkeypatch):
                                 " px, median track 16 of 41 views); the tilt file is not in order of tilt (SerialEM's"
                                 " order of acquisition, beside a stack sorted by tilt?): check that the tilt file holds"
                                 " the tilt angles of this tilt series in its order, and the bead diameter"]
+
+
+def test_a_failed_find_leaves_an_empty_rings_layer_to_click_seeds_into(qtbot, dock, monkeypatch):
+    """New user s14: when Find beads cannot tell the beads from the stain, the user is left with no layer to click
+    seeds into; now an empty rings layer on the view, in add mode, and Track follows the beads clicked there."""
+    from napari_tomoalign._napari.dock import beads as dock_beads
+    from napari_tomoalign.tracking.beads import BeadFindingError
+
+    def no_dip(**job):  # as find_job gives an expected failure: as a value
+        return None, BeadFindingError("no dip in the bead-strength histogram separates beads from other peaks")
+
+    monkeypatch.setattr(dock_beads, "find_job", no_dip)
+    s, viewer, image, widget = dock("cryo")
+    view = widget.beads.view_chosen()
+    wait(qtbot, widget, widget.beads.find())
+    layer = widget.beads.candidates
+    assert layer is not None and len(layer.data) == 0 and layer.visible and layer.mode == "add"
+    assert viewer.layers.selection.active is layer and "click at least 3 beads" in widget.status.text()
+    beads = np.flatnonzero(s.visible.all(axis=0) & (s.scene.clump < 0))[:4]
+    for b in beads:  # the clicks, in the layer's data frame (view, y, x)
+        layer.add([view, *s.true_xy[view, b][::-1]])
+    wait(qtbot, widget, widget.beads.track())
+    markers = widget.inputs.markers.value
+    assert markers is not None and len(np.unique(markers.features["marker"])) == len(beads)

@@ -2,7 +2,8 @@
 
 *Find beads* shows the beads found on the chosen view (default: the one nearest 0 degrees) as hollow rings
 in a Points layer of their own, in the stack's frame: ring colour = strength, squares = clumps, white =
-added by the user. The user deletes and adds rings with napari's Points tools. *Track* runs `track_beads`
+added by the user. The user deletes and adds rings with napari's Points tools; where no beads can be told
+from the rest, the layer comes empty, in add mode, for the user to click them. *Track* runs `track_beads`
 in a worker (progress, Cancel) from those rings, or from the beads it finds itself when there are none,
 and fills a new ordinary markers layer with the tracks: the Markers, Align and triage steps work on it.
 Points tracking marks to check (weak, flagged, unfitted) get a thick white outline and come first in triage.
@@ -20,7 +21,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...conventions import view_index, view_number
 from ...errors import Cancelled
-from ...tracking.beads import BeadCandidates, diameter_px_from_nm
+from ...tracking.beads import BeadCandidates, BeadFindingError, diameter_px_from_nm
 from ...tracking.diameter import MEASURE_NOTED
 from ...tracking.result import TrackingResult
 from ..layers import frame_of, marker_text, markers_to_points
@@ -156,8 +157,29 @@ class BeadSection:
             return self._refuse(exc)
         view = self.view_chosen()
         job = {"image": image.data, "view": view, "diameter_px": d, "pixel_size_nm": pixel_size_nm(image)[0]}
-        return self.runner.start(job, lambda cands: self._on_found(cands, image, view, d), self._on_failure,
+        return self.runner.start(job, lambda cands: self._on_found(cands, image, view, d),
+                                 lambda exc: self._on_find_failure(exc, image, view, d),
                                  work=find_job, busy_text=f"finding beads in view {view_number(view)}...")
+
+    def _on_find_failure(self, exc: BaseException, image: Any, view: int, d: float) -> None:
+        """Where no beads could be told from the rest (few gold among stain), an empty rings layer on the view, in
+        napari's add mode: the user clicks the beads, as in etomo's seed model, and Track follows those."""
+        self._on_failure(exc)
+        if not isinstance(exc, BeadFindingError):
+            return
+        attrs = {"size": RING_OVER_BEAD * d, "symbol": "disc", "border_color": rgba_hex(ADDED_RGBA), **frame_of(image),
+                 "metadata": {ROLE: CANDIDATES, "view": view, "threshold": float("nan"), "bead_diameter_px": d}}
+        features = {"strength": np.empty(0), "clump": np.empty(0, dtype=bool)}
+        self._candidates_layer(f"{image.name} {CANDIDATES_NAME}", np.empty((0, 3)), features, attrs)
+        self._candidates_of = image
+        layer = self.candidates
+        assert layer is not None
+        self._viewer.dims.set_point(0, float(layer.data_to_world([view, 0.0, 0.0])[0]))
+        layer.visible = True
+        self._viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self._status(f"failed: {exc}. Or click at least 3 beads of view {view_number(view)} in '{layer.name}' (in add "
+                     "mode now), then Track", error=True)
 
     def _on_found(self, cands: BeadCandidates, image: Any, view: int, given_px: float | None = None) -> None:
         if self.runner.stopping:

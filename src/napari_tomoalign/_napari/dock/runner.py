@@ -167,13 +167,13 @@ class Runner:
         def returned(outcome: tuple) -> None:
             value, error = outcome
             if error is not None:
-                self.finish()
-                on_failure(error)
+                errored(error)
             else:
                 on_result(*value)
 
         def errored(exc: BaseException) -> None:
             self.finish()
+            self.progress.value = 0  # a failed run leaves no bar part-filled (new user s14: "20%" after a failure)
             on_failure(exc)
 
         worker.returned.connect(returned)
