@@ -6,7 +6,14 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_tomoalign._napari.dock.fixer_logic import centre_on_bead, gaps, next_gap, retrack_bead, with_point
+from napari_tomoalign._napari.dock.fixer_logic import (
+    centre_on_bead,
+    gaps,
+    measured_diameter,
+    next_gap,
+    retrack_bead,
+    with_point,
+)
 from napari_tomoalign._napari.dock.tables import big_residuals, solution_rows
 from napari_tomoalign.alignment.options import AlignmentOptions
 from napari_tomoalign.simulation.beads import make_bead_series
@@ -100,3 +107,20 @@ def test_centre_on_bead_from_the_bead_edge(cryo):
         for off in ([0.45 * d, 0.0], [0.0, -0.45 * d], [-0.3 * d, 0.3 * d]):
             xy, ok = centre_on_bead(cryo.images[v], true + off, d)
             assert ok and np.hypot(*(xy - true)) < 0.6, (b, off, xy - true)
+
+
+@pytest.mark.parametrize("off", [1 / 1.5, 1.3])
+def test_the_fixer_fits_with_the_beads_measured_diameter_when_the_docks_is_a_third_off(off):
+    """New user s14: with the dock's 'bead diameter' at its default after reopening (10 nm for 15 nm gold), Centre on
+    bead left points dropped 1-3 px off 10 px beads on a stained section 1.2-1.5 px short of the centre."""
+    s = make_bead_series("plastic", 512, 3, seed=2, beads_per_mpx=40.0, bead_diameter_px=10.0, pixel_size_nm=1.5,
+                         thickness_px=200.0)
+    v, d = 1, s.bead_diameter_px
+    measured = measured_diameter(s.images[v], d * off)
+    assert measured == pytest.approx(d, rel=0.08)
+    visible = np.flatnonzero(s.visible[v] & s.isolated(v))[:5]
+    assert len(visible) >= 3
+    for b in visible:
+        true = s.true_xy[v, b]
+        xy, ok = centre_on_bead(s.images[v], true + [2.0, -1.0], measured)
+        assert ok and np.hypot(*(xy - true)) < 0.3, (b, xy - true)

@@ -12,8 +12,9 @@ import numpy as np
 from napari.qt.threading import create_worker
 
 from ...conventions import view_number
+from ...tracking.diameter import MEASURE_NOTED
 from .bead_logic import RING_OVER_BEAD
-from .fixer_logic import centre_on_bead, gaps, next_gap, retrack_bead, with_point
+from .fixer_logic import centre_on_bead, gaps, measured_diameter, next_gap, retrack_bead, with_point
 from .inputs import InputsSection
 from .logic import view_index
 from .markers import MarkersPanel
@@ -46,6 +47,7 @@ class BeadFixer:
         self.accept_button.changed.connect(lambda *_: self.accept_gap())
         self.retrack_button.changed.connect(lambda *_: self.retrack())
         self.gap: tuple[int, int, np.ndarray] | None = None  # (view, marker, predicted x, y) last gone to
+        self._measured: dict[tuple[int, float], float] = {}  # (image, given px): the beads' measured diameter
         self.worker: Any = None
         panel.keys.update({key: getattr(self, name) for key, name in KEYS.items()})
 
@@ -107,13 +109,17 @@ class BeadFixer:
         if not sel:
             refuse(self._status, "select the points to centre first (Next big residual selects one)")
             return None
-        d, data = self._diameter(layer), np.array(layer.data, dtype=float)
-        stack = image.data
+        given, data = self._diameter(layer), np.array(layer.data, dtype=float)
+        stack, key = image.data, (id(image), given)
+        known = self._measured.get(key)
 
-        def work() -> list[tuple[int, np.ndarray, bool]]:
-            return [(i, *centre_on_bead(stack[int(round(data[i, 0]))], data[i, [2, 1]], d)) for i in sel]
+        def work() -> tuple[float, list[tuple[int, np.ndarray, bool]]]:
+            d = known if known is not None else measured_diameter(stack[int(round(data[sel[0], 0]))], given)
+            return d, [(i, *centre_on_bead(stack[int(round(data[i, 0]))], data[i, [2, 1]], d)) for i in sel]
 
-        def done(found: list[tuple[int, np.ndarray, bool]]) -> None:
+        def done(outcome: tuple[float, list[tuple[int, np.ndarray, bool]]]) -> None:
+            d, found = outcome
+            self._measured[key] = d
             if len(layer.data) != len(data) or not np.array_equal(layer.data, data):
                 return self._status("the points changed while their beads were being fitted; nothing moved")
             new = data.copy()
@@ -124,8 +130,10 @@ class BeadFixer:
             if moved:
                 self._edit(layer, new, layer.features["marker"].to_numpy(), set(sel))
             missed = len(found) - len(moved)
+            size = "" if abs(d / given - 1.0) <= MEASURE_NOTED else (
+                f"; the beads measure {d:.1f} px across, not the {given:.1f} px of 'bead diameter': fitted with the measure")
             self._status(f"centred {len(moved)} point(s) on their beads (moved {max(s for _, s in moved):.2f} px at "
-                         "most)" if moved else "no bead found under the selected point(s); nothing moved",
+                         f"most){size}" if moved else "no bead found under the selected point(s); nothing moved",
                          error=not moved)
             if moved and missed:
                 self._status(f"centred {len(moved)} point(s); {missed} had no bead under them and stayed")
