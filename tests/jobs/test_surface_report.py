@@ -101,6 +101,9 @@ def test_markers_in_one_layer_level_the_section_but_do_not_set_its_thickness(imo
         assert abs(plan.levelled.tilt_change_deg) > 0.5  # levelled all the same (the layer's slope in x)
     plan = plan_tomogram(saved, d, thickness=300, options=ReconstructOptions(level=1, shift_px=(0.0, 40.0)))
     assert plan.thickness == 300 and plan.levelled.z_shift_px == 40.0
+    line = plan.levelled.report(1)  # new user s14: it asked for the --thickness and --shift just given
+    assert "as given (the markers lie in one layer)" in line and "give --thickness" not in line
+    assert line.startswith("Levelled from the surface analysis (markers in one layer: by their plane)")
 
 
 def test_patches_are_analysed_as_one_plane_and_two_layers_are_not_one(imod_data, tmp_path):

@@ -99,3 +99,12 @@ def test_few_beads_unevenly_spread_are_split_by_their_layers(seed):
     assert np.array_equal(np.array(a.bottom_of), [False] * 4 + [True] * 4)
     assert abs(a.tilt_angle_change_deg) < 0.2 and abs(a.x_axis_tilt_needed_deg) < 0.2
     assert a.thickness_px == pytest.approx(460.0, abs=8.0)  # intercepts extrapolated ~500 px from each layer
+
+
+def test_a_level_from_three_markers_on_a_face_is_said_to_be_uncertain():
+    rng = np.random.default_rng(5)
+    xyz = np.column_stack([rng.uniform(-800, 800, 6), rng.uniform(-800, 800, 6), np.tile([105.0, -105.0], 3)])
+    lev = level_parameters(analyse_surfaces(xyz, 2), xyz)
+    assert lev.fewest_on_a_face == 3 and "only 3 markers" in lev.report(2)
+    xyz = np.column_stack([rng.uniform(-800, 800, 12), rng.uniform(-800, 800, 12), np.tile([105.0, -105.0], 6)])
+    assert "only" not in level_parameters(analyse_surfaces(xyz, 2), xyz).report(2)

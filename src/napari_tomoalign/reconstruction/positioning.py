@@ -311,22 +311,33 @@ class Levelling:
     z_shift_px: float
     one_layer: bool = False  # the markers lie in one layer: they level the section but cannot tell its thickness
     given: tuple[float, float] = (0.0, 0.0)  # the --offset and --x-axis-tilt added to the analysis' values
+    fewest_on_a_face: int | None = None  # two surfaces: the markers on the face with fewer
+    size_given: tuple[bool, bool] = (False, False)  # the thickness and the Z shift given by the user (--thickness, --shift)
 
     def report(self, n_surfaces: int) -> str:
         """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
         offset, xtilt = (f", {v:+.2f} of it from {name}" if v else "" for v, name in
                          zip(self.given, ("--offset", "--x-axis-tilt"), strict=True))
-        held = (f"thickness {self.thickness_px} px and Z shift {self.z_shift_px:+.1f} px not taken from the markers,"
-                " which lie in one layer (give --thickness and --shift to hold the specimen)") if self.one_layer else (
+        size = f"thickness {self.thickness_px} px and Z shift {self.z_shift_px:+.1f} px"
+        held = (f"{size} as given (the markers lie in one layer)" if all(self.size_given) else
+                f"{size} not taken from the markers, which lie in one layer (give --thickness and --shift to hold the"
+                " specimen)") if self.one_layer else (
             f"thickness {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift"
             " takes it)")
         needed = "the 'Average X axis tilt needed' above" if n_surfaces > 1 else "from the plane's slope in Y"
-        return (f"Levelled from the surface analysis ({n_surfaces} surface{'s' if n_surfaces > 1 else ''}): angle"
+        few = "" if self.one_layer or self.fewest_on_a_face is None or self.fewest_on_a_face > FEW_ON_A_FACE else (
+            f"; note: one face holds only {self.fewest_on_a_face} markers, which fit a plane whatever their errors: the"
+            " level can be degrees off, check it in the tomogram")
+        surfaces = "markers in one layer: by their plane" if self.one_layer else (
+            f"{n_surfaces} surface{'s' if n_surfaces > 1 else ''}")
+        return (f"Levelled from the surface analysis ({surfaces}): angle"
                 f" offset {self.tilt_change_deg:+.2f} deg (IMOD's OFFSET{offset}), X-axis tilt"
-                f" {self.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT, as --x-axis-tilt takes it: {needed}{xtilt}), {held}")
+                f" {self.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT, as --x-axis-tilt takes it: {needed}{xtilt}), {held}"
+                f"{few}")
 
 
 ONE_LAYER_PX = 16.0  # two bead "surfaces" closer than this (unbinned px) are one layer: gold on one face only
+FEW_ON_A_FACE = 3  # markers on a face that fit its plane exactly: the level is said to be uncertain
 
 
 def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
@@ -352,5 +363,7 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
         one_layer = analysis.thickness_px < ONE_LAYER_PX
     else:  # one plane: how far the points lie from it (patches fill the section's depth; one bead layer does not)
         one_layer = analysis.all_points.mean_residual_px < ONE_LAYER_PX / 4
+    fewest = None if analysis.bottom is None or analysis.top is None else min(analysis.bottom.n_points,
+                                                                                analysis.top.n_points)
     return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0,
-                     one_layer)
+                     one_layer, fewest_on_a_face=fewest)

@@ -270,6 +270,7 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
     analysis = levelled = None
     if options.level is not None:
         lev, analysis, info = _levelling(saved, d, options)
+        size_given = (thickness is not None, shift is not None)
         offset += lev.tilt_change_deg
         xaxistilt += lev.x_axis_tilt_deg
         if thickness is None and lev.one_layer:  # the markers level the section but cannot tell its thickness
@@ -279,7 +280,7 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
         thickness = thickness if thickness is not None else lev.thickness_px
         shift = shift if shift is not None else (0.0, 0.0 if lev.one_layer else lev.z_shift_px)
         levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
-                           z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg))
+                           z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg), size_given=size_given)
     x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
     shift = wbp_shift(shift or (0.0, 0.0))
     if thickness is None:
