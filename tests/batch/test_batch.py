@@ -516,3 +516,28 @@ def test_an_axis_against_a_series_mdoc_makes_it_a_check(client, tmp_path, cryo, 
     assert cmd_batch(args) == 0
     out = capsys.readouterr().out
     assert "1 done, 1 check" in out and "\n  mirror: check: --tilt-axis 84 is the other branch of the -96 deg" in out, out
+
+
+def test_a_row_that_asks_for_tracking_is_tracked_whatever_lies_beside_its_stack(client, tmp_path, cryo):
+    """New user s14: a row with a bead diameter and a thickness took the align path because an earlier run's .fid lay
+    beside its stack: no .ali, no tomogram, and no word. Such a row is tracked; markers beside a stack aligned while
+    the batch gives a bead diameter are said in the notes."""
+    from napari_tomoalign.batch.series import from_table
+    from napari_tomoalign.batch.task import series_path
+    from napari_tomoalign.io.imod_model import write_imod_model
+
+    folder = tmp_path / "in"
+    for name in ("asks", "plain"):
+        _write_stack(folder, name, cryo)
+        v, b = np.nonzero(cryo.visible)
+        write_imod_model(folder / f"{name}.fid", MarkerTable(v, b + 1, cryo.true_xy[v, b], (256, 256), None, 21))
+    table = folder / "t.csv"
+    table.write_text("stack,bead_diameter_nm,thickness\nasks.st,10,200\nplain.st,,\n")
+    specs = {s.name: s for s in from_table(table)}
+    assert specs["asks"].markers is None and series_path(specs["asks"], {}) == "run"
+    assert specs["plain"].markers is not None and series_path(specs["plain"], {"bead_diameter_nm": 10.0}) == "align"
+    res = run_batch(folder / "plain.st", tmp_path / "out", client=client, progress=False,
+                    options={"bead_diameter_nm": 10.0, "pixel_size_nm": 0.8})
+    row = res.rows[0]
+    assert row["path"] == "align" and "plain.fid beside the stack were aligned" in row["notes"], row["notes"]
+    assert "bead_diameter_nm" in row["notes"]

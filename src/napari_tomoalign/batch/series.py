@@ -157,8 +157,13 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
     opts = {k: row[k].strip() for k in (*OPTION_COLUMNS, *RUN_COLUMNS) if (row.get(k) or "").strip()}
     if "imod_com" in opts:
         opts["imod_com"] = str(path("imod_com"))
+    # a row that gives a stack and how to track it (a bead diameter, or a run column) is tracked: markers that lie
+    # beside its stack from an earlier run are not taken (new user s14: such a row was aligned, its thickness unused)
+    tracked = stack is not None and markers is None and any(
+        (row.get(k) or "").strip() for k in ("bead_diameter_nm", "bead_diameter_px", *RUN_COLUMNS))
     return SeriesSpec(
-        name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"), markers=markers or found.markers,
+        name=safe_name((row.get("name") or "").strip() or found.name, f"{where}: name"),
+        markers=markers or (None if tracked else found.markers),
         tilt_angles=path("tilt_angles") or found.tilt_angles, stack=stack or found.stack,
         prexg=path("prexg"),
         image_size=None if w is None else (int(w), int(h)),  # type: ignore[arg-type]

@@ -311,7 +311,21 @@ def _align(spec: SeriesSpec, out: Path, defaults: dict[str, Any], t0: float, exp
         al, solve, written, notes = solve_and_write(job, out, export)
     return make_row(spec.name, alignment_status(al), path="align", **alignment_figures(al),
                     time_s=time.perf_counter() - t0, solve_s=solve, write_s=written,
-                    notes="; ".join([*_preali_note(spec), *al.warnings, *([notes] if notes else [])]), output=str(out))
+                    notes="; ".join([*_preali_note(spec), *_unused_run_note(spec, defaults), *al.warnings,
+                                     *([notes] if notes else [])]), output=str(out))
+
+
+def _unused_run_note(spec: SeriesSpec, defaults: dict[str, Any]) -> list[str]:
+    """Markers found beside a stack are aligned, and the batch's bead diameter and run options are not used: said,
+    as the series then gets no .ali nor tomogram (new user s14)."""
+    from .series import RUN_COLUMNS
+
+    given = [k for k in ("bead_diameter_nm", "bead_diameter_px", *RUN_COLUMNS)
+             if defaults.get(k) not in (None, "", False) or spec.options.get(k) not in (None, "")]
+    if spec.stack is None or spec.markers is None or not given:
+        return []
+    return [f"note: the markers {spec.markers.name} beside the stack were aligned (no tracking, no .ali nor tomogram):"
+            f" {', '.join(given)} not used; to track, move them away or give the row its bead_diameter_nm"]
 
 
 def _preali_note(spec: SeriesSpec) -> list[str]:
