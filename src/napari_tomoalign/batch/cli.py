@@ -22,7 +22,8 @@ OUTPUT/NAME/; OUTPUT/summary.csv has one row per series and OUTPUT/summary.png p
 
 Two paths:
   align  a series with markers (NAME.fid, .mod, .csv or NAME_markers.csv beside the stack, or a
-         markers column): the files of 'tomoalign align' (alignment.json, NAME.xf, NAME.tlt, ...).
+         markers column): the files of 'tomoalign align' (alignment.json, NAME.xf, NAME.tlt, ...);
+         a table row with a bead diameter or run column and no markers column is tracked instead.
   run    a stack without markers, with a bead diameter (a bead_diameter_nm or bead_diameter_px
          column, or --bead-diameter-nm/--bead-diameter-px for all): the files of 'tomoalign run':
          tracked beads (NAME.fid, NAME_markers.csv, NAME_beads.csv), a robust alignment in
