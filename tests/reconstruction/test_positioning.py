@@ -108,3 +108,11 @@ def test_a_level_from_three_markers_on_a_face_is_said_to_be_uncertain():
     assert lev.fewest_on_a_face == 3 and "only 3 markers" in lev.report(2)
     xyz = np.column_stack([rng.uniform(-800, 800, 12), rng.uniform(-800, 800, 12), np.tile([105.0, -105.0], 6)])
     assert "only" not in level_parameters(analyse_surfaces(xyz, 2), xyz).report(2)
+
+
+def test_markers_in_one_layer_are_said_so_in_the_report():
+    rng = np.random.default_rng(6)
+    xyz = np.column_stack([rng.uniform(-800, 800, 20), rng.uniform(-800, 800, 20), rng.normal(0.0, 0.5, 20)])
+    assert "lie in one layer" in analyse_surfaces(xyz, 2).report()
+    xyz[::2, 2] += 200.0
+    assert "lie in one layer" not in analyse_surfaces(xyz, 2).report()

@@ -149,6 +149,9 @@ class SurfaceAnalysis:
             lines += ["", f"Thickness at Z intercepts = {self.thickness_px:11.2f}",
                       f"Average adjusted slope = {self.slope:14.4f}",
                       f"Average X axis tilt needed = {self.x_axis_tilt_needed_deg:10.2f}", *self._change(self.slope)]
+            if abs(self.thickness_px) < ONE_LAYER_PX:  # (new user s14: "Thickness ... = 0.01" and no word)
+                lines += ["", "The markers lie in one layer (gold on one face): the two surfaces are its halves, and",
+                          "the thickness above is not the section's; the slopes level the section all the same."]
         return "\n".join(lines)
 
     def _change(self, slope: float) -> list[str]:
