@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from ..reconstruction.warp import bin_image
 from ._spread import beside
+from .medians import median
 
 HOT_PIXEL_SD = 8.0
 
@@ -28,7 +29,7 @@ def noise_sd(img: NDArray, sample: int = 32768, seed: int = 0) -> float:
     r = rng.integers(0, rows, sample)
     c = rng.integers(0, cols - 1, sample)
     d = img[r, c + 1].astype(np.float64) - img[r, c]
-    mad = np.median(np.abs(d - np.median(d)))
+    mad = median(np.abs(d - median(d)))
     return float(max(1.4826 * mad / np.sqrt(2.0), 1e-6))
 
 
