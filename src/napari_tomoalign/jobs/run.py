@@ -157,15 +157,17 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
     from ..io.atomic import check_inside, check_writable
     from ..io.markers import write_markers_csv
     from ..tracking.jobs import run_track_job
+    from .run_checks import check_alignment_folder, check_budget, check_disk_space
     from .threads import thread_limit
 
     out = Path(job.output_dir)
     check_inside(out, out / "alignment")  # a linked alignment/ never takes the unit out of the folder
     for name in job.output_names():
         check_writable(out / name, overwrite)
-    _check_alignment_folder(out / "alignment", job, overwrite)
+    check_alignment_folder(out / "alignment", job, overwrite)
     if job.memory_bytes is not None:
-        _check_budget(job)
+        check_budget(job)
+    check_disk_space(job)  # before the tracking: the image step reserves its files' space only after it
     if overwrite:  # the earlier run's files kept as NAME~ first: a stopped run never leaves two runs' files
         from ..io.earlier_run import drop_older_backups, other_series_names, retire_earlier_run
 
@@ -188,38 +190,6 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
     if overwrite:  # finished: the run before last's backups are not needed any more
         drop_older_backups(out, job.output_names() + other)
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings, frame)
-
-
-def _check_alignment_folder(folder: Path, job: RunJob, overwrite: bool) -> None:
-    """A folder's ``alignment/`` of another series is refused before the tracking, naming it: one output folder
-    holds one run (its ``alignment/`` is not named by the stem)."""
-    if overwrite or not (folder / "alignment.json").exists():
-        return
-    from ..errors import UsageError
-    from ..io.alignment import run_stamp
-    from ..io.errors import FileFormatError
-
-    try:
-        stem = str(run_stamp(folder)["stem"])
-    except (FileFormatError, OSError, KeyError, TypeError):  # a damaged record: its writer says what is wrong, as before
-        return
-    what = f"the run of {stem}" if stem != job.stem else "an earlier run"
-    raise UsageError(f"{folder.parent} holds {what} (alignment/); give {Path(job.stack).name} another --output, or"
-                     " --force to replace it")
-
-
-def _check_budget(job: RunJob) -> None:
-    """A ``--memory`` too small for even the thinnest tomogram the run can make is refused before the tracking
-    (`stream.slab_rows`' own refusal, for the given thickness or the least the default gives: a quarter of the
-    image), not after minutes of work."""
-    from ..io.mrc import open_tilt_series
-    from ..reconstruction.stream import slab_rows
-    from .facts import default_thickness_px
-
-    n, rows, cols = open_tilt_series(job.stack, find_tilts=False).data.shape
-    b = job.binning
-    thickness = job.thickness or default_thickness_px((cols, rows), None)
-    slab_rows(int(job.memory_bytes or 0), n, (rows // b, cols // b), max(1, thickness // b), 4, 0)
 
 
 @contextmanager

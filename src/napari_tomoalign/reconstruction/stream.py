@@ -139,7 +139,12 @@ class AlignedRows:
 
     def rows(self, first: int, stop: int) -> NDArray[np.float32]:
         if self.binned:
-            return np.ascontiguousarray(self.aligned[self.views, first:stop], dtype=np.float32)
+            a = self.aligned
+            if (first, stop) == (0, a.shape[1]) and self.views.size == a.shape[0] and np.array_equal(
+                    self.views, np.arange(a.shape[0])) and isinstance(a, np.ndarray) and a.dtype == np.float32 \
+                    and a.flags.c_contiguous:  # all of it (run's one slab): read as it is, not copied (43 MB at 1024^2)
+                return a
+            return np.ascontiguousarray(a[self.views, first:stop], dtype=np.float32)
         b = self.binning
         out = np.empty((self.views.size, stop - first, self.shape[1]), dtype=np.float32)
         for k, j in enumerate(self.views):

@@ -19,6 +19,7 @@ from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
 from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
+from .medians import row_medians
 
 AVERAGE = 4
 
@@ -58,7 +59,7 @@ class Templates:
         if len(beads) == 0:
             return
         patches, _ = extract_patches(img, patch_origins(xy, self.size), self.size)
-        mass = sign * (patches - np.median(patches, axis=(1, 2))[:, None, None])
+        mass = sign * (patches - row_medians(patches.reshape(len(patches), -1))[:, None, None])
         slot = self.count[beads] % AVERAGE
         self.ring[beads, slot] = mass
         self.count[beads] += 1

@@ -17,6 +17,7 @@ from ..io.markers import write_imod_model, write_markers_csv
 from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._patch_result import PatchTrackingResult
 from .jobs import MARKER_SUFFIXES, Progress, open_stack_with_tilts
+from .outputs import check_output_folder
 from .patches import PatchOptions, track_patches
 
 
@@ -80,6 +81,7 @@ def track_patches_to_file(
     table_path = out.with_name(out.stem + "_patches.csv")
     check_writable(out, overwrite)
     check_writable(table_path, overwrite)
+    check_output_folder(out)  # a folder that refuses files, before the tracking too
     series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     opt = patch_options(patch_size, overlap, length, series.data.shape[1:])
     try:  # before any work: the view, numbered from 1, in one line

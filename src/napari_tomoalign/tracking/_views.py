@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from ..reconstruction.warp import bin_image
 from ._spread import beside
+from .medians import median
 
 HOT_PIXEL_SD = 8.0
 
@@ -28,7 +29,7 @@ def noise_sd(img: NDArray, sample: int = 32768, seed: int = 0) -> float:
     r = rng.integers(0, rows, sample)
     c = rng.integers(0, cols - 1, sample)
     d = img[r, c + 1].astype(np.float64) - img[r, c]
-    mad = np.median(np.abs(d - np.median(d)))
+    mad = median(np.abs(d - median(d)))
     return float(max(1.4826 * mad / np.sqrt(2.0), 1e-6))
 
 
@@ -47,9 +48,27 @@ def clamp_hot_pixels(img: NDArray[np.float32], threshold: float | None = None) -
     """Replace, in place, pixels that differ from the median of their 8 neighbours by more than
     ``threshold`` (default `hot_threshold`: hot pixels, dead pixels, X-rays) with that median. Works on a
     2-D view or a ``(n, rows, cols)`` stack of patches; returns how many pixels were replaced. (A cheap
-    test against the mean of the 4 neighbours picks the pixels whose median is worth computing.)"""
+    test against the mean of the 4 neighbours picks the pixels whose median is worth computing.)
+
+    A C-ordered float32 image is clamped in one compiled pass (`_clamp`), with numpy's numbers (float32 sums,
+    the median's middle pair averaged in float32, the limits compared as numpy compares them): 484 calls of a
+    1024^2 x 41 run's tracking, 0.1 s of its main thread in numpy's dozen passes over small patches. Others take
+    `clamp_hot_pixels_numpy`, the reference."""
     if threshold is None:
         threshold = hot_threshold(img if img.ndim == 2 else img.reshape(-1, img.shape[-1]))
+    if img.dtype != np.float32 or img.ndim not in (2, 3) or not img.flags.c_contiguous or not img.flags.writeable:
+        return clamp_hot_pixels_numpy(img, threshold)
+    return int(_clamp(img if img.ndim == 3 else img[None], _as_compared(0.5 * threshold), _as_compared(threshold)))
+
+
+def _as_compared(limit) -> float:
+    """``limit`` as numpy compares a float32 array with it: a Python number in float32 (NEP 50's weak scalars), a
+    numpy float64 in float64; returned in float64, exactly, for the compiled comparison in float64."""
+    return float(np.asarray(limit, dtype=np.result_type(np.float32, limit)))
+
+
+def clamp_hot_pixels_numpy(img: NDArray[np.float32], threshold: float) -> int:
+    """`clamp_hot_pixels` in numpy (any dtype and layout), as it was before the compiled pass: its reference."""
     inner = img[..., 1:-1, 1:-1]
     mean4 = 0.25 * (img[..., :-2, 1:-1] + img[..., 2:, 1:-1] + img[..., 1:-1, :-2] + img[..., 1:-1, 2:])
     with np.errstate(invalid="ignore"):
@@ -64,6 +83,48 @@ def clamp_hot_pixels(img: NDArray[np.float32], threshold: float | None = None) -
         bad = np.abs(value - med) > threshold
     img[tuple(a[bad] for a in lead + (ys, xs))] = med[bad]
     return int(bad.sum())
+
+
+@numba.njit(cache=True, nogil=True)
+def _clamp(img, half, limit):  # pragma: no cover - compiled
+    """`clamp_hot_pixels_numpy` of a C-ordered float32 ``(n, rows, cols)``: every replacement from the image as
+    it was (found first, then made), each median from a sort of the 8 neighbours (any NaN among them: none)."""
+    n, rows, cols = img.shape
+    found = np.empty((64, 3), np.intp)
+    values = np.empty(64, np.float32)
+    k = 0
+    near = np.empty(8, np.float32)
+    quarter, two = np.float32(0.25), np.float32(2.0)
+    for p in range(n):
+        for y in range(1, rows - 1):
+            for x in range(1, cols - 1):
+                v = img[p, y, x]
+                mean4 = quarter * (((img[p, y - 1, x] + img[p, y + 1, x]) + img[p, y, x - 1]) + img[p, y, x + 1])
+                if not np.float64(abs(v - mean4)) > half:
+                    continue
+                m, nan = 0, False
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        if dy != 0 or dx != 0:
+                            u = img[p, y + dy, x + dx]
+                            nan = nan or u != u
+                            i = m
+                            while i > 0 and near[i - 1] > u:  # insertion sort
+                                near[i] = near[i - 1]
+                                i -= 1
+                            near[i] = u
+                            m += 1
+                med = (near[3] + near[4]) / two
+                if nan or not np.float64(abs(v - med)) > limit:
+                    continue
+                if k == len(values):
+                    found = np.concatenate((found, np.empty_like(found)))
+                    values = np.concatenate((values, np.empty_like(values)))
+                found[k, 0], found[k, 1], found[k, 2], values[k] = p, y, x, med
+                k += 1
+    for i in range(k):
+        img[found[i, 0], found[i, 1], found[i, 2]] = values[i]
+    return k
 
 
 class ViewReader:

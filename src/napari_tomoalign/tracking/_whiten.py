@@ -32,6 +32,7 @@ from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
 from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
+from .medians import median, row_medians
 
 KERNEL_PX = 11
 MAX_MOVE_PX = 0.5
@@ -138,7 +139,7 @@ def make_whitener(img: NDArray[np.float32], beads_xy: NDArray[np.float64], singl
     y0, x0 = max(0, (rows - SPECTRUM_PX) // 2), max(0, (cols - SPECTRUM_PX) // 2)
     work = np.array(img[y0 : y0 + SPECTRUM_PX, x0 : x0 + SPECTRUM_PX], dtype=np.float32)
     clamp_hot_pixels(work, hot)
-    log = bool(dark and img.min() >= 0 and np.median(work) > 0)
+    log = bool(dark and img.min() >= 0 and median(work) > 0)
     floor = max(float(np.percentile(work, 0.1)), 0.5) if log else 0.0
     erased = erase_view(work, np.asarray(beads_xy, dtype=float).reshape(-1, 2) - [x0, y0],
                         erase_radius_px(2.0 * profile.radius_px), np.random.default_rng(0))
@@ -153,7 +154,7 @@ def make_whitener(img: NDArray[np.float32], beads_xy: NDArray[np.float64], singl
         return None
     a = np.arange(size) - size // 2
     outer = np.hypot(a[None, :], a[:, None]) > r_max - 1.0
-    level = np.median(wp[:, outer], axis=1)
+    level = row_medians(wp[:, outer])
     background = np.column_stack([level, np.zeros(len(wp)), np.zeros(len(wp))])
     learned = BeadProfile.learned(wp, centres, background, np.full(len(wp), sign), profile.radius_px, r_max)
     return Whitener(kernel, log, floor, learned, sign)

@@ -17,8 +17,7 @@ threshold at the dip of the strength histogram (after IMOD's ``imodfindbeads``).
    blobs) are dropped, and round candidates under the dip with at least that depth and a quarter of the
    median strength are taken (the smaller beads of a batch whose sizes spread: `_small_beads`).
 5. Candidates above the threshold with another one within 2 diameters are *clustered*; those whose
-   density is elongated, or that are much stronger than the typical bead (merged clumps), are flagged
-   too. Clustered and elongated candidates are clumps to avoid as seeds.
+   density is elongated, or much stronger than the typical bead (merged clumps), are flagged too: clumps to avoid.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from ._fourier import fft_workers
 from ._profile import BeadProfile, fit_profile
 from ._spread import split
 from ._views import clamp_hot_pixels, extract_patches, patch_origins
+from .medians import median, row_medians
 
 FAINT = 0.6
 MODE_OVER_DIP = 1.3
@@ -151,7 +151,7 @@ def _strengths_of(img, xy_int, radius, dark, relative):
     a = np.arange(size) - size // 2
     r = np.hypot(a[None, :], a[:, None])
     ring = (r >= radius + 1.5) & (r <= radius + 3.5)
-    bg = np.median(patches[:, ring], axis=1)
+    bg = row_medians(patches[:, ring])
     sign = -1.0 if dark else 1.0
     inside = r <= radius + 0.5
     mass = sign * (patches - bg[:, None, None])
@@ -317,7 +317,7 @@ def _candidates(img, d, dark, threshold, min_spacing, relative, max_peaks, use_d
     of the candidates at least ``min_spacing`` diameters apart, strongest first."""
     clamp_hot_pixels(img)
     if relative is None:
-        relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
+        relative = bool(dark and img.min() >= 0 and median(img) > 0)
     smooth = ndimage.gaussian_filter(img, max(0.85, d / 12))
     mass = -smooth if dark else smooth
     border = int(np.ceil(d / 2)) + 2  # beads whose disc is in the view (the seeds keep their own border)

@@ -47,6 +47,7 @@ from ._refine import residual_scatter
 from ._views import ViewReader, release_view
 from .beads import BeadCandidates, find_beads
 from .coarse import CoarseAlignment
+from .medians import median
 from .result import TrackingResult, build_result
 
 WORKING_BEAD_PX = 8.0  # beads are tracked at 8-16 px
@@ -171,7 +172,7 @@ def _refit_points(stack, pos, d, seed, binning, dark, should_stop):
     nv, nb = pos.shape[:2]
     contrast, elong = np.full((nv, nb), np.nan), np.full((nv, nb), np.nan)
     img = reader.view(seed)
-    relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
+    relative = bool(dark and img.min() >= 0 and median(img) > 0)
     profile = learned_profile(img, pos[seed][np.isfinite(pos[seed, :, 0])], d, dark)
     sign, tol = (-1.0 if dark else 1.0), 0.5 * binning + 1.0
     for j in range(nv):

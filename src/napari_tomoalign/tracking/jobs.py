@@ -30,6 +30,7 @@ from .beads import BeadFindingError
 from .binned import check_tracking_memory
 from .blank_views import blank_note, choose_seed_view, find_blank_views, said_blank
 from .diameter import measured_note, resolve_diameter
+from .outputs import check_output_folder
 from .pipeline import TRACKING_THREADS, track_beads
 from .result import TrackingResult, write_bead_quality_csv, write_tracked_markers
 
@@ -126,6 +127,7 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     quality = out.with_name(out.stem + "_beads.csv")
     for path in (out, quality):  # both, before any work: a refusal after the tracking would leave one written
         check_writable(path, overwrite)
+    check_output_folder(out)  # a folder that refuses files (root: /sys, an ACL), before the tracking too
     series, tilts, source = open_stack_with_tilts(stack_path, tilt_angles_path)
     try:  # before any work (the diameter's measure, the coarse alignment beside): one line, no numpy warnings
         check_finite_views(series.data, what="tilt series", remedy=REPLACE)

@@ -20,7 +20,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     """Hold ``folder`` for a whole run (made if needed): another run into it, in any process, is refused at once
     (`io.atomic.BusyError`) instead of mixing its files with this one's or rolling this one's back (session 11's
     finding 14). Re-entrant within a process (the command line holds it around `jobs.run.run_job`, which holds it
-    too); a folder it made is removed again if the run left it empty."""
+    too); a folder it made (and the parents it made) is removed again if the run left it empty."""
     from ..io.atomic import BusyError, OverwriteError
 
     folder = Path(folder)
@@ -32,7 +32,7 @@ def run_lock(folder: Path) -> Iterator[None]:
         finally:
             _HELD[key] -= 1
         return
-    created = not folder.is_dir()
+    made = [f for f in (folder, *folder.parents) if not f.is_dir()]  # the folders this makes, deepest first
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
     killed = lock.exists()  # a lock file that nobody holds: a run killed before it could remove it (SIGKILL, OOM)
@@ -56,11 +56,11 @@ def run_lock(folder: Path) -> Iterator[None]:
             lock.unlink(missing_ok=True)
     finally:
         os.close(fd)
-        if created:
+        for f in made:  # only when empty: a run that failed and took back what it made, with the parents it made
             try:
-                folder.rmdir()  # only when empty: a run that failed and took back what it made
+                f.rmdir()
             except OSError:
-                pass
+                break
 
 
 def _entries(folder: Path) -> dict[Path, int]:
@@ -121,3 +121,22 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
             except OSError:
                 pass
         raise
+
+
+def check_output_folder(path: Path) -> None:
+    """Raise the file system's own `OSError` (naming the folder) when a file cannot be made in the folder of
+    ``path`` (or its nearest folder that exists: the writers make the rest), before the tracking: tried by making
+    and removing an empty file there, which refuses what `io.atomic.check_writable`'s access(2) lets through
+    (root on a folder that refuses files, such as /sys; an ACL), where ``track`` tracked for seconds first (new
+    user's finding, session 13). Nothing is left behind."""
+    import tempfile
+
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tomoalign-probe.", dir=folder)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(folder)) from None
+    os.close(fd)
+    os.unlink(probe)

@@ -24,6 +24,7 @@ from .beads import BeadCandidates, find_beads
 from .binned import track_binned, working_binning
 from .blank_views import blank_note, choose_seed_view, find_blank_views, outward_order
 from .coarse import CoarseAlignment, coarse_align
+from .medians import median
 from .result import TrackingResult, build_result, column_medians
 from .seeds import pick_seeds
 from .tracker import BeadTracker
@@ -41,7 +42,7 @@ def learned_profile(img: NDArray[np.float32], xy: NDArray[np.float64], diameter:
     """The beads' own radial profile from single beads of the seed view (the ideal one if too few); for
     dark beads on counts, of the multiplicative model the tracker fits."""
     ideal = BeadProfile.ideal(diameter)
-    mult = bool(dark and img.min() >= 0 and np.median(img) > 0)
+    mult = bool(dark and img.min() >= 0 and median(img) > 0)
     if len(xy) < 4:
         return ideal
     r_max = diameter / 2 + 3.5

@@ -41,6 +41,7 @@ from ._profile import BeadProfile
 from ._views import ViewReader
 from .beads import matched_filter
 from .coarse import CoarseAlignment
+from .medians import median
 
 N_ANCHORS = 10
 EVERY_VIEW = 12  # the model is refitted after every view until this many are tracked, then every other
@@ -75,7 +76,7 @@ class BeadTracker:
         self._unchecked: list[int] = []
         img = reader.view(self.seed_view)
         # dark beads on counts (bright field): the gold stops a share of the electrons, so contrast is relative
-        self.relative = bool(dark and img.min() >= 0 and np.median(img) > 0)
+        self.relative = bool(dark and img.min() >= 0 and median(img) > 0)
         m = fit_at(img, np.asarray(seeds_xy, float), profile, self.sign, reader.hot_level(self.seed_view), self.relative)
         if clumps:  # the beads of a clump fitted with their neighbours subtracted
             near = self.crowded(np.asarray(seeds_xy, float), np.ones(nb, dtype=bool))
