@@ -12,7 +12,7 @@ from napari_tomoalign.tracking._measure import _integral_images
 from napari_tomoalign.tracking._profile import BeadProfile
 from napari_tomoalign.tracking._refine import _local_contrast
 from napari_tomoalign.tracking._views import extract_patches
-from napari_tomoalign.tracking.beads import _kde
+from napari_tomoalign.tracking.strength_dip import _kde
 
 
 @pytest.mark.parametrize("full", [True, False])
