@@ -150,3 +150,27 @@ def test_the_next_series_saved_under_the_same_name_is_another_stack(tmp_path):
     path.write_bytes(b"b" * 2048)
     os.utime(path, ns=(1, 1))
     assert stack_key(layer) != first and stack_key(layer).startswith(str(path.resolve()))
+
+
+def test_the_offer_says_edited_only_for_markers_that_were_edited(tmp_path, monkeypatch):
+    """New user s13: tracked markers never touched were offered back as "edited"."""
+    from napari.layers import Points
+
+    from napari_tomoalign._napari.dock.restore import offer_text
+
+    monkeypatch.setenv("TOMOALIGN_JOURNAL_DIR", str(tmp_path))
+    layer = Points(np.array([[0.0, 1.0, 2.0], [1.0, 3.0, 4.0]]), features={"marker": [1, 1]},
+                   metadata={"source": "tracked on cell.st"}, name="cell.st tracked")
+    journal = Journal(folder=tmp_path)
+    journal.watch(layer, "layer:cell")  # taken in as tracked: not an edit
+    offer = pending("layer:cell", None, tmp_path)
+    text = offer_text(offer)
+    assert len(offer) == 1 and not offer[0].edited and offer[0].source == "tracked on cell.st"
+    assert "(tracked on cell.st, " in text and "; not edited) were never saved (no undo history" in text
+    assert " edited " not in text
+    layer.add([2.0, 5.0, 6.0])  # now an edit
+    offer = pending("layer:cell", None, tmp_path)
+    text = offer_text(offer)
+    assert [s.edited for s in offer] == [False, True]
+    assert "3 marker points of 'cell.st tracked' edited " in text and "1 earlier state kept as undo history" in text
+    journal.unwatch()
