@@ -90,6 +90,16 @@ class State:
         return (np.array_equal(self.data, other.data) and np.array_equal(self.marker, other.marker)
                 and self.excluded == other.excluded)
 
+    def same_markers(self, other: State, tol_px: float = 1e-3) -> bool:
+        """The same marker points in any order, to ``tol_px`` (a saved ``.fid`` opened again: IMOD's model keeps
+        float32 coordinates, marker by marker; new user s13 was offered back the markers of the file just opened)."""
+        if len(self.data) != len(other.data) or self.excluded != other.excluded:
+            return False
+        a = np.lexsort((self.data[:, 0], self.marker))
+        b = np.lexsort((other.data[:, 0], other.marker))
+        return bool(np.array_equal(self.marker[a], other.marker[b])
+                    and np.allclose(self.data[a], other.data[b], rtol=0.0, atol=tol_px))
+
 
 def state_of(layer: Any, excluded: set[int], saved: bool = False, edited: bool = True) -> State:
     features = layer.features
@@ -222,6 +232,6 @@ def pending(key: str | None, current: State | None = None, folder: Path | None =
     if key is None:
         return []
     states = read_journal(journal_path(key, folder))
-    if not states or states[-1].saved or (current is not None and states[-1].same_points(current)):
+    if not states or states[-1].saved or (current is not None and states[-1].same_markers(current)):
         return []
     return states[-(HISTORY + 1):]
