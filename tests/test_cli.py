@@ -251,13 +251,13 @@ def test_quiet_hides_the_report_not_its_warnings(imod_data, tmp_path, capsys):
 def test_a_python_warning_reaching_the_command_line_is_one_line(tmp_path, capsys, monkeypatch):
     import warnings
 
-    import napari_tomoalign.cli as cli
+    import napari_tomoalign.demo_cli as demo_cli
 
     def warns(args):
         warnings.warn("something odd", RuntimeWarning, stacklevel=1)
         return 0
 
-    monkeypatch.setattr(cli, "cmd_demo", warns)
+    monkeypatch.setattr(demo_cli, "cmd_demo", warns)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         rc = main(["demo", "--output", str(tmp_path / "d")])

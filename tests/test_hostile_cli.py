@@ -349,9 +349,11 @@ def test_erasing_gold_of_a_patch_alignment_is_refused(series, tmp_path, capsys):
     assert not (tmp_path / "e.ali").exists()
 
 
-def test_an_alignment_applied_to_another_series_of_the_same_size_is_warned(tmp_path, capsys):
+def test_an_alignment_applied_to_another_series_of_the_same_size_is_refused_or_warned(tmp_path, capsys):
     """Session 11's finding 16: two series of one session share size, views and pixel size, so the alignment of one
-    was applied to the other without a word (the tomogram a blur). `run` records 64 pixels of its stack."""
+    was applied to the other without a word (the tomogram a blur). `run` records 64 pixels of its stack. New user
+    s13: only warned of; now refused where certain (the alignment's own stack is there, with its pixels), warned of
+    where the recorded stack is gone, silent for the same images in another type or scale."""
     from napari_tomoalign.io.tilts import write_tilt_angles
     from napari_tomoalign.simulation.beads import make_bead_series
 
@@ -375,9 +377,19 @@ def test_an_alignment_applied_to_another_series_of_the_same_size_is_warned(tmp_p
 
     import warnings
 
+    assert rec("b.st") == 2  # certain: a.st, the stack the alignment records, is there and holds its pixels
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: b.st holds other images than" in err and "a.st, which this alignment" in err
+    assert f"give a.st, or, to apply it to b.st anyway (a filtered copy), --alignment {al}/a.xf" in err
+    assert main(["reconstruct", str(tmp_path / "b.st"), "--alignment", f"{al}/a.xf", "--bin", "4", "--output",
+                 str(tmp_path / "bxf.rec"), "--quiet"]) == 0  # the way out it names: the .xf records no stack
+    assert rec("a.st") == 0 and rec("a16.st") == 0  # no warning: pytest makes one an error
+    mrcfile.write(tmp_path / "a_scaled.st", (mrcfile.read(tmp_path / "a.st") * 3.0 - 7.0).astype(np.float32),
+                  voxel_size=8.0)
+    assert rec("a_scaled.st") == 0  # the same images rescaled (another mode's copy): the same stack, silent
+    (tmp_path / "a.st").rename(tmp_path / "gone.st")  # the recorded stack gone: only suspicious, warned of
     with warnings.catch_warnings():
         warnings.simplefilter("always", AlignmentWarning)  # printed by the command line, as a user sees it
         assert rec("b.st") == 0
     err = capsys.readouterr().err
     assert "tomoalign: warning: b.st holds other images than" in err and "a.st, which this alignment was solved" in err
-    assert rec("a.st") == 0 and rec("a16.st") == 0  # no warning: pytest makes one an error

@@ -36,14 +36,14 @@ WHERE_TO_START = """where to start:
   markers (etomo .fid or a CSV):  tomoalign align MARKERS --tilt-angles FILE --output DIR
                                   (--imod-com align.com for IMOD's options), then aligned-stack, reconstruct
   many tilt series:               tomoalign batch ...
-  try it on simulated data:       tomoalign demo --output DIR"""
+  try it on simulated data:       tomoalign demo --output DIR   (--size 4096: a camera-sized series, run)"""
 
 
 class _ArgumentError(Exception):
     pass
 
 
-def _add_solver_options(p: argparse.ArgumentParser) -> None:
+def add_solver_options(p: argparse.ArgumentParser) -> None:
     from .jobs.solver_options import add_solver_arguments
 
     g = p.add_argument_group("model")
@@ -53,13 +53,13 @@ def _add_solver_options(p: argparse.ArgumentParser) -> None:
                    help="also compute each marker's leave-out error (fit without it, predict it)")
 
 
-def _settings(args: argparse.Namespace):
+def solver_settings_of(args: argparse.Namespace):
     from .jobs.solver_options import settings_from_args
 
     return settings_from_args(args)
 
 
-def _print_alignment(res, out: Path) -> None:
+def print_alignment(res, out: Path) -> None:
     from .report import text_report
 
     print("\n".join(text_report(res.alignment, leave_out=res.leave_out)))
@@ -71,7 +71,7 @@ def _print_alignment(res, out: Path) -> None:
 def cmd_align(args: argparse.Namespace) -> int:
     from .file_jobs import align_to_folder
 
-    res = align_to_folder(args.markers, args.tilt_angles, args.output, _settings(args),
+    res = align_to_folder(args.markers, args.tilt_angles, args.output, solver_settings_of(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
                           pixel_size_nm=args.pixel_size_nm,
                           leave_out=args.leave_out, overwrite=args.force, imod_com=args.imod_com, local=args.local,
@@ -81,7 +81,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             from .report import local_report
 
             print("\n".join(local_report(res.local)))
-        _print_alignment(res, Path(args.output))
+        print_alignment(res, Path(args.output))
         if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg:
             print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
                   " the .preali (give --prexg FILE for the raw .st's, as etomo's)")
@@ -108,41 +108,7 @@ def _say(lines: list[str], quiet: bool) -> None:
     warn_quietly(lines)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Make the sample tilt series (images and clicked markers), align it, and write every product."""
-    from .file_jobs import align_to_folder, aligned_stack_to_file, demo_truth_line, reconstruct_to_file, write_demo_inputs
-
-    out, settings = Path(args.output), _settings(args)
-    ali, rec = out / "sample.ali", out / "sample_bin2.rec"
-    from .io.alignment import output_names
-
-    demo = write_demo_inputs(out, args.seed, overwrite=args.force,
-                             products=(ali.name, rec.name, *output_names("sample")))
-    if not args.quiet:
-        print(f"simulated a {len(demo.tilt_angles_deg)}-view tilt series with {demo.n_beads} beads "
-              f"({len(demo.table)} clicks, one of them a mis-click); inputs in {out}")
-    res = align_to_folder("sample.csv", demo.tilt_angles, out, settings, image_size=demo.table.image_size,
-                          pixel_size_nm=args.pixel_size_nm or demo.pixel_size_nm,
-                          leave_out=args.leave_out, overwrite=args.force, markers=demo.table,
-                          tilt_angles_deg=demo.tilt_angles_deg,
-                          inputs={"stack": str(demo.stack), "markers": str(demo.markers),
-                                  "tilt_angles": str(demo.tilt_angles), "simulated_seed": args.seed})
-    if not args.quiet:
-        _print_alignment(res, out)
-        print(demo_truth_line(demo, out))
-    if not res.alignment.converged:
-        print("tomoalign: error: the demo's alignment did not converge; no stack or tomogram made", file=sys.stderr)
-        return 3
-    r = aligned_stack_to_file(demo.stack, out, ali, overwrite=args.force)
-    if not args.quiet:
-        _print_image(r, tomogram=False)
-    r = reconstruct_to_file(demo.stack, out, rec, binning=2, thickness=160, lowpass=0.35, overwrite=args.force)
-    if not args.quiet:
-        _print_image(r, tomogram=True)
-    return 0
-
-
-def _print_image(r, tomogram: bool) -> None:
+def print_image(r, tomogram: bool) -> None:
     n, rows, cols = r.shape
     if tomogram:
         if getattr(r, "levelled", None) is not None:  # --level: the surface analysis, as align prints it, and its use
@@ -167,7 +133,7 @@ def cmd_aligned_stack(args: argparse.Namespace) -> int:
                               erase_gold_diameter_px=erase_gold_diameter_px(args.stack, args.erase_gold,
                                                                             args.bead_diameter_nm, args.bead_diameter_px))
     if not args.quiet:
-        _print_image(r, tomogram=False)
+        print_image(r, tomogram=False)
     return 0
 
 
@@ -181,11 +147,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                             size=args.size, pixel_size_nm=args.pixel_size_nm)
     warn_quietly(r.warnings)
     if not args.quiet:
-        _print_image(r, tomogram=True)
+        print_image(r, tomogram=True)
     return 0
 
 
-def _common(p: argparse.ArgumentParser, what: str) -> None:
+def common_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--force", action="store_true", help=f"overwrite {what}")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -232,17 +198,9 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true",
                    help="also solve IMOD's local alignments over patches of the field (options from --imod-com,"
                         " else etomo's defaults) and write IMOD's local file; on by LocalAlignments 1")
-    _common(p, "existing output files")
-    _add_solver_options(p)
+    common_options(p, "existing output files")
+    add_solver_options(p)
     p.set_defaults(func=cmd_align)
-
-    p = sub.add_parser("demo", help="make a sample tilt series with known misalignment, align and reconstruct it")
-    p.add_argument("--output", required=True, metavar="DIR", help="directory for the inputs and outputs")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed, 0 or more (default 0: the series napari's File > Open Sample shows)")
-    _common(p, "existing files")
-    _add_solver_options(p)
-    p.set_defaults(func=cmd_demo)
 
     for name, helptext, out_help in (
         ("aligned-stack", "apply a solved alignment to a raw tilt series (as newstack -xform)",
@@ -256,7 +214,7 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
         p.add_argument("--alignment", required=True, metavar="ALIGNMENT", help=_ALIGNMENT_HELP)
         p.add_argument("--output", required=True, metavar="FILE", help=out_help)
         _image_options(p, wanted in (None, name))
-        _common(p, "an existing output file")
+        common_options(p, "an existing output file")
         if name == "aligned-stack":
             p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
             p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
@@ -299,6 +257,8 @@ _ELSEWHERE = (
      "add_run_arguments", "cmd_run", None),
     ("convert", "write an alignment in another tool's format (AreTomo .aln, CryoET Data Portal JSON, RELION 5"
      " STAR, IMOD .xf/.tlt)", ".io.convert_cli", "add_convert_arguments", "cmd_convert", "interchange"),
+    ("demo", "make a sample tilt series with known misalignment, align and reconstruct it (--size 4096: a"
+     " camera-sized one, through 'run')", ".demo_cli", "add_demo_arguments", "cmd_demo", None),
     ("batch", "align many tilt series at once, markers given or tracked from raw stacks, on a dask cluster",
      ".batch.cli",
      "add_batch_arguments", "cmd_batch", "batch"),

@@ -150,3 +150,53 @@ def test_the_next_series_saved_under_the_same_name_is_another_stack(tmp_path):
     path.write_bytes(b"b" * 2048)
     os.utime(path, ns=(1, 1))
     assert stack_key(layer) != first and stack_key(layer).startswith(str(path.resolve()))
+
+
+def test_the_offer_says_edited_only_for_markers_that_were_edited(tmp_path, monkeypatch):
+    """New user s13: tracked markers never touched were offered back as "edited"."""
+    from napari.layers import Points
+
+    from napari_tomoalign._napari.dock.restore import offer_text
+
+    monkeypatch.setenv("TOMOALIGN_JOURNAL_DIR", str(tmp_path))
+    layer = Points(np.array([[0.0, 1.0, 2.0], [1.0, 3.0, 4.0]]), features={"marker": [1, 1]},
+                   metadata={"source": "tracked on cell.st"}, name="cell.st tracked")
+    journal = Journal(folder=tmp_path)
+    journal.watch(layer, "layer:cell")  # taken in as tracked: not an edit
+    offer = pending("layer:cell", None, tmp_path)
+    text = offer_text(offer)
+    assert len(offer) == 1 and not offer[0].edited and offer[0].source == "tracked on cell.st"
+    assert "(tracked on cell.st, " in text and "; not edited) were never saved (no undo history" in text
+    assert " edited " not in text
+    layer.add([2.0, 5.0, 6.0])  # now an edit
+    offer = pending("layer:cell", None, tmp_path)
+    text = offer_text(offer)
+    assert [s.edited for s in offer] == [False, True]
+    assert "3 marker points of 'cell.st tracked' edited " in text and "1 earlier state kept as undo history" in text
+    journal.unwatch()
+
+
+def test_the_saved_fid_opened_again_is_not_offered_back(tmp_path):
+    """New user s13: with the saved .fid opened as the markers, step 1 still offered the same points back (the
+    model holds them marker by marker, as float32)."""
+    from napari.layers import Points
+
+    from napari_tomoalign._napari.reader import napari_get_reader
+    from napari_tomoalign.io.markers import MarkerTable, write_imod_model
+
+    rng = np.random.default_rng(0)
+    view, marker = np.repeat(np.arange(5), 4), np.tile([3, 7, 8, 20], 5)
+    xy = rng.uniform(10.0, 500.0, (20, 2)) + 0.123456789
+    tracked = Points(np.column_stack([view, xy[:, ::-1]]), features={"marker": marker}, name="s.st tracked")
+    journal = Journal(folder=tmp_path)
+    journal.watch(tracked, "layer:s")
+    write_imod_model(tmp_path / "s.fid", MarkerTable(view, marker, xy, (512, 512)))
+    [(data, kwargs, _)] = napari_get_reader(str(tmp_path / "s.fid"))(str(tmp_path / "s.fid"))
+    opened = Points(data, features={"marker": kwargs["features"]["marker"]}, name="s")
+    assert not np.array_equal(opened.data, tracked.data)  # another order, float32
+    assert pending("layer:s", state_of(opened, set()), tmp_path) == []
+    moved = opened.data.copy()
+    moved[0, 1] += 0.5
+    opened.data = moved
+    assert pending("layer:s", state_of(opened, set()), tmp_path)  # a point moved: offered
+    journal.unwatch()

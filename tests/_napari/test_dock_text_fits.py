@@ -107,3 +107,31 @@ def test_no_text_of_the_dock_is_cut(qtbot, make_napari_viewer, size):
     sorted_by_each_column_fits(widget.tables.big)
     report_tables_whole(widget.report)
     widget.teardown()
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1600, 1000)])
+def test_the_viewers_view_slider_label_is_readable(qtbot, make_napari_viewer, size):
+    """New user s13: the slider's "view 31" read "vie" under the play button (or "view ...") at 1280 x 800: napari
+    sizes its labels on a resize, not when dims.axis_labels changes, so the dock's label kept the width of napari's
+    "-3" (reproduced: 36 px for 47 px of text). The dock now has napari size them for their new text."""
+    from napari_tomoalign._napari.layers import unlabel_axes
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(size[0] - 40, size[1] - 40)
+    viewer.open_sample("napari-tomoalign", "beads")
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    first_look()
+    unlabel_axes(viewer.dims)  # napari's own labels, as before the dock names the axes
+    viewer.window.resize(*size)  # napari sizes the labels for "-3"
+    qtbot.wait(300)
+    widget.inputs._changed()  # the dock names them, as when its stack is chosen
+    qtbot.wait(100)
+    labels = [c for c in widget.window().findChildren(QLineEdit, "axis_label") if c.isVisible()]
+    assert [c.text() for c in labels] == ["view 31"]
+    assert all(c.width() >= c.fontMetrics().horizontalAdvance(c.text()) + 8 for c in labels), \
+        [(c.text(), c.width()) for c in labels]
+    viewer.dims.set_current_step(0, 9)  # "view 10": one digit more, still whole
+    qtbot.wait(50)
+    assert all(c.width() >= c.fontMetrics().horizontalAdvance(c.text()) + 8 for c in labels)
+    widget.teardown()

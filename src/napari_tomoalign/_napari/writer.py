@@ -1,6 +1,9 @@
 """napari writers: Image layers to MRC (voxel size kept, tilt angles beside), marker Points layers to
 IMOD ``.fid`` or CSV.
 
+An image the dock made from a stack of an integer mode (the aligned stack) is saved in that mode, as
+``newstack`` keeps it (bytes stay MRC mode 0).
+
 Marker points are pixels of their tilt series (`layers`), so they are written as they are. Each
 marker writer writes the format the file name asks for (``.fid``/``.mod`` or ``.csv``), whichever of
 the two napari called: a name and a filter that disagree never lose the save. Every write goes to a
@@ -97,6 +100,16 @@ def tilt_file_for(path: Path, md: dict[str, Any]) -> Path:
     return path.with_suffix(".tlt" if solved else ".rawtlt")
 
 
+def in_source_mode(arr: Any, source_dtype: str | None) -> Any:
+    """An image made from a stack of an integer mode (the dock's aligned stack: ``source_dtype`` in its metadata)
+    in that mode, rounded and clipped, as ``newstack`` and ``tomoalign aligned-stack`` keep it; else as it is."""
+    if source_dtype is None or arr.dtype.kind not in "f":
+        return arr
+    from ..jobs.images import in_mode, output_mode
+
+    return in_mode(arr, output_mode(source_dtype, None))
+
+
 def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """An Image layer as MRC, with its voxel size and, for a tilt series, its tilt angles beside it."""
     p = Path(path)
@@ -110,6 +123,7 @@ def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     if tilts is not None and (arr.ndim != 3 or len(tilts) != arr.shape[0]):
         tilts = None
     targets = [p] + ([tilt_file_for(p, md)] if tilts is not None else [])
+    arr = in_source_mode(arr, md.get("source_dtype"))
     _backup_existing(targets)
     write_mrc(p, arr, voxel_size_angstrom(meta))
     if tilts is not None:

@@ -180,7 +180,26 @@ def read_prexg(path: str | os.PathLike[str], n_views: int) -> NDArray[np.float64
 def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[str, int, float], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> Alignment:
     """The job's alignment: the default model with its options (warm-started from ``start``), or the
-    full model of its ``align.com`` (global only when the job solves local alignments after it)."""
+    full model of its ``align.com`` (global only when the job solves local alignments after it); views it
+    found out of order are named among its warnings (`with_order_note`)."""
+    return with_order_note(_solve(job, start, progress, should_stop))
+
+
+def with_order_note(al: Alignment) -> Alignment:
+    """``al`` with a warning naming views whose solved tilts are another view's given one (`facts.views_out_of_order`:
+    swapped views, recovered by the fit), once."""
+    from dataclasses import replace
+
+    from .facts import views_out_of_order
+
+    note = views_out_of_order(al)
+    if note is None or note in al.warnings:
+        return al
+    return replace(al, warnings=[*al.warnings, note])
+
+
+def _solve(job: AlignJob, start: Alignment | None, progress: Callable[[str, int, float], None] | None,
+           should_stop: Callable[[], bool] | None) -> Alignment:
     from ..compute import blas_threads_for
 
     m = job.fitted_markers()
@@ -235,7 +254,7 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
     out = Path(output_dir)
     for name in job.output_names():
         check_writable(out / name, overwrite)
-    al = alignment if alignment is not None else solve(job)
+    al = with_order_note(alignment) if alignment is not None else solve(job)  # `run`'s: the tracker's fit
     from ..alignment.validation import check_tilts_in_range
 
     check_tilts_in_range(al.tilt_angles_deg, al.view_determined)  # no file would hold them: said, nothing written

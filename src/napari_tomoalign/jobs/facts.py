@@ -149,3 +149,36 @@ def check_job_numbers(
 __all__ = ["BEAD_DIAMETER_PX", "MAX_BINNING", "MAX_THICKNESS_FACTOR", "check_job_numbers", "PREVIEW_LOWPASS",
            "PREVIEW_TARGET_PX", "axis_z_shift_px", "bead_diameter_px", "check_bead_diameter_px",
            "default_thickness_px", "marker_z_extent_px", "pixel_size_nm", "preview_binning"]
+
+
+def views_out_of_order(al: Alignment, max_named: int = 4) -> str | None:
+    """Views whose solved tilt lands on the angle given for another view (within 0.3 of the tilt step, and at
+    least 0.7 of a step from their own): views swapped in the stack against the tilt file, which the free
+    per-view tilt recovers silently (new user s13: views 10 and 11 swapped, solved -29.9 / -33.1 against the
+    given -33 / -30, and nothing said). One line naming them (up to ``max_named`` views, numbered from 1), or
+    None. Many views off is another series' tilt file, said elsewhere (`validation.tilt_file_mismatch`)."""
+    given = np.asarray(al.nominal_tilt_angles_deg, dtype=float)
+    solved = np.asarray(al.tilt_angles_deg, dtype=float)
+    ok = np.asarray(al.view_determined, bool) & np.isfinite(solved) & np.isfinite(given)
+    diffs = np.abs(np.diff(np.sort(given[np.isfinite(given)])))
+    step = float(np.median(diffs[diffs > 0])) if np.any(diffs > 0) else 0.0
+    if step <= 0 or ok.sum() < 3:
+        return None
+    like: dict[int, int] = {}
+    for k in np.flatnonzero(ok).tolist():
+        j = int(np.argmin(np.abs(given - solved[k])))
+        if j != k and abs(solved[k] - given[j]) <= 0.3 * step and abs(solved[k] - given[k]) >= 0.7 * step:
+            like[k] = j
+    if not like or len(like) > max(max_named, ok.sum() // 4):  # none, or the whole file: not a swap
+        return None
+    parts = []
+    for i, j in sorted(like.items())[:max_named]:
+        if like.get(j) == i and j < i:
+            continue  # the pair was named from its first view
+        if like.get(j) == i:
+            parts.append(f"views {i + 1} and {j + 1} solved at {solved[i]:.1f} and {solved[j]:.1f} deg where"
+                         f" {given[i]:.1f} and {given[j]:.1f} were given (swapped in the stack?)")
+        else:
+            parts.append(f"view {i + 1} solved at {solved[i]:.1f} deg, the angle given for view {j + 1}")
+    return ("views out of order against the tilt angles: " + "; ".join(parts) + "; the alignment follows the images"
+            " (the .tlt holds the solved angles), but check the stack's order")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from ..conventions import nm_from_angstrom, view_number
 from ..errors import AlignmentWarning, UsageError
 from ..io.atomic import atomic_path, check_writable
 from ..io.errors import FileFormatError
+from ..io.modes import tomogram_mode
 from ..reconstruction.reconstruct_job import MODES
 from .facts import MAX_THICKNESS_FACTOR, check_bead_diameter_px, check_job_numbers, default_thickness_px
 
@@ -179,6 +180,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment, tomogram_notes
 
         options = job.options or ReconstructOptions()
+        options = replace(options, mode=tomogram_mode(series.data.dtype, options.mode))  # bytes stay bytes, as tilt
         voxel_a = pix * binning if pix else None
         info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
                                      thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
@@ -192,7 +194,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
     ny, nx = frame.shape(binning)
     opts = job.options or ReconstructOptions()
-    mode = np.dtype(opts.mode or ("int16" if series.data.dtype.kind in "iu" else "float32"))
+    mode = np.dtype(tomogram_mode(series.data.dtype, opts.mode))
     # the aligned views, their filtered and sheared copy, the float32 volume and its copy in the output mode
     need = nx * ny * (8 * series.n_views + (4 + (mode.itemsize if mode != np.float32 else 0)) * (thickness // binning))
     check_memory(need, "the reconstruction")
@@ -221,11 +223,11 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
 def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):
     """``reconstruct --local``'s volume in its output mode, as the streamed one is written (`output_scale.in_output_mode`:
-    ``--mode``, default int16 for an integer input; ``--scale``, else chosen for an integer mode), and its notes."""
+    ``--mode``, default `io.modes.tomogram_mode`; ``--scale``, else chosen for an integer mode), and its notes."""
     from ..reconstruction.output_scale import in_output_mode
     from ..reconstruction.reconstruct_job import tomogram_notes
 
-    mode = options.mode or ("int16" if np.dtype(input_dtype).kind in "iu" else "float32")
+    mode = tomogram_mode(input_dtype, options.mode)
     vol, scale, clipped, levels = in_output_mode(vol, mode, options.scale)
     notes, warns = tomogram_notes({"x_tilts": False, "z_factors": False, "levels": levels, "scale": scale,
                                    "mode": mode, "clipped": clipped})
@@ -329,7 +331,6 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
                               f"{len(saved.transforms)}")
     if binning > min(rows, cols):
         raise FileFormatError(f"--bin {binning} is larger than the image ({cols} x {rows}) of {stack_path}")
-    from dataclasses import replace
 
     from .facts import pixel_size_nm as stack_pixel_size_nm
 

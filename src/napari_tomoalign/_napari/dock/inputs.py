@@ -31,6 +31,7 @@ from ..layers import (
     unlabel_axes,
 )
 from .logic import tilt_summary
+from .slider_labels import fit_axis_labels, fit_axis_labels_soon
 from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 
 ROLE = "tomoalign_role"  # metadata key of the layers the dock makes (results are never inputs)
@@ -71,7 +72,8 @@ class InputsSection:
         viewer.dims.events.current_step.connect(self._number_view)
 
     def _number_view(self, *_: Any) -> None:
-        number_view_axis(self._viewer.dims)
+        if number_view_axis(self._viewer.dims):
+            fit_axis_labels(self.widget.native)  # "view 9" to "view 10": napari sizes it only when told
 
     def close(self) -> None:
         """Stop following the viewer's sliders (the dock is closing)."""
@@ -108,8 +110,8 @@ class InputsSection:
         layer = self.markers.value
         self.use_as_markers.enabled = layer is not None and not is_markers(layer)
         if self.image.value is not None or (layer is not None and is_markers(layer)):
-            label_axes(self._viewer.dims)  # the sliders read "view 36", "y", "x", not "-3", "-2", "-1"
-            number_view_axis(self._viewer.dims)
+            if label_axes(self._viewer.dims) | number_view_axis(self._viewer.dims):  # "view 36", "y", "x", not "-3"
+                fit_axis_labels_soon(self.widget.native)  # wide enough to read (`slider_labels`)
         elif not self._image_layers():
             unlabel_axes(self._viewer.dims)
         self.pair()

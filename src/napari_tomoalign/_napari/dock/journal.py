@@ -83,23 +83,37 @@ class State:
     time: float
     saved: bool = False
     key: str = ""
+    edited: bool = True  # made by an edit of the layer; False: the layer as it was taken in (tracked, opened)
+    source: str = ""  # the layer's metadata "source" ("tracked on cell.st"), if any
 
     def same_points(self, other: State) -> bool:
         return (np.array_equal(self.data, other.data) and np.array_equal(self.marker, other.marker)
                 and self.excluded == other.excluded)
 
+    def same_markers(self, other: State, tol_px: float = 1e-3) -> bool:
+        """The same marker points in any order, to ``tol_px`` (a saved ``.fid`` opened again: IMOD's model keeps
+        float32 coordinates, marker by marker; new user s13 was offered back the markers of the file just opened)."""
+        if len(self.data) != len(other.data) or self.excluded != other.excluded:
+            return False
+        a = np.lexsort((self.data[:, 0], self.marker))
+        b = np.lexsort((other.data[:, 0], other.marker))
+        return bool(np.array_equal(self.marker[a], other.marker[b])
+                    and np.allclose(self.data[a], other.data[b], rtol=0.0, atol=tol_px))
 
-def state_of(layer: Any, excluded: set[int], saved: bool = False) -> State:
+
+def state_of(layer: Any, excluded: set[int], saved: bool = False, edited: bool = True) -> State:
     features = layer.features
     check = features["check"].to_numpy(dtype=bool) if "check" in features.columns else None
+    source = str((getattr(layer, "metadata", None) or {}).get("source") or "")
     return State(np.array(layer.data, dtype=np.float64).reshape(-1, 3), features["marker"].to_numpy(dtype=np.int64),
-                 check, set(int(m) for m in excluded), str(layer.name), time.time(), saved)
+                 check, set(int(m) for m in excluded), str(layer.name), time.time(), saved, edited=edited,
+                 source=source)
 
 
 def encode(state: State) -> bytes:
     head = json.dumps({"n": len(state.data), "excluded": sorted(state.excluded), "layer": state.layer,
                        "time": state.time, "saved": state.saved, "check": state.check is not None,
-                       "key": state.key}).encode()
+                       "key": state.key, "edited": state.edited, "source": state.source}).encode()
     body = state.data.astype("<f8").tobytes() + state.marker.astype("<i8").tobytes()
     if state.check is not None:
         body += state.check.astype(np.uint8).tobytes()
@@ -127,7 +141,8 @@ def read_journal(path: Path) -> list[State]:
         except (ValueError, KeyError, TypeError):
             break
         states.append(State(data, marker, check, set(head["excluded"]), head["layer"], float(head["time"]),
-                            bool(head["saved"]), str(head.get("key", ""))))
+                            bool(head["saved"]), str(head.get("key", "")), bool(head.get("edited", True)),
+                            str(head.get("source", ""))))
         at = end
     return states
 
@@ -163,7 +178,7 @@ class Journal:
         self._last, self.records = (states[-1] if states else None), len(states)
         layer.events.data.connect(self._on_data)
         if record_now:
-            self.record()
+            self.record(edited=False)
 
     def unwatch(self) -> None:
         if self.layer is not None:
@@ -177,12 +192,13 @@ class Journal:
         if not str(getattr(event, "action", "")).endswith("ing"):  # after the add, move or delete, not before
             self.record()
 
-    def record(self, saved: bool = False) -> bool:
-        """Append the layer's state if it changed (or to mark it saved); return whether anything was written."""
+    def record(self, saved: bool = False, edited: bool = True) -> bool:
+        """Append the layer's state if it changed (or to mark it saved; ``edited`` False: as it was taken in, not
+        an edit); return whether anything was written."""
         layer, path = self.layer, self.path
         if layer is None or path is None or len(layer.data) != len(layer.features):
             return False
-        state = state_of(layer, self.excluded(), saved)
+        state = state_of(layer, self.excluded(), saved, edited)
         state.key = self.key or ""
         last = self._last
         if last is not None and last.same_points(state) and last.layer == state.layer and last.saved == saved:
@@ -216,6 +232,6 @@ def pending(key: str | None, current: State | None = None, folder: Path | None =
     if key is None:
         return []
     states = read_journal(journal_path(key, folder))
-    if not states or states[-1].saved or (current is not None and states[-1].same_points(current)):
+    if not states or states[-1].saved or (current is not None and states[-1].same_markers(current)):
         return []
     return states[-(HISTORY + 1):]

@@ -1,9 +1,10 @@
 """Offering back the markers of a session that ended without saving them (a crash, a kill, a closed window).
 
 When the dock's stack (and markers layer) change, `Restorer.check` looks for the stack's journal (`journal`);
-if its last state was not saved and differs from the markers shown, step 1 offers it: "Restore 812 marker
-points edited 14:02 (not saved)". *Restore* puts them into the markers layer of that name (or the chosen one, or
-a new one on the stack), the states before it onto the undo stack, and the layer keeps being journalled.
+if its last state was not saved and differs from the markers shown, step 1 offers it: "812 marker points of
+'cell.st tracked' edited 14:02 were never saved", or "(tracked on cell.st, 14:02; not edited)" for markers never
+edited since they were tracked or opened. *Restore* puts them into the markers layer of that name (or the chosen
+one, or a new one on the stack), the states before it onto the undo stack, and the layer keeps being journalled.
 """
 
 from __future__ import annotations
@@ -44,10 +45,7 @@ class Restorer:
         for w in (self.info.native, self.widget.native):
             w.setVisible(bool(offer))
         if offer:
-            last = offer[-1]
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.time))
-            self.info.value = (f"{len(last.data)} marker points of '{last.layer}' edited {when} were never saved "
-                               f"({len(offer) - 1} edits of undo history kept in {journal_dir()})")
+            self.info.value = offer_text(offer)
 
     def check(self) -> list[State]:
         """Look for an unsaved journal of the chosen stack and start journalling the chosen markers layer."""
@@ -107,6 +105,21 @@ class Restorer:
 
     def close(self) -> None:
         self.journal.unwatch()
+
+
+def offer_text(offer: list[State]) -> str:
+    """What step 1 says of an offer: the last state's points, and whether they were edited or are as they were
+    taken in (tracked, opened; new user s13: tracked markers never touched were called "edited")."""
+    last = offer[-1]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.time))
+    edited = any(s.edited for s in offer if s.layer == last.layer)
+    if edited:
+        what = f"edited {when}"
+    else:
+        what = f"({last.source or 'as opened'}, {when}; not edited)"
+    k = len(offer) - 1
+    history = f"{k} earlier state{'s' * (k > 1)} kept as undo history" if k else "no undo history"
+    return f"{len(last.data)} marker points of '{last.layer}' {what} were never saved ({history}, in {journal_dir()})"
 
 
 def _features(state: State) -> dict[str, np.ndarray]:

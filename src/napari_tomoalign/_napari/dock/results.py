@@ -79,6 +79,9 @@ class ResultLayers:
         hi = hi if hi > lo else lo + 1.0
         meta = {ROLE: ALIGNED, "tilt_angles_deg": result.alignment.tilt_angles_deg, "tilt_kind": "solved",
                 "tilt_source": f"solved by '{result.name}'", "pixel_size_nm": result.alignment.pixel_size_nm}
+        raw = getattr(self.image, "data", None)
+        if raw is not None and np.dtype(raw.dtype).kind in "iu":  # saved in the stack's own mode, as newstack keeps it
+            meta["source_dtype"] = np.dtype(raw.dtype).newbyteorder("=").name
         layer = self._layer(ALIGNED)
         if layer is not None:
             layer.data, layer.contrast_limits, layer.metadata = data, (lo, hi), meta
