@@ -7,7 +7,7 @@ angle), ``--shift X Z`` (``SHIFT``; IMOD's tomogram is upside down to
 ours, so Z is negated for `wbp`: `positioning.wbp_shift`), ``--exclude-views`` (``EXCLUDELIST``, numbered from 1),
 ``--sirt-like N`` (the radial filter of N SIRT iterations), ``--mode`` and ``--scale ADD MULT``
 (``MODE``, ``SCALE``; the default keeps a signed 16-bit input's mode, as ``newstack`` and ``tilt`` do),
-``--memory`` (the slab is picked to stay within it; default half of what is available) and
+``--memory`` (the slab is picked to stay within it; default 2 GiB, or half of what is available if less) and
 ``--level [1|2]`` (tomogram positioning: IMOD's surface analysis of the alignment's markers, applied
 as etomo feeds ``AngleOffset``, ``XAXISTILT``, the thickness and the Z shift back).
 
@@ -82,12 +82,12 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,
-                   help="output mode (default: int16 for a 16-bit input, as newstack and tilt keep it; else float32)")
+                   help="output mode (default: the input's: bytes stay bytes, other integers int16, as tilt; else float32)")
     p.add_argument("--scale", type=float, nargs=2, metavar=("ADD", "MULT"),
                    help="add, then multiply, before writing (IMOD's SCALE; default: none for float32; for an integer"
                         " mode the one that puts the middle slab's values in its range, printed)")
     p.add_argument("--memory", type=parse_memory, metavar="SIZE",
-                   help="memory to stay within, such as 2G (default: half of what is available)")
+                   help="memory the whole process stays within, such as 4G (default: 2G, or half of what is available)")
     p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
                    help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
                         " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
@@ -172,12 +172,12 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     import numpy as np
 
     from ..errors import UsageError
+    from ..io.modes import tomogram_mode
     from .stream import AlignedRows, RawStack, WarpedRows, reconstruct_streamed
-
     check_options(options, lowpass=lowpass)
     raw = RawStack(stack_path)
     plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options)
-    mode = options.mode or ("int16" if raw.dtype.kind in "iu" else "float32")
+    mode = tomogram_mode(raw.dtype, options.mode)  # (a byte run's tomogram was int16: helper nits s14)
     radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
     views = plan.views
     if frame is None:

@@ -168,12 +168,17 @@ def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int,
     return int(min(ny, max(BLOCK, (rows // unit) * unit if rows >= unit else (rows // BLOCK) * BLOCK)))
 
 
+DEFAULT_BUDGET = 2 * 2**30  # slabs this size already stream a 4096^2 x 61 bin-1 tomogram at full speed (bench_stream)
+
+
 def available_memory_bytes() -> int:
-    """Half of what the system has available now (``MemAvailable``), or 2 GiB when it cannot tell."""
+    """The default budget: 2 GiB, or half of what the system has available now (``MemAvailable``) when that is less.
+    Half of all there was took 7.2 GB on a shared machine for a 2048^2 x 380 tomogram that ran as fast in 1.8 GB
+    (new user s14): more than the slabs need buys nothing, and takes it from everyone else."""
     from ..compute import available_memory_bytes as available
 
     whole = available()
-    return 2 * 2**30 if whole is None else whole // 2
+    return DEFAULT_BUDGET if whole is None else min(DEFAULT_BUDGET, whole // 2)
 
 
 class SlabWriter:

@@ -90,7 +90,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
                    help="mode of the aligned stack (default: the input's integer mode, as newstack; else float32)")
     p.add_argument("--memory", type=_memory, metavar="SIZE",
-                   help="memory the tomogram's slabs may use, such as 2G (default: half of what is available); the tracking"
+                   help="memory the tomogram's slabs may use, such as 4G (default: 2G, or half what is free); the tracking"
                         " before it and the aligned stack written beside it come on top (the whole process is bounded"
                         " by reconstruct --memory, not here)")
     add_size_option(p)  # the aligned frame of the .ali and the tomogram (reconstruction.frame)
