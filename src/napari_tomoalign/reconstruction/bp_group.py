@@ -40,16 +40,16 @@ def _opaque(builder, value):
     return builder.asm(ir.FunctionType(value.type, [value.type]), "", "=v,0", [value], False, "opaque")
 
 
-def _add_group(builder, q_data, offsets, weights, t_vec, nb):
+def _add_group(builder, q_data, offsets, weights, t_vec, nb, fresh=False):
     """The IR of one voxel column's sum over the group: ``t_vec`` (``nb // 16`` vectors) ``+=`` view ``j``'s cells at
     ``q_data + offsets[j]`` weighted by ``1 - f`` and ``f``, ``f`` lane ``j % 4`` of ``weights[j // 4]`` (four weights
-    copied to every 128-bit lane)."""
+    copied to every 128-bit lane); ``=`` if ``fresh`` (the sums start from zero, not from ``t_vec``)."""
     f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
     vec = ir.VectorType(f32, 16)
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
     n = nb // 16
-    acc = [builder.load(builder.gep(t_vec, [ir.Constant(i64, k)]), align=4) for k in range(n)]
     acc2 = [ir.Constant(vec, [0.0] * 16) for _ in range(n)]
+    acc = acc2[:] if fresh else [builder.load(builder.gep(t_vec, [ir.Constant(i64, k)]), align=4) for k in range(n)]
     ones = ir.Constant(vec, [1.0] * 16)
     for j in range(VIEW_GROUP):
         lane = ir.Constant(ir.VectorType(i32, 16), [4 * (e // 4) + j % 4 for e in range(16)])
@@ -139,7 +139,7 @@ def _splat(builder, scalar, n):
     return builder.shuffle_vector(one, ir.Constant(vt, None), ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
 
 
-def _sum_row_codegen(nb):
+def _sum_row_codegen(nb, fresh):
     """The IR of `sum_group_row_64` / `_32`: the tile's ``nx`` voxel columns of one section, each its cells worked
     out in registers (`_cells`) and its sum over the group added (`_add_group`)."""
     def codegen(context, builder, signature, args):
@@ -176,32 +176,34 @@ def _sum_row_codegen(nb):
             offsets = _split_words(builder, [builder.load(builder.gep(words, [ir.Constant(i64, m)]), align=8)
                                              for m in range(VIEW_GROUP // 2)])
             _add_group(builder, q.data, offsets, weights,
-                       builder.gep(t_vec, [builder.mul(loop.index, ir.Constant(i64, nb // 16))]), nb)
+                       builder.gep(t_vec, [builder.mul(loop.index, ir.Constant(i64, nb // 16))]), nb, fresh)
         return context.get_dummy_value()
 
     return codegen
 
 
-def _row_checked(q, b, c, t):
-    """Whether the arguments of a `sum_group_row_*` are what its IR reads."""
-    return all(isinstance(a, types.Array) for a in (q, b, c, t)) and q.ndim == b.ndim == c.ndim == 1 and (
+def _row_checked(q, b, c, t, fresh):
+    """Whether the arguments of a `sum_group_row_*` are what its IR reads (``fresh`` a constant)."""
+    arrays = all(isinstance(a, types.Array) for a in (q, b, c, t))
+    return isinstance(fresh, types.BooleanLiteral) and arrays and q.ndim == b.ndim == c.ndim == 1 and (
         t.ndim == 2 and t.layout == "C" and q.dtype == t.dtype == types.float32 and b.dtype == c.dtype == types.float64)
 
 
-@intrinsic
-def sum_group_row_64(typingctx, q, b, c, t, x0, nx, n_u, v0, zero):  # pragma: no cover - compiled
+@intrinsic(prefer_literal=True)
+def sum_group_row_64(typingctx, q, b, c, t, x0, nx, n_u, v0, zero, fresh):  # pragma: no cover - compiled
     """``t[xx, k] += sum over j < VIEW_GROUP of (1 - f) q[o + k] + f q[o + 64 + k]`` for ``xx < nx``, ``k < 64``: view
     ``v0 + j`` at the voxel column ``x = x0 + xx`` falls at ``u = b[j] + x c[j]`` (``b``, ``c`` the group's slice of
     the section's geometry, contiguous), its left cell ``o = ((v0 + j) n_u + int(u)) 64`` and ``f = u - int(u)``;
-    ``o = zero`` (the zero cell) and ``f = 0`` off the detector. ``t`` a section of a tile, ``(X_TILE, 64)``."""
-    if not _row_checked(q, b, c, t):
+    ``o = zero`` (the zero cell) and ``f = 0`` off the detector. ``t`` a section of a tile, ``(X_TILE, 64)``; with
+    ``fresh`` (a constant) ``=`` instead of ``+=`` (the first group: the tile needs no zeroing, its sums no load)."""
+    if not _row_checked(q, b, c, t, fresh):
         return None
-    return types.void(q, b, c, t, x0, nx, n_u, v0, zero), _sum_row_codegen(64)
+    return types.void(q, b, c, t, x0, nx, n_u, v0, zero, fresh), _sum_row_codegen(64, fresh.literal_value)
 
 
-@intrinsic
-def sum_group_row_32(typingctx, q, b, c, t, x0, nx, n_u, v0, zero):  # pragma: no cover - compiled
+@intrinsic(prefer_literal=True)
+def sum_group_row_32(typingctx, q, b, c, t, x0, nx, n_u, v0, zero, fresh):  # pragma: no cover - compiled
     """`sum_group_row_64` over 32 rows."""
-    if not _row_checked(q, b, c, t):
+    if not _row_checked(q, b, c, t, fresh):
         return None
-    return types.void(q, b, c, t, x0, nx, n_u, v0, zero), _sum_row_codegen(32)
+    return types.void(q, b, c, t, x0, nx, n_u, v0, zero, fresh), _sum_row_codegen(32, fresh.literal_value)

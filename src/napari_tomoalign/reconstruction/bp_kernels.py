@@ -93,20 +93,28 @@ def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # prag
             if spread:
                 _stream_units(done, vol, z0, row0, xp, per, 0, n_units)
             break
-        tile[:] = 0.0
         n_c = min(n_x, x0 + X_TILE) - x0
+        sent, owed = 0, 0  # units of ``done`` written; ``owed / n_steps`` more are due (no division per step)
         for v0 in range(0, n_t, VIEW_GROUP):
             c = cos_t[v0 : v0 + VIEW_GROUP]
             for s in range(n_s):
                 b = base[z0 + s, v0 : v0 + VIEW_GROUP]
-                if nb == MAX_BLOCK:
-                    sum_group_row_64(q1, b, c, tile[s], x0, n_c, n_u, v0, zero)  # type: ignore[call-arg]
+                if nb == MAX_BLOCK and v0 == 0:  # the first group sets the tile's sums (no zeroing, no load)
+                    sum_group_row_64(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, True)  # type: ignore[call-arg]
+                elif nb == MAX_BLOCK:
+                    sum_group_row_64(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, False)  # type: ignore[call-arg]
+                elif v0 == 0:
+                    sum_group_row_32(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, True)  # type: ignore[call-arg]
                 else:
-                    sum_group_row_32(q1, b, c, tile[s], x0, n_c, n_u, v0, zero)  # type: ignore[call-arg]
-                step = v0 // VIEW_GROUP * n_s + s
-                if spread:
-                    _stream_units(done, vol, z0, row0, xp, per, step * n_units // n_steps,
-                                  (step + 1) * n_units // n_steps)
+                    sum_group_row_32(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, False)  # type: ignore[call-arg]
+                if spread:  # after step j, units up to (j + 1) n_units // n_steps
+                    owed += n_units
+                    due = sent
+                    while owed >= n_steps:
+                        owed -= n_steps
+                        due += 1
+                    _stream_units(done, vol, z0, row0, xp, per, sent, due)
+                    sent = due
     store_fence()  # type: ignore[call-arg]
 
 
