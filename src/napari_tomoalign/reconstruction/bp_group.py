@@ -125,8 +125,10 @@ def _cells(builder, b, c, x, n_u, vbase, zero, nb):
                                                                                                    VIEW_GROUP)))
     lo = builder.select(builder.fcmp_ordered(">", u, zeros), u, zeros)
     last_v = _splat(builder, last, VIEW_GROUP)
-    cell = builder.fptosi(builder.select(builder.fcmp_ordered("<", lo, last_v), lo, last_v), iv)
-    w = builder.fptrunc(builder.fsub(u, builder.sitofp(cell, dv)), ir.VectorType(ir.FloatType(), VIEW_GROUP))
+    floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dv, [dv]), "llvm.floor.v8f64")
+    left = builder.call(floor, [builder.select(builder.fcmp_ordered("<", lo, last_v), lo, last_v)])
+    cell = builder.fptosi(left, iv)  # exact: ``left`` is a whole number, >= 0
+    w = builder.fptrunc(builder.fsub(u, left), ir.VectorType(ir.FloatType(), VIEW_GROUP))
     w = builder.select(inside, w, ir.Constant(w.type, [0.0] * VIEW_GROUP))
     o = builder.add(vbase, builder.mul(cell, ir.Constant(iv, [nb] * VIEW_GROUP)))
     return builder.select(inside, o, _splat(builder, zero, VIEW_GROUP)), w
