@@ -19,9 +19,10 @@ So a group of 8 views over 64 rows loads 64 vectors of ``q``, 4 of the tile, 2 o
 offsets, against 64 + 4 + 16 + 8 before. The sums are those of the numba loop: the same FMAs in the same
 order (``acc += (1 - f) a`` from the tile, ``acc2 += f b`` from zero, then ``acc + acc2``).
 
-`sum_group_row_64` (today's kernel) does the same for a section's columns of a tile, its cells and weights worked
-out first in the call (float64, as the geometry is, vectorised over the group's views) into a table on the stack
-that stays in L1; `sum_group_64` takes them from a table the caller made (session 13's kernel, a benchmark baseline).
+`sum_group_row_64` (today's kernel) does the same for a section's columns of a tile, each column's cells and weights
+worked out in registers (float64, as the geometry is, vectorised over the group's views) while the column before is
+summed: no load at all but the rows' and the tile's; `sum_group_64` takes them from a table the caller made (session
+13's kernel, a benchmark baseline).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 VIEW_GROUP = 8  # views summed together into a tile of columns; views are padded to a multiple of it
-COLUMNS = 16  # the most voxel columns of a `sum_group_row_64` call (`bp_kernels.X_TILE`)
 
 
 def _opaque(builder, value):
@@ -143,7 +143,7 @@ def _splat(builder, scalar, n):
 
 def _sum_row_codegen(nb, fresh):
     """The IR of `sum_group_row_64` / `_32`: the tile's ``nx`` voxel columns of one section, each its cells worked
-    out in registers (`_cells`) and its sum over the group added (`_add_group`)."""
+    out in registers (`_cells`, one column ahead) and its sum over the group added (`_add_group`)."""
     def codegen(context, builder, signature, args):
         q, b, c, t = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(4))
         x0, nx, n_u, v0, zero = (context.cast(builder, args[i], signature.args[i], types.int64) for i in range(4, 9))
@@ -157,28 +157,36 @@ def _sum_row_codegen(nb, fresh):
                                         ir.Constant(ir.VectorType(i32, VIEW_GROUP), list(range(VIEW_GROUP)))),
                             _splat(builder, per_view, VIEW_GROUP))
         t_vec = builder.bitcast(t.data, vec.as_pointer())
-        iv, wv = ir.VectorType(i32, VIEW_GROUP), ir.VectorType(f32, VIEW_GROUP)
-        offs, wts = cgutils.alloca_once(builder, iv, size=COLUMNS), cgutils.alloca_once(builder, wv, size=COLUMNS)
-        offs.align = wts.align = 64
-        # The row's cells first, all columns at once (no dependency between them), into a table in L1; worked out
-        # inside the column loop instead, each column's loads waited on its ~35 cycles of conversions, and the sums
-        # stalled on the filtered rows' reads from L2 (1.2x the time).
-        with cgutils.for_range(builder, nx) as loop:
-            o, w = _cells(builder, bv, cv, builder.sitofp(builder.add(x0, loop.index), f64), n_u32, vbase, zero32, nb)
-            builder.store(o, builder.gep(offs, [loop.index]), align=32)
-            builder.store(w, builder.gep(wts, [loop.index]), align=32)
-        quad = ir.VectorType(f32, 4)
-        spread = ir.Constant(ir.VectorType(i32, 16), [0, 1, 2, 3] * 4)
-        with cgutils.for_range(builder, nx) as loop:
-            quads = builder.bitcast(builder.gep(wts, [loop.index]), quad.as_pointer())
-            weights = [_opaque(builder, builder.shuffle_vector(builder.load(builder.gep(quads, [ir.Constant(i64, m)]),
-                                                                            align=16), ir.Constant(quad, None), spread))
-                       for m in range(VIEW_GROUP // 4)]
-            words = builder.bitcast(builder.gep(offs, [loop.index]), i64.as_pointer())
-            offsets = _split_words(builder, [builder.load(builder.gep(words, [ir.Constant(i64, m)]), align=8)
-                                             for m in range(VIEW_GROUP // 2)])
-            _add_group(builder, q.data, offsets, weights,
-                       builder.gep(t_vec, [builder.mul(loop.index, ir.Constant(i64, nb // 16))]), nb, fresh)
+        spread = [ir.Constant(ir.VectorType(i32, 16), [4 * m + e % 4 for e in range(16)]) for m in range(2)]
+
+        def cells(xx):
+            return _cells(builder, bv, cv, builder.sitofp(builder.add(x0, xx), f64), n_u32, vbase, zero32, nb)
+
+        # Software-pipelined: column xx + 1's cells are worked out while column xx's views are summed, and held in
+        # registers (phi nodes). A table of the row's cells in L1 instead (worked out first, loaded per column: 6
+        # more loads a column) took 1.07x the time; each column's cells worked out just before its sums, its loads
+        # waited on the ~30 cycles of the conversions.
+        first = cells(ir.Constant(i64, 0))
+        pre, body, after = builder.basic_block, builder.append_basic_block("row"), builder.append_basic_block("done")
+        builder.cbranch(builder.icmp_signed(">", nx, ir.Constant(i64, 0)), body, after)
+        builder.position_at_end(body)
+        xx, o, w = builder.phi(i64), builder.phi(first[0].type), builder.phi(first[1].type)
+        for phi, value in zip((xx, o, w), (ir.Constant(i64, 0), *first)):
+            phi.add_incoming(value, pre)
+        following = builder.add(xx, ir.Constant(i64, 1))
+        ahead = cells(following)
+        weights = [_opaque(builder, builder.shuffle_vector(w, ir.Constant(w.type, None), spread[m]))
+                   for m in range(VIEW_GROUP // 4)]
+        pairs = builder.bitcast(o, ir.VectorType(i64, VIEW_GROUP // 2))
+        offsets = _split_words(builder, [builder.extract_element(pairs, ir.Constant(i32, m))
+                                         for m in range(VIEW_GROUP // 2)])
+        _add_group(builder, q.data, offsets, weights, builder.gep(t_vec, [builder.mul(xx, ir.Constant(i64, nb // 16))]),
+                   nb, fresh)
+        end = builder.basic_block
+        for phi, value in zip((xx, o, w), (following, *ahead)):
+            phi.add_incoming(value, end)
+        builder.cbranch(builder.icmp_signed("<", following, nx), body, after)
+        builder.position_at_end(after)
         return context.get_dummy_value()
 
     return codegen

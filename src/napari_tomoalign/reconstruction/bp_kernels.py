@@ -7,9 +7,9 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
 2. **Back-project**: the threads share tiles of ``Z_TILE`` sections. For each voxel column ``(x, z)``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
    a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
-   ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: a section's
-   cells and weights for the tile's columns are worked out first (vectorised over the views, into a table of
-   1 KB), then each column adds the group on register-held accumulators (`bp_group.sum_group_row_64`).
+   ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: each column's
+   cells and weights are worked out in registers (vectorised over the views) while the column before adds the
+   group on register-held accumulators (`bp_group.sum_group_row_64`: no load but the rows' and the tile's).
    A group's filtered columns are shared by neighbouring voxel columns and stay in L1 (all 61 views at
    once did not fit, and were read from L2 for every column: 0.75x the time now). The buffer is written
    as whole cache lines of the volume's rows, 16 rows transposed in registers at a time, by non-temporal
@@ -29,14 +29,14 @@ from numpy.typing import NDArray
 
 from .bp_fft import filter_block
 from .bp_fft import stack_block as stack_block  # the kernels of `bp_full`, `local_blocks`, `local_rows` take it here
-from .bp_group import COLUMNS, VIEW_GROUP, sum_group_row_32, sum_group_row_64
+from .bp_group import VIEW_GROUP, sum_group_row_32, sum_group_row_64
 from .bp_write import store_fence, stream_transposed, write_columns
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
 MAX_BLOCK = 64  # rows in a full block: four AVX-512 vectors per voxel column
 # Fused multiply-adds but no reassociation: ``acc += g a`` then ``acc += f b`` stay two FMAs per vector.
 CONTRACT = {"contract", "nnan", "ninf", "nsz", "arcp", "afn"}
-X_TILE = COLUMNS  # voxel columns whose results are written together (16): a cache line of each output row
+X_TILE = 16  # voxel columns whose results are written together: a cache line of each output row
 OWN_BLOCKS_BYTES = 16 * 2**20  # each thread its own filtered rows (`own_blocks`) up to this size: both in L3
 Z_TILE = 32  # sections per tile of the back-projection: its sums (32 x X_TILE x 64 rows, 128 KB) stay in L2
 
@@ -69,9 +69,9 @@ def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # prag
     `write_columns` writes out), and the views are added a group of ``VIEW_GROUP`` at a time, so that a
     group's filtered columns, which neighbouring voxel columns share, come from L1 rather than L2 (summing
     all the views of one voxel column at once read them afresh from L2 for every column). For each section
-    and group, `bp_group.sum_group_row_64` (or ``_32``) works out the cells and weights of the tile's columns
-    (a table of 1 KB, in L1) and adds the group to each column on register-held accumulators (session 13 worked
-    out the cells of the whole tile first, a table of 32 KB that competed with the rows for L1: 0.94x the time).
+    and group, `bp_group.sum_group_row_64` (or ``_32``) works out the cells and weights of each of the tile's columns
+    in registers and adds the group to it on register-held accumulators (session 13 worked out the cells of the
+    whole tile first, a table of 32 KB in memory, then loaded 6 words of it per column: 0.85x the time now).
     The tiles start on a cache line (numba's arrays start 32 bytes past one: every vector of the tile was
     two loads or stores).
     """
