@@ -5,9 +5,11 @@
 
 Each probe is session 13's kernel (`baseline_bp_s13`: the cells of a group for the whole tile in a table first,
 then the sums) with one part removed, so its result is wrong on purpose; what it saves against that kernel, timed in
-the same interleaved runs, is what that part costs. Today's kernel (`bp_kernels.backproject_64`: each section's
-cells worked out in the sums' own call, `bp_group.sum_group_row_64`, and its tiles on cache lines) and session 12's
-(`baseline_bp_s12`) are timed beside them:
+the same interleaved runs, is what that part costs. Today's kernel (`bp_kernels.backproject_64`: each column's
+cells worked out in registers a column ahead of its sums, `bp_group.sum_group_row_64`, and its tiles on cache lines)
+and session 12's (`baseline_bp_s12`) are timed beside them. The probes' tiles are `np.empty` as session 13's were,
+at random 0 or 32 bytes past a cache line (numba's arrays), so a probe can come out slower than the kernel it
+lightens: read their costs as rough.
 
 - ``no writes``: the tile is summed but not written to the volume (`bp_kernels.write_columns` left out);
 - ``no tile loads``: each column's sums start at zero instead of from the tile (its read from L2 left out);

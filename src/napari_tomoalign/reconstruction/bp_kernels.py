@@ -71,7 +71,8 @@ def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # prag
     all the views of one voxel column at once read them afresh from L2 for every column). For each section
     and group, `bp_group.sum_group_row_64` (or ``_32``) works out the cells and weights of each of the tile's columns
     in registers and adds the group to it on register-held accumulators (session 13 worked out the cells of the
-    whole tile first, a table of 32 KB in memory, then loaded 6 words of it per column: 0.85x the time now).
+    whole tile first, a table of 32 KB in memory, then loaded 6 words of it per column: 0.78x its time now, with
+    the tiles aligned, in `bench_wbp_limit.py --parts`).
     The tiles start on a cache line (numba's arrays start 32 bytes past one: every vector of the tile was
     two loads or stores).
     """
