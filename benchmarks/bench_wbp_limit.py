@@ -69,6 +69,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from baseline_bp_s10 import backproject_64_s10  # noqa: E402
 from baseline_bp_s12 import backproject_64_s12  # noqa: E402
+from baseline_bp_s13 import backproject_64_s13  # noqa: E402
 from baseline_wbp import baseline_wbp  # noqa: E402
 
 from napari_tomoalign.reconstruction.bp_fft import filter_block, twiddles  # noqa: E402
@@ -303,7 +304,7 @@ def _filter_all(views, filt, wr, wi, q):  # pragma: no cover - compiled
 def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float], m: dict, repeats: int) -> None:
     """One thread, CPU medians: the filter and the back-projection (blocks of `MAX_BLOCK` rows into a volume
     made once), each block's rows filtered and then back-projected as `bp_kernels.wbp_blocks` runs them and the
-    two timed apart, against their terms of the bound; session 10's back-projection (`baseline_bp_s10`) in
+    two timed apart, against their terms of the bound; sessions 10, 12 and 13's back-projections (`baseline_bp_s*`) in
     the same runs; the new volume's first touch; and ``scipy.fft`` (pocketfft) filtering the same padded
     rows, for scale."""
     import scipy.fft
@@ -341,6 +342,9 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
     def today() -> tuple[float, float]:
         return pipeline(lambda vol, r0, z0, z1: backproject_64(q1, n_v, n_x, *geometry, vol, r0, MAX_BLOCK, z0, z1))
 
+    def session13() -> tuple[float, float]:
+        return pipeline(lambda vol, r0, z0, z1: backproject_64_s13(q1, n_v, n_x, *geometry, vol, r0, MAX_BLOCK, z0, z1))
+
     def session12() -> tuple[float, float]:
         return pipeline(lambda vol, r0, z0, z1: backproject_64_s12(q, *geometry, vol, r0, MAX_BLOCK, z0, z1))
 
@@ -356,16 +360,19 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
     bp_new = "back-projection (bp_kernels.backproject_64)"
     bp_old = "back-projection, session 10's kernel (baseline_bp_s10, in the same runs)"
     bp_s12 = "back-projection, session 12's kernel (baseline_bp_s12, in the same runs)"
-    times: dict[str, list[float]] = {"filter": [], bp_new: [], bp_s12: [], bp_old: [],
+    bp_s13 = "back-projection, session 13's kernel (baseline_bp_s13, in the same runs)"
+    times: dict[str, list[float]] = {"filter": [], bp_new: [], bp_s13: [], bp_s12: [], bp_old: [],
                                      "new volume (made and written once)": [],
                                      "scipy.fft rfft + irfft of the same rows": []}
     today()
+    session13()
     session12()
     session10()
     for r in range(repeats):  # interleaved: each repeat runs every part once (scipy's only in the first)
         f, b = today()
         times["filter"].append(f)
         times[bp_new].append(b)
+        times[bp_s13].append(session13()[1])
         times[bp_s12].append(session12()[1])
         times[bp_old].append(session10()[1])
         times["new volume (made and written once)"].append(timed(lambda: volume_empty(vol.shape).fill(1.0))[1])
@@ -373,14 +380,15 @@ def parts(stack: np.ndarray, tilts: np.ndarray, kw: dict, terms: dict[str, float
             times["scipy.fft rfft + irfft of the same rows"].append(timed(library)[1])
     fft_terms = sum(v for k, v in terms.items() if k.startswith(("FFTs", "filter product", "rows into")))
     bp_term = terms[next(k for k in terms if k.startswith("back-projection F"))]
-    against = {"filter": fft_terms, bp_new: bp_term, bp_s12: bp_term, bp_old: bp_term, "new volume (made and written once)":
-               4.0 * vol.size / m["copy_bytes_per_s"] + terms["+ the OS zeroing the new volume (measured first-touch cost)"]}
+    against = {"filter": fft_terms, bp_new: bp_term, bp_s13: bp_term, bp_s12: bp_term, bp_old: bp_term,
+               "new volume (made and written once)": 4.0 * vol.size / m["copy_bytes_per_s"]
+               + terms["+ the OS zeroing the new volume (measured first-touch cost)"]}
     print("  parts, one thread (CPU medians, interleaved), against their terms of the bound:")
     med = {name: float(np.median(t)) for name, t in times.items()}
     for name, t in med.items():
         ref = f" = {t / against[name]:.1f}x its terms ({1000 * against[name]:.1f} ms)" if name in against else ""
         print(f"    {1000 * t:6.1f} ms  {name}{ref}")
-    for name, old in (("12", bp_s12), ("10", bp_old)):
+    for name, old in (("13", bp_s13), ("12", bp_s12), ("10", bp_old)):
         print(f"    back-projection today / session {name}'s: {med[bp_new] / med[old]:.2f} (medians; per repeat:"
               f" {', '.join(f'{a / b:.2f}' for a, b in zip(times[bp_new], times[old]))})")
 

@@ -1,11 +1,15 @@
-"""Where the global back-projection's time goes: today's kernel beside copies of it with one cost taken out.
+"""Where the global back-projection's time goes: session 13's kernel beside copies of it with one cost taken out.
 
     python benchmarks/probe_bp.py               # 512 x 512 x 61 -> 128 thick, one thread, 7 interleaved repeats
     python benchmarks/probe_bp.py --repeats 11
 
-Each probe is `bp_kernels._bp_tile` (64 rows) with one part removed, so its result is wrong on purpose; what it
-saves against the kernel, timed in the same interleaved runs, is what that part costs (session 12's kernel,
-`baseline_bp_s12`, is timed beside them):
+Each probe is session 13's kernel (`baseline_bp_s13`: the cells of a group for the whole tile in a table first,
+then the sums) with one part removed, so its result is wrong on purpose; what it saves against that kernel, timed in
+the same interleaved runs, is what that part costs. Today's kernel (`bp_kernels.backproject_64`: each column's
+cells worked out in registers a column ahead of its sums, `bp_group.sum_group_row_64`, and its tiles on cache lines)
+and session 12's (`baseline_bp_s12`) are timed beside them. The probes' tiles are `np.empty` as session 13's were,
+at random 0 or 32 bytes past a cache line (numba's arrays), so a probe can come out slower than the kernel it
+lightens: read their costs as rough.
 
 - ``no writes``: the tile is summed but not written to the volume (`bp_kernels.write_columns` left out);
 - ``no tile loads``: each column's sums start at zero instead of from the tile (its read from L2 left out);
@@ -13,7 +17,7 @@ saves against the kernel, timed in the same interleaved runs, is what that part 
   (here they are spread over the next tile's steps);
 - ``rows in L1``: every view's reads fall on its first two cells (30 KB for 61 views), so no read of the
   filtered rows misses L1;
-- ``tables only``: the cells and weights (`bp_kernels._group_cells`) and nothing else;
+- ``tables only``: the cells and weights (`baseline_bp_s13._group_cells_s13`) and nothing else;
 - ``rows in L1, no writes``: both at once, so what is left is the tables and the view loop with its reads in L1
   (against `bench_wbp_limit.py`'s "own view loop", which sums 60 views per column with fixed cells).
 
@@ -34,6 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from baseline_bp_s12 import backproject_64_s12  # noqa: E402
+from baseline_bp_s13 import _group_cells_s13 as _group_cells  # noqa: E402
+from baseline_bp_s13 import backproject_64_s13  # noqa: E402
 from bench_wbp_limit import _filter_all  # noqa: E402
 
 from napari_tomoalign.reconstruction.bp_fft import twiddles  # noqa: E402
@@ -44,7 +50,6 @@ from napari_tomoalign.reconstruction.bp_kernels import (  # noqa: E402
     VIEW_GROUP,
     X_TILE,
     Z_TILE,
-    _group_cells,
     backproject_64,
     filtered_rows,
     padded_geometry,
@@ -62,7 +67,7 @@ NO_WRITES, NO_TILE_LOADS, ROWS_IN_L1, TABLES_ONLY, LOOP_AND_TABLES, BURST = 1, 2
 
 
 def probe(mode: int):
-    """`bp_kernels.backproject_64` with the part ``mode`` names taken out (its writes, when taken out, are not
+    """`baseline_bp_s13.backproject_64_s13` with the part ``mode`` names taken out (its writes, when taken out, are not
     spread over the next tile's steps: there are none)."""
 
     @numba.njit(fastmath=CONTRACT, nogil=True)
@@ -118,7 +123,8 @@ def main() -> None:
     q1 = filtered_rows(n_v, n, MAX_BLOCK)
     q = q1[: n_v * n * MAX_BLOCK].reshape(n_v, n, MAX_BLOCK)
     blocks = [np.ascontiguousarray(stack[:, r : r + MAX_BLOCK]) for r in range(0, n - MAX_BLOCK + 1, MAX_BLOCK)]
-    kernels = {"the kernel (bp_kernels.backproject_64)": backproject_64,
+    kernels = {"session 13's kernel (baseline_bp_s13)": backproject_64_s13,
+               "today's kernel (bp_kernels.backproject_64)": backproject_64,
                "session 12's kernel (baseline_bp_s12)": lambda q1, n_v, n_u, *rest: backproject_64_s12(q, *rest),
                "writes in a burst": probe(BURST), "no writes": probe(NO_WRITES), "no tile loads": probe(NO_TILE_LOADS),
                "rows in L1": probe(ROWS_IN_L1), "tables only": probe(TABLES_ONLY),
@@ -150,6 +156,8 @@ def main() -> None:
         cost = "" if name == names[0] else f"   (that part costs {1000 * (ref - t):5.1f} ms)"
         if name == "tables only":
             cost = "   (what the tables cost alone)"
+        if name.startswith("today"):
+            cost = f"   (saves {1000 * (ref - t):5.1f} ms against session 13's)"
         if name.startswith(("session 12", "writes in a burst")):
             cost = f"   (the kernel saves {1000 * (t - ref):5.1f} ms against it)"
         if name == "rows in L1, no writes":

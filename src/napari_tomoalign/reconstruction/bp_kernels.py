@@ -7,9 +7,9 @@ The volume is made one block of ``MAX_BLOCK`` rows (slices) at a time (``BLOCK``
 2. **Back-project**: the threads share tiles of ``Z_TILE`` sections. For each voxel column ``(x, z)``
    and view, the detector position ``u`` is the same in every row of the block, so the block's rows are
    a few vectors: two contiguous reads of ``q`` and two fused multiply-adds per voxel and view. A tile of
-   ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: the group's
-   cells and weights for the tile are worked out first (vectorised over the views), then each column
-   adds the group on register-held accumulators (`bp_group.sum_group_64`: no load but the rows').
+   ``X_TILE`` columns by the sections is summed in a buffer, ``VIEW_GROUP`` views at a time: each column's
+   cells and weights are worked out in registers (vectorised over the views) while the column before adds the
+   group on register-held accumulators (`bp_group.sum_group_row_64`: no load but the rows' and the tile's).
    A group's filtered columns are shared by neighbouring voxel columns and stay in L1 (all 61 views at
    once did not fit, and were read from L2 for every column: 0.75x the time now). The buffer is written
    as whole cache lines of the volume's rows, 16 rows transposed in registers at a time, by non-temporal
@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from .bp_fft import filter_block
 from .bp_fft import stack_block as stack_block  # the kernels of `bp_full`, `local_blocks`, `local_rows` take it here
-from .bp_group import VIEW_GROUP, sum_group_32, sum_group_64
+from .bp_group import VIEW_GROUP, sum_group_row_32, sum_group_row_64
 from .bp_write import store_fence, stream_transposed, write_columns
 
 BLOCK = 32  # the fewest rows in a block: two AVX-512 vectors of float32
@@ -61,27 +61,6 @@ def volume_empty(shape: tuple[int, ...]) -> NDArray[np.float32]:
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf):  # pragma: no cover - compiled
-    """The cells and weights of views ``v0 .. v0 + VIEW_GROUP`` for every voxel column of the tile: ``off[z - z0,
-    x - x0, j]`` the flat index in ``q`` of view ``v0 + j``'s left cell, ``wf`` the right cell's weight (the left
-    one's is ``1 - wf``). Off the detector (and for a padded view) the cell is ``zero``: two columns of zeros
-    after the views' rows. Vectorised over the group's views, in float64 as the geometry is."""
-    top = n_u - 1.0
-    zero = numba.uint32(n_v * n_u * nb)
-    for z in range(z0, z1):
-        b, o, w = base[z, v0 : v0 + VIEW_GROUP], off[z - z0], wf[z - z0]
-        c = cos_t[v0 : v0 + VIEW_GROUP]
-        for xx in range(X_TILE):
-            x = np.float64(x0 + xx)
-            for j in range(VIEW_GROUP):
-                u = b[j] + x * c[j]
-                inside = (u >= 0.0) & (u <= top)
-                i = min(max(int(u), 0), n_u - 2)
-                o[xx, j] = numba.uint32(((v0 + j) * n_u + i) * nb) if inside else zero
-                w[xx, j] = np.float32(u - i) if inside else np.float32(0.0)
-
-
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
 def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of the block: ``vol[z, row0 + k, x] = sum over views of q[v](u, k)``.
 
@@ -89,16 +68,19 @@ def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # prag
     Tiles of ``X_TILE`` columns by all the sections: the sums live in ``tile`` (the buffer that
     `write_columns` writes out), and the views are added a group of ``VIEW_GROUP`` at a time, so that a
     group's filtered columns, which neighbouring voxel columns share, come from L1 rather than L2 (summing
-    all the views of one voxel column at once read them afresh from L2 for every column). For each column
-    and group, `bp_group.sum_group_64` (or ``_32``) adds the group on register-held accumulators, its cells
-    and weights for the whole tile worked out first (`_group_cells`).
+    all the views of one voxel column at once read them afresh from L2 for every column). For each section
+    and group, `bp_group.sum_group_row_64` (or ``_32``) works out the cells and weights of each of the tile's columns
+    in registers and adds the group to it on register-held accumulators (session 13 worked out the cells of the
+    whole tile first, a table of 32 KB in memory, then loaded 6 words of it per column: 0.78x its time now, with
+    the tiles aligned, in `bench_wbp_limit.py --parts`).
+    The tiles start on a cache line (numba's arrays start 32 bytes past one: every vector of the tile was
+    two loads or stores).
     """
     n_t = base.shape[1]  # n_v padded to a whole number of groups (`padded_geometry`)
     n_x = vol.shape[2]
     n_s = z1 - z0
-    tiles = np.empty((2, n_s, X_TILE, nb), dtype=np.float32)
-    off = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.uint32)
-    wf = np.empty((n_s, X_TILE, VIEW_GROUP), dtype=np.float32)
+    tiles = aligned_empty(2 * n_s * X_TILE * nb).reshape((2, n_s, X_TILE, nb))  # numba's np.empty: 32 mod 64 bytes
+    zero = n_v * n_u * nb  # the zero cell
     n_steps = n_t // VIEW_GROUP * n_s  # (group, section) steps per tile
     per = n_valid // 16
     n_units = n_s * per  # a tile's output: 16 rows of a section at a time (`stream_transposed`)
@@ -112,19 +94,28 @@ def _bp_tile(q1, n_v, n_u, base, cos_t, vol, row0, n_valid, z0, z1, nb):  # prag
             if spread:
                 _stream_units(done, vol, z0, row0, xp, per, 0, n_units)
             break
-        tile[:] = 0.0
+        n_c = min(n_x, x0 + X_TILE) - x0
+        sent, owed = 0, 0  # units of ``done`` written; ``owed / n_steps`` more are due (no division per step)
         for v0 in range(0, n_t, VIEW_GROUP):
-            _group_cells(base, cos_t, n_v, n_u, nb, z0, z1, x0, v0, off, wf)
+            c = cos_t[v0 : v0 + VIEW_GROUP]
             for s in range(n_s):
-                for xx in range(min(n_x, x0 + X_TILE) - x0):
-                    if nb == MAX_BLOCK:
-                        sum_group_64(q1, off[s, xx], wf[s, xx], tile[s, xx])  # type: ignore[call-arg]
-                    else:
-                        sum_group_32(q1, off[s, xx], wf[s, xx], tile[s, xx])  # type: ignore[call-arg]
-                step = v0 // VIEW_GROUP * n_s + s
-                if spread:
-                    _stream_units(done, vol, z0, row0, xp, per, step * n_units // n_steps,
-                                  (step + 1) * n_units // n_steps)
+                b = base[z0 + s, v0 : v0 + VIEW_GROUP]
+                if nb == MAX_BLOCK and v0 == 0:  # the first group sets the tile's sums (no zeroing, no load)
+                    sum_group_row_64(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, True)  # type: ignore[call-arg]
+                elif nb == MAX_BLOCK:
+                    sum_group_row_64(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, False)  # type: ignore[call-arg]
+                elif v0 == 0:
+                    sum_group_row_32(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, True)  # type: ignore[call-arg]
+                else:
+                    sum_group_row_32(q1, b, c, tile[s], x0, n_c, n_u, v0, zero, False)  # type: ignore[call-arg]
+                if spread:  # after step j, units up to (j + 1) n_units // n_steps
+                    owed += n_units
+                    due = sent
+                    while owed >= n_steps:
+                        owed -= n_steps
+                        due += 1
+                    _stream_units(done, vol, z0, row0, xp, per, sent, due)
+                    sent = due
     store_fence()  # type: ignore[call-arg]
 
 
