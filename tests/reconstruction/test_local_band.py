@@ -52,9 +52,13 @@ def test_a_band_holds_the_rows_of_the_views_filtered_whole():
         band[:, :PAD_U] = band[:, PAD_U + n_u :] = 0.0
         start, n_f = 0, 0
         rows, bufs = np.empty((n_r, n_u), dtype=np.float32), np.empty((4, 256, 32), dtype=np.float32)
+        sums, count = np.zeros(n_v), np.zeros(n_r, dtype=int)
         for lo, hi in ((-32, 48), (16, 112), (64, 160), (32, 96), (96, 176)):
-            start, n_f = fill_band(views, shear, filt, *twiddles(256), band, start, n_f, lo, hi, rows, bufs)
+            new_from = start + n_f if start <= lo < start + n_f else lo  # the rows filtered anew: summed once
+            count[max(0, new_from) : max(0, min(hi, n_r))] += 1
+            start, n_f = fill_band(views, shear, filt, *twiddles(256), band, start, n_f, lo, hi, rows, bufs, sums)
             assert (start, n_f) == (lo, hi - lo)
+            assert np.allclose(sums, np.einsum("vru,r->v", views.astype(float), count), rtol=1e-9, atol=1e-9)
             got = band[:, :, : hi - lo]
             ref = np.zeros_like(got)
             a, b = max(lo, 0), min(hi, n_r)
@@ -102,10 +106,44 @@ def test_the_kernel_in_bands_is_the_kernel_on_views_filtered_whole():
         scale = np.abs(ref).max()
         for n_runs in (1, 2):
             got = np.full((n_z, n_r, n_u), np.nan, dtype=np.float32)
-            backproject_local_bands(views, shear, filt, *twiddles(256), mats, grid, 0, got, slabs, n_runs)
+            sums = backproject_local_bands(views, shear, filt, *twiddles(256), mats, grid, 0, got, slabs, n_runs)
             assert np.abs(got - ref).max() <= 1e-5 * scale
+            assert np.all(np.isfinite(sums))
+            hurt = views.copy()
+            hurt[5, 149, 0] = np.nan  # the last row: in the last block's band (a row may be filtered twice)
+            sums = backproject_local_bands(hurt, shear, filt, *twiddles(256), mats, grid, 0, got, slabs, n_runs)
+            assert np.isnan(sums[5]) and np.all(np.isfinite(np.delete(sums, 5)))
         part = np.full((n_z, 70, n_u), np.nan, dtype=np.float32)  # rows 40 .. 110, a block across the middle
         backproject_local_bands(views, shear, filt, *twiddles(256), mats, grid, 40, part, slabs, 2)
         whole = np.empty((n_z, 70, n_u), dtype=np.float32)
         backproject_local_rows(q, shear, n_r, n_u, mats, grid, 40, whole, slabs)
         assert np.abs(part - whole).max() <= 1e-5 * scale
+
+
+def test_a_nan_pixel_in_a_row_the_bands_reach_is_refused_naming_the_view():
+    """The local WBP on the one-row kernel sums the rows it filters (`local_band.fill_band`) instead of a pass over
+    the stack first: a NaN or infinite pixel in a view used is refused, naming the view as a person counts it; a
+    view left out is not looked at, and a float64 stack beyond float32's range is refused too."""
+    import pytest
+
+    from napari_tomoalign.reconstruction.local_errors import choose_kernel
+    from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+
+    lp, tilts = geometry(x_tilt_deg=0.0)
+    views = inputs()[0]
+    assert choose_kernel(*kernel_arguments(lp, 1), 20, (96, 150)) >= 2  # the one-row kernel, in bands
+    clean = weighted_back_projection(views, tilts, thickness=20, local=lp)
+    for bad in (np.nan, np.inf):
+        for binning in (1, 2):
+            hurt = views.copy()
+            hurt[3, 70, 40] = bad
+            with pytest.raises(ValueError, match="view 4 of the aligned stack holds NaN or infinite"):
+                weighted_back_projection(hurt, tilts, thickness=20, binning=binning, local=lp)
+    use = np.ones(9, bool)
+    use[3] = False
+    assert np.all(np.isfinite(weighted_back_projection(hurt, tilts, thickness=20, local=lp, use_view=use)))
+    big = views.astype(np.float64)
+    big[1, 0, 0] = 1e308
+    with pytest.raises(ValueError, match="view 2 of the aligned stack holds NaN or infinite"):
+        weighted_back_projection(big, tilts, thickness=20, local=lp)
+    assert np.all(np.isfinite(clean))

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from .bp_fft import filter_block
+from .bp_kernels import add_row_sums
 from .local_blocks import GROUP, N_GROUPS, PAD_U, ROWS, shear_rows
 
 GRID = 16  # rows are filtered a multiple of 16 at a time (`bp_fft.filter_block` filters 16 or 32 rows a pass)
@@ -59,12 +60,14 @@ def band_end(lo, hi, start, n_f):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs):  # pragma: no cover - compiled
+def fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs, sums):  # pragma: no cover - compiled
     """``band[v, PAD_U + u, k]`` = row ``lo + k`` of view ``v`` sheared (`local_blocks.shear_rows`) and filtered
     (`bp_fft.filter_block`, as `local_blocks.filtered_sheared_views`), for ``k < hi - lo``; zero beyond the view.
     The band held rows ``start .. start + n_f``: those it shares with ``lo .. hi`` move down to their place and are
-    not filtered again. ``rows``: a view's scratch (for the shear), ``bufs``: the filter's. Returns ``(lo, hi - lo)``,
-    the band's new ``(start, n_f)``."""
+    not filtered again. ``rows``: a view's scratch (for the shear), ``bufs``: the filter's. The rows of view ``v``
+    filtered anew are summed into ``sums[v]`` (float64, `bp_kernels.add_row_sums`, as the global WBP does): NaN or
+    infinite where a pixel is, so that the stack needs no pass of its own. Returns ``(lo, hi - lo)``, the band's
+    new ``(start, n_f)``."""
     n_v, n_r, n_u = views.shape
     keep = 0
     if start <= lo < start + n_f:
@@ -82,6 +85,7 @@ def fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs):
     cr = (n_r - 1) / 2.0
     r0 = lo + keep
     for v in range(n_v):
+        add_row_sums(sums, v, views[v], max(0, r0), min(n_r, hi))  # brings the rows into the cache for the filter
         src = views[v]
         if shear[v] != 0.0:
             shear_rows(views[v], shear[v], rows, r0, hi)

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from .bp_fft import twiddles
-from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, write_columns
+from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, view_sums, write_columns
 from .local_band import GRID, band_end, band_rows, fill_band
 from .local_blocks import (
     FILTER_ROWS,
@@ -252,8 +252,9 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
 
 
 @numba.njit(cache=True, nogil=True)
-def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0, b1):  # pragma: no cover - compiled
-    """The blocks ``b0 .. b1`` of `backproject_local_bands`, one after the other along a band of their own."""
+def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0, b1, sums):  # pragma: no cover
+    """The blocks ``b0 .. b1`` of `backproject_local_bands`, one after the other along a band of their own; the rows
+    of the views filtered summed into ``sums`` (`local_band.fill_band`)."""
     n_v, n_r, n_u = views.shape
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_r - 1) / 2.0, (n_z - 1) / 2.0, (n_u - 1) / 2.0)
@@ -271,7 +272,7 @@ def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0,
             n_f = 0
             hi = band_end(lo, need, start, n_f)
             band = np.zeros((n_v, n_u + 2 * PAD_U, hi - lo + GRID), dtype=np.float32)
-        start, n_f = fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs)
+        start, n_f = fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs, sums)
         _block_rows(band, geo, lo + PAD, vol, yb, slabs)
 
 
@@ -279,11 +280,14 @@ def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0,
 def backproject_local_bands(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, n_runs):  # pragma: no cover
     """`backproject_local_rows` from the views ``views`` themselves: each of ``n_runs`` (the threads) takes a run of
     blocks in turn and filters the rows of the views they reach into a band of its own as it goes
-    (`local_band.fill_band`, with ``shear``, ``filt``, ``wr``, ``wi`` as `local_blocks.filtered_sheared_views`)."""
+    (`local_band.fill_band`, with ``shear``, ``filt``, ``wr``, ``wi`` as `local_blocks.filtered_sheared_views`).
+    Returns the float64 sum of the rows of each view that were filtered (NaN or infinite where a pixel is)."""
     n_blocks = (vol.shape[1] + ROWS - 1) // ROWS
+    part = np.zeros((n_runs, views.shape[0]))  # each run's sums
     for run in numba.prange(n_runs):
         _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, run * n_blocks // n_runs,
-                       (run + 1) * n_blocks // n_runs)
+                       (run + 1) * n_blocks // n_runs, part[run])
+    return part.sum(axis=0)
 
 
 def backproject_local_views(
@@ -295,12 +299,14 @@ def backproject_local_views(
     row_first: int,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> None:
-    """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned) and back-project them with the local
+) -> NDArray[np.float64]:
+    """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned, float32) and back-project them with the local
     geometry ``mats``, ``grid`` (`local_warp.kernel_arguments`) into ``vol`` ``(n_z, n_rows, cols)``, whose row
     ``k`` is view row ``row_first + k``; ``filt`` from `wbp.full_filter`. One row per volume row in slabs of
     sections, in blocks of rows, or voxel by voxel, as `local_errors.choose_slabs` says; in chunks of rows so that
-    ``progress`` and ``should_stop`` are heard."""
+    ``progress`` and ``should_stop`` are heard. Returns the float64 sum of each view's rows that were read: of those
+    the bands reached (`backproject_local_bands`; the work stops after a chunk where one is not finite), or of all
+    (the block and voxel kernels). One that is not finite means a NaN or infinite pixel: the caller names the view."""
     n_v, n_r, n_u = stack.shape
     n_z, n_rows, _ = vol.shape
     if should_stop is not None and should_stop():
@@ -309,6 +315,9 @@ def backproject_local_views(
     slab = int(slabs.min())
     shear = np.zeros(n_v) if slab == 0 else row_shears(mats)
     tw = twiddles(filt.shape[1])
+    sums = np.zeros(n_v) if slab >= 2 else view_sums(stack, np.arange(n_v))
+    if not np.all(np.isfinite(sums)):
+        return sums
     q = filtered_sheared_views(stack, shear, filt, *tw) if slab < 2 else None  # the one-row kernel filters in bands
     threads = max(1, numba.get_num_threads())
     chunk = ROWS * threads * 8  # a band per thread and chunk: 8 blocks filter 1 / 16 more rows than all the rows
@@ -317,8 +326,10 @@ def backproject_local_views(
             raise Cancelled("reconstruction cancelled")
         part = vol[:, c0 : c0 + chunk]
         if q is None:
-            backproject_local_bands(stack, shear, filt, *tw, mats, grid, row_first + c0, part, slabs,
-                                    min(threads, -(-part.shape[1] // ROWS)))
+            sums += backproject_local_bands(stack, shear, filt, *tw, mats, grid, row_first + c0, part, slabs,
+                                            min(threads, -(-part.shape[1] // ROWS)))
+            if not np.all(np.isfinite(sums)):
+                return sums
         elif slab == 0:  # patches too different for blocks of rows: voxel by voxel, on the unsheared views
             backproject_local(q[:, PAD_U : PAD_U + n_u, PAD : PAD + n_r].transpose(0, 2, 1), mats, grid, row_first + c0,
                               part)
@@ -326,3 +337,4 @@ def backproject_local_views(
             backproject_local_blocks(q, shear, n_r, n_u, mats, grid, row_first + c0, part)
         if progress is not None:
             progress(min(n_rows, c0 + chunk), n_rows)
+    return sums

@@ -139,8 +139,8 @@ def weighted_back_projection(
         See `radial_filter`; frequencies are in cycles per *binned* pixel.
     rows
         Optional ``(first, stop)`` range of binned rows (slices) to reconstruct; all by default. A NaN or
-        infinite pixel of a view used is refused (naming the view); in the plain geometry only in the rows
-        the volume reaches, which the kernel checks as it reads them.
+        infinite pixel of a view used is refused (naming the view); in the plain geometry and the local
+        one-row kernel's only in the rows the volume reaches, which the kernel checks as it reads them.
     use_view
         Optional ``(n_views,)`` mask; views set False (for example undetermined by the fit) are left out.
     progress, should_stop
@@ -149,7 +149,8 @@ def weighted_back_projection(
     local
         Local alignments (`local_warp.local_projection`, made for this stack's unbinned size): each voxel
         is projected with the local geometry of the patches around it, as IMOD's ``tilt`` does with a
-        ``LOCALFILE``. All rows of the views are then filtered, even for a ``rows`` subset.
+        ``LOCALFILE``. The rows of the views filtered are those the volume's rows reach through it (all of
+        them for the block and voxel kernels, `local_errors.choose_slabs`).
     x_tilt_deg
         The X-axis tilt ``f``, one value or one per view: tiltalign's X-tilt, its ``.xtilt`` file as it is.
         IMOD's ``XAXISTILT`` is *subtracted* from that (`positioning.wbp_x_tilts`), as IMOD's ``tilt`` does.
@@ -186,12 +187,14 @@ def weighted_back_projection(
     filt = radial_filter(n_pad, weighting=weighting, sirt_iterations=sirt_iterations,
                          lowpass_cutoff=lowpass_cutoff, lowpass_falloff=lowpass_falloff)
     weights = angular_weights(tilts[views]).astype(np.float32)
-    if local is not None:  # a local transform may move a point across rows: every row of the views is filtered
-        check_finite_views(aligned, doubtful_views(aligned, views), what="aligned stack")
+    if local is not None:  # the local kernels sum the rows they read: only a stack not in float32 is checked first
+        if type(aligned) is not np.ndarray or aligned.dtype != np.float32:
+            check_finite_views(aligned, views, what="aligned stack")
         vol = volume_empty((n_z, y1 - y0, n_x))
         mats, grid = kernel_arguments(local.subset(views), binning)
-        backproject_local_views(binned_views(aligned, views, binning), full_filter(filt, weights), mats, grid, vol,
-                                y0, progress, should_stop)
+        refuse_non_finite(aligned, views, backproject_local_views(binned_views(aligned, views, binning),
+                                                                  full_filter(filt, weights), mats, grid, vol, y0,
+                                                                  progress, should_stop))
         return vol
     coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
                                    z_factors=z_factors, shift_px=shift_px)[views]
@@ -200,11 +203,18 @@ def weighted_back_projection(
     vol = volume_empty((n_z, y1 - y0, n_x))
     stack = binned_views(aligned, views, binning)
     sums = backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop)
-    if sums is not None and not np.all(np.isfinite(sums)):  # a NaN or infinite pixel in a row the volume reaches
+    if sums is not None:
+        refuse_non_finite(aligned, views, sums)
+    return vol
+
+
+def refuse_non_finite(aligned: NDArray, views: NDArray[np.intp], sums: NDArray[np.float64]) -> None:
+    """Raise ValueError naming the view of ``aligned`` whose rows read by a kernel summed (``sums``, one per
+    ``views``) to NaN or infinity: a NaN or infinite pixel in a row the volume reaches."""
+    if not np.all(np.isfinite(sums)):
         bad = views[~np.isfinite(sums)]
         check_finite_views(aligned, bad, what="aligned stack")  # names the view (and says why)
         raise ValueError(f"view {view_number(int(bad[0]))} of the aligned stack gives NaN or infinite values")
-    return vol
 
 
 def projection_coefficients(
