@@ -87,7 +87,7 @@ def _dock(viewer, imod_data: Path, outs: dict[str, Path], qtbot) -> None:
             widget.options.robust.value = case == "aligna"
             widget.options.imod_com.value = str(imod_data / "aligna.com")
             assert widget.start_alignment() is not None, widget.status.text()
-            qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+            qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
             widget.saving.save_dir.value = str(out)
             stem = widget.saving.save_alignment()[0].parent.glob("*.xf")
             assert next(stem).name == "BBa.xf"

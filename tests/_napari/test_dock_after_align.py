@@ -15,7 +15,7 @@ from napari_tomoalign._napari.dock.compare import bead_section  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.alignment.transforms import aligned_marker_positions  # noqa: E402
 
-WAIT_MS = 120_000
+WAIT_MS = 600_000  # the first worker of a fresh clone compiles every kernel: minutes on a loaded machine
 
 
 def no_second_viewer(*_, **__):

@@ -10,7 +10,7 @@ from support.paths import DATA
 
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
-WAIT_MS = 120_000
+WAIT_MS = 600_000
 
 
 @pytest.fixture

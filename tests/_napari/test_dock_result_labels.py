@@ -19,7 +19,7 @@ def test_aligned_marker_ids_contrast_with_the_aligned_stack(qtbot, make_napari_v
     first_look()
     try:
         assert widget.start_alignment() is not None, widget.status.text()
-        qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+        qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
         ali, pts = viewer.layers[ALIGNED], viewer.layers[ALIGNED_MARKERS]
         lo, hi = ali.contrast_limits
         ink = np.asarray(pts.text.color.array)[:, :3] @ LUMA

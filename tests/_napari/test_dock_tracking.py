@@ -18,7 +18,7 @@ from napari_tomoalign._napari.dock.results import PREDICTED  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.simulation.beads import make_bead_series  # noqa: E402
 
-WAIT_MS = 120_000
+WAIT_MS = 600_000
 TRANSLATE_NM = (0.0, 40.0, -25.0)  # a stack placed off the origin: world = pixels x scale + translate
 SERIES = {}
 

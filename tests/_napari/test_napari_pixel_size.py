@@ -40,7 +40,7 @@ def test_bba_markers_over_a_scaled_stack_fit_as_the_cli_does(qtbot, make_napari_
         widget.options.axis_mode.value = "estimate near the angle"
         widget.options.axis_angle.value = -12.5
         assert widget.start_alignment() is not None
-        qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+        qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
         al = widget.runs.last.alignment
         assert al.rms_residual_px == pytest.approx(CLI_RMS_PX, abs=5e-4), widget.status.text()
         assert al.pixel_size_nm == pytest.approx(pixel_nm)

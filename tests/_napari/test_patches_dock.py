@@ -13,7 +13,7 @@ from napari_tomoalign._napari.dock.patches import GOLD, PATCHES  # noqa: E402
 from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.simulation.lamella import make_lamella_series  # noqa: E402
 
-WAIT_MS = 120_000
+WAIT_MS = 600_000
 
 
 def test_patch_tracking_in_the_dock_fills_a_markers_layer_that_aligns(qtbot, make_napari_viewer):

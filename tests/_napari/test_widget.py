@@ -20,7 +20,7 @@ from napari_tomoalign.conventions import view_number  # noqa: E402
 from napari_tomoalign.jobs.align import run_align_job, surface_analysis  # noqa: E402
 from napari_tomoalign.reconstruction.compare import slice_correlations  # noqa: E402
 
-WAIT_MS = 120_000
+WAIT_MS = 600_000
 
 
 def no_second_viewer(*_, **__):
