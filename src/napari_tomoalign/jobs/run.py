@@ -268,8 +268,9 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     """The alignment of the tracked markers, written into ``alignment/``: the tracker's last robust fit when
     the job asks for the tracker's options, else a solve (an align.com's full model, or other options)."""
     from ..local_jobs import wants_local
+    from ..reconstruction.positioning import in_one_layer
     from ..tracking.jobs import run_options
-    from .align import AlignJob, run_align_job, solve
+    from .align import AlignJob, run_align_job, solve, surface_analysis
 
     result = tracked.result
     table = result.markers
@@ -307,6 +308,11 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
         raise UsageError(f"the solved tilt angles differ from the given ones by up to {off[0]:.1f} deg (view"
                          f" {view_number(off[1])}): {tracked.tilt_source} does not match the views of {job.stack}"
                          " (another series', or another order?); give this stack's tilt angles, in its order")
+    surfaces = None if job.patches else surface_analysis(ajob, al, ajob.axis_z_shift(al))
+    if surfaces is not None and in_one_layer(surfaces):  # said before the files: alignment.json and batch carry it
+        al.warnings.append("the beads lie in one layer (gold on one face), which says nothing of the"
+                           " section's thickness: the tomogram is centred on them and may cut the section or hold"
+                           " resin; look at it, then reconstruct --level --thickness T --shift 0 Z to hold it")
     return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
 
 

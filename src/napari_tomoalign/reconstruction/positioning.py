@@ -343,6 +343,14 @@ ONE_LAYER_PX = 16.0  # two bead "surfaces" closer than this (unbinned px) are on
 FEW_ON_A_FACE = 3  # markers on a face that fit its plane exactly: the level is said to be uncertain
 
 
+def in_one_layer(analysis: SurfaceAnalysis) -> bool:
+    """Whether the markers lie in one layer (gold on one face): two surfaces closer than `ONE_LAYER_PX`, or one plane
+    they lie within a quarter of that of (patches fill the section's depth; one bead layer does not)."""
+    if analysis.thickness_px is not None:
+        return abs(analysis.thickness_px) < ONE_LAYER_PX
+    return analysis.all_points.mean_residual_px < ONE_LAYER_PX / 4
+
+
 def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, margin_px: float = 16.0) -> Levelling:
     """The levelling of `SurfaceAnalysis` for `wbp`, and the thickness and Z shift that hold every marker.
 
@@ -362,10 +370,7 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     zp = xyz[:, 0] * np.sin(d) + zl * np.cos(d)
     lo, hi = float(zp.min()), float(zp.max())
     half = 1.1 * (hi - lo) / 2.0 + margin_px
-    if analysis.thickness_px is not None:  # two planes: their distance
-        one_layer = analysis.thickness_px < ONE_LAYER_PX
-    else:  # one plane: how far the points lie from it (patches fill the section's depth; one bead layer does not)
-        one_layer = analysis.all_points.mean_residual_px < ONE_LAYER_PX / 4
+    one_layer = in_one_layer(analysis)
     fewest = None if analysis.bottom is None or analysis.top is None else min(analysis.bottom.n_points,
                                                                                 analysis.top.n_points)
     return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0,
