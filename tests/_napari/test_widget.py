@@ -253,5 +253,9 @@ def test_triage_flagged_points_edits_undo_and_warm_start(qtbot, sample_viewer):
     run(qtbot, widget)
     assert m not in widget.runs.last.markers_used
     assert widget.runs.last.alignment.stages[0].name == "warm"
+    # New user s14: an axis angle changed after an Align was ignored by the warm start (the hand rides on it)
+    widget.options.axis_mode.value, widget.options.axis_angle.value = "estimate near the angle", 45.0
+    run(qtbot, widget)
+    assert widget.runs.last.alignment.stages[0].name != "warm"
     widget.undo()
     assert widget.panel.excluded == set()

@@ -28,7 +28,7 @@ from .dock.beads import BeadSection
 from .dock.compare import Comparison, bead_section, voxel_nm
 from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
-from .dock.logic import dock_job, flagged_pairs, safe_stem
+from .dock.logic import dock_job, flagged_pairs, safe_stem, same_axis_options
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.opening import OpensInTurns
 from .dock.options import OptionsSection
@@ -233,12 +233,13 @@ class AlignWidget(OpensInTurns):
             size, pixel_nm = markers.metadata.get("image_size"), None
             if size is None:
                 raise ValueError("choose the tilt series too: the image size is needed")
-        settings = self.options.settings()
+        settings, opts = self.options.settings(), self.options.options()
         last = self.runs.last
         on = self.runs.aligned_on  # warm from this series' own last Align only (finding V, s12: else its branch)
         warm = (self.options.warm_start.value and last is not None and on == (markers, image) and not settings[
-            "only_markers_in_every_view"] and last.alignment.n_views == len(tilts) and last.name == settings["name"])
-        job = dock_job(table, tilts, size, pixel_nm, image.data if image is not None else None, self.options.options(),
+            "only_markers_in_every_view"] and last.alignment.n_views == len(tilts) and last.name == settings["name"]
+            and same_axis_options(last, opts))
+        job = dock_job(table, tilts, size, pixel_nm, image.data if image is not None else None, opts,
                        settings, last.alignment if warm and last is not None else None, safe_stem(markers.name))
         self._tilt_source = source
         check = markers.features["check"].to_numpy(dtype=bool) if "check" in markers.features else None

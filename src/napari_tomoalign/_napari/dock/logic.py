@@ -240,3 +240,14 @@ def comparison_label(name: str, al: Alignment) -> str:
 def safe_stem(name: str) -> str:
     """A file stem from a layer name (letters, digits, '-', '_', '.')."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "markers"
+
+
+def same_axis_options(last: Any, options: Any) -> bool:
+    """Whether ``options`` ask for the tilt axis as the last Align's job did. A warm start keeps the last solution's
+    axis branch, so a changed axis choice (the tomogram's hand rides on it) solves afresh: the dock gave the branch
+    of the first Align whatever angle was asked after it (new user s14)."""
+    job = getattr(last, "job", None)
+    if job is None:
+        return False
+    before = job.align.settings.options
+    return (before.tilt_axis_deg, before.estimate_tilt_axis) == (options.tilt_axis_deg, options.estimate_tilt_axis)
