@@ -49,3 +49,15 @@ def test_a_prexg_of_another_series_is_one_line(tmp_path, imod_data, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has 10 transforms but there are 61 tilt angles" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_preali_note_is_for_etomos_models_not_ours(tmp_path, imod_data, capsys):
+    """New user s14: a model `tomoalign run` tracked on the raw stack was told its .xf is the .preali's."""
+    from napari_tomoalign.io.imod_model import TRACKED_ON, read_imod_model, write_imod_model
+
+    ours = tmp_path / "BBa.fid"
+    write_imod_model(ours, read_imod_model(imod_data / "BBa.fid"), name=TRACKED_ON + "BBa.st")
+    for model, said in ((imod_data / "BBa.fid", True), (ours, False)):
+        assert main(["align", str(model), "--tilt-angles", str(imod_data / "BBa.rawtlt"), "--output",
+                     str(tmp_path / ("e" if said else "o"))]) == 0
+        assert ("note: the .xf applies" in capsys.readouterr().out) == said

@@ -82,12 +82,19 @@ def cmd_align(args: argparse.Namespace) -> int:
 
             print("\n".join(local_report(res.local)))
         print_alignment(res, Path(args.output))
-        if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg:
+        if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg and not _ours(args.markers):
             print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
                   " the .preali (give --prexg FILE for the raw .st's, as etomo's)")
     else:
         warn_quietly(res.alignment.warnings)
     return 0 if res.alignment.converged else 3
+
+
+def _ours(model: str) -> bool:
+    """A model `tomoalign track` or `run` wrote (on the raw stack: no .preali to speak of; new user s14)."""
+    from .io.imod_model import TRACKED_ON, model_name
+
+    return (model_name(model) or "").startswith(TRACKED_ON)
 
 
 def warn_quietly(lines) -> None:
