@@ -128,6 +128,10 @@ def local_report(la: LocalAlignments) -> list[str]:
             f"{p.rms_residual_px:.4f} px, mean {p.mean_residual_px:.3f} px" for p in la.patches]
     lo, hi = la.residual_range_px
     out.append(f"Residual error local mean: {la.mean_residual_px:.3f} px, range {lo:.3f} to {hi:.3f}")
+    rms = [p.rms_residual_px for p in la.patches]
+    if len(la.patches) > 1 and len({p.patch.n_markers for p in la.patches}) == 1 and max(rms) - min(rms) < 1e-4:
+        out.append(f"note: every patch grew to hold the same {la.patches[0].patch.n_markers} fiducials (too few beads"
+                   " for patches of their own): these local alignments are the global one, and add nothing")
     return out
 
 

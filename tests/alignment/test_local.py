@@ -231,3 +231,18 @@ def test_from_an_imod_alignment_end_to_end(bba, imod_data):
     assert np.abs(marker_xy - fid[:, :2]).max() < 0.03
     la = local_alignments(table.view, al.obs_marker, table.xy, raw, al, local_options_from_com(entries), global_xf=xf)
     assert la.mean_residual_px <= 0.289 and la.options.surfaces == 2
+
+
+def test_patches_that_all_grew_to_the_same_fiducials_are_said_to_add_nothing():
+    """New user s14: 10 beads on a 4096^2 view; every patch grew past the image to reach 8 fiducials, and 25 patches
+    reported the same RMS without a word."""
+    from types import SimpleNamespace as NS
+
+    def patches(rms):
+        return [NS(patch=NS(ix=i, iy=0, centre=(i, 0), size=(5000, 5000), n_markers=8), n_unknowns=40,
+                   rms_residual_px=r, mean_residual_px=r) for i, r in enumerate(rms)]
+
+    same = NS(patches=patches([0.8429] * 25), residual_range_px=(0.8429, 0.8429), mean_residual_px=0.8429)
+    assert "add nothing" in local_report(same)[-1]
+    differ = NS(patches=patches([0.30, 0.31]), residual_range_px=(0.30, 0.31), mean_residual_px=0.305)
+    assert "add nothing" not in "\n".join(local_report(differ))
