@@ -173,7 +173,10 @@ class Runner:
 
         def errored(exc: BaseException) -> None:
             self.finish()
-            self.progress.value = 0  # a failed run leaves no bar part-filled (new user s14: "20%" after a failure)
+            try:  # a failed run leaves no bar part-filled (new user s14: "20%" after a failure)
+                self.progress.value = 0
+            except RuntimeError:  # the dock was closed meanwhile: its bar is gone
+                self._closed = True
             on_failure(exc)
 
         worker.returned.connect(returned)
