@@ -418,3 +418,30 @@ def test_a_failed_find_leaves_an_empty_rings_layer_to_click_seeds_into(qtbot, do
     wait(qtbot, widget, widget.beads.track())
     markers = widget.inputs.markers.value
     assert markers is not None and len(np.unique(markers.features["marker"])) == len(beads)
+
+
+def test_bright_beads_are_found_and_tracked_with_the_polarity_choice(qtbot, make_napari_viewer):
+    """New user s14: HAADF-STEM series (bright gold) could not be tracked in the dock, which had no polarity choice."""
+    s = series("cryo")
+    viewer = make_napari_viewer()
+    p = s.pixel_size_nm
+    bright = (s.images.max() + 10.0 - s.images).astype(np.float32)
+    viewer.add_image(bright, name="stem.st", scale=(1.0, p, p),
+                     metadata={"pixel_size_nm": p, "tilt_angles_deg": s.tilt_angles_deg, "tilt_source": "stem.rawtlt"})
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    first_look()
+    try:
+        widget.beads.diameter_nm.value = s.bead_diameter_px * p
+        widget.beads.polarity.value = "bright"
+        view = widget.beads.view_chosen()
+        wait(qtbot, widget, widget.beads.find())
+        rings = widget.beads.candidates
+        assert rings is not None and len(rings.data) >= 5, widget.status.text()
+        truth = s.true_xy[view][s.visible[view]]
+        d = np.hypot(*(rings.data[:, [2, 1]][:, None, :] - truth[None]).transpose(2, 0, 1)).min(axis=1)
+        assert np.median(d) < 0.5
+        wait(qtbot, widget, widget.beads.track())
+        assert widget.inputs.markers.value is not None and "tracked" in widget.status.text(), widget.status.text()
+    finally:
+        widget.teardown()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -541,3 +542,20 @@ def test_a_row_that_asks_for_tracking_is_tracked_whatever_lies_beside_its_stack(
     row = res.rows[0]
     assert row["path"] == "align" and "plain.fid beside the stack were aligned" in row["notes"], row["notes"]
     assert "bead_diameter_nm" in row["notes"]
+
+
+def test_a_polarity_column_and_option_reach_the_run_path():
+    """New user s14: bright (HAADF STEM) gold could not be tracked in a batch: no polarity column nor option."""
+    from napari_tomoalign.batch.run_series import run_settings
+    from napari_tomoalign.batch.series import SeriesSpec
+    from napari_tomoalign.errors import UsageError
+
+    spec = SeriesSpec(name="s", stack=Path("s.st"), bead_diameter_nm=10.0, options={"polarity": "bright", "bin": "2"})
+    assert run_settings(spec, {}).dark is False
+    plain = SeriesSpec(name="s", stack=Path("s.st"), bead_diameter_nm=10.0, options={"bin": "2"})
+    assert run_settings(plain, {"polarity": "bright"}).dark is False and run_settings(plain, {}).dark is True
+    with pytest.raises(UsageError, match="give dark or bright"):
+        run_settings(replace(spec, options={"polarity": "grey", "bin": "2"}), {})
+    args = argparse.ArgumentParser()
+    add_batch_arguments(args)
+    assert args.parse_args(["x", "--output", "o", "--polarity", "bright"]).opt_polarity == "bright"

@@ -104,7 +104,8 @@ class AlignWidget(OpensInTurns):
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView(self.runs.surfaces)
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
-        self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say)
+        self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say,
+                               dark=lambda: self.beads.polarity.value == "dark")
         self.triage.on_nothing_selected = lambda: self.fixer.accept_gap() if self.fixer.gap is not None else None
         self.tables = ResultTables(self.triage.go_to)
         self.tomograms = SliceView()

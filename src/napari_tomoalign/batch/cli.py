@@ -45,7 +45,7 @@ Table columns (paths relative to the table; empty cells take the options above):
   stack, markers          at least one; tilt_angles; prexg; name (default: the stem)
   pixel_size_nm           (else the header's); image_width, image_height: for CSV markers alone
   bead_diameter_nm, bead_diameter_px   the run path (one of them)
-  beads, bin, thickness, erase_gold    the run path's tracking and tomogram options
+  beads, bin, thickness, erase_gold, polarity   the run path's tracking and tomogram options
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
   max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift, exclude_views (as 1-3,40)
                           the solver's options
@@ -100,6 +100,8 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
                         " a quarter of the image size, as 'tomoalign reconstruct')")
     r.add_argument("--erase-gold", dest="opt_erase_gold", action="store_true",
                    help="replace the beads by background before the aligned stack and the tomogram")
+    r.add_argument("--polarity", dest="opt_polarity", choices=("dark", "bright"),
+                   help="beads darker than the background (bright field, default) or brighter (HAADF STEM)")
     g = p.add_argument_group("solver options for every series, as in 'tomoalign align' (a table's cells win); a"
                              " tracked series is fitted robustly unless a table's robust cell says no")
     add_solver_arguments(g, dest_prefix="opt_", show_defaults=False)  # the one table of the solver's options

@@ -40,6 +40,7 @@ class RunSettings:
     erase_gold: bool
     patches: bool = False  # no gold: patch tracking (the ``patches`` column)
     clumps: str = "skip"  # the ``clumps`` column: skip, or track the beads of clumps too
+    dark: bool = True  # the ``polarity`` column: dark beads (bright field), or bright (HAADF STEM)
 
 
 def _given(v: Any) -> bool:
@@ -102,7 +103,10 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
     clumps = str(opts.get("clumps") or "skip").strip().lower()
     if clumps not in ("skip", "track"):
         raise UsageError(f"clumps {opts.get('clumps')!r}: give skip or track")
-    return RunSettings(nm, px, beads, binning, thickness, erase, patches, clumps)
+    polarity = str(opts.get("polarity") or "dark").strip().lower()
+    if polarity not in ("dark", "bright"):
+        raise UsageError(f"polarity {opts.get('polarity')!r}: give dark or bright")
+    return RunSettings(nm, px, beads, binning, thickness, erase, patches, clumps, polarity == "dark")
 
 
 def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> list[Path]:
@@ -137,7 +141,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
                  tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
-                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps,
+                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps, dark=s.dark,
                  memory_bytes=None if wants_local(com) else worker_budget())
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft

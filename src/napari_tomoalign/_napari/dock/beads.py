@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 from napari.layers import Points
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -84,6 +84,8 @@ class BeadSection:
         self.view = SpinBox(label="find in view", min=1, max=1, value=1,
                             tooltip="the view to find beads on and track from, numbered from 1 as in 3dmod "
                                     "(default: the one nearest 0 deg)")
+        self.polarity = ComboBox(label="beads", choices=("dark", "bright"), value="dark",
+                                 tooltip="dark gold on a bright background (bright field), or bright (HAADF STEM)")
         self.with_clumps = CheckBox(text="track clumps too", value=False,
                                     tooltip="also track the candidates drawn as squares (clustered or elongated); "
                                             "as --clumps track on the command line")
@@ -95,7 +97,7 @@ class BeadSection:
         self.runner.locked.append(self.find_button)
         self.legend = text_label("")
         self.patches = PatchPanel(self)  # "no beads (patch tracking)": its own controls, the same Track and runner
-        self.widget = form(self.patches.source, self.diameter_nm, self.view, self.with_clumps)
+        self.widget = form(self.patches.source, self.diameter_nm, self.polarity, self.view, self.with_clumps)
         self.widget.extend([self.patches.options, self.info,
                             row(self.find_button, self.runner.align_button, self.runner.cancel_button),
                             self.runner.progress, self.legend])
@@ -156,7 +158,8 @@ class BeadSection:
         except ValueError as exc:
             return self._refuse(exc)
         view = self.view_chosen()
-        job = {"image": image.data, "view": view, "diameter_px": d, "pixel_size_nm": pixel_size_nm(image)[0]}
+        job = {"image": image.data, "view": view, "diameter_px": d, "pixel_size_nm": pixel_size_nm(image)[0],
+               "dark": self.polarity.value == "dark"}
         return self.runner.start(job, lambda cands: self._on_found(cands, image, view, d),
                                  lambda exc: self._on_find_failure(exc, image, view, d),
                                  work=find_job, busy_text=f"finding beads in view {view_number(view)}...")
@@ -291,7 +294,8 @@ class BeadSection:
         axis = None if self._options.axis_mode.value == "estimate" else float(self._options.axis_angle.value)
         return {"stack": image.data, "tilts": np.asarray(tilts, dtype=float), "diameter_px": d,
                 "tilt_axis_deg": axis, "seed_view": view, "seeds_xy": seeds, "pixel_size_nm": pixel_size_nm(image)[0],
-                "clumps": "track" if self.with_clumps.value else "skip"}  # as `tomoalign track --clumps`
+                "clumps": "track" if self.with_clumps.value else "skip",  # as `tomoalign track --clumps`
+                "dark": self.polarity.value == "dark"}  # as --polarity
 
     def track(self) -> Any:
         """Start tracking in the worker; input problems are reported and nothing changes."""

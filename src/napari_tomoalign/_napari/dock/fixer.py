@@ -29,9 +29,10 @@ class BeadFixer:
     """The Bead Fixer's actions on the dock's markers layer."""
 
     def __init__(self, viewer: Any, runs: Runs, panel: MarkersPanel, inputs: InputsSection,
-                 diameter_px: Callable[[], float], status: Callable[..., None]) -> None:
+                 diameter_px: Callable[[], float], status: Callable[..., None], dark: Callable[[], bool] = lambda: True
+                 ) -> None:
         self._viewer, self._runs, self._panel, self._inputs = viewer, runs, panel, inputs
-        self._diameter_px, self._status = diameter_px, status
+        self._diameter_px, self._status, self._dark = diameter_px, status, dark  # dark: the beads' polarity (step 2)
         self.centre_button = button("Centre on bead (C)", "move the selected points onto their beads' centres, with "
                                     "the tracker's own fit")
         self.gap_button = button("Next gap (G)", "the next view where a marker has no point but the model puts one "
@@ -47,7 +48,7 @@ class BeadFixer:
         self.accept_button.changed.connect(lambda *_: self.accept_gap())
         self.retrack_button.changed.connect(lambda *_: self.retrack())
         self.gap: tuple[int, int, np.ndarray] | None = None  # (view, marker, predicted x, y) last gone to
-        self._measured: dict[tuple[int, float], float] = {}  # (image, given px): the beads' measured diameter
+        self._measured: dict[tuple[int, float, bool], float] = {}  # (image, given px, dark): the beads' measure
         self.worker: Any = None
         panel.keys.update({key: getattr(self, name) for key, name in KEYS.items()})
 
@@ -109,13 +110,13 @@ class BeadFixer:
         if not sel:
             refuse(self._status, "select the points to centre first (Next big residual selects one)")
             return None
-        given, data = self._diameter(layer), np.array(layer.data, dtype=float)
-        stack, key = image.data, (id(image), given)
+        given, data, dark = self._diameter(layer), np.array(layer.data, dtype=float), bool(self._dark())
+        stack, key = image.data, (id(image), given, dark)
         known = self._measured.get(key)
 
         def work() -> tuple[float, list[tuple[int, np.ndarray, bool]]]:
-            d = known if known is not None else measured_diameter(stack[int(round(data[sel[0], 0]))], given)
-            return d, [(i, *centre_on_bead(stack[int(round(data[i, 0]))], data[i, [2, 1]], d)) for i in sel]
+            d = known if known is not None else measured_diameter(stack[int(round(data[sel[0], 0]))], given, dark)
+            return d, [(i, *centre_on_bead(stack[int(round(data[i, 0]))], data[i, [2, 1]], d, dark)) for i in sel]
 
         def done(outcome: tuple[float, list[tuple[int, np.ndarray, bool]]]) -> None:
             d, found = outcome
@@ -217,4 +218,4 @@ class BeadFixer:
             return None
 
         self._status(f"re-tracking marker {marker} from view {view_number(view)}...")
-        return self._start(retrack_bead, done, stack, view, start, d, predicted)
+        return self._start(retrack_bead, done, stack, view, start, d, predicted, bool(self._dark()))
