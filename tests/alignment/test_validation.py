@@ -127,3 +127,17 @@ def test_tilt_angles_the_fit_had_to_move_far_are_named(sim):
     assert np.abs(al.tilt_angles_deg - sim.nominal_tilt_angles_deg).max() < 2  # the fit found the true ones
     al = align_markers(sim.view, sim.marker, sim.xy, sim.nominal_tilt_angles_deg, sim.image_size, warn=False)
     assert not [w for w in al.warnings if "solved tilt" in w]
+
+
+def test_a_given_axis_far_from_the_markers_is_said_on_a_warm_start_too(sim):
+    """New user s14: `run` (a warm start from the tracker's fit) said nothing of a --tilt-axis 40 deg off the markers',
+    though the hand of the tomogram rides on the branch; align (a cold start) said it."""
+    from napari_tomoalign.alignment.options import AlignmentOptions
+
+    far = AlignmentOptions(tilt_axis_deg=85.0 - 40.0)  # simulate_markers' axis is 85 deg
+    cold = _call(sim, options=far, warn=False)
+    warm = _call(sim, options=far, start=cold, warn=False)
+    for al in (cold, warm):
+        assert any("differs from the given 45.00 deg" in w for w in al.warnings), al.warnings
+    near = AlignmentOptions(tilt_axis_deg=84.0)
+    assert not any("differs from the given" in w for w in _call(sim, options=near, start=cold, warn=False).warnings)

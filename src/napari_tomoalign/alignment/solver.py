@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..compute import blas_threads_for
 from ..conventions import image_centre, view_number
 from ..errors import AlignmentError, AlignmentWarning, UsageError
-from ._lm import Observations, levenberg_marquardt
+from ._lm import Observations
 from .arrays import unique_inverse
 from .axis import estimate_tilt_axis, nearest_branch, wrap_degrees
 from .excluded_views import fill_left_out_views, left_out_notes
@@ -32,6 +32,7 @@ from .result import Alignment
 from .stages import ProgressCallback, StageRunner, plan_stages, settings_plan
 from .transforms import z_range_midpoint
 from .validation import check_call_types, check_solution, determinable, validate_observations
+from .warm_start import previous_robust_weights, start_from
 
 AXIS_DISAGREEMENT_DEG = 5.0
 SETTINGS_MAX_ITERATIONS = 1000  # each stage's iteration limit with an align.com's settings
@@ -136,9 +137,11 @@ def align_markers(
     runner = StageRunner(p.obs, start_params(settings, tilts_deg), np.zeros((p.n_kept, 3)), p.view_ok, p.ref, limit,
                          progress, should_stop, settings=settings, beam=float(np.radians(settings.beam_tilt_deg)))
     if start is not None:
-        runner.params, runner.xyz = _warm_start(start, p.obs, runner.params, p.marker_ids[p.kept_markers])
+        kept_ids = p.marker_ids[p.kept_markers]
+        runner.params, runner.xyz = start_from(start, p.obs, runner.params, kept_ids)
         if settings.robust and start.robust_weights is not None:
-            p.obs.weights = runner.user_weights * _previous_robust_weights(start, p)
+            w = previous_robust_weights(start, p.obs.view_index, kept_ids[p.obs.marker_index])
+            p.obs.weights = runner.user_weights * w
     robust_w = None
     with blas_threads_for(p.n_q, p.n_kept, len(p.obs)):
         for stage in plan:
@@ -290,6 +293,8 @@ def _reference_view(asked: int | None, view_ok: NDArray[np.bool_], tilts_deg: ND
 def _initial_axis(p: _Prepared, options: AlignmentOptions, start: Alignment | None) -> tuple[float, str]:
     """The starting tilt-axis angle and where it came from: warm start, estimate, or given."""
     if start is not None:
+        if options.estimate_tilt_axis and options.tilt_axis_deg is not None:  # run's warm start said nothing (s14)
+            _axis_note(p, nearest_branch(start.tilt_axis_deg, options.tilt_axis_deg), options.tilt_axis_deg)
         return start.tilt_axis_deg, f"warm start ({start.tilt_axis_source})"
     if not options.estimate_tilt_axis:
         return wrap_degrees(float(options.tilt_axis_deg)), "given"  # type: ignore[arg-type]
@@ -301,20 +306,14 @@ def _initial_axis(p: _Prepared, options: AlignmentOptions, start: Alignment | No
     if options.tilt_axis_deg is None:
         return est, "estimated"
     axis0 = nearest_branch(est, options.tilt_axis_deg)
-    if abs(wrap_degrees(axis0 - options.tilt_axis_deg)) > AXIS_DISAGREEMENT_DEG:
-        p.notes.append(f"the markers' tilt axis (about {axis0:.0f} deg, solved below) differs from the given"
-                       f" {options.tilt_axis_deg:.2f} deg by more than {AXIS_DISAGREEMENT_DEG:g} deg; the estimate was"
-                       " used")  # the first estimate, not a second figure beside the solved one (session 13)
+    _axis_note(p, axis0, options.tilt_axis_deg)
     return axis0, "estimated (branch from the given angle)"
 
 
-def _previous_robust_weights(start: Alignment, p: _Prepared) -> NDArray[np.float64]:
-    """The warm start's robust weights of the points that are still there (1 for new points)."""
-    assert start.robust_weights is not None
-    prev = {(int(a), int(start.marker_ids[b])): float(w)
-            for a, b, w, u in zip(start.obs_view, start.obs_marker, start.robust_weights, start.obs_used) if u}
-    ids = p.marker_ids[p.kept_markers][p.obs.marker_index]
-    return np.array([prev.get((int(a), int(b)), 1.0) for a, b in zip(p.obs.view_index, ids)])
+def _axis_note(p: _Prepared, axis0: float, given: float) -> None:  # the first estimate, not a second figure (s13)
+    if abs(wrap_degrees(axis0 - given)) > AXIS_DISAGREEMENT_DEG:
+        p.notes.append(f"the markers' tilt axis (about {axis0:.0f} deg, solved below) differs from the given"
+                       f" {given:.2f} deg by more than {AXIS_DISAGREEMENT_DEG:g} deg; the estimate was used")
 
 
 def _assemble(p: _Prepared, runner: StageRunner, robust_w: NDArray[np.float64] | None, tilts_deg: NDArray[np.float64],
@@ -366,34 +365,3 @@ def _tilt_file_note(params: NDArray[np.float64], start: NDArray[np.float64], vie
         return []
     return [f"the solved tilt angles differ from the given ones by up to {off[k]:.1f} deg (view {k + 1}); check that"
             " the tilt angles are this series'"]
-
-
-def _warm_start(start: Alignment, obs: Observations, params: NDArray[np.float64], kept_ids: NDArray
-                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Starting ``(n_views, 9)`` parameters and marker positions from a previous solution; views and markers it
-    lacks are filled in (views: the median rotation; markers: placed from their own observations)."""
-    out = params.copy()
-    prev = np.asarray(start.full_params, dtype=float)
-    have = np.all(np.isfinite(prev), axis=1) & start.view_determined
-    out[have] = prev[have]
-    if have.any():
-        out[~have, ROT] = np.median(prev[have, ROT])
-    included = start.marker_included  # a property: computed once, not once per marker
-    lookup = {int(m): k for k, m in enumerate(start.marker_ids) if included[k]}
-    xyz = np.zeros((len(kept_ids), 3))
-    missing = []
-    for k, m in enumerate(kept_ids):
-        j = lookup.get(int(m))
-        if j is None:
-            missing.append(k)
-        else:
-            xyz[k] = start.xyz_px[j]
-    held = build_layout({}, out, 0.0, False, np.zeros(len(out), dtype=bool))  # no view unknowns
-    for k in missing:  # new markers: each placed from its own observations with the views held
-        sel = obs.marker_index == k
-        own = Observations(obs.view_index[sel], np.zeros(int(sel.sum()), np.intp), obs.xy[sel], len(out), 1,
-                           np.ones(int(sel.sum())))
-        _, xyz_k, _ = levenberg_marquardt(own, held, np.zeros(0), np.zeros((1, 3)), max_iterations=50,
-                                          initial_damping=1e-6, ftol=1e-12, xtol=1e-10)
-        xyz[k] = xyz_k[0]
-    return out, xyz
