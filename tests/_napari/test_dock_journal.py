@@ -200,3 +200,13 @@ def test_the_saved_fid_opened_again_is_not_offered_back(tmp_path):
     opened.data = moved
     assert pending("layer:s", state_of(opened, set()), tmp_path)  # a point moved: offered
     journal.unwatch()
+
+
+def test_an_empty_markers_layer_is_not_offered_back(tmp_path):
+    """New user s14: "0 marker points of ... were never saved" was offered back (a new, empty markers layer)."""
+    from napari.layers import Points
+
+    empty = Points(np.empty((0, 3)), features={"marker": np.empty(0, dtype=np.int64)}, name="s.st markers")
+    journal = Journal(folder=tmp_path)
+    journal.watch(empty, "layer:e")
+    assert pending("layer:e", None, tmp_path) == []

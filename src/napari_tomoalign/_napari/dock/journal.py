@@ -232,6 +232,7 @@ def pending(key: str | None, current: State | None = None, folder: Path | None =
     if key is None:
         return []
     states = read_journal(journal_path(key, folder))
-    if not states or states[-1].saved or (current is not None and states[-1].same_markers(current)):
+    if not states or states[-1].saved or len(states[-1].data) == 0 or (
+            current is not None and states[-1].same_markers(current)):  # nothing to give back: no points
         return []
     return states[-(HISTORY + 1):]
