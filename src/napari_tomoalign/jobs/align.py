@@ -246,9 +246,11 @@ def write_outputs(job: AlignJob, al: Alignment, directory: str | os.PathLike[str
 
 
 def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrite: bool = False,
-                  alignment: Alignment | None = None) -> FolderResult:
+                  alignment: Alignment | None = None, surfaces: SurfaceAnalysis | None = None) -> FolderResult:
     """Solve ``job`` (unless ``alignment`` is its solution already), with its leave-out errors and local
-    alignments, and write every output into ``output_dir`` as one unit."""
+    alignments, and write every output into ``output_dir`` as one unit. ``surfaces``: the solution's surface
+    analysis when the caller made it already (`surface_analysis`; `run` says from it whether the beads lie in one
+    layer)."""
     from ..io.atomic import check_writable
 
     out = Path(output_dir)
@@ -275,7 +277,7 @@ def run_align_job(job: AlignJob, output_dir: str | os.PathLike[str], *, overwrit
         lj = solve_local(al, fitted.view, fitted.xy, job.tilt_angles_deg, job.stem, job.imod_com, shift)
         sections["local_alignments"] = lj.summary()
         local_file, local_result = (lj.file_name, format_local(lj.result.local_transforms)), lj.result
-    surfaces = surface_analysis(job, al, shift)
+    surfaces = surfaces if surfaces is not None else surface_analysis(job, al, shift)
     if surfaces is not None:
         sections["surface_analysis"] = surfaces.as_dict()
     paths = write_outputs(job, al, out, overwrite=overwrite, sections=sections, local=local_file)

@@ -313,7 +313,8 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
         al.warnings.append("the beads lie in one layer (gold on one face), which says nothing of the"
                            " section's thickness: the tomogram is centred on them and may cut the section or hold"
                            " resin; look at it, then reconstruct --level --thickness T --shift 0 Z to hold it")
-    return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al)
+    return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al,
+                               surfaces=surfaces)
 
 
 def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
