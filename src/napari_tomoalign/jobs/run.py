@@ -109,7 +109,8 @@ class RunJob:
 
         return TrackJob(Path(self.stack), Path(self.output_dir) / f"{self.stem}.fid", self.tilt_angles_path,
                         self.bead_diameter_nm, self.bead_diameter_px, self.tilt_axis_deg(), self.n_beads,
-                        self.pixel_size_nm, self.clumps, self.dark, self.seed_view)
+                        self.pixel_size_nm, self.clumps, self.dark, self.seed_view,
+                        self.settings.excluded_views if self.settings is not None else ())
 
     def output_names(self) -> list[str]:
         """The files the run writes besides ``alignment/``."""

@@ -99,6 +99,31 @@ def blank_note(blank: list[int] | tuple[int, ...], tilt_angles_deg: ArrayLike, s
                             " to choose another" if moved else ""))
 
 
+def checked_exclusions(excluded: Sequence[int], n_views: int, seed: int | None) -> list[int]:
+    """The 0-based views ``--exclude-views`` leaves out of the tracking (as ``beadtrack``'s ``SkipViews``), checked
+    against an ``n_views`` series and the given seed view; a `UsageError` numbered from 1 otherwise."""
+    from ..conventions import view_index
+    from ..errors import UsageError
+
+    out = sorted({view_index(view_number(v), n_views, what="--exclude-views") for v in excluded})
+    if seed is not None and seed in out:
+        raise UsageError(f"--seed-view {view_number(seed)} is one of --exclude-views: find the beads on a view that"
+                         " is used")
+    if n_views - len(out) < 2:
+        raise UsageError(f"--exclude-views leaves {n_views - len(out)} of {n_views} views; at least two must stay")
+    return out
+
+
+def excluded_note(excluded: Sequence[int], tilt_angles_deg: ArrayLike) -> str | None:
+    """The note that names the views ``--exclude-views`` left out of the tracking."""
+    if not excluded:
+        return None
+    tilts = np.asarray(tilt_angles_deg, dtype=float)
+    named = ", ".join(f"{view_number(v)} ({tilts[v]:.1f} deg)" for v in excluded)
+    return (f"note: view{'s' if len(excluded) > 1 else ''} {named} left out (--exclude-views): not tracked, not in"
+            " the fit nor the tomogram")
+
+
 def outward_order(tilts: NDArray[np.float64], seed_view: int, skip: Sequence[int] = ()) -> list[tuple[int, int]]:
     """``(view, neighbour toward the seed)`` pairs, alternating sides outward from ``seed_view``, ``skip`` left out."""
     order = np.array([v for v in np.argsort(tilts, kind="stable") if v == seed_view or int(v) not in set(skip)])

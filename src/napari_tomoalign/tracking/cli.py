@@ -35,6 +35,10 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
                         " is blank)")
     p.add_argument("--polarity", choices=("dark", "bright"), default="dark",
                    help="beads darker than the background (bright field, default) or brighter")
+    p.add_argument("--exclude-views", metavar="LIST",
+                   help="views to leave out, numbered from 1 as IMOD's lists (1-3,60): not tracked (as beadtrack's"
+                        " SkipViews), and for run not in the fit nor the tomogram either (align's and reconstruct's"
+                        " --exclude-views)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -58,6 +62,21 @@ def _seed_index(args: argparse.Namespace) -> int | None:
 
         raise UsageError("--seed-view chooses the view the beads are found on: leave it out with --patches")
     return int(args.seed_view) - 1
+
+
+def _excluded(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--exclude-views`` as the jobs' 0-based views, read by the solver options' one reader of view lists (as
+    ``align --exclude-views``)."""
+    if args.exclude_views is None:
+        return ()
+    if args.patches:
+        from ..errors import UsageError
+
+        raise UsageError("--exclude-views leaves views out of the bead tracking: with --patches, track all views and"
+                         " give --exclude-views to 'tomoalign align' (or reconstruct)")
+    from ..jobs.solver_options import solver_settings
+
+    return solver_settings({"exclude_views": args.exclude_views}).excluded_views
 
 
 def _memory(text: str) -> int:
@@ -124,7 +143,7 @@ class _Bar:
 def _track(args: argparse.Namespace, output: Path):
     from .jobs import track_to_file
 
-    seed_view = _seed_index(args)  # refused with --patches before any work
+    seed_view, excluded = _seed_index(args), _excluded(args)  # refused with --patches before any work
     bar = _Bar(args.quiet)
     from ._patch_jobs import track_patches_cli, wants_patches
 
@@ -138,7 +157,7 @@ def _track(args: argparse.Namespace, output: Path):
                              bead_diameter_nm=args.bead_diameter_nm, bead_diameter_px=args.bead_diameter_px,
                              tilt_axis_deg=args.tilt_axis, n_beads=args.beads, pixel_size_nm=args.pixel_size_nm,
                              overwrite=args.force, progress=bar, clumps=args.clumps, dark=args.polarity == "dark",
-                             seed_view=seed_view)
+                             seed_view=seed_view, exclude_views=excluded)
     finally:
         bar.done()
 
@@ -172,6 +191,9 @@ def _run(args: argparse.Namespace) -> int:
     from .jobs import run_options
 
     settings = SolverSettings(run_options(args.tilt_axis))  # with --imod-com the tilt axis guides the tracking only
+    excluded = _excluded(args)
+    if excluded:  # left out of the tracking, the fit (as align --exclude-views) and so the tomogram
+        settings = SolverSettings(settings.options, given=("exclude_views",), excluded_views=excluded)
     binning, bin_note = args.bin, None
     if binning is None:
         from .binned import stack_tomogram_binning

@@ -28,7 +28,7 @@ from ..reconstruction.input_checks import REPLACE, check_finite_views
 from ._spread import second_core, threadsafe_loops
 from .beads import BeadFindingError
 from .binned import check_tracking_memory
-from .blank_views import blank_note, choose_seed_view, find_blank_views, said_blank
+from .blank_views import blank_note, checked_exclusions, choose_seed_view, excluded_note, find_blank_views, said_blank
 from .diameter import measured_note, resolve_diameter
 from .outputs import check_output_folder
 from .pipeline import TRACKING_THREADS, track_beads
@@ -70,6 +70,7 @@ class TrackJob:
     clumps: str = "skip"  # "track": the beads of clumps of touching beads too
     dark: bool = True  # False for bright beads
     seed_view: int | None = None  # 0-based; the CLI's --seed-view is numbered from 1
+    exclude_views: tuple[int, ...] = ()  # 0-based views not tracked (--exclude-views, as beadtrack's SkipViews)
 
 
 def track_to_file(
@@ -88,10 +89,12 @@ def track_to_file(
     clumps: str = "skip",
     dark: bool = True,
     seed_view: int | None = None,
+    exclude_views: tuple[int, ...] = (),
 ) -> TrackedStack:
-    """`run_track_job` of the `TrackJob` of these arguments (``seed_view`` 0-based)."""
+    """`run_track_job` of the `TrackJob` of these arguments (``seed_view`` and ``exclude_views`` 0-based)."""
     job = TrackJob(Path(stack_path), Path(output), Path(tilt_angles_path) if tilt_angles_path is not None else None,
-                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm, clumps, dark, seed_view)
+                   bead_diameter_nm, bead_diameter_px, tilt_axis_deg, n_beads, pixel_size_nm, clumps, dark, seed_view,
+                   tuple(exclude_views))
     return run_track_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 
@@ -145,20 +148,22 @@ def run_track_job(job: TrackJob, *, overwrite: bool = False, progress: Progress 
     searches: dict = {}  # the diameter check's bead searches: the tracker's search of the seed view can be one
     axis, axis_note = _tilt_axis(job.tilt_axis_deg, stack_path, series.n_views)
     given_seed = checked_seed_view(job.seed_view, series.n_views)
-    blank = [v for v in find_blank_views(series.data, tilts) if v != given_seed]
-    seed = choose_seed_view(tilts, blank, given_seed)
+    excluded = checked_exclusions(job.exclude_views, series.n_views, given_seed)
+    blank = [v for v in find_blank_views(series.data, tilts) if v != given_seed and v not in excluded]
+    skip = sorted({*blank, *excluded})  # neither tracked: the tracking carries on across them
+    seed = choose_seed_view(tilts, skip, given_seed)
     unit = "nm" if job.bead_diameter_nm is not None else "px"
-    with _coarse_beside(series.data, tilts, d_px, axis, threads, blank) as coarse:
+    with _coarse_beside(series.data, tilts, d_px, axis, threads, skip) as coarse:
         with thread_limit(TRACKING_THREADS if threads is None else threads), second_core(threads is None):
             given, d_px = d_px, _in_seed_view(seed, tilts, lambda: resolve_diameter(
                 series.data, tilts, d_px, pixel_nm, unit, job.dark, searches, seed_view=seed))
         early = coarse(d_px)
     result = _in_seed_view(seed, tilts, lambda: track_beads(
         series.data, tilts, d_px, tilt_axis_deg=axis, n_beads=n_beads, progress=progress, threads=threads,
-        clumps=job.clumps, dark=job.dark, searches=searches, coarse=early, seed_view=seed, skip_views=blank))
-    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), measured_note(given, d_px, pixel_nm, unit),
-                                       _mdoc_note(stack_path, source, axis_note, series)] if n]
-    said_blank(result, blank)
+        clumps=job.clumps, dark=job.dark, searches=searches, coarse=early, seed_view=seed, skip_views=skip))
+    result.warnings[:0] = [n for n in [blank_note(blank, tilts, seed), excluded_note(excluded, tilts), measured_note(
+        given, d_px, pixel_nm, unit), _mdoc_note(stack_path, source, axis_note, series)] if n]
+    said_blank(result, skip)
     searches.clear()  # the searches of whole views: freed before the writing
     hint = _diameter_hint(series.data[result.seed_view], result, d_px, pixel_nm)
     if result.n_beads == 0 or result.alignment is None:
