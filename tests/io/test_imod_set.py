@@ -184,7 +184,8 @@ def test_gold_erasure_takes_the_beads_of_an_imod_sets_fid_xyz(bb, tmp_path):
 
 def test_an_earlier_runs_z_factors_are_moved_aside_and_not_applied(tmp_path):
     from napari_tomoalign.io.alignment import read_alignment_dir
-    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+    from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 
     folder, args = tmp_path / "al", ["align", str(BB / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--quiet"]
     assert main([*args, "--imod-com", str(BB / "aligna.com"), "--output", str(folder)]) == 0

@@ -43,7 +43,8 @@ def test_surfaces_to_analyze_0_gives_none_and_the_cli_default_is_two(imod_data, 
 
 def test_reconstruct_level_takes_the_number_of_surfaces_from_the_record(imod_data, tmp_path):
     from napari_tomoalign.io.alignment import read_alignment_dir
-    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+    from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 
     com = tmp_path / "one.com"
     com.write_text((imod_data / "aligna.com").read_text().replace("SurfacesToAnalyze\t2", "SurfacesToAnalyze\t1"))
@@ -63,7 +64,8 @@ def test_reconstruct_level_reprints_align_s_totals_and_says_what_it_added(imod_d
     alignment's AngleOffset, so its "Total tilt angle change" differed from align's (0.34 against aligna.log's -0.16).
     The block is align's; what --offset and --x-axis-tilt add is said on the "Levelled" line."""
     from napari_tomoalign.io.alignment import read_alignment_dir
-    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+    from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 
     assert _align(imod_data, tmp_path / "com", "--imod-com", str(imod_data / "aligna.com"), "--quiet") == 0
     d = tmp_path / "com"
@@ -83,7 +85,8 @@ def test_markers_in_one_layer_level_the_section_but_do_not_set_its_thickness(imo
 
     from napari_tomoalign.io.alignment import read_alignment_dir
     from napari_tomoalign.jobs.facts import default_thickness_px
-    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+    from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 
     assert _align(imod_data, tmp_path / "one", "--quiet") == 0
     d = tmp_path / "one"
@@ -112,7 +115,8 @@ def test_patches_are_analysed_as_one_plane_and_two_layers_are_not_one(imod_data,
     (BBa's two layers, 80 px apart) is not "one layer": --level then takes the thickness from them."""
     from napari_tomoalign.io.alignment import read_alignment_dir
     from napari_tomoalign.io.imod_model import PATCHES_ON, read_imod_model, write_imod_model
-    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+    from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 
     m = read_imod_model(imod_data / "BBa.fid")
     write_imod_model(tmp_path / "p.fid", m, n_views=61, name=PATCHES_ON + "BBa.st")

@@ -28,7 +28,8 @@ from napari_tomoalign.alignment.solver import align_markers
 from napari_tomoalign.conventions import image_centre
 from napari_tomoalign.io.alignment import read_alignment_dir, write_alignment
 from napari_tomoalign.reconstruction.positioning import analyse_surfaces, wbp_x_tilts
-from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 from napari_tomoalign.reconstruction.warp import aligned_stack
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 

@@ -1,5 +1,7 @@
 """``tomoalign reconstruct`` with IMOD's options, streamed: the same volume as the in-memory WBP."""
 
+import re
+
 import mrcfile
 import numpy as np
 import pytest
@@ -71,7 +73,8 @@ def test_a_counting_camera_int16_stack_gives_a_tomogram_with_grey_levels(demo_di
 def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_path, capsys):
     """``reconstruct --level`` prints the surface analysis as ``align`` prints it (`SurfaceAnalysis.report`) and one
     line of the angle offset, X-axis tilt, thickness and Z shift it used; a given thickness is the one reported."""
-    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions, plan_tomogram
+    from napari_tomoalign.reconstruction.reconstruct_job import ReconstructOptions
+    from napari_tomoalign.reconstruction.tomogram_plan import plan_tomogram
 
     stack = demo_dir / "sample.mrc"
     saved = read_alignment_dir(demo_dir)
@@ -199,7 +202,7 @@ def test_local_takes_the_filter_views_and_angles_options(demo_dir, local_dir, tm
     assert np.abs(got - plain).max() > 0.1 * np.abs(plain).max()  # the options changed it
 
 
-@pytest.mark.parametrize("extra", [["--shift", "2", "4"], ["--level"], ["--memory", "2G"]])
+@pytest.mark.parametrize("extra", [["--memory", "2G"], ["--width", "256"]])
 def test_local_refuses_in_one_line_what_it_does_not_apply(demo_dir, local_dir, tmp_path, capsys, extra):
     rec = tmp_path / "no.rec"
     code = main(["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(local_dir), "--local", "--output",
@@ -225,3 +228,41 @@ def test_local_applies_mode_and_scale_as_the_streamed_volume_is_written(demo_dir
     assert main([*base, "--output", str(tmp_path / "a.rec"), "--mode", "int16"]) == 0
     auto = mrcfile.read(tmp_path / "a.rec").astype(np.float64)
     assert np.corrcoef(auto.ravel(), ref.ravel())[0, 1] > 0.999 and np.ptp(auto) > 1000  # scaled, not rounded away
+
+
+def test_local_takes_shift_and_level_as_the_global_path_does(demo_dir, local_dir, tmp_path, capsys):
+    """``reconstruct --local --shift`` (refused before session 15; etomo's tilt.com has LOCALFILE with SHIFT): the local
+    WBP made by hand with the shift (IMOD's SHIFT 8 -16 is wbp's (8, 16), here binned by 4); ``--local --level`` takes
+    the levelling ``--level`` prints without --local, and gives the volume those numbers give pasted by hand."""
+    from napari_tomoalign.local_jobs import local_projection_for
+
+    stack = str(demo_dir / "sample.mrc")
+    base = ["reconstruct", stack, "--alignment", str(local_dir), "--local", "--bin", "4"]
+    rec = tmp_path / "s.rec"
+    assert main([*base, "--thickness", "96", "--shift", "8", "-16", "--output", str(rec), "--quiet"]) == 0
+    saved = read_alignment_dir(local_dir)
+    with mrcfile.open(stack) as m:
+        ali = aligned_stack(m.data.copy(), saved.transforms, binning=4)
+    lp = local_projection_for(local_dir / "samplelocal.xf", saved.tilt_angles_deg, saved.x_tilts_deg, (128, 128),
+                              saved.pixel_size_nm, saved.pixel_size_nm, 4)
+    ref = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=24, use_view=saved.view_determined, local=lp,
+                                   shift_px=(2.0, 4.0))
+    unshifted = weighted_back_projection(ali, saved.tilt_angles_deg, thickness=24, use_view=saved.view_determined,
+                                         local=lp)
+    got = mrcfile.read(rec)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    assert np.abs(got - unshifted).max() > 0.1 * np.abs(unshifted).max()
+    assert main(["reconstruct", stack, "--alignment", str(local_dir), "--bin", "4", "--level", "--output",
+                 str(tmp_path / "g.rec")]) == 0
+    said = capsys.readouterr().out
+    m = re.search(r"angle offset ([-+.\d]+) deg.*X-axis tilt ([-+.\d]+) deg.*thickness (\d+) px, Z shift ([-+.\d]+) px",
+                  said)
+    assert m, said
+    assert main([*base, "--level", "--output", str(tmp_path / "l.rec")]) == 0
+    assert "Levelled from the surface analysis" in capsys.readouterr().out  # said as without --local
+    pasted = ["--offset", m[1], "--x-axis-tilt", m[2], "--thickness", m[3], "--shift", "0", m[4]]
+    assert main([*base, *pasted, "--output", str(tmp_path / "p.rec"), "--quiet"]) == 0
+    lev, by_hand = mrcfile.read(tmp_path / "l.rec"), mrcfile.read(tmp_path / "p.rec")
+    assert lev.shape == by_hand.shape == (int(m[3]) // 4, 128, 128)
+    np.testing.assert_allclose(lev, by_hand, atol=1e-2 * np.abs(by_hand).max())  # the printed numbers are rounded
+    assert np.corrcoef(lev.ravel(), by_hand.ravel())[0, 1] > 0.999

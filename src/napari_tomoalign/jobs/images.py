@@ -188,12 +188,15 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         notes, warnings = tomogram_notes(info)
         return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
                            frame_notes(frame, binning) + guessed + tuple(notes), tuple(warnings))
-    from ..reconstruction.reconstruct_job import ReconstructOptions, local_wbp_options
+    from ..reconstruction.reconstruct_job import ReconstructOptions
+    from ..reconstruction.tomogram_plan import local_wbp_options
 
-    kw = local_wbp_options(job.options or ReconstructOptions(), saved, job.lowpass)  # what --local applies
-    tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
+    opts = job.options or ReconstructOptions()  # what --local applies: the streamed WBP's plan (--level, --shift)
+    kw, plan = local_wbp_options(opts, saved, job.alignment_dir, thickness=given if opts.level is not None else thickness,
+                                 lowpass=job.lowpass)
+    tilts, x_tilts, thickness = kw.pop("tilts"), kw.pop("x_tilts"), plan.thickness
+    kw["shift_px"] = tuple(v / binning for v in kw["shift_px"])  # the views are binned already
     ny, nx = frame.shape(binning)
-    opts = job.options or ReconstructOptions()
     mode = np.dtype(tomogram_mode(series.data.dtype, opts.mode))
     # the aligned views, their filtered and sheared copy, the float32 volume and its copy in the output mode
     need = nx * ny * (8 * series.n_views + (4 + (mode.itemsize if mode != np.float32 else 0)) * (thickness // binning))
@@ -217,7 +220,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     voxel = pix * binning if pix else None
     vol, notes, warns = _in_mode(vol, opts, series.data.dtype)
     write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()),
+    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), plan.surfaces, plan.levelled,
                        notes=frame_notes(frame, binning) + guessed + notes, warnings=warns)
 
 

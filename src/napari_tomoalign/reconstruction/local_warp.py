@@ -54,6 +54,18 @@ class LocalProjection:
     def subset(self, views: NDArray[np.intp]) -> LocalProjection:
         return LocalProjection(self.matrices[:, views], self.n_patches, self.start_px, self.spacing_px)
 
+    def shifted(self, shift_px: tuple[float, float]) -> LocalProjection:
+        """The geometry of a volume shifted by ``(x, z)`` pixels of the aligned stack (`wbp`'s ``shift_px``, IMOD's
+        ``SHIFT`` with z negated: the volume's voxel ``(x, y, z)`` holds the specimen's ``(x - sx, y, z - sz)``).
+        Each matrix takes the specimen's point, ``M [x - sx, y, z - sz, 1]``, and the patch centres move with the
+        specimen (a voxel blends the patches around the specimen point it holds); z plays no part in the blend."""
+        sx, sz = (float(v) for v in shift_px)
+        if sx == 0.0 and sz == 0.0:
+            return self
+        mats = self.matrices.copy()
+        mats[..., 3] -= mats[..., 0] * sx + mats[..., 2] * sz
+        return LocalProjection(mats, self.n_patches, (self.start_px[0] + sx, self.start_px[1]), self.spacing_px)
+
 
 def local_projection(
     lt: LocalTransforms,

@@ -158,7 +158,7 @@ def weighted_back_projection(
         ``(n_views, 2)`` IMOD's ``(xzfac, yzfac)`` per view (its ``.zfac`` file), per unbinned pixel of z.
     shift_px
         ``(x, z)`` shift of the volume in unbinned pixels (IMOD's ``SHIFT``): the output holds the
-        specimen at ``x - shift_x``, ``z - shift_z``.
+        specimen at ``x - shift_x``, ``z - shift_z``; with ``local`` too (`local_warp.LocalProjection.shifted`).
     """
     aligned_shape = np.shape(aligned)
     if len(aligned_shape) != 3:
@@ -191,7 +191,7 @@ def weighted_back_projection(
         if type(aligned) is not np.ndarray or aligned.dtype != np.float32:
             check_finite_views(aligned, views, what="aligned stack")
         vol = volume_empty((n_z, y1 - y0, n_x))
-        mats, grid = kernel_arguments(local.subset(views), binning)
+        mats, grid = kernel_arguments(local.subset(views).shifted(shift_px), binning)
         refuse_non_finite(aligned, views, backproject_local_views(binned_views(aligned, views, binning),
                                                                   full_filter(filt, weights), mats, grid, vol, y0,
                                                                   progress, should_stop))

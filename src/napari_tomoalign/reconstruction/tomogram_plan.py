@@ -1,0 +1,203 @@
+"""The geometry of a tomogram from a saved alignment and ``reconstruct``'s options (`reconstruct_job`): the views used
+(``--exclude-views``), their tilts (``--offset``), X-axis tilts (``--x-axis-tilt``) and Z factors (``.zfac``), the shift
+(``--shift``, checked against the views and the markers: `shift_check`), the thickness, and with ``--level`` the surface
+analysis that levels the section. The streamed WBP and the local one (``--local``) take the same plan.
+
+This module imports only the standard library at load time (`reconstruct_job` is loaded to build the command line).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .reconstruct_job import ReconstructOptions
+
+
+def read_pairs(path: Path, n_views: int) -> Any:
+    """``(n_views, 2)`` from an IMOD ``.zfac`` (one ``xzfac yzfac`` pair per line)."""
+    import numpy as np
+
+    from ..io import FileFormatError
+
+    try:
+        values = np.loadtxt(path, ndmin=2)
+    except ValueError:
+        values = np.zeros((0, 0))
+    if values.shape != (n_views, 2) or not np.all(np.isfinite(values)):
+        raise FileFormatError(f"{path}: expected two finite Z factors on each of {n_views} lines; write it again"
+                              " with 'tomoalign align --imod-com'")
+    return values
+
+
+@dataclass(frozen=True)
+class TomogramPlan:
+    """The geometry of a tomogram from a saved alignment and the options: the views used, their tilts,
+    X-axis tilts and Z factors, the tilt offset and the shift (unbinned pixels), the thickness, and with
+    ``--level`` what the surface analysis found (``info``)."""
+
+    views: Any
+    tilts: Any
+    x_tilt: Any
+    z_factors: Any
+    offset_deg: float
+    shift_px: tuple[float, float]
+    thickness: int
+    info: dict[str, Any]
+    surfaces: Any = None  # with --level: the `positioning.SurfaceAnalysis`
+    levelled: Any = None  # with --level: the `positioning.Levelling` applied (the thickness and shift used)
+
+
+def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thickness: int | None,
+                  options: ReconstructOptions) -> TomogramPlan:
+    """The `TomogramPlan` of a saved alignment folder with ``reconstruct``'s options (module docstring)."""
+    import numpy as np
+
+    from ..errors import UsageError
+    from ..io.alignment import set_file
+    from .positioning import wbp_shift, wbp_x_tilts
+
+    d = Path(alignment_dir)
+    n = len(saved.transforms)
+    views = used_views(saved, options)
+    xaxistilt = options.x_axis_tilt_deg
+    zfac_path = set_file(saved, d, ".zfac")
+    zf = read_pairs(zfac_path, n)[views] if zfac_path is not None else None
+    tilts = np.asarray(saved.tilt_angles_deg, float)
+    offset, shift = options.offset_deg, options.shift_px
+    info: dict[str, Any] = {}
+    analysis = levelled = None
+    if options.level is not None:
+        lev, analysis, info = _levelling(saved, d, options)
+        size_given = (thickness is not None, shift is not None)
+        offset += lev.tilt_change_deg
+        xaxistilt += lev.x_axis_tilt_deg
+        if thickness is None and lev.one_layer:  # the markers level the section but cannot tell its thickness
+            from ..jobs.facts import default_thickness_px
+
+            thickness = default_thickness_px(saved.image_size, saved.marker_z_extent_px)
+        thickness = thickness if thickness is not None else lev.thickness_px
+        shift = shift if shift is not None else (0.0, 0.0 if lev.one_layer else lev.z_shift_px)
+        levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
+                           z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg), size_given=size_given)
+    x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
+    shift = wbp_shift(shift or (0.0, 0.0))
+    if thickness is None:
+        raise UsageError("give --thickness (or --level to take it from the markers)")
+    check_offset(tilts, views, offset)
+    return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift, int(thickness), info,
+                        analysis, levelled)
+
+
+def used_views(saved: Any, options: ReconstructOptions) -> Any:
+    """The 0-based views to reconstruct from: those the alignment determined, less ``--exclude-views``."""
+    import numpy as np
+
+    from ..errors import UsageError
+    from .reconstruct_job import parse_view_list
+
+    use = np.asarray(saved.view_determined, bool).copy()
+    if options.exclude_views:
+        try:
+            use[parse_view_list(options.exclude_views, use.size)] = False
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    views = np.flatnonzero(use)
+    if views.size < 2:
+        raise UsageError("fewer than two views are left to reconstruct from; exclude fewer views")
+    return views
+
+
+def check_offset(tilts: Any, views: Any, offset: float) -> None:
+    """`errors.UsageError` if a used view's tilt plus the offset (``--offset``, and ``--level``'s) reaches 90 degrees."""
+    import numpy as np
+
+    from ..conventions import view_number
+    from ..errors import UsageError
+
+    beyond = np.flatnonzero(np.abs(tilts[views] + offset) >= 90)
+    if beyond.size:
+        j = int(views[beyond[0]])
+        raise UsageError(f"--offset: view {view_number(j)}'s tilt becomes {tilts[j] + offset:g} deg; every tilt must stay"
+                         " strictly between -90 and 90 degrees (give a smaller --offset, or exclude the view)")
+
+
+def local_wbp_options(options: ReconstructOptions, saved: Any, alignment_dir: str | os.PathLike[str], *,
+                      thickness: int | None, lowpass: float | None) -> tuple[dict[str, Any], TomogramPlan]:
+    """``reconstruct --local`` (the in-memory local WBP): its plan (`plan_tomogram`, as the streamed WBP's: the views,
+    ``--offset``, ``--x-axis-tilt``, ``--shift``, ``--level`` and the thickness) and the options as
+    `local_jobs.local_projection_for` (``tilts``, ``x_tilts``) and `wbp.weighted_back_projection` (the rest;
+    ``shift_px`` in unbinned pixels) take them; `errors.UsageError` naming the options it does not apply, and why
+    (``--mode`` and ``--scale`` it applies to the volume it makes)."""
+    import numpy as np
+
+    from ..errors import UsageError
+    from .reconstruct_job import check_options
+
+    check_options(options, lowpass=lowpass)
+    refused = [flag for flag, given in (("--memory", options.memory_bytes is not None),
+                                        ("--slices", options.slices is not None), ("--width", options.width is not None),
+                                        ("--log", options.log_offset is not None)) if given]
+    if refused:
+        them = "it" if len(refused) == 1 else "them"
+        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)} (its volume is made whole in memory);"
+                         f" leave {them} out, or reconstruct without --local")
+    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options)
+    n = len(saved.transforms)
+    use, x_tilt = np.zeros(n, bool), np.zeros(n)
+    use[plan.views] = True
+    x_tilt[plan.views] = plan.x_tilt  # the views left out take no part
+    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
+    return {"tilts": np.asarray(saved.tilt_angles_deg, float) + plan.offset_deg, "x_tilts": x_tilt, "use_view": use,
+            "shift_px": plan.shift_px,
+            "lowpass_cutoff": radial[0] if radial else None, "lowpass_falloff": radial[1] if radial else 0.05,
+            "weighting": "sirt-like" if options.sirt_like else "ramp", "sirt_iterations": options.sirt_like or 10}, plan
+
+
+def recorded_surfaces(directory: Path) -> tuple[int | None, float]:
+    """How many surfaces ``align`` analysed for this folder (its ``alignment.json``), or None; and the
+    ``AngleOffset`` the alignment was made with (IMOD's "Total tilt angle change" adds it, as ``align`` printed)."""
+    import json
+    import math
+
+    try:
+        doc = json.loads((directory / "alignment.json").read_text())
+    except (OSError, ValueError):
+        return None, 0.0
+    record = doc.get("surface_analysis") if isinstance(doc, dict) else None
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    n = record.get("surfaces") if isinstance(record, dict) else None
+    offset = settings.get("angle_offset_deg") if isinstance(settings, dict) else None
+    offset = float(offset) if isinstance(offset, (int, float)) and math.isfinite(offset) else 0.0
+    return (n if n in (1, 2) else None), offset
+
+
+def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, Any, dict[str, Any]]:
+    """``--level``: what levels the section, the surface analysis of the folder's ``fid.xyz``, both as a dict."""
+    import numpy as np
+
+    from ..errors import UsageError
+    from ..io.alignment import set_file
+    from .positioning import analyse_surfaces, level_parameters
+
+    xyz_path = set_file(saved, d, "fid.xyz")
+    if xyz_path is None:
+        raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
+    try:
+        xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
+    except (ValueError, IndexError):
+        raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
+    centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
+    try:
+        surfaces, angle_offset = recorded_surfaces(d)
+        analysis = analyse_surfaces(xyz, options.level or surfaces or 2, angle_offset_deg=angle_offset)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
+    info = {"surface_analysis": analysis.as_dict(),
+            "levelling": {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
+                          "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}}
+    return lev, analysis, info
