@@ -45,7 +45,8 @@ Table columns (paths relative to the table; empty cells take the options above):
   stack, markers          at least one; tilt_angles; prexg; name (default: the stem)
   pixel_size_nm           (else the header's); image_width, image_height: for CSV markers alone
   bead_diameter_nm, bead_diameter_px   the run path (one of them)
-  beads, bin, thickness, erase_gold, polarity   the run path's tracking and tomogram options
+  beads, bin, thickness, shift, erase_gold, polarity   the run path's tracking and tomogram options
+                          (shift: IMOD's SHIFT 'X Z', unbinned pixels, as run --shift)
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
   max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift, exclude_views (as 1-3,40)
                           the solver's options
@@ -98,6 +99,9 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--thickness", dest="opt_thickness", type=int, metavar="T",
                    help="tomogram thickness in unbinned pixels (default: every marker inside with a margin, at least"
                         " a quarter of the image size, as 'tomoalign reconstruct')")
+    r.add_argument("--shift", dest="opt_shift", type=float, nargs=2, metavar=("X", "Z"),
+                   help="IMOD's SHIFT of every tomogram in X and Z, unbinned pixels (as 'tomoalign run --shift'; gold on"
+                        " one face: the Z that holds the section)")
     r.add_argument("--erase-gold", dest="opt_erase_gold", action="store_true",
                    help="replace the beads by background before the aligned stack and the tomogram")
     r.add_argument("--polarity", dest="opt_polarity", choices=("dark", "bright"),

@@ -15,6 +15,8 @@ with the stack's header.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ class RunSettings:
     patches: bool = False  # no gold: patch tracking (the ``patches`` column)
     clumps: str = "skip"  # the ``clumps`` column: skip, or track the beads of clumps too
     dark: bool = True  # the ``polarity`` column: dark beads (bright field), or bright (HAADF STEM)
+    shift: tuple[float, float] | None = None  # the ``shift`` column: IMOD's SHIFT x z of the tomogram (run --shift)
 
 
 def _given(v: Any) -> bool:
@@ -106,7 +109,21 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
     polarity = str(opts.get("polarity") or "dark").strip().lower()
     if polarity not in ("dark", "bright"):
         raise UsageError(f"polarity {opts.get('polarity')!r}: give dark or bright")
-    return RunSettings(nm, px, beads, binning, thickness, erase, patches, clumps, polarity == "dark")
+    return RunSettings(nm, px, beads, binning, thickness, erase, patches, clumps, polarity == "dark",
+                       _shift(opts.get("shift")))
+
+
+def _shift(v: Any) -> tuple[float, float] | None:
+    """The ``shift`` cell (``X Z`` or ``X,Z``, unbinned pixels, as ``run --shift``) or the batch's ``--shift``."""
+    if not _given(v):
+        return None
+    parts = list(v) if isinstance(v, (list, tuple)) else [p for p in re.split(r"[,\s]+", str(v).strip()) if p]
+    if len(parts) != 2:
+        raise UsageError(f"shift {v!r}: give X and Z in unbinned pixels, such as '0 -105' (IMOD's SHIFT)")
+    x, z = (_number(p, "shift") for p in parts)
+    if not (math.isfinite(x) and math.isfinite(z)):
+        raise UsageError(f"shift {v!r}: give finite shifts in unbinned pixels")
+    return x, z
 
 
 def run_outputs(spec: SeriesSpec, out_root: Path, defaults: dict[str, Any]) -> list[Path]:
@@ -141,7 +158,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     job = RunJob(spec.stack, out, bead_diameter_nm=s.diameter_nm, bead_diameter_px=s.diameter_px,  # type: ignore[arg-type]
                  tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
-                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps, dark=s.dark,
+                 pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps, dark=s.dark, shift_px=s.shift,
                  memory_bytes=None if wants_local(com) else worker_budget())
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft

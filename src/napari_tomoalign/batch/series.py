@@ -14,8 +14,9 @@ The CSV table has a header. Columns (paths relative to the table's folder):
   stem), ``image_width`` and ``image_height`` (needed for CSV markers without a stack), ``pixel_size_nm``,
   ``prexg`` (etomo's, for markers placed on the ``.preali``: the ``.xf`` is then the raw stack's);
 - for a stack without markers, which is tracked (the ``run`` path): ``bead_diameter_nm`` or
-  ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin`` and
-  ``thickness`` (of the tomogram), ``erase_gold`` (yes/no), ``clumps`` (skip/track, as ``run --clumps``),
+  ``bead_diameter_px``, and the options of ``tomoalign run``: ``beads`` (how many to track), ``bin``,
+  ``thickness`` and ``shift`` (of the tomogram; IMOD's SHIFT ``X Z``, as ``run --shift``), ``erase_gold``
+  (yes/no), ``clumps`` (skip/track, as ``run --clumps``),
   ``polarity`` (dark/bright, as ``run --polarity``: bright for HAADF STEM);
   ``patches`` (yes/no): no gold, the stack is aligned by patch tracking (`tracking.patches`) and needs no
   bead diameter;
@@ -48,7 +49,7 @@ MARKER_EXT = (".fid", ".mod", ".csv")
 # an align.com for IMOD's full model (and local alignments), a path relative to the table
 OPTION_COLUMNS = (*OPTION_NAMES, "imod_com")
 # options of the run path (tracked series)
-RUN_COLUMNS = ("beads", "bin", "thickness", "erase_gold", "patches", "clumps", "polarity")
+RUN_COLUMNS = ("beads", "bin", "thickness", "shift", "erase_gold", "patches", "clumps", "polarity")
 _KNOWN = {"name", "stack", "tilt_angles", "markers", "prexg", "bead_diameter_nm", "bead_diameter_px", "image_width",
           "image_height", "pixel_size_nm", *OPTION_COLUMNS, *RUN_COLUMNS}
 

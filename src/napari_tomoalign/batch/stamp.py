@@ -33,8 +33,8 @@ from .series import SeriesSpec
 
 STAMP = "batch_run.json"
 KEPT = ".previous_run"  # a finished run's files while a new run of the series is under way
-_RUN_ONLY = {"bead_diameter_nm", "bead_diameter_px", "beads", "bin", "thickness", "erase_gold", "patches", "clumps",
-             "polarity"}
+_RUN_ONLY = {"bead_diameter_nm", "bead_diameter_px", "beads", "bin", "thickness", "shift", "erase_gold", "patches",
+             "clumps", "polarity"}
 
 
 def _identity(p: Path) -> dict[str, Any]:

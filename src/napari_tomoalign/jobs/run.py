@@ -64,11 +64,16 @@ class RunJob:
     memory_bytes: int | None = None  # the tomogram's streaming budget, as reconstruct --memory (None: its default)
     seed_view: int | None = None  # 0-based view to find the beads on (None: the minimum tilt not blank)
     size: tuple[int, int] | None = None  # the aligned frame (x, y), unbinned (None: `reconstruction.frame`'s choice)
+    shift_px: tuple[float, float] | None = None  # IMOD's SHIFT x z of the tomogram, unbinned (reconstruct --shift)
+    level: int | None = None  # reconstruct --level: 0 (what align analysed), 1 or 2 surfaces; None: not levelled
 
     def __post_init__(self) -> None:
         from .facts import check_job_numbers
 
         check_job_numbers(binning=self.binning, thickness=self.thickness, pixel_size_nm=self.pixel_size_nm)
+        from ..reconstruction.reconstruct_job import ReconstructOptions, check_options
+
+        check_options(ReconstructOptions(shift_px=self.shift_px, level=self.level))  # before the tracking
         if self.ali_mode is not None:
             from .images import output_mode
 
@@ -132,6 +137,8 @@ class RunResult:
     erased: Path | None
     timings_s: dict[str, float]
     frame: Any = None  # the aligned frame of the .ali and the tomogram (`reconstruction.frame.FrameSize`)
+    surfaces: Any = None  # --level: the surface analysis levelled from (`positioning.SurfaceAnalysis`)
+    levelled: Any = None  # --level: what was applied (`positioning.Levelling`)
 
     def frame_note(self) -> str | None:
         """The output line's note on the aligned frame when it was transposed or given (`images.frame_notes`)."""
@@ -185,12 +192,12 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
         ajob, folder = _align(job, tracked, overwrite)
         timings["align"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ali, rec, erased, frame = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0), overwrite,
-                                   prebinned())
+        ali, rec, erased, frame, info = _images(job, ajob, folder, getattr(tracked.result, "bead_diameter_px", 0.0),
+                                                overwrite, prebinned())
         timings["images"] = time.perf_counter() - t0
     if overwrite:  # finished: the run before last's backups are not needed any more
         drop_older_backups(out, job.output_names() + other)
-    return RunResult(tracked, folder, ajob, ali, rec, erased, timings, frame)
+    return RunResult(tracked, folder, ajob, ali, rec, erased, timings, frame, info.get("surfaces"), info.get("levelled"))
 
 
 @contextmanager
@@ -313,15 +320,15 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
     if surfaces is not None and in_one_layer(surfaces):  # said before the files: alignment.json and batch carry it
         al.warnings.append("the beads lie in one layer (gold on one face), which says nothing of the"
                            " section's thickness: the tomogram is centred on them and may cut the section or hold"
-                           " resin; look at it, then reconstruct --level --thickness T --shift 0 Z to hold it")
+                           " resin; look at it, then give run (or reconstruct) --level --thickness T --shift 0 Z to hold it")
     return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al,
                                surfaces=surfaces)
 
 
 def _images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
-            prebinned: Any = None) -> tuple[Path, Path, Path | None, Any]:
-    """The aligned stack and the tomogram in one pass over the stack, and their aligned frame
-    (`run_images.run_images`)."""
+            prebinned: Any = None) -> tuple[Path, Path, Path | None, Any, dict]:
+    """The aligned stack and the tomogram in one pass over the stack, their aligned frame and what the tomogram's
+    plan found (`run_images.run_images`)."""
     from .run_images import run_images
 
     return run_images(job, ajob, folder, diameter_px, overwrite, prebinned)
@@ -347,6 +354,9 @@ def run_to_folder(
     ali_mode: str | None = None,
     memory_bytes: int | None = None,
     seed_view: int | None = None,
+    shift_px: tuple[float, float] | None = None,
+    level: int | None = None,
+    exclude_views: tuple[int, ...] = (),
     overwrite: bool = False,
     progress: Any = None,
     threads: int | None = None,
@@ -356,7 +366,8 @@ def run_to_folder(
     ``tilt_axis_deg``; or with IMOD's full model from ``imod_com``), and write the aligned stack and a tomogram
     binned by ``binning`` (default: as the command line, 2 or to about 1024 px wide) into ``output_dir``. The
     rest as the command line's options (`RunJob`): ``clumps`` (``--clumps``), ``dark`` (``--polarity``),
-    ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``), ``seed_view`` (``--seed-view``, but 0-based)."""
+    ``ali_mode`` (``--mode``), ``memory_bytes`` (``--memory``), ``seed_view`` (``--seed-view``, but 0-based),
+    ``shift_px`` and ``level`` (``--shift``, ``--level``), ``exclude_views`` (``--exclude-views``, but 0-based)."""
     from ..tracking.binned import stack_tomogram_binning
     from ..tracking.jobs import run_options
 
@@ -364,9 +375,11 @@ def run_to_folder(
         binning = stack_tomogram_binning(stack)[0]
     job = RunJob(Path(stack), Path(output_dir), bead_diameter_nm, bead_diameter_px,
                  Path(tilt_angles_path) if tilt_angles_path is not None else None,
-                 SolverSettings(run_options(tilt_axis_deg)), Path(imod_com) if imod_com is not None else None,
+                 SolverSettings(run_options(tilt_axis_deg), given=("exclude_views",) if exclude_views else (),
+                                excluded_views=tuple(exclude_views)), Path(imod_com) if imod_com is not None else None,
                  n_beads, binning, thickness_px, erase_gold, pixel_size_nm, patches=patches, clumps=clumps,
-                 dark=dark, ali_mode=ali_mode, memory_bytes=memory_bytes, seed_view=seed_view)
+                 dark=dark, ali_mode=ali_mode, memory_bytes=memory_bytes, seed_view=seed_view, shift_px=shift_px,
+                 level=level)
     return run_job(job, overwrite=overwrite, progress=progress, threads=threads)
 
 

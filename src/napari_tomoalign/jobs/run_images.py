@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 
 
 def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: float, overwrite: bool,
-               prebinned: Any = None) -> tuple[Path, Path, Path | None, Any]:
+               prebinned: Any = None) -> tuple[Path, Path, Path | None, Any, dict]:
     """The run's ``.ali``, ``_binN.rec`` (and ``_erased.mrc``) from the raw stack and the alignment ``folder``
-    (the module docstring), and their aligned frame (`reconstruction.frame.frame_size_of`: transposed for an axis near 90
-    degrees, or the job's ``size``); ``prebinned``: the raw views binned already (`run._prebin`), or None."""
+    (the module docstring), their aligned frame (`reconstruction.frame.frame_size_of`: transposed for an axis near 90
+    degrees, or the job's ``size``) and what the tomogram's plan found (with ``--level``: ``surfaces`` and
+    ``levelled``); ``prebinned``: the raw views binned already (`run._prebin`), or None."""
     import numba
 
     from ..conventions import angstrom_from_nm
@@ -69,9 +70,11 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     modes = (output_mode(series.data.dtype, job.ali_mode), output_mode(series.data.dtype, None))
     binned = np.empty((n, ny, nx), dtype=np.float32)
     threads = numba.get_num_threads()
+    info: dict = {}
 
     def tomogram() -> None:
-        _tomogram(job, ajob, folder, saved, binned, rec_path, thickness, pix_a, overwrite, (cols // b, rows // b))
+        info.update(_tomogram(job, ajob, folder, saved, binned, rec_path, thickness, pix_a, overwrite,
+                              (cols // b, rows // b)))
 
     def binned_views() -> None:
         for j in range(n):
@@ -90,10 +93,10 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
         if erase is None and threads > 1 and threadsafe_loops():
             _beside_tomogram(stack, lambda: aligned_views(job, series, saved, writers, modes, frame=frame),
                              binned_views, tomogram, threads, rec_path)
-            return ali_path, rec_path, erased_path, frame
+            return ali_path, rec_path, erased_path, frame, info
         aligned_views(job, series, saved, writers, modes, erase, (binned, b, prebinned), frame)
     tomogram()
-    return ali_path, rec_path, erased_path, frame
+    return ali_path, rec_path, erased_path, frame, info
 
 
 def aligned_views(job: RunJob, series: Any, saved: Any, writers: list, modes: tuple, erase: Any = None,
@@ -168,39 +171,45 @@ def _one_thread() -> None:
 
 
 def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, binned: NDArray[np.float32],
-              rec_path: Path, thickness: int, pix_a: float | None, overwrite: bool, raw_size: tuple[int, int]) -> None:
+              rec_path: Path, thickness: int, pix_a: float | None, overwrite: bool, raw_size: tuple[int, int]) -> dict:
     """The tomogram of the binned aligned views: streamed by ``reconstruct``'s function, or in memory with the
     local alignments (as ``reconstruct --local``; their patches placed in the binned raw frame ``raw_size``,
-    about the centre the aligned frame shares)."""
+    about the centre the aligned frame shares); both with ``--shift`` and ``--level`` (`tomogram_plan`), whose
+    surface analysis and levelling are returned (``surfaces``, ``levelled``)."""
+    from ..reconstruction.reconstruct_job import ReconstructOptions
+
     b, folder_dir = job.binning, Path(folder.paths[0]).parent
     voxel_a = pix_a * b if pix_a else None
+    options = ReconstructOptions(memory_bytes=job.memory_bytes, shift_px=job.shift_px, level=job.level)
+    given = job.thickness if job.level is not None else thickness  # --level picks the thickness unless it is given
     if folder.local is None:
-        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
+        from ..reconstruction.reconstruct_job import reconstruct_alignment
 
-        reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=thickness, lowpass=None,
-                              options=ReconstructOptions(memory_bytes=job.memory_bytes), voxel_angstrom=voxel_a,
-                              overwrite=overwrite, aligned=binned)
-        return
+        return reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=given, lowpass=None,
+                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite, aligned=binned)
     from ..io.mrc import write_mrc
+    from ..reconstruction.tomogram_plan import local_wbp_options
     from ..reconstruction.wbp import weighted_back_projection
 
-    lp = _local_projection(ajob, folder, raw_size, pix_a, b)
-    vol = weighted_back_projection(binned, saved.tilt_angles_deg, thickness=thickness // b,
-                                   use_view=saved.view_determined, local=lp)
+    kw, plan = local_wbp_options(options, saved, folder_dir, thickness=given, lowpass=None)
+    tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
+    kw["shift_px"] = tuple(v / b for v in kw["shift_px"])  # the views are binned already
+    lp = _local_projection(ajob, folder, raw_size, pix_a, b, tilts, x_tilts)
+    vol = weighted_back_projection(binned, tilts, thickness=plan.thickness // b, local=lp, **kw)
     write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
+    return {"surfaces": plan.surfaces, "levelled": plan.levelled}
 
 
 def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None,
-                      binning: int) -> Any:
-    """The local alignments the job solved, to apply in the back-projection."""
-    from ..alignment.transforms import x_tilts_deg
+                      binning: int, tilts: Any, x_tilts: Any) -> Any:
+    """The local alignments the job solved, to apply in the back-projection at the plan's ``tilts`` and ``x_tilts``
+    (the solved ones, with --level's offset and X-axis tilt)."""
     from ..conventions import nm_from_angstrom
     from ..local_jobs import local_projection_for
 
     path = Path(folder.paths[0]).parent / ajob.local_file_name()
-    al = folder.alignment
-    return local_projection_for(path, al.tilt_angles_deg, x_tilts_deg(al), size, al.pixel_size_nm,
-                                nm_from_angstrom(pix_a), binning)
+    return local_projection_for(path, tilts, x_tilts, size, folder.alignment.pixel_size_nm, nm_from_angstrom(pix_a),
+                                binning)
 
 
 __all__ = ["aligned_views", "binned_view", "run_images"]

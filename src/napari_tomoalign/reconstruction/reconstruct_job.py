@@ -75,10 +75,6 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
                    help="IMOD's XAXISTILT: the 'X axis tilt needed' of align's (or tiltalign's) surface analysis levels"
                         " the section; subtracted from the alignment's per-view X tilts (.xtilt), as IMOD's tilt does")
     p.add_argument("--offset", type=float, default=0.0, metavar="DEG", help="added to every tilt angle (OFFSET)")
-    p.add_argument("--shift", type=float, nargs=2, metavar=("X", "Z"),
-                   help="IMOD's SHIFT: shift of the volume in X and Z, unbinned pixels; the same numbers keep the same slab"
-                        " of the specimen as IMOD's tomogram after etomo's rotation about X (tilt's raw output is"
-                        " upside down to ours)")
     p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,
@@ -88,14 +84,23 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
                         " mode the one that puts the middle slab's values in its range, printed)")
     p.add_argument("--memory", type=parse_memory, metavar="SIZE",
                    help="memory the whole process stays within, such as 4G (default: 2G, or half of what is available)")
-    p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
-                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
-                        " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
-                        " that hold it; --x-axis-tilt and --offset are then added to its values, --thickness and"
-                        " --shift replace its choice")
+    add_positioning_options(p)
     from .subset import add_subset_options
 
     add_subset_options(p)
+
+
+def add_positioning_options(p: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """``--shift X Z`` and ``--level`` of ``reconstruct`` and ``run`` (which has no --offset nor --x-axis-tilt)."""
+    p.add_argument("--shift", type=float, nargs=2, metavar=("X", "Z"),
+                   help="IMOD's SHIFT: shift of the volume in X and Z, unbinned pixels; the same numbers keep the same slab"
+                        " of the specimen as IMOD's tomogram after etomo's rotation about X (tilt's raw output is"
+                        " upside down to ours); refused when the volume would miss every view")
+    p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
+                   help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
+                        " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
+                        " that hold it; " + ("" if run else "--x-axis-tilt and --offset are then added to its values, ")
+                        + "--thickness and --shift replace its choice")
 
 
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:

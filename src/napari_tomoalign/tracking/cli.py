@@ -113,6 +113,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         " before it and the aligned stack written beside it come on top (the whole process is bounded"
                         " by reconstruct --memory, not here)")
     add_size_option(p)  # the aligned frame of the .ali and the tomogram (reconstruction.frame)
+    from ..reconstruction.reconstruct_job import add_positioning_options
+
+    add_positioning_options(p, run=True)  # reconstruct's --shift and --level, the same job function
     p.add_argument("--imod-com", metavar="FILE",
                    help="align the tracked markers with IMOD's full model and the tiltalign options of this align.com"
                         " (and its local alignments with LocalAlignments 1), as etomo's alignment step")
@@ -207,7 +210,8 @@ def _run(args: argparse.Namespace) -> int:
                  patches=wants_patches(args),
                  patch_size=args.patch_size, patch_overlap=args.overlap, patch_length=args.length,
                  clumps=args.clumps, dark=args.polarity == "dark", ali_mode=args.mode, memory_bytes=args.memory,
-                 seed_view=_seed_index(args), size=args.size)
+                 seed_view=_seed_index(args), size=args.size, shift_px=tuple(args.shift) if args.shift else None,
+                 level=args.level)
     bar = _Bar(args.quiet)
     try:
         res = run_job(job, overwrite=args.force, progress=bar)
@@ -218,6 +222,9 @@ def _run(args: argparse.Namespace) -> int:
         if res.folder.local is not None:
             print("\n".join(local_report(res.folder.local)))
         print("\n".join(text_report(res.alignment)))
+        if res.levelled is not None:  # --level: the surface analysis and what was applied, as reconstruct says them
+            print(res.surfaces.report())
+            print(res.levelled.report(res.surfaces.n_surfaces))
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
               f" {res.tomogram.name}" + (" (with the local alignments)" if res.folder.local is not None else "")
               + (f", {res.erased.name}" if res.erased is not None else "")
