@@ -193,7 +193,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
 
     opts = job.options or ReconstructOptions()  # what --local applies: the streamed WBP's plan (--level, --shift)
     kw, plan = local_wbp_options(opts, saved, job.alignment_dir, thickness=given if opts.level is not None else thickness,
-                                 lowpass=job.lowpass)
+                                 lowpass=job.lowpass, width=frame.size[0])
     tilts, x_tilts, thickness = kw.pop("tilts"), kw.pop("x_tilts"), plan.thickness
     kw["shift_px"] = tuple(v / binning for v in kw["shift_px"])  # the views are binned already
     ny, nx = frame.shape(binning)
@@ -219,6 +219,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     del ali
     voxel = pix * binning if pix else None
     vol, notes, warns = _in_mode(vol, opts, series.data.dtype)
+    warns = tuple(plan.info.get("shift_warnings", ())) + warns
     write_mrc(out, vol, voxel, overwrite=overwrite)
     return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), plan.surfaces, plan.levelled,
                        notes=frame_notes(frame, binning) + guessed + notes, warnings=warns)

@@ -176,28 +176,31 @@ def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, bin
     local alignments (as ``reconstruct --local``; their patches placed in the binned raw frame ``raw_size``,
     about the centre the aligned frame shares); both with ``--shift`` and ``--level`` (`tomogram_plan`), whose
     surface analysis and levelling are returned (``surfaces``, ``levelled``)."""
+    from ..reconstruction.frame import frame_size_of
     from ..reconstruction.reconstruct_job import ReconstructOptions
 
     b, folder_dir = job.binning, Path(folder.paths[0]).parent
     voxel_a = pix_a * b if pix_a else None
+    frame = frame_size_of(saved, job.size)  # the run's aligned frame (`run_images`)
     options = ReconstructOptions(memory_bytes=job.memory_bytes, shift_px=job.shift_px, level=job.level)
     given = job.thickness if job.level is not None else thickness  # --level picks the thickness unless it is given
     if folder.local is None:
         from ..reconstruction.reconstruct_job import reconstruct_alignment
 
         return reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=given, lowpass=None,
-                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite, aligned=binned)
+                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite, aligned=binned,
+                                     frame=frame)
     from ..io.mrc import write_mrc
     from ..reconstruction.tomogram_plan import local_wbp_options
     from ..reconstruction.wbp import weighted_back_projection
 
-    kw, plan = local_wbp_options(options, saved, folder_dir, thickness=given, lowpass=None)
+    kw, plan = local_wbp_options(options, saved, folder_dir, thickness=given, lowpass=None, width=frame.size[0])
     tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
     kw["shift_px"] = tuple(v / b for v in kw["shift_px"])  # the views are binned already
     lp = _local_projection(ajob, folder, raw_size, pix_a, b, tilts, x_tilts)
     vol = weighted_back_projection(binned, tilts, thickness=plan.thickness // b, local=lp, **kw)
     write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
-    return {"surfaces": plan.surfaces, "levelled": plan.levelled}
+    return {"surfaces": plan.surfaces, "levelled": plan.levelled, **plan.info}
 
 
 def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None,

@@ -166,14 +166,14 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
 
     check_options(options, lowpass=lowpass)
     raw = RawStack(stack_path)
-    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options)
-    mode = tomogram_mode(raw.dtype, options.mode)  # (a byte run's tomogram was int16: helper nits s14)
-    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
-    views = plan.views
     if frame is None:
         from .frame import frame_size_of
 
         frame = frame_size_of(saved)
+    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options, width=frame.size[0])
+    mode = tomogram_mode(raw.dtype, options.mode)  # (a byte run's tomogram was int16: helper nits s14)
+    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
+    views = plan.views
     source: Any = WarpedRows(raw, np.asarray(saved.transforms)[views], views, binning, frame.shape(binning)) \
         if aligned is None else AlignedRows(aligned, views, binning, binned=True)
     if options.log_offset is not None:
@@ -208,7 +208,7 @@ def tomogram_notes(info: dict) -> tuple[list[str], list[str]]:
     full = [name for name, on in (("X-axis tilts (.xtilt)", info["x_tilts"]), ("Z factors (.zfac)", info["z_factors"]))
             if on]
     notes = [f"applied the alignment's {' and '.join(full)}, as IMOD's tilt does"] if full else []
-    warnings = []
+    warnings = list(info.get("shift_warnings", ()))  # no marker in a shifted volume (`shift_check`)
     if info["levels"]:
         add, mult = info["scale"]
         notes.append(f"{info['mode']} values: (density {'-' if add < 0 else '+'} {abs(add):.6g}) x {mult:.6g} (IMOD's"

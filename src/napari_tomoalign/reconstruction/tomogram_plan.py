@@ -52,8 +52,9 @@ class TomogramPlan:
 
 
 def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thickness: int | None,
-                  options: ReconstructOptions) -> TomogramPlan:
-    """The `TomogramPlan` of a saved alignment folder with ``reconstruct``'s options (module docstring)."""
+                  options: ReconstructOptions, width: int | None = None) -> TomogramPlan:
+    """The `TomogramPlan` of a saved alignment folder with ``reconstruct``'s options (module docstring), for a volume
+    ``width`` unbinned pixels wide (the aligned frame's; None: `frame.frame_size_of` the alignment's)."""
     import numpy as np
 
     from ..errors import UsageError
@@ -84,12 +85,54 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
         levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
                            z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg), size_given=size_given)
     x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
-    shift = wbp_shift(shift or (0.0, 0.0))
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
     check_offset(tilts, views, offset)
+    if shift is not None:  # beyond every view, or where no marker is: `shift_check`
+        info = dict(info, shift_warnings=_shift_warnings(saved, d, shift, tilts[views] + offset, width, int(thickness),
+                                                          offset, xaxistilt, options.shift_px is not None))
+    shift = wbp_shift(shift or (0.0, 0.0))
     return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift, int(thickness), info,
                         analysis, levelled)
+
+
+def _shift_warnings(saved: Any, d: Path, shift: tuple[float, float], tilts: Any, width: int | None, thickness: int,
+                    offset: float, xaxistilt: float, given: bool) -> list[str]:
+    """`shift_check.check_shift` of IMOD's ``shift`` (refused in one line), and for a shift the user gave, the warning
+    that no marker of the folder's fid.xyz lies in the volume (`shift_check.markers_outside`)."""
+    from .shift_check import check_shift, markers_outside
+
+    if width is None:
+        from .frame import frame_size_of
+
+        width = frame_size_of(saved).size[0]
+    check_shift(shift, tilts, width, thickness, tuple(saved.image_size))
+    xyz = _markers_xyz(saved, d, required=False) if given else None
+    said = None if xyz is None else markers_outside(shift, xyz, width, thickness, offset, xaxistilt)
+    return [said] if said else []
+
+
+def _markers_xyz(saved: Any, d: Path, *, required: bool = True) -> Any:
+    """The markers' 3-D positions of the folder's fid.xyz, x and y from the image's centre (None when there is none
+    and it is not ``required``; else a `errors.UsageError` saying what to do)."""
+    import numpy as np
+
+    from ..errors import UsageError
+    from ..io.alignment import set_file
+
+    xyz_path = set_file(saved, d, "fid.xyz")
+    if xyz_path is None:
+        if not required:
+            return None
+        raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
+    try:
+        xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
+    except (ValueError, IndexError):
+        if not required:
+            return None
+        raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
+    centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
+    return np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]])
 
 
 def used_views(saved: Any, options: ReconstructOptions) -> Any:
@@ -126,7 +169,8 @@ def check_offset(tilts: Any, views: Any, offset: float) -> None:
 
 
 def local_wbp_options(options: ReconstructOptions, saved: Any, alignment_dir: str | os.PathLike[str], *,
-                      thickness: int | None, lowpass: float | None) -> tuple[dict[str, Any], TomogramPlan]:
+                      thickness: int | None, lowpass: float | None, width: int | None = None
+                      ) -> tuple[dict[str, Any], TomogramPlan]:
     """``reconstruct --local`` (the in-memory local WBP): its plan (`plan_tomogram`, as the streamed WBP's: the views,
     ``--offset``, ``--x-axis-tilt``, ``--shift``, ``--level`` and the thickness) and the options as
     `local_jobs.local_projection_for` (``tilts``, ``x_tilts``) and `wbp.weighted_back_projection` (the rest;
@@ -145,7 +189,7 @@ def local_wbp_options(options: ReconstructOptions, saved: Any, alignment_dir: st
         them = "it" if len(refused) == 1 else "them"
         raise UsageError(f"reconstruct --local does not apply {', '.join(refused)} (its volume is made whole in memory);"
                          f" leave {them} out, or reconstruct without --local")
-    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options)
+    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options, width=width)
     n = len(saved.transforms)
     use, x_tilt = np.zeros(n, bool), np.zeros(n)
     use[plan.views] = True
@@ -180,23 +224,17 @@ def _levelling(saved: Any, d: Path, options: ReconstructOptions) -> tuple[Any, A
     import numpy as np
 
     from ..errors import UsageError
-    from ..io.alignment import set_file
     from .positioning import analyse_surfaces, level_parameters
 
-    xyz_path = set_file(saved, d, "fid.xyz")
-    if xyz_path is None:
-        raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
-    try:
-        xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
-    except (ValueError, IndexError):
-        raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
+    xyz = _markers_xyz(saved, d)  # x and y from the image's centre
     centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
     try:
         surfaces, angle_offset = recorded_surfaces(d)
-        analysis = analyse_surfaces(xyz, options.level or surfaces or 2, angle_offset_deg=angle_offset)
+        analysis = analyse_surfaces(xyz + np.array([centre[0], centre[1], 0.0]), options.level or surfaces or 2,
+                                    angle_offset_deg=angle_offset)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    lev = level_parameters(analysis, np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]]))
+    lev = level_parameters(analysis, xyz)
     info = {"surface_analysis": analysis.as_dict(),
             "levelling": {"tilt_change_deg": lev.tilt_change_deg, "x_axis_tilt_deg": lev.x_axis_tilt_deg,
                           "thickness_px": lev.thickness_px, "z_shift_px": lev.z_shift_px}}

@@ -217,6 +217,9 @@ def _run(args: argparse.Namespace) -> int:
         res = run_job(job, overwrite=args.force, progress=bar)
     finally:
         bar.done()
+    from ..cli import warn_quietly
+
+    warn_quietly(res.tomogram_warnings)  # on stderr, --quiet too (as reconstruct's)
     if not args.quiet:
         print(res.tracked.result.summary())
         if res.folder.local is not None:
@@ -231,7 +234,5 @@ def _run(args: argparse.Namespace) -> int:
               + f" (angles from {res.tracked.tilt_source})" + (f"; {bin_note}" if bin_note else "")
               + (f"; {res.frame_note()}" if res.frame_note() else ""))
     else:
-        from ..cli import warn_quietly
-
         warn_quietly([*res.tracked.result.warnings, *res.alignment.warnings])
     return 0 if res.alignment.converged else 3
