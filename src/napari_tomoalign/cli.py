@@ -224,8 +224,10 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
         common_options(p, "an existing output file")
         if name == "aligned-stack":
             p.add_argument("--cubic", action="store_true", help="cubic instead of linear interpolation")
-            p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
-                           help="output mode (default: the input's integer mode, as newstack; else float32)")
+            from .reconstruction.reconstruct_job import BYTES_HELP, MODES
+
+            p.add_argument("--mode", choices=MODES,
+                           help="output mode (default: the input's integer mode, as newstack; else float32)" + BYTES_HELP)
             p.add_argument("--erase-gold", action="store_true",
                            help="replace every bead by local background first (where the alignment puts it)")
             size = p.add_mutually_exclusive_group()

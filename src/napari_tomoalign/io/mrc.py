@@ -169,12 +169,16 @@ def mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom
 
 
 def unsigned_bytes(header) -> bool:
-    """Whether mode-0 data are unsigned bytes: IMOD's stamp with its signed-bytes flag clear (MRC-2014, and
-    mrcfile, read mode 0 as signed)."""
+    """Whether mode-0 data are unsigned bytes, as IMOD reads them (its mrc_format.txt: "unsigned or signed bytes
+    depending on flag in imodStamp; only unsigned bytes before IMOD 4.2.23"): with IMOD's stamp, unless its
+    signed-bytes flag is set; without it, unsigned in a file older than MRC-2014 (IMOD's and the old MRC's bytes),
+    signed in an MRC-2014 file (``nversion`` 2014x), as that standard (and mrcfile, for any mode 0) has them."""
     if int(header.mode) != 0:
         return False
     stamp, flags = struct.unpack("<ii" if header.mode.dtype.byteorder in "<=|" else ">ii", bytes(header.extra2)[40:48])
-    return stamp == IMOD_STAMP and not flags & IMOD_SIGNED_BYTES
+    if stamp == IMOD_STAMP:
+        return not flags & IMOD_SIGNED_BYTES
+    return int(header.nversion) // 10 != 2014
 
 
 class MrcStreamWriter:

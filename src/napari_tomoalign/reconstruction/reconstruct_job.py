@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("int16", "float32", "uint16", "uint8", "int8")  # IMOD's modes 1, 2, 6, 0 (unsigned and signed bytes)
+BYTES_HELP = ("; uint8 is IMOD's unsigned bytes (mode 0, its header flag saying so), read back as written here, in napari"
+              " and in IMOD; mrcfile reads any mode 0 as int8: take its data .view('uint8')")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def add_reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1: 1-3,60")
     p.add_argument("--sirt-like", type=int, metavar="N", help="the radial filter of N SIRT iterations (smoother)")
     p.add_argument("--mode", choices=MODES,
-                   help="output mode (default: the input's: bytes stay bytes, other integers int16, as tilt; else float32)")
+                   help="output mode (default: the input's: bytes stay bytes, other integers int16, as tilt; else float32)"
+                        + BYTES_HELP)
     p.add_argument("--scale", type=float, nargs=2, metavar=("ADD", "MULT"),
                    help="add, then multiply, before writing (IMOD's SCALE; default: none for float32; for an integer"
                         " mode the one that puts the middle slab's values in its range, printed)")

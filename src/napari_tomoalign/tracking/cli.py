@@ -106,8 +106,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels")
     p.add_argument("--erase-gold", action="store_true",
                    help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
-    p.add_argument("--mode", choices=("int16", "float32", "uint16", "uint8", "int8"),
-                   help="mode of the aligned stack (default: the input's integer mode, as newstack; else float32)")
+    from ..reconstruction.reconstruct_job import BYTES_HELP, MODES
+
+    p.add_argument("--mode", choices=MODES, help="mode of the aligned stack (default: the input's integer mode, as"
+                                                 " newstack; else float32)" + BYTES_HELP)
     p.add_argument("--memory", type=_memory, metavar="SIZE",
                    help="memory the tomogram's slabs may use, such as 4G (default: 2G, or half what is free); the tracking"
                         " before it and the aligned stack written beside it come on top (the whole process is bounded"
