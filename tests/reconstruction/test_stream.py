@@ -214,3 +214,35 @@ def test_the_integer_scale_does_not_depend_on_the_slab(raw, tmp_path, mode):
     for scale, vol in got.values():
         assert scale == pytest.approx((add, mult), rel=1e-6)
         assert np.abs(vol - first).max() <= 1 and np.mean(vol != first) < 1e-3
+
+
+@pytest.mark.parametrize("binning, dtype", [(2, np.int16), (1, np.int16), (2, np.float32), (3, np.uint8)])
+def test_the_raw_band_term_is_the_measured_peak_of_a_worst_band(tmp_path, binning, dtype):
+    """The raw band `slab_rows` reserves (`raw_band_bytes`) against tracemalloc's peak while `WarpedRows` reads and
+    warps a worst band (axis at 90 degrees: a few output rows reach every raw row) and while it reads the views' fill
+    values: within it, and at most a quarter above it (helper nits s14: at bin 2 it counted the binning twice, 4x
+    the bytes of int16 held, so that --memory's least budget was 698 MiB where 304 were used)."""
+    import tracemalloc
+
+    from napari_tomoalign.reconstruction.stream import raw_band_bytes
+
+    rng = np.random.default_rng(5)
+    data = (rng.integers(0, 200, size=(3, 600, 512))).astype(dtype)
+    write_mrc(tmp_path / "r.mrc", data, 3.0)
+    xf = np.zeros((3, 2, 3))
+    xf[:, 0, 1], xf[:, 1, 0] = -1.0, 1.0  # 90 degrees
+    stack = RawStack(tmp_path / "r.mrc")
+    WarpedRows(stack, xf, np.arange(1), binning).rows(100, 104)  # the compiled kernels loaded (numba's own memory)
+    tracemalloc.start()
+    source = WarpedRows(stack, xf, np.arange(3), binning)
+    fill_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    rows = source.rows(100, 104)
+    band_peak = tracemalloc.get_traced_memory()[1] - base - rows.nbytes
+    tracemalloc.stop()
+    model = raw_band_bytes(source)
+    assert model == pytest.approx(600 * 512 * (np.dtype(dtype).itemsize + (4 / binning**2 if binning > 1 else
+                                                                           (0 if dtype == np.float32 else 4))), abs=1)
+    for peak in (fill_peak, band_peak):
+        assert 0.8 * model <= peak <= model + 16 * 1024, (peak, model)  # 1.00-1.003 and 0.83-0.86 of it measured

@@ -80,8 +80,11 @@ class WarpedRows:
         n = self.raw.shape
         self.raw_shape = (n[1] // self.binning, n[2] // self.binning)
         self.shape = self.raw_shape if self.out_shape is None else (int(self.out_shape[0]), int(self.out_shape[1]))
-        binned = (bin_image(self._whole_view(j), self.binning) for j in self.views)
-        stats = np.array([(float(v.mean()), float(v.min()), float(v.max())) for v in binned]).reshape(-1, 3)
+        stats = np.empty((self.views.size, 3))
+        for k, j in enumerate(self.views):  # one view held at a time (`raw_band_bytes`)
+            v = bin_image(self._whole_view(j), self.binning)
+            stats[k] = float(v.mean()), float(v.min()), float(v.max())
+            del v
         self.fill = stats[:, 0]
         self.value_range = (float(stats[:, 1].min()), float(stats[:, 2].max()))  # of the binned views (--log's floor)
 
@@ -120,6 +123,7 @@ class WarpedRows:
             if band.shape[0] < 2:  # one row: pad so that the kernel can interpolate
                 band = np.vstack([band, band])
             warp_with_matrix(band, mb, out[k], float(self.fill[k]))
+            del band  # not held while the next view's band is read (`raw_band_bytes`)
         return out
 
 
@@ -150,6 +154,26 @@ class AlignedRows:
         for k, j in enumerate(self.views):
             out[k] = bin_image(np.asarray(self.aligned[j, first * b : stop * b]), b)[:, : self.shape[1]]
         return out
+
+
+def raw_band_bytes(source: Any) -> int:
+    """The most one view's band of raw rows holds at once while `WarpedRows` warps it (0 for aligned views): at worst
+    the whole raw view (a slab's rows reach them all when the axis is near 90 degrees), read in its stored type, made
+    a type the kernels take when it is not one (`io.checked_stack.native_dtype`), and binned to float32 (a copy at bin 1
+    unless it is float32 already; ``1 / b**2`` of the pixels at bin b). The raw view is counted once: at bin b the
+    band is ``b**2`` times the binned pixels, not ``b**4`` (it was counted as 6 bytes per binned column times ``b**2``
+    per raw row: 12 bytes per raw pixel of int16 at bin 2, where 3 are held)."""
+    raw = getattr(source, "raw", None)
+    if raw is None:
+        return 0
+    dtype = np.dtype(getattr(raw, "dtype", np.float32))
+    b = int(source.binning)
+    native = native_dtype(dtype)
+    per_pixel = float(dtype.itemsize + (native.itemsize if native is not None else 0))
+    kept = native if native is not None else dtype
+    per_pixel += 4.0 / (b * b) if b > 1 else (0.0 if kept == np.float32 else 4.0)
+    _, rows, cols = raw.shape
+    return int(np.ceil(rows * cols * per_pixel))
 
 
 def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int, out_itemsize: int,
@@ -320,8 +344,7 @@ def reconstruct_streamed(
     if scale is None and dtype.kind == "f":
         scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
-    raw_shape = getattr(source, "raw_shape", (1, nx))  # binned raw (rows, cols): one view's band of raw rows
-    band = 6 * getattr(source, "raw", np.empty((1, 1, 1))).shape[1] * raw_shape[1] * b * b
+    band = raw_band_bytes(source)
     n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band) if slab is None else int(slab)
     if n_rows < 1:
         raise ValueError(f"a slab must hold at least one row, not {slab}")
