@@ -45,8 +45,9 @@ Table columns (paths relative to the table; empty cells take the options above):
   stack, markers          at least one; tilt_angles; prexg; name (default: the stem)
   pixel_size_nm           (else the header's); image_width, image_height: for CSV markers alone
   bead_diameter_nm, bead_diameter_px   the run path (one of them)
-  beads, bin, thickness, shift, erase_gold, polarity   the run path's tracking and tomogram options
-                          (shift: IMOD's SHIFT 'X Z', unbinned pixels, as run --shift)
+  beads, bin, thickness, shift, erase_gold, polarity
+                          the run path's tracking and tomogram options (shift: IMOD's SHIFT
+                          'X Z' in unbinned pixels, as run --shift)
   tilt_axis, rotation, tilt, magnification, reference_view, robust, robust_scale, robust_tracks,
   max_iterations, no_axis_estimate, no_initial_stage, axis_z_shift, exclude_views (as 1-3,40)
                           the solver's options

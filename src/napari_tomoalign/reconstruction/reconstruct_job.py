@@ -101,7 +101,8 @@ def add_positioning_options(p: argparse.ArgumentParser, *, run: bool = False) ->
                         " upside down to ours); refused when the volume would miss every view")
     p.add_argument("--level", type=int, nargs="?", const=0, choices=(1, 2), metavar="SURFACES",
                    help="level the section from the markers (IMOD's surface analysis, 1 or 2 bead layers; default:"
-                        " what 'align' analysed, recorded in alignment.json, else 2) and pick the thickness and Z shift"
+                        " what the alignment analysed, recorded in alignment.json, else 2) and pick the thickness and Z"
+                        " shift"
                         " that hold it; " + ("" if run else "--x-axis-tilt and --offset are then added to its values, ")
                         + "--thickness and --shift replace its choice")
 

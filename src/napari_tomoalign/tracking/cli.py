@@ -35,10 +35,6 @@ def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
                         " is blank)")
     p.add_argument("--polarity", choices=("dark", "bright"), default="dark",
                    help="beads darker than the background (bright field, default) or brighter")
-    p.add_argument("--exclude-views", metavar="LIST",
-                   help="views to leave out, numbered from 1 as IMOD's lists (1-3,60): not tracked (as beadtrack's"
-                        " SkipViews), and for run not in the fit nor the tomogram either (align's and reconstruct's"
-                        " --exclude-views)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -92,6 +88,8 @@ def _memory(text: str) -> int:
 def add_track_arguments(p: argparse.ArgumentParser) -> None:
     """``tomoalign track STACK (--bead-diameter-nm D | --bead-diameter-px D) --output MARKERS``."""
     _add_tracking_arguments(p)
+    p.add_argument("--exclude-views", metavar="LIST", help="views to leave out of the tracking, numbered from 1 as"
+                   " IMOD numbers them (1-3,60), as beadtrack's SkipViews")
     p.add_argument("--output", required=True, metavar="MARKERS", help="markers to write: .csv, .fid or .mod")
 
 
@@ -100,10 +98,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     from ..reconstruction.frame_option import add_size_option
 
     _add_tracking_arguments(p)
+    p.add_argument("--exclude-views", metavar="LIST", help="views to leave out, numbered from 1 as IMOD numbers them"
+                   " (1-3,60): not tracked (beadtrack's SkipViews), fitted (align --exclude-views) nor back-projected")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for every intermediate and the tomogram")
     p.add_argument("--bin", type=int, metavar="N",
                    help="binning of the tomogram (default: 2, or so that it is at most about 1024 wide; said)")
-    p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels")
+    p.add_argument("--thickness", type=int, metavar="T", help="tomogram thickness in unbinned pixels (default: every"
+                   " marker inside, with a margin, and at least a quarter of the image size; with --level, its choice)")
     p.add_argument("--erase-gold", action="store_true",
                    help="replace the beads with background before the aligned stack and the tomogram (no streaks)")
     from ..reconstruction.reconstruct_job import BYTES_HELP, MODES
