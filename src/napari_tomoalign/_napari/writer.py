@@ -112,9 +112,13 @@ def in_source_mode(arr: Any, source_dtype: str | None) -> Any:
 
 def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """An Image layer as MRC, with its voxel size and, for a tilt series, its tilt angles beside it."""
+    from ..reconstruction.aligned_views import AlignedViews
+
     p = Path(path)
     if p.suffix.lower() not in IMAGE_SUFFIXES:
         p = p.with_suffix(".mrc")
+    if isinstance(data, AlignedViews):
+        return _write_aligned_views(p, data, meta)
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or np.iscomplexobj(arr) or arr.dtype.kind == "b":
         raise ValueError(f"MRC holds real 2-D or 3-D images; this layer is {arr.ndim}-D {arr.dtype}")
@@ -126,6 +130,36 @@ def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     arr = in_source_mode(arr, md.get("source_dtype"))
     _backup_existing(targets)
     write_mrc(p, arr, voxel_size_angstrom(meta))
+    if tilts is not None:
+        write_tilt_angles(targets[1], np.asarray(tilts, dtype=float))
+    return [str(t) for t in targets]
+
+
+def _write_aligned_views(p: Path, views: Any, meta: dict[str, Any]) -> list[str]:
+    """The dock's aligned stack (`AlignedViews`), warped and written one view at a time as ``tomoalign aligned-stack``
+    writes it (`jobs.images.make_aligned_stack`: `warp.warp_view`, then the stack's integer mode, streamed): the
+    same ``.ali`` for the same alignment, never the whole float32 stack in memory."""
+    from ..io.atomic import atomic_path
+    from ..io.mrc import MrcStreamWriter
+    from ..jobs.images import in_mode, output_mode
+    from ..reconstruction.warp import warp_view
+
+    md = meta.get("metadata") or {}
+    tilts = md.get("tilt_angles_deg")
+    tilts = tilts if tilts is not None and len(tilts) == views.shape[0] else None
+    targets = [p] + ([tilt_file_for(p, md)] if tilts is not None else [])
+    mode = output_mode(md.get("source_dtype") or np.float32, None)
+    _backup_existing(targets)
+    with atomic_path(p, True) as tmp:
+        w = MrcStreamWriter(tmp, views.shape, mode, voxel_size_angstrom(meta))
+        try:
+            for j in range(views.shape[0]):
+                w.write(in_mode(warp_view(np.asarray(views.stack[j]), views.transforms[j], out_shape=views.shape[1:]),
+                                mode))
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
     if tilts is not None:
         write_tilt_angles(targets[1], np.asarray(tilts, dtype=float))
     return [str(t) for t in targets]
