@@ -44,6 +44,7 @@ from .inputs import ROLE, InputsSection
 from .markers import MarkersPanel
 from .options import OptionsSection
 from .patches import PatchPanel
+from .remembered import BeadMemory
 from .results import ResultLayers
 from .runner import Runner
 from .state import Runs
@@ -86,6 +87,7 @@ class BeadSection:
                                     "(default: the one nearest 0 deg)")
         self.polarity = ComboBox(label="beads", choices=("dark", "bright"), value="dark",
                                  tooltip="dark gold on a bright background (bright field), or bright (HAADF STEM)")
+        self.memory = BeadMemory(self.diameter_nm, self.polarity)  # a reopened dock's values, said whence
         self.with_clumps = CheckBox(text="track clumps too", value=False,
                                     tooltip="also track the candidates drawn as squares (clustered or elongated); "
                                             "as --clumps track on the command line")
@@ -105,6 +107,7 @@ class BeadSection:
         self.runner.align_button.changed.connect(lambda *_: self.track())
         self.runner.cancel_button.changed.connect(self.runner.cancel)
         self.diameter_nm.changed.connect(lambda *_: self.describe())
+        self.polarity.changed.connect(lambda *_: self.describe())
         self.view.changed.connect(lambda *_: self.describe())
 
     # ------------------------------------------------------------------ choices
@@ -115,6 +118,7 @@ class BeadSection:
             self._image_id = id(image)
             self.view.max = max(int(image.data.shape[0]), 1)
             self.view.value = view_number(nearest_zero_view(self._tilts(), image.data))
+            self.memory.recall(image)
         self.describe()
 
     def _tilts(self) -> np.ndarray | None:
@@ -137,7 +141,7 @@ class BeadSection:
             tilts = self._tilts()
             v = self.view_chosen()
             tilt = f" at {tilts[v]:.1f} deg" if tilts is not None and v < len(tilts) else ""
-            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {view_number(v)}{tilt}"
+            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {view_number(v)}{tilt}{self.memory.said()}"
         except ValueError as exc:
             text = str(exc)
         self.info.value = text
