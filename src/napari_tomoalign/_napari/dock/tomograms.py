@@ -45,16 +45,20 @@ def grey8(image: NDArray, limits: tuple[float, float]) -> NDArray[np.uint8]:
 
 
 class _OnWidthChange(QObject):
-    """Calls ``action`` when the watched widget's width changes: a slice view shown for the first time is drawn
-    before the dock has laid it out, at a width it does not have (session 11's finding 15)."""
+    """Calls ``action`` when the watched widget's width (or, with ``height``, its height) changes: a slice view shown
+    for the first time is drawn before the dock has laid it out, at a width it does not have (session 11's finding
+    15); the panels fitted to the dock's height must follow it when the window or the status below them changes
+    (session 14's new user: Compare's lower panel cut at 1280 x 800)."""
 
-    def __init__(self, action: Callable[[], None]) -> None:
+    def __init__(self, action: Callable[[], None], height: bool = False) -> None:
         super().__init__()
-        self._action = action
+        self._action, self._height = action, height
 
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Resize and event.size().width() != event.oldSize().width():
-            self._action()
+        if event.type() == QEvent.Type.Resize:
+            new, old = event.size(), event.oldSize()
+            if (new.height() != old.height()) if self._height else (new.width() != old.width()):
+                self._action()
         return False
 
 
@@ -143,6 +147,13 @@ class SliceView:
         self.slider.blockSignals(False)
         self.zoom = ZoomState()
         self.render()
+
+    def fit_to(self, area: QWidget) -> None:
+        """Size the panels so that the controls and every panel fit ``area``'s height (the dock's steps), and follow
+        that height when it changes."""
+        self.room = area.height
+        self._on_height = _OnWidthChange(lambda: self.render() if self.widget.isVisible() else None, height=True)
+        area.installEventFilter(self._on_height)
 
     def set_zoom(self, state: ZoomState) -> None:
         """Show the part of the sections ``state`` names, in every panel."""
