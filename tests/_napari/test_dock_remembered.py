@@ -71,7 +71,6 @@ def test_a_reopened_dock_starts_from_the_stacks_own_bead_settings(make_napari_vi
     widget.inputs.image.value = b  # another stack: the last values, said to be another stack's
     assert (beads.diameter_nm.value, beads.polarity.value) == (15.0, "bright")
     assert "for BBa.st (another stack): check them" in beads.info.value, beads.info.value
-    beads.diameter_nm.value = 12.0
     beads.polarity.value = "dark"
     close_dock(viewer, widget)
 
@@ -79,6 +78,29 @@ def test_a_reopened_dock_starts_from_the_stacks_own_bead_settings(make_napari_vi
     widget.inputs.image.value = a  # each stack its own
     assert (widget.beads.diameter_nm.value, widget.beads.polarity.value) == (15.0, "bright")
     widget.inputs.image.value = b
-    assert (widget.beads.diameter_nm.value, widget.beads.polarity.value) == (12.0, "dark")
+    assert (widget.beads.diameter_nm.value, widget.beads.polarity.value) == (15.0, "dark")
     assert "last set for this stack" in widget.beads.info.value
+    widget.inputs.image.value = a
+    assert "last set for this stack" in widget.beads.info.value
+    widget.beads.memory.keep(a)  # used by a Find or a Track: the values are the user's, nothing more said
+    assert "last set" not in widget.beads.info.value
+    close_dock(viewer, widget)
+
+
+def test_a_find_keeps_the_values_it_used_for_its_stack(qtbot, make_napari_viewer, monkeypatch):
+    """Values taken from another stack and used by a Find are this stack's after it (as given, or as measured): the
+    next dock says so, not 'another stack' again."""
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(napari, "Viewer", no_second_viewer)
+    remember("elsewhere", "other.st", {"diameter_nm": 9.0, "polarity": "dark"})
+    viewer.open_sample("napari-tomoalign", "beads")
+    widget = open_dock(viewer)
+    assert widget.beads.diameter_nm.value == 9.0 and "(another stack)" in widget.beads.info.value
+    assert widget.beads.find() is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
+    assert "another stack" not in widget.beads.info.value, widget.beads.info.value
+    used = widget.beads.diameter_nm.value  # 9 nm, or the beads' measure when they measure otherwise
+    close_dock(viewer, widget)
+    widget = open_dock(viewer)
+    assert widget.beads.diameter_nm.value == used and "last set for this stack" in widget.beads.info.value
     close_dock(viewer, widget)

@@ -87,7 +87,7 @@ class BeadSection:
                                     "(default: the one nearest 0 deg)")
         self.polarity = ComboBox(label="beads", choices=("dark", "bright"), value="dark",
                                  tooltip="dark gold on a bright background (bright field), or bright (HAADF STEM)")
-        self.memory = BeadMemory(self.diameter_nm, self.polarity)  # a reopened dock's values, said whence
+        self.memory = BeadMemory(self.diameter_nm, self.polarity, self.describe)  # a reopened dock's values, whence
         self.with_clumps = CheckBox(text="track clumps too", value=False,
                                     tooltip="also track the candidates drawn as squares (clustered or elongated); "
                                             "as --clumps track on the command line")
@@ -107,7 +107,6 @@ class BeadSection:
         self.runner.align_button.changed.connect(lambda *_: self.track())
         self.runner.cancel_button.changed.connect(self.runner.cancel)
         self.diameter_nm.changed.connect(lambda *_: self.describe())
-        self.polarity.changed.connect(lambda *_: self.describe())
         self.view.changed.connect(lambda *_: self.describe())
 
     # ------------------------------------------------------------------ choices
@@ -162,6 +161,7 @@ class BeadSection:
         except ValueError as exc:
             return self._refuse(exc)
         view = self.view_chosen()
+        self.memory.keep(image)  # the values used: this stack's from now on
         job = {"image": image.data, "view": view, "diameter_px": d, "pixel_size_nm": pixel_size_nm(image)[0],
                "dark": self.polarity.value == "dark"}
         return self.runner.start(job, lambda cands: self._on_found(cands, image, view, d),
@@ -312,6 +312,7 @@ class BeadSection:
             job = self.gather()
         except ValueError as exc:
             return self._refuse(exc)
+        self.memory.keep(image)
         seeds = "the beads it finds" if job["seeds_xy"] is None else f"{len(job['seeds_xy'])} rings"
         return self.runner.start(job, lambda result, hint: self._on_tracked(result, image, hint), self._on_failure,
                                  busy_text=f"tracking {seeds} from view {view_number(job['seed_view'])}...")

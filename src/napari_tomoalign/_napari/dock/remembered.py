@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,9 @@ class BeadMemory:
     """Recalls the diameter and polarity widgets' values for a stack, keeps what the user or a measure sets, and
     says where the values shown came from (`said`)."""
 
-    def __init__(self, diameter: Any, polarity: Any, path: Path | None = None) -> None:
-        self._diameter, self._polarity, self._path = diameter, polarity, path
+    def __init__(self, diameter: Any, polarity: Any, said: Callable[[], Any] = lambda: None,
+                 path: Path | None = None) -> None:
+        self._diameter, self._polarity, self._path, self._said = diameter, polarity, path, said
         self._key: str | None = None
         self._name = ""
         self._recalling = False
@@ -111,10 +113,18 @@ class BeadMemory:
         self.source = f"{self._diameter.value:g} nm, {self._polarity.value} beads {source}"
 
     def _changed(self, *_: Any) -> None:
-        if self._recalling or self._key is None:
-            return
-        self.source = ""  # the user's (or a measure's) own value: the status says a measure
-        remember(self._key, self._name, self.values(), self._path)
+        if not self._recalling:
+            self.keep()
+
+    def keep(self, image: Any = None) -> None:
+        """The values are the user's now (set, measured, or used by a Find or a Track on ``image``): kept as this
+        stack's, and nothing more said of them (a measure is said in the status)."""
+        if image is not None and self._key is None:
+            self._key, self._name = stack_key(image), str(getattr(image, "name", ""))
+        self.source = ""
+        if self._key is not None:
+            remember(self._key, self._name, self.values(), self._path)
+        self._said()
 
     def said(self) -> str:
         """The line under the step's numbers: where the diameter and polarity came from ("" once set here)."""
