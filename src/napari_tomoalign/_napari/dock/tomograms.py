@@ -23,6 +23,7 @@ from .ui import DOCK_CONTENT_WIDTH
 from .zoom import ZoomLabel, ZoomState, window
 
 PLANES = ("XY sections", "XZ sections")
+NBSP = "\u00a0"  # a space the label does not wrap at
 MIN_PANEL_PX = 120  # a panel is never made shorter than this to fit the dock's height
 
 
@@ -184,8 +185,9 @@ class SliceView:
         volume, voxel = self.volumes[0][0], self.volumes[0][1]
         axis = "z" if plane == PLANES[0] else "y"
         n = volume.shape[0 if plane == PLANES[0] else 1]
-        zoom = f", zoom x{self.zoom.zoom:.3g}" if self.zoom.zoom > 1 else ""
-        self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm{zoom}")
+        zoom = f", zoom{NBSP}x{self.zoom.zoom:.3g}" if self.zoom.zoom > 1 else ""
+        at = f"{axis} {k + 1} of {n}".replace(" ", NBSP)  # a narrow dock wraps at the commas, never in "-77 nm"
+        self.where.setText(f"{at}, {(k - (n - 1) / 2) * voxel:+.0f}{NBSP}nm{zoom}")
 
     def section_said(self, beads: tuple[int, int] | None) -> str:
         """Where the slice view opened, for the status line (``beads``: `compare.bead_section`'s answer)."""
