@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from magicgui.types import FileDialogMode
-from magicgui.widgets import CheckBox, FileEdit
+from magicgui.widgets import CheckBox, ComboBox, FileEdit
 from napari.utils.notifications import show_info
 
 from ..writer import write_markers
@@ -33,16 +33,24 @@ class SaveSection:
         self._runs, self._markers_layer, self._status = runs, markers_layer, status
         self._image_layer = image_layer
         self.on_markers_saved: list[Callable[[], None]] = []  # the journal marks its state saved
+        self.which = ComboBox(label="alignment", choices=[], tooltip="the alignment Save alignment writes (of those "
+                              "this dock made, by name): the last one unless another is chosen")
+        runs.on_add.append(lambda result: self._offer(result.name))
         self.save_dir = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=None,
                                  tooltip="where Save alignment writes")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
         self.save_markers_button = button("Save markers...", "the markers layer as an IMOD .fid or a CSV, in pixels")
         self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables")
-        self.widget = form(self.save_dir)
+        self.widget = form(self.which, self.save_dir)
         self.widget.extend([self.overwrite, row(self.save_markers_button, self.save_button)])
         self.save_markers_button.changed.connect(lambda *_: self.start(self.markers_job()))
         self.save_button.changed.connect(lambda *_: self.start(self.alignment_job()))
         self.worker: Any = None  # the worker of the last save started by a button, until it finishes
+
+    def _offer(self, name: str) -> None:
+        """The alignments to choose from, the one just made chosen."""
+        self.which.choices = list(self._runs.results)
+        self.which.value = name
 
     # ------------------------------------------------------------------ at once (scripts and tests)
     def save_markers(self, path: str | Path | None = None) -> list[str]:
@@ -50,8 +58,8 @@ class SaveSection:
         return self._run_now(self.markers_job(path))
 
     def save_alignment(self) -> list[Path]:
-        """Write the last alignment as `tomoalign align` does (`jobs.preview.save_result`: the same writer, axis
-        Z shift and prealignment as the command line's)."""
+        """Write the alignment chosen (the last one made unless another is chosen) as `tomoalign align` does
+        (`jobs.preview.save_result`: the same writer, axis Z shift and prealignment as the command line's)."""
         return self._run_now(self.alignment_job())
 
     def _run_now(self, job: SaveJob | None) -> list:
@@ -108,12 +116,12 @@ class SaveSection:
         return SaveJob(write, done)
 
     def alignment_job(self) -> SaveJob | None:
-        """Writing the last alignment (`jobs.preview.save_result`) into the chosen folder, or None."""
+        """Writing the alignment chosen (`jobs.preview.save_result`) into the chosen folder, or None."""
         from ...io.atomic import OverwriteError
         from ...jobs.preview import save_result
 
         runs = self._runs
-        last = runs.last
+        last = runs.results.get(str(self.which.value)) if self.which.value is not None else runs.last
         if last is None:
             refuse(self._status, "alignment not saved: align first")
             return None
