@@ -1,5 +1,6 @@
 """The dock's resident memory over a session: a 0.5 GB stack opened, then three Aligns under three names
-(each kept for Compare), the aligned frame shown and a few views looked at after each.
+(each kept for Compare), the aligned frame shown and a few views looked at after each; then the aligned stack
+saved from its layer (File > Save Selected Layer).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/dock_memory.py [--size 2048] [--aligns 3]
 
@@ -104,6 +105,10 @@ def main() -> None:
             pump(0.5)
             print(f"Align {k + 1} ({took:.1f} s, {widget.status.text()[:40]}...): rss {rss_mb():.0f} MB, "
                   f"peak {peak_mb():.0f} MB")
+        t0 = time.perf_counter()
+        viewer.layers["aligned stack"].save(str(Path(tmp) / "BBm.ali"), plugin="napari-tomoalign")
+        print(f"aligned stack saved ({time.perf_counter() - t0:.1f} s, "
+              f"{(Path(tmp) / 'BBm.ali').stat().st_size / 2**30:.2f} GiB): rss {rss_mb():.0f} MB, peak {peak_mb():.0f} MB")
         viewer.close()
 
 

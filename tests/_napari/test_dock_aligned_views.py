@@ -63,8 +63,9 @@ def test_aligned_views_warped_when_shown_and_saved_as_the_cli_writes_them(qtbot,
         widget.saving.save_dir.value = folder
         assert widget.saving.save_alignment()
         ali = tmp_path / "dock.ali"
-        written = write_image_mrc(str(ali), layer.data, {"metadata": layer.metadata, "scale": layer.scale})
-        assert written == [str(ali), str(ali.with_suffix(".tlt"))]
+        written = layer.save(str(ali), plugin="napari-tomoalign")  # as File > Save Selected Layer does
+        assert [str(p) for p in written] == [str(ali), str(ali.with_suffix(".tlt"))]
+        assert len(layer.data._kept) <= KEPT_VIEWS  # written view by view, none kept
         cli = aligned_stack_to_file(st, folder, tmp_path / "cli.ali").path
         with mrcfile.open(ali) as a, mrcfile.open(cli) as b:
             assert a.data.dtype == np.int16 and a.data.shape == (61, 512, 512)
