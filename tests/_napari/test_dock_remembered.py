@@ -25,6 +25,13 @@ def test_recall_own_then_last_then_nothing(tmp_path, monkeypatch):
     assert own["diameter_nm"] == 15.0 and own["polarity"] == "bright" and "this stack" in said
     last, said = recall("c", path)
     assert last["diameter_nm"] == 5.0 and "B.st (another stack)" in said
+    _, said = recall("/data/a/B.st|10|2", path)  # another series named as the last one: its folder said
+    assert said == "as last set, for B.st (another stack): check them for this one", said
+    remember("/data/a/B.st|10|1", "B.st", {"diameter_nm": 6.0, "polarity": "dark"}, path)
+    _, said = recall("/data/b/B.st|10|2", path)
+    assert "for B.st in /data/a (another stack)" in said, said
+    last, said = recall("/data/a/B.st|12|3", path)  # the same file rewritten: said so
+    assert last["diameter_nm"] == 6.0 and said.startswith("as last set for this file before it changed"), said
     path.write_text("{not json")  # a damaged file: the defaults, said as such
     assert recall("a", path) == (None, "")
     monkeypatch.setenv("TOMOALIGN_SETTINGS_DIR", str(tmp_path / "cfg"))

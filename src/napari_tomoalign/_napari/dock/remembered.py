@@ -73,9 +73,15 @@ def recall(key: str, path: Path | None = None) -> tuple[dict[str, Any] | None, s
     if isinstance(own, dict):
         return own, f"as last set for this stack ({own.get('when', '?')})"
     last = data.get("last")
-    if isinstance(last, dict):
-        return last, f"as last set, for {last.get('stack', 'another stack')} (another stack): check them for this one"
-    return None, ""
+    if not isinstance(last, dict):
+        return None, ""
+    there = str(last.get("key", "")).split("|")[0]
+    if there == key.split("|")[0]:  # the same file, rewritten since (its size or time differ)
+        return last, f"as last set for this file before it changed ({last.get('when', '?')}): check them"
+    name = str(last.get("stack", "another stack"))
+    if name == Path(key.split("|")[0]).name and Path(there).is_absolute():  # two series of one name: say which
+        name = f"{name} in {Path(there).parent}"
+    return last, f"as last set, for {name} (another stack): check them for this one"
 
 
 class BeadMemory:
