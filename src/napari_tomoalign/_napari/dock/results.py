@@ -66,7 +66,7 @@ class ResultLayers:
         self.result, self.image, self.markers = result, image, markers
         self._pending = []
         steps = [self.show_residual_vectors, self.show_predicted_markers]
-        if result.aligned is not None or _warpable(result, image):
+        if result.aligned is not None or warpable(result, image):
             steps += [self.show_aligned_stack, lambda: self.show_aligned_markers(data)]
         return [*steps, self.reveal]
 
@@ -212,7 +212,7 @@ class ResultLayers:
                 _show(layer, not aligned)
 
 
-def _warpable(result: PipelineResult, image: Any) -> bool:
+def warpable(result: PipelineResult, image: Any) -> bool:
     """Whether the dock can show ``result``'s aligned stack warped from ``image``'s views (the series it aligned)."""
     shape: tuple[int, ...] = tuple(getattr(getattr(image, "data", None), "shape", ()))
     return result.frame is not None and len(shape) == 3 and shape[0] == len(result.transforms)
