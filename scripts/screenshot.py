@@ -23,6 +23,12 @@ with ``--bead-nm`` gold; ``--zoom`` zooms onto the first point to check (1: the 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/tracked-unbinned-1280x800.png \
         --size 1280x800 --stack /tmp/cryo4096.st --bead-nm 10 --track-demo tracked --zoom 3
 
+With ``--returning`` and ``--bba``: the raw stack alone through Find, Track, Align, the tomogram, Compare and Save,
+then the dock closed and opened again, a picture each (``OUT-0open.png`` ... ``OUT-7reopened.png``).
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py /tmp/ret-1280.png \\
+        --size 1280x800 --bba tests/data/imod-tutorial-BB --pixel-nm 2.02 --returning
+
 With ``--session``: the sample aligned, then four pictures named after ``out`` (``docs/session-1280.png`` gives
 ``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``): the dock after Align
 (results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
@@ -54,13 +60,18 @@ def pump(seconds: float) -> None:
         time.sleep(0.01)
 
 
-def open_bba(viewer, folder: Path, pixel_nm: float, tmp: Path) -> None:
+def open_bba(viewer, folder: Path, pixel_nm: float, tmp: Path) -> Path:
+    """The synthetic BBa stack and IMOD's markers opened (with no viewer: the stack written, the markers not)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from support.gui import write_bead_stack
 
     st, fid = write_bead_stack(tmp, folder / "BBa.fid", folder / "BBa.rawtlt", pixel_nm)
+    if viewer is None:
+        fid.unlink()
+        return st
     viewer.open(str(st), plugin="napari-tomoalign")
     viewer.open(str(fid), plugin="napari-tomoalign")
+    return st
 
 
 def open_bead_series(viewer, kind: str, tmp: Path) -> float:
@@ -158,6 +169,59 @@ def session(viewer, widget, out: str) -> None:
     shoot(viewer, widget, f"{stem}-compare.png")
 
 
+def returning(viewer, widget, out: str, tmp: Path, pixel_nm: float) -> None:
+    """A user on a raw BBa stack (beads, no markers): Find, Track, Align, the tomogram, Align on the markers in every
+    view, Compare, Save (the alignment of 'all markers' with its .ali), then the dock closed and opened again (it
+    starts from the stack's bead settings): a picture of each, named after ``out``."""
+    stem = out.removesuffix(".png")
+
+    def wait(dock, worker=None) -> None:
+        pump(0.05)
+        while dock.busy or (worker is not None and worker.is_running):
+            pump(0.02)
+        pump(0.3)
+
+    def shot(dock, name: str) -> None:
+        shoot(viewer, dock, f"{stem}-{name}.png")
+
+    shot(widget, "0open")
+    for action, name in ((widget.beads.find, "1find"), (widget.beads.track, "2track"),
+                         (widget.start_alignment, "3align")):
+        action()
+        wait(widget)
+        shot(widget, name)
+    widget.show_tomogram()
+    pump(0.3)
+    widget.scroll_to(widget.tomograms.widget)
+    shot(widget, "4tomogram")
+    widget.options.every_view_only.value = True
+    widget.start_alignment()
+    wait(widget)
+    widget.comparison.compare_a.value, widget.comparison.compare_b.value = "all markers", "markers in every view"
+    wait(widget, widget.comparison.compare())
+    widget.scroll_to(widget.tomograms.widget)
+    shot(widget, "5compare")
+    (tmp / "saved").mkdir()
+    widget.saving.save_dir.value = tmp / "saved"
+    widget.saving.which.value, widget.saving.with_aligned.value = "all markers", True
+    widget.saving.save_markers(tmp / "saved" / "BBa.fid")
+    widget.saving.save_alignment()
+    widget.scroll_to(widget.saving.widget.native)
+    shot(widget, "6saved")
+    widget.teardown()
+    viewer.window.remove_dock_widget(widget)
+    pump(0.5)
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Align tilt series")
+    while widget.opening:
+        pump(0.02)
+    widget.steps[1].set_expanded(True)
+    pump(0.3)
+    widget.scroll_to(widget.steps[1])
+    shot(widget, "7reopened")
+    widget.teardown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="docs/napari-tomoalign.png")
@@ -172,6 +236,8 @@ def main() -> None:
     parser.add_argument("--zoom", type=float, default=1.0, help="--track-demo tracked: zoom onto the point to check")
     parser.add_argument("--session", action="store_true", help="four pictures: after Align, the Bead Fixer, the "
                         "tomogram, the comparison")
+    parser.add_argument("--returning", action="store_true", help="with --bba: the raw stack only, Find, Track, Align, "
+                        "tomogram, Compare, Save, the dock closed and reopened (a picture each)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     viewer = napari.Viewer(show=True)
@@ -183,6 +249,8 @@ def main() -> None:
             diameter_nm = args.bead_nm
         elif args.track_demo:
             diameter_nm = open_bead_series(viewer, args.kind, Path(tmp))
+        elif args.bba and args.returning:
+            open_stack(viewer, open_bba(None, args.bba, args.pixel_nm, Path(tmp)))
         elif args.bba:
             open_bba(viewer, args.bba, args.pixel_nm, Path(tmp))
         else:
@@ -197,6 +265,10 @@ def main() -> None:
             viewer.screenshot(args.out, canvas_only=False, flash=False)
             print(f"wrote {args.out}: {widget.status.text()}")
             widget.teardown()
+            viewer.close()
+            return
+        if args.returning:
+            returning(viewer, widget, args.out, Path(tmp), args.pixel_nm)
             viewer.close()
             return
         if args.session:

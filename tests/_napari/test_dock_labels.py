@@ -72,12 +72,12 @@ def test_slice_view_draws_sections_of_both_tomograms_in_the_dock(qtbot):
     view.slider.setValue(3)
     image = view.pixels(0).toImage()
     assert image.width() >= 300 and abs(image.height() / image.width() - 16 / 24) < 0.02  # the dock's width, in shape
-    assert "z 4 of 8" in view.where.text()
+    assert view.where.text() == "z\u00a04\u00a0of\u00a08, -1\u00a0nm"  # wraps at the comma only (s14: "-60 / nm")
     # The wheel zooms both panels about the point under the cursor; a drag pans; a double-click shows it all.
     bright = view.images[0]
     x, y = bright.width() / 2 + (7.5 / 24 - 0.5) * image.width(), bright.height() / 2 + (5.5 / 16 - 0.5) * image.height()
     wheel(bright, x, y, notches=6)  # x 1.25^6 = 3.8
-    assert view.zoom.zoom == pytest.approx(1.25**6) and "zoom x3.81" in view.where.text()
+    assert view.zoom.zoom == pytest.approx(1.25**6) and "zoom\u00a0x3.81" in view.where.text()
     zoomed = qimage_array(view.pixels(0))
     assert zoomed.shape[1] == image.width()  # the panel keeps its size
     ys, xs = np.nonzero(zoomed > 128)  # the bright voxel, now about 4x wider, still under the cursor
@@ -95,7 +95,7 @@ def test_slice_view_draws_sections_of_both_tomograms_in_the_dock(qtbot):
     view.reset_zoom.click()
     assert view.zoom.zoom == 1.0
     view.plane.setCurrentIndex(1)  # XZ: one section per row of the tomogram
-    assert view.slider.maximum() == 15 and "y 9 of 16" in view.where.text()
+    assert view.slider.maximum() == 15 and "y 9 of 16" in view.where.text().replace("\u00a0", " ")
     assert view.show([(a, 2.0, "only")]) == ["only"] and not view.titles[1].isVisibleTo(view.widget)
     view.clear()
     assert view.shown == [] and not view.widget.isVisibleTo(None)

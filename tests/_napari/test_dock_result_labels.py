@@ -28,7 +28,7 @@ def test_aligned_marker_ids_contrast_with_the_aligned_stack(qtbot, make_napari_v
         dy, dx = np.meshgrid(np.linspace(0.4 * r, 1.3 * r, 4), np.linspace(-2.0 * r, -0.6 * r, 4), indexing="ij")
         rows = np.clip(np.round(pts.data[:, 1:2] + dy.ravel()), 0, ali.data.shape[1] - 1).astype(int)
         cols = np.clip(np.round(pts.data[:, 2:3] + dx.ravel()), 0, ali.data.shape[2] - 1).astype(int)
-        shown = np.clip((np.median(ali.data[v[:, None], rows, cols], axis=1) - lo) / (hi - lo), 0, 1)  # gray
+        shown = np.clip((np.median(np.asarray(ali.data)[v[:, None], rows, cols], axis=1) - lo) / (hi - lo), 0, 1)  # gray
         light, dark = shown >= 0.65, shown <= 0.45  # the box where each id is drawn, as napari shows it
         assert light.sum() > 10 and dark.sum() > 10
         assert np.all(ink[light] <= 0.3) and np.all(ink[dark] >= 0.8)  # dark ids on light, light on dark

@@ -109,7 +109,7 @@ class AlignWidget(OpensInTurns):
         self.triage.on_nothing_selected = lambda: self.fixer.accept_gap() if self.fixer.gap is not None else None
         self.tables = ResultTables(self.triage.go_to)
         self.tomograms = SliceView()
-        self.tomograms.room = self.steps_area.height  # every panel in view at once
+        self.tomograms.fit_to(self.steps_area)  # every panel in view at once
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
         self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)

@@ -112,9 +112,13 @@ def in_source_mode(arr: Any, source_dtype: str | None) -> Any:
 
 def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """An Image layer as MRC, with its voxel size and, for a tilt series, its tilt angles beside it."""
+    from ..reconstruction.aligned_views import AlignedViews
+
     p = Path(path)
     if p.suffix.lower() not in IMAGE_SUFFIXES:
         p = p.with_suffix(".mrc")
+    if isinstance(data, AlignedViews):
+        return _write_aligned_views(p, data, meta)
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or np.iscomplexobj(arr) or arr.dtype.kind == "b":
         raise ValueError(f"MRC holds real 2-D or 3-D images; this layer is {arr.ndim}-D {arr.dtype}")
@@ -129,3 +133,44 @@ def write_image_mrc(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     if tilts is not None:
         write_tilt_angles(targets[1], np.asarray(tilts, dtype=float))
     return [str(t) for t in targets]
+
+
+def _write_aligned_views(p: Path, views: Any, meta: dict[str, Any]) -> list[str]:
+    """The dock's aligned stack layer (`AlignedViews`) saved: `write_aligned_views` in the stack's mode, the angles
+    beside it; an existing file kept as ``name~``."""
+    from ..jobs.images import output_mode
+
+    md = meta.get("metadata") or {}
+    tilts = md.get("tilt_angles_deg")
+    tilts = tilts if tilts is not None and len(tilts) == views.shape[0] else None
+    targets = [p] + ([tilt_file_for(p, md)] if tilts is not None else [])
+    _backup_existing(targets)
+    write_aligned_views(p, views, output_mode(md.get("source_dtype") or np.float32, None), voxel_size_angstrom(meta),
+                        overwrite=True)
+    if tilts is not None:
+        write_tilt_angles(targets[1], np.asarray(tilts, dtype=float))
+    return [str(t) for t in targets]
+
+
+def write_aligned_views(path: str | os.PathLike[str], views: Any, dtype: Any, voxel_size_angstrom: float | None,
+                        overwrite: bool = False) -> Path:
+    """An aligned stack made view by view (`AlignedViews`: the raw stack and its transforms) warped and written one
+    view at a time, atomically, as ``tomoalign aligned-stack`` writes it (`jobs.images.make_aligned_stack`:
+    `warp.warp_view`, then ``dtype``, streamed): the same ``.ali`` for the same alignment, never the whole float32
+    stack in memory. An existing file is an `OverwriteError` unless ``overwrite``."""
+    from ..io.atomic import atomic_path
+    from ..io.mrc import MrcStreamWriter
+    from ..jobs.images import in_mode
+    from ..reconstruction.warp import warp_view
+
+    with atomic_path(path, overwrite) as tmp:
+        w = MrcStreamWriter(tmp, views.shape, dtype, voxel_size_angstrom)
+        try:
+            for j in range(views.shape[0]):
+                view = warp_view(np.asarray(views.stack[j]), views.transforms[j], out_shape=views.shape[1:])
+                w.write(in_mode(view, np.dtype(dtype)))
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
+    return Path(path)

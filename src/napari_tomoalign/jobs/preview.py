@@ -145,7 +145,8 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
     """The aligned stack and (if asked) the preview tomogram, and their frame (`reconstruction.frame`: transposed
     for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it). An aligned stack larger than
     `aligned_views.LAZY_BYTES` is made view by view when shown (`AlignedViews`), and the tomogram from views
-    warped binned, as ``reconstruct --bin`` makes them: a 4096^2 series took the dock to 7.5 GB."""
+    warped binned, as ``reconstruct --bin`` makes them: a 4096^2 series took the dock to 7.5 GB. Without an
+    aligned stack asked for (the dock makes its own `AlignedViews`), the tomogram's views are warped binned too."""
     from ..reconstruction.aligned_views import LAZY_BYTES, AlignedViews
     from ..reconstruction.frame import frame_size
     from ..reconstruction.warp import aligned_stack, bin_centred
@@ -158,7 +159,8 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
     t0 = time.perf_counter()
     used = np.asarray(al.view_determined, bool)
     frame = frame_size((images.shape[2], images.shape[1]), xf[used] if used.any() else xf)
-    lazy = 4 * n * int(np.prod(frame.shape())) > LAZY_BYTES and (binning > 1 or not job.make_tomogram)
+    lazy = (4 * n * int(np.prod(frame.shape())) > LAZY_BYTES or not job.make_aligned_stack) and (
+        binning > 1 or not job.make_tomogram)
     warped = None if lazy and not job.make_tomogram else aligned_stack(
         images, xf, binning=binning if lazy else 1, out_shape=frame.shape(binning if lazy else 1),
         should_stop=should_stop, progress=lambda d, t: report(JobStep.ALIGNED_STACK.value, d, t, f"aligned view {d} of"

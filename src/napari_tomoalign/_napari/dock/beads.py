@@ -44,6 +44,7 @@ from .inputs import ROLE, InputsSection
 from .markers import MarkersPanel
 from .options import OptionsSection
 from .patches import PatchPanel
+from .remembered import BeadMemory
 from .results import ResultLayers
 from .runner import Runner
 from .state import Runs
@@ -86,6 +87,7 @@ class BeadSection:
                                     "(default: the one nearest 0 deg)")
         self.polarity = ComboBox(label="beads", choices=("dark", "bright"), value="dark",
                                  tooltip="dark gold on a bright background (bright field), or bright (HAADF STEM)")
+        self.memory = BeadMemory(self.diameter_nm, self.polarity, self.describe)  # a reopened dock's values, whence
         self.with_clumps = CheckBox(text="track clumps too", value=False,
                                     tooltip="also track the candidates drawn as squares (clustered or elongated); "
                                             "as --clumps track on the command line")
@@ -115,6 +117,7 @@ class BeadSection:
             self._image_id = id(image)
             self.view.max = max(int(image.data.shape[0]), 1)
             self.view.value = view_number(nearest_zero_view(self._tilts(), image.data))
+            self.memory.recall(image)
         self.describe()
 
     def _tilts(self) -> np.ndarray | None:
@@ -137,7 +140,7 @@ class BeadSection:
             tilts = self._tilts()
             v = self.view_chosen()
             tilt = f" at {tilts[v]:.1f} deg" if tilts is not None and v < len(tilts) else ""
-            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {view_number(v)}{tilt}"
+            text = f"{d:.1f} px at {pixel:.3g} nm/px ({source}); view {view_number(v)}{tilt}{self.memory.said()}"
         except ValueError as exc:
             text = str(exc)
         self.info.value = text
@@ -158,6 +161,7 @@ class BeadSection:
         except ValueError as exc:
             return self._refuse(exc)
         view = self.view_chosen()
+        self.memory.keep(image)  # the values used: this stack's from now on
         job = {"image": image.data, "view": view, "diameter_px": d, "pixel_size_nm": pixel_size_nm(image)[0],
                "dark": self.polarity.value == "dark"}
         return self.runner.start(job, lambda cands: self._on_found(cands, image, view, d),
@@ -308,6 +312,7 @@ class BeadSection:
             job = self.gather()
         except ValueError as exc:
             return self._refuse(exc)
+        self.memory.keep(image)
         seeds = "the beads it finds" if job["seeds_xy"] is None else f"{len(job['seeds_xy'])} rings"
         return self.runner.start(job, lambda result, hint: self._on_tracked(result, image, hint), self._on_failure,
                                  busy_text=f"tracking {seeds} from view {view_number(job['seed_view'])}...")

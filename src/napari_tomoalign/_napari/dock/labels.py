@@ -9,11 +9,15 @@ worth a check (tracking's mark, the robust fit's flag) are labelled anyway: thos
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .logic import view_index
+
+if TYPE_CHECKING:
+    from ...reconstruction.aligned_views import AlignedViews
 
 LABEL_MODES = ("where they fit", "all", "selected and to check", "none")
 DIGIT_WIDTH = 0.8  # screen px per digit per unit of text size (a digit is about 0.6 em, an em 1.33 px/pt)
@@ -75,13 +79,56 @@ LUMA = np.array([0.2126, 0.7152, 0.0722])
 def under_labels(stack: NDArray, view: NDArray, yx: NDArray, ring: float) -> NDArray:
     """``(n, 16)`` pixels of ``stack`` (views, rows, columns) where each point's id is drawn: a 4 x 4 grid over
     the box beside its ring (up and to the right, as `layers.marker_text` places it), clipped to the image."""
-    v = np.clip(view_index(np.asarray(view)), 0, stack.shape[0] - 1)
+    v, rows, cols = _label_boxes(stack.shape, view, yx, ring)
+    return np.asarray(stack[v[:, None], rows, cols])
+
+
+def _label_boxes(shape: tuple[int, ...], view: NDArray, yx: NDArray, ring: float
+                 ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Each point's view, and the rows and columns ``(n, 16)`` of the box where its id is drawn (`under_labels`)."""
+    v = np.clip(view_index(np.asarray(view)), 0, shape[0] - 1)
     p = np.asarray(yx, dtype=float).reshape(-1, 2)
     r = float(ring)
     dy, dx = np.meshgrid(np.linspace(-1.3 * r, -0.4 * r, 4), np.linspace(0.6 * r, 2.0 * r, 4), indexing="ij")
-    rows = np.clip(np.round(p[:, :1] + dy.ravel()), 0, stack.shape[1] - 1).astype(np.intp)
-    cols = np.clip(np.round(p[:, 1:] + dx.ravel()), 0, stack.shape[2] - 1).astype(np.intp)
-    return np.asarray(stack[v[:, None], rows, cols])
+    rows = np.clip(np.round(p[:, :1] + dy.ravel()), 0, shape[1] - 1).astype(np.intp)
+    cols = np.clip(np.round(p[:, 1:] + dx.ravel()), 0, shape[2] - 1).astype(np.intp)
+    return v, rows, cols
+
+
+def under_aligned_labels(views: AlignedViews, view: NDArray, yx: NDArray, ring: float) -> NDArray:
+    """As `under_labels` over an aligned stack warped only when shown (`AlignedViews`): each box pixel read from the
+    raw view where the warp takes it from (`warp.pull_matrix`, nearest pixel), so no view is warped; a view the
+    alignment left undetermined reads its mean, as it is shown."""
+    from ...reconstruction.warp import pull_matrix
+
+    v, rows, cols = _label_boxes(views.shape, view, yx, ring)
+    out = np.empty(rows.shape, dtype=float)
+    for k in np.unique(v):
+        at, raw = v == k, views.stack[int(k)]
+        xf = views.transforms[int(k)]
+        if not np.all(np.isfinite(xf)):
+            out[at] = float(np.mean(raw))
+            continue
+        m = pull_matrix(xf, raw.shape[-2:], views.shape[1:])
+        out[at] = _bilinear(raw, m[0, 0] * cols[at] + m[0, 1] * rows[at] + m[0, 2],
+                            m[1, 0] * cols[at] + m[1, 1] * rows[at] + m[1, 2])
+    return out
+
+
+def _bilinear(img: NDArray, x: NDArray, y: NDArray) -> NDArray[np.float64]:
+    """``img`` at ``(x, y)`` as the linear warp reads it; the image's mean outside, as the warp fills."""
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = x - x0, y - y0
+    ny, nx = img.shape[-2:]
+    xi = np.clip(x0, 0, nx - 2).astype(np.intp)
+    yi = np.clip(y0, 0, ny - 2).astype(np.intp)
+    def at(r: NDArray, c: NDArray) -> NDArray[np.float64]:
+        return np.asarray(img[r, c], dtype=float)  # the pixels read only: a view is never copied whole
+
+    top = at(yi, xi) * (1 - fx) + at(yi, xi + 1) * fx
+    values = top * (1 - fy) + (at(yi + 1, xi) * (1 - fx) + at(yi + 1, xi + 1) * fx) * fy
+    inside = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+    return values if inside.all() else np.where(inside, values, float(np.mean(img, dtype=np.float64)))
 
 
 def label_colors(rgba: NDArray, background: float | NDArray = 0.0) -> NDArray[np.float64]:

@@ -156,7 +156,8 @@ def build_options(**choices: Any) -> AlignmentOptions:
 def dock_job(table: MarkerTable, tilts: NDArray, size: tuple[int, int], pixel_size_nm: float | None, images: Any,
              options: AlignmentOptions, settings: dict[str, Any], start: Alignment | None, stem: str) -> PreviewJob:
     """The dock's typed job (`jobs.preview.PreviewJob`) from the markers, the tilts, the image and the choices
-    (``settings``: `OptionsSection.settings`)."""
+    (``settings``: `OptionsSection.settings`). No aligned stack is made: the dock shows one warped view by view
+    (`results.ResultLayers.show_aligned_stack`), so an Align holds no full-resolution copy of the series."""
     from pathlib import Path
 
     from ...jobs.align import AlignJob
@@ -169,7 +170,8 @@ def dock_job(table: MarkerTable, tilts: NDArray, size: tuple[int, int], pixel_si
                      bool(settings.get("leave_out")) and not com, stem=stem, inputs={"markers_layer": stem})
     return PreviewJob(align, images, name=settings["name"],
                       only_markers_in_every_view=bool(settings["only_markers_in_every_view"]),
-                      tomogram_thickness_px=settings.get("tomogram_thickness_px"), start=start)
+                      make_aligned_stack=False, tomogram_thickness_px=settings.get("tomogram_thickness_px"),
+                      start=start)
 
 
 def tilt_summary(tilts: NDArray | None, source: str | None) -> str:

@@ -19,7 +19,7 @@ from ...alignment.result import Alignment
 from ...workflows import PipelineResult
 from ..layers import LABEL_OFFSET, frame_of, marker_colors
 from .inputs import ROLE
-from .labels import LUMA, label_colors, under_labels
+from .labels import LUMA, label_colors, under_aligned_labels, under_labels
 from .logic import aligned_points, predicted_gap_points, residual_vectors
 from .patches import is_patch_layer
 from .ui import button, form
@@ -66,14 +66,21 @@ class ResultLayers:
         self.result, self.image, self.markers = result, image, markers
         self._pending = []
         steps = [self.show_residual_vectors, self.show_predicted_markers]
-        if result.aligned is not None:
+        if result.aligned is not None or warpable(result, image):
             steps += [self.show_aligned_stack, lambda: self.show_aligned_markers(data)]
         return [*steps, self.reveal]
 
     def show_aligned_stack(self) -> None:
+        """The aligned stack, warped view by view when a view is shown (`AlignedViews`, a few kept): the dock's
+        Align makes none (`logic.dock_job`), so each Align holds no full-resolution copy of the series; saved
+        (File > Save), it is written view by view as ``tomoalign aligned-stack`` writes it (`writer`)."""
+        from ...reconstruction.aligned_views import AlignedViews
+
         result = self.result
-        assert result is not None and result.aligned is not None  # scheduled by `steps` only when there is one
-        data = result.aligned
+        assert result is not None  # scheduled by `steps` only when there is an aligned stack or one can be warped
+        data: Any = result.aligned
+        if data is None:
+            data = AlignedViews(self.image.data, result.transforms, result.frame.shape())
         mid = data[len(data) // 2][::4, ::4]
         lo, hi = (float(v) for v in np.percentile(mid, [0.5, 99.5]))
         hi = hi if hi > lo else lo + 1.0
@@ -161,12 +168,16 @@ class ResultLayers:
     def _ink(self, name: str, points: np.ndarray, colours: Any, size: float) -> Any:
         """The labels' colours: each marker's hue, light or dark by the image they are drawn over (the aligned
         stack for the aligned markers, the tilt series for the rest), as the markers' own ids are."""
+        from ...reconstruction.aligned_views import AlignedViews
+
         under = self._layer(ALIGNED) if name == ALIGNED_MARKERS else self.image
-        data = getattr(under, "data", None)
-        if not isinstance(data, np.ndarray) or data.ndim != 3 or len(points) == 0:
+        data: Any = getattr(under, "data", None)
+        if not isinstance(data, (np.ndarray, AlignedViews)) or data.ndim != 3 or len(points) == 0:
             return label_colors(colours)
         r = float(size)  # these labels sit down and left of their rings, the markers' ids up and right
-        values = under_labels(data, points[:, 0], points[:, 1:] + np.array([1.7 * r, -2.6 * r]), r).astype(float)
+        yx = points[:, 1:] + np.array([1.7 * r, -2.6 * r])
+        values = (under_aligned_labels(data, points[:, 0], yx, r) if isinstance(data, AlignedViews)  # none warped
+                  else under_labels(data, points[:, 0], yx, r)).astype(float)
         lo, hi = (float(v) for v in under.contrast_limits)
         norm = np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         rgb = np.asarray(under.colormap.map(norm.ravel()))[:, :3]
@@ -199,6 +210,12 @@ class ResultLayers:
         for layer in (self.image, self.markers):
             if layer is not None and layer in self._viewer.layers:
                 _show(layer, not aligned)
+
+
+def warpable(result: PipelineResult, image: Any) -> bool:
+    """Whether the dock can show ``result``'s aligned stack warped from ``image``'s views (the series it aligned)."""
+    shape: tuple[int, ...] = tuple(getattr(getattr(image, "data", None), "shape", ()))
+    return result.frame is not None and len(shape) == 3 and shape[0] == len(result.transforms)
 
 
 def _show(layer: Any, visible: bool) -> None:

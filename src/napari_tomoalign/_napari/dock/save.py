@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from magicgui.types import FileDialogMode
-from magicgui.widgets import CheckBox, FileEdit
+from magicgui.widgets import CheckBox, ComboBox, FileEdit
 from napari.utils.notifications import show_info
 
 from ..writer import write_markers
@@ -33,16 +33,27 @@ class SaveSection:
         self._runs, self._markers_layer, self._status = runs, markers_layer, status
         self._image_layer = image_layer
         self.on_markers_saved: list[Callable[[], None]] = []  # the journal marks its state saved
+        self.which = ComboBox(label="alignment", choices=[], tooltip="the alignment Save alignment writes (of those "
+                              "this dock made, by name): the last one unless another is chosen")
+        runs.on_add.append(lambda result: self._offer(result.name))
         self.save_dir = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=None,
                                  tooltip="where Save alignment writes")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
+        self.with_aligned = CheckBox(text="with the aligned stack (.ali)", value=False,
+                                     tooltip="Save alignment also writes the aligned stack, full size, in the stack's "
+                                             "mode: as tomoalign aligned-stack writes it from the saved alignment")
         self.save_markers_button = button("Save markers...", "the markers layer as an IMOD .fid or a CSV, in pixels")
         self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables")
-        self.widget = form(self.save_dir)
-        self.widget.extend([self.overwrite, row(self.save_markers_button, self.save_button)])
+        self.widget = form(self.which, self.save_dir)
+        self.widget.extend([self.overwrite, self.with_aligned, row(self.save_markers_button, self.save_button)])
         self.save_markers_button.changed.connect(lambda *_: self.start(self.markers_job()))
         self.save_button.changed.connect(lambda *_: self.start(self.alignment_job()))
         self.worker: Any = None  # the worker of the last save started by a button, until it finishes
+
+    def _offer(self, name: str) -> None:
+        """The alignments to choose from, the one just made chosen."""
+        self.which.choices = list(self._runs.results)
+        self.which.value = name
 
     # ------------------------------------------------------------------ at once (scripts and tests)
     def save_markers(self, path: str | Path | None = None) -> list[str]:
@@ -50,8 +61,8 @@ class SaveSection:
         return self._run_now(self.markers_job(path))
 
     def save_alignment(self) -> list[Path]:
-        """Write the last alignment as `tomoalign align` does (`jobs.preview.save_result`: the same writer, axis
-        Z shift and prealignment as the command line's)."""
+        """Write the alignment chosen (the last one made unless another is chosen) as `tomoalign align` does
+        (`jobs.preview.save_result`: the same writer, axis Z shift and prealignment as the command line's)."""
         return self._run_now(self.alignment_job())
 
     def _run_now(self, job: SaveJob | None) -> list:
@@ -108,12 +119,12 @@ class SaveSection:
         return SaveJob(write, done)
 
     def alignment_job(self) -> SaveJob | None:
-        """Writing the last alignment (`jobs.preview.save_result`) into the chosen folder, or None."""
+        """Writing the alignment chosen (`jobs.preview.save_result`) into the chosen folder, or None."""
         from ...io.atomic import OverwriteError
         from ...jobs.preview import save_result
 
         runs = self._runs
-        last = runs.last
+        last = runs.results.get(str(self.which.value)) if self.which.value is not None else runs.last
         if last is None:
             refuse(self._status, "alignment not saved: align first")
             return None
@@ -125,10 +136,19 @@ class SaveSection:
         extra = {"markers_layer": getattr(runs.markers, "name", stem), "name": last.name}
         analysis = runs.surfaces.get(last.name)  # in alignment.json as `tomoalign align` writes it
         sections = None if analysis is None else {"surface_analysis": analysis.as_dict()}
+        ali = aligned_stack_writer(last, runs.image, Path(target) / f"{stem}.ali", overwrite) \
+            if self.with_aligned.value else None
+        if self.with_aligned.value and ali is None:
+            refuse(self._status, f"alignment not saved: '{last.name}' was aligned without its tilt series in the dock, "
+                   "so there is no aligned stack to write; untick 'with the aligned stack'")
+            return None
 
         def write() -> tuple[Any, BaseException | None]:
             try:
-                return save_result(last, target, stem, overwrite=overwrite, extra=extra, sections=sections), None
+                if ali is not None and ali[0].exists() and not overwrite:  # before any file is written
+                    raise OverwriteError(f"{ali[0]} already exists")
+                paths = save_result(last, target, stem, overwrite=overwrite, extra=extra, sections=sections)
+                return paths + ([ali[1]()] if ali is not None else []), None
             except OSError as exc:  # OverwriteError is one
                 return None, exc
 
@@ -147,6 +167,22 @@ class SaveSection:
             return paths
 
         return SaveJob(write, done)
+
+
+def aligned_stack_writer(result: Any, image: Any, path: Path, overwrite: bool) -> tuple[Path, Callable[[], Path]] | None:
+    """``path`` and the call that writes ``result``'s aligned stack of ``image`` there (`writer.write_aligned_views`,
+    in the stack's mode), or None when ``image`` is not the series it aligned."""
+    from ...jobs.images import output_mode
+    from ...reconstruction.aligned_views import AlignedViews
+    from ..writer import write_aligned_views
+    from .results import warpable
+
+    if image is None or not warpable(result, image):
+        return None
+    views = AlignedViews(image.data, result.transforms, result.frame.shape())
+    pixel = result.alignment.pixel_size_nm or image.metadata.get("pixel_size_nm")
+    mode = output_mode(image.data.dtype, None)
+    return path, lambda: write_aligned_views(path, views, mode, 10.0 * pixel if pixel else None, overwrite)
 
 
 class SaveJob(NamedTuple):

@@ -3,6 +3,7 @@ points triage visits next."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ class Runs:
     prediction: Alignment | None = None  # what Move to predicted uses: the last Align's, or the last Track's
     surfaces: dict[str, SurfaceAnalysis | None] = field(default_factory=dict)  # IMOD's surface analysis, by name
     aligned_on: tuple[Any, Any] | None = None  # (markers, image) of the last Align: a warm start's own series only
+    on_add: list[Callable[[PipelineResult], None]] = field(default_factory=list)  # told of each result kept
 
     def add(self, result: PipelineResult, markers: Any, image: Any, visits: list[Visit],
             surfaces: SurfaceAnalysis | None = None) -> None:
@@ -34,6 +36,8 @@ class Runs:
         self.aligned_on = (markers, image)
         self.prediction = result.alignment
         self.visits, self.position = visits, 0
+        for callback in self.on_add:
+            callback(result)
 
     def tracked(self, markers: Any, image: Any, alignment: Alignment | None, visits: list[Visit]) -> None:
         """A Track filled ``markers``: triage visits its points to check first."""

@@ -23,6 +23,7 @@ from .ui import DOCK_CONTENT_WIDTH
 from .zoom import ZoomLabel, ZoomState, window
 
 PLANES = ("XY sections", "XZ sections")
+NBSP = "\u00a0"  # a space the label does not wrap at
 MIN_PANEL_PX = 120  # a panel is never made shorter than this to fit the dock's height
 
 
@@ -45,16 +46,20 @@ def grey8(image: NDArray, limits: tuple[float, float]) -> NDArray[np.uint8]:
 
 
 class _OnWidthChange(QObject):
-    """Calls ``action`` when the watched widget's width changes: a slice view shown for the first time is drawn
-    before the dock has laid it out, at a width it does not have (session 11's finding 15)."""
+    """Calls ``action`` when the watched widget's width (or, with ``height``, its height) changes: a slice view shown
+    for the first time is drawn before the dock has laid it out, at a width it does not have (session 11's finding
+    15); the panels fitted to the dock's height must follow it when the window or the status below them changes
+    (session 14's new user: Compare's lower panel cut at 1280 x 800)."""
 
-    def __init__(self, action: Callable[[], None]) -> None:
+    def __init__(self, action: Callable[[], None], height: bool = False) -> None:
         super().__init__()
-        self._action = action
+        self._action, self._height = action, height
 
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Resize and event.size().width() != event.oldSize().width():
-            self._action()
+        if event.type() == QEvent.Type.Resize:
+            new, old = event.size(), event.oldSize()
+            if (new.height() != old.height()) if self._height else (new.width() != old.width()):
+                self._action()
         return False
 
 
@@ -144,6 +149,13 @@ class SliceView:
         self.zoom = ZoomState()
         self.render()
 
+    def fit_to(self, area: QWidget) -> None:
+        """Size the panels so that the controls and every panel fit ``area``'s height (the dock's steps), and follow
+        that height when it changes."""
+        self.room = area.height
+        self._on_height = _OnWidthChange(lambda: self.render() if self.widget.isVisible() else None, height=True)
+        area.installEventFilter(self._on_height)
+
     def set_zoom(self, state: ZoomState) -> None:
         """Show the part of the sections ``state`` names, in every panel."""
         self.zoom = state.clamped()
@@ -173,8 +185,9 @@ class SliceView:
         volume, voxel = self.volumes[0][0], self.volumes[0][1]
         axis = "z" if plane == PLANES[0] else "y"
         n = volume.shape[0 if plane == PLANES[0] else 1]
-        zoom = f", zoom x{self.zoom.zoom:.3g}" if self.zoom.zoom > 1 else ""
-        self.where.setText(f"{axis} {k + 1} of {n}, {(k - (n - 1) / 2) * voxel:+.0f} nm{zoom}")
+        zoom = f", zoom{NBSP}x{self.zoom.zoom:.3g}" if self.zoom.zoom > 1 else ""
+        at = f"{axis} {k + 1} of {n}".replace(" ", NBSP)  # a narrow dock wraps at the commas, never in "-77 nm"
+        self.where.setText(f"{at}, {(k - (n - 1) / 2) * voxel:+.0f}{NBSP}nm{zoom}")
 
     def section_said(self, beads: tuple[int, int] | None) -> str:
         """Where the slice view opened, for the status line (``beads``: `compare.bead_section`'s answer)."""
