@@ -12,8 +12,8 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
    with ``R, B`` interpolated between the voxel columns either side, linearly between two rows (cells per
    group of `GROUP` lanes, as `local_blocks._group`). Only the columns that a pair of tiles of `X_TILE`
    voxel columns reads, for a group of `VIEW_GROUP` views at a time: they stay in L1/L2 for the next step.
-2. **Back-project** (`_slab_cells`, `_add_views`): each group of lanes of voxel column ``x`` at section ``z``
-   reads two resampled columns, those either side of its middle lane's column, as contiguous runs of rows,
+2. **Back-project** (`local_group`): each group of lanes of voxel column ``x`` at section ``z`` reads two
+   resampled columns, those either side of its middle lane's column, as contiguous runs of rows,
    each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
    tiles and view groups of `bp_kernels._bp_tile`.
 
@@ -59,15 +59,15 @@ from .local_resample import chunk_rows, fit_sampled, resample_columns
 from .local_warp import backproject_local
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
-assert ROWS == ROWS_64 and GROUP == HALF  # what `add_local_views_64` is written for
+assert ROWS == ROWS_64 and GROUP == HALF  # what `local_group` is written for
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
 
 
 @numba.njit(inline="always", nogil=True)
 def _tile_lines(cols, v0, x0, c_lo, n_c, c_w, w_cols, lines, consts):  # pragma: no cover - compiled
-    """For views ``v0 .. v0 + VIEW_GROUP`` and the `X_TILE` voxel columns from ``x0``, what `sum_local_row_64` works
-    their cells out from: ``lines[xx * LINE_FLOATS + 8 m + j]`` the column of the groups' middle lanes (``m = 0, 1``:
+    """For views ``v0 .. v0 + VIEW_GROUP`` and the `X_TILE` voxel columns from ``x0``, what `local_group.local_cells_8`
+    works their cells out from: ``lines[xx * LINE_FLOATS + 8 m + j]`` the column of the groups' middle lanes (``m = 0, 1``:
     at section 0 and its change per section, counted from the first column the pair of tiles reads, ``c_lo[j]`` of
     ``n_c[j]``: `_windows`) and the column drift per lane (``m = 2, 3``), and ``consts``: the highest left cell
     (``n_c[j] - 2``), then the resampled columns' index of the first (``w_cols`` per view, from column ``c_w[j]``)."""
@@ -132,7 +132,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     view's columns at its slabs' middle sections (`local_resample.chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
     views the tiles read are resampled (`local_resample.resample_columns`, into a buffer that stays in L2), then
-    added (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
+    added (`_add_tile`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
     columns and in its rows ``r_off`` on."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
