@@ -12,7 +12,13 @@ from napari_tomoalign.reconstruction.local_group import CELL_FLOATS, LINE_FLOATS
 @numba.njit
 def _sum_column(w, lines, consts, table, t, xx, z):
     local_cells_8(lines, consts, table, xx, z, 0)
-    local_add_8(w, table, t, 0)
+    local_add_8(w, table, t, 0, False)
+
+
+@numba.njit
+def _set_column(w, lines, consts, table, t, xx, z):
+    local_cells_8(lines, consts, table, xx, z, 0)
+    local_add_8(w, table, t, 0, True)
 
 
 def _reference(w, lines, consts, t, xx, z):
@@ -56,3 +62,6 @@ def test_the_cells_and_sums_are_the_formulas_for_drifts_clamps_and_both_groups()
         _sum_column(w, lines, consts, table, t, xx, z)
         assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), trial
         assert np.array_equal(table[:16].view(np.int32).reshape(8, 2), offsets)  # each view's pair: o0, then o1
+        want = _reference(w, lines, consts, np.zeros(64, dtype=np.float32), xx, z)[0]
+        _set_column(w, lines, consts, table, t, xx, z)  # the first group of views: the sums set, not added to
+        assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), trial

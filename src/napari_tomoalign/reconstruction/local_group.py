@@ -116,8 +116,13 @@ def _fence(builder, values):
     return [builder.extract_value(out, i) for i in range(n)]
 
 
-def _add_codegen(context, builder, signature, args):
-    """The IR of `local_add_8`."""
+def _add_codegen(fresh):
+    """The IR of `local_add_8` (``fresh``: the sums start from zero, not from ``t``)."""
+    return lambda context, builder, signature, args: _add_ir(context, builder, signature, args, fresh)
+
+
+def _add_ir(context, builder, signature, args, fresh):
+    """`_add_codegen`'s IR."""
     w, table, t = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(3))
     e = context.cast(builder, args[3], signature.args[3], types.int64)
     f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
@@ -126,8 +131,8 @@ def _add_codegen(context, builder, signature, args):
     at = builder.gep(table.data, [e])
     words = builder.bitcast(at, i64.as_pointer())
     t_vec = builder.bitcast(t.data, vec.as_pointer())
-    acc = [builder.load(builder.gep(t_vec, [ir.Constant(i64, k)]), align=64) for k in range(4)]
     acc2 = [ir.Constant(vec, [0.0] * 16) for _ in range(4)]
+    acc = acc2[:] if fresh else [builder.load(builder.gep(t_vec, [ir.Constant(i64, k)]), align=64) for k in range(4)]
     lanes = [ir.Constant(vec, [float(16 * h + q) for q in range(16)]) for h in range(2)]
     for j in range(VIEW_GROUP):
         word = builder.load(builder.gep(words, [ir.Constant(i64, j)]), align=4)
@@ -154,12 +159,15 @@ def _add_codegen(context, builder, signature, args):
     return context.get_dummy_value()
 
 
-@intrinsic
-def local_add_8(typingctx, w, table, t, e):  # pragma: no cover - compiled
+@intrinsic(prefer_literal=True)
+def local_add_8(typingctx, w, table, t, e, fresh):  # pragma: no cover - compiled
     """``t[k] += sum over views j < VIEW_GROUP of w[o + k'] + (f + a k') (w[o + 64 + k'] - w[o + k'])`` for ``k <
     64``, the cells at ``table[e:]`` (`local_cells_8`): for ``k < 32`` view ``j``'s ``o0``, ``f0`` and ``k' = k``,
     else its ``o1``, ``f1`` and ``k' = k - 32``. ``w`` the flat resampled columns on a cache line (each offset a
-    multiple of 32); ``t`` a tile's voxel column of 64 floats on a cache line."""
+    multiple of 32); ``t`` a tile's voxel column of 64 floats on a cache line. With ``fresh`` (a constant), ``=``
+    instead of ``+=``: the first group of views sets the tile's sums (no zeroing, no load)."""
     if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 for x in (w, table, t)):
         return None
-    return types.void(w, table, t, e), _add_codegen
+    if not isinstance(fresh, types.BooleanLiteral):
+        return None
+    return types.void(w, table, t, e, fresh), _add_codegen(fresh.literal_value)

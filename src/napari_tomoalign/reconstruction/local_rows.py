@@ -84,16 +84,20 @@ def _tile_lines(cols, v0, x0, c_lo, n_c, c_w, w_cols, lines, consts):  # pragma:
 
 
 @numba.njit(inline="always", nogil=True)
-def _add_tile(w1, lines, consts, tile, s0, z0, z1, n_x_tile, table):  # pragma: no cover - compiled
-    """Sections ``z0 .. z1`` of a tile (``tile[s0 + z - z0]``) += the group of views: per section, the cells of its
-    ``n_x_tile`` voxel columns (`local_group.local_cells_8`, into ``table``, which stays in L1), then their sums
-    (`local_group.local_add_8`)."""
+def _add_tile(w1, lines, consts, tile, s0, z0, z1, n_x_tile, table, first):  # pragma: no cover - compiled
+    """Sections ``z0 .. z1`` of a tile (``tile[s0 + z - z0]``) += the group of views (``=`` for the ``first``
+    group): per section, the cells of its ``n_x_tile`` voxel columns (`local_group.local_cells_8`, into ``table``,
+    which stays in L1), then their sums (`local_group.local_add_8`)."""
     for z in range(z0, z1):
         for xx in range(n_x_tile):
             local_cells_8(lines, consts, table, xx, z, xx * CELL_FLOATS)  # type: ignore[call-arg]
         t = tile[s0 + z - z0]
-        for xx in range(n_x_tile):
-            local_add_8(w1, table, t[xx], xx * CELL_FLOATS)  # type: ignore[call-arg]
+        if first:
+            for xx in range(n_x_tile):
+                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, True)  # type: ignore[call-arg]
+        else:
+            for xx in range(n_x_tile):
+                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -175,7 +179,6 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
         chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows)
         for xa in range(0, n_x, SHARED * X_TILE):  # `SHARED` tiles share the resampled columns
             xb = min(n_x, xa + SHARED * X_TILE)
-            tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
                 sl = g_slab[v0 // VIEW_GROUP]
                 for z0 in range(zc, zc1, sl):  # the views' columns stay in L2 from one slab to the next
@@ -191,7 +194,8 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
                         x0 = xa + h * X_TILE
                         if x0 < xb:
                             _tile_lines(cols, v0, x0, c_ref[h // 2], n_ref[h // 2], c_lo, w_cols, lines16, consts)
-                            _add_tile(w1, lines16, consts, tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0, table)
+                            _add_tile(w1, lines16, consts, tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0, table,
+                                      v0 == 0)
             for h in range(SHARED):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
