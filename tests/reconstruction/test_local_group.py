@@ -26,10 +26,10 @@ def _reference(w, lines, consts, t, xx, z):
     into the view's resampled columns, each lane at its own fraction between that column and the next."""
     out, offsets = t.astype(np.float64), np.zeros((8, 2), dtype=np.int64)
     row = lines[xx * LINE_FLOATS : (xx + 1) * LINE_FLOATS].reshape(4, 8).astype(np.float64)
-    top, base = consts[:8], consts[8:]
+    top, base, shift = consts[:8], consts[8:16], consts[16:]
     for j in range(8):
         a = np.float32(row[2, j] + row[3, j] * z)
-        um = np.float32(row[0, j] + row[1, j] * z)
+        um = np.float32(np.float32(row[0, j] - shift[j]) + row[1, j] * z)
         for g, side in enumerate((-16.0, 16.0)):
             u = np.float32(um + side * a)
             i = float(int(min(max(u, 0.0), top[j])))
@@ -48,7 +48,7 @@ def test_the_cells_and_sums_are_the_formulas_for_drifts_clamps_and_both_groups()
     w[:] = rng.normal(size=w.size).astype(np.float32)
     t = aligned_empty(64)
     table = np.zeros(CELL_FLOATS, dtype=np.float32)
-    consts = np.concatenate([np.full(8, n_cols - 2), np.arange(8) * n_cols]).astype(np.float32)
+    consts = np.concatenate([np.full(8, n_cols - 2), np.arange(8) * n_cols, np.arange(8) - 3.0]).astype(np.float32)
     for trial in range(30):
         lines = np.zeros(16 * LINE_FLOATS, dtype=np.float32)
         xx, z = int(rng.integers(16)), int(rng.integers(64))

@@ -53,9 +53,9 @@ def _cells(builder, lines, consts, xx, zv):
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(g8, [g8, g8, g8]), "llvm.fma.v8f32")
     row = builder.bitcast(builder.gep(lines, [builder.mul(xx, ir.Constant(i64, LINE_FLOATS))]), g8.as_pointer())
     c0, c1, a0, a1 = (builder.load(builder.gep(row, [ir.Constant(i64, m)]), align=4) for m in range(4))
-    top, base = consts
+    top, base, shift = consts
     a = builder.call(fma, [a1, zv, a0])
-    um = builder.call(fma, [c1, zv, c0])
+    um = builder.call(fma, [c1, zv, builder.fsub(c0, shift)])
     zero = ir.Constant(g8, [0.0] * VIEW_GROUP)
     out = []
     for side in (-1.0, 1.0):
@@ -77,7 +77,7 @@ def _cells_codegen(context, builder, signature, args):
     f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
     g8 = ir.VectorType(f32, VIEW_GROUP)
     cv = builder.bitcast(consts.data, g8.as_pointer())
-    top_base = [builder.load(builder.gep(cv, [ir.Constant(i64, m)]), align=4) for m in range(2)]
+    top_base = [builder.load(builder.gep(cv, [ir.Constant(i64, m)]), align=4) for m in range(3)]
     zv = _splat(builder, builder.insert_element(ir.Constant(g8, None), builder.sitofp(z, f32), ir.Constant(i32, 0)),
                 0, VIEW_GROUP)
     o0, f0, o1, f1, a = _cells(builder, lines.data, top_base, xx, zv)
@@ -97,8 +97,9 @@ def _cells_codegen(context, builder, signature, args):
 def local_cells_8(typingctx, lines, consts, table, xx, z, e):  # pragma: no cover - compiled
     """The group's cells at voxel column ``xx`` and section ``z`` into ``table[e : e + CELL_FLOATS]``: per view the
     offsets of its two groups' left cells (int32, ``o0`` then ``o1``), then its ``f0, f1, a, 0``. From
-    ``lines[xx * LINE_FLOATS + 8 m + j]`` (``m``: ``c0, c1, a0, a1``; `local_rows._tile_lines`) and ``consts`` (``top``,
-    ``base``, 8 each): the drift ``a = a0 + a1 z``, the middle lane's column ``c0 + c1 z``, each group's middle lane's
+    ``lines[xx * LINE_FLOATS + 8 m + j]`` (``m``: ``c0, c1, a0, a1``; `local_rows._group_lines`) and ``consts`` (``top``,
+    ``base``, ``shift``, 8 each; `local_rows._pair_consts`): the drift ``a = a0 + a1 z``, the middle lane's column
+    ``(c0 - shift) + c1 z`` in the pair's resampled columns, each group's middle lane's
     column ``u`` 16 lanes either side of it, its cell ``i = int(min(max(u, 0), top))``, ``o = (base + i) 64`` (+ 32
     for the second group) and ``f = u - i - 15.5 a``."""
     if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 for x in (lines, consts, table)):

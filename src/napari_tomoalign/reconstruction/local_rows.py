@@ -65,22 +65,32 @@ Z_CHUNK = 48  # sections summed together: the views' columns a group of views re
 
 
 @numba.njit(inline="always", nogil=True)
-def _tile_lines(cols, v0, x0, c_lo, n_c, c_w, w_cols, lines, consts):  # pragma: no cover - compiled
-    """For views ``v0 .. v0 + VIEW_GROUP`` and the `X_TILE` voxel columns from ``x0``, what `local_group.local_cells_8`
-    works their cells out from: ``lines[xx * LINE_FLOATS + 8 m + j]`` the column of the groups' middle lanes (``m = 0, 1``:
-    at section 0 and its change per section, counted from the first column the pair of tiles reads, ``c_lo[j]`` of
-    ``n_c[j]``: `_windows`) and the column drift per lane (``m = 2, 3``), and ``consts``: the highest left cell
-    (``n_c[j] - 2``), then the resampled columns' index of the first (``w_cols`` per view, from column ``c_w[j]``)."""
+def _group_lines(cols, v0, x0, lines):  # pragma: no cover - compiled
+    """For views ``v0 .. v0 + VIEW_GROUP`` and the ``SHARED`` tiles of `X_TILE` voxel columns from ``x0``, what
+    `local_group.local_cells_8` works their cells out from (the same for every slab): ``lines[h, xx * LINE_FLOATS + 8 m
+    + j]`` the column of the groups' middle lanes (``m = 0, 1``: at section 0 and its change per section) and the
+    column drift per lane (``m = 2, 3``)."""
+    for h in range(SHARED):
+        for j in range(VIEW_GROUP):
+            v = v0 + j
+            for xx in range(X_TILE):
+                x = min(x0 + h * X_TILE + xx, cols.shape[2] - 1)
+                k = xx * LINE_FLOATS + j
+                lines[h, k] = cols[0, v, x]
+                lines[h, k + VIEW_GROUP] = cols[1, v, x]
+                lines[h, k + 2 * VIEW_GROUP] = cols[2, v, x]
+                lines[h, k + 3 * VIEW_GROUP] = cols[3, v, x]
+
+
+@numba.njit(inline="always", nogil=True)
+def _pair_consts(c_lo, n_c, c_w, w_cols, consts):  # pragma: no cover - compiled
+    """``consts`` of `local_group.local_cells_8` for a pair of tiles in a slab: the highest left cell (``n_c[j] - 2``),
+    the resampled columns' index of the first column the pair reads (``c_lo[j]`` of ``n_c[j]``: `_windows`; ``w_cols``
+    per view, from column ``c_w[j]``) and that column."""
     for j in range(VIEW_GROUP):
-        v = v0 + j
-        for xx in range(X_TILE):
-            k = xx * LINE_FLOATS + j
-            lines[k] = cols[0, v, x0 + xx] - np.float32(c_lo[j])
-            lines[k + VIEW_GROUP] = cols[1, v, x0 + xx]
-            lines[k + 2 * VIEW_GROUP] = cols[2, v, x0 + xx]
-            lines[k + 3 * VIEW_GROUP] = cols[3, v, x0 + xx]
         consts[j] = np.float32(n_c[j] - 2)
         consts[VIEW_GROUP + j] = np.float32(j * w_cols + c_lo[j] - c_w[j])
+        consts[2 * VIEW_GROUP + j] = np.float32(c_lo[j])
 
 
 @numba.njit(inline="always", nogil=True)
@@ -172,7 +182,8 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
     c_ref, n_ref = np.zeros((SHARED // 2, VIEW_GROUP), dtype=np.int64), np.zeros((SHARED // 2, VIEW_GROUP), dtype=np.int64)
     tile = aligned_empty(SHARED * Z_CHUNK * X_TILE * ROWS).reshape((SHARED, Z_CHUNK, X_TILE, ROWS))  # on a cache line
-    lines16, consts = np.empty(X_TILE * LINE_FLOATS, dtype=np.float32), np.empty(2 * VIEW_GROUP, dtype=np.float32)
+    tlines = np.empty((SHARED, X_TILE * LINE_FLOATS), dtype=np.float32)  # the tiles' lines (`_group_lines`)
+    consts = np.empty((SHARED // 2, 3 * VIEW_GROUP), dtype=np.float32)
     table = np.empty(X_TILE * CELL_FLOATS, dtype=np.float32)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
@@ -181,6 +192,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
             xb = min(n_x, xa + SHARED * X_TILE)
             for v0 in range(0, n_t, VIEW_GROUP):
                 sl = g_slab[v0 // VIEW_GROUP]
+                _group_lines(cols, v0, xa, tlines)
                 for z0 in range(zc, zc1, sl):  # the views' columns stay in L2 from one slab to the next
                     z1 = min(zc1, z0 + sl)
                     _windows(cols, v0, n_v, xa, xb, z0, z1, drift, w_pair, w_cols, c_ref, n_ref, c_lo, n_c)
@@ -190,12 +202,13 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
                             w[j, :2] = 0.0
                             continue
                         resample_columns(q1, v, rows[first[v] + (z0 - zc) // sl], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                    for p in range(SHARED // 2):
+                        _pair_consts(c_ref[p], n_ref[p], c_lo, w_cols, consts[p])
                     for h in range(SHARED):
                         x0 = xa + h * X_TILE
                         if x0 < xb:
-                            _tile_lines(cols, v0, x0, c_ref[h // 2], n_ref[h // 2], c_lo, w_cols, lines16, consts)
-                            _add_tile(w1, lines16, consts, tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0, table,
-                                      v0 == 0)
+                            _add_tile(w1, tlines[h], consts[h // 2], tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0,
+                                      table, v0 == 0)
             for h in range(SHARED):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
