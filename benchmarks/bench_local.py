@@ -13,7 +13,8 @@ against the global WBP of the same stack in the same process, and against sessio
 (`baseline_local.py`: the same filter, the block kernel that interpolates each lane in column and row) and
 session 11's (the same error check and filter, its one-row kernel with one slab for all views:
 `baseline_local_rows.py`) and session 12's (the same error check, the views filtered whole, session 12's one-row
-kernel on them: `baseline_local_rows12.py`). It prints the block and slab errors and the slabs they choose per
+kernel on them: `baseline_local_rows12.py`) and session 14's (the same error check, bands and resampling, its
+back-projection step in numba: `baseline_local_rows14.py`). It prints the block and slab errors and the slabs they choose per
 group of views (`local_errors.choose_slabs`), the parts of the new path (error check; the filter in bands with
 the one-row kernel, `local_rows.backproject_local_bands`) and session 12's way of feeding today's kernel (the views
 filtered whole first, `local_blocks.filtered_sheared_views`, then `local_rows.backproject_local_rows` on them),
@@ -67,7 +68,7 @@ from napari_tomoalign.reconstruction.wbp import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_local import local_wbp_s9, local_wbp_s11, local_wbp_s12  # noqa: E402
+from baseline_local import local_wbp_s9, local_wbp_s11, local_wbp_s12, local_wbp_s14  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "imod-tutorial-BB"
 
@@ -161,6 +162,7 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
                                          n_z),  # binned inside, as the global and local WBP bin
         "local s11": lambda: local_wbp_s11(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
         "local s12": lambda: local_wbp_s12(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
+        "local s14": lambda: local_wbp_s14(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
         "  error check": lambda: choose_slabs(mats, grid, n_z, views.shape[:0:-1]),
         "  bands + kernel": lambda: backproject_local_bands(views, shear, filt, *twiddles(n_pad), mats, grid, 0, vol,
                                                             np.maximum(slabs, SLABS[-1]), numba.get_num_threads()),
@@ -194,14 +196,17 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
               f"   ({w / g[0]:5.2f}x, {c / g[1]:5.2f}x the global WBP)")
     exact = out["exact voxel kernel"] if voxel else exact_local(views, filt, mats, grid, n_z)
     i = (slice(None), slice(8, -8), slice(8, -8))
-    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1] for k in ("local", "local s9", "local s11", "local s12")]
-    lo, s9, s11, s12 = med["local"], med["local s9"], med["local s11"], med["local s12"]
+    ncc = [np.corrcoef(out[k][i].ravel(), exact[i].ravel())[0, 1]
+           for k in ("local", "local s9", "local s11", "local s12", "local s14")]
+    lo, s9, s11, s12, s14 = med["local"], med["local s9"], med["local s11"], med["local s12"], med["local s14"]
     print(f"    local / global: {lo[0] / g[0]:4.2f} wall, {lo[1] / g[1]:4.2f} CPU, {(lo[1] - lo[2]) / (g[1] - g[2]):4.2f}"
           " user CPU (target <= 2); session 9's:"
           f" {s9[0] / g[0]:4.2f} wall, {s9[1] / g[1]:4.2f} CPU; session 11's: {s11[0] / g[0]:4.2f} wall,"
           f" {s11[1] / g[1]:4.2f} CPU; session 12's: {s12[0] / g[0]:4.2f} wall, {s12[1] / g[1]:4.2f} CPU,"
           f" {(s12[1] - s12[2]) / (g[1] - g[2]):4.2f} user CPU; NCC against the exact voxel kernel inside an 8 px border:"
-          f" {ncc[0]:.8f} (session 9's {ncc[1]:.6f}, session 11's {ncc[2]:.8f}, session 12's {ncc[3]:.8f})")
+          f" {ncc[0]:.8f} (session 9's {ncc[1]:.6f}, session 11's {ncc[2]:.8f}, session 12's {ncc[3]:.8f}, session 14's"
+          f" {ncc[4]:.8f}); this session's local against session 14's: {lo[0] / s14[0]:4.2f} wall, {lo[1] / s14[1]:4.2f}"
+          f" CPU, {(lo[1] - lo[2]) / (s14[1] - s14[2]):4.2f} user CPU")
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from numba.extending import intrinsic
 VIEW_GROUP = 8  # views summed together into a tile of columns; views are padded to a multiple of it
 
 
-def _opaque(builder, value):
+def opaque(builder, value):
     """``value`` through an empty inline assembly statement: LLVM can no longer see where it came from."""
     return builder.asm(ir.FunctionType(value.type, [value.type]), "", "=v,0", [value], False, "opaque")
 
@@ -83,7 +83,7 @@ def _sum_group_codegen(nb):
         vec, quad = ir.VectorType(f32, 16), ir.VectorType(f32, 4)
         quads = builder.bitcast(fw.data, quad.as_pointer())
         spread = ir.Constant(ir.VectorType(i32, 16), [0, 1, 2, 3] * 4)
-        weights = [_opaque(builder, builder.shuffle_vector(builder.load(builder.gep(quads, [ir.Constant(i64, m)]),
+        weights = [opaque(builder, builder.shuffle_vector(builder.load(builder.gep(quads, [ir.Constant(i64, m)]),
                                                                         align=4), ir.Constant(quad, None), spread))
                    for m in range(VIEW_GROUP // 4)]
         words = builder.bitcast(off.data, i64.as_pointer())
@@ -175,7 +175,7 @@ def _sum_row_codegen(nb, fresh):
             phi.add_incoming(value, pre)
         following = builder.add(xx, ir.Constant(i64, 1))
         ahead = cells(following)
-        weights = [_opaque(builder, builder.shuffle_vector(w, ir.Constant(w.type, None), spread[m]))
+        weights = [opaque(builder, builder.shuffle_vector(w, ir.Constant(w.type, None), spread[m]))
                    for m in range(VIEW_GROUP // 4)]
         pairs = builder.bitcast(o, ir.VectorType(i64, VIEW_GROUP // 2))
         offsets = _split_words(builder, [builder.extract_element(pairs, ir.Constant(i32, m))

@@ -12,8 +12,8 @@ row ``R + (1 + B) j``, with ``U, A, R, B`` linear in z. So, per block of `ROWS` 
    with ``R, B`` interpolated between the voxel columns either side, linearly between two rows (cells per
    group of `GROUP` lanes, as `local_blocks._group`). Only the columns that a pair of tiles of `X_TILE`
    voxel columns reads, for a group of `VIEW_GROUP` views at a time: they stay in L1/L2 for the next step.
-2. **Back-project** (`_slab_cells`, `_add_views`): each group of lanes of voxel column ``x`` at section ``z``
-   reads two resampled columns, those either side of its middle lane's column, as contiguous runs of rows,
+2. **Back-project** (`local_group`): each group of lanes of voxel column ``x`` at section ``z`` reads two
+   resampled columns, those either side of its middle lane's column, as contiguous runs of rows,
    each lane at its own fraction between them (``A`` per lane): two loads per view and 16 lanes, in the
    tiles and view groups of `bp_kernels._bp_tile`.
 
@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from ..errors import Cancelled
 from .bp_fft import twiddles
-from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, stack_block, view_sums, write_columns
+from .bp_kernels import CONTRACT, VIEW_GROUP, X_TILE, aligned_empty, view_sums, write_columns
 from .local_band import GRID, band_end, band_rows, fill_band
 from .local_blocks import (
     FILTER_ROWS,
@@ -54,81 +54,60 @@ from .local_blocks import (
     filtered_sheared_views,
 )
 from .local_errors import JM, choose_slabs, row_shears
+from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
 from .local_resample import chunk_rows, fit_sampled, resample_columns
 from .local_warp import backproject_local
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
+assert ROWS == ROWS_64 and GROUP == HALF  # what `local_group` is written for
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
 
 
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _slab_cells(cols, v0, z0, n_s, x0, c_lo, n_c, c_w, w_cols, lin, off, fr, da):  # pragma: no cover - compiled
-    """For views ``v0 .. v0 + VIEW_GROUP``, sections ``z0 .. z0 + n_s`` and the `X_TILE` columns from ``x0``: per
-    group of `GROUP` lanes, the flat offset in the resampled columns (``w_cols`` per view, from column ``c_w[j]``)
-    of the column its middle lane reads (found among ``n_c[j]`` from ``c_lo[j]``: its pair of tiles', `_windows`),
-    its first lane's fraction there, and
-    the change of the fraction per lane; at ``[(s VIEW_GROUP + j) X_TILE + x]`` of ``off[g]``, ``fr[g]``, ``da``.
-    The views' lines are gathered first (``lin``), so that one loop over a section's views and columns makes
-    them (per view and section, the loop's set-up cost as much as its 16 columns)."""
-    n = VIEW_GROUP * X_TILE
-    c0, c1, a0, a1, top, base = lin[0], lin[1], lin[2], lin[3], lin[4], lin[5]
+@numba.njit(inline="always", nogil=True)
+def _group_lines(cols, v0, x0, lines):  # pragma: no cover - compiled
+    """For views ``v0 .. v0 + VIEW_GROUP`` and the ``SHARED`` tiles of `X_TILE` voxel columns from ``x0``, what
+    `local_group.local_cells_8` works their cells out from (the same for every slab): ``lines[h, xx * LINE_FLOATS + 8 m
+    + j]`` the column of the groups' middle lanes (``m = 0, 1``: at section 0 and its change per section) and the
+    column drift per lane (``m = 2, 3``)."""
+    for h in range(SHARED):
+        for j in range(VIEW_GROUP):
+            v = v0 + j
+            for xx in range(X_TILE):
+                x = min(x0 + h * X_TILE + xx, cols.shape[2] - 1)
+                k = xx * LINE_FLOATS + j
+                lines[h, k] = cols[0, v, x]
+                lines[h, k + VIEW_GROUP] = cols[1, v, x]
+                lines[h, k + 2 * VIEW_GROUP] = cols[2, v, x]
+                lines[h, k + 3 * VIEW_GROUP] = cols[3, v, x]
+
+
+@numba.njit(inline="always", nogil=True)
+def _pair_consts(c_lo, n_c, c_w, w_cols, consts):  # pragma: no cover - compiled
+    """``consts`` of `local_group.local_cells_8` for a pair of tiles in a slab: the highest left cell (``n_c[j] - 2``),
+    the resampled columns' index of the first column the pair reads (``c_lo[j]`` of ``n_c[j]``: `_windows`; ``w_cols``
+    per view, from column ``c_w[j]``) and that column."""
     for j in range(VIEW_GROUP):
-        v = v0 + j
-        for xx in range(X_TILE):
-            k = j * X_TILE + xx
-            c0[k] = cols[0, v, x0 + xx] - np.float32(c_lo[j])
-            c1[k] = cols[1, v, x0 + xx]
-            a0[k] = cols[2, v, x0 + xx]
-            a1[k] = cols[3, v, x0 + xx]
-            top[k] = np.float32(n_c[j] - 2)
-            base[k] = np.float32(j * w_cols + c_lo[j] - c_w[j])
-    o0, o1, f0, f1 = off[0], off[1], fr[0], fr[1]
-    for s in range(n_s):
-        zf = np.float32(z0 + s)
-        for k in range(n):
-            ku = numba.uint64(s * n + k)
-            a = a0[k] + a1[k] * zf
-            um = c0[k] + c1[k] * zf
-            u = um - a * np.float32(GROUP / 2)  # the middle lane of the first group
-            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))  # int32: no int64 lanes
-            o0[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS)
-            f0[ku] = u - i - a * np.float32((GROUP - 1) / 2)
-            u = um + a * np.float32(GROUP / 2)  # of the second
-            i = np.float32(np.int32(min(max(u, np.float32(0.0)), top[k])))
-            o1[ku] = numba.uint64(np.int32(base[k] + i)) * numba.uint64(ROWS) + numba.uint64(GROUP)
-            f1[ku] = u - i - a * np.float32((GROUP - 1) / 2)
-            da[ku] = a
+        consts[j] = np.float32(n_c[j] - 2)
+        consts[VIEW_GROUP + j] = np.float32(j * w_cols + c_lo[j] - c_w[j])
+        consts[2 * VIEW_GROUP + j] = np.float32(c_lo[j])
 
 
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _lanes(w1, o, nb, f0, d, acc, j0):  # pragma: no cover - compiled
-    """The `GROUP` lanes ``j0 ..`` of one view: ``acc[j] += w(o + j)``, ``acc[ROWS + j] += f_j (w(o + nb + j) - w(o + j))``
-    (two chains of sums), with the fraction ``f_j = f0 + d (j - j0)`` of each lane between the two columns."""
-    for jj in range(GROUP):
-        ju = numba.uint64(jj)
-        lo = w1[o + ju]
-        acc[j0 + jj] += lo
-        acc[ROWS + j0 + jj] += (f0 + d * np.float32(jj)) * (w1[o + nb + ju] - lo)
-
-
-@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
-def _add_views(tile, n_s, n_x_tile, acc, w1, off, fr, da):  # pragma: no cover - compiled
-    """The `VIEW_GROUP` views of `_slab_cells` added to the tile's sums, two register-held sums per lane."""
-    nb = numba.uint64(ROWS)
-    for s in range(n_s):
+@numba.njit(inline="always", nogil=True)
+def _add_tile(w1, lines, consts, tile, s0, z0, z1, n_x_tile, table, first):  # pragma: no cover - compiled
+    """Sections ``z0 .. z1`` of a tile (``tile[s0 + z - z0]``) += the group of views (``=`` for the ``first``
+    group): per section, the cells of its ``n_x_tile`` voxel columns (`local_group.local_cells_8`, into ``table``,
+    which stays in L1), then their sums (`local_group.local_add_8`)."""
+    for z in range(z0, z1):
         for xx in range(n_x_tile):
-            t = tile[s, xx]
-            for k in range(ROWS):
-                acc[k] = t[k]
-                acc[ROWS + k] = 0.0
-            for j in range(VIEW_GROUP):
-                e = numba.uint64((s * VIEW_GROUP + j) * X_TILE + xx)
-                d = da[e]
-                _lanes(w1, off[0, e], nb, fr[0, e], d, acc, 0)
-                _lanes(w1, off[1, e], nb, fr[1, e], d, acc, GROUP)
-            for k in range(ROWS):
-                t[k] = acc[k] + acc[ROWS + k]
+            local_cells_8(lines, consts, table, xx, z, xx * CELL_FLOATS)  # type: ignore[call-arg]
+        t = tile[s0 + z - z0]
+        if first:
+            for xx in range(n_x_tile):
+                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, True)  # type: ignore[call-arg]
+        else:
+            for xx in range(n_x_tile):
+                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -167,7 +146,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     view's columns at its slabs' middle sections (`local_resample.chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
     views the tiles read are resampled (`local_resample.resample_columns`, into a buffer that stays in L2), then
-    added (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
+    added (`_add_tile`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
     columns and in its rows ``r_off`` on."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
@@ -202,19 +181,18 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     rows = np.empty((first[n_v], 2 * N_GROUPS + 1, n_us), dtype=np.float32)  # 1.9 MB on BBa (3.8 for 6 slabs each)
     c_lo, n_c = np.zeros(VIEW_GROUP, dtype=np.int64), np.zeros(VIEW_GROUP, dtype=np.int64)
     c_ref, n_ref = np.zeros((SHARED // 2, VIEW_GROUP), dtype=np.int64), np.zeros((SHARED // 2, VIEW_GROUP), dtype=np.int64)
-    tile = np.empty((SHARED, Z_CHUNK, X_TILE, ROWS), dtype=np.float32)
-    n_cell = g_slab.max() * VIEW_GROUP * X_TILE  # the cells of a slab (`_slab_cells`)
-    off, fr = np.empty((N_GROUPS, n_cell), dtype=np.uint64), np.empty((N_GROUPS, n_cell), dtype=np.float32)
-    da, lin = np.empty(n_cell, dtype=np.float32), np.empty((6, VIEW_GROUP * X_TILE), dtype=np.float32)
-    acc = numba.carray(stack_block(128), (128,))  # type: ignore[call-arg]  # 2 ROWS (a literal)
+    tile = aligned_empty(SHARED * Z_CHUNK * X_TILE * ROWS).reshape((SHARED, Z_CHUNK, X_TILE, ROWS))  # on a cache line
+    tlines = np.empty((SHARED, X_TILE * LINE_FLOATS), dtype=np.float32)  # the tiles' lines (`_group_lines`)
+    consts = np.empty((SHARED // 2, 3 * VIEW_GROUP), dtype=np.float32)
+    table = np.empty(X_TILE * CELL_FLOATS, dtype=np.float32)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
         chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows)
         for xa in range(0, n_x, SHARED * X_TILE):  # `SHARED` tiles share the resampled columns
             xb = min(n_x, xa + SHARED * X_TILE)
-            tile[:, : zc1 - zc] = 0.0
             for v0 in range(0, n_t, VIEW_GROUP):
                 sl = g_slab[v0 // VIEW_GROUP]
+                _group_lines(cols, v0, xa, tlines)
                 for z0 in range(zc, zc1, sl):  # the views' columns stay in L2 from one slab to the next
                     z1 = min(zc1, z0 + sl)
                     _windows(cols, v0, n_v, xa, xb, z0, z1, drift, w_pair, w_cols, c_ref, n_ref, c_lo, n_c)
@@ -224,12 +202,13 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
                             w[j, :2] = 0.0
                             continue
                         resample_columns(q1, v, rows[first[v] + (z0 - zc) // sl], c_lo[j], n_c[j], (n_us, n_rs), w[j])
+                    for p in range(SHARED // 2):
+                        _pair_consts(c_ref[p], n_ref[p], c_lo, w_cols, consts[p])
                     for h in range(SHARED):
                         x0 = xa + h * X_TILE
                         if x0 < xb:
-                            _slab_cells(cols, v0, z0, z1 - z0, x0, c_ref[h // 2], n_ref[h // 2], c_lo, w_cols, lin, off,
-                                        fr, da)
-                            _add_views(tile[h, z0 - zc :], z1 - z0, min(xb, x0 + X_TILE) - x0, acc, w1, off, fr, da)
+                            _add_tile(w1, tlines[h], consts[h // 2], tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0,
+                                      table, v0 == 0)
             for h in range(SHARED):
                 x0 = xa + h * X_TILE
                 if x0 < xb:

@@ -1,0 +1,67 @@
+"""The local WBP's back-projection step in LLVM IR (`local_group`) against the formula, written out in numpy."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from napari_tomoalign.reconstruction.bp_kernels import aligned_empty
+from napari_tomoalign.reconstruction.local_group import CELL_FLOATS, LINE_FLOATS, local_add_8, local_cells_8
+
+
+@numba.njit
+def _sum_column(w, lines, consts, table, t, xx, z):
+    local_cells_8(lines, consts, table, xx, z, 0)
+    local_add_8(w, table, t, 0, False)
+
+
+@numba.njit
+def _set_column(w, lines, consts, table, t, xx, z):
+    local_cells_8(lines, consts, table, xx, z, 0)
+    local_add_8(w, table, t, 0, True)
+
+
+def _reference(w, lines, consts, t, xx, z):
+    """Each view's two groups of 32 lanes, from the module's formula: the cell of the group's middle lane, clamped
+    into the view's resampled columns, each lane at its own fraction between that column and the next."""
+    out, offsets = t.astype(np.float64), np.zeros((8, 2), dtype=np.int64)
+    row = lines[xx * LINE_FLOATS : (xx + 1) * LINE_FLOATS].reshape(4, 8).astype(np.float64)
+    top, base, shift = consts[:8], consts[8:16], consts[16:]
+    for j in range(8):
+        a = np.float32(row[2, j] + row[3, j] * z)
+        um = np.float32(np.float32(row[0, j] - shift[j]) + row[1, j] * z)
+        for g, side in enumerate((-16.0, 16.0)):
+            u = np.float32(um + side * a)
+            i = float(int(min(max(u, 0.0), top[j])))
+            o = offsets[j, g] = int(base[j] + i) * 64 + 32 * g
+            f = u - i - 15.5 * a
+            k = np.arange(32)
+            lo, hi = w[o + k].astype(np.float64), w[o + 64 + k].astype(np.float64)
+            out[32 * g + k] += lo + (f + a * k) * (hi - lo)
+    return out, offsets
+
+
+def test_the_cells_and_sums_are_the_formulas_for_drifts_clamps_and_both_groups():
+    rng = np.random.default_rng(3)
+    n_cols = 40
+    w = aligned_empty(8 * n_cols * 64)
+    w[:] = rng.normal(size=w.size).astype(np.float32)
+    t = aligned_empty(64)
+    table = np.zeros(CELL_FLOATS, dtype=np.float32)
+    consts = np.concatenate([np.full(8, n_cols - 2), np.arange(8) * n_cols, np.arange(8) - 3.0]).astype(np.float32)
+    for trial in range(30):
+        lines = np.zeros(16 * LINE_FLOATS, dtype=np.float32)
+        xx, z = int(rng.integers(16)), int(rng.integers(64))
+        row = lines[xx * LINE_FLOATS : (xx + 1) * LINE_FLOATS].reshape(4, 8)
+        row[0] = rng.uniform(-5, n_cols + 5, 8)  # some beyond either end: clamped to the first or last cell
+        row[1] = rng.uniform(-0.2, 0.2, 8)
+        row[2] = rng.uniform(-0.05, 0.05, 8)  # a drift: the two groups of lanes may take different cells
+        row[3] = rng.uniform(-1e-3, 1e-3, 8)
+        t[:] = rng.normal(size=64).astype(np.float32)
+        want, offsets = _reference(w, lines, consts, t, xx, z)
+        _sum_column(w, lines, consts, table, t, xx, z)
+        assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), trial
+        assert np.array_equal(table[:16].view(np.int32).reshape(8, 2), offsets)  # each view's pair: o0, then o1
+        want = _reference(w, lines, consts, np.zeros(64, dtype=np.float32), xx, z)[0]
+        _set_column(w, lines, consts, table, t, xx, z)  # the first group of views: the sums set, not added to
+        assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), trial
