@@ -124,3 +124,21 @@ def test_reconstruct_reads_a_portal_json_for_the_stacks_views(aligned, tmp_path)
                                               r" the others' step of 3.0. deg: give a .rawtlt or .mdoc beside bare.st"):
         saved = read_alignment_for_stack(tmp_path / "ex.json", bare)
     np.testing.assert_allclose(saved.tilt_angles_deg[EXCLUDED], nominal[EXCLUDED], atol=0.5)
+
+
+def test_views_without_markers_are_told_how_to_leave_them_out_and_a_slip_of_one_is_named():
+    """A view with no markers: the warning says --exclude-views; excluded view N with view N + 1 empty (numbers from
+    0 given where IMOD's from 1 are, s15 new user) asks whether N + 1 was meant."""
+    import numpy as np
+
+    from napari_tomoalign.alignment.excluded_views import left_out_notes
+
+    seen = np.ones(41, dtype=bool)
+    seen[20] = False  # IMOD's view 21
+    said = left_out_notes(seen, seen.copy(), [], "--exclude-views", False)
+    assert said == ["1 view(s) have no markers at all (transform undetermined): views 21; leave them out with"
+                    " --exclude-views 21"]
+    fitted = seen.copy()
+    fitted[19] = False
+    said = left_out_notes(seen | (np.arange(41) == 19), fitted, [19], "--exclude-views", False)
+    assert said[-1].endswith("views are numbered from 1, as IMOD does: did you mean --exclude-views 21?"), said

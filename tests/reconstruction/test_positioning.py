@@ -116,3 +116,14 @@ def test_markers_in_one_layer_are_said_so_in_the_report():
     assert "lie in one layer" in analyse_surfaces(xyz, 2).report()
     xyz[::2, 2] += 200.0
     assert "lie in one layer" not in analyse_surfaces(xyz, 2).report()
+
+
+def test_the_level_report_says_which_size_the_user_gave_and_what_the_markers_said():
+    """`--level` with --thickness or --shift: the line names the user's values as theirs, beside the markers' own
+    (s15 new user: 'Z shift +600.0 px' read as chosen by the level)."""
+    from napari_tomoalign.reconstruction.positioning import Levelling
+
+    own = Levelling(0.5, -0.3, 236, 4.4, from_markers=(236, 4.4)).report(2)
+    assert "thickness 236 px, Z shift +4.4 px (unbinned" in own and "--thickness;" not in own and "--shift;" not in own
+    given = Levelling(0.5, -0.3, 100, 600.0, size_given=(True, True), from_markers=(236, 4.4)).report(2)
+    assert "thickness 100 px (--thickness; the markers' 236), Z shift +600.0 px (--shift; the markers' +4.4)" in given

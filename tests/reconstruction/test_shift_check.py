@@ -55,10 +55,34 @@ def test_a_shift_that_holds_no_marker_is_warned_about(demo_dir, tmp_path, capsys
     assert main([*base, "--shift", "0", "600", "--output", str(tmp_path / "far.rec"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "warning: --shift 0 600 puts the volume (96 px thick) at z 552 to 648" in err, err
-    assert "none is inside: the volume likely holds no specimen; --shift 0 " in err
+    assert "above them all: the " in err and "the volume likely holds no specimen; --shift 0 " in err
     centre = int(err.rsplit("--shift 0 ", 1)[1].split()[0])
     assert abs(centre) < 48
     with mrcfile.open(tmp_path / "far.rec") as m:
         assert m.data.shape == (24, 128, 128)  # written all the same
     assert main([*base, "--shift", "0", str(centre), "--output", str(tmp_path / "near.rec"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+    low, high = (float(v) for v in err.split("markers lie at z ", 1)[1].split(" (")[0].split(" to "))
+    thin = ["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(demo_dir), "--bin", "4", "--thickness", "8"]
+    assert main([*thin, "--shift", "0", f"{(low + high) / 2:.0f}", "--output", str(tmp_path / "mid.rec"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # a thin slab between the markers' highest and lowest: not warned about
+    assert main([*thin, "--shift", "0", f"{low - 20:.0f}", "--output", str(tmp_path / "low.rec"), "--quiet"]) == 0
+    assert "below them all" in capsys.readouterr().err
+
+
+def test_a_volume_placed_without_shift_above_or_below_the_markers_is_warned_about_too(demo_dir, tmp_path, capsys):
+    """No --shift: the volume about the tilt axis. Between the demo's two bead layers a thin one says nothing; one
+    that misses a layer of markers on one side is said so, without naming a --shift the user did not give."""
+    from napari_tomoalign.reconstruction.shift_check import markers_outside
+
+    base = ["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(demo_dir), "--bin", "4", "--output"]
+    assert main([*base, str(tmp_path / "a.rec"), "--thickness", "600", "--shift", "0", "700", "--quiet"]) == 0
+    low, high = (float(v) for v in capsys.readouterr().err.split("markers lie at z ", 1)[1].split(" (")[0].split(" to "))
+    assert low < -40 and high > 40  # two layers, either side of the tilt axis
+    assert main([*base, str(tmp_path / "b.rec"), "--thickness", "4", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    layer = np.array([[x, y, 100.0 + 0.01 * x] for x in (-200.0, 0.0, 150.0) for y in (-100.0, 80.0)])
+    said = markers_outside((0.0, 0.0), layer, 512, 20, 0.0, 0.0, given=False)
+    assert said is not None and said.startswith("warning: the volume lies (20 px thick) at z -10 to 10, below them all")
+    assert said.endswith("--shift 0 100 centres them")
+    assert markers_outside((0.0, 100.0), layer, 512, 20, 0.0, 0.0, given=False) is None

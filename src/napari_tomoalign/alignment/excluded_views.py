@@ -95,7 +95,11 @@ def left_out_notes(seen: NDArray[np.bool_], fitted: NDArray[np.bool_], excluded_
         out.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
                    f" left out{then}: views {format_views(np.flatnonzero(lost))}")
     if (empty := ~seen & ~excluded).any():
-        out.append(f"{int(empty.sum())} view(s) have no markers at all{then}: views {format_views(np.flatnonzero(empty))}")
+        none, left = np.flatnonzero(empty), np.flatnonzero(excluded)
+        slip = len(left) == len(none) and np.array_equal(left + 1, none)  # 0-based numbers given where 1-based are
+        out.append(f"{int(empty.sum())} view(s) have no markers at all{then}: views {format_views(none)}" + (
+            f"; views are numbered from 1, as IMOD does: did you mean --exclude-views {format_views(none)}?" if slip
+            else f"; leave them out with --exclude-views {format_views(none)}" if not mapped else ""))
     if mapped and not fitted.all():
         out.append(f"views {format_views(np.flatnonzero(~fitted))} take the values of the groups they are mapped to;"
                    " where no fitted view shares a variable (and for the shifts) the values are interpolated from the"

@@ -316,6 +316,7 @@ class Levelling:
     given: tuple[float, float] = (0.0, 0.0)  # the --offset and --x-axis-tilt added to the analysis' values
     fewest_on_a_face: int | None = None  # two surfaces: the markers on the face with fewer
     size_given: tuple[bool, bool] = (False, False)  # the thickness and the Z shift given by the user (--thickness, --shift)
+    from_markers: tuple[float, float] = (0.0, 0.0)  # the analysis' own thickness and Z shift (said beside given ones)
 
     def report(self, n_surfaces: int) -> str:
         """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
@@ -325,8 +326,11 @@ class Levelling:
         held = (f"{size} as given (the markers lie in one layer)" if all(self.size_given) else
                 f"{size} not taken from the markers, which lie in one layer (give --thickness and --shift to hold the"
                 " specimen)") if self.one_layer else (
-            f"thickness {self.thickness_px} px, Z shift {self.z_shift_px:+.1f} px (unbinned; IMOD's SHIFT z, as --shift"
-            " takes it)")
+            f"thickness {self.thickness_px} px" + (f" (--thickness; the markers' {self.from_markers[0]:.0f})"
+                                                   if self.size_given[0] else "")
+            + f", Z shift {self.z_shift_px:+.1f} px" + (f" (--shift; the markers' {self.from_markers[1]:+.1f})"
+                                                        if self.size_given[1] else "")
+            + " (unbinned; IMOD's SHIFT z, as --shift takes it)")
         needed = "the 'Average X axis tilt needed' above" if n_surfaces > 1 else "from the plane's slope in Y"
         few = "" if self.one_layer or self.fewest_on_a_face is None or self.fewest_on_a_face > FEW_ON_A_FACE else (
             f"; note: one face holds only {self.fewest_on_a_face} markers, which fit a plane whatever their errors: the"

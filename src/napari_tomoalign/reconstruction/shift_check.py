@@ -12,8 +12,10 @@ markers' fid.xyz, `positioning.wbp_shift`):
   gets anything: the tomogram is all zero. The message gives the X range that keeps some of it for this thickness;
 - **refused** when the volume would reach further from the tilt axis than the thickest tomogram may be
   (`jobs.facts.MAX_THICKNESS_FACTOR` times the image's larger side, as ``--thickness``): no section is there;
-- **warned** when the alignment has markers (fid.xyz) and none of them lies in the volume: the specimen is where
-  the gold is, so the volume is likely empty resin; the warning gives the Z that centres the markers.
+- **warned** when the alignment has markers (fid.xyz) and the volume lies wholly above the highest of them or
+  below the lowest (or beside all of them in X): the specimen is where the gold is, on its faces or in it, so
+  the volume is likely empty resin; the warning gives the Z that centres the markers. A volume between two bead
+  layers holding none of them is the usual thin slab of the middle of a cell (s15 new user: it was warned about).
 
 The X-axis tilt and Z factors are left out of the first rule (they move a voxel by a few per cent of z at most).
 """
@@ -59,10 +61,11 @@ def check_shift(shift: tuple[float, float], tilts_deg: NDArray[np.float64], widt
 
 
 def markers_outside(shift: tuple[float, float], xyz: NDArray[np.float64], width: int, thickness: int,
-                    offset_deg: float, x_axis_tilt_deg: float) -> str | None:
-    """A warning when none of the markers ``xyz`` (fid.xyz, x and y from the image's centre, z from the tilt axis)
-    lies in the volume that IMOD's ``SHIFT`` ``shift`` places (after the tilt offset and the XAXISTILT applied, to
-    first order, as `positioning.level_parameters` places them); None otherwise."""
+                    offset_deg: float, x_axis_tilt_deg: float, given: bool = True) -> str | None:
+    """A warning when the volume that IMOD's ``SHIFT`` ``shift`` places lies wholly above or below the markers ``xyz``
+    (fid.xyz, x and y from the image's centre, z from the tilt axis; after the tilt offset and the XAXISTILT applied,
+    to first order, as `positioning.level_parameters` places them), or beside all of them in X; None otherwise.
+    ``given``: the user gave the shift (the warning names it), else the volume is where the plan put it."""
     from .positioning import wbp_x_tilts
 
     p = np.asarray(xyz, dtype=float)
@@ -72,13 +75,16 @@ def markers_outside(shift: tuple[float, float], xyz: NDArray[np.float64], width:
     d, f = np.radians(offset_deg), np.radians(float(wbp_x_tilts(0.0, x_axis_tilt_deg)))
     z = p[:, 0] * np.sin(d) + (p[:, 2] * np.cos(f) - p[:, 1] * np.sin(f)) * np.cos(d)
     sx, sz = (float(v) for v in shift)
-    inside = (np.abs(z - sz) <= thickness / 2.0) & (np.abs(p[:, 0] + sx) <= width / 2.0)
-    if inside.any():
+    beside = not np.any(np.abs(p[:, 0] + sx) <= width / 2.0)
+    if not beside and sz - thickness / 2.0 <= z.max() and sz + thickness / 2.0 >= z.min():
         return None
-    hint_x = sx if np.any(np.abs(p[:, 0] + sx) <= width / 2.0) else -float(np.median(p[:, 0]))
-    return (f"warning: --shift {sx:g} {sz:g} puts the volume ({thickness} px thick) at z {sz - thickness / 2:.0f} to"
-            f" {sz + thickness / 2:.0f}, but the {len(p)} markers lie at z {z.min():.0f} to {z.max():.0f} (unbinned px"
-            f" about the tilt axis) and none is inside: the volume likely holds no specimen; --shift {hint_x:.0f}"
+    hint_x = -float(np.median(p[:, 0])) if beside else sx
+    where = "beside all of them in X" if beside else "above them all" if sz - thickness / 2.0 > z.max() else (
+        "below them all")
+    placed = f"--shift {sx:g} {sz:g} puts the volume" if given else "the volume lies"
+    return (f"warning: {placed} ({thickness} px thick) at z {sz - thickness / 2:.0f} to {sz + thickness / 2:.0f},"
+            f" {where}: the {len(p)} markers lie at z {z.min():.0f} to {z.max():.0f}"
+            f" (unbinned px about the tilt axis); the volume likely holds no specimen; --shift {hint_x:.0f}"
             f" {(z.min() + z.max()) / 2:.0f} centres them")
 
 

@@ -83,14 +83,15 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
         thickness = thickness if thickness is not None else lev.thickness_px
         shift = shift if shift is not None else (0.0, 0.0 if lev.one_layer else lev.z_shift_px)
         levelled = replace(lev, tilt_change_deg=offset, x_axis_tilt_deg=xaxistilt, thickness_px=int(thickness),
-                           z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg), size_given=size_given)
+                           z_shift_px=shift[1], given=(options.offset_deg, options.x_axis_tilt_deg), size_given=size_given,
+                           from_markers=(lev.thickness_px, lev.z_shift_px))
     x_tilt = wbp_x_tilts(np.zeros(n) if saved.x_tilts_deg is None else saved.x_tilts_deg, xaxistilt)
     if thickness is None:
         raise UsageError("give --thickness (or --level to take it from the markers)")
     check_offset(tilts, views, offset)
-    if shift is not None:  # beyond every view, or where no marker is: `shift_check`
-        info = dict(info, shift_warnings=_shift_warnings(saved, d, shift, tilts[views] + offset, width, int(thickness),
-                                                          offset, xaxistilt, options.shift_px is not None))
+    # beyond every view, or above, below or beside all the markers (`shift_check`): a shift given or not
+    info = dict(info, shift_warnings=_shift_warnings(saved, d, shift or (0.0, 0.0), tilts[views] + offset, width,
+                                                      int(thickness), offset, xaxistilt, options.shift_px is not None))
     shift = wbp_shift(shift or (0.0, 0.0))
     return TomogramPlan(views, tilts[views], x_tilt[views], zf, offset, shift, int(thickness), info,
                         analysis, levelled)
@@ -98,8 +99,8 @@ def plan_tomogram(saved: Any, alignment_dir: str | os.PathLike[str], *, thicknes
 
 def _shift_warnings(saved: Any, d: Path, shift: tuple[float, float], tilts: Any, width: int | None, thickness: int,
                     offset: float, xaxistilt: float, given: bool) -> list[str]:
-    """`shift_check.check_shift` of IMOD's ``shift`` (refused in one line), and for a shift the user gave, the warning
-    that no marker of the folder's fid.xyz lies in the volume (`shift_check.markers_outside`)."""
+    """`shift_check.check_shift` of IMOD's ``shift`` (refused in one line), and the warning that the volume lies above,
+    below or beside all the markers of the folder's fid.xyz (`shift_check.markers_outside`; ``given``: by --shift)."""
     from .shift_check import check_shift, markers_outside
 
     if width is None:
@@ -107,8 +108,8 @@ def _shift_warnings(saved: Any, d: Path, shift: tuple[float, float], tilts: Any,
 
         width = frame_size_of(saved).size[0]
     check_shift(shift, tilts, width, thickness, tuple(saved.image_size))
-    xyz = _markers_xyz(saved, d, required=False) if given else None
-    said = None if xyz is None else markers_outside(shift, xyz, width, thickness, offset, xaxistilt)
+    xyz = _markers_xyz(saved, d, required=False)
+    said = None if xyz is None else markers_outside(shift, xyz, width, thickness, offset, xaxistilt, given)
     return [said] if said else []
 
 

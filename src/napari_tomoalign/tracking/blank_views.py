@@ -120,8 +120,10 @@ def excluded_note(excluded: Sequence[int], tilt_angles_deg: ArrayLike) -> str | 
         return None
     tilts = np.asarray(tilt_angles_deg, dtype=float)
     named = ", ".join(f"{view_number(v)} ({tilts[v]:.1f} deg)" for v in excluded)
-    return (f"note: view{'s' if len(excluded) > 1 else ''} {named} left out (--exclude-views): not tracked, not in"
-            " the fit nor the tomogram")
+    numbers = ",".join(str(view_number(v)) for v in excluded)
+    return (f"note: view{'s' if len(excluded) > 1 else ''} {named} left out (--exclude-views): not tracked; 'run'"
+            f" leaves {'them' if len(excluded) > 1 else 'it'} out of the fit and the tomogram too, 'align' and"
+            f" 'reconstruct' when given --exclude-views {numbers} as well")
 
 
 def outward_order(tilts: NDArray[np.float64], seed_view: int, skip: Sequence[int] = ()) -> list[tuple[int, int]]:
@@ -146,4 +148,5 @@ def said_blank(result: Any, blank: list[int]) -> None:
     al = result.alignment
     if blank and al is not None and isinstance(al.warnings, list):
         tail = f"views {format_views(sorted(blank))}"
-        al.warnings[:] = [w for w in al.warnings if not ("have no markers at all" in w and w.endswith(tail))]
+        al.warnings[:] = [w for w in al.warnings if not ("have no markers at all" in w and f": {tail}" in w
+                                                         and w.split(f": {tail}", 1)[1][:1] in ("", ";"))]
