@@ -559,3 +559,18 @@ def test_a_polarity_column_and_option_reach_the_run_path():
     args = argparse.ArgumentParser()
     add_batch_arguments(args)
     assert args.parse_args(["x", "--output", "o", "--polarity", "bright"]).opt_polarity == "bright"
+
+
+def test_a_bad_shift_cell_is_bad_input_before_any_series_runs(tmp_path):
+    """s15 new user: a shift cell of one number failed at run time, after the cluster had started, and named the
+    command line's --shift; it is the table's error, with its line, when the table is read."""
+    from napari_tomoalign.batch.series import from_table
+    from napari_tomoalign.io.errors import FileFormatError
+
+    (tmp_path / "a.st").write_bytes(b"")
+    table = tmp_path / "t.csv"
+    table.write_text("stack,bead_diameter_nm,shift\na.st,10,72\n")
+    with pytest.raises(FileFormatError, match=r"t\.csv, line 2: shift '72': give X and Z in unbinned pixels"):
+        from_table(table)
+    table.write_text("stack,bead_diameter_nm,shift\na.st,10,0 -105\n")
+    assert from_table(table)[0].options["shift"] == "0 -105"

@@ -92,7 +92,8 @@ def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_pat
         assert len(line) == 1, out
         assert (f"angle offset {lev.tilt_change_deg:+.2f} deg (IMOD's OFFSET" in line[0] and
                 f"X-axis tilt {lev.x_axis_tilt_deg:+.2f} deg (IMOD's XAXISTILT" in line[0] and
-                f"thickness {thickness} px, Z shift {lev.z_shift_px:+.1f} px" in line[0]), line[0]
+                f"thickness {thickness} px" + (f" (--thickness; the markers' {auto.thickness})" if extra else "")
+                + f", Z shift {lev.z_shift_px:+.1f} px (unbinned" in line[0]), line[0]
         assert lev.tilt_change_deg == pytest.approx(plan.surfaces.tilt_angle_change_deg + offset)
         with mrcfile.open(rec) as m:
             assert m.data.shape[0] == thickness // 4

@@ -110,10 +110,10 @@ def run_settings(spec: SeriesSpec, defaults: dict[str, Any]) -> RunSettings:
     if polarity not in ("dark", "bright"):
         raise UsageError(f"polarity {opts.get('polarity')!r}: give dark or bright")
     return RunSettings(nm, px, beads, binning, thickness, erase, patches, clumps, polarity == "dark",
-                       _shift(opts.get("shift")))
+                       shift_cell(opts.get("shift")))
 
 
-def _shift(v: Any) -> tuple[float, float] | None:
+def shift_cell(v: Any) -> tuple[float, float] | None:
     """The ``shift`` cell (``X Z`` or ``X,Z``, unbinned pixels, as ``run --shift``) or the batch's ``--shift``."""
     if not _given(v):
         return None

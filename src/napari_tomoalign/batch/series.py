@@ -158,6 +158,14 @@ def _row_spec(row: dict[str, str], base: Path, where: str) -> SeriesSpec:
     if (w is None) != (h is None):
         raise FileFormatError(f"{where}: give both image_width and image_height, or neither")
     opts = {k: row[k].strip() for k in (*OPTION_COLUMNS, *RUN_COLUMNS) if (row.get(k) or "").strip()}
+    if "shift" in opts:  # its form said as bad input, before any series runs (s15 new user: it failed at run time)
+        from ..errors import UsageError
+        from .run_series import shift_cell
+
+        try:
+            shift_cell(opts["shift"])
+        except UsageError as exc:
+            raise FileFormatError(f"{where}: {exc}") from None
     if "imod_com" in opts:
         opts["imod_com"] = str(path("imod_com"))
     # a row that gives a stack and how to track it (a bead diameter, or a run column) is tracked: markers that lie
