@@ -108,6 +108,7 @@ def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_pat
     (["--exclude-views", "62"], "not a view of this 61-view series"),
     (["--exclude-views", "1-60,61"], "fewer than two views"),
     (["--memory", "10M"], "too little memory"),
+    (["--memory", "10"], "10 bytes (a --memory with no unit is in bytes: write 2G or 1500M) is too little memory"),
     (["--radial", "0.9", "0.05"], "the cutoff must be in (0, 0.5]"),
     (["--radial", "0.35", "-1"], "the falloff (a Gaussian's sigma) must be from 0 to 0.5"),
     (["--radial", "0.35", "nan"], "the falloff"),

@@ -186,8 +186,10 @@ def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int,
     rows = (memory_bytes - fixed) // per_row
     if rows < BLOCK:
         need = (fixed + BLOCK * per_row) / 2**20
-        raise ValueError(f"{memory_bytes / 2**20:.0f} MiB is too little memory for this reconstruction; it needs at "
-                         f"least {need:.0f} MiB (give more with --memory, or bin more)")
+        given = f"{memory_bytes / 2**20:.0f} MiB" if memory_bytes >= 2**20 else (
+            f"{memory_bytes} bytes (a --memory with no unit is in bytes: write 2G or 1500M)")  # s15 new user: '0 MiB'
+        raise ValueError(f"{given} is too little memory for this reconstruction; it needs at least {need:.0f} MiB (give"
+                         " more with --memory, or bin more)")
     unit = BLOCK * threads
     return int(min(ny, max(BLOCK, (rows // unit) * unit if rows >= unit else (rows // BLOCK) * BLOCK)))
 
