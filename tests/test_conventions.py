@@ -12,9 +12,12 @@ def test_view_lists_read_as_imod_writes_them():
     assert view_indices("1-3, 7,3") == [0, 1, 2, 6]
     assert view_indices("1 - 3 7\t60-61", 61) == [0, 1, 2, 6, 59, 60]  # spaces separate entries, as in IMOD
     assert view_indices("") == [] and view_indices(" , ") == []
-    for bad in ("0", "3-1", "x", "1-", "-2", "1.5"):
+    for bad in ("0", "0-2", "2-0", "x", "1-", "-2", "1.5"):
         with pytest.raises(UsageError, match="give view numbers from 1"):
             view_indices(bad)
+    for backwards, fix in (("41-39", "39-41"), ("3-1", "1-3"), ("7, 05-02", "2-5")):  # said as such (s15 new user)
+        with pytest.raises(UsageError, match=f"^{backwards.split()[-1]} runs backwards: write {fix}$"):
+            view_indices(backwards)
     with pytest.raises(UsageError, match="excluded view 62 is not a view of this 61-view series"):
         view_indices("60-62", 61, what="excluded view")
     with pytest.raises(UsageError, match="beyond the 10000 views"):  # refused before a set of 10**12 views is made

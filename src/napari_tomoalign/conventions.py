@@ -82,8 +82,10 @@ def view_indices(text: str, n_views: int | None = None, *, what: str = "view") -
     out: set[int] = set()
     for part in re.split(r"[,\s]+", re.sub(r"\s*-\s*", "-", str(text).strip())):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if part and (m is None or int(m[1]) < 1 or int(m[2] or m[1]) < int(m[1])):
+        if part and (m is None or min(int(m[1]), int(m[2] or m[1])) < 1):
             raise UsageError("give view numbers from 1 and ranges, such as 1-3,7")
+        if m is not None and int(m[2] or m[1]) < int(m[1]):  # a slip, said as such (s15 new user)
+            raise UsageError(f"{part} runs backwards: write {int(m[2])}-{int(m[1])}")
         if m is not None:
             if n_views is None and int(m[2] or m[1]) > MAX_VIEWS:
                 raise UsageError(f"{what} {m[2] or m[1]} is beyond the {MAX_VIEWS} views a tilt series may have")

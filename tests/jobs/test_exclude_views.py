@@ -48,6 +48,7 @@ def test_exclude_views_with_the_default_model_leaves_their_points_out(imod_data,
 
 
 @pytest.mark.parametrize("views, message", [("0-2", "give view numbers from 1"), ("62", "not a view of this 61-view"),
+                                            ("41-39", "41-39 runs backwards: write 39-41"),
                                             ("1-60", "at least two must stay")])
 def test_bad_excluded_views_are_one_line_errors(imod_data, tmp_path, capsys, views, message):
     assert _align(imod_data, tmp_path / "o", "--exclude-views", views) == 2

@@ -106,6 +106,7 @@ def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_pat
 @pytest.mark.parametrize("extra, message", [
     (["--exclude-views", "0"], "give view numbers from 1"),
     (["--exclude-views", "62"], "not a view of this 61-view series"),
+    (["--exclude-views", "41-39"], "--exclude-views '41-39': 41-39 runs backwards: write 39-41"),
     (["--exclude-views", "1-60,61"], "fewer than two views"),
     (["--memory", "10M"], "too little memory"),
     (["--memory", "10"], "10 bytes (a --memory with no unit is in bytes: write 2G or 1500M) is too little memory"),
