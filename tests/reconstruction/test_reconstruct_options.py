@@ -109,6 +109,9 @@ def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_pat
     (["--exclude-views", "41-39"], "--exclude-views '41-39': 41-39 runs backwards: write 39-41"),
     (["--exclude-views", "1-60,61"], "fewer than two views"),
     (["--memory", "10M"], "too little memory"),
+    (["--memory", "lots"], "argument --memory: 'lots': give a size such as 2G, 1500M or 800000K"),
+    (["--memory", "10T"], "argument --memory: 10T: this machine has"),  # more than RAM and swap: never usable (s15 new user)
+    (["--sirt-like", "100000"], "--sirt-like 100000: give at most 1000 iterations"),
     (["--memory", "10"], "10 bytes (a --memory with no unit is in bytes: write 2G or 1500M) is too little memory"),
     (["--radial", "0.9", "0.05"], "the cutoff must be in (0, 0.5]"),
     (["--radial", "0.35", "-1"], "the falloff (a Gaussian's sigma) must be from 0 to 0.5"),
@@ -137,6 +140,19 @@ def test_lists_and_sizes():
     assert parse_memory("2G") == 2 * 2**30 and parse_memory("1500M") == 1500 * 2**20 and parse_memory("4096") == 4096
     with pytest.raises(ValueError, match="such as 2G"):
         parse_memory("lots")
+
+
+def test_a_budget_beyond_the_machine_is_refused_and_one_within_it_kept():
+    """The bound is the machine's RAM and swap (/proc/meminfo), read here independently."""
+    from napari_tomoalign.reconstruction.reconstruct_job import machine_memory_bytes
+
+    with open("/proc/meminfo") as f:
+        kib = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f) if k in ("MemTotal", "SwapTotal")}
+    whole = 1024 * (kib["MemTotal"] + kib.get("SwapTotal", 0))
+    assert machine_memory_bytes() == whole
+    assert parse_memory(f"{whole // 1024}K") == whole
+    with pytest.raises(ValueError, match=f"has {whole / 2**30:.1f} GiB in all .RAM and swap.*give at most"):
+        parse_memory(f"{whole // 1024 + 1}K")
 
 
 def test_a_zfac_in_the_alignment_folder_is_applied_and_a_bad_one_named(demo_dir, tmp_path, capsys):

@@ -77,12 +77,9 @@ def _excluded(args: argparse.Namespace) -> tuple[int, ...]:
 
 def _memory(text: str) -> int:
     """``--memory``: reconstruct's own reading of a size."""
-    from ..reconstruction.reconstruct_job import parse_memory
+    from ..reconstruction.reconstruct_job import memory_arg
 
-    try:
-        return parse_memory(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return memory_arg(text)
 
 
 def add_track_arguments(p: argparse.ArgumentParser) -> None:
