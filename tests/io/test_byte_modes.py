@@ -1,7 +1,7 @@
 """Byte tomograms read back as written (new user s14, finding 34: a ``--mode uint8`` tomogram read back wrapped by
 mrcfile, which takes any mode 0 as int8). IMOD's rule (mrc_format.txt: mode 0 is "unsigned or signed bytes depending
 on flag in imodStamp; only unsigned bytes before IMOD 4.2.23"): our reader, the streamed reconstruction's and the napari
-reader give the written values; an unstamped file is unsigned unless it is MRC-2014, whose bytes are signed."""
+reader give the written values; an unstamped file is signed or unsigned as its header's min and max say (`io.byte_sign`)."""
 
 import mrcfile
 import numpy as np
@@ -41,16 +41,17 @@ def test_a_byte_tomogram_reads_back_the_values_written(demo_dir, tmp_path, capsy
         assert m.data.dtype == np.int8 and np.array_equal(m.data.view(mode), got)  # mrcfile: int8, as the help says
 
 
-def test_unstamped_bytes_follow_imods_rule_and_mrc_2014s(tmp_path):
+def test_unstamped_bytes_follow_imods_rule(tmp_path):
     data = np.arange(0, 256, dtype=np.uint8).reshape(1, 16, 16)
     with mrcfile.new(tmp_path / "old.mrc") as m:  # mrcfile writes MRC-2014 (nversion 20140) without IMOD's stamp
         m.set_data(data.view(np.int8))
     with mrcfile.open(tmp_path / "old.mrc") as m:
-        assert not unsigned_bytes(m.header)  # MRC-2014: signed
+        assert not unsigned_bytes(m.header)  # its header's min -128 and max 127: signed, as IMOD reads it
     assert open_tilt_series(tmp_path / "old.mrc", find_tilts=False).data.dtype == np.int8
-    with mrcfile.open(tmp_path / "old.mrc", "r+") as m:
-        m.header.nversion = 0  # an older file's header: IMOD (before 4.2.23, and unstamped since) reads unsigned bytes
-    got = open_tilt_series(tmp_path / "old.mrc", find_tilts=False).data
-    assert got.dtype == np.uint8 and np.array_equal(np.asarray(got), data)
+    for version in (20140, 0):  # the MRC-2014 number plays no part in IMOD's rule (io.byte_sign)
+        with mrcfile.open(tmp_path / "old.mrc", "r+") as m:
+            m.header.nversion, m.header.dmin, m.header.dmax = version, 0, 255  # a header saying 0 to 255: unsigned
+        got = open_tilt_series(tmp_path / "old.mrc", find_tilts=False).data
+        assert got.dtype == np.uint8 and np.array_equal(np.asarray(got), data)
     write_mrc(tmp_path / "ours.mrc", data, 10.0)  # our writer: IMOD's stamp, unsigned flag
     assert np.array_equal(np.asarray(open_tilt_series(tmp_path / "ours.mrc", find_tilts=False).data), data)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .atomic import atomic_path, check_writable
+from .byte_sign import IMOD_SIGNED_BYTES, IMOD_STAMP, unsigned_bytes, wrapped_warning
 from .checked_stack import CheckedStack
 from .errors import FileFormatError
 from .guarded import require_regular_file
@@ -116,6 +117,8 @@ def open_tilt_series(path: str | os.PathLike[str], strict_tilts: bool = True, fi
         data = data.view(np.uint8)
     if data.ndim == 2:
         data = data[None]
+    if data.dtype == np.int8 and (said := wrapped_warning(p, mrc.header, data)):
+        warnings.warn(said, stacklevel=2)  # unsigned bytes read signed: said before a misleading failure (s15 new user)
     if data.dtype.kind == "c":
         raise FileFormatError(f"{p}: complex (Fourier-space) MRC data is not a tilt series")
     data = CheckedStack.wrap(data, p, 1024 + int(mrc.header.nsymbt))  # view reads: a truncated file is one error
@@ -138,8 +141,6 @@ class NonFiniteDataError(ValueError):
     """Data to be written holds NaN or infinite values."""
 
 
-IMOD_STAMP = 1146047817  # IMOD's ``imodStamp`` (header byte 152): ``imodFlags`` (byte 156) is then meaningful
-IMOD_SIGNED_BYTES = 1  # bit 0 of ``imodFlags``: mode 0's bytes are signed (clear: unsigned, as IMOD writes them)
 
 
 def mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float | None,
@@ -166,19 +167,6 @@ def mrc_header(shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom
     if np.dtype(dtype).itemsize == 1:
         struct.pack_into("<ii", raw, 152, IMOD_STAMP, IMOD_SIGNED_BYTES if np.dtype(dtype).kind == "i" else 0)
     return bytes(raw)
-
-
-def unsigned_bytes(header) -> bool:
-    """Whether mode-0 data are unsigned bytes, as IMOD reads them (its mrc_format.txt: "unsigned or signed bytes
-    depending on flag in imodStamp; only unsigned bytes before IMOD 4.2.23"): with IMOD's stamp, unless its
-    signed-bytes flag is set; without it, unsigned in a file older than MRC-2014 (IMOD's and the old MRC's bytes),
-    signed in an MRC-2014 file (``nversion`` 2014x), as that standard (and mrcfile, for any mode 0) has them."""
-    if int(header.mode) != 0:
-        return False
-    stamp, flags = struct.unpack("<ii" if header.mode.dtype.byteorder in "<=|" else ">ii", bytes(header.extra2)[40:48])
-    if stamp == IMOD_STAMP:
-        return not flags & IMOD_SIGNED_BYTES
-    return int(header.nversion) // 10 != 2014
 
 
 class MrcStreamWriter:
