@@ -125,7 +125,7 @@ def _markers_xyz(saved: Any, d: Path, *, required: bool = True) -> Any:
     if xyz_path is None:
         if not required:
             return None
-        raise UsageError(f"{d}: no fid.xyz with the markers' 3-D positions for --level; run 'tomoalign align' again")
+        raise UsageError(_no_fid_xyz(saved, d))
     try:
         xyz = np.loadtxt(xyz_path, usecols=(1, 2, 3), ndmin=2)
     except (ValueError, IndexError):
@@ -134,6 +134,18 @@ def _markers_xyz(saved: Any, d: Path, *, required: bool = True) -> Any:
         raise UsageError(f"{xyz_path}: not a fid.xyz (id x y z per line); run 'tomoalign align' again") from None
     centre = (np.asarray(saved.image_size, float) - 1.0) / 2.0
     return np.column_stack([xyz[:, 0] - centre[0], xyz[:, 1] - centre[1], xyz[:, 2]])
+
+
+def _no_fid_xyz(saved: Any, d: Path) -> str:
+    """What to do when --level finds no fid.xyz: for IMOD's set (an .xf with no alignment.json: etomo's folder), put
+    tiltalign's ``NAMEfid.xyz`` (align.com's OutputFidXYZFile) beside the .xf; for a folder of ours, align again."""
+    folder = saved.folder if saved.folder is not None else (d if d.is_dir() else d.parent)
+    name = f"{saved.stem}fid.xyz" if saved.stem else "fid.xyz"
+    if not (folder / "alignment.json").is_file():
+        xf = f"{saved.stem}.xf" if saved.stem else "the .xf"
+        return (f"{folder}: --level needs the markers' 3-D positions, tiltalign's {name} (align.com's"
+                f" OutputFidXYZFile), and it is not beside {xf}; put it there (copy it from the etomo folder)")
+    return f"{folder}: no {name} with the markers' 3-D positions for --level; run 'tomoalign align' again"
 
 
 def used_views(saved: Any, options: ReconstructOptions) -> Any:
