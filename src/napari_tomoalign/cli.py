@@ -125,7 +125,8 @@ def print_image(r, tomogram: bool) -> None:
               + (f", {r.voxel_size_angstrom:.3f} A/voxel" if r.voxel_size_angstrom else "")
               + "".join(f"; {note}" for note in r.notes))
     else:
-        print(f"wrote {r.path}: {n} aligned views of {cols} x {rows}"
+        warped = f"{n} aligned views" if r.n_views_used >= n else f"{n} views ({r.n_views_used} aligned)"
+        print(f"wrote {r.path}: {warped} of {cols} x {rows}"
               + (f", {r.voxel_size_angstrom:.3f} A/pixel" if r.voxel_size_angstrom else "")
               + "".join(f"; {note}" for note in r.notes))
 
