@@ -62,9 +62,10 @@ def solver_settings_of(args: argparse.Namespace):
 def print_alignment(res, out: Path) -> None:
     from .report import text_report
 
-    print("\n".join(text_report(res.alignment, leave_out=res.leave_out)))
+    print("\n".join(text_report(res.alignment, leave_out=res.leave_out, warnings=False)))
     if getattr(res, "surfaces", None) is not None:  # IMOD's surface analysis (tomogram positioning)
         print(res.surfaces.report())
+    warn_quietly(res.alignment.warnings)  # the report's warnings: on standard error, as every warning (`warn`)
     print(f"wrote {len(res.paths)} files to {out}: {', '.join(p.name for p in res.paths)}")
 
 
@@ -97,20 +98,28 @@ def _ours(model: str) -> bool:
     return (model_name(model) or "").startswith(TRACKED_ON)
 
 
+def warn(text: str) -> None:
+    """The one place the command line prints a warning: one line on standard error, ``tomoalign: warning: ...``
+    (a pipeline sees it, --quiet or not), whichever prefix the text came with (s15 new user: "tomoalign: warning:"
+    and "warning:" in one run)."""
+    body = " ".join(str(text).split("\n"))
+    for prefix in ("tomoalign: ", "warning: "):
+        body = body.removeprefix(prefix)
+    print(f"tomoalign: warning: {body}", file=sys.stderr)
+
+
 def warn_quietly(lines) -> None:
-    """--quiet hides the report and its notes, not its warnings: each goes to stderr as one line (a pipeline
-    sees them)."""
+    """The warnings among ``lines`` (all but the notes), each by `warn`: --quiet hides a report and its notes, not
+    its warnings."""
     for line in lines:
-        text = str(line)
-        if text.startswith("note:"):
-            continue
-        print(f"tomoalign: {text if text.startswith(('warning', 'note')) else 'warning: ' + text}", file=sys.stderr)
+        if not str(line).startswith("note:"):
+            warn(str(line))
 
 
-def _say(lines: list[str], quiet: bool) -> None:
-    """Notes on standard output unless --quiet; warnings on standard error always (`warn_quietly`)."""
+def say(lines, quiet: bool) -> None:
+    """Notes on standard output unless --quiet; warnings on standard error always (`warn`)."""
     for line in lines:
-        if line.startswith("note:") and not quiet:
+        if str(line).startswith("note:") and not quiet:
             print(line)
     warn_quietly(lines)
 
@@ -134,7 +143,7 @@ def print_image(r, tomogram: bool) -> None:
 def cmd_aligned_stack(args: argparse.Namespace) -> int:
     from .file_jobs import aligned_stack_to_file, alignment_notes, erase_gold_diameter_px
 
-    _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
+    say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = aligned_stack_to_file(args.stack, args.alignment, args.output, binning=args.bin,
                               interpolation="cubic" if args.cubic else "linear", overwrite=args.force, mode=args.mode,
                               size=args.size, pixel_size_nm=args.pixel_size_nm,
@@ -149,7 +158,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .file_jobs import alignment_notes, reconstruct_to_file
     from .reconstruction.reconstruct_job import options_from_args
 
-    _say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
+    say(alignment_notes(args.stack, args.alignment), args.quiet)  # an IMOD set's sources; a .preali's .xf on a .st
     r = reconstruct_to_file(args.stack, args.alignment, args.output, binning=args.bin, thickness=args.thickness,
                             lowpass=args.lowpass, overwrite=args.force, local=args.local, options=options_from_args(args),
                             size=args.size, pixel_size_nm=args.pixel_size_nm)
@@ -306,8 +315,8 @@ def _loaded_errors() -> tuple[type[Exception], ...]:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A Python warning that reaches the command line: one line on stderr, never a source path."""
-    print(f"tomoalign: warning: {message}", file=sys.stderr)
+    """A Python warning that reaches the command line: one line on stderr (`warn`), never a source path."""
+    warn(str(message))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -71,6 +71,7 @@ def text_report(
     name: str | None = None,
     leave_out: LeaveOutError | None = None,
     timings_s: dict[str, float] | None = None,
+    warnings: bool = True,
 ) -> list[str]:
     """The report's lines: residuals, tilt axis and reference views, what each stage did, the worst views
     and markers, flagged points, leave-out errors, what was left out, and the solver's warnings.
@@ -110,7 +111,8 @@ def text_report(
         lines.append(f"leave-out error {leave_out.overall_px:.4f} px{robust}; worst markers: "
                      + ", ".join(f"{int(leave_out.marker_ids[k])} ({leave_out.per_marker_px[k]:.3f} px)" for k in worst))
     lines.extend(_full_model_lines(al))
-    lines.extend(f"warning: {w}" for w in al.warnings)
+    if warnings:  # the command line prints them apart, on standard error (`cli.warn`)
+        lines.extend(f"warning: {w}" for w in al.warnings)
     return lines
 
 

@@ -39,9 +39,8 @@ def add_convert_arguments(p) -> None:
 
 def cmd_convert(args) -> int:
     """Run ``tomoalign convert``; every warning of the readers and writers (`MagnificationLoss`, patches
-    ignored, ...) is printed as one line, once, on standard error."""
-    import sys
-
+    ignored, ...) is printed as one line, once, on standard error (`cli.warn`)."""
+    from ..cli import warn
     from .relion import checked_optics
 
     if normalise_format(args.to) == "relion":
@@ -54,7 +53,7 @@ def cmd_convert(args) -> int:
                         optics=optics_of(args))
     for text in dict.fromkeys(str(w.message).replace("\n", " ") for w in caught
                               if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning)):
-        print(f"tomoalign: warning: {text}", file=sys.stderr)
+        warn(text)
     if not args.quiet:
         if normalise_format(args.to) == "relion":
             from .mdoc_dose import relion_dose_note

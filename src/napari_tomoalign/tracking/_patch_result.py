@@ -115,7 +115,7 @@ class PatchTrackingResult:
                 f" 0.5 (at most {100 * MAX_FLAGGED:.0f}% is usable; RMS residual {self.alignment.rms_residual_px:.2f}"
                 " px); the specimen may deform or the tilt angles may be wrong")
 
-    def summary(self) -> str:
+    def summary(self, warnings: bool = True) -> str:
         """A few lines for a log, the command line or the dock."""
         al = self.alignment
         used = len(np.unique(self.patch_of))
@@ -134,7 +134,7 @@ class PatchTrackingResult:
         lines.append(f"alignment: mean residual {al.mean_residual_px:.3f} px, RMS {al.rms_residual_px:.3f} px;"
                      f" {int(self.flagged.sum())} points ({100 * self.flagged.mean():.1f}%) weighed under 0.5")
         lines.append(", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items()))
-        return "\n".join(lines + self.warnings)
+        return "\n".join(lines + (self.warnings if warnings else []))  # the command line says them apart
 
     def batch_figures(self) -> dict[str, int]:
         """The tracking columns of a batch's summary row (``beads_tracked`` counts contours here)."""

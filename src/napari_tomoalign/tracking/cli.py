@@ -166,14 +166,14 @@ def _track(args: argparse.Namespace, output: Path):
 
 
 def cmd_track(args: argparse.Namespace) -> int:
+    from ..cli import say
+
     tracked = _track(args, Path(args.output))
     if not args.quiet:
-        print(tracked.result.summary())
+        print(tracked.result.summary(warnings=False))
+    say(tracked.result.warnings, args.quiet)  # notes on standard output, warnings on standard error (`cli.warn`)
+    if not args.quiet:
         print(f"wrote {tracked.markers_path} (angles from {tracked.tilt_source})")
-    else:
-        from ..cli import warn_quietly
-
-        warn_quietly(tracked.result.warnings)
     return 0
 
 
@@ -217,22 +217,22 @@ def _run(args: argparse.Namespace) -> int:
         res = run_job(job, overwrite=args.force, progress=bar)
     finally:
         bar.done()
-    from ..cli import warn_quietly
+    from ..cli import say, warn_quietly
 
     warn_quietly(res.tomogram_warnings)  # on stderr, --quiet too (as reconstruct's)
     if not args.quiet:
-        print(res.tracked.result.summary())
+        print(res.tracked.result.summary(warnings=False))
         if res.folder.local is not None:
             print("\n".join(local_report(res.folder.local)))
-        print("\n".join(text_report(res.alignment)))
+        print("\n".join(text_report(res.alignment, warnings=False)))
         if res.levelled is not None:  # --level: the surface analysis and what was applied, as reconstruct says them
             print(res.surfaces.report())
             print(res.levelled.report(res.surfaces.n_surfaces))
+    say([*res.tracked.result.warnings, *res.alignment.warnings], args.quiet)  # warnings on stderr (`cli.warn`)
+    if not args.quiet:
         print(f"wrote {job.output_dir}: {', '.join(job.output_names()[:3])}, alignment/, {res.aligned_stack.name},"
               f" {res.tomogram.name}" + (" (with the local alignments)" if res.folder.local is not None else "")
               + (f", {res.erased.name}" if res.erased is not None else "")
               + f" (angles from {res.tracked.tilt_source})" + (f"; {bin_note}" if bin_note else "")
               + (f"; {res.frame_note()}" if res.frame_note() else ""))
-    else:
-        warn_quietly([*res.tracked.result.warnings, *res.alignment.warnings])
     return 0 if res.alignment.converged else 3

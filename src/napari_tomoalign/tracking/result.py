@@ -94,7 +94,7 @@ class TrackingResult:
     def n_beads(self) -> int:
         return len(self.quality.marker)
 
-    def summary(self) -> str:
+    def summary(self, warnings: bool = True) -> str:
         """A few lines for a log or a status bar."""
         q = self.quality
         lines = [f"{self.n_beads} beads, {len(self.markers)} points, median track {int(np.median(q.n_views))} views"
@@ -104,7 +104,7 @@ class TrackingResult:
                          f"{self.alignment.rms_residual_px:.3f} px; {int(self.flagged.sum())} points flagged, "
                          f"{int(self.weak.sum())} weak")
         lines.append(", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items()))
-        return "\n".join(lines + self.warnings)
+        return "\n".join(lines + (self.warnings if warnings else []))  # the command line says them apart
 
 
 def build_result(pos: NDArray[np.float64], contrast: NDArray[np.float64], elongation: NDArray[np.float64],
