@@ -151,7 +151,7 @@ def _axis_lines(al: Alignment) -> list[str]:
         if source == "given" and given is not None and abs((al.tilt_axis_deg - given + 180) % 360 - 180) > 0.005:
             source = f"solved from the given {given:g}"  # the rotations solved moved it (new user's nit, session 13)
         return [f"tilt axis {al.tilt_axis_deg:.2f} deg ({source}, {al.branch}); reference view {ref}"
-                " (views numbered from 1)"]
+                " (views numbered from 1)", *_reference_moved(al)]
     held = []
     for kind, label in REFERENCE_KINDS:
         m = settings.mappings[kind]  # views held while others of the kind are solved
@@ -161,6 +161,27 @@ def _axis_lines(al: Alignment) -> list[str]:
     refs = "; ".join(held) if held else "none held"
     return [f"solved tilt axis {al.tilt_axis_deg:.2f} deg at the minimum-tilt view {ref} ({al.tilt_axis_source})",
             f"references the align.com holds (views numbered from 1, as IMOD prints them): {refs}"]
+
+
+def _reference_moved(al: Alignment) -> list[str]:
+    """A line when the reference view is not the series' lowest tilt because that view is not in the fit (excluded,
+    or without markers): the aligned frame's X origin follows the reference view, as tiltalign's does, so the
+    tomogram sits a few pixels off in X from one aligned with the lowest tilt (s15 new user: 8 px, unsaid)."""
+    if getattr(al.options, "reference_view", None) is not None:
+        return []  # chosen by the user
+    tilts = np.abs(al.output_tilt_angles_deg())
+    if not np.isfinite(tilts).all():
+        return []
+    lowest = np.flatnonzero(tilts <= tilts.min() + 1e-6)
+    out = [int(v) for v in lowest if not al.view_determined[v]]
+    if al.reference_view in lowest or not out:
+        return []
+    t = al.output_tilt_angles_deg()
+    ref, v = al.reference_view, out[0]
+    return [f"note: reference view {ref + 1} ({t[ref]:+.1f} deg) stands in for view {v + 1} ({t[v]:+.1f} deg), the"
+            f" lowest tilt, which is not in the fit: the aligned frame keeps the reference view's image centre at its"
+            f" centre (X origin), as tiltalign does, so the tomogram sits a few pixels off in X from one aligned with"
+            f" view {v + 1}"]
 
 
 FULL_KINDS = (("x_stretch", "X-stretch", 1.0, 4), ("skew", "skew (deg)", 180.0 / np.pi, 2),
