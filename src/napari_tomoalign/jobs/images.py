@@ -94,7 +94,7 @@ def make_aligned_stack(job: AlignedStackJob, *, overwrite: bool = False) -> Imag
             raise
     from .blank_views import blank_views_note
 
-    blank = blank_views_note(saved, job.alignment_dir)  # views filled blank, said with why (s15 new user)
+    blank = blank_views_note(saved)  # views filled blank, said with why (s15 new user)
     return ImageResult(out, shape, voxel, int(saved.view_determined.sum()),
                        notes=(*((blank,) if blank else ()), *frame_notes(frame, job.binning)))
 
