@@ -165,8 +165,10 @@ def _axis_lines(al: Alignment) -> list[str]:
 
 def _reference_moved(al: Alignment) -> list[str]:
     """A line when the reference view is not the series' lowest tilt because that view is not in the fit (excluded,
-    or without markers): the aligned frame's X origin follows the reference view, as tiltalign's does, so the
-    tomogram sits a few pixels off in X from one aligned with the lowest tilt (s15 new user: 8 px, unsaid)."""
+    or without markers): the aligned frame's X origin follows the reference view (`alignment.transforms`), so the
+    tomogram sits a few pixels off in X from one aligned with the lowest tilt (s15 new user: 8 px, unsaid). IMOD's
+    tiltalign moves its tilt and magnification references the same way, but places X by the least image lost over
+    all views (a 0.1 px scan), which one view left out hardly moves."""
     if getattr(al.options, "reference_view", None) is not None:
         return []  # chosen by the user
     tilts = np.abs(al.output_tilt_angles_deg())
@@ -179,9 +181,9 @@ def _reference_moved(al: Alignment) -> list[str]:
     t = al.output_tilt_angles_deg()
     ref, v = al.reference_view, out[0]
     return [f"note: reference view {ref + 1} ({t[ref]:+.1f} deg) stands in for view {v + 1} ({t[v]:+.1f} deg), the"
-            f" lowest tilt, which is not in the fit: the aligned frame keeps the reference view's image centre at its"
-            f" centre (X origin), as tiltalign does, so the tomogram sits a few pixels off in X from one aligned with"
-            f" view {v + 1}"]
+            f" lowest tilt, which is not in the fit; the X origin follows it (its image centre stays the aligned"
+            f" centre), so this tomogram sits a few pixels off in X from one aligned with view {v + 1} (IMOD's"
+            " tiltalign places X by the least image lost over all views instead)"]
 
 
 FULL_KINDS = (("x_stretch", "X-stretch", 1.0, 4), ("skew", "skew (deg)", 180.0 / np.pi, 2),
