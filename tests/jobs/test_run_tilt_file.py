@@ -26,7 +26,9 @@ def test_run_refuses_a_tilt_file_in_another_order_naming_it(tmp_path, capsys):
     assert f"{tmp_path / 'ds.rawtlt'} does not match the views of {path}" in err
     assert not (tmp_path / "r").exists()
     assert main(["track", str(path), "--bead-diameter-nm", "10", "--output", str(tmp_path / "t.fid")]) == 0
-    assert f"{tmp_path / 'ds.rawtlt'} does not match the views of {path}" in capsys.readouterr().out  # said, kept
+    said = capsys.readouterr().err  # a warning: on standard error, as every warning (cli.warn)
+    assert "tomoalign: warning: the solved tilt angles differ" in said and f"{tmp_path / 'ds.rawtlt'} does not match" \
+        f" the views of {path}" in said  # said, kept
 
 
 def test_a_solved_tilt_beyond_90_degrees_is_not_written_and_small_differences_pass():
