@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QObject, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -176,7 +176,37 @@ def scroll_area(steps: Sequence[QWidget]) -> QScrollArea:
     area.setMinimumWidth(DOCK_CONTENT_WIDTH + bar.sizeHint().width() + 2)
     area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
     set_steps(area, steps)
+    KeepsBottom(area)
     return area
+
+
+class KeepsBottom(QObject):
+    """A scroll area scrolled to its bottom stays there when its view gets shorter: the status under the steps grown
+    by lines (a Save's list of files), or the window made smaller. Qt keeps the scroll value, so the last controls
+    (step 7's Save buttons at 1280 x 800) slid under the dock's foot (session 15's new user). Content that grows
+    (a step unfolded) moves nothing: only a shorter view follows the bottom."""
+
+    def __init__(self, area: QScrollArea) -> None:
+        super().__init__(area)
+        bar = area.verticalScrollBar()
+        viewport = area.viewport()
+        assert bar is not None and viewport is not None  # a QScrollArea always has them
+        self._bar, self._viewport = bar, viewport
+        self._height = viewport.height()
+        self._at_bottom = False
+        bar.valueChanged.connect(self._moved)
+        bar.rangeChanged.connect(self._ranged)
+
+    def _moved(self, value: int) -> None:
+        self._at_bottom = value >= self._bar.maximum() > 0
+
+    def _ranged(self, _minimum: int, maximum: int) -> None:
+        height = self._viewport.height()
+        if self._at_bottom and height < self._height:
+            self._bar.setValue(maximum)
+        else:
+            self._at_bottom = self._bar.value() >= maximum > 0
+        self._height = height
 
 
 def set_steps(area: QScrollArea, steps: Sequence[QWidget]) -> None:
