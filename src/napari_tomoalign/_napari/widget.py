@@ -22,6 +22,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .dock.aligning import Aligning
 from .dock.beads import BeadSection
 from .dock.compare import Comparison, bead_section, voxel_nm
+from .dock.earlier import EarlierLayers
 from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
 from .dock.markers import TRACKS, MarkersPanel
@@ -52,7 +53,7 @@ class AlignWidget(Aligning, OpensInTurns):
 
     SECTIONS = frozenset(("inputs", "panel", "options", "runner", "results", "beads", "report", "triage", "fixer",
                           "tables", "tomograms", "comparison", "restorer", "saving", "undo_stack", "steps",
-                          "options_fold"))
+                          "options_fold", "earlier"))
     inputs: InputsSection
     panel: MarkersPanel
     options: OptionsSection
@@ -69,6 +70,7 @@ class AlignWidget(Aligning, OpensInTurns):
     saving: SaveSection
     undo_stack: UndoStack
     options_fold: Step
+    earlier: EarlierLayers
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:  # the annotation lets napari pass its viewer
         super().__init__()
@@ -107,6 +109,7 @@ class AlignWidget(Aligning, OpensInTurns):
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
         self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)
+        self.earlier = EarlierLayers(viewer, self.say, self.beads.adopt_candidates)  # an earlier dock's layers
         self.panel.on_refresh.append(self._journal_edit)
         self.panel.on_refresh.append(self._check_stale)
         self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say, lambda: self.inputs.image.value)
@@ -126,6 +129,7 @@ class AlignWidget(Aligning, OpensInTurns):
         def journal() -> None:
             self._journal_later = False
             self.restorer.check()
+            self.earlier.check()
             self.refit.settle()
 
         return [layers, journal]
@@ -137,7 +141,8 @@ class AlignWidget(Aligning, OpensInTurns):
         self.options_fold = Step(None, "options", self.options.widget.native)
         steps = [
             Step(1, "Inputs", _column(self.inputs.widget.native, self.restorer.info.native,
-                                      self.restorer.widget.native)),
+                                      self.restorer.widget.native, self.earlier.info.native,
+                                      self.earlier.widget.native)),
             Step(2, "Find and track beads", self.beads.widget.native),
             Step(3, "Markers", self.panel.widget.native),
             Step(4, "Align", _column(self.options_fold, self.runner.widget.native,
@@ -185,6 +190,7 @@ class AlignWidget(Aligning, OpensInTurns):
             self.undo_stack.forget(layer)
             if layer is self.panel.layer:
                 self.panel.unwatch()
+            self.earlier.drop(layer)
         self.inputs.close()
         self.restorer.close()
         self.refresh()

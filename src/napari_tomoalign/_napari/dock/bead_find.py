@@ -133,3 +133,17 @@ class BeadFinding(BeadStep):
         layer.current_face_color = "transparent"
         self._viewer.layers.append(layer)
         self.candidates = layer
+
+    def adopt_candidates(self, layers: list[Any]) -> str | None:
+        """Of an earlier dock's layers, its rings on the stack chosen become this dock's (Track starts from them);
+        what was taken, said, or None."""
+        image = self._inputs.image.value
+        if image is None or (self.candidates is not None and self.candidates in self._viewer.layers):
+            return None
+        for layer in layers:
+            if (isinstance(layer, Points) and layer.metadata.get(ROLE) == CANDIDATES
+                    and layer.name == f"{image.name} {CANDIDATES_NAME}"
+                    and 0 <= int(layer.metadata.get("view", -1)) < image.data.shape[0]):
+                self.candidates, self._candidates_of = layer, image
+                return f"Track starts from the {len(layer.data)} rings of '{layer.name}'"
+        return None
