@@ -25,6 +25,7 @@ from .dock.compare import Comparison, bead_section, voxel_nm
 from .dock.earlier import EarlierLayers
 from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
+from .dock.loader import AlignmentLoader
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.opening import OpensInTurns
 from .dock.options import OptionsSection
@@ -53,7 +54,7 @@ class AlignWidget(Aligning, OpensInTurns):
 
     SECTIONS = frozenset(("inputs", "panel", "options", "runner", "results", "beads", "report", "triage", "fixer",
                           "tables", "tomograms", "comparison", "restorer", "saving", "undo_stack", "steps",
-                          "options_fold", "earlier"))
+                          "options_fold", "earlier", "loader"))
     inputs: InputsSection
     panel: MarkersPanel
     options: OptionsSection
@@ -71,6 +72,7 @@ class AlignWidget(Aligning, OpensInTurns):
     undo_stack: UndoStack
     options_fold: Step
     earlier: EarlierLayers
+    loader: AlignmentLoader
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:  # the annotation lets napari pass its viewer
         super().__init__()
@@ -94,6 +96,7 @@ class AlignWidget(Aligning, OpensInTurns):
         self.options = OptionsSection()
         self.runner = Runner(self.say)
         self.results = ResultLayers(viewer)
+        self.loader = AlignmentLoader(viewer, self.inputs, self.results, self.say)  # a saved alignment, shown
         self.beads = BeadSection(viewer, self.inputs, self.options, self.runs, self.panel, self.results, self.say,
                                  lambda: self.busy)
         self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
@@ -135,9 +138,9 @@ class AlignWidget(Aligning, OpensInTurns):
         return [layers, journal]
 
     def _build(self) -> list[Step]:
-        results = _column(self.results.widget.native, self.triage.widget.native, self.triage.edit_row.native,
-                          self.triage.exclude_row.native, self.fixer.widget.native, self.fixer.second_row.native,
-                          self.tables.widget, self.report.widget)
+        results = _column(self.loader.widget.native, self.results.widget.native, self.triage.widget.native,
+                          self.triage.edit_row.native, self.triage.exclude_row.native, self.fixer.widget.native,
+                          self.fixer.second_row.native, self.tables.widget, self.report.widget)
         self.options_fold = Step(None, "options", self.options.widget.native)
         steps = [
             Step(1, "Inputs", _column(self.inputs.widget.native, self.restorer.info.native,

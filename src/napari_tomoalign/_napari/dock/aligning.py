@@ -160,6 +160,6 @@ class Aligning:
         self.runner.run_steps([*steps, colour, tables, lambda: self.report.show([result], plot=plot), tell, finish])
 
     def _redraw_residuals(self) -> None:
-        if self.runs.last is not None:
+        if self.runs.last is not None or self.results.loaded is not None:  # an Align's, or a loaded alignment's
             self.results.show_residual_vectors()
             self.results.reveal()
