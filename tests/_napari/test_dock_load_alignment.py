@@ -58,6 +58,9 @@ def test_a_saved_alignment_is_shown_on_its_stack_and_another_refused(qtbot, make
         exaggeration = widget.results.exaggeration.value
         np.testing.assert_allclose(layer.data[:, 1, 1:], residual[:, ::-1] * exaggeration)  # (dy, dx) per point
         assert f"RMS {np.sqrt(np.mean(np.sum(residual**2, axis=1))):.3f} px over 1525 residuals" in widget.status.text()
+        per_view = np.sqrt(np.bincount(view, np.sum(residual**2, axis=1)) / np.bincount(view))
+        worst = int(np.argmax(per_view))
+        assert f"largest RMS by view: view {worst + 1} {per_view[worst]:.3f} px" in widget.report.value
         assert not viewer.layers[PREDICTED].visible  # the last Align's: hidden, not this alignment's
         widget.results.exaggeration.value = 2 * exaggeration  # step 5's control redraws the loaded residuals
         np.testing.assert_allclose(residual_layer(viewer).data[:, 1, 1:], residual[:, ::-1] * 2 * exaggeration)

@@ -96,12 +96,12 @@ class AlignWidget(Aligning, OpensInTurns):
         self.options = OptionsSection()
         self.runner = Runner(self.say)
         self.results = ResultLayers(viewer)
-        self.loader = AlignmentLoader(viewer, self.inputs, self.results, self.say)  # a saved alignment, shown
         self.beads = BeadSection(viewer, self.inputs, self.options, self.runs, self.panel, self.results, self.say,
                                  lambda: self.busy)
         self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView(self.runs.surfaces)
+        self.loader = AlignmentLoader(viewer, self.inputs, self.results, self.report, self.say)  # a saved alignment
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
         self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say,
                                dark=lambda: self.beads.polarity.value == "dark")

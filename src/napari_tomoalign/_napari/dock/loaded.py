@@ -52,6 +52,19 @@ class LoadedAlignment:
         return f"loaded '{self.name}' from {self.path}: {views}, {resid}"
 
 
+    def report(self, worst: int = 5) -> list[str]:
+        """The lines step 5's report shows: the summary, the readers' notes, and the views of largest RMS."""
+        lines = [self.summary(), *self.notes]
+        if self.view is not None and self.residual is not None and len(self.view):
+            n = len(self.saved.transforms)
+            sq = np.bincount(self.view, weights=np.sum(self.residual**2, axis=1), minlength=n)
+            count = np.bincount(self.view, minlength=n)
+            rms = np.sqrt(np.divide(sq, count, out=np.zeros(n), where=count > 0))
+            order = [int(k) for k in np.argsort(-rms)[:worst] if count[k]]
+            lines.append("largest RMS by view: " + ", ".join(f"view {k + 1} {rms[k]:.3f} px" for k in order))
+        return lines
+
+
 def stack_path_of(image: Any) -> Path:
     """The file the image layer was opened from (ValueError with a message when it has none)."""
     if image is None:

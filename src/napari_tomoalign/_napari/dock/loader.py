@@ -3,7 +3,8 @@
 The user picks an ``alignment.json`` (or a ``tomoalign align`` folder's ``.xf``, or etomo's ``NAME.xf``); it is read
 and checked against the chosen tilt series by the command line's own reader (`dock.loaded`: a file of another run
 or another stack is refused in one line) and its residuals are drawn as after Align (the residual vectors over the
-stack, exaggerated by step 5's *residuals x*), with its RMS in the status line. The last Align's other layers (its
+stack, exaggerated by step 5's *residuals x*), with its RMS in the status line and, in step 5's report, what the
+readers noted and the views of largest RMS. The last Align's other layers (its
 predicted markers and aligned stack) are hidden: they are not this alignment's.
 """
 
@@ -19,6 +20,7 @@ from napari.utils.notifications import show_info, show_warning
 from ...io.errors import FileFormatError
 from .inputs import InputsSection
 from .loaded import LoadedAlignment, load_alignment, stack_path_of
+from .report_view import ReportView
 from .results import ResultLayers
 from .status import refuse
 from .ui import button, row
@@ -29,8 +31,9 @@ FILTERS = "alignment (alignment.json *.xf);;all files (*)"
 class AlignmentLoader:
     """The Load alignment button and what it shows."""
 
-    def __init__(self, viewer: Any, inputs: InputsSection, results: ResultLayers, status: Callable[..., None]) -> None:
-        self._viewer, self._inputs, self._results, self._status = viewer, inputs, results, status
+    def __init__(self, viewer: Any, inputs: InputsSection, results: ResultLayers, report: ReportView,
+                 status: Callable[..., None]) -> None:
+        self._viewer, self._inputs, self._results, self._report, self._status = viewer, inputs, results, report, status
         self.loaded: LoadedAlignment | None = None
         self.load_button = button("Load alignment...", "show a saved alignment (alignment.json, or etomo's .xf) on "
                                   "this tilt series: its residuals, as after Align")
@@ -67,6 +70,7 @@ class AlignmentLoader:
         steps = self._results.show_loaded(view, xy, residual, loaded.rms_px or 0.0, image, self._inputs.markers.value)
         while steps:  # a few layers at most: at once
             steps[0:1] = steps[0]() or []
+        self._report.show_lines(loaded.report())
         self._status(loaded.summary())
         show_info(loaded.summary())
         for note in loaded.notes:
