@@ -24,15 +24,16 @@ with ``--bead-nm`` gold; ``--zoom`` zooms onto the first point to check (1: the 
         --size 1280x800 --stack /tmp/cryo4096.st --bead-nm 10 --track-demo tracked --zoom 3
 
 With ``--returning`` and ``--bba``: the raw stack alone through Find, Track, Align, the tomogram, Compare and Save,
-then the dock closed and opened again, a picture each (``OUT-0open.png`` ... ``OUT-7reopened.png``).
+then the dock closed and opened again (step 2; step 1 with the earlier dock's layers), and the saved alignment loaded,
+a picture each (``OUT-0open.png`` ... ``OUT-9loaded.png``).
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py /tmp/ret-1280.png \\
         --size 1280x800 --bba tests/data/imod-tutorial-BB --pixel-nm 2.02 --returning
 
-With ``--session``: the sample aligned, then four pictures named after ``out`` (``docs/session-1280.png`` gives
-``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``): the dock after Align
-(results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
-view, and the comparison of two alignments (zoomed x2).
+With ``--session``: the sample aligned, then five pictures named after ``out`` (``docs/session-1280.png`` gives
+``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``, ``-save.png``): the dock after
+Align (results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
+view, the comparison of two alignments (zoomed x2), and the dock scrolled to its bottom (step 7).
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/session-1280.png \\
         --size 1280x800 --session
@@ -167,6 +168,9 @@ def session(viewer, widget, out: str) -> None:
     pump(0.3)
     widget.scroll_to(widget.tomograms.widget)
     shoot(viewer, widget, f"{stem}-compare.png")
+    bar = widget.steps_area.verticalScrollBar()
+    bar.setValue(bar.maximum())  # as far down as the dock scrolls: step 7's buttons in view
+    shoot(viewer, widget, f"{stem}-save.png")
 
 
 def returning(viewer, widget, out: str, tmp: Path, pixel_nm: float) -> None:
@@ -219,6 +223,13 @@ def returning(viewer, widget, out: str, tmp: Path, pixel_nm: float) -> None:
     pump(0.3)
     widget.scroll_to(widget.steps[1])
     shot(widget, "7reopened")
+    widget.scroll_to(widget.steps[0])  # step 1: the earlier dock's layers, said in one line
+    shot(widget, "8earlier")
+    widget.earlier.reuse()
+    widget.loader.load(tmp / "saved" / "alignment.json")  # the saved alignment, its residuals as after Align
+    widget.reveal_step(4)
+    pump(0.5)
+    shot(widget, "9loaded")
     widget.teardown()
 
 

@@ -77,3 +77,37 @@ def test_save_alignment_writes_the_one_chosen(qtbot, make_napari_viewer, tmp_pat
         assert [p.name for p in (tmp_path / "ali").iterdir()] == [ali.name]
     finally:
         widget.teardown()
+
+
+def test_the_aligned_stack_saved_is_warped_from_the_chosen_alignments_own_series(qtbot, make_napari_viewer, tmp_path,
+                                                                                 monkeypatch):
+    """Session 15: *with the aligned stack* warped the last run's series whichever alignment was chosen; an alignment
+    of another series with as many views got the wrong stack's pixels (and its name)."""
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(napari, "Viewer", no_second_viewer)
+    viewer.open_sample("napari-tomoalign", "beads")
+    first = viewer.layers[0]
+    second = viewer.add_image(np.roll(np.asarray(first.data), 9, axis=2), name="other series", scale=first.scale,
+                              metadata=dict(first.metadata))
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    first_look()
+    try:
+        for image, name in ((first, "first"), (second, "second")):
+            widget.inputs.image.value = image
+            widget.inputs.markers.value = viewer.layers["sample markers"]
+            widget.options.result_name.value = name
+            assert widget.start_alignment() is not None
+            qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+        saving = widget.saving
+        saving.which.value, saving.with_aligned.value = "first", True
+        saving.save_dir.value = tmp_path
+        paths = saving.save_alignment()
+        ali = next(p for p in paths if p.suffix == ".ali")
+        assert ali.name == "sample_tilt_series.ali"  # named after its own series, not the last run's
+        result = widget.runs.results["first"]
+        with mrcfile.open(ali) as m:
+            np.testing.assert_array_equal(m.data, aligned_stack(np.asarray(first.data), result.transforms,
+                                                                 out_shape=result.frame.shape()).astype(m.data.dtype))
+    finally:
+        widget.teardown()

@@ -399,7 +399,7 @@ def test_track_job_warns_of_beads_that_fit_no_specimen(monkeypatch):
 def test_a_failed_find_leaves_an_empty_rings_layer_to_click_seeds_into(qtbot, dock, monkeypatch):
     """New user s14: when Find beads cannot tell the beads from the stain, the user is left with no layer to click
     seeds into; now an empty rings layer on the view, in add mode, and Track follows the beads clicked there."""
-    from napari_tomoalign._napari.dock import beads as dock_beads
+    from napari_tomoalign._napari.dock import bead_find as dock_beads
     from napari_tomoalign.tracking.beads import BeadFindingError
 
     def no_dip(**job):  # as find_job gives an expected failure: as a value

@@ -4,9 +4,9 @@
 `dock.undo`), 4. align (`dock.options`, `dock.runner`), 5. results and triage (`dock.results`,
 `dock.report_view`, `dock.triage`), 6. compare (`dock.compare`, `dock.tomograms`), 7. save (`dock.save`).
 
-This module only assembles them, gathers a job from the layers, and leaves nothing behind when the
-dock closes. All numerical work happens in the core (`jobs.preview.run_preview` of a typed `PreviewJob`) in a
-worker thread.
+This module only assembles them and leaves nothing behind when the dock closes; the Align run (the job gathered
+from the layers, its result shown) is `dock.aligning`. All numerical work happens in the core
+(`jobs.preview.run_preview` of a typed `PreviewJob`) in a worker thread.
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ from typing import Any
 
 import napari
 import numpy as np
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..errors import Cancelled
-from ..jobs.preview import PipelineResult, PreviewJob
-from ..reconstruction.positioning import SurfaceAnalysis
-from .dock.bead_logic import alignment_visits, checked_pairs
+from .dock.aligning import Aligning
 from .dock.beads import BeadSection
 from .dock.compare import Comparison, bead_section, voxel_nm
+from .dock.earlier import EarlierLayers
 from .dock.fixer import BeadFixer
 from .dock.inputs import InputsSection, is_markers
-from .dock.logic import dock_job, flagged_pairs, safe_stem, same_axis_options
+from .dock.loader import AlignmentLoader
 from .dock.markers import TRACKS, MarkersPanel
 from .dock.opening import OpensInTurns
 from .dock.options import OptionsSection
@@ -45,20 +42,19 @@ from .dock.tomograms import SliceView
 from .dock.triage import Triage
 from .dock.ui import Step
 from .dock.undo import UndoStack
-from .layers import points_to_markers
 
 __all__ = ["ALIGNED", "PREDICTED", "TRACKS", "AlignWidget"]
 SCROLL_DELAYS_MS = (40, 300)
 
 
-class AlignWidget(OpensInTurns):
+class AlignWidget(Aligning, OpensInTurns):
     """Dock widget: align a tilt series from the markers in a Points layer and show the result. It opens in
     short turns (`dock.opening`): the sections below are built in the turn after napari adds the dock, or
     when a script first reaches one."""
 
     SECTIONS = frozenset(("inputs", "panel", "options", "runner", "results", "beads", "report", "triage", "fixer",
                           "tables", "tomograms", "comparison", "restorer", "saving", "undo_stack", "steps",
-                          "options_fold"))
+                          "options_fold", "earlier", "loader"))
     inputs: InputsSection
     panel: MarkersPanel
     options: OptionsSection
@@ -75,6 +71,8 @@ class AlignWidget(OpensInTurns):
     saving: SaveSection
     undo_stack: UndoStack
     options_fold: Step
+    earlier: EarlierLayers
+    loader: AlignmentLoader
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:  # the annotation lets napari pass its viewer
         super().__init__()
@@ -103,6 +101,7 @@ class AlignWidget(OpensInTurns):
         self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView(self.runs.surfaces)
+        self.loader = AlignmentLoader(viewer, self.inputs, self.results, self.report, self.say)  # a saved alignment
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
         self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say,
                                dark=lambda: self.beads.polarity.value == "dark")
@@ -113,6 +112,7 @@ class AlignWidget(OpensInTurns):
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
         self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)
+        self.earlier = EarlierLayers(viewer, self.say, self.beads.adopt_candidates)  # an earlier dock's layers
         self.panel.on_refresh.append(self._journal_edit)
         self.panel.on_refresh.append(self._check_stale)
         self.saving = SaveSection(self.runs, lambda: self.panel.layer, self.say, lambda: self.inputs.image.value)
@@ -132,18 +132,20 @@ class AlignWidget(OpensInTurns):
         def journal() -> None:
             self._journal_later = False
             self.restorer.check()
+            self.earlier.check()
             self.refit.settle()
 
         return [layers, journal]
 
     def _build(self) -> list[Step]:
-        results = _column(self.results.widget.native, self.triage.widget.native, self.triage.edit_row.native,
-                          self.triage.exclude_row.native, self.fixer.widget.native, self.fixer.second_row.native,
-                          self.tables.widget, self.report.widget)
+        results = _column(self.loader.widget.native, self.results.widget.native, self.triage.widget.native,
+                          self.triage.edit_row.native, self.triage.exclude_row.native, self.fixer.widget.native,
+                          self.fixer.second_row.native, self.tables.widget, self.report.widget)
         self.options_fold = Step(None, "options", self.options.widget.native)
         steps = [
             Step(1, "Inputs", _column(self.inputs.widget.native, self.restorer.info.native,
-                                      self.restorer.widget.native)),
+                                      self.restorer.widget.native, self.earlier.info.native,
+                                      self.earlier.widget.native)),
             Step(2, "Find and track beads", self.beads.widget.native),
             Step(3, "Markers", self.panel.widget.native),
             Step(4, "Align", _column(self.options_fold, self.runner.widget.native,
@@ -164,12 +166,6 @@ class AlignWidget(OpensInTurns):
         self.results.show_tomogram.changed.connect(lambda *_: self.show_tomogram())
         self._viewer.layers.events.inserted.connect(self.refresh)
         self._viewer.layers.events.removed.connect(self._on_removed)
-
-    @property
-    def busy(self) -> bool:
-        """True from Align (or Find beads, or Track) until the result is shown (or the run failed or was
-        cancelled)."""
-        return self.runner.busy or self.beads.runner.busy
 
     # ------------------------------------------------------------------ status and choices
     def say(self, text: str, error: bool = False) -> None:
@@ -197,6 +193,7 @@ class AlignWidget(OpensInTurns):
             self.undo_stack.forget(layer)
             if layer is self.panel.layer:
                 self.panel.unwatch()
+            self.earlier.drop(layer)
         self.inputs.close()
         self.restorer.close()
         self.refresh()
@@ -210,113 +207,6 @@ class AlignWidget(OpensInTurns):
         if not self._journal_later:  # the first look leaves it to a turn of its own
             self.restorer.check()
         self.beads.refresh()
-
-    # ------------------------------------------------------------------ running
-    def gather_job(self) -> tuple[PreviewJob, tuple[np.ndarray, np.ndarray]]:
-        """Everything the worker needs, copied out of the layers (ValueError with a message if not ready)."""
-        image, markers = self.inputs.image.value, self.inputs.markers.value
-        if markers is None or not is_markers(markers):
-            raise ValueError("choose a markers layer (open a .fid or .csv, the sample, or 'New markers layer')")
-        if len(markers.data) == 0:
-            raise ValueError(f"the markers layer '{markers.name}' has no points")
-        self.inputs.pair()  # markers hold the stack's pixels, in its frame: nothing to convert
-        tilts, source = self.inputs.tilt_angles()
-        data, ids = np.array(markers.data, dtype=float), markers.features["marker"].to_numpy(dtype=np.int64)
-        table = points_to_markers(data, ids)
-        if self.panel.excluded:
-            keep = ~np.isin(table.marker, list(self.panel.excluded))
-            if not keep.any():
-                raise ValueError("every marker is excluded; undo an exclusion first")
-            table = type(table)(table.view[keep], table.marker[keep], table.xy[keep])
-        if image is not None:
-            size, pixel_nm = (int(image.data.shape[2]), int(image.data.shape[1])), image.metadata.get("pixel_size_nm")
-        else:
-            size, pixel_nm = markers.metadata.get("image_size"), None
-            if size is None:
-                raise ValueError("choose the tilt series too: the image size is needed")
-        settings, opts = self.options.settings(), self.options.options()
-        last = self.runs.last
-        on = self.runs.aligned_on  # warm from this series' own last Align only (finding V, s12: else its branch)
-        warm = (self.options.warm_start.value and last is not None and on == (markers, image) and not settings[
-            "only_markers_in_every_view"] and last.alignment.n_views == len(tilts) and last.name == settings["name"]
-            and same_axis_options(last, opts))
-        job = dock_job(table, tilts, size, pixel_nm, image.data if image is not None else None, opts,
-                       settings, last.alignment if warm and last is not None else None, safe_stem(markers.name))
-        self._tilt_source = source
-        check = markers.features["check"].to_numpy(dtype=bool) if "check" in markers.features else None
-        self._checked = checked_pairs(data, ids, check)  # points tracking marked: triage visits them early
-        self._excluded_then = set(self.panel.excluded)
-        return job, (data, ids)
-
-    def start_alignment(self) -> Any:
-        """Start the worker; input problems are notified and nothing changes."""
-        if self.busy:
-            return None
-        try:
-            job, snapshot = self.gather_job()
-        except ValueError as exc:
-            show_error(str(exc))
-            self.say(f"not started: {exc}", error=True)
-            return None
-        image, markers = self.inputs.image.value, self.inputs.markers.value
-        worker = self.runner.start(job, lambda result, plot, surfaces: self._on_result(result, plot, image, markers,
-                                                                                      snapshot, surfaces),
-                                   self._on_failure)
-        if worker is not None:  # the work goes on in the results: the options and the bead step fold away now,
-            self.options_fold.set_expanded(False)  # so that the dock has its new height when the results come
-            self.steps[1].set_expanded(False)
-        return worker
-
-    def _on_failure(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled):
-            self.say("cancelled; nothing was changed")
-            show_info("alignment cancelled; the layers are as they were")
-            return
-        self.say(f"failed: {exc}", error=True)
-        show_error(str(exc))
-
-    def _on_result(self, result: PipelineResult, plot: Any, image: Any, markers: Any,
-                   snapshot: tuple[np.ndarray, np.ndarray], surfaces: SurfaceAnalysis | None = None) -> None:
-        """Show the result in small steps, one per turn of the event loop, so the GUI never stalls long."""
-        import time
-
-        elapsed = time.perf_counter() - self.runner.started
-        al = result.alignment
-        self.runs.add(result, markers, image, alignment_visits(al, self._checked), surfaces)
-        self._shown_from = (markers, snapshot[0], snapshot[1], self._excluded_then)
-        self.panel.flagged = flagged_pairs(al)
-
-        def colour() -> None:
-            self.panel.refresh()  # colour the flagged points
-
-        def tables() -> None:
-            self.comparison.refresh(result.name)
-            self.tables.show(al)
-
-        def tell() -> None:
-            self.runner.progress.value = 100
-            self.reveal_step(4)
-            self.say(f"done in {elapsed:.2f} s: RMS {al.rms_residual_px:.3f} px, tilt axis {al.tilt_axis_deg:.1f} deg"
-                     f" (angles from {self._tilt_source})")
-            for w in al.warnings:
-                show_warning(w)
-            for w in self.options.axis_warnings(al.tilt_axis_deg):  # the mirror, as the command line says it
-                show_warning(w)
-
-        def finish() -> None:
-            if markers in self._viewer.layers:
-                self._viewer.layers.selection.active = markers
-            if self.tomograms.shown and result.tomogram is not None:
-                self.show_tomogram()
-            self.runner.finish()
-
-        steps = self.results.steps(result, image, markers, snapshot)
-        self.runner.run_steps([*steps, colour, tables, lambda: self.report.show([result], plot=plot), tell, finish])
-
-    def _redraw_residuals(self) -> None:
-        if self.runs.last is not None:
-            self.results.show_residual_vectors()
-            self.results.reveal()
 
     def show_tomogram(self) -> list[str]:
         """The last run's preview tomogram, in the dock's slice view (step 6)."""

@@ -188,14 +188,21 @@ def residual_vectors(al: Alignment, exaggeration: float, from_edge_px: float = 0
     ``from_edge_px`` out from the point in the residual's direction (on its ring, so that a short arrow is not hidden
     inside it), and ``(n, 4)`` colours: red beyond 3 x RMS, yellow otherwise."""
     used = al.obs_used
-    start = np.column_stack([al.obs_view[used], al.obs_xy_px[used, 1], al.obs_xy_px[used, 0]]).astype(float)
-    d = al.residuals_px[used] * float(exaggeration)
+    return residual_arrows(al.obs_view[used], al.obs_xy_px[used], al.residuals_px[used], al.rms_residual_px,
+                           exaggeration, from_edge_px)
+
+
+def residual_arrows(view: NDArray, xy: NDArray, residual: NDArray, rms_px: float, exaggeration: float,
+                    from_edge_px: float = 0.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`residual_vectors` of observations given as arrays (a saved ``.resid``'s: view, (x, y), (dx, dy))."""
+    start = np.column_stack([view, xy[:, 1], xy[:, 0]]).astype(float)
+    d = np.asarray(residual, dtype=float) * float(exaggeration)
     length = np.hypot(d[:, 0], d[:, 1])
     unit = np.divide(d, length[:, None], out=np.zeros_like(d), where=length[:, None] > 0)
     start[:, 1] += float(from_edge_px) * unit[:, 1]
     start[:, 2] += float(from_edge_px) * unit[:, 0]
     vectors = np.stack([start, np.column_stack([np.zeros(len(d)), d[:, 1], d[:, 0]])], axis=1)
-    big = np.hypot(*al.residuals_px[used].T) > 3.0 * max(al.rms_residual_px, 1e-9)
+    big = np.hypot(*np.asarray(residual, dtype=float).T) > 3.0 * max(rms_px, 1e-9)
     colours = np.where(big[:, None], [[1.0, 0.2, 0.2, 1.0]], [[1.0, 0.85, 0.1, 1.0]])
     return vectors, colours
 

@@ -131,6 +131,12 @@ class ReportView:
     def value(self) -> str:
         return self._text
 
+    def show_lines(self, lines: list[str]) -> None:
+        """Text alone, no plot: what a loaded alignment (`dock.loader`) tells."""
+        self._set_text(lines)
+        self.plot.clear()
+        self.image = None
+
     def show(self, results: list[PipelineResult], plot: Any = None) -> None:
         lines = report_lines(results, self.surfaces)
         self._set_text(lines)

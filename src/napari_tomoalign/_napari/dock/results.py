@@ -20,7 +20,7 @@ from ...workflows import PipelineResult
 from ..layers import LABEL_OFFSET, frame_of, marker_colors
 from .inputs import ROLE
 from .labels import LUMA, label_colors, under_aligned_labels, under_labels
-from .logic import aligned_points, predicted_gap_points, residual_vectors
+from .logic import aligned_points, predicted_gap_points, residual_arrows, residual_vectors
 from .patches import is_patch_layer
 from .ui import button, form
 
@@ -44,6 +44,7 @@ class ResultLayers:
         self.result: PipelineResult | None = None
         self.image: Any = None
         self.markers: Any = None
+        self.loaded: tuple[Any, Any, Any, float] | None = None  # a loaded alignment's (view, xy, residual, RMS)
         self._pending: list[Any] = []  # layers added hidden, to be shown one per turn
 
     # ------------------------------------------------------------------ adding layers
@@ -63,7 +64,7 @@ class ResultLayers:
 
     def steps(self, result: PipelineResult, image: Any, markers: Any, data: tuple[np.ndarray, np.ndarray]) -> list:
         """The display steps of a finished run (each one short; see `Runner.run_steps`)."""
-        self.result, self.image, self.markers = result, image, markers
+        self.result, self.image, self.markers, self.loaded = result, image, markers, None
         self._pending = []
         steps = [self.show_residual_vectors, self.show_predicted_markers]
         if result.aligned is not None or warpable(result, image):
@@ -97,6 +98,13 @@ class ResultLayers:
         self._place(Image(data, name=ALIGNED, colormap="gray", contrast_limits=(lo, hi), visible=False,
                           metadata=meta, **self._frame()))
 
+    def show_loaded(self, view: Any, xy: Any, residual: Any, rms_px: float, image: Any, markers: Any) -> list:
+        """A loaded alignment's residuals (`dock.loaded`), drawn as a run's are; the steps that show them (the last
+        Align's other layers are hidden: they are not this alignment's)."""
+        self.image, self.markers, self.loaded, self._pending = image, markers, (view, xy, residual, rms_px), []
+        self.show_residual_vectors()
+        return [self.reveal]
+
     def show_aligned_markers(self, data: tuple[np.ndarray, np.ndarray]) -> None:
         """The markers of the snapshot ``(points, ids)`` taken into the aligned frame."""
         result = self.result
@@ -105,11 +113,19 @@ class ResultLayers:
         self._points(ALIGNED_MARKERS, points, ids, symbol="ring", size=self._ring_size(), text="{marker}")
 
     def show_residual_vectors(self) -> None:
-        """Residual vectors from each observed point, exaggerated, in the raw frame."""
-        if self.result is None:
+        """Residual vectors from each observed point, exaggerated, in the raw frame: of the last run, or of the
+        alignment loaded since (`loaded`)."""
+        exaggeration, edge = float(self.exaggeration.value), self._ring_size() / 2
+        if self.loaded is not None and not len(self.loaded[0]):  # loaded without a .resid: no arrows at all
+            for ly in [ly for ly in self._viewer.layers if ly.metadata.get(ROLE) == RESIDUALS]:
+                self._viewer.layers.remove(ly)
             return
-        vectors, colours = residual_vectors(self.result.alignment, float(self.exaggeration.value),
-                                            self._ring_size() / 2)
+        if self.loaded is not None:
+            vectors, colours = residual_arrows(*self.loaded, exaggeration, edge)
+        elif self.result is not None:
+            vectors, colours = residual_vectors(self.result.alignment, exaggeration, edge)
+        else:
+            return
         name = f"{RESIDUALS} x{self.exaggeration.value:g}"
         for ly in [ly for ly in self._viewer.layers if ly.metadata.get(ROLE) == RESIDUALS and ly.name != name]:
             self._viewer.layers.remove(ly)
@@ -205,8 +221,8 @@ class ResultLayers:
             return
         for layer in self._viewer.layers:
             role = layer.metadata.get(ROLE)
-            if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):
-                _show(layer, self._in_frame(layer))
+            if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):  # a loaded alignment's residuals alone
+                _show(layer, self._in_frame(layer) and (self.loaded is None or role == RESIDUALS))
         for layer in (self.image, self.markers):
             if layer is not None and layer in self._viewer.layers:
                 _show(layer, not aligned)

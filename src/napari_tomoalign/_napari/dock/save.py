@@ -132,11 +132,12 @@ class SaveSection:
         if target in ("", "."):
             refuse(self._status, "alignment not saved: choose a folder to save it in")
             return None
-        stem, overwrite = stack_stem(runs.image, runs.markers), bool(self.overwrite.value)
-        extra = {"markers_layer": getattr(runs.markers, "name", stem), "name": last.name}
+        markers, image = runs.source(last.name)  # the series it was made from, not the last run's
+        stem, overwrite = stack_stem(image, markers), bool(self.overwrite.value)
+        extra = {"markers_layer": getattr(markers, "name", stem), "name": last.name}
         analysis = runs.surfaces.get(last.name)  # in alignment.json as `tomoalign align` writes it
         sections = None if analysis is None else {"surface_analysis": analysis.as_dict()}
-        ali = aligned_stack_writer(last, runs.image, Path(target) / f"{stem}.ali", overwrite) \
+        ali = aligned_stack_writer(last, image, Path(target) / f"{stem}.ali", overwrite) \
             if self.with_aligned.value else None
         if self.with_aligned.value and ali is None:
             refuse(self._status, f"alignment not saved: '{last.name}' was aligned without its tilt series in the dock, "

@@ -27,17 +27,24 @@ class Runs:
     surfaces: dict[str, SurfaceAnalysis | None] = field(default_factory=dict)  # IMOD's surface analysis, by name
     aligned_on: tuple[Any, Any] | None = None  # (markers, image) of the last Align: a warm start's own series only
     on_add: list[Callable[[PipelineResult], None]] = field(default_factory=list)  # told of each result kept
+    sources: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # (markers, image) each result was made from
 
     def add(self, result: PipelineResult, markers: Any, image: Any, visits: list[Visit],
             surfaces: SurfaceAnalysis | None = None) -> None:
         self.results[result.name] = result
         self.surfaces[result.name] = surfaces
+        self.sources[result.name] = (markers, image)
         self.last, self.markers, self.image = result, markers, image
         self.aligned_on = (markers, image)
         self.prediction = result.alignment
         self.visits, self.position = visits, 0
         for callback in self.on_add:
             callback(result)
+
+    def source(self, name: str) -> tuple[Any, Any]:
+        """``(markers, image)`` the result ``name`` was made from (the last run's when unknown): Save writes its
+        aligned stack from its own series, whichever was aligned last."""
+        return self.sources.get(name, (self.markers, self.image))
 
     def tracked(self, markers: Any, image: Any, alignment: Alignment | None, visits: list[Visit]) -> None:
         """A Track filled ``markers``: triage visits its points to check first."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QObject, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -175,8 +175,49 @@ def scroll_area(steps: Sequence[QWidget]) -> QScrollArea:
     assert bar is not None  # a QScrollArea always has its scroll bars
     area.setMinimumWidth(DOCK_CONTENT_WIDTH + bar.sizeHint().width() + 2)
     area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+    KeepsBottom(area)  # a child of the area: `set_steps` finds it
     set_steps(area, steps)
     return area
+
+
+class KeepsBottom(QObject):
+    """A scroll area scrolled to its bottom stays there when what it shows grows or its view gets shorter: the
+    status under the steps grown by lines (a Save's list of files), a label grown by a line, the window made
+    smaller. Qt keeps the scroll value, so the last controls (step 7's Save buttons at 1280 x 800) slid under the
+    dock's foot (session 15's new user). A step folded or unfolded (`hold`) moves nothing: its header stays where
+    it was clicked."""
+
+    HOLD_MS = 300
+
+    def __init__(self, area: QScrollArea) -> None:
+        super().__init__(area)
+        bar = area.verticalScrollBar()
+        assert bar is not None  # a QScrollArea always has its scroll bars
+        self._bar = bar
+        self._at_bottom = False
+        self._held = 0
+        bar.valueChanged.connect(self._moved)
+        bar.rangeChanged.connect(self._ranged)
+
+    def hold(self, *_: Any) -> None:
+        """Leave the scroll value to Qt for a moment: a step is folding or unfolding."""
+        from qtpy.QtCore import QTimer
+
+        self._held += 1
+        QTimer.singleShot(self.HOLD_MS, self._release)
+
+    def _release(self) -> None:
+        self._held -= 1
+        self._at_bottom = self._bar.value() >= self._bar.maximum() > 0
+
+    def _moved(self, value: int) -> None:
+        self._at_bottom = value >= self._bar.maximum() > 0
+
+    def _ranged(self, _minimum: int, maximum: int) -> None:
+        if self._at_bottom and not self._held:
+            self._bar.setValue(maximum)
+        else:
+            self._at_bottom = self._bar.value() >= maximum > 0
 
 
 def set_steps(area: QScrollArea, steps: Sequence[QWidget]) -> None:
@@ -189,4 +230,8 @@ def set_steps(area: QScrollArea, steps: Sequence[QWidget]) -> None:
         layout.addWidget(s)
     layout.addStretch(1)
     content.setMinimumWidth(DOCK_CONTENT_WIDTH)
+    keeper = area.findChild(KeepsBottom)
+    if keeper is not None:
+        for step in content.findChildren(Step):  # the folds inside steps too
+            step.header.toggled.connect(keeper.hold)
     area.setWidget(content)
