@@ -43,18 +43,36 @@ SLAB_NEGLIGIBLE_PX = 0.01  # a group's slab error below this is not counted in `
 JM = (ROWS - 1) / 2.0  # the middle lane of a block
 
 
+@numba.njit(inline="always", fastmath=True, nogil=True)
+def lines_at(g, zs, lines):  # pragma: no cover - compiled
+    """``lines[:, x]`` = ``(s, A, R, B)`` of voxel column ``x`` at section ``zs``: the column ``s`` of its middle lane,
+    its column drift per lane, the row of its lane 0 and its row drift, from one view's lines ``g[k, x]`` (``k < 8``:
+    `fit_block`'s ``geo[x, k, v]``). On a view's lines made contiguous (`views_first`), a vector loop; on
+    ``geo[:, :, v].T``, 8 x 61 floats apart, gathers that took 7 of the error check's 11 ms (session 16)."""
+    for x in range(g.shape[1]):
+        a = g[2, x] + g[3, x] * zs
+        lines[0, x] = g[0, x] + g[1, x] * zs + a * JM
+        lines[1, x] = a
+        lines[2, x] = g[4, x] + g[5, x] * zs
+        lines[3, x] = g[6, x] + g[7, x] * zs
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def view_lines(geo, v, zs, lines):  # pragma: no cover - compiled
-    """``lines[:, x]`` = ``(s, A, R, B)`` of voxel column ``x`` in view ``v`` at section ``zs``: the column ``s``
-    of its middle lane, its column drift per lane, the row of its lane 0 and its row drift (``geo`` from
-    `fit_block`)."""
-    for x in range(geo.shape[0]):
-        g = geo[x, :, v]
-        a = g[2] + g[3] * zs
-        lines[0, x] = g[0] + g[1] * zs + a * JM
-        lines[1, x] = a
-        lines[2, x] = g[4] + g[5] * zs
-        lines[3, x] = g[6] + g[7] * zs
+    """`lines_at` of view ``v`` of ``geo`` (`fit_block`'s)."""
+    lines_at(geo[:, :, v].T, zs, lines)
+
+
+@numba.njit(cache=True, nogil=True)
+def views_first(geo):  # pragma: no cover - compiled
+    """``geo`` ``(n_x, 8, n_v)`` as ``(n_v, 8, n_x)``, contiguous: each view's lines for `lines_at`."""
+    n_x, n_k, n_v = geo.shape
+    out = np.empty((n_v, n_k, n_x), dtype=geo.dtype)
+    for x in range(n_x):
+        for k in range(n_k):
+            for v in range(n_v):
+                out[v, k, x] = geo[x, k, v]
+    return out
 
 
 @numba.njit(inline="always", nogil=True)
@@ -75,12 +93,13 @@ def _slab_error_of(geo, n_z, last, slab, worst):  # pragma: no cover - compiled
     the sum of its squares into ``worst[1, v]``."""
     n_xs, _, n_v = geo.shape
     mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
+    by_view = views_first(geo)
     for z0 in range(0, n_z, slab):
         z1 = min(n_z, z0 + slab)
         for v in range(n_v):
-            view_lines(geo, v, (z0 + z1 - 1) / 2.0, mid)
+            lines_at(by_view[v], (z0 + z1 - 1) / 2.0, mid)
             for z in (z0, z1 - 1):
-                view_lines(geo, v, z, at_z)
+                lines_at(by_view[v], z, at_z)
                 for j in (0, last):
                     x = 0
                     for i in range(n_xs):  # the column lane j reads, increasing with i
