@@ -56,7 +56,7 @@ from napari_tomoalign.reconstruction.local_blocks import (
     block_errors,
     filtered_sheared_views,
 )
-from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_slabs, row_shears, slab_errors
+from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, SLABS, choose_geometry, slab_errors
 from napari_tomoalign.reconstruction.local_rows import backproject_local_bands, backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import backproject_local, kernel_arguments, local_projection
 from napari_tomoalign.reconstruction.wbp import (
@@ -150,10 +150,9 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
     ramp, weights = radial_filter(n_pad), angular_weights(tilts).astype(np.float32)
     filt = full_filter(ramp, weights)
     mats, grid = kernel_arguments(lp, binning)
-    shear = row_shears(mats)
+    shear, slabs = choose_geometry(mats, grid, n_z, views.shape[:0:-1])
     q = filtered_sheared_views(views, shear, filt, *twiddles(n_pad))
     vol = volume_empty((n_z, *views.shape[1:]))  # as the WBP makes it: its rows on cache lines
-    slabs = choose_slabs(mats, grid, n_z, views.shape[:0:-1])
     slab, groups = int(slabs.min()), "/".join(str(t) for t in slabs[::VIEW_GROUP])
     runs = {
         "global": lambda: weighted_back_projection(stack, tilts, thickness=thickness, binning=binning),
@@ -163,7 +162,7 @@ def bench_binning(stack, tilts, lp, binning, repeats, thickness, voxel, alone):
         "local s11": lambda: local_wbp_s11(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
         "local s12": lambda: local_wbp_s12(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
         "local s14": lambda: local_wbp_s14(binned_views(stack, np.arange(len(tilts)), binning), filt, mats, grid, n_z),
-        "  error check": lambda: choose_slabs(mats, grid, n_z, views.shape[:0:-1]),
+        "  error check": lambda: choose_geometry(mats, grid, n_z, views.shape[:0:-1]),
         "  bands + kernel": lambda: backproject_local_bands(views, shear, filt, *twiddles(n_pad), mats, grid, 0, vol,
                                                             np.maximum(slabs, SLABS[-1]), numba.get_num_threads()),
         "  filter whole (s12)": lambda: filtered_sheared_views(views, shear, filt, *twiddles(n_pad)),

@@ -16,10 +16,15 @@ from napari_tomoalign.reconstruction.local_blocks import (
 from napari_tomoalign.reconstruction.local_errors import (
     SLAB_TOLERANCE_PX,
     SLABS,
+    choose_geometry,
     choose_kernel,
+    choose_slabs,
     group_slabs,
+    lines_at,
     row_shears,
     slab_errors,
+    view_lines,
+    views_first,
 )
 from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
@@ -220,6 +225,37 @@ def test_the_slab_is_as_thick_as_its_error_allows():
         if x_tilt == 2.5:  # the rows move by 0.044 px per section: 0.33 px over half a slab of 16
             assert 0.3 < errors[SLABS.index(16)] < 0.4 and errors[-1] <= SLAB_TOLERANCE_PX
     assert kinds == [16, 4, 1, 0]
+
+
+def test_a_views_lines_are_the_same_from_its_contiguous_copy():
+    """The error check reads each view's lines from a contiguous copy (`views_first`); they are `view_lines`'."""
+    geo = np.random.default_rng(2).normal(size=(13, 8, 5)).astype(np.float32)
+    by_view = views_first(geo)
+    want, got = np.empty((4, 13)), np.empty((4, 13))
+    for v in range(5):
+        view_lines(geo, v, 7.5, want)
+        lines_at(by_view[v], 7.5, got)
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-12) and np.array_equal(by_view[v], geo[:, :, v].T)
+
+
+def test_the_views_are_not_sheared_where_the_one_row_kernel_follows_the_drift():
+    """An X-axis tilt of 0.8 deg: the shear would move a group's lanes by 0.2 px, within what the one-row kernel's
+    lanes follow themselves; `choose_geometry` leaves the views unsheared, closer to the exact reference than
+    with the shear's extra interpolation."""
+    lp, _ = patch_geometry(shift_px=0.05, x_tilt_deg=0.8)
+    mats, grid = kernel_arguments(lp, 1)
+    n_z = 24
+    shear, slabs = choose_geometry(mats, grid, n_z, (96, 80))
+    assert not shear.any() and slabs.min() >= 2 and np.abs(row_shears(mats)).max() * 16 > 0.1
+    views = gaussian_filter(np.random.default_rng(5).normal(size=(9, 80, 96)), (0, 1.5, 1.5)).astype(np.float32)
+    ref = reference(views, lp, n_z)
+    inner = (slice(None), slice(4, -4), slice(4, -4))
+    score = {}
+    for name, s in (("unsheared", shear), ("sheared", row_shears(mats))):
+        vol = np.empty((n_z, 80, 96), dtype=np.float32)
+        backproject_local_rows(sheared(views, s), s, 80, 96, mats, grid, 0, vol, choose_slabs(mats, grid, n_z, (96, 80), s))
+        score[name] = ncc(vol[inner], ref[inner])
+    assert score["unsheared"] > max(0.9995, score["sheared"] + 1e-4), score
 
 
 def test_the_low_tilts_take_thicker_slabs_within_the_same_squared_error():

@@ -53,7 +53,7 @@ from .local_blocks import (
     backproject_local_blocks,
     filtered_sheared_views,
 )
-from .local_errors import JM, choose_slabs, row_shears
+from .local_errors import JM, choose_geometry
 from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
 from .local_resample import chunk_rows, fit_sampled, resample_columns
 from .local_warp import backproject_local
@@ -278,11 +278,13 @@ def backproject_local_views(
     row_first: int,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    geometry: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None,
 ) -> NDArray[np.float64]:
     """Filter the views ``stack`` ``(n_views, rows, cols)`` (binned, float32) and back-project them with the local
     geometry ``mats``, ``grid`` (`local_warp.kernel_arguments`) into ``vol`` ``(n_z, n_rows, cols)``, whose row
     ``k`` is view row ``row_first + k``; ``filt`` from `wbp.full_filter`. One row per volume row in slabs of
-    sections, in blocks of rows, or voxel by voxel, as `local_errors.choose_slabs` says; in chunks of rows so that
+    sections, in blocks of rows, or voxel by voxel, as `local_errors.choose_geometry` says (or ``geometry``, its
+    answer for these arguments, when the caller has it); in chunks of rows so that
     ``progress`` and ``should_stop`` are heard. Returns the float64 sum of each view's rows that were read: of those
     the bands reached (`backproject_local_bands`; the work stops after a chunk where one is not finite), or of all
     (the block and voxel kernels). One that is not finite means a NaN or infinite pixel: the caller names the view."""
@@ -290,9 +292,8 @@ def backproject_local_views(
     n_z, n_rows, _ = vol.shape
     if should_stop is not None and should_stop():
         raise Cancelled("reconstruction cancelled")
-    slabs = choose_slabs(mats, grid, n_z, (n_u, n_r))
+    shear, slabs = choose_geometry(mats, grid, n_z, (n_u, n_r)) if geometry is None else geometry
     slab = int(slabs.min())
-    shear = np.zeros(n_v) if slab == 0 else row_shears(mats)
     tw = twiddles(filt.shape[1])
     sums = np.zeros(n_v) if slab >= 2 else view_sums(stack, np.arange(n_v))
     if not np.all(np.isfinite(sums)):
