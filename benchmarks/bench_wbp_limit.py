@@ -50,7 +50,7 @@ Both bounds are printed, the kernel's (1-3) and the whole call's (1-4), and each
 alone, back-projection alone, the new volume) against its own terms.
 
 Last, the full model (X-axis tilt and Z factors) is timed against the plain geometry on one thread, in the same
-run: BBa's X-axis tilt (2 degrees: `bp_full.backproject_block_full`) and a small one (0.5 degrees: the local one-row
+run: BBa's X-axis tilt (2 degrees: `bp_full.backproject_block_full`) and a small one (0.15 degrees: the local one-row
 kernel, `full_as_local`, against `bp_full` on the same geometry).
 
 Times are medians of wall-clock runs interleaved with the baseline, and of the process's CPU time for
@@ -405,14 +405,14 @@ def timed(fn):
 
 def full_model(stack: np.ndarray, tilts: np.ndarray, kw: dict, repeats: int) -> None:
     """One thread, IMOD's full model over the plain geometry: BBa-like (X-axis tilt 2.07 +- 0.4 deg and Z factors:
-    `bp_full`'s kernel), and a small X-axis tilt (0.5 +- 0.2 deg, a tenth of those Z factors: the local one-row
+    `bp_full`'s kernel), and a small X-axis tilt (0.15 +- 0.05 deg, a tenth of those Z factors: the local one-row
     kernel, `full_as_local`) against `bp_full` on the same geometry (kept here as the baseline), with the NCC of
     the two tomograms."""
     numba.set_num_threads(1)
     s = np.linspace(-1.0, 1.0, tilts.size)
     zf = np.column_stack([0.03 * s + 0.01 * s**2, -0.02 + 0.015 * s])
     models = {"BBa-like": {"x_tilt_deg": 2.07 + 0.4 * s, "z_factors": zf},
-              "small": {"x_tilt_deg": 0.5 + 0.2 * s, "z_factors": 0.1 * zf}}
+              "small": {"x_tilt_deg": 0.15 + 0.05 * s, "z_factors": 0.1 * zf}}
 
     def exact(**extra):  # `bp_full` whatever the geometry: the kernel the small tilt took before session 16
         with patch.object(wbp, "one_row_kernel_applies", lambda *a: False):

@@ -6,6 +6,7 @@ import pytest
 from scipy import ndimage
 
 from napari_tomoalign.io.mrc import write_mrc
+from napari_tomoalign.reconstruction.full_as_local import one_row_kernel_applies
 from napari_tomoalign.reconstruction.stream import (
     PROCESS_BYTES,
     AlignedRows,
@@ -14,7 +15,6 @@ from napari_tomoalign.reconstruction.stream import (
     reconstruct_streamed,
     slab_rows,
 )
-from napari_tomoalign.reconstruction.full_as_local import one_row_kernel_applies
 from napari_tomoalign.reconstruction.warp import aligned_stack
 from napari_tomoalign.reconstruction.wbp import projection_coefficients, weighted_back_projection
 
