@@ -3,6 +3,7 @@
     python benchmarks/bench_wbp_limit.py            # 512 x 512 x 61 -> 128 thick, RADIAL 0.35 0.05
     python benchmarks/bench_wbp_limit.py --repeats 9
     python benchmarks/bench_wbp_limit.py --parts     # the filter, the back-projection, the new volume, each alone
+    python benchmarks/bench_wbp_limit.py --full      # the full model only (X-axis tilt, Z factors)
 
 The bound (one core; ``bound_terms`` prints each term). Everything is counted in cycles of one core and
 turned into time by the clock that the measured FMA rate implies: ``fma_per_s / (lanes x 2)``, two
@@ -48,8 +49,9 @@ turned into time by the clock that the measured FMA rate implies: ``fma_per_s / 
 Both bounds are printed, the kernel's (1-3) and the whole call's (1-4), and each measured part (filter
 alone, back-projection alone, the new volume) against its own terms.
 
-Last, the full model (X-axis tilt and Z factors, `bp_full.backproject_block_full`) is timed against
-the plain geometry on one thread, in the same run.
+Last, the full model (X-axis tilt and Z factors) is timed against the plain geometry on one thread, in the same
+run: BBa's X-axis tilt (2 degrees: `bp_full.backproject_block_full`) and a small one (0.15 degrees: the local one-row
+kernel, `full_as_local`, against `bp_full` on the same geometry).
 
 Times are medians of wall-clock runs interleaved with the baseline, and of the process's CPU time for
 one thread (the machine is shared: CPU time is what one core spent, whatever else ran).
@@ -62,6 +64,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import numba
 import numpy as np
@@ -72,6 +75,7 @@ from baseline_bp_s12 import backproject_64_s12  # noqa: E402
 from baseline_bp_s13 import backproject_64_s13  # noqa: E402
 from baseline_wbp import baseline_wbp  # noqa: E402
 
+from napari_tomoalign.reconstruction import wbp  # noqa: E402
 from napari_tomoalign.reconstruction.bp_fft import filter_block, twiddles  # noqa: E402
 from napari_tomoalign.reconstruction.bp_kernels import (  # noqa: E402
     CONTRACT,
@@ -400,18 +404,37 @@ def timed(fn):
 
 
 def full_model(stack: np.ndarray, tilts: np.ndarray, kw: dict, repeats: int) -> None:
-    """One thread, IMOD's full model (BBa-like X-axis tilt 2.07 +- 0.4 deg and Z factors) over the plain geometry."""
+    """One thread, IMOD's full model over the plain geometry: BBa-like (X-axis tilt 2.07 +- 0.4 deg and Z factors:
+    `bp_full`'s kernel), and a small X-axis tilt (0.15 +- 0.05 deg, a tenth of those Z factors: the local one-row
+    kernel, `full_as_local`) against `bp_full` on the same geometry (kept here as the baseline), with the NCC of
+    the two tomograms."""
     numba.set_num_threads(1)
     s = np.linspace(-1.0, 1.0, tilts.size)
-    model = {"x_tilt_deg": 2.07 + 0.4 * s, "z_factors": np.column_stack([0.03 * s + 0.01 * s**2, -0.02 + 0.015 * s])}
-    weighted_back_projection(stack[:, :64], tilts, **kw, **model)
-    runs: dict[str, list[float]] = {"plain": [], "full": []}
+    zf = np.column_stack([0.03 * s + 0.01 * s**2, -0.02 + 0.015 * s])
+    models = {"BBa-like": {"x_tilt_deg": 2.07 + 0.4 * s, "z_factors": zf},
+              "small": {"x_tilt_deg": 0.15 + 0.05 * s, "z_factors": 0.1 * zf}}
+
+    def exact(**extra):  # `bp_full` whatever the geometry: the kernel the small tilt took before session 16
+        with patch.object(wbp, "one_row_kernel_applies", lambda *a: False):
+            return weighted_back_projection(stack, tilts, **kw, **extra)
+
+    runs: dict[str, list[float]] = {"plain": [], "BBa-like": [], "small": [], "small, bp_full": []}
+    calls = {"plain": lambda: weighted_back_projection(stack, tilts, **kw),
+             "BBa-like": lambda: weighted_back_projection(stack, tilts, **kw, **models["BBa-like"]),
+             "small": lambda: weighted_back_projection(stack, tilts, **kw, **models["small"]),
+             "small, bp_full": lambda: exact(**models["small"])}
+    out = {name: fn() for name, fn in calls.items()}  # compile / load the kernels
     for _ in range(repeats):
-        for name, extra in (("plain", {}), ("full", model)):
-            runs[name].append(timed(lambda extra=extra: weighted_back_projection(stack, tilts, **kw, **extra))[1])
-    plain, full = float(np.median(runs["plain"])), float(np.median(runs["full"]))
-    print(f"  full model (X-axis tilt, Z factors), one thread: cpu {1000 * full:.0f} ms against {1000 * plain:.0f} ms"
-          f" plain = {full / plain:.1f}x (target ~2)")
+        for name, fn in calls.items():
+            runs[name].append(timed(fn)[1])
+    med = {name: float(np.median(t)) for name, t in runs.items()}
+    inner = (slice(4, -4), slice(16, -16), slice(16, -16))
+    score = ncc(out["small"][inner], out["small, bp_full"][inner])
+    print(f"  full model, one thread (CPU medians): plain {1000 * med['plain']:.0f} ms; BBa-like (bp_full)"
+          f" {1000 * med['BBa-like']:.0f} ms = {med['BBa-like'] / med['plain']:.1f}x plain; small X-axis tilt (one-row)"
+          f" {1000 * med['small']:.0f} ms = {med['small'] / med['plain']:.1f}x plain, against bp_full on it"
+          f" {1000 * med['small, bp_full']:.0f} ms: {med['small'] / med['small, bp_full']:.2f}x; NCC of the two"
+          f" {score:.6f}")
 
 
 def into_volume(stack: np.ndarray, tilts: np.ndarray, kw: dict, repeats: int, threads: int = 1) -> tuple[float, float]:
@@ -437,6 +460,7 @@ def main() -> None:
     parser.add_argument("--thickness", type=int, default=128)
     parser.add_argument("--breakdown", action="store_true", help="only the back-projection's losses, stage by stage")
     parser.add_argument("--parts", action="store_true", help="only the parts (filter, back-projection, new volume)")
+    parser.add_argument("--full", action="store_true", help="only the full model (X-axis tilt, Z factors)")
     args = parser.parse_args()
     n_v, n, n_z = 61, args.size, args.thickness
     m = machine()
@@ -461,6 +485,9 @@ def main() -> None:
     kw = {"thickness": n_z, "lowpass_cutoff": 0.35, "lowpass_falloff": 0.05}
     if args.parts:
         parts(stack, tilts, kw, terms, m, args.repeats)
+        return
+    if args.full:
+        full_model(stack, tilts, kw, args.repeats)
         return
     rows: dict[str, list[tuple[float, float]]] = {"old, 1 thread": [], "new, 1 thread": [], "old, 2 threads": [],
                                                   "new, 2 threads": []}

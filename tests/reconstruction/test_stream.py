@@ -6,6 +6,7 @@ import pytest
 from scipy import ndimage
 
 from napari_tomoalign.io.mrc import write_mrc
+from napari_tomoalign.reconstruction.full_as_local import one_row_kernel_applies
 from napari_tomoalign.reconstruction.stream import (
     PROCESS_BYTES,
     AlignedRows,
@@ -15,7 +16,7 @@ from napari_tomoalign.reconstruction.stream import (
     slab_rows,
 )
 from napari_tomoalign.reconstruction.warp import aligned_stack
-from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+from napari_tomoalign.reconstruction.wbp import projection_coefficients, weighted_back_projection
 
 N_V, NY, NX = 31, 150, 128
 TILTS = np.linspace(-60.0, 60.0, N_V)
@@ -42,22 +43,28 @@ def read(path):
         return m.data.copy(), m.header
 
 
-@pytest.mark.parametrize("binning, model", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("binning, model", [(1, None), (2, None), (1, "full"), (1, "small")])
 def test_streamed_equals_in_memory(raw, tmp_path, binning, model):
+    """The plain kernel, `bp_full`'s (an X-axis tilt of 2 deg) and the one-row kernel's (`full_as_local`: 0.15 deg,
+    slabs of whole blocks of rows) each give the in-memory tomogram in slabs of rows."""
     path, data, xf = raw
     views = np.flatnonzero(np.arange(N_V) != 7)  # one view left out
     kw = {}
     if model:
-        kw = {"x_tilt_deg": np.linspace(1.5, 2.5, views.size),
-              "z_factors": np.column_stack([np.linspace(-0.02, 0.03, views.size), np.full(views.size, 0.01)]),
+        scale = (1.0, 1.0) if model == "full" else (0.05, 0.1)  # 2 deg or 0.1 deg
+        kw = {"x_tilt_deg": np.linspace(1.5, 2.5, views.size) * scale[0],
+              "z_factors": np.column_stack([np.linspace(-0.02, 0.03, views.size), np.full(views.size, 0.01)]) * scale[1],
               "shift_px": (2.0, -3.0)}
+        coef = projection_coefficients(TILTS[views], (NY, NX), 48, **kw)
+        assert one_row_kernel_applies(coef, NY, NX, 48) == (model == "small")
     ref = weighted_back_projection(aligned_stack(data[views], xf[views], binning=binning), TILTS[views],
                                    thickness=48 // binning,
                                    lowpass_cutoff=0.35, **kw)
     out = tmp_path / "tomo.mrc"
+    slab = 64 if model == "small" else 32  # the one-row kernel's blocks of 64 rows start where the whole's do
     res = reconstruct_streamed(WarpedRows(RawStack(path), xf[views], views, binning), TILTS[views], out, thickness=48,
-                               radial=(0.35, 0.05), slab=32, **kw)
-    assert res.slab_rows == 32 and res.shape == ref.shape
+                               radial=(0.35, 0.05), slab=slab, **kw)
+    assert res.slab_rows == slab and res.shape == ref.shape
     got, h = read(out)
     np.testing.assert_allclose(got, ref, atol=2e-5 * np.abs(ref).max())
     assert h.mode == 2 and h.ispg == 1

@@ -5,8 +5,10 @@ import pytest
 from scipy import ndimage
 from support.full_model_reference import bba_like_model, reference_wbp
 
+from napari_tomoalign.reconstruction import wbp
 from napari_tomoalign.reconstruction.compare import normalised_cross_correlation as ncc
-from napari_tomoalign.reconstruction.wbp import weighted_back_projection
+from napari_tomoalign.reconstruction.full_as_local import one_row_kernel_applies
+from napari_tomoalign.reconstruction.wbp import projection_coefficients, weighted_back_projection
 
 TILTS = np.arange(-60.0, 60.1, 3.0)  # BBa's range at 3 deg steps
 SHAPE = (41, 56, 72)  # views, rows, cols
@@ -65,3 +67,23 @@ def test_bad_model_arguments_are_named(case):
         weighted_back_projection(views, TILTS, thickness=N_Z, z_factors=zf[:5])
     with pytest.raises(ValueError, match="X-axis tilt"):
         weighted_back_projection(views, TILTS, thickness=N_Z, x_tilt_deg=np.full(TILTS.size, np.nan))
+
+
+def test_a_small_x_tilt_takes_the_one_row_kernel_within_its_limit(case, monkeypatch):
+    """An X-axis tilt of 0.1-0.2 deg with a tenth of BBa's Z factors: the local one-row kernel (`full_as_local`),
+    as close to the exact reference as `bp_full`'s kernel nearly; BBa's own 2 deg stays with `bp_full`."""
+    views, x_tilt, zf, _ = case
+    small_tilt, small_zf = 0.15 + 0.05 * np.linspace(-1.0, 1.0, TILTS.size), 0.1 * zf
+    n_y, n_x = SHAPE[1:]
+    assert one_row_kernel_applies(projection_coefficients(TILTS, (n_y, n_x), N_Z, x_tilt_deg=small_tilt,
+                                                          z_factors=small_zf), n_y, n_x, N_Z)
+    assert not one_row_kernel_applies(projection_coefficients(TILTS, (n_y, n_x), N_Z, x_tilt_deg=x_tilt, z_factors=zf),
+                                      n_y, n_x, N_Z)
+    ref = reference_wbp(views, TILTS, N_Z, small_tilt, small_zf, shift=(2.0, -1.5))
+    kw = {"thickness": N_Z, "x_tilt_deg": small_tilt, "z_factors": small_zf, "shift_px": (2.0, -1.5)}
+    ours = weighted_back_projection(views, TILTS, **kw)
+    monkeypatch.setattr(wbp, "one_row_kernel_applies", lambda *a: False)
+    exact = weighted_back_projection(views, TILTS, **kw)
+    inner = (slice(4, -4), slice(6, -6), slice(6, -6))
+    assert ncc(ours[inner], ref[inner]) >= 0.9995 and ncc(exact[inner], ref[inner]) >= 0.9999
+    assert np.abs(ours - exact)[inner].max() < 0.05 * np.abs(ref).max()

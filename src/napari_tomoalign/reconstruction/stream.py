@@ -29,6 +29,7 @@ from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import native_dtype, truncated_while_read
 from ..io.mrc import mrc_header, unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
+from .full_as_local import thread_bytes
 from .input_checks import check_finite_view
 from .output_scale import integer_scale, scale_window, slab_spans, window_scale
 from .reconstruct_job import MODES
@@ -177,11 +178,14 @@ def raw_band_bytes(source: Any) -> int:
 
 
 def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int, out_itemsize: int,
-              raw_band_bytes: int) -> int:
-    """Rows per slab that keep the process within ``memory_bytes`` (at least one block of rows)."""
+              raw_band_bytes: int, thread_bytes: int = 0) -> int:
+    """Rows per slab that keep the process within ``memory_bytes`` (at least one block of rows); each thread's
+    buffers are the plain kernel's or ``thread_bytes`` (the full model's one-row kernel: `full_as_local.thread_bytes`),
+    whichever is larger."""
     ny, nx = shape
     threads = max(1, numba.get_num_threads())
-    fixed = PROCESS_BYTES + raw_band_bytes + threads * 6 * n_views * nx * BLOCK + 64 * 2**20 + 3 * out_itemsize * nx * ny
+    per_thread = max(6 * n_views * nx * BLOCK, thread_bytes)
+    fixed = PROCESS_BYTES + raw_band_bytes + threads * per_thread + 64 * 2**20 + 3 * out_itemsize * nx * ny
     per_row = 4 * n_z * nx + 4 * n_views * nx
     rows = (memory_bytes - fixed) // per_row
     if rows < BLOCK:
@@ -347,7 +351,9 @@ def reconstruct_streamed(
         scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
     band = raw_band_bytes(source)
-    n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band) if slab is None else int(slab)
+    per_thread = thread_bytes(coef, ny, nx, n_z)
+    n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band, per_thread) if slab is None \
+        else int(slab)
     if n_rows < 1:
         raise ValueError(f"a slab must hold at least one row, not {slab}")
     check_writable(out_path, overwrite)
