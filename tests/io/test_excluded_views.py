@@ -142,3 +142,19 @@ def test_views_without_markers_are_told_how_to_leave_them_out_and_a_slip_of_one_
     fitted[19] = False
     said = left_out_notes(seen | (np.arange(41) == 19), fitted, [19], "--exclude-views", False)
     assert said[-1].endswith("views are numbered from 1, as IMOD does: did you mean --exclude-views 21?"), said
+
+
+def test_one_excluded_view_is_named_in_the_singular():
+    """"view 21 excluded ...: its .xf line is the identity", not "views 21 ...: their .xf lines" (s16 CLI helper)."""
+    import numpy as np
+
+    from napari_tomoalign.alignment.excluded_views import left_out_notes
+
+    seen = np.ones(41, dtype=bool)
+    fitted = seen.copy()
+    fitted[20] = False
+    one = left_out_notes(seen, fitted, [20], "--exclude-views", False)[0]
+    assert one.startswith("view 21 excluded (--exclude-views)") and "its .xf line is the identity" in one
+    fitted[21] = False
+    two = left_out_notes(seen, fitted, [20, 21], "--exclude-views", False)[0]
+    assert two.startswith("views 21-22 excluded") and "their .xf lines are the identity" in two

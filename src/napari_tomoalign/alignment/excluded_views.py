@@ -87,10 +87,13 @@ def left_out_notes(seen: NDArray[np.bool_], fitted: NDArray[np.bool_], excluded_
     then = "" if mapped else " (transform undetermined)"
     out = []
     if excluded.any():
-        placeholder = "" if mapped else (": their .xf lines are the identity and their .tlt lines the given angles,"
-                                         " placeholders to leave out downstream (newstack -exclude, tilt's EXCLUDELIST;"
-                                         " reconstruct leaves them out)")
-        out.append(f"views {format_views(np.flatnonzero(excluded))} excluded ({source}): not in the fit{placeholder}")
+        one = int(excluded.sum()) == 1
+        its, lines, are = ("its", "line is", "it") if one else ("their", "lines are", "them")
+        placeholder = "" if mapped else (f": {its} .xf {lines} the identity and {its} .tlt {lines} the given angle"
+                                         f"{'' if one else 's'}, placeholder{'' if one else 's'} to leave out downstream"
+                                         f" (newstack -exclude, tilt's EXCLUDELIST; reconstruct leaves {are} out)")
+        out.append(f"view{'' if one else 's'} {format_views(np.flatnonzero(excluded))} excluded ({source}): not in the"
+                   f" fit{placeholder}")
     if (lost := ~fitted & seen & ~excluded).any():
         out.append(f"{int(lost.sum())} view(s) have too few markers to determine their parameters and were"
                    f" left out{then}: views {format_views(np.flatnonzero(lost))}")
