@@ -381,6 +381,10 @@ def test_an_alignment_applied_to_another_series_of_the_same_size_is_refused_or_w
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: b.st holds other images than" in err and "a.st, which this alignment" in err
     assert f"give a.st, or, to apply it to b.st anyway (a filtered copy), --alignment {al}/a.xf" in err
+    for named in (f"{al}/alignment.json", str(tmp_path / "r")):  # its file, or run's --output: the same (s16 new user)
+        assert main(["reconstruct", str(tmp_path / "b.st"), "--alignment", named, "--bin", "4", "--output",
+                     str(tmp_path / "named.rec"), "--quiet"]) == 2
+        assert "error: b.st holds other images than" in capsys.readouterr().err
     assert main(["reconstruct", str(tmp_path / "b.st"), "--alignment", f"{al}/a.xf", "--bin", "4", "--output",
                  str(tmp_path / "bxf.rec"), "--quiet"]) == 0  # the way out it names: the .xf records no stack
     assert rec("a.st") == 0 and rec("a16.st") == 0  # no warning: pytest makes one an error

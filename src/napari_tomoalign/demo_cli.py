@@ -82,6 +82,7 @@ def _camera_demo(args: argparse.Namespace) -> int:
 
     from .cli import build_parser
     from .file_jobs import check_job_numbers
+    from .io.imod_set import RUN_ALIGNMENT
     from .simulation.camera_demo import check_room, plan, truth_line, write_series
 
     check_job_numbers(seed=args.seed)
@@ -104,5 +105,5 @@ def _camera_demo(args: argparse.Namespace) -> int:
     run_args = build_parser(argv).parse_args(argv)
     rc = run_args.func(run_args)
     if rc == 0 and not args.quiet:
-        print(truth_line(stack, run_dir / "alignment"))
+        print(truth_line(stack, run_dir / RUN_ALIGNMENT))
     return rc

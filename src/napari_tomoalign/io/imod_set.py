@@ -31,6 +31,7 @@ from .imod import marker_z_extent, read_xf
 from .limits import image_size as checked_image_size
 from .tilts import read_tilt_angles
 
+RUN_ALIGNMENT = "alignment"  # where `tomoalign run` puts its alignment in its --output folder
 BESIDE = (".xtilt", ".zfac", "local.xf", "fid.xyz", ".rawtlt")  # read with the .xf when present, as tilt.com reads them
 UNIT = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 _FID_HEADER = re.compile(r"Pix:\s*(\S+)\s+Dim:\s*(\d+)\s+(\d+)")
@@ -127,8 +128,10 @@ def read_imod_set(path: str | os.PathLike[str], *, image_size: tuple[int, int] |
 
 def is_stamped(path: str | os.PathLike[str]) -> Path | None:
     """The folder of a ``tomoalign align`` alignment at ``path`` (the folder, its ``alignment.json`` or its
-    ``.xf``), or None for anything else."""
+    ``.xf``, or the output folder of ``tomoalign run``, which holds it as ``alignment/``), or None for anything else."""
     p = Path(path)
+    if p.is_dir() and not (p / "alignment.json").is_file() and (p / RUN_ALIGNMENT / "alignment.json").is_file():
+        p = p / RUN_ALIGNMENT  # s16 new user: `--alignment runA`, the --output given to run
     d = p if p.is_dir() else p.parent
     if not (d / "alignment.json").is_file() or (p != d and p.name != "alignment.json" and p.suffix.lower() != ".xf"):
         return None

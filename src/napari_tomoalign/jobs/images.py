@@ -314,6 +314,7 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
     wrong, as ``run --pixel-size-nm`` takes it), else the header's. An alignment whose solve did not converge
     is used, with a warning."""
     from ..io.alignment_input import read_alignment_for_stack
+    from ..io.imod_set import is_stamped
     from ..io.mrc import open_tilt_series
 
     saved = read_alignment_for_stack(alignment_dir, stack_path)  # a tomoalign folder, or an IMOD set for this stack
@@ -325,10 +326,11 @@ def open_stack_and_alignment(stack_path: str | os.PathLike[str], alignment_dir: 
                               " stack the alignment maps (the .st; etomo's .preali for its .tltxf)")
     series = open_tilt_series(stack_path, find_tilts=False)  # the alignment has the tilts
     rows, cols = series.data.shape[1:]
-    if (cols, rows) == tuple(saved.image_size) and series.n_views == len(saved.transforms):
+    checked = None if Path(alignment_dir).suffix.lower() == ".xf" else is_stamped(alignment_dir)  # an .xf: "anyway"
+    if checked is not None and (cols, rows) == tuple(saved.image_size) and series.n_views == len(saved.transforms):
         from ..io.stack_sample import other_stack_warning
 
-        other = other_stack_warning(alignment_dir, series.data, stack_path)
+        other = other_stack_warning(checked, series.data, stack_path)  # the folder, however it was named (s16 new user)
         if other is not None:
             warnings.warn(other, AlignmentWarning, stacklevel=2)
     if (cols, rows) != tuple(saved.image_size):

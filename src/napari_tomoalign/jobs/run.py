@@ -164,16 +164,17 @@ def run_job(job: RunJob, *, overwrite: bool = False, progress: Any = None, threa
 
 def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) -> RunResult:
     from ..io.atomic import check_inside, check_writable
+    from ..io.imod_set import RUN_ALIGNMENT
     from ..io.markers import write_markers_csv
     from ..tracking.jobs import run_track_job
     from .run_checks import check_alignment_folder, check_budget, check_disk_space
     from .threads import thread_limit
 
     out = Path(job.output_dir)
-    check_inside(out, out / "alignment")  # a linked alignment/ never takes the unit out of the folder
+    check_inside(out, out / RUN_ALIGNMENT)  # a linked alignment/ never takes the unit out of the folder
     for name in job.output_names():
         check_writable(out / name, overwrite)
-    check_alignment_folder(out / "alignment", job, overwrite)
+    check_alignment_folder(out / RUN_ALIGNMENT, job, overwrite)
     if job.memory_bytes is not None:
         check_budget(job)
     check_disk_space(job)  # before the tracking: the image step reserves its files' space only after it
@@ -277,6 +278,7 @@ def _track(job: RunJob, overwrite: bool, progress: Any) -> Any:
 def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, FolderResult]:
     """The alignment of the tracked markers, written into ``alignment/``: the tracker's last robust fit when
     the job asks for the tracker's options, else a solve (an align.com's full model, or other options)."""
+    from ..io.imod_set import RUN_ALIGNMENT
     from ..local_jobs import wants_local
     from ..reconstruction.positioning import in_one_layer
     from ..tracking.jobs import run_options
@@ -323,7 +325,7 @@ def _align(job: RunJob, tracked: Any, overwrite: bool) -> tuple[AlignJob, Folder
         al.warnings.append("the beads lie in one layer (gold on one face), which says nothing of the"
                            " section's thickness: the tomogram is centred on them and may cut the section or hold"
                            " resin; look at it, then give run (or reconstruct) --level --thickness T --shift 0 Z to hold it")
-    return ajob, run_align_job(ajob, Path(job.output_dir) / "alignment", overwrite=overwrite, alignment=al,
+    return ajob, run_align_job(ajob, Path(job.output_dir) / RUN_ALIGNMENT, overwrite=overwrite, alignment=al,
                                surfaces=surfaces)
 
 
