@@ -210,3 +210,21 @@ def test_etomos_raw_stack_xf_given_for_the_preali_is_said_and_its_tltxf_taken(bb
     np.testing.assert_allclose(read_alignment_for_stack(etomo / "BBa.tltxf", preali).transforms, read_xf(BB / "BBa.tltxf"))
     with pytest.raises(FileFormatError, match="BBa.tlt: not an alignment; give the output folder of 'tomoalign align'"):
         read_alignment_for_stack(etomo / "BBa.tlt", stack)
+
+
+def test_the_other_axis_set_is_warned_of_by_its_name():
+    """etomo's dual-axis pair: BBb.xf given for BBa.st is the classic mix-up (s16 new user); other names pass."""
+    import warnings
+    from pathlib import Path
+
+    from napari_tomoalign.errors import AlignmentWarning
+    from napari_tomoalign.io.alignment_input import other_axis_warning
+
+    with pytest.warns(AlignmentWarning, match="BBb.xf is named for the other axis of BBa.st's dual-axis pair"):
+        other_axis_warning(Path("et/BBb.xf"), Path("raw/BBa.st"))
+    with pytest.warns(AlignmentWarning, match="give tomo3b.xf"):
+        other_axis_warning(Path("tomo3a.xf"), Path("tomo3b.mrc"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for xf, st in (("BBa.xf", "BBa.st"), ("BBa.xf", "BBa_bin2.st"), ("stack.xf", "other.st"), ("a.xf", "b.st")):
+            other_axis_warning(Path(xf), Path(st))

@@ -55,6 +55,7 @@ def read_alignment_for_stack(path: str | os.PathLike[str], stack_path: str | os.
             raise FileFormatError(f"{s.xf}: {len(saved.transforms)} transforms but {stack.name} has {n} views;"
                                   " give the .xf made for this stack")
         where, note = s.xf, _imod_note(s, saved, stack, stack_pix)
+        other_axis_warning(s.xf, stack)
     else:
         from .convert import read_any
         from .view_count import restore_views
@@ -69,6 +70,20 @@ def read_alignment_for_stack(path: str | os.PathLike[str], stack_path: str | os.
                               f" {stack.name} has {stack_pix:.4g} nm; give the stack of that pixel size")
     _check_fits(where, saved, stack)
     return replace(saved, provenance=note)
+
+
+def other_axis_warning(xf: Path, stack: Path) -> None:
+    """Warn (`AlignmentWarning`) when an IMOD ``.xf`` is named for the other axis of the stack's dual-axis pair, as
+    etomo names them (``BBb.xf`` for ``BBa.st``): an unstamped set records no images to check, but its name does
+    (s16 new user: IMOD's BBb set was taken for BBa.st with only a note)."""
+    a, b = xf.stem, stack.stem
+    if len(a) == len(b) > 1 and a[:-1] == b[:-1] and {a[-1:].lower(), b[-1:].lower()} == {"a", "b"}:
+        import warnings
+
+        from ..errors import AlignmentWarning
+
+        warnings.warn(f"{xf.name} is named for the other axis of {stack.name}'s dual-axis pair (etomo's {a[-1]} and"
+                      f" {b[-1]}): give {b}.xf, if this is not meant", AlignmentWarning, stacklevel=3)
 
 
 def preali_warning(path: str | os.PathLike[str], stack_path: str | os.PathLike[str]) -> str | None:
