@@ -110,6 +110,18 @@ def test_a_level_from_three_markers_on_a_face_is_said_to_be_uncertain():
     assert "only" not in level_parameters(analyse_surfaces(xyz, 2), xyz).report(2)
 
 
+def test_markers_spread_through_the_section_are_no_faces_to_level_by():
+    """Beads uniform in z (the demo's): the two "faces" fit badly (s16 new user: -2.8 deg applied, unflagged); BBa's
+    faces (0.40 and 0.95 px on 80 px) are not flagged."""
+    rng = np.random.default_rng(7)
+    xyz = np.column_stack([rng.uniform(-250, 250, 60), rng.uniform(-250, 250, 60), rng.uniform(-48, 67, 60)])
+    lev = level_parameters(analyse_surfaces(xyz, 2), xyz)
+    assert lev.scattered is not None and "they fill the section rather than lie on its faces" in lev.report(2)
+    bba = np.loadtxt(DATA / "BBafid.xyz", usecols=(1, 2, 3), max_rows=25)
+    lev = level_parameters(analyse_surfaces(bba, 2, angle_offset_deg=-0.5), bba)
+    assert lev.scattered is None and "fill the section" not in lev.report(2)
+
+
 def test_markers_in_one_layer_are_said_so_in_the_report():
     rng = np.random.default_rng(6)
     xyz = np.column_stack([rng.uniform(-800, 800, 20), rng.uniform(-800, 800, 20), rng.normal(0.0, 0.5, 20)])

@@ -317,6 +317,7 @@ class Levelling:
     fewest_on_a_face: int | None = None  # two surfaces: the markers on the face with fewer
     size_given: tuple[bool, bool] = (False, False)  # the thickness and the Z shift given by the user (--thickness, --shift)
     from_markers: tuple[float, float] = (0.0, 0.0)  # the analysis' own thickness and Z shift (said beside given ones)
+    scattered: tuple[float, float, float] | None = None  # two faces' mean residuals and their distance, when large
 
     def report(self, n_surfaces: int) -> str:
         """One line of what a tomogram was levelled with (``tomoalign reconstruct --level`` prints it)."""
@@ -335,6 +336,10 @@ class Levelling:
         few = "" if self.one_layer or self.fewest_on_a_face is None or self.fewest_on_a_face > FEW_ON_A_FACE else (
             f"; note: one face holds only {self.fewest_on_a_face} markers, which fit a plane whatever their errors: the"
             " level can be degrees off, check it in the tomogram")
+        if self.scattered is not None:
+            few += (f"; note: the markers lie {self.scattered[0]:.1f} and {self.scattered[1]:.1f} px from their faces'"
+                    f" planes on average, {self.scattered[2]:.0f} px apart: they fill the section rather than lie on its"
+                    " faces, so this level may mean little; check it in the tomogram, or leave --level out")
         surfaces = "markers in one layer: by their plane" if self.one_layer else (
             f"{n_surfaces} surface{'s' if n_surfaces > 1 else ''}")
         return (f"Levelled from the surface analysis ({surfaces}): angle"
@@ -345,6 +350,8 @@ class Levelling:
 
 ONE_LAYER_PX = 16.0  # two bead "surfaces" closer than this (unbinned px) are one layer: gold on one face only
 FEW_ON_A_FACE = 3  # markers on a face that fit its plane exactly: the level is said to be uncertain
+SCATTER_FRACTION = 0.1  # faces whose markers lie farther from their planes, on average, than this part of the faces'
+# distance are no faces (BBa: 0.40 and 0.95 px on 80 px, 0.012; beads spread through the demo's section: 0.16, 0.29)
 
 
 def in_one_layer(analysis: SurfaceAnalysis) -> bool:
@@ -377,5 +384,10 @@ def level_parameters(analysis: SurfaceAnalysis, xyz_px: NDArray[np.float64], *, 
     one_layer = in_one_layer(analysis)
     fewest = None if analysis.bottom is None or analysis.top is None else min(analysis.bottom.n_points,
                                                                                 analysis.top.n_points)
+    faces = (analysis.bottom, analysis.top)
+    scattered = None if one_layer or None in faces or analysis.thickness_px is None else (
+        faces[0].mean_residual_px, faces[1].mean_residual_px, abs(analysis.thickness_px))  # type: ignore[union-attr]
+    if scattered is not None and max(scattered[:2]) <= SCATTER_FRACTION * scattered[2]:
+        scattered = None
     return Levelling(float(np.degrees(d)), analysis.x_axis_tilt_needed_deg, 2 * int(np.ceil(half)), (lo + hi) / 2.0,
-                     one_layer, fewest_on_a_face=fewest)
+                     one_layer, fewest_on_a_face=fewest, scattered=scattered)
