@@ -112,7 +112,7 @@ def test_level_prints_the_surface_analysis_and_what_it_applied(demo_dir, tmp_pat
     (["--memory", "lots"], "argument --memory: 'lots': give a size such as 2G, 1500M or 800000K"),
     (["--memory", "10T"], "argument --memory: 10T: this machine has"),  # more than RAM and swap: never usable (s15 new user)
     (["--sirt-like", "100000"], "--sirt-like 100000: give at most 1000 iterations"),
-    (["--memory", "10"], "10 bytes (a --memory with no unit is in bytes: write 2G or 1500M) is too little memory"),
+    (["--memory", "10"], "10 bytes (--memory takes a size such as 2G or 1500M; a number alone is bytes) is too little"),
     (["--radial", "0.9", "0.05"], "the cutoff must be in (0, 0.5]"),
     (["--radial", "0.35", "-1"], "the falloff (a Gaussian's sigma) must be from 0 to 0.5"),
     (["--radial", "0.35", "nan"], "the falloff"),

@@ -70,7 +70,8 @@ def test_log_is_the_wbp_of_log10_of_the_aligned_views(demo, tmp_path):
 
 
 @pytest.mark.parametrize("extra,said", [
-    (["--slices", "5,3"], "--slices 5,3: give FIRST <= LAST, numbered from 0"),
+    (["--slices", "5,3"], "--slices 5,3 runs backwards: write 3,5"),
+    (["--slices=-2,3"], "--slices -2,3: give FIRST <= LAST, numbered from 0"),
     (["--slices", "0,512"], "the aligned views have rows 0 to 511 (numbered from 0)"),
     (["--slices", "1-3"], "give FIRST,LAST"),
     (["--width", "0"], "--width 0: give a positive number"),

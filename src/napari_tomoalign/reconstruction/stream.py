@@ -191,7 +191,7 @@ def slab_rows(memory_bytes: int, n_views: int, shape: tuple[int, int], n_z: int,
     if rows < BLOCK:
         need = (fixed + BLOCK * per_row) / 2**20
         given = f"{memory_bytes / 2**20:.0f} MiB" if memory_bytes >= 2**20 else (
-            f"{memory_bytes} bytes (a --memory with no unit is in bytes: write 2G or 1500M)")  # s15 new user: '0 MiB'
+            f"{memory_bytes} bytes (--memory takes a size such as 2G or 1500M; a number alone is bytes)")  # s15, s16 users
         raise ValueError(f"{given} is too little memory for this reconstruction; it needs at least {need:.0f} MiB (give"
                          " more with --memory, or bin more)")
     unit = BLOCK * threads

@@ -50,7 +50,9 @@ def check_subset_options(slices: tuple[int, int] | None, width: int | None, log_
     """`errors.UsageError` naming the option whose value cannot be right, before any file is read."""
     from ..errors import UsageError
 
-    if slices is not None and not 0 <= slices[0] <= slices[1]:
+    if slices is not None and 0 <= slices[1] < slices[0]:  # the view ranges' wording (s16 new user)
+        raise UsageError(f"--slices {slices[0]},{slices[1]} runs backwards: write {slices[1]},{slices[0]}")
+    if slices is not None and slices[0] < 0:
         raise UsageError(f"--slices {slices[0]},{slices[1]}: give FIRST <= LAST, numbered from 0 (IMOD's SLICE)")
     if width is not None and width < 1:
         raise UsageError(f"--width {width}: give a positive number of unbinned pixels")
