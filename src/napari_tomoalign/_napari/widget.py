@@ -212,7 +212,9 @@ class AlignWidget(Aligning, OpensInTurns):
         """The last run's preview tomogram, in the dock's slice view (step 6)."""
         last = self.runs.last
         if last is None or last.tomogram is None:
-            refuse(self.say, "no tomogram yet: align with a tilt series chosen; the tomogram is made from it")
+            loaded = self.loader.loaded
+            refuse(self.say, "no tomogram yet: align with a tilt series chosen; the tomogram is made from it" + (
+                f" (the loaded '{loaded.name}' is shown for its residuals: {loaded.elsewhere()})" if loaded else ""))
             return []
         label = f"tomogram: {last.name} (RMS {last.alignment.rms_residual_px:.3f} px)"
         beads = bead_section(last, last.tomogram.shape[0])

@@ -35,6 +35,7 @@ class LoadedAlignment:
     xy: NDArray[np.float64] | None
     residual: NDArray[np.float64] | None
     notes: list[str]
+    given: Path | None = None  # the file or folder the user chose (what --alignment takes)
 
     @property
     def rms_px(self) -> float | None:
@@ -52,9 +53,14 @@ class LoadedAlignment:
         return f"loaded '{self.name}' from {self.path}: {views}, {resid}"
 
 
+    def elsewhere(self) -> str:
+        """Where a tomogram or aligned stack of a loaded alignment is made: the dock makes them from its own Align."""
+        return (f"a tomogram or aligned stack from it is made by tomoalign reconstruct or aligned-stack with --alignment"
+                f" {self.given or self.path}")
+
     def report(self, worst: int = 5) -> list[str]:
         """The lines step 5's report shows: the summary, the readers' notes, and the views of largest RMS."""
-        lines = [self.summary(), *self.notes]
+        lines = [self.summary(), *self.notes, f"shown for its residuals; {self.elsewhere()}"]
         if self.view is not None and self.residual is not None and len(self.view):
             n = len(self.saved.transforms)
             sq = np.bincount(self.view, weights=np.sum(self.residual**2, axis=1), minlength=n)
@@ -98,4 +104,4 @@ def load_alignment(path: str | os.PathLike[str], stack_path: str | os.PathLike[s
         if len(view) and (view.min() < 0 or view.max() >= n):
             raise FileFormatError(f"{resid}: residuals in view {int(view.max()) + 1} of an alignment of {n} views: "
                                   "the .resid of another run; align again or remove it")
-    return LoadedAlignment(saved.stem or where.name, where, saved, view, xy, residual, notes)
+    return LoadedAlignment(saved.stem or where.name, where, saved, view, xy, residual, notes, Path(path))
