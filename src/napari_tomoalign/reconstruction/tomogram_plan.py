@@ -144,7 +144,8 @@ def _no_fid_xyz(saved: Any, d: Path) -> str:
     if not (folder / "alignment.json").is_file():
         xf = f"{saved.stem}.xf" if saved.stem else "the .xf"
         return (f"{folder}: --level needs the markers' 3-D positions, tiltalign's {name} (align.com's"
-                f" OutputFidXYZFile), and it is not beside {xf}; put it there (copy it from the etomo folder)")
+                f" OutputFidXYZFile), and it is not beside {xf}; put it there (etomo's Fine Alignment writes it when"
+                " align.com names it: run that step again if your folder has none)")
     return f"{folder}: no {name} with the markers' 3-D positions for --level; run 'tomoalign align' again"
 
 
