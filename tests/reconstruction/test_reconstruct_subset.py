@@ -86,3 +86,14 @@ def test_wrong_values_are_refused_in_one_line(demo, tmp_path, capsys, extra, sai
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1, err
     assert not (tmp_path / "x.rec").exists()
+
+
+def test_an_options_error_comes_before_the_existing_output(demo, tmp_path, capsys):
+    """--slices 5,3 onto an existing x.rec: its own error first, not "already exists" then it (s16 new user)."""
+    d, stack, _ = demo
+    (tmp_path / "x.rec").write_bytes(b"kept")
+    assert main(["reconstruct", str(stack), "--alignment", str(d), "--output", str(tmp_path / "x.rec"), "--bin", "4",
+                 "--slices", "5,3"]) == 2
+    err = capsys.readouterr().err
+    assert "--slices 5,3 runs backwards" in err and "already exists" not in err, err
+    assert (tmp_path / "x.rec").read_bytes() == b"kept"

@@ -162,6 +162,10 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     binning, thickness, local = job.binning, job.thickness, job.local
     given = thickness  # with --level, the markers pick the thickness unless it is given
     check_job_numbers(binning=job.binning, thickness=job.thickness, lowpass=job.lowpass, pixel_size_nm=job.pixel_size_nm)
+    if job.options is not None:  # the options' own errors before "already exists" (s16 new user: two round trips)
+        from ..reconstruction.reconstruct_job import check_options
+
+        check_options(job.options, lowpass=job.lowpass)
     out = check_writable(job.output, overwrite)
     series, saved, pix = open_stack_and_alignment(job.stack, job.alignment_dir, binning, job.pixel_size_nm)
     rows, cols = series.data.shape[1:]
