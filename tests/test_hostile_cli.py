@@ -385,6 +385,11 @@ def test_an_alignment_applied_to_another_series_of_the_same_size_is_refused_or_w
         assert main(["reconstruct", str(tmp_path / "b.st"), "--alignment", named, "--bin", "4", "--output",
                      str(tmp_path / "named.rec"), "--quiet"]) == 2
         assert "error: b.st holds other images than" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()  # another series under the recorded stack's name: the recorded one named in full
+    (tmp_path / "other" / "a.st").write_bytes((tmp_path / "b.st").read_bytes())
+    assert main(["reconstruct", str(tmp_path / "other" / "a.st"), "--alignment", al, "--bin", "4", "--output",
+                 str(tmp_path / "other.rec"), "--quiet"]) == 2
+    assert f"give {tmp_path / 'a.st'}, or" in capsys.readouterr().err
     assert main(["reconstruct", str(tmp_path / "b.st"), "--alignment", f"{al}/a.xf", "--bin", "4", "--output",
                  str(tmp_path / "bxf.rec"), "--quiet"]) == 0  # the way out it names: the .xf records no stack
     assert rec("a.st") == 0 and rec("a16.st") == 0  # no warning: pytest makes one an error

@@ -58,8 +58,9 @@ def other_stack_warning(alignment_dir: str | os.PathLike[str], data: Any, stack_
     if there is not None:
         xf = next(iter(sorted(Path(alignment_dir).glob("*.xf"))), None)
         anyway = f"--alignment {xf}" if xf is not None else "its .xf as --alignment"
+        give = Path(there).name if Path(there).name != Path(stack_path).name else str(there)  # same names: in full
         raise FileFormatError(f"{Path(stack_path).name} holds other images than {there}, which this alignment was"
-                              f" solved on (the middle view's pixels do not match{said}); give {Path(there).name},"
+                              f" solved on (the middle view's pixels do not match{said}); give {give},"
                               f" or, to apply it to {Path(stack_path).name} anyway (a filtered copy), {anyway}")
     return (f"{Path(stack_path).name} holds other images than {name}, which this alignment was solved on (its middle"
             f" view differs{said}): a series of the same size from another run? Give the stack the alignment belongs to")
