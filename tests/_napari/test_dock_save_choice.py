@@ -63,6 +63,7 @@ def test_save_alignment_writes_the_one_chosen(qtbot, make_napari_viewer, tmp_pat
         saving.overwrite.value = True
         paths = saving.save_alignment()
         ali = next(p for p in paths if p.suffix == ".ali")
+        assert f"with the aligned stack {ali.name}" in widget.status.text()  # asked for: named (s16 new user)
         image = viewer.layers[0].data
         result = runs["all markers"]
         with mrcfile.open(ali) as m:

@@ -163,8 +163,9 @@ class SaveSection:
                 refuse(self._status, f"not saved: {exc}")
                 return []
             show_info(f"saved {len(paths)} files to {target}")
+            ali_said = f", with the aligned stack {paths[-1].name}" if ali is not None else ""  # asked for: named (s16)
             self._status(f"saved '{last.name}' to {target}: {', '.join(p.name for p in paths[:3])}"
-                         + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""))
+                         + (f" and {len(paths) - 3} more" if len(paths) > 3 else "") + ali_said)
             return paths
 
         return SaveJob(write, done)
