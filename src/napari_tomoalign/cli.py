@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from ._numba_cache import cold_start_note
+    from ._numba_cache import cold_start_note, compiled_in_this_run, compiled_note
     from .io.atomic import BusyError, input_scope
 
     try:
@@ -345,8 +345,11 @@ def _main(argv: Sequence[str] | None) -> int:
             except _ArgumentError as exc:
                 return _error(f"error: {exc}", 2)
             cold_start_note(getattr(args, "command", ""))
+            before = compiled_in_this_run()
             try:
-                return int(args.func(args))
+                rc = int(args.func(args))
+                compiled_note(bool(getattr(args, "quiet", False)), before)
+                return rc
             except (FileFormatError, AlignmentError, OverwriteError, UsageError, ValueError) as exc:  # ValueError: an
                 return _error(f"error: {exc}", 2)  # option value out of range (AlignmentOptions, VariableOption)
             except _loaded_errors() as exc:
