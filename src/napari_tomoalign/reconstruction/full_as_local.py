@@ -4,15 +4,17 @@ lane of a block in both column and row).
 
 The full model maps a voxel to column ``u = A0 x + A1 y + A2 z + A3`` and row ``r = B1 y + B2 z + B3``
 (`wbp.projection_coefficients`): one ``2 x 4`` matrix per view, the same everywhere, which is a local geometry
-whose patches are all alike (`local_warp`). `backproject_full` takes the one-row kernel where it is within its
-limits on the unsheared views (`local_errors.choose_geometry`: a drift of the lanes' column within a group of
-lanes up to `local_blocks.EXTRAPOLATION_LIMIT_PX`, an X-axis tilt up to about 1 degree at 60 degrees of tilt,
-and slabs of sections within `local_errors.SLAB_TOLERANCE_PX`), and says where it is not, so that the caller
-runs `bp_full`. The choice is made on the whole views, whatever rows a call holds, so that a tomogram made in
-slabs of rows (`stream`) takes the kernel and slabs the whole one does, and equals it to float32 rounding.
+whose patches are all alike (`local_warp`). `backproject_full` takes the one-row kernel, on the unsheared views,
+where every lane stays within `ROUTE_LIMIT_PX` of the exact position (`one_row_kernel_applies`: the lanes' column
+drift within a group of lanes, and slabs of sections thin enough; an X-axis tilt up to about 0.2 degree with Z
+factors of a few 1e-3), and the caller runs `bp_full` elsewhere. The choice is made on the whole views, whatever
+rows a call holds, so that a tomogram made in slabs of rows (`stream`) takes the kernel and slabs the whole one
+does; slabs of whole blocks of `ROWS` rows (as `stream.slab_rows` picks them) equal the whole to float32 rounding,
+other slabs to the kernel's accuracy (its blocks start at each slab's first row).
 
-Against `bp_full` (the exact bilinear kernel), 512 x 512 x 61 -> 128 of smoothed noise, one thread (session 16,
-`benchmarks/bench_full_model.py`): NCC 0.9995 and more for X-axis tilts of 0.3-0.8 degrees with Z factors.
+Against `bp_full` (the exact bilinear kernel), 512 x 512 x 61 -> 128 of band-limited noise (RADIAL 0.35), one
+thread (session 16, `benchmarks/bench_wbp_limit.py --full`): 0.15 +- 0.05 degree with a tenth of BBa's Z factors,
+NCC 0.99927 in 0.22x the time.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ way and written last. The raw stack is read with plain file reads, never memory-
 process holds only the slab, the rows it needs and one view's band of raw rows: peak memory is set
 by the slab (`slab_rows` picks it from ``memory_bytes``), not by the volume.
 
-The result equals `wbp.weighted_back_projection` of `warp.aligned_stack` (to float32 rounding).
+The result equals `wbp.weighted_back_projection` of `warp.aligned_stack` (to float32 rounding; for the full
+model by the one-row kernel, with slabs of whole blocks of rows: `full_as_local`).
 """
 
 from __future__ import annotations
