@@ -28,12 +28,39 @@ from napari_tomoalign.reconstruction.local_blocks import (
     PAD_U,
     ROWS,
 )
-from napari_tomoalign.reconstruction.local_errors import JM
-from napari_tomoalign.reconstruction.local_resample import chunk_rows, fit_sampled, resample_columns
+from napari_tomoalign.reconstruction.local_errors import JM, at_column, view_lines
+from napari_tomoalign.reconstruction.local_resample import fit_sampled, resample_columns
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
+
+
+@numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
+def column_rows(lines, n_rs, r_off, out):  # pragma: no cover - compiled
+    """Session 16's `local_resample.column_rows`: every column of the view."""
+    bot_r = np.float32(r_off)
+    top_r = np.float32(r_off + n_rs - ROWS - 2)
+    x = 0
+    for c in range(out.shape[1]):
+        x, t = at_column(lines, np.float32(c), x)
+        r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
+        b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
+        for k in range(N_GROUPS):
+            ir = np.float32(int(min(max(r + b * np.float32(GROUP * k + (GROUP - 1) / 2), bot_r), top_r)))
+            out[2 * k, c] = ir + np.float32(GROUP * k) - bot_r
+            out[2 * k + 1, c] = r + b * np.float32(GROUP * k) - ir
+        out[2 * N_GROUPS, c] = b
+
+
+@numba.njit(inline="always", nogil=True)
+def chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows):  # pragma: no cover - compiled
+    """Session 16's `local_resample.chunk_rows`: every column of every slab, the lines gathered from ``geo``."""
+    for v in range(geo.shape[2]):
+        sl = g_slab[v // VIEW_GROUP]
+        for z0 in range(zc, zc1, sl):
+            view_lines(geo, v, (z0 + min(zc1, z0 + sl) - 1) / 2.0, lines)
+            column_rows(lines, n_rs, r_off, rows[first[v] + (z0 - zc) // sl])
 
 
 @numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
@@ -138,7 +165,7 @@ def _windows(cols, v0, n_v, xa, xb, z0, z1, drift, w_pair, w_cols, c_ref, n_ref,
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
 def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     """Rows ``yb .. yb + ROWS`` of `backproject_local_rows`: per chunk of `Z_CHUNK` sections, the rows of each
-    view's columns at its slabs' middle sections (`local_resample.chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
+    view's columns at its slabs' middle sections (`chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
     views the tiles read are resampled (`local_resample.resample_columns`, into a buffer that stays in L2), then
     added (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s

@@ -53,7 +53,7 @@ from .local_blocks import (
     backproject_local_blocks,
     filtered_sheared_views,
 )
-from .local_errors import JM, choose_geometry
+from .local_errors import JM, choose_geometry, views_first
 from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
 from .local_resample import chunk_rows, fit_sampled, resample_columns
 from .local_warp import backproject_local
@@ -156,25 +156,25 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
         g_slab[i] = min(Z_CHUNK, max(1, slabs[VIEW_GROUP * i : VIEW_GROUP * (i + 1)].min()))
     n_valid = min(ROWS, n_y - yb)
     n_xp = -(-n_x // X_TILE) * X_TILE
+    by_view = views_first(geo)  # each view's lines contiguous: the loops below and `chunk_rows` run along x
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
-    for v in range(n_v):
-        for x in range(n_xp):
-            g = geo[min(x, n_x - 1), :, v]
-            cols[0, v, x] = g[0] + g[2] * JM
-            cols[1, v, x] = g[1] + g[3] * JM
-            cols[2, v, x] = g[2]
-            cols[3, v, x] = g[3]
     drift = np.zeros(n_v)  # how far the groups' middle lanes are from the block's, at most (columns)
     for v in range(n_v):
+        g = by_view[v]
+        for x in range(n_xp):
+            xc = min(x, n_x - 1)
+            cols[0, v, x] = g[0, xc] + g[2, xc] * JM
+            cols[1, v, x] = g[1, xc] + g[3, xc] * JM
+            cols[2, v, x] = g[2, xc]
+            cols[3, v, x] = g[3, xc]
         for x in range(n_x):
-            g = geo[x, :, v]
-            drift[v] = max(drift[v], GROUP / 2.0 * max(abs(g[2]), abs(g[2] + g[3] * (n_z - 1))) + 1e-3)
+            drift[v] = max(drift[v], GROUP / 2.0 * max(abs(g[2, x]), abs(g[2, x] + g[3, x] * (n_z - 1))) + 1e-3)
     w_pair = 4 * X_TILE + g_slab.max() + 8  # columns two tiles may read in one view
     w_cols = SHARED // 2 * w_pair
     w1 = aligned_empty(VIEW_GROUP * w_cols * ROWS)  # on a cache line: a vector of a column's rows is one line
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
-    lines = np.empty((4, n_x))
+    lines = np.empty((5, n_x))
     first = np.zeros(n_v + 1, dtype=np.int64)  # the rows of view v's slabs in a chunk: rows[first[v] ..]
     for v in range(n_v):
         first[v + 1] = first[v] - (-Z_CHUNK // g_slab[v // VIEW_GROUP])
@@ -187,7 +187,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     table = np.empty(X_TILE * CELL_FLOATS, dtype=np.float32)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
-        chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, lines, rows)
+        chunk_rows(by_view, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows)
         for xa in range(0, n_x, SHARED * X_TILE):  # `SHARED` tiles share the resampled columns
             xb = min(n_x, xa + SHARED * X_TILE)
             for v0 in range(0, n_t, VIEW_GROUP):
