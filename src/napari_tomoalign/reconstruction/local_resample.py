@@ -96,10 +96,13 @@ def fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x, pads):  # pragma:
     if n_h == 1:
         half[1] = half[0]
     geo = np.empty((n_x, 8, n_v), dtype=np.float32)
-    for x in range(n_x):
+    for x in range(n_x):  # loops, not ``half[i] + t * (...)``: numba made three arrays per column (0.28 ms a block)
         i = min(x // FIT_X_STEP, n_h - 2)
         t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
-        geo[x] = half[i] + t * (half[i + 1] - half[i])
+        for k in range(8):
+            a, b, out = half[i, k], half[i + 1, k], geo[x, k]
+            for v in range(n_v):
+                out[v] = a[v] + t * (b[v] - a[v])
     return geo
 
 
