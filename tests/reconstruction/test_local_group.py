@@ -12,22 +12,34 @@ from napari_tomoalign.reconstruction.local_group import CELL_FLOATS, LINE_FLOATS
 @numba.njit
 def _sum_column(w, lines, consts, table, t, xx, z):
     local_cells_8(lines, consts, table, xx, z, 0)
-    local_add_8(w, table, t, 0, False)
+    local_add_8(w, table, t, 0, False, 0, 8)
 
 
 @numba.njit
 def _set_column(w, lines, consts, table, t, xx, z):
     local_cells_8(lines, consts, table, xx, z, 0)
-    local_add_8(w, table, t, 0, True)
+    local_add_8(w, table, t, 0, True, 0, 8)
 
 
-def _reference(w, lines, consts, t, xx, z):
+@numba.njit
+def _sum_first_views(w, lines, consts, table, t, xx, z, n):
+    """The first ``n`` views of the group, in runs of 4, 2 and 1, as `local_rows._add_tile` adds a padded last group."""
+    local_cells_8(lines, consts, table, xx, z, 0)
+    if n & 4:
+        local_add_8(w, table, t, 0, False, 0, 4)
+    if n & 2:
+        local_add_8(w, table, t, 0, False, n & 4, 2)
+    if n & 1:
+        local_add_8(w, table, t, 0, False, n & 6, 1)
+
+
+def _reference(w, lines, consts, t, xx, z, n_views=8):
     """Each view's two groups of 32 lanes, from the module's formula: the cell of the group's middle lane, clamped
     into the view's resampled columns, each lane at its own fraction between that column and the next."""
     out, offsets = t.astype(np.float64), np.zeros((8, 2), dtype=np.int64)
     row = lines[xx * LINE_FLOATS : (xx + 1) * LINE_FLOATS].reshape(4, 8).astype(np.float64)
     top, base, shift = consts[:8], consts[8:16], consts[16:]
-    for j in range(8):
+    for j in range(n_views):
         a = np.float32(row[2, j] + row[3, j] * z)
         um = np.float32(np.float32(row[0, j] - shift[j]) + row[1, j] * z)
         for g, side in enumerate((-16.0, 16.0)):
@@ -65,3 +77,26 @@ def test_the_cells_and_sums_are_the_formulas_for_drifts_clamps_and_both_groups()
         want = _reference(w, lines, consts, np.zeros(64, dtype=np.float32), xx, z)[0]
         _set_column(w, lines, consts, table, t, xx, z)  # the first group of views: the sums set, not added to
         assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), trial
+
+
+def test_a_last_group_adds_only_its_own_views():
+    """A stack of 61 views ends in a group of 5: its padding's views are not added (`local_add_8`'s ``n_views``, in runs
+    of 4, 2 and 1 from view ``j0``); every count from 1 to 7 gives the formula's sum over those views alone."""
+    rng = np.random.default_rng(5)
+    n_cols = 30
+    w = aligned_empty(8 * n_cols * 64)
+    w[:] = rng.normal(size=w.size).astype(np.float32)
+    t = aligned_empty(64)
+    table = np.zeros(CELL_FLOATS, dtype=np.float32)
+    consts = np.concatenate([np.full(8, n_cols - 2), np.arange(8) * n_cols, np.zeros(8)]).astype(np.float32)
+    lines = np.zeros(16 * LINE_FLOATS, dtype=np.float32)
+    row = lines[:LINE_FLOATS].reshape(4, 8)
+    row[0] = rng.uniform(2, n_cols - 4, 8)
+    row[1] = rng.uniform(-0.2, 0.2, 8)
+    row[2] = rng.uniform(-0.05, 0.05, 8)
+    for n in range(1, 8):
+        t[:] = rng.normal(size=64).astype(np.float32)
+        want = _reference(w, lines, consts, t, 0, 3, n)[0]
+        assert not np.allclose(want, _reference(w, lines, consts, t, 0, 3, n + 1)[0])  # each view adds something
+        _sum_first_views(w, lines, consts, table, t, 0, 3, n)
+        assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), n

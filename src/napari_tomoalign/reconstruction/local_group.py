@@ -117,15 +117,16 @@ def _fence(builder, values):
     return [builder.extract_value(out, i) for i in range(n)]
 
 
-def _add_codegen(fresh):
-    """The IR of `local_add_8` (``fresh``: the sums start from zero, not from ``t``)."""
-    return lambda context, builder, signature, args: _add_ir(context, builder, signature, args, fresh)
+def _add_codegen(fresh, n_views):
+    """The IR of `local_add_8` (``fresh``: the sums start from zero, not from ``t``; ``n_views`` of the group's)."""
+    return lambda context, builder, signature, args: _add_ir(context, builder, signature, args, fresh, n_views)
 
 
-def _add_ir(context, builder, signature, args, fresh):
+def _add_ir(context, builder, signature, args, fresh, n_views):
     """`_add_codegen`'s IR."""
     w, table, t = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(3))
     e = context.cast(builder, args[3], signature.args[3], types.int64)
+    j0 = context.cast(builder, args[5], signature.args[5], types.int64)
     f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
     vec, quad = ir.VectorType(f32, 16), ir.VectorType(f32, 4)
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
@@ -135,12 +136,13 @@ def _add_ir(context, builder, signature, args, fresh):
     acc2 = [ir.Constant(vec, [0.0] * 16) for _ in range(4)]
     acc = acc2[:] if fresh else [builder.load(builder.gep(t_vec, [ir.Constant(i64, k)]), align=64) for k in range(4)]
     lanes = [ir.Constant(vec, [float(16 * h + q) for q in range(16)]) for h in range(2)]
-    for j in range(VIEW_GROUP):
+    words = builder.gep(words, [j0])
+    quads = builder.gep(at, [builder.add(ir.Constant(i64, 2 * VIEW_GROUP), builder.mul(j0, ir.Constant(i64, 4)))])
+    for j in range(n_views):
         word = builder.load(builder.gep(words, [ir.Constant(i64, j)]), align=4)
         offs = (builder.sext(builder.trunc(word, i32), i64), builder.sext(builder.trunc(builder.lshr(
             word, ir.Constant(i64, 32)), i32), i64))
-        four = builder.load(builder.bitcast(builder.gep(at, [ir.Constant(i64, 2 * VIEW_GROUP + 4 * j)]),
-                                            quad.as_pointer()), align=4)
+        four = builder.load(builder.bitcast(builder.gep(quads, [ir.Constant(i64, 4 * j)]), quad.as_pointer()), align=4)
         lanes4 = opaque(builder, builder.shuffle_vector(four, ir.Constant(quad, None),
                                                          ir.Constant(ir.VectorType(i32, 16), [0, 1, 2, 3] * 4)))
         f0, f1, d = (builder.shuffle_vector(lanes4, ir.Constant(vec, None), ir.Constant(
@@ -161,14 +163,18 @@ def _add_ir(context, builder, signature, args, fresh):
 
 
 @intrinsic(prefer_literal=True)
-def local_add_8(typingctx, w, table, t, e, fresh):  # pragma: no cover - compiled
-    """``t[k] += sum over views j < VIEW_GROUP of w[o + k'] + (f + a k') (w[o + 64 + k'] - w[o + k'])`` for ``k <
+def local_add_8(typingctx, w, table, t, e, fresh, j0, n_views):  # pragma: no cover - compiled
+    """``t[k] += sum over views j0 <= j < j0 + n_views of w[o + k'] + (f + a k') (w[o + 64 + k'] - w[o + k'])`` for ``k <
     64``, the cells at ``table[e:]`` (`local_cells_8`): for ``k < 32`` view ``j``'s ``o0``, ``f0`` and ``k' = k``,
     else its ``o1``, ``f1`` and ``k' = k - 32``. ``w`` the flat resampled columns on a cache line (each offset a
     multiple of 32); ``t`` a tile's voxel column of 64 floats on a cache line. With ``fresh`` (a constant), ``=``
-    instead of ``+=``: the first group of views sets the tile's sums (no zeroing, no load)."""
+    instead of ``+=``: the first group of views sets the tile's sums (no zeroing, no load). ``n_views`` (a constant, at
+    most `VIEW_GROUP`): the last group of a stack whose views are not a multiple of 8 adds only its own, in runs of 4,
+    2 and 1 (`local_rows._add_tile`), not the padding's zero columns (61 views: 64 added, 5 % of the step)."""
     if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1 for x in (w, table, t)):
         return None
-    if not isinstance(fresh, types.BooleanLiteral):
+    if not isinstance(fresh, types.BooleanLiteral) or not isinstance(n_views, types.IntegerLiteral):
         return None
-    return types.void(w, table, t, e, fresh), _add_codegen(fresh.literal_value)
+    if not 1 <= n_views.literal_value <= VIEW_GROUP or not isinstance(j0, types.Integer):
+        return None
+    return types.void(w, table, t, e, fresh, j0, n_views), _add_codegen(fresh.literal_value, n_views.literal_value)

@@ -94,20 +94,30 @@ def _pair_consts(c_lo, n_c, c_w, w_cols, consts):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", nogil=True)
-def _add_tile(w1, lines, consts, tile, s0, z0, z1, n_x_tile, table, first):  # pragma: no cover - compiled
+def _add_tile(w1, lines, consts, tile, s0, z0, z1, n_x_tile, table, first, n_views):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of a tile (``tile[s0 + z - z0]``) += the group of views (``=`` for the ``first``
     group): per section, the cells of its ``n_x_tile`` voxel columns (`local_group.local_cells_8`, into ``table``,
-    which stays in L1), then their sums (`local_group.local_add_8`)."""
+    which stays in L1), then their sums (`local_group.local_add_8`): all 8 views, or the first ``n_views`` of a last
+    group that padding fills (in runs of 4, 2 and 1)."""
     for z in range(z0, z1):
         for xx in range(n_x_tile):
             local_cells_8(lines, consts, table, xx, z, xx * CELL_FLOATS)  # type: ignore[call-arg]
         t = tile[s0 + z - z0]
         if first:
             for xx in range(n_x_tile):
-                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, True)  # type: ignore[call-arg]
-        else:
+                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, True, 0, 8)  # type: ignore[call-arg]
+        elif n_views >= VIEW_GROUP:
             for xx in range(n_x_tile):
-                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False)  # type: ignore[call-arg]
+                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, 0, 8)  # type: ignore[call-arg]
+        else:
+            j4, j2 = n_views & 4, n_views & 6
+            for xx in range(n_x_tile):
+                if n_views & 4:
+                    local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, 0, 4)  # type: ignore[call-arg]
+                if n_views & 2:
+                    local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, j4, 2)  # type: ignore[call-arg]
+                if n_views & 1:
+                    local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, j2, 1)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -208,7 +218,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
                         x0 = xa + h * X_TILE
                         if x0 < xb:
                             _add_tile(w1, tlines[h], consts[h // 2], tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0,
-                                      table, v0 == 0)
+                                      table, v0 == 0, n_v - v0)
             for h in range(SHARED):
                 x0 = xa + h * X_TILE
                 if x0 < xb:
