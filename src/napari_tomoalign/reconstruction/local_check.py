@@ -12,13 +12,17 @@ The same measure as session 16's (`local_blocks.fit_block`, `local_blocks.block_
   its two rows' (`lane_positions`): a vector loop over the voxel columns, not `row_geometry`'s scalar one per
   lane. The fit's lanes are among the checked ones, so each is computed once (session 16: twice).
 - The fit (`fit_lines`) is `fit_block`'s, written from those positions (equal to float64 rounding; the lines
-  stored in float32 as `fit_block` stores them, so at most one float32 step, 3e-5 px at 512 px, apart).
-- The slab errors' walk along the middle section's columns (`slab_error_of`) multiplies by each interval's
-  slopes, worked out once per slab and view, where `at_column` divided per column and lane, and keeps its
-  largest and sum of squares in registers.
+  stored in float32 as `fit_block` stores them: on BBa at most one float32 step apart, 1e-12 px).
+- The block errors' largest values are kept per voxel column (`line_errors`), which vectorises (a running
+  maximum over the columns does not: 1.2 ms of BBa's check at bin 1, now 0.25).
+- The slab errors' walk along the middle section's columns (`slab_error_of`) reads each interval's line in the
+  column, worked out once per slab and lane, where `at_column` divided per column and lane, and keeps its largest
+  and sum of squares in registers.
 
-BBa's local file on one thread (`benchmarks/bench_error_check.py`): `choose_geometry` at bin 1 from about 10 ms to
-about 2.5 ms; the errors within 1e-6 px of session 16's and the same slabs.
+BBa's local file, one thread, CPU medians of three runs of `benchmarks/bench_error_check.py` (31 interleaved rounds
+each, the machine shared): `choose_geometry` at bin 1 9.9 -> 2.6 ms (tables 0.12, lanes' positions 0.25, fit 0.25,
+block errors 0.25, slab errors 1.7), at bin 2 2.25 -> 0.61 ms; the errors within 1e-13 px of session 16's (sums
+of squares: 2e-10 of them) and the same slabs.
 """
 
 from __future__ import annotations
@@ -195,11 +199,15 @@ def slab_error_of(g, n_z, last, slab, worst, v, work):  # pragma: no cover - com
     """Session 16's `_slab_error_of` for view ``v`` (lines ``g``): per slab of ``slab`` sections, at its first and
     last section, lanes 0 and ``last``, each checked voxel column, the row its lane reads from the rows resampled at
     the slab's middle section (interpolated at its column, found by `local_errors.at_column`'s walk) against its
-    own; the largest into ``worst[0, v]``, the sum of squares added to ``worst[1, v]``; ``work`` ``(16, n_xs)`` scratch.
+    own; the largest into ``worst[0, v]``, the sum of squares added to ``worst[1, v]``; ``work`` ``(16, n_xs)``: scratch.
 
     The rows along each interval of the middle section's columns are a line in the column (``k0 + c k1``, made once
     per slab and lane, where `at_column` divided per column and lane); the four walks (two sections, two lanes) go
-    side by side, each with its own sums, so that no chain of additions waits on another."""
+    side by side, each with its own sums. On BBa at bin 1 the walks take 0.7 of this function's 1.7 ms (the rows
+    read at a column with no walk, 1.0): a walk advances one interval a column for 97 % of the columns. Tried and
+    slower, for the whole check: the intervals guessed as the columns shifted by one offset, checked, and read in
+    vector loops (3.5 ms against 2.5: 64 columns a walk, the vector loops' set-up outweighs them); a first step
+    without a branch (3.0 against 2.6)."""
     n_xs = g.shape[1]
     mid, lo, hi = work[0:4], work[4:8], work[8:12]  # the lines at the middle, first and last section
     first, other = work[12:14], work[14:16]  # lanes 0 and ``last``: k0 and k1 per interval

@@ -65,7 +65,7 @@ def measured_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: i
     """``(position, extrapolation, slab errors)`` (`local_blocks.block_errors`; per view at slabs of
     `MEASURED_SLAB`, the largest and the sum of squares, ``[2, view]``) over all blocks of rows of a volume of
     ``n_z`` sections on a binned ``size`` ``(nx, ny)``, with the views sheared by ``shear`` (default `row_shears`);
-    on two threads, half the blocks each (compiled without the GIL)."""
+    on two threads, half the blocks each (compiled without the GIL). Worked out by `local_check.check_blocks`."""
     nx, ny = size
     n_blocks = -(-ny // ROWS)
     args = (mats, grid, row_shears(mats) if shear is None else shear, n_z, nx, ny, ERROR_X_STEP, MEASURED_SLAB)
