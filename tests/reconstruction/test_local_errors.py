@@ -35,24 +35,26 @@ from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_a
 JM = (ROWS - 1) / 2.0
 
 
-def tilted_patches(n_views=9, nx=96, ny=80, seed=1, shift_px=0.05, x_tilt_deg=2.5, turn_deg=0.0, tilt_deg=0.2):
-    """A 3 x 3 patch grid over a ``nx`` x ``ny`` stack: IMOD's projection with an X-axis tilt, each patch with its
-    own tilt increment (``tilt_deg``), shift (``shift_px``) and in-plane turn (``turn_deg``), as a local file gives
-    them."""
+def tilted_patches(n_views=9, nx=96, ny=80, seed=1, shift_px=0.05, x_tilt_deg=2.5, turn_deg=0.0, tilt_deg=0.2,
+                   side=3):
+    """A ``side`` x ``side`` patch grid over a ``nx`` x ``ny`` stack: IMOD's projection with an X-axis tilt, each patch
+    with its own tilt increment (``tilt_deg``), shift (``shift_px``) and in-plane turn (``turn_deg``), as a local
+    file gives them."""
     rng = np.random.default_rng(seed)
-    t = np.radians(np.linspace(-60, 60, n_views)[None, :] + rng.normal(0, tilt_deg, (9, n_views)))
-    f = np.radians(x_tilt_deg + rng.normal(0, 0.1, (9, n_views)))
-    proj = np.zeros((9, n_views, 2, 4))
+    n_p = side * side
+    t = np.radians(np.linspace(-60, 60, n_views)[None, :] + rng.normal(0, tilt_deg, (n_p, n_views)))
+    f = np.radians(x_tilt_deg + rng.normal(0, 0.1, (n_p, n_views)))
+    proj = np.zeros((n_p, n_views, 2, 4))
     proj[..., 0, 0] = np.cos(t)
     proj[..., 0, 1] = np.sin(f) * np.sin(t)
     proj[..., 0, 2] = np.cos(f) * np.sin(t)
     proj[..., 1, 1] = np.cos(f)
     proj[..., 1, 2] = -np.sin(f)
-    a = np.radians(rng.normal(0, turn_deg, (9, n_views)))
+    a = np.radians(rng.normal(0, turn_deg, (n_p, n_views)))
     turn = np.stack([np.stack([np.cos(a), -np.sin(a)], -1), np.stack([np.sin(a), np.cos(a)], -1)], -2)
     m = turn @ proj
-    m[..., :, 3] = rng.normal(0, shift_px, (9, n_views, 2))
-    return LocalProjection(m, (3, 3), (-nx / 3.0, -ny / 3.0), (nx / 3.0, ny / 3.0))
+    m[..., :, 3] = rng.normal(0, shift_px, (n_p, n_views, 2))
+    return LocalProjection(m, (side, side), (-nx / 3.0, -ny / 3.0), (nx / (1.5 * side - 1.5), ny / (1.5 * side - 1.5)))
 
 
 def _lines(g, zs):
@@ -123,11 +125,13 @@ def assert_same_check(mats, grid, n_z, size, shear):
     (9, 1.0, 0.05, 0.0, 0.2, 37, (97, 129), (8, 8)),  # a last block of one row, a last slab of five sections
     (25, 1.5, 0.02, 0.01, 0.05, 32, (96, 80), (0, 8)),  # unsheared beyond the extrapolation limit, sheared slabs
     (9, 0.0, 1.0, 0.0, 0.2, 24, (96, 80), (0, 0)),  # blocks beyond their limits: the exact voxel kernel
+    (9, 0.5, 0.01, 0.0, 0.02, 24, (96, 160), (12, 12)),  # 12 x 12 patches 10 rows apart: up to 21 lanes a block
 ])
 def test_the_check_is_session_16s(n_views, x_tilt, shift, turn, tilt, n_z, size, kernels):
     """Unsheared and sheared (`row_shears`): the errors and slabs of session 16's check; `choose_geometry` shears the
     views only where the one-row kernel is not within its limits on them unsheared."""
-    lp = tilted_patches(n_views, *size, shift_px=shift, x_tilt_deg=x_tilt, turn_deg=turn, tilt_deg=tilt)
+    lp = tilted_patches(n_views, *size, shift_px=shift, x_tilt_deg=x_tilt, turn_deg=turn, tilt_deg=tilt,
+                        side=12 if size[1] == 160 else 3)
     mats, grid = kernel_arguments(lp, 1)
     got = [assert_same_check(mats, grid, n_z, size, shear)[3] for shear in (np.zeros(n_views), row_shears(mats))]
     assert (got[0].min(), got[1].min()) == kernels

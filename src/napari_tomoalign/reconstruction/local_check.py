@@ -33,7 +33,7 @@ import numpy as np
 from .local_blocks import GROUP, ROWS, probe_lanes
 
 JM = (ROWS - 1) / 2.0  # the middle lane of a block (`local_errors.JM`)
-MAX_LANES = 48  # room for a block's checked lanes: every 8th, the last, two per patch row (grids up to 16 rows)
+MAX_LANES = ROWS + 1  # a block's lanes checked or fitted are among 0 .. ROWS - 1 (and 1 in a block of one row)
 
 
 @numba.njit(inline="always", nogil=True)
