@@ -19,10 +19,10 @@ The same measure as session 16's (`local_blocks.fit_block`, `local_blocks.block_
   column, worked out once per slab and lane, where `at_column` divided per column and lane, and keeps its largest
   and sum of squares in registers.
 
-BBa's local file, one thread, CPU medians of three runs of `benchmarks/bench_error_check.py` (31 interleaved rounds
-each, the machine shared): `choose_geometry` at bin 1 9.9 -> 2.6 ms (tables 0.12, lanes' positions 0.25, fit 0.25,
-block errors 0.25, slab errors 1.7), at bin 2 2.25 -> 0.61 ms; the errors within 1e-13 px of session 16's (sums
-of squares: 2e-10 of them) and the same slabs.
+BBa's local file, one thread, CPU medians of `benchmarks/bench_error_check.py` (31 interleaved rounds a run, six runs,
+the machine shared): `choose_geometry` at bin 1 9.8-10.2 -> 2.6-2.9 ms (0.26-0.29x; tables 0.12, lanes' positions
+0.25, fit 0.25, block errors 0.25, slab errors 1.7), at bin 2 2.2-2.3 -> 0.60-0.63 ms (0.26-0.28x); the errors
+within 1e-13 px of session 16's (sums of squares: 2e-10 of them) and the same slabs.
 """
 
 from __future__ import annotations
