@@ -91,6 +91,36 @@ def test_a_band_covers_the_rows_a_block_reads():
                 assert abs(r.mean() - yb - j) < 2.0
 
 
+def test_a_slab_makes_the_rows_of_every_column_its_lanes_read():
+    """`local_resample.chunk_rows` makes the rows of the columns a slab reads only (`_read_columns`): every column whose
+    cell a group's middle lane can take at the slab's first or last section (the block's middle lane's column, the
+    groups' drift either way) is among them, at an X-axis tilt and patches' own increments; and each view's lines read
+    from the contiguous copy (`views_first`) are those gathered from the block's lines."""
+    from napari_tomoalign.reconstruction.local_check import lines_at
+    from napari_tomoalign.reconstruction.local_errors import JM, view_lines
+    from napari_tomoalign.reconstruction.local_resample import _read_columns, fit_sampled, views_first
+
+    _, _, mats, grid = inputs()
+    n_z, n_x, n_y = 30, 96, 150
+    centre = ((n_x - 1) / 2.0, (n_y - 1) / 2.0, (n_z - 1) / 2.0, (n_x - 1) / 2.0)
+    geo = fit_sampled(mats, grid, view_shears(mats), 64 - centre[1], 63, n_z, centre, n_x, (PAD_U, PAD))
+    by_view = views_first(geo)
+    lines, want = np.empty((5, n_x)), np.empty((4, n_x))
+    for v in range(geo.shape[2]):
+        assert np.array_equal(by_view[v], geo[:, :, v].T)
+        g = geo[:, :, v].astype(float)
+        drift = (16 * np.maximum(np.abs(g[:, 2]), np.abs(g[:, 2] + g[:, 3] * (n_z - 1)))).max() + 1e-3
+        for z0, z1 in ((0, 8), (8, 16), (24, 30)):
+            lines_at(by_view[v], (z0 + z1 - 1) / 2.0, lines)
+            view_lines(geo, v, (z0 + z1 - 1) / 2.0, want)
+            assert np.allclose(lines[:4], want, rtol=1e-12, atol=1e-12)
+            lines[4] = g[:, 1] + g[:, 3] * JM
+            c0, c1 = _read_columns(lines, (z1 - 1 - z0) / 2.0, drift)
+            for z in (z0, z1 - 1):
+                s = g[:, 0] + g[:, 2] * JM + (g[:, 1] + g[:, 3] * JM) * z  # the block's middle lane's column
+                assert c0 <= np.floor(s - drift).min() and np.floor(s + drift).max() + 2 <= c1
+
+
 def test_the_kernel_in_bands_is_the_kernel_on_views_filtered_whole():
     """`backproject_local_bands` (one run of blocks or two, all the rows or a sub-range of them, with and without a
     shear) gives `backproject_local_rows`' volume on `filtered_sheared_views`: the same cells and fractions to the

@@ -20,11 +20,8 @@ from napari_tomoalign.reconstruction.local_errors import (
     choose_kernel,
     choose_slabs,
     group_slabs,
-    lines_at,
     row_shears,
     slab_errors,
-    view_lines,
-    views_first,
 )
 from napari_tomoalign.reconstruction.local_rows import backproject_local_rows
 from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
@@ -225,17 +222,6 @@ def test_the_slab_is_as_thick_as_its_error_allows():
         if x_tilt == 2.5:  # the rows move by 0.044 px per section: 0.33 px over half a slab of 16
             assert 0.3 < errors[SLABS.index(16)] < 0.4 and errors[-1] <= SLAB_TOLERANCE_PX
     assert kinds == [16, 4, 1, 0]
-
-
-def test_a_views_lines_are_the_same_from_its_contiguous_copy():
-    """The error check reads each view's lines from a contiguous copy (`views_first`); they are `view_lines`'."""
-    geo = np.random.default_rng(2).normal(size=(13, 8, 5)).astype(np.float32)
-    by_view = views_first(geo)
-    want, got = np.empty((4, 13)), np.empty((4, 13))
-    for v in range(5):
-        view_lines(geo, v, 7.5, want)
-        lines_at(by_view[v], 7.5, got)
-        assert np.allclose(got, want, rtol=1e-12, atol=1e-12) and np.array_equal(by_view[v], geo[:, :, v].T)
 
 
 def test_the_views_are_not_sheared_where_the_one_row_kernel_follows_the_drift():

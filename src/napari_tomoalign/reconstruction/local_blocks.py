@@ -14,7 +14,7 @@ view beforehand. So:
    the view is set to zero after the filter, as the exact kernel leaves such samples out.
 2. **Fit** (`fit_block`): per block of `ROWS` rows, voxel column and view, the line each lane (row of the
    block) follows, in column and row, linear in z: through the exact positions at the block's first and last
-   rows, moved by half the largest deviation at its `_probe_lanes` (the middle, and the rows where the
+   rows, moved by half the largest deviation at its `probe_lanes` (the middle, and the rows where the
    patch blend turns), so that the error is split both ways.
 3. **Back-project** (`backproject_local_blocks`): per voxel column and section, one vectorised pass over the
    views works out, for each group of `GROUP` lanes, the cell its middle lane falls in and the lanes'
@@ -51,7 +51,7 @@ ERROR_X_STEP = 8  # `block_errors` checks every 8th voxel column
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_lanes(grid, ya, last):  # pragma: no cover - compiled
+def probe_lanes(grid, ya, last):  # pragma: no cover - compiled
     """The lanes of a block (rows ``ya .. ya + last``, centred) where the fitted line is compared with the
     exact position: the middle one, and those on either side of each patch-centre row inside the block,
     where the blend of the patches turns (a kink of the position along the rows)."""
@@ -72,12 +72,12 @@ def fit_block(mats, grid, shear, ya, last, n_z, centre, x_step, pads, geo):  # p
     at section ``z`` lane ``j`` reads column ``g0 + g1 z + (g2 + g3 z) j`` and row ``g4 + g5 z + (1 + g6 + g7 z) j``.
 
     The line joins the exact positions of the first and last lanes, moved by half the largest deviations
-    of the exact positions from it at the `_probe_lanes` (so that the error is split both ways), at the
+    of the exact positions from it at the `probe_lanes` (so that the error is split both ways), at the
     first and last section; every position is linear in z, so the line is too."""
     cx, cr, cz, cu = centre
     span = max(last, 1)
     zt = max(n_z - 1, 1)
-    lanes = _probe_lanes(grid, ya, span)
+    lanes = probe_lanes(grid, ya, span)
     n_xs = geo.shape[0]
     a, b, c = np.empty((4, n_xs)), np.empty((4, n_xs)), np.empty((4, n_xs))
     dev = np.empty((2, 2, 2, n_xs))  # (column / row, first / last section, least / largest, x)
@@ -121,7 +121,7 @@ def block_errors_of(mats, grid, shear, geo, ya, last, n_z, centre, x_step):  # p
     n_xs = geo.shape[0]
     zt = max(n_z - 1, 1)
     pos, ext = 0.0, 0.0
-    lanes = np.unique(np.concatenate((np.arange(0, last + 1, 8), np.array([last]), _probe_lanes(grid, ya, last))))
+    lanes = np.unique(np.concatenate((np.arange(0, last + 1, 8), np.array([last]), probe_lanes(grid, ya, last))))
     c = np.empty((4, n_xs))
     for lane in lanes:
         for v in range(n_v):
@@ -170,7 +170,7 @@ def block_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int,
     """How far `backproject_local_blocks` is from the exact positions in a volume of ``n_z`` sections over a
     binned ``size`` ``(nx, ny)``: ``(position, extrapolation)`` in binned pixels, the largest over every
     `ERROR_X_STEP`-th voxel column, every view, the first and last section, and in every block its first and
-    last lanes, every 8th, and the `_probe_lanes`. *Position*: the fitted line (`fit_block`) against the
+    last lanes, every 8th, and the `probe_lanes`. *Position*: the fitted line (`fit_block`) against the
     exact position. *Extrapolation*: how far beyond ``[0, 1]`` a lane's fractions go in the cell the block reads
     (the cell of its middle lane): there the block extrapolates linearly from the neighbouring samples.
     ``shear``: the views' shear (default `view_shears`)."""

@@ -22,16 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .bp_kernels import VIEW_GROUP
-from .local_blocks import (
-    BLOCK_TOLERANCE_PX,
-    ERROR_X_STEP,
-    EXTRAPOLATION_LIMIT_PX,
-    GROUP,
-    ROWS,
-    block_errors_of,
-    fit_block,
-    view_shears,
-)
+from .local_blocks import BLOCK_TOLERANCE_PX, ERROR_X_STEP, EXTRAPOLATION_LIMIT_PX, GROUP, ROWS, view_shears
+from .local_check import check_blocks, lines_at
 
 SLAB_TOLERANCE_PX = 0.15  # the largest position error a slab may add to the block kernel's (binned pixels)
 SHEAR_NEGLIGIBLE_PX = 0.02  # a shear that moves a group's lanes less than this (each way) is not applied
@@ -43,37 +35,10 @@ SLAB_NEGLIGIBLE_PX = 0.01  # a group's slab error below this is not counted in `
 JM = (ROWS - 1) / 2.0  # the middle lane of a block
 
 
-@numba.njit(inline="always", fastmath=True, nogil=True)
-def lines_at(g, zs, lines):  # pragma: no cover - compiled
-    """``lines[:, x]`` = ``(s, A, R, B)`` of voxel column ``x`` at section ``zs``: the column ``s`` of its middle lane,
-    its column drift per lane, the row of its lane 0 and its row drift, from one view's lines ``g[k, x]`` (``k < 8``:
-    `fit_block`'s ``geo[x, k, v]``). On a view's lines made contiguous (`views_first`), a vector loop; on
-    ``geo[:, :, v].T``, 8 x 61 floats apart, gathers (session 16: the error check 10.9 -> 10.0 ms)."""
-    for x in range(g.shape[1]):
-        a = g[2, x] + g[3, x] * zs
-        lines[0, x] = g[0, x] + g[1, x] * zs + a * JM
-        lines[1, x] = a
-        lines[2, x] = g[4, x] + g[5, x] * zs
-        lines[3, x] = g[6, x] + g[7, x] * zs
-
-
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def view_lines(geo, v, zs, lines):  # pragma: no cover - compiled
     """`lines_at` of view ``v`` of ``geo`` (`fit_block`'s)."""
     lines_at(geo[:, :, v].T, zs, lines)
-
-
-@numba.njit(cache=True, nogil=True)
-def views_first(geo):  # pragma: no cover - compiled
-    """``geo`` ``(n_x, 8, n_v)`` as ``(n_v, 8, n_x)``, contiguous: each view's lines for `lines_at`. Written in order,
-    read across: 0.08 ms for 512 columns of 61 views, against 1.24 the other way round (a cache line per write)."""
-    n_x, n_k, n_v = geo.shape
-    out = np.empty((n_v, n_k, n_x), dtype=geo.dtype)
-    for v in range(n_v):
-        for k in range(n_k):
-            for x in range(n_x):
-                out[v, k, x] = geo[x, k, v]
-    return out
 
 
 @numba.njit(inline="always", nogil=True)
@@ -85,51 +50,6 @@ def at_column(lines, c, x):  # pragma: no cover - compiled
         x += 1
     s0, s1 = lines[0, x], lines[0, x + 1]
     return x, (c - s0) / (s1 - s0) if s1 != s0 else 0.0
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _slab_error_of(geo, n_z, last, slab, worst):  # pragma: no cover - compiled
-    """`slab_errors` for slabs of ``slab`` sections in one block (lanes ``0 .. last``) whose lines `fit_block`
-    fitted into ``geo`` at every few voxel columns (no pads): the largest of each view ``v`` into ``worst[0, v]``,
-    the sum of its squares into ``worst[1, v]``."""
-    n_xs, _, n_v = geo.shape
-    mid, at_z = np.empty((4, n_xs)), np.empty((4, n_xs))
-    by_view = views_first(geo)
-    for z0 in range(0, n_z, slab):
-        z1 = min(n_z, z0 + slab)
-        for v in range(n_v):
-            lines_at(by_view[v], (z0 + z1 - 1) / 2.0, mid)
-            for z in (z0, z1 - 1):
-                lines_at(by_view[v], z, at_z)
-                for j in (0, last):
-                    x = 0
-                    for i in range(n_xs):  # the column lane j reads, increasing with i
-                        x, t = at_column(mid, at_z[0, i] + at_z[1, i] * (j - JM), x)
-                        r = mid[2, x] + t * (mid[2, x + 1] - mid[2, x])
-                        b = mid[3, x] + t * (mid[3, x + 1] - mid[3, x])
-                        d = at_z[2, i] - r + (at_z[3, i] - b) * j
-                        worst[0, v] = max(worst[0, v], abs(d))
-                        worst[1, v] += d * d
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _errors(mats, grid, shear, n_z, nx, ny, x_step, slab, b0, b1):  # pragma: no cover - compiled
-    """``(position, extrapolation, slab errors)``: `local_blocks.block_errors` and the slab errors (for slabs of
-    ``slab``; of each view, the largest and the sum of squares, `_slab_error_of`) over the blocks ``b0 .. b1``,
-    every ``x_step``-th voxel column, one fit per block for both."""
-    centre = ((nx - 1) / 2.0, (ny - 1) / 2.0, (n_z - 1) / 2.0, (nx - 1) / 2.0)
-    n_v = mats.shape[1]
-    n_xs = (nx - 1) // x_step + 1
-    pos, ext, worst = 0.0, 0.0, np.zeros((2, n_v))
-    for blk in range(b0, b1):
-        yb = blk * ROWS
-        last = min(ROWS, ny - yb) - 1
-        geo = np.zeros((n_xs, 8, n_v), dtype=np.float32)
-        fit_block(mats, grid, shear, yb - centre[1], last, n_z, centre, x_step, (0.0, 0.0), geo)
-        p, e = block_errors_of(mats, grid, shear, geo, yb - centre[1], last, n_z, centre, x_step)
-        pos, ext = max(pos, p), max(ext, e)
-        _slab_error_of(geo, n_z, last, slab, worst)
-    return pos, ext, worst
 
 
 def row_shears(mats: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -145,18 +65,18 @@ def measured_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: i
     """``(position, extrapolation, slab errors)`` (`local_blocks.block_errors`; per view at slabs of
     `MEASURED_SLAB`, the largest and the sum of squares, ``[2, view]``) over all blocks of rows of a volume of
     ``n_z`` sections on a binned ``size`` ``(nx, ny)``, with the views sheared by ``shear`` (default `row_shears`);
-    on two threads, half the blocks each (compiled without the GIL)."""
+    on two threads, half the blocks each (compiled without the GIL). Worked out by `local_check.check_blocks`."""
     nx, ny = size
     n_blocks = -(-ny // ROWS)
     args = (mats, grid, row_shears(mats) if shear is None else shear, n_z, nx, ny, ERROR_X_STEP, MEASURED_SLAB)
     if numba.get_num_threads() > 1 and n_blocks > 1:
         with ThreadPoolExecutor(1) as pool:
-            other = pool.submit(_errors, *args, n_blocks // 2, n_blocks)
-            first = _errors(*args, 0, n_blocks // 2)
+            other = pool.submit(check_blocks, *args, n_blocks // 2, n_blocks)
+            first = check_blocks(*args, 0, n_blocks // 2)
             second = other.result()
         peak = np.maximum(first[2][0], second[2][0])
         return max(first[0], second[0]), max(first[1], second[1]), np.stack([peak, first[2][1] + second[2][1]])
-    return _errors(*args, 0, n_blocks)
+    return check_blocks(*args, 0, n_blocks)
 
 
 def slab_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
@@ -218,7 +138,7 @@ def uniform_slab(err: NDArray[np.float64], pos: float) -> int:
 
 def group_slabs(err: NDArray[np.float64], pos: float) -> NDArray[np.int64]:
     """The sections per slab of each view (the same for each group of `bp_kernels.VIEW_GROUP` views, which the
-    kernel resamples together) from the views' slab errors at `MEASURED_SLAB` (``err``: `_errors`' largest and
+    kernel resamples together) from the views' slab errors at `MEASURED_SLAB` (``err``: `measured_errors`' largest and
     sum of squares per view) and the block error ``pos``; all 1 where no slab is within `SLAB_TOLERANCE_PX` for
     some group.
 

@@ -13,10 +13,25 @@ from numba.extending import intrinsic
 
 from .bp_kernels import CONTRACT, VIEW_GROUP
 from .local_blocks import GROUP, N_GROUPS, PAD_U, ROWS, fit_block
-from .local_errors import JM, at_column, lines_at
+from .local_check import lines_at
+from .local_errors import JM, at_column
 
 PREFETCH = 8  # columns ahead whose rows `resample_columns` asks for (a column is 2.5 KB on from the last)
 FIT_X_STEP = 4  # `fit_sampled` fits every 4th voxel column
+
+
+@numba.njit(cache=True, nogil=True)
+def views_first(geo):  # pragma: no cover - compiled
+    """``geo`` ``(n_x, 8, n_v)`` (`fit_sampled`'s) as ``(n_v, 8, n_x)``, contiguous: each view's lines for
+    `local_check.lines_at` and the loops along x of `local_rows`. Written in order, read across: 0.08 ms for 512
+    columns of 61 views, against 1.24 the other way round (a cache line per write; session 16's, in the error check)."""
+    n_x, n_k, n_v = geo.shape
+    out = np.empty((n_v, n_k, n_x), dtype=geo.dtype)
+    for v in range(n_v):
+        for k in range(n_k):
+            for x in range(n_x):
+                out[v, k, x] = geo[x, k, v]
+    return out
 
 
 @intrinsic

@@ -53,9 +53,9 @@ from .local_blocks import (
     backproject_local_blocks,
     filtered_sheared_views,
 )
-from .local_errors import JM, choose_geometry, views_first
+from .local_errors import JM, choose_geometry
 from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
-from .local_resample import chunk_rows, fit_sampled, resample_columns
+from .local_resample import chunk_rows, fit_sampled, resample_columns, views_first
 from .local_warp import backproject_local
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
