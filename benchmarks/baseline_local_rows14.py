@@ -19,7 +19,7 @@ from napari_tomoalign.reconstruction.bp_kernels import (
     stack_block,
     write_columns,
 )
-from napari_tomoalign.reconstruction.local_band import GRID, band_end, band_rows, fill_band
+from napari_tomoalign.reconstruction.local_band import GRID, MARGIN, band_end, fill_band
 from napari_tomoalign.reconstruction.local_blocks import (
     FILTER_ROWS,
     GROUP,
@@ -27,13 +27,49 @@ from napari_tomoalign.reconstruction.local_blocks import (
     PAD,
     PAD_U,
     ROWS,
+    fit_block,
 )
 from napari_tomoalign.reconstruction.local_errors import JM, at_column, view_lines
-from napari_tomoalign.reconstruction.local_resample import fit_sampled, resample_columns
+from napari_tomoalign.reconstruction.local_resample import FIT_X_STEP, resample_columns
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x, pads):  # pragma: no cover - compiled
+    """Session 16's `local_resample.fit_sampled`: `fit_block` at every `FIT_X_STEP`-th voxel column, ``(n_x, 8, n_v)``."""
+    n_v = mats.shape[1]
+    n_h = (n_x - 1) // FIT_X_STEP + 1
+    half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
+    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, pads, half[:n_h])
+    if n_h == 1:
+        half[1] = half[0]
+    geo = np.empty((n_x, 8, n_v), dtype=np.float32)
+    for x in range(n_x):
+        i = min(x // FIT_X_STEP, n_h - 2)
+        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
+        geo[x] = half[i] + t * (half[i + 1] - half[i])
+    return geo
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def band_rows(geo, n_valid, n_z, pad):  # pragma: no cover - compiled
+    """Session 16's `local_band.band_rows`, on ``geo`` ``(n_x, 8, n_v)``."""
+    lo, hi = np.inf, -np.inf
+    last = n_valid - 1
+    for x in range(geo.shape[0]):
+        for v in range(geo.shape[2]):
+            g = geo[x, :, v]
+            for z in (0.0, n_z - 1.0):
+                r = g[4] + g[5] * z
+                b = g[6] + g[7] * z
+                lo = min(lo, r, r + (1.0 + b) * last)
+                hi = max(hi, r + (1.0 + b) * last + 1.0)
+                for k in range(N_GROUPS):
+                    hi = max(hi, r + b * (GROUP * k + (GROUP - 1) / 2.0) + ROWS + 2.0)
+    return int(np.floor(lo - pad - MARGIN)), int(np.ceil(hi - pad + MARGIN))
 
 
 @numba.njit(cache=True, fastmath=CONTRACT, nogil=True)
@@ -168,7 +204,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     view's columns at its slabs' middle sections (`chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
     views the tiles read are resampled (`local_resample.resample_columns`, into a buffer that stays in L2), then
-    added (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
+    added (`_slab_cells`, `_add_views`). ``geo``: the block's lines (`fit_sampled`), in ``q``'s
     columns and in its rows ``r_off`` on."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape

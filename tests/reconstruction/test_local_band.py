@@ -70,14 +70,14 @@ def test_a_band_covers_the_rows_a_block_reads():
     """`band_rows` from a block's lines: the rows of its first and last lanes at the first and last section lie
     `MARGIN` rows inside the band; the rows filtered anew after the band before are a whole number of `GRID`
     rows."""
-    from napari_tomoalign.reconstruction.local_resample import fit_sampled
+    from napari_tomoalign.reconstruction.local_resample import fit_sampled, view_tables
 
     _, _, mats, grid = inputs()
     n_z, n_x, n_y = 30, 96, 150
     centre = ((n_x - 1) / 2.0, (n_y - 1) / 2.0, (n_z - 1) / 2.0, (n_x - 1) / 2.0)
+    tabs = view_tables(mats, grid, view_shears(mats), centre, n_z, n_x)
     for yb, n_valid in ((0, 64), (64, 64), (128, 22)):
-        geo = fit_sampled(mats, grid, view_shears(mats), yb - centre[1], n_valid - 1, n_z, centre, n_x,
-                           (PAD_U, PAD)).astype(float)
+        geo = fit_sampled(tabs, grid, yb - centre[1], n_valid - 1, n_z, n_x, (PAD_U, PAD)).astype(float)
         lo, hi = band_rows(geo, n_valid, n_z, PAD)
         assert hi - lo <= 64 + 2 * MARGIN + 4
         for start, n_f in ((0, 0), (lo - 50, 80), (lo - 7, 3 * GRID), (lo + 1, GRID)):
@@ -91,29 +91,35 @@ def test_a_band_covers_the_rows_a_block_reads():
                 assert abs(r.mean() - yb - j) < 2.0
 
 
-def test_a_slab_makes_the_rows_of_every_column_its_lanes_read():
-    """`local_resample.chunk_rows` makes the rows of the columns a slab reads only (`_read_columns`): every column whose
-    cell a group's middle lane can take at the slab's first or last section (the block's middle lane's column, the
-    groups' drift either way) is among them, at an X-axis tilt and patches' own increments; and each view's lines read
-    from the contiguous copy (`views_first`) are those gathered from the block's lines."""
+def test_a_blocks_lines_are_fit_blocks_and_a_slab_makes_the_rows_of_every_column_its_lanes_read():
+    """`local_resample.fit_sampled` (each view's lines from its table, `view_tables`) gives `fit_block`'s lines at the
+    columns it fits, to float32 rounding, with an X-axis tilt and patches' own increments; and `chunk_rows` makes the
+    rows of the columns a slab reads only (`_read_columns`): every column whose cell a group's middle lane can take at
+    the slab's first or last section (the block's middle lane's column, the groups' drift either way) is among them."""
+    from napari_tomoalign.reconstruction.local_blocks import fit_block
     from napari_tomoalign.reconstruction.local_check import lines_at
-    from napari_tomoalign.reconstruction.local_errors import JM, view_lines
-    from napari_tomoalign.reconstruction.local_resample import _read_columns, fit_sampled, views_first
+    from napari_tomoalign.reconstruction.local_errors import JM
+    from napari_tomoalign.reconstruction.local_resample import FIT_X_STEP, _read_columns, fit_sampled, view_tables
 
     _, _, mats, grid = inputs()
     n_z, n_x, n_y = 30, 96, 150
     centre = ((n_x - 1) / 2.0, (n_y - 1) / 2.0, (n_z - 1) / 2.0, (n_x - 1) / 2.0)
-    geo = fit_sampled(mats, grid, view_shears(mats), 64 - centre[1], 63, n_z, centre, n_x, (PAD_U, PAD))
-    by_view = views_first(geo)
-    lines, want = np.empty((5, n_x)), np.empty((4, n_x))
-    for v in range(geo.shape[2]):
-        assert np.array_equal(by_view[v], geo[:, :, v].T)
-        g = geo[:, :, v].astype(float)
+    shear = view_shears(mats)
+    for yb in (0, 64, 128):
+        last = min(64, n_y - yb) - 1
+        geo = fit_sampled(view_tables(mats, grid, shear, centre, n_z, n_x), grid, yb - centre[1], last, n_z, n_x,
+                          (PAD_U, PAD))
+        want = np.zeros(((n_x - 1) // FIT_X_STEP + 1, 8, mats.shape[1]), dtype=np.float32)
+        fit_block(mats, grid, shear, yb - centre[1], last, n_z, centre, FIT_X_STEP, (PAD_U, PAD), want)
+        got = geo[:, :, ::FIT_X_STEP].transpose(2, 1, 0)
+        assert np.allclose(got, want, rtol=1e-6, atol=1e-5)
+        assert np.abs(got[:, (1, 3, 5, 7)]).max() > 1e-4  # the lines change along z: the X-axis tilt is there
+    lines = np.empty((5, n_x))
+    for v in range(geo.shape[0]):
+        g = geo[v].T.astype(float)
         drift = (16 * np.maximum(np.abs(g[:, 2]), np.abs(g[:, 2] + g[:, 3] * (n_z - 1)))).max() + 1e-3
         for z0, z1 in ((0, 8), (8, 16), (24, 30)):
-            lines_at(by_view[v], (z0 + z1 - 1) / 2.0, lines)
-            view_lines(geo, v, (z0 + z1 - 1) / 2.0, want)
-            assert np.allclose(lines[:4], want, rtol=1e-12, atol=1e-12)
+            lines_at(geo[v], (z0 + z1 - 1) / 2.0, lines)
             lines[4] = g[:, 1] + g[:, 3] * JM
             c0, c1 = _read_columns(lines, (z1 - 1 - z0) / 2.0, drift)
             for z in (z0, z1 - 1):

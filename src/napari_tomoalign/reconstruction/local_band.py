@@ -35,15 +35,15 @@ MARGIN = 3  # rows beyond those a block's lines reach (the resampled lines are i
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def band_rows(geo, n_valid, n_z, pad):  # pragma: no cover - compiled
     """``(lo, hi)``: the rows ``lo .. hi`` of the views that a block of ``n_valid`` lanes reaches through its lines ``geo``
-    (`local_resample.fit_sampled`, rows of the views plus ``pad``), with `MARGIN` rows more each way."""
+    (`local_resample.fit_sampled`'s ``(n_v, 8, n_x)``, rows of the views plus ``pad``), with `MARGIN` rows more each way."""
     lo, hi = np.inf, -np.inf
     last = n_valid - 1
-    for x in range(geo.shape[0]):
-        for v in range(geo.shape[2]):
-            g = geo[x, :, v]
+    for v in range(geo.shape[0]):
+        g = geo[v]
+        for x in range(geo.shape[2]):
             for z in (0.0, n_z - 1.0):
-                r = g[4] + g[5] * z  # lane 0
-                b = g[6] + g[7] * z  # the change of the row per lane, less 1
+                r = g[4, x] + g[5, x] * z  # lane 0
+                b = g[6, x] + g[7, x] * z  # the change of the row per lane, less 1
                 lo = min(lo, r, r + (1.0 + b) * last)
                 hi = max(hi, r + (1.0 + b) * last + 1.0)
                 for k in range(N_GROUPS):  # the cell a group reads from: `ROWS` + 2 rows on from there

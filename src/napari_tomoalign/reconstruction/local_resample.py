@@ -12,26 +12,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .bp_kernels import CONTRACT, VIEW_GROUP
-from .local_blocks import GROUP, N_GROUPS, PAD_U, ROWS, fit_block
-from .local_check import lines_at
+from .local_blocks import GROUP, N_GROUPS, PAD_U, ROWS, probe_lanes
+from .local_check import fit_lines, lane_positions, lines_at, view_table
 from .local_errors import JM, at_column
 
 PREFETCH = 8  # columns ahead whose rows `resample_columns` asks for (a column is 2.5 KB on from the last)
 FIT_X_STEP = 4  # `fit_sampled` fits every 4th voxel column
-
-
-@numba.njit(cache=True, nogil=True)
-def views_first(geo):  # pragma: no cover - compiled
-    """``geo`` ``(n_x, 8, n_v)`` (`fit_sampled`'s) as ``(n_v, 8, n_x)``, contiguous: each view's lines for
-    `local_check.lines_at` and the loops along x of `local_rows`. Written in order, read across: 0.08 ms for 512
-    columns of 61 views, against 1.24 the other way round (a cache line per write; session 16's, in the error check)."""
-    n_x, n_k, n_v = geo.shape
-    out = np.empty((n_v, n_k, n_x), dtype=geo.dtype)
-    for v in range(n_v):
-        for k in range(n_k):
-            for x in range(n_x):
-                out[v, k, x] = geo[x, k, v]
-    return out
 
 
 @intrinsic
@@ -99,26 +85,53 @@ def resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - co
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def fit_sampled(mats, grid, shear, ya, last, n_z, centre, n_x, pads):  # pragma: no cover - compiled
-    """`local_blocks.fit_block` for all ``n_x`` voxel columns, fitted at every `FIT_X_STEP`-th one and interpolated
-    between them: the lines are smooth in x (quadratic between patch centres, where their slope turns by the
-    patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px off at a turn), and the fit at every
-    column was 8 % of the kernel, at every other one 5 %."""
+def view_tables(mats, grid, shear, centre, n_z, n_x):  # pragma: no cover - compiled
+    """``(n_v, patch rows, 4, 2, n_h)``: `local_check.view_table` of each view (sheared by ``shear``) at every
+    `FIT_X_STEP`-th voxel column (``n_h`` of them, at least 2), made once per call for every block's `fit_sampled`."""
     n_v = mats.shape[1]
     n_h = (n_x - 1) // FIT_X_STEP + 1
-    half = np.zeros((max(n_h, 2), 8, n_v), dtype=np.float32)
-    fit_block(mats, grid, shear, ya, last, n_z, centre, FIT_X_STEP, pads, half[:n_h])
-    if n_h == 1:
-        half[1] = half[0]
-    geo = np.empty((n_x, 8, n_v), dtype=np.float32)
-    for x in range(n_x):  # loops, not ``half[i] + t * (...)``: numba made three arrays per column (0.28 ms a block)
-        i = min(x // FIT_X_STEP, n_h - 2)
-        t = np.float32((x - FIT_X_STEP * i) / FIT_X_STEP)
+    tabs = np.empty((n_v, int(grid[1]), 4, 2, max(n_h, 2)))
+    for v in range(n_v):
+        view_table(mats, grid, v, shear[v], centre, max(n_z - 1, 1), FIT_X_STEP, tabs[v, :, :, :, :n_h])
+        if n_h == 1:
+            tabs[v, :, :, :, 1] = tabs[v, :, :, :, 0]
+    return tabs
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def fit_sampled(tabs, grid, ya, last, n_z, n_x, pads):  # pragma: no cover - compiled
+    """``(n_v, 8, n_x)``: each view's lines (`local_blocks.fit_block`'s ``geo[x, :, v]``, each view's contiguous) along the
+    lanes of a block (rows ``ya .. ya + last``, centred) for all ``n_x`` voxel columns, plus ``pads`` (column, row):
+    fitted at every `FIT_X_STEP`-th one from the views' tables (`view_tables`; `local_check.fit_lines`, equal to
+    `fit_block`'s to float32 rounding) and interpolated between them. The lines are smooth in x (quadratic between
+    patch centres, where their slope turns by the patches' difference in scale, about 1e-3 per column on BBa: 1e-3 px
+    off at a turn); `fit_block` at every column was 8 % of the kernel, at every 4th 0.59 ms a block (0.15 here)."""
+    n_v, n_h = tabs.shape[0], (n_x - 1) // FIT_X_STEP + 1
+    span = max(last, 1)
+    probes = probe_lanes(grid, ya, span)
+    lanes = np.unique(np.concatenate((np.array([0, span]), probes)))
+    roles = np.zeros(lanes.size, dtype=np.int64)
+    for k in range(lanes.size):
+        roles[k] = 1 if np.any(probes == lanes[k]) else 0
+    pos = np.empty((lanes.size, 4, n_h))
+    g = np.empty((8, max(n_h, 2)))
+    at, frac = np.empty(n_x, dtype=np.int64), np.empty(n_x, dtype=np.float32)
+    for x in range(n_x):
+        at[x] = min(x // FIT_X_STEP, max(n_h, 2) - 2)
+        frac[x] = np.float32((x - FIT_X_STEP * at[x]) / FIT_X_STEP)
+    out = np.empty((n_v, 8, n_x), dtype=np.float32)
+    for v in range(n_v):
+        lane_positions(tabs[v, :, :, :, :n_h], grid, ya, lanes, lanes.size, pos)
+        fit_lines(pos, lanes, roles, lanes.size, span, max(n_z - 1, 1), g[:, :n_h])
+        if n_h == 1:
+            g[:, 1] = g[:, 0]
         for k in range(8):
-            a, b, out = half[i, k], half[i + 1, k], geo[x, k]
-            for v in range(n_v):
-                out[v] = a[v] + t * (b[v] - a[v])
-    return geo
+            pad = np.float32(pads[0] if k == 0 else pads[1] if k == 4 else 0.0)
+            a, o = g[k].astype(np.float32), out[v, k]
+            for x in range(n_x):
+                i = at[x]
+                o[x] = a[i] + frac[x] * (a[i + 1] - a[i]) + pad
+    return out
 
 
 @numba.njit(inline="always", fastmath=True, nogil=True)
@@ -137,7 +150,7 @@ def _read_columns(lines, half, drift):  # pragma: no cover - compiled
 @numba.njit(inline="always", nogil=True)
 def chunk_rows(by_view, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows):  # pragma: no cover - compiled
     """``rows[first[v] + k]`` (`column_rows`) for the ``k``-th slab of view ``v`` in the chunk of sections ``zc .. zc1``,
-    from the lines at its middle section (``by_view``: the block's lines, `local_errors.views_first`), in the columns
+    from the lines at its middle section (``by_view``: the block's lines, `fit_sampled`), in the columns
     the slab reads (`_read_columns`, ``drift``: the groups' middle lanes' farthest from the block's, per view); the view's
     slab is its group's, ``g_slab[v // VIEW_GROUP]``. Session 16 made every column of every slab, from the lines
     gathered 8 x 61 floats apart: 16.5 ms of the local WBP on BBa at bin 1."""

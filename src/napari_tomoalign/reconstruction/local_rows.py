@@ -55,7 +55,7 @@ from .local_blocks import (
 )
 from .local_errors import JM, choose_geometry
 from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
-from .local_resample import chunk_rows, fit_sampled, resample_columns, views_first
+from .local_resample import chunk_rows, fit_sampled, resample_columns, view_tables
 from .local_warp import backproject_local
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
@@ -166,7 +166,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
         g_slab[i] = min(Z_CHUNK, max(1, slabs[VIEW_GROUP * i : VIEW_GROUP * (i + 1)].min()))
     n_valid = min(ROWS, n_y - yb)
     n_xp = -(-n_x // X_TILE) * X_TILE
-    by_view = views_first(geo)  # each view's lines contiguous: the loops below and `chunk_rows` run along x
+    by_view = geo  # each view's lines contiguous: the loops below and `chunk_rows` run along x
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     drift = np.zeros(n_v)  # how far the groups' middle lanes are from the block's, at most (columns)
     for v in range(n_v):
@@ -233,17 +233,18 @@ def backproject_local_rows(q, shear, n_rows, n_cols, mats, grid, row0, vol, slab
     `local_blocks.backproject_local_blocks`'."""
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_rows - 1) / 2.0, (n_z - 1) / 2.0, (n_cols - 1) / 2.0)
+    tabs = view_tables(mats, grid, shear, centre, n_z, n_x)
     for blk in numba.prange((n_y + ROWS - 1) // ROWS):
         yb = blk * ROWS
-        geo = fit_sampled(mats, grid, shear, yb + row0 - centre[1], min(ROWS, n_y - yb) - 1, n_z, centre, n_x,
-                           (PAD_U, PAD))
+        geo = fit_sampled(tabs, grid, yb + row0 - centre[1], min(ROWS, n_y - yb) - 1, n_z, n_x, (PAD_U, PAD))
         _block_rows(q, geo, 0, vol, yb, slabs)
 
 
 @numba.njit(cache=True, nogil=True)
-def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0, b1, sums):  # pragma: no cover
-    """The blocks ``b0 .. b1`` of `backproject_local_bands`, one after the other along a band of their own; the rows
-    of the views filtered summed into ``sums`` (`local_band.fill_band`)."""
+def _run_of_blocks(views, shear, filt, wr, wi, tabs, grid, row0, vol, slabs, b0, b1, sums):  # pragma: no cover
+    """The blocks ``b0 .. b1`` of `backproject_local_bands`, one after the other along a band of their own (on a cache
+    line: the filter's stores of whole lines); the rows of the views filtered summed into ``sums``
+    (`local_band.fill_band`); ``tabs`` from `local_resample.view_tables`."""
     n_v, n_r, n_u = views.shape
     n_z, n_y, n_x = vol.shape
     centre = ((n_x - 1) / 2.0, (n_r - 1) / 2.0, (n_z - 1) / 2.0, (n_u - 1) / 2.0)
@@ -254,13 +255,14 @@ def _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, b0,
     for blk in range(b0, b1):
         yb = blk * ROWS
         n_valid = min(ROWS, n_y - yb)
-        geo = fit_sampled(mats, grid, shear, yb + row0 - centre[1], n_valid - 1, n_z, centre, n_x, (PAD_U, PAD))
+        geo = fit_sampled(tabs, grid, yb + row0 - centre[1], n_valid - 1, n_z, n_x, (PAD_U, PAD))
         lo, need = band_rows(geo, n_valid, n_z, PAD)
         hi = band_end(lo, need, start, n_f)
         if hi - lo > band.shape[2]:  # a taller band (the first, or lines that spread more): the rows held are lost
             n_f = 0
             hi = band_end(lo, need, start, n_f)
-            band = np.zeros((n_v, n_u + 2 * PAD_U, hi - lo + GRID), dtype=np.float32)
+            band = aligned_empty(n_v * (n_u + 2 * PAD_U) * (hi - lo + GRID)).reshape((n_v, n_u + 2 * PAD_U, hi - lo + GRID))
+            band[:] = 0.0
         start, n_f = fill_band(views, shear, filt, wr, wi, band, start, n_f, lo, hi, rows, bufs, sums)
         _block_rows(band, geo, lo + PAD, vol, yb, slabs)
 
@@ -271,10 +273,13 @@ def backproject_local_bands(views, shear, filt, wr, wi, mats, grid, row0, vol, s
     blocks in turn and filters the rows of the views they reach into a band of its own as it goes
     (`local_band.fill_band`, with ``shear``, ``filt``, ``wr``, ``wi`` as `local_blocks.filtered_sheared_views`).
     Returns the float64 sum of the rows of each view that were filtered (NaN or infinite where a pixel is)."""
-    n_blocks = (vol.shape[1] + ROWS - 1) // ROWS
+    n_z, n_y, n_x = vol.shape
+    n_blocks = (n_y + ROWS - 1) // ROWS
+    centre = ((n_x - 1) / 2.0, (views.shape[1] - 1) / 2.0, (n_z - 1) / 2.0, (views.shape[2] - 1) / 2.0)
+    tabs = view_tables(mats, grid, shear, centre, n_z, n_x)
     part = np.zeros((n_runs, views.shape[0]))  # each run's sums
     for run in numba.prange(n_runs):
-        _run_of_blocks(views, shear, filt, wr, wi, mats, grid, row0, vol, slabs, run * n_blocks // n_runs,
+        _run_of_blocks(views, shear, filt, wr, wi, tabs, grid, row0, vol, slabs, run * n_blocks // n_runs,
                        (run + 1) * n_blocks // n_runs, part[run])
     return part.sum(axis=0)
 
