@@ -178,3 +178,22 @@ def test_section_tiles_share_the_sections_evenly_between_the_threads(threads, n_
     assert max(per_thread) - min(per_thread) <= t
     if n_z >= threads * Z_TILE:
         assert n_tiles % threads == 0
+
+
+def test_a_large_volume_has_its_pages_touched_by_all_the_threads():
+    """`volume_empty` on more than one thread touches one value of each 4 kB page of a volume of 32 MB or more (the
+    threads fault its pages side by side, not one after the other in the kernels' first chunk); each run of pages
+    is one thread's, and the pages in between are left as they were."""
+    from napari_tomoalign.reconstruction.bp_kernels import PAGE_FLOATS, TOUCH_MIN_BYTES, _first_touch
+
+    flat = np.full(10 * PAGE_FLOATS + 7, np.nan, dtype=np.float32)
+    _first_touch(flat, 3)
+    touched = np.flatnonzero(~np.isnan(flat))
+    assert np.array_equal(touched, np.arange(11) * PAGE_FLOATS) and np.all(flat[touched] == 0.0)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        vol = volume_empty((TOUCH_MIN_BYTES // 4 // (64 * 128) + 1, 64, 128))
+        assert vol.ctypes.data % 64 == 0 and vol.dtype == np.float32 and vol.flags.c_contiguous
+    finally:
+        numba.set_num_threads(threads)
