@@ -14,7 +14,7 @@ from numba.extending import intrinsic
 from .bp_kernels import CONTRACT, VIEW_GROUP
 from .local_blocks import GROUP, N_GROUPS, PAD_U, ROWS, probe_lanes
 from .local_check import fit_lines, lane_positions, lines_at, view_table
-from .local_errors import JM, at_column
+from .local_errors import JM
 
 PREFETCH = 8  # columns ahead whose rows `resample_columns` asks for (a column is 2.5 KB on from the last)
 FIT_X_STEP = 4  # `fit_sampled` fits every 4th voxel column
@@ -42,12 +42,19 @@ def column_rows(lines, n_rs, r_off, out, c_first, c_stop):  # pragma: no cover -
     step 1), from the lines of a slab's middle section: per group of `GROUP` lanes the row of the
     cell of its middle lane, the fraction of its first lane there, and the change of the row per lane. ``lines`` in
     rows ``r_off`` on from those of the filtered views' ``n_rs`` rows (a band's first row), as whole numbers: the
-    cells and fractions are those the same lines give in the whole views, to the last bit."""
+    cells and fractions are those the same lines give in the whole views, to the last bit. ``lines[5]``: scratch."""
     bot_r = np.float32(r_off)
     top_r = np.float32(r_off + n_rs - ROWS - 2)
+    n_x = lines.shape[1]
+    for x in range(n_x - 1):  # each interval's reciprocal width, in a vector loop: no division per column
+        d = lines[0, x + 1] - lines[0, x]
+        lines[5, x] = 1.0 / d if d != 0.0 else 0.0
     x = 0
     for c in range(max(0, c_first), min(out.shape[1], c_stop)):
-        x, t = at_column(lines, np.float32(c), x)
+        cf = np.float32(c)
+        while x < n_x - 2 and lines[0, x + 1] <= cf:  # `local_errors.at_column`'s walk
+            x += 1
+        t = (cf - lines[0, x]) * lines[5, x]
         r = np.float32(lines[2, x] + t * (lines[2, x + 1] - lines[2, x]))
         b = np.float32(lines[3, x] + t * (lines[3, x + 1] - lines[3, x]))
         for k in range(N_GROUPS):

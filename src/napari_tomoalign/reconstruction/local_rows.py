@@ -184,7 +184,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     w1 = aligned_empty(VIEW_GROUP * w_cols * ROWS)  # on a cache line: a vector of a column's rows is one line
     w = w1.reshape((VIEW_GROUP, w_cols, ROWS))
     q1 = q.ravel()
-    lines = np.empty((5, n_x))
+    lines = np.empty((6, n_x))
     first = np.zeros(n_v + 1, dtype=np.int64)  # the rows of view v's slabs in a chunk: rows[first[v] ..]
     for v in range(n_v):
         first[v + 1] = first[v] - (-Z_CHUNK // g_slab[v // VIEW_GROUP])
@@ -219,10 +219,9 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
                         if x0 < xb:
                             _add_tile(w1, tlines[h], consts[h // 2], tile[h], z0 - zc, z0, z1, min(xb, x0 + X_TILE) - x0,
                                       table, v0 == 0, n_v - v0)
-            for h in range(SHARED):
-                x0 = xa + h * X_TILE
-                if x0 < xb:
-                    write_columns(tile[h, : zc1 - zc], vol, zc, zc1, x0, min(xb, x0 + X_TILE), yb, n_valid)
+                            if v0 + VIEW_GROUP >= n_v:  # the last group: these sections are done, and still in L1/L2
+                                write_columns(tile[h, z0 - zc : z1 - zc], vol, z0, z1, x0, min(xb, x0 + X_TILE), yb,
+                                              n_valid)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
