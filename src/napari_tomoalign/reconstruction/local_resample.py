@@ -155,15 +155,15 @@ def _read_columns(lines, half, drift):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", nogil=True)
-def chunk_rows(by_view, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows):  # pragma: no cover - compiled
+def chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows):  # pragma: no cover - compiled
     """``rows[first[v] + k]`` (`column_rows`) for the ``k``-th slab of view ``v`` in the chunk of sections ``zc .. zc1``,
-    from the lines at its middle section (``by_view``: the block's lines, `fit_sampled`), in the columns
+    from the lines at its middle section (``geo``: the block's lines, `fit_sampled`'s), in the columns
     the slab reads (`_read_columns`, ``drift``: the groups' middle lanes' farthest from the block's, per view); the view's
     slab is its group's, ``g_slab[v // VIEW_GROUP]``. Session 16 made every column of every slab, from the lines
     gathered 8 x 61 floats apart: 16.5 ms of the local WBP on BBa at bin 1."""
-    for v in range(by_view.shape[0]):
+    for v in range(geo.shape[0]):
         sl = g_slab[v // VIEW_GROUP]
-        g = by_view[v]
+        g = geo[v]
         for z0 in range(zc, zc1, sl):
             z1 = min(zc1, z0 + sl)
             lines_at(g, (z0 + z1 - 1) / 2.0, lines)

@@ -156,8 +156,8 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     view's columns at its slabs' middle sections (`local_resample.chunk_rows`); per pair of tiles of `X_TILE` voxel columns,
     group of `VIEW_GROUP` views and slab of the chunk (the group's thinnest of ``slabs``), the columns of the
     views the tiles read are resampled (`local_resample.resample_columns`, into a buffer that stays in L2), then
-    added (`_add_tile`). ``geo``: the block's lines (`local_resample.fit_sampled`), in ``q``'s
-    columns and in its rows ``r_off`` on."""
+    added (`_add_tile`); the last group's sections go out as each slab finishes them. ``geo``: the block's lines
+    ``(n_v, 8, n_x)`` (`local_resample.fit_sampled`), in ``q``'s columns and in its rows ``r_off`` on."""
     n_v, n_us, n_rs = q.shape
     n_z, n_y, n_x = vol.shape
     n_t = -(-n_v // VIEW_GROUP) * VIEW_GROUP
@@ -166,11 +166,10 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
         g_slab[i] = min(Z_CHUNK, max(1, slabs[VIEW_GROUP * i : VIEW_GROUP * (i + 1)].min()))
     n_valid = min(ROWS, n_y - yb)
     n_xp = -(-n_x // X_TILE) * X_TILE
-    by_view = geo  # each view's lines contiguous: the loops below and `chunk_rows` run along x
     cols = np.zeros((4, n_t, n_xp), dtype=np.float32)  # padded views and columns: zero
     drift = np.zeros(n_v)  # how far the groups' middle lanes are from the block's, at most (columns)
     for v in range(n_v):
-        g = by_view[v]
+        g = geo[v]  # a view's lines, contiguous: the loops run along x
         for x in range(n_xp):
             xc = min(x, n_x - 1)
             cols[0, v, x] = g[0, xc] + g[2, xc] * JM
@@ -197,7 +196,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     table = np.empty(X_TILE * CELL_FLOATS, dtype=np.float32)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
-        chunk_rows(by_view, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows)
+        chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows)
         for xa in range(0, n_x, SHARED * X_TILE):  # `SHARED` tiles share the resampled columns
             xb = min(n_x, xa + SHARED * X_TILE)
             for v0 in range(0, n_t, VIEW_GROUP):
