@@ -72,7 +72,7 @@ def volume_empty(shape: tuple[int, ...]) -> NDArray[np.float32]:
     On more than one thread, a volume of `TOUCH_MIN_BYTES` or more has its pages touched first, half by each thread
     (`_first_touch`): the kernels' first chunk of rows reaches every section, so every page of it, and its threads
     waited on each other's faults (a 2 MB huge page holds two sections of 512 x 512). 512 x 512 x 128 on two
-    threads: 4.3 ms of faults (6.5 on one), and the whole WBP 1.65-1.67x one thread's speed before, 1.69-1.79x after
+    threads: 4.3 ms of faults (6.5 on one), and the whole WBP 1.65-1.67x one thread's speed before, 1.68-1.79x after
     (`benchmarks/bench_wbp_threads.py`)."""
     size = int(np.prod(shape))
     raw = np.empty(size + 16, dtype=np.float32)
