@@ -61,8 +61,8 @@ def test_a_saved_alignment_is_shown_on_its_stack_and_another_refused(qtbot, make
         per_view = np.sqrt(np.bincount(view, np.sum(residual**2, axis=1)) / np.bincount(view))
         worst = int(np.argmax(per_view))
         assert f"largest RMS by view: view {worst + 1} {per_view[worst]:.3f} px" in widget.report.value
-        assert f"shown for its residuals; a tomogram or aligned stack from it is made by tomoalign reconstruct or" \
-               f" aligned-stack with --alignment {imod_data / 'BBa.xf'}" in widget.report.value  # s16 new user
+        assert f"its tomogram is made by Compare (step 6, beside an Align's), or by tomoalign reconstruct --alignment" \
+               f" {imod_data / 'BBa.xf'}" in widget.report.value  # s16 new user
         assert not viewer.layers[PREDICTED].visible  # the last Align's: hidden, not this alignment's
         widget.results.exaggeration.value = 2 * exaggeration  # step 5's control redraws the loaded residuals
         np.testing.assert_allclose(residual_layer(viewer).data[:, 1, 1:], residual[:, ::-1] * 2 * exaggeration)

@@ -101,7 +101,8 @@ class AlignWidget(Aligning, OpensInTurns):
         self.runner.locked += [self.beads.find_button, self.beads.runner.align_button]  # one job at a time
         self.beads.runner.locked.append(self.runner.align_button)
         self.report = ReportView(self.runs.surfaces)
-        self.loader = AlignmentLoader(viewer, self.inputs, self.results, self.report, self.say)  # a saved alignment
+        self.loader = AlignmentLoader(viewer, self.inputs, self.results, self.report, self.say,  # a saved alignment
+                                      self.runs)
         self.triage = Triage(viewer, self.runs, self.panel, self.say)
         self.fixer = BeadFixer(viewer, self.runs, self.panel, self.inputs, self.beads.diameter_px, self.say,
                                dark=lambda: self.beads.polarity.value == "dark")
@@ -111,6 +112,7 @@ class AlignWidget(Aligning, OpensInTurns):
         self.tomograms.fit_to(self.steps_area)  # every panel in view at once
         self.comparison = Comparison(self.runs, self.tomograms, self.report, self.say)
         self.comparison.reveal = lambda: self.reveal_step(5)
+        self.runs.on_load.append(self.comparison.refresh)
         self.restorer = Restorer(viewer, self.inputs, self.panel, self.say)
         self.earlier = EarlierLayers(viewer, self.say, self.beads.adopt_candidates)  # an earlier dock's layers
         self.panel.on_refresh.append(self._journal_edit)
@@ -214,7 +216,7 @@ class AlignWidget(Aligning, OpensInTurns):
         if last is None or last.tomogram is None:
             loaded = self.loader.loaded
             refuse(self.say, "no tomogram yet: align with a tilt series chosen; the tomogram is made from it" + (
-                f" (the loaded '{loaded.name}' is shown for its residuals: {loaded.elsewhere()})" if loaded else ""))
+                f" (the loaded '{loaded.name}': {loaded.elsewhere()})" if loaded else ""))
             return []
         label = f"tomogram: {last.name} (RMS {last.alignment.rms_residual_px:.3f} px)"
         beads = bead_section(last, last.tomogram.shape[0])

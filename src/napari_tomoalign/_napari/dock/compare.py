@@ -89,7 +89,7 @@ class Comparison:
         self.reveal: Callable[[], None] = lambda: None  # the dock unfolds the slice view's step
 
     def _names(self, _w: Any = None) -> list[str]:
-        return list(self._runs.results)
+        return self._runs.names()  # those made, then those loaded (`dock.loaded_compare`)
 
     def refresh(self, newest: str | None = None) -> None:
         self.compare_a.reset_choices()
@@ -109,6 +109,8 @@ class Comparison:
             refuse(self._status, "cannot compare: align twice under two names first (for example with and without "
                    "'only markers seen in every view'), then pick both")
             return None
+        if a in self._runs.loaded or b in self._runs.loaded:
+            return self._compare_loaded(a, b)
         ra, rb = self._runs.results[a], self._runs.results[b]
         problem = comparison_problem(ra, rb)  # checked here, so that nothing is raised in a worker
         if problem:
@@ -121,6 +123,55 @@ class Comparison:
         self._status(f"putting '{a}' and '{b}' on one grid...")
         worker.start()
         return worker
+
+    def _compare_loaded(self, a: str, b: str) -> Any:
+        """`compare` with a loaded alignment: its tomogram made as ``tomoalign reconstruct`` makes it, in the worker."""
+        from napari.qt.threading import create_worker
+
+        from .loaded_compare import loaded_frame, loaded_problem
+
+        runs = self._runs
+        items = [runs.loaded[n] if n in runs.loaded else runs.results[n] for n in (a, b)]
+        problem = loaded_problem(items[0], items[1], lambda r: stack_file(runs.source(r.name)[1]))
+        if problem:
+            refuse(self._status, f"cannot compare: {problem}")
+            return None
+        run = next(x for x in items if isinstance(x, PipelineResult))
+
+        def work() -> tuple[Any, Any]:
+            from ...report import report_plot
+            from .report_view import PLOT_SIZE
+
+            return loaded_frame(items[0], items[1]), report_plot({run.name: run.alignment}, size_px=PLOT_SIZE)
+
+        worker = create_worker(work, _start_thread=False)
+        worker.returned.connect(lambda out: self.show_loaded((a, b), items, *out))
+        worker.errored.connect(lambda exc: self._failed(exc))
+        self.worker = worker
+        self._status(f"making the tomogram of the loaded alignment as tomoalign reconstruct does, then putting '{a}' "
+                     f"and '{b}' on one grid...")
+        worker.start()
+        return worker
+
+    def show_loaded(self, names: tuple[str, str], items: list[Any], framed: tuple[Any, str | None],
+                    plot: Any = None) -> list[str]:
+        """`show` with a loaded alignment (``framed``: the two volumes and a note, `loaded_compare.loaded_frame`): its
+        panel labelled by its residuals, its report lines under the aligned run's report."""
+        from .loaded_compare import loaded_label
+
+        (volumes, note), run = framed, next(x for x in items if isinstance(x, PipelineResult))
+        labels = [comparison_label(n, x.alignment) if isinstance(x, PipelineResult) else loaded_label(n, x)
+                  for n, x in zip(names, items)]
+        beads = bead_section(items[0], volumes[0].shape[0]) if items[0] is run else None
+        shown = self._tomograms.show([(volumes[0], voxel_nm(run), labels[0]), (volumes[1], voxel_nm(run), labels[1])],
+                                     start=beads[0] if beads else None)
+        loaded = next(x for x in items if x is not run)
+        self._report.show([run], plot=plot, more=loaded.report())
+        self.reveal()
+        where = self._tomograms.section_said(beads) if items[0] is run else "at the middle section"  # the loaded one's grid
+        self._status(f"comparing '{names[0]}' (top) with '{names[1]}' (bottom) on one grid, step 6, {where}"
+                     + (f"; {note}" if note else ""))
+        return shown
 
     def _failed(self, exc: BaseException) -> None:
         refuse(self._status, f"cannot compare: {exc}")
@@ -136,3 +187,8 @@ class Comparison:
         self._status(f"comparing '{ra.name}' (top) with '{rb.name}' (bottom) on one grid, step 6, "
                      f"{self._tomograms.section_said(beads)}")
         return shown
+
+
+def stack_file(image: Any) -> str | None:
+    """The file an image layer was opened from, or None."""
+    return getattr(getattr(image, "source", None), "path", None)

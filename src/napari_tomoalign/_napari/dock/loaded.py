@@ -36,6 +36,14 @@ class LoadedAlignment:
     residual: NDArray[np.float64] | None
     notes: list[str]
     given: Path | None = None  # the file or folder the user chose (what --alignment takes)
+    stack: Path | None = None  # the tilt series it was read and checked for
+
+    def choice_name(self) -> str:
+        """Its name in Save's and Compare's lists: the file chosen (an ``alignment.json`` or a folder with its folder's
+        name), marked as loaded."""
+        p = self.given or self.path
+        shown = f"{p.parent.name}/{p.name}" if p.name == "alignment.json" else f"{p.name}/" if p.is_dir() else p.name
+        return f"{shown} (loaded)"
 
     @property
     def rms_px(self) -> float | None:
@@ -54,9 +62,9 @@ class LoadedAlignment:
 
 
     def elsewhere(self) -> str:
-        """Where a tomogram or aligned stack of a loaded alignment is made: the dock makes them from its own Align."""
-        return (f"a tomogram or aligned stack from it is made by tomoalign reconstruct or aligned-stack with --alignment"
-                f" {self.given or self.path}")
+        """Where a tomogram of a loaded alignment is made: in Compare, or by the command line."""
+        return ("its aligned stack is step 5's 'aligned stack'; its tomogram is made by Compare (step 6, beside an "
+                f"Align's), or by tomoalign reconstruct --alignment {self.given or self.path}")
 
     def report(self, worst: int = 5) -> list[str]:
         """The lines step 5's report shows: the summary, the readers' notes, and the views of largest RMS."""
@@ -104,4 +112,15 @@ def load_alignment(path: str | os.PathLike[str], stack_path: str | os.PathLike[s
         if len(view) and (view.min() < 0 or view.max() >= n):
             raise FileFormatError(f"{resid}: residuals in view {int(view.max()) + 1} of an alignment of {n} views: "
                                   "the .resid of another run; align again or remove it")
-    return LoadedAlignment(saved.stem or where.name, where, saved, view, xy, residual, notes, Path(path))
+    return LoadedAlignment(saved.stem or where.name, where, saved, view, xy, residual, notes, Path(path),
+                           Path(stack_path))
+
+
+def save_loaded(loaded: LoadedAlignment, directory: str | os.PathLike[str], stem: str, overwrite: bool) -> list[Path]:
+    """The loaded alignment written into ``directory`` as ``tomoalign convert ALIGNMENT --to imod --name STEM`` writes
+    it (`io.convert.convert`): IMOD's ``STEM.xf`` and ``STEM.tlt``, with the ``fid.xyz``, ``.xtilt``, ``.zfac`` and
+    local file of its set carried; the set the dock and the command line load back."""
+    from ...io.convert import convert
+
+    saved = loaded.saved
+    return convert(saved, "imod", directory, name=stem, n_views=len(saved.transforms), overwrite=overwrite)

@@ -4,8 +4,10 @@ The user picks an ``alignment.json`` (or a ``tomoalign align`` folder's ``.xf``,
 and checked against the chosen tilt series by the command line's own reader (`dock.loaded`: a file of another run
 or another stack is refused in one line) and its residuals are drawn as after Align (the residual vectors over the
 stack, exaggerated by step 5's *residuals x*), with its RMS in the status line and, in step 5's report, what the
-readers noted and the views of largest RMS. The last Align's other layers (its
-predicted markers and aligned stack) are hidden: they are not this alignment's.
+readers noted and the views of largest RMS; its aligned stack is step 5's *aligned stack* (warped view by view when
+shown, as `tomoalign aligned-stack` warps it). The last Align's other layers (its predicted and aligned markers) are
+hidden: they are not this alignment's. It joins the alignments Compare (step 6) and Save (step 7) offer, by its file's
+name (`state.Runs.add_loaded`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .inputs import InputsSection
 from .loaded import LoadedAlignment, load_alignment, stack_path_of
 from .report_view import ReportView
 from .results import ResultLayers
+from .state import Runs
 from .status import refuse
 from .ui import button, row
 
@@ -32,8 +35,9 @@ class AlignmentLoader:
     """The Load alignment button and what it shows."""
 
     def __init__(self, viewer: Any, inputs: InputsSection, results: ResultLayers, report: ReportView,
-                 status: Callable[..., None]) -> None:
+                 status: Callable[..., None], runs: Runs | None = None) -> None:
         self._viewer, self._inputs, self._results, self._report, self._status = viewer, inputs, results, report, status
+        self._runs = runs if runs is not None else Runs()  # where Save and Compare find it, by name
         self.loaded: LoadedAlignment | None = None
         self.load_button = button("Load alignment...", "show a saved alignment (alignment.json, or etomo's .xf) on "
                                   "this tilt series: its residuals, as after Align")
@@ -60,18 +64,20 @@ class AlignmentLoader:
             refuse(self._status, f"not loaded: {exc}")
             return None
         self.loaded = loaded
-        self._show(loaded, image)
+        name = self._runs.add_loaded(loaded, self._inputs.markers.value, image)  # Save and Compare offer it
+        self._show(loaded, image, name)
         return loaded
 
-    def _show(self, loaded: LoadedAlignment, image: Any) -> None:
+    def _show(self, loaded: LoadedAlignment, image: Any, name: str) -> None:
         view, xy, residual = loaded.view, loaded.xy, loaded.residual
         if view is None or xy is None or residual is None:  # no .resid: no arrows (not the last ones' left)
             view, xy, residual = np.empty(0, dtype=np.intp), np.empty((0, 2)), np.empty((0, 2))
-        steps = self._results.show_loaded(view, xy, residual, loaded.rms_px or 0.0, image, self._inputs.markers.value)
+        steps = self._results.show_loaded(view, xy, residual, loaded.rms_px or 0.0, image, self._inputs.markers.value,
+                                          loaded)
         while steps:  # a few layers at most: at once
             steps[0:1] = steps[0]() or []
         self._report.show_lines(loaded.report())
-        self._status(loaded.summary())
+        self._status(f"{loaded.summary()}; '{name}' in Compare (step 6) and Save (step 7)")
         show_info(loaded.summary())
         for note in loaded.notes:
             (show_info if note.startswith("note:") else show_warning)(note)

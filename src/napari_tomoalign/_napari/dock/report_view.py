@@ -137,8 +137,10 @@ class ReportView:
         self.plot.clear()
         self.image = None
 
-    def show(self, results: list[PipelineResult], plot: Any = None) -> None:
-        lines = report_lines(results, self.surfaces)
+    def show(self, results: list[PipelineResult], plot: Any = None, more: list[str] | None = None) -> None:
+        """The runs' report and plot (``plot``: drawn in a worker; drawn here when None), ``more`` lines after it (a
+        loaded alignment's, compared with a run)."""
+        lines = report_lines(results, self.surfaces) + list(more or [])
         self._set_text(lines)
         if plot is None:
             plot = report_plot({r.name: r.alignment for r in results}, size_px=PLOT_SIZE)

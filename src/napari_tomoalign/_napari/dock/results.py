@@ -45,6 +45,7 @@ class ResultLayers:
         self.image: Any = None
         self.markers: Any = None
         self.loaded: tuple[Any, Any, Any, float] | None = None  # a loaded alignment's (view, xy, residual, RMS)
+        self._loaded_roles = {RESIDUALS}  # the layers a loaded alignment shows: its residuals, its aligned stack
         self._pending: list[Any] = []  # layers added hidden, to be shown one per turn
 
     # ------------------------------------------------------------------ adding layers
@@ -82,11 +83,16 @@ class ResultLayers:
         data: Any = result.aligned
         if data is None:
             data = AlignedViews(self.image.data, result.transforms, result.frame.shape())
+        self._aligned_layer(data, {"tilt_angles_deg": result.alignment.tilt_angles_deg, "tilt_kind": "solved",
+                                   "tilt_source": f"solved by '{result.name}'",
+                                   "pixel_size_nm": result.alignment.pixel_size_nm})
+
+    def _aligned_layer(self, data: Any, meta: dict[str, Any]) -> None:
+        """The *aligned stack* layer shows ``data`` (updated by name, or added hidden), with ``meta``."""
         mid = data[len(data) // 2][::4, ::4]
         lo, hi = (float(v) for v in np.percentile(mid, [0.5, 99.5]))
         hi = hi if hi > lo else lo + 1.0
-        meta = {ROLE: ALIGNED, "tilt_angles_deg": result.alignment.tilt_angles_deg, "tilt_kind": "solved",
-                "tilt_source": f"solved by '{result.name}'", "pixel_size_nm": result.alignment.pixel_size_nm}
+        meta = {ROLE: ALIGNED, **meta}
         raw = getattr(self.image, "data", None)
         if raw is not None and np.dtype(raw.dtype).kind in "iu":  # saved in the stack's own mode, as newstack keeps it
             meta["source_dtype"] = np.dtype(raw.dtype).newbyteorder("=").name
@@ -98,11 +104,29 @@ class ResultLayers:
         self._place(Image(data, name=ALIGNED, colormap="gray", contrast_limits=(lo, hi), visible=False,
                           metadata=meta, **self._frame()))
 
-    def show_loaded(self, view: Any, xy: Any, residual: Any, rms_px: float, image: Any, markers: Any) -> list:
-        """A loaded alignment's residuals (`dock.loaded`), drawn as a run's are; the steps that show them (the last
-        Align's other layers are hidden: they are not this alignment's)."""
+    def show_loaded_stack(self, loaded: Any) -> bool:
+        """A loaded alignment's aligned stack (`dock.loaded`), warped view by view when shown, in the frame ``tomoalign
+        aligned-stack`` gives it (`frame.frame_size_of`); False (nothing shown) when the stack is not its series."""
+        from ...reconstruction.aligned_views import AlignedViews
+        from ...reconstruction.frame import frame_size_of
+
+        saved = loaded.saved
+        shape: tuple[int, ...] = tuple(getattr(getattr(self.image, "data", None), "shape", ()))
+        if len(shape) != 3 or shape[0] != len(saved.transforms):
+            return False
+        data = AlignedViews(self.image.data, saved.transforms, frame_size_of(saved).shape())
+        self._aligned_layer(data, {"tilt_angles_deg": saved.tilt_angles_deg, "tilt_kind": "solved",
+                                   "tilt_source": f"loaded from {loaded.given or loaded.path}",
+                                   "pixel_size_nm": saved.pixel_size_nm})
+        return True
+
+    def show_loaded(self, view: Any, xy: Any, residual: Any, rms_px: float, image: Any, markers: Any,
+                    loaded: Any = None) -> list:
+        """A loaded alignment's residuals (`dock.loaded`), drawn as a run's are, and its aligned stack (``loaded``);
+        the steps that show them (the last Align's other layers are hidden: they are not this alignment's)."""
         self.image, self.markers, self.loaded, self._pending = image, markers, (view, xy, residual, rms_px), []
         self.show_residual_vectors()
+        self._loaded_roles = {RESIDUALS} | ({ALIGNED} if loaded is not None and self.show_loaded_stack(loaded) else set())
         return [self.reveal]
 
     def show_aligned_markers(self, data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -221,8 +245,8 @@ class ResultLayers:
             return
         for layer in self._viewer.layers:
             role = layer.metadata.get(ROLE)
-            if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):  # a loaded alignment's residuals alone
-                _show(layer, self._in_frame(layer) and (self.loaded is None or role == RESIDUALS))
+            if role in (ALIGNED, ALIGNED_MARKERS, RESIDUALS, PREDICTED):  # a loaded alignment's layers alone
+                _show(layer, self._in_frame(layer) and (self.loaded is None or role in self._loaded_roles))
         for layer in (self.image, self.markers):
             if layer is not None and layer in self._viewer.layers:
                 _show(layer, not aligned)

@@ -34,8 +34,9 @@ class SaveSection:
         self._image_layer = image_layer
         self.on_markers_saved: list[Callable[[], None]] = []  # the journal marks its state saved
         self.which = ComboBox(label="alignment", choices=[], tooltip="the alignment Save alignment writes (of those "
-                              "this dock made, by name): the last one unless another is chosen")
+                              "this dock made, by name, and those loaded): the last one unless another is chosen")
         runs.on_add.append(lambda result: self._offer(result.name))
+        runs.on_load.append(self._offer)
         self.save_dir = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=None,
                                  tooltip="where Save alignment writes")
         self.overwrite = CheckBox(text="overwrite existing files", value=False)
@@ -51,8 +52,8 @@ class SaveSection:
         self.worker: Any = None  # the worker of the last save started by a button, until it finishes
 
     def _offer(self, name: str) -> None:
-        """The alignments to choose from, the one just made chosen."""
-        self.which.choices = list(self._runs.results)
+        """The alignments to choose from, the one just made (or loaded) chosen."""
+        self.which.choices = self._runs.names()
         self.which.value = name
 
     # ------------------------------------------------------------------ at once (scripts and tests)
@@ -124,6 +125,8 @@ class SaveSection:
         from ...jobs.preview import save_result
 
         runs = self._runs
+        if self.which.value is not None and str(self.which.value) in runs.loaded:
+            return self.loaded_job(str(self.which.value))
         last = runs.results.get(str(self.which.value)) if self.which.value is not None else runs.last
         if last is None:
             refuse(self._status, "alignment not saved: align first")
@@ -153,36 +156,91 @@ class SaveSection:
             except OSError as exc:  # OverwriteError is one
                 return None, exc
 
+        return SaveJob(write, self._told(last.name, target, ali is not None))
+
+    def loaded_job(self, name: str) -> SaveJob | None:
+        """Writing the loaded alignment ``name`` into the chosen folder as ``tomoalign convert --to imod`` writes it
+        (`loaded.save_loaded`), with its aligned stack when asked (as a made one's), or None."""
+        from ...io.atomic import OverwriteError
+        from .loaded import save_loaded
+
+        loaded, (markers, image) = self._runs.loaded[name], self._runs.source(name)
+        target = str(self.save_dir.value or "")
+        if target in ("", "."):
+            refuse(self._status, "alignment not saved: choose a folder to save it in")
+            return None
+        stem, overwrite = stack_stem(image, markers), bool(self.overwrite.value)
+        ali = loaded_stack_writer(loaded, image, Path(target) / f"{stem}.ali", overwrite) \
+            if self.with_aligned.value else None
+        if self.with_aligned.value and ali is None:
+            refuse(self._status, f"alignment not saved: the tilt series '{name}' was loaded for has left the viewer, "
+                   "so there is no aligned stack to write; untick 'with the aligned stack'")
+            return None
+
+        def write() -> tuple[Any, BaseException | None]:
+            try:
+                if ali is not None and ali[0].exists() and not overwrite:  # before any file is written
+                    raise OverwriteError(f"{ali[0]} already exists")
+                paths = save_loaded(loaded, target, stem, overwrite)
+                return paths + ([ali[1]()] if ali is not None else []), None
+            except (OSError, ValueError) as exc:  # OverwriteError is one; FileFormatError a ValueError
+                return None, exc
+
+        return SaveJob(write, self._told(name, target, ali is not None))
+
+    def _told(self, name: str, target: str, with_ali: bool) -> Callable[[Any, BaseException | None], list[Path]]:
+        """What a save says when done (the GUI thread): the files written, or why none were."""
+        from ...io.atomic import OverwriteError
+
         def done(paths: Any, exc: BaseException | None) -> list[Path]:
             if isinstance(exc, OverwriteError):
-                name = Path(str(exc).split(" already exists")[0]).name
-                refuse(self._status, f"not saved: {name} already exists in {target}; tick 'overwrite existing "
+                file = Path(str(exc).split(" already exists")[0]).name
+                refuse(self._status, f"not saved: {file} already exists in {target}; tick 'overwrite existing "
                        "files' or choose another folder")
                 return []
             if exc is not None:
                 refuse(self._status, f"not saved: {exc}")
                 return []
             show_info(f"saved {len(paths)} files to {target}")
-            ali_said = f", with the aligned stack {paths[-1].name}" if ali is not None else ""  # asked for: named (s16)
-            self._status(f"saved '{last.name}' to {target}: {', '.join(p.name for p in paths[:3])}"
+            ali_said = f", with the aligned stack {paths[-1].name}" if with_ali else ""  # asked for: named (s16)
+            self._status(f"saved '{name}' to {target}: {', '.join(p.name for p in paths[:3])}"
                          + (f" and {len(paths) - 3} more" if len(paths) > 3 else "") + ali_said)
             return paths
 
-        return SaveJob(write, done)
+        return done
 
 
 def aligned_stack_writer(result: Any, image: Any, path: Path, overwrite: bool) -> tuple[Path, Callable[[], Path]] | None:
     """``path`` and the call that writes ``result``'s aligned stack of ``image`` there (`writer.write_aligned_views`,
     in the stack's mode), or None when ``image`` is not the series it aligned."""
-    from ...jobs.images import output_mode
-    from ...reconstruction.aligned_views import AlignedViews
-    from ..writer import write_aligned_views
     from .results import warpable
 
     if image is None or not warpable(result, image):
         return None
-    views = AlignedViews(image.data, result.transforms, result.frame.shape())
-    pixel = result.alignment.pixel_size_nm or image.metadata.get("pixel_size_nm")
+    return _views_writer(image, result.transforms, result.frame.shape(), result.alignment.pixel_size_nm, path,
+                         overwrite)
+
+
+def loaded_stack_writer(loaded: Any, image: Any, path: Path, overwrite: bool) -> tuple[Path, Callable[[], Path]] | None:
+    """`aligned_stack_writer` of a loaded alignment (`dock.loaded`), in the frame ``tomoalign aligned-stack`` gives it
+    (`frame.frame_size_of`), or None when ``image`` is gone or not its series."""
+    from ...reconstruction.frame import frame_size_of
+
+    saved = loaded.saved
+    shape: tuple[int, ...] = tuple(getattr(getattr(image, "data", None), "shape", ()))
+    if len(shape) != 3 or shape[0] != len(saved.transforms):
+        return None
+    return _views_writer(image, saved.transforms, frame_size_of(saved).shape(), saved.pixel_size_nm, path, overwrite)
+
+
+def _views_writer(image: Any, transforms: Any, frame_shape: tuple[int, int], pixel: float | None, path: Path,
+                  overwrite: bool) -> tuple[Path, Callable[[], Path]]:
+    from ...jobs.images import output_mode
+    from ...reconstruction.aligned_views import AlignedViews
+    from ..writer import write_aligned_views
+
+    views = AlignedViews(image.data, transforms, frame_shape)
+    pixel = pixel or image.metadata.get("pixel_size_nm")
     mode = output_mode(image.data.dtype, None)
     return path, lambda: write_aligned_views(path, views, mode, 10.0 * pixel if pixel else None, overwrite)
 
