@@ -30,6 +30,13 @@ a picture each (``OUT-0open.png`` ... ``OUT-9loaded.png``).
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py /tmp/ret-1280.png \\
         --size 1280x800 --bba tests/data/imod-tutorial-BB --pixel-nm 2.02 --returning
 
+With ``--loaded`` and ``--bba``: the markers aligned in the dock and by ``tomoalign align``, whose folder is then loaded
+(*Load alignment...*): step 5 with its aligned stack, Compare's list open, the two compared, and Save's list open
+after it was saved (``OUT-1shown.png`` ... ``OUT-4saved.png``; the open lists are grabbed from the screen).
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py /tmp/loaded.png \\
+        --size 1280x800 --bba tests/data/imod-tutorial-BB --pixel-nm 2.02 --loaded
+
 With ``--session``: the sample aligned, then five pictures named after ``out`` (``docs/session-1280.png`` gives
 ``docs/session-1280-align.png``, ``-fixer.png``, ``-tomogram.png``, ``-compare.png``, ``-save.png``): the dock after
 Align (results open), the Bead Fixer's Centre on bead on the first point to check, the tomogram in the dock's slice
@@ -233,6 +240,48 @@ def returning(viewer, widget, out: str, tmp: Path, pixel_nm: float) -> None:
     widget.teardown()
 
 
+def loaded(viewer, widget, out: str, tmp: Path, st: Path) -> None:
+    """An alignment of the command line loaded beside the dock's own: shown, offered, compared and saved."""
+    from napari_tomoalign.cli import main as cli
+
+    stem = out.removesuffix(".png")
+    widget.start_alignment()
+    while widget.busy:
+        pump(0.02)
+    cli(["align", str(st.with_suffix(".fid")), "--tilt-angles", str(st.with_suffix(".rawtlt")), "--output",
+         str(tmp / "cli"), "--quiet"])
+    widget.loader.load(tmp / "cli" / "alignment.json")
+    widget.results.frame.value = "aligned stack"
+    viewer.dims.set_point(0, 30)
+    for step in widget.steps[2:4]:
+        step.set_expanded(False)
+    widget.reveal_step(4)
+    pump(0.5)
+    shoot(viewer, widget, f"{stem}-1shown.png")
+
+    def grab(combo, name: str) -> None:  # an open list is a window of its own: grabbed from the screen
+        widget.scroll_to(combo.native)
+        pump(0.3)
+        combo.native.showPopup()
+        pump(0.5)
+        QApplication.primaryScreen().grabWindow(0).save(f"{stem}-{name}.png")
+        print(f"wrote {stem}-{name}.png: {widget.status.text()}")
+        combo.native.hidePopup()
+
+    comparison = widget.comparison
+    comparison.compare_b.value = widget.runs.last.name
+    grab(comparison.compare_a, "2lists")
+    worker = comparison.compare()
+    while worker is not None and worker.is_running or len(widget.tomograms.shown) < 2:
+        pump(0.05)
+    widget.scroll_to(widget.tomograms.widget)
+    shoot(viewer, widget, f"{stem}-3compared.png")
+    (tmp / "saved").mkdir()
+    widget.saving.save_dir.value, widget.saving.with_aligned.value = tmp / "saved", True
+    widget.saving.save_alignment()
+    grab(widget.saving.which, "4saved")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="docs/napari-tomoalign.png")
@@ -247,6 +296,8 @@ def main() -> None:
     parser.add_argument("--zoom", type=float, default=1.0, help="--track-demo tracked: zoom onto the point to check")
     parser.add_argument("--session", action="store_true", help="four pictures: after Align, the Bead Fixer, the "
                         "tomogram, the comparison")
+    parser.add_argument("--loaded", action="store_true", help="with --bba: an alignment of tomoalign align loaded, shown, "
+                        "compared and saved (a picture each)")
     parser.add_argument("--returning", action="store_true", help="with --bba: the raw stack only, Find, Track, Align, "
                         "tomogram, Compare, Save, the dock closed and reopened (a picture each)")
     args = parser.parse_args()
@@ -263,7 +314,7 @@ def main() -> None:
         elif args.bba and args.returning:
             open_stack(viewer, open_bba(None, args.bba, args.pixel_nm, Path(tmp)))
         elif args.bba:
-            open_bba(viewer, args.bba, args.pixel_nm, Path(tmp))
+            st = open_bba(viewer, args.bba, args.pixel_nm, Path(tmp))
         else:
             viewer.open_sample("napari-tomoalign", "beads")
         widget = AlignWidget(viewer)
@@ -280,6 +331,11 @@ def main() -> None:
             return
         if args.returning:
             returning(viewer, widget, args.out, Path(tmp), args.pixel_nm)
+            viewer.close()
+            return
+        if args.loaded and args.bba:
+            loaded(viewer, widget, args.out, Path(tmp), st)
+            widget.teardown()
             viewer.close()
             return
         if args.session:

@@ -120,6 +120,7 @@ class ReportView:
         else:
             for old in self.blocks:
                 self._blocks.removeWidget(old)
+                old.hide()  # out of sight now: deleted when control is back in the event loop (a script's may be later)
                 old.deleteLater()
             self.blocks = [TableBlock("\n".join(part)) if is_table else monospace_label("\n".join(part), wrap=True)
                            for is_table, part in blocks]
