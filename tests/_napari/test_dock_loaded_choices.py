@@ -95,6 +95,12 @@ def test_a_loaded_alignment_is_offered_saved_shown_and_compared(qtbot, make_napa
         assert again is not None
         np.testing.assert_allclose(again.saved.transforms, read_xf(tmp_path / "cli" / "BBa.xf"), atol=0)
         assert list(saving.which.choices) == [fresh.name, LOADED, "BBa.xf (loaded)"]
+        assert widget.loader.load(tmp_path / "cli" / "alignment.json") is not None  # again: the same entry
+        (tmp_path / "copy").mkdir()
+        for p in paths[:-1]:
+            (tmp_path / "copy" / p.name).write_bytes(p.read_bytes())
+        assert widget.loader.load(tmp_path / "copy" / "BBa.xf") is not None  # another BBa.xf: numbered
+        assert list(saving.which.choices) == [fresh.name, LOADED, "BBa.xf (loaded)", "BBa.xf (loaded) 2"]
 
         # compared with the Align: the same markers aligned twice give the same tomogram, on one grid
         comparison.compare_a.value, comparison.compare_b.value = LOADED, fresh.name
@@ -111,7 +117,8 @@ def test_a_loaded_alignment_is_offered_saved_shown_and_compared(qtbot, make_napa
             "--thickness", fresh.tomogram.shape[0] * b, "--lowpass", "0.35", "--mode", "float32")
         rec, _ = mrc_data(tmp_path / "by-cli.rec")
         np.testing.assert_allclose(top, rec, atol=1e-5 * float(np.abs(rec).max()))  # a's grid: the loaded one's own
-        assert "the tomogram of the loaded" not in widget.status.text() and "comparing" in widget.status.text()
+        said = widget.status.text()
+        assert said.startswith(f"comparing '{LOADED}' (top) with '{fresh.name}' (bottom)") and "most beads" in said
         assert "largest RMS by view" in widget.report.value and fresh.name in widget.report.value
 
         # two loaded ones: refused in one line

@@ -61,7 +61,14 @@ def bead_section(result: PipelineResult, n_z: int) -> tuple[int, int] | None:
     across the field."""
     al = result.alignment
     z = aligned_marker_positions(al, result.axis_z_shift_px)[al.marker_included, 2]
-    k = np.rint(z[np.isfinite(z)] / result.tomogram_binning + (n_z - 1) / 2.0).astype(int)
+    return section_of_beads(z, result.tomogram_binning, n_z)
+
+
+def section_of_beads(z: Any, binning: int, n_z: int) -> tuple[int, int] | None:
+    """`bead_section` of beads at ``z`` (unbinned pixels from the tilt axis) in a tomogram of ``n_z`` sections
+    binned by ``binning``."""
+    z = np.asarray(z, dtype=float)
+    k = np.rint(z[np.isfinite(z)] / binning + (n_z - 1) / 2.0).astype(int)
     k = k[(k >= 0) & (k < n_z)]
     if not k.size:
         return None
@@ -157,19 +164,22 @@ class Comparison:
                     plot: Any = None) -> list[str]:
         """`show` with a loaded alignment (``framed``: the two volumes and a note, `loaded_compare.loaded_frame`): its
         panel labelled by its residuals, its report lines under the aligned run's report."""
-        from .loaded_compare import loaded_label
+        from .loaded_compare import loaded_label, markers_in_frame
 
         (volumes, note), run = framed, next(x for x in items if isinstance(x, PipelineResult))
         labels = [comparison_label(n, x.alignment) if isinstance(x, PipelineResult) else loaded_label(n, x)
                   for n, x in zip(names, items)]
-        beads = bead_section(items[0], volumes[0].shape[0]) if items[0] is run else None
+        n_z = volumes[0].shape[0]  # the grid is a's: the section of a's beads
+        marked = None if items[0] is run else markers_in_frame(items[0])
+        beads = (bead_section(run, n_z) if items[0] is run else None if marked is None else
+                 section_of_beads(marked[1][:, 2], run.tomogram_binning, n_z))
         shown = self._tomograms.show([(volumes[0], voxel_nm(run), labels[0]), (volumes[1], voxel_nm(run), labels[1])],
                                      start=beads[0] if beads else None)
         loaded = next(x for x in items if x is not run)
         self._report.show([run], plot=plot, more=loaded.report())
         self.reveal()
-        where = self._tomograms.section_said(beads) if items[0] is run else "at the middle section"  # the loaded one's grid
-        self._status(f"comparing '{names[0]}' (top) with '{names[1]}' (bottom) on one grid, step 6, {where}"
+        self._status(f"comparing '{names[0]}' (top) with '{names[1]}' (bottom) on one grid, step 6, "
+                     f"{self._tomograms.section_said(beads)}"
                      + (f"; {note}" if note else ""))
         return shown
 

@@ -1,5 +1,6 @@
 """Step 7, saving: the markers (IMOD ``.fid`` or CSV, in the stack's pixels) and the alignment (what
-``tomoalign align`` writes). Nothing is overwritten unless the checkbox says so.
+``tomoalign align`` writes; for an alignment loaded from a file, what ``tomoalign convert --to imod`` writes from it,
+`loaded.save_loaded`). Nothing is overwritten unless the checkbox says so.
 
 The buttons write in a worker thread (`start`): each file is written atomically and synced to disk, which
 can hold a busy disk for a few tenths of a second. `save_markers` and `save_alignment` write at once and
@@ -44,7 +45,8 @@ class SaveSection:
                                      tooltip="Save alignment also writes the aligned stack, full size, in the stack's "
                                              "mode: as tomoalign aligned-stack writes it from the saved alignment")
         self.save_markers_button = button("Save markers...", "the markers layer as an IMOD .fid or a CSV, in pixels")
-        self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables")
+        self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables (a loaded "
+                                  "alignment: its .xf and .tlt, with its fid.xyz, as tomoalign convert --to imod)")
         self.widget = form(self.which, self.save_dir)
         self.widget.extend([self.overwrite, self.with_aligned, row(self.save_markers_button, self.save_button)])
         self.save_markers_button.changed.connect(lambda *_: self.start(self.markers_job()))
