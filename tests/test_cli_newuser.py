@@ -61,7 +61,7 @@ def test_outputs_take_the_series_name_as_imod_names_them(tmp_path):
                  "--output", str(local), "--quiet"]) == 0
     assert {"BBx.xf", "BBx.tlt", "BBxfid.xyz", "BBx.resid"} <= {p.name for p in local.iterdir()}
     assert main(["convert", str(local), "--to", "imod", "--output", str(tmp_path / "conv")]) == 0
-    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBx.tlt", "BBx.xf", "BBxfid.xyz"]
+    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == ["BBx.resid", "BBx.tlt", "BBx.xf", "BBxfid.xyz"]
 
 
 def test_messages_say_what_is_expected_not_pythons_words(tmp_path, capsys):

@@ -279,7 +279,7 @@ def test_imod_pair_is_written_whole_or_not_at_all(series, tmp_path):
     with pytest.raises(OverwriteError):
         convert(series["al"], "imod", out)
     assert sorted(p.name for p in out.iterdir()) == ["m.tlt"] and (out / "m.tlt").read_text() == "someone else's\n"
-    np.testing.assert_equal(len(convert(series["al"], "imod", out, overwrite=True)), 3)  # .xf, .tlt, fid.xyz
+    np.testing.assert_equal(len(convert(series["al"], "imod", out, overwrite=True)), 4)  # .xf, .tlt, fid.xyz, .resid
 
 
 def test_temporaries_of_a_killed_writer_are_cleared_by_the_next(tmp_path):

@@ -79,7 +79,7 @@ def test_a_loaded_alignment_is_offered_saved_shown_and_compared(qtbot, make_napa
         (tmp_path / "saved").mkdir()
         saving.save_dir.value, saving.with_aligned.value = tmp_path / "saved", True
         paths = saving.save_alignment()
-        assert sorted(p.name for p in paths) == ["BBa.ali", "BBa.tlt", "BBa.xf", "BBafid.xyz"]
+        assert sorted(p.name for p in paths) == ["BBa.ali", "BBa.resid", "BBa.tlt", "BBa.xf", "BBafid.xyz"]
         assert f"saved '{LOADED}' to {tmp_path / 'saved'}" in widget.status.text()
         cli("convert", tmp_path / "cli", "--to", "imod", "--name", "BBa", "--output", tmp_path / "by-cli")
         for p in paths[:-1]:
@@ -94,6 +94,8 @@ def test_a_loaded_alignment_is_offered_saved_shown_and_compared(qtbot, make_napa
         again = widget.loader.load(tmp_path / "saved" / "BBa.xf")
         assert again is not None
         np.testing.assert_allclose(again.saved.transforms, read_xf(tmp_path / "cli" / "BBa.xf"), atol=0)
+        for got, want in ((again.view, loaded.view), (again.xy, loaded.xy), (again.residual, loaded.residual)):
+            np.testing.assert_array_equal(got, want)  # and the same residuals (its .resid saved too)
         assert list(saving.which.choices) == [fresh.name, LOADED, "BBa.xf (loaded)"]
         assert widget.loader.load(tmp_path / "cli" / "alignment.json") is not None  # again: the same entry
         (tmp_path / "copy").mkdir()

@@ -73,7 +73,7 @@ def test_round_trip_gives_the_same_projections(fmt, case, request, tmp_path):
     back = read_any(tmp_path / OUT[fmt], fmt, image_size=al.image_size, pixel_size_nm=al.pixel_size_nm)
     assert back.image_size == al.image_size
     if fmt == "imod":
-        assert sorted(q.name for q in (tmp_path / "imod").iterdir()) == ["BBa.tlt", "BBa.xf"]
+        assert sorted(q.name for q in (tmp_path / "imod").iterdir()) == ["BBa.resid", "BBa.tlt", "BBa.xf"]
     np.testing.assert_array_equal(back.view_determined[: al.n_views], al.view_determined[: len(back.view_determined)])
     assert _error(al, back) < 0.01
 
@@ -192,8 +192,10 @@ def test_imod_output_carries_the_full_models_and_local_files(tmp_path):
     assert main(["align", str(BB / "BBa.fid"), "--tilt-angles", str(BB / "BBa.rawtlt"), "--imod-com",
                  str(BB / "aligna.com"), "--local", "--output", str(src), "--quiet"]) == 0
     written = convert(src, "imod", tmp_path / "out", name="tsA")
-    assert sorted(p.name for p in written) == ["tsA.tlt", "tsA.xf", "tsA.xtilt", "tsA.zfac", "tsAfid.xyz", "tsAlocal.xf"]
-    for ours, theirs in (("tsA.xtilt", "BBa.xtilt"), ("tsA.zfac", "BBa.zfac"), ("tsAlocal.xf", "BBalocal.xf")):
+    assert sorted(p.name for p in written) == ["tsA.resid", "tsA.tlt", "tsA.xf", "tsA.xtilt", "tsA.zfac", "tsAfid.xyz",
+                                               "tsAlocal.xf"]
+    for ours, theirs in (("tsA.xtilt", "BBa.xtilt"), ("tsA.zfac", "BBa.zfac"), ("tsAlocal.xf", "BBalocal.xf"),
+                         ("tsA.resid", "BBa.resid")):
         assert (tmp_path / "out" / ours).read_bytes() == (src / theirs).read_bytes()
     assert np.abs(np.loadtxt(src / "BBa.zfac")).max() > 0  # real Z factors, not zeros
     with pytest.raises(FileExistsError):  # all or none: nothing is replaced

@@ -302,7 +302,7 @@ def run_stamp(directory: str | os.PathLike[str]) -> dict:
     return _read_run(Path(directory) / "alignment.json")
 
 
-def _check_file(d: Path, run: dict, name: str, full: bool) -> None:
+def check_stamped_file(d: Path, run: dict, name: str, full: bool) -> None:
     """Refuse a file that is not the one the run stamp vouches for (by size; by SHA-256 if ``full``)."""
     want = run["files"].get(name)
     p = d / name
@@ -345,7 +345,7 @@ def read_alignment_dir(directory: str | os.PathLike[str]) -> SavedAlignment:
         local_name = local_name if local_name and Path(local_name).name == local_name else None
         for name in {f"{stem}.xf", f"{stem}.tlt", *run["files"]}:
             if name in output_names(stem, full_model=True)[1:] or name == local_name:  # another run's local file: refused
-                _check_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt", local_name))
+                check_stamped_file(d, run, name, full=name in (f"{stem}.xf", f"{stem}.tlt", local_name))
         determined = np.asarray(run["view_determined"], dtype=bool)
         size = (int(run["image_size"][0]), int(run["image_size"][1]))
         xf = read_xf(d / f"{stem}.xf")

@@ -3,8 +3,8 @@
 Every reader returns a `SavedAlignment` (per-view ``(2, 3)`` transforms in this project's ``.xf``
 convention, tilt angles, which views are determined, image size, pixel size), the object the
 reconstruction uses. Every writer takes one. Formats: ``imod`` (read: a ``tomoalign align`` folder,
-or an IMOD set, `io.imod_set`; written: ``NAME.xf`` + ``NAME.tlt``, with the ``.xtilt``, ``.zfac`` and local
-file of the input carried), ``aretomo`` (AreTomo3
+or an IMOD set, `io.imod_set`; written: ``NAME.xf`` + ``NAME.tlt``, with the ``.xtilt``, ``.zfac``, local file
+and residuals (``NAME.resid``, `io.set_residuals`) of the input carried), ``aretomo`` (AreTomo3
 ``.aln``, `io.aretomo`), ``cdp`` (the CryoET Data Portal alignment JSON, `io.cryoet_portal`) and
 ``relion`` (a RELION 5 ``tomograms.star`` with its tilt-series star, `io.relion`); ``warp`` (a Warp
 tilt-series XML, `io.warp`) is read only.
@@ -344,8 +344,12 @@ def _convert(in_path, to_format: str, out_path, *, from_format, name, pixel_size
         nominal = saved.nominal_tilts_deg
     out = Path(out_path)
     if fmt == "imod":  # with the full model's and the local alignments' files of a folder read (IMOD's tilt reads them)
-        carry = carried_files(saved) if len(saved.transforms) == n_read else ()
-        return write_imod_alignment(saved, out, stem, overwrite, carry=carry)
+        from .set_residuals import carried_residuals
+
+        same_views = len(saved.transforms) == n_read  # views restored: the carried files would name other views
+        carry = carried_files(saved) if same_views else ()
+        resid = carried_residuals(in_path, saved) if same_views else None  # what the dock draws, loaded back
+        return write_imod_alignment(saved, out, stem, overwrite, carry=carry, residuals=resid)
     if saved.local_file:  # the other formats have no place for local alignments (new user's finding, session 13)
         warnings.warn(f"{fmt} has no local alignments: {saved.local_file} is not carried (IMOD's set, --to imod,"
                       " carries it)", UserWarning, stacklevel=3)

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._textfmt import write_table
-from .atomic import atomic_open
+from .atomic import OverwriteError, atomic_open
 from .errors import FileFormatError
 from .guarded import read_text_limited
 from .table import IMOD_PIXEL_OFFSET
@@ -140,8 +140,14 @@ def write_resid(
 def read_resid(
     path: str | os.PathLike[str],
 ) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
-    """``(view, xy, residual)`` from an IMOD ``.resid`` file, xy in this project's convention."""
+    """``(view, xy, residual)`` from an IMOD ``.resid`` file, xy in this project's convention. The first line's
+    count must be the number of rows (a file cut short, or not a residual file, is refused in one line)."""
     t = _table(path, "residual", 5, skip_first=True)
+    head = read_text(path, "residual").partition("\n")[0].split()
+    if len(head) < 2 or head[1] != "residuals" or not head[0].isdigit() or int(head[0]) != len(t):
+        said = f"says {head[0]} residuals" if len(head) > 1 and head[1] == "residuals" else "has no 'N residuals' line"
+        raise FileFormatError(f"{path}: its first line {said} but it holds {len(t)}: not a whole .resid"
+                              " (tiltalign's ResidualFile); write it again (align, or convert the alignment)")
     return t[:, 2].astype(np.intp), t[:, :2] - IMOD_PIXEL_OFFSET, t[:, 3:5].copy()
 
 
@@ -163,17 +169,30 @@ def marker_z_extent(path: Path) -> float | None:
     return float(np.max(np.abs(z))) if z.size else None
 
 
-def write_imod_alignment(saved, out: Path, stem: str, overwrite: bool,
-                         carry: tuple[tuple[Path, str], ...] = ()) -> list[Path]:
+SET_SUFFIXES = (".xtilt", ".zfac", "fid.xyz", "local.xf", ".resid")  # read with NAME.xf as part of its set
+
+
+def write_imod_alignment(saved, out: Path, stem: str, overwrite: bool, carry: tuple[tuple[Path, str], ...] = (),
+                         residuals: tuple[NDArray, NDArray, NDArray] | None = None) -> list[Path]:
     """IMOD's ``NAME.xf`` and ``NAME.tlt`` of a `SavedAlignment` in folder ``out`` (what ``newstack -xform``
-    and ``tilt`` read), and the files of ``carry`` copied as ``NAME`` + their suffix (``.xtilt``, ``.zfac``,
-    ``local.xf``), all or none. Undetermined views get the identity transform; the ``.tlt`` keeps 4 decimals
-    (IMOD reads free format)."""
+    and ``tilt`` read), the files of ``carry`` copied as ``NAME`` + their suffix (``.xtilt``, ``.zfac``,
+    ``fid.xyz``, ``local.xf``) and, given ``residuals`` ``(view, xy, residual)``, ``NAME.resid`` (`format_resid`,
+    as ``tomoalign align`` writes it), all or none. Undetermined views get the identity transform; the ``.tlt``
+    keeps 4 decimals (IMOD reads free format). A file of `SET_SUFFIXES` already in ``out`` that this set does not
+    write would be read as part of it: refused unless ``overwrite``, then moved aside as ``NAME~``."""
     import shutil
 
-    from .atomic import atomic_file_set
+    from .atomic import atomic_file_set, check_writable
 
     paths = [out / f"{stem}.xf", out / f"{stem}.tlt", *(out / f"{stem}{suffix}" for _, suffix in carry)]
+    if residuals is not None:
+        paths.append(out / f"{stem}.resid")
+    stale = [q for q in (out / f"{stem}{s}" for s in SET_SUFFIXES) if q not in paths and q.is_file()]
+    for q in stale:  # a .resid (a .zfac) of another alignment beside this one: loaded (applied) as its own
+        if not overwrite:
+            raise OverwriteError(f"{q} is there and would be read as part of the new {stem}.xf's set; remove it,"
+                                 " choose another name, or allow overwriting (--force; it is kept as NAME~)")
+        check_writable(q, True)
     ok = saved.view_determined[:, None, None] & np.isfinite(saved.transforms)
     xf = np.where(ok, saved.transforms, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
     with atomic_file_set(paths, overwrite) as tmps:  # all or none
@@ -181,6 +200,11 @@ def write_imod_alignment(saved, out: Path, stem: str, overwrite: bool,
             format_xf(f, xf)
         with open(tmps[1], "w", encoding="utf-8", newline="\n") as f:
             f.writelines(f"{t:9.4f}\n" for t in saved.tilt_angles_deg)
-        for (source, _), tmp in zip(carry, tmps[2:], strict=True):
+        for (source, _), tmp in zip(carry, tmps[2 : 2 + len(carry)], strict=True):
             shutil.copyfile(source, tmp)
+        if residuals is not None:
+            with open(tmps[-1], "w", encoding="utf-8", newline="\n") as f:
+                format_resid(f, *residuals)
+    for q in stale:
+        os.replace(q, q.with_name(q.name + "~"))
     return paths
