@@ -118,8 +118,8 @@ def load_alignment(path: str | os.PathLike[str], stack_path: str | os.PathLike[s
 
 def save_loaded(loaded: LoadedAlignment, directory: str | os.PathLike[str], stem: str, overwrite: bool) -> list[Path]:
     """The loaded alignment written into ``directory`` as ``tomoalign convert ALIGNMENT --to imod --name STEM`` writes
-    it (`io.convert.convert`): IMOD's ``STEM.xf`` and ``STEM.tlt``, with the ``fid.xyz``, ``.xtilt``, ``.zfac`` and
-    local file of its set carried; the set the dock and the command line load back."""
+    it (`io.convert.convert`): IMOD's ``STEM.xf`` and ``STEM.tlt``, with the ``fid.xyz``, ``.resid``, ``.xtilt``,
+    ``.zfac`` and local file of its set carried; the set the dock and the command line load back."""
     from ...io.convert import convert
 
     saved = loaded.saved

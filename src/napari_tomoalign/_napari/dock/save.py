@@ -45,8 +45,9 @@ class SaveSection:
                                      tooltip="Save alignment also writes the aligned stack, full size, in the stack's "
                                              "mode: as tomoalign aligned-stack writes it from the saved alignment")
         self.save_markers_button = button("Save markers...", "the markers layer as an IMOD .fid or a CSV, in pixels")
-        self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables (a loaded "
-                                  "alignment: its .xf and .tlt, with its fid.xyz, as tomoalign convert --to imod)")
+        self.save_button = button("Save alignment", "alignment.json, .xf, .tlt, fid.xyz, .resid and CSV tables (a "
+                                  "loaded alignment: its .xf and .tlt, with its fid.xyz and .resid, as tomoalign convert "
+                                  "--to imod)")
         self.widget = form(self.which, self.save_dir)
         self.widget.extend([self.overwrite, self.with_aligned, row(self.save_markers_button, self.save_button)])
         self.save_markers_button.changed.connect(lambda *_: self.start(self.markers_job()))
