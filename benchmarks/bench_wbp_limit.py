@@ -89,6 +89,7 @@ from napari_tomoalign.reconstruction.bp_kernels import (  # noqa: E402
     volume_empty,
 )
 from napari_tomoalign.reconstruction.compare import normalised_cross_correlation as ncc  # noqa: E402
+from napari_tomoalign.reconstruction.kernel_choice import KernelChoice  # noqa: E402
 from napari_tomoalign.reconstruction.wbp import (  # noqa: E402
     angular_weights,
     backproject_views,
@@ -415,7 +416,7 @@ def full_model(stack: np.ndarray, tilts: np.ndarray, kw: dict, repeats: int) -> 
               "small": {"x_tilt_deg": 0.15 + 0.05 * s, "z_factors": 0.1 * zf}}
 
     def exact(**extra):  # `bp_full` whatever the geometry: the kernel the small tilt took before session 16
-        with patch.object(wbp, "one_row_kernel_applies", lambda *a: False):
+        with patch.object(wbp, "full_model_kernel", lambda *a, **k: KernelChoice("exact", "full model")):
             return weighted_back_projection(stack, tilts, **kw, **extra)
 
     runs: dict[str, list[float]] = {"plain": [], "BBa-like": [], "small": [], "small, bp_full": []}

@@ -23,6 +23,12 @@ with ``--bead-nm`` gold; ``--zoom`` zooms onto the first point to check (1: the 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py docs/tracked-unbinned-1280x800.png \
         --size 1280x800 --stack /tmp/cryo4096.st --bead-nm 10 --track-demo tracked --zoom 3
 
+With ``--com`` and ``--bba``: aligned with that align.com's full model (*more variables*), then the tomogram shown,
+its status line naming the back-projection kernel.
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot.py /tmp/kernel.png \\
+        --size 1280x800 --bba tests/data/imod-tutorial-BB --pixel-nm 2.02 --com tests/data/imod-tutorial-BB/aligna.com
+
 With ``--returning`` and ``--bba``: the raw stack alone through Find, Track, Align, the tomogram, Compare and Save,
 then the dock closed and opened again (step 2; step 1 with the earlier dock's layers), and the saved alignment loaded,
 a picture each (``OUT-0open.png`` ... ``OUT-9loaded.png``).
@@ -298,6 +304,8 @@ def main() -> None:
                         "tomogram, the comparison")
     parser.add_argument("--loaded", action="store_true", help="with --bba: an alignment of tomoalign align loaded, shown, "
                         "compared and saved (a picture each)")
+    parser.add_argument("--com", type=Path, help="with --bba: align with this align.com's full model (more variables),"
+                        " then show the tomogram (its status line names the kernel)")
     parser.add_argument("--returning", action="store_true", help="with --bba: the raw stack only, Find, Track, Align, "
                         "tomogram, Compare, Save, the dock closed and reopened (a picture each)")
     args = parser.parse_args()
@@ -346,9 +354,21 @@ def main() -> None:
         if args.bba:
             widget.options.axis_mode.value = "estimate near the angle"
             widget.options.axis_angle.value = -12.5
+        if args.bba and args.com:
+            widget.options.more.value, widget.options.imod_com.value = True, str(args.com)
         widget.start_alignment()
         while widget.busy:
             pump(0.02)
+        if args.com:  # the tomogram in the dock's slice view, its status line at the bottom
+            widget.show_tomogram()
+            pump(0.5)
+            widget.scroll_to(widget.tomograms.widget)
+            pump(0.5)
+            viewer.screenshot(args.out, canvas_only=False, flash=False)
+            print(f"wrote {args.out}: {widget.status.text()}")
+            widget.teardown()
+            viewer.close()
+            return
         widget.results.frame.value = args.frame
         if not args.bba and args.frame == "raw stack":
             widget.triage.go_to_next_residual()  # the mis-click, selected in its view

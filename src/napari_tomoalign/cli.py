@@ -133,6 +133,8 @@ def print_image(r, tomogram: bool) -> None:
         print(f"wrote {r.path}: {cols} x {rows} x {n} (x, y, z) from {r.n_views_used} views"
               + (f", {r.voxel_size_angstrom:.3f} A/voxel" if r.voxel_size_angstrom else "")
               + "".join(f"; {note}" for note in r.notes))
+        if r.kernel is not None and r.kernel.line():  # the plain kernel: nothing was chosen (`kernel_choice`)
+            print(r.kernel.line())
     else:
         warped = f"{n} aligned views" if r.n_views_used >= n else f"{n} views ({r.n_views_used} aligned)"
         print(f"wrote {r.path}: {warped} of {cols} x {rows}"

@@ -21,6 +21,10 @@ def cryo(tmp_path_factory):
     return path, s
 
 
+def kernel_lines(said: str) -> list[str]:
+    return [line for line in said.splitlines() if line.startswith(("full model", "local alignments"))]
+
+
 @pytest.mark.parametrize("extra", [["--shift", "8", "-24", "--thickness", "120"],
                                    ["--level", "--thickness", "120", "--shift", "0", "10"], ["--level"]])
 def test_run_positions_the_tomogram_as_reconstruct_does(cryo, tmp_path, capsys, extra):
@@ -31,7 +35,10 @@ def test_run_positions_the_tomogram_as_reconstruct_does(cryo, tmp_path, capsys, 
     assert ("Levelled from the surface analysis" in said) == ("--level" in extra)
     rec = tmp_path / "again.rec"
     assert main(["reconstruct", str(path), "--alignment", str(out / "alignment"), "--bin", "2", "--output", str(rec),
-                 "--quiet", *extra]) == 0
+                 *extra]) == 0
+    again = capsys.readouterr().out
+    assert kernel_lines(said) == kernel_lines(again)  # the same kernel, said in the same words (`kernel_choice`)
+    assert len(kernel_lines(said)) == ("--level" in extra)  # levelled: an X-axis tilt, the full model's kernel
     with mrcfile.open(out / "pos_bin2.rec") as a, mrcfile.open(rec) as b:
         assert a.data.shape == b.data.shape
         # the same to float32 rounding (the levelled geometry's kernel sums in its threads' order; run uses one fewer)

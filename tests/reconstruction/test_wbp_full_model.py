@@ -8,6 +8,7 @@ from support.full_model_reference import bba_like_model, reference_wbp
 from napari_tomoalign.reconstruction import wbp
 from napari_tomoalign.reconstruction.compare import normalised_cross_correlation as ncc
 from napari_tomoalign.reconstruction.full_as_local import one_row_kernel_applies
+from napari_tomoalign.reconstruction.kernel_choice import KernelChoice
 from napari_tomoalign.reconstruction.wbp import projection_coefficients, weighted_back_projection
 
 TILTS = np.arange(-60.0, 60.1, 3.0)  # BBa's range at 3 deg steps
@@ -82,7 +83,7 @@ def test_a_small_x_tilt_takes_the_one_row_kernel_within_its_limit(case, monkeypa
     ref = reference_wbp(views, TILTS, N_Z, small_tilt, small_zf, shift=(2.0, -1.5))
     kw = {"thickness": N_Z, "x_tilt_deg": small_tilt, "z_factors": small_zf, "shift_px": (2.0, -1.5)}
     ours = weighted_back_projection(views, TILTS, **kw)
-    monkeypatch.setattr(wbp, "one_row_kernel_applies", lambda *a: False)
+    monkeypatch.setattr(wbp, "full_model_kernel", lambda *a, **k: KernelChoice("exact", "full model"))  # bp_full's
     exact = weighted_back_projection(views, TILTS, **kw)
     inner = (slice(4, -4), slice(6, -6), slice(6, -6))
     assert ncc(ours[inner], ref[inner]) >= 0.9995 and ncc(exact[inner], ref[inner]) >= 0.9999

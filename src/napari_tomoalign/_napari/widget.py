@@ -223,8 +223,9 @@ class AlignWidget(Aligning, OpensInTurns):
         shown = self.tomograms.show([(last.tomogram, voxel_nm(last), label)], start=beads[0] if beads else None)
         self.reveal_step(5)
         nz, ny, nx = last.tomogram.shape  # said as the command line says it: x by y by z
+        kernel = last.kernel.line() if last.kernel is not None else ""  # the full model's; the plain one says nothing
         self.say(f"tomogram of '{last.name}' in step 6 ({nx} x {ny} x {nz} (x, y, z) voxels of "
-                 f"{voxel_nm(last):.3g} nm), {self.tomograms.section_said(beads)}")
+                 f"{voxel_nm(last):.3g} nm), {self.tomograms.section_said(beads)}" + (f"; {kernel}" if kernel else ""))
         return shown
 
     def reveal_step(self, k: int) -> None:

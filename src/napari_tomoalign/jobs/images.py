@@ -43,6 +43,7 @@ class ImageResult:
     levelled: Any = None  # reconstruct --level: the `positioning.Levelling` applied
     notes: tuple[str, ...] = ()  # what was applied, one line each (`reconstruct_job.tomogram_notes`)
     warnings: tuple[str, ...] = ()  # what may be wrong with the result, one line each
+    kernel: Any = None  # a tomogram's: the kernel that back-projected it, and why (`reconstruction.kernel_choice`)
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
                                      options=options, voxel_angstrom=voxel_a, overwrite=overwrite, frame=frame)
         notes, warnings = tomogram_notes(info)
         return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
-                           frame_notes(frame, binning) + guessed + tuple(notes), tuple(warnings))
+                           frame_notes(frame, binning) + guessed + tuple(notes), tuple(warnings), info["kernel"])
     from ..reconstruction.reconstruct_job import ReconstructOptions
     from ..reconstruction.tomogram_plan import local_wbp_options
 
@@ -223,14 +224,16 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
         # the local file's patches are placed in the raw-sized frame about the same centre (the frames share it)
         lp = local_projection_for(path, tilts, x_tilts, (cols // binning, rows // binning), saved.pixel_size_nm,
                                   nm_from_angstrom(pix), binning)
-    vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, **kw)
+    chosen: list = []
+    vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, kernel_chosen=chosen.append,
+                                   **kw)
     del ali
     voxel = pix * binning if pix else None
     vol, notes, warns = _in_mode(vol, opts, series.data.dtype)
     warns = tuple(plan.info.get("shift_warnings", ())) + warns
     write_mrc(out, vol, voxel, overwrite=overwrite)
     return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), plan.surfaces, plan.levelled,
-                       notes=frame_notes(frame, binning) + guessed + notes, warnings=warns)
+                       notes=frame_notes(frame, binning) + guessed + notes, warnings=warns, kernel=chosen[0])
 
 
 def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):

@@ -72,6 +72,7 @@ class PipelineResult:
     axis_z_shift_px: float = 0.0
     job: PreviewJob | None = None
     frame: Any = None  # the aligned stack's frame (`reconstruction.frame.FrameSize`), when one was made
+    kernel: Any = None  # the tomogram's kernel and why (`reconstruction.kernel_choice.KernelChoice`), when one was made
 
     @property
     def warnings(self) -> list[str]:
@@ -125,28 +126,29 @@ def run_preview(job: PreviewJob, *, threads: int | None = None, progress: Progre
     from ..alignment.transforms import imod_transforms
 
     xf = imod_transforms(al, shift)
-    ali = tomo = frame = None
+    ali = tomo = frame = kernel = None
     binning = 1
     images = job.images
     if images is not None and (job.make_aligned_stack or job.make_tomogram):
         binning = (job.tomogram_binning or facts.preview_binning(images.shape[1:])) if job.make_tomogram else 1
-        ali, tomo, frame = _images(job, al, xf, shift, binning, report, should_stop, timings)
+        ali, tomo, frame, kernel = _images(job, al, xf, shift, binning, report, should_stop, timings)
         if not job.make_aligned_stack:
             ali = None
     if should_stop is not None and should_stop():
         raise Cancelled("cancelled")
     # the result keeps its job without the images or the warm start: a closed layer's stack is not held alive
     return PipelineResult(job.name, al, xf, ali, tomo, binning, np.unique(ajob.markers.marker), lo, timings, shift,
-                          replace(job, align=ajob, images=None, start=None), frame)
+                          replace(job, align=ajob, images=None, start=None), frame, kernel)
 
 
 def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, report, should_stop,
             timings: dict[str, float]):
-    """The aligned stack and (if asked) the preview tomogram, and their frame (`reconstruction.frame`: transposed
+    """The aligned stack and (if asked) the preview tomogram, their frame (`reconstruction.frame`: transposed
     for an axis near 90 degrees, as ``aligned-stack`` and ``reconstruct`` make it). An aligned stack larger than
     `aligned_views.LAZY_BYTES` is made view by view when shown (`AlignedViews`), and the tomogram from views
     warped binned, as ``reconstruct --bin`` makes them: a 4096^2 series took the dock to 7.5 GB. Without an
-    aligned stack asked for (the dock makes its own `AlignedViews`), the tomogram's views are warped binned too."""
+    aligned stack asked for (the dock makes its own `AlignedViews`), the tomogram's views are warped binned too. And the
+    tomogram's kernel (`reconstruction.kernel_choice.KernelChoice`; None without a tomogram)."""
     from ..reconstruction.aligned_views import LAZY_BYTES, AlignedViews
     from ..reconstruction.frame import frame_size
     from ..reconstruction.warp import aligned_stack, bin_centred
@@ -167,7 +169,7 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
                                                                                                      f" {t}"))
     ali = AlignedViews(images, xf, frame.shape()) if lazy else warped
     timings[JobStep.ALIGNED_STACK.value] = time.perf_counter() - t0
-    tomo = None
+    tomo, chosen = None, list[Any]()
     if job.make_tomogram and warped is not None:
         rows, cols = images.shape[1:]
         thickness = job.tomogram_thickness_px or facts.default_thickness_px((cols, rows),
@@ -182,10 +184,10 @@ def _images(job: PreviewJob, al: Alignment, xf, shift: float, binning: int, repo
             use_view=al.view_determined,
             lowpass_cutoff=facts.PREVIEW_LOWPASS, x_tilt_deg=x_tilt, z_factors=z_fac,
             progress=lambda d, t: report(JobStep.TOMOGRAM.value, d, t, f"filtered view {d} of {n}"),
-            should_stop=should_stop,
+            should_stop=should_stop, kernel_chosen=chosen.append,
         )
         timings[JobStep.TOMOGRAM.value] = time.perf_counter() - t0
-    return ali, tomo, frame
+    return ali, tomo, frame, chosen[0] if chosen else None
 
 
 def save_result(result: PipelineResult, directory: Any, stem: str, *, overwrite: bool = False,

@@ -140,6 +140,7 @@ class RunResult:
     surfaces: Any = None  # --level: the surface analysis levelled from (`positioning.SurfaceAnalysis`)
     levelled: Any = None  # --level: what was applied (`positioning.Levelling`)
     tomogram_warnings: tuple[str, ...] = ()  # what may be wrong with the tomogram (a shift that holds no marker)
+    kernel: Any = None  # the kernel that back-projected the tomogram, and why (`reconstruction.kernel_choice`)
 
     def frame_note(self) -> str | None:
         """The output line's note on the aligned frame when it was transposed or given (`images.frame_notes`)."""
@@ -200,7 +201,7 @@ def _run_held(job: RunJob, overwrite: bool, progress: Any, threads: int | None) 
     if overwrite:  # finished: the run before last's backups are not needed any more
         drop_older_backups(out, job.output_names() + other)
     return RunResult(tracked, folder, ajob, ali, rec, erased, timings, frame, info.get("surfaces"), info.get("levelled"),
-                     tuple(info.get("shift_warnings", ())))
+                     tuple(info.get("shift_warnings", ())), info.get("kernel"))
 
 
 @contextmanager

@@ -175,7 +175,8 @@ def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, bin
     """The tomogram of the binned aligned views: streamed by ``reconstruct``'s function, or in memory with the
     local alignments (as ``reconstruct --local``; their patches placed in the binned raw frame ``raw_size``,
     about the centre the aligned frame shares); both with ``--shift`` and ``--level`` (`tomogram_plan`), whose
-    surface analysis and levelling are returned (``surfaces``, ``levelled``)."""
+    surface analysis and levelling are returned (``surfaces``, ``levelled``), and the kernel that back-projected it
+    (``kernel``, `reconstruction.kernel_choice.KernelChoice`)."""
     from ..reconstruction.frame import frame_size_of
     from ..reconstruction.reconstruct_job import ReconstructOptions
 
@@ -198,9 +199,11 @@ def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, bin
     tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
     kw["shift_px"] = tuple(v / b for v in kw["shift_px"])  # the views are binned already
     lp = _local_projection(ajob, folder, raw_size, pix_a, b, tilts, x_tilts)
-    vol = weighted_back_projection(binned, tilts, thickness=plan.thickness // b, local=lp, **kw)
+    chosen: list = []
+    vol = weighted_back_projection(binned, tilts, thickness=plan.thickness // b, local=lp, kernel_chosen=chosen.append,
+                                   **kw)
     write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
-    return {"surfaces": plan.surfaces, "levelled": plan.levelled, **plan.info}
+    return {"surfaces": plan.surfaces, "levelled": plan.levelled, **plan.info, "kernel": chosen[0]}
 
 
 def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None,

@@ -20,11 +20,13 @@ NCC 0.99927 in 0.22x the time.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .bp_kernels import VIEW_GROUP
+from .kernel_choice import PLAIN, KernelChoice, full_model_terms, slab_range
 from .local_blocks import PAD_U, ROWS
 from .local_errors import MEASURED_SLAB, SLABS, measured_errors
 from .local_rows import Z_CHUNK, backproject_local_views
@@ -32,7 +34,7 @@ from .local_rows import Z_CHUNK, backproject_local_views
 PATCH_GRID = (2, 2)  # the fewest patches `local_warp` blends between; all alike here
 ROUTE_LIMIT_PX = 0.05  # the most a lane may read off the exact position here (the local WBP allows 0.25 and 0.15): on
 # band-limited noise (RADIAL 0.35) an X-axis tilt of 0.2 deg gave an NCC against bp_full of 0.9997, 0.5 deg 0.998
-_CHOSEN: dict[bytes, NDArray[np.int64] | None] = {}  # the last geometry's choice (`_choice`)
+_CHOSEN: dict[bytes, KernelChoice] = {}  # the last geometry's choice (`full_model_choice`)
 
 
 def full_model_geometry(coef: NDArray[np.float64], n_rows_all: int, row0: int, n_held: int, n_x: int
@@ -55,10 +57,11 @@ def full_model_geometry(coef: NDArray[np.float64], n_rows_all: int, row0: int, n
     return m, grid
 
 
-def _choice(coef: NDArray[np.float64], n_rows_all: int, n_x: int, n_z: int) -> NDArray[np.int64] | None:
-    """Each view's slab (sections) for the one-row kernel on the unsheared whole views, or None where it would be
-    off by more than `ROUTE_LIMIT_PX` (`one_row_kernel_applies`); kept for the next call with the same geometry
-    (the slabs of rows of one tomogram: the check is made once, not once per slab)."""
+def full_model_choice(coef: NDArray[np.float64], n_rows_all: int, n_x: int, n_z: int) -> KernelChoice:
+    """The full model's kernel (`kernel_choice.KernelChoice`): the one-row kernel on the unsheared whole views, each
+    group's slab the thickest within `ROUTE_LIMIT_PX`, where every lane is (`one_row_kernel_applies`); else `bp_full`'s
+    exact one. Kept for the next call with the same geometry (the slabs of rows of one tomogram: the check is made
+    once, not once per slab)."""
     key = np.asarray(coef, dtype=np.float64).tobytes() + np.array([n_rows_all, n_x, n_z]).tobytes()
     if key not in _CHOSEN:
         _CHOSEN.clear()
@@ -68,8 +71,39 @@ def _choice(coef: NDArray[np.float64], n_rows_all: int, n_x: int, n_z: int) -> N
         for g in range(0, slabs.size, VIEW_GROUP):  # the thickest slab within the limit, per group of views
             peak = float(err[0, g : g + VIEW_GROUP].max())
             slabs[g : g + VIEW_GROUP] = next((t for t in SLABS if peak * t / MEASURED_SLAB <= ROUTE_LIMIT_PX), 0)
-        _CHOSEN[key] = slabs if pos + ext <= ROUTE_LIMIT_PX and slabs.min() >= 2 else None
+        _CHOSEN[key] = _record(slabs, pos + ext, err)
     return _CHOSEN[key]
+
+
+def _record(slabs: NDArray[np.int64], drift: float, err: NDArray[np.float64]) -> KernelChoice:
+    """`full_model_choice`'s record from the lanes' ``drift`` and the slab errors (`measured_errors`): how far the
+    one-row kernel reads off the exact position, or the figure that refused it."""
+    if drift <= ROUTE_LIMIT_PX and slabs.min() >= 2:
+        off = max(drift, float(np.max(err[0] * slabs / MEASURED_SLAB)))
+        return KernelChoice("one-row", "full model", slab_range(slabs), False, off, ROUTE_LIMIT_PX, "off by",
+                            shear=np.zeros(slabs.size), slab_per_view=slabs)
+    if drift > ROUTE_LIMIT_PX:
+        return KernelChoice("exact", "full model", error_px=drift, limit_px=ROUTE_LIMIT_PX, measure="lane drift")
+    thin = SLABS[-1]
+    return KernelChoice("exact", "full model", error_px=float(err[0].max()) * thin / MEASURED_SLAB,
+                        limit_px=ROUTE_LIMIT_PX, measure=f"slab error at {thin} sections")
+
+
+def full_model_kernel(coef: NDArray[np.float64], n_rows_all: int, n_x: int, n_z: int, *,
+                      x_tilt_deg: float | NDArray[np.float64] | None = None,
+                      z_factors: NDArray[np.float64] | None = None, views: NDArray[np.intp] | None = None
+                      ) -> KernelChoice:
+    """The kernel `wbp.backproject_views` takes for the map ``coef`` (`wbp.projection_coefficients`) on views of
+    ``n_rows_all`` rows and ``n_x`` columns into ``n_z`` sections: the plain one (`wbp.plain_geometry`), else the full
+    model's (`full_model_choice`), named with the ``x_tilt_deg`` and ``z_factors`` of the ``views`` used."""
+    from .wbp import plain_geometry  # wbp calls this module
+
+    if plain_geometry(coef, n_rows_all):
+        return PLAIN
+    pick = slice(None) if views is None else views
+    xt = x_tilt_deg if x_tilt_deg is None or np.ndim(x_tilt_deg) == 0 else np.asarray(x_tilt_deg)[pick]
+    return replace(full_model_choice(coef, n_rows_all, n_x, n_z),
+                   terms=full_model_terms(xt, None if z_factors is None else np.asarray(z_factors)[pick]))
 
 
 def one_row_kernel_applies(coef: NDArray[np.float64], n_rows_all: int, n_x: int, n_z: int) -> bool:
@@ -77,33 +111,34 @@ def one_row_kernel_applies(coef: NDArray[np.float64], n_rows_all: int, n_x: int,
     be centred on the rows a call holds, and slabs of rows would differ by its interpolation), each lane within
     `ROUTE_LIMIT_PX` of where the exact kernel reads (the lanes' column drift within a group, and slabs of sections
     thin enough)."""
-    return _choice(coef, n_rows_all, n_x, n_z) is not None
+    return full_model_choice(coef, n_rows_all, n_x, n_z).kernel == "one-row"
 
 
 def backproject_full(stack: NDArray, filt: NDArray[np.float32], coef: NDArray[np.float64], vol: NDArray[np.float32],
                      row_first: int, n_rows_all: int, stack_row0: int,
                      progress: Callable[[int, int], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> NDArray[np.float64]:
-    """`wbp.backproject_views` with the full model ``coef`` by the one-row kernel (`one_row_kernel_applies` must
-    hold): ``stack`` holds rows ``stack_row0 ..`` of views of ``n_rows_all`` rows; the volume's row ``k`` is view row
-    ``row_first + k``. Returns the float64 sums of the rows read (`local_rows.backproject_local_views`)."""
+                     should_stop: Callable[[], bool] | None = None,
+                     kernel: KernelChoice | None = None) -> NDArray[np.float64]:
+    """`wbp.backproject_views` with the full model ``coef`` by the one-row kernel (``kernel``, default
+    `full_model_choice`, must take it): ``stack`` holds rows ``stack_row0 ..`` of views of ``n_rows_all`` rows; the
+    volume's row ``k`` is view row ``row_first + k``. Returns the float64 sums of the rows read
+    (`local_rows.backproject_local_views`)."""
     n_x = stack.shape[2]
     mats, grid = full_model_geometry(coef, n_rows_all, stack_row0, stack.shape[1], n_x)
-    slabs = _choice(coef, n_rows_all, n_x, vol.shape[0])
-    if slabs is None:
+    if kernel is None:
+        kernel = full_model_choice(coef, n_rows_all, n_x, vol.shape[0])
+    if kernel.kernel != "one-row":
         raise ValueError("the full model's one-row kernel does not apply here: take bp_full's")
     return backproject_local_views(stack, filt, mats, grid, vol, row_first - stack_row0, progress, should_stop,
-                                   (np.zeros(coef.shape[0]), slabs))
+                                   kernel.geometry)
 
 
-def thread_bytes(coef: NDArray[np.float64], n_rows_all: int, n_x: int, n_z: int) -> int:
-    """What each thread of the one-row kernel holds where `backproject_full` takes it for the full model ``coef``
-    (binned; 0 for the plain geometry or `bp_full`): its band of filtered rows (`local_band`: a block of `ROWS`
-    rows, those its rows move by over the sections and along the block, and 32 more) and the rows each view's
+def thread_bytes(coef: NDArray[np.float64], n_x: int, n_z: int, kernel: KernelChoice) -> int:
+    """What each thread of the one-row kernel holds where it runs (``kernel``, `full_model_kernel`'s) for the full
+    model ``coef`` (binned; 0 for the plain geometry or `bp_full`): its band of filtered rows (`local_band`: a block of
+    `ROWS` rows, those its rows move by over the sections and along the block, and 32 more) and the rows each view's
     columns are resampled along per chunk of sections (`local_resample`)."""
-    from .wbp import plain_geometry  # wbp calls this module
-
-    if plain_geometry(coef, n_rows_all) or not one_row_kernel_applies(coef, n_rows_all, n_x, n_z):
+    if kernel.kernel != "one-row":
         return 0
     n_views = coef.shape[0]
     spread = float(np.max(np.abs(coef[:, 5]))) * n_z + float(np.max(np.abs(coef[:, 4] - 1.0))) * ROWS

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .bp_kernels import VIEW_GROUP
+from .kernel_choice import KernelChoice, slab_range
 from .local_blocks import BLOCK_TOLERANCE_PX, ERROR_X_STEP, EXTRAPOLATION_LIMIT_PX, GROUP, ROWS, view_shears
 from .local_check import check_blocks, lines_at
 
@@ -169,35 +170,71 @@ def group_slabs(err: NDArray[np.float64], pos: float) -> NDArray[np.int64]:
     return np.repeat(np.array(SLABS, dtype=np.int64)[got], VIEW_GROUP)[:n_v]
 
 
+def slabs_of(pos: float, ext: float, err: NDArray[np.float64]) -> NDArray[np.int64]:
+    """`choose_slabs`' answer from the errors `measured_errors` gives: all 0 for the exact voxel kernel where the
+    blocks are not within their limits (position ``pos``, extrapolation ``ext``), else `group_slabs`."""
+    if pos > BLOCK_TOLERANCE_PX or ext > EXTRAPOLATION_LIMIT_PX:
+        return np.zeros(err.shape[1], dtype=np.int64)
+    return group_slabs(err, pos)
+
+
 def choose_slabs(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int],
                  shear: NDArray[np.float64] | None = None) -> NDArray[np.int64]:
     """The sections per slab of `backproject_local_rows` for each view (`group_slabs`); all 1 for the block kernel
     (`local_blocks.backproject_local_blocks`) where no slab is within its tolerance, all 0 for the exact voxel
     kernel where the blocks are not within their limits either (`local_blocks.blocks_suffice`); the views sheared by
     ``shear`` (default `row_shears`)."""
-    pos, ext, err = measured_errors(mats, grid, n_z, size, shear)
-    if pos > BLOCK_TOLERANCE_PX or ext > EXTRAPOLATION_LIMIT_PX:
-        return np.zeros(err.shape[1], dtype=np.int64)
-    return group_slabs(err, pos)
+    return slabs_of(*measured_errors(mats, grid, n_z, size, shear))
 
 
-def choose_geometry(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
-                    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """``(shear, slabs)``: the views unsheared where the one-row kernel is within its limits on them (`choose_slabs`
-    with no shear), else `row_shears` and `choose_slabs` with it (none for the exact voxel kernel).
+def local_kernel(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
+                 ) -> KernelChoice:
+    """The kernel of the local WBP and its arguments (`kernel_choice.KernelChoice`: ``shear``, ``slab_per_view``),
+    with the figure that decided it: the views unsheared where the one-row kernel is within its limits on them
+    (`choose_slabs` with no shear), else `row_shears` and `choose_slabs` with it (none for the exact voxel kernel).
 
     The one-row kernel follows each lane's column drift itself (`local_group`), so the shear, which interpolates
     every view once more before the filter, only smooths them there: an X-axis tilt of 0.8 deg (a drift of 0.19 px
     over a group of lanes at 60 deg) gave an NCC against the exact voxel kernel of 0.99742 sheared and 0.99954
     not (session 16, 256^2 x 61 -> 64 of smoothed noise). The block kernel's lanes share a cell: it keeps it."""
-    n_v = mats.shape[1]
-    none = np.zeros(n_v)
-    slabs = choose_slabs(mats, grid, n_z, size, none)
+    used = none = np.zeros(mats.shape[1])
+    figures = measured_errors(mats, grid, n_z, size, none)
+    slabs = slabs_of(*figures)
     shear = row_shears(mats)
-    if slabs.min() >= 2 or not shear.any():
-        return none, slabs
-    slabs = choose_slabs(mats, grid, n_z, size, shear)
-    return (none if slabs.min() == 0 else shear), slabs
+    if slabs.min() < 2 and shear.any():
+        figures = measured_errors(mats, grid, n_z, size, shear)
+        slabs = slabs_of(*figures)
+        used = none if slabs.min() == 0 else shear
+    return kernel_record(used, slabs, *figures)
+
+
+def kernel_record(shear: NDArray[np.float64], slabs: NDArray[np.int64], pos: float, ext: float,
+                  err: NDArray[np.float64]) -> KernelChoice:
+    """`local_kernel`'s record of the kernel ``slabs`` says (`choose_slabs`) from the errors it was chosen on
+    (`measured_errors`): the slab error of the one-row kernel; for the block kernel, that of the thinnest slab beyond
+    its limit; for the voxel kernel, the blocks' position error or extrapolation beyond theirs."""
+    kind, thin = int(slabs.min()), SLABS[-1]
+
+    def record(kernel: str, error: float, limit: float, measure: str) -> KernelChoice:
+        return KernelChoice(kernel, "local alignments", slab_range(slabs) if kind >= 2 else (0, 0), bool(shear.any()),
+                            float(error), limit, measure, shear=shear, slab_per_view=slabs)
+
+    if kind == 0:
+        if pos > BLOCK_TOLERANCE_PX:
+            return record("voxel", pos, BLOCK_TOLERANCE_PX, "position error")
+        return record("voxel", ext, EXTRAPOLATION_LIMIT_PX, "extrapolation")
+    if kind == 1:
+        e = float(err[0].max()) * thin / MEASURED_SLAB
+        if e > SLAB_TOLERANCE_PX:
+            return record("block", e, SLAB_TOLERANCE_PX, f"slab error at {thin} sections")
+        return record("block", pos + e, BLOCK_TOLERANCE_PX, f"position and slab error at {thin} sections")
+    return record("one-row", np.max(err[0] * slabs / MEASURED_SLAB), SLAB_TOLERANCE_PX, "slab error")
+
+
+def choose_geometry(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """``(shear, slabs)`` of `local_kernel` (its docstring says how they are chosen)."""
+    return local_kernel(mats, grid, n_z, size).geometry
 
 
 def choose_kernel(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]) -> int:

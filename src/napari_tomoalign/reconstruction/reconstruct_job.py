@@ -202,7 +202,8 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
     ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`, and the object as ``surfaces``)
-    and the levelling (``levelled``: a `positioning.Levelling` of what was applied).
+    and the levelling (``levelled``: a `positioning.Levelling` of what was applied); ``kernel``, the kernel that
+    back-projected it and why (`kernel_choice.KernelChoice`).
     """
     import numpy as np
 
@@ -244,7 +245,7 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
     info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
     info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
                 clipped=res.clipped, z_factors=plan.z_factors is not None, scale=res.scale, levels=res.levels,
-                x_tilts=saved.x_tilts_deg is not None)
+                x_tilts=saved.x_tilts_deg is not None, kernel=res.kernel)
     return info
 
 

@@ -30,8 +30,9 @@ from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import native_dtype, truncated_while_read
 from ..io.mrc import mrc_header, unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
-from .full_as_local import thread_bytes
+from .full_as_local import full_model_kernel, thread_bytes
 from .input_checks import check_finite_view
+from .kernel_choice import PLAIN, KernelChoice
 from .output_scale import integer_scale, scale_window, slab_spans, window_scale
 from .reconstruct_job import MODES
 from .warp import bin_image, pull_matrix, warp_with_matrix
@@ -275,6 +276,7 @@ class StreamResult:
     clipped: int  # voxels clipped to the integer output mode's range
     scale: tuple[float, float] = (0.0, 1.0)  # (add, multiply) applied before writing: given, or `integer_scale`'s
     levels: int = 0  # an integer output's grey levels used (max - min + 1), 0 for float32
+    kernel: KernelChoice = PLAIN  # the kernel that back-projected it, and why (`full_as_local.full_model_kernel`)
 
 
 def _span(part: tuple[int, int] | None, n: int, what: str) -> tuple[int, int]:
@@ -352,7 +354,8 @@ def reconstruct_streamed(
         scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
     band = raw_band_bytes(source)
-    per_thread = thread_bytes(coef, ny, nx, n_z)
+    kernel = full_model_kernel(coef, ny, nx, n_z, x_tilt_deg=x_tilt_deg, z_factors=z_factors)  # once, for every slab
+    per_thread = thread_bytes(coef, nx, n_z, kernel)
     n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band, per_thread) if slab is None \
         else int(slab)
     if n_rows < 1:
@@ -366,7 +369,7 @@ def reconstruct_streamed(
         r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
         views = source.rows(r0, r1)
         vol = volume_empty((n_z, y1 - y0, nx))
-        backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny)
+        backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny, kernel=kernel)
         del views
         return vol if columns is None else vol[:, :, x_lo:x_hi]
 
@@ -393,4 +396,4 @@ def reconstruct_streamed(
             w.f.close()
             raise
     levels = int(w.hi - w.lo) + 1 if dtype.kind in "iu" else 0
-    return StreamResult(Path(out_path), shape, n_rows, str(dtype), w.clipped, w.scale, levels)
+    return StreamResult(Path(out_path), shape, n_rows, str(dtype), w.clipped, w.scale, levels, kernel)

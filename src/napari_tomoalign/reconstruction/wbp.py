@@ -36,8 +36,10 @@ from ..errors import Cancelled
 from .bp_fft import twiddles
 from .bp_full import wbp_blocks_full
 from .bp_kernels import BLOCK, view_sums, volume_empty, wbp_blocks
-from .full_as_local import backproject_full, one_row_kernel_applies
+from .full_as_local import backproject_full, full_model_kernel
 from .input_checks import check_finite_views, check_tilts_below_90
+from .kernel_choice import KernelChoice
+from .local_errors import local_kernel
 from .local_rows import backproject_local_views
 from .local_warp import LocalProjection, kernel_arguments
 from .warp import bin_image
@@ -121,6 +123,7 @@ def weighted_back_projection(
     x_tilt_deg: float | NDArray[np.float64] | None = None,
     z_factors: NDArray[np.float64] | None = None,
     shift_px: tuple[float, float] = (0.0, 0.0),
+    kernel_chosen: Callable[[KernelChoice], None] | None = None,
 ) -> NDArray[np.float32]:
     """Reconstruct ``(z, y, x)`` from an aligned stack ``(n_views, rows, cols)`` by WBP.
 
@@ -160,6 +163,9 @@ def weighted_back_projection(
     shift_px
         ``(x, z)`` shift of the volume in unbinned pixels (IMOD's ``SHIFT``): the output holds the
         specimen at ``x - shift_x``, ``z - shift_z``; with ``local`` too (`local_warp.LocalProjection.shifted`).
+    kernel_chosen
+        Called once the volume is made, with the kernel that made it and why (`kernel_choice.KernelChoice`, chosen
+        once: `local_errors.local_kernel` with ``local``, else `full_as_local.full_model_kernel`).
     """
     aligned_shape = np.shape(aligned)
     if len(aligned_shape) != 3:
@@ -193,9 +199,11 @@ def weighted_back_projection(
             check_finite_views(aligned, views, what="aligned stack")
         vol = volume_empty((n_z, y1 - y0, n_x))
         mats, grid = kernel_arguments(local.subset(views).shifted(shift_px), binning)
-        refuse_non_finite(aligned, views, backproject_local_views(binned_views(aligned, views, binning),
-                                                                  full_filter(filt, weights), mats, grid, vol, y0,
-                                                                  progress, should_stop))
+        stack = binned_views(aligned, views, binning)
+        kernel = local_kernel(mats, grid, n_z, stack.shape[:0:-1])
+        refuse_non_finite(aligned, views, backproject_local_views(stack, full_filter(filt, weights), mats, grid, vol, y0,
+                                                                  progress, should_stop, kernel.geometry))
+        _ = kernel_chosen(kernel) if kernel_chosen is not None else None
         return vol
     coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
                                    z_factors=z_factors, shift_px=shift_px)[views]
@@ -203,9 +211,12 @@ def weighted_back_projection(
         check_finite_views(aligned, doubtful_views(aligned, views), what="aligned stack")
     vol = volume_empty((n_z, y1 - y0, n_x))
     stack = binned_views(aligned, views, binning)
-    sums = backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop)
+    kernel = full_model_kernel(coef, stack.shape[1], stack.shape[2], n_z, x_tilt_deg=x_tilt_deg, z_factors=z_factors,
+                               views=views)
+    sums = backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop, kernel=kernel)
     if sums is not None:
         refuse_non_finite(aligned, views, sums)
+    _ = kernel_chosen(kernel) if kernel_chosen is not None else None
     return vol
 
 
@@ -306,6 +317,7 @@ def backproject_views(
     *,
     stack_row0: int = 0,
     n_rows_all: int | None = None,
+    kernel: KernelChoice | None = None,
 ) -> NDArray[np.float64] | None:
     """Filter and back-project the views ``stack`` ``(n_views, rows, cols)`` into ``vol`` ``(n_z, n_rows, cols)``.
 
@@ -317,21 +329,24 @@ def backproject_views(
     it reads them, and the float64 sums are returned: one that is not finite means a NaN or infinite pixel
     in that view, and the work stopped there. The full model goes to the local WBP's one-row kernel where it is
     within its limits (`full_as_local`), which sums the rows it reads too; else to its own kernel (`bp_full`), and
-    ``None`` is returned (the caller checks the views first).
+    ``None`` is returned (the caller checks the views first). ``kernel``: `full_model_kernel`'s answer for these
+    arguments, when the caller has it (made once for the slabs of a tomogram).
     """
     n_z, n_rows, n_x = vol.shape
     n_all = stack.shape[1] if n_rows_all is None else int(n_rows_all)
     if stack.shape[2] != n_x:
         raise ValueError(f"the volume is {n_x} wide but the views are {stack.shape[2]}")
     wr, wi = twiddles(filt.shape[1])
-    plain = plain_geometry(coef, n_all)
+    if kernel is None:
+        kernel = full_model_kernel(coef, n_all, n_x, n_z)
+    plain = kernel.kernel == "plain"
     sums = np.zeros(stack.shape[0]) if plain else None
     if plain:
         zc = np.arange(n_z) - (n_z - 1) / 2.0
         base = zc[:, None] * coef[None, :, 2] + (coef[:, 3] - coef[:, 0] * (n_x - 1) / 2.0)[None, :]
         cos_t = np.ascontiguousarray(coef[:, 0])
-    elif one_row_kernel_applies(coef, n_all, n_x, n_z):  # the full model by the local one-row kernel: 4-5x faster
-        return backproject_full(stack, filt, coef, vol, row_first, n_all, stack_row0, progress, should_stop)
+    elif kernel.kernel == "one-row":  # the full model by the local one-row kernel: 4-5x faster
+        return backproject_full(stack, filt, coef, vol, row_first, n_all, stack_row0, progress, should_stop, kernel)
     chunk = BLOCK * max(1, numba.get_num_threads()) * 4
     for c0 in range(0, n_rows, chunk):
         if should_stop is not None and should_stop():

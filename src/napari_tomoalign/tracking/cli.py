@@ -235,4 +235,6 @@ def _run(args: argparse.Namespace) -> int:
               + (f", {res.erased.name}" if res.erased is not None else "")
               + f" (angles from {res.tracked.tilt_source})" + (f"; {bin_note}" if bin_note else "")
               + (f"; {res.frame_note()}" if res.frame_note() else ""))
+        if res.kernel is not None and res.kernel.line():  # the tomogram's kernel, as reconstruct says it
+            print(res.kernel.line())
     return 0 if res.alignment.converged else 3
