@@ -178,7 +178,9 @@ def reconstruct_to_file(
     ``tilt`` does. ``alignment_dir``: what ``--alignment`` takes (`io.alignment_input`: an align folder, an IMOD
     set, another tool's file). ``size``: the aligned frame ``(x, y)`` in unbinned pixels, whose width and length
     the tomogram takes (None: the raw frame, transposed for an axis nearer 90 degrees than 0). ``pixel_size_nm``:
-    the stack's, for a header that is wrong (as ``run --pixel-size-nm``; `jobs.facts.pixel_size_nm`).
+    the stack's, for a header that is wrong (as ``run --pixel-size-nm``; `jobs.facts.pixel_size_nm`). The result's
+    ``kernel`` says which back-projection kernel made the tomogram and why (`reconstruction.kernel_choice.KernelChoice`;
+    its ``line()`` is what ``tomoalign reconstruct`` prints).
     """
     job = ReconstructJob(Path(stack_path), Path(alignment_dir), Path(output), binning, thickness, lowpass,
                          local if isinstance(local, bool) else Path(local), options, size, pixel_size_nm)
