@@ -60,3 +60,12 @@ def test_quiet_and_the_plain_kernel_say_nothing(bba, tmp_path, capsys):
     assert main(["reconstruct", str(bba / "BBa.mrc"), "--alignment", str(tmp_path / "plain" / "BBa.xf"), "--bin", "2",
                  "--thickness", "160", "--output", str(tmp_path / "p.rec")]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"wrote {tmp_path / 'p.rec'}")
+
+
+def test_an_xtilt_of_zeros_is_not_said_applied(bba, tmp_path, capsys):
+    """aligna.com does not solve an X-axis tilt: its .xtilt is all zeros, applies nothing, and the notes say only
+    the Z factors were applied."""
+    assert np.all(np.loadtxt(bba / "al" / "BBa.xtilt") == 0)
+    assert reconstruct(bba, tmp_path / "z.rec") == 0
+    out = capsys.readouterr().out
+    assert "applied the alignment's Z factors (.zfac), as IMOD's tilt does" in out and "X-axis tilts" not in out

@@ -244,9 +244,15 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
         raise UsageError(str(exc)) from None
     info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
     info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
-                clipped=res.clipped, z_factors=plan.z_factors is not None, scale=res.scale, levels=res.levels,
-                x_tilts=saved.x_tilts_deg is not None, kernel=res.kernel)
+                clipped=res.clipped, z_factors=_any(plan.z_factors), scale=res.scale, levels=res.levels,
+                x_tilts=_any(saved.x_tilts_deg), kernel=res.kernel)
     return info
+
+
+def _any(values) -> bool:
+    """Whether the full model's per-view ``values`` (an ``.xtilt`` or ``.zfac``, or None) move anything: all zero
+    (an X-axis tilt left at 0 by tiltalign, as BBa's) applies nothing, and the notes do not say it was applied."""
+    return values is not None and bool((values != 0).any())
 
 
 def tomogram_notes(info: dict) -> tuple[list[str], list[str]]:
