@@ -71,6 +71,7 @@ def print_alignment(res, out: Path) -> None:
 
 def cmd_align(args: argparse.Namespace) -> int:
     from .file_jobs import align_to_folder
+    from .jobs.align import prealigned_note
 
     res = align_to_folder(args.markers, args.tilt_angles, args.output, solver_settings_of(args),
                           image_size=tuple(args.image_size) if args.image_size else None,
@@ -83,19 +84,12 @@ def cmd_align(args: argparse.Namespace) -> int:
 
             print("\n".join(local_report(res.local)))
         print_alignment(res, Path(args.output))
-        if Path(args.markers).suffix.lower() in (".fid", ".mod") and not args.prexg and not _ours(args.markers):
-            print("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
-                  " the .preali (give --prexg FILE for the raw .st's, as etomo's)")
+        note = None if args.prexg else prealigned_note(args.markers)
+        if note:
+            print(note)
     else:
         warn_quietly(res.alignment.warnings)
     return 0 if res.alignment.converged else 3
-
-
-def _ours(model: str) -> bool:
-    """A model `tomoalign track` or `run` wrote (on the raw stack: no .preali to speak of; new user s14)."""
-    from .io.imod_model import TRACKED_ON, model_name
-
-    return (model_name(model) or "").startswith(TRACKED_ON)
 
 
 def warn(text: str) -> None:

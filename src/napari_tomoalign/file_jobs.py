@@ -119,13 +119,10 @@ def preali_note(stack_path: str | os.PathLike[str], alignment_dir: str | os.Path
     except (FileFormatError, OSError, ValueError, AttributeError):
         return None  # the alignment's own reader says what is wrong with it
     markers = str(inputs.get("markers", ""))
-    if Path(markers).suffix.lower() not in (".fid", ".mod") or inputs.get("prexg"):
-        return None
-    from .io.imod_model import TRACKED_ON, model_name
+    from .io.imod_model import placed_on_preali
 
-    name = model_name(markers) or ""
-    if name.startswith(TRACKED_ON) and Path(name.split()[-1]).suffix.lower() != ".preali":
-        return None  # tracked by `tomoalign track` on a raw stack: its transforms map a raw stack
+    if inputs.get("prexg") or not placed_on_preali(markers):
+        return None  # given its .prexg, or tracked by `tomoalign track` on a raw stack: its .xf maps a raw stack
     from .io.mrc import open_tilt_series
 
     try:  # a stack of another view count is refused by the job: no note about its transforms before that

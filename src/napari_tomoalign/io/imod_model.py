@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 
@@ -173,6 +174,16 @@ def model_name(path: str | os.PathLike[str]) -> str | None:
     if len(head) < 136 or head[:4] != b"IMOD":
         return None
     return head[8:136].split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def placed_on_preali(path: str | os.PathLike[str]) -> bool:
+    """Whether the marker file at ``path`` was placed on a prealigned stack, so that an ``.xf`` solved from it maps that
+    ``.preali`` unless its ``.prexg`` is given: etomo's fiducial model (a ``.fid`` or ``.mod`` not made here), or one
+    `tomoalign track` made on a ``.preali`` (its name, `TRACKED_ON`, says the stack)."""
+    if Path(path).suffix.lower() not in (".fid", ".mod"):
+        return False
+    name = model_name(path) or ""
+    return not name.startswith(TRACKED_ON) or Path(name.split()[-1]).suffix.lower() == ".preali"
 
 
 def write_imod_model(

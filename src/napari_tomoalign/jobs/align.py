@@ -177,6 +177,25 @@ def read_prexg(path: str | os.PathLike[str], n_views: int) -> NDArray[np.float64
     return pre
 
 
+def prealigned_note(markers: str | os.PathLike[str], stack: str | os.PathLike[str] | None = None) -> str | None:
+    """What to tell a user who aligns markers placed on a ``.preali`` (`io.imod_model.placed_on_preali`: etomo's
+    fiducial model) without its ``.prexg``: the ``.xf`` is for that stack. The command line says it after ``align``
+    (no stack); the dock, which takes no ``.prexg``, when it shows the alignment on a raw ``.st`` (as
+    `file_jobs.preali_note` warns ``reconstruct`` of one). None otherwise."""
+    from ..io.imod_model import placed_on_preali
+
+    if not placed_on_preali(markers):
+        return None
+    if stack is None:
+        return ("note: the .xf applies to the stack the model was made on; for etomo's fiducial model that is"
+                " the .preali (give --prexg FILE for the raw .st's, as etomo's)")
+    if Path(stack).suffix.lower() != ".st":
+        return None
+    return (f"{Path(markers).name} was placed on the .preali (etomo's fiducial model): this alignment, its aligned"
+            f" stack and its tomogram are for that stack, not for {Path(stack).name}; open the .preali as the tilt"
+            " series, or align with tomoalign align --prexg FILE for the raw stack")
+
+
 def solve(job: AlignJob, *, start: Alignment | None = None, progress: Callable[[str, int, float], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> Alignment:
     """The job's alignment: the default model with its options (warm-started from ``start``), or the
@@ -338,5 +357,5 @@ def surface_analysis(job: AlignJob, al: Alignment, axis_z_shift_px: float) -> Su
     return None
 
 
-__all__ = ["DEFAULT_SURFACES", "AlignJob", "FolderResult", "align_job", "read_prexg", "run_align_job", "solve",
-           "surface_analysis", "write_outputs"]
+__all__ = ["DEFAULT_SURFACES", "AlignJob", "FolderResult", "align_job", "prealigned_note", "read_prexg",
+           "run_align_job", "solve", "surface_analysis", "write_outputs"]

@@ -10,6 +10,7 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import Cancelled
+from ...jobs.align import prealigned_note
 from ...jobs.preview import PipelineResult, PreviewJob
 from ...reconstruction.positioning import SurfaceAnalysis
 from ..layers import points_to_markers
@@ -148,6 +149,10 @@ class Aligning:
                 show_warning(w)
             for w in self.options.axis_warnings(al.tilt_axis_deg):  # the mirror, as the command line says it
                 show_warning(w)
+            placed, shown = (getattr(getattr(layer, "source", None), "path", None) for layer in (markers, image))
+            note = prealigned_note(placed, shown) if placed and shown else None
+            if note:  # etomo's model on the raw stack: the .xf is the .preali's (the dock takes no .prexg)
+                show_warning(note)
 
         def finish() -> None:
             if markers in self._viewer.layers:
