@@ -124,7 +124,6 @@ class SaveSection:
 
     def alignment_job(self) -> SaveJob | None:
         """Writing the alignment chosen (`jobs.preview.save_result`) into the chosen folder, or None."""
-        from ...io.atomic import OverwriteError
         from ...jobs.preview import save_result
 
         runs = self._runs
@@ -150,21 +149,13 @@ class SaveSection:
                    "so there is no aligned stack to write; untick 'with the aligned stack'")
             return None
 
-        def write() -> tuple[Any, BaseException | None]:
-            try:
-                if ali is not None and ali[0].exists() and not overwrite:  # before any file is written
-                    raise OverwriteError(f"{ali[0]} already exists")
-                paths = save_result(last, target, stem, overwrite=overwrite, extra=extra, sections=sections)
-                return paths + ([ali[1]()] if ali is not None else []), None
-            except OSError as exc:  # OverwriteError is one
-                return None, exc
-
+        write = _writing(lambda: save_result(last, target, stem, overwrite=overwrite, extra=extra, sections=sections),
+                         ali, overwrite)
         return SaveJob(write, self._told(last.name, target, ali is not None))
 
     def loaded_job(self, name: str) -> SaveJob | None:
         """Writing the loaded alignment ``name`` into the chosen folder as ``tomoalign convert --to imod`` writes it
         (`loaded.save_loaded`), with its aligned stack when asked (as a made one's), or None."""
-        from ...io.atomic import OverwriteError
         from .loaded import save_loaded
 
         loaded, (markers, image) = self._runs.loaded[name], self._runs.source(name)
@@ -180,16 +171,8 @@ class SaveSection:
                    "so there is no aligned stack to write; untick 'with the aligned stack'")
             return None
 
-        def write() -> tuple[Any, BaseException | None]:
-            try:
-                if ali is not None and ali[0].exists() and not overwrite:  # before any file is written
-                    raise OverwriteError(f"{ali[0]} already exists")
-                paths = save_loaded(loaded, target, stem, overwrite)
-                return paths + ([ali[1]()] if ali is not None else []), None
-            except (OSError, ValueError) as exc:  # OverwriteError is one; FileFormatError a ValueError
-                return None, exc
-
-        return SaveJob(write, self._told(name, target, ali is not None))
+        return SaveJob(_writing(lambda: save_loaded(loaded, target, stem, overwrite), ali, overwrite),
+                       self._told(name, target, ali is not None))
 
     def _told(self, name: str, target: str, with_ali: bool) -> Callable[[Any, BaseException | None], list[Path]]:
         """What a save says when done (the GUI thread): the files written, or why none were."""
@@ -222,6 +205,25 @@ def aligned_stack_writer(result: Any, image: Any, path: Path, overwrite: bool) -
         return None
     return _views_writer(image, result.transforms, result.frame.shape(), result.alignment.pixel_size_nm, path,
                          overwrite)
+
+
+def _writing(save: Callable[[], list[Path]], ali: tuple[Path, Callable[[], Path]] | None, overwrite: bool
+             ) -> Callable[[], tuple[Any, BaseException | None]]:
+    """A save's work in the worker: ``save()`` (the alignment's files), then the aligned stack ``ali`` (its path and
+    writer) when asked, refused before any file is written when it exists; ``(paths, None)``, or ``(None, the
+    error)`` for the GUI thread to say (`SaveSection._told`)."""
+    from ...io.atomic import OverwriteError
+
+    def write() -> tuple[Any, BaseException | None]:
+        try:
+            if ali is not None and ali[0].exists() and not overwrite:
+                raise OverwriteError(f"{ali[0]} already exists")
+            paths = save()
+            return paths + ([ali[1]()] if ali is not None else []), None
+        except (OSError, ValueError) as exc:  # OverwriteError is one; FileFormatError a ValueError
+            return None, exc
+
+    return write
 
 
 def loaded_stack_writer(loaded: Any, image: Any, path: Path, overwrite: bool) -> tuple[Path, Callable[[], Path]] | None:
