@@ -10,11 +10,10 @@ import pytest
 
 pytest.importorskip("napari")
 
-from support.gui import first_look, write_bead_stack  # noqa: E402
+from support.gui import dock_on, write_bead_stack  # noqa: E402
 
 from napari_tomoalign._napari.dock.inputs import ROLE  # noqa: E402
 from napari_tomoalign._napari.dock.results import PREDICTED, RESIDUALS  # noqa: E402
-from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.io.imod import read_resid  # noqa: E402
 
 WAIT_MS = 600_000  # the first worker of a fresh clone compiles every kernel
@@ -36,11 +35,7 @@ def test_a_saved_alignment_is_shown_on_its_stack_and_another_refused(qtbot, make
     small, _ = write_bead_stack(tmp_path / "small", imod_data / "BBa.fid", imod_data / "BBa.rawtlt", 2.02, size=256)
     viewer = make_napari_viewer()
     monkeypatch.setattr(napari, "Viewer", no_second_viewer)
-    [image] = viewer.open(str(st), plugin="napari-tomoalign")
-    viewer.open(str(fid), plugin="napari-tomoalign")
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    first_look()
+    widget, image = dock_on(viewer, st, fid)
     try:
         assert widget.start_alignment() is not None
         qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)

@@ -10,11 +10,10 @@ import pytest
 
 pytest.importorskip("napari")
 
-from support.gui import first_look, write_bead_stack  # noqa: E402
+from support.gui import dock_on, write_bead_stack  # noqa: E402
 
 from napari_tomoalign._napari.dock.inputs import ROLE  # noqa: E402
 from napari_tomoalign._napari.dock.results import ALIGNED, ALIGNED_MARKERS, FRAMES, RESIDUALS  # noqa: E402
-from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 from napari_tomoalign.cli import main  # noqa: E402
 from napari_tomoalign.io.imod import read_xf  # noqa: E402
 from napari_tomoalign.reconstruction.compare import normalised_cross_correlation  # noqa: E402
@@ -43,11 +42,7 @@ def test_a_loaded_alignment_is_offered_saved_shown_and_compared(qtbot, make_napa
     cli("aligned-stack", st, "--alignment", tmp_path / "cli", "--output", tmp_path / "by-cli.ali")
     viewer = make_napari_viewer()
     monkeypatch.setattr(napari, "Viewer", no_second_viewer)
-    viewer.open(str(st), plugin="napari-tomoalign")
-    viewer.open(str(fid), plugin="napari-tomoalign")
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    first_look()
+    widget, _ = dock_on(viewer, st, fid)
     try:
         assert widget.start_alignment() is not None
         qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)

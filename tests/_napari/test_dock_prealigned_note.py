@@ -7,10 +7,9 @@ import pytest
 
 pytest.importorskip("napari")
 
-from support.gui import first_look, write_bead_stack  # noqa: E402
+from support.gui import dock_on, write_bead_stack  # noqa: E402
 
 from napari_tomoalign._napari.dock import aligning  # noqa: E402
-from napari_tomoalign._napari.widget import AlignWidget  # noqa: E402
 
 WAIT_MS = 600_000  # the first worker of a fresh clone compiles every kernel
 
@@ -28,11 +27,7 @@ def test_etomos_model_on_the_raw_stack_is_said(suffix, said, qtbot, make_napari_
     monkeypatch.setattr(aligning, "show_warning", warned.append)
     viewer = make_napari_viewer()
     monkeypatch.setattr(napari, "Viewer", no_second_viewer)
-    viewer.open(str(stack), plugin="napari-tomoalign")
-    viewer.open(str(fid), plugin="napari-tomoalign")
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    first_look()
+    widget, _ = dock_on(viewer, stack, fid)
     try:
         assert widget.start_alignment() is not None
         qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)

@@ -5,19 +5,14 @@ record is the one the kernel ran on (the volume is the one `choose_geometry`'s a
 import numpy as np
 import pytest
 from reconstruction.test_local_errors import tilted_patches
+from support.bba_local import bba_local_projection
 from support.full_model_reference import bba_like_model
 
-from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.local import local_alignments
-from napari_tomoalign.alignment.local_options import local_options_from_com
-from napari_tomoalign.alignment.solver import align_markers
-from napari_tomoalign.io.imod_com import read_com_section
-from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction.bp_kernels import volume_empty
 from napari_tomoalign.reconstruction.kernel_choice import KernelChoice
 from napari_tomoalign.reconstruction.local_errors import SLAB_TOLERANCE_PX, choose_geometry, local_kernel
 from napari_tomoalign.reconstruction.local_rows import backproject_local_views
-from napari_tomoalign.reconstruction.local_warp import kernel_arguments, local_projection
+from napari_tomoalign.reconstruction.local_warp import kernel_arguments
 from napari_tomoalign.reconstruction.stream import AlignedRows, reconstruct_streamed
 from napari_tomoalign.reconstruction.wbp import (
     angular_weights,
@@ -40,14 +35,7 @@ def wbp_said(views, tilts, **kw):
 def bba_local(imod_data):
     """BBa's local file as the benchmarks solve it (aligna.com's options, 5 x 5 patches) on a 512 x 512 stack, and
     the solved tilts."""
-    table = read_imod_model(imod_data / "BBa.fid")
-    raw = np.loadtxt(imod_data / "BBa.rawtlt")
-    entries = read_com_section(imod_data / "aligna.com")
-    sol = align_markers(table.view, table.marker, table.xy, raw, table.image_size,
-                        settings=settings_from_com(entries, raw), warn=False)
-    la = local_alignments(table.view, np.searchsorted(sol.marker_ids, table.marker), table.xy, raw, sol,
-                          local_options_from_com(entries), pixel_size=20.2)
-    return local_projection(la.local_transforms, sol.tilt_angles_deg, (512, 512)), sol.tilt_angles_deg
+    return bba_local_projection(imod_data)
 
 
 def test_bbas_local_file_says_the_one_row_kernel_and_its_slabs(bba_local):

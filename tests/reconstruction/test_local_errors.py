@@ -6,13 +6,8 @@ and the same slabs, on small geometries with an X-axis tilt and on BBa's local f
 
 import numpy as np
 import pytest
+from support.bba_local import bba_local_projection
 
-from napari_tomoalign.alignment.imod_options import settings_from_com
-from napari_tomoalign.alignment.local import local_alignments
-from napari_tomoalign.alignment.local_options import local_options_from_com
-from napari_tomoalign.alignment.solver import align_markers
-from napari_tomoalign.io.imod_com import read_com_section
-from napari_tomoalign.io.imod_model import read_imod_model
 from napari_tomoalign.reconstruction.local_blocks import (
     BLOCK_TOLERANCE_PX,
     ERROR_X_STEP,
@@ -30,7 +25,7 @@ from napari_tomoalign.reconstruction.local_errors import (
     measured_errors,
     row_shears,
 )
-from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments, local_projection
+from napari_tomoalign.reconstruction.local_warp import LocalProjection, kernel_arguments
 
 JM = (ROWS - 1) / 2.0
 
@@ -165,14 +160,7 @@ def test_the_checks_lines_are_fit_blocks():
 @pytest.fixture(scope="module")
 def bba_local(imod_data):
     """BBa's local file as the benchmarks solve it (aligna.com's options, 5 x 5 patches) on a 512 x 512 stack."""
-    table = read_imod_model(imod_data / "BBa.fid")
-    raw = np.loadtxt(imod_data / "BBa.rawtlt")
-    entries = read_com_section(imod_data / "aligna.com")
-    sol = align_markers(table.view, table.marker, table.xy, raw, table.image_size,
-                        settings=settings_from_com(entries, raw), warn=False)
-    la = local_alignments(table.view, np.searchsorted(sol.marker_ids, table.marker), table.xy, raw, sol,
-                          local_options_from_com(entries), pixel_size=20.2)
-    return local_projection(la.local_transforms, sol.tilt_angles_deg, (512, 512))
+    return bba_local_projection(imod_data)[0]
 
 
 @pytest.mark.parametrize("binning", [1, 2])

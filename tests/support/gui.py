@@ -32,6 +32,19 @@ def write_bead_stack(folder, fid, rawtlt, pixel_size_nm, name="BBa", size=512):
     return st, folder / f"{name}.fid"
 
 
+def dock_on(viewer, stack, markers):
+    """``(dock, image layer)``: the tilt series ``stack`` and the ``markers`` opened by this plugin, the dock added
+    and its first look taken (`first_look`), as a user opens them and then the dock."""
+    from napari_tomoalign._napari.widget import AlignWidget
+
+    [image] = viewer.open(str(stack), plugin="napari-tomoalign")
+    viewer.open(str(markers), plugin="napari-tomoalign")
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    first_look()
+    return widget, image
+
+
 def first_look() -> None:
     """Let a new dock build its sections and take its first look at the viewer's layers, which it does over the
     next turns of the event loop (as when a user opens it from napari's menu)."""
