@@ -203,7 +203,8 @@ def weighted_back_projection(
         kernel = local_kernel(mats, grid, n_z, stack.shape[:0:-1])
         refuse_non_finite(aligned, views, backproject_local_views(stack, full_filter(filt, weights), mats, grid, vol, y0,
                                                                   progress, should_stop, kernel.geometry))
-        _ = kernel_chosen(kernel) if kernel_chosen is not None else None
+        if kernel_chosen is not None:
+            kernel_chosen(kernel)
         return vol
     coef = projection_coefficients(tilts, (n_y, n_x), n_z, binning=binning, x_tilt_deg=x_tilt_deg,
                                    z_factors=z_factors, shift_px=shift_px)[views]
@@ -216,7 +217,8 @@ def weighted_back_projection(
     sums = backproject_views(stack, full_filter(filt, weights), coef, vol, y0, progress, should_stop, kernel=kernel)
     if sums is not None:
         refuse_non_finite(aligned, views, sums)
-    _ = kernel_chosen(kernel) if kernel_chosen is not None else None
+    if kernel_chosen is not None:
+        kernel_chosen(kernel)
     return vol
 
 
