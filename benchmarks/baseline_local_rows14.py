@@ -30,11 +30,36 @@ from napari_tomoalign.reconstruction.local_blocks import (
     fit_block,
 )
 from napari_tomoalign.reconstruction.local_errors import JM, at_column, view_lines
-from napari_tomoalign.reconstruction.local_resample import FIT_X_STEP, resample_columns
+from napari_tomoalign.reconstruction.local_resample import FIT_X_STEP, PREFETCH, prefetch
 
 SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled columns (2 in session 12: 3.5 % slower)
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
+
+
+@numba.njit(inline="always", fastmath=CONTRACT, nogil=True)
+def resample_columns(q1, v, rows, c_lo, n_c, shape, w):  # pragma: no cover - compiled
+    """Sessions 14-18's `local_resample.resample_columns`: numba's loop over each group's lanes (session 19's is in IR)."""
+    n_us, n_rs = shape
+    one = numba.uint64(1)
+    base = v * n_us * n_rs
+    for k in range(n_c):
+        c = c_lo + k
+        out = w[k]
+        if c < PAD_U or c > n_us - 1 - PAD_U:
+            out[:] = 0.0
+            continue
+        b = rows[2 * N_GROUPS, c]
+        ahead = numba.uint64(base + (c + PREFETCH) * n_rs + np.int64(rows[0, c]))  # the rows of a later column
+        for k_line in range(ROWS // 16 + 1):
+            prefetch(q1, ahead + numba.uint64(16 * k_line))  # type: ignore[call-arg]  # typingctx is numba's
+        for g in range(N_GROUPS):
+            a0 = numba.uint64(base + c * n_rs + np.int64(rows[2 * g, c]))
+            fr0 = rows[2 * g + 1, c]
+            for jj in range(GROUP):
+                ju = numba.uint64(jj)
+                t = q1[a0 + ju]
+                out[GROUP * g + jj] = t + (fr0 + b * np.float32(jj)) * (q1[a0 + ju + one] - t)
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
