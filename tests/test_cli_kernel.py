@@ -47,8 +47,8 @@ def test_reconstruct_says_the_full_models_kernel(bba, tmp_path, capsys):
     assert said.startswith("full model (Z factors): one-row kernel, slabs of ") and said.endswith(", within 0.05)")
     assert reconstruct(bba, tmp_path / "level.rec", "--x-axis-tilt", "2.07") == 0
     said = capsys.readouterr().out.splitlines()[-1]
-    assert said.startswith("full model (X-axis tilt -2.07 deg, Z factors): exact kernel, the one-row kernel would be"
-                           " off (lane drift ") and said.endswith(" px > 0.05)")
+    assert said.startswith("full model (X-axis tilt -2.07 deg (.xtilt minus XAXISTILT), Z factors): exact kernel, the"
+                           " one-row kernel would be off (lane drift ") and said.endswith(" px > 0.05)")
 
 
 def test_quiet_and_the_plain_kernel_say_nothing(bba, tmp_path, capsys):

@@ -91,11 +91,11 @@ def test_the_full_model_names_its_x_axis_tilt_and_kernel(tmp_path):
     _, exact = wbp_said(views, tilts, thickness=32, x_tilt_deg=x_tilt, z_factors=zf)
     assert exact.kernel == "exact" and exact.error_px > exact.limit_px == 0.05
     lo, hi = x_tilt.min(), x_tilt.max()
-    assert exact.line().startswith(f"full model (X-axis tilt {lo:.3g} to {hi:.3g} deg, Z factors): exact kernel, the"
-                                   " one-row kernel would be off (")
+    assert exact.line().startswith(f"full model (X-axis tilt {lo:.3g} to {hi:.3g} deg (.xtilt minus XAXISTILT), Z factors):"
+                                   " exact kernel, the one-row kernel would be off (")
     _, small = wbp_said(views, tilts, thickness=32, x_tilt_deg=0.15)
     assert small.kernel == "one-row" and small.error_px <= 0.05 and small.slabs[0] >= 4
-    assert small.line().startswith("full model (X-axis tilt 0.15 deg): one-row kernel, slabs of ")
+    assert small.line().startswith("full model (X-axis tilt 0.15 deg (.xtilt minus XAXISTILT)): one-row kernel, slabs of ")
     res = reconstruct_streamed(AlignedRows(views, np.arange(tilts.size), 1), tilts, tmp_path / "s.mrc", thickness=32,
                                x_tilt_deg=0.15, slab=32)
     assert res.kernel == small and res.slab_rows == 32

@@ -74,12 +74,14 @@ def slab_range(slabs: NDArray[np.int64]) -> tuple[int, int]:
 
 def full_model_terms(x_tilt_deg: float | NDArray[np.float64] | None, z_factors: NDArray[np.float64] | None) -> str:
     """What IMOD's full model applies, in words, for `KernelChoice.terms`: its X-axis tilt (one value, or the range of
-    the views') and whether it has Z factors."""
+    the views') and whether it has Z factors. The tilt applied is the ``.xtilt`` minus ``XAXISTILT`` (`positioning.
+    wbp_x_tilts`), so it is said as that: ``--x-axis-tilt 2.07`` alone reads "-2.07 deg (.xtilt minus XAXISTILT)", not a
+    bare "-2.07" that looks like the option's sign turned."""
     f = np.atleast_1d(np.asarray(0.0 if x_tilt_deg is None else x_tilt_deg, dtype=float))
     words = []
     if np.any(f != 0):
-        words.append(f"X-axis tilt {f[0]:.3g} deg" if np.ptp(f) < 0.005 else
-                     f"X-axis tilt {f.min():.3g} to {f.max():.3g} deg")
+        words.append((f"X-axis tilt {f[0]:.3g} deg" if np.ptp(f) < 0.005 else
+                      f"X-axis tilt {f.min():.3g} to {f.max():.3g} deg") + " (.xtilt minus XAXISTILT)")
     if z_factors is not None and np.any(np.asarray(z_factors) != 0):
         words.append("Z factors")
     return ", ".join(words)
