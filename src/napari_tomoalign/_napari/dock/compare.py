@@ -32,12 +32,13 @@ def comparison_problem(a: PipelineResult, b: PipelineResult) -> str | None:
 
 
 def common_frame(a: PipelineResult, b: PipelineResult) -> tuple[Any, Any]:
-    """The two tomograms resampled onto one grid (GUI-free work; the dock runs it in a worker)."""
+    """The two tomograms resampled onto one grid (GUI-free work; the dock runs it in a worker), lined up by their markers
+    as each tomogram holds them: with the axis Z shift its run was placed with (an align.com's ``AxisZShift``)."""
     problem = comparison_problem(a, b)
     if problem or a.tomogram is None or b.tomogram is None:
         raise ValueError(problem)
-    offset = frame_offset_px(a.alignment.marker_ids, aligned_marker_positions(a.alignment),
-                             b.alignment.marker_ids, aligned_marker_positions(b.alignment))
+    offset = frame_offset_px(a.alignment.marker_ids, aligned_marker_positions(a.alignment, a.axis_z_shift_px),
+                             b.alignment.marker_ids, aligned_marker_positions(b.alignment, b.axis_z_shift_px))
     return tomograms_on_one_grid(a.tomogram, b.tomogram, offset, a.tomogram_binning)
 
 
