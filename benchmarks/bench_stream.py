@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stream.py                      # 4096 x 4096 x 61 int16, bin 1, 1000 thick, --memory 2G
     python benchmarks/bench_stream.py --size 2048 --thickness 500 --chunks 4
+    python benchmarks/bench_stream.py --local                # the same with a 5 x 5 local file (reconstruct --local)
 
 The input (int16, smooth random views, BBa-like transforms: -12.5 deg rotation, shifts, 1% magnification
 changes) and an alignment folder are made under a temporary folder in /tmp (``--tmp``), never in the
@@ -14,6 +15,11 @@ bytes for the int16 tomogram (34 GB at the default size), once at a time.
    SLICE range per chunk, as ``splittilt``/``processchunks`` do), each writing its own file, then the
    chunks assembled into one volume (``assemblevol``'s job), each chunk deleted once copied. The same
    ``--memory`` per chunk.
+
+With ``--local``, instead: the same ``tomoalign reconstruct`` with ``--local`` (a 5 x 5 local file of small
+patch rotations, shifts and tilt increments, written beside the input), its wall time and peak resident memory
+(before session 19 the local WBP was made whole in memory: 67 GB at the default size, refused), then the global one
+for the ratio of the two whole processes.
 
 The machine is shared: the load average is printed with the figures.
 """
@@ -71,6 +77,27 @@ def make_input(d: Path, size: int, n_views: int) -> tuple[Path, Path]:
     return raw, d / "al"
 
 
+def make_local_file(d: Path, size: int, n_views: int) -> Path:
+    """A 5 x 5 local file for the input, smooth across the patches as solved ones are: each patch and view turned by
+    up to 0.15 deg, shifted by up to 1.5 px and its tilt changed by up to 0.1 deg, in ramps across the grid plus a
+    little noise per view (IMOD's format, `io.imod_local`)."""
+    from napari_tomoalign.io.imod_local import LocalTransforms, write_local_transforms
+
+    rng = np.random.default_rng(1)
+    gx, gy = (g.ravel()[:, None] / 2.0 - 1.0 for g in np.meshgrid(np.arange(5), np.arange(5)))  # -1 .. 1, X fastest
+    noise = rng.normal(0.0, 0.2, (4, n_views))
+    ang = np.radians(0.1 * (gx * noise[0] + gy * noise[1]) + 0.05 * gx)
+    xf = np.zeros((25, n_views, 2, 3))
+    xf[..., 0, 0], xf[..., 0, 1], xf[..., 1, 0], xf[..., 1, 1] = np.cos(ang), -np.sin(ang), np.sin(ang), np.cos(ang)
+    xf[..., 0, 2], xf[..., 1, 2] = gx * (1.0 + noise[2]), gy * (1.0 + noise[3])
+    step = size // 5
+    tilt = np.broadcast_to(0.1 * gx * gy, ang.shape).copy()
+    lt = LocalTransforms((5, 5), (step // 2, step // 2), (step, step), 2.0, tilt, xf)
+    path = d / "benchlocal.xf"
+    write_local_transforms(path, lt)
+    return path
+
+
 def children_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -104,6 +131,7 @@ def main() -> None:
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--tmp", default="/tmp")
+    parser.add_argument("--local", action="store_true", help="time reconstruct --local with a 5 x 5 local file")
     args = parser.parse_args()
     from napari_tomoalign.reconstruction.reconstruct_job import parse_memory
 
@@ -115,6 +143,18 @@ def main() -> None:
         print(f"input: {args.views} x {args.size} x {args.size} int16 ({raw.stat().st_size / 2**30:.2f} GiB) made in "
               f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
         out = d / "tomo.rec"
+        if args.local:
+            local = make_local_file(d, args.size, args.views)
+            t_local, rss = run([CLI, "reconstruct", str(raw), "--alignment", str(al), "--local", str(local), "--output",
+                                str(out), "--thickness", str(args.thickness), "--memory", args.memory])  # its kernel line
+            print(f"streamed, local alignments: tomoalign reconstruct --local {t_local:7.1f} s, peak RSS"
+                  f" {rss / 2**30:.2f} GiB; load {os.getloadavg()[0]:.1f}")
+            out.unlink()
+            t_global, _ = run([CLI, "reconstruct", str(raw), "--alignment", str(al), "--output", str(out),
+                               "--thickness", str(args.thickness), "--memory", args.memory, "--quiet"])
+            print(f"streamed, global: {t_global:7.1f} s; local / global (whole processes) {t_local / t_global:.2f};"
+                  f" load {os.getloadavg()[0]:.1f}")
+            return
         c0 = children_cpu_s()
         t_stream, rss = run([CLI, "reconstruct", str(raw), "--alignment", str(al), "--output", str(out),
                              "--thickness", str(args.thickness), "--memory", args.memory, "--quiet"])

@@ -66,15 +66,14 @@ def test_finding_the_local_file(tmp_path):
         find_local_file(tmp_path, "gone.xf")
 
 
-def test_run_with_local_alignments_refuses_a_memory_budget_as_reconstruct_local_does(tmp_path):
-    """New user's finding (session 10): `run --imod-com` with LocalAlignments 1 took --memory and made its
-    tomogram in memory anyway (reconstruct --local refuses it): refused before the tracking, naming the file."""
+def test_run_with_local_alignments_takes_a_memory_budget_as_reconstruct_local_does(tmp_path):
+    """`run --imod-com` with LocalAlignments 1 and --memory: refused from session 10 (the local tomogram was made in
+    memory, whatever the budget), taken since session 19 (the local WBP is streamed in slabs as the global one)."""
     from napari_tomoalign.jobs.run import RunJob
 
     com = tmp_path / "align.com"
     com.write_text((DATA / "aligna.com").read_text().replace("LocalAlignments\t0", "LocalAlignments\t1"))
-    with pytest.raises(UsageError, match="align.com asks for local alignments .* leave out --memory"):
-        RunJob(tmp_path / "s.st", tmp_path / "o", bead_diameter_nm=10, imod_com=com, memory_bytes=2**30)
-    assert RunJob(tmp_path / "s.st", tmp_path / "o", bead_diameter_nm=10, imod_com=com).memory_bytes is None
+    assert RunJob(tmp_path / "s.st", tmp_path / "o", bead_diameter_nm=10, imod_com=com,
+                  memory_bytes=2**30).memory_bytes == 2**30
     assert RunJob(tmp_path / "s.st", tmp_path / "o", bead_diameter_nm=10, imod_com=DATA / "aligna.com",
-                  memory_bytes=2**30).memory_bytes == 2**30  # global only: streamed within the budget
+                  memory_bytes=2**30).memory_bytes == 2**30

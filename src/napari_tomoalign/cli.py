@@ -246,8 +246,8 @@ def build_parser(argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
                                 " and at least a quarter of the image size)")
             p.add_argument("--local", nargs="?", const=True, default=False, metavar="FILE",
                            help="apply local alignments (IMOD's local file; without FILE, the one the"
-                                " alignment folder holds from 'align --local'), with --shift and --level as without;"
-                                " made whole in memory, so not with --memory, --slices, --width or --log")
+                                " alignment folder holds from 'align --local'), streamed in slabs of rows with every"
+                                " option as without")
             p.add_argument("--lowpass", type=float, metavar="F",
                            help="low-pass cutoff in cycles per binned pixel (0.5 is Nyquist; default none)")
             if wanted in (None, name):  # IMOD's options (issue 24); not loaded for the other commands

@@ -9,7 +9,7 @@ import pytest
 from napari_tomoalign.cli import main
 from napari_tomoalign.io.alignment import read_alignment_dir
 from napari_tomoalign.reconstruction.reconstruct_job import parse_memory, parse_view_list
-from napari_tomoalign.reconstruction.warp import aligned_stack
+from napari_tomoalign.reconstruction.warp import aligned_stack, bin_image
 from napari_tomoalign.reconstruction.wbp import weighted_back_projection
 
 
@@ -221,14 +221,41 @@ def test_local_takes_the_filter_views_and_angles_options(demo_dir, local_dir, tm
     assert np.abs(got - plain).max() > 0.1 * np.abs(plain).max()  # the options changed it
 
 
-@pytest.mark.parametrize("extra", [["--memory", "2G"], ["--width", "256"]])
-def test_local_refuses_in_one_line_what_it_does_not_apply(demo_dir, local_dir, tmp_path, capsys, extra):
-    rec = tmp_path / "no.rec"
-    code = main(["reconstruct", str(demo_dir / "sample.mrc"), "--alignment", str(local_dir), "--local", "--output",
-                 str(rec), "--bin", "4", "--thickness", "64", *extra])
-    err = capsys.readouterr().err
-    assert code == 2 and f"reconstruct --local does not apply {extra[0]}" in err and err.count("\n") == 1, err
-    assert not rec.exists()
+def test_local_streams_as_the_global_path_with_memory_width_slices_and_log(demo_dir, local_dir, tmp_path):
+    """``reconstruct --local`` is streamed in slabs of rows as without it (refused with --memory, --width, --slices
+    and --log before session 19, its volume made whole in memory): each gives the part of the whole --local volume it
+    asks for, and --log the local WBP of the logarithm made by hand."""
+    from napari_tomoalign.local_jobs import local_projection_for
+    from napari_tomoalign.reconstruction.subset import LOG_FLOOR
+
+    stack = str(demo_dir / "sample.mrc")
+    base = ["reconstruct", stack, "--alignment", str(local_dir), "--local", "--bin", "4", "--thickness", "64",
+            "--quiet", "--output"]
+    assert main([*base, str(tmp_path / "w.rec")]) == 0
+    whole = mrcfile.read(tmp_path / "w.rec")
+    assert main([*base, str(tmp_path / "m.rec"), "--memory", "1G"]) == 0
+    np.testing.assert_array_equal(mrcfile.read(tmp_path / "m.rec"), whole)
+    assert main([*base, str(tmp_path / "c.rec"), "--width", "256"]) == 0  # the middle 64 of 128 binned columns
+    np.testing.assert_array_equal(mrcfile.read(tmp_path / "c.rec"), whole[:, :, 32:96])
+    assert main([*base, str(tmp_path / "s.rec"), "--slices", "128,383"]) == 0  # binned rows 32 .. 95
+    part = mrcfile.read(tmp_path / "s.rec")
+    assert part.shape == (16, 64, 128)
+    np.testing.assert_allclose(part, whole[:, 32:96], atol=5e-3 * np.abs(whole).max())  # its own first block
+    with mrcfile.open(stack) as m:
+        raw = m.data.astype(np.float32)
+    offset = float(-raw.min() + 0.05 * np.ptp(raw))
+    assert main([*base, str(tmp_path / "l.rec"), "--log", f"{offset!r}"]) == 0
+    saved = read_alignment_dir(local_dir)
+    views = np.flatnonzero(saved.view_determined)
+    ali = aligned_stack(raw[views], saved.transforms[views], binning=4)
+    binned = np.stack([bin_image(raw[j], 4) for j in views])
+    floor = LOG_FLOOR * float(binned.max() - binned.min())
+    lp = local_projection_for(local_dir / "samplelocal.xf", saved.tilt_angles_deg[views], saved.x_tilts_deg[views]
+                              if saved.x_tilts_deg is not None else None, (128, 128), saved.pixel_size_nm,
+                              saved.pixel_size_nm, 4)
+    ref = weighted_back_projection(np.log10(np.maximum(ali + np.float32(offset), floor)), saved.tilt_angles_deg[views],
+                                   thickness=16, local=lp)
+    np.testing.assert_allclose(mrcfile.read(tmp_path / "l.rec"), ref, atol=1e-4 * np.abs(ref).max())
 
 
 def test_local_applies_mode_and_scale_as_the_streamed_volume_is_written(demo_dir, local_dir, tmp_path):

@@ -77,7 +77,6 @@ def test_log_is_the_wbp_of_log10_of_the_aligned_views(demo, tmp_path):
     (["--width", "0"], "--width 0: give a positive number"),
     (["--width", "600"], "--width 600 is wider than the aligned views (512 unbinned pixels)"),
     (["--log=-1e9"], "nothing is positive to take the logarithm of"),
-    (["--log", "0", "--local"], "reconstruct --local does not apply --log"),
 ])
 def test_wrong_values_are_refused_in_one_line(demo, tmp_path, capsys, extra, said):
     d, stack, _ = demo

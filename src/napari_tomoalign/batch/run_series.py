@@ -150,7 +150,6 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
     """Track, align robustly (or with the series' align.com), warp and reconstruct one series into ``out``
     (`jobs.run.run_job`, as ``tomoalign run``); return its summary row."""
     from ..jobs.run import RunJob, run_job
-    from ..local_jobs import wants_local
 
     s = run_settings(spec, defaults)
     settings, com = series_settings({**defaults, **spec.options}, tracked=True)
@@ -159,7 +158,7 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
                  tilt_angles_path=spec.tilt_angles, settings=settings, imod_com=com,
                  n_beads=s.beads, binning=s.binning, thickness=s.thickness, erase_gold=s.erase_gold,
                  pixel_size_nm=pix, name=spec.name, patches=s.patches, clumps=s.clumps, dark=s.dark, shift_px=s.shift,
-                 memory_bytes=None if wants_local(com) else worker_budget())
+                 memory_bytes=worker_budget())
     (out / "tracking.json").unlink(missing_ok=True)  # written last: the series counts as finished only with it
     import scipy.fft
 

@@ -155,10 +155,7 @@ class ReconstructJob:
 
 def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResult:
     """The job's tomogram into an MRC file (``tomoalign reconstruct``)."""
-    from ..io.mrc import write_mrc
     from ..reconstruction.frame import frame_size_of
-    from ..reconstruction.warp import warp_view
-    from ..reconstruction.wbp import weighted_back_projection
 
     binning, thickness, local = job.binning, job.thickness, job.local
     given = thickness  # with --level, the markers pick the thickness unless it is given
@@ -185,68 +182,26 @@ def make_tomogram(job: ReconstructJob, *, overwrite: bool = False) -> ImageResul
     if thickness > MAX_THICKNESS_FACTOR * max(rows, cols):
         raise UsageError(f"--thickness {thickness} is more than {MAX_THICKNESS_FACTOR} x the image size "
                          f"({cols} x {rows}); give the specimen's thickness in unbinned pixels")
-    if not local:  # streamed in slabs of rows, in bounded memory, with the full model and IMOD's options
-        from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment, tomogram_notes
-
-        options = job.options or ReconstructOptions()
-        options = replace(options, mode=tomogram_mode(series.data.dtype, options.mode))  # bytes stay bytes, as tilt
-        voxel_a = pix * binning if pix else None
-        info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
-                                     thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
-                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite, frame=frame)
-        notes, warnings = tomogram_notes(info)
-        return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
-                           frame_notes(frame, binning) + guessed + tuple(notes), tuple(warnings), info["kernel"])
-    from ..reconstruction.reconstruct_job import ReconstructOptions
-    from ..reconstruction.tomogram_plan import local_wbp_options
-
-    opts = job.options or ReconstructOptions()  # what --local applies: the streamed WBP's plan (--level, --shift)
-    kw, plan = local_wbp_options(opts, saved, job.alignment_dir, thickness=given if opts.level is not None else thickness,
-                                 lowpass=job.lowpass, width=frame.size[0])
-    tilts, x_tilts, thickness = kw.pop("tilts"), kw.pop("x_tilts"), plan.thickness
-    kw["shift_px"] = tuple(v / binning for v in kw["shift_px"])  # the views are binned already
-    ny, nx = frame.shape(binning)
-    mode = np.dtype(tomogram_mode(series.data.dtype, opts.mode))
-    # the aligned views, their filtered and sheared copy, the float32 volume and its copy in the output mode
-    need = nx * ny * (8 * series.n_views + (4 + (mode.itemsize if mode != np.float32 else 0)) * (thickness // binning))
-    check_memory(need, "the reconstruction")
-    ali = np.empty((series.n_views, ny, nx), dtype=np.float32)
-    for j in range(series.n_views):
-        warp_view(series.data[j], saved.transforms[j], binning=binning, out_shape=(ny, nx), out=ali[j])
-        check_finite_view(job.stack, j, ali[j])
-    lp = None
-    if local:
-        from ..local_jobs import check_local_file, find_local_file, local_projection_for
+    local_file = None
+    if local:  # the local alignments' file: the folder's own, or the one given
+        from ..local_jobs import check_local_file, find_local_file
 
         folder = saved.folder or job.alignment_dir  # an IMOD set's folder when its .xf was given
-        path = find_local_file(folder, saved.local_file) if local is True else check_local_file(
+        local_file = find_local_file(folder, saved.local_file) if local is True else check_local_file(
             local, folder, saved.local_file)
-        # the local file's patches are placed in the raw-sized frame about the same centre (the frames share it)
-        lp = local_projection_for(path, tilts, x_tilts, (cols // binning, rows // binning), saved.pixel_size_nm,
-                                  nm_from_angstrom(pix), binning)
-    chosen: list = []
-    vol = weighted_back_projection(ali, tilts, thickness=thickness // binning, local=lp, kernel_chosen=chosen.append,
-                                   **kw)
-    del ali
-    voxel = pix * binning if pix else None
-    vol, notes, warns = _in_mode(vol, opts, series.data.dtype)
-    warns = tuple(plan.info.get("shift_warnings", ())) + warns
-    write_mrc(out, vol, voxel, overwrite=overwrite)
-    return ImageResult(out, tuple(vol.shape), voxel, int(kw["use_view"].sum()), plan.surfaces, plan.levelled,
-                       notes=frame_notes(frame, binning) + guessed + notes, warnings=warns, kernel=chosen[0])
+    # streamed in slabs of rows, in bounded memory, with the full model or local alignments and IMOD's options
+    from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment, tomogram_notes
 
-
-def _in_mode(vol: NDArray[np.float32], options: ReconstructOptions, input_dtype: Any):
-    """``reconstruct --local``'s volume in its output mode, as the streamed one is written (`output_scale.in_output_mode`:
-    ``--mode``, default `io.modes.tomogram_mode`; ``--scale``, else chosen for an integer mode), and its notes."""
-    from ..reconstruction.output_scale import in_output_mode
-    from ..reconstruction.reconstruct_job import tomogram_notes
-
-    mode = tomogram_mode(input_dtype, options.mode)
-    vol, scale, clipped, levels = in_output_mode(vol, mode, options.scale)
-    notes, warns = tomogram_notes({"x_tilts": False, "z_factors": False, "levels": levels, "scale": scale,
-                                   "mode": mode, "clipped": clipped})
-    return vol, tuple(notes), tuple(warns)
+    options = job.options or ReconstructOptions()
+    options = replace(options, mode=tomogram_mode(series.data.dtype, options.mode))  # bytes stay bytes, as tilt
+    voxel_a = pix * binning if pix else None
+    info = reconstruct_alignment(job.stack, saved, job.alignment_dir, out, binning=binning,
+                                 thickness=given if options.level is not None else thickness, lowpass=job.lowpass,
+                                 options=options, voxel_angstrom=voxel_a, overwrite=overwrite, frame=frame,
+                                 local_file=local_file, stack_pixel_nm=nm_from_angstrom(pix))
+    notes, warnings = tomogram_notes(info)
+    return ImageResult(out, tuple(info["shape"]), voxel_a, info["n_views"], info["surfaces"], info["levelled"],
+                       frame_notes(frame, binning) + guessed + tuple(notes), tuple(warnings), info["kernel"])
 
 
 OUTPUT_MODES = MODES  # IMOD's modes, one list (`reconstruct_job.MODES`)

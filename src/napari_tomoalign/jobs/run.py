@@ -88,9 +88,6 @@ class RunJob:
 
         if wants_local(self.imod_com):  # its local patch grid too, before the tracking
             local_options(self.imod_com)
-            if self.memory_bytes is not None:  # as reconstruct --local: the local WBP holds its volume
-                raise UsageError(f"{Path(str(self.imod_com)).name} asks for local alignments (LocalAlignments 1), whose"
-                                 " tomogram is made in memory: leave out --memory, or set LocalAlignments 0")
 
     @property
     def stem(self) -> str:

@@ -60,8 +60,8 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     if thickness < b:
         raise UsageError(f"--thickness {thickness} is less than one binned pixel (--bin {b})")
     ny, nx = frame.shape(b)
-    # The binned views are held; the volume only on the local path (the global one streams it in slabs).
-    check_memory(4 * nx * ny * (2 * n + (thickness // b if folder.local is not None else 0)), "the reconstruction")
+    # The binned views are held; the volume is streamed in slabs (with local alignments too).
+    check_memory(4 * nx * ny * 2 * n, "the reconstruction")
     pix_a = angstrom_from_nm(facts.pixel_size_nm(job.pixel_size_nm, series.pixel_size_angstrom))
     erase = GoldEraser.from_alignment(folder.alignment, diameter_px) if job.erase_gold else None
     out, stem = Path(job.output_dir), job.stem
@@ -73,8 +73,7 @@ def run_images(job: RunJob, ajob: AlignJob, folder: FolderResult, diameter_px: f
     info: dict = {}
 
     def tomogram() -> None:
-        info.update(_tomogram(job, ajob, folder, saved, binned, rec_path, thickness, pix_a, overwrite,
-                              (cols // b, rows // b)))
+        info.update(_tomogram(job, ajob, folder, saved, binned, rec_path, thickness, pix_a, overwrite))
 
     def binned_views() -> None:
         for j in range(n):
@@ -171,51 +170,25 @@ def _one_thread() -> None:
 
 
 def _tomogram(job: RunJob, ajob: AlignJob, folder: FolderResult, saved: Any, binned: NDArray[np.float32],
-              rec_path: Path, thickness: int, pix_a: float | None, overwrite: bool, raw_size: tuple[int, int]) -> dict:
-    """The tomogram of the binned aligned views: streamed by ``reconstruct``'s function, or in memory with the
-    local alignments (as ``reconstruct --local``; their patches placed in the binned raw frame ``raw_size``,
-    about the centre the aligned frame shares); both with ``--shift`` and ``--level`` (`tomogram_plan`), whose
+              rec_path: Path, thickness: int, pix_a: float | None, overwrite: bool) -> dict:
+    """The tomogram of the binned aligned views, streamed by ``reconstruct``'s function, with the local alignments the
+    job solved when it did (as ``reconstruct --local``), ``--shift`` and ``--level`` (`tomogram_plan`), whose
     surface analysis and levelling are returned (``surfaces``, ``levelled``), and the kernel that back-projected it
     (``kernel``, `reconstruction.kernel_choice.KernelChoice`)."""
+    from ..conventions import nm_from_angstrom
     from ..reconstruction.frame import frame_size_of
-    from ..reconstruction.reconstruct_job import ReconstructOptions
+    from ..reconstruction.reconstruct_job import ReconstructOptions, reconstruct_alignment
 
     b, folder_dir = job.binning, Path(folder.paths[0]).parent
     voxel_a = pix_a * b if pix_a else None
     frame = frame_size_of(saved, job.size)  # the run's aligned frame (`run_images`)
     options = ReconstructOptions(memory_bytes=job.memory_bytes, shift_px=job.shift_px, level=job.level)
     given = job.thickness if job.level is not None else thickness  # --level picks the thickness unless it is given
-    if folder.local is None:
-        from ..reconstruction.reconstruct_job import reconstruct_alignment
 
-        return reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=given, lowpass=None,
-                                     options=options, voxel_angstrom=voxel_a, overwrite=overwrite, aligned=binned,
-                                     frame=frame)
-    from ..io.mrc import write_mrc
-    from ..reconstruction.tomogram_plan import local_wbp_options
-    from ..reconstruction.wbp import weighted_back_projection
-
-    kw, plan = local_wbp_options(options, saved, folder_dir, thickness=given, lowpass=None, width=frame.size[0])
-    tilts, x_tilts = kw.pop("tilts"), kw.pop("x_tilts")
-    kw["shift_px"] = tuple(v / b for v in kw["shift_px"])  # the views are binned already
-    lp = _local_projection(ajob, folder, raw_size, pix_a, b, tilts, x_tilts)
-    chosen: list = []
-    vol = weighted_back_projection(binned, tilts, thickness=plan.thickness // b, local=lp, kernel_chosen=chosen.append,
-                                   **kw)
-    write_mrc(rec_path, vol, voxel_a, overwrite=overwrite)
-    return {"surfaces": plan.surfaces, "levelled": plan.levelled, **plan.info, "kernel": chosen[0]}
-
-
-def _local_projection(ajob: AlignJob, folder: FolderResult, size: tuple[int, int], pix_a: float | None,
-                      binning: int, tilts: Any, x_tilts: Any) -> Any:
-    """The local alignments the job solved, to apply in the back-projection at the plan's ``tilts`` and ``x_tilts``
-    (the solved ones, with --level's offset and X-axis tilt)."""
-    from ..conventions import nm_from_angstrom
-    from ..local_jobs import local_projection_for
-
-    path = Path(folder.paths[0]).parent / ajob.local_file_name()
-    return local_projection_for(path, tilts, x_tilts, size, folder.alignment.pixel_size_nm, nm_from_angstrom(pix_a),
-                                binning)
+    local = None if folder.local is None else folder_dir / ajob.local_file_name()  # the local alignments it solved
+    return reconstruct_alignment(job.stack, saved, folder_dir, rec_path, binning=b, thickness=given, lowpass=None,
+                                 options=options, voxel_angstrom=voxel_a, overwrite=overwrite, aligned=binned,
+                                 frame=frame, local_file=local, stack_pixel_nm=nm_from_angstrom(pix_a))
 
 
 __all__ = ["aligned_views", "binned_view", "run_images"]

@@ -2,8 +2,8 @@
 
 The scale (add, then multiply) comes from the middle `SCALE_ROWS` rows (slices) of the output: the streamed
 WBP makes the slab that holds them first (`slab_spans`), or, with slabs thinner than them (a small ``--memory``),
-makes them first in pieces for the scale alone (`window_scale`); a volume made whole (``reconstruct --local``)
-takes them from itself (`in_output_mode`). The scale was taken from whichever slab was in the middle, so that
+makes them first in pieces for the scale alone (`window_scale`); the local WBP is streamed the same way. The scale was
+taken from whichever slab was in the middle, so that
 the same command gave int16 files up to 2133 grey levels apart on a busy and a quiet machine (the default slab
 follows the free memory: new user's finding, session 13).
 """
@@ -82,34 +82,3 @@ def window_scale(made: Callable[[int, int], NDArray[np.float32]], window: tuple[
         spread = 5.0 * math.sqrt(max(0.0, math.fsum(squares) / n - mean * mean))
     mult = float(info.max - info.min) / 2.0 / spread if math.isfinite(spread) and spread > 0 else 1.0
     return -mean + (float(info.max) + float(info.min) + 1.0) / 2.0 / mult, mult
-
-
-def in_output_mode(vol: NDArray[np.float32], dtype: np.dtype | str, scale: tuple[float, float] | None
-                   ) -> tuple[NDArray, tuple[float, float], int, int]:
-    """A volume made whole in memory (``reconstruct --local``) as the streamed one is written: ``scale`` (add, then
-    multiply; None: none for float32, `integer_scale` of its middle rows (`scale_window`) for an integer mode), rounded and
-    clipped to an integer ``dtype``. Returns the volume, the scale used, the voxels clipped and the grey levels.
-    A float32 ``vol`` is scaled in place; an integer one is made a few sections at a time, so that the memory is
-    the volume and its copy in ``dtype`` only (whole-volume temporaries took 4.2 GB for a 1 GB tomogram: new user's
-    finding, session 13)."""
-    dtype = np.dtype(dtype)
-    if scale is None:
-        w0, w1 = scale_window(0, vol.shape[1])
-        scale = (0.0, 1.0) if dtype.kind == "f" else integer_scale(vol[:, w0:w1], dtype)
-    a, m = np.float32(scale[0]), np.float32(scale[1])
-    integer = dtype.kind in "iu"
-    out = np.empty(vol.shape, dtype) if integer or dtype != vol.dtype else vol
-    step = max(1, (16 << 20) // max(1, vol[:1].nbytes))  # sections per chunk: about 16 MB
-    clipped = 0
-    for k in range(0, vol.shape[0], step):
-        chunk = vol[k : k + step]
-        if scale != (0.0, 1.0):
-            chunk = np.multiply(np.add(chunk, a, out=chunk if out is vol else None), m, out=chunk if out is vol else None)
-        if integer:
-            info = np.iinfo(dtype)
-            chunk = np.rint(chunk)
-            clipped += int(np.count_nonzero((chunk < info.min) | (chunk > info.max)))
-            np.clip(chunk, info.min, info.max, out=chunk)
-        if out is not vol:
-            out[k : k + step] = chunk
-    return out, scale, clipped, (int(out.max()) - int(out.min()) + 1) if integer else 0

@@ -189,7 +189,8 @@ def check_options(options: ReconstructOptions, *, lowpass: float | None = None) 
 def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignment_dir: str | os.PathLike[str],
                           out: Path, *, binning: int, thickness: int | None, lowpass: float | None,
                           options: ReconstructOptions, voxel_angstrom: float | None, overwrite: bool,
-                          aligned: Any = None, frame: Any = None) -> dict:
+                          aligned: Any = None, frame: Any = None, local_file: Path | None = None,
+                          stack_pixel_nm: float | None = None) -> dict:
     """The streamed WBP of a raw stack with a saved alignment (`io.alignment.SavedAlignment`), into ``out``.
 
     ``aligned``: the stack's views already aligned and binned by ``binning``, as `warp.warp_view` makes them
@@ -199,6 +200,9 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
 
     ``frame``: the aligned frame (`frame.FrameSize`; None: `frame.frame_size_of` the alignment, transposed for an
     axis near 90 degrees), whose width and length the tomogram takes.
+
+    ``local_file``: local alignments to apply (IMOD's local file, its pixels scaled from the alignment's to the stack's
+    ``stack_pixel_nm``), at the plan's tilts and X-axis tilts, streamed as the global WBP is (`stream`, `local_slab`).
 
     Returns what was done: the output's shape, mode, slab rows, views used, clipped voxels and, with
     ``--level``, the surface analysis (`positioning.SurfaceAnalysis.as_dict`, and the object as ``surfaces``)
@@ -233,20 +237,41 @@ def reconstruct_alignment(stack_path: str | os.PathLike[str], saved: Any, alignm
 
     rows = binned_rows(options.slices, frame.size[1], binning)
     columns = binned_columns(options.width, frame.size[0], binning)
+    local = None if local_file is None else _local_projection(local_file, saved, plan, raw.shape, binning,
+                                                               stack_pixel_nm)
     try:
         res = reconstruct_streamed(
             source, plan.tilts, out, thickness=plan.thickness, memory_bytes=options.memory_bytes, output_dtype=mode,
             scale=options.scale, voxel_size_angstrom=voxel_angstrom,
             weighting="sirt-like" if options.sirt_like else "ramp", sirt_iterations=options.sirt_like or 10,
             radial=radial, x_tilt_deg=plan.x_tilt, z_factors=plan.z_factors, tilt_offset_deg=plan.offset_deg,
-            shift_px=plan.shift_px, rows=rows, columns=columns, overwrite=overwrite)
+            shift_px=plan.shift_px, rows=rows, columns=columns, overwrite=overwrite, local=local)
     except ValueError as exc:  # options out of range, too little memory: the user's to fix
         raise UsageError(str(exc)) from None
     info = dict(plan.info, surfaces=plan.surfaces, levelled=plan.levelled)
     info.update(shape=res.shape, mode=res.dtype, slab_rows=res.slab_rows, n_views=int(views.size),
-                clipped=res.clipped, z_factors=_any(plan.z_factors), scale=res.scale, levels=res.levels,
+                clipped=res.clipped, z_factors=_any(plan.z_factors) and local is None,  # the local file's own apply
+                scale=res.scale, levels=res.levels,
                 x_tilts=_any(saved.x_tilts_deg), kernel=res.kernel)
     return info
+
+
+def _local_projection(path: Path, saved: Any, plan: Any, raw_shape: tuple[int, int, int], binning: int,
+                      stack_pixel_nm: float | None) -> Any:
+    """The local file's `local_warp.LocalProjection` for the plan's views, binned by ``binning``: at the solved tilts plus
+    the plan's offset and its X-axis tilts (the views left out take no part); the patches are placed in the raw-sized
+    frame about the centre the aligned frame shares (`local_jobs.local_projection_for`)."""
+    import numpy as np
+
+    from ..local_jobs import local_projection_for
+
+    n = len(saved.transforms)
+    x_tilt = np.zeros(n)
+    x_tilt[plan.views] = plan.x_tilt
+    tilts = np.asarray(saved.tilt_angles_deg, float) + plan.offset_deg
+    lp = local_projection_for(path, tilts, x_tilt, (raw_shape[2] // binning, raw_shape[1] // binning),
+                              saved.pixel_size_nm, stack_pixel_nm, binning)
+    return lp.subset(plan.views)
 
 
 def _any(values) -> bool:

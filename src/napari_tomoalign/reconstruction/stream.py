@@ -28,13 +28,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import native_dtype, truncated_while_read
-from ..io.mrc import mrc_header, unsigned_bytes
+from ..io.mrc import unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
 from .full_as_local import full_model_kernel, thread_bytes
 from .input_checks import check_finite_view
 from .kernel_choice import PLAIN, KernelChoice
+from .local_blocks import ROWS
+from .local_errors import local_kernel
+from .local_slab import backproject_local_slab, local_rows_needed, local_thread_bytes
+from .local_warp import LocalProjection, kernel_arguments
 from .output_scale import integer_scale, scale_window, slab_spans, window_scale
 from .reconstruct_job import MODES
+from .slab_writer import SlabWriter
 from .warp import bin_image, pull_matrix, warp_with_matrix
 from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
 
@@ -213,60 +218,6 @@ def available_memory_bytes() -> int:
     return DEFAULT_BUDGET if whole is None else min(DEFAULT_BUDGET, whole // 2)
 
 
-class SlabWriter:
-    """An MRC volume ``(n_z, rows, cols)`` written a slab of rows at a time into every section, with plain
-    writes (space reserved first), the header's statistics summed on the way and written on `close`."""
-
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float | None,
-                 scale: tuple[float, float] = (0.0, 1.0)) -> None:
-        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype).newbyteorder("<")
-        self.voxel, self.scale = voxel_size_angstrom, scale
-        self.lo, self.hi, self.total, self.total_sq, self.clipped = np.inf, -np.inf, 0.0, 0.0, 0
-        self.f = open(path, "r+b" if path.exists() else "wb")
-        size = 1024 + int(np.prod(shape)) * self.dtype.itemsize
-        try:
-            os.posix_fallocate(self.f.fileno(), 0, size)
-        except OSError as exc:
-            if exc.errno == 28:  # ENOSPC: say so before the work, not after
-                self.f.close()
-                raise
-        self.f.write(bytes(1024))
-
-    def write_rows(self, first: int, slab: NDArray[np.float32]) -> None:
-        """Write ``slab`` ``(n_z, rows, cols)`` at rows ``first..`` of every section, one section at a time."""
-        n_z, ny, nx = self.shape
-        row_bytes = nx * self.dtype.itemsize
-        info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
-        for z in range(n_z):
-            data = slab[z]
-            if self.scale != (0.0, 1.0):
-                data = (data + np.float32(self.scale[0])) * np.float32(self.scale[1])
-            if info is not None:
-                data = np.rint(data)
-                self.clipped += int(np.count_nonzero((data < info.min) | (data > info.max)))
-                data = np.clip(data, info.min, info.max)
-            out = np.ascontiguousarray(data, dtype=self.dtype)
-            s = float(out.sum(dtype=np.float64))
-            if not np.isfinite(s):
-                raise ValueError(f"section {z}, rows {first}..{first + slab.shape[1]} hold NaN or infinite values")
-            self.lo, self.hi = min(self.lo, float(out.min())), max(self.hi, float(out.max()))
-            self.total += s
-            self.total_sq += float(np.square(out, dtype=np.float64).sum())
-            self.f.seek(1024 + (z * ny + first) * row_bytes)
-            self.f.write(out.data.cast("B"))
-
-    def close(self) -> None:
-        n = float(np.prod(self.shape))
-        mean = self.total / n
-        rms = float(np.sqrt(max(self.total_sq / n - mean * mean, 0.0)))
-        self.f.seek(0)
-        self.f.write(mrc_header(self.shape, self.dtype, self.voxel, (self.lo, self.hi, mean, rms), stack=False,
-                                label="Created by napari-tomoalign (streamed WBP)"))
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-
-
 @dataclass(frozen=True)
 class StreamResult:
     path: Path
@@ -329,6 +280,7 @@ def reconstruct_streamed(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    local: LocalProjection | None = None,
 ) -> StreamResult:
     """Weighted back-projection of ``source``'s views into the MRC file ``out_path``, a slab of rows at a time.
 
@@ -340,7 +292,9 @@ def reconstruct_streamed(
     clipped, and without a ``scale`` the middle rows set one (`output_scale`), whatever the slab. ``rows``:
     only these output rows (a slab by hand, or IMOD's ``SLICE``), written as a volume of their own; ``columns``:
     only these output columns (IMOD's ``WIDTH``; the slab is back-projected whole, then cut);
-    ``slab``: rows per slab, instead of what ``memory_bytes`` allows.
+    ``slab``: rows per slab, instead of what ``memory_bytes`` allows. ``local``: the local alignments of ``source``'s
+    views (`local_warp.LocalProjection` in its binned pixels, with their tilts, offset and X-axis tilts: ``x_tilt_deg``,
+    ``z_factors`` and ``tilt_offset_deg`` are then not used), each slab made from the rows it reaches (`local_slab`).
     """
     b, (ny, nx), n_z = source.binning, source.shape, int(thickness) // source.binning
     _check_sizes(n_z, thickness, b, output_dtype)
@@ -354,22 +308,33 @@ def reconstruct_streamed(
         scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
     band = raw_band_bytes(source)
-    kernel = full_model_kernel(coef, ny, nx, n_z, x_tilt_deg=x_tilt_deg, z_factors=z_factors)  # once, for every slab
-    per_thread = thread_bytes(coef, nx, n_z, kernel)
+    if local is None:
+        kernel = full_model_kernel(coef, ny, nx, n_z, x_tilt_deg=x_tilt_deg, z_factors=z_factors)  # once, for all slabs
+        per_thread = thread_bytes(coef, nx, n_z, kernel)
+    else:  # the local geometry of the whole views, its kernel chosen once (`local_slab`)
+        mats, grid = kernel_arguments(local.shifted((shift_px[0] / b, shift_px[1] / b)), 1)
+        kernel = local_kernel(mats, grid, n_z, (nx, ny))
+        per_thread = local_thread_bytes(mats, grid, nx, n_z, ny, kernel)
     n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band, per_thread) if slab is None \
         else int(slab)
     if n_rows < 1:
         raise ValueError(f"a slab must hold at least one row, not {slab}")
+    if local is not None and slab is None and n_rows > ROWS:  # whole blocks of the local kernels: the whole's
+        n_rows -= n_rows % ROWS
     check_writable(out_path, overwrite)
     x_lo, x_hi = _span(columns, nx, "column")
     shape = (n_z, y_hi - y_lo, x_hi - x_lo)
 
     def made(y0: int, y1: int) -> NDArray[np.float32]:
         """Output rows ``y0 .. y1``: the rows of the views they reach, filtered and back-projected."""
-        r0, r1 = rows_needed(coef, (y0, y1), n_z, ny)
+        r0, r1 = rows_needed(coef, (y0, y1), n_z, ny) if local is None else local_rows_needed(mats, grid, (y0, y1), n_z,
+                                                                                                ny, nx)
         views = source.rows(r0, r1)
         vol = volume_empty((n_z, y1 - y0, nx))
-        backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny, kernel=kernel)
+        if local is None:
+            backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny, kernel=kernel)
+        else:
+            backproject_local_slab(views, filt, mats, grid, vol, y0, ny, r0, kernel, should_stop)
         del views
         return vol if columns is None else vol[:, :, x_lo:x_hi]
 

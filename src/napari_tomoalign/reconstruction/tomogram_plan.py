@@ -1,7 +1,7 @@
 """The geometry of a tomogram from a saved alignment and ``reconstruct``'s options (`reconstruct_job`): the views used
 (``--exclude-views``), their tilts (``--offset``), X-axis tilts (``--x-axis-tilt``) and Z factors (``.zfac``), the shift
 (``--shift``, checked against the views and the markers: `shift_check`), the thickness, and with ``--level`` the surface
-analysis that levels the section. The streamed WBP and the local one (``--local``) take the same plan.
+analysis that levels the section. The streamed WBP takes it, with local alignments (``--local``) or without.
 
 This module imports only the standard library at load time (`reconstruct_job` is loaded to build the command line).
 """
@@ -180,39 +180,6 @@ def check_offset(tilts: Any, views: Any, offset: float) -> None:
         j = int(views[beyond[0]])
         raise UsageError(f"--offset: view {view_number(j)}'s tilt becomes {tilts[j] + offset:g} deg; every tilt must stay"
                          " strictly between -90 and 90 degrees (give a smaller --offset, or exclude the view)")
-
-
-def local_wbp_options(options: ReconstructOptions, saved: Any, alignment_dir: str | os.PathLike[str], *,
-                      thickness: int | None, lowpass: float | None, width: int | None = None
-                      ) -> tuple[dict[str, Any], TomogramPlan]:
-    """``reconstruct --local`` (the in-memory local WBP): its plan (`plan_tomogram`, as the streamed WBP's: the views,
-    ``--offset``, ``--x-axis-tilt``, ``--shift``, ``--level`` and the thickness) and the options as
-    `local_jobs.local_projection_for` (``tilts``, ``x_tilts``) and `wbp.weighted_back_projection` (the rest;
-    ``shift_px`` in unbinned pixels) take them; `errors.UsageError` naming the options it does not apply, and why
-    (``--mode`` and ``--scale`` it applies to the volume it makes)."""
-    import numpy as np
-
-    from ..errors import UsageError
-    from .reconstruct_job import check_options
-
-    check_options(options, lowpass=lowpass)
-    refused = [flag for flag, given in (("--memory", options.memory_bytes is not None),
-                                        ("--slices", options.slices is not None), ("--width", options.width is not None),
-                                        ("--log", options.log_offset is not None)) if given]
-    if refused:
-        them = "it" if len(refused) == 1 else "them"
-        raise UsageError(f"reconstruct --local does not apply {', '.join(refused)} (its volume is made whole in memory);"
-                         f" leave {them} out, or reconstruct without --local")
-    plan = plan_tomogram(saved, alignment_dir, thickness=thickness, options=options, width=width)
-    n = len(saved.transforms)
-    use, x_tilt = np.zeros(n, bool), np.zeros(n)
-    use[plan.views] = True
-    x_tilt[plan.views] = plan.x_tilt  # the views left out take no part
-    radial = options.radial if options.radial is not None else ((lowpass, 0.05) if lowpass else None)
-    return {"tilts": np.asarray(saved.tilt_angles_deg, float) + plan.offset_deg, "x_tilts": x_tilt, "use_view": use,
-            "shift_px": plan.shift_px,
-            "lowpass_cutoff": radial[0] if radial else None, "lowpass_falloff": radial[1] if radial else 0.05,
-            "weighting": "sirt-like" if options.sirt_like else "ramp", "sirt_iterations": options.sirt_like or 10}, plan
 
 
 def recorded_surfaces(directory: Path) -> tuple[int | None, float]:
