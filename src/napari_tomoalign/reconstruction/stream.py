@@ -30,18 +30,16 @@ from ..io.atomic import atomic_path, check_writable
 from ..io.checked_stack import native_dtype, truncated_while_read
 from ..io.mrc import unsigned_bytes
 from .bp_kernels import BLOCK, volume_empty
-from .full_as_local import full_model_kernel, thread_bytes
 from .input_checks import check_finite_view
 from .kernel_choice import PLAIN, KernelChoice
 from .local_blocks import ROWS
-from .local_errors import local_kernel
-from .local_slab import backproject_local_slab, local_rows_needed, local_thread_bytes
-from .local_warp import LocalProjection, kernel_arguments
+from .local_warp import LocalProjection
 from .output_scale import integer_scale, scale_window, slab_spans, window_scale
 from .reconstruct_job import MODES
+from .slab_geometry import SlabGeometry
 from .slab_writer import SlabWriter
 from .warp import bin_image, pull_matrix, warp_with_matrix
-from .wbp import angular_weights, backproject_views, full_filter, projection_coefficients, radial_filter, rows_needed
+from .wbp import angular_weights, full_filter, radial_filter
 
 PROCESS_BYTES = 192 * 2**20  # the interpreter, numpy, scipy and the compiled kernels, resident (182 MiB measured:
 # VmRSS after the imports and a first WBP; 320 MiB before asked a 512^2 run for 394 MiB where it peaks at 281 MB)
@@ -300,45 +298,43 @@ def reconstruct_streamed(
     _check_sizes(n_z, thickness, b, output_dtype)
     y_lo, y_hi = _span(rows, ny, "row")
     tilts = np.asarray(tilt_angles_deg, dtype=float) + float(tilt_offset_deg)
-    coef = projection_coefficients(tilts, (ny, nx), n_z, binning=b, x_tilt_deg=x_tilt_deg, z_factors=z_factors,
-                                   shift_px=shift_px)
+    geo = SlabGeometry.of(tilts, (ny, nx), n_z, b, x_tilt_deg, z_factors, shift_px, local)
     filt = _view_filters(nx, tilt_angles_deg, weighting, sirt_iterations, radial)
     dtype = np.dtype(output_dtype)
     if scale is None and dtype.kind == "f":
         scale = (0.0, 1.0)
     memory = available_memory_bytes() if memory_bytes is None else int(memory_bytes)
-    band = raw_band_bytes(source)
-    if local is None:
-        kernel = full_model_kernel(coef, ny, nx, n_z, x_tilt_deg=x_tilt_deg, z_factors=z_factors)  # once, for all slabs
-        per_thread = thread_bytes(coef, nx, n_z, kernel)
-    else:  # the local geometry of the whole views, its kernel chosen once (`local_slab`)
-        mats, grid = kernel_arguments(local.shifted((shift_px[0] / b, shift_px[1] / b)), 1)
-        kernel = local_kernel(mats, grid, n_z, (nx, ny))
-        per_thread = local_thread_bytes(mats, grid, nx, n_z, ny, kernel)
-    n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, band, per_thread) if slab is None \
-        else int(slab)
+    n_rows = slab_rows(memory, tilts.size, (y_hi - y_lo, nx), n_z, dtype.itemsize, raw_band_bytes(source),
+                       geo.per_thread) if slab is None else int(slab)
     if n_rows < 1:
         raise ValueError(f"a slab must hold at least one row, not {slab}")
     if local is not None and slab is None and n_rows > ROWS:  # whole blocks of the local kernels: the whole's
         n_rows -= n_rows % ROWS
     check_writable(out_path, overwrite)
     x_lo, x_hi = _span(columns, nx, "column")
-    shape = (n_z, y_hi - y_lo, x_hi - x_lo)
 
     def made(y0: int, y1: int) -> NDArray[np.float32]:
         """Output rows ``y0 .. y1``: the rows of the views they reach, filtered and back-projected."""
-        r0, r1 = rows_needed(coef, (y0, y1), n_z, ny) if local is None else local_rows_needed(mats, grid, (y0, y1), n_z,
-                                                                                                ny, nx)
+        r0, r1 = geo.rows_needed(y0, y1)
         views = source.rows(r0, r1)
         vol = volume_empty((n_z, y1 - y0, nx))
-        if local is None:
-            backproject_views(views, filt, coef, vol, y0, None, should_stop, stack_row0=r0, n_rows_all=ny, kernel=kernel)
-        else:
-            backproject_local_slab(views, filt, mats, grid, vol, y0, ny, r0, kernel, should_stop)
+        geo.back_project(views, filt, vol, y0, r0, should_stop)
         del views
         return vol if columns is None else vol[:, :, x_lo:x_hi]
 
-    # the integer scale from the middle rows (`output_scale`): their slab first, or made first with thinner slabs
+    w = _write_slabs(made, out_path, (n_z, y_hi - y_lo, x_hi - x_lo), (y_lo, y_hi), n_rows, dtype, scale,
+                     voxel_size_angstrom, overwrite, progress)
+    levels = int(w.hi - w.lo) + 1 if dtype.kind in "iu" else 0
+    return StreamResult(Path(out_path), w.shape, n_rows, str(dtype), w.clipped, w.scale, levels, geo.kernel)
+
+
+def _write_slabs(made: Callable[[int, int], NDArray[np.float32]], out_path: str | os.PathLike[str],
+                 shape: tuple[int, int, int], span: tuple[int, int], n_rows: int, dtype: np.dtype,
+                 scale: tuple[float, float] | None, voxel_size_angstrom: float | None, overwrite: bool,
+                 progress: Callable[[int, int], None] | None) -> SlabWriter:
+    """The output rows ``span`` made slab by slab (``made``) into ``out_path`` (atomically), an integer mode's scale taken
+    from the middle rows (`output_scale`): their slab first, or made first with thinner slabs. Returns the writer."""
+    y_lo, y_hi = span
     window = scale_window(y_lo, y_hi) if scale is None else None
     if window is not None and window[1] - window[0] > n_rows:
         scale = window_scale(made, window, n_rows, dtype)
@@ -360,5 +356,4 @@ def reconstruct_streamed(
         except BaseException:
             w.f.close()
             raise
-    levels = int(w.hi - w.lo) + 1 if dtype.kind in "iu" else 0
-    return StreamResult(Path(out_path), shape, n_rows, str(dtype), w.clipped, w.scale, levels, kernel)
+    return w
