@@ -17,6 +17,7 @@ from .alignment import read_alignment_dir
 from .errors import FileFormatError
 from .guarded import read_bytes_limited
 from .imod_set import is_stamped
+from .prealignment import to_raw
 
 MAX_PREDICTED_BYTES = 512 * 2**20  # 12,000 markers x 133 views is 45 MB
 
@@ -55,7 +56,7 @@ def read_bead_positions(directory: str | os.PathLike[str]) -> tuple[NDArray[np.i
     keep &= ~np.isin(table[:, 1].astype(np.int64), excluded)
     view, xy = view[keep], xy[keep]
     if saved.prexg is not None:  # the markers were placed on the prealigned stack: back to the raw stack
-        xy = _undo_prealignment(saved.prexg, view, xy, saved.image_size)
+        xy = to_raw(saved.prexg, view, xy, saved.image_size)
     return view, xy
 
 
@@ -79,11 +80,3 @@ def _imod_set_positions(path: Path) -> tuple[NDArray[np.intp], NDArray[np.float6
     xy = xy.reshape(-1, 2)
     keep = np.all(np.isfinite(xy), axis=1)
     return view[keep], xy[keep]
-
-
-def _undo_prealignment(prexg: NDArray[np.float64], view: NDArray[np.intp], xy: NDArray[np.float64],
-                       image_size: tuple[int, int]) -> NDArray[np.float64]:
-    """Raw-stack positions of points of the prealigned stack (``prealigned = A raw + d`` about the centre)."""
-    centre = (np.asarray(image_size, dtype=float) - 1.0) / 2.0
-    a, d = prexg[view, :, :2], prexg[view, :, 2]
-    return np.einsum("nij,nj->ni", np.linalg.inv(a), xy - centre - d) + centre
