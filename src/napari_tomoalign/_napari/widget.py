@@ -90,7 +90,7 @@ class AlignWidget(Aligning, OpensInTurns):
     def build_sections(self) -> None:
         viewer = self._viewer
         self.undo_stack = UndoStack(on_change=lambda on: setattr(self.triage.undo_button, "enabled", on))
-        self.inputs = InputsSection(viewer, self.say)
+        self.inputs = InputsSection(viewer, self.say, self.undo_stack)
         self.panel = MarkersPanel(viewer, self.undo_stack, self.say)
         self.panel.image_of = lambda: self.inputs.image.value  # the ids' colours contrast with it
         self.options = OptionsSection()

@@ -64,6 +64,10 @@ def write_markers(path: str | os.PathLike[str], data: Any, meta: dict[str, Any],
     p = Path(path)
     if p.suffix.lower() not in (*MODEL_SUFFIXES, ".csv"):
         p = p.with_name(p.name + default)
+    if p.suffix.lower() in MODEL_SUFFIXES:  # etomo's model shown through its .prexg: back on the .preali, as etomo's
+        from .dock.prealigned import file_frame_points
+
+        data = file_frame_points(data, meta.get("metadata"))
     table = _marker_table(data, meta)
     _backup_existing([p])
     if p.suffix.lower() == ".csv":

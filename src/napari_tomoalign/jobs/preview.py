@@ -126,6 +126,10 @@ def run_preview(job: PreviewJob, *, threads: int | None = None, progress: Progre
     from ..alignment.transforms import imod_transforms
 
     xf = imod_transforms(al, shift)
+    if ajob.prexg is not None:  # markers of the .preali, images of the raw stack: the raw stack's (as its .xf)
+        from ..io.prealignment import raw_transforms
+
+        xf = np.where(np.isfinite(xf), raw_transforms(ajob.prexg, xf), xf)  # an unsolved view stays unsolved
     ali = tomo = frame = kernel = None
     binning = 1
     images = job.images

@@ -21,6 +21,7 @@ from .inputs import InputsSection, is_markers
 from .logic import dock_job, flagged_pairs, safe_stem, same_axis_options
 from .markers import MarkersPanel
 from .options import OptionsSection
+from .prealigned import file_frame_points, prexg_of
 from .report_view import ReportView
 from .results import ResultLayers
 from .runner import Runner
@@ -69,7 +70,8 @@ class Aligning:
         self.inputs.pair()  # markers hold the stack's pixels, in its frame: nothing to convert
         tilts, source = self.inputs.tilt_angles()
         data, ids = np.array(markers.data, dtype=float), markers.features["marker"].to_numpy(dtype=np.int64)
-        table = points_to_markers(data, ids)
+        prexg = prexg_of(markers)  # shown on the raw stack through etomo's .prexg: solved on the .preali, as the CLI
+        table = points_to_markers(file_frame_points(data, markers.metadata) if prexg is not None else data, ids)
         if self.panel.excluded:
             keep = ~np.isin(table.marker, list(self.panel.excluded))
             if not keep.any():
@@ -88,7 +90,8 @@ class Aligning:
             "only_markers_in_every_view"] and last.alignment.n_views == len(tilts) and last.name == settings["name"]
             and same_axis_options(last, opts))
         job = dock_job(table, tilts, size, pixel_nm, image.data if image is not None else None, opts,
-                       settings, last.alignment if warm and last is not None else None, safe_stem(markers.name))
+                       settings, last.alignment if warm and last is not None else None, safe_stem(markers.name),
+                       prexg=(prexg["path"], prexg["transforms"]) if prexg is not None else None)
         self._tilt_source = source
         check = markers.features["check"].to_numpy(dtype=bool) if "check" in markers.features else None
         self._checked = checked_pairs(data, ids, check)  # points tracking marked: triage visits them early
@@ -150,8 +153,9 @@ class Aligning:
             for w in self.options.axis_warnings(al.tilt_axis_deg):  # the mirror, as the command line says it
                 show_warning(w)
             placed, shown = (getattr(getattr(layer, "source", None), "path", None) for layer in (markers, image))
-            note = prealigned_note(placed, shown) if placed and shown else None
-            if note:  # etomo's model on the raw stack: the .xf is the .preali's (the dock takes no .prexg)
+            note = prealigned_note(placed, shown) if placed and shown and (
+                result.job is None or result.job.align.prexg is None) else None
+            if note:  # etomo's model on the raw stack without its .prexg (step 1): the .xf is the .preali's
                 show_warning(note)
 
         def finish() -> None:

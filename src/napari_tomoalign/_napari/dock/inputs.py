@@ -31,6 +31,7 @@ from ..layers import (
     unlabel_axes,
 )
 from .logic import tilt_summary
+from .prealigned import PrealignedInput
 from .slider_labels import fit_axis_labels, fit_axis_labels_soon
 from .ui import DOCK_CONTENT_WIDTH, button, form, row, text_label
 
@@ -47,7 +48,7 @@ PAIRED = "tomoalign_stack"  # a markers layer's metadata: the name of the stack 
 class InputsSection:
     """The stack, the markers layer and the angles the next Align will use."""
 
-    def __init__(self, viewer: Any, status: Callable[[str], None]) -> None:
+    def __init__(self, viewer: Any, status: Callable[..., None], undo: Any = None) -> None:
         self._viewer = viewer
         self._status = status
         self._told: set[int] = set()  # markers layers already told about a change of scale
@@ -59,10 +60,11 @@ class InputsSection:
         self.tilt_file = FileEdit(label="tilt file", mode=FileDialogMode.EXISTING_FILE,
                                   filter="*.tlt *.rawtlt *.mdoc", value=None,
                                   tooltip="leave empty to use the angles found beside the stack or the markers")
+        self.prealigned = PrealignedInput(status, undo)  # etomo's .prexg, beside the markers (`prealigned`)
         self.tilt_source = text_label("-")
         self.new_layer = button("New markers layer", "an empty markers layer on the chosen tilt series")
         self.use_as_markers = button("Use as markers", "give the chosen plain Points layer marker ids", False)
-        self.widget = form(self.image, self.markers, self.tilt_file)
+        self.widget = form(self.image, self.markers, self.prealigned.file, self.tilt_file)
         self.widget.extend([self.tilt_source, row(self.new_layer, self.use_as_markers)])
         self.image.changed.connect(self._changed)
         self.markers.changed.connect(self._changed)
@@ -115,6 +117,7 @@ class InputsSection:
         elif not self._image_layers():
             unlabel_axes(self._viewer.dims)
         self.pair()
+        self.prealigned.follow(self.image.value, layer if layer is not None and is_markers(layer) else None)
         self.show_tilts(self.describe_tilts())
         for callback in self.on_change:
             callback()

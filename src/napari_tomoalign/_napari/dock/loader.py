@@ -20,8 +20,10 @@ import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
 from ...io.errors import FileFormatError
+from ...io.prealignment import to_raw, vectors_to_raw
 from .inputs import InputsSection
 from .loaded import LoadedAlignment, load_alignment, stack_path_of
+from .prealigned import prexg_of
 from .report_view import ReportView
 from .results import ResultLayers
 from .state import Runs
@@ -72,6 +74,11 @@ class AlignmentLoader:
         view, xy, residual = loaded.view, loaded.xy, loaded.residual
         if view is None or xy is None or residual is None:  # no .resid: no arrows (not the last ones' left)
             view, xy, residual = np.empty(0, dtype=np.intp), np.empty((0, 2)), np.empty((0, 2))
+        shown = prexg_of(self._inputs.markers.value)  # a .resid of markers on the .preali: drawn over the raw stack
+        pre = loaded.saved.prexg if loaded.saved.prexg is not None else shown["transforms"] if shown else None
+        if pre is not None and len(view):
+            size = (int(image.data.shape[2]), int(image.data.shape[1]))  # the stack's: checked to be the set's
+            xy, residual = to_raw(pre, view, xy, size), vectors_to_raw(pre, view, residual)
         steps = self._results.show_loaded(view, xy, residual, loaded.rms_px or 0.0, image, self._inputs.markers.value,
                                           loaded)
         while steps:  # a few layers at most: at once

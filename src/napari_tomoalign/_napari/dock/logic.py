@@ -154,9 +154,12 @@ def build_options(**choices: Any) -> AlignmentOptions:
 
 
 def dock_job(table: MarkerTable, tilts: NDArray, size: tuple[int, int], pixel_size_nm: float | None, images: Any,
-             options: AlignmentOptions, settings: dict[str, Any], start: Alignment | None, stem: str) -> PreviewJob:
+             options: AlignmentOptions, settings: dict[str, Any], start: Alignment | None, stem: str,
+             prexg: tuple[str, NDArray] | None = None) -> PreviewJob:
     """The dock's typed job (`jobs.preview.PreviewJob`) from the markers, the tilts, the image and the choices
-    (``settings``: `OptionsSection.settings`). No aligned stack is made: the dock shows one warped view by view
+    (``settings``: `OptionsSection.settings`); ``prexg`` (its path and `jobs.align.read_prexg`'s transforms): the markers
+    are the ``.preali``'s, the job's ``.xf`` the raw stack's, as ``tomoalign align --prexg`` makes it.
+    No aligned stack is made: the dock shows one warped view by view
     (`results.ResultLayers.show_aligned_stack`), so an Align holds no full-resolution copy of the series."""
     from pathlib import Path
 
@@ -167,7 +170,8 @@ def dock_job(table: MarkerTable, tilts: NDArray, size: tuple[int, int], pixel_si
     # with an align.com its tiltalign options are the model: the dock's (greyed out) choices do not apply
     align = AlignJob(table, np.asarray(tilts, dtype=float), (int(size[0]), int(size[1])),
                      SolverSettings(AlignmentOptions() if com else options), pixel_size_nm, Path(com) if com else None,
-                     bool(settings.get("leave_out")) and not com, stem=stem, inputs={"markers_layer": stem})
+                     bool(settings.get("leave_out")) and not com, prexg=None if prexg is None else prexg[1], stem=stem,
+                     inputs={"markers_layer": stem, **({"prexg": prexg[0]} if prexg is not None else {})})
     return PreviewJob(align, images, name=settings["name"],
                       only_markers_in_every_view=bool(settings["only_markers_in_every_view"]),
                       make_aligned_stack=False, tomogram_thickness_px=settings.get("tomogram_thickness_px"),

@@ -22,6 +22,7 @@ from .inputs import ROLE
 from .labels import LUMA, label_colors, under_aligned_labels, under_labels
 from .logic import aligned_points, predicted_gap_points, residual_arrows, residual_vectors
 from .patches import is_patch_layer
+from .prealigned import drawn
 from .ui import button, form
 
 ALIGNED, RESIDUALS, PREDICTED, ALIGNED_MARKERS = "aligned stack", "residuals", "predicted markers", "aligned markers"
@@ -45,6 +46,7 @@ class ResultLayers:
         self.image: Any = None
         self.markers: Any = None
         self.loaded: tuple[Any, Any, Any, float] | None = None  # a loaded alignment's (view, xy, residual, RMS)
+        self.drawn: Alignment | None = None  # the last run's alignment as drawn over the raw stack (`prealigned`)
         self._loaded_roles = {RESIDUALS}  # the layers a loaded alignment shows: its residuals, its aligned stack
         self._pending: list[Any] = []  # layers added hidden, to be shown one per turn
 
@@ -66,6 +68,7 @@ class ResultLayers:
     def steps(self, result: PipelineResult, image: Any, markers: Any, data: tuple[np.ndarray, np.ndarray]) -> list:
         """The display steps of a finished run (each one short; see `Runner.run_steps`)."""
         self.result, self.image, self.markers, self.loaded = result, image, markers, None
+        self.drawn = drawn(result)  # its observations and predictions over the raw stack (through a .prexg)
         self._pending = []
         steps = [self.show_residual_vectors, self.show_predicted_markers]
         if result.aligned is not None or warpable(result, image):
@@ -146,8 +149,8 @@ class ResultLayers:
             return
         if self.loaded is not None:
             vectors, colours = residual_arrows(*self.loaded, exaggeration, edge)
-        elif self.result is not None:
-            vectors, colours = residual_vectors(self.result.alignment, exaggeration, edge)
+        elif self.drawn is not None:
+            vectors, colours = residual_vectors(self.drawn, exaggeration, edge)
         else:
             return
         name = f"{RESIDUALS} x{self.exaggeration.value:g}"
@@ -164,7 +167,7 @@ class ResultLayers:
     def show_predicted_markers(self, alignment: Alignment | None = None) -> None:
         """The model's position of each marker where it was not clicked, inside the image (raw frame); of
         the last run's alignment, or of ``alignment`` (tracking's)."""
-        al = alignment if alignment is not None else self.result.alignment if self.result is not None else None
+        al = alignment if alignment is not None else self.drawn
         if al is None:
             return
         points, ids = predicted_gap_points(al)

@@ -12,6 +12,7 @@ from ...reconstruction.positioning import SurfaceAnalysis
 from ...workflows import PipelineResult
 from .bead_logic import Visit
 from .loaded import LoadedAlignment
+from .prealigned import drawn
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Runs:
         self.sources[result.name] = (markers, image)
         self.last, self.markers, self.image = result, markers, image
         self.aligned_on = (markers, image)
-        self.prediction = result.alignment
+        self.prediction = drawn(result)  # over the raw stack, a .prexg's run too (`prealigned.drawn`)
         self.visits, self.position = visits, 0
         for callback in self.on_add:
             callback(result)
