@@ -183,3 +183,32 @@ def test_etomos_resid_loaded_is_drawn_on_the_raw_stack(dock, tmp_path, imod_data
     assert widget.loader.load(tmp_path / "etomo" / "BBa.xf") is not None
     [arrows] = [ly for ly in widget._viewer.layers if ly.metadata.get("tomoalign_role") == RESIDUALS]
     assert arrow_tails_on(layer, arrows) < 1.01  # the markers and the arrows, both in the file's frame
+
+
+def test_a_prexg_beside_of_another_series_is_said_once_and_the_preali_warning_stays(
+        qtbot, make_napari_viewer, imod_data, tmp_path, monkeypatch):
+    from napari_tomoalign._napari.dock import status
+
+    st, fid, _, clicks = etomo_folder(tmp_path, imod_data)
+    lines = (imod_data / "BBa.prexg").read_text().splitlines(keepends=True)
+    (tmp_path / "BBa.prexg").write_text("".join(lines[:10]))
+    refused: list[str] = []
+    monkeypatch.setattr(status, "refuse", lambda say, text: refused.append(text))
+    warned: list[str] = []
+    monkeypatch.setattr(aligning, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(napari, "Viewer", no_second_viewer)
+    widget, _ = dock_on(viewer, st, fid)
+    try:
+        widget.refresh()
+        widget.inputs.tilt_file.value = imod_data / "BBa.rawtlt"  # the inputs change again: not said again
+        assert refused == [f".prexg not used: {tmp_path / 'BBa.prexg'} has 10 transforms but there are 61 tilt angles;"
+                           " give the .prexg of this tilt series"]
+        layer = widget.inputs.markers.value
+        assert PREXG not in layer.metadata and widget.inputs.prealigned.file.value is None
+        np.testing.assert_allclose(layer_xy(layer)[1], by_pair(clicks.view, clicks.marker, clicks.xy)[1], atol=1e-4)
+        assert widget.start_alignment() is not None
+        qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+        assert [w for w in warned if "placed on the .preali" in w]  # no .prexg: the alignment is the .preali's, said
+    finally:
+        widget.teardown()

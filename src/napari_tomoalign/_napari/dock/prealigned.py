@@ -102,6 +102,7 @@ class PrealignedInput:
         beside = None if layer.metadata.get(CLEARED) else prexg_beside(image, layer)
         self._show(beside)
         if beside is not None and not self.apply(beside):
+            layer.metadata[CLEARED] = True  # said once, not at every change of the inputs
             self._show(None)
 
     def _chosen(self, *_: Any) -> None:
