@@ -180,7 +180,7 @@ def read_prexg(path: str | os.PathLike[str], n_views: int) -> NDArray[np.float64
 def prealigned_note(markers: str | os.PathLike[str], stack: str | os.PathLike[str] | None = None) -> str | None:
     """What to tell a user who aligns markers placed on a ``.preali`` (`io.imod_model.placed_on_preali`: etomo's
     fiducial model) without its ``.prexg``: the ``.xf`` is for that stack. The command line says it after ``align``
-    (no stack); the dock, which takes no ``.prexg``, when it shows the alignment on a raw ``.st`` (as
+    (no stack); the dock when it shows the alignment on a raw ``.st`` with no ``.prexg`` in step 1 (as
     `file_jobs.preali_note` warns ``reconstruct`` of one). None otherwise."""
     from ..io.imod_model import placed_on_preali
 

@@ -24,9 +24,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..alignment.result import Alignment
-from ..conventions import image_centre
 from ..errors import Cancelled
 from ..io.imod import apply_transform
+from ..io.prealignment import to_raw
 
 
 def erase_radius_px(bead_diameter_px: float) -> float:
@@ -187,7 +187,7 @@ class GoldEraser:
         markers of the prealigned stack, as etomo's ``.preali``; its prealignment is undone)."""
         view, xy = bead_positions(al)
         if prexg is not None:
-            xy = undo_prealignment(prexg, view, xy, al.image_size)
+            xy = to_raw(prexg, view, xy, al.image_size)
         return cls(view, xy, bead_diameter_px, al.n_views, seed=seed)
 
     @classmethod
@@ -200,10 +200,3 @@ class GoldEraser:
         view, xy = read_bead_positions(alignment_dir)
         return cls(view, xy, bead_diameter_px, n_views, seed=seed)
 
-
-def undo_prealignment(prexg: NDArray[np.float64], view: NDArray[np.intp], xy: NDArray[np.float64],
-                      image_size: tuple[int, int]) -> NDArray[np.float64]:
-    """Raw-stack positions of points of the prealigned stack (``prealigned = A raw + d`` about the centre)."""
-    centre = image_centre(image_size)
-    a, d = prexg[view, :, :2], prexg[view, :, 2]
-    return np.einsum("nij,nj->ni", np.linalg.inv(a), xy - centre - d) + centre
