@@ -27,9 +27,9 @@ from numpy.typing import NDArray
 
 from .bp_kernels import VIEW_GROUP
 from .kernel_choice import PLAIN, KernelChoice, full_model_terms, slab_range
-from .local_blocks import PAD_U, ROWS
+from .local_blocks import ROWS
 from .local_errors import MEASURED_SLAB, SLABS, measured_errors
-from .local_rows import Z_CHUNK, backproject_local_views
+from .local_rows import backproject_local_views, thread_bytes_of
 
 PATCH_GRID = (2, 2)  # the fewest patches `local_warp` blends between; all alike here
 ROUTE_LIMIT_PX = 0.05  # the most a lane may read off the exact position here (the local WBP allows 0.25 and 0.15): on
@@ -135,13 +135,9 @@ def backproject_full(stack: NDArray, filt: NDArray[np.float32], coef: NDArray[np
 
 def thread_bytes(coef: NDArray[np.float64], n_x: int, n_z: int, kernel: KernelChoice) -> int:
     """What each thread of the one-row kernel holds where it runs (``kernel``, `full_model_kernel`'s) for the full
-    model ``coef`` (binned; 0 for the plain geometry or `bp_full`): its band of filtered rows (`local_band`: a block of
-    `ROWS` rows, those its rows move by over the sections and along the block, and 32 more) and the rows each view's
-    columns are resampled along per chunk of sections (`local_resample`)."""
+    model ``coef`` (binned; 0 for the plain geometry or `bp_full`): `local_rows.thread_bytes_of` a block of `ROWS`
+    rows and those its rows move by over the sections and along the block."""
     if kernel.kernel != "one-row":
         return 0
-    n_views = coef.shape[0]
     spread = float(np.max(np.abs(coef[:, 5]))) * n_z + float(np.max(np.abs(coef[:, 4] - 1.0))) * ROWS
-    band = n_views * (n_x + 2 * PAD_U) * (ROWS + int(np.ceil(spread)) + 32) * 4
-    rows = n_views * -(-Z_CHUNK // SLABS[-1]) * 5 * (n_x + 2 * PAD_U) * 4
-    return band + rows
+    return thread_bytes_of(coef.shape[0], n_x, ROWS + int(np.ceil(spread)))

@@ -53,7 +53,7 @@ from .local_blocks import (
     backproject_local_blocks,
     filtered_sheared_views,
 )
-from .local_errors import JM, choose_geometry
+from .local_errors import JM, SLABS, choose_geometry
 from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
 from .local_resample import chunk_rows, fit_sampled, resample_columns, view_tables
 from .local_warp import backproject_local
@@ -62,6 +62,16 @@ SHARED = 4  # tiles of `X_TILE` voxel columns that read the same resampled colum
 assert ROWS == ROWS_64 and GROUP == HALF  # what `local_group` is written for
 Z_CHUNK = 48  # sections summed together: the views' columns a group of views reads are resampled from L2 for
 # each slab of them, not from L3 (a band of 64 rows of 61 views is 9 MB); every slab of `local_errors.SLABS` divides it
+
+
+
+def thread_bytes_of(n_views: int, n_x: int, band_rows: int) -> int:
+    """What each thread of the one-row kernel holds where it runs, for ``n_views`` views ``n_x`` wide whose blocks reach
+    ``band_rows`` rows of them (`local_band`: a block of `ROWS` rows and what its lines spread over): its band of
+    filtered rows (and 32 more, `local_band.GRID`'s rounding and `local_band.MARGIN`) and the rows each view's columns
+    are resampled along per chunk of sections, at the thinnest slab (`local_resample.chunk_rows`)."""
+    band = n_views * (n_x + 2 * PAD_U) * (band_rows + 32) * 4
+    return band + n_views * -(-Z_CHUNK // SLABS[-1]) * (2 * N_GROUPS + 1) * (n_x + 2 * PAD_U) * 4
 
 
 @numba.njit(inline="always", nogil=True)

@@ -27,8 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .kernel_choice import KernelChoice
-from .local_blocks import PAD_U, ROWS
-from .local_rows import Z_CHUNK, backproject_local_views
+from .local_blocks import ROWS
+from .local_rows import backproject_local_views, thread_bytes_of
 
 MARGIN_ROWS = 8  # rows held beyond those a slab's voxels project to (the kernels interpolate one row on, and their
 # bands ask `local_band.MARGIN` = 3 more)
@@ -63,15 +63,11 @@ def local_rows_needed(mats: NDArray[np.float64], grid: NDArray[np.float64], rows
 def local_thread_bytes(mats: NDArray[np.float64], grid: NDArray[np.float64], n_x: int, n_z: int, n_rows_all: int,
                        kernel: KernelChoice) -> int:
     """What each thread of the local WBP holds where it runs (`stream.slab_rows`' ``per_thread``): the one-row kernel's
-    band of filtered rows (a block and the rows its voxels spread over, `local_band`) and its resampled rows per chunk
-    of sections (`local_resample`); the block and voxel kernels filter the held rows whole first (their copy, counted
-    per slab by the caller's rows, is about the views' rows again: one more copy per thread is a bound)."""
-    n_views = mats.shape[1]
+    band and resampled rows (`local_rows.thread_bytes_of`) for the rows a block of `ROWS` rows reaches. The block and
+    voxel kernels (patches too different for the one-row kernel) filter the held rows whole first: a copy of the
+    slab's views' rows that ``per_thread`` does not count (about 6 % of a slab at 61 views and 1000 sections)."""
     first, stop = local_rows_needed(mats, grid, (0, min(ROWS, n_rows_all)), n_z, n_rows_all, n_x)
-    band = n_views * (n_x + 2 * PAD_U) * (stop - first + 32) * 4
-    if kernel.kernel != "one-row":
-        return band
-    return band + n_views * -(-Z_CHUNK // 4) * 5 * (n_x + 2 * PAD_U) * 4
+    return thread_bytes_of(mats.shape[1], n_x, stop - first)
 
 
 def backproject_local_slab(views: NDArray[np.float32], filt: NDArray[np.float32], mats: NDArray[np.float64],
