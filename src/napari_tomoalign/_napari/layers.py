@@ -27,6 +27,7 @@ MARKER_STYLE: dict[str, Any] = {"symbol": "ring", "size": 12, "border_width": 0.
 MARKER_TEXT: dict[str, Any] = {"string": "{marker}", "size": 8, "color": "white", "anchor": "upper_left",
                                "translation": [0, -7, 7]}  # beside the ring, not over the bead
 TILT_AXES = ("view", "y", "x")  # the dims sliders' names for a tilt series (IMOD's "view", not napari's "-3")
+ON_PREALI = "tomoalign_on_preali"  # a markers layer read from a model placed on the .preali (etomo's): its frame
 LABEL_OFFSET = 0.55  # of the ring's size: the label's corner sits just off the ring (7 px for a ring of 12)
 
 

@@ -52,6 +52,7 @@ _OBJT, _CONT, _MESH, _IEOF = b"OBJT", b"CONT", b"MESH", b"IEOF"
 
 DEFAULT_NAME = "IMOD-NewModel"  # the model's name, as 3dmod gives a new model
 TRACKED_ON = "tomoalign track "  # + the stack's file name: the name of a model `tomoalign track` made
+MARKED_ON = "tomoalign markers "  # + the stack's file name: a model the dock saved of markers placed on that stack
 PATCHES_ON = TRACKED_ON + "--patches "  # + the stack's file name: a model of patches (no gold) it made
 
 def _walk_python(blob: bytes) -> tuple[int, int, list[int], list[int]]:
@@ -179,11 +180,13 @@ def model_name(path: str | os.PathLike[str]) -> str | None:
 def placed_on_preali(path: str | os.PathLike[str]) -> bool:
     """Whether the marker file at ``path`` was placed on a prealigned stack, so that an ``.xf`` solved from it maps that
     ``.preali`` unless its ``.prexg`` is given: etomo's fiducial model (a ``.fid`` or ``.mod`` not made here), or one
-    `tomoalign track` made on a ``.preali`` (its name, `TRACKED_ON`, says the stack)."""
+    `tomoalign track` made, or the dock saved, on a ``.preali`` (its name, `TRACKED_ON` or `MARKED_ON`, says the
+    stack)."""
     if Path(path).suffix.lower() not in (".fid", ".mod"):
         return False
     name = model_name(path) or ""
-    return not name.startswith(TRACKED_ON) or Path(name.split()[-1]).suffix.lower() == ".preali"
+    ours = name.startswith((TRACKED_ON, MARKED_ON)) and len(name.split()) > 2
+    return not ours or Path(name.split()[-1]).suffix.lower() == ".preali"
 
 
 def write_imod_model(
