@@ -158,6 +158,28 @@ def test_a_prexg_of_another_series_is_refused_and_clearing_shows_the_files_frame
     assert widget.inputs.prealigned.file.value is None
 
 
+def test_choosing_the_preali_as_the_stack_shows_the_markers_in_its_frame_and_the_st_again_through_the_prexg(
+        dock, tmp_path, imod_data):
+    """The .prexg maps the .preali to the raw .st: with the .preali itself chosen as the tilt series, the markers are
+    shown in their file's frame (the .preali's) and the field empties; the raw .st chosen again fills it in again."""
+    widget, image, pre, clicks, _ = dock
+    layer = widget.inputs.markers.value
+    preali = napari.current_viewer().add_image(np.array(image.data), name="BBa.preali", scale=image.scale)
+    widget.inputs.image.value = preali
+    widget.inputs.markers.value = layer
+    widget.refresh()
+    assert PREXG not in layer.metadata and widget.inputs.prealigned.file.value is None
+    np.testing.assert_allclose(layer_xy(layer)[1], by_pair(clicks.view, clicks.marker, clicks.xy)[1], atol=1e-4)
+    assert "does not apply" in widget.status.text()
+    widget.inputs.image.value = image
+    widget.inputs.markers.value = layer
+    widget.refresh()
+    assert str(widget.inputs.prealigned.file.value) == str(tmp_path / "BBa.prexg")
+    np.testing.assert_allclose(layer_xy(layer)[1], by_pair(clicks.view, clicks.marker, to_raw(pre, clicks.view,
+                                                                                                clicks.xy, SIZE))[1],
+                               atol=1e-4)
+
+
 def arrow_tails_on(layer, arrows) -> float:
     """The farthest any arrow's tail lies from a point of the markers layer in its view, in ring radii."""
     tails, points = np.asarray(arrows.data)[:, 0, :], np.asarray(layer.data)

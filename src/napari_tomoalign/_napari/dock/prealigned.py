@@ -72,6 +72,12 @@ def prexg_beside(image: Any, layer: Any) -> Path | None:
     return beside if beside.is_file() else None
 
 
+def _is_preali(image: Any) -> bool:
+    """Whether the stack layer ``image`` is a prealigned stack (``.preali``), by its file's name or the layer's."""
+    path = getattr(getattr(image, "source", None), "path", None) or getattr(image, "name", "")
+    return Path(str(path)).suffix.lower() == ".preali"
+
+
 class PrealignedInput:
     """The ``.prexg`` file input of step 1 and the markers layer it is applied to."""
 
@@ -96,6 +102,12 @@ class PrealignedInput:
         """The inputs changed: show the chosen markers layer's ``.prexg``; fill in etomo's when it applies."""
         self._image, self._layer = image, layer
         own = prexg_of(layer)
+        if own is not None and _is_preali(image):  # the stack the model was placed on: its own frame, no .prexg
+            self.apply(None)
+            self._show(None)
+            self._status(f"'{layer.name}' shown on {image.name} in its file's own frame: it was placed on the .preali,"
+                         " so the .prexg does not apply (choose the raw .st to draw it through the .prexg)")
+            return
         if own is not None or layer is None:
             self._show(own["path"] if own is not None else None)
             return
