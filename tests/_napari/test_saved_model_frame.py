@@ -45,3 +45,23 @@ def test_etomos_model_saved_again_stays_etomos_shown_through_a_prexg_or_not(imod
              "image_size": (512, 512)}
     assert placed_on_preali(write_markers_fid(str(tmp_path / "b.fid"), data, _meta(kwargs, **{PAIRED: "BBa.st",
                                                                                               PREXG: prexg}))[0])
+
+
+@pytest.mark.parametrize("stack, placed", [("BBa.st", False), ("BBa.preali", True)])
+@pytest.mark.parametrize("made_by", ["tomoalign track ", "tomoalign markers "])
+def test_our_model_saved_again_with_no_stack_paired_keeps_the_stack_it_names(imod_data, tmp_path, stack, placed, made_by):
+    """A model `track` made (or the dock saved) on a stack, opened and saved by napari's File > Save with no dock:
+    3dmod's name before session 20, so a model of the raw stack read back as etomo's of the .preali."""
+    from napari_tomoalign.io.imod_model import DEFAULT_NAME, model_name, write_imod_model
+
+    table = read_imod_model(imod_data / "BBa.fid")
+    src = tmp_path / "tracked.fid"
+    write_imod_model(src, table, name=made_by + stack)
+    assert placed_on_preali(src) is placed
+    data, kwargs, _ = marker_file_layer(src)
+    out = write_markers_fid(str(tmp_path / "saved.fid"), data, _meta(kwargs))[0]  # nothing paired
+    assert placed_on_preali(out) is placed
+    assert model_name(out) == (DEFAULT_NAME if placed else "tomoalign markers " + stack)  # the .preali's: as etomo's
+    np.testing.assert_allclose(read_imod_model(out).xy, table.xy, atol=1e-3)
+    paired = write_markers_fid(str(tmp_path / "re.fid"), data, _meta(kwargs, **{PAIRED: "x.st"}))[0]
+    assert placed_on_preali(paired) is placed  # a stack paired in the dock names it; the .preali's points stay so

@@ -28,6 +28,7 @@ MARKER_TEXT: dict[str, Any] = {"string": "{marker}", "size": 8, "color": "white"
                                "translation": [0, -7, 7]}  # beside the ring, not over the bead
 TILT_AXES = ("view", "y", "x")  # the dims sliders' names for a tilt series (IMOD's "view", not napari's "-3")
 ON_PREALI = "tomoalign_on_preali"  # a markers layer read from a model placed on the .preali (etomo's): its frame
+PLACED_ON = "tomoalign_placed_on"  # the stack a markers layer read from one of our models was placed on (its name says)
 LABEL_OFFSET = 0.55  # of the ring's size: the label's corner sits just off the ring (7 px for a ring of 12)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..io import FileFormatError, read_markers
-from ..io.imod_model import placed_on_preali
+from ..io.imod_model import marked_stack, placed_on_preali
 from ..io.mrc import STACK_SUFFIXES, open_tilt_series
 from ..io.tilt_sources import sibling_tilt_file
 from ..io.tilts import read_tilt_angles
@@ -157,11 +157,13 @@ def read_tilt_series(path: str | list[str]) -> LayerData:
 
 def marker_file_layer(p: Path) -> tuple[Any, dict[str, Any], str]:
     """The Points layer tuple of a marker file, with the sibling tilt angles in its metadata."""
-    from .layers import ON_PREALI, markers_to_points
+    from .layers import ON_PREALI, PLACED_ON, markers_to_points
 
     table = read_markers(p)
     data, kwargs = markers_to_points(table, name=p.stem)
     kwargs["metadata"][ON_PREALI] = placed_on_preali(p)  # etomo's model: its points are the .preali's (`writer`)
+    if p.suffix.lower() in (".fid", ".mod") and (stack := marked_stack(p)) is not None:
+        kwargs["metadata"][PLACED_ON] = stack  # saved again with no stack paired, it still names it (`writer`)
     pixel_nm = _sibling_stack_pixel_nm(p, table.image_size)
     if pixel_nm is not None:  # drawn on its stack's beads from the start, before the dock pairs them
         kwargs["scale"] = (1.0, pixel_nm, pixel_nm)

@@ -80,15 +80,16 @@ def write_markers(path: str | os.PathLike[str], data: Any, meta: dict[str, Any],
 def model_name(metadata: dict[str, Any]) -> str:
     """The name a saved model takes, which says what stack its points are placed on (`io.imod_model.placed_on_preali`):
     3dmod's default, as etomo's models have it, for points of the ``.preali`` (shown through a ``.prexg`` and put back,
-    or read from etomo's model), and for a layer no stack was paired with; else `io.imod_model.MARKED_ON` and the stack
-    the dock paired the layer with (placed on a raw ``BBa.st``, a model is not etomo's and no ``.prexg`` applies to it
-    when it is opened again)."""
+    or read from etomo's model), and for a layer nothing says the stack of; else `io.imod_model.MARKED_ON` and the stack
+    the dock paired the layer with, or else the one the model it was read from named (placed on a raw ``BBa.st``, a
+    model is not etomo's and no ``.prexg`` applies to it when it is opened again: a model `track` made, opened and
+    saved by napari's File > Save with no dock, read back as etomo's before session 20)."""
     from ..io.imod_model import DEFAULT_NAME, MARKED_ON
     from .dock.inputs import PAIRED
     from .dock.prealigned import PREXG
-    from .layers import ON_PREALI
+    from .layers import ON_PREALI, PLACED_ON
 
-    stack = metadata.get(PAIRED)
+    stack = metadata.get(PAIRED) or metadata.get(PLACED_ON)
     if not stack or isinstance(metadata.get(PREXG), dict) or metadata.get(ON_PREALI):
         return DEFAULT_NAME
     return MARKED_ON + Path(str(stack)).name

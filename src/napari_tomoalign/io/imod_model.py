@@ -184,9 +184,15 @@ def placed_on_preali(path: str | os.PathLike[str]) -> bool:
     stack)."""
     if Path(path).suffix.lower() not in (".fid", ".mod"):
         return False
+    stack = marked_stack(path)
+    return stack is None or Path(stack).suffix.lower() == ".preali"
+
+
+def marked_stack(path: str | os.PathLike[str]) -> str | None:
+    """The file name of the stack a model made here says its points are placed on (its name, `TRACKED_ON` or
+    `MARKED_ON` and the stack), or None for any other model (etomo's, 3dmod's) or a file that is no model."""
     name = model_name(path) or ""
-    ours = name.startswith((TRACKED_ON, MARKED_ON)) and len(name.split()) > 2
-    return not ours or Path(name.split()[-1]).suffix.lower() == ".preali"
+    return name.split()[-1] if name.startswith((TRACKED_ON, MARKED_ON)) and len(name.split()) > 2 else None
 
 
 def write_imod_model(
