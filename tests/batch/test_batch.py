@@ -310,6 +310,7 @@ def test_a_mixed_batch_tracks_the_stack_without_markers(client, tmp_path, cryo):
     assert run["points_tracked"] == n_points and run["beads_tracked"] == len(beads)
     assert run["tracking_flagged"] == int(beads[:, 7].sum()) <= 0.05 * n_points
     assert run["track_s"] > 0 and run["images_s"] > 0 and run["time_s"] >= run["track_s"] + run["solve_s"]
+    assert run["kernel"] == "plain" and rows["ts00"]["kernel"] is None  # no local file, no X-axis tilt; no tomogram
     info = json.loads((d / "alignment" / "alignment.json").read_text())
     assert info["options"]["robust"] is True and info["pixel_size_nm"] == pytest.approx(0.8)
     assert info["inputs"]["markers"] == "tracked"

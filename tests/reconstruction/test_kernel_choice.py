@@ -47,6 +47,7 @@ def test_bbas_local_file_says_the_one_row_kernel_and_its_slabs(bba_local):
     mats, grid = kernel_arguments(lp, 2)
     shear, slabs = choose_geometry(mats, grid, 64, (256, 256))
     assert kernel.kernel == "one-row" and kernel.model == "local alignments" and not kernel.sheared
+    assert kernel.name == "one-row (local alignments)"  # `batch`'s summary column
     assert np.array_equal(kernel.slab_per_view, slabs) and not shear.any()
     assert kernel.slabs == (slabs.min(), slabs.max()) and 4 <= slabs.min() < slabs.max() <= 48
     assert 0.01 < kernel.error_px <= SLAB_TOLERANCE_PX == kernel.limit_px
@@ -100,4 +101,4 @@ def test_the_full_model_names_its_x_axis_tilt_and_kernel(tmp_path):
                                x_tilt_deg=0.15, slab=32)
     assert res.kernel == small and res.slab_rows == 32
     _, plain = wbp_said(views, tilts, thickness=32)
-    assert plain.kernel == "plain" and plain.line() == ""
+    assert plain.kernel == "plain" and plain.line() == "" and plain.name == "plain" and exact.name == "exact (full model)"

@@ -55,7 +55,8 @@ Table columns (paths relative to the table; empty cells take the options above):
 summary.csv columns: name, status (done, check, skipped, not-converged, failed, no-markers), path (align or
 run), rms_residual_px, mean_residual_px, pixel_size_nm, n_markers, n_views, n_observations, n_flagged (robust fit),
 beads_tracked, points_tracked, tracking_flagged, tracking_weak (run path), converged, time_s,
-track_s, solve_s, write_s, images_s, error, notes, output, outlier.
+track_s, solve_s, write_s, images_s, kernel (the tomogram's back-projection kernel, as reconstruct says it: plain,
+one-row (local alignments), exact (full model)...), error, notes, output, outlier.
 Exit status: 0 when every series landed, 3 when some did not (each named; see summary.csv), 2 for bad input.
 On SLURM: start a dask-jobqueue SLURMCluster and pass its scheduler_address to --scheduler."""
 

@@ -184,7 +184,8 @@ def run_series(spec: SeriesSpec, out: Path, defaults: dict[str, Any], export: tu
         # alone); not the branch guessed near +-90 with no axis from anywhere, which every such series of a session has
     return make_row(spec.name, status, path="run", **alignment_figures(al),
                     **figures, time_s=time.perf_counter() - t0, track_s=t["track"], solve_s=t["align"],
-                    write_s=export_s, images_s=t["images"], notes=notes, output=str(out))
+                    write_s=export_s, images_s=t["images"], kernel=res.kernel.name if res.kernel is not None else "",
+                    notes=notes, output=str(out))
 
 
 WORKER_SHARE = 3  # a batch worker's tomogram slabs may use a third of its memory limit (the tracking, the rest)

@@ -29,8 +29,8 @@ from .series import SeriesSpec
 # Tracking's figures (``beads_tracked`` ... ``tracking_weak``, ``track_s``, ``images_s``) are empty on the align path.
 ROW_FIELDS = ("name", "status", "path", "rms_residual_px", "mean_residual_px", "pixel_size_nm", "n_markers",
               "n_views", "n_observations", "n_flagged", "beads_tracked", "points_tracked", "tracking_flagged",
-              "tracking_weak", "converged", "time_s", "track_s", "solve_s", "write_s", "images_s", "error", "notes",
-              "output")
+              "tracking_weak", "converged", "time_s", "track_s", "solve_s", "write_s", "images_s", "kernel", "error",
+              "notes", "output")
 
 # Where each exported format goes in a series' folder (see `io.convert`); IMOD's .xf/.tlt are always there.
 EXPORT_TARGETS = {"aretomo": "{name}.aln", "cdp": "{name}_portal.json", "relion": "relion"}

@@ -46,6 +46,12 @@ class KernelChoice:
             raise ValueError(f"the {self.kernel} kernel takes no local geometry")
         return self.shear, self.slab_per_view
 
+    @property
+    def name(self) -> str:
+        """The kernel in a word or two, with its model unless global (a column of `batch`'s summary): ``plain``,
+        ``one-row (local alignments)``, ``exact (full model)``."""
+        return self.kernel if self.model == "global" else f"{self.kernel} ({self.model})"
+
     def line(self) -> str:
         """One line saying the kernel and why, as the command line and the dock print it; empty for the plain one."""
         if self.kernel == "plain":
