@@ -6,7 +6,13 @@ import numba
 import numpy as np
 
 from napari_tomoalign.reconstruction.bp_kernels import aligned_empty
-from napari_tomoalign.reconstruction.local_group import CELL_FLOATS, LINE_FLOATS, local_add_8, local_cells_8
+from napari_tomoalign.reconstruction.local_group import (
+    CELL_FLOATS,
+    LINE_FLOATS,
+    local_add_8,
+    local_cells_8,
+    local_cells_16,
+)
 
 
 @numba.njit
@@ -100,3 +106,24 @@ def test_a_last_group_adds_only_its_own_views():
         assert not np.allclose(want, _reference(w, lines, consts, t, 0, 3, n + 1)[0])  # each view adds something
         _sum_first_views(w, lines, consts, table, t, 0, 3, n)
         assert np.abs(t - want).max() <= 2e-5 * np.abs(want).max(), n
+
+
+@numba.njit
+def _two_sections(lines, consts, one, two, xx, z):
+    local_cells_8(lines, consts, one, xx, z, 0)
+    local_cells_8(lines, consts, one, xx, z + 1, CELL_FLOATS)
+    local_cells_16(lines, consts, two, xx, z, 0, CELL_FLOATS)
+
+
+def test_two_sections_cells_at_once_are_those_of_each_section():
+    """`local_cells_16` (sections ``z`` and ``z + 1`` in 16-lane vectors, as `local_rows._add_tile` takes them) writes the
+    same table as `local_cells_8` at each section, to the bit: drifts either way, cells clamped at both ends."""
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        lines = rng.normal(scale=[[30.0], [0.5], [0.02], [1e-4]], size=(4, 8)).astype(np.float32)
+        lines[0] += 20.0
+        flat = np.tile(lines.reshape(-1), 3)  # three voxel columns' lines
+        consts = np.concatenate([np.full(8, 37.0), rng.integers(0, 5, 8), rng.normal(scale=3, size=8)]).astype(np.float32)
+        one, two = np.zeros(2 * CELL_FLOATS, np.float32), np.ones(2 * CELL_FLOATS, np.float32)
+        _two_sections(flat, consts, one, two, trial % 3, int(rng.integers(0, 120)))
+        np.testing.assert_array_equal(two.view(np.int32), one.view(np.int32))

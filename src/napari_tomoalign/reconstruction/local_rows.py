@@ -54,7 +54,7 @@ from .local_blocks import (
     filtered_sheared_views,
 )
 from .local_errors import JM, SLABS, choose_geometry
-from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8
+from .local_group import CELL_FLOATS, HALF, LINE_FLOATS, ROWS_64, local_add_8, local_cells_8, local_cells_16
 from .local_resample import chunk_rows, fit_sampled, resample_columns, view_tables
 from .local_warp import backproject_local
 
@@ -106,28 +106,35 @@ def _pair_consts(c_lo, n_c, c_w, w_cols, consts):  # pragma: no cover - compiled
 @numba.njit(inline="always", nogil=True)
 def _add_tile(w1, lines, consts, tile, s0, z0, z1, n_x_tile, table, first, n_views):  # pragma: no cover - compiled
     """Sections ``z0 .. z1`` of a tile (``tile[s0 + z - z0]``) += the group of views (``=`` for the ``first``
-    group): per section, the cells of its ``n_x_tile`` voxel columns (`local_group.local_cells_8`, into ``table``,
-    which stays in L1), then their sums (`local_group.local_add_8`): all 8 views, or the first ``n_views`` of a last
-    group that padding fills (in runs of 4, 2 and 1)."""
+    group): per section, the cells of its ``n_x_tile`` voxel columns (`local_group.local_cells_16`, two sections at a
+    time, into ``table``, which stays in L1), then their sums (`local_group.local_add_8`): all 8 views, or the first
+    ``n_views`` of a last group that padding fills (in runs of 4, 2 and 1)."""
+    second = X_TILE * CELL_FLOATS  # ``table`` holds two sections' cells: the second's from here
     for z in range(z0, z1):
-        for xx in range(n_x_tile):
-            local_cells_8(lines, consts, table, xx, z, xx * CELL_FLOATS)  # type: ignore[call-arg]
+        at = second * ((z - z0) % 2)
+        if at == 0 and z + 1 < z1:
+            for xx in range(n_x_tile):
+                local_cells_16(lines, consts, table, xx, z, xx * CELL_FLOATS,  # type: ignore[call-arg]
+                               second + xx * CELL_FLOATS)
+        elif at == 0:
+            for xx in range(n_x_tile):
+                local_cells_8(lines, consts, table, xx, z, xx * CELL_FLOATS)  # type: ignore[call-arg]
         t = tile[s0 + z - z0]
         if first:
             for xx in range(n_x_tile):
-                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, True, 0, 8)  # type: ignore[call-arg]
+                local_add_8(w1, table, t[xx], at + xx * CELL_FLOATS, True, 0, 8)  # type: ignore[call-arg]
         elif n_views >= VIEW_GROUP:
             for xx in range(n_x_tile):
-                local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, 0, 8)  # type: ignore[call-arg]
+                local_add_8(w1, table, t[xx], at + xx * CELL_FLOATS, False, 0, 8)  # type: ignore[call-arg]
         else:
             j4, j2 = n_views & 4, n_views & 6
             for xx in range(n_x_tile):
                 if n_views & 4:
-                    local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, 0, 4)  # type: ignore[call-arg]
+                    local_add_8(w1, table, t[xx], at + xx * CELL_FLOATS, False, 0, 4)  # type: ignore[call-arg]
                 if n_views & 2:
-                    local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, j4, 2)  # type: ignore[call-arg]
+                    local_add_8(w1, table, t[xx], at + xx * CELL_FLOATS, False, j4, 2)  # type: ignore[call-arg]
                 if n_views & 1:
-                    local_add_8(w1, table, t[xx], xx * CELL_FLOATS, False, j2, 1)  # type: ignore[call-arg]
+                    local_add_8(w1, table, t[xx], at + xx * CELL_FLOATS, False, j2, 1)  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,7 +210,7 @@ def _block_rows(q, geo, r_off, vol, yb, slabs):  # pragma: no cover - compiled
     tile = aligned_empty(SHARED * Z_CHUNK * X_TILE * ROWS).reshape((SHARED, Z_CHUNK, X_TILE, ROWS))  # on a cache line
     tlines = np.empty((SHARED, X_TILE * LINE_FLOATS), dtype=np.float32)  # the tiles' lines (`_group_lines`)
     consts = np.empty((SHARED // 2, 3 * VIEW_GROUP), dtype=np.float32)
-    table = np.empty(X_TILE * CELL_FLOATS, dtype=np.float32)
+    table = np.empty(2 * X_TILE * CELL_FLOATS, dtype=np.float32)
     for zc in range(0, n_z, Z_CHUNK):
         zc1 = min(n_z, zc + Z_CHUNK)
         chunk_rows(geo, g_slab, first, zc, zc1, n_rs, r_off, drift, lines, rows)
