@@ -15,8 +15,6 @@ within their limits.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 from numpy.typing import NDArray
@@ -24,7 +22,7 @@ from numpy.typing import NDArray
 from .bp_kernels import VIEW_GROUP
 from .kernel_choice import KernelChoice, slab_range
 from .local_blocks import BLOCK_TOLERANCE_PX, ERROR_X_STEP, EXTRAPOLATION_LIMIT_PX, GROUP, ROWS, view_shears
-from .local_check import check_blocks, lines_at
+from .local_check import check_blocks_parts, lines_at
 
 SLAB_TOLERANCE_PX = 0.15  # the largest position error a slab may add to the block kernel's (binned pixels)
 SHEAR_NEGLIGIBLE_PX = 0.02  # a shear that moves a group's lanes less than this (each way) is not applied
@@ -66,18 +64,12 @@ def measured_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: i
     """``(position, extrapolation, slab errors)`` (`local_blocks.block_errors`; per view at slabs of
     `MEASURED_SLAB`, the largest and the sum of squares, ``[2, view]``) over all blocks of rows of a volume of
     ``n_z`` sections on a binned ``size`` ``(nx, ny)``, with the views sheared by ``shear`` (default `row_shears`);
-    on two threads, half the blocks each (compiled without the GIL). Worked out by `local_check.check_blocks`."""
+    on numba's threads, a run of blocks each (`local_check.check_blocks_parts`)."""
     nx, ny = size
-    n_blocks = -(-ny // ROWS)
-    args = (mats, grid, row_shears(mats) if shear is None else shear, n_z, nx, ny, ERROR_X_STEP, MEASURED_SLAB)
-    if numba.get_num_threads() > 1 and n_blocks > 1:
-        with ThreadPoolExecutor(1) as pool:
-            other = pool.submit(check_blocks, *args, n_blocks // 2, n_blocks)
-            first = check_blocks(*args, 0, n_blocks // 2)
-            second = other.result()
-        peak = np.maximum(first[2][0], second[2][0])
-        return max(first[0], second[0]), max(first[1], second[1]), np.stack([peak, first[2][1] + second[2][1]])
-    return check_blocks(*args, 0, n_blocks)
+    parts = max(1, min(numba.get_num_threads(), -(-ny // ROWS)))
+    sh = row_shears(mats) if shear is None else shear
+    pos, ext, err = check_blocks_parts(mats, grid, sh, n_z, nx, ny, ERROR_X_STEP, MEASURED_SLAB, parts)
+    return float(pos), float(ext), err
 
 
 def slab_errors(mats: NDArray[np.float64], grid: NDArray[np.float64], n_z: int, size: tuple[int, int]
