@@ -165,10 +165,10 @@ def _axis_lines(al: Alignment) -> list[str]:
 
 def _reference_moved(al: Alignment) -> list[str]:
     """A line when the reference view is not the series' lowest tilt because that view is not in the fit (excluded,
-    or without markers): the aligned frame's X origin follows the reference view (`alignment.transforms`), so the
-    tomogram sits a few pixels off in X from one aligned with the lowest tilt (s15 new user: 8 px, unsaid). IMOD's
-    tiltalign moves its tilt and magnification references the same way, but places X by the least image lost over
-    all views (a 0.1 px scan), which one view left out hardly moves."""
+    or without markers): the tilt and magnification are held at another view, as tiltalign does. The X origin does not
+    follow it: it goes where the least image is lost over all views (`alignment.transforms.x_origin`), which one view
+    left out hardly moves (BBa without its +-1 deg views: 0.001 px on average; 8 px when session 15 kept the reference
+    view's centre, which its new user found unsaid)."""
     if getattr(al.options, "reference_view", None) is not None:
         return []  # chosen by the user
     tilts = np.abs(al.output_tilt_angles_deg())
@@ -181,9 +181,8 @@ def _reference_moved(al: Alignment) -> list[str]:
     t = al.output_tilt_angles_deg()
     ref, v = al.reference_view, out[0]
     return [f"note: reference view {ref + 1} ({t[ref]:+.1f} deg) stands in for view {v + 1} ({t[v]:+.1f} deg), the"
-            f" lowest tilt, which is not in the fit; the X origin follows it (its image centre stays the aligned"
-            f" centre), so this tomogram sits a few pixels off in X from one aligned with view {v + 1} (IMOD's"
-            " tiltalign places X by the least image lost over all views instead)"]
+            f" lowest tilt, which is not in the fit: its tilt and magnification are held, as tiltalign does (the X"
+            " origin is still where the least image is lost over all views)"]
 
 
 FULL_KINDS = (("x_stretch", "X-stretch", 1.0, 4), ("skew", "skew (deg)", 180.0 / np.pi, 2),

@@ -6,7 +6,7 @@ import pytest
 
 from napari_tomoalign import read_markers, read_tilt_angles
 from napari_tomoalign.alignment.solver import align_markers_imod
-from napari_tomoalign.alignment.transforms import aligned_frame, imod_transforms
+from napari_tomoalign.alignment.transforms import aligned_frame, imod_transforms, lowest_tilt_view
 from napari_tomoalign.errors import UsageError
 from napari_tomoalign.io.alignment import write_alignment
 from napari_tomoalign.io.imod import apply_transform, read_xf
@@ -38,11 +38,21 @@ def test_transforms_match_imods_tltxf_with_stretch_and_skew(bba, imod_data):
     corners = np.array([[0, 0], [511, 0], [0, 511], [511, 511]], dtype=float)
     err = max(np.max(np.abs(apply_transform(ours[j], corners, c) - apply_transform(imod[j], corners, c)))
               for j in range(al.n_views))
-    assert err < 0.3  # x0: IMOD scans for least image loss, we keep the reference view centred
+    assert err < 0.15  # the corners' stretch and skew (IMOD writes 7 decimals); the X origin as tiltalign's (below)
     assert aligned_frame(al).z_range_midpoint_px == pytest.approx(3.57, abs=0.01)  # aligna.log
     # the 2x2 is not a scaled rotation: stretch and skew are in it
     a = ours[0, :, :2]
     assert abs(a[0, 0] - a[1, 1]) > 1e-3
+
+
+def test_x_origin_is_tiltaligns_least_image_loss(bba, imod_data):
+    """The X origin by tiltalign's scan, from its minimum-tilt view: with AngleOffset -0.5, in single precision, the -1 deg
+    view (index 33), not the +1 deg one. Each view's X translation within 0.01 px of aligna's .tltxf (0.4 px apart when
+    the reference view's image centre was kept; 0.014 px with the scan from the +1 deg view)."""
+    _, _, al = bba
+    assert lowest_tilt_view(al) == 33 and al.nominal_tilt_angles_deg[33] == -1.0
+    ours, imod = imod_transforms(al, 17.2), read_xf(imod_data / "BBa.tltxf")
+    np.testing.assert_allclose(ours[:, 0, 2], imod[:, 0, 2], atol=0.01)
 
 
 def test_writers_take_the_full_model_alignment(bba, tmp_path):

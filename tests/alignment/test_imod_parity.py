@@ -64,7 +64,16 @@ def test_transforms_map_corners_like_imod(solved):
     c = al.image_centre
     err = max(np.max(np.abs(apply_transform(ours[j], corners, c) - apply_transform(imod[j], corners, c)))
               for j in range(al.n_views))
-    assert err < 0.5
+    assert err < 0.15
+
+
+def test_x_origin_is_tiltaligns(solved):
+    """Each view's X translation against tiltalign's .tltxf: BBb within 0.005 px; BBa one step of the scan off (0.1 px):
+    its least image loss is a near tie (0.973 against 0.977 on tiltalign's own translations) that our solution, within
+    0.002 px of tiltalign's, tips the other way. Both were 0.1-0.4 px off with the reference view's centre kept."""
+    axis, al, d = solved
+    dx = imod_transforms(al)[:, 0, 2] - read_xf(d / "out.tltxf")[:, 0, 2]
+    assert np.abs(dx).max() < (0.11 if axis == "a" else 0.005)
 
 
 def test_aligned_frame_conventions(solved):
