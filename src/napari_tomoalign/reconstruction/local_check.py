@@ -263,7 +263,7 @@ def check_blocks(mats, grid, shear, n_z, nx, ny, x_step, slab, b0, b1):  # pragm
 def check_blocks_parts(mats, grid, shear, n_z, nx, ny, x_step, slab, n_parts):  # pragma: no cover - compiled
     """`check_blocks` over all blocks, in ``n_parts`` runs of them side by side on numba's threads, the parts' figures
     combined (largest position and extrapolation errors, largest and summed slab errors per view). On the threads that
-    run the kernels: a thread of Python's beside them waited for the core that numba's spinning thread held (2.5 ms
+    run the kernels: a thread of Python's beside them waited for the core that numba's spinning thread held (1.8-2.0 ms
     against 3.7 on two threads, session 20)."""
     n_blocks = -(-ny // ROWS)
     n_v = mats.shape[1]
