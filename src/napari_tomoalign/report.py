@@ -167,8 +167,8 @@ def _reference_moved(al: Alignment) -> list[str]:
     """A line when the reference view is not the series' lowest tilt because that view is not in the fit (excluded,
     or without markers): the tilt and magnification are held at another view, as tiltalign does. The X origin does not
     follow it: it goes where the least image is lost over all views (`alignment.transforms.x_origin`), which one view
-    left out hardly moves (BBa without its +-1 deg views: 0.001 px on average; 8 px when session 15 kept the reference
-    view's centre, which its new user found unsaid)."""
+    left out hardly moves (BBa without its +-1 deg views: 0.003 px at most, 0.29 when session 15 kept the reference
+    view's centre; 8 px on the series of session 15's new user, who found it unsaid)."""
     if getattr(al.options, "reference_view", None) is not None:
         return []  # chosen by the user
     tilts = np.abs(al.output_tilt_angles_deg())

@@ -24,8 +24,8 @@ c) + D + c``) place the frame as IMOD's ``tiltalign`` writes its ``.tltxf``: the
 - in X, the tilt axis goes where the least image is lost over all views, as ``tiltalign`` places it
   (`x_origin`): a scan in steps of `X_SCAN_STEP_PX` around the lowest tilt's centre, so that the .xf equals
   ``tiltalign``'s for the same solution, and the origin hardly moves when a view is left out (session 15's
-  origin, the reference view's image centre, moved a tomogram 8 px in X when the lowest tilt was excluded, and sat
-  0.4 px from ``tiltalign``'s on BBa).
+  origin, the reference view's image centre, moved a tomogram 8 px in X when the lowest tilt was excluded from its
+  new user's series, 0.29 px on BBa, and sat 0.4 px from ``tiltalign``'s on BBa).
 
 The local transforms (`view_transforms` with the frame `frame_from_transforms` finds in the global ones)
 are the full model's; IMOD's local file holds their refinements ``G . L^-1`` (`compose_refinement`).
